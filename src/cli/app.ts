@@ -1,0 +1,352 @@
+/**
+ * The podwalk command line, as a function of its arguments and an IO object, so that tests run
+ * it in-process. main.ts binds it to the real process.
+ */
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { ClusterError, loadCluster } from '../cluster/load.ts';
+import { SEED_YAML, seedCluster } from '../cluster/seed.ts';
+import { CNI_MODES, type ClusterSpec, type CniMode } from '../cluster/spec.ts';
+import { buildCluster, type Cluster } from '../cni/build.ts';
+import { compareModes } from '../trace/compare.ts';
+import { walk, WalkError, type Walk } from '../trace/walk.ts';
+import type { Proto, Trace } from '../trace/types.ts';
+import { formatCtEntry } from '../render/conntrack.ts';
+import {
+  ANSI,
+  PLAIN,
+  renderMinimal,
+  renderSteps,
+  renderSummary,
+  traceToJson,
+  type Style,
+} from '../render/text.ts';
+
+export interface Io {
+  out(s: string): void;
+  err(s: string): void;
+  readFile(path: string): string;
+  env: Record<string, string | undefined>;
+  isTTY: boolean;
+}
+
+/** A usage or input error: one line on stderr, exit 2 */
+export class UsageError extends Error {}
+
+const FORMATS = ['steps', 'summary', 'minimal', 'json'] as const;
+type Format = (typeof FORMATS)[number];
+
+function style(io: Io): Style {
+  return io.isTTY && io.env.NO_COLOR === undefined && io.env.TERM !== 'dumb' ? ANSI : PLAIN;
+}
+
+function loadSpec(io: Io, file: string | undefined): ClusterSpec {
+  if (!file) return seedCluster();
+  let text: string;
+  try {
+    text = io.readFile(file);
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    throw new UsageError(
+      `${file}: cannot read cluster file${code === 'ENOENT' ? ': no such file' : code ? `: ${code}` : ''}`,
+    );
+  }
+  return loadCluster(text, file);
+}
+
+function parseMode(v: string): CniMode {
+  if (!(CNI_MODES as readonly string[]).includes(v))
+    throw new InvalidArgumentError(`expected one of ${CNI_MODES.join(', ')}`);
+  return v as CniMode;
+}
+
+function parseIntArg(min: number, max: number) {
+  return (v: string) => {
+    if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max)
+      throw new InvalidArgumentError(`expected an integer from ${min} to ${max}`);
+    return Number(v);
+  };
+}
+
+function renderTrace(t: Trace, format: Format, st: Style, aux: 'full' | 'brief' | 'none'): string {
+  switch (format) {
+    case 'steps':
+      return renderSteps(t, st, { aux });
+    case 'summary':
+      return renderSummary(t, st);
+    case 'minimal':
+      return renderMinimal(t);
+    case 'json':
+      return JSON.stringify(traceToJson(t));
+  }
+}
+
+/** conntrack entries of the walked flow on every node, as conntrack -L prints them */
+function conntrackOf(c: Cluster, w: Walk): string[] {
+  const f = w.request.flow;
+  const lines: string[] = [];
+  for (const n of c.nodes) {
+    const ns = c.world.ns(n.name);
+    ns.conntrack.expire(c.world.now);
+    for (const e of ns.conntrack.entries)
+      if (e.orig.src === f.src && e.orig.dst === f.dst && (f.sport === undefined || e.orig.sport === f.sport))
+        lines.push(`${n.name}: ${formatCtEntry(e, c.world.now)}`);
+  }
+  return lines;
+}
+
+/** the reply the protocol expects: TCP answers, ICMP echo answers, a UDP echo listener answers */
+function expectsReply(w: Walk): boolean {
+  return w.request.disposition.kind === 'delivered';
+}
+
+export function walkOk(w: Walk): boolean {
+  if (w.request.disposition.kind !== 'delivered') return false;
+  if (!expectsReply(w)) return true;
+  return (
+    !!w.reply &&
+    w.reply.disposition.kind === 'delivered' &&
+    !w.reply.flow.label.startsWith('ICMP') &&
+    w.reply.flow.label !== 'RST'
+  );
+}
+
+function demo(io: Io, spec: ClusterSpec, modes: CniMode[], format: Format, st: Style): void {
+  const a = spec.pods[0];
+  const same = spec.pods.find((p) => p !== a && p.node === a.node && p.listen.some((l) => l.proto === 'tcp'));
+  const other = spec.pods.find((p) => p.node !== a.node && p.listen.some((l) => l.proto === 'tcp'));
+  const results: unknown[] = [];
+  for (const mode of modes) {
+    if (format !== 'json') io.out(st.bold(`\n════ ${mode} ════\n`));
+    for (const dst of [same, other]) {
+      if (!dst) continue;
+      const c = buildCluster(spec, mode);
+      const port = dst.listen.find((l) => l.proto === 'tcp')!.port;
+      const w = walk(c, { from: a.name, to: dst.name, proto: 'tcp', port }, { exchange: true });
+      if (format === 'json') {
+        results.push({ mode, request: traceToJson(w.request), reply: w.reply && traceToJson(w.reply) });
+        continue;
+      }
+      io.out(
+        st.accent(
+          `── ${a.name} → ${dst.name}:${port} (${dst.node === a.node ? 'same node' : 'another node'}) ──`,
+        ),
+      );
+      io.out(renderTrace(w.request, format, st, 'brief'));
+      if (w.reply) {
+        io.out(st.accent('── reply ──'));
+        io.out(renderTrace(w.reply, format, st, 'brief'));
+      }
+      const rest = w.traces.slice(2);
+      if (rest.length)
+        io.out(
+          st.dim(
+            `── then ${rest.map((t) => t.flow.label).join(', ')}: ${rest.every((t) => t.disposition.kind === 'delivered') ? 'all delivered' : 'not all delivered'} ──`,
+          ),
+        );
+      const ct = conntrackOf(c, w);
+      if (ct.length)
+        io.out(st.dim('conntrack -L after the exchange:\n') + ct.map((l) => `  ${l}`).join('\n'));
+      io.out('');
+    }
+  }
+  if (format === 'json') io.out(JSON.stringify(results));
+}
+
+function parseTarget(v: string): { to: string; port?: number } {
+  const m = /^(.*?)(?::(\d+))?$/.exec(v)!;
+  if (!m[1]) throw new UsageError(`TO "${v}" names no destination`);
+  if (m[2] !== undefined) {
+    const port = Number(m[2]);
+    if (port < 1 || port > 65535) throw new UsageError(`TO "${v}": port must be 1..65535`);
+    return { to: m[1], port };
+  }
+  return { to: m[1] };
+}
+
+const EXAMPLES = {
+  demo: `
+Examples:
+  $ podwalk demo                         the article's walk, every CNI mode
+  $ podwalk demo --mode calico-ipip      one mode only
+  $ podwalk demo --format summary        one line of devices per namespace`,
+  trace: `
+FROM and TO are pod names, node names or IPv4 addresses; TO may end in :PORT.
+Exit status: 0 delivered (and answered), 1 dropped, 2 bad usage.
+
+Examples:
+  $ podwalk trace pod-a pod-c:8080                   TCP, cross-node, flannel VXLAN
+  $ podwalk trace pod-a pod-b:8080 --format summary  same node, through cni0
+  $ podwalk trace pod-a 10.244.1.5 --proto icmp --mode calico-ipip
+  $ podwalk trace pod-a pod-c:8080 --proto udp --size 1400
+  $ podwalk trace pod-a pod-c --proto icmp --size 1472 --df   over the pod MTU: dropped
+  $ podwalk trace pod-a pod-c:8080 --exchange        every packet of the exchange
+  $ podwalk trace pod-a pod-c:8080 --cluster my.yaml --format json`,
+  modes: `
+Examples:
+  $ podwalk modes
+  $ podwalk modes --cluster my.yaml --json`,
+};
+
+export async function run(argv: string[], io: Io): Promise<number> {
+  const st = style(io);
+  let code = 0;
+  const program = new Command('podwalk')
+    .description('Walk a packet through the Kubernetes pod network, device by device, as Linux runs it.')
+    .version('0.1.0')
+    .exitOverride()
+    .showHelpAfterError(false)
+    .configureOutput({
+      writeOut: (s) => io.out(s.replace(/\n$/, '')),
+      writeErr: (s) => io.err(s.replace(/\n$/, '')),
+    });
+
+  program
+    .command('demo')
+    .description(
+      "the source article's walk: Pod A to Pod B (same node) and Pod C (another node) in every CNI mode, then the replies",
+    )
+    .addOption(new Option('--mode <mode>', 'only this CNI mode').argParser(parseMode))
+    .option('--cluster <file>', 'cluster YAML (default: the built-in seed cluster)')
+    .addOption(new Option('--format <format>', 'output format').choices(FORMATS).default('steps'))
+    .option('--json', 'same as --format json')
+    .addHelpText('after', EXAMPLES.demo)
+    .action((o: { mode?: CniMode; cluster?: string; format: Format; json?: boolean }) => {
+      const spec = loadSpec(io, o.cluster);
+      demo(io, spec, o.mode ? [o.mode] : [...CNI_MODES], o.json ? 'json' : o.format, st);
+    });
+
+  program
+    .command('trace')
+    .description('walk one flow and its reply')
+    .argument('<FROM>', 'source: pod, node or IP')
+    .argument('<TO[:PORT]>', 'destination: pod, node or IP, with an optional port (default 8080)')
+    .addOption(new Option('--proto <proto>', 'protocol').choices(['tcp', 'udp', 'icmp']).default('tcp'))
+    .addOption(
+      new Option('--size <bytes>', 'UDP/ICMP: IP total length; TCP: bytes of request data').argParser(
+        parseIntArg(28, 65535),
+      ),
+    )
+    .option('--df', "set Don't Fragment (UDP/ICMP; TCP always sets it)")
+    .addOption(
+      new Option('--sport <port>', 'source port (default: a seeded ephemeral port)').argParser(
+        parseIntArg(1, 65535),
+      ),
+    )
+    .addOption(new Option('--mode <mode>', "CNI mode (default: the cluster file's)").argParser(parseMode))
+    .option('--cluster <file>', 'cluster YAML (default: the built-in seed cluster)')
+    .addOption(new Option('--format <format>', 'output format').choices(FORMATS).default('steps'))
+    .option('--json', 'same as --format json')
+    .option('--exchange', 'walk and print every packet of the exchange (handshake, data, close)')
+    .option('--no-arp', 'hide the steps of ARP resolution')
+    .addHelpText('after', EXAMPLES.trace)
+    .action(
+      (
+        from: string,
+        target: string,
+        o: {
+          proto: Proto;
+          size?: number;
+          df?: boolean;
+          sport?: number;
+          mode?: CniMode;
+          cluster?: string;
+          format: Format;
+          json?: boolean;
+          exchange?: boolean;
+          arp: boolean;
+        },
+      ) => {
+        const spec = loadSpec(io, o.cluster);
+        const { to, port } = parseTarget(target);
+        if (o.proto === 'icmp' && port !== undefined)
+          throw new UsageError(`TO "${target}": ICMP has no ports`);
+        const c = buildCluster(spec, o.mode ?? spec.cni);
+        const w = walk(
+          c,
+          { from, to, proto: o.proto, port, size: o.size, df: o.df, sport: o.sport },
+          { exchange: !!o.exchange },
+        );
+        const format: Format = o.json ? 'json' : o.format;
+        const traces = o.exchange ? w.traces : [w.request, ...(w.reply ? [w.reply] : [])];
+        if (format === 'json') {
+          io.out(
+            JSON.stringify({
+              mode: c.mode,
+              ok: walkOk(w),
+              traces: traces.map(traceToJson),
+              conntrack: conntrackOf(c, w),
+            }),
+          );
+        } else {
+          traces.forEach((t, i) => {
+            if (i === 1 && !o.exchange) io.out(st.accent('── reply ──'));
+            else if (i > 0) io.out(st.accent(`── ${t.flow.label} ──`));
+            io.out(renderTrace(t, format, st, o.arp ? 'full' : 'none'));
+          });
+          if (o.exchange) {
+            const ct = conntrackOf(c, w);
+            if (ct.length)
+              io.out(st.dim('conntrack -L after the exchange:\n') + ct.map((l) => `  ${l}`).join('\n'));
+          }
+        }
+        code = walkOk(w) ? 0 : 1;
+      },
+    );
+
+  program
+    .command('modes')
+    .description(
+      'compare the CNI modes on the cluster: encapsulation, overhead, pod MTU, what the underlay must know (measured by walking a cross-node flow in each)',
+    )
+    .option('--cluster <file>', 'cluster YAML (default: the built-in seed cluster)')
+    .option('--json', 'machine-readable output')
+    .addHelpText('after', EXAMPLES.modes)
+    .action((o: { cluster?: string; json?: boolean }) => {
+      const rows = compareModes(loadSpec(io, o.cluster));
+      if (o.json) return io.out(JSON.stringify(rows));
+      const head = ['MODE', 'ENCAPSULATION', 'OVERHEAD', 'POD MTU', 'UNDERLAY MUST KNOW'];
+      const body = rows.map((r) => [
+        r.mode,
+        r.encapsulation,
+        `${r.overhead} B`,
+        String(r.podMtu),
+        r.delivered ? r.underlayMustKnow : `(walk not delivered) ${r.underlayMustKnow}`,
+      ]);
+      const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
+      const line = (cells: string[]) =>
+        cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join('  ');
+      io.out(st.bold(line(head)));
+      for (const b of body) io.out(line(b));
+      io.out(
+        st.dim(
+          `underlay MTU ${rows[0]?.underlayMtu}; overhead = bytes on the underlay minus bytes on the pod's eth0 for the same packet`,
+        ),
+      );
+    });
+
+  program
+    .command('seed')
+    .description('print the built-in cluster as YAML (a starting point for --cluster)')
+    .action(() => io.out(SEED_YAML.replace(/\n$/, '')));
+
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return code;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (
+        e.code === 'commander.helpDisplayed' ||
+        e.code === 'commander.version' ||
+        e.code === 'commander.help'
+      )
+        return 0;
+      if (e.code === 'commander.executeSubCommandAsync') return 0;
+      return 2; // commander already printed its one-line error
+    }
+    if (e instanceof ClusterError || e instanceof UsageError || e instanceof WalkError) {
+      io.err(`podwalk: ${e.message}`);
+      return 2;
+    }
+    throw e;
+  }
+}

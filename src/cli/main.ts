@@ -1,0 +1,19 @@
+#!/usr/bin/env node
+/** The podwalk executable: binds the CLI to this process. */
+import { readFileSync } from 'node:fs';
+import { run } from './app.ts';
+
+// a closed pipe (podwalk … | head) ends the output quietly, as other CLI tools do
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(0);
+  throw e;
+});
+
+const code = await run(process.argv.slice(2), {
+  out: (s) => process.stdout.write(s + '\n'),
+  err: (s) => process.stderr.write(s + '\n'),
+  readFile: (p) => readFileSync(p, 'utf8'),
+  env: process.env,
+  isTTY: !!process.stdout.isTTY,
+});
+process.exitCode = code;

@@ -1,0 +1,830 @@
+/**
+ * Cluster-file loader: YAML text in, validated {@link ClusterSpec} out, or a {@link ClusterError}
+ * that points at the YAML node at fault (`FILE:LINE:COL: MESSAGE`). Platform-free: takes text, not
+ * paths.
+ *
+ * The format (every key not listed here is an error):
+ *
+ * ```yaml
+ * name: seed                 # optional, default "cluster"
+ * cni: flannel-vxlan         # one of CNI_MODES (spec.ts); default flannel-vxlan
+ * mtu: 1500                  # underlay MTU, integer 576..9216, default 1500
+ * podMtu: 1450               # optional, integer 576..9216
+ * subnets:                   # optional; default: one segment "lan0" whose cidr is the network of the
+ *                            # first node's ip/prefix. When given: non-empty, unique names, no overlaps.
+ *   - name: lan0
+ *     cidr: 192.168.1.0/24   # network address: host bits must be zero
+ *     gateway: 192.168.1.1   # optional, inside cidr (not its network or broadcast address)
+ *     gatewayMac: 02:...     # optional
+ * nodes:                     # required, at least one
+ *   - name: node1            # unique; 1-63 of a-z 0-9 - . (starting and ending alphanumeric)
+ *     ip: 192.168.1.10/24    # address/prefix: inside exactly one subnet, with that subnet's prefix length
+ *     podCIDR: 10.244.0.0/24 # network address (overlaps are left to `doctor`)
+ *     mac: 02:42:c0:a8:01:0a # optional eth0 MAC; likewise bridgeMac (cni0) and vtepMac (flannel.1)
+ *     mtu: 1500              # optional, integer 576..9216
+ * pods:                      # optional, default []
+ *   - name: pod-a            # unique among pods, and not the name of a node (one namespace in the CLI)
+ *     node: node1            # must name a node
+ *     ip: 10.244.0.5         # optional plain IPv4 address (duplicates/outside podCIDR: left to `doctor`)
+ *     mac: 62:a1:b2:c3:d4:e5 # optional; hostVethMac likewise
+ *     hostVeth: veth-pod-a   # optional Linux ifname: 1-15 chars, no '/', ':' or whitespace, not '.'/'..';
+ *                            # unique among the pods of one node
+ *     listen: [tcp/8080]     # optional list of "tcp/PORT" | "udp/PORT", PORT 1..65535, no repeats
+ * bgp:                       # optional: node-to-node mesh sessions that are not up
+ *   - nodes: [node1, node2]  # two different existing nodes; each pair listed once
+ *     state: down            # up | down, default down
+ * run:                       # optional: "NETNS: command" lines applied after the CNI did its work
+ *   - "node1: ip route del 10.244.1.0/24"
+ * ```
+ *
+ * MACs are six colon-separated hex bytes in either case, unicast and non-zero; they come out lower
+ * case. When a file has several problems, the first one in document order is reported.
+ */
+
+import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, visit } from 'yaml';
+import type { Document } from 'yaml';
+import * as z from 'zod';
+import { CNI_MODES } from './spec.ts';
+import type { ClusterSpec, SubnetSpec } from './spec.ts';
+
+/** A problem in a cluster file, located at the YAML node at fault. */
+export class ClusterError extends Error {
+  override readonly name = 'ClusterError';
+  /** The file name given to {@link loadCluster} */
+  readonly file: string;
+  /** 1-based */
+  readonly line: number;
+  /** 1-based */
+  readonly col: number;
+  /** The problem alone, without the `FILE:LINE:COL: ` prefix of {@link ClusterError.message} */
+  readonly reason: string;
+
+  constructor(file: string, line: number, col: number, reason: string) {
+    super(`${file}:${line}:${col}: ${reason}`);
+    this.file = file;
+    this.line = line;
+    this.col = col;
+    this.reason = reason;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// IPv4, CIDR and MAC helpers (kept local: src/cluster must not depend on the wire layer)
+
+const OCTET = /^(0|[1-9][0-9]{0,2})$/;
+
+/** Dotted quad to a uint32; no leading zeros (they are octal to inet_aton, decimal elsewhere). */
+function parseIPv4(s: string): number | undefined {
+  const parts = s.split('.');
+  if (parts.length !== 4) return undefined;
+  let n = 0;
+  for (const p of parts) {
+    if (!OCTET.test(p)) return undefined;
+    const v = Number(p);
+    if (v > 255) return undefined;
+    n = n * 256 + v;
+  }
+  return n;
+}
+
+function formatIPv4(n: number): string {
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+}
+
+function maskOf(prefix: number): number {
+  return prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+}
+
+interface Prefixed {
+  /** The address as written */
+  addr: number;
+  prefix: number;
+}
+
+/** "a.b.c.d/N" with N in 0..32; host bits are not checked here. */
+function parsePrefixed(s: string): Prefixed | undefined {
+  const slash = s.indexOf('/');
+  if (slash < 0) return undefined;
+  const addr = parseIPv4(s.slice(0, slash));
+  const p = s.slice(slash + 1);
+  if (addr === undefined || !/^(0|[1-9][0-9]?)$/.test(p) || Number(p) > 32) return undefined;
+  return { addr, prefix: Number(p) };
+}
+
+function network(p: Prefixed): number {
+  return (p.addr & maskOf(p.prefix)) >>> 0;
+}
+
+function cidrText(p: Prefixed): string {
+  return `${formatIPv4(network(p))}/${p.prefix}`;
+}
+
+function contains(net: Prefixed, addr: number): boolean {
+  return (addr & maskOf(net.prefix)) >>> 0 === network(net);
+}
+
+function overlaps(a: Prefixed, b: Prefixed): boolean {
+  const m = maskOf(Math.min(a.prefix, b.prefix));
+  return (a.addr & m) >>> 0 === (b.addr & m) >>> 0;
+}
+
+/** For prefixes up to /30, the all-zeros and all-ones host parts are not usable addresses. */
+function specialHostAddress(net: Prefixed, addr: number): string | undefined {
+  if (net.prefix > 30) return undefined;
+  if (addr === network(net)) return 'network';
+  if (addr === (network(net) | ~maskOf(net.prefix)) >>> 0) return 'broadcast';
+  return undefined;
+}
+
+/** A valid network CIDR (host bits zero), e.g. "10.244.0.0/24". */
+function parseCidr(s: string): Prefixed | undefined {
+  const p = parsePrefixed(s);
+  return p && network(p) === p.addr ? p : undefined;
+}
+
+const MAC_RE = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
+
+const NAME_RE = /^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$/;
+
+/** Linux dev_valid_name(): 1..15 bytes, not "." or "..", no '/', ':' or whitespace. */
+function validIfName(s: string): boolean {
+  return s.length >= 1 && s.length <= 15 && s !== '.' && s !== '..' && !/[/:\s]/.test(s);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages
+
+/** Optimal-string-alignment distance (Levenshtein plus adjacent transpositions). */
+function editDistance(a: string, b: string): number {
+  const d: number[][] = [];
+  for (let i = 0; i <= a.length; i++) {
+    d.push([i]);
+    for (let j = 1; j <= b.length; j++) {
+      if (i === 0) {
+        d[i].push(j);
+        continue;
+      }
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let v = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
+        v = Math.min(v, d[i - 2][j - 2] + 1);
+      d[i].push(v);
+    }
+  }
+  return d[a.length][b.length];
+}
+
+/** The closest candidate, if it is close enough to be a plausible typo. */
+function suggest(word: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const c of candidates) {
+    const dist = editDistance(word.toLowerCase(), c.toLowerCase());
+    if (dist < bestD) {
+      best = c;
+      bestD = dist;
+    }
+  }
+  if (best === undefined) return undefined;
+  if (bestD <= 2 && bestD < word.length / 2) return best;
+  // "flannel" for "flannel-vxlan"
+  if (word.length >= 3 && best !== word && candidates.filter((c) => c.startsWith(word)).length === 1) {
+    return candidates.find((c) => c.startsWith(word));
+  }
+  return undefined;
+}
+
+function didYouMean(word: string, candidates: readonly string[]): string {
+  const s = suggest(word, candidates);
+  return s === undefined ? '' : ` (did you mean "${s}"?)`;
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'an empty value';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'string') {
+    const s = v.length > 60 ? `${v.slice(0, 57)}...` : v;
+    return `string ${JSON.stringify(s)}`;
+  }
+  if (typeof v === 'object') return 'a mapping';
+  return `${typeof v} ${String(v)}`;
+}
+
+const EXPECTED: Record<string, string> = {
+  string: 'a string',
+  number: 'a number',
+  int: 'an integer',
+  array: 'a list',
+  tuple: 'a list',
+  object: 'a mapping',
+  boolean: 'true or false',
+};
+
+type Path = readonly PropertyKey[];
+
+/** "mtu", "listen[1]", "nodes[0]", or "the cluster file" for the root. */
+function label(path: Path): string {
+  let i = path.length;
+  while (i > 0 && typeof path[i - 1] === 'number') i--;
+  const idx = path
+    .slice(i)
+    .map((n) => `[${String(n)}]`)
+    .join('');
+  if (i === 0) return idx === '' ? 'the cluster file' : `item ${idx}`;
+  return `${String(path[i - 1])}${idx}`;
+}
+
+const ENTITY: Record<string, string> = { subnets: 'subnet', nodes: 'node', pods: 'pod' };
+
+/** " in node \"node1\"", " in bgp[0]", "" for the root. */
+function where(raw: unknown, path: Path): string {
+  if (path.length === 0) return '';
+  const item = getIn(raw, path);
+  const list = String(path[0]);
+  const name = isRecord(item) ? item.name : undefined;
+  if (path.length === 2 && ENTITY[list] !== undefined && typeof name === 'string') {
+    return ` in ${ENTITY[list]} ${JSON.stringify(name)}`;
+  }
+  return ` in ${label(path)}`;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function getIn(raw: unknown, path: Path): unknown {
+  let v = raw;
+  for (const seg of path) {
+    if (Array.isArray(v) && typeof seg === 'number') v = v[seg];
+    else if (isRecord(v) && typeof seg === 'string') v = v[seg];
+    else return undefined;
+  }
+  return v;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schema (shapes, types and the format of single values; cross-references are checked below)
+
+const str = (fn: (s: string, ctx: z.RefinementCtx) => void) =>
+  z.string().transform((s, ctx) => {
+    const before = ctx.issues.length;
+    fn(s, ctx);
+    return ctx.issues.length > before ? z.NEVER : s;
+  });
+
+const nameSchema = (what: string) =>
+  str((s, ctx) => {
+    if (!NAME_RE.test(s)) {
+      ctx.addIssue({
+        code: 'custom',
+        message:
+          `invalid ${what} name ${JSON.stringify(s)}: use 1-63 lower-case letters, digits, '-' and '.', ` +
+          'starting and ending with a letter or digit',
+      });
+    }
+  });
+
+const ipv4Schema = (key: string) =>
+  str((s, ctx) => {
+    if (parseIPv4(s) === undefined) {
+      const hint = s.includes('/') ? ' (a plain address, without /prefix)' : '';
+      ctx.addIssue({
+        code: 'custom',
+        message: `${key} ${JSON.stringify(s)} is not a valid IPv4 address${hint}`,
+      });
+    }
+  });
+
+const cidrSchema = (key: string) =>
+  str((s, ctx) => {
+    const p = parsePrefixed(s);
+    if (p === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `${key} ${JSON.stringify(s)} is not a valid IPv4 CIDR (ADDRESS/PREFIX, PREFIX 0..32)`,
+      });
+    } else if (network(p) !== p.addr) {
+      ctx.addIssue({ code: 'custom', message: `${s} has host bits set; did you mean ${cidrText(p)}?` });
+    }
+  });
+
+/** An interface address with its prefix length, e.g. "192.168.1.10/24". */
+const ifAddrSchema = (key: string) =>
+  str((s, ctx) => {
+    if (parsePrefixed(s) !== undefined) return;
+    const hint = parseIPv4(s) !== undefined ? `; add the prefix length, e.g. ${s}/24` : '';
+    ctx.addIssue({
+      code: 'custom',
+      message: `${key} ${JSON.stringify(s)} is not a valid ADDRESS/PREFIX${hint}`,
+    });
+  });
+
+const macSchema = (key: string) =>
+  z.string().transform((s, ctx) => {
+    const bad = (why: string) => {
+      ctx.addIssue({ code: 'custom', message: `${key} ${JSON.stringify(s)} ${why}` });
+      return z.NEVER;
+    };
+    if (!MAC_RE.test(s)) return bad('is not a MAC address (six hex bytes separated by ":")');
+    const mac = s.toLowerCase();
+    if (mac === '00:00:00:00:00:00') return bad('is the all-zero address');
+    if (parseInt(mac.slice(0, 2), 16) & 1) return bad('is a multicast address; a device needs a unicast MAC');
+    return mac;
+  });
+
+const intRange = (key: string, lo: number, hi: number) => {
+  const message = (got: string) => `${key} must be an integer in ${lo}..${hi}, got ${got}`;
+  return z
+    .number({ error: (iss) => (iss.code === 'invalid_type' ? message(describe(iss.input)) : undefined) })
+    .superRefine((v, ctx) => {
+      if (!Number.isInteger(v) || v < lo || v > hi)
+        ctx.addIssue({ code: 'custom', message: message(String(v)) });
+    });
+};
+
+const nonEmpty = (message: string) =>
+  z.string().superRefine((s, ctx) => {
+    if (s === '') ctx.addIssue({ code: 'custom', message });
+  });
+
+const listenSchema = z.string().transform((s, ctx): { proto: 'tcp' | 'udp'; port: number } => {
+  const m = /^(tcp|udp)\/(0|[1-9][0-9]{0,4})$/.exec(s);
+  const port = m ? Number(m[2]) : 0;
+  if (!m || port < 1 || port > 65535) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `listen entry ${JSON.stringify(s)} must be "tcp/PORT" or "udp/PORT" with PORT 1..65535`,
+    });
+    return z.NEVER;
+  }
+  return { proto: m[1] as 'tcp' | 'udp', port };
+});
+
+const runSchema = str((s, ctx) => {
+  if (!/^[^\s:]+: +\S/.test(s)) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `run line ${JSON.stringify(s)} must look like "NETNS: command"`,
+    });
+  }
+});
+
+const SubnetSchema = z.strictObject({
+  name: nameSchema('subnet'),
+  cidr: cidrSchema('cidr'),
+  gateway: ipv4Schema('gateway').optional(),
+  gatewayMac: macSchema('gatewayMac').optional(),
+});
+
+const NodeSchema = z.strictObject({
+  name: nameSchema('node'),
+  ip: ifAddrSchema('ip'),
+  podCIDR: cidrSchema('podCIDR'),
+  mac: macSchema('mac').optional(),
+  bridgeMac: macSchema('bridgeMac').optional(),
+  vtepMac: macSchema('vtepMac').optional(),
+  mtu: intRange('mtu', 576, 9216).optional(),
+});
+
+const PodSchema = z.strictObject({
+  name: nameSchema('pod'),
+  node: z.string(),
+  ip: ipv4Schema('ip').optional(),
+  mac: macSchema('mac').optional(),
+  hostVeth: str((s, ctx) => {
+    if (!validIfName(s)) {
+      ctx.addIssue({
+        code: 'custom',
+        message:
+          `hostVeth ${JSON.stringify(s)} is not a valid interface name ` +
+          `(1-15 characters, no '/', ':' or whitespace, not '.' or '..')`,
+      });
+    }
+  }).optional(),
+  hostVethMac: macSchema('hostVethMac').optional(),
+  listen: z.array(listenSchema).default([]),
+});
+
+const BgpSchema = z.strictObject({
+  nodes: z.array(z.string()).transform((a, ctx): [string, string] => {
+    if (a.length !== 2) {
+      ctx.addIssue({ code: 'custom', message: `a bgp session names exactly 2 nodes, got ${a.length}` });
+      return z.NEVER;
+    }
+    return [a[0], a[1]];
+  }),
+  state: z.enum(['up', 'down']).default('down'),
+});
+
+const RootSchema = z.strictObject({
+  name: nonEmpty('name must not be empty').default('cluster'),
+  cni: z.enum(CNI_MODES).default('flannel-vxlan'),
+  mtu: intRange('mtu', 576, 9216).default(1500),
+  podMtu: intRange('podMtu', 576, 9216).optional(),
+  subnets: z
+    .array(SubnetSchema)
+    .superRefine((a, ctx) => {
+      if (a.length === 0) {
+        ctx.addIssue({ code: 'custom', message: 'subnets must list at least one segment (or be left out)' });
+      }
+    })
+    .optional(),
+  nodes: z.array(NodeSchema).superRefine((a, ctx) => {
+    if (a.length === 0) ctx.addIssue({ code: 'custom', message: 'nodes must list at least one node' });
+  }),
+  pods: z.array(PodSchema).default([]),
+  bgp: z.array(BgpSchema).default([]),
+  run: z.array(runSchema).default([]),
+});
+
+/** The keys a mapping at `path` may have (for unknown-key suggestions). */
+function keysAt(path: Path): string[] {
+  if (path.length === 0) return Object.keys(RootSchema.shape);
+  if (path.length === 2) {
+    const shapes: Record<string, { shape: object }> = {
+      subnets: SubnetSchema,
+      nodes: NodeSchema,
+      pods: PodSchema,
+      bgp: BgpSchema,
+    };
+    const s = shapes[String(path[0])];
+    if (s !== undefined) return Object.keys(s.shape);
+  }
+  return [];
+}
+
+/** Messages for zod's own issues (the custom ones above carry theirs). */
+function errorMap(raw: unknown): z.core.$ZodErrorMap {
+  return (iss) => {
+    const path = iss.path ?? [];
+    switch (iss.code) {
+      case 'invalid_type': {
+        if (iss.input === undefined && path.length > 0) {
+          return `missing required key ${JSON.stringify(String(path[path.length - 1]))}${where(raw, path.slice(0, -1))}`;
+        }
+        if (path.length === 0) return `the cluster file must be a mapping, got ${describe(iss.input)}`;
+        const expected = EXPECTED[iss.expected] ?? iss.expected;
+        // `- node1: ip route ...` unquoted is a mapping
+        const quote = path[0] === 'run' && isRecord(iss.input) ? ' (quote the line: "NETNS: command")' : '';
+        return `${label(path)} must be ${expected}, got ${describe(iss.input)}${quote}`;
+      }
+      case 'invalid_value': {
+        const values = iss.values.map(String);
+        const got = typeof iss.input === 'string' ? didYouMean(iss.input, values) : '';
+        return `${label(path)} must be one of ${values.join(', ')}; got ${describe(iss.input)}${got}`;
+      }
+      default:
+        return undefined;
+    }
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cross-reference checks
+
+interface Problem {
+  path: Path;
+  message: string;
+  /** Point at the key of the last path element rather than at its value */
+  atKey?: boolean;
+}
+
+type Item = Record<string, unknown>;
+
+/** The mapping items of the list at `key` (other items are left to the schema). */
+function entries(raw: unknown, key: string): [number, Item][] {
+  const list = isRecord(raw) ? raw[key] : undefined;
+  if (!Array.isArray(list)) return [];
+  return list.flatMap((v, i): [number, Item][] => (isRecord(v) ? [[i, v]] : []));
+}
+
+/** Whether `key` holds a list of mappings each with a string at `field`. */
+function wellFormed(raw: unknown, key: string, field: string): boolean {
+  const list = isRecord(raw) ? raw[key] : undefined;
+  return Array.isArray(list) && list.every((v) => isRecord(v) && typeof v[field] === 'string');
+}
+
+function text(o: Item, key: string): string | undefined {
+  const v = o[key];
+  return typeof v === 'string' ? v : undefined;
+}
+
+interface Checker {
+  add(path: Path, message: string): void;
+  /** The line where the node at `path` starts */
+  lineOf(path: Path): number;
+}
+
+/** Reports a repeated name at `[list, i, 'name']`; records it otherwise. */
+function checkUnique(
+  c: Checker,
+  seen: Map<string, number>,
+  list: string,
+  what: string,
+  i: number,
+  name: string,
+) {
+  const first = seen.get(name);
+  if (first !== undefined) {
+    c.add([list, i, 'name'], `${what} name "${name}" is already used at line ${c.lineOf([list, first])}`);
+    return false;
+  }
+  seen.set(name, i);
+  return true;
+}
+
+interface Segment {
+  name: string;
+  net: Prefixed;
+}
+
+/** Unique names, no overlaps, gateway inside. Returns the segments, or undefined if any is unusable. */
+function checkSubnets(c: Checker, raw: unknown): Segment[] | undefined {
+  const segments: Segment[] = [];
+  const names = new Map<string, number>();
+  for (const [i, s] of entries(raw, 'subnets')) {
+    const name = text(s, 'name');
+    if (name !== undefined) checkUnique(c, names, 'subnets', 'subnet', i, name);
+    const cidr = text(s, 'cidr');
+    const net = cidr === undefined ? undefined : parseCidr(cidr);
+    if (net === undefined || name === undefined) continue;
+    const other = segments.find((o) => overlaps(o.net, net));
+    if (other)
+      c.add(['subnets', i, 'cidr'], `subnet ${name} ${cidr} overlaps ${other.name} ${cidrText(other.net)}`);
+    segments.push({ name, net });
+    const gw = text(s, 'gateway');
+    const gwAddr = gw === undefined ? undefined : parseIPv4(gw);
+    if (gwAddr === undefined) continue;
+    const special = specialHostAddress(net, gwAddr);
+    if (!contains(net, gwAddr))
+      c.add(['subnets', i, 'gateway'], `gateway ${gw} is not inside ${name} ${cidr}`);
+    else if (special)
+      c.add(['subnets', i, 'gateway'], `gateway ${gw} is the ${special} address of ${name} ${cidr}`);
+  }
+  const list = isRecord(raw) ? raw.subnets : undefined;
+  return Array.isArray(list) && list.length > 0 && segments.length === list.length ? segments : undefined;
+}
+
+/**
+ * Unique names; each ip a host address inside exactly one subnet, with its prefix length. Without
+ * `subnets:`, the segment is the one derived from the first node. Returns the node names.
+ */
+function checkNodes(c: Checker, raw: unknown, segments: Segment[] | undefined): Map<string, number> {
+  const names = new Map<string, number>();
+  const subnetsGiven = isRecord(raw) && raw.subnets !== undefined;
+  let derived: { net: Prefixed; from: string } | undefined;
+  for (const [i, n] of entries(raw, 'nodes')) {
+    const name = text(n, 'name');
+    if (name !== undefined) checkUnique(c, names, 'nodes', 'node', i, name);
+    const ip = text(n, 'ip');
+    const addr = ip === undefined ? undefined : parsePrefixed(ip);
+    if (addr === undefined) continue;
+    const at = ['nodes', i, 'ip'];
+    const special = specialHostAddress(addr, addr.addr);
+    if (special) {
+      c.add(at, `ip ${ip} is the ${special} address of ${cidrText(addr)}, not a host address`);
+    } else if (subnetsGiven) {
+      if (segments === undefined) continue;
+      const inside = segments.filter((s) => contains(s.net, addr.addr));
+      const list = segments.map((s) => `${s.name} ${cidrText(s.net)}`).join(', ');
+      if (inside.length === 0) c.add(at, `ip ${ip} is not inside any subnet (${list})`);
+      else if (inside.length > 1) c.add(at, `ip ${ip} is inside more than one subnet (${list})`);
+      else if (inside[0].net.prefix !== addr.prefix) {
+        const s = inside[0];
+        c.add(at, `ip ${ip} has prefix length /${addr.prefix} but subnet ${s.name} is ${cidrText(s.net)}`);
+      }
+    } else if (i === 0) {
+      derived = { net: addr, from: name ?? 'nodes[0]' };
+    } else if (derived && (!contains(derived.net, addr.addr) || derived.net.prefix !== addr.prefix)) {
+      c.add(
+        at,
+        `ip ${ip} is not on lan0 ${cidrText(derived.net)} (the default segment, derived from ` +
+          `${derived.from}); list the segments under "subnets:"`,
+      );
+    }
+  }
+  return names;
+}
+
+/** Unique names that are not node names; existing node; hostVeth unique per node; no repeated listener. */
+function checkPods(c: Checker, raw: unknown, nodes: Map<string, number> | undefined) {
+  const names = new Map<string, number>();
+  const veths = new Map<string, number>();
+  for (const [i, p] of entries(raw, 'pods')) {
+    const name = text(p, 'name');
+    const nodeIdx = name === undefined ? undefined : nodes?.get(name);
+    if (name !== undefined && checkUnique(c, names, 'pods', 'pod', i, name) && nodeIdx !== undefined) {
+      c.add(
+        ['pods', i, 'name'],
+        `pod name "${name}" is already the name of a node (line ${c.lineOf(['nodes', nodeIdx])}); ` +
+          'pods and nodes share one namespace',
+      );
+    }
+    const node = text(p, 'node');
+    if (node !== undefined && nodes !== undefined && !nodes.has(node)) {
+      c.add(['pods', i, 'node'], `unknown node "${node}"${didYouMean(node, [...nodes.keys()])}`);
+    }
+    const veth = text(p, 'hostVeth');
+    if (node !== undefined && veth !== undefined && validIfName(veth)) {
+      const key = JSON.stringify([node, veth]);
+      const first = veths.get(key);
+      if (first !== undefined) {
+        const line = c.lineOf(['pods', first, 'hostVeth']);
+        c.add(['pods', i, 'hostVeth'], `hostVeth "${veth}" is already used on node ${node} (line ${line})`);
+      } else veths.set(key, i);
+    }
+    if (Array.isArray(p.listen)) {
+      const seen = new Set<unknown>();
+      p.listen.forEach((l: unknown, j) => {
+        if (seen.has(l)) c.add(['pods', i, 'listen', j], `listen entry ${JSON.stringify(l)} is listed twice`);
+        seen.add(l);
+      });
+    }
+  }
+}
+
+/** Two different existing nodes, each pair once. */
+function checkBgp(c: Checker, raw: unknown, nodes: Map<string, number> | undefined) {
+  const pairs = new Map<string, number>();
+  for (const [i, b] of entries(raw, 'bgp')) {
+    const pair: unknown = b.nodes;
+    if (!Array.isArray(pair) || pair.length !== 2) continue;
+    const [x, y]: unknown[] = pair;
+    if (typeof x !== 'string' || typeof y !== 'string') continue;
+    let ok = true;
+    [x, y].forEach((n, j) => {
+      if (nodes !== undefined && !nodes.has(n)) {
+        c.add(['bgp', i, 'nodes', j], `unknown node "${n}"${didYouMean(n, [...nodes.keys()])}`);
+        ok = false;
+      }
+    });
+    if (x === y) {
+      c.add(['bgp', i, 'nodes', 1], `a bgp session needs two different nodes, got "${x}" twice`);
+      ok = false;
+    }
+    if (!ok) continue;
+    const key = JSON.stringify([x, y].sort());
+    const first = pairs.get(key);
+    if (first !== undefined) {
+      c.add(
+        ['bgp', i, 'nodes'],
+        `the session ${x}-${y} is already listed at line ${c.lineOf(['bgp', first])}`,
+      );
+    } else pairs.set(key, i);
+  }
+}
+
+/**
+ * Cross-reference checks. They run on the raw data so that they apply even when the schema found
+ * problems elsewhere (the first problem in document order wins); values the schema rejects are
+ * skipped, and references are only checked against a well-formed nodes list.
+ */
+function crossCheck(raw: unknown, lineOf: (path: Path) => number): Problem[] {
+  const problems: Problem[] = [];
+  const c: Checker = { add: (path, message) => problems.push({ path, message }), lineOf };
+  const segments = checkSubnets(c, raw);
+  const nodeNames = checkNodes(c, raw, segments);
+  const nodes = wellFormed(raw, 'nodes', 'name') ? nodeNames : undefined;
+  checkPods(c, raw, nodes);
+  checkBgp(c, raw, nodes);
+  return problems;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Locating problems in the YAML
+
+function startOf(node: unknown): number | undefined {
+  if (typeof node !== 'object' || node === null || !('range' in node)) return undefined;
+  const range = (node as { range?: [number, number, number] | null }).range;
+  return range ? range[0] : undefined;
+}
+
+/** An empty value (`key:` with nothing after it) has a zero-width range at the end of the line. */
+function isEmptyValue(node: unknown): boolean {
+  return isScalar(node) && node.value === null && node.source === '';
+}
+
+/**
+ * The offset of the node at `path`: its value, or (atKey) its key. Where the path leaves the
+ * document (a missing key), the deepest node on the way: the mapping that lacks the key.
+ */
+function offsetOf(doc: Document, path: Path, atKey = false): number {
+  let node: unknown = doc.contents;
+  let offset = startOf(node) ?? 0;
+  for (const [i, seg] of path.entries()) {
+    // What lies behind an alias is written elsewhere: the alias is this path's place in the text.
+    if (isAlias(node)) return offset;
+    if (isMap(node)) {
+      const pair = node.items.find(
+        (p) => (isScalar(p.key) ? String(p.key.value) : String(p.key)) === String(seg),
+      );
+      if (pair === undefined) return offset;
+      const keyOffset = startOf(pair.key) ?? offset;
+      if (atKey && i === path.length - 1) return keyOffset;
+      node = pair.value;
+      offset = node === null || isEmptyValue(node) ? keyOffset : (startOf(node) ?? keyOffset);
+    } else if (isSeq(node) && typeof seg === 'number') {
+      node = node.items[seg];
+      if (node === undefined) return offset;
+      offset = startOf(node) ?? offset;
+    } else {
+      return offset;
+    }
+  }
+  return offset;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Parses and validates a cluster file. `fileName` is only used in error messages.
+ * @throws ClusterError for the first problem in document order (YAML syntax errors first).
+ */
+export function loadCluster(text: string, fileName: string): ClusterSpec {
+  const lineCounter = new LineCounter();
+  const fail: (offset: number, message: string) => never = (offset, message) => {
+    const { line, col } = lineCounter.linePos(offset);
+    throw new ClusterError(fileName, Math.max(line, 1), Math.max(col, 1), message);
+  };
+
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false });
+  if (doc.errors.length > 0) {
+    const first = doc.errors.reduce((a, b) => (b.pos[0] < a.pos[0] ? b : a));
+    const message =
+      first.code === 'MULTIPLE_DOCS'
+        ? 'a cluster file holds one YAML document; this is the start of a second one'
+        : first.message.split('\n')[0];
+    fail(first.pos[0], message);
+  }
+  visit(doc, {
+    Alias(_key, alias) {
+      if (alias.resolve(doc) === undefined) fail(startOf(alias) ?? 0, `unknown alias *${alias.source}`);
+    },
+  });
+  if (doc.contents === null) fail(0, 'the cluster file is empty; it needs at least a "nodes:" list');
+
+  let raw: unknown;
+  try {
+    raw = doc.toJS();
+  } catch (e) {
+    fail(0, e instanceof Error ? e.message.split('\n')[0] : String(e));
+  }
+
+  const lineOf = (path: Path) => lineCounter.linePos(offsetOf(doc, path)).line;
+  const problems: Problem[] = [];
+  const parsed = RootSchema.safeParse(raw, { error: errorMap(raw) });
+  if (!parsed.success) {
+    // A misspelt key explains the missing key it was meant to be: report only the former.
+    const misspelt = new Set<string>();
+    for (const iss of parsed.error.issues) {
+      if (iss.code !== 'unrecognized_keys') continue;
+      for (const key of iss.keys) {
+        const hint = suggest(key, keysAt(iss.path));
+        if (hint !== undefined) misspelt.add(JSON.stringify([...iss.path.map(String), hint]));
+      }
+    }
+    for (const iss of parsed.error.issues) {
+      const missing = iss.code === 'invalid_type' && getIn(raw, iss.path) === undefined;
+      if (missing && misspelt.has(JSON.stringify(iss.path.map(String)))) continue;
+      if (iss.code === 'unrecognized_keys') {
+        const allowed = keysAt(iss.path);
+        for (const key of iss.keys) {
+          const hint = suggest(key, allowed);
+          const message =
+            hint !== undefined
+              ? `unknown key ${JSON.stringify(key)} (did you mean ${JSON.stringify(hint)}?)`
+              : `unknown key ${JSON.stringify(key)}${allowed.length > 0 ? ` (expected one of ${allowed.join(', ')})` : ''}`;
+          problems.push({ path: [...iss.path, key], message, atKey: true });
+        }
+      } else {
+        problems.push({ path: iss.path, message: iss.message });
+      }
+    }
+  }
+  problems.push(...crossCheck(raw, lineOf));
+
+  if (problems.length > 0) {
+    let best = problems[0];
+    let bestOffset = offsetOf(doc, best.path, best.atKey);
+    for (const p of problems.slice(1)) {
+      const o = offsetOf(doc, p.path, p.atKey);
+      if (o < bestOffset) {
+        best = p;
+        bestOffset = o;
+      }
+    }
+    fail(bestOffset, best.message);
+  }
+  if (!parsed.success) throw new Error('unreachable: schema failed without problems');
+
+  const spec = parsed.data;
+  let subnets: SubnetSpec[];
+  if (spec.subnets !== undefined) {
+    subnets = spec.subnets;
+  } else {
+    const first = parsePrefixed(spec.nodes[0].ip);
+    if (first === undefined) throw new Error('unreachable: node ip validated');
+    subnets = [{ name: 'lan0', cidr: cidrText(first) }];
+  }
+  return { ...spec, subnets };
+}

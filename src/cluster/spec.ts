@@ -1,0 +1,78 @@
+/**
+ * The cluster a user describes (YAML file or the built-in seed). This is *intent*: what a
+ * Kubernetes cluster and its CNI were configured with. The CNI modules turn it into kernel state.
+ * Optional fields are derived deterministically by the builder (pod IPs from the node's podCIDR,
+ * MACs from a seeded hash of the cluster name and the device's place).
+ */
+
+export const CNI_MODES = [
+  'flannel-vxlan',
+  'flannel-host-gw',
+  'calico-bgp',
+  'calico-ipip',
+  'calico-ipip-crosssubnet',
+] as const;
+export type CniMode = (typeof CNI_MODES)[number];
+
+export interface SubnetSpec {
+  /** Name of the underlay L2 segment, e.g. "lan0" */
+  name: string;
+  /** e.g. "192.168.1.0/24" */
+  cidr: string;
+  /** Router address on this segment (default route of its nodes), e.g. "192.168.1.1" */
+  gateway?: string;
+  /** MAC of the router's leg on this segment */
+  gatewayMac?: string;
+}
+
+export interface NodeSpec {
+  name: string;
+  /** Address with prefix on eth0, e.g. "192.168.1.10/24"; its subnet is the segment it sits on */
+  ip: string;
+  /** e.g. "10.244.0.0/24" */
+  podCIDR: string;
+  /** eth0 MAC */
+  mac?: string;
+  /** cni0 MAC */
+  bridgeMac?: string;
+  /** flannel.1 MAC (flannel-vxlan) */
+  vtepMac?: string;
+  /** eth0 MTU; defaults to the cluster's underlay MTU */
+  mtu?: number;
+}
+
+export interface PodSpec {
+  name: string;
+  node: string;
+  /** Pod IP; default: the next free address in the node's podCIDR from .2 on (host-local IPAM) */
+  ip?: string;
+  /** Pod eth0 MAC */
+  mac?: string;
+  /** Host-side veth name; default "veth" + 8 hex chars derived from the pod name */
+  hostVeth?: string;
+  hostVethMac?: string;
+  /** Listening sockets, e.g. ["tcp/8080", "udp/53"] */
+  listen: { proto: 'tcp' | 'udp'; port: number }[];
+}
+
+export interface BgpSessionSpec {
+  /** The two node names of a mesh session */
+  nodes: [string, string];
+  state: 'up' | 'down';
+}
+
+export interface ClusterSpec {
+  name: string;
+  cni: CniMode;
+  /** Underlay MTU (node eth0), default 1500 */
+  mtu: number;
+  /** Pod (and cni0) MTU; default: underlay MTU minus the mode's encapsulation overhead */
+  podMtu?: number;
+  subnets: SubnetSpec[];
+  nodes: NodeSpec[];
+  pods: PodSpec[];
+  /** Calico: sessions of the node-to-node mesh that differ from "up" */
+  bgp: BgpSessionSpec[];
+  /** Commands applied after the CNI programmed the nodes, e.g. "node1: ip route del 10.244.1.0/24" */
+  run: string[];
+}

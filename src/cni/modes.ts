@@ -1,0 +1,196 @@
+/**
+ * The five CNI modes, each as the daemon that programs the kernel does it:
+ *  - flannel-vxlan: flanneld creates flannel.1 (VXLAN, nolearning) with the node's /32 from its
+ *    subnet, and for every other node's lease adds: route `<cidr> via <cidr.0> dev flannel.1 onlink`,
+ *    a permanent neighbour `<cidr.0> lladdr <their VTEP MAC>` and an FDB entry `<MAC> dst <node IP>`.
+ *  - flannel-host-gw: flanneld adds `<cidr> via <node IP> dev eth0` for nodes on its own subnet;
+ *    for others the kernel refuses the route (gateway not directly reachable) and flanneld logs it.
+ *  - calico-bgp: BIRD installs `<cidr> via <node IP> dev eth0 proto bird` for each prefix learned
+ *    over an Established mesh session (recursively via the subnet gateway when not direct).
+ *  - calico-ipip: tunl0 (ipip, MTU 1480) and `<cidr> via <node IP> dev tunl0 proto bird onlink`.
+ *  - calico-ipip-crosssubnet: direct routes inside the subnet, tunl0 only across subnets.
+ */
+import type { CniMode } from '../cluster/spec.ts';
+import { intToIp4, ip4ToInt } from '../wire/addr.ts';
+import { Mesh } from '../bgp/mesh.ts';
+import {
+  addAddress,
+  addIpip,
+  addNeighbour,
+  addRoute,
+  addVxlan,
+  addVxlanFdb,
+  NetlinkError,
+  setLinkUp,
+} from '../kernel/netlink.ts';
+import { derivedMac } from '../kernel/world.ts';
+import type { Cluster } from './build.ts';
+
+export const VXLAN_OVERHEAD = 50; // outer Ethernet 14 + IP 20 + UDP 8 + VXLAN 8 (the inner Ethernet header replaces the outer one on the pod's budget)
+export const IPIP_OVERHEAD = 20;
+/** flannel's VXLAN: VNI 1, the IANA port as in the article (flannel's own default is the kernel's 8472) */
+export const FLANNEL_VNI = 1;
+export const FLANNEL_VXLAN_PORT = 4789;
+
+export interface ModeInfo {
+  encapsulation: 'VXLAN' | 'IPinIP' | 'none' | 'IPinIP across subnets';
+  overhead: number;
+  /** what the underlay network must know or allow */
+  underlay: string;
+  /** the tunnel device, if any */
+  device?: string;
+  controlPlane: string;
+}
+
+export const MODE_INFO: Record<CniMode, ModeInfo> = {
+  'flannel-vxlan': {
+    encapsulation: 'VXLAN',
+    overhead: VXLAN_OVERHEAD,
+    underlay: 'node IPs only; UDP 4789 between nodes',
+    device: 'flannel.1',
+    controlPlane: 'flanneld (lease per node)',
+  },
+  'flannel-host-gw': {
+    encapsulation: 'none',
+    overhead: 0,
+    underlay: 'all nodes on one L2 segment; pod IPs cross it unencapsulated',
+    controlPlane: 'flanneld (lease per node)',
+  },
+  'calico-bgp': {
+    encapsulation: 'none',
+    overhead: 0,
+    underlay: 'pod CIDRs routable: same L2 segment, or routers peering BGP',
+    controlPlane: 'BIRD node-to-node mesh',
+  },
+  'calico-ipip': {
+    encapsulation: 'IPinIP',
+    overhead: IPIP_OVERHEAD,
+    underlay: 'node IPs only; IP protocol 4 between nodes',
+    device: 'tunl0',
+    controlPlane: 'BIRD node-to-node mesh',
+  },
+  'calico-ipip-crosssubnet': {
+    encapsulation: 'IPinIP across subnets',
+    overhead: IPIP_OVERHEAD,
+    underlay: 'pod IPs within a subnet; IP protocol 4 between subnets',
+    device: 'tunl0',
+    controlPlane: 'BIRD node-to-node mesh',
+  },
+};
+
+export interface ProgramLog {
+  node: string;
+  message: string;
+}
+
+/** Program every node as the mode's daemon would. Returns what the daemons would have logged. */
+export function programMode(c: Cluster): ProgramLog[] {
+  const log: ProgramLog[] = [];
+  const w = c.world;
+  const mac = (...parts: string[]) => derivedMac([c.spec.name, ...parts].join('/'));
+  const tryAdd = (node: string, fn: () => void, what: string) => {
+    try {
+      fn();
+    } catch (e) {
+      if (!(e instanceof NetlinkError)) throw e;
+      log.push({ node, message: `${what}: ${e.message}` });
+    }
+  };
+
+  switch (c.mode) {
+    case 'flannel-vxlan': {
+      for (const n of c.nodes) {
+        const ns = w.ns(n.name);
+        addVxlan(ns, 'flannel.1', n.vtepMac ?? mac(n.name, 'flannel.1'), c.spec.mtu - VXLAN_OVERHEAD, {
+          vni: FLANNEL_VNI,
+          local: n.addr,
+          dev: 'eth0',
+          dstport: FLANNEL_VXLAN_PORT,
+          learning: false,
+        });
+        addAddress(ns, 'flannel.1', n.podNet, 32);
+        setLinkUp(ns, 'flannel.1', true);
+      }
+      for (const n of c.nodes) {
+        const ns = w.ns(n.name);
+        for (const o of c.nodes) {
+          if (o === n) continue;
+          const vtep = w.ns(o.name).link('flannel.1')!.mac;
+          tryAdd(
+            n.name,
+            () => addRoute(ns, { prefix: o.podCIDR, via: o.podNet, dev: 'flannel.1', onlink: true }),
+            `route ${o.podCIDR}`,
+          );
+          tryAdd(
+            n.name,
+            () => addNeighbour(ns, o.podNet, 'flannel.1', vtep, 'PERMANENT', w),
+            `neigh ${o.podNet}`,
+          );
+          tryAdd(n.name, () => addVxlanFdb(ns, 'flannel.1', vtep, o.addr), `fdb ${vtep}`);
+        }
+      }
+      break;
+    }
+    case 'flannel-host-gw': {
+      for (const n of c.nodes)
+        for (const o of c.nodes) {
+          if (o === n) continue;
+          tryAdd(
+            n.name,
+            () => addRoute(w.ns(n.name), { prefix: o.podCIDR, via: o.addr, dev: 'eth0' }),
+            `route ${o.podCIDR} via ${o.addr}`,
+          );
+        }
+      break;
+    }
+    case 'calico-bgp':
+    case 'calico-ipip':
+    case 'calico-ipip-crosssubnet': {
+      const mesh = new Mesh(
+        c.nodes.map((n) => ({ node: n.name, ip: n.addr, len: n.len, originates: [n.podCIDR] })),
+        c.spec.bgp.filter((s) => s.state === 'down').map((s) => ({ a: s.nodes[0], b: s.nodes[1] })),
+      );
+      c.mesh = mesh;
+      const ipip = c.mode !== 'calico-bgp';
+      if (ipip)
+        for (const n of c.nodes) {
+          const ns = w.ns(n.name);
+          addIpip(ns, 'tunl0', c.spec.mtu - IPIP_OVERHEAD);
+          addAddress(ns, 'tunl0', n.podNet, 32);
+          setLinkUp(ns, 'tunl0', true);
+        }
+      for (const n of c.nodes) {
+        const ns = w.ns(n.name);
+        const sub = c.spec.subnets.find((s) => s.name === n.subnet);
+        for (const r of mesh.learned(n.name)) {
+          const encap = c.mode === 'calico-ipip' || (c.mode === 'calico-ipip-crosssubnet' && !r.direct);
+          if (encap) {
+            tryAdd(
+              n.name,
+              () =>
+                addRoute(ns, { prefix: r.prefix, via: r.nextHop, dev: 'tunl0', proto: 'bird', onlink: true }),
+              `route ${r.prefix}`,
+            );
+          } else if (r.direct) {
+            tryAdd(
+              n.name,
+              () => addRoute(ns, { prefix: r.prefix, via: r.nextHop, dev: 'eth0', proto: 'bird' }),
+              `route ${r.prefix}`,
+            );
+          } else if (sub?.gateway) {
+            // gateway recursive: the BGP next hop is reached via the subnet's router
+            tryAdd(
+              n.name,
+              () => addRoute(ns, { prefix: r.prefix, via: sub.gateway, dev: 'eth0', proto: 'bird' }),
+              `route ${r.prefix}`,
+            );
+          } else log.push({ node: n.name, message: `route ${r.prefix}: next hop ${r.nextHop} unreachable` });
+        }
+      }
+      break;
+    }
+  }
+  void intToIp4;
+  void ip4ToInt;
+  return log;
+}

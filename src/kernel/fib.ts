@@ -1,0 +1,119 @@
+/**
+ * IPv4 FIB: the main routing table of a network namespace, with Linux's selection rules:
+ * longest prefix first, then lowest metric (priority); routes whose device is down are gone
+ * (Linux flushes IPv4 routes of a device set admin-down), routes on a carrier-down device are
+ * marked linkdown and still used, as with the default ignore_routes_with_linkdown=0.
+ */
+import { intToIp4, ip4ToInt, prefixMask } from '../wire/addr.ts';
+
+export type RouteProto = 'kernel' | 'boot' | 'static' | 'bird' | 'dhcp';
+export type RouteScope = 'global' | 'link' | 'host';
+export type RouteType = 'unicast' | 'blackhole' | 'unreachable' | 'prohibit';
+
+export interface Route {
+  /** network address as uint32 */
+  dst: number;
+  len: number;
+  type: RouteType;
+  /** gateway (nexthop) address, when the route goes via a router */
+  via?: string;
+  dev?: string;
+  proto: RouteProto;
+  scope: RouteScope;
+  /** preferred source ("src" in ip route) */
+  src?: string;
+  metric: number;
+  onlink: boolean;
+}
+
+export function routeKey(r: Pick<Route, 'dst' | 'len' | 'metric'>): string {
+  return `${r.dst}/${r.len}/${r.metric}`;
+}
+
+export function routePrefix(r: Pick<Route, 'dst' | 'len'>): string {
+  return r.len === 0 ? 'default' : r.len === 32 ? intToIp4(r.dst) : `${intToIp4(r.dst)}/${r.len}`;
+}
+
+/** One route as `ip route show` prints it (main table, without the table keyword). */
+export function formatRoute(r: Route, linkdown = false): string {
+  const parts: string[] = [];
+  if (r.type !== 'unicast') parts.push(r.type);
+  parts.push(routePrefix(r));
+  if (r.via) parts.push('via', r.via);
+  if (r.dev) parts.push('dev', r.dev);
+  if (r.proto !== 'boot') parts.push('proto', r.proto);
+  if (r.scope !== 'global') parts.push('scope', r.scope);
+  if (r.src) parts.push('src', r.src);
+  if (r.metric) parts.push('metric', String(r.metric));
+  if (r.onlink) parts.push('onlink');
+  if (linkdown) parts.push('linkdown');
+  return parts.join(' ');
+}
+
+export class Fib {
+  /** kept sorted as `ip route show` lists them: by prefix length? no: by insertion into the trie, i.e. by address then length */
+  private routes: Route[] = [];
+  /** buckets by prefix length for lookup, longest first */
+  private byLen: Map<number, Route[]>[] = Array.from({ length: 33 }, () => new Map());
+
+  list(): readonly Route[] {
+    return this.routes;
+  }
+
+  find(dst: number, len: number, metric?: number): Route | undefined {
+    return this.routes.find(
+      (r) => r.dst === dst && r.len === len && (metric === undefined || r.metric === metric),
+    );
+  }
+
+  add(r: Route): void {
+    this.routes.push(r);
+    // Linux lists the main table in trie order: by network address, shorter prefix first on ties
+    this.routes.sort((a, b) => a.dst - b.dst || a.len - b.len || a.metric - b.metric);
+    const bucket = this.byLen[r.len];
+    const list = bucket.get(r.dst);
+    if (list) {
+      list.push(r);
+      list.sort((a, b) => a.metric - b.metric);
+    } else bucket.set(r.dst, [r]);
+  }
+
+  remove(r: Route): void {
+    this.routes = this.routes.filter((x) => x !== r);
+    const bucket = this.byLen[r.len];
+    const list = bucket.get(r.dst)?.filter((x) => x !== r);
+    if (list && list.length) bucket.set(r.dst, list);
+    else bucket.delete(r.dst);
+  }
+
+  removeWhere(pred: (r: Route) => boolean): Route[] {
+    const gone = this.routes.filter(pred);
+    for (const r of gone) this.remove(r);
+    return gone;
+  }
+
+  /**
+   * Longest-prefix match. `usable` filters out routes whose nexthop is unusable (device gone or
+   * down); Linux skips those and keeps looking at shorter prefixes.
+   */
+  lookup(addr: number, usable: (r: Route) => boolean = () => true): Route | undefined {
+    for (let len = 32; len >= 0; len--) {
+      const bucket = this.byLen[len];
+      if (bucket.size === 0) continue;
+      const net = (addr & prefixMask(len)) >>> 0;
+      const list = bucket.get(net);
+      if (!list) continue;
+      for (const r of list) if (usable(r)) return r;
+    }
+    return undefined;
+  }
+}
+
+export function parsePrefix(text: string): { dst: number; len: number } {
+  if (text === 'default') return { dst: 0, len: 0 };
+  const [a, l] = text.split('/');
+  const len = l === undefined ? 32 : Number(l);
+  if (!/^\d+$/.test(l ?? '32') || len < 0 || len > 32) throw new Error(`invalid prefix "${text}"`);
+  const dst = ip4ToInt(a);
+  return { dst: (dst & prefixMask(len)) >>> 0, len };
+}

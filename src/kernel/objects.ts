@@ -1,0 +1,195 @@
+/**
+ * Linux networking objects of one network namespace: links, addresses, neighbours, bridge FDB,
+ * sysctls. Plain data; the datapath (stack.ts) gives them behaviour.
+ */
+import type { Ipv4Addr, MacAddr } from '../wire/types.ts';
+import { Fib } from './fib.ts';
+import { Netfilter } from './netfilter.ts';
+import { Conntrack } from './conntrack.ts';
+
+export interface LinkStats {
+  rxPackets: number;
+  rxBytes: number;
+  rxDropped: number;
+  txPackets: number;
+  txBytes: number;
+  txDropped: number;
+}
+
+export interface Address {
+  ip: Ipv4Addr;
+  len: number;
+  /** "global" unless given; flannel.1's 10.244.0.0/32 is global too */
+  scope: 'global' | 'link' | 'host';
+}
+
+interface LinkBase {
+  name: string;
+  ifindex: number;
+  mac: MacAddr;
+  mtu: number;
+  /** administrative state (IFF_UP) */
+  up: boolean;
+  addrs: Address[];
+  /** name of the bridge this link is a port of */
+  master?: string;
+  /** NOARP devices (tunl0, lo) do not resolve neighbours */
+  noarp: boolean;
+  stats: LinkStats;
+}
+
+export interface VethLink extends LinkBase {
+  type: 'veth';
+  peer?: { netns: string; name: string };
+}
+
+export interface BridgeLink extends LinkBase {
+  type: 'bridge';
+  /** seconds; Linux default 300 */
+  ageingTime: number;
+  fdb: FdbEntry[];
+}
+
+export interface VxlanLink extends LinkBase {
+  type: 'vxlan';
+  vni: number;
+  local: Ipv4Addr;
+  /** underlay device */
+  dev: string;
+  dstport: number;
+  learning: boolean;
+  /** source UDP port range, Linux default 32768..60999 (the ephemeral range) */
+  srcPortMin: number;
+  srcPortMax: number;
+  /** VXLAN FDB: inner MAC -> remote VTEP */
+  fdb: VxlanFdbEntry[];
+}
+
+export interface IpipLink extends LinkBase {
+  type: 'ipip';
+  local?: Ipv4Addr;
+  remote?: Ipv4Addr;
+  /** 0 = inherit the inner TTL */
+  ttl: number;
+  pmtudisc: boolean;
+}
+
+export interface LoopbackLink extends LinkBase {
+  type: 'loopback';
+}
+
+export type Link = VethLink | BridgeLink | VxlanLink | IpipLink | LoopbackLink;
+
+export interface FdbEntry {
+  mac: MacAddr;
+  /** port (or the bridge itself for its own "self"/local entries) */
+  port: string;
+  /** local: the address of a port or the bridge ("permanent" in bridge fdb); static: added by hand */
+  state: 'local' | 'static' | 'dynamic';
+  /** simulated µs when last seen (dynamic entries age out after ageingTime) */
+  updated: number;
+  /** the bridge sets "vlan 1" on entries when vlan filtering is off? no: only with filtering; kept for self entries */
+  vlan?: number;
+}
+
+export interface VxlanFdbEntry {
+  mac: MacAddr;
+  dst: Ipv4Addr;
+  permanent: boolean;
+}
+
+export type NudState =
+  'INCOMPLETE' | 'REACHABLE' | 'STALE' | 'DELAY' | 'PROBE' | 'FAILED' | 'PERMANENT' | 'NOARP';
+
+export interface NeighEntry {
+  ip: Ipv4Addr;
+  dev: string;
+  lladdr?: MacAddr;
+  state: NudState;
+  router: boolean;
+  /** simulated µs of the last state change */
+  updated: number;
+}
+
+export interface ListenSocket {
+  proto: 'tcp' | 'udp';
+  port: number;
+  /** bound address, "0.0.0.0" for any */
+  addr: Ipv4Addr;
+}
+
+export const DEFAULT_SYSCTLS: Record<string, string> = {
+  'net.ipv4.ip_forward': '0',
+  'net.ipv4.conf.all.rp_filter': '0',
+  'net.ipv4.conf.default.rp_filter': '0',
+  'net.ipv4.conf.all.forwarding': '0',
+  'net.ipv4.ip_default_ttl': '64',
+  'net.ipv4.ip_local_port_range': '32768\t60999',
+  'net.ipv4.tcp_timestamps': '1',
+  'net.ipv4.tcp_sack': '1',
+  'net.ipv4.tcp_window_scaling': '1',
+  'net.ipv4.neigh.default.gc_stale_time': '60',
+  'net.bridge.bridge-nf-call-iptables': '0',
+  'net.netfilter.nf_conntrack_tcp_loose': '1',
+};
+
+export type NetnsRole = 'node' | 'pod' | 'segment' | 'router';
+
+export class Netns {
+  readonly links = new Map<string, Link>();
+  readonly fib = new Fib();
+  readonly neigh: NeighEntry[] = [];
+  readonly sysctl = new Map<string, string>(Object.entries(DEFAULT_SYSCTLS));
+  readonly netfilter = new Netfilter();
+  readonly conntrack = new Conntrack();
+  readonly sockets: ListenSocket[] = [];
+  private nextIfindex = 1;
+  /** IPv4 id counter per destination is what Linux does; a per-netns counter is enough here */
+  ipId = 0;
+
+  constructor(
+    readonly name: string,
+    readonly role: NetnsRole,
+  ) {}
+
+  allocIfindex(): number {
+    return this.nextIfindex++;
+  }
+
+  link(name: string): Link | undefined {
+    return this.links.get(name);
+  }
+
+  sysctlNum(key: string): number {
+    return Number(this.sysctl.get(key) ?? '0');
+  }
+
+  /** rp_filter in effect on a device: max(conf.all, conf.DEV), as the kernel computes it */
+  rpFilter(dev: string): number {
+    const all = this.sysctlNum('net.ipv4.conf.all.rp_filter');
+    const own = Number(
+      this.sysctl.get(`net.ipv4.conf.${dev}.rp_filter`) ?? this.sysctl.get('net.ipv4.conf.default.rp_filter'),
+    );
+    return Math.max(all, own);
+  }
+
+  /** every address of the namespace, with its device */
+  *addresses(): Iterable<{ dev: Link; addr: Address }> {
+    for (const dev of this.links.values()) for (const addr of dev.addrs) yield { dev, addr };
+  }
+
+  /** the device owning `ip` when it is a local address (weak host model: any device) */
+  localAddress(ip: Ipv4Addr): Link | undefined {
+    if (ip.startsWith('127.')) return this.links.get('lo');
+    for (const { dev, addr } of this.addresses()) if (addr.ip === ip && dev.up) return dev;
+    return undefined;
+  }
+
+  neighbour(ip: Ipv4Addr, dev: string): NeighEntry | undefined {
+    return this.neigh.find((n) => n.ip === ip && n.dev === dev);
+  }
+}
+
+export function newStats(): LinkStats {
+  return { rxPackets: 0, rxBytes: 0, rxDropped: 0, txPackets: 0, txBytes: 0, txDropped: 0 };
+}

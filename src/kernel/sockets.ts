@@ -1,0 +1,570 @@
+/**
+ * Transport endpoints: TCP (active open, listeners, handshake, data, FIN, RST), UDP (an echo
+ * listener, ICMP port unreachable when none), ICMP echo. What a packet does once delivered, and
+ * the packets a host answers with — queued, so each answer is walked as its own trace.
+ */
+import { ipv4Length } from '../wire/index.ts';
+import {
+  IPPROTO_ICMP,
+  IPPROTO_TCP,
+  IPPROTO_UDP,
+  type Ipv4Packet,
+  type TcpFlags,
+  type TcpOptions,
+} from '../wire/types.ts';
+import type { Link, Netns } from './objects.ts';
+import { tcpFlagString, type RouteResult, type Stack, type TransportHandler } from './stack.ts';
+
+export type TcpState =
+  | 'SYN_SENT'
+  | 'SYN_RECV'
+  | 'ESTABLISHED'
+  | 'FIN_WAIT1'
+  | 'FIN_WAIT2'
+  | 'CLOSE_WAIT'
+  | 'LAST_ACK'
+  | 'TIME_WAIT'
+  | 'CLOSED';
+
+export interface TcpConn {
+  ns: string;
+  local: string;
+  lport: number;
+  remote: string;
+  rport: number;
+  state: TcpState;
+  sndNxt: number;
+  rcvNxt: number;
+  /** our MSS option value (advmss) */
+  mss: number;
+  /** peer's MSS */
+  peerMss: number;
+  tsOffset: number;
+  tsRecent: number;
+  wscale: number;
+  peerWscale: number;
+  /** unscaled receive window we advertise */
+  rcvWnd: number;
+  /** bytes to send once established (client request / server response) */
+  toSend: Uint8Array;
+  /** close after sending (client) or after the peer's FIN (server) */
+  closeAfterSend: boolean;
+  received: number;
+  role: 'client' | 'server';
+}
+
+/** tcp_select_initial_window: the 64 KiB receive space rounded down to a multiple of the MSS (44 × 1460 = 64240) */
+function initialWindow(mss: number): number {
+  return Math.min(65535, Math.floor(65536 / mss) * mss);
+}
+
+const WSCALE = 7;
+const TCP_HDR = 20;
+const TS_OPT = 12;
+
+export class Sockets implements TransportHandler {
+  readonly conns: TcpConn[] = [];
+  /** UDP sockets applications opened to send from (connected, so replies reach them) */
+  readonly udpClients: { ns: string; port: number }[] = [];
+  /** responses the server side sends on an established connection */
+  serverResponse: (req: Uint8Array) => Uint8Array = () =>
+    asciiBytes('HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n');
+
+  constructor(readonly stack: Stack) {
+    stack.transport = this;
+  }
+
+  private get w() {
+    return this.stack.w;
+  }
+
+  /* ------------------------------------------------------------ sending */
+
+  /**
+   * A socket's send: route lookup, source choice, the socket's MTU check, then ip_local_out.
+   * Returns false when the packet never left (no route, EMSGSIZE).
+   */
+  send(ns: Netns, pkt: Ipv4Packet, what: string): boolean {
+    const rr = this.stack.routeOutput(ns, pkt.ip.dst);
+    if (!rr) {
+      this.w.rec.add({
+        kind: 'route',
+        layer: 3,
+        netns: ns.name,
+        action: 'lookup',
+        detail: `${pkt.ip.dst}: no matching route`,
+        table: 'main',
+        entry: '(none)',
+      });
+      this.stack.drop(ns, 'no-route', `no route to ${pkt.ip.dst}: ${what} fails with ENETUNREACH`);
+      return false;
+    }
+    if ('error' in rr) {
+      // local destination: through lo
+      const lo = ns.link('lo')!;
+      const local: RouteResult = {
+        route: {
+          dst: 0,
+          len: 32,
+          type: 'unicast',
+          dev: 'lo',
+          proto: 'kernel',
+          scope: 'host',
+          metric: 0,
+          onlink: false,
+        },
+        dev: lo,
+        src: pkt.ip.src === '0.0.0.0' ? pkt.ip.dst : pkt.ip.src,
+        nexthop: pkt.ip.dst,
+      };
+      if (pkt.ip.src === '0.0.0.0') pkt.ip.src = local.src;
+      this.w.rec.add({
+        kind: 'route',
+        layer: 3,
+        netns: ns.name,
+        action: 'lookup',
+        detail: `${pkt.ip.dst} is local: via lo`,
+        device: 'lo',
+        table: 'local',
+        entry: `local ${pkt.ip.dst} dev ${rr.dev.name} proto kernel scope host src ${pkt.ip.dst}`,
+      });
+      this.stack.localOut(ns, pkt, local);
+      return true;
+    }
+    if (pkt.ip.src === '0.0.0.0') pkt.ip.src = rr.src;
+    this.stack.routeStep(ns, pkt.ip.dst, rr);
+    const len = ipv4Length(pkt);
+    if (pkt.ip.df && len > rr.dev.mtu) {
+      this.w.rec.add({
+        kind: 'mtu',
+        layer: 3,
+        netns: ns.name,
+        action: 'check',
+        detail: `${len} bytes > mtu ${rr.dev.mtu} of ${rr.dev.name}, DF set (IP_PMTUDISC_DO)`,
+        device: rr.dev.name,
+      });
+      this.stack.drop(
+        ns,
+        'mtu-exceeded',
+        `${what}: local error EMSGSIZE, message too long, mtu=${rr.dev.mtu}: the packet never leaves ${ns.name}`,
+        rr.dev.name,
+      );
+      return false;
+    }
+    if (pkt.payload.kind === 'tcp' || !pkt.ip.df) pkt.ip.id = this.ipId(ns, pkt);
+    this.stack.localOut(ns, pkt, rr);
+    return true;
+  }
+
+  private ipId(ns: Netns, pkt: Ipv4Packet): number {
+    ns.ipId = (ns.ipId + 1) & 0xffff;
+    return (this.w.derive('ipid', ns.name, pkt.ip.dst) + ns.ipId) & 0xffff;
+  }
+
+  private ip(src: string, dst: string, protocol: number, df: boolean): Ipv4Packet['ip'] {
+    return { src, dst, protocol, ttl: 64, id: 0, df, mf: false, fragOffset: 0, tos: 0 };
+  }
+
+  /** the route MTU a socket sees (for advmss): the output device's MTU */
+  routeMtu(ns: Netns, dst: string): number {
+    const rr = this.stack.routeOutput(ns, dst);
+    if (!rr) return 1500;
+    if ('error' in rr) return 65536;
+    return rr.dev.mtu;
+  }
+
+  tsVal(c: TcpConn): number {
+    return (Math.floor(this.w.now / 1000) + c.tsOffset) >>> 0;
+  }
+
+  private segment(c: TcpConn, flags: TcpFlags, data: Uint8Array, options: TcpOptions): Ipv4Packet {
+    const win = flags.syn ? c.rcvWnd : Math.min(65535, Math.ceil(c.rcvWnd / (1 << c.wscale)));
+    return {
+      kind: 'ipv4',
+      ip: this.ip(c.local, c.remote, IPPROTO_TCP, true),
+      payload: {
+        kind: 'tcp',
+        tcp: {
+          srcPort: c.lport,
+          dstPort: c.rport,
+          seq: c.sndNxt,
+          ack: flags.ack ? c.rcvNxt : 0,
+          flags,
+          window: win,
+          options,
+        },
+        data,
+      },
+    };
+  }
+
+  private tsOpt(c: TcpConn): TcpOptions {
+    return { timestamp: { val: this.tsVal(c), ecr: c.tsRecent } };
+  }
+
+  /** connect(): build and send the SYN */
+  connect(ns: Netns, dst: string, dport: number, sport: number, request: Uint8Array): TcpConn | undefined {
+    const mtu = this.routeMtu(ns, dst);
+    const rr = this.stack.routeOutput(ns, dst);
+    const src = rr && !('error' in rr) ? rr.src : rr ? dst : '0.0.0.0';
+    const mss = mtu - 40;
+    const c: TcpConn = {
+      ns: ns.name,
+      local: src,
+      lport: sport,
+      remote: dst,
+      rport: dport,
+      state: 'SYN_SENT',
+      sndNxt: this.w.derive('isn', src, sport, dst, dport),
+      rcvNxt: 0,
+      mss,
+      peerMss: 536,
+      tsOffset: this.w.derive('tsoff', src, dst),
+      tsRecent: 0,
+      wscale: WSCALE,
+      peerWscale: 0,
+      rcvWnd: initialWindow(mss),
+      toSend: request,
+      closeAfterSend: true,
+      received: 0,
+      role: 'client',
+    };
+    this.w.rec.add({
+      kind: 'socket',
+      layer: 7,
+      netns: ns.name,
+      action: 'connect',
+      detail: `connect() ${src}:${sport} → ${dst}:${dport}: TCP SYN, mss ${mss} (mtu ${mtu} − 40), wscale ${WSCALE}, SACK, timestamps`,
+    });
+    const syn = this.segment(c, { syn: true }, new Uint8Array(0), {
+      mss,
+      sackOk: true,
+      timestamp: { val: this.tsVal(c), ecr: 0 },
+      wscale: WSCALE,
+    });
+    c.sndNxt = (c.sndNxt + 1) >>> 0;
+    this.conns.push(c);
+    if (!this.send(ns, syn, 'connect()')) {
+      c.state = 'CLOSED';
+      return undefined;
+    }
+    return c;
+  }
+
+  /** the app on a UDP socket sends one datagram */
+  sendUdp(ns: Netns, dst: string, sport: number, dport: number, data: Uint8Array, df: boolean): boolean {
+    this.w.rec.add({
+      kind: 'socket',
+      layer: 7,
+      netns: ns.name,
+      action: 'sendto',
+      detail: `sendto() ${data.length} bytes → ${dst}:${dport} from port ${sport}${df ? ' (IP_PMTUDISC_DO)' : ''}`,
+    });
+    const pkt: Ipv4Packet = {
+      kind: 'ipv4',
+      ip: this.ip('0.0.0.0', dst, IPPROTO_UDP, df),
+      payload: { kind: 'udp', udp: { srcPort: sport, dstPort: dport }, payload: { kind: 'raw', data } },
+    };
+    if (!this.udpClients.some((u) => u.ns === ns.name && u.port === sport))
+      this.udpClients.push({ ns: ns.name, port: sport });
+    return this.send(ns, pkt, 'sendto()');
+  }
+
+  /** ping: one ICMP echo request */
+  sendEcho(ns: Netns, dst: string, id: number, seq: number, data: Uint8Array, df: boolean): boolean {
+    this.w.rec.add({
+      kind: 'socket',
+      layer: 7,
+      netns: ns.name,
+      action: 'ping',
+      detail: `ping ${dst}: ICMP echo request id ${id} seq ${seq}, ${data.length} data bytes${df ? ' (-M do)' : ''}`,
+    });
+    const pkt: Ipv4Packet = {
+      kind: 'ipv4',
+      ip: this.ip('0.0.0.0', dst, IPPROTO_ICMP, df),
+      payload: { kind: 'icmp', icmp: { type: 8, code: 0, id, seq }, data },
+    };
+    return this.send(ns, pkt, 'ping');
+  }
+
+  /* ------------------------------------------------------------ receiving */
+
+  receive(ns: Netns, dev: Link, pkt: Ipv4Packet): void {
+    const p = pkt.payload;
+    if (p.kind === 'tcp') return this.tcpRcv(ns, dev, pkt);
+    if (p.kind === 'udp') {
+      const sock = ns.sockets.find((s) => s.proto === 'udp' && s.port === p.udp.dstPort);
+      if (!sock && this.udpClients.some((u) => u.ns === ns.name && u.port === p.udp.dstPort)) {
+        const n = p.payload.kind === 'raw' ? p.payload.data.length : 0;
+        this.stack.deliver(
+          ns,
+          dev.name,
+          `udp/${p.udp.dstPort}`,
+          `UDP reply of ${n} bytes to the sending socket on udp/${p.udp.dstPort}`,
+        );
+        return;
+      }
+      if (!sock) {
+        this.stack.drop(
+          ns,
+          'port-unreachable',
+          `nothing listens on udp/${p.udp.dstPort}: ICMP port unreachable to ${pkt.ip.src}`,
+          dev.name,
+          4,
+        );
+        this.stack.icmpError(ns, pkt, 3, 3, undefined, 'port unreachable');
+        return;
+      }
+      const data = p.payload.kind === 'raw' ? p.payload.data : new Uint8Array(0);
+      this.stack.deliver(
+        ns,
+        dev.name,
+        `udp/${p.udp.dstPort}`,
+        `UDP datagram of ${data.length} bytes to the socket on udp/${p.udp.dstPort} (echoes it back)`,
+      );
+      const reply: Ipv4Packet = {
+        kind: 'ipv4',
+        ip: this.ip(pkt.ip.dst, pkt.ip.src, IPPROTO_UDP, false),
+        payload: {
+          kind: 'udp',
+          udp: { srcPort: p.udp.dstPort, dstPort: p.udp.srcPort },
+          payload: { kind: 'raw', data },
+        },
+      };
+      this.stack.queue.push({ ns: ns.name, pkt: reply, label: 'UDP reply' });
+      return;
+    }
+    if (p.kind === 'icmp') {
+      const t = p.icmp.type;
+      if (t === 8) {
+        this.stack.deliver(
+          ns,
+          dev.name,
+          'icmp',
+          `ICMP echo request id ${p.icmp.id} seq ${p.icmp.seq}: the kernel answers`,
+          3,
+        );
+        const reply: Ipv4Packet = {
+          kind: 'ipv4',
+          ip: this.ip(pkt.ip.dst, pkt.ip.src, IPPROTO_ICMP, false),
+          payload: { kind: 'icmp', icmp: { type: 0, code: 0, id: p.icmp.id, seq: p.icmp.seq }, data: p.data },
+        };
+        this.stack.queue.push({ ns: ns.name, pkt: reply, label: 'ICMP echo reply' });
+        return;
+      }
+      const what =
+        t === 0
+          ? `echo reply id ${p.icmp.id} seq ${p.icmp.seq}`
+          : t === 3
+            ? `destination unreachable code ${p.icmp.code}${p.icmp.mtu ? ` (mtu ${p.icmp.mtu})` : ''}`
+            : t === 11
+              ? 'time exceeded'
+              : `type ${t}`;
+      this.stack.deliver(ns, dev.name, 'icmp', `ICMP ${what} reaches the sender`, 3);
+      return;
+    }
+    this.stack.deliver(
+      ns,
+      dev.name,
+      `proto ${pkt.ip.protocol}`,
+      `IP protocol ${pkt.ip.protocol} delivered`,
+      3,
+    );
+  }
+
+  private tcpRcv(ns: Netns, dev: Link, pkt: Ipv4Packet): void {
+    if (pkt.payload.kind !== 'tcp') return;
+    const { tcp, data } = pkt.payload;
+    const f = tcp.flags;
+    const conn = this.conns.find(
+      (c) =>
+        c.ns === ns.name &&
+        c.local === pkt.ip.dst &&
+        c.lport === tcp.dstPort &&
+        c.remote === pkt.ip.src &&
+        c.rport === tcp.srcPort &&
+        c.state !== 'CLOSED',
+    );
+    const desc = `[${tcpFlagString(f)}] seq ${tcp.seq}${f.ack ? ` ack ${tcp.ack}` : ''}${data.length ? ` len ${data.length}` : ''}`;
+    if (!conn) {
+      const listener = ns.sockets.find(
+        (s) => s.proto === 'tcp' && s.port === tcp.dstPort && (s.addr === '0.0.0.0' || s.addr === pkt.ip.dst),
+      );
+      if (f.syn && !f.ack && listener) return this.acceptSyn(ns, dev, pkt);
+      if (f.rst)
+        return this.stack.deliver(ns, dev.name, `tcp/${tcp.dstPort}`, `RST ${desc}: no connection`, 4);
+      this.stack.drop(
+        ns,
+        'reset',
+        `no socket for tcp/${tcp.dstPort}${listener ? ' in this state' : ' (nothing listens)'}: RST sent to ${pkt.ip.src}`,
+        dev.name,
+        4,
+      );
+      // tcp_v4_send_reset
+      const rst: Ipv4Packet = {
+        kind: 'ipv4',
+        ip: this.ip(pkt.ip.dst, pkt.ip.src, IPPROTO_TCP, false),
+        payload: {
+          kind: 'tcp',
+          tcp: f.ack
+            ? {
+                srcPort: tcp.dstPort,
+                dstPort: tcp.srcPort,
+                seq: tcp.ack,
+                ack: 0,
+                flags: { rst: true },
+                window: 0,
+                options: {},
+              }
+            : {
+                srcPort: tcp.dstPort,
+                dstPort: tcp.srcPort,
+                seq: 0,
+                ack: (tcp.seq + data.length + (f.syn ? 1 : 0) + (f.fin ? 1 : 0)) >>> 0,
+                flags: { rst: true, ack: true },
+                window: 0,
+                options: {},
+              },
+          data: new Uint8Array(0),
+        },
+      };
+      this.stack.queue.push({ ns: ns.name, pkt: rst, label: 'RST' });
+      return;
+    }
+    if (f.rst) {
+      conn.state = 'CLOSED';
+      return this.stack.deliver(ns, dev.name, `tcp/${tcp.dstPort}`, `RST ${desc}: connection reset`, 4);
+    }
+    if (tcp.options.timestamp) conn.tsRecent = tcp.options.timestamp.val;
+    const reply = (flags: TcpFlags, payload: Uint8Array, label: string) => {
+      const seg = this.segment(conn, flags, payload, this.tsOpt(conn));
+      conn.sndNxt = (conn.sndNxt + payload.length + (flags.fin ? 1 : 0)) >>> 0;
+      this.stack.queue.push({ ns: ns.name, pkt: seg, label });
+    };
+    const before = conn.state;
+    if (conn.state === 'SYN_SENT' && f.syn && f.ack) {
+      conn.rcvNxt = (tcp.seq + 1) >>> 0;
+      conn.peerMss = tcp.options.mss ?? 536;
+      conn.peerWscale = tcp.options.wscale ?? 0;
+      conn.state = 'ESTABLISHED';
+      this.stack.deliver(
+        ns,
+        dev.name,
+        `tcp/${tcp.dstPort}`,
+        `SYN-ACK ${desc}: ${before} → ESTABLISHED; connect() returns`,
+        4,
+      );
+      reply({ ack: true }, new Uint8Array(0), 'ACK');
+      if (conn.toSend.length) this.sendData(conn, ns);
+      return;
+    }
+    if (conn.state === 'SYN_RECV' && f.ack && !f.syn) conn.state = 'ESTABLISHED';
+    if (data.length) {
+      conn.rcvNxt = (conn.rcvNxt + data.length) >>> 0;
+      conn.received += data.length;
+    }
+    if (f.fin) conn.rcvNxt = (conn.rcvNxt + 1) >>> 0;
+    // state after the peer's FIN / ACK of our FIN
+    if (conn.state === 'FIN_WAIT1' && f.ack && tcp.ack === conn.sndNxt)
+      conn.state = f.fin ? 'TIME_WAIT' : 'FIN_WAIT2';
+    else if (conn.state === 'FIN_WAIT2' && f.fin) conn.state = 'TIME_WAIT';
+    else if (conn.state === 'ESTABLISHED' && f.fin) conn.state = 'CLOSE_WAIT';
+    else if (conn.state === 'LAST_ACK' && f.ack && tcp.ack === conn.sndNxt) conn.state = 'CLOSED';
+    const change = before !== conn.state ? `: ${before} → ${conn.state}` : '';
+    this.stack.deliver(
+      ns,
+      dev.name,
+      `tcp/${tcp.dstPort}`,
+      `${desc} to the ${conn.role} socket${change}${data.length ? `; ${data.length} bytes to the application` : ''}`,
+      data.length ? 7 : 4,
+    );
+    if (conn.role === 'server' && data.length && conn.toSend.length === 0) {
+      // the application answers the request
+      conn.toSend = this.serverResponse(data);
+      this.sendData(conn, ns);
+      return;
+    }
+    if (conn.role === 'client' && data.length && conn.closeAfterSend && conn.state === 'ESTABLISHED') {
+      // response received: close (FIN with the ACK of the data)
+      conn.state = 'FIN_WAIT1';
+      reply({ fin: true, ack: true }, new Uint8Array(0), 'FIN');
+      return;
+    }
+    if (conn.state === 'CLOSE_WAIT') {
+      // the server closes too: FIN+ACK
+      conn.state = 'LAST_ACK';
+      reply({ fin: true, ack: true }, new Uint8Array(0), 'FIN');
+      return;
+    }
+    if (conn.state === 'TIME_WAIT' && f.fin) reply({ ack: true }, new Uint8Array(0), 'ACK');
+  }
+
+  private sendData(conn: TcpConn, ns: Netns): void {
+    const chunk = Math.min(conn.peerMss, conn.mss) - TS_OPT;
+    const data = conn.toSend;
+    for (let off = 0; off < data.length; off += chunk) {
+      const part = data.subarray(off, Math.min(off + chunk, data.length));
+      const seg = this.segment(conn, { psh: off + chunk >= data.length, ack: true }, part, this.tsOpt(conn));
+      conn.sndNxt = (conn.sndNxt + part.length) >>> 0;
+      this.stack.queue.push({
+        ns: ns.name,
+        pkt: seg,
+        label: conn.role === 'client' ? 'request' : 'response',
+      });
+    }
+    conn.toSend = new Uint8Array(0);
+    void TCP_HDR;
+  }
+
+  /** a listener gets a SYN: SYN-ACK (tcp_conn_request) */
+  private acceptSyn(ns: Netns, dev: Link, pkt: Ipv4Packet): void {
+    if (pkt.payload.kind !== 'tcp') return;
+    const { tcp } = pkt.payload;
+    const mtu = this.routeMtu(ns, pkt.ip.src);
+    const mss = mtu - 40;
+    const c: TcpConn = {
+      ns: ns.name,
+      local: pkt.ip.dst,
+      lport: tcp.dstPort,
+      remote: pkt.ip.src,
+      rport: tcp.srcPort,
+      state: 'SYN_RECV',
+      sndNxt: this.w.derive('isn', pkt.ip.dst, tcp.dstPort, pkt.ip.src, tcp.srcPort),
+      rcvNxt: (tcp.seq + 1) >>> 0,
+      mss,
+      peerMss: tcp.options.mss ?? 536,
+      tsOffset: this.w.derive('tsoff', pkt.ip.dst, pkt.ip.src),
+      tsRecent: tcp.options.timestamp?.val ?? 0,
+      wscale: WSCALE,
+      peerWscale: tcp.options.wscale ?? 0,
+      rcvWnd: initialWindow(mss - (tcp.options.timestamp ? TS_OPT : 0)),
+      toSend: new Uint8Array(0),
+      closeAfterSend: false,
+      received: 0,
+      role: 'server',
+    };
+    this.conns.push(c);
+    this.stack.deliver(
+      ns,
+      dev.name,
+      `tcp/${tcp.dstPort}`,
+      `SYN to the listener on tcp/${tcp.dstPort}: SYN_RECV, answer SYN-ACK (mss ${mss})`,
+      4,
+    );
+    const synack = this.segment(c, { syn: true, ack: true }, new Uint8Array(0), {
+      mss,
+      sackOk: !!tcp.options.sackOk,
+      timestamp: tcp.options.timestamp ? { val: this.tsVal(c), ecr: c.tsRecent } : undefined,
+      wscale: tcp.options.wscale !== undefined ? WSCALE : undefined,
+    });
+    synack.ip.id = 0;
+    c.sndNxt = (c.sndNxt + 1) >>> 0;
+    this.stack.queue.push({ ns: ns.name, pkt: synack, label: 'SYN-ACK' });
+  }
+}
+
+export function asciiBytes(s: string): Uint8Array {
+  const b = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) b[i] = s.charCodeAt(i) & 0xff;
+  return b;
+}

@@ -1,0 +1,1238 @@
+/**
+ * The IPv4 datapath, device by device, in the order Linux runs it:
+ *
+ *   local out:  route lookup → OUTPUT (conntrack, filter) → POSTROUTING → fragment/MTU → neighbour → dev xmit
+ *   receive:    dev rx → bridge (learn, FDB, flood) | ARP | ip_rcv → PREROUTING (conntrack, defrag)
+ *               → route input (local / forward, rp_filter) → INPUT → transport | vxlan/ipip decap
+ *   forward:    TTL → MTU (ICMP frag-needed) → TTL-1 → FORWARD → POSTROUTING → fragment → neighbour → xmit
+ *   devices:    veth (peer rx, MTU check), bridge, vxlan (FDB → UDP/4789 encap), ipip (tunl0), loopback
+ *
+ * It knows Linux objects only; what a CNI does is the state it programmed before.
+ */
+import {
+  emitFrame,
+  emitIpv4Packet,
+  fragmentIpv4,
+  ipv4Length,
+  reassembleIpv4,
+  ip4ToInt,
+  intToIp4,
+  prefixMask,
+} from '../wire/index.ts';
+import {
+  ETHERTYPE_ARP,
+  ETHERTYPE_IPV4,
+  IPPROTO_ICMP,
+  IPPROTO_IPIP,
+  IPPROTO_TCP,
+  IPPROTO_UDP,
+  type Frame,
+  type Ipv4Packet,
+  type MacAddr,
+} from '../wire/types.ts';
+import type { DropReason, Layer, StepKind } from '../trace/types.ts';
+import { formatRoute, type Route } from './fib.ts';
+import type { BridgeLink, IpipLink, Link, NeighEntry, Netns, VethLink, VxlanLink } from './objects.ts';
+import type { CtResult, Tuple } from './conntrack.ts';
+import { formatRuleSpec, type PacketMeta, type Verdict } from './netfilter.ts';
+import type { World } from './world.ts';
+
+export const BROADCAST: MacAddr = 'ff:ff:ff:ff:ff:ff';
+const ZERO_MAC: MacAddr = '00:00:00:00:00:00';
+
+/** time one device hop takes on the simulated clock, µs */
+const HOP_US = 4;
+/** ARP: ucast/mcast_solicit 3 probes, retrans_time 1 s */
+const ARP_PROBES = 3;
+const ARP_RETRANS_US = 1_000_000;
+
+export interface RouteResult {
+  route: Route;
+  dev: Link;
+  src: string;
+  /** the neighbour to resolve: the gateway, or the destination itself */
+  nexthop: string;
+}
+
+export interface Terminal {
+  kind: 'delivered' | 'dropped';
+  reason?: DropReason;
+  netns: string;
+  device?: string;
+  detail: string;
+  /** set when a delivery reached the transport of the destination */
+  to?: string;
+}
+
+/** What the transport layer (sockets.ts) does with a packet delivered locally. */
+export interface TransportHandler {
+  receive(ns: Netns, dev: Link, pkt: Ipv4Packet): void;
+}
+
+/** Per-packet context carried along the path: where it came from, for ICMP errors and traces. */
+interface Skb {
+  pkt: Ipv4Packet;
+  /** ingress device, set on receive */
+  iif?: string;
+  ct?: CtResult;
+  /** largest fragment seen when reassembled by conntrack defrag (IPCB frag_max_size) */
+  fragMax?: number;
+}
+
+export class Stack {
+  transport?: TransportHandler;
+  /** terminal events of the packet being walked (ARP side-exchanges excluded) */
+  terminals: Terminal[] = [];
+  /** packets generated while walking (ICMP errors, socket replies); the walker turns each into a trace */
+  readonly queue: { ns: string; pkt: Ipv4Packet; label: string }[] = [];
+  private auxDepth = 0;
+  /** fragments held by defrag, per netns+id */
+  private defrag = new Map<string, Ipv4Packet[]>();
+
+  constructor(readonly w: World) {}
+
+  /* ------------------------------------------------------------ recording */
+
+  private step(
+    ns: Netns,
+    kind: StepKind,
+    layer: Layer,
+    action: string,
+    detail: string,
+    extra: { device?: string; table?: string; entry?: string; frame?: Uint8Array } = {},
+  ): void {
+    this.w.rec.add({ kind, layer, netns: ns.name, action, detail, ...extra });
+  }
+
+  drop(ns: Netns, reason: DropReason, detail: string, device?: string, layer: Layer = 3): void {
+    this.step(ns, 'drop', layer, 'drop', `${reason}: ${detail}`, { device });
+    if (this.auxDepth === 0) this.terminals.push({ kind: 'dropped', reason, netns: ns.name, device, detail });
+  }
+
+  deliver(ns: Netns, device: string, to: string, detail: string, layer: Layer = 4): void {
+    this.step(ns, 'deliver', layer, 'deliver', detail, { device });
+    if (this.auxDepth === 0) this.terminals.push({ kind: 'delivered', netns: ns.name, device, detail, to });
+  }
+
+  /** run fn as a side exchange (ARP) whose drops and deliveries are not the walked packet's */
+  private aux<T>(label: string, fn: () => T): T {
+    this.auxDepth++;
+    try {
+      return this.w.rec.withAux(label, fn);
+    } finally {
+      this.auxDepth--;
+    }
+  }
+
+  /* ------------------------------------------------------------ routing */
+
+  /** a nexthop is usable when its device exists and is up */
+  private usable(ns: Netns) {
+    return (r: Route) => r.type !== 'unicast' || (!!r.dev && !!ns.link(r.dev)?.up);
+  }
+
+  /** fib_lookup + source selection, as `ip route get` does */
+  routeOutput(ns: Netns, dst: string, oif?: string): RouteResult | { error: 'local'; dev: Link } | undefined {
+    const local = ns.localAddress(dst);
+    if (local) return { error: 'local', dev: local };
+    const d = ip4ToInt(dst);
+    const usable = this.usable(ns);
+    const route = ns.fib.lookup(d, oif ? (r) => usable(r) && r.dev === oif : usable);
+    if (!route || route.type !== 'unicast' || !route.dev) return undefined;
+    const dev = ns.link(route.dev)!;
+    const nexthop = route.via ?? dst;
+    return { route, dev, src: route.src ?? this.selectSource(ns, dev, nexthop) ?? '0.0.0.0', nexthop };
+  }
+
+  /** inet_select_addr: an address of the device in the nexthop's subnet, else its first, else any global one */
+  selectSource(ns: Netns, dev: Link, towards: string): string | undefined {
+    const t = ip4ToInt(towards);
+    const onDev = dev.addrs.filter((a) => a.scope !== 'host');
+    const inSubnet = onDev.find((a) => ((ip4ToInt(a.ip) ^ t) & prefixMask(a.len)) === 0);
+    if (inSubnet) return inSubnet.ip;
+    if (onDev.length) return onDev[0].ip;
+    for (const { dev: other, addr } of ns.addresses())
+      if (other.type !== 'loopback' && addr.scope === 'global' && other.up) return addr.ip;
+    return undefined;
+  }
+
+  /* ------------------------------------------------------------ local output */
+
+  /**
+   * ip_local_out for a packet a socket (or the kernel: ICMP, tunnels) built. The route has been
+   * chosen by the caller (the socket's route lookup).
+   */
+  localOut(ns: Netns, pkt: Ipv4Packet, rr: RouteResult): void {
+    const skb: Skb = { pkt };
+    if (!this.netfilterHook(ns, 'OUTPUT', skb, undefined, rr.dev.name)) return;
+    this.postRouting(ns, skb, rr);
+  }
+
+  private postRouting(ns: Netns, skb: Skb, rr: RouteResult): void {
+    if (skb.ct) this.ctConfirm(ns, skb);
+    this.finishOutput(ns, skb, rr);
+  }
+
+  /** ip_finish_output: fragment when needed, then hand each piece to the neighbour layer */
+  private finishOutput(ns: Netns, skb: Skb, rr: RouteResult): void {
+    const mtu = rr.dev.mtu;
+    const len = ipv4Length(skb.pkt);
+    const limit = skb.fragMax ? Math.min(mtu, skb.fragMax) : mtu;
+    if (len <= mtu && !(skb.fragMax && len > skb.fragMax)) return this.neighOutput(ns, skb.pkt, rr);
+    if (skb.pkt.ip.df) {
+      // only reached for local senders that bypass the socket MTU check (kernel-built packets)
+      this.step(ns, 'mtu', 3, 'check', `${len} bytes > mtu ${mtu} of ${rr.dev.name} with DF set`, {
+        device: rr.dev.name,
+      });
+      this.drop(
+        ns,
+        'mtu-exceeded',
+        `packet of ${len} bytes does not fit mtu ${mtu} of ${rr.dev.name} and DF is set`,
+        rr.dev.name,
+      );
+      return;
+    }
+    const frags = fragmentIpv4(skb.pkt, limit);
+    this.step(
+      ns,
+      'fragment',
+      3,
+      'fragment',
+      `${len} bytes > mtu ${limit} of ${rr.dev.name}, DF clear: ${frags.length} fragments of ${frags.map(ipv4Length).join('+')} bytes`,
+      { device: rr.dev.name },
+    );
+    const rec = this.w.rec;
+    const prev = rec.part;
+    frags.forEach((f, i) => {
+      rec.part = `frag ${i + 1}/${frags.length}`;
+      this.neighOutput(ns, f, rr);
+    });
+    rec.part = prev;
+  }
+
+  /** neigh_output / dev_queue_xmit: resolve the L2 address and hand the frame to the device */
+  private neighOutput(ns: Netns, pkt: Ipv4Packet, rr: RouteResult): void {
+    const dev = rr.dev;
+    if (!dev.up) return this.drop(ns, 'link-down', `${dev.name} is down`, dev.name, 2);
+    if (dev.type === 'ipip') return this.ipipXmit(ns, dev, pkt, rr);
+    if (dev.type === 'loopback') {
+      this.w.tick(HOP_US);
+      return this.ipRcv(ns, dev, { pkt });
+    }
+    const mac = this.resolve(ns, dev, rr.nexthop, pkt);
+    if (!mac) return;
+    const frame: Frame = { eth: { dst: mac, src: dev.mac, ethertype: ETHERTYPE_IPV4 }, payload: pkt };
+    this.devXmit(ns, dev, frame);
+  }
+
+  /* ------------------------------------------------------------ neighbours / ARP */
+
+  private fmtNeigh(n: NeighEntry): string {
+    const ll = n.lladdr ? ` lladdr ${n.lladdr}` : '';
+    return `${n.ip} dev ${n.dev}${ll}${n.router ? ' router' : ''} ${n.state}`;
+  }
+
+  /** returns the MAC for nexthop on dev, resolving it with ARP on the wire when needed */
+  private resolve(ns: Netns, dev: Link, nexthop: string, pkt: Ipv4Packet): MacAddr | undefined {
+    let n = ns.neighbour(nexthop, dev.name);
+    if (n && n.lladdr && ['REACHABLE', 'PERMANENT', 'STALE', 'DELAY', 'PROBE', 'NOARP'].includes(n.state)) {
+      this.step(ns, 'neigh', 2, 'lookup', `${nexthop} is at ${n.lladdr} (${n.state})`, {
+        device: dev.name,
+        table: 'neigh',
+        entry: this.fmtNeigh(n),
+      });
+      if (n.state === 'STALE') {
+        n.state = 'DELAY';
+        n.updated = this.w.now;
+      }
+      return n.lladdr;
+    }
+    this.step(ns, 'neigh', 2, 'miss', `no neighbour entry for ${nexthop} on ${dev.name}: resolve with ARP`, {
+      device: dev.name,
+      table: 'neigh',
+      entry: n ? this.fmtNeigh(n) : '(none)',
+    });
+    if (!n) {
+      n = { ip: nexthop, dev: dev.name, state: 'INCOMPLETE', router: false, updated: this.w.now };
+      ns.neigh.push(n);
+    } else {
+      n.state = 'INCOMPLETE';
+      n.lladdr = undefined;
+    }
+    const src = this.selectSource(ns, dev, nexthop) ?? '0.0.0.0';
+    const entry = n;
+    for (let probe = 1; probe <= ARP_PROBES && entry.state === 'INCOMPLETE'; probe++) {
+      this.aux('arp', () => {
+        const req: Frame = {
+          eth: { dst: BROADCAST, src: dev.mac, ethertype: ETHERTYPE_ARP },
+          payload: {
+            kind: 'arp',
+            arp: { op: 1, senderMac: dev.mac, senderIp: src, targetMac: ZERO_MAC, targetIp: nexthop },
+          },
+        };
+        this.step(ns, 'arp', 2, 'request', `who-has ${nexthop} tell ${src} (broadcast on ${dev.name})`, {
+          device: dev.name,
+        });
+        this.devXmit(ns, dev, req);
+      });
+      if (entry.state === 'INCOMPLETE') this.w.tick(ARP_RETRANS_US);
+    }
+    if (entry.state !== 'REACHABLE') {
+      entry.state = 'FAILED';
+      entry.updated = this.w.now;
+      this.drop(
+        ns,
+        'neighbour-failed',
+        `no ARP reply for ${nexthop} on ${dev.name} after ${ARP_PROBES} probes`,
+        dev.name,
+        2,
+      );
+      this.icmpError(ns, pkt, 3, 1, undefined, 'host unreachable');
+      return undefined;
+    }
+    this.step(ns, 'neigh', 2, 'resolved', `${nexthop} is at ${entry.lladdr}`, {
+      device: dev.name,
+      table: 'neigh',
+      entry: this.fmtNeigh(entry),
+    });
+    return entry.lladdr;
+  }
+
+  private arpRcv(ns: Netns, dev: Link, frame: Frame): void {
+    if (frame.payload.kind !== 'arp') return;
+    const arp = frame.payload.arp;
+    if (arp.op === 1) {
+      const owner = ns.localAddress(arp.targetIp);
+      if (!owner || owner.type === 'loopback') {
+        this.step(ns, 'arp', 2, 'ignore', `who-has ${arp.targetIp}: not a local address, ignored`, {
+          device: dev.name,
+        });
+        return;
+      }
+      // arp_process: the sender becomes a STALE neighbour, then we answer from the receiving device
+      this.learnNeighbour(ns, dev.name, arp.senderIp, arp.senderMac, 'STALE', false);
+      this.step(ns, 'arp', 2, 'reply', `${arp.targetIp} is-at ${dev.mac} (reply to ${arp.senderIp})`, {
+        device: dev.name,
+      });
+      const reply: Frame = {
+        eth: { dst: arp.senderMac, src: dev.mac, ethertype: ETHERTYPE_ARP },
+        payload: {
+          kind: 'arp',
+          arp: {
+            op: 2,
+            senderMac: dev.mac,
+            senderIp: arp.targetIp,
+            targetMac: arp.senderMac,
+            targetIp: arp.senderIp,
+          },
+        },
+      };
+      this.devXmit(ns, dev, reply);
+    } else {
+      const n = ns.neighbour(arp.senderIp, dev.name);
+      if (!n || n.state === 'PERMANENT') return;
+      n.lladdr = arp.senderMac;
+      n.state = 'REACHABLE';
+      n.updated = this.w.now;
+      this.step(ns, 'arp', 2, 'learn', `${arp.senderIp} is-at ${arp.senderMac}: neighbour REACHABLE`, {
+        device: dev.name,
+        table: 'neigh',
+        entry: this.fmtNeigh(n),
+      });
+    }
+  }
+
+  private learnNeighbour(
+    ns: Netns,
+    dev: string,
+    ip: string,
+    mac: MacAddr,
+    state: 'STALE',
+    router: boolean,
+  ): void {
+    const n = ns.neighbour(ip, dev);
+    if (n) {
+      if (n.state === 'PERMANENT') return;
+      if (n.lladdr !== mac || n.state === 'INCOMPLETE' || n.state === 'FAILED') {
+        n.lladdr = mac;
+        n.state = state;
+        n.updated = this.w.now;
+      }
+      return;
+    }
+    ns.neigh.push({ ip, dev, lladdr: mac, state, router, updated: this.w.now });
+  }
+
+  /* ------------------------------------------------------------ devices */
+
+  private capture(ns: Netns, dev: Link, dir: 'in' | 'out', bytes: Uint8Array): void {
+    if (this.w.capture)
+      this.w.captures.push({ time: this.w.now, netns: ns.name, dev: dev.name, dir, frame: bytes });
+  }
+
+  /** dev_queue_xmit */
+  devXmit(ns: Netns, dev: Link, frame: Frame): void {
+    if (!dev.up) return this.drop(ns, 'link-down', `${dev.name} is down`, dev.name, 2);
+    switch (dev.type) {
+      case 'bridge':
+        return this.bridgeXmit(ns, dev, frame);
+      case 'vxlan':
+        return this.vxlanXmit(ns, dev, frame);
+      case 'veth':
+        return this.vethXmit(ns, dev, frame);
+      case 'loopback':
+        return this.netifReceive(ns, dev, frame, emitFrame(frame));
+      case 'ipip':
+        return this.drop(ns, 'no-route', `${dev.name} takes IP packets, not frames`, dev.name, 2);
+    }
+  }
+
+  private vethXmit(ns: Netns, dev: VethLink, frame: Frame): void {
+    const bytes = emitFrame(frame);
+    this.txStep(ns, dev, frame, bytes);
+    const peer = dev.peer && this.w.netns.get(dev.peer.netns)?.link(dev.peer.name);
+    if (!peer || !peer.up) {
+      dev.stats.txDropped++;
+      return this.drop(
+        ns,
+        'link-down',
+        `peer of ${dev.name} is ${peer ? 'down' : 'missing'} (NO-CARRIER)`,
+        dev.name,
+        1 as Layer,
+      );
+    }
+    dev.stats.txPackets++;
+    dev.stats.txBytes += bytes.length;
+    const peerNs = this.w.ns(dev.peer!.netns);
+    // veth_xmit → __dev_forward_skb → is_skb_forwardable: larger than the peer's MTU + L2 header → dropped
+    if (bytes.length > peer.mtu + 14 + 4) {
+      dev.stats.txDropped++;
+      return this.drop(
+        peerNs,
+        'mtu-exceeded',
+        `frame of ${bytes.length} bytes exceeds ${peer.name} mtu ${peer.mtu}: veth drops it silently`,
+        peer.name,
+        2,
+      );
+    }
+    this.w.tick(HOP_US);
+    this.netifReceive(peerNs, peer, frame, bytes);
+  }
+
+  private txStep(ns: Netns, dev: Link, frame: Frame, bytes: Uint8Array): void {
+    this.capture(ns, dev, 'out', bytes);
+    this.step(ns, 'xmit', 2, 'tx', `${describeFrame(frame)} out ${dev.name}`, {
+      device: dev.name,
+      frame: bytes,
+    });
+  }
+
+  /** netif_receive_skb: bridge port → bridge; else ARP or IPv4 when the frame is for this host */
+  netifReceive(ns: Netns, dev: Link, frame: Frame, bytes: Uint8Array): void {
+    this.capture(ns, dev, 'in', bytes);
+    dev.stats.rxPackets++;
+    dev.stats.rxBytes += bytes.length;
+    this.step(ns, 'rx', 2, 'rx', `${describeFrame(frame)} in ${dev.name}`, {
+      device: dev.name,
+      frame: bytes,
+    });
+    if (dev.master) {
+      const br = ns.link(dev.master);
+      if (br && br.type === 'bridge') return this.bridgeInput(ns, br, dev, frame);
+    }
+    this.l2Deliver(ns, dev, frame);
+  }
+
+  /** the frame is up the stack of `dev` (a plain device, or the bridge device itself) */
+  private l2Deliver(ns: Netns, dev: Link, frame: Frame): void {
+    const dst = frame.eth.dst;
+    if (dst !== BROADCAST && dst !== dev.mac && !isMulticast(dst)) {
+      // PACKET_OTHERHOST: ip_rcv drops it silently
+      return this.drop(
+        ns,
+        'not-for-host',
+        `destination MAC ${dst} is not ${dev.name}'s ${dev.mac}`,
+        dev.name,
+        2,
+      );
+    }
+    if (frame.eth.ethertype === ETHERTYPE_ARP) return this.arpRcv(ns, dev, frame);
+    if (frame.eth.ethertype === ETHERTYPE_IPV4 && frame.payload.kind === 'ipv4')
+      return this.ipRcv(ns, dev, { pkt: frame.payload });
+  }
+
+  /* ------------------------------------------------------------ bridge */
+
+  private fdbLookup(br: BridgeLink, mac: MacAddr) {
+    const e = br.fdb.find((f) => f.mac === mac);
+    if (e && e.state === 'dynamic' && this.w.now - e.updated > br.ageingTime * 1e6) {
+      br.fdb.splice(br.fdb.indexOf(e), 1);
+      return undefined;
+    }
+    return e;
+  }
+
+  private fmtFdb(br: BridgeLink, e: { mac: string; port: string; state: string }): string {
+    const flags = e.state === 'local' ? ' permanent' : e.state === 'static' ? ' static' : '';
+    return e.port === br.name
+      ? `${e.mac} dev ${br.name} master ${br.name}${flags}`
+      : `${e.mac} dev ${e.port} master ${br.name}${flags}`;
+  }
+
+  /** br_handle_frame: learn the source, then forward, flood or pass up */
+  private bridgeInput(ns: Netns, br: BridgeLink, port: Link, frame: Frame): void {
+    if (!br.up) return this.drop(ns, 'link-down', `bridge ${br.name} is down`, br.name, 2);
+    const src = frame.eth.src;
+    const known = br.fdb.find((f) => f.mac === src);
+    if (!isMulticast(src)) {
+      if (!known) {
+        br.fdb.push({ mac: src, port: port.name, state: 'dynamic', updated: this.w.now });
+        this.step(ns, 'bridge', 2, 'learn', `${br.name} learns ${src} on port ${port.name}`, {
+          device: br.name,
+          table: `fdb ${br.name}`,
+          entry: this.fmtFdb(br, { mac: src, port: port.name, state: 'dynamic' }),
+        });
+      } else if (known.state === 'dynamic') {
+        known.port = port.name;
+        known.updated = this.w.now;
+      }
+    }
+    this.bridgeForward(ns, br, frame, port);
+  }
+
+  /** br_dev_xmit: the host sends through its bridge device */
+  private bridgeXmit(ns: Netns, br: BridgeLink, frame: Frame): void {
+    const bytes = emitFrame(frame);
+    this.txStep(ns, br, frame, bytes);
+    br.stats.txPackets++;
+    br.stats.txBytes += bytes.length;
+    this.bridgeForward(ns, br, frame, undefined);
+  }
+
+  private bridgeForward(ns: Netns, br: BridgeLink, frame: Frame, inPort: Link | undefined): void {
+    const dst = frame.eth.dst;
+    const ports = [...ns.links.values()].filter((l) => l.master === br.name);
+    if (dst === BROADCAST || isMulticast(dst)) {
+      this.step(
+        ns,
+        'bridge',
+        2,
+        'flood',
+        `${br.name}: broadcast, flooded to ${
+          ports
+            .filter((p) => p !== inPort)
+            .map((p) => p.name)
+            .join(', ') || 'no other port'
+        }${inPort ? ' and up to the host' : ''}`,
+        { device: br.name },
+      );
+      if (inPort) this.l2Deliver(ns, br, frame);
+      for (const p of ports) if (p !== inPort) this.bridgePortXmit(ns, br, p, frame, inPort);
+      return;
+    }
+    const e = this.fdbLookup(br, dst);
+    if (e && e.state === 'local') {
+      this.step(ns, 'bridge', 2, 'local', `${dst} is ${br.name}'s own address: up to the host stack`, {
+        device: br.name,
+        table: `fdb ${br.name}`,
+        entry: this.fmtFdb(br, e),
+      });
+      if (!inPort) return; // the host sent to itself: nothing to do
+      return this.l2Deliver(ns, br, frame);
+    }
+    if (e) {
+      const out = ns.link(e.port);
+      this.step(ns, 'bridge', 2, 'forward', `${br.name}: ${dst} is on port ${e.port}`, {
+        device: br.name,
+        table: `fdb ${br.name}`,
+        entry: this.fmtFdb(br, e),
+      });
+      if (!out || out === inPort)
+        return this.drop(
+          ns,
+          'not-for-host',
+          `${dst} is on the ingress port; bridge does not send it back`,
+          br.name,
+          2,
+        );
+      return this.bridgePortXmit(ns, br, out, frame, inPort);
+    }
+    const others = ports.filter((p) => p !== inPort);
+    this.step(
+      ns,
+      'bridge',
+      2,
+      'flood',
+      `${br.name}: ${dst} unknown, flooded to ${others.map((p) => p.name).join(', ') || 'no other port'}`,
+      {
+        device: br.name,
+        table: `fdb ${br.name}`,
+        entry: '(none)',
+      },
+    );
+    for (const p of others) this.bridgePortXmit(ns, br, p, frame, inPort);
+  }
+
+  /** br_forward: bridged IPv4 goes through iptables FORWARD when br_netfilter is on */
+  private bridgePortXmit(
+    ns: Netns,
+    br: BridgeLink,
+    port: Link,
+    frame: Frame,
+    inPort: Link | undefined,
+  ): void {
+    if (!port.up) return this.drop(ns, 'link-down', `bridge port ${port.name} is down`, port.name, 2);
+    if (
+      inPort &&
+      frame.payload.kind === 'ipv4' &&
+      ns.sysctl.get('net.bridge.bridge-nf-call-iptables') === '1'
+    ) {
+      const skb: Skb = { pkt: frame.payload, iif: br.name };
+      if (!this.netfilterHook(ns, 'PREROUTING', skb, br.name, undefined)) return;
+      if (!this.netfilterHook(ns, 'FORWARD', skb, br.name, br.name)) return;
+      if (skb.ct) this.ctConfirm(ns, skb);
+    }
+    this.devXmit(ns, port, frame);
+  }
+
+  /* ------------------------------------------------------------ vxlan */
+
+  private vxlanXmit(ns: Netns, vx: VxlanLink, frame: Frame): void {
+    const bytes = emitFrame(frame);
+    this.txStep(ns, vx, frame, bytes);
+    const fdb = vx.fdb.find((f) => f.mac === frame.eth.dst) ?? vx.fdb.find((f) => f.mac === ZERO_MAC);
+    if (!fdb) {
+      vx.stats.txDropped++;
+      this.step(ns, 'encap', 2, 'lookup', `${vx.name}: no FDB entry for ${frame.eth.dst}: no remote VTEP`, {
+        device: vx.name,
+        table: `fdb ${vx.name}`,
+        entry: '(none)',
+      });
+      return this.drop(
+        ns,
+        'vxlan-fdb-miss',
+        `${vx.name} has no FDB entry for ${frame.eth.dst}; counted in tx_dropped`,
+        vx.name,
+        2,
+      );
+    }
+    vx.stats.txPackets++;
+    vx.stats.txBytes += bytes.length;
+    const inner = frame.payload.kind === 'ipv4' ? frame.payload : undefined;
+    // udp_flow_src_port: a hash of the inner flow, scaled into the port range
+    const h = this.w.derive('vxlan-sport', inner ? flowKey(inner) : frame.eth.src + frame.eth.dst);
+    const sport = vx.srcPortMin + (h % (vx.srcPortMax - vx.srcPortMin + 1));
+    const outer: Ipv4Packet = {
+      kind: 'ipv4',
+      ip: {
+        src: vx.local,
+        dst: fdb.dst,
+        protocol: IPPROTO_UDP,
+        ttl: 64,
+        id: 0,
+        df: false,
+        mf: false,
+        fragOffset: 0,
+        tos: inner ? inner.ip.tos : 0,
+      },
+      payload: {
+        kind: 'udp',
+        udp: { srcPort: sport, dstPort: vx.dstport },
+        payload: { kind: 'vxlan', vxlan: { vni: vx.vni }, frame },
+      },
+    };
+    this.step(
+      ns,
+      'encap',
+      3,
+      'encapsulate',
+      `${vx.name}: VXLAN vni ${vx.vni}, UDP ${sport} → ${vx.dstport}, outer ${vx.local} → ${fdb.dst} (+50 bytes)`,
+      {
+        device: vx.name,
+        table: `fdb ${vx.name}`,
+        entry: `${fdb.mac} dst ${fdb.dst} self${fdb.permanent ? ' permanent' : ''}`,
+      },
+    );
+    this.tunnelOut(ns, outer, vx.dev);
+  }
+
+  /** iptunnel_xmit → ip_local_out: the outer packet is routed like any locally generated one */
+  private tunnelOut(ns: Netns, outer: Ipv4Packet, oif: string | undefined): void {
+    const rr = this.routeOutput(ns, outer.ip.dst, oif);
+    if (!rr || 'error' in rr) {
+      this.step(ns, 'route', 3, 'lookup', `outer ${outer.ip.dst}: no route${oif ? ` via ${oif}` : ''}`, {
+        table: 'main',
+        entry: '(none)',
+      });
+      return this.drop(ns, 'no-route', `no route to tunnel endpoint ${outer.ip.dst}`);
+    }
+    outer.ip.id = this.nextId(ns, outer);
+    this.routeStep(ns, outer.ip.dst, rr, 'outer ');
+    this.localOut(ns, outer, rr);
+  }
+
+  /** Linux leaves the IP id 0 on DF packets of connected sockets; others take the per-netns counter */
+  private nextId(ns: Netns, p: Ipv4Packet): number {
+    if (p.ip.df) return 0;
+    ns.ipId = (ns.ipId + 1) & 0xffff;
+    return (this.w.derive('ipid', ns.name) + ns.ipId) & 0xffff;
+  }
+
+  routeStep(ns: Netns, dst: string, rr: RouteResult, what = ''): void {
+    const r = rr.route;
+    const via = r.via ? `via ${r.via} ` : '';
+    this.step(ns, 'route', 3, 'lookup', `${what}${dst} → ${via}dev ${rr.dev.name} src ${rr.src}`, {
+      device: rr.dev.name,
+      table: 'main',
+      entry: formatRoute(r),
+    });
+  }
+
+  /* ------------------------------------------------------------ ipip */
+
+  private ipipXmit(ns: Netns, tun: IpipLink, inner: Ipv4Packet, rr: RouteResult): void {
+    const remote = tun.remote ?? rr.nexthop;
+    if (remote === inner.ip.dst && !tun.remote && !rr.route.via) {
+      return this.drop(
+        ns,
+        'no-route',
+        `${tun.name} (remote any) needs a route with a gateway: the tunnel endpoint`,
+        tun.name,
+      );
+    }
+    const bytes = emitIpv4Packet(inner);
+    this.capture(ns, tun, 'out', bytes);
+    this.step(ns, 'xmit', 3, 'tx', `${describeIp(inner)} out ${tun.name}`, {
+      device: tun.name,
+      frame: bytes,
+    });
+    tun.stats.txPackets++;
+    tun.stats.txBytes += bytes.length;
+    const pre = this.routeOutput(ns, remote);
+    const src = tun.local ?? (pre && !('error' in pre) ? pre.src : undefined) ?? '0.0.0.0';
+    const outer: Ipv4Packet = {
+      kind: 'ipv4',
+      ip: {
+        src,
+        dst: remote,
+        protocol: IPPROTO_IPIP,
+        ttl: tun.ttl || inner.ip.ttl,
+        id: 0,
+        df: tun.pmtudisc || inner.ip.df,
+        mf: false,
+        fragOffset: 0,
+        tos: inner.ip.tos,
+      },
+      payload: { kind: 'ipip', inner },
+    };
+    this.step(
+      ns,
+      'encap',
+      3,
+      'encapsulate',
+      `${tun.name}: IPinIP (protocol 4), outer ${src} → ${remote} (+20 bytes)`,
+      {
+        device: tun.name,
+        table: 'main',
+        entry: formatRoute(rr.route),
+      },
+    );
+    this.tunnelOut(ns, outer, undefined);
+  }
+
+  /* ------------------------------------------------------------ IP receive */
+
+  /** ip_rcv → PREROUTING → ip_rcv_finish (route input) */
+  ipRcv(ns: Netns, dev: Link, skb: Skb): void {
+    skb.iif = dev.name;
+    const pkt = skb.pkt;
+    if (pkt.ip.ttl === 0) return this.drop(ns, 'ttl-exceeded', 'TTL 0 on receive', dev.name);
+    // nf_defrag_ipv4: with conntrack on, fragments are reassembled before PREROUTING
+    if ((pkt.ip.mf || pkt.ip.fragOffset) && this.conntrackOn(ns)) {
+      const whole = this.reassemble(ns, skb.pkt);
+      if (!whole) return;
+      skb.pkt = whole.pkt;
+      skb.fragMax = whole.max;
+    }
+    if (!this.netfilterHook(ns, 'PREROUTING', skb, dev.name, undefined)) return;
+    const dst = skb.pkt.ip.dst;
+    const localDev = ns.localAddress(dst);
+    if (localDev) {
+      if (!this.rpCheck(ns, dev, skb.pkt)) return;
+      this.step(
+        ns,
+        'route',
+        3,
+        'lookup',
+        `${dst} is a local address (on ${localDev.name}): deliver locally`,
+        {
+          device: dev.name,
+          table: 'local',
+          entry: `local ${dst} dev ${localDev.name} proto kernel scope host src ${dst}`,
+        },
+      );
+      return this.localIn(ns, dev, skb);
+    }
+    if (ns.sysctl.get('net.ipv4.ip_forward') !== '1') {
+      return this.drop(
+        ns,
+        'forwarding-disabled',
+        `${dst} is not local and net.ipv4.ip_forward = 0 (counted as IpInAddrErrors)`,
+        dev.name,
+      );
+    }
+    const rr = this.routeOutput(ns, dst);
+    if (!rr || 'error' in rr) {
+      this.step(ns, 'route', 3, 'lookup', `${dst}: no matching route`, {
+        device: dev.name,
+        table: 'main',
+        entry: '(none)',
+      });
+      this.drop(
+        ns,
+        'no-route',
+        `no route to ${dst} (IpOutNoRoutes); ICMP net unreachable to ${skb.pkt.ip.src}`,
+        dev.name,
+      );
+      this.icmpError(ns, skb.pkt, 3, 0, undefined, 'net unreachable');
+      return;
+    }
+    if (!this.rpCheck(ns, dev, skb.pkt)) return;
+    this.routeStep(ns, dst, rr);
+    this.forward(ns, dev, skb, rr);
+  }
+
+  /** fib_validate_source: strict (1) needs the reverse route out of the ingress device, loose (2) any route */
+  private rpCheck(ns: Netns, dev: Link, pkt: Ipv4Packet): boolean {
+    const mode = ns.rpFilter(dev.name);
+    if (mode === 0) return true;
+    const back = ns.fib.lookup(ip4ToInt(pkt.ip.src), this.usable(ns));
+    const ok = mode === 1 ? back?.dev === dev.name : !!back;
+    if (ok) return true;
+    this.step(
+      ns,
+      'route',
+      3,
+      'rp_filter',
+      `reverse path to ${pkt.ip.src} ${back ? `leaves via ${back.dev}` : 'does not exist'}, packet came in on ${dev.name}`,
+      {
+        device: dev.name,
+        table: 'main',
+        entry: back ? formatRoute(back) : '(none)',
+      },
+    );
+    this.drop(
+      ns,
+      'rp-filter',
+      `rp_filter=${mode} (${mode === 1 ? 'strict' : 'loose'}) on ${dev.name} rejects source ${pkt.ip.src} (IPReversePathFilter)`,
+      dev.name,
+    );
+    return false;
+  }
+
+  /** ip_forward */
+  private forward(ns: Netns, dev: Link, skb: Skb, rr: RouteResult): void {
+    const pkt = skb.pkt;
+    if (pkt.ip.ttl <= 1) {
+      this.drop(
+        ns,
+        'ttl-exceeded',
+        `TTL ${pkt.ip.ttl} would reach 0; ICMP time exceeded to ${pkt.ip.src}`,
+        dev.name,
+      );
+      this.icmpError(ns, pkt, 11, 0, undefined, 'time exceeded');
+      return;
+    }
+    const len = ipv4Length(pkt);
+    const mtu = rr.dev.mtu;
+    if (len > mtu && pkt.ip.df) {
+      this.step(ns, 'mtu', 3, 'check', `${len} bytes > mtu ${mtu} of ${rr.dev.name}, DF set`, {
+        device: rr.dev.name,
+      });
+      this.drop(
+        ns,
+        'mtu-exceeded',
+        `packet of ${len} bytes does not fit mtu ${mtu} of ${rr.dev.name} and DF is set; ICMP fragmentation needed (mtu ${mtu}) to ${pkt.ip.src}`,
+        rr.dev.name,
+      );
+      this.icmpError(ns, pkt, 3, 4, mtu, 'fragmentation needed');
+      return;
+    }
+    const fwd: Ipv4Packet = { ...pkt, ip: { ...pkt.ip, ttl: pkt.ip.ttl - 1 } };
+    skb.pkt = fwd;
+    this.step(
+      ns,
+      'forward',
+      3,
+      'forward',
+      `forward ${describeIp(fwd)} ${dev.name} → ${rr.dev.name}, TTL ${pkt.ip.ttl} → ${fwd.ip.ttl}`,
+      { device: rr.dev.name },
+    );
+    if (!this.netfilterHook(ns, 'FORWARD', skb, dev.name, rr.dev.name)) return;
+    this.postRouting(ns, skb, rr);
+  }
+
+  /** ip_local_deliver: INPUT hook, then the protocol handler (tunnels, sockets) */
+  private localIn(ns: Netns, dev: Link, skb: Skb): void {
+    let pkt = skb.pkt;
+    if (pkt.ip.mf || pkt.ip.fragOffset) {
+      const whole = this.reassemble(ns, pkt);
+      if (!whole) return;
+      pkt = skb.pkt = whole.pkt;
+    }
+    if (!this.netfilterHook(ns, 'INPUT', skb, dev.name, undefined)) return;
+    if (skb.ct) this.ctConfirm(ns, skb);
+    const p = pkt.payload;
+    if (p.kind === 'udp' && p.payload.kind === 'vxlan') {
+      const vx = [...ns.links.values()].find(
+        (l): l is VxlanLink =>
+          l.type === 'vxlan' && l.dstport === p.udp.dstPort && (l.local === pkt.ip.dst || !l.local),
+      );
+      if (vx) return this.vxlanRcv(ns, vx, pkt, p.payload.vxlan.vni, p.payload.frame);
+    }
+    if (p.kind === 'ipip') {
+      const tun = [...ns.links.values()].find((l): l is IpipLink => l.type === 'ipip' && l.up);
+      if (tun) return this.ipipRcv(ns, tun, pkt, p.inner);
+      this.drop(
+        ns,
+        'port-unreachable',
+        'IPinIP packet but no ipip device: ICMP protocol unreachable',
+        dev.name,
+      );
+      this.icmpError(ns, pkt, 3, 2, undefined, 'protocol unreachable');
+      return;
+    }
+    if (!this.transport) return this.deliver(ns, dev.name, ns.name, `delivered to ${ns.name}`);
+    this.transport.receive(ns, dev, pkt);
+  }
+
+  private vxlanRcv(ns: Netns, vx: VxlanLink, outer: Ipv4Packet, vni: number, inner: Frame): void {
+    if (vni !== vx.vni)
+      return this.drop(
+        ns,
+        'port-unreachable',
+        `VNI ${vni} does not match ${vx.name} (vni ${vx.vni})`,
+        vx.name,
+      );
+    if (!vx.up) return this.drop(ns, 'link-down', `${vx.name} is down`, vx.name, 2);
+    this.step(
+      ns,
+      'decap',
+      3,
+      'decapsulate',
+      `UDP ${outer.ip.src} → ${outer.ip.dst}:${vx.dstport} is VXLAN vni ${vni} for ${vx.name}: inner frame ${inner.eth.src} → ${inner.eth.dst}`,
+      { device: vx.name },
+    );
+    this.w.tick(HOP_US);
+    this.netifReceive(ns, vx, inner, emitFrame(inner));
+  }
+
+  private ipipRcv(ns: Netns, tun: IpipLink, outer: Ipv4Packet, inner: Ipv4Packet): void {
+    this.step(
+      ns,
+      'decap',
+      3,
+      'decapsulate',
+      `IPinIP ${outer.ip.src} → ${outer.ip.dst} for ${tun.name}: inner ${describeIp(inner)}`,
+      { device: tun.name },
+    );
+    const bytes = emitIpv4Packet(inner);
+    this.capture(ns, tun, 'in', bytes);
+    tun.stats.rxPackets++;
+    tun.stats.rxBytes += bytes.length;
+    this.step(ns, 'rx', 3, 'rx', `${describeIp(inner)} in ${tun.name}`, { device: tun.name, frame: bytes });
+    this.ipRcv(ns, tun, { pkt: inner });
+  }
+
+  private reassemble(ns: Netns, frag: Ipv4Packet): { pkt: Ipv4Packet; max: number } | undefined {
+    const key = `${ns.name}|${frag.ip.src}|${frag.ip.dst}|${frag.ip.id}|${frag.ip.protocol}`;
+    const held = this.defrag.get(key) ?? [];
+    held.push(frag);
+    const total = held.find((f) => !f.ip.mf);
+    const have = held.reduce((n, f) => n + ipv4Length(f) - 20, 0);
+    if (!total || have < total.ip.fragOffset + ipv4Length(total) - 20) {
+      this.defrag.set(key, held);
+      this.step(
+        ns,
+        'defrag',
+        3,
+        'hold',
+        `fragment offset ${frag.ip.fragOffset} of id ${frag.ip.id} held for reassembly`,
+        {},
+      );
+      return undefined;
+    }
+    this.defrag.delete(key);
+    const whole = reassembleIpv4(held);
+    this.step(
+      ns,
+      'defrag',
+      3,
+      'reassemble',
+      `${held.length} fragments of id ${frag.ip.id} reassembled: ${ipv4Length(whole)} bytes`,
+      {},
+    );
+    return { pkt: whole, max: Math.max(...held.map(ipv4Length)) };
+  }
+
+  /* ------------------------------------------------------------ netfilter + conntrack */
+
+  conntrackOn(ns: Netns): boolean {
+    return ns.netfilter.usesConntrack();
+  }
+
+  private netfilterHook(
+    ns: Netns,
+    hook: 'PREROUTING' | 'INPUT' | 'FORWARD' | 'OUTPUT',
+    skb: Skb,
+    iif?: string,
+    oif?: string,
+  ): boolean {
+    const pkt = skb.pkt;
+    if ((hook === 'PREROUTING' || hook === 'OUTPUT') && this.conntrackOn(ns)) {
+      const t = tupleOf(pkt);
+      const flags = pkt.payload.kind === 'tcp' ? pkt.payload.tcp.flags : undefined;
+      const res = ns.conntrack.track(
+        t,
+        flags,
+        this.w.now,
+        ns.sysctl.get('net.netfilter.nf_conntrack_tcp_loose') !== '0',
+      );
+      skb.ct = res;
+      const tcp = res.to && res.from !== res.to ? ` ${res.from} → ${res.to}` : res.to ? ` ${res.to}` : '';
+      this.step(
+        ns,
+        'conntrack',
+        3,
+        res.isNew ? 'new' : res.invalid ? 'invalid' : 'match',
+        `conntrack: ${res.ctstate} (${res.dir})${tcp}`,
+        {
+          table: 'conntrack',
+          entry: fmtTuple(res.entry.orig),
+        },
+      );
+    }
+    if (hook === 'PREROUTING') return true;
+    const meta: PacketMeta = {
+      src: pkt.ip.src,
+      dst: pkt.ip.dst,
+      proto: pkt.ip.protocol,
+      sport:
+        pkt.payload.kind === 'tcp'
+          ? pkt.payload.tcp.srcPort
+          : pkt.payload.kind === 'udp'
+            ? pkt.payload.udp.srcPort
+            : undefined,
+      dport:
+        pkt.payload.kind === 'tcp'
+          ? pkt.payload.tcp.dstPort
+          : pkt.payload.kind === 'udp'
+            ? pkt.payload.udp.dstPort
+            : undefined,
+      in: iif,
+      out: oif,
+      ctstate: skb.ct ? skb.ct.ctstate : 'UNTRACKED',
+      mark: 0,
+      len: ipv4Length(pkt),
+    };
+    const chain = ns.netfilter.chain('filter', hook);
+    if (!chain) return true;
+    const empty = chain.rules.length === 0 && chain.policy === 'ACCEPT';
+    const v = ns.netfilter.evaluate(hook, meta);
+    if (!empty || v.verdict !== 'ACCEPT') this.netfilterStep(ns, hook, v, iif ?? oif);
+    if (v.verdict === 'ACCEPT') return true;
+    const by = v.rule
+      ? `rule ${v.chain} #${v.path[v.path.length - 1].index}: -A ${v.chain} ${formatRuleSpec(v.rule)}`
+      : `policy ${v.chain} ${chain.policy}`;
+    if (v.verdict === 'REJECT') {
+      this.drop(ns, 'filtered', `rejected by ${by}`, iif ?? oif);
+      const tcpReset = v.rejectWith === 'tcp-reset' && pkt.payload.kind === 'tcp';
+      if (!tcpReset)
+        this.icmpError(
+          ns,
+          pkt,
+          3,
+          rejectCode(v.rejectWith),
+          undefined,
+          v.rejectWith ?? 'icmp-port-unreachable',
+        );
+    } else this.drop(ns, 'filtered', `dropped by ${by}`, iif ?? oif);
+    return false;
+  }
+
+  private netfilterStep(ns: Netns, hook: string, v: Verdict, dev?: string): void {
+    const last = v.path[v.path.length - 1];
+    const decided = v.rule && last ? `-A ${last.chain} ${formatRuleSpec(v.rule)}` : `-P ${hook} ${v.verdict}`;
+    const through = v.path.map((p) => `${p.chain}#${p.index}`).join(' → ');
+    this.step(
+      ns,
+      'netfilter',
+      3,
+      v.verdict.toLowerCase(),
+      `filter ${hook}: ${v.verdict}${through ? ` (${through})` : ' (policy)'}`,
+      {
+        device: dev,
+        table: `filter ${hook}`,
+        entry: decided,
+      },
+    );
+  }
+
+  private ctConfirm(ns: Netns, skb: Skb): void {
+    if (skb.ct && skb.ct.isNew && !skb.ct.entry.confirmed) ns.conntrack.confirm(skb.ct.entry);
+  }
+
+  /* ------------------------------------------------------------ ICMP errors */
+
+  /**
+   * icmp_send: an error back to the packet's source, quoting its IP header and first 8 bytes.
+   * Queued: the walker records it as its own trace.
+   */
+  icmpError(
+    ns: Netns,
+    offending: Ipv4Packet,
+    type: number,
+    code: number,
+    mtu: number | undefined,
+    label: string,
+  ): void {
+    if (offending.payload.kind === 'icmp' && ![0, 8].includes(offending.payload.icmp.type)) return; // never about an error
+    if (offending.ip.fragOffset) return;
+    const rr = this.routeOutput(ns, offending.ip.src);
+    if (!rr || 'error' in rr) return;
+    // icmp_send quotes as much of the offending packet as fits in 576 bytes (RFC 1812)
+    const whole = emitIpv4Packet(offending);
+    const quoted = whole.subarray(0, Math.min(whole.length, 576 - 20 - 8));
+    const pkt: Ipv4Packet = {
+      kind: 'ipv4',
+      ip: {
+        src: rr.src,
+        dst: offending.ip.src,
+        protocol: IPPROTO_ICMP,
+        ttl: 64,
+        id: 0,
+        df: false,
+        mf: false,
+        fragOffset: 0,
+        tos: 0xc0,
+      },
+      payload: { kind: 'icmp', icmp: { type, code, id: 0, seq: 0, mtu }, data: quoted.slice() },
+    };
+    pkt.ip.id = this.nextId(ns, pkt);
+    this.step(ns, 'icmp', 3, 'send', `ICMP ${label} to ${offending.ip.src}${mtu ? ` (mtu ${mtu})` : ''}`, {});
+    this.queue.push({ ns: ns.name, pkt, label: `ICMP ${label}` });
+  }
+}
+
+/* ------------------------------------------------------------ helpers */
+
+export function isMulticast(mac: MacAddr): boolean {
+  return (parseInt(mac.slice(0, 2), 16) & 1) === 1;
+}
+
+function rejectCode(w: string | undefined): number {
+  switch (w) {
+    case 'icmp-net-unreachable':
+      return 0;
+    case 'icmp-host-unreachable':
+      return 1;
+    case 'icmp-proto-unreachable':
+      return 2;
+    case 'icmp-net-prohibited':
+      return 9;
+    case 'icmp-host-prohibited':
+      return 10;
+    case 'icmp-admin-prohibited':
+      return 13;
+    default:
+      return 3;
+  }
+}
+
+export function tupleOf(p: Ipv4Packet): Tuple {
+  const pl = p.payload;
+  if (pl.kind === 'tcp')
+    return { proto: IPPROTO_TCP, src: p.ip.src, dst: p.ip.dst, sport: pl.tcp.srcPort, dport: pl.tcp.dstPort };
+  if (pl.kind === 'udp')
+    return { proto: IPPROTO_UDP, src: p.ip.src, dst: p.ip.dst, sport: pl.udp.srcPort, dport: pl.udp.dstPort };
+  if (pl.kind === 'icmp')
+    return {
+      proto: IPPROTO_ICMP,
+      src: p.ip.src,
+      dst: p.ip.dst,
+      sport: 0,
+      dport: 0,
+      icmpType: pl.icmp.type,
+      icmpCode: pl.icmp.code,
+      icmpId: pl.icmp.id,
+    };
+  return { proto: p.ip.protocol, src: p.ip.src, dst: p.ip.dst, sport: 0, dport: 0 };
+}
+
+export function fmtTuple(t: Tuple): string {
+  if (t.proto === IPPROTO_TCP || t.proto === IPPROTO_UDP)
+    return `src=${t.src} dst=${t.dst} sport=${t.sport} dport=${t.dport}`;
+  if (t.proto === IPPROTO_ICMP)
+    return `src=${t.src} dst=${t.dst} type=${t.icmpType} code=${t.icmpCode} id=${t.icmpId}`;
+  return `src=${t.src} dst=${t.dst}`;
+}
+
+function flowKey(p: Ipv4Packet): string {
+  const t = tupleOf(p);
+  return `${t.proto}|${t.src}|${t.dst}|${t.sport}|${t.dport}`;
+}
+
+const TCP_FLAG_ORDER: [keyof import('../wire/types.ts').TcpFlags, string][] = [
+  ['fin', 'F'],
+  ['syn', 'S'],
+  ['rst', 'R'],
+  ['psh', 'P'],
+  ['urg', 'U'],
+];
+
+export function tcpFlagString(f: import('../wire/types.ts').TcpFlags): string {
+  let s = '';
+  for (const [k, c] of TCP_FLAG_ORDER) if (f[k]) s += c;
+  if (f.ack) s += '.';
+  return s || 'none';
+}
+
+/** one line about an IP packet, tcpdump-like */
+export function describeIp(p: Ipv4Packet): string {
+  const pl = p.payload;
+  const frag =
+    p.ip.mf || p.ip.fragOffset ? ` frag id ${p.ip.id} off ${p.ip.fragOffset}${p.ip.mf ? '+' : ''}` : '';
+  switch (pl.kind) {
+    case 'tcp':
+      return `TCP ${p.ip.src}:${pl.tcp.srcPort} → ${p.ip.dst}:${pl.tcp.dstPort} [${tcpFlagString(pl.tcp.flags)}]${pl.data.length ? ` len ${pl.data.length}` : ''}`;
+    case 'udp':
+      if (pl.payload.kind === 'vxlan')
+        return `UDP ${p.ip.src}:${pl.udp.srcPort} → ${p.ip.dst}:${pl.udp.dstPort} VXLAN vni ${pl.payload.vxlan.vni} [${describeFrame(pl.payload.frame)}]`;
+      return `UDP ${p.ip.src}:${pl.udp.srcPort} → ${p.ip.dst}:${pl.udp.dstPort} len ${pl.payload.data.length}`;
+    case 'icmp': {
+      const names: Record<number, string> = {
+        0: 'echo reply',
+        8: 'echo request',
+        3: 'unreachable',
+        11: 'time exceeded',
+      };
+      return `ICMP ${p.ip.src} → ${p.ip.dst} ${names[pl.icmp.type] ?? `type ${pl.icmp.type}`}${pl.icmp.type === 3 ? ` code ${pl.icmp.code}` : ''}`;
+    }
+    case 'ipip':
+      return `IPIP ${p.ip.src} → ${p.ip.dst} [${describeIp(pl.inner)}]`;
+    case 'raw':
+      return `IP ${p.ip.src} → ${p.ip.dst} proto ${p.ip.protocol}${frag}`;
+  }
+}
+
+export function describeFrame(f: Frame): string {
+  const p = f.payload;
+  if (p.kind === 'arp')
+    return p.arp.op === 1
+      ? `ARP who-has ${p.arp.targetIp} tell ${p.arp.senderIp}`
+      : `ARP ${p.arp.senderIp} is-at ${p.arp.senderMac}`;
+  if (p.kind === 'ipv4') return describeIp(p);
+  return `ethertype 0x${f.eth.ethertype.toString(16)}`;
+}
+
+export { intToIp4 };

@@ -1,0 +1,103 @@
+/**
+ * The world: every network namespace of a cluster (nodes, pods, underlay segments, router),
+ * a simulated clock, the frames seen on every device, and the recorder the datapath writes steps to.
+ */
+import type { Step } from '../trace/types.ts';
+import { Netns, type NetnsRole } from './objects.ts';
+
+export interface Capture {
+  /** µs */
+  time: number;
+  netns: string;
+  dev: string;
+  dir: 'in' | 'out';
+  frame: Uint8Array;
+}
+
+/** FNV-1a over a string, 32-bit: the root of every seeded value (MACs, ports, ISNs). */
+export function hash32(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  // final avalanche (murmur3 fmix32) so that near-identical inputs spread
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/** A locally administered unicast MAC derived from a seed string. */
+export function derivedMac(seed: string): string {
+  const a = hash32(seed);
+  const b = hash32(seed + '#');
+  const bytes = [0x02, (a >>> 24) & 0xff, (a >>> 16) & 0xff, (a >>> 8) & 0xff, a & 0xff, b & 0xff];
+  return bytes.map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
+export class Recorder {
+  readonly steps: Step[] = [];
+  private auxStack: string[] = [];
+  part?: string;
+
+  constructor(private readonly world: World) {}
+
+  add(s: Omit<Step, 'n' | 'time' | 'aux' | 'part'>): Step {
+    const step: Step = { ...s, n: this.steps.length + 1, time: this.world.now };
+    const aux = this.auxStack[this.auxStack.length - 1];
+    if (aux) step.aux = aux;
+    if (this.part) step.part = this.part;
+    this.steps.push(step);
+    return step;
+  }
+
+  withAux<T>(label: string, fn: () => T): T {
+    this.auxStack.push(label);
+    try {
+      return fn();
+    } finally {
+      this.auxStack.pop();
+    }
+  }
+}
+
+export class World {
+  readonly netns = new Map<string, Netns>();
+  /** µs since the cluster came up */
+  now = 0;
+  readonly captures: Capture[] = [];
+  /** steps go here while a walk is recorded */
+  rec: Recorder;
+  /** capture frames per device (tcpdump, pcap); off for benchmarks that do not need it */
+  capture = true;
+
+  constructor(readonly seed: string) {
+    this.rec = new Recorder(this);
+  }
+
+  addNetns(name: string, role: NetnsRole): Netns {
+    if (this.netns.has(name)) throw new Error(`netns "${name}" exists`);
+    const ns = new Netns(name, role);
+    this.netns.set(name, ns);
+    return ns;
+  }
+
+  ns(name: string): Netns {
+    const ns = this.netns.get(name);
+    if (!ns) throw new Error(`no netns "${name}"`);
+    return ns;
+  }
+
+  /** advance the clock */
+  tick(us: number): void {
+    this.now += us;
+  }
+
+  /** ephemeral-port/ISN style values: stable for the same seed and inputs */
+  derive(...parts: (string | number)[]): number {
+    return hash32(this.seed + '|' + parts.join('|'));
+  }
+}

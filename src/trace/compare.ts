@@ -1,0 +1,88 @@
+/**
+ * The per-mode comparison, measured rather than typed in: build the cluster in each CNI mode,
+ * walk a cross-node TCP exchange, and read what the underlay segment saw.
+ */
+import type { ClusterSpec, CniMode } from '../cluster/spec.ts';
+import { CNI_MODES } from '../cluster/spec.ts';
+import { buildCluster } from '../cni/build.ts';
+import { headerLayers } from '../render/headers.ts';
+import { walk } from './walk.ts';
+
+export interface ModeRow {
+  mode: CniMode;
+  /** layers between the outer and the inner IP header on the underlay, e.g. "VXLAN (UDP 4789)" */
+  encapsulation: string;
+  /** underlay frame bytes minus the pod's frame bytes for the same packet */
+  overhead: number;
+  podMtu: number;
+  underlayMtu: number;
+  /** addresses the underlay had to forward on: what it must know */
+  underlayAddresses: string[];
+  underlayMustKnow: string;
+  delivered: boolean;
+}
+
+/** Cross-node pair to measure with: the first pod and the first pod on another node */
+function pair(spec: ClusterSpec): [string, string] | undefined {
+  for (const a of spec.pods) {
+    const b = spec.pods.find((p) => p.node !== a.node && p.listen.some((l) => l.proto === 'tcp'));
+    if (b) return [a.name, b.name];
+  }
+  return undefined;
+}
+
+export function compareModes(spec: ClusterSpec, modes: readonly CniMode[] = CNI_MODES): ModeRow[] {
+  const p = pair(spec);
+  return modes.map((mode) => {
+    const c = buildCluster(spec, mode);
+    const row: ModeRow = {
+      mode,
+      encapsulation: 'none',
+      overhead: 0,
+      podMtu: c.podMtu,
+      underlayMtu: spec.mtu,
+      underlayAddresses: [],
+      underlayMustKnow: '',
+      delivered: false,
+    };
+    if (!p) {
+      row.underlayMustKnow = 'no cross-node pod pair to measure';
+      return row;
+    }
+    const w = walk(c, {
+      from: p[0],
+      to: p[1],
+      proto: 'tcp',
+      port: c.pods.find((x) => x.name === p[1])!.listen.find((l) => l.proto === 'tcp')!.port,
+    });
+    row.delivered = w.request.disposition.kind === 'delivered';
+    const steps = w.request.steps.filter((s) => !s.aux && s.frame);
+    const podFrame = steps.find((s) => s.netns === p[0] && s.kind === 'xmit');
+    const segments = new Set(spec.subnets.map((s) => s.name));
+    const wire = steps.find((s) => segments.has(s.netns) && s.kind === 'rx');
+    if (podFrame?.frame && wire?.frame) {
+      row.overhead = wire.frame.length - podFrame.frame.length;
+      const layers = headerLayers(wire.frame);
+      const ips = layers.filter((l) => l.name === 'IPv4');
+      const between = layers.slice(
+        layers.indexOf(ips[0]) + 1,
+        ips.length > 1 ? layers.indexOf(ips[1]) : undefined,
+      );
+      const udp = between.find((l) => l.name === 'UDP');
+      if (between.some((l) => l.name === 'VXLAN'))
+        row.encapsulation = `VXLAN (UDP ${udp?.fields.split(' ')[2]})`;
+      else if (ips.length > 1) row.encapsulation = 'IPinIP (IP protocol 4)';
+      row.underlayAddresses = [
+        ...new Set(
+          ips.slice(0, 1).flatMap((l) => l.fields.split(' ').filter((x) => /^\d+\.\d+\.\d+\.\d+$/.test(x))),
+        ),
+      ];
+      const podNets = c.nodes.map((n) => n.podCIDR);
+      const seesPods = row.underlayAddresses.some((a) => c.pods.some((pp) => pp.ip === a));
+      row.underlayMustKnow = seesPods
+        ? `pod CIDRs (${podNets.join(', ')})`
+        : `node IPs only (${row.underlayAddresses.join(', ')})`;
+    }
+    return row;
+  });
+}

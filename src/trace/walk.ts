@@ -1,0 +1,193 @@
+/**
+ * Walk a flow through a built cluster: the request packet, then every packet the exchange
+ * produces (SYN-ACK, ACK, data, FIN… or ICMP errors, RST), each recorded as its own Trace.
+ */
+import type { Cluster } from '../cni/build.ts';
+import { asciiBytes } from '../kernel/sockets.ts';
+import { describeIp, type Terminal } from '../kernel/stack.ts';
+import { Recorder } from '../kernel/world.ts';
+import { isValidIp4 } from '../wire/addr.ts';
+import type { Ipv4Packet } from '../wire/types.ts';
+import { freezeTrace, type Disposition, type Flow, type Proto, type Trace } from './types.ts';
+
+export class WalkError extends Error {}
+
+export interface WalkRequest {
+  from: string;
+  to: string;
+  proto: Proto;
+  port?: number;
+  /** UDP/ICMP: IP total length of the datagram; TCP: bytes of request data */
+  size?: number;
+  df?: boolean;
+  sport?: number;
+}
+
+export interface Walk {
+  request: Trace;
+  /** the first packet the exchange sent back toward the source (SYN-ACK, echo reply, ICMP error, RST) */
+  reply?: Trace;
+  /** every trace in order: request, reply, and the rest of the exchange */
+  traces: Trace[];
+}
+
+/** Packets at most in one exchange, so a loop in a broken cluster cannot run forever */
+const MAX_PACKETS = 64;
+/** µs between one packet's walk and the next (the other end's reaction time) */
+const GAP_US = 50;
+
+export interface Endpoint {
+  netns: string;
+  ip: string;
+}
+
+/** A pod name, node name or IP address → the network namespace and address it stands for */
+export function resolveEndpoint(c: Cluster, what: string, role: 'source' | 'destination'): Endpoint {
+  const pod = c.pods.find((p) => p.name === what);
+  if (pod) return { netns: pod.name, ip: pod.ip };
+  const node = c.nodes.find((n) => n.name === what);
+  if (node) return { netns: node.name, ip: node.addr };
+  if (isValidIp4(what)) {
+    for (const ns of c.world.netns.values()) {
+      if (ns.role === 'segment') continue;
+      if (ns.localAddress(what) && !what.startsWith('127.')) return { netns: ns.name, ip: what };
+    }
+    if (role === 'destination') return { netns: '', ip: what };
+    throw new WalkError(`source ${what} is not an address of any pod or node`);
+  }
+  const names = [...c.pods.map((p) => p.name), ...c.nodes.map((n) => n.name)];
+  throw new WalkError(
+    `unknown ${role} "${what}": expected a pod (${c.pods.map((p) => p.name).join(', ')}), a node (${c.nodes.map((n) => n.name).join(', ')}) or an IPv4 address${names.length ? '' : ''}`,
+  );
+}
+
+export function dispositionOf(terminals: readonly Terminal[]): Disposition {
+  const delivered = terminals.find((t) => t.kind === 'delivered');
+  if (delivered)
+    return {
+      kind: 'delivered',
+      netns: delivered.netns,
+      device: delivered.device ?? '',
+      to: delivered.to ?? '',
+    };
+  const drop = terminals.find((t) => t.kind === 'dropped' && t.reason !== 'not-for-host') ?? terminals[0];
+  if (drop && drop.reason)
+    return {
+      kind: 'dropped',
+      reason: drop.reason,
+      netns: drop.netns,
+      device: drop.device,
+      detail: drop.detail,
+    };
+  return { kind: 'pending', detail: 'the packet left no terminal event' };
+}
+
+function httpRequest(host: string, port: number, size?: number): Uint8Array {
+  const base = `GET / HTTP/1.1\r\nHost: ${host}:${port}\r\nUser-Agent: podwalk\r\nAccept: */*\r\n\r\n`;
+  if (size === undefined || size <= base.length)
+    return asciiBytes(size === undefined ? base : base.slice(0, Math.max(1, size)));
+  const head = `POST / HTTP/1.1\r\nHost: ${host}:${port}\r\nContent-Length: `;
+  const bodyLen = Math.max(0, size - head.length - 4 - String(size).length);
+  return asciiBytes((head + `${bodyLen}\r\n\r\n` + 'x'.repeat(bodyLen)).padEnd(size, 'x').slice(0, size));
+}
+
+function payload(n: number): Uint8Array {
+  const b = new Uint8Array(Math.max(0, n));
+  for (let i = 0; i < b.length; i++) b[i] = (0x10 + i) & 0xff; // ping's pattern: bytes counting up
+  return b;
+}
+
+function labelOf(p: Ipv4Packet, fallback: string): string {
+  return fallback || describeIp(p);
+}
+
+export function walk(c: Cluster, req: WalkRequest, opts: { exchange?: boolean } = {}): Walk {
+  const src = resolveEndpoint(c, req.from, 'source');
+  const dst = resolveEndpoint(c, req.to, 'destination');
+  const ns = c.world.ns(src.netns);
+  const stack = c.stack;
+  const proto = req.proto;
+  const dport = req.port ?? (proto === 'icmp' ? undefined : 8080);
+  if (proto !== 'icmp' && (dport === undefined || dport < 1 || dport > 65535))
+    throw new WalkError(`port must be 1..65535`);
+  const rr = stack.routeOutput(ns, dst.ip);
+  const srcIp = rr && 'error' in rr ? dst.ip : (rr?.src ?? src.ip);
+  const [lo, hi] = (ns.sysctl.get('net.ipv4.ip_local_port_range') ?? '32768\t60999').split(/\s+/).map(Number);
+  const sport =
+    req.sport ??
+    (proto === 'icmp'
+      ? undefined
+      : lo + (c.world.derive('sport', srcIp, dst.ip, dport ?? 0) % (hi - lo + 1)));
+  const df = proto === 'tcp' ? true : !!req.df;
+
+  const traces: Trace[] = [];
+  const record = (flow: Flow, run: () => void): Trace => {
+    c.world.rec = new Recorder(c.world);
+    stack.terminals = [];
+    run();
+    const t = freezeTrace(flow, dispositionOf(stack.terminals), c.world.rec.steps);
+    traces.push(t);
+    return t;
+  };
+
+  const flow: Flow = {
+    proto,
+    from: src.netns,
+    to: dst.netns || undefined,
+    src: srcIp,
+    dst: dst.ip,
+    sport,
+    dport,
+    size: req.size,
+    df,
+    label: proto === 'tcp' ? 'SYN' : proto === 'udp' ? 'UDP datagram' : 'ICMP echo request',
+  };
+  const request = record(flow, () => {
+    if (proto === 'tcp') c.sockets.connect(ns, dst.ip, dport!, sport!, httpRequest(dst.ip, dport!, req.size));
+    else if (proto === 'udp')
+      c.sockets.sendUdp(ns, dst.ip, sport!, dport!, payload(req.size !== undefined ? req.size - 28 : 32), df);
+    else
+      c.sockets.sendEcho(
+        ns,
+        dst.ip,
+        c.world.derive('icmp-id', src.netns) & 0xffff,
+        1,
+        payload(req.size !== undefined ? req.size - 28 : 56),
+        df,
+      );
+  });
+
+  let reply: Trace | undefined;
+  let sent = 1;
+  while (stack.queue.length && sent < MAX_PACKETS) {
+    const item = stack.queue.shift()!;
+    if (reply && !opts.exchange) break;
+    c.world.tick(GAP_US);
+    const p = item.pkt;
+    const l4 = p.payload;
+    const f: Flow = {
+      proto: l4.kind === 'tcp' ? 'tcp' : l4.kind === 'udp' ? 'udp' : 'icmp',
+      from: item.ns,
+      src: p.ip.src,
+      dst: p.ip.dst,
+      sport: l4.kind === 'tcp' ? l4.tcp.srcPort : l4.kind === 'udp' ? l4.udp.srcPort : undefined,
+      dport: l4.kind === 'tcp' ? l4.tcp.dstPort : l4.kind === 'udp' ? l4.udp.dstPort : undefined,
+      df: p.ip.df,
+      label: labelOf(p, item.label),
+    };
+    const t = record(f, () => {
+      c.world.rec.add({
+        kind: 'socket',
+        layer: p.payload.kind === 'icmp' ? 3 : 4,
+        netns: item.ns,
+        action: 'send',
+        detail: `${item.ns} sends ${item.label}: ${describeIp(p)}`,
+      });
+      c.sockets.send(c.world.ns(item.ns), p, item.label);
+    });
+    sent++;
+    if (!reply) reply = t;
+  }
+  if (!opts.exchange) stack.queue.length = 0;
+  return { request, reply, traces };
+}
