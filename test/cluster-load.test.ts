@@ -53,7 +53,10 @@ describe('seed cluster', () => {
         ip: '10.244.0.6',
         mac: '62:a1:b2:c3:d4:e6',
         hostVeth: 'veth-pod-b',
-        listen: [{ proto: 'tcp', port: 8080 }],
+        listen: [
+          { proto: 'tcp', port: 8080 },
+          { proto: 'udp', port: 8080 },
+        ],
       },
       {
         name: 'pod-c',

@@ -51,7 +51,7 @@ export function formatRoute(r: Route, linkdown = false): string {
 }
 
 export class Fib {
-  /** kept sorted as `ip route show` lists them: by prefix length? no: by insertion into the trie, i.e. by address then length */
+  /** kept in the order `ip route show` lists them: by network address, longer prefixes first, then metric */
   private routes: Route[] = [];
   /** buckets by prefix length for lookup, longest first */
   private byLen: Map<number, Route[]>[] = Array.from({ length: 33 }, () => new Map());
@@ -67,9 +67,16 @@ export class Fib {
   }
 
   add(r: Route): void {
-    this.routes.push(r);
-    // Linux lists the main table in trie order: by network address, shorter prefix first on ties
-    this.routes.sort((a, b) => a.dst - b.dst || a.len - b.len || a.metric - b.metric);
+    // Linux lists the main table in trie order: by network address, longer prefix first on ties (checked on 6.18)
+    const cmp = (a: Route, b: Route) => a.dst - b.dst || b.len - a.len || a.metric - b.metric;
+    let lo = 0;
+    let hi = this.routes.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (cmp(this.routes[mid], r) <= 0) lo = mid + 1;
+      else hi = mid;
+    }
+    this.routes.splice(lo, 0, r);
     const bucket = this.byLen[r.len];
     const list = bucket.get(r.dst);
     if (list) {

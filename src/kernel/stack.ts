@@ -788,12 +788,7 @@ export class Stack {
         table: 'main',
         entry: '(none)',
       });
-      this.drop(
-        ns,
-        'no-route',
-        `no route to ${dst} (IpOutNoRoutes); ICMP net unreachable to ${skb.pkt.ip.src}`,
-        dev.name,
-      );
+      this.drop(ns, 'no-route', `no route to ${dst} (IpInNoRoutes)`, dev.name);
       this.icmpError(ns, skb.pkt, 3, 0, undefined, 'net unreachable');
       return;
     }
@@ -834,12 +829,7 @@ export class Stack {
   private forward(ns: Netns, dev: Link, skb: Skb, rr: RouteResult): void {
     const pkt = skb.pkt;
     if (pkt.ip.ttl <= 1) {
-      this.drop(
-        ns,
-        'ttl-exceeded',
-        `TTL ${pkt.ip.ttl} would reach 0; ICMP time exceeded to ${pkt.ip.src}`,
-        dev.name,
-      );
+      this.drop(ns, 'ttl-exceeded', `TTL ${pkt.ip.ttl} would reach 0 (IpInHdrErrors)`, dev.name);
       this.icmpError(ns, pkt, 11, 0, undefined, 'time exceeded');
       return;
     }
@@ -852,7 +842,7 @@ export class Stack {
       this.drop(
         ns,
         'mtu-exceeded',
-        `packet of ${len} bytes does not fit mtu ${mtu} of ${rr.dev.name} and DF is set; ICMP fragmentation needed (mtu ${mtu}) to ${pkt.ip.src}`,
+        `packet of ${len} bytes does not fit mtu ${mtu} of ${rr.dev.name} and DF is set (IpFragFails)`,
         rr.dev.name,
       );
       this.icmpError(ns, pkt, 3, 4, mtu, 'fragmentation needed');
@@ -1099,7 +1089,17 @@ export class Stack {
     if (offending.payload.kind === 'icmp' && ![0, 8].includes(offending.payload.icmp.type)) return; // never about an error
     if (offending.ip.fragOffset) return;
     const rr = this.routeOutput(ns, offending.ip.src);
-    if (!rr || 'error' in rr) return;
+    if (!rr || 'error' in rr) {
+      this.step(
+        ns,
+        'icmp',
+        3,
+        'unsent',
+        `ICMP ${label} to ${offending.ip.src} not sent: no route back to it`,
+        {},
+      );
+      return;
+    }
     // icmp_send quotes as much of the offending packet as fits in 576 bytes (RFC 1812)
     const whole = emitIpv4Packet(offending);
     const quoted = whole.subarray(0, Math.min(whole.length, 576 - 20 - 8));

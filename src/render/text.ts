@@ -81,7 +81,7 @@ export function renderSteps(t: Trace, st: Style = PLAIN, o: StepsOptions = {}): 
       const run = t.steps.slice(i, j + 1);
       const learned = run
         .filter((x) => x.kind === 'arp' && x.action === 'learn')
-        .map((x) => x.detail.split(':')[0]);
+        .map((x) => x.detail.replace(/: neighbour .*$/, ''));
       const ns = new Set(run.map((x) => x.netns));
       out.push(
         st.dim(
@@ -118,7 +118,7 @@ export function renderSummary(t: Trace, st: Style = PLAIN): string {
   for (const s of t.steps) {
     if (s.aux) continue;
     let tag: string | undefined;
-    if ((s.kind === 'xmit' || s.kind === 'rx') && s.device) tag = s.device;
+    if ((s.kind === 'xmit' || s.kind === 'rx' || s.kind === 'bridge') && s.device) tag = s.device;
     else if (s.kind === 'encap') tag = `[${s.detail.split(':')[1]?.split(',')[0]?.trim() ?? 'encap'}]`;
     else if (s.kind === 'decap') tag = '[decap]';
     else if (s.kind === 'drop') tag = st.bad(`✗ ${s.detail.split(':')[0]}`);
