@@ -128,6 +128,9 @@ export const DEFAULT_SYSCTLS: Record<string, string> = {
   'net.ipv4.tcp_timestamps': '1',
   'net.ipv4.tcp_sack': '1',
   'net.ipv4.tcp_window_scaling': '1',
+  // the kernel sizes tcp_rmem[2] from memory at boot; 6 MiB is the usual value (window scale 7)
+  'net.ipv4.tcp_rmem': '4096\t131072\t6291456',
+  'net.core.rmem_max': '212992',
   'net.ipv4.neigh.default.gc_stale_time': '60',
   'net.bridge.bridge-nf-call-iptables': '0',
   'net.netfilter.nf_conntrack_tcp_loose': '1',

@@ -58,7 +58,13 @@ function initialWindow(mss: number): number {
   return Math.min(65535, Math.floor(65536 / mss) * mss);
 }
 
-const WSCALE = 7;
+/** tcp_select_initial_window: the window scale that lets the largest receive buffer be advertised */
+export function windowScale(ns: Netns): number {
+  const rmemMax = Number((ns.sysctl.get('net.ipv4.tcp_rmem') ?? '4096 131072 6291456').split(/\s+/)[2]);
+  const coreMax = Number(ns.sysctl.get('net.core.rmem_max') ?? '212992');
+  const space = Math.max(rmemMax, coreMax, 65536);
+  return Math.min(14, Math.max(0, Math.floor(Math.log2(space)) - 15));
+}
 const TCP_HDR = 20;
 const TS_OPT = 12;
 
@@ -221,7 +227,7 @@ export class Sockets implements TransportHandler {
       peerMss: 536,
       tsOffset: this.w.derive('tsoff', src, dst),
       tsRecent: 0,
-      wscale: WSCALE,
+      wscale: windowScale(ns),
       peerWscale: 0,
       rcvWnd: initialWindow(mss),
       toSend: request,
@@ -234,13 +240,13 @@ export class Sockets implements TransportHandler {
       layer: 7,
       netns: ns.name,
       action: 'connect',
-      detail: `connect() ${src}:${sport} → ${dst}:${dport}: TCP SYN, mss ${mss} (mtu ${mtu} − 40), wscale ${WSCALE}, SACK, timestamps`,
+      detail: `connect() ${src}:${sport} → ${dst}:${dport}: TCP SYN, mss ${mss} (mtu ${mtu} − 40), wscale ${c.wscale}, SACK, timestamps`,
     });
     const syn = this.segment(c, { syn: true }, new Uint8Array(0), {
       mss,
       sackOk: true,
       timestamp: { val: this.tsVal(c), ecr: 0 },
-      wscale: WSCALE,
+      wscale: c.wscale,
     });
     c.sndNxt = (c.sndNxt + 1) >>> 0;
     this.conns.push(c);
@@ -478,6 +484,8 @@ export class Sockets implements TransportHandler {
       `${desc} to the ${conn.role} socket${change}${data.length ? `; ${data.length} bytes to the application` : ''}`,
       data.length ? 7 : 4,
     );
+    // quickack at the start of a connection: data is acknowledged at once, before the application reacts
+    if (data.length && !f.fin) reply({ ack: true }, new Uint8Array(0), 'ACK');
     if (conn.role === 'server' && data.length && conn.toSend.length === 0) {
       // the application answers the request
       conn.toSend = this.serverResponse(data);
@@ -485,7 +493,7 @@ export class Sockets implements TransportHandler {
       return;
     }
     if (conn.role === 'client' && data.length && conn.closeAfterSend && conn.state === 'ESTABLISHED') {
-      // response received: close (FIN with the ACK of the data)
+      // response received: the application closes
       conn.state = 'FIN_WAIT1';
       reply({ fin: true, ack: true }, new Uint8Array(0), 'FIN');
       return;
@@ -535,7 +543,7 @@ export class Sockets implements TransportHandler {
       peerMss: tcp.options.mss ?? 536,
       tsOffset: this.w.derive('tsoff', pkt.ip.dst, pkt.ip.src),
       tsRecent: tcp.options.timestamp?.val ?? 0,
-      wscale: WSCALE,
+      wscale: windowScale(ns),
       peerWscale: tcp.options.wscale ?? 0,
       rcvWnd: initialWindow(mss - (tcp.options.timestamp ? TS_OPT : 0)),
       toSend: new Uint8Array(0),
@@ -555,7 +563,7 @@ export class Sockets implements TransportHandler {
       mss,
       sackOk: !!tcp.options.sackOk,
       timestamp: tcp.options.timestamp ? { val: this.tsVal(c), ecr: c.tsRecent } : undefined,
-      wscale: tcp.options.wscale !== undefined ? WSCALE : undefined,
+      wscale: tcp.options.wscale !== undefined ? c.wscale : undefined,
     });
     synack.ip.id = 0;
     c.sndNxt = (c.sndNxt + 1) >>> 0;
