@@ -347,7 +347,7 @@ function cases(): Case[] {
           ip: ip('192.168.1.10', '192.168.1.11', IPPROTO_UDP, { df: false, id: 0x7a1 }),
           payload: {
             kind: 'udp',
-            udp: { srcPort: 51000, dstPort: VXLAN_PORT },
+            udp: { srcPort: 51000, dstPort: VXLAN_PORT, noChecksum: true },
             payload: {
               kind: 'vxlan',
               vxlan: { vni: 1 },

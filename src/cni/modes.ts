@@ -107,6 +107,8 @@ export function programMode(c: Cluster): ProgramLog[] {
           dev: 'eth0',
           dstport: FLANNEL_VXLAN_PORT,
           learning: false,
+          // flanneld creates the device over netlink without UDP checksums: `noudpcsum` in ip -d link
+          udpcsum: false,
         });
         addAddress(ns, 'flannel.1', n.podNet, 32);
         setLinkUp(ns, 'flannel.1', true);

@@ -79,12 +79,13 @@ export function addVxlan(
   name: string,
   mac: string,
   mtu: number,
-  o: { vni: number; local: string; dev: string; dstport: number; learning: boolean },
+  o: { vni: number; local: string; dev: string; dstport: number; learning: boolean; udpcsum?: boolean },
 ): VxlanLink {
   const vx: VxlanLink = {
     ...base(ns, name, mac, mtu),
     type: 'vxlan',
     ...o,
+    udpcsum: o.udpcsum ?? true,
     srcPortMin: 32768,
     srcPortMax: 60999,
     fdb: [],

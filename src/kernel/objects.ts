@@ -58,6 +58,8 @@ export interface VxlanLink extends LinkBase {
   dev: string;
   dstport: number;
   learning: boolean;
+  /** outer UDP checksum on transmit (iproute2 `udpcsum`; the kernel's default for IPv4, flannel turns it off) */
+  udpcsum: boolean;
   /** source UDP port range, Linux default 32768..60999 (the ephemeral range) */
   srcPortMin: number;
   srcPortMax: number;

@@ -637,7 +637,7 @@ export class Stack {
       },
       payload: {
         kind: 'udp',
-        udp: { srcPort: sport, dstPort: vx.dstport },
+        udp: { srcPort: sport, dstPort: vx.dstport, noChecksum: !vx.udpcsum },
         payload: { kind: 'vxlan', vxlan: { vni: vx.vni }, frame },
       },
     };
@@ -1177,9 +1177,12 @@ export function fmtTuple(t: Tuple): string {
   return `src=${t.src} dst=${t.dst}`;
 }
 
+/** the flow hash is symmetric (flow_hash_from_keys orders the endpoints): both directions share it */
 function flowKey(p: Ipv4Packet): string {
   const t = tupleOf(p);
-  return `${t.proto}|${t.src}|${t.dst}|${t.sport}|${t.dport}`;
+  const a = `${t.src}:${t.sport}`;
+  const b = `${t.dst}:${t.dport}`;
+  return `${t.proto}|${a < b ? a + '|' + b : b + '|' + a}`;
 }
 
 const TCP_FLAG_ORDER: [keyof import('../wire/types.ts').TcpFlags, string][] = [

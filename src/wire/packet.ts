@@ -22,10 +22,8 @@ import {
 import { emitUdp, parseUdp, UDP_HEADER_LEN, type UdpChecksumMode, type UdpEmitOptions } from './udp.ts';
 import { emitVxlan, parseVxlan, VXLAN_HEADER_LEN } from './vxlan.ts';
 
-export interface EmitOptions {
-  /** Outer UDP checksum of VXLAN datagrams; default 'zero', as the Linux vxlan driver (udpcsum off). */
-  vxlanUdpChecksum?: UdpChecksumMode;
-}
+/** Reserved for emit-time choices; per-packet choices (the UDP checksum) live in the Reprs. */
+export type EmitOptions = Record<string, never>;
 
 const CSUM: Record<UdpChecksumMode, UdpEmitOptions> = {
   compute: { checksum: 'compute' },
@@ -131,17 +129,14 @@ function putIpv4(p: Ipv4Packet, buf: Uint8Array, off: number, opts: EmitOptions)
       const u = pl.payload;
       const d = s + UDP_HEADER_LEN;
       if (u.kind === 'vxlan') {
-        if (pl.udp.dstPort !== VXLAN_PORT)
-          throw new WireError(
-            `VXLAN payload needs UDP destination port ${VXLAN_PORT}, not ${pl.udp.dstPort}`,
-          );
+        // any port may carry VXLAN (flannel's default is the kernel's 8472); parse decodes 4789, as tcpdump does
         emitVxlan(u.vxlan, buf, d);
         end = putFrame(u.frame, buf, d + VXLAN_HEADER_LEN, opts);
       } else {
         buf.set(u.data, d);
         end = d + u.data.length;
       }
-      const csum = CSUM[u.kind === 'vxlan' ? (opts.vxlanUdpChecksum ?? 'zero') : 'compute'];
+      const csum = CSUM[pl.udp.noChecksum ? 'zero' : 'compute'];
       emitUdp(pl.udp, buf, s, end - d, ip4ToInt(ip.src), ip4ToInt(ip.dst), csum);
       break;
     }

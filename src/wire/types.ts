@@ -77,6 +77,8 @@ export interface TcpRepr {
 export interface UdpRepr {
   srcPort: number;
   dstPort: number;
+  /** true: the checksum field is 0 ("no checksum", RFC 768), as a vxlan device with noudpcsum sends */
+  noChecksum?: boolean;
 }
 
 export interface IcmpRepr {

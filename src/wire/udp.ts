@@ -60,5 +60,6 @@ export function parseUdp(
       expectedChecksum(buf, off, off + len, off + 6, pseudoHeaderSum(src, dst, IPPROTO_UDP, len)) || 0xffff,
     );
   const repr: UdpRepr = { srcPort: get16(buf, off), dstPort: get16(buf, off + 2) };
+  if (sum === 0) repr.noChecksum = true;
   return { repr, payloadOff: off + UDP_HEADER_LEN, payloadEnd: off + len };
 }
