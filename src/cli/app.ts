@@ -6,7 +6,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { ClusterError, loadCluster } from '../cluster/load.ts';
 import { SEED_YAML, seedCluster } from '../cluster/seed.ts';
 import { CNI_MODES, type ClusterSpec, type CniMode } from '../cluster/spec.ts';
-import { buildCluster, type Cluster } from '../cni/build.ts';
+import { BuildError, buildCluster, type Cluster } from '../cni/build.ts';
 import { compareModes } from '../trace/compare.ts';
 import { walk, WalkError, type Walk } from '../trace/walk.ts';
 import type { Proto, Trace } from '../trace/types.ts';
@@ -36,7 +36,8 @@ const FORMATS = ['steps', 'summary', 'minimal', 'json'] as const;
 type Format = (typeof FORMATS)[number];
 
 function style(io: Io): Style {
-  return io.isTTY && io.env.NO_COLOR === undefined && io.env.TERM !== 'dumb' ? ANSI : PLAIN;
+  // no-color.org: NO_COLOR present and not empty turns colour off
+  return io.isTTY && !io.env.NO_COLOR && io.env.TERM !== 'dumb' ? ANSI : PLAIN;
 }
 
 function loadSpec(io: Io, file: string | undefined): ClusterSpec {
@@ -105,7 +106,8 @@ export function walkOk(w: Walk): boolean {
   return (
     !!w.reply &&
     w.reply.disposition.kind === 'delivered' &&
-    !w.reply.flow.label.startsWith('ICMP') &&
+    // an ICMP error or a RST is an answer, but not the one the flow wanted
+    !(w.reply.flow.label.startsWith('ICMP') && w.reply.flow.label !== 'ICMP echo reply') &&
     w.reply.flow.label !== 'RST'
   );
 }
@@ -193,6 +195,16 @@ export async function run(argv: string[], io: Io): Promise<number> {
   const program = new Command('podwalk')
     .description('Walk a packet through the Kubernetes pod network, device by device, as Linux runs it.')
     .version('0.1.0')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ podwalk demo                             the article's walk in every CNI mode
+  $ podwalk trace pod-a pod-c:8080           one flow and its reply, step by step
+  $ podwalk trace pod-a pod-b:8080 --format summary --mode calico-bgp
+  $ podwalk modes                            encapsulation, overhead and pod MTU per mode
+  $ podwalk seed > my.yaml                   the built-in cluster, to edit and pass with --cluster`,
+    )
     .exitOverride()
     .showHelpAfterError(false)
     .configureOutput({
@@ -334,16 +346,18 @@ export async function run(argv: string[], io: Io): Promise<number> {
     return code;
   } catch (e) {
     if (e instanceof CommanderError) {
-      if (
-        e.code === 'commander.helpDisplayed' ||
-        e.code === 'commander.version' ||
-        e.code === 'commander.help'
-      )
-        return 0;
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return 0;
+      // `podwalk` alone: commander printed the help on stderr; that is bad usage
+      if (e.code === 'commander.help') return e.exitCode === 0 ? 0 : 2;
       if (e.code === 'commander.executeSubCommandAsync') return 0;
       return 2; // commander already printed its one-line error
     }
-    if (e instanceof ClusterError || e instanceof UsageError || e instanceof WalkError) {
+    if (
+      e instanceof ClusterError ||
+      e instanceof UsageError ||
+      e instanceof WalkError ||
+      e instanceof BuildError
+    ) {
       io.err(`podwalk: ${e.message}`);
       return 2;
     }

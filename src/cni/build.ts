@@ -103,7 +103,7 @@ function resolvePods(spec: ClusterSpec, nodes: ResolvedNode[]): ResolvedPod[] {
           break;
         }
       }
-      if (!ip) throw new Error(`pod ${p.name}: no free address in ${node.podCIDR}`);
+      if (!ip) throw new BuildError(`pod ${p.name}: no free address left in ${node.podCIDR}`);
       taken.add(ip);
     }
     const seed = `${spec.name}/${p.name}`;
@@ -154,7 +154,26 @@ function programFilter(
   }
 }
 
+/** A cluster that cannot be brought up as described */
+export class BuildError extends Error {}
+
 export function buildCluster(spec: ClusterSpec, mode: CniMode = spec.cni): Cluster {
+  if (spec.run.length)
+    throw new BuildError(
+      `run: commands on nodes ("${spec.run[0]}") need the emulated tools, which this version does not have yet`,
+    );
+  // every name is a network namespace: segments, the router, nodes and pods share one namespace of names
+  const names = [
+    ...spec.subnets.map((s) => s.name),
+    ...(spec.subnets.some((s) => s.gateway) ? ['router'] : []),
+    ...spec.nodes.map((n) => n.name),
+    ...spec.pods.map((p) => p.name),
+  ];
+  const dup = names.find((n, i) => names.indexOf(n) !== i);
+  if (dup)
+    throw new BuildError(
+      `the name "${dup}" is used twice (subnets, the router, nodes and pods each get a network namespace of that name)`,
+    );
   const world = new World(spec.name);
   const stack = new Stack(world);
   const sockets = new Sockets(stack);

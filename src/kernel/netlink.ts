@@ -192,10 +192,18 @@ export interface RouteSpec {
   onlink?: boolean;
 }
 
-export function toRoute(ns: Netns, s: RouteSpec): Route {
-  const [a, l] = s.prefix === 'default' ? ['0.0.0.0', '0'] : s.prefix.split('/');
+/** a prefix as the kernel takes it: host bits set are refused (EINVAL), as fib_table_insert does */
+function prefixOf(text: string): { dst: number; len: number } {
+  const [a, l] = text === 'default' ? ['0.0.0.0', '0'] : text.split('/');
   const len = l === undefined ? 32 : Number(l);
-  const dst = (ip4ToInt(a) & prefixMask(len)) >>> 0;
+  const addr = ip4ToInt(a);
+  const dst = (addr & prefixMask(len)) >>> 0;
+  if (dst !== addr) throw new NetlinkError('Invalid prefix for given prefix length.');
+  return { dst, len };
+}
+
+export function toRoute(ns: Netns, s: RouteSpec): Route {
+  const { dst, len } = prefixOf(s.prefix);
   const type = s.type ?? 'unicast';
   let dev = s.dev;
   if (type === 'unicast') {
@@ -241,9 +249,7 @@ export function addRoute(ns: Netns, s: RouteSpec, replace = false): Route {
 }
 
 export function delRoute(ns: Netns, prefix: string, match: Partial<RouteSpec> = {}): Route {
-  const [a, l] = prefix === 'default' ? ['0.0.0.0', '0'] : prefix.split('/');
-  const len = l === undefined ? 32 : Number(l);
-  const dst = (ip4ToInt(a) & prefixMask(len)) >>> 0;
+  const { dst, len } = prefixOf(prefix);
   const r = ns.fib
     .list()
     .find(

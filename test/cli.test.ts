@@ -1,0 +1,404 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { run } from '../src/cli/app.ts';
+import type { Io } from '../src/cli/app.ts';
+import { SEED_YAML } from '../src/cluster/seed.ts';
+import { CNI_MODES } from '../src/cluster/spec.ts';
+
+interface Result {
+  code: number;
+  /** stdout, one element per line */
+  out: string[];
+  /** stderr, one element per line */
+  err: string[];
+  stdout: string;
+  stderr: string;
+}
+
+interface Opts {
+  files?: Record<string, string>;
+  env?: Record<string, string | undefined>;
+  isTTY?: boolean;
+}
+
+async function podwalk(argv: string[], o: Opts = {}): Promise<Result> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const io: Io = {
+    out: (s) => out.push(s),
+    err: (s) => err.push(s),
+    readFile: (path) => {
+      const text = o.files?.[path];
+      if (text === undefined)
+        throw Object.assign(new Error(`ENOENT: no such file or directory, open '${path}'`), {
+          code: 'ENOENT',
+        });
+      return text;
+    },
+    env: o.env ?? {},
+    isTTY: o.isTTY ?? false,
+  };
+  const code = await run(argv, io);
+  const stdout = out.join('\n');
+  const stderr = err.join('\n');
+  return {
+    code,
+    out: stdout === '' ? [] : stdout.split('\n'),
+    err: stderr === '' ? [] : stderr.split('\n'),
+    stdout,
+    stderr,
+  };
+}
+
+const show = (r: Result) => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
+
+function assertExit(r: Result, code: number): void {
+  assert.equal(r.code, code, show(r));
+}
+
+/** bad usage: exit 2, exactly one line on stderr, no stack trace, nothing on stdout */
+function assertUsageError(r: Result, message: RegExp): void {
+  assertExit(r, 2);
+  assert.equal(r.err.length, 1, `expected one line on stderr\n${show(r)}`);
+  assert.match(r.err[0], message);
+  assert.doesNotMatch(r.stderr, /^\s+at /m, 'a stack trace');
+  assert.doesNotMatch(r.stderr, /\.ts:\d+/, 'a source location');
+  assert.equal(r.stdout, '', show(r));
+}
+
+// eslint-disable-next-line no-control-regex
+const ANSI_ESCAPE = /\x1b\[/;
+
+describe('trace', () => {
+  test('pod-a pod-c:8080 walks TCP over flannel VXLAN and is delivered', async () => {
+    const r = await podwalk(['trace', 'pod-a', 'pod-c:8080']);
+    assertExit(r, 0);
+    assert.match(r.out[0], /^TCP 10\.244\.0\.5:\d+ → 10\.244\.1\.5:8080 \(SYN\) from pod-a$/);
+    assert.match(r.stdout, /=> delivered to pod-c tcp\/8080/);
+    assert.match(r.stdout, /flannel\.1/);
+    assert.match(r.stdout, /vni 1\b/);
+    assert.match(r.stdout, /\b4789\b/);
+    // the reply comes back to pod-a
+    assert.match(r.stdout, /── reply ──/);
+    assert.match(r.stdout, /=> delivered to pod-a tcp\/\d+/);
+    assert.equal(r.stderr, '');
+  });
+
+  test('--format minimal is deterministic', async () => {
+    const a = await podwalk(['trace', 'pod-a', 'pod-c:8080', '--format', 'minimal']);
+    const b = await podwalk(['trace', 'pod-a', 'pod-c:8080', '--format', 'minimal']);
+    assertExit(a, 0);
+    assert.match(a.out[0], /^flow tcp 10\.244\.0\.5:\d+ > 10\.244\.1\.5:8080 SYN from pod-a$/);
+    assert.match(a.stdout, /delivered pod-c tcp\/8080/);
+    assert.ok(a.out.length > 10, show(a));
+    assert.deepEqual(b, a);
+  });
+
+  test('the default output is deterministic too', async () => {
+    const a = await podwalk(['trace', 'pod-a', 'pod-c:8080', '--mode', 'calico-ipip']);
+    const b = await podwalk(['trace', 'pod-a', 'pod-c:8080', '--mode', 'calico-ipip']);
+    assertExit(a, 0);
+    assert.deepEqual(b, a);
+  });
+
+  for (const flag of [['--format', 'json'], ['--json']])
+    test(`${flag.join(' ')} prints one line of JSON`, async () => {
+      const r = await podwalk(['trace', 'pod-a', 'pod-c:8080', ...flag]);
+      assertExit(r, 0);
+      assert.equal(r.out.length, 1, show(r));
+      assert.equal(r.stderr, '');
+      const j = JSON.parse(r.out[0]) as {
+        mode: string;
+        ok: boolean;
+        traces: { flow: { src: string; dst: string; dport?: number }; disposition: { kind: string } }[];
+      };
+      assert.equal(j.mode, 'flannel-vxlan');
+      assert.equal(j.ok, true);
+      assert.equal(j.traces.length, 2);
+      assert.equal(j.traces[0].disposition.kind, 'delivered');
+      assert.equal(j.traces[0].flow.src, '10.244.0.5');
+      assert.equal(j.traces[0].flow.dst, '10.244.1.5');
+      assert.equal(j.traces[0].flow.dport, 8080);
+      assert.equal(j.traces[1].disposition.kind, 'delivered');
+    });
+
+  describe('every CNI mode', () => {
+    for (const mode of CNI_MODES) {
+      test(`${mode}: tcp`, async () => {
+        const r = await podwalk(['trace', 'pod-a', 'pod-c:8080', '--mode', mode]);
+        assertExit(r, 0);
+        assert.match(r.stdout, /=> delivered to pod-c tcp\/8080/);
+      });
+      test(`${mode}: udp`, async () => {
+        const r = await podwalk(['trace', 'pod-a', 'pod-c:8080', '--proto', 'udp', '--mode', mode]);
+        assertExit(r, 0);
+        assert.match(r.stdout, /=> delivered to pod-c udp\/8080/);
+      });
+      test(`${mode}: icmp`, {}, async () => {
+        const r = await podwalk(['trace', 'pod-a', 'pod-c', '--proto', 'icmp', '--mode', mode]);
+        assert.match(r.stdout, /=> delivered to pod-c icmp/);
+        assert.match(r.stdout, /ICMP echo reply/);
+        assert.match(r.stdout, /=> delivered to pod-a icmp/);
+        assertExit(r, 0);
+      });
+    }
+  });
+
+  test('the mode-specific devices show up', async () => {
+    const ipip = await podwalk(['trace', 'pod-a', '10.244.1.5:8080', '--mode', 'calico-ipip']);
+    assertExit(ipip, 0);
+    assert.match(ipip.stdout, /tunl0/);
+    assert.doesNotMatch(ipip.stdout, /flannel\.1|4789/);
+    const hostgw = await podwalk(['trace', 'pod-a', 'pod-c:8080', '--mode', 'flannel-host-gw']);
+    assertExit(hostgw, 0);
+    assert.doesNotMatch(hostgw.stdout, /flannel\.1|tunl0|VXLAN/);
+  });
+
+  test('a cluster file chooses the default mode', async () => {
+    const yaml = SEED_YAML.replace('cni: flannel-vxlan', 'cni: calico-ipip');
+    assert.notEqual(yaml, SEED_YAML);
+    const r = await podwalk(['trace', 'pod-a', 'pod-c:8080', '--cluster', 'c.yaml', '--json'], {
+      files: { 'c.yaml': yaml },
+    });
+    assertExit(r, 0);
+    assert.equal((JSON.parse(r.stdout) as { mode: string }).mode, 'calico-ipip');
+  });
+
+  test('an ICMP echo over the pod MTU with DF exits 1: mtu-exceeded', async () => {
+    const r = await podwalk(['trace', 'pod-a', 'pod-c', '--proto', 'icmp', '--size', '1472', '--df']);
+    assertExit(r, 1);
+    assert.match(r.stdout, /mtu-exceeded/);
+    assert.match(r.stdout, /1450/);
+    assert.doesNotMatch(r.stdout, /delivered to pod-c/);
+    assert.equal(r.stderr, '');
+  });
+
+  test('TCP to a port nothing listens on exits 1: reset', async () => {
+    const r = await podwalk(['trace', 'pod-a', 'pod-d:9999']);
+    assertExit(r, 1);
+    assert.match(r.stdout, /reset/);
+    assert.match(r.stdout, /RST/);
+    assert.equal(r.stderr, '');
+  });
+
+  test('UDP to a port nothing listens on exits 1: the answer is an ICMP error', async () => {
+    const r = await podwalk(['trace', 'pod-a', 'pod-d:9999', '--proto', 'udp']);
+    assertExit(r, 1);
+    assert.match(r.stdout, /port unreachable/);
+  });
+});
+
+describe('bad usage exits 2 with one line on stderr', () => {
+  const cases: [string, string[], RegExp][] = [
+    ['unknown pod', ['trace', 'pod-x', 'pod-c'], /pod-x/],
+    ['unknown destination', ['trace', 'pod-a', 'pod-z:8080'], /pod-z/],
+    ['bad mode', ['trace', 'pod-a', 'pod-c', '--mode', 'nope'], /nope/],
+    ['bad mode for demo', ['demo', '--mode', 'nope'], /nope/],
+    ['port too large', ['trace', 'pod-a', 'pod-c:70000'], /70000/],
+    ['port 0', ['trace', 'pod-a', 'pod-c:0'], /port/],
+    ['bad size', ['trace', 'pod-a', 'pod-c', '--size', 'abc'], /abc/],
+    ['size too small', ['trace', 'pod-a', 'pod-c', '--size', '10'], /size/],
+    ['bad proto', ['trace', 'pod-a', 'pod-c', '--proto', 'sctp'], /sctp/],
+    ['bad format', ['trace', 'pod-a', 'pod-c', '--format', 'xml'], /xml/],
+    ['unknown option', ['trace', 'pod-a', 'pod-c', '--bogus'], /--bogus/],
+    ['ICMP with a port', ['trace', 'pod-a', 'pod-c:8080', '--proto', 'icmp'], /ICMP/],
+    ['unknown command', ['frobnicate'], /frobnicate/],
+    ['missing both arguments', ['trace'], /FROM/],
+    ['missing TO', ['trace', 'pod-a'], /TO/],
+    [
+      'missing cluster file',
+      ['trace', 'pod-a', 'pod-c', '--cluster', '/nonexistent.yaml'],
+      /\/nonexistent\.yaml/,
+    ],
+    ['missing cluster file for modes', ['modes', '--cluster', '/nonexistent.yaml'], /\/nonexistent\.yaml/],
+  ];
+  for (const [name, argv, message] of cases)
+    test(`${name}: ${argv.join(' ')}`, async () => {
+      assertUsageError(await podwalk(argv), message);
+    });
+
+  const BAD = [
+    'nodes:',
+    '  - name: node1',
+    '    ip: 192.168.1.10/24',
+    '    podCIDR: 10.244.0.1/24',
+    'pods:',
+    '  - name: pod-a',
+    '    node: node1',
+    '    ip: 10.244.0.5',
+    '',
+  ].join('\n');
+  for (const cmd of [['trace', 'pod-a', 'pod-c'], ['modes'], ['demo']])
+    test(`a cluster file with an error points at FILE:LINE:COL (${cmd[0]})`, async () => {
+      const r = await podwalk([...cmd, '--cluster', 'bad.yaml'], { files: { 'bad.yaml': BAD } });
+      assertUsageError(r, /bad\.yaml:4:14: .*10\.244\.0\.1\/24/);
+    });
+
+  test('a cluster file that is not YAML', async () => {
+    const r = await podwalk(['modes', '--cluster', 'x.yaml'], { files: { 'x.yaml': 'nodes: [oops\n' } });
+    assertUsageError(r, /^podwalk: x\.yaml:\d+:\d+: /);
+  });
+
+  test('no command at all is bad usage', {}, async () => {
+    const r = await podwalk([]);
+    assert.equal(r.stdout, '');
+    assert.match(r.stderr, /Usage: podwalk/);
+    assertExit(r, 2);
+  });
+});
+
+describe('modes', () => {
+  const expected: Record<string, { overhead: string; mtu: string }> = {
+    'flannel-vxlan': { overhead: '50 B', mtu: '1450' },
+    'flannel-host-gw': { overhead: '0 B', mtu: '1500' },
+    'calico-bgp': { overhead: '0 B', mtu: '1500' },
+    'calico-ipip': { overhead: '20 B', mtu: '1480' },
+    // all seed nodes share one subnet: no encapsulation, but tunl0 keeps the IPIP MTU
+    'calico-ipip-crosssubnet': { overhead: '0 B', mtu: '1480' },
+  };
+
+  test('one row per mode with its overhead and pod MTU', async () => {
+    const r = await podwalk(['modes']);
+    assertExit(r, 0);
+    assert.equal(r.stderr, '');
+    assert.match(r.out[0], /^MODE\s+ENCAPSULATION\s+OVERHEAD\s+POD MTU\s+UNDERLAY MUST KNOW$/);
+    const rows = r.out.filter((l) => (CNI_MODES as readonly string[]).includes(l.split(' ')[0]));
+    assert.deepEqual(
+      rows.map((l) => l.split(' ')[0]),
+      [...CNI_MODES],
+      show(r),
+    );
+    for (const row of rows) {
+      const [mode, encapsulation, overhead, mtu] = row.split(/\s{2,}/);
+      assert.deepEqual({ overhead, mtu }, expected[mode], row);
+      assert.equal(encapsulation === 'none', overhead === '0 B', row);
+    }
+    assert.match(r.stdout, /VXLAN \(UDP 4789\)/);
+  });
+
+  test('--json parses', async () => {
+    const r = await podwalk(['modes', '--json']);
+    assertExit(r, 0);
+    assert.equal(r.out.length, 1);
+    const rows = JSON.parse(r.out[0]) as {
+      mode: string;
+      overhead: number;
+      podMtu: number;
+      delivered: boolean;
+    }[];
+    assert.deepEqual(
+      rows.map((x) => x.mode),
+      [...CNI_MODES],
+    );
+    for (const x of rows) {
+      assert.equal(`${x.overhead} B`, expected[x.mode].overhead);
+      assert.equal(String(x.podMtu), expected[x.mode].mtu);
+      assert.equal(x.delivered, true);
+    }
+  });
+});
+
+describe('demo', () => {
+  test('--mode flannel-vxlan walks to pod-b and pod-c and shows conntrack', async () => {
+    const r = await podwalk(['demo', '--mode', 'flannel-vxlan']);
+    assertExit(r, 0);
+    assert.equal(r.stderr, '');
+    assert.match(r.stdout, /════ flannel-vxlan ════/);
+    for (const other of CNI_MODES.filter((m) => m !== 'flannel-vxlan'))
+      assert.doesNotMatch(r.stdout, new RegExp(`════ ${other} ════`));
+    assert.match(r.stdout, /── pod-a → pod-b:8080 \(same node\) ──/);
+    assert.match(r.stdout, /── pod-a → pod-c:8080 \(another node\) ──/);
+    assert.match(r.stdout, /=> delivered to pod-b tcp\/8080/);
+    assert.match(r.stdout, /=> delivered to pod-c tcp\/8080/);
+    const ct = r.out.filter((l) => /TIME_WAIT/.test(l));
+    assert.ok(ct.length >= 1, show(r));
+    for (const l of ct) assert.match(l, /\bTIME_WAIT\b.*\[ASSURED\]/);
+  });
+
+  test('--format json parses', async () => {
+    const r = await podwalk(['demo', '--format', 'json']);
+    assertExit(r, 0);
+    assert.equal(r.stderr, '');
+    assert.equal(r.out.length, 1);
+    const walks = JSON.parse(r.out[0]) as { mode: string; request: { disposition: { kind: string } } }[];
+    assert.equal(walks.length, CNI_MODES.length * 2);
+    assert.deepEqual([...new Set(walks.map((w) => w.mode))], [...CNI_MODES]);
+    for (const w of walks) assert.equal(w.request.disposition.kind, 'delivered', w.mode);
+  });
+});
+
+describe('colour', () => {
+  const argv = ['trace', 'pod-a', 'pod-c:8080'];
+
+  test('a terminal gets ANSI colour', async () => {
+    const r = await podwalk(argv, { isTTY: true, env: {} });
+    assertExit(r, 0);
+    assert.match(r.stdout, ANSI_ESCAPE);
+  });
+
+  test('NO_COLOR turns it off', async () => {
+    const r = await podwalk(argv, { isTTY: true, env: { NO_COLOR: '1' } });
+    assertExit(r, 0);
+    assert.doesNotMatch(r.stdout, ANSI_ESCAPE);
+  });
+
+  test('so do a pipe and TERM=dumb', async () => {
+    const pipe = await podwalk(argv, { isTTY: false, env: {} });
+    assert.doesNotMatch(pipe.stdout, ANSI_ESCAPE);
+    const dumb = await podwalk(argv, { isTTY: true, env: { TERM: 'dumb' } });
+    assert.doesNotMatch(dumb.stdout, ANSI_ESCAPE);
+  });
+
+  test('colour changes nothing but the escapes', async () => {
+    const plain = await podwalk(argv, { isTTY: true, env: { NO_COLOR: '1' } });
+    const colour = await podwalk(argv, { isTTY: true, env: {} });
+    // eslint-disable-next-line no-control-regex
+    assert.equal(colour.stdout.replace(/\x1b\[\d+m/g, ''), plain.stdout);
+  });
+
+  test(
+    'an empty NO_COLOR does not turn colour off (no-color.org: "present and not an empty string")',
+    {},
+    async () => {
+      const r = await podwalk(argv, { isTTY: true, env: { NO_COLOR: '' } });
+      assert.match(r.stdout, ANSI_ESCAPE);
+    },
+  );
+});
+
+describe('help', () => {
+  test('--help exits 0 and has examples', {}, async () => {
+    const r = await podwalk(['--help']);
+    assertExit(r, 0);
+    assert.match(r.stdout, /Usage: podwalk/);
+    assert.match(r.stdout, /Examples/);
+  });
+
+  test('--help exits 0 on stdout and lists the commands', async () => {
+    const r = await podwalk(['--help']);
+    assertExit(r, 0);
+    assert.equal(r.stderr, '');
+    for (const cmd of ['demo', 'trace', 'modes', 'seed'])
+      assert.match(r.stdout, new RegExp(`^  ${cmd}\\b`, 'm'));
+  });
+
+  for (const argv of [
+    ['trace', '--help'],
+    ['help', 'trace'],
+  ])
+    test(`${argv.join(' ')} exits 0 with examples`, async () => {
+      const r = await podwalk(argv);
+      assertExit(r, 0);
+      assert.equal(r.stderr, '');
+      assert.match(r.stdout, /Usage: podwalk trace/);
+      assert.match(r.stdout, /Examples:/);
+      assert.match(r.stdout, /podwalk trace pod-a pod-c:8080/);
+      assert.match(r.stdout, /Exit status: 0 delivered/);
+    });
+
+  test('--version', async () => {
+    const r = await podwalk(['--version']);
+    assertExit(r, 0);
+    assert.deepEqual(r.out, ['0.1.0']);
+  });
+});

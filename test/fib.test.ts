@@ -1,0 +1,518 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Fib, formatRoute, parsePrefix, routePrefix } from '../src/kernel/fib.ts';
+import type { Route, RouteProto, RouteType } from '../src/kernel/fib.ts';
+import {
+  addAddress,
+  addBridge,
+  addRoute,
+  delRoute,
+  NetlinkError,
+  setLinkUp,
+  toRoute,
+} from '../src/kernel/netlink.ts';
+import { Netns } from '../src/kernel/objects.ts';
+import { intToIp4, ip4ToInt, prefixMask } from '../src/wire/addr.ts';
+
+/** mulberry32: a small seeded PRNG, so that a failing table can be replayed from its seed */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+class Rng {
+  readonly next: () => number;
+  constructor(seed: number) {
+    this.next = mulberry32(seed);
+  }
+  int(n: number): number {
+    return Math.floor(this.next() * n);
+  }
+  u32(): number {
+    return (this.int(0x10000) * 0x10000 + this.int(0x10000)) >>> 0;
+  }
+  pick<T>(xs: readonly T[]): T {
+    return xs[this.int(xs.length)];
+  }
+  chance(p: number): boolean {
+    return this.next() < p;
+  }
+}
+
+const mask = (addr: number, len: number) => (addr & prefixMask(len)) >>> 0;
+const contains = (r: Route, addr: number) => mask(addr, r.len) === r.dst;
+
+function route(prefix: string, o: Partial<Route> = {}): Route {
+  const { dst, len } = parsePrefix(prefix);
+  return { dst, len, type: 'unicast', proto: 'boot', scope: 'global', metric: 0, onlink: false, ...o };
+}
+
+const describeRoute = (r: Route | undefined) =>
+  r ? `${routePrefix(r)} metric ${r.metric} dev ${r.dev ?? '-'}` : 'none';
+
+/** `ip route show` order, as checked on Linux: network address ascending, longer prefix first, lower metric first */
+const ipRouteOrder = (a: Route, b: Route) => a.dst - b.dst || b.len - a.len || a.metric - b.metric;
+
+/**
+ * The reference lookup: among usable routes containing addr, the longest prefix, then the lowest
+ * metric. Ties on both (the same prefix and metric twice, which addRoute refuses but Fib accepts)
+ * have no documented winner, so the result is a set of equally good routes.
+ */
+function bruteForce(routes: readonly Route[], addr: number, usable: (r: Route) => boolean): Route[] {
+  let best: Route[] = [];
+  for (const r of routes) {
+    if (!usable(r) || !contains(r, addr)) continue;
+    const b = best[0];
+    if (!b || r.len > b.len || (r.len === b.len && r.metric < b.metric)) best = [r];
+    else if (r.len === b.len && r.metric === b.metric) best.push(r);
+  }
+  return best;
+}
+
+const DEVS = ['eth0', 'eth1', 'cni0', 'flannel.1', 'tunl0', 'cali1234'] as const;
+const METRICS = [0, 0, 0, 5, 100, 1024] as const;
+const PROTOS: readonly RouteProto[] = ['boot', 'kernel', 'static', 'bird'];
+
+function randomRoute(rng: Rng, bases: readonly number[]): Route {
+  // a few base networks, varied in their low bits only, so that prefixes nest and overlap a lot
+  const base = rng.pick(bases);
+  const varyFrom = rng.pick([8, 16, 20, 24, 28, 32]);
+  const addr = (base ^ (rng.u32() & ~prefixMask(varyFrom))) >>> 0;
+  const len = rng.chance(0.6) ? rng.pick([0, 8, 16, 20, 24, 24, 26, 28, 32]) : rng.int(33);
+  const type: RouteType = rng.chance(0.05) ? 'blackhole' : 'unicast';
+  const r: Route = {
+    dst: mask(addr, len),
+    len,
+    type,
+    proto: rng.pick(PROTOS),
+    scope: 'global',
+    metric: rng.pick(METRICS),
+    onlink: false,
+  };
+  if (type === 'unicast') r.dev = rng.pick(DEVS);
+  return r;
+}
+
+function randomAddress(rng: Rng, live: readonly Route[], bases: readonly number[]): number {
+  const roll = rng.next();
+  if (roll < 0.7 && live.length) {
+    const r = rng.pick(live);
+    // inside r; sometimes right at its edges
+    const host = rng.chance(0.2) ? rng.pick([0, 0xffffffff]) : rng.u32();
+    return (r.dst | (host & ~prefixMask(r.len))) >>> 0;
+  }
+  if (roll < 0.9) return (rng.pick(bases) ^ (rng.u32() & 0xffff)) >>> 0;
+  return rng.u32();
+}
+
+interface TableResult {
+  lookups: number;
+  hits: number;
+}
+
+function checkTable(seed: number): TableResult {
+  const rng = new Rng(seed);
+  const ctx = `seed ${seed} (replay: FIB_SEED=${seed} FIB_TABLES=1)`;
+  const bases = [0, ip4ToInt('10.244.0.0'), ip4ToInt('192.168.1.0'), rng.u32(), rng.u32()];
+  const down = new Set<string>(DEVS.filter(() => rng.chance(0.3)));
+  const usable = (r: Route) => r.dev === undefined || !down.has(r.dev);
+  const fib = new Fib();
+  /** the model: live routes, in insertion order */
+  let live: Route[] = [];
+  const removed: Route[] = [];
+  const n = 1 + rng.int(300);
+  let lookups = 0;
+  let hits = 0;
+
+  const query = (count: number) => {
+    for (let i = 0; i < count; i++) {
+      const addr = randomAddress(rng, live, bases);
+      const got = fib.lookup(addr, usable);
+      const want = bruteForce(live, addr, usable);
+      lookups++;
+      const where = `${ctx}: lookup(${intToIp4(addr)}) among ${live.length} routes, down ${[...down].join(',') || '-'}`;
+      if (!want.length) {
+        assert.equal(got, undefined, `${where}: expected no route, got ${describeRoute(got)}`);
+        continue;
+      }
+      hits++;
+      assert.ok(got, `${where}: expected ${describeRoute(want[0])}, got none`);
+      assert.deepEqual(
+        { dst: intToIp4(got.dst), len: got.len, metric: got.metric },
+        { dst: intToIp4(want[0].dst), len: want[0].len, metric: want[0].metric },
+        `${where}: got ${describeRoute(got)}, expected ${describeRoute(want[0])}`,
+      );
+      // whichever of equally good routes it picks, it must be a live, usable one containing addr
+      assert.ok(
+        want.includes(got),
+        `${where}: ${describeRoute(got)} is not a live usable route containing it`,
+      );
+    }
+  };
+
+  const checkList = () => {
+    const list = fib.list();
+    assert.equal(list.length, live.length, `${ctx}: list() length`);
+    const key = (r: Route) => `${routePrefix(r)} metric ${r.metric}`;
+    assert.deepEqual(list.map(key), [...live].sort(ipRouteOrder).map(key), `${ctx}: list() order`);
+    assert.deepEqual(new Set(list), new Set(live), `${ctx}: list() holds exactly the live routes`);
+  };
+
+  for (let i = 0; i < n; i++) {
+    const r = removed.length && rng.chance(0.1) ? removed.splice(rng.int(removed.length), 1)[0] : null;
+    const add = r ?? randomRoute(rng, bases);
+    fib.add(add);
+    live.push(add);
+    if (live.length > 1 && rng.chance(0.15)) {
+      const victim = rng.pick(live);
+      fib.remove(victim);
+      live = live.filter((x) => x !== victim);
+      removed.push(victim);
+    }
+    if (rng.chance(0.01)) {
+      // a device set down: all its routes go at once (fib_disable_ip)
+      const dev = rng.pick(DEVS);
+      const gone = fib.removeWhere((x) => x.dev === dev);
+      assert.deepEqual(new Set(gone), new Set(live.filter((x) => x.dev === dev)), `${ctx}: removeWhere`);
+      live = live.filter((x) => x.dev !== dev);
+    }
+    if (i === n >> 1) query(100);
+  }
+
+  checkList();
+  query(500);
+
+  // find(): some route with exactly that prefix (and metric), or none when the table has none
+  for (let i = 0; i < 50; i++) {
+    const probe = live.length && rng.chance(0.8) ? rng.pick(live) : randomRoute(rng, bases);
+    const withMetric = fib.find(probe.dst, probe.len, probe.metric);
+    const same = live.filter((x) => x.dst === probe.dst && x.len === probe.len);
+    assert.equal(
+      withMetric !== undefined,
+      same.some((x) => x.metric === probe.metric),
+      `${ctx}: find`,
+    );
+    if (withMetric)
+      assert.ok(same.includes(withMetric) && withMetric.metric === probe.metric, `${ctx}: find`);
+    const any = fib.find(probe.dst, probe.len);
+    assert.equal(any !== undefined, same.length > 0, `${ctx}: find without metric`);
+    if (any) assert.ok(same.includes(any), `${ctx}: find without metric`);
+  }
+
+  // removing everything leaves an empty table that finds nothing
+  for (const r of [...live]) fib.remove(r);
+  live = [];
+  assert.equal(fib.list().length, 0, `${ctx}: list() after removing all`);
+  query(20);
+  return { lookups, hits };
+}
+
+describe('Fib.lookup against a brute-force scan', () => {
+  const base = Number(process.env.FIB_SEED ?? 0x5eed);
+  const tables = Number(process.env.FIB_TABLES ?? 250);
+
+  test(`${tables} random tables from seed ${base}`, () => {
+    let lookups = 0;
+    let hits = 0;
+    for (let t = 0; t < tables; t++) {
+      const res = checkTable((base + t) >>> 0);
+      lookups += res.lookups;
+      hits += res.hits;
+    }
+    // the generator must exercise matches, not only misses
+    assert.ok(lookups >= tables * 600, `only ${lookups} lookups`);
+    assert.ok(hits > lookups / 2, `only ${hits} of ${lookups} lookups matched a route`);
+  });
+
+  test('skips unusable routes and falls back to shorter prefixes', () => {
+    const fib = new Fib();
+    const def = route('default', { via: '192.168.1.1', dev: 'eth0' });
+    const wide = route('10.0.0.0/8', { dev: 'eth1' });
+    const narrow = route('10.1.0.0/16', { dev: 'flannel.1' });
+    const backup = route('10.1.0.0/16', { dev: 'tunl0', metric: 100 });
+    for (const r of [def, wide, narrow, backup]) fib.add(r);
+    const addr = ip4ToInt('10.1.2.3');
+    assert.equal(fib.lookup(addr), narrow);
+    assert.equal(
+      fib.lookup(addr, (r) => r.dev !== 'flannel.1'),
+      backup,
+    );
+    assert.equal(
+      fib.lookup(addr, (r) => r.dev !== 'flannel.1' && r.dev !== 'tunl0'),
+      wide,
+    );
+    assert.equal(
+      fib.lookup(addr, (r) => r.dev === 'eth0'),
+      def,
+    );
+    assert.equal(
+      fib.lookup(addr, () => false),
+      undefined,
+    );
+    assert.equal(
+      fib.lookup(ip4ToInt('11.0.0.1'), (r) => r.len > 0),
+      undefined,
+    );
+  });
+
+  test('a lower metric wins on the same prefix whatever the insertion order', () => {
+    for (const order of [
+      [0, 1, 2],
+      [2, 1, 0],
+      [1, 2, 0],
+    ]) {
+      const fib = new Fib();
+      const rs = [100, 5, 1024].map((metric) => route('10.244.1.0/24', { dev: `d${metric}`, metric }));
+      for (const i of order) fib.add(rs[i]);
+      assert.equal(fib.lookup(ip4ToInt('10.244.1.9'))?.metric, 5, `order ${order}`);
+      fib.remove(rs[1]);
+      assert.equal(fib.lookup(ip4ToInt('10.244.1.9'))?.metric, 100, `order ${order} after removing metric 5`);
+    }
+  });
+
+  test('/32 and /0 at the edges of the address space', () => {
+    const fib = new Fib();
+    const def = route('default', { dev: 'eth0' });
+    const top = route('255.255.255.255', { dev: 'eth1' });
+    const zero = route('0.0.0.0/32', { dev: 'eth1' });
+    for (const r of [def, top, zero]) fib.add(r);
+    assert.equal(fib.lookup(0xffffffff), top);
+    assert.equal(fib.lookup(0xfffffffe), def);
+    assert.equal(fib.lookup(0), zero);
+    assert.equal(fib.lookup(1), def);
+  });
+});
+
+describe('Fib.list order is `ip route show` order', () => {
+  const expected = [
+    'default via 192.168.1.1 dev eth0',
+    '9.0.0.0/8 dev eth1 scope link',
+    '10.0.0.0/24 dev cni0 scope link',
+    '10.0.0.0/24 dev eth1 scope link metric 5',
+    '10.0.0.0/16 dev eth1 scope link',
+    '10.0.0.0/8 dev eth1 scope link',
+    '10.0.0.5 dev cali1 scope link',
+    '10.0.1.0/24 via 192.168.1.11 dev eth0 proto bird',
+    '192.168.1.0/24 dev eth0 proto kernel scope link src 192.168.1.10',
+  ];
+  const routes = (): Route[] => [
+    route('default', { via: '192.168.1.1', dev: 'eth0' }),
+    route('9.0.0.0/8', { dev: 'eth1', scope: 'link' }),
+    route('10.0.0.0/24', { dev: 'cni0', scope: 'link' }),
+    route('10.0.0.0/24', { dev: 'eth1', scope: 'link', metric: 5 }),
+    route('10.0.0.0/16', { dev: 'eth1', scope: 'link' }),
+    route('10.0.0.0/8', { dev: 'eth1', scope: 'link' }),
+    route('10.0.0.5', { dev: 'cali1', scope: 'link' }),
+    route('10.0.1.0/24', { via: '192.168.1.11', dev: 'eth0', proto: 'bird' }),
+    route('192.168.1.0/24', { dev: 'eth0', proto: 'kernel', scope: 'link', src: '192.168.1.10' }),
+  ];
+
+  test('whatever the insertion order', () => {
+    const rng = new Rng(42);
+    for (let i = 0; i < 50; i++) {
+      const rs = routes();
+      // Fisher-Yates
+      for (let j = rs.length - 1; j > 0; j--) {
+        const k = rng.int(j + 1);
+        [rs[j], rs[k]] = [rs[k], rs[j]];
+      }
+      const fib = new Fib();
+      for (const r of rs) fib.add(r);
+      const order = rs.map((r) => formatRoute(r)).join(' | ');
+      assert.deepEqual(
+        fib.list().map((r) => formatRoute(r)),
+        expected,
+        `inserted as ${order}`,
+      );
+    }
+  });
+
+  test('and after removals', () => {
+    const fib = new Fib();
+    const rs = routes();
+    for (const r of rs) fib.add(r);
+    fib.remove(rs[4]);
+    fib.remove(rs[0]);
+    assert.deepEqual(
+      fib.list().map((r) => formatRoute(r)),
+      expected.filter((_, i) => i !== 4 && i !== 0),
+    );
+  });
+});
+
+describe('formatRoute prints what `ip route` prints', () => {
+  const cases: [Route, string, boolean?][] = [
+    [
+      route('10.244.1.0/24', { via: '10.244.1.0', dev: 'flannel.1', onlink: true }),
+      '10.244.1.0/24 via 10.244.1.0 dev flannel.1 onlink',
+    ],
+    [
+      route('10.244.0.0/24', { dev: 'cni0', proto: 'kernel', scope: 'link', src: '10.244.0.1' }),
+      '10.244.0.0/24 dev cni0 proto kernel scope link src 10.244.0.1',
+    ],
+    [
+      route('10.244.1.0/24', { via: '192.168.1.11', dev: 'eth0', proto: 'bird' }),
+      '10.244.1.0/24 via 192.168.1.11 dev eth0 proto bird',
+    ],
+    [route('default', { via: '192.168.1.1', dev: 'eth0' }), 'default via 192.168.1.1 dev eth0'],
+    [
+      route('default', { via: '192.168.1.1', dev: 'eth0', proto: 'dhcp', src: '192.168.1.10', metric: 100 }),
+      'default via 192.168.1.1 dev eth0 proto dhcp src 192.168.1.10 metric 100',
+    ],
+    [route('10.244.2.0/26', { type: 'blackhole', proto: 'bird' }), 'blackhole 10.244.2.0/26 proto bird'],
+    [
+      route('10.244.0.7', { dev: 'cali0a1b2c3d4e5', scope: 'link' }),
+      '10.244.0.7 dev cali0a1b2c3d4e5 scope link',
+    ],
+    [
+      route('10.244.0.0/24', { dev: 'cni0', proto: 'kernel', scope: 'link', src: '10.244.0.1' }),
+      '10.244.0.0/24 dev cni0 proto kernel scope link src 10.244.0.1 linkdown',
+      true,
+    ],
+  ];
+  for (const [r, want, linkdown] of cases)
+    test(want, () => {
+      assert.equal(formatRoute(r, linkdown), want);
+    });
+});
+
+describe('parsePrefix', () => {
+  test('parses default, prefixes and host addresses', () => {
+    assert.deepEqual(parsePrefix('default'), { dst: 0, len: 0 });
+    assert.deepEqual(parsePrefix('10.244.1.0/24'), { dst: ip4ToInt('10.244.1.0'), len: 24 });
+    assert.deepEqual(parsePrefix('10.244.1.5'), { dst: ip4ToInt('10.244.1.5'), len: 32 });
+    assert.deepEqual(parsePrefix('0.0.0.0/0'), { dst: 0, len: 0 });
+    assert.deepEqual(parsePrefix('255.255.255.255/32'), { dst: 0xffffffff, len: 32 });
+  });
+
+  test('rejects bad lengths and addresses', () => {
+    for (const bad of [
+      '10.0.0.0/33',
+      '10.0.0.0/',
+      '10.0.0.0/-1',
+      '10.0.0.0/2.5',
+      '10.0.0.0/x',
+      '10.0.0/8',
+      '',
+    ])
+      assert.throws(() => parsePrefix(bad), /invalid/, bad);
+  });
+});
+
+describe('netlink route operations', () => {
+  /** a namespace with eth0 192.168.1.10/24 (up) and cni0 10.244.0.1/24 (down) */
+  function ns(): Netns {
+    const n = new Netns('node1', 'node');
+    addBridge(n, 'eth0', '02:00:00:00:00:01', 1500);
+    addBridge(n, 'cni0', '02:00:00:00:00:02', 1450);
+    setLinkUp(n, 'eth0', true);
+    addAddress(n, 'eth0', '192.168.1.10', 24);
+    addAddress(n, 'cni0', '10.244.0.1', 24);
+    return n;
+  }
+  const shown = (n: Netns) => n.fib.list().map((r) => formatRoute(r));
+  const netlinkError = (message: string | RegExp) => (e: unknown) => {
+    assert.ok(e instanceof NetlinkError, `expected a NetlinkError, got ${String(e)}`);
+    if (typeof message === 'string') assert.equal(e.message, message);
+    else assert.match(e.message, message);
+    return true;
+  };
+
+  test('an address on an up device brings its connected route; bringing a device up adds its own', () => {
+    const n = ns();
+    assert.deepEqual(shown(n), ['192.168.1.0/24 dev eth0 proto kernel scope link src 192.168.1.10']);
+    setLinkUp(n, 'cni0', true);
+    assert.deepEqual(shown(n), [
+      '10.244.0.0/24 dev cni0 proto kernel scope link src 10.244.0.1',
+      '192.168.1.0/24 dev eth0 proto kernel scope link src 192.168.1.10',
+    ]);
+  });
+
+  test('addRoute resolves the device from the gateway and sets kernel defaults', () => {
+    const n = ns();
+    const r = addRoute(n, { prefix: 'default', via: '192.168.1.1' });
+    assert.equal(formatRoute(r), 'default via 192.168.1.1 dev eth0');
+    assert.equal(r.scope, 'global');
+    assert.equal(r.proto, 'boot');
+    assert.equal(
+      formatRoute(addRoute(n, { prefix: '10.9.0.0/16', dev: 'eth0' })),
+      '10.9.0.0/16 dev eth0 scope link',
+    );
+    assert.equal(n.fib.lookup(ip4ToInt('8.8.8.8')), r);
+  });
+
+  test('addRoute errors are the kernel’s', () => {
+    const n = ns();
+    addRoute(n, { prefix: '10.1.0.0/16', via: '192.168.1.1', dev: 'eth0' });
+    assert.throws(
+      () => addRoute(n, { prefix: '10.1.0.0/16', via: '192.168.1.2', dev: 'eth0' }),
+      netlinkError('File exists'),
+    );
+    // a different metric is a different route
+    addRoute(n, { prefix: '10.1.0.0/16', via: '192.168.1.2', dev: 'eth0', metric: 10 });
+    assert.throws(
+      () => addRoute(n, { prefix: '10.2.0.0/16', via: '172.16.0.1' }),
+      netlinkError('Network is unreachable'),
+    );
+    assert.throws(
+      () => addRoute(n, { prefix: '10.2.0.0/16', via: '172.16.0.1', dev: 'eth0' }),
+      netlinkError('Nexthop has invalid gateway'),
+    );
+    assert.throws(() => addRoute(n, { prefix: '10.2.0.0/16' }), netlinkError('No such device'));
+    assert.throws(
+      () => addRoute(n, { prefix: '10.2.0.0/16', dev: 'nope0' }),
+      netlinkError('Cannot find device'),
+    );
+    assert.throws(() => addRoute(n, { prefix: '10.2.0.0/16', dev: 'cni0' }), netlinkError('Network is down'));
+    // onlink skips both the gateway and the carrier checks, as flannel's routes need
+    addRoute(n, { prefix: '10.244.1.0/24', via: '10.244.1.0', dev: 'cni0', onlink: true });
+    assert.deepEqual(shown(n), [
+      '10.1.0.0/16 via 192.168.1.1 dev eth0',
+      '10.1.0.0/16 via 192.168.1.2 dev eth0 metric 10',
+      '10.244.1.0/24 via 10.244.1.0 dev cni0 onlink',
+      '192.168.1.0/24 dev eth0 proto kernel scope link src 192.168.1.10',
+    ]);
+  });
+
+  test('addRoute with replace swaps the route of the same prefix and metric', () => {
+    const n = ns();
+    addRoute(n, { prefix: '10.1.0.0/16', via: '192.168.1.1', dev: 'eth0' });
+    addRoute(n, { prefix: '10.1.0.0/16', via: '192.168.1.2', dev: 'eth0' }, true);
+    assert.deepEqual(shown(n).slice(0, 1), ['10.1.0.0/16 via 192.168.1.2 dev eth0']);
+    assert.equal(n.fib.list().length, 2);
+  });
+
+  test('delRoute removes the lowest-metric match and says "No such process" when none', () => {
+    const n = ns();
+    addRoute(n, { prefix: '10.1.0.0/16', via: '192.168.1.1', dev: 'eth0', metric: 10 });
+    addRoute(n, { prefix: '10.1.0.0/16', via: '192.168.1.2', dev: 'eth0' });
+    assert.equal(delRoute(n, '10.1.0.0/16').via, '192.168.1.2');
+    assert.throws(() => delRoute(n, '10.1.0.0/16', { metric: 0 }), netlinkError('No such process'));
+    assert.throws(() => delRoute(n, '10.1.0.0/16', { via: '192.168.1.2' }), netlinkError('No such process'));
+    assert.equal(delRoute(n, '10.1.0.0/16', { dev: 'eth0' }).metric, 10);
+    assert.throws(() => delRoute(n, '10.1.0.0/16'), netlinkError('No such process'));
+    assert.throws(() => delRoute(n, 'default'), netlinkError('No such process'));
+  });
+
+  test('a device set down loses its IPv4 routes', () => {
+    const n = ns();
+    addRoute(n, { prefix: 'default', via: '192.168.1.1', dev: 'eth0' });
+    setLinkUp(n, 'eth0', false);
+    assert.deepEqual(shown(n), []);
+    assert.equal(n.fib.lookup(ip4ToInt('8.8.8.8')), undefined);
+  });
+
+  test('a prefix with host bits set is refused, as the kernel does', {}, () => {
+    const n = ns();
+    assert.throws(
+      () => toRoute(n, { prefix: '10.1.2.3/16', dev: 'eth0' }),
+      netlinkError(/Invalid (prefix for given prefix length|argument)/),
+    );
+  });
+});
