@@ -61,9 +61,7 @@ export class Fib {
   }
 
   find(dst: number, len: number, metric?: number): Route | undefined {
-    return this.routes.find(
-      (r) => r.dst === dst && r.len === len && (metric === undefined || r.metric === metric),
-    );
+    return this.byLen[len]?.get(dst)?.find((r) => metric === undefined || r.metric === metric);
   }
 
   add(r: Route): void {

@@ -9,13 +9,16 @@ import { routeKey, type Route, type RouteProto, type RouteScope, type RouteType 
 import {
   newStats,
   type BridgeLink,
+  type FdbEntry,
   type IpipLink,
   type Link,
   type Netns,
   type NudState,
   type VethLink,
+  type VxlanFdbEntry,
   type VxlanLink,
 } from './objects.ts';
+import { KeyedTable } from './table.ts';
 import type { World } from './world.ts';
 
 export class NetlinkError extends Error {}
@@ -67,9 +70,13 @@ export function addVethPair(
   return [la, lb];
 }
 
+function newFdb(): KeyedTable<FdbEntry> {
+  return new KeyedTable<FdbEntry>((f) => f.mac);
+}
+
 export function addBridge(ns: Netns, name: string, mac: string, mtu: number): BridgeLink {
-  const br: BridgeLink = { ...base(ns, name, mac, mtu), type: 'bridge', ageingTime: 300, fdb: [] };
-  br.fdb.push({ mac, port: name, state: 'local', updated: 0 });
+  const br: BridgeLink = { ...base(ns, name, mac, mtu), type: 'bridge', ageingTime: 300, fdb: newFdb() };
+  br.fdb.add({ mac, port: name, state: 'local', updated: 0 });
   ns.links.set(name, br);
   return br;
 }
@@ -88,7 +95,7 @@ export function addVxlan(
     udpcsum: o.udpcsum ?? true,
     srcPortMin: 32768,
     srcPortMax: 60999,
-    fdb: [],
+    fdb: new KeyedTable<VxlanFdbEntry>((f) => f.mac),
   };
   ns.links.set(name, vx);
   return vx;
@@ -112,7 +119,7 @@ export function setMaster(ns: Netns, port: string, bridge: string): void {
   if (!p || !br) throw new NetlinkError('Cannot find device');
   if (br.type !== 'bridge') throw new NetlinkError('Operation not supported');
   p.master = bridge;
-  br.fdb.push({ mac: p.mac, port, state: 'local', updated: 0 });
+  br.fdb.add({ mac: p.mac, port, state: 'local', updated: 0 });
 }
 
 /** the prefix routes an address brings (connected route; the local table is implicit) */
@@ -168,8 +175,7 @@ export function setLinkUp(ns: Netns, name: string, up: boolean): void {
     // fib_disable_ip: IPv4 routes through a device set down are removed
     ns.fib.removeWhere((r) => r.dev === name);
     // and its neighbours are flushed
-    for (let i = ns.neigh.length - 1; i >= 0; i--)
-      if (ns.neigh[i].dev === name && ns.neigh[i].state !== 'PERMANENT') ns.neigh.splice(i, 1);
+    ns.neigh.removeWhere((n) => n.dev === name && n.state !== 'PERMANENT');
   }
 }
 
@@ -278,15 +284,15 @@ export function addNeighbour(
   if (!ns.link(dev)) throw new NetlinkError('Cannot find device');
   const old = ns.neighbour(ip, dev);
   if (old && !replace) throw new NetlinkError('File exists');
-  if (old) ns.neigh.splice(ns.neigh.indexOf(old), 1);
-  ns.neigh.push({ ip, dev, lladdr, state, router: false, updated: w.now });
+  if (old) ns.neigh.remove(old);
+  ns.neigh.add({ ip, dev, lladdr, state, router: false, updated: w.now });
 }
 
 export function addVxlanFdb(ns: Netns, dev: string, mac: string, dst: string, append = false): void {
   const vx = ns.link(dev);
   if (!vx || vx.type !== 'vxlan') throw new NetlinkError('Cannot find device');
-  if (!append && vx.fdb.some((f) => f.mac === mac)) throw new NetlinkError('File exists');
-  vx.fdb.push({ mac, dst, permanent: true });
+  if (!append && vx.fdb.get(mac)) throw new NetlinkError('File exists');
+  vx.fdb.add({ mac, dst, permanent: true });
 }
 
 export { routeKey, intToIp4 };

@@ -6,6 +6,7 @@ import type { Ipv4Addr, MacAddr } from '../wire/types.ts';
 import { Fib } from './fib.ts';
 import { Netfilter } from './netfilter.ts';
 import { Conntrack } from './conntrack.ts';
+import { KeyedTable } from './table.ts';
 
 export interface LinkStats {
   rxPackets: number;
@@ -47,7 +48,8 @@ export interface BridgeLink extends LinkBase {
   type: 'bridge';
   /** seconds; Linux default 300 */
   ageingTime: number;
-  fdb: FdbEntry[];
+  /** keyed by MAC */
+  fdb: KeyedTable<FdbEntry>;
 }
 
 export interface VxlanLink extends LinkBase {
@@ -63,8 +65,8 @@ export interface VxlanLink extends LinkBase {
   /** source UDP port range, Linux default 32768..60999 (the ephemeral range) */
   srcPortMin: number;
   srcPortMax: number;
-  /** VXLAN FDB: inner MAC -> remote VTEP */
-  fdb: VxlanFdbEntry[];
+  /** VXLAN FDB: inner MAC -> remote VTEP, keyed by MAC */
+  fdb: KeyedTable<VxlanFdbEntry>;
 }
 
 export interface IpipLink extends LinkBase {
@@ -143,7 +145,8 @@ export type NetnsRole = 'node' | 'pod' | 'segment' | 'router';
 export class Netns {
   readonly links = new Map<string, Link>();
   readonly fib = new Fib();
-  readonly neigh: NeighEntry[] = [];
+  /** keyed by `ip|dev` */
+  readonly neigh = new KeyedTable<NeighEntry>((n) => `${n.ip}|${n.dev}`);
   readonly sysctl = new Map<string, string>(Object.entries(DEFAULT_SYSCTLS));
   readonly netfilter = new Netfilter();
   readonly conntrack = new Conntrack();
@@ -191,7 +194,7 @@ export class Netns {
   }
 
   neighbour(ip: Ipv4Addr, dev: string): NeighEntry | undefined {
-    return this.neigh.find((n) => n.ip === ip && n.dev === dev);
+    return this.neigh.get(`${ip}|${dev}`);
   }
 }
 

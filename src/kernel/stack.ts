@@ -254,7 +254,7 @@ export class Stack {
     });
     if (!n) {
       n = { ip: nexthop, dev: dev.name, state: 'INCOMPLETE', router: false, updated: this.w.now };
-      ns.neigh.push(n);
+      ns.neigh.add(n);
     } else {
       n.state = 'INCOMPLETE';
       n.lladdr = undefined;
@@ -360,7 +360,7 @@ export class Stack {
       }
       return;
     }
-    ns.neigh.push({ ip, dev, lladdr: mac, state, router, updated: this.w.now });
+    ns.neigh.add({ ip, dev, lladdr: mac, state, router, updated: this.w.now });
   }
 
   /* ------------------------------------------------------------ devices */
@@ -464,9 +464,9 @@ export class Stack {
   /* ------------------------------------------------------------ bridge */
 
   private fdbLookup(br: BridgeLink, mac: MacAddr) {
-    const e = br.fdb.find((f) => f.mac === mac);
+    const e = br.fdb.get(mac);
     if (e && e.state === 'dynamic' && this.w.now - e.updated > br.ageingTime * 1e6) {
-      br.fdb.splice(br.fdb.indexOf(e), 1);
+      br.fdb.remove(e);
       return undefined;
     }
     return e;
@@ -483,10 +483,10 @@ export class Stack {
   private bridgeInput(ns: Netns, br: BridgeLink, port: Link, frame: Frame): void {
     if (!br.up) return this.drop(ns, 'link-down', `bridge ${br.name} is down`, br.name, 2);
     const src = frame.eth.src;
-    const known = br.fdb.find((f) => f.mac === src);
+    const known = this.fdbLookup(br, src);
     if (!isMulticast(src)) {
       if (!known) {
-        br.fdb.push({ mac: src, port: port.name, state: 'dynamic', updated: this.w.now });
+        br.fdb.add({ mac: src, port: port.name, state: 'dynamic', updated: this.w.now });
         this.step(ns, 'bridge', 2, 'learn', `${br.name} learns ${src} on port ${port.name}`, {
           device: br.name,
           table: `fdb ${br.name}`,
@@ -600,7 +600,7 @@ export class Stack {
   private vxlanXmit(ns: Netns, vx: VxlanLink, frame: Frame): void {
     const bytes = emitFrame(frame);
     this.txStep(ns, vx, frame, bytes);
-    const fdb = vx.fdb.find((f) => f.mac === frame.eth.dst) ?? vx.fdb.find((f) => f.mac === ZERO_MAC);
+    const fdb = vx.fdb.get(frame.eth.dst) ?? vx.fdb.get(ZERO_MAC);
     if (!fdb) {
       vx.stats.txDropped++;
       this.step(ns, 'encap', 2, 'lookup', `${vx.name}: no FDB entry for ${frame.eth.dst}: no remote VTEP`, {
