@@ -11,7 +11,17 @@ export default tseslint.config(
     },
   },
   {
-    files: ['src/wire/**', 'src/kernel/**', 'src/cni/**', 'src/cluster/**', 'src/trace/**', 'src/render/**'],
+    files: [
+      'src/wire/**',
+      'src/kernel/**',
+      'src/bgp/**',
+      'src/cni/**',
+      'src/cluster/**',
+      'src/trace/**',
+      'src/render/**',
+      'src/tools/**',
+      'src/lab/plan.ts',
+    ],
     rules: {
       'no-restricted-imports': [
         'error',

@@ -1,0 +1,212 @@
+/**
+ * The lab plan: the commands that rebuild a model's kernel state in real network namespaces.
+ * It reads only the model (one source of truth): namespaces, links, addresses, routes, permanent
+ * neighbours, FDB entries, per-namespace sysctls and the filter table. No CNI logic here.
+ *
+ * Every command runs inside a lab namespace (`ip -n NS`, `ip netns exec NS`), so nothing touches
+ * the host's root namespace, and no lab link leads out of the lab.
+ */
+import type { Cluster } from '../cni/build.ts';
+import { formatRoute } from '../kernel/fib.ts';
+import type { Link, Netns } from '../kernel/objects.ts';
+import { iptablesSave } from '../tools/iptables-save.ts';
+
+export class LabPlanError extends Error {}
+
+export interface PlanStep {
+  /** the namespace (model name) it applies to, for errors */
+  netns: string;
+  argv: string[];
+  /** standard input, e.g. for iptables-restore */
+  input?: string;
+}
+
+export interface LabPlan {
+  prefix: string;
+  /** model netns name → lab netns name */
+  names: Map<string, string>;
+  steps: PlanStep[];
+  /** listeners to start in pods: [model netns, proto, port] */
+  listeners: { netns: string; proto: 'tcp' | 'udp'; port: number }[];
+}
+
+/** sysctls that are per network namespace: the only ones the lab writes (a global one would change the host) */
+export const PER_NETNS_SYSCTLS = [
+  /^net\.ipv4\.ip_forward$/,
+  /^net\.ipv4\.conf\.[^.]+\.(rp_filter|forwarding)$/,
+  /^net\.ipv4\.tcp_rmem$/,
+  /^net\.ipv4\.ip_local_port_range$/,
+  /^net\.ipv4\.ip_default_ttl$/,
+  /^net\.bridge\.bridge-nf-call-iptables$/,
+  /^net\.netfilter\.nf_conntrack_tcp_loose$/,
+];
+
+export function labPrefix(clusterName: string): string {
+  const clean = clusterName.toLowerCase().replace(/[^a-z0-9-]/g, '-');
+  return `pw-${clean}-`;
+}
+
+function linkAdd(
+  ns: Netns,
+  l: Link,
+  names: Map<string, string>,
+  peerOf: (netns: string, name: string) => Link | undefined,
+): string[] | undefined {
+  const common = ['address', l.mac, 'mtu', String(l.mtu)];
+  switch (l.type) {
+    case 'loopback':
+      return undefined;
+    case 'bridge':
+      return ['ip', '-n', names.get(ns.name)!, 'link', 'add', l.name, ...common, 'type', 'bridge'];
+    case 'vxlan':
+      return [
+        'ip',
+        '-n',
+        names.get(ns.name)!,
+        'link',
+        'add',
+        l.name,
+        ...common,
+        'type',
+        'vxlan',
+        'id',
+        String(l.vni),
+        'local',
+        l.local,
+        'dev',
+        l.dev,
+        'dstport',
+        String(l.dstport),
+        l.learning ? 'learning' : 'nolearning',
+        l.udpcsum ? 'udpcsum' : 'noudpcsum',
+      ];
+    case 'veth': {
+      if (!l.peer) throw new LabPlanError(`${ns.name}: veth ${l.name} has no peer`);
+      // one command per pair, issued from the side whose (netns, name) sorts first
+      if (`${ns.name}/${l.name}` > `${l.peer.netns}/${l.peer.name}`) return undefined;
+      const peer = peerOf(l.peer.netns, l.peer.name);
+      if (!peer)
+        throw new LabPlanError(
+          `${ns.name}: the peer of ${l.name} (${l.peer.netns}/${l.peer.name}) is missing`,
+        );
+      return [
+        'ip',
+        '-n',
+        names.get(ns.name)!,
+        'link',
+        'add',
+        l.name,
+        ...common,
+        'type',
+        'veth',
+        'peer',
+        'name',
+        l.peer.name,
+        'netns',
+        names.get(l.peer.netns)!,
+        'address',
+        peer.mac,
+        'mtu',
+        String(peer.mtu),
+      ];
+    }
+    case 'ipip':
+      throw new LabPlanError(
+        `${ns.name}: ${l.name} is an ipip device, and this kernel has no ipip device type`,
+      );
+  }
+}
+
+/** ip route add arguments for a model route, in the words `ip route` prints it */
+function routeArgs(text: string): string[] {
+  return text.split(' ').filter((w) => w !== 'linkdown');
+}
+
+export function planLab(c: Cluster): LabPlan {
+  const w = c.world;
+  const prefix = labPrefix(c.spec.name);
+  const names = new Map<string, string>();
+  for (const ns of w.netns.values()) names.set(ns.name, prefix + ns.name);
+  const peerOf = (netns: string, name: string) => w.netns.get(netns)?.link(name);
+  const steps: PlanStep[] = [];
+  const add = (ns: Netns, argv: string[], input?: string) => steps.push({ netns: ns.name, argv, input });
+  const all = [...w.netns.values()];
+
+  for (const ns of all) add(ns, ['ip', 'netns', 'add', names.get(ns.name)!]);
+  for (const ns of all) {
+    // the model has no IPv6: keep the kernel from sending router solicitations, MLD and ND into captures
+    for (const k of ['all', 'default'])
+      add(ns, [
+        'ip',
+        'netns',
+        'exec',
+        names.get(ns.name)!,
+        'sysctl',
+        '-q',
+        '-w',
+        `net.ipv6.conf.${k}.disable_ipv6=1`,
+      ]);
+    add(ns, ['ip', '-n', names.get(ns.name)!, 'link', 'set', 'lo', 'up']);
+    // bridges and veths first, then devices that name a lower device (vxlan dev eth0)
+    const links = [...ns.links.values()].sort(
+      (a, b) => (a.type === 'vxlan' ? 1 : 0) - (b.type === 'vxlan' ? 1 : 0),
+    );
+    for (const l of links) {
+      const argv = linkAdd(ns, l, names, peerOf);
+      if (argv) add(ns, argv);
+    }
+  }
+  for (const ns of all) {
+    const n = names.get(ns.name)!;
+    for (const l of ns.links.values())
+      if (l.master) add(ns, ['ip', '-n', n, 'link', 'set', l.name, 'master', l.master]);
+    for (const [k, v] of ns.sysctl) {
+      if (!PER_NETNS_SYSCTLS.some((re) => re.test(k))) continue;
+      if (k.startsWith('net.bridge.') && ![...ns.links.values()].some((l) => l.type === 'bridge')) continue;
+      add(ns, ['ip', 'netns', 'exec', n, 'sysctl', '-q', '-w', `${k}=${v}`]);
+    }
+    for (const l of ns.links.values())
+      for (const a of l.addrs)
+        if (l.type !== 'loopback') add(ns, ['ip', '-n', n, 'addr', 'add', `${a.ip}/${a.len}`, 'dev', l.name]);
+    for (const l of ns.links.values())
+      if (l.up && l.type !== 'loopback') add(ns, ['ip', '-n', n, 'link', 'set', l.name, 'up']);
+  }
+  for (const ns of all) {
+    const n = names.get(ns.name)!;
+    for (const r of ns.fib.list()) {
+      if (r.proto === 'kernel') continue;
+      add(ns, ['ip', '-n', n, 'route', 'add', ...routeArgs(formatRoute(r))]);
+    }
+    for (const e of ns.neigh.list())
+      if (e.state === 'PERMANENT')
+        add(ns, ['ip', '-n', n, 'neigh', 'add', e.ip, 'lladdr', e.lladdr!, 'dev', e.dev, 'nud', 'permanent']);
+    for (const l of ns.links.values()) {
+      if (l.type === 'vxlan')
+        for (const f of l.fdb.list())
+          add(ns, [
+            'bridge',
+            '-n',
+            n,
+            'fdb',
+            'append',
+            f.mac,
+            'dev',
+            l.name,
+            'dst',
+            f.dst,
+            'self',
+            'permanent',
+          ]);
+      if (l.type === 'bridge')
+        for (const f of l.fdb.list())
+          if (f.state === 'static')
+            add(ns, ['bridge', '-n', n, 'fdb', 'add', f.mac, 'dev', f.port, 'master', 'static']);
+    }
+    const save = iptablesSave(ns.netfilter);
+    if (save) add(ns, ['ip', 'netns', 'exec', n, 'iptables-restore'], save);
+  }
+  const listeners = all.flatMap((ns) =>
+    ns.sockets.map((s) => ({ netns: ns.name, proto: s.proto, port: s.port })),
+  );
+  return { prefix, names, steps, listeners };
+}
