@@ -337,6 +337,8 @@ export class Sockets implements TransportHandler {
           payload: { kind: 'raw', data },
         },
       };
+      // the listener's socket keeps the default IP_PMTUDISC_WANT: DF on what fits the route MTU
+      reply.ip.df = ipv4Length(reply) <= this.routeMtu(ns, pkt.ip.src);
       this.stack.queue.push({ ns: ns.name, pkt: reply, label: 'UDP reply' });
       return;
     }

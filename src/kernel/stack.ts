@@ -438,7 +438,12 @@ export class Stack {
     });
     if (dev.master) {
       const br = ns.link(dev.master);
-      if (br && br.type === 'bridge') return this.bridgeInput(ns, br, dev, frame);
+      if (br && br.type === 'bridge') {
+        // tcpdump puts the bridge device in promiscuous mode, and a promiscuous bridge passes a copy
+        // of every frame it receives up to itself: a capture on cni0 sees all bridged traffic
+        this.capture(ns, br, 'in', bytes);
+        return this.bridgeInput(ns, br, dev, frame);
+      }
     }
     this.l2Deliver(ns, dev, frame);
   }

@@ -82,7 +82,7 @@ export function dispositionOf(terminals: readonly Terminal[]): Disposition {
   return { kind: 'pending', detail: 'the packet left no terminal event' };
 }
 
-function httpRequest(host: string, port: number, size?: number): Uint8Array {
+export function httpRequest(host: string, port: number, size?: number): Uint8Array {
   const base = `GET / HTTP/1.1\r\nHost: ${host}:${port}\r\nUser-Agent: podwalk\r\nAccept: */*\r\n\r\n`;
   if (size === undefined || size <= base.length)
     return asciiBytes(size === undefined ? base : base.slice(0, Math.max(1, size)));
@@ -91,7 +91,7 @@ function httpRequest(host: string, port: number, size?: number): Uint8Array {
   return asciiBytes((head + `${bodyLen}\r\n\r\n` + 'x'.repeat(bodyLen)).padEnd(size, 'x').slice(0, size));
 }
 
-function payload(n: number): Uint8Array {
+export function payload(n: number): Uint8Array {
   const b = new Uint8Array(Math.max(0, n));
   for (let i = 0; i < b.length; i++) b[i] = (0x10 + i) & 0xff; // ping's pattern: bytes counting up
   return b;

@@ -1,0 +1,224 @@
+/**
+ * `podwalk lab trace`: the same flow in the simulation and on the real kernel. Real traffic from
+ * a real client in the source namespace, real tcpdump on every interface of the lab, and the
+ * per-interface packet sequences compared with what the simulation put on the same interfaces.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Cluster } from '../cni/build.ts';
+import { readPcap } from '../wire/pcap.ts';
+import { httpRequest, walk, type Walk, type WalkRequest } from '../trace/walk.ts';
+import { compareSequences, completeChecksums, packetSummary, type InterfaceDiff } from './compare.ts';
+import { labExec, LabError, run, type LabState } from './host.ts';
+
+export interface LabTraceResult {
+  sim: Walk;
+  diffs: InterfaceDiff[];
+  agree: boolean;
+  /** what the real client printed (exit status and output), for the report */
+  client: { code: number; out: string };
+}
+
+/** the interfaces of every lab namespace, except lo */
+function interfaces(state: LabState): { netns: string; dev: string; raw: boolean }[] {
+  const out: { netns: string; dev: string; raw: boolean }[] = [];
+  for (const [model, lab] of Object.entries(state.namespaces)) {
+    const r = run(['ip', '-n', lab, '-o', 'link', 'show']);
+    for (const line of r.stdout.split('\n')) {
+      const m = /^\d+: ([^:@]+)(?:@[^:]+)?: .*link\/(\S+)/.exec(line);
+      if (!m || m[1] === 'lo') continue;
+      out.push({ netns: model, dev: m[1], raw: m[2] !== 'ether' });
+    }
+  }
+  return out;
+}
+
+function startCapture(state: LabState, netns: string, dev: string, file: string): Promise<ChildProcess> {
+  const child = spawn(
+    'ip',
+    [
+      'netns',
+      'exec',
+      state.namespaces[netns],
+      'tcpdump',
+      '-i',
+      dev,
+      '-w',
+      file,
+      '-U',
+      '-n',
+      '--immediate-mode',
+      '-s',
+      '262144',
+    ],
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
+  return new Promise((resolve, reject) => {
+    let err = '';
+    const timer = setTimeout(
+      () => reject(new LabError(`tcpdump on ${netns}/${dev} did not start: ${err.trim()}`)),
+      5000,
+    );
+    child.stderr!.on('data', (d: Buffer) => {
+      err += d.toString();
+      if (err.includes('listening on')) {
+        clearTimeout(timer);
+        resolve(child);
+      }
+    });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      if (!err.includes('listening on'))
+        reject(new LabError(`tcpdump on ${netns}/${dev} exited (${code}): ${err.trim()}`));
+    });
+  });
+}
+
+function stopCapture(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null) return resolve();
+    child.on('exit', () => resolve());
+    child.kill('SIGINT');
+    setTimeout(() => child.kill('SIGKILL'), 3000).unref();
+  });
+}
+
+const TCP_CLIENT = `
+import socket, sys
+dst, dport, sport, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+req = bytes.fromhex(n)
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", sport)); s.settimeout(3)
+try:
+    s.connect((dst, dport))
+except OSError as e:
+    print("connect:", e); sys.exit(1)
+s.sendall(req)
+got = b""
+while True:
+    try:
+        d = s.recv(65536)
+    except OSError as e:
+        print("recv:", e); sys.exit(1)
+    if not d or b"ok\\n" in got + d:
+        got += d
+        break
+    got += d
+s.close()
+print(len(got), "bytes")
+`;
+
+const UDP_CLIENT = `
+import socket, sys
+dst, dport, sport, n, df = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1"
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, 10, 2 if df else 0)  # IP_MTU_DISCOVER: IP_PMTUDISC_DO / DONT
+s.bind(("0.0.0.0", sport)); s.settimeout(1)
+try:
+    s.sendto(bytes((0x10 + i) & 0xff for i in range(n)), (dst, dport))
+    d, a = s.recvfrom(65536)
+    print(len(d), "bytes back")
+except OSError as e:
+    print("udp:", e); sys.exit(1)
+`;
+
+/**
+ * IGMP membership reports the kernel sends on its own when devices come up: the model has no
+ * multicast, so they are left out of the comparison (the one normalisation of real traffic).
+ */
+function isIgmp(frame: Uint8Array, raw: boolean): boolean {
+  const ip = raw ? 0 : 14;
+  if (!raw && ((frame[12] << 8) | frame[13]) !== 0x0800) return false;
+  return frame.length > ip + 9 && frame[ip + 9] === 2;
+}
+
+function hex(b: Uint8Array): string {
+  return [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
+}
+
+/**
+ * Walk `req` in the simulation (on `sim`, a fresh model of the lab's cluster with the same faults)
+ * and for real in the lab, then compare every interface.
+ */
+export async function labTrace(state: LabState, sim: Cluster, req: WalkRequest): Promise<LabTraceResult> {
+  const w = walk(sim, req, { exchange: true });
+  const f = w.request.flow;
+  const dir = mkdtempSync(join(tmpdir(), 'podwalk-lab-'));
+  const ifs = interfaces(state);
+  const captures: { netns: string; dev: string; raw: boolean; file: string; child: ChildProcess }[] = [];
+  try {
+    for (const i of ifs) {
+      const file = join(dir, `${i.netns}-${i.dev}.pcap`);
+      captures.push({ ...i, file, child: await startCapture(state, i.netns, i.dev, file) });
+    }
+    let client: { code: number; stdout: string; stderr: string };
+    if (f.proto === 'tcp') {
+      const reqBytes = httpRequest(f.dst, f.dport!, req.size);
+      client = labExec(
+        state,
+        f.from,
+        ['python3', '-c', TCP_CLIENT, f.dst, String(f.dport), String(f.sport), hex(reqBytes)],
+        undefined,
+        10_000,
+      );
+    } else if (f.proto === 'udp') {
+      const n = req.size !== undefined ? req.size - 28 : 32;
+      client = labExec(
+        state,
+        f.from,
+        ['python3', '-c', UDP_CLIENT, f.dst, String(f.dport), String(f.sport), String(n), f.df ? '1' : '0'],
+        undefined,
+        10_000,
+      );
+    } else {
+      const n = req.size !== undefined ? req.size - 28 : 56;
+      client = labExec(
+        state,
+        f.from,
+        ['ping', '-n', '-c', '1', '-W', '1', '-M', f.df ? 'do' : 'dont', '-s', String(n), f.dst],
+        undefined,
+        10_000,
+      );
+    }
+    // let the last packets (FIN/ACK, late ICMP) land before the captures stop
+    await new Promise((r) => setTimeout(r, 400));
+    await Promise.all(captures.map((c) => stopCapture(c.child)));
+    const simBy = new Map<string, string[]>();
+    for (const c of sim.world.captures) {
+      const key = `${c.netns}/${c.dev}`;
+      const raw = sim.world.ns(c.netns).link(c.dev)?.type === 'ipip';
+      (simBy.get(key) ?? simBy.set(key, []).get(key)!).push(packetSummary(c.frame, raw));
+    }
+    const diffs: InterfaceDiff[] = [];
+    for (const c of captures) {
+      let real: string[] = [];
+      try {
+        real = readPcap(new Uint8Array(readFileSync(c.file)))
+          .filter((r) => !isIgmp(r.frame, c.raw))
+          .map((r) => packetSummary(completeChecksums(r.frame, c.raw), c.raw));
+      } catch {
+        real = [];
+      }
+      diffs.push(compareSequences(c.netns, c.dev, simBy.get(`${c.netns}/${c.dev}`) ?? [], real));
+      simBy.delete(`${c.netns}/${c.dev}`);
+    }
+    // packets the simulation put on interfaces the lab does not have
+    for (const [key, seq] of simBy) {
+      const [netns, dev] = key.split('/');
+      diffs.push(compareSequences(netns, dev, seq, []));
+    }
+    return {
+      sim: w,
+      diffs,
+      agree: diffs.every((d) => d.first === -1),
+      client: { code: client.code, out: (client.stdout + client.stderr).trim() },
+    };
+  } finally {
+    await Promise.all(captures.map((c) => stopCapture(c.child)));
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
