@@ -439,17 +439,32 @@ export class Stack {
     if (dev.master) {
       const br = ns.link(dev.master);
       if (br && br.type === 'bridge') {
+        let fragMax: number | undefined;
+        const p = frame.payload;
+        if (
+          p.kind === 'ipv4' &&
+          (p.ip.mf || p.ip.fragOffset) &&
+          this.brNetfilter(ns) &&
+          this.conntrackOn(ns)
+        ) {
+          // br_netfilter: the bridge's PREROUTING hook reassembles fragments (nf_defrag) before anything else
+          const whole = this.reassemble(ns, p);
+          if (!whole) return;
+          frame = { eth: frame.eth, payload: whole.pkt };
+          bytes = emitFrame(frame);
+          fragMax = whole.max;
+        }
         // tcpdump puts the bridge device in promiscuous mode, and a promiscuous bridge passes a copy
         // of every frame it receives up to itself: a capture on cni0 sees all bridged traffic
         this.capture(ns, br, 'in', bytes);
-        return this.bridgeInput(ns, br, dev, frame);
+        return this.bridgeInput(ns, br, dev, frame, fragMax);
       }
     }
     this.l2Deliver(ns, dev, frame);
   }
 
   /** the frame is up the stack of `dev` (a plain device, or the bridge device itself) */
-  private l2Deliver(ns: Netns, dev: Link, frame: Frame): void {
+  private l2Deliver(ns: Netns, dev: Link, frame: Frame, fragMax?: number): void {
     const dst = frame.eth.dst;
     if (dst !== BROADCAST && dst !== dev.mac && !isMulticast(dst)) {
       // PACKET_OTHERHOST: ip_rcv drops it silently
@@ -463,7 +478,11 @@ export class Stack {
     }
     if (frame.eth.ethertype === ETHERTYPE_ARP) return this.arpRcv(ns, dev, frame);
     if (frame.eth.ethertype === ETHERTYPE_IPV4 && frame.payload.kind === 'ipv4')
-      return this.ipRcv(ns, dev, { pkt: frame.payload });
+      return this.ipRcv(ns, dev, { pkt: frame.payload, fragMax });
+  }
+
+  private brNetfilter(ns: Netns): boolean {
+    return ns.sysctl.get('net.bridge.bridge-nf-call-iptables') === '1';
   }
 
   /* ------------------------------------------------------------ bridge */
@@ -485,7 +504,7 @@ export class Stack {
   }
 
   /** br_handle_frame: learn the source, then forward, flood or pass up */
-  private bridgeInput(ns: Netns, br: BridgeLink, port: Link, frame: Frame): void {
+  private bridgeInput(ns: Netns, br: BridgeLink, port: Link, frame: Frame, fragMax?: number): void {
     if (!br.up) return this.drop(ns, 'link-down', `bridge ${br.name} is down`, br.name, 2);
     const src = frame.eth.src;
     const known = this.fdbLookup(br, src);
@@ -502,7 +521,7 @@ export class Stack {
         known.updated = this.w.now;
       }
     }
-    this.bridgeForward(ns, br, frame, port);
+    this.bridgeForward(ns, br, frame, port, fragMax);
   }
 
   /** br_dev_xmit: the host sends through its bridge device */
@@ -514,7 +533,13 @@ export class Stack {
     this.bridgeForward(ns, br, frame, undefined);
   }
 
-  private bridgeForward(ns: Netns, br: BridgeLink, frame: Frame, inPort: Link | undefined): void {
+  private bridgeForward(
+    ns: Netns,
+    br: BridgeLink,
+    frame: Frame,
+    inPort: Link | undefined,
+    fragMax?: number,
+  ): void {
     const dst = frame.eth.dst;
     const ports = [...ns.links.values()].filter((l) => l.master === br.name);
     if (dst === BROADCAST || isMulticast(dst)) {
@@ -531,8 +556,8 @@ export class Stack {
         }${inPort ? ' and up to the host' : ''}`,
         { device: br.name },
       );
-      if (inPort) this.l2Deliver(ns, br, frame);
-      for (const p of ports) if (p !== inPort) this.bridgePortXmit(ns, br, p, frame, inPort);
+      if (inPort) this.l2Deliver(ns, br, frame, fragMax);
+      for (const p of ports) if (p !== inPort) this.bridgePortXmit(ns, br, p, frame, inPort, fragMax);
       return;
     }
     const e = this.fdbLookup(br, dst);
@@ -543,7 +568,7 @@ export class Stack {
         entry: this.fmtFdb(br, e),
       });
       if (!inPort) return; // the host sent to itself: nothing to do
-      return this.l2Deliver(ns, br, frame);
+      return this.l2Deliver(ns, br, frame, fragMax);
     }
     if (e) {
       const out = ns.link(e.port);
@@ -560,7 +585,7 @@ export class Stack {
           br.name,
           2,
         );
-      return this.bridgePortXmit(ns, br, out, frame, inPort);
+      return this.bridgePortXmit(ns, br, out, frame, inPort, fragMax);
     }
     const others = ports.filter((p) => p !== inPort);
     this.step(
@@ -575,7 +600,7 @@ export class Stack {
         entry: '(none)',
       },
     );
-    for (const p of others) this.bridgePortXmit(ns, br, p, frame, inPort);
+    for (const p of others) this.bridgePortXmit(ns, br, p, frame, inPort, fragMax);
   }
 
   /** br_forward: bridged IPv4 goes through iptables FORWARD when br_netfilter is on */
@@ -585,6 +610,7 @@ export class Stack {
     port: Link,
     frame: Frame,
     inPort: Link | undefined,
+    fragMax?: number,
   ): void {
     if (!port.up) return this.drop(ns, 'link-down', `bridge port ${port.name} is down`, port.name, 2);
     if (
@@ -596,6 +622,27 @@ export class Stack {
       if (!this.netfilterHook(ns, 'PREROUTING', skb, br.name, undefined)) return;
       if (!this.netfilterHook(ns, 'FORWARD', skb, br.name, br.name)) return;
       if (skb.ct) this.ctConfirm(ns, skb);
+    }
+    const p = frame.payload;
+    if (fragMax && p.kind === 'ipv4' && ipv4Length(p) > fragMax) {
+      // br_nf_dev_queue_xmit: what was reassembled leaves in fragments no larger than it came in
+      const frags = fragmentIpv4(p, fragMax);
+      this.step(
+        ns,
+        'fragment',
+        3,
+        'refragment',
+        `${br.name}: reassembled ${ipv4Length(p)} bytes leave ${port.name} again as ${frags.length} fragments`,
+        { device: port.name },
+      );
+      const rec = this.w.rec;
+      const prev = rec.part;
+      frags.forEach((f, i) => {
+        rec.part = `frag ${i + 1}/${frags.length}`;
+        this.devXmit(ns, port, { eth: frame.eth, payload: f });
+      });
+      rec.part = prev;
+      return;
     }
     this.devXmit(ns, port, frame);
   }
