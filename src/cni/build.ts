@@ -169,7 +169,8 @@ export function buildCluster(spec: ClusterSpec, mode: CniMode = spec.cni): Clust
     ...spec.nodes.map((n) => n.name),
     ...spec.pods.map((p) => p.name),
   ];
-  const dup = names.find((n, i) => names.indexOf(n) !== i);
+  const seen = new Set<string>();
+  const dup = names.find((n) => (seen.has(n) ? true : (seen.add(n), false)));
   if (dup)
     throw new BuildError(
       `the name "${dup}" is used twice (subnets, the router, nodes and pods each get a network namespace of that name)`,

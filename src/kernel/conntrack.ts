@@ -180,7 +180,7 @@ export class Conntrack {
       }
       const entry = this.blank(t, now);
       entry.tcpState = tcpState;
-      entry.expires = now + this.timeout(entry) * 1e6;
+      this.setExpiry(entry, now + this.timeout(entry) * 1e6);
       return { entry, dir: 'original', ctstate: 'NEW', isNew: true, from: 'NONE', to: tcpState };
     }
     const { entry, dir } = found;
@@ -201,7 +201,7 @@ export class Conntrack {
     }
     const ctstate: CtState = dir === 'reply' || entry.seenReply ? 'ESTABLISHED' : 'NEW';
     if (dir === 'reply') entry.seenReply = true;
-    entry.expires = now + this.timeout(entry) * 1e6;
+    this.setExpiry(entry, now + this.timeout(entry) * 1e6);
     return { entry, dir, ctstate, isNew: false, from, to };
   }
 
@@ -210,6 +210,7 @@ export class Conntrack {
     if (e.confirmed) return;
     e.confirmed = true;
     this.entries.push(e);
+    if (e.expires < this.nextExpiry) this.nextExpiry = e.expires;
     this.index.set(tupleKey(e.orig), { entry: e, dir: 'original' });
     this.index.set(tupleKey(e.reply), { entry: e, dir: 'reply' });
   }
@@ -219,15 +220,28 @@ export class Conntrack {
     return this.index.get(tupleKey(quoted))?.entry;
   }
 
+  /** the earliest expiry of any confirmed entry (a lower bound): expire() has nothing to do before it */
+  private nextExpiry = Infinity;
+
+  private setExpiry(e: CtEntry, t: number): void {
+    e.expires = t;
+    if (e.confirmed && t < this.nextExpiry) this.nextExpiry = t;
+  }
+
   expire(now: number): void {
-    if (!this.entries.some((e) => e.expires <= now)) return;
+    if (now < this.nextExpiry) return;
+    let next = Infinity;
     for (let i = this.entries.length - 1; i >= 0; i--) {
       const e = this.entries[i];
-      if (e.expires > now) continue;
+      if (e.expires > now) {
+        next = Math.min(next, e.expires);
+        continue;
+      }
       this.entries.splice(i, 1);
       this.index.delete(tupleKey(e.orig));
       this.index.delete(tupleKey(e.reply));
     }
+    this.nextExpiry = next;
   }
 
   timeout(e: CtEntry): number {

@@ -70,6 +70,17 @@ const TS_OPT = 12;
 
 export class Sockets implements TransportHandler {
   readonly conns: TcpConn[] = [];
+  /** live connections by their 4-tuple in a namespace (the established-socket hash) */
+  private byTuple = new Map<string, TcpConn>();
+
+  private connKey(ns: string, local: string, lport: number, remote: string, rport: number): string {
+    return `${ns}|${local}|${lport}|${remote}|${rport}`;
+  }
+
+  private addConn(c: TcpConn): void {
+    this.conns.push(c);
+    this.byTuple.set(this.connKey(c.ns, c.local, c.lport, c.remote, c.rport), c);
+  }
   /** UDP sockets applications opened to send from (connected, so replies reach them) */
   readonly udpClients: { ns: string; port: number }[] = [];
   /** responses the server side sends on an established connection */
@@ -249,7 +260,7 @@ export class Sockets implements TransportHandler {
       wscale: c.wscale,
     });
     c.sndNxt = (c.sndNxt + 1) >>> 0;
-    this.conns.push(c);
+    this.addConn(c);
     if (!this.send(ns, syn, 'connect()')) {
       c.state = 'CLOSED';
       return undefined;
@@ -384,15 +395,8 @@ export class Sockets implements TransportHandler {
     if (pkt.payload.kind !== 'tcp') return;
     const { tcp, data } = pkt.payload;
     const f = tcp.flags;
-    const conn = this.conns.find(
-      (c) =>
-        c.ns === ns.name &&
-        c.local === pkt.ip.dst &&
-        c.lport === tcp.dstPort &&
-        c.remote === pkt.ip.src &&
-        c.rport === tcp.srcPort &&
-        c.state !== 'CLOSED',
-    );
+    const found = this.byTuple.get(this.connKey(ns.name, pkt.ip.dst, tcp.dstPort, pkt.ip.src, tcp.srcPort));
+    const conn = found && found.state !== 'CLOSED' ? found : undefined;
     const desc = `[${tcpFlagString(f)}] seq ${tcp.seq}${f.ack ? ` ack ${tcp.ack}` : ''}${data.length ? ` len ${data.length}` : ''}`;
     if (!conn) {
       const listener = ns.sockets.find(
@@ -553,7 +557,7 @@ export class Sockets implements TransportHandler {
       received: 0,
       role: 'server',
     };
-    this.conns.push(c);
+    this.addConn(c);
     this.stack.deliver(
       ns,
       dev.name,

@@ -1,0 +1,128 @@
+/**
+ * One scale measurement in a process of its own, so that its memory is not mixed with anything
+ * else: `node --expose-gc --import tsx bench/build-one.ts NODES PODS_PER_NODE`.
+ *
+ * Builds a synthetic flannel-vxlan cluster, reports buildCluster's wall time, memory after a full
+ * GC, the process's peak RSS, the routes/neighbours/FDB entries the nodes got, and the time of a
+ * walk between two far-apart nodes (first on a fresh cluster, with ARP; then a second connection).
+ * Last, the spec goes through the YAML loader to prove it is a valid cluster file. The result is
+ * printed as one JSON line prefixed with RESULT_PREFIX.
+ */
+import { stringify } from 'yaml';
+import { loadCluster } from '../src/cluster/load.ts';
+import { buildCluster } from '../src/cni/build.ts';
+import { walk } from '../src/trace/walk.ts';
+import {
+  nodeName,
+  podName,
+  RESULT_PREFIX,
+  sizeOf,
+  syntheticSpec,
+  type BuildResult,
+  type WalkTiming,
+} from './scale.ts';
+
+function gc(): void {
+  const g = (globalThis as { gc?: () => void }).gc;
+  if (!g) throw new Error('run with --expose-gc');
+  g();
+  g();
+}
+
+function timedWalk(c: ReturnType<typeof buildCluster>, from: string, to: string, sport: number): WalkTiming {
+  const t = performance.now();
+  const w = walk(c, { from, to, proto: 'tcp', port: 8080, sport });
+  const ms = performance.now() - t;
+  return {
+    from,
+    to,
+    ms,
+    requestSteps: w.request.steps.length,
+    replySteps: w.reply?.steps.length ?? 0,
+    delivered: w.request.disposition.kind === 'delivered' && w.reply?.disposition.kind === 'delivered',
+  };
+}
+
+function main(): void {
+  const nodes = Number(process.argv[2]);
+  const podsPerNode = Number(process.argv[3] ?? '30');
+  if (!Number.isInteger(nodes) || nodes < 2 || !Number.isInteger(podsPerNode) || podsPerNode < 1)
+    throw new Error('usage: build-one.ts NODES(>=2) [PODS_PER_NODE(>=1)]');
+
+  let t = performance.now();
+  const spec = syntheticSpec(nodes, podsPerNode, 'flannel-vxlan');
+  const specMs = performance.now() - t;
+  gc();
+  const heapUsedBefore = process.memoryUsage().heapUsed;
+
+  t = performance.now();
+  const cluster = buildCluster(spec, 'flannel-vxlan');
+  const buildMs = performance.now() - t;
+
+  gc();
+  const mem = process.memoryUsage();
+  const maxRss = process.resourceUsage().maxRSS * 1024;
+
+  let routes = 0;
+  let neighbours = 0;
+  let fdb = 0;
+  for (const n of cluster.nodes) {
+    const ns = cluster.world.ns(n.name);
+    routes += sizeOf(ns.fib.list());
+    neighbours += sizeOf(ns.neigh);
+    const vx = ns.link('flannel.1');
+    if (vx?.type === 'vxlan') fdb += sizeOf(vx.fdb);
+  }
+
+  // the two nodes furthest apart in every table (first and last node, address and pod CIDR)
+  const from = podName(0, 0);
+  const to = podName(nodes - 1, podsPerNode - 1);
+  if (!cluster.pods.some((p) => p.name === to && p.node === nodeName(nodes - 1)))
+    throw new Error(`pod ${to} missing`);
+  const firstWalk = timedWalk(cluster, from, to, 40000);
+  const secondWalk = timedWalk(cluster, from, to, 40001);
+  const WARM_WALKS = 200;
+  let warmMs = 0;
+  let last = secondWalk;
+  let delivered = true;
+  for (let k = 0; k < WARM_WALKS; k++) {
+    last = timedWalk(cluster, from, to, 40002 + k);
+    warmMs += last.ms;
+    delivered &&= last.delivered;
+  }
+  const warmWalk = { ...last, ms: warmMs / WARM_WALKS, delivered, walks: WARM_WALKS };
+
+  // the generated spec is a valid cluster file (after the measurements: it must not count in maxRSS)
+  t = performance.now();
+  const yaml = stringify({
+    ...spec,
+    pods: spec.pods.map((p) => ({ ...p, listen: p.listen.map((l) => `${l.proto}/${l.port}`) })),
+  });
+  const loaded = loadCluster(yaml, `bench-${nodes}x${podsPerNode}.yaml`);
+  const loadMs = performance.now() - t;
+  if (loaded.nodes.length !== nodes || loaded.pods.length !== nodes * podsPerNode)
+    throw new Error('the loader disagrees with the generated spec');
+
+  const result: BuildResult = {
+    nodes,
+    podsPerNode,
+    pods: cluster.pods.length,
+    netns: cluster.world.netns.size,
+    specMs,
+    buildMs,
+    heapUsedBefore,
+    heapUsed: mem.heapUsed,
+    rss: mem.rss,
+    maxRss,
+    routes,
+    neighbours,
+    fdb,
+    firstWalk,
+    secondWalk,
+    warmWalk,
+    loadMs,
+  };
+  process.stdout.write(RESULT_PREFIX + JSON.stringify(result) + '\n');
+}
+
+main();
