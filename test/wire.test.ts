@@ -317,7 +317,11 @@ test('udp: a computed checksum of 0 is sent as 0xffff', () => {
 test('round trips: VXLAN (vni 1) carrying a TCP SYN, and IPIP', () => {
   const inner = eth(tcpPacket('10.244.0.5', '10.244.1.9', tcp({ options: SYN_OPTS })), MAC_A, MAC_B);
   const vx = roundTrip(vxlanFrame(inner));
-  assert.equal(toHex(vx.subarray(40, 42)), '0000', 'outer UDP checksum 0 (noChecksum: a vxlan device with noudpcsum)');
+  assert.equal(
+    toHex(vx.subarray(40, 42)),
+    '0000',
+    'outer UDP checksum 0 (noChecksum: a vxlan device with noudpcsum)',
+  );
   assert.equal(toHex(vx.subarray(42, 50)), '0800000000000100', 'VXLAN header, vni 1');
   assert.equal(vx.length, 14 + 20 + 8 + 8 + 14 + 20 + 40);
   const withCsum = vxlanFrame(inner);
