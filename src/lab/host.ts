@@ -5,7 +5,16 @@
  * Needs root and network namespaces.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import type { Cluster } from '../cni/build.ts';
 import { planLab, type LabPlan } from './plan.ts';
 
@@ -25,6 +34,72 @@ export const STATE_DIR = '/run/podwalk';
 
 export function statePath(prefix: string): string {
   return `${STATE_DIR}/${prefix.replace(/-$/, '')}.json`;
+}
+
+/**
+ * One lab per prefix at a time. A process that brings a lab up for its own use (tests, scripts)
+ * holds the lock file until its labDown; another process wanting the same prefix waits for it.
+ * The CLI's `lab up` leaves the lab detached (pid 0): any later `lab down` may remove it.
+ */
+function lockPath(prefix: string): string {
+  return `${STATE_DIR}/${prefix.replace(/-$/, '')}.lock`;
+}
+
+function alive(pid: number): boolean {
+  if (!pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function lockOwner(prefix: string): number | undefined {
+  try {
+    return Number(readFileSync(lockPath(prefix), 'utf8').trim());
+  } catch {
+    return undefined;
+  }
+}
+
+const sleepSync = (s: number) => spawnSync('sleep', [String(s)]);
+
+/** wait until no other live process holds the prefix, then take it (pid 0: detached) */
+function acquire(prefix: string, pid: number, waitMs = 15 * 60_000): void {
+  mkdirSync(STATE_DIR, { recursive: true });
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    try {
+      const fd = openSync(lockPath(prefix), 'wx');
+      writeSync(fd, String(pid));
+      closeSync(fd);
+      return;
+    } catch {
+      const owner = lockOwner(prefix);
+      if (owner === undefined || owner === process.pid || !alive(owner)) {
+        rmSync(lockPath(prefix), { force: true });
+        continue;
+      }
+      if (Date.now() > deadline) throw new LabError(`the lab ${prefix}* is held by process ${owner}`);
+      sleepSync(0.2);
+    }
+  }
+}
+
+function release(prefix: string): void {
+  const owner = lockOwner(prefix);
+  if (owner === undefined || owner === 0 || owner === process.pid || !alive(owner))
+    rmSync(lockPath(prefix), { force: true });
+}
+
+/** while another live process uses this prefix, wait for it to finish */
+function waitForOthers(prefix: string): void {
+  for (;;) {
+    const owner = lockOwner(prefix);
+    if (owner === undefined || owner === 0 || owner === process.pid || !alive(owner)) return;
+    sleepSync(0.2);
+  }
 }
 
 export interface RunResult {
@@ -128,6 +203,7 @@ function waitListening(ns: string, proto: string, port: number): void {
 
 /** Remove every namespace of the prefix (state file or not) and the processes in them. Idempotent. */
 export function labDown(prefix: string): string[] {
+  waitForOthers(prefix);
   const state = readState(prefix);
   const names = new Set([...Object.values(state?.namespaces ?? {}), ...existingNamespaces(prefix)]);
   for (const n of names) {
@@ -142,12 +218,15 @@ export function labDown(prefix: string): string[] {
     if (r.code === 0) removed.push(n);
   }
   rmSync(statePath(prefix), { force: true });
+  release(prefix);
   return removed;
 }
 
 export interface UpOptions {
   /** start listeners in pods (default true) */
   listeners?: boolean;
+  /** the lab outlives this process (the CLI's `lab up`); otherwise this process holds it until labDown */
+  detached?: boolean;
 }
 
 /** Build the lab; on any failure, remove what was created and throw: never half-applied. */
@@ -155,10 +234,13 @@ export function labUp(c: Cluster, opts: UpOptions = {}): LabState {
   const why = labUnavailable();
   if (why) throw new LabError(why);
   const plan: LabPlan = planLab(c);
-  if (existingNamespaces(plan.prefix).length)
+  acquire(plan.prefix, opts.detached ? 0 : process.pid);
+  if (existingNamespaces(plan.prefix).length) {
+    release(plan.prefix);
     throw new LabError(
       `a lab for "${c.spec.name}" is already up (namespaces ${plan.prefix}*): run podwalk lab down first`,
     );
+  }
   mkdirSync(STATE_DIR, { recursive: true });
   const state: LabState = {
     cluster: c.spec.name,
