@@ -7,6 +7,9 @@ import { ClusterError, loadCluster } from '../cluster/load.ts';
 import { SEED_YAML, seedCluster } from '../cluster/seed.ts';
 import { CNI_MODES, type ClusterSpec, type CniMode } from '../cluster/spec.ts';
 import { BuildError, buildCluster, type Cluster } from '../cni/build.ts';
+import { LabError } from '../lab/host.ts';
+import { LabPlanError } from '../lab/plan.ts';
+import { labCommand } from './lab.ts';
 import { compareModes } from '../trace/compare.ts';
 import { walk, WalkError, type Walk } from '../trace/walk.ts';
 import type { Proto, Trace } from '../trace/types.ts';
@@ -336,6 +339,21 @@ Examples:
       );
     });
 
+  program.addCommand(
+    labCommand({
+      out: (x) => io.out(x),
+      err: (x) => io.err(x),
+      loadSpec: (f) => loadSpec(io, f),
+      parseMode,
+      parseIntArg,
+      parseTarget,
+      style: st,
+      setCode: (c) => {
+        code = c;
+      },
+    }),
+  );
+
   program
     .command('seed')
     .description('print the built-in cluster as YAML (a starting point for --cluster)')
@@ -356,6 +374,8 @@ Examples:
       e instanceof ClusterError ||
       e instanceof UsageError ||
       e instanceof WalkError ||
+      e instanceof LabError ||
+      e instanceof LabPlanError ||
       e instanceof BuildError
     ) {
       io.err(`podwalk: ${e.message}`);

@@ -1,0 +1,211 @@
+/**
+ * `podwalk lab …`: the real-kernel lab of a cluster (root only).
+ */
+import { Command, Option } from 'commander';
+import type { ClusterSpec, CniMode } from '../cluster/spec.ts';
+import { buildCluster } from '../cni/build.ts';
+import { labPrefix, planLab } from '../lab/plan.ts';
+import {
+  existingNamespaces,
+  labDown,
+  labExec,
+  LabError,
+  labUnavailable,
+  labUp,
+  readState,
+} from '../lab/host.ts';
+import { labTrace } from '../lab/trace.ts';
+import type { Proto } from '../trace/types.ts';
+import { flowLine, type Style } from '../render/text.ts';
+
+export interface LabCliDeps {
+  out(s: string): void;
+  err(s: string): void;
+  loadSpec(file: string | undefined): ClusterSpec;
+  parseMode(v: string): CniMode;
+  parseIntArg(min: number, max: number): (v: string) => number;
+  parseTarget(v: string): { to: string; port?: number };
+  style: Style;
+  setCode(code: number): void;
+}
+
+function need(): void {
+  const why = labUnavailable();
+  if (why) throw new LabError(why);
+}
+
+export function labCommand(d: LabCliDeps): Command {
+  const lab = new Command('lab').description(
+    "the cluster on this machine's real kernel: network namespaces named pw-<cluster>-<netns> (root only)",
+  );
+  lab.addHelpText(
+    'after',
+    `
+Examples:
+  $ podwalk lab up                              the seed cluster (flannel-vxlan) in network namespaces
+  $ podwalk lab exec node1 -- ip route          a real command in a lab namespace
+  $ podwalk lab exec pod-a -- ping -c1 10.244.1.5
+  $ podwalk lab status
+  $ podwalk lab down                            removes exactly what up created (also after a crash)
+  $ podwalk lab trace pod-a pod-c:8080 --mode calico-bgp   simulation vs kernel, packet by packet`,
+  );
+  const clusterOpt = () =>
+    new Option('--cluster <file>', 'cluster YAML (default: the built-in seed cluster)');
+  const modeOpt = () =>
+    new Option('--mode <mode>', "CNI mode (default: the cluster file's)").argParser(d.parseMode);
+
+  lab
+    .command('up')
+    .description(
+      'build the cluster in network namespaces: links, addresses, routes, neighbours, FDB, sysctls, iptables, listeners',
+    )
+    .addOption(clusterOpt())
+    .addOption(modeOpt())
+    .option('--dry-run', 'print the commands instead of running them (no root needed)')
+    .action((o: { cluster?: string; mode?: CniMode; dryRun?: boolean }) => {
+      const spec = d.loadSpec(o.cluster);
+      const c = buildCluster(spec, o.mode ?? spec.cni);
+      if (o.dryRun) {
+        for (const s of planLab(c).steps)
+          d.out(
+            s.argv.map((a) => (/[\s"'$]/.test(a) ? `'${a}'` : a)).join(' ') +
+              (s.input ? ' <<EOF\n' + s.input + 'EOF' : ''),
+          );
+        return;
+      }
+      need();
+      const st = labUp(c, { detached: true });
+      d.out(
+        `lab ${spec.name} (${c.mode}) is up: ${Object.keys(st.namespaces).length} network namespaces, ${st.listeners.length} listeners`,
+      );
+      d.out(Object.values(st.namespaces).join(' '));
+    });
+
+  lab
+    .command('down')
+    .description('remove the lab: its namespaces, the processes in them and its state file (idempotent)')
+    .addOption(clusterOpt())
+    .action((o: { cluster?: string }) => {
+      need();
+      const spec = d.loadSpec(o.cluster);
+      const removed = labDown(labPrefix(spec.name));
+      d.out(
+        removed.length
+          ? `removed ${removed.length} namespaces: ${removed.join(' ')}`
+          : `no lab namespaces ${labPrefix(spec.name)}* were left`,
+      );
+    });
+
+  lab
+    .command('status')
+    .description('is the lab up; its namespaces and listeners')
+    .addOption(clusterOpt())
+    .action((o: { cluster?: string }) => {
+      const spec = d.loadSpec(o.cluster);
+      const prefix = labPrefix(spec.name);
+      const st = readState(prefix);
+      const live = process.getuid?.() === 0 ? existingNamespaces(prefix) : [];
+      if (!st && !live.length) {
+        d.out(`lab ${spec.name}: down`);
+        d.setCode(1);
+        return;
+      }
+      d.out(
+        `lab ${spec.name}: ${st ? `up (${st.mode}, since ${st.created})` : 'namespaces left without a state file: run podwalk lab down'}`,
+      );
+      for (const n of live) d.out(`  ${n}`);
+      for (const l of st?.listeners ?? []) d.out(`  listener ${l.netns} ${l.proto}/${l.port} pid ${l.pid}`);
+    });
+
+  lab
+    .command('exec')
+    .description('run a real command in a lab namespace: podwalk lab exec NETNS -- CMD…')
+    .argument('<NETNS>', 'pod or node name')
+    .argument('<CMD...>', 'the command')
+    .addOption(clusterOpt())
+    .action((netns: string, cmd: string[], o: { cluster?: string }) => {
+      need();
+      const spec = d.loadSpec(o.cluster);
+      const st = readState(labPrefix(spec.name));
+      if (!st) throw new LabError(`no lab for "${spec.name}" is up: run podwalk lab up first`);
+      const r = labExec(st, netns, cmd, undefined, 60_000);
+      if (r.stdout) d.out(r.stdout.replace(/\n$/, ''));
+      if (r.stderr) d.err(r.stderr.replace(/\n$/, ''));
+      d.setCode(r.code);
+    });
+
+  lab
+    .command('trace')
+    .description(
+      'the same flow in the simulation and on the real kernel, compared interface by interface (builds a fresh lab for it)',
+    )
+    .argument('<FROM>', 'source: pod, node or IP')
+    .argument('<TO[:PORT]>', 'destination, with an optional port (default 8080)')
+    .addOption(new Option('--proto <proto>', 'protocol').choices(['tcp', 'udp', 'icmp']).default('tcp'))
+    .addOption(
+      new Option('--size <bytes>', 'UDP/ICMP: IP total length; TCP: bytes of request data').argParser(
+        d.parseIntArg(28, 65535),
+      ),
+    )
+    .option('--df', "set Don't Fragment (UDP/ICMP)")
+    .addOption(clusterOpt())
+    .addOption(modeOpt())
+    .option('--all', 'print every interface, also those that agree')
+    .action(
+      async (
+        from: string,
+        target: string,
+        o: { proto: Proto; size?: number; df?: boolean; cluster?: string; mode?: CniMode; all?: boolean },
+      ) => {
+        need();
+        const spec = d.loadSpec(o.cluster);
+        const mode = o.mode ?? spec.cni;
+        const { to, port } = d.parseTarget(target);
+        const prefix = labPrefix(spec.name);
+        if (readState(prefix) || existingNamespaces(prefix).length)
+          throw new LabError(
+            `a lab for "${spec.name}" is up: lab trace builds its own fresh one; run podwalk lab down first`,
+          );
+        const st = labUp(buildCluster(spec, mode));
+        try {
+          const r = await labTrace(st, buildCluster(spec, mode), {
+            from,
+            to,
+            proto: o.proto,
+            port,
+            size: o.size,
+            df: o.df,
+          });
+          const st2 = d.style;
+          d.out(st2.bold(flowLine(r.sim.request.flow)) + `  [${mode}]`);
+          d.out(
+            `real client: exit ${r.client.code}${r.client.out ? `: ${r.client.out.split('\n').slice(-1)[0]}` : ''}`,
+          );
+          for (const diff of r.diffs) {
+            if (diff.first === -1 && !o.all) continue;
+            const head = `${diff.netns}/${diff.dev}: ${diff.first === -1 ? st2.ok(`agree (${diff.sim.length} packets)`) : st2.bad(`DIFFER from packet ${diff.first + 1} (simulated ${diff.sim.length}, real ${diff.real.length})`)}`;
+            d.out(head);
+            const n = Math.max(diff.sim.length, diff.real.length);
+            for (let i = 0; i < n; i++) {
+              const same = diff.sim[i] === diff.real[i];
+              if (same) d.out(`    ${i + 1}. ${diff.sim[i]}`);
+              else {
+                d.out(st2.bad(`  ! ${i + 1}. sim:  ${diff.sim[i] ?? '(nothing)'}`));
+                d.out(st2.bad(`  ! ${i + 1}. real: ${diff.real[i] ?? '(nothing)'}`));
+              }
+            }
+          }
+          const bad = r.diffs.filter((x) => x.first !== -1).length;
+          d.out(
+            bad
+              ? st2.bad(`${bad} of ${r.diffs.length} interfaces differ`)
+              : st2.ok(`simulation and kernel agree on all ${r.diffs.length} interfaces`),
+          );
+          d.setCode(r.agree ? 0 : 1);
+        } finally {
+          labDown(prefix);
+        }
+      },
+    );
+  return lab;
+}
