@@ -15,6 +15,7 @@ import {
   readState,
 } from '../lab/host.ts';
 import { labTrace } from '../lab/trace.ts';
+import { runScenario } from '../lab/differential.ts';
 import type { Proto } from '../trace/types.ts';
 import { flowLine, type Style } from '../render/text.ts';
 
@@ -207,5 +208,32 @@ Examples:
         }
       },
     );
+  lab
+    .command('scenario')
+    .description(
+      'run one seeded scenario of the differential suite (what a failing test prints to replay it)',
+    )
+    .argument('<SEED>', 'the scenario seed', d.parseIntArg(0, 2 ** 31 - 1))
+    .action(async (seed: number) => {
+      need();
+      const r = await runScenario(seed);
+      const st2 = d.style;
+      d.out(st2.bold(r.scenario.title));
+      d.out(r.fault ? `fault: ${r.fault}` : 'no fault');
+      d.out(
+        `outcome: simulation ${r.simOk ? 'answered' : 'not answered'}, kernel ${r.realOk ? 'answered' : 'not answered'} (client: ${r.trace.client.out.split('\n').slice(-1)[0]})`,
+      );
+      for (const diff of r.trace.diffs) {
+        if (diff.first === -1) continue;
+        d.out(st2.bad(`${diff.netns}/${diff.dev} differs from packet ${diff.first + 1}:`));
+        const n = Math.max(diff.sim.length, diff.real.length);
+        for (let i = 0; i < n; i++)
+          d.out(
+            `  ${diff.sim[i] === diff.real[i] ? ' ' : '!'} sim:  ${diff.sim[i] ?? '(nothing)'}\n  ${diff.sim[i] === diff.real[i] ? ' ' : '!'} real: ${diff.real[i] ?? '(nothing)'}`,
+          );
+      }
+      d.out(r.agree ? st2.ok('agree') : st2.bad('DIFFER'));
+      d.setCode(r.agree ? 0 : 1);
+    });
   return lab;
 }

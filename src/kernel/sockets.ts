@@ -412,10 +412,10 @@ export class Sockets implements TransportHandler {
         dev.name,
         4,
       );
-      // tcp_v4_send_reset
+      // tcp_v4_send_reset (sent with DF, as the kernel's reply socket does)
       const rst: Ipv4Packet = {
         kind: 'ipv4',
-        ip: this.ip(pkt.ip.dst, pkt.ip.src, IPPROTO_TCP, false),
+        ip: this.ip(pkt.ip.dst, pkt.ip.src, IPPROTO_TCP, true),
         payload: {
           kind: 'tcp',
           tcp: f.ack

@@ -203,9 +203,26 @@ export class Stack {
     );
     const rec = this.w.rec;
     const prev = rec.part;
+    // the fragments leave together: while the neighbour resolves they wait in its queue, and a
+    // failed resolution drops the whole queue (one round of ARP probes, not one per fragment)
+    let failed = false;
     frags.forEach((f, i) => {
       rec.part = `frag ${i + 1}/${frags.length}`;
+      if (failed) {
+        this.drop(
+          ns,
+          'neighbour-failed',
+          `queued behind the failed resolution of ${rr.nexthop}: dropped with it`,
+          rr.dev.name,
+          2,
+        );
+        return;
+      }
+      const before = this.terminals.length;
       this.neighOutput(ns, f, rr);
+      failed = this.terminals
+        .slice(before)
+        .some((t) => t.reason === 'neighbour-failed' && t.netns === ns.name);
     });
     rec.part = prev;
   }
@@ -1006,6 +1023,8 @@ export class Stack {
     }
     this.defrag.delete(key);
     const whole = reassembleIpv4(held);
+    // from here on the datagram travels whole
+    this.w.rec.part = undefined;
     this.step(
       ns,
       'defrag',

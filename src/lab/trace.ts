@@ -21,15 +21,17 @@ export interface LabTraceResult {
   client: { code: number; out: string };
 }
 
-/** the interfaces of every lab namespace, except lo */
-function interfaces(state: LabState): { netns: string; dev: string; raw: boolean }[] {
+/** the interfaces of the given lab namespaces (all when not given), except lo */
+function interfaces(state: LabState, only?: Set<string>): { netns: string; dev: string; raw: boolean }[] {
   const out: { netns: string; dev: string; raw: boolean }[] = [];
   for (const [model, lab] of Object.entries(state.namespaces)) {
+    if (only && !only.has(model)) continue;
     const r = run(['ip', '-n', lab, '-o', 'link', 'show']);
     for (const line of r.stdout.split('\n')) {
-      const m = /^\d+: ([^:@]+)(?:@[^:]+)?: .*link\/(\S+)/.exec(line);
-      if (!m || m[1] === 'lo') continue;
-      out.push({ netns: model, dev: m[1], raw: m[2] !== 'ether' });
+      const m = /^\d+: ([^:@]+)(?:@[^:]+)?: <([^>]*)>.*link\/(\S+)/.exec(line);
+      // tcpdump cannot open a device that is down (and nothing passes through it)
+      if (!m || m[1] === 'lo' || !m[2].split(',').includes('UP')) continue;
+      out.push({ netns: model, dev: m[1], raw: m[3] !== 'ether' });
     }
   }
   return out;
@@ -136,6 +138,21 @@ function isIgmp(frame: Uint8Array, raw: boolean): boolean {
   return frame.length > ip + 9 && frame[ip + 9] === 2;
 }
 
+/**
+ * The simulation has no TCP retransmission timer: a SYN that gets no answer is sent once. The
+ * kernel sends it again after 1 s, 3 s…; a TCP packet identical to one already seen on the same
+ * interface is such a retransmission and is left out (the second normalisation of real traffic).
+ */
+function withoutRetransmissions(seq: string[]): string[] {
+  const seen = new Set<string>();
+  return seq.filter((l) => {
+    if (!/ tcp \d+>\d+ /.test(l)) return true;
+    if (seen.has(l)) return false;
+    seen.add(l);
+    return true;
+  });
+}
+
 function hex(b: Uint8Array): string {
   return [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
 }
@@ -148,13 +165,22 @@ export async function labTrace(state: LabState, sim: Cluster, req: WalkRequest):
   const w = walk(sim, req, { exchange: true });
   const f = w.request.flow;
   const dir = mkdtempSync(join(tmpdir(), 'podwalk-lab-'));
-  const ifs = interfaces(state);
+  // every interface of every namespace the simulated packets touched (a real packet that strays
+  // elsewhere still shows on the interface it left by); all of them in small clusters
+  const touched = new Set(sim.world.captures.map((c) => c.netns));
+  const ifs = interfaces(state, Object.keys(state.namespaces).length > 12 ? touched : undefined);
   const captures: { netns: string; dev: string; raw: boolean; file: string; child: ChildProcess }[] = [];
   try {
-    for (const i of ifs) {
-      const file = join(dir, `${i.netns}-${i.dev}.pcap`);
-      captures.push({ ...i, file, child: await startCapture(state, i.netns, i.dev, file) });
-    }
+    const started = await Promise.allSettled(
+      ifs.map(async (i) => {
+        const file = join(dir, `${i.netns}-${i.dev}.pcap`);
+        const child = await startCapture(state, i.netns, i.dev, file);
+        captures.push({ ...i, file, child });
+      }),
+    );
+    const failed = started.find((p) => p.status === 'rejected');
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+    captures.sort((a, b) => (a.netns + '/' + a.dev < b.netns + '/' + b.dev ? -1 : 1));
     let client: { code: number; stdout: string; stderr: string };
     if (f.proto === 'tcp') {
       const reqBytes = httpRequest(f.dst, f.dport!, req.size);
@@ -184,8 +210,12 @@ export async function labTrace(state: LabState, sim: Cluster, req: WalkRequest):
         10_000,
       );
     }
-    // let the last packets (FIN/ACK, late ICMP) land before the captures stop
-    await new Promise((r) => setTimeout(r, 400));
+    // let the last packets (FIN/ACK, late ICMP) land before the captures stop; an ARP resolution
+    // that fails takes the kernel 3 probes, 1 s apart, before it answers with ICMP host unreachable
+    const arpFails = w.traces.some(
+      (t) => t.disposition.kind === 'dropped' && t.disposition.reason === 'neighbour-failed',
+    );
+    await new Promise((r) => setTimeout(r, arpFails ? 3500 : 400));
     await Promise.all(captures.map((c) => stopCapture(c.child)));
     const simBy = new Map<string, string[]>();
     for (const c of sim.world.captures) {
@@ -203,7 +233,14 @@ export async function labTrace(state: LabState, sim: Cluster, req: WalkRequest):
       } catch {
         real = [];
       }
-      diffs.push(compareSequences(c.netns, c.dev, simBy.get(`${c.netns}/${c.dev}`) ?? [], real));
+      diffs.push(
+        compareSequences(
+          c.netns,
+          c.dev,
+          simBy.get(`${c.netns}/${c.dev}`) ?? [],
+          withoutRetransmissions(real),
+        ),
+      );
       simBy.delete(`${c.netns}/${c.dev}`);
     }
     // packets the simulation put on interfaces the lab does not have

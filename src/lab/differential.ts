@@ -1,0 +1,65 @@
+/**
+ * The differential suite's unit: one seeded scenario, built in the simulation and on the real
+ * kernel, the same fault applied as a real command and as a model change, the same flow walked
+ * on both; they must agree on the outcome and on every packet of every interface.
+ */
+import { buildCluster } from '../cni/build.ts';
+import { labPrefix } from './plan.ts';
+import { labDown, labExec, LabError, labUp } from './host.ts';
+import { labTrace, type LabTraceResult } from './trace.ts';
+import { faultOf, generateScenario, type Scenario } from './scenarios.ts';
+import type { Walk } from '../trace/walk.ts';
+
+export interface ScenarioResult {
+  scenario: Scenario;
+  /** the command that replays it */
+  replay: string;
+  fault?: string;
+  simOk: boolean;
+  realOk: boolean;
+  trace: LabTraceResult;
+  agree: boolean;
+}
+
+/** delivered, and answered with what the flow wanted (not an ICMP error or RST) */
+export function simOutcome(w: Walk): boolean {
+  if (w.request.disposition.kind !== 'delivered' || !w.reply) return false;
+  const label = w.reply.flow.label;
+  return (
+    w.reply.disposition.kind === 'delivered' &&
+    label !== 'RST' &&
+    !(label.startsWith('ICMP') && label !== 'ICMP echo reply')
+  );
+}
+
+export async function runScenario(seed: number): Promise<ScenarioResult> {
+  const s = generateScenario(seed);
+  const base = buildCluster(s.spec, s.mode);
+  const sim = buildCluster(s.spec, s.mode);
+  const fault = faultOf(s, sim);
+  fault?.apply(sim);
+  const prefix = labPrefix(s.spec.name);
+  labDown(prefix);
+  const state = labUp(base);
+  try {
+    if (fault) {
+      const r = labExec(state, fault.netns, ['sh', '-c', fault.command]);
+      if (r.code !== 0)
+        throw new LabError(`${fault.netns}: \`${fault.command}\` failed in the lab: ${r.stderr.trim()}`);
+    }
+    const trace = await labTrace(state, sim, s.flow);
+    const simOk = simOutcome(trace.sim);
+    const realOk = trace.client.code === 0;
+    return {
+      scenario: s,
+      replay: `npx podwalk lab scenario ${seed}`,
+      fault: fault ? `${fault.netns}: ${fault.command}` : undefined,
+      simOk,
+      realOk,
+      trace,
+      agree: trace.agree && simOk === realOk,
+    };
+  } finally {
+    labDown(prefix);
+  }
+}

@@ -1,0 +1,217 @@
+/**
+ * Seeded scenarios for the differential suite: a cluster (2–6 nodes in one or two subnets, 1–5
+ * pods each), a mode the kernel here can build, a flow (TCP/UDP/ICMP, same- or cross-node, sizes
+ * around the MTU with and without DF) and at most one fault, given as the real command a user
+ * would type on a node and as the same change to the model.
+ */
+import type { ClusterSpec, CniMode } from '../cluster/spec.ts';
+import type { Cluster } from '../cni/build.ts';
+import { delRoute, setLinkUp, setMtu } from '../kernel/netlink.ts';
+import { parseRuleSpec, shellSplit } from '../kernel/netfilter.ts';
+import type { WalkRequest } from '../trace/walk.ts';
+
+export const LAB_MODES: readonly CniMode[] = ['flannel-vxlan', 'flannel-host-gw', 'calico-bgp'];
+
+export const FAULT_KINDS = [
+  'none',
+  'route-del',
+  'fdb-del',
+  'neigh-del',
+  'ip-forward-off',
+  'mtu-mismatch',
+  'link-down',
+  'iptables-drop',
+  'no-listener',
+] as const;
+export type FaultKind = (typeof FAULT_KINDS)[number];
+
+export interface Fault {
+  /** the model netns the command runs in */
+  netns: string;
+  /** the real command, as typed on the node */
+  command: string;
+  /** the same change, applied to the model */
+  apply(c: Cluster): void;
+}
+
+export interface Scenario {
+  seed: number;
+  spec: ClusterSpec;
+  mode: CniMode;
+  flow: WalkRequest;
+  faultKind: FaultKind;
+  /** source and destination on different nodes */
+  cross: boolean;
+  /** one line for a report */
+  title: string;
+}
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function generateScenario(seed: number): Scenario {
+  const rnd = mulberry32(seed);
+  const int = (lo: number, hi: number) => lo + Math.floor(rnd() * (hi - lo + 1));
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)];
+
+  const mode = pick(LAB_MODES);
+  const nNodes = int(2, 6);
+  const twoSubnets = nNodes >= 3 && rnd() < 0.25;
+  const subnets = [{ name: 'lan0', cidr: '192.168.1.0/24', gateway: '192.168.1.1' }];
+  if (twoSubnets) subnets.push({ name: 'lan1', cidr: '192.168.2.0/24', gateway: '192.168.2.1' });
+  const nodes = Array.from({ length: nNodes }, (_, i) => {
+    const second = twoSubnets && i === nNodes - 1;
+    return { name: `n${i + 1}`, ip: `192.168.${second ? 2 : 1}.${10 + i}/24`, podCIDR: `10.244.${i}.0/24` };
+  });
+  const pods: ClusterSpec['pods'] = [];
+  for (const n of nodes) {
+    const k = int(1, 5);
+    for (let j = 0; j < k; j++)
+      pods.push({
+        name: `p${n.name.slice(1)}${String.fromCharCode(97 + j)}`,
+        node: n.name,
+        listen: [
+          { proto: 'tcp', port: 8080 },
+          { proto: 'udp', port: 8080 },
+        ],
+      });
+  }
+  const spec: ClusterSpec = {
+    name: `d${seed}`,
+    cni: mode,
+    mtu: 1500,
+    subnets,
+    nodes,
+    pods,
+    bgp: [],
+    run: [],
+  };
+
+  const src = pick(pods);
+  const sameNode = pods.filter((p) => p.node === src.node && p !== src);
+  const otherNode = pods.filter((p) => p.node !== src.node);
+  const cross = otherNode.length > 0 && (sameNode.length === 0 || rnd() < 0.7);
+  const dst = pick(cross ? otherNode : sameNode.length ? sameNode : otherNode);
+  const podMtu = 1500 - (mode === 'flannel-vxlan' ? 50 : 0);
+
+  let faultKind: FaultKind = pick(['none', ...FAULT_KINDS]);
+  if ((faultKind === 'fdb-del' || faultKind === 'neigh-del') && (mode !== 'flannel-vxlan' || !cross))
+    faultKind = 'route-del';
+  if (faultKind === 'route-del' && !cross) faultKind = 'link-down';
+
+  // flows with timers the simulation does not run (TCP retransmission) stay out of faults that stall
+  const stalls = [
+    'route-del',
+    'fdb-del',
+    'neigh-del',
+    'ip-forward-off',
+    'mtu-mismatch',
+    'link-down',
+    'iptables-drop',
+  ].includes(faultKind);
+  const proto: WalkRequest['proto'] =
+    faultKind === 'no-listener'
+      ? pick(['tcp', 'udp'] as const)
+      : stalls
+        ? pick(['udp', 'icmp'] as const)
+        : pick(['tcp', 'udp', 'icmp'] as const);
+  let size: number | undefined;
+  let df = false;
+  if (proto !== 'tcp') {
+    const sizes = [undefined, undefined, podMtu - 1, podMtu, podMtu + 1, 3000];
+    size = faultKind === 'mtu-mismatch' ? podMtu : pick(sizes);
+    df = faultKind === 'mtu-mismatch' ? true : rnd() < 0.5;
+  }
+  const flow: WalkRequest = {
+    from: src.name,
+    to: dst.name,
+    proto,
+    port: proto === 'icmp' ? undefined : faultKind === 'no-listener' ? 9999 : 8080,
+    size,
+    df,
+  };
+
+  const title = `seed ${seed}: ${mode}, ${nNodes} nodes${twoSubnets ? ' in 2 subnets' : ''}, ${pods.length} pods; ${proto} ${src.name} → ${dst.name}${flow.port ? `:${flow.port}` : ''}${size ? ` size ${size}` : ''}${df ? ' DF' : ''}; fault: ${faultKind}`;
+  return { seed, spec, mode, flow, faultKind, cross, title };
+}
+
+/** The scenario's fault as the real command and the same change to the model (values come from the model). */
+export function faultOf(s: Scenario, c: Cluster): Fault | undefined {
+  const srcPod = c.pods.find((p) => p.name === s.flow.from)!;
+  const dstPod = c.pods.find((p) => p.name === s.flow.to)!;
+  const srcNode = c.nodes.find((n) => n.name === srcPod.node)!;
+  const dstNode = c.nodes.find((n) => n.name === dstPod.node)!;
+  switch (s.faultKind) {
+    case 'none':
+    case 'no-listener':
+      return undefined;
+    case 'route-del':
+      return {
+        netns: srcNode.name,
+        command: `ip route del ${dstNode.podCIDR}`,
+        apply: (m) => void delRoute(m.world.ns(srcNode.name), dstNode.podCIDR),
+      };
+    case 'fdb-del': {
+      const vtep = c.world.ns(dstNode.name).link('flannel.1')!.mac;
+      return {
+        netns: srcNode.name,
+        command: `bridge fdb del ${vtep} dev flannel.1 dst ${dstNode.addr}`,
+        apply: (m) => {
+          const vx = m.world.ns(srcNode.name).link('flannel.1');
+          if (vx?.type === 'vxlan')
+            for (const e of vx.fdb.getAll(vtep).filter((x) => x.dst === dstNode.addr)) vx.fdb.remove(e);
+        },
+      };
+    }
+    case 'neigh-del':
+      return {
+        netns: srcNode.name,
+        command: `ip neigh del ${dstNode.podNet} dev flannel.1`,
+        apply: (m) => {
+          const ns = m.world.ns(srcNode.name);
+          const e = ns.neighbour(dstNode.podNet, 'flannel.1');
+          if (e) ns.neigh.remove(e);
+        },
+      };
+    case 'ip-forward-off': {
+      const node = s.cross ? dstNode.name : srcNode.name;
+      return {
+        netns: node,
+        command: 'sysctl -q -w net.ipv4.ip_forward=0',
+        apply: (m) => void m.world.ns(node).sysctl.set('net.ipv4.ip_forward', '0'),
+      };
+    }
+    case 'mtu-mismatch':
+      return {
+        netns: dstNode.name,
+        command: 'ip link set eth0 mtu 1400',
+        apply: (m) => setMtu(m.world.ns(dstNode.name), 'eth0', 1400),
+      };
+    case 'link-down':
+      return {
+        netns: dstNode.name,
+        command: `ip link set ${dstPod.hostVeth} down`,
+        apply: (m) => setLinkUp(m.world.ns(dstNode.name), dstPod.hostVeth, false),
+      };
+    case 'iptables-drop': {
+      const rule = `-d ${dstPod.ip}/32 -j DROP`;
+      return {
+        netns: dstNode.name,
+        command: `iptables -I FORWARD ${rule}`,
+        apply: (m) =>
+          void m.world
+            .ns(dstNode.name)
+            .netfilter.chain('filter', 'FORWARD')!
+            .rules.unshift(parseRuleSpec(shellSplit(rule))),
+      };
+    }
+  }
+}
