@@ -196,7 +196,7 @@ export function buildCluster(spec: ClusterSpec, mode: CniMode = spec.cni): Clust
   if (gatewaySubnets.length) {
     const router = world.addNetns('router', 'router');
     addLoopback(router);
-    router.sysctl.set('net.ipv4.ip_forward', '1');
+    router.setSysctl('net.ipv4.ip_forward', '1');
     gatewaySubnets.forEach((s, i) => {
       const seg = world.ns(s.name);
       const leg = `eth${i}`;
@@ -236,9 +236,8 @@ export function buildCluster(spec: ClusterSpec, mode: CniMode = spec.cni): Clust
     addAddress(ns, 'eth0', n.addr, n.len);
     const sub = spec.subnets.find((s) => s.name === n.subnet);
     if (sub?.gateway) addRoute(ns, { prefix: 'default', via: sub.gateway, dev: 'eth0' });
-    ns.sysctl.set('net.ipv4.ip_forward', '1');
-    ns.sysctl.set('net.ipv4.conf.all.forwarding', '1');
-    ns.sysctl.set('net.bridge.bridge-nf-call-iptables', '1');
+    ns.setSysctl('net.ipv4.ip_forward', '1');
+    ns.setSysctl('net.bridge.bridge-nf-call-iptables', '1');
 
     // the bridge plugin: cni0 with the pod gateway address
     addBridge(ns, 'cni0', n.bridgeMac ?? mac(n.name, 'cni0'), podMtu);

@@ -176,6 +176,9 @@ export function setLinkUp(ns: Netns, name: string, up: boolean): void {
     ns.fib.removeWhere((r) => r.dev === name);
     // and its neighbours are flushed
     ns.neigh.removeWhere((n) => n.dev === name && n.state !== 'PERMANENT');
+    // a bridge port that goes down forgets the addresses it learned (br_fdb_delete_by_port)
+    const br = dev.master ? ns.link(dev.master) : undefined;
+    if (br?.type === 'bridge') br.fdb.removeWhere((f) => f.port === name && f.state === 'dynamic');
   }
 }
 

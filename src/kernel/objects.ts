@@ -168,6 +168,16 @@ export class Netns {
     return this.links.get(name);
   }
 
+  /**
+   * sysctl -w: net.ipv4.ip_forward and net.ipv4.conf.all.forwarding are one knob in the kernel
+   * (devinet_sysctl_forward): writing either sets both.
+   */
+  setSysctl(key: string, value: string): void {
+    this.sysctl.set(key, value);
+    if (key === 'net.ipv4.ip_forward') this.sysctl.set('net.ipv4.conf.all.forwarding', value);
+    if (key === 'net.ipv4.conf.all.forwarding') this.sysctl.set('net.ipv4.ip_forward', value);
+  }
+
   sysctlNum(key: string): number {
     return Number(this.sysctl.get(key) ?? '0');
   }

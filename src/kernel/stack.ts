@@ -387,9 +387,34 @@ export class Stack {
       this.w.captures.push({ time: this.w.now, netns: ns.name, dev: dev.name, dir, frame: bytes });
   }
 
+  /**
+   * Carrier (IFF_LOWER_UP): a veth has it while its peer is up, a bridge while one of its ports is
+   * up with carrier; vxlan and loopback while up.
+   */
+  carrier(ns: Netns, dev: Link): boolean {
+    if (!dev.up) return false;
+    if (dev.type === 'veth') return !!dev.peer && !!this.w.netns.get(dev.peer.netns)?.link(dev.peer.name)?.up;
+    if (dev.type === 'bridge') {
+      for (const l of ns.links.values()) if (l.master === dev.name && this.carrier(ns, l)) return true;
+      return false;
+    }
+    return true;
+  }
+
   /** dev_queue_xmit */
   devXmit(ns: Netns, dev: Link, frame: Frame): void {
     if (!dev.up) return this.drop(ns, 'link-down', `${dev.name} is down`, dev.name, 2);
+    if (!this.carrier(ns, dev)) {
+      // without carrier the device's qdisc is noop: the frame is dropped before any capture sees it
+      dev.stats.txDropped++;
+      return this.drop(
+        ns,
+        'link-down',
+        `${dev.name} has no carrier (NO-CARRIER): the frame is dropped`,
+        dev.name,
+        2,
+      );
+    }
     switch (dev.type) {
       case 'bridge':
         return this.bridgeXmit(ns, dev, frame);
@@ -407,17 +432,8 @@ export class Stack {
   private vethXmit(ns: Netns, dev: VethLink, frame: Frame): void {
     const bytes = emitFrame(frame);
     this.txStep(ns, dev, frame, bytes);
-    const peer = dev.peer && this.w.netns.get(dev.peer.netns)?.link(dev.peer.name);
-    if (!peer || !peer.up) {
-      dev.stats.txDropped++;
-      return this.drop(
-        ns,
-        'link-down',
-        `peer of ${dev.name} is ${peer ? 'down' : 'missing'} (NO-CARRIER)`,
-        dev.name,
-        1 as Layer,
-      );
-    }
+    // devXmit checked the carrier: the peer exists and is up
+    const peer = this.w.ns(dev.peer!.netns).link(dev.peer!.name)!;
     dev.stats.txPackets++;
     dev.stats.txBytes += bytes.length;
     const peerNs = this.w.ns(dev.peer!.netns);

@@ -33,7 +33,9 @@ export interface LabPlan {
 /** sysctls that are per network namespace: the only ones the lab writes (a global one would change the host) */
 export const PER_NETNS_SYSCTLS = [
   /^net\.ipv4\.ip_forward$/,
-  /^net\.ipv4\.conf\.[^.]+\.(rp_filter|forwarding)$/,
+  // conf.all.forwarding is ip_forward under another name: written through ip_forward only
+  /^net\.ipv4\.conf\.[^.]+\.rp_filter$/,
+  /^net\.ipv4\.conf\.(?!all\.)[^.]+\.forwarding$/,
   /^net\.ipv4\.tcp_rmem$/,
   /^net\.ipv4\.ip_local_port_range$/,
   /^net\.ipv4\.ip_default_ttl$/,

@@ -186,7 +186,7 @@ export function faultOf(s: Scenario, c: Cluster): Fault | undefined {
       return {
         netns: node,
         command: 'sysctl -q -w net.ipv4.ip_forward=0',
-        apply: (m) => void m.world.ns(node).sysctl.set('net.ipv4.ip_forward', '0'),
+        apply: (m) => m.world.ns(node).setSysctl('net.ipv4.ip_forward', '0'),
       };
     }
     case 'mtu-mismatch':

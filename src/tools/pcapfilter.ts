@@ -61,7 +61,14 @@ const and = (l: Formula, r: Formula): Formula => ({ t: 'and', l, r });
 const or = (l: Formula, r: Formula): Formula => ({ t: 'or', l, r });
 const not = (e: Formula): Formula => ({ t: 'not', e });
 
-function atom(base: Base, off: number, size: 1 | 2 | 4, k: number, op: Atom['op'] = 'eq', mask = 0xffffffff): Formula {
+function atom(
+  base: Base,
+  off: number,
+  size: 1 | 2 | 4,
+  k: number,
+  op: Atom['op'] = 'eq',
+  mask = 0xffffffff,
+): Formula {
   return { t: 'atom', a: { base, off, size, mask: mask >>> 0, op, k: k >>> 0 } };
 }
 
@@ -597,7 +604,8 @@ type Proto =
   | 'icmp6'
   | 'other'
   | 'undef';
-type Dir = 'default' | 'src' | 'dst' | 'or' | 'and' | 'addr1' | 'addr2' | 'addr3' | 'addr4' | 'ra' | 'ta' | 'undef';
+type Dir =
+  'default' | 'src' | 'dst' | 'or' | 'and' | 'addr1' | 'addr2' | 'addr3' | 'addr4' | 'ra' | 'ta' | 'undef';
 type Addr = 'default' | 'host' | 'net' | 'port' | 'portrange' | 'gateway' | 'proto' | 'protochain' | 'undef';
 
 interface Qual {
@@ -815,12 +823,21 @@ class Gen {
     switch (dir) {
       case 'src':
       case 'dst':
-        return and(this.linktypeIs(ll), atom('pl', dir === 'src' ? srcOff : dstOff, 4, addr & mask, 'eq', mask));
+        return and(
+          this.linktypeIs(ll),
+          atom('pl', dir === 'src' ? srcOff : dstOff, 4, addr & mask, 'eq', mask),
+        );
       case 'and':
-        return and(this.hostop(addr, mask, 'src', ll, srcOff, dstOff), this.hostop(addr, mask, 'dst', ll, srcOff, dstOff));
+        return and(
+          this.hostop(addr, mask, 'src', ll, srcOff, dstOff),
+          this.hostop(addr, mask, 'dst', ll, srcOff, dstOff),
+        );
       case 'default':
       case 'or':
-        return or(this.hostop(addr, mask, 'src', ll, srcOff, dstOff), this.hostop(addr, mask, 'dst', ll, srcOff, dstOff));
+        return or(
+          this.hostop(addr, mask, 'src', ll, srcOff, dstOff),
+          this.hostop(addr, mask, 'dst', ll, srcOff, dstOff),
+        );
       default:
         throw new FilterError(addrQualError(dir, 'addresses other than 802.11 MAC addresses'));
     }
@@ -831,7 +848,10 @@ class Gen {
     switch (proto) {
       case 'default':
         return or(
-          or(this.host(addr, mask, { ...q, proto: 'ip' }, type), this.host(addr, mask, { ...q, proto: 'arp' }, type)),
+          or(
+            this.host(addr, mask, { ...q, proto: 'ip' }, type),
+            this.host(addr, mask, { ...q, proto: 'arp' }, type),
+          ),
           this.host(addr, mask, { ...q, proto: 'rarp' }, type),
         );
       case 'link':
@@ -882,7 +902,12 @@ class Gen {
     return and(and(atom('pl', 9, 1, proto), this.ipfrag()), this.portAtoms(dir, cmp));
   }
 
-  private ports(ipProto: number, dir: Dir, cmp4: (off: number) => Formula, cmp6: (off: number) => Formula): Formula {
+  private ports(
+    ipProto: number,
+    dir: Dir,
+    cmp4: (off: number) => Formula,
+    cmp6: (off: number) => Formula,
+  ): Formula {
     const build = (v6: boolean) => {
       const cmp = v6 ? cmp6 : cmp4;
       const b1 =
@@ -1047,7 +1072,8 @@ class Gen {
   }
 
   private realProto(proto: Proto, real: number, what: string): number {
-    const want = proto === 'udp' ? IPPROTO_UDP : proto === 'tcp' ? IPPROTO_TCP : proto === 'sctp' ? IPPROTO_SCTP : 0;
+    const want =
+      proto === 'udp' ? IPPROTO_UDP : proto === 'tcp' ? IPPROTO_TCP : proto === 'sctp' ? IPPROTO_SCTP : 0;
     if (!want) return real;
     const name = (p: number) => (p === IPPROTO_TCP ? 'tcp' : p === IPPROTO_UDP ? 'udp' : 'sctp');
     if (real !== PROTO_UNDEF && real !== want) throw new FilterError(`${what} is ${name(real)}`);
@@ -1417,16 +1443,31 @@ class Parser {
       }
       if (after === 'TK_BROADCAST' || after === 'TK_MULTICAST') {
         this.next();
-        return { b: this.g(() => (after === 'TK_BROADCAST' ? this.gen.broadcast(proto) : this.gen.multicast(proto))), q: QERR };
+        return {
+          b: this.g(() => (after === 'TK_BROADCAST' ? this.gen.broadcast(proto) : this.gen.multicast(proto))),
+          q: QERR,
+        };
       }
-      if (after === 'TYPE' || after === 'SUBTYPE' || after === 'DIR') return this.unsupportedOther('802.11 filters');
-      if (!isDqual(after) && !isAqual(after) && after !== 'PROTO' && after !== 'PROTOCHAIN' && after !== 'GATEWAY') {
+      if (after === 'TYPE' || after === 'SUBTYPE' || after === 'DIR')
+        return this.unsupportedOther('802.11 filters');
+      if (
+        !isDqual(after) &&
+        !isAqual(after) &&
+        after !== 'PROTO' &&
+        after !== 'PROTOCHAIN' &&
+        after !== 'GATEWAY'
+      ) {
         const name = pnameTok.type;
         return { b: this.g(() => this.gen.protoAbbrev(proto, name.toLowerCase())), q: QERR };
       }
     } else if (after === 'TK_BROADCAST' || after === 'TK_MULTICAST') {
       this.next();
-      return { b: this.g(() => (after === 'TK_BROADCAST' ? this.gen.broadcast('default') : this.gen.multicast('default'))), q: QERR };
+      return {
+        b: this.g(() =>
+          after === 'TK_BROADCAST' ? this.gen.broadcast('default') : this.gen.multicast('default'),
+        ),
+        q: QERR,
+      };
     } else if (after === 'TYPE' || after === 'SUBTYPE' || after === 'DIR') {
       return this.unsupportedOther('802.11 filters');
     }

@@ -596,7 +596,9 @@ export class PacketPrinter {
     }
     const sport = this.u16(bp);
     const dport = this.u16(bp + 2);
-    this.w(`${this.ipaddr(ip + 12)}.${this.tcpport(sport)} > ${this.ipaddr(ip + 16)}.${this.tcpport(dport)}: `);
+    this.w(
+      `${this.ipaddr(ip + 12)}.${this.tcpport(sport)} > ${this.ipaddr(ip + 16)}.${this.tcpport(dport)}: `,
+    );
     if (!this.ttest(bp, 20)) throw new Trunc();
     let hlen = (this.u8(bp + 12) >> 4) * 4;
     if (hlen < 20) {
@@ -848,7 +850,7 @@ export class PacketPrinter {
     if (!printThis) return;
     if (this.opts.v) {
       this.w(`, length: ${len}`);
-      for (let idx = 0; idx < len; ) {
+      for (let idx = 0; idx < len;) {
         const eol = this.printTxtLine('\n\t', pptr, idx, len);
         if (eol === 0) break;
         idx = eol;
@@ -970,7 +972,9 @@ export class PacketPrinter {
           }
           case 4: {
             const mtu = this.u16(bp + 6);
-            str = mtu ? `${odst()} unreachable - need to frag (mtu ${mtu})` : `${odst()} unreachable - need to frag`;
+            str = mtu
+              ? `${odst()} unreachable - need to frag (mtu ${mtu})`
+              : `${odst()} unreachable - need to frag`;
             break;
           }
           case 5:
@@ -1012,19 +1016,31 @@ export class PacketPrinter {
         break;
       case 5: {
         const gw = this.ipaddr(bp + 4);
-        const names = ['redirect %s to net %g', 'redirect %s to host %g', 'redirect-tos %s to net %g', 'redirect-tos %s to host %g'];
+        const names = [
+          'redirect %s to net %g',
+          'redirect %s to host %g',
+          'redirect-tos %s to net %g',
+          'redirect-tos %s to host %g',
+        ];
         str = (names[code] ?? `redirect-#${code} %s to %g`).replace('%s', odst()).replace('%g', gw);
         break;
       }
       case 11:
         this.u32(oip + 16);
-        str = code === 0 ? 'time exceeded in-transit' : code === 1 ? 'ip reassembly time exceeded' : `time exceeded-#${code}`;
+        str =
+          code === 0
+            ? 'time exceeded in-transit'
+            : code === 1
+              ? 'ip reassembly time exceeded'
+              : `time exceeded-#${code}`;
         break;
       case 12:
         str = code ? `parameter problem - code ${code}` : `parameter problem - octet ${this.u8(bp + 4)}`;
         break;
       case 18:
-        str = `address mask is 0x${this.u32(bp + 8).toString(16).padStart(8, '0')}`;
+        str = `address mask is 0x${this.u32(bp + 8)
+          .toString(16)
+          .padStart(8, '0')}`;
         break;
       case 13:
         str = `time stamp query id ${this.u16(bp + 4)} seq ${this.u16(bp + 6)}`;

@@ -75,7 +75,25 @@ const LONGOPTS: Record<string, { arg: boolean; short: string }> = {
 };
 
 /** options the emulation implements (others are valid tcpdump options it refuses explicitly) */
-const IMPLEMENTED = new Set(['c', 'e', 'h', 'i', 'l', 'n', 'p', 'q', 'Q', 's', 'S', 't', 'U', 'v', '#', 'immediate-mode', 'version']);
+const IMPLEMENTED = new Set([
+  'c',
+  'e',
+  'h',
+  'i',
+  'l',
+  'n',
+  'p',
+  'q',
+  'Q',
+  's',
+  'S',
+  't',
+  'U',
+  'v',
+  '#',
+  'immediate-mode',
+  'version',
+]);
 
 interface Options {
   iface?: string;
@@ -121,7 +139,11 @@ function strtol0(s: string): number | undefined {
   const m = /^[ \t\n\v\f\r]*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)$/.exec(s);
   if (!m) return undefined;
   const body = m[2];
-  const v = /^0[xX]/.test(body) ? parseInt(body.slice(2), 16) : body.length > 1 && body[0] === '0' ? parseInt(body, 8) : Number(body);
+  const v = /^0[xX]/.test(body)
+    ? parseInt(body.slice(2), 16)
+    : body.length > 1 && body[0] === '0'
+      ? parseInt(body, 8)
+      : Number(body);
   return m[1] === '-' ? -v : v;
 }
 
@@ -143,7 +165,9 @@ function parseArgs(argv: readonly string[]): Options {
   };
   const apply = (opt: string, val: string | undefined): void => {
     if (!IMPLEMENTED.has(opt)) {
-      fail(`podwalk: option ${opt.length === 1 ? '-' + opt : '--' + opt} is not supported by the emulated tcpdump`);
+      fail(
+        `podwalk: option ${opt.length === 1 ? '-' + opt : '--' + opt} is not supported by the emulated tcpdump`,
+      );
     }
     switch (opt) {
       case 'c': {
@@ -171,8 +195,8 @@ function parseArgs(argv: readonly string[]): Options {
         o.q = true;
         break;
       case 'Q':
-        if (val === 'in' || val === 'out' || val === 'inout') o.direction = val;
-        else fail(`unknown capture direction '${val}'`);
+        if (/^(in|out|inout)$/i.test(val!)) o.direction = val!.toLowerCase() as Options['direction'];
+        else fail(`unknown capture direction \`${val}'`);
         break;
       case 's': {
         const n = strtol0(val!);
@@ -273,7 +297,8 @@ export const tcpdump: Tool = (argv, ctx): ToolResult => {
       dev = defaultDevice(ns.links.values());
       if (!dev) fail('no suitable device found');
     } else {
-      if (o.iface === 'any') fail('podwalk: -i any (the LINUX_SLL2 cooked capture) is not supported by the emulated tcpdump');
+      if (o.iface === 'any')
+        fail('podwalk: -i any (the LINUX_SLL2 cooked capture) is not supported by the emulated tcpdump');
       dev = ns.link(o.iface);
       if (!dev) fail(`${o.iface}: No such device exists\n(No such device exists)`);
     }
@@ -287,7 +312,9 @@ export const tcpdump: Tool = (argv, ctx): ToolResult => {
       if (e instanceof FilterError) return fail(e.message);
       throw e;
     }
-    stderr += o.v ? 'tcpdump: ' : 'tcpdump: verbose output suppressed, use -v[v]... for full protocol decode\n';
+    stderr += o.v
+      ? 'tcpdump: '
+      : 'tcpdump: verbose output suppressed, use -v[v]... for full protocol decode\n';
     stderr += `listening on ${dev!.name}, link-type ${raw ? 'RAW (Raw IP)' : 'EN10MB (Ethernet)'}, snapshot length ${o.snaplen} bytes\n`;
 
     const printer = new PacketPrinter({ v: o.v, e: o.e, n: o.n > 0, S: o.S, q: o.q });
