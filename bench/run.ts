@@ -19,6 +19,7 @@ import { CNI_MODES, type ClusterSpec, type CniMode } from '../src/cluster/spec.t
 import { buildCluster, type Cluster } from '../src/cni/build.ts';
 import { walk, type Walk } from '../src/trace/walk.ts';
 import { RESULT_PREFIX, sizeOf, type BuildResult } from './scale.ts';
+import { kernelBench, type KernelBench } from './kernel.ts';
 
 const MEASURE_MS = Number(process.env.BENCH_MS ?? 1500);
 const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 250);
@@ -400,6 +401,34 @@ function loadTable(rs: BuildResult[]): string {
 
 /* ------------------------------------------------------------ main */
 
+function kernelTable(k: KernelBench): string {
+  const sim = table(
+    ['measure', 'simulation', 'real kernel', 'kernel / simulation'],
+    [
+      [
+        'bring the seed cluster up (flannel-vxlan)',
+        `${fmt(k.simBuildMs, 2)} ms (buildCluster)`,
+        k.skipped ? 'skipped' : `${fmt(k.labUpMs)} ms (lab up; lab down ${fmt(k.labDownMs)} ms)`,
+        k.skipped ? '–' : `×${fmt(k.labUpMs / k.simBuildMs)} slower`,
+      ],
+      [
+        'UDP datagrams per second, pod-a → pod-c over VXLAN',
+        `${fmt(k.simDatagramsPerSec)} /s (${fmt(k.simWalks)} walks, request + echo reply, every step recorded)`,
+        k.skipped
+          ? 'skipped'
+          : `${fmt(k.kernelPps)} /s delivered to veth-pod-c (${fmt(k.kernelDelivered)} of ${fmt(k.kernelSent)} sent)`,
+        k.skipped ? '–' : `×${fmt(k.kernelPps / k.simDatagramsPerSec, 1)}`,
+      ],
+    ],
+    [1, 2, 3],
+  );
+  return (
+    (k.skipped ? `The real-kernel half was skipped: ${k.skipped}.\n\n` : '') +
+    `The kernel numbers come from the lab (network namespaces on this machine, one Python sender in pod-a); the ` +
+    `simulation numbers from walk() on the model of the same cluster.\n\n${sim}`
+  );
+}
+
 function main(): void {
   const started = performance.now();
   const date = new Date();
@@ -424,6 +453,8 @@ function main(): void {
     process.stderr.write(`scale: ${n} nodes × ${PODS_PER_NODE} pods (child process) …\n`);
     scale.push(runScale(n));
   }
+  process.stderr.write('simulation vs real kernel (lab) …\n');
+  const kernel = kernelBench(MEASURE_MS);
   const runSeconds = (performance.now() - started) / 1000;
 
   const slowest = results.reduce((a, r) =>
@@ -523,6 +554,10 @@ Spec generation and a check that the generated spec is a valid cluster file (YAM
 \`loadCluster\`, done after the memory measurements):
 
 ${loadTable(scale)}
+
+## Simulation vs the real kernel
+
+${kernelTable(kernel)}
 
 ## Observations
 

@@ -1,0 +1,120 @@
+/**
+ * The simulation against the real kernel, measured in one run (needs root and network
+ * namespaces; otherwise the section says why it was skipped):
+ *  - bringing the seed cluster up: buildCluster() vs `podwalk lab up` (namespaces, links, routes…);
+ *  - the seed cross-node VXLAN path pod-a → pod-c: UDP datagrams per second the kernel delivers
+ *    (counted on node2's veth-pod-c) vs datagrams per second the simulation walks.
+ */
+import { seedCluster } from '../src/cluster/seed.ts';
+import { buildCluster } from '../src/cni/build.ts';
+import { labDown, labExec, labUnavailable, labUp, run } from '../src/lab/host.ts';
+import { labPrefix } from '../src/lab/plan.ts';
+import { walk } from '../src/trace/walk.ts';
+
+export interface KernelBench {
+  skipped?: string;
+  simBuildMs: number;
+  labUpMs: number;
+  labDownMs: number;
+  kernelPps: number;
+  kernelSent: number;
+  kernelDelivered: number;
+  simDatagramsPerSec: number;
+  simWalks: number;
+}
+
+/** sends 64-byte UDP datagrams for `seconds` as fast as one Python loop can */
+const SENDER = `
+import socket, sys, time
+dst, seconds = sys.argv[1], float(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.connect((dst, 9))
+payload = bytes(36)
+n = 0
+end = time.monotonic() + seconds
+while time.monotonic() < end:
+    for _ in range(256):
+        try:
+            s.send(payload)
+            n += 1
+        except OSError:
+            pass
+print(n)
+`;
+
+function txPackets(ns: string, dev: string): number {
+  const r = run(['ip', '-n', ns, '-s', '-j', 'link', 'show', dev]);
+  const j = JSON.parse(r.stdout) as { stats64: { tx: { packets: number } } }[];
+  return j[0].stats64.tx.packets;
+}
+
+export function kernelBench(measureMs: number): KernelBench {
+  const spec = seedCluster();
+  const out: KernelBench = {
+    simBuildMs: 0,
+    labUpMs: 0,
+    labDownMs: 0,
+    kernelPps: 0,
+    kernelSent: 0,
+    kernelDelivered: 0,
+    simDatagramsPerSec: 0,
+    simWalks: 0,
+  };
+  // simulated build: the mean of repeated builds
+  let t = performance.now();
+  let builds = 0;
+  while (performance.now() - t < measureMs) {
+    buildCluster(spec, 'flannel-vxlan');
+    builds++;
+  }
+  out.simBuildMs = (performance.now() - t) / builds;
+
+  // simulated datagrams over the same path (request + the echo back: two datagrams per walk)
+  const c = buildCluster(spec, 'flannel-vxlan');
+  walk(c, { from: 'pod-a', to: 'pod-c', proto: 'udp', port: 8080, sport: 30000 });
+  t = performance.now();
+  let walks = 0;
+  while (performance.now() - t < measureMs) {
+    walk(c, { from: 'pod-a', to: 'pod-c', proto: 'udp', port: 8080, sport: 30001 + (walks % 20000) });
+    walks++;
+  }
+  out.simWalks = walks;
+  out.simDatagramsPerSec = (2 * walks * 1000) / (performance.now() - t);
+
+  const why = labUnavailable();
+  if (why) {
+    out.skipped = why;
+    return out;
+  }
+  // a lab of its own name, so that a user's `lab up` of the seed cluster is left alone
+  const labSpec = { ...spec, name: `${spec.name}-bench` };
+  labDown(labPrefix(labSpec.name));
+  t = performance.now();
+  const st = labUp(buildCluster(labSpec, 'flannel-vxlan'));
+  out.labUpMs = performance.now() - t;
+  try {
+    const node2 = st.namespaces['node2'];
+    const veth = buildCluster(labSpec, 'flannel-vxlan').pods.find((p) => p.name === 'pod-c')!.hostVeth;
+    // resolve neighbours first
+    labExec(st, 'pod-a', ['ping', '-c', '1', '-W', '1', '10.244.1.5']);
+    const before = txPackets(node2, veth);
+    const t0 = performance.now();
+    const r = labExec(
+      st,
+      'pod-a',
+      ['python3', '-c', SENDER, '10.244.1.5', String(measureMs / 1000)],
+      undefined,
+      measureMs + 20_000,
+    );
+    const secs = (performance.now() - t0) / 1000;
+    const delivered = txPackets(node2, veth) - before;
+    out.kernelSent = Number(r.stdout.trim());
+    out.kernelDelivered = delivered;
+    out.kernelPps = delivered / secs;
+  } finally {
+    t = performance.now();
+    labDown(labPrefix(labSpec.name));
+    out.labDownMs = performance.now() - t;
+  }
+  return out;
+}
