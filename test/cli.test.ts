@@ -17,6 +17,8 @@ interface Result {
 
 interface Opts {
   files?: Record<string, string>;
+  /** what --pcap wrote: "dir/name" → bytes */
+  written?: Map<string, Uint8Array>;
   env?: Record<string, string | undefined>;
   isTTY?: boolean;
 }
@@ -35,6 +37,7 @@ async function podwalk(argv: string[], o: Opts = {}): Promise<Result> {
         });
       return text;
     },
+    writeFile: (dir, name, bytes) => void o.written?.set(`${dir}/${name}`, bytes),
     env: o.env ?? {},
     isTTY: o.isTTY ?? false,
   };

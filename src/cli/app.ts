@@ -10,6 +10,9 @@ import { BuildError, buildCluster, type Cluster } from '../cni/build.ts';
 import { LabError } from '../lab/host.ts';
 import { LabPlanError } from '../lab/plan.ts';
 import { labCommand } from './lab.ts';
+import { runShell } from './shell.ts';
+import { CommandError, prepareCluster, runCommand } from '../tools/index.ts';
+import { pcapFiles } from '../tools/pcap-export.ts';
 import { compareModes } from '../trace/compare.ts';
 import { walk, WalkError, type Walk } from '../trace/walk.ts';
 import type { Proto, Trace } from '../trace/types.ts';
@@ -28,9 +31,17 @@ export interface Io {
   out(s: string): void;
   err(s: string): void;
   readFile(path: string): string;
+  /** create `dir` (and parents) and write `name` in it */
+  writeFile(dir: string, name: string, bytes: Uint8Array): void;
   env: Record<string, string | undefined>;
   isTTY: boolean;
+  /** for `podwalk shell` */
+  stdin?: NodeJS.ReadableStream;
+  stdout?: NodeJS.WritableStream;
+  stdinTTY?: boolean;
 }
+
+const collect = (v: string, prev: string[]) => [...prev, v];
 
 /** A usage or input error: one line on stderr, exit 2 */
 export class UsageError extends Error {}
@@ -253,6 +264,13 @@ Examples:
     .option('--json', 'same as --format json')
     .option('--exchange', 'walk and print every packet of the exchange (handshake, data, close)')
     .option('--no-arp', 'hide the steps of ARP resolution')
+    .option(
+      '--run <NETNS: CMD>',
+      'apply an emulated command first, e.g. "node1: ip route del 10.244.1.0/24" (repeatable, in order)',
+      collect,
+      [],
+    )
+    .option('--pcap <dir>', 'write one pcap per interface the walk touched: DIR/<netns>-<dev>.pcap')
     .addHelpText('after', EXAMPLES.trace)
     .action(
       (
@@ -269,13 +287,15 @@ Examples:
           json?: boolean;
           exchange?: boolean;
           arp: boolean;
+          run: string[];
+          pcap?: string;
         },
       ) => {
         const spec = loadSpec(io, o.cluster);
         const { to, port } = parseTarget(target);
         if (o.proto === 'icmp' && port !== undefined)
           throw new UsageError(`TO "${target}": ICMP has no ports`);
-        const c = buildCluster(spec, o.mode ?? spec.cni);
+        const c = prepareCluster(spec, o.mode ?? spec.cni, o.run);
         const w = walk(
           c,
           { from, to, proto: o.proto, port, size: o.size, df: o.df, sport: o.sport },
@@ -304,9 +324,117 @@ Examples:
               io.out(st.dim('conntrack -L after the exchange:\n') + ct.map((l) => `  ${l}`).join('\n'));
           }
         }
+        if (o.pcap) {
+          const files = pcapFiles(c.world);
+          for (const f of files) io.writeFile(o.pcap, f.name, f.bytes);
+          io.err(`wrote ${files.length} pcap files to ${o.pcap}`);
+        }
         code = walkOk(w) ? 0 : 1;
       },
     );
+
+  const execWalks = (c: Cluster, specs: string[]) => {
+    for (const line of specs) {
+      const words = line.trim().split(/\s+/);
+      const get = (flag: string) => {
+        const i = words.indexOf(flag);
+        return i >= 0 ? words[i + 1] : undefined;
+      };
+      const pos = words.filter(
+        (x, i) => !x.startsWith('--') && !['--proto', '--size'].includes(words[i - 1]),
+      );
+      if (pos.length !== 2)
+        throw new UsageError(`--walk "${line}": expected "FROM TO[:PORT] [--proto P] [--size N] [--df]"`);
+      const { to, port } = parseTarget(pos[1]);
+      const proto = (get('--proto') ?? 'tcp') as Proto;
+      if (!['tcp', 'udp', 'icmp'].includes(proto))
+        throw new UsageError(`--walk "${line}": --proto takes tcp, udp or icmp`);
+      const size = get('--size') !== undefined ? parseIntArg(28, 65535)(get('--size')!) : undefined;
+      walk(c, { from: pos[0], to, port, proto, size, df: words.includes('--df') }, { exchange: true });
+    }
+  };
+
+  program
+    .command('exec')
+    .description(
+      'run an emulated command in a pod or node of the simulated cluster: podwalk exec NETNS -- CMD…',
+    )
+    .argument('<NETNS>', 'pod or node name')
+    .argument(
+      '<CMD...>',
+      'the command: ip, bridge, tcpdump, iptables, iptables-save, conntrack, sysctl, calicoctl',
+    )
+    .option('--cluster <file>', 'cluster YAML (default: the built-in seed cluster)')
+    .addOption(new Option('--mode <mode>', "CNI mode (default: the cluster file's)").argParser(parseMode))
+    .option('--run <NETNS: CMD>', 'apply an emulated command first (repeatable, in order)', collect, [])
+    .option(
+      '--walk <FLOW>',
+      'walk a flow first, e.g. "pod-a pod-c:8080" or "pod-a pod-c --proto icmp" (repeatable)',
+      collect,
+      [],
+    )
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ podwalk exec node1 -- ip route
+  $ podwalk exec pod-a -- ip route get 10.244.1.5
+  $ podwalk exec node1 -- bridge fdb show dev flannel.1
+  $ podwalk exec node1 --walk 'pod-a pod-c:8080' -- tcpdump -i eth0 -nn udp port 4789
+  $ podwalk exec node2 --walk 'pod-a pod-c:8080' -- conntrack -L
+  $ podwalk exec node1 --run 'node1: ip route del 10.244.1.0/24' -- ip route`,
+    )
+    .action(
+      (
+        netns: string,
+        cmd: string[],
+        o: { cluster?: string; mode?: CniMode; run: string[]; walk: string[] },
+      ) => {
+        const spec = loadSpec(io, o.cluster);
+        const c = prepareCluster(spec, o.mode ?? spec.cni, o.run);
+        execWalks(c, o.walk);
+        const r = runCommand(c, netns, cmd);
+        if (r.stdout) io.out(r.stdout.replace(/\n$/, ''));
+        if (r.stderr) io.err(r.stderr.replace(/\n$/, ''));
+        code = r.code;
+      },
+    );
+
+  program
+    .command('shell')
+    .description(
+      'an interactive prompt in the simulated cluster: cd between pods and nodes, run the emulated tools, walk flows',
+    )
+    .option('--cluster <file>', 'cluster YAML (default: the built-in seed cluster)')
+    .addOption(new Option('--mode <mode>', "CNI mode (default: the cluster file's)").argParser(parseMode))
+    .option('--run <NETNS: CMD>', 'apply an emulated command first (repeatable, in order)', collect, [])
+    .option('--walk <FLOW>', 'walk a flow first (repeatable)', collect, [])
+    .option('--in <netns>', 'the namespace to start in (default: the first node)')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ podwalk shell
+  node1# ip route
+  node1# walk pod-a pod-c:8080
+  node1# tcpdump -i flannel.1 -nn
+  node1# cd pod-a
+  pod-a$ ip neigh
+  $ echo 'ip route' | podwalk shell --in pod-a     (reads commands from a pipe, no prompt)`,
+    )
+    .action(async (o: { cluster?: string; mode?: CniMode; run: string[]; walk: string[]; in?: string }) => {
+      const spec = loadSpec(io, o.cluster);
+      const c = prepareCluster(spec, o.mode ?? spec.cni, o.run);
+      execWalks(c, o.walk);
+      const start = o.in ?? c.nodes[0].name;
+      if (!c.world.netns.has(start)) throw new UsageError(`--in ${start}: no such pod or node`);
+      if (!io.stdin || !io.stdout) throw new UsageError('shell needs a terminal or piped input');
+      code = await runShell(
+        c,
+        { input: io.stdin, output: io.stdout, interactive: !!io.stdinTTY, style: st },
+        start,
+      );
+    });
 
   program
     .command('modes')
@@ -376,7 +504,8 @@ Examples:
       e instanceof WalkError ||
       e instanceof LabError ||
       e instanceof LabPlanError ||
-      e instanceof BuildError
+      e instanceof BuildError ||
+      e instanceof CommandError
     ) {
       io.err(`podwalk: ${e.message}`);
       return 2;

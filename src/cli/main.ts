@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /** The podwalk executable: binds the CLI to this process. */
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { run } from './app.ts';
 
 // a closed pipe (podwalk … | head) ends the output quietly, as other CLI tools do
@@ -13,6 +14,13 @@ const code = await run(process.argv.slice(2), {
   out: (s) => process.stdout.write(s + '\n'),
   err: (s) => process.stderr.write(s + '\n'),
   readFile: (p) => readFileSync(p, 'utf8'),
+  writeFile: (dir, name, bytes) => {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, name), bytes);
+  },
+  stdin: process.stdin,
+  stdout: process.stdout,
+  stdinTTY: !!process.stdin.isTTY,
   env: process.env,
   isTTY: !!process.stdout.isTTY,
 });

@@ -157,11 +157,11 @@ function programFilter(
 /** A cluster that cannot be brought up as described */
 export class BuildError extends Error {}
 
+/**
+ * Bring the cluster up as its CNI would. The spec's `run:` commands are not applied here: they
+ * are commands of the emulated tools, a layer above (tools/index.ts prepareCluster).
+ */
 export function buildCluster(spec: ClusterSpec, mode: CniMode = spec.cni): Cluster {
-  if (spec.run.length)
-    throw new BuildError(
-      `run: commands on nodes ("${spec.run[0]}") need the emulated tools, which this version does not have yet`,
-    );
   // every name is a network namespace: segments, the router, nodes and pods share one namespace of names
   const names = [
     ...spec.subnets.map((s) => s.name),

@@ -18,6 +18,7 @@ export interface ToolResult {
   code: number;
 }
 
+/** argv holds the arguments only, without the command's own name (argv[0] of a process) */
 export type Tool = (argv: readonly string[], ctx: ToolContext) => ToolResult;
 
 /**

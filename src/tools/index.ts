@@ -1,0 +1,71 @@
+/**
+ * The emulated commands, by name, and the two ways in: run one command line in a namespace
+ * (`podwalk exec`, the shell, `--run`, a cluster file's `run:`), and prepare a cluster with the
+ * `run:` commands applied.
+ */
+import type { ClusterSpec, CniMode } from '../cluster/spec.ts';
+import { buildCluster, type Cluster } from '../cni/build.ts';
+import { RuleSyntaxError, shellSplit } from '../kernel/netfilter.ts';
+import { tcpdump } from './tcpdump.ts';
+import type { Tool, ToolResult } from './types.ts';
+
+export const TOOLS: Record<string, Tool> = {
+  tcpdump,
+};
+
+export class CommandError extends Error {}
+
+/** "node1: ip route del 10.244.1.0/24" → ["node1", "ip route del 10.244.1.0/24"] */
+export function splitRunLine(line: string): [string, string] {
+  const m = /^\s*([^:\s]+)\s*:\s*(.+)$/.exec(line);
+  if (!m)
+    throw new CommandError(`"${line}": expected NETNS: COMMAND, e.g. "node1: ip route del 10.244.1.0/24"`);
+  return [m[1], m[2]];
+}
+
+/** Run one command line (or argv) in a namespace of the cluster. */
+export function runCommand(c: Cluster, netns: string, command: string | readonly string[]): ToolResult {
+  const ns = c.world.netns.get(netns);
+  if (!ns) {
+    const names = [...c.world.netns.keys()].join(', ');
+    return { stdout: '', stderr: `podwalk: no network namespace "${netns}" (${names})\n`, code: 2 };
+  }
+  let argv: readonly string[];
+  try {
+    argv = typeof command === 'string' ? shellSplit(command) : command;
+  } catch (e) {
+    if (e instanceof RuleSyntaxError) return { stdout: '', stderr: `podwalk: ${e.message}\n`, code: 2 };
+    throw e;
+  }
+  if (argv.length === 0) return { stdout: '', stderr: '', code: 0 };
+  const tool = TOOLS[argv[0]];
+  if (!tool)
+    return {
+      stdout: '',
+      stderr: `podwalk: ${argv[0]}: not an emulated command (these are: ${Object.keys(TOOLS).sort().join(', ')})\n`,
+      code: 2,
+    };
+  return tool(argv.slice(1), { cluster: c, netns: ns });
+}
+
+/**
+ * Build the cluster and apply its `run:` commands, then `extra` ones (the CLI's --run), in order.
+ * A command that fails stops here with a CommandError naming it; the cluster is discarded, so
+ * nothing half-applied is ever used.
+ */
+export function prepareCluster(spec: ClusterSpec, mode: CniMode, extra: readonly string[] = []): Cluster {
+  const c = buildCluster(spec, mode);
+  const lines = [
+    ...spec.run.map((l, i) => ({ l, where: `run[${i}]` })),
+    ...extra.map((l) => ({ l, where: '--run' })),
+  ];
+  for (const { l, where } of lines) {
+    const [netns, cmd] = splitRunLine(l);
+    const r = runCommand(c, netns, cmd);
+    if (r.code !== 0) {
+      const why = (r.stderr || r.stdout).trim().split('\n')[0];
+      throw new CommandError(`${where} "${l}": ${why || `exit ${r.code}`}`);
+    }
+  }
+  return c;
+}
