@@ -153,12 +153,14 @@ export function readState(prefix: string): LabState | undefined {
 
 /** A tiny listener of our own (no name resolution): TCP answers one HTTP response then waits for the close; UDP echoes. */
 const LISTENER = `
-import socket, sys, threading
+import socket, sys, threading, time
 proto, port = sys.argv[1], int(sys.argv[2])
 def serve(c):
     try:
         d = c.recv(65536)
         if d:
+            # longer than the longest delayed ACK (200 ms): the request's ACK always leaves on its own
+            time.sleep(0.25)
             c.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 3\\r\\n\\r\\nok\\n")
         while c.recv(65536):
             pass

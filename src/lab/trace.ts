@@ -90,7 +90,7 @@ function stopCapture(child: ChildProcess): Promise<void> {
 }
 
 const TCP_CLIENT = `
-import socket, sys
+import socket, sys, time
 dst, dport, sport, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 req = bytes.fromhex(n)
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -110,6 +110,8 @@ while True:
         got += d
         break
     got += d
+# longer than the longest delayed ACK (200 ms): the response's ACK leaves before the FIN, every time
+time.sleep(0.25)
 s.close()
 print(len(got), "bytes")
 `;
@@ -140,13 +142,14 @@ function isIgmp(frame: Uint8Array, raw: boolean): boolean {
 
 /**
  * The simulation has no TCP retransmission timer: a SYN that gets no answer is sent once. The
- * kernel sends it again after 1 s, 3 s…; a TCP packet identical to one already seen on the same
+ * kernel sends it again after 1 s, 3 s…; a SYN identical to one already seen on the same
  * interface is such a retransmission and is left out (the second normalisation of real traffic).
+ * Only SYNs: other segments look alike in this summary (no sequence numbers) without being resent.
  */
 function withoutRetransmissions(seq: string[]): string[] {
   const seen = new Set<string>();
   return seq.filter((l) => {
-    if (!/ tcp \d+>\d+ /.test(l)) return true;
+    if (!/ tcp \d+>\d+ \[S\] /.test(l)) return true;
     if (seen.has(l)) return false;
     seen.add(l);
     return true;
@@ -215,7 +218,7 @@ export async function labTrace(state: LabState, sim: Cluster, req: WalkRequest):
     const arpFails = w.traces.some(
       (t) => t.disposition.kind === 'dropped' && t.disposition.reason === 'neighbour-failed',
     );
-    await new Promise((r) => setTimeout(r, arpFails ? 3500 : 400));
+    await new Promise((r) => setTimeout(r, arpFails ? 3500 : 600));
     await Promise.all(captures.map((c) => stopCapture(c.child)));
     const simBy = new Map<string, string[]>();
     for (const c of sim.world.captures) {
