@@ -1,3 +1,4 @@
+import { seededRandom } from '../src/kernel/world.ts';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Fib, formatRoute, parsePrefix, routePrefix } from '../src/kernel/fib.ts';
@@ -14,22 +15,10 @@ import {
 import { Netns } from '../src/kernel/objects.ts';
 import { intToIp4, ip4ToInt, prefixMask } from '../src/wire/addr.ts';
 
-/** mulberry32: a small seeded PRNG, so that a failing table can be replayed from its seed */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 class Rng {
   readonly next: () => number;
   constructor(seed: number) {
-    this.next = mulberry32(seed);
+    this.next = seededRandom(seed);
   }
   int(n: number): number {
     return Math.floor(this.next() * n);

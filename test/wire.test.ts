@@ -1,3 +1,4 @@
+import { seededRandom } from '../src/kernel/world.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -608,17 +609,8 @@ test('pcap: write/read round trip and header layout', () => {
 
 /* ---------- seeded random property test ---------- */
 
-function mulberry32(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 test('property: parse(emit(x)) == x for random frames (seeded)', () => {
-  const rnd = mulberry32(0xc0ffee);
+  const rnd = seededRandom(0xc0ffee);
   const int = (n: number) => Math.floor(rnd() * n);
   const u32 = () => int(2 ** 32);
   const bool = () => rnd() < 0.5;

@@ -30,6 +30,18 @@ export function hash32(s: string): number {
   return h >>> 0;
 }
 
+/** mulberry32: a small seeded PRNG in [0, 1), for generated scenarios and property tests */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 /** A locally administered unicast MAC derived from a seed string. */
 export function derivedMac(seed: string): string {
   const a = hash32(seed);

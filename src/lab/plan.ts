@@ -54,31 +54,28 @@ function linkAdd(
   names: Map<string, string>,
   peerOf: (netns: string, name: string) => Link | undefined,
 ): string[] | undefined {
-  const common = ['address', l.mac, 'mtu', String(l.mtu)];
+  const head = [
+    'ip',
+    '-n',
+    names.get(ns.name)!,
+    'link',
+    'add',
+    l.name,
+    'address',
+    l.mac,
+    'mtu',
+    String(l.mtu),
+    'type',
+  ];
   switch (l.type) {
     case 'loopback':
       return undefined;
     case 'bridge':
-      return ['ip', '-n', names.get(ns.name)!, 'link', 'add', l.name, ...common, 'type', 'bridge'];
+      return [...head, 'bridge'];
     case 'vxlan':
       return [
-        'ip',
-        '-n',
-        names.get(ns.name)!,
-        'link',
-        'add',
-        l.name,
-        ...common,
-        'type',
-        'vxlan',
-        'id',
-        String(l.vni),
-        'local',
-        l.local,
-        'dev',
-        l.dev,
-        'dstport',
-        String(l.dstport),
+        ...head,
+        ...['vxlan', 'id', String(l.vni), 'local', l.local, 'dev', l.dev, 'dstport', String(l.dstport)],
         l.learning ? 'learning' : 'nolearning',
         l.udpcsum ? 'udpcsum' : 'noudpcsum',
       ];
@@ -91,21 +88,15 @@ function linkAdd(
         throw new LabPlanError(
           `${ns.name}: the peer of ${l.name} (${l.peer.netns}/${l.peer.name}) is missing`,
         );
+      const peerNs = names.get(l.peer.netns)!;
       return [
-        'ip',
-        '-n',
-        names.get(ns.name)!,
-        'link',
-        'add',
-        l.name,
-        ...common,
-        'type',
+        ...head,
         'veth',
         'peer',
         'name',
         l.peer.name,
         'netns',
-        names.get(l.peer.netns)!,
+        peerNs,
         'address',
         peer.mac,
         'mtu',

@@ -9,6 +9,7 @@ import type { Cluster } from '../cni/build.ts';
 import { delRoute, setLinkUp, setMtu } from '../kernel/netlink.ts';
 import { parseRuleSpec, shellSplit } from '../kernel/netfilter.ts';
 import type { WalkRequest } from '../trace/walk.ts';
+import { seededRandom } from '../kernel/world.ts';
 
 export const LAB_MODES: readonly CniMode[] = ['flannel-vxlan', 'flannel-host-gw', 'calico-bgp'];
 
@@ -46,19 +47,8 @@ export interface Scenario {
   title: string;
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export function generateScenario(seed: number): Scenario {
-  const rnd = mulberry32(seed);
+  const rnd = seededRandom(seed);
   const int = (lo: number, hi: number) => lo + Math.floor(rnd() * (hi - lo + 1));
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)];
 
