@@ -8,8 +8,7 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
-import { labUnavailable, run, STATE_DIR } from '../src/lab/host.ts';
+import { labUnavailable, run } from '../src/lab/host.ts';
 import { runScenario } from '../src/lab/differential.ts';
 
 const why = labUnavailable();
@@ -37,30 +36,18 @@ for (const seed of seeds) {
   });
 }
 
-/** lab namespaces that no live process holds: what a run that did not clean up would leave */
-function leftovers(): string[] {
-  const held = new Set<string>();
-  try {
-    for (const f of readdirSync(STATE_DIR))
-      if (f.endsWith('.lock')) {
-        const pid = Number(readFileSync(`${STATE_DIR}/${f}`, 'utf8'));
-        try {
-          process.kill(pid, 0);
-          held.add(f.replace(/\.lock$/, '-'));
-        } catch {
-          /* dead owner: its namespaces count as left over */
-        }
-      }
-  } catch {
-    /* no state dir */
-  }
+function labNamespaces(): string[] {
   return run(['ip', 'netns', 'list'])
     .stdout.split('\n')
     .map((l) => l.split(' ')[0])
-    .filter((n) => n.startsWith('pw-') && ![...held].some((p) => n.startsWith(p)));
+    .filter((n) => n.startsWith('pw-'));
 }
+
+/** what was there before the suite (another user's lab) is not the suite's to remove */
+const before = skip ? [] : labNamespaces();
 
 after(() => {
   if (skip) return;
-  assert.deepEqual(leftovers(), [], 'the suite left lab namespaces behind');
+  const left = labNamespaces().filter((n) => !before.includes(n));
+  assert.deepEqual(left, [], 'the suite left lab namespaces behind');
 });
