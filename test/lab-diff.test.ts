@@ -30,6 +30,9 @@ for (const seed of seeds) {
           (d) =>
             `${d.netns}/${d.dev} differs at packet ${d.first + 1}:\n  sim:  ${d.sim[d.first] ?? '(nothing)'}\n  real: ${d.real[d.first] ?? '(nothing)'}`,
         ),
+      ...r.tables
+        .filter((t) => !t.equal)
+        .map((t) => `${t.netns}: \`${t.command}\` differs:\n--- simulation\n${t.sim}\n--- kernel\n${t.real}`),
       `replay: ${r.replay}`,
     ].join('\n');
     assert.ok(r.agree, report);

@@ -189,7 +189,7 @@ export function buildCluster(spec: ClusterSpec, mode: CniMode = spec.cni): Clust
   for (const s of spec.subnets) {
     const seg = world.addNetns(s.name, 'segment');
     addLoopback(seg);
-    addBridge(seg, s.name, mac('segment', s.name), 9000);
+    addBridge(seg, s.name, mac('segment', s.name), spec.mtu);
     setLinkUp(seg, s.name, true);
   }
   const gatewaySubnets = spec.subnets.filter((s) => s.gateway);

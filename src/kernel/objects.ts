@@ -48,6 +48,8 @@ export interface BridgeLink extends LinkBase {
   type: 'bridge';
   /** seconds; Linux default 300 */
   ageingTime: number;
+  /** set once `ip link set BR mtu N` ran: the bridge stops following its ports' MTU */
+  mtuSetByUser?: boolean;
   /** keyed by MAC */
   fdb: KeyedTable<FdbEntry>;
 }

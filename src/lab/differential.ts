@@ -9,6 +9,7 @@ import { labDown, labExec, LabError, labUp } from './host.ts';
 import { labTrace, type LabTraceResult } from './trace.ts';
 import { faultOf, generateScenario, type Scenario } from './scenarios.ts';
 import type { Walk } from '../trace/walk.ts';
+import { stateDiff, type TableDiff } from './diff.ts';
 
 export interface ScenarioResult {
   scenario: Scenario;
@@ -18,6 +19,8 @@ export interface ScenarioResult {
   simOk: boolean;
   realOk: boolean;
   trace: LabTraceResult;
+  /** ip route, ip neigh and bridge fdb of every namespace after the exchange */
+  tables: TableDiff[];
   agree: boolean;
 }
 
@@ -50,6 +53,7 @@ export async function runScenario(seed: number): Promise<ScenarioResult> {
     const trace = await labTrace(state, sim, s.flow);
     const simOk = simOutcome(trace.sim);
     const realOk = trace.client.code === 0;
+    const tables = stateDiff(state, sim, ['ip route', 'ip neigh', 'bridge fdb show']);
     return {
       scenario: s,
       replay: `npx podwalk lab scenario ${seed}`,
@@ -57,7 +61,8 @@ export async function runScenario(seed: number): Promise<ScenarioResult> {
       simOk,
       realOk,
       trace,
-      agree: trace.agree && simOk === realOk,
+      tables,
+      agree: trace.agree && simOk === realOk && tables.every((t) => t.equal),
     };
   } finally {
     labDown(prefix);

@@ -6,11 +6,25 @@
 import type { ClusterSpec, CniMode } from '../cluster/spec.ts';
 import { buildCluster, type Cluster } from '../cni/build.ts';
 import { RuleSyntaxError, shellSplit } from '../kernel/netfilter.ts';
+import { bridge } from './bridge.ts';
+import { calicoctl } from './calicoctl.ts';
+import { conntrack } from './conntrack.ts';
+import { ip } from './ip.ts';
+import { iptables } from './iptables.ts';
+import { iptablesSaveTool } from './iptables-save.ts';
+import { sysctl } from './sysctl.ts';
 import { tcpdump } from './tcpdump.ts';
 import type { Tool, ToolResult } from './types.ts';
 
 export const TOOLS: Record<string, Tool> = {
+  ip,
+  bridge,
   tcpdump,
+  iptables,
+  'iptables-save': iptablesSaveTool,
+  conntrack,
+  sysctl,
+  calicoctl,
 };
 
 export class CommandError extends Error {}
