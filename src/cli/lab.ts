@@ -16,6 +16,7 @@ import {
 } from '../lab/host.ts';
 import { labTrace } from '../lab/trace.ts';
 import { runScenario } from '../lab/differential.ts';
+import { stateDiff } from '../lab/diff.ts';
 import type { Proto } from '../trace/types.ts';
 import { flowLine, type Style } from '../render/text.ts';
 
@@ -47,6 +48,7 @@ Examples:
   $ podwalk lab exec node1 -- ip route          a real command in a lab namespace
   $ podwalk lab exec pod-a -- ping -c1 10.244.1.5
   $ podwalk lab status
+  $ podwalk lab diff                            the lab's tables against the model's
   $ podwalk lab down                            removes exactly what up created (also after a crash)
   $ podwalk lab trace pod-a pod-c:8080 --mode calico-bgp   simulation vs kernel, packet by packet`,
   );
@@ -208,6 +210,39 @@ Examples:
         }
       },
     );
+  lab
+    .command('diff')
+    .description(
+      "compare the lab's real state with the model's, table by table: ip route, ip neigh, bridge fdb, ip link, iptables-save",
+    )
+    .addOption(clusterOpt())
+    .option('--all', 'print the tables that agree too')
+    .action((o: { cluster?: string; all?: boolean }) => {
+      need();
+      const spec = d.loadSpec(o.cluster);
+      const st = readState(labPrefix(spec.name));
+      if (!st) throw new LabError(`no lab for "${spec.name}" is up: run podwalk lab up first`);
+      const model = buildCluster(spec, st.mode as CniMode);
+      const diffs = stateDiff(st, model);
+      const st2 = d.style;
+      for (const t of diffs) {
+        if (t.equal && !o.all) continue;
+        d.out(
+          t.equal ? st2.ok(`${t.netns}: ${t.command}: agree`) : st2.bad(`${t.netns}: ${t.command}: DIFFER`),
+        );
+        if (t.equal) continue;
+        const a = t.sim.split('\n');
+        const b = t.real.split('\n');
+        for (const l of a) if (!b.includes(l)) d.out(st2.bad(`  - model: ${l}`));
+        for (const l of b) if (!a.includes(l)) d.out(st2.bad(`  + lab:   ${l}`));
+      }
+      const bad = diffs.filter((t) => !t.equal).length;
+      d.out(
+        bad ? st2.bad(`${bad} of ${diffs.length} tables differ`) : st2.ok(`all ${diffs.length} tables agree`),
+      );
+      d.setCode(bad ? 1 : 0);
+    });
+
   lab
     .command('scenario')
     .description(
