@@ -446,9 +446,6 @@ export function linkSetUp(w: World, ns: Netns, name: string, up: boolean): void 
   }
 }
 
-/** bridges whose MTU was set by hand (BROPT_MTU_SET_BY_USER): they no longer follow their ports */
-const mtuSetByUser = new WeakSet<Link>();
-
 /** min_mtu/max_mtu as the drivers set them */
 export function mtuLimits(l: Link): { min: number; max: number } {
   switch (l.type) {
@@ -478,12 +475,9 @@ export function linkSetMtu(ns: Netns, name: string, mtu: number): void {
     if (lower && mtu > lower.mtu - 50) throw new NetlinkError(EINVAL);
   }
   dev.mtu = mtu;
-  if (dev.type === 'bridge') mtuSetByUser.add(dev);
-  const br = dev.master ? ns.link(dev.master) : undefined;
-  if (br && !mtuSetByUser.has(br)) {
-    const ports = bridgePorts(ns, br);
-    br.mtu = ports.length ? Math.min(...ports.map((p) => p.mtu)) : 1500;
-  }
+  // a bridge set by hand stops following its ports (BROPT_MTU_SET_BY_USER); else it follows them
+  if (dev.type === 'bridge') dev.mtuSetByUser = true;
+  else if (dev.master) bridgeMtuAdjust(ns, ns.link(dev.master)!);
 }
 
 /* ------------------------------------------------------------------ addresses */

@@ -75,7 +75,8 @@ export function sprintf(format: string, ...args: Arg[]): string {
       case 'X':
       case 'o': {
         let n = BigInt(typeof v === 'string' ? Number(v) : v);
-        const bits = len === 'hh' ? 8 : len === 'h' ? 16 : len === 'l' || len === 'll' || len === 'j' ? 64 : 32;
+        const bits =
+          len === 'hh' ? 8 : len === 'h' ? 16 : len === 'l' || len === 'll' || len === 'j' ? 64 : 32;
         n = BigInt.asUintN(bits, n);
         s = n.toString(conv === 'u' ? 10 : conv === 'o' ? 8 : 16);
         if (conv === 'X') s = s.toUpperCase();
