@@ -20,7 +20,7 @@ import {
 } from '../kernel/netfilter.ts';
 import { IPTABLES_HELP } from './nf-help.ts';
 import { listChains, listedChains, listRules, printRule, type ListFormat } from './nf-list.ts';
-import { servicePort } from './nf-services.ts';
+import { servicePort } from './services.ts';
 import type { Tool, ToolResult } from './types.ts';
 
 const PROG = 'iptables v1.8.9 (nf_tables)';

@@ -14,7 +14,7 @@ import {
   type Netfilter,
   type Rule,
 } from '../kernel/netfilter.ts';
-import { serviceName } from './nf-services.ts';
+import { serviceName } from './services.ts';
 
 export interface ListFormat {
   numeric: boolean;

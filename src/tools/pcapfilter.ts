@@ -25,7 +25,7 @@
  * subset podwalk implements (arithmetic `tcp[13] & 2 != 0`, vlan, mpls, 802.11, ATM, …) still
  * parse as libpcap parses them, and then fail with a message that says podwalk does not support them.
  */
-import { SERVICES_TEXT } from './tcpdump-services.ts';
+import { services, servicePort } from './services.ts';
 
 export const LINKTYPE_ETHERNET = 1;
 export const LINKTYPE_RAW = 101;
@@ -669,34 +669,7 @@ interface Blk {
 
 /* ------------------------------------------------------------------ services and protocols */
 
-interface Service {
-  name: string;
-  port: number;
-  proto: 'tcp' | 'udp';
-  aliases: string[];
-}
-
-let servicesCache: Service[] | undefined;
-
-/** The TCP and UDP entries of /etc/services, in file order. */
-export function services(): Service[] {
-  if (!servicesCache) {
-    servicesCache = [];
-    for (const line of SERVICES_TEXT.split('\n')) {
-      const f = line.trim().split(/\s+/);
-      if (f.length < 2) continue;
-      const [port, proto] = f[1].split('/');
-      if (proto !== 'tcp' && proto !== 'udp') continue;
-      servicesCache.push({ name: f[0], port: Number(port), proto, aliases: f.slice(2) });
-    }
-  }
-  return servicesCache;
-}
-
-function getservbyname(name: string, proto: 'tcp' | 'udp'): number | undefined {
-  const s = services().find((x) => x.proto === proto && (x.name === name || x.aliases.includes(name)));
-  return s?.port;
-}
+export { services };
 
 const PROTO_UNDEF = -1;
 const IPPROTO_TCP = 6;
@@ -707,8 +680,8 @@ const IPPROTO_SCTP = 132;
 function nameToPort(name: string): { port: number; proto: number } | undefined {
   // getaddrinfo() also takes a decimal number as the service
   const numeric = /^[0-9]+$/.test(name) ? Number(name) : undefined;
-  const tcp = numeric ?? getservbyname(name, 'tcp');
-  const udp = numeric ?? getservbyname(name, 'udp');
+  const tcp = numeric ?? servicePort(name, 'tcp');
+  const udp = numeric ?? servicePort(name, 'udp');
   if (tcp !== undefined) return { port: tcp, proto: udp === tcp ? PROTO_UNDEF : IPPROTO_TCP };
   if (udp !== undefined) return { port: udp, proto: IPPROTO_UDP };
   return undefined;

@@ -1,7 +1,8 @@
 /**
- * The TCP and UDP entries of Debian's netbase /etc/services (6.4), in file order: name,
- * port/protocol and aliases. iptables names ports from it when it lists rules without -n
- * (getservbyport), and resolves `--dport http` through it (getservbyname).
+ * The TCP and UDP entries of Debian's netbase /etc/services (bookworm, 6.4), in file order: name,
+ * port/protocol and aliases. podwalk's namespaces have no other source. tcpdump names ports from
+ * it without -n and libpcap resolves `port http` through it; iptables names ports from it when it
+ * lists rules without -n (getservbyport) and resolves `--dport http` (getservbyname).
  */
 const SERVICES_TEXT = `
 tcpmux 1/tcp
@@ -319,27 +320,36 @@ tfido 60177/tcp
 fido 60179/tcp
 `;
 
-interface Service {
+export interface Service {
   name: string;
   port: number;
-  proto: string;
+  proto: 'tcp' | 'udp';
   aliases: string[];
 }
 
-const SERVICES: Service[] = SERVICES_TEXT.trim()
-  .split('\n')
-  .map((l) => {
-    const [name, pp, ...aliases] = l.split(' ');
-    const [port, proto] = pp.split('/');
-    return { name, port: Number(port), proto, aliases };
-  });
+let parsed: Service[] | undefined;
+
+/** The entries, in file order (parsed once). */
+export function services(): Service[] {
+  if (!parsed) {
+    parsed = [];
+    for (const line of SERVICES_TEXT.split('\n')) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 2) continue;
+      const [port, proto] = f[1].split('/');
+      if (proto !== 'tcp' && proto !== 'udp') continue;
+      parsed.push({ name: f[0], port: Number(port), proto, aliases: f.slice(2) });
+    }
+  }
+  return parsed;
+}
 
 /** getservbyport(port, proto): the first entry's name */
 export function serviceName(port: number, proto: 'tcp' | 'udp'): string | undefined {
-  return SERVICES.find((s) => s.port === port && s.proto === proto)?.name;
+  return services().find((s) => s.port === port && s.proto === proto)?.name;
 }
 
 /** getservbyname(name, proto): by name or alias */
 export function servicePort(name: string, proto: 'tcp' | 'udp'): number | undefined {
-  return SERVICES.find((s) => s.proto === proto && (s.name === name || s.aliases.includes(name)))?.port;
+  return services().find((s) => s.proto === proto && (s.name === name || s.aliases.includes(name)))?.port;
 }
