@@ -37,7 +37,7 @@ import { buildCluster, type Cluster } from '../src/cni/build.ts';
 import type { Netns } from '../src/kernel/objects.ts';
 import { walk } from '../src/trace/walk.ts';
 import { bridge } from '../src/tools/bridge.ts';
-import { Ctx } from '../src/tools/iproute-common.ts';
+import { Ctx, defaultOpts } from '../src/tools/iproute-common.ts';
 import { nsids } from '../src/tools/iproute-link.ts';
 import { ip } from '../src/tools/ip.ts';
 import type { ToolResult } from '../src/tools/types.ts';
@@ -213,15 +213,7 @@ function normalise(out: string, nsidNames: Record<string, string>, prefix: strin
 }
 
 function modelNsidNames(c: Cluster, ns: Netns): Record<string, string> {
-  const ctx = new Ctx(c, ns, {
-    stats: 0,
-    details: 0,
-    json: false,
-    pretty: false,
-    brief: false,
-    oneline: false,
-    family: 'unspec',
-  });
+  const ctx = new Ctx(c, ns, defaultOpts());
   return Object.fromEntries([...nsids(ctx, ns)].map(([name, id]) => [String(id), name]));
 }
 

@@ -10,6 +10,7 @@ import type { BridgeLink, FdbEntry, Link, VxlanFdbEntry } from '../kernel/object
 import {
   Args,
   Ctx,
+  defaultOpts,
   duparg,
   getAddr,
   invarg,
@@ -417,15 +418,7 @@ function doLink(c: Ctx, argv: readonly string[]): number {
 /* ------------------------------------------------------------------ main */
 
 export const bridge: Tool = (argv, ctx) => {
-  const opts: Opts = {
-    stats: 0,
-    details: 0,
-    json: false,
-    pretty: false,
-    brief: false,
-    oneline: false,
-    family: 'unspec',
-  };
+  const opts: Opts = defaultOpts();
   let netns = ctx.netns;
   let i = 0;
   for (; i < argv.length; i++) {

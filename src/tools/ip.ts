@@ -18,6 +18,7 @@ import { ip4ToInt, prefixMask } from '../wire/addr.ts';
 import {
   Args,
   Ctx,
+  defaultOpts,
   duparg,
   duparg2,
   getAddr,
@@ -805,15 +806,7 @@ const OBJECTS: [string, ((c: Ctx, argv: readonly string[]) => number) | undefine
 ];
 
 export const ip: Tool = (argv, ctx) => {
-  const opts: Opts = {
-    stats: 0,
-    details: 0,
-    json: false,
-    pretty: false,
-    brief: false,
-    oneline: false,
-    family: 'unspec',
-  };
+  const opts: Opts = defaultOpts();
   // options are parsed before the output exists: collect, then build the context
   let i = 0;
   let netns = ctx.netns;

@@ -25,6 +25,11 @@ export interface Opts {
   family: 'unspec' | 'inet' | 'inet6' | 'link' | 'bridge' | 'mpls';
 }
 
+/** the options before any flag is parsed, as ip and bridge start */
+export function defaultOpts(): Opts {
+  return { stats: 0, details: 0, json: false, pretty: false, brief: false, oneline: false, family: 'unspec' };
+}
+
 export class Ctx {
   readonly p: Printer;
 
