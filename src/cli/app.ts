@@ -10,13 +10,17 @@ import { BuildError, buildCluster, type Cluster } from '../cni/build.ts';
 import { LabError } from '../lab/host.ts';
 import { LabPlanError } from '../lab/plan.ts';
 import { labCommand } from './lab.ts';
+import { UsageError } from './errors.ts';
 import { runShell } from './shell.ts';
 import { CommandError, prepareCluster, runCommand } from '../tools/index.ts';
 import { pcapFiles } from '../tools/pcap-export.ts';
 import { compareModes } from '../trace/compare.ts';
-import { walk, WalkError, type Walk } from '../trace/walk.ts';
+import { walk, WalkError, walkOk, type Walk } from '../trace/walk.ts';
 import type { Proto, Trace } from '../trace/types.ts';
 import { formatCtEntry } from '../render/conntrack.ts';
+import { explainDrop, renderExplanation } from '../diagnose/explain.ts';
+import { doctor, doctorToJson, renderDoctor } from '../diagnose/doctor.ts';
+import { loadScenario, listScenarios, SCENARIO_DIR } from './scenarios.ts';
 import {
   ANSI,
   PLAIN,
@@ -33,6 +37,8 @@ export interface Io {
   readFile(path: string): string;
   /** create `dir` (and parents) and write `name` in it */
   writeFile(dir: string, name: string, bytes: Uint8Array): void;
+  /** file names in a directory (for the shipped scenarios/) */
+  listDir?(path: string): string[];
   env: Record<string, string | undefined>;
   isTTY: boolean;
   /** for `podwalk shell` */
@@ -43,8 +49,7 @@ export interface Io {
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
-/** A usage or input error: one line on stderr, exit 2 */
-export class UsageError extends Error {}
+export { UsageError };
 
 const FORMATS = ['steps', 'summary', 'minimal', 'json'] as const;
 type Format = (typeof FORMATS)[number];
@@ -107,23 +112,6 @@ function conntrackOf(c: Cluster, w: Walk): string[] {
         lines.push(`${n.name}: ${formatCtEntry(e, c.world.now)}`);
   }
   return lines;
-}
-
-/** the reply the protocol expects: TCP answers, ICMP echo answers, a UDP echo listener answers */
-function expectsReply(w: Walk): boolean {
-  return w.request.disposition.kind === 'delivered';
-}
-
-export function walkOk(w: Walk): boolean {
-  if (w.request.disposition.kind !== 'delivered') return false;
-  if (!expectsReply(w)) return true;
-  return (
-    !!w.reply &&
-    w.reply.disposition.kind === 'delivered' &&
-    // an ICMP error or a RST is an answer, but not the one the flow wanted
-    !(w.reply.flow.label.startsWith('ICMP') && w.reply.flow.label !== 'ICMP echo reply') &&
-    w.reply.flow.label !== 'RST'
-  );
 }
 
 function demo(io: Io, spec: ClusterSpec, modes: CniMode[], format: Format, st: Style): void {
@@ -197,6 +185,14 @@ Examples:
   $ podwalk trace pod-a pod-c --proto icmp --size 1472 --df   over the pod MTU: dropped
   $ podwalk trace pod-a pod-c:8080 --exchange        every packet of the exchange
   $ podwalk trace pod-a pod-c:8080 --cluster my.yaml --format json`,
+  doctor: `
+Exit status: 0 healthy, 1 problems found, 2 bad usage.
+
+Examples:
+  $ podwalk doctor pod-a pod-c:8080
+  $ podwalk doctor pod-a pod-c:8080 --run "node1: bridge fdb del 5a:2b:3c:4d:5e:6f dev flannel.1"
+  $ podwalk doctor pod-a pod-d --proto icmp --mode calico-ipip --json
+  $ podwalk doctor --scenario vxlan-pod-mtu        a ready-made fault (podwalk scenarios lists them)`,
   modes: `
 Examples:
   $ podwalk modes
@@ -308,7 +304,10 @@ Examples:
             JSON.stringify({
               mode: c.mode,
               ok: walkOk(w),
-              traces: traces.map(traceToJson),
+              traces: traces.map((t) => {
+                const why = explainDrop(c, t);
+                return why ? { ...traceToJson(t), explanation: why } : traceToJson(t);
+              }),
               conntrack: conntrackOf(c, w),
             }),
           );
@@ -317,6 +316,9 @@ Examples:
             if (i === 1 && !o.exchange) io.out(st.accent('── reply ──'));
             else if (i > 0) io.out(st.accent(`── ${t.flow.label} ──`));
             io.out(renderTrace(t, format, st, o.arp ? 'full' : 'none'));
+            // minimal is the regression format: one line per step, nothing else
+            const why = format === 'minimal' ? undefined : explainDrop(c, t);
+            if (why) io.out(st.bad(renderExplanation(why)));
           });
           if (o.exchange) {
             const ct = conntrackOf(c, w);
@@ -433,6 +435,78 @@ Examples:
         c,
         { input: io.stdin, output: io.stdout, interactive: !!io.stdinTTY, style: st },
         start,
+      );
+    });
+
+  program
+    .command('doctor')
+    .description(
+      'diagnose a flow: walk it both ways (TCP: the handshake and full-size segments too), explain the first failure with its evidence, and run the cluster-wide checks',
+    )
+    .argument('[FROM]', "source: pod or node (default: the scenario's)")
+    .argument('[TO[:PORT]]', 'destination: pod, node or IP, with an optional port (default 8080)')
+    .addOption(
+      new Option('--proto <proto>', "protocol (default tcp, or the scenario's)").choices([
+        'tcp',
+        'udp',
+        'icmp',
+      ]),
+    )
+    .addOption(new Option('--mode <mode>', "CNI mode (default: the cluster file's)").argParser(parseMode))
+    .option('--cluster <file>', 'cluster YAML (default: the built-in seed cluster)')
+    .option('--scenario <name>', 'a ready-made broken cluster from scenarios/ (see podwalk scenarios)')
+    .option('--run <NETNS: CMD>', 'apply an emulated command first (repeatable, in order)', collect, [])
+    .option('--json', 'machine-readable report')
+    .addHelpText('after', EXAMPLES.doctor)
+    .action(
+      (
+        from: string | undefined,
+        target: string | undefined,
+        o: {
+          proto?: Proto;
+          mode?: CniMode;
+          cluster?: string;
+          scenario?: string;
+          run: string[];
+          json?: boolean;
+        },
+      ) => {
+        if (o.scenario && o.cluster)
+          throw new UsageError('--scenario and --cluster both name a cluster: give one');
+        const spec = o.scenario ? loadScenario(io, o.scenario) : loadSpec(io, o.cluster);
+        const sc = spec.scenario;
+        if (!from && !sc) throw new UsageError('doctor needs FROM and TO (or --scenario NAME)');
+        if (from && !target) throw new UsageError('doctor needs TO after FROM');
+        const { to, port } = target ? parseTarget(target) : { to: sc!.to, port: sc!.port };
+        const proto: Proto = o.proto ?? (target ? 'tcp' : (sc?.proto ?? 'tcp'));
+        if (proto === 'icmp' && port !== undefined && target)
+          throw new UsageError(`TO "${target}": ICMP has no ports`);
+        const mode = o.mode ?? spec.cni;
+        const make = () => prepareCluster(spec, mode, o.run);
+        make(); // bad --run lines and cluster errors surface here, before any walk
+        const report = doctor(make, {
+          from: from ?? sc!.from,
+          to,
+          proto,
+          port: proto === 'icmp' ? undefined : port,
+        });
+        if (o.json) io.out(JSON.stringify(doctorToJson(report)));
+        else io.out(renderDoctor(report));
+        code = report.healthy ? 0 : 1;
+      },
+    );
+
+  program
+    .command('scenarios')
+    .description('list the ready-made broken clusters of scenarios/, for podwalk doctor --scenario NAME')
+    .option('--json', 'machine-readable output')
+    .action((o: { json?: boolean }) => {
+      const list = listScenarios(io);
+      if (o.json) return io.out(JSON.stringify(list));
+      const w = Math.max(...list.map((x) => x.name.length));
+      for (const x of list) io.out(`${x.name.padEnd(w)}  ${x.title}`);
+      io.out(
+        st.dim(`\n${list.length} scenarios in ${SCENARIO_DIR}; run one with: podwalk doctor --scenario NAME`),
       );
     });
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /** The podwalk executable: binds the CLI to this process. */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { run } from './app.ts';
 
@@ -14,6 +14,7 @@ const code = await run(process.argv.slice(2), {
   out: (s) => process.stdout.write(s + '\n'),
   err: (s) => process.stderr.write(s + '\n'),
   readFile: (p) => readFileSync(p, 'utf8'),
+  listDir: (p) => readdirSync(p),
   writeFile: (dir, name, bytes) => {
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, name), bytes);

@@ -35,6 +35,17 @@
  *     state: down            # up | down, default down
  * run:                       # optional: "NETNS: command" lines applied after the CNI did its work
  *   - "node1: ip route del 10.244.1.0/24"
+ * scenario:                  # optional: a ready-made fault for `podwalk doctor --scenario`
+ *   title: flanneld missed a node
+ *   description: …
+ *   from: pod-a              # the flow doctor walks
+ *   to: pod-c
+ *   port: 8080               # optional
+ *   proto: tcp               # tcp | udp | icmp, default tcp
+ *   expect:                  # what doctor must find (checked by the tests)
+ *     reason: vxlan-fdb-miss # the first drop's reason
+ *     netns: node1           # and where
+ *     checks: [vxlan-route-without-fdb]
  * ```
  *
  * MACs are six colon-separated hex bytes in either case, unicast and non-zero; they come out lower
@@ -416,6 +427,22 @@ const BgpSchema = z.strictObject({
   state: z.enum(['up', 'down']).default('down'),
 });
 
+const ScenarioSchema = z.strictObject({
+  title: nonEmpty('scenario.title must not be empty'),
+  description: z.string().default(''),
+  from: nonEmpty('scenario.from must not be empty'),
+  to: nonEmpty('scenario.to must not be empty'),
+  port: intRange('port', 1, 65535).optional(),
+  proto: z.enum(['tcp', 'udp', 'icmp']).default('tcp'),
+  expect: z
+    .strictObject({
+      reason: z.string().optional(),
+      netns: z.string().optional(),
+      checks: z.array(z.string()).default([]),
+    })
+    .default({ checks: [] }),
+});
+
 const RootSchema = z.strictObject({
   name: nonEmpty('name must not be empty').default('cluster'),
   cni: z.enum(CNI_MODES).default('flannel-vxlan'),
@@ -435,6 +462,7 @@ const RootSchema = z.strictObject({
   pods: z.array(PodSchema).default([]),
   bgp: z.array(BgpSchema).default([]),
   run: z.array(runSchema).default([]),
+  scenario: ScenarioSchema.optional(),
 });
 
 /** The keys a mapping at `path` may have (for unknown-key suggestions). */

@@ -75,4 +75,18 @@ export interface ClusterSpec {
   bgp: BgpSessionSpec[];
   /** Commands applied after the CNI programmed the nodes, e.g. "node1: ip route del 10.244.1.0/24" */
   run: string[];
+  /** A ready-made broken cluster (scenarios/): the flow to diagnose and the fault planted in it */
+  scenario?: ScenarioSpec;
+}
+
+export interface ScenarioSpec {
+  title: string;
+  description: string;
+  /** FROM, TO and optional PORT, as `podwalk doctor` takes them */
+  from: string;
+  to: string;
+  port?: number;
+  proto: 'tcp' | 'udp' | 'icmp';
+  /** what doctor must find: the first drop's reason and where, and the checks that must fail */
+  expect: { reason?: string; netns?: string; checks: string[] };
 }

@@ -153,6 +153,10 @@ export class Netns {
   readonly netfilter = new Netfilter();
   readonly conntrack = new Conntrack();
   readonly sockets: ListenSocket[] = [];
+  /** SNMP MIB counters by nstat's name (/proc/net/snmp, netstat); only those the model counts */
+  readonly mib = new Map<string, number>();
+  /** neighbour table statistics (`ip -s ntable show name arp_cache`) */
+  readonly arpStats = { resFailed: 0 };
   private nextIfindex = 1;
   /** IPv4 id counter per destination is what Linux does; a per-netns counter is enough here */
   ipId = 0;

@@ -113,6 +113,7 @@ export class Sockets implements TransportHandler {
         table: 'main',
         entry: '(none)',
       });
+      this.stack.mib(ns, 'IpOutNoRoutes');
       this.stack.drop(ns, 'no-route', `no route to ${pkt.ip.dst}: ${what} fails with ENETUNREACH`);
       return false;
     }
@@ -322,6 +323,7 @@ export class Sockets implements TransportHandler {
         return;
       }
       if (!sock) {
+        this.stack.mib(ns, 'UdpNoPorts');
         this.stack.drop(
           ns,
           'port-unreachable',
@@ -405,6 +407,7 @@ export class Sockets implements TransportHandler {
       if (f.syn && !f.ack && listener) return this.acceptSyn(ns, dev, pkt);
       if (f.rst)
         return this.stack.deliver(ns, dev.name, `tcp/${tcp.dstPort}`, `RST ${desc}: no connection`, 4);
+      this.stack.mib(ns, 'TcpOutRsts');
       this.stack.drop(
         ns,
         'reset',

@@ -104,6 +104,18 @@ export class Stack {
     this.w.rec.add({ kind, layer, netns: ns.name, action, detail, ...extra });
   }
 
+  /** SNMP_INC_STATS: one of the counters nstat and netstat -s show */
+  mib(ns: Netns, name: string): void {
+    ns.mib.set(name, (ns.mib.get(name) ?? 0) + 1);
+    this.w.rec.counters.push({ netns: ns.name, name });
+  }
+
+  /** a device's tx_dropped (ip -s link: TX dropped) */
+  private txDropped(ns: Netns, dev: Link): void {
+    dev.stats.txDropped++;
+    this.w.rec.counters.push({ netns: ns.name, name: 'tx_dropped', device: dev.name });
+  }
+
   drop(ns: Netns, reason: DropReason, detail: string, device?: string, layer: Layer = 3): void {
     this.step(ns, 'drop', layer, 'drop', `${reason}: ${detail}`, { device });
     if (this.auxDepth === 0) this.terminals.push({ kind: 'dropped', reason, netns: ns.name, device, detail });
@@ -184,6 +196,7 @@ export class Stack {
       this.step(ns, 'mtu', 3, 'check', `${len} bytes > mtu ${mtu} of ${rr.dev.name} with DF set`, {
         device: rr.dev.name,
       });
+      this.mib(ns, 'IpFragFails');
       this.drop(
         ns,
         'mtu-exceeded',
@@ -297,6 +310,8 @@ export class Stack {
     if (entry.state !== 'REACHABLE') {
       entry.state = 'FAILED';
       entry.updated = this.w.now;
+      ns.arpStats.resFailed++;
+      this.w.rec.counters.push({ netns: ns.name, name: 'res_failed', table: 'arp_cache' });
       this.drop(
         ns,
         'neighbour-failed',
@@ -406,7 +421,7 @@ export class Stack {
     if (!dev.up) return this.drop(ns, 'link-down', `${dev.name} is down`, dev.name, 2);
     if (!this.carrier(ns, dev)) {
       // without carrier the device's qdisc is noop: the frame is dropped before any capture sees it
-      dev.stats.txDropped++;
+      this.txDropped(ns, dev);
       return this.drop(
         ns,
         'link-down',
@@ -439,7 +454,7 @@ export class Stack {
     const peerNs = this.w.ns(dev.peer!.netns);
     // veth_xmit → __dev_forward_skb → is_skb_forwardable: larger than the peer's MTU + L2 header → dropped
     if (bytes.length > peer.mtu + 14 + 4) {
-      dev.stats.txDropped++;
+      this.txDropped(ns, dev);
       return this.drop(
         peerNs,
         'mtu-exceeded',
@@ -687,7 +702,7 @@ export class Stack {
     this.txStep(ns, vx, frame, bytes);
     const fdb = vx.fdb.get(frame.eth.dst) ?? vx.fdb.get(ZERO_MAC);
     if (!fdb) {
-      vx.stats.txDropped++;
+      this.txDropped(ns, vx);
       this.step(ns, 'encap', 2, 'lookup', `${vx.name}: no FDB entry for ${frame.eth.dst}: no remote VTEP`, {
         device: vx.name,
         table: `fdb ${vx.name}`,
@@ -749,6 +764,7 @@ export class Stack {
         table: 'main',
         entry: '(none)',
       });
+      this.mib(ns, 'IpOutNoRoutes');
       return this.drop(ns, 'no-route', `no route to tunnel endpoint ${outer.ip.dst}`);
     }
     outer.ip.id = this.nextId(ns, outer);
@@ -859,6 +875,7 @@ export class Stack {
       return this.localIn(ns, dev, skb);
     }
     if (ns.sysctl.get('net.ipv4.ip_forward') !== '1') {
+      this.mib(ns, 'IpInAddrErrors');
       return this.drop(
         ns,
         'forwarding-disabled',
@@ -873,7 +890,8 @@ export class Stack {
         table: 'main',
         entry: '(none)',
       });
-      this.drop(ns, 'no-route', `no route to ${dst} (IpInNoRoutes)`, dev.name);
+      this.mib(ns, 'IpExtInNoRoutes');
+      this.drop(ns, 'no-route', `no route to ${dst} (IpExtInNoRoutes)`, dev.name);
       this.icmpError(ns, skb.pkt, 3, 0, undefined, 'net unreachable');
       return;
     }
@@ -901,6 +919,7 @@ export class Stack {
         entry: back ? formatRoute(back) : '(none)',
       },
     );
+    this.mib(ns, 'TcpExtIPReversePathFilter');
     this.drop(
       ns,
       'rp-filter',
@@ -914,6 +933,7 @@ export class Stack {
   private forward(ns: Netns, dev: Link, skb: Skb, rr: RouteResult): void {
     const pkt = skb.pkt;
     if (pkt.ip.ttl <= 1) {
+      this.mib(ns, 'IpInHdrErrors');
       this.drop(ns, 'ttl-exceeded', `TTL ${pkt.ip.ttl} would reach 0 (IpInHdrErrors)`, dev.name);
       this.icmpError(ns, pkt, 11, 0, undefined, 'time exceeded');
       return;
@@ -924,6 +944,7 @@ export class Stack {
       this.step(ns, 'mtu', 3, 'check', `${len} bytes > mtu ${mtu} of ${rr.dev.name}, DF set`, {
         device: rr.dev.name,
       });
+      this.mib(ns, 'IpFragFails');
       this.drop(
         ns,
         'mtu-exceeded',
@@ -1206,6 +1227,11 @@ export class Stack {
       payload: { kind: 'icmp', icmp: { type, code, id: 0, seq: 0, mtu }, data: quoted.slice() },
     };
     pkt.ip.id = this.nextId(ns, pkt);
+    // icmp_out_count: the total, the per-type IcmpMsg counter and the named one
+    this.mib(ns, 'IcmpOutMsgs');
+    this.mib(ns, `IcmpMsgOutType${type}`);
+    if (type === 3) this.mib(ns, 'IcmpOutDestUnreachs');
+    if (type === 11) this.mib(ns, 'IcmpOutTimeExcds');
     this.step(ns, 'icmp', 3, 'send', `ICMP ${label} to ${offending.ip.src}${mtu ? ` (mtu ${mtu})` : ''}`, {});
     this.queue.push({ ns: ns.name, pkt, label: `ICMP ${label}` });
   }

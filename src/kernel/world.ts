@@ -50,8 +50,19 @@ export function derivedMac(seed: string): string {
   return bytes.map((x) => x.toString(16).padStart(2, '0')).join(':');
 }
 
+/** a kernel counter that rose while a walk was recorded: what `nstat`, `ip -s link` or `ip -s ntable` shows */
+export interface CounterEvent {
+  netns: string;
+  /** nstat's name (IpExtInNoRoutes, IcmpOutDestUnreachs, TcpExtIPReversePathFilter…), or a link's
+   * statistic (tx_dropped) with `device`, or a neighbour table's (res_failed) with `table` */
+  name: string;
+  device?: string;
+  table?: string;
+}
+
 export class Recorder {
   readonly steps: Step[] = [];
+  readonly counters: CounterEvent[] = [];
   private auxStack: string[] = [];
   part?: string;
 

@@ -165,10 +165,11 @@ function hex(b: Uint8Array): string {
 }
 
 /** plain data: frames as hex strings */
-export function traceToJson(t: Trace): unknown {
+export function traceToJson(t: Trace): Record<string, unknown> {
   return {
     flow: t.flow,
     disposition: t.disposition,
+    counters: t.counters,
     hops: t.hops.map((h) => ({
       netns: h.netns,
       steps: h.steps.map((s) => ({

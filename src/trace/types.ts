@@ -3,6 +3,10 @@
  * by the datapath and rendered many ways. Immutable once built.
  */
 
+import type { CounterEvent } from '../kernel/world.ts';
+
+export type { CounterEvent };
+
 export type Proto = 'tcp' | 'udp' | 'icmp';
 
 export interface Flow {
@@ -103,6 +107,8 @@ export interface Trace {
   disposition: Disposition;
   hops: readonly Hop[];
   steps: readonly Step[];
+  /** kernel counters that rose during this walk, in order (nstat, ip -s link, ip -s ntable) */
+  counters: readonly CounterEvent[];
 }
 
 /** Group consecutive steps by network namespace. */
@@ -116,7 +122,12 @@ export function hopsOf(steps: readonly Step[]): Hop[] {
   return hops;
 }
 
-export function freezeTrace(flow: Flow, disposition: Disposition, steps: Step[]): Trace {
+export function freezeTrace(
+  flow: Flow,
+  disposition: Disposition,
+  steps: Step[],
+  counters: readonly CounterEvent[] = [],
+): Trace {
   const hops = hopsOf(steps);
   for (const h of hops) Object.freeze(h.steps);
   return Object.freeze({
@@ -124,5 +135,6 @@ export function freezeTrace(flow: Flow, disposition: Disposition, steps: Step[])
     disposition: Object.freeze(disposition),
     hops: Object.freeze(hops.map((h) => Object.freeze(h))),
     steps: Object.freeze(steps.map((s) => Object.freeze(s))),
+    counters: Object.freeze(counters.map((c) => Object.freeze({ ...c }))),
   });
 }

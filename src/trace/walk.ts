@@ -125,7 +125,7 @@ export function walk(c: Cluster, req: WalkRequest, opts: { exchange?: boolean } 
     c.world.rec = new Recorder(c.world);
     stack.terminals = [];
     run();
-    const t = freezeTrace(flow, dispositionOf(stack.terminals), c.world.rec.steps);
+    const t = freezeTrace(flow, dispositionOf(stack.terminals), c.world.rec.steps, c.world.rec.counters);
     traces.push(t);
     return t;
   };
@@ -190,4 +190,22 @@ export function walk(c: Cluster, req: WalkRequest, opts: { exchange?: boolean } 
   }
   if (!opts.exchange) stack.queue.length = 0;
   return { request, reply, traces };
+}
+
+/** the reply the protocol expects: TCP answers, ICMP echo answers, a UDP echo listener answers */
+function expectsReply(w: Walk): boolean {
+  return w.request.disposition.kind === 'delivered';
+}
+
+/** the request was delivered and answered the way the flow wanted */
+export function walkOk(w: Walk): boolean {
+  if (w.request.disposition.kind !== 'delivered') return false;
+  if (!expectsReply(w)) return true;
+  return (
+    !!w.reply &&
+    w.reply.disposition.kind === 'delivered' &&
+    // an ICMP error or a RST is an answer, but not the one the flow wanted
+    !(w.reply.flow.label.startsWith('ICMP') && w.reply.flow.label !== 'ICMP echo reply') &&
+    w.reply.flow.label !== 'RST'
+  );
 }

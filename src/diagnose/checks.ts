@@ -1,0 +1,306 @@
+/**
+ * Cluster-wide checks: invariants a working pod network keeps, read off the kernel state of every
+ * node (not the cluster file: what `--run` commands or a real node's dump changed counts). Each
+ * violation names the namespace, the object and what to fix.
+ */
+import { MODE_INFO } from '../cni/modes.ts';
+import type { Cluster, ResolvedNode } from '../cni/build.ts';
+import { formatRoute } from '../kernel/fib.ts';
+import type { Link, Netns } from '../kernel/objects.ts';
+import { ip4ToInt, prefixMask } from '../wire/addr.ts';
+
+export const CHECKS = [
+  'pod-mtu',
+  'tunnel-mtu',
+  'pod-cidr-overlap',
+  'pod-ip-outside-cidr',
+  'vxlan-route-without-fdb',
+  'missing-pod-route',
+  'host-gw-across-subnets',
+  'bgp-session',
+  'duplicate-mac',
+  'duplicate-ip',
+  'ip-forward',
+  'link-down',
+] as const;
+export type CheckName = (typeof CHECKS)[number];
+
+export interface Finding {
+  check: CheckName;
+  severity: 'problem' | 'warning';
+  netns?: string;
+  message: string;
+  /** what to do about it */
+  fix?: string;
+}
+
+export interface CheckResult {
+  check: CheckName;
+  findings: Finding[];
+}
+
+function overlaps(a: ResolvedNode, b: ResolvedNode): boolean {
+  const len = Math.min(a.podLen, b.podLen);
+  return ((ip4ToInt(a.podNet) ^ ip4ToInt(b.podNet)) & prefixMask(len)) === 0;
+}
+
+/** the MTU of a node's underlay link: its eth0 and the segment's side of it */
+function underlayMtu(c: Cluster, n: ResolvedNode): number {
+  const eth0 = c.world.netns.get(n.name)?.link('eth0');
+  if (!eth0) return c.spec.mtu;
+  const peer =
+    eth0.type === 'veth' && eth0.peer ? c.world.netns.get(eth0.peer.netns)?.link(eth0.peer.name) : undefined;
+  return Math.min(eth0.mtu, peer?.mtu ?? eth0.mtu);
+}
+
+/** encapsulation overhead between two nodes in this mode */
+function overheadBetween(c: Cluster, a: ResolvedNode, b: ResolvedNode): number {
+  if (c.mode === 'calico-ipip-crosssubnet') return a.subnet === b.subnet ? 0 : MODE_INFO[c.mode].overhead;
+  return MODE_INFO[c.mode].overhead;
+}
+
+export function runChecks(c: Cluster): CheckResult[] {
+  const results = new Map<CheckName, Finding[]>(CHECKS.map((k) => [k, []]));
+  const add = (f: Finding) => results.get(f.check)!.push(f);
+  const ns = (name: string): Netns | undefined => c.world.netns.get(name);
+  const info = MODE_INFO[c.mode];
+
+  // pod MTU against every path its packets can take
+  for (const src of c.nodes) {
+    const pods = c.pods.filter((p) => p.node === src.name);
+    let worst:
+      { mtu: number; pod: string; limit: number; to: string; over: number; under: number } | undefined;
+    for (const p of pods) {
+      const mtu = ns(p.name)?.link('eth0')?.mtu;
+      if (mtu === undefined) continue;
+      for (const dst of c.nodes) {
+        if (dst === src) continue;
+        const under = Math.min(underlayMtu(c, src), underlayMtu(c, dst));
+        const over = overheadBetween(c, src, dst);
+        const limit = under - over;
+        if (mtu > limit && (!worst || limit < worst.limit))
+          worst = { mtu, pod: p.name, limit, to: dst.name, over, under };
+      }
+    }
+    if (worst)
+      add({
+        check: 'pod-mtu',
+        severity: 'problem',
+        netns: src.name,
+        message: `${worst.pod} (and the other pods of ${src.name}) have MTU ${worst.mtu}, but ${src.name} → ${worst.to} carries at most ${worst.limit}: underlay MTU ${worst.under} − ${worst.over} bytes of ${info.encapsulation} overhead`,
+        fix: `set the CNI's MTU to ${worst.limit} (flannel: the network config's MTU / --iface-mtu; Calico: veth_mtu in calico-config) and restart the pods`,
+      });
+  }
+
+  // the tunnel device must fit in the underlay with its own overhead
+  if (info.device)
+    for (const n of c.nodes) {
+      const tun = ns(n.name)?.link(info.device);
+      if (!tun) continue;
+      const limit = underlayMtu(c, n) - info.overhead;
+      if (tun.mtu > limit)
+        add({
+          check: 'tunnel-mtu',
+          severity: 'problem',
+          netns: n.name,
+          message: `${info.device} on ${n.name} has MTU ${tun.mtu} > underlay ${underlayMtu(c, n)} − ${info.overhead}: encapsulated packets do not fit eth0`,
+          fix: `ip link set ${info.device} mtu ${limit}`,
+        });
+    }
+
+  for (let i = 0; i < c.nodes.length; i++)
+    for (let j = i + 1; j < c.nodes.length; j++)
+      if (overlaps(c.nodes[i], c.nodes[j]))
+        add({
+          check: 'pod-cidr-overlap',
+          severity: 'problem',
+          message: `${c.nodes[i].name}'s pod CIDR ${c.nodes[i].podCIDR} overlaps ${c.nodes[j].name}'s ${c.nodes[j].podCIDR}: their pods' addresses are ambiguous`,
+          fix: 'give every node a disjoint podCIDR (kube-controller-manager --allocate-node-cidrs, or the IPAM block size)',
+        });
+
+  for (const p of c.pods) {
+    const node = c.nodes.find((n) => n.name === p.node);
+    const eth0 = ns(p.name)?.link('eth0');
+    if (!node || !eth0) continue;
+    for (const a of eth0.addrs) {
+      const inside = (ip4ToInt(a.ip) & prefixMask(node.podLen)) >>> 0 === ip4ToInt(node.podNet);
+      if (!inside)
+        add({
+          check: 'pod-ip-outside-cidr',
+          severity: 'problem',
+          netns: p.name,
+          message: `${p.name} has ${a.ip}/${a.len}, outside ${node.name}'s pod CIDR ${node.podCIDR}: other nodes route that address elsewhere`,
+          fix: `let host-local IPAM allocate from ${node.podCIDR}`,
+        });
+    }
+  }
+
+  // VXLAN: every onlink route through a vxlan device needs a neighbour and an FDB entry behind it
+  for (const n of c.nodes) {
+    const node = ns(n.name);
+    if (!node) continue;
+    for (const r of node.fib.list()) {
+      const dev = r.dev ? node.link(r.dev) : undefined;
+      if (!dev || dev.type !== 'vxlan' || !r.via) continue;
+      const neigh = node.neighbour(r.via, dev.name);
+      const route = formatRoute(r).trim();
+      if (!neigh?.lladdr) {
+        add({
+          check: 'vxlan-route-without-fdb',
+          severity: 'problem',
+          netns: n.name,
+          message: `\`${route}\` has no neighbour entry for ${r.via} on ${dev.name}: the inner frame has no destination MAC`,
+          fix: `restart flanneld on ${n.name} (it writes \`${r.via} lladdr <VTEP MAC> PERMANENT\`)`,
+        });
+        continue;
+      }
+      if (!dev.fdb.get(neigh.lladdr))
+        add({
+          check: 'vxlan-route-without-fdb',
+          severity: 'problem',
+          netns: n.name,
+          message: `\`${route}\` resolves ${r.via} to ${neigh.lladdr}, but ${dev.name}'s FDB has no entry for ${neigh.lladdr}: no VTEP to send to`,
+          fix: `restart flanneld on ${n.name} (it writes \`${neigh.lladdr} dst <node IP> self permanent\`)`,
+        });
+    }
+  }
+
+  // every node routes every other node's pod CIDR by a route of its own, not its default route
+  for (const a of c.nodes) {
+    const node = ns(a.name);
+    if (!node) continue;
+    for (const b of c.nodes) {
+      if (a === b) continue;
+      const probe = ip4ToInt(b.gateway);
+      const r = node.fib.lookup(probe, (x) => x.type !== 'unicast' || !!(x.dev && node.link(x.dev)?.up));
+      if (!r || r.len === 0 || r.type !== 'unicast')
+        add({
+          check: 'missing-pod-route',
+          severity: 'problem',
+          netns: a.name,
+          message: `${a.name} has no route to ${b.name}'s pods (${b.podCIDR})${r ? `: it would use \`${formatRoute(r).trim()}\`` : ''}`,
+          fix: c.mesh
+            ? `check BIRD on ${a.name} and ${b.name} (birdc show protocols; calicoctl node status)`
+            : `check flanneld on ${a.name}: it adds a route for each node's lease`,
+        });
+    }
+  }
+
+  if (c.mode === 'flannel-host-gw') {
+    const subnets = [...new Set(c.nodes.map((n) => n.subnet))];
+    if (subnets.length > 1)
+      add({
+        check: 'host-gw-across-subnets',
+        severity: 'problem',
+        message: `host-gw routes pod CIDRs via node IPs, so all nodes must share one L2 segment; these nodes span ${subnets.join(', ')}`,
+        fix: 'use the vxlan backend (optionally with DirectRouting) for nodes on different subnets',
+      });
+  }
+
+  for (const s of c.mesh?.sessions ?? [])
+    if (s.state !== 'Established')
+      add({
+        check: 'bgp-session',
+        severity: 'problem',
+        netns: s.a,
+        message: `BGP session ${s.a} ↔ ${s.b} is ${s.state}: neither node has the other's pod routes`,
+        fix: `check TCP 179 between ${s.a} and ${s.b} and calico-node on both (calicoctl node status)`,
+      });
+
+  // duplicate MACs and IPs among the devices of nodes and pods
+  const macs = new Map<string, string[]>();
+  const ips = new Map<string, string[]>();
+  for (const n of c.world.netns.values()) {
+    if (n.role !== 'node' && n.role !== 'pod') continue;
+    for (const l of n.links.values()) {
+      if (l.type === 'loopback' || l.type === 'ipip') continue;
+      macs.set(l.mac, [...(macs.get(l.mac) ?? []), `${n.name} ${l.name}`]);
+    }
+    for (const { dev, addr } of n.addresses()) {
+      if (addr.ip.startsWith('127.')) continue;
+      ips.set(addr.ip, [...(ips.get(addr.ip) ?? []), `${n.name} ${dev.name}`]);
+    }
+  }
+  for (const [mac, where] of macs)
+    if (where.length > 1)
+      add({
+        check: 'duplicate-mac',
+        severity: 'problem',
+        message: `MAC ${mac} is used by ${where.join(', ')}`,
+        fix: 'give each device its own MAC (a cloned VM image, or MACs written into a config by hand)',
+      });
+  for (const [ip, where] of ips)
+    if (where.length > 1)
+      add({
+        check: 'duplicate-ip',
+        severity: 'problem',
+        message: `${ip} is assigned to ${where.join(', ')}`,
+        fix: 'remove the duplicate (a stale IPAM allocation, or an address added by hand)',
+      });
+
+  for (const n of c.nodes) {
+    const node = ns(n.name);
+    if (node && node.sysctl.get('net.ipv4.ip_forward') !== '1')
+      add({
+        check: 'ip-forward',
+        severity: 'problem',
+        netns: n.name,
+        message: `net.ipv4.ip_forward is 0 on ${n.name}: it cannot route for its pods`,
+        fix: `sysctl -w net.ipv4.ip_forward=1 (and persist it in /etc/sysctl.d)`,
+      });
+  }
+
+  // links of the datapath that are down
+  const down = (netns: string, l: Link | undefined, what: string) => {
+    if (l && !l.up)
+      add({
+        check: 'link-down',
+        severity: 'problem',
+        netns,
+        message: `${l.name} (${what}) is DOWN in ${netns}`,
+        fix: `ip link set ${l.name} up`,
+      });
+  };
+  for (const n of c.nodes) {
+    const node = ns(n.name);
+    if (!node) continue;
+    down(n.name, node.link('eth0'), 'the underlay');
+    down(n.name, node.link('cni0'), "the pods' bridge");
+    if (info.device) down(n.name, node.link(info.device), 'the tunnel device');
+  }
+  for (const p of c.pods) {
+    down(p.node, ns(p.node)?.link(p.hostVeth), `${p.name}'s host veth`);
+    down(p.name, ns(p.name)?.link('eth0'), `${p.name}'s interface`);
+  }
+
+  return CHECKS.map((k) => ({ check: k, findings: results.get(k)! }));
+}
+
+export function describeCheck(k: CheckName): string {
+  switch (k) {
+    case 'pod-mtu':
+      return 'pod MTU fits the underlay MTU minus the encapsulation overhead on every path';
+    case 'tunnel-mtu':
+      return 'the tunnel device MTU fits the underlay';
+    case 'pod-cidr-overlap':
+      return 'node pod CIDRs do not overlap';
+    case 'pod-ip-outside-cidr':
+      return "every pod IP is inside its node's pod CIDR";
+    case 'vxlan-route-without-fdb':
+      return 'every VXLAN route has its neighbour and FDB entries';
+    case 'missing-pod-route':
+      return "every node routes every other node's pod CIDR";
+    case 'host-gw-across-subnets':
+      return 'host-gw nodes share one L2 segment';
+    case 'bgp-session':
+      return 'every BGP mesh session is Established';
+    case 'duplicate-mac':
+      return 'no MAC address is used twice';
+    case 'duplicate-ip':
+      return 'no IP address is assigned twice';
+    case 'ip-forward':
+      return 'IP forwarding is on on every node';
+    case 'link-down':
+      return 'eth0, cni0, the tunnel device and every veth are up';
+  }
+}

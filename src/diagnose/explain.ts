@@ -1,0 +1,425 @@
+/**
+ * Why a packet was dropped, with the evidence a real node would show: where in the kernel, the
+ * table entry (or the missing one) responsible, the counters that rose, the commands that show
+ * all of it, and what usually causes it under the cluster's CNI.
+ *
+ * This reads a recorded Trace and the cluster's state; it never drives the datapath. The
+ * evidence commands run through the emulated tools (read-only show commands), so their output is
+ * the real tool's.
+ */
+import { MODE_INFO } from '../cni/modes.ts';
+import type { Cluster, ResolvedNode } from '../cni/build.ts';
+import { ip4ToInt, prefixMask } from '../wire/addr.ts';
+import { runCommand, TOOLS } from '../tools/index.ts';
+import type { CounterEvent, DropReason, Step, Trace } from '../trace/types.ts';
+
+export interface Evidence {
+  netns: string;
+  command: string;
+  /** what the emulated tool prints for it now; absent when podwalk does not emulate the command */
+  output?: string;
+}
+
+export interface CounterEvidence {
+  netns: string;
+  /** e.g. "IpExtInNoRoutes", "tx_dropped on flannel.1", "iptables FORWARD rule 1 pkts" */
+  counter: string;
+  /** how much it rose during this walk */
+  delta: number;
+  /** its value now */
+  value: number;
+  /** the command that shows it on a real node */
+  command: string;
+}
+
+export interface Explanation {
+  reason: DropReason;
+  netns: string;
+  device?: string;
+  /** the hook or lookup that dropped it, e.g. "ip_forward: FIB lookup (table main)" */
+  stage: string;
+  /** the table entry responsible, as the real tool prints it, or what is missing */
+  entry: string;
+  /** one line: what happened */
+  summary: string;
+  counters: CounterEvidence[];
+  /** commands to run on the node (with their emulated output where podwalk has the tool) */
+  evidence: Evidence[];
+  /** what typically causes this under the cluster's CNI, most likely first */
+  causes: string[];
+  /** what the user sees as a consequence, e.g. the PMTU black hole of TCP */
+  consequence?: string;
+}
+
+/** the command a real node shows a counter with */
+function counterCommand(e: CounterEvent): string {
+  if (e.device) return `ip -s link show dev ${e.device}`;
+  if (e.table) return `ip -s ntable show name ${e.table}`;
+  return `nstat -az ${e.name}`;
+}
+
+function counterValue(c: Cluster, e: CounterEvent): number {
+  const ns = c.world.netns.get(e.netns);
+  if (!ns) return 0;
+  if (e.device) return ns.link(e.device)?.stats.txDropped ?? 0;
+  if (e.table) return ns.arpStats.resFailed;
+  return ns.mib.get(e.name) ?? 0;
+}
+
+/** the node whose pod CIDR holds ip */
+export function ownerOf(c: Cluster, ip: string): ResolvedNode | undefined {
+  const a = ip4ToInt(ip);
+  return c.nodes.find((n) => (a & prefixMask(n.podLen)) >>> 0 === ip4ToInt(n.podNet));
+}
+
+/** the node a netns belongs to: itself, or the node of the pod */
+function nodeOf(c: Cluster, netns: string): string | undefined {
+  if (c.nodes.some((n) => n.name === netns)) return netns;
+  return c.pods.find((p) => p.name === netns)?.node;
+}
+
+const FLANNEL = (c: Cluster) => c.mode.startsWith('flannel');
+
+export function explainDrop(c: Cluster, t: Trace): Explanation | undefined {
+  const d = t.disposition;
+  if (d.kind !== 'dropped') return undefined;
+  const dropIdx = t.steps.findIndex((s) => s.kind === 'drop' && !s.aux && s.netns === d.netns);
+  const before = t.steps.slice(0, dropIdx < 0 ? t.steps.length : dropIdx).filter((s) => !s.aux);
+  const inNs = before.filter((s) => s.netns === d.netns);
+  const lastWith = (pred: (s: Step) => boolean) => [...inNs].reverse().find(pred);
+  const dst = t.flow.dst;
+  const src = t.flow.src;
+  const owner = ownerOf(c, dst);
+  const info = MODE_INFO[c.mode];
+  const commands: { netns: string; command: string }[] = [];
+  const cmd = (netns: string, command: string) => commands.push({ netns, command });
+  const causes: string[] = [];
+  let stage = '';
+  let entry = '';
+  let consequence: string | undefined;
+  const dev = d.device;
+  const where = `${d.netns}${dev ? ` ${dev}` : ''}`;
+
+  switch (d.reason) {
+    case 'no-route': {
+      const out = t.counters.some((e) => e.netns === d.netns && e.name === 'IpOutNoRoutes');
+      const tunnel = d.detail.includes('tunnel endpoint');
+      stage = out
+        ? `ip_route_output: FIB lookup (table main) for a ${tunnel ? 'tunnel packet' : 'locally sent packet'}`
+        : 'ip_route_input → ip_forward: FIB lookup (table main)';
+      const target = tunnel ? (/tunnel endpoint (\S+)/.exec(d.detail)?.[1] ?? dst) : dst;
+      entry = `no route matches ${target} in table main (and no default route)`;
+      cmd(d.netns, `ip route get ${target}`);
+      cmd(d.netns, 'ip route show');
+      // the packet may have left a node by its default route because the node lacked the pod route
+      const leaked = before.find(
+        (s) =>
+          s.kind === 'route' &&
+          s.netns !== d.netns &&
+          c.nodes.some((n) => n.name === s.netns) &&
+          s.entry?.startsWith('default'),
+      );
+      if (owner && leaked) {
+        entry = `${leaked.netns} has no route for ${owner.podCIDR} (${owner.name}'s pods): it used \`${leaked.entry}\`, and ${d.netns} has no route for ${dst} either`;
+        cmd(leaked.netns, `ip route get ${dst}`);
+      }
+      const from = leaked?.netns ?? nodeOf(c, d.netns) ?? d.netns;
+      causes.push(...routeCauses(c, from, owner));
+      break;
+    }
+    case 'neighbour-failed': {
+      const n = lastWith((s) => s.kind === 'neigh' && s.table === 'neigh');
+      const ip = /for (\S+) on/.exec(n?.detail ?? '')?.[1] ?? /reply for (\S+)/.exec(d.detail)?.[1] ?? '?';
+      stage = `neighbour resolution: ARP for ${ip} on ${dev} (neigh_resolve_output)`;
+      entry = `${ip} dev ${dev} FAILED (no ARP reply to 3 probes)`;
+      cmd(d.netns, `ip neigh show dev ${dev}`);
+      cmd(d.netns, `ip route get ${dst}`);
+      cmd(d.netns, `arping -c 3 -I ${dev} ${ip}`);
+      const route = lastWith((s) => s.kind === 'route' && !!s.entry);
+      causes.push(
+        `nothing answers ARP for ${ip} on ${dev}: the next hop of \`${route?.entry ?? '?'}\` is down, gone or renumbered`,
+      );
+      if (c.mode === 'flannel-host-gw' || c.mode === 'calico-bgp')
+        causes.push(
+          `a node was replaced or changed its IP and ${info.controlPlane} on ${d.netns} still routes its pods to the old address; check that the route's gateway is a live node IP`,
+        );
+      const pod = c.pods.find((p) => p.node === d.netns && p.ip === ip);
+      const host = pod ? c.world.netns.get(d.netns)?.link(pod.hostVeth) : undefined;
+      const inPod = pod ? c.world.netns.get(pod.name)?.link('eth0') : undefined;
+      if (pod && (!host || !host.up || !inPod?.up)) {
+        causes.unshift(
+          `${pod.name}'s veth pair is not up: ${!host ? `${pod.hostVeth} is gone` : !host.up ? `${pod.hostVeth} (the host end, a port of ${dev}) is DOWN` : `eth0 in ${pod.name} is DOWN`}, so the bridge cannot reach the pod and ARP for ${ip} goes unanswered`,
+        );
+        cmd(d.netns, `ip link show dev ${pod.hostVeth}`);
+      } else if (pod)
+        causes.push(`the pod's address or its veth was removed (CNI DEL ran, or the pod was deleted)`);
+      break;
+    }
+    case 'vxlan-fdb-miss': {
+      const mac = /entry for ([0-9a-f:]{17})/.exec(d.detail)?.[1] ?? '?';
+      const neigh = before.find((s) => s.netns === d.netns && s.kind === 'neigh' && s.entry?.includes(mac));
+      stage = `vxlan_xmit: FDB lookup on ${dev} for the inner destination MAC`;
+      entry = `no \`${mac} dev ${dev} dst <node IP>\` entry in ${dev}'s FDB${neigh?.entry ? ` (the MAC came from the neighbour entry \`${neigh.entry}\`)` : ''}`;
+      cmd(d.netns, `bridge fdb show dev ${dev}`);
+      cmd(d.netns, `ip neigh show dev ${dev}`);
+      cmd(d.netns, `ip -d link show dev ${dev}`);
+      const peer = owner?.name ?? 'the destination node';
+      causes.push(
+        `flanneld writes \`${mac} dst <${peer}'s IP>\` to ${dev}'s FDB when ${peer}'s lease appears (its node annotation flannel.alpha.coreos.com/backend-data holds that VTEP MAC); on ${d.netns} it never did or it was removed: check flanneld's logs on ${d.netns} and \`kubectl get node ${peer} -o yaml\``,
+        `${peer} recreated ${dev} with a new MAC and ${d.netns}'s flanneld has not caught up (the neighbour entry and the FDB disagree)`,
+      );
+      break;
+    }
+    case 'link-down': {
+      const l = dev ? c.world.netns.get(d.netns)?.link(dev) : undefined;
+      const carrier = d.detail.includes('carrier');
+      stage = carrier
+        ? `dev_queue_xmit on ${dev}: no carrier, the noop qdisc drops`
+        : `transmit on ${dev}: the device is administratively down`;
+      entry = `${dev}: ${l?.up ? 'UP' : 'DOWN'}${carrier ? ', NO-CARRIER (its peer is down or gone)' : ''}`;
+      cmd(d.netns, `ip link show dev ${dev}`);
+      if (l?.type === 'veth' && l.peer) cmd(l.peer.netns, `ip link show dev ${l.peer.name}`);
+      causes.push(
+        l?.type === 'veth'
+          ? `the other end of ${dev} (${l.peer ? `${l.peer.name} in ${l.peer.netns}` : 'its peer'}) is down: a pod being torn down, or \`ip link set ... down\` during debugging`
+          : `${dev} was set down (by hand, or by a daemon restarting)`,
+      );
+      if (dev === info.device)
+        causes.push(
+          `${info.controlPlane} brings ${dev} up at start; restart it on ${d.netns} or \`ip link set ${dev} up\``,
+        );
+      break;
+    }
+    case 'filtered': {
+      const nf = lastWith((s) => s.kind === 'netfilter');
+      stage = `netfilter: ${nf?.table ?? 'filter'}${nf?.device ? ` (packet on ${nf.device})` : ''}`;
+      const rule = /(?:dropped|rejected) by (.*)$/.exec(d.detail)?.[1] ?? d.detail;
+      entry = rule;
+      const chain = /rule (\S+) #(\d+)/.exec(rule);
+      const policy = /policy (\S+) (DROP|ACCEPT)/.exec(rule);
+      const hookChain = /filter (\S+)/.exec(nf?.table ?? '')?.[1] ?? 'FORWARD';
+      cmd(d.netns, `iptables -L ${chain?.[1] ?? policy?.[1] ?? hookChain} -n -v --line-numbers`);
+      const comment = /--comment "([^"]*)"|--comment (\S+)/.exec(rule);
+      if (rule.includes('--ctstate INVALID'))
+        causes.push(
+          `conntrack on ${d.netns} saw ${t.flow.label} without the packets before it: the two directions take different paths (asymmetric routing), so this node never saw the connection start`,
+        );
+      if (comment && /policy|NetworkPolicy/i.test(comment[1] ?? comment[2]))
+        causes.push(`a Kubernetes NetworkPolicy: ${comment[1] ?? comment[2]}`);
+      else if (policy)
+        causes.push(
+          `the ${policy[1]} chain's policy is ${policy[2]} and no rule accepted this packet: a host firewall (or Docker's iptables setup) on ${d.netns}`,
+        );
+      else if (!rule.includes('INVALID'))
+        causes.push(`a rule someone added to ${d.netns}'s ${chain?.[1] ?? hookChain} chain`);
+      break;
+    }
+    case 'mtu-exceeded': {
+      const m = lastWith((s) => s.kind === 'mtu');
+      const local = d.detail.includes('EMSGSIZE');
+      const veth = d.detail.includes('veth drops');
+      stage = local
+        ? 'the sending socket: the packet is larger than the route MTU and DF is set (EMSGSIZE)'
+        : veth
+          ? `veth transmit: the frame is larger than ${dev}'s MTU (is_skb_forwardable), dropped without ICMP`
+          : `ip_forward: MTU check before ${dev} with DF set`;
+      entry = m?.detail ?? d.detail;
+      cmd(d.netns, `ip link show dev ${dev}`);
+      cmd(d.netns, `ip route get ${dst}`);
+      const podMtu = c.podMtu;
+      const fits = c.spec.mtu - info.overhead;
+      if (podMtu > fits)
+        causes.push(
+          `the pod MTU (${podMtu}) is larger than the underlay MTU ${c.spec.mtu} minus ${info.overhead} bytes of ${info.encapsulation} overhead (${fits}): set the CNI's MTU to ${fits}`,
+        );
+      causes.push(
+        `a link on the path has a smaller MTU than the nodes assume (a VPN, a cloud network with MTU 1450, jumbo frames on only some hosts)`,
+      );
+      if (t.flow.proto === 'tcp')
+        consequence = veth
+          ? 'TCP: the handshake passes (small segments), then every full-size segment is dropped here without an ICMP error, so the sender never learns a smaller MTU and the connection stalls after the handshake (a PMTU black hole)'
+          : 'TCP: the handshake passes (small segments); full-size segments are dropped here and the sender gets ICMP "fragmentation needed" with the MTU to use. If that ICMP reaches the pod, TCP retries with smaller segments (slow first requests); if a firewall drops it, the connection stalls after the handshake (a PMTU black hole)';
+      break;
+    }
+    case 'ttl-exceeded': {
+      stage = 'ip_forward: TTL check (the TTL would reach 0)';
+      const seen = before.filter((s) => s.kind === 'forward').map((s) => s.netns);
+      entry = `the packet was forwarded ${seen.length} times: ${[...new Set(seen)].join(' ↔ ')}`;
+      cmd(d.netns, `ip route get ${dst}`);
+      for (const ns of new Set(seen)) if (ns !== d.netns) cmd(ns, `ip route get ${dst}`);
+      cmd(t.flow.from, `traceroute -n ${dst}`);
+      causes.push(
+        `a routing loop: ${[...new Set(seen)].join(' and ')} each route ${dst} towards the other (a stale static route, or a node sending a pod CIDR it lost to its default gateway that sends it back)`,
+      );
+      break;
+    }
+    case 'forwarding-disabled':
+      stage = 'ip_route_input: the packet is not for this host and forwarding is off';
+      entry = 'net.ipv4.ip_forward = 0';
+      cmd(d.netns, 'sysctl net.ipv4.ip_forward');
+      causes.push(
+        `net.ipv4.ip_forward was reset to 0 on ${d.netns} (a sysctl.d file, a security baseline, or a reboot without the setting kubelet/the CNI expects); Kubernetes nodes need it on`,
+      );
+      break;
+    case 'rp-filter': {
+      const rp = lastWith((s) => s.action === 'rp_filter');
+      stage = `fib_validate_source: reverse-path filter on ${dev}`;
+      entry = `${rp?.detail ?? d.detail}; reverse route: ${rp?.entry ?? '(none)'}`;
+      cmd(d.netns, `sysctl net.ipv4.conf.all.rp_filter net.ipv4.conf.${dev?.replaceAll('.', '/')}.rp_filter`);
+      cmd(d.netns, `ip route get ${src}`);
+      const srcOwner = ownerOf(c, src);
+      causes.push(
+        `${d.netns} would answer ${src} through another device than ${dev} (or not at all)${srcOwner ? `: its route to ${srcOwner.name}'s pods (${srcOwner.podCIDR}) is missing or points elsewhere` : ''}, and strict rp_filter drops what arrives on the "wrong" side`,
+        'set rp_filter to 2 (loose) on tunnel and pod-facing devices, as Calico and flannel expect, or fix the return route',
+      );
+      break;
+    }
+    case 'port-unreachable':
+    case 'reset': {
+      const port = t.flow.dport;
+      const proto = t.flow.proto;
+      stage =
+        d.reason === 'reset'
+          ? 'tcp_v4_rcv: no socket for the destination port (TCP answers with RST)'
+          : `${proto === 'udp' ? '__udp4_lib_rcv' : 'ip_local_deliver'}: no socket (ICMP port unreachable)`;
+      entry = `no ${proto} socket listening on ${dst}:${port} in ${d.netns}`;
+      cmd(d.netns, proto === 'udp' ? 'ss -lun' : 'ss -ltn');
+      causes.push(
+        `the application in ${d.netns} does not listen on ${proto}/${port}: a wrong containerPort/targetPort, the app listens on 127.0.0.1 only, or it has not started yet`,
+      );
+      break;
+    }
+    case 'not-for-host':
+      stage = 'ip_rcv: the frame is for another host (PACKET_OTHERHOST)';
+      entry = d.detail;
+      cmd(d.netns, `ip link show dev ${dev}`);
+      cmd(d.netns, 'ip neigh show');
+      causes.push('a stale neighbour entry on the sender: the MAC it used belongs to another device now');
+      break;
+    case 'martian':
+      stage = 'ip_route_input: martian source or destination';
+      entry = d.detail;
+      cmd(d.netns, 'sysctl net.ipv4.conf.all.log_martians');
+      causes.push('a source address that cannot appear on this device (a misconfigured address or route)');
+      break;
+  }
+
+  // the counters that rose during the walk, where the packet died first
+  const byKey = new Map<string, { e: CounterEvent; n: number }>();
+  for (const e of t.counters) {
+    const key = `${e.netns}|${e.name}|${e.device ?? ''}|${e.table ?? ''}`;
+    const cur = byKey.get(key);
+    if (cur) cur.n++;
+    else byKey.set(key, { e, n: 1 });
+  }
+  const counters: CounterEvidence[] = [...byKey.values()].map(({ e, n }) => ({
+    netns: e.netns,
+    counter: e.device ? `${e.name} on ${e.device}` : e.table ? `${e.table} ${e.name}` : e.name,
+    delta: n,
+    value: counterValue(c, e),
+    command: counterCommand(e),
+  }));
+  if (d.reason === 'filtered') {
+    const m = /rule (\S+) #(\d+)/.exec(entry);
+    const chain = m ? c.world.netns.get(d.netns)?.netfilter.chain('filter', m[1]) : undefined;
+    const r = chain?.rules[Number(m![2]) - 1];
+    if (r)
+      counters.unshift({
+        netns: d.netns,
+        counter: `iptables ${m![1]} rule ${m![2]} pkts`,
+        delta: 1,
+        value: r.pkts,
+        command: `iptables -L ${m![1]} -n -v --line-numbers`,
+      });
+  }
+  // one nstat per namespace for all its counters, as one would type it
+  const nstat = new Map<string, string[]>();
+  for (const e of counters) {
+    const m = /^nstat -az (\S+)$/.exec(e.command);
+    if (m) nstat.set(e.netns, [...(nstat.get(e.netns) ?? []), m[1]]);
+    else if (!commands.some((x) => x.command === e.command && x.netns === e.netns))
+      commands.push({ netns: e.netns, command: e.command });
+  }
+  for (const [netns, names] of nstat) commands.push({ netns, command: `nstat -az ${names.join(' ')}` });
+
+  const evidence = commands.map(({ netns, command }) => {
+    const program = command.split(' ')[0];
+    if (!TOOLS[program]) return { netns, command };
+    const r = runCommand(c, netns, command);
+    if (r.code === 2 && /not emulated/.test(r.stderr)) return { netns, command };
+    return { netns, command, output: (r.stdout + r.stderr).replace(/\n$/, '') };
+  });
+  return {
+    reason: d.reason,
+    netns: d.netns,
+    device: dev,
+    stage,
+    entry,
+    summary: `${t.flow.label} dropped in ${where}: ${d.detail}`,
+    counters,
+    evidence,
+    causes,
+    consequence,
+  };
+}
+
+/** why a node has no route to another node's pods, per control plane */
+function routeCauses(c: Cluster, from: string, owner: ResolvedNode | undefined): string[] {
+  const out: string[] = [];
+  const peer = owner?.name;
+  if (c.mesh && peer) {
+    const s = c.mesh.session(from, peer);
+    if (s && s.state !== 'Established')
+      out.push(
+        `the BGP session ${from} ↔ ${peer} is ${s.state}, not Established: BIRD withdrew ${peer}'s route for ${owner.podCIDR} from ${from}'s kernel table (check \`birdc show protocols\` / \`calicoctl node status\` on ${from}, TCP 179 between the nodes, and calico-node on ${peer})`,
+      );
+  }
+  if (c.mode === 'flannel-host-gw' && owner) {
+    const me = c.nodes.find((n) => n.name === from);
+    if (me && me.subnet !== owner.subnet)
+      out.push(
+        `host-gw needs every node on one L2 segment: ${from} (${me.subnet}) cannot route ${owner.podCIDR} via ${owner.name}'s ${owner.addr} (${owner.subnet}) directly; flanneld logs that the gateway is not reachable. Use the vxlan backend (or DirectRouting) across subnets`,
+      );
+  }
+  if (FLANNEL(c) && peer)
+    out.push(
+      `flanneld on ${from} did not add the route for ${peer}'s lease (${owner!.podCIDR}): the lease event was missed, or flanneld on ${from} is not running; check its logs and restart it`,
+    );
+  else if (peer && !out.length)
+    out.push(
+      `${from}'s BIRD has no route for ${owner!.podCIDR} from ${peer}: calico-node on ${peer} is not advertising it, or the route was deleted by hand`,
+    );
+  if (!peer)
+    out.push(
+      `the destination is outside every node's pod CIDR: a wrong address, or a network only a router knows`,
+    );
+  return out;
+}
+
+/** plain-text rendering, indented under a dropped trace */
+export function renderExplanation(x: Explanation): string {
+  const lines = [
+    `why: ${x.reason} in ${x.netns}${x.device ? ` at ${x.device}` : ''}`,
+    `  where:   ${x.stage}`,
+    `  entry:   ${x.entry}`,
+  ];
+  if (x.counters.length) {
+    lines.push('  counters (rose during this walk):');
+    for (const k of x.counters)
+      lines.push(`    ${k.netns}: ${k.counter} +${k.delta} (now ${k.value})   ← ${k.command}`);
+  }
+  if (x.consequence) lines.push(`  consequence: ${x.consequence}`);
+  if (x.causes.length) {
+    lines.push('  likely causes:');
+    for (const cz of x.causes) lines.push(`    - ${cz}`);
+  }
+  if (x.evidence.length) {
+    lines.push('  on a real node:');
+    for (const e of x.evidence) {
+      lines.push(`    ${e.netns}$ ${e.command}`);
+      if (e.output !== undefined)
+        for (const l of (e.output || '(no output)').split('\n')) lines.push(`      ${l}`);
+    }
+  }
+  return lines.join('\n');
+}
