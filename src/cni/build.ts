@@ -17,6 +17,7 @@ import {
   addVethPair,
   setLinkUp,
   setMaster,
+  NetlinkError,
 } from '../kernel/netlink.ts';
 import { parseRuleSpec, shellSplit } from '../kernel/netfilter.ts';
 import { Sockets } from '../kernel/sockets.ts';
@@ -50,6 +51,10 @@ export interface Cluster {
   mesh?: Mesh;
   /** the cluster-wide pod network (what flannel calls Network), the smallest prefix covering all pod CIDRs */
   clusterCidr: string;
+}
+
+function sameNet(a: string, b: string, len: number): boolean {
+  return ((ip4ToInt(a) ^ ip4ToInt(b)) & prefixMask(len)) === 0;
 }
 
 function subnetOf(ip: string, len: number): string {
@@ -162,6 +167,17 @@ export class BuildError extends Error {}
  * are commands of the emulated tools, a layer above (tools/index.ts prepareCluster).
  */
 export function buildCluster(spec: ClusterSpec, mode: CniMode = spec.cni): Cluster {
+  try {
+    return build(spec, mode);
+  } catch (e) {
+    // a kernel refusal while programming the nodes is a cluster that cannot be brought up as described
+    if (e instanceof NetlinkError)
+      throw new BuildError(`cluster "${spec.name}" (${mode}): the kernel refused a step: ${e.message}`);
+    throw e;
+  }
+}
+
+function build(spec: ClusterSpec, mode: CniMode): Cluster {
   // every name is a network namespace: segments, the router, nodes and pods share one namespace of names
   const names = [
     ...spec.subnets.map((s) => s.name),
@@ -255,7 +271,10 @@ export function buildCluster(spec: ClusterSpec, mode: CniMode = spec.cni): Clust
     setLinkUp(host, p.hostVeth, true);
     setLinkUp(ns, 'eth0', true);
     addAddress(ns, 'eth0', p.ip, node.podLen);
-    addRoute(ns, { prefix: 'default', via: node.gateway, dev: 'eth0' });
+    // a pod address outside the node's CIDR (a static IP, a stale allocation) cannot reach cni0's
+    // address on-link: the route is added onlink, so the pod still sends and doctor can show why
+    const onlink = !sameNet(p.ip, node.gateway, node.podLen);
+    addRoute(ns, { prefix: 'default', via: node.gateway, dev: 'eth0', onlink });
     for (const l of p.listen) ns.sockets.push({ proto: l.proto, port: l.port, addr: '0.0.0.0' });
   }
 

@@ -16,7 +16,9 @@ export const CHECKS = [
   'pod-ip-outside-cidr',
   'vxlan-route-without-fdb',
   'missing-pod-route',
+  'pod-route-wrong-node',
   'host-gw-across-subnets',
+  'router-knows-pods',
   'bgp-session',
   'duplicate-mac',
   'duplicate-ip',
@@ -173,6 +175,34 @@ export function runChecks(c: Cluster): CheckResult[] {
       if (a === b) continue;
       const probe = ip4ToInt(b.gateway);
       const r = node.fib.lookup(probe, (x) => x.type !== 'unicast' || !!(x.dev && node.link(x.dev)?.up));
+      // a gateway that is another node (its node IP, or its VTEP address) sends the pods' traffic the long way round
+      const other = r?.via
+        ? c.nodes.find((n) => n !== b && n !== a && (n.addr === r.via || n.podNet === r.via))
+        : undefined;
+      if (r && other)
+        add({
+          check: 'pod-route-wrong-node',
+          severity: 'problem',
+          netns: a.name,
+          message: `${a.name} routes ${b.name}'s pods (${b.podCIDR}) via ${other.name}: \`${formatRoute(r).trim()}\`; the answers come back another way (asymmetric path)`,
+          fix: `delete the stale route on ${a.name} so ${c.mesh ? 'BIRD' : 'flanneld'}'s route to ${b.name} applies`,
+        });
+      const gateways = c.spec.subnets.map((x) => x.gateway);
+      if (
+        r?.via &&
+        r.len > 0 &&
+        !other &&
+        r.via !== b.addr &&
+        r.via !== b.podNet &&
+        !gateways.includes(r.via)
+      )
+        add({
+          check: 'pod-route-wrong-node',
+          severity: 'problem',
+          netns: a.name,
+          message: `${a.name} routes ${b.name}'s pods (${b.podCIDR}) via ${r.via}, which is not ${b.name}'s address (${b.addr}): \`${formatRoute(r).trim()}\``,
+          fix: `a stale route from when ${b.name} had another address: delete it so ${c.mesh ? 'BIRD' : 'flanneld'} can add the right one`,
+        });
       if (!r || r.len === 0 || r.type !== 'unicast')
         add({
           check: 'missing-pod-route',
@@ -195,6 +225,26 @@ export function runChecks(c: Cluster): CheckResult[] {
         message: `host-gw routes pod CIDRs via node IPs, so all nodes must share one L2 segment; these nodes span ${subnets.join(', ')}`,
         fix: 'use the vxlan backend (optionally with DirectRouting) for nodes on different subnets',
       });
+  }
+
+  // calico-bgp: unencapsulated pod traffic between subnets crosses the router: it must route the pod CIDRs
+  if (info.overhead === 0 && c.mesh) {
+    const router = ns('router');
+    const subnets = new Set(c.nodes.map((n) => n.subnet));
+    if (router && subnets.size > 1)
+      for (const n of c.nodes) {
+        const r = router.fib.lookup(ip4ToInt(n.gateway));
+        if (!r || r.len === 0)
+          add({
+            check: 'router-knows-pods',
+            severity: 'problem',
+            netns: 'router',
+            message: `the router between the subnets has no route for ${n.name}'s pods (${n.podCIDR}), but ${c.mode} sends pod IPs across it unencapsulated`,
+            fix: c.mesh
+              ? 'peer the routers with BGP (Calico BGPPeer), or use IPIP/VXLAN CrossSubnet'
+              : 'add the pod routes to the router, or use an encapsulating backend',
+          });
+      }
   }
 
   for (const s of c.mesh?.sessions ?? [])
@@ -290,8 +340,12 @@ export function describeCheck(k: CheckName): string {
       return 'every VXLAN route has its neighbour and FDB entries';
     case 'missing-pod-route':
       return "every node routes every other node's pod CIDR";
+    case 'pod-route-wrong-node':
+      return "every node routes another node's pod CIDR to that node";
     case 'host-gw-across-subnets':
       return 'host-gw nodes share one L2 segment';
+    case 'router-knows-pods':
+      return 'the router between subnets routes every pod CIDR (unencapsulated modes)';
     case 'bgp-session':
       return 'every BGP mesh session is Established';
     case 'duplicate-mac':

@@ -124,7 +124,29 @@ export function explainDrop(c: Cluster, t: Trace): Explanation | undefined {
         cmd(leaked.netns, `ip route get ${dst}`);
       }
       const from = leaked?.netns ?? nodeOf(c, d.netns) ?? d.netns;
-      causes.push(...routeCauses(c, from, owner));
+      for (const name of new Set([d.netns, from])) {
+        const down = [...(c.world.netns.get(name)?.links.values() ?? [])].filter(
+          (l) => l.type !== 'loopback' && !l.up,
+        );
+        for (const l of down) {
+          causes.push(
+            `${l.name} is DOWN in ${name}: the kernel removed every route through it (\`ip link set ${l.name} up\` and the routes must be added again)`,
+          );
+          cmd(name, `ip link show dev ${l.name}`);
+        }
+      }
+      const role = c.world.netns.get(d.netns)?.role;
+      if (causes.length) {
+        // a link that is down explains the missing routes
+      } else if (role === 'pod')
+        causes.push(
+          `${d.netns} has no default route via its gateway: the CNI's ADD did not finish (or someone deleted the route); the pod's routes come from the CNI config, not from a daemon`,
+        );
+      else if (!leaked && role === 'router')
+        causes.push(
+          `the router does not know the pod networks: ${c.mode} sends pod IPs across it unencapsulated, so it needs a route for ${owner?.podCIDR ?? dst}${c.mesh ? ' (peer it with BGP, or use IPIP CrossSubnet)' : ''}`,
+        );
+      else causes.push(...routeCauses(c, from, owner));
       break;
     }
     case 'neighbour-failed': {
@@ -143,6 +165,14 @@ export function explainDrop(c: Cluster, t: Trace): Explanation | undefined {
         causes.push(
           `a node was replaced or changed its IP and ${info.controlPlane} on ${d.netns} still routes its pods to the old address; check that the route's gateway is a live node IP`,
         );
+      const l = dev ? c.world.netns.get(d.netns)?.link(dev) : undefined;
+      if (l && !c.stack.carrier(c.world.ns(d.netns), l)) {
+        const peer = l.type === 'veth' ? l.peer : undefined;
+        causes.unshift(
+          `${dev} has no carrier (NO-CARRIER)${peer ? `: its veth peer ${peer.name} in ${peer.netns} is down` : ': none of its ports is up'}, so the ARP requests never leave (tx_dropped rises); the route is still used because routes on a link without carrier stay (ignore_routes_with_linkdown=0)`,
+        );
+        if (peer) cmd(peer.netns, `ip link show dev ${peer.name}`);
+      }
       const pod = c.pods.find((p) => p.node === d.netns && p.ip === ip);
       const host = pod ? c.world.netns.get(d.netns)?.link(pod.hostVeth) : undefined;
       const inPod = pod ? c.world.netns.get(pod.name)?.link('eth0') : undefined;
@@ -217,11 +247,11 @@ export function explainDrop(c: Cluster, t: Trace): Explanation | undefined {
     case 'mtu-exceeded': {
       const m = lastWith((s) => s.kind === 'mtu');
       const local = d.detail.includes('EMSGSIZE');
-      const veth = d.detail.includes('veth drops');
+      const veth = d.detail.includes('drops it silently');
       stage = local
         ? 'the sending socket: the packet is larger than the route MTU and DF is set (EMSGSIZE)'
         : veth
-          ? `veth transmit: the frame is larger than ${dev}'s MTU (is_skb_forwardable), dropped without ICMP`
+          ? `${d.detail.includes('bridge port') ? 'bridge forward' : 'veth transmit'}: the frame is larger than ${dev}'s MTU (is_skb_forwardable), dropped without ICMP`
           : `ip_forward: MTU check before ${dev} with DF set`;
       entry = m?.detail ?? d.detail;
       cmd(d.netns, `ip link show dev ${dev}`);
@@ -381,7 +411,7 @@ function routeCauses(c: Cluster, from: string, owner: ResolvedNode | undefined):
         `host-gw needs every node on one L2 segment: ${from} (${me.subnet}) cannot route ${owner.podCIDR} via ${owner.name}'s ${owner.addr} (${owner.subnet}) directly; flanneld logs that the gateway is not reachable. Use the vxlan backend (or DirectRouting) across subnets`,
       );
   }
-  if (FLANNEL(c) && peer)
+  if (FLANNEL(c) && peer && !out.length)
     out.push(
       `flanneld on ${from} did not add the route for ${peer}'s lease (${owner!.podCIDR}): the lease event was missed, or flanneld on ${from} is not running; check its logs and restart it`,
     );

@@ -51,7 +51,21 @@ export interface TcpConn {
   closeAfterSend: boolean;
   received: number;
   role: 'client' | 'server';
+  /** oldest unacknowledged sequence number, and the data segments not yet acknowledged */
+  sndUna: number;
+  unacked: { seq: number; data: Uint8Array; psh: boolean }[];
+  /** out-of-order segments held until the gap before them is filled (tcp_data_queue_ofo) */
+  ofo: Map<number, { data: Uint8Array; psh: boolean }>;
+  /** the in-order stream has carried a PSH: the application has its whole message */
+  pushed: boolean;
+  /** the application answered (server) or closed (client) */
+  done: boolean;
+  /** path MTU learned from ICMP fragmentation needed */
+  pmtu?: number;
 }
+
+/** a is after b in sequence space */
+const seqAfter = (a: number, b: number) => ((a - b) | 0) > 0;
 
 /** tcp_select_initial_window: the 64 KiB receive space rounded down to a multiple of the MSS (44 × 1460 = 64240) */
 function initialWindow(mss: number): number {
@@ -246,6 +260,11 @@ export class Sockets implements TransportHandler {
       closeAfterSend: true,
       received: 0,
       role: 'client',
+      sndUna: 0,
+      unacked: [],
+      ofo: new Map(),
+      pushed: false,
+      done: false,
     };
     this.w.rec.add({
       kind: 'socket',
@@ -381,6 +400,7 @@ export class Sockets implements TransportHandler {
             : t === 11
               ? 'time exceeded'
               : `type ${t}`;
+      if (t === 3 && p.icmp.code === 4 && p.icmp.mtu && this.mtuReduced(ns, dev, p.data, p.icmp.mtu)) return;
       this.stack.deliver(ns, dev.name, 'icmp', `ICMP ${what} reaches the sender`, 3);
       return;
     }
@@ -474,9 +494,40 @@ export class Sockets implements TransportHandler {
       return;
     }
     if (conn.state === 'SYN_RECV' && f.ack && !f.syn) conn.state = 'ESTABLISHED';
+    if (f.ack && seqAfter(tcp.ack, conn.sndUna)) {
+      conn.sndUna = tcp.ack;
+      conn.unacked = conn.unacked.filter((u) => seqAfter((u.seq + u.data.length) >>> 0, tcp.ack));
+    }
+    if (data.length && tcp.seq !== conn.rcvNxt) {
+      // tcp_data_queue: a segment after a gap waits in the out-of-order queue; either way the
+      // receiver answers at once with a duplicate ACK for the first byte it is missing
+      const ahead = seqAfter(tcp.seq, conn.rcvNxt);
+      if (ahead) conn.ofo.set(tcp.seq, { data, psh: !!f.psh });
+      this.stack.deliver(
+        ns,
+        dev.name,
+        `tcp/${tcp.dstPort}`,
+        ahead
+          ? `${desc}: out of order (expected seq ${conn.rcvNxt}), held in the out-of-order queue; duplicate ACK`
+          : `${desc}: already received; duplicate ACK`,
+        4,
+      );
+      reply({ ack: true }, new Uint8Array(0), 'dup ACK');
+      return;
+    }
+    let pushedNow = false;
     if (data.length) {
       conn.rcvNxt = (conn.rcvNxt + data.length) >>> 0;
       conn.received += data.length;
+      pushedNow = !!f.psh;
+      // the gap is filled: queued segments follow in order
+      for (let next = conn.ofo.get(conn.rcvNxt); next; next = conn.ofo.get(conn.rcvNxt)) {
+        conn.ofo.delete(conn.rcvNxt);
+        conn.rcvNxt = (conn.rcvNxt + next.data.length) >>> 0;
+        conn.received += next.data.length;
+        pushedNow ||= next.psh;
+      }
+      if (pushedNow) conn.pushed = true;
     }
     if (f.fin) conn.rcvNxt = (conn.rcvNxt + 1) >>> 0;
     // state after the peer's FIN / ACK of our FIN
@@ -495,13 +546,20 @@ export class Sockets implements TransportHandler {
     );
     // quickack at the start of a connection: data is acknowledged at once, before the application reacts
     if (data.length && !f.fin) reply({ ack: true }, new Uint8Array(0), 'ACK');
-    if (conn.role === 'server' && data.length && conn.toSend.length === 0) {
-      // the application answers the request
+    if (conn.role === 'server' && data.length && conn.pushed && !conn.done) {
+      // the application has the whole request (the stream carried its PSH): it answers
+      conn.done = true;
       conn.toSend = this.serverResponse(data);
       this.sendData(conn, ns);
       return;
     }
-    if (conn.role === 'client' && data.length && conn.closeAfterSend && conn.state === 'ESTABLISHED') {
+    if (
+      conn.role === 'client' &&
+      data.length &&
+      conn.pushed &&
+      conn.closeAfterSend &&
+      conn.state === 'ESTABLISHED'
+    ) {
       // response received: the application closes
       conn.state = 'FIN_WAIT1';
       reply({ fin: true, ack: true }, new Uint8Array(0), 'FIN');
@@ -516,12 +574,73 @@ export class Sockets implements TransportHandler {
     if (conn.state === 'TIME_WAIT' && f.fin) reply({ ack: true }, new Uint8Array(0), 'ACK');
   }
 
+  /** payload bytes per segment: the smaller MSS, less the timestamp option, within the path MTU */
+  private sendMss(conn: TcpConn): number {
+    const mss = Math.min(conn.peerMss, conn.mss, conn.pmtu ? conn.pmtu - 40 : Infinity);
+    return mss - TS_OPT;
+  }
+
+  /**
+   * tcp_v4_err → tcp_v4_mtu_reduced: ICMP fragmentation needed for one of our segments lowers
+   * the path MTU, and tcp_simple_retransmit sends again, cut to the new size, every unacknowledged
+   * segment that no longer fits.
+   */
+  private mtuReduced(ns: Netns, dev: Link, quoted: Uint8Array, mtu: number): boolean {
+    if (quoted.length < 28 || quoted[9] !== IPPROTO_TCP) return false;
+    const ihl = (quoted[0] & 0x0f) * 4;
+    const src = `${quoted[12]}.${quoted[13]}.${quoted[14]}.${quoted[15]}`;
+    const dst = `${quoted[16]}.${quoted[17]}.${quoted[18]}.${quoted[19]}`;
+    const sport = (quoted[ihl] << 8) | quoted[ihl + 1];
+    const dport = (quoted[ihl + 2] << 8) | quoted[ihl + 3];
+    const conn = this.byTuple.get(this.connKey(ns.name, src, sport, dst, dport));
+    if (!conn || conn.state === 'CLOSED') return false;
+    const before = this.sendMss(conn);
+    if (conn.pmtu !== undefined && conn.pmtu <= mtu) {
+      this.stack.deliver(
+        ns,
+        dev.name,
+        'icmp',
+        `ICMP fragmentation needed (mtu ${mtu}): path MTU already ${conn.pmtu}`,
+        3,
+      );
+      return true;
+    }
+    conn.pmtu = mtu;
+    const chunk = this.sendMss(conn);
+    const lost = conn.unacked.filter((u) => u.data.length > chunk);
+    this.stack.deliver(
+      ns,
+      dev.name,
+      'icmp',
+      `ICMP fragmentation needed (mtu ${mtu}) for tcp/${sport} → ${dst}:${dport}: path MTU ${mtu}, segments ${before} → ${chunk} bytes; ${lost.length} segment${lost.length === 1 ? '' : 's'} sent again`,
+      4,
+    );
+    const sndNxt = conn.sndNxt;
+    for (const u of lost) {
+      const parts: { seq: number; data: Uint8Array; psh: boolean }[] = [];
+      for (let off = 0; off < u.data.length; off += chunk) {
+        const part = u.data.subarray(off, Math.min(off + chunk, u.data.length));
+        parts.push({ seq: (u.seq + off) >>> 0, data: part, psh: u.psh && off + chunk >= u.data.length });
+      }
+      conn.unacked.splice(conn.unacked.indexOf(u), 1, ...parts);
+      for (const part of parts) {
+        conn.sndNxt = part.seq;
+        const seg = this.segment(conn, { psh: part.psh, ack: true }, part.data, this.tsOpt(conn));
+        this.stack.queue.push({ ns: ns.name, pkt: seg, label: 'retransmission' });
+      }
+    }
+    conn.sndNxt = sndNxt;
+    return true;
+  }
+
   private sendData(conn: TcpConn, ns: Netns): void {
-    const chunk = Math.min(conn.peerMss, conn.mss) - TS_OPT;
+    const chunk = this.sendMss(conn);
     const data = conn.toSend;
     for (let off = 0; off < data.length; off += chunk) {
       const part = data.subarray(off, Math.min(off + chunk, data.length));
-      const seg = this.segment(conn, { psh: off + chunk >= data.length, ack: true }, part, this.tsOpt(conn));
+      const psh = off + chunk >= data.length;
+      const seg = this.segment(conn, { psh, ack: true }, part, this.tsOpt(conn));
+      conn.unacked.push({ seq: conn.sndNxt, data: part, psh });
       conn.sndNxt = (conn.sndNxt + part.length) >>> 0;
       this.stack.queue.push({
         ns: ns.name,
@@ -559,6 +678,11 @@ export class Sockets implements TransportHandler {
       closeAfterSend: false,
       received: 0,
       role: 'server',
+      sndUna: 0,
+      unacked: [],
+      ofo: new Map(),
+      pushed: false,
+      done: false,
     };
     this.addConn(c);
     this.stack.deliver(

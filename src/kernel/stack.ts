@@ -692,6 +692,17 @@ export class Stack {
       rec.part = prev;
       return;
     }
+    // br_dev_queue_push_xmit → is_skb_forwardable: larger than the egress port's MTU → dropped, no ICMP
+    if (port.type !== 'bridge' && p.kind === 'ipv4' && ipv4Length(p) > port.mtu) {
+      this.txDropped(ns, port);
+      return this.drop(
+        ns,
+        'mtu-exceeded',
+        `frame of ${ipv4Length(p) + 14} bytes exceeds bridge port ${port.name} mtu ${port.mtu}: the bridge drops it silently`,
+        port.name,
+        2,
+      );
+    }
     this.devXmit(ns, port, frame);
   }
 
