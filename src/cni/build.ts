@@ -277,10 +277,10 @@ export function buildCluster(spec: ClusterSpec, mode: CniMode = spec.cni): Clust
   let compiled = new Map<string, NodePolicy>();
   if (info.networkPolicy) compiled = compilePolicies(spec, pods);
   else if (policies.length > 0) {
-    const names = policies.map((p) => `${p.namespace}/${p.name}`).join(', ');
+    const n = policies.length;
     warnings.push(
-      `${mode} does not enforce NetworkPolicy: ${policies.length === 1 ? 'policy' : `${policies.length} policies`} ` +
-        `${names} not applied (a calico-* mode enforces them)`,
+      `${mode} does not enforce NetworkPolicy: ${n === 1 ? '1 policy is' : `${n} policies are`} not applied ` +
+        `(${policies.map((p) => `${p.namespace}/${p.name}`).join(', ')}); a calico-* mode enforces them`,
     );
   }
   const cluster: Cluster = { spec, mode, world, stack, sockets, nodes, pods, podMtu, clusterCidr, warnings };
