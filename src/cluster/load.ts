@@ -1129,7 +1129,6 @@ export function loadPolicies(
   const lineCounter = new LineCounter();
   const fail = failAt(fileName, lineCounter);
   const docs = parseAllDocuments(text, { lineCounter, prettyErrors: false });
-  if (!Array.isArray(docs)) return fail(0, 'the policy file is empty; it needs a NetworkPolicy');
   const out: NetworkPolicySpec[] = [];
   const seen = new Map(taken);
   for (const doc of docs) {
@@ -1154,7 +1153,9 @@ export function loadPolicies(
         });
       else seen.set(key, `at ${fileName}:${line}`);
     }
-    failFirst(doc, problems, fail);
+    // a document of another kind or version: say that, not what else it lacks
+    const header = problems.filter((p) => p.path[0] === 'apiVersion' || p.path[0] === 'kind');
+    failFirst(doc, header.length > 0 ? header : problems, fail);
     if (!parsed.success) throw new Error('unreachable: schema failed without problems');
     out.push(...parsed.data);
   }
