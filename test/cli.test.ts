@@ -1,5 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { run } from '../src/cli/app.ts';
 import type { Io } from '../src/cli/app.ts';
 import { SEED_YAML } from '../src/cluster/seed.ts';
@@ -403,5 +404,113 @@ describe('help', () => {
     const r = await podwalk(['--version']);
     assertExit(r, 0);
     assert.deepEqual(r.out, ['0.1.0']);
+  });
+});
+
+describe('--policy', () => {
+  const cluster = readFileSync(new URL('./fixtures/policy-cluster.yaml', import.meta.url), 'utf8');
+  const policy = [
+    'apiVersion: networking.k8s.io/v1',
+    'kind: NetworkPolicy',
+    'metadata: {name: web-in, namespace: prod}',
+    'spec:',
+    '  podSelector: {matchLabels: {app: web}}',
+    '  ingress:',
+    '    - from: [{podSelector: {matchLabels: {app: client}}}]',
+    '      ports: [{port: http}]',
+    '',
+  ].join('\n');
+  const files = { 'c.yaml': cluster, 'web.yaml': policy };
+
+  test('an allowed flow exits 0', async () => {
+    const r = await podwalk(['trace', 'client', 'web:8080', '--cluster', 'c.yaml', '--policy', 'web.yaml'], {
+      files,
+    });
+    assertExit(r, 0);
+    assert.equal(r.stderr, '');
+  });
+
+  test('a denied flow exits 1 and the drop names the policy', async () => {
+    const r = await podwalk(
+      [
+        'trace',
+        'devclient',
+        'web:8080',
+        '--cluster',
+        'c.yaml',
+        '--policy',
+        'web.yaml',
+        '--format',
+        'summary',
+      ],
+      { files },
+    );
+    assertExit(r, 1);
+    assert.match(
+      r.stdout,
+      /=> DROPPED \(filtered\) in node1 at cni0: dropped by rule PW-IN-\S+ #3: .*"no policy selecting prod\/web allows this ingress \(selected by: prod\/web-in\)" -j DROP/,
+    );
+  });
+
+  test('exec iptables -L shows the chain; flannel warns and does not enforce', async () => {
+    const r = await podwalk(
+      [
+        'exec',
+        'node1',
+        '--cluster',
+        'c.yaml',
+        '--mode',
+        'calico-bgp',
+        '--policy',
+        'web.yaml',
+        '--',
+        'iptables',
+        '-L',
+        '-n',
+      ],
+      { files },
+    );
+    assertExit(r, 0);
+    assert.match(r.stdout, /^Chain PW-IN-\S+ \(1 references\)$/m);
+    const f = await podwalk(
+      [
+        'trace',
+        'devclient',
+        'web:8080',
+        '--cluster',
+        'c.yaml',
+        '--mode',
+        'flannel-vxlan',
+        '--policy',
+        'web.yaml',
+      ],
+      { files },
+    );
+    assertExit(f, 0);
+    assert.deepEqual(f.err, [
+      'podwalk: warning: flannel-vxlan does not enforce NetworkPolicy: 1 policy is not applied (prod/web-in); a calico-* mode enforces them',
+    ]);
+  });
+
+  test('a bad policy file: exit 2, one line with file:line:col', async () => {
+    const r = await podwalk(['trace', 'client', 'web:8080', '--cluster', 'c.yaml', '--policy', 'bad.yaml'], {
+      files: { ...files, 'bad.yaml': policy.replace('port: http', 'port: 0') },
+    });
+    assertUsageError(
+      r,
+      /^podwalk: bad\.yaml:8:22: port must be an integer in 1\.\.65535 or a port name, got number 0$/,
+    );
+  });
+
+  test('a missing policy file, and the same policy twice: exit 2', async () => {
+    const argv = ['trace', 'client', 'web:8080', '--cluster', 'c.yaml', '--policy'];
+    assertUsageError(
+      await podwalk([...argv, 'nope.yaml'], { files }),
+      /^podwalk: nope\.yaml: cannot read policy file: no such file$/,
+    );
+    assertUsageError(
+      await podwalk([...argv, 'web.yaml', '--policy', 'web.yaml'], { files }),
+      /^podwalk: web\.yaml:3:18: policy prod\/web-in is already defined in web\.yaml$/,
+    );
   });
 });

@@ -227,7 +227,7 @@ describe('bad cluster files', () => {
     [
       'unknown top-level key',
       y(...NODE1, 'colour: blue'),
-      'bad.yaml:5:1: unknown key "colour" (expected one of name, cni, mtu, podMtu, subnets, nodes, pods, bgp, run)',
+      'bad.yaml:5:1: unknown key "colour" (expected one of name, cni, mtu, podMtu, subnets, nodes, pods, bgp, run, namespaces, policies)',
     ],
     [
       'missing key in the second node: the mapping',
@@ -308,12 +308,12 @@ describe('bad cluster files', () => {
     [
       'listen port out of range',
       y(...NODE1, 'pods:', '  - name: pod-a', '    node: node1', '    listen: [tcp/8080, tcp/70000]'),
-      'bad.yaml:8:24: listen entry "tcp/70000" must be "tcp/PORT" or "udp/PORT" with PORT 1..65535',
+      'bad.yaml:8:24: listen entry "tcp/70000" must be "tcp/PORT", "udp/PORT" or "PROTO/PORT/NAME" with PORT 1..65535',
     ],
     [
       'listen protocol',
       y(...NODE1, 'pods:', '  - name: pod-a', '    node: node1', '    listen:', '      - sctp/9'),
-      'bad.yaml:9:9: listen entry "sctp/9" must be "tcp/PORT" or "udp/PORT" with PORT 1..65535',
+      'bad.yaml:9:9: listen entry "sctp/9" must be "tcp/PORT", "udp/PORT" or "PROTO/PORT/NAME" with PORT 1..65535',
     ],
     [
       'listen twice',

@@ -3,9 +3,9 @@
  * it in-process. main.ts binds it to the real process.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { ClusterError, loadCluster } from '../cluster/load.ts';
+import { ClusterError, loadCluster, loadPolicies } from '../cluster/load.ts';
 import { SEED_YAML, seedCluster } from '../cluster/seed.ts';
-import { CNI_MODES, type ClusterSpec, type CniMode } from '../cluster/spec.ts';
+import { CNI_MODES, type ClusterSpec, type CniMode, type NetworkPolicySpec } from '../cluster/spec.ts';
 import { BuildError, buildCluster, type Cluster } from '../cni/build.ts';
 import { LabError } from '../lab/host.ts';
 import { LabPlanError } from '../lab/plan.ts';
@@ -59,19 +59,47 @@ function style(io: Io): Style {
   return io.isTTY && !io.env.NO_COLOR && io.env.TERM !== 'dumb' ? ANSI : PLAIN;
 }
 
-function loadSpec(io: Io, file: string | undefined): ClusterSpec {
-  if (!file) return seedCluster();
-  let text: string;
+function readInput(io: Io, file: string, what: string): string {
   try {
-    text = io.readFile(file);
+    return io.readFile(file);
   } catch (e) {
     const code = (e as { code?: string }).code;
     throw new UsageError(
-      `${file}: cannot read cluster file${code === 'ENOENT' ? ': no such file' : code ? `: ${code}` : ''}`,
+      `${file}: cannot read ${what}${code === 'ENOENT' ? ': no such file' : code ? `: ${code}` : ''}`,
     );
   }
-  return loadCluster(text, file);
 }
+
+/** The cluster file (or the seed) with the policies of the --policy files added; all or nothing. */
+function loadSpec(io: Io, file: string | undefined, policyFiles: readonly string[] = []): ClusterSpec {
+  const spec = file ? loadCluster(readInput(io, file, 'cluster file'), file) : seedCluster();
+  return addPolicies(io, spec, file, policyFiles);
+}
+
+function addPolicies(
+  io: Io,
+  spec: ClusterSpec,
+  file: string | undefined,
+  policyFiles: readonly string[],
+): ClusterSpec {
+  if (policyFiles.length === 0) return spec;
+  const key = (p: NetworkPolicySpec) => `${p.namespace}/${p.name}`;
+  const policies = [...(spec.policies ?? [])];
+  const taken = new Map(policies.map((p) => [key(p), `in ${file ?? 'the cluster file'}`]));
+  for (const f of policyFiles) {
+    const added = loadPolicies(readInput(io, f, 'policy file'), f, taken);
+    for (const p of added) taken.set(key(p), `in ${f}`);
+    policies.push(...added);
+  }
+  return { ...spec, policies };
+}
+
+/** what the build wants the user to know (e.g. policies a flannel mode does not enforce), on stderr */
+function warn(io: Io, c: Cluster): void {
+  for (const w of c.warnings) io.err(`podwalk: warning: ${w}`);
+}
+
+const POLICY_HELP = 'a NetworkPolicy YAML file (repeatable); enforced in the calico-* modes';
 
 function parseMode(v: string): CniMode {
   if (!(CNI_MODES as readonly string[]).includes(v))
@@ -267,6 +295,7 @@ Examples:
       [],
     )
     .option('--pcap <dir>', 'write one pcap per interface the walk touched: DIR/<netns>-<dev>.pcap')
+    .option('--policy <file>', POLICY_HELP, collect, [])
     .addHelpText('after', EXAMPLES.trace)
     .action(
       (
@@ -285,13 +314,15 @@ Examples:
           arp: boolean;
           run: string[];
           pcap?: string;
+          policy: string[];
         },
       ) => {
-        const spec = loadSpec(io, o.cluster);
+        const spec = loadSpec(io, o.cluster, o.policy);
         const { to, port } = parseTarget(target);
         if (o.proto === 'icmp' && port !== undefined)
           throw new UsageError(`TO "${target}": ICMP has no ports`);
         const c = prepareCluster(spec, o.mode ?? spec.cni, o.run);
+        warn(io, c);
         const w = walk(
           c,
           { from, to, proto: o.proto, port, size: o.size, df: o.df, sport: o.sport },
@@ -375,6 +406,7 @@ Examples:
       collect,
       [],
     )
+    .option('--policy <file>', POLICY_HELP, collect, [])
     .addHelpText(
       'after',
       `
@@ -390,10 +422,11 @@ Examples:
       (
         netns: string,
         cmd: string[],
-        o: { cluster?: string; mode?: CniMode; run: string[]; walk: string[] },
+        o: { cluster?: string; mode?: CniMode; run: string[]; walk: string[]; policy: string[] },
       ) => {
-        const spec = loadSpec(io, o.cluster);
+        const spec = loadSpec(io, o.cluster, o.policy);
         const c = prepareCluster(spec, o.mode ?? spec.cni, o.run);
+        warn(io, c);
         execWalks(c, o.walk);
         const r = runCommand(c, netns, cmd);
         if (r.stdout) io.out(r.stdout.replace(/\n$/, ''));
@@ -412,6 +445,7 @@ Examples:
     .option('--run <NETNS: CMD>', 'apply an emulated command first (repeatable, in order)', collect, [])
     .option('--walk <FLOW>', 'walk a flow first (repeatable)', collect, [])
     .option('--in <netns>', 'the namespace to start in (default: the first node)')
+    .option('--policy <file>', POLICY_HELP, collect, [])
     .addHelpText(
       'after',
       `
@@ -424,19 +458,29 @@ Examples:
   pod-a$ ip neigh
   $ echo 'ip route' | podwalk shell --in pod-a     (reads commands from a pipe, no prompt)`,
     )
-    .action(async (o: { cluster?: string; mode?: CniMode; run: string[]; walk: string[]; in?: string }) => {
-      const spec = loadSpec(io, o.cluster);
-      const c = prepareCluster(spec, o.mode ?? spec.cni, o.run);
-      execWalks(c, o.walk);
-      const start = o.in ?? c.nodes[0].name;
-      if (!c.world.netns.has(start)) throw new UsageError(`--in ${start}: no such pod or node`);
-      if (!io.stdin || !io.stdout) throw new UsageError('shell needs a terminal or piped input');
-      code = await runShell(
-        c,
-        { input: io.stdin, output: io.stdout, interactive: !!io.stdinTTY, style: st },
-        start,
-      );
-    });
+    .action(
+      async (o: {
+        cluster?: string;
+        mode?: CniMode;
+        run: string[];
+        walk: string[];
+        in?: string;
+        policy: string[];
+      }) => {
+        const spec = loadSpec(io, o.cluster, o.policy);
+        const c = prepareCluster(spec, o.mode ?? spec.cni, o.run);
+        warn(io, c);
+        execWalks(c, o.walk);
+        const start = o.in ?? c.nodes[0].name;
+        if (!c.world.netns.has(start)) throw new UsageError(`--in ${start}: no such pod or node`);
+        if (!io.stdin || !io.stdout) throw new UsageError('shell needs a terminal or piped input');
+        code = await runShell(
+          c,
+          { input: io.stdin, output: io.stdout, interactive: !!io.stdinTTY, style: st },
+          start,
+        );
+      },
+    );
 
   program
     .command('doctor')
@@ -456,6 +500,7 @@ Examples:
     .option('--cluster <file>', 'cluster YAML (default: the built-in seed cluster)')
     .option('--scenario <name>', 'a ready-made broken cluster from scenarios/ (see podwalk scenarios)')
     .option('--run <NETNS: CMD>', 'apply an emulated command first (repeatable, in order)', collect, [])
+    .option('--policy <file>', POLICY_HELP, collect, [])
     .option('--json', 'machine-readable report')
     .addHelpText('after', EXAMPLES.doctor)
     .action(
@@ -468,12 +513,15 @@ Examples:
           cluster?: string;
           scenario?: string;
           run: string[];
+          policy: string[];
           json?: boolean;
         },
       ) => {
         if (o.scenario && o.cluster)
           throw new UsageError('--scenario and --cluster both name a cluster: give one');
-        const spec = o.scenario ? loadScenario(io, o.scenario) : loadSpec(io, o.cluster);
+        const spec = o.scenario
+          ? addPolicies(io, loadScenario(io, o.scenario), `scenarios/${o.scenario}.yaml`, o.policy)
+          : loadSpec(io, o.cluster, o.policy);
         const sc = spec.scenario;
         if (!from && !sc) throw new UsageError('doctor needs FROM and TO (or --scenario NAME)');
         if (from && !target) throw new UsageError('doctor needs TO after FROM');
@@ -483,7 +531,7 @@ Examples:
           throw new UsageError(`TO "${target}": ICMP has no ports`);
         const mode = o.mode ?? spec.cni;
         const make = () => prepareCluster(spec, mode, o.run);
-        make(); // bad --run lines and cluster errors surface here, before any walk
+        warn(io, make()); // bad --run lines and cluster errors surface here, before any walk
         const report = doctor(make, {
           from: from ?? sc!.from,
           to,
@@ -545,7 +593,8 @@ Examples:
     labCommand({
       out: (x) => io.out(x),
       err: (x) => io.err(x),
-      loadSpec: (f) => loadSpec(io, f),
+      loadSpec: (f, policies) => loadSpec(io, f, policies),
+      warn: (c) => warn(io, c),
       parseMode,
       parseIntArg,
       parseTarget,

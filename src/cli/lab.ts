@@ -3,7 +3,7 @@
  */
 import { Command, Option } from 'commander';
 import type { ClusterSpec, CniMode } from '../cluster/spec.ts';
-import { buildCluster } from '../cni/build.ts';
+import { buildCluster, type Cluster } from '../cni/build.ts';
 import { labPrefix, planLab } from '../lab/plan.ts';
 import {
   existingNamespaces,
@@ -23,11 +23,14 @@ import { flowLine, type Style } from '../render/text.ts';
 export interface LabCliDeps {
   out(s: string): void;
   err(s: string): void;
-  loadSpec(file: string | undefined): ClusterSpec;
+  /** the cluster file (or the seed) with the --policy files' policies added */
+  loadSpec(file: string | undefined, policies?: readonly string[]): ClusterSpec;
   parseMode(v: string): CniMode;
   parseIntArg(min: number, max: number): (v: string) => number;
   parseTarget(v: string): { to: string; port?: number };
   style: Style;
+  /** print the build's warnings on stderr */
+  warn(c: Cluster): void;
   setCode(code: number): void;
 }
 
@@ -54,6 +57,10 @@ Examples:
   );
   const clusterOpt = () =>
     new Option('--cluster <file>', 'cluster YAML (default: the built-in seed cluster)');
+  const policyOpt = () =>
+    new Option('--policy <file>', 'a NetworkPolicy YAML file (repeatable); enforced in the calico-* modes')
+      .argParser((v: string, prev: string[] = []) => [...prev, v])
+      .default([]);
   const modeOpt = () =>
     new Option('--mode <mode>', "CNI mode (default: the cluster file's)").argParser(d.parseMode);
 
@@ -64,10 +71,12 @@ Examples:
     )
     .addOption(clusterOpt())
     .addOption(modeOpt())
+    .addOption(policyOpt())
     .option('--dry-run', 'print the commands instead of running them (no root needed)')
-    .action((o: { cluster?: string; mode?: CniMode; dryRun?: boolean }) => {
-      const spec = d.loadSpec(o.cluster);
+    .action((o: { cluster?: string; mode?: CniMode; policy: string[]; dryRun?: boolean }) => {
+      const spec = d.loadSpec(o.cluster, o.policy);
       const c = buildCluster(spec, o.mode ?? spec.cni);
+      d.warn(c);
       if (o.dryRun) {
         for (const s of planLab(c).steps)
           d.out(
@@ -153,15 +162,24 @@ Examples:
     .option('--df', "set Don't Fragment (UDP/ICMP)")
     .addOption(clusterOpt())
     .addOption(modeOpt())
+    .addOption(policyOpt())
     .option('--all', 'print every interface, also those that agree')
     .action(
       async (
         from: string,
         target: string,
-        o: { proto: Proto; size?: number; df?: boolean; cluster?: string; mode?: CniMode; all?: boolean },
+        o: {
+          proto: Proto;
+          size?: number;
+          df?: boolean;
+          cluster?: string;
+          mode?: CniMode;
+          policy: string[];
+          all?: boolean;
+        },
       ) => {
         need();
-        const spec = d.loadSpec(o.cluster);
+        const spec = d.loadSpec(o.cluster, o.policy);
         const mode = o.mode ?? spec.cni;
         const { to, port } = d.parseTarget(target);
         const prefix = labPrefix(spec.name);
@@ -169,7 +187,9 @@ Examples:
           throw new LabError(
             `a lab for "${spec.name}" is up: lab trace builds its own fresh one; run podwalk lab down first`,
           );
-        const st = labUp(buildCluster(spec, mode));
+        const built = buildCluster(spec, mode);
+        d.warn(built);
+        const st = labUp(built);
         try {
           const r = await labTrace(st, buildCluster(spec, mode), {
             from,
@@ -216,10 +236,11 @@ Examples:
       "compare the lab's real state with the model's, table by table: ip route, ip neigh, bridge fdb, ip link, iptables-save",
     )
     .addOption(clusterOpt())
+    .addOption(policyOpt())
     .option('--all', 'print the tables that agree too')
-    .action((o: { cluster?: string; all?: boolean }) => {
+    .action((o: { cluster?: string; policy: string[]; all?: boolean }) => {
       need();
-      const spec = d.loadSpec(o.cluster);
+      const spec = d.loadSpec(o.cluster, o.policy);
       const st = readState(labPrefix(spec.name));
       if (!st) throw new LabError(`no lab for "${spec.name}" is up: run podwalk lab up first`);
       const model = buildCluster(spec, st.mode as CniMode);

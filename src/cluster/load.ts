@@ -29,12 +29,23 @@
  *     mac: 62:a1:b2:c3:d4:e5 # optional; hostVethMac likewise
  *     hostVeth: veth-pod-a   # optional Linux ifname: 1-15 chars, no '/', ':' or whitespace, not '.'/'..';
  *                            # unique among the pods of one node
- *     listen: [tcp/8080]     # optional list of "tcp/PORT" | "udp/PORT", PORT 1..65535, no repeats
+ *     listen: [tcp/8080]     # optional list of "tcp/PORT" | "udp/PORT", PORT 1..65535, no repeats;
+ *                            # "tcp/8080/http" also names the container port (IANA_SVC_NAME, unique per pod)
+ *     namespace: prod        # optional Kubernetes namespace, default "default"
+ *     labels: {app: web}     # optional pod labels (string values)
  * bgp:                       # optional: node-to-node mesh sessions that are not up
  *   - nodes: [node1, node2]  # two different existing nodes; each pair listed once
  *     state: down            # up | down, default down
  * run:                       # optional: "NETNS: command" lines applied after the CNI did its work
  *   - "node1: ip route del 10.244.1.0/24"
+ * namespaces:                # optional: namespaces and their labels; unique names. A namespace a pod
+ *   - name: prod             # names but that is not listed exists without labels. Every namespace has
+ *     labels: {env: prod}    # the label kubernetes.io/metadata.name: NAME, as in Kubernetes
+ * policies:                  # optional: networking.k8s.io/v1 NetworkPolicy objects, as `kubectl apply`
+ *   - apiVersion: networking.k8s.io/v1   # takes them (apiVersion, kind, metadata, spec); NAMESPACE/NAME
+ *     kind: NetworkPolicy                # unique; metadata.namespace defaults to "default"; SCTP is
+ *     metadata: {name: deny-all}         # refused (not modelled). Enforced by the calico-* modes only.
+ *     spec: {podSelector: {}}
  * scenario:                  # optional: a ready-made fault for `podwalk doctor --scenario`
  *   title: flanneld missed a node
  *   description: …
@@ -52,11 +63,11 @@
  * case. When a file has several problems, the first one in document order is reported.
  */
 
-import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, visit } from 'yaml';
+import { isAlias, isMap, isScalar, isSeq, LineCounter, parseAllDocuments, parseDocument, visit } from 'yaml';
 import type { Document } from 'yaml';
 import * as z from 'zod';
 import { CNI_MODES } from './spec.ts';
-import type { ClusterSpec, SubnetSpec } from './spec.ts';
+import type { ClusterSpec, ListenSpec, NetworkPolicySpec, PolicyRuleSpec, SubnetSpec } from './spec.ts';
 
 /** A problem in a cluster file, located at the YAML node at fault. */
 export class ClusterError extends Error {
@@ -245,7 +256,12 @@ function label(path: Path): string {
   return `${String(path[i - 1])}${idx}`;
 }
 
-const ENTITY: Record<string, string> = { subnets: 'subnet', nodes: 'node', pods: 'pod' };
+const ENTITY: Record<string, string> = {
+  subnets: 'subnet',
+  nodes: 'node',
+  pods: 'pod',
+  namespaces: 'namespace',
+};
 
 /** " in node \"node1\"", " in bgp[0]", "" for the root. */
 function where(raw: unknown, path: Path): string {
@@ -358,17 +374,53 @@ const nonEmpty = (message: string) =>
     if (s === '') ctx.addIssue({ code: 'custom', message });
   });
 
-const listenSchema = z.string().transform((s, ctx): { proto: 'tcp' | 'udp'; port: number } => {
-  const m = /^(tcp|udp)\/(0|[1-9][0-9]{0,4})$/.exec(s);
+/** "tcp/8080" or "tcp/8080/http" (a named container port) */
+const LISTEN_RE = /^(tcp|udp)\/(0|[1-9][0-9]{0,4})(?:\/([^/]*))?$/;
+
+/** IANA_SVC_NAME, as Kubernetes validates container port names: 1-15 of a-z 0-9 -, a letter, no "--" */
+function validPortName(s: string): boolean {
+  return /^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$/.test(s) && /[a-z]/.test(s) && !s.includes('--');
+}
+const PORT_NAME_RULE =
+  '1-15 lower-case letters, digits and "-", with a letter, no "--" and no "-" at either end';
+
+const listenSchema = z.string().transform((s, ctx): ListenSpec => {
+  const m = LISTEN_RE.exec(s);
   const port = m ? Number(m[2]) : 0;
   if (!m || port < 1 || port > 65535) {
     ctx.addIssue({
       code: 'custom',
-      message: `listen entry ${JSON.stringify(s)} must be "tcp/PORT" or "udp/PORT" with PORT 1..65535`,
+      message: `listen entry ${JSON.stringify(s)} must be "tcp/PORT", "udp/PORT" or "PROTO/PORT/NAME" with PORT 1..65535`,
     });
     return z.NEVER;
   }
-  return { proto: m[1] as 'tcp' | 'udp', port };
+  if (m[3] !== undefined && !validPortName(m[3])) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `listen entry ${JSON.stringify(s)}: port name ${JSON.stringify(m[3])} is not valid (${PORT_NAME_RULE})`,
+    });
+    return z.NEVER;
+  }
+  const proto = m[1] as 'tcp' | 'udp';
+  return m[3] === undefined ? { proto, port } : { proto, port, name: m[3] };
+});
+
+const LABEL_KEY_RE =
+  /^([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?\/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$/;
+const LABEL_VALUE_RE = /^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$/;
+
+/** Kubernetes labels: qualified keys, values of at most 63 characters (strings: quote numbers) */
+const labelsSchema = z.record(z.string(), z.string()).superRefine((labels, ctx) => {
+  for (const [k, v] of Object.entries(labels)) {
+    if (!LABEL_KEY_RE.test(k))
+      ctx.addIssue({ code: 'custom', path: [k], message: `invalid label key ${JSON.stringify(k)}` });
+    else if (!LABEL_VALUE_RE.test(v))
+      ctx.addIssue({
+        code: 'custom',
+        path: [k],
+        message: `invalid label value ${JSON.stringify(v)} for ${k}: at most 63 of A-Z a-z 0-9 - _ ., alphanumeric at both ends`,
+      });
+  }
 });
 
 const runSchema = str((s, ctx) => {
@@ -414,7 +466,182 @@ const PodSchema = z.strictObject({
   }).optional(),
   hostVethMac: macSchema('hostVethMac').optional(),
   listen: z.array(listenSchema).default([]),
+  namespace: nameSchema('namespace').optional(),
+  labels: labelsSchema.optional(),
 });
+
+const NamespaceSchema = z.strictObject({
+  name: nameSchema('namespace'),
+  labels: labelsSchema.default({}),
+});
+
+// NetworkPolicy (networking.k8s.io/v1), validated as the API server does, then normalised
+
+const SelectorSchema = z.strictObject({
+  matchLabels: labelsSchema.optional(),
+  matchExpressions: z
+    .array(
+      z
+        .strictObject({
+          key: z.string(),
+          operator: z.enum(['In', 'NotIn', 'Exists', 'DoesNotExist']),
+          values: z.array(z.string()).optional(),
+        })
+        .superRefine((e, ctx) => {
+          const n = e.values?.length ?? 0;
+          if ((e.operator === 'In' || e.operator === 'NotIn') && n === 0)
+            ctx.addIssue({ code: 'custom', message: `operator ${e.operator} needs a non-empty values list` });
+          if ((e.operator === 'Exists' || e.operator === 'DoesNotExist') && n > 0)
+            ctx.addIssue({
+              code: 'custom',
+              path: ['values'],
+              message: `operator ${e.operator} takes no values`,
+            });
+        }),
+    )
+    .optional(),
+});
+
+const IpBlockSchema = z
+  .strictObject({ cidr: cidrSchema('cidr'), except: z.array(cidrSchema('except')).optional() })
+  .superRefine((b, ctx) => {
+    const outer = parseCidr(b.cidr);
+    b.except?.forEach((e, i) => {
+      const inner = parseCidr(e);
+      if (outer && inner && (inner.prefix <= outer.prefix || !contains(outer, inner.addr)))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['except', i],
+          message: `except ${e} is not a strict subset of cidr ${b.cidr}`,
+        });
+    });
+  });
+
+const PeerSchema = z
+  .strictObject({
+    podSelector: SelectorSchema.optional(),
+    namespaceSelector: SelectorSchema.optional(),
+    ipBlock: IpBlockSchema.optional(),
+  })
+  .superRefine((p, ctx) => {
+    if (p.ipBlock && (p.podSelector || p.namespaceSelector))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['ipBlock'],
+        message: 'ipBlock cannot be combined with podSelector or namespaceSelector in one peer',
+      });
+    else if (!p.ipBlock && !p.podSelector && !p.namespaceSelector)
+      ctx.addIssue({ code: 'custom', message: 'a peer needs podSelector, namespaceSelector or ipBlock' });
+  });
+
+/** IntOrString: a port number or the name of a container port */
+const policyPortSchema = z.unknown().transform((v, ctx): number | string => {
+  if (typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 65535) return v;
+  if (typeof v === 'string' && validPortName(v)) return v;
+  ctx.addIssue({
+    code: 'custom',
+    message:
+      typeof v === 'string'
+        ? `port ${JSON.stringify(v)} is not a valid port name (${PORT_NAME_RULE})`
+        : `port must be an integer in 1..65535 or a port name, got ${describe(v)}`,
+  });
+  return z.NEVER;
+});
+
+const PolicyPortSchema = z
+  .strictObject({
+    protocol: z.enum(['TCP', 'UDP', 'SCTP']).default('TCP'),
+    port: policyPortSchema.optional(),
+    endPort: intRange('endPort', 1, 65535).optional(),
+  })
+  .superRefine((p, ctx) => {
+    if (p.protocol === 'SCTP')
+      ctx.addIssue({
+        code: 'custom',
+        path: ['protocol'],
+        message: 'protocol SCTP is not modelled (podwalk carries TCP, UDP and ICMP)',
+      });
+    if (p.endPort === undefined) return;
+    if (typeof p.port !== 'number')
+      ctx.addIssue({ code: 'custom', path: ['endPort'], message: 'endPort needs a numeric port' });
+    else if (p.endPort < p.port)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['endPort'],
+        message: `endPort ${p.endPort} is less than port ${p.port}`,
+      });
+  });
+
+const PortsSchema = z.array(PolicyPortSchema).optional();
+
+const IngressRuleSchema = z
+  .strictObject({ from: z.array(PeerSchema).optional(), ports: PortsSchema })
+  .transform((r): PolicyRuleSpec => ({ peers: r.from ?? [], ports: r.ports ?? [] }));
+
+const EgressRuleSchema = z
+  .strictObject({ to: z.array(PeerSchema).optional(), ports: PortsSchema })
+  .transform((r): PolicyRuleSpec => ({ peers: r.to ?? [], ports: r.ports ?? [] }));
+
+const POLICY_TYPES = ['Ingress', 'Egress'] as const;
+
+const NetworkPolicySchema = z
+  .strictObject({
+    apiVersion: z.literal('networking.k8s.io/v1'),
+    kind: z.literal('NetworkPolicy'),
+    metadata: z.strictObject({
+      name: nameSchema('policy'),
+      namespace: nameSchema('namespace').default('default'),
+      labels: labelsSchema.optional(),
+      annotations: z.record(z.string(), z.string()).optional(),
+    }),
+    spec: z.strictObject({
+      podSelector: SelectorSchema.default({}),
+      policyTypes: z
+        .array(z.enum(POLICY_TYPES))
+        .superRefine((a, ctx) => {
+          if (new Set(a).size !== a.length)
+            ctx.addIssue({ code: 'custom', message: 'policyTypes lists a type twice' });
+        })
+        .optional(),
+      ingress: z.array(IngressRuleSchema).optional(),
+      egress: z.array(EgressRuleSchema).optional(),
+    }),
+  })
+  .transform(({ metadata, spec }): NetworkPolicySpec => {
+    // the API server's defaulting: Ingress always, Egress when there are egress rules
+    const types: NetworkPolicySpec['policyTypes'] =
+      spec.policyTypes && spec.policyTypes.length > 0
+        ? POLICY_TYPES.filter((t) => spec.policyTypes!.includes(t))
+        : spec.egress && spec.egress.length > 0
+          ? ['Ingress', 'Egress']
+          : ['Ingress'];
+    return {
+      name: metadata.name,
+      namespace: metadata.namespace,
+      podSelector: spec.podSelector,
+      policyTypes: types,
+      ingress: spec.ingress ?? [],
+      egress: spec.egress ?? [],
+    };
+  });
+
+const PolicyDocSchema = NetworkPolicySchema.transform((p) => [p]);
+
+const PolicyListSchema = z
+  .strictObject({
+    apiVersion: z.literal('v1'),
+    kind: z.literal('List'),
+    metadata: z.record(z.string(), z.unknown()).optional(),
+    items: z.array(NetworkPolicySchema),
+  })
+  .transform((l) => l.items);
+
+/** "NAMESPACE/NAME" of a raw policy object, if it has a usable name */
+function policyKey(item: Item): string | undefined {
+  const md = item.metadata;
+  if (!isRecord(md) || typeof md.name !== 'string') return undefined;
+  return `${typeof md.namespace === 'string' ? md.namespace : 'default'}/${md.name}`;
+}
 
 const BgpSchema = z.strictObject({
   nodes: z.array(z.string()).transform((a, ctx): [string, string] => {
@@ -462,27 +689,41 @@ const RootSchema = z.strictObject({
   pods: z.array(PodSchema).default([]),
   bgp: z.array(BgpSchema).default([]),
   run: z.array(runSchema).default([]),
+  namespaces: z.array(NamespaceSchema).optional(),
+  policies: z.array(NetworkPolicySchema).optional(),
   scenario: ScenarioSchema.optional(),
 });
 
-/** The keys a mapping at `path` may have (for unknown-key suggestions). */
-function keysAt(path: Path): string[] {
-  if (path.length === 0) return Object.keys(RootSchema.shape);
-  if (path.length === 2) {
-    const shapes: Record<string, { shape: object }> = {
-      subnets: SubnetSchema,
-      nodes: NodeSchema,
-      pods: PodSchema,
-      bgp: BgpSchema,
-    };
-    const s = shapes[String(path[0])];
-    if (s !== undefined) return Object.keys(s.shape);
+interface SchemaDef {
+  type: string;
+  innerType?: z.ZodType;
+  in?: z.ZodType;
+  shape?: Record<string, z.ZodType>;
+  element?: z.ZodType;
+}
+
+/** The keys a mapping at `path` of `schema` may have (for unknown-key suggestions). */
+function keysAt(schema: z.ZodType, path: Path): string[] {
+  let s: z.ZodType | undefined = schema;
+  const def = (): SchemaDef => {
+    for (;;) {
+      const d = (s as unknown as { _zod: { def: SchemaDef } })._zod.def;
+      if (d.innerType) s = d.innerType;
+      else if (d.type === 'pipe' && d.in) s = d.in;
+      else return d;
+    }
+  };
+  for (const seg of path) {
+    const d = def();
+    s = d.type === 'object' ? d.shape?.[String(seg)] : d.type === 'array' ? d.element : undefined;
+    if (s === undefined) return [];
   }
-  return [];
+  const d = def();
+  return d.type === 'object' && d.shape ? Object.keys(d.shape) : [];
 }
 
 /** Messages for zod's own issues (the custom ones above carry theirs). */
-function errorMap(raw: unknown): z.core.$ZodErrorMap {
+function errorMap(raw: unknown, root: string): z.core.$ZodErrorMap {
   return (iss) => {
     const path = iss.path ?? [];
     switch (iss.code) {
@@ -490,7 +731,7 @@ function errorMap(raw: unknown): z.core.$ZodErrorMap {
         if (iss.input === undefined && path.length > 0) {
           return `missing required key ${JSON.stringify(String(path[path.length - 1]))}${where(raw, path.slice(0, -1))}`;
         }
-        if (path.length === 0) return `the cluster file must be a mapping, got ${describe(iss.input)}`;
+        if (path.length === 0) return `${root} must be a mapping, got ${describe(iss.input)}`;
         const expected = EXPECTED[iss.expected] ?? iss.expected;
         // `- node1: ip route ...` unquoted is a mapping
         const quote = path[0] === 'run' && isRecord(iss.input) ? ' (quote the line: "NETNS: command")' : '';
@@ -662,12 +903,41 @@ function checkPods(c: Checker, raw: unknown, nodes: Map<string, number> | undefi
       } else veths.set(key, i);
     }
     if (Array.isArray(p.listen)) {
-      const seen = new Set<unknown>();
+      const sockets = new Set<string>();
+      const portNames = new Set<string>();
       p.listen.forEach((l: unknown, j) => {
-        if (seen.has(l)) c.add(['pods', i, 'listen', j], `listen entry ${JSON.stringify(l)} is listed twice`);
-        seen.add(l);
+        const m = typeof l === 'string' ? LISTEN_RE.exec(l) : null;
+        if (!m) return;
+        const socket = `${m[1]}/${Number(m[2])}`;
+        if (sockets.has(socket))
+          c.add(['pods', i, 'listen', j], `listen entry ${JSON.stringify(l)} is listed twice`);
+        else if (m[3] !== undefined && portNames.has(m[3]))
+          c.add(['pods', i, 'listen', j], `port name "${m[3]}" is already used by another listen entry`);
+        sockets.add(socket);
+        if (m[3] !== undefined) portNames.add(m[3]);
       });
     }
+  }
+}
+
+/** Namespace names once; policy NAMESPACE/NAME once. */
+function checkNamespacesAndPolicies(c: Checker, raw: unknown) {
+  const names = new Map<string, number>();
+  for (const [i, n] of entries(raw, 'namespaces')) {
+    const name = text(n, 'name');
+    if (name !== undefined) checkUnique(c, names, 'namespaces', 'namespace', i, name);
+  }
+  const policies = new Map<string, number>();
+  for (const [i, p] of entries(raw, 'policies')) {
+    const key = policyKey(p);
+    if (key === undefined) continue;
+    const first = policies.get(key);
+    if (first !== undefined)
+      c.add(
+        ['policies', i, 'metadata', 'name'],
+        `policy ${key} is already defined at line ${c.lineOf(['policies', first])}`,
+      );
+    else policies.set(key, i);
   }
 }
 
@@ -715,6 +985,7 @@ function crossCheck(raw: unknown, lineOf: (path: Path) => number): Problem[] {
   const nodes = wellFormed(raw, 'nodes', 'name') ? nodeNames : undefined;
   checkPods(c, raw, nodes);
   checkBgp(c, raw, nodes);
+  checkNamespacesAndPolicies(c, raw);
   return problems;
 }
 
@@ -764,85 +1035,99 @@ function offsetOf(doc: Document, path: Path, atKey = false): number {
 
 // ---------------------------------------------------------------------------------------------
 
-/**
- * Parses and validates a cluster file. `fileName` is only used in error messages.
- * @throws ClusterError for the first problem in document order (YAML syntax errors first).
- */
-export function loadCluster(text: string, fileName: string): ClusterSpec {
-  const lineCounter = new LineCounter();
-  const fail: (offset: number, message: string) => never = (offset, message) => {
-    const { line, col } = lineCounter.linePos(offset);
-    throw new ClusterError(fileName, Math.max(line, 1), Math.max(col, 1), message);
-  };
+type Fail = (offset: number, message: string) => never;
 
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false });
+/** Zod's issues as problems; a misspelt key explains the missing key it was meant to be: only the former. */
+function schemaProblems(schema: z.ZodType, issues: readonly z.core.$ZodIssue[], raw: unknown): Problem[] {
+  const problems: Problem[] = [];
+  const misspelt = new Set<string>();
+  for (const iss of issues) {
+    if (iss.code !== 'unrecognized_keys') continue;
+    for (const key of iss.keys) {
+      const hint = suggest(key, keysAt(schema, iss.path));
+      if (hint !== undefined) misspelt.add(JSON.stringify([...iss.path.map(String), hint]));
+    }
+  }
+  for (const iss of issues) {
+    const missing = iss.code === 'invalid_type' && getIn(raw, iss.path) === undefined;
+    if (missing && misspelt.has(JSON.stringify(iss.path.map(String)))) continue;
+    if (iss.code === 'unrecognized_keys') {
+      const allowed = keysAt(schema, iss.path);
+      for (const key of iss.keys) {
+        const hint = suggest(key, allowed);
+        const message =
+          hint !== undefined
+            ? `unknown key ${JSON.stringify(key)} (did you mean ${JSON.stringify(hint)}?)`
+            : `unknown key ${JSON.stringify(key)}${allowed.length > 0 ? ` (expected one of ${allowed.join(', ')})` : ''}`;
+        problems.push({ path: [...iss.path, key], message, atKey: true });
+      }
+    } else {
+      problems.push({ path: iss.path, message: iss.message });
+    }
+  }
+  return problems;
+}
+
+/** Fails at the first problem in document order, if any. */
+function failFirst(doc: Document, problems: readonly Problem[], fail: Fail): void {
+  if (problems.length === 0) return;
+  let best = problems[0];
+  let bestOffset = offsetOf(doc, best.path, best.atKey);
+  for (const p of problems.slice(1)) {
+    const o = offsetOf(doc, p.path, p.atKey);
+    if (o < bestOffset) {
+      best = p;
+      bestOffset = o;
+    }
+  }
+  fail(bestOffset, best.message);
+}
+
+/** YAML syntax errors and unknown aliases of one document; `multiple` explains a second document. */
+function checkSyntax(doc: Document, fail: Fail, multiple: string): void {
   if (doc.errors.length > 0) {
     const first = doc.errors.reduce((a, b) => (b.pos[0] < a.pos[0] ? b : a));
-    const message =
-      first.code === 'MULTIPLE_DOCS'
-        ? 'a cluster file holds one YAML document; this is the start of a second one'
-        : first.message.split('\n')[0];
-    fail(first.pos[0], message);
+    fail(first.pos[0], first.code === 'MULTIPLE_DOCS' ? multiple : first.message.split('\n')[0]);
   }
   visit(doc, {
     Alias(_key, alias) {
       if (alias.resolve(doc) === undefined) fail(startOf(alias) ?? 0, `unknown alias *${alias.source}`);
     },
   });
-  if (doc.contents === null) fail(0, 'the cluster file is empty; it needs at least a "nodes:" list');
+}
 
-  let raw: unknown;
+function toJS(doc: Document, fail: Fail): unknown {
   try {
-    raw = doc.toJS();
+    return doc.toJS();
   } catch (e) {
-    fail(0, e instanceof Error ? e.message.split('\n')[0] : String(e));
+    return fail(startOf(doc.contents) ?? 0, e instanceof Error ? e.message.split('\n')[0] : String(e));
   }
+}
+
+function failAt(fileName: string, lineCounter: LineCounter): Fail {
+  return (offset, message) => {
+    const { line, col } = lineCounter.linePos(offset);
+    throw new ClusterError(fileName, Math.max(line, 1), Math.max(col, 1), message);
+  };
+}
+
+/**
+ * Parses and validates a cluster file. `fileName` is only used in error messages.
+ * @throws ClusterError for the first problem in document order (YAML syntax errors first).
+ */
+export function loadCluster(text: string, fileName: string): ClusterSpec {
+  const lineCounter = new LineCounter();
+  const fail = failAt(fileName, lineCounter);
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false });
+  checkSyntax(doc, fail, 'a cluster file holds one YAML document; this is the start of a second one');
+  if (doc.contents === null) fail(0, 'the cluster file is empty; it needs at least a "nodes:" list');
+  const raw = toJS(doc, fail);
 
   const lineOf = (path: Path) => lineCounter.linePos(offsetOf(doc, path)).line;
-  const problems: Problem[] = [];
-  const parsed = RootSchema.safeParse(raw, { error: errorMap(raw) });
-  if (!parsed.success) {
-    // A misspelt key explains the missing key it was meant to be: report only the former.
-    const misspelt = new Set<string>();
-    for (const iss of parsed.error.issues) {
-      if (iss.code !== 'unrecognized_keys') continue;
-      for (const key of iss.keys) {
-        const hint = suggest(key, keysAt(iss.path));
-        if (hint !== undefined) misspelt.add(JSON.stringify([...iss.path.map(String), hint]));
-      }
-    }
-    for (const iss of parsed.error.issues) {
-      const missing = iss.code === 'invalid_type' && getIn(raw, iss.path) === undefined;
-      if (missing && misspelt.has(JSON.stringify(iss.path.map(String)))) continue;
-      if (iss.code === 'unrecognized_keys') {
-        const allowed = keysAt(iss.path);
-        for (const key of iss.keys) {
-          const hint = suggest(key, allowed);
-          const message =
-            hint !== undefined
-              ? `unknown key ${JSON.stringify(key)} (did you mean ${JSON.stringify(hint)}?)`
-              : `unknown key ${JSON.stringify(key)}${allowed.length > 0 ? ` (expected one of ${allowed.join(', ')})` : ''}`;
-          problems.push({ path: [...iss.path, key], message, atKey: true });
-        }
-      } else {
-        problems.push({ path: iss.path, message: iss.message });
-      }
-    }
-  }
+  const parsed = RootSchema.safeParse(raw, { error: errorMap(raw, 'the cluster file') });
+  const problems = parsed.success ? [] : schemaProblems(RootSchema, parsed.error.issues, raw);
   problems.push(...crossCheck(raw, lineOf));
-
-  if (problems.length > 0) {
-    let best = problems[0];
-    let bestOffset = offsetOf(doc, best.path, best.atKey);
-    for (const p of problems.slice(1)) {
-      const o = offsetOf(doc, p.path, p.atKey);
-      if (o < bestOffset) {
-        best = p;
-        bestOffset = o;
-      }
-    }
-    fail(bestOffset, best.message);
-  }
+  failFirst(doc, problems, fail);
   if (!parsed.success) throw new Error('unreachable: schema failed without problems');
 
   const spec = parsed.data;
@@ -855,4 +1140,53 @@ export function loadCluster(text: string, fileName: string): ClusterSpec {
     subnets = [{ name: 'lan0', cidr: cidrText(first) }];
   }
   return { ...spec, subnets };
+}
+
+/**
+ * Parses and validates a NetworkPolicy file (`--policy FILE`): one or more YAML documents, each a
+ * networking.k8s.io/v1 NetworkPolicy or a v1 List of them. `taken` maps the "NAMESPACE/NAME" of
+ * policies already loaded (from the cluster file or earlier files) to where they came from; a
+ * policy of the same name is an error. Either every policy of the file is returned or none.
+ * @throws ClusterError for the first problem in document order
+ */
+export function loadPolicies(
+  text: string,
+  fileName: string,
+  taken: ReadonlyMap<string, string> = new Map(),
+): NetworkPolicySpec[] {
+  const lineCounter = new LineCounter();
+  const fail = failAt(fileName, lineCounter);
+  const docs = parseAllDocuments(text, { lineCounter, prettyErrors: false });
+  const out: NetworkPolicySpec[] = [];
+  const seen = new Map(taken);
+  for (const doc of docs) {
+    checkSyntax(doc, fail, '');
+    if (doc.contents === null) continue;
+    const raw = toJS(doc, fail);
+    const list = isRecord(raw) && raw.kind === 'List';
+    const schema: z.ZodType<NetworkPolicySpec[]> = list ? PolicyListSchema : PolicyDocSchema;
+    const parsed = schema.safeParse(raw, { error: errorMap(raw, 'a policy document') });
+    const problems = parsed.success ? [] : schemaProblems(schema, parsed.error.issues, raw);
+    const items = list ? entries(raw, 'items').map(([i, v]): [Path, Item] => [['items', i], v]) : [];
+    if (!list && isRecord(raw)) items.push([[], raw]);
+    for (const [at, item] of items) {
+      const key = policyKey(item);
+      if (key === undefined) continue;
+      const first = seen.get(key);
+      const line = lineCounter.linePos(offsetOf(doc, at)).line;
+      if (first !== undefined)
+        problems.push({
+          path: [...at, 'metadata', 'name'],
+          message: `policy ${key} is already defined ${first}`,
+        });
+      else seen.set(key, `at ${fileName}:${line}`);
+    }
+    // a document of another kind or version: say that, not what else it lacks
+    const header = problems.filter((p) => p.path[0] === 'apiVersion' || p.path[0] === 'kind');
+    failFirst(doc, header.length > 0 ? header : problems, fail);
+    if (!parsed.success) throw new Error('unreachable: schema failed without problems');
+    out.push(...parsed.data);
+  }
+  if (out.length === 0) fail(0, 'the policy file holds no NetworkPolicy');
+  return out;
 }

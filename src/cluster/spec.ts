@@ -51,8 +51,65 @@ export interface PodSpec {
   /** Host-side veth name; default "veth" + 8 hex chars derived from the pod name */
   hostVeth?: string;
   hostVethMac?: string;
-  /** Listening sockets, e.g. ["tcp/8080", "udp/53"] */
-  listen: { proto: 'tcp' | 'udp'; port: number }[];
+  /** Listening sockets, e.g. ["tcp/8080", "udp/53"]; `name` is the container port's name ("tcp/8080/http") */
+  listen: ListenSpec[];
+  /** Kubernetes namespace; default "default" */
+  namespace?: string;
+  /** Pod labels (what NetworkPolicy podSelectors match) */
+  labels?: Record<string, string>;
+}
+
+export interface ListenSpec {
+  proto: 'tcp' | 'udp';
+  port: number;
+  /** the named container port (NetworkPolicy ports may name it) */
+  name?: string;
+}
+
+/** A Kubernetes namespace and its labels (`kubernetes.io/metadata.name: NAME` is implicit) */
+export interface NamespaceSpec {
+  name: string;
+  labels: Record<string, string>;
+}
+
+/** metav1.LabelSelector; an empty selector matches everything */
+export interface LabelSelectorSpec {
+  matchLabels?: Record<string, string>;
+  matchExpressions?: {
+    key: string;
+    operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist';
+    values?: string[];
+  }[];
+}
+
+/** networking.k8s.io/v1 NetworkPolicyPeer: ipBlock alone, or pod and/or namespace selectors */
+export interface PolicyPeerSpec {
+  podSelector?: LabelSelectorSpec;
+  namespaceSelector?: LabelSelectorSpec;
+  ipBlock?: { cidr: string; except?: string[] };
+}
+
+export interface PolicyPortSpec {
+  protocol: 'TCP' | 'UDP' | 'SCTP';
+  /** a number or the name of a container port; absent: every port of the protocol */
+  port?: number | string;
+  endPort?: number;
+}
+
+/** One ingress (`from`) or egress (`to`) rule; an empty peer list means every peer, empty ports every port */
+export interface PolicyRuleSpec {
+  peers: PolicyPeerSpec[];
+  ports: PolicyPortSpec[];
+}
+
+/** A networking.k8s.io/v1 NetworkPolicy, normalised: policyTypes filled in as the API server does */
+export interface NetworkPolicySpec {
+  name: string;
+  namespace: string;
+  podSelector: LabelSelectorSpec;
+  policyTypes: ('Ingress' | 'Egress')[];
+  ingress: PolicyRuleSpec[];
+  egress: PolicyRuleSpec[];
 }
 
 export interface BgpSessionSpec {
@@ -75,6 +132,10 @@ export interface ClusterSpec {
   bgp: BgpSessionSpec[];
   /** Commands applied after the CNI programmed the nodes, e.g. "node1: ip route del 10.244.1.0/24" */
   run: string[];
+  /** Kubernetes namespaces with labels; namespaces pods name but that are not listed here exist unlabelled */
+  namespaces?: NamespaceSpec[];
+  /** NetworkPolicies (enforced by the policy-capable CNI modes only) */
+  policies?: NetworkPolicySpec[];
   /** A ready-made broken cluster (scenarios/): the flow to diagnose and the fault planted in it */
   scenario?: ScenarioSpec;
 }

@@ -24,6 +24,7 @@ import { Sockets } from '../kernel/sockets.ts';
 import { Stack } from '../kernel/stack.ts';
 import { derivedMac, hash32, World } from '../kernel/world.ts';
 import { MODE_INFO, programMode } from './modes.ts';
+import { compilePolicies, type NodePolicy } from './policy.ts';
 
 export interface ResolvedPod extends Required<Omit<PodSpec, 'listen'>> {
   listen: PodSpec['listen'];
@@ -51,6 +52,8 @@ export interface Cluster {
   mesh?: Mesh;
   /** the cluster-wide pod network (what flannel calls Network), the smallest prefix covering all pod CIDRs */
   clusterCidr: string;
+  /** what the user should know about the build, e.g. policies a mode does not enforce (one line each) */
+  warnings: string[];
 }
 
 function sameNet(a: string, b: string, len: number): boolean {
@@ -120,6 +123,8 @@ function resolvePods(spec: ClusterSpec, nodes: ResolvedNode[]): ResolvedPod[] {
       hostVeth: p.hostVeth ?? `veth${hash32(seed).toString(16).padStart(8, '0')}`,
       hostVethMac: p.hostVethMac ?? derivedMac(`${seed}/host`),
       listen: p.listen,
+      namespace: p.namespace ?? 'default',
+      labels: p.labels ?? {},
     };
   });
 }
@@ -130,6 +135,7 @@ function programFilter(
   cluster: { pods: ResolvedPod[]; clusterCidr: string },
   node: string,
   flannel: boolean,
+  policy: NodePolicy | undefined,
 ): void {
   const nf = ns.netfilter;
   const add = (chain: string, spec: string) =>
@@ -147,6 +153,13 @@ function programFilter(
     'KUBE-FORWARD',
     '-m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
   );
+  // the policy agent's chains (policy.ts): jumped to before the plugin accepts anything
+  for (const c of policy?.chains ?? []) {
+    nf.newChain('filter', c.name);
+    for (const r of c.rules) add(c.name, r);
+  }
+  for (const r of policy?.forward ?? []) add('CNI-FORWARD', r);
+  for (const r of policy?.input ?? []) add('INPUT', r);
   for (const p of cluster.pods.filter((x) => x.node === node)) {
     add('CNI-FORWARD', `-d ${p.ip}/32 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`);
     add('CNI-FORWARD', `-s ${p.ip}/32 -j ACCEPT`);
@@ -278,8 +291,20 @@ function build(spec: ClusterSpec, mode: CniMode): Cluster {
     for (const l of p.listen) ns.sockets.push({ proto: l.proto, port: l.port, addr: '0.0.0.0' });
   }
 
-  const cluster: Cluster = { spec, mode, world, stack, sockets, nodes, pods, podMtu, clusterCidr };
-  for (const n of nodes) programFilter(world.ns(n.name), cluster, n.name, mode.startsWith('flannel'));
+  const warnings: string[] = [];
+  const policies = spec.policies ?? [];
+  let compiled = new Map<string, NodePolicy>();
+  if (info.networkPolicy) compiled = compilePolicies(spec, pods);
+  else if (policies.length > 0) {
+    const n = policies.length;
+    warnings.push(
+      `${mode} does not enforce NetworkPolicy: ${n === 1 ? '1 policy is' : `${n} policies are`} not applied ` +
+        `(${policies.map((p) => `${p.namespace}/${p.name}`).join(', ')}); a calico-* mode enforces them`,
+    );
+  }
+  const cluster: Cluster = { spec, mode, world, stack, sockets, nodes, pods, podMtu, clusterCidr, warnings };
+  for (const n of nodes)
+    programFilter(world.ns(n.name), cluster, n.name, mode.startsWith('flannel'), compiled.get(n.name));
   programMode(cluster);
   return cluster;
 }

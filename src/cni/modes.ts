@@ -40,6 +40,8 @@ export interface ModeInfo {
   /** the tunnel device, if any */
   device?: string;
   controlPlane: string;
+  /** the CNI enforces Kubernetes NetworkPolicy (flannel does not) */
+  networkPolicy: boolean;
 }
 
 export const MODE_INFO: Record<CniMode, ModeInfo> = {
@@ -49,18 +51,21 @@ export const MODE_INFO: Record<CniMode, ModeInfo> = {
     underlay: 'node IPs only; UDP 4789 between nodes',
     device: 'flannel.1',
     controlPlane: 'flanneld (lease per node)',
+    networkPolicy: false,
   },
   'flannel-host-gw': {
     encapsulation: 'none',
     overhead: 0,
     underlay: 'all nodes on one L2 segment; pod IPs cross it unencapsulated',
     controlPlane: 'flanneld (lease per node)',
+    networkPolicy: false,
   },
   'calico-bgp': {
     encapsulation: 'none',
     overhead: 0,
     underlay: 'pod CIDRs routable: same L2 segment, or routers peering BGP',
     controlPlane: 'BIRD node-to-node mesh',
+    networkPolicy: true,
   },
   'calico-ipip': {
     encapsulation: 'IPinIP',
@@ -68,6 +73,7 @@ export const MODE_INFO: Record<CniMode, ModeInfo> = {
     underlay: 'node IPs only; IP protocol 4 between nodes',
     device: 'tunl0',
     controlPlane: 'BIRD node-to-node mesh',
+    networkPolicy: true,
   },
   'calico-ipip-crosssubnet': {
     encapsulation: 'IPinIP across subnets',
@@ -75,6 +81,7 @@ export const MODE_INFO: Record<CniMode, ModeInfo> = {
     underlay: 'pod IPs within a subnet; IP protocol 4 between subnets',
     device: 'tunl0',
     controlPlane: 'BIRD node-to-node mesh',
+    networkPolicy: true,
   },
 };
 

@@ -1,0 +1,277 @@
+/**
+ * Kubernetes NetworkPolicy (networking.k8s.io/v1) compiled to iptables, the way a policy-capable
+ * CNI's agent programs each node. Pure: the cluster's policies, namespaces and pods in, per-node
+ * chains of rule specs (iptables-save form, after `-A CHAIN`) out.
+ *
+ * The semantics are Kubernetes': a pod is isolated for ingress (egress) iff some policy of its
+ * namespace selects it and has Ingress (Egress) in its policyTypes. An isolated pod's traffic in
+ * that direction is allowed only when some rule of some selecting policy allows it (the union);
+ * replies of allowed connections pass by conntrack. A flow between two pods needs the source's
+ * egress and the destination's ingress. Traffic from a node to its own pods never reaches FORWARD
+ * (it leaves through OUTPUT), so it stays allowed, as Kubernetes and Calico have it.
+ *
+ * The chain layout on a node, for each local pod that is isolated in a direction:
+ *
+ *   CNI-FORWARD  -s POD/32 … -j PW-OUT-<hostVeth>     egress jumps first, then
+ *                -d POD/32 … -j PW-IN-<hostVeth>      ingress jumps, then the plugin's ACCEPTs
+ *   INPUT        -s POD/32 … -j PW-OUT-<hostVeth>     egress also covers the pod's own node
+ *   PW-IN-…      -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+ *                -s PEER [-p P -m P --dport N[:M]] -m comment --comment "policy NS/NAME ingress rule K" -j RETURN
+ *                …
+ *                -m comment --comment "no policy selecting NS/POD allows this ingress (selected by: …)" -j DROP
+ *
+ * An allowed packet RETURNs, so that a same-node flow that passed the source's egress chain still
+ * meets the destination's ingress chain; only then do the plugin's rules accept it. Peers are
+ * expanded to addresses: selected pods to /32s, an ipBlock with `except` to the prefixes that
+ * cover the block without the exceptions. Named ports resolve against the pod that owns the port:
+ * the chain's pod for ingress, each destination pod for egress.
+ */
+import type {
+  LabelSelectorSpec,
+  NamespaceSpec,
+  NetworkPolicySpec,
+  PolicyPeerSpec,
+  PolicyPortSpec,
+} from '../cluster/spec.ts';
+import { hash32 } from '../kernel/world.ts';
+import { intToIp4, ip4ToInt, prefixMask } from '../wire/addr.ts';
+import type { ResolvedPod } from './build.ts';
+
+export type Direction = 'ingress' | 'egress';
+
+/** What a node gets: its policy chains, and the jumps into them */
+export interface NodePolicy {
+  /** new chains in order, each with its rules */
+  chains: { name: string; rules: string[] }[];
+  /** jumps for CNI-FORWARD, to go before the plugin's per-pod ACCEPT rules */
+  forward: string[];
+  /** jumps for INPUT (a pod's egress to its own node) */
+  input: string[];
+}
+
+export interface PolicyInput {
+  namespaces?: readonly NamespaceSpec[];
+  policies?: readonly NetworkPolicySpec[];
+}
+
+/** the label every namespace carries */
+export const NAMESPACE_NAME_LABEL = 'kubernetes.io/metadata.name';
+
+/** metav1.LabelSelector semantics: every matchLabels pair and every expression must hold */
+export function selectorMatches(sel: LabelSelectorSpec, labels: Readonly<Record<string, string>>): boolean {
+  const has = (k: string) => Object.prototype.hasOwnProperty.call(labels, k);
+  for (const [k, v] of Object.entries(sel.matchLabels ?? {})) if (!has(k) || labels[k] !== v) return false;
+  for (const e of sel.matchExpressions ?? []) {
+    const values = e.values ?? [];
+    const ok =
+      e.operator === 'In'
+        ? has(e.key) && values.includes(labels[e.key])
+        : e.operator === 'NotIn'
+          ? !has(e.key) || !values.includes(labels[e.key])
+          : e.operator === 'Exists'
+            ? has(e.key)
+            : !has(e.key);
+    if (!ok) return false;
+  }
+  return true;
+}
+
+/** The labels of a namespace: the listed ones plus kubernetes.io/metadata.name */
+export function namespaceLabels(input: PolicyInput, ns: string): Record<string, string> {
+  const listed = input.namespaces?.find((n) => n.name === ns)?.labels ?? {};
+  return { ...listed, [NAMESPACE_NAME_LABEL]: ns };
+}
+
+const TYPE: Record<Direction, 'Ingress' | 'Egress'> = { ingress: 'Ingress', egress: 'Egress' };
+
+/** The policies that select `pod` for `dir` (the pod is isolated in that direction iff any) */
+export function selectingPolicies(input: PolicyInput, pod: ResolvedPod, dir: Direction): NetworkPolicySpec[] {
+  return (input.policies ?? []).filter(
+    (p) =>
+      p.namespace === pod.namespace &&
+      p.policyTypes.includes(TYPE[dir]) &&
+      selectorMatches(p.podSelector, pod.labels),
+  );
+}
+
+/** The pods a peer selects (not for ipBlock peers) */
+export function peerPods(
+  input: PolicyInput,
+  pods: readonly ResolvedPod[],
+  policy: NetworkPolicySpec,
+  peer: PolicyPeerSpec,
+): ResolvedPod[] {
+  return pods.filter(
+    (p) =>
+      (peer.namespaceSelector
+        ? selectorMatches(peer.namespaceSelector, namespaceLabels(input, p.namespace))
+        : p.namespace === policy.namespace) &&
+      (!peer.podSelector || selectorMatches(peer.podSelector, p.labels)),
+  );
+}
+
+interface Cidr {
+  net: number;
+  len: number;
+}
+
+function parseCidr(s: string): Cidr {
+  const [a, l] = s.split('/');
+  const len = Number(l);
+  return { net: (ip4ToInt(a) & prefixMask(len)) >>> 0, len };
+}
+
+const cidrText = (c: Cidr) => `${intToIp4(c.net)}/${c.len}`;
+const within = (inner: Cidr, outer: Cidr) =>
+  inner.len >= outer.len && (inner.net & prefixMask(outer.len)) >>> 0 === outer.net;
+
+/** `cidr` without the `except` blocks, as the fewest prefixes, in address order */
+export function subtractCidrs(cidr: string, except: readonly string[]): string[] {
+  const ex = except.map(parseCidr);
+  const split = (c: Cidr): Cidr[] => {
+    if (ex.some((e) => within(c, e))) return [];
+    if (!ex.some((e) => within(e, c))) return [c];
+    const half = 2 ** (31 - c.len);
+    return [
+      ...split({ net: c.net, len: c.len + 1 }),
+      ...split({ net: (c.net + half) >>> 0, len: c.len + 1 }),
+    ];
+  };
+  return split(parseCidr(cidr)).map(cidrText);
+}
+
+/** An address a rule matches, and the pod that has it (named ports resolve against that pod) */
+interface Peer {
+  cidr: string;
+  pod?: ResolvedPod;
+}
+
+const ANY: Peer = { cidr: '0.0.0.0/0' };
+
+function namedPort(pod: ResolvedPod, name: string, proto: 'tcp' | 'udp'): number | undefined {
+  return pod.listen.find((l) => l.name === name && l.proto === proto)?.port;
+}
+
+/** `chain` name for a pod's direction: PW-IN-/PW-OUT- and the host veth (a hash if it has odd characters) */
+export function policyChain(pod: ResolvedPod, dir: Direction): string {
+  const suffix = /^[A-Za-z0-9_.-]+$/.test(pod.hostVeth)
+    ? pod.hostVeth
+    : hash32(pod.hostVeth).toString(16).padStart(8, '0');
+  return `${dir === 'ingress' ? 'PW-IN' : 'PW-OUT'}-${suffix}`;
+}
+
+/** iptables comments hold at most 255 characters */
+function comment(text: string): string {
+  const t = text.length > 255 ? `${text.slice(0, 252)}...` : text;
+  return `-m comment --comment "${t}"`;
+}
+
+/** `-p P` and the port match of a policy port (`number`: a named port, resolved) */
+function portMatch(port: PolicyPortSpec | undefined, number?: number): { proto?: string; dport?: string } {
+  if (port === undefined) return {};
+  const proto = port.protocol.toLowerCase();
+  if (port.port === undefined) return { proto };
+  const n = number ?? (port.port as number);
+  return {
+    proto,
+    dport: port.endPort !== undefined && port.endPort !== n ? `${n}:${port.endPort}` : String(n),
+  };
+}
+
+/** The RETURN rules of one policy rule for the chain of `pod` */
+function ruleSpecs(
+  input: PolicyInput,
+  pods: readonly ResolvedPod[],
+  policy: NetworkPolicySpec,
+  k: number,
+  pod: ResolvedPod,
+  dir: Direction,
+): string[] {
+  const rule = (dir === 'ingress' ? policy.ingress : policy.egress)[k];
+  const peers: Peer[] =
+    rule.peers.length === 0
+      ? [ANY]
+      : rule.peers.flatMap((peer) =>
+          peer.ipBlock
+            ? subtractCidrs(peer.ipBlock.cidr, peer.ipBlock.except ?? []).map((cidr) => ({ cidr }))
+            : peerPods(input, pods, policy, peer).map((p) => ({ cidr: `${p.ip}/32`, pod: p })),
+        );
+  const ports: (PolicyPortSpec | undefined)[] = rule.ports.length === 0 ? [undefined] : rule.ports;
+  const flag = dir === 'ingress' ? '-s' : '-d';
+  const tag = comment(`policy ${policy.namespace}/${policy.name} ${dir} rule ${k}`);
+  const out: string[] = [];
+  const emit = (cidr: string, m: { proto?: string; dport?: string }) =>
+    out.push(
+      [
+        cidr.endsWith('/0') ? '' : `${flag} ${cidr}`,
+        m.proto ? `-p ${m.proto}` : '',
+        tag,
+        m.dport ? `-m ${m.proto} --dport ${m.dport}` : '',
+        '-j RETURN',
+      ]
+        .filter((x) => x !== '')
+        .join(' '),
+    );
+  for (const peer of peers)
+    for (const port of ports) {
+      if (typeof port?.port !== 'string') {
+        emit(peer.cidr, portMatch(port));
+        continue;
+      }
+      const proto = port.protocol === 'UDP' ? 'udp' : 'tcp';
+      const name = port.port;
+      if (dir === 'ingress') {
+        const n = namedPort(pod, name, proto);
+        if (n !== undefined) emit(peer.cidr, portMatch(port, n));
+        continue;
+      }
+      // egress: the destination pods that have a port of that name
+      const owners = peer.pod
+        ? [peer.pod]
+        : pods.filter((p) => within(parseCidr(`${p.ip}/32`), parseCidr(peer.cidr)));
+      for (const o of owners) {
+        const n = namedPort(o, name, proto);
+        if (n !== undefined) emit(`${o.ip}/32`, portMatch(port, n));
+      }
+    }
+  return out;
+}
+
+/** Compile the policies for every node: per isolated pod and direction, one chain and its jumps. */
+export function compilePolicies(input: PolicyInput, pods: readonly ResolvedPod[]): Map<string, NodePolicy> {
+  const nodes = new Map<string, NodePolicy & { ingress: string[] }>();
+  for (const pod of pods) {
+    let node = nodes.get(pod.node);
+    if (!node) {
+      node = { chains: [], forward: [], input: [], ingress: [] };
+      nodes.set(pod.node, node);
+    }
+    for (const dir of ['egress', 'ingress'] as const) {
+      const selecting = selectingPolicies(input, pod, dir);
+      if (selecting.length === 0) continue;
+      const name = policyChain(pod, dir);
+      const rules = ['-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT'];
+      for (const policy of selecting) {
+        const list = dir === 'ingress' ? policy.ingress : policy.egress;
+        for (let k = 0; k < list.length; k++)
+          for (const r of ruleSpecs(input, pods, policy, k, pod, dir)) if (!rules.includes(r)) rules.push(r);
+      }
+      const who = `${pod.namespace}/${pod.name}`;
+      const by = selecting.map((p) => `${p.namespace}/${p.name}`).join(', ');
+      rules.push(`${comment(`no policy selecting ${who} allows this ${dir} (selected by: ${by})`)} -j DROP`);
+      node.chains.push({ name, rules });
+      const jump = `${dir === 'egress' ? '-s' : '-d'} ${pod.ip}/32 ${comment(`${dir} policy of ${who}`)} -j ${name}`;
+      if (dir === 'ingress') node.ingress.push(jump);
+      else {
+        node.forward.push(jump);
+        node.input.push(jump);
+      }
+    }
+  }
+  // egress jumps before ingress jumps: a same-node flow meets its source's egress chain first
+  const out = new Map<string, NodePolicy>();
+  for (const [name, n] of nodes)
+    if (n.chains.length)
+      out.set(name, { chains: n.chains, forward: [...n.forward, ...n.ingress], input: n.input });
+  return out;
+}
