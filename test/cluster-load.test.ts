@@ -227,7 +227,7 @@ describe('bad cluster files', () => {
     [
       'unknown top-level key',
       y(...NODE1, 'colour: blue'),
-      'bad.yaml:5:1: unknown key "colour" (expected one of name, cni, mtu, podMtu, subnets, nodes, pods, bgp, run, namespaces, policies)',
+      'bad.yaml:5:1: unknown key "colour" (expected one of name, cni, mtu, podMtu, subnets, nodes, pods, bgp, run, namespaces, policies, scenario)',
     ],
     [
       'missing key in the second node: the mapping',
