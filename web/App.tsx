@@ -37,7 +37,10 @@ function download(name: string, bytes: Uint8Array): void {
 
 function StepList({ trace, at, onPick }: { trace: Trace; at: number; onPick(i: number): void }) {
   const cur = useRef<HTMLLIElement>(null);
-  useEffect(() => cur.current?.scrollIntoView({ block: 'nearest' }), [at, trace]);
+  useEffect(() => {
+    // a block body: newer browsers return a promise from scrollIntoView, which is no cleanup
+    void cur.current?.scrollIntoView({ block: 'nearest' });
+  }, [at, trace]);
   return (
     <ol className="steps" data-testid="steps">
       {trace.steps.map((s: Step, i) => (
@@ -81,7 +84,7 @@ function Compare({
   state: PageState;
   onMode(m: CniMode | undefined): void;
 }) {
-  const other = state.compare;
+  const other = state.compare !== state.mode ? state.compare : undefined;
   const modes: CniMode[] = other ? [state.mode, other] : [];
   const rows = useMemo(
     () => (other ? compareModes(loaded.spec, [state.mode, other]) : []),
@@ -112,7 +115,7 @@ function Compare({
             const r = rows[i];
             const s = sims[i];
             return (
-              <div key={m} className="cmp-col">
+              <div key={i} className="cmp-col">
                 <h3>{m}</h3>
                 {r ? (
                   <table>
@@ -160,6 +163,8 @@ export function App({ initial, loaded: initialLoaded }: { initial: PageState; lo
   const [netns, setNetns] = useState(initialLoaded.spec.nodes[0].name);
   const [history, setHistory] = useState<ConsoleEntry[]>([]);
   const [loadError, setLoadError] = useState<string>();
+  /** after a console command changed the model: show where the new walk ends */
+  const [toEnd, setToEnd] = useState(false);
   const consoleInput = useRef<HTMLInputElement>(null);
 
   const sim = useMemo(
@@ -176,9 +181,17 @@ export function App({ initial, loaded: initialLoaded }: { initial: PageState; lo
 
   // the URL follows the state, so that it can be shared
   useEffect(() => {
-    const h = `#${encodeState(state)}`;
+    const h = `#${encodeState({ ...state, trace: traces.indexOf(trace), step: at })}`;
     if (location.hash !== h) history_replace(h);
-  }, [state]);
+  });
+
+  useEffect(() => {
+    if (!toEnd) return;
+    setToEnd(false);
+    const req = sim.walk?.request.steps ?? [];
+    const drop = req.findIndex((s) => s.kind === 'drop' && !s.aux);
+    set({ trace: 0, step: drop >= 0 ? drop : req.length - 1 });
+  }, [sim, toEnd]);
 
   useEffect(() => {
     if (!playing) return;
@@ -231,7 +244,10 @@ export function App({ initial, loaded: initialLoaded }: { initial: PageState; lo
   const runConsole = (command: string) => {
     const o = consoleRun(sim, loaded.spec, state.mode, state.run, netns, command);
     setHistory((h) => [...h, { netns, command, ...o }]);
-    if (o.applied) setState((s) => ({ ...s, run: [...s.run, `${netns}: ${command}`], step: 0 }));
+    if (o.applied) {
+      setState((s) => ({ ...s, run: [...s.run, `${netns}: ${command}`] }));
+      setToEnd(true);
+    }
   };
 
   const onFile = async (file: File) => {
@@ -338,13 +354,11 @@ export function App({ initial, loaded: initialLoaded }: { initial: PageState; lo
               value={state.mode}
               name="mode"
               onChange={(e) =>
-                setState((s) => ({
-                  ...s,
-                  mode: e.target.value as CniMode,
-                  compare: s.mode,
-                  trace: 0,
-                  step: 0,
-                }))
+                setState((s) =>
+                  e.target.value === s.mode
+                    ? s
+                    : { ...s, mode: e.target.value as CniMode, compare: s.mode, trace: 0, step: 0 },
+                )
               }
             >
               {CNI_MODES.map((m) => (

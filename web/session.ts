@@ -117,17 +117,36 @@ export function simulate(spec: ClusterSpec, mode: CniMode, run: readonly string[
 
 export interface ConsoleOutcome {
   result: ToolResult;
-  /** the command now belongs to the run list (it succeeded, and also succeeds before the walk) */
+  /** the command changed the model: it joins the run list and the walk runs again */
   applied: boolean;
   /** why a successful command is not applied to the walk */
   note?: string;
 }
 
 /**
- * Run a console command in `netns` of the walked cluster (so tcpdump, counters and conntrack show
- * the walk). When it succeeds it joins the run list, which rebuilds the cluster before the walk,
- * as `podwalk trace --run` does; a command that only works after the walk (it names state the walk
- * created) is shown but not applied.
+ * Everything the namespaces hold (links, FDBs, routes, neighbours, sysctls, rules, counters,
+ * conntrack), as one string: equal before and after a command exactly when it changed nothing.
+ */
+export function modelState(c: Cluster): string {
+  const seen = new WeakSet<object>();
+  return JSON.stringify([...c.world.netns.values()], (_k, v: unknown) => {
+    if (v instanceof Map) return [...v.entries()];
+    if (v instanceof Set) return [...v];
+    if (ArrayBuffer.isView(v)) return Array.from(v as Uint8Array);
+    if (v !== null && typeof v === 'object') {
+      if (seen.has(v)) return '(shared)';
+      seen.add(v);
+    }
+    return v;
+  });
+}
+
+/**
+ * Run a console command in `netns` of the walked cluster, so that tcpdump, counters and conntrack
+ * show the walk (as `podwalk exec --walk` does). If it succeeds, it is also run on the cluster as
+ * it was before the walk; when it changes that model, it joins the run list, which rebuilds the
+ * cluster and walks again (as `podwalk trace --run` does). A command that works only after the walk
+ * (it names state the walk created) is shown but not applied.
  */
 export function consoleRun(
   sim: Simulation,
@@ -144,12 +163,16 @@ export function consoleRun(
     };
   const result = runCommand(sim.cluster, netns, command);
   if (result.code !== 0) return { result, applied: false };
-  try {
-    prepareCluster(spec, mode, [...run, `${netns}: ${command}`]);
-    return { result, applied: true };
-  } catch (e) {
-    return { result, applied: false, note: `not applied to the walk: before it, ${message(e)}` };
-  }
+  const before = prepareCluster(spec, mode, run);
+  const was = modelState(before);
+  const r = runCommand(before, netns, command);
+  if (r.code !== 0)
+    return {
+      result,
+      applied: false,
+      note: `not applied to the walk: before the walk it fails: ${(r.stderr || r.stdout).trim().split('\n')[0]}`,
+    };
+  return { result, applied: modelState(before) !== was };
 }
 
 // ---- the URL: #c=seed|z:<base64url zlib yaml>&m=…&from=…&to=…&proto=…&port=…&size=…&df=1&run=…&t=…&s=…&cmp=…
