@@ -280,22 +280,16 @@ export function App({ initial, loaded: initialLoaded }: { initial: PageState; lo
       <header>
         <h1>podwalk</h1>
         <form className="flow" onSubmit={(e) => e.preventDefault()} aria-label="the flow">
-          <label>
-            from
-            <select value={state.flow.from} onChange={(e) => setFlow({ from: e.target.value })} name="from">
-              {names.map((n) => (
-                <option key={n}>{n}</option>
-              ))}
-            </select>
-          </label>
-          <label>
-            to
-            <select value={state.flow.to} onChange={(e) => setFlow({ to: e.target.value })} name="to">
-              {names.map((n) => (
-                <option key={n}>{n}</option>
-              ))}
-            </select>
-          </label>
+          {(['from', 'to'] as const).map((end) => (
+            <label key={end}>
+              {end}
+              <select value={state.flow[end]} onChange={(e) => setFlow({ [end]: e.target.value })} name={end}>
+                {names.map((n) => (
+                  <option key={n}>{n}</option>
+                ))}
+              </select>
+            </label>
+          ))}
           <label>
             proto
             <select
@@ -405,6 +399,19 @@ export function App({ initial, loaded: initialLoaded }: { initial: PageState; lo
             <Topology layout={layout} steps={steps} at={at} dropAt={dropAt} onPick={setNetns} />
           ) : null}
         </section>
+        <section className="headers" aria-label="the frame">
+          <h2>Frame</h2>
+          {frameStep?.frame ? (
+            <HeaderBoxes
+              frame={frameStep.frame}
+              selected={layer}
+              onSelect={setLayer}
+              caption={`${frameStep === cur ? 'at' : 'last seen at'} step ${frameStep.n}: ${frameStep.netns} ${frameStep.device ?? ''} (${frameStep.action})`}
+            />
+          ) : (
+            <p className="hint">No frame on the wire yet at this step.</p>
+          )}
+        </section>
         <section className="walk" aria-label="the walk">
           {trace ? (
             <>
@@ -460,19 +467,6 @@ export function App({ initial, loaded: initialLoaded }: { initial: PageState; lo
         </section>
       </main>
       <div className="lower">
-        <section className="headers" aria-label="the frame">
-          <h2>Frame</h2>
-          {frameStep?.frame ? (
-            <HeaderBoxes
-              frame={frameStep.frame}
-              selected={layer}
-              onSelect={setLayer}
-              caption={`${frameStep === cur ? 'at' : 'last seen at'} step ${frameStep.n}: ${frameStep.netns} ${frameStep.device ?? ''} (${frameStep.action})`}
-            />
-          ) : (
-            <p className="hint">No frame on the wire yet at this step.</p>
-          )}
-        </section>
         <Console
           cluster={sim.cluster}
           netns={netns}
