@@ -1,10 +1,14 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { run } from '../src/cli/app.ts';
 import type { Io } from '../src/cli/app.ts';
 import { SEED_YAML } from '../src/cluster/seed.ts';
 import { CNI_MODES } from '../src/cluster/spec.ts';
+import type { Served } from '../src/cli/serve.ts';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 interface Result {
   code: number;
@@ -18,6 +22,7 @@ interface Result {
 
 interface Opts {
   files?: Record<string, string>;
+  served?: Io['served'];
   /** what --pcap wrote: "dir/name" → bytes */
   written?: Map<string, Uint8Array>;
   env?: Record<string, string | undefined>;
@@ -41,6 +46,7 @@ async function podwalk(argv: string[], o: Opts = {}): Promise<Result> {
     writeFile: (dir, name, bytes) => void o.written?.set(`${dir}/${name}`, bytes),
     env: o.env ?? {},
     isTTY: o.isTTY ?? false,
+    served: o.served,
   };
   const code = await run(argv, io);
   const stdout = out.join('\n');
@@ -215,6 +221,13 @@ describe('bad usage exits 2 with one line on stderr', () => {
       /\/nonexistent\.yaml/,
     ],
     ['missing cluster file for modes', ['modes', '--cluster', '/nonexistent.yaml'], /\/nonexistent\.yaml/],
+    ['serve: bad port', ['serve', '--port', 'abc'], /--port.*abc.*0 to 65535/],
+    ['serve: port too large', ['serve', '--port', '70000'], /70000/],
+    [
+      'serve: no build',
+      ['serve', '--dir', '/nonexistent-build'],
+      /no page build in \/nonexistent-build: run `npm run build`/,
+    ],
   ];
   for (const [name, argv, message] of cases)
     test(`${name}: ${argv.join(' ')}`, async () => {
@@ -232,7 +245,7 @@ describe('bad usage exits 2 with one line on stderr', () => {
     '    ip: 10.244.0.5',
     '',
   ].join('\n');
-  for (const cmd of [['trace', 'pod-a', 'pod-c'], ['modes'], ['demo']])
+  for (const cmd of [['trace', 'pod-a', 'pod-c'], ['modes'], ['demo'], ['serve']])
     test(`a cluster file with an error points at FILE:LINE:COL (${cmd[0]})`, async () => {
       const r = await podwalk([...cmd, '--cluster', 'bad.yaml'], { files: { 'bad.yaml': BAD } });
       assertUsageError(r, /bad\.yaml:4:14: .*10\.244\.0\.1\/24/);
@@ -512,5 +525,63 @@ describe('--policy', () => {
       await podwalk([...argv, 'web.yaml', '--policy', 'web.yaml'], { files }),
       /^podwalk: web\.yaml:3:18: policy prod\/web-in is already defined in web\.yaml$/,
     );
+  });
+});
+
+describe('serve', () => {
+  test('serves the page build and the --cluster file on 127.0.0.1', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'podwalk-serve-'));
+    writeFileSync(join(dir, 'index.html'), '<!doctype html><title>page</title>');
+    let served: Served | undefined;
+    try {
+      const r = await podwalk(['serve', '--port', '0', '--dir', dir, '--cluster', 'my.yaml'], {
+        files: { 'my.yaml': SEED_YAML },
+        served: (s) => (served = s),
+      });
+      assertExit(r, 0);
+      assert.ok(served);
+      assert.match(
+        r.stdout,
+        new RegExp(`^podwalk: serving my\\.yaml at http://127\\.0\\.0\\.1:${served.port}/`),
+      );
+      const addr = served.server.address();
+      assert.equal(typeof addr === 'object' && addr?.address, '127.0.0.1');
+      const page = await fetch(served.url);
+      assert.equal(page.status, 200);
+      assert.match(page.headers.get('content-type') ?? '', /^text\/html/);
+      assert.match(await page.text(), /<title>page<\/title>/);
+      const cluster = await fetch(new URL('cluster.yaml', served.url));
+      assert.equal(cluster.status, 200);
+      assert.equal(await cluster.text(), SEED_YAML);
+      assert.equal(cluster.headers.get('x-podwalk-file'), 'my.yaml');
+      assert.equal((await fetch(new URL('missing.js', served.url))).status, 404);
+      // a raw path (fetch would normalise the dots away) cannot leave the build directory
+      const status = await new Promise<number | undefined>((ok, fail) =>
+        httpGet({ host: '127.0.0.1', port: served!.port, path: '/..%2f..%2f..%2fetc/passwd' }, (res) => {
+          res.resume();
+          ok(res.statusCode);
+        }).on('error', fail),
+      );
+      assert.equal(status, 403);
+      assert.equal((await fetch(served.url, { method: 'POST' })).status, 405);
+    } finally {
+      await served?.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('without --cluster the page gets no cluster file and uses the built-in one', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'podwalk-serve-'));
+    writeFileSync(join(dir, 'index.html'), '<!doctype html>');
+    let served: Served | undefined;
+    try {
+      const r = await podwalk(['serve', '--port', '0', '--dir', dir], { served: (s) => (served = s) });
+      assertExit(r, 0);
+      assert.match(r.stdout, /serving the built-in cluster at http:\/\/127\.0\.0\.1:/);
+      assert.equal((await fetch(new URL('cluster.yaml', served!.url))).status, 204);
+    } finally {
+      await served?.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

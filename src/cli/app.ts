@@ -12,6 +12,7 @@ import { LabPlanError } from '../lab/plan.ts';
 import { labCommand } from './lab.ts';
 import { UsageError } from './errors.ts';
 import { runShell } from './shell.ts';
+import { DEFAULT_WEB_ROOT, hasBuild, serveWeb, type Served } from './serve.ts';
 import { CommandError, prepareCluster, runCommand } from '../tools/index.ts';
 import { pcapFiles } from '../tools/pcap-export.ts';
 import { compareModes } from '../trace/compare.ts';
@@ -45,6 +46,8 @@ export interface Io {
   stdin?: NodeJS.ReadableStream;
   stdout?: NodeJS.WritableStream;
   stdinTTY?: boolean;
+  /** `podwalk serve` hands its running server here (tests close it); the process stays up otherwise */
+  served?(s: Served): void;
 }
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -604,6 +607,45 @@ Examples:
       },
     }),
   );
+
+  program
+    .command('serve')
+    .description(
+      'serve the web page (built by `npm run build`) on 127.0.0.1: the cluster drawn, walks animated step by step, a console per namespace',
+    )
+    .option('--cluster <file>', 'cluster YAML for the page (default: the built-in seed cluster)')
+    .addOption(
+      new Option('--port <port>', 'TCP port on 127.0.0.1 (0: any free port)')
+        .argParser(parseIntArg(0, 65535))
+        .default(8080),
+    )
+    .option('--dir <dir>', 'the page build to serve', DEFAULT_WEB_ROOT)
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ npm run build && npx podwalk serve
+  $ podwalk serve --cluster my.yaml --port 9000`,
+    )
+    .action(async (o: { cluster?: string; port: number; dir: string }) => {
+      let cluster: { yaml: string; file: string } | undefined;
+      if (o.cluster) {
+        loadSpec(io, o.cluster); // validate here: file:line:col, exit 2
+        cluster = { yaml: io.readFile(o.cluster), file: o.cluster };
+      }
+      if (!hasBuild(o.dir)) throw new UsageError(`no page build in ${o.dir}: run \`npm run build\` first`);
+      let s: Served;
+      try {
+        s = await serveWeb({ root: o.dir, port: o.port, cluster });
+      } catch (e) {
+        const code = (e as { code?: string }).code;
+        throw new UsageError(
+          `cannot listen on 127.0.0.1:${o.port}: ${code === 'EADDRINUSE' ? 'the port is in use (pick another with --port)' : (code ?? (e as Error).message)}`,
+        );
+      }
+      io.out(`podwalk: serving ${o.cluster ?? 'the built-in cluster'} at ${s.url} (Ctrl-C stops)`);
+      io.served?.(s);
+    });
 
   program
     .command('seed')

@@ -1,0 +1,273 @@
+/**
+ * The web page in a real browser: Debian's chromium driven by playwright-core. The page is built
+ * with Vite into a temporary directory and served by the same code as `podwalk serve`, on
+ * 127.0.0.1 with an ephemeral port. Screenshots go to test-artifacts/web/.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { build } from 'vite';
+import { serveWeb, type Served } from '../src/cli/serve.ts';
+
+const CHROMIUM = '/usr/bin/chromium';
+const REPO = resolve(fileURLToPath(new URL('..', import.meta.url)));
+const ARTIFACTS = join(REPO, 'test-artifacts', 'web');
+const skip = existsSync(CHROMIUM)
+  ? undefined
+  : `${CHROMIUM} is missing: install Debian's chromium (apt-get install chromium) to run the browser tests`;
+
+let served: Served | undefined;
+let ctx: BrowserContext | undefined;
+let page: Page;
+const dirs: string[] = [];
+
+async function shot(name: string): Promise<void> {
+  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`) });
+}
+
+/** the 0-based index of the current step, from the step counter "step N / M" */
+async function position(): Promise<{ n: number; total: number }> {
+  const m = /step (\d+) \/ (\d+)/.exec(await page.getByTestId('pos').innerText())!;
+  return { n: Number(m[1]), total: Number(m[2]) };
+}
+
+async function runInConsole(netns: string, command: string): Promise<void> {
+  await page.getByLabel('network namespace').selectOption(netns);
+  await page.getByLabel('command').fill(command);
+  await page.getByLabel('command').press('Enter');
+}
+
+/** a test that skips with the reason when there is no browser */
+function it(name: string, body: () => Promise<void>): void {
+  test(name, async (t) => {
+    if (skip) return t.skip(skip);
+    await body();
+  });
+}
+
+describe('web page in chromium', () => {
+  before(async () => {
+    if (skip) return;
+    const out = mkdtempSync(join(tmpdir(), 'podwalk-web-'));
+    const profile = mkdtempSync(join(tmpdir(), 'podwalk-chromium-'));
+    dirs.push(out, profile);
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await build({
+      configFile: join(REPO, 'vite.config.ts'),
+      root: join(REPO, 'web'),
+      build: { outDir: out, emptyOutDir: true },
+      logLevel: 'silent',
+    });
+    served = await serveWeb({ root: out, port: 0 });
+    ctx = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--no-first-run',
+      ],
+      viewport: { width: 1280, height: 800 },
+    });
+    page = ctx.pages()[0] ?? (await ctx.newPage());
+    page.setDefaultTimeout(10_000);
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    page.on('console', (m) => void (m.type() === 'error' && errors.push(m.text())));
+    await page.goto(served.url);
+    await page.getByTestId('steps').waitFor();
+    assert.deepEqual(errors, [], 'the page loads without errors');
+  });
+
+  after(async () => {
+    await ctx?.close();
+    await served?.close();
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  it('draws the seed cluster: nodes with eth0 and address, pods, veths, cni0, flannel.1, lan0', async () => {
+    const svg = page.getByTestId('topology');
+    for (const id of ['node1', 'node2', 'node3', 'pod-a', 'pod-b', 'pod-c', 'pod-d', 'router'])
+      assert.equal(await svg.locator(`[data-id="${id}"]`).count(), 1, id);
+    assert.match(
+      (await svg.locator('[data-id="node1|eth0"]').textContent()) ?? '',
+      /eth0.*192\.168\.1\.10\/24/,
+    );
+    assert.match((await svg.locator('[data-id="pod-c|eth0"]').textContent()) ?? '', /10\.244\.1\.5/);
+    for (const id of ['node1|veth-pod-a', 'node1|cni0', 'node1|flannel.1', 'node2|flannel.1'])
+      assert.equal(await svg.locator(`[data-id="${id}"]`).count(), 1, id);
+    assert.match(await svg.innerHTML(), /lan0 192\.168\.1\.0\/24/);
+  });
+
+  it('Pod A → Pod C in flannel-vxlan: step through, step list, header boxes (VNI 1, UDP 4789, 50 B)', async () => {
+    await page.locator('select[name=from]').selectOption('pod-a');
+    await page.locator('select[name=to]').selectOption('pod-c');
+    await page.locator('select[name=proto]').selectOption('tcp');
+    await page.locator('select[name=mode]').selectOption('flannel-vxlan');
+    assert.match(await page.getByTestId('disposition').innerText(), /^delivered to pod-c tcp\/8080$/);
+    await shot('01-seed-walk-start');
+
+    const steps = page.getByTestId('steps').locator('li');
+    const total = await steps.count();
+    assert.equal((await position()).total, total);
+    assert.ok(total > 20, `${total} steps`);
+    // the step list names the layer, the decision and the table entry that decided
+    const routeStep = steps.filter({ hasText: 'dev flannel.1 onlink' }).first();
+    assert.match(
+      await routeStep.innerText(),
+      /L3\s+route[\s\S]*main: 10\.244\.1\.0\/24 via 10\.244\.1\.0 dev flannel\.1 onlink/,
+    );
+    assert.match(
+      await steps.filter({ hasText: 'VXLAN vni 1' }).first().innerText(),
+      /fdb flannel\.1: 5a:2b:3c:4d:5e:6f dst 192\.168\.1\.11 self permanent/,
+    );
+
+    // step with the keyboard until the VXLAN frame leaves node1's eth0
+    // leave the form: the keys step the walk (the page ignores them while a field has the focus)
+    await page.locator('select[name=mode]').blur();
+    await page.keyboard.press('Home');
+    assert.equal((await position()).n, 1);
+    const texts = await steps.allInnerTexts();
+    const target = texts.findIndex((t) => /xmit[\s\S]*node1 eth0[\s\S]*VXLAN vni 1/.test(t));
+    assert.ok(target > 0, 'a VXLAN frame out of node1 eth0');
+    for (let i = 0; i < target; i++) {
+      await page.keyboard.press('ArrowRight');
+      if (i === Math.floor(target / 2)) await shot('02-seed-walk-halfway');
+    }
+    assert.equal((await position()).n, target + 1);
+    assert.equal(await steps.nth(target).getAttribute('aria-current'), 'step');
+    await page.keyboard.press('ArrowLeft');
+    assert.equal((await position()).n, target);
+    await page.keyboard.press('ArrowRight');
+
+    const frame = page.getByTestId('frame');
+    const boxes = await frame
+      .locator('button.hdr')
+      .evaluateAll((bs) =>
+        bs.map((b) => `${b.getAttribute('data-layer')} ${b.querySelector('.bytes')?.textContent}`),
+      );
+    assert.deepEqual(boxes, [
+      'Ethernet 14 B',
+      'IPv4 20 B',
+      'UDP 8 B',
+      'VXLAN 8 B',
+      'Ethernet 14 B',
+      'IPv4 20 B',
+      'TCP 40 B',
+    ]);
+    assert.match(await frame.locator('[data-layer=VXLAN]').innerText(), /vni 1$/);
+    assert.match(await frame.locator('[data-layer=UDP]').innerText(), /→ 4789 /);
+    assert.equal(await page.getByTestId('overhead').innerText(), 'encapsulation overhead 50 B');
+    assert.equal(await frame.locator('.encap').count(), 1, 'the inner frame is drawn inside');
+
+    // the hex view highlights the selected header: VXLAN's 8 bytes, I flag and VNI 1
+    await frame.locator('[data-layer=VXLAN]').click();
+    const sel = await page.getByTestId('hex').locator('.b.sel').allInnerTexts();
+    assert.deepEqual(sel, ['08', '00', '00', '00', '00', '00', '01', '00']);
+    await shot('03-seed-vxlan-frame');
+
+    await page.keyboard.press('End');
+    const last = await position();
+    assert.equal(last.n, last.total);
+    await shot('04-seed-walk-delivered');
+  });
+
+  it('console: ip route del 10.244.1.0/24 on node1 re-runs the walk, which now drops with no-route', async () => {
+    await runInConsole('node1', 'ip route');
+    const out = page.getByTestId('console-out');
+    assert.match(await out.innerText(), /10\.244\.1\.0\/24 via 10\.244\.1\.0 dev flannel\.1 onlink/);
+    assert.doesNotMatch(await out.innerText(), /applied/, 'a command that changes nothing is not applied');
+    await runInConsole('node1', 'tcpdump -i flannel.1 -nn');
+    assert.match(await out.innerText(), /IP 10\.244\.0\.5\.\d+ > 10\.244\.1\.5\.8080: Flags \[S\]/);
+
+    await runInConsole('node1', 'ip route del 10.244.1.0/24');
+    await page.getByTestId('runs').waitFor();
+    assert.match(await out.innerText(), /applied: the walk ran again/);
+    // node1 still has its default route (via 192.168.1.1, as in the article), so the packet leaves
+    // by eth0 and the LAN's router, which has no route to pod networks, drops it
+    assert.match(
+      await page.getByTestId('disposition').innerText(),
+      /^DROPPED \(no-route\) in router at eth0: no route to 10\.244\.1\.5/,
+    );
+    // the page shows where the new walk ends
+    assert.equal(
+      await page.getByTestId('steps').locator('li[aria-current=step]').getAttribute('data-kind'),
+      'drop',
+    );
+    await shot('05-route-deleted-drop-at-router');
+
+    // without the default route too, node1 itself has no route: the drop is at node1
+    await runInConsole('node1', 'ip route del default');
+    assert.match(await page.getByTestId('disposition').innerText(), /^DROPPED \(no-route\) in node1\b/);
+    await page.keyboard.press('Escape'); // leave the console: the keys step the walk again
+    await page.keyboard.press('End');
+    assert.equal(await page.getByTestId('topology').locator('.box.dropped').count(), 1);
+    const dropped = await page.getByTestId('topology').locator('.box.dropped').getAttribute('data-id');
+    assert.match(dropped ?? '', /^node1/);
+    const drop = page.getByTestId('steps').locator('li[data-kind=drop]');
+    assert.equal(await drop.count(), 1);
+    assert.match(await drop.innerText(), /L3\s+drop\s+node1[\s\S]*no route to 10\.244\.1\.5/);
+    await shot('06-no-route-at-node1');
+
+    // the URL carries cluster, flow, commands and step: a fresh load shows the same drop
+    const url = page.url();
+    assert.match(url, /run=node1%3A\+ip\+route\+del\+10\.244\.1\.0%2F24/);
+    const again = await ctx!.newPage();
+    await again.goto(url);
+    await again.getByTestId('steps').waitFor();
+    assert.equal(
+      await again.getByTestId('disposition').innerText(),
+      await page.getByTestId('disposition').innerText(),
+    );
+    assert.equal(await again.getByTestId('pos').innerText(), await page.getByTestId('pos').innerText());
+    await again.close();
+
+    await page.getByRole('button', { name: 'reset the cluster' }).click();
+    assert.match(await page.getByTestId('disposition').innerText(), /^delivered to pod-c/);
+  });
+
+  it('switching mode keeps the flow and shows both modes side by side', async () => {
+    await page.locator('select[name=mode]').selectOption('calico-ipip');
+    assert.equal(await page.locator('select[name=from]').inputValue(), 'pod-a');
+    assert.equal(await page.locator('select[name=to]').inputValue(), 'pod-c');
+    const cmp = page.getByTestId('compare');
+    const text = await cmp.innerText();
+    assert.match(text, /calico-ipip[\s\S]*pod MTU\s+1480[\s\S]*IPinIP[\s\S]*20 B/);
+    assert.match(text, /flannel-vxlan[\s\S]*pod MTU\s+1450[\s\S]*VXLAN \(UDP 4789\)[\s\S]*50 B/);
+    assert.match(text, /tunl0/);
+    assert.match(text, /flannel\.1/);
+    await cmp.scrollIntoViewIfNeeded();
+    await shot('07-modes-side-by-side');
+    await page.locator('select[name=mode]').selectOption('flannel-vxlan');
+  });
+
+  it('pcap download of an interface', async () => {
+    const [dl] = await Promise.all([
+      page.waitForEvent('download'),
+      page.getByRole('button', { name: 'node1-eth0.pcap' }).click(),
+    ]);
+    const file = join(dirs[0], 'dl.pcap');
+    await dl.saveAs(file);
+    const { readFileSync } = await import('node:fs');
+    const bytes = readFileSync(file);
+    assert.equal(bytes.readUInt32LE(0), 0xa1b2c3d4, 'pcap magic');
+    assert.ok(bytes.length > 24 + 16);
+  });
+
+  it('readable at phone width', async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.getByTestId('steps').waitFor();
+    const overflow = Number(await page.evaluate('document.documentElement.scrollWidth'));
+    assert.ok(overflow <= 390, `page is ${overflow}px wide at a 390px viewport`);
+    await shot('08-phone-width');
+    await page.setViewportSize({ width: 1280, height: 800 });
+  });
+});

@@ -1,0 +1,501 @@
+/**
+ * The page. It holds the page state (cluster, mode, flow, console commands, trace and step), asks
+ * session.ts to build and walk through the core exactly as the CLI does, and renders the result.
+ */
+import { useEffect, useMemo, useRef, useState } from 'react';
+import { CNI_MODES, type CniMode } from '../src/cluster/spec.ts';
+import { dispositionLine, flowLine, renderSummary } from '../src/render/text.ts';
+import { pcapFiles } from '../src/tools/pcap-export.ts';
+import { compareModes } from '../src/trace/compare.ts';
+import type { Proto, Step, Trace } from '../src/trace/types.ts';
+import { Console, type ConsoleEntry } from './Console.tsx';
+import { HeaderBoxes } from './Frame.tsx';
+import { layoutCluster } from './layout.ts';
+import {
+  consoleRun,
+  encodeCluster,
+  encodeState,
+  loadYaml,
+  simulate,
+  type FlowForm,
+  type LoadedCluster,
+  type PageState,
+} from './session.ts';
+import { Topology } from './Topology.tsx';
+
+const LAYER: Record<number, string> = { 2: 'L2', 3: 'L3', 4: 'L4', 7: 'L7' };
+const PLAY_MS = 600;
+
+function download(name: string, bytes: Uint8Array): void {
+  const url = URL.createObjectURL(new Blob([bytes as BlobPart], { type: 'application/vnd.tcpdump.pcap' }));
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = name;
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
+function StepList({ trace, at, onPick }: { trace: Trace; at: number; onPick(i: number): void }) {
+  const cur = useRef<HTMLLIElement>(null);
+  useEffect(() => {
+    // a block body: newer browsers return a promise from scrollIntoView, which is no cleanup
+    void cur.current?.scrollIntoView({ block: 'nearest' });
+  }, [at, trace]);
+  return (
+    <ol className="steps" data-testid="steps">
+      {trace.steps.map((s: Step, i) => (
+        <li
+          key={i}
+          ref={i === at ? cur : undefined}
+          className={`step${i === at ? ' current' : ''}${s.aux ? ' aux' : ''}${s.kind === 'drop' ? ' drop' : ''}${i > at ? ' future' : ''}`}
+          onClick={() => onPick(i)}
+          data-kind={s.kind}
+          aria-current={i === at ? 'step' : undefined}
+        >
+          <span className="n">{s.n}</span>
+          <span className="layer">{LAYER[s.layer]}</span>
+          <span className="kind">{s.kind}</span>
+          <span className="where">
+            {s.netns}
+            {s.device ? ` ${s.device}` : ''}
+          </span>
+          <span className="detail">
+            {s.aux ? <i>({s.aux}) </i> : null}
+            {s.part ? <i>{`{${s.part}} `}</i> : null}
+            {s.detail}
+          </span>
+          {s.table && s.entry !== undefined ? (
+            <span className="entry">
+              <b>{s.table}:</b> {s.entry}
+            </span>
+          ) : null}
+        </li>
+      ))}
+    </ol>
+  );
+}
+
+function Compare({
+  loaded,
+  state,
+  onMode,
+}: {
+  loaded: LoadedCluster;
+  state: PageState;
+  onMode(m: CniMode | undefined): void;
+}) {
+  const other = state.compare !== state.mode ? state.compare : undefined;
+  const modes: CniMode[] = other ? [state.mode, other] : [];
+  const rows = useMemo(
+    () => (other ? compareModes(loaded.spec, [state.mode, other]) : []),
+    [loaded, state.mode, other],
+  );
+  const sims = useMemo(
+    () => modes.map((m) => simulate(loaded.spec, m, state.run, state.flow)),
+    [loaded, state.mode, other, state.run, state.flow],
+  );
+  return (
+    <section className="compare" aria-label="modes side by side">
+      <h2>
+        Side by side with{' '}
+        <select
+          aria-label="mode to compare with"
+          value={other ?? ''}
+          onChange={(e) => onMode((e.target.value || undefined) as CniMode | undefined)}
+        >
+          <option value="">(none)</option>
+          {CNI_MODES.filter((m) => m !== state.mode).map((m) => (
+            <option key={m}>{m}</option>
+          ))}
+        </select>
+      </h2>
+      {other ? (
+        <div className="cmp-grid" data-testid="compare">
+          {modes.map((m, i) => {
+            const r = rows[i];
+            const s = sims[i];
+            return (
+              <div key={i} className="cmp-col">
+                <h3>{m}</h3>
+                {r ? (
+                  <table>
+                    <tbody>
+                      <tr>
+                        <th>pod MTU</th>
+                        <td>
+                          {r.podMtu} (underlay {r.underlayMtu})
+                        </td>
+                      </tr>
+                      <tr>
+                        <th>encapsulation</th>
+                        <td>{r.encapsulation}</td>
+                      </tr>
+                      <tr>
+                        <th>overhead</th>
+                        <td>{r.overhead} B</td>
+                      </tr>
+                      <tr>
+                        <th>underlay must know</th>
+                        <td>{r.underlayMustKnow}</td>
+                      </tr>
+                    </tbody>
+                  </table>
+                ) : null}
+                <pre className="summary">
+                  {s.walk ? renderSummary(s.walk.request) : `no walk: ${s.error ?? ''}`}
+                </pre>
+              </div>
+            );
+          })}
+        </div>
+      ) : (
+        <p className="hint">Pick a mode to see this flow's path and MTU in both.</p>
+      )}
+    </section>
+  );
+}
+
+export function App({ initial, loaded: initialLoaded }: { initial: PageState; loaded: LoadedCluster }) {
+  const [loaded, setLoaded] = useState(initialLoaded);
+  const [state, setState] = useState<PageState>(initial);
+  const [playing, setPlaying] = useState(false);
+  const [layer, setLayer] = useState(0);
+  const [netns, setNetns] = useState(initialLoaded.spec.nodes[0].name);
+  const [history, setHistory] = useState<ConsoleEntry[]>([]);
+  const [loadError, setLoadError] = useState<string>();
+  /** after a console command changed the model: show where the new walk ends */
+  const [toEnd, setToEnd] = useState(false);
+  const consoleInput = useRef<HTMLInputElement>(null);
+
+  const sim = useMemo(
+    () => simulate(loaded.spec, state.mode, state.run, state.flow),
+    [loaded, state.mode, state.run, state.flow],
+  );
+  const layout = useMemo(() => (sim.cluster ? layoutCluster(sim.cluster) : undefined), [sim]);
+  const traces = sim.walk?.traces ?? [];
+  const trace = traces[Math.min(state.trace, traces.length - 1)];
+  const steps = trace?.steps ?? [];
+  const at = Math.max(0, Math.min(state.step, steps.length - 1));
+  const set = (p: Partial<PageState>) => setState((s) => ({ ...s, ...p }));
+  const go = (i: number) => set({ step: Math.max(0, Math.min(i, steps.length - 1)) });
+
+  // the URL follows the state, so that it can be shared
+  useEffect(() => {
+    const h = `#${encodeState({ ...state, trace: traces.indexOf(trace), step: at })}`;
+    if (location.hash !== h) history_replace(h);
+  });
+
+  useEffect(() => {
+    if (!toEnd) return;
+    setToEnd(false);
+    const req = sim.walk?.request.steps ?? [];
+    const drop = req.findIndex((s) => s.kind === 'drop' && !s.aux);
+    set({ trace: 0, step: drop >= 0 ? drop : req.length - 1 });
+  }, [sim, toEnd]);
+
+  useEffect(() => {
+    if (!playing) return;
+    if (at >= steps.length - 1) {
+      setPlaying(false);
+      return;
+    }
+    const t = setTimeout(() => go(at + 1), PLAY_MS);
+    return () => clearTimeout(t);
+  });
+
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => {
+      const t = e.target as HTMLElement;
+      if (t.closest('input, select, textarea') || e.ctrlKey || e.metaKey || e.altKey) return;
+      const keys: Record<string, () => void> = {
+        ArrowRight: () => go(at + 1),
+        ArrowDown: () => go(at + 1),
+        j: () => go(at + 1),
+        ArrowLeft: () => go(at - 1),
+        ArrowUp: () => go(at - 1),
+        k: () => go(at - 1),
+        Home: () => go(0),
+        End: () => go(steps.length - 1),
+        ' ': () => setPlaying((p) => !p),
+        t: () => set({ trace: (state.trace + 1) % Math.max(1, traces.length), step: 0 }),
+        '/': () => consoleInput.current?.focus(),
+      };
+      const f = keys[e.key];
+      if (f) {
+        e.preventDefault();
+        f();
+      }
+    };
+    window.addEventListener('keydown', onKey);
+    return () => window.removeEventListener('keydown', onKey);
+  });
+
+  const setFlow = (f: Partial<FlowForm>) =>
+    setState((s) => ({ ...s, flow: { ...s.flow, ...f }, trace: 0, step: 0 }));
+  const names = sim.cluster
+    ? [...sim.cluster.pods.map((p) => p.name), ...sim.cluster.nodes.map((n) => n.name)]
+    : [];
+  const cur = steps[at];
+  let frameStep: Step | undefined;
+  for (let i = at; i >= 0 && !frameStep; i--) if (steps[i]?.frame) frameStep = steps[i];
+  const d = trace?.disposition;
+  const dropAt = d?.kind === 'dropped' ? (d.device ? `${d.netns}|${d.device}` : d.netns) : undefined;
+
+  const runConsole = (command: string) => {
+    const o = consoleRun(sim, loaded.spec, state.mode, state.run, netns, command);
+    setHistory((h) => [...h, { netns, command, ...o }]);
+    if (o.applied) {
+      setState((s) => ({ ...s, run: [...s.run, `${netns}: ${command}`] }));
+      setToEnd(true);
+    }
+  };
+
+  const onFile = async (file: File) => {
+    try {
+      const l = loadYaml(await file.text(), file.name);
+      setLoaded(l);
+      setLoadError(undefined);
+      setNetns(l.spec.nodes[0].name);
+      setHistory([]);
+      setState((s) => ({
+        ...s,
+        cluster: encodeCluster(l.yaml),
+        mode: l.spec.cni,
+        run: [],
+        trace: 0,
+        step: 0,
+        flow: {
+          ...s.flow,
+          from: l.spec.pods[0]?.name ?? l.spec.nodes[0].name,
+          to: l.spec.pods[l.spec.pods.length - 1]?.name ?? l.spec.nodes[0].name,
+        },
+      }));
+    } catch (e) {
+      setLoadError((e as Error).message);
+    }
+  };
+
+  return (
+    <div className="app">
+      <header>
+        <h1>podwalk</h1>
+        <form className="flow" onSubmit={(e) => e.preventDefault()} aria-label="the flow">
+          {(['from', 'to'] as const).map((end) => (
+            <label key={end}>
+              {end}
+              <select value={state.flow[end]} onChange={(e) => setFlow({ [end]: e.target.value })} name={end}>
+                {names.map((n) => (
+                  <option key={n}>{n}</option>
+                ))}
+              </select>
+            </label>
+          ))}
+          <label>
+            proto
+            <select
+              value={state.flow.proto}
+              onChange={(e) => setFlow({ proto: e.target.value as Proto })}
+              name="proto"
+            >
+              <option>tcp</option>
+              <option>udp</option>
+              <option>icmp</option>
+            </select>
+          </label>
+          <label>
+            port
+            <input
+              type="number"
+              min={1}
+              max={65535}
+              value={state.flow.port}
+              disabled={state.flow.proto === 'icmp'}
+              name="port"
+              onChange={(e) => {
+                const v = Number(e.target.value);
+                if (Number.isInteger(v) && v >= 1 && v <= 65535) setFlow({ port: v });
+              }}
+            />
+          </label>
+          <label>
+            size
+            <input
+              type="number"
+              min={28}
+              max={65535}
+              placeholder="default"
+              value={state.flow.size ?? ''}
+              name="size"
+              onChange={(e) => {
+                const v = e.target.value === '' ? undefined : Number(e.target.value);
+                if (v === undefined || (Number.isInteger(v) && v >= 28 && v <= 65535)) setFlow({ size: v });
+              }}
+            />
+          </label>
+          <label className="check">
+            <input
+              type="checkbox"
+              checked={state.flow.df || state.flow.proto === 'tcp'}
+              disabled={state.flow.proto === 'tcp'}
+              onChange={(e) => setFlow({ df: e.target.checked })}
+              name="df"
+            />
+            DF
+          </label>
+          <label>
+            mode
+            <select
+              value={state.mode}
+              name="mode"
+              onChange={(e) =>
+                setState((s) =>
+                  e.target.value === s.mode
+                    ? s
+                    : { ...s, mode: e.target.value as CniMode, compare: s.mode, trace: 0, step: 0 },
+                )
+              }
+            >
+              {CNI_MODES.map((m) => (
+                <option key={m}>{m}</option>
+              ))}
+            </select>
+          </label>
+        </form>
+        <div className="tools">
+          <label className="file">
+            cluster: {loaded.name}
+            <input
+              type="file"
+              accept=".yaml,.yml,text/yaml"
+              aria-label="load a cluster YAML file"
+              onChange={(e) => e.target.files?.[0] && void onFile(e.target.files[0])}
+            />
+          </label>
+          <button type="button" onClick={() => void navigator.clipboard?.writeText(location.href)}>
+            copy link
+          </button>
+        </div>
+      </header>
+      {loadError ? <p className="error">{loadError}</p> : null}
+      {state.run.length ? (
+        <p className="runs" data-testid="runs">
+          applied before the walk:{' '}
+          {state.run.map((r, i) => (
+            <code key={i}>{r}</code>
+          ))}{' '}
+          <button type="button" onClick={() => set({ run: [], step: 0 })}>
+            reset the cluster
+          </button>
+        </p>
+      ) : null}
+      {sim.error ? (
+        <p className="error" data-testid="error">
+          {sim.error}
+        </p>
+      ) : null}
+      <main>
+        <section className="picture" aria-label="the cluster">
+          {layout ? (
+            <Topology layout={layout} steps={steps} at={at} dropAt={dropAt} onPick={setNetns} />
+          ) : null}
+        </section>
+        <section className="headers" aria-label="the frame">
+          <h2>Frame</h2>
+          {frameStep?.frame ? (
+            <HeaderBoxes
+              frame={frameStep.frame}
+              selected={layer}
+              onSelect={setLayer}
+              caption={`${frameStep === cur ? 'at' : 'last seen at'} step ${frameStep.n}: ${frameStep.netns} ${frameStep.device ?? ''} (${frameStep.action})`}
+            />
+          ) : (
+            <p className="hint">No frame on the wire yet at this step.</p>
+          )}
+        </section>
+        <section className="walk" aria-label="the walk">
+          {trace ? (
+            <>
+              <div className="traces" role="tablist" aria-label="packets of the exchange">
+                {traces.map((t, i) => (
+                  <button
+                    key={i}
+                    type="button"
+                    role="tab"
+                    aria-selected={t === trace}
+                    className={`${t === trace ? 'on' : ''} ${t.disposition.kind}`}
+                    onClick={() => set({ trace: i, step: 0 })}
+                  >
+                    {t.flow.label}
+                  </button>
+                ))}
+              </div>
+              <div className="flowline">{flowLine(trace.flow)}</div>
+              <div className={`disposition ${trace.disposition.kind}`} data-testid="disposition">
+                {dispositionLine(trace.disposition)}
+              </div>
+              <div className="controls" role="group" aria-label="step controls">
+                <button type="button" onClick={() => go(0)} aria-label="first step" title="Home">
+                  |◀
+                </button>
+                <button type="button" onClick={() => go(at - 1)} aria-label="back" title="←">
+                  ◀ back
+                </button>
+                <button
+                  type="button"
+                  onClick={() => {
+                    if (at >= steps.length - 1) go(0);
+                    setPlaying((p) => !p);
+                  }}
+                  aria-label={playing ? 'pause' : 'play'}
+                  title="space"
+                >
+                  {playing ? '⏸ pause' : '▶ play'}
+                </button>
+                <button type="button" onClick={() => go(at + 1)} aria-label="step" title="→">
+                  step ▶
+                </button>
+                <button type="button" onClick={() => go(steps.length - 1)} aria-label="last step" title="End">
+                  ▶|
+                </button>
+                <span className="pos" data-testid="pos">
+                  step {cur?.n ?? 0} / {steps.length}
+                </span>
+              </div>
+              <StepList trace={trace} at={at} onPick={go} />
+            </>
+          ) : null}
+        </section>
+      </main>
+      <div className="lower">
+        <Console
+          cluster={sim.cluster}
+          netns={netns}
+          onNetns={setNetns}
+          history={history}
+          onRun={runConsole}
+          inputRef={consoleInput}
+        />
+      </div>
+      <Compare loaded={loaded} state={state} onMode={(m) => set({ compare: m })} />
+      {sim.cluster ? (
+        <section className="pcaps" aria-label="captures">
+          <h2>Captures</h2>
+          <p>
+            {pcapFiles(sim.cluster.world).map((f) => (
+              <button key={f.name} type="button" onClick={() => download(f.name, f.bytes)}>
+                {f.name}
+              </button>
+            ))}
+          </p>
+        </section>
+      ) : null}
+      <footer>
+        keys: ← → step · Home End first/last · space play · t next packet · / console · state in the URL
+      </footer>
+    </div>
+  );
+}
+
+function history_replace(hash: string): void {
+  window.history.replaceState(null, '', hash);
+}

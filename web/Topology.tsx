@@ -1,0 +1,104 @@
+/** The cluster as it is, drawn from the layout, with the walk so far drawn over it. */
+import type { Step } from '../src/trace/types.ts';
+import { anchorOf, type Layout } from './layout.ts';
+
+interface Props {
+  layout: Layout;
+  steps: readonly Step[];
+  /** index of the current step */
+  at: number;
+  /** where the walk ended, when it was dropped: "netns|device" or "netns" */
+  dropAt?: string;
+  onPick(netns: string): void;
+}
+
+/** The points the packet visited up to step `at`: each step at its device, else where the packet last was */
+function pathOf(layout: Layout, steps: readonly Step[], at: number): { x: number; y: number }[] {
+  const pts: { x: number; y: number }[] = [];
+  for (let i = 0; i <= at && i < steps.length; i++) {
+    const s = steps[i];
+    if (s.aux && i !== at) continue;
+    const p =
+      (s.device !== undefined ? layout.anchors.get(`${s.netns}|${s.device}`) : undefined) ??
+      (pts.length ? pts[pts.length - 1] : anchorOf(layout, s.netns));
+    if (!p) continue;
+    const last = pts[pts.length - 1];
+    if (!last || last.x !== p.x || last.y !== p.y) pts.push(p);
+  }
+  return pts;
+}
+
+export function Topology({ layout, steps, at, dropAt, onPick }: Props) {
+  const cur = steps[at];
+  const curId = cur ? (cur.device !== undefined ? `${cur.netns}|${cur.device}` : cur.netns) : '';
+  const pts = pathOf(layout, steps, at);
+  const head = pts[pts.length - 1];
+  return (
+    <svg
+      className="topology"
+      viewBox={`0 0 ${layout.width} ${layout.height}`}
+      role="img"
+      aria-label="the cluster: nodes, pods, devices and the underlay"
+      data-testid="topology"
+    >
+      {layout.buses.map((b, i) => (
+        <g key={`bus${i}`} className="bus">
+          <line x1={b.x1} y1={b.y} x2={b.x2} y2={b.y} />
+          <text x={b.x2 - 4} y={b.y - 3} textAnchor="end">
+            {b.segment} {b.cidr}
+          </text>
+        </g>
+      ))}
+      {layout.wires.map((w, i) => (
+        <line
+          key={`w${i}`}
+          className={`wire ${w.kind}${w.up ? '' : ' down'}`}
+          x1={w.x1}
+          y1={w.y1}
+          x2={w.x2}
+          y2={w.y2}
+        />
+      ))}
+      {layout.boxes.map((b) => {
+        const classes = [
+          'box',
+          b.kind,
+          b.up ? '' : 'down',
+          b.id === curId || (cur && !cur.device && b.id === cur.netns && b.kind !== 'node') ? 'current' : '',
+          b.id === dropAt ? 'dropped' : '',
+        ].join(' ');
+        const small = b.kind === 'dev';
+        const twoLines = small && b.h >= 30;
+        return (
+          <g
+            key={b.id}
+            className={classes}
+            data-id={b.id}
+            onClick={(e) => {
+              e.stopPropagation();
+              onPick(b.netns);
+            }}
+          >
+            <rect x={b.x} y={b.y} width={b.w} height={b.h} rx={small ? 3 : 6} />
+            <text x={b.x + 6} y={b.y + (small && !twoLines ? b.h / 2 + 4 : 14)} className="label">
+              {b.label}
+              {b.up ? null : <tspan className="downtag"> DOWN</tspan>}
+              {b.sub && !twoLines ? <tspan className="sub"> {b.sub}</tspan> : null}
+            </text>
+            {b.sub && twoLines ? (
+              <text x={b.x + 6} y={b.y + 27} className="sub">
+                {b.sub}
+              </text>
+            ) : null}
+          </g>
+        );
+      })}
+      {pts.length > 1 ? (
+        <polyline className="path" points={pts.map((p) => `${p.x},${p.y}`).join(' ')} />
+      ) : null}
+      {head ? (
+        <circle className={`packet${cur?.kind === 'drop' ? ' dropped' : ''}`} cx={head.x} cy={head.y} r={7} />
+      ) : null}
+    </svg>
+  );
+}

@@ -1,0 +1,48 @@
+/**
+ * Start the page: the cluster comes from the URL (shared link), else from `podwalk serve
+ * --cluster` (./cluster.yaml), else the built-in seed; it is parsed by the core loader.
+ */
+import { createRoot } from 'react-dom/client';
+import { App } from './App.tsx';
+import {
+  decodeCluster,
+  decodeState,
+  defaultFlow,
+  encodeCluster,
+  loadYaml,
+  seed,
+  type LoadedCluster,
+  type PageState,
+} from './session.ts';
+
+async function clusterOf(fromUrl: string | undefined): Promise<LoadedCluster> {
+  if (fromUrl) return fromUrl === 'seed' ? seed() : loadYaml(decodeCluster(fromUrl), 'from the link');
+  const r = await fetch('./cluster.yaml').catch(() => undefined);
+  // a static host may answer a missing file with its index page
+  if (r?.status === 200 && !(r.headers.get('content-type') ?? '').includes('html'))
+    return loadYaml(await r.text(), decodeURIComponent(r.headers.get('x-podwalk-file') ?? 'cluster.yaml'));
+  return seed();
+}
+
+async function start(): Promise<void> {
+  const root = createRoot(document.getElementById('root')!);
+  try {
+    const url = decodeState(location.hash);
+    const loaded = await clusterOf(url.cluster);
+    const flow = { ...defaultFlow(loaded.spec), ...url.flow };
+    const state: PageState = {
+      cluster: encodeCluster(loaded.yaml),
+      mode: url.mode ?? loaded.spec.cni,
+      flow,
+      run: url.run ?? [],
+      trace: url.trace ?? 0,
+      step: url.step ?? 0,
+      compare: url.compare,
+    };
+    root.render(<App initial={state} loaded={loaded} />);
+  } catch (e) {
+    root.render(<p className="error">podwalk: {(e as Error).message}</p>);
+  }
+}
+
+void start();

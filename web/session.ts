@@ -1,0 +1,248 @@
+/**
+ * What the page drives, the way the CLI drives it: load the cluster with the core loader, build it
+ * in a mode with the console's commands applied (prepareCluster, as `--run` does), walk the flow
+ * (walk), run a console command (runCommand). Also the page state that the URL carries.
+ */
+import { ClusterError, loadCluster } from '../src/cluster/load.ts';
+import { SEED_YAML } from '../src/cluster/seed.ts';
+import { CNI_MODES, type ClusterSpec, type CniMode } from '../src/cluster/spec.ts';
+import { BuildError, type Cluster } from '../src/cni/build.ts';
+import { CommandError, prepareCluster, runCommand } from '../src/tools/index.ts';
+import type { ToolResult } from '../src/tools/types.ts';
+import type { Proto } from '../src/trace/types.ts';
+import { walk, WalkError, type Walk } from '../src/trace/walk.ts';
+import { strFromU8, strToU8, unzlibSync, zlibSync } from 'fflate';
+
+export interface FlowForm {
+  from: string;
+  to: string;
+  proto: Proto;
+  port: number;
+  /** UDP/ICMP: IP total length; TCP: request bytes; undefined: the default */
+  size?: number;
+  df: boolean;
+}
+
+export interface PageState {
+  /** the cluster YAML, or "seed" for the built-in one */
+  cluster: string;
+  mode: CniMode;
+  flow: FlowForm;
+  /** console commands applied before the walk, "NETNS: COMMAND", in order */
+  run: string[];
+  /** which trace of the exchange (0 the request, 1 the reply, …) */
+  trace: number;
+  /** 0-based index into that trace's steps */
+  step: number;
+  /** the mode shown beside this one, if any */
+  compare?: CniMode;
+}
+
+export interface LoadedCluster {
+  yaml: string;
+  spec: ClusterSpec;
+  /** "seed" or the file name */
+  name: string;
+}
+
+export function loadYaml(yaml: string, name: string): LoadedCluster {
+  return { yaml, spec: loadCluster(yaml, name), name };
+}
+
+export function seed(): LoadedCluster {
+  return loadYaml(SEED_YAML, 'seed');
+}
+
+/** The first pod, and a pod on another node listening on TCP: the article's Pod A → Pod C */
+export function defaultFlow(spec: ClusterSpec): FlowForm {
+  const a = spec.pods[0];
+  const b =
+    spec.pods.find((p) => a && p.node !== a.node && p.listen.some((l) => l.proto === 'tcp')) ??
+    spec.pods.find((p) => p !== a) ??
+    a;
+  const port = b?.listen.find((l) => l.proto === 'tcp')?.port ?? 8080;
+  return {
+    from: a?.name ?? spec.nodes[0].name,
+    to: b?.name ?? spec.nodes[spec.nodes.length - 1].name,
+    proto: 'tcp',
+    port,
+    df: false,
+  };
+}
+
+export interface Simulation {
+  cluster?: Cluster;
+  walk?: Walk;
+  /** why there is no walk (a console command that fails in this mode, an unknown endpoint…) */
+  error?: string;
+}
+
+function message(e: unknown): string {
+  if (
+    e instanceof WalkError ||
+    e instanceof CommandError ||
+    e instanceof BuildError ||
+    e instanceof ClusterError
+  )
+    return e.message;
+  throw e;
+}
+
+/** Build the cluster in `mode` with `run` applied, then walk the flow and its whole exchange. */
+export function simulate(spec: ClusterSpec, mode: CniMode, run: readonly string[], f: FlowForm): Simulation {
+  let cluster: Cluster;
+  try {
+    cluster = prepareCluster(spec, mode, run);
+  } catch (e) {
+    return { error: message(e) };
+  }
+  try {
+    const w = walk(
+      cluster,
+      {
+        from: f.from,
+        to: f.to,
+        proto: f.proto,
+        port: f.proto === 'icmp' ? undefined : f.port,
+        size: f.size,
+        df: f.df,
+      },
+      { exchange: true },
+    );
+    return { cluster, walk: w };
+  } catch (e) {
+    return { cluster, error: message(e) };
+  }
+}
+
+export interface ConsoleOutcome {
+  result: ToolResult;
+  /** the command changed the model: it joins the run list and the walk runs again */
+  applied: boolean;
+  /** why a successful command is not applied to the walk */
+  note?: string;
+}
+
+/**
+ * Everything the namespaces hold (links, FDBs, routes, neighbours, sysctls, rules, counters,
+ * conntrack), as one string: equal before and after a command exactly when it changed nothing.
+ */
+export function modelState(c: Cluster): string {
+  const seen = new WeakSet<object>();
+  return JSON.stringify([...c.world.netns.values()], (_k, v: unknown) => {
+    if (v instanceof Map) return [...v.entries()];
+    if (v instanceof Set) return [...v];
+    if (ArrayBuffer.isView(v)) return Array.from(v as Uint8Array);
+    if (v !== null && typeof v === 'object') {
+      if (seen.has(v)) return '(shared)';
+      seen.add(v);
+    }
+    return v;
+  });
+}
+
+/**
+ * Run a console command in `netns` of the walked cluster, so that tcpdump, counters and conntrack
+ * show the walk (as `podwalk exec --walk` does). If it succeeds, it is also run on the cluster as
+ * it was before the walk; when it changes that model, it joins the run list, which rebuilds the
+ * cluster and walks again (as `podwalk trace --run` does). A command that works only after the walk
+ * (it names state the walk created) is shown but not applied.
+ */
+export function consoleRun(
+  sim: Simulation,
+  spec: ClusterSpec,
+  mode: CniMode,
+  run: readonly string[],
+  netns: string,
+  command: string,
+): ConsoleOutcome {
+  if (!sim.cluster)
+    return {
+      result: { stdout: '', stderr: `podwalk: ${sim.error ?? 'no cluster'}\n`, code: 2 },
+      applied: false,
+    };
+  const result = runCommand(sim.cluster, netns, command);
+  if (result.code !== 0) return { result, applied: false };
+  const before = prepareCluster(spec, mode, run);
+  const was = modelState(before);
+  const r = runCommand(before, netns, command);
+  if (r.code !== 0)
+    return {
+      result,
+      applied: false,
+      note: `not applied to the walk: before the walk it fails: ${(r.stderr || r.stdout).trim().split('\n')[0]}`,
+    };
+  return { result, applied: modelState(before) !== was };
+}
+
+// ---- the URL: #c=seed|z:<base64url zlib yaml>&m=…&from=…&to=…&proto=…&port=…&size=…&df=1&run=…&t=…&s=…&cmp=…
+
+function b64url(bytes: Uint8Array): string {
+  let s = '';
+  for (const b of bytes) s += String.fromCharCode(b);
+  return btoa(s).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+function unb64url(s: string): Uint8Array {
+  const bin = atob(s.replace(/-/g, '+').replace(/_/g, '/'));
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+export function encodeCluster(yaml: string): string {
+  return yaml === SEED_YAML ? 'seed' : `z:${b64url(zlibSync(strToU8(yaml), { level: 9 }))}`;
+}
+
+export function decodeCluster(c: string): string {
+  if (c === 'seed') return SEED_YAML;
+  if (c.startsWith('z:')) return strFromU8(unzlibSync(unb64url(c.slice(2))));
+  throw new Error(`the URL's cluster "${c.slice(0, 20)}…" is neither "seed" nor "z:…"`);
+}
+
+export function encodeState(s: PageState): string {
+  const q = new URLSearchParams();
+  q.set('c', s.cluster);
+  q.set('m', s.mode);
+  q.set('from', s.flow.from);
+  q.set('to', s.flow.to);
+  q.set('proto', s.flow.proto);
+  if (s.flow.proto !== 'icmp') q.set('port', String(s.flow.port));
+  if (s.flow.size !== undefined) q.set('size', String(s.flow.size));
+  if (s.flow.df) q.set('df', '1');
+  for (const r of s.run) q.append('run', r);
+  q.set('t', String(s.trace));
+  q.set('s', String(s.step));
+  if (s.compare) q.set('cmp', s.compare);
+  return q.toString();
+}
+
+const isMode = (m: string | null): m is CniMode => !!m && (CNI_MODES as readonly string[]).includes(m);
+
+export type UrlState = Partial<Omit<PageState, 'flow'>> & { flow?: Partial<FlowForm> };
+
+/** Parse a URL hash; fields missing or invalid are left out (the page uses its defaults). */
+export function decodeState(hash: string): UrlState {
+  const q = new URLSearchParams(hash.replace(/^#/, ''));
+  const out: UrlState = {};
+  const c = q.get('c');
+  if (c) out.cluster = c;
+  const m = q.get('m');
+  if (isMode(m)) out.mode = m;
+  const cmp = q.get('cmp');
+  if (isMode(cmp)) out.compare = cmp;
+  const flow: Partial<FlowForm> = {};
+  if (q.get('from')) flow.from = q.get('from')!;
+  if (q.get('to')) flow.to = q.get('to')!;
+  const proto = q.get('proto');
+  if (proto === 'tcp' || proto === 'udp' || proto === 'icmp') flow.proto = proto;
+  const num = (k: string) => (q.get(k) !== null && /^\d+$/.test(q.get(k)!) ? Number(q.get(k)) : undefined);
+  if (num('port') !== undefined) flow.port = num('port');
+  if (num('size') !== undefined) flow.size = num('size');
+  if (q.has('from')) flow.df = q.get('df') === '1';
+  if (Object.keys(flow).length) out.flow = flow;
+  if (q.has('run') || q.has('c')) out.run = q.getAll('run');
+  if (num('t') !== undefined) out.trace = num('t');
+  if (num('s') !== undefined) out.step = num('s');
+  return out;
+}
