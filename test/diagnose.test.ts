@@ -494,3 +494,48 @@ test('counters live in the trace and in the namespace', () => {
   assert.equal(c.world.ns('node2').mib.get('IpInAddrErrors'), 2);
   assert.equal(runCommand(c, 'node2', 'sysctl net.ipv4.ip_forward').stdout, 'net.ipv4.ip_forward = 0\n');
 });
+
+describe('nstat', () => {
+  const c = prepareCluster(seedCluster(), 'flannel-vxlan', ['node2: sysctl -w net.ipv4.ip_forward=0']);
+  walk(c, ICMP);
+  walk(c, { from: 'pod-a', to: 'pod-b', proto: 'icmp' });
+  const nstat = (netns: string, cmd: string) => runCommand(c, netns, cmd);
+
+  test("nstat's format: #kernel, %-32s%-16llu%6.1f, the kernel's order, -z for zeros", () => {
+    assert.deepEqual(nstat('node2', 'nstat -az UdpNoPorts IpInAddrErrors'), {
+      stdout:
+        '#kernel\nIpInAddrErrors                  1                  0.0\nUdpNoPorts                      0                  0.0\n',
+      stderr: '',
+      code: 0,
+    });
+    assert.equal(
+      nstat('node2', 'nstat -as UdpNoPorts IpInAddrErrors').stdout,
+      '#kernel\nIpInAddrErrors                  1                  0.0\n',
+    );
+  });
+
+  test('ICMP output counts echo requests and replies; IcmpMsg types exist once non-zero', () => {
+    const out = nstat('pod-a', 'nstat -az IcmpOutMsgs IcmpOutEchos IcmpMsgOutType8 IcmpMsgOutType0').stdout;
+    assert.equal(
+      out,
+      '#kernel\nIcmpOutMsgs                     2                  0.0\nIcmpOutEchos                    2                  0.0\nIcmpMsgOutType8                 2                  0.0\n',
+    );
+    assert.match(nstat('pod-b', 'nstat -a IcmpOutEchoReps').stdout, /^IcmpOutEchoReps {17}1 /m);
+  });
+
+  test('-j, and what is not emulated', () => {
+    assert.equal(nstat('node2', 'nstat -asj IpInAddrErrors').stdout, '{"kernel":{"IpInAddrErrors":1}}\n');
+    for (const cmd of [
+      'nstat IpInAddrErrors',
+      'nstat -a',
+      "nstat -a 'Ip*'",
+      'nstat -a IpInReceives',
+      'nstat -ar IpInAddrErrors',
+    ]) {
+      const r = nstat('node2', cmd);
+      assert.equal(r.code, 2, cmd);
+      assert.match(r.stderr, /^podwalk: /, cmd);
+      assert.equal(r.stderr.trimEnd().split('\n').length, 1, cmd);
+    }
+  });
+});

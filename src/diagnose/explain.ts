@@ -334,9 +334,18 @@ export function explainDrop(c: Cluster, t: Trace): Explanation | undefined {
       break;
   }
 
-  // the counters that rose during the walk, where the packet died first
+  // the counters that rose during the walk: the error counters (ICMP totals only where an
+  // error was sent, not for the echo that was walked)
+  const errorIcmp = new Set(
+    t.counters.filter((e) => /^Icmp(OutDestUnreachs|OutTimeExcds)$/.test(e.name)).map((e) => e.netns),
+  );
+  const relevant = t.counters.filter(
+    (e) =>
+      !/^(IcmpOutEchos|IcmpOutEchoReps|IcmpMsgOutType0|IcmpMsgOutType8)$/.test(e.name) &&
+      (e.name !== 'IcmpOutMsgs' || errorIcmp.has(e.netns)),
+  );
   const byKey = new Map<string, { e: CounterEvent; n: number }>();
-  for (const e of t.counters) {
+  for (const e of relevant) {
     const key = `${e.netns}|${e.name}|${e.device ?? ''}|${e.table ?? ''}`;
     const cur = byKey.get(key);
     if (cur) cur.n++;

@@ -184,6 +184,13 @@ export class Sockets implements TransportHandler {
       return false;
     }
     if (pkt.payload.kind === 'tcp' || !pkt.ip.df) pkt.ip.id = this.ipId(ns, pkt);
+    const icmpType = pkt.payload.kind === 'icmp' ? pkt.payload.icmp.type : undefined;
+    if (icmpType === 0 || icmpType === 8) {
+      // __ip_make_skb / icmp_push_reply → icmp_out_count (errors are counted by icmp_send)
+      this.stack.mib(ns, 'IcmpOutMsgs');
+      this.stack.mib(ns, `IcmpMsgOutType${icmpType}`);
+      this.stack.mib(ns, icmpType === 8 ? 'IcmpOutEchos' : 'IcmpOutEchoReps');
+    }
     this.stack.localOut(ns, pkt, rr);
     return true;
   }

@@ -10,6 +10,14 @@ import { labTrace, type LabTraceResult } from './trace.ts';
 import { faultOf, generateScenario, type Scenario } from './scenarios.ts';
 import type { Walk } from '../trace/walk.ts';
 import { stateDiff, type TableDiff } from './diff.ts';
+import { NSTAT_COUNTERS } from '../tools/nstat.ts';
+
+/** every counter the model keeps, the ICMP types it sends included: the kernel must agree on each */
+export const NSTAT_COMMAND = `nstat -asz ${NSTAT_COUNTERS.filter((n) => !n.endsWith('*')).join(' ')} ${[
+  0, 3, 8, 11,
+]
+  .map((t) => `IcmpMsgOutType${t}`)
+  .join(' ')}`;
 
 export interface ScenarioResult {
   scenario: Scenario;
@@ -19,7 +27,7 @@ export interface ScenarioResult {
   simOk: boolean;
   realOk: boolean;
   trace: LabTraceResult;
-  /** ip route, ip neigh and bridge fdb of every namespace after the exchange */
+  /** ip route, ip neigh, bridge fdb and the model's nstat counters of every namespace after the exchange */
   tables: TableDiff[];
   agree: boolean;
 }
@@ -53,7 +61,7 @@ export async function runScenario(seed: number): Promise<ScenarioResult> {
     const trace = await labTrace(state, sim, s.flow);
     const simOk = simOutcome(trace.sim);
     const realOk = trace.client.code === 0;
-    const tables = stateDiff(state, sim, ['ip route', 'ip neigh', 'bridge fdb show']);
+    const tables = stateDiff(state, sim, ['ip route', 'ip neigh', 'bridge fdb show', NSTAT_COMMAND]);
     return {
       scenario: s,
       replay: `npx podwalk lab scenario ${seed}`,

@@ -12,6 +12,7 @@ import { conntrack } from './conntrack.ts';
 import { ip } from './ip.ts';
 import { iptables } from './iptables.ts';
 import { iptablesSaveTool } from './iptables-save.ts';
+import { nstat } from './nstat.ts';
 import { sysctl } from './sysctl.ts';
 import { tcpdump } from './tcpdump.ts';
 import type { Tool, ToolResult } from './types.ts';
@@ -25,6 +26,7 @@ export const TOOLS: Record<string, Tool> = {
   conntrack,
   sysctl,
   calicoctl,
+  nstat,
 };
 
 export class CommandError extends Error {}
