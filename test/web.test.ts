@@ -203,6 +203,11 @@ describe('web page in chromium', () => {
       'drop',
     );
     await shot('05-route-deleted-drop-at-router');
+    // the drop explained: the router's missing route comes from node1 sending the pod CIDR to its default route
+    const why = page.getByTestId('why');
+    await why.locator('summary').click();
+    assert.match(await why.innerText(), /node1 has no route for 10\.244\.1\.0\/24 \(node2's pods\)/);
+    assert.match(await why.innerText(), /IpExtInNoRoutes \+1/);
 
     // without the default route too, node1 itself has no route: the drop is at node1
     await runInConsole('node1', 'ip route del default');

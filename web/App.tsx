@@ -5,6 +5,7 @@
 import { useEffect, useMemo, useRef, useState } from 'react';
 import { CNI_MODES, type CniMode } from '../src/cluster/spec.ts';
 import { dispositionLine, flowLine, renderSummary } from '../src/render/text.ts';
+import { explainDrop, renderExplanation } from '../src/diagnose/explain.ts';
 import { pcapFiles } from '../src/tools/pcap-export.ts';
 import { compareModes } from '../src/trace/compare.ts';
 import type { Proto, Step, Trace } from '../src/trace/types.ts';
@@ -239,6 +240,8 @@ export function App({ initial, loaded: initialLoaded }: { initial: PageState; lo
   let frameStep: Step | undefined;
   for (let i = at; i >= 0 && !frameStep; i--) if (steps[i]?.frame) frameStep = steps[i];
   const d = trace?.disposition;
+  // the drop explained: stage, entry, counters, causes, and the real commands with their output
+  const why = sim.cluster && trace ? explainDrop(sim.cluster, trace) : undefined;
   const dropAt = d?.kind === 'dropped' ? (d.device ? `${d.netns}|${d.device}` : d.netns) : undefined;
 
   const runConsole = (command: string) => {
@@ -433,6 +436,12 @@ export function App({ initial, loaded: initialLoaded }: { initial: PageState; lo
               <div className={`disposition ${trace.disposition.kind}`} data-testid="disposition">
                 {dispositionLine(trace.disposition)}
               </div>
+              {why && (
+                <details className="why" data-testid="why">
+                  <summary>why: {why.reason} — the evidence a real node would show</summary>
+                  <pre>{renderExplanation(why)}</pre>
+                </details>
+              )}
               <div className="controls" role="group" aria-label="step controls">
                 <button type="button" onClick={() => go(0)} aria-label="first step" title="Home">
                   |◀
