@@ -19,6 +19,8 @@ export interface LabTraceResult {
   agree: boolean;
   /** what the real client printed (exit status and output), for the report */
   client: { code: number; out: string };
+  /** the kernel resent a SYN the simulation sent once (its counters then count each copy) */
+  retransmitted: boolean;
 }
 
 /** the interfaces of the given lab namespaces (all when not given), except lo */
@@ -227,6 +229,7 @@ export async function labTrace(state: LabState, sim: Cluster, req: WalkRequest):
       (simBy.get(key) ?? simBy.set(key, []).get(key)!).push(packetSummary(c.frame, raw));
     }
     const diffs: InterfaceDiff[] = [];
+    let retransmitted = false;
     for (const c of captures) {
       let real: string[] = [];
       try {
@@ -236,14 +239,9 @@ export async function labTrace(state: LabState, sim: Cluster, req: WalkRequest):
       } catch {
         real = [];
       }
-      diffs.push(
-        compareSequences(
-          c.netns,
-          c.dev,
-          simBy.get(`${c.netns}/${c.dev}`) ?? [],
-          withoutRetransmissions(real),
-        ),
-      );
+      const once = withoutRetransmissions(real);
+      if (once.length !== real.length) retransmitted = true;
+      diffs.push(compareSequences(c.netns, c.dev, simBy.get(`${c.netns}/${c.dev}`) ?? [], once));
       simBy.delete(`${c.netns}/${c.dev}`);
     }
     // packets the simulation put on interfaces the lab does not have
@@ -256,6 +254,7 @@ export async function labTrace(state: LabState, sim: Cluster, req: WalkRequest):
       diffs,
       agree: diffs.every((d) => d.first === -1),
       client: { code: client.code, out: (client.stdout + client.stderr).trim() },
+      retransmitted,
     };
   } finally {
     await Promise.all(captures.map((c) => stopCapture(c.child)));
