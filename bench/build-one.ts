@@ -12,6 +12,8 @@ import { stringify } from 'yaml';
 import { loadCluster } from '../src/cluster/load.ts';
 import { buildCluster } from '../src/cni/build.ts';
 import { walk } from '../src/trace/walk.ts';
+import { runChecks } from '../src/diagnose/checks.ts';
+import { doctor } from '../src/diagnose/doctor.ts';
 import {
   nodeName,
   podName,
@@ -92,6 +94,14 @@ function main(): void {
   }
   const warmWalk = { ...last, ms: warmMs / WARM_WALKS, delivered, walks: WARM_WALKS };
 
+  // doctor: the checks on this cluster, then a whole doctor run (three fresh builds and the probes)
+  t = performance.now();
+  const findings = runChecks(cluster).reduce((n, k) => n + k.findings.length, 0);
+  const checksMs = performance.now() - t;
+  t = performance.now();
+  const report = doctor(() => buildCluster(spec, 'flannel-vxlan'), { from, to, proto: 'tcp', port: 8080 });
+  const doctorMs = performance.now() - t;
+
   // the generated spec is a valid cluster file (after the measurements: it must not count in maxRSS)
   t = performance.now();
   const yaml = stringify({
@@ -117,6 +127,10 @@ function main(): void {
     routes,
     neighbours,
     fdb,
+    checksMs,
+    findings,
+    doctorMs,
+    doctorHealthy: report.healthy,
     firstWalk,
     secondWalk,
     warmWalk,

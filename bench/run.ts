@@ -386,6 +386,20 @@ function scaleWalkTable(rs: BuildResult[]): string {
   return table(['cluster', 'walk', '', 'time', 'steps (request + reply)'], rows, [3]);
 }
 
+function doctorTable(rs: BuildResult[]): string {
+  return table(
+    ['cluster', 'cluster-wide checks', 'findings', 'podwalk doctor (3 builds + probes + checks)', 'verdict'],
+    rs.map((r) => [
+      `${fmt(r.nodes)} × ${r.podsPerNode}`,
+      `${fmt(r.checksMs)} ms`,
+      fmt(r.findings),
+      `${fmt(r.doctorMs)} ms`,
+      r.doctorHealthy ? 'healthy' : 'PROBLEMS',
+    ]),
+    [1, 2, 3],
+  );
+}
+
 function loadTable(rs: BuildResult[]): string {
   return table(
     ['cluster', 'generate spec', 'heapUsed of the spec', 'YAML stringify + loadCluster'],
@@ -554,6 +568,14 @@ Spec generation and a check that the generated spec is a valid cluster file (YAM
 \`loadCluster\`, done after the memory measurements):
 
 ${loadTable(scale)}
+
+## podwalk doctor at scale
+
+The cluster-wide checks on the built cluster (node pairs for routes and MTU, every device for
+duplicates), and a whole doctor of the far-apart flow: forward, full-size and reverse probes, each
+on a cluster built anew, then the checks.
+
+${doctorTable(scale)}
 
 ## Simulation vs the real kernel
 

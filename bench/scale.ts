@@ -95,4 +95,11 @@ export interface BuildResult {
   /** mean of WARM_WALKS further walks (new connection each) */
   warmWalk: WalkTiming & { walks: number };
   loadMs: number;
+  /** doctor's cluster-wide checks on the built cluster */
+  checksMs: number;
+  /** findings the checks reported (0 on the healthy synthetic cluster) */
+  findings: number;
+  /** a whole `podwalk doctor` of the far-apart flow: three probes, each on a cluster built anew, and the checks */
+  doctorMs: number;
+  doctorHealthy: boolean;
 }

@@ -467,6 +467,16 @@ describe('scenarios', () => {
     }
   });
 
+  test('doctor in a flannel mode warns that the policies are not enforced', async () => {
+    const r = await cli(['doctor', '--scenario', 'policy-blocks-dns', '--mode', 'flannel-vxlan', '--json']);
+    assert.equal(r.code, 0, r.out);
+    const rep = JSON.parse(r.out) as { healthy: boolean; warnings: string[] };
+    assert.match(
+      rep.warnings.join('\n'),
+      /flannel-vxlan does not enforce NetworkPolicy: 1 policy is not applied \(shop\/web-egress\)/,
+    );
+  });
+
   test('doctor on a healthy cluster exits 0', async () => {
     const r = await cli(['doctor', 'pod-a', 'pod-c:8080']);
     assert.equal(r.code, 0, r.out);

@@ -534,7 +534,7 @@ Examples:
           throw new UsageError(`TO "${target}": ICMP has no ports`);
         const mode = o.mode ?? spec.cni;
         const make = () => prepareCluster(spec, mode, o.run);
-        warn(io, make()); // bad --run lines and cluster errors surface here, before any walk
+        make(); // bad --run lines and cluster errors surface here, before any walk (its warnings go in the report)
         const report = doctor(make, {
           from: from ?? sc!.from,
           to,

@@ -67,29 +67,31 @@ export function runChecks(c: Cluster): CheckResult[] {
   const ns = (name: string): Netns | undefined => c.world.netns.get(name);
   const info = MODE_INFO[c.mode];
 
-  // pod MTU against every path its packets can take
+  // pod MTU against every path its packets can take: per node, its largest pod MTU against the
+  // tightest path to another node (nodes × nodes, not pods × nodes)
+  const under = new Map(c.nodes.map((n) => [n.name, underlayMtu(c, n)]));
   for (const src of c.nodes) {
-    const pods = c.pods.filter((p) => p.node === src.name);
-    let worst:
-      { mtu: number; pod: string; limit: number; to: string; over: number; under: number } | undefined;
-    for (const p of pods) {
+    let pod: { name: string; mtu: number } | undefined;
+    for (const p of c.pods) {
+      if (p.node !== src.name) continue;
       const mtu = ns(p.name)?.link('eth0')?.mtu;
-      if (mtu === undefined) continue;
-      for (const dst of c.nodes) {
-        if (dst === src) continue;
-        const under = Math.min(underlayMtu(c, src), underlayMtu(c, dst));
-        const over = overheadBetween(c, src, dst);
-        const limit = under - over;
-        if (mtu > limit && (!worst || limit < worst.limit))
-          worst = { mtu, pod: p.name, limit, to: dst.name, over, under };
-      }
+      if (mtu !== undefined && (!pod || mtu > pod.mtu)) pod = { name: p.name, mtu };
+    }
+    if (!pod) continue;
+    let worst: { limit: number; to: string; over: number; under: number } | undefined;
+    for (const dst of c.nodes) {
+      if (dst === src) continue;
+      const u = Math.min(under.get(src.name)!, under.get(dst.name)!);
+      const over = overheadBetween(c, src, dst);
+      if (pod.mtu > u - over && (!worst || u - over < worst.limit))
+        worst = { limit: u - over, to: dst.name, over, under: u };
     }
     if (worst)
       add({
         check: 'pod-mtu',
         severity: 'problem',
         netns: src.name,
-        message: `${worst.pod} (and the other pods of ${src.name}) have MTU ${worst.mtu}, but ${src.name} → ${worst.to} carries at most ${worst.limit}: underlay MTU ${worst.under} − ${worst.over} bytes of ${info.encapsulation} overhead`,
+        message: `${pod.name} (and the other pods of ${src.name}) have MTU ${pod.mtu}, but ${src.name} → ${worst.to} carries at most ${worst.limit}: underlay MTU ${worst.under} − ${worst.over} bytes of ${info.encapsulation} overhead`,
         fix: `set the CNI's MTU to ${worst.limit} (flannel: the network config's MTU / --iface-mtu; Calico: veth_mtu in calico-config) and restart the pods`,
       });
   }

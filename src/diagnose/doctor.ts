@@ -154,7 +154,8 @@ export function doctor(make: () => Cluster, req: DoctorRequest): DoctorReport {
   // an asymmetric path that works is still worth knowing (rp_filter and stateful firewalls trip on it)
   const fwd = probes[0].probe;
   const checks = runChecks(probes[0].cluster);
-  const warnings: string[] = [];
+  // what the build warned about (e.g. NetworkPolicies a flannel mode does not enforce)
+  const warnings: string[] = [...probes[0].cluster.warnings];
   if (fwd.replyPath && !sameReversed(fwd.path, fwd.replyPath) && !failure?.asymmetric)
     warnings.push(
       `asymmetric path: the request went ${fwd.path.join(' → ')}, the answer ${fwd.replyPath.join(' → ')} (strict rp_filter or a stateful firewall on one side breaks this)`,
