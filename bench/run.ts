@@ -529,7 +529,8 @@ What \`npm run bench\` measures (bench/run.ts; it rewrites this file with the nu
    10.128.0.0/9, pods listening on tcp/8080), every node with routes, neighbours and FDB entries to every other.
    Each size runs in its own process (\`node --expose-gc --import tsx bench/build-one.ts N 30\`): wall time of
    \`buildCluster\`, \`process.memoryUsage()\` after a full GC, \`process.resourceUsage().maxRSS\`, then walks
-   between the first and the last node.
+   between the first and the last node, then doctor's cluster-wide checks and a whole \`podwalk doctor\` of that flow.
+3. **Simulation vs the real kernel** (root only): the seed cluster brought up both ways, and UDP over the VXLAN path.
 
 Re-run with \`npm run bench\` (about a minute). \`BENCH_MS\`, \`BENCH_WARMUP_MS\` and \`BENCH_SIZES\` (e.g. \`100\`)
 shorten it; ${

@@ -346,13 +346,17 @@ Examples:
             }),
           );
         } else {
+          const explained = new Set<string>();
           traces.forEach((t, i) => {
             if (i === 1 && !o.exchange) io.out(st.accent('── reply ──'));
             else if (i > 0) io.out(st.accent(`── ${t.flow.label} ──`));
             io.out(renderTrace(t, format, st, o.arp ? 'full' : 'none'));
             // minimal is the regression format: one line per step, nothing else
             const why = format === 'minimal' ? undefined : explainDrop(c, t);
-            if (why) io.out(st.bad(renderExplanation(why)));
+            if (!why) return;
+            const key = `${why.reason} in ${why.netns}${why.device ? ` at ${why.device}` : ''}`;
+            io.out(st.bad(explained.has(key) ? `why: ${key}, as above` : renderExplanation(why)));
+            explained.add(key);
           });
           if (o.exchange) {
             const ct = conntrackOf(c, w);
