@@ -377,6 +377,28 @@ pods:
     assert.match(f.get('duplicate-mac')?.[0] ?? '', /02:00:00:00:00:01 is used by n1 eth0, n2 eth0/);
   });
 
+  test('a MAC is a duplicate only within one L2 domain', () => {
+    const spec = (node2: string) =>
+      loadCluster(
+        `name: macs
+nodes:
+  - {name: n1, ip: 192.168.1.10/24, podCIDR: 10.244.0.0/24}
+  - {name: n2, ip: 192.168.1.11/24, podCIDR: 10.244.1.0/24}
+pods:
+  - {name: p1, node: n1, mac: 02:00:00:00:00:07}
+  - {name: p2, node: ${node2}, mac: 02:00:00:00:00:07}
+`,
+        'macs.yaml',
+      );
+    // behind two different cni0 bridges: harmless
+    assert.ok(!found(spec('n2')).has('duplicate-mac'));
+    // behind one cni0: the bridge cannot tell them apart
+    assert.match(
+      found(spec('n1')).get('duplicate-mac')?.[0] ?? '',
+      /02:00:00:00:00:07 is used by p1 eth0, p2 eth0, in one L2 domain \(bridge n1\/cni0\)/,
+    );
+  });
+
   test('VXLAN route without neighbour or FDB entry', () => {
     const f = found(seed, ['node1: ip neigh del 10.244.2.0 dev flannel.1']);
     assert.match(

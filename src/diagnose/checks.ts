@@ -170,6 +170,9 @@ export function runChecks(c: Cluster): CheckResult[] {
   }
 
   // every node routes every other node's pod CIDR by a route of its own, not its default route
+  const byGateway = new Map<string, ResolvedNode>();
+  for (const n of c.nodes) byGateway.set(n.addr, n).set(n.podNet, n);
+  const gateways = new Set(c.spec.subnets.map((x) => x.gateway));
   for (const a of c.nodes) {
     const node = ns(a.name);
     if (!node) continue;
@@ -178,9 +181,8 @@ export function runChecks(c: Cluster): CheckResult[] {
       const probe = ip4ToInt(b.gateway);
       const r = node.fib.lookup(probe, (x) => x.type !== 'unicast' || !!(x.dev && node.link(x.dev)?.up));
       // a gateway that is another node (its node IP, or its VTEP address) sends the pods' traffic the long way round
-      const other = r?.via
-        ? c.nodes.find((n) => n !== b && n !== a && (n.addr === r.via || n.podNet === r.via))
-        : undefined;
+      const viaNode = r?.via ? byGateway.get(r.via) : undefined;
+      const other = viaNode && viaNode !== a && viaNode !== b ? viaNode : undefined;
       if (r && other)
         add({
           check: 'pod-route-wrong-node',
@@ -189,15 +191,7 @@ export function runChecks(c: Cluster): CheckResult[] {
           message: `${a.name} routes ${b.name}'s pods (${b.podCIDR}) via ${other.name}: \`${formatRoute(r).trim()}\`; the answers come back another way (asymmetric path)`,
           fix: `delete the stale route on ${a.name} so ${c.mesh ? 'BIRD' : 'flanneld'}'s route to ${b.name} applies`,
         });
-      const gateways = c.spec.subnets.map((x) => x.gateway);
-      if (
-        r?.via &&
-        r.len > 0 &&
-        !other &&
-        r.via !== b.addr &&
-        r.via !== b.podNet &&
-        !gateways.includes(r.via)
-      )
+      if (r?.via && r.len > 0 && !other && r.via !== b.addr && r.via !== b.podNet && !gateways.has(r.via))
         add({
           check: 'pod-route-wrong-node',
           severity: 'problem',
@@ -259,28 +253,46 @@ export function runChecks(c: Cluster): CheckResult[] {
         fix: `check TCP 179 between ${s.a} and ${s.b} and calico-node on both (calicoctl node status)`,
       });
 
-  // duplicate MACs and IPs among the devices of nodes and pods
-  const macs = new Map<string, string[]>();
+  // duplicate MACs within one L2 domain (a bridge with its ports and what is behind them, or
+  // the VXLAN overlay of one VNI); the same MAC in two separate domains is harmless
+  const macs = new Map<string, Map<string, string[]>>();
+  const member = (domain: string, netns: string, l: Link) => {
+    const d = macs.get(domain) ?? macs.set(domain, new Map()).get(domain)!;
+    d.set(l.mac, [...(d.get(l.mac) ?? []), `${netns} ${l.name}`]);
+  };
+  for (const n of c.world.netns.values())
+    for (const l of n.links.values()) {
+      if (l.type === 'bridge') {
+        const domain = `bridge ${n.name}/${l.name}`;
+        member(domain, n.name, l);
+        for (const port of n.links.values()) {
+          if (port.master !== l.name) continue;
+          member(domain, n.name, port);
+          const peer = port.type === 'veth' && port.peer ? c.world.netns.get(port.peer.netns) : undefined;
+          const far = peer?.link(port.type === 'veth' ? port.peer!.name : '');
+          if (peer && far) member(domain, peer.name, far);
+        }
+      } else if (l.type === 'vxlan') member(`vxlan vni ${l.vni}`, n.name, l);
+    }
+  for (const [domain, byMac] of macs)
+    for (const [mac, where] of byMac)
+      if (where.length > 1)
+        add({
+          check: 'duplicate-mac',
+          severity: 'problem',
+          message: `MAC ${mac} is used by ${where.join(', ')}, in one L2 domain (${domain})`,
+          fix: 'give each device its own MAC (a cloned VM image, or MACs written into a config by hand)',
+        });
+
+  // duplicate IPs among the devices of nodes and pods (pod and node addresses are routed cluster-wide)
   const ips = new Map<string, string[]>();
   for (const n of c.world.netns.values()) {
     if (n.role !== 'node' && n.role !== 'pod') continue;
-    for (const l of n.links.values()) {
-      if (l.type === 'loopback' || l.type === 'ipip') continue;
-      macs.set(l.mac, [...(macs.get(l.mac) ?? []), `${n.name} ${l.name}`]);
-    }
     for (const { dev, addr } of n.addresses()) {
       if (addr.ip.startsWith('127.')) continue;
       ips.set(addr.ip, [...(ips.get(addr.ip) ?? []), `${n.name} ${dev.name}`]);
     }
   }
-  for (const [mac, where] of macs)
-    if (where.length > 1)
-      add({
-        check: 'duplicate-mac',
-        severity: 'problem',
-        message: `MAC ${mac} is used by ${where.join(', ')}`,
-        fix: 'give each device its own MAC (a cloned VM image, or MACs written into a config by hand)',
-      });
   for (const [ip, where] of ips)
     if (where.length > 1)
       add({

@@ -83,12 +83,19 @@ function completed(w: Walk, proto: Proto): boolean {
 }
 
 export function doctor(make: () => Cluster, req: DoctorRequest): DoctorReport {
-  const probes: { probe: Probe; cluster: Cluster }[] = [];
-  const run = (name: Probe['name'], what: string, r: DoctorRequest & { df?: boolean }) => {
+  // one cluster alive at a time (a probe's cluster is dropped once it is explained and checked):
+  // at 1,000 nodes a cluster is most of a gigabyte
+  const probes: Probe[] = [];
+  let failure: Failure | undefined;
+  let checks: CheckResult[] = [];
+  const warnings: string[] = [];
+  let mode = '';
+  let reversible = false;
+  const run = (name: Probe['name'], what: string, r: DoctorRequest) => {
     const c = make();
     const w = walk(
       c,
-      { from: r.from, to: r.to, proto: r.proto, port: r.port, size: r.size, df: r.df },
+      { from: r.from, to: r.to, proto: r.proto, port: r.port, size: r.size },
       { exchange: true },
     );
     const idx = w.traces.findIndex((t) => t.disposition.kind === 'dropped');
@@ -101,7 +108,15 @@ export function doctor(make: () => Cluster, req: DoctorRequest): DoctorReport {
       path: routedPath(c, w.request),
       replyPath: w.reply ? routedPath(c, w.reply) : undefined,
     };
-    probes.push({ probe, cluster: c });
+    probes.push(probe);
+    if (probes.length === 1) {
+      mode = c.mode;
+      // what the build warned about (e.g. NetworkPolicies a flannel mode does not enforce)
+      warnings.push(...c.warnings);
+      checks = runChecks(c);
+      reversible = c.pods.some((p) => p.name === req.to) || c.nodes.some((n) => n.name === req.to);
+    }
+    if (!failure && probe.firstDrop) failure = explainFailure(c, probe);
   };
 
   const port = req.proto === 'icmp' ? undefined : (req.port ?? 8080);
@@ -122,54 +137,40 @@ export function doctor(make: () => Cluster, req: DoctorRequest): DoctorReport {
       },
     );
   // the other direction on its own: ICMP needs no listener on the source
-  const c0 = make();
-  const reversible = c0.pods.some((p) => p.name === req.to) || c0.nodes.some((n) => n.name === req.to);
   if (reversible)
     run('reverse', `ICMP echo ${req.to} → ${req.from}`, { from: req.to, to: req.from, proto: 'icmp' });
 
-  let failure: Failure | undefined;
-  for (const { probe, cluster } of probes) {
-    if (!probe.firstDrop) continue;
-    const t = probe.firstDrop.trace;
-    const explanation = explainDrop(cluster, t)!;
-    const step = t.steps.find((s) => s.kind === 'drop' && !s.aux);
-    const inReply = probe.firstDrop.index > 0 && t.flow.from !== probe.walk.request.flow.from;
-    const rp = probe.replyPath;
-    const fw = probe.path;
-    const asym = inReply && rp && !sameReversed(fw, rp) ? { request: fw, reply: rp } : undefined;
-    if (asym)
-      explanation.causes.unshift(
-        `asymmetric return path: the request went ${fw.join(' → ')}, the answer ${rp!.join(' → ')}; ${explanation.netns} is on the return path only`,
-      );
-    failure = {
-      probe: probe.name,
-      packet: t.flow.label,
-      step,
-      explanation,
-      recovered: completed(probe.walk, probe.walk.request.flow.proto),
-      asymmetric: asym,
-    };
-    break;
-  }
   // an asymmetric path that works is still worth knowing (rp_filter and stateful firewalls trip on it)
-  const fwd = probes[0].probe;
-  const checks = runChecks(probes[0].cluster);
-  // what the build warned about (e.g. NetworkPolicies a flannel mode does not enforce)
-  const warnings: string[] = [...probes[0].cluster.warnings];
+  const fwd = probes[0];
   if (fwd.replyPath && !sameReversed(fwd.path, fwd.replyPath) && !failure?.asymmetric)
     warnings.push(
       `asymmetric path: the request went ${fwd.path.join(' → ')}, the answer ${fwd.replyPath.join(' → ')} (strict rp_filter or a stateful firewall on one side breaks this)`,
     );
   const healthy =
-    probes.every((p) => p.probe.ok) && checks.every((k) => k.findings.every((f) => f.severity !== 'problem'));
+    probes.every((p) => p.ok) && checks.every((k) => k.findings.every((f) => f.severity !== 'problem'));
+  return { mode, request: { ...req, port }, probes, failure, checks, warnings, healthy };
+}
+
+/** the first dropped packet of a probe, explained on the cluster it was walked on */
+function explainFailure(c: Cluster, probe: Probe): Failure {
+  const { index, trace: t } = probe.firstDrop!;
+  const explanation = explainDrop(c, t)!;
+  const step = t.steps.find((s) => s.kind === 'drop' && !s.aux);
+  const inReply = index > 0 && t.flow.from !== probe.walk.request.flow.from;
+  const rp = probe.replyPath;
+  const fw = probe.path;
+  const asymmetric = inReply && rp && !sameReversed(fw, rp) ? { request: fw, reply: rp } : undefined;
+  if (asymmetric)
+    explanation.causes.unshift(
+      `asymmetric return path: the request went ${fw.join(' → ')}, the answer ${rp!.join(' → ')}; ${explanation.netns} is on the return path only`,
+    );
   return {
-    mode: probes[0].cluster.mode,
-    request: { ...req, port },
-    probes: probes.map((p) => p.probe),
-    failure,
-    checks,
-    warnings,
-    healthy,
+    probe: probe.name,
+    packet: t.flow.label,
+    step,
+    explanation,
+    recovered: completed(probe.walk, probe.walk.request.flow.proto),
+    asymmetric,
   };
 }
 
