@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { run, type Io } from '../src/cli/app.ts';
-import { loadCluster } from '../src/cluster/load.ts';
+import { loadCluster, loadPolicies } from '../src/cluster/load.ts';
 import { seedCluster } from '../src/cluster/seed.ts';
 import type { ClusterSpec, CniMode } from '../src/cluster/spec.ts';
 import { runChecks, type CheckName } from '../src/diagnose/checks.ts';
@@ -525,6 +525,54 @@ test('counters live in the trace and in the namespace', () => {
   walk(c, TCP);
   assert.equal(c.world.ns('node2').mib.get('IpInAddrErrors'), 2);
   assert.equal(runCommand(c, 'node2', 'sysctl net.ipv4.ip_forward').stdout, 'net.ipv4.ip_forward = 0\n');
+});
+
+describe('a NetworkPolicy drop comes with a policy that allows the flow', () => {
+  const fixture = readFileSync(new URL('./fixtures/policy-cluster.yaml', import.meta.url), 'utf8');
+  /** walk; if dropped by a policy, apply the suggested one and walk again */
+  const check = (spec: ClusterSpec, mode: CniMode, req: WalkRequest, extra = '') => {
+    const w = walk(prepareCluster(spec, mode), req);
+    assert.equal(w.request.disposition.kind, 'dropped', extra);
+    const c = prepareCluster(spec, mode);
+    const t = walk(c, req).request;
+    const x = explainDrop(c, t)!;
+    assert.ok(x.allowPolicy, renderExplanation(x));
+    const added = loadPolicies(x.allowPolicy, 'suggested.yaml');
+    const fixed = prepareCluster({ ...spec, policies: [...(spec.policies ?? []), ...added] }, mode);
+    const again = walk(fixed, req);
+    assert.equal(
+      again.request.disposition.kind,
+      'delivered',
+      `${x.allowPolicy}\n${JSON.stringify(again.request.disposition)}`,
+    );
+    assert.equal(again.reply?.disposition.kind, 'delivered');
+    return x;
+  };
+
+  test('egress: the scenario that forgot DNS', () => {
+    const spec = loadCluster(readFileSync(join(SCENARIO_DIR, 'policy-blocks-dns.yaml'), 'utf8'), 'p.yaml');
+    const x = check(spec, 'calico-ipip', { from: 'web', to: 'coredns', proto: 'udp', port: 53 });
+    assert.match(x.allowPolicy!, /namespace: shop\n/);
+    assert.match(x.allowPolicy!, /policyTypes: \[Egress\]/);
+    assert.match(x.allowPolicy!, /- \{ protocol: UDP, port: 53 \}/);
+  });
+
+  test('ingress: default deny in prod, a pod of another namespace, and an address outside the pods', () => {
+    const base = loadCluster(fixture, 'policy-cluster.yaml');
+    const deny = loadPolicies(
+      'apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny, namespace: prod}\nspec: {podSelector: {}}\n',
+      'deny.yaml',
+    );
+    const spec = { ...base, policies: deny };
+    for (const mode of ['calico-bgp', 'calico-ipip'] as const) {
+      const x = check(spec, mode, { from: 'devclient', to: 'db', proto: 'tcp', port: 5432 }, mode);
+      assert.match(x.allowPolicy!, /policyTypes: \[Ingress\]/);
+      assert.match(x.allowPolicy!, /kubernetes\.io\/metadata\.name: "dev"/);
+    }
+    // from a node: an ipBlock of its address
+    const x = check(spec, 'calico-bgp', { from: 'node3', to: 'db', proto: 'tcp', port: 8080 });
+    assert.match(x.allowPolicy!, /ipBlock: \{ cidr: 192\.168\.1\.12\/32 \}/);
+  });
 });
 
 describe('nstat', () => {

@@ -49,6 +49,8 @@ export interface Explanation {
   causes: string[];
   /** what the user sees as a consequence, e.g. the PMTU black hole of TCP */
   consequence?: string;
+  /** for a NetworkPolicy drop: a NetworkPolicy (YAML) that allows exactly this flow */
+  allowPolicy?: string;
 }
 
 /** the command a real node shows a counter with */
@@ -97,6 +99,7 @@ export function explainDrop(c: Cluster, t: Trace): Explanation | undefined {
   let stage = '';
   let entry = '';
   let consequence: string | undefined;
+  let allowPolicy: string | undefined;
   const dev = d.device;
   const where = `${d.netns}${dev ? ` ${dev}` : ''}`;
 
@@ -234,9 +237,11 @@ export function explainDrop(c: Cluster, t: Trace): Explanation | undefined {
         causes.push(
           `conntrack on ${d.netns} saw ${t.flow.label} without the packets before it: the two directions take different paths (asymmetric routing), so this node never saw the connection start`,
         );
-      if (comment && /policy|NetworkPolicy/i.test(comment[1] ?? comment[2]))
+      if (comment && /policy|NetworkPolicy/i.test(comment[1] ?? comment[2])) {
         causes.push(`a Kubernetes NetworkPolicy: ${comment[1] ?? comment[2]}`);
-      else if (policy)
+        const sel = /no policy selecting (\S+)\/(\S+) allows this (ingress|egress)/.exec(comment[1] ?? '');
+        if (sel) allowPolicy = allowingPolicy(c, t.flow, sel[1], sel[2], sel[3] as 'ingress' | 'egress');
+      } else if (policy)
         causes.push(
           `the ${policy[1]} chain's policy is ${policy[2]} and no rule accepted this packet: a host firewall (or Docker's iptables setup) on ${d.netns}`,
         );
@@ -399,7 +404,55 @@ export function explainDrop(c: Cluster, t: Trace): Explanation | undefined {
     evidence,
     causes,
     consequence,
+    allowPolicy,
   };
+}
+
+/** a label selector that picks exactly these labels' owner (as far as labels can) */
+function selectorYaml(labels: Record<string, string>): string {
+  const pairs = Object.entries(labels).sort(([a], [b]) => a.localeCompare(b));
+  return `{ matchLabels: { ${pairs.map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join(', ')} } }`;
+}
+
+/**
+ * The smallest NetworkPolicy that lets this one flow through the policy that dropped it: in the
+ * selected pod's namespace, selecting that pod by its labels, with one rule for the peer (a pod
+ * by namespace and labels, else its address) and the flow's protocol and port.
+ */
+function allowingPolicy(
+  c: Cluster,
+  f: Trace['flow'],
+  namespace: string,
+  podName: string,
+  dir: 'ingress' | 'egress',
+): string | undefined {
+  const pod = c.pods.find((p) => p.name === podName && p.namespace === namespace);
+  if (!pod) return undefined;
+  const peerIp = dir === 'egress' ? f.dst : f.src;
+  const peer = c.pods.find((p) => p.ip === peerIp);
+  const own = Object.keys(pod.labels).length ? selectorYaml(pod.labels) : '{}';
+  const peerLines = peer
+    ? [
+        `        - namespaceSelector: { matchLabels: { kubernetes.io/metadata.name: ${JSON.stringify(peer.namespace)} } }`,
+        `          podSelector: ${Object.keys(peer.labels).length ? selectorYaml(peer.labels) : '{}'}`,
+      ]
+    : [`        - ipBlock: { cidr: ${peerIp}/32 }`];
+  const proto = f.proto === 'icmp' ? undefined : f.proto.toUpperCase();
+  const name = `allow-${f.proto}-${dir === 'egress' ? `${podName}-to-${peer?.name ?? peerIp.replaceAll('.', '-')}` : `${peer?.name ?? peerIp.replaceAll('.', '-')}-to-${podName}`}${f.dport ? `-${f.dport}` : ''}`;
+  return [
+    'apiVersion: networking.k8s.io/v1',
+    'kind: NetworkPolicy',
+    'metadata:',
+    `  name: ${name}`,
+    `  namespace: ${namespace}`,
+    'spec:',
+    `  podSelector: ${own}`,
+    `  policyTypes: [${dir === 'egress' ? 'Egress' : 'Ingress'}]`,
+    `  ${dir}:`,
+    `    - ${dir === 'egress' ? 'to' : 'from'}:`,
+    ...peerLines,
+    ...(proto && f.dport ? ['      ports:', `        - { protocol: ${proto}, port: ${f.dport} }`] : []),
+  ].join('\n');
 }
 
 /** why a node has no route to another node's pods, per control plane */
@@ -451,6 +504,10 @@ export function renderExplanation(x: Explanation): string {
   if (x.causes.length) {
     lines.push('  likely causes:');
     for (const cz of x.causes) lines.push(`    - ${cz}`);
+  }
+  if (x.allowPolicy) {
+    lines.push('  a NetworkPolicy that allows exactly this flow (kubectl apply -f, or podwalk --policy):');
+    for (const l of x.allowPolicy.split('\n')) lines.push(`    ${l}`);
   }
   if (x.evidence.length) {
     lines.push('  on a real node:');
