@@ -863,10 +863,9 @@ describe('NetworkPolicy semantics, walked through the datapath', () => {
   test('the table has at least 40 cases', () => assert.ok(CASES.length >= 40, String(CASES.length)));
   for (const mode of ['calico-bgp', 'calico-ipip'] as const)
     describe(mode, () => {
-      for (const k of CASES)
-        test(k.name, { skip: k.modes && !k.modes.includes(mode) ? `${mode}: see Case.modes` : false }, () =>
-          runCase(k, mode),
-        );
+      // a case limited to some modes (Case.modes says why) is a test only in those
+      for (const k of CASES.filter((x) => !x.modes || x.modes.includes(mode)))
+        test(k.name, () => runCase(k, mode));
     });
 });
 
