@@ -267,6 +267,22 @@ describe('web page in chromium', () => {
     assert.ok(bytes.length > 24 + 16);
   });
 
+  it('a shipped scenario loads with its flow, drops where doctor says, and explains why', async () => {
+    await page.getByLabel('load a scenario').selectOption('vxlan-fdb-missing');
+    assert.equal(await page.locator('select[name=from]').inputValue(), 'pod-a');
+    assert.equal(await page.locator('select[name=to]').inputValue(), 'pod-c');
+    assert.match(
+      await page.getByTestId('disposition').innerText(),
+      /^DROPPED \(vxlan-fdb-miss\) in node1 at flannel\.1/,
+    );
+    const why = page.getByTestId('why');
+    await why.locator('summary').click();
+    assert.match(await why.innerText(), /flanneld writes `5a:2b:3c:4d:5e:6f dst <node2's IP>`/);
+    await shot('09-scenario-vxlan-fdb-missing');
+    await page.getByLabel('load a scenario').selectOption('');
+    assert.match(await page.getByTestId('disposition').innerText(), /^delivered to pod-c/);
+  });
+
   it('readable at phone width', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
     await page.getByTestId('steps').waitFor();

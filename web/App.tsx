@@ -12,11 +12,14 @@ import type { Proto, Step, Trace } from '../src/trace/types.ts';
 import { Console, type ConsoleEntry } from './Console.tsx';
 import { HeaderBoxes } from './Frame.tsx';
 import { layoutCluster } from './layout.ts';
+import { SCENARIOS } from './scenarios.ts';
 import {
   consoleRun,
+  defaultFlow,
   encodeCluster,
   encodeState,
   loadYaml,
+  seed,
   simulate,
   type FlowForm,
   type LoadedCluster,
@@ -253,26 +256,26 @@ export function App({ initial, loaded: initialLoaded }: { initial: PageState; lo
     }
   };
 
+  const switchCluster = (l: LoadedCluster) => {
+    setLoaded(l);
+    setLoadError(undefined);
+    setNetns(l.spec.nodes[0].name);
+    setHistory([]);
+    setState((s) => ({
+      ...s,
+      cluster: encodeCluster(l.yaml),
+      mode: l.spec.cni,
+      compare: undefined,
+      run: [],
+      trace: 0,
+      step: 0,
+      flow: defaultFlow(l.spec),
+    }));
+  };
+
   const onFile = async (file: File) => {
     try {
-      const l = loadYaml(await file.text(), file.name);
-      setLoaded(l);
-      setLoadError(undefined);
-      setNetns(l.spec.nodes[0].name);
-      setHistory([]);
-      setState((s) => ({
-        ...s,
-        cluster: encodeCluster(l.yaml),
-        mode: l.spec.cni,
-        run: [],
-        trace: 0,
-        step: 0,
-        flow: {
-          ...s.flow,
-          from: l.spec.pods[0]?.name ?? l.spec.nodes[0].name,
-          to: l.spec.pods[l.spec.pods.length - 1]?.name ?? l.spec.nodes[0].name,
-        },
-      }));
+      switchCluster(loadYaml(await file.text(), file.name));
     } catch (e) {
       setLoadError((e as Error).message);
     }
@@ -365,6 +368,24 @@ export function App({ initial, loaded: initialLoaded }: { initial: PageState; lo
           </label>
         </form>
         <div className="tools">
+          <label>
+            scenario{' '}
+            <select
+              aria-label="load a scenario"
+              value={SCENARIOS.find((x) => x.file === loaded.name)?.name ?? ''}
+              onChange={(e) => {
+                const sc = SCENARIOS.find((x) => x.name === e.target.value);
+                switchCluster(sc ? loadYaml(sc.yaml, sc.file) : seed());
+              }}
+            >
+              <option value="">the built-in cluster</option>
+              {SCENARIOS.map((x) => (
+                <option key={x.name} value={x.name}>
+                  {x.title}
+                </option>
+              ))}
+            </select>
+          </label>
           <label className="file">
             cluster: {loaded.name}
             <input

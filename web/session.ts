@@ -55,6 +55,9 @@ export function seed(): LoadedCluster {
 
 /** The first pod, and a pod on another node listening on TCP: the article's Pod A → Pod C */
 export function defaultFlow(spec: ClusterSpec): FlowForm {
+  // a scenario names the flow it is about
+  const sc = spec.scenario;
+  if (sc) return { from: sc.from, to: sc.to, proto: sc.proto, port: sc.port ?? 8080, df: false };
   const a = spec.pods[0];
   const b =
     spec.pods.find((p) => a && p.node !== a.node && p.listen.some((l) => l.proto === 'tcp')) ??
