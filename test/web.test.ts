@@ -279,6 +279,14 @@ describe('web page in chromium', () => {
     await why.locator('summary').click();
     assert.match(await why.innerText(), /flanneld writes `5a:2b:3c:4d:5e:6f dst <node2's IP>`/);
     await shot('09-scenario-vxlan-fdb-missing');
+    // doctor on the page: the same report as podwalk doctor --scenario vxlan-fdb-missing
+    await page.getByRole('button', { name: 'diagnose this flow' }).click();
+    const report = await page.getByTestId('doctor').innerText();
+    assert.match(report, /^why: vxlan-fdb-miss in node1 at flannel\.1$/m);
+    assert.match(report, /✗ vxlan-route-without-fdb/);
+    assert.match(report, /verdict: problems found/);
+    await page.getByTestId('doctor').scrollIntoViewIfNeeded();
+    await shot('10-doctor');
     await page.getByLabel('load a scenario').selectOption('');
     assert.match(await page.getByTestId('disposition').innerText(), /^delivered to pod-c/);
   });

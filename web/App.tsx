@@ -6,6 +6,8 @@ import { useEffect, useMemo, useRef, useState } from 'react';
 import { CNI_MODES, type CniMode } from '../src/cluster/spec.ts';
 import { dispositionLine, flowLine, renderSummary } from '../src/render/text.ts';
 import { explainDrop, renderExplanation } from '../src/diagnose/explain.ts';
+import { doctor, renderDoctor } from '../src/diagnose/doctor.ts';
+import { prepareCluster } from '../src/tools/index.ts';
 import { pcapFiles } from '../src/tools/pcap-export.ts';
 import { compareModes } from '../src/trace/compare.ts';
 import type { Proto, Step, Trace } from '../src/trace/types.ts';
@@ -76,6 +78,47 @@ function StepList({ trace, at, onPick }: { trace: Trace; at: number; onPick(i: n
         </li>
       ))}
     </ol>
+  );
+}
+
+/** `podwalk doctor` on the page's flow: the three probes, the first failure explained, the checks */
+function Doctor({ loaded, state }: { loaded: LoadedCluster; state: PageState }) {
+  const [report, setReport] = useState<{ key: string; text: string; healthy: boolean } | undefined>();
+  const key = JSON.stringify([loaded.name, loaded.yaml.length, state.mode, state.run, state.flow]);
+  const run = () => {
+    const f = state.flow;
+    try {
+      const r = doctor(() => prepareCluster(loaded.spec, state.mode, state.run), {
+        from: f.from,
+        to: f.to,
+        proto: f.proto,
+        port: f.proto === 'icmp' ? undefined : f.port,
+      });
+      setReport({ key, text: renderDoctor(r), healthy: r.healthy });
+    } catch (e) {
+      setReport({ key, text: `podwalk: ${(e as Error).message}`, healthy: false });
+    }
+  };
+  const current = report?.key === key ? report : undefined;
+  return (
+    <section className="doctor" aria-label="doctor">
+      <h2>
+        Doctor{' '}
+        <button type="button" onClick={run}>
+          diagnose this flow
+        </button>
+      </h2>
+      {current ? (
+        <pre className={current.healthy ? 'healthy' : 'problems'} data-testid="doctor">
+          {current.text}
+        </pre>
+      ) : (
+        <p className="note">
+          Walks the flow both ways (TCP: also with full-size segments), explains the first failure and runs
+          the cluster-wide checks, as <code>podwalk doctor</code> does.
+        </p>
+      )}
+    </section>
   );
 }
 
@@ -506,6 +549,7 @@ export function App({ initial, loaded: initialLoaded }: { initial: PageState; lo
           inputRef={consoleInput}
         />
       </div>
+      <Doctor loaded={loaded} state={state} />
       <Compare loaded={loaded} state={state} onMode={(m) => set({ compare: m })} />
       {sim.cluster ? (
         <section className="pcaps" aria-label="captures">
