@@ -7,7 +7,7 @@
 import type { Cluster } from '../cni/build.ts';
 import { dispositionLine, flowLine } from '../render/text.ts';
 import type { Proto, Step, Trace } from '../trace/types.ts';
-import { walk, walkOk, type Walk } from '../trace/walk.ts';
+import { resolveEndpoint, walk, walkOk, type Walk } from '../trace/walk.ts';
 import { describeCheck, runChecks, type CheckResult, type Finding } from './checks.ts';
 import { explainDrop, renderExplanation, type Explanation } from './explain.ts';
 
@@ -114,7 +114,8 @@ export function doctor(make: () => Cluster, req: DoctorRequest): DoctorReport {
       // what the build warned about (e.g. NetworkPolicies a flannel mode does not enforce)
       warnings.push(...c.warnings);
       checks = runChecks(c);
-      reversible = c.pods.some((p) => p.name === req.to) || c.nodes.some((n) => n.name === req.to);
+      // TO may be a name or an address: reversible when some pod or node owns it
+      reversible = resolveEndpoint(c, req.to, 'destination').netns !== '';
     }
     if (!failure && probe.firstDrop) failure = explainFailure(c, probe);
   };
