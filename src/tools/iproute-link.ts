@@ -260,6 +260,36 @@ function printNum(p: Printer, width: number, v: number): void {
   p.printf('%*s ', width, String(v));
 }
 
+/** one direction of `ip -s link`: the header line of six counters (and an empty seventh), then their values */
+function statsRow(
+  p: Printer,
+  cols: number[],
+  dir: 'RX' | 'TX',
+  names: readonly string[],
+  values: readonly number[],
+): void {
+  p.printf(
+    `    ${dir}: %*s %*s %*s %*s %*s %*s %*s%s`,
+    cols[0] - 4,
+    names[0],
+    cols[1],
+    names[1],
+    cols[2],
+    names[2],
+    cols[3],
+    names[3],
+    cols[4],
+    names[4],
+    cols[5],
+    names[5],
+    cols[6],
+    '',
+    p.sl,
+  );
+  p.printf('    ');
+  values.forEach((v, k) => printNum(p, cols[k], v));
+}
+
 /** print_stats64 (no compressed/nohandler/otherhost counters: always 0 here) */
 export function printStats64(c: Ctx, s: Stats64, what: string | undefined): void {
   const p = c.p;
@@ -328,31 +358,13 @@ export function printStats64(c: Ctx, s: Stats64, what: string | undefined): void
   ]);
   if (show > 1) sizeColumns(cols, [0, 0, 0, 0, 0, 0, s.carrier_changes, 0]);
   const sl = p.sl;
-  p.printf(
-    '    RX: %*s %*s %*s %*s %*s %*s %*s%s',
-    cols[0] - 4,
-    'bytes',
-    cols[1],
-    'packets',
-    cols[2],
-    'errors',
-    cols[3],
-    'dropped',
-    cols[4],
-    'missed',
-    cols[5],
-    'mcast',
-    cols[6],
-    '',
-    sl,
+  statsRow(
+    p,
+    cols,
+    'RX',
+    ['bytes', 'packets', 'errors', 'dropped', 'missed', 'mcast'],
+    [s.rx_bytes, s.rx_packets, s.rx_errors, s.rx_dropped, s.rx_missed_errors, s.multicast],
   );
-  p.printf('    ');
-  printNum(p, cols[0], s.rx_bytes);
-  printNum(p, cols[1], s.rx_packets);
-  printNum(p, cols[2], s.rx_errors);
-  printNum(p, cols[3], s.rx_dropped);
-  printNum(p, cols[4], s.rx_missed_errors);
-  printNum(p, cols[5], s.multicast);
   if (show > 1) {
     p.printf('%s', sl);
     p.printf(
@@ -379,31 +391,13 @@ export function printStats64(c: Ctx, s: Stats64, what: string | undefined): void
     for (const [i, v] of [0, 0, 0, 0, s.rx_over_errors].entries()) printNum(p, cols[i + 1], v);
   }
   p.printf('%s', sl);
-  p.printf(
-    '    TX: %*s %*s %*s %*s %*s %*s %*s%s',
-    cols[0] - 4,
-    'bytes',
-    cols[1],
-    'packets',
-    cols[2],
-    'errors',
-    cols[3],
-    'dropped',
-    cols[4],
-    'carrier',
-    cols[5],
-    'collsns',
-    cols[6],
-    '',
-    sl,
+  statsRow(
+    p,
+    cols,
+    'TX',
+    ['bytes', 'packets', 'errors', 'dropped', 'carrier', 'collsns'],
+    [s.tx_bytes, s.tx_packets, s.tx_errors, s.tx_dropped, s.tx_carrier_errors, s.collisions],
   );
-  p.printf('    ');
-  printNum(p, cols[0], s.tx_bytes);
-  printNum(p, cols[1], s.tx_packets);
-  printNum(p, cols[2], s.tx_errors);
-  printNum(p, cols[3], s.tx_dropped);
-  printNum(p, cols[4], s.tx_carrier_errors);
-  printNum(p, cols[5], s.collisions);
   if (show > 1) {
     p.printf('%s', sl);
     p.printf(
