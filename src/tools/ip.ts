@@ -44,7 +44,7 @@ import {
   stats64,
 } from './iproute-link.ts';
 import { PRINT_ANY, PRINT_FP, PRINT_JSON } from './iproute-print.ts';
-import { doIproute, scopeA2n } from './iproute-route.ts';
+import { doIproute, scopeA2n, scopeFilter } from './iproute-route.ts';
 import type { Tool } from './types.ts';
 
 export const IP_VERSION = 'ip utility, iproute2-6.1.0, libbpf 1.1.2';
@@ -207,16 +207,8 @@ function ipaddrList(c: Ctx, argv: readonly string[], doLink: boolean, flush: boo
       }
       f.pfx = getPrefix(c, arg);
       if (f.family === 'unspec') f.family = 'inet';
-    } else if (w === 'scope') {
-      const arg = a.next();
-      f.scopemask = -1;
-      const sc = scopeA2n(arg);
-      if (sc === undefined) {
-        if (arg !== 'all') invarg(c, 'invalid "scope"\n', arg);
-        f.scope = 255;
-        f.scopemask = 0;
-      } else f.scope = sc;
-    } else if (w === 'up') f.up = true;
+    } else if (w === 'scope') scopeFilter(c, f, a.next());
+    else if (w === 'up') f.up = true;
     else if (getFlagFilter(f, w)) continue;
     else if (w === 'label') f.label = a.next();
     else if (w === 'group') {

@@ -132,6 +132,19 @@ export function scopeA2n(arg: string): number | undefined {
   return used && value <= 255 ? value : undefined;
 }
 
+/** a `scope` filter argument of ip route/addr show: a scope, or "all" (any scope: mask 0) */
+export function scopeFilter(c: Ctx, f: { scope: number; scopemask: number }, arg: string): void {
+  f.scopemask = -1;
+  const sc = scopeA2n(arg);
+  if (sc !== undefined) {
+    f.scope = sc;
+    return;
+  }
+  if (arg !== 'all') invarg(c, 'invalid "scope"\n', arg);
+  f.scope = 255;
+  f.scopemask = 0;
+}
+
 function scopeN2a(n: number): string {
   return SCOPES[n] ?? String(n);
 }
@@ -421,16 +434,8 @@ function routeList(c: Ctx, a: Args, flush: boolean): number {
         f.protocol = 0;
         f.protocolmask = 0;
       } else f.protocol = prot;
-    } else if (matches(w, 'scope')) {
-      const arg = a.next();
-      f.scopemask = -1;
-      const sc = scopeA2n(arg);
-      if (sc === undefined) {
-        if (arg !== 'all') invarg(c, 'invalid "scope"\n', arg);
-        f.scope = 255;
-        f.scopemask = 0;
-      } else f.scope = sc;
-    } else if (matches(w, 'type')) {
+    } else if (matches(w, 'scope')) scopeFilter(c, f, a.next());
+    else if (matches(w, 'type')) {
       const arg = a.next();
       const t = rtntypeA2n(arg);
       if (t === undefined) invarg(c, 'node type value is invalid\n', arg);
