@@ -7,7 +7,7 @@
 import type { Conntrack, CtEntry } from '../kernel/conntrack.ts';
 import { ip4ToInt, prefixMask } from '../wire/addr.ts';
 import { formatCtEntry } from '../render/conntrack.ts';
-import type { Tool, ToolResult } from './types.ts';
+import { ToolFailure, type Tool, type ToolResult } from './types.ts';
 
 const PROG = 'conntrack v1.4.7 (conntrack-tools)';
 const TRY = "Try `conntrack -h' or 'conntrack --help' for more information.\n";
@@ -64,15 +64,7 @@ Common parameters and options:
 
 `;
 
-class Exit extends Error {
-  constructor(
-    readonly code: number,
-    readonly text: string,
-  ) {
-    super(text);
-  }
-}
-const param = (msg: string) => new Exit(2, `${PROG}: ${msg}\n${TRY}`);
+const param = (msg: string) => new ToolFailure(2, `${PROG}: ${msg}\n${TRY}`);
 
 /** the layer-4 protocols conntrack-tools has modules for */
 const L4: Record<string, number> = {
@@ -246,7 +238,7 @@ export const conntrack: Tool = (argv, ctx): ToolResult => {
         case 'U':
         case 'E':
         case 'S':
-          throw new Exit(
+          throw new ToolFailure(
             2,
             `podwalk: conntrack: -${c} is not modelled (the emulated conntrack lists, counts and flushes)\n`,
           );
@@ -331,7 +323,7 @@ export const conntrack: Tool = (argv, ctx): ToolResult => {
             if (!['xml', 'extended', 'timestamp', 'id', 'ktimestamp', 'labels', 'userspace'].includes(o))
               throw param(`Bad parameter \`${o}'`);
             if (o !== 'extended')
-              throw new Exit(2, `podwalk: conntrack: -o ${o} is not modelled (only -o extended is)\n`);
+              throw new ToolFailure(2, `podwalk: conntrack: -o ${o} is not modelled (only -o extended is)\n`);
           }
           extended = true;
           given.push(c);
@@ -373,7 +365,7 @@ export const conntrack: Tool = (argv, ctx): ToolResult => {
     const stdout = shown.map((e) => `${extended ? 'ipv4     2 ' : ''}${formatCtEntry(e, now)}\n`).join('');
     return { stdout, stderr: `${PROG}: ${shown.length} flow entries have been shown.\n`, code: 0 };
   } catch (e) {
-    if (e instanceof Exit) return { stdout: '', stderr: e.text, code: e.code };
+    if (e instanceof ToolFailure) return { stdout: '', stderr: e.stderr, code: e.code };
     throw e;
   }
 };

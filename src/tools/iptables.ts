@@ -21,24 +21,16 @@ import {
 import { IPTABLES_HELP } from './nf-help.ts';
 import { listChains, listedChains, listRules, printRule, type ListFormat } from './nf-list.ts';
 import { servicePort } from './services.ts';
-import type { Tool, ToolResult } from './types.ts';
+import { ToolFailure, type Tool, type ToolResult } from './types.ts';
 
 const PROG = 'iptables v1.8.9 (nf_tables)';
 const TRY = "Try `iptables -h' or 'iptables --help' for more information.\n";
 
 /** xtables_error: PARAMETER_PROBLEM (2) adds the "Try" line, VERSION_PROBLEM (3) its own hint */
-class Exit extends Error {
-  constructor(
-    readonly code: number,
-    readonly text: string,
-  ) {
-    super(text);
-  }
-}
-const param = (msg: string) => new Exit(2, `${PROG}: ${msg}\n${TRY}`);
+const param = (msg: string) => new ToolFailure(2, `${PROG}: ${msg}\n${TRY}`);
 /** errors the kernel (or libnftnl) reports: "iptables: <strerror-like text>." */
-const kernel = (msg: string, code = 1) => new Exit(code, `iptables: ${msg}\n`);
-const notModelled = (msg: string) => new Exit(2, `podwalk: iptables: ${msg}\n`);
+const kernel = (msg: string, code = 1) => new ToolFailure(code, `iptables: ${msg}\n`);
+const notModelled = (msg: string) => new ToolFailure(2, `podwalk: iptables: ${msg}\n`);
 
 /* the command bits of xshared.c, in cmdflags order */
 const CMD = {
@@ -205,7 +197,7 @@ function parse(argv: readonly string[]): Parsed {
         invert = true;
         continue;
       }
-      throw new Exit(2, `Bad argument \`${word}'\n${TRY}`);
+      throw new ToolFailure(2, `Bad argument \`${word}'\n${TRY}`);
     }
     // the options this word holds: [letter, attached value or undefined, the word for messages]
     const opts: { c: string; val?: string; hasArg: 0 | 1 | 2; word: string; long?: string }[] = [];
@@ -422,7 +414,7 @@ function newBuilder(): RuleBuilder {
   return new RuleBuilder({ services: servicePort });
 }
 
-function ruleError(e: RuleSyntaxError): Exit {
+function ruleError(e: RuleSyntaxError): ToolFailure {
   return e.message.startsWith('podwalk ') ? notModelled(e.message.trimEnd()) : param(e.message);
 }
 
@@ -465,10 +457,10 @@ interface Out {
   stdout: string;
 }
 
-/** run the command on the model; throws Exit for errors (after which nothing has changed) */
+/** run the command on the model; throws ToolFailure for errors (after which nothing has changed) */
 function execute(p: Parsed, rules: Rule[], nf: Netfilter, out: Out): void {
   if (!TABLE_BUILTINS[p.table])
-    throw new Exit(
+    throw new ToolFailure(
       3,
       `${PROG}: table '${p.table}' does not exist\nPerhaps iptables or your kernel needs to be upgraded.\n`,
     );
@@ -508,7 +500,7 @@ function execute(p: Parsed, rules: Rule[], nf: Netfilter, out: Out): void {
   const kernelChecks = (c: Chain, r: Rule) => {
     // xt_REJECT: tcp-reset is only valid for -p tcp (the kernel refuses the rule)
     const einval = () =>
-      new Exit(4, `${PROG}:  ${opName} failed (Invalid argument): rule in chain ${c.name}\n`);
+      new ToolFailure(4, `${PROG}:  ${opName} failed (Invalid argument): rule in chain ${c.name}\n`);
     if (r.target === 'REJECT' && r.rejectWith === 'tcp-reset' && (r.proto?.v !== 6 || r.proto.neg))
       throw einval();
     // `! -s 0.0.0.0/0` never matches: nf_tables refuses the expression
@@ -591,7 +583,7 @@ function execute(p: Parsed, rules: Rule[], nf: Netfilter, out: Out): void {
       const del = (c: Chain) => {
         if (nf.isBuiltin(p.table, c.name) && c.policy !== 'ACCEPT') throw kernel('Directory not empty.');
         if (c.rules.length || nf.references(p.table, c.name))
-          throw new Exit(4, `${PROG}:  CHAIN_DEL failed (Device or resource busy): chain ${c.name}\n`);
+          throw new ToolFailure(4, `${PROG}:  CHAIN_DEL failed (Device or resource busy): chain ${c.name}\n`);
       };
       const victims =
         p.chain !== undefined
@@ -635,7 +627,7 @@ function execute(p: Parsed, rules: Rule[], nf: Netfilter, out: Out): void {
       const c = table.get(p.chain);
       if (!c || (!present && !nf.isBuiltin(p.table, p.chain))) {
         if (p.command & (CMD.LIST | CMD.LIST_RULES))
-          throw new Exit(
+          throw new ToolFailure(
             1,
             `${PROG}: chain \`${p.chain}' in table \`${p.table}' is incompatible, use 'nft' tool.\n`,
           );
@@ -667,7 +659,7 @@ export const iptables: Tool = (argv, ctx): ToolResult => {
     execute(p, rules, ctx.netns.netfilter, out);
     return { stdout: out.stdout, stderr: '', code: 0 };
   } catch (e) {
-    if (e instanceof Exit) return { stdout: out.stdout, stderr: e.text, code: e.code };
+    if (e instanceof ToolFailure) return { stdout: out.stdout, stderr: e.stderr, code: e.code };
     throw e;
   }
 };

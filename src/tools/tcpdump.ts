@@ -24,7 +24,7 @@ import type { Link } from '../kernel/objects.ts';
 import { compileFilter, FilterError, LINKTYPE_RAW } from './pcapfilter.ts';
 import { captureTimestamp } from './pcap-export.ts';
 import { PacketPrinter } from './tcpdump-print.ts';
-import type { Tool, ToolResult } from './types.ts';
+import { ToolFailure, type Tool, type ToolResult } from './types.ts';
 
 const MAXIMUM_SNAPLEN = 262144;
 
@@ -112,20 +112,11 @@ interface Options {
   words: string[];
 }
 
-class Exit extends Error {
-  constructor(
-    readonly stderr: string,
-    readonly code = 1,
-  ) {
-    super(stderr);
-  }
-}
-
 const fail = (msg: string): never => {
-  throw new Exit(`tcpdump: ${msg}\n`);
+  throw new ToolFailure(1, `tcpdump: ${msg}\n`);
 };
 const usageError = (msg: string): never => {
-  throw new Exit(`tcpdump: ${msg}\n${USAGE}`);
+  throw new ToolFailure(1, `tcpdump: ${msg}\n${USAGE}`);
 };
 
 /** C atoi(): leading blanks, a sign, digits */
@@ -369,7 +360,7 @@ export const tcpdump: Tool = (argv, ctx): ToolResult => {
     stderr += '0 packets dropped by kernel\n';
     return { stdout, stderr, code: 0 };
   } catch (e) {
-    if (e instanceof Exit) return { stdout, stderr: stderr + e.stderr, code: e.code };
+    if (e instanceof ToolFailure) return { stdout, stderr: stderr + e.stderr, code: e.code };
     throw e;
   }
 };

@@ -26,3 +26,13 @@ export type Tool = (argv: readonly string[], ctx: ToolContext) => ToolResult;
  * tcpdump lines and pcap timestamps are this plus World.now.
  */
 export const EPOCH_US = 1_767_225_600_000_000;
+
+/** A tool that ends with an error: the exit status and what it printed on stderr (thrown to the tool's entry point) */
+export class ToolFailure extends Error {
+  constructor(
+    readonly code: number,
+    readonly stderr: string,
+  ) {
+    super(stderr);
+  }
+}
