@@ -30,6 +30,12 @@ import type { CniMode } from '../src/cluster/spec.ts';
 import { buildCluster, type Cluster } from '../src/cni/build.ts';
 import { labDown, labExec, labUp, run, type LabState } from '../src/lab/host.ts';
 import { labPrefix } from '../src/lab/plan.ts';
+import type {
+  Manifest,
+  ModeRecord,
+  RecordedCommand as Recorded,
+  RecordedMutation,
+} from './iproute-manifest.ts';
 
 export const LAB_NAME = 'iproute';
 export const MODES: CniMode[] = ['flannel-vxlan', 'flannel-host-gw', 'calico-bgp'];
@@ -570,15 +576,6 @@ function commandsFor(netns: string, c: Cluster): { dynamic: Cmd[]; rest: Cmd[] }
   };
 }
 
-interface Recorded {
-  netns: string;
-  argv: string[];
-  file: string;
-  code: number;
-  stderr: string;
-  phase: 'dynamic' | 'static';
-}
-
 function quote(a: string): string {
   return `'${a.replace(/'/g, `'\\''`)}'`;
 }
@@ -633,7 +630,7 @@ function nsidTable(state: LabState, netns: string, prefix: string): Record<strin
   return out;
 }
 
-function recordMode(mode: CniMode) {
+function recordMode(mode: CniMode): ModeRecord {
   const model = buildCluster(seedCluster(), mode);
   const c: Cluster = { ...model, spec: { ...model.spec, name: LAB_NAME } };
   const prefix = labPrefix(LAB_NAME);
@@ -645,7 +642,7 @@ function recordMode(mode: CniMode) {
   try {
     // the kernel's own start-up traffic (IGMP reports of the bridges, repeated once) and linkwatch
     sleep(4);
-    const baseline: Record<string, unknown> = {};
+    const baseline: ModeRecord['baseline'] = {};
     for (const ns of netnsList)
       baseline[ns] = JSON.parse(labExec(state, ns, ['ip', '-s', '-j', 'link']).stdout);
     const ping = labExec(state, 'pod-a', ['ping', '-c1', '-W2', '10.244.1.5']);
@@ -682,13 +679,13 @@ function recordMode(mode: CniMode) {
         save(ns, cmds[i], r, 'static');
       });
     }
-    const nsids: Record<string, Record<string, string>> = {};
+    const nsids: ModeRecord['nsids'] = {};
     for (const ns of netnsList) nsids[ns] = nsidTable(state, ns, prefix);
     // mutations, step by step, once the neighbours the ping left in DELAY have been probed
     // (delay_first_probe_time 5 s): no timer creates or removes entries after that
     const wait = pingAt + 10_000 - Date.now();
     if (wait > 0) sleep(wait / 1000);
-    const mutationLog = mutations(mode).map((s) => {
+    const mutationLog = mutations(mode).map((s): RecordedMutation => {
       const r = labExec(state, s.netns, s.argv);
       if (r.stderr.includes(FOREIGN_NETNS_NOISE)) throw new NoiseError(`${s.netns}: ${s.argv.join(' ')}`);
       if (s.settle) sleep(1.5);
@@ -717,14 +714,7 @@ function main() {
   const modes = wanted.length ? (wanted as CniMode[]) : MODES;
   const manifestUrl = new URL('manifest.json', OUT);
   mkdirSync(OUT, { recursive: true });
-  let manifest: {
-    recorded: string;
-    kernel: string;
-    ip: string;
-    bridge: string;
-    labPrefix: string;
-    modes: Record<string, unknown>;
-  };
+  let manifest: Manifest;
   try {
     manifest = JSON.parse(readFileSync(manifestUrl, 'utf8'));
   } catch {
@@ -736,7 +726,7 @@ function main() {
   manifest.labPrefix = labPrefix(LAB_NAME);
   for (const mode of modes) {
     process.stdout.write(`${mode}: recording… `);
-    let m: ReturnType<typeof recordMode> | undefined;
+    let m: ModeRecord | undefined;
     for (let attempt = 1; !m; attempt++) {
       try {
         m = recordMode(mode);

@@ -41,42 +41,10 @@ import { Ctx, defaultOpts } from '../src/tools/iproute-common.ts';
 import { nsids } from '../src/tools/iproute-link.ts';
 import { ip } from '../src/tools/ip.ts';
 import type { ToolResult } from '../src/tools/types.ts';
+import type { Manifest, ModeRecord, RecordedCommand as Recorded } from '../scripts/iproute-manifest.ts';
 
 const dir = new URL('./golden/iproute/', import.meta.url);
 const manifestUrl = new URL('manifest.json', dir);
-
-interface Recorded {
-  netns: string;
-  argv: string[];
-  file: string;
-  code: number;
-  stderr: string;
-  phase: 'dynamic' | 'static';
-}
-
-interface Step {
-  netns: string;
-  argv: string[];
-  code: number;
-  stdout: string;
-  stderr: string;
-  after: { netns: string; argv: string[]; stdout: string }[];
-}
-
-interface ModeRecord {
-  baseline: Record<
-    string,
-    { ifname: string; stats64: { rx: Record<string, number>; tx: Record<string, number> } }[]
-  >;
-  nsids: Record<string, Record<string, string>>;
-  commands: Recorded[];
-  mutations: Step[];
-}
-
-interface Manifest {
-  labPrefix: string;
-  modes: Record<string, ModeRecord>;
-}
 
 const manifest: Manifest | undefined = existsSync(manifestUrl)
   ? (JSON.parse(readFileSync(manifestUrl, 'utf8')) as Manifest)
