@@ -145,43 +145,9 @@ function bridgeMtuAdjust(ns: Netns, br: Link): void {
   if (min !== Infinity) br.mtu = min;
 }
 
-/** the prefix routes an address brings (connected route; the local table is implicit) */
-function connectedRoute(dev: Link, ip: string, len: number): Route | undefined {
-  if (len === 32) return undefined;
-  const net = (ip4ToInt(ip) & prefixMask(len)) >>> 0;
-  return {
-    dst: net,
-    len,
-    type: 'unicast',
-    dev: dev.name,
-    proto: 'kernel',
-    scope: 'link',
-    src: ip,
-    metric: 0,
-    onlink: false,
-  };
-}
-
+/** an address as a CNI plugin adds it (`ip addr add`, with the kernel's rules: addressAdd) */
 export function addAddress(ns: Netns, devName: string, ip: string, len: number): void {
-  const dev = ns.link(devName);
-  if (!dev) throw new NetlinkError('Cannot find device');
-  if (dev.addrs.some((a) => a.ip === ip && a.len === len)) throw new NetlinkError('File exists');
-  dev.addrs.push({ ip, len, scope: 'global' });
-  if (dev.up) {
-    const r = connectedRoute(dev, ip, len);
-    if (r && !ns.fib.find(r.dst, r.len, 0)) ns.fib.add(r);
-  }
-}
-
-export function delAddress(ns: Netns, devName: string, ip: string, len: number): void {
-  const dev = ns.link(devName);
-  if (!dev) throw new NetlinkError('Cannot find device');
-  const i = dev.addrs.findIndex((a) => a.ip === ip && a.len === len);
-  if (i < 0) throw new NetlinkError('Cannot assign requested address');
-  dev.addrs.splice(i, 1);
-  ns.fib.removeWhere((r) => r.dev === devName && r.proto === 'kernel' && r.src === ip);
-  // routes whose preferred source vanished go too (fib_del_ifaddr)
-  ns.fib.removeWhere((r) => r.src === ip);
+  addressAdd(ns, devName, ip, len);
 }
 
 export function setLinkUp(ns: Netns, name: string, up: boolean): void {
@@ -190,10 +156,11 @@ export function setLinkUp(ns: Netns, name: string, up: boolean): void {
   if (dev.up === up) return;
   dev.up = up;
   if (up) {
-    for (const a of dev.addrs) {
-      const r = connectedRoute(dev, a.ip, a.len);
-      if (r && !ns.fib.find(r.dst, r.len, 0)) ns.fib.add(r);
-    }
+    // fib_add_ifaddr for each address: the primaries bring their prefix routes back
+    dev.addrs.forEach((a, i) => {
+      const r = isSecondary(dev, i) ? undefined : prefixRoute(dev, a.ip, a.len, a.ip);
+      if (r) fibMagicAdd(ns, r);
+    });
   } else {
     // fib_disable_ip: IPv4 routes through a device set down are removed
     // fib_sync_down_dev: routes of scope host (nexthop scope RT_SCOPE_NOWHERE) survive, like local routes
