@@ -97,16 +97,9 @@ export function generateScenario(seed: number): Scenario {
     faultKind = 'route-del';
   if (faultKind === 'route-del' && !cross) faultKind = 'link-down';
 
-  // flows with timers the simulation does not run (TCP retransmission) stay out of faults that stall
-  const stalls = [
-    'route-del',
-    'fdb-del',
-    'neigh-del',
-    'ip-forward-off',
-    'mtu-mismatch',
-    'link-down',
-    'iptables-drop',
-  ].includes(faultKind);
+  // flows with timers the simulation does not run (TCP retransmission) stay out of faults that
+  // stall: every fault but a missing listener (which answers at once)
+  const stalls = faultKind !== 'none' && faultKind !== 'no-listener';
   const proto: WalkRequest['proto'] =
     faultKind === 'no-listener'
       ? pick(['tcp', 'udp'] as const)
