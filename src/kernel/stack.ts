@@ -1208,12 +1208,6 @@ export class Stack {
     if (offending.payload.kind === 'icmp' && ![0, 8].includes(offending.payload.icmp.type)) return; // never about an error
     if (offending.ip.fragOffset) return;
     const rr = this.routeOutput(ns, offending.ip.src);
-    if (rr && 'error' in rr) {
-      // the offending packet was our own (a failed neighbour resolution of a local sender): the
-      // error goes to ourselves through lo, from our own address, and the socket hears of it
-      this.queueIcmp(ns, offending, type, code, mtu, label, offending.ip.src);
-      return;
-    }
     if (!rr) {
       this.step(
         ns,
@@ -1225,18 +1219,9 @@ export class Stack {
       );
       return;
     }
-    this.queueIcmp(ns, offending, type, code, mtu, label, rr.src);
-  }
-
-  private queueIcmp(
-    ns: Netns,
-    offending: Ipv4Packet,
-    type: number,
-    code: number,
-    mtu: number | undefined,
-    label: string,
-    src: string,
-  ): void {
+    // the offending packet was our own (a failed neighbour resolution of a local sender): the
+    // error goes to ourselves through lo, from our own address, and the socket hears of it
+    const src = 'error' in rr ? offending.ip.src : rr.src;
     // icmp_send quotes as much of the offending packet as fits in 576 bytes (RFC 1812)
     const whole = emitIpv4Packet(offending);
     const quoted = whole.subarray(0, Math.min(whole.length, 576 - 20 - 8));
