@@ -4,6 +4,8 @@
  * the packets a host answers with — queued, so each answer is walked as its own trace.
  */
 import { ipv4Length } from '../wire/index.ts';
+import { intToIp4 } from '../wire/addr.ts';
+import { get16, get32 } from '../wire/bytes.ts';
 import {
   IPPROTO_ICMP,
   IPPROTO_TCP,
@@ -593,12 +595,13 @@ export class Sockets implements TransportHandler {
    * segment that no longer fits.
    */
   private mtuReduced(ns: Netns, dev: Link, quoted: Uint8Array, mtu: number): boolean {
-    if (quoted.length < 28 || quoted[9] !== IPPROTO_TCP) return false;
+    // the quoted IP header and the first 8 bytes of the segment (truncated: no whole-packet parse)
     const ihl = (quoted[0] & 0x0f) * 4;
-    const src = `${quoted[12]}.${quoted[13]}.${quoted[14]}.${quoted[15]}`;
-    const dst = `${quoted[16]}.${quoted[17]}.${quoted[18]}.${quoted[19]}`;
-    const sport = (quoted[ihl] << 8) | quoted[ihl + 1];
-    const dport = (quoted[ihl + 2] << 8) | quoted[ihl + 3];
+    if (quoted.length < ihl + 8 || quoted[9] !== IPPROTO_TCP) return false;
+    const src = intToIp4(get32(quoted, 12));
+    const dst = intToIp4(get32(quoted, 16));
+    const sport = get16(quoted, ihl);
+    const dport = get16(quoted, ihl + 2);
     const conn = this.byTuple.get(this.connKey(ns.name, src, sport, dst, dport));
     if (!conn || conn.state === 'CLOSED') return false;
     const before = this.sendMss(conn);
