@@ -537,8 +537,14 @@ Examples:
         if (proto === 'icmp' && port !== undefined && target)
           throw new UsageError(`TO "${target}": ICMP has no ports`);
         const mode = o.mode ?? spec.cni;
-        const make = () => prepareCluster(spec, mode, o.run);
-        make(); // bad --run lines and cluster errors surface here, before any walk (its warnings go in the report)
+        // bad --run lines and cluster errors surface here, before any walk; this first build is
+        // the forward probe's cluster, the other probes get their own
+        let first: Cluster | undefined = prepareCluster(spec, mode, o.run);
+        const make = () => {
+          const c = first ?? prepareCluster(spec, mode, o.run);
+          first = undefined;
+          return c;
+        };
         const report = doctor(make, {
           from: from ?? sc!.from,
           to,
