@@ -13,7 +13,7 @@ import { labCommand } from './lab.ts';
 import { UsageError } from './errors.ts';
 import { runShell } from './shell.ts';
 import { DEFAULT_WEB_ROOT, hasBuild, serveWeb, type Served } from './serve.ts';
-import { CommandError, prepareCluster, runCommand } from '../tools/index.ts';
+import { CommandError, prepareCluster, runCommand, TOOLS } from '../tools/index.ts';
 import { pcapFiles } from '../tools/pcap-export.ts';
 import { compareModes } from '../trace/compare.ts';
 import { walk, WalkError, walkOk, type Walk } from '../trace/walk.ts';
@@ -244,6 +244,8 @@ Examples:
   $ podwalk trace pod-a pod-c:8080           one flow and its reply, step by step
   $ podwalk trace pod-a pod-b:8080 --format summary --mode calico-bgp
   $ podwalk modes                            encapsulation, overhead and pod MTU per mode
+  $ podwalk doctor pod-a pod-c:8080          diagnose a flow: first failure, evidence, cluster checks
+  $ podwalk doctor --scenario vxlan-pod-mtu  a ready-made broken cluster (podwalk scenarios lists them)
   $ podwalk seed > my.yaml                   the built-in cluster, to edit and pass with --cluster`,
     )
     .exitOverride()
@@ -400,10 +402,7 @@ Examples:
       'run an emulated command in a pod or node of the simulated cluster: podwalk exec NETNS -- CMD…',
     )
     .argument('<NETNS>', 'pod or node name')
-    .argument(
-      '<CMD...>',
-      'the command: ip, bridge, tcpdump, iptables, iptables-save, conntrack, sysctl, calicoctl',
-    )
+    .argument('<CMD...>', `the command: ${Object.keys(TOOLS).join(', ')}`)
     .option('--cluster <file>', 'cluster YAML (default: the built-in seed cluster)')
     .addOption(new Option('--mode <mode>', "CNI mode (default: the cluster file's)").argParser(parseMode))
     .option('--run <NETNS: CMD>', 'apply an emulated command first (repeatable, in order)', collect, [])
@@ -423,7 +422,8 @@ Examples:
   $ podwalk exec node1 -- bridge fdb show dev flannel.1
   $ podwalk exec node1 --walk 'pod-a pod-c:8080' -- tcpdump -i eth0 -nn udp port 4789
   $ podwalk exec node2 --walk 'pod-a pod-c:8080' -- conntrack -L
-  $ podwalk exec node1 --run 'node1: ip route del 10.244.1.0/24' -- ip route`,
+  $ podwalk exec node1 --run 'node1: ip route del 10.244.1.0/24' -- ip route
+  $ podwalk exec router --run 'node1: ip route del 10.244.1.0/24' --walk 'pod-a pod-c:8080' -- nstat -az IpExtInNoRoutes`,
     )
     .action(
       (

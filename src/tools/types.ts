@@ -1,5 +1,5 @@
 /**
- * Emulated troubleshooting tools (ip, bridge, tcpdump, iptables, conntrack, sysctl, calicoctl):
+ * Emulated troubleshooting tools (ip, bridge, tcpdump, iptables, conntrack, sysctl, calicoctl, nstat):
  * each is a function of its argv and the model, printing what the real tool prints.
  */
 import type { Cluster } from '../cni/build.ts';
