@@ -7,6 +7,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { run, type Io } from '../src/cli/app.ts';
 import { loadCluster, loadPolicies } from '../src/cluster/load.ts';
 import { seedCluster } from '../src/cluster/seed.ts';
@@ -497,6 +498,26 @@ describe('scenarios', () => {
       rep.warnings.join('\n'),
       /flannel-vxlan does not enforce NetworkPolicy: 1 policy is not applied \(shop\/web-egress\)/,
     );
+  });
+
+  test("examples/allow-dns.yaml fixes policy-blocks-dns (the README's --policy example)", async () => {
+    const argv = [
+      'web',
+      'coredns:53',
+      '--proto',
+      'udp',
+      '--cluster',
+      join(SCENARIO_DIR, 'policy-blocks-dns.yaml'),
+    ];
+    assert.equal((await cli(['trace', ...argv])).code, 1);
+    const fixed = [
+      ...argv,
+      '--policy',
+      fileURLToPath(new URL('../examples/allow-dns.yaml', import.meta.url)),
+    ];
+    const r = await cli(['trace', ...fixed]);
+    assert.equal(r.code, 0, r.out);
+    assert.equal((await cli(['doctor', ...fixed])).code, 0);
   });
 
   test('doctor on a healthy cluster exits 0', async () => {
