@@ -269,7 +269,9 @@ describe('doctor', () => {
     assert.equal(r.failure?.recovered, true);
     const full = r.probes.find((p) => p.name === 'full-size')!;
     assert.ok(
-      full.walk.traces.some((t) => t.flow.label === 'retransmission' && t.disposition.kind === 'delivered'),
+      full.walk.traces.some(
+        (t) => t.flow.role.kind === 'retransmission' && t.disposition.kind === 'delivered',
+      ),
     );
   });
 
@@ -284,7 +286,7 @@ describe('doctor', () => {
     assert.equal(r.failure?.probe, 'full-size');
     assert.equal(r.failure?.recovered, false);
     const full = r.probes.find((p) => p.name === 'full-size')!;
-    assert.ok(!full.walk.traces.some((t) => t.flow.label === 'response'), 'no response ever comes');
+    assert.ok(!full.walk.traces.some((t) => t.flow.role.kind === 'response'), 'no response ever comes');
   });
 
   test('asymmetric return path: the reply dies where the request never went', () => {

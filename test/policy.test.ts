@@ -14,6 +14,7 @@ import type { CniMode } from '../src/cluster/spec.ts';
 import { buildCluster } from '../src/cni/build.ts';
 import { subtractCidrs } from '../src/cni/policy.ts';
 import { runCommand } from '../src/tools/index.ts';
+import { dropText } from '../src/render/step.ts';
 import { walk } from '../src/trace/walk.ts';
 import type { Proto } from '../src/trace/types.ts';
 
@@ -854,8 +855,8 @@ function runCase(k: Case, mode: CniMode): void {
   assert.equal(d.kind, 'dropped', JSON.stringify(d));
   if (d.kind !== 'dropped') return;
   assert.equal(d.reason, 'filtered');
-  assert.match(d.detail, /^dropped by rule PW-(IN|OUT)-\S+ #\d+: .* -j DROP$/);
-  assert.match(d.detail, k.expect);
+  assert.match(dropText(d.drop), /^dropped by rule PW-(IN|OUT)-\S+ #\d+: .* -j DROP$/);
+  assert.match(dropText(d.drop), k.expect);
   if (k.dropIn) assert.equal(d.netns, k.dropIn);
 }
 

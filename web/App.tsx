@@ -5,11 +5,12 @@
 import { useEffect, useMemo, useRef, useState } from 'react';
 import { CNI_MODES, type CniMode } from '../src/cluster/spec.ts';
 import { dispositionLine, flowLine, renderSummary } from '../src/render/text.ts';
+import { roleLabel, stepDetail, stepEntry, stepTable } from '../src/render/step.ts';
 import { explainDrop, renderExplanation } from '../src/diagnose/explain.ts';
 import { doctor, renderDoctor } from '../src/diagnose/doctor.ts';
 import { prepareCluster } from '../src/tools/index.ts';
 import { pcapFiles } from '../src/tools/pcap-export.ts';
-import { compareModes } from '../src/trace/compare.ts';
+import { compareModes } from '../src/diagnose/compare-modes.ts';
 import type { Proto, Step, Trace } from '../src/trace/types.ts';
 import { Console, type ConsoleEntry } from './Console.tsx';
 import { HeaderBoxes } from './Frame.tsx';
@@ -68,11 +69,11 @@ function StepList({ trace, at, onPick }: { trace: Trace; at: number; onPick(i: n
           <span className="detail">
             {s.aux ? <i>({s.aux}) </i> : null}
             {s.part ? <i>{`{${s.part}} `}</i> : null}
-            {s.detail}
+            {stepDetail(s)}
           </span>
-          {s.table && s.entry !== undefined ? (
+          {stepTable(s) && stepEntry(s) !== undefined ? (
             <span className="entry">
-              <b>{s.table}:</b> {s.entry}
+              <b>{stepTable(s)}:</b> {stepEntry(s)}
             </span>
           ) : null}
         </li>
@@ -492,7 +493,7 @@ export function App({ initial, loaded: initialLoaded }: { initial: PageState; lo
                     className={`${t === trace ? 'on' : ''} ${t.disposition.kind}`}
                     onClick={() => set({ trace: i, step: 0 })}
                   >
-                    {t.flow.label}
+                    {roleLabel(t.flow.role)}
                   </button>
                 ))}
               </div>

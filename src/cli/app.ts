@@ -15,10 +15,11 @@ import { runShell } from './shell.ts';
 import { DEFAULT_WEB_ROOT, hasBuild, serveWeb, type Served } from './serve.ts';
 import { CommandError, prepareCluster, runCommand, TOOLS } from '../tools/index.ts';
 import { pcapFiles } from '../tools/pcap-export.ts';
-import { compareModes } from '../trace/compare.ts';
+import { compareModes } from '../diagnose/compare-modes.ts';
 import { walk, WalkError, walkOk, type Walk } from '../trace/walk.ts';
 import type { Proto, Trace } from '../trace/types.ts';
 import { formatCtEntry } from '../render/conntrack.ts';
+import { roleLabel } from '../render/step.ts';
 import { explainDrop, renderExplanation } from '../diagnose/explain.ts';
 import { doctor, doctorToJson, renderDoctor } from '../diagnose/doctor.ts';
 import { loadScenario, listScenarios, SCENARIO_DIR } from './scenarios.ts';
@@ -175,7 +176,7 @@ function demo(io: Io, spec: ClusterSpec, modes: CniMode[], format: Format, st: S
       if (rest.length)
         io.out(
           st.dim(
-            `── then ${rest.map((t) => t.flow.label).join(', ')}: ${rest.every((t) => t.disposition.kind === 'delivered') ? 'all delivered' : 'not all delivered'} ──`,
+            `── then ${rest.map((t) => roleLabel(t.flow.role)).join(', ')}: ${rest.every((t) => t.disposition.kind === 'delivered') ? 'all delivered' : 'not all delivered'} ──`,
           ),
         );
       const ct = conntrackOf(c, w);
@@ -351,7 +352,7 @@ Examples:
           const explained = new Set<string>();
           traces.forEach((t, i) => {
             if (i === 1 && !o.exchange) io.out(st.accent('── reply ──'));
-            else if (i > 0) io.out(st.accent(`── ${t.flow.label} ──`));
+            else if (i > 0) io.out(st.accent(`── ${roleLabel(t.flow.role)} ──`));
             io.out(renderTrace(t, format, st, o.arp ? 'full' : 'none'));
             // minimal is the regression format: one line per step, nothing else
             const why = format === 'minimal' ? undefined : explainDrop(c, t);

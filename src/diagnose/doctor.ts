@@ -5,7 +5,8 @@
  * hides another's fault.
  */
 import type { Cluster } from '../cni/build.ts';
-import { dispositionLine, flowLine } from '../render/text.ts';
+import { dispositionLine, flowLine, traceToJson } from '../render/text.ts';
+import { roleLabel, stepDetail } from '../render/step.ts';
 import type { Proto, Step, Trace } from '../trace/types.ts';
 import { resolveEndpoint, walk, walkOk, type Walk } from '../trace/walk.ts';
 import { describeCheck, runChecks, type CheckResult, type Finding } from './checks.ts';
@@ -78,7 +79,7 @@ function completed(w: Walk, proto: Proto): boolean {
   const client = w.request.flow.from;
   return w.traces.some(
     (t) =>
-      t.flow.label === 'response' && t.disposition.kind === 'delivered' && t.disposition.netns === client,
+      t.flow.role.kind === 'response' && t.disposition.kind === 'delivered' && t.disposition.netns === client,
   );
 }
 
@@ -167,7 +168,7 @@ function explainFailure(c: Cluster, probe: Probe): Failure {
     );
   return {
     probe: probe.name,
-    packet: t.flow.label,
+    packet: roleLabel(t.flow.role),
     step,
     explanation,
     recovered: completed(probe.walk, probe.walk.request.flow.proto),
@@ -188,7 +189,7 @@ function probeLine(p: Probe): string {
   const state = p.ok
     ? 'ok'
     : p.firstDrop
-      ? `${p.firstDrop.trace.flow.label} ${dispositionLine(p.firstDrop.trace.disposition)}${
+      ? `${roleLabel(p.firstDrop.trace.flow.role)} ${dispositionLine(p.firstDrop.trace.disposition)}${
           drops.length > 1 ? ` (${drops.length} packets dropped)` : ''
         }`
       : `no answer: ${dispositionLine((w.reply ?? w.request).disposition)}`;
@@ -248,7 +249,10 @@ export function doctorToJson(r: DoctorReport): unknown {
       ok: p.ok,
       path: p.path,
       replyPath: p.replyPath,
-      packets: p.walk.traces.map((t) => ({ flow: t.flow, disposition: t.disposition })),
+      packets: p.walk.traces.map((t) => {
+        const j = traceToJson(t);
+        return { flow: j.flow, disposition: j.disposition };
+      }),
     })),
     failure: r.failure && {
       probe: r.failure.probe,
@@ -257,7 +261,7 @@ export function doctorToJson(r: DoctorReport): unknown {
         n: r.failure.step.n,
         netns: r.failure.step.netns,
         device: r.failure.step.device,
-        detail: r.failure.step.detail,
+        detail: stepDetail(r.failure.step),
       },
       recovered: r.failure.recovered,
       asymmetric: r.failure.asymmetric,

@@ -12,6 +12,17 @@ import type { Cluster, ResolvedNode } from '../cni/build.ts';
 import { ip4ToInt, prefixMask } from '../wire/addr.ts';
 import { runCommand, TOOLS } from '../tools/index.ts';
 import type { CounterEvent, DropReason, Step, Trace } from '../trace/types.ts';
+import type { Rule } from '../kernel/netfilter.ts';
+import {
+  dropText,
+  nfDecisionText,
+  roleLabel,
+  stepDetail,
+  stepEntry,
+  stepTable,
+  unreachable,
+} from '../render/step.ts';
+import { neighEntryText, routeEntryText } from '../tools/printers.ts';
 
 export interface Evidence {
   netns: string;
@@ -102,28 +113,29 @@ export function explainDrop(c: Cluster, t: Trace): Explanation | undefined {
   let allowPolicy: string | undefined;
   const dev = d.device;
   const where = `${d.netns}${dev ? ` ${dev}` : ''}`;
+  const drop = d.drop;
 
-  switch (d.reason) {
+  switch (drop.reason) {
     case 'no-route': {
-      const out = t.counters.some((e) => e.netns === d.netns && e.name === 'IpOutNoRoutes');
-      const tunnel = d.detail.includes('tunnel endpoint');
+      const out = drop.site === 'ip_route_output' || drop.site === 'iptunnel_xmit';
+      const tunnel = !!drop.tunnel;
       stage = out
         ? `ip_route_output: FIB lookup (table main) for a ${tunnel ? 'tunnel packet' : 'locally sent packet'}`
         : 'ip_route_input → ip_forward: FIB lookup (table main)';
-      const target = tunnel ? (/tunnel endpoint (\S+)/.exec(d.detail)?.[1] ?? dst) : dst;
+      const target = tunnel ? drop.dst : dst;
       entry = `no route matches ${target} in table main (and no default route)`;
       cmd(d.netns, `ip route get ${target}`);
       cmd(d.netns, 'ip route show');
       // the packet may have left a node by its default route because the node lacked the pod route
       const leaked = before.find(
         (s) =>
-          s.kind === 'route' &&
+          s.ev.type === 'route' &&
           s.netns !== d.netns &&
           c.nodes.some((n) => n.name === s.netns) &&
-          s.entry?.startsWith('default'),
+          s.ev.route.len === 0,
       );
       if (owner && leaked) {
-        entry = `${leaked.netns} has no route for ${owner.podCIDR} (${owner.name}'s pods): it used \`${leaked.entry}\`, and ${d.netns} has no route for ${dst} either`;
+        entry = `${leaked.netns} has no route for ${owner.podCIDR} (${owner.name}'s pods): it used \`${stepEntry(leaked)}\`, and ${d.netns} has no route for ${dst} either`;
         cmd(leaked.netns, `ip route get ${dst}`);
       }
       const from = leaked?.netns ?? nodeOf(c, d.netns) ?? d.netns;
@@ -153,16 +165,15 @@ export function explainDrop(c: Cluster, t: Trace): Explanation | undefined {
       break;
     }
     case 'neighbour-failed': {
-      const n = lastWith((s) => s.kind === 'neigh' && s.table === 'neigh');
-      const ip = /for (\S+) on/.exec(n?.detail ?? '')?.[1] ?? /reply for (\S+)/.exec(d.detail)?.[1] ?? '?';
+      const ip = drop.nexthop;
       stage = `neighbour resolution: ARP for ${ip} on ${dev} (neigh_resolve_output)`;
       entry = `${ip} dev ${dev} FAILED (no ARP reply to 3 probes)`;
       cmd(d.netns, `ip neigh show dev ${dev}`);
       cmd(d.netns, `ip route get ${dst}`);
       cmd(d.netns, `arping -c 3 -I ${dev} ${ip}`);
-      const route = lastWith((s) => s.kind === 'route' && !!s.entry);
+      const route = lastWith((s) => s.ev.type === 'route');
       causes.push(
-        `nothing answers ARP for ${ip} on ${dev}: the next hop of \`${route?.entry ?? '?'}\` is down, gone or renumbered`,
+        `nothing answers ARP for ${ip} on ${dev}: the next hop of \`${route?.ev.type === 'route' ? routeEntryText(route.ev.route) : '?'}\` is down, gone or renumbered`,
       );
       if (c.mode === 'flannel-host-gw' || c.mode === 'calico-bgp')
         causes.push(
@@ -189,10 +200,12 @@ export function explainDrop(c: Cluster, t: Trace): Explanation | undefined {
       break;
     }
     case 'vxlan-fdb-miss': {
-      const mac = /entry for ([0-9a-f:]{17})/.exec(d.detail)?.[1] ?? '?';
-      const neigh = before.find((s) => s.netns === d.netns && s.kind === 'neigh' && s.entry?.includes(mac));
+      const mac = drop.mac;
+      const neigh = before
+        .map((s) => (s.netns === d.netns && s.ev.type === 'neigh' ? s.ev.entry : undefined))
+        .find((e) => e?.lladdr === mac);
       stage = `vxlan_xmit: FDB lookup on ${dev} for the inner destination MAC`;
-      entry = `no \`${mac} dev ${dev} dst <node IP>\` entry in ${dev}'s FDB${neigh?.entry ? ` (the MAC came from the neighbour entry \`${neigh.entry}\`)` : ''}`;
+      entry = `no \`${mac} dev ${dev} dst <node IP>\` entry in ${dev}'s FDB${neigh ? ` (the MAC came from the neighbour entry \`${neighEntryText(neigh)}\`)` : ''}`;
       cmd(d.netns, `bridge fdb show dev ${dev}`);
       cmd(d.netns, `ip neigh show dev ${dev}`);
       cmd(d.netns, `ip -d link show dev ${dev}`);
@@ -205,7 +218,7 @@ export function explainDrop(c: Cluster, t: Trace): Explanation | undefined {
     }
     case 'link-down': {
       const l = dev ? c.world.netns.get(d.netns)?.link(dev) : undefined;
-      const carrier = d.detail.includes('carrier');
+      const carrier = !!drop.noCarrier;
       stage = carrier
         ? `dev_queue_xmit on ${dev}: no carrier, the noop qdisc drops`
         : `transmit on ${dev}: the device is administratively down`;
@@ -225,40 +238,44 @@ export function explainDrop(c: Cluster, t: Trace): Explanation | undefined {
     }
     case 'filtered': {
       const nf = lastWith((s) => s.kind === 'netfilter');
-      stage = `netfilter: ${nf?.table ?? 'filter'}${nf?.device ? ` (packet on ${nf.device})` : ''}`;
-      const rule = /(?:dropped|rejected) by (.*)$/.exec(d.detail)?.[1] ?? d.detail;
-      entry = rule;
-      const chain = /rule (\S+) #(\d+)/.exec(rule);
-      const policy = /policy (\S+) (DROP|ACCEPT)/.exec(rule);
-      const hookChain = /filter (\S+)/.exec(nf?.table ?? '')?.[1] ?? 'FORWARD';
-      cmd(d.netns, `iptables -L ${chain?.[1] ?? policy?.[1] ?? hookChain} -n -v --line-numbers`);
-      const comment = /--comment "([^"]*)"|--comment (\S+)/.exec(rule);
-      if (rule.includes('--ctstate INVALID'))
+      stage = `netfilter: ${(nf && stepTable(nf)) ?? 'filter'}${nf?.device ? ` (packet on ${nf.device})` : ''}`;
+      entry = nfDecisionText(drop);
+      const rule: Rule | undefined = drop.rule?.rule;
+      cmd(d.netns, `iptables -L ${drop.rule?.chain ?? drop.policy?.chain ?? drop.hook} -n -v --line-numbers`);
+      const invalid = !!rule?.ctstate && !rule.ctstate.neg && rule.ctstate.v.includes('INVALID');
+      if (invalid)
         causes.push(
-          `conntrack on ${d.netns} saw ${t.flow.label} without the packets before it: the two directions take different paths (asymmetric routing), so this node never saw the connection start`,
+          `conntrack on ${d.netns} saw ${roleLabel(t.flow.role)} without the packets before it: the two directions take different paths (asymmetric routing), so this node never saw the connection start`,
         );
-      if (comment && /policy|NetworkPolicy/i.test(comment[1] ?? comment[2])) {
-        causes.push(`a Kubernetes NetworkPolicy: ${comment[1] ?? comment[2]}`);
-        const sel = /no policy selecting (\S+)\/(\S+) allows this (ingress|egress)/.exec(comment[1] ?? '');
-        if (sel) allowPolicy = allowingPolicy(c, t.flow, sel[1], sel[2], sel[3] as 'ingress' | 'egress');
-      } else if (policy)
+      const pol = rule ? policyOrigin(rule) : undefined;
+      if (pol) {
+        causes.push(`a Kubernetes NetworkPolicy: ${pol.comment}`);
+        if (pol.isolation)
+          allowPolicy = allowingPolicy(
+            c,
+            t.flow,
+            pol.isolation.namespace,
+            pol.isolation.pod,
+            pol.isolation.dir,
+          );
+      } else if (drop.policy)
         causes.push(
-          `the ${policy[1]} chain's policy is ${policy[2]} and no rule accepted this packet: a host firewall (or Docker's iptables setup) on ${d.netns}`,
+          `the ${drop.policy.chain} chain's policy is ${drop.policy.policy} and no rule accepted this packet: a host firewall (or Docker's iptables setup) on ${d.netns}`,
         );
-      else if (!rule.includes('INVALID'))
-        causes.push(`a rule someone added to ${d.netns}'s ${chain?.[1] ?? hookChain} chain`);
+      else if (!invalid)
+        causes.push(`a rule someone added to ${d.netns}'s ${drop.rule?.chain ?? drop.hook} chain`);
       break;
     }
     case 'mtu-exceeded': {
       const m = lastWith((s) => s.kind === 'mtu');
-      const local = d.detail.includes('EMSGSIZE');
-      const veth = d.detail.includes('drops it silently');
+      const local = drop.site === 'ip_append_data';
+      const veth = drop.site === 'veth_xmit' || drop.site === 'br_dev_queue_push_xmit';
       stage = local
         ? 'the sending socket: the packet is larger than the route MTU and DF is set (EMSGSIZE)'
         : veth
-          ? `${d.detail.includes('bridge port') ? 'bridge forward' : 'veth transmit'}: the frame is larger than ${dev}'s MTU (is_skb_forwardable), dropped without ICMP`
+          ? `${drop.site === 'br_dev_queue_push_xmit' ? 'bridge forward' : 'veth transmit'}: the frame is larger than ${dev}'s MTU (is_skb_forwardable), dropped without ICMP`
           : `ip_forward: MTU check before ${dev} with DF set`;
-      entry = m?.detail ?? d.detail;
+      entry = m ? stepDetail(m) : dropText(drop);
       cmd(d.netns, `ip link show dev ${dev}`);
       cmd(d.netns, `ip route get ${dst}`);
       const podMtu = c.podMtu;
@@ -297,9 +314,9 @@ export function explainDrop(c: Cluster, t: Trace): Explanation | undefined {
       );
       break;
     case 'rp-filter': {
-      const rp = lastWith((s) => s.action === 'rp_filter');
+      const rp = lastWith((s) => s.ev.type === 'rp-filter');
       stage = `fib_validate_source: reverse-path filter on ${dev}`;
-      entry = `${rp?.detail ?? d.detail}; reverse route: ${rp?.entry ?? '(none)'}`;
+      entry = `${rp ? stepDetail(rp) : dropText(drop)}; reverse route: ${(rp && stepEntry(rp)) ?? '(none)'}`;
       cmd(d.netns, `sysctl net.ipv4.conf.all.rp_filter net.ipv4.conf.${dev?.replaceAll('.', '/')}.rp_filter`);
       cmd(d.netns, `ip route get ${src}`);
       const srcOwner = ownerOf(c, src);
@@ -314,7 +331,7 @@ export function explainDrop(c: Cluster, t: Trace): Explanation | undefined {
       const port = t.flow.dport;
       const proto = t.flow.proto;
       stage =
-        d.reason === 'reset'
+        drop.reason === 'reset'
           ? 'tcp_v4_rcv: no socket for the destination port (TCP answers with RST)'
           : `${proto === 'udp' ? '__udp4_lib_rcv' : 'ip_local_deliver'}: no socket (ICMP port unreachable)`;
       entry = `no ${proto} socket listening on ${dst}:${port} in ${d.netns}`;
@@ -326,17 +343,13 @@ export function explainDrop(c: Cluster, t: Trace): Explanation | undefined {
     }
     case 'not-for-host':
       stage = 'ip_rcv: the frame is for another host (PACKET_OTHERHOST)';
-      entry = d.detail;
+      entry = dropText(drop);
       cmd(d.netns, `ip link show dev ${dev}`);
       cmd(d.netns, 'ip neigh show');
       causes.push('a stale neighbour entry on the sender: the MAC it used belongs to another device now');
       break;
-    case 'martian':
-      stage = 'ip_route_input: martian source or destination';
-      entry = d.detail;
-      cmd(d.netns, 'sysctl net.ipv4.conf.all.log_martians');
-      causes.push('a source address that cannot appear on this device (a misconfigured address or route)');
-      break;
+    default:
+      unreachable(drop);
   }
 
   // the counters that rose during the walk: the error counters (ICMP totals only where an
@@ -363,17 +376,16 @@ export function explainDrop(c: Cluster, t: Trace): Explanation | undefined {
     value: counterValue(c, e),
     command: counterCommand(e),
   }));
-  if (d.reason === 'filtered') {
-    const m = /rule (\S+) #(\d+)/.exec(entry);
-    const chain = m ? c.world.netns.get(d.netns)?.netfilter.chain('filter', m[1]) : undefined;
-    const r = chain?.rules[Number(m![2]) - 1];
+  if (drop.reason === 'filtered' && drop.rule) {
+    const { chain: name, index } = drop.rule;
+    const r = c.world.netns.get(d.netns)?.netfilter.chain(drop.table, name)?.rules[index - 1];
     if (r)
       counters.unshift({
         netns: d.netns,
-        counter: `iptables ${m![1]} rule ${m![2]} pkts`,
+        counter: `iptables ${name} rule ${index} pkts`,
         delta: 1,
         value: r.pkts,
-        command: `iptables -L ${m![1]} -n -v --line-numbers`,
+        command: `iptables -L ${name} -n -v --line-numbers`,
       });
   }
   // one nstat per namespace for all its counters, as one would type it
@@ -399,7 +411,8 @@ export function explainDrop(c: Cluster, t: Trace): Explanation | undefined {
     device: dev,
     stage,
     entry,
-    summary: `${t.flow.label} dropped in ${where}: ${d.detail}`,
+    summary: `${roleLabel(t.flow.role)} dropped in ${where}: ${dropText(drop)}`,
+
     counters,
     evidence,
     causes,
@@ -518,4 +531,22 @@ export function renderExplanation(x: Explanation): string {
     }
   }
   return lines.join('\n');
+}
+
+/**
+ * The NetworkPolicy a rule was compiled from, and for the final DROP of a pod's policy chain the
+ * isolated pod and direction. TEMPORARY: read from the rule's comment until rules carry their
+ * provenance as data (the netfilter rewrite in progress gives Rule an `origin`).
+ */
+function policyOrigin(
+  rule: Rule,
+):
+  { comment: string; isolation?: { namespace: string; pod: string; dir: 'ingress' | 'egress' } } | undefined {
+  const comment = rule.comment;
+  if (comment === undefined || !/policy|NetworkPolicy/i.test(comment)) return undefined;
+  const sel = /no policy selecting (\S+)\/(\S+) allows this (ingress|egress)/.exec(comment);
+  return {
+    comment,
+    isolation: sel ? { namespace: sel[1], pod: sel[2], dir: sel[3] as 'ingress' | 'egress' } : undefined,
+  };
 }

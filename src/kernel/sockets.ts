@@ -15,7 +15,8 @@ import {
   type TcpOptions,
 } from '../wire/types.ts';
 import type { Link, Netns } from './objects.ts';
-import { tcpFlagString, type RouteResult, type Stack, type TransportHandler } from './stack.ts';
+import type { RouteResult, Stack, TransportHandler } from './stack.ts';
+import type { PacketRole, SegmentInfo, SendCall } from './events.ts';
 
 export type TcpState =
   | 'SYN_SENT'
@@ -81,7 +82,6 @@ export function windowScale(ns: Netns): number {
   const space = Math.max(rmemMax, coreMax, 65536);
   return Math.min(14, Math.max(0, Math.floor(Math.log2(space)) - 15));
 }
-const TCP_HDR = 20;
 const TS_OPT = 12;
 
 export class Sockets implements TransportHandler {
@@ -117,7 +117,7 @@ export class Sockets implements TransportHandler {
    * A socket's send: route lookup, source choice, the socket's MTU check, then ip_local_out.
    * Returns false when the packet never left (no route, EMSGSIZE).
    */
-  send(ns: Netns, pkt: Ipv4Packet, what: string): boolean {
+  send(ns: Netns, pkt: Ipv4Packet, what: SendCall): boolean {
     const rr = this.stack.routeOutput(ns, pkt.ip.dst);
     if (!rr) {
       this.w.rec.add({
@@ -125,12 +125,10 @@ export class Sockets implements TransportHandler {
         layer: 3,
         netns: ns.name,
         action: 'lookup',
-        detail: `${pkt.ip.dst}: no matching route`,
-        table: 'main',
-        entry: '(none)',
+        ev: { type: 'route-miss', dst: pkt.ip.dst },
       });
       this.stack.mib(ns, 'IpOutNoRoutes');
-      this.stack.drop(ns, 'no-route', `no route to ${pkt.ip.dst}: ${what} fails with ENETUNREACH`);
+      this.stack.drop(ns, { reason: 'no-route', site: 'ip_route_output', dst: pkt.ip.dst, call: what });
       return false;
     }
     if ('error' in rr) {
@@ -157,10 +155,8 @@ export class Sockets implements TransportHandler {
         layer: 3,
         netns: ns.name,
         action: 'lookup',
-        detail: `${pkt.ip.dst} is local: via lo`,
         device: 'lo',
-        table: 'local',
-        entry: `local ${pkt.ip.dst} dev ${rr.dev.name} proto kernel scope host src ${pkt.ip.dst}`,
+        ev: { type: 'route-local', dst: pkt.ip.dst, dev: rr.dev.name, via: 'output' },
       });
       this.stack.localOut(ns, pkt, local);
       return true;
@@ -174,13 +170,12 @@ export class Sockets implements TransportHandler {
         layer: 3,
         netns: ns.name,
         action: 'check',
-        detail: `${len} bytes > mtu ${rr.dev.mtu} of ${rr.dev.name}, DF set (IP_PMTUDISC_DO)`,
         device: rr.dev.name,
+        ev: { type: 'mtu', len, mtu: rr.dev.mtu, dev: rr.dev.name, site: 'ip_append_data' },
       });
       this.stack.drop(
         ns,
-        'mtu-exceeded',
-        `${what}: local error EMSGSIZE, message too long, mtu=${rr.dev.mtu}: the packet never leaves ${ns.name}`,
+        { reason: 'mtu-exceeded', site: 'ip_append_data', len, mtu: rr.dev.mtu, call: what },
         rr.dev.name,
       );
       return false;
@@ -280,7 +275,7 @@ export class Sockets implements TransportHandler {
       layer: 7,
       netns: ns.name,
       action: 'connect',
-      detail: `connect() ${src}:${sport} → ${dst}:${dport}: TCP SYN, mss ${mss} (mtu ${mtu} − 40), wscale ${c.wscale}, SACK, timestamps`,
+      ev: { type: 'connect', src, sport, dst, dport, mss, mtu, wscale: c.wscale },
     });
     const syn = this.segment(c, { syn: true }, new Uint8Array(0), {
       mss,
@@ -304,7 +299,7 @@ export class Sockets implements TransportHandler {
       layer: 7,
       netns: ns.name,
       action: 'sendto',
-      detail: `sendto() ${data.length} bytes → ${dst}:${dport} from port ${sport}${df ? ' (IP_PMTUDISC_DO)' : ''}`,
+      ev: { type: 'sendto', bytes: data.length, dst, dport, sport, df },
     });
     const pkt: Ipv4Packet = {
       kind: 'ipv4',
@@ -323,7 +318,7 @@ export class Sockets implements TransportHandler {
       layer: 7,
       netns: ns.name,
       action: 'ping',
-      detail: `ping ${dst}: ICMP echo request id ${id} seq ${seq}, ${data.length} data bytes${df ? ' (-M do)' : ''}`,
+      ev: { type: 'ping', dst, id, seq, bytes: data.length, df },
     });
     const pkt: Ipv4Packet = {
       kind: 'ipv4',
@@ -342,33 +337,32 @@ export class Sockets implements TransportHandler {
       const sock = ns.sockets.find((s) => s.proto === 'udp' && s.port === p.udp.dstPort);
       if (!sock && this.udpClients.some((u) => u.ns === ns.name && u.port === p.udp.dstPort)) {
         const n = p.payload.kind === 'raw' ? p.payload.data.length : 0;
-        this.stack.deliver(
-          ns,
-          dev.name,
-          `udp/${p.udp.dstPort}`,
-          `UDP reply of ${n} bytes to the sending socket on udp/${p.udp.dstPort}`,
-        );
+        this.stack.deliver(ns, dev.name, `udp/${p.udp.dstPort}`, {
+          what: 'udp',
+          port: p.udp.dstPort,
+          bytes: n,
+          client: true,
+        });
         return;
       }
       if (!sock) {
         this.stack.mib(ns, 'UdpNoPorts');
         this.stack.drop(
           ns,
-          'port-unreachable',
-          `nothing listens on udp/${p.udp.dstPort}: ICMP port unreachable to ${pkt.ip.src}`,
+          { reason: 'port-unreachable', site: 'udp_rcv', port: p.udp.dstPort, src: pkt.ip.src },
           dev.name,
           4,
         );
-        this.stack.icmpError(ns, pkt, 3, 3, undefined, 'port unreachable');
+        this.stack.icmpError(ns, pkt, 3, 3, undefined, 'port-unreachable');
         return;
       }
       const data = p.payload.kind === 'raw' ? p.payload.data : new Uint8Array(0);
-      this.stack.deliver(
-        ns,
-        dev.name,
-        `udp/${p.udp.dstPort}`,
-        `UDP datagram of ${data.length} bytes to the socket on udp/${p.udp.dstPort} (echoes it back)`,
-      );
+      this.stack.deliver(ns, dev.name, `udp/${p.udp.dstPort}`, {
+        what: 'udp',
+        port: p.udp.dstPort,
+        bytes: data.length,
+        client: false,
+      });
       const reply: Ipv4Packet = {
         kind: 'ipv4',
         ip: this.ip(pkt.ip.dst, pkt.ip.src, IPPROTO_UDP, false),
@@ -380,44 +374,36 @@ export class Sockets implements TransportHandler {
       };
       // the listener's socket keeps the default IP_PMTUDISC_WANT: DF on what fits the route MTU
       reply.ip.df = ipv4Length(reply) <= this.routeMtu(ns, pkt.ip.src);
-      this.stack.queue.push({ ns: ns.name, pkt: reply, label: 'UDP reply' });
+      this.stack.queue.push({ ns: ns.name, pkt: reply, role: { kind: 'udp-reply' } });
       return;
     }
     if (p.kind === 'icmp') {
       const t = p.icmp.type;
       if (t === 8) {
-        this.stack.deliver(
-          ns,
-          dev.name,
-          'icmp',
-          `ICMP echo request id ${p.icmp.id} seq ${p.icmp.seq}: the kernel answers`,
-          3,
-        );
+        this.stack.deliver(ns, dev.name, 'icmp', { what: 'echo-request', id: p.icmp.id, seq: p.icmp.seq }, 3);
         const reply: Ipv4Packet = {
           kind: 'ipv4',
           ip: this.ip(pkt.ip.dst, pkt.ip.src, IPPROTO_ICMP, false),
           payload: { kind: 'icmp', icmp: { type: 0, code: 0, id: p.icmp.id, seq: p.icmp.seq }, data: p.data },
         };
-        this.stack.queue.push({ ns: ns.name, pkt: reply, label: 'ICMP echo reply' });
+        this.stack.queue.push({ ns: ns.name, pkt: reply, role: { kind: 'echo-reply' } });
         return;
       }
-      const what =
-        t === 0
-          ? `echo reply id ${p.icmp.id} seq ${p.icmp.seq}`
-          : t === 3
-            ? `destination unreachable code ${p.icmp.code}${p.icmp.mtu ? ` (mtu ${p.icmp.mtu})` : ''}`
-            : t === 11
-              ? 'time exceeded'
-              : `type ${t}`;
       if (t === 3 && p.icmp.code === 4 && p.icmp.mtu && this.mtuReduced(ns, dev, p.data, p.icmp.mtu)) return;
-      this.stack.deliver(ns, dev.name, 'icmp', `ICMP ${what} reaches the sender`, 3);
+      this.stack.deliver(
+        ns,
+        dev.name,
+        'icmp',
+        { what: 'icmp', type: t, code: p.icmp.code, id: p.icmp.id, seq: p.icmp.seq, mtu: p.icmp.mtu },
+        3,
+      );
       return;
     }
     this.stack.deliver(
       ns,
       dev.name,
       `proto ${pkt.ip.protocol}`,
-      `IP protocol ${pkt.ip.protocol} delivered`,
+      { what: 'proto', proto: pkt.ip.protocol },
       3,
     );
   }
@@ -428,19 +414,25 @@ export class Sockets implements TransportHandler {
     const f = tcp.flags;
     const found = this.byTuple.get(this.connKey(ns.name, pkt.ip.dst, tcp.dstPort, pkt.ip.src, tcp.srcPort));
     const conn = found && found.state !== 'CLOSED' ? found : undefined;
-    const desc = `[${tcpFlagString(f)}] seq ${tcp.seq}${f.ack ? ` ack ${tcp.ack}` : ''}${data.length ? ` len ${data.length}` : ''}`;
+    const seg: SegmentInfo = {
+      flags: { ...f },
+      seq: tcp.seq,
+      ack: f.ack ? tcp.ack : undefined,
+      len: data.length,
+    };
+    const port = tcp.dstPort;
+    const to = `tcp/${port}`;
     if (!conn) {
       const listener = ns.sockets.find(
         (s) => s.proto === 'tcp' && s.port === tcp.dstPort && (s.addr === '0.0.0.0' || s.addr === pkt.ip.dst),
       );
       if (f.syn && !f.ack && listener) return this.acceptSyn(ns, dev, pkt);
       if (f.rst)
-        return this.stack.deliver(ns, dev.name, `tcp/${tcp.dstPort}`, `RST ${desc}: no connection`, 4);
+        return this.stack.deliver(ns, dev.name, to, { what: 'tcp', port, seg, event: 'rst-no-conn' }, 4);
       this.stack.mib(ns, 'TcpOutRsts');
       this.stack.drop(
         ns,
-        'reset',
-        `no socket for tcp/${tcp.dstPort}${listener ? ' in this state' : ' (nothing listens)'}: RST sent to ${pkt.ip.src}`,
+        { reason: 'reset', site: 'tcp_v4_rcv', port, listener: !!listener, src: pkt.ip.src },
         dev.name,
         4,
       );
@@ -472,18 +464,18 @@ export class Sockets implements TransportHandler {
           data: new Uint8Array(0),
         },
       };
-      this.stack.queue.push({ ns: ns.name, pkt: rst, label: 'RST' });
+      this.stack.queue.push({ ns: ns.name, pkt: rst, role: { kind: 'rst' } });
       return;
     }
     if (f.rst) {
       conn.state = 'CLOSED';
-      return this.stack.deliver(ns, dev.name, `tcp/${tcp.dstPort}`, `RST ${desc}: connection reset`, 4);
+      return this.stack.deliver(ns, dev.name, to, { what: 'tcp', port, seg, event: 'rst-reset' }, 4);
     }
     if (tcp.options.timestamp) conn.tsRecent = tcp.options.timestamp.val;
-    const reply = (flags: TcpFlags, payload: Uint8Array, label: string) => {
-      const seg = this.segment(conn, flags, payload, this.tsOpt(conn));
+    const reply = (flags: TcpFlags, payload: Uint8Array, role: PacketRole) => {
+      const out = this.segment(conn, flags, payload, this.tsOpt(conn));
       conn.sndNxt = (conn.sndNxt + payload.length + (flags.fin ? 1 : 0)) >>> 0;
-      this.stack.queue.push({ ns: ns.name, pkt: seg, label });
+      this.stack.queue.push({ ns: ns.name, pkt: out, role });
     };
     const before = conn.state;
     if (conn.state === 'SYN_SENT' && f.syn && f.ack) {
@@ -491,14 +483,8 @@ export class Sockets implements TransportHandler {
       conn.peerMss = tcp.options.mss ?? 536;
       conn.peerWscale = tcp.options.wscale ?? 0;
       conn.state = 'ESTABLISHED';
-      this.stack.deliver(
-        ns,
-        dev.name,
-        `tcp/${tcp.dstPort}`,
-        `SYN-ACK ${desc}: ${before} → ESTABLISHED; connect() returns`,
-        4,
-      );
-      reply({ ack: true }, new Uint8Array(0), 'ACK');
+      this.stack.deliver(ns, dev.name, to, { what: 'tcp', port, seg, event: 'established', from: before }, 4);
+      reply({ ack: true }, new Uint8Array(0), { kind: 'ack' });
       if (conn.toSend.length) this.sendData(conn, ns);
       return;
     }
@@ -515,13 +501,13 @@ export class Sockets implements TransportHandler {
       this.stack.deliver(
         ns,
         dev.name,
-        `tcp/${tcp.dstPort}`,
+        to,
         ahead
-          ? `${desc}: out of order (expected seq ${conn.rcvNxt}), held in the out-of-order queue; duplicate ACK`
-          : `${desc}: already received; duplicate ACK`,
+          ? { what: 'tcp', port, seg, event: 'out-of-order', expected: conn.rcvNxt }
+          : { what: 'tcp', port, seg, event: 'duplicate' },
         4,
       );
-      reply({ ack: true }, new Uint8Array(0), 'dup ACK');
+      reply({ ack: true }, new Uint8Array(0), { kind: 'dup-ack' });
       return;
     }
     let pushedNow = false;
@@ -545,16 +531,15 @@ export class Sockets implements TransportHandler {
     else if (conn.state === 'FIN_WAIT2' && f.fin) conn.state = 'TIME_WAIT';
     else if (conn.state === 'ESTABLISHED' && f.fin) conn.state = 'CLOSE_WAIT';
     else if (conn.state === 'LAST_ACK' && f.ack && tcp.ack === conn.sndNxt) conn.state = 'CLOSED';
-    const change = before !== conn.state ? `: ${before} → ${conn.state}` : '';
     this.stack.deliver(
       ns,
       dev.name,
-      `tcp/${tcp.dstPort}`,
-      `${desc} to the ${conn.role} socket${change}${data.length ? `; ${data.length} bytes to the application` : ''}`,
+      to,
+      { what: 'tcp', port, seg, event: 'data', role: conn.role, from: before, to: conn.state },
       data.length ? 7 : 4,
     );
     // quickack at the start of a connection: data is acknowledged at once, before the application reacts
-    if (data.length && !f.fin) reply({ ack: true }, new Uint8Array(0), 'ACK');
+    if (data.length && !f.fin) reply({ ack: true }, new Uint8Array(0), { kind: 'ack' });
     if (conn.role === 'server' && data.length && conn.pushed && !conn.done) {
       // the application has the whole request (the stream carried its PSH): it answers
       conn.done = true;
@@ -571,16 +556,16 @@ export class Sockets implements TransportHandler {
     ) {
       // response received: the application closes
       conn.state = 'FIN_WAIT1';
-      reply({ fin: true, ack: true }, new Uint8Array(0), 'FIN');
+      reply({ fin: true, ack: true }, new Uint8Array(0), { kind: 'fin' });
       return;
     }
     if (conn.state === 'CLOSE_WAIT') {
       // the server closes too: FIN+ACK
       conn.state = 'LAST_ACK';
-      reply({ fin: true, ack: true }, new Uint8Array(0), 'FIN');
+      reply({ fin: true, ack: true }, new Uint8Array(0), { kind: 'fin' });
       return;
     }
-    if (conn.state === 'TIME_WAIT' && f.fin) reply({ ack: true }, new Uint8Array(0), 'ACK');
+    if (conn.state === 'TIME_WAIT' && f.fin) reply({ ack: true }, new Uint8Array(0), { kind: 'ack' });
   }
 
   /** payload bytes per segment: the smaller MSS, less the timestamp option, within the path MTU */
@@ -606,13 +591,7 @@ export class Sockets implements TransportHandler {
     if (!conn || conn.state === 'CLOSED') return false;
     const before = this.sendMss(conn);
     if (conn.pmtu !== undefined && conn.pmtu <= mtu) {
-      this.stack.deliver(
-        ns,
-        dev.name,
-        'icmp',
-        `ICMP fragmentation needed (mtu ${mtu}): path MTU already ${conn.pmtu}`,
-        3,
-      );
+      this.stack.deliver(ns, dev.name, 'icmp', { what: 'pmtu', mtu, already: conn.pmtu }, 3);
       return true;
     }
     conn.pmtu = mtu;
@@ -622,7 +601,7 @@ export class Sockets implements TransportHandler {
       ns,
       dev.name,
       'icmp',
-      `ICMP fragmentation needed (mtu ${mtu}) for tcp/${sport} → ${dst}:${dport}: path MTU ${mtu}, segments ${before} → ${chunk} bytes; ${lost.length} segment${lost.length === 1 ? '' : 's'} sent again`,
+      { what: 'pmtu', mtu, sport, dst, dport, before, after: chunk, resent: lost.length },
       4,
     );
     const sndNxt = conn.sndNxt;
@@ -636,7 +615,7 @@ export class Sockets implements TransportHandler {
       for (const part of parts) {
         conn.sndNxt = part.seq;
         const seg = this.segment(conn, { psh: part.psh, ack: true }, part.data, this.tsOpt(conn));
-        this.stack.queue.push({ ns: ns.name, pkt: seg, label: 'retransmission' });
+        this.stack.queue.push({ ns: ns.name, pkt: seg, role: { kind: 'retransmission' } });
       }
     }
     conn.sndNxt = sndNxt;
@@ -655,11 +634,10 @@ export class Sockets implements TransportHandler {
       this.stack.queue.push({
         ns: ns.name,
         pkt: seg,
-        label: conn.role === 'client' ? 'request' : 'response',
+        role: { kind: conn.role === 'client' ? 'request' : 'response' },
       });
     }
     conn.toSend = new Uint8Array(0);
-    void TCP_HDR;
   }
 
   /** a listener gets a SYN: SYN-ACK (tcp_conn_request) */
@@ -699,7 +677,13 @@ export class Sockets implements TransportHandler {
       ns,
       dev.name,
       `tcp/${tcp.dstPort}`,
-      `SYN to the listener on tcp/${tcp.dstPort}: SYN_RECV, answer SYN-ACK (mss ${mss})`,
+      {
+        what: 'tcp',
+        port: tcp.dstPort,
+        seg: { flags: { ...tcp.flags }, seq: tcp.seq, ack: tcp.flags.ack ? tcp.ack : undefined, len: 0 },
+        event: 'syn',
+        mss,
+      },
       4,
     );
     const synack = this.segment(c, { syn: true, ack: true }, new Uint8Array(0), {
@@ -710,7 +694,7 @@ export class Sockets implements TransportHandler {
     });
     synack.ip.id = 0;
     c.sndNxt = (c.sndNxt + 1) >>> 0;
-    this.stack.queue.push({ ns: ns.name, pkt: synack, label: 'SYN-ACK' });
+    this.stack.queue.push({ ns: ns.name, pkt: synack, role: { kind: 'syn-ack' } });
   }
 }
 

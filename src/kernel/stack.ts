@@ -30,11 +30,23 @@ import {
   type Ipv4Packet,
   type MacAddr,
 } from '../wire/types.ts';
-import type { DropReason, Layer, StepKind } from '../trace/types.ts';
-import { formatRoute, type Route } from './fib.ts';
-import type { BridgeLink, IpipLink, Link, NeighEntry, Netns, VethLink, VxlanLink } from './objects.ts';
+import type { Route } from './fib.ts';
+import {
+  NUD_VALID,
+  type CounterEvent,
+  type Drop,
+  type DropCause,
+  type IcmpErrorKind,
+  type Layer,
+  type NfDecision,
+  type PacketRole,
+  type Delivery,
+  type StepEvent,
+  type StepKind,
+} from './events.ts';
+import type { BridgeLink, IpipLink, Link, Netns, VethLink, VxlanLink } from './objects.ts';
 import type { CtResult, Tuple } from './conntrack.ts';
-import { formatRuleSpec, type PacketMeta, type Verdict } from './netfilter.ts';
+import type { PacketMeta, Verdict } from './netfilter.ts';
 import type { World } from './world.ts';
 
 export const BROADCAST: MacAddr = 'ff:ff:ff:ff:ff:ff';
@@ -54,14 +66,14 @@ export interface RouteResult {
   nexthop: string;
 }
 
-export interface Terminal {
-  kind: 'delivered' | 'dropped';
-  reason?: DropReason;
-  netns: string;
-  device?: string;
-  detail: string;
-  /** set when a delivery reached the transport of the destination */
-  to?: string;
+export type Terminal =
+  { kind: 'delivered'; netns: string; device: string; to: string } | { kind: 'dropped'; drop: Drop };
+
+/** a packet the walk generated (an ICMP error, a socket's reply), waiting to be walked */
+export interface Queued {
+  ns: string;
+  pkt: Ipv4Packet;
+  role: PacketRole;
 }
 
 /** What the transport layer (sockets.ts) does with a packet delivered locally. */
@@ -84,7 +96,7 @@ export class Stack {
   /** terminal events of the packet being walked (ARP side-exchanges excluded) */
   terminals: Terminal[] = [];
   /** packets generated while walking (ICMP errors, socket replies); the walker turns each into a trace */
-  readonly queue: { ns: string; pkt: Ipv4Packet; label: string }[] = [];
+  readonly queue: Queued[] = [];
   private auxDepth = 0;
   /** fragments held by defrag, per netns+id */
   private defrag = new Map<string, Ipv4Packet[]>();
@@ -98,32 +110,35 @@ export class Stack {
     kind: StepKind,
     layer: Layer,
     action: string,
-    detail: string,
-    extra: { device?: string; table?: string; entry?: string; frame?: Uint8Array } = {},
+    ev: StepEvent,
+    extra: { device?: string; frame?: Uint8Array } = {},
   ): void {
-    this.w.rec.add({ kind, layer, netns: ns.name, action, detail, ...extra });
+    this.w.rec.add({ kind, layer, netns: ns.name, action, ev, ...extra });
   }
 
   /** SNMP_INC_STATS: one of the counters nstat and netstat -s show */
   mib(ns: Netns, name: string): void {
     ns.mib.set(name, (ns.mib.get(name) ?? 0) + 1);
-    this.w.rec.counters.push({ netns: ns.name, name });
+    this.w.rec.counter({ netns: ns.name, name });
   }
 
   /** a device's tx_dropped (ip -s link: TX dropped) */
   private txDropped(ns: Netns, dev: Link): void {
     dev.stats.txDropped++;
-    this.w.rec.counters.push({ netns: ns.name, name: 'tx_dropped', device: dev.name });
+    this.w.rec.counter({ netns: ns.name, name: 'tx_dropped', device: dev.name });
   }
 
-  drop(ns: Netns, reason: DropReason, detail: string, device?: string, layer: Layer = 3): void {
-    this.step(ns, 'drop', layer, 'drop', `${reason}: ${detail}`, { device });
-    if (this.auxDepth === 0) this.terminals.push({ kind: 'dropped', reason, netns: ns.name, device, detail });
+  /** kfree_skb: the packet ends here; the drop carries the counters bumped since the last step */
+  drop(ns: Netns, cause: DropCause, device?: string, layer: Layer = 3): void {
+    const counters: CounterEvent[] = this.w.rec.sinceLastStep();
+    const drop = { ...cause, netns: ns.name, device, counters } as Drop;
+    this.step(ns, 'drop', layer, 'drop', { type: 'drop', drop }, { device });
+    if (this.auxDepth === 0) this.terminals.push({ kind: 'dropped', drop });
   }
 
-  deliver(ns: Netns, device: string, to: string, detail: string, layer: Layer = 4): void {
-    this.step(ns, 'deliver', layer, 'deliver', detail, { device });
-    if (this.auxDepth === 0) this.terminals.push({ kind: 'delivered', netns: ns.name, device, detail, to });
+  deliver(ns: Netns, device: string, to: string, delivery: Delivery, layer: Layer = 4): void {
+    this.step(ns, 'deliver', layer, 'deliver', { type: 'deliver', to, delivery }, { device });
+    if (this.auxDepth === 0) this.terminals.push({ kind: 'delivered', netns: ns.name, device, to });
   }
 
   /** run fn as a side exchange (ARP) whose drops and deliveries are not the walked packet's */
@@ -193,16 +208,16 @@ export class Stack {
     if (len <= mtu && !(skb.fragMax && len > skb.fragMax)) return this.neighOutput(ns, skb.pkt, rr);
     if (skb.pkt.ip.df) {
       // only reached for local senders that bypass the socket MTU check (kernel-built packets)
-      this.step(ns, 'mtu', 3, 'check', `${len} bytes > mtu ${mtu} of ${rr.dev.name} with DF set`, {
-        device: rr.dev.name,
-      });
-      this.mib(ns, 'IpFragFails');
-      this.drop(
+      this.step(
         ns,
-        'mtu-exceeded',
-        `packet of ${len} bytes does not fit mtu ${mtu} of ${rr.dev.name} and DF is set`,
-        rr.dev.name,
+        'mtu',
+        3,
+        'check',
+        { type: 'mtu', len, mtu, dev: rr.dev.name, site: 'ip_finish_output' },
+        { device: rr.dev.name },
       );
+      this.mib(ns, 'IpFragFails');
+      this.drop(ns, { reason: 'mtu-exceeded', site: 'ip_finish_output', len, mtu }, rr.dev.name);
       return;
     }
     const frags = fragmentIpv4(skb.pkt, limit);
@@ -211,7 +226,7 @@ export class Stack {
       'fragment',
       3,
       'fragment',
-      `${len} bytes > mtu ${limit} of ${rr.dev.name}, DF clear: ${frags.length} fragments of ${frags.map(ipv4Length).join('+')} bytes`,
+      { type: 'fragment', len, mtu: limit, dev: rr.dev.name, sizes: frags.map(ipv4Length) },
       { device: rr.dev.name },
     );
     const rec = this.w.rec;
@@ -224,8 +239,13 @@ export class Stack {
       if (failed) {
         this.drop(
           ns,
-          'neighbour-failed',
-          `queued behind the failed resolution of ${rr.nexthop}: dropped with it`,
+          {
+            reason: 'neighbour-failed',
+            site: 'neigh_resolve_output',
+            nexthop: rr.nexthop,
+            probes: ARP_PROBES,
+            queued: true,
+          },
           rr.dev.name,
           2,
         );
@@ -235,7 +255,9 @@ export class Stack {
       this.neighOutput(ns, f, rr);
       failed = this.terminals
         .slice(before)
-        .some((t) => t.reason === 'neighbour-failed' && t.netns === ns.name);
+        .some(
+          (t) => t.kind === 'dropped' && t.drop.reason === 'neighbour-failed' && t.drop.netns === ns.name,
+        );
     });
     rec.part = prev;
   }
@@ -243,7 +265,7 @@ export class Stack {
   /** neigh_output / dev_queue_xmit: resolve the L2 address and hand the frame to the device */
   private neighOutput(ns: Netns, pkt: Ipv4Packet, rr: RouteResult): void {
     const dev = rr.dev;
-    if (!dev.up) return this.drop(ns, 'link-down', `${dev.name} is down`, dev.name, 2);
+    if (!dev.up) return this.drop(ns, { reason: 'link-down', site: 'ip_finish_output2' }, dev.name, 2);
     if (dev.type === 'ipip') return this.ipipXmit(ns, dev, pkt, rr);
     if (dev.type === 'loopback') {
       this.w.tick(HOP_US);
@@ -257,31 +279,32 @@ export class Stack {
 
   /* ------------------------------------------------------------ neighbours / ARP */
 
-  private fmtNeigh(n: NeighEntry): string {
-    const ll = n.lladdr ? ` lladdr ${n.lladdr}` : '';
-    return `${n.ip} dev ${n.dev}${ll}${n.router ? ' router' : ''} ${n.state}`;
-  }
-
   /** returns the MAC for nexthop on dev, resolving it with ARP on the wire when needed */
   private resolve(ns: Netns, dev: Link, nexthop: string, pkt: Ipv4Packet): MacAddr | undefined {
     let n = ns.neighbour(nexthop, dev.name);
-    if (n && n.lladdr && ['REACHABLE', 'PERMANENT', 'STALE', 'DELAY', 'PROBE', 'NOARP'].includes(n.state)) {
-      this.step(ns, 'neigh', 2, 'lookup', `${nexthop} is at ${n.lladdr} (${n.state})`, {
-        device: dev.name,
-        table: 'neigh',
-        entry: this.fmtNeigh(n),
-      });
+    if (n && n.lladdr && NUD_VALID.includes(n.state)) {
+      this.step(
+        ns,
+        'neigh',
+        2,
+        'lookup',
+        { type: 'neigh', result: 'hit', nexthop, entry: { ...n } },
+        { device: dev.name },
+      );
       if (n.state === 'STALE') {
         n.state = 'DELAY';
         n.updated = this.w.now;
       }
       return n.lladdr;
     }
-    this.step(ns, 'neigh', 2, 'miss', `no neighbour entry for ${nexthop} on ${dev.name}: resolve with ARP`, {
-      device: dev.name,
-      table: 'neigh',
-      entry: n ? this.fmtNeigh(n) : '(none)',
-    });
+    this.step(
+      ns,
+      'neigh',
+      2,
+      'miss',
+      { type: 'neigh', result: 'miss', nexthop, entry: n ? { ...n } : undefined },
+      { device: dev.name },
+    );
     if (!n) {
       n = { ip: nexthop, dev: dev.name, state: 'INCOMPLETE', router: false, updated: this.w.now };
       ns.neigh.add(n);
@@ -300,9 +323,14 @@ export class Stack {
             arp: { op: 1, senderMac: dev.mac, senderIp: src, targetMac: ZERO_MAC, targetIp: nexthop },
           },
         };
-        this.step(ns, 'arp', 2, 'request', `who-has ${nexthop} tell ${src} (broadcast on ${dev.name})`, {
-          device: dev.name,
-        });
+        this.step(
+          ns,
+          'arp',
+          2,
+          'request',
+          { type: 'arp-request', target: nexthop, sender: src },
+          { device: dev.name },
+        );
         this.devXmit(ns, dev, req);
       });
       if (entry.state === 'INCOMPLETE') this.w.tick(ARP_RETRANS_US);
@@ -311,22 +339,24 @@ export class Stack {
       entry.state = 'FAILED';
       entry.updated = this.w.now;
       ns.arpStats.resFailed++;
-      this.w.rec.counters.push({ netns: ns.name, name: 'res_failed', table: 'arp_cache' });
+      this.w.rec.counter({ netns: ns.name, name: 'res_failed', table: 'arp_cache' });
       this.drop(
         ns,
-        'neighbour-failed',
-        `no ARP reply for ${nexthop} on ${dev.name} after ${ARP_PROBES} probes`,
+        { reason: 'neighbour-failed', site: 'neigh_resolve_output', nexthop, probes: ARP_PROBES },
         dev.name,
         2,
       );
-      this.icmpError(ns, pkt, 3, 1, undefined, 'host unreachable');
+      this.icmpError(ns, pkt, 3, 1, undefined, 'host-unreachable');
       return undefined;
     }
-    this.step(ns, 'neigh', 2, 'resolved', `${nexthop} is at ${entry.lladdr}`, {
-      device: dev.name,
-      table: 'neigh',
-      entry: this.fmtNeigh(entry),
-    });
+    this.step(
+      ns,
+      'neigh',
+      2,
+      'resolved',
+      { type: 'neigh', result: 'resolved', nexthop, entry: { ...entry } },
+      { device: dev.name },
+    );
     return entry.lladdr;
   }
 
@@ -336,16 +366,19 @@ export class Stack {
     if (arp.op === 1) {
       const owner = ns.localAddress(arp.targetIp);
       if (!owner || owner.type === 'loopback') {
-        this.step(ns, 'arp', 2, 'ignore', `who-has ${arp.targetIp}: not a local address, ignored`, {
-          device: dev.name,
-        });
+        this.step(ns, 'arp', 2, 'ignore', { type: 'arp-ignore', target: arp.targetIp }, { device: dev.name });
         return;
       }
       // arp_process: the sender becomes a STALE neighbour, then we answer from the receiving device
       this.learnNeighbour(ns, dev.name, arp.senderIp, arp.senderMac, 'STALE', false);
-      this.step(ns, 'arp', 2, 'reply', `${arp.targetIp} is-at ${dev.mac} (reply to ${arp.senderIp})`, {
-        device: dev.name,
-      });
+      this.step(
+        ns,
+        'arp',
+        2,
+        'reply',
+        { type: 'arp-reply', target: arp.targetIp, mac: dev.mac, to: arp.senderIp },
+        { device: dev.name },
+      );
       const reply: Frame = {
         eth: { dst: arp.senderMac, src: dev.mac, ethertype: ETHERTYPE_ARP },
         payload: {
@@ -366,11 +399,14 @@ export class Stack {
       n.lladdr = arp.senderMac;
       n.state = 'REACHABLE';
       n.updated = this.w.now;
-      this.step(ns, 'arp', 2, 'learn', `${arp.senderIp} is-at ${arp.senderMac}: neighbour REACHABLE`, {
-        device: dev.name,
-        table: 'neigh',
-        entry: this.fmtNeigh(n),
-      });
+      this.step(
+        ns,
+        'arp',
+        2,
+        'learn',
+        { type: 'arp-learn', ip: arp.senderIp, mac: arp.senderMac, entry: { ...n } },
+        { device: dev.name },
+      );
     }
   }
 
@@ -418,17 +454,11 @@ export class Stack {
 
   /** dev_queue_xmit */
   devXmit(ns: Netns, dev: Link, frame: Frame): void {
-    if (!dev.up) return this.drop(ns, 'link-down', `${dev.name} is down`, dev.name, 2);
+    if (!dev.up) return this.drop(ns, { reason: 'link-down', site: 'dev_queue_xmit' }, dev.name, 2);
     if (!this.carrier(ns, dev)) {
       // without carrier the device's qdisc is noop: the frame is dropped before any capture sees it
       this.txDropped(ns, dev);
-      return this.drop(
-        ns,
-        'link-down',
-        `${dev.name} has no carrier (NO-CARRIER): the frame is dropped`,
-        dev.name,
-        2,
-      );
+      return this.drop(ns, { reason: 'link-down', site: 'dev_queue_xmit', noCarrier: true }, dev.name, 2);
     }
     switch (dev.type) {
       case 'bridge':
@@ -440,7 +470,12 @@ export class Stack {
       case 'loopback':
         return this.netifReceive(ns, dev, frame, emitFrame(frame));
       case 'ipip':
-        return this.drop(ns, 'no-route', `${dev.name} takes IP packets, not frames`, dev.name, 2);
+        return this.drop(
+          ns,
+          { reason: 'no-route', site: 'ipip_tunnel_xmit', dst: '', ipip: 'frame' },
+          dev.name,
+          2,
+        );
     }
   }
 
@@ -457,8 +492,7 @@ export class Stack {
       this.txDropped(ns, dev);
       return this.drop(
         peerNs,
-        'mtu-exceeded',
-        `frame of ${bytes.length} bytes exceeds ${peer.name} mtu ${peer.mtu}: veth drops it silently`,
+        { reason: 'mtu-exceeded', site: 'veth_xmit', len: bytes.length, mtu: peer.mtu },
         peer.name,
         2,
       );
@@ -469,10 +503,7 @@ export class Stack {
 
   private txStep(ns: Netns, dev: Link, frame: Frame, bytes: Uint8Array): void {
     this.capture(ns, dev, 'out', bytes);
-    this.step(ns, 'xmit', 2, 'tx', `${describeFrame(frame)} out ${dev.name}`, {
-      device: dev.name,
-      frame: bytes,
-    });
+    this.step(ns, 'xmit', 2, 'tx', { type: 'xmit', frame }, { device: dev.name, frame: bytes });
   }
 
   /** netif_receive_skb: bridge port → bridge; else ARP or IPv4 when the frame is for this host */
@@ -480,10 +511,7 @@ export class Stack {
     this.capture(ns, dev, 'in', bytes);
     dev.stats.rxPackets++;
     dev.stats.rxBytes += bytes.length;
-    this.step(ns, 'rx', 2, 'rx', `${describeFrame(frame)} in ${dev.name}`, {
-      device: dev.name,
-      frame: bytes,
-    });
+    this.step(ns, 'rx', 2, 'rx', { type: 'rx', frame }, { device: dev.name, frame: bytes });
     if (dev.master) {
       const br = ns.link(dev.master);
       if (br && br.type === 'bridge') {
@@ -518,8 +546,7 @@ export class Stack {
       // PACKET_OTHERHOST: ip_rcv drops it silently
       return this.drop(
         ns,
-        'not-for-host',
-        `destination MAC ${dst} is not ${dev.name}'s ${dev.mac}`,
+        { reason: 'not-for-host', site: 'ip_rcv', mac: dst, devMac: dev.mac },
         dev.name,
         2,
       );
@@ -544,26 +571,23 @@ export class Stack {
     return e;
   }
 
-  private fmtFdb(br: BridgeLink, e: { mac: string; port: string; state: string }): string {
-    const flags = e.state === 'local' ? ' permanent' : e.state === 'static' ? ' static' : '';
-    return e.port === br.name
-      ? `${e.mac} dev ${br.name} master ${br.name}${flags}`
-      : `${e.mac} dev ${e.port} master ${br.name}${flags}`;
-  }
-
   /** br_handle_frame: learn the source, then forward, flood or pass up */
   private bridgeInput(ns: Netns, br: BridgeLink, port: Link, frame: Frame, fragMax?: number): void {
-    if (!br.up) return this.drop(ns, 'link-down', `bridge ${br.name} is down`, br.name, 2);
+    if (!br.up)
+      return this.drop(ns, { reason: 'link-down', site: 'br_handle_frame', bridge: 'bridge' }, br.name, 2);
     const src = frame.eth.src;
     const known = this.fdbLookup(br, src);
     if (!isMulticast(src)) {
       if (!known) {
         br.fdb.add({ mac: src, port: port.name, state: 'dynamic', updated: this.w.now });
-        this.step(ns, 'bridge', 2, 'learn', `${br.name} learns ${src} on port ${port.name}`, {
-          device: br.name,
-          table: `fdb ${br.name}`,
-          entry: this.fmtFdb(br, { mac: src, port: port.name, state: 'dynamic' }),
-        });
+        this.step(
+          ns,
+          'bridge',
+          2,
+          'learn',
+          { type: 'fdb-learn', bridge: br.name, mac: src, port: port.name },
+          { device: br.name },
+        );
       } else if (known.state === 'dynamic') {
         known.port = port.name;
         known.updated = this.w.now;
@@ -596,12 +620,14 @@ export class Stack {
         'bridge',
         2,
         'flood',
-        `${br.name}: broadcast, flooded to ${
-          ports
-            .filter((p) => p !== inPort)
-            .map((p) => p.name)
-            .join(', ') || 'no other port'
-        }${inPort ? ' and up to the host' : ''}`,
+        {
+          type: 'fdb-flood',
+          bridge: br.name,
+          mac: dst,
+          broadcast: true,
+          ports: ports.filter((p) => p !== inPort).map((p) => p.name),
+          toHost: !!inPort,
+        },
         { device: br.name },
       );
       if (inPort) this.l2Deliver(ns, br, frame, fragMax);
@@ -610,29 +636,29 @@ export class Stack {
     }
     const e = this.fdbLookup(br, dst);
     if (e && e.state === 'local') {
-      this.step(ns, 'bridge', 2, 'local', `${dst} is ${br.name}'s own address: up to the host stack`, {
-        device: br.name,
-        table: `fdb ${br.name}`,
-        entry: this.fmtFdb(br, e),
-      });
+      this.step(
+        ns,
+        'bridge',
+        2,
+        'local',
+        { type: 'fdb-local', bridge: br.name, mac: dst, port: e.port, state: e.state },
+        { device: br.name },
+      );
       if (!inPort) return; // the host sent to itself: nothing to do
       return this.l2Deliver(ns, br, frame, fragMax);
     }
     if (e) {
       const out = ns.link(e.port);
-      this.step(ns, 'bridge', 2, 'forward', `${br.name}: ${dst} is on port ${e.port}`, {
-        device: br.name,
-        table: `fdb ${br.name}`,
-        entry: this.fmtFdb(br, e),
-      });
+      this.step(
+        ns,
+        'bridge',
+        2,
+        'forward',
+        { type: 'fdb-forward', bridge: br.name, mac: dst, port: e.port, state: e.state },
+        { device: br.name },
+      );
       if (!out || out === inPort)
-        return this.drop(
-          ns,
-          'not-for-host',
-          `${dst} is on the ingress port; bridge does not send it back`,
-          br.name,
-          2,
-        );
+        return this.drop(ns, { reason: 'not-for-host', site: 'br_forward', mac: dst }, br.name, 2);
       return this.bridgePortXmit(ns, br, out, frame, inPort, fragMax);
     }
     const others = ports.filter((p) => p !== inPort);
@@ -641,12 +667,15 @@ export class Stack {
       'bridge',
       2,
       'flood',
-      `${br.name}: ${dst} unknown, flooded to ${others.map((p) => p.name).join(', ') || 'no other port'}`,
       {
-        device: br.name,
-        table: `fdb ${br.name}`,
-        entry: '(none)',
+        type: 'fdb-flood',
+        bridge: br.name,
+        mac: dst,
+        broadcast: false,
+        ports: others.map((p) => p.name),
+        toHost: false,
       },
+      { device: br.name },
     );
     for (const p of others) this.bridgePortXmit(ns, br, p, frame, inPort, fragMax);
   }
@@ -660,7 +689,8 @@ export class Stack {
     inPort: Link | undefined,
     fragMax?: number,
   ): void {
-    if (!port.up) return this.drop(ns, 'link-down', `bridge port ${port.name} is down`, port.name, 2);
+    if (!port.up)
+      return this.drop(ns, { reason: 'link-down', site: 'br_forward', bridge: 'port' }, port.name, 2);
     if (
       inPort &&
       frame.payload.kind === 'ipv4' &&
@@ -680,7 +710,7 @@ export class Stack {
         'fragment',
         3,
         'refragment',
-        `${br.name}: reassembled ${ipv4Length(p)} bytes leave ${port.name} again as ${frags.length} fragments`,
+        { type: 'refragment', bridge: br.name, len: ipv4Length(p), port: port.name, count: frags.length },
         { device: port.name },
       );
       const rec = this.w.rec;
@@ -697,8 +727,7 @@ export class Stack {
       this.txDropped(ns, port);
       return this.drop(
         ns,
-        'mtu-exceeded',
-        `frame of ${ipv4Length(p) + 14} bytes exceeds bridge port ${port.name} mtu ${port.mtu}: the bridge drops it silently`,
+        { reason: 'mtu-exceeded', site: 'br_dev_queue_push_xmit', len: ipv4Length(p) + 14, mtu: port.mtu },
         port.name,
         2,
       );
@@ -714,18 +743,15 @@ export class Stack {
     const fdb = vx.fdb.get(frame.eth.dst) ?? vx.fdb.get(ZERO_MAC);
     if (!fdb) {
       this.txDropped(ns, vx);
-      this.step(ns, 'encap', 2, 'lookup', `${vx.name}: no FDB entry for ${frame.eth.dst}: no remote VTEP`, {
-        device: vx.name,
-        table: `fdb ${vx.name}`,
-        entry: '(none)',
-      });
-      return this.drop(
+      this.step(
         ns,
-        'vxlan-fdb-miss',
-        `${vx.name} has no FDB entry for ${frame.eth.dst}; counted in tx_dropped`,
-        vx.name,
+        'encap',
         2,
+        'lookup',
+        { type: 'vxlan-fdb-miss', mac: frame.eth.dst },
+        { device: vx.name },
       );
+      return this.drop(ns, { reason: 'vxlan-fdb-miss', site: 'vxlan_xmit', mac: frame.eth.dst }, vx.name, 2);
     }
     vx.stats.txPackets++;
     vx.stats.txBytes += bytes.length;
@@ -757,12 +783,16 @@ export class Stack {
       'encap',
       3,
       'encapsulate',
-      `${vx.name}: VXLAN vni ${vx.vni}, UDP ${sport} → ${vx.dstport}, outer ${vx.local} → ${fdb.dst} (+50 bytes)`,
       {
-        device: vx.name,
-        table: `fdb ${vx.name}`,
-        entry: `${fdb.mac} dst ${fdb.dst} self${fdb.permanent ? ' permanent' : ''}`,
+        type: 'encap-vxlan',
+        vni: vx.vni,
+        sport,
+        dport: vx.dstport,
+        local: vx.local,
+        remote: fdb.dst,
+        fdb: { mac: fdb.mac, dst: fdb.dst, permanent: fdb.permanent },
       },
+      { device: vx.name },
     );
     this.tunnelOut(ns, outer, vx.dev);
   }
@@ -771,15 +801,12 @@ export class Stack {
   private tunnelOut(ns: Netns, outer: Ipv4Packet, oif: string | undefined): void {
     const rr = this.routeOutput(ns, outer.ip.dst, oif);
     if (!rr || 'error' in rr) {
-      this.step(ns, 'route', 3, 'lookup', `outer ${outer.ip.dst}: no route${oif ? ` via ${oif}` : ''}`, {
-        table: 'main',
-        entry: '(none)',
-      });
+      this.step(ns, 'route', 3, 'lookup', { type: 'route-miss', dst: outer.ip.dst, outer: true, oif });
       this.mib(ns, 'IpOutNoRoutes');
-      return this.drop(ns, 'no-route', `no route to tunnel endpoint ${outer.ip.dst}`);
+      return this.drop(ns, { reason: 'no-route', site: 'iptunnel_xmit', dst: outer.ip.dst, tunnel: true });
     }
     outer.ip.id = this.nextId(ns, outer);
-    this.routeStep(ns, outer.ip.dst, rr, 'outer ');
+    this.routeStep(ns, outer.ip.dst, rr, true);
     this.localOut(ns, outer, rr);
   }
 
@@ -790,14 +817,15 @@ export class Stack {
     return (this.w.derive('ipid', ns.name) + ns.ipId) & 0xffff;
   }
 
-  routeStep(ns: Netns, dst: string, rr: RouteResult, what = ''): void {
-    const r = rr.route;
-    const via = r.via ? `via ${r.via} ` : '';
-    this.step(ns, 'route', 3, 'lookup', `${what}${dst} → ${via}dev ${rr.dev.name} src ${rr.src}`, {
-      device: rr.dev.name,
-      table: 'main',
-      entry: formatRoute(r),
-    });
+  routeStep(ns: Netns, dst: string, rr: RouteResult, outer = false): void {
+    this.step(
+      ns,
+      'route',
+      3,
+      'lookup',
+      { type: 'route', dst, route: rr.route, dev: rr.dev.name, src: rr.src, outer: outer || undefined },
+      { device: rr.dev.name },
+    );
   }
 
   /* ------------------------------------------------------------ ipip */
@@ -807,17 +835,13 @@ export class Stack {
     if (remote === inner.ip.dst && !tun.remote && !rr.route.via) {
       return this.drop(
         ns,
-        'no-route',
-        `${tun.name} (remote any) needs a route with a gateway: the tunnel endpoint`,
+        { reason: 'no-route', site: 'ipip_tunnel_xmit', dst: inner.ip.dst, ipip: 'no-gateway' },
         tun.name,
       );
     }
     const bytes = emitIpv4Packet(inner);
     this.capture(ns, tun, 'out', bytes);
-    this.step(ns, 'xmit', 3, 'tx', `${describeIp(inner)} out ${tun.name}`, {
-      device: tun.name,
-      frame: bytes,
-    });
+    this.step(ns, 'xmit', 3, 'tx', { type: 'xmit-ip', pkt: inner }, { device: tun.name, frame: bytes });
     tun.stats.txPackets++;
     tun.stats.txBytes += bytes.length;
     const pre = this.routeOutput(ns, remote);
@@ -842,12 +866,8 @@ export class Stack {
       'encap',
       3,
       'encapsulate',
-      `${tun.name}: IPinIP (protocol 4), outer ${src} → ${remote} (+20 bytes)`,
-      {
-        device: tun.name,
-        table: 'main',
-        entry: formatRoute(rr.route),
-      },
+      { type: 'encap-ipip', local: src, remote, route: rr.route },
+      { device: tun.name },
     );
     this.tunnelOut(ns, outer, undefined);
   }
@@ -858,7 +878,7 @@ export class Stack {
   ipRcv(ns: Netns, dev: Link, skb: Skb): void {
     skb.iif = dev.name;
     const pkt = skb.pkt;
-    if (pkt.ip.ttl === 0) return this.drop(ns, 'ttl-exceeded', 'TTL 0 on receive', dev.name);
+    if (pkt.ip.ttl === 0) return this.drop(ns, { reason: 'ttl-exceeded', site: 'ip_rcv', ttl: 0 }, dev.name);
     // nf_defrag_ipv4: with conntrack on, fragments are reassembled before PREROUTING
     if ((pkt.ip.mf || pkt.ip.fragOffset) && this.conntrackOn(ns)) {
       const whole = this.reassemble(ns, skb.pkt);
@@ -876,34 +896,21 @@ export class Stack {
         'route',
         3,
         'lookup',
-        `${dst} is a local address (on ${localDev.name}): deliver locally`,
-        {
-          device: dev.name,
-          table: 'local',
-          entry: `local ${dst} dev ${localDev.name} proto kernel scope host src ${dst}`,
-        },
+        { type: 'route-local', dst, dev: localDev.name, via: 'input' },
+        { device: dev.name },
       );
       return this.localIn(ns, dev, skb);
     }
     if (ns.sysctl.get('net.ipv4.ip_forward') !== '1') {
       this.mib(ns, 'IpInAddrErrors');
-      return this.drop(
-        ns,
-        'forwarding-disabled',
-        `${dst} is not local and net.ipv4.ip_forward = 0 (counted as IpInAddrErrors)`,
-        dev.name,
-      );
+      return this.drop(ns, { reason: 'forwarding-disabled', site: 'ip_route_input_slow', dst }, dev.name);
     }
     const rr = this.routeOutput(ns, dst);
     if (!rr || 'error' in rr) {
-      this.step(ns, 'route', 3, 'lookup', `${dst}: no matching route`, {
-        device: dev.name,
-        table: 'main',
-        entry: '(none)',
-      });
+      this.step(ns, 'route', 3, 'lookup', { type: 'route-miss', dst, input: true }, { device: dev.name });
       this.mib(ns, 'IpExtInNoRoutes');
-      this.drop(ns, 'no-route', `no route to ${dst} (IpExtInNoRoutes)`, dev.name);
-      this.icmpError(ns, skb.pkt, 3, 0, undefined, 'net unreachable');
+      this.drop(ns, { reason: 'no-route', site: 'ip_route_input_slow', dst }, dev.name);
+      this.icmpError(ns, skb.pkt, 3, 0, undefined, 'net-unreachable');
       return;
     }
     if (!this.rpCheck(ns, dev, skb.pkt)) return;
@@ -923,20 +930,11 @@ export class Stack {
       'route',
       3,
       'rp_filter',
-      `reverse path to ${pkt.ip.src} ${back ? `leaves via ${back.dev}` : 'does not exist'}, packet came in on ${dev.name}`,
-      {
-        device: dev.name,
-        table: 'main',
-        entry: back ? formatRoute(back) : '(none)',
-      },
+      { type: 'rp-filter', src: pkt.ip.src, back, iif: dev.name },
+      { device: dev.name },
     );
     this.mib(ns, 'TcpExtIPReversePathFilter');
-    this.drop(
-      ns,
-      'rp-filter',
-      `rp_filter=${mode} (${mode === 1 ? 'strict' : 'loose'}) on ${dev.name} rejects source ${pkt.ip.src} (IPReversePathFilter)`,
-      dev.name,
-    );
+    this.drop(ns, { reason: 'rp-filter', site: 'fib_validate_source', mode, src: pkt.ip.src }, dev.name);
     return false;
   }
 
@@ -945,24 +943,24 @@ export class Stack {
     const pkt = skb.pkt;
     if (pkt.ip.ttl <= 1) {
       this.mib(ns, 'IpInHdrErrors');
-      this.drop(ns, 'ttl-exceeded', `TTL ${pkt.ip.ttl} would reach 0 (IpInHdrErrors)`, dev.name);
-      this.icmpError(ns, pkt, 11, 0, undefined, 'time exceeded');
+      this.drop(ns, { reason: 'ttl-exceeded', site: 'ip_forward', ttl: pkt.ip.ttl }, dev.name);
+      this.icmpError(ns, pkt, 11, 0, undefined, 'time-exceeded');
       return;
     }
     const len = ipv4Length(pkt);
     const mtu = rr.dev.mtu;
     if (len > mtu && pkt.ip.df) {
-      this.step(ns, 'mtu', 3, 'check', `${len} bytes > mtu ${mtu} of ${rr.dev.name}, DF set`, {
-        device: rr.dev.name,
-      });
-      this.mib(ns, 'IpFragFails');
-      this.drop(
+      this.step(
         ns,
-        'mtu-exceeded',
-        `packet of ${len} bytes does not fit mtu ${mtu} of ${rr.dev.name} and DF is set (IpFragFails)`,
-        rr.dev.name,
+        'mtu',
+        3,
+        'check',
+        { type: 'mtu', len, mtu, dev: rr.dev.name, site: 'ip_forward' },
+        { device: rr.dev.name },
       );
-      this.icmpError(ns, pkt, 3, 4, mtu, 'fragmentation needed');
+      this.mib(ns, 'IpFragFails');
+      this.drop(ns, { reason: 'mtu-exceeded', site: 'ip_forward', len, mtu }, rr.dev.name);
+      this.icmpError(ns, pkt, 3, 4, mtu, 'fragmentation-needed');
       return;
     }
     const fwd: Ipv4Packet = { ...pkt, ip: { ...pkt.ip, ttl: pkt.ip.ttl - 1 } };
@@ -972,7 +970,7 @@ export class Stack {
       'forward',
       3,
       'forward',
-      `forward ${describeIp(fwd)} ${dev.name} → ${rr.dev.name}, TTL ${pkt.ip.ttl} → ${fwd.ip.ttl}`,
+      { type: 'forward', pkt: fwd, iif: dev.name, oif: rr.dev.name, ttl: pkt.ip.ttl },
       { device: rr.dev.name },
     );
     if (!this.netfilterHook(ns, 'FORWARD', skb, dev.name, rr.dev.name)) return;
@@ -1000,16 +998,11 @@ export class Stack {
     if (p.kind === 'ipip') {
       const tun = [...ns.links.values()].find((l): l is IpipLink => l.type === 'ipip' && l.up);
       if (tun) return this.ipipRcv(ns, tun, pkt, p.inner);
-      this.drop(
-        ns,
-        'port-unreachable',
-        'IPinIP packet but no ipip device: ICMP protocol unreachable',
-        dev.name,
-      );
-      this.icmpError(ns, pkt, 3, 2, undefined, 'protocol unreachable');
+      this.drop(ns, { reason: 'port-unreachable', site: 'ip_local_deliver', ipip: true }, dev.name);
+      this.icmpError(ns, pkt, 3, 2, undefined, 'protocol-unreachable');
       return;
     }
-    if (!this.transport) return this.deliver(ns, dev.name, ns.name, `delivered to ${ns.name}`);
+    if (!this.transport) return this.deliver(ns, dev.name, ns.name, { what: 'local' });
     this.transport.receive(ns, dev, pkt);
   }
 
@@ -1017,17 +1010,24 @@ export class Stack {
     if (vni !== vx.vni)
       return this.drop(
         ns,
-        'port-unreachable',
-        `VNI ${vni} does not match ${vx.name} (vni ${vx.vni})`,
+        { reason: 'port-unreachable', site: 'vxlan_rcv', vni: { got: vni, dev: vx.vni } },
         vx.name,
       );
-    if (!vx.up) return this.drop(ns, 'link-down', `${vx.name} is down`, vx.name, 2);
+    if (!vx.up) return this.drop(ns, { reason: 'link-down', site: 'vxlan_rcv' }, vx.name, 2);
     this.step(
       ns,
       'decap',
       3,
       'decapsulate',
-      `UDP ${outer.ip.src} → ${outer.ip.dst}:${vx.dstport} is VXLAN vni ${vni} for ${vx.name}: inner frame ${inner.eth.src} → ${inner.eth.dst}`,
+      {
+        type: 'decap-vxlan',
+        outerSrc: outer.ip.src,
+        outerDst: outer.ip.dst,
+        dport: vx.dstport,
+        vni,
+        innerSrc: inner.eth.src,
+        innerDst: inner.eth.dst,
+      },
       { device: vx.name },
     );
     this.w.tick(HOP_US);
@@ -1040,14 +1040,14 @@ export class Stack {
       'decap',
       3,
       'decapsulate',
-      `IPinIP ${outer.ip.src} → ${outer.ip.dst} for ${tun.name}: inner ${describeIp(inner)}`,
+      { type: 'decap-ipip', outerSrc: outer.ip.src, outerDst: outer.ip.dst, inner },
       { device: tun.name },
     );
     const bytes = emitIpv4Packet(inner);
     this.capture(ns, tun, 'in', bytes);
     tun.stats.rxPackets++;
     tun.stats.rxBytes += bytes.length;
-    this.step(ns, 'rx', 3, 'rx', `${describeIp(inner)} in ${tun.name}`, { device: tun.name, frame: bytes });
+    this.step(ns, 'rx', 3, 'rx', { type: 'rx-ip', pkt: inner }, { device: tun.name, frame: bytes });
     this.ipRcv(ns, tun, { pkt: inner });
   }
 
@@ -1059,28 +1059,20 @@ export class Stack {
     const have = held.reduce((n, f) => n + ipv4Length(f) - 20, 0);
     if (!total || have < total.ip.fragOffset + ipv4Length(total) - 20) {
       this.defrag.set(key, held);
-      this.step(
-        ns,
-        'defrag',
-        3,
-        'hold',
-        `fragment offset ${frag.ip.fragOffset} of id ${frag.ip.id} held for reassembly`,
-        {},
-      );
+      this.step(ns, 'defrag', 3, 'hold', { type: 'defrag-hold', offset: frag.ip.fragOffset, id: frag.ip.id });
       return undefined;
     }
     this.defrag.delete(key);
     const whole = reassembleIpv4(held);
     // from here on the datagram travels whole
     this.w.rec.part = undefined;
-    this.step(
-      ns,
-      'defrag',
-      3,
-      'reassemble',
-      `${held.length} fragments of id ${frag.ip.id} reassembled: ${ipv4Length(whole)} bytes`,
-      {},
-    );
+    this.step(ns, 'defrag', 3, 'reassemble', {
+      type: 'defrag',
+      count: held.length,
+      id: frag.ip.id,
+      len: ipv4Length(whole),
+    });
+
     return { pkt: whole, max: Math.max(...held.map(ipv4Length)) };
   }
 
@@ -1108,18 +1100,16 @@ export class Stack {
         ns.sysctl.get('net.netfilter.nf_conntrack_tcp_loose') !== '0',
       );
       skb.ct = res;
-      const tcp = res.to && res.from !== res.to ? ` ${res.from} → ${res.to}` : res.to ? ` ${res.to}` : '';
-      this.step(
-        ns,
-        'conntrack',
-        3,
-        res.isNew ? 'new' : res.invalid ? 'invalid' : 'match',
-        `conntrack: ${res.ctstate} (${res.dir})${tcp}`,
-        {
-          table: 'conntrack',
-          entry: fmtTuple(res.entry.orig),
-        },
-      );
+      this.step(ns, 'conntrack', 3, res.isNew ? 'new' : res.invalid ? 'invalid' : 'match', {
+        type: 'conntrack',
+        ctstate: res.ctstate,
+        dir: res.dir,
+        isNew: res.isNew,
+        invalid: !!res.invalid,
+        from: res.from,
+        to: res.to,
+        orig: { ...res.entry.orig },
+      });
     }
     if (hook === 'PREROUTING') return true;
     const meta: PacketMeta = {
@@ -1148,43 +1138,23 @@ export class Stack {
     if (!chain) return true;
     const empty = chain.rules.length === 0 && chain.policy === 'ACCEPT';
     const v = ns.netfilter.evaluate(hook, meta);
-    if (!empty || v.verdict !== 'ACCEPT') this.netfilterStep(ns, hook, v, iif ?? oif);
+    const decision = nfDecision('filter', hook, v, chain.policy ?? 'ACCEPT');
+    if (!empty || v.verdict !== 'ACCEPT')
+      this.step(
+        ns,
+        'netfilter',
+        3,
+        v.verdict.toLowerCase(),
+        { type: 'netfilter', decision },
+        { device: iif ?? oif },
+      );
     if (v.verdict === 'ACCEPT') return true;
-    const by = v.rule
-      ? `rule ${v.chain} #${v.path[v.path.length - 1].index}: -A ${v.chain} ${formatRuleSpec(v.rule)}`
-      : `policy ${v.chain} ${chain.policy}`;
+    this.drop(ns, { reason: 'filtered', site: 'nf_hook_slow', ...decision }, iif ?? oif);
     if (v.verdict === 'REJECT') {
-      this.drop(ns, 'filtered', `rejected by ${by}`, iif ?? oif);
       const tcpReset = v.rejectWith === 'tcp-reset' && pkt.payload.kind === 'tcp';
-      if (!tcpReset)
-        this.icmpError(
-          ns,
-          pkt,
-          3,
-          rejectCode(v.rejectWith),
-          undefined,
-          v.rejectWith ?? 'icmp-port-unreachable',
-        );
-    } else this.drop(ns, 'filtered', `dropped by ${by}`, iif ?? oif);
+      if (!tcpReset) this.icmpError(ns, pkt, 3, rejectCode(v.rejectWith), undefined, 'reject', v.rejectWith);
+    }
     return false;
-  }
-
-  private netfilterStep(ns: Netns, hook: string, v: Verdict, dev?: string): void {
-    const last = v.path[v.path.length - 1];
-    const decided = v.rule && last ? `-A ${last.chain} ${formatRuleSpec(v.rule)}` : `-P ${hook} ${v.verdict}`;
-    const through = v.path.map((p) => `${p.chain}#${p.index}`).join(' → ');
-    this.step(
-      ns,
-      'netfilter',
-      3,
-      v.verdict.toLowerCase(),
-      `filter ${hook}: ${v.verdict}${through ? ` (${through})` : ' (policy)'}`,
-      {
-        device: dev,
-        table: `filter ${hook}`,
-        entry: decided,
-      },
-    );
   }
 
   private ctConfirm(ns: Netns, skb: Skb): void {
@@ -1203,20 +1173,14 @@ export class Stack {
     type: number,
     code: number,
     mtu: number | undefined,
-    label: string,
+    icmp: IcmpErrorKind,
+    rejectWith?: string,
   ): void {
     if (offending.payload.kind === 'icmp' && ![0, 8].includes(offending.payload.icmp.type)) return; // never about an error
     if (offending.ip.fragOffset) return;
     const rr = this.routeOutput(ns, offending.ip.src);
     if (!rr) {
-      this.step(
-        ns,
-        'icmp',
-        3,
-        'unsent',
-        `ICMP ${label} to ${offending.ip.src} not sent: no route back to it`,
-        {},
-      );
+      this.step(ns, 'icmp', 3, 'unsent', { type: 'icmp-unsent', to: offending.ip.src, icmp, rejectWith });
       return;
     }
     // the offending packet was our own (a failed neighbour resolution of a local sender): the
@@ -1246,8 +1210,8 @@ export class Stack {
     this.mib(ns, `IcmpMsgOutType${type}`);
     if (type === 3) this.mib(ns, 'IcmpOutDestUnreachs');
     if (type === 11) this.mib(ns, 'IcmpOutTimeExcds');
-    this.step(ns, 'icmp', 3, 'send', `ICMP ${label} to ${offending.ip.src}${mtu ? ` (mtu ${mtu})` : ''}`, {});
-    this.queue.push({ ns: ns.name, pkt, label: `ICMP ${label}` });
+    this.step(ns, 'icmp', 3, 'send', { type: 'icmp-send', to: offending.ip.src, icmp, rejectWith, mtu });
+    this.queue.push({ ns: ns.name, pkt, role: { kind: 'icmp-error', type, code, mtu, rejectWith } });
   }
 }
 
@@ -1296,14 +1260,6 @@ export function tupleOf(p: Ipv4Packet): Tuple {
   return { proto: p.ip.protocol, src: p.ip.src, dst: p.ip.dst, sport: 0, dport: 0 };
 }
 
-export function fmtTuple(t: Tuple): string {
-  if (t.proto === IPPROTO_TCP || t.proto === IPPROTO_UDP)
-    return `src=${t.src} dst=${t.dst} sport=${t.sport} dport=${t.dport}`;
-  if (t.proto === IPPROTO_ICMP)
-    return `src=${t.src} dst=${t.dst} type=${t.icmpType} code=${t.icmpCode} id=${t.icmpId}`;
-  return `src=${t.src} dst=${t.dst}`;
-}
-
 /** the flow hash is symmetric (flow_hash_from_keys orders the endpoints): both directions share it */
 function flowKey(p: Ipv4Packet): string {
   const t = tupleOf(p);
@@ -1312,57 +1268,18 @@ function flowKey(p: Ipv4Packet): string {
   return `${t.proto}|${a < b ? a + '|' + b : b + '|' + a}`;
 }
 
-const TCP_FLAG_ORDER: [keyof import('../wire/types.ts').TcpFlags, string][] = [
-  ['fin', 'F'],
-  ['syn', 'S'],
-  ['rst', 'R'],
-  ['psh', 'P'],
-  ['urg', 'U'],
-];
-
-export function tcpFlagString(f: import('../wire/types.ts').TcpFlags): string {
-  let s = '';
-  for (const [k, c] of TCP_FLAG_ORDER) if (f[k]) s += c;
-  if (f.ack) s += '.';
-  return s || 'none';
-}
-
-/** one line about an IP packet, tcpdump-like */
-export function describeIp(p: Ipv4Packet): string {
-  const pl = p.payload;
-  const frag =
-    p.ip.mf || p.ip.fragOffset ? ` frag id ${p.ip.id} off ${p.ip.fragOffset}${p.ip.mf ? '+' : ''}` : '';
-  switch (pl.kind) {
-    case 'tcp':
-      return `TCP ${p.ip.src}:${pl.tcp.srcPort} → ${p.ip.dst}:${pl.tcp.dstPort} [${tcpFlagString(pl.tcp.flags)}]${pl.data.length ? ` len ${pl.data.length}` : ''}`;
-    case 'udp':
-      if (pl.payload.kind === 'vxlan')
-        return `UDP ${p.ip.src}:${pl.udp.srcPort} → ${p.ip.dst}:${pl.udp.dstPort} VXLAN vni ${pl.payload.vxlan.vni} [${describeFrame(pl.payload.frame)}]`;
-      return `UDP ${p.ip.src}:${pl.udp.srcPort} → ${p.ip.dst}:${pl.udp.dstPort} len ${pl.payload.data.length}`;
-    case 'icmp': {
-      const names: Record<number, string> = {
-        0: 'echo reply',
-        8: 'echo request',
-        3: 'unreachable',
-        11: 'time exceeded',
-      };
-      return `ICMP ${p.ip.src} → ${p.ip.dst} ${names[pl.icmp.type] ?? `type ${pl.icmp.type}`}${pl.icmp.type === 3 ? ` code ${pl.icmp.code}` : ''}`;
-    }
-    case 'ipip':
-      return `IPIP ${p.ip.src} → ${p.ip.dst} [${describeIp(pl.inner)}]`;
-    case 'raw':
-      return `IP ${p.ip.src} → ${p.ip.dst} proto ${p.ip.protocol}${frag}`;
-  }
-}
-
-export function describeFrame(f: Frame): string {
-  const p = f.payload;
-  if (p.kind === 'arp')
-    return p.arp.op === 1
-      ? `ARP who-has ${p.arp.targetIp} tell ${p.arp.senderIp}`
-      : `ARP ${p.arp.senderIp} is-at ${p.arp.senderMac}`;
-  if (p.kind === 'ipv4') return describeIp(p);
-  return `ethertype 0x${f.eth.ethertype.toString(16)}`;
-}
-
 export { intToIp4 };
+
+/** the typed record of a netfilter verdict, with a copy of the deciding rule */
+export function nfDecision(table: string, hook: string, v: Verdict, policy: 'ACCEPT' | 'DROP'): NfDecision {
+  const last = v.path[v.path.length - 1];
+  return {
+    table,
+    hook,
+    verdict: v.verdict,
+    path: v.path.map((p) => ({ chain: p.chain, index: p.index })),
+    rule: v.rule && last ? { chain: last.chain, index: last.index, rule: { ...v.rule } } : undefined,
+    policy: v.rule ? undefined : { chain: v.chain, policy },
+    rejectWith: v.rejectWith,
+  };
+}

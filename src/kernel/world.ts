@@ -2,7 +2,7 @@
  * The world: every network namespace of a cluster (nodes, pods, underlay segments, router),
  * a simulated clock, the frames seen on every device, and the recorder the datapath writes steps to.
  */
-import type { Step } from '../trace/types.ts';
+import type { CounterEvent, Step } from './events.ts';
 import { Netns, type NetnsRole } from './objects.ts';
 
 export interface Capture {
@@ -50,19 +50,13 @@ export function derivedMac(seed: string): string {
   return bytes.map((x) => x.toString(16).padStart(2, '0')).join(':');
 }
 
-/** a kernel counter that rose while a walk was recorded: what `nstat`, `ip -s link` or `ip -s ntable` shows */
-export interface CounterEvent {
-  netns: string;
-  /** nstat's name (IpExtInNoRoutes, IcmpOutDestUnreachs, TcpExtIPReversePathFilter…), or a link's
-   * statistic (tx_dropped) with `device`, or a neighbour table's (res_failed) with `table` */
-  name: string;
-  device?: string;
-  table?: string;
-}
+export type { CounterEvent };
 
 export class Recorder {
   readonly steps: Step[] = [];
   readonly counters: CounterEvent[] = [];
+  /** counters[mark…] rose after the last step */
+  private mark = 0;
   private auxStack: string[] = [];
   part?: string;
 
@@ -74,7 +68,18 @@ export class Recorder {
     if (aux) step.aux = aux;
     if (this.part) step.part = this.part;
     this.steps.push(step);
+    this.mark = this.counters.length;
     return step;
+  }
+
+  /** a counter rose */
+  counter(e: CounterEvent): void {
+    this.counters.push(e);
+  }
+
+  /** the counters that rose since the last step */
+  sinceLastStep(): CounterEvent[] {
+    return this.counters.slice(this.mark);
   }
 
   withAux<T>(label: string, fn: () => T): T {

@@ -9,7 +9,7 @@
 import { parseFrame, parseIpv4Packet } from '../wire/packet.ts';
 import { expectedChecksum, pseudoHeaderSum } from '../wire/checksum.ts';
 import type { Frame, Ipv4Packet } from '../wire/types.ts';
-import { tcpFlagString } from '../kernel/stack.ts';
+import { tcpFlagString } from '../wire/tcp.ts';
 
 function ipSummary(p: Ipv4Packet, outerOfVxlan = false): string {
   const ip = p.ip;

@@ -35,12 +35,8 @@ export interface ScenarioResult {
 /** delivered, and answered with what the flow wanted (not an ICMP error or RST) */
 export function simOutcome(w: Walk): boolean {
   if (w.request.disposition.kind !== 'delivered' || !w.reply) return false;
-  const label = w.reply.flow.label;
-  return (
-    w.reply.disposition.kind === 'delivered' &&
-    label !== 'RST' &&
-    !(label.startsWith('ICMP') && label !== 'ICMP echo reply')
-  );
+  const role = w.reply.flow.role.kind;
+  return w.reply.disposition.kind === 'delivered' && role !== 'rst' && role !== 'icmp-error';
 }
 
 export async function runScenario(seed: number): Promise<ScenarioResult> {

@@ -4,7 +4,7 @@
  */
 import { parseFrame, parseIpv4Packet } from '../wire/packet.ts';
 import type { Frame, Ipv4Packet, TcpOptions } from '../wire/types.ts';
-import { tcpFlagString } from '../kernel/stack.ts';
+import { tcpFlagString } from '../wire/tcp.ts';
 
 export interface HeaderLayer {
   name: 'Ethernet' | 'ARP' | 'IPv4' | 'TCP' | 'UDP' | 'ICMP' | 'VXLAN' | 'payload';

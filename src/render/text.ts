@@ -6,6 +6,9 @@
  */
 import type { Disposition, Flow, Step, Trace } from '../trace/types.ts';
 import { headerLayers } from './headers.ts';
+import { emitIpv4Packet } from '../wire/packet.ts';
+import type { Ipv4Packet } from '../wire/types.ts';
+import { dropText, roleLabel, stepDetail, stepEntry, stepTable } from './step.ts';
 
 export interface Style {
   bold(s: string): string;
@@ -31,7 +34,7 @@ export function flowLine(f: Flow): string {
   const ports = (ip: string, p?: number) => (p === undefined ? ip : `${ip}:${p}`);
   const size = f.size !== undefined ? `, ${f.size} bytes` : '';
   const df = f.df && f.proto !== 'tcp' ? ', DF' : '';
-  return `${f.proto.toUpperCase()} ${ports(f.src, f.sport)} → ${ports(f.dst, f.dport)} (${f.label}${size}${df}) from ${f.from}`;
+  return `${f.proto.toUpperCase()} ${ports(f.src, f.sport)} → ${ports(f.dst, f.dport)} (${roleLabel(f.role)}${size}${df}) from ${f.from}`;
 }
 
 export function dispositionLine(d: Disposition): string {
@@ -39,9 +42,9 @@ export function dispositionLine(d: Disposition): string {
     case 'delivered':
       return `delivered to ${d.netns} ${d.to}`;
     case 'dropped':
-      return `DROPPED (${d.reason}) in ${d.netns}${d.device ? ` at ${d.device}` : ''}: ${d.detail}`;
+      return `DROPPED (${d.reason}) in ${d.netns}${d.device ? ` at ${d.device}` : ''}: ${dropText(d.drop)}`;
     case 'pending':
-      return `no disposition: ${d.detail}`;
+      return 'no disposition: the packet left no terminal event';
   }
 }
 
@@ -79,9 +82,7 @@ export function renderSteps(t: Trace, st: Style = PLAIN, o: StepsOptions = {}): 
       let j = i;
       while (j + 1 < t.steps.length && t.steps[j + 1].aux === s.aux) j++;
       const run = t.steps.slice(i, j + 1);
-      const learned = run
-        .filter((x) => x.kind === 'arp' && x.action === 'learn')
-        .map((x) => x.detail.replace(/: neighbour .*$/, ''));
+      const learned = run.flatMap((x) => (x.ev.type === 'arp-learn' ? [`${x.ev.ip} is-at ${x.ev.mac}`] : []));
       const ns = new Set(run.map((x) => x.netns));
       out.push(
         st.dim(
@@ -100,10 +101,11 @@ export function renderSteps(t: Trace, st: Style = PLAIN, o: StepsOptions = {}): 
     const auxTag = s.aux ? st.dim(`(${s.aux}) `) : '';
     const part = s.part ? st.dim(`{${s.part}} `) : '';
     const kind = s.kind.padEnd(9);
-    const text = `${n}  ${LAYER_NAME[s.layer]}  ${kind} ${auxTag}${part}${s.detail}`;
+    const text = `${n}  ${LAYER_NAME[s.layer]}  ${kind} ${auxTag}${part}${stepDetail(s)}`;
     out.push(s.kind === 'drop' ? st.bad(text) : s.aux ? st.dim(text) : text);
-    if (s.entry !== undefined && s.table)
-      out.push(`                     ${st.dim(`${s.table}:`)} ${s.entry}`);
+    const entry = stepEntry(s);
+    const table = stepTable(s);
+    if (entry !== undefined && table) out.push(`                     ${st.dim(`${table}:`)} ${entry}`);
     if (showHeaders && !s.aux && s.kind === 'xmit') out.push(...headerLines(s, '                     ', st));
   }
   out.push(`  => ${dispo(t.disposition, st)}`);
@@ -119,9 +121,10 @@ export function renderSummary(t: Trace, st: Style = PLAIN): string {
     if (s.aux) continue;
     let tag: string | undefined;
     if ((s.kind === 'xmit' || s.kind === 'rx' || s.kind === 'bridge') && s.device) tag = s.device;
-    else if (s.kind === 'encap') tag = `[${s.detail.split(':')[1]?.split(',')[0]?.trim() ?? 'encap'}]`;
+    else if (s.ev.type === 'encap-vxlan') tag = `[VXLAN vni ${s.ev.vni}]`;
+    else if (s.ev.type === 'encap-ipip') tag = '[IPinIP (protocol 4)]';
     else if (s.kind === 'decap') tag = '[decap]';
-    else if (s.kind === 'drop') tag = st.bad(`✗ ${s.detail.split(':')[0]}`);
+    else if (s.ev.type === 'drop') tag = st.bad(`✗ ${s.ev.drop.reason}`);
     if (!tag) continue;
     if (!cur || cur.ns !== s.netns) {
       flush();
@@ -138,12 +141,13 @@ export function renderSummary(t: Trace, st: Style = PLAIN): string {
 export function renderMinimal(t: Trace): string {
   const f = t.flow;
   const out = [
-    `flow ${f.proto} ${f.src}${f.sport !== undefined ? `:${f.sport}` : ''} > ${f.dst}${f.dport !== undefined ? `:${f.dport}` : ''} ${f.label} from ${f.from}`,
+    `flow ${f.proto} ${f.src}${f.sport !== undefined ? `:${f.sport}` : ''} > ${f.dst}${f.dport !== undefined ? `:${f.dport}` : ''} ${roleLabel(f.role)} from ${f.from}`,
   ];
   for (const s of t.steps) {
     if (s.aux) continue;
     const dev = s.device ? ` ${s.device}` : '';
-    const entry = s.entry !== undefined ? ` | ${s.entry}` : '';
+    const e = stepEntry(s);
+    const entry = e !== undefined ? ` | ${e}` : '';
     const part = s.part ? ` {${s.part}}` : '';
     out.push(`  ${s.netns}${dev}: ${s.kind} ${s.action}${part}${entry}`);
   }
@@ -164,16 +168,43 @@ function hex(b: Uint8Array): string {
   return s;
 }
 
+/**
+ * An event as JSON: packets and frames are in the step's frame bytes (hex) and headers, so the
+ * records carry the rest; a packet held in an event (forward, send, decap) is its hex bytes.
+ */
+function jsonEvent(e: Step['ev']): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...e };
+  if ('frame' in e) delete out.frame;
+  for (const k of ['pkt', 'inner'] as const)
+    if (k in e) out[k] = hex(emitIpv4Packet((e as unknown as Record<typeof k, Ipv4Packet>)[k]));
+  return out;
+}
+
 /** plain data: frames as hex strings */
 export function traceToJson(t: Trace): Record<string, unknown> {
   return {
-    flow: t.flow,
-    disposition: t.disposition,
+    flow: { ...t.flow, label: roleLabel(t.flow.role) },
+    disposition:
+      t.disposition.kind === 'dropped'
+        ? { ...t.disposition, detail: dropText(t.disposition.drop) }
+        : t.disposition,
     counters: t.counters,
     hops: t.hops.map((h) => ({
       netns: h.netns,
       steps: h.steps.map((s) => ({
-        ...s,
+        n: s.n,
+        time: s.time,
+        netns: s.netns,
+        device: s.device,
+        layer: s.layer,
+        kind: s.kind,
+        action: s.action,
+        aux: s.aux,
+        part: s.part,
+        ev: jsonEvent(s.ev),
+        detail: stepDetail(s),
+        table: stepTable(s),
+        entry: stepEntry(s),
         frame: s.frame ? hex(s.frame) : undefined,
         headers: s.frame ? headerLayers(s.frame) : undefined,
       })),

@@ -21,7 +21,7 @@ import {
   type Opts,
 } from './iproute-common.ts';
 import { ifFlags, portState, printLinkFlags, printNameAndLink } from './iproute-link.ts';
-import { PRINT_ANY, PRINT_FP, PRINT_JSON } from './iproute-print.ts';
+import { PRINT_ANY, PRINT_FP, PRINT_JSON, Printer } from './iproute-print.ts';
 import type { Tool } from './types.ts';
 
 export const BRIDGE_VERSION = 'bridge utility, 6.1.0';
@@ -72,12 +72,12 @@ interface FdbMsg {
   state: number;
 }
 
-function stateN2a(c: Ctx, s: number): string {
+function stateN2a(p: Printer, s: number): string {
   if (s & NUD_PERMANENT) return 'permanent';
   if (s & NUD_NOARP) return 'static';
   if (s & NUD_STALE) return 'stale';
   if (s & NUD_REACHABLE) return '';
-  return c.p.isJson() ? `0x${s.toString(16)}` : `state=0x${s.toString(16)}`;
+  return p.isJson() ? `0x${s.toString(16)}` : `state=0x${s.toString(16)}`;
 }
 
 /** fdb_to_nud */
@@ -159,8 +159,7 @@ function fdbDump(c: Ctx, brFilter?: Link): FdbMsg[] {
   return out;
 }
 
-function printFdb(c: Ctx, m: FdbMsg, filterIndex: number): void {
-  const p = c.p;
+function printFdb(p: Printer, m: FdbMsg, filterIndex: number): void {
   p.openObject();
   p.string(PRINT_ANY, 'mac', '%s ', m.mac);
   if (!filterIndex) {
@@ -176,7 +175,7 @@ function printFdb(c: Ctx, m: FdbMsg, filterIndex: number): void {
   if (m.self) p.string(PRINT_ANY, undefined, '%s ', 'self');
   p.closeArray(PRINT_JSON, undefined);
   if (m.master) p.string(PRINT_ANY, 'master', 'master %s ', m.master);
-  p.string(PRINT_ANY, 'state', '%s\n', stateN2a(c, m.state));
+  p.string(PRINT_ANY, 'state', '%s\n', stateN2a(p, m.state));
   p.closeObject();
 }
 
@@ -237,7 +236,7 @@ function fdbShow(c: Ctx, a: Args): number {
     if (filterState && !(m.state & filterState)) continue;
     if (filterVlan && filterVlan !== (m.vlan ?? 0)) continue;
     if (filterDynamic && m.state & NUD_PERMANENT) continue;
-    printFdb(c, m, filterIndex);
+    printFdb(c.p, m, filterIndex);
   }
   c.p.deleteJsonObj();
   return 0;
@@ -498,3 +497,17 @@ export const bridge: Tool = (argv, ctx) => {
     return -1;
   });
 };
+
+/**
+ * One entry of a bridge's FDB as `bridge fdb show` prints it (without the newline), for trace
+ * steps: a port's entry, or the bridge's own when `port` is the bridge.
+ */
+export function fdbEntryText(
+  bridge: string,
+  e: { mac: string; port: string; state: FdbEntry['state'] },
+): string {
+  const p = new Printer(false, false);
+  const state = e.state === 'local' ? NUD_PERMANENT : e.state === 'static' ? NUD_NOARP : NUD_REACHABLE;
+  printFdb(p, { mac: e.mac, ifindex: 0, ifname: e.port, self: false, master: bridge, state }, 0);
+  return p.stdout.replace(/ ?\n$/, '');
+}

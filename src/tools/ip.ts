@@ -43,7 +43,7 @@ import {
   printStats64,
   stats64,
 } from './iproute-link.ts';
-import { PRINT_ANY, PRINT_FP, PRINT_JSON } from './iproute-print.ts';
+import { PRINT_ANY, PRINT_FP, PRINT_JSON, Printer } from './iproute-print.ts';
 import { doIproute, scopeA2n, scopeFilter } from './iproute-route.ts';
 import type { Tool } from './types.ts';
 
@@ -559,9 +559,15 @@ function printNeigh(c: Ctx, f: NeighFilter, n: NeighEntry): void {
     ((ip4ToInt(n.ip) ^ ip4ToInt(f.pfx.addr)) & prefixMask(f.pfx.bitlen)) !== 0
   )
     return;
+  printNeighEntry(p, n, !f.index);
+}
+
+/** print_neigh's body for one entry; `showDev` unless the dump was filtered to one device */
+function printNeighEntry(p: Printer, n: NeighEntry, showDev: boolean): void {
+  const state = NUD[n.state] ?? 0;
   p.openObject();
   p.string(PRINT_ANY, 'dst', '%s ', n.ip);
-  if (!f.index) {
+  if (showDev) {
     if (!p.isJson()) p.printf('dev ');
     p.string(PRINT_ANY, 'dev', '%s ', n.dev);
   }
@@ -578,6 +584,13 @@ function printNeigh(c: Ctx, f: NeighFilter, n: NeighEntry): void {
   }
   p.string(PRINT_FP, undefined, '\n', '');
   p.closeObject();
+}
+
+/** one neighbour entry as `ip neigh show` prints it (without the newline), for trace steps */
+export function neighEntryText(n: NeighEntry): string {
+  const p = new Printer(false, false);
+  printNeighEntry(p, n, true);
+  return p.stdout.replace(/ ?\n$/, '');
 }
 
 function neighShow(c: Ctx, argv: readonly string[], flush: boolean): number {

@@ -21,7 +21,7 @@ import {
   type Ctx,
   type Prefix,
 } from './iproute-common.ts';
-import { PRINT_ANY, PRINT_FP, PRINT_JSON } from './iproute-print.ts';
+import { PRINT_ANY, PRINT_FP, PRINT_JSON, Printer } from './iproute-print.ts';
 
 const ROUTE_USAGE =
   'Usage: ip route { list | flush } SELECTOR\n' +
@@ -215,8 +215,8 @@ interface RtMsg {
   iif?: string;
 }
 
-function fromRoute(c: Ctx, r: Route): RtMsg {
-  const dev = r.dev ? c.netns.link(r.dev) : undefined;
+/** the RTM_NEWROUTE message of a main-table route; `linkdown` when its nexthop has no carrier */
+function routeMsg(r: Route, linkdown: boolean): RtMsg {
   return {
     type: RTN[r.type],
     table: 254,
@@ -229,8 +229,13 @@ function fromRoute(c: Ctx, r: Route): RtMsg {
     oif: r.dev,
     prefsrc: r.src,
     priority: r.metric || undefined,
-    flags: { onlink: r.onlink, linkdown: !!dev && dev.up && !carrierOk(c.world, c.netns, dev) },
+    flags: { onlink: r.onlink, linkdown },
   };
+}
+
+function fromRoute(c: Ctx, r: Route): RtMsg {
+  const dev = r.dev ? c.netns.link(r.dev) : undefined;
+  return routeMsg(r, !!dev && dev.up && !carrierOk(c.world, c.netns, dev));
 }
 
 function fromLocal(c: Ctx, r: LocalRoute): RtMsg {
@@ -335,7 +340,13 @@ function newFilter(): Filter {
 
 /* ------------------------------------------------------------------ print_route */
 
-function printRoute(c: Ctx, f: Filter, r: RtMsg): void {
+/** what print_route needs: the printer and -details */
+interface PrintCtx {
+  p: Printer;
+  opts: { details: number };
+}
+
+function printRoute(c: PrintCtx, f: Filter, r: RtMsg): void {
   const p = c.p;
   const details = c.opts.details;
   p.openObject();
@@ -895,4 +906,17 @@ export function doIproute(c: Ctx, argv: readonly string[]): number {
   if (matches(w, 'help')) usage(c);
   c.p.eprintf('Command "%s" is unknown, try "ip route help".\n', w);
   return c.exit(-1);
+}
+
+/**
+ * One route of the main table as `ip route show` prints it (print_route, without the newline):
+ * the entry a trace step shows is printed by the tool's own code. `linkdown` as the kernel flagged
+ * the nexthop when the route was used.
+ */
+export function routeEntryText(r: Route, linkdown = false): string {
+  const c: PrintCtx = { p: new Printer(false, false), opts: { details: 0 } };
+  const f = newFilter();
+  f.tb = 254;
+  printRoute(c, f, routeMsg(r, linkdown));
+  return c.p.stdout.replace(/ ?\n$/, '');
 }

@@ -3,9 +3,19 @@
  * by the datapath and rendered many ways. Immutable once built.
  */
 
-import type { CounterEvent } from '../kernel/world.ts';
+import type {
+  CounterEvent,
+  Drop,
+  DropReason,
+  Layer,
+  PacketRole,
+  Step,
+  StepEvent,
+  StepKind,
+} from '../kernel/events.ts';
 
-export type { CounterEvent };
+export { DROP_REASONS } from '../kernel/events.ts';
+export type { CounterEvent, Drop, DropReason, Layer, PacketRole, Step, StepEvent, StepKind };
 
 export type Proto = 'tcp' | 'udp' | 'icmp';
 
@@ -22,80 +32,15 @@ export interface Flow {
   /** IP total length of the first packet in bytes, when the user asked for a size */
   size?: number;
   df: boolean;
-  /** free-form label, e.g. "SYN", "SYN-ACK", "echo request" */
-  label: string;
+  /** what the packet is in its exchange: SYN, SYN-ACK, echo request, an ICMP error… */
+  role: PacketRole;
 }
-
-/** Closed set of reasons a packet can be dropped; every drop names one. */
-export const DROP_REASONS = [
-  'no-route',
-  'neighbour-failed',
-  'vxlan-fdb-miss',
-  'link-down',
-  'filtered',
-  'mtu-exceeded',
-  'ttl-exceeded',
-  'forwarding-disabled',
-  'rp-filter',
-  'port-unreachable',
-  'reset',
-  'not-for-host',
-  'martian',
-] as const;
-export type DropReason = (typeof DROP_REASONS)[number];
 
 export type Disposition =
   | { kind: 'delivered'; netns: string; device: string; to: string }
-  | { kind: 'dropped'; reason: DropReason; netns: string; device?: string; detail: string }
+  | { kind: 'dropped'; reason: DropReason; netns: string; device?: string; drop: Drop }
   /** the walk ended on an answer that is not a delivery: e.g. ICMP error or RST sent back */
-  | { kind: 'pending'; detail: string };
-
-export type Layer = 2 | 3 | 4 | 7;
-
-export type StepKind =
-  | 'socket'
-  | 'route'
-  | 'neigh'
-  | 'arp'
-  | 'netfilter'
-  | 'conntrack'
-  | 'xmit'
-  | 'rx'
-  | 'bridge'
-  | 'encap'
-  | 'decap'
-  | 'mtu'
-  | 'fragment'
-  | 'defrag'
-  | 'forward'
-  | 'deliver'
-  | 'drop'
-  | 'icmp';
-
-export interface Step {
-  /** 1-based, in order of occurrence */
-  n: number;
-  kind: StepKind;
-  layer: Layer;
-  netns: string;
-  device?: string;
-  /** short verb: "lookup", "tx", "rx", "forward", "flood", "encapsulate", "drop" … */
-  action: string;
-  /** one line a learner reads */
-  detail: string;
-  /** the table that decided it, e.g. "route main", "neigh", "fdb cni0", "filter FORWARD" */
-  table?: string;
-  /** the entry that decided, printed as the real tool prints it; "(none)" where nothing matched */
-  entry?: string;
-  /** frame bytes as they were on this device (tx / rx steps) */
-  frame?: Uint8Array;
-  /** simulated clock, microseconds since the cluster started */
-  time: number;
-  /** set on steps of a side exchange the walk triggered, e.g. "arp" resolution */
-  aux?: string;
-  /** set when the packet was split: "frag 1/2" */
-  part?: string;
-}
+  | { kind: 'pending' };
 
 export interface Hop {
   netns: string;

@@ -4,10 +4,9 @@
  */
 import type { Cluster } from '../cni/build.ts';
 import { asciiBytes } from '../kernel/sockets.ts';
-import { describeIp, type Terminal } from '../kernel/stack.ts';
+import type { Terminal } from '../kernel/stack.ts';
 import { Recorder } from '../kernel/world.ts';
 import { isValidIp4 } from '../wire/addr.ts';
-import type { Ipv4Packet } from '../wire/types.ts';
 import { freezeTrace, type Disposition, type Flow, type Proto, type Trace } from './types.ts';
 
 export class WalkError extends Error {}
@@ -63,23 +62,11 @@ export function resolveEndpoint(c: Cluster, what: string, role: 'source' | 'dest
 
 export function dispositionOf(terminals: readonly Terminal[]): Disposition {
   const delivered = terminals.find((t) => t.kind === 'delivered');
-  if (delivered)
-    return {
-      kind: 'delivered',
-      netns: delivered.netns,
-      device: delivered.device ?? '',
-      to: delivered.to ?? '',
-    };
-  const drop = terminals.find((t) => t.kind === 'dropped' && t.reason !== 'not-for-host') ?? terminals[0];
-  if (drop && drop.reason)
-    return {
-      kind: 'dropped',
-      reason: drop.reason,
-      netns: drop.netns,
-      device: drop.device,
-      detail: drop.detail,
-    };
-  return { kind: 'pending', detail: 'the packet left no terminal event' };
+  if (delivered) return { ...delivered };
+  const drops = terminals.flatMap((t) => (t.kind === 'dropped' ? [t.drop] : []));
+  const drop = drops.find((d) => d.reason !== 'not-for-host') ?? drops[0];
+  if (drop) return { kind: 'dropped', reason: drop.reason, netns: drop.netns, device: drop.device, drop };
+  return { kind: 'pending' };
 }
 
 export function httpRequest(host: string, port: number, size?: number): Uint8Array {
@@ -95,10 +82,6 @@ export function payload(n: number): Uint8Array {
   const b = new Uint8Array(Math.max(0, n));
   for (let i = 0; i < b.length; i++) b[i] = (0x10 + i) & 0xff; // ping's pattern: bytes counting up
   return b;
-}
-
-function labelOf(p: Ipv4Packet, fallback: string): string {
-  return fallback || describeIp(p);
 }
 
 export function walk(c: Cluster, req: WalkRequest, opts: { exchange?: boolean } = {}): Walk {
@@ -140,7 +123,7 @@ export function walk(c: Cluster, req: WalkRequest, opts: { exchange?: boolean } 
     dport,
     size: req.size,
     df,
-    label: proto === 'tcp' ? 'SYN' : proto === 'udp' ? 'UDP datagram' : 'ICMP echo request',
+    role: { kind: proto === 'tcp' ? 'syn' : proto === 'udp' ? 'udp-datagram' : 'echo-request' },
   };
   const request = record(flow, () => {
     if (proto === 'tcp') c.sockets.connect(ns, dst.ip, dport!, sport!, httpRequest(dst.ip, dport!, req.size));
@@ -173,7 +156,7 @@ export function walk(c: Cluster, req: WalkRequest, opts: { exchange?: boolean } 
       sport: l4.kind === 'tcp' ? l4.tcp.srcPort : l4.kind === 'udp' ? l4.udp.srcPort : undefined,
       dport: l4.kind === 'tcp' ? l4.tcp.dstPort : l4.kind === 'udp' ? l4.udp.dstPort : undefined,
       df: p.ip.df,
-      label: labelOf(p, item.label),
+      role: item.role,
     };
     const t = record(f, () => {
       c.world.rec.add({
@@ -181,9 +164,9 @@ export function walk(c: Cluster, req: WalkRequest, opts: { exchange?: boolean } 
         layer: p.payload.kind === 'icmp' ? 3 : 4,
         netns: item.ns,
         action: 'send',
-        detail: `${item.ns} sends ${item.label}: ${describeIp(p)}`,
+        ev: { type: 'send', role: item.role, pkt: p },
       });
-      c.sockets.send(c.world.ns(item.ns), p, item.label);
+      c.sockets.send(c.world.ns(item.ns), p, item.role);
     });
     sent++;
     if (!reply) reply = t;
@@ -205,7 +188,7 @@ export function walkOk(w: Walk): boolean {
     !!w.reply &&
     w.reply.disposition.kind === 'delivered' &&
     // an ICMP error or a RST is an answer, but not the one the flow wanted
-    !(w.reply.flow.label.startsWith('ICMP') && w.reply.flow.label !== 'ICMP echo reply') &&
-    w.reply.flow.label !== 'RST'
+    w.reply.flow.role.kind !== 'icmp-error' &&
+    w.reply.flow.role.kind !== 'rst'
   );
 }

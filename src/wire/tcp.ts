@@ -150,3 +150,19 @@ export function parseTcpOptions(buf: Uint8Array, i: number, end: number): TcpOpt
   }
   return o;
 }
+
+/** tcpdump's flag letters: F S R P U, then . for ACK; "none" when no flag is set */
+const TCP_FLAG_ORDER: [keyof TcpFlags, string][] = [
+  ['fin', 'F'],
+  ['syn', 'S'],
+  ['rst', 'R'],
+  ['psh', 'P'],
+  ['urg', 'U'],
+];
+
+export function tcpFlagString(f: TcpFlags): string {
+  let s = '';
+  for (const [k, c] of TCP_FLAG_ORDER) if (f[k]) s += c;
+  if (f.ack) s += '.';
+  return s || 'none';
+}

@@ -6,7 +6,7 @@ import type { ClusterSpec, CniMode } from '../cluster/spec.ts';
 import { CNI_MODES } from '../cluster/spec.ts';
 import { buildCluster } from '../cni/build.ts';
 import { headerLayers } from '../render/headers.ts';
-import { walk } from './walk.ts';
+import { walk } from '../trace/walk.ts';
 
 export interface ModeRow {
   mode: CniMode;
