@@ -6,7 +6,8 @@ import type { Conntrack } from '../kernel/conntrack.ts';
 
 const PROTO: Record<number, string> = { 6: 'tcp', 17: 'udp', 1: 'icmp' };
 
-function tuple(t: Tuple): string {
+/** one tuple as `conntrack -L` prints it; trace steps print conntrack entries with it too */
+export function tuple(t: Tuple): string {
   if (t.proto === 6 || t.proto === 17) return `src=${t.src} dst=${t.dst} sport=${t.sport} dport=${t.dport}`;
   if (t.proto === 1) return `src=${t.src} dst=${t.dst} type=${t.icmpType} code=${t.icmpCode} id=${t.icmpId}`;
   return `src=${t.src} dst=${t.dst}`;

@@ -1,18 +1,9 @@
 /**
- * One-line descriptions of packets, frames and conntrack tuples, for the step renderer: the
+ * One-line descriptions of packets and frames, for the step renderer: the
  * text is made here, from the wire representations the datapath recorded.
  */
 import { tcpFlagString } from '../wire/tcp.ts';
-import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, type Frame, type Ipv4Packet } from '../wire/types.ts';
-import type { Tuple } from '../kernel/conntrack.ts';
-
-export function fmtTuple(t: Tuple): string {
-  if (t.proto === IPPROTO_TCP || t.proto === IPPROTO_UDP)
-    return `src=${t.src} dst=${t.dst} sport=${t.sport} dport=${t.dport}`;
-  if (t.proto === IPPROTO_ICMP)
-    return `src=${t.src} dst=${t.dst} type=${t.icmpType} code=${t.icmpCode} id=${t.icmpId}`;
-  return `src=${t.src} dst=${t.dst}`;
-}
+import type { Frame, Ipv4Packet } from '../wire/types.ts';
 
 /** one line about an IP packet, tcpdump-like */
 export function describeIp(p: Ipv4Packet): string {

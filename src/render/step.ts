@@ -8,7 +8,8 @@
 import type { Delivery, Drop, NfDecision, PacketRole, SendCall, Step, StepEvent } from '../kernel/events.ts';
 import { formatRuleSpec } from '../kernel/netfilter.ts';
 import { tcpFlagString } from '../wire/tcp.ts';
-import { describeFrame, describeIp, fmtTuple } from './describe.ts';
+import { describeFrame, describeIp } from './describe.ts';
+import { tuple } from './conntrack.ts';
 import { fdbEntryText, neighEntryText, routeEntryText } from '../tools/printers.ts';
 
 const ICMP_LABEL: Record<string, string> = {
@@ -377,7 +378,7 @@ export function stepEntry(s: Step): string | undefined {
       return d.rule ? `-A ${d.rule.chain} ${formatRuleSpec(d.rule.rule)}` : `-P ${d.hook} ${d.verdict}`;
     }
     case 'conntrack':
-      return fmtTuple(e.orig);
+      return tuple(e.orig);
   }
   return undefined;
 }
