@@ -63,10 +63,20 @@ export class Recorder {
   constructor(private readonly world: World) {}
 
   add(s: Omit<Step, 'n' | 'time' | 'aux' | 'part'>): Step {
-    const step: Step = { ...s, n: this.steps.length + 1, time: this.world.now };
-    const aux = this.auxStack[this.auxStack.length - 1];
-    if (aux) step.aux = aux;
-    if (this.part) step.part = this.part;
+    // one object shape for every step (absent fields are undefined): the recorder is on the hot path
+    const step: Step = {
+      n: this.steps.length + 1,
+      kind: s.kind,
+      layer: s.layer,
+      netns: s.netns,
+      device: s.device,
+      action: s.action,
+      ev: s.ev,
+      frame: s.frame,
+      time: this.world.now,
+      aux: this.auxStack[this.auxStack.length - 1],
+      part: this.part,
+    };
     this.steps.push(step);
     this.mark = this.counters.length;
     return step;
