@@ -13,7 +13,7 @@ import type { Step, Trace } from '../src/trace/types.ts';
 import { parseFrame } from '../src/wire/packet.ts';
 import type { Frame, Ipv4Packet } from '../src/wire/types.ts';
 import { formatCtEntry } from '../src/render/conntrack.ts';
-import { traceToJson } from '../src/render/text.ts';
+import { traceToJson } from '../src/render/json.ts';
 import { roleLabel, stepEntry, stepTable } from '../src/render/step.ts';
 
 /** the label a reader sees for a packet of the exchange */
