@@ -24,7 +24,6 @@ import {
   ETHERTYPE_IPV4,
   IPPROTO_ICMP,
   IPPROTO_IPIP,
-  IPPROTO_TCP,
   IPPROTO_UDP,
   type Frame,
   type Ipv4Packet,
@@ -33,8 +32,10 @@ import {
 import type { DropReason, Layer, StepKind } from '../trace/types.ts';
 import { formatRoute, type Route } from './fib.ts';
 import type { BridgeLink, IpipLink, Link, NeighEntry, Netns, VethLink, VxlanLink } from './objects.ts';
-import type { CtResult, Tuple } from './conntrack.ts';
-import { formatRuleSpec, type PacketMeta, type Verdict } from './netfilter.ts';
+import { fmtTuple, fmtTupleEnd, fmtTupleFlow, tupleOf, type CtResult } from './conntrack.ts';
+import { formatRuleSpec, type Hook } from './netfilter.ts';
+import { hookEnv, runHook, type NfEvent } from './netfilter/hooks.ts';
+import { REJECT_CODE, resetFor } from './netfilter/reject.ts';
 import type { World } from './world.ts';
 
 export const BROADCAST: MacAddr = 'ff:ff:ff:ff:ff:ff';
@@ -75,6 +76,10 @@ interface Skb {
   /** ingress device, set on receive */
   iif?: string;
   ct?: CtResult;
+  /** skb->mark */
+  mark?: number;
+  /** CT --notrack: not tracked */
+  untracked?: boolean;
   /** largest fragment seen when reassembled by conntrack defrag (IPCB frag_max_size) */
   fragMax?: number;
 }
@@ -175,13 +180,23 @@ export class Stack {
    * chosen by the caller (the socket's route lookup).
    */
   localOut(ns: Netns, pkt: Ipv4Packet, rr: RouteResult): void {
-    const skb: Skb = { pkt };
-    if (!this.netfilterHook(ns, 'OUTPUT', skb, undefined, rr.dev.name)) return;
+    const skb: Skb = { pkt, ct: this.attached.get(pkt) };
+    if (!this.netfilterHook(ns, 'OUTPUT', skb, undefined, rr.dev.name, rr.nexthop)) return;
+    if (skb.pkt.ip.dst !== pkt.ip.dst) {
+      // ip_route_me_harder: the nat OUTPUT hook changed the destination, route again
+      const again = this.routeOutput(ns, skb.pkt.ip.dst);
+      if (!again || 'error' in again) {
+        this.mib(ns, 'IpOutNoRoutes');
+        return this.drop(ns, 'no-route', `no route to ${skb.pkt.ip.dst} after DNAT`);
+      }
+      this.routeStep(ns, skb.pkt.ip.dst, again);
+      rr = again;
+    }
     this.postRouting(ns, skb, rr);
   }
 
   private postRouting(ns: Netns, skb: Skb, rr: RouteResult): void {
-    if (skb.ct) this.ctConfirm(ns, skb);
+    if (!this.netfilterHook(ns, 'POSTROUTING', skb, undefined, rr.dev.name, rr.nexthop)) return;
     this.finishOutput(ns, skb, rr);
   }
 
@@ -669,7 +684,8 @@ export class Stack {
       const skb: Skb = { pkt: frame.payload, iif: br.name };
       if (!this.netfilterHook(ns, 'PREROUTING', skb, br.name, undefined)) return;
       if (!this.netfilterHook(ns, 'FORWARD', skb, br.name, br.name)) return;
-      if (skb.ct) this.ctConfirm(ns, skb);
+      if (!this.netfilterHook(ns, 'POSTROUTING', skb, undefined, br.name, skb.pkt.ip.dst)) return;
+      if (skb.pkt !== frame.payload) frame = { eth: frame.eth, payload: skb.pkt };
     }
     const p = frame.payload;
     if (fragMax && p.kind === 'ipv4' && ipv4Length(p) > fragMax) {
@@ -903,7 +919,7 @@ export class Stack {
       });
       this.mib(ns, 'IpExtInNoRoutes');
       this.drop(ns, 'no-route', `no route to ${dst} (IpExtInNoRoutes)`, dev.name);
-      this.icmpError(ns, skb.pkt, 3, 0, undefined, 'net unreachable');
+      this.icmpError(ns, skb.pkt, 3, 0, undefined, 'net unreachable', skb.ct);
       return;
     }
     if (!this.rpCheck(ns, dev, skb.pkt)) return;
@@ -946,7 +962,7 @@ export class Stack {
     if (pkt.ip.ttl <= 1) {
       this.mib(ns, 'IpInHdrErrors');
       this.drop(ns, 'ttl-exceeded', `TTL ${pkt.ip.ttl} would reach 0 (IpInHdrErrors)`, dev.name);
-      this.icmpError(ns, pkt, 11, 0, undefined, 'time exceeded');
+      this.icmpError(ns, pkt, 11, 0, undefined, 'time exceeded', skb.ct);
       return;
     }
     const len = ipv4Length(pkt);
@@ -962,7 +978,7 @@ export class Stack {
         `packet of ${len} bytes does not fit mtu ${mtu} of ${rr.dev.name} and DF is set (IpFragFails)`,
         rr.dev.name,
       );
-      this.icmpError(ns, pkt, 3, 4, mtu, 'fragmentation needed');
+      this.icmpError(ns, pkt, 3, 4, mtu, 'fragmentation needed', skb.ct);
       return;
     }
     const fwd: Ipv4Packet = { ...pkt, ip: { ...pkt.ip, ttl: pkt.ip.ttl - 1 } };
@@ -1090,105 +1106,140 @@ export class Stack {
     return ns.netfilter.usesConntrack();
   }
 
+  /** nf_hook_slow: the hook's tables in priority order, conntrack and NAT (netfilter/hooks.ts) */
   private netfilterHook(
     ns: Netns,
-    hook: 'PREROUTING' | 'INPUT' | 'FORWARD' | 'OUTPUT',
+    hook: Hook,
     skb: Skb,
     iif?: string,
     oif?: string,
+    nexthop?: string,
   ): boolean {
-    const pkt = skb.pkt;
-    if ((hook === 'PREROUTING' || hook === 'OUTPUT') && this.conntrackOn(ns)) {
-      const t = tupleOf(pkt);
-      const flags = pkt.payload.kind === 'tcp' ? pkt.payload.tcp.flags : undefined;
-      const res = ns.conntrack.track(
-        t,
-        flags,
-        this.w.now,
-        ns.sysctl.get('net.netfilter.nf_conntrack_tcp_loose') !== '0',
-      );
-      skb.ct = res;
-      const tcp = res.to && res.from !== res.to ? ` ${res.from} → ${res.to}` : res.to ? ` ${res.to}` : '';
-      this.step(
-        ns,
-        'conntrack',
-        3,
-        res.isNew ? 'new' : res.invalid ? 'invalid' : 'match',
-        `conntrack: ${res.ctstate} (${res.dir})${tcp}`,
-        {
-          table: 'conntrack',
-          entry: fmtTuple(res.entry.orig),
-        },
-      );
-    }
-    if (hook === 'PREROUTING') return true;
-    const meta: PacketMeta = {
-      src: pkt.ip.src,
-      dst: pkt.ip.dst,
-      proto: pkt.ip.protocol,
-      sport:
-        pkt.payload.kind === 'tcp'
-          ? pkt.payload.tcp.srcPort
-          : pkt.payload.kind === 'udp'
-            ? pkt.payload.udp.srcPort
-            : undefined,
-      dport:
-        pkt.payload.kind === 'tcp'
-          ? pkt.payload.tcp.dstPort
-          : pkt.payload.kind === 'udp'
-            ? pkt.payload.udp.dstPort
-            : undefined,
-      in: iif,
-      out: oif,
-      ctstate: skb.ct ? skb.ct.ctstate : 'UNTRACKED',
-      mark: 0,
-      len: ipv4Length(pkt),
-    };
-    const chain = ns.netfilter.chain('filter', hook);
-    if (!chain) return true;
-    const empty = chain.rules.length === 0 && chain.policy === 'ACCEPT';
-    const v = ns.netfilter.evaluate(hook, meta);
-    if (!empty || v.verdict !== 'ACCEPT') this.netfilterStep(ns, hook, v, iif ?? oif);
-    if (v.verdict === 'ACCEPT') return true;
-    const by = v.rule
-      ? `rule ${v.chain} #${v.path[v.path.length - 1].index}: -A ${v.chain} ${formatRuleSpec(v.rule)}`
-      : `policy ${v.chain} ${chain.policy}`;
-    if (v.verdict === 'REJECT') {
+    const r = runHook(
+      ns,
+      hook,
+      skb,
+      {
+        iif,
+        oif,
+        nexthop,
+        len: ipv4Length(skb.pkt),
+        conntrackOn: () => this.conntrackOn(ns),
+        tcpLoose: ns.sysctl.get('net.netfilter.nf_conntrack_tcp_loose') !== '0',
+      },
+      hookEnv(ns, this.w.now, (...parts) => this.w.derive('netfilter', ...parts)),
+    );
+    for (const ev of r.events) this.netfilterStep(ns, ev, iif ?? oif);
+    if (r.verdict === 'ACCEPT') return true;
+    const t = r.by!;
+    const d = t.decided;
+    const table = t.table === 'filter' ? '' : `${t.table} `;
+    const by = d
+      ? `rule ${table}${d.chain} #${d.index}: -A ${d.chain} ${formatRuleSpec(d.rule)}`
+      : `policy ${table}${t.chain} ${ns.netfilter.chain(t.table, t.chain)?.policy}`;
+    const target = d?.rule.target;
+    if (r.verdict === 'REJECT' && target?.kind === 'REJECT') {
       this.drop(ns, 'filtered', `rejected by ${by}`, iif ?? oif);
-      const tcpReset = v.rejectWith === 'tcp-reset' && pkt.payload.kind === 'tcp';
-      if (!tcpReset)
-        this.icmpError(
-          ns,
-          pkt,
-          3,
-          rejectCode(v.rejectWith),
-          undefined,
-          v.rejectWith ?? 'icmp-port-unreachable',
-        );
-    } else this.drop(ns, 'filtered', `dropped by ${by}`, iif ?? oif);
+      if (target.with !== 'tcp-reset') {
+        this.icmpError(ns, skb.pkt, 3, REJECT_CODE[target.with], undefined, target.with, skb.ct);
+      } else {
+        const rst = resetFor(skb.pkt, Number(ns.sysctl.get('net.ipv4.ip_default_ttl') ?? 64));
+        if (rst) this.queueAttached(ns, rst, 'RST', skb.ct);
+      }
+    } else if (target?.kind === 'MASQUERADE')
+      this.drop(ns, 'filtered', `dropped by ${by}: MASQUERADE found no address on ${oif}`, oif);
+    else this.drop(ns, 'filtered', `dropped by ${by}`, iif ?? oif);
     return false;
   }
 
-  private netfilterStep(ns: Netns, hook: string, v: Verdict, dev?: string): void {
-    const last = v.path[v.path.length - 1];
-    const decided = v.rule && last ? `-A ${last.chain} ${formatRuleSpec(v.rule)}` : `-P ${hook} ${v.verdict}`;
-    const through = v.path.map((p) => `${p.chain}#${p.index}`).join(' → ');
-    this.step(
-      ns,
-      'netfilter',
-      3,
-      v.verdict.toLowerCase(),
-      `filter ${hook}: ${v.verdict}${through ? ` (${through})` : ' (policy)'}`,
-      {
-        device: dev,
-        table: `filter ${hook}`,
-        entry: decided,
-      },
-    );
+  /** one netfilter event as a step of the trace */
+  private netfilterStep(ns: Netns, ev: NfEvent, dev?: string): void {
+    switch (ev.kind) {
+      case 'conntrack': {
+        const res = ev.result;
+        const tcp = res.to && res.from !== res.to ? ` ${res.from} → ${res.to}` : res.to ? ` ${res.to}` : '';
+        const action = res.isNew ? 'new' : res.invalid ? 'invalid' : res.related ? 'related' : 'match';
+        return this.step(ns, 'conntrack', 3, action, `conntrack: ${res.ctstate} (${res.dir})${tcp}`, {
+          table: 'conntrack',
+          entry: fmtTuple(res.entry.orig),
+        });
+      }
+      case 'traversal': {
+        const v = ev.traversal;
+        const d = v.decided;
+        const t = d?.rule.target;
+        const label =
+          t && (t.kind === 'DNAT' || t.kind === 'SNAT' || t.kind === 'MASQUERADE') ? t.kind : v.verdict;
+        const through = v.path.map((p) => `${p.chain}#${p.index}`).join(' → ');
+        return this.step(
+          ns,
+          'netfilter',
+          3,
+          label.toLowerCase(),
+          `${v.table} ${v.hook}: ${label}${through ? ` (${through})` : ' (policy)'}`,
+          {
+            device: dev,
+            table: `${v.table} ${v.hook}`,
+            entry: d ? `-A ${d.chain} ${formatRuleSpec(d.rule)}` : `-P ${v.hook} ${v.verdict}`,
+          },
+        );
+      }
+      case 'nat-setup': {
+        const { setup } = ev;
+        const what = setup.manip === 'dst' ? 'DNAT' : 'SNAT';
+        const how = ev.byRule ? '' : ' (null binding: the source port was taken)';
+        return this.step(
+          ns,
+          'netfilter',
+          3,
+          what.toLowerCase(),
+          `nat ${ev.hook}: ${what} ${fmtTupleFlow(setup.before)} becomes ${fmtTupleFlow(setup.after)}${how}`,
+          { device: dev, table: 'conntrack', entry: `${fmtTuple(ev.orig)} ${fmtTuple(ev.reply)}` },
+        );
+      }
+      case 'nat-rewrite':
+        return this.step(
+          ns,
+          'netfilter',
+          3,
+          ev.manip === 'dst' ? 'dnat' : 'snat',
+          `nat ${ev.hook}: ${ev.manip === 'dst' ? 'destination' : 'source'} ${fmtTupleEnd(ev.before, ev.manip)} → ${fmtTupleEnd(ev.after, ev.manip)} (from the conntrack entry${ev.icmpError ? ', ICMP error and the packet it quotes' : ''})`,
+          { device: dev, table: 'conntrack', entry: fmtTuple(ev.before) },
+        );
+      case 'masquerade-failed':
+        return this.step(
+          ns,
+          'netfilter',
+          3,
+          'drop',
+          `nat ${ev.hook}: MASQUERADE: ${ev.device} has no address`,
+          {
+            device: ev.device,
+          },
+        );
+    }
   }
 
   private ctConfirm(ns: Netns, skb: Skb): void {
     if (skb.ct && skb.ct.isNew && !skb.ct.entry.confirmed) ns.conntrack.confirm(skb.ct.entry);
+  }
+
+  /**
+   * nf_ct_attach: a packet the kernel makes about another (an ICMP error, a reject's RST) belongs
+   * to that packet's connection, in the other direction; queued for the walker to send.
+   */
+  private attached = new WeakMap<Ipv4Packet, CtResult>();
+
+  private queueAttached(ns: Netns, pkt: Ipv4Packet, label: string, ct: CtResult | undefined): void {
+    if (ct && !ct.invalid)
+      this.attached.set(pkt, {
+        entry: ct.entry,
+        dir: ct.dir === 'original' ? 'reply' : 'original',
+        ctstate: 'RELATED',
+        isNew: false,
+        related: true,
+      });
+    this.queue.push({ ns: ns.name, pkt, label });
   }
 
   /* ------------------------------------------------------------ ICMP errors */
@@ -1204,6 +1255,7 @@ export class Stack {
     code: number,
     mtu: number | undefined,
     label: string,
+    ct?: CtResult,
   ): void {
     if (offending.payload.kind === 'icmp' && ![0, 8].includes(offending.payload.icmp.type)) return; // never about an error
     if (offending.ip.fragOffset) return;
@@ -1247,7 +1299,7 @@ export class Stack {
     if (type === 3) this.mib(ns, 'IcmpOutDestUnreachs');
     if (type === 11) this.mib(ns, 'IcmpOutTimeExcds');
     this.step(ns, 'icmp', 3, 'send', `ICMP ${label} to ${offending.ip.src}${mtu ? ` (mtu ${mtu})` : ''}`, {});
-    this.queue.push({ ns: ns.name, pkt, label: `ICMP ${label}` });
+    this.queueAttached(ns, pkt, `ICMP ${label}`, ct);
   }
 }
 
@@ -1257,52 +1309,7 @@ export function isMulticast(mac: MacAddr): boolean {
   return (parseInt(mac.slice(0, 2), 16) & 1) === 1;
 }
 
-function rejectCode(w: string | undefined): number {
-  switch (w) {
-    case 'icmp-net-unreachable':
-      return 0;
-    case 'icmp-host-unreachable':
-      return 1;
-    case 'icmp-proto-unreachable':
-      return 2;
-    case 'icmp-net-prohibited':
-      return 9;
-    case 'icmp-host-prohibited':
-      return 10;
-    case 'icmp-admin-prohibited':
-      return 13;
-    default:
-      return 3;
-  }
-}
-
-export function tupleOf(p: Ipv4Packet): Tuple {
-  const pl = p.payload;
-  if (pl.kind === 'tcp')
-    return { proto: IPPROTO_TCP, src: p.ip.src, dst: p.ip.dst, sport: pl.tcp.srcPort, dport: pl.tcp.dstPort };
-  if (pl.kind === 'udp')
-    return { proto: IPPROTO_UDP, src: p.ip.src, dst: p.ip.dst, sport: pl.udp.srcPort, dport: pl.udp.dstPort };
-  if (pl.kind === 'icmp')
-    return {
-      proto: IPPROTO_ICMP,
-      src: p.ip.src,
-      dst: p.ip.dst,
-      sport: 0,
-      dport: 0,
-      icmpType: pl.icmp.type,
-      icmpCode: pl.icmp.code,
-      icmpId: pl.icmp.id,
-    };
-  return { proto: p.ip.protocol, src: p.ip.src, dst: p.ip.dst, sport: 0, dport: 0 };
-}
-
-export function fmtTuple(t: Tuple): string {
-  if (t.proto === IPPROTO_TCP || t.proto === IPPROTO_UDP)
-    return `src=${t.src} dst=${t.dst} sport=${t.sport} dport=${t.dport}`;
-  if (t.proto === IPPROTO_ICMP)
-    return `src=${t.src} dst=${t.dst} type=${t.icmpType} code=${t.icmpCode} id=${t.icmpId}`;
-  return `src=${t.src} dst=${t.dst}`;
-}
+export { tupleOf, fmtTuple };
 
 /** the flow hash is symmetric (flow_hash_from_keys orders the endpoints): both directions share it */
 function flowKey(p: Ipv4Packet): string {
