@@ -184,8 +184,6 @@ export class Netfilter {
    * chains a jump reaches; tcp-reset without -p tcp; `! -s 0.0.0.0/0`.
    */
   refuses(table: string, chain: string, rule: Rule): string | undefined {
-    const hooks = this.hooksOf(table, chain);
-    if (this.isBuiltin(table, chain)) hooks.add(chain as Hook);
     const t = rule.target;
     if (t?.kind === 'REJECT' && t.with === 'tcp-reset' && (rule.proto?.v !== 6 || rule.proto.neg))
       return 'REJECT --reject-with tcp-reset needs -p tcp';
@@ -196,33 +194,37 @@ export class Netfilter {
       const proto = m.kind === 'icmp' ? 1 : m.kind === 'tcp' ? 6 : m.kind === 'udp' ? 17 : undefined;
       if (proto !== undefined && (rule.proto?.v !== proto || rule.proto.neg))
         return `the ${m.kind} match needs -p ${m.kind}`;
-      if (m.kind === 'addrtype') {
-        if (m.limitIn && (hooks.has('POSTROUTING') || hooks.has('OUTPUT')))
-          return 'addrtype --limit-iface-in in an output hook';
-        if (m.limitOut && (hooks.has('PREROUTING') || hooks.has('INPUT')))
-          return 'addrtype --limit-iface-out in an input hook';
-      }
     }
-    const check = (r: Rule, seen: Set<string>): string | undefined => {
+    // what restricts the hooks: the rule's matches and target, and those of the chains a jump reaches
+    const limits: { why: string; table?: readonly TableName[]; hooks: readonly Hook[] }[] = [];
+    const collect = (r: Rule, seen: Set<string>) => {
+      for (const m of r.matches)
+        if (m.kind === 'addrtype' && (m.limitIn || m.limitOut))
+          limits.push({
+            why: `addrtype --limit-iface-${m.limitIn ? 'in' : 'out'}`,
+            hooks: m.limitIn ? ['PREROUTING', 'INPUT', 'FORWARD'] : ['FORWARD', 'OUTPUT', 'POSTROUTING'],
+          });
       const tg = r.target;
-      if (!tg) return undefined;
-      if (tg.kind === 'jump' || tg.kind === 'goto') {
-        if (seen.has(tg.chain)) return undefined;
+      if (tg?.kind === 'jump' || tg?.kind === 'goto') {
+        if (seen.has(tg.chain)) return;
         seen.add(tg.chain);
-        for (const x of this.chain(table, tg.chain)?.rules ?? []) {
-          const why = check(x, seen);
-          if (why) return why;
-        }
-        return undefined;
+        for (const x of this.chain(table, tg.chain)?.rules ?? []) collect(x, seen);
+        return;
       }
-      const ext = targetExt(tg);
-      if (!ext) return undefined;
-      if (ext.tables && !ext.tables.includes(table as TableName))
-        return `${ext.name} is not valid in the ${table} table`;
-      const bad = ext.hooks ? [...hooks].find((h) => !ext.hooks!.includes(h)) : undefined;
-      if (bad) return `${ext.name} is not valid in ${bad}`;
-      return undefined;
+      const ext = tg && targetExt(tg);
+      if (ext && (ext.tables || ext.hooks))
+        limits.push({ why: ext.name, table: ext.tables, hooks: ext.hooks ?? TABLE_BUILTINS[table] ?? [] });
     };
-    return check(rule, new Set());
+    collect(rule, new Set());
+    if (!limits.length) return undefined;
+    const bad = limits.find((l) => l.table && !l.table.includes(table as TableName));
+    if (bad) return `${bad.why} is not valid in the ${table} table`;
+    const hooks = this.hooksOf(table, chain);
+    if (this.isBuiltin(table, chain)) hooks.add(chain as Hook);
+    for (const l of limits) {
+      const h = [...hooks].find((x) => !l.hooks.includes(x));
+      if (h) return `${l.why} is not valid in ${h}`;
+    }
+    return undefined;
   }
 }

@@ -170,6 +170,40 @@ function parseAddr(text: string): (ip: string) => boolean {
   return (ip) => ((ip4ToInt(ip) ^ net) & mask) >>> 0 === 0;
 }
 
+/** filter_nat of conntrack-tools: SNAT/SPAT and DNAT/DPAT as libnetfilter_conntrack tells them from the tuples */
+function natFilter(
+  e: CtEntry,
+  nat: Partial<Record<'n' | 'g' | 'j', { ip?: string; port?: number }>>,
+): boolean {
+  const side = (
+    want: { ip?: string; port?: number } | undefined,
+    isNat: boolean,
+    isPat: boolean,
+    ip: string,
+    port: number,
+  ) => {
+    if (!want) return false;
+    let has = false;
+    if (want.ip !== undefined) has = isNat && want.ip === ip;
+    if (want.port !== undefined) {
+      const ok = isPat && want.port === port;
+      if (want.ip !== undefined && has && !ok) has = false;
+      if (want.ip === undefined && ok) has = true;
+    }
+    if (want.ip === undefined && want.port === undefined) has = isNat || isPat;
+    return has;
+  };
+  const snat = e.reply.dst !== e.orig.src;
+  const spat = e.reply.dport !== e.orig.sport;
+  const dnat = e.reply.src !== e.orig.dst;
+  const dpat = e.reply.sport !== e.orig.dport;
+  const src = side(nat.n ?? nat.j, snat, spat, e.reply.dst, e.reply.dport);
+  const dst = side(nat.g ?? nat.j, dnat, dpat, e.reply.src, e.reply.sport);
+  if (nat.j) return src || dst;
+  if (nat.n && nat.g) return src && dst;
+  return nat.n ? src : dst;
+}
+
 export const conntrack: Tool = (argv, ctx): ToolResult => {
   const ct: Conntrack = ctx.netns.conntrack;
   const now = ctx.cluster.world.now;
@@ -181,6 +215,8 @@ export const conntrack: Tool = (argv, ctx): ToolResult => {
     let none = false;
     const filters: Filter[] = [];
     const given: string[] = [];
+    /** --src-nat, --dst-nat, --any-nat and their optional address */
+    const nat: Partial<Record<'n' | 'g' | 'j', { ip?: string; port?: number }>> = {};
     const setCommand = (c: string) => {
       if (command) throw param('Invalid commands combination');
       command = c;
@@ -330,11 +366,22 @@ export const conntrack: Tool = (argv, ctx): ToolResult => {
           break;
         case 'n':
         case 'g':
-        case 'j':
-          // podwalk models no NAT: nothing is NATed
-          none = true;
+        case 'j': {
+          // an optional IP[:PORT]: the next word when it is no option
+          const next = argv[i + 1];
+          let ip: string | undefined;
+          let port: number | undefined;
+          if (next !== undefined && !next.startsWith('-') && !next.startsWith('!')) {
+            i++;
+            const [a, pt] = next.split(':');
+            parseAddr(a);
+            ip = a;
+            if (pt !== undefined) port = (parseInt(pt, 10) || 0) & 0xffff;
+          }
+          nat[c] = { ip, port };
           given.push(c);
           break;
+        }
         case 'mask-src':
           if (!given.includes('s')) throw param("Can't use --mask-src without --src");
           break;
@@ -361,6 +408,7 @@ export const conntrack: Tool = (argv, ctx): ToolResult => {
     }
     if (table === 'expect')
       return { stdout: '', stderr: `${PROG}: 0 expectations have been shown.\n`, code: 0 };
+    if (nat.n || nat.g || nat.j) filters.push({ test: (e) => natFilter(e, nat) });
     const shown = none ? [] : entries.filter((e) => filters.every((f) => f.test(e)));
     const stdout = shown.map((e) => `${extended ? 'ipv4     2 ' : ''}${formatCtEntry(e, now)}\n`).join('');
     return { stdout, stderr: `${PROG}: ${shown.length} flow entries have been shown.\n`, code: 0 };

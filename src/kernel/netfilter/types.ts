@@ -214,10 +214,16 @@ export type RuleOrigin =
   | {
       /** the CNI plugin's or its daemon's rules (bridge plugin, flanneld) */
       kind: 'cni';
-      component: 'bridge-plugin' | 'flanneld' | 'kube-proxy';
-      /** what the rule is for, e.g. "pod 10.244.0.5 forward", "established" */
+      component: 'bridge-plugin' | 'flanneld';
+      /** what the rule is for, e.g. "accept from the pod" */
       purpose: string;
+      /** the pod it is for (namespace/name) */
       pod?: string;
+    }
+  | {
+      /** kube-proxy's rules that are no Service's (KUBE-FORWARD, the jumps into its chains) */
+      kind: 'kube-proxy';
+      purpose: string;
     }
   | {
       /** kube-proxy's service rules (issue 13) */
