@@ -1004,7 +1004,8 @@ export class Stack {
       pkt = skb.pkt = whole.pkt;
     }
     if (!this.netfilterHook(ns, 'INPUT', skb, dev.name, undefined)) return;
-    if (skb.ct) this.ctConfirm(ns, skb);
+    // the INPUT hook confirmed the entry; the nat of the source may have rewritten the packet
+    pkt = skb.pkt;
     const p = pkt.payload;
     if (p.kind === 'udp' && p.payload.kind === 'vxlan') {
       const vx = [...ns.links.values()].find(
@@ -1218,10 +1219,6 @@ export class Stack {
           },
         );
     }
-  }
-
-  private ctConfirm(ns: Netns, skb: Skb): void {
-    if (skb.ct && skb.ct.isNew && !skb.ct.entry.confirmed) ns.conntrack.confirm(skb.ct.entry);
   }
 
   /**
