@@ -15,7 +15,7 @@ import {
   type TcpOptions,
 } from '../wire/types.ts';
 import type { Link, Netns } from './objects.ts';
-import { tcpFlagString, type RouteResult, type Stack, type TransportHandler } from './stack.ts';
+import { loopbackRoute, tcpFlagString, type Stack, type TransportHandler } from './stack.ts';
 
 export type TcpState =
   | 'SYN_SENT'
@@ -135,22 +135,7 @@ export class Sockets implements TransportHandler {
     }
     if ('error' in rr) {
       // local destination: through lo
-      const lo = ns.link('lo')!;
-      const local: RouteResult = {
-        route: {
-          dst: 0,
-          len: 32,
-          type: 'unicast',
-          dev: 'lo',
-          proto: 'kernel',
-          scope: 'host',
-          metric: 0,
-          onlink: false,
-        },
-        dev: lo,
-        src: pkt.ip.src === '0.0.0.0' ? pkt.ip.dst : pkt.ip.src,
-        nexthop: pkt.ip.dst,
-      };
+      const local = loopbackRoute(ns, pkt.ip.dst, pkt.ip.src === '0.0.0.0' ? pkt.ip.dst : pkt.ip.src);
       if (pkt.ip.src === '0.0.0.0') pkt.ip.src = local.src;
       this.w.rec.add({
         kind: 'route',

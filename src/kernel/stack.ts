@@ -185,12 +185,13 @@ export class Stack {
     if (skb.pkt.ip.dst !== pkt.ip.dst) {
       // ip_route_me_harder: the nat OUTPUT hook changed the destination, route again
       const again = this.routeOutput(ns, skb.pkt.ip.dst);
-      if (!again || 'error' in again) {
+      if (!again) {
         this.mib(ns, 'IpOutNoRoutes');
         return this.drop(ns, 'no-route', `no route to ${skb.pkt.ip.dst} after DNAT`);
       }
-      this.routeStep(ns, skb.pkt.ip.dst, again);
-      rr = again;
+      // a local destination now: through lo
+      rr = 'error' in again ? loopbackRoute(ns, skb.pkt.ip.dst, skb.pkt.ip.src) : again;
+      this.routeStep(ns, skb.pkt.ip.dst, rr);
     }
     this.postRouting(ns, skb, rr);
   }
@@ -1301,6 +1302,25 @@ export class Stack {
 }
 
 /* ------------------------------------------------------------ helpers */
+
+/** the route of a local destination: lo, as the local table sends it */
+export function loopbackRoute(ns: Netns, dst: string, src: string): RouteResult {
+  return {
+    route: {
+      dst: 0,
+      len: 32,
+      type: 'unicast',
+      dev: 'lo',
+      proto: 'kernel',
+      scope: 'host',
+      metric: 0,
+      onlink: false,
+    },
+    dev: ns.link('lo')!,
+    src,
+    nexthop: dst,
+  };
+}
 
 export function isMulticast(mac: MacAddr): boolean {
   return (parseInt(mac.slice(0, 2), 16) & 1) === 1;
