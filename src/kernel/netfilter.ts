@@ -133,6 +133,16 @@ export class Netfilter {
     this.created.add(table);
   }
 
+  /**
+   * An iptables command (not iptables-restore) creates the table: iptables-nft adds its base
+   * chains without counters, so their policies count nothing (checked in a namespace).
+   */
+  createByCommand(table: string): void {
+    if (this.present(table)) return;
+    for (const c of this.table(table).values()) if (this.isBuiltin(table, c.name)) c.noCounters = true;
+    this.created.add(table);
+  }
+
   /** does the table exist in the kernel? (an untouched table with only empty ACCEPT builtins does not) */
   present(table: string): boolean {
     const t = this.tables.get(table);

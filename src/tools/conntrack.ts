@@ -170,7 +170,18 @@ function parseAddr(text: string): (ip: string) => boolean {
   return (ip) => ((ip4ToInt(ip) ^ net) & mask) >>> 0 === 0;
 }
 
-/** filter_nat of conntrack-tools: SNAT/SPAT and DNAT/DPAT as libnetfilter_conntrack tells them from the tuples */
+/** libnetfilter_conntrack's l4 "all" of a tuple side: the port, or for ICMP the id (source) and type|code<<8 (destination) */
+function l4(t: CtEntry['orig'], side: 'src' | 'dst'): number {
+  if (t.proto === 1) return side === 'src' ? (t.icmpId ?? 0) : (t.icmpType ?? 0) | ((t.icmpCode ?? 0) << 8);
+  if (t.proto === 6 || t.proto === 17) return side === 'src' ? t.sport : t.dport;
+  return 0;
+}
+
+/**
+ * filter_nat of conntrack-tools with libnetfilter_conntrack's IS_SNAT/IS_SPAT/IS_DNAT/IS_DPAT:
+ * the NAT_DONE bit set and the reply's address (port) not the original's. For ICMP the "ports"
+ * compare the id with type and code, so every ICMP entry of a namespace with NAT counts as both.
+ */
 function natFilter(
   e: CtEntry,
   nat: Partial<Record<'n' | 'g' | 'j', { ip?: string; port?: number }>>,
@@ -193,12 +204,12 @@ function natFilter(
     if (want.ip === undefined && want.port === undefined) has = isNat || isPat;
     return has;
   };
-  const snat = e.reply.dst !== e.orig.src;
-  const spat = e.reply.dport !== e.orig.sport;
-  const dnat = e.reply.src !== e.orig.dst;
-  const dpat = e.reply.sport !== e.orig.dport;
-  const src = side(nat.n ?? nat.j, snat, spat, e.reply.dst, e.reply.dport);
-  const dst = side(nat.g ?? nat.j, dnat, dpat, e.reply.src, e.reply.sport);
+  const snat = e.snatDone && e.reply.dst !== e.orig.src;
+  const spat = e.snatDone && l4(e.reply, 'dst') !== l4(e.orig, 'src');
+  const dnat = e.dnatDone && e.reply.src !== e.orig.dst;
+  const dpat = e.dnatDone && l4(e.reply, 'src') !== l4(e.orig, 'dst');
+  const src = side(nat.n ?? nat.j, snat, spat, e.reply.dst, l4(e.reply, 'dst'));
+  const dst = side(nat.g ?? nat.j, dnat, dpat, e.reply.src, l4(e.reply, 'src'));
   if (nat.j) return src || dst;
   if (nat.n && nat.g) return src && dst;
   return nat.n ? src : dst;

@@ -518,9 +518,9 @@ function execute(p: Parsed, rules: Rule[], nf: Netfilter, out: Out): void {
       for (const r of rules) kernelChecks(c, r);
       const at = p.command === CMD.APPEND ? c.rules.length : p.rulenum! - 1;
       if (at > c.rules.length) throw kernel('Index of insertion too big.');
+      nf.createByCommand(p.table);
       c.rules.splice(at, 0, ...rules.map(withCounters));
       rules.forEach(echo);
-      nf.markCreated(p.table);
       return;
     }
     case CMD.REPLACE: {
@@ -555,16 +555,16 @@ function execute(p: Parsed, rules: Rule[], nf: Netfilter, out: Out): void {
     }
     case CMD.NEW_CHAIN:
       if (table.has(p.chain!)) throw kernel('Chain already exists.');
+      nf.createByCommand(p.table);
       nf.newChain(p.table, p.chain!);
-      nf.markCreated(p.table);
       return;
     case CMD.SET_POLICY: {
       const c = table.get(p.chain!);
       if (!c || !nf.isBuiltin(p.table, c.name)) throw kernel('Bad built-in chain name.');
       if (p.policy !== 'ACCEPT' && p.policy !== 'DROP')
         throw kernel("Bad policy name. Run `dmesg' for more information.");
+      nf.createByCommand(p.table);
       c.policy = p.policy;
-      nf.markCreated(p.table);
       return;
     }
     case CMD.FLUSH:

@@ -58,21 +58,15 @@ export function columnHeader(f: ListFormat): string {
   return s;
 }
 
-/** /etc/hosts and /etc/networks of Debian's netbase as the lab's namespaces see them (gethostbyaddr, getnetbyaddr) */
-const HOST_NAMES: Record<string, string> = { '127.0.0.1': 'localhost' };
-const NET_NAMES: Record<string, string> = {
-  '0.0.0.0': 'default',
-  '127.0.0.0': 'loopback',
-  '169.254.0.0': 'link-local',
-};
-
-/** xtables_ipaddr_to_anyname / _to_numeric, then the mask (none for /32) */
+/**
+ * the address, then the mask (none for /32); without -n the lab's namespaces name no address
+ * (the real iptables there printed `!127.0.0.0/8`, not `loopback/8`)
+ */
 function addr(n: Net | undefined, numeric: boolean): string {
   if (!n || netMask(n) === 0) return numeric ? '0.0.0.0/0' : 'anywhere';
   const ip = intToIp4(n.net);
-  const name = numeric ? ip : (HOST_NAMES[ip] ?? NET_NAMES[ip] ?? ip);
-  if (n.mask !== undefined) return `${name}/${intToIp4(n.mask)}`;
-  return name + (n.len === 32 ? '' : `/${n.len}`);
+  if (n.mask !== undefined) return `${ip}/${intToIp4(n.mask)}`;
+  return ip + (n.len === 32 ? '' : `/${n.len}`);
 }
 
 /** what the matches and the target print after the addresses, each with a leading space */

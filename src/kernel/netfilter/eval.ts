@@ -111,7 +111,7 @@ export function traverse(
   if (walk(hook, 0)) return res;
   const builtin = table.get(hook)!;
   // a table that does not exist in the kernel has no hooks: nothing counts there (a pod's namespace)
-  if (countPolicy) {
+  if (countPolicy && !builtin.noCounters) {
     builtin.pkts++;
     builtin.bytes += p.len;
   }

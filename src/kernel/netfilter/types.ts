@@ -253,6 +253,11 @@ export interface Chain {
   name: string;
   /** builtin chains have a policy */
   policy?: 'ACCEPT' | 'DROP';
+  /**
+   * a base chain iptables-nft made without a counter (its table was created by an iptables
+   * command, not by iptables-restore): its policy counts nothing
+   */
+  noCounters?: boolean;
   rules: Rule[];
   pkts: number;
   bytes: number;
