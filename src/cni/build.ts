@@ -19,7 +19,7 @@ import {
   setMaster,
   NetlinkError,
 } from '../kernel/netlink.ts';
-import { parseRuleSpec, shellSplit } from '../kernel/netfilter.ts';
+import { parseRuleSpec, shellSplit, type RuleOrigin } from '../kernel/netfilter.ts';
 import { Sockets } from '../kernel/sockets.ts';
 import { Stack } from '../kernel/stack.ts';
 import { derivedMac, hash32, World } from '../kernel/world.ts';
@@ -138,37 +138,60 @@ function programFilter(
   policy: NodePolicy | undefined,
 ): void {
   const nf = ns.netfilter;
-  const add = (chain: string, spec: string) =>
-    nf.chain('filter', chain)!.rules.push(parseRuleSpec(shellSplit(spec)));
+  const add = (chain: string, spec: string, origin: RuleOrigin) =>
+    nf.append('filter', chain, { ...parseRuleSpec(shellSplit(spec)), origin });
+  const kube = (purpose: string): RuleOrigin => ({ kind: 'kube-proxy', purpose });
+  const plugin = (purpose: string, pod?: string): RuleOrigin => ({
+    kind: 'cni',
+    component: 'bridge-plugin',
+    purpose,
+    pod,
+  });
+  const flanneld: RuleOrigin = { kind: 'cni', component: 'flanneld', purpose: 'forward the pod network' };
   nf.newChain('filter', 'KUBE-FORWARD');
   nf.newChain('filter', 'CNI-FORWARD');
-  add('FORWARD', '-m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD');
-  add('FORWARD', '-m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD');
-  add('KUBE-FORWARD', '-m conntrack --ctstate INVALID -j DROP');
+  add('FORWARD', '-m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD', kube('jump'));
+  add('FORWARD', '-m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD', plugin('jump'));
+  add('KUBE-FORWARD', '-m conntrack --ctstate INVALID -j DROP', kube('drop invalid'));
   add(
     'KUBE-FORWARD',
     '-m comment --comment "kubernetes forwarding rules" -m mark --mark 0x4000/0x4000 -j ACCEPT',
+    kube('accept marked for masquerade'),
   );
   add(
     'KUBE-FORWARD',
     '-m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
+    kube('accept established'),
   );
   // the policy agent's chains (policy.ts): jumped to before the plugin accepts anything
   for (const c of policy?.chains ?? []) {
     nf.newChain('filter', c.name);
-    for (const r of c.rules) add(c.name, r);
+    for (const r of c.rules) add(c.name, r.spec, r.origin);
   }
-  for (const r of policy?.forward ?? []) add('CNI-FORWARD', r);
-  for (const r of policy?.input ?? []) add('INPUT', r);
+  for (const r of policy?.forward ?? []) add('CNI-FORWARD', r.spec, r.origin);
+  for (const r of policy?.input ?? []) add('INPUT', r.spec, r.origin);
   for (const p of cluster.pods.filter((x) => x.node === node)) {
-    add('CNI-FORWARD', `-d ${p.ip}/32 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`);
-    add('CNI-FORWARD', `-s ${p.ip}/32 -j ACCEPT`);
+    const pod = `${p.namespace}/${p.name}`;
+    add(
+      'CNI-FORWARD',
+      `-d ${p.ip}/32 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`,
+      plugin('accept established to the pod', pod),
+    );
+    add('CNI-FORWARD', `-s ${p.ip}/32 -j ACCEPT`, plugin('accept from the pod', pod));
   }
   if (flannel) {
     nf.newChain('filter', 'FLANNEL-FWD');
-    add('FORWARD', '-m comment --comment "flanneld forward" -j FLANNEL-FWD');
-    add('FLANNEL-FWD', `-s ${cluster.clusterCidr} -m comment --comment "flanneld forward" -j ACCEPT`);
-    add('FLANNEL-FWD', `-d ${cluster.clusterCidr} -m comment --comment "flanneld forward" -j ACCEPT`);
+    add('FORWARD', '-m comment --comment "flanneld forward" -j FLANNEL-FWD', flanneld);
+    add(
+      'FLANNEL-FWD',
+      `-s ${cluster.clusterCidr} -m comment --comment "flanneld forward" -j ACCEPT`,
+      flanneld,
+    );
+    add(
+      'FLANNEL-FWD',
+      `-d ${cluster.clusterCidr} -m comment --comment "flanneld forward" -j ACCEPT`,
+      flanneld,
+    );
   }
 }
 

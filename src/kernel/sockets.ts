@@ -15,8 +15,9 @@ import {
   type TcpOptions,
 } from '../wire/types.ts';
 import type { Link, Netns } from './objects.ts';
-import type { RouteResult, Stack, TransportHandler } from './stack.ts';
+import { loopbackRoute, type Stack, type TransportHandler } from './stack.ts';
 import type { PacketRole, SegmentInfo, SendCall } from './events.ts';
+import type { CtResult } from './conntrack.ts';
 
 export type TcpState =
   | 'SYN_SENT'
@@ -117,7 +118,7 @@ export class Sockets implements TransportHandler {
    * A socket's send: route lookup, source choice, the socket's MTU check, then ip_local_out.
    * Returns false when the packet never left (no route, EMSGSIZE).
    */
-  send(ns: Netns, pkt: Ipv4Packet, what: SendCall): boolean {
+  send(ns: Netns, pkt: Ipv4Packet, what: SendCall, ct?: CtResult): boolean {
     const rr = this.stack.routeOutput(ns, pkt.ip.dst);
     if (!rr) {
       this.w.rec.add({
@@ -133,22 +134,7 @@ export class Sockets implements TransportHandler {
     }
     if ('error' in rr) {
       // local destination: through lo
-      const lo = ns.link('lo')!;
-      const local: RouteResult = {
-        route: {
-          dst: 0,
-          len: 32,
-          type: 'unicast',
-          dev: 'lo',
-          proto: 'kernel',
-          scope: 'host',
-          metric: 0,
-          onlink: false,
-        },
-        dev: lo,
-        src: pkt.ip.src === '0.0.0.0' ? pkt.ip.dst : pkt.ip.src,
-        nexthop: pkt.ip.dst,
-      };
+      const local = loopbackRoute(ns, pkt.ip.dst, pkt.ip.src === '0.0.0.0' ? pkt.ip.dst : pkt.ip.src);
       if (pkt.ip.src === '0.0.0.0') pkt.ip.src = local.src;
       this.w.rec.add({
         kind: 'route',
@@ -158,7 +144,7 @@ export class Sockets implements TransportHandler {
         device: 'lo',
         ev: { type: 'route-local', dst: pkt.ip.dst, dev: rr.dev.name, via: 'output' },
       });
-      this.stack.localOut(ns, pkt, local);
+      this.stack.localOut(ns, pkt, local, ct);
       return true;
     }
     if (pkt.ip.src === '0.0.0.0') pkt.ip.src = rr.src;
@@ -188,7 +174,7 @@ export class Sockets implements TransportHandler {
       this.stack.mib(ns, `IcmpMsgOutType${icmpType}`);
       this.stack.mib(ns, icmpType === 8 ? 'IcmpOutEchos' : 'IcmpOutEchoReps');
     }
-    this.stack.localOut(ns, pkt, rr);
+    this.stack.localOut(ns, pkt, rr, ct);
     return true;
   }
 
