@@ -1,13 +1,11 @@
 /**
  * Seeded scenarios for the differential suite: a cluster (2–6 nodes in one or two subnets, 1–5
  * pods each), a mode the kernel here can build, a flow (TCP/UDP/ICMP, same- or cross-node, sizes
- * around the MTU with and without DF) and at most one fault, given as the real command a user
- * would type on a node and as the same change to the model.
+ * around the MTU with and without DF) and at most one fault: the real command a user would type
+ * on a node, which the lab runs on the kernel and the model through its emulated tool.
  */
 import type { ClusterSpec, CniMode } from '../cluster/spec.ts';
 import type { Cluster } from '../cni/build.ts';
-import { delRoute, setLinkUp, setMtu } from '../kernel/netlink.ts';
-import { parseRuleSpec, shellSplit } from '../kernel/netfilter.ts';
 import type { WalkRequest } from '../trace/walk.ts';
 import { seededRandom } from '../kernel/world.ts';
 
@@ -29,10 +27,8 @@ export type FaultKind = (typeof FAULT_KINDS)[number];
 export interface Fault {
   /** the model netns the command runs in */
   netns: string;
-  /** the real command, as typed on the node */
+  /** the real command, as typed on the node: run by the kernel in the lab, by the emulated tool in the model */
   command: string;
-  /** the same change, applied to the model */
-  apply(c: Cluster): void;
 }
 
 export interface Scenario {
@@ -126,7 +122,7 @@ export function generateScenario(seed: number): Scenario {
   return { seed, spec, mode, flow, faultKind, cross, title };
 }
 
-/** The scenario's fault as the real command and the same change to the model (values come from the model). */
+/** The scenario's fault as the real command (its values come from the model). */
 export function faultOf(s: Scenario, c: Cluster): Fault | undefined {
   const srcPod = c.pods.find((p) => p.name === s.flow.from)!;
   const dstPod = c.pods.find((p) => p.name === s.flow.to)!;
@@ -137,64 +133,20 @@ export function faultOf(s: Scenario, c: Cluster): Fault | undefined {
     case 'no-listener':
       return undefined;
     case 'route-del':
-      return {
-        netns: srcNode.name,
-        command: `ip route del ${dstNode.podCIDR}`,
-        apply: (m) => void delRoute(m.world.ns(srcNode.name), dstNode.podCIDR),
-      };
+      return { netns: srcNode.name, command: `ip route del ${dstNode.podCIDR}` };
     case 'fdb-del': {
       const vtep = c.world.ns(dstNode.name).link('flannel.1')!.mac;
-      return {
-        netns: srcNode.name,
-        command: `bridge fdb del ${vtep} dev flannel.1 dst ${dstNode.addr}`,
-        apply: (m) => {
-          const vx = m.world.ns(srcNode.name).link('flannel.1');
-          if (vx?.type === 'vxlan')
-            for (const e of vx.fdb.getAll(vtep).filter((x) => x.dst === dstNode.addr)) vx.fdb.remove(e);
-        },
-      };
+      return { netns: srcNode.name, command: `bridge fdb del ${vtep} dev flannel.1 dst ${dstNode.addr}` };
     }
     case 'neigh-del':
-      return {
-        netns: srcNode.name,
-        command: `ip neigh del ${dstNode.podNet} dev flannel.1`,
-        apply: (m) => {
-          const ns = m.world.ns(srcNode.name);
-          const e = ns.neighbour(dstNode.podNet, 'flannel.1');
-          if (e) ns.neigh.remove(e);
-        },
-      };
-    case 'ip-forward-off': {
-      const node = s.cross ? dstNode.name : srcNode.name;
-      return {
-        netns: node,
-        command: 'sysctl -q -w net.ipv4.ip_forward=0',
-        apply: (m) => m.world.ns(node).setSysctl('net.ipv4.ip_forward', '0'),
-      };
-    }
+      return { netns: srcNode.name, command: `ip neigh del ${dstNode.podNet} dev flannel.1` };
+    case 'ip-forward-off':
+      return { netns: s.cross ? dstNode.name : srcNode.name, command: 'sysctl -q -w net.ipv4.ip_forward=0' };
     case 'mtu-mismatch':
-      return {
-        netns: dstNode.name,
-        command: 'ip link set eth0 mtu 1400',
-        apply: (m) => setMtu(m.world.ns(dstNode.name), 'eth0', 1400),
-      };
+      return { netns: dstNode.name, command: 'ip link set eth0 mtu 1400' };
     case 'link-down':
-      return {
-        netns: dstNode.name,
-        command: `ip link set ${dstPod.hostVeth} down`,
-        apply: (m) => setLinkUp(m.world.ns(dstNode.name), dstPod.hostVeth, false),
-      };
-    case 'iptables-drop': {
-      const rule = `-d ${dstPod.ip}/32 -j DROP`;
-      return {
-        netns: dstNode.name,
-        command: `iptables -I FORWARD ${rule}`,
-        apply: (m) =>
-          void m.world
-            .ns(dstNode.name)
-            .netfilter.chain('filter', 'FORWARD')!
-            .rules.unshift(parseRuleSpec(shellSplit(rule))),
-      };
-    }
+      return { netns: dstNode.name, command: `ip link set ${dstPod.hostVeth} down` };
+    case 'iptables-drop':
+      return { netns: dstNode.name, command: `iptables -I FORWARD -d ${dstPod.ip}/32 -j DROP` };
   }
 }
