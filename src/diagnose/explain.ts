@@ -8,6 +8,7 @@
  * the real tool's.
  */
 import { MODE_INFO } from '../cni/modes.ts';
+import { carrierOk } from '../kernel/links.ts';
 import type { Cluster, ResolvedNode } from '../cni/build.ts';
 import { ip4ToInt, prefixMask } from '../wire/addr.ts';
 import { runCommand, TOOLS } from '../tools/index.ts';
@@ -169,10 +170,10 @@ export function explainDrop(c: Cluster, t: Trace): Explanation | undefined {
           `a node was replaced or changed its IP and ${info.controlPlane} on ${d.netns} still routes its pods to the old address; check that the route's gateway is a live node IP`,
         );
       const l = dev ? c.world.netns.get(d.netns)?.link(dev) : undefined;
-      if (l && !c.stack.carrier(c.world.ns(d.netns), l)) {
+      if (l && !carrierOk(l)) {
         const peer = l.type === 'veth' ? l.peer : undefined;
         causes.unshift(
-          `${dev} has no carrier (NO-CARRIER)${peer ? `: its veth peer ${peer.name} in ${peer.netns} is down` : ': none of its ports is up'}, so the ARP requests never leave (tx_dropped rises); the route is still used because routes on a link without carrier stay (ignore_routes_with_linkdown=0)`,
+          `${dev} has no carrier (NO-CARRIER)${peer ? `: its veth peer ${peer.name} in ${peer.netns} is down` : ': none of its ports forwards (each is down, or its veth peer is)'}, so the ARP requests never leave (tx_dropped rises); the route is still used because routes on a link without carrier stay (ignore_routes_with_linkdown=0)`,
         );
         if (peer) cmd(peer.netns, `ip link show dev ${peer.name}`);
       }

@@ -37,6 +37,16 @@ interface LinkBase {
   /** NOARP devices (tunl0, lo) do not resolve neighbours */
   noarp: boolean;
   stats: LinkStats;
+  /**
+   * the carrier bit (netif_carrier_ok, the inverse of __LINK_STATE_NOCARRIER), as netlink.ts
+   * keeps it; read it through carrierOk (links.ts), which also needs the device up
+   */
+  carrier: boolean;
+  /** IFLA_CARRIER_CHANGES: transitions of the carrier bit since the device was created */
+  carrierChanges: number;
+  /** the device's own unicast and multicast address lists (dev_uc_add/dev_mc_add: `bridge fdb add … self`) */
+  uc: MacAddr[];
+  mc: MacAddr[];
 }
 
 export interface VethLink extends LinkBase {
@@ -102,6 +112,8 @@ export interface VxlanFdbEntry {
   mac: MacAddr;
   dst: Ipv4Addr;
   permanent: boolean;
+  /** added as `static` (NUD_NOARP|NUD_REACHABLE): kept when the device goes down, like a permanent one */
+  static: boolean;
 }
 
 export type NudState =
@@ -157,7 +169,8 @@ export class Netns {
   readonly mib = new Map<string, number>();
   /** neighbour table statistics (`ip -s ntable show name arp_cache`) */
   readonly arpStats = { resFailed: 0 };
-  private nextIfindex = 1;
+  /** the ifindex the next device gets (dev_index_reserve: per namespace, counting up) */
+  nextIfindex = 1;
   /** IPv4 id counter per destination is what Linux does; a per-netns counter is enough here */
   ipId = 0;
 

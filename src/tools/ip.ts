@@ -253,7 +253,7 @@ function ipaddrList(c: Ctx, argv: readonly string[], doLink: boolean, flush: boo
               addressDel(c.netns, l.name, ad.ip, ad.len);
             } catch (e) {
               // deleting a primary took its secondaries with it: EADDRNOTAVAIL is ignored
-              if (!(e instanceof NetlinkError && e.extack === 'ipv4: Address not found')) throw e;
+              if (!(e instanceof NetlinkError && e.code === 'EADDRNOTAVAIL')) throw e;
             }
           });
     return 0;

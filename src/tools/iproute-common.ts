@@ -5,6 +5,7 @@
  * ("Error: <extack>." or "RTNETLINK answers: <strerror>").
  */
 import type { Cluster } from '../cni/build.ts';
+import { strerror } from '../kernel/errno.ts';
 import { NetlinkError } from '../kernel/netlink.ts';
 import type { Link, Netns } from '../kernel/objects.ts';
 import { Printer, ToolExit } from './iproute-print.ts';
@@ -301,30 +302,10 @@ export function parseLladdr(c: Ctx, arg: string): string | undefined {
 
 /* ------------------------------------------------------------------ kernel errors */
 
-/** strerror() texts: a NetlinkError with one of these is an errno; any other message is an extack */
-const STRERROR = new Set([
-  'File exists',
-  'No such process',
-  'No such device',
-  'No such file or directory',
-  'Network is unreachable',
-  'Network is down',
-  'Invalid argument',
-  'Operation not supported',
-  'Cannot assign requested address',
-  'Numerical result out of range',
-  'Operation not permitted',
-  'No route to host',
-  'No buffer space available',
-  'Address family not supported by protocol',
-  'Device or resource busy',
-]);
-
-/** how iproute2 reports a failed request (lib/libnetlink.c): extack first, else the errno */
+/** how iproute2 reports a failed request (lib/libnetlink.c): the extack when there is one, else strerror(errno) */
 export function netlinkMessage(e: NetlinkError): string {
-  const extack = e.extack ?? (STRERROR.has(e.message) ? undefined : e.message);
-  if (extack) return `Error: ${extack}${extack.endsWith('.') ? '' : '.'}\n`;
-  return `RTNETLINK answers: ${e.message}\n`;
+  if (e.extack) return `Error: ${e.extack}${e.extack.endsWith('.') ? '' : '.'}\n`;
+  return `RTNETLINK answers: ${strerror(e.code)}\n`;
 }
 
 /** run a model mutation; on a kernel error print it and return false */
