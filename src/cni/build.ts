@@ -6,7 +6,7 @@
  * layer knows which CNI is running.
  */
 import type { ClusterSpec, CniMode, NodeSpec, PodSpec } from '../cluster/spec.ts';
-import { intToIp4, ip4ToInt, parseCidr, prefixMask } from '../wire/addr.ts';
+import { cidrText, inPrefix, intToIp4, ip4ToInt, parseCidr } from '../wire/addr.ts';
 import { Mesh } from '../bgp/mesh.ts';
 import type { Netns } from '../kernel/objects.ts';
 import {
@@ -56,41 +56,27 @@ export interface Cluster {
   warnings: string[];
 }
 
-function sameNet(a: string, b: string, len: number): boolean {
-  return ((ip4ToInt(a) ^ ip4ToInt(b)) & prefixMask(len)) === 0;
-}
-
-function subnetOf(ip: string, len: number): string {
-  return `${intToIp4((ip4ToInt(ip) & prefixMask(len)) >>> 0)}/${len}`;
-}
-
+/** the smallest prefix covering all pod CIDRs, at most a /16 (flannel's default Network around the node subnets) */
 function supernet(cidrs: string[]): string {
-  let len = 32;
-  const nets = cidrs.map((c) => {
-    const [a, l] = c.split('/');
-    len = Math.min(len, Number(l));
-    return ip4ToInt(a);
-  });
-  while (len > 0 && !nets.every((n) => ((n ^ nets[0]) & prefixMask(len)) === 0)) len--;
-  // flannel's default Network is a /16 around the node subnets
-  len = Math.min(len, 16);
-  return `${intToIp4((nets[0] & prefixMask(len)) >>> 0)}/${len}`;
+  const nets = cidrs.map((c) => parseCidr(c, { allowHostBits: true }));
+  let len = Math.min(16, ...nets.map((c) => c.len));
+  while (len > 0 && !nets.every((c) => inPrefix(c.addr, nets[0].addr, len))) len--;
+  return cidrText({ addr: nets[0].addr, len });
 }
 
 function resolveNodes(spec: ClusterSpec): ResolvedNode[] {
   return spec.nodes.map((n) => {
-    const [addr, l] = n.ip.split('/');
-    const len = Number(l);
-    const [podNet, pl] = n.podCIDR.split('/');
-    const sub = spec.subnets.find((s) => s.cidr === subnetOf(addr, len));
+    const ip = parseCidr(n.ip, { allowHostBits: true });
+    const pod = parseCidr(n.podCIDR, { allowHostBits: true });
+    const sub = spec.subnets.find((s) => s.cidr === cidrText(ip));
     return {
       ...n,
-      addr,
-      len,
+      addr: intToIp4(ip.addr),
+      len: ip.len,
       subnet: sub?.name ?? spec.subnets[0].name,
-      podNet,
-      podLen: Number(pl),
-      gateway: intToIp4(ip4ToInt(podNet) + 1),
+      podNet: intToIp4(pod.addr),
+      podLen: pod.len,
+      gateway: intToIp4(pod.addr + 1),
     };
   });
 }
@@ -290,7 +276,7 @@ function build(spec: ClusterSpec, mode: CniMode): Cluster {
     addressAdd(ns, 'eth0', p.ip, node.podLen);
     // a pod address outside the node's CIDR (a static IP, a stale allocation) cannot reach cni0's
     // address on-link: the route is added onlink, so the pod still sends and doctor can show why
-    const onlink = !sameNet(p.ip, node.gateway, node.podLen);
+    const onlink = !inPrefix(p.ip, node.gateway, node.podLen);
     routeAdd(ns, { prefix: 'default', via: node.gateway, dev: 'eth0', onlink, nl: NLM_ADD });
     for (const l of p.listen) ns.sockets.push({ proto: l.proto, port: l.port, addr: '0.0.0.0' });
   }

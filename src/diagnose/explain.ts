@@ -10,7 +10,7 @@
 import { MODE_INFO } from '../cni/modes.ts';
 import { carrierOk } from '../kernel/links.ts';
 import type { Cluster, ResolvedNode } from '../cni/build.ts';
-import { ip4ToInt, prefixMask } from '../wire/addr.ts';
+import { inPrefix } from '../wire/addr.ts';
 import { runCommand, TOOLS } from '../tools/index.ts';
 import type { CounterEvent, DropReason, Step, Trace } from '../trace/types.ts';
 
@@ -71,8 +71,7 @@ function counterValue(c: Cluster, e: CounterEvent): number {
 
 /** the node whose pod CIDR holds ip */
 export function ownerOf(c: Cluster, ip: string): ResolvedNode | undefined {
-  const a = ip4ToInt(ip);
-  return c.nodes.find((n) => (a & prefixMask(n.podLen)) >>> 0 === ip4ToInt(n.podNet));
+  return c.nodes.find((n) => inPrefix(ip, n.podNet, n.podLen));
 }
 
 /** the node a netns belongs to: itself, or the node of the pod */

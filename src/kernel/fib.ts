@@ -4,7 +4,7 @@
  * (Linux flushes IPv4 routes of a device set admin-down), routes on a carrier-down device are
  * marked linkdown and still used, as with the default ignore_routes_with_linkdown=0.
  */
-import { intToIp4, ip4ToInt, prefixMask } from '../wire/addr.ts';
+import { intToIp4, prefixMask } from '../wire/addr.ts';
 
 export type RouteProto = 'kernel' | 'boot' | 'static' | 'bird' | 'dhcp';
 export type RouteScope = 'global' | 'link' | 'host';
@@ -112,13 +112,4 @@ export class Fib {
     }
     return undefined;
   }
-}
-
-export function parsePrefix(text: string): { dst: number; len: number } {
-  if (text === 'default') return { dst: 0, len: 0 };
-  const [a, l] = text.split('/');
-  const len = l === undefined ? 32 : Number(l);
-  if (!/^\d+$/.test(l ?? '32') || len < 0 || len > 32) throw new Error(`invalid prefix "${text}"`);
-  const dst = ip4ToInt(a);
-  return { dst: (dst & prefixMask(len)) >>> 0, len };
 }

@@ -7,7 +7,7 @@
  * (RuleBuilder), with the tcp/udp match loaded implicitly by the first port option, the same
  * validation and the same error texts (checked against the real tool in a network namespace).
  */
-import { intToIp4, ip4ToInt, prefixMask } from '../wire/addr.ts';
+import { intToIp4, ip4ToInt, maskToLen, prefixMask } from '../wire/addr.ts';
 
 export const HOOKS = ['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING'] as const;
 export type Hook = (typeof HOOKS)[number];
@@ -163,11 +163,6 @@ function numericToIp(s: string, isMask: boolean): number | undefined {
   return ((bytes[0] << 24) | (bytes[1] << 16) | (bytes[2] << 8) | bytes[3]) >>> 0;
 }
 
-function maskLen(mask: number): number | undefined {
-  for (let len = 0; len <= 32; len++) if (prefixMask(len) === mask) return len;
-  return undefined;
-}
-
 /** the mask of an address as a number */
 export function netMask(n: Net): number {
   return n.mask ?? prefixMask(n.len);
@@ -185,7 +180,7 @@ export function parseAddresses(text: string): Net[] {
       if (mask.includes('.')) {
         const m = numericToIp(mask, true);
         if (m === undefined) throw new RuleSyntaxError(`host/network \`${mask}' not found`);
-        const l = maskLen(m);
+        const l = maskToLen(m);
         if (l === undefined) dotted = m;
         else len = l;
       } else {

@@ -6,7 +6,7 @@
  * down takes the carrier; a bridge follows its ports' MTU and carrier. A refusal is a
  * NetlinkError: the errno, and the extended-ack message when the kernel sends one.
  */
-import { inPrefix, ip4ToInt, parseCidr, prefixMask } from '../wire/addr.ts';
+import { broadcastOf, inPrefix, ip4ToInt, networkOf, parseCidr } from '../wire/addr.ts';
 import type { MacAddr } from '../wire/types.ts';
 import { errnoNumber, strerror, type Errno } from './errno.ts';
 import type { Route, RouteProto, RouteScope, RouteType } from './fib.ts';
@@ -422,7 +422,7 @@ function fibMagicAdd(ns: Netns, r: Route): void {
 
 /** the prefix route an address brings when its device is up (fib_add_ifaddr) */
 function prefixRoute(dev: Link, ip: string, len: number, prim: string): Route | undefined {
-  const net = (ip4ToInt(ip) & prefixMask(len)) >>> 0;
+  const net = networkOf({ addr: ip4ToInt(ip), len });
   if (net === 0 || (net === ip4ToInt(ip) && len === 32) || dev.type === 'loopback') return undefined;
   return {
     dst: net,
@@ -532,7 +532,7 @@ export const NLM_ADD = { create: true, excl: true, replace: false, append: false
 function checkedPrefix(text: string): { dst: number; len: number } {
   if (text === 'default') return { dst: 0, len: 0 };
   const { addr, len } = parseCidr(text.includes('/') ? text : `${text}/32`, { allowHostBits: true });
-  if ((addr & ~prefixMask(len)) !== 0) throw ext('EINVAL', 'Invalid prefix for given prefix length');
+  if (networkOf({ addr, len }) !== addr) throw ext('EINVAL', 'Invalid prefix for given prefix length');
   return { dst: addr, len };
 }
 
@@ -568,15 +568,15 @@ export function localRoutes(ns: Netns): LocalRoute[] {
       const prim = isSecondary(dev, i) ? (primaryOf(dev, a.ip, a.len)?.ip ?? a.ip) : a.ip;
       push({ type: 'local', dst: ip4ToInt(a.ip), len: 32, dev: dev.name, src: prim, scope: 'host' });
       if (!dev.up || isSecondary(dev, i)) return;
-      const mask = prefixMask(a.len);
-      const net = (ip4ToInt(a.ip) & mask) >>> 0;
-      if (net === 0 || (net === ip4ToInt(a.ip) && a.len === 32)) return;
+      const c = { addr: ip4ToInt(a.ip), len: a.len };
+      const net = networkOf(c);
+      if (net === 0 || (net === c.addr && a.len === 32)) return;
       if (dev.type === 'loopback')
         push({ type: 'local', dst: net, len: a.len, dev: dev.name, src: a.ip, scope: 'host' });
       if (a.len < 31)
         push({
           type: 'broadcast',
-          dst: (net | ~mask) >>> 0,
+          dst: broadcastOf(c),
           len: 32,
           dev: dev.name,
           src: a.ip,
@@ -596,7 +596,7 @@ export function addrType(
   if (n === 0 || n === 0xffffffff) return 'broadcast';
   if (n >>> 28 === 0xe) return 'multicast';
   const hit = localRoutes(ns)
-    .filter((r) => ((n ^ r.dst) & prefixMask(r.len)) === 0)
+    .filter((r) => inPrefix(n, r.dst, r.len))
     .sort((a, b) => b.len - a.len)[0];
   if (hit && (!dev || hit.dev === dev)) return hit.type;
   return 'unicast';
@@ -606,7 +606,7 @@ export function addrType(
 function localRouteDev(ns: Netns, ip: string, oif?: string): Link | undefined {
   const n = ip4ToInt(ip);
   const hit = localRoutes(ns).find(
-    (r) => r.type === 'local' && ((n ^ r.dst) & prefixMask(r.len)) === 0 && (!oif || r.dev === oif),
+    (r) => r.type === 'local' && inPrefix(n, r.dst, r.len) && (!oif || r.dev === oif),
   );
   return hit ? ns.link(hit.dev) : undefined;
 }
@@ -621,9 +621,7 @@ function gatewayLookup(
   oif: string | undefined,
 ): { type: string; dev?: string } | undefined {
   const n = ip4ToInt(gw);
-  const local = localRoutes(ns).filter(
-    (r) => ((n ^ r.dst) & prefixMask(r.len)) === 0 && (!oif || r.dev === oif),
-  );
+  const local = localRoutes(ns).filter((r) => inPrefix(n, r.dst, r.len) && (!oif || r.dev === oif));
   const main = ns.fib.lookup(n, (x) => (x.scope === 'link' || x.scope === 'host') && (!oif || x.dev === oif));
   const best = local.sort((a, b) => b.len - a.len)[0];
   if (best && (!main || best.len >= main.len)) return { type: best.type, dev: best.dev };

@@ -14,7 +14,7 @@ import {
   NetlinkError,
 } from '../kernel/netlink.ts';
 import type { Link, NeighEntry, NudState } from '../kernel/objects.ts';
-import { ip4ToInt, prefixMask } from '../wire/addr.ts';
+import { inPrefix } from '../wire/addr.ts';
 import {
   Args,
   Ctx,
@@ -154,13 +154,7 @@ function addrPasses(
   const flags = (secondary ? IFA_F_SECONDARY : 0) | IFA_F_PERMANENT;
   if ((f.flags ^ flags) & f.flagmask) return false;
   if (f.label && !globMatch(f.label, dev.name)) return false;
-  if (
-    f.pfx &&
-    f.pfx.addr &&
-    f.pfx.bitlen > 0 &&
-    ((ip4ToInt(a.ip) ^ ip4ToInt(f.pfx.addr)) & prefixMask(f.pfx.bitlen)) !== 0
-  )
-    return false;
+  if (f.pfx && f.pfx.addr && f.pfx.bitlen > 0 && !inPrefix(a.ip, f.pfx.addr, f.pfx.bitlen)) return false;
   return true;
 }
 
@@ -553,12 +547,7 @@ function printNeigh(c: Ctx, f: NeighFilter, n: NeighEntry): void {
   const state = NUD[n.state] ?? 0;
   if (f.index && f.index !== dev.ifindex) return;
   if (!(f.state & state) && (state || !(f.state & 0x100))) return;
-  if (
-    f.pfx?.addr &&
-    f.pfx.bitlen > 0 &&
-    ((ip4ToInt(n.ip) ^ ip4ToInt(f.pfx.addr)) & prefixMask(f.pfx.bitlen)) !== 0
-  )
-    return;
+  if (f.pfx?.addr && f.pfx.bitlen > 0 && !inPrefix(n.ip, f.pfx.addr, f.pfx.bitlen)) return;
   p.openObject();
   p.string(PRINT_ANY, 'dst', '%s ', n.ip);
   if (!f.index) {
@@ -638,12 +627,7 @@ function neighShow(c: Ctx, argv: readonly string[], flush: boolean): number {
     for (const n of entries) {
       const dev = c.netns.link(n.dev);
       if (!dev || (f.index && f.index !== dev.ifindex) || !(f.state & NUD[n.state])) continue;
-      if (
-        f.pfx?.addr &&
-        f.pfx.bitlen > 0 &&
-        ((ip4ToInt(n.ip) ^ ip4ToInt(f.pfx.addr)) & prefixMask(f.pfx.bitlen)) !== 0
-      )
-        continue;
+      if (f.pfx?.addr && f.pfx.bitlen > 0 && !inPrefix(n.ip, f.pfx.addr, f.pfx.bitlen)) continue;
       c.netns.neigh.remove(n);
     }
     return 0;

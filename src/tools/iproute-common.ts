@@ -6,6 +6,7 @@
  */
 import type { Cluster } from '../cni/build.ts';
 import { strerror } from '../kernel/errno.ts';
+import { ip4ToInt, maskToLen } from '../wire/addr.ts';
 import { NetlinkError } from '../kernel/netlink.ts';
 import type { Link, Netns } from '../kernel/objects.ts';
 import { Printer, ToolExit } from './iproute-print.ts';
@@ -227,12 +228,7 @@ function parseNetmask(s: string): number | undefined {
   if (n !== undefined) return n;
   const a = parseIpv4(s);
   if (!a) return undefined;
-  const m = a.split('.').reduce((x, o) => x * 256 + Number(o), 0);
-  const host = ~m >>> 0;
-  if ((host & (host + 1)) >>> 0 !== 0) return undefined;
-  let bits = 0;
-  for (let x = m; x; x = (x << 1) >>> 0) bits++;
-  return bits;
+  return maskToLen(ip4ToInt(a));
 }
 
 /** get_prefix_1 for IPv4; undefined when invalid */

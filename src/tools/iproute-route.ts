@@ -9,7 +9,7 @@ import { strerror, type Errno } from '../kernel/errno.ts';
 import { carrierOk } from '../kernel/links.ts';
 import { localRoutes, routeAdd, routeDel, type LocalRoute } from '../kernel/netlink.ts';
 import type { Link } from '../kernel/objects.ts';
-import { intToIp4, ip4ToInt, prefixMask } from '../wire/addr.ts';
+import { inPrefix, intToIp4, ip4ToInt } from '../wire/addr.ts';
 import {
   Args,
   duparg2,
@@ -291,7 +291,7 @@ function fprefix(p: Prefix): FPrefix {
 /** inet_addr_match: 0 when the first `bits` bits agree */
 function addrMatch(a: number, b: number, bits: number): boolean {
   if (bits <= 0) return true;
-  return ((a ^ b) & prefixMask(Math.min(bits, 32))) === 0;
+  return inPrefix(a, b, Math.min(bits, 32));
 }
 
 function filterMsg(f: Filter, r: RtMsg): boolean {
@@ -679,7 +679,7 @@ function lookupMain(c: Ctx, dst: number, oif?: string): Route | undefined {
 
 function localHit(c: Ctx, dst: number): LocalRoute | undefined {
   return localRoutes(c.netns)
-    .filter((r) => ((dst ^ r.dst) & prefixMask(r.len)) === 0)
+    .filter((r) => inPrefix(dst, r.dst, r.len))
     .sort((a, b) => b.len - a.len)[0];
 }
 
