@@ -8,6 +8,7 @@
  * validation and the same error texts (checked against the real tool in a network namespace).
  */
 import { intToIp4, ip4ToInt, maskToLen, prefixMask } from '../wire/addr.ts';
+import { getprotobyname, PROTOCOLS } from '../wire/protocols.ts';
 
 export const HOOKS = ['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING'] as const;
 export type Hook = (typeof HOOKS)[number];
@@ -78,24 +79,10 @@ export interface Chain {
 /** A rule the iptables parser refuses; the message is the text after "iptables v1.8.9 (nf_tables): ". */
 export class RuleSyntaxError extends Error {}
 
-/** /etc/protocols (netbase 6.4): name and number */
-export const PROTOCOLS: readonly (readonly [string, number])[] = (
-  'ip 0;hopopt 0;icmp 1;igmp 2;ggp 3;ipencap 4;st 5;tcp 6;egp 8;igp 9;pup 12;udp 17;hmp 20;xns-idp 22;' +
-  'rdp 27;iso-tp4 29;dccp 33;xtp 36;ddp 37;idpr-cmtp 38;ipv6 41;ipv6-route 43;ipv6-frag 44;idrp 45;' +
-  'rsvp 46;gre 47;esp 50;ah 51;skip 57;ipv6-icmp 58;ipv6-nonxt 59;ipv6-opts 60;rspf 73;vmtp 81;' +
-  'eigrp 88;ospf 89;ax.25 93;ipip 94;etherip 97;encap 98;pim 103;ipcomp 108;vrrp 112;l2tp 115;isis 124;' +
-  'sctp 132;fc 133;mobility-header 135;udplite 136;mpls-in-ip 137;manet 138;hip 139;shim6 140;wesp 141;' +
-  'rohc 142;ethernet 143'
-)
-  .split(';')
-  .map((e) => {
-    const [n, v] = e.split(' ');
-    return [n, Number(v)] as const;
-  });
-
 /** protocol number → the name iptables prints (getprotobynumber; 0 is "all") */
 export const PROTO_NAME: Record<number, string> = { 0: 'all' };
-for (const [n, v] of PROTOCOLS) if (v !== 0 && PROTO_NAME[v] === undefined) PROTO_NAME[v] = n;
+for (const { name, number } of PROTOCOLS)
+  if (number !== 0 && PROTO_NAME[number] === undefined) PROTO_NAME[number] = name;
 
 /** Split a command line the way a POSIX shell does for quotes and backslashes (no expansion). */
 export function shellSplit(line: string): string[] {
@@ -345,10 +332,11 @@ export class RuleBuilder {
         this.once('-p');
         const p = arg.toLowerCase();
         const num = strtouiFull(p, 255);
-        const n = num ?? (p === 'all' ? 0 : PROTOCOLS.find(([name]) => name === p)?.[1]);
+        const n = num ?? (p === 'all' ? 0 : getprotobyname(p)?.number);
         if (n === undefined) throw new RuleSyntaxError(`unknown protocol "${p}" specified`);
         if (n === 0 && neg) throw new RuleSyntaxError('rule would never match protocol');
-        r.proto = { v: n, neg };
+        // iptables-nft compares one byte: mptcp (262) is stored, and listed, as tcp (6), as on 6.18
+        r.proto = { v: n & 0xff, neg };
         return;
       }
       case '-s':
