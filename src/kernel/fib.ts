@@ -6,9 +6,12 @@
  */
 import { intToIp4, prefixMask } from '../wire/addr.ts';
 
-export type RouteProto = 'kernel' | 'boot' | 'static' | 'bird' | 'dhcp';
-export type RouteScope = 'global' | 'link' | 'host';
-export type RouteType = 'unicast' | 'blackhole' | 'unreachable' | 'prohibit';
+export const ROUTE_PROTOS = ['kernel', 'boot', 'static', 'bird', 'dhcp'] as const;
+export type RouteProto = (typeof ROUTE_PROTOS)[number];
+export const ROUTE_SCOPES = ['global', 'link', 'host'] as const;
+export type RouteScope = (typeof ROUTE_SCOPES)[number];
+export const ROUTE_TYPES = ['unicast', 'blackhole', 'unreachable', 'prohibit'] as const;
+export type RouteType = (typeof ROUTE_TYPES)[number];
 
 export interface Route {
   /** network address as uint32 */

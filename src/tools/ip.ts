@@ -13,7 +13,7 @@ import {
   neighDel,
   NetlinkError,
 } from '../kernel/netlink.ts';
-import type { Link, NeighEntry, NudState } from '../kernel/objects.ts';
+import { NUD_STATES, type Link, type NeighEntry, type NudState } from '../kernel/objects.ts';
 import { inPrefix } from '../wire/addr.ts';
 import {
   Args,
@@ -507,16 +507,6 @@ const NUD: Record<NudState, number> = {
   NOARP: 0x40,
   PERMANENT: 0x80,
 };
-const NUD_ORDER: NudState[] = [
-  'INCOMPLETE',
-  'REACHABLE',
-  'STALE',
-  'DELAY',
-  'PROBE',
-  'FAILED',
-  'NOARP',
-  'PERMANENT',
-];
 
 /** nud_state_a2n: a state bit; 0 for "none" */
 function nudA2n(arg: string): number | undefined {
@@ -562,7 +552,7 @@ function printNeigh(c: Ctx, f: NeighFilter, n: NeighEntry): void {
   if (n.router) p.null(PRINT_ANY, 'router', '%s ', 'router');
   if (state) {
     p.openArray(PRINT_JSON, p.isJson() ? 'state' : '');
-    for (const s of NUD_ORDER) if (state & NUD[s]) p.string(PRINT_ANY, undefined, '%s ', s);
+    for (const s of NUD_STATES) if (state & NUD[s]) p.string(PRINT_ANY, undefined, '%s ', s);
     p.closeArray(PRINT_JSON, undefined);
   }
   p.string(PRINT_FP, undefined, '\n', '');
