@@ -6,8 +6,6 @@
  */
 import { inPrefix } from '../wire/addr.ts';
 
-export const CALICO_AS = 64512;
-
 export interface BgpSession {
   a: string;
   b: string;

@@ -29,10 +29,6 @@ export interface Route {
   onlink: boolean;
 }
 
-export function routeKey(r: Pick<Route, 'dst' | 'len' | 'metric'>): string {
-  return `${r.dst}/${r.len}/${r.metric}`;
-}
-
 export function routePrefix(r: Pick<Route, 'dst' | 'len'>): string {
   return r.len === 0 ? 'default' : r.len === 32 ? intToIp4(r.dst) : `${intToIp4(r.dst)}/${r.len}`;
 }

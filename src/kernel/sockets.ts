@@ -83,7 +83,6 @@ export function windowScale(ns: Netns): number {
   const space = Math.max(rmemMax, coreMax, 65536);
   return Math.min(14, Math.max(0, Math.floor(Math.log2(space)) - 15));
 }
-const TCP_HDR = 20;
 const TS_OPT = 12;
 
 export class Sockets implements TransportHandler {
@@ -665,7 +664,6 @@ export class Sockets implements TransportHandler {
       });
     }
     conn.toSend = new Uint8Array(0);
-    void TCP_HDR;
   }
 
   /** a listener gets a SYN: SYN-ACK (tcp_conn_request) */
