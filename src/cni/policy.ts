@@ -35,7 +35,15 @@ import type {
 } from '../cluster/spec.ts';
 import type { RuleOrigin } from '../kernel/netfilter.ts';
 import { hash32 } from '../kernel/world.ts';
-import { intToIp4, ip4ToInt, prefixMask } from '../wire/addr.ts';
+import {
+  cidrContains,
+  cidrText,
+  cidrWithin,
+  ip4ToInt,
+  networkOf,
+  parseCidr,
+  type Cidr,
+} from '../wire/addr.ts';
 import type { ResolvedPod } from './build.ts';
 
 export type Direction = 'ingress' | 'egress';
@@ -117,34 +125,23 @@ export function peerPods(
   );
 }
 
-interface Cidr {
-  net: number;
-  len: number;
-}
-
-function parseCidr(s: string): Cidr {
-  const [a, l] = s.split('/');
-  const len = Number(l);
-  return { net: (ip4ToInt(a) & prefixMask(len)) >>> 0, len };
-}
-
-const cidrText = (c: Cidr) => `${intToIp4(c.net)}/${c.len}`;
-const within = (inner: Cidr, outer: Cidr) =>
-  inner.len >= outer.len && (inner.net & prefixMask(outer.len)) >>> 0 === outer.net;
-
 /** `cidr` without the `except` blocks, as the fewest prefixes, in address order */
 export function subtractCidrs(cidr: string, except: readonly string[]): string[] {
-  const ex = except.map(parseCidr);
+  const block = (t: string): Cidr => {
+    const c = parseCidr(t, { allowHostBits: true });
+    return { addr: networkOf(c), len: c.len };
+  };
+  const ex = except.map(block);
   const split = (c: Cidr): Cidr[] => {
-    if (ex.some((e) => within(c, e))) return [];
-    if (!ex.some((e) => within(e, c))) return [c];
+    if (ex.some((e) => cidrWithin(c, e))) return [];
+    if (!ex.some((e) => cidrWithin(e, c))) return [c];
     const half = 2 ** (31 - c.len);
     return [
-      ...split({ net: c.net, len: c.len + 1 }),
-      ...split({ net: (c.net + half) >>> 0, len: c.len + 1 }),
+      ...split({ addr: c.addr, len: c.len + 1 }),
+      ...split({ addr: (c.addr + half) >>> 0, len: c.len + 1 }),
     ];
   };
-  return split(parseCidr(cidr)).map(cidrText);
+  return split(block(cidr)).map(cidrText);
 }
 
 /** An address a rule matches, and the pod that has it (named ports resolve against that pod) */
@@ -243,7 +240,7 @@ function ruleSpecs(
       // egress: the destination pods that have a port of that name
       const owners = peer.pod
         ? [peer.pod]
-        : pods.filter((p) => within(parseCidr(`${p.ip}/32`), parseCidr(peer.cidr)));
+        : pods.filter((p) => cidrContains(parseCidr(peer.cidr, { allowHostBits: true }), ip4ToInt(p.ip)));
       for (const o of owners) {
         const n = namedPort(o, name, proto);
         if (n !== undefined) emit(`${o.ip}/32`, portMatch(port, n));

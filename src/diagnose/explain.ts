@@ -8,8 +8,9 @@
  * the real tool's.
  */
 import { MODE_INFO } from '../cni/modes.ts';
+import { carrierOk } from '../kernel/links.ts';
 import type { Cluster, ResolvedNode } from '../cni/build.ts';
-import { ip4ToInt, prefixMask } from '../wire/addr.ts';
+import { inPrefix } from '../wire/addr.ts';
 import { runCommand, TOOLS } from '../tools/index.ts';
 import type { CounterEvent, DropReason, Step, Trace } from '../trace/types.ts';
 import type { Rule, RuleOrigin } from '../kernel/netfilter.ts';
@@ -81,8 +82,7 @@ function counterValue(c: Cluster, e: CounterEvent): number {
 
 /** the node whose pod CIDR holds ip */
 export function ownerOf(c: Cluster, ip: string): ResolvedNode | undefined {
-  const a = ip4ToInt(ip);
-  return c.nodes.find((n) => (a & prefixMask(n.podLen)) >>> 0 === ip4ToInt(n.podNet));
+  return c.nodes.find((n) => inPrefix(ip, n.podNet, n.podLen));
 }
 
 /** the node a netns belongs to: itself, or the node of the pod */
@@ -180,10 +180,10 @@ export function explainDrop(c: Cluster, t: Trace): Explanation | undefined {
           `a node was replaced or changed its IP and ${info.controlPlane} on ${d.netns} still routes its pods to the old address; check that the route's gateway is a live node IP`,
         );
       const l = dev ? c.world.netns.get(d.netns)?.link(dev) : undefined;
-      if (l && !c.stack.carrier(c.world.ns(d.netns), l)) {
+      if (l && !carrierOk(l)) {
         const peer = l.type === 'veth' ? l.peer : undefined;
         causes.unshift(
-          `${dev} has no carrier (NO-CARRIER)${peer ? `: its veth peer ${peer.name} in ${peer.netns} is down` : ': none of its ports is up'}, so the ARP requests never leave (tx_dropped rises); the route is still used because routes on a link without carrier stay (ignore_routes_with_linkdown=0)`,
+          `${dev} has no carrier (NO-CARRIER)${peer ? `: its veth peer ${peer.name} in ${peer.netns} is down` : ': none of its ports forwards (each is down, or its veth peer is)'}, so the ARP requests never leave (tx_dropped rises); the route is still used because routes on a link without carrier stay (ignore_routes_with_linkdown=0)`,
         );
         if (peer) cmd(peer.netns, `ip link show dev ${peer.name}`);
       }

@@ -15,7 +15,6 @@ import { matchExt } from './netfilter/matches.ts';
 export * from './netfilter/types.ts';
 export {
   RuleSyntaxError,
-  PROTOCOLS,
   PROTO_NAME,
   shellSplit,
   strtoul0,

@@ -43,6 +43,7 @@ import {
   type StepEvent,
   type StepKind,
 } from './events.ts';
+import { carrierOk } from './links.ts';
 import type { BridgeLink, IpipLink, Link, Netns, VethLink, VxlanLink } from './objects.ts';
 import { tupleOf, type CtResult } from './conntrack.ts';
 import type { Hook } from './netfilter.ts';
@@ -462,24 +463,10 @@ export class Stack {
       this.w.captures.push({ time: this.w.now, netns: ns.name, dev: dev.name, dir, frame: bytes });
   }
 
-  /**
-   * Carrier (IFF_LOWER_UP): a veth has it while its peer is up, a bridge while one of its ports is
-   * up with carrier; vxlan and loopback while up.
-   */
-  carrier(ns: Netns, dev: Link): boolean {
-    if (!dev.up) return false;
-    if (dev.type === 'veth') return !!dev.peer && !!this.w.netns.get(dev.peer.netns)?.link(dev.peer.name)?.up;
-    if (dev.type === 'bridge') {
-      for (const l of ns.links.values()) if (l.master === dev.name && this.carrier(ns, l)) return true;
-      return false;
-    }
-    return true;
-  }
-
   /** dev_queue_xmit */
   devXmit(ns: Netns, dev: Link, frame: Frame): void {
     if (!dev.up) return this.drop(ns, { reason: 'link-down', site: 'dev_queue_xmit' }, dev.name, 2);
-    if (!this.carrier(ns, dev)) {
+    if (!carrierOk(dev)) {
       // without carrier the device's qdisc is noop: the frame is dropped before any capture sees it
       this.txDropped(ns, dev);
       return this.drop(ns, { reason: 'link-down', site: 'dev_queue_xmit', noCarrier: true }, dev.name, 2);

@@ -1,8 +1,8 @@
 /**
  * Seeded scenarios for the differential suite: a cluster (2–6 nodes in one or two subnets, 1–5
  * pods each), a mode the kernel here can build, a flow (TCP/UDP/ICMP, same- or cross-node, sizes
- * around the MTU with and without DF) and at most one fault, given as the real command a user
- * would type on a node and as the same change to the model.
+ * around the MTU with and without DF) and at most one fault: the real command a user would type
+ * on a node, which the lab runs on the kernel and the model through its emulated tool.
  *
  * Seeds above NAT_SEED_BASE are NAT scenarios: a cross-node flow through a MASQUERADE rule on the
  * source node, or a DNAT rule (a service-like address on the source node, or a node port on the
@@ -11,11 +11,8 @@
  */
 import type { ClusterSpec, CniMode } from '../cluster/spec.ts';
 import type { Cluster } from '../cni/build.ts';
-import { delRoute, setLinkUp, setMtu } from '../kernel/netlink.ts';
-import { parseRuleSpec, shellSplit } from '../kernel/netfilter.ts';
 import type { WalkRequest } from '../trace/walk.ts';
 import { seededRandom } from '../kernel/world.ts';
-import { runCommand } from '../tools/index.ts';
 
 export const LAB_MODES: readonly CniMode[] = ['flannel-vxlan', 'flannel-host-gw', 'calico-bgp'];
 
@@ -44,10 +41,8 @@ const NODE_PORT = 30080;
 export interface Fault {
   /** the model netns the command runs in */
   netns: string;
-  /** the real command, as typed on the node */
+  /** the real command, as typed on the node: run by the kernel in the lab, by the emulated tool in the model */
   command: string;
-  /** the same change, applied to the model */
-  apply(c: Cluster): void;
 }
 
 export interface Scenario {
@@ -176,7 +171,7 @@ function natScenario(
   return { seed, spec, mode, flow, faultKind, cross: true, title, natPod: dst.name, natTargetPort };
 }
 
-/** The scenario's fault as the real command and the same change to the model (values come from the model). */
+/** The scenario's fault as the real command (its values come from the model). */
 export function faultOf(s: Scenario, c: Cluster): Fault | undefined {
   const srcPod = c.pods.find((p) => p.name === s.flow.from)!;
   const dstPod = c.pods.find((p) => p.name === (s.natPod ?? s.flow.to))!;
@@ -187,53 +182,19 @@ export function faultOf(s: Scenario, c: Cluster): Fault | undefined {
     case 'no-listener':
       return undefined;
     case 'route-del':
-      return {
-        netns: srcNode.name,
-        command: `ip route del ${dstNode.podCIDR}`,
-        apply: (m) => void delRoute(m.world.ns(srcNode.name), dstNode.podCIDR),
-      };
+      return { netns: srcNode.name, command: `ip route del ${dstNode.podCIDR}` };
     case 'fdb-del': {
       const vtep = c.world.ns(dstNode.name).link('flannel.1')!.mac;
-      return {
-        netns: srcNode.name,
-        command: `bridge fdb del ${vtep} dev flannel.1 dst ${dstNode.addr}`,
-        apply: (m) => {
-          const vx = m.world.ns(srcNode.name).link('flannel.1');
-          if (vx?.type === 'vxlan')
-            for (const e of vx.fdb.getAll(vtep).filter((x) => x.dst === dstNode.addr)) vx.fdb.remove(e);
-        },
-      };
+      return { netns: srcNode.name, command: `bridge fdb del ${vtep} dev flannel.1 dst ${dstNode.addr}` };
     }
     case 'neigh-del':
-      return {
-        netns: srcNode.name,
-        command: `ip neigh del ${dstNode.podNet} dev flannel.1`,
-        apply: (m) => {
-          const ns = m.world.ns(srcNode.name);
-          const e = ns.neighbour(dstNode.podNet, 'flannel.1');
-          if (e) ns.neigh.remove(e);
-        },
-      };
-    case 'ip-forward-off': {
-      const node = s.cross ? dstNode.name : srcNode.name;
-      return {
-        netns: node,
-        command: 'sysctl -q -w net.ipv4.ip_forward=0',
-        apply: (m) => m.world.ns(node).setSysctl('net.ipv4.ip_forward', '0'),
-      };
-    }
+      return { netns: srcNode.name, command: `ip neigh del ${dstNode.podNet} dev flannel.1` };
+    case 'ip-forward-off':
+      return { netns: s.cross ? dstNode.name : srcNode.name, command: 'sysctl -q -w net.ipv4.ip_forward=0' };
     case 'mtu-mismatch':
-      return {
-        netns: dstNode.name,
-        command: 'ip link set eth0 mtu 1400',
-        apply: (m) => setMtu(m.world.ns(dstNode.name), 'eth0', 1400),
-      };
+      return { netns: dstNode.name, command: 'ip link set eth0 mtu 1400' };
     case 'link-down':
-      return {
-        netns: dstNode.name,
-        command: `ip link set ${dstPod.hostVeth} down`,
-        apply: (m) => setLinkUp(m.world.ns(dstNode.name), dstPod.hostVeth, false),
-      };
+      return { netns: dstNode.name, command: `ip link set ${dstPod.hostVeth} down` };
     case 'masquerade':
     case 'dnat-vip':
     case 'dnat-nodeport': {
@@ -253,27 +214,9 @@ export function faultOf(s: Scenario, c: Cluster): Fault | undefined {
                 dstNode.name,
                 `-A PREROUTING -d ${dstNode.addr}/32 ${p}${proto === 'icmp' ? '' : ` --dport ${NODE_PORT}`} -j DNAT --to-destination ${to}`,
               ];
-      const command = `iptables -t nat ${rule}`;
-      return {
-        netns,
-        command,
-        apply: (m) => {
-          const r = runCommand(m, netns, command);
-          if (r.code !== 0) throw new Error(`${netns}: ${command}: ${r.stderr.trim()}`);
-        },
-      };
+      return { netns, command: `iptables -t nat ${rule}` };
     }
-    case 'iptables-drop': {
-      const rule = `-d ${dstPod.ip}/32 -j DROP`;
-      return {
-        netns: dstNode.name,
-        command: `iptables -I FORWARD ${rule}`,
-        apply: (m) =>
-          void m.world
-            .ns(dstNode.name)
-            .netfilter.chain('filter', 'FORWARD')!
-            .rules.unshift(parseRuleSpec(shellSplit(rule))),
-      };
-    }
+    case 'iptables-drop':
+      return { netns: dstNode.name, command: `iptables -I FORWARD -d ${dstPod.ip}/32 -j DROP` };
   }
 }

@@ -5,7 +5,7 @@
  * walks its hash table, whose order depends on a per-boot random seed).
  */
 import type { Conntrack, CtEntry } from '../kernel/conntrack.ts';
-import { ip4ToInt, prefixMask } from '../wire/addr.ts';
+import { inPrefix, parseIp4 } from '../wire/addr.ts';
 import { formatCtEntry } from '../render/conntrack.ts';
 import { ToolFailure, type Tool, type ToolResult } from './types.ts';
 
@@ -157,17 +157,11 @@ interface Filter {
 }
 
 function parseAddr(text: string): (ip: string) => boolean {
-  const [a, l] = text.split('/');
-  let net: number;
-  const len = l === undefined ? 32 : Number(l);
-  try {
-    net = ip4ToInt(a);
-  } catch {
-    throw param(`Invalid IP address \`${text}'`);
-  }
-  if (!/^\d+$/.test(l ?? '32') || len > 32) throw param(`Invalid IP address \`${text}'`);
-  const mask = prefixMask(len);
-  return (ip) => ((ip4ToInt(ip) ^ net) & mask) >>> 0 === 0;
+  const [a, l = '32'] = text.split('/');
+  const net = parseIp4(a);
+  const len = Number(l);
+  if (net === undefined || !/^\d+$/.test(l) || len > 32) throw param(`Invalid IP address \`${text}'`);
+  return (ip) => inPrefix(ip, net, len);
 }
 
 /** libnetfilter_conntrack's l4 "all" of a tuple side: the port, or for ICMP the id (source) and type|code<<8 (destination) */

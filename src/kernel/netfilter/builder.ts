@@ -7,15 +7,9 @@
  */
 import type { Extension, ParseEnv } from './extension.ts';
 import { IPTABLES_MATCHES, isMatchKind, MATCHES } from './matches.ts';
-import {
-  fullRange,
-  parseAddresses,
-  PROTOCOLS,
-  RuleSyntaxError,
-  strtouiFull,
-  type ServiceLookup,
-} from './parse.ts';
+import { fullRange, parseAddresses, RuleSyntaxError, strtouiFull, type ServiceLookup } from './parse.ts';
 import { IPTABLES_TARGETS, STANDARD_TARGETS, TARGETS } from './targets.ts';
+import { getprotobyname } from '../../wire/protocols.ts';
 import type { Match, Rule, Target } from './types.ts';
 
 export interface BuilderOptions {
@@ -66,10 +60,11 @@ export class RuleBuilder {
         this.once('-p');
         const p = arg.toLowerCase();
         const num = strtouiFull(p, 255);
-        const n = num ?? (p === 'all' ? 0 : PROTOCOLS.find(([name]) => name === p)?.[1]);
+        const n = num ?? (p === 'all' ? 0 : getprotobyname(p)?.number);
         if (n === undefined) throw new RuleSyntaxError(`unknown protocol "${p}" specified`);
         if (n === 0 && neg) throw new RuleSyntaxError('rule would never match protocol');
-        r.proto = { v: n, neg };
+        // iptables-nft compares one byte: mptcp (262) is stored, and listed, as tcp (6), as on 6.18
+        r.proto = { v: n & 0xff, neg };
         return;
       }
       case '-s':

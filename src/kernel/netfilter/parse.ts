@@ -2,30 +2,17 @@
  * The parsing and printing helpers iptables 1.8.9 and libxtables share: the shell's word
  * splitting, xtables_strtoui, address and port parsing, /etc/protocols, iptables-save's quoting.
  */
-import { intToIp4, prefixMask } from '../../wire/addr.ts';
+import { intToIp4, maskToLen, prefixMask } from '../../wire/addr.ts';
+import { PROTOCOLS } from '../../wire/protocols.ts';
 import type { Net, PortRange } from './types.ts';
 
 /** A rule the iptables parser refuses; the message is the text after "iptables v1.8.9 (nf_tables): ". */
 export class RuleSyntaxError extends Error {}
 
-/** /etc/protocols (netbase 6.4): name and number */
-export const PROTOCOLS: readonly (readonly [string, number])[] = (
-  'ip 0;hopopt 0;icmp 1;igmp 2;ggp 3;ipencap 4;st 5;tcp 6;egp 8;igp 9;pup 12;udp 17;hmp 20;xns-idp 22;' +
-  'rdp 27;iso-tp4 29;dccp 33;xtp 36;ddp 37;idpr-cmtp 38;ipv6 41;ipv6-route 43;ipv6-frag 44;idrp 45;' +
-  'rsvp 46;gre 47;esp 50;ah 51;skip 57;ipv6-icmp 58;ipv6-nonxt 59;ipv6-opts 60;rspf 73;vmtp 81;' +
-  'eigrp 88;ospf 89;ax.25 93;ipip 94;etherip 97;encap 98;pim 103;ipcomp 108;vrrp 112;l2tp 115;isis 124;' +
-  'sctp 132;fc 133;mobility-header 135;udplite 136;mpls-in-ip 137;manet 138;hip 139;shim6 140;wesp 141;' +
-  'rohc 142;ethernet 143'
-)
-  .split(';')
-  .map((e) => {
-    const [n, v] = e.split(' ');
-    return [n, Number(v)] as const;
-  });
-
 /** protocol number → the name iptables prints (getprotobynumber; 0 is "all") */
 export const PROTO_NAME: Record<number, string> = { 0: 'all' };
-for (const [n, v] of PROTOCOLS) if (v !== 0 && PROTO_NAME[v] === undefined) PROTO_NAME[v] = n;
+for (const { name, number } of PROTOCOLS)
+  if (number !== 0 && PROTO_NAME[number] === undefined) PROTO_NAME[number] = name;
 
 /** Split a command line the way a POSIX shell does for quotes and backslashes (no expansion). */
 export function shellSplit(line: string): string[] {
@@ -94,11 +81,6 @@ export function numericToIp(s: string, isMask: boolean): number | undefined {
   return ((bytes[0] << 24) | (bytes[1] << 16) | (bytes[2] << 8) | bytes[3]) >>> 0;
 }
 
-export function maskLen(mask: number): number | undefined {
-  for (let len = 0; len <= 32; len++) if (prefixMask(len) === mask) return len;
-  return undefined;
-}
-
 /** the mask of an address as a number */
 export function netMask(n: Net): number {
   return n.mask ?? prefixMask(n.len);
@@ -115,7 +97,7 @@ export function parseAddress(item: string): Net {
     if (mask.includes('.')) {
       const m = numericToIp(mask, true);
       if (m === undefined) throw new RuleSyntaxError(`host/network \`${mask}' not found`);
-      const l = maskLen(m);
+      const l = maskToLen(m);
       if (l === undefined) dotted = m;
       else len = l;
     } else {
