@@ -34,7 +34,7 @@ import { formatRoute, type Route } from './fib.ts';
 import type { BridgeLink, IpipLink, Link, NeighEntry, Netns, VethLink, VxlanLink } from './objects.ts';
 import { fmtTuple, fmtTupleEnd, fmtTupleFlow, tupleOf, type CtResult } from './conntrack.ts';
 import { formatRuleSpec, type Hook } from './netfilter.ts';
-import { hookEnv, runHook, type NfEvent } from './netfilter/hooks.ts';
+import { runHook, type HookEnv, type NfEvent } from './netfilter/hooks.ts';
 import { REJECT_CODE, resetFor } from './netfilter/reject.ts';
 import type { World } from './world.ts';
 
@@ -1108,6 +1108,13 @@ export class Stack {
     return ns.netfilter.usesConntrack();
   }
 
+  /** what netfilter's hooks need of the datapath */
+  private readonly hookEnv: HookEnv = {
+    now: () => this.w.now,
+    random: (...parts: (string | number)[]) => this.w.derive('netfilter', ...parts),
+    conntrackOn: (ns: Netns) => this.conntrackOn(ns),
+  };
+
   /** nf_hook_slow: the hook's tables in priority order, conntrack and NAT (netfilter/hooks.ts) */
   private netfilterHook(
     ns: Netns,
@@ -1117,20 +1124,9 @@ export class Stack {
     oif?: string,
     nexthop?: string,
   ): boolean {
-    const r = runHook(
-      ns,
-      hook,
-      skb,
-      {
-        iif,
-        oif,
-        nexthop,
-        len: ipv4Length(skb.pkt),
-        conntrackOn: () => this.conntrackOn(ns),
-        tcpLoose: ns.sysctl.get('net.netfilter.nf_conntrack_tcp_loose') !== '0',
-      },
-      hookEnv(ns, this.w.now, (...parts) => this.w.derive('netfilter', ...parts)),
-    );
+    // no table in the namespace: no hook, no conntrack, nothing to run
+    if (!skb.ct && !ns.netfilter.active()) return true;
+    const r = runHook(ns, hook, skb, { iif, oif, nexthop, len: ipv4Length(skb.pkt) }, this.hookEnv);
     for (const ev of r.events) this.netfilterStep(ns, ev, iif ?? oif);
     if (r.verdict === 'ACCEPT') return true;
     const t = r.by!;
