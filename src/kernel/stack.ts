@@ -82,6 +82,8 @@ interface Skb {
   untracked?: boolean;
   /** largest fragment seen when reassembled by conntrack defrag (IPCB frag_max_size) */
   fragMax?: number;
+  /** br_netfilter ran PREROUTING when the frame entered the bridge (ip_sabotage_in skips it) */
+  prerouted?: boolean;
 }
 
 export class Stack {
@@ -518,6 +520,17 @@ export class Stack {
           bytes = emitFrame(frame);
           fragMax = whole.max;
         }
+        // br_nf_pre_routing: IPv4 entering a bridge port runs PREROUTING (conntrack, NAT) in the
+        // bridge, before the FDB decides; the IP layer does not run it again (ip_sabotage_in)
+        if (frame.payload.kind === 'ipv4' && this.brNetfilter(ns)) {
+          const pre: Skb = { pkt: frame.payload, iif: br.name, fragMax };
+          if (!this.netfilterHook(ns, 'PREROUTING', pre, br.name, undefined)) return;
+          if (pre.pkt !== frame.payload) {
+            frame = { eth: frame.eth, payload: pre.pkt };
+            bytes = emitFrame(frame);
+          }
+          this.bridgePre.set(frame, pre);
+        }
         // tcpdump puts the bridge device in promiscuous mode, and a promiscuous bridge passes a copy
         // of every frame it receives up to itself: a capture on cni0 sees all bridged traffic
         this.capture(ns, br, 'in', bytes);
@@ -541,8 +554,10 @@ export class Stack {
       );
     }
     if (frame.eth.ethertype === ETHERTYPE_ARP) return this.arpRcv(ns, dev, frame);
-    if (frame.eth.ethertype === ETHERTYPE_IPV4 && frame.payload.kind === 'ipv4')
-      return this.ipRcv(ns, dev, { pkt: frame.payload, fragMax });
+    if (frame.eth.ethertype === ETHERTYPE_IPV4 && frame.payload.kind === 'ipv4') {
+      const pre = this.bridgePre.get(frame);
+      return this.ipRcv(ns, dev, pre ? { ...pre, prerouted: true } : { pkt: frame.payload, fragMax });
+    }
   }
 
   private brNetfilter(ns: Netns): boolean {
@@ -677,13 +692,10 @@ export class Stack {
     fragMax?: number,
   ): void {
     if (!port.up) return this.drop(ns, 'link-down', `bridge port ${port.name} is down`, port.name, 2);
-    if (
-      inPort &&
-      frame.payload.kind === 'ipv4' &&
-      ns.sysctl.get('net.bridge.bridge-nf-call-iptables') === '1'
-    ) {
-      const skb: Skb = { pkt: frame.payload, iif: br.name };
-      if (!this.netfilterHook(ns, 'PREROUTING', skb, br.name, undefined)) return;
+    const pre = inPort ? this.bridgePre.get(frame) : undefined;
+    if (pre) {
+      // br_nf_forward_ip, br_nf_post_routing (PREROUTING ran when the frame entered the bridge)
+      const skb: Skb = { ...pre };
       if (!this.netfilterHook(ns, 'FORWARD', skb, br.name, br.name)) return;
       if (!this.netfilterHook(ns, 'POSTROUTING', skb, undefined, br.name, skb.pkt.ip.dst)) return;
       if (skb.pkt !== frame.payload) frame = { eth: frame.eth, payload: skb.pkt };
@@ -883,7 +895,7 @@ export class Stack {
       skb.pkt = whole.pkt;
       skb.fragMax = whole.max;
     }
-    if (!this.netfilterHook(ns, 'PREROUTING', skb, dev.name, undefined)) return;
+    if (!skb.prerouted && !this.netfilterHook(ns, 'PREROUTING', skb, dev.name, undefined)) return;
     const dst = skb.pkt.ip.dst;
     const localDev = ns.localAddress(dst);
     if (localDev) {
@@ -1107,6 +1119,9 @@ export class Stack {
   conntrackOn(ns: Netns): boolean {
     return ns.netfilter.usesConntrack();
   }
+
+  /** frames that went through br_netfilter's PREROUTING on entering a bridge, with what it left on the skb */
+  private bridgePre = new WeakMap<Frame, Skb>();
 
   /** what netfilter's hooks need of the datapath */
   private readonly hookEnv: HookEnv = {
