@@ -397,11 +397,13 @@ function scenario(mode: CniMode): Scenario {
 }
 
 /** the same client podwalk's lab trace uses: connect from SPORT, send the request, read "ok", close */
+/** each client prints the wall-clock second its first packet leaves (the interpreter's start-up, slow on a busy machine, is not part of the flow) */
 const TCP_CLIENT = `
-import socket, sys
+import socket, sys, time
 dst, dport, sport, req = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), bytes.fromhex(sys.argv[4])
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("0.0.0.0", sport)); s.settimeout(3)
+print("T=%f" % time.time(), flush=True)
 try:
     s.connect((dst, dport))
     s.sendall(req)
@@ -418,10 +420,11 @@ print(len(got), "bytes")
 `;
 
 const UDP_CLIENT = `
-import socket, sys
+import socket, sys, time
 dst, dport, sport, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("0.0.0.0", sport)); s.settimeout(1)
+print("T=%f" % time.time(), flush=True)
 try:
     s.sendto(bytes((0x10 + i) & 0xff for i in range(n)), (dst, dport))
     d, a = s.recvfrom(65536)
@@ -434,7 +437,18 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const hex = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
 
 /** run the flow for real from the source pod, with the source port (or ICMP id) the model uses */
-function realFlow(state: LabState, model: Cluster, req: WalkRequest): { code: number; out: string } {
+const PING = `
+import subprocess, sys, time
+print("T=%f" % time.time(), flush=True)
+sys.exit(subprocess.call(sys.argv[1:]))
+`;
+
+/** run the flow for real; `at` is the wall-clock second (epoch) its first packet left */
+function realFlow(
+  state: LabState,
+  model: Cluster,
+  req: WalkRequest,
+): { code: number; out: string; at: number } {
   const w = walk(model, req, { exchange: true });
   const f = w.request.flow;
   let r;
@@ -467,12 +481,14 @@ function realFlow(state: LabState, model: Cluster, req: WalkRequest): { code: nu
     r = labExec(
       state,
       f.from,
-      ['ping', '-n', '-c', '1', '-W', '1', '-e', String(id), f.dst],
+      ['python3', '-c', PING, 'ping', '-n', '-c', '1', '-W', '1', '-e', String(id), f.dst],
       undefined,
       10_000,
     );
   }
-  return { code: r.code, out: (r.stdout + r.stderr).trim() };
+  const m = /^T=([\d.]+)\n/.exec(r.stdout);
+  if (!m) throw new Error(`the client printed no start time: ${r.stdout}${r.stderr}`);
+  return { code: r.code, out: (r.stdout.slice(m[0].length) + r.stderr).trim(), at: Number(m[1]) };
 }
 
 const slug = (argv: string[]) =>
@@ -512,9 +528,8 @@ async function recordMode(mode: CniMode, dir: URL): Promise<void> {
     const t = () => (Date.now() - t0) / 1000;
     for (const s of scenario(mode)) {
       if ('walk' in s) {
-        const at = t();
-        const client = realFlow(state, model, s.walk);
-        manifest.steps.push({ kind: 'walk', t: at, req: s.walk, client });
+        const { at, ...client } = realFlow(state, model, s.walk);
+        manifest.steps.push({ kind: 'walk', t: at - t0 / 1000, req: s.walk, client });
         // let the last packets of the exchange (FIN, ACK) land
         await sleep(300);
         continue;

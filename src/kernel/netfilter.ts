@@ -152,6 +152,12 @@ export class Netfilter {
     return false;
   }
 
+  /** does any table exist in the kernel? Without one, no hook has anything to do (a pod's namespace) */
+  active(): boolean {
+    for (const name of this.tables.keys()) if (this.present(name)) return true;
+    return false;
+  }
+
   /**
    * Does this namespace run conntrack? nf_conntrack registers its hooks per netns on demand: when
    * the nat table exists (its base chains need it) or a rule's match or target does

@@ -47,7 +47,7 @@ import { carrierOk } from './links.ts';
 import type { BridgeLink, IpipLink, Link, Netns, VethLink, VxlanLink } from './objects.ts';
 import { tupleOf, type CtResult } from './conntrack.ts';
 import type { Hook } from './netfilter.ts';
-import { hookEnv, runHook, type NfEvent } from './netfilter/hooks.ts';
+import { runHook, type HookEnv, type NfEvent } from './netfilter/hooks.ts';
 import type { Traversal } from './netfilter/eval.ts';
 import { REJECT_CODE, resetFor } from './netfilter/reject.ts';
 import type { World } from './world.ts';
@@ -98,6 +98,8 @@ interface Skb {
   untracked?: boolean;
   /** largest fragment seen when reassembled by conntrack defrag (IPCB frag_max_size) */
   fragMax?: number;
+  /** br_netfilter ran PREROUTING when the frame entered the bridge (ip_sabotage_in skips it) */
+  prerouted?: boolean;
 }
 
 export class Stack {
@@ -541,6 +543,17 @@ export class Stack {
           bytes = emitFrame(frame);
           fragMax = whole.max;
         }
+        // br_nf_pre_routing: IPv4 entering a bridge port runs PREROUTING (conntrack, NAT) in the
+        // bridge, before the FDB decides; the IP layer does not run it again (ip_sabotage_in)
+        if (frame.payload.kind === 'ipv4' && this.brNetfilter(ns)) {
+          const pre: Skb = { pkt: frame.payload, iif: br.name, fragMax };
+          if (!this.netfilterHook(ns, 'PREROUTING', pre, br.name, undefined)) return;
+          if (pre.pkt !== frame.payload) {
+            frame = { eth: frame.eth, payload: pre.pkt };
+            bytes = emitFrame(frame);
+          }
+          this.bridgePre.set(frame, pre);
+        }
         // tcpdump puts the bridge device in promiscuous mode, and a promiscuous bridge passes a copy
         // of every frame it receives up to itself: a capture on cni0 sees all bridged traffic
         this.capture(ns, br, 'in', bytes);
@@ -563,8 +576,10 @@ export class Stack {
       );
     }
     if (frame.eth.ethertype === ETHERTYPE_ARP) return this.arpRcv(ns, dev, frame);
-    if (frame.eth.ethertype === ETHERTYPE_IPV4 && frame.payload.kind === 'ipv4')
-      return this.ipRcv(ns, dev, { pkt: frame.payload, fragMax });
+    if (frame.eth.ethertype === ETHERTYPE_IPV4 && frame.payload.kind === 'ipv4') {
+      const pre = this.bridgePre.get(frame);
+      return this.ipRcv(ns, dev, pre ? { ...pre, prerouted: true } : { pkt: frame.payload, fragMax });
+    }
   }
 
   private brNetfilter(ns: Netns): boolean {
@@ -702,13 +717,10 @@ export class Stack {
   ): void {
     if (!port.up)
       return this.drop(ns, { reason: 'link-down', site: 'br_forward', bridge: 'port' }, port.name, 2);
-    if (
-      inPort &&
-      frame.payload.kind === 'ipv4' &&
-      ns.sysctl.get('net.bridge.bridge-nf-call-iptables') === '1'
-    ) {
-      const skb: Skb = { pkt: frame.payload, iif: br.name };
-      if (!this.netfilterHook(ns, 'PREROUTING', skb, br.name, undefined)) return;
+    const pre = inPort ? this.bridgePre.get(frame) : undefined;
+    if (pre) {
+      // br_nf_forward_ip, br_nf_post_routing (PREROUTING ran when the frame entered the bridge)
+      const skb: Skb = { ...pre };
       if (!this.netfilterHook(ns, 'FORWARD', skb, br.name, br.name)) return;
       if (!this.netfilterHook(ns, 'POSTROUTING', skb, undefined, br.name, skb.pkt.ip.dst)) return;
       if (skb.pkt !== frame.payload) frame = { eth: frame.eth, payload: skb.pkt };
@@ -898,7 +910,7 @@ export class Stack {
       skb.pkt = whole.pkt;
       skb.fragMax = whole.max;
     }
-    if (!this.netfilterHook(ns, 'PREROUTING', skb, dev.name, undefined)) return;
+    if (!skb.prerouted && !this.netfilterHook(ns, 'PREROUTING', skb, dev.name, undefined)) return;
     const dst = skb.pkt.ip.dst;
     const localDev = ns.localAddress(dst);
     if (localDev) {
@@ -1095,6 +1107,16 @@ export class Stack {
     return ns.netfilter.usesConntrack();
   }
 
+  /** frames that went through br_netfilter's PREROUTING on entering a bridge, with what it left on the skb */
+  private bridgePre = new WeakMap<Frame, Skb>();
+
+  /** what netfilter's hooks need of the datapath */
+  private readonly hookEnv: HookEnv = {
+    now: () => this.w.now,
+    random: (...parts: (string | number)[]) => this.w.derive('netfilter', ...parts),
+    conntrackOn: (ns: Netns) => this.conntrackOn(ns),
+  };
+
   /** nf_hook_slow: the hook's tables in priority order, conntrack and NAT (netfilter/hooks.ts) */
   private netfilterHook(
     ns: Netns,
@@ -1104,20 +1126,9 @@ export class Stack {
     oif?: string,
     nexthop?: string,
   ): boolean {
-    const r = runHook(
-      ns,
-      hook,
-      skb,
-      {
-        iif,
-        oif,
-        nexthop,
-        len: ipv4Length(skb.pkt),
-        conntrackOn: () => this.conntrackOn(ns),
-        tcpLoose: ns.sysctl.get('net.netfilter.nf_conntrack_tcp_loose') !== '0',
-      },
-      hookEnv(ns, this.w.now, (...parts) => this.w.derive('netfilter', ...parts)),
-    );
+    // no table in the namespace: no hook, no conntrack, nothing to run
+    if (!skb.ct && !ns.netfilter.active()) return true;
+    const r = runHook(ns, hook, skb, { iif, oif, nexthop, len: ipv4Length(skb.pkt) }, this.hookEnv);
     for (const ev of r.events) this.netfilterStep(ns, ev, iif ?? oif);
     if (r.verdict === 'ACCEPT') return true;
     const decision = nfDecision(ns, r.by!);

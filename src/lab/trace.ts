@@ -143,15 +143,16 @@ function isIgmp(frame: Uint8Array, raw: boolean): boolean {
 }
 
 /**
- * The simulation has no TCP retransmission timer: a SYN that gets no answer is sent once. The
- * kernel sends it again after 1 s, 3 s…; a SYN identical to one already seen on the same
- * interface is such a retransmission and is left out (the second normalisation of real traffic).
- * Only SYNs: other segments look alike in this summary (no sequence numbers) without being resent.
+ * The simulation has no TCP retransmission timer: a SYN (or a SYN-ACK) that gets no answer is sent
+ * once. The kernel sends it again after 1 s, 3 s…; a SYN or SYN-ACK identical to one already seen
+ * on the same interface is such a retransmission and is left out (the second normalisation of
+ * real traffic). Only these: other segments look alike in this summary (no sequence numbers)
+ * without being resent.
  */
 function withoutRetransmissions(seq: string[]): string[] {
   const seen = new Set<string>();
   return seq.filter((l) => {
-    if (!/ tcp \d+>\d+ \[S\] /.test(l)) return true;
+    if (!/ tcp \d+>\d+ \[S\.?\] /.test(l)) return true;
     if (seen.has(l)) return false;
     seen.add(l);
     return true;

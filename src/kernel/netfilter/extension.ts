@@ -5,7 +5,7 @@
  * test the datapath runs. The registry of each lives in matches.ts and targets.ts.
  */
 import type { ServiceLookup } from './parse.ts';
-import type { AddrType, CtState, CtStatus, Hook, RecentEntry, Rule, TableName } from './types.ts';
+import type { AddrType, CtState, Hook, RecentEntry, Rule, TableName } from './types.ts';
 
 /** one getopt long option of an extension */
 export interface OptionSpec {
@@ -75,16 +75,18 @@ export interface PacketView {
   ct?: CtView;
 }
 
-/** the conntrack entry as xt_conntrack sees it */
+/** the conntrack entry as xt_conntrack sees it (the entry itself, read only where a rule asks) */
 export interface CtView {
-  dir: 'ORIGINAL' | 'REPLY';
-  origSrc: number;
-  origDst: number;
-  replSrc: number;
-  replDst: number;
-  status: ReadonlySet<CtStatus>;
-  snat: boolean;
-  dnat: boolean;
+  dir: 'original' | 'reply';
+  entry: {
+    orig: { src: string; dst: string };
+    reply: { src: string; dst: string };
+    seenReply: boolean;
+    assured: boolean;
+    confirmed: boolean;
+    snat: boolean;
+    dnat: boolean;
+  };
 }
 
 /** What the datapath gives the matches that need more than the packet */

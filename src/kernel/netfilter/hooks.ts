@@ -25,9 +25,9 @@ import {
 } from '../nat.ts';
 import type { Netns } from '../objects.ts';
 import { HOOK_TABLES } from '../netfilter.ts';
-import type { CtView, MatchEnv, PacketView } from './extension.ts';
+import type { MatchEnv, PacketView } from './extension.ts';
 import { traverse, type Traversal } from './eval.ts';
-import type { AddrType, CtStatus, Hook, NatRange } from './types.ts';
+import type { AddrType, Hook, NatRange, TableName } from './types.ts';
 
 /** what a hook sees of the skb; NAT replaces pkt, MARK changes mark, conntrack attaches ct */
 export interface HookSkb {
@@ -38,15 +38,13 @@ export interface HookSkb {
   untracked?: boolean;
 }
 
-/** what the hook needs from the datapath around it */
+/** what the hook needs from the datapath around it (one object per datapath, not per packet) */
 export interface HookEnv {
-  now: number;
-  /** a deterministic u32 for this packet (statistic, NAT port choice) */
+  now(): number;
+  /** a deterministic u32 (statistic, NAT port choice) */
   random(...parts: (string | number)[]): number;
-  /** inet_addr_type in the namespace, or of one device (--limit-iface-*) */
-  addrType(addr: number, dev?: string): AddrType;
-  /** MASQUERADE: inet_select_addr(out, nexthop, RT_SCOPE_UNIVERSE) */
-  masqueradeSource(out: string, nexthop: string): string | undefined;
+  /** does the namespace track connections (asked only where it matters) */
+  conntrackOn(ns: Netns): boolean;
 }
 
 export type NfEvent =
@@ -68,117 +66,122 @@ export interface HookResult {
   events: NfEvent[];
 }
 
+/** where the packet is: devices, the route's next hop (MASQUERADE), its length (counters) */
+export interface HookPlace {
+  iif?: string;
+  oif?: string;
+  nexthop?: string;
+  len: number;
+}
+
 const CT_TABLE_HOOKS: readonly Hook[] = ['PREROUTING', 'OUTPUT'];
 
-function ctView(ct: CtResult): CtView {
-  const e = ct.entry;
-  const status = new Set<CtStatus>();
-  if (e.seenReply) status.add('SEEN_REPLY');
-  if (e.assured) status.add('ASSURED');
-  if (e.confirmed) status.add('CONFIRMED');
-  return {
-    dir: ct.dir === 'original' ? 'ORIGINAL' : 'REPLY',
-    origSrc: ip4ToInt(e.orig.src),
-    origDst: ip4ToInt(e.orig.dst),
-    replSrc: ip4ToInt(e.reply.src),
-    replDst: ip4ToInt(e.reply.dst),
-    status,
-    snat: e.snat,
-    dnat: e.dnat,
-  };
-}
+/** one run of a hook: the tables' match environment too */
+class HookRun implements MatchEnv {
+  table: TableName = 'filter';
+  readonly events: NfEvent[] = [];
+  private flow?: string;
 
-function packetView(skb: HookSkb, iif: string | undefined, oif: string | undefined, len: number): PacketView {
-  const p = skb.pkt;
-  const pl = p.payload;
-  const ct = skb.ct;
-  return {
-    src: ip4ToInt(p.ip.src),
-    dst: ip4ToInt(p.ip.dst),
-    proto: p.ip.protocol,
-    sport: pl.kind === 'tcp' ? pl.tcp.srcPort : pl.kind === 'udp' ? pl.udp.srcPort : undefined,
-    dport: pl.kind === 'tcp' ? pl.tcp.dstPort : pl.kind === 'udp' ? pl.udp.dstPort : undefined,
-    icmpType: pl.kind === 'icmp' ? pl.icmp.type : undefined,
-    icmpCode: pl.kind === 'icmp' ? pl.icmp.code : undefined,
-    in: iif,
-    out: oif,
-    ttl: p.ip.ttl,
-    len,
-    mark: skb.mark ?? 0,
-    ctstate: skb.untracked || !ct ? 'UNTRACKED' : ct.ctstate,
-    ct: ct && !ct.invalid ? ctView(ct) : undefined,
-  };
-}
+  constructor(
+    readonly ns: Netns,
+    readonly hook: Hook,
+    readonly skb: HookSkb,
+    readonly at: HookPlace,
+    readonly env: HookEnv,
+  ) {}
 
-/**
- * Run `hook` for the packet. `len` is its IP total length (for counters); `nexthop` is the
- * route's next hop (MASQUERADE picks the output device's address towards it); `conntrackOn`:
- * the namespace tracks connections; `tcpLoose`: nf_conntrack_tcp_loose.
- */
-export function runHook(
-  ns: Netns,
-  hook: Hook,
-  skb: HookSkb,
-  opts: {
-    iif?: string;
-    oif?: string;
-    nexthop?: string;
-    len: number;
-    /** does the namespace track connections (asked only where it matters) */
-    conntrackOn: () => boolean;
-    tcpLoose: boolean;
-  },
-  env: HookEnv,
-): HookResult {
-  const nf = ns.netfilter;
-  const events: NfEvent[] = [];
-  const flowKey = () => {
-    const t = tupleOf(skb.pkt);
-    return `${t.proto}|${t.src}|${t.sport}|${t.dst}|${t.dport}|${t.icmpId ?? ''}`;
-  };
-  const matchEnv = (table: MatchEnv['table']): MatchEnv => ({
-    table,
-    hook,
-    now: env.now,
-    random: (salt) => env.random(ns.name, table, hook, salt, flowKey()),
-    addrType: env.addrType,
-    recent: nf.recent,
-  });
+  get now(): number {
+    return this.env.now();
+  }
 
-  /** one table's builtin chain; a decision to drop ends the hook */
-  const runTable = (name: MatchEnv['table']): Traversal | undefined => {
+  get recent(): MatchEnv['recent'] {
+    return this.ns.netfilter.recent;
+  }
+
+  /** the packet's flow, for the deterministic random numbers of statistic and NAT */
+  private flowKey(): string {
+    if (this.flow === undefined) {
+      const t = tupleOf(this.skb.pkt);
+      this.flow = `${t.proto}|${t.src}|${t.sport}|${t.dst}|${t.dport}|${t.icmpId ?? ''}`;
+    }
+    return this.flow;
+  }
+
+  random(salt: string): number {
+    return this.env.random(this.ns.name, this.table, this.hook, salt, this.flowKey());
+  }
+
+  natRandom(salt: string): number {
+    return this.env.random(this.ns.name, 'nat', salt, this.flowKey());
+  }
+
+  addrType(addr: number, dev?: string): AddrType {
+    return inetAddrType(this.ns, addr, dev);
+  }
+
+  view(): PacketView {
+    const skb = this.skb;
+    const p = skb.pkt;
+    const pl = p.payload;
+    const ct = skb.ct;
+    return {
+      src: ip4ToInt(p.ip.src),
+      dst: ip4ToInt(p.ip.dst),
+      proto: p.ip.protocol,
+      sport: pl.kind === 'tcp' ? pl.tcp.srcPort : pl.kind === 'udp' ? pl.udp.srcPort : undefined,
+      dport: pl.kind === 'tcp' ? pl.tcp.dstPort : pl.kind === 'udp' ? pl.udp.dstPort : undefined,
+      icmpType: pl.kind === 'icmp' ? pl.icmp.type : undefined,
+      icmpCode: pl.kind === 'icmp' ? pl.icmp.code : undefined,
+      in: this.at.iif,
+      out: this.at.oif,
+      ttl: p.ip.ttl,
+      len: this.at.len,
+      mark: skb.mark ?? 0,
+      ctstate: skb.untracked || !ct ? 'UNTRACKED' : ct.ctstate,
+      ct: ct && !ct.invalid ? ct : undefined,
+    };
+  }
+
+  /** one table's builtin chain */
+  runTable(name: TableName): Traversal | undefined {
+    const nf = this.ns.netfilter;
     const table = nf.tables.get(name);
     if (!table) return undefined;
-    const chain = table.get(hook);
-    if (!chain) return undefined;
+    const chain = table.get(this.hook);
     // a table that does not exist in the kernel has no hooks (a pod's namespace)
-    if (!nf.present(name)) return undefined;
-    const view = packetView(skb, opts.iif, opts.oif, opts.len);
-    const t = traverse(table, name, hook, view, matchEnv(name), true);
-    skb.mark = view.mark;
+    if (!chain || !nf.present(name)) return undefined;
+    const view = this.view();
+    this.table = name;
+    const t = traverse(table, name, this.hook, view, this, true);
+    this.skb.mark = view.mark;
     if (chain.rules.length || chain.policy !== 'ACCEPT' || t.verdict !== 'ACCEPT')
-      events.push({ kind: 'traversal', traversal: t });
-    if (t.notrack && !skb.ct) skb.untracked = true;
+      this.events.push({ kind: 'traversal', traversal: t });
+    if (t.notrack && !this.skb.ct) this.skb.untracked = true;
     return t;
-  };
+  }
 
-  const ctIn = () => {
-    if (skb.untracked || skb.ct || !opts.conntrackOn()) return;
+  /** nf_conntrack_in */
+  ctIn(): void {
+    const skb = this.skb;
+    if (skb.untracked || skb.ct || !this.env.conntrackOn(this.ns)) return;
     const t = tupleOf(skb.pkt);
     const flags = skb.pkt.payload.kind === 'tcp' ? skb.pkt.payload.tcp.flags : undefined;
-    const res = ns.conntrack.track(t, flags, env.now, opts.tcpLoose, quotedTuple(skb.pkt));
+    const loose = this.ns.sysctl.get('net.netfilter.nf_conntrack_tcp_loose') !== '0';
+    const res = this.ns.conntrack.track(t, flags, this.env.now(), loose, quotedTuple(skb.pkt));
     skb.ct = res;
-    events.push({ kind: 'conntrack', hook, result: res });
-  };
+    this.events.push({ kind: 'conntrack', hook: this.hook, result: res });
+  }
 
-  const nat = (): HookResult | undefined => {
+  /** nf_nat_ipv4_fn / nf_nat_inet_fn; a result only when the packet is dropped */
+  nat(): HookResult | undefined {
+    const { skb, hook, events, ns } = this;
     const ct = skb.ct;
     // the nat table's base chains are what make conntrack run: no nat table, no NAT
-    if (!ct || ct.invalid || skb.untracked || !nf.present('nat')) return undefined;
+    if (!ct || ct.invalid || skb.untracked || !ns.netfilter.present('nat')) return undefined;
     const manip = hookManip(hook);
     const e = ct.entry;
     const before = tupleOf(skb.pkt);
-    // nf_nat_ipv4_fn: an ICMP error of a NATed entry is translated, never run through the table
+    // an ICMP error of a NATed entry is translated, never run through the table
     if (ct.related && skb.pkt.payload.kind === 'icmp') {
       const out = natIcmpReply(e, ct.dir, manip, skb.pkt);
       if (out) {
@@ -187,29 +190,29 @@ export function runHook(
       }
       return undefined;
     }
-    // nf_nat_inet_fn: the table only while the entry's manip of this type is not set up
+    // the table only while the entry's manip of this type is not set up
     if ((ct.ctstate === 'NEW' || ct.related) && !natInitialized(e, manip)) {
-      const t = runTable('nat');
-      const rule = t?.decided?.rule;
-      const target = rule?.target;
+      const t = this.runTable('nat');
       if (t && t.verdict !== 'ACCEPT') return { verdict: t.verdict, by: t, events };
-      const random = (salt: string) => env.random(ns.name, 'nat', salt, flowKey());
-      if (target?.kind === 'DNAT' || target?.kind === 'SNAT') {
-        const setup = natSetup(ns.conntrack, e, target.range, manip, random);
-        events.push({ kind: 'nat-setup', hook, setup, byRule: true, orig: e.orig, reply: e.reply });
-      } else if (target?.kind === 'MASQUERADE' && e.orig.src !== '0.0.0.0') {
+      const target = t?.decided?.rule.target;
+      let range: NatRange | undefined;
+      if (target?.kind === 'DNAT' || target?.kind === 'SNAT') range = target.range;
+      else if (target?.kind === 'MASQUERADE' && e.orig.src !== '0.0.0.0') {
         // nf_nat_masquerade_ipv4: the output device's address towards the next hop
-        const src = opts.oif ? env.masqueradeSource(opts.oif, opts.nexthop ?? skb.pkt.ip.dst) : undefined;
+        const out = this.at.oif;
+        const src = out ? inetSelectAddr(ns, out, this.at.nexthop ?? skb.pkt.ip.dst) : undefined;
         if (!src) {
-          events.push({ kind: 'masquerade-failed', hook, device: opts.oif ?? '' });
+          events.push({ kind: 'masquerade-failed', hook, device: out ?? '' });
           return { verdict: 'DROP', by: t, events };
         }
-        const range: NatRange = { ...target.range, minIp: ip4ToInt(src), maxIp: ip4ToInt(src) };
-        const setup = natSetup(ns.conntrack, e, range, manip, random);
+        range = { ...target.range, minIp: ip4ToInt(src), maxIp: ip4ToInt(src) };
+      }
+      if (range) {
+        const setup = natSetup(ns.conntrack, e, range, manip, (salt) => this.natRandom(salt));
         events.push({ kind: 'nat-setup', hook, setup, byRule: true, orig: e.orig, reply: e.reply });
       }
       if (!natInitialized(e, manip)) {
-        const setup = natNullBinding(ns.conntrack, e, manip, random);
+        const setup = natNullBinding(ns.conntrack, e, manip, (salt) => this.natRandom(salt));
         if (setup.changed)
           events.push({ kind: 'nat-setup', hook, setup, byRule: false, orig: e.orig, reply: e.reply });
       }
@@ -220,22 +223,31 @@ export function runHook(
       events.push({ kind: 'nat-rewrite', hook, manip, before, after: tupleOf(out), icmpError: false });
     }
     return undefined;
-  };
-
-  for (const name of HOOK_TABLES[hook]) {
-    if (name === 'mangle' && CT_TABLE_HOOKS.includes(hook)) ctIn();
-    if (name === 'nat') {
-      const r = nat();
-      if (r) return r;
-      continue;
-    }
-    const t = runTable(name);
-    if (t && t.verdict !== 'ACCEPT') return { verdict: t.verdict, by: t, events };
   }
-  // __nf_conntrack_confirm, the last entry of POSTROUTING and INPUT (not for related packets)
-  if ((hook === 'POSTROUTING' || hook === 'INPUT') && skb.ct?.isNew && !skb.ct.entry.confirmed)
-    ns.conntrack.confirm(skb.ct.entry);
-  return { verdict: 'ACCEPT', events };
+
+  run(): HookResult {
+    const hook = this.hook;
+    for (const name of HOOK_TABLES[hook]) {
+      if (name === 'mangle' && CT_TABLE_HOOKS.includes(hook)) this.ctIn();
+      if (name === 'nat') {
+        const r = this.nat();
+        if (r) return r;
+        continue;
+      }
+      const t = this.runTable(name);
+      if (t && t.verdict !== 'ACCEPT') return { verdict: t.verdict, by: t, events: this.events };
+    }
+    // __nf_conntrack_confirm, the last entry of POSTROUTING and INPUT (not for related packets)
+    const ct = this.skb.ct;
+    if ((hook === 'POSTROUTING' || hook === 'INPUT') && ct?.isNew && !ct.entry.confirmed)
+      this.ns.conntrack.confirm(ct.entry);
+    return { verdict: 'ACCEPT', events: this.events };
+  }
+}
+
+/** Run `hook` for the packet in the namespace. */
+export function runHook(ns: Netns, hook: Hook, skb: HookSkb, at: HookPlace, env: HookEnv): HookResult {
+  return new HookRun(ns, hook, skb, at, env).run();
 }
 
 /* ------------------------------------------------------------ the datapath's side */
@@ -272,14 +284,4 @@ export function inetSelectAddr(ns: Netns, devName: string, dst: string): string 
   if (first) return first;
   for (const l of ns.links.values()) for (const a of l.addrs) if (a.scope === 'global') return a.ip;
   return undefined;
-}
-
-/** the HookEnv of a namespace at the world's current time */
-export function hookEnv(ns: Netns, now: number, derive: (...parts: (string | number)[]) => number): HookEnv {
-  return {
-    now,
-    random: derive,
-    addrType: (addr, dev) => inetAddrType(ns, addr, dev),
-    masqueradeSource: (out, nexthop) => inetSelectAddr(ns, out, nexthop),
-  };
 }

@@ -4,7 +4,7 @@
  * statistic, multiport, addrtype, recent), prints itself as iptables-save and `iptables -L` do,
  * and tests a packet the way the kernel's xt_* match does.
  */
-import { intToIp4 } from '../../wire/addr.ts';
+import { intToIp4, ip4ToInt } from '../../wire/addr.ts';
 import type { MatchExtension, OptionSpec, PacketView, PrintCtx } from './extension.ts';
 import {
   fullRange,
@@ -161,9 +161,12 @@ function tcpUdp(kind: 'tcp' | 'udp'): MatchExtension<TcpUdpMatch> {
       return s;
     },
     print: (m, ctx) => ` ${kind}${ports('spt', m.sport, ctx)}${ports('dpt', m.dport, ctx)}`,
-    test: (m, p) =>
-      neg(m.sport, () => p.sport !== undefined && p.sport >= m.sport!.v[0] && p.sport <= m.sport!.v[1]) &&
-      neg(m.dport, () => p.dport !== undefined && p.dport >= m.dport!.v[0] && p.dport <= m.dport!.v[1]),
+    test(m, p) {
+      const s = m.sport;
+      if (s && (p.sport !== undefined && p.sport >= s.v[0] && p.sport <= s.v[1]) === s.neg) return false;
+      const d = m.dport;
+      return !d || (p.dport !== undefined && p.dport >= d.v[0] && p.dport <= d.v[1]) !== d.neg;
+    },
   };
 }
 
@@ -309,23 +312,43 @@ const conntrack: MatchExtension<ConntrackMatch> = {
   print: (m, ctx) => ctDump(m, '', ctx),
   test(m, p) {
     const ct = p.ct;
-    return (
-      neg(m.state, () => {
-        if (m.state!.v.includes(p.ctstate)) return true;
-        return !!ct && ((ct.snat && m.state!.v.includes('SNAT')) || (ct.dnat && m.state!.v.includes('DNAT')));
-      }) &&
-      neg(m.origsrc, () => !!ct && inNet(ct.origSrc, m.origsrc!.v)) &&
-      neg(m.origdst, () => !!ct && inNet(ct.origDst, m.origdst!.v)) &&
-      neg(m.replsrc, () => !!ct && inNet(ct.replSrc, m.replsrc!.v)) &&
-      neg(m.repldst, () => !!ct && inNet(ct.replDst, m.repldst!.v)) &&
-      neg(
-        m.status,
-        () =>
-          !!ct &&
-          (m.status!.v.length === 0 ? ct.status.size === 0 : m.status!.v.some((s) => ct.status.has(s))),
-      ) &&
-      (m.dir === undefined || (!!ct && ct.dir === m.dir))
-    );
+    const e = ct?.entry;
+    const status = (s: string) =>
+      !!e &&
+      (s === 'SEEN_REPLY'
+        ? e.seenReply
+        : s === 'ASSURED'
+          ? e.assured
+          : s === 'CONFIRMED'
+            ? e.confirmed
+            : false);
+    const addr = (k: (typeof CT_ADDR)[number]) =>
+      ip4ToInt(
+        k === 'origsrc'
+          ? e!.orig.src
+          : k === 'origdst'
+            ? e!.orig.dst
+            : k === 'replsrc'
+              ? e!.reply.src
+              : e!.reply.dst,
+      );
+    if (
+      m.state &&
+      (m.state.v.includes(p.ctstate) ||
+        (!!e && ((e.snat && m.state.v.includes('SNAT')) || (e.dnat && m.state.v.includes('DNAT'))))) ===
+        m.state.neg
+    )
+      return false;
+    for (const k of CT_ADDR) {
+      const a = m[k];
+      if (a && (!!e && inNet(addr(k), a.v)) === a.neg) return false;
+    }
+    if (m.status) {
+      const any =
+        m.status.v.length === 0 ? !!e && !e.seenReply && !e.assured && !e.confirmed : m.status.v.some(status);
+      if (any === m.status.neg) return false;
+    }
+    return m.dir === undefined || (!!ct && (ct.dir === 'original' ? 'ORIGINAL' : 'REPLY') === m.dir);
   },
 };
 
