@@ -17,18 +17,20 @@
  *     gateway: 192.168.1.1   # optional, inside cidr (not its network or broadcast address)
  *     gatewayMac: 02:...     # optional
  * nodes:                     # required, at least one
- *   - name: node1            # unique; 1-63 of a-z 0-9 - . (starting and ending alphanumeric)
+ *   - name: node1            # unique; 1-63 of a-z 0-9 - . (starting and ending alphanumeric); not a
+ *                            # subnet's name, nor "router" when a subnet has a gateway
  *     ip: 192.168.1.10/24    # address/prefix: inside exactly one subnet, with that subnet's prefix length
  *     podCIDR: 10.244.0.0/24 # network address (overlaps are left to `doctor`)
  *     mac: 02:42:c0:a8:01:0a # optional eth0 MAC; likewise bridgeMac (cni0) and vtepMac (flannel.1)
  *     mtu: 1500              # optional, integer 576..9216
  * pods:                      # optional, default []
- *   - name: pod-a            # unique among pods, and not the name of a node (one namespace in the CLI)
+ *   - name: pod-a            # unique among pods, not the name of a node or subnet, nor "router" (each
+ *                            # is a network namespace of that name)
  *     node: node1            # must name a node
  *     ip: 10.244.0.5         # optional plain IPv4 address (duplicates/outside podCIDR: left to `doctor`)
  *     mac: 62:a1:b2:c3:d4:e5 # optional; hostVethMac likewise
  *     hostVeth: veth-pod-a   # optional Linux ifname: 1-15 chars, no '/', ':' or whitespace, not '.'/'..';
- *                            # unique among the pods of one node
+ *                            # unique among the pods of one node; not lo, eth0, cni0, flannel.1 or tunl0
  *     listen: [tcp/8080]     # optional list of "tcp/PORT" | "udp/PORT", PORT 1..65535, no repeats;
  *                            # "tcp/8080/http" also names the container port (IANA_SVC_NAME, unique per pod)
  *     namespace: prod        # optional Kubernetes namespace, default "default"
@@ -828,7 +830,13 @@ function checkNodes(c: Checker, raw: unknown, segments: Segment[] | undefined): 
   return names;
 }
 
-/** Unique names that are not node names; existing node; hostVeth unique per node; no repeated listener. */
+/** The devices a node has besides the pods' veths, in one mode or another (cni/build.ts, cni/modes.ts) */
+const NODE_DEVICES = ['lo', 'eth0', 'cni0', 'flannel.1', 'tunl0'];
+
+/**
+ * Unique names that are not node names; existing node; hostVeth unique per node and not a node
+ * device; no repeated listener.
+ */
 function checkPods(c: Checker, raw: unknown, nodes: Map<string, number> | undefined) {
   const names = new Map<string, number>();
   const veths = new Map<string, number>();
@@ -847,7 +855,12 @@ function checkPods(c: Checker, raw: unknown, nodes: Map<string, number> | undefi
       c.add(['pods', i, 'node'], `unknown node "${node}"${didYouMean(node, [...nodes.keys()])}`);
     }
     const veth = text(p, 'hostVeth');
-    if (node !== undefined && veth !== undefined && validIfName(veth)) {
+    if (veth !== undefined && NODE_DEVICES.includes(veth)) {
+      c.add(
+        ['pods', i, 'hostVeth'],
+        `hostVeth "${veth}" is the name of a node's own device (${NODE_DEVICES.join(', ')} are taken)`,
+      );
+    } else if (node !== undefined && veth !== undefined && validIfName(veth)) {
       const key = JSON.stringify([node, veth]);
       const first = veths.get(key);
       if (first !== undefined) {
@@ -871,6 +884,31 @@ function checkPods(c: Checker, raw: unknown, nodes: Map<string, number> | undefi
       });
     }
   }
+}
+
+/**
+ * Subnets, the router (when a subnet has a gateway), nodes and pods are each a network namespace
+ * of that name: a node or pod may not take a subnet's name or "router" (nodes and pods are
+ * checked against each other in checkPods).
+ */
+function checkNetnsNames(c: Checker, raw: unknown) {
+  const taken = new Map<string, string>();
+  for (const [i, s] of entries(raw, 'subnets')) {
+    const name = text(s, 'name');
+    if (name !== undefined && !taken.has(name)) taken.set(name, `subnet at line ${c.lineOf(['subnets', i])}`);
+  }
+  if (entries(raw, 'subnets').some(([, s]) => text(s, 'gateway') !== undefined))
+    taken.set('router', 'router that joins the subnets (a subnet has a gateway)');
+  for (const list of ['nodes', 'pods'] as const)
+    for (const [i, n] of entries(raw, list)) {
+      const name = text(n, 'name');
+      const other = name === undefined ? undefined : taken.get(name);
+      if (other)
+        c.add(
+          [list, i, 'name'],
+          `${ENTITY[list]} name "${name}" is already the name of the ${other}; subnets, the router, nodes and pods share one namespace of names`,
+        );
+    }
 }
 
 /** Namespace names once; policy NAMESPACE/NAME once. */
@@ -937,6 +975,7 @@ function crossCheck(raw: unknown, lineOf: (path: Path) => number): Problem[] {
   const nodeNames = checkNodes(c, raw, segments);
   const nodes = wellFormed(raw, 'nodes', 'name') ? nodeNames : undefined;
   checkPods(c, raw, nodes);
+  checkNetnsNames(c, raw);
   checkBgp(c, raw, nodes);
   checkNamespacesAndPolicies(c, raw);
   return problems;
@@ -1046,6 +1085,20 @@ function checkSyntax(doc: Document, fail: Fail, multiple: string): void {
     Alias(_key, alias) {
       if (alias.resolve(doc) === undefined) fail(startOf(alias) ?? 0, `unknown alias *${alias.source}`);
     },
+    // a list or mapping as a key (`? [a, b]`): JavaScript objects have only string keys, and the
+    // yaml library would stringify it with a warning on stderr
+    Pair(_key, pair) {
+      if (pair.key !== null && !isScalar(pair.key) && !isAlias(pair.key))
+        fail(
+          startOf(pair.key) ?? 0,
+          `a key must be a plain name, not ${isSeq(pair.key) ? 'a list' : 'a mapping'}`,
+        );
+      if (isAlias(pair.key)) {
+        const target = pair.key.resolve(doc);
+        if (target !== undefined && !isScalar(target))
+          fail(startOf(pair.key) ?? 0, `a key must be a plain name, not an alias of a list or mapping`);
+      }
+    },
   });
 }
 
@@ -1093,6 +1146,18 @@ export function loadCluster(text: string, fileName: string): ClusterSpec {
     subnets = [{ name: 'lan0', cidr: cidrText(first) }];
   }
   return { ...spec, subnets };
+}
+
+/**
+ * `FILE:LINE:COL` of the node at `path` (e.g. `['run', 2]`, `['pods', 0, 'name']`) in a cluster
+ * file that {@link loadCluster} accepted: the place of a problem found later, while the cluster is
+ * built or its `run:` commands applied.
+ */
+export function placeIn(text: string, fileName: string, path: Path): string {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false });
+  const { line, col } = lineCounter.linePos(offsetOf(doc, path));
+  return `${fileName}:${Math.max(line, 1)}:${Math.max(col, 1)}`;
 }
 
 /**

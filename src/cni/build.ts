@@ -97,7 +97,7 @@ function resolvePods(spec: ClusterSpec, nodes: ResolvedNode[]): ResolvedPod[] {
           break;
         }
       }
-      if (!ip) throw new BuildError(`pod ${p.name}: no free address left in ${node.podCIDR}`);
+      if (!ip) throw new BuildError(`pod ${p.name}: no free address left in ${node.podCIDR}`, p.name);
       taken.add(ip);
     }
     const seed = `${spec.name}/${p.name}`;
@@ -181,8 +181,15 @@ function programFilter(
   }
 }
 
-/** A cluster that cannot be brought up as described */
-export class BuildError extends Error {}
+/** A cluster that cannot be brought up as described; `pod`: the pod it is about */
+export class BuildError extends Error {
+  constructor(
+    message: string,
+    readonly pod?: string,
+  ) {
+    super(message);
+  }
+}
 
 /**
  * Bring the cluster up as its CNI would. The spec's `run:` commands are not applied here: they

@@ -296,6 +296,10 @@ export class Stack {
     if (dev.type === 'ipip') return this.ipipXmit(ns, dev, pkt, rr);
     if (dev.type === 'loopback') {
       this.w.tick(HOP_US);
+      // loopback_xmit: out with lo's all-zero Ethernet header and straight back in; libpcap shows
+      // the packet once, as received (it skips the outgoing copy on loopback)
+      const frame: Frame = { eth: { dst: dev.mac, src: dev.mac, ethertype: ETHERTYPE_IPV4 }, payload: pkt };
+      this.capture(ns, dev, 'in', emitFrame(frame));
       return this.ipRcv(ns, dev, { pkt });
     }
     const mac = this.resolve(ns, dev, rr.nexthop, pkt);
@@ -461,7 +465,8 @@ export class Stack {
   /* ------------------------------------------------------------ devices */
 
   private capture(ns: Netns, dev: Link, dir: 'in' | 'out', bytes: Uint8Array): void {
-    if (this.w.capture)
+    // a device that is down cannot be captured on (tcpdump: "That device is not up")
+    if (this.w.capture && dev.up)
       this.w.captures.push({ time: this.w.now, netns: ns.name, dev: dev.name, dir, frame: bytes });
   }
 

@@ -33,6 +33,13 @@ export const LINKTYPE_RAW = 101;
 
 export class FilterError extends Error {
   override name = 'FilterError';
+  /** a valid libpcap construct that podwalk's compiler does not implement (not a user error) */
+  constructor(
+    message: string,
+    readonly notEmulated = false,
+  ) {
+    super(message);
+  }
 }
 
 /* ------------------------------------------------------------------ formulas */
@@ -719,7 +726,7 @@ class Gen {
   }
 
   unsupported(what: string): never {
-    throw new FilterError(`podwalk: ${what} is not supported by the emulated filter compiler`);
+    throw new FilterError(`podwalk: ${what} in a filter is not emulated`, true);
   }
 
   linktypeIs(llProto: number): Formula {
@@ -1715,7 +1722,7 @@ const isAqual = (t: string) => AQUAL[t] !== undefined;
  */
 export function compileFilter(expression: string, linktype: number = LINKTYPE_ETHERNET): CompiledFilter {
   if (linktype !== LINKTYPE_ETHERNET && linktype !== LINKTYPE_RAW)
-    throw new FilterError(`podwalk: link type ${linktype} is not supported by the emulated filter compiler`);
+    throw new FilterError(`podwalk: link type ${linktype} in a filter is not emulated`, true);
   const parser = new Parser(new Lexer(expression), new Gen(linktype));
   const formula = parser.prog() ?? TRUE;
   if (!satisfiable(formula)) throw new FilterError('expression rejects all packets');
