@@ -70,7 +70,7 @@ function addr(n: Net | undefined, numeric: boolean): string {
 }
 
 /** what the matches and the target print after the addresses, each with a leading space */
-export function matchText(r: Rule, numeric: boolean): string {
+function matchText(r: Rule, numeric: boolean): string {
   return ruleMatchText(r, { numeric, serviceName });
 }
 
