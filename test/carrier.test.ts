@@ -20,6 +20,7 @@ import { linkAdd, linkSetMaster, linkSetUp, netnsAdd } from '../src/kernel/netli
 import { World } from '../src/kernel/world.ts';
 import { runCommand } from '../src/tools/index.ts';
 import { walk } from '../src/trace/walk.ts';
+import { dropText } from '../src/render/step.ts';
 
 /** `ip link show DEV`'s first line, without the ifindex */
 function linkLine(c: Cluster, netns: string, dev: string): string {
@@ -31,13 +32,17 @@ function linkLine(c: Cluster, netns: string, dev: string): string {
 /** walk UDP to `to`, which must end with ARP failing on cni0 of `node` */
 function arpFailsOnCni0(c: Cluster, to: string, node: string, ip: string): void {
   const w = walk(c, { from: 'pod-a', to, proto: 'udp', port: 53 });
-  assert.deepEqual(w.request.disposition, {
-    kind: 'dropped',
+  const d = w.request.disposition;
+  assert.deepEqual(d.kind === 'dropped' && d.drop, {
     reason: 'neighbour-failed',
+    site: 'neigh_resolve_output',
+    nexthop: ip,
+    probes: 3,
     netns: node,
     device: 'cni0',
-    detail: `no ARP reply for ${ip} on cni0 after 3 probes`,
+    counters: [{ netns: node, name: 'res_failed', table: 'arp_cache' }],
   });
+  assert.equal(d.kind === 'dropped' && dropText(d.drop), `no ARP reply for ${ip} on cni0 after 3 probes`);
 }
 
 function txCounters(c: Cluster, netns: string, dev: string): { packets: number; dropped: number } {
