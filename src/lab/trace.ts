@@ -63,10 +63,16 @@ function startCapture(state: LabState, netns: string, dev: string, file: string)
   );
   return new Promise((resolve, reject) => {
     let err = '';
-    const timer = setTimeout(
-      () => reject(new LabError(`tcpdump on ${netns}/${dev} did not start: ${err.trim()}`)),
-      5000,
-    );
+    // tcpdump on a loaded machine can take many seconds to say it listens: wait long, and kill
+    // what never started instead of leaving it behind
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(
+        new LabError(
+          `tcpdump on ${netns}/${dev} did not start within ${TCPDUMP_START_MS / 1000} s: ${err.trim() || 'it printed nothing (is the machine overloaded?)'}`,
+        ),
+      );
+    }, TCPDUMP_START_MS);
     child.stderr!.on('data', (d: Buffer) => {
       err += d.toString();
       if (err.includes('listening on')) {
@@ -131,6 +137,9 @@ try:
 except OSError as e:
     print("udp:", e); sys.exit(1)
 `;
+
+/** how long tcpdump may take to print "listening on" (seconds on a busy 2-core machine) */
+const TCPDUMP_START_MS = 30_000;
 
 /**
  * IGMP membership reports the kernel sends on its own when devices come up: the model has no
