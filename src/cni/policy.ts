@@ -94,6 +94,21 @@ export function selectingPolicies(input: PolicyInput, pod: ResolvedPod, dir: Dir
   );
 }
 
+/** Whether a peer of `policy` selects `pod` by its namespace and labels (not for ipBlock peers) */
+export function peerSelects(
+  input: PolicyInput,
+  policy: NetworkPolicySpec,
+  peer: PolicyPeerSpec,
+  pod: ResolvedPod,
+): boolean {
+  return (
+    (peer.namespaceSelector
+      ? selectorMatches(peer.namespaceSelector, namespaceLabels(input, pod.namespace))
+      : pod.namespace === policy.namespace) &&
+    (!peer.podSelector || selectorMatches(peer.podSelector, pod.labels))
+  );
+}
+
 /** The pods a peer selects (not for ipBlock peers) */
 export function peerPods(
   input: PolicyInput,
@@ -101,13 +116,7 @@ export function peerPods(
   policy: NetworkPolicySpec,
   peer: PolicyPeerSpec,
 ): ResolvedPod[] {
-  return pods.filter(
-    (p) =>
-      (peer.namespaceSelector
-        ? selectorMatches(peer.namespaceSelector, namespaceLabels(input, p.namespace))
-        : p.namespace === policy.namespace) &&
-      (!peer.podSelector || selectorMatches(peer.podSelector, p.labels)),
-  );
+  return pods.filter((p) => peerSelects(input, policy, peer, p));
 }
 
 interface Cidr {
@@ -148,7 +157,8 @@ interface Peer {
 
 const ANY: Peer = { cidr: '0.0.0.0/0' };
 
-function namedPort(pod: ResolvedPod, name: string, proto: 'tcp' | 'udp'): number | undefined {
+/** The number of a named container port of `pod` (what a NetworkPolicy's named port resolves to) */
+export function namedPort(pod: ResolvedPod, name: string, proto: 'tcp' | 'udp'): number | undefined {
   return pod.listen.find((l) => l.name === name && l.proto === proto)?.port;
 }
 

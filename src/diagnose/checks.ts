@@ -255,25 +255,7 @@ export function runChecks(c: Cluster): CheckResult[] {
 
   // duplicate MACs within one L2 domain (a bridge with its ports and what is behind them, or
   // the VXLAN overlay of one VNI); the same MAC in two separate domains is harmless
-  const macs = new Map<string, Map<string, string[]>>();
-  const member = (domain: string, netns: string, l: Link) => {
-    const d = macs.get(domain) ?? macs.set(domain, new Map()).get(domain)!;
-    d.set(l.mac, [...(d.get(l.mac) ?? []), `${netns} ${l.name}`]);
-  };
-  for (const n of c.world.netns.values())
-    for (const l of n.links.values()) {
-      if (l.type === 'bridge') {
-        const domain = `bridge ${n.name}/${l.name}`;
-        member(domain, n.name, l);
-        for (const port of n.links.values()) {
-          if (port.master !== l.name) continue;
-          member(domain, n.name, port);
-          const peer = port.type === 'veth' && port.peer ? c.world.netns.get(port.peer.netns) : undefined;
-          const far = peer?.link(port.type === 'veth' ? port.peer!.name : '');
-          if (peer && far) member(domain, peer.name, far);
-        }
-      } else if (l.type === 'vxlan') member(`vxlan vni ${l.vni}`, n.name, l);
-    }
+  const macs = macDomains(c);
   for (const [domain, byMac] of macs)
     for (const [mac, where] of byMac)
       if (where.length > 1)
@@ -285,14 +267,7 @@ export function runChecks(c: Cluster): CheckResult[] {
         });
 
   // duplicate IPs among the devices of nodes and pods (pod and node addresses are routed cluster-wide)
-  const ips = new Map<string, string[]>();
-  for (const n of c.world.netns.values()) {
-    if (n.role !== 'node' && n.role !== 'pod') continue;
-    for (const { dev, addr } of n.addresses()) {
-      if (addr.ip.startsWith('127.')) continue;
-      ips.set(addr.ip, [...(ips.get(addr.ip) ?? []), `${n.name} ${dev.name}`]);
-    }
-  }
+  const ips = addressOwners(c);
   for (const [ip, where] of ips)
     if (where.length > 1)
       add({
@@ -338,6 +313,47 @@ export function runChecks(c: Cluster): CheckResult[] {
   }
 
   return CHECKS.map((k) => ({ check: k, findings: results.get(k)! }));
+}
+
+/**
+ * The L2 domains of the cluster, each with its members' MACs: a bridge with its ports and the
+ * devices behind them (a veth's peer), and the VXLAN overlay of one VNI. Keyed by domain, then MAC,
+ * with the devices (`NETNS DEV`) that carry the MAC there.
+ */
+export function macDomains(c: Cluster): Map<string, Map<string, string[]>> {
+  const macs = new Map<string, Map<string, string[]>>();
+  const member = (domain: string, netns: string, l: Link) => {
+    const d = macs.get(domain) ?? macs.set(domain, new Map()).get(domain)!;
+    d.set(l.mac, [...(d.get(l.mac) ?? []), `${netns} ${l.name}`]);
+  };
+  for (const n of c.world.netns.values())
+    for (const l of n.links.values()) {
+      if (l.type === 'bridge') {
+        const domain = `bridge ${n.name}/${l.name}`;
+        member(domain, n.name, l);
+        for (const port of n.links.values()) {
+          if (port.master !== l.name) continue;
+          member(domain, n.name, port);
+          const peer = port.type === 'veth' && port.peer ? c.world.netns.get(port.peer.netns) : undefined;
+          const far = peer?.link(port.type === 'veth' ? port.peer!.name : '');
+          if (peer && far) member(domain, peer.name, far);
+        }
+      } else if (l.type === 'vxlan') member(`vxlan vni ${l.vni}`, n.name, l);
+    }
+  return macs;
+}
+
+/** Every IPv4 address on the devices of nodes and pods (loopback left out), with the devices (`NETNS DEV`) holding it */
+export function addressOwners(c: Cluster): Map<string, string[]> {
+  const ips = new Map<string, string[]>();
+  for (const n of c.world.netns.values()) {
+    if (n.role !== 'node' && n.role !== 'pod') continue;
+    for (const { dev, addr } of n.addresses()) {
+      if (addr.ip.startsWith('127.')) continue;
+      ips.set(addr.ip, [...(ips.get(addr.ip) ?? []), `${n.name} ${dev.name}`]);
+    }
+  }
+  return ips;
 }
 
 export function describeCheck(k: CheckName): string {
