@@ -116,6 +116,8 @@ export interface Matrix {
   /** the index in `walks` of the walk that decides cell (i, j): row i (from), column j (to) */
   walkOf(i: number, j: number): number;
   grouping: Grouping;
+  /** what the build wants the user to know (policies a flannel mode does not enforce) */
+  warnings: readonly string[];
 }
 
 export class MatrixError extends Error {}
@@ -359,7 +361,7 @@ export function computeMatrix(
     f.world.capture = false;
     return f;
   };
-  const base = { mode: c.mode, proto: req.proto, port: req.port, from, to, walks };
+  const base = { mode: c.mode, proto: req.proto, port: req.port, from, to, walks, warnings: c.warnings };
 
   const obstacle = req.group === false ? 'grouping was turned off' : groupingObstacle(c, run);
   if (obstacle !== undefined) {
@@ -456,8 +458,9 @@ export function computeMatrix(
     for (const [g, as] of fromOn[n]) for (const [h, bs] of toOn[m]) need(g, h, OTHER_NODE_DOWN, as[0], bs[0]);
   }
 
-  // across nodes: prefer a few hub nodes that host many groups, so that the walks reuse the
-  // neighbour entries of few node pairs (a first walk between two nodes ARPs across the underlay)
+  // across nodes: the first walk between two nodes ARPs across the underlay (a broadcast every
+  // node of the segment receives); later walks between them reuse the neighbour entries. So the
+  // pairs across nodes are taken among a few hub nodes that host many groups (greedy set cover)
   const rank = hubRanks(N, fromOn, toOn);
   const nodesOf = (on: Map<number, ResolvedPod[]>[]) => {
     const out = Array.from({ length: G }, () => [] as number[]);
@@ -521,15 +524,24 @@ function hubRanks(N: number, ...sides: Map<number, unknown>[][]): Float64Array {
 
 /* ------------------------------------------------------------ output */
 
-/** One line of the truth table per call: the header, then a row per source (TruthTable.PrettyPrint) */
-export function matrixLines(m: Matrix, out: (line: string) => void): void {
+/**
+ * One line of the truth table per call: the header, then a row per source (TruthTable.PrettyPrint).
+ * Returns how many cells there are and how many are blocked.
+ */
+export function matrixLines(m: Matrix, out: (line: string) => void): { cells: number; blocked: number } {
   out(['-', ...m.to.map(podString)].join('\t'));
   const marks = new Array<string>(m.to.length + 1);
+  let blocked = 0;
   for (let i = 0; i < m.from.length; i++) {
     marks[0] = podString(m.from[i]);
-    for (let j = 0; j < m.to.length; j++) marks[j + 1] = m.walks[m.walkOf(i, j)].ok ? '.' : 'X';
+    for (let j = 0; j < m.to.length; j++) {
+      const ok = m.walks[m.walkOf(i, j)].ok;
+      if (!ok) blocked++;
+      marks[j + 1] = ok ? '.' : 'X';
+    }
     out(marks.join('\t'));
   }
+  return { cells: m.from.length * m.to.length, blocked };
 }
 
 /** What the walk that decides a cell ended with, one line */
