@@ -91,7 +91,7 @@ function Doctor({ loaded, state }: { loaded: LoadedCluster; state: PageState }) 
   const run = () => {
     const f = state.flow;
     try {
-      const r = doctor(() => prepareCluster(loaded.spec, state.mode, state.run), {
+      const r = doctor(prepareCluster(loaded.spec, state.mode, state.run), {
         from: f.from,
         to: f.to,
         proto: f.proto,

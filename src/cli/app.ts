@@ -557,15 +557,8 @@ Examples:
         if (proto === 'icmp' && port !== undefined && target)
           throw new UsageError(`TO "${target}": ICMP has no ports`);
         const mode = o.mode ?? spec.cni;
-        // bad --run lines and cluster errors surface here, before any walk; this first build is
-        // the forward probe's cluster, the other probes get their own
-        let first: Cluster | undefined = prepareCluster(spec, mode, o.run);
-        const make = () => {
-          const c = first ?? prepareCluster(spec, mode, o.run);
-          first = undefined;
-          return c;
-        };
-        const report = doctor(make, {
+        // bad --run lines and cluster errors surface here, before any walk
+        const report = doctor(prepareCluster(spec, mode, o.run), {
           from: from ?? sc!.from,
           to,
           proto,

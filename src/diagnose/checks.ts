@@ -4,7 +4,7 @@
  * violation names the namespace, the object and what to fix.
  */
 import { MODE_INFO } from '../cni/modes.ts';
-import type { Cluster, ResolvedNode } from '../cni/build.ts';
+import type { Cluster, ResolvedNode, ResolvedPod } from '../cni/build.ts';
 import { formatRoute } from '../kernel/fib.ts';
 import type { Link, Netns } from '../kernel/objects.ts';
 import { ip4ToInt, prefixMask } from '../wire/addr.ts';
@@ -70,10 +70,11 @@ export function runChecks(c: Cluster): CheckResult[] {
   // pod MTU against every path its packets can take: per node, its largest pod MTU against the
   // tightest path to another node (nodes × nodes, not pods × nodes)
   const under = new Map(c.nodes.map((n) => [n.name, underlayMtu(c, n)]));
+  const podsOf = new Map<string, ResolvedPod[]>();
+  for (const p of c.pods) (podsOf.get(p.node) ?? podsOf.set(p.node, []).get(p.node)!).push(p);
   for (const src of c.nodes) {
     let pod: { name: string; mtu: number } | undefined;
-    for (const p of c.pods) {
-      if (p.node !== src.name) continue;
+    for (const p of podsOf.get(src.name) ?? []) {
       const mtu = ns(p.name)?.link('eth0')?.mtu;
       if (mtu !== undefined && (!pod || mtu > pod.mtu)) pod = { name: p.name, mtu };
     }
@@ -122,8 +123,9 @@ export function runChecks(c: Cluster): CheckResult[] {
           fix: 'give every node a disjoint podCIDR (kube-controller-manager --allocate-node-cidrs, or the IPAM block size)',
         });
 
+  const nodeByName = new Map(c.nodes.map((n) => [n.name, n]));
   for (const p of c.pods) {
-    const node = c.nodes.find((n) => n.name === p.node);
+    const node = nodeByName.get(p.node);
     const eth0 = ns(p.name)?.link('eth0');
     if (!node || !eth0) continue;
     for (const a of eth0.addrs) {
@@ -147,6 +149,7 @@ export function runChecks(c: Cluster): CheckResult[] {
       const dev = r.dev ? node.link(r.dev) : undefined;
       if (!dev || dev.type !== 'vxlan' || !r.via) continue;
       const neigh = node.neighbour(r.via, dev.name);
+      if (neigh?.lladdr && dev.fdb.get(neigh.lladdr)) continue;
       const route = formatRoute(r).trim();
       if (!neigh?.lladdr) {
         add({
@@ -158,14 +161,13 @@ export function runChecks(c: Cluster): CheckResult[] {
         });
         continue;
       }
-      if (!dev.fdb.get(neigh.lladdr))
-        add({
-          check: 'vxlan-route-without-fdb',
-          severity: 'problem',
-          netns: n.name,
-          message: `\`${route}\` resolves ${r.via} to ${neigh.lladdr}, but ${dev.name}'s FDB has no entry for ${neigh.lladdr}: no VTEP to send to`,
-          fix: `restart flanneld on ${n.name} (it writes \`${neigh.lladdr} dst <node IP> self permanent\`)`,
-        });
+      add({
+        check: 'vxlan-route-without-fdb',
+        severity: 'problem',
+        netns: n.name,
+        message: `\`${route}\` resolves ${r.via} to ${neigh.lladdr}, but ${dev.name}'s FDB has no entry for ${neigh.lladdr}: no VTEP to send to`,
+        fix: `restart flanneld on ${n.name} (it writes \`${neigh.lladdr} dst <node IP> self permanent\`)`,
+      });
     }
   }
 
