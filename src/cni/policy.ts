@@ -32,6 +32,7 @@ import type {
   NetworkPolicySpec,
   PolicyPeerSpec,
   PolicyPortSpec,
+  PolicyRuleSpec,
 } from '../cluster/spec.ts';
 import { hash32 } from '../kernel/world.ts';
 import { intToIp4, ip4ToInt, prefixMask } from '../wire/addr.ts';
@@ -196,16 +197,22 @@ function ruleSpecs(
   k: number,
   pod: ResolvedPod,
   dir: Direction,
+  /** the peers of a rule do not depend on the pod whose chain it is: expanded once per rule */
+  expanded: Map<PolicyRuleSpec, Peer[]>,
 ): string[] {
   const rule = (dir === 'ingress' ? policy.ingress : policy.egress)[k];
-  const peers: Peer[] =
-    rule.peers.length === 0
-      ? [ANY]
-      : rule.peers.flatMap((peer) =>
-          peer.ipBlock
-            ? subtractCidrs(peer.ipBlock.cidr, peer.ipBlock.except ?? []).map((cidr) => ({ cidr }))
-            : peerPods(input, pods, policy, peer).map((p) => ({ cidr: `${p.ip}/32`, pod: p })),
-        );
+  let peers = expanded.get(rule);
+  if (!peers) {
+    peers =
+      rule.peers.length === 0
+        ? [ANY]
+        : rule.peers.flatMap((peer) =>
+            peer.ipBlock
+              ? subtractCidrs(peer.ipBlock.cidr, peer.ipBlock.except ?? []).map((cidr) => ({ cidr }))
+              : peerPods(input, pods, policy, peer).map((p) => ({ cidr: `${p.ip}/32`, pod: p })),
+          );
+    expanded.set(rule, peers);
+  }
   const ports: (PolicyPortSpec | undefined)[] = rule.ports.length === 0 ? [undefined] : rule.ports;
   const flag = dir === 'ingress' ? '-s' : '-d';
   const tag = comment(`policy ${policy.namespace}/${policy.name} ${dir} rule ${k}`);
@@ -250,6 +257,7 @@ function ruleSpecs(
 /** Compile the policies for every node: per isolated pod and direction, one chain and its jumps. */
 export function compilePolicies(input: PolicyInput, pods: readonly ResolvedPod[]): Map<string, NodePolicy> {
   const nodes = new Map<string, NodePolicy & { ingress: string[] }>();
+  const expanded = new Map<PolicyRuleSpec, Peer[]>();
   for (const pod of pods) {
     let node = nodes.get(pod.node);
     if (!node) {
@@ -261,10 +269,15 @@ export function compilePolicies(input: PolicyInput, pods: readonly ResolvedPod[]
       if (selecting.length === 0) continue;
       const name = policyChain(pod, dir);
       const rules = ['-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT'];
+      const seen = new Set(rules);
       for (const policy of selecting) {
         const list = dir === 'ingress' ? policy.ingress : policy.egress;
         for (let k = 0; k < list.length; k++)
-          for (const r of ruleSpecs(input, pods, policy, k, pod, dir)) if (!rules.includes(r)) rules.push(r);
+          for (const r of ruleSpecs(input, pods, policy, k, pod, dir, expanded))
+            if (!seen.has(r)) {
+              seen.add(r);
+              rules.push(r);
+            }
       }
       const who = `${pod.namespace}/${pod.name}`;
       const by = selecting.map((p) => `${p.namespace}/${p.name}`).join(', ');
