@@ -5,7 +5,8 @@
  *     and pod-a → pod-b (both on node1): "cold" = buildCluster + the first walk (with ARP) per
  *     iteration, "warm" = new connections (sport 40000+i) walked through one built cluster;
  *  2. buildCluster time and memory for 100 × 30 and 1000 × 30 flannel-vxlan clusters, each in a
- *     child process of its own (bench/build-one.ts), and one walk across the 1000-node cluster.
+ *     child process of its own (bench/build-one.ts), and one walk across the 1000-node cluster;
+ *  3. podwalk matrix on clusters of those sizes with 50 NetworkPolicies (bench/matrix-one.ts).
  *
  * Environment: BENCH_MS (measuring time per case, default 1500), BENCH_WARMUP_MS (default 250),
  * BENCH_SIZES (node counts of the scale runs, default "100,1000").
@@ -19,6 +20,7 @@ import { CNI_MODES, type ClusterSpec, type CniMode } from '../src/cluster/spec.t
 import { buildCluster, type Cluster } from '../src/cni/build.ts';
 import { walk, type Walk } from '../src/trace/walk.ts';
 import { RESULT_PREFIX, sizeOf, type BuildResult } from './scale.ts';
+import type { MatrixResult, Timing } from './matrix-one.ts';
 import { kernelBench, type KernelBench } from './kernel.ts';
 
 const MEASURE_MS = Number(process.env.BENCH_MS ?? 1500);
@@ -196,15 +198,25 @@ function warmUpAll(spec: ClusterSpec): void {
     }
 }
 
-function runScale(nodes: number): BuildResult {
-  const out = execFileSync(
-    process.execPath,
-    ['--expose-gc', '--import', 'tsx', 'bench/build-one.ts', String(nodes), String(PODS_PER_NODE)],
-    { cwd: ROOT, encoding: 'utf8', maxBuffer: 16 << 20, stdio: ['ignore', 'pipe', 'inherit'] },
-  );
+/** a bench script in a child process of its own (node flags, then the script's arguments); its one result line */
+function child<T>(script: string, flags: string[], args: string[]): T {
+  const out = execFileSync(process.execPath, [...flags, '--import', 'tsx', script, ...args], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    maxBuffer: 16 << 20,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const line = out.split('\n').find((l) => l.startsWith(RESULT_PREFIX));
-  if (!line) throw new Error(`build-one.ts ${nodes} printed no result:\n${out}`);
-  return JSON.parse(line.slice(RESULT_PREFIX.length)) as BuildResult;
+  if (!line) throw new Error(`${script} ${args.join(' ')} printed no result:\n${out}`);
+  return JSON.parse(line.slice(RESULT_PREFIX.length)) as T;
+}
+
+function runScale(nodes: number): BuildResult {
+  return child('bench/build-one.ts', ['--expose-gc'], [String(nodes), String(PODS_PER_NODE)]);
+}
+
+function runMatrix(nodes: number): MatrixResult {
+  return child('bench/matrix-one.ts', [], [String(nodes), String(PODS_PER_NODE)]);
 }
 
 /* ------------------------------------------------------------ formatting */
@@ -412,6 +424,37 @@ function doctorTable(rs: BuildResult[]): string {
   );
 }
 
+function matrixTable(rs: MatrixResult[]): string {
+  const t = (x: Timing) => `${fmt(x.wallMs / 1000, 1)} s (CPU ${fmt(x.cpuMs / 1000, 1)} s)`;
+  return table(
+    [
+      'cluster',
+      'pods × pods',
+      'load the cluster file',
+      'podwalk matrix: build + walks',
+      'walks',
+      'groups',
+      'blocked',
+      'render the table',
+      'table',
+      'max RSS',
+    ],
+    rs.map((r) => [
+      `${fmt(r.nodes)} × ${r.podsPerNode}, ${r.policies} policies`,
+      `${fmt(r.pods)} × ${fmt(r.pods)} = ${fmt(r.cells)}`,
+      t(r.load),
+      t(r.matrix),
+      fmt(r.walks),
+      fmt(r.groups),
+      `${fmt((100 * r.blocked) / r.cells, 1)} %`,
+      t(r.render),
+      mib(r.bytes),
+      mib(r.maxRss),
+    ]),
+    [4, 5, 6, 8, 9],
+  );
+}
+
 function loadTable(rs: BuildResult[]): string {
   return table(
     ['cluster', 'generate spec', 'heapUsed of the spec', 'YAML stringify + loadCluster'],
@@ -479,6 +522,11 @@ function main(): void {
     process.stderr.write(`scale: ${n} nodes × ${PODS_PER_NODE} pods (child process) …\n`);
     scale.push(runScale(n));
   }
+  const matrices: MatrixResult[] = [];
+  for (const n of SIZES) {
+    process.stderr.write(`matrix: ${n} nodes × ${PODS_PER_NODE} pods, 50 policies (child process) …\n`);
+    matrices.push(runMatrix(n));
+  }
   process.stderr.write('simulation vs real kernel (lab) …\n');
   const kernel = kernelBench(MEASURE_MS);
   const runSeconds = (performance.now() - started) / 1000;
@@ -542,9 +590,11 @@ What \`npm run bench\` measures (bench/run.ts; it rewrites this file with the nu
    Each size runs in its own process (\`node --expose-gc --import tsx bench/build-one.ts N 30\`): wall time of
    \`buildCluster\`, \`process.memoryUsage()\` after a full GC, \`process.resourceUsage().maxRSS\`, then walks
    between the first and the last node, then doctor's cluster-wide checks and a whole \`podwalk doctor\` of that flow.
-3. **Simulation vs the real kernel** (root only): the seed cluster brought up both ways, and UDP over the VXLAN path.
+3. **podwalk matrix at scale**: the reachability truth table of every pod × every pod on clusters of the same sizes
+   with 50 NetworkPolicies (bench/matrix-spec.ts), in processes of their own (\`bench/matrix-one.ts\`).
+4. **Simulation vs the real kernel** (root only): the seed cluster brought up both ways, and UDP over the VXLAN path.
 
-Re-run with \`npm run bench\` (about a minute). \`BENCH_MS\`, \`BENCH_WARMUP_MS\` and \`BENCH_SIZES\` (e.g. \`100\`)
+Re-run with \`npm run bench\` (a few minutes; the 1,000-node matrix is most of it). \`BENCH_MS\`, \`BENCH_WARMUP_MS\` and \`BENCH_SIZES\` (e.g. \`100\`)
 shorten it; ${
     DEFAULTS ? 'the numbers below are from a full default run.' : '**this run did not use the defaults.**'
   }
@@ -590,6 +640,18 @@ full-size and reverse probes on it (each a connection of its own), then the chec
 the kernel tables' cost; what doctor adds is the column after it.
 
 ${doctorTable(scale)}
+
+## podwalk matrix at scale
+
+\`podwalk matrix\` for tcp/8080 on bench/matrix-spec.ts's clusters (calico-bgp, one segment, 20
+namespaces, 1,000 Deployments spread over the nodes, 50 NetworkPolicies: default deny, per-namespace
+and cross-namespace allows, egress limits, ipBlocks), each size in a process of its own
+(\`node --import tsx bench/matrix-one.ts N 30\`): the cluster file read as the CLI reads it,
+\`computeMatrix\` (the build, the grouping and every walk), and the whole truth table rendered into a
+sink that counts its bytes (what \`podwalk matrix > file\` writes). Wall time, and CPU time (the
+machine is shared: CPU time is what the run itself cost).
+
+${matrixTable(matrices)}
 
 ## Simulation vs the real kernel
 

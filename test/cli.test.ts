@@ -601,7 +601,7 @@ describe('matrix', () => {
     assert.equal(r.out[2], 'default/pod-b\tX\t.\tX\tX');
     assert.match(
       r.stderr,
-      /16 cells, 9 blocked; every cell walked \(1 command was applied to the nodes \(run:, --run\)\)/,
+      /16 cells, 9 blocked; every cell walked \(1 command was applied to the nodes by run: or --run\)/,
     );
   });
 

@@ -38,8 +38,18 @@ function reference(spec: ClusterSpec, mode: CniMode, run: string[], m: Matrix): 
   );
 }
 
+/** the verdict of every cell, read both ways (walkOf per cell, row() per row): they must agree */
 function verdicts(m: Matrix): boolean[][] {
-  return m.from.map((_, i) => m.to.map((_, j) => m.walks[m.walkOf(i, j)].ok));
+  const ids = new Int32Array(m.to.length);
+  return m.from.map((_, i) => {
+    m.row(i, ids);
+    assert.deepEqual(
+      [...ids],
+      m.to.map((_, j) => m.walkOf(i, j)),
+      `row ${i}`,
+    );
+    return m.to.map((_, j) => m.walks[m.walkOf(i, j)].ok);
+  });
 }
 
 function assertSame(spec: ClusterSpec, mode: CniMode, run: string[], m: Matrix, what: string): void {
@@ -200,7 +210,7 @@ describe('matrix: grouped verdicts equal a walk per cell on a fresh cluster', ()
     const m = computeMatrix(seedCluster(), 'calico-bgp', run, { proto: 'tcp', port: 8080 });
     assert.deepEqual(m.grouping, {
       used: false,
-      reason: '2 commands were applied to the nodes (run:, --run)',
+      reason: '2 commands were applied to the nodes by run: or --run',
     });
     assert.equal(m.walks.length, 16);
     assertSame(seedCluster(), 'calico-bgp', run, m, 'seed with --run');
