@@ -32,6 +32,10 @@ export interface MatrixResult {
   blocked: number;
   walks: number;
   groups: number;
+  /** walks between two nodes (the rest stay on one node) */
+  crossNodeWalks: number;
+  /** the node pairs they walked between: the first walk of each broadcast ARP on the underlay */
+  nodePairs: number;
   /** bytes of the rendered truth table */
   bytes: number;
   /** bytes (resourceUsage().maxRSS is in KiB) */
@@ -56,6 +60,9 @@ function main(): void {
   const [m, matrix] = timed(() => computeMatrix(spec, spec.cni, [], { proto: 'tcp', port: 8080 }));
   let bytes = 0;
   const [counts, render] = timed(() => matrixLines(m, (l) => (bytes += Buffer.byteLength(l) + 1)));
+  const nodeOf = new Map(spec.pods.map((p) => [p.name, p.node]));
+  const cross = m.walks.filter((w) => nodeOf.get(w.from) !== nodeOf.get(w.to));
+  const pairs = new Set(cross.map((w) => [nodeOf.get(w.from), nodeOf.get(w.to)].sort().join(' ')));
   const result: MatrixResult = {
     nodes,
     podsPerNode,
@@ -69,6 +76,8 @@ function main(): void {
     blocked: counts.blocked,
     walks: m.walks.length,
     groups: m.grouping.used ? m.grouping.groups : 0,
+    crossNodeWalks: cross.length,
+    nodePairs: pairs.size,
     bytes,
     maxRss: process.resourceUsage().maxRSS * 1024,
   };

@@ -432,7 +432,7 @@ function matrixTable(rs: MatrixResult[]): string {
       'pods × pods',
       'load the cluster file',
       'podwalk matrix: build + walks',
-      'walks',
+      'walks (across nodes; node pairs)',
       'groups',
       'blocked',
       'render the table',
@@ -444,7 +444,7 @@ function matrixTable(rs: MatrixResult[]): string {
       `${fmt(r.pods)} × ${fmt(r.pods)} = ${fmt(r.cells)}`,
       t(r.load),
       t(r.matrix),
-      fmt(r.walks),
+      `${fmt(r.walks)} (${fmt(r.crossNodeWalks)}; ${fmt(r.nodePairs)})`,
       fmt(r.groups),
       `${fmt((100 * r.blocked) / r.cells, 1)} %`,
       t(r.render),
@@ -572,6 +572,13 @@ function main(): void {
     );
   }
 
+  for (const r of matrices)
+    notes.push(
+      `- podwalk matrix on ${fmt(r.nodes)} nodes × ${r.podsPerNode} pods: ${fmt(r.cells)} cells decided by ${fmt(r.walks)} walks ` +
+        `(one per cell would be ×${fmt(r.cells / r.walks)} as many), ${fmt(r.groups)} groups of pods. ${fmt(r.crossNodeWalks)} walks cross ` +
+        `nodes, between ${fmt(r.nodePairs)} node pairs: the first walk of each pair broadcasts ARP for the other node on the ` +
+        `underlay, which every node of the segment receives and checks against its addresses.`,
+    );
   const md = `# Benchmarks
 
 What \`npm run bench\` measures (bench/run.ts; it rewrites this file with the numbers of its run):
