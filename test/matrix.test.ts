@@ -17,7 +17,7 @@ import { CNI_MODES, type ClusterSpec, type CniMode } from '../src/cluster/spec.t
 import {
   computeMatrix,
   matrixLines,
-  matrixToJson,
+  matrixJson,
   type Matrix,
   type MatrixRequest,
 } from '../src/diagnose/matrix.ts';
@@ -345,7 +345,9 @@ describe('matrix: output', () => {
       m.to.map((p) => p.name),
       ['web', 'cart'],
     );
-    const j = matrixToJson(m) as {
+    const lines: string[] = [];
+    matrixJson(m, (l) => lines.push(l));
+    const j = JSON.parse(lines.join('\n')) as {
       rows: string[];
       cells: number[][];
       walks: {

@@ -22,7 +22,7 @@ import { formatCtEntry } from '../render/conntrack.ts';
 import { roleLabel } from '../render/step.ts';
 import { explainDrop, renderExplanation } from '../diagnose/explain.ts';
 import { doctor, doctorToJson, renderDoctor } from '../diagnose/doctor.ts';
-import { computeMatrix, MatrixError, matrixLines, matrixToJson } from '../diagnose/matrix.ts';
+import { computeMatrix, MatrixError, matrixJson, matrixLines } from '../diagnose/matrix.ts';
 import { parsePodSelector, SelectorError } from '../cluster/selector.ts';
 import { loadScenario, listScenarios, SCENARIO_DIR } from './scenarios.ts';
 import { ANSI, PLAIN, renderMinimal, renderSteps, renderSummary, type Style } from '../render/text.ts';
@@ -614,7 +614,7 @@ Examples:
         const m = computeMatrix(spec, o.mode ?? spec.cni, o.run, { proto: o.proto, port: o.port, from, to });
         for (const w of m.warnings) io.err(`podwalk: warning: ${w}`);
         if (o.json) {
-          io.out(JSON.stringify(matrixToJson(m)));
+          matrixJson(m, (l) => io.out(l));
           return;
         }
         const { cells, blocked } = matrixLines(m, (l) => io.out(l));

@@ -582,31 +582,44 @@ function dispositionJson(d: Disposition) {
     : d;
 }
 
-/** Every cell: `rows[i][j]` is `.` or `X`, `cells[i][j]` the index of the walk in `walks` that decides it */
-export function matrixToJson(m: Matrix): unknown {
-  const rows: string[] = [];
-  const cells: number[][] = [];
-  const decided = new Array<number>(m.walks.length).fill(0);
+/**
+ * The matrix as one JSON document, written a line at a time (a row of 30,000 cells is one line;
+ * the whole document at 1,000 nodes × 30 pods would not fit in one string): `rows[i][j]` is `.` or
+ * `X`, `cells[i][j]` the index in `walks` of the walk that decides the cell.
+ */
+export function matrixJson(m: Matrix, out: (line: string) => void): void {
+  const list = (name: string, items: readonly unknown[], last = false) => {
+    out(`${JSON.stringify(name)}:[`);
+    items.forEach((x, k) => out(JSON.stringify(x) + (k + 1 < items.length ? ',' : '')));
+    out(last ? ']' : '],');
+  };
+  out('{');
+  out(`"mode":${JSON.stringify(m.mode)},"proto":${JSON.stringify(m.proto)},"port":${m.port},`);
+  list('from', m.from.map(podJson));
+  list('to', m.to.map(podJson));
   const ids = new Int32Array(m.to.length);
+  const decided = new Array<number>(m.walks.length).fill(0);
+  const mark = m.walks.map((w) => (w.ok ? '.' : 'X'));
+  out('"rows":[');
   for (let i = 0; i < m.from.length; i++) {
     m.row(i, ids);
     let row = '';
     for (const w of ids) {
       decided[w]++;
-      row += m.walks[w].ok ? '.' : 'X';
+      row += mark[w];
     }
-    rows.push(row);
-    cells.push([...ids]);
+    out(`"${row}"${i + 1 < m.from.length ? ',' : ''}`);
   }
-  return {
-    mode: m.mode,
-    proto: m.proto,
-    port: m.port,
-    from: m.from.map(podJson),
-    to: m.to.map(podJson),
-    rows,
-    cells,
-    walks: m.walks.map((w, k) => ({
+  out('],');
+  out('"cells":[');
+  for (let i = 0; i < m.from.length; i++) {
+    m.row(i, ids);
+    out(`[${ids.join(',')}]${i + 1 < m.from.length ? ',' : ''}`);
+  }
+  out('],');
+  list(
+    'walks',
+    m.walks.map((w, k) => ({
       from: w.from,
       to: w.to,
       ok: w.ok,
@@ -619,6 +632,7 @@ export function matrixToJson(m: Matrix): unknown {
         disposition: dispositionJson(w.reply.disposition),
       },
     })),
-    grouping: m.grouping,
-  };
+  );
+  out(`"grouping":${JSON.stringify(m.grouping)}`);
+  out('}');
 }
