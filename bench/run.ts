@@ -263,7 +263,8 @@ function sourceVersion(): string {
   }
 }
 
-function machine(date: Date, runSeconds: number): string {
+function machine(date: Date, runSeconds: number, loadAtStart: number[]): string {
+  const load = (l: number[]) => l.map((x) => fmt(x, 2)).join(', ');
   const rows: [string, string][] = [
     ['CPU', cpuModel()],
     ['Cores', `${os.availableParallelism()} available (${os.cpus().length} logical CPUs)`],
@@ -278,6 +279,11 @@ function machine(date: Date, runSeconds: number): string {
         .replace(/\.\d+Z$/, ' UTC'),
     ],
     ['Source', sourceVersion()],
+    [
+      'Load average (1, 5, 15 min)',
+      `${load(loadAtStart)} at the start, ${load(os.loadavg())} at the end, on ${os.availableParallelism()} CPUs ` +
+        '(other work on the machine slows every wall time here; the CPU times are what the runs themselves cost)',
+    ],
     ['Bench run time', `${fmt(runSeconds, 1)} s`],
   ];
   return table(
@@ -500,6 +506,7 @@ function kernelTable(k: KernelBench): string {
 
 function main(): void {
   const started = performance.now();
+  const loadAtStart = os.loadavg();
   const date = new Date();
   const spec = seedCluster();
 
@@ -608,7 +615,7 @@ shorten it; ${
 
 ## Machine
 
-${machine(date, runSeconds)}
+${machine(date, runSeconds, loadAtStart)}
 
 ## Traces on the seed cluster
 
