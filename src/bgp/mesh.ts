@@ -4,9 +4,7 @@
  * session into the kernel as `proto bird`. iBGP next hops that are not on a connected subnet are
  * resolved recursively through the kernel table (`gateway recursive`), as Calico's bird.cfg does.
  */
-import { ip4ToInt, prefixMask } from '../wire/addr.ts';
-
-export const CALICO_AS = 64512;
+import { inPrefix, ip4ToInt } from '../wire/addr.ts';
 
 export interface BgpSession {
   a: string;
@@ -81,11 +79,10 @@ export class Mesh {
     if (i === undefined) return [];
     const me = this.speakers[i];
     const mine = this.addr.get(me)!;
-    const mask = prefixMask(me.len);
     const out: LearnedRoute[] = [];
     for (const { peer, session } of this.bySpeaker[i]) {
       if (session.state !== 'Established') continue;
-      const direct = ((mine ^ this.addr.get(peer)!) & mask) === 0;
+      const direct = inPrefix(mine, this.addr.get(peer)!, me.len);
       for (const prefix of peer.originates) out.push({ prefix, nextHop: peer.ip, from: peer.node, direct });
     }
     return out;
