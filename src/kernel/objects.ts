@@ -166,8 +166,20 @@ export class Netns {
     readonly role: NetnsRole,
   ) {}
 
+  /** the ifindex asked for with `ip link add … index N` (IFLA_IFINDEX), for the next device created here */
+  private requestedIfindex?: number;
+
+  /** `ip link add … index N`: the next device created in this namespace gets ifindex N */
+  requestIfindex(n: number): void {
+    this.requestedIfindex = n;
+  }
+
   allocIfindex(): number {
-    return this.nextIfindex++;
+    const n = this.requestedIfindex;
+    if (n === undefined) return this.nextIfindex++;
+    this.requestedIfindex = undefined;
+    this.nextIfindex = Math.max(this.nextIfindex, n + 1);
+    return n;
   }
 
   link(name: string): Link | undefined {
