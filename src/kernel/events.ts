@@ -267,7 +267,8 @@ export type StepEvent =
   | { type: 'neigh'; result: 'resolved'; nexthop: string; entry: NeighEntry }
   | { type: 'arp-request'; target: string; sender: string }
   | { type: 'arp-ignore'; target: string }
-  | { type: 'arp-reply'; target: string; mac: MacAddr; to: string }
+  /** `proxy`: answered for an address routed out of another device (proxy_arp), with the route */
+  | { type: 'arp-reply'; target: string; mac: MacAddr; to: string; proxy?: { route: Route } }
   | { type: 'arp-learn'; ip: string; mac: MacAddr; entry: NeighEntry }
   | { type: 'xmit'; frame: Frame }
   | { type: 'xmit-ip'; pkt: Ipv4Packet }

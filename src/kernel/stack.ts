@@ -365,7 +365,8 @@ export class Stack {
     const arp = frame.payload.arp;
     if (arp.op === 1) {
       const owner = ns.localAddress(arp.targetIp);
-      if (!owner || owner.type === 'loopback') {
+      const proxy = owner ? undefined : this.proxyArp(ns, dev, arp.senderIp, arp.targetIp);
+      if ((!owner || owner.type === 'loopback') && !proxy) {
         this.step(ns, 'arp', 2, 'ignore', { type: 'arp-ignore', target: arp.targetIp }, { device: dev.name });
         return;
       }
@@ -376,7 +377,13 @@ export class Stack {
         'arp',
         2,
         'reply',
-        { type: 'arp-reply', target: arp.targetIp, mac: dev.mac, to: arp.senderIp },
+        {
+          type: 'arp-reply',
+          target: arp.targetIp,
+          mac: dev.mac,
+          to: arp.senderIp,
+          ...(proxy ? { proxy: { route: { ...proxy } } } : {}),
+        },
         { device: dev.name },
       );
       const reply: Frame = {
@@ -408,6 +415,35 @@ export class Stack {
         { device: dev.name },
       );
     }
+  }
+
+  /**
+   * arp_process for a target that is not local: with forwarding and proxy_arp on the receiving
+   * device (conf.all or conf.DEV; medium_id 0), the kernel answers for a target whose input route
+   * (ip_route_input_noref from the sender, source validation included) is unicast out of another
+   * device (arp_fwd_proxy). The kernel delays a proxied answer to a broadcast request by up to
+   * neigh.DEV.proxy_delay; the model answers at once (timing only: Calico sets proxy_delay 0).
+   */
+  private proxyArp(ns: Netns, dev: Link, sip: string, tip: string): Route | undefined {
+    const conf = (key: string) =>
+      Number(
+        ns.sysctl.get(`net.ipv4.conf.${dev.name}.${key}`) ??
+          ns.sysctl.get(`net.ipv4.conf.default.${key}`) ??
+          '0',
+      );
+    const proxyArp = Number(ns.sysctl.get('net.ipv4.conf.all.proxy_arp') ?? '0') || conf('proxy_arp');
+    const forwarding =
+      ns.sysctl.get(`net.ipv4.conf.${dev.name}.forwarding`) ?? ns.sysctl.get('net.ipv4.ip_forward') ?? '0';
+    if (!proxyArp || forwarding !== '1' || sip === '0.0.0.0') return undefined;
+    const route = ns.fib.lookup(ip4ToInt(tip), this.usable(ns));
+    if (!route || route.type !== 'unicast' || route.dev === dev.name) return undefined;
+    // fib_validate_source for the sender, as ip_route_input does
+    const mode = ns.rpFilter(dev.name);
+    if (mode !== 0) {
+      const back = ns.fib.lookup(ip4ToInt(sip), this.usable(ns));
+      if (mode === 1 ? back?.dev !== dev.name : !back) return undefined;
+    }
+    return route;
   }
 
   private learnNeighbour(

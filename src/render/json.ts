@@ -333,7 +333,15 @@ const EVENTS = {
   }),
   'arp-request': ev('arp-request', { target: ip, sender: ip }),
   'arp-ignore': ev('arp-ignore', { target: ip }),
-  'arp-reply': ev('arp-reply', { target: ip, mac, to: ip }),
+  'arp-reply': ev('arp-reply', {
+    target: ip,
+    mac,
+    to: ip,
+    proxy: z
+      .strictObject({ route: RouteJson })
+      .optional()
+      .describe('answered by proxy_arp for a target routed out of another device'),
+  }),
   'arp-learn': ev('arp-learn', { ip, mac, entry: NeighJson }),
   xmit: ev('xmit', {}).describe("the frame is the step's frame"),
   'xmit-ip': ev('xmit-ip', {}).describe("an IP packet on an L3 device (tunl0): the step's frame"),
@@ -537,6 +545,8 @@ function jsonEvent(e: StepEvent): EventJsonT {
       return { ...e, back: e.back && routeJson(e.back) };
     case 'encap-ipip':
       return { ...e, route: routeJson(e.route) };
+    case 'arp-reply':
+      return e.proxy ? { ...e, proxy: { route: routeJson(e.proxy.route) } } : { ...e, proxy: undefined };
     case 'forward':
     case 'send':
       return { ...e, pkt: hex(emitIpv4Packet(e.pkt)) };

@@ -253,7 +253,9 @@ export function stepDetail(s: Step): string {
     case 'arp-ignore':
       return `who-has ${e.target}: not a local address, ignored`;
     case 'arp-reply':
-      return `${e.target} is-at ${e.mac} (reply to ${e.to})`;
+      return e.proxy
+        ? `${e.target} is-at ${e.mac} (proxy_arp on ${dev}: ${e.target} is routed out of ${e.proxy.route.dev}; reply to ${e.to})`
+        : `${e.target} is-at ${e.mac} (reply to ${e.to})`;
     case 'arp-learn':
       return `${e.ip} is-at ${e.mac}: neighbour REACHABLE`;
     case 'xmit':
