@@ -71,10 +71,18 @@ export function runCommand(c: Cluster, netns: string, command: string | readonly
  */
 export function prepareCluster(spec: ClusterSpec, mode: CniMode, extra: readonly string[] = []): Cluster {
   const c = buildCluster(spec, mode);
-  const lines = [
+  applyRun(c, [
     ...spec.run.map((l, i) => ({ l, where: `run[${i}]` })),
     ...extra.map((l) => ({ l, where: '--run' })),
-  ];
+  ]);
+  return c;
+}
+
+/**
+ * Apply `NETNS: COMMAND` lines to a built (or imported) cluster, in order; a command that fails
+ * stops here with a CommandError naming it (`where` says which list it came from).
+ */
+export function applyRun(c: Cluster, lines: readonly { l: string; where: string }[]): void {
   for (const { l, where } of lines) {
     const [netns, cmd] = splitRunLine(l);
     const r = runCommand(c, netns, cmd);
@@ -83,5 +91,4 @@ export function prepareCluster(spec: ClusterSpec, mode: CniMode, extra: readonly
       throw new CommandError(`${where} "${l}": ${why || `exit ${r.code}`}`);
     }
   }
-  return c;
 }
