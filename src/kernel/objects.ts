@@ -142,7 +142,12 @@ export const DEFAULT_SYSCTLS: Record<string, string> = {
   'net.netfilter.nf_conntrack_tcp_loose': '1',
 };
 
-export type NetnsRole = 'node' | 'pod' | 'segment' | 'router';
+/**
+ * `outside`: an imported cluster's edge. A frame that reaches it has left the namespaces the
+ * dumps describe (a veth whose other end was not collected, the gateway's way out); the model
+ * knows nothing beyond, and says so (the walk ends there as "outside").
+ */
+export type NetnsRole = 'node' | 'pod' | 'segment' | 'router' | 'outside';
 
 export class Netns {
   readonly links = new Map<string, Link>();

@@ -67,7 +67,10 @@ export interface RouteResult {
 }
 
 export type Terminal =
-  { kind: 'delivered'; netns: string; device: string; to: string } | { kind: 'dropped'; drop: Drop };
+  | { kind: 'delivered'; netns: string; device: string; to: string }
+  | { kind: 'dropped'; drop: Drop }
+  /** it left the modelled namespaces, through `netns`'s `device` */
+  | { kind: 'outside'; netns: string; device: string };
 
 /** a packet the walk generated (an ICMP error, a socket's reply), waiting to be walked */
 export interface Queued {
@@ -139,6 +142,21 @@ export class Stack {
   deliver(ns: Netns, device: string, to: string, delivery: Delivery, layer: Layer = 4): void {
     this.step(ns, 'deliver', layer, 'deliver', { type: 'deliver', to, delivery }, { device });
     if (this.auxDepth === 0) this.terminals.push({ kind: 'delivered', netns: ns.name, device, to });
+  }
+
+  /**
+   * A frame that reached an imported cluster's `outside` namespace: it left the collected
+   * namespaces through the device at the other end of `dev`. Nothing beyond is modelled.
+   */
+  private outside(ns: Netns, dev: Link, frame: Frame): void {
+    const from =
+      dev.type === 'veth' && dev.peer
+        ? { netns: dev.peer.netns, device: dev.peer.name }
+        : { netns: ns.name, device: dev.name };
+    const bytes = emitFrame(frame);
+    this.capture(ns, dev, 'in', bytes);
+    this.step(ns, 'outside', 2, 'leave', { type: 'outside', from }, { device: dev.name, frame: bytes });
+    if (this.auxDepth === 0) this.terminals.push({ kind: 'outside', ...from });
   }
 
   /** run fn as a side exchange (ARP) whose drops and deliveries are not the walked packet's */
@@ -544,6 +562,7 @@ export class Stack {
 
   /** netif_receive_skb: bridge port → bridge; else ARP or IPv4 when the frame is for this host */
   netifReceive(ns: Netns, dev: Link, frame: Frame, bytes: Uint8Array): void {
+    if (ns.role === 'outside') return this.outside(ns, dev, frame);
     this.capture(ns, dev, 'in', bytes);
     dev.stats.rxPackets++;
     dev.stats.rxBytes += bytes.length;

@@ -311,6 +311,8 @@ export function stepDetail(s: Step): string {
       return deliveryText(e.delivery, s.netns);
     case 'drop':
       return `${e.drop.reason}: ${dropText(e.drop)}`;
+    case 'outside':
+      return `left the collected nodes through ${e.from.netns} ${e.from.device}: what lies beyond was not collected`;
   }
   return unreachable(e);
 }
