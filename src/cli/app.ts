@@ -13,7 +13,8 @@ import { labCommand } from './lab.ts';
 import { UsageError } from './errors.ts';
 import { runShell } from './shell.ts';
 import { DEFAULT_WEB_ROOT, hasBuild, serveWeb, type Served } from './serve.ts';
-import { CommandError, prepareCluster, runCommand, TOOLS } from '../tools/index.ts';
+import { applyRun, CommandError, prepareCluster, runCommand, TOOLS } from '../tools/index.ts';
+import { DumpError, importCluster, type DumpFiles } from '../import/index.ts';
 import { pcapFiles } from '../tools/pcap-export.ts';
 import { compareModes } from '../diagnose/compare-modes.ts';
 import { walk, WalkError, walkOk, type Walk } from '../trace/walk.ts';
@@ -34,6 +35,17 @@ export interface Io {
   writeFile(dir: string, name: string, bytes: Uint8Array): void;
   /** file names in a directory (for the shipped scenarios/) */
   listDir?(path: string): string[];
+  /** `--from`: the files of a dump set (a directory or a .tar.gz), as src/collect/load.ts reads them */
+  readDumps?(path: string): { files: DumpFiles; name: string; where(file: string): string };
+  /** `podwalk collect`: run the collector script (src/collect/run.ts); stdout stays the process's */
+  collect?(args: { out: string; netns?: string; name?: string; kube?: boolean }): {
+    code: number;
+    stderr: string;
+  };
+  /** `podwalk collect --script`: the collector script's text */
+  collectorScript?(): string;
+  /** the name of a dump set's cluster, from its path (the lab's namespace prefix) */
+  dumpSetName?(path: string): string;
   env: Record<string, string | undefined>;
   isTTY: boolean;
   /** for `podwalk shell` */
@@ -67,6 +79,15 @@ function readInput(io: Io, file: string, what: string): string {
   }
 }
 
+/** the cluster file's spec and the mode to build it in (--mode, else the file's) */
+function specAndModeOf(
+  io: Io,
+  o: { cluster?: string; mode?: CniMode; policy?: string[] },
+): [ClusterSpec, CniMode] {
+  const spec = loadSpec(io, o.cluster, o.policy ?? []);
+  return [spec, o.mode ?? spec.cni];
+}
+
 /** The cluster file (or the seed) with the policies of the --policy files added; all or nothing. */
 function loadSpec(io: Io, file: string | undefined, policyFiles: readonly string[] = []): ClusterSpec {
   const spec = file ? loadCluster(readInput(io, file, 'cluster file'), file) : seedCluster();
@@ -97,6 +118,51 @@ function warn(io: Io, c: Cluster): void {
 }
 
 const POLICY_HELP = 'a NetworkPolicy YAML file (repeatable); enforced in the calico-* modes';
+
+const FROM_HELP =
+  'build the cluster from `podwalk collect` dumps: a directory (one subdirectory per node) or a .tar.gz';
+
+/** --from names the whole cluster: the options that describe a simulated one do not apply */
+function fromConflicts(o: {
+  from?: string;
+  cluster?: string;
+  mode?: string;
+  policy?: string[];
+  scenario?: string;
+}): void {
+  if (!o.from) return;
+  const other = o.cluster
+    ? '--cluster'
+    : o.scenario
+      ? '--scenario'
+      : o.mode
+        ? '--mode'
+        : o.policy?.length
+          ? '--policy'
+          : undefined;
+  if (other)
+    throw new UsageError(
+      `--from builds the cluster from the dumps; ${other} describes a simulated one: give one of them`,
+    );
+}
+
+/** The cluster the dumps describe, with the --run commands applied; each call builds a fresh one */
+export function importFrom(io: Io, from: string, run: readonly string[] = []): Cluster {
+  if (!io.readDumps) throw new UsageError('--from needs a file system to read the dumps from');
+  const d = io.readDumps(from);
+  let c: Cluster;
+  try {
+    c = importCluster(d.files, { name: d.name }).cluster;
+  } catch (e) {
+    if (e instanceof DumpError) throw new DumpError(e.file === '.' ? from : d.where(e.file), e.problem);
+    throw e;
+  }
+  applyRun(
+    c,
+    run.map((l) => ({ l, where: '--run' })),
+  );
+  return c;
+}
 
 function parseMode(v: string): CniMode {
   if (!(CNI_MODES as readonly string[]).includes(v))
@@ -295,6 +361,7 @@ Examples:
     )
     .option('--pcap <dir>', 'write one pcap per interface the walk touched: DIR/<netns>-<dev>.pcap')
     .option('--policy <file>', POLICY_HELP, collect, [])
+    .option('--from <DIR|FILE.tar.gz>', FROM_HELP)
     .addHelpText('after', EXAMPLES.trace)
     .action(
       (
@@ -314,13 +381,15 @@ Examples:
           run: string[];
           pcap?: string;
           policy: string[];
+          from?: string;
         },
       ) => {
-        const spec = loadSpec(io, o.cluster, o.policy);
+        fromConflicts(o);
+        const spec = o.from ? undefined : loadSpec(io, o.cluster, o.policy);
         const { to, port } = parseTarget(target);
         if (o.proto === 'icmp' && port !== undefined)
           throw new UsageError(`TO "${target}": ICMP has no ports`);
-        const c = prepareCluster(spec, o.mode ?? spec.cni, o.run);
+        const c = spec ? prepareCluster(spec, o.mode ?? spec.cni, o.run) : importFrom(io, o.from!, o.run);
         warn(io, c);
         const w = walk(
           c,
@@ -333,6 +402,7 @@ Examples:
           io.out(
             JSON.stringify({
               mode: c.mode,
+              ...(o.from ? { from: o.from, warnings: c.warnings } : {}),
               ok: walkOk(w),
               traces: traces.map((t) => {
                 const why = explainDrop(c, t);
@@ -407,6 +477,7 @@ Examples:
       [],
     )
     .option('--policy <file>', POLICY_HELP, collect, [])
+    .option('--from <DIR|FILE.tar.gz>', FROM_HELP)
     .addHelpText(
       'after',
       `
@@ -423,10 +494,17 @@ Examples:
       (
         netns: string,
         cmd: string[],
-        o: { cluster?: string; mode?: CniMode; run: string[]; walk: string[]; policy: string[] },
+        o: {
+          cluster?: string;
+          mode?: CniMode;
+          run: string[];
+          walk: string[];
+          policy: string[];
+          from?: string;
+        },
       ) => {
-        const spec = loadSpec(io, o.cluster, o.policy);
-        const c = prepareCluster(spec, o.mode ?? spec.cni, o.run);
+        fromConflicts(o);
+        const c = o.from ? importFrom(io, o.from, o.run) : prepareCluster(...specAndModeOf(io, o), o.run);
         warn(io, c);
         execWalks(c, o.walk);
         const r = runCommand(c, netns, cmd);
@@ -447,6 +525,7 @@ Examples:
     .option('--walk <FLOW>', 'walk a flow first (repeatable)', collect, [])
     .option('--in <netns>', 'the namespace to start in (default: the first node)')
     .option('--policy <file>', POLICY_HELP, collect, [])
+    .option('--from <DIR|FILE.tar.gz>', FROM_HELP)
     .addHelpText(
       'after',
       `
@@ -467,9 +546,10 @@ Examples:
         walk: string[];
         in?: string;
         policy: string[];
+        from?: string;
       }) => {
-        const spec = loadSpec(io, o.cluster, o.policy);
-        const c = prepareCluster(spec, o.mode ?? spec.cni, o.run);
+        fromConflicts(o);
+        const c = o.from ? importFrom(io, o.from, o.run) : prepareCluster(...specAndModeOf(io, o), o.run);
         warn(io, c);
         execWalks(c, o.walk);
         const start = o.in ?? c.nodes[0].name;
@@ -502,6 +582,7 @@ Examples:
     .option('--scenario <name>', 'a ready-made broken cluster from scenarios/ (see podwalk scenarios)')
     .option('--run <NETNS: CMD>', 'apply an emulated command first (repeatable, in order)', collect, [])
     .option('--policy <file>', POLICY_HELP, collect, [])
+    .option('--from <DIR|FILE.tar.gz>', FROM_HELP)
     .option('--json', 'machine-readable report')
     .addHelpText('after', EXAMPLES.doctor)
     .action(
@@ -516,8 +597,29 @@ Examples:
           run: string[];
           policy: string[];
           json?: boolean;
+          from?: string;
         },
       ) => {
+        fromConflicts(o);
+        if (o.from) {
+          if (!from || !target) throw new UsageError('doctor --from needs FROM and TO');
+          const { to, port } = parseTarget(target);
+          const proto: Proto = o.proto ?? 'tcp';
+          if (proto === 'icmp' && port !== undefined)
+            throw new UsageError(`TO "${target}": ICMP has no ports`);
+          // each probe walks a fresh import of the dumps (bad dumps and --run lines surface here)
+          let first: Cluster | undefined = importFrom(io, o.from, o.run);
+          const make = () => {
+            const c = first ?? importFrom(io, o.from!, o.run);
+            first = undefined;
+            return c;
+          };
+          const report = doctor(make, { from, to, proto, port: proto === 'icmp' ? undefined : port });
+          if (o.json) io.out(JSON.stringify(doctorToJson(report)));
+          else io.out(renderDoctor(report));
+          code = report.healthy ? 0 : 1;
+          return;
+        }
         if (o.scenario && o.cluster)
           throw new UsageError('--scenario and --cluster both name a cluster: give one');
         const spec = o.scenario
@@ -550,6 +652,50 @@ Examples:
         code = report.healthy ? 0 : 1;
       },
     );
+
+  program
+    .command('collect')
+    .description(
+      "dump a node's network state for --from: the namespace (the node, or --netns NAME) and every pod its veths lead to (run as root on the node; --script prints the same collector as a POSIX sh script)",
+    )
+    .option('--out <DIR|->', 'write DIR/NODE/… (-: a gzipped tar of it on stdout)')
+    .option('--netns <name>', 'dump the named network namespace (ip netns) instead of the current one')
+    .option('--name <node>', "the node's name in the dump (default: the hostname, or the --netns name)")
+    .option('--kube', 'also save kubectl get nodes,pods,services,endpointslices,networkpolicies -A -o json')
+    .option('--script', 'print the collector (a POSIX sh script needing only iproute2) instead of running it')
+    .addHelpText(
+      'after',
+      `
+The collector only reads (ip/bridge/tc/ss show, iptables-save, nft list, conntrack -L, nstat -s,
+/proc/sys). Copy each node's DIR/NODE into one directory, then walk it with --from.
+
+Examples:
+  # on each node, as root
+  $ sudo podwalk collect --out /tmp/dumps
+  $ sudo podwalk collect --out - > node1.tar.gz
+  # a node without Node.js: the same script through kubectl debug or ssh
+  $ podwalk collect --script > collect.sh
+  $ kubectl debug node/node1 -q -i --profile=sysadmin --image=busybox -- chroot /host sh -s -- --out - < collect.sh > node1.tar.gz
+  $ ssh root@node1 sh -s -- --out - < collect.sh > node1.tar.gz
+  # then, anywhere
+  $ podwalk trace default/web default/db:5432 --from dumps/
+  $ podwalk doctor default/web default/db:5432 --from node1.tar.gz`,
+    )
+    .action((o: { out?: string; netns?: string; name?: string; kube?: boolean; script?: boolean }) => {
+      if (o.script) {
+        if (!io.collectorScript) throw new UsageError('collect --script needs the installed podwalk');
+        io.out(io.collectorScript().replace(/\n$/, ''));
+        return;
+      }
+      if (!o.out)
+        throw new UsageError(
+          'collect needs --out DIR (--out - writes a .tar.gz to stdout; --script prints the collector)',
+        );
+      if (!io.collect) throw new UsageError('collect runs on a node: it needs sh and the file system');
+      const r = io.collect({ out: o.out, netns: o.netns, name: o.name, kube: o.kube });
+      if (r.stderr) io.err(r.stderr.replace(/\n$/, ''));
+      code = r.code;
+    });
 
   program
     .command('scenarios')
@@ -602,6 +748,8 @@ Examples:
       err: (x) => io.err(x),
       loadSpec: (f, policies) => loadSpec(io, f, policies),
       warn: (c) => warn(io, c),
+      importFrom: (from) => importFrom(io, from),
+      dumpSetName: (from) => io.dumpSetName?.(from) ?? 'imported',
       parseMode,
       parseIntArg,
       parseTarget,
@@ -624,6 +772,7 @@ Examples:
         .default(8080),
     )
     .option('--dir <dir>', 'the page build to serve', DEFAULT_WEB_ROOT)
+    .option('--from <DIR|FILE.tar.gz>', `${FROM_HELP}; the page imports them itself`)
     .addHelpText(
       'after',
       `
@@ -631,8 +780,15 @@ Examples:
   $ npm run build && npx podwalk serve
   $ podwalk serve --cluster my.yaml --port 9000`,
     )
-    .action(async (o: { cluster?: string; port: number; dir: string }) => {
+    .action(async (o: { cluster?: string; port: number; dir: string; from?: string }) => {
+      fromConflicts(o);
       let cluster: { yaml: string; file: string } | undefined;
+      let dumps: string | undefined;
+      if (o.from) {
+        importFrom(io, o.from); // validate here: FILE: what is wrong, exit 2
+        const d = io.readDumps!(o.from);
+        dumps = JSON.stringify({ name: d.name, files: Object.fromEntries(d.files) });
+      }
       if (o.cluster) {
         loadSpec(io, o.cluster); // validate here: file:line:col, exit 2
         cluster = { yaml: io.readFile(o.cluster), file: o.cluster };
@@ -640,14 +796,14 @@ Examples:
       if (!hasBuild(o.dir)) throw new UsageError(`no page build in ${o.dir}: run \`npm run build\` first`);
       let s: Served;
       try {
-        s = await serveWeb({ root: o.dir, port: o.port, cluster });
+        s = await serveWeb({ root: o.dir, port: o.port, cluster, dumps });
       } catch (e) {
         const code = (e as { code?: string }).code;
         throw new UsageError(
           `cannot listen on 127.0.0.1:${o.port}: ${code === 'EADDRINUSE' ? 'the port is in use (pick another with --port)' : (code ?? (e as Error).message)}`,
         );
       }
-      io.out(`podwalk: serving ${o.cluster ?? 'the built-in cluster'} at ${s.url} (Ctrl-C stops)`);
+      io.out(`podwalk: serving ${o.from ?? o.cluster ?? 'the built-in cluster'} at ${s.url} (Ctrl-C stops)`);
       io.served?.(s);
     });
 
@@ -674,7 +830,8 @@ Examples:
       e instanceof LabError ||
       e instanceof LabPlanError ||
       e instanceof BuildError ||
-      e instanceof CommandError
+      e instanceof CommandError ||
+      e instanceof DumpError
     ) {
       io.err(`podwalk: ${e.message}`);
       return 2;

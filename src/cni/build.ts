@@ -64,7 +64,7 @@ function subnetOf(ip: string, len: number): string {
   return `${intToIp4((ip4ToInt(ip) & prefixMask(len)) >>> 0)}/${len}`;
 }
 
-function supernet(cidrs: string[]): string {
+export function supernet(cidrs: string[]): string {
   let len = 32;
   const nets = cidrs.map((c) => {
     const [a, l] = c.split('/');
