@@ -157,6 +157,34 @@ export class Stack {
     this.capture(ns, dev, 'in', bytes);
     this.step(ns, 'outside', 2, 'leave', { type: 'outside', from }, { device: dev.name, frame: bytes });
     if (this.auxDepth === 0) this.terminals.push({ kind: 'outside', ...from });
+    // it stands for every host that was not collected: it answers ARP for an address no modelled
+    // namespace has, so that traffic to such a host reaches it (and ends here)
+    const p = frame.payload;
+    if (p.kind !== 'arp' || p.arp.op !== 1) return;
+    const target = p.arp.targetIp;
+    for (const other of this.w.netns.values())
+      if (other.role !== 'outside' && other.localAddress(target)) return;
+    this.step(
+      ns,
+      'arp',
+      2,
+      'reply',
+      { type: 'arp-reply', target, mac: dev.mac, to: p.arp.senderIp },
+      { device: dev.name },
+    );
+    this.devXmit(ns, dev, {
+      eth: { dst: p.arp.senderMac, src: dev.mac, ethertype: ETHERTYPE_ARP },
+      payload: {
+        kind: 'arp',
+        arp: {
+          op: 2,
+          senderMac: dev.mac,
+          senderIp: target,
+          targetMac: p.arp.senderMac,
+          targetIp: p.arp.senderIp,
+        },
+      },
+    });
   }
 
   /** run fn as a side exchange (ARP) whose drops and deliveries are not the walked packet's */
