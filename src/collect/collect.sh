@@ -195,11 +195,14 @@ fi
 
 # the target's veths whose other end is in another namespace, one per line: "IFINDEX PEER name NETNS"
 # when iproute2 can name that namespace (ip netns), else "IFINDEX PEER id NSID"
-# (ip -o prints "5: veth0@if2: <…> … link-netns NAME" or "… link-netnsid 3")
+# (ip -o prints "5: veth0@if2: <…> … link-netns NAME" or "… link-netnsid 3"; the kernel leaves
+# the peer's ifindex out when it equals the veth's own: "3: eth1: <…> … link-netns NAME")
 veth_ends() {
   run_in "$1" "$2" ip -o link show type veth 2>/dev/null | sed -n \
     -e 's/^\([0-9]*\): [^@:]*@if\([0-9]*\):.* link-netns \([^ ]*\).*/\1 \2 name \3/p' \
-    -e 's/^\([0-9]*\): [^@:]*@if\([0-9]*\):.* link-netnsid \([0-9]*\).*/\1 \2 id \3/p'
+    -e 's/^\([0-9]*\): [^@:]*@if\([0-9]*\):.* link-netnsid \([0-9]*\).*/\1 \2 id \3/p' \
+    -e 's/^\([0-9]*\): [^@:]*:.* link-netns \([^ ]*\).*/\1 \1 name \2/p' \
+    -e 's/^\([0-9]*\): [^@:]*:.* link-netnsid \([0-9]*\).*/\1 \1 id \2/p'
 }
 
 ends=$(veth_ends "$t_how" "$t_arg")

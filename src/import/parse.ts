@@ -354,7 +354,8 @@ function parseTcFilters(text: string): Map<string, string> {
   return m;
 }
 
-export function parseNamespace(files: DumpFiles, dir: string): NsDump {
+/** `errs`: the names of the namespace's FILE.err files (the failed commands) */
+export function parseNamespace(files: DumpFiles, dir: string, errs: readonly string[]): NsDump {
   const at = (name: string) => `${dir}/${name}`;
   const read = (name: string) => files.get(at(name));
   const need = (name: string) => {
@@ -375,14 +376,11 @@ export function parseNamespace(files: DumpFiles, dir: string): NsDump {
   const where = parseWhere(at('where.txt'), whereText);
   for (const f of REQUIRED) need(f);
   const failures: NsDump['failures'] = [];
-  for (const [p, t] of files)
-    if (
-      p.startsWith(dir + '/') &&
-      p.endsWith('.err') &&
-      !REQUIRED.includes(p.slice(dir.length + 1, -4)) &&
-      !/flow entries have been shown/.test(t)
-    )
-      failures.push({ file: p.slice(0, -4), message: t.trim().split('\n')[0] ?? '' });
+  for (const name of errs) {
+    const t = files.get(at(name))!;
+    if (!REQUIRED.includes(name.slice(0, -4)) && !/flow entries have been shown/.test(t))
+      failures.push({ file: at(name.slice(0, -4)), message: t.trim().split('\n')[0] ?? '' });
+  }
   const optional = <T>(name: string, f: (file: string, text: string) => T): T | undefined => {
     const t = read(name);
     if (t === undefined || read(`${name}.err`) !== undefined) return undefined;

@@ -147,21 +147,39 @@ interface Found {
   host: string;
 }
 
-const NS_DIR = /^(.*?)\/?netns\/(\d+)\/where\.txt$/;
+/** the dump set's files by node directory and namespace: one pass over the paths */
+interface Layout {
+  /** node directories ("" when the set is one node's directory) */
+  nodes: string[];
+  /** node directory → its namespace directories (NODE/netns/INODE) */
+  namespaces: Map<string, string[]>;
+  /** namespace directory → the names of its FILE.err files */
+  errs: Map<string, string[]>;
+}
 
-/** the node directories of a dump set ("" when the set is one node's directory) */
-function nodeDirs(files: DumpFiles): string[] {
-  const dirs: string[] = [];
+function layout(files: DumpFiles): Layout {
+  const out: Layout = { nodes: [], namespaces: new Map(), errs: new Map() };
   for (const p of files.keys()) {
-    if (p === 'manifest.txt') dirs.push('');
-    else if (p.endsWith('/manifest.txt') && p.split('/').length === 2)
-      dirs.push(p.slice(0, -'/manifest.txt'.length));
+    const parts = p.split('/');
+    if (p === 'manifest.txt') out.nodes.push('');
+    else if (parts.length === 2 && parts[1] === 'manifest.txt') out.nodes.push(parts[0]);
+    // NODE/netns/INODE/FILE, or netns/INODE/FILE for one node's directory
+    const k =
+      parts.length === 4 && parts[1] === 'netns' ? 1 : parts.length === 3 && parts[0] === 'netns' ? 0 : -1;
+    if (k < 0 || !/^\d+$/.test(parts[k + 1])) continue;
+    const node = k ? parts[0] : '';
+    const dir = parts.slice(0, k + 2).join('/');
+    const file = parts[k + 2];
+    if (file === 'where.txt') out.namespaces.set(node, [...(out.namespaces.get(node) ?? []), dir]);
+    if (file.endsWith('.err')) out.errs.set(dir, [...(out.errs.get(dir) ?? []), file]);
   }
-  return dirs.sort();
+  out.nodes.sort();
+  return out;
 }
 
 function readAll(files: DumpFiles): { found: Map<string, Found>; manifests: Manifest[]; kube?: KubeObjects } {
-  const dirs = nodeDirs(files);
+  const lay = layout(files);
+  const dirs = lay.nodes;
   if (dirs.length === 0)
     throw new DumpError('.', 'no manifest.txt: not a podwalk collect dump (NODE/manifest.txt, NODE/netns/…)');
   if (dirs.length > LIMITS.nodes) throw new DumpError('.', `more than ${LIMITS.nodes} node dumps`);
@@ -173,17 +191,10 @@ function readAll(files: DumpFiles): { found: Map<string, Found>; manifests: Mani
     const manifest = parseManifest(at('manifest.txt'), files.get(at('manifest.txt'))!);
     const other = seenNodes.get(manifest.node);
     if (other !== undefined)
-      throw new DumpError(
-        at('manifest.txt'),
-        `node "${manifest.node}" is dumped twice (also in ${other || '.'})`,
-      );
+      throw new DumpError(at('manifest.txt'), `node "${manifest.node}" is dumped twice (also in ${other})`);
     seenNodes.set(manifest.node, at('manifest.txt'));
     manifests.push(manifest);
-    const nsDirs: string[] = [];
-    for (const p of files.keys()) {
-      const m = NS_DIR.exec(p);
-      if (m && m[1] === dir) nsDirs.push(at(`netns/${m[2]}`));
-    }
+    const nsDirs = lay.namespaces.get(dir) ?? [];
     if (nsDirs.length > LIMITS.namespaces)
       throw new DumpError(at('netns'), `more than ${LIMITS.namespaces} namespaces in one node's dump`);
     if (!nsDirs.includes(at(`netns/${manifest.target}`)))
@@ -193,7 +204,7 @@ function readAll(files: DumpFiles): { found: Map<string, Found>; manifests: Mani
       );
     const host = manifest.bootId ?? `node:${manifest.node}`;
     for (const d of nsDirs.sort()) {
-      const dump = parseNamespace(files, d);
+      const dump = parseNamespace(files, d, lay.errs.get(d) ?? []);
       const inode = d.slice(d.lastIndexOf('/') + 1);
       if (dump.where.inode !== inode)
         throw new DumpError(`${d}/where.txt`, `inode ${dump.where.inode} ≠ its directory ${inode}`);
@@ -228,14 +239,21 @@ const kindOf = (l: LinkDump) => l.linkinfo?.info_kind;
  * when several candidates remain, one found in the same node dump wins.
  */
 function pairVeths(found: Map<string, Found>, warn: (w: ImportWarning) => void): Map<End, End> {
-  const byHost = new Map<string, End[]>();
+  // ends by (machine, ifindex, peer ifindex): an end's candidates are the ends under its mirror key
+  const byKey = new Map<string, End[]>();
+  const key = (host: string, ifindex: number, peer: number) => `${host}|${ifindex}|${peer}`;
   const ends: End[] = [];
   for (const f of found.values())
     for (const link of f.dump.links)
-      if (kindOf(link) === 'veth' && link.link_netnsid !== undefined && link.link_index !== undefined) {
-        const e = { ns: f, link };
+      if (kindOf(link) === 'veth' && link.link_netnsid !== undefined) {
+        // the kernel leaves IFLA_LINK out when the peer's ifindex equals this one's
+        const e = {
+          ns: f,
+          link: link.link_index === undefined ? { ...link, link_index: link.ifindex } : link,
+        };
         ends.push(e);
-        byHost.set(f.host, [...(byHost.get(f.host) ?? []), e]);
+        const k = key(f.host, e.link.ifindex, e.link.link_index!);
+        byKey.set(k, [...(byKey.get(k) ?? []), e]);
       }
   const pairs = new Map<End, End>();
   const nsid = new Map<Found, Map<number, Found>>();
@@ -257,20 +275,19 @@ function pairVeths(found: Map<string, Found>, warn: (w: ImportWarning) => void):
   // the namespace a namespace id names, when iproute2 could name it (ip netns list-id)
   const named = (e: End) => e.ns.dump.nsids?.get(e.link.link_netnsid!);
   const candidates = (e: End) =>
-    (byHost.get(e.ns.host) ?? []).filter(
+    (byKey.get(key(e.ns.host, e.link.link_index!, e.link.ifindex)) ?? []).filter(
       (o) =>
         o.ns !== e.ns &&
         !pairs.has(o) &&
-        o.link.ifindex === e.link.link_index &&
-        o.link.link_index === e.link.ifindex &&
         (named(e) === undefined || named(e) === o.ns.dump.where.name) &&
         (named(o) === undefined || named(o) === e.ns.dump.where.name) &&
         ok(e, o),
     );
   const sameDump = (e: End, o: End) => [...e.ns.foundIn].some((n) => o.ns.foundIn.has(n));
+  let open = ends;
   for (let progress = true; progress;) {
     progress = false;
-    for (const e of ends) {
+    for (const e of open) {
       if (pairs.has(e)) continue;
       const c = candidates(e);
       if (c.length === 1 && candidates(c[0]).length === 1) {
@@ -278,9 +295,9 @@ function pairVeths(found: Map<string, Found>, warn: (w: ImportWarning) => void):
         progress = true;
       }
     }
+    open = open.filter((e) => !pairs.has(e));
     if (progress) continue;
-    for (const e of ends) {
-      if (pairs.has(e)) continue;
+    for (const e of open) {
       const c = candidates(e).filter((o) => sameDump(e, o));
       if (c.length === 1) {
         join(e, c[0]);
@@ -289,7 +306,7 @@ function pairVeths(found: Map<string, Found>, warn: (w: ImportWarning) => void):
       }
     }
   }
-  for (const e of ends)
+  for (const e of open)
     if (!pairs.has(e) && candidates(e).length > 1)
       warn({
         netns: '',
@@ -585,6 +602,15 @@ function planNamespace(
           subject: `ipip ${l.ifname} remote ${String(data.remote ?? 'any')} local ${String(data.local ?? 'any')} ttl ${String(data.ttl ?? 0)}${data.pmtudisc ? ' pmtudisc' : ''}`,
           effect: "the model's tunl0 has no fixed endpoints, inherits the TTL and does not do PMTU discovery",
         });
+      continue;
+    }
+    const addressed = d.addrs.some(
+      (a) => a.ifname === l.ifname && a.addr_info.some((x) => x.family === 'inet' && x.scope !== 'host'),
+    );
+    if (kind === 'veth' && role === 'node' && addressed) {
+      // a node's addressed veth whose other end was not dumped: its uplink, joined to the underlay below
+      links.push({ ...base, kind: 'veth', peer: { ns: '', name: '' } });
+      created.add(l.ifname);
       continue;
     }
     if (kind === 'veth') {
@@ -902,10 +928,11 @@ export function planImport(files: DumpFiles, opts: { name?: string } = {}): Impo
   const podByIp = new Map<string, KubePod>();
   for (const p of kube?.pods ?? []) if (!p.hostNetwork) for (const ip of p.ips) podByIp.set(ip, p);
   const kubeOf = new Map<Found, KubePod>();
+  const targetOf = new Map(all.filter((f) => f.target).map((f) => [f.manifest.node, f]));
   for (const f of all) if (f.target) names.set(f, unique(f.manifest.node));
   for (const f of all) {
     if (f.target) continue;
-    const dumper = all.find((o) => o.target && f.foundIn.has(o.manifest.node)) ?? all.find((o) => o.target)!;
+    const dumper = [...f.foundIn].map((n) => targetOf.get(n)).find((x) => x) ?? all.find((o) => o.target)!;
     const m = dumper.manifest;
     // a lab's namespaces share a prefix: node1 dumped from pw-seed-node1 makes pw-seed-pod-a "pod-a"
     const prefix =
