@@ -333,9 +333,13 @@ Examples:
       'run one seeded scenario of the differential suite (what a failing test prints to replay it)',
     )
     .argument('<SEED>', 'the scenario seed', d.parseIntArg(0, 2 ** 31 - 1))
-    .action(async (seed: number) => {
+    .option(
+      '--imported',
+      'walk the World imported from the lab (lab collect, --from) instead of the simulated one',
+    )
+    .action(async (seed: number, o: { imported?: boolean }) => {
       need();
-      const r = await runScenario(seed);
+      const r = await runScenario(seed, { imported: o.imported });
       const st2 = d.style;
       d.out(st2.bold(r.scenario.title));
       d.out(r.fault ? `fault: ${r.fault}` : 'no fault');

@@ -105,6 +105,13 @@ function podCidrOf(
   return { net: addr, len: 32 };
 }
 
+/** the value most entries have (ties: the larger) */
+function mostCommon(xs: number[]): number | undefined {
+  const n = new Map<number, number>();
+  for (const x of xs) n.set(x, (n.get(x) ?? 0) + 1);
+  return [...n].sort((a, b) => b[1] - a[1] || b[0] - a[0])[0]?.[0];
+}
+
 export function renderWarning(w: ImportWarning): string {
   return `${w.netns ? `${w.netns}: ` : ''}${w.subject}: ${w.effect}`;
 }
@@ -195,7 +202,8 @@ export function clusterOf(plan: ImportPlan, warn: (w: ImportWarning) => void): C
   const spec: ClusterSpec = {
     name: plan.name,
     cni: cni.mode,
-    mtu: uplinkMtus.length ? Math.min(...uplinkMtus) : 1500,
+    // the underlay MTU the nodes were set up with: the most common uplink MTU (a node that differs is a finding)
+    mtu: mostCommon(uplinkMtus) ?? 1500,
     podMtu: podMtus.length ? Math.max(...podMtus) : undefined,
     subnets: plan.segments.map((s) => ({
       name: s.name,
