@@ -201,8 +201,8 @@ describe('what the model cannot represent is a warning saying what it may change
     has(
       ws,
       'node1',
-      /filter: 1 rule the model cannot evaluate .*match-set/,
-      /1 DROP\/REJECT rule \(the walk may pass where the kernel drops\)/,
+      /filter: 1 rule with what the model does not evaluate \(Couldn.t load match `set.[^)]*\), e\.g\. `-A FORWARD -m set --match-set/,
+      /^left out; 1 DROP\/REJECT rule: the walk may pass where the kernel drops$/,
     );
     has(ws, 'node1', /iptables nat table: 1 rule/, /Service ClusterIPs and NodePorts are not translated/);
     const legacy = edit(

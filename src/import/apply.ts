@@ -376,14 +376,26 @@ export function applyPlan(plan: ImportPlan, c: Cluster, warn: (w: ImportWarning)
         effect: 'no filter rules are imported for this namespace: the walk may pass where the kernel drops',
       });
     if (skipped.length) {
-      const by = (re: RegExp) => skipped.filter((s) => re.test(s.line)).length;
+      const by = (re: RegExp) => skipped.filter((x) => re.test(x.line)).length;
       const drops = by(/-j (DROP|REJECT)\b/);
       const accepts = by(/-j (ACCEPT|RETURN)\b/);
-      const reasons = [...new Set(skipped.map((s) => s.message))].slice(0, 3).join('; ');
+      const other = skipped.length - drops - accepts;
+      const reasons = [...new Set(skipped.map((x) => x.message.trim()))];
+      const effects = [
+        drops
+          ? `${drops} DROP/REJECT rule${drops === 1 ? '' : 's'}: the walk may pass where the kernel drops`
+          : '',
+        accepts
+          ? `${accepts} ACCEPT/RETURN rule${accepts === 1 ? '' : 's'}: the walk may drop or go on where the kernel accepts`
+          : '',
+        other
+          ? `${other} jump${other === 1 ? '' : 's'} or other target${other === 1 ? '' : 's'}: their chains and effects are skipped`
+          : '',
+      ].filter(Boolean);
       warn({
         netns: p.name,
-        subject: `filter: ${skipped.length} rule${skipped.length === 1 ? '' : 's'} the model cannot evaluate (${reasons}), e.g. \`${skipped[0].line}\``,
-        effect: `left out:${drops ? ` ${drops} DROP/REJECT rule${drops === 1 ? '' : 's'} (the walk may pass where the kernel drops)` : ''}${accepts ? ` ${accepts} ACCEPT/RETURN rule${accepts === 1 ? '' : 's'} (the walk may drop or go on where the kernel accepts)` : ''}${skipped.length - drops - accepts ? ` ${skipped.length - drops - accepts} jumps, marks or other targets (their chains and effects are skipped)` : ''}`,
+        subject: `filter: ${skipped.length} rule${skipped.length === 1 ? '' : 's'} with what the model does not evaluate (${reasons.slice(0, 4).join(', ')}${reasons.length > 4 ? ', …' : ''}), e.g. \`${skipped[0].line}\``,
+        effect: `left out; ${effects.join('; ')}`,
       });
     }
   }
