@@ -275,7 +275,8 @@ Examples:
   $ podwalk trace pod-a pod-c:8080 --proto udp --size 1400
   $ podwalk trace pod-a pod-c --proto icmp --size 1472 --df   over the pod MTU: dropped
   $ podwalk trace pod-a pod-c:8080 --exchange        every packet of the exchange
-  $ podwalk trace pod-a pod-c:8080 --cluster my.yaml --format json`,
+  $ podwalk trace pod-a pod-c:8080 --cluster my.yaml --format json
+  $ podwalk trace default/web default/db:5432 --from dumps/   nodes dumped by podwalk collect`,
   doctor: `
 Exit status: 0 healthy, 1 problems found, 2 bad usage.
 
@@ -283,7 +284,8 @@ Examples:
   $ podwalk doctor pod-a pod-c:8080
   $ podwalk doctor pod-a pod-c:8080 --run "node1: bridge fdb del 5a:2b:3c:4d:5e:6f dev flannel.1"
   $ podwalk doctor pod-a pod-d --proto icmp --mode calico-ipip --json
-  $ podwalk doctor --scenario vxlan-pod-mtu        a ready-made fault (podwalk scenarios lists them)`,
+  $ podwalk doctor --scenario vxlan-pod-mtu        a ready-made fault (podwalk scenarios lists them)
+  $ podwalk doctor default/web default/db:5432 --from dumps/    your real nodes (podwalk collect)`,
   modes: `
 Examples:
   $ podwalk modes
@@ -306,7 +308,9 @@ Examples:
   $ podwalk modes                            encapsulation, overhead and pod MTU per mode
   $ podwalk doctor pod-a pod-c:8080          diagnose a flow: first failure, evidence, cluster checks
   $ podwalk doctor --scenario vxlan-pod-mtu  a ready-made broken cluster (podwalk scenarios lists them)
-  $ podwalk seed > my.yaml                   the built-in cluster, to edit and pass with --cluster`,
+  $ podwalk seed > my.yaml                   the built-in cluster, to edit and pass with --cluster
+  $ sudo podwalk collect --out dumps         on a real node: its network state, for --from
+  $ podwalk doctor web db:5432 --from dumps/ walk and diagnose what was collected`,
     )
     .exitOverride()
     .showHelpAfterError(false)
@@ -488,7 +492,8 @@ Examples:
   $ podwalk exec node1 --walk 'pod-a pod-c:8080' -- tcpdump -i eth0 -nn udp port 4789
   $ podwalk exec node2 --walk 'pod-a pod-c:8080' -- conntrack -L
   $ podwalk exec node1 --run 'node1: ip route del 10.244.1.0/24' -- ip route
-  $ podwalk exec router --run 'node1: ip route del 10.244.1.0/24' --walk 'pod-a pod-c:8080' -- nstat -az IpExtInNoRoutes`,
+  $ podwalk exec router --run 'node1: ip route del 10.244.1.0/24' --walk 'pod-a pod-c:8080' -- nstat -az IpExtInNoRoutes
+  $ podwalk exec node1 --from dumps/ -- ip route      a node of the collected dumps`,
     )
     .action(
       (

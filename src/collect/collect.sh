@@ -71,6 +71,10 @@ case $name in ''|*/*|.|..) die "--name '$name': a node name must be a plain file
 
 have() { command -v "$1" >/dev/null 2>&1; }
 
+if [ "$(id -u 2>/dev/null)" != 0 ]; then
+  echo "podwalk-collect: warning: not root: other namespaces cannot be entered and iptables-save shows nothing" >&2
+fi
+
 # the dump goes to $top/$name; with --out - to a private directory, tarred at the end
 if [ "$out" = - ]; then
   have tar || die "--out - needs tar"
