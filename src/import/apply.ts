@@ -6,27 +6,22 @@
  * What the kernel derives by itself (prefix and local routes, a port's local FDB entries, the
  * multicast entries) is compared with the dump, and only the difference is added or removed.
  * Where the kernel refuses something the node had, a warning says so and the rest goes on.
- *
- * (When the kernel-exact netlink API and the NAT-capable netfilter land, this is the file to adapt.)
  */
 import type { Cluster } from '../cni/build.ts';
 import { routePrefix, type Route } from '../kernel/fib.ts';
 import {
-  addBridge,
-  addIpip,
-  addLoopback,
   addressAdd,
-  addVethPair,
-  addVxlan,
   fdbAdd,
+  linkAdd,
+  linkSetMaster,
   linkSetMtu,
   linkSetUp,
   localRoutes,
   neighAdd,
   NetlinkError,
+  netnsAdd,
   routeAdd,
   routeDel,
-  setMaster,
 } from '../kernel/netlink.ts';
 import type { Link, Netns, NudState } from '../kernel/objects.ts';
 import { bridge } from '../tools/bridge.ts';
@@ -120,7 +115,8 @@ export function applyPlan(plan: ImportPlan, c: Cluster, warn: (w: ImportWarning)
   const w = c.world;
   const nsOf = new Map<string, Netns>();
   for (const p of plan.namespaces) {
-    const ns = w.addNetns(p.name, p.role);
+    // with its lo (ifindex 1, 127.0.0.1/8, up), as `ip netns add` makes it
+    const ns = netnsAdd(w, p.name, p.role);
     nsOf.set(p.name, ns);
   }
   const linkOf = new Map<string, { p: PlanNs; l: PlanLink }>();
@@ -133,19 +129,31 @@ export function applyPlan(plan: ImportPlan, c: Cluster, warn: (w: ImportWarning)
     for (const l of [...p.links].sort((a, b) => a.ifindex - b.ifindex)) {
       const id = `${p.name}/${l.name}`;
       if (made.has(id)) continue;
-      ns.requestIfindex(l.ifindex);
+      if (l.kind === 'loopback') {
+        if (ns.link('lo')!.mtu !== l.mtu)
+          attempt(warn, p.name, `lo mtu ${l.mtu}`, 'lo keeps MTU 65536', () => linkSetMtu(ns, 'lo', l.mtu));
+        made.add(id);
+        continue;
+      }
       switch (l.kind) {
-        case 'loopback': {
-          const lo = addLoopback(ns);
-          if (lo.mtu !== l.mtu)
-            attempt(warn, p.name, `lo mtu ${l.mtu}`, 'lo keeps MTU 65536', () => linkSetMtu(ns, 'lo', l.mtu));
+        case 'bridge': {
+          const br = linkAdd(w, ns, {
+            type: 'bridge',
+            name: l.name,
+            mac: l.mac,
+            mtu: l.mtu,
+            ifindex: l.ifindex,
+          });
+          if (br.type === 'bridge') br.ageingTime = l.ageingTime;
           break;
         }
-        case 'bridge':
-          addBridge(ns, l.name, l.mac, l.mtu).ageingTime = l.ageingTime;
-          break;
         case 'vxlan':
-          addVxlan(ns, l.name, l.mac, l.mtu, {
+          linkAdd(w, ns, {
+            type: 'vxlan',
+            name: l.name,
+            mac: l.mac,
+            mtu: l.mtu,
+            ifindex: l.ifindex,
             vni: l.vni,
             local: l.local,
             dev: l.dev,
@@ -155,15 +163,27 @@ export function applyPlan(plan: ImportPlan, c: Cluster, warn: (w: ImportWarning)
           });
           break;
         case 'ipip':
-          addIpip(ns, l.name, l.mtu);
+          linkAdd(w, ns, { type: 'ipip', name: l.name, mtu: l.mtu, ifindex: l.ifindex });
           break;
         case 'veth': {
           const other = linkOf.get(`${l.peer.ns}/${l.peer.name}`);
           const peerNs = nsOf.get(l.peer.ns);
           if (!other || !peerNs || other.l.kind !== 'veth')
             throw new Error(`import plan: ${id}'s peer ${l.peer.ns}/${l.peer.name} is not planned`);
-          peerNs.requestIfindex(other.l.ifindex);
-          addVethPair(ns, l.name, l.mac, peerNs, other.l.name, other.l.mac, l.mtu);
+          linkAdd(w, ns, {
+            type: 'veth',
+            name: l.name,
+            mac: l.mac,
+            mtu: l.mtu,
+            ifindex: l.ifindex,
+            peer: {
+              netns: peerNs,
+              name: other.l.name,
+              mac: other.l.mac,
+              mtu: other.l.mtu,
+              ifindex: other.l.ifindex,
+            },
+          });
           made.add(`${l.peer.ns}/${l.peer.name}`);
           break;
         }
@@ -189,7 +209,7 @@ export function applyPlan(plan: ImportPlan, c: Cluster, warn: (w: ImportWarning)
           p.name,
           `${l.name} master ${l.master}`,
           `${l.name} is not a port of ${l.master} in the model`,
-          () => setMaster(ns, l.name, l.master!),
+          () => linkSetMaster(w, ns, l.name, l.master!),
         );
   }
   for (const p of plan.namespaces) {

@@ -7,6 +7,7 @@ import { Fib } from './fib.ts';
 import { Netfilter } from './netfilter.ts';
 import { Conntrack } from './conntrack.ts';
 import { KeyedTable } from './table.ts';
+import type { TcpConn } from './sockets.ts';
 
 export interface LinkStats {
   rxPackets: number;
@@ -37,6 +38,16 @@ interface LinkBase {
   /** NOARP devices (tunl0, lo) do not resolve neighbours */
   noarp: boolean;
   stats: LinkStats;
+  /**
+   * the carrier bit (netif_carrier_ok, the inverse of __LINK_STATE_NOCARRIER), as netlink.ts
+   * keeps it; read it through carrierOk (links.ts), which also needs the device up
+   */
+  carrier: boolean;
+  /** IFLA_CARRIER_CHANGES: transitions of the carrier bit since the device was created */
+  carrierChanges: number;
+  /** the device's own unicast and multicast address lists (dev_uc_add/dev_mc_add: `bridge fdb add … self`) */
+  uc: MacAddr[];
+  mc: MacAddr[];
 }
 
 export interface VethLink extends LinkBase {
@@ -102,10 +113,22 @@ export interface VxlanFdbEntry {
   mac: MacAddr;
   dst: Ipv4Addr;
   permanent: boolean;
+  /** added as `static` (NUD_NOARP|NUD_REACHABLE): kept when the device goes down, like a permanent one */
+  static: boolean;
 }
 
-export type NudState =
-  'INCOMPLETE' | 'REACHABLE' | 'STALE' | 'DELAY' | 'PROBE' | 'FAILED' | 'PERMANENT' | 'NOARP';
+/** the neighbour states in the order of their NUD_* bits (NUD_INCOMPLETE 0x01 … NUD_PERMANENT 0x80) */
+export const NUD_STATES = [
+  'INCOMPLETE',
+  'REACHABLE',
+  'STALE',
+  'DELAY',
+  'PROBE',
+  'FAILED',
+  'NOARP',
+  'PERMANENT',
+] as const;
+export type NudState = (typeof NUD_STATES)[number];
 
 export interface NeighEntry {
   ip: Ipv4Addr;
@@ -147,7 +170,13 @@ export const DEFAULT_SYSCTLS: Record<string, string> = {
  * dumps describe (a veth whose other end was not collected, the gateway's way out); the model
  * knows nothing beyond, and says so (the walk ends there as "outside").
  */
-export type NetnsRole = 'node' | 'pod' | 'segment' | 'router' | 'outside';
+export const NETNS_ROLES = ['node', 'pod', 'segment', 'router', 'outside'] as const;
+/** the key of a TCP socket in its namespace's table (Netns.tcp): its 4-tuple */
+export function tcpConnKey(c: Pick<TcpConn, 'local' | 'lport' | 'remote' | 'rport'>): string {
+  return `${c.local}|${c.lport}|${c.remote}|${c.rport}`;
+}
+
+export type NetnsRole = (typeof NETNS_ROLES)[number];
 
 export class Netns {
   readonly links = new Map<string, Link>();
@@ -158,11 +187,16 @@ export class Netns {
   readonly netfilter = new Netfilter();
   readonly conntrack = new Conntrack();
   readonly sockets: ListenSocket[] = [];
+  /** TCP sockets in the order they were opened, by 4-tuple (tcpConnKey); a lookup takes the newest */
+  readonly tcp = new KeyedTable<TcpConn>(tcpConnKey);
+  /** the local ports of UDP sockets applications opened to send from (connected: replies reach them) */
+  readonly udpClients: number[] = [];
   /** SNMP MIB counters by nstat's name (/proc/net/snmp, netstat); only those the model counts */
   readonly mib = new Map<string, number>();
   /** neighbour table statistics (`ip -s ntable show name arp_cache`) */
   readonly arpStats = { resFailed: 0 };
-  private nextIfindex = 1;
+  /** the ifindex the next device gets (dev_index_reserve: per namespace, counting up) */
+  nextIfindex = 1;
   /** IPv4 id counter per destination is what Linux does; a per-netns counter is enough here */
   ipId = 0;
 
@@ -171,20 +205,16 @@ export class Netns {
     readonly role: NetnsRole,
   ) {}
 
-  /** the ifindex asked for with `ip link add … index N` (IFLA_IFINDEX), for the next device created here */
-  private requestedIfindex?: number;
-
-  /** `ip link add … index N`: the next device created in this namespace gets ifindex N */
-  requestIfindex(n: number): void {
-    this.requestedIfindex = n;
-  }
-
-  allocIfindex(): number {
-    const n = this.requestedIfindex;
-    if (n === undefined) return this.nextIfindex++;
-    this.requestedIfindex = undefined;
-    this.nextIfindex = Math.max(this.nextIfindex, n + 1);
-    return n;
+  /**
+   * dev_index_reserve: the ifindex asked for (IFLA_IFINDEX, `ip link add … index N`) when it is
+   * free (netlink refuses a taken one with EBUSY before asking), else the next one. The model keeps counting past an index
+   * asked for; the kernel's cyclic allocation skips taken ones instead: the two differ only in
+   * the index of a later device made without asking.
+   */
+  allocIfindex(want?: number): number {
+    if (want === undefined) return this.nextIfindex++;
+    this.nextIfindex = Math.max(this.nextIfindex, want + 1);
+    return want;
   }
 
   link(name: string): Link | undefined {

@@ -14,20 +14,23 @@ import {
   type TcpFlags,
   type TcpOptions,
 } from '../wire/types.ts';
-import type { Link, Netns } from './objects.ts';
-import type { RouteResult, Stack, TransportHandler } from './stack.ts';
+import { tcpConnKey, type Link, type Netns } from './objects.ts';
+import { loopbackRoute, type Stack, type TransportHandler } from './stack.ts';
 import type { PacketRole, SegmentInfo, SendCall } from './events.ts';
+import type { CtResult } from './conntrack.ts';
 
-export type TcpState =
-  | 'SYN_SENT'
-  | 'SYN_RECV'
-  | 'ESTABLISHED'
-  | 'FIN_WAIT1'
-  | 'FIN_WAIT2'
-  | 'CLOSE_WAIT'
-  | 'LAST_ACK'
-  | 'TIME_WAIT'
-  | 'CLOSED';
+export const TCP_STATES = [
+  'SYN_SENT',
+  'SYN_RECV',
+  'ESTABLISHED',
+  'FIN_WAIT1',
+  'FIN_WAIT2',
+  'CLOSE_WAIT',
+  'LAST_ACK',
+  'TIME_WAIT',
+  'CLOSED',
+] as const;
+export type TcpState = (typeof TCP_STATES)[number];
 
 export interface TcpConn {
   ns: string;
@@ -85,20 +88,25 @@ export function windowScale(ns: Netns): number {
 const TS_OPT = 12;
 
 export class Sockets implements TransportHandler {
-  readonly conns: TcpConn[] = [];
-  /** live connections by their 4-tuple in a namespace (the established-socket hash) */
-  private byTuple = new Map<string, TcpConn>();
+  /** every TCP socket of every namespace (they live in Netns.tcp) */
+  get conns(): TcpConn[] {
+    return [...this.w.netns.values()].flatMap((ns) => ns.tcp.list());
+  }
 
-  private connKey(ns: string, local: string, lport: number, remote: string, rport: number): string {
-    return `${ns}|${local}|${lport}|${remote}|${rport}`;
+  /** the established-socket hash: the newest socket of the 4-tuple */
+  private byTuple(
+    ns: Netns,
+    local: string,
+    lport: number,
+    remote: string,
+    rport: number,
+  ): TcpConn | undefined {
+    return ns.tcp.getAll(tcpConnKey({ local, lport, remote, rport })).at(-1);
   }
 
   private addConn(c: TcpConn): void {
-    this.conns.push(c);
-    this.byTuple.set(this.connKey(c.ns, c.local, c.lport, c.remote, c.rport), c);
+    this.w.ns(c.ns).tcp.add(c);
   }
-  /** UDP sockets applications opened to send from (connected, so replies reach them) */
-  readonly udpClients: { ns: string; port: number }[] = [];
   /** responses the server side sends on an established connection */
   serverResponse: (req: Uint8Array) => Uint8Array = () =>
     asciiBytes('HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n');
@@ -117,7 +125,7 @@ export class Sockets implements TransportHandler {
    * A socket's send: route lookup, source choice, the socket's MTU check, then ip_local_out.
    * Returns false when the packet never left (no route, EMSGSIZE).
    */
-  send(ns: Netns, pkt: Ipv4Packet, what: SendCall): boolean {
+  send(ns: Netns, pkt: Ipv4Packet, what: SendCall, ct?: CtResult): boolean {
     const rr = this.stack.routeOutput(ns, pkt.ip.dst);
     if (!rr) {
       this.w.rec.add({
@@ -133,22 +141,7 @@ export class Sockets implements TransportHandler {
     }
     if ('error' in rr) {
       // local destination: through lo
-      const lo = ns.link('lo')!;
-      const local: RouteResult = {
-        route: {
-          dst: 0,
-          len: 32,
-          type: 'unicast',
-          dev: 'lo',
-          proto: 'kernel',
-          scope: 'host',
-          metric: 0,
-          onlink: false,
-        },
-        dev: lo,
-        src: pkt.ip.src === '0.0.0.0' ? pkt.ip.dst : pkt.ip.src,
-        nexthop: pkt.ip.dst,
-      };
+      const local = loopbackRoute(ns, pkt.ip.dst, pkt.ip.src === '0.0.0.0' ? pkt.ip.dst : pkt.ip.src);
       if (pkt.ip.src === '0.0.0.0') pkt.ip.src = local.src;
       this.w.rec.add({
         kind: 'route',
@@ -158,7 +151,7 @@ export class Sockets implements TransportHandler {
         device: 'lo',
         ev: { type: 'route-local', dst: pkt.ip.dst, dev: rr.dev.name, via: 'output' },
       });
-      this.stack.localOut(ns, pkt, local);
+      this.stack.localOut(ns, pkt, local, ct);
       return true;
     }
     if (pkt.ip.src === '0.0.0.0') pkt.ip.src = rr.src;
@@ -188,7 +181,7 @@ export class Sockets implements TransportHandler {
       this.stack.mib(ns, `IcmpMsgOutType${icmpType}`);
       this.stack.mib(ns, icmpType === 8 ? 'IcmpOutEchos' : 'IcmpOutEchoReps');
     }
-    this.stack.localOut(ns, pkt, rr);
+    this.stack.localOut(ns, pkt, rr, ct);
     return true;
   }
 
@@ -306,8 +299,7 @@ export class Sockets implements TransportHandler {
       ip: this.ip('0.0.0.0', dst, IPPROTO_UDP, df),
       payload: { kind: 'udp', udp: { srcPort: sport, dstPort: dport }, payload: { kind: 'raw', data } },
     };
-    if (!this.udpClients.some((u) => u.ns === ns.name && u.port === sport))
-      this.udpClients.push({ ns: ns.name, port: sport });
+    if (!ns.udpClients.includes(sport)) ns.udpClients.push(sport);
     return this.send(ns, pkt, 'sendto()');
   }
 
@@ -335,7 +327,7 @@ export class Sockets implements TransportHandler {
     if (p.kind === 'tcp') return this.tcpRcv(ns, dev, pkt);
     if (p.kind === 'udp') {
       const sock = ns.sockets.find((s) => s.proto === 'udp' && s.port === p.udp.dstPort);
-      if (!sock && this.udpClients.some((u) => u.ns === ns.name && u.port === p.udp.dstPort)) {
+      if (!sock && ns.udpClients.includes(p.udp.dstPort)) {
         const n = p.payload.kind === 'raw' ? p.payload.data.length : 0;
         this.stack.deliver(ns, dev.name, `udp/${p.udp.dstPort}`, {
           what: 'udp',
@@ -412,7 +404,7 @@ export class Sockets implements TransportHandler {
     if (pkt.payload.kind !== 'tcp') return;
     const { tcp, data } = pkt.payload;
     const f = tcp.flags;
-    const found = this.byTuple.get(this.connKey(ns.name, pkt.ip.dst, tcp.dstPort, pkt.ip.src, tcp.srcPort));
+    const found = this.byTuple(ns, pkt.ip.dst, tcp.dstPort, pkt.ip.src, tcp.srcPort);
     const conn = found && found.state !== 'CLOSED' ? found : undefined;
     const seg: SegmentInfo = {
       flags: { ...f },
@@ -587,7 +579,7 @@ export class Sockets implements TransportHandler {
     const dst = intToIp4(get32(quoted, 16));
     const sport = get16(quoted, ihl);
     const dport = get16(quoted, ihl + 2);
-    const conn = this.byTuple.get(this.connKey(ns.name, src, sport, dst, dport));
+    const conn = this.byTuple(ns, src, sport, dst, dport);
     if (!conn || conn.state === 'CLOSED') return false;
     const before = this.sendMss(conn);
     if (conn.pmtu !== undefined && conn.pmtu <= mtu) {

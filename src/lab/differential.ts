@@ -1,7 +1,8 @@
 /**
  * The differential suite's unit: one seeded scenario, built in the simulation and on the real
- * kernel, the same fault applied as a real command and as a model change, the same flow walked
- * on both; they must agree on the outcome and on every packet of every interface.
+ * kernel, the same fault applied as the same command (the real tool in the lab, the emulated one in
+ * the model), the same flow walked on both; they must agree on the outcome and on every packet of
+ * every interface.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,6 +18,7 @@ import { faultOf, generateScenario, type Scenario } from './scenarios.ts';
 import type { Walk } from '../trace/walk.ts';
 import { stateDiff, type TableDiff } from './diff.ts';
 import { NSTAT_COUNTERS } from '../tools/nstat.ts';
+import { runCommand } from '../tools/index.ts';
 
 /** every counter the model keeps, the ICMP types it sends included: the kernel must agree on each */
 export const NSTAT_COMMAND = `nstat -asz ${NSTAT_COUNTERS.filter((n) => !n.endsWith('*')).join(' ')} ${[
@@ -54,7 +56,15 @@ export async function runScenario(seed: number, opts: { imported?: boolean } = {
   const base = buildCluster(s.spec, s.mode);
   let sim: Cluster = buildCluster(s.spec, s.mode);
   const fault = faultOf(s, sim);
-  fault?.apply(sim);
+  const applyFault = (c: Cluster) => {
+    if (!fault) return;
+    const r = runCommand(c, fault.netns, fault.command);
+    if (r.code !== 0)
+      throw new LabError(
+        `${fault.netns}: \`${fault.command}\` failed in the model: ${(r.stderr || r.stdout).trim()}`,
+      );
+  };
+  applyFault(sim);
   const prefix = labPrefix(s.spec.name);
   labDown(prefix);
   const state = labUp(base);
@@ -67,7 +77,7 @@ export async function runScenario(seed: number, opts: { imported?: boolean } = {
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
-      fault?.apply(sim);
+      applyFault(sim);
     }
     if (fault) {
       const r = labExec(state, fault.netns, ['sh', '-c', fault.command]);

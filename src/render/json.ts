@@ -98,6 +98,7 @@ const NfDecisionFields = {
     .optional(),
   policy: z.strictObject({ chain: z.string(), policy: z.enum(['ACCEPT', 'DROP']) }).optional(),
   rejectWith: z.string().optional(),
+  nat: z.enum(['DNAT', 'SNAT', 'MASQUERADE']).optional().describe("the deciding rule's NAT target"),
 };
 
 const PacketRoleJson = z.discriminatedUnion('kind', [
@@ -145,6 +146,7 @@ const DropJson = z.discriminatedUnion('reason', [
     dst: z.string(),
     call: SendCall.optional(),
     tunnel: z.boolean().optional(),
+    afterNat: z.boolean().optional(),
     ipip: z.enum(['no-gateway', 'frame']).optional(),
   }),
   z.strictObject({
@@ -167,6 +169,7 @@ const DropJson = z.discriminatedUnion('reason', [
     ...dropBase,
     reason: z.literal('filtered'),
     site: z.literal('nf_hook_slow'),
+    masqueradeFailed: z.boolean().optional(),
     ...NfDecisionFields,
   }),
   z.strictObject({
@@ -385,10 +388,28 @@ const EVENTS = {
     dir: z.enum(['original', 'reply']),
     isNew: z.boolean(),
     invalid: z.boolean(),
+    related: z.boolean().optional(),
     from: TcpCtState.optional(),
     to: TcpCtState.optional(),
     orig: TupleJson,
   }),
+  'nat-setup': ev('nat-setup', {
+    hook: z.string(),
+    manip: z.enum(['src', 'dst']),
+    before: TupleJson,
+    after: TupleJson,
+    byRule: z.boolean(),
+    orig: TupleJson,
+    reply: TupleJson,
+  }),
+  'nat-rewrite': ev('nat-rewrite', {
+    hook: z.string(),
+    manip: z.enum(['src', 'dst']),
+    before: TupleJson,
+    after: TupleJson,
+    icmpError: z.boolean(),
+  }),
+  'masquerade-failed': ev('masquerade-failed', { hook: z.string() }),
   'icmp-send': ev('icmp-send', {
     to: ip,
     icmp: IcmpErrorKind,

@@ -80,7 +80,7 @@ export function iptablesRestore(
       const m = /^:(\S+)\s+(\S+)(?:\s+\[(\d+):(\d+)\])?$/.exec(line);
       if (!m) return fail(n, `bad chain line "${line}"`, 2);
       const [, chain, policy, pk, by] = m;
-      const builtin = TABLE_BUILTINS[table].includes(chain);
+      const builtin = scratch.netfilter.isBuiltin(table, chain);
       if (!builtin) {
         const r = run(['-N', chain]);
         if (r.code !== 0) return fail(n, r.stderr.trim().replace(/^iptables[^:]*: /, ''), r.code);
@@ -116,7 +116,7 @@ export function iptablesRestore(
         .trim()
         .split('\n')[0]
         .replace(/^iptables v1\.8\.9 \(nf_tables\): /, '')
-        .replace(/^podwalk: iptables: /, 'podwalk: ');
+        .replace(/^podwalk: iptables: /, '');
       if (opts.skip) {
         opts.skip(rest, message);
         continue;
