@@ -265,7 +265,10 @@ export type StepEvent =
   | { type: 'neigh'; result: 'hit'; nexthop: string; entry: NeighEntry }
   | { type: 'neigh'; result: 'miss'; nexthop: string; entry?: NeighEntry }
   | { type: 'neigh'; result: 'resolved'; nexthop: string; entry: NeighEntry }
-  | { type: 'arp-request'; target: string; sender: string }
+  /** the entry is already resolving: the packet waits in its queue (arp_queue) */
+  | { type: 'neigh'; result: 'queued'; nexthop: string; entry: NeighEntry; qlen: number }
+  /** `unicast`: a PROBE-state probe sent to the entry's known address (arp_solicit) */
+  | { type: 'arp-request'; target: string; sender: string; unicast?: MacAddr }
   | { type: 'arp-ignore'; target: string }
   | { type: 'arp-reply'; target: string; mac: MacAddr; to: string }
   | { type: 'arp-learn'; ip: string; mac: MacAddr; entry: NeighEntry }

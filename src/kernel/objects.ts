@@ -2,7 +2,7 @@
  * Linux networking objects of one network namespace: links, addresses, neighbours, bridge FDB,
  * sysctls. Plain data; the datapath (stack.ts) gives them behaviour.
  */
-import type { Ipv4Addr, MacAddr } from '../wire/types.ts';
+import type { Ipv4Addr, Ipv4Packet, MacAddr } from '../wire/types.ts';
 import { Fib } from './fib.ts';
 import { Netfilter } from './netfilter.ts';
 import { Conntrack } from './conntrack.ts';
@@ -115,6 +115,49 @@ export interface NeighEntry {
   router: boolean;
   /** simulated µs of the last state change */
   updated: number;
+  /* neigh_timer_handler's inputs (absent on entries nothing resolved yet): */
+  /** probes sent in this round (neigh->probes) */
+  probes?: number;
+  /** µs the peer was last confirmed reachable (an ARP reply, TCP progress) */
+  confirmed?: number;
+  /** µs the entry was last used by the slow output path (neigh_event_send) */
+  used?: number;
+  /** µs the entry's timer is armed for; absent when no timer runs */
+  timer?: number;
+  /** packets waiting for the resolution (arp_queue), bounded by unres_qlen */
+  queue?: QueuedSkb[];
+}
+
+/** a packet parked on an unresolved neighbour */
+export interface QueuedSkb {
+  pkt: Ipv4Packet;
+  /** the fragment label it was recorded under ("frag 2/3") */
+  part?: string;
+}
+
+/**
+ * A FIB nexthop exception (struct fib_nh_exception): what the kernel learned about one
+ * destination behind a route, here the path MTU from ICMP fragmentation needed. It expires
+ * after net.ipv4.route.mtu_expires; `ip route get` and `ip route show cache` print it.
+ */
+export interface FibException {
+  dst: Ipv4Addr;
+  /** the route it hangs off (its prefix, table and device), so that deleting the route drops it */
+  route: { dst: number; len: number; table: number; dev: string; via?: Ipv4Addr };
+  mtu: number;
+  /** µs when it expires */
+  expires: number;
+  /** the MTU is locked (below min_pmtu) */
+  locked: boolean;
+}
+
+/** inet_peer: the per-destination ICMP token bucket (inet_peer_xrlim_allow) */
+export interface IcmpPeer {
+  ip: Ipv4Addr;
+  /** tokens in µs of credit (the kernel counts jiffies) */
+  tokens: number;
+  /** µs of the last refill */
+  last: number;
 }
 
 export interface ListenSocket {
@@ -138,6 +181,30 @@ export const DEFAULT_SYSCTLS: Record<string, string> = {
   'net.ipv4.tcp_rmem': '4096\t131072\t6291456',
   'net.core.rmem_max': '212992',
   'net.ipv4.neigh.default.gc_stale_time': '60',
+  // neigh_timer_handler's parameters (arp_tbl defaults)
+  'net.ipv4.neigh.default.base_reachable_time_ms': '30000',
+  'net.ipv4.neigh.default.delay_first_probe_time': '5',
+  'net.ipv4.neigh.default.retrans_time_ms': '1000',
+  'net.ipv4.neigh.default.mcast_solicit': '3',
+  'net.ipv4.neigh.default.ucast_solicit': '3',
+  'net.ipv4.neigh.default.app_solicit': '0',
+  'net.ipv4.neigh.default.mcast_resolicit': '0',
+  'net.ipv4.neigh.default.unres_qlen': '101',
+  'net.ipv4.neigh.default.unres_qlen_bytes': '212992',
+  // icmp_sk_init / the ICMP rate limits
+  'net.ipv4.icmp_ratelimit': '1000',
+  'net.ipv4.icmp_ratemask': '6168',
+  'net.ipv4.icmp_msgs_per_sec': '1000',
+  'net.ipv4.icmp_msgs_burst': '50',
+  // tcp_sk_init: SYN retransmissions
+  'net.ipv4.tcp_syn_retries': '6',
+  'net.ipv4.tcp_synack_retries': '5',
+  'net.ipv4.tcp_syn_linear_timeouts': '4',
+  'net.ipv4.tcp_retries1': '3',
+  'net.ipv4.tcp_retries2': '15',
+  // the route cache: PMTU exceptions
+  'net.ipv4.route.mtu_expires': '600',
+  'net.ipv4.route.min_pmtu': '552',
   'net.bridge.bridge-nf-call-iptables': '0',
   'net.netfilter.nf_conntrack_tcp_loose': '1',
 };
@@ -156,7 +223,13 @@ export class Netns {
   /** SNMP MIB counters by nstat's name (/proc/net/snmp, netstat); only those the model counts */
   readonly mib = new Map<string, number>();
   /** neighbour table statistics (`ip -s ntable show name arp_cache`) */
-  readonly arpStats = { resFailed: 0 };
+  readonly arpStats = { resFailed: 0, unresDiscards: 0 };
+  /** FIB nexthop exceptions (the route cache of `ip route show cache`) */
+  readonly fibExceptions: FibException[] = [];
+  /** inet_peer entries: per-destination ICMP rate limit buckets */
+  readonly icmpPeers: IcmpPeer[] = [];
+  /** icmp_global: the netns-wide ICMP credit and when it was last refilled (µs) */
+  readonly icmpGlobal = { credit: 0, stamp: 0 };
   private nextIfindex = 1;
   /** IPv4 id counter per destination is what Linux does; a per-netns counter is enough here */
   ipId = 0;

@@ -17,6 +17,7 @@ import {
 import type { Link, Netns } from './objects.ts';
 import type { RouteResult, Stack, TransportHandler } from './stack.ts';
 import type { PacketRole, SegmentInfo, SendCall } from './events.ts';
+import type { TimerEvent } from './world.ts';
 
 export type TcpState =
   | 'SYN_SENT'
@@ -326,6 +327,12 @@ export class Sockets implements TransportHandler {
       payload: { kind: 'icmp', icmp: { type: 8, code: 0, id, seq }, data },
     };
     return this.send(ns, pkt, 'ping');
+  }
+
+  /** a socket timer fired (tcp_write_timer) */
+  timer(ns: Netns, ev: TimerEvent): void {
+    if (ev.kind !== 'tcp-rto') return;
+    void ns;
   }
 
   /* ------------------------------------------------------------ receiving */

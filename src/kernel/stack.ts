@@ -44,19 +44,16 @@ import {
   type StepEvent,
   type StepKind,
 } from './events.ts';
-import type { BridgeLink, IpipLink, Link, Netns, VethLink, VxlanLink } from './objects.ts';
+import type { BridgeLink, IpipLink, Link, NeighEntry, Netns, VethLink, VxlanLink } from './objects.ts';
 import type { CtResult, Tuple } from './conntrack.ts';
 import type { PacketMeta, Verdict } from './netfilter.ts';
-import type { World } from './world.ts';
+import type { TimerEvent, World } from './world.ts';
 
 export const BROADCAST: MacAddr = 'ff:ff:ff:ff:ff:ff';
 const ZERO_MAC: MacAddr = '00:00:00:00:00:00';
 
 /** time one device hop takes on the simulated clock, µs */
 const HOP_US = 4;
-/** ARP: ucast/mcast_solicit 3 probes, retrans_time 1 s */
-const ARP_PROBES = 3;
-const ARP_RETRANS_US = 1_000_000;
 
 export interface RouteResult {
   route: Route;
@@ -79,6 +76,8 @@ export interface Queued {
 /** What the transport layer (sockets.ts) does with a packet delivered locally. */
 export interface TransportHandler {
   receive(ns: Netns, dev: Link, pkt: Ipv4Packet): void;
+  /** a socket's timer fired */
+  timer(ns: Netns, ev: TimerEvent): void;
 }
 
 /** Per-packet context carried along the path: where it came from, for ICMP errors and traces. */
@@ -101,7 +100,9 @@ export class Stack {
   /** fragments held by defrag, per netns+id */
   private defrag = new Map<string, Ipv4Packet[]>();
 
-  constructor(readonly w: World) {}
+  constructor(readonly w: World) {
+    w.onTimer = (ev) => this.timer(ev);
+  }
 
   /* ------------------------------------------------------------ recording */
 
@@ -149,6 +150,16 @@ export class Stack {
     } finally {
       this.auxDepth--;
     }
+  }
+
+  /** a kernel timer fired (World.run) */
+  private timer(ev: TimerEvent): void {
+    const ns = this.w.netns.get(ev.netns);
+    if (!ns) return;
+    if (ev.kind === 'neigh') {
+      const n = ns.neighbour(ev.ip, ev.dev);
+      if (n) this.neighTimer(ns, n);
+    } else this.transport?.timer(ns, ev);
   }
 
   /* ------------------------------------------------------------ routing */
@@ -231,33 +242,11 @@ export class Stack {
     );
     const rec = this.w.rec;
     const prev = rec.part;
-    // the fragments leave together: while the neighbour resolves they wait in its queue, and a
-    // failed resolution drops the whole queue (one round of ARP probes, not one per fragment)
-    let failed = false;
+    // the fragments leave together: while the neighbour resolves they wait in its queue (one round
+    // of ARP probes for all of them), and a failed resolution drops the whole queue
     frags.forEach((f, i) => {
       rec.part = `frag ${i + 1}/${frags.length}`;
-      if (failed) {
-        this.drop(
-          ns,
-          {
-            reason: 'neighbour-failed',
-            site: 'neigh_resolve_output',
-            nexthop: rr.nexthop,
-            probes: ARP_PROBES,
-            queued: true,
-          },
-          rr.dev.name,
-          2,
-        );
-        return;
-      }
-      const before = this.terminals.length;
       this.neighOutput(ns, f, rr);
-      failed = this.terminals
-        .slice(before)
-        .some(
-          (t) => t.kind === 'dropped' && t.drop.reason === 'neighbour-failed' && t.drop.netns === ns.name,
-        );
     });
     rec.part = prev;
   }
@@ -279,7 +268,32 @@ export class Stack {
 
   /* ------------------------------------------------------------ neighbours / ARP */
 
-  /** returns the MAC for nexthop on dev, resolving it with ARP on the wire when needed */
+  /** a neighbour parameter of the device (net.ipv4.neigh.DEV.NAME, else .default.NAME) */
+  neighParm(ns: Netns, dev: string, name: string): number {
+    const v =
+      ns.sysctl.get(`net.ipv4.neigh.${dev}.${name}`) ?? ns.sysctl.get(`net.ipv4.neigh.default.${name}`);
+    return Number(v ?? '0');
+  }
+
+  /** neigh_rand_reach_time: uniform in [base/2, 3·base/2), drawn per device (seeded), µs */
+  reachableTime(ns: Netns, dev: string): number {
+    const base = this.neighParm(ns, dev, 'base_reachable_time_ms');
+    if (!base) return 0;
+    return ((this.w.derive('reachable', ns.name, dev) % base) + (base >> 1)) * 1000;
+  }
+
+  /** neigh_add_timer / mod_timer on a neighbour entry */
+  private neighArm(ns: Netns, n: NeighEntry, at: number): void {
+    n.timer = at;
+    this.w.schedule(at, { kind: 'neigh', netns: ns.name, ip: n.ip, dev: n.dev });
+  }
+
+  /**
+   * neigh_output → neigh_resolve_output → neigh_event_send: a valid entry's address is used at
+   * once (a STALE one moves to DELAY); otherwise the packet waits in the entry's queue while ARP
+   * resolves it (neigh_timer_handler sends the next probes and fails the queue). Returns the MAC
+   * when the frame can leave now; undefined when it was queued (or dropped with the queue).
+   */
   private resolve(ns: Netns, dev: Link, nexthop: string, pkt: Ipv4Packet): MacAddr | undefined {
     let n = ns.neighbour(nexthop, dev.name);
     if (n && n.lladdr && NUD_VALID.includes(n.state)) {
@@ -288,21 +302,38 @@ export class Stack {
         'neigh',
         2,
         'lookup',
-        { type: 'neigh', result: 'hit', nexthop, entry: { ...n } },
+        { type: 'neigh', result: 'hit', nexthop, entry: neighView(n) },
         { device: dev.name },
       );
+      if (n.state !== 'REACHABLE' && n.state !== 'PERMANENT' && n.state !== 'NOARP') n.used = this.w.now;
       if (n.state === 'STALE') {
+        // __neigh_event_send: a used STALE entry waits delay_first_probe_time for a confirmation
         n.state = 'DELAY';
         n.updated = this.w.now;
+        this.neighArm(ns, n, this.w.now + this.neighParm(ns, dev.name, 'delay_first_probe_time') * 1e6);
       }
       return n.lladdr;
+    }
+    if (n && n.state === 'INCOMPLETE' && n.queue) {
+      // already resolving: the packet joins the queue (unres_qlen), no new probe
+      n.used = this.w.now;
+      this.enqueue(ns, n, pkt);
+      this.step(
+        ns,
+        'neigh',
+        2,
+        'queue',
+        { type: 'neigh', result: 'queued', nexthop, entry: neighView(n), qlen: n.queue.length },
+        { device: dev.name },
+      );
+      return undefined;
     }
     this.step(
       ns,
       'neigh',
       2,
       'miss',
-      { type: 'neigh', result: 'miss', nexthop, entry: n ? { ...n } : undefined },
+      { type: 'neigh', result: 'miss', nexthop, entry: n ? neighView(n) : undefined },
       { device: dev.name },
     );
     if (!n) {
@@ -311,53 +342,215 @@ export class Stack {
     } else {
       n.state = 'INCOMPLETE';
       n.lladdr = undefined;
+      n.updated = this.w.now;
     }
-    const src = this.selectSource(ns, dev, nexthop) ?? '0.0.0.0';
-    const entry = n;
-    for (let probe = 1; probe <= ARP_PROBES && entry.state === 'INCOMPLETE'; probe++) {
-      this.aux('arp', () => {
-        const req: Frame = {
-          eth: { dst: BROADCAST, src: dev.mac, ethertype: ETHERTYPE_ARP },
-          payload: {
-            kind: 'arp',
-            arp: { op: 1, senderMac: dev.mac, senderIp: src, targetMac: ZERO_MAC, targetIp: nexthop },
-          },
-        };
+    // __neigh_event_send: probes start at ucast_solicit (so that arp_solicit broadcasts), the
+    // timer runs every retrans_time, and the first probe leaves at once
+    n.probes = this.neighParm(ns, dev.name, 'ucast_solicit');
+    n.used = this.w.now;
+    n.queue = [];
+    this.enqueue(ns, n, pkt);
+    this.neighArm(ns, n, this.w.now + this.retransTime(ns, dev.name));
+    this.neighProbe(ns, dev, n);
+    return undefined;
+  }
+
+  private retransTime(ns: Netns, dev: string): number {
+    return Math.max(this.neighParm(ns, dev, 'retrans_time_ms'), 10) * 1000;
+  }
+
+  /** __skb_queue_tail on arp_queue; the oldest packet is dropped beyond unres_qlen */
+  private enqueue(ns: Netns, n: NeighEntry, pkt: Ipv4Packet): void {
+    const q = n.queue!;
+    const max = this.neighParm(ns, n.dev, 'unres_qlen');
+    while (q.length >= max && q.length) {
+      q.shift();
+      this.w.unresolved--;
+      ns.arpStats.unresDiscards++;
+    }
+    q.push({ pkt, part: this.w.rec.part });
+    this.w.unresolved++;
+  }
+
+  /** neigh_probe → arp_solicit: broadcast while probes ≥ ucast_solicit, else unicast to the known address */
+  private neighProbe(ns: Netns, dev: Link, n: NeighEntry): void {
+    const probes = n.probes ?? 0;
+    const unicast = probes < this.neighParm(ns, dev.name, 'ucast_solicit') && n.lladdr;
+    const src = this.selectSource(ns, dev, n.ip) ?? '0.0.0.0';
+    const nexthop = n.ip;
+    this.aux('arp', () => {
+      const req: Frame = {
+        eth: { dst: unicast ? n.lladdr! : BROADCAST, src: dev.mac, ethertype: ETHERTYPE_ARP },
+        payload: {
+          kind: 'arp',
+          arp: { op: 1, senderMac: dev.mac, senderIp: src, targetMac: ZERO_MAC, targetIp: nexthop },
+        },
+      };
+      this.step(
+        ns,
+        'arp',
+        2,
+        'request',
+        unicast
+          ? { type: 'arp-request', target: nexthop, sender: src, unicast: n.lladdr }
+          : { type: 'arp-request', target: nexthop, sender: src },
+        { device: dev.name },
+      );
+      this.devXmit(ns, dev, req);
+    });
+    n.probes = probes + 1;
+    this.flushResolved();
+  }
+
+  /** neighbours that became valid while their packets waited: resolved now, the queue leaves (neigh_update) */
+  private resolvedQ: { ns: Netns; n: NeighEntry }[] = [];
+
+  private flushResolved(): void {
+    if (this.auxDepth > 0) return;
+    while (this.resolvedQ.length) {
+      const { ns, n } = this.resolvedQ.shift()!;
+      const q = n.queue;
+      if (!q || !q.length || !n.lladdr) continue;
+      n.queue = undefined;
+      this.w.unresolved -= q.length;
+      const dev = ns.link(n.dev);
+      const rec = this.w.rec;
+      const prev = rec.part;
+      for (const item of q) {
+        rec.part = item.part;
         this.step(
           ns,
-          'arp',
+          'neigh',
           2,
-          'request',
-          { type: 'arp-request', target: nexthop, sender: src },
-          { device: dev.name },
+          'resolved',
+          { type: 'neigh', result: 'resolved', nexthop: n.ip, entry: neighView(n) },
+          { device: n.dev },
         );
-        this.devXmit(ns, dev, req);
-      });
-      if (entry.state === 'INCOMPLETE') this.w.tick(ARP_RETRANS_US);
+        if (!dev) continue;
+        const frame: Frame = {
+          eth: { dst: n.lladdr, src: dev.mac, ethertype: ETHERTYPE_IPV4 },
+          payload: item.pkt,
+        };
+        this.devXmit(ns, dev, frame);
+      }
+      rec.part = prev;
     }
-    if (entry.state !== 'REACHABLE') {
-      entry.state = 'FAILED';
-      entry.updated = this.w.now;
-      ns.arpStats.resFailed++;
-      this.w.rec.counter({ netns: ns.name, name: 'res_failed', table: 'arp_cache' });
+  }
+
+  /** an entry left an unresolved state with an address: its queue may go */
+  private validated(ns: Netns, n: NeighEntry): void {
+    if (n.queue && n.queue.length) this.resolvedQ.push({ ns, n });
+  }
+
+  /**
+   * neigh_timer_handler: REACHABLE ages to STALE (or DELAY when used lately), DELAY becomes
+   * REACHABLE on a confirmation or PROBE, PROBE and INCOMPLETE send the next probe every
+   * retrans_time until neigh_max_probes, then FAILED drops the queue (neigh_invalidate).
+   */
+  neighTimer(ns: Netns, n: NeighEntry): void {
+    if (n.timer !== this.w.now) return; // re-armed or deleted since
+    n.timer = undefined;
+    const now = this.w.now;
+    const dev = ns.link(n.dev);
+    if (!dev) return;
+    const delay = this.neighParm(ns, n.dev, 'delay_first_probe_time') * 1e6;
+    const reach = this.reachableTime(ns, n.dev);
+    let next = now + 1_000_000;
+    if (n.state === 'REACHABLE') {
+      const confirmed = n.confirmed ?? n.updated;
+      if (now <= confirmed + reach) next = confirmed + reach;
+      else if (now <= (n.used ?? 0) + delay) {
+        n.state = 'DELAY';
+        n.updated = now;
+        next = now + delay;
+      } else {
+        n.state = 'STALE';
+        n.updated = now;
+        return;
+      }
+    } else if (n.state === 'DELAY') {
+      if (now <= (n.confirmed ?? -Infinity) + delay) {
+        n.state = 'REACHABLE';
+        n.updated = now;
+        next = (n.confirmed ?? now) + reach;
+      } else {
+        n.state = 'PROBE';
+        n.updated = now;
+        n.probes = 0;
+        next = now + this.retransTime(ns, n.dev);
+      }
+    } else if (n.state === 'PROBE' || n.state === 'INCOMPLETE') {
+      next = now + this.retransTime(ns, n.dev);
+    } else return;
+    if ((n.state === 'INCOMPLETE' || n.state === 'PROBE') && (n.probes ?? 0) >= this.maxProbes(ns, n)) {
+      n.state = 'FAILED';
+      n.updated = now;
+      this.neighInvalidate(ns, n);
+      return;
+    }
+    this.neighArm(ns, n, Math.max(next, now + 10_000));
+    if (n.state === 'INCOMPLETE' || n.state === 'PROBE') this.neighProbe(ns, dev, n);
+  }
+
+  /** neigh_max_probes: ucast + app + (PROBE ? mcast_resolicit : mcast_solicit) */
+  private maxProbes(ns: Netns, n: NeighEntry): number {
+    const p = (k: string) => this.neighParm(ns, n.dev, k);
+    return (
+      p('ucast_solicit') +
+      p('app_solicit') +
+      (n.state === 'PROBE' ? p('mcast_resolicit') : p('mcast_solicit'))
+    );
+  }
+
+  /**
+   * neigh_invalidate: res_failed, then every queued packet is reported (arp_error_report →
+   * dst_link_failure: ICMP host unreachable to its sender) and freed.
+   */
+  private neighInvalidate(ns: Netns, n: NeighEntry): void {
+    ns.arpStats.resFailed++;
+    this.w.rec.counter({ netns: ns.name, name: 'res_failed', table: 'arp_cache' });
+    const q = n.queue ?? [];
+    n.queue = undefined;
+    this.w.unresolved -= q.length;
+    const rec = this.w.rec;
+    const prev = rec.part;
+    const probes = this.neighParm(ns, n.dev, 'mcast_solicit');
+    q.forEach((item, i) => {
+      rec.part = item.part;
       this.drop(
         ns,
-        { reason: 'neighbour-failed', site: 'neigh_resolve_output', nexthop, probes: ARP_PROBES },
-        dev.name,
+        {
+          reason: 'neighbour-failed',
+          site: 'neigh_resolve_output',
+          nexthop: n.ip,
+          probes,
+          queued: item.part !== undefined && i > 0 ? true : undefined,
+        },
+        n.dev,
         2,
       );
-      this.icmpError(ns, pkt, 3, 1, undefined, 'host-unreachable');
-      return undefined;
+      this.icmpError(ns, item.pkt, 3, 1, undefined, 'host-unreachable');
+    });
+    rec.part = prev;
+  }
+
+  /** no packet waits on a neighbour resolution (walks end when this is true) */
+  settled(): boolean {
+    if (this.w.unresolved <= 0) return true;
+    // recount: an entry deleted by hand (ip neigh del/flush) took its queue with it
+    let n = 0;
+    for (const ns of this.w.netns.values()) for (const e of ns.neigh.list()) if (e.queue) n += e.queue.length;
+    this.w.unresolved = n;
+    return n === 0;
+  }
+
+  /** run the clock until no packet waits on a neighbour resolution */
+  settle(): void {
+    while (!this.settled()) {
+      const at = this.w.nextTimer();
+      if (at === undefined) break;
+      this.w.run(at);
     }
-    this.step(
-      ns,
-      'neigh',
-      2,
-      'resolved',
-      { type: 'neigh', result: 'resolved', nexthop, entry: { ...entry } },
-      { device: dev.name },
-    );
-    return entry.lladdr;
   }
 
   private arpRcv(ns: Netns, dev: Link, frame: Frame): void {
@@ -396,17 +589,21 @@ export class Stack {
     } else {
       const n = ns.neighbour(arp.senderIp, dev.name);
       if (!n || n.state === 'PERMANENT') return;
+      // neigh_update(NUD_REACHABLE): confirmed now, the timer runs until reachable_time
       n.lladdr = arp.senderMac;
       n.state = 'REACHABLE';
       n.updated = this.w.now;
+      n.confirmed = this.w.now;
+      this.neighArm(ns, n, this.w.now + this.reachableTime(ns, dev.name));
       this.step(
         ns,
         'arp',
         2,
         'learn',
-        { type: 'arp-learn', ip: arp.senderIp, mac: arp.senderMac, entry: { ...n } },
+        { type: 'arp-learn', ip: arp.senderIp, mac: arp.senderMac, entry: neighView(n) },
         { device: dev.name },
       );
+      this.validated(ns, n);
     }
   }
 
@@ -425,6 +622,8 @@ export class Stack {
         n.lladdr = mac;
         n.state = state;
         n.updated = this.w.now;
+        n.timer = undefined;
+        this.validated(ns, n);
       }
       return;
     }
@@ -1216,6 +1415,13 @@ export class Stack {
 }
 
 /* ------------------------------------------------------------ helpers */
+
+/** the entry as a step records it: a copy of what `ip neigh` shows, without the timer's bookkeeping */
+export function neighView(n: NeighEntry): NeighEntry {
+  // eslint-disable-next-line @typescript-eslint/no-unused-vars
+  const { probes, confirmed, used, timer, queue, ...rest } = n;
+  return rest;
+}
 
 export function isMulticast(mac: MacAddr): boolean {
   return (parseInt(mac.slice(0, 2), 16) & 1) === 1;

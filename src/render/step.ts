@@ -247,9 +247,13 @@ export function stepDetail(s: Step): string {
     case 'neigh':
       if (e.result === 'hit') return `${e.nexthop} is at ${e.entry.lladdr} (${e.entry.state})`;
       if (e.result === 'miss') return `no neighbour entry for ${e.nexthop} on ${dev}: resolve with ARP`;
+      if (e.result === 'queued')
+        return `${e.nexthop} is still resolving (INCOMPLETE): queued behind ${e.qlen - 1} packet(s)`;
       return `${e.nexthop} is at ${e.entry.lladdr}`;
     case 'arp-request':
-      return `who-has ${e.target} tell ${e.sender} (broadcast on ${dev})`;
+      return e.unicast
+        ? `who-has ${e.target} tell ${e.sender} (unicast probe to ${e.unicast} on ${dev})`
+        : `who-has ${e.target} tell ${e.sender} (broadcast on ${dev})`;
     case 'arp-ignore':
       return `who-has ${e.target}: not a local address, ignored`;
     case 'arp-reply':

@@ -108,6 +108,8 @@ export function walk(c: Cluster, req: WalkRequest, opts: { exchange?: boolean } 
     c.world.rec = new Recorder(c.world);
     stack.terminals = [];
     run();
+    // a packet parked on a resolving neighbour: let the neighbour timers run until it leaves or fails
+    stack.settle();
     const t = freezeTrace(flow, dispositionOf(stack.terminals), c.world.rec.steps, c.world.rec.counters);
     traces.push(t);
     return t;
