@@ -314,6 +314,9 @@ export type StepEvent =
     }
   | { type: 'icmp-send'; to: string; icmp: IcmpErrorKind; rejectWith?: string; mtu?: number }
   | { type: 'icmp-unsent'; to: string; icmp: IcmpErrorKind; rejectWith?: string }
+  /** icmp_send held back by a rate limit: per destination (IcmpOutRateLimitHost), netns-wide
+   * (…Global), or ip_error's own draw on the destination's tokens (no counter) */
+  | { type: 'icmp-ratelimited'; to: string; icmp: IcmpErrorKind; limit: 'host' | 'global' | 'route' }
   | {
       type: 'connect';
       src: string;

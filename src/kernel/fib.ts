@@ -5,6 +5,7 @@
  * marked linkdown and still used, as with the default ignore_routes_with_linkdown=0.
  */
 import { intToIp4, ip4ToInt, prefixMask } from '../wire/addr.ts';
+import type { FibException } from './objects.ts';
 
 export type RouteProto = 'kernel' | 'boot' | 'static' | 'bird' | 'dhcp';
 export type RouteScope = 'global' | 'link' | 'host';
@@ -24,6 +25,8 @@ export interface Route {
   src?: string;
   metric: number;
   onlink: boolean;
+  /** FIB nexthop exceptions learned for destinations behind this route (the PMTU cache) */
+  exceptions?: FibException[];
 }
 
 export function routeKey(r: Pick<Route, 'dst' | 'len' | 'metric'>): string {

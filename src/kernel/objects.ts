@@ -136,14 +136,13 @@ export interface QueuedSkb {
 }
 
 /**
- * A FIB nexthop exception (struct fib_nh_exception): what the kernel learned about one
- * destination behind a route, here the path MTU from ICMP fragmentation needed. It expires
- * after net.ipv4.route.mtu_expires; `ip route get` and `ip route show cache` print it.
+ * A FIB nexthop exception (struct fib_nh_exception), kept on its route (Route.exceptions): what
+ * the kernel learned about one destination behind the route, here the path MTU from ICMP
+ * fragmentation needed. It expires after net.ipv4.route.mtu_expires; `ip route get` and
+ * `ip route show cache` print it.
  */
 export interface FibException {
   dst: Ipv4Addr;
-  /** the route it hangs off (its prefix, table and device), so that deleting the route drops it */
-  route: { dst: number; len: number; table: number; dev: string; via?: Ipv4Addr };
   mtu: number;
   /** µs when it expires */
   expires: number;
@@ -165,7 +164,12 @@ export interface ListenSocket {
   port: number;
   /** bound address, "0.0.0.0" for any */
   addr: Ipv4Addr;
+  /** listen() backlog; the model's listeners are podwalk's own (the lab's listen(64)) */
+  backlog?: number;
 }
+
+/** the backlog of podwalk's listeners (ss shows it as a LISTEN socket's Send-Q) */
+export const LISTEN_BACKLOG = 64;
 
 export const DEFAULT_SYSCTLS: Record<string, string> = {
   'net.ipv4.ip_forward': '0',
@@ -205,6 +209,9 @@ export const DEFAULT_SYSCTLS: Record<string, string> = {
   // the route cache: PMTU exceptions
   'net.ipv4.route.mtu_expires': '600',
   'net.ipv4.route.min_pmtu': '552',
+  // in jiffies (proc_dointvec): HZ and 5·HZ on this kernel, CONFIG_HZ 250
+  'net.ipv4.route.error_cost': '250',
+  'net.ipv4.route.error_burst': '1250',
   'net.bridge.bridge-nf-call-iptables': '0',
   'net.netfilter.nf_conntrack_tcp_loose': '1',
 };
@@ -224,12 +231,11 @@ export class Netns {
   readonly mib = new Map<string, number>();
   /** neighbour table statistics (`ip -s ntable show name arp_cache`) */
   readonly arpStats = { resFailed: 0, unresDiscards: 0 };
-  /** FIB nexthop exceptions (the route cache of `ip route show cache`) */
-  readonly fibExceptions: FibException[] = [];
   /** inet_peer entries: per-destination ICMP rate limit buckets */
   readonly icmpPeers: IcmpPeer[] = [];
-  /** icmp_global: the netns-wide ICMP credit and when it was last refilled (µs) */
-  readonly icmpGlobal = { credit: 0, stamp: 0 };
+  /** icmp_global: the netns-wide ICMP credit and when it was last refilled (µs; the kernel's stamp
+   * starts at jiffies 0, long before any netns exists: one second before the clock starts here) */
+  readonly icmpGlobal = { credit: 0, stamp: -1_000_000 };
   private nextIfindex = 1;
   /** IPv4 id counter per destination is what Linux does; a per-netns counter is enough here */
   ipId = 0;

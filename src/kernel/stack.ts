@@ -31,6 +31,8 @@ import {
   type MacAddr,
 } from '../wire/types.ts';
 import type { Route } from './fib.ts';
+import { pmtuException } from './pmtu.ts';
+import { icmpGlobalAllow, icmpGlobalConsume, icmpPeerAllow, ipErrorAllow } from './icmp-ratelimit.ts';
 import {
   NUD_VALID,
   type CounterEvent,
@@ -61,6 +63,8 @@ export interface RouteResult {
   src: string;
   /** the neighbour to resolve: the gateway, or the destination itself */
   nexthop: string;
+  /** the path MTU of a FIB exception (ip route get: `cache expires …sec mtu N`), for local output */
+  pmtu?: number;
 }
 
 export type Terminal =
@@ -97,6 +101,9 @@ export class Stack {
   /** packets generated while walking (ICMP errors, socket replies); the walker turns each into a trace */
   readonly queue: Queued[] = [];
   private auxDepth = 0;
+  /** the netns whose socket is in sendmsg (its first device transmission reports back), and what it reported */
+  sender?: string;
+  sendError?: 'ENOBUFS';
   /** fragments held by defrag, per netns+id */
   private defrag = new Map<string, Ipv4Packet[]>();
 
@@ -179,7 +186,12 @@ export class Stack {
     if (!route || route.type !== 'unicast' || !route.dev) return undefined;
     const dev = ns.link(route.dev)!;
     const nexthop = route.via ?? dst;
-    return { route, dev, src: route.src ?? this.selectSource(ns, dev, nexthop) ?? '0.0.0.0', nexthop };
+    const src = route.src ?? this.selectSource(ns, dev, nexthop) ?? '0.0.0.0';
+    if (route.exceptions) {
+      const e = pmtuException(ns, dst, route, this.w.now);
+      if (e && e.mtu < dev.mtu) return { route, dev, src, nexthop, pmtu: e.mtu };
+    }
+    return { route, dev, src, nexthop };
   }
 
   /** inet_select_addr: an address of the device in the nexthop's subnet, else its first, else any global one */
@@ -213,7 +225,8 @@ export class Stack {
 
   /** ip_finish_output: fragment when needed, then hand each piece to the neighbour layer */
   private finishOutput(ns: Netns, skb: Skb, rr: RouteResult): void {
-    const mtu = rr.dev.mtu;
+    // ip_skb_dst_mtu: local output follows the path MTU, forwarding the device's
+    const mtu = skb.iif === undefined && rr.pmtu ? rr.pmtu : rr.dev.mtu;
     const len = ipv4Length(skb.pkt);
     const limit = skb.fragMax ? Math.min(mtu, skb.fragMax) : mtu;
     if (len <= mtu && !(skb.fragMax && len > skb.fragMax)) return this.neighOutput(ns, skb.pkt, rr);
@@ -275,11 +288,13 @@ export class Stack {
     return Number(v ?? '0');
   }
 
-  /** neigh_rand_reach_time: uniform in [base/2, 3·base/2), drawn per device (seeded), µs */
+  /**
+   * reachable_time, µs: the kernel draws it uniformly from [base/2, 3·base/2) of
+   * base_reachable_time_ms (neigh_rand_reach_time, redrawn every 300 s); the model takes the mean,
+   * base_reachable_time itself, so that a run is deterministic and centred on the kernel's.
+   */
   reachableTime(ns: Netns, dev: string): number {
-    const base = this.neighParm(ns, dev, 'base_reachable_time_ms');
-    if (!base) return 0;
-    return ((this.w.derive('reachable', ns.name, dev) % base) + (base >> 1)) * 1000;
+    return this.neighParm(ns, dev, 'base_reachable_time_ms') * 1000;
   }
 
   /** neigh_add_timer / mod_timer on a neighbour entry */
@@ -534,6 +549,13 @@ export class Stack {
     rec.part = prev;
   }
 
+  /** the packet still waits in a neighbour queue of `ns` (skb_still_in_host_queue) */
+  queued(ns: Netns, pkt: Ipv4Packet): boolean {
+    if (this.w.unresolved <= 0) return false;
+    for (const n of ns.neigh.list()) if (n.queue?.some((q) => q.pkt === pkt)) return true;
+    return false;
+  }
+
   /** no packet waits on a neighbour resolution (walks end when this is true) */
   settled(): boolean {
     if (this.w.unresolved <= 0) return true;
@@ -653,6 +675,9 @@ export class Stack {
 
   /** dev_queue_xmit */
   devXmit(ns: Netns, dev: Link, frame: Frame): void {
+    // only a sending socket's own first transmission reports back to its sendmsg
+    const mine = this.sender === ns.name;
+    this.sender = undefined;
     if (!dev.up) return this.drop(ns, { reason: 'link-down', site: 'dev_queue_xmit' }, dev.name, 2);
     if (!this.carrier(ns, dev)) {
       // without carrier the device's qdisc is noop: the frame is dropped before any capture sees it
@@ -665,7 +690,7 @@ export class Stack {
       case 'vxlan':
         return this.vxlanXmit(ns, dev, frame);
       case 'veth':
-        return this.vethXmit(ns, dev, frame);
+        return this.vethXmit(ns, dev, frame, mine);
       case 'loopback':
         return this.netifReceive(ns, dev, frame, emitFrame(frame));
       case 'ipip':
@@ -678,17 +703,20 @@ export class Stack {
     }
   }
 
-  private vethXmit(ns: Netns, dev: VethLink, frame: Frame): void {
+  private vethXmit(ns: Netns, dev: VethLink, frame: Frame, mine = false): void {
     const bytes = emitFrame(frame);
     this.txStep(ns, dev, frame, bytes);
     // devXmit checked the carrier: the peer exists and is up
     const peer = this.w.ns(dev.peer!.netns).link(dev.peer!.name)!;
-    dev.stats.txPackets++;
-    dev.stats.txBytes += bytes.length;
     const peerNs = this.w.ns(dev.peer!.netns);
-    // veth_xmit → __dev_forward_skb → is_skb_forwardable: larger than the peer's MTU + L2 header → dropped
+    // veth_xmit → __dev_forward_skb → is_skb_forwardable: larger than the peer's MTU + L2 header →
+    // dropped and counted on the peer (rx_dropped) and on this end (tx_dropped); a local sender's
+    // sendmsg gets NET_XMIT_DROP back as ENOBUFS
     if (bytes.length > peer.mtu + 14 + 4) {
+      peer.stats.rxDropped++;
+      this.w.rec.counter({ netns: peerNs.name, name: 'rx_dropped', device: peer.name });
       this.txDropped(ns, dev);
+      if (mine) this.sendError = 'ENOBUFS';
       return this.drop(
         peerNs,
         { reason: 'mtu-exceeded', site: 'veth_xmit', len: bytes.length, mtu: peer.mtu },
@@ -696,6 +724,9 @@ export class Stack {
         2,
       );
     }
+    // veth counts what it handed to the peer (veth_stats_tx): a dropped frame is not a TX packet
+    dev.stats.txPackets++;
+    dev.stats.txBytes += bytes.length;
     this.w.tick(HOP_US);
     this.netifReceive(peerNs, peer, frame, bytes);
   }
@@ -1109,7 +1140,10 @@ export class Stack {
       this.step(ns, 'route', 3, 'lookup', { type: 'route-miss', dst, input: true }, { device: dev.name });
       this.mib(ns, 'IpExtInNoRoutes');
       this.drop(ns, { reason: 'no-route', site: 'ip_route_input_slow', dst }, dev.name);
-      this.icmpError(ns, skb.pkt, 3, 0, undefined, 'net-unreachable');
+      // ip_error: the net unreachable only when the sender's peer has a token left
+      if (ipErrorAllow(ns, skb.pkt.ip.src, this.w.now))
+        this.icmpError(ns, skb.pkt, 3, 0, undefined, 'net-unreachable');
+      else this.icmpLimited(ns, skb.pkt.ip.src, 'net-unreachable', 'route');
       return;
     }
     if (!this.rpCheck(ns, dev, skb.pkt)) return;
@@ -1362,6 +1396,12 @@ export class Stack {
 
   /* ------------------------------------------------------------ ICMP errors */
 
+  /** an ICMP error held back by a rate limit (IcmpOutRateLimitHost/Global; ip_error counts nothing) */
+  private icmpLimited(ns: Netns, to: string, icmp: IcmpErrorKind, limit: 'host' | 'global' | 'route'): void {
+    if (limit !== 'route') this.mib(ns, limit === 'host' ? 'IcmpOutRateLimitHost' : 'IcmpOutRateLimitGlobal');
+    this.step(ns, 'icmp', 3, 'ratelimit', { type: 'icmp-ratelimited', to, icmp, limit });
+  }
+
   /**
    * icmp_send: an error back to the packet's source, quoting its IP header and first 8 bytes.
    * Queued: the walker records it as its own trace.
@@ -1377,10 +1417,19 @@ export class Stack {
   ): void {
     if (offending.payload.kind === 'icmp' && ![0, 8].includes(offending.payload.icmp.type)) return; // never about an error
     if (offending.ip.fragOffset) return;
+    // icmpv4_global_allow, before the route lookup (unless the offending packet came in on lo)
+    const global = icmpGlobalAllow(ns, type, code, this.w.now);
+    if (global === false) return this.icmpLimited(ns, offending.ip.src, icmp, 'global');
     const rr = this.routeOutput(ns, offending.ip.src);
     if (!rr) {
       this.step(ns, 'icmp', 3, 'unsent', { type: 'icmp-unsent', to: offending.ip.src, icmp, rejectWith });
       return;
+    }
+    if (global === 'limited') {
+      // icmpv4_xrlim_allow: per destination, except towards ourselves (a loopback route)
+      if (!('error' in rr) && !icmpPeerAllow(ns, offending.ip.src, this.w.now))
+        return this.icmpLimited(ns, offending.ip.src, icmp, 'host');
+      icmpGlobalConsume(ns);
     }
     // the offending packet was our own (a failed neighbour resolution of a local sender): the
     // error goes to ourselves through lo, from our own address, and the socket hears of it

@@ -301,6 +301,12 @@ export function stepDetail(s: Step): string {
       return `ICMP ${icmpLabel(e.icmp, e.rejectWith)} to ${e.to}${e.mtu ? ` (mtu ${e.mtu})` : ''}`;
     case 'icmp-unsent':
       return `ICMP ${icmpLabel(e.icmp, e.rejectWith)} to ${e.to} not sent: no route back to it`;
+    case 'icmp-ratelimited':
+      if (e.limit === 'route')
+        return `ICMP ${icmpLabel(e.icmp)} to ${e.to} not sent: ip_error's rate limit for that destination (route.error_cost, no counter)`;
+      return e.limit === 'host'
+        ? `ICMP ${icmpLabel(e.icmp)} to ${e.to} not sent: over icmp_ratelimit for that destination (IcmpOutRateLimitHost)`
+        : `ICMP ${icmpLabel(e.icmp)} to ${e.to} not sent: over icmp_msgs_per_sec (IcmpOutRateLimitGlobal)`;
     case 'connect':
       return `connect() ${e.src}:${e.sport} → ${e.dst}:${e.dport}: TCP SYN, mss ${e.mss} (mtu ${e.mtu} − 40), wscale ${e.wscale}, SACK, timestamps`;
     case 'sendto':

@@ -33,7 +33,7 @@ export interface Walk {
 /** Packets at most in one exchange, so a loop in a broken cluster cannot run forever */
 const MAX_PACKETS = 64;
 /** µs between one packet's walk and the next (the other end's reaction time) */
-const GAP_US = 50;
+export const GAP_US = 50;
 
 export interface Endpoint {
   netns: string;
