@@ -68,7 +68,7 @@ describe('neigh_timer_handler (net/core/neighbour.c), arp_tbl defaults', () => {
     echo(c, 'pod-a', '10.244.0.99', 1);
     const n = ns.neighbour('10.244.0.99', 'eth0')!;
     assert.equal(n.state, 'INCOMPLETE');
-    assert.equal(n.queue?.length, 1);
+    assert.equal(ns.nud.get('10.244.0.99|eth0')?.queue?.length, 1);
     c.world.run(2.5 * S);
     assert.equal(n.state, 'INCOMPLETE', 'still retrying at 2.5 s');
     assert.equal(ns.arpStats.resFailed, 0);
@@ -94,7 +94,7 @@ describe('neigh_timer_handler (net/core/neighbour.c), arp_tbl defaults', () => {
     echo(c, 'pod-a', '10.244.0.99', 2);
     c.world.run(2 * S);
     echo(c, 'pod-a', '10.244.0.99', 3);
-    assert.equal(c.world.ns('pod-a').neighbour('10.244.0.99', 'eth0')!.queue?.length, 3);
+    assert.equal(c.world.ns('pod-a').nud.get('10.244.0.99|eth0')?.queue?.length, 3);
     c.world.run(3 * S - 1);
     assert.equal(c.stack.queue.length, 0, 'no error before the entry fails');
     c.world.run(3 * S);
@@ -107,7 +107,7 @@ describe('neigh_timer_handler (net/core/neighbour.c), arp_tbl defaults', () => {
     const c = cluster();
     const ns = c.world.ns('pod-a');
     for (let i = 1; i <= 103; i++) echo(c, 'pod-a', '10.244.0.99', i);
-    assert.equal(ns.neighbour('10.244.0.99', 'eth0')!.queue?.length, 101);
+    assert.equal(ns.nud.get('10.244.0.99|eth0')?.queue?.length, 101);
     assert.equal(ns.arpStats.unresDiscards, 2);
   });
 
@@ -118,11 +118,12 @@ describe('neigh_timer_handler (net/core/neighbour.c), arp_tbl defaults', () => {
     assert.equal(n.state, 'REACHABLE');
     const reach = c.stack.reachableTime(c.world.ns('pod-a'), 'eth0');
     assert.equal(reach, 30 * S);
-    c.world.run(n.confirmed! + reach);
+    const confirmed = c.world.ns('pod-a').nud.get('10.244.0.6|eth0')!.confirmed!;
+    c.world.run(confirmed + reach);
     // time_before_eq(now, confirmed + reachable_time) still holds at the boundary: the timer is
     // re-armed, no sooner than HZ/100 later
     assert.equal(n.state, 'REACHABLE');
-    c.world.run(n.confirmed! + reach + 10_000);
+    c.world.run(confirmed + reach + 10_000);
     assert.equal(n.state, 'STALE');
   });
 

@@ -353,17 +353,13 @@ export function explainDrop(c: Cluster, t: Trace): Explanation | undefined {
   }
 
   // the counters that rose during the walk: the error counters (ICMP totals only where an
-  // error was sent, not for the echo that was walked; not the segment and message counts every
-  // packet bumps)
+  // error was sent, not for the echo that was walked)
   const errorIcmp = new Set(
     t.counters.filter((e) => /^Icmp(OutDestUnreachs|OutTimeExcds)$/.test(e.name)).map((e) => e.netns),
   );
   const relevant = t.counters.filter(
     (e) =>
       !/^(IcmpOutEchos|IcmpOutEchoReps|IcmpMsgOutType0|IcmpMsgOutType8)$/.test(e.name) &&
-      !/^(Tcp(ActiveOpens|PassiveOpens|InSegs|OutSegs)|Icmp(InMsgs|InEchos|InEchoReps)|IcmpMsgInType\d+)$/.test(
-        e.name,
-      ) &&
       (e.name !== 'IcmpOutMsgs' || errorIcmp.has(e.netns)),
   );
   const byKey = new Map<string, { e: CounterEvent; n: number }>();

@@ -115,10 +115,16 @@ export interface NeighEntry {
   router: boolean;
   /** simulated µs of the last state change */
   updated: number;
-  /* neigh_timer_handler's inputs (absent on entries nothing resolved yet): */
+}
+
+/**
+ * neigh_timer_handler's inputs for one neighbour entry, kept beside the entry (Netns.nud, by the
+ * entry's key) so that the entry stays what `ip neigh` shows.
+ */
+export interface NudTimer {
   /** probes sent in this round (neigh->probes) */
-  probes?: number;
-  /** µs the peer was last confirmed reachable (an ARP reply, TCP progress) */
+  probes: number;
+  /** µs the peer was last confirmed reachable (an ARP reply) */
   confirmed?: number;
   /** µs the entry was last used by the slow output path (neigh_event_send) */
   used?: number;
@@ -229,6 +235,8 @@ export class Netns {
   readonly sockets: ListenSocket[] = [];
   /** SNMP MIB counters by nstat's name (/proc/net/snmp, netstat); only those the model counts */
   readonly mib = new Map<string, number>();
+  /** the neighbour timers' state, by neighbour key `ip|dev` */
+  readonly nud = new Map<string, NudTimer>();
   /** neighbour table statistics (`ip -s ntable show name arp_cache`) */
   readonly arpStats = { resFailed: 0, unresDiscards: 0 };
   /** inet_peer entries: per-destination ICMP rate limit buckets */

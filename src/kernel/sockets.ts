@@ -296,7 +296,7 @@ export class Sockets implements TransportHandler {
     }
     // __tcp_transmit_skb counts new segments only (a retransmission is TcpRetransSegs)
     if (pkt.payload.kind === 'tcp' && !(typeof what === 'object' && what.kind === 'retransmission'))
-      this.stack.mib(ns, 'TcpOutSegs');
+      this.stack.count(ns, 'TcpOutSegs');
     const stack = this.stack;
     stack.sender = ns.name;
     stack.sendError = undefined;
@@ -416,7 +416,7 @@ export class Sockets implements TransportHandler {
     c.sndNxt = (c.sndNxt + 1) >>> 0;
     this.addConn(c);
     // tcp_connect (after ip_route_connect found a route)
-    if (rr) this.stack.mib(ns, 'TcpActiveOpens');
+    if (rr) this.stack.count(ns, 'TcpActiveOpens');
     if (!this.send(ns, syn, 'connect()')) {
       // tcp_connect failed before a SYN left: connect() returns the error at once
       c.err = this.lastError?.errno;
@@ -638,10 +638,10 @@ export class Sockets implements TransportHandler {
     if (p.kind === 'icmp') {
       const t = p.icmp.type;
       // icmp_rcv
-      this.stack.mib(ns, 'IcmpInMsgs');
-      this.stack.mib(ns, `IcmpMsgInType${t}`);
+      this.stack.count(ns, 'IcmpInMsgs');
+      this.stack.count(ns, `IcmpMsgInType${t}`);
       const inName = ICMP_IN[t];
-      if (inName) this.stack.mib(ns, inName);
+      if (inName) this.stack.count(ns, inName);
       if (t === 0) {
         const sock = this.pingSocket(ns, p.icmp.id);
         if (sock)
@@ -746,7 +746,7 @@ export class Sockets implements TransportHandler {
     if (pkt.payload.kind !== 'tcp') return;
     const { tcp, data } = pkt.payload;
     const f = tcp.flags;
-    this.stack.mib(ns, 'TcpInSegs');
+    this.stack.count(ns, 'TcpInSegs');
     const found = this.byTuple.get(this.connKey(ns.name, pkt.ip.dst, tcp.dstPort, pkt.ip.src, tcp.srcPort));
     const conn = found && found.state !== 'CLOSED' ? found : undefined;
     const seg: SegmentInfo = {
@@ -829,7 +829,7 @@ export class Sockets implements TransportHandler {
     }
     if (conn.state === 'SYN_RECV' && f.ack && !f.syn) {
       conn.state = 'ESTABLISHED';
-      this.stack.mib(ns, 'TcpPassiveOpens');
+      this.stack.count(ns, 'TcpPassiveOpens');
     }
     if (f.ack && seqAfter(tcp.ack, conn.sndUna)) {
       conn.sndUna = tcp.ack;

@@ -46,7 +46,16 @@ import {
   type StepEvent,
   type StepKind,
 } from './events.ts';
-import type { BridgeLink, IpipLink, Link, NeighEntry, Netns, VethLink, VxlanLink } from './objects.ts';
+import type {
+  BridgeLink,
+  IpipLink,
+  Link,
+  NeighEntry,
+  Netns,
+  NudTimer,
+  VethLink,
+  VxlanLink,
+} from './objects.ts';
 import type { CtResult, Tuple } from './conntrack.ts';
 import type { PacketMeta, Verdict } from './netfilter.ts';
 import type { TimerEvent, World } from './world.ts';
@@ -122,6 +131,14 @@ export class Stack {
     extra: { device?: string; frame?: Uint8Array } = {},
   ): void {
     this.w.rec.add({ kind, layer, netns: ns.name, action, ev, ...extra });
+  }
+
+  /**
+   * A counter every packet of its kind bumps (TcpInSegs, TcpOutSegs, IcmpInMsgs…): kept in the
+   * namespace for nstat, not listed per walk (a walk's counters are the evidence of what happened)
+   */
+  count(ns: Netns, name: string): void {
+    ns.mib.set(name, (ns.mib.get(name) ?? 0) + 1);
   }
 
   /** SNMP_INC_STATS: one of the counters nstat and netstat -s show */
@@ -297,9 +314,20 @@ export class Stack {
     return this.neighParm(ns, dev, 'base_reachable_time_ms') * 1000;
   }
 
+  /** the timer state kept beside a neighbour entry */
+  private nud(ns: Netns, n: NeighEntry): NudTimer {
+    const key = `${n.ip}|${n.dev}`;
+    let t = ns.nud.get(key);
+    if (!t) {
+      t = { probes: 0 };
+      ns.nud.set(key, t);
+    }
+    return t;
+  }
+
   /** neigh_add_timer / mod_timer on a neighbour entry */
   private neighArm(ns: Netns, n: NeighEntry, at: number): void {
-    n.timer = at;
+    this.nud(ns, n).timer = at;
     this.w.schedule(at, { kind: 'neigh', netns: ns.name, ip: n.ip, dev: n.dev });
   }
 
@@ -317,10 +345,11 @@ export class Stack {
         'neigh',
         2,
         'lookup',
-        { type: 'neigh', result: 'hit', nexthop, entry: neighView(n) },
+        { type: 'neigh', result: 'hit', nexthop, entry: { ...n } },
         { device: dev.name },
       );
-      if (n.state !== 'REACHABLE' && n.state !== 'PERMANENT' && n.state !== 'NOARP') n.used = this.w.now;
+      if (n.state !== 'REACHABLE' && n.state !== 'PERMANENT' && n.state !== 'NOARP')
+        this.nud(ns, n).used = this.w.now;
       if (n.state === 'STALE') {
         // __neigh_event_send: a used STALE entry waits delay_first_probe_time for a confirmation
         n.state = 'DELAY';
@@ -329,16 +358,17 @@ export class Stack {
       }
       return n.lladdr;
     }
-    if (n && n.state === 'INCOMPLETE' && n.queue) {
+    const resolving = n && n.state === 'INCOMPLETE' ? ns.nud.get(`${n.ip}|${n.dev}`) : undefined;
+    if (n && resolving?.queue) {
       // already resolving: the packet joins the queue (unres_qlen), no new probe
-      n.used = this.w.now;
+      resolving.used = this.w.now;
       this.enqueue(ns, n, pkt);
       this.step(
         ns,
         'neigh',
         2,
         'queue',
-        { type: 'neigh', result: 'queued', nexthop, entry: neighView(n), qlen: n.queue.length },
+        { type: 'neigh', result: 'queued', nexthop, entry: { ...n }, qlen: resolving.queue.length },
         { device: dev.name },
       );
       return undefined;
@@ -348,7 +378,7 @@ export class Stack {
       'neigh',
       2,
       'miss',
-      { type: 'neigh', result: 'miss', nexthop, entry: n ? neighView(n) : undefined },
+      { type: 'neigh', result: 'miss', nexthop, entry: n ? { ...n } : undefined },
       { device: dev.name },
     );
     if (!n) {
@@ -361,9 +391,10 @@ export class Stack {
     }
     // __neigh_event_send: probes start at ucast_solicit (so that arp_solicit broadcasts), the
     // timer runs every retrans_time, and the first probe leaves at once
-    n.probes = this.neighParm(ns, dev.name, 'ucast_solicit');
-    n.used = this.w.now;
-    n.queue = [];
+    const t = this.nud(ns, n);
+    t.probes = this.neighParm(ns, dev.name, 'ucast_solicit');
+    t.used = this.w.now;
+    t.queue = [];
     this.enqueue(ns, n, pkt);
     this.neighArm(ns, n, this.w.now + this.retransTime(ns, dev.name));
     this.neighProbe(ns, dev, n);
@@ -376,7 +407,7 @@ export class Stack {
 
   /** __skb_queue_tail on arp_queue; the oldest packet is dropped beyond unres_qlen */
   private enqueue(ns: Netns, n: NeighEntry, pkt: Ipv4Packet): void {
-    const q = n.queue!;
+    const q = this.nud(ns, n).queue!;
     const max = this.neighParm(ns, n.dev, 'unres_qlen');
     while (q.length >= max && q.length) {
       q.shift();
@@ -389,7 +420,8 @@ export class Stack {
 
   /** neigh_probe → arp_solicit: broadcast while probes ≥ ucast_solicit, else unicast to the known address */
   private neighProbe(ns: Netns, dev: Link, n: NeighEntry): void {
-    const probes = n.probes ?? 0;
+    const t = this.nud(ns, n);
+    const probes = t.probes;
     const unicast = probes < this.neighParm(ns, dev.name, 'ucast_solicit') && n.lladdr;
     const src = this.selectSource(ns, dev, n.ip) ?? '0.0.0.0';
     const nexthop = n.ip;
@@ -413,7 +445,7 @@ export class Stack {
       );
       this.devXmit(ns, dev, req);
     });
-    n.probes = probes + 1;
+    t.probes = probes + 1;
     this.flushResolved();
   }
 
@@ -424,9 +456,10 @@ export class Stack {
     if (this.auxDepth > 0) return;
     while (this.resolvedQ.length) {
       const { ns, n } = this.resolvedQ.shift()!;
-      const q = n.queue;
+      const t = this.nud(ns, n);
+      const q = t.queue;
       if (!q || !q.length || !n.lladdr) continue;
-      n.queue = undefined;
+      t.queue = undefined;
       this.w.unresolved -= q.length;
       const dev = ns.link(n.dev);
       const rec = this.w.rec;
@@ -438,7 +471,7 @@ export class Stack {
           'neigh',
           2,
           'resolved',
-          { type: 'neigh', result: 'resolved', nexthop: n.ip, entry: neighView(n) },
+          { type: 'neigh', result: 'resolved', nexthop: n.ip, entry: { ...n } },
           { device: n.dev },
         );
         if (!dev) continue;
@@ -454,7 +487,8 @@ export class Stack {
 
   /** an entry left an unresolved state with an address: its queue may go */
   private validated(ns: Netns, n: NeighEntry): void {
-    if (n.queue && n.queue.length) this.resolvedQ.push({ ns, n });
+    const q = ns.nud.get(`${n.ip}|${n.dev}`)?.queue;
+    if (q && q.length) this.resolvedQ.push({ ns, n });
   }
 
   /**
@@ -463,8 +497,9 @@ export class Stack {
    * retrans_time until neigh_max_probes, then FAILED drops the queue (neigh_invalidate).
    */
   neighTimer(ns: Netns, n: NeighEntry): void {
-    if (n.timer !== this.w.now) return; // re-armed or deleted since
-    n.timer = undefined;
+    const t = this.nud(ns, n);
+    if (t.timer !== this.w.now) return; // re-armed or deleted since
+    t.timer = undefined;
     const now = this.w.now;
     const dev = ns.link(n.dev);
     if (!dev) return;
@@ -472,9 +507,9 @@ export class Stack {
     const reach = this.reachableTime(ns, n.dev);
     let next = now + 1_000_000;
     if (n.state === 'REACHABLE') {
-      const confirmed = n.confirmed ?? n.updated;
+      const confirmed = t.confirmed ?? n.updated;
       if (now <= confirmed + reach) next = confirmed + reach;
-      else if (now <= (n.used ?? 0) + delay) {
+      else if (now <= (t.used ?? 0) + delay) {
         n.state = 'DELAY';
         n.updated = now;
         next = now + delay;
@@ -484,20 +519,20 @@ export class Stack {
         return;
       }
     } else if (n.state === 'DELAY') {
-      if (now <= (n.confirmed ?? -Infinity) + delay) {
+      if (now <= (t.confirmed ?? -Infinity) + delay) {
         n.state = 'REACHABLE';
         n.updated = now;
-        next = (n.confirmed ?? now) + reach;
+        next = (t.confirmed ?? now) + reach;
       } else {
         n.state = 'PROBE';
         n.updated = now;
-        n.probes = 0;
+        t.probes = 0;
         next = now + this.retransTime(ns, n.dev);
       }
     } else if (n.state === 'PROBE' || n.state === 'INCOMPLETE') {
       next = now + this.retransTime(ns, n.dev);
     } else return;
-    if ((n.state === 'INCOMPLETE' || n.state === 'PROBE') && (n.probes ?? 0) >= this.maxProbes(ns, n)) {
+    if ((n.state === 'INCOMPLETE' || n.state === 'PROBE') && t.probes >= this.maxProbes(ns, n)) {
       n.state = 'FAILED';
       n.updated = now;
       this.neighInvalidate(ns, n);
@@ -524,8 +559,9 @@ export class Stack {
   private neighInvalidate(ns: Netns, n: NeighEntry): void {
     ns.arpStats.resFailed++;
     this.w.rec.counter({ netns: ns.name, name: 'res_failed', table: 'arp_cache' });
-    const q = n.queue ?? [];
-    n.queue = undefined;
+    const t = this.nud(ns, n);
+    const q = t.queue ?? [];
+    t.queue = undefined;
     this.w.unresolved -= q.length;
     const rec = this.w.rec;
     const prev = rec.part;
@@ -552,7 +588,7 @@ export class Stack {
   /** the packet still waits in a neighbour queue of `ns` (skb_still_in_host_queue) */
   queued(ns: Netns, pkt: Ipv4Packet): boolean {
     if (this.w.unresolved <= 0) return false;
-    for (const n of ns.neigh.list()) if (n.queue?.some((q) => q.pkt === pkt)) return true;
+    for (const t of ns.nud.values()) if (t.queue?.some((q) => q.pkt === pkt)) return true;
     return false;
   }
 
@@ -561,7 +597,8 @@ export class Stack {
     if (this.w.unresolved <= 0) return true;
     // recount: an entry deleted by hand (ip neigh del/flush) took its queue with it
     let n = 0;
-    for (const ns of this.w.netns.values()) for (const e of ns.neigh.list()) if (e.queue) n += e.queue.length;
+    for (const ns of this.w.netns.values())
+      for (const [key, t] of ns.nud) if (t.queue && ns.neigh.get(key)) n += t.queue.length;
     this.w.unresolved = n;
     return n === 0;
   }
@@ -615,14 +652,14 @@ export class Stack {
       n.lladdr = arp.senderMac;
       n.state = 'REACHABLE';
       n.updated = this.w.now;
-      n.confirmed = this.w.now;
+      this.nud(ns, n).confirmed = this.w.now;
       this.neighArm(ns, n, this.w.now + this.reachableTime(ns, dev.name));
       this.step(
         ns,
         'arp',
         2,
         'learn',
-        { type: 'arp-learn', ip: arp.senderIp, mac: arp.senderMac, entry: neighView(n) },
+        { type: 'arp-learn', ip: arp.senderIp, mac: arp.senderMac, entry: { ...n } },
         { device: dev.name },
       );
       this.validated(ns, n);
@@ -644,7 +681,8 @@ export class Stack {
         n.lladdr = mac;
         n.state = state;
         n.updated = this.w.now;
-        n.timer = undefined;
+        const t = ns.nud.get(`${ip}|${dev}`);
+        if (t) t.timer = undefined;
         this.validated(ns, n);
       }
       return;
@@ -1464,13 +1502,6 @@ export class Stack {
 }
 
 /* ------------------------------------------------------------ helpers */
-
-/** the entry as a step records it: a copy of what `ip neigh` shows, without the timer's bookkeeping */
-export function neighView(n: NeighEntry): NeighEntry {
-  // eslint-disable-next-line @typescript-eslint/no-unused-vars
-  const { probes, confirmed, used, timer, queue, ...rest } = n;
-  return rest;
-}
 
 export function isMulticast(mac: MacAddr): boolean {
   return (parseInt(mac.slice(0, 2), 16) & 1) === 1;
