@@ -282,7 +282,11 @@ Examples:
         parseIntArg(28, 65535),
       ),
     )
-    .option('--df', "set Don't Fragment (UDP/ICMP; TCP always sets it)")
+    .option(
+      '--df',
+      "set Don't Fragment (UDP; ICMP sets it by default where the packet fits, as ping does; TCP always)",
+    )
+    .option('--no-df', "ICMP: clear Don't Fragment (ping -M dont)")
     .addOption(
       new Option('--sport <port>', 'source port (default: a seeded ephemeral port)').argParser(
         parseIntArg(1, 65535),
@@ -393,7 +397,8 @@ Examples:
       if (!['tcp', 'udp', 'icmp'].includes(proto))
         throw new UsageError(`--walk "${line}": --proto takes tcp, udp or icmp`);
       const size = get('--size') !== undefined ? parseIntArg(28, 65535)(get('--size')!) : undefined;
-      walk(c, { from: pos[0], to, port, proto, size, df: words.includes('--df') }, { exchange: true });
+      const df = words.includes('--df') ? true : words.includes('--no-df') ? false : undefined;
+      walk(c, { from: pos[0], to, port, proto, size, df }, { exchange: true });
     }
   };
 

@@ -692,9 +692,9 @@ export class Stack {
 
   /* ------------------------------------------------------------ devices */
 
-  private capture(ns: Netns, dev: Link, dir: 'in' | 'out', bytes: Uint8Array): void {
+  private capture(ns: Netns, dev: Link, dir: 'in' | 'out', bytes: Uint8Array, promisc = false): void {
     if (this.w.capture)
-      this.w.captures.push({ time: this.w.now, netns: ns.name, dev: dev.name, dir, frame: bytes });
+      this.w.captures.push({ time: this.w.now, netns: ns.name, dev: dev.name, dir, frame: bytes, promisc });
   }
 
   /**
@@ -778,7 +778,8 @@ export class Stack {
   netifReceive(ns: Netns, dev: Link, frame: Frame, bytes: Uint8Array): void {
     this.capture(ns, dev, 'in', bytes);
     dev.stats.rxPackets++;
-    dev.stats.rxBytes += bytes.length;
+    // vxlan_rcv counts from the inner IP header, every other device the whole frame
+    dev.stats.rxBytes += dev.type === 'vxlan' ? bytes.length - 14 : bytes.length;
     this.step(ns, 'rx', 2, 'rx', { type: 'rx', frame }, { device: dev.name, frame: bytes });
     if (dev.master) {
       const br = ns.link(dev.master);
@@ -799,8 +800,14 @@ export class Stack {
           fragMax = whole.max;
         }
         // tcpdump puts the bridge device in promiscuous mode, and a promiscuous bridge passes a copy
-        // of every frame it receives up to itself: a capture on cni0 sees all bridged traffic
-        this.capture(ns, br, 'in', bytes);
+        // of every frame it receives up to itself: a capture on cni0 sees all bridged traffic;
+        // without promiscuous mode (tcpdump -p) only what br_pass_frame_up hands the host
+        if (this.w.capture) {
+          const d = frame.eth.dst;
+          const forHost =
+            d === BROADCAST || isMulticast(d) || d === br.mac || br.fdb.get(d)?.state === 'local';
+          this.capture(ns, br, 'in', bytes, !forHost);
+        }
         return this.bridgeInput(ns, br, dev, frame, fragMax);
       }
     }
@@ -864,6 +871,13 @@ export class Stack {
     this.bridgeForward(ns, br, frame, port, fragMax);
   }
 
+  /** br_pass_frame_up: the bridge device counts what it hands to the host, without the Ethernet header */
+  private passUp(br: BridgeLink, frame: Frame): void {
+    const p = frame.payload;
+    br.stats.rxPackets++;
+    br.stats.rxBytes += p.kind === 'ipv4' ? ipv4Length(p) : p.kind === 'arp' ? 28 : p.data.length;
+  }
+
   /** br_dev_xmit: the host sends through its bridge device */
   private bridgeXmit(ns: Netns, br: BridgeLink, frame: Frame): void {
     const bytes = emitFrame(frame);
@@ -898,6 +912,7 @@ export class Stack {
         },
         { device: br.name },
       );
+      if (inPort) this.passUp(br, frame);
       if (inPort) this.l2Deliver(ns, br, frame, fragMax);
       for (const p of ports) if (p !== inPort) this.bridgePortXmit(ns, br, p, frame, inPort, fragMax);
       return;
@@ -913,6 +928,7 @@ export class Stack {
         { device: br.name },
       );
       if (!inPort) return; // the host sent to itself: nothing to do
+      this.passUp(br, frame);
       return this.l2Deliver(ns, br, frame, fragMax);
     }
     if (e) {
@@ -1022,7 +1038,8 @@ export class Stack {
       return this.drop(ns, { reason: 'vxlan-fdb-miss', site: 'vxlan_xmit', mac: frame.eth.dst }, vx.name, 2);
     }
     vx.stats.txPackets++;
-    vx.stats.txBytes += bytes.length;
+    // vxlan_xmit_one counts from the inner IP header
+    vx.stats.txBytes += bytes.length - 14;
     const inner = frame.payload.kind === 'ipv4' ? frame.payload : undefined;
     // udp_flow_src_port: a hash of the inner flow, scaled into the port range
     const h = this.w.derive('vxlan-sport', inner ? flowKey(inner) : frame.eth.src + frame.eth.dst);

@@ -31,6 +31,9 @@ export interface Capture {
   dev: string;
   dir: 'in' | 'out';
   frame: Uint8Array;
+  /** seen only because the capture put the device in promiscuous mode (a bridge's view of
+   * traffic it forwards between ports); `tcpdump -p` leaves these out */
+  promisc: boolean;
 }
 
 /** FNV-1a over a string, 32-bit: the root of every seeded value (MACs, ports, ISNs). */

@@ -18,6 +18,7 @@ export interface WalkRequest {
   port?: number;
   /** UDP/ICMP: IP total length of the datagram; TCP: bytes of request data */
   size?: number;
+  /** Don't Fragment; for ICMP undefined is ping's default: DF when it fits the path MTU */
   df?: boolean;
   sport?: number;
 }
@@ -101,7 +102,10 @@ export function walk(c: Cluster, req: WalkRequest, opts: { exchange?: boolean } 
     (proto === 'icmp'
       ? undefined
       : lo + (c.world.derive('sport', srcIp, dst.ip, dport ?? 0) % (hi - lo + 1)));
-  const df = proto === 'tcp' ? true : !!req.df;
+  // ping's default (IP_PMTUDISC_WANT, iputils sets nothing): DF on what fits the path MTU
+  const want = proto === 'icmp' && req.df === undefined;
+  const pathMtu = rr && !('error' in rr) ? (rr.pmtu ?? rr.dev.mtu) : 65535;
+  const df = proto === 'tcp' ? true : want ? (req.size ?? 84) <= pathMtu : !!req.df;
 
   const traces: Trace[] = [];
   const record = (flow: Flow, run: () => void): Trace => {
