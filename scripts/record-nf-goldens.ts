@@ -14,6 +14,7 @@
  * keeps the steps in order with argv, exit status, stderr and the seconds since the first flow
  * (the test advances the model's clock by as much). The lab is always removed again.
  */
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { seedCluster } from '../src/cluster/seed.ts';
 import type { CniMode } from '../src/cluster/spec.ts';
@@ -161,7 +162,215 @@ const NODE1_CHANGES = [
   'iptables -L CNI-FORWARD -v',
 ];
 
-function scenario(): Scenario {
+/** RFC 4648 base32 (Go's base32.StdEncoding) */
+function base32(b: Uint8Array): string {
+  const A = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let out = '';
+  let bits = 0;
+  let value = 0;
+  for (const x of b) {
+    value = (value << 8) | x;
+    bits += 8;
+    while (bits >= 5) {
+      out += A[(value >>> (bits - 5)) & 31];
+      bits -= 5;
+    }
+  }
+  if (bits > 0) out += A[(value << (5 - bits)) & 31];
+  return out;
+}
+
+/** kube-proxy's chain names (proxier.go: portProtoHash, servicePortEndpointChainName) */
+const kubeHash = (s: string) => base32(createHash('sha256').update(s).digest()).slice(0, 16);
+const svcChain = (portName: string, proto: string) => `KUBE-SVC-${kubeHash(portName + proto)}`;
+const sepChain = (portName: string, proto: string, ep: string) =>
+  `KUBE-SEP-${kubeHash(portName + proto + ep)}`;
+
+/**
+ * kube-proxy's nat table (pkg/proxy/iptables/proxier.go, its argument order as it writes the
+ * rules) for a TCP service web with one endpoint (pod-c), a UDP service dns with one endpoint
+ * (pod-d) and a service multi with three endpoints (listed, not walked: its choice is random), a
+ * plain MASQUERADE of pod-b leaving node1, mangle and raw rules of NodeLocal DNSCache's shape; then
+ * refused commands, NATed flows, and what iptables, iptables-save and conntrack show of them.
+ */
+function natPart(mode: CniMode): Scenario {
+  const out = mode === 'flannel-vxlan' ? 'flannel.1' : 'eth0';
+  const web = 'default/web:http';
+  const dns = 'kube-system/kube-dns:dns';
+  const multi = 'default/multi:http';
+  const webSvc = svcChain(web, 'tcp');
+  const webSep = sepChain(web, 'tcp', '10.244.1.5:8080');
+  const dnsSvc = svcChain(dns, 'udp');
+  const dnsSep = sepChain(dns, 'udp', '10.244.2.5:53');
+  const multiSvc = svcChain(multi, 'tcp');
+  const multiEps = ['10.244.0.6:8080', '10.244.1.5:8080', '10.244.2.5:8080'];
+  const multiSeps = multiEps.map((ep) => sepChain(multi, 'tcp', ep));
+  const nat = (args: string) => `iptables -t nat ${args}`;
+  const cmds = [
+    ...[
+      'KUBE-SERVICES',
+      'KUBE-NODEPORTS',
+      'KUBE-POSTROUTING',
+      'KUBE-MARK-MASQ',
+      webSvc,
+      webSep,
+      dnsSvc,
+      dnsSep,
+      multiSvc,
+      ...multiSeps,
+    ].map((c) => nat(`-N ${c}`)),
+    nat('-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES'),
+    nat('-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES'),
+    nat('-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING'),
+    nat(`-A POSTROUTING -s 10.244.0.6/32 -o ${out} -j MASQUERADE`),
+    nat('-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN'),
+    nat('-A KUBE-POSTROUTING -j MARK --xor-mark 0x4000'),
+    nat(
+      '-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully',
+    ),
+    nat('-A KUBE-MARK-MASQ -j MARK --or-mark 0x4000'),
+    nat(
+      `-A KUBE-SERVICES -m comment --comment "${web} cluster IP" -m tcp -p tcp -d 10.96.0.10 --dport 80 -j ${webSvc}`,
+    ),
+    nat(
+      `-A ${webSvc} -m comment --comment "${web} cluster IP" -m tcp -p tcp -d 10.96.0.10 --dport 80 ! -s 10.244.0.0/16 -j KUBE-MARK-MASQ`,
+    ),
+    nat(`-A ${webSvc} -m comment --comment "${web} -> 10.244.1.5:8080" -j ${webSep}`),
+    nat(`-A ${webSep} -m comment --comment ${web} -s 10.244.1.5 -j KUBE-MARK-MASQ`),
+    nat(`-A ${webSep} -m comment --comment ${web} -m tcp -p tcp -j DNAT --to-destination 10.244.1.5:8080`),
+    nat(
+      `-A KUBE-SERVICES -m comment --comment "${dns} cluster IP" -m udp -p udp -d 10.96.0.11 --dport 53 -j ${dnsSvc}`,
+    ),
+    nat(
+      `-A ${dnsSvc} -m comment --comment "${dns} cluster IP" -m udp -p udp -d 10.96.0.11 --dport 53 ! -s 10.244.0.0/16 -j KUBE-MARK-MASQ`,
+    ),
+    nat(`-A ${dnsSvc} -m comment --comment "${dns} -> 10.244.2.5:53" -j ${dnsSep}`),
+    nat(`-A ${dnsSep} -m comment --comment ${dns} -s 10.244.2.5 -j KUBE-MARK-MASQ`),
+    nat(`-A ${dnsSep} -m comment --comment ${dns} -m udp -p udp -j DNAT --to-destination 10.244.2.5:53`),
+    nat(
+      `-A KUBE-SERVICES -m comment --comment "${multi} cluster IP" -m tcp -p tcp -d 10.96.0.12 --dport 80 -j ${multiSvc}`,
+    ),
+    nat(
+      `-A ${multiSvc} -m comment --comment "${multi} cluster IP" -m tcp -p tcp -d 10.96.0.12 --dport 80 ! -s 10.244.0.0/16 -j KUBE-MARK-MASQ`,
+    ),
+    ...multiEps.map((ep, i) =>
+      nat(
+        `-A ${multiSvc} -m comment --comment "${multi} -> ${ep}"${i < 2 ? ` -m statistic --mode random --probability ${(1 / (3 - i)).toFixed(10)}` : ''} -j ${multiSeps[i]}`,
+      ),
+    ),
+    ...multiEps.flatMap((ep, i) => [
+      nat(`-A ${multiSeps[i]} -m comment --comment ${multi} -s ${ep.split(':')[0]} -j KUBE-MARK-MASQ`),
+      nat(`-A ${multiSeps[i]} -m comment --comment ${multi} -m tcp -p tcp -j DNAT --to-destination ${ep}`),
+    ]),
+    nat(
+      '-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -m addrtype --dst-type LOCAL ! -d 127.0.0.0/8 -j KUBE-NODEPORTS',
+    ),
+    'iptables -t mangle -N KUBE-PROXY-CANARY',
+    'iptables -t mangle -A PREROUTING -i cni0 -p udp -m udp --dport 53 -j MARK --set-mark 0x100/0xf00',
+    'iptables -t raw -A PREROUTING -d 169.254.20.10/32 -p udp -m udp --dport 53 -j NOTRACK',
+    'iptables -t raw -A OUTPUT -s 169.254.20.10/32 -p udp -m udp --sport 53 -j CT --notrack',
+    // refused
+    nat('-A POSTROUTING -p tcp -j DNAT --to-destination 10.244.1.5'),
+    nat(`-A POSTROUTING -j ${webSvc}`),
+    nat('-P POSTROUTING DROP'),
+    nat('-A OUTPUT -j DROP'),
+    'iptables -t raw -A PREROUTING -p tcp -j DNAT --to-destination 10.244.1.5',
+    'iptables -t mangle -A INPUT -j REJECT',
+    'iptables -A FORWARD -j CT --notrack',
+    nat('-A OUTPUT -j DNAT --to-destination 10.244.1.5:80'),
+    nat('-A OUTPUT -p tcp -j DNAT --to-destination 10.244.1.5:99999'),
+    nat('-A OUTPUT -p tcp -j DNAT --to-destination 10.244.1.5:80-70'),
+    nat('-A OUTPUT -p tcp -j DNAT --to-destination 10.244.1.300'),
+    nat('-A OUTPUT -p tcp -j DNAT'),
+    nat('-A OUTPUT -p tcp -j DNAT --to-destination 10.244.1.5 --random-fully'),
+    nat('-A POSTROUTING -j MASQUERADE --to-ports 1024-2048'),
+    nat('-A POSTROUTING -p udp -j MASQUERADE ! --random'),
+    nat('-A OUTPUT -m statistic --mode random'),
+    nat('-A OUTPUT -m statistic --mode random --probability 1.5'),
+    nat('-A OUTPUT -m statistic --mode nth --every 3'),
+    'iptables -t mangle -A OUTPUT -j MARK',
+    'iptables -t mangle -A OUTPUT -j MARK --set-mark 1 --or-mark 2',
+    'iptables -t mangle -A OUTPUT -j MARK --set-xmark foo',
+    'iptables -t mangle -A OUTPUT -m addrtype',
+    'iptables -t mangle -A OUTPUT -m addrtype --src-type LOCAL --limit-iface-in',
+    'iptables -t mangle -A OUTPUT -p icmp --icmp-type e',
+    'iptables -t mangle -A OUTPUT -p icmp --icmp-type 3/300',
+    'iptables -t mangle -A OUTPUT -m icmp --icmp-type 8',
+    'iptables -t mangle -A OUTPUT -p tcp -m multiport --dports 80,81 --sports 9',
+    'iptables -t mangle -A OUTPUT -p tcp -m multiport --dports 90:80',
+    'iptables -t mangle -A OUTPUT -m recent --set --reap',
+    'iptables -t mangle -A OUTPUT -m recent --update --set',
+    'iptables -t mangle -N DNAT',
+    // accepted, then listed and removed again
+    'iptables -t mangle -N PODWALK-NAT',
+    'iptables -t mangle -A PODWALK-NAT -p icmp -m icmp --icmp-type echo-request -j MARK --set-mark 7',
+    'iptables -t mangle -A PODWALK-NAT -p icmp --icmp-type port-unreachable -j MARK --and-mark 0xff',
+    'iptables -t mangle -A PODWALK-NAT -p tcp -m multiport ! --sports 53,http -j MARK --set-xmark 0x1/0x0',
+    'iptables -t mangle -A PODWALK-NAT -m addrtype ! --src-type local,broadcast --dst-type UNICAST --limit-iface-out',
+    'iptables -t mangle -A PODWALK-NAT -m statistic --mode nth --every 3 --packet 1',
+    'iptables -t mangle -A PODWALK-NAT -m conntrack --ctstate SNAT,DNAT --ctorigdst 10.96.0.10 --ctstatus ASSURED,SEEN_REPLY --ctdir REPLY',
+    'iptables -t mangle -A PODWALK-NAT -m recent ! --update --seconds 60 --reap --name X --mask 255.255.0.0',
+    'iptables -t mangle -A PODWALK-NAT -m recent --rcheck --seconds 10800 --reap --name KUBE-SEP-X',
+    'iptables -t mangle -L PODWALK-NAT',
+    'iptables -t mangle -L PODWALK-NAT -n -v --line-numbers',
+    'iptables -t mangle -S PODWALK-NAT',
+    'iptables -t mangle -F PODWALK-NAT',
+    'iptables -t mangle -X PODWALK-NAT',
+    nat(
+      `-A OUTPUT -p tcp -d 10.96.0.99 --dport 80 -j DNAT --to-destination 10.244.1.5-10.244.1.9:8080-8090 --random --persistent`,
+    ),
+    nat(`-A POSTROUTING -o lo -p udp -j SNAT --to-source 192.168.1.10:1024-2000 --random-fully`),
+    nat('-A POSTROUTING -o lo -p tcp -j MASQUERADE --to-ports 1024-65535 --random'),
+    nat('-S OUTPUT'),
+    nat('-L POSTROUTING -n --line-numbers'),
+    nat('-D OUTPUT 2'),
+    nat('-D POSTROUTING -o lo -p udp -j SNAT --to-source 192.168.1.10:1024-2000 --random-fully'),
+    nat('-R POSTROUTING 3 -o lo -p tcp -j MASQUERADE --to-ports 2000'),
+    nat('-L POSTROUTING 3 -v'),
+    nat('-D POSTROUTING 3'),
+    nat(`-X ${webSep}`),
+    nat('-L -n -v'),
+    nat('-L'),
+    nat('-S'),
+    nat(`-L ${multiSvc} -n --line-numbers`),
+    'iptables -t mangle -L -n -v',
+    'iptables -t raw -L -n -v',
+    'iptables -t raw -L',
+    'iptables -t raw -S',
+    'iptables -t security -L -n',
+    'iptables-save',
+    'iptables-save -t nat',
+  ].map((cmd) => ({ netns: 'node1', cmd }));
+  const reads = (netns: string): Scenario =>
+    [
+      'conntrack -L',
+      'conntrack -L -n',
+      'conntrack -L -g',
+      'conntrack -L -j',
+      'conntrack -L --src-nat 192.168.1.10',
+      'conntrack -L -p udp',
+      'conntrack -L -o extended -p tcp',
+    ].map((cmd) => ({ netns, cmd }));
+  return [
+    ...cmds,
+    { walk: { from: 'pod-a', to: '10.96.0.10', proto: 'tcp', port: 80 } },
+    { walk: { from: 'pod-a', to: '10.96.0.11', proto: 'udp', port: 53 } },
+    { walk: { from: 'pod-b', to: 'pod-c', proto: 'tcp', port: 8080 } },
+    { walk: { from: 'pod-b', to: 'pod-d', proto: 'udp', port: 53 } },
+    { walk: { from: 'pod-b', to: 'pod-d', proto: 'icmp' } },
+    ...reads('node1'),
+    ...reads('node2'),
+    ...reads('node3'),
+    ...[nat('-L -n -v -x'), 'iptables -t mangle -L PREROUTING -n -v -x', 'iptables-save -c'].map((cmd) => ({
+      netns: 'node1',
+      cmd,
+    })),
+    { netns: 'node1', cmd: nat('-Z') },
+    { netns: 'node1', cmd: nat('-L KUBE-SERVICES -n -v') },
+  ];
+}
+
+function scenario(mode: CniMode): Scenario {
   return [
     { walk: { from: 'pod-a', to: 'pod-c', proto: 'tcp', port: 8080 } },
     { walk: { from: 'pod-a', to: 'pod-c', proto: 'udp', port: 8080 } },
@@ -183,15 +392,18 @@ function scenario(): Scenario {
     { netns: 'node1', cmd: 'iptables -L FORWARD -n -v -x' },
     { netns: 'node1', cmd: 'conntrack -L -p udp' },
     { netns: 'node1', cmd: 'conntrack -L' },
+    ...natPart(mode),
   ];
 }
 
 /** the same client podwalk's lab trace uses: connect from SPORT, send the request, read "ok", close */
+/** each client prints the wall-clock second its first packet leaves (the interpreter's start-up, slow on a busy machine, is not part of the flow) */
 const TCP_CLIENT = `
-import socket, sys
+import socket, sys, time
 dst, dport, sport, req = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), bytes.fromhex(sys.argv[4])
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("0.0.0.0", sport)); s.settimeout(3)
+print("T=%f" % time.time(), flush=True)
 try:
     s.connect((dst, dport))
     s.sendall(req)
@@ -208,10 +420,11 @@ print(len(got), "bytes")
 `;
 
 const UDP_CLIENT = `
-import socket, sys
+import socket, sys, time
 dst, dport, sport, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("0.0.0.0", sport)); s.settimeout(1)
+print("T=%f" % time.time(), flush=True)
 try:
     s.sendto(bytes((0x10 + i) & 0xff for i in range(n)), (dst, dport))
     d, a = s.recvfrom(65536)
@@ -224,7 +437,18 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const hex = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
 
 /** run the flow for real from the source pod, with the source port (or ICMP id) the model uses */
-function realFlow(state: LabState, model: Cluster, req: WalkRequest): { code: number; out: string } {
+const PING = `
+import subprocess, sys, time
+print("T=%f" % time.time(), flush=True)
+sys.exit(subprocess.call(sys.argv[1:]))
+`;
+
+/** run the flow for real; `at` is the wall-clock second (epoch) its first packet left */
+function realFlow(
+  state: LabState,
+  model: Cluster,
+  req: WalkRequest,
+): { code: number; out: string; at: number } {
   const w = walk(model, req, { exchange: true });
   const f = w.request.flow;
   let r;
@@ -257,12 +481,14 @@ function realFlow(state: LabState, model: Cluster, req: WalkRequest): { code: nu
     r = labExec(
       state,
       f.from,
-      ['ping', '-n', '-c', '1', '-W', '1', '-e', String(id), f.dst],
+      ['python3', '-c', PING, 'ping', '-n', '-c', '1', '-W', '1', '-e', String(id), f.dst],
       undefined,
       10_000,
     );
   }
-  return { code: r.code, out: (r.stdout + r.stderr).trim() };
+  const m = /^T=([\d.]+)\n/.exec(r.stdout);
+  if (!m) throw new Error(`the client printed no start time: ${r.stdout}${r.stderr}`);
+  return { code: r.code, out: (r.stdout.slice(m[0].length) + r.stderr).trim(), at: Number(m[1]) };
 }
 
 const slug = (argv: string[]) =>
@@ -300,11 +526,10 @@ async function recordMode(mode: CniMode, dir: URL): Promise<void> {
     };
     const t0 = Date.now();
     const t = () => (Date.now() - t0) / 1000;
-    for (const s of scenario()) {
+    for (const s of scenario(mode)) {
       if ('walk' in s) {
-        const at = t();
-        const client = realFlow(state, model, s.walk);
-        manifest.steps.push({ kind: 'walk', t: at, req: s.walk, client });
+        const { at, ...client } = realFlow(state, model, s.walk);
+        manifest.steps.push({ kind: 'walk', t: at - t0 / 1000, req: s.walk, client });
         // let the last packets of the exchange (FIN, ACK) land
         await sleep(300);
         continue;

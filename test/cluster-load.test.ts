@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { ClusterError, loadCluster } from '../src/cluster/load.ts';
+import { ClusterError, loadCluster, placeIn } from '../src/cluster/load.ts';
 import { SEED_YAML, seedCluster } from '../src/cluster/seed.ts';
 
 /** Lines to a YAML text; line N of the test is element N-1. */
@@ -201,10 +201,80 @@ describe('YAML syntax errors', () => {
       y(...NODE1, '---', 'name: x'),
       'bad.yaml:5:1: a cluster file holds one YAML document; this is the start of a second one',
     ],
+    // a complex key: at the key, before the yaml library would stringify it (with a warning)
+    [
+      'a list as a key',
+      y(...NODE1, '? [a, b]', ': 1'),
+      'bad.yaml:5:3: a key must be a plain name, not a list',
+    ],
+    [
+      'a mapping as a key inside a node',
+      y(...NODE1, '    ? {a: 1}', '    : x'),
+      'bad.yaml:5:7: a key must be a plain name, not a mapping',
+    ],
+    [
+      'an alias of a list as a key',
+      y('x: &l [1]', ...NODE1, '    *l : x'),
+      'bad.yaml:6:5: a key must be a plain name, not an alias of a list or mapping',
+    ],
   ];
   for (const [what, text, expected] of cases) {
     it(what, () => assert.equal(errorOf(text).message, expected));
   }
+});
+
+describe('a complex key never reaches the yaml library (no warning on stderr)', () => {
+  it('loads nothing and emits no process warning', () => {
+    const warnings: string[] = [];
+    const on = (w: Error) => warnings.push(w.message);
+    process.on('warning', on);
+    try {
+      errorOf(y(...NODE1, '? [a, b]', ': 1'));
+    } finally {
+      process.off('warning', on);
+    }
+    assert.deepEqual(warnings, []);
+  });
+});
+
+describe('names and devices the build would refuse, at their place', () => {
+  const cases: [string, string, string][] = [
+    [
+      'a hostVeth that is a node device',
+      y(...NODE1, 'pods:', '  - name: p', '    node: node1', '    hostVeth: cni0'),
+      `bad.yaml:8:15: hostVeth "cni0" is the name of a node's own device (lo, eth0, cni0, flannel.1, tunl0 are taken)`,
+    ],
+    [
+      'a pod named like a subnet',
+      y(...LAN0, ...NODE1, 'pods:', '  - {name: lan0, node: node1}'),
+      'bad.yaml:9:12: pod name "lan0" is already the name of the subnet at line 2; subnets, the router, nodes and pods share one namespace of names',
+    ],
+    [
+      'a node named router when a subnet has a gateway',
+      y(
+        'subnets: [{name: lan0, cidr: 192.168.1.0/24, gateway: 192.168.1.1}]',
+        'nodes:',
+        '  - {name: router, ip: 192.168.1.10/24, podCIDR: 10.244.0.0/24}',
+      ),
+      'bad.yaml:3:12: node name "router" is already the name of the router that joins the subnets (a subnet has a gateway); subnets, the router, nodes and pods share one namespace of names',
+    ],
+  ];
+  for (const [what, text, expected] of cases) it(what, () => assert.equal(errorOf(text).message, expected));
+
+  it('"router" is a fine name without a gateway', () => {
+    assert.equal(
+      loadCluster(y('nodes:', '  - {name: router, ip: 192.168.1.10/24, podCIDR: 10.244.0.0/24}'), 'x')
+        .nodes[0].name,
+      'router',
+    );
+  });
+
+  it('placeIn names the place of a path in an accepted file', () => {
+    const text = y(...NODE1, 'run:', '  - "node1: ip route"', '  - "node1: ip neigh"');
+    loadCluster(text, 'ok.yaml');
+    assert.equal(placeIn(text, 'ok.yaml', ['run', 1]), 'ok.yaml:7:5');
+    assert.equal(placeIn(text, 'ok.yaml', ['nodes', 0]), 'ok.yaml:2:5');
+  });
 });
 
 describe('bad cluster files', () => {

@@ -190,3 +190,17 @@ test('conntrack -L, -C and -F', () => {
   );
   assert.equal(sh(c, 'node2', 'conntrack -C').stdout, '0\n');
 });
+
+test('iptables -p takes /etc/protocols names; iptables-nft keeps one byte of the number (mptcp, 262, is tcp)', () => {
+  // what iptables 1.8.9 (nf_tables) on 6.18 did in a namespace of its own
+  const c = cluster();
+  for (const p of ['mptcp', 'ipencap', 'ipip'])
+    assert.equal(sh(c, 'pod-a', `iptables -A INPUT -p ${p} -j ACCEPT`).code, 0);
+  assert.equal(
+    sh(c, 'pod-a', 'iptables -S INPUT').stdout,
+    '-P INPUT ACCEPT\n-A INPUT -p tcp -j ACCEPT\n-A INPUT -p ipencap -j ACCEPT\n-A INPUT -p ipip -j ACCEPT\n',
+  );
+  const r = sh(c, 'pod-a', 'iptables -A INPUT -p CPHB -j ACCEPT');
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /unknown protocol "cphb" specified/);
+});

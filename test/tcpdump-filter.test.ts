@@ -243,7 +243,10 @@ describe('pcap-filter: podwalk selects the packets libpcap selects', () => {
     for (const expr of ['tcp[13] & 2 != 0', 'vlan 100', 'host ::1', 'ip broadcast', 'inbound'])
       assert.throws(
         () => compileFilter(expr),
-        /^FilterError: podwalk: .* is not supported by the emulated filter compiler$/,
+        (e: unknown) =>
+          e instanceof FilterError &&
+          e.notEmulated &&
+          /^podwalk: .* in a filter is not emulated$/.test(e.message),
       );
   });
 

@@ -7,6 +7,11 @@ import {
   emitIpv4Packet,
   ETHERTYPE_ARP,
   ETHERTYPE_IPV4,
+  broadcastOf,
+  cidrOf,
+  cidrsOverlap,
+  cidrText,
+  cidrWithin,
   formatCidr,
   formatMac,
   fragmentIpv4,
@@ -23,7 +28,9 @@ import {
   IPPROTO_UDP,
   isValidIp4,
   isValidMac,
+  maskToLen,
   parseCidr,
+  parseIp4,
   parseFrame,
   parseIpv4Packet,
   parseMac,
@@ -137,8 +144,33 @@ test('addr: CIDR, masks and prefix membership', () => {
   assert.deepEqual(parseCidr('0.0.0.0/0'), { addr: 0, len: 0 });
   assert.deepEqual(parseCidr('10.244.0.1/24', { allowHostBits: true }), { addr: 0x0af40001, len: 24 });
   assert.throws(() => parseCidr('10.244.0.1/24'), /host bits set \(network is 10\.244\.0\.0\/24\)/);
-  for (const bad of ['10.244.0.0', '10.244.0.0/33', '10.244.0.0/', '10.244.0.0/08', '10.244.0/24'])
+  for (const bad of [
+    '10.244.0.0',
+    '10.244.0.0/33',
+    '10.244.0.0/',
+    '10.244.0.0/08',
+    '10.244.0/24',
+    '10.0.0.0/-1',
+    '10.0.0.0/2.5',
+    '10.0.0.0/x',
+    '',
+  ]) {
     assert.throws(() => parseCidr(bad), /invalid/, bad);
+    assert.equal(cidrOf(bad), undefined, bad);
+  }
+  assert.deepEqual(cidrOf('10.244.0.7/24'), { addr: 0x0af40007, len: 24 });
+  assert.equal(cidrText({ addr: 0x0af40007, len: 24 }), '10.244.0.0/24');
+  assert.equal(broadcastOf({ addr: 0x0af40007, len: 24 }), 0x0af400ff);
+  assert.equal(cidrWithin({ addr: 0x0af40100, len: 24 }, { addr: 0x0af40000, len: 16 }), true);
+  assert.equal(cidrWithin({ addr: 0x0af40000, len: 16 }, { addr: 0x0af40100, len: 24 }), false);
+  assert.equal(cidrsOverlap({ addr: 0x0af40000, len: 16 }, { addr: 0x0af40100, len: 24 }), true);
+  assert.equal(cidrsOverlap({ addr: 0x0af40000, len: 24 }, { addr: 0x0af40100, len: 24 }), false);
+  assert.equal(maskToLen(0xffffff00), 24);
+  assert.equal(maskToLen(0), 0);
+  assert.equal(maskToLen(0xffffffff), 32);
+  assert.equal(maskToLen(0xff00ff00), undefined);
+  assert.equal(parseIp4('10.0.0.01'), undefined);
+  assert.equal(parseIp4('10.0.0.1'), 0x0a000001);
   assert.equal(prefixMask(0), 0);
   assert.equal(prefixMask(24), 0xffffff00);
   assert.equal(prefixMask(32), 0xffffffff);

@@ -4,9 +4,7 @@
  * session into the kernel as `proto bird`. iBGP next hops that are not on a connected subnet are
  * resolved recursively through the kernel table (`gateway recursive`), as Calico's bird.cfg does.
  */
-import { ip4ToInt, prefixMask } from '../wire/addr.ts';
-
-export const CALICO_AS = 64512;
+import { inPrefix } from '../wire/addr.ts';
 
 export interface BgpSession {
   a: string;
@@ -71,7 +69,7 @@ export class Mesh {
     const out: LearnedRoute[] = [];
     for (const { peer, session } of this.peersOf(node)) {
       if (session.state !== 'Established') continue;
-      const direct = ((ip4ToInt(me.ip) ^ ip4ToInt(peer.ip)) & prefixMask(me.len)) === 0;
+      const direct = inPrefix(me.ip, peer.ip, me.len);
       for (const prefix of peer.originates) out.push({ prefix, nextHop: peer.ip, from: peer.node, direct });
     }
     return out;

@@ -23,15 +23,8 @@ import { roleLabel } from '../render/step.ts';
 import { explainDrop, renderExplanation } from '../diagnose/explain.ts';
 import { doctor, doctorToJson, renderDoctor } from '../diagnose/doctor.ts';
 import { loadScenario, listScenarios, SCENARIO_DIR } from './scenarios.ts';
-import {
-  ANSI,
-  PLAIN,
-  renderMinimal,
-  renderSteps,
-  renderSummary,
-  traceToJson,
-  type Style,
-} from '../render/text.ts';
+import { ANSI, PLAIN, renderMinimal, renderSteps, renderSummary, type Style } from '../render/text.ts';
+import { traceToJson } from '../render/json.ts';
 
 export interface Io {
   out(s: string): void;

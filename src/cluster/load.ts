@@ -17,18 +17,20 @@
  *     gateway: 192.168.1.1   # optional, inside cidr (not its network or broadcast address)
  *     gatewayMac: 02:...     # optional
  * nodes:                     # required, at least one
- *   - name: node1            # unique; 1-63 of a-z 0-9 - . (starting and ending alphanumeric)
+ *   - name: node1            # unique; 1-63 of a-z 0-9 - . (starting and ending alphanumeric); not a
+ *                            # subnet's name, nor "router" when a subnet has a gateway
  *     ip: 192.168.1.10/24    # address/prefix: inside exactly one subnet, with that subnet's prefix length
  *     podCIDR: 10.244.0.0/24 # network address (overlaps are left to `doctor`)
  *     mac: 02:42:c0:a8:01:0a # optional eth0 MAC; likewise bridgeMac (cni0) and vtepMac (flannel.1)
  *     mtu: 1500              # optional, integer 576..9216
  * pods:                      # optional, default []
- *   - name: pod-a            # unique among pods, and not the name of a node (one namespace in the CLI)
+ *   - name: pod-a            # unique among pods, not the name of a node or subnet, nor "router" (each
+ *                            # is a network namespace of that name)
  *     node: node1            # must name a node
  *     ip: 10.244.0.5         # optional plain IPv4 address (duplicates/outside podCIDR: left to `doctor`)
  *     mac: 62:a1:b2:c3:d4:e5 # optional; hostVethMac likewise
  *     hostVeth: veth-pod-a   # optional Linux ifname: 1-15 chars, no '/', ':' or whitespace, not '.'/'..';
- *                            # unique among the pods of one node
+ *                            # unique among the pods of one node; not lo, eth0, cni0, flannel.1 or tunl0
  *     listen: [tcp/8080]     # optional list of "tcp/PORT" | "udp/PORT", PORT 1..65535, no repeats;
  *                            # "tcp/8080/http" also names the container port (IANA_SVC_NAME, unique per pod)
  *     namespace: prod        # optional Kubernetes namespace, default "default"
@@ -68,6 +70,16 @@ import type { Document } from 'yaml';
 import * as z from 'zod';
 import { CNI_MODES } from './spec.ts';
 import type { ClusterSpec, ListenSpec, NetworkPolicySpec, PolicyRuleSpec, SubnetSpec } from './spec.ts';
+import {
+  broadcastOf,
+  cidrContains,
+  cidrOf,
+  cidrsOverlap,
+  cidrText,
+  networkOf,
+  parseIp4,
+  type Cidr,
+} from '../wire/addr.ts';
 
 /** A problem in a cluster file, located at the YAML node at fault. */
 export class ClusterError extends Error {
@@ -91,77 +103,20 @@ export class ClusterError extends Error {
 }
 
 // ---------------------------------------------------------------------------------------------
-// IPv4, CIDR and MAC helpers (kept local: src/cluster must not depend on the wire layer)
-
-const OCTET = /^(0|[1-9][0-9]{0,2})$/;
-
-/** Dotted quad to a uint32; no leading zeros (they are octal to inet_aton, decimal elsewhere). */
-function parseIPv4(s: string): number | undefined {
-  const parts = s.split('.');
-  if (parts.length !== 4) return undefined;
-  let n = 0;
-  for (const p of parts) {
-    if (!OCTET.test(p)) return undefined;
-    const v = Number(p);
-    if (v > 255) return undefined;
-    n = n * 256 + v;
-  }
-  return n;
-}
-
-function formatIPv4(n: number): string {
-  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
-}
-
-function maskOf(prefix: number): number {
-  return prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
-}
-
-interface Prefixed {
-  /** The address as written */
-  addr: number;
-  prefix: number;
-}
-
-/** "a.b.c.d/N" with N in 0..32; host bits are not checked here. */
-function parsePrefixed(s: string): Prefixed | undefined {
-  const slash = s.indexOf('/');
-  if (slash < 0) return undefined;
-  const addr = parseIPv4(s.slice(0, slash));
-  const p = s.slice(slash + 1);
-  if (addr === undefined || !/^(0|[1-9][0-9]?)$/.test(p) || Number(p) > 32) return undefined;
-  return { addr, prefix: Number(p) };
-}
-
-function network(p: Prefixed): number {
-  return (p.addr & maskOf(p.prefix)) >>> 0;
-}
-
-function cidrText(p: Prefixed): string {
-  return `${formatIPv4(network(p))}/${p.prefix}`;
-}
-
-function contains(net: Prefixed, addr: number): boolean {
-  return (addr & maskOf(net.prefix)) >>> 0 === network(net);
-}
-
-function overlaps(a: Prefixed, b: Prefixed): boolean {
-  const m = maskOf(Math.min(a.prefix, b.prefix));
-  return (a.addr & m) >>> 0 === (b.addr & m) >>> 0;
-}
+// IPv4 and CIDR: the wire layer's helpers (parseIp4, cidrOf and the prefix arithmetic)
 
 /** For prefixes up to /30, the all-zeros and all-ones host parts are not usable addresses. */
-function specialHostAddress(net: Prefixed, addr: number): string | undefined {
-  if (net.prefix > 30) return undefined;
-  if (addr === network(net)) return 'network';
-  if (addr === (network(net) | ~maskOf(net.prefix)) >>> 0) return 'broadcast';
+function specialHostAddress(net: Cidr, addr: number): string | undefined {
+  if (net.len > 30) return undefined;
+  if (addr === networkOf(net)) return 'network';
+  if (addr === broadcastOf(net)) return 'broadcast';
   return undefined;
 }
 
 /** A valid network CIDR (host bits zero), e.g. "10.244.0.0/24". */
-function parseCidr(s: string): Prefixed | undefined {
-  const p = parsePrefixed(s);
-  return p && network(p) === p.addr ? p : undefined;
+function networkCidr(s: string): Cidr | undefined {
+  const p = cidrOf(s);
+  return p && networkOf(p) === p.addr ? p : undefined;
 }
 
 const MAC_RE = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
@@ -313,7 +268,7 @@ const nameSchema = (what: string) =>
 
 const ipv4Schema = (key: string) =>
   str((s, ctx) => {
-    if (parseIPv4(s) === undefined) {
+    if (parseIp4(s) === undefined) {
       const hint = s.includes('/') ? ' (a plain address, without /prefix)' : '';
       ctx.addIssue({
         code: 'custom',
@@ -324,13 +279,13 @@ const ipv4Schema = (key: string) =>
 
 const cidrSchema = (key: string) =>
   str((s, ctx) => {
-    const p = parsePrefixed(s);
+    const p = cidrOf(s);
     if (p === undefined) {
       ctx.addIssue({
         code: 'custom',
         message: `${key} ${JSON.stringify(s)} is not a valid IPv4 CIDR (ADDRESS/PREFIX, PREFIX 0..32)`,
       });
-    } else if (network(p) !== p.addr) {
+    } else if (networkOf(p) !== p.addr) {
       ctx.addIssue({ code: 'custom', message: `${s} has host bits set; did you mean ${cidrText(p)}?` });
     }
   });
@@ -338,8 +293,8 @@ const cidrSchema = (key: string) =>
 /** An interface address with its prefix length, e.g. "192.168.1.10/24". */
 const ifAddrSchema = (key: string) =>
   str((s, ctx) => {
-    if (parsePrefixed(s) !== undefined) return;
-    const hint = parseIPv4(s) !== undefined ? `; add the prefix length, e.g. ${s}/24` : '';
+    if (cidrOf(s) !== undefined) return;
+    const hint = parseIp4(s) !== undefined ? `; add the prefix length, e.g. ${s}/24` : '';
     ctx.addIssue({
       code: 'custom',
       message: `${key} ${JSON.stringify(s)} is not a valid ADDRESS/PREFIX${hint}`,
@@ -505,10 +460,10 @@ const SelectorSchema = z.strictObject({
 const IpBlockSchema = z
   .strictObject({ cidr: cidrSchema('cidr'), except: z.array(cidrSchema('except')).optional() })
   .superRefine((b, ctx) => {
-    const outer = parseCidr(b.cidr);
+    const outer = networkCidr(b.cidr);
     b.except?.forEach((e, i) => {
-      const inner = parseCidr(e);
-      if (outer && inner && (inner.prefix <= outer.prefix || !contains(outer, inner.addr)))
+      const inner = networkCidr(e);
+      if (outer && inner && (inner.len <= outer.len || !cidrContains(outer, inner.addr)))
         ctx.addIssue({
           code: 'custom',
           path: ['except', i],
@@ -804,7 +759,7 @@ function checkUnique(
 
 interface Segment {
   name: string;
-  net: Prefixed;
+  net: Cidr;
 }
 
 /** Unique names, no overlaps, gateway inside. Returns the segments, or undefined if any is unusable. */
@@ -815,17 +770,17 @@ function checkSubnets(c: Checker, raw: unknown): Segment[] | undefined {
     const name = text(s, 'name');
     if (name !== undefined) checkUnique(c, names, 'subnets', 'subnet', i, name);
     const cidr = text(s, 'cidr');
-    const net = cidr === undefined ? undefined : parseCidr(cidr);
+    const net = cidr === undefined ? undefined : networkCidr(cidr);
     if (net === undefined || name === undefined) continue;
-    const other = segments.find((o) => overlaps(o.net, net));
+    const other = segments.find((o) => cidrsOverlap(o.net, net));
     if (other)
       c.add(['subnets', i, 'cidr'], `subnet ${name} ${cidr} overlaps ${other.name} ${cidrText(other.net)}`);
     segments.push({ name, net });
     const gw = text(s, 'gateway');
-    const gwAddr = gw === undefined ? undefined : parseIPv4(gw);
+    const gwAddr = gw === undefined ? undefined : parseIp4(gw);
     if (gwAddr === undefined) continue;
     const special = specialHostAddress(net, gwAddr);
-    if (!contains(net, gwAddr))
+    if (!cidrContains(net, gwAddr))
       c.add(['subnets', i, 'gateway'], `gateway ${gw} is not inside ${name} ${cidr}`);
     else if (special)
       c.add(['subnets', i, 'gateway'], `gateway ${gw} is the ${special} address of ${name} ${cidr}`);
@@ -841,12 +796,12 @@ function checkSubnets(c: Checker, raw: unknown): Segment[] | undefined {
 function checkNodes(c: Checker, raw: unknown, segments: Segment[] | undefined): Map<string, number> {
   const names = new Map<string, number>();
   const subnetsGiven = isRecord(raw) && raw.subnets !== undefined;
-  let derived: { net: Prefixed; from: string } | undefined;
+  let derived: { net: Cidr; from: string } | undefined;
   for (const [i, n] of entries(raw, 'nodes')) {
     const name = text(n, 'name');
     if (name !== undefined) checkUnique(c, names, 'nodes', 'node', i, name);
     const ip = text(n, 'ip');
-    const addr = ip === undefined ? undefined : parsePrefixed(ip);
+    const addr = ip === undefined ? undefined : cidrOf(ip);
     if (addr === undefined) continue;
     const at = ['nodes', i, 'ip'];
     const special = specialHostAddress(addr, addr.addr);
@@ -854,17 +809,17 @@ function checkNodes(c: Checker, raw: unknown, segments: Segment[] | undefined): 
       c.add(at, `ip ${ip} is the ${special} address of ${cidrText(addr)}, not a host address`);
     } else if (subnetsGiven) {
       if (segments === undefined) continue;
-      const inside = segments.filter((s) => contains(s.net, addr.addr));
+      const inside = segments.filter((s) => cidrContains(s.net, addr.addr));
       const list = segments.map((s) => `${s.name} ${cidrText(s.net)}`).join(', ');
       if (inside.length === 0) c.add(at, `ip ${ip} is not inside any subnet (${list})`);
       else if (inside.length > 1) c.add(at, `ip ${ip} is inside more than one subnet (${list})`);
-      else if (inside[0].net.prefix !== addr.prefix) {
+      else if (inside[0].net.len !== addr.len) {
         const s = inside[0];
-        c.add(at, `ip ${ip} has prefix length /${addr.prefix} but subnet ${s.name} is ${cidrText(s.net)}`);
+        c.add(at, `ip ${ip} has prefix length /${addr.len} but subnet ${s.name} is ${cidrText(s.net)}`);
       }
     } else if (i === 0) {
       derived = { net: addr, from: name ?? 'nodes[0]' };
-    } else if (derived && (!contains(derived.net, addr.addr) || derived.net.prefix !== addr.prefix)) {
+    } else if (derived && (!cidrContains(derived.net, addr.addr) || derived.net.len !== addr.len)) {
       c.add(
         at,
         `ip ${ip} is not on lan0 ${cidrText(derived.net)} (the default segment, derived from ` +
@@ -875,7 +830,13 @@ function checkNodes(c: Checker, raw: unknown, segments: Segment[] | undefined): 
   return names;
 }
 
-/** Unique names that are not node names; existing node; hostVeth unique per node; no repeated listener. */
+/** The devices a node has besides the pods' veths, in one mode or another (cni/build.ts, cni/modes.ts) */
+const NODE_DEVICES = ['lo', 'eth0', 'cni0', 'flannel.1', 'tunl0'];
+
+/**
+ * Unique names that are not node names; existing node; hostVeth unique per node and not a node
+ * device; no repeated listener.
+ */
 function checkPods(c: Checker, raw: unknown, nodes: Map<string, number> | undefined) {
   const names = new Map<string, number>();
   const veths = new Map<string, number>();
@@ -894,7 +855,12 @@ function checkPods(c: Checker, raw: unknown, nodes: Map<string, number> | undefi
       c.add(['pods', i, 'node'], `unknown node "${node}"${didYouMean(node, [...nodes.keys()])}`);
     }
     const veth = text(p, 'hostVeth');
-    if (node !== undefined && veth !== undefined && validIfName(veth)) {
+    if (veth !== undefined && NODE_DEVICES.includes(veth)) {
+      c.add(
+        ['pods', i, 'hostVeth'],
+        `hostVeth "${veth}" is the name of a node's own device (${NODE_DEVICES.join(', ')} are taken)`,
+      );
+    } else if (node !== undefined && veth !== undefined && validIfName(veth)) {
       const key = JSON.stringify([node, veth]);
       const first = veths.get(key);
       if (first !== undefined) {
@@ -918,6 +884,31 @@ function checkPods(c: Checker, raw: unknown, nodes: Map<string, number> | undefi
       });
     }
   }
+}
+
+/**
+ * Subnets, the router (when a subnet has a gateway), nodes and pods are each a network namespace
+ * of that name: a node or pod may not take a subnet's name or "router" (nodes and pods are
+ * checked against each other in checkPods).
+ */
+function checkNetnsNames(c: Checker, raw: unknown) {
+  const taken = new Map<string, string>();
+  for (const [i, s] of entries(raw, 'subnets')) {
+    const name = text(s, 'name');
+    if (name !== undefined && !taken.has(name)) taken.set(name, `subnet at line ${c.lineOf(['subnets', i])}`);
+  }
+  if (entries(raw, 'subnets').some(([, s]) => text(s, 'gateway') !== undefined))
+    taken.set('router', 'router that joins the subnets (a subnet has a gateway)');
+  for (const list of ['nodes', 'pods'] as const)
+    for (const [i, n] of entries(raw, list)) {
+      const name = text(n, 'name');
+      const other = name === undefined ? undefined : taken.get(name);
+      if (other)
+        c.add(
+          [list, i, 'name'],
+          `${ENTITY[list]} name "${name}" is already the name of the ${other}; subnets, the router, nodes and pods share one namespace of names`,
+        );
+    }
 }
 
 /** Namespace names once; policy NAMESPACE/NAME once. */
@@ -984,6 +975,7 @@ function crossCheck(raw: unknown, lineOf: (path: Path) => number): Problem[] {
   const nodeNames = checkNodes(c, raw, segments);
   const nodes = wellFormed(raw, 'nodes', 'name') ? nodeNames : undefined;
   checkPods(c, raw, nodes);
+  checkNetnsNames(c, raw);
   checkBgp(c, raw, nodes);
   checkNamespacesAndPolicies(c, raw);
   return problems;
@@ -1093,6 +1085,20 @@ function checkSyntax(doc: Document, fail: Fail, multiple: string): void {
     Alias(_key, alias) {
       if (alias.resolve(doc) === undefined) fail(startOf(alias) ?? 0, `unknown alias *${alias.source}`);
     },
+    // a list or mapping as a key (`? [a, b]`): JavaScript objects have only string keys, and the
+    // yaml library would stringify it with a warning on stderr
+    Pair(_key, pair) {
+      if (pair.key !== null && !isScalar(pair.key) && !isAlias(pair.key))
+        fail(
+          startOf(pair.key) ?? 0,
+          `a key must be a plain name, not ${isSeq(pair.key) ? 'a list' : 'a mapping'}`,
+        );
+      if (isAlias(pair.key)) {
+        const target = pair.key.resolve(doc);
+        if (target !== undefined && !isScalar(target))
+          fail(startOf(pair.key) ?? 0, `a key must be a plain name, not an alias of a list or mapping`);
+      }
+    },
   });
 }
 
@@ -1135,11 +1141,23 @@ export function loadCluster(text: string, fileName: string): ClusterSpec {
   if (spec.subnets !== undefined) {
     subnets = spec.subnets;
   } else {
-    const first = parsePrefixed(spec.nodes[0].ip);
+    const first = cidrOf(spec.nodes[0].ip);
     if (first === undefined) throw new Error('unreachable: node ip validated');
     subnets = [{ name: 'lan0', cidr: cidrText(first) }];
   }
   return { ...spec, subnets };
+}
+
+/**
+ * `FILE:LINE:COL` of the node at `path` (e.g. `['run', 2]`, `['pods', 0, 'name']`) in a cluster
+ * file that {@link loadCluster} accepted: the place of a problem found later, while the cluster is
+ * built or its `run:` commands applied.
+ */
+export function placeIn(text: string, fileName: string, path: Path): string {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false });
+  const { line, col } = lineCounter.linePos(offsetOf(doc, path));
+  return `${fileName}:${Math.max(line, 1)}:${Math.max(col, 1)}`;
 }
 
 /**

@@ -6,20 +6,20 @@
  * layer knows which CNI is running.
  */
 import type { ClusterSpec, CniMode, NodeSpec, PodSpec } from '../cluster/spec.ts';
-import { intToIp4, ip4ToInt, prefixMask } from '../wire/addr.ts';
+import { cidrText, inPrefix, intToIp4, ip4ToInt, parseCidr } from '../wire/addr.ts';
 import { Mesh } from '../bgp/mesh.ts';
 import type { Netns } from '../kernel/objects.ts';
 import {
-  addAddress,
-  addBridge,
-  addLoopback,
-  addRoute,
-  addVethPair,
-  setLinkUp,
-  setMaster,
+  addressAdd,
+  linkAdd,
+  linkSetMaster,
+  linkSetUp,
+  netnsAdd,
   NetlinkError,
+  NLM_ADD,
+  routeAdd,
 } from '../kernel/netlink.ts';
-import { parseRuleSpec, shellSplit } from '../kernel/netfilter.ts';
+import { parseRuleSpec, shellSplit, type RuleOrigin } from '../kernel/netfilter.ts';
 import { Sockets } from '../kernel/sockets.ts';
 import { Stack } from '../kernel/stack.ts';
 import { derivedMac, hash32, World } from '../kernel/world.ts';
@@ -56,41 +56,27 @@ export interface Cluster {
   warnings: string[];
 }
 
-function sameNet(a: string, b: string, len: number): boolean {
-  return ((ip4ToInt(a) ^ ip4ToInt(b)) & prefixMask(len)) === 0;
-}
-
-function subnetOf(ip: string, len: number): string {
-  return `${intToIp4((ip4ToInt(ip) & prefixMask(len)) >>> 0)}/${len}`;
-}
-
+/** the smallest prefix covering all pod CIDRs, at most a /16 (flannel's default Network around the node subnets) */
 function supernet(cidrs: string[]): string {
-  let len = 32;
-  const nets = cidrs.map((c) => {
-    const [a, l] = c.split('/');
-    len = Math.min(len, Number(l));
-    return ip4ToInt(a);
-  });
-  while (len > 0 && !nets.every((n) => ((n ^ nets[0]) & prefixMask(len)) === 0)) len--;
-  // flannel's default Network is a /16 around the node subnets
-  len = Math.min(len, 16);
-  return `${intToIp4((nets[0] & prefixMask(len)) >>> 0)}/${len}`;
+  const nets = cidrs.map((c) => parseCidr(c, { allowHostBits: true }));
+  let len = Math.min(16, ...nets.map((c) => c.len));
+  while (len > 0 && !nets.every((c) => inPrefix(c.addr, nets[0].addr, len))) len--;
+  return cidrText({ addr: nets[0].addr, len });
 }
 
 function resolveNodes(spec: ClusterSpec): ResolvedNode[] {
   return spec.nodes.map((n) => {
-    const [addr, l] = n.ip.split('/');
-    const len = Number(l);
-    const [podNet, pl] = n.podCIDR.split('/');
-    const sub = spec.subnets.find((s) => s.cidr === subnetOf(addr, len));
+    const ip = parseCidr(n.ip, { allowHostBits: true });
+    const pod = parseCidr(n.podCIDR, { allowHostBits: true });
+    const sub = spec.subnets.find((s) => s.cidr === cidrText(ip));
     return {
       ...n,
-      addr,
-      len,
+      addr: intToIp4(ip.addr),
+      len: ip.len,
       subnet: sub?.name ?? spec.subnets[0].name,
-      podNet,
-      podLen: Number(pl),
-      gateway: intToIp4(ip4ToInt(podNet) + 1),
+      podNet: intToIp4(pod.addr),
+      podLen: pod.len,
+      gateway: intToIp4(pod.addr + 1),
     };
   });
 }
@@ -111,7 +97,7 @@ function resolvePods(spec: ClusterSpec, nodes: ResolvedNode[]): ResolvedPod[] {
           break;
         }
       }
-      if (!ip) throw new BuildError(`pod ${p.name}: no free address left in ${node.podCIDR}`);
+      if (!ip) throw new BuildError(`pod ${p.name}: no free address left in ${node.podCIDR}`, p.name);
       taken.add(ip);
     }
     const seed = `${spec.name}/${p.name}`;
@@ -138,42 +124,72 @@ function programFilter(
   policy: NodePolicy | undefined,
 ): void {
   const nf = ns.netfilter;
-  const add = (chain: string, spec: string) =>
-    nf.chain('filter', chain)!.rules.push(parseRuleSpec(shellSplit(spec)));
+  const add = (chain: string, spec: string, origin: RuleOrigin) =>
+    nf.append('filter', chain, { ...parseRuleSpec(shellSplit(spec)), origin });
+  const kube = (purpose: string): RuleOrigin => ({ kind: 'kube-proxy', purpose });
+  const plugin = (purpose: string, pod?: string): RuleOrigin => ({
+    kind: 'cni',
+    component: 'bridge-plugin',
+    purpose,
+    pod,
+  });
+  const flanneld: RuleOrigin = { kind: 'cni', component: 'flanneld', purpose: 'forward the pod network' };
   nf.newChain('filter', 'KUBE-FORWARD');
   nf.newChain('filter', 'CNI-FORWARD');
-  add('FORWARD', '-m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD');
-  add('FORWARD', '-m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD');
-  add('KUBE-FORWARD', '-m conntrack --ctstate INVALID -j DROP');
+  add('FORWARD', '-m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD', kube('jump'));
+  add('FORWARD', '-m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD', plugin('jump'));
+  add('KUBE-FORWARD', '-m conntrack --ctstate INVALID -j DROP', kube('drop invalid'));
   add(
     'KUBE-FORWARD',
     '-m comment --comment "kubernetes forwarding rules" -m mark --mark 0x4000/0x4000 -j ACCEPT',
+    kube('accept marked for masquerade'),
   );
   add(
     'KUBE-FORWARD',
     '-m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
+    kube('accept established'),
   );
   // the policy agent's chains (policy.ts): jumped to before the plugin accepts anything
   for (const c of policy?.chains ?? []) {
     nf.newChain('filter', c.name);
-    for (const r of c.rules) add(c.name, r);
+    for (const r of c.rules) add(c.name, r.spec, r.origin);
   }
-  for (const r of policy?.forward ?? []) add('CNI-FORWARD', r);
-  for (const r of policy?.input ?? []) add('INPUT', r);
+  for (const r of policy?.forward ?? []) add('CNI-FORWARD', r.spec, r.origin);
+  for (const r of policy?.input ?? []) add('INPUT', r.spec, r.origin);
   for (const p of cluster.pods.filter((x) => x.node === node)) {
-    add('CNI-FORWARD', `-d ${p.ip}/32 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`);
-    add('CNI-FORWARD', `-s ${p.ip}/32 -j ACCEPT`);
+    const pod = `${p.namespace}/${p.name}`;
+    add(
+      'CNI-FORWARD',
+      `-d ${p.ip}/32 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`,
+      plugin('accept established to the pod', pod),
+    );
+    add('CNI-FORWARD', `-s ${p.ip}/32 -j ACCEPT`, plugin('accept from the pod', pod));
   }
   if (flannel) {
     nf.newChain('filter', 'FLANNEL-FWD');
-    add('FORWARD', '-m comment --comment "flanneld forward" -j FLANNEL-FWD');
-    add('FLANNEL-FWD', `-s ${cluster.clusterCidr} -m comment --comment "flanneld forward" -j ACCEPT`);
-    add('FLANNEL-FWD', `-d ${cluster.clusterCidr} -m comment --comment "flanneld forward" -j ACCEPT`);
+    add('FORWARD', '-m comment --comment "flanneld forward" -j FLANNEL-FWD', flanneld);
+    add(
+      'FLANNEL-FWD',
+      `-s ${cluster.clusterCidr} -m comment --comment "flanneld forward" -j ACCEPT`,
+      flanneld,
+    );
+    add(
+      'FLANNEL-FWD',
+      `-d ${cluster.clusterCidr} -m comment --comment "flanneld forward" -j ACCEPT`,
+      flanneld,
+    );
   }
 }
 
-/** A cluster that cannot be brought up as described */
-export class BuildError extends Error {}
+/** A cluster that cannot be brought up as described; `pod`: the pod it is about */
+export class BuildError extends Error {
+  constructor(
+    message: string,
+    readonly pod?: string,
+  ) {
+    super(message);
+  }
+}
 
 /**
  * Bring the cluster up as its CNI would. The spec's `run:` commands are not applied here: they
@@ -216,78 +232,82 @@ function build(spec: ClusterSpec, mode: CniMode): Cluster {
 
   // underlay: a namespace per segment holding a bridge that plays the switch
   for (const s of spec.subnets) {
-    const seg = world.addNetns(s.name, 'segment');
-    addLoopback(seg);
-    addBridge(seg, s.name, mac('segment', s.name), spec.mtu);
-    setLinkUp(seg, s.name, true);
+    const seg = netnsAdd(world, s.name, 'segment');
+    linkAdd(world, seg, { type: 'bridge', name: s.name, mac: mac('segment', s.name), mtu: spec.mtu });
+    linkSetUp(world, seg, s.name, true);
   }
   const gatewaySubnets = spec.subnets.filter((s) => s.gateway);
   if (gatewaySubnets.length) {
-    const router = world.addNetns('router', 'router');
-    addLoopback(router);
+    const router = netnsAdd(world, 'router', 'router');
     router.setSysctl('net.ipv4.ip_forward', '1');
     gatewaySubnets.forEach((s, i) => {
       const seg = world.ns(s.name);
       const leg = `eth${i}`;
-      addVethPair(
-        router,
-        leg,
-        s.gatewayMac ?? mac('router', leg),
-        seg,
-        'router',
-        mac('segment', s.name, 'router'),
-        spec.mtu,
-      );
-      setMaster(seg, 'router', s.name);
-      setLinkUp(seg, 'router', true);
-      setLinkUp(router, leg, true);
-      addAddress(router, leg, s.gateway!, Number(s.cidr.split('/')[1]));
+      linkAdd(world, router, {
+        type: 'veth',
+        name: leg,
+        mac: s.gatewayMac ?? mac('router', leg),
+        mtu: spec.mtu,
+        peer: { netns: seg, name: 'router', mac: mac('segment', s.name, 'router'), mtu: spec.mtu },
+      });
+      linkSetMaster(world, seg, 'router', s.name);
+      linkSetUp(world, seg, 'router', true);
+      linkSetUp(world, router, leg, true);
+      addressAdd(router, leg, s.gateway!, parseCidr(s.cidr).len);
     });
   }
 
   for (const n of nodes) {
-    const ns = world.addNetns(n.name, 'node');
-    addLoopback(ns);
+    const ns = netnsAdd(world, n.name, 'node');
     const seg = world.ns(n.subnet);
     const port = n.name.slice(0, 15);
-    addVethPair(
-      ns,
-      'eth0',
-      n.mac ?? mac(n.name, 'eth0'),
-      seg,
-      port,
-      mac('segment', n.subnet, n.name),
-      n.mtu ?? spec.mtu,
-    );
-    setMaster(seg, port, n.subnet);
-    setLinkUp(seg, port, true);
-    setLinkUp(ns, 'eth0', true);
-    addAddress(ns, 'eth0', n.addr, n.len);
+    const mtu = n.mtu ?? spec.mtu;
+    linkAdd(world, ns, {
+      type: 'veth',
+      name: 'eth0',
+      mac: n.mac ?? mac(n.name, 'eth0'),
+      mtu,
+      peer: { netns: seg, name: port, mac: mac('segment', n.subnet, n.name), mtu },
+    });
+    linkSetMaster(world, seg, port, n.subnet);
+    linkSetUp(world, seg, port, true);
+    linkSetUp(world, ns, 'eth0', true);
+    addressAdd(ns, 'eth0', n.addr, n.len);
     const sub = spec.subnets.find((s) => s.name === n.subnet);
-    if (sub?.gateway) addRoute(ns, { prefix: 'default', via: sub.gateway, dev: 'eth0' });
+    if (sub?.gateway) routeAdd(ns, { prefix: 'default', via: sub.gateway, dev: 'eth0', nl: NLM_ADD });
     ns.setSysctl('net.ipv4.ip_forward', '1');
     ns.setSysctl('net.bridge.bridge-nf-call-iptables', '1');
 
     // the bridge plugin: cni0 with the pod gateway address
-    addBridge(ns, 'cni0', n.bridgeMac ?? mac(n.name, 'cni0'), podMtu);
-    setLinkUp(ns, 'cni0', true);
-    addAddress(ns, 'cni0', n.gateway, n.podLen);
+    linkAdd(world, ns, {
+      type: 'bridge',
+      name: 'cni0',
+      mac: n.bridgeMac ?? mac(n.name, 'cni0'),
+      mtu: podMtu,
+    });
+    linkSetUp(world, ns, 'cni0', true);
+    addressAdd(ns, 'cni0', n.gateway, n.podLen);
   }
 
   for (const p of pods) {
     const node = nodes.find((n) => n.name === p.node)!;
     const host = world.ns(node.name);
-    const ns = world.addNetns(p.name, 'pod');
-    addLoopback(ns);
-    addVethPair(ns, 'eth0', p.mac, host, p.hostVeth, p.hostVethMac, podMtu);
-    setMaster(host, p.hostVeth, 'cni0');
-    setLinkUp(host, p.hostVeth, true);
-    setLinkUp(ns, 'eth0', true);
-    addAddress(ns, 'eth0', p.ip, node.podLen);
+    const ns = netnsAdd(world, p.name, 'pod');
+    linkAdd(world, ns, {
+      type: 'veth',
+      name: 'eth0',
+      mac: p.mac,
+      mtu: podMtu,
+      peer: { netns: host, name: p.hostVeth, mac: p.hostVethMac, mtu: podMtu },
+    });
+    linkSetMaster(world, host, p.hostVeth, 'cni0');
+    linkSetUp(world, host, p.hostVeth, true);
+    linkSetUp(world, ns, 'eth0', true);
+    addressAdd(ns, 'eth0', p.ip, node.podLen);
     // a pod address outside the node's CIDR (a static IP, a stale allocation) cannot reach cni0's
     // address on-link: the route is added onlink, so the pod still sends and doctor can show why
-    const onlink = !sameNet(p.ip, node.gateway, node.podLen);
-    addRoute(ns, { prefix: 'default', via: node.gateway, dev: 'eth0', onlink });
+    const onlink = !inPrefix(p.ip, node.gateway, node.podLen);
+    routeAdd(ns, { prefix: 'default', via: node.gateway, dev: 'eth0', onlink, nl: NLM_ADD });
     for (const l of p.listen) ns.sockets.push({ proto: l.proto, port: l.port, addr: '0.0.0.0' });
   }
 

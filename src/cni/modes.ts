@@ -11,17 +11,17 @@
  *  - calico-ipip-crosssubnet: direct routes inside the subnet, tunl0 only across subnets.
  */
 import type { CniMode } from '../cluster/spec.ts';
-import { intToIp4, ip4ToInt } from '../wire/addr.ts';
 import { Mesh } from '../bgp/mesh.ts';
 import {
-  addAddress,
-  addIpip,
-  addNeighbour,
-  addRoute,
-  addVxlan,
-  addVxlanFdb,
+  addressAdd,
+  fdbAdd,
+  linkAdd,
+  linkSetUp,
+  neighAdd,
   NetlinkError,
-  setLinkUp,
+  NLM_ADD,
+  routeAdd,
+  type RouteRequest,
 } from '../kernel/netlink.ts';
 import { derivedMac } from '../kernel/world.ts';
 import type { Cluster } from './build.ts';
@@ -85,30 +85,33 @@ export const MODE_INFO: Record<CniMode, ModeInfo> = {
   },
 };
 
-export interface ProgramLog {
-  node: string;
-  message: string;
-}
-
-/** Program every node as the mode's daemon would. Returns what the daemons would have logged. */
-export function programMode(c: Cluster): ProgramLog[] {
-  const log: ProgramLog[] = [];
+/**
+ * Program every node as the mode's daemon would. A route, neighbour or FDB entry the kernel
+ * refuses is skipped, as flanneld and BIRD log the refusal and carry on (doctor's checks find
+ * what is missing).
+ */
+export function programMode(c: Cluster): void {
   const w = c.world;
   const mac = (...parts: string[]) => derivedMac([c.spec.name, ...parts].join('/'));
-  const tryAdd = (node: string, fn: () => void, what: string) => {
+  const tryAdd = (fn: () => void) => {
     try {
       fn();
     } catch (e) {
       if (!(e instanceof NetlinkError)) throw e;
-      log.push({ node, message: `${what}: ${e.message}` });
     }
   };
+  const route = (node: string, r: Omit<RouteRequest, 'nl'>) =>
+    tryAdd(() => routeAdd(w.ns(node), { ...r, nl: NLM_ADD }));
 
   switch (c.mode) {
     case 'flannel-vxlan': {
       for (const n of c.nodes) {
         const ns = w.ns(n.name);
-        addVxlan(ns, 'flannel.1', n.vtepMac ?? mac(n.name, 'flannel.1'), c.spec.mtu - VXLAN_OVERHEAD, {
+        linkAdd(w, ns, {
+          type: 'vxlan',
+          name: 'flannel.1',
+          mac: n.vtepMac ?? mac(n.name, 'flannel.1'),
+          mtu: c.spec.mtu - VXLAN_OVERHEAD,
           vni: FLANNEL_VNI,
           local: n.addr,
           dev: 'eth0',
@@ -117,25 +120,35 @@ export function programMode(c: Cluster): ProgramLog[] {
           // flanneld creates the device over netlink without UDP checksums: `noudpcsum` in ip -d link
           udpcsum: false,
         });
-        addAddress(ns, 'flannel.1', n.podNet, 32);
-        setLinkUp(ns, 'flannel.1', true);
+        addressAdd(ns, 'flannel.1', n.podNet, 32);
+        linkSetUp(w, ns, 'flannel.1', true);
       }
       for (const n of c.nodes) {
         const ns = w.ns(n.name);
         for (const o of c.nodes) {
           if (o === n) continue;
           const vtep = w.ns(o.name).link('flannel.1')!.mac;
-          tryAdd(
-            n.name,
-            () => addRoute(ns, { prefix: o.podCIDR, via: o.podNet, dev: 'flannel.1', onlink: true }),
-            `route ${o.podCIDR}`,
+          route(n.name, { prefix: o.podCIDR, via: o.podNet, dev: 'flannel.1', onlink: true });
+          tryAdd(() =>
+            neighAdd(ns, w, {
+              ip: o.podNet,
+              dev: 'flannel.1',
+              lladdr: vtep,
+              state: 'PERMANENT',
+              nl: NLM_ADD,
+            }),
           );
-          tryAdd(
-            n.name,
-            () => addNeighbour(ns, o.podNet, 'flannel.1', vtep, 'PERMANENT', w),
-            `neigh ${o.podNet}`,
+          tryAdd(() =>
+            fdbAdd(ns, w, {
+              mac: vtep,
+              dev: 'flannel.1',
+              self: true,
+              master: false,
+              state: { permanent: true, noarp: false, reachable: false },
+              dst: o.addr,
+              nl: NLM_ADD,
+            }),
           );
-          tryAdd(n.name, () => addVxlanFdb(ns, 'flannel.1', vtep, o.addr), `fdb ${vtep}`);
         }
       }
       break;
@@ -144,11 +157,7 @@ export function programMode(c: Cluster): ProgramLog[] {
       for (const n of c.nodes)
         for (const o of c.nodes) {
           if (o === n) continue;
-          tryAdd(
-            n.name,
-            () => addRoute(w.ns(n.name), { prefix: o.podCIDR, via: o.addr, dev: 'eth0' }),
-            `route ${o.podCIDR} via ${o.addr}`,
-          );
+          route(n.name, { prefix: o.podCIDR, via: o.addr, dev: 'eth0' });
         }
       break;
     }
@@ -164,42 +173,23 @@ export function programMode(c: Cluster): ProgramLog[] {
       if (ipip)
         for (const n of c.nodes) {
           const ns = w.ns(n.name);
-          addIpip(ns, 'tunl0', c.spec.mtu - IPIP_OVERHEAD);
-          addAddress(ns, 'tunl0', n.podNet, 32);
-          setLinkUp(ns, 'tunl0', true);
+          linkAdd(w, ns, { type: 'ipip', name: 'tunl0', mtu: c.spec.mtu - IPIP_OVERHEAD });
+          addressAdd(ns, 'tunl0', n.podNet, 32);
+          linkSetUp(w, ns, 'tunl0', true);
         }
       for (const n of c.nodes) {
-        const ns = w.ns(n.name);
         const sub = c.spec.subnets.find((s) => s.name === n.subnet);
         for (const r of mesh.learned(n.name)) {
           const encap = c.mode === 'calico-ipip' || (c.mode === 'calico-ipip-crosssubnet' && !r.direct);
-          if (encap) {
-            tryAdd(
-              n.name,
-              () =>
-                addRoute(ns, { prefix: r.prefix, via: r.nextHop, dev: 'tunl0', proto: 'bird', onlink: true }),
-              `route ${r.prefix}`,
-            );
-          } else if (r.direct) {
-            tryAdd(
-              n.name,
-              () => addRoute(ns, { prefix: r.prefix, via: r.nextHop, dev: 'eth0', proto: 'bird' }),
-              `route ${r.prefix}`,
-            );
-          } else if (sub?.gateway) {
-            // gateway recursive: the BGP next hop is reached via the subnet's router
-            tryAdd(
-              n.name,
-              () => addRoute(ns, { prefix: r.prefix, via: sub.gateway, dev: 'eth0', proto: 'bird' }),
-              `route ${r.prefix}`,
-            );
-          } else log.push({ node: n.name, message: `route ${r.prefix}: next hop ${r.nextHop} unreachable` });
+          if (encap)
+            route(n.name, { prefix: r.prefix, via: r.nextHop, dev: 'tunl0', proto: 'bird', onlink: true });
+          else if (r.direct) route(n.name, { prefix: r.prefix, via: r.nextHop, dev: 'eth0', proto: 'bird' });
+          // gateway recursive: the BGP next hop is reached via the subnet's router (none: BIRD has no route)
+          else if (sub?.gateway)
+            route(n.name, { prefix: r.prefix, via: sub.gateway, dev: 'eth0', proto: 'bird' });
         }
       }
       break;
     }
   }
-  void intToIp4;
-  void ip4ToInt;
-  return log;
 }

@@ -33,20 +33,35 @@ import type {
   PolicyPeerSpec,
   PolicyPortSpec,
 } from '../cluster/spec.ts';
+import type { RuleOrigin } from '../kernel/netfilter.ts';
 import { hash32 } from '../kernel/world.ts';
-import { intToIp4, ip4ToInt, prefixMask } from '../wire/addr.ts';
+import {
+  cidrContains,
+  cidrText,
+  cidrWithin,
+  ip4ToInt,
+  networkOf,
+  parseCidr,
+  type Cidr,
+} from '../wire/addr.ts';
 import type { ResolvedPod } from './build.ts';
 
 export type Direction = 'ingress' | 'egress';
 
+/** A rule spec (iptables-save form, after `-A CHAIN`) and what put it there */
+export interface PolicyRule {
+  spec: string;
+  origin: RuleOrigin;
+}
+
 /** What a node gets: its policy chains, and the jumps into them */
 export interface NodePolicy {
   /** new chains in order, each with its rules */
-  chains: { name: string; rules: string[] }[];
+  chains: { name: string; rules: PolicyRule[] }[];
   /** jumps for CNI-FORWARD, to go before the plugin's per-pod ACCEPT rules */
-  forward: string[];
+  forward: PolicyRule[];
   /** jumps for INPUT (a pod's egress to its own node) */
-  input: string[];
+  input: PolicyRule[];
 }
 
 export interface PolicyInput {
@@ -110,34 +125,23 @@ export function peerPods(
   );
 }
 
-interface Cidr {
-  net: number;
-  len: number;
-}
-
-function parseCidr(s: string): Cidr {
-  const [a, l] = s.split('/');
-  const len = Number(l);
-  return { net: (ip4ToInt(a) & prefixMask(len)) >>> 0, len };
-}
-
-const cidrText = (c: Cidr) => `${intToIp4(c.net)}/${c.len}`;
-const within = (inner: Cidr, outer: Cidr) =>
-  inner.len >= outer.len && (inner.net & prefixMask(outer.len)) >>> 0 === outer.net;
-
 /** `cidr` without the `except` blocks, as the fewest prefixes, in address order */
 export function subtractCidrs(cidr: string, except: readonly string[]): string[] {
-  const ex = except.map(parseCidr);
+  const block = (t: string): Cidr => {
+    const c = parseCidr(t, { allowHostBits: true });
+    return { addr: networkOf(c), len: c.len };
+  };
+  const ex = except.map(block);
   const split = (c: Cidr): Cidr[] => {
-    if (ex.some((e) => within(c, e))) return [];
-    if (!ex.some((e) => within(e, c))) return [c];
+    if (ex.some((e) => cidrWithin(c, e))) return [];
+    if (!ex.some((e) => cidrWithin(e, c))) return [c];
     const half = 2 ** (31 - c.len);
     return [
-      ...split({ net: c.net, len: c.len + 1 }),
-      ...split({ net: (c.net + half) >>> 0, len: c.len + 1 }),
+      ...split({ addr: c.addr, len: c.len + 1 }),
+      ...split({ addr: (c.addr + half) >>> 0, len: c.len + 1 }),
     ];
   };
-  return split(parseCidr(cidr)).map(cidrText);
+  return split(block(cidr)).map(cidrText);
 }
 
 /** An address a rule matches, and the pod that has it (named ports resolve against that pod) */
@@ -186,7 +190,7 @@ function ruleSpecs(
   k: number,
   pod: ResolvedPod,
   dir: Direction,
-): string[] {
+): PolicyRule[] {
   const rule = (dir === 'ingress' ? policy.ingress : policy.egress)[k];
   const peers: Peer[] =
     rule.peers.length === 0
@@ -199,10 +203,17 @@ function ruleSpecs(
   const ports: (PolicyPortSpec | undefined)[] = rule.ports.length === 0 ? [undefined] : rule.ports;
   const flag = dir === 'ingress' ? '-s' : '-d';
   const tag = comment(`policy ${policy.namespace}/${policy.name} ${dir} rule ${k}`);
-  const out: string[] = [];
+  const origin: RuleOrigin = {
+    kind: 'network-policy',
+    namespace: policy.namespace,
+    name: policy.name,
+    direction: dir,
+    ruleIndex: k,
+  };
+  const out: PolicyRule[] = [];
   const emit = (cidr: string, m: { proto?: string; dport?: string }) =>
-    out.push(
-      [
+    out.push({
+      spec: [
         cidr.endsWith('/0') ? '' : `${flag} ${cidr}`,
         m.proto ? `-p ${m.proto}` : '',
         tag,
@@ -211,7 +222,8 @@ function ruleSpecs(
       ]
         .filter((x) => x !== '')
         .join(' '),
-    );
+      origin,
+    });
   for (const peer of peers)
     for (const port of ports) {
       if (typeof port?.port !== 'string') {
@@ -228,7 +240,7 @@ function ruleSpecs(
       // egress: the destination pods that have a port of that name
       const owners = peer.pod
         ? [peer.pod]
-        : pods.filter((p) => within(parseCidr(`${p.ip}/32`), parseCidr(peer.cidr)));
+        : pods.filter((p) => cidrContains(parseCidr(peer.cidr, { allowHostBits: true }), ip4ToInt(p.ip)));
       for (const o of owners) {
         const n = namedPort(o, name, proto);
         if (n !== undefined) emit(`${o.ip}/32`, portMatch(port, n));
@@ -239,7 +251,7 @@ function ruleSpecs(
 
 /** Compile the policies for every node: per isolated pod and direction, one chain and its jumps. */
 export function compilePolicies(input: PolicyInput, pods: readonly ResolvedPod[]): Map<string, NodePolicy> {
-  const nodes = new Map<string, NodePolicy & { ingress: string[] }>();
+  const nodes = new Map<string, NodePolicy & { ingress: PolicyRule[] }>();
   for (const pod of pods) {
     let node = nodes.get(pod.node);
     if (!node) {
@@ -250,17 +262,31 @@ export function compilePolicies(input: PolicyInput, pods: readonly ResolvedPod[]
       const selecting = selectingPolicies(input, pod, dir);
       if (selecting.length === 0) continue;
       const name = policyChain(pod, dir);
-      const rules = ['-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT'];
+      const who = `${pod.namespace}/${pod.name}`;
+      const selectedBy = selecting.map((p) => `${p.namespace}/${p.name}`);
+      const chainRule = (spec: string, role: 'jump' | 'established' | 'default-deny'): PolicyRule => ({
+        spec,
+        origin: { kind: 'policy-chain', pod: who, direction: dir, role, selectedBy },
+      });
+      const rules = [chainRule('-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT', 'established')];
       for (const policy of selecting) {
         const list = dir === 'ingress' ? policy.ingress : policy.egress;
         for (let k = 0; k < list.length; k++)
-          for (const r of ruleSpecs(input, pods, policy, k, pod, dir)) if (!rules.includes(r)) rules.push(r);
+          for (const r of ruleSpecs(input, pods, policy, k, pod, dir))
+            if (!rules.some((x) => x.spec === r.spec)) rules.push(r);
       }
-      const who = `${pod.namespace}/${pod.name}`;
-      const by = selecting.map((p) => `${p.namespace}/${p.name}`).join(', ');
-      rules.push(`${comment(`no policy selecting ${who} allows this ${dir} (selected by: ${by})`)} -j DROP`);
+      const by = selectedBy.join(', ');
+      rules.push(
+        chainRule(
+          `${comment(`no policy selecting ${who} allows this ${dir} (selected by: ${by})`)} -j DROP`,
+          'default-deny',
+        ),
+      );
       node.chains.push({ name, rules });
-      const jump = `${dir === 'egress' ? '-s' : '-d'} ${pod.ip}/32 ${comment(`${dir} policy of ${who}`)} -j ${name}`;
+      const jump = chainRule(
+        `${dir === 'egress' ? '-s' : '-d'} ${pod.ip}/32 ${comment(`${dir} policy of ${who}`)} -j ${name}`,
+        'jump',
+      );
       if (dir === 'ingress') node.ingress.push(jump);
       else {
         node.forward.push(jump);

@@ -7,7 +7,7 @@ import { MODE_INFO } from '../cni/modes.ts';
 import type { Cluster, ResolvedNode } from '../cni/build.ts';
 import { formatRoute } from '../kernel/fib.ts';
 import type { Link, Netns } from '../kernel/objects.ts';
-import { ip4ToInt, prefixMask } from '../wire/addr.ts';
+import { cidrsOverlap, inPrefix, ip4ToInt, parseCidr } from '../wire/addr.ts';
 
 export const CHECKS = [
   'pod-mtu',
@@ -42,8 +42,10 @@ export interface CheckResult {
 }
 
 function overlaps(a: ResolvedNode, b: ResolvedNode): boolean {
-  const len = Math.min(a.podLen, b.podLen);
-  return ((ip4ToInt(a.podNet) ^ ip4ToInt(b.podNet)) & prefixMask(len)) === 0;
+  return cidrsOverlap(
+    parseCidr(a.podCIDR, { allowHostBits: true }),
+    parseCidr(b.podCIDR, { allowHostBits: true }),
+  );
 }
 
 /** the MTU of a node's underlay link: its eth0 and the segment's side of it */
@@ -127,7 +129,7 @@ export function runChecks(c: Cluster): CheckResult[] {
     const eth0 = ns(p.name)?.link('eth0');
     if (!node || !eth0) continue;
     for (const a of eth0.addrs) {
-      const inside = (ip4ToInt(a.ip) & prefixMask(node.podLen)) >>> 0 === ip4ToInt(node.podNet);
+      const inside = inPrefix(a.ip, node.podNet, node.podLen);
       if (!inside)
         add({
           check: 'pod-ip-outside-cidr',

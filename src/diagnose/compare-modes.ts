@@ -5,7 +5,7 @@
 import type { ClusterSpec, CniMode } from '../cluster/spec.ts';
 import { CNI_MODES } from '../cluster/spec.ts';
 import { buildCluster } from '../cni/build.ts';
-import { headerLayers } from '../render/headers.ts';
+import { parseFrame } from '../wire/packet.ts';
 import { walk } from '../trace/walk.ts';
 
 export interface ModeRow {
@@ -62,21 +62,15 @@ export function compareModes(spec: ClusterSpec, modes: readonly CniMode[] = CNI_
     const wire = steps.find((s) => segments.has(s.netns) && s.kind === 'rx');
     if (podFrame?.frame && wire?.frame) {
       row.overhead = wire.frame.length - podFrame.frame.length;
-      const layers = headerLayers(wire.frame);
-      const ips = layers.filter((l) => l.name === 'IPv4');
-      const between = layers.slice(
-        layers.indexOf(ips[0]) + 1,
-        ips.length > 1 ? layers.indexOf(ips[1]) : undefined,
-      );
-      const udp = between.find((l) => l.name === 'UDP');
-      if (between.some((l) => l.name === 'VXLAN'))
-        row.encapsulation = `VXLAN (UDP ${udp?.fields.split(' ')[2]})`;
-      else if (ips.length > 1) row.encapsulation = 'IPinIP (IP protocol 4)';
-      row.underlayAddresses = [
-        ...new Set(
-          ips.slice(0, 1).flatMap((l) => l.fields.split(' ').filter((x) => /^\d+\.\d+\.\d+\.\d+$/.test(x))),
-        ),
-      ];
+      // what the underlay carried, read from the frame's structure
+      const outer = parseFrame(wire.frame).payload;
+      if (outer.kind === 'ipv4') {
+        const l4 = outer.payload;
+        if (l4.kind === 'udp' && l4.payload.kind === 'vxlan')
+          row.encapsulation = `VXLAN (UDP ${l4.udp.dstPort})`;
+        else if (l4.kind === 'ipip') row.encapsulation = 'IPinIP (IP protocol 4)';
+        row.underlayAddresses = [...new Set([outer.ip.src, outer.ip.dst])];
+      }
       const podNets = c.nodes.map((n) => n.podCIDR);
       const seesPods = row.underlayAddresses.some((a) => c.pods.some((pp) => pp.ip === a));
       row.underlayMustKnow = seesPods

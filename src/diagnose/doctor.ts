@@ -5,7 +5,8 @@
  * hides another's fault.
  */
 import type { Cluster } from '../cni/build.ts';
-import { dispositionLine, flowLine, traceToJson } from '../render/text.ts';
+import { dispositionLine, flowLine } from '../render/text.ts';
+import { traceToJson } from '../render/json.ts';
 import { roleLabel, stepDetail } from '../render/step.ts';
 import type { Proto, Step, Trace } from '../trace/types.ts';
 import { resolveEndpoint, walk, walkOk, type Walk } from '../trace/walk.ts';

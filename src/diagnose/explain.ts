@@ -8,11 +8,12 @@
  * the real tool's.
  */
 import { MODE_INFO } from '../cni/modes.ts';
+import { carrierOk } from '../kernel/links.ts';
 import type { Cluster, ResolvedNode } from '../cni/build.ts';
-import { ip4ToInt, prefixMask } from '../wire/addr.ts';
+import { inPrefix } from '../wire/addr.ts';
 import { runCommand, TOOLS } from '../tools/index.ts';
 import type { CounterEvent, DropReason, Step, Trace } from '../trace/types.ts';
-import type { Rule } from '../kernel/netfilter.ts';
+import type { Rule, RuleOrigin } from '../kernel/netfilter.ts';
 import {
   dropText,
   nfDecisionText,
@@ -81,8 +82,7 @@ function counterValue(c: Cluster, e: CounterEvent): number {
 
 /** the node whose pod CIDR holds ip */
 export function ownerOf(c: Cluster, ip: string): ResolvedNode | undefined {
-  const a = ip4ToInt(ip);
-  return c.nodes.find((n) => (a & prefixMask(n.podLen)) >>> 0 === ip4ToInt(n.podNet));
+  return c.nodes.find((n) => inPrefix(ip, n.podNet, n.podLen));
 }
 
 /** the node a netns belongs to: itself, or the node of the pod */
@@ -180,10 +180,10 @@ export function explainDrop(c: Cluster, t: Trace): Explanation | undefined {
           `a node was replaced or changed its IP and ${info.controlPlane} on ${d.netns} still routes its pods to the old address; check that the route's gateway is a live node IP`,
         );
       const l = dev ? c.world.netns.get(d.netns)?.link(dev) : undefined;
-      if (l && !c.stack.carrier(c.world.ns(d.netns), l)) {
+      if (l && !carrierOk(l)) {
         const peer = l.type === 'veth' ? l.peer : undefined;
         causes.unshift(
-          `${dev} has no carrier (NO-CARRIER)${peer ? `: its veth peer ${peer.name} in ${peer.netns} is down` : ': none of its ports is up'}, so the ARP requests never leave (tx_dropped rises); the route is still used because routes on a link without carrier stay (ignore_routes_with_linkdown=0)`,
+          `${dev} has no carrier (NO-CARRIER)${peer ? `: its veth peer ${peer.name} in ${peer.netns} is down` : ': none of its ports forwards (each is down, or its veth peer is)'}, so the ARP requests never leave (tx_dropped rises); the route is still used because routes on a link without carrier stay (ignore_routes_with_linkdown=0)`,
         );
         if (peer) cmd(peer.netns, `ip link show dev ${peer.name}`);
       }
@@ -242,22 +242,21 @@ export function explainDrop(c: Cluster, t: Trace): Explanation | undefined {
       entry = nfDecisionText(drop);
       const rule: Rule | undefined = drop.rule?.rule;
       cmd(d.netns, `iptables -L ${drop.rule?.chain ?? drop.policy?.chain ?? drop.hook} -n -v --line-numbers`);
-      const invalid = !!rule?.ctstate && !rule.ctstate.neg && rule.ctstate.v.includes('INVALID');
+      const ct = rule?.matches.find((m) => m.kind === 'conntrack' || m.kind === 'state');
+      const states = ct?.kind === 'conntrack' ? ct.state : ct?.kind === 'state' ? ct.state : undefined;
+      const invalid = !!states && !states.neg && states.v.includes('INVALID');
       if (invalid)
         causes.push(
           `conntrack on ${d.netns} saw ${roleLabel(t.flow.role)} without the packets before it: the two directions take different paths (asymmetric routing), so this node never saw the connection start`,
         );
-      const pol = rule ? policyOrigin(rule) : undefined;
-      if (pol) {
-        causes.push(`a Kubernetes NetworkPolicy: ${pol.comment}`);
-        if (pol.isolation)
-          allowPolicy = allowingPolicy(
-            c,
-            t.flow,
-            pol.isolation.namespace,
-            pol.isolation.pod,
-            pol.isolation.dir,
-          );
+      const origin = rule?.origin;
+      const comment = rule?.matches.find((m) => m.kind === 'comment')?.text;
+      if (origin?.kind === 'network-policy' || origin?.kind === 'policy-chain') {
+        causes.push(`a Kubernetes NetworkPolicy: ${comment ?? policyOriginText(origin)}`);
+        if (origin.kind === 'policy-chain' && origin.role === 'default-deny') {
+          const [namespace, pod] = origin.pod.split('/');
+          allowPolicy = allowingPolicy(c, t.flow, namespace, pod, origin.direction);
+        }
       } else if (drop.policy)
         causes.push(
           `the ${drop.policy.chain} chain's policy is ${drop.policy.policy} and no rule accepted this packet: a host firewall (or Docker's iptables setup) on ${d.netns}`,
@@ -533,20 +532,9 @@ export function renderExplanation(x: Explanation): string {
   return lines.join('\n');
 }
 
-/**
- * The NetworkPolicy a rule was compiled from, and for the final DROP of a pod's policy chain the
- * isolated pod and direction. TEMPORARY: read from the rule's comment until rules carry their
- * provenance as data (the netfilter rewrite in progress gives Rule an `origin`).
- */
-function policyOrigin(
-  rule: Rule,
-):
-  { comment: string; isolation?: { namespace: string; pod: string; dir: 'ingress' | 'egress' } } | undefined {
-  const comment = rule.comment;
-  if (comment === undefined || !/policy|NetworkPolicy/i.test(comment)) return undefined;
-  const sel = /no policy selecting (\S+)\/(\S+) allows this (ingress|egress)/.exec(comment);
-  return {
-    comment,
-    isolation: sel ? { namespace: sel[1], pod: sel[2], dir: sel[3] as 'ingress' | 'egress' } : undefined,
-  };
+/** what a policy rule is, from its origin, for a rule without a comment */
+function policyOriginText(o: Extract<RuleOrigin, { kind: 'network-policy' | 'policy-chain' }>): string {
+  return o.kind === 'network-policy'
+    ? `policy ${o.namespace}/${o.name} ${o.direction} rule ${o.ruleIndex}`
+    : `no policy selecting ${o.pod} allows this ${o.direction} (selected by: ${o.selectedBy.join(', ')})`;
 }

@@ -2,9 +2,13 @@
  * Connection tracking (nf_conntrack), per network namespace: both tuples, the TCP state machine
  * of nf_conntrack_proto_tcp (tcp_conntracks), UDP/ICMP/generic timeouts, SEEN_REPLY ("[UNREPLIED]"
  * until then) and ASSURED. Entries are created unconfirmed and confirmed when the packet leaves
- * the last hook (POSTROUTING or INPUT); a packet dropped before that leaves no entry.
+ * the last hook (POSTROUTING or INPUT); a packet dropped before that leaves no entry. An ICMP
+ * error is RELATED to the entry of the packet it quotes (nf_conntrack_inet_error) and creates
+ * none. NAT (nat.ts) lives in the entry: the reply tuple is the NATed one, and the status bits
+ * say which manips changed it (IPS_SRC_NAT, IPS_DST_NAT) and which are set up (IPS_*_NAT_DONE).
  */
-import type { CtState } from './netfilter.ts';
+import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, type Ipv4Packet } from '../wire/types.ts';
+import type { CtState } from './netfilter/types.ts';
 
 export type TcpCtState =
   | 'NONE'
@@ -60,20 +64,32 @@ export interface CtEntry {
   /** UDP: µs after which two-way traffic makes it a stream (2 s after creation, as Linux) */
   streamTs: number;
   mark: number;
+  /** IPS_SRC_NAT / IPS_DST_NAT: a manip changed the tuple */
+  snat: boolean;
+  dnat: boolean;
+  /** IPS_SRC_NAT_DONE / IPS_DST_NAT_DONE: the nat hook of that manip has run for the entry */
+  snatDone: boolean;
+  dnatDone: boolean;
 }
 
 export type CtDir = 'original' | 'reply';
 
+/** what nf_conntrack_in (or nf_ct_attach) gave the packet: its entry and ctinfo */
 export interface CtResult {
   entry: CtEntry;
   dir: CtDir;
   ctstate: CtState;
   isNew: boolean;
+  /** an ICMP error (or a reject's RST) belonging to the entry: IP_CT_RELATED[_REPLY] */
+  related?: boolean;
   /** TCP state before/after, for the trace */
   from?: TcpCtState;
   to?: TcpCtState;
   invalid?: boolean;
 }
+
+/** ICMP types that are errors quoting a packet */
+const ICMP_ERRORS = new Set([3, 4, 5, 11, 12]);
 
 type TcpIdx = 'syn' | 'synack' | 'fin' | 'ack' | 'rst' | 'none';
 
@@ -139,7 +155,7 @@ export function tcpIndex(f: { syn?: boolean; ack?: boolean; fin?: boolean; rst?:
   return 'none';
 }
 
-function invert(t: Tuple): Tuple {
+export function invertTuple(t: Tuple): Tuple {
   if (t.proto === 1) {
     // echo request (8) <-> echo reply (0)
     const type = t.icmpType === 8 ? 0 : t.icmpType === 0 ? 8 : t.icmpType;
@@ -158,9 +174,26 @@ export class Conntrack {
   readonly entries: CtEntry[] = [];
   private index = new Map<string, { entry: CtEntry; dir: CtDir }>();
 
-  /** nf_conntrack_in: find or create the entry for a packet and advance its state */
-  track(t: Tuple, tcpFlags: Parameters<typeof tcpIndex>[0] | undefined, now: number, loose = true): CtResult {
+  /**
+   * nf_conntrack_in: find or create the entry for a packet and advance its state. `quoted` is the
+   * tuple of the packet an ICMP error quotes: the error is RELATED to that packet's entry
+   * (nf_conntrack_inet_error), or has none (INVALID), and never creates one.
+   */
+  track(
+    t: Tuple,
+    tcpFlags: Parameters<typeof tcpIndex>[0] | undefined,
+    now: number,
+    loose = true,
+    quoted?: Tuple,
+  ): CtResult {
     this.expire(now);
+    if (t.proto === IPPROTO_ICMP && ICMP_ERRORS.has(t.icmpType!)) {
+      const hit = quoted && this.index.get(tupleKey(invertTuple(quoted)));
+      // the found direction's destination must be the error's destination
+      if (hit && (hit.dir === 'original' ? hit.entry.orig : hit.entry.reply).dst === t.dst)
+        return { entry: hit.entry, dir: hit.dir, ctstate: 'RELATED', isNew: false, related: true };
+      return { entry: this.blank(t, now), dir: 'original', ctstate: 'INVALID', isNew: false, invalid: true };
+    }
     const found = this.index.get(tupleKey(t));
     if (!found) {
       const idx = tcpFlags ? tcpIndex(tcpFlags) : undefined;
@@ -215,9 +248,15 @@ export class Conntrack {
     this.index.set(tupleKey(e.reply), { entry: e, dir: 'reply' });
   }
 
-  /** ICMP error quoting a tracked packet: RELATED */
-  related(quoted: Tuple): CtEntry | undefined {
-    return this.index.get(tupleKey(quoted))?.entry;
+  /** the confirmed entry with this tuple in either direction (nf_conntrack_find_get) */
+  find(t: Tuple): { entry: CtEntry; dir: CtDir } | undefined {
+    return this.index.get(tupleKey(t));
+  }
+
+  /** nf_conntrack_tuple_taken: another confirmed entry has this tuple in either direction */
+  taken(t: Tuple, ignore: CtEntry): boolean {
+    const hit = this.index.get(tupleKey(t));
+    return !!hit && hit.entry !== ignore;
   }
 
   /** the earliest expiry of any confirmed entry (a lower bound): expire() has nothing to do before it */
@@ -254,13 +293,67 @@ export class Conntrack {
   private blank(t: Tuple, now: number): CtEntry {
     return {
       orig: t,
-      reply: invert(t),
+      reply: invertTuple(t),
       expires: now,
       seenReply: false,
       assured: false,
       confirmed: false,
       streamTs: now + 2e6,
       mark: 0,
+      snat: false,
+      dnat: false,
+      snatDone: false,
+      dnatDone: false,
     };
   }
+}
+
+/** nf_ct_get_tuple of a packet; an ICMP error's quoted packet comes as `quoted` */
+export function tupleOf(p: Ipv4Packet): Tuple {
+  const pl = p.payload;
+  if (pl.kind === 'tcp')
+    return { proto: IPPROTO_TCP, src: p.ip.src, dst: p.ip.dst, sport: pl.tcp.srcPort, dport: pl.tcp.dstPort };
+  if (pl.kind === 'udp')
+    return { proto: IPPROTO_UDP, src: p.ip.src, dst: p.ip.dst, sport: pl.udp.srcPort, dport: pl.udp.dstPort };
+  if (pl.kind === 'icmp')
+    return {
+      proto: IPPROTO_ICMP,
+      src: p.ip.src,
+      dst: p.ip.dst,
+      sport: 0,
+      dport: 0,
+      icmpType: pl.icmp.type,
+      icmpCode: pl.icmp.code,
+      icmpId: ICMP_ERRORS.has(pl.icmp.type) ? 0 : pl.icmp.id,
+    };
+  return { proto: p.ip.protocol, src: p.ip.src, dst: p.ip.dst, sport: 0, dport: 0 };
+}
+
+/** the tuple of the packet an ICMP error quotes (its IP header and first 8 bytes), if it is one */
+export function quotedTuple(p: Ipv4Packet): Tuple | undefined {
+  const pl = p.payload;
+  if (pl.kind !== 'icmp' || !ICMP_ERRORS.has(pl.icmp.type)) return undefined;
+  const d = pl.data;
+  if (d.length < 20 || d[0] >> 4 !== 4) return undefined;
+  const ihl = (d[0] & 15) * 4;
+  if (d.length < ihl + 8) return undefined;
+  const ip = (o: number) => `${d[o]}.${d[o + 1]}.${d[o + 2]}.${d[o + 3]}`;
+  const proto = d[9];
+  const src = ip(12);
+  const dst = ip(16);
+  const u16 = (o: number) => (d[o] << 8) | d[o + 1];
+  if (proto === IPPROTO_TCP || proto === IPPROTO_UDP)
+    return { proto, src, dst, sport: u16(ihl), dport: u16(ihl + 2) };
+  if (proto === IPPROTO_ICMP)
+    return {
+      proto,
+      src,
+      dst,
+      sport: 0,
+      dport: 0,
+      icmpType: d[ihl],
+      icmpCode: d[ihl + 1],
+      icmpId: u16(ihl + 4),
+    };
+  return { proto, src, dst, sport: 0, dport: 0 };
 }

@@ -135,6 +135,8 @@ export interface NfDecision {
   /** set when the builtin chain's policy decided */
   policy?: { chain: string; policy: 'ACCEPT' | 'DROP' };
   rejectWith?: string;
+  /** the deciding rule's NAT target (the verdict is ACCEPT) */
+  nat?: 'DNAT' | 'SNAT' | 'MASQUERADE';
 }
 
 /** the details of a drop, by reason: each reason's subject and the entry involved */
@@ -147,6 +149,8 @@ export type DropCause =
       call?: SendCall;
       /** the outer destination of a tunnel packet */
       tunnel?: boolean;
+      /** the nat OUTPUT hook changed the destination and the new one has no route */
+      afterNat?: boolean;
       /** ipip with `remote any` and a route without gateway, or a frame handed to an L3 device */
       ipip?: 'no-gateway' | 'frame';
     }
@@ -167,7 +171,12 @@ export type DropCause =
       /** the device is a bridge, or a port of one */
       bridge?: 'bridge' | 'port';
     }
-  | ({ reason: 'filtered'; site: 'nf_hook_slow' } & NfDecision)
+  | ({
+      reason: 'filtered';
+      site: 'nf_hook_slow';
+      /** MASQUERADE found no address on the output device */
+      masqueradeFailed?: boolean;
+    } & NfDecision)
   | {
       reason: 'mtu-exceeded';
       site: 'ip_append_data' | 'ip_finish_output' | 'ip_forward' | 'veth_xmit' | 'br_dev_queue_push_xmit';
@@ -308,10 +317,34 @@ export type StepEvent =
       dir: CtDir;
       isNew: boolean;
       invalid: boolean;
+      /** an ICMP error about a tracked connection */
+      related?: boolean;
       from?: TcpCtState;
       to?: TcpCtState;
       orig: Tuple;
     }
+  | {
+      type: 'nat-setup';
+      hook: string;
+      manip: 'src' | 'dst';
+      /** the original direction before and after the manip */
+      before: Tuple;
+      after: Tuple;
+      /** false: the null binding (no rule set a manip; the tuple kept, or its port moved off a clash) */
+      byRule: boolean;
+      orig: Tuple;
+      reply: Tuple;
+    }
+  | {
+      type: 'nat-rewrite';
+      hook: string;
+      manip: 'src' | 'dst';
+      before: Tuple;
+      after: Tuple;
+      /** an ICMP error and the packet it quotes were translated */
+      icmpError: boolean;
+    }
+  | { type: 'masquerade-failed'; hook: string }
   | { type: 'icmp-send'; to: string; icmp: IcmpErrorKind; rejectWith?: string; mtu?: number }
   | { type: 'icmp-unsent'; to: string; icmp: IcmpErrorKind; rejectWith?: string }
   /** icmp_send held back by a rate limit: per destination (IcmpOutRateLimitHost), netns-wide

@@ -4,12 +4,15 @@
  * (Linux flushes IPv4 routes of a device set admin-down), routes on a carrier-down device are
  * marked linkdown and still used, as with the default ignore_routes_with_linkdown=0.
  */
-import { intToIp4, ip4ToInt, prefixMask } from '../wire/addr.ts';
+import { intToIp4, prefixMask } from '../wire/addr.ts';
 import type { FibException } from './objects.ts';
 
-export type RouteProto = 'kernel' | 'boot' | 'static' | 'bird' | 'dhcp';
-export type RouteScope = 'global' | 'link' | 'host';
-export type RouteType = 'unicast' | 'blackhole' | 'unreachable' | 'prohibit';
+export const ROUTE_PROTOS = ['kernel', 'boot', 'static', 'bird', 'dhcp'] as const;
+export type RouteProto = (typeof ROUTE_PROTOS)[number];
+export const ROUTE_SCOPES = ['global', 'link', 'host'] as const;
+export type RouteScope = (typeof ROUTE_SCOPES)[number];
+export const ROUTE_TYPES = ['unicast', 'blackhole', 'unreachable', 'prohibit'] as const;
+export type RouteType = (typeof ROUTE_TYPES)[number];
 
 export interface Route {
   /** network address as uint32 */
@@ -27,10 +30,6 @@ export interface Route {
   onlink: boolean;
   /** FIB nexthop exceptions learned for destinations behind this route (the PMTU cache) */
   exceptions?: FibException[];
-}
-
-export function routeKey(r: Pick<Route, 'dst' | 'len' | 'metric'>): string {
-  return `${r.dst}/${r.len}/${r.metric}`;
 }
 
 export function routePrefix(r: Pick<Route, 'dst' | 'len'>): string {
@@ -115,13 +114,4 @@ export class Fib {
     }
     return undefined;
   }
-}
-
-export function parsePrefix(text: string): { dst: number; len: number } {
-  if (text === 'default') return { dst: 0, len: 0 };
-  const [a, l] = text.split('/');
-  const len = l === undefined ? 32 : Number(l);
-  if (!/^\d+$/.test(l ?? '32') || len < 0 || len > 32) throw new Error(`invalid prefix "${text}"`);
-  const dst = ip4ToInt(a);
-  return { dst: (dst & prefixMask(len)) >>> 0, len };
 }

@@ -7,6 +7,7 @@ import { Fib } from './fib.ts';
 import { Netfilter } from './netfilter.ts';
 import { Conntrack } from './conntrack.ts';
 import { KeyedTable } from './table.ts';
+import type { PingSocket, TcpConn } from './sockets.ts';
 
 export interface LinkStats {
   rxPackets: number;
@@ -37,6 +38,16 @@ interface LinkBase {
   /** NOARP devices (tunl0, lo) do not resolve neighbours */
   noarp: boolean;
   stats: LinkStats;
+  /**
+   * the carrier bit (netif_carrier_ok, the inverse of __LINK_STATE_NOCARRIER), as netlink.ts
+   * keeps it; read it through carrierOk (links.ts), which also needs the device up
+   */
+  carrier: boolean;
+  /** IFLA_CARRIER_CHANGES: transitions of the carrier bit since the device was created */
+  carrierChanges: number;
+  /** the device's own unicast and multicast address lists (dev_uc_add/dev_mc_add: `bridge fdb add … self`) */
+  uc: MacAddr[];
+  mc: MacAddr[];
 }
 
 export interface VethLink extends LinkBase {
@@ -102,10 +113,22 @@ export interface VxlanFdbEntry {
   mac: MacAddr;
   dst: Ipv4Addr;
   permanent: boolean;
+  /** added as `static` (NUD_NOARP|NUD_REACHABLE): kept when the device goes down, like a permanent one */
+  static: boolean;
 }
 
-export type NudState =
-  'INCOMPLETE' | 'REACHABLE' | 'STALE' | 'DELAY' | 'PROBE' | 'FAILED' | 'PERMANENT' | 'NOARP';
+/** the neighbour states in the order of their NUD_* bits (NUD_INCOMPLETE 0x01 … NUD_PERMANENT 0x80) */
+export const NUD_STATES = [
+  'INCOMPLETE',
+  'REACHABLE',
+  'STALE',
+  'DELAY',
+  'PROBE',
+  'FAILED',
+  'NOARP',
+  'PERMANENT',
+] as const;
+export type NudState = (typeof NUD_STATES)[number];
 
 export interface NeighEntry {
   ip: Ipv4Addr;
@@ -225,7 +248,13 @@ export const DEFAULT_SYSCTLS: Record<string, string> = {
   'net.netfilter.nf_conntrack_tcp_loose': '1',
 };
 
-export type NetnsRole = 'node' | 'pod' | 'segment' | 'router';
+export const NETNS_ROLES = ['node', 'pod', 'segment', 'router'] as const;
+/** the key of a TCP socket in its namespace's table (Netns.tcp): its 4-tuple */
+export function tcpConnKey(c: Pick<TcpConn, 'local' | 'lport' | 'remote' | 'rport'>): string {
+  return `${c.local}|${c.lport}|${c.remote}|${c.rport}`;
+}
+
+export type NetnsRole = (typeof NETNS_ROLES)[number];
 
 export class Netns {
   readonly links = new Map<string, Link>();
@@ -236,6 +265,12 @@ export class Netns {
   readonly netfilter = new Netfilter();
   readonly conntrack = new Conntrack();
   readonly sockets: ListenSocket[] = [];
+  /** TCP sockets in the order they were opened, by 4-tuple (tcpConnKey); a lookup takes the newest */
+  readonly tcp = new KeyedTable<TcpConn>(tcpConnKey);
+  /** the local ports of UDP sockets applications opened to send from (connected: replies reach them) */
+  readonly udpClients: number[] = [];
+  /** ICMP sockets of ping processes running in this namespace */
+  readonly pings: PingSocket[] = [];
   /** SNMP MIB counters by nstat's name (/proc/net/snmp, netstat); only those the model counts */
   readonly mib = new Map<string, number>();
   /** the neighbour timers' state, by neighbour key `ip|dev` */
@@ -247,7 +282,8 @@ export class Netns {
   /** icmp_global: the netns-wide ICMP credit and when it was last refilled (µs; the kernel's stamp
    * starts at jiffies 0, long before any netns exists: one second before the clock starts here) */
   readonly icmpGlobal = { credit: 0, stamp: -1_000_000 };
-  private nextIfindex = 1;
+  /** the ifindex the next device gets (dev_index_reserve: per namespace, counting up) */
+  nextIfindex = 1;
   /** IPv4 id counter per destination is what Linux does; a per-netns counter is enough here */
   ipId = 0;
 

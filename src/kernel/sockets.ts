@@ -14,9 +14,10 @@ import {
   type TcpFlags,
   type TcpOptions,
 } from '../wire/types.ts';
-import type { Link, Netns } from './objects.ts';
-import type { RouteResult, Stack, TransportHandler } from './stack.ts';
+import { tcpConnKey, type Link, type Netns } from './objects.ts';
+import { loopbackRoute, type Stack, type TransportHandler } from './stack.ts';
 import type { PacketRole, SegmentInfo, SendCall } from './events.ts';
+import type { CtResult } from './conntrack.ts';
 import type { TimerEvent } from './world.ts';
 import { updatePmtu } from './pmtu.ts';
 
@@ -28,16 +29,18 @@ const ICMP_IN: Record<number, string> = {
   11: 'IcmpInTimeExcds',
 };
 
-export type TcpState =
-  | 'SYN_SENT'
-  | 'SYN_RECV'
-  | 'ESTABLISHED'
-  | 'FIN_WAIT1'
-  | 'FIN_WAIT2'
-  | 'CLOSE_WAIT'
-  | 'LAST_ACK'
-  | 'TIME_WAIT'
-  | 'CLOSED';
+export const TCP_STATES = [
+  'SYN_SENT',
+  'SYN_RECV',
+  'ESTABLISHED',
+  'FIN_WAIT1',
+  'FIN_WAIT2',
+  'CLOSE_WAIT',
+  'LAST_ACK',
+  'TIME_WAIT',
+  'CLOSED',
+] as const;
+export type TcpState = (typeof TCP_STATES)[number];
 
 export interface TcpConn {
   ns: string;
@@ -138,9 +141,8 @@ export type PingEvent =
   | { kind: 'reply'; time: number; seq: number; from: string; ttl: number; bytes: number }
   | { kind: 'error'; time: number; seq: number; from: string; type: number; code: number; mtu?: number };
 
-/** an ICMP socket of a ping process (its echo id) */
+/** an ICMP socket of a ping process (its echo id), in its namespace's Netns.pings */
 export interface PingSocket {
-  ns: string;
   id: number;
   inbox: PingEvent[];
 }
@@ -179,22 +181,25 @@ export function modelTimeout(boundary: number, rtoBase: number): number {
 }
 
 export class Sockets implements TransportHandler {
-  readonly conns: TcpConn[] = [];
-  /** live connections by their 4-tuple in a namespace (the established-socket hash) */
-  private byTuple = new Map<string, TcpConn>();
+  /** every TCP socket of every namespace (they live in Netns.tcp) */
+  get conns(): TcpConn[] {
+    return [...this.w.netns.values()].flatMap((ns) => ns.tcp.list());
+  }
 
-  private connKey(ns: string, local: string, lport: number, remote: string, rport: number): string {
-    return `${ns}|${local}|${lport}|${remote}|${rport}`;
+  /** the established-socket hash: the newest socket of the 4-tuple */
+  private byTuple(
+    ns: Netns,
+    local: string,
+    lport: number,
+    remote: string,
+    rport: number,
+  ): TcpConn | undefined {
+    return ns.tcp.getAll(tcpConnKey({ local, lport, remote, rport })).at(-1);
   }
 
   private addConn(c: TcpConn): void {
-    this.conns.push(c);
-    this.byTuple.set(this.connKey(c.ns, c.local, c.lport, c.remote, c.rport), c);
+    this.w.ns(c.ns).tcp.add(c);
   }
-  /** UDP sockets applications opened to send from (connected, so replies reach them) */
-  readonly udpClients: { ns: string; port: number }[] = [];
-  /** ICMP sockets of ping processes */
-  readonly pings: PingSocket[] = [];
   /** why the last send() returned false */
   lastError?: SendError;
   /** responses the server side sends on an established connection */
@@ -215,7 +220,12 @@ export class Sockets implements TransportHandler {
    * A socket's send: route lookup, source choice, the socket's MTU check, then ip_local_out.
    * Returns false when the packet never left (no route, EMSGSIZE).
    */
-  send(ns: Netns, pkt: Ipv4Packet, what: SendCall, pmtudisc?: Pmtudisc): boolean {
+  send(
+    ns: Netns,
+    pkt: Ipv4Packet,
+    what: SendCall,
+    opts: { ct?: CtResult; pmtudisc?: Pmtudisc } = {},
+  ): boolean {
     this.lastError = undefined;
     const rr = this.stack.routeOutput(ns, pkt.ip.dst);
     if (!rr) {
@@ -233,22 +243,7 @@ export class Sockets implements TransportHandler {
     }
     if ('error' in rr) {
       // local destination: through lo
-      const lo = ns.link('lo')!;
-      const local: RouteResult = {
-        route: {
-          dst: 0,
-          len: 32,
-          type: 'unicast',
-          dev: 'lo',
-          proto: 'kernel',
-          scope: 'host',
-          metric: 0,
-          onlink: false,
-        },
-        dev: lo,
-        src: pkt.ip.src === '0.0.0.0' ? pkt.ip.dst : pkt.ip.src,
-        nexthop: pkt.ip.dst,
-      };
+      const local = loopbackRoute(ns, pkt.ip.dst, pkt.ip.src === '0.0.0.0' ? pkt.ip.dst : pkt.ip.src);
       if (pkt.ip.src === '0.0.0.0') pkt.ip.src = local.src;
       this.w.rec.add({
         kind: 'route',
@@ -258,7 +253,7 @@ export class Sockets implements TransportHandler {
         device: 'lo',
         ev: { type: 'route-local', dst: pkt.ip.dst, dev: rr.dev.name, via: 'output' },
       });
-      this.stack.localOut(ns, pkt, local);
+      this.stack.localOut(ns, pkt, local, opts.ct);
       return true;
     }
     if (pkt.ip.src === '0.0.0.0') pkt.ip.src = rr.src;
@@ -267,7 +262,7 @@ export class Sockets implements TransportHandler {
     // the socket's MTU is the path MTU (a cached FIB exception) or the device's
     const mtu = rr.pmtu ?? rr.dev.mtu;
     // IP_PMTUDISC_WANT: DF only on what fits the path MTU; the rest is fragmented here
-    if (pmtudisc === 'want') pkt.ip.df = len <= mtu;
+    if (opts.pmtudisc === 'want') pkt.ip.df = len <= mtu;
     if (pkt.ip.df && len > mtu) {
       this.w.rec.add({
         kind: 'mtu',
@@ -300,7 +295,7 @@ export class Sockets implements TransportHandler {
     const stack = this.stack;
     stack.sender = ns.name;
     stack.sendError = undefined;
-    stack.localOut(ns, pkt, rr);
+    stack.localOut(ns, pkt, rr, opts.ct);
     stack.sender = undefined;
     if (stack.sendError) {
       // NET_XMIT_DROP from the device: ip_push_pending_frames counts OutDiscards, sendmsg says ENOBUFS
@@ -450,8 +445,7 @@ export class Sockets implements TransportHandler {
       ip: this.ip('0.0.0.0', dst, IPPROTO_UDP, df),
       payload: { kind: 'udp', udp: { srcPort: sport, dstPort: dport }, payload: { kind: 'raw', data } },
     };
-    if (!this.udpClients.some((u) => u.ns === ns.name && u.port === sport))
-      this.udpClients.push({ ns: ns.name, port: sport });
+    if (!ns.udpClients.includes(sport)) ns.udpClients.push(sport);
     return this.send(ns, pkt, 'sendto()');
   }
 
@@ -478,35 +472,30 @@ export class Sockets implements TransportHandler {
       payload: { kind: 'icmp', icmp: { type: 8, code: 0, id, seq }, data },
     };
     if (opts.ttl !== undefined) pkt.ip.ttl = opts.ttl;
-    return this.send(ns, pkt, 'ping', opts.pmtudisc);
+    return this.send(ns, pkt, 'ping', { pmtudisc: opts.pmtudisc });
   }
 
   /** socket(AF_INET, SOCK_RAW, IPPROTO_ICMP) of a ping process: its echo id, and what it receives */
   openPing(ns: Netns, id: number): PingSocket {
-    const sock: PingSocket = { ns: ns.name, id, inbox: [] };
-    this.pings.push(sock);
+    const sock: PingSocket = { id, inbox: [] };
+    ns.pings.push(sock);
     return sock;
   }
 
-  closePing(sock: PingSocket): void {
-    const i = this.pings.indexOf(sock);
-    if (i >= 0) this.pings.splice(i, 1);
+  closePing(ns: Netns, sock: PingSocket): void {
+    const i = ns.pings.indexOf(sock);
+    if (i >= 0) ns.pings.splice(i, 1);
   }
 
   private pingSocket(ns: Netns, id: number): PingSocket | undefined {
-    for (const p of this.pings) if (p.ns === ns.name && p.id === id) return p;
+    for (const p of ns.pings) if (p.id === id) return p;
     return undefined;
-  }
-
-  /** find a connection by its 4-tuple */
-  conn(ns: string, local: string, lport: number, remote: string, rport: number): TcpConn | undefined {
-    return this.byTuple.get(this.connKey(ns, local, lport, remote, rport));
   }
 
   /** a socket timer fired (tcp_write_timer) */
   timer(ns: Netns, ev: TimerEvent): void {
     if (ev.kind !== 'tcp-rto') return;
-    const c = this.conn(ns.name, ev.local, ev.lport, ev.remote, ev.rport);
+    const c = this.byTuple(ns, ev.local, ev.lport, ev.remote, ev.rport);
     if (c && c.rtoAt === this.w.now) this.retransmitTimer(ns, c);
   }
 
@@ -593,7 +582,7 @@ export class Sockets implements TransportHandler {
     if (p.kind === 'tcp') return this.tcpRcv(ns, dev, pkt);
     if (p.kind === 'udp') {
       const sock = ns.sockets.find((s) => s.proto === 'udp' && s.port === p.udp.dstPort);
-      if (!sock && this.udpClients.some((u) => u.ns === ns.name && u.port === p.udp.dstPort)) {
+      if (!sock && ns.udpClients.includes(p.udp.dstPort)) {
         const n = p.payload.kind === 'raw' ? p.payload.data.length : 0;
         this.stack.deliver(ns, dev.name, `udp/${p.udp.dstPort}`, {
           what: 'udp',
@@ -727,7 +716,7 @@ export class Sockets implements TransportHandler {
     }
     if (proto !== IPPROTO_TCP) return false;
     if (type === 3 && code === 4 && mtu) return this.mtuReduced(ns, dev, quoted, mtu);
-    const c = this.conn(ns.name, src, get16(quoted, ihl), dst, get16(quoted, ihl + 2));
+    const c = this.byTuple(ns, src, get16(quoted, ihl), dst, get16(quoted, ihl + 2));
     if (!c || c.state === 'CLOSED') return false;
     const err: SockErrno = type === 3 ? icmpErrno(code) : 'EHOSTUNREACH';
     if ((c.state === 'SYN_SENT' || c.state === 'SYN_RECV') && !c.owned) {
@@ -747,7 +736,7 @@ export class Sockets implements TransportHandler {
     const { tcp, data } = pkt.payload;
     const f = tcp.flags;
     this.stack.count(ns, 'TcpInSegs');
-    const found = this.byTuple.get(this.connKey(ns.name, pkt.ip.dst, tcp.dstPort, pkt.ip.src, tcp.srcPort));
+    const found = this.byTuple(ns, pkt.ip.dst, tcp.dstPort, pkt.ip.src, tcp.srcPort);
     const conn = found && found.state !== 'CLOSED' ? found : undefined;
     const seg: SegmentInfo = {
       flags: { ...f },
@@ -932,7 +921,7 @@ export class Sockets implements TransportHandler {
     const dst = intToIp4(get32(quoted, 16));
     const sport = get16(quoted, ihl);
     const dport = get16(quoted, ihl + 2);
-    const conn = this.byTuple.get(this.connKey(ns.name, src, sport, dst, dport));
+    const conn = this.byTuple(ns, src, sport, dst, dport);
     if (!conn || conn.state === 'CLOSED') return false;
     const before = this.sendMss(conn);
     if (conn.pmtu !== undefined && conn.pmtu <= mtu) {

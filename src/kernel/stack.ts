@@ -24,7 +24,6 @@ import {
   ETHERTYPE_IPV4,
   IPPROTO_ICMP,
   IPPROTO_IPIP,
-  IPPROTO_TCP,
   IPPROTO_UDP,
   type Frame,
   type Ipv4Packet,
@@ -46,6 +45,7 @@ import {
   type StepEvent,
   type StepKind,
 } from './events.ts';
+import { carrierOk } from './links.ts';
 import type {
   BridgeLink,
   IpipLink,
@@ -56,8 +56,11 @@ import type {
   VethLink,
   VxlanLink,
 } from './objects.ts';
-import type { CtResult, Tuple } from './conntrack.ts';
-import type { PacketMeta, Verdict } from './netfilter.ts';
+import { tupleOf, type CtResult } from './conntrack.ts';
+import type { Hook } from './netfilter.ts';
+import { runHook, type HookEnv, type NfEvent } from './netfilter/hooks.ts';
+import type { Traversal } from './netfilter/eval.ts';
+import { REJECT_CODE, resetFor } from './netfilter/reject.ts';
 import type { TimerEvent, World } from './world.ts';
 
 export const BROADCAST: MacAddr = 'ff:ff:ff:ff:ff:ff';
@@ -84,6 +87,8 @@ export interface Queued {
   ns: string;
   pkt: Ipv4Packet;
   role: PacketRole;
+  /** the connection a kernel-made packet (ICMP error, reset) belongs to (nf_ct_attach) */
+  ct?: CtResult;
 }
 
 /** What the transport layer (sockets.ts) does with a packet delivered locally. */
@@ -99,8 +104,14 @@ interface Skb {
   /** ingress device, set on receive */
   iif?: string;
   ct?: CtResult;
+  /** skb->mark */
+  mark?: number;
+  /** CT --notrack: not tracked */
+  untracked?: boolean;
   /** largest fragment seen when reassembled by conntrack defrag (IPCB frag_max_size) */
   fragMax?: number;
+  /** br_netfilter ran PREROUTING when the frame entered the bridge (ip_sabotage_in skips it) */
+  prerouted?: boolean;
 }
 
 export class Stack {
@@ -229,14 +240,30 @@ export class Stack {
    * ip_local_out for a packet a socket (or the kernel: ICMP, tunnels) built. The route has been
    * chosen by the caller (the socket's route lookup).
    */
-  localOut(ns: Netns, pkt: Ipv4Packet, rr: RouteResult): void {
-    const skb: Skb = { pkt };
-    if (!this.netfilterHook(ns, 'OUTPUT', skb, undefined, rr.dev.name)) return;
+  localOut(ns: Netns, pkt: Ipv4Packet, rr: RouteResult, ct?: CtResult): void {
+    const skb: Skb = { pkt, ct };
+    if (!this.netfilterHook(ns, 'OUTPUT', skb, undefined, rr.dev.name, rr.nexthop)) return;
+    if (skb.pkt.ip.dst !== pkt.ip.dst) {
+      // ip_route_me_harder: the nat OUTPUT hook changed the destination, route again
+      const again = this.routeOutput(ns, skb.pkt.ip.dst);
+      if (!again) {
+        this.mib(ns, 'IpOutNoRoutes');
+        return this.drop(ns, {
+          reason: 'no-route',
+          site: 'ip_route_output',
+          dst: skb.pkt.ip.dst,
+          afterNat: true,
+        });
+      }
+      // a local destination now: through lo
+      rr = 'error' in again ? loopbackRoute(ns, skb.pkt.ip.dst, skb.pkt.ip.src) : again;
+      this.routeStep(ns, skb.pkt.ip.dst, rr);
+    }
     this.postRouting(ns, skb, rr);
   }
 
   private postRouting(ns: Netns, skb: Skb, rr: RouteResult): void {
-    if (skb.ct) this.ctConfirm(ns, skb);
+    if (!this.netfilterHook(ns, 'POSTROUTING', skb, undefined, rr.dev.name, rr.nexthop)) return;
     this.finishOutput(ns, skb, rr);
   }
 
@@ -288,6 +315,10 @@ export class Stack {
     if (dev.type === 'ipip') return this.ipipXmit(ns, dev, pkt, rr);
     if (dev.type === 'loopback') {
       this.w.tick(HOP_US);
+      // loopback_xmit: out with lo's all-zero Ethernet header and straight back in; libpcap shows
+      // the packet once, as received (it skips the outgoing copy on loopback)
+      const frame: Frame = { eth: { dst: dev.mac, src: dev.mac, ethertype: ETHERTYPE_IPV4 }, payload: pkt };
+      this.capture(ns, dev, 'in', emitFrame(frame));
       return this.ipRcv(ns, dev, { pkt });
     }
     const mac = this.resolve(ns, dev, rr.nexthop, pkt);
@@ -570,13 +601,9 @@ export class Stack {
       rec.part = item.part;
       this.drop(
         ns,
-        {
-          reason: 'neighbour-failed',
-          site: 'neigh_resolve_output',
-          nexthop: n.ip,
-          probes,
-          queued: item.part !== undefined && i > 0 ? true : undefined,
-        },
+        item.part !== undefined && i > 0
+          ? { reason: 'neighbour-failed', site: 'neigh_resolve_output', nexthop: n.ip, probes, queued: true }
+          : { reason: 'neighbour-failed', site: 'neigh_resolve_output', nexthop: n.ip, probes },
         n.dev,
         2,
       );
@@ -693,22 +720,9 @@ export class Stack {
   /* ------------------------------------------------------------ devices */
 
   private capture(ns: Netns, dev: Link, dir: 'in' | 'out', bytes: Uint8Array, promisc = false): void {
-    if (this.w.capture)
+    // a device that is down cannot be captured on (tcpdump: "That device is not up")
+    if (this.w.capture && dev.up)
       this.w.captures.push({ time: this.w.now, netns: ns.name, dev: dev.name, dir, frame: bytes, promisc });
-  }
-
-  /**
-   * Carrier (IFF_LOWER_UP): a veth has it while its peer is up, a bridge while one of its ports is
-   * up with carrier; vxlan and loopback while up.
-   */
-  carrier(ns: Netns, dev: Link): boolean {
-    if (!dev.up) return false;
-    if (dev.type === 'veth') return !!dev.peer && !!this.w.netns.get(dev.peer.netns)?.link(dev.peer.name)?.up;
-    if (dev.type === 'bridge') {
-      for (const l of ns.links.values()) if (l.master === dev.name && this.carrier(ns, l)) return true;
-      return false;
-    }
-    return true;
   }
 
   /** dev_queue_xmit */
@@ -717,7 +731,7 @@ export class Stack {
     const mine = this.sender === ns.name;
     this.sender = undefined;
     if (!dev.up) return this.drop(ns, { reason: 'link-down', site: 'dev_queue_xmit' }, dev.name, 2);
-    if (!this.carrier(ns, dev)) {
+    if (!carrierOk(dev)) {
       // without carrier the device's qdisc is noop: the frame is dropped before any capture sees it
       this.txDropped(ns, dev);
       return this.drop(ns, { reason: 'link-down', site: 'dev_queue_xmit', noCarrier: true }, dev.name, 2);
@@ -799,6 +813,17 @@ export class Stack {
           bytes = emitFrame(frame);
           fragMax = whole.max;
         }
+        // br_nf_pre_routing: IPv4 entering a bridge port runs PREROUTING (conntrack, NAT) in the
+        // bridge, before the FDB decides; the IP layer does not run it again (ip_sabotage_in)
+        if (frame.payload.kind === 'ipv4' && this.brNetfilter(ns)) {
+          const pre: Skb = { pkt: frame.payload, iif: br.name, fragMax };
+          if (!this.netfilterHook(ns, 'PREROUTING', pre, br.name, undefined)) return;
+          if (pre.pkt !== frame.payload) {
+            frame = { eth: frame.eth, payload: pre.pkt };
+            bytes = emitFrame(frame);
+          }
+          this.bridgePre.set(frame, { br, skb: pre });
+        }
         // tcpdump puts the bridge device in promiscuous mode, and a promiscuous bridge passes a copy
         // of every frame it receives up to itself: a capture on cni0 sees all bridged traffic;
         // without promiscuous mode (tcpdump -p) only what br_pass_frame_up hands the host
@@ -827,8 +852,10 @@ export class Stack {
       );
     }
     if (frame.eth.ethertype === ETHERTYPE_ARP) return this.arpRcv(ns, dev, frame);
-    if (frame.eth.ethertype === ETHERTYPE_IPV4 && frame.payload.kind === 'ipv4')
-      return this.ipRcv(ns, dev, { pkt: frame.payload, fragMax });
+    if (frame.eth.ethertype === ETHERTYPE_IPV4 && frame.payload.kind === 'ipv4') {
+      const pre = this.preroutedIn(dev, frame);
+      return this.ipRcv(ns, dev, pre ? { ...pre, prerouted: true } : { pkt: frame.payload, fragMax });
+    }
   }
 
   private brNetfilter(ns: Netns): boolean {
@@ -975,15 +1002,13 @@ export class Stack {
   ): void {
     if (!port.up)
       return this.drop(ns, { reason: 'link-down', site: 'br_forward', bridge: 'port' }, port.name, 2);
-    if (
-      inPort &&
-      frame.payload.kind === 'ipv4' &&
-      ns.sysctl.get('net.bridge.bridge-nf-call-iptables') === '1'
-    ) {
-      const skb: Skb = { pkt: frame.payload, iif: br.name };
-      if (!this.netfilterHook(ns, 'PREROUTING', skb, br.name, undefined)) return;
+    const pre = inPort ? this.preroutedIn(br, frame) : undefined;
+    if (pre) {
+      // br_nf_forward_ip, br_nf_post_routing (PREROUTING ran when the frame entered the bridge)
+      const skb: Skb = { ...pre };
       if (!this.netfilterHook(ns, 'FORWARD', skb, br.name, br.name)) return;
-      if (skb.ct) this.ctConfirm(ns, skb);
+      if (!this.netfilterHook(ns, 'POSTROUTING', skb, undefined, br.name, skb.pkt.ip.dst)) return;
+      if (skb.pkt !== frame.payload) frame = { eth: frame.eth, payload: skb.pkt };
     }
     const p = frame.payload;
     if (fragMax && p.kind === 'ipv4' && ipv4Length(p) > fragMax) {
@@ -1171,7 +1196,7 @@ export class Stack {
       skb.pkt = whole.pkt;
       skb.fragMax = whole.max;
     }
-    if (!this.netfilterHook(ns, 'PREROUTING', skb, dev.name, undefined)) return;
+    if (!skb.prerouted && !this.netfilterHook(ns, 'PREROUTING', skb, dev.name, undefined)) return;
     const dst = skb.pkt.ip.dst;
     const localDev = ns.localAddress(dst);
     if (localDev) {
@@ -1197,7 +1222,7 @@ export class Stack {
       this.drop(ns, { reason: 'no-route', site: 'ip_route_input_slow', dst }, dev.name);
       // ip_error: the net unreachable only when the sender's peer has a token left
       if (ipErrorAllow(ns, skb.pkt.ip.src, this.w.now))
-        this.icmpError(ns, skb.pkt, 3, 0, undefined, 'net-unreachable');
+        this.icmpError(ns, skb.pkt, 3, 0, undefined, 'net-unreachable', undefined, skb.ct);
       else this.icmpLimited(ns, skb.pkt.ip.src, 'net-unreachable', 'route');
       return;
     }
@@ -1232,7 +1257,7 @@ export class Stack {
     if (pkt.ip.ttl <= 1) {
       this.mib(ns, 'IpInHdrErrors');
       this.drop(ns, { reason: 'ttl-exceeded', site: 'ip_forward', ttl: pkt.ip.ttl }, dev.name);
-      this.icmpError(ns, pkt, 11, 0, undefined, 'time-exceeded');
+      this.icmpError(ns, pkt, 11, 0, undefined, 'time-exceeded', undefined, skb.ct);
       return;
     }
     const len = ipv4Length(pkt);
@@ -1248,7 +1273,7 @@ export class Stack {
       );
       this.mib(ns, 'IpFragFails');
       this.drop(ns, { reason: 'mtu-exceeded', site: 'ip_forward', len, mtu }, rr.dev.name);
-      this.icmpError(ns, pkt, 3, 4, mtu, 'fragmentation-needed');
+      this.icmpError(ns, pkt, 3, 4, mtu, 'fragmentation-needed', undefined, skb.ct);
       return;
     }
     const fwd: Ipv4Packet = { ...pkt, ip: { ...pkt.ip, ttl: pkt.ip.ttl - 1 } };
@@ -1274,7 +1299,8 @@ export class Stack {
       pkt = skb.pkt = whole.pkt;
     }
     if (!this.netfilterHook(ns, 'INPUT', skb, dev.name, undefined)) return;
-    if (skb.ct) this.ctConfirm(ns, skb);
+    // the INPUT hook confirmed the entry; the nat of the source may have rewritten the packet
+    pkt = skb.pkt;
     const p = pkt.payload;
     if (p.kind === 'udp' && p.payload.kind === 'vxlan') {
       const vx = [...ns.links.values()].find(
@@ -1370,83 +1396,130 @@ export class Stack {
     return ns.netfilter.usesConntrack();
   }
 
+  /**
+   * frames that went through br_netfilter's PREROUTING on entering a bridge, with the bridge and
+   * what the hook left on the skb. Only that bridge reads it back: the same frame object leaves by
+   * a port into another namespace (a segment's bridge, then a node's eth0), where it is a new skb
+   * whose PREROUTING has not run.
+   */
+  private bridgePre = new WeakMap<Frame, { br: BridgeLink; skb: Skb }>();
+
+  private preroutedIn(br: Link, frame: Frame): Skb | undefined {
+    const e = this.bridgePre.get(frame);
+    return e && e.br === br ? e.skb : undefined;
+  }
+
+  /** what netfilter's hooks need of the datapath */
+  private readonly hookEnv: HookEnv = {
+    now: () => this.w.now,
+    random: (...parts: (string | number)[]) => this.w.derive('netfilter', ...parts),
+    conntrackOn: (ns: Netns) => this.conntrackOn(ns),
+  };
+
+  /** nf_hook_slow: the hook's tables in priority order, conntrack and NAT (netfilter/hooks.ts) */
   private netfilterHook(
     ns: Netns,
-    hook: 'PREROUTING' | 'INPUT' | 'FORWARD' | 'OUTPUT',
+    hook: Hook,
     skb: Skb,
     iif?: string,
     oif?: string,
+    nexthop?: string,
   ): boolean {
-    const pkt = skb.pkt;
-    if ((hook === 'PREROUTING' || hook === 'OUTPUT') && this.conntrackOn(ns)) {
-      const t = tupleOf(pkt);
-      const flags = pkt.payload.kind === 'tcp' ? pkt.payload.tcp.flags : undefined;
-      const res = ns.conntrack.track(
-        t,
-        flags,
-        this.w.now,
-        ns.sysctl.get('net.netfilter.nf_conntrack_tcp_loose') !== '0',
-      );
-      skb.ct = res;
-      this.step(ns, 'conntrack', 3, res.isNew ? 'new' : res.invalid ? 'invalid' : 'match', {
-        type: 'conntrack',
-        ctstate: res.ctstate,
-        dir: res.dir,
-        isNew: res.isNew,
-        invalid: !!res.invalid,
-        from: res.from,
-        to: res.to,
-        orig: { ...res.entry.orig },
-      });
-    }
-    if (hook === 'PREROUTING') return true;
-    const meta: PacketMeta = {
-      src: pkt.ip.src,
-      dst: pkt.ip.dst,
-      proto: pkt.ip.protocol,
-      sport:
-        pkt.payload.kind === 'tcp'
-          ? pkt.payload.tcp.srcPort
-          : pkt.payload.kind === 'udp'
-            ? pkt.payload.udp.srcPort
-            : undefined,
-      dport:
-        pkt.payload.kind === 'tcp'
-          ? pkt.payload.tcp.dstPort
-          : pkt.payload.kind === 'udp'
-            ? pkt.payload.udp.dstPort
-            : undefined,
-      in: iif,
-      out: oif,
-      ctstate: skb.ct ? skb.ct.ctstate : 'UNTRACKED',
-      mark: 0,
-      len: ipv4Length(pkt),
-    };
-    const chain = ns.netfilter.chain('filter', hook);
-    if (!chain) return true;
-    const empty = chain.rules.length === 0 && chain.policy === 'ACCEPT';
-    const v = ns.netfilter.evaluate(hook, meta);
-    const decision = nfDecision('filter', hook, v, chain.policy ?? 'ACCEPT');
-    if (!empty || v.verdict !== 'ACCEPT')
-      this.step(
-        ns,
-        'netfilter',
-        3,
-        v.verdict.toLowerCase(),
-        { type: 'netfilter', decision },
-        { device: iif ?? oif },
-      );
-    if (v.verdict === 'ACCEPT') return true;
-    this.drop(ns, { reason: 'filtered', site: 'nf_hook_slow', ...decision }, iif ?? oif);
-    if (v.verdict === 'REJECT') {
-      const tcpReset = v.rejectWith === 'tcp-reset' && pkt.payload.kind === 'tcp';
-      if (!tcpReset) this.icmpError(ns, pkt, 3, rejectCode(v.rejectWith), undefined, 'reject', v.rejectWith);
-    }
+    // no table in the namespace: no hook, no conntrack, nothing to run
+    if (!skb.ct && !ns.netfilter.active()) return true;
+    const r = runHook(ns, hook, skb, { iif, oif, nexthop, len: ipv4Length(skb.pkt) }, this.hookEnv);
+    for (const ev of r.events) this.netfilterStep(ns, ev, iif ?? oif);
+    if (r.verdict === 'ACCEPT') return true;
+    const decision = nfDecision(ns, r.by!);
+    const target = r.by!.decided?.rule.target;
+    if (r.verdict === 'REJECT' && target?.kind === 'REJECT') {
+      this.drop(ns, { reason: 'filtered', site: 'nf_hook_slow', ...decision }, iif ?? oif);
+      if (target.with !== 'tcp-reset') {
+        this.icmpError(ns, skb.pkt, 3, REJECT_CODE[target.with], undefined, 'reject', target.with, skb.ct);
+      } else {
+        const rst = resetFor(skb.pkt, Number(ns.sysctl.get('net.ipv4.ip_default_ttl') ?? 64));
+        if (rst) this.queue.push({ ns: ns.name, pkt: rst, role: { kind: 'rst' }, ct: attachedCt(skb.ct) });
+      }
+    } else if (target?.kind === 'MASQUERADE')
+      this.drop(ns, { reason: 'filtered', site: 'nf_hook_slow', ...decision, masqueradeFailed: true }, oif);
+    else this.drop(ns, { reason: 'filtered', site: 'nf_hook_slow', ...decision }, iif ?? oif);
     return false;
   }
 
-  private ctConfirm(ns: Netns, skb: Skb): void {
-    if (skb.ct && skb.ct.isNew && !skb.ct.entry.confirmed) ns.conntrack.confirm(skb.ct.entry);
+  /** one netfilter event as a step of the trace */
+  private netfilterStep(ns: Netns, ev: NfEvent, dev?: string): void {
+    switch (ev.kind) {
+      case 'conntrack': {
+        const res = ev.result;
+        const action = res.isNew ? 'new' : res.invalid ? 'invalid' : res.related ? 'related' : 'match';
+        return this.step(ns, 'conntrack', 3, action, {
+          type: 'conntrack',
+          ctstate: res.ctstate,
+          dir: res.dir,
+          isNew: res.isNew,
+          invalid: !!res.invalid,
+          related: res.related || undefined,
+          from: res.from,
+          to: res.to,
+          orig: { ...res.entry.orig },
+        });
+      }
+      case 'traversal': {
+        const decision = nfDecision(ns, ev.traversal);
+        const label = decision.nat ?? decision.verdict;
+        return this.step(
+          ns,
+          'netfilter',
+          3,
+          label.toLowerCase(),
+          { type: 'netfilter', decision },
+          { device: dev },
+        );
+      }
+      case 'nat-setup':
+        return this.step(
+          ns,
+          'netfilter',
+          3,
+          ev.setup.manip === 'dst' ? 'dnat' : 'snat',
+          {
+            type: 'nat-setup',
+            hook: ev.hook,
+            manip: ev.setup.manip,
+            before: { ...ev.setup.before },
+            after: { ...ev.setup.after },
+            byRule: ev.byRule,
+            orig: { ...ev.orig },
+            reply: { ...ev.reply },
+          },
+          { device: dev },
+        );
+      case 'nat-rewrite':
+        return this.step(
+          ns,
+          'netfilter',
+          3,
+          ev.manip === 'dst' ? 'dnat' : 'snat',
+          {
+            type: 'nat-rewrite',
+            hook: ev.hook,
+            manip: ev.manip,
+            before: { ...ev.before },
+            after: { ...ev.after },
+            icmpError: ev.icmpError,
+          },
+          { device: dev },
+        );
+      case 'masquerade-failed':
+        return this.step(
+          ns,
+          'netfilter',
+          3,
+          'drop',
+          { type: 'masquerade-failed', hook: ev.hook },
+          { device: ev.device },
+        );
+    }
   }
 
   /* ------------------------------------------------------------ ICMP errors */
@@ -1469,6 +1542,7 @@ export class Stack {
     mtu: number | undefined,
     icmp: IcmpErrorKind,
     rejectWith?: string,
+    ct?: CtResult,
   ): void {
     if (offending.payload.kind === 'icmp' && ![0, 8].includes(offending.payload.icmp.type)) return; // never about an error
     if (offending.ip.fragOffset) return;
@@ -1514,53 +1588,55 @@ export class Stack {
     if (type === 3) this.mib(ns, 'IcmpOutDestUnreachs');
     if (type === 11) this.mib(ns, 'IcmpOutTimeExcds');
     this.step(ns, 'icmp', 3, 'send', { type: 'icmp-send', to: offending.ip.src, icmp, rejectWith, mtu });
-    this.queue.push({ ns: ns.name, pkt, role: { kind: 'icmp-error', type, code, mtu, rejectWith } });
+    this.queue.push({
+      ns: ns.name,
+      pkt,
+      role: { kind: 'icmp-error', type, code, mtu, rejectWith },
+      ct: attachedCt(ct),
+    });
   }
 }
 
 /* ------------------------------------------------------------ helpers */
 
+/** the route of a local destination: lo, as the local table sends it */
+export function loopbackRoute(ns: Netns, dst: string, src: string): RouteResult {
+  return {
+    route: {
+      dst: 0,
+      len: 32,
+      type: 'unicast',
+      dev: 'lo',
+      proto: 'kernel',
+      scope: 'host',
+      metric: 0,
+      onlink: false,
+    },
+    dev: ns.link('lo')!,
+    src,
+    nexthop: dst,
+  };
+}
+
 export function isMulticast(mac: MacAddr): boolean {
   return (parseInt(mac.slice(0, 2), 16) & 1) === 1;
 }
 
-function rejectCode(w: string | undefined): number {
-  switch (w) {
-    case 'icmp-net-unreachable':
-      return 0;
-    case 'icmp-host-unreachable':
-      return 1;
-    case 'icmp-proto-unreachable':
-      return 2;
-    case 'icmp-net-prohibited':
-      return 9;
-    case 'icmp-host-prohibited':
-      return 10;
-    case 'icmp-admin-prohibited':
-      return 13;
-    default:
-      return 3;
-  }
-}
+export { tupleOf };
 
-export function tupleOf(p: Ipv4Packet): Tuple {
-  const pl = p.payload;
-  if (pl.kind === 'tcp')
-    return { proto: IPPROTO_TCP, src: p.ip.src, dst: p.ip.dst, sport: pl.tcp.srcPort, dport: pl.tcp.dstPort };
-  if (pl.kind === 'udp')
-    return { proto: IPPROTO_UDP, src: p.ip.src, dst: p.ip.dst, sport: pl.udp.srcPort, dport: pl.udp.dstPort };
-  if (pl.kind === 'icmp')
-    return {
-      proto: IPPROTO_ICMP,
-      src: p.ip.src,
-      dst: p.ip.dst,
-      sport: 0,
-      dport: 0,
-      icmpType: pl.icmp.type,
-      icmpCode: pl.icmp.code,
-      icmpId: pl.icmp.id,
-    };
-  return { proto: p.ip.protocol, src: p.ip.src, dst: p.ip.dst, sport: 0, dport: 0 };
+/**
+ * nf_ct_attach: a packet the kernel makes about another (an ICMP error, a reject's RST) belongs
+ * to that packet's connection, in the other direction, as RELATED.
+ */
+function attachedCt(ct: CtResult | undefined): CtResult | undefined {
+  if (!ct || ct.invalid) return undefined;
+  return {
+    entry: ct.entry,
+    dir: ct.dir === 'original' ? 'reply' : 'original',
+    ctstate: 'RELATED',
+    isNew: false,
+    related: true,
+  };
 }
 
 /** the flow hash is symmetric (flow_hash_from_keys orders the endpoints): both directions share it */
@@ -1573,16 +1649,24 @@ function flowKey(p: Ipv4Packet): string {
 
 export { intToIp4 };
 
-/** the typed record of a netfilter verdict, with a copy of the deciding rule */
-export function nfDecision(table: string, hook: string, v: Verdict, policy: 'ACCEPT' | 'DROP'): NfDecision {
-  const last = v.path[v.path.length - 1];
+/** the typed record of a table's traversal: the rules that matched and what decided */
+export function nfDecision(ns: Netns, t: Traversal): NfDecision {
+  const d = t.decided;
+  const target = d?.rule.target;
+  const nat =
+    target && (target.kind === 'DNAT' || target.kind === 'SNAT' || target.kind === 'MASQUERADE')
+      ? target.kind
+      : undefined;
   return {
-    table,
-    hook,
-    verdict: v.verdict,
-    path: v.path.map((p) => ({ chain: p.chain, index: p.index })),
-    rule: v.rule && last ? { chain: last.chain, index: last.index, rule: { ...v.rule } } : undefined,
-    policy: v.rule ? undefined : { chain: v.chain, policy },
-    rejectWith: v.rejectWith,
+    table: t.table,
+    hook: t.hook,
+    verdict: t.verdict,
+    path: t.path.map((p) => ({ chain: p.chain, index: p.index })),
+    rule: d ? { chain: d.chain, index: d.index, rule: d.rule } : undefined,
+    policy: d
+      ? undefined
+      : { chain: t.chain, policy: ns.netfilter.chain(t.table, t.chain)?.policy ?? 'ACCEPT' },
+    rejectWith: target?.kind === 'REJECT' ? target.with : undefined,
+    nat,
   };
 }

@@ -134,7 +134,8 @@ export class World {
   now = 0;
   /** armed kernel timers, a binary min-heap on (at, seq); plain data */
   readonly timers: Timer[] = [];
-  private timerSeq = 0;
+  /** the next timer's insertion number */
+  timerSeq = 0;
   /** packets waiting in neighbour queues (arp_queue) for a resolution to end */
   unresolved = 0;
   /** what a fired timer does: set by the datapath (Stack); behaviour, not state */

@@ -7,6 +7,7 @@
  * VXLAN outer UDP source port (a hash with a per-boot secret).
  */
 import { parseFrame, parseIpv4Packet } from '../wire/packet.ts';
+import { get16, get32 } from '../wire/bytes.ts';
 import { expectedChecksum, pseudoHeaderSum } from '../wire/checksum.ts';
 import type { Frame, Ipv4Packet } from '../wire/types.ts';
 import { tcpFlagString } from '../wire/tcp.ts';
@@ -57,8 +58,6 @@ function frameSummary(f: Frame): string {
   return `${eth} type 0x${f.eth.ethertype.toString(16)} len ${p.data.length}`;
 }
 
-const get16 = (b: Uint8Array, o: number) => (b[o] << 8) | b[o + 1];
-
 /**
  * Captures taken on veth and bridges carry TCP/UDP checksums the kernel left to offload
  * (CHECKSUM_PARTIAL: only the pseudo-header sum is in the field). Complete them in a copy, as
@@ -75,8 +74,8 @@ export function completeChecksums(bytes: Uint8Array, raw = false): Uint8Array {
     const proto = b[off + 9];
     const t = off + ihl;
     if (frag) return;
-    const src = ((b[off + 12] << 24) | (b[off + 13] << 16) | (b[off + 14] << 8) | b[off + 15]) >>> 0;
-    const dst = ((b[off + 16] << 24) | (b[off + 17] << 16) | (b[off + 18] << 8) | b[off + 19]) >>> 0;
+    const src = get32(b, off + 12);
+    const dst = get32(b, off + 16);
     const fix = (field: number) => {
       const c = expectedChecksum(b, t, end, field, pseudoHeaderSum(src, dst, proto, end - t));
       const v = proto === 17 && c === 0 ? 0xffff : c;

@@ -1,7 +1,8 @@
 /**
  * The differential suite's unit: one seeded scenario, built in the simulation and on the real
- * kernel, the same fault applied as a real command and as a model change, the same flow walked
- * on both; they must agree on the outcome and on every packet of every interface.
+ * kernel, the same fault applied as the same command (the real tool in the lab, the emulated one in
+ * the model), the same flow walked on both; they must agree on the outcome and on every packet of
+ * every interface.
  */
 import { buildCluster } from '../cni/build.ts';
 import { labPrefix } from './plan.ts';
@@ -11,6 +12,7 @@ import { faultOf, generateScenario, type Scenario } from './scenarios.ts';
 import type { Walk } from '../trace/walk.ts';
 import { stateDiff, type TableDiff } from './diff.ts';
 import { NSTAT_COUNTERS } from '../tools/nstat.ts';
+import { runCommand } from '../tools/index.ts';
 
 /** every counter the model keeps, the ICMP types it sends included: the kernel must agree on each */
 export const NSTAT_COMMAND = `nstat -asz ${NSTAT_COUNTERS.filter((n) => !n.endsWith('*')).join(' ')} ${[
@@ -44,7 +46,13 @@ export async function runScenario(seed: number): Promise<ScenarioResult> {
   const base = buildCluster(s.spec, s.mode);
   const sim = buildCluster(s.spec, s.mode);
   const fault = faultOf(s, sim);
-  fault?.apply(sim);
+  if (fault) {
+    const r = runCommand(sim, fault.netns, fault.command);
+    if (r.code !== 0)
+      throw new LabError(
+        `${fault.netns}: \`${fault.command}\` failed in the model: ${(r.stderr || r.stdout).trim()}`,
+      );
+  }
   const prefix = labPrefix(s.spec.name);
   labDown(prefix);
   const state = labUp(base);

@@ -1,13 +1,16 @@
 /**
  * Seeded scenarios for the differential suite: a cluster (2–6 nodes in one or two subnets, 1–5
  * pods each), a mode the kernel here can build, a flow (TCP/UDP/ICMP, same- or cross-node, sizes
- * around the MTU with and without DF) and at most one fault, given as the real command a user
- * would type on a node and as the same change to the model.
+ * around the MTU with and without DF) and at most one fault: the real command a user would type
+ * on a node, which the lab runs on the kernel and the model through its emulated tool.
+ *
+ * Seeds above NAT_SEED_BASE are NAT scenarios: a cross-node flow through a MASQUERADE rule on the
+ * source node, or a DNAT rule (a service-like address on the source node, or a node port on the
+ * destination node; sometimes to a UDP port nothing listens on, so the ICMP error is translated),
+ * applied as the same iptables command on both sides (the model's through the emulated iptables).
  */
 import type { ClusterSpec, CniMode } from '../cluster/spec.ts';
 import type { Cluster } from '../cni/build.ts';
-import { delRoute, setLinkUp, setMtu } from '../kernel/netlink.ts';
-import { parseRuleSpec, shellSplit } from '../kernel/netfilter.ts';
 import type { WalkRequest } from '../trace/walk.ts';
 import { seededRandom } from '../kernel/world.ts';
 
@@ -24,15 +27,22 @@ export const FAULT_KINDS = [
   'iptables-drop',
   'no-listener',
 ] as const;
-export type FaultKind = (typeof FAULT_KINDS)[number];
+/** the NAT scenarios' rules, chosen by seed (above NAT_SEED_BASE), never drawn as a fault */
+export const NAT_KINDS = ['masquerade', 'dnat-vip', 'dnat-nodeport'] as const;
+export type FaultKind = (typeof FAULT_KINDS)[number] | (typeof NAT_KINDS)[number];
+
+/** seeds NAT_SEED_BASE + 1 … are NAT scenarios */
+export const NAT_SEED_BASE = 1000;
+/** the service-like address of the dnat-vip scenarios, and the ports */
+const VIP = '10.96.0.10';
+const VIP_PORT = 80;
+const NODE_PORT = 30080;
 
 export interface Fault {
   /** the model netns the command runs in */
   netns: string;
-  /** the real command, as typed on the node */
+  /** the real command, as typed on the node: run by the kernel in the lab, by the emulated tool in the model */
   command: string;
-  /** the same change, applied to the model */
-  apply(c: Cluster): void;
 }
 
 export interface Scenario {
@@ -43,6 +53,9 @@ export interface Scenario {
   faultKind: FaultKind;
   /** source and destination on different nodes */
   cross: boolean;
+  /** NAT scenarios: the pod behind the address, and the port the DNAT sends to (8080, or 9999 where nothing listens) */
+  natPod?: string;
+  natTargetPort?: number;
   /** one line for a report */
   title: string;
 }
@@ -85,12 +98,14 @@ export function generateScenario(seed: number): Scenario {
     run: [],
   };
 
+  const natKind = seed > NAT_SEED_BASE ? NAT_KINDS[seed % NAT_KINDS.length] : undefined;
   const src = pick(pods);
   const sameNode = pods.filter((p) => p.node === src.node && p !== src);
   const otherNode = pods.filter((p) => p.node !== src.node);
-  const cross = otherNode.length > 0 && (sameNode.length === 0 || rnd() < 0.7);
+  const cross = otherNode.length > 0 && (natKind !== undefined || sameNode.length === 0 || rnd() < 0.7);
   const dst = pick(cross ? otherNode : sameNode.length ? sameNode : otherNode);
   const podMtu = 1500 - (mode === 'flannel-vxlan' ? 50 : 0);
+  if (natKind) return natScenario(seed, spec, mode, natKind, src, dst, rnd, nNodes, twoSubnets);
 
   let faultKind: FaultKind = pick(['none', ...FAULT_KINDS]);
   if ((faultKind === 'fdb-del' || faultKind === 'neigh-del') && (mode !== 'flannel-vxlan' || !cross))
@@ -126,10 +141,40 @@ export function generateScenario(seed: number): Scenario {
   return { seed, spec, mode, flow, faultKind, cross, title };
 }
 
-/** The scenario's fault as the real command and the same change to the model (values come from the model). */
+function natScenario(
+  seed: number,
+  spec: ClusterSpec,
+  mode: CniMode,
+  faultKind: (typeof NAT_KINDS)[number],
+  src: ClusterSpec['pods'][number],
+  dst: ClusterSpec['pods'][number],
+  rnd: () => number,
+  nNodes: number,
+  twoSubnets: boolean,
+): Scenario {
+  const proto = (['tcp', 'udp', 'icmp'] as const)[Math.floor(rnd() * 3)];
+  // a UDP DNAT to a port nothing listens on: the ICMP port unreachable comes back translated
+  const natTargetPort = faultKind !== 'masquerade' && proto === 'udp' && rnd() < 0.5 ? 9999 : 8080;
+  const dstNode = spec.nodes.find((n) => n.name === dst.node)!;
+  const to =
+    faultKind === 'dnat-vip' ? VIP : faultKind === 'dnat-nodeport' ? dstNode.ip.split('/')[0] : dst.name;
+  const port =
+    proto === 'icmp'
+      ? undefined
+      : faultKind === 'dnat-vip'
+        ? VIP_PORT
+        : faultKind === 'dnat-nodeport'
+          ? NODE_PORT
+          : 8080;
+  const flow: WalkRequest = { from: src.name, to, proto, port, df: false };
+  const title = `seed ${seed}: ${mode}, ${nNodes} nodes${twoSubnets ? ' in 2 subnets' : ''}, ${spec.pods.length} pods; ${proto} ${src.name} → ${to}${port ? `:${port}` : ''} (${dst.name}${natTargetPort !== 8080 ? `:${natTargetPort}` : ''}); nat: ${faultKind}`;
+  return { seed, spec, mode, flow, faultKind, cross: true, title, natPod: dst.name, natTargetPort };
+}
+
+/** The scenario's fault as the real command (its values come from the model). */
 export function faultOf(s: Scenario, c: Cluster): Fault | undefined {
   const srcPod = c.pods.find((p) => p.name === s.flow.from)!;
-  const dstPod = c.pods.find((p) => p.name === s.flow.to)!;
+  const dstPod = c.pods.find((p) => p.name === (s.natPod ?? s.flow.to))!;
   const srcNode = c.nodes.find((n) => n.name === srcPod.node)!;
   const dstNode = c.nodes.find((n) => n.name === dstPod.node)!;
   switch (s.faultKind) {
@@ -137,64 +182,41 @@ export function faultOf(s: Scenario, c: Cluster): Fault | undefined {
     case 'no-listener':
       return undefined;
     case 'route-del':
-      return {
-        netns: srcNode.name,
-        command: `ip route del ${dstNode.podCIDR}`,
-        apply: (m) => void delRoute(m.world.ns(srcNode.name), dstNode.podCIDR),
-      };
+      return { netns: srcNode.name, command: `ip route del ${dstNode.podCIDR}` };
     case 'fdb-del': {
       const vtep = c.world.ns(dstNode.name).link('flannel.1')!.mac;
-      return {
-        netns: srcNode.name,
-        command: `bridge fdb del ${vtep} dev flannel.1 dst ${dstNode.addr}`,
-        apply: (m) => {
-          const vx = m.world.ns(srcNode.name).link('flannel.1');
-          if (vx?.type === 'vxlan')
-            for (const e of vx.fdb.getAll(vtep).filter((x) => x.dst === dstNode.addr)) vx.fdb.remove(e);
-        },
-      };
+      return { netns: srcNode.name, command: `bridge fdb del ${vtep} dev flannel.1 dst ${dstNode.addr}` };
     }
     case 'neigh-del':
-      return {
-        netns: srcNode.name,
-        command: `ip neigh del ${dstNode.podNet} dev flannel.1`,
-        apply: (m) => {
-          const ns = m.world.ns(srcNode.name);
-          const e = ns.neighbour(dstNode.podNet, 'flannel.1');
-          if (e) ns.neigh.remove(e);
-        },
-      };
-    case 'ip-forward-off': {
-      const node = s.cross ? dstNode.name : srcNode.name;
-      return {
-        netns: node,
-        command: 'sysctl -q -w net.ipv4.ip_forward=0',
-        apply: (m) => m.world.ns(node).setSysctl('net.ipv4.ip_forward', '0'),
-      };
-    }
+      return { netns: srcNode.name, command: `ip neigh del ${dstNode.podNet} dev flannel.1` };
+    case 'ip-forward-off':
+      return { netns: s.cross ? dstNode.name : srcNode.name, command: 'sysctl -q -w net.ipv4.ip_forward=0' };
     case 'mtu-mismatch':
-      return {
-        netns: dstNode.name,
-        command: 'ip link set eth0 mtu 1400',
-        apply: (m) => setMtu(m.world.ns(dstNode.name), 'eth0', 1400),
-      };
+      return { netns: dstNode.name, command: 'ip link set eth0 mtu 1400' };
     case 'link-down':
-      return {
-        netns: dstNode.name,
-        command: `ip link set ${dstPod.hostVeth} down`,
-        apply: (m) => setLinkUp(m.world.ns(dstNode.name), dstPod.hostVeth, false),
-      };
-    case 'iptables-drop': {
-      const rule = `-d ${dstPod.ip}/32 -j DROP`;
-      return {
-        netns: dstNode.name,
-        command: `iptables -I FORWARD ${rule}`,
-        apply: (m) =>
-          void m.world
-            .ns(dstNode.name)
-            .netfilter.chain('filter', 'FORWARD')!
-            .rules.unshift(parseRuleSpec(shellSplit(rule))),
-      };
+      return { netns: dstNode.name, command: `ip link set ${dstPod.hostVeth} down` };
+    case 'masquerade':
+    case 'dnat-vip':
+    case 'dnat-nodeport': {
+      const proto = s.flow.proto;
+      const p = proto === 'icmp' ? '-p icmp' : `-p ${proto} -m ${proto}`;
+      const to = proto === 'icmp' ? dstPod.ip : `${dstPod.ip}:${s.natTargetPort}`;
+      const out = s.mode === 'flannel-vxlan' ? 'flannel.1' : 'eth0';
+      const [netns, rule] =
+        s.faultKind === 'masquerade'
+          ? [srcNode.name, `-A POSTROUTING -s ${srcPod.ip}/32 -o ${out} -j MASQUERADE`]
+          : s.faultKind === 'dnat-vip'
+            ? [
+                srcNode.name,
+                `-A PREROUTING -d ${VIP}/32 ${p}${proto === 'icmp' ? '' : ` --dport ${VIP_PORT}`} -j DNAT --to-destination ${to}`,
+              ]
+            : [
+                dstNode.name,
+                `-A PREROUTING -d ${dstNode.addr}/32 ${p}${proto === 'icmp' ? '' : ` --dport ${NODE_PORT}`} -j DNAT --to-destination ${to}`,
+              ];
+      return { netns, command: `iptables -t nat ${rule}` };
     }
+    case 'iptables-drop':
+      return { netns: dstNode.name, command: `iptables -I FORWARD -d ${dstPod.ip}/32 -j DROP` };
   }
 }

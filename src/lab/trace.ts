@@ -23,7 +23,11 @@ export interface LabTraceResult {
   retransmitted: boolean;
 }
 
-/** the interfaces of the given lab namespaces (all when not given), except lo */
+/**
+ * The interfaces of the given lab namespaces (all when not given), lo included: what a host sends
+ * itself (the ICMP error for its own packet whose ARP failed) passes there, with an all-zero
+ * Ethernet header.
+ */
 function interfaces(state: LabState, only?: Set<string>): { netns: string; dev: string; raw: boolean }[] {
   const out: { netns: string; dev: string; raw: boolean }[] = [];
   for (const [model, lab] of Object.entries(state.namespaces)) {
@@ -32,8 +36,8 @@ function interfaces(state: LabState, only?: Set<string>): { netns: string; dev: 
     for (const line of r.stdout.split('\n')) {
       const m = /^\d+: ([^:@]+)(?:@[^:]+)?: <([^>]*)>.*link\/(\S+)/.exec(line);
       // tcpdump cannot open a device that is down (and nothing passes through it)
-      if (!m || m[1] === 'lo' || !m[2].split(',').includes('UP')) continue;
-      out.push({ netns: model, dev: m[1], raw: m[3] !== 'ether' });
+      if (!m || !m[2].split(',').includes('UP')) continue;
+      out.push({ netns: model, dev: m[1], raw: m[3] !== 'ether' && m[3] !== 'loopback' });
     }
   }
   return out;
@@ -63,10 +67,16 @@ function startCapture(state: LabState, netns: string, dev: string, file: string)
   );
   return new Promise((resolve, reject) => {
     let err = '';
-    const timer = setTimeout(
-      () => reject(new LabError(`tcpdump on ${netns}/${dev} did not start: ${err.trim()}`)),
-      5000,
-    );
+    // tcpdump on a loaded machine can take many seconds to say it listens: wait long, and kill
+    // what never started instead of leaving it behind
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(
+        new LabError(
+          `tcpdump on ${netns}/${dev} did not start within ${TCPDUMP_START_MS / 1000} s: ${err.trim() || 'it printed nothing (is the machine overloaded?)'}`,
+        ),
+      );
+    }, TCPDUMP_START_MS);
     child.stderr!.on('data', (d: Buffer) => {
       err += d.toString();
       if (err.includes('listening on')) {
@@ -132,6 +142,9 @@ except OSError as e:
     print("udp:", e); sys.exit(1)
 `;
 
+/** how long tcpdump may take to print "listening on" (seconds on a busy 2-core machine) */
+const TCPDUMP_START_MS = 30_000;
+
 /**
  * IGMP membership reports the kernel sends on its own when devices come up: the model has no
  * multicast, so they are left out of the comparison (the one normalisation of real traffic).
@@ -143,16 +156,24 @@ function isIgmp(frame: Uint8Array, raw: boolean): boolean {
 }
 
 /**
- * The simulation has no TCP retransmission timer: a SYN that gets no answer is sent once. The
- * kernel sends it again after 1 s, 3 s…; a SYN identical to one already seen on the same
- * interface is such a retransmission and is left out (the second normalisation of real traffic).
- * Only SYNs: other segments look alike in this summary (no sequence numbers) without being resent.
+ * The simulation has no TCP retransmission timer: a SYN (or a SYN-ACK) that gets no answer is sent
+ * once. The kernel sends it again after 1 s, 3 s…; a SYN or SYN-ACK identical to one already seen
+ * on the same interface is such a retransmission and is left out (the second normalisation of
+ * real traffic). So is what the retransmission caused downstream: once one has been left out on an
+ * interface, an ICMP error identical to one already seen there is the answer to the copy (a router
+ * with no route answers the first SYN-ACK and its copies alike; lab NAT scenario 1007). Only these:
+ * other segments look alike in this summary (no sequence numbers) without being resent.
  */
 function withoutRetransmissions(seq: string[]): string[] {
   const seen = new Set<string>();
+  let resent = false;
   return seq.filter((l) => {
-    if (!/ tcp \d+>\d+ \[S\] /.test(l)) return true;
-    if (seen.has(l)) return false;
+    const syn = / tcp \d+>\d+ \[S\.?\] /.test(l);
+    if (!syn && !/ icmp (3|11|12)\/\d+ /.test(l)) return true;
+    if (seen.has(l) && (syn || resent)) {
+      if (syn) resent = true;
+      return false;
+    }
     seen.add(l);
     return true;
   });

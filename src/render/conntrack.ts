@@ -2,7 +2,6 @@
  * conntrack entries in the layout `conntrack -L` (conntrack-tools 1.4.x) prints.
  */
 import type { CtEntry, Tuple } from '../kernel/conntrack.ts';
-import type { Conntrack } from '../kernel/conntrack.ts';
 
 const PROTO: Record<number, string> = { 6: 'tcp', 17: 'udp', 1: 'icmp' };
 
@@ -24,9 +23,4 @@ export function formatCtEntry(e: CtEntry, now: number): string {
   if (e.assured) parts.push('[ASSURED]');
   parts.push(`mark=${e.mark}`, 'use=1');
   return parts.join(' ');
-}
-
-export function formatConntrack(ct: Conntrack, now: number): string {
-  ct.expire(now);
-  return ct.entries.map((e) => formatCtEntry(e, now)).join('\n');
 }

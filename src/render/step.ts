@@ -6,6 +6,7 @@
  * `iptables -S`, `conntrack -L`).
  */
 import type { Delivery, Drop, NfDecision, PacketRole, SendCall, Step, StepEvent } from '../kernel/events.ts';
+import type { Tuple } from '../kernel/conntrack.ts';
 import { formatRuleSpec } from '../kernel/netfilter.ts';
 import { tcpFlagString } from '../wire/tcp.ts';
 import { describeFrame, describeIp } from './describe.ts';
@@ -137,10 +138,26 @@ function deliveryText(d: Delivery, netns: string): string {
 
 /** what decided a netfilter verdict: "rule CHAIN #N: -A CHAIN …" or "policy CHAIN DROP" */
 export function nfDecisionText(d: NfDecision): string {
+  const table = d.table === 'filter' ? '' : `${d.table} `;
   return d.rule
-    ? `rule ${d.rule.chain} #${d.rule.index}: -A ${d.rule.chain} ${formatRuleSpec(d.rule.rule)}`
-    : `policy ${d.policy?.chain} ${d.policy?.policy}`;
+    ? `rule ${table}${d.rule.chain} #${d.rule.index}: -A ${d.rule.chain} ${formatRuleSpec(d.rule.rule)}`
+    : `policy ${table}${d.policy?.chain} ${d.policy?.policy}`;
 }
+
+/** a tuple as a flow: "TCP 10.244.0.5:40000 → 10.96.0.10:80" */
+function tupleFlow(t: Tuple): string {
+  return `${PROTO_LABEL[t.proto] ?? `proto ${t.proto}`} ${tupleEnd(t, 'src')} → ${tupleEnd(t, 'dst')}`;
+}
+
+/** one end of a tuple: "10.96.0.10:80", "10.244.0.5 id 7" */
+function tupleEnd(t: Tuple, side: 'src' | 'dst'): string {
+  const ip = side === 'src' ? t.src : t.dst;
+  if (t.proto === 6 || t.proto === 17) return `${ip}:${side === 'src' ? t.sport : t.dport}`;
+  if (t.proto === 1) return `${ip} id ${t.icmpId}`;
+  return ip;
+}
+
+const PROTO_LABEL: Record<number, string> = { 6: 'TCP', 17: 'UDP', 1: 'ICMP' };
 
 /** the one-line account of a drop (what `DROPPED (reason) …:` is followed by) */
 export function dropText(d: Drop): string {
@@ -151,6 +168,7 @@ export function dropText(d: Drop): string {
       if (d.ipip === 'no-gateway')
         return `${dev} (remote any) needs a route with a gateway: the tunnel endpoint`;
       if (d.tunnel) return `no route to tunnel endpoint ${d.dst}`;
+      if (d.afterNat) return `no route to ${d.dst} after DNAT`;
       if (d.call) return `no route to ${d.dst}: ${callText(d.call)} fails with ENETUNREACH`;
       return `no route to ${d.dst} (IpExtInNoRoutes)`;
     case 'neighbour-failed':
@@ -165,7 +183,7 @@ export function dropText(d: Drop): string {
       if (d.bridge === 'port') return `bridge port ${dev} is down`;
       return `${dev} is down`;
     case 'filtered':
-      return `${d.verdict === 'REJECT' ? 'rejected' : 'dropped'} by ${nfDecisionText(d)}`;
+      return `${d.verdict === 'REJECT' ? 'rejected' : 'dropped'} by ${nfDecisionText(d)}${d.masqueradeFailed ? `: MASQUERADE found no address on ${dev}` : ''}`;
     case 'mtu-exceeded':
       switch (d.site) {
         case 'ip_append_data':
@@ -291,8 +309,17 @@ export function stepDetail(s: Step): string {
     case 'netfilter': {
       const d = e.decision;
       const through = d.path.map((p) => `${p.chain}#${p.index}`).join(' → ');
-      return `${d.table} ${d.hook}: ${d.verdict}${through ? ` (${through})` : ' (policy)'}`;
+      return `${d.table} ${d.hook}: ${d.nat ?? d.verdict}${through ? ` (${through})` : ' (policy)'}`;
     }
+    case 'nat-setup': {
+      const what = e.manip === 'dst' ? 'DNAT' : 'SNAT';
+      const how = e.byRule ? '' : ' (null binding: the source port was taken)';
+      return `nat ${e.hook}: ${what} ${tupleFlow(e.before)} becomes ${tupleFlow(e.after)}${how}`;
+    }
+    case 'nat-rewrite':
+      return `nat ${e.hook}: ${e.manip === 'dst' ? 'destination' : 'source'} ${tupleEnd(e.before, e.manip)} → ${tupleEnd(e.after, e.manip)} (from the conntrack entry${e.icmpError ? ', ICMP error and the packet it quotes' : ''})`;
+    case 'masquerade-failed':
+      return `nat ${e.hook}: MASQUERADE: ${dev} has no address`;
     case 'conntrack': {
       const tcp = e.to && e.from !== e.to ? ` ${e.from} → ${e.to}` : e.to ? ` ${e.to}` : '';
       return `conntrack: ${e.ctstate} (${e.dir})${tcp}`;
@@ -349,6 +376,8 @@ export function stepTable(s: Step): string | undefined {
     case 'netfilter':
       return `${e.decision.table} ${e.decision.hook}`;
     case 'conntrack':
+    case 'nat-setup':
+    case 'nat-rewrite':
       return 'conntrack';
   }
   return undefined;
@@ -389,6 +418,10 @@ export function stepEntry(s: Step): string | undefined {
     }
     case 'conntrack':
       return tuple(e.orig);
+    case 'nat-setup':
+      return `${tuple(e.orig)} ${tuple(e.reply)}`;
+    case 'nat-rewrite':
+      return tuple(e.before);
   }
   return undefined;
 }

@@ -6,8 +6,6 @@
  */
 import type { Disposition, Flow, Step, Trace } from '../trace/types.ts';
 import { headerLayers } from './headers.ts';
-import { emitIpv4Packet } from '../wire/packet.ts';
-import type { Ipv4Packet } from '../wire/types.ts';
 import { dropText, roleLabel, stepDetail, stepEntry, stepTable } from './step.ts';
 
 export interface Style {
@@ -160,54 +158,4 @@ export function renderMinimal(t: Trace): string {
         : '  pending',
   );
   return out.join('\n');
-}
-
-function hex(b: Uint8Array): string {
-  let s = '';
-  for (const x of b) s += x.toString(16).padStart(2, '0');
-  return s;
-}
-
-/**
- * An event as JSON: packets and frames are in the step's frame bytes (hex) and headers, so the
- * records carry the rest; a packet held in an event (forward, send, decap) is its hex bytes.
- */
-function jsonEvent(e: Step['ev']): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...e };
-  if ('frame' in e) delete out.frame;
-  for (const k of ['pkt', 'inner'] as const)
-    if (k in e) out[k] = hex(emitIpv4Packet((e as unknown as Record<typeof k, Ipv4Packet>)[k]));
-  return out;
-}
-
-/** plain data: frames as hex strings */
-export function traceToJson(t: Trace): Record<string, unknown> {
-  return {
-    flow: { ...t.flow, label: roleLabel(t.flow.role) },
-    disposition:
-      t.disposition.kind === 'dropped'
-        ? { ...t.disposition, detail: dropText(t.disposition.drop) }
-        : t.disposition,
-    counters: t.counters,
-    hops: t.hops.map((h) => ({
-      netns: h.netns,
-      steps: h.steps.map((s) => ({
-        n: s.n,
-        time: s.time,
-        netns: s.netns,
-        device: s.device,
-        layer: s.layer,
-        kind: s.kind,
-        action: s.action,
-        aux: s.aux,
-        part: s.part,
-        ev: jsonEvent(s.ev),
-        detail: stepDetail(s),
-        table: stepTable(s),
-        entry: stepEntry(s),
-        frame: s.frame ? hex(s.frame) : undefined,
-        headers: s.frame ? headerLayers(s.frame) : undefined,
-      })),
-    })),
-  };
 }

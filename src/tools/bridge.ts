@@ -5,7 +5,7 @@
  * first its master's entries for it (br_fdb_dump, newest first), then the device's own (its
  * unicast and multicast address lists, or a VXLAN device's table, newest entry first).
  */
-import { deviceAddrLists, fdbAdd, fdbDel, vxlanFdbIsStatic, type FdbState } from '../kernel/netlink.ts';
+import { fdbAdd, fdbDel, type FdbState } from '../kernel/netlink.ts';
 import type { BridgeLink, FdbEntry, Link, VxlanFdbEntry } from '../kernel/objects.ts';
 import {
   Args,
@@ -95,7 +95,7 @@ function mcList(l: Link): string[] {
     if (l.type === 'bridge') out.push('01:00:5e:00:00:6a', '33:33:00:00:00:6a');
     out.push('01:00:5e:00:00:01');
   }
-  return [...out, ...deviceAddrLists(l).mc.filter((m) => !out.includes(m))];
+  return [...out, ...l.mc.filter((m) => !out.includes(m))];
 }
 
 function dfltDump(l: Link): FdbMsg[] {
@@ -106,12 +106,12 @@ function dfltDump(l: Link): FdbMsg[] {
     self: true,
     state: NUD_PERMANENT,
   });
-  return [...deviceAddrLists(l).uc.map(msg), ...mcList(l).map(msg)];
+  return [...l.uc.map(msg), ...mcList(l).map(msg)];
 }
 
 function vxlanState(e: VxlanFdbEntry): number {
   if (e.permanent) return NUD_PERMANENT | NUD_NOARP;
-  return vxlanFdbIsStatic(e) ? NUD_NOARP | NUD_REACHABLE : NUD_REACHABLE;
+  return e.static ? NUD_NOARP | NUD_REACHABLE : NUD_REACHABLE;
 }
 
 /** vxlan_fdb_dump: entries newest first, each entry's remotes in the order they were added */

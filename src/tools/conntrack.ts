@@ -5,7 +5,7 @@
  * walks its hash table, whose order depends on a per-boot random seed).
  */
 import type { Conntrack, CtEntry } from '../kernel/conntrack.ts';
-import { ip4ToInt, prefixMask } from '../wire/addr.ts';
+import { inPrefix, parseIp4 } from '../wire/addr.ts';
 import { formatCtEntry } from '../render/conntrack.ts';
 import { ToolFailure, type Tool, type ToolResult } from './types.ts';
 
@@ -157,17 +157,56 @@ interface Filter {
 }
 
 function parseAddr(text: string): (ip: string) => boolean {
-  const [a, l] = text.split('/');
-  let net: number;
-  const len = l === undefined ? 32 : Number(l);
-  try {
-    net = ip4ToInt(a);
-  } catch {
-    throw param(`Invalid IP address \`${text}'`);
-  }
-  if (!/^\d+$/.test(l ?? '32') || len > 32) throw param(`Invalid IP address \`${text}'`);
-  const mask = prefixMask(len);
-  return (ip) => ((ip4ToInt(ip) ^ net) & mask) >>> 0 === 0;
+  const [a, l = '32'] = text.split('/');
+  const net = parseIp4(a);
+  const len = Number(l);
+  if (net === undefined || !/^\d+$/.test(l) || len > 32) throw param(`Invalid IP address \`${text}'`);
+  return (ip) => inPrefix(ip, net, len);
+}
+
+/** libnetfilter_conntrack's l4 "all" of a tuple side: the port, or for ICMP the id (source) and type|code<<8 (destination) */
+function l4(t: CtEntry['orig'], side: 'src' | 'dst'): number {
+  if (t.proto === 1) return side === 'src' ? (t.icmpId ?? 0) : (t.icmpType ?? 0) | ((t.icmpCode ?? 0) << 8);
+  if (t.proto === 6 || t.proto === 17) return side === 'src' ? t.sport : t.dport;
+  return 0;
+}
+
+/**
+ * filter_nat of conntrack-tools with libnetfilter_conntrack's IS_SNAT/IS_SPAT/IS_DNAT/IS_DPAT:
+ * the NAT_DONE bit set and the reply's address (port) not the original's. For ICMP the "ports"
+ * compare the id with type and code, so every ICMP entry of a namespace with NAT counts as both.
+ */
+function natFilter(
+  e: CtEntry,
+  nat: Partial<Record<'n' | 'g' | 'j', { ip?: string; port?: number }>>,
+): boolean {
+  const side = (
+    want: { ip?: string; port?: number } | undefined,
+    isNat: boolean,
+    isPat: boolean,
+    ip: string,
+    port: number,
+  ) => {
+    if (!want) return false;
+    let has = false;
+    if (want.ip !== undefined) has = isNat && want.ip === ip;
+    if (want.port !== undefined) {
+      const ok = isPat && want.port === port;
+      if (want.ip !== undefined && has && !ok) has = false;
+      if (want.ip === undefined && ok) has = true;
+    }
+    if (want.ip === undefined && want.port === undefined) has = isNat || isPat;
+    return has;
+  };
+  const snat = e.snatDone && e.reply.dst !== e.orig.src;
+  const spat = e.snatDone && l4(e.reply, 'dst') !== l4(e.orig, 'src');
+  const dnat = e.dnatDone && e.reply.src !== e.orig.dst;
+  const dpat = e.dnatDone && l4(e.reply, 'src') !== l4(e.orig, 'dst');
+  const src = side(nat.n ?? nat.j, snat, spat, e.reply.dst, l4(e.reply, 'dst'));
+  const dst = side(nat.g ?? nat.j, dnat, dpat, e.reply.src, l4(e.reply, 'src'));
+  if (nat.j) return src || dst;
+  if (nat.n && nat.g) return src && dst;
+  return nat.n ? src : dst;
 }
 
 export const conntrack: Tool = (argv, ctx): ToolResult => {
@@ -181,6 +220,8 @@ export const conntrack: Tool = (argv, ctx): ToolResult => {
     let none = false;
     const filters: Filter[] = [];
     const given: string[] = [];
+    /** --src-nat, --dst-nat, --any-nat and their optional address */
+    const nat: Partial<Record<'n' | 'g' | 'j', { ip?: string; port?: number }>> = {};
     const setCommand = (c: string) => {
       if (command) throw param('Invalid commands combination');
       command = c;
@@ -330,11 +371,22 @@ export const conntrack: Tool = (argv, ctx): ToolResult => {
           break;
         case 'n':
         case 'g':
-        case 'j':
-          // podwalk models no NAT: nothing is NATed
-          none = true;
+        case 'j': {
+          // an optional IP[:PORT]: the next word when it is no option
+          const next = argv[i + 1];
+          let ip: string | undefined;
+          let port: number | undefined;
+          if (next !== undefined && !next.startsWith('-') && !next.startsWith('!')) {
+            i++;
+            const [a, pt] = next.split(':');
+            parseAddr(a);
+            ip = a;
+            if (pt !== undefined) port = (parseInt(pt, 10) || 0) & 0xffff;
+          }
+          nat[c] = { ip, port };
           given.push(c);
           break;
+        }
         case 'mask-src':
           if (!given.includes('s')) throw param("Can't use --mask-src without --src");
           break;
@@ -361,6 +413,7 @@ export const conntrack: Tool = (argv, ctx): ToolResult => {
     }
     if (table === 'expect')
       return { stdout: '', stderr: `${PROG}: 0 expectations have been shown.\n`, code: 0 };
+    if (nat.n || nat.g || nat.j) filters.push({ test: (e) => natFilter(e, nat) });
     const shown = none ? [] : entries.filter((e) => filters.every((f) => f.test(e)));
     const stdout = shown.map((e) => `${extended ? 'ipv4     2 ' : ''}${formatCtEntry(e, now)}\n`).join('');
     return { stdout, stderr: `${PROG}: ${shown.length} flow entries have been shown.\n`, code: 0 };

@@ -35,7 +35,15 @@ export const TOOLS: Record<string, Tool> = {
   ss,
 };
 
-export class CommandError extends Error {}
+export class CommandError extends Error {
+  /** `runIndex`: the failed command's index in the cluster file's `run:` list (for its file:line:col) */
+  constructor(
+    message: string,
+    readonly runIndex?: number,
+  ) {
+    super(message);
+  }
+}
 
 /** "node1: ip route del 10.244.1.0/24" → ["node1", "ip route del 10.244.1.0/24"] */
 export function splitRunLine(line: string): [string, string] {
@@ -78,15 +86,15 @@ export function runCommand(c: Cluster, netns: string, command: string | readonly
 export function prepareCluster(spec: ClusterSpec, mode: CniMode, extra: readonly string[] = []): Cluster {
   const c = buildCluster(spec, mode);
   const lines = [
-    ...spec.run.map((l, i) => ({ l, where: `run[${i}]` })),
-    ...extra.map((l) => ({ l, where: '--run' })),
+    ...spec.run.map((l, i) => ({ l, where: `run[${i}]`, index: i as number | undefined })),
+    ...extra.map((l) => ({ l, where: '--run', index: undefined })),
   ];
-  for (const { l, where } of lines) {
+  for (const { l, where, index } of lines) {
     const [netns, cmd] = splitRunLine(l);
     const r = runCommand(c, netns, cmd);
     if (r.code !== 0) {
       const why = (r.stderr || r.stdout).trim().split('\n')[0];
-      throw new CommandError(`${where} "${l}": ${why || `exit ${r.code}`}`);
+      throw new CommandError(`${where} "${l}": ${why || `exit ${r.code}`}`, index);
     }
   }
   return c;

@@ -13,8 +13,8 @@ import {
   neighDel,
   NetlinkError,
 } from '../kernel/netlink.ts';
-import type { Link, NeighEntry, NudState } from '../kernel/objects.ts';
-import { ip4ToInt, prefixMask } from '../wire/addr.ts';
+import { NUD_STATES, type Link, type NeighEntry, type NudState } from '../kernel/objects.ts';
+import { inPrefix } from '../wire/addr.ts';
 import {
   Args,
   Ctx,
@@ -154,13 +154,7 @@ function addrPasses(
   const flags = (secondary ? IFA_F_SECONDARY : 0) | IFA_F_PERMANENT;
   if ((f.flags ^ flags) & f.flagmask) return false;
   if (f.label && !globMatch(f.label, dev.name)) return false;
-  if (
-    f.pfx &&
-    f.pfx.addr &&
-    f.pfx.bitlen > 0 &&
-    ((ip4ToInt(a.ip) ^ ip4ToInt(f.pfx.addr)) & prefixMask(f.pfx.bitlen)) !== 0
-  )
-    return false;
+  if (f.pfx && f.pfx.addr && f.pfx.bitlen > 0 && !inPrefix(a.ip, f.pfx.addr, f.pfx.bitlen)) return false;
   return true;
 }
 
@@ -253,7 +247,7 @@ function ipaddrList(c: Ctx, argv: readonly string[], doLink: boolean, flush: boo
               addressDel(c.netns, l.name, ad.ip, ad.len);
             } catch (e) {
               // deleting a primary took its secondaries with it: EADDRNOTAVAIL is ignored
-              if (!(e instanceof NetlinkError && e.extack === 'ipv4: Address not found')) throw e;
+              if (!(e instanceof NetlinkError && e.code === 'EADDRNOTAVAIL')) throw e;
             }
           });
     return 0;
@@ -513,16 +507,6 @@ const NUD: Record<NudState, number> = {
   NOARP: 0x40,
   PERMANENT: 0x80,
 };
-const NUD_ORDER: NudState[] = [
-  'INCOMPLETE',
-  'REACHABLE',
-  'STALE',
-  'DELAY',
-  'PROBE',
-  'FAILED',
-  'NOARP',
-  'PERMANENT',
-];
 
 /** nud_state_a2n: a state bit; 0 for "none" */
 function nudA2n(arg: string): number | undefined {
@@ -553,12 +537,7 @@ function printNeigh(c: Ctx, f: NeighFilter, n: NeighEntry): void {
   const state = NUD[n.state] ?? 0;
   if (f.index && f.index !== dev.ifindex) return;
   if (!(f.state & state) && (state || !(f.state & 0x100))) return;
-  if (
-    f.pfx?.addr &&
-    f.pfx.bitlen > 0 &&
-    ((ip4ToInt(n.ip) ^ ip4ToInt(f.pfx.addr)) & prefixMask(f.pfx.bitlen)) !== 0
-  )
-    return;
+  if (f.pfx?.addr && f.pfx.bitlen > 0 && !inPrefix(n.ip, f.pfx.addr, f.pfx.bitlen)) return;
   printNeighEntry(p, n, !f.index);
 }
 
@@ -579,7 +558,7 @@ function printNeighEntry(p: Printer, n: NeighEntry, showDev: boolean): void {
   if (n.router) p.null(PRINT_ANY, 'router', '%s ', 'router');
   if (state) {
     p.openArray(PRINT_JSON, p.isJson() ? 'state' : '');
-    for (const s of NUD_ORDER) if (state & NUD[s]) p.string(PRINT_ANY, undefined, '%s ', s);
+    for (const s of NUD_STATES) if (state & NUD[s]) p.string(PRINT_ANY, undefined, '%s ', s);
     p.closeArray(PRINT_JSON, undefined);
   }
   p.string(PRINT_FP, undefined, '\n', '');
@@ -651,12 +630,7 @@ function neighShow(c: Ctx, argv: readonly string[], flush: boolean): number {
     for (const n of entries) {
       const dev = c.netns.link(n.dev);
       if (!dev || (f.index && f.index !== dev.ifindex) || !(f.state & NUD[n.state])) continue;
-      if (
-        f.pfx?.addr &&
-        f.pfx.bitlen > 0 &&
-        ((ip4ToInt(n.ip) ^ ip4ToInt(f.pfx.addr)) & prefixMask(f.pfx.bitlen)) !== 0
-      )
-        continue;
+      if (f.pfx?.addr && f.pfx.bitlen > 0 && !inPrefix(n.ip, f.pfx.addr, f.pfx.bitlen)) continue;
       c.netns.neigh.remove(n);
     }
     return 0;

@@ -5,6 +5,8 @@
  * ("Error: <extack>." or "RTNETLINK answers: <strerror>").
  */
 import type { Cluster } from '../cni/build.ts';
+import { strerror } from '../kernel/errno.ts';
+import { ip4ToInt, maskToLen } from '../wire/addr.ts';
 import { NetlinkError } from '../kernel/netlink.ts';
 import type { Link, Netns } from '../kernel/objects.ts';
 import { Printer, ToolExit } from './iproute-print.ts';
@@ -226,12 +228,7 @@ function parseNetmask(s: string): number | undefined {
   if (n !== undefined) return n;
   const a = parseIpv4(s);
   if (!a) return undefined;
-  const m = a.split('.').reduce((x, o) => x * 256 + Number(o), 0);
-  const host = ~m >>> 0;
-  if ((host & (host + 1)) >>> 0 !== 0) return undefined;
-  let bits = 0;
-  for (let x = m; x; x = (x << 1) >>> 0) bits++;
-  return bits;
+  return maskToLen(ip4ToInt(a));
 }
 
 /** get_prefix_1 for IPv4; undefined when invalid */
@@ -301,30 +298,10 @@ export function parseLladdr(c: Ctx, arg: string): string | undefined {
 
 /* ------------------------------------------------------------------ kernel errors */
 
-/** strerror() texts: a NetlinkError with one of these is an errno; any other message is an extack */
-const STRERROR = new Set([
-  'File exists',
-  'No such process',
-  'No such device',
-  'No such file or directory',
-  'Network is unreachable',
-  'Network is down',
-  'Invalid argument',
-  'Operation not supported',
-  'Cannot assign requested address',
-  'Numerical result out of range',
-  'Operation not permitted',
-  'No route to host',
-  'No buffer space available',
-  'Address family not supported by protocol',
-  'Device or resource busy',
-]);
-
-/** how iproute2 reports a failed request (lib/libnetlink.c): extack first, else the errno */
+/** how iproute2 reports a failed request (lib/libnetlink.c): the extack when there is one, else strerror(errno) */
 export function netlinkMessage(e: NetlinkError): string {
-  const extack = e.extack ?? (STRERROR.has(e.message) ? undefined : e.message);
-  if (extack) return `Error: ${extack}${extack.endsWith('.') ? '' : '.'}\n`;
-  return `RTNETLINK answers: ${e.message}\n`;
+  if (e.extack) return `Error: ${e.extack}${e.extack.endsWith('.') ? '' : '.'}\n`;
+  return `RTNETLINK answers: ${strerror(e.code)}\n`;
 }
 
 /** run a model mutation; on a kernel error print it and return false */

@@ -4,15 +4,8 @@
  * print_linkinfo, print_addrinfo, print_stats64, the vxlan/bridge/bridge_slave/veth/ipip
  * print_opt functions), text and JSON.
  */
-import {
-  bridgePorts,
-  carrierChanges,
-  carrierOk,
-  isSecondary,
-  mtuLimits,
-  portForwarding,
-  vethPeer,
-} from '../kernel/netlink.ts';
+import { bridgePorts, carrierOk, portForwarding, vethPeer } from '../kernel/links.ts';
+import { isSecondary, mtuLimits } from '../kernel/netlink.ts';
 import type { Address, Link, Netns } from '../kernel/objects.ts';
 import type { Ctx } from './iproute-common.ts';
 import { PRINT_ANY, PRINT_FP, PRINT_JSON, sprintf, type Printer } from './iproute-print.ts';
@@ -90,10 +83,11 @@ export function operState(c: Ctx, l: Link, ns: Netns = c.netns): OperState {
     case 'ipip':
       return 'UNKNOWN';
     case 'bridge':
-      if (bridgePorts(ns, l).length === 0) return 'UNKNOWN';
-      return carrierOk(c.world, ns, l) ? 'UP' : 'DOWN';
+      // operstate is set by linkwatch on a carrier change: a bridge that never had one keeps UNKNOWN
+      if (l.carrierChanges === 0) return 'UNKNOWN';
+      return carrierOk(l) ? 'UP' : 'DOWN';
     case 'veth': {
-      if (carrierOk(c.world, ns, l)) return 'UP';
+      if (carrierOk(l)) return 'UP';
       const idx = iflink(c, l);
       if (idx === l.ifindex) return 'DOWN';
       const other = [...ns.links.values()].find((x) => x.ifindex === idx);
@@ -114,7 +108,7 @@ export function ifFlags(c: Ctx, l: Link, ns: Netns = c.netns): number {
     f |= IFF.UP;
     const st = operState(c, l, ns);
     if (st === 'UP' || st === 'UNKNOWN') f |= IFF.RUNNING;
-    if (carrierOk(c.world, ns, l)) f |= IFF.LOWER_UP;
+    if (carrierOk(l)) f |= IFF.LOWER_UP;
   }
   return f;
 }
@@ -245,7 +239,7 @@ export function stats64(c: Ctx, l: Link): Stats64 {
     tx_dropped: s.txDropped,
     tx_carrier_errors: 0,
     collisions: 0,
-    carrier_changes: carrierChanges(c.world, c.netns, l),
+    carrier_changes: l.carrierChanges,
   };
 }
 
@@ -508,7 +502,7 @@ export function portNo(ns: Netns, port: Link): number {
 }
 
 export function portState(c: Ctx, port: Link): 'forwarding' | 'disabled' {
-  return portForwarding(c.world, c.netns, port) ? 'forwarding' : 'disabled';
+  return portForwarding(c.netns, port) ? 'forwarding' : 'disabled';
 }
 
 function bridgeSlavePrintOpt(c: Ctx, port: Link): void {

@@ -6,9 +6,11 @@
  */
 import { liveExceptions, pmtuException } from '../kernel/pmtu.ts';
 import type { Route, RouteProto, RouteScope, RouteType } from '../kernel/fib.ts';
-import { carrierOk, localRoutes, routeAdd, routeDel, type LocalRoute } from '../kernel/netlink.ts';
+import { strerror, type Errno } from '../kernel/errno.ts';
+import { carrierOk } from '../kernel/links.ts';
+import { localRoutes, routeAdd, routeDel, type LocalRoute } from '../kernel/netlink.ts';
 import type { Link } from '../kernel/objects.ts';
-import { intToIp4, ip4ToInt, prefixMask } from '../wire/addr.ts';
+import { inPrefix, intToIp4, ip4ToInt } from '../wire/addr.ts';
 import {
   Args,
   duparg2,
@@ -239,7 +241,7 @@ function routeMsg(r: Route, linkdown: boolean): RtMsg {
 
 function fromRoute(c: Ctx, r: Route): RtMsg {
   const dev = r.dev ? c.netns.link(r.dev) : undefined;
-  return routeMsg(r, !!dev && dev.up && !carrierOk(c.world, c.netns, dev));
+  return routeMsg(r, !!dev && dev.up && !carrierOk(dev));
 }
 
 function fromLocal(c: Ctx, r: LocalRoute): RtMsg {
@@ -254,7 +256,7 @@ function fromLocal(c: Ctx, r: LocalRoute): RtMsg {
     srcLen: 0,
     oif: r.dev,
     prefsrc: r.src,
-    flags: { linkdown: !!dev && dev.up && !carrierOk(c.world, c.netns, dev) && r.type !== 'local' },
+    flags: { linkdown: !!dev && dev.up && !carrierOk(dev) && r.type !== 'local' },
   };
 }
 
@@ -298,7 +300,7 @@ function fprefix(p: Prefix): FPrefix {
 /** inet_addr_match: 0 when the first `bits` bits agree */
 function addrMatch(a: number, b: number, bits: number): boolean {
   if (bits <= 0) return true;
-  return ((a ^ b) & prefixMask(Math.min(bits, 32))) === 0;
+  return inPrefix(a, b, Math.min(bits, 32));
 }
 
 function filterMsg(f: Filter, r: RtMsg): boolean {
@@ -721,18 +723,19 @@ function lookupMain(c: Ctx, dst: number, oif?: string): Route | undefined {
 
 function localHit(c: Ctx, dst: number): LocalRoute | undefined {
   return localRoutes(c.netns)
-    .filter((r) => ((dst ^ r.dst) & prefixMask(r.len)) === 0)
+    .filter((r) => inPrefix(dst, r.dst, r.len))
     .sort((a, b) => b.len - a.len)[0];
 }
 
-const ERRNO_OF_TYPE: Partial<Record<RouteType, string>> = {
-  blackhole: 'Invalid argument',
-  unreachable: 'No route to host',
-  prohibit: 'Permission denied',
+/** fib_props: the error a lookup that ends on a route of this type returns */
+const ERRNO_OF_TYPE: Partial<Record<RouteType, Errno>> = {
+  blackhole: 'EINVAL',
+  unreachable: 'EHOSTUNREACH',
+  prohibit: 'EACCES',
 };
 
-function rtnlFail(c: Ctx, msg: string): number {
-  c.p.eprintf('RTNETLINK answers: %s\n', msg);
+function rtnlFail(c: Ctx, e: Errno): number {
+  c.p.eprintf('RTNETLINK answers: %s\n', strerror(e));
   return -2;
 }
 
@@ -798,7 +801,7 @@ function routeGet(c: Ctx, a: Args): number {
     else if (m) printRoute(c, f, fromRoute(c, m));
     else {
       c.p.deleteJsonObj();
-      return rtnlFail(c, 'Network is unreachable');
+      return rtnlFail(c, 'ENETUNREACH');
     }
     c.p.deleteJsonObj();
     return 0;
@@ -823,8 +826,8 @@ function routeGet(c: Ctx, a: Args): number {
   } else {
     if (from) {
       const s = ip4ToInt(from);
-      if (s >>> 28 === 0xe || s === 0xffffffff || s >>> 24 === 0) return rtnlFail(c, 'Invalid argument');
-      if (localHit(c, s)?.type !== 'local') return rtnlFail(c, 'Network is unreachable');
+      if (s >>> 28 === 0xe || s === 0xffffffff || s >>> 24 === 0) return rtnlFail(c, 'EINVAL');
+      if (localHit(c, s)?.type !== 'local') return rtnlFail(c, 'ENETUNREACH');
     }
     const l = localHit(c, dst);
     if (l && l.type === 'local') {
@@ -847,7 +850,7 @@ function routeGet(c: Ctx, a: Args): number {
           onlink: false,
         };
       }
-      if (!r) return rtnlFail(c, 'Network is unreachable');
+      if (!r) return rtnlFail(c, 'ENETUNREACH');
       if (r.type !== 'unicast') return rtnlFail(c, ERRNO_OF_TYPE[r.type]!);
       const dev = c.netns.link(r.dev!)!;
       msg.oif = dev.name;
@@ -883,30 +886,30 @@ function routeInput(c: Ctx, msg: RtMsg, dst: number, from: string, iif: Link): n
   const ns = c.netns;
   msg.iif = iif.name;
   const martian = (s: number) => s >>> 28 === 0xe || s === 0xffffffff || s >>> 24 === 0;
-  if (martian(src)) return rtnlFail(c, 'Invalid argument');
-  if (dst >>> 24 === 0 || dst >>> 24 === 127) return rtnlFail(c, 'Invalid argument');
-  if (src >>> 24 === 127) return rtnlFail(c, 'Invalid argument');
+  if (martian(src)) return rtnlFail(c, 'EINVAL');
+  if (dst >>> 24 === 0 || dst >>> 24 === 127) return rtnlFail(c, 'EINVAL');
+  if (src >>> 24 === 127) return rtnlFail(c, 'EINVAL');
   const forward = ns.sysctlNum('net.ipv4.ip_forward') === 1;
   const l = localHit(c, dst);
   const main = lookupMain(c, dst);
   if (l?.type === 'local') {
-    if (localHit(c, src)?.type === 'local') return rtnlFail(c, 'Invalid argument');
+    if (localHit(c, src)?.type === 'local') return rtnlFail(c, 'EINVAL');
     msg.type = RTN.local;
     msg.oif = 'lo';
     msg.cacheFlags = ['local'];
     return 0;
   }
-  if (!main && !l) return rtnlFail(c, forward ? 'Network is unreachable' : 'No route to host');
+  if (!main && !l) return rtnlFail(c, forward ? 'ENETUNREACH' : 'EHOSTUNREACH');
   if (main && main.type !== 'unicast') {
-    if (!forward) return rtnlFail(c, 'No route to host');
+    if (!forward) return rtnlFail(c, 'EHOSTUNREACH');
     return rtnlFail(c, ERRNO_OF_TYPE[main.type]!);
   }
-  if (!forward) return rtnlFail(c, 'No route to host');
-  if (localHit(c, src)?.type === 'local') return rtnlFail(c, 'Invalid argument');
+  if (!forward) return rtnlFail(c, 'EHOSTUNREACH');
+  if (localHit(c, src)?.type === 'local') return rtnlFail(c, 'EINVAL');
   const rp = ns.rpFilter(iif.name);
   if (rp) {
     const back = lookupMain(c, src);
-    if (!back || (rp === 1 && back.dev !== iif.name)) return rtnlFail(c, 'Invalid cross-device link');
+    if (!back || (rp === 1 && back.dev !== iif.name)) return rtnlFail(c, 'EXDEV');
   }
   const r = main!;
   msg.oif = r.dev;

@@ -4,15 +4,16 @@
  * unique long-option prefixes, the implicit tcp/udp match, `!`), and the same error texts and exit
  * statuses, each checked against the real tool in a network namespace. A refused command changes
  * nothing: every check runs before the first change.
- *
- * Only the filter table is evaluated by the datapath; the other tables list as empty and refuse
- * changes with a podwalk message rather than hold rules nothing would apply.
+ * Every table (filter, nat, mangle, raw, security): the kernel refuses what it refuses (a target
+ * outside its tables or hooks, also through a jump) with the same EINVAL message.
  */
 import {
+  IPTABLES_TARGETS,
   RuleBuilder,
   RuleSyntaxError,
   STANDARD_TARGETS,
   TABLE_BUILTINS,
+  clonePlain,
   formatRuleSpec,
   type Chain,
   type Netfilter,
@@ -152,7 +153,7 @@ function parseRulenum(s: string): number {
 function checkChainName(name: string): void {
   if (name.length >= 29) throw param(`chain name \`${name}' too long (must be under 29 chars)`);
   if (name[0] === '-' || name[0] === '!') throw param(`chain name not allowed to start with \`${name[0]}'`);
-  if ([...STANDARD_TARGETS, 'REJECT'].includes(name))
+  if ([...STANDARD_TARGETS, ...IPTABLES_TARGETS].includes(name))
     throw param('chain name may not clash with target name');
   if (/\s/.test(name)) throw param(`Invalid chain name \`${name}'`);
 }
@@ -218,7 +219,7 @@ function parse(argv: readonly string[]): Parsed {
         hit = resolve();
       }
       if (!hit) throw param(`unknown option "${word}"`);
-      if (hit.ext) opts.push({ c: 'ext', val, hasArg: 1, word, long: hit.name });
+      if (hit.ext) opts.push({ c: 'ext', val, hasArg: b.hasArg(hit.name) ? 1 : 0, word, long: hit.name });
       else opts.push({ c: LONG[hit.name][0], val, hasArg: LONG[hit.name][1], word, long: hit.name });
     } else {
       for (let k = 1; k < word.length; k++) {
@@ -407,6 +408,11 @@ function parse(argv: readonly string[]): Parsed {
   rule(() => b.finalChecks());
   if (!p.command) throw param('no command specified');
   if (invert) throw param('nothing appropriate following !');
+  const t = b.rule.target;
+  if (p.table === 'nat' && (p.policy === 'DROP' || t?.kind === 'DROP'))
+    throw param(
+      '\nThe "nat" table is not intended for filtering, the use of DROP is therefore inhibited.\n\n',
+    );
   return p;
 }
 
@@ -465,11 +471,6 @@ function execute(p: Parsed, rules: Rule[], nf: Netfilter, out: Out): void {
       `${PROG}: table '${p.table}' does not exist\nPerhaps iptables or your kernel needs to be upgraded.\n`,
     );
   const listing = CMD.LIST | CMD.LIST_RULES | CMD.ZERO | CMD.ZERO_NUM;
-  const mutates = p.command & ~(CMD.LIST | CMD.LIST_RULES | CMD.CHECK);
-  if (p.table !== 'filter' && mutates)
-    throw notModelled(
-      `only the filter table is modelled; the ${p.table} table lists as empty and cannot be changed`,
-    );
   const table = nf.table(p.table);
   const present = nf.present(p.table);
   // a table in the kernel stays there when a command empties it
@@ -483,8 +484,8 @@ function execute(p: Parsed, rules: Rule[], nf: Netfilter, out: Out): void {
   // a jump to a chain must name one that exists (checked before the kernel sees the rule)
   if (p.command & (CMD.APPEND | CMD.INSERT | CMD.REPLACE)) {
     const t = p.builder.rule.target;
-    if (t && !STANDARD_TARGETS.includes(t) && t !== 'REJECT' && !table.has(t))
-      throw param(`Chain '${t}' does not exist`);
+    if ((t?.kind === 'jump' || t?.kind === 'goto') && !table.has(t.chain))
+      throw param(`Chain '${t.chain}' does not exist`);
   }
   const f: ListFormat = {
     numeric: !!(p.options & OPT['-n']),
@@ -497,18 +498,13 @@ function execute(p: Parsed, rules: Rule[], nf: Netfilter, out: Out): void {
   };
   const opName =
     p.command & CMD.INSERT ? 'RULE_INSERT' : p.command & CMD.REPLACE ? 'RULE_REPLACE' : 'RULE_APPEND';
+  // the extensions' checkentry and nft's validation (tables, hooks, tcp-reset, `! -s 0.0.0.0/0`)
   const kernelChecks = (c: Chain, r: Rule) => {
-    // xt_REJECT: tcp-reset is only valid for -p tcp (the kernel refuses the rule)
-    const einval = () =>
-      new ToolFailure(4, `${PROG}:  ${opName} failed (Invalid argument): rule in chain ${c.name}\n`);
-    if (r.target === 'REJECT' && r.rejectWith === 'tcp-reset' && (r.proto?.v !== 6 || r.proto.neg))
-      throw einval();
-    // `! -s 0.0.0.0/0` never matches: nf_tables refuses the expression
-    if ((r.src?.neg && r.src.v.len === 0) || (r.dst?.neg && r.dst.v.len === 0)) throw einval();
+    if (nf.refuses(p.table, c.name, r))
+      throw new ToolFailure(4, `${PROG}:  ${opName} failed (Invalid argument): rule in chain ${c.name}\n`);
   };
   const withCounters = (r: Rule): Rule => ({
-    ...r,
-    modules: [...r.modules],
+    ...clonePlain(r),
     pkts: p.counters?.[0] ?? 0,
     bytes: p.counters?.[1] ?? 0,
   });
@@ -522,9 +518,9 @@ function execute(p: Parsed, rules: Rule[], nf: Netfilter, out: Out): void {
       for (const r of rules) kernelChecks(c, r);
       const at = p.command === CMD.APPEND ? c.rules.length : p.rulenum! - 1;
       if (at > c.rules.length) throw kernel('Index of insertion too big.');
+      nf.createByCommand(p.table);
       c.rules.splice(at, 0, ...rules.map(withCounters));
       rules.forEach(echo);
-      nf.markCreated(p.table);
       return;
     }
     case CMD.REPLACE: {
@@ -559,16 +555,16 @@ function execute(p: Parsed, rules: Rule[], nf: Netfilter, out: Out): void {
     }
     case CMD.NEW_CHAIN:
       if (table.has(p.chain!)) throw kernel('Chain already exists.');
+      nf.createByCommand(p.table);
       nf.newChain(p.table, p.chain!);
-      nf.markCreated(p.table);
       return;
     case CMD.SET_POLICY: {
       const c = table.get(p.chain!);
       if (!c || !nf.isBuiltin(p.table, c.name)) throw kernel('Bad built-in chain name.');
       if (p.policy !== 'ACCEPT' && p.policy !== 'DROP')
         throw kernel("Bad policy name. Run `dmesg' for more information.");
+      nf.createByCommand(p.table);
       c.policy = p.policy;
-      nf.markCreated(p.table);
       return;
     }
     case CMD.FLUSH:
@@ -612,7 +608,9 @@ function execute(p: Parsed, rules: Rule[], nf: Netfilter, out: Out): void {
       table.clear();
       for (const [k, v] of entries) table.set(k, v);
       for (const ch of table.values())
-        for (const r of ch.rules) if (r.target === c.name) r.target = p.newName;
+        for (const r of ch.rules)
+          if ((r.target?.kind === 'jump' || r.target?.kind === 'goto') && r.target.chain === c.name)
+            r.target.chain = p.newName!;
       return;
     }
   }

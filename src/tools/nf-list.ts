@@ -6,9 +6,10 @@
 import { intToIp4 } from '../wire/addr.ts';
 import {
   formatRuleSpec,
-  fullRange,
-  hex,
+  matchText as ruleMatchText,
+  netMask,
   PROTO_NAME,
+  targetColumn,
   type Chain,
   type Net,
   type Netfilter,
@@ -57,47 +58,20 @@ export function columnHeader(f: ListFormat): string {
   return s;
 }
 
+/**
+ * the address, then the mask (none for /32); without -n the lab's namespaces name no address
+ * (the real iptables there printed `!127.0.0.0/8`, not `loopback/8`)
+ */
 function addr(n: Net | undefined, numeric: boolean): string {
-  if (!n || n.len === 0) return numeric ? '0.0.0.0/0' : 'anywhere';
-  if (n.mask !== undefined) return `${intToIp4(n.net)}/${intToIp4(n.mask)}`;
-  return intToIp4(n.net) + (n.len === 32 ? '' : `/${n.len}`);
-}
-
-function port(p: number, proto: 'tcp' | 'udp', numeric: boolean): string {
-  return (numeric ? undefined : serviceName(p, proto)) ?? String(p);
-}
-
-/** print_ports of libxt_tcp/libxt_udp: " spt:N", " spts:A:B", "!" after the colon when inverted */
-function ports(
-  name: string,
-  p: { v: [number, number]; neg: boolean } | undefined,
-  proto: 'tcp' | 'udp',
-  numeric: boolean,
-): string {
-  if (!p || (fullRange(p.v) && !p.neg)) return '';
-  const [lo, hi] = p.v;
-  const inv = p.neg ? '!' : '';
-  return lo === hi
-    ? ` ${name}:${inv}${port(lo, proto, numeric)}`
-    : ` ${name}s:${inv}${port(lo, proto, numeric)}:${port(hi, proto, numeric)}`;
+  if (!n || netMask(n) === 0) return numeric ? '0.0.0.0/0' : 'anywhere';
+  const ip = intToIp4(n.net);
+  if (n.mask !== undefined) return `${ip}/${intToIp4(n.mask)}`;
+  return ip + (n.len === 32 ? '' : `/${n.len}`);
 }
 
 /** what the matches and the target print after the addresses, each with a leading space */
-export function matchText(r: Rule, numeric: boolean): string {
-  let s = '';
-  for (const m of r.modules) {
-    if (m === 'tcp' || m === 'udp')
-      s += ` ${m}${ports('spt', r.sport, m, numeric)}${ports('dpt', r.dport, m, numeric)}`;
-    if ((m === 'conntrack' || m === 'state') && r.ctstate)
-      s += `${r.ctstate.neg ? ' !' : ''} ${m === 'state' ? 'state' : 'ctstate'} ${r.ctstate.v.join(',')}`;
-    if (m === 'comment' && r.comment !== undefined) s += ` /* ${r.comment} */`;
-    if (m === 'mark' && r.mark) {
-      const { value, mask } = r.mark.v;
-      s += ` mark match ${r.mark.neg ? '! ' : ''}${hex(value)}${mask === 0xffffffff ? '' : `/${hex(mask)}`}`;
-    }
-  }
-  if (r.target === 'REJECT' && !r.goto && r.rejectWith) s += ` reject-with ${r.rejectWith}`;
-  return s;
+function matchText(r: Rule, numeric: boolean): string {
+  return ruleMatchText(r, { numeric, serviceName });
 }
 
 function protoText(r: Rule, numeric: boolean): string {
@@ -109,7 +83,7 @@ function protoText(r: Rule, numeric: boolean): string {
 export function ruleLine(r: Rule, num: number, f: ListFormat): string {
   let s = f.lineNumbers ? `${String(num).padEnd(4)} ` : '';
   if (f.verbose) s += printNum(r.pkts, f.exact) + printNum(r.bytes, f.exact);
-  s += `${(r.target ?? '').padEnd(9)} `;
+  s += `${targetColumn(r).padEnd(9)} `;
   s += (r.proto?.neg ? '!' : ' ') + `${protoText(r, f.numeric).padEnd(4)} `;
   s += '-- ';
   if (f.verbose) {
@@ -119,7 +93,7 @@ export function ruleLine(r: Rule, num: number, f: ListFormat): string {
   }
   s += (r.src?.neg ? '!' : ' ') + `${addr(r.src?.v, f.numeric).padEnd(19)} `;
   s += (r.dst?.neg ? '!' : ' ') + `${addr(r.dst?.v, f.numeric).padEnd(19)} `;
-  if (r.goto) s += '[goto] ';
+  if (r.target?.kind === 'goto') s += '[goto] ';
   return s + matchText(r, f.numeric);
 }
 
@@ -183,7 +157,7 @@ export function listRules(
 
 /** the line `iptables -v -A/-I/-D/-C` prints for each rule (FMT_PRINT_RULE) */
 export function printRule(r: Rule): string {
-  let s = `${r.target ?? ''} `;
+  let s = `${targetColumn(r)} `;
   s += (r.proto?.neg ? '!' : ' ') + `${PROTO_NAME[r.proto?.v ?? 0] ?? r.proto?.v} `;
   s += 'opt -- ';
   const dev = (d: Rule['in']) => (d ? `${d.neg ? '!' : ''}${d.v}` : '*');
@@ -191,6 +165,6 @@ export function printRule(r: Rule): string {
   s += (r.src?.neg ? '!' : ' ') + `${addr(r.src?.v, true)} `;
   s += (r.dst?.neg ? '!' : ' ') + `-> ${addr(r.dst?.v, true)}`;
   s += '  ';
-  if (r.goto) s += '[goto] ';
+  if (r.target?.kind === 'goto') s += '[goto] ';
   return s + matchText(r, true) + '\n';
 }

@@ -26,12 +26,20 @@
  * parse as libpcap parses them, and then fail with a message that says podwalk does not support them.
  */
 import { services, servicePort } from './services.ts';
+import { getprotobyname } from '../wire/protocols.ts';
 
 export const LINKTYPE_ETHERNET = 1;
 export const LINKTYPE_RAW = 101;
 
 export class FilterError extends Error {
   override name = 'FilterError';
+  /** a valid libpcap construct that podwalk's compiler does not implement (not a user error) */
+  constructor(
+    message: string,
+    readonly notEmulated = false,
+  ) {
+    super(message);
+  }
 }
 
 /* ------------------------------------------------------------------ formulas */
@@ -687,67 +695,6 @@ function nameToPort(name: string): { port: number; proto: number } | undefined {
   return undefined;
 }
 
-/** /etc/protocols (netbase), what getprotobyname() finds for `proto \name` */
-const PROTOCOLS: [string, number, ...string[]][] = [
-  ['ip', 0, 'IP'],
-  ['hopopt', 0, 'HOPOPT'],
-  ['icmp', 1, 'ICMP'],
-  ['igmp', 2, 'IGMP'],
-  ['ggp', 3, 'GGP'],
-  ['ipencap', 4, 'IP-ENCAP'],
-  ['st', 5, 'ST'],
-  ['tcp', 6, 'TCP'],
-  ['egp', 8, 'EGP'],
-  ['igp', 9, 'IGP'],
-  ['pup', 12, 'PUP'],
-  ['udp', 17, 'UDP'],
-  ['hmp', 20, 'HMP'],
-  ['xns-idp', 22, 'XNS-IDP'],
-  ['rdp', 27, 'RDP'],
-  ['iso-tp4', 29, 'ISO-TP4'],
-  ['dccp', 33, 'DCCP'],
-  ['xtp', 36, 'XTP'],
-  ['ddp', 37, 'DDP'],
-  ['idpr-cmtp', 38, 'IDPR-CMTP'],
-  ['ipv6', 41, 'IPv6'],
-  ['ipv6-route', 43, 'IPv6-Route'],
-  ['ipv6-frag', 44, 'IPv6-Frag'],
-  ['idrp', 45, 'IDRP'],
-  ['rsvp', 46, 'RSVP'],
-  ['gre', 47, 'GRE'],
-  ['esp', 50, 'IPSEC-ESP'],
-  ['ah', 51, 'IPSEC-AH'],
-  ['skip', 57, 'SKIP'],
-  ['ipv6-icmp', 58, 'IPv6-ICMP'],
-  ['ipv6-nonxt', 59, 'IPv6-NoNxt'],
-  ['ipv6-opts', 60, 'IPv6-Opts'],
-  ['rspf', 73, 'RSPF', 'CPHB'],
-  ['vmtp', 81, 'VMTP'],
-  ['eigrp', 88, 'EIGRP'],
-  ['ospf', 89, 'OSPFIGP'],
-  ['ax.25', 93, 'AX.25'],
-  ['ipip', 94, 'IPIP'],
-  ['etherip', 97, 'ETHERIP'],
-  ['encap', 98, 'ENCAP'],
-  ['pim', 103, 'PIM'],
-  ['ipcomp', 108, 'IPCOMP'],
-  ['vrrp', 112, 'VRRP'],
-  ['l2tp', 115, 'L2TP'],
-  ['isis', 124, 'ISIS'],
-  ['sctp', 132, 'SCTP'],
-  ['fc', 133, 'FC'],
-  ['mobility-header', 135, 'Mobility-Header'],
-  ['udplite', 136, 'UDPLite'],
-  ['mpls-in-ip', 137, 'MPLS-in-IP'],
-  ['manet', 138],
-  ['hip', 139, 'HIP'],
-  ['shim6', 140, 'Shim6'],
-  ['wesp', 141, 'WESP'],
-  ['rohc', 142, 'ROHC'],
-  ['ethernet', 143, 'Ethernet'],
-  ['mptcp', 262, 'MPTCP'],
-];
-
 /** pcap_nametoeproto(): libpcap's own table of Ethernet protocol names */
 const EPROTOS: Record<string, number> = {
   aarp: 0x80f3,
@@ -779,7 +726,7 @@ class Gen {
   }
 
   unsupported(what: string): never {
-    throw new FilterError(`podwalk: ${what} is not supported by the emulated filter compiler`);
+    throw new FilterError(`podwalk: ${what} in a filter is not emulated`, true);
   }
 
   linktypeIs(llProto: number): Formula {
@@ -1058,9 +1005,9 @@ class Gen {
       case 'default':
       case 'ip':
       case 'ip6': {
-        const p = PROTOCOLS.find(([n, , ...aliases]) => n === name || aliases.includes(name));
+        const p = getprotobyname(name);
         if (!p) throw new FilterError(`unknown ip proto '${name}'`);
-        return p[1];
+        return p.number;
       }
       case 'link': {
         const v = EPROTOS[name];
@@ -1775,7 +1722,7 @@ const isAqual = (t: string) => AQUAL[t] !== undefined;
  */
 export function compileFilter(expression: string, linktype: number = LINKTYPE_ETHERNET): CompiledFilter {
   if (linktype !== LINKTYPE_ETHERNET && linktype !== LINKTYPE_RAW)
-    throw new FilterError(`podwalk: link type ${linktype} is not supported by the emulated filter compiler`);
+    throw new FilterError(`podwalk: link type ${linktype} in a filter is not emulated`, true);
   const parser = new Parser(new Lexer(expression), new Gen(linktype));
   const formula = parser.prog() ?? TRUE;
   if (!satisfiable(formula)) throw new FilterError('expression rejects all packets');

@@ -352,7 +352,7 @@ export const ping: Tool = (argv, { cluster: c, netns: ns }): ToolResult => {
       return answered();
     });
   drain();
-  c.sockets.closePing(sock);
+  c.sockets.closePing(ns, sock);
 
   const loss = transmitted ? ((transmitted - received) * 100) / transmitted : 0;
   out += `\n--- ${dest} ping statistics ---\n`;

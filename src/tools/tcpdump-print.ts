@@ -399,7 +399,7 @@ export class PacketPrinter {
         return;
       case 0x0806:
       case 0x8035:
-        this.arpPrint(payload, length, caplen);
+        this.arpPrint(payload, length);
         return;
       default:
         if (!this.opts.e)
@@ -416,7 +416,7 @@ export class PacketPrinter {
 
   /* ---------------------------------------------------------------- ARP */
 
-  private arpPrint(bp: number, length: number, caplen: number): void {
+  private arpPrint(bp: number, length: number): void {
     this.protocol = 'arp';
     if (!this.ttest(bp, 8)) throw new Trunc();
     const hrd = this.u16(bp);
@@ -473,7 +473,6 @@ export class PacketPrinter {
         this.w(`${laddr(sha)} at ${paddr(spa)}`);
         break;
       default:
-        void caplen;
         return;
     }
     this.w(`, length ${length}`);

@@ -13,7 +13,9 @@
  * -Q in|out|inout, -#/--number, -l, -p, -U, --immediate-mode, -h/--help, --version; flags may be
  * combined (`-nnev`) and option values attached (`-ieth0`, `-c5`); options may follow the
  * expression, as GNU getopt permutes them. The filter is the pcap-filter expression made of the
- * remaining words (see pcapfilter.ts).
+ * remaining words (see pcapfilter.ts). Valid tcpdump options outside this set (-w, -X, …), `-i any`
+ * and filter constructs the compiler does not implement print `podwalk: … is not emulated` and
+ * exit 2, podwalk's rule for every emulated tool; tcpdump's own errors keep tcpdump's text and 1.
  *
  * Names: podwalk has no DNS, so without -n addresses print as numbers, as tcpdump prints them
  * when a reverse lookup finds no name; ports then get their /etc/services names (8080 is
@@ -117,6 +119,10 @@ interface Options {
 const fail = (msg: string): never => {
   throw new ToolFailure(1, `tcpdump: ${msg}\n`);
 };
+/** a valid tcpdump usage the emulation does not implement: podwalk's rule, exit 2 */
+const notEmulated = (what: string, hint = ''): never => {
+  throw new ToolFailure(2, `podwalk: ${what} is not emulated${hint && `; ${hint}`}\n`);
+};
 const usageError = (msg: string): never => {
   throw new ToolFailure(1, `tcpdump: ${msg}\n${USAGE}`);
 };
@@ -159,8 +165,10 @@ function parseArgs(argv: readonly string[]): Options {
   };
   const apply = (opt: string, val: string | undefined): void => {
     if (!IMPLEMENTED.has(opt)) {
-      fail(
-        `podwalk: option ${opt.length === 1 ? '-' + opt : '--' + opt} is not supported by the emulated tcpdump`,
+      const flag = opt.length === 1 ? '-' + opt : '--' + opt;
+      notEmulated(
+        `"tcpdump ${flag}"`,
+        opt === 'w' ? '`podwalk trace … --pcap DIR` writes a pcap file per interface' : '',
       );
     }
     switch (opt) {
@@ -294,8 +302,7 @@ export const tcpdump: Tool = (argv, ctx): ToolResult => {
       dev = defaultDevice(ns.links.values());
       if (!dev) fail('no suitable device found');
     } else {
-      if (o.iface === 'any')
-        fail('podwalk: -i any (the LINUX_SLL2 cooked capture) is not supported by the emulated tcpdump');
+      if (o.iface === 'any') notEmulated('"tcpdump -i any"', 'capture one interface at a time with -i DEV');
       dev = ns.link(o.iface);
       if (!dev) fail(`${o.iface}: No such device exists\n(No such device exists)`);
     }
@@ -306,7 +313,10 @@ export const tcpdump: Tool = (argv, ctx): ToolResult => {
     try {
       filter = compileFilter(o.words.join(' '), linktype);
     } catch (e) {
-      if (e instanceof FilterError) return fail(e.message);
+      if (e instanceof FilterError)
+        throw e.notEmulated
+          ? new ToolFailure(2, `${e.message}\n`)
+          : new ToolFailure(1, `tcpdump: ${e.message}\n`);
       throw e;
     }
     stderr += o.v

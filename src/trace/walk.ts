@@ -172,7 +172,7 @@ export function walk(c: Cluster, req: WalkRequest, opts: { exchange?: boolean } 
         action: 'send',
         ev: { type: 'send', role: item.role, pkt: p },
       });
-      c.sockets.send(c.world.ns(item.ns), p, item.role);
+      c.sockets.send(c.world.ns(item.ns), p, item.role, { ct: item.ct });
     });
     sent++;
     if (!reply) reply = t;

@@ -1,8 +1,8 @@
 /** IPv4 / MAC address and prefix helpers. IPv4 addresses as numbers are unsigned 32-bit (`>>> 0`). */
 import type { Ipv4Addr, MacAddr } from './types.ts';
 
-/** Parses a dotted quad ("10.244.0.5") strictly: four decimal octets 0..255, no leading zeros. */
-export function ip4ToInt(s: Ipv4Addr): number {
+/** A dotted quad ("10.244.0.5") as a uint32, strictly: four decimal octets 0..255, no leading zeros; else undefined. */
+export function parseIp4(s: string): number | undefined {
   let v = 0;
   let octet = 0;
   let digits = 0;
@@ -10,20 +10,23 @@ export function ip4ToInt(s: Ipv4Addr): number {
   for (let i = 0; i <= s.length; i++) {
     const c = i < s.length ? s.charCodeAt(i) : 46; // end of string acts as a final '.'
     if (c >= 48 && c <= 57) {
-      if (digits === 1 && octet === 0) return badIp4(s); // leading zero
+      if (digits === 1 && octet === 0) return undefined; // leading zero
       octet = octet * 10 + (c - 48);
-      if (++digits > 3 || octet > 255) return badIp4(s);
+      if (++digits > 3 || octet > 255) return undefined;
     } else if (c === 46 && digits > 0 && dots < 4) {
       v = v * 256 + octet;
       octet = digits = 0;
       dots++;
-    } else return badIp4(s);
+    } else return undefined;
   }
-  return dots === 4 ? v : badIp4(s);
+  return dots === 4 ? v : undefined;
 }
 
-function badIp4(s: string): never {
-  throw new Error(`invalid IPv4 address ${JSON.stringify(s)}`);
+/** Parses a dotted quad as parseIp4 does, throwing on anything else. */
+export function ip4ToInt(s: Ipv4Addr): number {
+  const v = parseIp4(s);
+  if (v === undefined) throw new Error(`invalid IPv4 address ${JSON.stringify(s)}`);
+  return v;
 }
 
 export function intToIp4(n: number): Ipv4Addr {
@@ -32,7 +35,7 @@ export function intToIp4(n: number): Ipv4Addr {
 }
 
 export function isValidIp4(s: string): boolean {
-  return valid(() => ip4ToInt(s));
+  return parseIp4(s) !== undefined;
 }
 
 function hexVal(c: number): number {
@@ -72,9 +75,20 @@ export function isValidMac(s: string): boolean {
   return valid(() => parseMac(s));
 }
 
+/** An IPv4 prefix: an address (as written: host bits may be set) and a prefix length. */
 export interface Cidr {
   addr: number;
   len: number;
+}
+
+/** "a.b.c.d/len" with len 0..32 (no leading zeros), host bits allowed; undefined when malformed. */
+export function cidrOf(s: string): Cidr | undefined {
+  const slash = s.indexOf('/');
+  if (slash < 0) return undefined;
+  const addr = parseIp4(s.slice(0, slash));
+  const l = s.slice(slash + 1);
+  if (addr === undefined || !/^(0|[1-9][0-9]?)$/.test(l) || Number(l) > 32) return undefined;
+  return { addr, len: Number(l) };
 }
 
 /**
@@ -82,23 +96,26 @@ export interface Cidr {
  * pass `{ allowHostBits: true }` for an interface address such as "10.244.0.1/24".
  */
 export function parseCidr(s: string, opts: { allowHostBits?: boolean } = {}): Cidr {
-  const m = /^([0-9.]+)\/(\d{1,2})$/.exec(s);
-  if (!m) throw new Error(`invalid CIDR ${JSON.stringify(s)}: expected a.b.c.d/len`);
-  const len = Number(m[2]);
-  if (len > 32 || (m[2].length > 1 && m[2][0] === '0'))
-    throw new Error(`invalid CIDR ${JSON.stringify(s)}: prefix length must be 0..32`);
-  const addr = ip4ToInt(m[1]);
-  if (!opts.allowHostBits && (addr & ~prefixMask(len)) !== 0)
-    throw new Error(
-      `invalid CIDR ${JSON.stringify(s)}: host bits set (network is ${formatCidr((addr & prefixMask(len)) >>> 0, len)})`,
-    );
-  return { addr, len };
+  const c = cidrOf(s);
+  if (!c) throw new Error(`invalid CIDR ${JSON.stringify(s)}: expected a.b.c.d/len with len 0..32`);
+  if (!opts.allowHostBits && networkOf(c) !== c.addr)
+    throw new Error(`invalid CIDR ${JSON.stringify(s)}: host bits set (network is ${cidrText(c)})`);
+  return c;
 }
 
 /** Netmask of a prefix length as uint32: prefixMask(24) === 0xffffff00. */
 export function prefixMask(len: number): number {
   if (!Number.isInteger(len) || len < 0 || len > 32) throw new Error(`invalid prefix length ${len}`);
   return len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
+}
+
+/** The prefix length of a contiguous netmask (0xffffff00 → 24); undefined for a non-contiguous one. */
+export function maskToLen(mask: number): number | undefined {
+  const host = ~mask >>> 0;
+  if ((host & (host + 1)) >>> 0 !== 0) return undefined;
+  let len = 0;
+  for (let m = mask >>> 0; m; m = (m << 1) >>> 0) len++;
+  return len;
 }
 
 /** Whether `ip` lies in net/len; addresses as dotted quads or uint32. */
@@ -108,10 +125,40 @@ export function inPrefix(ip: Ipv4Addr | number, net: Ipv4Addr | number, len: num
   return ((a ^ n) & prefixMask(len)) === 0;
 }
 
+/** The network address of a prefix (host bits cleared). */
+export function networkOf(c: Cidr): number {
+  return (c.addr & prefixMask(c.len)) >>> 0;
+}
+
+/** The all-ones host address of a prefix. */
+export function broadcastOf(c: Cidr): number {
+  return (networkOf(c) | ~prefixMask(c.len)) >>> 0;
+}
+
+/** Whether the address lies in the prefix. */
+export function cidrContains(c: Cidr, addr: number): boolean {
+  return inPrefix(addr, c.addr, c.len);
+}
+
+/** Whether `inner` is `outer` or a part of it. */
+export function cidrWithin(inner: Cidr, outer: Cidr): boolean {
+  return inner.len >= outer.len && cidrContains(outer, inner.addr);
+}
+
+/** Whether two prefixes share an address. */
+export function cidrsOverlap(a: Cidr, b: Cidr): boolean {
+  return inPrefix(a.addr, b.addr, Math.min(a.len, b.len));
+}
+
 /** "10.244.0.0/24" from a uint32 and a prefix length (the address is printed as given). */
 export function formatCidr(addr: number, len: number): string {
   prefixMask(len); // validates len
   return `${intToIp4(addr)}/${len}`;
+}
+
+/** The prefix as its network: "10.244.0.0/24" for 10.244.0.7/24. */
+export function cidrText(c: Cidr): string {
+  return formatCidr(networkOf(c), c.len);
 }
 
 function valid(f: () => unknown): boolean {

@@ -1,0 +1,120 @@
+/**
+ * ipt_do_table for one table at one hook: the builtin chain's rules in order, jumps and gotos
+ * into user chains, RETURN, the policy; rule counters. Targets that do not decide (MARK, CT
+ * --notrack, a rule without target) change the packet and go on; ACCEPT, DROP, REJECT and the NAT
+ * targets decide. The result is a typed record of what happened, for the datapath to act on and
+ * the trace to show.
+ */
+import type { MatchEnv, PacketView } from './extension.ts';
+import { matchExt } from './matches.ts';
+import { netMask } from './parse.ts';
+import type { Chain, Hook, Rule, TableName } from './types.ts';
+
+/** a rule that matched: its chain, its 1-based position, the rule */
+export interface RuleHit {
+  chain: string;
+  index: number;
+  rule: Rule;
+}
+
+export interface Traversal {
+  table: TableName;
+  hook: Hook;
+  /** the builtin chain the hook runs */
+  chain: string;
+  /** every rule that matched, in order; the last one decided unless the policy did */
+  path: RuleHit[];
+  verdict: 'ACCEPT' | 'DROP' | 'REJECT';
+  /** the rule whose target decided (ACCEPT, DROP, REJECT, DNAT, SNAT, MASQUERADE); undefined: the policy */
+  decided?: RuleHit;
+  /** a CT --notrack/NOTRACK rule matched: the packet stays untracked */
+  notrack?: boolean;
+}
+
+function matchIface(pattern: string, name: string | undefined): boolean {
+  if (name === undefined) return false;
+  return pattern.endsWith('+') ? name.startsWith(pattern.slice(0, -1)) : pattern === name;
+}
+
+export function ruleMatches(r: Rule, p: PacketView, env: MatchEnv): boolean {
+  if (r.proto && (r.proto.v === 0 || r.proto.v === p.proto) === r.proto.neg) return false;
+  if (r.src && ((p.src & netMask(r.src.v)) >>> 0 === r.src.v.net) === r.src.neg) return false;
+  if (r.dst && ((p.dst & netMask(r.dst.v)) >>> 0 === r.dst.v.net) === r.dst.neg) return false;
+  if (r.in && matchIface(r.in.v, p.in) === r.in.neg) return false;
+  if (r.out && matchIface(r.out.v, p.out) === r.out.neg) return false;
+  for (const m of r.matches) if (!matchExt(m).test(m, p, env)) return false;
+  return true;
+}
+
+/** the most chains deep a traversal goes (the kernel refuses loops when rules are added) */
+const MAX_DEPTH = 32;
+
+/**
+ * Run a packet through a builtin chain of a table. `countPolicy`: the table exists in the kernel,
+ * so its builtin chain counts the packets its policy decides.
+ */
+export function traverse(
+  table: ReadonlyMap<string, Chain>,
+  tableName: TableName,
+  hook: Hook,
+  p: PacketView,
+  env: MatchEnv,
+  countPolicy: boolean,
+): Traversal {
+  const res: Traversal = { table: tableName, hook, chain: hook, path: [], verdict: 'ACCEPT' };
+  const walk = (chainName: string, depth: number): boolean => {
+    const chain = table.get(chainName);
+    if (!chain || depth > MAX_DEPTH) return false;
+    for (let i = 0; i < chain.rules.length; i++) {
+      const r = chain.rules[i];
+      if (!ruleMatches(r, p, env)) continue;
+      r.pkts++;
+      r.bytes += p.len;
+      const hit = { chain: chainName, index: i + 1, rule: r };
+      res.path.push(hit);
+      const t = r.target;
+      if (!t) continue;
+      switch (t.kind) {
+        case 'ACCEPT':
+        case 'DROP':
+        case 'REJECT':
+        case 'DNAT':
+        case 'SNAT':
+        case 'MASQUERADE':
+          res.verdict = t.kind === 'DROP' || t.kind === 'REJECT' ? t.kind : 'ACCEPT';
+          res.decided = hit;
+          return true;
+        case 'RETURN':
+          return false;
+        case 'MARK':
+          p.mark = ((p.mark & ~t.mask) ^ t.value) >>> 0;
+          continue;
+        case 'CT':
+          res.notrack = true;
+          continue;
+        case 'jump':
+        case 'goto': {
+          if (t.chain === 'ACCEPT' || t.chain === 'DROP') {
+            res.verdict = t.chain;
+            res.decided = hit;
+            return true;
+          }
+          if (walk(t.chain, depth + 1)) return true;
+          // -g: the chain gone to returns to whoever called this one
+          if (t.kind === 'goto') return false;
+          continue;
+        }
+      }
+    }
+    return false;
+  };
+  if (walk(hook, 0)) return res;
+  const builtin = table.get(hook)!;
+  // a table that does not exist in the kernel has no hooks: nothing counts there (a pod's namespace)
+  if (countPolicy && !builtin.noCounters) {
+    builtin.pkts++;
+    builtin.bytes += p.len;
+  }
+  res.verdict = builtin.policy ?? 'ACCEPT';
+  return res;
+}

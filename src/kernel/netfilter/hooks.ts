@@ -1,0 +1,287 @@
+/**
+ * One netfilter hook of one namespace, as nf_hook_slow runs it: the hook's entries in priority
+ * order — raw (−300), conntrack (−200, PREROUTING and OUTPUT), mangle (−150), nat of the
+ * destination (−100, PREROUTING and OUTPUT), filter (0), security (50), nat of the source (100,
+ * POSTROUTING and INPUT), conntrack confirm (last, POSTROUTING and INPUT). A table that does not
+ * exist in the namespace has no entry and costs nothing; conntrack runs only where something
+ * needs it (nf_ct_netns_get); NAT only where the nat table exists, and its table only for a
+ * connection's first packet (nf_nat_inet_fn).
+ *
+ * The result is typed: what conntrack found, each table's traversal, each NAT set-up and packet
+ * rewrite, and the verdict. The datapath (stack.ts) acts on it and records it.
+ */
+import { ip4ToInt } from '../../wire/addr.ts';
+import type { Ipv4Packet } from '../../wire/types.ts';
+import { quotedTuple, tupleOf, type CtResult, type Tuple } from '../conntrack.ts';
+import {
+  hookManip,
+  natIcmpReply,
+  natInitialized,
+  natNullBinding,
+  natPacket,
+  natSetup,
+  type Manip,
+  type NatSetup,
+} from '../nat.ts';
+import type { Netns } from '../objects.ts';
+import { HOOK_TABLES } from '../netfilter.ts';
+import type { MatchEnv, PacketView } from './extension.ts';
+import { traverse, type Traversal } from './eval.ts';
+import type { AddrType, Hook, NatRange, TableName } from './types.ts';
+
+/** what a hook sees of the skb; NAT replaces pkt, MARK changes mark, conntrack attaches ct */
+export interface HookSkb {
+  pkt: Ipv4Packet;
+  mark?: number;
+  ct?: CtResult;
+  /** CT --notrack / NOTRACK: the packet is not tracked (IP_CT_UNTRACKED) */
+  untracked?: boolean;
+}
+
+/** what the hook needs from the datapath around it (one object per datapath, not per packet) */
+export interface HookEnv {
+  now(): number;
+  /** a deterministic u32 (statistic, NAT port choice) */
+  random(...parts: (string | number)[]): number;
+  /** does the namespace track connections (asked only where it matters) */
+  conntrackOn(ns: Netns): boolean;
+}
+
+export type NfEvent =
+  /** nf_conntrack_in: the entry the packet belongs to (new, found, related) or INVALID */
+  | { kind: 'conntrack'; hook: Hook; result: CtResult }
+  /** a table's builtin chain ran (omitted for an empty chain that accepted) */
+  | { kind: 'traversal'; traversal: Traversal }
+  /** nf_nat_setup_info: the entry's manip (a rule's, or the null binding when no rule set one) */
+  | { kind: 'nat-setup'; hook: Hook; setup: NatSetup; byRule: boolean; orig: Tuple; reply: Tuple }
+  /** nf_nat_packet / nf_nat_icmp_reply_translation rewrote the packet from the entry */
+  | { kind: 'nat-rewrite'; hook: Hook; manip: Manip; before: Tuple; after: Tuple; icmpError: boolean }
+  /** MASQUERADE found no address on the output device ("ate my IP address") */
+  | { kind: 'masquerade-failed'; hook: Hook; device: string };
+
+export interface HookResult {
+  verdict: 'ACCEPT' | 'DROP' | 'REJECT';
+  /** the traversal whose rule (or policy) dropped or rejected */
+  by?: Traversal;
+  events: NfEvent[];
+}
+
+/** where the packet is: devices, the route's next hop (MASQUERADE), its length (counters) */
+export interface HookPlace {
+  iif?: string;
+  oif?: string;
+  nexthop?: string;
+  len: number;
+}
+
+const CT_TABLE_HOOKS: readonly Hook[] = ['PREROUTING', 'OUTPUT'];
+
+/** one run of a hook: the tables' match environment too */
+class HookRun implements MatchEnv {
+  table: TableName = 'filter';
+  readonly events: NfEvent[] = [];
+  private flow?: string;
+
+  constructor(
+    readonly ns: Netns,
+    readonly hook: Hook,
+    readonly skb: HookSkb,
+    readonly at: HookPlace,
+    readonly env: HookEnv,
+  ) {}
+
+  get now(): number {
+    return this.env.now();
+  }
+
+  get recent(): MatchEnv['recent'] {
+    return this.ns.netfilter.recent;
+  }
+
+  /** the packet's flow, for the deterministic random numbers of statistic and NAT */
+  private flowKey(): string {
+    if (this.flow === undefined) {
+      const t = tupleOf(this.skb.pkt);
+      this.flow = `${t.proto}|${t.src}|${t.sport}|${t.dst}|${t.dport}|${t.icmpId ?? ''}`;
+    }
+    return this.flow;
+  }
+
+  random(salt: string): number {
+    return this.env.random(this.ns.name, this.table, this.hook, salt, this.flowKey());
+  }
+
+  natRandom(salt: string): number {
+    return this.env.random(this.ns.name, 'nat', salt, this.flowKey());
+  }
+
+  addrType(addr: number, dev?: string): AddrType {
+    return inetAddrType(this.ns, addr, dev);
+  }
+
+  view(): PacketView {
+    const skb = this.skb;
+    const p = skb.pkt;
+    const pl = p.payload;
+    const ct = skb.ct;
+    return {
+      src: ip4ToInt(p.ip.src),
+      dst: ip4ToInt(p.ip.dst),
+      proto: p.ip.protocol,
+      sport: pl.kind === 'tcp' ? pl.tcp.srcPort : pl.kind === 'udp' ? pl.udp.srcPort : undefined,
+      dport: pl.kind === 'tcp' ? pl.tcp.dstPort : pl.kind === 'udp' ? pl.udp.dstPort : undefined,
+      icmpType: pl.kind === 'icmp' ? pl.icmp.type : undefined,
+      icmpCode: pl.kind === 'icmp' ? pl.icmp.code : undefined,
+      in: this.at.iif,
+      out: this.at.oif,
+      ttl: p.ip.ttl,
+      len: this.at.len,
+      mark: skb.mark ?? 0,
+      ctstate: skb.untracked || !ct ? 'UNTRACKED' : ct.ctstate,
+      ct: ct && !ct.invalid ? ct : undefined,
+    };
+  }
+
+  /** one table's builtin chain */
+  runTable(name: TableName): Traversal | undefined {
+    const nf = this.ns.netfilter;
+    const table = nf.tables.get(name);
+    if (!table) return undefined;
+    const chain = table.get(this.hook);
+    // a table that does not exist in the kernel has no hooks (a pod's namespace)
+    if (!chain || !nf.present(name)) return undefined;
+    const view = this.view();
+    this.table = name;
+    const t = traverse(table, name, this.hook, view, this, true);
+    this.skb.mark = view.mark;
+    if (chain.rules.length || chain.policy !== 'ACCEPT' || t.verdict !== 'ACCEPT')
+      this.events.push({ kind: 'traversal', traversal: t });
+    if (t.notrack && !this.skb.ct) this.skb.untracked = true;
+    return t;
+  }
+
+  /** nf_conntrack_in */
+  ctIn(): void {
+    const skb = this.skb;
+    if (skb.untracked || skb.ct || !this.env.conntrackOn(this.ns)) return;
+    const t = tupleOf(skb.pkt);
+    const flags = skb.pkt.payload.kind === 'tcp' ? skb.pkt.payload.tcp.flags : undefined;
+    const loose = this.ns.sysctl.get('net.netfilter.nf_conntrack_tcp_loose') !== '0';
+    const res = this.ns.conntrack.track(t, flags, this.env.now(), loose, quotedTuple(skb.pkt));
+    skb.ct = res;
+    this.events.push({ kind: 'conntrack', hook: this.hook, result: res });
+  }
+
+  /** nf_nat_ipv4_fn / nf_nat_inet_fn; a result only when the packet is dropped */
+  nat(): HookResult | undefined {
+    const { skb, hook, events, ns } = this;
+    const ct = skb.ct;
+    // the nat table's base chains are what make conntrack run: no nat table, no NAT
+    if (!ct || ct.invalid || skb.untracked || !ns.netfilter.present('nat')) return undefined;
+    const manip = hookManip(hook);
+    const e = ct.entry;
+    const before = tupleOf(skb.pkt);
+    // an ICMP error of a NATed entry is translated, never run through the table
+    if (ct.related && skb.pkt.payload.kind === 'icmp') {
+      const out = natIcmpReply(e, ct.dir, manip, skb.pkt);
+      if (out) {
+        skb.pkt = out;
+        events.push({ kind: 'nat-rewrite', hook, manip, before, after: tupleOf(out), icmpError: true });
+      }
+      return undefined;
+    }
+    // the table only while the entry's manip of this type is not set up
+    if ((ct.ctstate === 'NEW' || ct.related) && !natInitialized(e, manip)) {
+      const t = this.runTable('nat');
+      if (t && t.verdict !== 'ACCEPT') return { verdict: t.verdict, by: t, events };
+      const target = t?.decided?.rule.target;
+      let range: NatRange | undefined;
+      if (target?.kind === 'DNAT' || target?.kind === 'SNAT') range = target.range;
+      else if (target?.kind === 'MASQUERADE' && e.orig.src !== '0.0.0.0') {
+        // nf_nat_masquerade_ipv4: the output device's address towards the next hop
+        const out = this.at.oif;
+        const src = out ? inetSelectAddr(ns, out, this.at.nexthop ?? skb.pkt.ip.dst) : undefined;
+        if (!src) {
+          events.push({ kind: 'masquerade-failed', hook, device: out ?? '' });
+          return { verdict: 'DROP', by: t, events };
+        }
+        range = { ...target.range, minIp: ip4ToInt(src), maxIp: ip4ToInt(src) };
+      }
+      if (range) {
+        const setup = natSetup(ns.conntrack, e, range, manip, (salt) => this.natRandom(salt));
+        events.push({ kind: 'nat-setup', hook, setup, byRule: true, orig: e.orig, reply: e.reply });
+      }
+      if (!natInitialized(e, manip)) {
+        const setup = natNullBinding(ns.conntrack, e, manip, (salt) => this.natRandom(salt));
+        if (setup.changed)
+          events.push({ kind: 'nat-setup', hook, setup, byRule: false, orig: e.orig, reply: e.reply });
+      }
+    }
+    const out = natPacket(e, ct.dir, manip, skb.pkt);
+    if (out) {
+      skb.pkt = out;
+      events.push({ kind: 'nat-rewrite', hook, manip, before, after: tupleOf(out), icmpError: false });
+    }
+    return undefined;
+  }
+
+  run(): HookResult {
+    const hook = this.hook;
+    for (const name of HOOK_TABLES[hook]) {
+      if (name === 'mangle' && CT_TABLE_HOOKS.includes(hook)) this.ctIn();
+      if (name === 'nat') {
+        const r = this.nat();
+        if (r) return r;
+        continue;
+      }
+      const t = this.runTable(name);
+      if (t && t.verdict !== 'ACCEPT') return { verdict: t.verdict, by: t, events: this.events };
+    }
+    // __nf_conntrack_confirm, the last entry of POSTROUTING and INPUT (not for related packets)
+    const ct = this.skb.ct;
+    if ((hook === 'POSTROUTING' || hook === 'INPUT') && ct?.isNew && !ct.entry.confirmed)
+      this.ns.conntrack.confirm(ct.entry);
+    return { verdict: 'ACCEPT', events: this.events };
+  }
+}
+
+/** Run `hook` for the packet in the namespace. */
+export function runHook(ns: Netns, hook: Hook, skb: HookSkb, at: HookPlace, env: HookEnv): HookResult {
+  return new HookRun(ns, hook, skb, at, env).run();
+}
+
+/* ------------------------------------------------------------ the datapath's side */
+
+const prefix = (len: number) => (len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0);
+
+/** inet_dev_addr_type over the namespace's local table (local and broadcast routes of its addresses) */
+export function inetAddrType(ns: Netns, addr: number, dev?: string): AddrType {
+  if (addr === 0 || addr === 0xffffffff) return 'BROADCAST';
+  if (addr >>> 28 === 0xe) return 'MULTICAST';
+  for (const { dev: l, addr: a } of ns.addresses()) {
+    if (!l.up) continue;
+    const ip = ip4ToInt(a.ip);
+    const mask = prefix(a.len);
+    const onDev = dev === undefined || dev === l.name;
+    // lo's 127.0.0.0/8 is local as a whole
+    if (ip === addr || (l.type === 'loopback' && ((addr ^ ip) & mask) === 0))
+      return onDev ? 'LOCAL' : 'UNICAST';
+    if (a.len < 31 && addr === (ip | ~mask) >>> 0) return onDev ? 'BROADCAST' : 'UNICAST';
+  }
+  return 'UNICAST';
+}
+
+/** inet_select_addr(dev, dst, RT_SCOPE_UNIVERSE): a primary global address of dev in dst's subnet, its first, else any device's */
+export function inetSelectAddr(ns: Netns, devName: string, dst: string): string | undefined {
+  const d = ip4ToInt(dst);
+  const dev = ns.link(devName);
+  let first: string | undefined;
+  for (const a of dev?.addrs ?? []) {
+    if (a.scope !== 'global') continue;
+    if (((ip4ToInt(a.ip) ^ d) & prefix(a.len)) === 0) return a.ip;
+    first ??= a.ip;
+  }
+  if (first) return first;
+  for (const l of ns.links.values()) for (const a of l.addrs) if (a.scope === 'global') return a.ip;
+  return undefined;
+}
