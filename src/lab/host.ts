@@ -152,6 +152,12 @@ export function readState(prefix: string): LabState | undefined {
 }
 
 /**
+ * Debian's python3 itself: a version manager's shim first on PATH (pyenv's is a shell script)
+ * costs a third of a second of CPU per start, and the lab starts one per client.
+ */
+export const PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
+
+/**
  * The lab's listeners, all in one process of our own (no name resolution): it enters each pod's
  * namespace in turn with setns(2) and opens the socket there (a socket stays in the namespace it
  * was made in), then serves them all. TCP answers one HTTP response and waits for the close; UDP
@@ -212,7 +218,7 @@ function startListeners(prefix: string, ls: { ns: string; proto: string; port: n
   rmSync(out, { force: true });
   const fd = openSync(out, 'w');
   const child = spawn(
-    'python3',
+    PYTHON,
     ['-u', '-c', LISTENER, ...ls.map((l) => `/run/netns/${l.ns},${l.proto},${l.port}`)],
     { stdio: ['ignore', fd, fd], detached: true },
   );

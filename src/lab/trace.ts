@@ -11,7 +11,7 @@ import type { Cluster } from '../cni/build.ts';
 import { readPcap } from '../wire/pcap.ts';
 import { httpRequest, walk, type Walk, type WalkRequest } from '../trace/walk.ts';
 import { compareSequences, completeChecksums, packetSummary, type InterfaceDiff } from './compare.ts';
-import { labExec, LabError, run, type LabState } from './host.ts';
+import { labExec, LabError, PYTHON, run, type LabState } from './host.ts';
 
 export interface LabTraceResult {
   sim: Walk;
@@ -213,7 +213,7 @@ export async function labTrace(state: LabState, sim: Cluster, req: WalkRequest):
       client = labExec(
         state,
         f.from,
-        ['python3', '-c', TCP_CLIENT, f.dst, String(f.dport), String(f.sport), hex(reqBytes)],
+        [PYTHON, '-c', TCP_CLIENT, f.dst, String(f.dport), String(f.sport), hex(reqBytes)],
         undefined,
         10_000,
       );
@@ -222,7 +222,7 @@ export async function labTrace(state: LabState, sim: Cluster, req: WalkRequest):
       client = labExec(
         state,
         f.from,
-        ['python3', '-c', UDP_CLIENT, f.dst, String(f.dport), String(f.sport), String(n), f.df ? '1' : '0'],
+        [PYTHON, '-c', UDP_CLIENT, f.dst, String(f.dport), String(f.sport), String(n), f.df ? '1' : '0'],
         undefined,
         10_000,
       );
