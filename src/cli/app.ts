@@ -69,7 +69,9 @@ function readInput(io: Io, file: string, what: string): string {
 
 /** The cluster file (or the seed) with the policies of the --policy files added; all or nothing. */
 function loadSpec(io: Io, file: string | undefined, policyFiles: readonly string[] = []): ClusterSpec {
-  const spec = file ? loadCluster(readInput(io, file, 'cluster file'), file) : seedCluster();
+  const warnings: string[] = [];
+  const spec = file ? loadCluster(readInput(io, file, 'cluster file'), file, warnings) : seedCluster();
+  for (const w of warnings) io.err(`podwalk: warning: ${w}`);
   return addPolicies(io, spec, file, policyFiles);
 }
 
@@ -84,7 +86,10 @@ function addPolicies(
   const policies = [...(spec.policies ?? [])];
   const taken = new Map(policies.map((p) => [key(p), `in ${file ?? 'the cluster file'}`]));
   for (const f of policyFiles) {
-    const added = loadPolicies(readInput(io, f, 'policy file'), f, taken);
+    const warnings: string[] = [];
+    const added = loadPolicies(readInput(io, f, 'policy file'), f, taken, warnings);
+    // what the API server says while it accepts the objects (kubectl's "Warning: …")
+    for (const w of warnings) io.err(`podwalk: warning: ${w}`);
     for (const p of added) taken.set(key(p), `in ${f}`);
     policies.push(...added);
   }
