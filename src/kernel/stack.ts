@@ -66,6 +66,8 @@ import type { TimerEvent, World } from './world.ts';
 export const BROADCAST: MacAddr = 'ff:ff:ff:ff:ff:ff';
 const ZERO_MAC: MacAddr = '00:00:00:00:00:00';
 
+const TCP_FLAGS = ['fin', 'syn', 'rst', 'psh', 'ack', 'urg'] as const;
+
 /** time one device hop takes on the simulated clock, µs */
 const HOP_US = 4;
 
@@ -612,10 +614,29 @@ export class Stack {
     rec.part = prev;
   }
 
-  /** the packet still waits in a neighbour queue of `ns` (skb_still_in_host_queue) */
+  /**
+   * the TCP segment still waits in a neighbour queue of `ns` (skb_still_in_host_queue): the same
+   * packet, or one of the same connection, sequence number and flags (a world read back from its
+   * data holds copies, not the objects the socket kept)
+   */
   queued(ns: Netns, pkt: Ipv4Packet): boolean {
     if (this.w.unresolved <= 0) return false;
-    for (const t of ns.nud.values()) if (t.queue?.some((q) => q.pkt === pkt)) return true;
+    const same = (q: Ipv4Packet): boolean => {
+      if (q === pkt) return true;
+      const a = q.payload;
+      const b = pkt.payload;
+      return (
+        a.kind === 'tcp' &&
+        b.kind === 'tcp' &&
+        q.ip.src === pkt.ip.src &&
+        q.ip.dst === pkt.ip.dst &&
+        a.tcp.srcPort === b.tcp.srcPort &&
+        a.tcp.dstPort === b.tcp.dstPort &&
+        a.tcp.seq === b.tcp.seq &&
+        TCP_FLAGS.every((f) => !a.tcp.flags[f] === !b.tcp.flags[f])
+      );
+    };
+    for (const t of ns.nud.values()) if (t.queue?.some((q) => same(q.pkt))) return true;
     return false;
   }
 
