@@ -737,7 +737,16 @@ ${kernelTable(kernel)}
 
 ${notes.join('\n')}
 `;
-  writeFileSync(OUT, md);
+  // the A/B sections (bench/ab.ts, run by hand against another tree) are kept as they are
+  let kept = '';
+  try {
+    const old = readFileSync(OUT, 'utf8');
+    const at = old.indexOf('\n## CPU time A/B');
+    if (at >= 0) kept = old.slice(at);
+  } catch {
+    kept = '';
+  }
+  writeFileSync(OUT, md + kept);
   process.stdout.write(md);
   process.stderr.write(`wrote ${OUT} in ${fmt(runSeconds, 1)} s\n`);
 }

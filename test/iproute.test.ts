@@ -24,9 +24,6 @@
  *  - after mutations, the states of dynamic neighbours (REACHABLE/STALE/DELAY/PROBE): their timers
  *    run on the wall clock in the lab (the lab is seconds older when the mutations run);
  *  - the remaining time of a bridge port's forward-delay timer (a wall-clock kernel timer).
- *
- * Known differences of the model (not of the tools), reported to the owner; each is confined to
- * the fields it affects and goes away when the model is fixed (see MODEL_BUGS below).
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -56,62 +53,6 @@ const manifest: Manifest | undefined = existsSync(manifestUrl)
  * Where the model (outside src/tools and src/kernel/netlink.ts) differs from the kernel. Each
  * entry says what is wrong; the comparison masks exactly the affected counters/attributes.
  */
-const MODEL_BUGS = {
-  /**
-   * src/kernel/stack.ts counts no RX on a bridge device for the frames the bridge passes up to
-   * itself (br_pass_frame_up: frames for the host, and every flooded broadcast), which the kernel
-   * counts, without the Ethernet header (node1's cni0 after the ping: 2 packets, 28+84 bytes;
-   * lan0: the flooded ARP request, 1 packet, 28 bytes). Masked: a bridge's RX counters.
-   */
-  bridgeRxCounters: true,
-  /**
-   * src/kernel/stack.ts counts a VXLAN device's RX/TX bytes with the inner Ethernet header; the
-   * kernel counts from the inner IP header (vxlan_xmit_one, vxlan_rcv: 84 bytes for the 98-byte
-   * frame of a ping). Masked: a VXLAN device's RX and TX byte counts.
-   */
-  vxlanByteCounters: true,
-};
-
-function statsArgv(argv: readonly string[]): boolean {
-  return argv.some((a) => /^--?s(t(a(t(s|i(s(t(i(c(s)?)?)?)?)?)?)?)?)?$/.test(a));
-}
-
-/** mask the counters named in MODEL_BUGS, in text and JSON `-s` output */
-function maskCounters(out: string, ns: Netns): string {
-  const kind = (name: string) => ns.link(name)?.type;
-  const t = out.trim();
-  if (t.startsWith('[')) {
-    const arr = JSON.parse(t) as {
-      ifname: string;
-      stats64?: { rx: Record<string, unknown>; tx: Record<string, unknown> };
-    }[];
-    for (const l of arr) {
-      if (!l.stats64) continue;
-      if (MODEL_BUGS.bridgeRxCounters && kind(l.ifname) === 'bridge') l.stats64.rx = { masked: true };
-      if (MODEL_BUGS.vxlanByteCounters && kind(l.ifname) === 'vxlan')
-        l.stats64.rx.bytes = l.stats64.tx.bytes = 'masked';
-    }
-    return JSON.stringify(arr);
-  }
-  let dev: string | undefined;
-  const lines = out.split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    const m = /^\d+: ([^:@]+)(?:@[^:]+)?: /.exec(lines[i]);
-    if (m) dev = m[1];
-    const k = dev ? kind(dev) : undefined;
-    const rx = lines[i].startsWith('    RX: ');
-    const tx = lines[i].startsWith('    TX: ');
-    const bridgeRx = MODEL_BUGS.bridgeRxCounters && rx && k === 'bridge';
-    const vxlanBytes = MODEL_BUGS.vxlanByteCounters && (rx || tx) && k === 'vxlan';
-    if ((bridgeRx || vxlanBytes) && i + 1 < lines.length) {
-      const cols = lines[i + 1].split(/(\s+)/);
-      if (k === 'bridge') lines[i + 1] = '    <masked>';
-      else lines[i + 1] = cols.map((x, j) => (j === 2 ? '<masked>' : x)).join('');
-    }
-  }
-  return lines.join('\n');
-}
-
 /* ------------------------------------------------------------------ the model in the lab's state */
 
 function modelLike(mode: CniMode, rec: ModeRecord): Cluster {
@@ -243,10 +184,6 @@ if (!manifest) {
             if (isNeighCommand(r.argv)) {
               a = sortNeigh(a);
               b = sortNeigh(b);
-            }
-            if (statsArgv(r.argv)) {
-              a = maskCounters(a, c.world.ns(ns));
-              b = maskCounters(b, c.world.ns(ns));
             }
             const cmd = r.argv.join(' ');
             if (a !== b) diffs.push(`${cmd}: stdout\n${lineDiff(a, b)}`);

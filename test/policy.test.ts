@@ -1009,9 +1009,9 @@ describe('policy files: validation with file:line:col', () => {
       'p.yaml:6:59: except 11.0.0.0/16 is not a strict subset of cidr 10.0.0.0/8',
     ],
     [
-      'host bits',
-      HEAD + 'spec:\n  egress: [{to: [{ipBlock: {cidr: 10.0.0.1/8}}]}]\n',
-      'p.yaml:6:35: 10.0.0.1/8 has host bits set; did you mean 10.0.0.0/8?',
+      'not a CIDR',
+      HEAD + 'spec:\n  egress: [{to: [{ipBlock: {cidr: 10.0.0.1/33}}]}]\n',
+      'p.yaml:6:35: cidr "10.0.0.1/33" is not a valid IPv4 CIDR (ADDRESS/PREFIX, PREFIX 0..32)',
     ],
     [
       'endPort with a named port',
@@ -1044,11 +1044,6 @@ describe('policy files: validation with file:line:col', () => {
       'p.yaml:6:29: port "HTTP" is not a valid port name (1-15 lower-case letters, digits and "-", with a letter, no "--" and no "-" at either end)',
     ],
     [
-      'SCTP',
-      HEAD + 'spec:\n  ingress: [{ports: [{protocol: SCTP, port: 9}]}]\n',
-      'p.yaml:6:33: protocol SCTP is not modelled (podwalk carries TCP, UDP and ICMP)',
-    ],
-    [
       'duplicate in one file',
       HEAD + 'spec: {}\n---\n' + HEAD + 'spec: {}\n',
       'p.yaml:10:9: policy default/x is already defined at p.yaml:1',
@@ -1062,6 +1057,50 @@ describe('policy files: validation with file:line:col', () => {
       if (message.endsWith(': ')) assert.ok(got.startsWith(message), got);
       else assert.equal(got, message);
     });
+
+  test('an ipBlock with host bits is accepted masked, with the API server warning at its place', () => {
+    // pkg/registry/networking/networkpolicy/strategy.go networkPolicyWarnings → GetWarningsForCIDR
+    const warnings: string[] = [];
+    const [p] = loadPolicies(
+      HEAD +
+        'spec:\n  egress:\n    - to: [{ipBlock: {cidr: 10.0.0.1/8, except: [10.1.2.3/16, 10.2.0.0/16]}}]\n',
+      'p.yaml',
+      new Map(),
+      warnings,
+    );
+    assert.deepEqual(p.egress[0].peers[0].ipBlock, {
+      cidr: '10.0.0.0/8',
+      except: ['10.1.0.0/16', '10.2.0.0/16'],
+    });
+    assert.deepEqual(warnings, [
+      'p.yaml:7:29: spec.egress[0].to[0].ipBlock.cidr: CIDR value "10.0.0.1/8" is ambiguous in this context (should be "10.0.0.0/8" or "10.0.0.1/32"?)',
+      'p.yaml:7:50: spec.egress[0].to[0].ipBlock.except[0]: CIDR value "10.1.2.3/16" is ambiguous in this context (should be "10.1.0.0/16" or "10.1.2.3/32"?)',
+    ]);
+    // the except check compares the masked prefixes, as ValidateIPBlock does
+    assert.equal(
+      policyError(
+        HEAD + 'spec:\n  ingress: [{from: [{ipBlock: {cidr: 10.0.0.1/8, except: [10.9.9.9/8]}}]}]\n',
+      ),
+      'p.yaml:6:59: except 10.0.0.0/8 is not a strict subset of cidr 10.0.0.0/8',
+    );
+  });
+
+  test('SCTP port entries are accepted and match nothing podwalk carries', () => {
+    const policy = (ports: string) =>
+      HEAD.replace('name: x', 'name: x\n  namespace: prod') +
+      `spec:\n  podSelector: {matchLabels: {app: web}}\n  policyTypes: [Ingress]\n  ingress: [{ports: [${ports}]}]\n`;
+    const spec = loadCluster(CLUSTER, 'c.yaml');
+    const walkWith = (ports: string) => {
+      const policies = loadPolicies(policy(ports), 'p.yaml');
+      const c = buildCluster({ ...spec, policies }, 'calico-bgp');
+      return walk(c, { from: 'devclient', to: 'web', proto: 'tcp', port: 8080 }).request.disposition;
+    };
+    // TCP 8080 beside SCTP 8080: the TCP entry allows the walk
+    assert.equal(walkWith('{protocol: SCTP, port: 8080}, {protocol: TCP, port: 8080}').kind, 'delivered');
+    // SCTP only: the rule allows no TCP (an empty port list would have allowed every port)
+    const d = walkWith('{protocol: SCTP, port: 8080}');
+    assert.equal(d.kind === 'dropped' && d.reason, 'filtered');
+  });
 
   test('cluster file: policies, namespaces, labels and named ports; errors located', () => {
     const c = loadCluster(CLUSTER, 'c.yaml');

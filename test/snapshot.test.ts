@@ -175,6 +175,27 @@ describe('the world round-trips through JSON', () => {
     });
 });
 
+test('a world in the middle of time (a queued SYN, armed timers, the PMTU cache) goes on the same after a round trip', () => {
+  const c = prepareCluster(seedCluster(), 'flannel-vxlan', ['node1: ip link set flannel.1 mtu 1400']);
+  // fragmentation needed puts a FIB exception on pod-a's route
+  runCommand(c, 'pod-a', 'ping -c 1 -M do -s 1422 10.244.1.5');
+  const ns = c.world.ns('pod-a');
+  // a connection still opening: its SYN waits on a neighbour that never answers, its RTO is armed
+  c.sockets.connect(ns, '10.244.0.99', 8080, 40000, new Uint8Array(0), { timers: true });
+  assert.ok(c.world.unresolved > 0 && c.world.timers.length > 0);
+  assert.ok(ns.fib.list().some((r) => r.exceptions?.length));
+  const clone = roundTrip(c);
+  c.world.advance(10_000_000);
+  clone.world.advance(10_000_000);
+  assert.deepEqual(diffWorlds(c.world, clone.world), []);
+  // and time went on in both: the neighbour failed, the SYN was resent while it could leave
+  assert.equal(clone.world.ns('pod-a').neighbour('10.244.0.99', 'eth0')?.state, 'FAILED');
+  assert.equal(
+    runCommand(clone, 'pod-a', 'ip route get 10.244.1.5').stdout,
+    runCommand(c, 'pod-a', 'ip route get 10.244.1.5').stdout,
+  );
+});
+
 describe('diffWorlds', () => {
   test('after `ip route del` on a clone, the diff names exactly that route', () => {
     const c = prepareCluster(seedCluster(), 'flannel-vxlan');

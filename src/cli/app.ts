@@ -92,7 +92,9 @@ function specAndModeOf(
 
 /** The cluster file (or the seed) with the policies of the --policy files added; all or nothing. */
 function loadSpec(io: Io, file: string | undefined, policyFiles: readonly string[] = []): ClusterSpec {
-  const spec = file ? loadCluster(readInput(io, file, 'cluster file'), file) : seedCluster();
+  const warnings: string[] = [];
+  const spec = file ? loadCluster(readInput(io, file, 'cluster file'), file, warnings) : seedCluster();
+  for (const w of warnings) io.err(`podwalk: warning: ${w}`);
   return addPolicies(io, spec, file, policyFiles);
 }
 
@@ -107,7 +109,10 @@ function addPolicies(
   const policies = [...(spec.policies ?? [])];
   const taken = new Map(policies.map((p) => [key(p), `in ${file ?? 'the cluster file'}`]));
   for (const f of policyFiles) {
-    const added = loadPolicies(readInput(io, f, 'policy file'), f, taken);
+    const warnings: string[] = [];
+    const added = loadPolicies(readInput(io, f, 'policy file'), f, taken, warnings);
+    // what the API server says while it accepts the objects (kubectl's "Warning: …")
+    for (const w of warnings) io.err(`podwalk: warning: ${w}`);
     for (const p of added) taken.set(key(p), `in ${f}`);
     policies.push(...added);
   }
@@ -375,7 +380,11 @@ Examples:
         parseIntArg(28, 65535),
       ),
     )
-    .option('--df', "set Don't Fragment (UDP/ICMP; TCP always sets it)")
+    .option(
+      '--df',
+      "set Don't Fragment (UDP; ICMP sets it by default where the packet fits, as ping does; TCP always)",
+    )
+    .option('--no-df', "ICMP: clear Don't Fragment (ping -M dont)")
     .addOption(
       new Option('--sport <port>', 'source port (default: a seeded ephemeral port)').argParser(
         parseIntArg(1, 65535),
@@ -490,7 +499,8 @@ Examples:
       if (!['tcp', 'udp', 'icmp'].includes(proto))
         throw new UsageError(`--walk "${line}": --proto takes tcp, udp or icmp`);
       const size = get('--size') !== undefined ? parseIntArg(28, 65535)(get('--size')!) : undefined;
-      walk(c, { from: pos[0], to, port, proto, size, df: words.includes('--df') }, { exchange: true });
+      const df = words.includes('--df') ? true : words.includes('--no-df') ? false : undefined;
+      walk(c, { from: pos[0], to, port, proto, size, df }, { exchange: true });
     }
   };
 

@@ -45,8 +45,8 @@
  *     labels: {env: prod}    # the label kubernetes.io/metadata.name: NAME, as in Kubernetes
  * policies:                  # optional: networking.k8s.io/v1 NetworkPolicy objects, as `kubectl apply`
  *   - apiVersion: networking.k8s.io/v1   # takes them (apiVersion, kind, metadata, spec); NAMESPACE/NAME
- *     kind: NetworkPolicy                # unique; metadata.namespace defaults to "default"; SCTP is
- *     metadata: {name: deny-all}         # refused (not modelled). Enforced by the calico-* modes only.
+ *     kind: NetworkPolicy                # unique; metadata.namespace defaults to "default"; SCTP
+ *     metadata: {name: deny-all}         # ports match nothing modelled. Enforced by calico-* only.
  *     spec: {podSelector: {}}
  * scenario:                  # optional: a ready-made fault for `podwalk doctor --scenario`
  *   title: flanneld missed a node
@@ -457,8 +457,32 @@ const SelectorSchema = z.strictObject({
     .optional(),
 });
 
+/**
+ * An ipBlock CIDR as the API server takes it (IsValidCIDRForLegacyField: ParseCIDRSloppy): host
+ * bits are allowed; the policy means the network (the CNI plugins program the masked prefix), so
+ * the value is kept masked, and ipBlockWarnings says what the API server warns about it.
+ */
+const ipBlockCidrSchema = (key: string) =>
+  z.unknown().transform((v, ctx): string => {
+    const p = typeof v === 'string' ? cidrOf(v) : undefined;
+    if (p === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        message:
+          typeof v === 'string'
+            ? `${key} ${JSON.stringify(v)} is not a valid IPv4 CIDR (ADDRESS/PREFIX, PREFIX 0..32)`
+            : `${key} must be a string, got ${describe(v)}`,
+      });
+      return z.NEVER;
+    }
+    return cidrText(p);
+  });
+
 const IpBlockSchema = z
-  .strictObject({ cidr: cidrSchema('cidr'), except: z.array(cidrSchema('except')).optional() })
+  .strictObject({
+    cidr: ipBlockCidrSchema('cidr'),
+    except: z.array(ipBlockCidrSchema('except')).optional(),
+  })
   .superRefine((b, ctx) => {
     const outer = networkCidr(b.cidr);
     b.except?.forEach((e, i) => {
@@ -510,12 +534,6 @@ const PolicyPortSchema = z
     endPort: intRange('endPort', 1, 65535).optional(),
   })
   .superRefine((p, ctx) => {
-    if (p.protocol === 'SCTP')
-      ctx.addIssue({
-        code: 'custom',
-        path: ['protocol'],
-        message: 'protocol SCTP is not modelled (podwalk carries TCP, UDP and ICMP)',
-      });
     if (p.endPort === undefined) return;
     if (typeof p.port !== 'number')
       ctx.addIssue({ code: 'custom', path: ['endPort'], message: 'endPort needs a numeric port' });
@@ -1110,6 +1128,40 @@ function toJS(doc: Document, fail: Fail): unknown {
   }
 }
 
+/**
+ * What the API server warns about a NetworkPolicy it accepts (networkPolicyWarnings in
+ * pkg/registry/networking/networkpolicy/strategy.go, GetWarningsForCIDR): an ipBlock `cidr` or
+ * `except` with bits set beyond its prefix length. `at` is the policy's path in the document.
+ */
+function ipBlockWarnings(policy: unknown, at: Path): { path: Path; message: string }[] {
+  const out: { path: Path; message: string }[] = [];
+  const spec = isRecord(policy) ? policy.spec : undefined;
+  for (const [dir, peersKey] of [
+    ['ingress', 'from'],
+    ['egress', 'to'],
+  ] as const)
+    for (const [i, rule] of entries(spec, dir))
+      for (const [j, peer] of entries(rule, peersKey)) {
+        const block = peer.ipBlock;
+        if (!isRecord(block)) continue;
+        const field = `spec.${dir}[${i}].${peersKey}[${j}].ipBlock`;
+        const base: Path = [...at, 'spec', dir, i, peersKey, j, 'ipBlock'];
+        const check = (value: unknown, fld: string, path: Path) => {
+          const c = typeof value === 'string' ? cidrOf(value) : undefined;
+          if (c === undefined || networkOf(c) === c.addr) return;
+          const single = `${value as string}`.replace(/\/\d+$/, '/32');
+          out.push({
+            path,
+            message: `${fld}: CIDR value ${JSON.stringify(value)} is ambiguous in this context (should be ${JSON.stringify(cidrText(c))} or ${JSON.stringify(single)}?)`,
+          });
+        };
+        check(block.cidr, `${field}.cidr`, [...base, 'cidr']);
+        if (Array.isArray(block.except))
+          block.except.forEach((e, k) => check(e, `${field}.except[${k}]`, [...base, 'except', k]));
+      }
+  return out;
+}
+
 function failAt(fileName: string, lineCounter: LineCounter): Fail {
   return (offset, message) => {
     const { line, col } = lineCounter.linePos(offset);
@@ -1121,7 +1173,7 @@ function failAt(fileName: string, lineCounter: LineCounter): Fail {
  * Parses and validates a cluster file. `fileName` is only used in error messages.
  * @throws ClusterError for the first problem in document order (YAML syntax errors first).
  */
-export function loadCluster(text: string, fileName: string): ClusterSpec {
+export function loadCluster(text: string, fileName: string, warnings?: string[]): ClusterSpec {
   const lineCounter = new LineCounter();
   const fail = failAt(fileName, lineCounter);
   const doc = parseDocument(text, { lineCounter, prettyErrors: false });
@@ -1135,6 +1187,9 @@ export function loadCluster(text: string, fileName: string): ClusterSpec {
   problems.push(...crossCheck(raw, lineOf));
   failFirst(doc, problems, fail);
   if (!parsed.success) throw new Error('unreachable: schema failed without problems');
+  for (const [i, policy] of entries(raw, 'policies'))
+    for (const w of ipBlockWarnings(policy, ['policies', i]))
+      warnings?.push(`${placeIn(text, fileName, w.path)}: ${w.message}`);
 
   const spec = parsed.data;
   let subnets: SubnetSpec[];
@@ -1171,6 +1226,7 @@ export function loadPolicies(
   text: string,
   fileName: string,
   taken: ReadonlyMap<string, string> = new Map(),
+  warnings?: string[],
 ): NetworkPolicySpec[] {
   const lineCounter = new LineCounter();
   const fail = failAt(fileName, lineCounter);
@@ -1203,6 +1259,11 @@ export function loadPolicies(
     const header = problems.filter((p) => p.path[0] === 'apiVersion' || p.path[0] === 'kind');
     failFirst(doc, header.length > 0 ? header : problems, fail);
     if (!parsed.success) throw new Error('unreachable: schema failed without problems');
+    for (const [at, item] of items)
+      for (const w of ipBlockWarnings(item, at)) {
+        const { line, col } = lineCounter.linePos(offsetOf(doc, w.path));
+        warnings?.push(`${fileName}:${Math.max(line, 1)}:${Math.max(col, 1)}: ${w.message}`);
+      }
     out.push(...parsed.data);
   }
   if (out.length === 0) fail(0, 'the policy file holds no NetworkPolicy');

@@ -243,6 +243,9 @@ function ruleSpecs(
     });
   for (const peer of peers)
     for (const port of ports) {
+      // an SCTP entry is valid (the API server takes it) but matches nothing podwalk carries: it
+      // programs no rule, and a rule whose ports are all SCTP allows no modelled traffic
+      if (port?.protocol === 'SCTP') continue;
       if (typeof port?.port !== 'string') {
         emit(peer.cidr, portMatch(port));
         continue;

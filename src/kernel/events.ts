@@ -275,7 +275,10 @@ export type StepEvent =
   | { type: 'neigh'; result: 'hit'; nexthop: string; entry: NeighEntry }
   | { type: 'neigh'; result: 'miss'; nexthop: string; entry?: NeighEntry }
   | { type: 'neigh'; result: 'resolved'; nexthop: string; entry: NeighEntry }
-  | { type: 'arp-request'; target: string; sender: string }
+  /** the entry is already resolving: the packet waits in its queue (arp_queue) */
+  | { type: 'neigh'; result: 'queued'; nexthop: string; entry: NeighEntry; qlen: number }
+  /** `unicast`: a PROBE-state probe sent to the entry's known address (arp_solicit) */
+  | { type: 'arp-request'; target: string; sender: string; unicast?: MacAddr }
   | { type: 'arp-ignore'; target: string }
   /** `proxy`: answered for an address routed out of another device (proxy_arp), with the route */
   | { type: 'arp-reply'; target: string; mac: MacAddr; to: string; proxy?: { route: Route } }
@@ -348,6 +351,9 @@ export type StepEvent =
   | { type: 'masquerade-failed'; hook: string }
   | { type: 'icmp-send'; to: string; icmp: IcmpErrorKind; rejectWith?: string; mtu?: number }
   | { type: 'icmp-unsent'; to: string; icmp: IcmpErrorKind; rejectWith?: string }
+  /** icmp_send held back by a rate limit: per destination (IcmpOutRateLimitHost), netns-wide
+   * (…Global), or ip_error's own draw on the destination's tokens (no counter) */
+  | { type: 'icmp-ratelimited'; to: string; icmp: IcmpErrorKind; limit: 'host' | 'global' | 'route' }
   | {
       type: 'connect';
       src: string;

@@ -5,6 +5,7 @@
  * marked linkdown and still used, as with the default ignore_routes_with_linkdown=0.
  */
 import { intToIp4, prefixMask } from '../wire/addr.ts';
+import type { FibException } from './objects.ts';
 
 export const ROUTE_PROTOS = ['kernel', 'boot', 'static', 'bird', 'dhcp'] as const;
 export type RouteProto = (typeof ROUTE_PROTOS)[number];
@@ -27,6 +28,8 @@ export interface Route {
   src?: string;
   metric: number;
   onlink: boolean;
+  /** FIB nexthop exceptions learned for destinations behind this route (the PMTU cache) */
+  exceptions?: FibException[];
 }
 
 export function routePrefix(r: Pick<Route, 'dst' | 'len'>): string {

@@ -2,12 +2,12 @@
  * Linux networking objects of one network namespace: links, addresses, neighbours, bridge FDB,
  * sysctls. Plain data; the datapath (stack.ts) gives them behaviour.
  */
-import type { Ipv4Addr, MacAddr } from '../wire/types.ts';
+import type { Ipv4Addr, Ipv4Packet, MacAddr } from '../wire/types.ts';
 import { Fib } from './fib.ts';
 import { Netfilter } from './netfilter.ts';
 import { Conntrack } from './conntrack.ts';
 import { KeyedTable } from './table.ts';
-import type { TcpConn } from './sockets.ts';
+import type { PingSocket, TcpConn } from './sockets.ts';
 
 export interface LinkStats {
   rxPackets: number;
@@ -140,12 +140,65 @@ export interface NeighEntry {
   updated: number;
 }
 
+/**
+ * neigh_timer_handler's inputs for one neighbour entry, kept beside the entry (Netns.nud, by the
+ * entry's key) so that the entry stays what `ip neigh` shows.
+ */
+export interface NudTimer {
+  /** probes sent in this round (neigh->probes) */
+  probes: number;
+  /** µs the peer was last confirmed reachable (an ARP reply) */
+  confirmed?: number;
+  /** µs the entry was last used by the slow output path (neigh_event_send) */
+  used?: number;
+  /** µs the entry's timer is armed for; absent when no timer runs */
+  timer?: number;
+  /** packets waiting for the resolution (arp_queue), bounded by unres_qlen */
+  queue?: QueuedSkb[];
+}
+
+/** a packet parked on an unresolved neighbour */
+export interface QueuedSkb {
+  pkt: Ipv4Packet;
+  /** the fragment label it was recorded under ("frag 2/3") */
+  part?: string;
+}
+
+/**
+ * A FIB nexthop exception (struct fib_nh_exception), kept on its route (Route.exceptions): what
+ * the kernel learned about one destination behind the route, here the path MTU from ICMP
+ * fragmentation needed. It expires after net.ipv4.route.mtu_expires; `ip route get` and
+ * `ip route show cache` print it.
+ */
+export interface FibException {
+  dst: Ipv4Addr;
+  mtu: number;
+  /** µs when it expires */
+  expires: number;
+  /** the MTU is locked (below min_pmtu) */
+  locked: boolean;
+}
+
+/** inet_peer: the per-destination ICMP token bucket (inet_peer_xrlim_allow) */
+export interface IcmpPeer {
+  ip: Ipv4Addr;
+  /** tokens in µs of credit (the kernel counts jiffies) */
+  tokens: number;
+  /** µs of the last refill */
+  last: number;
+}
+
 export interface ListenSocket {
   proto: 'tcp' | 'udp';
   port: number;
   /** bound address, "0.0.0.0" for any */
   addr: Ipv4Addr;
+  /** listen() backlog; the model's listeners are podwalk's own (the lab's listen(64)) */
+  backlog?: number;
 }
+
+/** the backlog of podwalk's listeners (ss shows it as a LISTEN socket's Send-Q) */
+export const LISTEN_BACKLOG = 64;
 
 export const DEFAULT_SYSCTLS: Record<string, string> = {
   'net.ipv4.ip_forward': '0',
@@ -157,11 +210,41 @@ export const DEFAULT_SYSCTLS: Record<string, string> = {
   'net.ipv4.tcp_timestamps': '1',
   'net.ipv4.tcp_sack': '1',
   'net.ipv4.tcp_window_scaling': '1',
-  // the kernel sizes tcp_rmem[2] from memory at boot; 6 MiB is the usual value (window scale 7)
+  // the kernel sizes tcp_rmem[2] from memory at boot; 6 MiB (window scale 7) is what the lab and
+  // its recorded goldens use. A fresh netns on this machine (6.18, 24 GiB) reads
+  // 4096 131072 33554432 and a real curl SYN there carries wscale 10 (checked with tcpdump)
   'net.ipv4.tcp_rmem': '4096\t131072\t6291456',
   'net.core.rmem_max': '212992',
   'net.ipv4.neigh.default.gc_stale_time': '60',
-  'net.bridge.bridge-nf-call-iptables': '0',
+  // neigh_timer_handler's parameters (arp_tbl defaults)
+  'net.ipv4.neigh.default.base_reachable_time_ms': '30000',
+  'net.ipv4.neigh.default.delay_first_probe_time': '5',
+  'net.ipv4.neigh.default.retrans_time_ms': '1000',
+  'net.ipv4.neigh.default.mcast_solicit': '3',
+  'net.ipv4.neigh.default.ucast_solicit': '3',
+  'net.ipv4.neigh.default.app_solicit': '0',
+  'net.ipv4.neigh.default.mcast_resolicit': '0',
+  'net.ipv4.neigh.default.unres_qlen': '101',
+  'net.ipv4.neigh.default.unres_qlen_bytes': '212992',
+  // icmp_sk_init / the ICMP rate limits
+  'net.ipv4.icmp_ratelimit': '1000',
+  'net.ipv4.icmp_ratemask': '6168',
+  'net.ipv4.icmp_msgs_per_sec': '1000',
+  'net.ipv4.icmp_msgs_burst': '50',
+  // tcp_sk_init: SYN retransmissions
+  'net.ipv4.tcp_syn_retries': '6',
+  'net.ipv4.tcp_synack_retries': '5',
+  'net.ipv4.tcp_syn_linear_timeouts': '4',
+  'net.ipv4.tcp_retries1': '3',
+  'net.ipv4.tcp_retries2': '15',
+  // the route cache: PMTU exceptions
+  'net.ipv4.route.mtu_expires': '600',
+  'net.ipv4.route.min_pmtu': '552',
+  // in jiffies (proc_dointvec): HZ and 5·HZ on this kernel, CONFIG_HZ 250
+  'net.ipv4.route.error_cost': '250',
+  'net.ipv4.route.error_burst': '1250',
+  // br_netfilter loaded (kube-proxy and the CNIs need it): 1 in every netns, as a fresh netns reads
+  'net.bridge.bridge-nf-call-iptables': '1',
   'net.netfilter.nf_conntrack_tcp_loose': '1',
 };
 
@@ -191,10 +274,19 @@ export class Netns {
   readonly tcp = new KeyedTable<TcpConn>(tcpConnKey);
   /** the local ports of UDP sockets applications opened to send from (connected: replies reach them) */
   readonly udpClients: number[] = [];
+  /** ICMP sockets of ping processes running in this namespace */
+  readonly pings: PingSocket[] = [];
   /** SNMP MIB counters by nstat's name (/proc/net/snmp, netstat); only those the model counts */
   readonly mib = new Map<string, number>();
+  /** the neighbour timers' state, by neighbour key `ip|dev` */
+  readonly nud = new Map<string, NudTimer>();
   /** neighbour table statistics (`ip -s ntable show name arp_cache`) */
-  readonly arpStats = { resFailed: 0 };
+  readonly arpStats = { resFailed: 0, unresDiscards: 0 };
+  /** inet_peer entries: per-destination ICMP rate limit buckets */
+  readonly icmpPeers: IcmpPeer[] = [];
+  /** icmp_global: the netns-wide ICMP credit and when it was last refilled (µs; the kernel's stamp
+   * starts at jiffies 0, long before any netns exists: one second before the clock starts here) */
+  readonly icmpGlobal = { credit: 0, stamp: -1_000_000 };
   /** the ifindex the next device gets (dev_index_reserve: per namespace, counting up) */
   nextIfindex = 1;
   /** IPv4 id counter per destination is what Linux does; a per-netns counter is enough here */

@@ -1,8 +1,10 @@
 /**
  * The World as plain data: worldToData writes every namespace's kernel state (links with all
  * their fields and counters, addresses, the FIB, neighbours, bridge and VXLAN FDBs, sysctls,
- * netfilter, conntrack, listening sockets, MIB counters, ARP statistics, the ifindex counter,
- * the IP id counter), the clock and the frames captured on every device as JSON-safe data;
+ * netfilter, conntrack, listening sockets, TCP and ping sockets, MIB counters, ARP statistics,
+ * neighbour timers with their queues, the PMTU cache on its routes, ICMP rate-limit buckets, the
+ * ifindex counter, the IP id counter), the clock with its armed timers and the frames captured on
+ * every device as JSON-safe data;
  * worldFromData reads it back, checking every field and reference, so a malformed file is one
  * line naming its JSON path (SnapshotError), never a crash further on. cloneWorld is the round
  * trip; diffWorlds compares two worlds object by object.
@@ -23,13 +25,15 @@ import {
   NUD_STATES,
   type FdbEntry,
   type Link,
+  type IcmpPeer,
   type ListenSocket,
   type NeighEntry,
+  type NudTimer,
   type VxlanFdbEntry,
 } from './objects.ts';
-import { TCP_STATES, type TcpConn } from './sockets.ts';
+import { TCP_STATES, type PingSocket, type TcpConn } from './sockets.ts';
 import { KeyedTable } from './table.ts';
-import { World, type Capture } from './world.ts';
+import { World, type Capture, type Timer } from './world.ts';
 
 export const WORLD_FORMAT = 'podwalk-world';
 export const WORLD_VERSION = 1;
@@ -45,6 +49,9 @@ export interface WorldData {
   /** the simulated clock, µs */
   now: number;
   capture: boolean;
+  /** armed kernel timers (the heap as it is) and the next timer's insertion number */
+  timers: Json[];
+  timerSeq: number;
   netns: NetnsData[];
   /** frames seen on every device, in order; `frame` as {"$bytes": hex} */
   captures: Json[];
@@ -69,6 +76,14 @@ export interface NetnsData {
   tcp: Json[];
   /** local ports of the UDP sockets applications send from */
   udpClients: number[];
+  /** ICMP sockets of ping processes */
+  pings: Json[];
+  /** neighbour timer state by `ip|dev`, with the packets queued on a resolution */
+  nud: [string, Json][];
+  /** per-destination ICMP rate-limit buckets (inet_peer) */
+  icmpPeers: Json[];
+  /** the netns-wide ICMP credit */
+  icmpGlobal: Json;
   netfilter: Json;
   conntrack: Json;
 }
@@ -89,13 +104,31 @@ const NETNS_FIELDS = [
   'sockets',
   'tcp',
   'udpClients',
+  'pings',
   'mib',
+  'nud',
   'arpStats',
+  'icmpPeers',
+  'icmpGlobal',
   'nextIfindex',
   'ipId',
 ];
-/** `rec` is the recorder of the walk running now, not state */
-const WORLD_FIELDS = ['netns', 'now', 'captures', 'rec', 'capture', 'seed'];
+/**
+ * `rec` is the recorder of the walk running now and `onTimer` the datapath's timer handler, not
+ * state; `unresolved` is a count of the packets in neighbour queues, recounted when read
+ */
+const WORLD_FIELDS = [
+  'netns',
+  'now',
+  'timers',
+  'timerSeq',
+  'unresolved',
+  'onTimer',
+  'captures',
+  'rec',
+  'capture',
+  'seed',
+];
 
 function checkFields(o: object, known: string[], at: string): void {
   const extra = Object.keys(o).find((k) => !known.includes(k));
@@ -127,6 +160,10 @@ function netnsData(ns: Netns, at: string): NetnsData {
     sockets: ns.sockets.map((s, i) => encodeData(s, {}, childPath(childPath(at, 'sockets'), i))),
     tcp: ns.tcp.list().map((c, i) => encodeData(c, {}, childPath(childPath(at, 'tcp'), i))),
     udpClients: [...ns.udpClients],
+    pings: ns.pings.map((p, i) => encodeData(p, {}, childPath(childPath(at, 'pings'), i))),
+    nud: [...ns.nud].map(([k, t]) => [k, encodeData(t, {}, childPath(childPath(at, 'nud'), k))]),
+    icmpPeers: ns.icmpPeers.map((p, i) => encodeData(p, {}, childPath(childPath(at, 'icmpPeers'), i))),
+    icmpGlobal: encodeData(ns.icmpGlobal, {}, childPath(at, 'icmpGlobal')),
     netfilter: encodeData(ns.netfilter, CLASSES, childPath(at, 'netfilter')),
     conntrack: encodeData(ns.conntrack, CLASSES, childPath(at, 'conntrack')),
   };
@@ -141,6 +178,8 @@ export function worldToData(w: World): WorldData {
     seed: w.seed,
     now: w.now,
     capture: w.capture,
+    timers: w.timers.map((t, i) => encodeData(t, {}, `$.timers[${i}]`)),
+    timerSeq: w.timerSeq,
     netns: [...w.netns.values()].map((ns, i) => netnsData(ns, `$.netns[${i}]`)),
     captures: w.captures.map((c, i) => encodeData(c, {}, `$.captures[${i}]`)),
   };
@@ -246,6 +285,16 @@ function plain(x: unknown, at: string): unknown {
   }
 }
 
+/** each entry of the list `k` of `f`, decoded as plain data and read field by field */
+function eachPlain<T>(f: Fields, k: string, read: (e: Fields) => void): T[] {
+  return f.list(k).map((x, i) => {
+    const p = childPath(f.path(k), i);
+    const e = Fields.of(plain(x, p), p);
+    read(e);
+    return e.o as unknown as T;
+  });
+}
+
 const IFNAMSIZ = 15;
 
 function ifname(f: Fields, k: string): string {
@@ -349,6 +398,13 @@ function readRoute(x: unknown, at: string, ns: Netns): Route {
   f.opt('src', f.ip);
   f.int('metric', 0, 0xffffffff);
   f.bool('onlink');
+  if (f.has('exceptions'))
+    f.each('exceptions', (e) => {
+      e.ip('dst');
+      e.int('mtu', 68, 0xffffffff);
+      e.num('expires');
+      e.bool('locked');
+    });
   return f.o as unknown as Route;
 }
 
@@ -476,15 +532,52 @@ function readNetns(x: unknown, at: string): Netns {
   });
   const arp = Fields.of(plain(f.o.arpStats, f.path('arpStats')), f.path('arpStats'));
   arp.int('resFailed');
+  arp.int('unresDiscards');
   Object.assign(ns.arpStats, arp.o);
-  f.list('sockets').forEach((s, i) => {
-    const p = childPath(f.path('sockets'), i);
-    const sf = Fields.of(plain(s, p), p);
-    sf.oneOf('proto', ['tcp', 'udp']);
-    sf.int('port', 0, 65535);
-    sf.ip('addr');
-    ns.sockets.push(sf.o as unknown as ListenSocket);
+  f.list('nud').forEach((kv, i) => {
+    const p = childPath(f.path('nud'), i);
+    if (!Array.isArray(kv) || kv.length !== 2 || typeof kv[0] !== 'string')
+      fail(p, 'expected ["ip|dev", {…}]');
+    const [ip, dev] = kv[0].split('|');
+    if (!isValidIp4(ip ?? '') || !ns.links.has(dev ?? ''))
+      fail(childPath(p, 0), `expected "ip|dev" of a link in ${ns.name}`);
+    const t = Fields.of(plain(kv[1], childPath(p, 1)), childPath(p, 1));
+    t.int('probes');
+    t.opt('confirmed', t.num);
+    t.opt('used', t.num);
+    t.opt('timer', t.num);
+    if (t.has('queue'))
+      t.each('queue', (q) => {
+        if (Fields.of(q.o.pkt, q.path('pkt')).o.kind !== 'ipv4')
+          fail(q.path('pkt'), 'expected an IPv4 packet');
+        q.opt('part', q.str);
+      });
+    ns.nud.set(kv[0], t.o as unknown as NudTimer);
   });
+  ns.pings.push(
+    ...eachPlain<PingSocket>(f, 'pings', (s) => {
+      s.int('id', 0, 65535);
+      s.list('inbox');
+    }),
+  );
+  ns.icmpPeers.push(
+    ...eachPlain<IcmpPeer>(f, 'icmpPeers', (peer) => {
+      peer.ip('ip');
+      peer.num('tokens');
+      peer.num('last');
+    }),
+  );
+  const g = Fields.of(plain(f.o.icmpGlobal, f.path('icmpGlobal')), f.path('icmpGlobal'));
+  g.num('credit');
+  g.num('stamp');
+  Object.assign(ns.icmpGlobal, g.o);
+  ns.sockets.push(
+    ...eachPlain<ListenSocket>(f, 'sockets', (sf) => {
+      sf.oneOf('proto', ['tcp', 'udp']);
+      sf.int('port', 0, 65535);
+      sf.ip('addr');
+    }),
+  );
   f.list('tcp').forEach((s, i) => {
     const p = childPath(f.path('tcp'), i);
     const c = Fields.of(plain(s, p), p);
@@ -524,6 +617,7 @@ export function worldFromData(d: unknown): World {
   const w = new World(f.str('seed'));
   w.now = f.num('now');
   w.capture = f.bool('capture');
+  w.timerSeq = f.int('timerSeq');
   f.list('netns').forEach((x, i) => {
     const at = childPath(f.path('netns'), i);
     const ns = readNetns(x, at);
@@ -539,6 +633,29 @@ export function worldFromData(d: unknown): World {
         fail(at, `the peer ${l.peer.netns}/${l.peer.name} is not a veth whose peer is ${ns.name}/${l.name}`);
     }),
   );
+  f.list('timers').forEach((x, i) => {
+    const at = childPath(f.path('timers'), i);
+    const t = Fields.of(plain(x, at), at);
+    t.num('at');
+    t.int('seq');
+    const e = Fields.of(t.o.ev, t.path('ev'));
+    const kind = e.oneOf('kind', ['neigh', 'tcp-rto']);
+    if (!w.netns.has(e.str('netns'))) fail(e.path('netns'), `no namespace "${String(e.o.netns)}"`);
+    if (kind === 'neigh') {
+      e.ip('ip');
+      e.str('dev');
+    } else {
+      e.ip('local');
+      e.ip('remote');
+      e.int('lport', 0, 65535);
+      e.int('rport', 0, 65535);
+    }
+    w.timers.push(t.o as unknown as Timer);
+  });
+  w.unresolved = [...w.netns.values()].reduce(
+    (n, ns) => [...ns.nud.values()].reduce((m, t) => m + (t.queue?.length ?? 0), n),
+    0,
+  );
   f.list('captures').forEach((x, i) => {
     const at = childPath(f.path('captures'), i);
     const c = Fields.of(plain(x, at), at);
@@ -547,6 +664,7 @@ export function worldFromData(d: unknown): World {
     if (!w.netns.get(netns)?.links.has(c.str('dev')))
       fail(c.path('dev'), `no link "${String(c.o.dev)}" in "${netns}"`);
     c.oneOf('dir', ['in', 'out']);
+    c.bool('promisc');
     if (!(c.o.frame instanceof Uint8Array)) fail(c.path('frame'), 'expected {"$bytes": hex}');
     w.captures.push(c.o as unknown as Capture);
   });
@@ -571,9 +689,12 @@ export type WorldDiffKind =
   | 'sysctl'
   | 'mib'
   | 'arp-stats'
+  | 'neigh-timer'
+  | 'icmp-ratelimit'
   | 'socket'
   | 'netfilter'
   | 'conntrack'
+  | 'timer'
   | 'capture';
 
 /** one difference: in which namespace, what kind of object, which one, and its data before and after */
@@ -734,6 +855,43 @@ function netnsDiffs(out: WorldDiff[], a: NetnsData, b: NetnsData): void {
     a.udpClients.map((p) => [`udp client :${p}`, p]),
     b.udpClients.map((p) => [`udp client :${p}`, p]),
   );
+  keyedDiffs(
+    out,
+    ns,
+    'socket',
+    keyed(
+      a.pings,
+      (p) => `ping id ${(p as { id: number }).id}`,
+      (p) => p,
+    ),
+    keyed(
+      b.pings,
+      (p) => `ping id ${(p as { id: number }).id}`,
+      (p) => p,
+    ),
+  );
+  keyedDiffs(out, ns, 'neigh-timer', a.nud, b.nud);
+  keyedDiffs(
+    out,
+    ns,
+    'icmp-ratelimit',
+    [
+      ['global', a.icmpGlobal],
+      ...keyed(
+        a.icmpPeers,
+        (p) => `peer ${(p as { ip: string }).ip}`,
+        (p) => p,
+      ),
+    ],
+    [
+      ['global', b.icmpGlobal],
+      ...keyed(
+        b.icmpPeers,
+        (p) => `peer ${(p as { ip: string }).ip}`,
+        (p) => p,
+      ),
+    ],
+  );
   keyedDiffs(out, ns, 'netfilter', [['netfilter', a.netfilter]], [['netfilter', b.netfilter]]);
   keyedDiffs(out, ns, 'conntrack', [['conntrack', a.conntrack]], [['conntrack', b.conntrack]]);
 }
@@ -742,13 +900,14 @@ function netnsDiffs(out: WorldDiff[], a: NetnsData, b: NetnsData): void {
  * What differs between two worlds, object by object, in the order of a's namespaces: the
  * world's own fields, namespaces that came or went, then in each namespace its links (field by
  * field, stats included), addresses, routes, neighbours, FDB entries, sysctls, MIB counters, ARP
- * statistics, sockets, netfilter and conntrack (field paths inside them), and the captures.
+ * statistics, sockets, neighbour timers, ICMP rate-limit buckets, netfilter and conntrack (field
+ * paths inside them), then the armed timers and the captures.
  */
 export function diffWorlds(a: World, b: World): WorldDiff[] {
   const da = worldToData(a);
   const db = worldToData(b);
   const out: WorldDiff[] = [];
-  for (const k of ['seed', 'now', 'capture'] as const)
+  for (const k of ['seed', 'now', 'capture', 'timerSeq'] as const)
     if (da[k] !== db[k]) out.push({ kind: 'world', key: k, before: da[k], after: db[k] });
   const bn = new Map(db.netns.map((n) => [n.name, n]));
   const an = new Map(da.netns.map((n) => [n.name, n]));
@@ -759,6 +918,16 @@ export function diffWorlds(a: World, b: World): WorldDiff[] {
   }
   for (const n of db.netns)
     if (!an.has(n.name)) out.push({ netns: n.name, kind: 'netns', key: n.name, after: n.role });
+  const timers = (d: WorldData) =>
+    keyed(
+      d.timers,
+      (t) => {
+        const { at, ev } = t as { at: number; ev: { kind: string; netns: string } };
+        return `${ev.kind} ${ev.netns} at ${at}`;
+      },
+      (t) => t,
+    );
+  keyedDiffs(out, undefined, 'timer', timers(da), timers(db));
   keyedDiffs(
     out,
     undefined,

@@ -18,6 +18,16 @@ import { tcpConnKey, type Link, type Netns } from './objects.ts';
 import { loopbackRoute, type Stack, type TransportHandler } from './stack.ts';
 import type { PacketRole, SegmentInfo, SendCall } from './events.ts';
 import type { CtResult } from './conntrack.ts';
+import type { TimerEvent } from './world.ts';
+import { updatePmtu } from './pmtu.ts';
+
+/** icmp_rcv's per-type counters (the ICMP_MIB_IN* of icmp_pointers) */
+const ICMP_IN: Record<number, string> = {
+  0: 'IcmpInEchoReps',
+  3: 'IcmpInDestUnreachs',
+  8: 'IcmpInEchos',
+  11: 'IcmpInTimeExcds',
+};
 
 export const TCP_STATES = [
   'SYN_SENT',
@@ -68,6 +78,79 @@ export interface TcpConn {
   done: boolean;
   /** path MTU learned from ICMP fragmentation needed */
   pmtu?: number;
+  /* the retransmission timer (armed only for connections opened with timers, e.g. by curl) */
+  /** current RTO, µs (TCP_TIMEOUT_INIT 1 s for a SYN) */
+  rto?: number;
+  /** µs the timer is armed for */
+  rtoAt?: number;
+  /** µs the first SYN left (retrans_stamp) */
+  retransStamp?: number;
+  /** the last copy of the SYN sent (a retransmission waits while it still sits in a queue) */
+  lastSyn?: Ipv4Packet;
+  /** connect() still holds the socket lock (sock_owned_by_user): what its SYN set off happens meanwhile */
+  owned?: boolean;
+  /** icsk_retransmits and icsk_backoff */
+  retransmits?: number;
+  backoff?: number;
+  /** the error the socket reports (sk_err): ETIMEDOUT, EHOSTUNREACH, ECONNREFUSED… */
+  err?: SockErrno;
+  /** an ICMP error remembered while retrying (sk_err_soft), reported on timeout */
+  softErr?: SockErrno;
+  /** µs the connection was established (curl's timings) */
+  establishedAt?: number;
+  /** µs it entered TIME_WAIT (the socket is gone TCP_TIMEWAIT_LEN, 60 s, later) */
+  timeWaitAt?: number;
+  /** the bytes the application received, in order */
+  rcvd?: Uint8Array[];
+}
+
+export type SockErrno =
+  | 'ETIMEDOUT'
+  | 'EHOSTUNREACH'
+  | 'ENETUNREACH'
+  | 'ECONNREFUSED'
+  | 'ECONNRESET'
+  | 'ENOPROTOOPT'
+  | 'EMSGSIZE'
+  | 'ENOBUFS';
+
+/** icmp_err_convert: the errno of an ICMP destination unreachable code */
+export function icmpErrno(code: number): SockErrno {
+  switch (code) {
+    case 0:
+    case 6:
+    case 9:
+    case 11:
+      return 'ENETUNREACH';
+    case 2:
+      return 'ENOPROTOOPT';
+    case 3:
+      return 'ECONNREFUSED';
+    case 4:
+      return 'EMSGSIZE';
+    default:
+      return 'EHOSTUNREACH';
+  }
+}
+
+/** IP_MTU_DISCOVER of a socket: DF always (do), never (dont), or when the packet fits the path MTU (want) */
+export type Pmtudisc = 'do' | 'dont' | 'want';
+
+/** what a ping socket received, in order: echo replies and its error queue (IP_RECVERR) */
+export type PingEvent =
+  | { kind: 'reply'; time: number; seq: number; from: string; ttl: number; bytes: number }
+  | { kind: 'error'; time: number; seq: number; from: string; type: number; code: number; mtu?: number };
+
+/** an ICMP socket of a ping process (its echo id), in its namespace's Netns.pings */
+export interface PingSocket {
+  id: number;
+  inbox: PingEvent[];
+}
+
+/** why a send failed locally: the errno sendmsg returns, with the MTU for EMSGSIZE */
+export interface SendError {
+  errno: SockErrno;
+  mtu?: number;
 }
 
 /** a is after b in sequence space */
@@ -86,6 +169,16 @@ export function windowScale(ns: Netns): number {
   return Math.min(14, Math.max(0, Math.floor(Math.log2(space)) - 15));
 }
 const TS_OPT = 12;
+/** TCP_TIMEOUT_INIT and TCP_RTO_MAX (include/net/tcp.h), µs */
+const TCP_TIMEOUT_INIT = 1_000_000;
+const TCP_RTO_MAX = 120_000_000;
+
+/** tcp_model_timeout: how long `boundary` exponential backoffs from `rtoBase` take, µs */
+export function modelTimeout(boundary: number, rtoBase: number): number {
+  const thresh = Math.floor(Math.log2(TCP_RTO_MAX / rtoBase));
+  if (boundary <= thresh) return ((2 << boundary) - 1) * rtoBase;
+  return ((2 << thresh) - 1) * rtoBase + (boundary - thresh) * TCP_RTO_MAX;
+}
 
 export class Sockets implements TransportHandler {
   /** every TCP socket of every namespace (they live in Netns.tcp) */
@@ -107,6 +200,8 @@ export class Sockets implements TransportHandler {
   private addConn(c: TcpConn): void {
     this.w.ns(c.ns).tcp.add(c);
   }
+  /** why the last send() returned false */
+  lastError?: SendError;
   /** responses the server side sends on an established connection */
   serverResponse: (req: Uint8Array) => Uint8Array = () =>
     asciiBytes('HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n');
@@ -125,9 +220,16 @@ export class Sockets implements TransportHandler {
    * A socket's send: route lookup, source choice, the socket's MTU check, then ip_local_out.
    * Returns false when the packet never left (no route, EMSGSIZE).
    */
-  send(ns: Netns, pkt: Ipv4Packet, what: SendCall, ct?: CtResult): boolean {
+  send(
+    ns: Netns,
+    pkt: Ipv4Packet,
+    what: SendCall,
+    opts: { ct?: CtResult; pmtudisc?: Pmtudisc } = {},
+  ): boolean {
+    this.lastError = undefined;
     const rr = this.stack.routeOutput(ns, pkt.ip.dst);
     if (!rr) {
+      this.lastError = { errno: 'ENETUNREACH' };
       this.w.rec.add({
         kind: 'route',
         layer: 3,
@@ -151,26 +253,32 @@ export class Sockets implements TransportHandler {
         device: 'lo',
         ev: { type: 'route-local', dst: pkt.ip.dst, dev: rr.dev.name, via: 'output' },
       });
-      this.stack.localOut(ns, pkt, local, ct);
+      this.stack.localOut(ns, pkt, local, opts.ct);
       return true;
     }
     if (pkt.ip.src === '0.0.0.0') pkt.ip.src = rr.src;
     this.stack.routeStep(ns, pkt.ip.dst, rr);
     const len = ipv4Length(pkt);
-    if (pkt.ip.df && len > rr.dev.mtu) {
+    // the socket's MTU is the path MTU (a cached FIB exception) or the device's
+    const mtu = rr.pmtu ?? rr.dev.mtu;
+    // IP_PMTUDISC_WANT: DF only on what fits the path MTU; the rest is fragmented here
+    if (opts.pmtudisc === 'want') pkt.ip.df = len <= mtu;
+    if (pkt.ip.df && len > mtu) {
       this.w.rec.add({
         kind: 'mtu',
         layer: 3,
         netns: ns.name,
         action: 'check',
         device: rr.dev.name,
-        ev: { type: 'mtu', len, mtu: rr.dev.mtu, dev: rr.dev.name, site: 'ip_append_data' },
+        ev: { type: 'mtu', len, mtu, dev: rr.dev.name, site: 'ip_append_data' },
       });
       this.stack.drop(
         ns,
-        { reason: 'mtu-exceeded', site: 'ip_append_data', len, mtu: rr.dev.mtu, call: what },
+        { reason: 'mtu-exceeded', site: 'ip_append_data', len, mtu, call: what },
         rr.dev.name,
       );
+      // ip_local_error: EMSGSIZE with the MTU on the socket's error queue
+      this.lastError = { errno: 'EMSGSIZE', mtu };
       return false;
     }
     if (pkt.payload.kind === 'tcp' || !pkt.ip.df) pkt.ip.id = this.ipId(ns, pkt);
@@ -181,7 +289,21 @@ export class Sockets implements TransportHandler {
       this.stack.mib(ns, `IcmpMsgOutType${icmpType}`);
       this.stack.mib(ns, icmpType === 8 ? 'IcmpOutEchos' : 'IcmpOutEchoReps');
     }
-    this.stack.localOut(ns, pkt, rr, ct);
+    // __tcp_transmit_skb counts new segments only (a retransmission is TcpRetransSegs)
+    if (pkt.payload.kind === 'tcp' && !(typeof what === 'object' && what.kind === 'retransmission'))
+      this.stack.count(ns, 'TcpOutSegs');
+    const stack = this.stack;
+    stack.sender = ns.name;
+    stack.sendError = undefined;
+    stack.localOut(ns, pkt, rr, opts.ct);
+    stack.sender = undefined;
+    if (stack.sendError) {
+      // NET_XMIT_DROP from the device: ip_push_pending_frames counts OutDiscards, sendmsg says ENOBUFS
+      stack.mib(ns, 'IpOutDiscards');
+      this.lastError = { errno: stack.sendError };
+      stack.sendError = undefined;
+      return false;
+    }
     return true;
   }
 
@@ -231,8 +353,18 @@ export class Sockets implements TransportHandler {
     return { timestamp: { val: this.tsVal(c), ecr: c.tsRecent } };
   }
 
-  /** connect(): build and send the SYN */
-  connect(ns: Netns, dst: string, dport: number, sport: number, request: Uint8Array): TcpConn | undefined {
+  /**
+   * connect(): build and send the SYN. With `timers`, the retransmission timer runs (RTO
+   * TCP_TIMEOUT_INIT 1 s); walks send the SYN once.
+   */
+  connect(
+    ns: Netns,
+    dst: string,
+    dport: number,
+    sport: number,
+    request: Uint8Array,
+    opts: { timers?: boolean } = {},
+  ): TcpConn | undefined {
     const mtu = this.routeMtu(ns, dst);
     const rr = this.stack.routeOutput(ns, dst);
     const src = rr && !('error' in rr) ? rr.src : rr ? dst : '0.0.0.0';
@@ -278,9 +410,23 @@ export class Sockets implements TransportHandler {
     });
     c.sndNxt = (c.sndNxt + 1) >>> 0;
     this.addConn(c);
+    // tcp_connect (after ip_route_connect found a route)
+    if (rr) this.stack.count(ns, 'TcpActiveOpens');
     if (!this.send(ns, syn, 'connect()')) {
-      c.state = 'CLOSED';
-      return undefined;
+      // tcp_connect failed before a SYN left: connect() returns the error at once
+      c.err = this.lastError?.errno;
+      if (rr) this.tcpDone(ns, c);
+      else c.state = 'CLOSED';
+      return opts.timers ? c : undefined;
+    }
+    if (opts.timers) {
+      c.lastSyn = syn;
+      c.retransStamp = this.w.now;
+      c.rto = TCP_TIMEOUT_INIT;
+      c.retransmits = 0;
+      c.backoff = 0;
+      c.rcvd = [];
+      this.armRto(ns, c);
     }
     return c;
   }
@@ -304,7 +450,15 @@ export class Sockets implements TransportHandler {
   }
 
   /** ping: one ICMP echo request */
-  sendEcho(ns: Netns, dst: string, id: number, seq: number, data: Uint8Array, df: boolean): boolean {
+  sendEcho(
+    ns: Netns,
+    dst: string,
+    id: number,
+    seq: number,
+    data: Uint8Array,
+    df: boolean,
+    opts: { pmtudisc?: Pmtudisc; ttl?: number; src?: string } = {},
+  ): boolean {
     this.w.rec.add({
       kind: 'socket',
       layer: 7,
@@ -314,10 +468,111 @@ export class Sockets implements TransportHandler {
     });
     const pkt: Ipv4Packet = {
       kind: 'ipv4',
-      ip: this.ip('0.0.0.0', dst, IPPROTO_ICMP, df),
+      ip: this.ip(opts.src ?? '0.0.0.0', dst, IPPROTO_ICMP, df),
       payload: { kind: 'icmp', icmp: { type: 8, code: 0, id, seq }, data },
     };
-    return this.send(ns, pkt, 'ping');
+    if (opts.ttl !== undefined) pkt.ip.ttl = opts.ttl;
+    return this.send(ns, pkt, 'ping', { pmtudisc: opts.pmtudisc });
+  }
+
+  /** socket(AF_INET, SOCK_RAW, IPPROTO_ICMP) of a ping process: its echo id, and what it receives */
+  openPing(ns: Netns, id: number): PingSocket {
+    const sock: PingSocket = { id, inbox: [] };
+    ns.pings.push(sock);
+    return sock;
+  }
+
+  closePing(ns: Netns, sock: PingSocket): void {
+    const i = ns.pings.indexOf(sock);
+    if (i >= 0) ns.pings.splice(i, 1);
+  }
+
+  private pingSocket(ns: Netns, id: number): PingSocket | undefined {
+    for (const p of ns.pings) if (p.id === id) return p;
+    return undefined;
+  }
+
+  /** a socket timer fired (tcp_write_timer) */
+  timer(ns: Netns, ev: TimerEvent): void {
+    if (ev.kind !== 'tcp-rto') return;
+    const c = this.byTuple(ns, ev.local, ev.lport, ev.remote, ev.rport);
+    if (c && c.rtoAt === this.w.now) this.retransmitTimer(ns, c);
+  }
+
+  private armRto(ns: Netns, c: TcpConn): void {
+    c.rtoAt = this.w.now + c.rto!;
+    this.w.schedule(c.rtoAt, {
+      kind: 'tcp-rto',
+      netns: ns.name,
+      local: c.local,
+      lport: c.lport,
+      remote: c.remote,
+      rport: c.rport,
+    });
+  }
+
+  /**
+   * tcp_retransmit_timer for a SYN: tcp_write_timeout gives up after tcp_syn_retries +
+   * tcp_syn_linear_timeouts retransmissions (ETIMEDOUT, or the soft ICMP error it remembered);
+   * otherwise the SYN leaves again, and the RTO doubles (up to TCP_RTO_MAX 120 s) once the
+   * backoff passes tcp_syn_linear_timeouts.
+   */
+  private retransmitTimer(ns: Netns, c: TcpConn): void {
+    c.rtoAt = undefined;
+    if (c.state !== 'SYN_SENT') return;
+    const linear = ns.sysctlNum('net.ipv4.tcp_syn_linear_timeouts');
+    const retryUntil = ns.sysctlNum('net.ipv4.tcp_syn_retries');
+    // tcp_write_timeout: the count of retransmissions, or retransmits_timed_out: the time since
+    // the first SYN passed tcp_model_timeout(tcp_syn_retries) with rto_base TCP_TIMEOUT_INIT
+    const retransmits = c.retransmits ?? 0;
+    const expired =
+      retransmits >= retryUntil + linear ||
+      (retransmits > 0 && this.w.now - (c.retransStamp ?? 0) >= modelTimeout(retryUntil, TCP_TIMEOUT_INIT));
+    if (expired) {
+      // tcp_write_err
+      c.err = c.softErr ?? 'ETIMEDOUT';
+      this.tcpDone(ns, c);
+      this.stack.mib(ns, 'TcpExtTCPAbortOnTimeout');
+      return;
+    }
+    c.retransmits = (c.retransmits ?? 0) + 1;
+    c.backoff = (c.backoff ?? 0) + 1;
+    if (c.backoff > linear) c.rto = Math.min(c.rto! * 2, TCP_RTO_MAX);
+    this.armRto(ns, c);
+    // skb_still_in_host_queue: the last copy still waits on a neighbour resolution: -EBUSY, no new copy
+    if (c.lastSyn && this.stack.queued(ns, c.lastSyn)) return;
+    this.stack.mib(ns, 'TcpRetransSegs');
+    const seq = c.sndNxt;
+    c.sndNxt = (c.sndNxt - 1) >>> 0;
+    const syn = this.segment(c, { syn: true }, new Uint8Array(0), {
+      mss: c.mss,
+      sackOk: true,
+      timestamp: { val: this.tsVal(c), ecr: 0 },
+      wscale: c.wscale,
+    });
+    c.sndNxt = seq;
+    c.lastSyn = syn;
+    this.w.rec.add({
+      kind: 'socket',
+      layer: 4,
+      netns: ns.name,
+      action: 'send',
+      ev: { type: 'send', role: { kind: 'retransmission' }, pkt: syn },
+    });
+    this.send(ns, syn, { kind: 'retransmission' });
+  }
+
+  /** tcp_done: the connection is closed; a handshake that never finished counts as a failed attempt */
+  private tcpDone(ns: Netns, c: TcpConn): void {
+    if (c.state === 'SYN_SENT' || c.state === 'SYN_RECV') this.stack.mib(ns, 'TcpAttemptFails');
+    c.state = 'CLOSED';
+    c.rtoAt = undefined;
+  }
+
+  /** the application closes a connection that is still opening (curl giving up): tcp_close of SYN_SENT */
+  abort(c: TcpConn): void {
+    c.rtoAt = undefined;
+    if (c.state === 'SYN_SENT') c.state = 'CLOSED';
   }
 
   /* ------------------------------------------------------------ receiving */
@@ -371,6 +626,26 @@ export class Sockets implements TransportHandler {
     }
     if (p.kind === 'icmp') {
       const t = p.icmp.type;
+      // icmp_rcv
+      this.stack.count(ns, 'IcmpInMsgs');
+      this.stack.count(ns, `IcmpMsgInType${t}`);
+      const inName = ICMP_IN[t];
+      if (inName) this.stack.count(ns, inName);
+      if (t === 0) {
+        const sock = this.pingSocket(ns, p.icmp.id);
+        if (sock)
+          sock.inbox.push({
+            kind: 'reply',
+            time: this.w.now,
+            seq: p.icmp.seq,
+            from: pkt.ip.src,
+            ttl: pkt.ip.ttl,
+            bytes: p.data.length + 8,
+          });
+      }
+      if (t === 3 || t === 11) {
+        if (this.icmpError(ns, dev, pkt, t, p.icmp.code, p.icmp.mtu, p.data)) return;
+      }
       if (t === 8) {
         this.stack.deliver(ns, dev.name, 'icmp', { what: 'echo-request', id: p.icmp.id, seq: p.icmp.seq }, 3);
         const reply: Ipv4Packet = {
@@ -381,7 +656,6 @@ export class Sockets implements TransportHandler {
         this.stack.queue.push({ ns: ns.name, pkt: reply, role: { kind: 'echo-reply' } });
         return;
       }
-      if (t === 3 && p.icmp.code === 4 && p.icmp.mtu && this.mtuReduced(ns, dev, p.data, p.icmp.mtu)) return;
       this.stack.deliver(
         ns,
         dev.name,
@@ -400,10 +674,68 @@ export class Sockets implements TransportHandler {
     );
   }
 
+  /**
+   * icmp_unreach / icmp_socket_deliver: an ICMP error about a packet this host sent. The quoted
+   * header names the socket. Fragmentation needed lowers the path MTU of the route to the quoted
+   * destination (ipv4_sk_update_pmtu / tcp_v4_mtu_reduced: a FIB exception); a ping socket gets
+   * the error on its error queue; a connection still opening fails with the error's errno
+   * (tcp_v4_err), an established one remembers it as its soft error. Returns true when a TCP
+   * PMTU reaction was recorded (the delivery step is its own).
+   */
+  private icmpError(
+    ns: Netns,
+    dev: Link,
+    pkt: Ipv4Packet,
+    type: number,
+    code: number,
+    mtu: number | undefined,
+    quoted: Uint8Array,
+  ): boolean {
+    const ihl = (quoted[0] & 0x0f) * 4;
+    if (quoted.length < ihl + 8) return false;
+    const proto = quoted[9];
+    const src = intToIp4(get32(quoted, 12));
+    const dst = intToIp4(get32(quoted, 16));
+    if (type === 3 && code === 4 && mtu) {
+      const rr = this.stack.routeOutput(ns, dst);
+      if (rr && !('error' in rr)) updatePmtu(ns, dst, rr.route, rr.dev.mtu, mtu, this.w.now);
+    }
+    if (proto === IPPROTO_ICMP && quoted[ihl] === 8) {
+      const sock = this.pingSocket(ns, get16(quoted, ihl + 4));
+      if (sock)
+        sock.inbox.push({
+          kind: 'error',
+          time: this.w.now,
+          seq: get16(quoted, ihl + 6),
+          from: pkt.ip.src,
+          type,
+          code,
+          mtu,
+        });
+      return false;
+    }
+    if (proto !== IPPROTO_TCP) return false;
+    if (type === 3 && code === 4 && mtu) return this.mtuReduced(ns, dev, quoted, mtu);
+    const c = this.byTuple(ns, src, get16(quoted, ihl), dst, get16(quoted, ihl + 2));
+    if (!c || c.state === 'CLOSED') return false;
+    const err: SockErrno = type === 3 ? icmpErrno(code) : 'EHOSTUNREACH';
+    if ((c.state === 'SYN_SENT' || c.state === 'SYN_RECV') && !c.owned) {
+      c.err = err;
+      this.tcpDone(ns, c);
+    } else {
+      // an established connection, or one whose connect() still holds the lock: sk_err_soft,
+      // which getsockopt(SO_ERROR) hands to the application all the same
+      c.softErr = err;
+      if (c.owned) c.err = err;
+    }
+    return false;
+  }
+
   private tcpRcv(ns: Netns, dev: Link, pkt: Ipv4Packet): void {
     if (pkt.payload.kind !== 'tcp') return;
     const { tcp, data } = pkt.payload;
     const f = tcp.flags;
+    this.stack.count(ns, 'TcpInSegs');
     const found = this.byTuple(ns, pkt.ip.dst, tcp.dstPort, pkt.ip.src, tcp.srcPort);
     const conn = found && found.state !== 'CLOSED' ? found : undefined;
     const seg: SegmentInfo = {
@@ -460,7 +792,9 @@ export class Sockets implements TransportHandler {
       return;
     }
     if (f.rst) {
-      conn.state = 'CLOSED';
+      // tcp_reset: connect() gets ECONNREFUSED, an open connection ECONNRESET
+      conn.err = conn.state === 'SYN_SENT' ? 'ECONNREFUSED' : 'ECONNRESET';
+      this.tcpDone(ns, conn);
       return this.stack.deliver(ns, dev.name, to, { what: 'tcp', port, seg, event: 'rst-reset' }, 4);
     }
     if (tcp.options.timestamp) conn.tsRecent = tcp.options.timestamp.val;
@@ -475,12 +809,17 @@ export class Sockets implements TransportHandler {
       conn.peerMss = tcp.options.mss ?? 536;
       conn.peerWscale = tcp.options.wscale ?? 0;
       conn.state = 'ESTABLISHED';
+      conn.rtoAt = undefined;
+      conn.establishedAt = this.w.now;
       this.stack.deliver(ns, dev.name, to, { what: 'tcp', port, seg, event: 'established', from: before }, 4);
       reply({ ack: true }, new Uint8Array(0), { kind: 'ack' });
       if (conn.toSend.length) this.sendData(conn, ns);
       return;
     }
-    if (conn.state === 'SYN_RECV' && f.ack && !f.syn) conn.state = 'ESTABLISHED';
+    if (conn.state === 'SYN_RECV' && f.ack && !f.syn) {
+      conn.state = 'ESTABLISHED';
+      this.stack.count(ns, 'TcpPassiveOpens');
+    }
     if (f.ack && seqAfter(tcp.ack, conn.sndUna)) {
       conn.sndUna = tcp.ack;
       conn.unacked = conn.unacked.filter((u) => seqAfter((u.seq + u.data.length) >>> 0, tcp.ack));
@@ -506,12 +845,14 @@ export class Sockets implements TransportHandler {
     if (data.length) {
       conn.rcvNxt = (conn.rcvNxt + data.length) >>> 0;
       conn.received += data.length;
+      conn.rcvd?.push(data);
       pushedNow = !!f.psh;
       // the gap is filled: queued segments follow in order
       for (let next = conn.ofo.get(conn.rcvNxt); next; next = conn.ofo.get(conn.rcvNxt)) {
         conn.ofo.delete(conn.rcvNxt);
         conn.rcvNxt = (conn.rcvNxt + next.data.length) >>> 0;
         conn.received += next.data.length;
+        conn.rcvd?.push(next.data);
         pushedNow ||= next.psh;
       }
       if (pushedNow) conn.pushed = true;
@@ -521,6 +862,7 @@ export class Sockets implements TransportHandler {
     if (conn.state === 'FIN_WAIT1' && f.ack && tcp.ack === conn.sndNxt)
       conn.state = f.fin ? 'TIME_WAIT' : 'FIN_WAIT2';
     else if (conn.state === 'FIN_WAIT2' && f.fin) conn.state = 'TIME_WAIT';
+    if (conn.state === 'TIME_WAIT' && conn.timeWaitAt === undefined) conn.timeWaitAt = this.w.now;
     else if (conn.state === 'ESTABLISHED' && f.fin) conn.state = 'CLOSE_WAIT';
     else if (conn.state === 'LAST_ACK' && f.ack && tcp.ack === conn.sndNxt) conn.state = 'CLOSED';
     this.stack.deliver(

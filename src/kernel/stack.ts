@@ -30,6 +30,8 @@ import {
   type MacAddr,
 } from '../wire/types.ts';
 import type { Route } from './fib.ts';
+import { pmtuException } from './pmtu.ts';
+import { icmpGlobalAllow, icmpGlobalConsume, icmpPeerAllow, ipErrorAllow } from './icmp-ratelimit.ts';
 import {
   NUD_VALID,
   type CounterEvent,
@@ -44,22 +46,30 @@ import {
   type StepKind,
 } from './events.ts';
 import { carrierOk } from './links.ts';
-import type { BridgeLink, IpipLink, Link, Netns, VethLink, VxlanLink } from './objects.ts';
+import type {
+  BridgeLink,
+  IpipLink,
+  Link,
+  NeighEntry,
+  Netns,
+  NudTimer,
+  VethLink,
+  VxlanLink,
+} from './objects.ts';
 import { tupleOf, type CtResult } from './conntrack.ts';
 import type { Hook } from './netfilter.ts';
 import { runHook, type HookEnv, type NfEvent } from './netfilter/hooks.ts';
 import type { Traversal } from './netfilter/eval.ts';
 import { REJECT_CODE, resetFor } from './netfilter/reject.ts';
-import type { World } from './world.ts';
+import type { TimerEvent, World } from './world.ts';
 
 export const BROADCAST: MacAddr = 'ff:ff:ff:ff:ff:ff';
 const ZERO_MAC: MacAddr = '00:00:00:00:00:00';
 
+const TCP_FLAGS = ['fin', 'syn', 'rst', 'psh', 'ack', 'urg'] as const;
+
 /** time one device hop takes on the simulated clock, µs */
 const HOP_US = 4;
-/** ARP: ucast/mcast_solicit 3 probes, retrans_time 1 s */
-const ARP_PROBES = 3;
-const ARP_RETRANS_US = 1_000_000;
 
 export interface RouteResult {
   route: Route;
@@ -67,6 +77,8 @@ export interface RouteResult {
   src: string;
   /** the neighbour to resolve: the gateway, or the destination itself */
   nexthop: string;
+  /** the path MTU of a FIB exception (ip route get: `cache expires …sec mtu N`), for local output */
+  pmtu?: number;
 }
 
 export type Terminal =
@@ -87,6 +99,8 @@ export interface Queued {
 /** What the transport layer (sockets.ts) does with a packet delivered locally. */
 export interface TransportHandler {
   receive(ns: Netns, dev: Link, pkt: Ipv4Packet): void;
+  /** a socket's timer fired */
+  timer(ns: Netns, ev: TimerEvent): void;
 }
 
 /** Per-packet context carried along the path: where it came from, for ICMP errors and traces. */
@@ -112,10 +126,15 @@ export class Stack {
   /** packets generated while walking (ICMP errors, socket replies); the walker turns each into a trace */
   readonly queue: Queued[] = [];
   private auxDepth = 0;
+  /** the netns whose socket is in sendmsg (its first device transmission reports back), and what it reported */
+  sender?: string;
+  sendError?: 'ENOBUFS';
   /** fragments held by defrag, per netns+id */
   private defrag = new Map<string, Ipv4Packet[]>();
 
-  constructor(readonly w: World) {}
+  constructor(readonly w: World) {
+    w.onTimer = (ev) => this.timer(ev);
+  }
 
   /* ------------------------------------------------------------ recording */
 
@@ -128,6 +147,14 @@ export class Stack {
     extra: { device?: string; frame?: Uint8Array } = {},
   ): void {
     this.w.rec.add({ kind, layer, netns: ns.name, action, ev, ...extra });
+  }
+
+  /**
+   * A counter every packet of its kind bumps (TcpInSegs, TcpOutSegs, IcmpInMsgs…): kept in the
+   * namespace for nstat, not listed per walk (a walk's counters are the evidence of what happened)
+   */
+  count(ns: Netns, name: string): void {
+    ns.mib.set(name, (ns.mib.get(name) ?? 0) + 1);
   }
 
   /** SNMP_INC_STATS: one of the counters nstat and netstat -s show */
@@ -208,6 +235,16 @@ export class Stack {
     }
   }
 
+  /** a kernel timer fired (World.run) */
+  private timer(ev: TimerEvent): void {
+    const ns = this.w.netns.get(ev.netns);
+    if (!ns) return;
+    if (ev.kind === 'neigh') {
+      const n = ns.neighbour(ev.ip, ev.dev);
+      if (n) this.neighTimer(ns, n);
+    } else this.transport?.timer(ns, ev);
+  }
+
   /* ------------------------------------------------------------ routing */
 
   /** a nexthop is usable when its device exists and is up */
@@ -225,7 +262,12 @@ export class Stack {
     if (!route || route.type !== 'unicast' || !route.dev) return undefined;
     const dev = ns.link(route.dev)!;
     const nexthop = route.via ?? dst;
-    return { route, dev, src: route.src ?? this.selectSource(ns, dev, nexthop) ?? '0.0.0.0', nexthop };
+    const src = route.src ?? this.selectSource(ns, dev, nexthop) ?? '0.0.0.0';
+    if (route.exceptions) {
+      const e = pmtuException(ns, dst, route, this.w.now);
+      if (e && e.mtu < dev.mtu) return { route, dev, src, nexthop, pmtu: e.mtu };
+    }
+    return { route, dev, src, nexthop };
   }
 
   /** inet_select_addr: an address of the device in the nexthop's subnet, else its first, else any global one */
@@ -275,7 +317,8 @@ export class Stack {
 
   /** ip_finish_output: fragment when needed, then hand each piece to the neighbour layer */
   private finishOutput(ns: Netns, skb: Skb, rr: RouteResult): void {
-    const mtu = rr.dev.mtu;
+    // ip_skb_dst_mtu: local output follows the path MTU, forwarding the device's
+    const mtu = skb.iif === undefined && rr.pmtu ? rr.pmtu : rr.dev.mtu;
     const len = ipv4Length(skb.pkt);
     const limit = skb.fragMax ? Math.min(mtu, skb.fragMax) : mtu;
     if (len <= mtu && !(skb.fragMax && len > skb.fragMax)) return this.neighOutput(ns, skb.pkt, rr);
@@ -304,33 +347,11 @@ export class Stack {
     );
     const rec = this.w.rec;
     const prev = rec.part;
-    // the fragments leave together: while the neighbour resolves they wait in its queue, and a
-    // failed resolution drops the whole queue (one round of ARP probes, not one per fragment)
-    let failed = false;
+    // the fragments leave together: while the neighbour resolves they wait in its queue (one round
+    // of ARP probes for all of them), and a failed resolution drops the whole queue
     frags.forEach((f, i) => {
       rec.part = `frag ${i + 1}/${frags.length}`;
-      if (failed) {
-        this.drop(
-          ns,
-          {
-            reason: 'neighbour-failed',
-            site: 'neigh_resolve_output',
-            nexthop: rr.nexthop,
-            probes: ARP_PROBES,
-            queued: true,
-          },
-          rr.dev.name,
-          2,
-        );
-        return;
-      }
-      const before = this.terminals.length;
       this.neighOutput(ns, f, rr);
-      failed = this.terminals
-        .slice(before)
-        .some(
-          (t) => t.kind === 'dropped' && t.drop.reason === 'neighbour-failed' && t.drop.netns === ns.name,
-        );
     });
     rec.part = prev;
   }
@@ -356,7 +377,45 @@ export class Stack {
 
   /* ------------------------------------------------------------ neighbours / ARP */
 
-  /** returns the MAC for nexthop on dev, resolving it with ARP on the wire when needed */
+  /** a neighbour parameter of the device (net.ipv4.neigh.DEV.NAME, else .default.NAME) */
+  neighParm(ns: Netns, dev: string, name: string): number {
+    const v =
+      ns.sysctl.get(`net.ipv4.neigh.${dev}.${name}`) ?? ns.sysctl.get(`net.ipv4.neigh.default.${name}`);
+    return Number(v ?? '0');
+  }
+
+  /**
+   * reachable_time, µs: the kernel draws it uniformly from [base/2, 3·base/2) of
+   * base_reachable_time_ms (neigh_rand_reach_time, redrawn every 300 s); the model takes the mean,
+   * base_reachable_time itself, so that a run is deterministic and centred on the kernel's.
+   */
+  reachableTime(ns: Netns, dev: string): number {
+    return this.neighParm(ns, dev, 'base_reachable_time_ms') * 1000;
+  }
+
+  /** the timer state kept beside a neighbour entry */
+  private nud(ns: Netns, n: NeighEntry): NudTimer {
+    const key = `${n.ip}|${n.dev}`;
+    let t = ns.nud.get(key);
+    if (!t) {
+      t = { probes: 0 };
+      ns.nud.set(key, t);
+    }
+    return t;
+  }
+
+  /** neigh_add_timer / mod_timer on a neighbour entry */
+  private neighArm(ns: Netns, n: NeighEntry, at: number): void {
+    this.nud(ns, n).timer = at;
+    this.w.schedule(at, { kind: 'neigh', netns: ns.name, ip: n.ip, dev: n.dev });
+  }
+
+  /**
+   * neigh_output → neigh_resolve_output → neigh_event_send: a valid entry's address is used at
+   * once (a STALE one moves to DELAY); otherwise the packet waits in the entry's queue while ARP
+   * resolves it (neigh_timer_handler sends the next probes and fails the queue). Returns the MAC
+   * when the frame can leave now; undefined when it was queued (or dropped with the queue).
+   */
   private resolve(ns: Netns, dev: Link, nexthop: string, pkt: Ipv4Packet): MacAddr | undefined {
     let n = ns.neighbour(nexthop, dev.name);
     if (n && n.lladdr && NUD_VALID.includes(n.state)) {
@@ -368,11 +427,30 @@ export class Stack {
         { type: 'neigh', result: 'hit', nexthop, entry: { ...n } },
         { device: dev.name },
       );
+      if (n.state !== 'REACHABLE' && n.state !== 'PERMANENT' && n.state !== 'NOARP')
+        this.nud(ns, n).used = this.w.now;
       if (n.state === 'STALE') {
+        // __neigh_event_send: a used STALE entry waits delay_first_probe_time for a confirmation
         n.state = 'DELAY';
         n.updated = this.w.now;
+        this.neighArm(ns, n, this.w.now + this.neighParm(ns, dev.name, 'delay_first_probe_time') * 1e6);
       }
       return n.lladdr;
+    }
+    const resolving = n && n.state === 'INCOMPLETE' ? ns.nud.get(`${n.ip}|${n.dev}`) : undefined;
+    if (n && resolving?.queue) {
+      // already resolving: the packet joins the queue (unres_qlen), no new probe
+      resolving.used = this.w.now;
+      this.enqueue(ns, n, pkt);
+      this.step(
+        ns,
+        'neigh',
+        2,
+        'queue',
+        { type: 'neigh', result: 'queued', nexthop, entry: { ...n }, qlen: resolving.queue.length },
+        { device: dev.name },
+      );
+      return undefined;
     }
     this.step(
       ns,
@@ -388,53 +466,244 @@ export class Stack {
     } else {
       n.state = 'INCOMPLETE';
       n.lladdr = undefined;
+      n.updated = this.w.now;
     }
-    const src = this.selectSource(ns, dev, nexthop) ?? '0.0.0.0';
-    const entry = n;
-    for (let probe = 1; probe <= ARP_PROBES && entry.state === 'INCOMPLETE'; probe++) {
-      this.aux('arp', () => {
-        const req: Frame = {
-          eth: { dst: BROADCAST, src: dev.mac, ethertype: ETHERTYPE_ARP },
-          payload: {
-            kind: 'arp',
-            arp: { op: 1, senderMac: dev.mac, senderIp: src, targetMac: ZERO_MAC, targetIp: nexthop },
-          },
-        };
+    // __neigh_event_send: probes start at ucast_solicit (so that arp_solicit broadcasts), the
+    // timer runs every retrans_time, and the first probe leaves at once
+    const t = this.nud(ns, n);
+    t.probes = this.neighParm(ns, dev.name, 'ucast_solicit');
+    t.used = this.w.now;
+    t.queue = [];
+    this.enqueue(ns, n, pkt);
+    this.neighArm(ns, n, this.w.now + this.retransTime(ns, dev.name));
+    this.neighProbe(ns, dev, n);
+    return undefined;
+  }
+
+  private retransTime(ns: Netns, dev: string): number {
+    return Math.max(this.neighParm(ns, dev, 'retrans_time_ms'), 10) * 1000;
+  }
+
+  /** __skb_queue_tail on arp_queue; the oldest packet is dropped beyond unres_qlen */
+  private enqueue(ns: Netns, n: NeighEntry, pkt: Ipv4Packet): void {
+    const q = this.nud(ns, n).queue!;
+    const max = this.neighParm(ns, n.dev, 'unres_qlen');
+    while (q.length >= max && q.length) {
+      q.shift();
+      this.w.unresolved--;
+      ns.arpStats.unresDiscards++;
+    }
+    q.push({ pkt, part: this.w.rec.part });
+    this.w.unresolved++;
+  }
+
+  /** neigh_probe → arp_solicit: broadcast while probes ≥ ucast_solicit, else unicast to the known address */
+  private neighProbe(ns: Netns, dev: Link, n: NeighEntry): void {
+    const t = this.nud(ns, n);
+    const probes = t.probes;
+    const unicast = probes < this.neighParm(ns, dev.name, 'ucast_solicit') && n.lladdr;
+    const src = this.selectSource(ns, dev, n.ip) ?? '0.0.0.0';
+    const nexthop = n.ip;
+    this.aux('arp', () => {
+      const req: Frame = {
+        eth: { dst: unicast ? n.lladdr! : BROADCAST, src: dev.mac, ethertype: ETHERTYPE_ARP },
+        payload: {
+          kind: 'arp',
+          arp: { op: 1, senderMac: dev.mac, senderIp: src, targetMac: ZERO_MAC, targetIp: nexthop },
+        },
+      };
+      this.step(
+        ns,
+        'arp',
+        2,
+        'request',
+        unicast
+          ? { type: 'arp-request', target: nexthop, sender: src, unicast: n.lladdr }
+          : { type: 'arp-request', target: nexthop, sender: src },
+        { device: dev.name },
+      );
+      this.devXmit(ns, dev, req);
+    });
+    t.probes = probes + 1;
+    this.flushResolved();
+  }
+
+  /** neighbours that became valid while their packets waited: resolved now, the queue leaves (neigh_update) */
+  private resolvedQ: { ns: Netns; n: NeighEntry }[] = [];
+
+  private flushResolved(): void {
+    if (this.auxDepth > 0) return;
+    while (this.resolvedQ.length) {
+      const { ns, n } = this.resolvedQ.shift()!;
+      const t = this.nud(ns, n);
+      const q = t.queue;
+      if (!q || !q.length || !n.lladdr) continue;
+      t.queue = undefined;
+      this.w.unresolved -= q.length;
+      const dev = ns.link(n.dev);
+      const rec = this.w.rec;
+      const prev = rec.part;
+      for (const item of q) {
+        rec.part = item.part;
         this.step(
           ns,
-          'arp',
+          'neigh',
           2,
-          'request',
-          { type: 'arp-request', target: nexthop, sender: src },
-          { device: dev.name },
+          'resolved',
+          { type: 'neigh', result: 'resolved', nexthop: n.ip, entry: { ...n } },
+          { device: n.dev },
         );
-        this.devXmit(ns, dev, req);
-      });
-      if (entry.state === 'INCOMPLETE') this.w.tick(ARP_RETRANS_US);
+        if (!dev) continue;
+        const frame: Frame = {
+          eth: { dst: n.lladdr, src: dev.mac, ethertype: ETHERTYPE_IPV4 },
+          payload: item.pkt,
+        };
+        this.devXmit(ns, dev, frame);
+      }
+      rec.part = prev;
     }
-    if (entry.state !== 'REACHABLE') {
-      entry.state = 'FAILED';
-      entry.updated = this.w.now;
-      ns.arpStats.resFailed++;
-      this.w.rec.counter({ netns: ns.name, name: 'res_failed', table: 'arp_cache' });
+  }
+
+  /** an entry left an unresolved state with an address: its queue may go */
+  private validated(ns: Netns, n: NeighEntry): void {
+    const q = ns.nud.get(`${n.ip}|${n.dev}`)?.queue;
+    if (q && q.length) this.resolvedQ.push({ ns, n });
+  }
+
+  /**
+   * neigh_timer_handler: REACHABLE ages to STALE (or DELAY when used lately), DELAY becomes
+   * REACHABLE on a confirmation or PROBE, PROBE and INCOMPLETE send the next probe every
+   * retrans_time until neigh_max_probes, then FAILED drops the queue (neigh_invalidate).
+   */
+  neighTimer(ns: Netns, n: NeighEntry): void {
+    const t = this.nud(ns, n);
+    if (t.timer !== this.w.now) return; // re-armed or deleted since
+    t.timer = undefined;
+    const now = this.w.now;
+    const dev = ns.link(n.dev);
+    if (!dev) return;
+    const delay = this.neighParm(ns, n.dev, 'delay_first_probe_time') * 1e6;
+    const reach = this.reachableTime(ns, n.dev);
+    let next = now + 1_000_000;
+    if (n.state === 'REACHABLE') {
+      const confirmed = t.confirmed ?? n.updated;
+      if (now <= confirmed + reach) next = confirmed + reach;
+      else if (now <= (t.used ?? 0) + delay) {
+        n.state = 'DELAY';
+        n.updated = now;
+        next = now + delay;
+      } else {
+        n.state = 'STALE';
+        n.updated = now;
+        return;
+      }
+    } else if (n.state === 'DELAY') {
+      if (now <= (t.confirmed ?? -Infinity) + delay) {
+        n.state = 'REACHABLE';
+        n.updated = now;
+        next = (t.confirmed ?? now) + reach;
+      } else {
+        n.state = 'PROBE';
+        n.updated = now;
+        t.probes = 0;
+        next = now + this.retransTime(ns, n.dev);
+      }
+    } else if (n.state === 'PROBE' || n.state === 'INCOMPLETE') {
+      next = now + this.retransTime(ns, n.dev);
+    } else return;
+    if ((n.state === 'INCOMPLETE' || n.state === 'PROBE') && t.probes >= this.maxProbes(ns, n)) {
+      n.state = 'FAILED';
+      n.updated = now;
+      this.neighInvalidate(ns, n);
+      return;
+    }
+    this.neighArm(ns, n, Math.max(next, now + 10_000));
+    if (n.state === 'INCOMPLETE' || n.state === 'PROBE') this.neighProbe(ns, dev, n);
+  }
+
+  /** neigh_max_probes: ucast + app + (PROBE ? mcast_resolicit : mcast_solicit) */
+  private maxProbes(ns: Netns, n: NeighEntry): number {
+    const p = (k: string) => this.neighParm(ns, n.dev, k);
+    return (
+      p('ucast_solicit') +
+      p('app_solicit') +
+      (n.state === 'PROBE' ? p('mcast_resolicit') : p('mcast_solicit'))
+    );
+  }
+
+  /**
+   * neigh_invalidate: res_failed, then every queued packet is reported (arp_error_report →
+   * dst_link_failure: ICMP host unreachable to its sender) and freed.
+   */
+  private neighInvalidate(ns: Netns, n: NeighEntry): void {
+    ns.arpStats.resFailed++;
+    this.w.rec.counter({ netns: ns.name, name: 'res_failed', table: 'arp_cache' });
+    const t = this.nud(ns, n);
+    const q = t.queue ?? [];
+    t.queue = undefined;
+    this.w.unresolved -= q.length;
+    const rec = this.w.rec;
+    const prev = rec.part;
+    const probes = this.neighParm(ns, n.dev, 'mcast_solicit');
+    q.forEach((item, i) => {
+      rec.part = item.part;
       this.drop(
         ns,
-        { reason: 'neighbour-failed', site: 'neigh_resolve_output', nexthop, probes: ARP_PROBES },
-        dev.name,
+        item.part !== undefined && i > 0
+          ? { reason: 'neighbour-failed', site: 'neigh_resolve_output', nexthop: n.ip, probes, queued: true }
+          : { reason: 'neighbour-failed', site: 'neigh_resolve_output', nexthop: n.ip, probes },
+        n.dev,
         2,
       );
-      this.icmpError(ns, pkt, 3, 1, undefined, 'host-unreachable');
-      return undefined;
+      this.icmpError(ns, item.pkt, 3, 1, undefined, 'host-unreachable');
+    });
+    rec.part = prev;
+  }
+
+  /**
+   * the TCP segment still waits in a neighbour queue of `ns` (skb_still_in_host_queue): the same
+   * packet, or one of the same connection, sequence number and flags (a world read back from its
+   * data holds copies, not the objects the socket kept)
+   */
+  queued(ns: Netns, pkt: Ipv4Packet): boolean {
+    if (this.w.unresolved <= 0) return false;
+    const same = (q: Ipv4Packet): boolean => {
+      if (q === pkt) return true;
+      const a = q.payload;
+      const b = pkt.payload;
+      return (
+        a.kind === 'tcp' &&
+        b.kind === 'tcp' &&
+        q.ip.src === pkt.ip.src &&
+        q.ip.dst === pkt.ip.dst &&
+        a.tcp.srcPort === b.tcp.srcPort &&
+        a.tcp.dstPort === b.tcp.dstPort &&
+        a.tcp.seq === b.tcp.seq &&
+        TCP_FLAGS.every((f) => !a.tcp.flags[f] === !b.tcp.flags[f])
+      );
+    };
+    for (const t of ns.nud.values()) if (t.queue?.some((q) => same(q.pkt))) return true;
+    return false;
+  }
+
+  /** no packet waits on a neighbour resolution (walks end when this is true) */
+  settled(): boolean {
+    if (this.w.unresolved <= 0) return true;
+    // recount: an entry deleted by hand (ip neigh del/flush) took its queue with it
+    let n = 0;
+    for (const ns of this.w.netns.values())
+      for (const [key, t] of ns.nud) if (t.queue && ns.neigh.get(key)) n += t.queue.length;
+    this.w.unresolved = n;
+    return n === 0;
+  }
+
+  /** run the clock until no packet waits on a neighbour resolution */
+  settle(): void {
+    while (!this.settled()) {
+      const at = this.w.nextTimer();
+      if (at === undefined) break;
+      this.w.run(at);
     }
-    this.step(
-      ns,
-      'neigh',
-      2,
-      'resolved',
-      { type: 'neigh', result: 'resolved', nexthop, entry: { ...entry } },
-      { device: dev.name },
-    );
-    return entry.lladdr;
   }
 
   private arpRcv(ns: Netns, dev: Link, frame: Frame): void {
@@ -480,9 +749,12 @@ export class Stack {
     } else {
       const n = ns.neighbour(arp.senderIp, dev.name);
       if (!n || n.state === 'PERMANENT') return;
+      // neigh_update(NUD_REACHABLE): confirmed now, the timer runs until reachable_time
       n.lladdr = arp.senderMac;
       n.state = 'REACHABLE';
       n.updated = this.w.now;
+      this.nud(ns, n).confirmed = this.w.now;
+      this.neighArm(ns, n, this.w.now + this.reachableTime(ns, dev.name));
       this.step(
         ns,
         'arp',
@@ -491,6 +763,7 @@ export class Stack {
         { type: 'arp-learn', ip: arp.senderIp, mac: arp.senderMac, entry: { ...n } },
         { device: dev.name },
       );
+      this.validated(ns, n);
     }
   }
 
@@ -538,6 +811,9 @@ export class Stack {
         n.lladdr = mac;
         n.state = state;
         n.updated = this.w.now;
+        const t = ns.nud.get(`${ip}|${dev}`);
+        if (t) t.timer = undefined;
+        this.validated(ns, n);
       }
       return;
     }
@@ -546,14 +822,17 @@ export class Stack {
 
   /* ------------------------------------------------------------ devices */
 
-  private capture(ns: Netns, dev: Link, dir: 'in' | 'out', bytes: Uint8Array): void {
+  private capture(ns: Netns, dev: Link, dir: 'in' | 'out', bytes: Uint8Array, promisc = false): void {
     // a device that is down cannot be captured on (tcpdump: "That device is not up")
     if (this.w.capture && dev.up)
-      this.w.captures.push({ time: this.w.now, netns: ns.name, dev: dev.name, dir, frame: bytes });
+      this.w.captures.push({ time: this.w.now, netns: ns.name, dev: dev.name, dir, frame: bytes, promisc });
   }
 
   /** dev_queue_xmit */
   devXmit(ns: Netns, dev: Link, frame: Frame): void {
+    // only a sending socket's own first transmission reports back to its sendmsg
+    const mine = this.sender === ns.name;
+    this.sender = undefined;
     if (!dev.up) return this.drop(ns, { reason: 'link-down', site: 'dev_queue_xmit' }, dev.name, 2);
     if (!carrierOk(dev)) {
       // without carrier the device's qdisc is noop: the frame is dropped before any capture sees it
@@ -566,7 +845,7 @@ export class Stack {
       case 'vxlan':
         return this.vxlanXmit(ns, dev, frame);
       case 'veth':
-        return this.vethXmit(ns, dev, frame);
+        return this.vethXmit(ns, dev, frame, mine);
       case 'loopback':
         return this.netifReceive(ns, dev, frame, emitFrame(frame));
       case 'ipip':
@@ -579,17 +858,20 @@ export class Stack {
     }
   }
 
-  private vethXmit(ns: Netns, dev: VethLink, frame: Frame): void {
+  private vethXmit(ns: Netns, dev: VethLink, frame: Frame, mine = false): void {
     const bytes = emitFrame(frame);
     this.txStep(ns, dev, frame, bytes);
     // devXmit checked the carrier: the peer exists and is up
     const peer = this.w.ns(dev.peer!.netns).link(dev.peer!.name)!;
-    dev.stats.txPackets++;
-    dev.stats.txBytes += bytes.length;
     const peerNs = this.w.ns(dev.peer!.netns);
-    // veth_xmit → __dev_forward_skb → is_skb_forwardable: larger than the peer's MTU + L2 header → dropped
+    // veth_xmit → __dev_forward_skb → is_skb_forwardable: larger than the peer's MTU + L2 header →
+    // dropped and counted on the peer (rx_dropped) and on this end (tx_dropped); a local sender's
+    // sendmsg gets NET_XMIT_DROP back as ENOBUFS
     if (bytes.length > peer.mtu + 14 + 4) {
+      peer.stats.rxDropped++;
+      this.w.rec.counter({ netns: peerNs.name, name: 'rx_dropped', device: peer.name });
       this.txDropped(ns, dev);
+      if (mine) this.sendError = 'ENOBUFS';
       return this.drop(
         peerNs,
         { reason: 'mtu-exceeded', site: 'veth_xmit', len: bytes.length, mtu: peer.mtu },
@@ -597,6 +879,9 @@ export class Stack {
         2,
       );
     }
+    // veth counts what it handed to the peer (veth_stats_tx): a dropped frame is not a TX packet
+    dev.stats.txPackets++;
+    dev.stats.txBytes += bytes.length;
     this.w.tick(HOP_US);
     this.netifReceive(peerNs, peer, frame, bytes);
   }
@@ -611,7 +896,8 @@ export class Stack {
     if (ns.role === 'outside') return this.outside(ns, dev, frame);
     this.capture(ns, dev, 'in', bytes);
     dev.stats.rxPackets++;
-    dev.stats.rxBytes += bytes.length;
+    // vxlan_rcv counts from the inner IP header, every other device the whole frame
+    dev.stats.rxBytes += dev.type === 'vxlan' ? bytes.length - 14 : bytes.length;
     this.step(ns, 'rx', 2, 'rx', { type: 'rx', frame }, { device: dev.name, frame: bytes });
     if (dev.master) {
       const br = ns.link(dev.master);
@@ -640,11 +926,17 @@ export class Stack {
             frame = { eth: frame.eth, payload: pre.pkt };
             bytes = emitFrame(frame);
           }
-          this.bridgePre.set(frame, pre);
+          this.bridgePre.set(frame, { br, skb: pre });
         }
         // tcpdump puts the bridge device in promiscuous mode, and a promiscuous bridge passes a copy
-        // of every frame it receives up to itself: a capture on cni0 sees all bridged traffic
-        this.capture(ns, br, 'in', bytes);
+        // of every frame it receives up to itself: a capture on cni0 sees all bridged traffic;
+        // without promiscuous mode (tcpdump -p) only what br_pass_frame_up hands the host
+        if (this.w.capture) {
+          const d = frame.eth.dst;
+          const forHost =
+            d === BROADCAST || isMulticast(d) || d === br.mac || br.fdb.get(d)?.state === 'local';
+          this.capture(ns, br, 'in', bytes, !forHost);
+        }
         return this.bridgeInput(ns, br, dev, frame, fragMax);
       }
     }
@@ -665,7 +957,7 @@ export class Stack {
     }
     if (frame.eth.ethertype === ETHERTYPE_ARP) return this.arpRcv(ns, dev, frame);
     if (frame.eth.ethertype === ETHERTYPE_IPV4 && frame.payload.kind === 'ipv4') {
-      const pre = this.bridgePre.get(frame);
+      const pre = this.preroutedIn(dev, frame);
       return this.ipRcv(ns, dev, pre ? { ...pre, prerouted: true } : { pkt: frame.payload, fragMax });
     }
   }
@@ -710,6 +1002,13 @@ export class Stack {
     this.bridgeForward(ns, br, frame, port, fragMax);
   }
 
+  /** br_pass_frame_up: the bridge device counts what it hands to the host, without the Ethernet header */
+  private passUp(br: BridgeLink, frame: Frame): void {
+    const p = frame.payload;
+    br.stats.rxPackets++;
+    br.stats.rxBytes += p.kind === 'ipv4' ? ipv4Length(p) : p.kind === 'arp' ? 28 : p.data.length;
+  }
+
   /** br_dev_xmit: the host sends through its bridge device */
   private bridgeXmit(ns: Netns, br: BridgeLink, frame: Frame): void {
     const bytes = emitFrame(frame);
@@ -744,6 +1043,7 @@ export class Stack {
         },
         { device: br.name },
       );
+      if (inPort) this.passUp(br, frame);
       if (inPort) this.l2Deliver(ns, br, frame, fragMax);
       for (const p of ports) if (p !== inPort) this.bridgePortXmit(ns, br, p, frame, inPort, fragMax);
       return;
@@ -759,6 +1059,7 @@ export class Stack {
         { device: br.name },
       );
       if (!inPort) return; // the host sent to itself: nothing to do
+      this.passUp(br, frame);
       return this.l2Deliver(ns, br, frame, fragMax);
     }
     if (e) {
@@ -805,7 +1106,7 @@ export class Stack {
   ): void {
     if (!port.up)
       return this.drop(ns, { reason: 'link-down', site: 'br_forward', bridge: 'port' }, port.name, 2);
-    const pre = inPort ? this.bridgePre.get(frame) : undefined;
+    const pre = inPort ? this.preroutedIn(br, frame) : undefined;
     if (pre) {
       // br_nf_forward_ip, br_nf_post_routing (PREROUTING ran when the frame entered the bridge)
       const skb: Skb = { ...pre };
@@ -866,7 +1167,8 @@ export class Stack {
       return this.drop(ns, { reason: 'vxlan-fdb-miss', site: 'vxlan_xmit', mac: frame.eth.dst }, vx.name, 2);
     }
     vx.stats.txPackets++;
-    vx.stats.txBytes += bytes.length;
+    // vxlan_xmit_one counts from the inner IP header
+    vx.stats.txBytes += bytes.length - 14;
     const inner = frame.payload.kind === 'ipv4' ? frame.payload : undefined;
     // udp_flow_src_port: a hash of the inner flow, scaled into the port range
     const h = this.w.derive('vxlan-sport', inner ? flowKey(inner) : frame.eth.src + frame.eth.dst);
@@ -1022,7 +1324,10 @@ export class Stack {
       this.step(ns, 'route', 3, 'lookup', { type: 'route-miss', dst, input: true }, { device: dev.name });
       this.mib(ns, 'IpExtInNoRoutes');
       this.drop(ns, { reason: 'no-route', site: 'ip_route_input_slow', dst }, dev.name);
-      this.icmpError(ns, skb.pkt, 3, 0, undefined, 'net-unreachable', undefined, skb.ct);
+      // ip_error: the net unreachable only when the sender's peer has a token left
+      if (ipErrorAllow(ns, skb.pkt.ip.src, this.w.now))
+        this.icmpError(ns, skb.pkt, 3, 0, undefined, 'net-unreachable', undefined, skb.ct);
+      else this.icmpLimited(ns, skb.pkt.ip.src, 'net-unreachable', 'route');
       return;
     }
     if (!this.rpCheck(ns, dev, skb.pkt)) return;
@@ -1195,8 +1500,18 @@ export class Stack {
     return ns.netfilter.usesConntrack();
   }
 
-  /** frames that went through br_netfilter's PREROUTING on entering a bridge, with what it left on the skb */
-  private bridgePre = new WeakMap<Frame, Skb>();
+  /**
+   * frames that went through br_netfilter's PREROUTING on entering a bridge, with the bridge and
+   * what the hook left on the skb. Only that bridge reads it back: the same frame object leaves by
+   * a port into another namespace (a segment's bridge, then a node's eth0), where it is a new skb
+   * whose PREROUTING has not run.
+   */
+  private bridgePre = new WeakMap<Frame, { br: BridgeLink; skb: Skb }>();
+
+  private preroutedIn(br: Link, frame: Frame): Skb | undefined {
+    const e = this.bridgePre.get(frame);
+    return e && e.br === br ? e.skb : undefined;
+  }
 
   /** what netfilter's hooks need of the datapath */
   private readonly hookEnv: HookEnv = {
@@ -1313,6 +1628,12 @@ export class Stack {
 
   /* ------------------------------------------------------------ ICMP errors */
 
+  /** an ICMP error held back by a rate limit (IcmpOutRateLimitHost/Global; ip_error counts nothing) */
+  private icmpLimited(ns: Netns, to: string, icmp: IcmpErrorKind, limit: 'host' | 'global' | 'route'): void {
+    if (limit !== 'route') this.mib(ns, limit === 'host' ? 'IcmpOutRateLimitHost' : 'IcmpOutRateLimitGlobal');
+    this.step(ns, 'icmp', 3, 'ratelimit', { type: 'icmp-ratelimited', to, icmp, limit });
+  }
+
   /**
    * icmp_send: an error back to the packet's source, quoting its IP header and first 8 bytes.
    * Queued: the walker records it as its own trace.
@@ -1329,10 +1650,19 @@ export class Stack {
   ): void {
     if (offending.payload.kind === 'icmp' && ![0, 8].includes(offending.payload.icmp.type)) return; // never about an error
     if (offending.ip.fragOffset) return;
+    // icmpv4_global_allow, before the route lookup (unless the offending packet came in on lo)
+    const global = icmpGlobalAllow(ns, type, code, this.w.now);
+    if (global === false) return this.icmpLimited(ns, offending.ip.src, icmp, 'global');
     const rr = this.routeOutput(ns, offending.ip.src);
     if (!rr) {
       this.step(ns, 'icmp', 3, 'unsent', { type: 'icmp-unsent', to: offending.ip.src, icmp, rejectWith });
       return;
+    }
+    if (global === 'limited') {
+      // icmpv4_xrlim_allow: per destination, except towards ourselves (a loopback route)
+      if (!('error' in rr) && !icmpPeerAllow(ns, offending.ip.src, this.w.now))
+        return this.icmpLimited(ns, offending.ip.src, icmp, 'host');
+      icmpGlobalConsume(ns);
     }
     // the offending packet was our own (a failed neighbour resolution of a local sender): the
     // error goes to ourselves through lo, from our own address, and the socket hears of it

@@ -5,6 +5,25 @@
 import type { CounterEvent, Step } from './events.ts';
 import { Netns, type NetnsRole } from './objects.ts';
 
+/**
+ * What a kernel timer does when it fires: plain data naming the object whose timer it is (the
+ * handler lives in the datapath, stack.ts). One timer per object as in the kernel (mod_timer): the
+ * object holds the expiry it armed, and a queued timer whose expiry no longer matches is stale.
+ */
+export type TimerEvent =
+  /** neigh_timer_handler of one neighbour entry */
+  | { kind: 'neigh'; netns: string; ip: string; dev: string }
+  /** tcp_write_timer → tcp_retransmit_timer of one connection */
+  | { kind: 'tcp-rto'; netns: string; local: string; lport: number; remote: string; rport: number };
+
+export interface Timer {
+  /** µs on the simulated clock */
+  at: number;
+  /** insertion order: timers due at the same µs fire in the order they were armed */
+  seq: number;
+  ev: TimerEvent;
+}
+
 export interface Capture {
   /** µs */
   time: number;
@@ -12,6 +31,9 @@ export interface Capture {
   dev: string;
   dir: 'in' | 'out';
   frame: Uint8Array;
+  /** seen only because the capture put the device in promiscuous mode (a bridge's view of
+   * traffic it forwards between ports); `tcpdump -p` leaves these out */
+  promisc: boolean;
 }
 
 /** FNV-1a over a string, 32-bit: the root of every seeded value (MACs, ports, ISNs). */
@@ -28,6 +50,10 @@ export function hash32(s: string): number {
   h = Math.imul(h, 0xc2b2ae35);
   h ^= h >>> 16;
   return h >>> 0;
+}
+
+function before(a: Timer, b: Timer): boolean {
+  return a.at < b.at || (a.at === b.at && a.seq < b.seq);
 }
 
 /** mulberry32: a small seeded PRNG in [0, 1), for generated scenarios and property tests */
@@ -104,8 +130,16 @@ export class Recorder {
 
 export class World {
   readonly netns = new Map<string, Netns>();
-  /** µs since the cluster came up */
+  /** µs since the cluster came up: the one clock of the model (never the wall clock) */
   now = 0;
+  /** armed kernel timers, a binary min-heap on (at, seq); plain data */
+  readonly timers: Timer[] = [];
+  /** the next timer's insertion number */
+  timerSeq = 0;
+  /** packets waiting in neighbour queues (arp_queue) for a resolution to end */
+  unresolved = 0;
+  /** what a fired timer does: set by the datapath (Stack); behaviour, not state */
+  onTimer?: (ev: TimerEvent) => void;
   readonly captures: Capture[] = [];
   /** steps go here while a walk is recorded */
   rec: Recorder;
@@ -129,9 +163,63 @@ export class World {
     return ns;
   }
 
-  /** advance the clock */
+  /** time passing inside one walk (a device hop, a host's reaction): no timer fires in between */
   tick(us: number): void {
     this.now += us;
+  }
+
+  /** mod_timer: arm a timer at `at` µs (never in the past) */
+  schedule(at: number, ev: TimerEvent): Timer {
+    const t: Timer = { at: Math.max(at, this.now), seq: this.timerSeq++, ev };
+    const h = this.timers;
+    h.push(t);
+    for (let i = h.length - 1; i > 0;) {
+      const p = (i - 1) >> 1;
+      if (!before(h[i], h[p])) break;
+      [h[i], h[p]] = [h[p], h[i]];
+      i = p;
+    }
+    return t;
+  }
+
+  /** µs of the next armed timer, or undefined */
+  nextTimer(): number | undefined {
+    return this.timers[0]?.at;
+  }
+
+  private popTimer(): Timer {
+    const h = this.timers;
+    const top = h[0];
+    const last = h.pop()!;
+    if (h.length) {
+      h[0] = last;
+      for (let i = 0; ;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < h.length && before(h[l], h[m])) m = l;
+        if (r < h.length && before(h[r], h[m])) m = r;
+        if (m === i) break;
+        [h[i], h[m]] = [h[m], h[i]];
+        i = m;
+      }
+    }
+    return top;
+  }
+
+  /** fire every timer due at or before `untilUs`, in order, each at its own time; then the clock reads untilUs */
+  run(untilUs: number): void {
+    while (this.timers.length && this.timers[0].at <= untilUs) {
+      const t = this.popTimer();
+      if (t.at > this.now) this.now = t.at;
+      this.onTimer?.(t.ev);
+    }
+    if (untilUs > this.now) this.now = untilUs;
+  }
+
+  /** let `us` µs pass: run(now + us) */
+  advance(us: number): void {
+    this.run(this.now + us);
   }
 
   /** ephemeral-port/ISN style values: stable for the same seed and inputs */

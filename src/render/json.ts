@@ -330,11 +330,21 @@ const EVENTS = {
   'defrag-hold': ev('defrag-hold', { offset: z.number().int(), id: z.number().int() }),
   defrag: ev('defrag', { count: z.number().int(), id: z.number().int(), len: z.number().int() }),
   neigh: ev('neigh', {
-    result: z.enum(['hit', 'miss', 'resolved']),
+    result: z.enum(['hit', 'miss', 'resolved', 'queued']),
     nexthop: ip,
     entry: NeighJson.optional().describe('absent on a miss with no entry at all'),
+    qlen: z
+      .number()
+      .int()
+      .min(1)
+      .optional()
+      .describe("queued: the packets in the entry's queue (arp_queue), this one included"),
   }),
-  'arp-request': ev('arp-request', { target: ip, sender: ip }),
+  'arp-request': ev('arp-request', {
+    target: ip,
+    sender: ip,
+    unicast: mac.optional().describe("a PROBE-state probe: sent to the entry's known address"),
+  }),
   'arp-ignore': ev('arp-ignore', { target: ip }),
   'arp-reply': ev('arp-reply', {
     target: ip,
@@ -417,6 +427,15 @@ const EVENTS = {
     mtu: z.number().int().optional(),
   }),
   'icmp-unsent': ev('icmp-unsent', { to: ip, icmp: IcmpErrorKind, rejectWith: z.string().optional() }),
+  'icmp-ratelimited': ev('icmp-ratelimited', {
+    to: ip,
+    icmp: IcmpErrorKind,
+    limit: z
+      .enum(['host', 'global', 'route'])
+      .describe(
+        "per destination (IcmpOutRateLimitHost), netns-wide (IcmpOutRateLimitGlobal), or ip_error's draw on the destination's tokens",
+      ),
+  }),
   connect: ev('connect', {
     src: ip,
     sport: z.number().int(),
@@ -549,8 +568,10 @@ function hex(b: Uint8Array): string {
   return s;
 }
 
+/** the route as configured; its FIB exceptions (the PMTU cache) change over time and are not part of a step */
 function routeJson(r: Route): z.infer<typeof RouteJson> {
-  return { ...r, dst: intToIp4(r.dst) };
+  const { exceptions: _, ...route } = r;
+  return { ...route, dst: intToIp4(r.dst) };
 }
 
 type DecisionJson = z.infer<z.ZodObject<typeof NfDecisionFields>>;

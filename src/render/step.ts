@@ -265,9 +265,13 @@ export function stepDetail(s: Step): string {
     case 'neigh':
       if (e.result === 'hit') return `${e.nexthop} is at ${e.entry.lladdr} (${e.entry.state})`;
       if (e.result === 'miss') return `no neighbour entry for ${e.nexthop} on ${dev}: resolve with ARP`;
+      if (e.result === 'queued')
+        return `${e.nexthop} is still resolving (INCOMPLETE): queued behind ${e.qlen - 1} packet(s)`;
       return `${e.nexthop} is at ${e.entry.lladdr}`;
     case 'arp-request':
-      return `who-has ${e.target} tell ${e.sender} (broadcast on ${dev})`;
+      return e.unicast
+        ? `who-has ${e.target} tell ${e.sender} (unicast probe to ${e.unicast} on ${dev})`
+        : `who-has ${e.target} tell ${e.sender} (broadcast on ${dev})`;
     case 'arp-ignore':
       return `who-has ${e.target}: not a local address, ignored`;
     case 'arp-reply':
@@ -326,6 +330,12 @@ export function stepDetail(s: Step): string {
       return `ICMP ${icmpLabel(e.icmp, e.rejectWith)} to ${e.to}${e.mtu ? ` (mtu ${e.mtu})` : ''}`;
     case 'icmp-unsent':
       return `ICMP ${icmpLabel(e.icmp, e.rejectWith)} to ${e.to} not sent: no route back to it`;
+    case 'icmp-ratelimited':
+      if (e.limit === 'route')
+        return `ICMP ${icmpLabel(e.icmp)} to ${e.to} not sent: ip_error's rate limit for that destination (route.error_cost, no counter)`;
+      return e.limit === 'host'
+        ? `ICMP ${icmpLabel(e.icmp)} to ${e.to} not sent: over icmp_ratelimit for that destination (IcmpOutRateLimitHost)`
+        : `ICMP ${icmpLabel(e.icmp)} to ${e.to} not sent: over icmp_msgs_per_sec (IcmpOutRateLimitGlobal)`;
     case 'connect':
       return `connect() ${e.src}:${e.sport} → ${e.dst}:${e.dport}: TCP SYN, mss ${e.mss} (mtu ${e.mtu} − 40), wscale ${e.wscale}, SACK, timestamps`;
     case 'sendto':

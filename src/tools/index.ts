@@ -13,6 +13,9 @@ import { ip } from './ip.ts';
 import { iptables } from './iptables.ts';
 import { iptablesSaveTool } from './iptables-save.ts';
 import { nstat } from './nstat.ts';
+import { ping } from './ping.ts';
+import { curl } from './curl.ts';
+import { ss } from './ss.ts';
 import { sysctl } from './sysctl.ts';
 import { tcpdump } from './tcpdump.ts';
 import type { Tool, ToolResult } from './types.ts';
@@ -27,6 +30,9 @@ export const TOOLS: Record<string, Tool> = {
   sysctl,
   calicoctl,
   nstat,
+  ping,
+  curl,
+  ss,
 };
 
 export class CommandError extends Error {

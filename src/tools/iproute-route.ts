@@ -4,6 +4,7 @@
  * add/del/change/replace/append/prepend/test through the kernel-exact netlink functions.
  * Ported from ip/iproute.c of iproute2 6.1.
  */
+import { liveExceptions, pmtuException } from '../kernel/pmtu.ts';
 import type { Route, RouteProto, RouteScope, RouteType } from '../kernel/fib.ts';
 import { strerror, type Errno } from '../kernel/errno.ts';
 import { carrierOk } from '../kernel/links.ts';
@@ -214,6 +215,9 @@ interface RtMsg {
   flags: { onlink?: boolean; linkdown?: boolean; cloned?: boolean };
   uid?: number;
   cacheFlags?: string[];
+  /** RTA_CACHEINFO's expiry in seconds (a PMTU exception's countdown) and RTA_METRICS' mtu */
+  expires?: number;
+  mtu?: number;
   iif?: string;
 }
 
@@ -404,6 +408,17 @@ function printRoute(c: PrintCtx, f: Filter, r: RtMsg): void {
       p.printf('%s    cache ', p.sl);
       if (flags.length) p.printf('<%s> ', flags.join(','));
     }
+    if (r.expires) p.num(PRINT_ANY, 'expires', 'expires %dsec ', r.expires);
+  }
+  if (r.mtu !== undefined) {
+    if (p.isJson()) {
+      p.jsonName('metrics');
+      p.jsonStartArray();
+      p.openObject();
+      p.num(PRINT_JSON, 'mtu', undefined, r.mtu);
+      p.closeObject();
+      p.jsonEndArray();
+    } else p.printf('mtu %u ', r.mtu);
   }
   if (r.iif && f.iifmask !== -1) {
     if (p.isJson()) p.string(PRINT_JSON, 'iif', undefined, r.iif);
@@ -500,8 +515,26 @@ function routeList(c: Ctx, a: Args, flush: boolean): number {
     return -2;
   }
   if (f.cloned) {
-    // IPv4 has no route cache since 3.6: nothing to list
+    // IPv4 has no route cache since 3.6: what is listed are the FIB nexthop exceptions (PMTU)
     c.p.newJsonObj();
+    const now = c.world.now;
+    for (const { route, e } of liveExceptions(c.netns, now)) {
+      if (f.oif && route.dev !== f.oif) continue;
+      printRoute(c, f, {
+        type: RTN.unicast,
+        table: 254,
+        protocol: 0,
+        scope: 0,
+        dst: ip4ToInt(e.dst),
+        dstLen: 32,
+        srcLen: 0,
+        gateway: route.via,
+        oif: route.dev,
+        flags: { cloned: true },
+        expires: cacheSeconds(e.expires, now),
+        mtu: e.mtu,
+      });
+    }
     c.p.deleteJsonObj();
     return 0;
   }
@@ -828,6 +861,11 @@ function routeGet(c: Ctx, a: Args): number {
         msg.gateway = undefined;
       }
       if (!from) msg.prefsrc = sourceFor(c, dev, r.via ?? dstIp, r);
+      const e = pmtuException(c.netns, dstIp, r, c.world.now);
+      if (e) {
+        msg.expires = cacheSeconds(e.expires, c.world.now);
+        msg.mtu = e.mtu;
+      }
     }
     msg.uid = 0;
   }
@@ -835,6 +873,11 @@ function routeGet(c: Ctx, a: Args): number {
   printRoute(c, f, msg);
   c.p.deleteJsonObj();
   return 0;
+}
+
+/** rta_expires in seconds as iproute2 prints it (jiffies left, divided down) */
+function cacheSeconds(expires: number, now: number): number {
+  return Math.max(0, Math.floor((expires - now) / 1e6));
 }
 
 /** ip_route_input_slow for `ip route get … iif DEV` */

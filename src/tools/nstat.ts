@@ -16,17 +16,33 @@ import type { Tool, ToolResult } from './types.ts';
 export const NSTAT_COUNTERS = [
   'IpInHdrErrors',
   'IpInAddrErrors',
+  'IpOutDiscards',
   'IpOutNoRoutes',
   'IpFragFails',
+  'IcmpInMsgs',
+  'IcmpInDestUnreachs',
+  'IcmpInTimeExcds',
+  'IcmpInEchos',
+  'IcmpInEchoReps',
   'IcmpOutMsgs',
+  'IcmpOutRateLimitGlobal',
+  'IcmpOutRateLimitHost',
   'IcmpOutDestUnreachs',
   'IcmpOutTimeExcds',
   'IcmpOutEchos',
   'IcmpOutEchoReps',
+  'IcmpMsgInType*',
   'IcmpMsgOutType*',
+  'TcpActiveOpens',
+  'TcpPassiveOpens',
+  'TcpAttemptFails',
+  'TcpInSegs',
+  'TcpOutSegs',
+  'TcpRetransSegs',
   'TcpOutRsts',
   'UdpNoPorts',
   'TcpExtIPReversePathFilter',
+  'TcpExtTCPAbortOnTimeout',
   'IpExtInNoRoutes',
 ] as const;
 
@@ -48,23 +64,25 @@ const USAGE = `Usage: nstat [OPTION] [ PATTERN [ PATTERN ] ]
 function ordered(ns: Netns): { name: string; value: number; dynamic: boolean }[] {
   const out: { name: string; value: number; dynamic: boolean }[] = [];
   for (const n of NSTAT_COUNTERS) {
-    if (n !== 'IcmpMsgOutType*') {
+    if (!n.endsWith('*')) {
       out.push({ name: n, value: ns.mib.get(n) ?? 0, dynamic: false });
       continue;
     }
+    const prefix = n.slice(0, -1);
     const types = [...ns.mib.keys()]
-      .filter((k) => /^IcmpMsgOutType\d+$/.test(k))
-      .map((k) => Number(k.slice('IcmpMsgOutType'.length)))
+      .filter((k) => k.startsWith(prefix) && /^\d+$/.test(k.slice(prefix.length)))
+      .map((k) => Number(k.slice(prefix.length)))
       .sort((a, b) => a - b);
     for (const t of types)
-      out.push({ name: `IcmpMsgOutType${t}`, value: ns.mib.get(`IcmpMsgOutType${t}`) ?? 0, dynamic: true });
+      out.push({ name: `${prefix}${t}`, value: ns.mib.get(`${prefix}${t}`) ?? 0, dynamic: true });
   }
   return out;
 }
 
 function known(name: string): boolean {
   return (
-    /^IcmpMsgOutType\d+$/i.test(name) || NSTAT_COUNTERS.some((n) => n.toLowerCase() === name.toLowerCase())
+    /^IcmpMsg(In|Out)Type\d+$/i.test(name) ||
+    NSTAT_COUNTERS.some((n) => n.toLowerCase() === name.toLowerCase())
   );
 }
 

@@ -61,6 +61,18 @@ const TYPES: [RegExp, KeyType][] = [
   [/^net\.ipv4\.tcp_(sack|window_scaling)$/, { n: 1, min: 0, max: 1 }],
   [/^net\.netfilter\.nf_conntrack_tcp_loose$/, { n: 1, min: 0, max: 1 }],
   [/^net\.bridge\.bridge-nf-call-/, { n: 1, bool: true }],
+  [/^net\.ipv4\.tcp_syn(ack)?_retries$/, { n: 1, min: 1, max: 127 }],
+  [/^net\.ipv4\.tcp_syn_linear_timeouts$/, { n: 1, min: 0, max: 16 }],
+  [/^net\.ipv4\.icmp_(ratelimit|ratemask|msgs_per_sec|msgs_burst)$/, { n: 1, min: 0 }],
+  [
+    /^net\.ipv4\.neigh\.[^.]+\.(mcast_solicit|ucast_solicit|app_solicit|mcast_resolicit|unres_qlen)$/,
+    { n: 1, min: 0 },
+  ],
+  [
+    /^net\.ipv4\.neigh\.[^.]+\.(base_reachable_time_ms|retrans_time_ms|delay_first_probe_time)$/,
+    { n: 1, min: 0 },
+  ],
+  [/^net\.ipv4\.route\.(mtu_expires|min_pmtu)$/, { n: 1, min: 0 }],
 ];
 const typeOf = (key: string): KeyType => TYPES.find(([re]) => re.test(key))?.[1] ?? { n: 1 };
 
@@ -78,15 +90,17 @@ export function readSysctl(ns: Netns, key: string): string | undefined {
   if (own !== undefined) return own;
   const ipForward = ns.sysctl.get('net.ipv4.ip_forward') ?? '0';
   if (key === 'net.ipv4.conf.default.forwarding') return ipForward;
-  const m = /^net\.ipv4\.(conf|neigh)\.([^.]+)\.(rp_filter|forwarding|gc_stale_time)$/.exec(key);
+  const m =
+    /^net\.ipv4\.(conf|neigh)\.([^.]+)\.(rp_filter|forwarding|gc_stale_time|base_reachable_time_ms|delay_first_probe_time|retrans_time_ms|mcast_solicit|ucast_solicit|app_solicit|mcast_resolicit|unres_qlen|unres_qlen_bytes)$/.exec(
+      key,
+    );
   if (!m) return undefined;
   const dev = m[2].replace(/\//g, '.');
   if (!ns.links.has(dev)) return undefined;
   // a device's settings start as a copy of "default" (forwarding follows ip_forward)
   if (m[1] === 'conf' && m[3] === 'rp_filter') return ns.sysctl.get('net.ipv4.conf.default.rp_filter') ?? '0';
   if (m[1] === 'conf' && m[3] === 'forwarding') return ipForward;
-  if (m[1] === 'neigh' && m[3] === 'gc_stale_time')
-    return ns.sysctl.get('net.ipv4.neigh.default.gc_stale_time');
+  if (m[1] === 'neigh') return ns.sysctl.get(`net.ipv4.neigh.default.${m[3]}`);
   return undefined;
 }
 

@@ -109,6 +109,8 @@ interface Options {
   snaplen: number;
   direction: 'in' | 'out' | 'inout';
   number: boolean;
+  /** -p: the device is not put in promiscuous mode */
+  noPromisc: boolean;
   help: boolean;
   version: boolean;
   words: string[];
@@ -156,6 +158,7 @@ function parseArgs(argv: readonly string[]): Options {
     snaplen: MAXIMUM_SNAPLEN,
     direction: 'inout',
     number: false,
+    noPromisc: false,
     help: false,
     version: false,
     words: [],
@@ -206,6 +209,9 @@ function parseArgs(argv: readonly string[]): Options {
       }
       case 'S':
         o.S = true;
+        break;
+      case 'p':
+        o.noPromisc = true;
         break;
       case 't':
         o.t++;
@@ -322,6 +328,8 @@ export const tcpdump: Tool = (argv, ctx): ToolResult => {
     const caps = ctx.cluster.world.captures
       .filter((c) => c.netns === ns.name && c.dev === dev!.name)
       .filter((c) => o.direction === 'inout' || c.dir === o.direction)
+      // -p: a bridge left out of promiscuous mode passes up only what is for the host
+      .filter((c) => !o.noPromisc || !c.promisc)
       .sort((a, b) => a.time - b.time);
     const lines: string[] = [];
     let captured = 0;

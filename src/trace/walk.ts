@@ -18,6 +18,7 @@ export interface WalkRequest {
   port?: number;
   /** UDP/ICMP: IP total length of the datagram; TCP: bytes of request data */
   size?: number;
+  /** Don't Fragment; for ICMP undefined is ping's default: DF when it fits the path MTU */
   df?: boolean;
   sport?: number;
 }
@@ -33,7 +34,7 @@ export interface Walk {
 /** Packets at most in one exchange, so a loop in a broken cluster cannot run forever */
 const MAX_PACKETS = 64;
 /** µs between one packet's walk and the next (the other end's reaction time) */
-const GAP_US = 50;
+export const GAP_US = 50;
 
 export interface Endpoint {
   netns: string;
@@ -114,13 +115,18 @@ export function walk(c: Cluster, req: WalkRequest, opts: { exchange?: boolean } 
     (proto === 'icmp'
       ? undefined
       : lo + (c.world.derive('sport', srcIp, dst.ip, dport ?? 0) % (hi - lo + 1)));
-  const df = proto === 'tcp' ? true : !!req.df;
+  // ping's default (IP_PMTUDISC_WANT, iputils sets nothing): DF on what fits the path MTU
+  const want = proto === 'icmp' && req.df === undefined;
+  const pathMtu = rr && !('error' in rr) ? (rr.pmtu ?? rr.dev.mtu) : 65535;
+  const df = proto === 'tcp' ? true : want ? (req.size ?? 84) <= pathMtu : !!req.df;
 
   const traces: Trace[] = [];
   const record = (flow: Flow, run: () => void): Trace => {
     c.world.rec = new Recorder(c.world);
     stack.terminals = [];
     run();
+    // a packet parked on a resolving neighbour: let the neighbour timers run until it leaves or fails
+    stack.settle();
     const t = freezeTrace(flow, dispositionOf(stack.terminals), c.world.rec.steps, c.world.rec.counters);
     traces.push(t);
     return t;
@@ -179,7 +185,7 @@ export function walk(c: Cluster, req: WalkRequest, opts: { exchange?: boolean } 
         action: 'send',
         ev: { type: 'send', role: item.role, pkt: p },
       });
-      c.sockets.send(c.world.ns(item.ns), p, item.role, item.ct);
+      c.sockets.send(c.world.ns(item.ns), p, item.role, { ct: item.ct });
     });
     sent++;
     if (!reply) reply = t;

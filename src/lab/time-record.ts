@@ -1,0 +1,99 @@
+/**
+ * Runs one over-time scenario on the real kernel: the lab of the built-in cluster (flannel-vxlan,
+ * prefix pw-time-), the fault commands, the real ping/curl/ss commands one after another (their
+ * output, exit status and when each started and ended), the state commands afterwards, with
+ * tcpdump on pod-a's and node1's eth0 the whole time. Used by the golden recorder
+ * (scripts/record-time-goldens.ts) and the live comparison (test/time-lab.test.ts). Needs root.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { seedCluster } from '../cluster/seed.ts';
+import { buildCluster } from '../cni/build.ts';
+import { labDown, labExec, labUp, run, type LabState } from './host.ts';
+import { labPrefix } from './plan.ts';
+import type { TimeRecord, TimeScenario } from './time-scenarios.ts';
+import { TIME_CLUSTER } from './time-compare.ts';
+
+function capture(state: LabState, netns: string, dev: string, file: string): Promise<ChildProcess> {
+  const child = spawn(
+    'ip',
+    ['netns', 'exec', state.namespaces[netns], 'tcpdump', '-i', dev, '-w', file, '-U', '-n'],
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
+  return new Promise((resolve, reject) => {
+    let err = '';
+    child.stderr!.on('data', (d: Buffer) => {
+      err += d.toString();
+      if (err.includes('listening on')) resolve(child);
+    });
+    child.on('exit', (code) => reject(new Error(`tcpdump on ${netns}/${dev} exited ${code}: ${err}`)));
+  });
+}
+
+export async function recordTimeScenario(s: TimeScenario): Promise<TimeRecord> {
+  const spec = { ...seedCluster(), name: TIME_CLUSTER };
+  const c = buildCluster(spec, 'flannel-vxlan');
+  labDown(labPrefix(spec.name));
+  const state = labUp(c);
+  const dir = mkdtempSync(join(tmpdir(), 'podwalk-time-'));
+  const caps: { netns: string; dev: string; file: string; child: ChildProcess }[] = [];
+  try {
+    // the kernel's own start-up traffic (IGMP, ARP of the listeners' start) settles first
+    run(['sleep', '1']);
+    for (const f of s.setup) {
+      const r = labExec(state, f.netns, ['sh', '-c', f.cmd]);
+      if (r.code !== 0) throw new Error(`${f.netns}: ${f.cmd}: ${r.stderr}`);
+    }
+    for (const [netns, dev] of [
+      ['pod-a', 'eth0'],
+      ['node1', 'eth0'],
+    ] as const) {
+      const file = join(dir, `${netns}-${dev}.pcap`);
+      caps.push({ netns, dev, file, child: await capture(state, netns, dev, file) });
+    }
+    const t0 = performance.now();
+    const steps: TimeRecord['steps'] = [];
+    for (const st of s.steps) {
+      const start = performance.now() - t0;
+      const r = labExec(state, st.netns, ['sh', '-c', st.cmd], undefined, 200_000);
+      steps.push({
+        ...st,
+        stdout: r.stdout,
+        stderr: r.stderr,
+        code: r.code,
+        startMs: Math.round(start),
+        endMs: Math.round(performance.now() - t0),
+      });
+    }
+    const after: TimeRecord['after'] = [];
+    for (const st of s.after) {
+      const r = labExec(state, st.netns, ['sh', '-c', st.cmd]);
+      after.push({ ...st, stdout: r.stdout, stderr: r.stderr, code: r.code });
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    const packets: Record<string, string> = {};
+    for (const cp of caps) {
+      cp.child.kill('SIGINT');
+      await new Promise((r) => cp.child.once('exit', r));
+      packets[`${cp.netns}/${cp.dev}`] = run(['tcpdump', '-r', cp.file, '-nn', '-v', '-ttttt']).stdout;
+    }
+    return {
+      scenario: s.name,
+      kernel: run(['uname', '-r']).stdout.trim(),
+      ping: run(['ping', '-V']).stdout.split('\n')[0],
+      curl: run(['curl', '--version']).stdout.split('\n')[0],
+      setup: s.setup,
+      steps,
+      after,
+      packets,
+    };
+  } finally {
+    for (const cp of caps) cp.child.kill('SIGKILL');
+    labDown(labPrefix(spec.name));
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

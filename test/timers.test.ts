@@ -1,0 +1,350 @@
+/**
+ * The kernel timers of the model, each with the kernel's default constants and the function it
+ * follows: World's clock and timer queue, neigh_timer_handler (net/core/neighbour.c), the PMTU
+ * exceptions of __ip_rt_update_pmtu (net/ipv4/route.c), the ICMP rate limits of
+ * icmpv4_xrlim_allow / icmp_global_allow (net/ipv4/icmp.c, net/ipv4/inetpeer.c), and
+ * tcp_retransmit_timer / tcp_write_timeout (net/ipv4/tcp_timer.c).
+ */
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { seedCluster } from '../src/cluster/seed.ts';
+import { buildCluster, type Cluster } from '../src/cni/build.ts';
+import { World } from '../src/kernel/world.ts';
+import { payload } from '../src/trace/walk.ts';
+import type { Frame } from '../src/wire/types.ts';
+import { parseFrame } from '../src/wire/packet.ts';
+import { updatePmtu } from '../src/kernel/pmtu.ts';
+import { icmpGlobalAllow, icmpGlobalConsume, icmpPeerAllow } from '../src/kernel/icmp-ratelimit.ts';
+import { runCommand } from '../src/tools/index.ts';
+import { runUntil } from '../src/trace/exchange.ts';
+
+const S = 1_000_000;
+
+function cluster(): Cluster {
+  return buildCluster(seedCluster(), 'flannel-vxlan');
+}
+
+/** ARP requests pod-a put on its eth0, with their times */
+function arpProbes(c: Cluster, netns = 'pod-a', dev = 'eth0'): { time: number; frame: Frame }[] {
+  return c.world.captures
+    .filter((x) => x.netns === netns && x.dev === dev && x.dir === 'out')
+    .map((x) => ({ time: x.time, frame: parseFrame(x.frame) }))
+    .filter((x) => x.frame.payload.kind === 'arp' && x.frame.payload.arp.op === 1);
+}
+
+function echo(c: Cluster, from: string, dst: string, seq: number): void {
+  c.sockets.sendEcho(c.world.ns(from), dst, 0x1234, seq, payload(56), false);
+}
+
+describe('World: one clock, one timer queue', () => {
+  test('timers fire in (time, arming order), each at its own time; run() leaves the clock at its end', () => {
+    const w = new World('t');
+    const fired: string[] = [];
+    w.onTimer = (ev) => fired.push(`${w.now}:${ev.kind === 'neigh' ? ev.ip : ev.local}`);
+    w.schedule(3 * S, { kind: 'neigh', netns: 'x', ip: 'c', dev: 'd' });
+    w.schedule(1 * S, { kind: 'neigh', netns: 'x', ip: 'a', dev: 'd' });
+    w.schedule(1 * S, { kind: 'neigh', netns: 'x', ip: 'b', dev: 'd' });
+    w.schedule(9 * S, { kind: 'neigh', netns: 'x', ip: 'z', dev: 'd' });
+    w.run(5 * S);
+    assert.deepEqual(fired, ['1000000:a', '1000000:b', '3000000:c']);
+    assert.equal(w.now, 5 * S);
+    assert.equal(w.nextTimer(), 9 * S);
+    w.advance(4 * S);
+    assert.deepEqual(fired.at(-1), '9000000:z');
+  });
+
+  test('a timer is never armed in the past', () => {
+    const w = new World('t');
+    w.run(2 * S);
+    const t = w.schedule(1 * S, { kind: 'neigh', netns: 'x', ip: 'a', dev: 'd' });
+    assert.equal(t.at, 2 * S);
+  });
+});
+
+describe('neigh_timer_handler (net/core/neighbour.c), arp_tbl defaults', () => {
+  test('a failed resolution: mcast_solicit 3 broadcast probes retrans_time_ms 1000 apart, FAILED at 3 s', () => {
+    const c = cluster();
+    const ns = c.world.ns('pod-a');
+    echo(c, 'pod-a', '10.244.0.99', 1);
+    const n = ns.neighbour('10.244.0.99', 'eth0')!;
+    assert.equal(n.state, 'INCOMPLETE');
+    assert.equal(ns.nud.get('10.244.0.99|eth0')?.queue?.length, 1);
+    c.world.run(2.5 * S);
+    assert.equal(n.state, 'INCOMPLETE', 'still retrying at 2.5 s');
+    assert.equal(ns.arpStats.resFailed, 0);
+    c.world.run(3 * S);
+    assert.equal(n.state, 'FAILED');
+    assert.equal(ns.arpStats.resFailed, 1);
+    const probes = arpProbes(c);
+    assert.deepEqual(
+      probes.map((p) => p.time),
+      [0, 1 * S, 2 * S],
+    );
+    assert.ok(probes.every((p) => p.frame.eth.dst === 'ff:ff:ff:ff:ff:ff'));
+    // neigh_invalidate → arp_error_report: ICMP host unreachable for the queued packet
+    assert.equal(c.stack.queue.length, 1);
+    const icmp = c.stack.queue[0].pkt.payload;
+    assert.ok(icmp.kind === 'icmp' && icmp.icmp.type === 3 && icmp.icmp.code === 1);
+  });
+
+  test('echo requests 1 s apart queue on one INCOMPLETE entry: 3 probes in all, 3 errors together', () => {
+    const c = cluster();
+    echo(c, 'pod-a', '10.244.0.99', 1);
+    c.world.run(1 * S);
+    echo(c, 'pod-a', '10.244.0.99', 2);
+    c.world.run(2 * S);
+    echo(c, 'pod-a', '10.244.0.99', 3);
+    assert.equal(c.world.ns('pod-a').nud.get('10.244.0.99|eth0')?.queue?.length, 3);
+    c.world.run(3 * S - 1);
+    assert.equal(c.stack.queue.length, 0, 'no error before the entry fails');
+    c.world.run(3 * S);
+    assert.equal(arpProbes(c).length, 3);
+    assert.equal(c.stack.queue.length, 3);
+    assert.equal(c.world.unresolved, 0);
+  });
+
+  test('unres_qlen 101: the oldest queued packet is dropped beyond it (unres_discards)', () => {
+    const c = cluster();
+    const ns = c.world.ns('pod-a');
+    for (let i = 1; i <= 103; i++) echo(c, 'pod-a', '10.244.0.99', i);
+    assert.equal(ns.nud.get('10.244.0.99|eth0')?.queue?.length, 101);
+    assert.equal(ns.arpStats.unresDiscards, 2);
+  });
+
+  test('REACHABLE ages to STALE after reachable_time (the mean of neigh_rand_reach_time: base_reachable_time_ms 30000)', () => {
+    const c = cluster();
+    echo(c, 'pod-a', '10.244.0.6', 1);
+    const n = c.world.ns('pod-a').neighbour('10.244.0.6', 'eth0')!;
+    assert.equal(n.state, 'REACHABLE');
+    const reach = c.stack.reachableTime(c.world.ns('pod-a'), 'eth0');
+    assert.equal(reach, 30 * S);
+    const confirmed = c.world.ns('pod-a').nud.get('10.244.0.6|eth0')!.confirmed!;
+    c.world.run(confirmed + reach);
+    // time_before_eq(now, confirmed + reachable_time) still holds at the boundary: the timer is
+    // re-armed, no sooner than HZ/100 later
+    assert.equal(n.state, 'REACHABLE');
+    c.world.run(confirmed + reach + 10_000);
+    assert.equal(n.state, 'STALE');
+  });
+
+  test('a used STALE entry: DELAY, delay_first_probe_time 5 s later PROBE with a unicast probe, the reply makes it REACHABLE', () => {
+    const c = cluster();
+    echo(c, 'pod-a', '10.244.0.6', 1);
+    const n = c.world.ns('pod-a').neighbour('10.244.0.6', 'eth0')!;
+    c.world.run(60 * S);
+    assert.equal(n.state, 'STALE');
+    const before = arpProbes(c).length;
+    echo(c, 'pod-a', '10.244.0.6', 2);
+    assert.equal(n.state, 'DELAY');
+    c.world.run(65 * S - 1);
+    assert.equal(n.state, 'DELAY');
+    assert.equal(arpProbes(c).length, before, 'no probe while DELAY');
+    c.world.run(65 * S);
+    const probes = arpProbes(c).slice(before);
+    assert.equal(probes.length, 1);
+    assert.equal(probes[0].time, 65 * S);
+    assert.equal(probes[0].frame.eth.dst, n.lladdr, 'ucast_solicit: the probe goes to the known address');
+    assert.equal(n.state, 'REACHABLE', 'pod-b answered the unicast probe');
+  });
+
+  test('a PROBE that goes unanswered: ucast_solicit 3 unicast probes, then FAILED', () => {
+    const c = cluster();
+    echo(c, 'pod-a', '10.244.0.6', 1);
+    const n = c.world.ns('pod-a').neighbour('10.244.0.6', 'eth0')!;
+    c.world.run(60 * S);
+    // pod-b goes away: its address is gone, nothing answers
+    const podB = c.world.ns('pod-b').link('eth0')!;
+    podB.addrs = [];
+    echo(c, 'pod-a', '10.244.0.6', 2);
+    c.world.run(65 * S);
+    assert.equal(n.state, 'PROBE');
+    c.world.run(67 * S);
+    assert.equal(n.state, 'PROBE');
+    c.world.run(68 * S);
+    assert.equal(n.state, 'FAILED');
+    const unicast = arpProbes(c).filter((p) => p.frame.eth.dst !== 'ff:ff:ff:ff:ff:ff');
+    assert.deepEqual(
+      unicast.map((p) => p.time),
+      [65 * S, 66 * S, 67 * S],
+    );
+  });
+});
+
+describe('__ip_rt_update_pmtu (net/ipv4/route.c): the PMTU cache as FIB exceptions', () => {
+  const dst = '10.244.1.5';
+  function setup() {
+    const c = cluster();
+    const ns = c.world.ns('pod-a');
+    const rr = c.stack.routeOutput(ns, dst);
+    assert.ok(rr && !('error' in rr));
+    return { c, ns, route: rr.route, devMtu: rr.dev.mtu };
+  }
+
+  test('an exception lowers the path MTU for mtu_expires 600 s, then is gone', () => {
+    const { c, ns, route, devMtu } = setup();
+    const e = updatePmtu(ns, dst, route, devMtu, 1400, c.world.now);
+    assert.equal(e?.mtu, 1400);
+    assert.equal(e?.expires, c.world.now + 600 * S);
+    const rr = c.stack.routeOutput(ns, dst);
+    assert.ok(rr && !('error' in rr) && rr.pmtu === 1400);
+    assert.match(runCommand(c, 'pod-a', `ip route get ${dst}`).stdout, /cache expires 600sec mtu 1400 /);
+    c.world.run(600 * S - 1);
+    assert.match(
+      runCommand(c, 'pod-a', `ip route get ${dst}`).stdout,
+      /cache expires 0sec mtu 1400 |cache mtu 1400 /,
+    );
+    c.world.run(600 * S);
+    assert.equal(runCommand(c, 'pod-a', 'ip route show cache').stdout, '');
+    const after = c.stack.routeOutput(ns, dst);
+    assert.ok(after && !('error' in after) && after.pmtu === undefined);
+  });
+
+  test('never raised; below min_pmtu 552 it is locked at 552', () => {
+    const { c, ns, route, devMtu } = setup();
+    updatePmtu(ns, dst, route, devMtu, 1400, 0);
+    assert.equal(updatePmtu(ns, dst, route, devMtu, 1420, 0), undefined, 'a larger MTU changes nothing');
+    const low = updatePmtu(ns, dst, route, devMtu, 300, 0);
+    assert.equal(low?.mtu, 552);
+    assert.equal(low?.locked, true);
+    void c;
+  });
+
+  test('deleting the route drops its exceptions (fib_release_info)', () => {
+    const { c, ns, route, devMtu } = setup();
+    updatePmtu(ns, dst, route, devMtu, 1400, 0);
+    assert.equal(runCommand(c, 'pod-a', 'ip route del default').code, 0);
+    assert.equal(runCommand(c, 'pod-a', 'ip route add default via 10.244.0.1').code, 0);
+    assert.equal(runCommand(c, 'pod-a', 'ip route show cache').stdout, '');
+  });
+});
+
+describe('icmpv4_xrlim_allow / icmp_global_allow (net/ipv4/icmp.c, inetpeer.c): the ICMP rate limits', () => {
+  test('per destination: a burst of XRLIM_BURST_FACTOR 6 tokens, then one per icmp_ratelimit 1000 ms', () => {
+    const c = cluster();
+    const ns = c.world.ns('router');
+    const allowed = (t: number) => icmpPeerAllow(ns, '192.168.1.10', t);
+    const first = [0, 1, 2, 3, 4, 5, 6, 7].map(() => allowed(0));
+    assert.deepEqual(first, [true, true, true, true, true, true, false, false]);
+    assert.equal(allowed(0.999 * S), false);
+    assert.equal(allowed(1 * S), true);
+    assert.equal(allowed(1 * S), false);
+    assert.equal(icmpPeerAllow(ns, '192.168.1.11', 1 * S), true, 'another destination has its own bucket');
+  });
+
+  test('netns-wide: icmp_msgs_burst 50 credits refilled at icmp_msgs_per_sec 1000; fragmentation needed is never limited', () => {
+    const c = cluster();
+    const ns = c.world.ns('router');
+    let sent = 0;
+    for (let i = 0; i < 60; i++) {
+      if (icmpGlobalAllow(ns, 3, 1, 0) === 'limited') {
+        icmpGlobalConsume(ns);
+        sent++;
+      }
+    }
+    assert.equal(sent, 50);
+    assert.equal(icmpGlobalAllow(ns, 3, 1, 10_000), false, 'less than HZ/50 later: no refill');
+    assert.equal(icmpGlobalAllow(ns, 3, 1, 20_000), 'limited', '20 ms later: 20 credits');
+    assert.equal(icmpGlobalAllow(ns, 3, 4, 20_000), 'free');
+    assert.equal(icmpGlobalAllow(ns, 0, 0, 20_000), 'free', 'echo replies are not in icmp_ratemask 0x1818');
+  });
+
+  test('a router without a route: ip_error (route.c, error_cost HZ, error_burst 5·HZ) and icmp_send draw on one peer', () => {
+    // 10 echo requests 0.2 s apart into a prefix the router has no route for: ip_error takes a
+    // token (5 at most) per packet, icmpv4_xrlim_allow another: 2 net unreachables leave, 2 count
+    // IcmpOutRateLimitHost, 6 are dropped without a word (as recorded on this kernel,
+    // test/golden/time/icmp-ratelimit.json)
+    const c = cluster();
+    assert.equal(runCommand(c, 'node1', 'ip route add 10.99.0.0/16 via 192.168.1.1').code, 0);
+    const out = runCommand(c, 'node1', 'ping -c 10 -i 0.2 -W 1 10.99.0.1');
+    assert.deepEqual(
+      out.stdout.split('\n').filter((l) => l.includes('Destination Net Unreachable')),
+      [
+        'From 192.168.1.1 icmp_seq=1 Destination Net Unreachable',
+        'From 192.168.1.1 icmp_seq=2 Destination Net Unreachable',
+      ],
+    );
+    const n = runCommand(
+      c,
+      'router',
+      'nstat -az IcmpOutDestUnreachs IcmpOutRateLimitHost IpExtInNoRoutes',
+    ).stdout;
+    assert.match(n, /IcmpOutRateLimitHost\s+2\s/);
+    assert.match(n, /IcmpOutDestUnreachs\s+2\s/);
+    assert.match(n, /IpExtInNoRoutes\s+10\s/);
+  });
+});
+
+describe('tcp_retransmit_timer / tcp_write_timeout (net/ipv4/tcp_timer.c): SYN retransmission', () => {
+  function synTimes(c: Cluster): number[] {
+    return c.world.captures
+      .filter((x) => x.netns === 'pod-a' && x.dev === 'eth0' && x.dir === 'out')
+      .map((x) => ({ t: x.time, f: parseFrame(x.frame) }))
+      .filter((x) => x.f.payload.kind === 'ipv4' && x.f.payload.payload.kind === 'tcp')
+      .map((x) => x.t);
+  }
+  function dropped(): Cluster {
+    const c = cluster();
+    assert.equal(runCommand(c, 'node2', 'iptables -I FORWARD -d 10.244.1.5/32 -j DROP').code, 0);
+    return c;
+  }
+
+  test('RTO 1 s, linear for tcp_syn_linear_timeouts 4, then doubling; ETIMEDOUT after tcp_syn_retries 6 + 4', () => {
+    const c = dropped();
+    const conn = c.sockets.connect(c.world.ns('pod-a'), '10.244.1.5', 8080, 40000, new Uint8Array(0), {
+      timers: true,
+    })!;
+    runUntil(c, 200 * S, () => conn.state === 'CLOSED');
+    const t0 = synTimes(c)[0];
+    assert.deepEqual(
+      synTimes(c).map((t) => Math.round((t - t0) / S)),
+      [0, 1, 2, 3, 4, 5, 7, 11, 19, 35, 67],
+    );
+    assert.equal(conn.err, 'ETIMEDOUT');
+    assert.equal(Math.round((c.world.now - t0) / S), 131);
+    const n = runCommand(
+      c,
+      'pod-a',
+      'nstat -az TcpRetransSegs TcpAttemptFails TcpExtTCPAbortOnTimeout',
+    ).stdout;
+    assert.match(n, /TcpAttemptFails\s+1\s/);
+    assert.match(n, /TcpRetransSegs\s+10\s/);
+    assert.match(n, /TcpExtTCPAbortOnTimeout\s+1\s/);
+  });
+
+  test('retransmits_timed_out: with tcp_syn_retries 1 the SYN is given up 3 s after it was first sent', () => {
+    const c = dropped();
+    assert.equal(runCommand(c, 'pod-a', 'sysctl -q -w net.ipv4.tcp_syn_retries=1').code, 0);
+    const conn = c.sockets.connect(c.world.ns('pod-a'), '10.244.1.5', 8080, 40000, new Uint8Array(0), {
+      timers: true,
+    })!;
+    runUntil(c, 20 * S, () => conn.state === 'CLOSED');
+    assert.equal(synTimes(c).length, 3);
+    assert.equal(conn.err, 'ETIMEDOUT');
+  });
+
+  test('an ICMP error while the SYN is unanswered fails connect() at once (tcp_v4_err)', () => {
+    const c = cluster();
+    assert.equal(runCommand(c, 'node2', 'iptables -I FORWARD -d 10.244.1.5/32 -j REJECT').code, 0);
+    const conn = c.sockets.connect(c.world.ns('pod-a'), '10.244.1.5', 8080, 40000, new Uint8Array(0), {
+      timers: true,
+    })!;
+    runUntil(c, 10 * S, () => conn.state === 'CLOSED');
+    assert.equal(conn.err, 'ECONNREFUSED', 'REJECT answers with port unreachable');
+    assert.ok(c.world.now < 1 * S);
+  });
+
+  test('a retransmission waits while the last copy still sits in a neighbour queue (skb_still_in_host_queue)', () => {
+    const c = cluster();
+    const conn = c.sockets.connect(c.world.ns('pod-a'), '10.244.0.99', 8080, 40000, new Uint8Array(0), {
+      timers: true,
+    })!;
+    runUntil(c, 10 * S, () => conn.state === 'CLOSED');
+    assert.equal(synTimes(c).length, 0, 'the SYN never left: the neighbour never resolved');
+    assert.equal(conn.err, 'EHOSTUNREACH');
+    assert.ok(c.world.now - 3 * S < 1000, 'the error comes back through lo within the millisecond');
+    assert.match(
+      runCommand(c, 'pod-a', 'nstat -az TcpRetransSegs IcmpOutDestUnreachs').stdout,
+      /IcmpOutDestUnreachs\s+1\s/,
+    );
+  });
+});
