@@ -443,7 +443,7 @@ function kernelTable(k: KernelBench): string {
   );
 }
 
-function main(): void {
+async function main(): Promise<void> {
   const started = performance.now();
   const date = new Date();
   const spec = seedCluster();
@@ -468,7 +468,7 @@ function main(): void {
     scale.push(runScale(n));
   }
   process.stderr.write('simulation vs real kernel (lab) …\n');
-  const kernel = kernelBench(MEASURE_MS);
+  const kernel = await kernelBench(MEASURE_MS);
   const runSeconds = (performance.now() - started) / 1000;
 
   const slowest = results.reduce((a, r) =>
@@ -591,4 +591,4 @@ ${notes.join('\n')}
   process.stderr.write(`wrote ${OUT} in ${fmt(runSeconds, 1)} s\n`);
 }
 
-main();
+await main();

@@ -228,6 +228,12 @@ describe('bad usage exits 2 with one line on stderr', () => {
       ['serve', '--dir', '/nonexistent-build'],
       /no page build in \/nonexistent-build: run `npm run build`/,
     ],
+    // lab usage errors are usage errors too (exit 1 is lab trace's "simulation and kernel differ")
+    ['lab: unknown subcommand', ['lab', 'frob'], /unknown command 'frob'/],
+    ['lab scenario: not a seed', ['lab', 'scenario', 'abc'], /'abc'.*SEED/],
+    ['lab up: bad mode', ['lab', 'up', '--mode', 'weave'], /weave/],
+    ['lab up: unknown option', ['lab', 'up', '--bogus'], /--bogus/],
+    ['lab trace: missing FROM', ['lab', 'trace'], /FROM/],
   ];
   for (const [name, argv, message] of cases)
     test(`${name}: ${argv.join(' ')}`, async () => {

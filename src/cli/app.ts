@@ -7,7 +7,7 @@ import { ClusterError, loadCluster, loadPolicies } from '../cluster/load.ts';
 import { SEED_YAML, seedCluster } from '../cluster/seed.ts';
 import { CNI_MODES, type ClusterSpec, type CniMode, type NetworkPolicySpec } from '../cluster/spec.ts';
 import { BuildError, buildCluster, type Cluster } from '../cni/build.ts';
-import { LabError } from '../lab/host.ts';
+import { LabError, LabInterrupted } from '../lab/host.ts';
 import { LabPlanError } from '../lab/plan.ts';
 import { labCommand } from './lab.ts';
 import { UsageError } from './errors.ts';
@@ -45,6 +45,9 @@ export interface Io {
 }
 
 const collect = (v: string, prev: string[]) => [...prev, v];
+
+/** the exit status of a command a signal ended is 128 + the signal's number, as in the shell */
+const SIGNAL_NUMBERS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
 
 export { UsageError };
 
@@ -596,21 +599,22 @@ Examples:
       );
     });
 
-  program.addCommand(
-    labCommand({
-      out: (x) => io.out(x),
-      err: (x) => io.err(x),
-      loadSpec: (f, policies) => loadSpec(io, f, policies),
-      warn: (c) => warn(io, c),
-      parseMode,
-      parseIntArg,
-      parseTarget,
-      style: st,
-      setCode: (c) => {
-        code = c;
-      },
-    }),
-  );
+  const lab = labCommand({
+    out: (x) => io.out(x),
+    err: (x) => io.err(x),
+    loadSpec: (f, policies) => loadSpec(io, f, policies),
+    warn: (c) => warn(io, c),
+    parseMode,
+    parseIntArg,
+    parseTarget,
+    style: st,
+    setCode: (c) => {
+      code = c;
+    },
+  });
+  // the settings .command() passes on (exitOverride: usage errors exit 2, output through io)
+  for (const cmd of [lab, ...lab.commands]) cmd.copyInheritedSettings(program);
+  program.addCommand(lab);
 
   program
     .command('serve')
@@ -666,6 +670,10 @@ Examples:
       if (e.code === 'commander.help') return e.exitCode === 0 ? 0 : 2;
       if (e.code === 'commander.executeSubCommandAsync') return 0;
       return 2; // commander already printed its one-line error
+    }
+    if (e instanceof LabInterrupted) {
+      io.err(`podwalk: ${e.message}: stopped, and removed what this command had built`);
+      return 128 + (SIGNAL_NUMBERS[e.signal] ?? 2);
     }
     if (
       e instanceof ClusterError ||

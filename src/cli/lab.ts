@@ -4,15 +4,16 @@
 import { Command, Option } from 'commander';
 import type { ClusterSpec, CniMode } from '../cluster/spec.ts';
 import { buildCluster, type Cluster } from '../cni/build.ts';
-import { labPrefix, planLab } from '../lab/plan.ts';
+import { planLab } from '../lab/plan.ts';
 import {
-  existingNamespaces,
+  labCondition,
   labDown,
   labExec,
   LabError,
+  LabInterrupted,
   labUnavailable,
   labUp,
-  readState,
+  type LabState,
 } from '../lab/host.ts';
 import { labTrace } from '../lab/trace.ts';
 import { runScenario } from '../lab/differential.ts';
@@ -37,6 +38,45 @@ export interface LabCliDeps {
 function need(): void {
   const why = labUnavailable();
   if (why) throw new LabError(why);
+}
+
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+/**
+ * Run a lab operation that builds something, with SIGINT, SIGTERM and SIGHUP turned into an abort:
+ * the operation stops at its next step or wait, removes what it built and throws LabInterrupted.
+ * Until it has, further signals change nothing (a second Ctrl-C does not leave half a lab).
+ */
+async function interruptible<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const ac = new AbortController();
+  const on = (sig: NodeJS.Signals) => {
+    if (!ac.signal.aborted) ac.abort(sig);
+  };
+  for (const s of SIGNALS) process.on(s, on);
+  try {
+    const r = await fn(ac.signal);
+    if (ac.signal.aborted) throw new LabInterrupted(String(ac.signal.reason));
+    return r;
+  } finally {
+    for (const s of SIGNALS) process.off(s, on);
+  }
+}
+
+/** the state of the cluster's lab, for the commands that work in a running lab */
+function runningLab(c: Cluster): LabState {
+  const cond = labCondition(c);
+  switch (cond.kind) {
+    case 'up':
+    case 'in-use':
+    case 'orphaned':
+      return cond.state;
+    case 'other':
+      throw new LabError(
+        `the namespaces ${cond.state.prefix}* belong to the lab of "${cond.state.cluster}", not "${c.spec.name}"`,
+      );
+    default:
+      throw new LabError(`no lab for "${c.spec.name}" is up: run podwalk lab up first`);
+  }
 }
 
 export function labCommand(d: LabCliDeps): Command {
@@ -73,7 +113,7 @@ Examples:
     .addOption(modeOpt())
     .addOption(policyOpt())
     .option('--dry-run', 'print the commands instead of running them (no root needed)')
-    .action((o: { cluster?: string; mode?: CniMode; policy: string[]; dryRun?: boolean }) => {
+    .action(async (o: { cluster?: string; mode?: CniMode; policy: string[]; dryRun?: boolean }) => {
       const spec = d.loadSpec(o.cluster, o.policy);
       const c = buildCluster(spec, o.mode ?? spec.cni);
       d.warn(c);
@@ -86,7 +126,7 @@ Examples:
         return;
       }
       need();
-      const st = labUp(c, { detached: true });
+      const st = await interruptible((signal) => labUp(c, { detached: true, signal }));
       d.out(
         `lab ${spec.name} (${c.mode}) is up: ${Object.keys(st.namespaces).length} network namespaces, ${st.listeners.length} listeners`,
       );
@@ -100,11 +140,11 @@ Examples:
     .action((o: { cluster?: string }) => {
       need();
       const spec = d.loadSpec(o.cluster);
-      const removed = labDown(labPrefix(spec.name));
+      const removed = labDown(buildCluster(spec));
       d.out(
         removed.length
           ? `removed ${removed.length} namespaces: ${removed.join(' ')}`
-          : `no lab namespaces ${labPrefix(spec.name)}* were left`,
+          : `no namespaces of the lab of "${spec.name}" were left`,
       );
     });
 
@@ -114,19 +154,45 @@ Examples:
     .addOption(clusterOpt())
     .action((o: { cluster?: string }) => {
       const spec = d.loadSpec(o.cluster);
-      const prefix = labPrefix(spec.name);
-      const st = readState(prefix);
-      const live = process.getuid?.() === 0 ? existingNamespaces(prefix) : [];
-      if (!st && !live.length) {
-        d.out(`lab ${spec.name}: down`);
-        d.setCode(1);
-        return;
+      const cond = labCondition(buildCluster(spec));
+      const head = `lab ${spec.name}: `;
+      switch (cond.kind) {
+        case 'down':
+          d.out(head + 'down');
+          return d.setCode(1);
+        case 'stray':
+          d.out(head + 'namespaces left without a state file: run podwalk lab down');
+          for (const n of cond.namespaces) d.out(`  ${n}`);
+          return d.setCode(1);
+        case 'other':
+          d.out(
+            head +
+              `down; its namespace names ${cond.state.prefix}* are taken by the lab of "${cond.state.cluster}"`,
+          );
+          return d.setCode(1);
+        case 'orphaned':
+          d.out(head + `orphaned (owner pid ${cond.state.owner} is gone): run podwalk lab down`);
+          d.setCode(1);
+          break;
+        case 'in-use':
+          d.out(
+            head +
+              `in use by process ${cond.state.owner} (${cond.state.mode}, since ${cond.state.created}), which removes it when it ends`,
+          );
+          break;
+        case 'up':
+          d.out(head + `up (${cond.state.mode}, since ${cond.state.created})`);
+          break;
       }
-      d.out(
-        `lab ${spec.name}: ${st ? `up (${st.mode}, since ${st.created})` : 'namespaces left without a state file: run podwalk lab down'}`,
-      );
-      for (const n of live) d.out(`  ${n}`);
-      for (const l of st?.listeners ?? []) d.out(`  listener ${l.netns} ${l.proto}/${l.port} pid ${l.pid}`);
+      const all = Object.values(cond.state.namespaces);
+      for (const n of all) d.out(`  ${n}${cond.namespaces.includes(n) ? '' : '  (missing)'}`);
+      for (const l of cond.state.listeners) d.out(`  listener ${l.netns} ${l.proto}/${l.port} pid ${l.pid}`);
+      if (cond.kind === 'up' && cond.namespaces.length < all.length) {
+        d.out(
+          `${all.length - cond.namespaces.length} of ${all.length} namespaces are missing: run podwalk lab down`,
+        );
+        d.setCode(1);
+      }
     });
 
   lab
@@ -138,8 +204,7 @@ Examples:
     .action((netns: string, cmd: string[], o: { cluster?: string }) => {
       need();
       const spec = d.loadSpec(o.cluster);
-      const st = readState(labPrefix(spec.name));
-      if (!st) throw new LabError(`no lab for "${spec.name}" is up: run podwalk lab up first`);
+      const st = runningLab(buildCluster(spec));
       const r = labExec(st, netns, cmd, undefined, 60_000);
       if (r.stdout) d.out(r.stdout.replace(/\n$/, ''));
       if (r.stderr) d.err(r.stderr.replace(/\n$/, ''));
@@ -182,52 +247,51 @@ Examples:
         const spec = d.loadSpec(o.cluster, o.policy);
         const mode = o.mode ?? spec.cni;
         const { to, port } = d.parseTarget(target);
-        const prefix = labPrefix(spec.name);
-        if (readState(prefix) || existingNamespaces(prefix).length)
+        const built = buildCluster(spec, mode);
+        d.warn(built);
+        if (labCondition(built).kind === 'up')
           throw new LabError(
             `a lab for "${spec.name}" is up: lab trace builds its own fresh one; run podwalk lab down first`,
           );
-        const built = buildCluster(spec, mode);
-        d.warn(built);
-        const st = labUp(built);
-        try {
-          const r = await labTrace(st, buildCluster(spec, mode), {
-            from,
-            to,
-            proto: o.proto,
-            port,
-            size: o.size,
-            df: o.df,
-          });
-          const st2 = d.style;
-          d.out(st2.bold(flowLine(r.sim.request.flow)) + `  [${mode}]`);
-          d.out(
-            `real client: exit ${r.client.code}${r.client.out ? `: ${r.client.out.split('\n').slice(-1)[0]}` : ''}`,
-          );
-          for (const diff of r.diffs) {
-            if (diff.first === -1 && !o.all) continue;
-            const head = `${diff.netns}/${diff.dev}: ${diff.first === -1 ? st2.ok(`agree (${diff.sim.length} packets)`) : st2.bad(`DIFFER from packet ${diff.first + 1} (simulated ${diff.sim.length}, real ${diff.real.length})`)}`;
-            d.out(head);
-            const n = Math.max(diff.sim.length, diff.real.length);
-            for (let i = 0; i < n; i++) {
-              const same = diff.sim[i] === diff.real[i];
-              if (same) d.out(`    ${i + 1}. ${diff.sim[i]}`);
-              else {
-                d.out(st2.bad(`  ! ${i + 1}. sim:  ${diff.sim[i] ?? '(nothing)'}`));
-                d.out(st2.bad(`  ! ${i + 1}. real: ${diff.real[i] ?? '(nothing)'}`));
-              }
+        const r = await interruptible(async (signal) => {
+          const st = await labUp(built, { signal });
+          try {
+            return await labTrace(
+              st,
+              buildCluster(spec, mode),
+              { from, to, proto: o.proto, port, size: o.size, df: o.df },
+              { signal },
+            );
+          } finally {
+            labDown(built);
+          }
+        });
+        const st2 = d.style;
+        d.out(st2.bold(flowLine(r.sim.request.flow)) + `  [${mode}]`);
+        d.out(
+          `real client: exit ${r.client.code}${r.client.out ? `: ${r.client.out.split('\n').slice(-1)[0]}` : ''}`,
+        );
+        for (const diff of r.diffs) {
+          if (diff.first === -1 && !o.all) continue;
+          const head = `${diff.netns}/${diff.dev}: ${diff.first === -1 ? st2.ok(`agree (${diff.sim.length} packets)`) : st2.bad(`DIFFER from packet ${diff.first + 1} (simulated ${diff.sim.length}, real ${diff.real.length})`)}`;
+          d.out(head);
+          const n = Math.max(diff.sim.length, diff.real.length);
+          for (let i = 0; i < n; i++) {
+            const same = diff.sim[i] === diff.real[i];
+            if (same) d.out(`    ${i + 1}. ${diff.sim[i]}`);
+            else {
+              d.out(st2.bad(`  ! ${i + 1}. sim:  ${diff.sim[i] ?? '(nothing)'}`));
+              d.out(st2.bad(`  ! ${i + 1}. real: ${diff.real[i] ?? '(nothing)'}`));
             }
           }
-          const bad = r.diffs.filter((x) => x.first !== -1).length;
-          d.out(
-            bad
-              ? st2.bad(`${bad} of ${r.diffs.length} interfaces differ`)
-              : st2.ok(`simulation and kernel agree on all ${r.diffs.length} interfaces`),
-          );
-          d.setCode(r.agree ? 0 : 1);
-        } finally {
-          labDown(prefix);
         }
+        const bad = r.diffs.filter((x) => x.first !== -1).length;
+        d.out(
+          bad
+            ? st2.bad(`${bad} of ${r.diffs.length} interfaces differ`)
+            : st2.ok(`simulation and kernel agree on all ${r.diffs.length} interfaces`),
+        );
+        d.setCode(r.agree ? 0 : 1);
       },
     );
   lab
@@ -238,13 +302,12 @@ Examples:
     .addOption(clusterOpt())
     .addOption(policyOpt())
     .option('--all', 'print the tables that agree too')
-    .action((o: { cluster?: string; policy: string[]; all?: boolean }) => {
+    .action(async (o: { cluster?: string; policy: string[]; all?: boolean }) => {
       need();
       const spec = d.loadSpec(o.cluster, o.policy);
-      const st = readState(labPrefix(spec.name));
-      if (!st) throw new LabError(`no lab for "${spec.name}" is up: run podwalk lab up first`);
+      const st = runningLab(buildCluster(spec));
       const model = buildCluster(spec, st.mode as CniMode);
-      const diffs = stateDiff(st, model);
+      const diffs = await stateDiff(st, model);
       const st2 = d.style;
       for (const t of diffs) {
         if (t.equal && !o.all) continue;
@@ -272,7 +335,7 @@ Examples:
     .argument('<SEED>', 'the scenario seed', d.parseIntArg(0, 2 ** 31 - 1))
     .action(async (seed: number) => {
       need();
-      const r = await runScenario(seed);
+      const r = await interruptible((signal) => runScenario(seed, { signal }));
       const st2 = d.style;
       d.out(st2.bold(r.scenario.title));
       d.out(r.fault ? `fault: ${r.fault}` : 'no fault');

@@ -5,7 +5,6 @@
  * every interface.
  */
 import { buildCluster } from '../cni/build.ts';
-import { labPrefix } from './plan.ts';
 import { labDown, labExec, LabError, labUp } from './host.ts';
 import { labTrace, type LabTraceResult } from './trace.ts';
 import { faultOf, generateScenario, type Scenario } from './scenarios.ts';
@@ -41,7 +40,11 @@ export function simOutcome(w: Walk): boolean {
   return w.reply.disposition.kind === 'delivered' && role !== 'rst' && role !== 'icmp-error';
 }
 
-export async function runScenario(seed: number): Promise<ScenarioResult> {
+/** `signal` aborts it (a Ctrl-C): the lab is removed and LabInterrupted thrown */
+export async function runScenario(
+  seed: number,
+  opts: { signal?: AbortSignal } = {},
+): Promise<ScenarioResult> {
   const s = generateScenario(seed);
   const base = buildCluster(s.spec, s.mode);
   const sim = buildCluster(s.spec, s.mode);
@@ -53,20 +56,19 @@ export async function runScenario(seed: number): Promise<ScenarioResult> {
         `${fault.netns}: \`${fault.command}\` failed in the model: ${(r.stderr || r.stdout).trim()}`,
       );
   }
-  const prefix = labPrefix(s.spec.name);
-  labDown(prefix);
-  const state = labUp(base);
+  labDown(base);
+  const state = await labUp(base, { signal: opts.signal });
   try {
     if (fault) {
       const r = labExec(state, fault.netns, ['sh', '-c', fault.command]);
       if (r.code !== 0)
         throw new LabError(`${fault.netns}: \`${fault.command}\` failed in the lab: ${r.stderr.trim()}`);
     }
-    const trace = await labTrace(state, sim, s.flow);
+    const trace = await labTrace(state, sim, s.flow, opts);
     const simOk = simOutcome(trace.sim);
     const realOk = trace.client.code === 0;
     // counters count every copy the kernel resent, and the simulation has no retransmission timer
-    const tables = stateDiff(state, sim, [
+    const tables = await stateDiff(state, sim, [
       'ip route',
       'ip neigh',
       'bridge fdb show',
@@ -83,6 +85,6 @@ export async function runScenario(seed: number): Promise<ScenarioResult> {
       agree: trace.agree && simOk === realOk && tables.every((t) => t.equal),
     };
   } finally {
-    labDown(prefix);
+    labDown(base);
   }
 }
