@@ -10,6 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { run as podwalkRun } from '../src/cli/app.ts';
+import { openOutputDir } from '../src/cli/files.ts';
 import {
   existsSync,
   mkdirSync,
@@ -88,7 +89,7 @@ async function podwalk(args: string[]): Promise<Done> {
     out: (x) => out.push(x),
     err: (x) => err.push(x),
     readFile: (p) => readFileSync(p, 'utf8'),
-    writeFile: () => undefined,
+    openDir: openOutputDir,
     env: {},
     isTTY: false,
   });

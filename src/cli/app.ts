@@ -3,7 +3,7 @@
  * it in-process. main.ts binds it to the real process.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { ClusterError, loadCluster, loadPolicies } from '../cluster/load.ts';
+import { ClusterError, loadCluster, loadPolicies, placeIn } from '../cluster/load.ts';
 import { SEED_YAML, seedCluster } from '../cluster/seed.ts';
 import { CNI_MODES, type ClusterSpec, type CniMode, type NetworkPolicySpec } from '../cluster/spec.ts';
 import { BuildError, buildCluster, type Cluster } from '../cni/build.ts';
@@ -15,6 +15,8 @@ import { runShell } from './shell.ts';
 import { DEFAULT_WEB_ROOT, hasBuild, serveWeb, type Served } from './serve.ts';
 import { CommandError, prepareCluster, runCommand, TOOLS } from '../tools/index.ts';
 import { pcapFiles } from '../tools/pcap-export.ts';
+import { OutputDirError, type OutputFile } from './files.ts';
+import { noteSource, sourceOf } from './source.ts';
 import { compareModes } from '../diagnose/compare-modes.ts';
 import { walk, WalkError, walkOk, type Walk } from '../trace/walk.ts';
 import type { Proto, Trace } from '../trace/types.ts';
@@ -30,8 +32,11 @@ export interface Io {
   out(s: string): void;
   err(s: string): void;
   readFile(path: string): string;
-  /** create `dir` (and parents) and write `name` in it */
-  writeFile(dir: string, name: string, bytes: Uint8Array): void;
+  /**
+   * `--pcap DIR`: check that DIR takes files (creating it when missing) before anything is
+   * printed; returns the writer of the files (all of them or none). Throws OutputDirError.
+   */
+  openDir(dir: string): (files: readonly OutputFile[]) => void;
   /** file names in a directory (for the shipped scenarios/) */
   listDir?(path: string): string[];
   env: Record<string, string | undefined>;
@@ -72,7 +77,11 @@ function readInput(io: Io, file: string, what: string): string {
 
 /** The cluster file (or the seed) with the policies of the --policy files added; all or nothing. */
 function loadSpec(io: Io, file: string | undefined, policyFiles: readonly string[] = []): ClusterSpec {
-  const spec = file ? loadCluster(readInput(io, file, 'cluster file'), file) : seedCluster();
+  if (file === '') throw new UsageError('--cluster: an empty file name');
+  if (file === undefined) return addPolicies(io, seedCluster(), file, policyFiles);
+  const text = readInput(io, file, 'cluster file');
+  const spec = loadCluster(text, file);
+  noteSource(io, { file, text, spec });
   return addPolicies(io, spec, file, policyFiles);
 }
 
@@ -87,6 +96,7 @@ function addPolicies(
   const policies = [...(spec.policies ?? [])];
   const taken = new Map(policies.map((p) => [key(p), `in ${file ?? 'the cluster file'}`]));
   for (const f of policyFiles) {
+    if (f === '') throw new UsageError('--policy: an empty file name');
     const added = loadPolicies(readInput(io, f, 'policy file'), f, taken);
     for (const p of added) taken.set(key(p), `in ${f}`);
     policies.push(...added);
@@ -182,6 +192,21 @@ function demo(io: Io, spec: ClusterSpec, modes: CniMode[], format: Format, st: S
     }
   }
   if (format === 'json') io.out(JSON.stringify(results));
+}
+
+/** a directory option's problem is a usage error naming the option and the directory */
+function guardDir<T>(option: string, dir: string, fn: () => T): T {
+  if (dir === '') throw new UsageError(`${option}: an empty directory name`);
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof OutputDirError) throw new UsageError(`${option} ${dir}: ${e.message}`);
+    throw e;
+  }
+}
+
+function openDir(io: Io, option: string, dir: string): (files: readonly OutputFile[]) => void {
+  return guardDir(option, dir, () => io.openDir(dir));
 }
 
 function parseTarget(v: string): { to: string; port?: number } {
@@ -330,6 +355,8 @@ Examples:
           { from, to, proto: o.proto, port, size: o.size, df: o.df, sport: o.sport },
           { exchange: !!o.exchange },
         );
+        // the pcap directory is checked before anything is printed
+        const writePcaps = o.pcap === undefined ? undefined : openDir(io, '--pcap', o.pcap);
         const format: Format = o.json ? 'json' : o.format;
         const traces = o.exchange ? w.traces : [w.request, ...(w.reply ? [w.reply] : [])];
         if (format === 'json') {
@@ -363,9 +390,9 @@ Examples:
               io.out(st.dim('conntrack -L after the exchange:\n') + ct.map((l) => `  ${l}`).join('\n'));
           }
         }
-        if (o.pcap) {
+        if (writePcaps) {
           const files = pcapFiles(c.world);
-          for (const f of files) io.writeFile(o.pcap, f.name, f.bytes);
+          guardDir('--pcap', o.pcap!, () => writePcaps(files));
           io.err(`wrote ${files.length} pcap files to ${o.pcap}`);
         }
         code = walkOk(w) ? 0 : 1;
@@ -475,7 +502,7 @@ Examples:
         const c = prepareCluster(spec, o.mode ?? spec.cni, o.run);
         warn(io, c);
         execWalks(c, o.walk);
-        const start = o.in ?? c.nodes[0].name;
+        const start = o.in !== undefined ? o.in : c.nodes[0].name;
         if (!c.world.netns.has(start)) throw new UsageError(`--in ${start}: no such pod or node`);
         if (!io.stdin || !io.stdout) throw new UsageError('shell needs a terminal or piped input');
         code = await runShell(
@@ -521,11 +548,12 @@ Examples:
           json?: boolean;
         },
       ) => {
-        if (o.scenario && o.cluster)
+        if (o.scenario !== undefined && o.cluster !== undefined)
           throw new UsageError('--scenario and --cluster both name a cluster: give one');
-        const spec = o.scenario
-          ? addPolicies(io, loadScenario(io, o.scenario), `scenarios/${o.scenario}.yaml`, o.policy)
-          : loadSpec(io, o.cluster, o.policy);
+        const spec =
+          o.scenario !== undefined
+            ? addPolicies(io, loadScenario(io, o.scenario), `scenarios/${o.scenario}.yaml`, o.policy)
+            : loadSpec(io, o.cluster, o.policy);
         const sc = spec.scenario;
         if (!from && !sc) throw new UsageError('doctor needs FROM and TO (or --scenario NAME)');
         if (from && !target) throw new UsageError('doctor needs TO after FROM');
@@ -637,10 +665,11 @@ Examples:
     )
     .action(async (o: { cluster?: string; port: number; dir: string }) => {
       let cluster: { yaml: string; file: string } | undefined;
-      if (o.cluster) {
+      if (o.cluster !== undefined) {
         loadSpec(io, o.cluster); // validate here: file:line:col, exit 2
         cluster = { yaml: io.readFile(o.cluster), file: o.cluster };
       }
+      if (o.dir === '') throw new UsageError('--dir: an empty directory name');
       if (!hasBuild(o.dir)) throw new UsageError(`no page build in ${o.dir}: run \`npm run build\` first`);
       let s: Served;
       try {
@@ -674,6 +703,17 @@ Examples:
     if (e instanceof LabInterrupted) {
       io.err(`podwalk: ${e.message}: stopped, and removed what this command had built`);
       return 128 + (SIGNAL_NUMBERS[e.signal] ?? 2);
+    }
+    // a problem found after the cluster file was read (the build, a run: command): its place in the file
+    const src = sourceOf(io);
+    if (e instanceof CommandError && e.runIndex !== undefined && src) {
+      io.err(`podwalk: ${placeIn(src.text, src.file, ['run', e.runIndex])}: ${e.message}`);
+      return 2;
+    }
+    if (e instanceof BuildError && src) {
+      const pod = e.pod === undefined ? -1 : src.spec.pods.findIndex((p) => p.name === e.pod);
+      io.err(`podwalk: ${pod >= 0 ? placeIn(src.text, src.file, ['pods', pod]) : src.file}: ${e.message}`);
+      return 2;
     }
     if (
       e instanceof ClusterError ||

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 /** The podwalk executable: binds the CLI to this process. */
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readdirSync, readFileSync } from 'node:fs';
 import { run } from './app.ts';
+import { openOutputDir } from './files.ts';
 
 // a closed pipe (podwalk … | head) ends the output quietly, as other CLI tools do
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {
@@ -15,10 +15,7 @@ const code = await run(process.argv.slice(2), {
   err: (s) => process.stderr.write(s + '\n'),
   readFile: (p) => readFileSync(p, 'utf8'),
   listDir: (p) => readdirSync(p),
-  writeFile: (dir, name, bytes) => {
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, name), bytes);
-  },
+  openDir: openOutputDir,
   stdin: process.stdin,
   stdout: process.stdout,
   stdinTTY: !!process.stdin.isTTY,
