@@ -31,6 +31,7 @@ interface Opts {
   written?: Map<string, Uint8Array>;
   env?: Record<string, string | undefined>;
   isTTY?: boolean;
+  columns?: number;
 }
 
 const BIN = new URL('../bin/podwalk.js', import.meta.url).pathname;
@@ -54,6 +55,7 @@ async function podwalk(argv: string[], o: Opts = {}): Promise<Result> {
     },
     env: o.env ?? {},
     isTTY: o.isTTY ?? false,
+    columns: o.columns,
     served: o.served,
   };
   const code = await run(argv, io);
@@ -806,6 +808,64 @@ describe('emulated tools: what is not emulated says so, exit 2', () => {
     const r = await podwalk(['exec', 'node1', '--', 'tcpdump', '-i', 'eth0', 'host']);
     assertExit(r, 1);
     assert.deepEqual(r.err, ["tcpdump: can't parse filter expression: syntax error"]);
+  });
+});
+
+describe('the first screen: podwalk demo (npm start)', () => {
+  test('opens with every mode in a few lines and what to try next', async () => {
+    const r = await podwalk(['demo']);
+    assertExit(r, 0);
+    const head = r.out.slice(0, 40);
+    assert.match(
+      head[0],
+      /^podwalk demo: pod-a to pod-b and to pod-c, a whole TCP exchange each, in 5 CNI modes$/,
+    );
+    for (const mode of CNI_MODES) {
+      const at = head.findIndex((l) => l.startsWith(mode + ' '));
+      assert.ok(at > 0, `${mode} in the summary`);
+      assert.match(
+        head[at + 1],
+        /^ {2}pod-a → pod-b:8080 {2}delivered and answered: the whole exchange, 10 packets$/,
+      );
+      assert.match(head[at + 3], /^ {2}pod-a → pod-c:8080 {2}delivered and answered/);
+      assert.match(head[at + 4], /pod-a → node1 \(veth-pod-a → cni0 → .*\) → lan0 → node2 \(.*\) → pod-c$/);
+    }
+    assert.match(
+      head.find((l) => l.startsWith('flannel-vxlan '))!,
+      /VXLAN \(UDP 4789\), 50 B overhead, pod MTU 1450/,
+    );
+    assert.ok(head.includes('Try next:'));
+    assert.ok(head.some((l) => /^ {2}npx podwalk trace pod-a pod-c:8080 --format summary {2,}/.test(l)));
+    // and the walks follow, as before
+    assert.match(r.stdout, /════ calico-ipip-crosssubnet ════/);
+    assert.equal(
+      r.out.at(-1),
+      "  npx podwalk demo --mode calico-ipip                   one mode's walks only",
+    );
+  });
+
+  test('on a terminal, long lines are wrapped to its width under their text; a pipe gets them whole', async () => {
+    const pipe = await podwalk(['demo', '--mode', 'flannel-vxlan']);
+    assert.deepEqual(await podwalk(['demo', '--mode', 'flannel-vxlan']), pipe, 'deterministic');
+    assert.ok(pipe.out.some((l) => l.length > 100));
+    const tty = await podwalk(['demo', '--mode', 'flannel-vxlan'], {
+      isTTY: true,
+      env: { NO_COLOR: '1' },
+      columns: 80,
+    });
+    assertExit(tty, 0);
+    for (const l of tty.out) assert.ok(l.length <= 80, l);
+    // the same words in the same order: only line breaks and the continuation indent differ
+    const words = (s: string) => s.split(/\s+/).filter(Boolean);
+    assert.deepEqual(words(tty.stdout), words(pipe.stdout));
+    // a step's continuation starts under the step's text (column 20), not at the margin
+    const continued = tty.out.flatMap((l, i) => (/^ {19}\S/.test(l) ? [i] : []));
+    assert.ok(continued.length > 0, 'no step line was wrapped');
+    for (const i of continued) {
+      let j = i - 1;
+      while (/^ {19}\S/.test(tty.out[j])) j--;
+      assert.match(tty.out[j], /^ *\d+ {2}L\d {2}/, `line ${i + 1} continues no step: ${tty.out[j]}`);
+    }
   });
 });
 

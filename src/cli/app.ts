@@ -17,6 +17,7 @@ import { CommandError, prepareCluster, runCommand, TOOLS } from '../tools/index.
 import { pcapFiles } from '../tools/pcap-export.ts';
 import { OutputDirError, type OutputFile } from './files.ts';
 import { noteSource, sourceOf } from './source.ts';
+import { wrapText } from '../render/wrap.ts';
 import { compareModes } from '../diagnose/compare-modes.ts';
 import { walk, WalkError, walkOk, type Walk } from '../trace/walk.ts';
 import type { Proto, Trace } from '../trace/types.ts';
@@ -25,7 +26,15 @@ import { roleLabel } from '../render/step.ts';
 import { explainDrop, renderExplanation } from '../diagnose/explain.ts';
 import { doctor, doctorToJson, renderDoctor } from '../diagnose/doctor.ts';
 import { loadScenario, listScenarios, SCENARIO_DIR } from './scenarios.ts';
-import { ANSI, PLAIN, renderMinimal, renderSteps, renderSummary, type Style } from '../render/text.ts';
+import {
+  ANSI,
+  dispositionLine,
+  PLAIN,
+  renderMinimal,
+  renderSteps,
+  renderSummary,
+  type Style,
+} from '../render/text.ts';
 import { traceToJson } from '../render/json.ts';
 
 export interface Io {
@@ -37,6 +46,8 @@ export interface Io {
    * printed; returns the writer of the files (all of them or none). Throws OutputDirError.
    */
   openDir(dir: string): (files: readonly OutputFile[]) => void;
+  /** the terminal's width when stdout is a terminal (long lines are wrapped to it) */
+  columns?: number;
   /** file names in a directory (for the shipped scenarios/) */
   listDir?(path: string): string[];
   env: Record<string, string | undefined>;
@@ -125,10 +136,16 @@ function parseIntArg(min: number, max: number) {
   };
 }
 
-function renderTrace(t: Trace, format: Format, st: Style, aux: 'full' | 'brief' | 'none'): string {
+function renderTrace(
+  t: Trace,
+  format: Format,
+  st: Style,
+  aux: 'full' | 'brief' | 'none',
+  width?: number,
+): string {
   switch (format) {
     case 'steps':
-      return renderSteps(t, st, { aux });
+      return renderSteps(t, st, { aux, width });
     case 'summary':
       return renderSummary(t, st);
     case 'minimal':
@@ -152,46 +169,139 @@ function conntrackOf(c: Cluster, w: Walk): string[] {
   return lines;
 }
 
-function demo(io: Io, spec: ClusterSpec, modes: CniMode[], format: Format, st: Style): void {
+/** the namespaces a walk crossed, with the devices it used in the nodes (ARP side-exchanges left out) */
+function pathOf(t: Trace, nodes: ReadonlySet<string>): string {
+  const hops: { netns: string; devices: string[] }[] = [];
+  for (const s of t.steps) {
+    if (s.aux) continue;
+    let h = hops[hops.length - 1];
+    if (h?.netns !== s.netns) hops.push((h = { netns: s.netns, devices: [] }));
+    if (s.device && !h.devices.includes(s.device)) h.devices.push(s.device);
+  }
+  return hops
+    .map((h) => (nodes.has(h.netns) && h.devices.length ? `${h.netns} (${h.devices.join(' → ')})` : h.netns))
+    .join(' → ');
+}
+
+/** one line on how a walk and its exchange ended */
+function outcome(w: Walk): string {
+  const d = w.request.disposition;
+  if (d.kind === 'dropped') return `DROPPED (${d.reason}) in ${d.netns}${d.device ? ` at ${d.device}` : ''}`;
+  if (d.kind !== 'delivered') return dispositionLine(d);
+  const lost = w.traces.filter((t) => t.disposition.kind !== 'delivered').length;
+  return lost
+    ? `delivered; ${lost} of the exchange's ${w.traces.length} packets were not`
+    : `delivered and answered: the whole exchange, ${w.traces.length} packets`;
+}
+
+const TRY_NEXT: [string, string][] = [
+  ['npx podwalk trace pod-a pod-c:8080 --format summary', 'one flow and its reply, device by device'],
+  ['npx podwalk trace pod-a pod-c:8080 --mode calico-bgp', 'the same flow in another mode, step by step'],
+  ['npx podwalk modes', 'the modes side by side: encapsulation, overhead, pod MTU'],
+  ['npx podwalk exec node1 -- ip route', "node1's routes, as ip prints them (also bridge, tcpdump, …)"],
+  ['npx podwalk doctor --scenario vxlan-pod-mtu', 'a broken cluster diagnosed (npx podwalk scenarios)'],
+  ['npx podwalk demo --mode calico-ipip', "one mode's walks only"],
+];
+
+function demo(
+  io: Io,
+  spec: ClusterSpec,
+  modes: CniMode[],
+  format: Format,
+  st: Style,
+  print: (s: string) => void,
+): void {
   const a = spec.pods[0];
   const same = spec.pods.find((p) => p !== a && p.node === a.node && p.listen.some((l) => l.proto === 'tcp'));
   const other = spec.pods.find((p) => p.node !== a.node && p.listen.some((l) => l.proto === 'tcp'));
-  const results: unknown[] = [];
-  for (const mode of modes) {
-    if (format !== 'json') io.out(st.bold(`\n════ ${mode} ════\n`));
-    for (const dst of [same, other]) {
-      if (!dst) continue;
+  const runs = modes.map((mode) => ({
+    mode,
+    flows: [same, other].flatMap((dst) => {
+      if (!dst) return [];
       const c = buildCluster(spec, mode);
       const port = dst.listen.find((l) => l.proto === 'tcp')!.port;
       const w = walk(c, { from: a.name, to: dst.name, proto: 'tcp', port }, { exchange: true });
-      if (format === 'json') {
-        results.push({ mode, request: traceToJson(w.request), reply: w.reply && traceToJson(w.reply) });
-        continue;
-      }
-      io.out(
-        st.accent(
-          `── ${a.name} → ${dst.name}:${port} (${dst.node === a.node ? 'same node' : 'another node'}) ──`,
+      const label = `${a.name} → ${dst.name}:${port}`;
+      return [{ dst, port, c, w, label, where: dst.node === a.node ? 'same node' : 'another node' }];
+    }),
+  }));
+  if (format === 'json') {
+    io.out(
+      JSON.stringify(
+        runs.flatMap((r) =>
+          r.flows.map((f) => ({
+            mode: r.mode,
+            request: traceToJson(f.w.request),
+            reply: f.w.reply && traceToJson(f.w.reply),
+          })),
         ),
-      );
-      io.out(renderTrace(w.request, format, st, 'brief'));
+      ),
+    );
+    return;
+  }
+  // the first screen: every mode in a few lines, and what to try next; the walks follow
+  const rows = new Map(compareModes(spec, modes).map((r) => [r.mode, r]));
+  const modeWidth = Math.max(...modes.map((m) => m.length));
+  const labelWidth = Math.max(0, ...runs.flatMap((r) => r.flows.map((f) => f.label.length)));
+  print(
+    st.bold(
+      `podwalk demo: ${a.name} to ${[same, other]
+        .filter((p) => p)
+        .map((p) => p!.name)
+        .join(
+          ' and to ',
+        )}, a whole TCP exchange each, in ${modes.length === 1 ? modes[0] : `${modes.length} CNI modes`}`,
+    ),
+  );
+  print('');
+  for (const r of runs) {
+    const row = rows.get(r.mode)!;
+    print(
+      `${st.bold(r.mode.padEnd(modeWidth))}  ${row.encapsulation === 'none' ? 'no encapsulation' : `${row.encapsulation}, ${row.overhead} B overhead`}, pod MTU ${row.podMtu}`,
+    );
+    for (const f of r.flows) {
+      const nodes = new Set(f.c.nodes.map((n) => n.name));
+      print(`  ${f.label.padEnd(labelWidth)}  ${outcome(f.w)}`);
+      print(`  ${' '.repeat(labelWidth)}  ${st.dim(pathOf(f.w.request, nodes))}`);
+    }
+  }
+  const tryNext = () => {
+    print(st.bold('Try next:'));
+    const w = Math.max(...TRY_NEXT.map(([c]) => c.length));
+    for (const [cmd, what] of TRY_NEXT) print(`  ${cmd.padEnd(w)}  ${st.dim(what)}`);
+  };
+  print('');
+  tryNext();
+  print('');
+  print(st.dim('Below: each walk step by step (request, reply, the rest of the exchange, conntrack).'));
+  for (const r of runs) {
+    print(st.bold(`\n════ ${r.mode} ════\n`));
+    for (const { dst, c, w, label, where } of r.flows) {
+      print(st.accent(`── ${label} (${where}) ──`));
+      print(renderTrace(w.request, format, st, 'brief', io.columns));
       if (w.reply) {
-        io.out(st.accent('── reply ──'));
-        io.out(renderTrace(w.reply, format, st, 'brief'));
+        print(st.accent('── reply ──'));
+        print(renderTrace(w.reply, format, st, 'brief', io.columns));
       }
       const rest = w.traces.slice(2);
       if (rest.length)
-        io.out(
+        print(
           st.dim(
             `── then ${rest.map((t) => roleLabel(t.flow.role)).join(', ')}: ${rest.every((t) => t.disposition.kind === 'delivered') ? 'all delivered' : 'not all delivered'} ──`,
           ),
         );
       const ct = conntrackOf(c, w);
-      if (ct.length)
-        io.out(st.dim('conntrack -L after the exchange:\n') + ct.map((l) => `  ${l}`).join('\n'));
-      io.out('');
+      if (ct.length) print(st.dim('conntrack -L after the exchange:\n') + ct.map((l) => `  ${l}`).join('\n'));
+      print('');
+      void dst;
     }
   }
-  if (format === 'json') io.out(JSON.stringify(results));
+  print(
+    st.dim(
+      `That was ${modes.length === 1 ? modes[0] : `all ${modes.length} modes`}; the summary is at the top (npm start | less).`,
+    ),
+  );
+  tryNext();
 }
 
 /** a directory option's problem is a usage error naming the option and the directory */
@@ -218,6 +328,12 @@ function parseTarget(v: string): { to: string; port?: number } {
     return { to: m[1], port };
   }
   return { to: m[1] };
+}
+
+/** io.out, with long lines wrapped to the terminal's width when stdout is a terminal */
+function wrapped(io: Io): (s: string) => void {
+  const width = io.columns;
+  return width ? (s) => io.out(wrapText(s, width)) : (s) => io.out(s);
 }
 
 const EXAMPLES = {
@@ -289,7 +405,7 @@ Examples:
     .addHelpText('after', EXAMPLES.demo)
     .action((o: { mode?: CniMode; cluster?: string; format: Format; json?: boolean }) => {
       const spec = loadSpec(io, o.cluster);
-      demo(io, spec, o.mode ? [o.mode] : [...CNI_MODES], o.json ? 'json' : o.format, st);
+      demo(io, spec, o.mode ? [o.mode] : [...CNI_MODES], o.json ? 'json' : o.format, st, wrapped(io));
     });
 
   program

@@ -21,5 +21,6 @@ const code = await run(process.argv.slice(2), {
   stdinTTY: !!process.stdin.isTTY,
   env: process.env,
   isTTY: !!process.stdout.isTTY,
+  columns: process.stdout.isTTY ? process.stdout.columns : undefined,
 });
 process.exitCode = code;
