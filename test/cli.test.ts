@@ -811,6 +811,45 @@ describe('emulated tools: what is not emulated says so, exit 2', () => {
   });
 });
 
+describe('ambiguous addresses are walked with a warning (doctor finds them too)', () => {
+  const cluster = [
+    'nodes:',
+    '  - {name: node1, ip: 192.168.1.10/24, podCIDR: 10.244.0.0/24}',
+    '  - {name: node2, ip: 192.168.1.11/24, podCIDR: 10.244.0.0/16}',
+    'pods:',
+    '  - {name: a, node: node1, ip: 10.244.0.5}',
+    '  - {name: b, node: node2, ip: 10.244.0.5, listen: [tcp/80]}',
+    '',
+  ].join('\n');
+  for (const argv of [
+    ['trace', 'a', 'b:80', '--format', 'minimal'],
+    ['exec', 'node1', '--', 'ip', 'route'],
+  ])
+    test(argv[0], async () => {
+      const r = await podwalk([...argv.slice(0, 1), '--cluster', 'c.yaml', ...argv.slice(1)], {
+        files: { 'c.yaml': cluster },
+      });
+      assert.ok(r.stdout.length > 0);
+      assert.ok(
+        r.err.includes(
+          "podwalk: warning: node1's pod CIDR 10.244.0.0/24 overlaps node2's 10.244.0.0/16: their pods' addresses are ambiguous (podwalk doctor: pod-cidr-overlap)",
+        ),
+        r.stderr,
+      );
+      assert.ok(
+        r.err.includes(
+          'podwalk: warning: 10.244.0.5 is assigned to a eth0, b eth0 (podwalk doctor: duplicate-ip)',
+        ),
+        r.stderr,
+      );
+    });
+
+  test('the seed cluster gets none', async () => {
+    const r = await podwalk(['trace', 'pod-a', 'pod-c:8080']);
+    assert.equal(r.stderr, '');
+  });
+});
+
 describe('the first screen: podwalk demo (npm start)', () => {
   test('opens with every mode in a few lines and what to try next', async () => {
     const r = await podwalk(['demo']);

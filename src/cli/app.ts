@@ -25,6 +25,7 @@ import { formatCtEntry } from '../render/conntrack.ts';
 import { roleLabel } from '../render/step.ts';
 import { explainDrop, renderExplanation } from '../diagnose/explain.ts';
 import { doctor, doctorToJson, renderDoctor } from '../diagnose/doctor.ts';
+import { duplicateIps, podCidrOverlaps } from '../diagnose/checks.ts';
 import { loadScenario, listScenarios, SCENARIO_DIR } from './scenarios.ts';
 import {
   ANSI,
@@ -115,9 +116,15 @@ function addPolicies(
   return { ...spec, policies };
 }
 
-/** what the build wants the user to know (e.g. policies a flannel mode does not enforce), on stderr */
+/**
+ * What the user should know before a walk, on stderr: the build's warnings (e.g. policies a
+ * flannel mode does not enforce), and addresses that make walks ambiguous (doctor's duplicate-ip
+ * and pod-cidr-overlap checks, on the cluster as built and changed by --run).
+ */
 function warn(io: Io, c: Cluster): void {
   for (const w of c.warnings) io.err(`podwalk: warning: ${w}`);
+  for (const f of [...podCidrOverlaps(c), ...duplicateIps(c)])
+    io.err(`podwalk: warning: ${f.message} (podwalk doctor: ${f.check})`);
 }
 
 const POLICY_HELP = 'a NetworkPolicy YAML file (repeatable); enforced in the calico-* modes';

@@ -63,6 +63,44 @@ function overheadBetween(c: Cluster, a: ResolvedNode, b: ResolvedNode): number {
   return MODE_INFO[c.mode].overhead;
 }
 
+/** nodes whose pod CIDRs overlap */
+export function podCidrOverlaps(c: Cluster): Finding[] {
+  const out: Finding[] = [];
+  for (let i = 0; i < c.nodes.length; i++)
+    for (let j = i + 1; j < c.nodes.length; j++)
+      if (overlaps(c.nodes[i], c.nodes[j]))
+        out.push({
+          check: 'pod-cidr-overlap',
+          severity: 'problem',
+          message: `${c.nodes[i].name}'s pod CIDR ${c.nodes[i].podCIDR} overlaps ${c.nodes[j].name}'s ${c.nodes[j].podCIDR}: their pods' addresses are ambiguous`,
+          fix: 'give every node a disjoint podCIDR (kube-controller-manager --allocate-node-cidrs, or the IPAM block size)',
+        });
+  return out;
+}
+
+/** the same address on two devices of nodes and pods */
+export function duplicateIps(c: Cluster): Finding[] {
+  const out: Finding[] = [];
+  // duplicate IPs among the devices of nodes and pods (pod and node addresses are routed cluster-wide)
+  const ips = new Map<string, string[]>();
+  for (const n of c.world.netns.values()) {
+    if (n.role !== 'node' && n.role !== 'pod') continue;
+    for (const { dev, addr } of n.addresses()) {
+      if (addr.ip.startsWith('127.')) continue;
+      ips.set(addr.ip, [...(ips.get(addr.ip) ?? []), `${n.name} ${dev.name}`]);
+    }
+  }
+  for (const [ip, where] of ips)
+    if (where.length > 1)
+      out.push({
+        check: 'duplicate-ip',
+        severity: 'problem',
+        message: `${ip} is assigned to ${where.join(', ')}`,
+        fix: 'remove the duplicate (a stale IPAM allocation, or an address added by hand)',
+      });
+  return out;
+}
+
 export function runChecks(c: Cluster): CheckResult[] {
   const results = new Map<CheckName, Finding[]>(CHECKS.map((k) => [k, []]));
   const add = (f: Finding) => results.get(f.check)!.push(f);
@@ -114,15 +152,7 @@ export function runChecks(c: Cluster): CheckResult[] {
         });
     }
 
-  for (let i = 0; i < c.nodes.length; i++)
-    for (let j = i + 1; j < c.nodes.length; j++)
-      if (overlaps(c.nodes[i], c.nodes[j]))
-        add({
-          check: 'pod-cidr-overlap',
-          severity: 'problem',
-          message: `${c.nodes[i].name}'s pod CIDR ${c.nodes[i].podCIDR} overlaps ${c.nodes[j].name}'s ${c.nodes[j].podCIDR}: their pods' addresses are ambiguous`,
-          fix: 'give every node a disjoint podCIDR (kube-controller-manager --allocate-node-cidrs, or the IPAM block size)',
-        });
+  for (const f of podCidrOverlaps(c)) add(f);
 
   for (const p of c.pods) {
     const node = c.nodes.find((n) => n.name === p.node);
@@ -286,23 +316,7 @@ export function runChecks(c: Cluster): CheckResult[] {
           fix: 'give each device its own MAC (a cloned VM image, or MACs written into a config by hand)',
         });
 
-  // duplicate IPs among the devices of nodes and pods (pod and node addresses are routed cluster-wide)
-  const ips = new Map<string, string[]>();
-  for (const n of c.world.netns.values()) {
-    if (n.role !== 'node' && n.role !== 'pod') continue;
-    for (const { dev, addr } of n.addresses()) {
-      if (addr.ip.startsWith('127.')) continue;
-      ips.set(addr.ip, [...(ips.get(addr.ip) ?? []), `${n.name} ${dev.name}`]);
-    }
-  }
-  for (const [ip, where] of ips)
-    if (where.length > 1)
-      add({
-        check: 'duplicate-ip',
-        severity: 'problem',
-        message: `${ip} is assigned to ${where.join(', ')}`,
-        fix: 'remove the duplicate (a stale IPAM allocation, or an address added by hand)',
-      });
+  for (const f of duplicateIps(c)) add(f);
 
   for (const n of c.nodes) {
     const node = ns(n.name);
