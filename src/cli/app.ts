@@ -26,6 +26,8 @@ import { roleLabel } from '../render/step.ts';
 import { explainDrop, renderExplanation } from '../diagnose/explain.ts';
 import { doctor, doctorToJson, renderDoctor } from '../diagnose/doctor.ts';
 import { duplicateIps, podCidrOverlaps } from '../diagnose/checks.ts';
+import { computeMatrix, MatrixError, matrixJson, matrixLines } from '../diagnose/matrix.ts';
+import { parsePodSelector, SelectorError } from '../cluster/selector.ts';
 import { loadScenario, listScenarios, SCENARIO_DIR } from './scenarios.ts';
 import {
   ANSI,
@@ -114,6 +116,18 @@ function addPolicies(
     policies.push(...added);
   }
   return { ...spec, policies };
+}
+
+/** --scenario NAME or --cluster FILE (or the seed), with the --policy files added */
+function scenarioOrCluster(
+  io: Io,
+  o: { scenario?: string; cluster?: string; policy: string[] },
+): ClusterSpec {
+  if (o.scenario !== undefined && o.cluster !== undefined)
+    throw new UsageError('--scenario and --cluster both name a cluster: give one');
+  return o.scenario !== undefined
+    ? addPolicies(io, loadScenario(io, o.scenario), `scenarios/${o.scenario}.yaml`, o.policy)
+    : loadSpec(io, o.cluster, o.policy);
 }
 
 /**
@@ -369,6 +383,22 @@ Examples:
   $ podwalk doctor pod-a pod-c:8080 --run "node1: bridge fdb del 5a:2b:3c:4d:5e:6f dev flannel.1"
   $ podwalk doctor pod-a pod-d --proto icmp --mode calico-ipip --json
   $ podwalk doctor --scenario vxlan-pod-mtu        a ready-made fault (podwalk scenarios lists them)`,
+  matrix: `
+Rows are the sources (--from), columns the destinations (--to), pods as NAMESPACE/NAME; "." the
+connection is answered (TCP: SYN-ACK; UDP: the listener's reply), "X" it is not. The layout is
+that of the Kubernetes NetworkPolicy e2e tests' truth tables (tab-separated). Every cell is a
+walk, or the walk of two pods the model cannot tell apart (same node class, same listener, same
+NetworkPolicy selection and peers). SELECTOR is a label selector as kubectl -l takes it
+(app=web, tier!=db, env in (prod,dev), !canary), where metadata.name, metadata.namespace and
+spec.nodeName match the pod's fields. Exit status: 0, or 2 on bad usage.
+
+Examples:
+  $ podwalk matrix                                  every pod to every pod on tcp/8080
+  $ podwalk matrix --cluster scenarios/policy-blocks-dns.yaml --proto udp --port 53
+  $ podwalk matrix --scenario policy-blocks-dns --proto udp --port 53 --policy examples/allow-dns.yaml
+  $ podwalk matrix --scenario policy-blocks-dns --from 'metadata.namespace=shop' --to 'app in (cart,web)'
+  $ podwalk matrix --mode calico-bgp --run 'node1: iptables -I FORWARD -s 10.244.0.6 -j DROP'
+  $ podwalk matrix --from spec.nodeName=node1 --json      every cell and the walk that decides it`,
   modes: `
 Examples:
   $ podwalk modes
@@ -391,6 +421,7 @@ Examples:
   $ podwalk modes                            encapsulation, overhead and pod MTU per mode
   $ podwalk doctor pod-a pod-c:8080          diagnose a flow: first failure, evidence, cluster checks
   $ podwalk doctor --scenario vxlan-pod-mtu  a ready-made broken cluster (podwalk scenarios lists them)
+  $ podwalk matrix --scenario policy-blocks-dns --proto udp --port 53   pods × pods: who reaches whom
   $ podwalk seed > my.yaml                   the built-in cluster, to edit and pass with --cluster`,
     )
     .exitOverride()
@@ -671,12 +702,7 @@ Examples:
           json?: boolean;
         },
       ) => {
-        if (o.scenario !== undefined && o.cluster !== undefined)
-          throw new UsageError('--scenario and --cluster both name a cluster: give one');
-        const spec =
-          o.scenario !== undefined
-            ? addPolicies(io, loadScenario(io, o.scenario), `scenarios/${o.scenario}.yaml`, o.policy)
-            : loadSpec(io, o.cluster, o.policy);
+        const spec = scenarioOrCluster(io, o);
         const sc = spec.scenario;
         if (!from && !sc) throw new UsageError('doctor needs FROM and TO (or --scenario NAME)');
         if (from && !target) throw new UsageError('doctor needs TO after FROM');
@@ -685,15 +711,8 @@ Examples:
         if (proto === 'icmp' && port !== undefined && target)
           throw new UsageError(`TO "${target}": ICMP has no ports`);
         const mode = o.mode ?? spec.cni;
-        // bad --run lines and cluster errors surface here, before any walk; this first build is
-        // the forward probe's cluster, the other probes get their own
-        let first: Cluster | undefined = prepareCluster(spec, mode, o.run);
-        const make = () => {
-          const c = first ?? prepareCluster(spec, mode, o.run);
-          first = undefined;
-          return c;
-        };
-        const report = doctor(make, {
+        // bad --run lines and cluster errors surface here, before any walk
+        const report = doctor(prepareCluster(spec, mode, o.run), {
           from: from ?? sc!.from,
           to,
           proto,
@@ -702,6 +721,63 @@ Examples:
         if (o.json) io.out(JSON.stringify(doctorToJson(report)));
         else io.out(renderDoctor(report));
         code = report.healthy ? 0 : 1;
+      },
+    );
+
+  program
+    .command('matrix')
+    .description(
+      'the reachability truth table of pods × pods for one port: "." reachable, "X" blocked, in the layout of the Kubernetes NetworkPolicy e2e tests',
+    )
+    .addOption(new Option('--port <port>', 'destination port').argParser(parseIntArg(1, 65535)).default(8080))
+    .addOption(new Option('--proto <proto>', 'protocol').choices(['tcp', 'udp']).default('tcp'))
+    .option('--from <SELECTOR>', 'the rows: pods this label selector selects (default: every pod)')
+    .option('--to <SELECTOR>', 'the columns (default: every pod)')
+    .addOption(new Option('--mode <mode>', "CNI mode (default: the cluster file's)").argParser(parseMode))
+    .option('--cluster <file>', 'cluster YAML (default: the built-in seed cluster)')
+    .option('--scenario <name>', 'a ready-made cluster from scenarios/ (see podwalk scenarios)')
+    .option('--run <NETNS: CMD>', 'apply an emulated command first (repeatable, in order)', collect, [])
+    .option('--policy <file>', POLICY_HELP, collect, [])
+    .option('--json', 'every cell, the walk that decides it and what that walk ended with')
+    .addHelpText('after', EXAMPLES.matrix)
+    .action(
+      (o: {
+        port: number;
+        proto: 'tcp' | 'udp';
+        from?: string;
+        to?: string;
+        mode?: CniMode;
+        cluster?: string;
+        scenario?: string;
+        run: string[];
+        policy: string[];
+        json?: boolean;
+      }) => {
+        const selector = (flag: string, text: string | undefined) => {
+          if (text === undefined) return undefined;
+          try {
+            return parsePodSelector(text);
+          } catch (e) {
+            if (e instanceof SelectorError) throw new UsageError(`${flag} "${text}": ${e.message}`);
+            throw e;
+          }
+        };
+        const from = selector('--from', o.from);
+        const to = selector('--to', o.to);
+        const spec = scenarioOrCluster(io, o);
+        const m = computeMatrix(spec, o.mode ?? spec.cni, o.run, { proto: o.proto, port: o.port, from, to });
+        for (const w of m.warnings) io.err(`podwalk: warning: ${w}`);
+        if (o.json) {
+          matrixJson(m, (l) => io.out(l));
+          return;
+        }
+        const { cells, blocked } = matrixLines(m, (l) => io.out(l));
+        const how = m.grouping.used
+          ? `${m.walks.length} walk${m.walks.length === 1 ? '' : 's'}, one per group of pods the model cannot tell apart (${m.grouping.groups} groups)`
+          : `every cell walked (${m.grouping.reason})`;
+        io.err(
+          st.dim(`podwalk: ${m.proto}/${m.port} in ${m.mode}: ${cells} cells, ${blocked} blocked; ${how}`),
+        );
       },
     );
 
@@ -845,7 +921,8 @@ Examples:
       e instanceof LabError ||
       e instanceof LabPlanError ||
       e instanceof BuildError ||
-      e instanceof CommandError
+      e instanceof CommandError ||
+      e instanceof MatrixError
     ) {
       io.err(`podwalk: ${e.message}`);
       return 2;

@@ -239,7 +239,9 @@ export class Netns {
   /** the device owning `ip` when it is a local address (weak host model: any device) */
   localAddress(ip: Ipv4Addr): Link | undefined {
     if (ip.startsWith('127.')) return this.links.get('lo');
-    for (const { dev, addr } of this.addresses()) if (addr.ip === ip && dev.up) return dev;
+    // plain loops, not addresses(): every node answers this for each ARP request flooded on its segment
+    for (const dev of this.links.values())
+      for (const addr of dev.addrs) if (addr.ip === ip && dev.up) return dev;
     return undefined;
   }
 

@@ -40,12 +40,21 @@ export interface Endpoint {
   ip: string;
 }
 
+/** pods and nodes by name, per cluster (both lists are fixed once the cluster is built) */
+const byName = new WeakMap<Cluster, Map<string, Endpoint>>();
+
 /** A pod name, node name or IP address → the network namespace and address it stands for */
 export function resolveEndpoint(c: Cluster, what: string, role: 'source' | 'destination'): Endpoint {
-  const pod = c.pods.find((p) => p.name === what);
-  if (pod) return { netns: pod.name, ip: pod.ip };
-  const node = c.nodes.find((n) => n.name === what);
-  if (node) return { netns: node.name, ip: node.addr };
+  let index = byName.get(c);
+  if (!index) {
+    index = new Map();
+    // a pod and a node never share a name (one namespace of names); pods first, as before
+    for (const n of c.nodes) index.set(n.name, { netns: n.name, ip: n.addr });
+    for (const p of c.pods) index.set(p.name, { netns: p.name, ip: p.ip });
+    byName.set(c, index);
+  }
+  const named = index.get(what);
+  if (named) return { ...named };
   if (isValidIp4(what)) {
     for (const ns of c.world.netns.values()) {
       if (ns.role === 'segment') continue;
