@@ -8,6 +8,9 @@
  *     child process of its own (bench/build-one.ts), and one walk across the 1000-node cluster;
  *  3. podwalk matrix on clusters of those sizes with 50 NetworkPolicies (bench/matrix-one.ts).
  *
+ *  3. importing a dump set of 100 nodes × 30 pods (`--from DIR`): read, plan, apply, in a child
+ *     process (bench/import-one.ts); the dump set is printed by the emulated tools (bench/dumps.ts).
+ *
  * Environment: BENCH_MS (measuring time per case, default 1500), BENCH_WARMUP_MS (default 250),
  * BENCH_SIZES (node counts of the scale runs, default "100,1000").
  */
@@ -22,11 +25,14 @@ import { walk, type Walk } from '../src/trace/walk.ts';
 import { RESULT_PREFIX, sizeOf, type BuildResult } from './scale.ts';
 import type { MatrixResult, Timing } from './matrix-one.ts';
 import { kernelBench, type KernelBench } from './kernel.ts';
+import type { ImportResult } from './import-one.ts';
 
 const MEASURE_MS = Number(process.env.BENCH_MS ?? 1500);
 const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 250);
 const SIZES = (process.env.BENCH_SIZES ?? '100,1000').split(',').map(Number);
 const PODS_PER_NODE = 30;
+/** nodes of the imported dump set (BENCH_IMPORT_NODES) */
+const IMPORT_NODES = Number(process.env.BENCH_IMPORT_NODES ?? 100);
 const DEFAULTS = !process.env.BENCH_MS && !process.env.BENCH_WARMUP_MS && !process.env.BENCH_SIZES;
 /** warm walks use sport 40000, 40001, …: a new connection each, until the port range ends */
 const SPORT_BASE = 40000;
@@ -219,6 +225,17 @@ function runMatrix(nodes: number): MatrixResult {
   return child('bench/matrix-one.ts', [], [String(nodes), String(PODS_PER_NODE)]);
 }
 
+function runImport(nodes: number): ImportResult {
+  const out = execFileSync(
+    process.execPath,
+    ['--expose-gc', '--import', 'tsx', 'bench/import-one.ts', String(nodes), String(PODS_PER_NODE)],
+    { cwd: ROOT, encoding: 'utf8', maxBuffer: 16 << 20, stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const line = out.split('\n').find((l) => l.startsWith(RESULT_PREFIX));
+  if (!line) throw new Error(`import-one.ts ${nodes} printed no result:\n${out}`);
+  return JSON.parse(line.slice(RESULT_PREFIX.length)) as ImportResult;
+}
+
 /* ------------------------------------------------------------ formatting */
 
 function fmt(n: number, digits = 0): string {
@@ -404,6 +421,36 @@ function scaleWalkTable(rs: BuildResult[]): string {
   return table(['cluster', 'walk', '', 'time', 'steps (request + reply)'], rows, [3]);
 }
 
+function importTable(r: ImportResult): string {
+  return table(
+    [
+      'dump set',
+      'files',
+      'size',
+      'read (loadDumps)',
+      'parse + plan',
+      'import (plan + apply)',
+      'heapUsed after import (gc)',
+      'max RSS',
+      'walk first → last node',
+    ],
+    [
+      [
+        `${fmt(r.nodes)} nodes × ${r.podsPerNode} pods, ${fmt(r.namespaces)} netns`,
+        fmt(r.files),
+        mib(r.bytes),
+        `${fmt(r.readMs / 1000, 2)} s`,
+        `${fmt(r.planMs / 1000, 2)} s`,
+        `${fmt(r.importMs / 1000, 2)} s`,
+        mib(r.heapUsed),
+        mib(r.maxRss),
+        `${fmt(r.walkMs, 1)} ms${r.delivered ? '' : ' (NOT delivered)'}`,
+      ],
+    ],
+    [1, 2, 3, 4, 5, 6, 7, 8],
+  );
+}
+
 function doctorTable(rs: BuildResult[]): string {
   return table(
     [
@@ -534,6 +581,8 @@ async function main(): Promise<void> {
     process.stderr.write(`matrix: ${n} nodes × ${PODS_PER_NODE} pods, 50 policies (child process) …\n`);
     matrices.push(runMatrix(n));
   }
+  process.stderr.write(`import: a ${IMPORT_NODES}-node dump set (child process) …\n`);
+  const imported = runImport(IMPORT_NODES);
   process.stderr.write('simulation vs real kernel (lab) …\n');
   const kernel = await kernelBench(MEASURE_MS);
   const runSeconds = (performance.now() - started) / 1000;
@@ -606,7 +655,14 @@ What \`npm run bench\` measures (bench/run.ts; it rewrites this file with the nu
    between the first and the last node, then doctor's cluster-wide checks and a whole \`podwalk doctor\` of that flow.
 3. **podwalk matrix at scale**: the reachability truth table of every pod × every pod on clusters of the same sizes
    with 50 NetworkPolicies (bench/matrix-spec.ts), in processes of their own (\`bench/matrix-one.ts\`).
-4. **Simulation vs the real kernel** (root only): the seed cluster brought up both ways, and UDP over the VXLAN path.
+4. **Importing a dump set** (\`podwalk … --from DIR\`): ${fmt(IMPORT_NODES)} nodes × ${PODS_PER_NODE} pods in the collector's layout
+   (NODE/manifest.txt, NODE/netns/INODE/…, one directory per node holding its pods and the underlay
+   segment), written to a temporary directory, then read back (\`loadDumps\`), parsed and planned
+   (\`planImport\`) and applied to a World (\`importCluster\`), in a process of its own
+   (bench/import-one.ts). The dump set is printed by the emulated tools from the synthetic
+   flannel-vxlan cluster of item 2 (bench/dumps.ts): the shape of real nodes' dumps (the emulated
+   tools print what the real ones do), not dumps of 100 real nodes.
+5. **Simulation vs the real kernel** (root only): the seed cluster brought up both ways, and UDP over the VXLAN path.
 
 Re-run with \`npm run bench\` (a few minutes; the 1,000-node matrix is most of it). \`BENCH_MS\`, \`BENCH_WARMUP_MS\` and \`BENCH_SIZES\` (e.g. \`100\`)
 shorten it; ${
@@ -666,6 +722,12 @@ sink that counts its bytes (what \`podwalk matrix > file\` writes). Wall time, a
 machine is shared: CPU time is what the run itself cost).
 
 ${matrixTable(matrices)}
+
+## Importing a dump set (--from)
+
+${importTable(imported)}
+
+${imported.warnings ? `The import warned ${imported.warnings} times.` : 'The import had no warnings (a model-shaped cluster has nothing it cannot represent).'} Printing the dump set with the emulated tools (not part of an import) took ${fmt(imported.dumpMs / 1000, 1)} s.
 
 ## Simulation vs the real kernel
 

@@ -10,7 +10,6 @@ import { explainDrop, renderExplanation } from '../src/diagnose/explain.ts';
 import { doctor, renderDoctor } from '../src/diagnose/doctor.ts';
 import { cellWalkLine, computeMatrix, matrixLines, podString, type Matrix } from '../src/diagnose/matrix.ts';
 import { parsePodSelector } from '../src/cluster/selector.ts';
-import { prepareCluster } from '../src/tools/index.ts';
 import { pcapFiles } from '../src/tools/pcap-export.ts';
 import { compareModes } from '../src/diagnose/compare-modes.ts';
 import type { Proto, Step, Trace } from '../src/trace/types.ts';
@@ -24,6 +23,8 @@ import {
   encodeCluster,
   encodeState,
   loadYaml,
+  prepare,
+  SERVED_DUMPS,
   seed,
   simulate,
   type FlowForm,
@@ -91,7 +92,7 @@ function Doctor({ loaded, state }: { loaded: LoadedCluster; state: PageState }) 
   const run = () => {
     const f = state.flow;
     try {
-      const r = doctor(prepareCluster(loaded.spec, state.mode, state.run), {
+      const r = doctor(prepare(loaded, state.mode, state.run), {
         from: f.from,
         to: f.to,
         proto: f.proto,
@@ -297,7 +298,7 @@ function Compare({
     [loaded, state.mode, other],
   );
   const sims = useMemo(
-    () => modes.map((m) => simulate(loaded.spec, m, state.run, state.flow)),
+    () => modes.map((m) => simulate(loaded, m, state.run, state.flow)),
     [loaded, state.mode, other, state.run, state.flow],
   );
   return (
@@ -374,7 +375,7 @@ export function App({ initial, loaded: initialLoaded }: { initial: PageState; lo
   const consoleInput = useRef<HTMLInputElement>(null);
 
   const sim = useMemo(
-    () => simulate(loaded.spec, state.mode, state.run, state.flow),
+    () => simulate(loaded, state.mode, state.run, state.flow),
     [loaded, state.mode, state.run, state.flow],
   );
   const layout = useMemo(() => (sim.cluster ? layoutCluster(sim.cluster) : undefined), [sim]);
@@ -450,7 +451,7 @@ export function App({ initial, loaded: initialLoaded }: { initial: PageState; lo
   const dropAt = d?.kind === 'dropped' ? (d.device ? `${d.netns}|${d.device}` : d.netns) : undefined;
 
   const runConsole = (command: string) => {
-    const o = consoleRun(sim, loaded.spec, state.mode, state.run, netns, command);
+    const o = consoleRun(sim, loaded, state.mode, state.run, netns, command);
     setHistory((h) => [...h, { netns, command, ...o }]);
     if (o.applied) {
       setState((s) => ({ ...s, run: [...s.run, `${netns}: ${command}`] }));
@@ -465,7 +466,7 @@ export function App({ initial, loaded: initialLoaded }: { initial: PageState; lo
     setHistory([]);
     setState((s) => ({
       ...s,
-      cluster: encodeCluster(l.yaml),
+      cluster: l.dumps ? SERVED_DUMPS : encodeCluster(l.yaml),
       mode: l.spec.cni,
       compare: undefined,
       run: [],
@@ -555,6 +556,8 @@ export function App({ initial, loaded: initialLoaded }: { initial: PageState; lo
             <select
               value={state.mode}
               name="mode"
+              disabled={!!loaded.dumps}
+              title={loaded.dumps ? 'built from node dumps: the CNI is what the dumps look like' : undefined}
               onChange={(e) =>
                 setState((s) =>
                   e.target.value === s.mode
@@ -709,15 +712,28 @@ export function App({ initial, loaded: initialLoaded }: { initial: PageState; lo
         />
       </div>
       <Doctor loaded={loaded} state={state} />
-      <MatrixPanel
-        loaded={loaded}
-        state={state}
-        onCell={(from, to, proto, port) => {
-          setState((s) => ({ ...s, flow: { ...s.flow, from, to, proto, port }, trace: 0, step: 0 }));
-          window.scrollTo({ top: 0 });
-        }}
-      />
-      <Compare loaded={loaded} state={state} onMode={(m) => set({ compare: m })} />
+      {loaded.dumps ? (
+        <section className="warnings" aria-label="what the import could not represent">
+          <h2>Built from node dumps</h2>
+          <ul data-testid="import-warnings">
+            {(loaded.warnings ?? []).map((w, i) => (
+              <li key={i}>{w}</li>
+            ))}
+          </ul>
+        </section>
+      ) : (
+        <>
+          <MatrixPanel
+            loaded={loaded}
+            state={state}
+            onCell={(from, to, proto, port) => {
+              setState((s) => ({ ...s, flow: { ...s.flow, from, to, proto, port }, trace: 0, step: 0 }));
+              window.scrollTo({ top: 0 });
+            }}
+          />
+          <Compare loaded={loaded} state={state} onMode={(m) => set({ compare: m })} />
+        </>
+      )}
       {sim.cluster ? (
         <section className="pcaps" aria-label="captures">
           <h2>Captures</h2>

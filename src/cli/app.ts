@@ -13,7 +13,8 @@ import { labCommand } from './lab.ts';
 import { UsageError } from './errors.ts';
 import { runShell } from './shell.ts';
 import { DEFAULT_WEB_ROOT, hasBuild, serveWeb, type Served } from './serve.ts';
-import { CommandError, prepareCluster, runCommand, TOOLS } from '../tools/index.ts';
+import { applyRun, CommandError, prepareCluster, runCommand, TOOLS } from '../tools/index.ts';
+import { DumpError, importCluster, type DumpFiles } from '../import/index.ts';
 import { pcapFiles } from '../tools/pcap-export.ts';
 import { OutputDirError, type OutputFile } from './files.ts';
 import { noteSource, sourceOf } from './source.ts';
@@ -53,6 +54,17 @@ export interface Io {
   columns?: number;
   /** file names in a directory (for the shipped scenarios/) */
   listDir?(path: string): string[];
+  /** `--from`: the files of a dump set (a directory or a .tar.gz), as src/collect/load.ts reads them */
+  readDumps?(path: string): { files: DumpFiles; name: string; where(file: string): string };
+  /** `podwalk collect`: run the collector script (src/collect/run.ts); stdout stays the process's */
+  collect?(args: { out: string; netns?: string; name?: string; kube?: boolean }): {
+    code: number;
+    stderr: string;
+  };
+  /** `podwalk collect --script`: the collector script's text */
+  collectorScript?(): string;
+  /** the name of a dump set's cluster, from its path (the lab's namespace prefix) */
+  dumpSetName?(path: string): string;
   env: Record<string, string | undefined>;
   isTTY: boolean;
   /** for `podwalk shell` */
@@ -87,6 +99,15 @@ function readInput(io: Io, file: string, what: string): string {
       `${file}: cannot read ${what}${code === 'ENOENT' ? ': no such file' : code ? `: ${code}` : ''}`,
     );
   }
+}
+
+/** the cluster file's spec and the mode to build it in (--mode, else the file's) */
+function specAndModeOf(
+  io: Io,
+  o: { cluster?: string; mode?: CniMode; policy?: string[] },
+): [ClusterSpec, CniMode] {
+  const spec = loadSpec(io, o.cluster, o.policy ?? []);
+  return [spec, o.mode ?? spec.cni];
 }
 
 /** The cluster file (or the seed) with the policies of the --policy files added; all or nothing. */
@@ -142,6 +163,51 @@ function warn(io: Io, c: Cluster): void {
 }
 
 const POLICY_HELP = 'a NetworkPolicy YAML file (repeatable); enforced in the calico-* modes';
+
+const FROM_HELP =
+  'build the cluster from `podwalk collect` dumps: a directory (one subdirectory per node) or a .tar.gz';
+
+/** --from names the whole cluster: the options that describe a simulated one do not apply */
+function fromConflicts(o: {
+  from?: string;
+  cluster?: string;
+  mode?: string;
+  policy?: string[];
+  scenario?: string;
+}): void {
+  if (!o.from) return;
+  const other = o.cluster
+    ? '--cluster'
+    : o.scenario
+      ? '--scenario'
+      : o.mode
+        ? '--mode'
+        : o.policy?.length
+          ? '--policy'
+          : undefined;
+  if (other)
+    throw new UsageError(
+      `--from builds the cluster from the dumps; ${other} describes a simulated one: give one of them`,
+    );
+}
+
+/** The cluster the dumps describe, with the --run commands applied; each call builds a fresh one */
+export function importFrom(io: Io, from: string, run: readonly string[] = []): Cluster {
+  if (!io.readDumps) throw new UsageError('--from needs a file system to read the dumps from');
+  const d = io.readDumps(from);
+  let c: Cluster;
+  try {
+    c = importCluster(d.files, { name: d.name }).cluster;
+  } catch (e) {
+    if (e instanceof DumpError) throw new DumpError(e.file === '.' ? from : d.where(e.file), e.problem);
+    throw e;
+  }
+  applyRun(
+    c,
+    run.map((l) => ({ l, where: '--run' })),
+  );
+  return c;
+}
 
 function parseMode(v: string): CniMode {
   if (!(CNI_MODES as readonly string[]).includes(v))
@@ -374,7 +440,8 @@ Examples:
   $ podwalk trace pod-a pod-c:8080 --proto udp --size 1400
   $ podwalk trace pod-a pod-c --proto icmp --size 1472 --df   over the pod MTU: dropped
   $ podwalk trace pod-a pod-c:8080 --exchange        every packet of the exchange
-  $ podwalk trace pod-a pod-c:8080 --cluster my.yaml --format json`,
+  $ podwalk trace pod-a pod-c:8080 --cluster my.yaml --format json
+  $ podwalk trace default/web default/db:5432 --from dumps/   nodes dumped by podwalk collect`,
   doctor: `
 Exit status: 0 healthy, 1 problems found, 2 bad usage.
 
@@ -382,7 +449,8 @@ Examples:
   $ podwalk doctor pod-a pod-c:8080
   $ podwalk doctor pod-a pod-c:8080 --run "node1: bridge fdb del 5a:2b:3c:4d:5e:6f dev flannel.1"
   $ podwalk doctor pod-a pod-d --proto icmp --mode calico-ipip --json
-  $ podwalk doctor --scenario vxlan-pod-mtu        a ready-made fault (podwalk scenarios lists them)`,
+  $ podwalk doctor --scenario vxlan-pod-mtu        a ready-made fault (podwalk scenarios lists them)
+  $ podwalk doctor default/web default/db:5432 --from dumps/    your real nodes (podwalk collect)`,
   matrix: `
 Rows are the sources (--from), columns the destinations (--to), pods as NAMESPACE/NAME; "." the
 connection is answered (TCP: SYN-ACK; UDP: the listener's reply), "X" it is not. The layout is
@@ -422,7 +490,9 @@ Examples:
   $ podwalk doctor pod-a pod-c:8080          diagnose a flow: first failure, evidence, cluster checks
   $ podwalk doctor --scenario vxlan-pod-mtu  a ready-made broken cluster (podwalk scenarios lists them)
   $ podwalk matrix --scenario policy-blocks-dns --proto udp --port 53   pods × pods: who reaches whom
-  $ podwalk seed > my.yaml                   the built-in cluster, to edit and pass with --cluster`,
+  $ podwalk seed > my.yaml                   the built-in cluster, to edit and pass with --cluster
+  $ sudo podwalk collect --out dumps         on a real node: its network state, for --from
+  $ podwalk doctor web db:5432 --from dumps/ walk and diagnose what was collected`,
     )
     .exitOverride()
     .showHelpAfterError(false)
@@ -477,6 +547,7 @@ Examples:
     )
     .option('--pcap <dir>', 'write one pcap per interface the walk touched: DIR/<netns>-<dev>.pcap')
     .option('--policy <file>', POLICY_HELP, collect, [])
+    .option('--from <DIR|FILE.tar.gz>', FROM_HELP)
     .addHelpText('after', EXAMPLES.trace)
     .action(
       (
@@ -496,13 +567,15 @@ Examples:
           run: string[];
           pcap?: string;
           policy: string[];
+          from?: string;
         },
       ) => {
-        const spec = loadSpec(io, o.cluster, o.policy);
+        fromConflicts(o);
+        const spec = o.from ? undefined : loadSpec(io, o.cluster, o.policy);
         const { to, port } = parseTarget(target);
         if (o.proto === 'icmp' && port !== undefined)
           throw new UsageError(`TO "${target}": ICMP has no ports`);
-        const c = prepareCluster(spec, o.mode ?? spec.cni, o.run);
+        const c = spec ? prepareCluster(spec, o.mode ?? spec.cni, o.run) : importFrom(io, o.from!, o.run);
         warn(io, c);
         const w = walk(
           c,
@@ -517,6 +590,7 @@ Examples:
           io.out(
             JSON.stringify({
               mode: c.mode,
+              ...(o.from ? { from: o.from, warnings: c.warnings } : {}),
               ok: walkOk(w),
               traces: traces.map((t) => {
                 const why = explainDrop(c, t);
@@ -591,6 +665,7 @@ Examples:
       [],
     )
     .option('--policy <file>', POLICY_HELP, collect, [])
+    .option('--from <DIR|FILE.tar.gz>', FROM_HELP)
     .addHelpText(
       'after',
       `
@@ -601,16 +676,24 @@ Examples:
   $ podwalk exec node1 --walk 'pod-a pod-c:8080' -- tcpdump -i eth0 -nn udp port 4789
   $ podwalk exec node2 --walk 'pod-a pod-c:8080' -- conntrack -L
   $ podwalk exec node1 --run 'node1: ip route del 10.244.1.0/24' -- ip route
-  $ podwalk exec router --run 'node1: ip route del 10.244.1.0/24' --walk 'pod-a pod-c:8080' -- nstat -az IpExtInNoRoutes`,
+  $ podwalk exec router --run 'node1: ip route del 10.244.1.0/24' --walk 'pod-a pod-c:8080' -- nstat -az IpExtInNoRoutes
+  $ podwalk exec node1 --from dumps/ -- ip route      a node of the collected dumps`,
     )
     .action(
       (
         netns: string,
         cmd: string[],
-        o: { cluster?: string; mode?: CniMode; run: string[]; walk: string[]; policy: string[] },
+        o: {
+          cluster?: string;
+          mode?: CniMode;
+          run: string[];
+          walk: string[];
+          policy: string[];
+          from?: string;
+        },
       ) => {
-        const spec = loadSpec(io, o.cluster, o.policy);
-        const c = prepareCluster(spec, o.mode ?? spec.cni, o.run);
+        fromConflicts(o);
+        const c = o.from ? importFrom(io, o.from, o.run) : prepareCluster(...specAndModeOf(io, o), o.run);
         warn(io, c);
         execWalks(c, o.walk);
         const r = runCommand(c, netns, cmd);
@@ -631,6 +714,7 @@ Examples:
     .option('--walk <FLOW>', 'walk a flow first (repeatable)', collect, [])
     .option('--in <netns>', 'the namespace to start in (default: the first node)')
     .option('--policy <file>', POLICY_HELP, collect, [])
+    .option('--from <DIR|FILE.tar.gz>', FROM_HELP)
     .addHelpText(
       'after',
       `
@@ -651,9 +735,10 @@ Examples:
         walk: string[];
         in?: string;
         policy: string[];
+        from?: string;
       }) => {
-        const spec = loadSpec(io, o.cluster, o.policy);
-        const c = prepareCluster(spec, o.mode ?? spec.cni, o.run);
+        fromConflicts(o);
+        const c = o.from ? importFrom(io, o.from, o.run) : prepareCluster(...specAndModeOf(io, o), o.run);
         warn(io, c);
         execWalks(c, o.walk);
         const start = o.in !== undefined ? o.in : c.nodes[0].name;
@@ -686,6 +771,7 @@ Examples:
     .option('--scenario <name>', 'a ready-made broken cluster from scenarios/ (see podwalk scenarios)')
     .option('--run <NETNS: CMD>', 'apply an emulated command first (repeatable, in order)', collect, [])
     .option('--policy <file>', POLICY_HELP, collect, [])
+    .option('--from <DIR|FILE.tar.gz>', FROM_HELP)
     .option('--json', 'machine-readable report')
     .addHelpText('after', EXAMPLES.doctor)
     .action(
@@ -700,8 +786,28 @@ Examples:
           run: string[];
           policy: string[];
           json?: boolean;
+          from?: string;
         },
       ) => {
+        fromConflicts(o);
+        if (o.from) {
+          if (!from || !target) throw new UsageError('doctor --from needs FROM and TO');
+          const { to, port } = parseTarget(target);
+          const proto: Proto = o.proto ?? 'tcp';
+          if (proto === 'icmp' && port !== undefined)
+            throw new UsageError(`TO "${target}": ICMP has no ports`);
+          // bad dumps and --run lines surface here
+          const report = doctor(importFrom(io, o.from, o.run), {
+            from,
+            to,
+            proto,
+            port: proto === 'icmp' ? undefined : port,
+          });
+          if (o.json) io.out(JSON.stringify(doctorToJson(report)));
+          else io.out(renderDoctor(report));
+          code = report.healthy ? 0 : 1;
+          return;
+        }
         const spec = scenarioOrCluster(io, o);
         const sc = spec.scenario;
         if (!from && !sc) throw new UsageError('doctor needs FROM and TO (or --scenario NAME)');
@@ -782,6 +888,50 @@ Examples:
     );
 
   program
+    .command('collect')
+    .description(
+      "dump a node's network state for --from: the namespace (the node, or --netns NAME) and every pod its veths lead to (run as root on the node; --script prints the same collector as a POSIX sh script)",
+    )
+    .option('--out <DIR|->', 'write DIR/NODE/… (-: a gzipped tar of it on stdout)')
+    .option('--netns <name>', 'dump the named network namespace (ip netns) instead of the current one')
+    .option('--name <node>', "the node's name in the dump (default: the hostname, or the --netns name)")
+    .option('--kube', 'also save kubectl get nodes,pods,services,endpointslices,networkpolicies -A -o json')
+    .option('--script', 'print the collector (a POSIX sh script needing only iproute2) instead of running it')
+    .addHelpText(
+      'after',
+      `
+The collector only reads (ip/bridge/tc/ss show, iptables-save, nft list, conntrack -L, nstat -s,
+/proc/sys). Copy each node's DIR/NODE into one directory, then walk it with --from.
+
+Examples:
+  # on each node, as root
+  $ sudo podwalk collect --out /tmp/dumps
+  $ sudo podwalk collect --out - > node1.tar.gz
+  # a node without Node.js: the same script through kubectl debug or ssh
+  $ podwalk collect --script > collect.sh
+  $ kubectl debug node/node1 -q -i --profile=sysadmin --image=busybox -- chroot /host sh -s -- --out - < collect.sh > node1.tar.gz
+  $ ssh root@node1 sh -s -- --out - < collect.sh > node1.tar.gz
+  # then, anywhere
+  $ podwalk trace default/web default/db:5432 --from dumps/
+  $ podwalk doctor default/web default/db:5432 --from node1.tar.gz`,
+    )
+    .action((o: { out?: string; netns?: string; name?: string; kube?: boolean; script?: boolean }) => {
+      if (o.script) {
+        if (!io.collectorScript) throw new UsageError('collect --script needs the installed podwalk');
+        io.out(io.collectorScript().replace(/\n$/, ''));
+        return;
+      }
+      if (!o.out)
+        throw new UsageError(
+          'collect needs --out DIR (--out - writes a .tar.gz to stdout; --script prints the collector)',
+        );
+      if (!io.collect) throw new UsageError('collect runs on a node: it needs sh and the file system');
+      const r = io.collect({ out: o.out, netns: o.netns, name: o.name, kube: o.kube });
+      if (r.stderr) io.err(r.stderr.replace(/\n$/, ''));
+      code = r.code;
+    });
+
+  program
     .command('scenarios')
     .description('list the ready-made broken clusters of scenarios/, for podwalk doctor --scenario NAME')
     .option('--json', 'machine-readable output')
@@ -831,6 +981,8 @@ Examples:
     err: (x) => io.err(x),
     loadSpec: (f, policies) => loadSpec(io, f, policies),
     warn: (c) => warn(io, c),
+    importFrom: (from) => importFrom(io, from),
+    dumpSetName: (from) => io.dumpSetName?.(from) ?? 'imported',
     parseMode,
     parseIntArg,
     parseTarget,
@@ -855,6 +1007,7 @@ Examples:
         .default(8080),
     )
     .option('--dir <dir>', 'the page build to serve', DEFAULT_WEB_ROOT)
+    .option('--from <DIR|FILE.tar.gz>', `${FROM_HELP}; the page imports them itself`)
     .addHelpText(
       'after',
       `
@@ -862,8 +1015,15 @@ Examples:
   $ npm run build && npx podwalk serve
   $ podwalk serve --cluster my.yaml --port 9000`,
     )
-    .action(async (o: { cluster?: string; port: number; dir: string }) => {
+    .action(async (o: { cluster?: string; port: number; dir: string; from?: string }) => {
+      fromConflicts(o);
       let cluster: { yaml: string; file: string } | undefined;
+      let dumps: string | undefined;
+      if (o.from) {
+        importFrom(io, o.from); // validate here: FILE: what is wrong, exit 2
+        const d = io.readDumps!(o.from);
+        dumps = JSON.stringify({ name: d.name, files: Object.fromEntries(d.files) });
+      }
       if (o.cluster !== undefined) {
         loadSpec(io, o.cluster); // validate here: file:line:col, exit 2
         cluster = { yaml: io.readFile(o.cluster), file: o.cluster };
@@ -872,14 +1032,14 @@ Examples:
       if (!hasBuild(o.dir)) throw new UsageError(`no page build in ${o.dir}: run \`npm run build\` first`);
       let s: Served;
       try {
-        s = await serveWeb({ root: o.dir, port: o.port, cluster });
+        s = await serveWeb({ root: o.dir, port: o.port, cluster, dumps });
       } catch (e) {
         const code = (e as { code?: string }).code;
         throw new UsageError(
           `cannot listen on 127.0.0.1:${o.port}: ${code === 'EADDRINUSE' ? 'the port is in use (pick another with --port)' : (code ?? (e as Error).message)}`,
         );
       }
-      io.out(`podwalk: serving ${o.cluster ?? 'the built-in cluster'} at ${s.url} (Ctrl-C stops)`);
+      io.out(`podwalk: serving ${o.from ?? o.cluster ?? 'the built-in cluster'} at ${s.url} (Ctrl-C stops)`);
       io.served?.(s);
     });
 
@@ -922,7 +1082,8 @@ Examples:
       e instanceof LabPlanError ||
       e instanceof BuildError ||
       e instanceof CommandError ||
-      e instanceof MatrixError
+      e instanceof MatrixError ||
+      e instanceof DumpError
     ) {
       io.err(`podwalk: ${e.message}`);
       return 2;

@@ -16,6 +16,7 @@ import {
   type LabState,
 } from '../lab/host.ts';
 import { labTrace } from '../lab/trace.ts';
+import { labCollect } from '../lab/collect.ts';
 import { runScenario } from '../lab/differential.ts';
 import { stateDiff } from '../lab/diff.ts';
 import type { Proto } from '../trace/types.ts';
@@ -32,6 +33,10 @@ export interface LabCliDeps {
   style: Style;
   /** print the build's warnings on stderr */
   warn(c: Cluster): void;
+  /** the cluster a dump set describes (--from) */
+  importFrom(from: string): Cluster;
+  /** the name a dump set's cluster (and lab) gets, without reading it */
+  dumpSetName(from: string): string;
   setCode(code: number): void;
 }
 
@@ -103,6 +108,18 @@ Examples:
       .default([]);
   const modeOpt = () =>
     new Option('--mode <mode>', "CNI mode (default: the cluster file's)").argParser(d.parseMode);
+  const fromOpt = () =>
+    new Option(
+      '--from <DIR|FILE.tar.gz>',
+      'the cluster of `podwalk collect` dumps (its lab is pw-<dump set name>-…)',
+    );
+  /** the lab's cluster name: the dump set's, or the cluster file's */
+  /** the cluster of the lab a command names: --from's dumps imported, or --cluster (or the seed) */
+  const labCluster = (o: { cluster?: string; from?: string }): Cluster => {
+    if (o.from !== undefined && o.cluster !== undefined)
+      throw new LabError('--from and --cluster both name a cluster: give one');
+    return o.from !== undefined ? d.importFrom(o.from) : buildCluster(d.loadSpec(o.cluster));
+  };
 
   lab
     .command('up')
@@ -112,39 +129,52 @@ Examples:
     .addOption(clusterOpt())
     .addOption(modeOpt())
     .addOption(policyOpt())
+    .addOption(fromOpt())
     .option('--dry-run', 'print the commands instead of running them (no root needed)')
-    .action(async (o: { cluster?: string; mode?: CniMode; policy: string[]; dryRun?: boolean }) => {
-      const spec = d.loadSpec(o.cluster, o.policy);
-      const c = buildCluster(spec, o.mode ?? spec.cni);
-      d.warn(c);
-      if (o.dryRun) {
-        for (const s of planLab(c).steps)
-          d.out(
-            s.argv.map((a) => (/[\s"'$]/.test(a) ? `'${a}'` : a)).join(' ') +
-              (s.input ? ' <<EOF\n' + s.input + 'EOF' : ''),
+    .action(
+      async (o: { cluster?: string; mode?: CniMode; policy: string[]; dryRun?: boolean; from?: string }) => {
+        if (o.from && (o.cluster || o.mode || o.policy.length))
+          throw new LabError(
+            '--from builds the lab from the dumps: --cluster, --mode and --policy do not apply',
           );
-        return;
-      }
-      need();
-      const st = await interruptible((signal) => labUp(c, { detached: true, signal }));
-      d.out(
-        `lab ${spec.name} (${c.mode}) is up: ${Object.keys(st.namespaces).length} network namespaces, ${st.listeners.length} listeners`,
-      );
-      d.out(Object.values(st.namespaces).join(' '));
-    });
+        const c = o.from
+          ? d.importFrom(o.from)
+          : (() => {
+              const spec = d.loadSpec(o.cluster, o.policy);
+              return buildCluster(spec, o.mode ?? spec.cni);
+            })();
+        const spec = c.spec;
+        d.warn(c);
+        if (o.dryRun) {
+          for (const s of planLab(c).steps)
+            d.out(
+              s.argv.map((a) => (/[\s"'$]/.test(a) ? `'${a}'` : a)).join(' ') +
+                (s.input ? ' <<EOF\n' + s.input + 'EOF' : ''),
+            );
+          return;
+        }
+        need();
+        const st = await interruptible((signal) => labUp(c, { detached: true, signal }));
+        d.out(
+          `lab ${spec.name} (${c.mode}) is up: ${Object.keys(st.namespaces).length} network namespaces, ${st.listeners.length} listeners`,
+        );
+        d.out(Object.values(st.namespaces).join(' '));
+      },
+    );
 
   lab
     .command('down')
     .description('remove the lab: its namespaces, the processes in them and its state file (idempotent)')
     .addOption(clusterOpt())
-    .action((o: { cluster?: string }) => {
+    .addOption(fromOpt())
+    .action((o: { cluster?: string; from?: string }) => {
       need();
-      const spec = d.loadSpec(o.cluster);
-      const removed = labDown(buildCluster(spec));
+      const c = labCluster(o);
+      const removed = labDown(c);
       d.out(
         removed.length
           ? `removed ${removed.length} namespaces: ${removed.join(' ')}`
-          : `no namespaces of the lab of "${spec.name}" were left`,
+          : `no namespaces of the lab of "${c.spec.name}" were left`,
       );
     });
 
@@ -152,9 +182,11 @@ Examples:
     .command('status')
     .description('is the lab up; its namespaces and listeners')
     .addOption(clusterOpt())
-    .action((o: { cluster?: string }) => {
-      const spec = d.loadSpec(o.cluster);
-      const cond = labCondition(buildCluster(spec));
+    .addOption(fromOpt())
+    .action((o: { cluster?: string; from?: string }) => {
+      const c = labCluster(o);
+      const spec = c.spec;
+      const cond = labCondition(c);
       const head = `lab ${spec.name}: `;
       switch (cond.kind) {
         case 'down':
@@ -201,10 +233,10 @@ Examples:
     .argument('<NETNS>', 'pod or node name')
     .argument('<CMD...>', 'the command')
     .addOption(clusterOpt())
-    .action((netns: string, cmd: string[], o: { cluster?: string }) => {
+    .addOption(fromOpt())
+    .action((netns: string, cmd: string[], o: { cluster?: string; from?: string }) => {
       need();
-      const spec = d.loadSpec(o.cluster);
-      const st = runningLab(buildCluster(spec));
+      const st = runningLab(labCluster(o));
       const r = labExec(st, netns, cmd, undefined, 60_000);
       if (r.stdout) d.out(r.stdout.replace(/\n$/, ''));
       if (r.stderr) d.err(r.stderr.replace(/\n$/, ''));
@@ -295,18 +327,49 @@ Examples:
       },
     );
   lab
+    .command('collect')
+    .description(
+      'run the collector on every node (and router) of the running lab: what `podwalk collect` dumps on a real node, for --from',
+    )
+    .requiredOption('--out <dir>', 'write DIR/NODE/… for each node')
+    .addOption(clusterOpt())
+    .addOption(fromOpt())
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ sudo podwalk lab up && sudo podwalk lab collect --out /tmp/seed-dumps
+  $ podwalk trace pod-a pod-c:8080 --from /tmp/seed-dumps      the lab's kernel state, walked`,
+    )
+    .action((o: { out: string; cluster?: string; from?: string }) => {
+      need();
+      const c = labCluster(o);
+      const name = c.spec.name;
+      const st = runningLab(c);
+      const roles =
+        st.roles ??
+        Object.fromEntries(
+          [...buildCluster(c.spec, st.mode as CniMode).world.netns.values()].map((ns) => [ns.name, ns.role]),
+        );
+      const nodes = labCollect(st, roles, o.out);
+      d.out(`collected ${nodes.length} nodes of lab ${name} into ${o.out}: ${nodes.join(' ')}`);
+    });
+
+  lab
     .command('diff')
     .description(
       "compare the lab's real state with the model's, table by table: ip route, ip neigh, bridge fdb, ip link, iptables-save",
     )
     .addOption(clusterOpt())
     .addOption(policyOpt())
+    .addOption(fromOpt())
     .option('--all', 'print the tables that agree too')
-    .action(async (o: { cluster?: string; policy: string[]; all?: boolean }) => {
+    .action(async (o: { cluster?: string; policy: string[]; all?: boolean; from?: string }) => {
       need();
-      const spec = d.loadSpec(o.cluster, o.policy);
-      const st = runningLab(buildCluster(spec));
-      const model = buildCluster(spec, st.mode as CniMode);
+      const st = runningLab(labCluster(o));
+      const model = o.from
+        ? d.importFrom(o.from)
+        : buildCluster(d.loadSpec(o.cluster, o.policy), st.mode as CniMode);
       const diffs = await stateDiff(st, model);
       const st2 = d.style;
       for (const t of diffs) {
@@ -333,9 +396,13 @@ Examples:
       'run one seeded scenario of the differential suite (what a failing test prints to replay it)',
     )
     .argument('<SEED>', 'the scenario seed', d.parseIntArg(0, 2 ** 31 - 1))
-    .action(async (seed: number) => {
+    .option(
+      '--imported',
+      'walk the World imported from the lab (lab collect, --from) instead of the simulated one',
+    )
+    .action(async (seed: number, o: { imported?: boolean }) => {
       need();
-      const r = await interruptible((signal) => runScenario(seed, { signal }));
+      const r = await interruptible((signal) => runScenario(seed, { imported: o.imported, signal }));
       const st2 = d.style;
       d.out(st2.bold(r.scenario.title));
       d.out(r.fault ? `fault: ${r.fault}` : 'no fault');

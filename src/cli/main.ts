@@ -3,6 +3,8 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { run } from './app.ts';
 import { openOutputDir } from './files.ts';
+import { dumpSetName, loadDumps } from '../collect/load.ts';
+import { collectorScript, runCollector } from '../collect/run.ts';
 
 // a closed pipe (podwalk … | head) ends the output quietly, as other CLI tools do
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {
@@ -16,6 +18,10 @@ const code = await run(process.argv.slice(2), {
   readFile: (p) => readFileSync(p, 'utf8'),
   listDir: (p) => readdirSync(p),
   openDir: openOutputDir,
+  readDumps: loadDumps,
+  collect: (o) => runCollector(o, { inherit: true }),
+  collectorScript,
+  dumpSetName,
   stdin: process.stdin,
   stdout: process.stdout,
   stdinTTY: !!process.stdin.isTTY,

@@ -81,7 +81,8 @@ function routedPath(c: Cluster, t: Trace): string[] {
 
 /** TCP: the response reached the client; others: the request was answered */
 function completed(w: Walk, proto: Proto): boolean {
-  if (proto !== 'tcp') return walkOk(w);
+  // an imported cluster's flow that left the collected nodes: nothing more can be checked
+  if (proto !== 'tcp' || w.request.disposition.kind === 'outside') return walkOk(w);
   const client = w.request.flow.from;
   return w.traces.some(
     (t) =>
@@ -139,6 +140,11 @@ export function doctor(c: Cluster, req: DoctorRequest): DoctorReport {
 
   // an asymmetric path that works is still worth knowing (rp_filter and stateful firewalls trip on it)
   const fwd = probes[0];
+  const left = fwd.walk.request.disposition;
+  if (left.kind === 'outside')
+    warnings.push(
+      `the flow left the collected nodes through ${left.netns} ${left.device}: podwalk cannot follow it beyond (collect the next hop too)`,
+    );
   if (fwd.replyPath && !sameReversed(fwd.path, fwd.replyPath) && !failure?.asymmetric)
     warnings.push(
       `asymmetric path: the request went ${fwd.path.join(' → ')}, the answer ${fwd.replyPath.join(' → ')} (strict rp_filter or a stateful firewall on one side breaks this)`,

@@ -55,6 +55,8 @@ export interface LabState {
   owner: number;
   /** the owner's start time (/proc/PID/stat), so that a reused pid is not taken for the owner */
   ownerStart?: string;
+  /** model netns → its role (node, pod, segment, router…), for lab collect */
+  roles?: Record<string, string>;
 }
 
 export const STATE_DIR = '/run/podwalk';
@@ -743,6 +745,7 @@ export async function labUp(c: Cluster, opts: UpOptions = {}): Promise<LabState>
     // while it is built, the lab is this process's; `lab up` detaches it once it is complete
     owner: process.pid,
     ownerStart: processStart(process.pid),
+    roles: Object.fromEntries([...c.world.netns.values()].map((ns) => [ns.name, ns.role])),
   };
   // the state file first, so that a crash half-way still lets `lab down` find everything
   await claim(c, plan, state, signal);

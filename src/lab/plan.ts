@@ -35,6 +35,8 @@ export const PER_NETNS_SYSCTLS = [
   /^net\.ipv4\.ip_forward$/,
   // conf.all.forwarding is ip_forward under another name: written through ip_forward only
   /^net\.ipv4\.conf\.[^.]+\.rp_filter$/,
+  /^net\.ipv4\.conf\.[^.]+\.proxy_arp$/,
+  /^net\.ipv4\.neigh\.[^.]+\.proxy_delay$/,
   /^net\.ipv4\.conf\.(?!all\.)[^.]+\.forwarding$/,
   /^net\.ipv4\.tcp_rmem$/,
   /^net\.ipv4\.ip_local_port_range$/,
@@ -118,7 +120,8 @@ function routeArgs(text: string): string[] {
 /** model netns → lab netns: exactly the namespaces a lab of this cluster has (pw-<cluster>-<netns>) */
 export function labNames(c: Cluster): Map<string, string> {
   const prefix = labPrefix(c.spec.name);
-  return new Map([...c.world.netns.keys()].map((n) => [n, prefix + n]));
+  // an imported pod is named NAMESPACE/NAME: a netns name is a file name in /run/netns
+  return new Map([...c.world.netns.keys()].map((n) => [n, prefix + n.replace(/\//g, '_')]));
 }
 
 export function planLab(c: Cluster): LabPlan {

@@ -73,8 +73,12 @@ export function dispositionOf(terminals: readonly Terminal[]): Disposition {
   const delivered = terminals.find((t) => t.kind === 'delivered');
   if (delivered) return { ...delivered };
   const drops = terminals.flatMap((t) => (t.kind === 'dropped' ? [t.drop] : []));
-  const drop = drops.find((d) => d.reason !== 'not-for-host') ?? drops[0];
-  if (drop) return { kind: 'dropped', reason: drop.reason, netns: drop.netns, device: drop.device, drop };
+  const drop = drops.find((d) => d.reason !== 'not-for-host');
+  const out = terminals.find((t) => t.kind === 'outside');
+  // a copy that left the collected namespaces says more than copies other hosts ignored
+  const d = drop ?? (out ? undefined : drops[0]);
+  if (d) return { kind: 'dropped', reason: d.reason, netns: d.netns, device: d.device, drop: d };
+  if (out) return { kind: 'outside', netns: out.netns, device: out.device };
   return { kind: 'pending' };
 }
 
@@ -191,6 +195,8 @@ function expectsReply(w: Walk): boolean {
 
 /** the request was delivered and answered the way the flow wanted */
 export function walkOk(w: Walk): boolean {
+  // it left the collected nodes: as far as the dumps go, nothing failed
+  if (w.request.disposition.kind === 'outside') return true;
   if (w.request.disposition.kind !== 'delivered') return false;
   if (!expectsReply(w)) return true;
   return (
