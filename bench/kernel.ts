@@ -8,7 +8,6 @@
 import { seedCluster } from '../src/cluster/seed.ts';
 import { buildCluster } from '../src/cni/build.ts';
 import { labDown, labExec, labUnavailable, labUp, run } from '../src/lab/host.ts';
-import { labPrefix } from '../src/lab/plan.ts';
 import { walk } from '../src/trace/walk.ts';
 
 export interface KernelBench {
@@ -48,7 +47,7 @@ function txPackets(ns: string, dev: string): number {
   return j[0].stats64.tx.packets;
 }
 
-export function kernelBench(measureMs: number): KernelBench {
+export async function kernelBench(measureMs: number): Promise<KernelBench> {
   const spec = seedCluster();
   const out: KernelBench = {
     simBuildMs: 0,
@@ -88,9 +87,10 @@ export function kernelBench(measureMs: number): KernelBench {
   }
   // a lab of its own name, so that a user's `lab up` of the seed cluster is left alone
   const labSpec = { ...spec, name: `${spec.name}-bench` };
-  labDown(labPrefix(labSpec.name));
+  const labCluster = buildCluster(labSpec, 'flannel-vxlan');
+  labDown(labCluster);
   t = performance.now();
-  const st = labUp(buildCluster(labSpec, 'flannel-vxlan'));
+  const st = await labUp(labCluster);
   out.labUpMs = performance.now() - t;
   try {
     const node2 = st.namespaces['node2'];
@@ -113,7 +113,7 @@ export function kernelBench(measureMs: number): KernelBench {
     out.kernelPps = delivered / secs;
   } finally {
     t = performance.now();
-    labDown(labPrefix(labSpec.name));
+    labDown(labCluster);
     out.labDownMs = performance.now() - t;
   }
   return out;

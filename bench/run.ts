@@ -551,7 +551,7 @@ function kernelTable(k: KernelBench): string {
   );
 }
 
-function main(): void {
+async function main(): Promise<void> {
   const started = performance.now();
   const loadAtStart = os.loadavg();
   const date = new Date();
@@ -584,7 +584,7 @@ function main(): void {
   process.stderr.write(`import: a ${IMPORT_NODES}-node dump set (child process) …\n`);
   const imported = runImport(IMPORT_NODES);
   process.stderr.write('simulation vs real kernel (lab) …\n');
-  const kernel = kernelBench(MEASURE_MS);
+  const kernel = await kernelBench(MEASURE_MS);
   const runSeconds = (performance.now() - started) / 1000;
 
   const slowest = results.reduce((a, r) =>
@@ -751,4 +751,4 @@ ${notes.join('\n')}
   process.stderr.write(`wrote ${OUT} in ${fmt(runSeconds, 1)} s\n`);
 }
 
-main();
+await main();

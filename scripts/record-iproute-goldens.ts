@@ -630,15 +630,15 @@ function nsidTable(state: LabState, netns: string, prefix: string): Record<strin
   return out;
 }
 
-function recordMode(mode: CniMode): ModeRecord {
+async function recordMode(mode: CniMode): Promise<ModeRecord> {
   const model = buildCluster(seedCluster(), mode);
   const c: Cluster = { ...model, spec: { ...model.spec, name: LAB_NAME } };
   const prefix = labPrefix(LAB_NAME);
   const netnsList = [...model.world.netns.keys()];
   const dir = new URL(`${mode}/`, OUT);
   rmSync(dir, { recursive: true, force: true });
-  labDown(prefix);
-  const state = labUp(c, { listeners: false });
+  labDown(c);
+  const state = await labUp(c, { listeners: false });
   try {
     // the kernel's own start-up traffic (IGMP reports of the bridges, repeated once) and linkwatch
     sleep(4);
@@ -705,11 +705,11 @@ function recordMode(mode: CniMode): ModeRecord {
     });
     return { ping: ping.stdout, dynamicMs, baseline, nsids, commands: recorded, mutations: mutationLog };
   } finally {
-    labDown(prefix);
+    labDown(c);
   }
 }
 
-function main() {
+async function main() {
   const wanted = process.argv.slice(2);
   const modes = wanted.length ? (wanted as CniMode[]) : MODES;
   const manifestUrl = new URL('manifest.json', OUT);
@@ -729,7 +729,7 @@ function main() {
     let m: ModeRecord | undefined;
     for (let attempt = 1; !m; attempt++) {
       try {
-        m = recordMode(mode);
+        m = await recordMode(mode);
       } catch (e) {
         if (!(e instanceof NoiseError) || attempt === 3) throw e;
         process.stdout.write(`(another namespace vanished during ${e.message}: again) `);
@@ -748,4 +748,4 @@ function main() {
   if (left.length) throw new Error(`lab namespaces left behind: ${left.join(', ')}`);
 }
 
-if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) main();
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) await main();

@@ -502,8 +502,9 @@ async function recordMode(mode: CniMode, dir: URL): Promise<void> {
   const spec = { ...seedCluster(), name: GOLDEN_CLUSTER };
   const model = buildCluster(spec, mode);
   const prefix = labPrefix(GOLDEN_CLUSTER);
-  labDown(prefix);
-  const state = labUp(buildCluster(spec, mode));
+  const lab = buildCluster(spec, mode);
+  labDown(lab);
+  const state = await labUp(lab);
   try {
     noDns(state);
     // the kernel's own start-up traffic (IGMP membership reports) is over after a few seconds
@@ -547,7 +548,7 @@ async function recordMode(mode: CniMode, dir: URL): Promise<void> {
     writeFileSync(new URL('manifest.json', out), JSON.stringify(manifest, null, 2) + '\n');
     console.log(`${mode}: ${manifest.steps.length} steps recorded in ${out.pathname}`);
   } finally {
-    labDown(prefix);
+    labDown(lab);
     removeNoDns(prefix);
   }
 }
@@ -587,8 +588,9 @@ async function main(): Promise<void> {
     process.argv.slice(2).length ? process.argv.slice(2) : ['flannel-vxlan', 'flannel-host-gw', 'calico-bgp']
   ) as CniMode[];
   const dir = new URL('../test/golden/nf/', import.meta.url);
+  const golden = buildCluster({ ...seedCluster(), name: GOLDEN_CLUSTER });
   const onSignal = () => {
-    labDown(labPrefix(GOLDEN_CLUSTER));
+    labDown(golden);
     removeNoDns(labPrefix(GOLDEN_CLUSTER));
     process.exit(130);
   };
@@ -597,9 +599,9 @@ async function main(): Promise<void> {
   try {
     for (const mode of modes) await recordMode(mode, dir);
   } finally {
-    labDown(labPrefix(GOLDEN_CLUSTER));
+    labDown(golden);
     removeNoDns(labPrefix(GOLDEN_CLUSTER));
-    const left = existingNamespaces(labPrefix(GOLDEN_CLUSTER));
+    const left = existingNamespaces(golden);
     if (left.length) console.error(`record-nf-goldens: namespaces left behind: ${left.join(' ')}`);
   }
 }

@@ -5,8 +5,12 @@ import type { Io } from '../src/cli/app.ts';
 import { SEED_YAML } from '../src/cluster/seed.ts';
 import { CNI_MODES } from '../src/cluster/spec.ts';
 import type { Served } from '../src/cli/serve.ts';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { openOutputDir } from '../src/cli/files.ts';
+import { readPcap } from '../src/wire/pcap.ts';
 import { get as httpGet } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -27,7 +31,10 @@ interface Opts {
   written?: Map<string, Uint8Array>;
   env?: Record<string, string | undefined>;
   isTTY?: boolean;
+  columns?: number;
 }
+
+const BIN = new URL('../bin/podwalk.js', import.meta.url).pathname;
 
 async function podwalk(argv: string[], o: Opts = {}): Promise<Result> {
   const out: string[] = [];
@@ -43,9 +50,12 @@ async function podwalk(argv: string[], o: Opts = {}): Promise<Result> {
         });
       return text;
     },
-    writeFile: (dir, name, bytes) => void o.written?.set(`${dir}/${name}`, bytes),
+    openDir: (dir) => (files) => {
+      for (const f of files) o.written?.set(`${dir}/${f.name}`, f.bytes);
+    },
     env: o.env ?? {},
     isTTY: o.isTTY ?? false,
+    columns: o.columns,
     served: o.served,
   };
   const code = await run(argv, io);
@@ -228,6 +238,25 @@ describe('bad usage exits 2 with one line on stderr', () => {
       ['serve', '--dir', '/nonexistent-build'],
       /no page build in \/nonexistent-build: run `npm run build`/,
     ],
+    // lab usage errors are usage errors too (exit 1 is lab trace's "simulation and kernel differ")
+    ['lab: unknown subcommand', ['lab', 'frob'], /unknown command 'frob'/],
+    ['lab scenario: not a seed', ['lab', 'scenario', 'abc'], /'abc'.*SEED/],
+    ['lab up: bad mode', ['lab', 'up', '--mode', 'weave'], /weave/],
+    ['lab up: unknown option', ['lab', 'up', '--bogus'], /--bogus/],
+    ['lab trace: missing FROM', ['lab', 'trace'], /FROM/],
+    ['lab down: empty cluster', ['lab', 'down', '--cluster', ''], /^podwalk: --cluster: an empty file name$/],
+    // an empty name is not "no option": it never falls back to the built-in cluster
+    [
+      "--cluster ''",
+      ['trace', 'pod-a', 'pod-c', '--cluster', ''],
+      /^podwalk: --cluster: an empty file name$/,
+    ],
+    ["modes --cluster ''", ['modes', '--cluster', ''], /--cluster: an empty file name/],
+    ["serve --cluster ''", ['serve', '--cluster', ''], /--cluster: an empty file name/],
+    ["serve --dir ''", ['serve', '--dir', ''], /--dir: an empty directory name/],
+    ["--policy ''", ['trace', 'pod-a', 'pod-c', '--policy', ''], /--policy: an empty file name/],
+    ["--pcap ''", ['trace', 'pod-a', 'pod-c', '--pcap', ''], /--pcap: an empty directory name/],
+    ["doctor --scenario ''", ['doctor', '--scenario', ''], /--scenario: an empty name/],
   ];
   for (const [name, argv, message] of cases)
     test(`${name}: ${argv.join(' ')}`, async () => {
@@ -249,6 +278,84 @@ describe('bad usage exits 2 with one line on stderr', () => {
     test(`a cluster file with an error points at FILE:LINE:COL (${cmd[0]})`, async () => {
       const r = await podwalk([...cmd, '--cluster', 'bad.yaml'], { files: { 'bad.yaml': BAD } });
       assertUsageError(r, /bad\.yaml:4:14: .*10\.244\.0\.1\/24/);
+    });
+
+  const CLUSTER_HEAD = ['nodes:', '  - name: node1', '    ip: 192.168.1.10/24', '    podCIDR: 10.244.0.0/24'];
+  const located: [string, string[], string[], RegExp][] = [
+    [
+      'a complex key (no Node warning, its own place)',
+      [...CLUSTER_HEAD, '? [a, b]', ': 1'],
+      ['modes'],
+      /^podwalk: c\.yaml:5:3: a key must be a plain name, not a list$/,
+    ],
+    [
+      'a hostVeth that is a node device',
+      [...CLUSTER_HEAD, 'pods:', '  - name: p', '    node: node1', '    hostVeth: eth0'],
+      ['trace', 'p', 'node1'],
+      /^podwalk: c\.yaml:8:15: hostVeth "eth0" is the name of a node's own device/,
+    ],
+    [
+      'a run: command that fails',
+      [
+        ...CLUSTER_HEAD,
+        'pods:',
+        '  - {name: p, node: node1}',
+        'run:',
+        '  - "node1: ip route del 10.9.9.0/24"',
+      ],
+      ['exec', 'node1', '--cluster', 'c.yaml', '--', 'ip', 'route'],
+      /^podwalk: c\.yaml:8:5: run\[0\] "node1: ip route del 10\.9\.9\.0\/24": RTNETLINK answers: No such process$/,
+    ],
+    [
+      'the second run: command that fails',
+      [
+        ...CLUSTER_HEAD,
+        'run:',
+        '  - "node1: ip route add 10.9.9.0/24 dev eth0"',
+        '  - "node1: ip route add 10.9.9.0/24 dev eth0"',
+      ],
+      ['trace', 'node1', '10.9.9.1'],
+      /^podwalk: c\.yaml:7:5: run\[1\] .*File exists$/,
+    ],
+    [
+      'no address left for a pod (the build)',
+      [
+        'nodes:',
+        '  - {name: node1, ip: 192.168.1.10/24, podCIDR: 10.244.0.0/30}',
+        'pods:',
+        '  - {name: p, node: node1}',
+        '  - {name: q, node: node1}',
+      ],
+      ['trace', 'p', 'node1'],
+      /^podwalk: c\.yaml:5:5: pod q: no free address left in 10\.244\.0\.0\/30$/,
+    ],
+    [
+      'a pod named like the router',
+      [
+        'subnets: [{name: lan0, cidr: 192.168.1.0/24, gateway: 192.168.1.1}]',
+        ...CLUSTER_HEAD,
+        'pods: [{name: router, node: node1}]',
+      ],
+      ['trace', 'router', 'node1'],
+      /^podwalk: c\.yaml:6:15: pod name "router" is already the name of the router/,
+    ],
+    [
+      'a node named like a subnet',
+      [
+        'subnets: [{name: lan0, cidr: 192.168.1.0/24}]',
+        'nodes:',
+        '  - {name: lan0, ip: 192.168.1.10/24, podCIDR: 10.244.0.0/24}',
+      ],
+      ['modes'],
+      /^podwalk: c\.yaml:3:12: node name "lan0" is already the name of the subnet at line 1/,
+    ],
+  ];
+  for (const [name, lines, argv, message] of located)
+    test(`${name}: FILE:LINE:COL`, async () => {
+      const r = await podwalk(argv.includes('--cluster') ? argv : [...argv, '--cluster', 'c.yaml'], {
+        files: { 'c.yaml': lines.join('\n') + '\n' },
+      });
+      assertUsageError(r, message);
     });
 
   test('a cluster file that is not YAML', async () => {
@@ -741,5 +848,269 @@ describe('serve', () => {
       await served?.close();
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('trace --pcap DIR: checked before anything is printed, written all or nothing', () => {
+  /** the CLI with the real file system behind --pcap */
+  const onDisk = (argv: string[]) => {
+    const out: string[] = [];
+    const err: string[] = [];
+    const io: Io = {
+      out: (s) => out.push(s),
+      err: (s) => err.push(s),
+      readFile: (p) => readFileSync(p, 'utf8'),
+      openDir: openOutputDir,
+      env: {},
+      isTTY: false,
+    };
+    return run(argv, io).then((code) => {
+      const stdout = out.join('\n');
+      const stderr = err.join('\n');
+      return {
+        code,
+        stdout,
+        stderr,
+        out: stdout === '' ? [] : stdout.split('\n'),
+        err: stderr === '' ? [] : stderr.split('\n'),
+      };
+    });
+  };
+  const walkArgs = ['trace', 'pod-a', 'pod-c:8080', '--format', 'minimal'];
+
+  test('writes one readable pcap per interface, also into a directory it creates', async () => {
+    const base = mkdtempSync(join(tmpdir(), 'podwalk-pcap-'));
+    try {
+      const dir = join(base, 'a', 'b');
+      const r = await onDisk([...walkArgs, '--pcap', dir]);
+      assertExit(r, 0);
+      const files = readdirSync(dir).sort();
+      assert.ok(files.includes('node1-flannel.1.pcap'), files.join(' '));
+      assert.match(r.stderr, new RegExp(`^wrote ${files.length} pcap files to ${dir}$`));
+      for (const f of files) assert.ok(readPcap(new Uint8Array(readFileSync(join(dir, f)))).length > 0, f);
+      // again over the same files: replaced, nothing else left (no staging directory)
+      assertExit(await onDisk([...walkArgs, '--pcap', dir]), 0);
+      assert.deepEqual(readdirSync(dir).sort(), files);
+    } finally {
+      rmSync(base, { recursive: true, force: true });
+    }
+  });
+
+  test('a file, a file as a parent, /proc and /sys: one line, exit 2, nothing printed', async () => {
+    const base = mkdtempSync(join(tmpdir(), 'podwalk-pcap-'));
+    try {
+      const file = join(base, 'f');
+      writeFileSync(file, 'x');
+      const cases: [string, RegExp][] = [
+        [file, /: not a directory$/],
+        [join(file, 'sub'), /: (a part of the path is not a directory|.* is not a directory)$/],
+        ['/proc/podwalk-x', /: cannot create the directory \/proc\/podwalk-x: /],
+        ['/sys/podwalk-x', /: cannot create the directory \/sys\/podwalk-x: /],
+      ];
+      for (const [dir, message] of cases) {
+        const r = await onDisk([...walkArgs, '--pcap', dir]);
+        assertUsageError(
+          r,
+          new RegExp(`^podwalk: --pcap ${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}${message.source}`),
+        );
+      }
+      assert.equal(readFileSync(file, 'utf8'), 'x');
+    } finally {
+      rmSync(base, { recursive: true, force: true });
+    }
+  });
+
+  test('a directory in the way of one file: nothing written at all', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'podwalk-pcap-'));
+    try {
+      mkdirSync(join(dir, 'node1-eth0.pcap'));
+      const r = await onDisk([...walkArgs, '--pcap', dir]);
+      assertExit(r, 2);
+      assert.match(
+        r.err.at(-1)!,
+        /^podwalk: --pcap .*: node1-eth0\.pcap is there and is not a file; nothing written$/,
+      );
+      assert.doesNotMatch(r.stderr, /^\s+at /m);
+      assert.deepEqual(readdirSync(dir), ['node1-eth0.pcap']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('through the real executable: no stack trace, exit 2, stdout empty', () => {
+    const r = spawnSync(process.execPath, [BIN, ...walkArgs, '--pcap', '/proc/podwalk-x'], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    assert.equal(r.status, 2, r.stderr);
+    assert.equal(r.stdout, '');
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.match(r.stderr, /^podwalk: --pcap \/proc\/podwalk-x: cannot create the directory/);
+  });
+});
+
+describe('emulated tools: what is not emulated says so, exit 2', () => {
+  for (const [argv, message] of [
+    [['-w', '/tmp/x'], /^podwalk: "tcpdump -w" is not emulated; `podwalk trace … --pcap DIR` writes/],
+    [['-i', 'any'], /^podwalk: "tcpdump -i any" is not emulated/],
+    [['-i', 'eth0', '-X'], /^podwalk: "tcpdump -X" is not emulated$/],
+    [['-i', 'eth0', 'tcp[13] & 2 != 0'], /^podwalk: .* in a filter is not emulated$/],
+    [['-i', 'eth0', 'vlan'], /^podwalk: 'vlan' in a filter is not emulated$/],
+  ] as [string[], RegExp][])
+    test(`tcpdump ${argv.join(' ')}`, async () => {
+      const r = await podwalk(['exec', 'node1', '--walk', 'pod-a pod-c:8080', '--', 'tcpdump', ...argv]);
+      assertUsageError(r, message);
+    });
+
+  test("tcpdump's own errors keep tcpdump's text and exit 1", async () => {
+    const r = await podwalk(['exec', 'node1', '--', 'tcpdump', '-i', 'eth0', 'host']);
+    assertExit(r, 1);
+    assert.deepEqual(r.err, ["tcpdump: can't parse filter expression: syntax error"]);
+  });
+});
+
+describe('ambiguous addresses are walked with a warning (doctor finds them too)', () => {
+  const cluster = [
+    'nodes:',
+    '  - {name: node1, ip: 192.168.1.10/24, podCIDR: 10.244.0.0/24}',
+    '  - {name: node2, ip: 192.168.1.11/24, podCIDR: 10.244.0.0/16}',
+    'pods:',
+    '  - {name: a, node: node1, ip: 10.244.0.5}',
+    '  - {name: b, node: node2, ip: 10.244.0.5, listen: [tcp/80]}',
+    '',
+  ].join('\n');
+  for (const argv of [
+    ['trace', 'a', 'b:80', '--format', 'minimal'],
+    ['exec', 'node1', '--', 'ip', 'route'],
+  ])
+    test(argv[0], async () => {
+      const r = await podwalk([...argv.slice(0, 1), '--cluster', 'c.yaml', ...argv.slice(1)], {
+        files: { 'c.yaml': cluster },
+      });
+      assert.ok(r.stdout.length > 0);
+      assert.ok(
+        r.err.includes(
+          "podwalk: warning: node1's pod CIDR 10.244.0.0/24 overlaps node2's 10.244.0.0/16: their pods' addresses are ambiguous (podwalk doctor: pod-cidr-overlap)",
+        ),
+        r.stderr,
+      );
+      assert.ok(
+        r.err.includes(
+          'podwalk: warning: 10.244.0.5 is assigned to a eth0, b eth0 (podwalk doctor: duplicate-ip)',
+        ),
+        r.stderr,
+      );
+    });
+
+  test('the seed cluster gets none', async () => {
+    const r = await podwalk(['trace', 'pod-a', 'pod-c:8080']);
+    assert.equal(r.stderr, '');
+  });
+});
+
+describe('the first screen: podwalk demo (npm start)', () => {
+  test('opens with every mode in a few lines and what to try next', async () => {
+    const r = await podwalk(['demo']);
+    assertExit(r, 0);
+    const head = r.out.slice(0, 40);
+    assert.match(
+      head[0],
+      /^podwalk demo: pod-a to pod-b and to pod-c, a whole TCP exchange each, in 5 CNI modes$/,
+    );
+    for (const mode of CNI_MODES) {
+      const at = head.findIndex((l) => l.startsWith(mode + ' '));
+      assert.ok(at > 0, `${mode} in the summary`);
+      assert.match(
+        head[at + 1],
+        /^ {2}pod-a → pod-b:8080 {2}delivered and answered: the whole exchange, 10 packets$/,
+      );
+      assert.match(head[at + 3], /^ {2}pod-a → pod-c:8080 {2}delivered and answered/);
+      assert.match(head[at + 4], /pod-a → node1 \(veth-pod-a → cni0 → .*\) → lan0 → node2 \(.*\) → pod-c$/);
+    }
+    assert.match(
+      head.find((l) => l.startsWith('flannel-vxlan '))!,
+      /VXLAN \(UDP 4789\), 50 B overhead, pod MTU 1450/,
+    );
+    assert.ok(head.includes('Try next:'));
+    assert.ok(head.some((l) => /^ {2}npx podwalk trace pod-a pod-c:8080 --format summary {2,}/.test(l)));
+    // and the walks follow, as before
+    assert.match(r.stdout, /════ calico-ipip-crosssubnet ════/);
+    assert.equal(
+      r.out.at(-1),
+      "  npx podwalk demo --mode calico-ipip                   one mode's walks only",
+    );
+  });
+
+  test('on a terminal, long lines are wrapped to its width under their text; a pipe gets them whole', async () => {
+    const pipe = await podwalk(['demo', '--mode', 'flannel-vxlan']);
+    assert.deepEqual(await podwalk(['demo', '--mode', 'flannel-vxlan']), pipe, 'deterministic');
+    assert.ok(pipe.out.some((l) => l.length > 100));
+    const tty = await podwalk(['demo', '--mode', 'flannel-vxlan'], {
+      isTTY: true,
+      env: { NO_COLOR: '1' },
+      columns: 80,
+    });
+    assertExit(tty, 0);
+    for (const l of tty.out) assert.ok(l.length <= 80, l);
+    // the same words in the same order: only line breaks and the continuation indent differ
+    const words = (s: string) => s.split(/\s+/).filter(Boolean);
+    assert.deepEqual(words(tty.stdout), words(pipe.stdout));
+    // a step's continuation starts under the step's text (column 20), not at the margin
+    const continued = tty.out.flatMap((l, i) => (/^ {19}\S/.test(l) ? [i] : []));
+    assert.ok(continued.length > 0, 'no step line was wrapped');
+    for (const i of continued) {
+      let j = i - 1;
+      while (/^ {19}\S/.test(tty.out[j])) j--;
+      assert.match(tty.out[j], /^ *\d+ {2}L\d {2}/, `line ${i + 1} continues no step: ${tty.out[j]}`);
+    }
+  });
+});
+
+describe('serve answers only to 127.0.0.1 and localhost (DNS rebinding)', () => {
+  test('another Host is refused, a missing one too', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'podwalk-serve-'));
+    writeFileSync(join(dir, 'index.html'), '<!doctype html><title>page</title>');
+    let served: Served | undefined;
+    try {
+      assertExit(await podwalk(['serve', '--port', '0', '--dir', dir], { served: (s) => (served = s) }), 0);
+      const get = (host: string) =>
+        new Promise<number | undefined>((ok, fail) =>
+          httpGet({ host: '127.0.0.1', port: served!.port, path: '/', headers: { host } }, (res) => {
+            res.resume();
+            ok(res.statusCode);
+          }).on('error', fail),
+        );
+      for (const host of [`127.0.0.1:${served!.port}`, `localhost:${served!.port}`, 'LOCALHOST', '127.0.0.1'])
+        assert.equal(await get(host), 200, host);
+      for (const host of [
+        `evil.example:${served!.port}`,
+        'evil.example',
+        '127.0.0.1.evil.example',
+        '10.0.0.1',
+      ])
+        assert.equal(await get(host), 403, host);
+      // HTTP/1.0 needs no Host header (node's server refuses an HTTP/1.1 request without one itself)
+      const raw = await new Promise<string>((ok, fail) => {
+        const sock = connect(served!.port, '127.0.0.1', () => sock.end('GET / HTTP/1.0\r\n\r\n'));
+        let got = '';
+        sock.on('data', (d) => (got += d.toString()));
+        sock.on('end', () => ok(got));
+        sock.on('error', fail);
+      });
+      assert.match(raw, /^HTTP\/1\.1 403 /, 'no Host header');
+    } finally {
+      await served?.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('lab up --dry-run (no root needed)', () => {
+  test('every command runs in a namespace of the lab: nothing touches the root namespace', async () => {
+    const r = await podwalk(['lab', 'up', '--dry-run']);
+    assertExit(r, 0);
+    const cmds = r.out.filter((l) => /^(ip|bridge) /.test(l));
+    assert.ok(cmds.length > 50, show(r));
+    for (const l of cmds) assert.match(l, /^(ip|bridge) (-n pw-seed-\S+ |netns (add|exec) pw-seed-\S+)/, l);
   });
 });

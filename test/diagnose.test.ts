@@ -530,7 +530,7 @@ const realIo = (out: string[], err: string[]): Io => ({
   err: (s) => err.push(s),
   readFile: (p) => readFileSync(p, 'utf8'),
   listDir: (p) => readdirSync(p),
-  writeFile: () => undefined,
+  openDir: () => () => undefined,
   env: {},
   isTTY: false,
 });

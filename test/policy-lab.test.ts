@@ -10,7 +10,6 @@ import { readFileSync } from 'node:fs';
 import { loadCluster, loadPolicies } from '../src/cluster/load.ts';
 import { buildCluster } from '../src/cni/build.ts';
 import { labDown, labUnavailable, labUp } from '../src/lab/host.ts';
-import { labPrefix } from '../src/lab/plan.ts';
 import { labTrace } from '../src/lab/trace.ts';
 import { stateDiff } from '../src/lab/diff.ts';
 
@@ -33,11 +32,11 @@ spec.policies = loadPolicies(
   ].join('\n'),
   'web.yaml',
 );
-const prefix = labPrefix(spec.name);
+const lab = buildCluster(spec, 'calico-bgp');
 
 describe('NetworkPolicy in the real-kernel lab (calico-bgp)', { skip }, () => {
   after(() => {
-    labDown(prefix);
+    labDown(lab);
   });
 
   for (const [from, allowed] of [
@@ -48,10 +47,10 @@ describe('NetworkPolicy in the real-kernel lab (calico-bgp)', { skip }, () => {
       `${from} → web:8080 is ${allowed ? 'allowed' : 'denied'} on the kernel as in the model`,
       { timeout: 120_000 },
       async () => {
-        labDown(prefix);
-        const state = labUp(buildCluster(spec, 'calico-bgp'));
+        labDown(lab);
+        const state = await labUp(lab);
         try {
-          const tables = stateDiff(state, buildCluster(spec, 'calico-bgp'), ['iptables-save']);
+          const tables = await stateDiff(state, buildCluster(spec, 'calico-bgp'), ['iptables-save']);
           for (const t of tables)
             assert.ok(t.equal, `${t.netns}: iptables-save differs\n${t.sim}\n---\n${t.real}`);
           const r = await labTrace(state, buildCluster(spec, 'calico-bgp'), {
@@ -65,7 +64,7 @@ describe('NetworkPolicy in the real-kernel lab (calico-bgp)', { skip }, () => {
           const differ = r.diffs.filter((d) => d.first !== -1).map((d) => `${d.netns}/${d.dev}`);
           assert.ok(r.agree, `interfaces differ: ${differ.join(', ')}`);
         } finally {
-          labDown(prefix);
+          labDown(lab);
         }
       },
     );

@@ -3,11 +3,11 @@
  * it in-process. main.ts binds it to the real process.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { ClusterError, loadCluster, loadPolicies } from '../cluster/load.ts';
+import { ClusterError, loadCluster, loadPolicies, placeIn } from '../cluster/load.ts';
 import { SEED_YAML, seedCluster } from '../cluster/seed.ts';
 import { CNI_MODES, type ClusterSpec, type CniMode, type NetworkPolicySpec } from '../cluster/spec.ts';
 import { BuildError, buildCluster, type Cluster } from '../cni/build.ts';
-import { LabError } from '../lab/host.ts';
+import { LabError, LabInterrupted } from '../lab/host.ts';
 import { LabPlanError } from '../lab/plan.ts';
 import { labCommand } from './lab.ts';
 import { UsageError } from './errors.ts';
@@ -16,6 +16,9 @@ import { DEFAULT_WEB_ROOT, hasBuild, serveWeb, type Served } from './serve.ts';
 import { applyRun, CommandError, prepareCluster, runCommand, TOOLS } from '../tools/index.ts';
 import { DumpError, importCluster, type DumpFiles } from '../import/index.ts';
 import { pcapFiles } from '../tools/pcap-export.ts';
+import { OutputDirError, type OutputFile } from './files.ts';
+import { noteSource, sourceOf } from './source.ts';
+import { wrapText } from '../render/wrap.ts';
 import { compareModes } from '../diagnose/compare-modes.ts';
 import { walk, WalkError, walkOk, type Walk } from '../trace/walk.ts';
 import type { Proto, Trace } from '../trace/types.ts';
@@ -23,18 +26,32 @@ import { formatCtEntry } from '../render/conntrack.ts';
 import { roleLabel } from '../render/step.ts';
 import { explainDrop, renderExplanation } from '../diagnose/explain.ts';
 import { doctor, doctorToJson, renderDoctor } from '../diagnose/doctor.ts';
+import { duplicateIps, podCidrOverlaps } from '../diagnose/checks.ts';
 import { computeMatrix, MatrixError, matrixJson, matrixLines } from '../diagnose/matrix.ts';
 import { parsePodSelector, SelectorError } from '../cluster/selector.ts';
 import { loadScenario, listScenarios, SCENARIO_DIR } from './scenarios.ts';
-import { ANSI, PLAIN, renderMinimal, renderSteps, renderSummary, type Style } from '../render/text.ts';
+import {
+  ANSI,
+  dispositionLine,
+  PLAIN,
+  renderMinimal,
+  renderSteps,
+  renderSummary,
+  type Style,
+} from '../render/text.ts';
 import { traceToJson } from '../render/json.ts';
 
 export interface Io {
   out(s: string): void;
   err(s: string): void;
   readFile(path: string): string;
-  /** create `dir` (and parents) and write `name` in it */
-  writeFile(dir: string, name: string, bytes: Uint8Array): void;
+  /**
+   * `--pcap DIR`: check that DIR takes files (creating it when missing) before anything is
+   * printed; returns the writer of the files (all of them or none). Throws OutputDirError.
+   */
+  openDir(dir: string): (files: readonly OutputFile[]) => void;
+  /** the terminal's width when stdout is a terminal (long lines are wrapped to it) */
+  columns?: number;
   /** file names in a directory (for the shipped scenarios/) */
   listDir?(path: string): string[];
   /** `--from`: the files of a dump set (a directory or a .tar.gz), as src/collect/load.ts reads them */
@@ -59,6 +76,9 @@ export interface Io {
 }
 
 const collect = (v: string, prev: string[]) => [...prev, v];
+
+/** the exit status of a command a signal ended is 128 + the signal's number, as in the shell */
+const SIGNAL_NUMBERS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
 
 export { UsageError };
 
@@ -92,9 +112,13 @@ function specAndModeOf(
 
 /** The cluster file (or the seed) with the policies of the --policy files added; all or nothing. */
 function loadSpec(io: Io, file: string | undefined, policyFiles: readonly string[] = []): ClusterSpec {
+  if (file === '') throw new UsageError('--cluster: an empty file name');
+  if (file === undefined) return addPolicies(io, seedCluster(), file, policyFiles);
+  const text = readInput(io, file, 'cluster file');
   const warnings: string[] = [];
-  const spec = file ? loadCluster(readInput(io, file, 'cluster file'), file, warnings) : seedCluster();
+  const spec = loadCluster(text, file, warnings);
   for (const w of warnings) io.err(`podwalk: warning: ${w}`);
+  noteSource(io, { file, text, spec });
   return addPolicies(io, spec, file, policyFiles);
 }
 
@@ -109,6 +133,7 @@ function addPolicies(
   const policies = [...(spec.policies ?? [])];
   const taken = new Map(policies.map((p) => [key(p), `in ${file ?? 'the cluster file'}`]));
   for (const f of policyFiles) {
+    if (f === '') throw new UsageError('--policy: an empty file name');
     const warnings: string[] = [];
     const added = loadPolicies(readInput(io, f, 'policy file'), f, taken, warnings);
     // what the API server says while it accepts the objects (kubectl's "Warning: …")
@@ -124,15 +149,22 @@ function scenarioOrCluster(
   io: Io,
   o: { scenario?: string; cluster?: string; policy: string[] },
 ): ClusterSpec {
-  if (o.scenario && o.cluster) throw new UsageError('--scenario and --cluster both name a cluster: give one');
-  return o.scenario
+  if (o.scenario !== undefined && o.cluster !== undefined)
+    throw new UsageError('--scenario and --cluster both name a cluster: give one');
+  return o.scenario !== undefined
     ? addPolicies(io, loadScenario(io, o.scenario), `scenarios/${o.scenario}.yaml`, o.policy)
     : loadSpec(io, o.cluster, o.policy);
 }
 
-/** what the build wants the user to know (e.g. policies a flannel mode does not enforce), on stderr */
+/**
+ * What the user should know before a walk, on stderr: the build's warnings (e.g. policies a
+ * flannel mode does not enforce), and addresses that make walks ambiguous (doctor's duplicate-ip
+ * and pod-cidr-overlap checks, on the cluster as built and changed by --run).
+ */
 function warn(io: Io, c: Cluster): void {
   for (const w of c.warnings) io.err(`podwalk: warning: ${w}`);
+  for (const f of [...podCidrOverlaps(c), ...duplicateIps(c)])
+    io.err(`podwalk: warning: ${f.message} (podwalk doctor: ${f.check})`);
 }
 
 const POLICY_HELP = 'a NetworkPolicy YAML file (repeatable); enforced in the calico-* modes';
@@ -196,10 +228,16 @@ function parseIntArg(min: number, max: number) {
   };
 }
 
-function renderTrace(t: Trace, format: Format, st: Style, aux: 'full' | 'brief' | 'none'): string {
+function renderTrace(
+  t: Trace,
+  format: Format,
+  st: Style,
+  aux: 'full' | 'brief' | 'none',
+  width?: number,
+): string {
   switch (format) {
     case 'steps':
-      return renderSteps(t, st, { aux });
+      return renderSteps(t, st, { aux, width });
     case 'summary':
       return renderSummary(t, st);
     case 'minimal':
@@ -223,46 +261,154 @@ function conntrackOf(c: Cluster, w: Walk): string[] {
   return lines;
 }
 
-function demo(io: Io, spec: ClusterSpec, modes: CniMode[], format: Format, st: Style): void {
+/** the namespaces a walk crossed, with the devices it used in the nodes (ARP side-exchanges left out) */
+function pathOf(t: Trace, nodes: ReadonlySet<string>): string {
+  const hops: { netns: string; devices: string[] }[] = [];
+  for (const s of t.steps) {
+    if (s.aux) continue;
+    let h = hops[hops.length - 1];
+    if (h?.netns !== s.netns) hops.push((h = { netns: s.netns, devices: [] }));
+    if (s.device && !h.devices.includes(s.device)) h.devices.push(s.device);
+  }
+  return hops
+    .map((h) => (nodes.has(h.netns) && h.devices.length ? `${h.netns} (${h.devices.join(' → ')})` : h.netns))
+    .join(' → ');
+}
+
+/** one line on how a walk and its exchange ended */
+function outcome(w: Walk): string {
+  const d = w.request.disposition;
+  if (d.kind === 'dropped') return `DROPPED (${d.reason}) in ${d.netns}${d.device ? ` at ${d.device}` : ''}`;
+  if (d.kind !== 'delivered') return dispositionLine(d);
+  const lost = w.traces.filter((t) => t.disposition.kind !== 'delivered').length;
+  return lost
+    ? `delivered; ${lost} of the exchange's ${w.traces.length} packets were not`
+    : `delivered and answered: the whole exchange, ${w.traces.length} packets`;
+}
+
+const TRY_NEXT: [string, string][] = [
+  ['npx podwalk trace pod-a pod-c:8080 --format summary', 'one flow and its reply, device by device'],
+  ['npx podwalk trace pod-a pod-c:8080 --mode calico-bgp', 'the same flow in another mode, step by step'],
+  ['npx podwalk modes', 'the modes side by side: encapsulation, overhead, pod MTU'],
+  ['npx podwalk exec node1 -- ip route', "node1's routes, as ip prints them (also bridge, tcpdump, …)"],
+  ['npx podwalk doctor --scenario vxlan-pod-mtu', 'a broken cluster diagnosed (npx podwalk scenarios)'],
+  ['npx podwalk demo --mode calico-ipip', "one mode's walks only"],
+];
+
+function demo(
+  io: Io,
+  spec: ClusterSpec,
+  modes: CniMode[],
+  format: Format,
+  st: Style,
+  print: (s: string) => void,
+): void {
   const a = spec.pods[0];
   const same = spec.pods.find((p) => p !== a && p.node === a.node && p.listen.some((l) => l.proto === 'tcp'));
   const other = spec.pods.find((p) => p.node !== a.node && p.listen.some((l) => l.proto === 'tcp'));
-  const results: unknown[] = [];
-  for (const mode of modes) {
-    if (format !== 'json') io.out(st.bold(`\n════ ${mode} ════\n`));
-    for (const dst of [same, other]) {
-      if (!dst) continue;
+  const runs = modes.map((mode) => ({
+    mode,
+    flows: [same, other].flatMap((dst) => {
+      if (!dst) return [];
       const c = buildCluster(spec, mode);
       const port = dst.listen.find((l) => l.proto === 'tcp')!.port;
       const w = walk(c, { from: a.name, to: dst.name, proto: 'tcp', port }, { exchange: true });
-      if (format === 'json') {
-        results.push({ mode, request: traceToJson(w.request), reply: w.reply && traceToJson(w.reply) });
-        continue;
-      }
-      io.out(
-        st.accent(
-          `── ${a.name} → ${dst.name}:${port} (${dst.node === a.node ? 'same node' : 'another node'}) ──`,
+      const label = `${a.name} → ${dst.name}:${port}`;
+      return [{ dst, port, c, w, label, where: dst.node === a.node ? 'same node' : 'another node' }];
+    }),
+  }));
+  if (format === 'json') {
+    io.out(
+      JSON.stringify(
+        runs.flatMap((r) =>
+          r.flows.map((f) => ({
+            mode: r.mode,
+            request: traceToJson(f.w.request),
+            reply: f.w.reply && traceToJson(f.w.reply),
+          })),
         ),
-      );
-      io.out(renderTrace(w.request, format, st, 'brief'));
+      ),
+    );
+    return;
+  }
+  // the first screen: every mode in a few lines, and what to try next; the walks follow
+  const rows = new Map(compareModes(spec, modes).map((r) => [r.mode, r]));
+  const modeWidth = Math.max(...modes.map((m) => m.length));
+  const labelWidth = Math.max(0, ...runs.flatMap((r) => r.flows.map((f) => f.label.length)));
+  print(
+    st.bold(
+      `podwalk demo: ${a.name} to ${[same, other]
+        .filter((p) => p)
+        .map((p) => p!.name)
+        .join(
+          ' and to ',
+        )}, a whole TCP exchange each, in ${modes.length === 1 ? modes[0] : `${modes.length} CNI modes`}`,
+    ),
+  );
+  print('');
+  for (const r of runs) {
+    const row = rows.get(r.mode)!;
+    print(
+      `${st.bold(r.mode.padEnd(modeWidth))}  ${row.encapsulation === 'none' ? 'no encapsulation' : `${row.encapsulation}, ${row.overhead} B overhead`}, pod MTU ${row.podMtu}`,
+    );
+    for (const f of r.flows) {
+      const nodes = new Set(f.c.nodes.map((n) => n.name));
+      print(`  ${f.label.padEnd(labelWidth)}  ${outcome(f.w)}`);
+      print(`  ${' '.repeat(labelWidth)}  ${st.dim(pathOf(f.w.request, nodes))}`);
+    }
+  }
+  const tryNext = () => {
+    print(st.bold('Try next:'));
+    const w = Math.max(...TRY_NEXT.map(([c]) => c.length));
+    for (const [cmd, what] of TRY_NEXT) print(`  ${cmd.padEnd(w)}  ${st.dim(what)}`);
+  };
+  print('');
+  tryNext();
+  print('');
+  print(st.dim('Below: each walk step by step (request, reply, the rest of the exchange, conntrack).'));
+  for (const r of runs) {
+    print(st.bold(`\n════ ${r.mode} ════\n`));
+    for (const { dst, c, w, label, where } of r.flows) {
+      print(st.accent(`── ${label} (${where}) ──`));
+      print(renderTrace(w.request, format, st, 'brief', io.columns));
       if (w.reply) {
-        io.out(st.accent('── reply ──'));
-        io.out(renderTrace(w.reply, format, st, 'brief'));
+        print(st.accent('── reply ──'));
+        print(renderTrace(w.reply, format, st, 'brief', io.columns));
       }
       const rest = w.traces.slice(2);
       if (rest.length)
-        io.out(
+        print(
           st.dim(
             `── then ${rest.map((t) => roleLabel(t.flow.role)).join(', ')}: ${rest.every((t) => t.disposition.kind === 'delivered') ? 'all delivered' : 'not all delivered'} ──`,
           ),
         );
       const ct = conntrackOf(c, w);
-      if (ct.length)
-        io.out(st.dim('conntrack -L after the exchange:\n') + ct.map((l) => `  ${l}`).join('\n'));
-      io.out('');
+      if (ct.length) print(st.dim('conntrack -L after the exchange:\n') + ct.map((l) => `  ${l}`).join('\n'));
+      print('');
+      void dst;
     }
   }
-  if (format === 'json') io.out(JSON.stringify(results));
+  print(
+    st.dim(
+      `That was ${modes.length === 1 ? modes[0] : `all ${modes.length} modes`}; the summary is at the top (npm start | less).`,
+    ),
+  );
+  tryNext();
+}
+
+/** a directory option's problem is a usage error naming the option and the directory */
+function guardDir<T>(option: string, dir: string, fn: () => T): T {
+  if (dir === '') throw new UsageError(`${option}: an empty directory name`);
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof OutputDirError) throw new UsageError(`${option} ${dir}: ${e.message}`);
+    throw e;
+  }
+}
+
+function openDir(io: Io, option: string, dir: string): (files: readonly OutputFile[]) => void {
+  return guardDir(option, dir, () => io.openDir(dir));
 }
 
 function parseTarget(v: string): { to: string; port?: number } {
@@ -274,6 +420,12 @@ function parseTarget(v: string): { to: string; port?: number } {
     return { to: m[1], port };
   }
   return { to: m[1] };
+}
+
+/** io.out, with long lines wrapped to the terminal's width when stdout is a terminal */
+function wrapped(io: Io): (s: string) => void {
+  const width = io.columns;
+  return width ? (s) => io.out(wrapText(s, width)) : (s) => io.out(s);
 }
 
 const EXAMPLES = {
@@ -366,7 +518,7 @@ Examples:
     .addHelpText('after', EXAMPLES.demo)
     .action((o: { mode?: CniMode; cluster?: string; format: Format; json?: boolean }) => {
       const spec = loadSpec(io, o.cluster);
-      demo(io, spec, o.mode ? [o.mode] : [...CNI_MODES], o.json ? 'json' : o.format, st);
+      demo(io, spec, o.mode ? [o.mode] : [...CNI_MODES], o.json ? 'json' : o.format, st, wrapped(io));
     });
 
   program
@@ -439,6 +591,8 @@ Examples:
           { from, to, proto: o.proto, port, size: o.size, df: o.df, sport: o.sport },
           { exchange: !!o.exchange },
         );
+        // the pcap directory is checked before anything is printed
+        const writePcaps = o.pcap === undefined ? undefined : openDir(io, '--pcap', o.pcap);
         const format: Format = o.json ? 'json' : o.format;
         const traces = o.exchange ? w.traces : [w.request, ...(w.reply ? [w.reply] : [])];
         if (format === 'json') {
@@ -473,9 +627,9 @@ Examples:
               io.out(st.dim('conntrack -L after the exchange:\n') + ct.map((l) => `  ${l}`).join('\n'));
           }
         }
-        if (o.pcap) {
+        if (writePcaps) {
           const files = pcapFiles(c.world);
-          for (const f of files) io.writeFile(o.pcap, f.name, f.bytes);
+          guardDir('--pcap', o.pcap!, () => writePcaps(files));
           io.err(`wrote ${files.length} pcap files to ${o.pcap}`);
         }
         code = walkOk(w) ? 0 : 1;
@@ -597,7 +751,7 @@ Examples:
         const c = o.from ? importFrom(io, o.from, o.run) : prepareCluster(...specAndModeOf(io, o), o.run);
         warn(io, c);
         execWalks(c, o.walk);
-        const start = o.in ?? c.nodes[0].name;
+        const start = o.in !== undefined ? o.in : c.nodes[0].name;
         if (!c.world.netns.has(start)) throw new UsageError(`--in ${start}: no such pod or node`);
         if (!io.stdin || !io.stdout) throw new UsageError('shell needs a terminal or piped input');
         code = await runShell(
@@ -832,23 +986,24 @@ Examples:
       );
     });
 
-  program.addCommand(
-    labCommand({
-      out: (x) => io.out(x),
-      err: (x) => io.err(x),
-      loadSpec: (f, policies) => loadSpec(io, f, policies),
-      warn: (c) => warn(io, c),
-      importFrom: (from) => importFrom(io, from),
-      dumpSetName: (from) => io.dumpSetName?.(from) ?? 'imported',
-      parseMode,
-      parseIntArg,
-      parseTarget,
-      style: st,
-      setCode: (c) => {
-        code = c;
-      },
-    }),
-  );
+  const lab = labCommand({
+    out: (x) => io.out(x),
+    err: (x) => io.err(x),
+    loadSpec: (f, policies) => loadSpec(io, f, policies),
+    warn: (c) => warn(io, c),
+    importFrom: (from) => importFrom(io, from),
+    dumpSetName: (from) => io.dumpSetName?.(from) ?? 'imported',
+    parseMode,
+    parseIntArg,
+    parseTarget,
+    style: st,
+    setCode: (c) => {
+      code = c;
+    },
+  });
+  // the settings .command() passes on (exitOverride: usage errors exit 2, output through io)
+  for (const cmd of [lab, ...lab.commands]) cmd.copyInheritedSettings(program);
+  program.addCommand(lab);
 
   program
     .command('serve')
@@ -879,10 +1034,11 @@ Examples:
         const d = io.readDumps!(o.from);
         dumps = JSON.stringify({ name: d.name, files: Object.fromEntries(d.files) });
       }
-      if (o.cluster) {
+      if (o.cluster !== undefined) {
         loadSpec(io, o.cluster); // validate here: file:line:col, exit 2
         cluster = { yaml: io.readFile(o.cluster), file: o.cluster };
       }
+      if (o.dir === '') throw new UsageError('--dir: an empty directory name');
       if (!hasBuild(o.dir)) throw new UsageError(`no page build in ${o.dir}: run \`npm run build\` first`);
       let s: Served;
       try {
@@ -912,6 +1068,21 @@ Examples:
       if (e.code === 'commander.help') return e.exitCode === 0 ? 0 : 2;
       if (e.code === 'commander.executeSubCommandAsync') return 0;
       return 2; // commander already printed its one-line error
+    }
+    if (e instanceof LabInterrupted) {
+      io.err(`podwalk: ${e.message}: stopped, and removed what this command had built`);
+      return 128 + (SIGNAL_NUMBERS[e.signal] ?? 2);
+    }
+    // a problem found after the cluster file was read (the build, a run: command): its place in the file
+    const src = sourceOf(io);
+    if (e instanceof CommandError && e.runIndex !== undefined && src) {
+      io.err(`podwalk: ${placeIn(src.text, src.file, ['run', e.runIndex])}: ${e.message}`);
+      return 2;
+    }
+    if (e instanceof BuildError && src) {
+      const pod = e.pod === undefined ? -1 : src.spec.pods.findIndex((p) => p.name === e.pod);
+      io.err(`podwalk: ${pod >= 0 ? placeIn(src.text, src.file, ['pods', pod]) : src.file}: ${e.message}`);
+      return 2;
     }
     if (
       e instanceof ClusterError ||

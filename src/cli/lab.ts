@@ -4,15 +4,16 @@
 import { Command, Option } from 'commander';
 import type { ClusterSpec, CniMode } from '../cluster/spec.ts';
 import { buildCluster, type Cluster } from '../cni/build.ts';
-import { labPrefix, planLab } from '../lab/plan.ts';
+import { planLab } from '../lab/plan.ts';
 import {
-  existingNamespaces,
+  labCondition,
   labDown,
   labExec,
   LabError,
+  LabInterrupted,
   labUnavailable,
   labUp,
-  readState,
+  type LabState,
 } from '../lab/host.ts';
 import { labTrace } from '../lab/trace.ts';
 import { labCollect } from '../lab/collect.ts';
@@ -42,6 +43,45 @@ export interface LabCliDeps {
 function need(): void {
   const why = labUnavailable();
   if (why) throw new LabError(why);
+}
+
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+/**
+ * Run a lab operation that builds something, with SIGINT, SIGTERM and SIGHUP turned into an abort:
+ * the operation stops at its next step or wait, removes what it built and throws LabInterrupted.
+ * Until it has, further signals change nothing (a second Ctrl-C does not leave half a lab).
+ */
+async function interruptible<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const ac = new AbortController();
+  const on = (sig: NodeJS.Signals) => {
+    if (!ac.signal.aborted) ac.abort(sig);
+  };
+  for (const s of SIGNALS) process.on(s, on);
+  try {
+    const r = await fn(ac.signal);
+    if (ac.signal.aborted) throw new LabInterrupted(String(ac.signal.reason));
+    return r;
+  } finally {
+    for (const s of SIGNALS) process.off(s, on);
+  }
+}
+
+/** the state of the cluster's lab, for the commands that work in a running lab */
+function runningLab(c: Cluster): LabState {
+  const cond = labCondition(c);
+  switch (cond.kind) {
+    case 'up':
+    case 'in-use':
+    case 'orphaned':
+      return cond.state;
+    case 'other':
+      throw new LabError(
+        `the namespaces ${cond.state.prefix}* belong to the lab of "${cond.state.cluster}", not "${c.spec.name}"`,
+      );
+    default:
+      throw new LabError(`no lab for "${c.spec.name}" is up: run podwalk lab up first`);
+  }
 }
 
 export function labCommand(d: LabCliDeps): Command {
@@ -74,9 +114,11 @@ Examples:
       'the cluster of `podwalk collect` dumps (its lab is pw-<dump set name>-…)',
     );
   /** the lab's cluster name: the dump set's, or the cluster file's */
-  const labName = (o: { cluster?: string; from?: string }) => {
-    if (o.from && o.cluster) throw new LabError('--from and --cluster both name a cluster: give one');
-    return o.from ? d.dumpSetName(o.from) : d.loadSpec(o.cluster).name;
+  /** the cluster of the lab a command names: --from's dumps imported, or --cluster (or the seed) */
+  const labCluster = (o: { cluster?: string; from?: string }): Cluster => {
+    if (o.from !== undefined && o.cluster !== undefined)
+      throw new LabError('--from and --cluster both name a cluster: give one');
+    return o.from !== undefined ? d.importFrom(o.from) : buildCluster(d.loadSpec(o.cluster));
   };
 
   lab
@@ -89,34 +131,36 @@ Examples:
     .addOption(policyOpt())
     .addOption(fromOpt())
     .option('--dry-run', 'print the commands instead of running them (no root needed)')
-    .action((o: { cluster?: string; mode?: CniMode; policy: string[]; dryRun?: boolean; from?: string }) => {
-      if (o.from && (o.cluster || o.mode || o.policy.length))
-        throw new LabError(
-          '--from builds the lab from the dumps: --cluster, --mode and --policy do not apply',
-        );
-      const c = o.from
-        ? d.importFrom(o.from)
-        : (() => {
-            const spec = d.loadSpec(o.cluster, o.policy);
-            return buildCluster(spec, o.mode ?? spec.cni);
-          })();
-      const spec = c.spec;
-      d.warn(c);
-      if (o.dryRun) {
-        for (const s of planLab(c).steps)
-          d.out(
-            s.argv.map((a) => (/[\s"'$]/.test(a) ? `'${a}'` : a)).join(' ') +
-              (s.input ? ' <<EOF\n' + s.input + 'EOF' : ''),
+    .action(
+      async (o: { cluster?: string; mode?: CniMode; policy: string[]; dryRun?: boolean; from?: string }) => {
+        if (o.from && (o.cluster || o.mode || o.policy.length))
+          throw new LabError(
+            '--from builds the lab from the dumps: --cluster, --mode and --policy do not apply',
           );
-        return;
-      }
-      need();
-      const st = labUp(c, { detached: true });
-      d.out(
-        `lab ${spec.name} (${c.mode}) is up: ${Object.keys(st.namespaces).length} network namespaces, ${st.listeners.length} listeners`,
-      );
-      d.out(Object.values(st.namespaces).join(' '));
-    });
+        const c = o.from
+          ? d.importFrom(o.from)
+          : (() => {
+              const spec = d.loadSpec(o.cluster, o.policy);
+              return buildCluster(spec, o.mode ?? spec.cni);
+            })();
+        const spec = c.spec;
+        d.warn(c);
+        if (o.dryRun) {
+          for (const s of planLab(c).steps)
+            d.out(
+              s.argv.map((a) => (/[\s"'$]/.test(a) ? `'${a}'` : a)).join(' ') +
+                (s.input ? ' <<EOF\n' + s.input + 'EOF' : ''),
+            );
+          return;
+        }
+        need();
+        const st = await interruptible((signal) => labUp(c, { detached: true, signal }));
+        d.out(
+          `lab ${spec.name} (${c.mode}) is up: ${Object.keys(st.namespaces).length} network namespaces, ${st.listeners.length} listeners`,
+        );
+        d.out(Object.values(st.namespaces).join(' '));
+      },
+    );
 
   lab
     .command('down')
@@ -125,12 +169,12 @@ Examples:
     .addOption(fromOpt())
     .action((o: { cluster?: string; from?: string }) => {
       need();
-      const name = labName(o);
-      const removed = labDown(labPrefix(name));
+      const c = labCluster(o);
+      const removed = labDown(c);
       d.out(
         removed.length
           ? `removed ${removed.length} namespaces: ${removed.join(' ')}`
-          : `no lab namespaces ${labPrefix(name)}* were left`,
+          : `no namespaces of the lab of "${c.spec.name}" were left`,
       );
     });
 
@@ -140,20 +184,47 @@ Examples:
     .addOption(clusterOpt())
     .addOption(fromOpt())
     .action((o: { cluster?: string; from?: string }) => {
-      const spec = { name: labName(o) };
-      const prefix = labPrefix(spec.name);
-      const st = readState(prefix);
-      const live = process.getuid?.() === 0 ? existingNamespaces(prefix) : [];
-      if (!st && !live.length) {
-        d.out(`lab ${spec.name}: down`);
-        d.setCode(1);
-        return;
+      const c = labCluster(o);
+      const spec = c.spec;
+      const cond = labCondition(c);
+      const head = `lab ${spec.name}: `;
+      switch (cond.kind) {
+        case 'down':
+          d.out(head + 'down');
+          return d.setCode(1);
+        case 'stray':
+          d.out(head + 'namespaces left without a state file: run podwalk lab down');
+          for (const n of cond.namespaces) d.out(`  ${n}`);
+          return d.setCode(1);
+        case 'other':
+          d.out(
+            head +
+              `down; its namespace names ${cond.state.prefix}* are taken by the lab of "${cond.state.cluster}"`,
+          );
+          return d.setCode(1);
+        case 'orphaned':
+          d.out(head + `orphaned (owner pid ${cond.state.owner} is gone): run podwalk lab down`);
+          d.setCode(1);
+          break;
+        case 'in-use':
+          d.out(
+            head +
+              `in use by process ${cond.state.owner} (${cond.state.mode}, since ${cond.state.created}), which removes it when it ends`,
+          );
+          break;
+        case 'up':
+          d.out(head + `up (${cond.state.mode}, since ${cond.state.created})`);
+          break;
       }
-      d.out(
-        `lab ${spec.name}: ${st ? `up (${st.mode}, since ${st.created})` : 'namespaces left without a state file: run podwalk lab down'}`,
-      );
-      for (const n of live) d.out(`  ${n}`);
-      for (const l of st?.listeners ?? []) d.out(`  listener ${l.netns} ${l.proto}/${l.port} pid ${l.pid}`);
+      const all = Object.values(cond.state.namespaces);
+      for (const n of all) d.out(`  ${n}${cond.namespaces.includes(n) ? '' : '  (missing)'}`);
+      for (const l of cond.state.listeners) d.out(`  listener ${l.netns} ${l.proto}/${l.port} pid ${l.pid}`);
+      if (cond.kind === 'up' && cond.namespaces.length < all.length) {
+        d.out(
+          `${all.length - cond.namespaces.length} of ${all.length} namespaces are missing: run podwalk lab down`,
+        );
+        d.setCode(1);
+      }
     });
 
   lab
@@ -165,9 +236,7 @@ Examples:
     .addOption(fromOpt())
     .action((netns: string, cmd: string[], o: { cluster?: string; from?: string }) => {
       need();
-      const spec = { name: labName(o) };
-      const st = readState(labPrefix(spec.name));
-      if (!st) throw new LabError(`no lab for "${spec.name}" is up: run podwalk lab up first`);
+      const st = runningLab(labCluster(o));
       const r = labExec(st, netns, cmd, undefined, 60_000);
       if (r.stdout) d.out(r.stdout.replace(/\n$/, ''));
       if (r.stderr) d.err(r.stderr.replace(/\n$/, ''));
@@ -210,52 +279,51 @@ Examples:
         const spec = d.loadSpec(o.cluster, o.policy);
         const mode = o.mode ?? spec.cni;
         const { to, port } = d.parseTarget(target);
-        const prefix = labPrefix(spec.name);
-        if (readState(prefix) || existingNamespaces(prefix).length)
+        const built = buildCluster(spec, mode);
+        d.warn(built);
+        if (labCondition(built).kind === 'up')
           throw new LabError(
             `a lab for "${spec.name}" is up: lab trace builds its own fresh one; run podwalk lab down first`,
           );
-        const built = buildCluster(spec, mode);
-        d.warn(built);
-        const st = labUp(built);
-        try {
-          const r = await labTrace(st, buildCluster(spec, mode), {
-            from,
-            to,
-            proto: o.proto,
-            port,
-            size: o.size,
-            df: o.df,
-          });
-          const st2 = d.style;
-          d.out(st2.bold(flowLine(r.sim.request.flow)) + `  [${mode}]`);
-          d.out(
-            `real client: exit ${r.client.code}${r.client.out ? `: ${r.client.out.split('\n').slice(-1)[0]}` : ''}`,
-          );
-          for (const diff of r.diffs) {
-            if (diff.first === -1 && !o.all) continue;
-            const head = `${diff.netns}/${diff.dev}: ${diff.first === -1 ? st2.ok(`agree (${diff.sim.length} packets)`) : st2.bad(`DIFFER from packet ${diff.first + 1} (simulated ${diff.sim.length}, real ${diff.real.length})`)}`;
-            d.out(head);
-            const n = Math.max(diff.sim.length, diff.real.length);
-            for (let i = 0; i < n; i++) {
-              const same = diff.sim[i] === diff.real[i];
-              if (same) d.out(`    ${i + 1}. ${diff.sim[i]}`);
-              else {
-                d.out(st2.bad(`  ! ${i + 1}. sim:  ${diff.sim[i] ?? '(nothing)'}`));
-                d.out(st2.bad(`  ! ${i + 1}. real: ${diff.real[i] ?? '(nothing)'}`));
-              }
+        const r = await interruptible(async (signal) => {
+          const st = await labUp(built, { signal });
+          try {
+            return await labTrace(
+              st,
+              buildCluster(spec, mode),
+              { from, to, proto: o.proto, port, size: o.size, df: o.df },
+              { signal },
+            );
+          } finally {
+            labDown(built);
+          }
+        });
+        const st2 = d.style;
+        d.out(st2.bold(flowLine(r.sim.request.flow)) + `  [${mode}]`);
+        d.out(
+          `real client: exit ${r.client.code}${r.client.out ? `: ${r.client.out.split('\n').slice(-1)[0]}` : ''}`,
+        );
+        for (const diff of r.diffs) {
+          if (diff.first === -1 && !o.all) continue;
+          const head = `${diff.netns}/${diff.dev}: ${diff.first === -1 ? st2.ok(`agree (${diff.sim.length} packets)`) : st2.bad(`DIFFER from packet ${diff.first + 1} (simulated ${diff.sim.length}, real ${diff.real.length})`)}`;
+          d.out(head);
+          const n = Math.max(diff.sim.length, diff.real.length);
+          for (let i = 0; i < n; i++) {
+            const same = diff.sim[i] === diff.real[i];
+            if (same) d.out(`    ${i + 1}. ${diff.sim[i]}`);
+            else {
+              d.out(st2.bad(`  ! ${i + 1}. sim:  ${diff.sim[i] ?? '(nothing)'}`));
+              d.out(st2.bad(`  ! ${i + 1}. real: ${diff.real[i] ?? '(nothing)'}`));
             }
           }
-          const bad = r.diffs.filter((x) => x.first !== -1).length;
-          d.out(
-            bad
-              ? st2.bad(`${bad} of ${r.diffs.length} interfaces differ`)
-              : st2.ok(`simulation and kernel agree on all ${r.diffs.length} interfaces`),
-          );
-          d.setCode(r.agree ? 0 : 1);
-        } finally {
-          labDown(prefix);
         }
+        const bad = r.diffs.filter((x) => x.first !== -1).length;
+        d.out(
+          bad
+            ? st2.bad(`${bad} of ${r.diffs.length} interfaces differ`)
+            : st2.ok(`simulation and kernel agree on all ${r.diffs.length} interfaces`),
+        );
+        d.setCode(r.agree ? 0 : 1);
       },
     );
   lab
@@ -275,16 +343,13 @@ Examples:
     )
     .action((o: { out: string; cluster?: string; from?: string }) => {
       need();
-      const name = labName(o);
-      const st = readState(labPrefix(name));
-      if (!st) throw new LabError(`no lab for "${name}" is up: run podwalk lab up first`);
+      const c = labCluster(o);
+      const name = c.spec.name;
+      const st = runningLab(c);
       const roles =
         st.roles ??
         Object.fromEntries(
-          [...buildCluster(d.loadSpec(o.cluster), st.mode as CniMode).world.netns.values()].map((ns) => [
-            ns.name,
-            ns.role,
-          ]),
+          [...buildCluster(c.spec, st.mode as CniMode).world.netns.values()].map((ns) => [ns.name, ns.role]),
         );
       const nodes = labCollect(st, roles, o.out);
       d.out(`collected ${nodes.length} nodes of lab ${name} into ${o.out}: ${nodes.join(' ')}`);
@@ -299,15 +364,13 @@ Examples:
     .addOption(policyOpt())
     .addOption(fromOpt())
     .option('--all', 'print the tables that agree too')
-    .action((o: { cluster?: string; policy: string[]; all?: boolean; from?: string }) => {
+    .action(async (o: { cluster?: string; policy: string[]; all?: boolean; from?: string }) => {
       need();
-      const name = labName(o);
-      const st = readState(labPrefix(name));
-      if (!st) throw new LabError(`no lab for "${name}" is up: run podwalk lab up first`);
+      const st = runningLab(labCluster(o));
       const model = o.from
         ? d.importFrom(o.from)
         : buildCluster(d.loadSpec(o.cluster, o.policy), st.mode as CniMode);
-      const diffs = stateDiff(st, model);
+      const diffs = await stateDiff(st, model);
       const st2 = d.style;
       for (const t of diffs) {
         if (t.equal && !o.all) continue;
@@ -339,7 +402,7 @@ Examples:
     )
     .action(async (seed: number, o: { imported?: boolean }) => {
       need();
-      const r = await runScenario(seed, { imported: o.imported });
+      const r = await interruptible((signal) => runScenario(seed, { imported: o.imported, signal }));
       const st2 = d.style;
       d.out(st2.bold(r.scenario.title));
       d.out(r.fault ? `fault: ${r.fault}` : 'no fault');

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 /** The podwalk executable: binds the CLI to this process. */
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readdirSync, readFileSync } from 'node:fs';
 import { run } from './app.ts';
+import { openOutputDir } from './files.ts';
 import { dumpSetName, loadDumps } from '../collect/load.ts';
 import { collectorScript, runCollector } from '../collect/run.ts';
 
@@ -17,18 +17,16 @@ const code = await run(process.argv.slice(2), {
   err: (s) => process.stderr.write(s + '\n'),
   readFile: (p) => readFileSync(p, 'utf8'),
   listDir: (p) => readdirSync(p),
+  openDir: openOutputDir,
   readDumps: loadDumps,
   collect: (o) => runCollector(o, { inherit: true }),
   collectorScript,
   dumpSetName,
-  writeFile: (dir, name, bytes) => {
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, name), bytes);
-  },
   stdin: process.stdin,
   stdout: process.stdout,
   stdinTTY: !!process.stdin.isTTY,
   env: process.env,
   isTTY: !!process.stdout.isTTY,
+  columns: process.stdout.isTTY ? process.stdout.columns : undefined,
 });
 process.exitCode = code;

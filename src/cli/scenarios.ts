@@ -8,6 +8,7 @@ import { loadCluster } from '../cluster/load.ts';
 import type { ClusterSpec } from '../cluster/spec.ts';
 import type { Io } from './app.ts';
 import { UsageError } from './errors.ts';
+import { noteSource } from './source.ts';
 
 export const SCENARIO_DIR = fileURLToPath(new URL('../../scenarios/', import.meta.url));
 
@@ -21,12 +22,15 @@ function names(io: Io): string[] {
 }
 
 export function loadScenario(io: Io, name: string): ClusterSpec {
+  if (name === '') throw new UsageError('--scenario: an empty name');
   const all = names(io);
   if (!all.includes(name))
     throw new UsageError(`--scenario ${name}: no such scenario (these are: ${all.join(', ')})`);
   const file = join(SCENARIO_DIR, `${name}.yaml`);
-  const spec = loadCluster(io.readFile(file), `scenarios/${name}.yaml`);
+  const text = io.readFile(file);
+  const spec = loadCluster(text, `scenarios/${name}.yaml`);
   if (!spec.scenario) throw new UsageError(`scenarios/${name}.yaml has no scenario: section`);
+  noteSource(io, { file: `scenarios/${name}.yaml`, text, spec });
   return spec;
 }
 

@@ -1,7 +1,9 @@
 /**
  * `podwalk serve`: the static build of the page (npm run build → dist/web) on 127.0.0.1, and the
  * user's cluster file as /cluster.yaml for the page to load with the same core loader. A tiny
- * node:http file server: GET and HEAD only, nothing outside the build directory.
+ * node:http file server: GET and HEAD only, nothing outside the build directory, and only for
+ * requests addressed to 127.0.0.1 or localhost: a page of another site whose name an attacker
+ * re-points at 127.0.0.1 (DNS rebinding) sends its own name as Host and is refused.
  */
 import { createServer, type Server } from 'node:http';
 import { existsSync, readFileSync, statSync } from 'node:fs';
@@ -45,6 +47,16 @@ export function hasBuild(root: string): boolean {
   return existsSync(join(root, 'index.html'));
 }
 
+/** the names the server answers to: the address it is bound to and localhost */
+const HOSTS = new Set(['127.0.0.1', 'localhost']);
+
+/** the host name of a Host header (without the port), lower case; undefined when malformed */
+function hostName(header: string | undefined): string | undefined {
+  if (!header) return undefined;
+  const m = /^(\[[^\]]*\]|[^:]+)(?::\d+)?$/.exec(header.trim());
+  return m ? m[1].toLowerCase().replace(/\.$/, '') : undefined;
+}
+
 export function serveWeb(o: ServeOptions): Promise<Served> {
   const root = resolve(o.root);
   const server = createServer((req, res) => {
@@ -63,6 +75,9 @@ export function serveWeb(o: ServeOptions): Promise<Served> {
       });
       res.end(req.method === 'HEAD' ? undefined : body);
     };
+    const host = hostName(req.headers.host);
+    if (host === undefined || !HOSTS.has(host))
+      return send(403, 'forbidden: this server answers only to 127.0.0.1 and localhost\n', 'text/plain');
     if (req.method !== 'GET' && req.method !== 'HEAD')
       return send(405, 'method not allowed\n', 'text/plain', { allow: 'GET, HEAD' });
     let path: string;

@@ -63,6 +63,36 @@ function overheadBetween(c: Cluster, a: ResolvedNode, b: ResolvedNode): number {
   return MODE_INFO[c.mode].overhead;
 }
 
+/** nodes whose pod CIDRs overlap */
+export function podCidrOverlaps(c: Cluster): Finding[] {
+  const out: Finding[] = [];
+  for (let i = 0; i < c.nodes.length; i++)
+    for (let j = i + 1; j < c.nodes.length; j++)
+      if (overlaps(c.nodes[i], c.nodes[j]))
+        out.push({
+          check: 'pod-cidr-overlap',
+          severity: 'problem',
+          message: `${c.nodes[i].name}'s pod CIDR ${c.nodes[i].podCIDR} overlaps ${c.nodes[j].name}'s ${c.nodes[j].podCIDR}: their pods' addresses are ambiguous`,
+          fix: 'give every node a disjoint podCIDR (kube-controller-manager --allocate-node-cidrs, or the IPAM block size)',
+        });
+  return out;
+}
+
+/** the same address on two devices of nodes and pods */
+export function duplicateIps(c: Cluster): Finding[] {
+  const out: Finding[] = [];
+  // duplicate IPs among the devices of nodes and pods (pod and node addresses are routed cluster-wide)
+  for (const [ip, where] of addressOwners(c))
+    if (where.length > 1)
+      out.push({
+        check: 'duplicate-ip',
+        severity: 'problem',
+        message: `${ip} is assigned to ${where.join(', ')}`,
+        fix: 'remove the duplicate (a stale IPAM allocation, or an address added by hand)',
+      });
+  return out;
+}
+
 export function runChecks(c: Cluster): CheckResult[] {
   const results = new Map<CheckName, Finding[]>(CHECKS.map((k) => [k, []]));
   const add = (f: Finding) => results.get(f.check)!.push(f);
@@ -115,15 +145,7 @@ export function runChecks(c: Cluster): CheckResult[] {
         });
     }
 
-  for (let i = 0; i < c.nodes.length; i++)
-    for (let j = i + 1; j < c.nodes.length; j++)
-      if (overlaps(c.nodes[i], c.nodes[j]))
-        add({
-          check: 'pod-cidr-overlap',
-          severity: 'problem',
-          message: `${c.nodes[i].name}'s pod CIDR ${c.nodes[i].podCIDR} overlaps ${c.nodes[j].name}'s ${c.nodes[j].podCIDR}: their pods' addresses are ambiguous`,
-          fix: 'give every node a disjoint podCIDR (kube-controller-manager --allocate-node-cidrs, or the IPAM block size)',
-        });
+  for (const f of podCidrOverlaps(c)) add(f);
 
   const nodeByName = new Map(c.nodes.map((n) => [n.name, n]));
   for (const p of c.pods) {
@@ -270,16 +292,7 @@ export function runChecks(c: Cluster): CheckResult[] {
           fix: 'give each device its own MAC (a cloned VM image, or MACs written into a config by hand)',
         });
 
-  // duplicate IPs among the devices of nodes and pods (pod and node addresses are routed cluster-wide)
-  const ips = addressOwners(c);
-  for (const [ip, where] of ips)
-    if (where.length > 1)
-      add({
-        check: 'duplicate-ip',
-        severity: 'problem',
-        message: `${ip} is assigned to ${where.join(', ')}`,
-        fix: 'remove the duplicate (a stale IPAM allocation, or an address added by hand)',
-      });
+  for (const f of duplicateIps(c)) add(f);
 
   for (const n of c.nodes) {
     const node = ns(n.name);

@@ -367,6 +367,12 @@ export class Stack {
       // the packet once, as received (it skips the outgoing copy on loopback)
       const frame: Frame = { eth: { dst: dev.mac, src: dev.mac, ethertype: ETHERTYPE_IPV4 }, payload: pkt };
       this.capture(ns, dev, 'in', emitFrame(frame));
+      // lo counts the packet out and in, without the Ethernet header (eth_type_trans pulled it)
+      const len = ipv4Length(pkt);
+      dev.stats.txPackets++;
+      dev.stats.txBytes += len;
+      dev.stats.rxPackets++;
+      dev.stats.rxBytes += len;
       return this.ipRcv(ns, dev, { pkt });
     }
     const mac = this.resolve(ns, dev, rr.nexthop, pkt);

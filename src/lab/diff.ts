@@ -10,7 +10,7 @@
 import type { Cluster } from '../cni/build.ts';
 import { runCommand } from '../tools/index.ts';
 import { shellSplit } from '../kernel/netfilter.ts';
-import { labExec, type LabState } from './host.ts';
+import { labExecAsync, pool, type LabState } from './host.ts';
 
 export const STATE_COMMANDS = [
   'ip route',
@@ -48,23 +48,46 @@ export function normaliseState(command: string, text: string, prefix: string): s
   return lines(s).join('\n');
 }
 
-export function stateDiff(
+/** a line none of the state commands prints: where one command's output ends */
+const END = '@@podwalk: end of output@@';
+
+const quote = (w: string) => `'${w.replace(/'/g, `'\\''`)}'`;
+
+/** the real outputs of `commands` in one lab namespace, from one process (each with its own exit status) */
+async function realOutputs(state: LabState, netns: string, commands: readonly string[]): Promise<string[]> {
+  const script = commands
+    .map((c) => `${shellSplit(c).map(quote).join(' ')}; printf '\\n%s\\n' '${END}'`)
+    .join('\n');
+  const r = await labExecAsync(state, netns, ['sh', '-c', script]);
+  const parts = r.stdout.split(`\n${END}\n`);
+  return commands.map((_, i) => parts[i] ?? '');
+}
+
+/** the commands run in every lab namespace (a few namespaces at a time) and emulated on the model */
+export async function stateDiff(
   state: LabState,
   model: Cluster,
   commands: readonly string[] = STATE_COMMANDS,
-): TableDiff[] {
+): Promise<TableDiff[]> {
+  const netnsList = Object.keys(state.namespaces);
+  // the underlay segments have no iptables of their own
+  const which = (netns: string) =>
+    commands.filter((c) => c !== 'iptables-save' || model.world.netns.get(netns)?.role === 'node');
+  const real = new Map<string, string[]>();
+  await pool(
+    netnsList,
+    4,
+    async (netns) => void real.set(netns, await realOutputs(state, netns, which(netns))),
+  );
   const out: TableDiff[] = [];
-  for (const netns of Object.keys(state.namespaces)) {
-    const role = model.world.netns.get(netns)?.role;
-    for (const command of commands) {
-      // the underlay segments have no iptables of their own
-      if (command === 'iptables-save' && role !== 'node') continue;
-      const real = labExec(state, netns, shellSplit(command));
+  for (const netns of netnsList) {
+    const here = which(netns);
+    here.forEach((command, i) => {
       const sim = runCommand(model, netns, command);
       const a = normaliseState(command, sim.stdout, state.prefix);
-      const b = normaliseState(command, real.stdout, state.prefix);
+      const b = normaliseState(command, real.get(netns)![i], state.prefix);
       out.push({ netns, command, sim: a, real: b, equal: a === b });
-    }
+    });
   }
   return out;
 }

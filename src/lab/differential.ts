@@ -11,7 +11,6 @@ import { buildCluster, type Cluster } from '../cni/build.ts';
 import { loadDumps } from '../collect/load.ts';
 import { importCluster } from '../import/index.ts';
 import { labCollect } from './collect.ts';
-import { labPrefix } from './plan.ts';
 import { labDown, labExec, LabError, labUp } from './host.ts';
 import { labTrace, type LabTraceResult } from './trace.ts';
 import { faultOf, generateScenario, type Scenario } from './scenarios.ts';
@@ -50,8 +49,12 @@ export function simOutcome(w: Walk): boolean {
 /**
  * `imported`: the model walked is not the simulated cluster but the World imported from the lab
  * itself (lab collect right after lab up, then --from), with the same fault applied to it.
+ * `signal` aborts it (a Ctrl-C): the lab is removed and LabInterrupted thrown.
  */
-export async function runScenario(seed: number, opts: { imported?: boolean } = {}): Promise<ScenarioResult> {
+export async function runScenario(
+  seed: number,
+  opts: { imported?: boolean; signal?: AbortSignal } = {},
+): Promise<ScenarioResult> {
   const s = generateScenario(seed);
   const base = buildCluster(s.spec, s.mode);
   let sim: Cluster = buildCluster(s.spec, s.mode);
@@ -65,9 +68,8 @@ export async function runScenario(seed: number, opts: { imported?: boolean } = {
       );
   };
   applyFault(sim);
-  const prefix = labPrefix(s.spec.name);
-  labDown(prefix);
-  const state = labUp(base);
+  labDown(base);
+  const state = await labUp(base, { signal: opts.signal });
   try {
     if (opts.imported) {
       const dir = mkdtempSync(join(tmpdir(), 'podwalk-collect-'));
@@ -84,11 +86,11 @@ export async function runScenario(seed: number, opts: { imported?: boolean } = {
       if (r.code !== 0)
         throw new LabError(`${fault.netns}: \`${fault.command}\` failed in the lab: ${r.stderr.trim()}`);
     }
-    const trace = await labTrace(state, sim, s.flow);
+    const trace = await labTrace(state, sim, s.flow, opts);
     const simOk = simOutcome(trace.sim);
     const realOk = trace.client.code === 0;
     // counters count every copy the kernel resent, and the simulation has no retransmission timer
-    const tables = stateDiff(state, sim, [
+    const tables = await stateDiff(state, sim, [
       'ip route',
       'ip neigh',
       'bridge fdb show',
@@ -105,6 +107,6 @@ export async function runScenario(seed: number, opts: { imported?: boolean } = {
       agree: trace.agree && simOk === realOk && tables.every((t) => t.equal),
     };
   } finally {
-    labDown(prefix);
+    labDown(base);
   }
 }

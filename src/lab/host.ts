@@ -1,24 +1,47 @@
 /**
  * The real-kernel lab on this machine: applies a lab plan with iproute2 and iptables-restore,
  * starts podwalk's own listeners in the pods, records what it created in a state file, and
- * removes exactly that again — also after a crash, by the namespace prefix.
+ * removes exactly that again — also after a crash or a signal.
  * Needs root and network namespaces.
+ *
+ * Ownership. A lab's state file, /run/podwalk/pw-<cluster>.json, is created exclusively before
+ * anything else and names the cluster, its namespaces (exactly `pw-<cluster>-<netns>` for each
+ * namespace of the model) and the process that owns the lab: 0 for a lab `podwalk lab up` leaves
+ * behind on purpose, or the pid of a process that brings a lab up for its own use (`lab trace`,
+ * tests) and removes it when done. A lab whose owner is gone (killed) is orphaned: `lab status`
+ * says so and `lab down` removes it. Nothing is ever matched by prefix: a lab removes its own
+ * namespaces and no other lab's, and a cluster whose namespace names would collide with a running
+ * lab's is refused.
+ *
+ * Signals. Every command runs asynchronously in its own process group, so the event loop stays
+ * free and a Ctrl-C reaches podwalk only; labUp and labTrace take an AbortSignal, check it between
+ * steps and during every wait, remove what they built and throw LabInterrupted.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import {
-  closeSync,
   existsSync,
+  linkSync,
   mkdirSync,
-  openSync,
+  readdirSync,
   readFileSync,
+  readlinkSync,
+  renameSync,
   rmSync,
+  statSync,
   writeFileSync,
-  writeSync,
 } from 'node:fs';
+import { setMaxListeners } from 'node:events';
 import type { Cluster } from '../cni/build.ts';
-import { planLab, type LabPlan, type PlanStep } from './plan.ts';
+import { labNames, labPrefix, planLab, type LabPlan, type PlanStep } from './plan.ts';
 
 export class LabError extends Error {}
+
+/** A signal ended the lab operation; what it had built is removed. */
+export class LabInterrupted extends Error {
+  constructor(readonly signal: string) {
+    super(`interrupted by ${signal}`);
+  }
+}
 
 export interface LabState {
   cluster: string;
@@ -28,80 +51,79 @@ export interface LabState {
   namespaces: Record<string, string>;
   listeners: { netns: string; proto: string; port: number; pid: number }[];
   created: string;
+  /** the process that holds the lab for its own use and removes it when done; 0: detached (`lab up`) */
+  owner: number;
+  /** the owner's start time (/proc/PID/stat), so that a reused pid is not taken for the owner */
+  ownerStart?: string;
   /** model netns → its role (node, pod, segment, router…), for lab collect */
   roles?: Record<string, string>;
 }
 
 export const STATE_DIR = '/run/podwalk';
 
+/** the state file's base name: the prefix without its trailing '-' */
+function key(prefix: string): string {
+  return prefix.replace(/-$/, '');
+}
+
 export function statePath(prefix: string): string {
-  return `${STATE_DIR}/${prefix.replace(/-$/, '')}.json`;
+  return `${STATE_DIR}/${key(prefix)}.json`;
+}
+
+/** the lab's scratch directory (lab trace's captures): removed with the lab, also after a crash */
+export function scratchPath(prefix: string): string {
+  return `${STATE_DIR}/${key(prefix)}.d`;
+}
+
+/** the lock file of earlier versions, removed by labDown when found */
+function legacyLockPath(prefix: string): string {
+  return `${STATE_DIR}/${key(prefix)}.lock`;
 }
 
 /**
- * One lab per prefix at a time. A process that brings a lab up for its own use (tests, scripts)
- * holds the lock file until its labDown; another process wanting the same prefix waits for it.
- * The CLI's `lab up` leaves the lab detached (pid 0): any later `lab down` may remove it.
+ * A lab operation waits on many things at once (a capture per interface, a listener per port),
+ * each listening to the same signal: no limit on its listeners (node warns beyond 10).
  */
-function lockPath(prefix: string): string {
-  return `${STATE_DIR}/${prefix.replace(/-$/, '')}.lock`;
+export function manyListeners(signal: AbortSignal | undefined): void {
+  if (signal) setMaxListeners(0, signal);
 }
 
-function alive(pid: number): boolean {
-  if (!pid) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new LabInterrupted(String(signal.reason ?? 'a signal'));
 }
 
-function lockOwner(prefix: string): number | undefined {
+/** sleep, cut short by the signal (the caller checks it afterwards) */
+export function pause(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done);
+  });
+}
+
+/* ------------------------------------------------------------ processes */
+
+/** the start time of a process (field 22 of /proc/PID/stat), or undefined when it does not exist */
+function processStart(pid: number): string | undefined {
   try {
-    return Number(readFileSync(lockPath(prefix), 'utf8').trim());
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // the command name (field 2) is in parentheses and may hold spaces
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
   } catch {
     return undefined;
   }
 }
 
-const sleepSync = (s: number) => spawnSync('sleep', [String(s)]);
-
-/** wait until no other live process holds the prefix, then take it (pid 0: detached) */
-function acquire(prefix: string, pid: number, waitMs = 15 * 60_000): void {
-  mkdirSync(STATE_DIR, { recursive: true });
-  const deadline = Date.now() + waitMs;
-  for (;;) {
-    try {
-      const fd = openSync(lockPath(prefix), 'wx');
-      writeSync(fd, String(pid));
-      closeSync(fd);
-      return;
-    } catch {
-      const owner = lockOwner(prefix);
-      if (owner === undefined || owner === process.pid || !alive(owner)) {
-        rmSync(lockPath(prefix), { force: true });
-        continue;
-      }
-      if (Date.now() > deadline) throw new LabError(`the lab ${prefix}* is held by process ${owner}`);
-      sleepSync(0.2);
-    }
-  }
-}
-
-function release(prefix: string): void {
-  const owner = lockOwner(prefix);
-  if (owner === undefined || owner === 0 || owner === process.pid || !alive(owner))
-    rmSync(lockPath(prefix), { force: true });
-}
-
-/** while another live process uses this prefix, wait for it to finish */
-function waitForOthers(prefix: string): void {
-  for (;;) {
-    const owner = lockOwner(prefix);
-    if (owner === undefined || owner === 0 || owner === process.pid || !alive(owner)) return;
-    sleepSync(0.2);
-  }
+/** whether the owner recorded in a state file still runs */
+function ownerAlive(st: LabState): boolean {
+  if (!st.owner) return false;
+  const start = processStart(st.owner);
+  return start !== undefined && (st.ownerStart === undefined || start === st.ownerStart);
 }
 
 export interface RunResult {
@@ -110,54 +132,318 @@ export interface RunResult {
   code: number;
 }
 
+/** Run a command to its end (blocking). A command that runs out of time is killed: exit 124. */
 export function run(argv: readonly string[], input?: string, timeoutMs = 20_000): RunResult {
-  const r = spawnSync(argv[0], argv.slice(1), { input, encoding: 'utf8', timeout: timeoutMs });
+  const r = spawnSync(argv[0], argv.slice(1), {
+    input,
+    encoding: 'utf8',
+    timeout: timeoutMs,
+    killSignal: 'SIGKILL',
+  });
+  if (r.error && (r.error as NodeJS.ErrnoException).code === 'ETIMEDOUT')
+    return {
+      stdout: r.stdout ?? '',
+      stderr: `${r.stderr ?? ''}${argv[0]}: killed after ${timeoutMs / 1000} s without finishing`,
+      code: 124,
+    };
   if (r.error) return { stdout: '', stderr: String(r.error.message), code: 127 };
-  return { stdout: r.stdout ?? '', stderr: r.stderr ?? '', code: r.status ?? 1 };
+  return { stdout: r.stdout ?? '', stderr: r.stderr ?? '', code: r.status ?? 128 };
 }
 
-/** why the lab cannot run here, or undefined when it can */
+/**
+ * Run a command without blocking the event loop, in its own process group (a Ctrl-C on the
+ * terminal reaches podwalk, not the command). Killed with its group when `timeoutMs` passes
+ * (exit 124) or the signal aborts (then LabInterrupted is thrown).
+ */
+export function runAsync(
+  argv: readonly string[],
+  opts: { input?: string; timeoutMs?: number; signal?: AbortSignal } = {},
+): Promise<RunResult> {
+  throwIfAborted(opts.signal);
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0], argv.slice(1), {
+      stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+      detached: true,
+    });
+    let stdout = '';
+    let stderr = '';
+    let ended: 'timeout' | 'abort' | undefined;
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    if (opts.input !== undefined) {
+      child.stdin!.on('error', () => {});
+      child.stdin!.end(opts.input);
+    }
+    const kill = (why: 'timeout' | 'abort') => {
+      ended ??= why;
+      killGroup(child);
+    };
+    const timer = setTimeout(() => kill('timeout'), opts.timeoutMs ?? 20_000);
+    const onAbort = () => kill('abort');
+    opts.signal?.addEventListener('abort', onAbort);
+    const finish = () => {
+      clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onAbort);
+    };
+    child.on('error', (e) => {
+      finish();
+      resolve({ stdout: '', stderr: `${argv[0]}: ${e.message}`, code: 127 });
+    });
+    child.on('close', (code, sig) => {
+      finish();
+      if (ended === 'abort') return reject(new LabInterrupted(String(opts.signal?.reason ?? 'a signal')));
+      if (ended === 'timeout')
+        return resolve({
+          stdout,
+          stderr: `${stderr}${argv[0]}: killed after ${(opts.timeoutMs ?? 20_000) / 1000} s without finishing`,
+          code: 124,
+        });
+      resolve({ stdout, stderr: stderr + (sig ? `${argv[0]}: killed by ${sig}` : ''), code: code ?? 128 });
+    });
+  });
+}
+
+/** SIGKILL a detached child and everything in its process group */
+function killGroup(child: ChildProcess): void {
+  if (!child.pid || child.exitCode !== null || child.signalCode !== null) return;
+  try {
+    process.kill(-child.pid, 'SIGKILL');
+  } catch {
+    child.kill('SIGKILL');
+  }
+}
+
+/**
+ * The Python of the lab's listeners and clients: the system's own (Debian's python3, which CI
+ * installs) when there is one, else the first python3 on PATH. A version manager's shim
+ * (pyenv's python3 is a bash script that runs pyenv) costs a second or more per process on a
+ * loaded machine, and a lab starts one per listener.
+ */
+export const PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
+
+let unavailable: { why: string | undefined } | undefined;
+
+/** why the lab cannot run here, or undefined when it can (probed once per process) */
 export function labUnavailable(): string | undefined {
+  unavailable ??= { why: probe() };
+  return unavailable.why;
+}
+
+function probe(): string | undefined {
   if (process.platform !== 'linux')
     return `the lab needs Linux network namespaces (this is ${process.platform})`;
   if (typeof process.getuid === 'function' && process.getuid() !== 0)
     return 'the lab needs root (network namespaces, veth, bridges)';
   const ip = run(['ip', '-V']);
   if (ip.code !== 0) return 'the lab needs iproute2 (`ip`): apt-get install iproute2';
-  const probe = `pw-probe-${process.pid}`;
-  const add = run(['ip', 'netns', 'add', probe]);
+  const name = `pw-probe-${process.pid}`;
+  const add = run(['ip', 'netns', 'add', name]);
   if (add.code !== 0) return `cannot create network namespaces here: ${add.stderr.trim()}`;
-  run(['ip', 'netns', 'del', probe]);
-  for (const tool of ['iptables-restore', 'sysctl', 'bridge'])
+  run(['ip', 'netns', 'del', name]);
+  for (const tool of ['iptables-restore', 'sysctl', 'bridge', PYTHON])
     if (run(['sh', '-c', `command -v ${tool}`]).code !== 0)
-      return `the lab needs ${tool}: apt-get install iptables procps iproute2`;
+      return `the lab needs ${tool}: apt-get install iptables procps iproute2 python3`;
   return undefined;
 }
 
-/** lab namespaces of this prefix that exist now */
-export function existingNamespaces(prefix: string): string[] {
-  const r = run(['ip', 'netns', 'list']);
-  return r.stdout
-    .split('\n')
+/* ------------------------------------------------------------ state */
+
+/** every network namespace on this machine */
+export function allNamespaces(): string[] {
+  return run(['ip', 'netns', 'list'])
+    .stdout.split('\n')
     .map((l) => l.split(' ')[0])
-    .filter((n) => n.startsWith(prefix));
+    .filter(Boolean);
 }
 
+/** the lab namespaces of this cluster that exist now (exactly its pw-<cluster>-<netns> names) */
+export function existingNamespaces(c: Cluster): string[] {
+  const all = new Set(allNamespaces());
+  return [...labNames(c).values()].filter((n) => all.has(n));
+}
+
+/** the state file of a prefix; undefined when there is none. A damaged file is a LabError. */
 export function readState(prefix: string): LabState | undefined {
-  const p = statePath(prefix);
-  if (!existsSync(p)) return undefined;
+  return readStateFile(statePath(prefix));
+}
+
+function readStateFile(p: string): LabState | undefined {
+  let text: string;
   try {
-    return JSON.parse(readFileSync(p, 'utf8')) as LabState;
+    text = readFileSync(p, 'utf8');
   } catch {
     return undefined;
   }
+  try {
+    const st = JSON.parse(text) as LabState;
+    if (typeof st.cluster !== 'string' || typeof st.namespaces !== 'object') throw new Error('fields');
+    st.owner ??= 0;
+    st.listeners ??= [];
+    return st;
+  } catch {
+    throw new LabError(`${p} is damaged: remove it, and the namespaces it names, by hand`);
+  }
+}
+
+/** every lab's state on this machine */
+function allStates(): LabState[] {
+  let files: string[];
+  try {
+    files = readdirSync(STATE_DIR).filter((f) => f.endsWith('.json'));
+  } catch {
+    return [];
+  }
+  return files.flatMap((f) => {
+    try {
+      const st = readStateFile(`${STATE_DIR}/${f}`);
+      return st ? [st] : [];
+    } catch {
+      return [];
+    }
+  });
+}
+
+function writeState(st: LabState): void {
+  const p = statePath(st.prefix);
+  writeFileSync(`${p}.tmp`, JSON.stringify(st, null, 2));
+  renameSync(`${p}.tmp`, p);
+}
+
+export type LabCondition =
+  | { kind: 'down' }
+  /** namespaces of the cluster exist without a state file */
+  | { kind: 'stray'; namespaces: string[] }
+  | { kind: 'up'; state: LabState; namespaces: string[] }
+  /** held by a live process (lab trace, a test) that removes it when it ends */
+  | { kind: 'in-use'; state: LabState; namespaces: string[] }
+  /** its owner was killed before removing it */
+  | { kind: 'orphaned'; state: LabState; namespaces: string[] }
+  /** the state file belongs to another cluster whose name gives the same namespace prefix */
+  | { kind: 'other'; state: LabState };
+
+/** what is on this machine for the cluster's lab */
+export function labCondition(c: Cluster): LabCondition {
+  const prefix = labPrefix(c.spec.name);
+  const st = readState(prefix);
+  const all = new Set(allNamespaces());
+  if (st && st.cluster !== c.spec.name) return { kind: 'other', state: st };
+  if (!st) {
+    const others = claimedElsewhere(prefix);
+    const stray = [...labNames(c).values()].filter((n) => all.has(n) && !others.has(n));
+    return stray.length ? { kind: 'stray', namespaces: stray } : { kind: 'down' };
+  }
+  const namespaces = Object.values(st.namespaces).filter((n) => all.has(n));
+  if (!st.owner) return { kind: 'up', state: st, namespaces };
+  return ownerAlive(st)
+    ? { kind: 'in-use', state: st, namespaces }
+    : { kind: 'orphaned', state: st, namespaces };
+}
+
+/** the namespaces other labs' state files name */
+function claimedElsewhere(prefix: string): Set<string> {
+  return new Set(allStates().flatMap((s) => (s.prefix === prefix ? [] : Object.values(s.namespaces))));
+}
+
+/* ------------------------------------------------------------ down */
+
+/**
+ * Remove the cluster's lab: exactly the namespaces its state file names and the cluster's own
+ * `pw-<cluster>-<netns>` names (for a crash before the state file was complete), never a namespace
+ * another lab's state file names; the processes in them (listeners, captures, clients); its
+ * scratch directory and its state file. Idempotent. Refuses a lab another live process holds, and
+ * a state file of another cluster whose name gives the same prefix.
+ */
+export function labDown(c: Cluster): string[] {
+  const prefix = labPrefix(c.spec.name);
+  let st: LabState | undefined;
+  try {
+    st = readState(prefix);
+  } catch {
+    // a damaged state file: the cluster's own names are still known, and the file goes too
+  }
+  if (st && st.cluster !== c.spec.name)
+    throw new LabError(
+      `the lab ${key(prefix)} belongs to the cluster "${st.cluster}", not "${c.spec.name}": nothing removed`,
+    );
+  if (st && st.owner && st.owner !== process.pid && ownerAlive(st))
+    throw new LabError(
+      `the lab of "${c.spec.name}" is in use by process ${st.owner}, which removes it when it ends`,
+    );
+  const all = new Set(allNamespaces());
+  const others = claimedElsewhere(prefix);
+  const names = [...new Set([...Object.values(st?.namespaces ?? {}), ...labNames(c).values()])].filter(
+    (n) => all.has(n) && !others.has(n),
+  );
+  removeNamespaces(names);
+  const removed = names.filter((n) => !new Set(allNamespaces()).has(n));
+  rmSync(scratchPath(prefix), { recursive: true, force: true });
+  rmSync(statePath(prefix), { force: true });
+  // the state file's temporary siblings (.tmp, .PID) a killed process may have left
+  const base = `${key(prefix)}.json.`;
+  let files: string[] = [];
+  try {
+    files = readdirSync(STATE_DIR);
+  } catch {
+    // no state directory: nothing was ever up here
+  }
+  for (const f of files.filter((x) => x.startsWith(base))) rmSync(`${STATE_DIR}/${f}`, { force: true });
+  rmSync(legacyLockPath(prefix), { force: true });
+  return removed;
 }
 
 /**
- * Debian's python3 itself: a version manager's shim first on PATH (pyenv's is a shell script)
- * costs a third of a second of CPU per start, and the lab starts one per client.
+ * The pids of the processes in these namespaces (listeners, captures, clients): those whose
+ * /proc/PID/ns/net is the namespace /run/netns/NAME holds, as `ip netns pids` finds them, without
+ * a process per namespace.
  */
-export const PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
+function pidsIn(names: readonly string[]): number[] {
+  const inodes = new Set<string>();
+  for (const n of names)
+    try {
+      inodes.add(`net:[${statSync(`/run/netns/${n}`).ino}]`);
+    } catch {
+      // gone
+    }
+  if (!inodes.size) return [];
+  const pids: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (inodes.has(readlinkSync(`/proc/${d}/ns/net`))) pids.push(Number(d));
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return pids;
+}
+
+function removeNamespaces(names: readonly string[]): void {
+  if (!names.length) return;
+  // processes we started (listeners, captures, clients) live in the namespace: end them first
+  for (const pid of pidsIn(names))
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  const r = run(['ip', '-force', '-batch', '-'], names.map((n) => `netns del ${n}`).join('\n') + '\n');
+  // -force goes on after a failure; whatever is left is tried once more, one by one
+  if (r.code !== 0) {
+    const left = new Set(allNamespaces());
+    for (const n of names) if (left.has(n)) run(['ip', 'netns', 'del', n]);
+  }
+}
+
+/* ------------------------------------------------------------ up */
+
+export interface UpOptions {
+  /** start listeners in pods (default true) */
+  listeners?: boolean;
+  /** the lab outlives this process (the CLI's `lab up`); otherwise this process owns it until labDown */
+  detached?: boolean;
+  /** abort (a signal): stop, remove what was built, throw LabInterrupted */
+  signal?: AbortSignal;
+}
 
 /**
  * The lab's listeners, all in one process of our own (no name resolution): it enters each pod's
@@ -214,69 +500,150 @@ while True:
             key.fileobj.sendto(d, a)
 `;
 
-/** start the listeners (lab namespace, proto, port) and wait until every socket is open; the pid */
-function startListeners(prefix: string, ls: { ns: string; proto: string; port: number }[]): number {
-  const out = `${STATE_DIR}/${prefix.replace(/-$/, '')}.listeners`;
-  rmSync(out, { force: true });
-  const fd = openSync(out, 'w');
-  const child = spawn(
-    PYTHON,
-    ['-u', '-c', LISTENER, ...ls.map((l) => `/run/netns/${l.ns},${l.proto},${l.port}`)],
-    { stdio: ['ignore', fd, fd], detached: true },
-  );
-  closeSync(fd);
-  child.unref();
-  if (!child.pid) throw new LabError('could not start the listeners (python3)');
-  // python3 takes seconds to start on a loaded machine
-  for (let i = 0; i < 600; i++) {
-    const said = readFileSync(out, 'utf8');
-    if (said.includes('ready')) {
-      rmSync(out, { force: true });
-      return child.pid;
+/**
+ * A process in a lab namespace that says on stdout or stderr when it is ready (`ready` for the
+ * listeners, tcpdump's `listening on`). Waits as long as the process runs and has not said so:
+ * no fixed start-up timeout, which a loaded machine would exceed; `limitMs` only bounds a process
+ * that hangs. A process that exits first, hangs or is aborted is killed and the error says what
+ * it printed.
+ */
+export function startReady(
+  what: string,
+  argv: readonly string[],
+  ready: (out: string) => boolean,
+  opts: { signal?: AbortSignal; limitMs?: number; stdout?: 'pipe' | 'ignore' } = {},
+): Promise<ChildProcess> {
+  throwIfAborted(opts.signal);
+  const limitMs = opts.limitMs ?? 120_000;
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0], argv.slice(1), {
+      stdio: ['ignore', opts.stdout ?? 'pipe', 'pipe'],
+      detached: true,
+    });
+    let out = '';
+    let settled = false;
+    const settle = (err?: Error) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', onAbort);
+      if (err) {
+        killGroup(child);
+        return reject(err);
+      }
+      // it runs on: what it prints from now on is read and dropped (a pipe nobody reads would
+      // stall it, and a closed one kill it), without keeping this process alive for it
+      for (const s of [child.stdout, child.stderr]) {
+        if (!s) continue;
+        s.removeListener('data', onData);
+        s.on('data', () => {});
+        (s as unknown as { unref?: () => void }).unref?.();
+      }
+      resolve(child);
+    };
+    const said = () => out.trim().split('\n').slice(-3).join(' / ') || 'nothing';
+    const onData = (d: Buffer) => {
+      out += d.toString();
+      if (ready(out)) settle();
+    };
+    child.stdout?.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.on('error', (e) => settle(new LabError(`${what} could not start: ${e.message}`)));
+    child.on('exit', (code, sig) =>
+      settle(
+        new LabError(
+          `${what} did not start: it ${sig ? `was killed by ${sig}` : `exited with status ${code}`}; it printed: ${said()}`,
+        ),
+      ),
+    );
+    const timer = setTimeout(
+      () =>
+        settle(
+          new LabError(
+            `${what} did not start: not ready after ${limitMs / 1000} s (killed); it printed: ${said()}`,
+          ),
+        ),
+      limitMs,
+    );
+    const onAbort = () => settle(new LabInterrupted(String(opts.signal?.reason ?? 'a signal')));
+    opts.signal?.addEventListener('abort', onAbort);
+  });
+}
+
+/**
+ * Claim the cluster's lab: refuse a lab that is up, in use or orphaned, and a cluster whose
+ * namespaces collide with a running lab or with namespaces nobody owns; then create the state
+ * file exclusively.
+ */
+async function claim(c: Cluster, plan: LabPlan, st: LabState, signal?: AbortSignal): Promise<void> {
+  mkdirSync(STATE_DIR, { recursive: true });
+  const mine = new Set(plan.names.values());
+  for (;;) {
+    throwIfAborted(signal);
+    const held = labCondition(c);
+    switch (held.kind) {
+      case 'other':
+        throw new LabError(
+          `the cluster name "${c.spec.name}" collides with the running lab of "${held.state.cluster}": both give namespaces ${plan.prefix}*; rename the cluster`,
+        );
+      case 'up':
+        throw new LabError(
+          `a lab for "${c.spec.name}" is already up (${held.state.mode}, namespaces ${plan.prefix}*): run podwalk lab down first`,
+        );
+      case 'orphaned':
+        throw new LabError(
+          `a lab for "${c.spec.name}" was left behind (orphaned: owner pid ${held.state.owner} is gone): run podwalk lab down first`,
+        );
+      case 'stray':
+        throw new LabError(
+          `namespace ${held.namespaces[0]} already exists without a lab's state file: run podwalk lab down (with the same cluster) first`,
+        );
+      case 'in-use':
+        throw new LabError(
+          held.state.owner === process.pid
+            ? `this process already holds the lab of "${c.spec.name}"`
+            : `the lab of "${c.spec.name}" is in use by process ${held.state.owner}, which removes it when it ends`,
+        );
+      case 'down':
+        break;
     }
-    // (an exited child stays a zombie while this loop runs: its word is what counts)
-    if (said.includes('error')) break;
-    sleepSync(0.05);
+    for (const other of allStates()) {
+      if (other.prefix === plan.prefix) continue;
+      const clash = Object.values(other.namespaces).find((n) => mine.has(n));
+      if (clash)
+        throw new LabError(
+          `the cluster name "${c.spec.name}" collides with the running lab of "${other.cluster}": both want namespace ${clash}; rename the cluster`,
+        );
+    }
+    // written whole to a file of our own, then linked into place: the link fails if the file
+    // exists (another process claimed it between our look and now: look again), and nobody ever
+    // sees a half-written state file, even if this process is killed here
+    const mineTmp = `${statePath(plan.prefix)}.${process.pid}`;
+    writeFileSync(mineTmp, JSON.stringify(st, null, 2));
+    try {
+      linkSync(mineTmp, statePath(plan.prefix));
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    } finally {
+      rmSync(mineTmp, { force: true });
+    }
   }
-  const said = readFileSync(out, 'utf8').trim();
-  rmSync(out, { force: true });
-  try {
-    process.kill(child.pid, 'SIGKILL');
-  } catch {
-    // already gone
-  }
-  throw new LabError(
-    `the lab's listeners did not come up: ${said.split('\n').pop() || 'python3 printed nothing in 30 s'}`,
+}
+
+/** start the listeners (lab namespace, proto, port) and wait until every socket is open; the pid */
+async function startListeners(
+  ls: { ns: string; proto: string; port: number }[],
+  signal?: AbortSignal,
+): Promise<number> {
+  const child = await startReady(
+    "the lab's listeners",
+    [PYTHON, '-u', '-c', LISTENER, ...ls.map((l) => `/run/netns/${l.ns},${l.proto},${l.port}`)],
+    (out) => /^ready$/m.test(out),
+    { signal },
   );
-}
-
-/** Remove every namespace of the prefix (state file or not) and the processes in them. Idempotent. */
-export function labDown(prefix: string): string[] {
-  waitForOthers(prefix);
-  const state = readState(prefix);
-  const names = new Set([...Object.values(state?.namespaces ?? {}), ...existingNamespaces(prefix)]);
-  for (const n of names) {
-    // processes we started (listeners, captures) live in the namespace: end them first
-    const pids = run(['ip', 'netns', 'pids', n]).stdout.split('\n').filter(Boolean);
-    for (const pid of pids) run(['kill', '-9', pid]);
-  }
-  const removed: string[] = [];
-  const existing = new Set(existingNamespaces(prefix));
-  for (const n of names) {
-    if (!existing.has(n)) continue;
-    const r = run(['ip', 'netns', 'del', n]);
-    if (r.code === 0) removed.push(n);
-  }
-  rmSync(statePath(prefix), { force: true });
-  release(prefix);
-  return removed;
-}
-
-export interface UpOptions {
-  /** start listeners in pods (default true) */
-  listeners?: boolean;
-  /** the lab outlives this process (the CLI's `lab up`); otherwise this process holds it until labDown */
-  detached?: boolean;
+  child.unref();
+  return child.pid!;
 }
 
 interface Batch {
@@ -338,19 +705,36 @@ export function batches(steps: readonly PlanStep[]): Batch[] {
   return out;
 }
 
-/** Build the lab; on any failure, remove what was created and throw: never half-applied. */
-export function labUp(c: Cluster, opts: UpOptions = {}): LabState {
+/**
+ * `fn` over `items`, at most `n` at a time; after the first failure no new item starts, the
+ * running ones are waited for, and the failure is thrown.
+ */
+export async function pool<T>(items: readonly T[], n: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failure: { e: unknown } | undefined;
+  const worker = async () => {
+    while (!failure && next < items.length) {
+      const item = items[next++];
+      try {
+        await fn(item);
+      } catch (e) {
+        failure ??= { e };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
+  if (failure) throw failure.e;
+}
+
+/** Build the lab; on any failure or abort, remove what was created and throw: never half-applied. */
+export async function labUp(c: Cluster, opts: UpOptions = {}): Promise<LabState> {
+  const signal = opts.signal;
+  manyListeners(signal);
   const why = labUnavailable();
   if (why) throw new LabError(why);
   const plan: LabPlan = planLab(c);
-  acquire(plan.prefix, opts.detached ? 0 : process.pid);
-  if (existingNamespaces(plan.prefix).length) {
-    release(plan.prefix);
-    throw new LabError(
-      `a lab for "${c.spec.name}" is already up (namespaces ${plan.prefix}*): run podwalk lab down first`,
-    );
-  }
-  mkdirSync(STATE_DIR, { recursive: true });
+  throwIfAborted(signal);
+  const owner = opts.detached ? 0 : process.pid;
   const state: LabState = {
     cluster: c.spec.name,
     mode: c.mode,
@@ -358,19 +742,17 @@ export function labUp(c: Cluster, opts: UpOptions = {}): LabState {
     namespaces: Object.fromEntries(plan.names),
     listeners: [],
     created: new Date().toISOString(),
+    // while it is built, the lab is this process's; `lab up` detaches it once it is complete
+    owner: process.pid,
+    ownerStart: processStart(process.pid),
     roles: Object.fromEntries([...c.world.netns.values()].map((ns) => [ns.name, ns.role])),
   };
   // the state file first, so that a crash half-way still lets `lab down` find everything
-  writeFileSync(statePath(plan.prefix), JSON.stringify(state, null, 2));
-  const onSignal = () => {
-    labDown(plan.prefix);
-    process.exit(130);
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  await claim(c, plan, state, signal);
   try {
     for (const b of batches(plan.steps)) {
-      const r = run(b.argv, b.input);
+      throwIfAborted(signal);
+      const r = await runAsync(b.argv, { input: b.input, signal });
       if (r.code === 0) continue;
       // a batch stops at its first failing line and names it ("Command failed -:N")
       const line = Number(/Command failed -:(\d+)/.exec(r.stderr)?.[1] ?? 0);
@@ -378,25 +760,31 @@ export function labUp(c: Cluster, opts: UpOptions = {}): LabState {
       const why = r.stderr.replace(/\n?Command failed -:\d+\s*$/, '').trim();
       throw new LabError(`${s.netns}: \`${s.argv.join(' ')}\` failed: ${why || `exit ${r.code}`}`);
     }
-    if (opts.listeners !== false) {
-      if (plan.listeners.length) {
-        const pid = startListeners(
-          plan.prefix,
-          plan.listeners.map((l) => ({ ns: plan.names.get(l.netns)!, proto: l.proto, port: l.port })),
-        );
-        for (const l of plan.listeners)
-          state.listeners.push({ netns: l.netns, proto: l.proto, port: l.port, pid });
-      }
+    if (opts.listeners !== false && plan.listeners.length) {
+      const pid = await startListeners(
+        plan.listeners.map((l) => ({ ns: plan.names.get(l.netns)!, proto: l.proto, port: l.port })),
+        signal,
+      );
+      for (const l of plan.listeners)
+        state.listeners.push({ netns: l.netns, proto: l.proto, port: l.port, pid });
     }
-    writeFileSync(statePath(plan.prefix), JSON.stringify(state, null, 2));
+    throwIfAborted(signal);
+    state.owner = owner;
+    if (!owner) delete state.ownerStart;
+    writeState(state);
     return state;
   } catch (e) {
-    labDown(plan.prefix);
+    labDown(c);
     throw e;
-  } finally {
-    process.removeListener('SIGINT', onSignal);
-    process.removeListener('SIGTERM', onSignal);
   }
+}
+
+/** a fresh scratch directory of the lab (removed by labDown) */
+export function labScratch(state: LabState): string {
+  const dir = scratchPath(state.prefix);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  return dir;
 }
 
 /** run a real command in a lab namespace */
@@ -407,7 +795,21 @@ export function labExec(
   input?: string,
   timeoutMs?: number,
 ): RunResult {
+  return run(['ip', 'netns', 'exec', labNs(state, netns), ...argv], input, timeoutMs);
+}
+
+/** the same, without blocking the event loop; the signal aborts it (LabInterrupted) */
+export function labExecAsync(
+  state: LabState,
+  netns: string,
+  argv: readonly string[],
+  opts: { input?: string; timeoutMs?: number; signal?: AbortSignal } = {},
+): Promise<RunResult> {
+  return runAsync(['ip', 'netns', 'exec', labNs(state, netns), ...argv], opts);
+}
+
+export function labNs(state: LabState, netns: string): string {
   const ns = state.namespaces[netns];
   if (!ns) throw new LabError(`no netns "${netns}" in the lab (${Object.keys(state.namespaces).join(', ')})`);
-  return run(['ip', 'netns', 'exec', ns, ...argv], input, timeoutMs);
+  return ns;
 }

@@ -117,12 +117,17 @@ function routeArgs(text: string): string[] {
   return text.split(' ').filter((w) => w !== 'linkdown');
 }
 
+/** model netns → lab netns: exactly the namespaces a lab of this cluster has (pw-<cluster>-<netns>) */
+export function labNames(c: Cluster): Map<string, string> {
+  const prefix = labPrefix(c.spec.name);
+  // an imported pod is named NAMESPACE/NAME: a netns name is a file name in /run/netns
+  return new Map([...c.world.netns.keys()].map((n) => [n, prefix + n.replace(/\//g, '_')]));
+}
+
 export function planLab(c: Cluster): LabPlan {
   const w = c.world;
   const prefix = labPrefix(c.spec.name);
-  const names = new Map<string, string>();
-  // an imported pod is named NAMESPACE/NAME: a netns name is a file name in /run/netns
-  for (const ns of w.netns.values()) names.set(ns.name, prefix + ns.name.replace(/\//g, '_'));
+  const names = labNames(c);
   const peerOf = (netns: string, name: string) => w.netns.get(netns)?.link(name);
   const steps: PlanStep[] = [];
   const add = (ns: Netns, argv: string[], input?: string) => steps.push({ netns: ns.name, argv, input });

@@ -12,7 +12,6 @@ import { join } from 'node:path';
 import { seedCluster } from '../cluster/seed.ts';
 import { buildCluster } from '../cni/build.ts';
 import { labDown, labExec, labUp, run, type LabState } from './host.ts';
-import { labPrefix } from './plan.ts';
 import type { TimeRecord, TimeScenario } from './time-scenarios.ts';
 import { TIME_CLUSTER } from './time-compare.ts';
 
@@ -37,8 +36,8 @@ function capture(state: LabState, netns: string, dev: string, file: string): Pro
 export async function recordTimeScenario(s: TimeScenario): Promise<TimeRecord> {
   const spec = { ...seedCluster(), name: TIME_CLUSTER };
   const c = buildCluster(spec, 'flannel-vxlan');
-  labDown(labPrefix(spec.name));
-  const state = labUp(c);
+  labDown(c);
+  const state = await labUp(c);
   const dir = mkdtempSync(join(tmpdir(), 'podwalk-time-'));
   const caps: { netns: string; dev: string; file: string; child: ChildProcess }[] = [];
   try {
@@ -93,7 +92,7 @@ export async function recordTimeScenario(s: TimeScenario): Promise<TimeRecord> {
     };
   } finally {
     for (const cp of caps) cp.child.kill('SIGKILL');
-    labDown(labPrefix(spec.name));
+    labDown(c);
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -3,15 +3,27 @@
  * a real client in the source namespace, real tcpdump on every interface of the lab, and the
  * per-interface packet sequences compared with what the simulation put on the same interfaces.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import type { ChildProcess } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Cluster } from '../cni/build.ts';
-import { readPcap } from '../wire/pcap.ts';
+import { readPcapHeader } from '../wire/pcap.ts';
 import { httpRequest, walk, type Walk, type WalkRequest } from '../trace/walk.ts';
 import { compareSequences, completeChecksums, packetSummary, type InterfaceDiff } from './compare.ts';
-import { labExec, LabError, PYTHON, run, type LabState } from './host.ts';
+import {
+  LabInterrupted,
+  labExecAsync,
+  labNs,
+  labScratch,
+  manyListeners,
+  pause,
+  pool,
+  PYTHON,
+  runAsync,
+  startReady,
+  type LabState,
+  type RunResult,
+} from './host.ts';
 
 export interface LabTraceResult {
   sim: Walk;
@@ -23,82 +35,84 @@ export interface LabTraceResult {
   retransmitted: boolean;
 }
 
+export interface LabTraceOptions {
+  /** abort (a signal): stop the captures and the client, throw LabInterrupted */
+  signal?: AbortSignal;
+}
+
 /**
- * The interfaces of the given lab namespaces (all when not given), lo included: what a host sends
- * itself (the ICMP error for its own packet whose ARP failed) passes there, with an all-zero
- * Ethernet header.
+ * The interfaces of the given lab namespaces (all when not given) that are up, lo included: what a
+ * host sends itself (the ICMP error for its own packet whose ARP failed) passes there, with an
+ * all-zero Ethernet header. (tcpdump cannot open a device that is down, and nothing passes it.)
  */
-function interfaces(state: LabState, only?: Set<string>): { netns: string; dev: string; raw: boolean }[] {
-  const out: { netns: string; dev: string; raw: boolean }[] = [];
-  for (const [model, lab] of Object.entries(state.namespaces)) {
-    if (only && !only.has(model)) continue;
-    const r = run(['ip', '-n', lab, '-o', 'link', 'show']);
+async function interfaces(
+  state: LabState,
+  only: Set<string> | undefined,
+): Promise<{ netns: string; dev: string }[]> {
+  const found = new Map<string, { netns: string; dev: string }[]>();
+  const namespaces = Object.entries(state.namespaces).filter(([model]) => !only || only.has(model));
+  await pool(namespaces, 4, async ([model, lab]) => {
+    const r = await runAsync(['ip', '-n', lab, '-o', 'link', 'show']);
+    const devs: { netns: string; dev: string }[] = [];
     for (const line of r.stdout.split('\n')) {
-      const m = /^\d+: ([^:@]+)(?:@[^:]+)?: <([^>]*)>.*link\/(\S+)/.exec(line);
-      // tcpdump cannot open a device that is down (and nothing passes through it)
-      if (!m || !m[2].split(',').includes('UP')) continue;
-      out.push({ netns: model, dev: m[1], raw: m[3] !== 'ether' && m[3] !== 'loopback' });
+      const m = /^\d+: ([^:@]+)(?:@[^:]+)?: <([^>]*)>/.exec(line);
+      if (m && m[2].split(',').includes('UP')) devs.push({ netns: model, dev: m[1] });
     }
-  }
-  return out;
-}
-
-function startCapture(state: LabState, netns: string, dev: string, file: string): Promise<ChildProcess> {
-  const child = spawn(
-    'ip',
-    [
-      'netns',
-      'exec',
-      state.namespaces[netns],
-      'tcpdump',
-      '-i',
-      dev,
-      '-w',
-      file,
-      '-U',
-      '-n',
-      '--immediate-mode',
-      '-s',
-      '262144',
-    ],
-    {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    },
-  );
-  return new Promise((resolve, reject) => {
-    let err = '';
-    // tcpdump on a loaded machine can take many seconds to say it listens: wait long, and kill
-    // what never started instead of leaving it behind
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(
-        new LabError(
-          `tcpdump on ${netns}/${dev} did not start within ${TCPDUMP_START_MS / 1000} s: ${err.trim() || 'it printed nothing (is the machine overloaded?)'}`,
-        ),
-      );
-    }, TCPDUMP_START_MS);
-    child.stderr!.on('data', (d: Buffer) => {
-      err += d.toString();
-      if (err.includes('listening on')) {
-        clearTimeout(timer);
-        resolve(child);
-      }
-    });
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      if (!err.includes('listening on'))
-        reject(new LabError(`tcpdump on ${netns}/${dev} exited (${code}): ${err.trim()}`));
-    });
+    found.set(model, devs);
   });
+  return namespaces.flatMap(([model]) => found.get(model)!);
 }
 
+function startCapture(
+  state: LabState,
+  netns: string,
+  dev: string,
+  file: string,
+  signal?: AbortSignal,
+): Promise<ChildProcess> {
+  return startReady(
+    `tcpdump on ${netns}/${dev}`,
+    [
+      ...['ip', 'netns', 'exec', labNs(state, netns), 'tcpdump', '-i', dev, '-w', file],
+      ...['-U', '-n', '--immediate-mode', '-s', '262144'],
+    ],
+    (out) => out.includes('listening on'),
+    { signal, stdout: 'ignore' },
+  );
+}
+
+/** SIGINT (tcpdump writes out what it holds and exits), SIGKILL if it has not after 3 s */
 function stopCapture(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => {
-    if (child.exitCode !== null) return resolve();
-    child.on('exit', () => resolve());
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+    child.on('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
     child.kill('SIGINT');
-    setTimeout(() => child.kill('SIGKILL'), 3000).unref();
   });
+}
+
+/** the records of a pcap file that tcpdump may still be writing: a record cut short ends it */
+function pcapFrames(file: string): { raw: boolean; frames: Uint8Array[] } {
+  let bytes: Uint8Array;
+  try {
+    bytes = new Uint8Array(readFileSync(file));
+  } catch {
+    return { raw: false, frames: [] };
+  }
+  if (bytes.length < 24) return { raw: false, frames: [] };
+  const h = readPcapHeader(bytes);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const frames: Uint8Array[] = [];
+  for (let o = 24; o + 16 <= bytes.length;) {
+    const incl = dv.getUint32(o + 8, h.littleEndian);
+    if (o + 16 + incl > bytes.length) break;
+    frames.push(bytes.slice(o + 16, o + 16 + incl));
+    o += 16 + incl;
+  }
+  return { raw: h.linktype !== 1, frames };
 }
 
 const TCP_CLIENT = `
@@ -142,9 +156,6 @@ except OSError as e:
     print("udp:", e); sys.exit(1)
 `;
 
-/** how long tcpdump may take to print "listening on" (seconds on a busy 2-core machine) */
-const TCPDUMP_START_MS = 30_000;
-
 /**
  * IGMP membership reports the kernel sends on its own when devices come up: the model has no
  * multicast, so they are left out of the comparison (the one normalisation of real traffic).
@@ -183,86 +194,103 @@ function hex(b: Uint8Array): string {
   return [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
 }
 
+/** what a capture holds so far, as compared: without IGMP and without SYN retransmissions */
+function realSequence(file: string): { seq: string[]; retransmitted: boolean } {
+  const { raw, frames } = pcapFrames(file);
+  const all = frames.filter((f) => !isIgmp(f, raw)).map((f) => packetSummary(completeChecksums(f, raw), raw));
+  const seq = withoutRetransmissions(all);
+  return { seq, retransmitted: seq.length !== all.length };
+}
+
 /**
  * Walk `req` in the simulation (on `sim`, a fresh model of the lab's cluster with the same faults)
  * and for real in the lab, then compare every interface.
  */
-export async function labTrace(state: LabState, sim: Cluster, req: WalkRequest): Promise<LabTraceResult> {
+export async function labTrace(
+  state: LabState,
+  sim: Cluster,
+  req: WalkRequest,
+  opts: LabTraceOptions = {},
+): Promise<LabTraceResult> {
+  const signal = opts.signal;
+  manyListeners(signal);
   const w = walk(sim, req, { exchange: true });
   const f = w.request.flow;
-  const dir = mkdtempSync(join(tmpdir(), 'podwalk-lab-'));
+  const simBy = new Map<string, string[]>();
+  for (const c of sim.world.captures) {
+    const key = `${c.netns}/${c.dev}`;
+    const raw = sim.world.ns(c.netns).link(c.dev)?.type === 'ipip';
+    (simBy.get(key) ?? simBy.set(key, []).get(key)!).push(packetSummary(c.frame, raw));
+  }
+  const dir = labScratch(state);
   // every interface of every namespace the simulated packets touched (a real packet that strays
   // elsewhere still shows on the interface it left by); all of them in small clusters
   const touched = new Set(sim.world.captures.map((c) => c.netns));
-  const ifs = interfaces(state, Object.keys(state.namespaces).length > 12 ? touched : undefined);
-  const captures: { netns: string; dev: string; raw: boolean; file: string; child: ChildProcess }[] = [];
+  const ifs = await interfaces(state, Object.keys(state.namespaces).length > 12 ? touched : undefined);
+  const captures: { netns: string; dev: string; file: string; child: ChildProcess }[] = [];
   try {
     const started = await Promise.allSettled(
       ifs.map(async (i) => {
         const file = join(dir, `${i.netns}-${i.dev}.pcap`);
-        const child = await startCapture(state, i.netns, i.dev, file);
+        const child = await startCapture(state, i.netns, i.dev, file, signal);
         captures.push({ ...i, file, child });
       }),
     );
+    if (signal?.aborted) throw new LabInterrupted(String(signal.reason));
     const failed = started.find((p) => p.status === 'rejected');
     if (failed) throw (failed as PromiseRejectedResult).reason;
     captures.sort((a, b) => (a.netns + '/' + a.dev < b.netns + '/' + b.dev ? -1 : 1));
-    let client: { code: number; stdout: string; stderr: string };
+    let client: RunResult;
+    const exec = (argv: string[]) => labExecAsync(state, f.from, argv, { timeoutMs: 10_000, signal });
     if (f.proto === 'tcp') {
       const reqBytes = httpRequest(f.dst, f.dport!, req.size);
-      client = labExec(
-        state,
-        f.from,
-        [PYTHON, '-c', TCP_CLIENT, f.dst, String(f.dport), String(f.sport), hex(reqBytes)],
-        undefined,
-        10_000,
-      );
+      client = await exec([PYTHON, '-c', TCP_CLIENT, f.dst, String(f.dport), String(f.sport), hex(reqBytes)]);
     } else if (f.proto === 'udp') {
       const n = req.size !== undefined ? req.size - 28 : 32;
-      client = labExec(
-        state,
-        f.from,
-        [PYTHON, '-c', UDP_CLIENT, f.dst, String(f.dport), String(f.sport), String(n), f.df ? '1' : '0'],
-        undefined,
-        10_000,
-      );
+      client = await exec([
+        ...[PYTHON, '-c', UDP_CLIENT, f.dst, String(f.dport), String(f.sport), String(n)],
+        f.df ? '1' : '0',
+      ]);
     } else {
       const n = req.size !== undefined ? req.size - 28 : 56;
-      client = labExec(
-        state,
-        f.from,
-        ['ping', '-n', '-c', '1', '-W', '1', '-M', f.df ? 'do' : 'dont', '-s', String(n), f.dst],
-        undefined,
-        10_000,
-      );
+      client = await exec([
+        'ping',
+        '-n',
+        '-c',
+        '1',
+        '-W',
+        '1',
+        '-M',
+        f.df ? 'do' : 'dont',
+        '-s',
+        String(n),
+        f.dst,
+      ]);
     }
     // let the last packets (FIN/ACK, late ICMP) land before the captures stop; an ARP resolution
     // that fails takes the kernel 3 probes, 1 s apart, before it answers with ICMP host unreachable
     const arpFails = w.traces.some(
       (t) => t.disposition.kind === 'dropped' && t.disposition.reason === 'neighbour-failed',
     );
-    await new Promise((r) => setTimeout(r, arpFails ? 3500 : 600));
+    await pause(arpFails ? 3500 : 600, signal);
+    // on a loaded machine tcpdump may lag behind the kernel: wait a little longer for captures that
+    // hold fewer packets than the simulation put on their interface (not long: after ~5 s the
+    // kernel's neighbour timers send probes of their own)
+    for (const until = Date.now() + 1500; Date.now() < until && !signal?.aborted; await pause(100, signal))
+      if (
+        captures.every(
+          (c) => realSequence(c.file).seq.length >= (simBy.get(`${c.netns}/${c.dev}`)?.length ?? 0),
+        )
+      )
+        break;
+    if (signal?.aborted) throw new LabInterrupted(String(signal.reason));
     await Promise.all(captures.map((c) => stopCapture(c.child)));
-    const simBy = new Map<string, string[]>();
-    for (const c of sim.world.captures) {
-      const key = `${c.netns}/${c.dev}`;
-      const raw = sim.world.ns(c.netns).link(c.dev)?.type === 'ipip';
-      (simBy.get(key) ?? simBy.set(key, []).get(key)!).push(packetSummary(c.frame, raw));
-    }
     const diffs: InterfaceDiff[] = [];
     let retransmitted = false;
     for (const c of captures) {
-      let real: string[] = [];
-      try {
-        real = readPcap(new Uint8Array(readFileSync(c.file)))
-          .filter((r) => !isIgmp(r.frame, c.raw))
-          .map((r) => packetSummary(completeChecksums(r.frame, c.raw), c.raw));
-      } catch {
-        real = [];
-      }
-      const once = withoutRetransmissions(real);
-      if (once.length !== real.length) retransmitted = true;
-      diffs.push(compareSequences(c.netns, c.dev, simBy.get(`${c.netns}/${c.dev}`) ?? [], once));
+      const real = realSequence(c.file);
+      retransmitted ||= real.retransmitted;
+      diffs.push(compareSequences(c.netns, c.dev, simBy.get(`${c.netns}/${c.dev}`) ?? [], real.seq));
       simBy.delete(`${c.netns}/${c.dev}`);
     }
     // packets the simulation put on interfaces the lab does not have

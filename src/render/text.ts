@@ -4,6 +4,7 @@
  * `minimal` (stable lines for regression tests, after ovn-trace's minimal output) and `json`.
  * They read a trace; they never touch the model.
  */
+import { wrapLine } from './wrap.ts';
 import type { Disposition, Flow, Step, Trace } from '../trace/types.ts';
 import { headerLayers } from './headers.ts';
 import { dropText, roleLabel, stepDetail, stepEntry, stepTable } from './step.ts';
@@ -58,6 +59,8 @@ export interface StepsOptions {
   aux?: 'full' | 'brief' | 'none';
   /** print the headers of every frame on tx/rx steps; default true */
   headers?: boolean;
+  /** wrap step lines to this many columns, each continuation under the step's text (a terminal) */
+  width?: number;
 }
 
 function headerLines(s: Step, indent: string, st: Style): string[] {
@@ -101,8 +104,10 @@ export function renderSteps(t: Trace, st: Style = PLAIN, o: StepsOptions = {}): 
     const auxTag = s.aux ? st.dim(`(${s.aux}) `) : '';
     const part = s.part ? st.dim(`{${s.part}} `) : '';
     const kind = s.kind.padEnd(9);
-    const text = `${n}  ${LAYER_NAME[s.layer]}  ${kind} ${auxTag}${part}${stepDetail(s)}`;
-    out.push(s.kind === 'drop' ? st.bad(text) : s.aux ? st.dim(text) : text);
+    const lead = `${n}  ${LAYER_NAME[s.layer]}  ${kind} `;
+    const text = `${lead}${auxTag}${part}${stepDetail(s)}`;
+    const line = s.kind === 'drop' ? st.bad(text) : s.aux ? st.dim(text) : text;
+    out.push(o.width ? wrapLine(line, o.width, lead.length) : line);
     const entry = stepEntry(s);
     const table = stepTable(s);
     if (entry !== undefined && table) out.push(`                     ${st.dim(`${table}:`)} ${entry}`);
