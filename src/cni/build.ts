@@ -84,8 +84,9 @@ function resolveNodes(spec: ClusterSpec): ResolvedNode[] {
 /** host-local IPAM: the next free address from .2 upward; MACs and veth names from seeded hashes */
 function resolvePods(spec: ClusterSpec, nodes: ResolvedNode[]): ResolvedPod[] {
   const taken = new Set(spec.pods.filter((p) => p.ip).map((p) => p.ip!));
+  const nodeByName = new Map(nodes.map((n) => [n.name, n]));
   return spec.pods.map((p) => {
-    const node = nodes.find((n) => n.name === p.node)!;
+    const node = nodeByName.get(p.node)!;
     let ip = p.ip;
     if (!ip) {
       const base = ip4ToInt(node.podNet);
@@ -118,8 +119,9 @@ function resolvePods(spec: ClusterSpec, nodes: ResolvedNode[]): ResolvedPod[] {
 /** kube-proxy's and the CNI firewall plugin's FORWARD chains, as the article's nodes show */
 function programFilter(
   ns: Netns,
-  cluster: { pods: ResolvedPod[]; clusterCidr: string },
-  node: string,
+  cluster: { clusterCidr: string },
+  /** the pods of this node */
+  pods: readonly ResolvedPod[],
   flannel: boolean,
   policy: NodePolicy | undefined,
 ): void {
@@ -156,7 +158,7 @@ function programFilter(
   }
   for (const r of policy?.forward ?? []) add('CNI-FORWARD', r.spec, r.origin);
   for (const r of policy?.input ?? []) add('INPUT', r.spec, r.origin);
-  for (const p of cluster.pods.filter((x) => x.node === node)) {
+  for (const p of pods) {
     const pod = `${p.namespace}/${p.name}`;
     add(
       'CNI-FORWARD',
@@ -289,8 +291,9 @@ function build(spec: ClusterSpec, mode: CniMode): Cluster {
     addressAdd(ns, 'cni0', n.gateway, n.podLen);
   }
 
+  const nodeByName = new Map(nodes.map((n) => [n.name, n]));
   for (const p of pods) {
-    const node = nodes.find((n) => n.name === p.node)!;
+    const node = nodeByName.get(p.node)!;
     const host = world.ns(node.name);
     const ns = netnsAdd(world, p.name, 'pod');
     linkAdd(world, ns, {
@@ -323,8 +326,16 @@ function build(spec: ClusterSpec, mode: CniMode): Cluster {
     );
   }
   const cluster: Cluster = { spec, mode, world, stack, sockets, nodes, pods, podMtu, clusterCidr, warnings };
+  const podsOf = new Map<string, ResolvedPod[]>(nodes.map((n) => [n.name, []]));
+  for (const p of pods) podsOf.get(p.node)!.push(p);
   for (const n of nodes)
-    programFilter(world.ns(n.name), cluster, n.name, mode.startsWith('flannel'), compiled.get(n.name));
+    programFilter(
+      world.ns(n.name),
+      cluster,
+      podsOf.get(n.name)!,
+      mode.startsWith('flannel'),
+      compiled.get(n.name),
+    );
   programMode(cluster);
   return cluster;
 }

@@ -66,6 +66,12 @@ export class Fib {
     return this.byLen[len]?.get(dst)?.find((r) => metric === undefined || r.metric === metric);
   }
 
+  /** the routes of one prefix (and metric, when given), in the order list() has them; a hash lookup, not a scan */
+  aliases(dst: number, len: number, metric?: number): Route[] {
+    const list = this.byLen[len]?.get(dst) ?? [];
+    return metric === undefined ? [...list] : list.filter((r) => r.metric === metric);
+  }
+
   add(r: Route): void {
     // Linux lists the main table in trie order: by network address, longer prefix first on ties (checked on 6.18)
     const cmp = (a: Route, b: Route) => a.dst - b.dst || b.len - a.len || a.metric - b.metric;

@@ -288,6 +288,12 @@ function setCarrier(l: Link, on: boolean): void {
   l.carrierChanges++;
 }
 
+/** some port of the bridge forwards (in any order: no list of the ports is made) */
+function someForwarding(ns: Netns, br: Link): boolean {
+  for (const l of ns.links.values()) if (l.master === br.name && portForwarding(ns, l)) return true;
+  return false;
+}
+
 /**
  * Run a change to `devs` and keep the carrier bits of everything it touches as the kernel does:
  * a veth has carrier while both ends are up (veth_open/veth_close); a bridge's carrier is set by
@@ -314,13 +320,22 @@ function withCarrier(w: World, devs: Watched[], change: () => void, goingDown?: 
     if (br) watch({ ns: x.ns, l: br });
     if (x.l.type === 'bridge') for (const p of bridgePorts(x.ns, x.l)) watch({ ns: x.ns, l: p });
   }
-  const portsOf = (x: Watched) =>
-    x.l.type === 'bridge' ? bridgePorts(x.ns, x.l).map((p) => `${p.name}:${portForwarding(x.ns, p)}`) : [];
+  // A bridge's ports and their forwarding states, compared before and after the change. Only the
+  // watched devices change: a port that is not watched keeps its membership and state (a bridge
+  // whose own state changes is in `devs`, and all its ports are watched), so comparing the watched
+  // ports alone finds exactly what comparing every port would, without a scan of the bridge's
+  // ports per change (a segment bridge has a port per node).
+  const portsOf = (x: Watched): string => {
+    if (x.l.type !== 'bridge') return '';
+    const ports = watched.filter((p) => p.ns === x.ns && p.l.master === x.l.name);
+    ports.sort((a, b) => a.l.ifindex - b.l.ifindex);
+    return ports.map((p) => `${p.l.name}:${portForwarding(x.ns, p.l)}`).join(' ');
+  };
   const before = watched.map((x) => ({
     ...x,
     ok: carrierOk(x.l),
     fwd: !!x.l.master && portForwarding(x.ns, x.l),
-    ports: portsOf(x).join(' '),
+    ports: portsOf(x),
   }));
   change();
   // a bridge that got ports by the change is watched too (its ports are the ones in `devs`)
@@ -333,11 +348,7 @@ function withCarrier(w: World, devs: Watched[], change: () => void, goingDown?: 
   }
   for (const b of before) if (b.l.type === 'veth') setCarrier(b.l, b.l.up && !!vethPeer(w, b.l)?.up);
   for (const b of before)
-    if (b.l.type === 'bridge' && portsOf(b).join(' ') !== b.ports)
-      setCarrier(
-        b.l,
-        bridgePorts(b.ns, b.l).some((p) => portForwarding(b.ns, p)),
-      );
+    if (b.l.type === 'bridge' && portsOf(b) !== b.ports) setCarrier(b.l, someForwarding(b.ns, b.l));
   for (const b of before) {
     if (b.l === goingDown) continue;
     if (b.ok && !carrierOk(b.l))
@@ -428,7 +439,7 @@ function sameRoute(a: Route, b: Route): boolean {
 
 /** fib_magic(RTM_NEWROUTE, NLM_F_CREATE|NLM_F_APPEND): add unless the very same route exists */
 function fibMagicAdd(ns: Netns, r: Route): void {
-  if (!ns.fib.list().some((x) => sameRoute(x, r))) ns.fib.add(r);
+  if (!ns.fib.aliases(r.dst, r.len, r.metric).some((x) => sameRoute(x, r))) ns.fib.add(r);
 }
 
 /** the prefix route an address brings when its device is up (fib_add_ifaddr) */
@@ -509,7 +520,7 @@ export function addressDel(ns: Netns, devName: string, ip: string, len?: number)
     if (wasPrimary) {
       const r = prefixRoute(dev, g.ip, g.len, g.ip);
       if (r) {
-        const old = ns.fib.list().find((x) => sameRoute(x, r));
+        const old = ns.fib.aliases(r.dst, r.len, r.metric).find((x) => sameRoute(x, r));
         if (old) ns.fib.remove(old);
       }
     }
@@ -561,39 +572,36 @@ export interface LocalRoute {
  * The local table: fib_add_ifaddr's routes. Every address has its `local` /32 (kept while the
  * device is down), with the subnet's primary as src; a primary on an up device adds the
  * broadcast route of its subnet (prefix < 31) and, on loopback, the `local` prefix route.
- * Listed in trie order (by address, longer prefix first).
+ * Listed in trie order (by address, longer prefix first). With `covering`, only the routes whose
+ * prefix holds that address (what a lookup of it can hit; the same routes in the same order as
+ * filtering the whole table, without making the others).
  */
-export function localRoutes(ns: Netns): LocalRoute[] {
+export function localRoutes(ns: Netns, covering?: number): LocalRoute[] {
   const out: LocalRoute[] = [];
-  const push = (r: LocalRoute) => {
-    if (
-      !out.some(
-        (x) => x.type === r.type && x.dst === r.dst && x.len === r.len && x.dev === r.dev && x.src === r.src,
-      )
-    )
-      out.push(r);
+  // a route is made only when it is kept: every routeAdd with a gateway asks for the routes covering it
+  const push = (type: LocalRoute['type'], dst: number, len: number, dev: string, src: string) => {
+    if (covering !== undefined && !inPrefix(covering, dst, len)) return;
+    for (const x of out)
+      if (x.type === type && x.dst === dst && x.len === len && x.dev === dev && x.src === src) return;
+    out.push({ type, dst, len, dev, src, scope: type === 'local' ? 'host' : 'link' });
   };
-  const links = [...ns.links.values()].sort((a, b) => a.ifindex - b.ifindex);
+  // only devices with addresses make local routes (a node's pod veths have none: skip them before sorting)
+  const links: Link[] = [];
+  for (const dev of ns.links.values()) if (dev.addrs.length) links.push(dev);
+  links.sort((a, b) => a.ifindex - b.ifindex);
   for (const dev of links)
-    dev.addrs.forEach((a, i) => {
-      const prim = isSecondary(dev, i) ? (primaryOf(dev, a.ip, a.len)?.ip ?? a.ip) : a.ip;
-      push({ type: 'local', dst: ip4ToInt(a.ip), len: 32, dev: dev.name, src: prim, scope: 'host' });
-      if (!dev.up || isSecondary(dev, i)) return;
-      const c = { addr: ip4ToInt(a.ip), len: a.len };
+    for (let i = 0; i < dev.addrs.length; i++) {
+      const a = dev.addrs[i];
+      const secondary = isSecondary(dev, i);
+      const addr = ip4ToInt(a.ip);
+      push('local', addr, 32, dev.name, secondary ? (primaryOf(dev, a.ip, a.len)?.ip ?? a.ip) : a.ip);
+      if (!dev.up || secondary) continue;
+      const c = { addr, len: a.len };
       const net = networkOf(c);
-      if (net === 0 || (net === c.addr && a.len === 32)) return;
-      if (dev.type === 'loopback')
-        push({ type: 'local', dst: net, len: a.len, dev: dev.name, src: a.ip, scope: 'host' });
-      if (a.len < 31)
-        push({
-          type: 'broadcast',
-          dst: broadcastOf(c),
-          len: 32,
-          dev: dev.name,
-          src: a.ip,
-          scope: 'link',
-        });
-    });
+      if (net === 0 || (net === addr && a.len === 32)) continue;
+      if (dev.type === 'loopback') push('local', net, a.len, dev.name, a.ip);
+      if (a.len < 31) push('broadcast', broadcastOf(c), 32, dev.name, a.ip);
+    }
   return out.sort((a, b) => a.dst - b.dst || b.len - a.len);
 }
 
@@ -606,9 +614,7 @@ export function addrType(
   const n = ip4ToInt(ip);
   if (n === 0 || n === 0xffffffff) return 'broadcast';
   if (n >>> 28 === 0xe) return 'multicast';
-  const hit = localRoutes(ns)
-    .filter((r) => inPrefix(n, r.dst, r.len))
-    .sort((a, b) => b.len - a.len)[0];
+  const hit = localRoutes(ns, n).sort((a, b) => b.len - a.len)[0];
   if (hit && (!dev || hit.dev === dev)) return hit.type;
   return 'unicast';
 }
@@ -616,9 +622,7 @@ export function addrType(
 /** the device holding a local address (the local table, up or down), as fib_lookup sees it */
 function localRouteDev(ns: Netns, ip: string, oif?: string): Link | undefined {
   const n = ip4ToInt(ip);
-  const hit = localRoutes(ns).find(
-    (r) => r.type === 'local' && inPrefix(n, r.dst, r.len) && (!oif || r.dev === oif),
-  );
+  const hit = localRoutes(ns, n).find((r) => r.type === 'local' && (!oif || r.dev === oif));
   return hit ? ns.link(hit.dev) : undefined;
 }
 
@@ -632,7 +636,7 @@ function gatewayLookup(
   oif: string | undefined,
 ): { type: string; dev?: string } | undefined {
   const n = ip4ToInt(gw);
-  const local = localRoutes(ns).filter((r) => inPrefix(n, r.dst, r.len) && (!oif || r.dev === oif));
+  const local = localRoutes(ns, n).filter((r) => !oif || r.dev === oif);
   const main = ns.fib.lookup(n, (x) => (x.scope === 'link' || x.scope === 'host') && (!oif || x.dev === oif));
   const best = local.sort((a, b) => b.len - a.len)[0];
   if (best && (!main || best.len >= main.len)) return { type: best.type, dev: best.dev };
@@ -695,7 +699,7 @@ export function routeAdd(ns: Netns, req: RouteRequest): Route {
     onlink: !!req.onlink && type === 'unicast',
   };
   // fib_table_insert: aliases of the same prefix and priority
-  const same = ns.fib.list().filter((x) => x.dst === dst && x.len === len && x.metric === r.metric);
+  const same = ns.fib.aliases(dst, len, r.metric);
   if (same.length) {
     if (req.nl.excl) throw new NetlinkError('EEXIST');
     if (req.nl.replace) {
