@@ -1115,10 +1115,19 @@ export class Stack {
   /** frames that went through br_netfilter's PREROUTING on entering a bridge, with what it left on the skb */
   private bridgePre = new WeakMap<Frame, Skb>();
 
+  /**
+   * Draws of `-m statistic --mode random` pinned per rule ("TABLE CHAIN INDEX" → u32), in every
+   * namespace: how a walk takes one branch of a random choice (trace --endpoint). Empty: every
+   * flow draws its own numbers.
+   */
+  readonly pins = new Map<string, number>();
+
   /** what netfilter's hooks need of the datapath */
   private readonly hookEnv: HookEnv = {
     now: () => this.w.now,
     random: (...parts: (string | number)[]) => this.w.derive('netfilter', ...parts),
+    pinned: (table, chain, index) =>
+      this.pins.size ? this.pins.get(`${table} ${chain} ${index}`) : undefined,
     conntrackOn: (ns: Netns) => this.conntrackOn(ns),
   };
 
