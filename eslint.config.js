@@ -3,20 +3,20 @@ import tseslint from 'typescript-eslint';
 
 /**
  * The layers, lowest first. A file may import from its own layer and the ones below it, never
- * from a layer above: wire ← kernel ← cni/bgp ← trace ← render, tools, diagnose ← cli, web, lab.
+ * from a layer above: wire ← kernel ← cni/bgp/proxy ← trace ← render, tools, diagnose ← cli, web, lab.
  * (cluster/ is the cluster file's schema and loader: plain input, below everything that uses it.)
  */
 const LAYERS = [
   ['wire', 'cluster'],
   ['kernel'],
-  ['cni', 'bgp'],
+  ['cni', 'bgp', 'proxy'],
   ['trace'],
   ['render', 'tools', 'diagnose'],
   ['cli', 'lab', 'web'],
 ];
 
 /** the core and the page run in a browser too: no Node built-ins, no process */
-const PLATFORM_FREE = ['wire', 'kernel', 'bgp', 'cni', 'cluster', 'trace', 'render', 'tools', 'web'];
+const PLATFORM_FREE = ['wire', 'kernel', 'bgp', 'cni', 'proxy', 'cluster', 'trace', 'render', 'tools', 'web'];
 const PLATFORM = {
   group: ['node:*', 'fs', 'child_process', 'os', 'path'],
   message: 'the core and the page are platform-free',
