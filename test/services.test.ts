@@ -13,6 +13,8 @@ import { portProtoHash, resolveServices } from '../src/proxy/services.ts';
 import { kubeProxySync, probability } from '../src/proxy/kube-proxy.ts';
 import { iptablesSave } from '../src/tools/iptables-save.ts';
 import { base32, sha256, utf8 } from '../src/wire/sha256.ts';
+import { resolveService, walk, walkOk, WalkError, type Walk } from '../src/trace/walk.ts';
+import { run } from '../src/cli/app.ts';
 
 const EXAMPLE = 'examples/services.yaml';
 const example = () => loadCluster(readFileSync(EXAMPLE, 'utf8'), EXAMPLE);
@@ -209,4 +211,140 @@ test('bad Services are refused at file:line:col', () => {
     bad(svc('{ports: [{port: 80, targetPort: "Bad_Name"}]}')),
     /^bad\.yaml:6:\d+: port "Bad_Name" is not a valid port name/,
   );
+});
+
+/* ------------------------------------------------------------ walking through a Service */
+
+const delivered = (w: Walk) =>
+  w.request.disposition.kind === 'delivered' ? w.request.disposition.netns : 'dropped';
+
+test('trace to svc/NAME:PORT: DNAT in the source node to the pinned endpoint, the reply un-NATed to the ClusterIP', () => {
+  for (const [endpoint, mode] of [
+    ['pod-b', 'flannel-vxlan'],
+    ['pod-c', 'flannel-vxlan'],
+    ['pod-b', 'calico-ipip'],
+    ['pod-c', 'calico-bgp'],
+  ] as const) {
+    const c = buildCluster(example(), mode);
+    const w = walk(c, { from: 'pod-a', to: 'svc/web', port: 80, proto: 'tcp', endpoint });
+    assert.equal(delivered(w), endpoint, `${mode} ${endpoint}`);
+    assert.ok(walkOk(w), `${mode} ${endpoint}: answered`);
+    // the DNAT: nat PREROUTING of node1 through KUBE-SERVICES, the service's KUBE-SVC- and the endpoint's KUBE-SEP-
+    const http = c.services[0].ports[0];
+    const ep = http.endpoints.find((e) => e.pod === endpoint)!;
+    const steps = (t: Walk['request']) => t.hops.flatMap((h) => h.steps);
+    const dnat = steps(w.request).flatMap((s) =>
+      s.ev.type === 'netfilter' && s.ev.decision.nat === 'DNAT' ? [s.ev.decision] : [],
+    )[0];
+    assert.deepEqual(
+      dnat.path.map((h) => h.chain),
+      ['PREROUTING', 'KUBE-SERVICES', http.chains.svc, ep.chain],
+    );
+    assert.equal(dnat.rule!.chain, ep.chain);
+    assert.deepEqual(dnat.rule!.rule.origin, {
+      kind: 'service',
+      namespace: 'default',
+      name: 'web',
+      port: 'http',
+      endpoint: ep.text,
+    });
+    // the SYN-ACK reaches pod-a from the ClusterIP: conntrack undid the DNAT in node1
+    assert.equal(w.reply!.disposition.kind, 'delivered');
+    const undo = steps(w.reply!).flatMap((s) =>
+      s.ev.type === 'nat-rewrite' ? [{ ns: s.netns, ...s.ev }] : [],
+    );
+    assert.deepEqual(
+      undo.map((u) => [u.ns, u.manip, u.before.src, u.before.sport, u.after.src, u.after.sport]),
+      [['node1', 'src', ep.ip, ep.port, '10.96.0.2', 80]],
+    );
+    assert.equal(c.stack.pins.size, 0, 'the pins go with the walk');
+  }
+});
+
+test("without --endpoint the choice is the flow's own: deterministic, and each endpoint is taken by some flows", () => {
+  const picks = (sports: number[]) => {
+    const c = buildCluster(example());
+    return sports.map((sport) =>
+      delivered(walk(c, { from: 'pod-a', to: 'svc/web', port: 80, proto: 'tcp', sport })),
+    );
+  };
+  const sports = Array.from({ length: 24 }, (_, i) => 41000 + i);
+  const a = picks(sports);
+  assert.deepEqual(a, picks(sports));
+  assert.ok(a.includes('pod-b') && a.includes('pod-c'), a.join(' '));
+});
+
+test('three endpoints: the probabilities 1/3, 1/2, 1 give each endpoint about a third of the flows', () => {
+  const spec = loadCluster(readFileSync('test/fixtures/services-external.yaml', 'utf8'), 'x.yaml');
+  const c = buildCluster(spec);
+  const n = 300;
+  const count = new Map<string, number>();
+  for (let i = 0; i < n; i++) {
+    const w = walk(c, { from: 'pod-a', to: 'svc/web', port: 80, proto: 'tcp', sport: 20000 + i });
+    count.set(delivered(w), (count.get(delivered(w)) ?? 0) + 1);
+  }
+  for (const pod of ['web-1', 'web-2', 'web-3']) {
+    const k = count.get(pod) ?? 0;
+    assert.ok(k > n / 3 - 40 && k < n / 3 + 40, `${pod}: ${k} of ${n} (${[...count].join(' ')})`);
+  }
+});
+
+test('NODE:NODEPORT and a ClusterIP are Services too; a load-balancer IP resolves to its Service', () => {
+  const c = buildCluster(example());
+  const np = walk(c, { from: 'pod-a', to: 'node2', port: 30080, proto: 'tcp', endpoint: 'pod-c' });
+  assert.equal(delivered(np), 'pod-c');
+  assert.ok(walkOk(np));
+  const ip = walk(c, { from: 'pod-a', to: '10.96.0.2', port: 80, proto: 'tcp', endpoint: 'pod-b' });
+  assert.equal(delivered(ip), 'pod-b');
+  const ext = buildCluster(
+    loadCluster(readFileSync('test/fixtures/services-external.yaml', 'utf8'), 'x.yaml'),
+  );
+  assert.equal(resolveService(ext, '203.0.113.10', 9000, 'udp')?.servicePort.nameString, 'prod/api:udp');
+});
+
+test('a Service without endpoints: REJECT in filter, the pod gets port unreachable', () => {
+  const c = buildCluster(example());
+  const w = walk(c, { from: 'pod-a', to: 'svc/dns', proto: 'udp' });
+  assert.equal(w.request.disposition.kind, 'dropped');
+  assert.equal(w.reply?.flow.role.kind, 'icmp-error');
+});
+
+test('bad Service targets: unknown service lists the services; --endpoint must be a ready endpoint', () => {
+  const c = buildCluster(example());
+  assert.throws(
+    () => walk(c, { from: 'pod-a', to: 'svc/nope', port: 80, proto: 'tcp' }),
+    (e: Error) =>
+      e instanceof WalkError &&
+      e.message ===
+        'unknown service "nope"; the cluster\'s services: default/web, default/web-np, default/dns',
+  );
+  assert.throws(
+    () => walk(c, { from: 'pod-a', to: 'svc/web', port: 80, proto: 'tcp', endpoint: 'pod-d' }),
+    /pod-d is no ready endpoint of default\/web:http; its endpoints: pod-b, pod-c/,
+  );
+  assert.throws(
+    () => walk(c, { from: 'pod-a', to: 'svc/web', port: 81, proto: 'tcp' }),
+    (e: Error) =>
+      e.message === 'service default/web has no tcp port 81; its ports: 80/tcp (http), 8080/udp (udp)',
+  );
+  assert.throws(
+    () => walk(c, { from: 'pod-a', to: 'pod-b', port: 8080, proto: 'tcp', endpoint: 'pod-b' }),
+    /--endpoint needs a Service/,
+  );
+});
+
+test('podwalk trace: an unknown service is exit 2 with the list', async () => {
+  const io = { out: [] as string[], err: [] as string[] };
+  const code = await run(['trace', 'pod-a', 'svc/nope:80', '--cluster', EXAMPLE], {
+    out: (s) => io.out.push(s),
+    err: (s) => io.err.push(s),
+    readFile: (p) => readFileSync(p, 'utf8'),
+    writeFile: () => {},
+    env: {},
+    isTTY: false,
+  });
+  assert.equal(code, 2);
+  assert.deepEqual(io.err, [
+    'podwalk: unknown service "nope"; the cluster\'s services: default/web, default/web-np, default/dns',
+  ]);
 });

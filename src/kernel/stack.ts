@@ -1116,9 +1116,9 @@ export class Stack {
   private bridgePre = new WeakMap<Frame, Skb>();
 
   /**
-   * Draws of `-m statistic --mode random` pinned per rule ("TABLE CHAIN INDEX" → u32), in every
-   * namespace: how a walk takes one branch of a random choice (trace --endpoint). Empty: every
-   * flow draws its own numbers.
+   * Draws of `-m statistic --mode random` pinned per rule ("NETNS TABLE CHAIN INDEX" → u32): how
+   * a walk takes one branch of a random choice (trace --endpoint). Empty: every flow draws its own
+   * numbers.
    */
   readonly pins = new Map<string, number>();
 
@@ -1126,8 +1126,8 @@ export class Stack {
   private readonly hookEnv: HookEnv = {
     now: () => this.w.now,
     random: (...parts: (string | number)[]) => this.w.derive('netfilter', ...parts),
-    pinned: (table, chain, index) =>
-      this.pins.size ? this.pins.get(`${table} ${chain} ${index}`) : undefined,
+    pinned: (ns, table, chain, index) =>
+      this.pins.size ? this.pins.get(`${ns.name} ${table} ${chain} ${index}`) : undefined,
     conntrackOn: (ns: Netns) => this.conntrackOn(ns),
   };
 

@@ -44,10 +44,10 @@ export interface HookEnv {
   /** a deterministic u32 (statistic, NAT port choice) */
   random(...parts: (string | number)[]): number;
   /**
-   * a draw pinned for a rule (table, chain, 1-based index), whatever the flow: how a walk takes one
+   * a draw pinned for a rule (namespace, table, chain, 1-based index), whatever the flow: how a walk takes one
    * branch of a random choice (`trace --endpoint`); undefined: the flow's own draw
    */
-  pinned?(table: TableName, chain: string, index: number): number | undefined;
+  pinned?(ns: Netns, table: TableName, chain: string, index: number): number | undefined;
   /** does the namespace track connections (asked only where it matters) */
   conntrackOn(ns: Netns): boolean;
 }
@@ -117,7 +117,7 @@ class HookRun implements MatchEnv {
   random(salt: string): number {
     const { chain, index } = this.pos;
     return (
-      this.env.pinned?.(this.table, chain, index) ??
+      this.env.pinned?.(this.ns, this.table, chain, index) ??
       this.env.random(this.ns.name, this.table, this.hook, chain, index, salt, this.flowKey())
     );
   }
