@@ -241,6 +241,8 @@ test('trace to svc/NAME:PORT: DNAT in the source node to the pinned endpoint, th
       ['PREROUTING', 'KUBE-SERVICES', http.chains.svc, ep.chain],
     );
     assert.equal(dnat.rule!.chain, ep.chain);
+    // the endpoint is one of two: the statistic rule (1/2) or the last rule after it failed (1/2)
+    assert.deepEqual(dnat.choice, { chain: http.chains.svc, index: dnat.path[2].index, probability: 0.5 });
     assert.deepEqual(dnat.rule!.rule.origin, {
       kind: 'service',
       namespace: 'default',
@@ -282,6 +284,22 @@ test('three endpoints: the probabilities 1/3, 1/2, 1 give each endpoint about a 
   for (let i = 0; i < n; i++) {
     const w = walk(c, { from: 'pod-a', to: 'svc/web', port: 80, proto: 'tcp', sport: 20000 + i });
     count.set(delivered(w), (count.get(delivered(w)) ?? 0) + 1);
+  }
+  // each branch's probability as the walk reports it: 1/3 × …, exactly as the rules' thresholds give
+  for (const [i, pod] of ['web-1', 'web-2', 'web-3'].entries()) {
+    // a new flow each (the same flow again would find its conntrack entry and skip the nat table)
+    const w = walk(c, {
+      from: 'pod-a',
+      to: 'svc/web',
+      port: 80,
+      proto: 'tcp',
+      endpoint: pod,
+      sport: 31000 + i,
+    });
+    const d = w.request.hops
+      .flatMap((h) => h.steps)
+      .flatMap((s) => (s.ev.type === 'netfilter' && s.ev.decision.nat === 'DNAT' ? [s.ev.decision] : []))[0];
+    assert.ok(Math.abs(d.choice!.probability - 1 / 3) < 1e-9, `${pod}: ${d.choice!.probability}`);
   }
   for (const pod of ['web-1', 'web-2', 'web-3']) {
     const k = count.get(pod) ?? 0;

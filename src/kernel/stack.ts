@@ -46,7 +46,7 @@ import {
 import { carrierOk } from './links.ts';
 import type { BridgeLink, IpipLink, Link, Netns, VethLink, VxlanLink } from './objects.ts';
 import { tupleOf, type CtResult } from './conntrack.ts';
-import type { Hook } from './netfilter.ts';
+import type { Hook, Rule } from './netfilter.ts';
 import { runHook, type HookEnv, type NfEvent } from './netfilter/hooks.ts';
 import type { Traversal } from './netfilter/eval.ts';
 import { REJECT_CODE, resetFor } from './netfilter/reject.ts';
@@ -1368,5 +1368,28 @@ export function nfDecision(ns: Netns, t: Traversal): NfDecision {
       : { chain: t.chain, policy: ns.netfilter.chain(t.table, t.chain)?.policy ?? 'ACCEPT' },
     rejectWith: target?.kind === 'REJECT' ? target.with : undefined,
     nat,
+    choice: randomChoice(ns, t),
   };
+}
+
+/** the last rule of the path reached through `-m statistic --mode random` draws, with its probability */
+function randomChoice(ns: Netns, t: Traversal): NfDecision['choice'] {
+  const p = (r: Rule) => {
+    const m = r.matches.find((x) => x.kind === 'statistic' && x.mode === 'random' && !x.neg);
+    return m?.kind === 'statistic' ? m.probability / 0x80000000 : undefined;
+  };
+  for (let k = t.path.length - 1; k >= 0; k--) {
+    const hit = t.path[k];
+    const rules = ns.netfilter.chain(t.table, hit.chain)?.rules ?? [];
+    let probability = p(hit.rule) ?? 1;
+    let random = probability !== 1;
+    for (const r of rules.slice(0, hit.index - 1)) {
+      const q = p(r);
+      if (q === undefined) continue;
+      probability *= 1 - q;
+      random = true;
+    }
+    if (random) return { chain: hit.chain, index: hit.index, probability };
+  }
+  return undefined;
 }
