@@ -15,6 +15,7 @@ import { iptablesSave } from '../src/tools/iptables-save.ts';
 import { base32, sha256, utf8 } from '../src/wire/sha256.ts';
 import { resolveService, walk, walkOk, WalkError, type Walk } from '../src/trace/walk.ts';
 import { run } from '../src/cli/app.ts';
+import { explainDrop } from '../src/diagnose/explain.ts';
 
 const EXAMPLE = 'examples/services.yaml';
 const example = () => loadCluster(readFileSync(EXAMPLE, 'utf8'), EXAMPLE);
@@ -325,6 +326,19 @@ test('a Service without endpoints: REJECT in filter, the pod gets port unreachab
   const w = walk(c, { from: 'pod-a', to: 'svc/dns', proto: 'udp' });
   assert.equal(w.request.disposition.kind, 'dropped');
   assert.equal(w.reply?.flow.role.kind, 'icmp-error');
+  assert.deepEqual(explainDrop(c, w.request)?.causes, [
+    'Service default/dns:dns has no ready endpoint: default/pod-d is not ready; kube-proxy rejects (icmp port unreachable)',
+  ]);
+});
+
+test('external traffic with externalTrafficPolicy Local on a node without an endpoint: dropped, and said why', () => {
+  const c = buildCluster(loadCluster(readFileSync('test/fixtures/services-external.yaml', 'utf8'), 'x.yaml'));
+  // node1 has no endpoint of prod/api: kube-proxy's KUBE-EXTERNAL-SERVICES drops the node port there
+  const w = walk(c, { from: 'node2', to: 'node1', port: 31000, proto: 'tcp' });
+  assert.equal(w.request.disposition.kind, 'dropped');
+  assert.deepEqual(explainDrop(c, w.request)?.causes, [
+    'Service prod/api:tcp has externalTrafficPolicy Local and no ready endpoint on node1 (its endpoints: api-1 on node2): kube-proxy drops external traffic there',
+  ]);
 });
 
 test('bad Service targets: unknown service lists the services; --endpoint must be a ready endpoint', () => {
