@@ -3,7 +3,7 @@ import tseslint from 'typescript-eslint';
 
 /**
  * The layers, lowest first. A file may import from its own layer and the ones below it, never
- * from a layer above: wire ← kernel ← cni/bgp ← trace ← render, tools, diagnose, import ← cli, web,
+ * from a layer above: wire ← kernel ← cni/bgp/proxy ← trace ← render, tools, diagnose, import ← cli, web,
  * lab, collect. (import/ builds a World from node dumps and is platform-free; collect/ runs the
  * collector script on a node.)
  * (cluster/ is the cluster file's schema and loader: plain input, below everything that uses it.)
@@ -11,7 +11,7 @@ import tseslint from 'typescript-eslint';
 const LAYERS = [
   ['wire', 'cluster'],
   ['kernel'],
-  ['cni', 'bgp'],
+  ['cni', 'bgp', 'proxy'],
   ['trace'],
   ['render', 'tools', 'diagnose', 'import'],
   ['cli', 'lab', 'web', 'collect'],
@@ -23,6 +23,7 @@ const PLATFORM_FREE = [
   'kernel',
   'bgp',
   'cni',
+  'proxy',
   'cluster',
   'trace',
   'render',

@@ -435,7 +435,8 @@ Examples:
   $ podwalk demo --mode calico-ipip      one mode only
   $ podwalk demo --format summary        one line of devices per namespace`,
   trace: `
-FROM and TO are pod names, node names or IPv4 addresses; TO may end in :PORT.
+FROM and TO are pod names, node names or IPv4 addresses; TO may also be a Service
+(svc/NAME, NAMESPACE/NAME, its ClusterIP, or NODE:NODEPORT) and may end in :PORT.
 Exit status: 0 delivered (and answered), 1 dropped, 2 bad usage.
 
 Examples:
@@ -446,7 +447,10 @@ Examples:
   $ podwalk trace pod-a pod-c --proto icmp --size 1472 --df   over the pod MTU: dropped
   $ podwalk trace pod-a pod-c:8080 --exchange        every packet of the exchange
   $ podwalk trace pod-a pod-c:8080 --cluster my.yaml --format json
-  $ podwalk trace default/web default/db:5432 --from dumps/   nodes dumped by podwalk collect`,
+  $ podwalk trace default/web default/db:5432 --from dumps/   nodes dumped by podwalk collect
+  $ podwalk trace pod-a svc/web:80 --cluster examples/services.yaml   through kube-proxy's DNAT
+  $ podwalk trace pod-a svc/web:80 --endpoint pod-c --cluster examples/services.yaml
+  $ podwalk trace pod-a node2:30080 --cluster examples/services.yaml  a node port`,
   doctor: `
 Exit status: 0 healthy, 1 problems found, 2 bad usage.
 
@@ -525,7 +529,10 @@ Examples:
     .command('trace')
     .description('walk one flow and its reply')
     .argument('<FROM>', 'source: pod, node or IP')
-    .argument('<TO[:PORT]>', 'destination: pod, node or IP, with an optional port (default 8080)')
+    .argument(
+      '<TO[:PORT]>',
+      "destination: pod, node, IP, or a Service (svc/NAME, NAMESPACE/NAME, its ClusterIP, NODE:NODEPORT), with an optional port (default 8080, or the Service's one port)",
+    )
     .addOption(new Option('--proto <proto>', 'protocol').choices(['tcp', 'udp', 'icmp']).default('tcp'))
     .addOption(
       new Option('--size <bytes>', 'UDP/ICMP: IP total length; TCP: bytes of request data').argParser(
@@ -555,6 +562,10 @@ Examples:
       [],
     )
     .option('--pcap <dir>', 'write one pcap per interface the walk touched: DIR/<netns>-<dev>.pcap')
+    .option(
+      '--endpoint <pod>',
+      "a Service's destination: take this endpoint where kube-proxy chooses one at random (default: the flow's own draw)",
+    )
     .option('--policy <file>', POLICY_HELP, collect, [])
     .option('--from <DIR|FILE.tar.gz>', FROM_HELP)
     .addHelpText('after', EXAMPLES.trace)
@@ -577,6 +588,7 @@ Examples:
           pcap?: string;
           policy: string[];
           from?: string;
+          endpoint?: string;
         },
       ) => {
         fromConflicts(o);
@@ -588,7 +600,7 @@ Examples:
         warn(io, c);
         const w = walk(
           c,
-          { from, to, proto: o.proto, port, size: o.size, df: o.df, sport: o.sport },
+          { from, to, proto: o.proto, port, size: o.size, df: o.df, sport: o.sport, endpoint: o.endpoint },
           { exchange: !!o.exchange },
         );
         // the pcap directory is checked before anything is printed

@@ -35,6 +35,7 @@
  *                            # "tcp/8080/http" also names the container port (IANA_SVC_NAME, unique per pod)
  *     namespace: prod        # optional Kubernetes namespace, default "default"
  *     labels: {app: web}     # optional pod labels (string values)
+ *     ready: false           # optional Ready condition, default true (not ready: no Service endpoint)
  * bgp:                       # optional: node-to-node mesh sessions that are not up
  *   - nodes: [node1, node2]  # two different existing nodes; each pair listed once
  *     state: down            # up | down, default down
@@ -48,6 +49,21 @@
  *     kind: NetworkPolicy                # unique; metadata.namespace defaults to "default"; SCTP
  *     metadata: {name: deny-all}         # ports match nothing modelled. Enforced by calico-* only.
  *     spec: {podSelector: {}}
+ * serviceCIDR: 10.96.0.0/12 # optional: the API server's service range (default 10.96.0.0/12)
+ * services:                  # optional: v1 Service objects as kubectl takes them; when the list is
+ *   - apiVersion: v1         # there (even empty), kube-proxy (iptables mode) programs every node.
+ *     kind: Service          # NAMESPACE/NAME unique; metadata.namespace defaults to "default"
+ *     metadata: {name: web}
+ *     spec:
+ *       type: ClusterIP      # ClusterIP | NodePort | LoadBalancer (ExternalName is refused)
+ *       selector: {app: web} # optional; without one no EndpointSlice is made
+ *       clusterIP: 10.96.0.2 # optional, inside serviceCIDR, unique; "None" (headless) is refused
+ *       ports:               # at least one; each needs a name when there are several
+ *         - {name: http, port: 80, targetPort: http, protocol: TCP, nodePort: 30080}
+ *                            # targetPort: a number or a pod's listen name (default: port); protocol
+ *                            # TCP | UDP; nodePort 30000..32767, NodePort/LoadBalancer only, unique
+ *       externalTrafficPolicy: Cluster  # Cluster | Local, NodePort/LoadBalancer only
+ *     status: {loadBalancer: {ingress: [{ip: 203.0.113.10}]}}   # LoadBalancer: its ingress IPs
  * scenario:                  # optional: a ready-made fault for `podwalk doctor --scenario`
  *   title: flanneld missed a node
  *   description: …
@@ -68,8 +84,16 @@
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseAllDocuments, parseDocument, visit } from 'yaml';
 import type { Document } from 'yaml';
 import * as z from 'zod';
-import { CNI_MODES } from './spec.ts';
-import type { ClusterSpec, ListenSpec, NetworkPolicySpec, PolicyRuleSpec, SubnetSpec } from './spec.ts';
+import { CNI_MODES, DEFAULT_SERVICE_CIDR, NODE_PORT_RANGE } from './spec.ts';
+import type {
+  ClusterSpec,
+  ListenSpec,
+  NetworkPolicySpec,
+  PolicyRuleSpec,
+  ServicePortSpec,
+  ServiceSpec,
+  SubnetSpec,
+} from './spec.ts';
 import {
   broadcastOf,
   cidrContains,
@@ -423,6 +447,7 @@ const PodSchema = z.strictObject({
   listen: z.array(listenSchema).default([]),
   namespace: nameSchema('namespace').optional(),
   labels: labelsSchema.optional(),
+  ready: z.boolean().optional(),
 });
 
 const NamespaceSchema = z.strictObject({
@@ -527,6 +552,16 @@ const policyPortSchema = z.unknown().transform((v, ctx): number | string => {
   return z.NEVER;
 });
 
+/** SCTP is a valid protocol of the API that the model does not carry */
+function refuseSctp(protocol: string, ctx: z.RefinementCtx): void {
+  if (protocol === 'SCTP')
+    ctx.addIssue({
+      code: 'custom',
+      path: ['protocol'],
+      message: 'protocol SCTP is not modelled (podwalk carries TCP, UDP and ICMP)',
+    });
+}
+
 const PolicyPortSchema = z
   .strictObject({
     protocol: z.enum(['TCP', 'UDP', 'SCTP']).default('TCP'),
@@ -534,6 +569,7 @@ const PolicyPortSchema = z
     endPort: intRange('endPort', 1, 65535).optional(),
   })
   .superRefine((p, ctx) => {
+    refuseSctp(p.protocol, ctx);
     if (p.endPort === undefined) return;
     if (typeof p.port !== 'number')
       ctx.addIssue({ code: 'custom', path: ['endPort'], message: 'endPort needs a numeric port' });
@@ -609,12 +645,142 @@ const PolicyListSchema = z
   })
   .transform((l) => l.items);
 
-/** "NAMESPACE/NAME" of a raw policy object, if it has a usable name */
+/** "NAMESPACE/NAME" of a raw policy or Service object, if it has a usable name */
 function policyKey(item: Item): string | undefined {
   const md = item.metadata;
   if (!isRecord(md) || typeof md.name !== 'string') return undefined;
   return `${typeof md.namespace === 'string' ? md.namespace : 'default'}/${md.name}`;
 }
+
+// Service (v1), validated and defaulted as the API server does
+
+const ServicePortSchema = z
+  .strictObject({
+    name: z
+      .string()
+      .superRefine((s, ctx) => {
+        if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(s))
+          ctx.addIssue({
+            code: 'custom',
+            message: `port name ${JSON.stringify(s)} is not valid: 1-63 lower-case letters, digits and "-", alphanumeric at both ends`,
+          });
+      })
+      .optional(),
+    protocol: z.enum(['TCP', 'UDP', 'SCTP']).default('TCP'),
+    port: intRange('port', 1, 65535),
+    targetPort: policyPortSchema.optional(),
+    nodePort: intRange('nodePort', NODE_PORT_RANGE[0], NODE_PORT_RANGE[1]).optional(),
+    appProtocol: z.string().optional(),
+  })
+  .superRefine((p, ctx) => refuseSctp(p.protocol, ctx))
+  .transform((p): ServicePortSpec => ({
+    name: p.name ?? '',
+    protocol: p.protocol === 'UDP' ? 'UDP' : 'TCP',
+    port: p.port,
+    targetPort: p.targetPort ?? p.port,
+    ...(p.nodePort !== undefined ? { nodePort: p.nodePort } : {}),
+  }));
+
+const ServiceSchema = z
+  .strictObject({
+    apiVersion: z.literal('v1'),
+    kind: z.literal('Service'),
+    metadata: z.strictObject({
+      name: nameSchema('service'),
+      namespace: nameSchema('namespace').default('default'),
+      labels: labelsSchema.optional(),
+      annotations: z.record(z.string(), z.string()).optional(),
+    }),
+    spec: z
+      .strictObject({
+        type: z.enum(['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName']).default('ClusterIP'),
+        selector: labelsSchema.optional(),
+        clusterIP: str((s, ctx) => {
+          if (s === 'None')
+            ctx.addIssue({ code: 'custom', message: 'headless Services (clusterIP: None) are not modelled' });
+          else if (parseIp4(s) === undefined)
+            ctx.addIssue({
+              code: 'custom',
+              message: `clusterIP ${JSON.stringify(s)} is not a valid IPv4 address`,
+            });
+        }).optional(),
+        ports: z.array(ServicePortSchema).superRefine((a, ctx) => {
+          if (a.length === 0) ctx.addIssue({ code: 'custom', message: 'ports must list at least one port' });
+        }),
+        externalTrafficPolicy: z.enum(['Cluster', 'Local']).optional(),
+        sessionAffinity: z.enum(['None', 'ClientIP']).optional(),
+      })
+      .superRefine((sp, ctx) => {
+        if (sp.type === 'ExternalName')
+          ctx.addIssue({
+            code: 'custom',
+            path: ['type'],
+            message: 'type ExternalName is not modelled (it is DNS only)',
+          });
+        if (sp.sessionAffinity === 'ClientIP')
+          ctx.addIssue({
+            code: 'custom',
+            path: ['sessionAffinity'],
+            message: 'sessionAffinity ClientIP is not modelled yet (only None)',
+          });
+        const external = sp.type === 'NodePort' || sp.type === 'LoadBalancer';
+        if (sp.externalTrafficPolicy !== undefined && !external)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['externalTrafficPolicy'],
+            message: 'externalTrafficPolicy may only be set when type is NodePort or LoadBalancer',
+          });
+        const names = new Set<string>();
+        const portProtos = new Set<string>();
+        sp.ports.forEach((p, i) => {
+          if (sp.ports.length > 1 && p.name === '')
+            ctx.addIssue({
+              code: 'custom',
+              path: ['ports', i],
+              message: 'a Service with more than one port needs a name for each port',
+            });
+          else if (p.name !== '' && names.has(p.name))
+            ctx.addIssue({
+              code: 'custom',
+              path: ['ports', i, 'name'],
+              message: `port name "${p.name}" is used twice`,
+            });
+          names.add(p.name);
+          const key = `${p.protocol}/${p.port}`;
+          if (portProtos.has(key))
+            ctx.addIssue({
+              code: 'custom',
+              path: ['ports', i, 'port'],
+              message: `port ${key} is listed twice`,
+            });
+          portProtos.add(key);
+          if (p.nodePort !== undefined && !external)
+            ctx.addIssue({
+              code: 'custom',
+              path: ['ports', i, 'nodePort'],
+              message: 'nodePort may only be set when type is NodePort or LoadBalancer',
+            });
+        });
+      }),
+    status: z
+      .strictObject({
+        loadBalancer: z
+          .strictObject({ ingress: z.array(z.strictObject({ ip: ipv4Schema('ip') })).default([]) })
+          .default({ ingress: [] }),
+      })
+      .optional(),
+  })
+  .transform(({ metadata, spec, status }): ServiceSpec => ({
+    name: metadata.name,
+    namespace: metadata.namespace,
+    type: spec.type === 'ExternalName' ? 'ClusterIP' : spec.type,
+    ...(spec.selector !== undefined ? { selector: spec.selector } : {}),
+    ...(spec.clusterIP !== undefined ? { clusterIP: spec.clusterIP } : {}),
+    ports: spec.ports,
+    externalTrafficPolicy: spec.externalTrafficPolicy ?? 'Cluster',
+    loadBalancerIPs:
+      spec.type === 'LoadBalancer' ? (status?.loadBalancer.ingress.map((i) => i.ip) ?? []) : [],
+  }));
 
 const BgpSchema = z.strictObject({
   nodes: z.array(z.string()).transform((a, ctx): [string, string] => {
@@ -664,6 +830,8 @@ const RootSchema = z.strictObject({
   run: z.array(runSchema).default([]),
   namespaces: z.array(NamespaceSchema).optional(),
   policies: z.array(NetworkPolicySchema).optional(),
+  serviceCIDR: cidrSchema('serviceCIDR').optional(),
+  services: z.array(ServiceSchema).optional(),
   scenario: ScenarioSchema.optional(),
 });
 
@@ -936,17 +1104,65 @@ function checkNamespacesAndPolicies(c: Checker, raw: unknown) {
     const name = text(n, 'name');
     if (name !== undefined) checkUnique(c, names, 'namespaces', 'namespace', i, name);
   }
-  const policies = new Map<string, number>();
-  for (const [i, p] of entries(raw, 'policies')) {
+  checkObjectNames(c, raw, 'policies', 'policy');
+}
+
+/** Kubernetes objects of a list (policies, services): NAMESPACE/NAME once */
+function checkObjectNames(c: Checker, raw: unknown, list: string, what: string) {
+  const seen = new Map<string, number>();
+  for (const [i, p] of entries(raw, list)) {
     const key = policyKey(p);
     if (key === undefined) continue;
-    const first = policies.get(key);
+    const first = seen.get(key);
     if (first !== undefined)
       c.add(
-        ['policies', i, 'metadata', 'name'],
-        `policy ${key} is already defined at line ${c.lineOf(['policies', first])}`,
+        [list, i, 'metadata', 'name'],
+        `${what} ${key} is already defined at line ${c.lineOf([list, first])}`,
       );
-    else policies.set(key, i);
+    else seen.set(key, i);
+  }
+}
+
+/**
+ * Services: NAMESPACE/NAME once; a clusterIP inside serviceCIDR (not its network or broadcast
+ * address) and not another Service's; a nodePort not another Service's.
+ */
+function checkServices(c: Checker, raw: unknown) {
+  const given = isRecord(raw) && typeof raw.serviceCIDR === 'string' ? raw.serviceCIDR : DEFAULT_SERVICE_CIDR;
+  const range = networkCidr(given);
+  checkObjectNames(c, raw, 'services', 'service');
+  const ips = new Map<string, number>();
+  const nodePorts = new Map<number, number>();
+  for (const [i, svc] of entries(raw, 'services')) {
+    const spec = svc.spec;
+    if (!isRecord(spec)) continue;
+    const ip = typeof spec.clusterIP === 'string' ? spec.clusterIP : undefined;
+    const addr = ip === undefined ? undefined : parseIp4(ip);
+    if (ip !== undefined && addr !== undefined && range) {
+      const at = ['services', i, 'spec', 'clusterIP'];
+      const special = specialHostAddress(range, addr);
+      const first = ips.get(ip);
+      if (!cidrContains(range, addr))
+        c.add(at, `clusterIP ${ip} is not inside the service range ${cidrText(range)} (serviceCIDR)`);
+      else if (special) c.add(at, `clusterIP ${ip} is the ${special} address of ${cidrText(range)}`);
+      else if (first !== undefined)
+        c.add(
+          at,
+          `clusterIP ${ip} is already allocated to the service at line ${c.lineOf(['services', first])}`,
+        );
+      else ips.set(ip, i);
+    }
+    if (Array.isArray(spec.ports))
+      spec.ports.forEach((p: unknown, j) => {
+        if (!isRecord(p) || typeof p.nodePort !== 'number') return;
+        const first = nodePorts.get(p.nodePort);
+        if (first !== undefined && first !== i)
+          c.add(
+            ['services', i, 'spec', 'ports', j, 'nodePort'],
+            `nodePort ${p.nodePort} is already allocated to the service at line ${c.lineOf(['services', first])}`,
+          );
+        else nodePorts.set(p.nodePort, i);
+      });
   }
 }
 
@@ -996,6 +1212,7 @@ function crossCheck(raw: unknown, lineOf: (path: Path) => number): Problem[] {
   checkNetnsNames(c, raw);
   checkBgp(c, raw, nodes);
   checkNamespacesAndPolicies(c, raw);
+  checkServices(c, raw);
   return problems;
 }
 

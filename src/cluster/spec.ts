@@ -55,8 +55,10 @@ export interface PodSpec {
   listen: ListenSpec[];
   /** Kubernetes namespace; default "default" */
   namespace?: string;
-  /** Pod labels (what NetworkPolicy podSelectors match) */
+  /** Pod labels (what NetworkPolicy podSelectors and Service selectors match) */
   labels?: Record<string, string>;
+  /** the pod's Ready condition (default true); a pod that is not ready is no Service endpoint */
+  ready?: boolean;
 }
 
 export interface ListenSpec {
@@ -136,8 +138,46 @@ export interface ClusterSpec {
   namespaces?: NamespaceSpec[];
   /** NetworkPolicies (enforced by the policy-capable CNI modes only) */
   policies?: NetworkPolicySpec[];
+  /** v1 Services; when the list is there (even empty), kube-proxy (iptables mode) runs on every node */
+  services?: ServiceSpec[];
+  /** the API server's --service-cluster-ip-range (default 10.96.0.0/12) */
+  serviceCIDR?: string;
   /** A ready-made broken cluster (scenarios/): the flow to diagnose and the fault planted in it */
   scenario?: ScenarioSpec;
+}
+
+/** the API server's default --service-node-port-range */
+export const NODE_PORT_RANGE: readonly [number, number] = [30000, 32767];
+/** the API server's default --service-cluster-ip-range */
+export const DEFAULT_SERVICE_CIDR = '10.96.0.0/12';
+
+export type ServiceType = 'ClusterIP' | 'NodePort' | 'LoadBalancer';
+
+/** v1 ServicePort, defaulted as the API server does (protocol TCP, targetPort = port) */
+export interface ServicePortSpec {
+  /** required when the Service has more than one port; "" otherwise */
+  name: string;
+  protocol: 'TCP' | 'UDP';
+  port: number;
+  /** a container port number or the name of a container port (a pod's `listen` name) */
+  targetPort: number | string;
+  /** NodePort/LoadBalancer: 30000-32767, allocated when absent */
+  nodePort?: number;
+}
+
+/** A v1 Service, normalised */
+export interface ServiceSpec {
+  name: string;
+  namespace: string;
+  type: ServiceType;
+  /** absent: no EndpointSlice is made for it (manual endpoints are not modelled yet) */
+  selector?: Record<string, string>;
+  /** allocated from serviceCIDR when absent */
+  clusterIP?: string;
+  ports: ServicePortSpec[];
+  externalTrafficPolicy: 'Cluster' | 'Local';
+  /** status.loadBalancer.ingress[].ip */
+  loadBalancerIPs: string[];
 }
 
 export interface ScenarioSpec {

@@ -25,6 +25,8 @@ import { Stack } from '../kernel/stack.ts';
 import { derivedMac, hash32, World } from '../kernel/world.ts';
 import { MODE_INFO, programMode } from './modes.ts';
 import { compilePolicies, type NodePolicy } from './policy.ts';
+import { resolveServices, ServiceError, type ResolvedService } from '../proxy/services.ts';
+import { applySync, kubeProxySync } from '../proxy/kube-proxy.ts';
 
 export interface ResolvedPod extends Required<Omit<PodSpec, 'listen'>> {
   listen: PodSpec['listen'];
@@ -52,6 +54,10 @@ export interface Cluster {
   mesh?: Mesh;
   /** the cluster-wide pod network (what flannel calls Network), the smallest prefix covering all pod CIDRs */
   clusterCidr: string;
+  /** the Services as kube-proxy sees them (empty when the cluster file has no services: list) */
+  services: ResolvedService[];
+  /** kube-proxy runs (the cluster file has a services: list) */
+  kubeProxy: boolean;
   /** what the user should know about the build, e.g. policies a mode does not enforce (one line each) */
   warnings: string[];
 }
@@ -112,6 +118,7 @@ function resolvePods(spec: ClusterSpec, nodes: ResolvedNode[]): ResolvedPod[] {
       listen: p.listen,
       namespace: p.namespace ?? 'default',
       labels: p.labels ?? {},
+      ready: p.ready ?? true,
     };
   });
 }
@@ -183,11 +190,12 @@ function programFilter(
   }
 }
 
-/** A cluster that cannot be brought up as described; `pod`: the pod it is about */
+/** A cluster that cannot be brought up as described; `pod`: the pod it is about, `service`: the index of the Service */
 export class BuildError extends Error {
   constructor(
     message: string,
     readonly pod?: string,
+    readonly service?: number,
   ) {
     super(message);
   }
@@ -204,6 +212,7 @@ export function buildCluster(spec: ClusterSpec, mode: CniMode = spec.cni): Clust
     // a kernel refusal while programming the nodes is a cluster that cannot be brought up as described
     if (e instanceof NetlinkError)
       throw new BuildError(`cluster "${spec.name}" (${mode}): the kernel refused a step: ${e.message}`);
+    if (e instanceof ServiceError) throw new BuildError(e.message, undefined, e.index);
     throw e;
   }
 }
@@ -325,7 +334,22 @@ function build(spec: ClusterSpec, mode: CniMode): Cluster {
         `(${policies.map((p) => `${p.namespace}/${p.name}`).join(', ')}); a calico-* mode enforces them`,
     );
   }
-  const cluster: Cluster = { spec, mode, world, stack, sockets, nodes, pods, podMtu, clusterCidr, warnings };
+  const kubeProxy = spec.services !== undefined;
+  const services = kubeProxy ? resolveServices(spec.services!, pods, spec.serviceCIDR) : [];
+  const cluster: Cluster = {
+    spec,
+    mode,
+    world,
+    stack,
+    sockets,
+    nodes,
+    pods,
+    podMtu,
+    clusterCidr,
+    warnings,
+    services,
+    kubeProxy,
+  };
   const podsOf = new Map<string, ResolvedPod[]>(nodes.map((n) => [n.name, []]));
   for (const p of pods) podsOf.get(p.node)!.push(p);
   for (const n of nodes)
@@ -337,5 +361,12 @@ function build(spec: ClusterSpec, mode: CniMode): Cluster {
       compiled.get(n.name),
     );
   programMode(cluster);
+  // kube-proxy starts on each node once the CNI is up: localhost node ports need route_localnet
+  if (kubeProxy)
+    for (const n of nodes) {
+      const ns = world.ns(n.name);
+      ns.setSysctl('net.ipv4.conf.all.route_localnet', '1');
+      applySync(ns.netfilter, kubeProxySync({ node: n.name, clusterCidr }, services));
+    }
   return cluster;
 }

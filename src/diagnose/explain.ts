@@ -257,7 +257,8 @@ export function explainDrop(c: Cluster, t: Trace): Explanation | undefined {
           const [namespace, pod] = origin.pod.split('/');
           allowPolicy = allowingPolicy(c, t.flow, namespace, pod, origin.direction);
         }
-      } else if (drop.policy)
+      } else if (origin?.kind === 'service') causes.push(serviceDropCause(c, origin, d.netns));
+      else if (drop.policy)
         causes.push(
           `the ${drop.policy.chain} chain's policy is ${drop.policy.policy} and no rule accepted this packet: a host firewall (or Docker's iptables setup) on ${d.netns}`,
         );
@@ -530,6 +531,34 @@ export function renderExplanation(x: Explanation): string {
     }
   }
   return lines.join('\n');
+}
+
+/**
+ * Why kube-proxy's filter rule for a Service dropped or rejected: the Service port has no ready
+ * endpoint (which pods its selector matches, which of them are not ready or lack the target
+ * port), or, for external traffic with externalTrafficPolicy Local, none on this node.
+ */
+function serviceDropCause(c: Cluster, o: Extract<RuleOrigin, { kind: 'service' }>, node: string): string {
+  const svc = c.services.find((s) => s.namespace === o.namespace && s.name === o.name);
+  const sp = svc?.ports.find((p) => p.portName === (o.port ?? ''));
+  const name = `${o.namespace}/${o.name}${o.port ? `:${o.port}` : ''}`;
+  if (!svc || !sp) return `kube-proxy's rule for Service ${name}`;
+  if (sp.endpoints.length)
+    return `Service ${name} has externalTrafficPolicy Local and no ready endpoint on ${node} (its endpoints: ${sp.endpoints.map((e) => `${e.pod} on ${e.nodeName}`).join(', ')}): kube-proxy drops external traffic there`;
+  const spec = c.spec.services?.find((s) => s.namespace === o.namespace && s.name === o.name);
+  if (!spec?.selector)
+    return `Service ${name} has no selector, and nobody made EndpointSlices for it: kube-proxy rejects`;
+  const members = svc.slices.flatMap((sl) => sl.endpoints.map((e) => ({ ...e, ports: sl.ports })));
+  if (!members.length)
+    return `Service ${name} has no endpoints: its selector ${Object.entries(spec.selector)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(',')} matches no pod in namespace ${o.namespace}; kube-proxy rejects (icmp port unreachable)`;
+  const why = members.map((m) =>
+    !m.ready
+      ? `${m.pod} is not ready`
+      : `${m.pod} has no container port for the targetPort of ${o.port || 'the port'}`,
+  );
+  return `Service ${name} has no ready endpoint: ${why.join(', ')}; kube-proxy rejects (icmp port unreachable)`;
 }
 
 /** what a policy rule is, from its origin, for a rule without a comment */

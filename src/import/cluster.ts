@@ -186,6 +186,9 @@ export function clusterOf(plan: ImportPlan, warn: (w: ImportWarning) => void): C
       listen,
       namespace: p.kube?.namespace ?? 'default',
       labels: p.kube?.labels ?? {},
+      // a pod in a dump is running; readiness only decides EndpointSlices, and the dump's Services
+      // are the nat rules kube-proxy left on the node, imported as they are
+      ready: true,
     };
     pods.push(pod);
     podSpecs.push({ ...pod });
@@ -230,5 +233,8 @@ export function clusterOf(plan: ImportPlan, warn: (w: ImportWarning) => void): C
     podMtu: spec.podMtu ?? spec.mtu,
     clusterCidr: nodes.length ? supernet(nodes.map((n) => n.podCIDR)) : '0.0.0.0/0',
     warnings: [],
+    // kube-proxy's rules come in with the dumped iptables tables: nothing programs them again
+    services: [],
+    kubeProxy: false,
   };
 }

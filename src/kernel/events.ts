@@ -138,6 +138,12 @@ export interface NfDecision {
   rejectWith?: string;
   /** the deciding rule's NAT target (the verdict is ACCEPT) */
   nat?: 'DNAT' | 'SNAT' | 'MASQUERADE';
+  /**
+   * the branch of a random choice the packet took (`-m statistic --mode random` rules of a chain,
+   * as kube-proxy spreads a Service over its endpoints): the rule taken, and the probability that a
+   * flow takes it (its own probability times that of every random rule before it not matching)
+   */
+  choice?: { chain: string; index: number; probability: number };
 }
 
 /** the details of a drop, by reason: each reason's subject and the entry involved */

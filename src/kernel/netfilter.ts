@@ -114,6 +114,16 @@ export class Netfilter {
     this.created.add(table);
   }
 
+  /** insert a rule a program installs at a 0-based position (`iptables -I CHAIN POS+1`), after the kernel's checks */
+  insert(table: string, chain: string, pos: number, rule: Rule): void {
+    const c = this.chain(table, chain);
+    if (!c) throw new Error(`no chain ${chain} in table ${table}`);
+    const why = this.refuses(table, chain, rule);
+    if (why) throw new Error(`the kernel refuses the rule in ${table} ${chain}: ${why}`);
+    c.rules.splice(pos, 0, rule);
+    this.created.add(table);
+  }
+
   isBuiltin(table: string, name: string): boolean {
     return (TABLE_BUILTINS[table] ?? []).includes(name as Hook);
   }

@@ -57,7 +57,7 @@ import type {
   VxlanLink,
 } from './objects.ts';
 import { tupleOf, type CtResult } from './conntrack.ts';
-import type { Hook } from './netfilter.ts';
+import type { Hook, Rule } from './netfilter.ts';
 import { runHook, type HookEnv, type NfEvent } from './netfilter/hooks.ts';
 import type { Traversal } from './netfilter/eval.ts';
 import { REJECT_CODE, resetFor } from './netfilter/reject.ts';
@@ -1519,10 +1519,19 @@ export class Stack {
     return e && e.br === br ? e.skb : undefined;
   }
 
+  /**
+   * Draws of `-m statistic --mode random` pinned per rule ("NETNS TABLE CHAIN INDEX" → u32): how
+   * a walk takes one branch of a random choice (trace --endpoint). Empty: every flow draws its own
+   * numbers.
+   */
+  readonly pins = new Map<string, number>();
+
   /** what netfilter's hooks need of the datapath */
   private readonly hookEnv: HookEnv = {
     now: () => this.w.now,
     random: (...parts: (string | number)[]) => this.w.derive('netfilter', ...parts),
+    pinned: (ns, table, chain, index) =>
+      this.pins.size ? this.pins.get(`${ns.name} ${table} ${chain} ${index}`) : undefined,
     conntrackOn: (ns: Netns) => this.conntrackOn(ns),
   };
 
@@ -1778,5 +1787,28 @@ export function nfDecision(ns: Netns, t: Traversal): NfDecision {
       : { chain: t.chain, policy: ns.netfilter.chain(t.table, t.chain)?.policy ?? 'ACCEPT' },
     rejectWith: target?.kind === 'REJECT' ? target.with : undefined,
     nat,
+    choice: randomChoice(ns, t),
   };
+}
+
+/** the last rule of the path reached through `-m statistic --mode random` draws, with its probability */
+function randomChoice(ns: Netns, t: Traversal): NfDecision['choice'] {
+  const p = (r: Rule) => {
+    const m = r.matches.find((x) => x.kind === 'statistic' && x.mode === 'random' && !x.neg);
+    return m?.kind === 'statistic' ? m.probability / 0x80000000 : undefined;
+  };
+  for (let k = t.path.length - 1; k >= 0; k--) {
+    const hit = t.path[k];
+    const rules = ns.netfilter.chain(t.table, hit.chain)?.rules ?? [];
+    let probability = p(hit.rule) ?? 1;
+    let random = probability !== 1;
+    for (const r of rules.slice(0, hit.index - 1)) {
+      const q = p(r);
+      if (q === undefined) continue;
+      probability *= 1 - q;
+      random = true;
+    }
+    if (random) return { chain: hit.chain, index: hit.index, probability };
+  }
+  return undefined;
 }

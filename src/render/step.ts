@@ -311,7 +311,10 @@ export function stepDetail(s: Step): string {
     case 'netfilter': {
       const d = e.decision;
       const through = d.path.map((p) => `${p.chain}#${p.index}`).join(' → ');
-      return `${d.table} ${d.hook}: ${d.nat ?? d.verdict}${through ? ` (${through})` : ' (policy)'}`;
+      const choice = d.choice
+        ? `; random choice ${d.choice.chain}#${d.choice.index}, probability ${d.choice.probability.toFixed(4)}`
+        : '';
+      return `${d.table} ${d.hook}: ${d.nat ?? d.verdict}${through ? ` (${through})` : ' (policy)'}${choice}`;
     }
     case 'nat-setup': {
       const what = e.manip === 'dst' ? 'DNAT' : 'SNAT';

@@ -3,6 +3,7 @@
  * produces (SYN-ACK, ACK, data, FIN… or ICMP errors, RST), each recorded as its own Trace.
  */
 import type { Cluster } from '../cni/build.ts';
+import type { ServicePortInfo } from '../proxy/services.ts';
 import { asciiBytes } from '../kernel/sockets.ts';
 import type { Terminal } from '../kernel/stack.ts';
 import { Recorder } from '../kernel/world.ts';
@@ -21,6 +22,8 @@ export interface WalkRequest {
   /** Don't Fragment; for ICMP undefined is ping's default: DF when it fits the path MTU */
   df?: boolean;
   sport?: number;
+  /** a Service's destination: the endpoint (pod name) kube-proxy's random choice takes */
+  endpoint?: string;
 }
 
 export interface Walk {
@@ -98,9 +101,125 @@ export function payload(n: number): Uint8Array {
   return b;
 }
 
+/** How a walk reaches a Service: the address and port it sends to, and the service port behind them */
+export interface ServiceTarget {
+  ip: string;
+  port: number;
+  via: 'cluster-ip' | 'node-port' | 'load-balancer';
+  servicePort: ServicePortInfo;
+}
+
+const servicesList = (c: Cluster) =>
+  c.services.length ? c.services.map((s) => `${s.namespace}/${s.name}`).join(', ') : 'none';
+
+/**
+ * `svc/NAME`, `NAMESPACE/NAME`, a ClusterIP or load-balancer IP, or a node (name or address) with
+ * one of its node ports: the Service port a walk goes to, or undefined when `to` is none of them.
+ */
+export function resolveService(
+  c: Cluster,
+  to: string,
+  port: number | undefined,
+  proto: Proto,
+): ServiceTarget | undefined {
+  const wantProto = proto === 'udp' ? 'udp' : 'tcp';
+  const named = to.startsWith('svc/') ? to.slice(4) : to.includes('/') ? to : undefined;
+  const pick = (
+    ports: ServicePortInfo[],
+    what: string,
+    ip: (p: ServicePortInfo) => string,
+    via: ServiceTarget['via'],
+  ) => {
+    const cands = ports.filter((p) => (port === undefined || p.port === port) && p.protocol === wantProto);
+    if (cands.length === 1) return { ip: ip(cands[0]), port: cands[0].port, via, servicePort: cands[0] };
+    const all = ports.map((p) => `${p.port}/${p.protocol}${p.portName ? ` (${p.portName})` : ''}`).join(', ');
+    if (port === undefined && cands.length > 1)
+      throw new WalkError(
+        `${what} has several ${wantProto} ports (${all}): give one, e.g. ${to}:${cands[0].port}`,
+      );
+    throw new WalkError(
+      `${what} has no ${proto} port${port === undefined ? '' : ` ${port}`}; its ports: ${all}`,
+    );
+  };
+  if (named !== undefined) {
+    if (proto === 'icmp')
+      throw new WalkError(`a Service carries TCP and UDP; ${to} takes --proto tcp or udp`);
+    const [ns, name] = named.includes('/') ? named.split('/', 2) : [undefined, named];
+    const found = c.services.filter((s) => s.name === name && (ns === undefined || s.namespace === ns));
+    if (found.length > 1)
+      throw new WalkError(
+        `service "${name}" is in several namespaces (${found.map((s) => s.namespace).join(', ')}): say NAMESPACE/${name}`,
+      );
+    if (!found.length) {
+      // NAMESPACE/NAME that is no Service: not a service name at all unless it said svc/
+      if (!to.startsWith('svc/') && !c.kubeProxy) return undefined;
+      throw new WalkError(`unknown service "${named}"; the cluster's services: ${servicesList(c)}`);
+    }
+    const s = found[0];
+    return pick(s.ports, `service ${s.namespace}/${s.name}`, (p) => p.clusterIP, 'cluster-ip');
+  }
+  const ports = c.services.flatMap((s) => s.ports);
+  const byIp = ports.filter((p) => p.clusterIP === to);
+  if (byIp.length) return pick(byIp, `cluster IP ${to}`, (p) => p.clusterIP, 'cluster-ip');
+  const byLb = ports.filter((p) => p.loadBalancerIPs.includes(to));
+  if (byLb.length) return pick(byLb, `load-balancer IP ${to}`, () => to, 'load-balancer');
+  const node = c.nodes.find((n) => n.name === to || n.addr === to);
+  if (node && port !== undefined) {
+    const np = ports.find((p) => p.nodePort === port && p.protocol === wantProto);
+    if (np) return { ip: node.addr, port, via: 'node-port', servicePort: np };
+  }
+  return undefined;
+}
+
+/**
+ * Pin kube-proxy's random choice to one endpoint in every node's nat table: the statistic rule
+ * that jumps to the endpoint's chain matches, those before it do not (the rules are read from
+ * each node's KUBE-SVC-/KUBE-SVL- chain as it is, so a chain a command changed is read as changed).
+ */
+function pinEndpoint(c: Cluster, t: ServiceTarget, pod: string): void {
+  const sp = t.servicePort;
+  const ep = sp.endpoints.find((e) => e.pod === pod);
+  if (!ep)
+    throw new WalkError(
+      `${pod} is no ready endpoint of ${sp.nameString}; its endpoints: ${sp.endpoints.map((e) => e.pod).join(', ') || 'none'}`,
+    );
+  for (const n of c.nodes) {
+    const nf = c.world.ns(n.name).netfilter;
+    for (const name of [sp.chains.svc, sp.chains.svl]) {
+      nf.chain('nat', name)?.rules.forEach((r, i) => {
+        if (!r.matches.some((m) => m.kind === 'statistic')) return;
+        const hit = r.target?.kind === 'jump' && r.target.chain === ep.chain;
+        c.stack.pins.set(`${n.name} nat ${name} ${i + 1}`, hit ? 0 : 0x7fffffff);
+      });
+    }
+  }
+}
+
 export function walk(c: Cluster, req: WalkRequest, opts: { exchange?: boolean } = {}): Walk {
   const src = resolveEndpoint(c, req.from, 'source');
+  const svc = resolveService(c, req.to, req.port, req.proto);
+  if (req.endpoint !== undefined && !svc)
+    throw new WalkError(
+      `--endpoint needs a Service as the destination (svc/NAME, NAMESPACE/NAME, a ClusterIP or NODE:NODEPORT)`,
+    );
+  if (svc) req = { ...req, to: svc.ip, port: svc.port };
   const dst = resolveEndpoint(c, req.to, 'destination');
+  c.stack.pins.clear();
+  if (svc && req.endpoint !== undefined) pinEndpoint(c, svc, req.endpoint);
+  try {
+    return walkFlow(c, req, src, dst, opts);
+  } finally {
+    c.stack.pins.clear();
+  }
+}
+
+function walkFlow(
+  c: Cluster,
+  req: WalkRequest,
+  src: Endpoint,
+  dst: Endpoint,
+  opts: { exchange?: boolean },
+): Walk {
   const ns = c.world.ns(src.netns);
   const stack = c.stack;
   const proto = req.proto;

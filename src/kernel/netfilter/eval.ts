@@ -67,6 +67,8 @@ export function traverse(
     if (!chain || depth > MAX_DEPTH) return false;
     for (let i = 0; i < chain.rules.length; i++) {
       const r = chain.rules[i];
+      env.pos.chain = chainName;
+      env.pos.index = i + 1;
       if (!ruleMatches(r, p, env)) continue;
       r.pkts++;
       r.bytes += p.len;

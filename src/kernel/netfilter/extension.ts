@@ -95,6 +95,8 @@ export interface MatchEnv {
   hook: Hook;
   /** simulated µs */
   now: number;
+  /** the rule being tested: its chain and 1-based position (traverse sets it before each rule) */
+  pos: { chain: string; index: number };
   /** a deterministic u32 for this packet's flow and the rule asking (statistic --mode random) */
   random(salt: string): number;
   /** inet_addr_type / inet_dev_addr_type in this namespace */

@@ -43,6 +43,11 @@ export interface HookEnv {
   now(): number;
   /** a deterministic u32 (statistic, NAT port choice) */
   random(...parts: (string | number)[]): number;
+  /**
+   * a draw pinned for a rule (namespace, table, chain, 1-based index), whatever the flow: how a walk takes one
+   * branch of a random choice (`trace --endpoint`); undefined: the flow's own draw
+   */
+  pinned?(ns: Netns, table: TableName, chain: string, index: number): number | undefined;
   /** does the namespace track connections (asked only where it matters) */
   conntrackOn(ns: Netns): boolean;
 }
@@ -80,6 +85,7 @@ const CT_TABLE_HOOKS: readonly Hook[] = ['PREROUTING', 'OUTPUT'];
 class HookRun implements MatchEnv {
   table: TableName = 'filter';
   readonly events: NfEvent[] = [];
+  readonly pos = { chain: '', index: 0 };
   private flow?: string;
 
   constructor(
@@ -107,8 +113,13 @@ class HookRun implements MatchEnv {
     return this.flow;
   }
 
+  /** each rule draws its own number, as each xt_statistic call takes a fresh get_random_u32() */
   random(salt: string): number {
-    return this.env.random(this.ns.name, this.table, this.hook, salt, this.flowKey());
+    const { chain, index } = this.pos;
+    return (
+      this.env.pinned?.(this.ns, this.table, chain, index) ??
+      this.env.random(this.ns.name, this.table, this.hook, chain, index, salt, this.flowKey())
+    );
   }
 
   natRandom(salt: string): number {

@@ -1,0 +1,382 @@
+/**
+ * Services (issue 13): the cluster file's v1 Services, ClusterIP and node-port allocation,
+ * EndpointSlices from selectors and readiness, and kube-proxy's iptables programming (chain names
+ * with its hash, rule shapes of pkg/proxy/iptables/proxier.go and its TestOverallIPTablesRules).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { ClusterError, loadCluster } from '../src/cluster/load.ts';
+import { buildCluster } from '../src/cni/build.ts';
+import { portProtoHash, resolveServices } from '../src/proxy/services.ts';
+import { kubeProxySync, probability } from '../src/proxy/kube-proxy.ts';
+import { iptablesSave } from '../src/tools/iptables-save.ts';
+import { base32, sha256, utf8 } from '../src/wire/sha256.ts';
+import { resolveService, walk, walkOk, WalkError, type Walk } from '../src/trace/walk.ts';
+import { run } from '../src/cli/app.ts';
+import { explainDrop } from '../src/diagnose/explain.ts';
+
+const EXAMPLE = 'examples/services.yaml';
+const example = () => loadCluster(readFileSync(EXAMPLE, 'utf8'), EXAMPLE);
+
+test('sha256 and base32 are those of node:crypto and RFC 4648', () => {
+  for (const s of ['', 'abc', 'ns1/svc1:p80tcp', 'x'.repeat(55), 'y'.repeat(56), 'z'.repeat(200), 'é→😀']) {
+    const want = createHash('sha256').update(s, 'utf8').digest();
+    assert.deepEqual(Buffer.from(sha256(utf8(s))), want, s);
+  }
+  // RFC 4648 §10
+  const vec: [string, string][] = [
+    ['f', 'MY======'],
+    ['fo', 'MZXQ===='],
+    ['foo', 'MZXW6==='],
+    ['foob', 'MZXW6YQ='],
+    ['fooba', 'MZXW6YTB'],
+    ['foobar', 'MZXW6YTBOI======'],
+  ];
+  for (const [i, o] of vec) assert.equal(base32(utf8(i)), o);
+});
+
+test("chain names are kube-proxy's (proxier_test.go TestOverallIPTablesRules)", () => {
+  assert.equal(portProtoHash('ns1/svc1:p80', 'tcp'), 'XPGD46QRK7WJZT7O');
+  assert.equal(portProtoHash('ns1/svc1:p80', 'tcp', '10.180.0.1:80'), 'SXIVWICOYRO3J4NJ');
+  assert.equal(portProtoHash('ns2/svc2:p80', 'tcp'), 'GNZBNJ2PO5MGZ6GT');
+  assert.equal(portProtoHash('ns5/svc5:p80', 'tcp', '10.180.0.3:80'), 'I77PXRDZVX7PMWMN');
+  assert.equal(probability(3), '0.3333333333');
+  assert.equal(probability(2), '0.5000000000');
+});
+
+test('the ClusterIP service of TestOverallIPTablesRules: the same rules, in proxier.go argument order', () => {
+  const spec = loadCluster(
+    [
+      'nodes: [{name: n1, ip: 10.0.1.1/24, podCIDR: 10.0.0.0/24}]',
+      'pods: [{name: p1, node: n1, ip: 10.0.0.1, namespace: ns1, labels: {app: a}, listen: [tcp/80]}]',
+      'serviceCIDR: 172.30.0.0/16',
+      'services:',
+      '  - {apiVersion: v1, kind: Service, metadata: {name: svc1, namespace: ns1},',
+      '     spec: {clusterIP: 172.30.0.41, selector: {app: a}, ports: [{name: p80, port: 80}]}}',
+    ].join('\n'),
+    'x.yaml',
+  );
+  const svcs = resolveServices(spec.services!, [
+    {
+      ...spec.pods[0],
+      ip: '10.180.0.1',
+      mac: '',
+      hostVeth: '',
+      hostVethMac: '',
+      namespace: 'ns1',
+      labels: { app: 'a' },
+      ready: true,
+    } as never,
+  ]);
+  const sync = kubeProxySync({ node: 'n1', clusterCidr: '10.0.0.0/8' }, svcs);
+  const nat = sync.restore.find((t) => t.table === 'nat')!;
+  const lines = nat.rules.map(
+    (r) => `-A ${r.chain} ${r.args.map((a) => (a.includes(' ') ? `"${a}"` : a)).join(' ')}`,
+  );
+  // proxier_test.go's expected nat rules for ns1/svc1 (its fake has no --random-fully)
+  for (const want of [
+    '-A KUBE-SERVICES -m comment --comment "ns1/svc1:p80 cluster IP" -m tcp -p tcp -d 172.30.0.41 --dport 80 -j KUBE-SVC-XPGD46QRK7WJZT7O',
+    '-A KUBE-SVC-XPGD46QRK7WJZT7O -m comment --comment "ns1/svc1:p80 cluster IP" -m tcp -p tcp -d 172.30.0.41 --dport 80 ! -s 10.0.0.0/8 -j KUBE-MARK-MASQ',
+    '-A KUBE-SVC-XPGD46QRK7WJZT7O -m comment --comment "ns1/svc1:p80 -> 10.180.0.1:80" -j KUBE-SEP-SXIVWICOYRO3J4NJ',
+    '-A KUBE-SEP-SXIVWICOYRO3J4NJ -m comment --comment ns1/svc1:p80 -s 10.180.0.1 -j KUBE-MARK-MASQ',
+    '-A KUBE-SEP-SXIVWICOYRO3J4NJ -m comment --comment ns1/svc1:p80 -m tcp -p tcp -j DNAT --to-destination 10.180.0.1:80',
+    '-A KUBE-MARK-MASQ -j MARK --or-mark 0x4000',
+    '-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN',
+    '-A KUBE-POSTROUTING -j MARK --xor-mark 0x4000',
+    '-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS',
+  ])
+    assert.ok(lines.includes(want), `missing: ${want}\n${lines.join('\n')}`);
+  assert.equal(
+    lines.at(-1),
+    lines.find((l) => l.includes('NOTE: this must be the last rule')),
+  );
+});
+
+test('EndpointSlices: selector, readiness, named and numeric targetPorts, several ports', () => {
+  const spec = example();
+  const c = buildCluster(spec);
+  const web = c.services.find((s) => s.name === 'web')!;
+  assert.equal(web.clusterIP, '10.96.0.2', 'the lowest free address after the kubernetes Service’s .1');
+  const http = web.ports.find((p) => p.portName === 'http')!;
+  // pod-d matches app=web but is not ready: no endpoint; pod-b and pod-c resolve "http" to 8080
+  assert.deepEqual(
+    http.endpoints.map((e) => [e.pod, e.text]),
+    [
+      ['pod-b', '10.244.0.6:8080'],
+      ['pod-c', '10.244.1.5:8080'],
+    ],
+  );
+  assert.ok(web.slices.some((s) => s.endpoints.some((e) => e.pod === 'default/pod-d' && !e.ready)));
+  const udp = web.ports.find((p) => p.portName === 'udp')!;
+  assert.equal(udp.protocol, 'udp');
+  assert.deepEqual(
+    udp.endpoints.map((e) => e.text),
+    ['10.244.0.6:8080', '10.244.1.5:8080'],
+  );
+  const np = c.services.find((s) => s.name === 'web-np')!;
+  assert.equal(np.ports[0].nodePort, 30080);
+  assert.equal(np.clusterIP, '10.96.0.3');
+  const dns = c.services.find((s) => s.name === 'dns')!;
+  assert.equal(dns.clusterIP, '10.96.0.10');
+  assert.deepEqual(dns.ports[0].endpoints, []);
+});
+
+test('node ports are allocated from 30000 when not given; pods lacking a named port are left out of that port', () => {
+  const spec = loadCluster(
+    [
+      'nodes: [{name: n1, ip: 10.0.1.1/24, podCIDR: 10.1.0.0/24}]',
+      'pods:',
+      '  - {name: a, node: n1, labels: {app: x}, listen: [tcp/8080/web]}',
+      '  - {name: b, node: n1, labels: {app: x}, listen: [tcp/9090]}',
+      'services:',
+      '  - {apiVersion: v1, kind: Service, metadata: {name: s}, spec: {type: NodePort, selector: {app: x},',
+      '     ports: [{port: 80, targetPort: web}]}}',
+    ].join('\n'),
+    'x.yaml',
+  );
+  const c = buildCluster(spec);
+  const p = c.services[0].ports[0];
+  assert.equal(p.nodePort, 30000);
+  assert.deepEqual(
+    p.endpoints.map((e) => e.pod),
+    ['a'],
+  );
+  assert.equal(c.services[0].slices.length, 2, 'two port resolutions, two slices');
+});
+
+test('a service without endpoints: filter KUBE-SERVICES REJECT, no nat chains', () => {
+  const c = buildCluster(example());
+  const save = iptablesSave(c.world.ns('node2').netfilter);
+  assert.match(
+    save,
+    /^-A KUBE-SERVICES -d 10\.96\.0\.10\/32 -p udp -m comment --comment "default\/dns:dns has no endpoints" -m udp --dport 53 -j REJECT --reject-with icmp-port-unreachable$/m,
+  );
+  assert.doesNotMatch(save, /default\/dns:dns cluster IP/);
+});
+
+test('a cluster without services: keeps the nodes as they were (no kube-proxy chains)', () => {
+  const spec = example();
+  const without = buildCluster({ ...spec, services: undefined });
+  const save = iptablesSave(without.world.ns('node1').netfilter);
+  assert.doesNotMatch(save, /KUBE-SERVICES|KUBE-PROXY-CANARY|\*nat/);
+});
+
+const bad = (lines: string[]) => {
+  try {
+    loadCluster(
+      ['nodes: [{name: n1, ip: 10.0.1.1/24, podCIDR: 10.1.0.0/24}]', 'services:', ...lines].join('\n'),
+      'bad.yaml',
+    );
+  } catch (e) {
+    assert.ok(e instanceof ClusterError, String(e));
+    return e.message;
+  }
+  assert.fail('expected an error');
+};
+
+test('bad Services are refused at file:line:col', () => {
+  const svc = (spec: string, md = '{name: s}') => [
+    '  - apiVersion: v1',
+    '    kind: Service',
+    `    metadata: ${md}`,
+    `    spec: ${spec}`,
+  ];
+  assert.equal(
+    bad(svc('{ports: [{port: 80}, {port: 81}]}')),
+    'bad.yaml:6:20: a Service with more than one port needs a name for each port',
+  );
+  assert.equal(
+    bad(svc('{ports: [{port: 80, nodePort: 30001}]}')),
+    'bad.yaml:6:41: nodePort may only be set when type is NodePort or LoadBalancer',
+  );
+  assert.equal(
+    bad(svc('{type: NodePort, ports: [{port: 80, nodePort: 2000}]}')),
+    'bad.yaml:6:57: nodePort must be an integer in 30000..32767, got 2000',
+  );
+  assert.equal(
+    bad(svc('{clusterIP: 10.0.0.1, ports: [{port: 80}]}')),
+    'bad.yaml:6:23: clusterIP 10.0.0.1 is not inside the service range 10.96.0.0/12 (serviceCIDR)',
+  );
+  assert.match(
+    bad(svc('{ports: [{port: 80, protocol: SCTP}]}')),
+    /^bad\.yaml:6:\d+: protocol SCTP is not modelled/,
+  );
+  assert.match(bad(svc('{ports: []}')), /^bad\.yaml:6:\d+: ports must list at least one port$/);
+  assert.match(
+    bad([...svc('{ports: [{port: 80}]}'), ...svc('{ports: [{port: 81}]}')]),
+    /^bad\.yaml:9:22: service default\/s is already defined at line 3$/,
+  );
+  assert.match(
+    bad(svc('{ports: [{port: 80, targetPort: "Bad_Name"}]}')),
+    /^bad\.yaml:6:\d+: port "Bad_Name" is not a valid port name/,
+  );
+});
+
+/* ------------------------------------------------------------ walking through a Service */
+
+const delivered = (w: Walk) =>
+  w.request.disposition.kind === 'delivered' ? w.request.disposition.netns : 'dropped';
+
+test('trace to svc/NAME:PORT: DNAT in the source node to the pinned endpoint, the reply un-NATed to the ClusterIP', () => {
+  for (const [endpoint, mode] of [
+    ['pod-b', 'flannel-vxlan'],
+    ['pod-c', 'flannel-vxlan'],
+    ['pod-b', 'calico-ipip'],
+    ['pod-c', 'calico-bgp'],
+  ] as const) {
+    const c = buildCluster(example(), mode);
+    const w = walk(c, { from: 'pod-a', to: 'svc/web', port: 80, proto: 'tcp', endpoint });
+    assert.equal(delivered(w), endpoint, `${mode} ${endpoint}`);
+    assert.ok(walkOk(w), `${mode} ${endpoint}: answered`);
+    // the DNAT: nat PREROUTING of node1 through KUBE-SERVICES, the service's KUBE-SVC- and the endpoint's KUBE-SEP-
+    const http = c.services[0].ports[0];
+    const ep = http.endpoints.find((e) => e.pod === endpoint)!;
+    const steps = (t: Walk['request']) => t.hops.flatMap((h) => h.steps);
+    const dnat = steps(w.request).flatMap((s) =>
+      s.ev.type === 'netfilter' && s.ev.decision.nat === 'DNAT' ? [s.ev.decision] : [],
+    )[0];
+    assert.deepEqual(
+      dnat.path.map((h) => h.chain),
+      ['PREROUTING', 'KUBE-SERVICES', http.chains.svc, ep.chain],
+    );
+    assert.equal(dnat.rule!.chain, ep.chain);
+    // the endpoint is one of two: the statistic rule (1/2) or the last rule after it failed (1/2)
+    assert.deepEqual(dnat.choice, { chain: http.chains.svc, index: dnat.path[2].index, probability: 0.5 });
+    assert.deepEqual(dnat.rule!.rule.origin, {
+      kind: 'service',
+      namespace: 'default',
+      name: 'web',
+      port: 'http',
+      endpoint: ep.text,
+    });
+    // the SYN-ACK reaches pod-a from the ClusterIP: conntrack undid the DNAT in node1
+    assert.equal(w.reply!.disposition.kind, 'delivered');
+    const undo = steps(w.reply!).flatMap((s) =>
+      s.ev.type === 'nat-rewrite' ? [{ ns: s.netns, ...s.ev }] : [],
+    );
+    assert.deepEqual(
+      undo.map((u) => [u.ns, u.manip, u.before.src, u.before.sport, u.after.src, u.after.sport]),
+      [['node1', 'src', ep.ip, ep.port, '10.96.0.2', 80]],
+    );
+    assert.equal(c.stack.pins.size, 0, 'the pins go with the walk');
+  }
+});
+
+test("without --endpoint the choice is the flow's own: deterministic, and each endpoint is taken by some flows", () => {
+  const picks = (sports: number[]) => {
+    const c = buildCluster(example());
+    return sports.map((sport) =>
+      delivered(walk(c, { from: 'pod-a', to: 'svc/web', port: 80, proto: 'tcp', sport })),
+    );
+  };
+  const sports = Array.from({ length: 24 }, (_, i) => 41000 + i);
+  const a = picks(sports);
+  assert.deepEqual(a, picks(sports));
+  assert.ok(a.includes('pod-b') && a.includes('pod-c'), a.join(' '));
+});
+
+test('three endpoints: the probabilities 1/3, 1/2, 1 give each endpoint about a third of the flows', () => {
+  const spec = loadCluster(readFileSync('test/fixtures/services-external.yaml', 'utf8'), 'x.yaml');
+  const c = buildCluster(spec);
+  const n = 300;
+  const count = new Map<string, number>();
+  for (let i = 0; i < n; i++) {
+    const w = walk(c, { from: 'pod-a', to: 'svc/web', port: 80, proto: 'tcp', sport: 20000 + i });
+    count.set(delivered(w), (count.get(delivered(w)) ?? 0) + 1);
+  }
+  // each branch's probability as the walk reports it: 1/3 × …, exactly as the rules' thresholds give
+  for (const [i, pod] of ['web-1', 'web-2', 'web-3'].entries()) {
+    // a new flow each (the same flow again would find its conntrack entry and skip the nat table)
+    const w = walk(c, {
+      from: 'pod-a',
+      to: 'svc/web',
+      port: 80,
+      proto: 'tcp',
+      endpoint: pod,
+      sport: 31000 + i,
+    });
+    const d = w.request.hops
+      .flatMap((h) => h.steps)
+      .flatMap((s) => (s.ev.type === 'netfilter' && s.ev.decision.nat === 'DNAT' ? [s.ev.decision] : []))[0];
+    assert.ok(Math.abs(d.choice!.probability - 1 / 3) < 1e-9, `${pod}: ${d.choice!.probability}`);
+  }
+  for (const pod of ['web-1', 'web-2', 'web-3']) {
+    const k = count.get(pod) ?? 0;
+    assert.ok(k > n / 3 - 40 && k < n / 3 + 40, `${pod}: ${k} of ${n} (${[...count].join(' ')})`);
+  }
+});
+
+test('NODE:NODEPORT and a ClusterIP are Services too; a load-balancer IP resolves to its Service', () => {
+  const c = buildCluster(example());
+  const np = walk(c, { from: 'pod-a', to: 'node2', port: 30080, proto: 'tcp', endpoint: 'pod-c' });
+  assert.equal(delivered(np), 'pod-c');
+  assert.ok(walkOk(np));
+  const ip = walk(c, { from: 'pod-a', to: '10.96.0.2', port: 80, proto: 'tcp', endpoint: 'pod-b' });
+  assert.equal(delivered(ip), 'pod-b');
+  const ext = buildCluster(
+    loadCluster(readFileSync('test/fixtures/services-external.yaml', 'utf8'), 'x.yaml'),
+  );
+  assert.equal(resolveService(ext, '203.0.113.10', 9000, 'udp')?.servicePort.nameString, 'prod/api:udp');
+});
+
+test('a Service without endpoints: REJECT in filter, the pod gets port unreachable', () => {
+  const c = buildCluster(example());
+  const w = walk(c, { from: 'pod-a', to: 'svc/dns', proto: 'udp' });
+  assert.equal(w.request.disposition.kind, 'dropped');
+  assert.equal(w.reply?.flow.role.kind, 'icmp-error');
+  assert.deepEqual(explainDrop(c, w.request)?.causes, [
+    'Service default/dns:dns has no ready endpoint: default/pod-d is not ready; kube-proxy rejects (icmp port unreachable)',
+  ]);
+});
+
+test('external traffic with externalTrafficPolicy Local on a node without an endpoint: dropped, and said why', () => {
+  const c = buildCluster(loadCluster(readFileSync('test/fixtures/services-external.yaml', 'utf8'), 'x.yaml'));
+  // node1 has no endpoint of prod/api: kube-proxy's KUBE-EXTERNAL-SERVICES drops the node port there
+  const w = walk(c, { from: 'node2', to: 'node1', port: 31000, proto: 'tcp' });
+  assert.equal(w.request.disposition.kind, 'dropped');
+  assert.deepEqual(explainDrop(c, w.request)?.causes, [
+    'Service prod/api:tcp has externalTrafficPolicy Local and no ready endpoint on node1 (its endpoints: api-1 on node2): kube-proxy drops external traffic there',
+  ]);
+});
+
+test('bad Service targets: unknown service lists the services; --endpoint must be a ready endpoint', () => {
+  const c = buildCluster(example());
+  assert.throws(
+    () => walk(c, { from: 'pod-a', to: 'svc/nope', port: 80, proto: 'tcp' }),
+    (e: Error) =>
+      e instanceof WalkError &&
+      e.message ===
+        'unknown service "nope"; the cluster\'s services: default/web, default/web-np, default/dns',
+  );
+  assert.throws(
+    () => walk(c, { from: 'pod-a', to: 'svc/web', port: 80, proto: 'tcp', endpoint: 'pod-d' }),
+    /pod-d is no ready endpoint of default\/web:http; its endpoints: pod-b, pod-c/,
+  );
+  assert.throws(
+    () => walk(c, { from: 'pod-a', to: 'svc/web', port: 81, proto: 'tcp' }),
+    (e: Error) =>
+      e.message === 'service default/web has no tcp port 81; its ports: 80/tcp (http), 8080/udp (udp)',
+  );
+  assert.throws(
+    () => walk(c, { from: 'pod-a', to: 'pod-b', port: 8080, proto: 'tcp', endpoint: 'pod-b' }),
+    /--endpoint needs a Service/,
+  );
+});
+
+test('podwalk trace: an unknown service is exit 2 with the list', async () => {
+  const io = { out: [] as string[], err: [] as string[] };
+  const code = await run(['trace', 'pod-a', 'svc/nope:80', '--cluster', EXAMPLE], {
+    out: (s) => io.out.push(s),
+    err: (s) => io.err.push(s),
+    readFile: (p) => readFileSync(p, 'utf8'),
+    openDir: () => () => {},
+    env: {},
+    isTTY: false,
+  });
+  assert.equal(code, 2);
+  assert.deepEqual(io.err, [
+    'podwalk: unknown service "nope"; the cluster\'s services: default/web, default/web-np, default/dns',
+  ]);
+});
