@@ -3,7 +3,9 @@ import tseslint from 'typescript-eslint';
 
 /**
  * The layers, lowest first. A file may import from its own layer and the ones below it, never
- * from a layer above: wire ← kernel ← cni/bgp ← trace ← render, tools, diagnose ← cli, web, lab.
+ * from a layer above: wire ← kernel ← cni/bgp ← trace ← render, tools, diagnose, import ← cli, web,
+ * lab, collect. (import/ builds a World from node dumps and is platform-free; collect/ runs the
+ * collector script on a node.)
  * (cluster/ is the cluster file's schema and loader: plain input, below everything that uses it.)
  */
 const LAYERS = [
@@ -11,12 +13,23 @@ const LAYERS = [
   ['kernel'],
   ['cni', 'bgp'],
   ['trace'],
-  ['render', 'tools', 'diagnose'],
-  ['cli', 'lab', 'web'],
+  ['render', 'tools', 'diagnose', 'import'],
+  ['cli', 'lab', 'web', 'collect'],
 ];
 
 /** the core and the page run in a browser too: no Node built-ins, no process */
-const PLATFORM_FREE = ['wire', 'kernel', 'bgp', 'cni', 'cluster', 'trace', 'render', 'tools', 'web'];
+const PLATFORM_FREE = [
+  'wire',
+  'kernel',
+  'bgp',
+  'cni',
+  'cluster',
+  'trace',
+  'render',
+  'tools',
+  'import',
+  'web',
+];
 const PLATFORM = {
   group: ['node:*', 'fs', 'child_process', 'os', 'path'],
   message: 'the core and the page are platform-free',

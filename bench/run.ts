@@ -5,7 +5,11 @@
  *     and pod-a → pod-b (both on node1): "cold" = buildCluster + the first walk (with ARP) per
  *     iteration, "warm" = new connections (sport 40000+i) walked through one built cluster;
  *  2. buildCluster time and memory for 100 × 30 and 1000 × 30 flannel-vxlan clusters, each in a
- *     child process of its own (bench/build-one.ts), and one walk across the 1000-node cluster.
+ *     child process of its own (bench/build-one.ts), and one walk across the 1000-node cluster;
+ *  3. podwalk matrix on clusters of those sizes with 50 NetworkPolicies (bench/matrix-one.ts).
+ *
+ *  3. importing a dump set of 100 nodes × 30 pods (`--from DIR`): read, plan, apply, in a child
+ *     process (bench/import-one.ts); the dump set is printed by the emulated tools (bench/dumps.ts).
  *
  * Environment: BENCH_MS (measuring time per case, default 1500), BENCH_WARMUP_MS (default 250),
  * BENCH_SIZES (node counts of the scale runs, default "100,1000").
@@ -19,12 +23,16 @@ import { CNI_MODES, type ClusterSpec, type CniMode } from '../src/cluster/spec.t
 import { buildCluster, type Cluster } from '../src/cni/build.ts';
 import { walk, type Walk } from '../src/trace/walk.ts';
 import { RESULT_PREFIX, sizeOf, type BuildResult } from './scale.ts';
+import type { MatrixResult, Timing } from './matrix-one.ts';
 import { kernelBench, type KernelBench } from './kernel.ts';
+import type { ImportResult } from './import-one.ts';
 
 const MEASURE_MS = Number(process.env.BENCH_MS ?? 1500);
 const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 250);
 const SIZES = (process.env.BENCH_SIZES ?? '100,1000').split(',').map(Number);
 const PODS_PER_NODE = 30;
+/** nodes of the imported dump set (BENCH_IMPORT_NODES) */
+const IMPORT_NODES = Number(process.env.BENCH_IMPORT_NODES ?? 100);
 const DEFAULTS = !process.env.BENCH_MS && !process.env.BENCH_WARMUP_MS && !process.env.BENCH_SIZES;
 /** warm walks use sport 40000, 40001, …: a new connection each, until the port range ends */
 const SPORT_BASE = 40000;
@@ -196,15 +204,36 @@ function warmUpAll(spec: ClusterSpec): void {
     }
 }
 
+/** a bench script in a child process of its own (node flags, then the script's arguments); its one result line */
+function child<T>(script: string, flags: string[], args: string[]): T {
+  const out = execFileSync(process.execPath, [...flags, '--import', 'tsx', script, ...args], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    maxBuffer: 16 << 20,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const line = out.split('\n').find((l) => l.startsWith(RESULT_PREFIX));
+  if (!line) throw new Error(`${script} ${args.join(' ')} printed no result:\n${out}`);
+  return JSON.parse(line.slice(RESULT_PREFIX.length)) as T;
+}
+
 function runScale(nodes: number): BuildResult {
+  return child('bench/build-one.ts', ['--expose-gc'], [String(nodes), String(PODS_PER_NODE)]);
+}
+
+function runMatrix(nodes: number): MatrixResult {
+  return child('bench/matrix-one.ts', [], [String(nodes), String(PODS_PER_NODE)]);
+}
+
+function runImport(nodes: number): ImportResult {
   const out = execFileSync(
     process.execPath,
-    ['--expose-gc', '--import', 'tsx', 'bench/build-one.ts', String(nodes), String(PODS_PER_NODE)],
+    ['--expose-gc', '--import', 'tsx', 'bench/import-one.ts', String(nodes), String(PODS_PER_NODE)],
     { cwd: ROOT, encoding: 'utf8', maxBuffer: 16 << 20, stdio: ['ignore', 'pipe', 'inherit'] },
   );
   const line = out.split('\n').find((l) => l.startsWith(RESULT_PREFIX));
-  if (!line) throw new Error(`build-one.ts ${nodes} printed no result:\n${out}`);
-  return JSON.parse(line.slice(RESULT_PREFIX.length)) as BuildResult;
+  if (!line) throw new Error(`import-one.ts ${nodes} printed no result:\n${out}`);
+  return JSON.parse(line.slice(RESULT_PREFIX.length)) as ImportResult;
 }
 
 /* ------------------------------------------------------------ formatting */
@@ -251,7 +280,8 @@ function sourceVersion(): string {
   }
 }
 
-function machine(date: Date, runSeconds: number): string {
+function machine(date: Date, runSeconds: number, loadAtStart: number[]): string {
+  const load = (l: number[]) => l.map((x) => fmt(x, 2)).join(', ');
   const rows: [string, string][] = [
     ['CPU', cpuModel()],
     ['Cores', `${os.availableParallelism()} available (${os.cpus().length} logical CPUs)`],
@@ -266,6 +296,11 @@ function machine(date: Date, runSeconds: number): string {
         .replace(/\.\d+Z$/, ' UTC'),
     ],
     ['Source', sourceVersion()],
+    [
+      'Load average (1, 5, 15 min)',
+      `${load(loadAtStart)} at the start, ${load(os.loadavg())} at the end, on ${os.availableParallelism()} CPUs ` +
+        '(other work on the machine slows every wall time here; the CPU times are what the runs themselves cost)',
+    ],
     ['Bench run time', `${fmt(runSeconds, 1)} s`],
   ];
   return table(
@@ -386,17 +421,90 @@ function scaleWalkTable(rs: BuildResult[]): string {
   return table(['cluster', 'walk', '', 'time', 'steps (request + reply)'], rows, [3]);
 }
 
+function importTable(r: ImportResult): string {
+  return table(
+    [
+      'dump set',
+      'files',
+      'size',
+      'read (loadDumps)',
+      'parse + plan',
+      'import (plan + apply)',
+      'heapUsed after import (gc)',
+      'max RSS',
+      'walk first → last node',
+    ],
+    [
+      [
+        `${fmt(r.nodes)} nodes × ${r.podsPerNode} pods, ${fmt(r.namespaces)} netns`,
+        fmt(r.files),
+        mib(r.bytes),
+        `${fmt(r.readMs / 1000, 2)} s`,
+        `${fmt(r.planMs / 1000, 2)} s`,
+        `${fmt(r.importMs / 1000, 2)} s`,
+        mib(r.heapUsed),
+        mib(r.maxRss),
+        `${fmt(r.walkMs, 1)} ms${r.delivered ? '' : ' (NOT delivered)'}`,
+      ],
+    ],
+    [1, 2, 3, 4, 5, 6, 7, 8],
+  );
+}
+
 function doctorTable(rs: BuildResult[]): string {
   return table(
-    ['cluster', 'cluster-wide checks', 'findings', 'podwalk doctor (3 builds + probes + checks)', 'verdict'],
+    [
+      'cluster',
+      'cluster-wide checks',
+      'findings',
+      'podwalk doctor (build + probes + checks)',
+      'of which the build',
+      'doctor after the build',
+      'CPU time: doctor, after the build',
+      'verdict',
+    ],
     rs.map((r) => [
       `${fmt(r.nodes)} × ${r.podsPerNode}`,
       `${fmt(r.checksMs)} ms`,
       fmt(r.findings),
       `${fmt(r.doctorMs)} ms`,
+      `${fmt(r.doctorBuildMs)} ms`,
+      `${fmt(r.doctorMs - r.doctorBuildMs)} ms`,
+      `${fmt(r.doctorCpuMs)} ms, ${fmt(r.doctorCpuMs - r.doctorBuildCpuMs)} ms`,
       r.doctorHealthy ? 'healthy' : 'PROBLEMS',
     ]),
-    [1, 2, 3],
+    [1, 2, 3, 4, 5, 6],
+  );
+}
+
+function matrixTable(rs: MatrixResult[]): string {
+  const t = (x: Timing) => `${fmt(x.wallMs / 1000, 1)} s (CPU ${fmt(x.cpuMs / 1000, 1)} s)`;
+  return table(
+    [
+      'cluster',
+      'pods × pods',
+      'load the cluster file',
+      'podwalk matrix: build + walks',
+      'walks (across nodes; node pairs)',
+      'groups',
+      'blocked',
+      'render the table',
+      'table',
+      'max RSS',
+    ],
+    rs.map((r) => [
+      `${fmt(r.nodes)} × ${r.podsPerNode}, ${r.policies} policies`,
+      `${fmt(r.pods)} × ${fmt(r.pods)} = ${fmt(r.cells)}`,
+      t(r.load),
+      t(r.matrix),
+      `${fmt(r.walks)} (${fmt(r.crossNodeWalks)}; ${fmt(r.nodePairs)})`,
+      fmt(r.groups),
+      `${fmt((100 * r.blocked) / r.cells, 1)} %`,
+      t(r.render),
+      mib(r.bytes),
+      mib(r.maxRss),
+    ]),
+    [4, 5, 6, 8, 9],
   );
 }
 
@@ -445,6 +553,7 @@ function kernelTable(k: KernelBench): string {
 
 function main(): void {
   const started = performance.now();
+  const loadAtStart = os.loadavg();
   const date = new Date();
   const spec = seedCluster();
 
@@ -467,6 +576,13 @@ function main(): void {
     process.stderr.write(`scale: ${n} nodes × ${PODS_PER_NODE} pods (child process) …\n`);
     scale.push(runScale(n));
   }
+  const matrices: MatrixResult[] = [];
+  for (const n of SIZES) {
+    process.stderr.write(`matrix: ${n} nodes × ${PODS_PER_NODE} pods, 50 policies (child process) …\n`);
+    matrices.push(runMatrix(n));
+  }
+  process.stderr.write(`import: a ${IMPORT_NODES}-node dump set (child process) …\n`);
+  const imported = runImport(IMPORT_NODES);
   process.stderr.write('simulation vs real kernel (lab) …\n');
   const kernel = kernelBench(MEASURE_MS);
   const runSeconds = (performance.now() - started) / 1000;
@@ -512,6 +628,13 @@ function main(): void {
     );
   }
 
+  for (const r of matrices)
+    notes.push(
+      `- podwalk matrix on ${fmt(r.nodes)} nodes × ${r.podsPerNode} pods: ${fmt(r.cells)} cells decided by ${fmt(r.walks)} walks ` +
+        `(one per cell would be ×${fmt(r.cells / r.walks)} as many), ${fmt(r.groups)} groups of pods. ${fmt(r.crossNodeWalks)} walks cross ` +
+        `nodes, between ${fmt(r.nodePairs)} node pairs: the first walk of each pair broadcasts ARP for the other node on the ` +
+        `underlay, which every node of the segment receives and checks against its addresses.`,
+    );
   const md = `# Benchmarks
 
 What \`npm run bench\` measures (bench/run.ts; it rewrites this file with the numbers of its run):
@@ -530,16 +653,25 @@ What \`npm run bench\` measures (bench/run.ts; it rewrites this file with the nu
    Each size runs in its own process (\`node --expose-gc --import tsx bench/build-one.ts N 30\`): wall time of
    \`buildCluster\`, \`process.memoryUsage()\` after a full GC, \`process.resourceUsage().maxRSS\`, then walks
    between the first and the last node, then doctor's cluster-wide checks and a whole \`podwalk doctor\` of that flow.
-3. **Simulation vs the real kernel** (root only): the seed cluster brought up both ways, and UDP over the VXLAN path.
+3. **podwalk matrix at scale**: the reachability truth table of every pod × every pod on clusters of the same sizes
+   with 50 NetworkPolicies (bench/matrix-spec.ts), in processes of their own (\`bench/matrix-one.ts\`).
+4. **Importing a dump set** (\`podwalk … --from DIR\`): ${fmt(IMPORT_NODES)} nodes × ${PODS_PER_NODE} pods in the collector's layout
+   (NODE/manifest.txt, NODE/netns/INODE/…, one directory per node holding its pods and the underlay
+   segment), written to a temporary directory, then read back (\`loadDumps\`), parsed and planned
+   (\`planImport\`) and applied to a World (\`importCluster\`), in a process of its own
+   (bench/import-one.ts). The dump set is printed by the emulated tools from the synthetic
+   flannel-vxlan cluster of item 2 (bench/dumps.ts): the shape of real nodes' dumps (the emulated
+   tools print what the real ones do), not dumps of 100 real nodes.
+5. **Simulation vs the real kernel** (root only): the seed cluster brought up both ways, and UDP over the VXLAN path.
 
-Re-run with \`npm run bench\` (about a minute). \`BENCH_MS\`, \`BENCH_WARMUP_MS\` and \`BENCH_SIZES\` (e.g. \`100\`)
+Re-run with \`npm run bench\` (a few minutes; the 1,000-node matrix is most of it). \`BENCH_MS\`, \`BENCH_WARMUP_MS\` and \`BENCH_SIZES\` (e.g. \`100\`)
 shorten it; ${
     DEFAULTS ? 'the numbers below are from a full default run.' : '**this run did not use the defaults.**'
   }
 
 ## Machine
 
-${machine(date, runSeconds)}
+${machine(date, runSeconds, loadAtStart)}
 
 ## Traces on the seed cluster
 
@@ -573,10 +705,29 @@ ${loadTable(scale)}
 ## podwalk doctor at scale
 
 The cluster-wide checks on the built cluster (node pairs for routes and MTU, every device for
-duplicates), and a whole doctor of the far-apart flow: forward, full-size and reverse probes, each
-on a cluster built anew, then the checks.
+duplicates), and a whole doctor of the far-apart flow: the cluster built, then the forward,
+full-size and reverse probes on it (each a connection of its own), then the checks. The build is
+the kernel tables' cost; what doctor adds is the column after it.
 
 ${doctorTable(scale)}
+
+## podwalk matrix at scale
+
+\`podwalk matrix\` for tcp/8080 on bench/matrix-spec.ts's clusters (calico-bgp, one segment, 20
+namespaces, 1,000 Deployments spread over the nodes, 50 NetworkPolicies: default deny, per-namespace
+and cross-namespace allows, egress limits, ipBlocks), each size in a process of its own
+(\`node --import tsx bench/matrix-one.ts N 30\`): the cluster file read as the CLI reads it,
+\`computeMatrix\` (the build, the grouping and every walk), and the whole truth table rendered into a
+sink that counts its bytes (what \`podwalk matrix > file\` writes). Wall time, and CPU time (the
+machine is shared: CPU time is what the run itself cost).
+
+${matrixTable(matrices)}
+
+## Importing a dump set (--from)
+
+${importTable(imported)}
+
+${imported.warnings ? `The import warned ${imported.warnings} times.` : 'The import had no warnings (a model-shaped cluster has nothing it cannot represent).'} Printing the dump set with the emulated tools (not part of an import) took ${fmt(imported.dumpMs / 1000, 1)} s.
 
 ## Simulation vs the real kernel
 

@@ -99,7 +99,12 @@ export interface BuildResult {
   checksMs: number;
   /** findings the checks reported (0 on the healthy synthetic cluster) */
   findings: number;
-  /** a whole `podwalk doctor` of the far-apart flow: three probes, each on a cluster built anew, and the checks */
+  /** a whole `podwalk doctor` of the far-apart flow: the cluster built, three probes on it, the checks */
   doctorMs: number;
+  /** of which the build */
+  doctorBuildMs: number;
+  /** the same in CPU time (user + system, GC threads included) */
+  doctorCpuMs: number;
+  doctorBuildCpuMs: number;
   doctorHealthy: boolean;
 }

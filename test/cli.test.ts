@@ -528,6 +528,164 @@ describe('--policy', () => {
   });
 });
 
+describe('matrix', () => {
+  const files = {
+    'scenarios/policy-blocks-dns.yaml': readFileSync(
+      new URL('../scenarios/policy-blocks-dns.yaml', import.meta.url),
+      'utf8',
+    ),
+    'examples/allow-dns.yaml': readFileSync(new URL('../examples/allow-dns.yaml', import.meta.url), 'utf8'),
+  };
+
+  test('the seed cluster: the e2e truth table on stdout, the count on stderr, exit 0', async () => {
+    const r = await podwalk(['matrix']);
+    assertExit(r, 0);
+    assert.deepEqual(r.out, [
+      '-\tdefault/pod-a\tdefault/pod-b\tdefault/pod-c\tdefault/pod-d',
+      'default/pod-a\tX\t.\t.\t.',
+      'default/pod-b\tX\t.\t.\t.',
+      'default/pod-c\tX\t.\t.\t.',
+      'default/pod-d\tX\t.\t.\t.',
+    ]);
+    assert.deepEqual(r.err, [
+      'podwalk: tcp/8080 in flannel-vxlan: 16 cells, 4 blocked; 7 walks, one per group of pods the model cannot tell apart (2 groups)',
+    ]);
+  });
+
+  test("the README's examples: DNS blocked by the egress policy, allowed with allow-dns.yaml", async () => {
+    const blocked = await podwalk(
+      ['matrix', '--cluster', 'scenarios/policy-blocks-dns.yaml', '--proto', 'udp', '--port', '53'],
+      { files },
+    );
+    assertExit(blocked, 0);
+    assert.equal(blocked.out[1], 'shop/web\tX\tX\tX');
+    const fixed = await podwalk(
+      [
+        'matrix',
+        '--cluster',
+        'scenarios/policy-blocks-dns.yaml',
+        '--proto',
+        'udp',
+        '--port',
+        '53',
+        '--policy',
+        'examples/allow-dns.yaml',
+      ],
+      { files },
+    );
+    assert.equal(fixed.out[1], 'shop/web\tX\tX\t.');
+    const sel = await podwalk(
+      [
+        'matrix',
+        '--cluster',
+        'scenarios/policy-blocks-dns.yaml',
+        '--from',
+        'metadata.namespace=shop',
+        '--to',
+        'app in (cart,web)',
+      ],
+      { files },
+    );
+    assert.deepEqual(sel.out, ['-\tshop/web\tshop/cart', 'shop/web\tX\t.', 'shop/cart\tX\t.']);
+  });
+
+  test('--run: every cell walked, said on stderr', async () => {
+    const r = await podwalk([
+      'matrix',
+      '--mode',
+      'calico-bgp',
+      '--run',
+      'node1: iptables -I FORWARD -s 10.244.0.6 -j DROP',
+    ]);
+    assertExit(r, 0);
+    assert.equal(r.out[2], 'default/pod-b\tX\t.\tX\tX');
+    assert.match(
+      r.stderr,
+      /16 cells, 9 blocked; every cell walked \(1 command was applied to the nodes by run: or --run\)/,
+    );
+  });
+
+  test('--json: one document with every cell and the walk deciding it', async () => {
+    const r = await podwalk(['matrix', '--from', 'spec.nodeName=node1', '--json']);
+    assertExit(r, 0);
+    // one document, a line per row (a table of 30,000 pods does not fit in one string)
+    assert.equal(r.out[0], '{');
+    const j = JSON.parse(r.stdout) as {
+      from: { pod: string }[];
+      to: { pod: string }[];
+      rows: string[];
+      cells: number[][];
+      walks: { ok: boolean; outcome: string; request: { kind: string; reason?: string } }[];
+    };
+    assert.deepEqual(
+      j.from.map((p) => p.pod),
+      ['default/pod-a', 'default/pod-b'],
+    );
+    assert.equal(j.to.length, 4);
+    assert.deepEqual(j.rows, ['X...', 'X...']);
+    const aa = j.walks[j.cells[0][0]];
+    assert.equal(aa.ok, false);
+    assert.equal(aa.request.reason, 'reset');
+    for (let i = 0; i < 2; i++)
+      for (let k = 0; k < 4; k++) assert.equal(j.walks[j.cells[i][k]].ok, j.rows[i][k] === '.');
+  });
+
+  test('flannel does not enforce the policies: a warning on stderr', async () => {
+    const r = await podwalk(
+      [
+        'matrix',
+        '--cluster',
+        'scenarios/policy-blocks-dns.yaml',
+        '--mode',
+        'flannel-vxlan',
+        '--proto',
+        'udp',
+        '--port',
+        '53',
+      ],
+      { files },
+    );
+    assertExit(r, 0);
+    assert.match(r.err[0], /^podwalk: warning: flannel-vxlan does not enforce NetworkPolicy/);
+    assert.equal(r.out[1], 'shop/web\tX\tX\t.');
+  });
+
+  for (const [argv, message] of [
+    [['--proto', 'icmp'], /argument 'icmp' is invalid\. Allowed choices are tcp, udp/],
+    [['--port', '0'], /--port <port>' argument '0' is invalid\. expected an integer from 1 to 65535/],
+    [['--port', 'http'], /argument 'http' is invalid/],
+    [
+      ['--from', 'app in (web'],
+      /^podwalk: --from "app in \(web": expected "," or "\)" in the values of app at the end$/,
+    ],
+    [['--to', 'app>1'], /^podwalk: --to "app>1": app >: the operators < and > are not supported/],
+    [['--from', '-x'], /^podwalk: --from "-x": "-x" is not a label key/],
+    [['--to', 'app=nope'], /^podwalk: --to "app=nope" selects no pod$/],
+    [['--cluster', 'missing.yaml'], /^podwalk: missing\.yaml: cannot read cluster file: no such file$/],
+    [
+      ['--scenario', 'policy-blocks-dns', '--cluster', 'c.yaml'],
+      /--scenario and --cluster both name a cluster/,
+    ],
+    [['--run', 'node1: ip route del 10.9.9.0/24'], /^podwalk: --run "node1: ip route del 10\.9\.9\.0\/24": /],
+    [['--mode', 'cilium'], /argument 'cilium' is invalid/],
+    [['pod-a'], /too many arguments for 'matrix'/],
+  ] as const)
+    test(`bad usage: matrix ${argv.join(' ')}`, async () => {
+      assertUsageError(await podwalk(['matrix', ...argv]), message);
+    });
+
+  test('--help has the examples', async () => {
+    const r = await podwalk(['matrix', '--help']);
+    assertExit(r, 0);
+    assert.match(r.stdout, /Usage: podwalk matrix \[options\]/);
+    assert.match(
+      r.stdout,
+      /\$ podwalk matrix --cluster scenarios\/policy-blocks-dns\.yaml --proto udp --port 53/,
+    );
+    assert.match(r.stdout, /kubectl -l/);
+  });
+});
+
 describe('serve', () => {
   test('serves the page build and the --cluster file on 127.0.0.1', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'podwalk-serve-'));

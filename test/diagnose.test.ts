@@ -11,13 +11,14 @@ import { fileURLToPath } from 'node:url';
 import { run, type Io } from '../src/cli/app.ts';
 import { loadCluster, loadPolicies } from '../src/cluster/load.ts';
 import { seedCluster } from '../src/cluster/seed.ts';
-import type { ClusterSpec, CniMode } from '../src/cluster/spec.ts';
+import { CNI_MODES, type ClusterSpec, type CniMode } from '../src/cluster/spec.ts';
 import { runChecks, type CheckName } from '../src/diagnose/checks.ts';
-import { doctor } from '../src/diagnose/doctor.ts';
+import { doctor, LARGE_REQUEST, nextPort, type DoctorRequest } from '../src/diagnose/doctor.ts';
 import { explainDrop, renderExplanation, type Explanation } from '../src/diagnose/explain.ts';
 import { prepareCluster, runCommand } from '../src/tools/index.ts';
 import type { Trace } from '../src/trace/types.ts';
-import { walk, type WalkRequest } from '../src/trace/walk.ts';
+import { walk, type Walk, type WalkRequest } from '../src/trace/walk.ts';
+import { roleLabel } from '../src/render/step.ts';
 import { SCENARIO_DIR } from '../src/cli/scenarios.ts';
 
 const TCP: WalkRequest = { from: 'pod-a', to: 'pod-c', proto: 'tcp', port: 8080 };
@@ -228,10 +229,8 @@ describe('drop explanations', () => {
 });
 
 describe('doctor', () => {
-  const make =
-    (run: string[] = [], mode: CniMode = 'flannel-vxlan', spec = seedCluster()) =>
-    () =>
-      prepareCluster(spec, mode, run);
+  const make = (run: string[] = [], mode: CniMode = 'flannel-vxlan', spec = seedCluster()) =>
+    prepareCluster(spec, mode, run);
 
   test('healthy seed cluster in every mode', () => {
     for (const mode of [
@@ -319,6 +318,107 @@ describe('doctor', () => {
     assert.equal(rev.ok, false);
     assert.equal(rev.firstDrop?.trace.flow.from, 'pod-c');
   });
+});
+
+describe('doctor: the probes share one cluster', () => {
+  /** what happened to every packet of a walk: its role and where it ended */
+  const outcome = (w: Walk) =>
+    w.traces.map((t) => {
+      const d = t.disposition;
+      const where =
+        d.kind === 'dropped'
+          ? `${d.reason} ${d.netns} ${d.device ?? ''}`
+          : d.kind === 'delivered'
+            ? d.netns
+            : '';
+      return `${roleLabel(t.flow.role)} ${d.kind} ${where}`;
+    });
+  const cases: { what: string; spec: ClusterSpec; mode: CniMode; run: string[]; req: DoctorRequest }[] = [];
+  for (const f of readdirSync(SCENARIO_DIR).filter((x) => x.endsWith('.yaml'))) {
+    const spec = loadCluster(readFileSync(join(SCENARIO_DIR, f), 'utf8'), f);
+    const sc = spec.scenario!;
+    cases.push({
+      what: f,
+      spec,
+      mode: spec.cni,
+      run: [],
+      req: { from: sc.from, to: sc.to, proto: sc.proto, port: sc.port },
+    });
+  }
+  const tcp: DoctorRequest = { from: 'pod-a', to: 'pod-c', proto: 'tcp', port: 8080 };
+  for (const mode of CNI_MODES)
+    cases.push({ what: `seed ${mode}`, spec: seedCluster(), mode, run: [], req: tcp });
+  cases.push(
+    {
+      what: 'pod MTU 1500 on VXLAN',
+      spec: { ...seedCluster(), podMtu: 1500 },
+      mode: 'flannel-vxlan',
+      run: [],
+      req: tcp,
+    },
+    {
+      what: 'PMTU black hole',
+      spec: seedCluster(),
+      mode: 'calico-bgp',
+      run: ['lan0: ip link set node2 mtu 1400'],
+      req: tcp,
+    },
+    {
+      what: 'asymmetric return',
+      spec: seedCluster(),
+      mode: 'calico-bgp',
+      run: ['node2: ip route replace 10.244.0.0/24 via 192.168.1.12 dev eth0'],
+      req: tcp,
+    },
+    {
+      what: 'one way only',
+      spec: seedCluster(),
+      mode: 'flannel-vxlan',
+      run: ['node2: ip route del 10.244.0.0/24'],
+      req: { ...tcp, proto: 'icmp', port: undefined },
+    },
+    {
+      what: 'ARP fails',
+      spec: seedCluster(),
+      mode: 'flannel-host-gw',
+      run: ['node1: ip route replace 10.244.1.0/24 via 192.168.1.99 dev eth0'],
+      req: tcp,
+    },
+  );
+
+  for (const k of cases)
+    test(`every probe ends as the same walk on a cluster built anew: ${k.what}`, () => {
+      const r = doctor(prepareCluster(k.spec, k.mode, k.run), k.req);
+      const fresh = () => prepareCluster(k.spec, k.mode, k.run);
+      const fwd = r.probes[0].walk.request.flow;
+      for (const p of r.probes) {
+        const req: WalkRequest =
+          p.name === 'forward'
+            ? { from: k.req.from, to: k.req.to, proto: k.req.proto, port: r.request.port }
+            : p.name === 'full-size'
+              ? {
+                  from: k.req.from,
+                  to: k.req.to,
+                  proto: 'tcp',
+                  port: r.request.port,
+                  size: LARGE_REQUEST,
+                  sport: nextPort(fwd.sport!),
+                }
+              : { from: k.req.to, to: k.req.from, proto: 'icmp' };
+        assert.deepEqual(
+          outcome(p.walk),
+          outcome(walk(fresh(), req, { exchange: true })),
+          `${k.what}: ${p.name}`,
+        );
+      }
+      const full = r.probes.find((p) => p.name === 'full-size');
+      if (full)
+        assert.notEqual(
+          full.walk.request.flow.sport,
+          fwd.sport,
+          'the full-size probe is a connection of its own',
+        );
+    });
 });
 
 describe('cluster checks', () => {

@@ -291,6 +291,70 @@ describe('web page in chromium', () => {
     assert.match(await page.getByTestId('disposition').innerText(), /^delivered to pod-c/);
   });
 
+  it("the reachability matrix: podwalk matrix's table, and a cell opens its walk", async () => {
+    await page.getByLabel('load a scenario').selectOption('policy-blocks-dns');
+    await page.locator('select[name=matrix-proto]').selectOption('udp');
+    await page.locator('input[name=matrix-port]').fill('53');
+    await page.getByRole('button', { name: 'compute the matrix' }).click();
+    const table = page.getByTestId('matrix');
+    const rows = await table
+      .locator('tr')
+      .evaluateAll((trs) => trs.map((tr) => [...tr.children].map((c) => c.textContent).join('\t')));
+    // the same table as `podwalk matrix --scenario policy-blocks-dns --proto udp --port 53`
+    assert.deepEqual(rows, [
+      '-\tshop/web\tshop/cart\tkube-system/coredns',
+      'shop/web\tX\tX\tX',
+      'shop/cart\tX\tX\t.',
+      'kube-system/coredns\tX\tX\t.',
+    ]);
+    assert.match(
+      await page.getByTestId('matrix-summary').innerText(),
+      /^udp\/53 in calico-ipip: 9 cells, 7 blocked; 9 walks, one per group of pods the model cannot tell apart \(3 groups\)/,
+    );
+    const webDns = table.locator('button[data-from=web][data-to=coredns]');
+    assert.match(
+      (await webDns.getAttribute('title')) ?? '',
+      /^web → coredns: blocked: DROPPED \(filtered\) in node1/,
+    );
+    await table.scrollIntoViewIfNeeded();
+    await shot('11-matrix');
+
+    // a cell opens its walk: the page's flow becomes that cell's, walked on the page's cluster
+    await webDns.click();
+    assert.equal(await page.locator('select[name=from]').inputValue(), 'web');
+    assert.equal(await page.locator('select[name=to]').inputValue(), 'coredns');
+    assert.equal(await page.locator('select[name=proto]').inputValue(), 'udp');
+    assert.equal(await page.locator('input[name=port]').inputValue(), '53');
+    assert.match(
+      await page.getByTestId('disposition').innerText(),
+      /^DROPPED \(filtered\) in node1 at cni0: .*no policy selecting shop\/web allows this egress/,
+    );
+    assert.match((await webDns.getAttribute('class')) ?? '', /\bcurrent\b/);
+    await table.locator('button[data-from=cart][data-to=coredns]').click();
+    assert.match(await page.getByTestId('disposition').innerText(), /^delivered to coredns udp\/53$/);
+
+    // selectors as kubectl -l takes them; a bad one is one line
+    await page.locator('select[name=matrix-proto]').selectOption('tcp');
+    await page.locator('input[name=matrix-port]').fill('8080');
+    await page.locator('input[name=matrix-from]').fill('metadata.namespace=shop');
+    await page.locator('input[name=matrix-to]').fill('app in (cart,web)');
+    await page.getByRole('button', { name: 'compute the matrix' }).click();
+    assert.deepEqual(
+      await table
+        .locator('tr')
+        .evaluateAll((trs) => trs.map((tr) => [...tr.children].map((c) => c.textContent).join(' '))),
+      ['- shop/web shop/cart', 'shop/web X .', 'shop/cart X .'],
+    );
+    await page.locator('input[name=matrix-from]').fill('app in (web');
+    await page.getByRole('button', { name: 'compute the matrix' }).click();
+    assert.equal(
+      await page.getByTestId('matrix-error').innerText(),
+      'podwalk: expected "," or ")" in the values of app at the end',
+    );
+    await page.getByLabel('load a scenario').selectOption('');
+    assert.match(await page.getByTestId('disposition').innerText(), /^delivered to pod-c/);
+  });
+
   it('readable at phone width', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
     await page.getByTestId('steps').waitFor();

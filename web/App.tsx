@@ -8,7 +8,8 @@ import { dispositionLine, flowLine, renderSummary } from '../src/render/text.ts'
 import { roleLabel, stepDetail, stepEntry, stepTable } from '../src/render/step.ts';
 import { explainDrop, renderExplanation } from '../src/diagnose/explain.ts';
 import { doctor, renderDoctor } from '../src/diagnose/doctor.ts';
-import { prepareCluster } from '../src/tools/index.ts';
+import { cellWalkLine, computeMatrix, matrixLines, podString, type Matrix } from '../src/diagnose/matrix.ts';
+import { parsePodSelector } from '../src/cluster/selector.ts';
 import { pcapFiles } from '../src/tools/pcap-export.ts';
 import { compareModes } from '../src/diagnose/compare-modes.ts';
 import type { Proto, Step, Trace } from '../src/trace/types.ts';
@@ -22,6 +23,8 @@ import {
   encodeCluster,
   encodeState,
   loadYaml,
+  prepare,
+  SERVED_DUMPS,
   seed,
   simulate,
   type FlowForm,
@@ -89,7 +92,7 @@ function Doctor({ loaded, state }: { loaded: LoadedCluster; state: PageState }) 
   const run = () => {
     const f = state.flow;
     try {
-      const r = doctor(() => prepareCluster(loaded.spec, state.mode, state.run), {
+      const r = doctor(prepare(loaded, state.mode, state.run), {
         from: f.from,
         to: f.to,
         proto: f.proto,
@@ -123,6 +126,162 @@ function Doctor({ loaded, state }: { loaded: LoadedCluster; state: PageState }) 
   );
 }
 
+/**
+ * `podwalk matrix` on the page's cluster, mode and console commands: the truth table of pods ×
+ * pods, each cell a button that opens its walk as the page's flow
+ */
+function MatrixPanel({
+  loaded,
+  state,
+  onCell,
+}: {
+  loaded: LoadedCluster;
+  state: PageState;
+  onCell(from: string, to: string, proto: 'tcp' | 'udp', port: number): void;
+}) {
+  const [form, setForm] = useState({ proto: 'tcp' as 'tcp' | 'udp', port: 8080, from: '', to: '' });
+  const [result, setResult] = useState<{ key: string; m?: Matrix; error?: string } | undefined>();
+  const key = JSON.stringify([loaded.name, loaded.yaml.length, state.mode, state.run, form]);
+  const run = () => {
+    try {
+      const m = computeMatrix(loaded.spec, state.mode, state.run, {
+        proto: form.proto,
+        port: form.port,
+        from: form.from.trim() ? parsePodSelector(form.from) : undefined,
+        to: form.to.trim() ? parsePodSelector(form.to) : undefined,
+      });
+      setResult({ key, m });
+    } catch (e) {
+      setResult({ key, error: `podwalk: ${(e as Error).message}` });
+    }
+  };
+  const current = result?.key === key ? result : undefined;
+  const m = current?.m;
+  const counts = m ? matrixLines(m, () => undefined) : undefined;
+  return (
+    <section className="matrix" aria-label="reachability matrix">
+      <h2>Reachability matrix</h2>
+      <form
+        className="matrix-form"
+        onSubmit={(e) => {
+          e.preventDefault();
+          run();
+        }}
+      >
+        <label>
+          proto
+          <select
+            name="matrix-proto"
+            value={form.proto}
+            onChange={(e) => setForm({ ...form, proto: e.target.value as 'tcp' | 'udp' })}
+          >
+            <option>tcp</option>
+            <option>udp</option>
+          </select>
+        </label>
+        <label>
+          port
+          <input
+            type="number"
+            name="matrix-port"
+            min={1}
+            max={65535}
+            value={form.port}
+            onChange={(e) => {
+              const v = Number(e.target.value);
+              if (Number.isInteger(v) && v >= 1 && v <= 65535) setForm({ ...form, port: v });
+            }}
+          />
+        </label>
+        <label>
+          from
+          <input
+            name="matrix-from"
+            placeholder="every pod (e.g. app=web)"
+            value={form.from}
+            onChange={(e) => setForm({ ...form, from: e.target.value })}
+          />
+        </label>
+        <label>
+          to
+          <input
+            name="matrix-to"
+            placeholder="every pod"
+            value={form.to}
+            onChange={(e) => setForm({ ...form, to: e.target.value })}
+          />
+        </label>
+        <button type="submit">compute the matrix</button>
+      </form>
+      {current?.error ? (
+        <p className="error" data-testid="matrix-error">
+          {current.error}
+        </p>
+      ) : null}
+      {m ? (
+        <>
+          <p className="note" data-testid="matrix-summary">
+            {m.proto}/{m.port} in {m.mode}: {counts?.cells} cells, {counts?.blocked} blocked;{' '}
+            {m.grouping.used
+              ? `${m.walks.length} walks, one per group of pods the model cannot tell apart (${m.grouping.groups} groups)`
+              : `every cell walked (${m.grouping.reason})`}
+            . Rows are sources, columns destinations; click a cell for its walk.
+          </p>
+          <div className="matrix-scroll">
+            <table className="truth" data-testid="matrix">
+              <thead>
+                <tr>
+                  <th>-</th>
+                  {m.to.map((p) => (
+                    <th key={p.name} scope="col">
+                      <span>{podString(p)}</span>
+                    </th>
+                  ))}
+                </tr>
+              </thead>
+              <tbody>
+                {m.from.map((a, i) => (
+                  <tr key={a.name}>
+                    <th scope="row">{podString(a)}</th>
+                    {m.to.map((b, j) => {
+                      const w = m.walks[m.walkOf(i, j)];
+                      const cur =
+                        state.flow.from === a.name &&
+                        state.flow.to === b.name &&
+                        state.flow.proto === m.proto &&
+                        state.flow.port === m.port;
+                      return (
+                        <td key={b.name}>
+                          <button
+                            type="button"
+                            className={`${w.ok ? 'ok' : 'blocked'}${cur ? ' current' : ''}`}
+                            data-from={a.name}
+                            data-to={b.name}
+                            aria-label={`${podString(a)} to ${podString(b)}: ${w.ok ? 'reachable' : 'blocked'}`}
+                            title={`${a.name} → ${b.name}: ${cellWalkLine(w)}${w.from !== a.name || w.to !== b.name ? ` (walked as ${w.from} → ${w.to}, a pair the model cannot tell apart)` : ''}`}
+                            onClick={() => onCell(a.name, b.name, m.proto, m.port)}
+                          >
+                            {w.ok ? '.' : 'X'}
+                          </button>
+                        </td>
+                      );
+                    })}
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        </>
+      ) : current ? null : (
+        <p className="note">
+          Who reaches whom on one port, as <code>podwalk matrix</code> prints it (the layout of the Kubernetes
+          NetworkPolicy e2e truth tables). The selectors take kubectl&apos;s <code>-l</code> syntax.
+        </p>
+      )}
+    </section>
+  );
+}
+
 function Compare({
   loaded,
   state,
@@ -139,7 +298,7 @@ function Compare({
     [loaded, state.mode, other],
   );
   const sims = useMemo(
-    () => modes.map((m) => simulate(loaded.spec, m, state.run, state.flow)),
+    () => modes.map((m) => simulate(loaded, m, state.run, state.flow)),
     [loaded, state.mode, other, state.run, state.flow],
   );
   return (
@@ -216,7 +375,7 @@ export function App({ initial, loaded: initialLoaded }: { initial: PageState; lo
   const consoleInput = useRef<HTMLInputElement>(null);
 
   const sim = useMemo(
-    () => simulate(loaded.spec, state.mode, state.run, state.flow),
+    () => simulate(loaded, state.mode, state.run, state.flow),
     [loaded, state.mode, state.run, state.flow],
   );
   const layout = useMemo(() => (sim.cluster ? layoutCluster(sim.cluster) : undefined), [sim]);
@@ -292,7 +451,7 @@ export function App({ initial, loaded: initialLoaded }: { initial: PageState; lo
   const dropAt = d?.kind === 'dropped' ? (d.device ? `${d.netns}|${d.device}` : d.netns) : undefined;
 
   const runConsole = (command: string) => {
-    const o = consoleRun(sim, loaded.spec, state.mode, state.run, netns, command);
+    const o = consoleRun(sim, loaded, state.mode, state.run, netns, command);
     setHistory((h) => [...h, { netns, command, ...o }]);
     if (o.applied) {
       setState((s) => ({ ...s, run: [...s.run, `${netns}: ${command}`] }));
@@ -307,7 +466,7 @@ export function App({ initial, loaded: initialLoaded }: { initial: PageState; lo
     setHistory([]);
     setState((s) => ({
       ...s,
-      cluster: encodeCluster(l.yaml),
+      cluster: l.dumps ? SERVED_DUMPS : encodeCluster(l.yaml),
       mode: l.spec.cni,
       compare: undefined,
       run: [],
@@ -397,6 +556,8 @@ export function App({ initial, loaded: initialLoaded }: { initial: PageState; lo
             <select
               value={state.mode}
               name="mode"
+              disabled={!!loaded.dumps}
+              title={loaded.dumps ? 'built from node dumps: the CNI is what the dumps look like' : undefined}
               onChange={(e) =>
                 setState((s) =>
                   e.target.value === s.mode
@@ -551,7 +712,28 @@ export function App({ initial, loaded: initialLoaded }: { initial: PageState; lo
         />
       </div>
       <Doctor loaded={loaded} state={state} />
-      <Compare loaded={loaded} state={state} onMode={(m) => set({ compare: m })} />
+      {loaded.dumps ? (
+        <section className="warnings" aria-label="what the import could not represent">
+          <h2>Built from node dumps</h2>
+          <ul data-testid="import-warnings">
+            {(loaded.warnings ?? []).map((w, i) => (
+              <li key={i}>{w}</li>
+            ))}
+          </ul>
+        </section>
+      ) : (
+        <>
+          <MatrixPanel
+            loaded={loaded}
+            state={state}
+            onCell={(from, to, proto, port) => {
+              setState((s) => ({ ...s, flow: { ...s.flow, from, to, proto, port }, trace: 0, step: 0 }));
+              window.scrollTo({ top: 0 });
+            }}
+          />
+          <Compare loaded={loaded} state={state} onMode={(m) => set({ compare: m })} />
+        </>
+      )}
       {sim.cluster ? (
         <section className="pcaps" aria-label="captures">
           <h2>Captures</h2>

@@ -9,13 +9,28 @@ import {
   decodeState,
   defaultFlow,
   encodeCluster,
+  loadDumps,
   loadYaml,
   seed,
+  SERVED_DUMPS,
   type LoadedCluster,
   type PageState,
 } from './session.ts';
 
+/** `podwalk serve --from`: the node dumps, imported here by the same platform-free importer */
+async function servedDumps(): Promise<LoadedCluster | undefined> {
+  const r = await fetch('./dumps.json').catch(() => undefined);
+  if (r?.status !== 200 || !(r.headers.get('content-type') ?? '').includes('json')) return undefined;
+  return loadDumps(await r.text());
+}
+
 async function clusterOf(fromUrl: string | undefined): Promise<LoadedCluster> {
+  if (fromUrl === SERVED_DUMPS || !fromUrl) {
+    const d = await servedDumps();
+    if (d) return d;
+    if (fromUrl === SERVED_DUMPS)
+      throw new Error('the link names dumps that this server does not serve (podwalk serve --from)');
+  }
   if (fromUrl) return fromUrl === 'seed' ? seed() : loadYaml(decodeCluster(fromUrl), 'from the link');
   const r = await fetch('./cluster.yaml').catch(() => undefined);
   // a static host may answer a missing file with its index page
@@ -31,7 +46,7 @@ async function start(): Promise<void> {
     const loaded = await clusterOf(url.cluster);
     const flow = { ...defaultFlow(loaded.spec), ...url.flow };
     const state: PageState = {
-      cluster: encodeCluster(loaded.yaml),
+      cluster: loaded.dumps ? SERVED_DUMPS : encodeCluster(loaded.yaml),
       mode: url.mode ?? loaded.spec.cni,
       flow,
       run: url.run ?? [],

@@ -7,7 +7,8 @@ import { ClusterError, loadCluster } from '../src/cluster/load.ts';
 import { SEED_YAML } from '../src/cluster/seed.ts';
 import { CNI_MODES, type ClusterSpec, type CniMode } from '../src/cluster/spec.ts';
 import { BuildError, type Cluster } from '../src/cni/build.ts';
-import { CommandError, prepareCluster, runCommand } from '../src/tools/index.ts';
+import { applyRun, CommandError, prepareCluster, runCommand } from '../src/tools/index.ts';
+import { DumpError, importCluster, type DumpFiles } from '../src/import/index.ts';
 import type { ToolResult } from '../src/tools/types.ts';
 import type { Proto } from '../src/trace/types.ts';
 import { walk, WalkError, type Walk } from '../src/trace/walk.ts';
@@ -43,6 +44,32 @@ export interface LoadedCluster {
   spec: ClusterSpec;
   /** "seed" or the file name */
   name: string;
+  /** `podwalk serve --from`: the cluster is built from these node dumps, not from a CNI mode */
+  dumps?: DumpFiles;
+  /** what the import could not represent (one line each) */
+  warnings?: string[];
+}
+
+/** the URL's cluster for dumps served by `podwalk serve --from` (too large for a link) */
+export const SERVED_DUMPS = 'served';
+
+/** dumps as `podwalk serve --from` hands them over: {name, files: {path: text}} */
+export function loadDumps(json: string): LoadedCluster {
+  const o = JSON.parse(json) as { name: string; files: Record<string, string> };
+  const dumps: DumpFiles = new Map(Object.entries(o.files));
+  const { cluster } = importCluster(dumps, { name: o.name });
+  return { yaml: '', spec: cluster.spec, name: o.name, dumps, warnings: cluster.warnings };
+}
+
+/** the cluster to walk: imported from the dumps, or built in `mode`; `run` applied */
+export function prepare(loaded: LoadedCluster, mode: CniMode, run: readonly string[]): Cluster {
+  if (!loaded.dumps) return prepareCluster(loaded.spec, mode, run);
+  const c = importCluster(loaded.dumps, { name: loaded.name }).cluster;
+  applyRun(
+    c,
+    run.map((l) => ({ l, where: 'console' })),
+  );
+  return c;
 }
 
 export function loadYaml(yaml: string, name: string): LoadedCluster {
@@ -85,17 +112,23 @@ function message(e: unknown): string {
     e instanceof WalkError ||
     e instanceof CommandError ||
     e instanceof BuildError ||
-    e instanceof ClusterError
+    e instanceof ClusterError ||
+    e instanceof DumpError
   )
     return e.message;
   throw e;
 }
 
-/** Build the cluster in `mode` with `run` applied, then walk the flow and its whole exchange. */
-export function simulate(spec: ClusterSpec, mode: CniMode, run: readonly string[], f: FlowForm): Simulation {
+/** Build the cluster in `mode` (or import it) with `run` applied, then walk the flow and its whole exchange. */
+export function simulate(
+  loaded: LoadedCluster,
+  mode: CniMode,
+  run: readonly string[],
+  f: FlowForm,
+): Simulation {
   let cluster: Cluster;
   try {
-    cluster = prepareCluster(spec, mode, run);
+    cluster = prepare(loaded, mode, run);
   } catch (e) {
     return { error: message(e) };
   }
@@ -153,7 +186,7 @@ export function modelState(c: Cluster): string {
  */
 export function consoleRun(
   sim: Simulation,
-  spec: ClusterSpec,
+  loaded: LoadedCluster,
   mode: CniMode,
   run: readonly string[],
   netns: string,
@@ -166,7 +199,7 @@ export function consoleRun(
     };
   const result = runCommand(sim.cluster, netns, command);
   if (result.code !== 0) return { result, applied: false };
-  const before = prepareCluster(spec, mode, run);
+  const before = prepare(loaded, mode, run);
   const was = modelState(before);
   const r = runCommand(before, netns, command);
   if (r.code !== 0)

@@ -4,7 +4,7 @@
  * session into the kernel as `proto bird`. iBGP next hops that are not on a connected subnet are
  * resolved recursively through the kernel table (`gateway recursive`), as Calico's bird.cfg does.
  */
-import { inPrefix } from '../wire/addr.ts';
+import { inPrefix, ip4ToInt } from '../wire/addr.ts';
 
 export interface BgpSession {
   a: string;
@@ -33,43 +33,56 @@ export interface LearnedRoute {
 }
 
 export class Mesh {
+  /** every session of the full mesh, once per pair, in speaker order */
   readonly sessions: BgpSession[] = [];
+  private readonly index = new Map<string, number>();
+  /** per speaker (by index), its sessions: the mesh is n(n-1)/2 sessions, each node's share O(n) */
+  private readonly bySpeaker: { peer: BgpSpeaker; session: BgpSession }[][];
+  /** the speakers' addresses as numbers (is a peer on my subnet?) */
+  private readonly addr: Map<BgpSpeaker, number>;
 
   constructor(
     readonly speakers: BgpSpeaker[],
     down: { a: string; b: string }[] = [],
   ) {
+    speakers.forEach((sp, i) => this.index.set(sp.node, i));
+    this.addr = new Map(speakers.map((sp) => [sp, ip4ToInt(sp.ip)]));
+    const isDown = new Set(down.flatMap((d) => [`${d.a}\0${d.b}`, `${d.b}\0${d.a}`]));
+    this.bySpeaker = speakers.map(() => []);
     for (let i = 0; i < speakers.length; i++)
       for (let j = i + 1; j < speakers.length; j++) {
         const a = speakers[i].node;
         const b = speakers[j].node;
-        const isDown = down.some((d) => (d.a === a && d.b === b) || (d.a === b && d.b === a));
-        this.sessions.push({ a, b, state: isDown ? 'Active' : 'Established', since: 0 });
+        const s: BgpSession = { a, b, state: isDown.has(`${a}\0${b}`) ? 'Active' : 'Established', since: 0 };
+        this.sessions.push(s);
+        this.bySpeaker[i].push({ peer: speakers[j], session: s });
+        this.bySpeaker[j].push({ peer: speakers[i], session: s });
       }
   }
 
   session(a: string, b: string): BgpSession | undefined {
-    return this.sessions.find((s) => (s.a === a && s.b === b) || (s.a === b && s.b === a));
+    const i = this.index.get(a);
+    const j = this.index.get(b);
+    if (i === undefined || j === undefined || i === j) return undefined;
+    // bySpeaker[i] lists the peers in speaker order, without i itself
+    return this.bySpeaker[i][j < i ? j : j - 1].session;
   }
 
   peersOf(node: string): { peer: BgpSpeaker; session: BgpSession }[] {
-    const out: { peer: BgpSpeaker; session: BgpSession }[] = [];
-    for (const s of this.sessions) {
-      if (s.a !== node && s.b !== node) continue;
-      const other = s.a === node ? s.b : s.a;
-      out.push({ peer: this.speakers.find((p) => p.node === other)!, session: s });
-    }
-    return out;
+    const i = this.index.get(node);
+    return i === undefined ? [] : [...this.bySpeaker[i]];
   }
 
   /** Adj-RIB-In of a node after convergence: in a full mesh, only direct sessions carry routes (no iBGP re-advertisement). */
   learned(node: string): LearnedRoute[] {
-    const me = this.speakers.find((s) => s.node === node);
-    if (!me) return [];
+    const i = this.index.get(node);
+    if (i === undefined) return [];
+    const me = this.speakers[i];
+    const mine = this.addr.get(me)!;
     const out: LearnedRoute[] = [];
-    for (const { peer, session } of this.peersOf(node)) {
+    for (const { peer, session } of this.bySpeaker[i]) {
       if (session.state !== 'Established') continue;
-      const direct = inPrefix(me.ip, peer.ip, me.len);
+      const direct = inPrefix(mine, this.addr.get(peer)!, me.len);
       for (const prefix of peer.originates) out.push({ prefix, nextHop: peer.ip, from: peer.node, direct });
     }
     return out;

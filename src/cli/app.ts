@@ -13,7 +13,8 @@ import { labCommand } from './lab.ts';
 import { UsageError } from './errors.ts';
 import { runShell } from './shell.ts';
 import { DEFAULT_WEB_ROOT, hasBuild, serveWeb, type Served } from './serve.ts';
-import { CommandError, prepareCluster, runCommand, TOOLS } from '../tools/index.ts';
+import { applyRun, CommandError, prepareCluster, runCommand, TOOLS } from '../tools/index.ts';
+import { DumpError, importCluster, type DumpFiles } from '../import/index.ts';
 import { pcapFiles } from '../tools/pcap-export.ts';
 import { compareModes } from '../diagnose/compare-modes.ts';
 import { walk, WalkError, walkOk, type Walk } from '../trace/walk.ts';
@@ -22,6 +23,8 @@ import { formatCtEntry } from '../render/conntrack.ts';
 import { roleLabel } from '../render/step.ts';
 import { explainDrop, renderExplanation } from '../diagnose/explain.ts';
 import { doctor, doctorToJson, renderDoctor } from '../diagnose/doctor.ts';
+import { computeMatrix, MatrixError, matrixJson, matrixLines } from '../diagnose/matrix.ts';
+import { parsePodSelector, SelectorError } from '../cluster/selector.ts';
 import { loadScenario, listScenarios, SCENARIO_DIR } from './scenarios.ts';
 import { ANSI, PLAIN, renderMinimal, renderSteps, renderSummary, type Style } from '../render/text.ts';
 import { traceToJson } from '../render/json.ts';
@@ -34,6 +37,17 @@ export interface Io {
   writeFile(dir: string, name: string, bytes: Uint8Array): void;
   /** file names in a directory (for the shipped scenarios/) */
   listDir?(path: string): string[];
+  /** `--from`: the files of a dump set (a directory or a .tar.gz), as src/collect/load.ts reads them */
+  readDumps?(path: string): { files: DumpFiles; name: string; where(file: string): string };
+  /** `podwalk collect`: run the collector script (src/collect/run.ts); stdout stays the process's */
+  collect?(args: { out: string; netns?: string; name?: string; kube?: boolean }): {
+    code: number;
+    stderr: string;
+  };
+  /** `podwalk collect --script`: the collector script's text */
+  collectorScript?(): string;
+  /** the name of a dump set's cluster, from its path (the lab's namespace prefix) */
+  dumpSetName?(path: string): string;
   env: Record<string, string | undefined>;
   isTTY: boolean;
   /** for `podwalk shell` */
@@ -67,6 +81,15 @@ function readInput(io: Io, file: string, what: string): string {
   }
 }
 
+/** the cluster file's spec and the mode to build it in (--mode, else the file's) */
+function specAndModeOf(
+  io: Io,
+  o: { cluster?: string; mode?: CniMode; policy?: string[] },
+): [ClusterSpec, CniMode] {
+  const spec = loadSpec(io, o.cluster, o.policy ?? []);
+  return [spec, o.mode ?? spec.cni];
+}
+
 /** The cluster file (or the seed) with the policies of the --policy files added; all or nothing. */
 function loadSpec(io: Io, file: string | undefined, policyFiles: readonly string[] = []): ClusterSpec {
   const warnings: string[] = [];
@@ -96,12 +119,68 @@ function addPolicies(
   return { ...spec, policies };
 }
 
+/** --scenario NAME or --cluster FILE (or the seed), with the --policy files added */
+function scenarioOrCluster(
+  io: Io,
+  o: { scenario?: string; cluster?: string; policy: string[] },
+): ClusterSpec {
+  if (o.scenario && o.cluster) throw new UsageError('--scenario and --cluster both name a cluster: give one');
+  return o.scenario
+    ? addPolicies(io, loadScenario(io, o.scenario), `scenarios/${o.scenario}.yaml`, o.policy)
+    : loadSpec(io, o.cluster, o.policy);
+}
+
 /** what the build wants the user to know (e.g. policies a flannel mode does not enforce), on stderr */
 function warn(io: Io, c: Cluster): void {
   for (const w of c.warnings) io.err(`podwalk: warning: ${w}`);
 }
 
 const POLICY_HELP = 'a NetworkPolicy YAML file (repeatable); enforced in the calico-* modes';
+
+const FROM_HELP =
+  'build the cluster from `podwalk collect` dumps: a directory (one subdirectory per node) or a .tar.gz';
+
+/** --from names the whole cluster: the options that describe a simulated one do not apply */
+function fromConflicts(o: {
+  from?: string;
+  cluster?: string;
+  mode?: string;
+  policy?: string[];
+  scenario?: string;
+}): void {
+  if (!o.from) return;
+  const other = o.cluster
+    ? '--cluster'
+    : o.scenario
+      ? '--scenario'
+      : o.mode
+        ? '--mode'
+        : o.policy?.length
+          ? '--policy'
+          : undefined;
+  if (other)
+    throw new UsageError(
+      `--from builds the cluster from the dumps; ${other} describes a simulated one: give one of them`,
+    );
+}
+
+/** The cluster the dumps describe, with the --run commands applied; each call builds a fresh one */
+export function importFrom(io: Io, from: string, run: readonly string[] = []): Cluster {
+  if (!io.readDumps) throw new UsageError('--from needs a file system to read the dumps from');
+  const d = io.readDumps(from);
+  let c: Cluster;
+  try {
+    c = importCluster(d.files, { name: d.name }).cluster;
+  } catch (e) {
+    if (e instanceof DumpError) throw new DumpError(e.file === '.' ? from : d.where(e.file), e.problem);
+    throw e;
+  }
+  applyRun(
+    c,
+    run.map((l) => ({ l, where: '--run' })),
+  );
+  return c;
+}
 
 function parseMode(v: string): CniMode {
   if (!(CNI_MODES as readonly string[]).includes(v))
@@ -214,7 +293,8 @@ Examples:
   $ podwalk trace pod-a pod-c:8080 --proto udp --size 1400
   $ podwalk trace pod-a pod-c --proto icmp --size 1472 --df   over the pod MTU: dropped
   $ podwalk trace pod-a pod-c:8080 --exchange        every packet of the exchange
-  $ podwalk trace pod-a pod-c:8080 --cluster my.yaml --format json`,
+  $ podwalk trace pod-a pod-c:8080 --cluster my.yaml --format json
+  $ podwalk trace default/web default/db:5432 --from dumps/   nodes dumped by podwalk collect`,
   doctor: `
 Exit status: 0 healthy, 1 problems found, 2 bad usage.
 
@@ -222,7 +302,24 @@ Examples:
   $ podwalk doctor pod-a pod-c:8080
   $ podwalk doctor pod-a pod-c:8080 --run "node1: bridge fdb del 5a:2b:3c:4d:5e:6f dev flannel.1"
   $ podwalk doctor pod-a pod-d --proto icmp --mode calico-ipip --json
-  $ podwalk doctor --scenario vxlan-pod-mtu        a ready-made fault (podwalk scenarios lists them)`,
+  $ podwalk doctor --scenario vxlan-pod-mtu        a ready-made fault (podwalk scenarios lists them)
+  $ podwalk doctor default/web default/db:5432 --from dumps/    your real nodes (podwalk collect)`,
+  matrix: `
+Rows are the sources (--from), columns the destinations (--to), pods as NAMESPACE/NAME; "." the
+connection is answered (TCP: SYN-ACK; UDP: the listener's reply), "X" it is not. The layout is
+that of the Kubernetes NetworkPolicy e2e tests' truth tables (tab-separated). Every cell is a
+walk, or the walk of two pods the model cannot tell apart (same node class, same listener, same
+NetworkPolicy selection and peers). SELECTOR is a label selector as kubectl -l takes it
+(app=web, tier!=db, env in (prod,dev), !canary), where metadata.name, metadata.namespace and
+spec.nodeName match the pod's fields. Exit status: 0, or 2 on bad usage.
+
+Examples:
+  $ podwalk matrix                                  every pod to every pod on tcp/8080
+  $ podwalk matrix --cluster scenarios/policy-blocks-dns.yaml --proto udp --port 53
+  $ podwalk matrix --scenario policy-blocks-dns --proto udp --port 53 --policy examples/allow-dns.yaml
+  $ podwalk matrix --scenario policy-blocks-dns --from 'metadata.namespace=shop' --to 'app in (cart,web)'
+  $ podwalk matrix --mode calico-bgp --run 'node1: iptables -I FORWARD -s 10.244.0.6 -j DROP'
+  $ podwalk matrix --from spec.nodeName=node1 --json      every cell and the walk that decides it`,
   modes: `
 Examples:
   $ podwalk modes
@@ -245,7 +342,10 @@ Examples:
   $ podwalk modes                            encapsulation, overhead and pod MTU per mode
   $ podwalk doctor pod-a pod-c:8080          diagnose a flow: first failure, evidence, cluster checks
   $ podwalk doctor --scenario vxlan-pod-mtu  a ready-made broken cluster (podwalk scenarios lists them)
-  $ podwalk seed > my.yaml                   the built-in cluster, to edit and pass with --cluster`,
+  $ podwalk matrix --scenario policy-blocks-dns --proto udp --port 53   pods × pods: who reaches whom
+  $ podwalk seed > my.yaml                   the built-in cluster, to edit and pass with --cluster
+  $ sudo podwalk collect --out dumps         on a real node: its network state, for --from
+  $ podwalk doctor web db:5432 --from dumps/ walk and diagnose what was collected`,
     )
     .exitOverride()
     .showHelpAfterError(false)
@@ -304,6 +404,7 @@ Examples:
     )
     .option('--pcap <dir>', 'write one pcap per interface the walk touched: DIR/<netns>-<dev>.pcap')
     .option('--policy <file>', POLICY_HELP, collect, [])
+    .option('--from <DIR|FILE.tar.gz>', FROM_HELP)
     .addHelpText('after', EXAMPLES.trace)
     .action(
       (
@@ -323,13 +424,15 @@ Examples:
           run: string[];
           pcap?: string;
           policy: string[];
+          from?: string;
         },
       ) => {
-        const spec = loadSpec(io, o.cluster, o.policy);
+        fromConflicts(o);
+        const spec = o.from ? undefined : loadSpec(io, o.cluster, o.policy);
         const { to, port } = parseTarget(target);
         if (o.proto === 'icmp' && port !== undefined)
           throw new UsageError(`TO "${target}": ICMP has no ports`);
-        const c = prepareCluster(spec, o.mode ?? spec.cni, o.run);
+        const c = spec ? prepareCluster(spec, o.mode ?? spec.cni, o.run) : importFrom(io, o.from!, o.run);
         warn(io, c);
         const w = walk(
           c,
@@ -342,6 +445,7 @@ Examples:
           io.out(
             JSON.stringify({
               mode: c.mode,
+              ...(o.from ? { from: o.from, warnings: c.warnings } : {}),
               ok: walkOk(w),
               traces: traces.map((t) => {
                 const why = explainDrop(c, t);
@@ -417,6 +521,7 @@ Examples:
       [],
     )
     .option('--policy <file>', POLICY_HELP, collect, [])
+    .option('--from <DIR|FILE.tar.gz>', FROM_HELP)
     .addHelpText(
       'after',
       `
@@ -427,16 +532,24 @@ Examples:
   $ podwalk exec node1 --walk 'pod-a pod-c:8080' -- tcpdump -i eth0 -nn udp port 4789
   $ podwalk exec node2 --walk 'pod-a pod-c:8080' -- conntrack -L
   $ podwalk exec node1 --run 'node1: ip route del 10.244.1.0/24' -- ip route
-  $ podwalk exec router --run 'node1: ip route del 10.244.1.0/24' --walk 'pod-a pod-c:8080' -- nstat -az IpExtInNoRoutes`,
+  $ podwalk exec router --run 'node1: ip route del 10.244.1.0/24' --walk 'pod-a pod-c:8080' -- nstat -az IpExtInNoRoutes
+  $ podwalk exec node1 --from dumps/ -- ip route      a node of the collected dumps`,
     )
     .action(
       (
         netns: string,
         cmd: string[],
-        o: { cluster?: string; mode?: CniMode; run: string[]; walk: string[]; policy: string[] },
+        o: {
+          cluster?: string;
+          mode?: CniMode;
+          run: string[];
+          walk: string[];
+          policy: string[];
+          from?: string;
+        },
       ) => {
-        const spec = loadSpec(io, o.cluster, o.policy);
-        const c = prepareCluster(spec, o.mode ?? spec.cni, o.run);
+        fromConflicts(o);
+        const c = o.from ? importFrom(io, o.from, o.run) : prepareCluster(...specAndModeOf(io, o), o.run);
         warn(io, c);
         execWalks(c, o.walk);
         const r = runCommand(c, netns, cmd);
@@ -457,6 +570,7 @@ Examples:
     .option('--walk <FLOW>', 'walk a flow first (repeatable)', collect, [])
     .option('--in <netns>', 'the namespace to start in (default: the first node)')
     .option('--policy <file>', POLICY_HELP, collect, [])
+    .option('--from <DIR|FILE.tar.gz>', FROM_HELP)
     .addHelpText(
       'after',
       `
@@ -477,9 +591,10 @@ Examples:
         walk: string[];
         in?: string;
         policy: string[];
+        from?: string;
       }) => {
-        const spec = loadSpec(io, o.cluster, o.policy);
-        const c = prepareCluster(spec, o.mode ?? spec.cni, o.run);
+        fromConflicts(o);
+        const c = o.from ? importFrom(io, o.from, o.run) : prepareCluster(...specAndModeOf(io, o), o.run);
         warn(io, c);
         execWalks(c, o.walk);
         const start = o.in ?? c.nodes[0].name;
@@ -512,6 +627,7 @@ Examples:
     .option('--scenario <name>', 'a ready-made broken cluster from scenarios/ (see podwalk scenarios)')
     .option('--run <NETNS: CMD>', 'apply an emulated command first (repeatable, in order)', collect, [])
     .option('--policy <file>', POLICY_HELP, collect, [])
+    .option('--from <DIR|FILE.tar.gz>', FROM_HELP)
     .option('--json', 'machine-readable report')
     .addHelpText('after', EXAMPLES.doctor)
     .action(
@@ -526,13 +642,29 @@ Examples:
           run: string[];
           policy: string[];
           json?: boolean;
+          from?: string;
         },
       ) => {
-        if (o.scenario && o.cluster)
-          throw new UsageError('--scenario and --cluster both name a cluster: give one');
-        const spec = o.scenario
-          ? addPolicies(io, loadScenario(io, o.scenario), `scenarios/${o.scenario}.yaml`, o.policy)
-          : loadSpec(io, o.cluster, o.policy);
+        fromConflicts(o);
+        if (o.from) {
+          if (!from || !target) throw new UsageError('doctor --from needs FROM and TO');
+          const { to, port } = parseTarget(target);
+          const proto: Proto = o.proto ?? 'tcp';
+          if (proto === 'icmp' && port !== undefined)
+            throw new UsageError(`TO "${target}": ICMP has no ports`);
+          // bad dumps and --run lines surface here
+          const report = doctor(importFrom(io, o.from, o.run), {
+            from,
+            to,
+            proto,
+            port: proto === 'icmp' ? undefined : port,
+          });
+          if (o.json) io.out(JSON.stringify(doctorToJson(report)));
+          else io.out(renderDoctor(report));
+          code = report.healthy ? 0 : 1;
+          return;
+        }
+        const spec = scenarioOrCluster(io, o);
         const sc = spec.scenario;
         if (!from && !sc) throw new UsageError('doctor needs FROM and TO (or --scenario NAME)');
         if (from && !target) throw new UsageError('doctor needs TO after FROM');
@@ -541,15 +673,8 @@ Examples:
         if (proto === 'icmp' && port !== undefined && target)
           throw new UsageError(`TO "${target}": ICMP has no ports`);
         const mode = o.mode ?? spec.cni;
-        // bad --run lines and cluster errors surface here, before any walk; this first build is
-        // the forward probe's cluster, the other probes get their own
-        let first: Cluster | undefined = prepareCluster(spec, mode, o.run);
-        const make = () => {
-          const c = first ?? prepareCluster(spec, mode, o.run);
-          first = undefined;
-          return c;
-        };
-        const report = doctor(make, {
+        // bad --run lines and cluster errors surface here, before any walk
+        const report = doctor(prepareCluster(spec, mode, o.run), {
           from: from ?? sc!.from,
           to,
           proto,
@@ -560,6 +685,107 @@ Examples:
         code = report.healthy ? 0 : 1;
       },
     );
+
+  program
+    .command('matrix')
+    .description(
+      'the reachability truth table of pods × pods for one port: "." reachable, "X" blocked, in the layout of the Kubernetes NetworkPolicy e2e tests',
+    )
+    .addOption(new Option('--port <port>', 'destination port').argParser(parseIntArg(1, 65535)).default(8080))
+    .addOption(new Option('--proto <proto>', 'protocol').choices(['tcp', 'udp']).default('tcp'))
+    .option('--from <SELECTOR>', 'the rows: pods this label selector selects (default: every pod)')
+    .option('--to <SELECTOR>', 'the columns (default: every pod)')
+    .addOption(new Option('--mode <mode>', "CNI mode (default: the cluster file's)").argParser(parseMode))
+    .option('--cluster <file>', 'cluster YAML (default: the built-in seed cluster)')
+    .option('--scenario <name>', 'a ready-made cluster from scenarios/ (see podwalk scenarios)')
+    .option('--run <NETNS: CMD>', 'apply an emulated command first (repeatable, in order)', collect, [])
+    .option('--policy <file>', POLICY_HELP, collect, [])
+    .option('--json', 'every cell, the walk that decides it and what that walk ended with')
+    .addHelpText('after', EXAMPLES.matrix)
+    .action(
+      (o: {
+        port: number;
+        proto: 'tcp' | 'udp';
+        from?: string;
+        to?: string;
+        mode?: CniMode;
+        cluster?: string;
+        scenario?: string;
+        run: string[];
+        policy: string[];
+        json?: boolean;
+      }) => {
+        const selector = (flag: string, text: string | undefined) => {
+          if (text === undefined) return undefined;
+          try {
+            return parsePodSelector(text);
+          } catch (e) {
+            if (e instanceof SelectorError) throw new UsageError(`${flag} "${text}": ${e.message}`);
+            throw e;
+          }
+        };
+        const from = selector('--from', o.from);
+        const to = selector('--to', o.to);
+        const spec = scenarioOrCluster(io, o);
+        const m = computeMatrix(spec, o.mode ?? spec.cni, o.run, { proto: o.proto, port: o.port, from, to });
+        for (const w of m.warnings) io.err(`podwalk: warning: ${w}`);
+        if (o.json) {
+          matrixJson(m, (l) => io.out(l));
+          return;
+        }
+        const { cells, blocked } = matrixLines(m, (l) => io.out(l));
+        const how = m.grouping.used
+          ? `${m.walks.length} walk${m.walks.length === 1 ? '' : 's'}, one per group of pods the model cannot tell apart (${m.grouping.groups} groups)`
+          : `every cell walked (${m.grouping.reason})`;
+        io.err(
+          st.dim(`podwalk: ${m.proto}/${m.port} in ${m.mode}: ${cells} cells, ${blocked} blocked; ${how}`),
+        );
+      },
+    );
+
+  program
+    .command('collect')
+    .description(
+      "dump a node's network state for --from: the namespace (the node, or --netns NAME) and every pod its veths lead to (run as root on the node; --script prints the same collector as a POSIX sh script)",
+    )
+    .option('--out <DIR|->', 'write DIR/NODE/… (-: a gzipped tar of it on stdout)')
+    .option('--netns <name>', 'dump the named network namespace (ip netns) instead of the current one')
+    .option('--name <node>', "the node's name in the dump (default: the hostname, or the --netns name)")
+    .option('--kube', 'also save kubectl get nodes,pods,services,endpointslices,networkpolicies -A -o json')
+    .option('--script', 'print the collector (a POSIX sh script needing only iproute2) instead of running it')
+    .addHelpText(
+      'after',
+      `
+The collector only reads (ip/bridge/tc/ss show, iptables-save, nft list, conntrack -L, nstat -s,
+/proc/sys). Copy each node's DIR/NODE into one directory, then walk it with --from.
+
+Examples:
+  # on each node, as root
+  $ sudo podwalk collect --out /tmp/dumps
+  $ sudo podwalk collect --out - > node1.tar.gz
+  # a node without Node.js: the same script through kubectl debug or ssh
+  $ podwalk collect --script > collect.sh
+  $ kubectl debug node/node1 -q -i --profile=sysadmin --image=busybox -- chroot /host sh -s -- --out - < collect.sh > node1.tar.gz
+  $ ssh root@node1 sh -s -- --out - < collect.sh > node1.tar.gz
+  # then, anywhere
+  $ podwalk trace default/web default/db:5432 --from dumps/
+  $ podwalk doctor default/web default/db:5432 --from node1.tar.gz`,
+    )
+    .action((o: { out?: string; netns?: string; name?: string; kube?: boolean; script?: boolean }) => {
+      if (o.script) {
+        if (!io.collectorScript) throw new UsageError('collect --script needs the installed podwalk');
+        io.out(io.collectorScript().replace(/\n$/, ''));
+        return;
+      }
+      if (!o.out)
+        throw new UsageError(
+          'collect needs --out DIR (--out - writes a .tar.gz to stdout; --script prints the collector)',
+        );
+      if (!io.collect) throw new UsageError('collect runs on a node: it needs sh and the file system');
+      const r = io.collect({ out: o.out, netns: o.netns, name: o.name, kube: o.kube });
+      if (r.stderr) io.err(r.stderr.replace(/\n$/, ''));
+      code = r.code;
+    });
 
   program
     .command('scenarios')
@@ -612,6 +838,8 @@ Examples:
       err: (x) => io.err(x),
       loadSpec: (f, policies) => loadSpec(io, f, policies),
       warn: (c) => warn(io, c),
+      importFrom: (from) => importFrom(io, from),
+      dumpSetName: (from) => io.dumpSetName?.(from) ?? 'imported',
       parseMode,
       parseIntArg,
       parseTarget,
@@ -634,6 +862,7 @@ Examples:
         .default(8080),
     )
     .option('--dir <dir>', 'the page build to serve', DEFAULT_WEB_ROOT)
+    .option('--from <DIR|FILE.tar.gz>', `${FROM_HELP}; the page imports them itself`)
     .addHelpText(
       'after',
       `
@@ -641,8 +870,15 @@ Examples:
   $ npm run build && npx podwalk serve
   $ podwalk serve --cluster my.yaml --port 9000`,
     )
-    .action(async (o: { cluster?: string; port: number; dir: string }) => {
+    .action(async (o: { cluster?: string; port: number; dir: string; from?: string }) => {
+      fromConflicts(o);
       let cluster: { yaml: string; file: string } | undefined;
+      let dumps: string | undefined;
+      if (o.from) {
+        importFrom(io, o.from); // validate here: FILE: what is wrong, exit 2
+        const d = io.readDumps!(o.from);
+        dumps = JSON.stringify({ name: d.name, files: Object.fromEntries(d.files) });
+      }
       if (o.cluster) {
         loadSpec(io, o.cluster); // validate here: file:line:col, exit 2
         cluster = { yaml: io.readFile(o.cluster), file: o.cluster };
@@ -650,14 +886,14 @@ Examples:
       if (!hasBuild(o.dir)) throw new UsageError(`no page build in ${o.dir}: run \`npm run build\` first`);
       let s: Served;
       try {
-        s = await serveWeb({ root: o.dir, port: o.port, cluster });
+        s = await serveWeb({ root: o.dir, port: o.port, cluster, dumps });
       } catch (e) {
         const code = (e as { code?: string }).code;
         throw new UsageError(
           `cannot listen on 127.0.0.1:${o.port}: ${code === 'EADDRINUSE' ? 'the port is in use (pick another with --port)' : (code ?? (e as Error).message)}`,
         );
       }
-      io.out(`podwalk: serving ${o.cluster ?? 'the built-in cluster'} at ${s.url} (Ctrl-C stops)`);
+      io.out(`podwalk: serving ${o.from ?? o.cluster ?? 'the built-in cluster'} at ${s.url} (Ctrl-C stops)`);
       io.served?.(s);
     });
 
@@ -684,7 +920,9 @@ Examples:
       e instanceof LabError ||
       e instanceof LabPlanError ||
       e instanceof BuildError ||
-      e instanceof CommandError
+      e instanceof CommandError ||
+      e instanceof MatrixError ||
+      e instanceof DumpError
     ) {
       io.err(`podwalk: ${e.message}`);
       return 2;

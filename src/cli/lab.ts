@@ -15,6 +15,7 @@ import {
   readState,
 } from '../lab/host.ts';
 import { labTrace } from '../lab/trace.ts';
+import { labCollect } from '../lab/collect.ts';
 import { runScenario } from '../lab/differential.ts';
 import { stateDiff } from '../lab/diff.ts';
 import type { Proto } from '../trace/types.ts';
@@ -31,6 +32,10 @@ export interface LabCliDeps {
   style: Style;
   /** print the build's warnings on stderr */
   warn(c: Cluster): void;
+  /** the cluster a dump set describes (--from) */
+  importFrom(from: string): Cluster;
+  /** the name a dump set's cluster (and lab) gets, without reading it */
+  dumpSetName(from: string): string;
   setCode(code: number): void;
 }
 
@@ -63,6 +68,16 @@ Examples:
       .default([]);
   const modeOpt = () =>
     new Option('--mode <mode>', "CNI mode (default: the cluster file's)").argParser(d.parseMode);
+  const fromOpt = () =>
+    new Option(
+      '--from <DIR|FILE.tar.gz>',
+      'the cluster of `podwalk collect` dumps (its lab is pw-<dump set name>-…)',
+    );
+  /** the lab's cluster name: the dump set's, or the cluster file's */
+  const labName = (o: { cluster?: string; from?: string }) => {
+    if (o.from && o.cluster) throw new LabError('--from and --cluster both name a cluster: give one');
+    return o.from ? d.dumpSetName(o.from) : d.loadSpec(o.cluster).name;
+  };
 
   lab
     .command('up')
@@ -72,10 +87,20 @@ Examples:
     .addOption(clusterOpt())
     .addOption(modeOpt())
     .addOption(policyOpt())
+    .addOption(fromOpt())
     .option('--dry-run', 'print the commands instead of running them (no root needed)')
-    .action((o: { cluster?: string; mode?: CniMode; policy: string[]; dryRun?: boolean }) => {
-      const spec = d.loadSpec(o.cluster, o.policy);
-      const c = buildCluster(spec, o.mode ?? spec.cni);
+    .action((o: { cluster?: string; mode?: CniMode; policy: string[]; dryRun?: boolean; from?: string }) => {
+      if (o.from && (o.cluster || o.mode || o.policy.length))
+        throw new LabError(
+          '--from builds the lab from the dumps: --cluster, --mode and --policy do not apply',
+        );
+      const c = o.from
+        ? d.importFrom(o.from)
+        : (() => {
+            const spec = d.loadSpec(o.cluster, o.policy);
+            return buildCluster(spec, o.mode ?? spec.cni);
+          })();
+      const spec = c.spec;
       d.warn(c);
       if (o.dryRun) {
         for (const s of planLab(c).steps)
@@ -97,14 +122,15 @@ Examples:
     .command('down')
     .description('remove the lab: its namespaces, the processes in them and its state file (idempotent)')
     .addOption(clusterOpt())
-    .action((o: { cluster?: string }) => {
+    .addOption(fromOpt())
+    .action((o: { cluster?: string; from?: string }) => {
       need();
-      const spec = d.loadSpec(o.cluster);
-      const removed = labDown(labPrefix(spec.name));
+      const name = labName(o);
+      const removed = labDown(labPrefix(name));
       d.out(
         removed.length
           ? `removed ${removed.length} namespaces: ${removed.join(' ')}`
-          : `no lab namespaces ${labPrefix(spec.name)}* were left`,
+          : `no lab namespaces ${labPrefix(name)}* were left`,
       );
     });
 
@@ -112,8 +138,9 @@ Examples:
     .command('status')
     .description('is the lab up; its namespaces and listeners')
     .addOption(clusterOpt())
-    .action((o: { cluster?: string }) => {
-      const spec = d.loadSpec(o.cluster);
+    .addOption(fromOpt())
+    .action((o: { cluster?: string; from?: string }) => {
+      const spec = { name: labName(o) };
       const prefix = labPrefix(spec.name);
       const st = readState(prefix);
       const live = process.getuid?.() === 0 ? existingNamespaces(prefix) : [];
@@ -135,9 +162,10 @@ Examples:
     .argument('<NETNS>', 'pod or node name')
     .argument('<CMD...>', 'the command')
     .addOption(clusterOpt())
-    .action((netns: string, cmd: string[], o: { cluster?: string }) => {
+    .addOption(fromOpt())
+    .action((netns: string, cmd: string[], o: { cluster?: string; from?: string }) => {
       need();
-      const spec = d.loadSpec(o.cluster);
+      const spec = { name: labName(o) };
       const st = readState(labPrefix(spec.name));
       if (!st) throw new LabError(`no lab for "${spec.name}" is up: run podwalk lab up first`);
       const r = labExec(st, netns, cmd, undefined, 60_000);
@@ -231,19 +259,54 @@ Examples:
       },
     );
   lab
+    .command('collect')
+    .description(
+      'run the collector on every node (and router) of the running lab: what `podwalk collect` dumps on a real node, for --from',
+    )
+    .requiredOption('--out <dir>', 'write DIR/NODE/… for each node')
+    .addOption(clusterOpt())
+    .addOption(fromOpt())
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ sudo podwalk lab up && sudo podwalk lab collect --out /tmp/seed-dumps
+  $ podwalk trace pod-a pod-c:8080 --from /tmp/seed-dumps      the lab's kernel state, walked`,
+    )
+    .action((o: { out: string; cluster?: string; from?: string }) => {
+      need();
+      const name = labName(o);
+      const st = readState(labPrefix(name));
+      if (!st) throw new LabError(`no lab for "${name}" is up: run podwalk lab up first`);
+      const roles =
+        st.roles ??
+        Object.fromEntries(
+          [...buildCluster(d.loadSpec(o.cluster), st.mode as CniMode).world.netns.values()].map((ns) => [
+            ns.name,
+            ns.role,
+          ]),
+        );
+      const nodes = labCollect(st, roles, o.out);
+      d.out(`collected ${nodes.length} nodes of lab ${name} into ${o.out}: ${nodes.join(' ')}`);
+    });
+
+  lab
     .command('diff')
     .description(
       "compare the lab's real state with the model's, table by table: ip route, ip neigh, bridge fdb, ip link, iptables-save",
     )
     .addOption(clusterOpt())
     .addOption(policyOpt())
+    .addOption(fromOpt())
     .option('--all', 'print the tables that agree too')
-    .action((o: { cluster?: string; policy: string[]; all?: boolean }) => {
+    .action((o: { cluster?: string; policy: string[]; all?: boolean; from?: string }) => {
       need();
-      const spec = d.loadSpec(o.cluster, o.policy);
-      const st = readState(labPrefix(spec.name));
-      if (!st) throw new LabError(`no lab for "${spec.name}" is up: run podwalk lab up first`);
-      const model = buildCluster(spec, st.mode as CniMode);
+      const name = labName(o);
+      const st = readState(labPrefix(name));
+      if (!st) throw new LabError(`no lab for "${name}" is up: run podwalk lab up first`);
+      const model = o.from
+        ? d.importFrom(o.from)
+        : buildCluster(d.loadSpec(o.cluster, o.policy), st.mode as CniMode);
       const diffs = stateDiff(st, model);
       const st2 = d.style;
       for (const t of diffs) {
@@ -270,9 +333,13 @@ Examples:
       'run one seeded scenario of the differential suite (what a failing test prints to replay it)',
     )
     .argument('<SEED>', 'the scenario seed', d.parseIntArg(0, 2 ** 31 - 1))
-    .action(async (seed: number) => {
+    .option(
+      '--imported',
+      'walk the World imported from the lab (lab collect, --from) instead of the simulated one',
+    )
+    .action(async (seed: number, o: { imported?: boolean }) => {
       need();
-      const r = await runScenario(seed);
+      const r = await runScenario(seed, { imported: o.imported });
       const st2 = d.style;
       d.out(st2.bold(r.scenario.title));
       d.out(r.fault ? `fault: ${r.fault}` : 'no fault');

@@ -29,6 +29,8 @@ export interface ServeOptions {
   port: number;
   /** the cluster file's text and name, served as /cluster.yaml */
   cluster?: { yaml: string; file: string };
+  /** `--from`: the dump set as JSON ({name, files}), served as /dumps.json for the page to import */
+  dumps?: string;
 }
 
 export interface Served {
@@ -74,6 +76,8 @@ export function serveWeb(o: ServeOptions): Promise<Served> {
         ? send(200, o.cluster.yaml, TYPES['.yaml'], { 'x-podwalk-file': encodeURIComponent(o.cluster.file) })
         : // no --cluster: nothing to hand over, the page uses the built-in cluster
           send(204, '', 'text/plain');
+    if (path === '/dumps.json')
+      return o.dumps ? send(200, o.dumps, TYPES['.json']) : send(204, '', 'text/plain');
     if (path.endsWith('/')) path += 'index.html';
     const file = normalize(join(root, path));
     if (!file.startsWith(root + sep)) return send(403, 'forbidden\n', 'text/plain');

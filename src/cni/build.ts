@@ -57,7 +57,7 @@ export interface Cluster {
 }
 
 /** the smallest prefix covering all pod CIDRs, at most a /16 (flannel's default Network around the node subnets) */
-function supernet(cidrs: string[]): string {
+export function supernet(cidrs: string[]): string {
   const nets = cidrs.map((c) => parseCidr(c, { allowHostBits: true }));
   let len = Math.min(16, ...nets.map((c) => c.len));
   while (len > 0 && !nets.every((c) => inPrefix(c.addr, nets[0].addr, len))) len--;

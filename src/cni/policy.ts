@@ -32,6 +32,7 @@ import type {
   NetworkPolicySpec,
   PolicyPeerSpec,
   PolicyPortSpec,
+  PolicyRuleSpec,
 } from '../cluster/spec.ts';
 import type { RuleOrigin } from '../kernel/netfilter.ts';
 import { hash32 } from '../kernel/world.ts';
@@ -109,6 +110,21 @@ export function selectingPolicies(input: PolicyInput, pod: ResolvedPod, dir: Dir
   );
 }
 
+/** Whether a peer of `policy` selects `pod` by its namespace and labels (not for ipBlock peers) */
+export function peerSelects(
+  input: PolicyInput,
+  policy: NetworkPolicySpec,
+  peer: PolicyPeerSpec,
+  pod: ResolvedPod,
+): boolean {
+  return (
+    (peer.namespaceSelector
+      ? selectorMatches(peer.namespaceSelector, namespaceLabels(input, pod.namespace))
+      : pod.namespace === policy.namespace) &&
+    (!peer.podSelector || selectorMatches(peer.podSelector, pod.labels))
+  );
+}
+
 /** The pods a peer selects (not for ipBlock peers) */
 export function peerPods(
   input: PolicyInput,
@@ -116,13 +132,7 @@ export function peerPods(
   policy: NetworkPolicySpec,
   peer: PolicyPeerSpec,
 ): ResolvedPod[] {
-  return pods.filter(
-    (p) =>
-      (peer.namespaceSelector
-        ? selectorMatches(peer.namespaceSelector, namespaceLabels(input, p.namespace))
-        : p.namespace === policy.namespace) &&
-      (!peer.podSelector || selectorMatches(peer.podSelector, p.labels)),
-  );
+  return pods.filter((p) => peerSelects(input, policy, peer, p));
 }
 
 /** `cidr` without the `except` blocks, as the fewest prefixes, in address order */
@@ -152,7 +162,8 @@ interface Peer {
 
 const ANY: Peer = { cidr: '0.0.0.0/0' };
 
-function namedPort(pod: ResolvedPod, name: string, proto: 'tcp' | 'udp'): number | undefined {
+/** The number of a named container port of `pod` (what a NetworkPolicy's named port resolves to) */
+export function namedPort(pod: ResolvedPod, name: string, proto: 'tcp' | 'udp'): number | undefined {
   return pod.listen.find((l) => l.name === name && l.proto === proto)?.port;
 }
 
@@ -190,16 +201,22 @@ function ruleSpecs(
   k: number,
   pod: ResolvedPod,
   dir: Direction,
+  /** the peers of a rule do not depend on the pod whose chain it is: expanded once per rule */
+  expanded: Map<PolicyRuleSpec, Peer[]>,
 ): PolicyRule[] {
   const rule = (dir === 'ingress' ? policy.ingress : policy.egress)[k];
-  const peers: Peer[] =
-    rule.peers.length === 0
-      ? [ANY]
-      : rule.peers.flatMap((peer) =>
-          peer.ipBlock
-            ? subtractCidrs(peer.ipBlock.cidr, peer.ipBlock.except ?? []).map((cidr) => ({ cidr }))
-            : peerPods(input, pods, policy, peer).map((p) => ({ cidr: `${p.ip}/32`, pod: p })),
-        );
+  let peers = expanded.get(rule);
+  if (!peers) {
+    peers =
+      rule.peers.length === 0
+        ? [ANY]
+        : rule.peers.flatMap((peer) =>
+            peer.ipBlock
+              ? subtractCidrs(peer.ipBlock.cidr, peer.ipBlock.except ?? []).map((cidr) => ({ cidr }))
+              : peerPods(input, pods, policy, peer).map((p) => ({ cidr: `${p.ip}/32`, pod: p })),
+          );
+    expanded.set(rule, peers);
+  }
   const ports: (PolicyPortSpec | undefined)[] = rule.ports.length === 0 ? [undefined] : rule.ports;
   const flag = dir === 'ingress' ? '-s' : '-d';
   const tag = comment(`policy ${policy.namespace}/${policy.name} ${dir} rule ${k}`);
@@ -255,6 +272,7 @@ function ruleSpecs(
 /** Compile the policies for every node: per isolated pod and direction, one chain and its jumps. */
 export function compilePolicies(input: PolicyInput, pods: readonly ResolvedPod[]): Map<string, NodePolicy> {
   const nodes = new Map<string, NodePolicy & { ingress: PolicyRule[] }>();
+  const expanded = new Map<PolicyRuleSpec, Peer[]>();
   for (const pod of pods) {
     let node = nodes.get(pod.node);
     if (!node) {
@@ -272,11 +290,15 @@ export function compilePolicies(input: PolicyInput, pods: readonly ResolvedPod[]
         origin: { kind: 'policy-chain', pod: who, direction: dir, role, selectedBy },
       });
       const rules = [chainRule('-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT', 'established')];
+      const seen = new Set(rules.map((r) => r.spec));
       for (const policy of selecting) {
         const list = dir === 'ingress' ? policy.ingress : policy.egress;
         for (let k = 0; k < list.length; k++)
-          for (const r of ruleSpecs(input, pods, policy, k, pod, dir))
-            if (!rules.some((x) => x.spec === r.spec)) rules.push(r);
+          for (const r of ruleSpecs(input, pods, policy, k, pod, dir, expanded))
+            if (!seen.has(r.spec)) {
+              seen.add(r.spec);
+              rules.push(r);
+            }
       }
       const by = selectedBy.join(', ');
       rules.push(

@@ -4,7 +4,7 @@
  * violation names the namespace, the object and what to fix.
  */
 import { MODE_INFO } from '../cni/modes.ts';
-import type { Cluster, ResolvedNode } from '../cni/build.ts';
+import type { Cluster, ResolvedNode, ResolvedPod } from '../cni/build.ts';
 import { formatRoute } from '../kernel/fib.ts';
 import type { Link, Netns } from '../kernel/objects.ts';
 import { cidrsOverlap, inPrefix, ip4ToInt, parseCidr } from '../wire/addr.ts';
@@ -72,10 +72,11 @@ export function runChecks(c: Cluster): CheckResult[] {
   // pod MTU against every path its packets can take: per node, its largest pod MTU against the
   // tightest path to another node (nodes × nodes, not pods × nodes)
   const under = new Map(c.nodes.map((n) => [n.name, underlayMtu(c, n)]));
+  const podsOf = new Map<string, ResolvedPod[]>();
+  for (const p of c.pods) (podsOf.get(p.node) ?? podsOf.set(p.node, []).get(p.node)!).push(p);
   for (const src of c.nodes) {
     let pod: { name: string; mtu: number } | undefined;
-    for (const p of c.pods) {
-      if (p.node !== src.name) continue;
+    for (const p of podsOf.get(src.name) ?? []) {
       const mtu = ns(p.name)?.link('eth0')?.mtu;
       if (mtu !== undefined && (!pod || mtu > pod.mtu)) pod = { name: p.name, mtu };
     }
@@ -124,8 +125,9 @@ export function runChecks(c: Cluster): CheckResult[] {
           fix: 'give every node a disjoint podCIDR (kube-controller-manager --allocate-node-cidrs, or the IPAM block size)',
         });
 
+  const nodeByName = new Map(c.nodes.map((n) => [n.name, n]));
   for (const p of c.pods) {
-    const node = c.nodes.find((n) => n.name === p.node);
+    const node = nodeByName.get(p.node);
     const eth0 = ns(p.name)?.link('eth0');
     if (!node || !eth0) continue;
     for (const a of eth0.addrs) {
@@ -149,6 +151,7 @@ export function runChecks(c: Cluster): CheckResult[] {
       const dev = r.dev ? node.link(r.dev) : undefined;
       if (!dev || dev.type !== 'vxlan' || !r.via) continue;
       const neigh = node.neighbour(r.via, dev.name);
+      if (neigh?.lladdr && dev.fdb.get(neigh.lladdr)) continue;
       const route = formatRoute(r).trim();
       if (!neigh?.lladdr) {
         add({
@@ -160,14 +163,13 @@ export function runChecks(c: Cluster): CheckResult[] {
         });
         continue;
       }
-      if (!dev.fdb.get(neigh.lladdr))
-        add({
-          check: 'vxlan-route-without-fdb',
-          severity: 'problem',
-          netns: n.name,
-          message: `\`${route}\` resolves ${r.via} to ${neigh.lladdr}, but ${dev.name}'s FDB has no entry for ${neigh.lladdr}: no VTEP to send to`,
-          fix: `restart flanneld on ${n.name} (it writes \`${neigh.lladdr} dst <node IP> self permanent\`)`,
-        });
+      add({
+        check: 'vxlan-route-without-fdb',
+        severity: 'problem',
+        netns: n.name,
+        message: `\`${route}\` resolves ${r.via} to ${neigh.lladdr}, but ${dev.name}'s FDB has no entry for ${neigh.lladdr}: no VTEP to send to`,
+        fix: `restart flanneld on ${n.name} (it writes \`${neigh.lladdr} dst <node IP> self permanent\`)`,
+      });
     }
   }
 
@@ -257,25 +259,7 @@ export function runChecks(c: Cluster): CheckResult[] {
 
   // duplicate MACs within one L2 domain (a bridge with its ports and what is behind them, or
   // the VXLAN overlay of one VNI); the same MAC in two separate domains is harmless
-  const macs = new Map<string, Map<string, string[]>>();
-  const member = (domain: string, netns: string, l: Link) => {
-    const d = macs.get(domain) ?? macs.set(domain, new Map()).get(domain)!;
-    d.set(l.mac, [...(d.get(l.mac) ?? []), `${netns} ${l.name}`]);
-  };
-  for (const n of c.world.netns.values())
-    for (const l of n.links.values()) {
-      if (l.type === 'bridge') {
-        const domain = `bridge ${n.name}/${l.name}`;
-        member(domain, n.name, l);
-        for (const port of n.links.values()) {
-          if (port.master !== l.name) continue;
-          member(domain, n.name, port);
-          const peer = port.type === 'veth' && port.peer ? c.world.netns.get(port.peer.netns) : undefined;
-          const far = peer?.link(port.type === 'veth' ? port.peer!.name : '');
-          if (peer && far) member(domain, peer.name, far);
-        }
-      } else if (l.type === 'vxlan') member(`vxlan vni ${l.vni}`, n.name, l);
-    }
+  const macs = macDomains(c);
   for (const [domain, byMac] of macs)
     for (const [mac, where] of byMac)
       if (where.length > 1)
@@ -287,14 +271,7 @@ export function runChecks(c: Cluster): CheckResult[] {
         });
 
   // duplicate IPs among the devices of nodes and pods (pod and node addresses are routed cluster-wide)
-  const ips = new Map<string, string[]>();
-  for (const n of c.world.netns.values()) {
-    if (n.role !== 'node' && n.role !== 'pod') continue;
-    for (const { dev, addr } of n.addresses()) {
-      if (addr.ip.startsWith('127.')) continue;
-      ips.set(addr.ip, [...(ips.get(addr.ip) ?? []), `${n.name} ${dev.name}`]);
-    }
-  }
+  const ips = addressOwners(c);
   for (const [ip, where] of ips)
     if (where.length > 1)
       add({
@@ -340,6 +317,47 @@ export function runChecks(c: Cluster): CheckResult[] {
   }
 
   return CHECKS.map((k) => ({ check: k, findings: results.get(k)! }));
+}
+
+/**
+ * The L2 domains of the cluster, each with its members' MACs: a bridge with its ports and the
+ * devices behind them (a veth's peer), and the VXLAN overlay of one VNI. Keyed by domain, then MAC,
+ * with the devices (`NETNS DEV`) that carry the MAC there.
+ */
+export function macDomains(c: Cluster): Map<string, Map<string, string[]>> {
+  const macs = new Map<string, Map<string, string[]>>();
+  const member = (domain: string, netns: string, l: Link) => {
+    const d = macs.get(domain) ?? macs.set(domain, new Map()).get(domain)!;
+    d.set(l.mac, [...(d.get(l.mac) ?? []), `${netns} ${l.name}`]);
+  };
+  for (const n of c.world.netns.values())
+    for (const l of n.links.values()) {
+      if (l.type === 'bridge') {
+        const domain = `bridge ${n.name}/${l.name}`;
+        member(domain, n.name, l);
+        for (const port of n.links.values()) {
+          if (port.master !== l.name) continue;
+          member(domain, n.name, port);
+          const peer = port.type === 'veth' && port.peer ? c.world.netns.get(port.peer.netns) : undefined;
+          const far = peer?.link(port.type === 'veth' ? port.peer!.name : '');
+          if (peer && far) member(domain, peer.name, far);
+        }
+      } else if (l.type === 'vxlan') member(`vxlan vni ${l.vni}`, n.name, l);
+    }
+  return macs;
+}
+
+/** Every IPv4 address on the devices of nodes and pods (loopback left out), with the devices (`NETNS DEV`) holding it */
+export function addressOwners(c: Cluster): Map<string, string[]> {
+  const ips = new Map<string, string[]>();
+  for (const n of c.world.netns.values()) {
+    if (n.role !== 'node' && n.role !== 'pod') continue;
+    for (const { dev, addr } of n.addresses()) {
+      if (addr.ip.startsWith('127.')) continue;
+      ips.set(addr.ip, [...(ips.get(addr.ip) ?? []), `${n.name} ${dev.name}`]);
+    }
+  }
+  return ips;
 }
 
 export function describeCheck(k: CheckName): string {

@@ -1,8 +1,13 @@
 /**
  * `podwalk doctor`: walk a flow both ways (for TCP the whole exchange, and once more with
  * full-size segments), find the first step that fails and explain it, then run the cluster-wide
- * checks. Each probe runs on a fresh cluster, so one probe's ARP or conntrack state never
- * hides another's fault.
+ * checks. The probes run one after the other on one cluster, each as a connection of its own (the
+ * full-size probe from the next source port, the reverse one as ICMP from the other end), so no
+ * probe's packets match another's conntrack entries or sockets; what an earlier probe leaves
+ * behind (resolved neighbours, learned FDB entries) is what the node would hold, and changes no
+ * later probe's outcome (test/diagnose.test.ts compares each probe with the same walk on a
+ * cluster built anew, for every scenario). Building a cluster once, not once per probe, is what
+ * makes doctor fast at 1,000 nodes.
  */
 import type { Cluster } from '../cni/build.ts';
 import { dispositionLine, flowLine } from '../render/text.ts';
@@ -76,7 +81,8 @@ function routedPath(c: Cluster, t: Trace): string[] {
 
 /** TCP: the response reached the client; others: the request was answered */
 function completed(w: Walk, proto: Proto): boolean {
-  if (proto !== 'tcp') return walkOk(w);
+  // an imported cluster's flow that left the collected nodes: nothing more can be checked
+  if (proto !== 'tcp' || w.request.disposition.kind === 'outside') return walkOk(w);
   const client = w.request.flow.from;
   return w.traces.some(
     (t) =>
@@ -84,20 +90,16 @@ function completed(w: Walk, proto: Proto): boolean {
   );
 }
 
-export function doctor(make: () => Cluster, req: DoctorRequest): DoctorReport {
-  // one cluster alive at a time (a probe's cluster is dropped once it is explained and checked):
-  // at 1,000 nodes a cluster is most of a gigabyte
+export function doctor(c: Cluster, req: DoctorRequest): DoctorReport {
   const probes: Probe[] = [];
   let failure: Failure | undefined;
   let checks: CheckResult[] = [];
-  const warnings: string[] = [];
-  let mode = '';
-  let reversible = false;
-  const run = (name: Probe['name'], what: string, r: DoctorRequest) => {
-    const c = make();
+  // what the build warned about (e.g. NetworkPolicies a flannel mode does not enforce)
+  const warnings: string[] = [...c.warnings];
+  const run = (name: Probe['name'], what: string, r: DoctorRequest, sport?: number) => {
     const w = walk(
       c,
-      { from: r.from, to: r.to, proto: r.proto, port: r.port, size: r.size },
+      { from: r.from, to: r.to, proto: r.proto, port: r.port, size: r.size, sport },
       { exchange: true },
     );
     const idx = w.traces.findIndex((t) => t.disposition.kind === 'dropped');
@@ -111,16 +113,12 @@ export function doctor(make: () => Cluster, req: DoctorRequest): DoctorReport {
       replyPath: w.reply ? routedPath(c, w.reply) : undefined,
     };
     probes.push(probe);
-    if (probes.length === 1) {
-      mode = c.mode;
-      // what the build warned about (e.g. NetworkPolicies a flannel mode does not enforce)
-      warnings.push(...c.warnings);
-      checks = runChecks(c);
-      // TO may be a name or an address: reversible when some pod or node owns it
-      reversible = resolveEndpoint(c, req.to, 'destination').netns !== '';
-    }
+    // the cluster-wide checks read the kernel state as the forward probe left it
+    if (probes.length === 1) checks = runChecks(c);
     if (!failure && probe.firstDrop) failure = explainFailure(c, probe);
   };
+  // TO may be a name or an address: reversible when some pod or node owns it
+  const reversible = resolveEndpoint(c, req.to, 'destination').netns !== '';
 
   const port = req.proto === 'icmp' ? undefined : (req.port ?? 8080);
   const target = `${req.to}${port !== undefined ? `:${port}` : ''}`;
@@ -133,11 +131,8 @@ export function doctor(make: () => Cluster, req: DoctorRequest): DoctorReport {
     run(
       'full-size',
       `TCP ${req.from} → ${target} with ${LARGE_REQUEST} bytes of request: full-size segments`,
-      {
-        ...req,
-        port,
-        size: LARGE_REQUEST,
-      },
+      { ...req, port, size: LARGE_REQUEST },
+      nextPort(probes[0].walk.request.flow.sport!),
     );
   // the other direction on its own: ICMP needs no listener on the source
   if (reversible)
@@ -145,13 +140,23 @@ export function doctor(make: () => Cluster, req: DoctorRequest): DoctorReport {
 
   // an asymmetric path that works is still worth knowing (rp_filter and stateful firewalls trip on it)
   const fwd = probes[0];
+  const left = fwd.walk.request.disposition;
+  if (left.kind === 'outside')
+    warnings.push(
+      `the flow left the collected nodes through ${left.netns} ${left.device}: podwalk cannot follow it beyond (collect the next hop too)`,
+    );
   if (fwd.replyPath && !sameReversed(fwd.path, fwd.replyPath) && !failure?.asymmetric)
     warnings.push(
       `asymmetric path: the request went ${fwd.path.join(' → ')}, the answer ${fwd.replyPath.join(' → ')} (strict rp_filter or a stateful firewall on one side breaks this)`,
     );
   const healthy =
     probes.every((p) => p.ok) && checks.every((k) => k.findings.every((f) => f.severity !== 'problem'));
-  return { mode, request: { ...req, port }, probes, failure, checks, warnings, healthy };
+  return { mode: c.mode, request: { ...req, port }, probes, failure, checks, warnings, healthy };
+}
+
+/** the source port of the full-size probe: the next one after the forward probe's, a connection of its own */
+export function nextPort(sport: number): number {
+  return sport === 65535 ? sport - 1 : sport + 1;
 }
 
 /** the first dropped packet of a probe, explained on the cluster it was walked on */

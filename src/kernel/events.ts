@@ -51,7 +51,8 @@ export type StepKind =
   | 'forward'
   | 'deliver'
   | 'drop'
-  | 'icmp';
+  | 'icmp'
+  | 'outside';
 
 /** a kernel counter that rose while a walk was recorded: what `nstat`, `ip -s link` or `ip -s ntable` shows */
 export interface CounterEvent {
@@ -279,8 +280,11 @@ export type StepEvent =
   /** `unicast`: a PROBE-state probe sent to the entry's known address (arp_solicit) */
   | { type: 'arp-request'; target: string; sender: string; unicast?: MacAddr }
   | { type: 'arp-ignore'; target: string }
-  | { type: 'arp-reply'; target: string; mac: MacAddr; to: string }
+  /** `proxy`: answered for an address routed out of another device (proxy_arp), with the route */
+  | { type: 'arp-reply'; target: string; mac: MacAddr; to: string; proxy?: { route: Route } }
   | { type: 'arp-learn'; ip: string; mac: MacAddr; entry: NeighEntry }
+  /** the frame left the modelled namespaces through `from` (an imported cluster's edge) */
+  | { type: 'outside'; from: { netns: string; device: string } }
   | { type: 'xmit'; frame: Frame }
   | { type: 'xmit-ip'; pkt: Ipv4Packet }
   | { type: 'rx'; frame: Frame }

@@ -71,11 +71,18 @@ function checkName(ns: Netns, name: string): void {
   if (ns.links.has(name)) throw new NetlinkError('EEXIST');
 }
 
+/** dev_index_reserve: an ifindex asked for that a device of the namespace has is EBUSY */
+function checkIfindex(ns: Netns, ifindex: number | undefined): void {
+  if (ifindex === undefined) return;
+  if (ifindex < 1) throw new NetlinkError('EINVAL');
+  for (const l of ns.links.values()) if (l.ifindex === ifindex) throw new NetlinkError('EBUSY');
+}
+
 /** the fields every net_device starts with: down, carrier on (alloc_netdev), a new ifindex */
-function newLink(ns: Netns, name: string, mac: MacAddr, mtu: number) {
+function newLink(ns: Netns, name: string, mac: MacAddr, mtu: number, ifindex?: number) {
   return {
     name,
-    ifindex: ns.allocIfindex(),
+    ifindex: ns.allocIfindex(ifindex),
     mac,
     mtu,
     up: false,
@@ -116,6 +123,8 @@ interface LinkAddBase {
   name: string;
   mac: MacAddr;
   mtu: number;
+  /** IFLA_IFINDEX (`ip link add … index N`): the ifindex asked for; EBUSY when a device has it */
+  ifindex?: number;
 }
 
 /** RTM_NEWLINK: `ip link add NAME address MAC mtu N type …` */
@@ -124,7 +133,7 @@ export type LinkAddRequest =
   | (LinkAddBase & {
       type: 'veth';
       /** `peer name P address M mtu N netns NS` */
-      peer: { netns: Netns; name: string; mac: MacAddr; mtu: number };
+      peer: { netns: Netns; name: string; mac: MacAddr; mtu: number; ifindex?: number };
     })
   | (LinkAddBase & {
       type: 'vxlan';
@@ -146,11 +155,13 @@ export type LinkAddRequest =
  */
 export function linkAdd(w: World, ns: Netns, req: LinkAddRequest): Link {
   checkName(ns, req.name);
+  checkIfindex(ns, req.ifindex);
+  if (req.type === 'veth') checkIfindex(req.peer.netns, req.peer.ifindex);
   switch (req.type) {
     case 'bridge': {
       validateMtu('bridge', req.mtu);
       const br: BridgeLink = {
-        ...newLink(ns, req.name, req.mac, req.mtu),
+        ...newLink(ns, req.name, req.mac, req.mtu, req.ifindex),
         type: 'bridge',
         ageingTime: 300,
         fdb: new KeyedTable<FdbEntry>((f) => f.mac),
@@ -166,7 +177,7 @@ export function linkAdd(w: World, ns: Netns, req: LinkAddRequest): Link {
       checkName(p.netns, p.name);
       if (p.netns === ns && p.name === req.name) throw new NetlinkError('EEXIST');
       const peer: Link = {
-        ...newLink(p.netns, p.name, p.mac, p.mtu),
+        ...newLink(p.netns, p.name, p.mac, p.mtu, p.ifindex),
         type: 'veth',
         peer: { netns: ns.name, name: req.name },
         carrier: false,
@@ -174,7 +185,7 @@ export function linkAdd(w: World, ns: Netns, req: LinkAddRequest): Link {
       };
       p.netns.links.set(p.name, peer);
       const l: Link = {
-        ...newLink(ns, req.name, req.mac, req.mtu),
+        ...newLink(ns, req.name, req.mac, req.mtu, req.ifindex),
         type: 'veth',
         peer: { netns: p.netns.name, name: p.name },
         carrier: false,
@@ -188,7 +199,7 @@ export function linkAdd(w: World, ns: Netns, req: LinkAddRequest): Link {
       if (!lower) throw new NetlinkError('ENODEV');
       validateMtu('vxlan', req.mtu);
       const vx: VxlanLink = {
-        ...newLink(ns, req.name, req.mac, Math.min(req.mtu, lower.mtu - VXLAN_HEADROOM)),
+        ...newLink(ns, req.name, req.mac, Math.min(req.mtu, lower.mtu - VXLAN_HEADROOM), req.ifindex),
         type: 'vxlan',
         vni: req.vni,
         local: req.local,
@@ -206,7 +217,7 @@ export function linkAdd(w: World, ns: Netns, req: LinkAddRequest): Link {
     case 'ipip': {
       validateMtu('ipip', req.mtu);
       const t: Link = {
-        ...newLink(ns, req.name, '00:00:00:00:00:00', req.mtu),
+        ...newLink(ns, req.name, '00:00:00:00:00:00', req.mtu, req.ifindex),
         type: 'ipip',
         noarp: true,
         ttl: 0,

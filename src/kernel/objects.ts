@@ -248,7 +248,12 @@ export const DEFAULT_SYSCTLS: Record<string, string> = {
   'net.netfilter.nf_conntrack_tcp_loose': '1',
 };
 
-export const NETNS_ROLES = ['node', 'pod', 'segment', 'router'] as const;
+/**
+ * `outside`: an imported cluster's edge. A frame that reaches it has left the namespaces the
+ * dumps describe (a veth whose other end was not collected, the gateway's way out); the model
+ * knows nothing beyond, and says so (the walk ends there as "outside").
+ */
+export const NETNS_ROLES = ['node', 'pod', 'segment', 'router', 'outside'] as const;
 /** the key of a TCP socket in its namespace's table (Netns.tcp): its 4-tuple */
 export function tcpConnKey(c: Pick<TcpConn, 'local' | 'lport' | 'remote' | 'rport'>): string {
   return `${c.local}|${c.lport}|${c.remote}|${c.rport}`;
@@ -292,8 +297,16 @@ export class Netns {
     readonly role: NetnsRole,
   ) {}
 
-  allocIfindex(): number {
-    return this.nextIfindex++;
+  /**
+   * dev_index_reserve: the ifindex asked for (IFLA_IFINDEX, `ip link add … index N`) when it is
+   * free (netlink refuses a taken one with EBUSY before asking), else the next one. The model keeps counting past an index
+   * asked for; the kernel's cyclic allocation skips taken ones instead: the two differ only in
+   * the index of a later device made without asking.
+   */
+  allocIfindex(want?: number): number {
+    if (want === undefined) return this.nextIfindex++;
+    this.nextIfindex = Math.max(this.nextIfindex, want + 1);
+    return want;
   }
 
   link(name: string): Link | undefined {
@@ -331,7 +344,9 @@ export class Netns {
   /** the device owning `ip` when it is a local address (weak host model: any device) */
   localAddress(ip: Ipv4Addr): Link | undefined {
     if (ip.startsWith('127.')) return this.links.get('lo');
-    for (const { dev, addr } of this.addresses()) if (addr.ip === ip && dev.up) return dev;
+    // plain loops, not addresses(): every node answers this for each ARP request flooded on its segment
+    for (const dev of this.links.values())
+      for (const addr of dev.addrs) if (addr.ip === ip && dev.up) return dev;
     return undefined;
   }
 

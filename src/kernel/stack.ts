@@ -82,7 +82,10 @@ export interface RouteResult {
 }
 
 export type Terminal =
-  { kind: 'delivered'; netns: string; device: string; to: string } | { kind: 'dropped'; drop: Drop };
+  | { kind: 'delivered'; netns: string; device: string; to: string }
+  | { kind: 'dropped'; drop: Drop }
+  /** it left the modelled namespaces, through `netns`'s `device` */
+  | { kind: 'outside'; netns: string; device: string };
 
 /** a packet the walk generated (an ICMP error, a socket's reply), waiting to be walked */
 export interface Queued {
@@ -177,6 +180,49 @@ export class Stack {
   deliver(ns: Netns, device: string, to: string, delivery: Delivery, layer: Layer = 4): void {
     this.step(ns, 'deliver', layer, 'deliver', { type: 'deliver', to, delivery }, { device });
     if (this.auxDepth === 0) this.terminals.push({ kind: 'delivered', netns: ns.name, device, to });
+  }
+
+  /**
+   * A frame that reached an imported cluster's `outside` namespace: it left the collected
+   * namespaces through the device at the other end of `dev`. Nothing beyond is modelled.
+   */
+  private outside(ns: Netns, dev: Link, frame: Frame): void {
+    const from =
+      dev.type === 'veth' && dev.peer
+        ? { netns: dev.peer.netns, device: dev.peer.name }
+        : { netns: ns.name, device: dev.name };
+    const bytes = emitFrame(frame);
+    this.capture(ns, dev, 'in', bytes);
+    this.step(ns, 'outside', 2, 'leave', { type: 'outside', from }, { device: dev.name, frame: bytes });
+    if (this.auxDepth === 0) this.terminals.push({ kind: 'outside', ...from });
+    // it stands for every host that was not collected: it answers ARP for an address no modelled
+    // namespace has, so that traffic to such a host reaches it (and ends here)
+    const p = frame.payload;
+    if (p.kind !== 'arp' || p.arp.op !== 1) return;
+    const target = p.arp.targetIp;
+    for (const other of this.w.netns.values())
+      if (other.role !== 'outside' && other.localAddress(target)) return;
+    this.step(
+      ns,
+      'arp',
+      2,
+      'reply',
+      { type: 'arp-reply', target, mac: dev.mac, to: p.arp.senderIp },
+      { device: dev.name },
+    );
+    this.devXmit(ns, dev, {
+      eth: { dst: p.arp.senderMac, src: dev.mac, ethertype: ETHERTYPE_ARP },
+      payload: {
+        kind: 'arp',
+        arp: {
+          op: 2,
+          senderMac: dev.mac,
+          senderIp: target,
+          targetMac: p.arp.senderMac,
+          targetIp: p.arp.senderIp,
+        },
+      },
+    });
   }
 
   /** run fn as a side exchange (ARP) whose drops and deliveries are not the walked packet's */
@@ -665,7 +711,8 @@ export class Stack {
     const arp = frame.payload.arp;
     if (arp.op === 1) {
       const owner = ns.localAddress(arp.targetIp);
-      if (!owner || owner.type === 'loopback') {
+      const proxy = owner ? undefined : this.proxyArp(ns, dev, arp.senderIp, arp.targetIp);
+      if ((!owner || owner.type === 'loopback') && !proxy) {
         this.step(ns, 'arp', 2, 'ignore', { type: 'arp-ignore', target: arp.targetIp }, { device: dev.name });
         return;
       }
@@ -676,7 +723,13 @@ export class Stack {
         'arp',
         2,
         'reply',
-        { type: 'arp-reply', target: arp.targetIp, mac: dev.mac, to: arp.senderIp },
+        {
+          type: 'arp-reply',
+          target: arp.targetIp,
+          mac: dev.mac,
+          to: arp.senderIp,
+          ...(proxy ? { proxy: { route: { ...proxy } } } : {}),
+        },
         { device: dev.name },
       );
       const reply: Frame = {
@@ -712,6 +765,35 @@ export class Stack {
       );
       this.validated(ns, n);
     }
+  }
+
+  /**
+   * arp_process for a target that is not local: with forwarding and proxy_arp on the receiving
+   * device (conf.all or conf.DEV; medium_id 0), the kernel answers for a target whose input route
+   * (ip_route_input_noref from the sender, source validation included) is unicast out of another
+   * device (arp_fwd_proxy). The kernel delays a proxied answer to a broadcast request by up to
+   * neigh.DEV.proxy_delay; the model answers at once (timing only: Calico sets proxy_delay 0).
+   */
+  private proxyArp(ns: Netns, dev: Link, sip: string, tip: string): Route | undefined {
+    const conf = (key: string) =>
+      Number(
+        ns.sysctl.get(`net.ipv4.conf.${dev.name}.${key}`) ??
+          ns.sysctl.get(`net.ipv4.conf.default.${key}`) ??
+          '0',
+      );
+    const proxyArp = Number(ns.sysctl.get('net.ipv4.conf.all.proxy_arp') ?? '0') || conf('proxy_arp');
+    const forwarding =
+      ns.sysctl.get(`net.ipv4.conf.${dev.name}.forwarding`) ?? ns.sysctl.get('net.ipv4.ip_forward') ?? '0';
+    if (!proxyArp || forwarding !== '1' || sip === '0.0.0.0') return undefined;
+    const route = ns.fib.lookup(ip4ToInt(tip), this.usable(ns));
+    if (!route || route.type !== 'unicast' || route.dev === dev.name) return undefined;
+    // fib_validate_source for the sender, as ip_route_input does
+    const mode = ns.rpFilter(dev.name);
+    if (mode !== 0) {
+      const back = ns.fib.lookup(ip4ToInt(sip), this.usable(ns));
+      if (mode === 1 ? back?.dev !== dev.name : !back) return undefined;
+    }
+    return route;
   }
 
   private learnNeighbour(
@@ -811,6 +893,7 @@ export class Stack {
 
   /** netif_receive_skb: bridge port → bridge; else ARP or IPv4 when the frame is for this host */
   netifReceive(ns: Netns, dev: Link, frame: Frame, bytes: Uint8Array): void {
+    if (ns.role === 'outside') return this.outside(ns, dev, frame);
     this.capture(ns, dev, 'in', bytes);
     dev.stats.rxPackets++;
     // vxlan_rcv counts from the inner IP header, every other device the whole frame

@@ -4,7 +4,13 @@
  * the model), the same flow walked on both; they must agree on the outcome and on every packet of
  * every interface.
  */
-import { buildCluster } from '../cni/build.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildCluster, type Cluster } from '../cni/build.ts';
+import { loadDumps } from '../collect/load.ts';
+import { importCluster } from '../import/index.ts';
+import { labCollect } from './collect.ts';
 import { labPrefix } from './plan.ts';
 import { labDown, labExec, LabError, labUp } from './host.ts';
 import { labTrace, type LabTraceResult } from './trace.ts';
@@ -41,22 +47,38 @@ export function simOutcome(w: Walk): boolean {
   return w.reply.disposition.kind === 'delivered' && role !== 'rst' && role !== 'icmp-error';
 }
 
-export async function runScenario(seed: number): Promise<ScenarioResult> {
+/**
+ * `imported`: the model walked is not the simulated cluster but the World imported from the lab
+ * itself (lab collect right after lab up, then --from), with the same fault applied to it.
+ */
+export async function runScenario(seed: number, opts: { imported?: boolean } = {}): Promise<ScenarioResult> {
   const s = generateScenario(seed);
   const base = buildCluster(s.spec, s.mode);
-  const sim = buildCluster(s.spec, s.mode);
+  let sim: Cluster = buildCluster(s.spec, s.mode);
   const fault = faultOf(s, sim);
-  if (fault) {
-    const r = runCommand(sim, fault.netns, fault.command);
+  const applyFault = (c: Cluster) => {
+    if (!fault) return;
+    const r = runCommand(c, fault.netns, fault.command);
     if (r.code !== 0)
       throw new LabError(
         `${fault.netns}: \`${fault.command}\` failed in the model: ${(r.stderr || r.stdout).trim()}`,
       );
-  }
+  };
+  applyFault(sim);
   const prefix = labPrefix(s.spec.name);
   labDown(prefix);
   const state = labUp(base);
   try {
+    if (opts.imported) {
+      const dir = mkdtempSync(join(tmpdir(), 'podwalk-collect-'));
+      try {
+        labCollect(state, state.roles!, dir);
+        sim = importCluster(loadDumps(dir).files, { name: s.spec.name }).cluster;
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+      applyFault(sim);
+    }
     if (fault) {
       const r = labExec(state, fault.netns, ['sh', '-c', fault.command]);
       if (r.code !== 0)
@@ -74,7 +96,7 @@ export async function runScenario(seed: number): Promise<ScenarioResult> {
     ]);
     return {
       scenario: s,
-      replay: `npx podwalk lab scenario ${seed}`,
+      replay: `npx podwalk lab scenario ${seed}${opts.imported ? ' --imported' : ''}`,
       fault: fault ? `${fault.netns}: ${fault.command}` : undefined,
       simOk,
       realOk,

@@ -28,6 +28,8 @@ export interface LabState {
   namespaces: Record<string, string>;
   listeners: { netns: string; proto: string; port: number; pid: number }[];
   created: string;
+  /** model netns → its role (node, pod, segment, router…), for lab collect */
+  roles?: Record<string, string>;
 }
 
 export const STATE_DIR = '/run/podwalk';
@@ -356,6 +358,7 @@ export function labUp(c: Cluster, opts: UpOptions = {}): LabState {
     namespaces: Object.fromEntries(plan.names),
     listeners: [],
     created: new Date().toISOString(),
+    roles: Object.fromEntries([...c.world.netns.values()].map((ns) => [ns.name, ns.role])),
   };
   // the state file first, so that a crash half-way still lets `lab down` find everything
   writeFileSync(statePath(plan.prefix), JSON.stringify(state, null, 2));

@@ -35,6 +35,8 @@ export const PER_NETNS_SYSCTLS = [
   /^net\.ipv4\.ip_forward$/,
   // conf.all.forwarding is ip_forward under another name: written through ip_forward only
   /^net\.ipv4\.conf\.[^.]+\.rp_filter$/,
+  /^net\.ipv4\.conf\.[^.]+\.proxy_arp$/,
+  /^net\.ipv4\.neigh\.[^.]+\.proxy_delay$/,
   /^net\.ipv4\.conf\.(?!all\.)[^.]+\.forwarding$/,
   /^net\.ipv4\.tcp_rmem$/,
   /^net\.ipv4\.ip_local_port_range$/,
@@ -119,7 +121,8 @@ export function planLab(c: Cluster): LabPlan {
   const w = c.world;
   const prefix = labPrefix(c.spec.name);
   const names = new Map<string, string>();
-  for (const ns of w.netns.values()) names.set(ns.name, prefix + ns.name);
+  // an imported pod is named NAMESPACE/NAME: a netns name is a file name in /run/netns
+  for (const ns of w.netns.values()) names.set(ns.name, prefix + ns.name.replace(/\//g, '_'));
   const peerOf = (netns: string, name: string) => w.netns.get(netns)?.link(name);
   const steps: PlanStep[] = [];
   const add = (ns: Netns, argv: string[], input?: string) => steps.push({ netns: ns.name, argv, input });

@@ -346,8 +346,19 @@ const EVENTS = {
     unicast: mac.optional().describe("a PROBE-state probe: sent to the entry's known address"),
   }),
   'arp-ignore': ev('arp-ignore', { target: ip }),
-  'arp-reply': ev('arp-reply', { target: ip, mac, to: ip }),
+  'arp-reply': ev('arp-reply', {
+    target: ip,
+    mac,
+    to: ip,
+    proxy: z
+      .strictObject({ route: RouteJson })
+      .optional()
+      .describe('answered by proxy_arp for a target routed out of another device'),
+  }),
   'arp-learn': ev('arp-learn', { ip, mac, entry: NeighJson }),
+  outside: ev('outside', { from: z.strictObject({ netns: z.string(), device: z.string() }) }).describe(
+    'the frame left the collected namespaces (an imported cluster): not known beyond',
+  ),
   xmit: ev('xmit', {}).describe("the frame is the step's frame"),
   'xmit-ip': ev('xmit-ip', {}).describe("an IP packet on an L3 device (tunl0): the step's frame"),
   rx: ev('rx', {}),
@@ -490,6 +501,7 @@ const StepJson = z.strictObject({
     'deliver',
     'drop',
     'icmp',
+    'outside',
   ]),
   action: z.string().describe('a short verb token: lookup, tx, rx, forward, flood, drop…'),
   aux: z.string().optional().describe('a side exchange the walk triggered, e.g. arp'),
@@ -526,6 +538,9 @@ export const TraceJsonSchema = z.strictObject({
       drop: DropJson,
       detail: z.string(),
     }),
+    z
+      .strictObject({ kind: z.literal('outside'), netns: z.string(), device: z.string() })
+      .describe('it left the collected namespaces of an imported cluster through netns/device'),
     z.strictObject({ kind: z.literal('pending') }),
   ]),
   counters: z.array(CounterJson),
@@ -579,6 +594,8 @@ function jsonEvent(e: StepEvent): EventJsonT {
       return { ...e, back: e.back && routeJson(e.back) };
     case 'encap-ipip':
       return { ...e, route: routeJson(e.route) };
+    case 'arp-reply':
+      return e.proxy ? { ...e, proxy: { route: routeJson(e.proxy.route) } } : { ...e, proxy: undefined };
     case 'forward':
     case 'send':
       return { ...e, pkt: hex(emitIpv4Packet(e.pkt)) };

@@ -275,7 +275,9 @@ export function stepDetail(s: Step): string {
     case 'arp-ignore':
       return `who-has ${e.target}: not a local address, ignored`;
     case 'arp-reply':
-      return `${e.target} is-at ${e.mac} (reply to ${e.to})`;
+      return e.proxy
+        ? `${e.target} is-at ${e.mac} (proxy_arp on ${dev}: ${e.target} is routed out of ${e.proxy.route.dev}; reply to ${e.to})`
+        : `${e.target} is-at ${e.mac} (reply to ${e.to})`;
     case 'arp-learn':
       return `${e.ip} is-at ${e.mac}: neighbour REACHABLE`;
     case 'xmit':
@@ -346,6 +348,8 @@ export function stepDetail(s: Step): string {
       return deliveryText(e.delivery, s.netns);
     case 'drop':
       return `${e.drop.reason}: ${dropText(e.drop)}`;
+    case 'outside':
+      return `left the collected nodes through ${e.from.netns} ${e.from.device}: what lies beyond was not collected`;
   }
   return unreachable(e);
 }

@@ -41,6 +41,8 @@ export function dispositionLine(d: Disposition): string {
       return `delivered to ${d.netns} ${d.to}`;
     case 'dropped':
       return `DROPPED (${d.reason}) in ${d.netns}${d.device ? ` at ${d.device}` : ''}: ${dropText(d.drop)}`;
+    case 'outside':
+      return `left the collected nodes through ${d.netns} ${d.device} (outside: not known beyond)`;
     case 'pending':
       return 'no disposition: the packet left no terminal event';
   }

@@ -85,10 +85,22 @@ export function runCommand(c: Cluster, netns: string, command: string | readonly
  */
 export function prepareCluster(spec: ClusterSpec, mode: CniMode, extra: readonly string[] = []): Cluster {
   const c = buildCluster(spec, mode);
-  const lines = [
+  applyRun(c, [
     ...spec.run.map((l, i) => ({ l, where: `run[${i}]`, index: i as number | undefined })),
     ...extra.map((l) => ({ l, where: '--run', index: undefined })),
-  ];
+  ]);
+  return c;
+}
+
+/**
+ * Apply `NETNS: COMMAND` lines to a built (or imported) cluster, in order; a command that fails
+ * stops here with a CommandError naming it (`where` says which list it came from, `index` the
+ * cluster file's run entry).
+ */
+export function applyRun(
+  c: Cluster,
+  lines: readonly { l: string; where: string; index?: number | undefined }[],
+): void {
   for (const { l, where, index } of lines) {
     const [netns, cmd] = splitRunLine(l);
     const r = runCommand(c, netns, cmd);
@@ -97,5 +109,4 @@ export function prepareCluster(spec: ClusterSpec, mode: CniMode, extra: readonly
       throw new CommandError(`${where} "${l}": ${why || `exit ${r.code}`}`, index);
     }
   }
-  return c;
 }

@@ -745,6 +745,44 @@ function doIpneigh(c: Ctx, argv: readonly string[]): number {
   return c.exit(-1);
 }
 
+/* ================================================================== rule */
+
+/**
+ * `ip rule [show]`: the model has no policy routing, so a namespace holds the three rules every
+ * new namespace starts with (fib_default_rules_init), printed as iprule.c prints them.
+ */
+const DEFAULT_RULES: [number, string][] = [
+  [0, 'local'],
+  [32766, 'main'],
+  [32767, 'default'],
+];
+
+function doIprule(c: Ctx, argv: readonly string[]): number {
+  const [w, ...rest] = argv;
+  if (w !== undefined && !(matches(w, 'list') || matches(w, 'show') || matches(w, 'lst')))
+    notEmulated(c, `ip rule ${w}`);
+  if (rest.length) notEmulated(c, 'ip rule show with a selector');
+  // the model is IPv4 only: another family has no rules to list
+  if (c.opts.family !== 'unspec' && c.opts.family !== 'inet') {
+    c.p.newJsonObj();
+    c.p.deleteJsonObj();
+    return 0;
+  }
+  c.p.newJsonObj();
+  for (const [prio, table] of DEFAULT_RULES) {
+    c.p.openObject();
+    c.p.num(PRINT_ANY, 'priority', '%u:\t', prio);
+    c.p.string(PRINT_FP, undefined, 'from ', undefined);
+    c.p.string(PRINT_ANY, 'src', '%s ', 'all');
+    c.p.string(PRINT_FP, undefined, 'lookup ', undefined);
+    c.p.string(PRINT_ANY, 'table', '%s', table);
+    c.p.string(PRINT_FP, undefined, '%s', '\n');
+    c.p.closeObject();
+  }
+  c.p.deleteJsonObj();
+  return 0;
+}
+
 /* ================================================================== main */
 
 const OBJECTS: [string, ((c: Ctx, argv: readonly string[]) => number) | undefined][] = [
@@ -752,7 +790,7 @@ const OBJECTS: [string, ((c: Ctx, argv: readonly string[]) => number) | undefine
   ['addrlabel', undefined],
   ['maddress', undefined],
   ['route', doIproute],
-  ['rule', undefined],
+  ['rule', doIprule],
   ['neighbor', doIpneigh],
   ['neighbour', doIpneigh],
   ['ntable', undefined],

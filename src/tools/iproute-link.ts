@@ -172,7 +172,10 @@ export function printNameAndLink(c: Ctx, fmt: string, l: Link, withNetnsid: bool
   let name = l.name;
   let mflag = false;
   const idx = iflink(c, l);
-  const hasLink = idx !== l.ifindex;
+  // rtnl_fill_link_ifindex: IFLA_LINK when it differs from the device's own ifindex, and always
+  // for a link whose other end is in another namespace (checked on 6.18: a veth ifindex 2 whose
+  // peer is ifindex 2 elsewhere prints eth0@if2 and "link_index":2; older kernels left it out)
+  const hasLink = idx !== l.ifindex || (withNetnsid && !!linkNetnsid(c, l));
   if (hasLink) {
     let link: string | undefined;
     if (idx) {

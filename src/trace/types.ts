@@ -39,6 +39,8 @@ export interface Flow {
 export type Disposition =
   | { kind: 'delivered'; netns: string; device: string; to: string }
   | { kind: 'dropped'; reason: DropReason; netns: string; device?: string; drop: Drop }
+  /** it left the collected namespaces of an imported cluster through `netns`'s `device`: not known beyond */
+  | { kind: 'outside'; netns: string; device: string }
   /** the walk ended on an answer that is not a delivery: e.g. ICMP error or RST sent back */
   | { kind: 'pending' };
 

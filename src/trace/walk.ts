@@ -41,12 +41,21 @@ export interface Endpoint {
   ip: string;
 }
 
+/** pods and nodes by name, per cluster (both lists are fixed once the cluster is built) */
+const byName = new WeakMap<Cluster, Map<string, Endpoint>>();
+
 /** A pod name, node name or IP address → the network namespace and address it stands for */
 export function resolveEndpoint(c: Cluster, what: string, role: 'source' | 'destination'): Endpoint {
-  const pod = c.pods.find((p) => p.name === what);
-  if (pod) return { netns: pod.name, ip: pod.ip };
-  const node = c.nodes.find((n) => n.name === what);
-  if (node) return { netns: node.name, ip: node.addr };
+  let index = byName.get(c);
+  if (!index) {
+    index = new Map();
+    // a pod and a node never share a name (one namespace of names); pods first, as before
+    for (const n of c.nodes) index.set(n.name, { netns: n.name, ip: n.addr });
+    for (const p of c.pods) index.set(p.name, { netns: p.name, ip: p.ip });
+    byName.set(c, index);
+  }
+  const named = index.get(what);
+  if (named) return { ...named };
   if (isValidIp4(what)) {
     for (const ns of c.world.netns.values()) {
       if (ns.role === 'segment') continue;
@@ -65,8 +74,12 @@ export function dispositionOf(terminals: readonly Terminal[]): Disposition {
   const delivered = terminals.find((t) => t.kind === 'delivered');
   if (delivered) return { ...delivered };
   const drops = terminals.flatMap((t) => (t.kind === 'dropped' ? [t.drop] : []));
-  const drop = drops.find((d) => d.reason !== 'not-for-host') ?? drops[0];
-  if (drop) return { kind: 'dropped', reason: drop.reason, netns: drop.netns, device: drop.device, drop };
+  const drop = drops.find((d) => d.reason !== 'not-for-host');
+  const out = terminals.find((t) => t.kind === 'outside');
+  // a copy that left the collected namespaces says more than copies other hosts ignored
+  const d = drop ?? (out ? undefined : drops[0]);
+  if (d) return { kind: 'dropped', reason: d.reason, netns: d.netns, device: d.device, drop: d };
+  if (out) return { kind: 'outside', netns: out.netns, device: out.device };
   return { kind: 'pending' };
 }
 
@@ -188,6 +201,8 @@ function expectsReply(w: Walk): boolean {
 
 /** the request was delivered and answered the way the flow wanted */
 export function walkOk(w: Walk): boolean {
+  // it left the collected nodes: as far as the dumps go, nothing failed
+  if (w.request.disposition.kind === 'outside') return true;
   if (w.request.disposition.kind !== 'delivered') return false;
   if (!expectsReply(w)) return true;
   return (
