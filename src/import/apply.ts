@@ -384,37 +384,42 @@ export function applyPlan(plan: ImportPlan, c: Cluster, warn: (w: ImportWarning)
   for (const p of plan.namespaces) {
     if (!p.iptables) continue;
     const ns = nsOf.get(p.name)!;
-    const skipped: { line: string; message: string }[] = [];
+    const skipped = new Map<string, { line: string; message: string }[]>();
     const r = iptablesRestore({ cluster: c, netns: ns }, p.iptables, {
       counters: true,
-      skip: (line, message) => skipped.push({ line, message }),
+      skip: (line, message, table) => {
+        if (!skipped.has(table)) skipped.set(table, []);
+        skipped.get(table)!.push({ line, message });
+      },
     });
     if (r.code !== 0)
       warn({
         netns: p.name,
-        subject: `iptables-restore of the dumped filter table failed: ${r.failure?.message ?? r.stderr.trim()}`,
-        effect: 'no filter rules are imported for this namespace: the walk may pass where the kernel drops',
+        subject: `iptables-restore of the dumped tables failed: ${r.failure?.message ?? r.stderr.trim()}`,
+        effect:
+          'the tables up to the failing one are imported, the rest are not: the walk may pass where the kernel drops, or miss NAT',
       });
-    if (skipped.length) {
-      const by = (re: RegExp) => skipped.filter((x) => re.test(x.line)).length;
+    for (const [table, rules] of skipped) {
+      const by = (re: RegExp) => rules.filter((x) => re.test(x.line)).length;
       const drops = by(/-j (DROP|REJECT)\b/);
       const accepts = by(/-j (ACCEPT|RETURN)\b/);
-      const other = skipped.length - drops - accepts;
-      const reasons = [...new Set(skipped.map((x) => x.message.trim()))];
+      const nat = by(/-j (DNAT|SNAT|MASQUERADE|REDIRECT)\b/);
+      const other = rules.length - drops - accepts - nat;
+      const n = (k: number, one: string, many = `${one}s`) => `${k} ${k === 1 ? one : many}`;
+      const reasons = [...new Set(rules.map((x) => x.message.trim()))];
       const effects = [
-        drops
-          ? `${drops} DROP/REJECT rule${drops === 1 ? '' : 's'}: the walk may pass where the kernel drops`
-          : '',
+        drops ? `${n(drops, 'DROP/REJECT rule')}: the walk may pass where the kernel drops` : '',
         accepts
-          ? `${accepts} ACCEPT/RETURN rule${accepts === 1 ? '' : 's'}: the walk may drop or go on where the kernel accepts`
+          ? `${n(accepts, 'ACCEPT/RETURN rule')}: the walk may drop or go on where the kernel accepts`
           : '',
+        nat ? `${n(nat, 'NAT rule')}: the walk may miss a translation the kernel makes` : '',
         other
-          ? `${other} jump${other === 1 ? '' : 's'} or other target${other === 1 ? '' : 's'}: their chains and effects are skipped`
+          ? `${n(other, 'jump or other target', 'jumps or other targets')}: their chains and effects are skipped`
           : '',
       ].filter(Boolean);
       warn({
         netns: p.name,
-        subject: `filter: ${skipped.length} rule${skipped.length === 1 ? '' : 's'} with what the model does not evaluate (${reasons.slice(0, 4).join(', ')}${reasons.length > 4 ? ', …' : ''}), e.g. \`${skipped[0].line}\``,
+        subject: `${table}: ${n(rules.length, 'rule')} with what the model does not evaluate (${reasons.slice(0, 4).join(', ')}${reasons.length > 4 ? ', …' : ''}), e.g. \`${rules[0].line}\``,
         effect: `left out; ${effects.join('; ')}`,
       });
     }
