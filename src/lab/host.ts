@@ -395,7 +395,7 @@ export function labUp(c: Cluster, opts: UpOptions = {}): LabState {
 
 /** run a real command in a lab namespace */
 export function labExec(
-  state: LabState,
+  state: Pick<LabState, 'namespaces'>,
   netns: string,
   argv: readonly string[],
   input?: string,

@@ -13,6 +13,9 @@ import { httpRequest, walk, type Walk, type WalkRequest } from '../trace/walk.ts
 import { compareSequences, completeChecksums, packetSummary, type InterfaceDiff } from './compare.ts';
 import { labExec, LabError, run, type LabState } from './host.ts';
 
+/** what a trace needs of a lab: model netns → real netns */
+type LabNamespaces = Pick<LabState, 'namespaces'>;
+
 export interface LabTraceResult {
   sim: Walk;
   diffs: InterfaceDiff[];
@@ -28,7 +31,10 @@ export interface LabTraceResult {
  * itself (the ICMP error for its own packet whose ARP failed) passes there, with an all-zero
  * Ethernet header.
  */
-function interfaces(state: LabState, only?: Set<string>): { netns: string; dev: string; raw: boolean }[] {
+function interfaces(
+  state: LabNamespaces,
+  only?: Set<string>,
+): { netns: string; dev: string; raw: boolean }[] {
   const out: { netns: string; dev: string; raw: boolean }[] = [];
   for (const [model, lab] of Object.entries(state.namespaces)) {
     if (only && !only.has(model)) continue;
@@ -43,7 +49,7 @@ function interfaces(state: LabState, only?: Set<string>): { netns: string; dev: 
   return out;
 }
 
-function startCapture(state: LabState, netns: string, dev: string, file: string): Promise<ChildProcess> {
+function startCapture(state: LabNamespaces, netns: string, dev: string, file: string): Promise<ChildProcess> {
   const child = spawn(
     'ip',
     [
@@ -184,10 +190,15 @@ function hex(b: Uint8Array): string {
 }
 
 /**
- * Walk `req` in the simulation (on `sim`, a fresh model of the lab's cluster with the same faults)
- * and for real in the lab, then compare every interface.
+ * Walk `req` in the simulation (on `sim`, a fresh model of the lab's cluster with the same faults,
+ * or the World imported from it) and for real in the namespaces `state` names (a lab's, or any
+ * made by hand), then compare every interface.
  */
-export async function labTrace(state: LabState, sim: Cluster, req: WalkRequest): Promise<LabTraceResult> {
+export async function labTrace(
+  state: LabNamespaces,
+  sim: Cluster,
+  req: WalkRequest,
+): Promise<LabTraceResult> {
   const w = walk(sim, req, { exchange: true });
   const f = w.request.flow;
   const dir = mkdtempSync(join(tmpdir(), 'podwalk-lab-'));
