@@ -23,23 +23,12 @@ import {
   routeAdd,
   routeDel,
 } from '../kernel/netlink.ts';
-import type { Link, Netns, NudState } from '../kernel/objects.ts';
+import { NUD_STATES, type Link, type Netns, type NudState } from '../kernel/objects.ts';
 import { bridge } from '../tools/bridge.ts';
 import { iptablesRestore } from '../tools/iptables-restore.ts';
 import { NSTAT_COUNTERS } from '../tools/nstat.ts';
 import type { FdbDump } from './parse.ts';
 import type { ImportPlan, ImportWarning, PlanLink, PlanNs, PlanRoute } from './plan.ts';
-
-const NUD: readonly NudState[] = [
-  'INCOMPLETE',
-  'REACHABLE',
-  'STALE',
-  'DELAY',
-  'PROBE',
-  'FAILED',
-  'PERMANENT',
-  'NOARP',
-];
 
 function errnoText(e: NetlinkError): string {
   return e.extack ? `${e.message} (${e.extack})` : e.message;
@@ -309,7 +298,7 @@ export function applyPlan(plan: ImportPlan, c: Cluster, warn: (w: ImportWarning)
   for (const p of plan.namespaces) {
     const ns = nsOf.get(p.name)!;
     for (const n of p.neighs) {
-      if (!NUD.includes(n.state as NudState)) {
+      if (!(NUD_STATES as readonly string[]).includes(n.state)) {
         warn({
           netns: p.name,
           subject: `neighbour ${n.ip} dev ${n.dev} state ${n.state}`,
