@@ -96,6 +96,22 @@ describe('simulated clusters exported by the emulated tools import back', () => 
         );
     });
 
+  test('an underlay lowered below its VXLAN device (ip link set eth0 mtu 1400 after flannel.1 was made) imports as it is', () => {
+    const sim = buildCluster(seedCluster(), 'flannel-vxlan');
+    assert.equal(runCommand(sim, 'node2', 'ip link set eth0 mtu 1400').code, 0);
+    const files = dumpsOf(sim);
+    const imp = importCluster(files, { name: sim.spec.name });
+    assert.deepEqual(imp.warnings, []);
+    const bad = roundTrip(files, imp.plan, imp.cluster).filter((r) => !r.equal);
+    assert.equal(
+      bad.length,
+      0,
+      bad.map((r) => `${r.netns}: ${r.command}\n${lineDiff(r.model, r.real)}`).join('\n'),
+    );
+    assert.equal(imp.cluster.world.ns('node2').link('flannel.1')?.mtu, 1450);
+    assert.equal(imp.cluster.world.ns('node2').link('eth0')?.mtu, 1400);
+  });
+
   test('the 60 differential scenarios (two subnets and a router, faults applied to both): same dumps, same walks', () => {
     for (let seed = 1; seed <= 60; seed++) {
       const s = generateScenario(seed);

@@ -20,6 +20,7 @@ import {
   neighAdd,
   NetlinkError,
   netnsAdd,
+  VXLAN_HEADROOM,
   routeAdd,
   routeDel,
 } from '../kernel/netlink.ts';
@@ -111,7 +112,20 @@ export function applyPlan(plan: ImportPlan, c: Cluster, warn: (w: ImportWarning)
   const linkOf = new Map<string, { p: PlanNs; l: PlanLink }>();
   for (const p of plan.namespaces) for (const l of p.links) linkOf.set(`${p.name}/${l.name}`, { p, l });
 
-  /* links, with the ifindex, MAC and MTU the node had */
+  /*
+   * links, with the ifindex, MAC and MTU the node had. A VXLAN device's MTU is clamped to its
+   * underlay's at creation, so an underlay that is now smaller than the VXLAN device allows (its
+   * MTU lowered after the VXLAN device was made, which the kernel lets stand) is made large
+   * enough first and lowered with the other MTUs below, as it happened on the node.
+   */
+  const createMtu = (ns: string, l: PlanLink) =>
+    Math.max(
+      l.mtu,
+      ...(linksOf.get(ns) ?? []).flatMap((x) =>
+        x.kind === 'vxlan' && x.dev === l.name ? [x.mtu + VXLAN_HEADROOM] : [],
+      ),
+    );
+  const linksOf = new Map(plan.namespaces.map((p) => [p.name, p.links]));
   const made = new Set<string>();
   for (const p of plan.namespaces) {
     const ns = nsOf.get(p.name)!;
@@ -163,13 +177,13 @@ export function applyPlan(plan: ImportPlan, c: Cluster, warn: (w: ImportWarning)
             type: 'veth',
             name: l.name,
             mac: l.mac,
-            mtu: l.mtu,
+            mtu: createMtu(p.name, l),
             ifindex: l.ifindex,
             peer: {
               netns: peerNs,
               name: other.l.name,
               mac: other.l.mac,
-              mtu: other.l.mtu,
+              mtu: createMtu(l.peer.ns, other.l),
               ifindex: other.l.ifindex,
             },
           });
