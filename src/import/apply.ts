@@ -20,26 +20,16 @@ import {
   neighAdd,
   NetlinkError,
   netnsAdd,
+  VXLAN_HEADROOM,
   routeAdd,
   routeDel,
 } from '../kernel/netlink.ts';
-import type { Link, Netns, NudState } from '../kernel/objects.ts';
+import { NUD_STATES, type Link, type Netns, type NudState } from '../kernel/objects.ts';
 import { bridge } from '../tools/bridge.ts';
 import { iptablesRestore } from '../tools/iptables-restore.ts';
 import { NSTAT_COUNTERS } from '../tools/nstat.ts';
 import type { FdbDump } from './parse.ts';
 import type { ImportPlan, ImportWarning, PlanLink, PlanNs, PlanRoute } from './plan.ts';
-
-const NUD: readonly NudState[] = [
-  'INCOMPLETE',
-  'REACHABLE',
-  'STALE',
-  'DELAY',
-  'PROBE',
-  'FAILED',
-  'PERMANENT',
-  'NOARP',
-];
 
 function errnoText(e: NetlinkError): string {
   return e.extack ? `${e.message} (${e.extack})` : e.message;
@@ -122,7 +112,20 @@ export function applyPlan(plan: ImportPlan, c: Cluster, warn: (w: ImportWarning)
   const linkOf = new Map<string, { p: PlanNs; l: PlanLink }>();
   for (const p of plan.namespaces) for (const l of p.links) linkOf.set(`${p.name}/${l.name}`, { p, l });
 
-  /* links, with the ifindex, MAC and MTU the node had */
+  /*
+   * links, with the ifindex, MAC and MTU the node had. A VXLAN device's MTU is clamped to its
+   * underlay's at creation, so an underlay that is now smaller than the VXLAN device allows (its
+   * MTU lowered after the VXLAN device was made, which the kernel lets stand) is made large
+   * enough first and lowered with the other MTUs below, as it happened on the node.
+   */
+  const createMtu = (ns: string, l: PlanLink) =>
+    Math.max(
+      l.mtu,
+      ...(linksOf.get(ns) ?? []).flatMap((x) =>
+        x.kind === 'vxlan' && x.dev === l.name ? [x.mtu + VXLAN_HEADROOM] : [],
+      ),
+    );
+  const linksOf = new Map(plan.namespaces.map((p) => [p.name, p.links]));
   const made = new Set<string>();
   for (const p of plan.namespaces) {
     const ns = nsOf.get(p.name)!;
@@ -174,13 +177,13 @@ export function applyPlan(plan: ImportPlan, c: Cluster, warn: (w: ImportWarning)
             type: 'veth',
             name: l.name,
             mac: l.mac,
-            mtu: l.mtu,
+            mtu: createMtu(p.name, l),
             ifindex: l.ifindex,
             peer: {
               netns: peerNs,
               name: other.l.name,
               mac: other.l.mac,
-              mtu: other.l.mtu,
+              mtu: createMtu(l.peer.ns, other.l),
               ifindex: other.l.ifindex,
             },
           });
@@ -309,7 +312,7 @@ export function applyPlan(plan: ImportPlan, c: Cluster, warn: (w: ImportWarning)
   for (const p of plan.namespaces) {
     const ns = nsOf.get(p.name)!;
     for (const n of p.neighs) {
-      if (!NUD.includes(n.state as NudState)) {
+      if (!(NUD_STATES as readonly string[]).includes(n.state)) {
         warn({
           netns: p.name,
           subject: `neighbour ${n.ip} dev ${n.dev} state ${n.state}`,
@@ -384,37 +387,42 @@ export function applyPlan(plan: ImportPlan, c: Cluster, warn: (w: ImportWarning)
   for (const p of plan.namespaces) {
     if (!p.iptables) continue;
     const ns = nsOf.get(p.name)!;
-    const skipped: { line: string; message: string }[] = [];
+    const skipped = new Map<string, { line: string; message: string }[]>();
     const r = iptablesRestore({ cluster: c, netns: ns }, p.iptables, {
       counters: true,
-      skip: (line, message) => skipped.push({ line, message }),
+      skip: (line, message, table) => {
+        if (!skipped.has(table)) skipped.set(table, []);
+        skipped.get(table)!.push({ line, message });
+      },
     });
     if (r.code !== 0)
       warn({
         netns: p.name,
-        subject: `iptables-restore of the dumped filter table failed: ${r.failure?.message ?? r.stderr.trim()}`,
-        effect: 'no filter rules are imported for this namespace: the walk may pass where the kernel drops',
+        subject: `iptables-restore of the dumped tables failed: ${r.failure?.message ?? r.stderr.trim()}`,
+        effect:
+          'the tables up to the failing one are imported, the rest are not: the walk may pass where the kernel drops, or miss NAT',
       });
-    if (skipped.length) {
-      const by = (re: RegExp) => skipped.filter((x) => re.test(x.line)).length;
+    for (const [table, rules] of skipped) {
+      const by = (re: RegExp) => rules.filter((x) => re.test(x.line)).length;
       const drops = by(/-j (DROP|REJECT)\b/);
       const accepts = by(/-j (ACCEPT|RETURN)\b/);
-      const other = skipped.length - drops - accepts;
-      const reasons = [...new Set(skipped.map((x) => x.message.trim()))];
+      const nat = by(/-j (DNAT|SNAT|MASQUERADE|REDIRECT)\b/);
+      const other = rules.length - drops - accepts - nat;
+      const n = (k: number, one: string, many = `${one}s`) => `${k} ${k === 1 ? one : many}`;
+      const reasons = [...new Set(rules.map((x) => x.message.trim()))];
       const effects = [
-        drops
-          ? `${drops} DROP/REJECT rule${drops === 1 ? '' : 's'}: the walk may pass where the kernel drops`
-          : '',
+        drops ? `${n(drops, 'DROP/REJECT rule')}: the walk may pass where the kernel drops` : '',
         accepts
-          ? `${accepts} ACCEPT/RETURN rule${accepts === 1 ? '' : 's'}: the walk may drop or go on where the kernel accepts`
+          ? `${n(accepts, 'ACCEPT/RETURN rule')}: the walk may drop or go on where the kernel accepts`
           : '',
+        nat ? `${n(nat, 'NAT rule')}: the walk may miss a translation the kernel makes` : '',
         other
-          ? `${other} jump${other === 1 ? '' : 's'} or other target${other === 1 ? '' : 's'}: their chains and effects are skipped`
+          ? `${n(other, 'jump or other target', 'jumps or other targets')}: their chains and effects are skipped`
           : '',
       ].filter(Boolean);
       warn({
         netns: p.name,
-        subject: `filter: ${skipped.length} rule${skipped.length === 1 ? '' : 's'} with what the model does not evaluate (${reasons.slice(0, 4).join(', ')}${reasons.length > 4 ? ', …' : ''}), e.g. \`${skipped[0].line}\``,
+        subject: `${table}: ${n(rules.length, 'rule')} with what the model does not evaluate (${reasons.slice(0, 4).join(', ')}${reasons.length > 4 ? ', …' : ''}), e.g. \`${rules[0].line}\``,
         effect: `left out; ${effects.join('; ')}`,
       });
     }

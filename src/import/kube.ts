@@ -2,7 +2,8 @@
  * The optional Kubernetes objects next to the dumps (kube.json: `kubectl get nodes,pods,services,
  * endpointslices,networkpolicies -A -o json`, a v1 List): pod names and labels by pod IP, node pod
  * CIDRs, the NetworkPolicies (parsed by the cluster loader, as --policy files are) and the number
- * of Services (kube-proxy's DNAT is not in the model: a warning says so).
+ * of Services (walks translate them through the nodes' own kube-proxy rules in the dumped nat
+ * tables; without such rules a warning says so).
  */
 import { z } from 'zod';
 import { ClusterError, loadPolicies } from '../cluster/load.ts';

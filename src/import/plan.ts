@@ -406,7 +406,7 @@ function saveTables(text: string): Map<string, string[]> {
   return out;
 }
 
-/** iptables-save of the dump: the tables the model evaluates, and warnings for the rest */
+/** iptables-save of the dump (every table: the model evaluates them all), and warnings about the rest */
 function planIptables(d: NsDump, name: string, c: Ctx): string | undefined {
   let text = d.iptablesSave;
   const legacy = d.iptablesLegacySave ? saveTables(d.iptablesLegacySave) : undefined;
@@ -436,26 +436,8 @@ function planIptables(d: NsDump, name: string, c: Ctx): string | undefined {
       effect: 'those rules are left out: the walk may pass where the kernel drops, or the reverse',
     });
   if (!text) return undefined;
-  const tables = saveTables(text);
-  const keep: string[] = [];
-  for (const [t, lines] of tables) {
-    const rules = lines.filter((l) => /^(\[\d+:\d+\] )?-A /.test(l)).length;
-    if (t === 'filter') {
-      keep.push(...lines);
-      continue;
-    }
-    if (rules === 0 && lines.every((l) => !l.startsWith(':') || / ACCEPT /.test(l) || / - /.test(l)))
-      continue;
-    c.warn({
-      netns: name,
-      subject: `iptables ${t} table: ${rules} rule${rules === 1 ? '' : 's'}`,
-      effect:
-        t === 'nat'
-          ? 'NAT is not in the model yet: Service ClusterIPs and NodePorts are not translated (walk to a pod IP), and SNAT/MASQUERADE leaves sources unchanged'
-          : `the ${t} table is not evaluated by the model: its marks, drops and NOTRACK rules do not apply in walks`,
-    });
-  }
-  return keep.length ? keep.join('\n') + '\n' : undefined;
+  // every table iptables makes is evaluated by the model (netfilter's hooks × tables, NAT in conntrack)
+  return text;
 }
 
 function planNft(d: NsDump, name: string, c: Ctx): void {
@@ -1224,11 +1206,14 @@ export function planImport(files: DumpFiles, opts: { name?: string } = {}): Impo
     namespaces.push(o);
   }
 
-  if (kube && kube.services > 0)
+  // kube-proxy's iptables mode: its Service rules are in the dumped nat tables, imported as they are
+  const kubeProxyRules = namespaces.some((p) => /^(\[\d+:\d+\] )?-A KUBE-SERVICES /m.test(p.iptables ?? ''));
+  if (kube && kube.services > 0 && !kubeProxyRules)
     c.warn({
       netns: '',
-      subject: `kube.json: ${kube.services} Service${kube.services === 1 ? '' : 's'}`,
-      effect: "kube-proxy's Service NAT is not in the model yet: walk to a pod's address, not a ClusterIP",
+      subject: `kube.json: ${kube.services} Service${kube.services === 1 ? '' : 's'}, but no dumped node has kube-proxy's iptables rules (KUBE-SERVICES)`,
+      effect:
+        "ClusterIPs are not translated in walks (kube-proxy's IPVS or nftables mode and eBPF Service load balancing are not modelled): walk to a pod's address",
     });
   const name = opts.name ?? 'imported';
   return { name, namespaces, warnings, kube, manifests, segments };

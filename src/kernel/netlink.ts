@@ -117,7 +117,7 @@ function validateMtu(type: Link['type'], mtu: number): void {
 }
 
 /** VXLAN's headroom over IPv4: outer IP 20 + UDP 8 + VXLAN 8 + the inner Ethernet header 14 */
-const VXLAN_HEADROOM = 50;
+export const VXLAN_HEADROOM = 50;
 
 interface LinkAddBase {
   name: string;

@@ -780,7 +780,7 @@ export async function labUp(c: Cluster, opts: UpOptions = {}): Promise<LabState>
 }
 
 /** a fresh scratch directory of the lab (removed by labDown) */
-export function labScratch(state: LabState): string {
+export function labScratch(state: Pick<LabState, 'prefix'>): string {
   const dir = scratchPath(state.prefix);
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -789,7 +789,7 @@ export function labScratch(state: LabState): string {
 
 /** run a real command in a lab namespace */
 export function labExec(
-  state: LabState,
+  state: Pick<LabState, 'namespaces'>,
   netns: string,
   argv: readonly string[],
   input?: string,
@@ -800,7 +800,7 @@ export function labExec(
 
 /** the same, without blocking the event loop; the signal aborts it (LabInterrupted) */
 export function labExecAsync(
-  state: LabState,
+  state: Pick<LabState, 'namespaces'>,
   netns: string,
   argv: readonly string[],
   opts: { input?: string; timeoutMs?: number; signal?: AbortSignal } = {},
@@ -808,7 +808,7 @@ export function labExecAsync(
   return runAsync(['ip', 'netns', 'exec', labNs(state, netns), ...argv], opts);
 }
 
-export function labNs(state: LabState, netns: string): string {
+export function labNs(state: Pick<LabState, 'namespaces'>, netns: string): string {
   const ns = state.namespaces[netns];
   if (!ns) throw new LabError(`no netns "${netns}" in the lab (${Object.keys(state.namespaces).join(', ')})`);
   return ns;

@@ -46,7 +46,7 @@ export interface LabTraceOptions {
  * all-zero Ethernet header. (tcpdump cannot open a device that is down, and nothing passes it.)
  */
 async function interfaces(
-  state: LabState,
+  state: Pick<LabState, 'namespaces' | 'prefix'>,
   only: Set<string> | undefined,
 ): Promise<{ netns: string; dev: string }[]> {
   const found = new Map<string, { netns: string; dev: string }[]>();
@@ -64,7 +64,7 @@ async function interfaces(
 }
 
 function startCapture(
-  state: LabState,
+  state: Pick<LabState, 'namespaces' | 'prefix'>,
   netns: string,
   dev: string,
   file: string,
@@ -207,7 +207,7 @@ function realSequence(file: string): { seq: string[]; retransmitted: boolean } {
  * and for real in the lab, then compare every interface.
  */
 export async function labTrace(
-  state: LabState,
+  state: Pick<LabState, 'namespaces' | 'prefix'>,
   sim: Cluster,
   req: WalkRequest,
   opts: LabTraceOptions = {},

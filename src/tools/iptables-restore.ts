@@ -22,7 +22,7 @@ export interface RestoreOptions {
    * refuses (a match or target the model does not evaluate) is reported here and left out,
    * instead of failing its table
    */
-  skip?: (line: string, message: string) => void;
+  skip?: (line: string, message: string, table: string) => void;
 }
 
 /** where a restore stopped: the 1-based line and the message */
@@ -118,7 +118,7 @@ export function iptablesRestore(
         .replace(/^iptables v1\.8\.9 \(nf_tables\): /, '')
         .replace(/^podwalk: iptables: /, '');
       if (opts.skip) {
-        opts.skip(rest, message);
+        opts.skip(rest, message, table);
         continue;
       }
       return fail(n, message, r.code);

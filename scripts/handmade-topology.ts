@@ -1,0 +1,241 @@
+/**
+ * A small topology that podwalk did not build, written with plain iproute2 and iptables, for the
+ * collector to be checked on (test/collect-lab.test.ts, scripts/record-collect-fixtures.ts):
+ * Calico's layout on two nodes joined by a veth, and Docker's FORWARD policy on one of them.
+ *
+ *   pwh-collect-n1 (192.168.50.1)  ── eth0 ═══ eth0 ──  pwh-collect-n2 (192.168.50.2)
+ *     cali… ─ p1 10.65.1.2/32                            cali… ─ p2 10.65.2.2/32
+ *     cali… ─ p3 10.65.1.3/32                            iptables: FORWARD policy DROP, DOCKER-USER,
+ *     blackhole 10.65.1.0/26 proto bird                  udp/53 to pods and replies accepted
+ *     10.65.2.0/26 via 192.168.50.2 proto bird           blackhole 10.65.2.0/26 proto bird
+ *
+ * Like Calico: each pod has its address as a /32 and `default via 169.254.1.1 dev eth0` with
+ * `169.254.1.1 dev eth0 scope link`; the host side of its veth is cali + 11 hex digits, MAC
+ * ee:ee:ee:ee:ee:ee, no address, proxy_arp 1 and proxy_delay 0, and the node routes the pod's
+ * /32 to it (scope link). Needs root; run it under `flock /tmp/podwalk-lab.lock`.
+ */
+import { spawn } from 'node:child_process';
+import { run } from '../src/lab/host.ts';
+
+export const PREFIX = 'pwh-collect-';
+export const NODES = ['n1', 'n2'] as const;
+export const PODS = [
+  {
+    name: 'p1',
+    node: 'n1',
+    ip: '10.65.1.2',
+    cali: 'cali1a2b3c4d5e6',
+    mac: '4a:10:65:01:02:01',
+    listen: [] as string[],
+  },
+  {
+    name: 'p3',
+    node: 'n1',
+    ip: '10.65.1.3',
+    cali: 'cali6e5d4c3b2a1',
+    mac: '4a:10:65:01:03:01',
+    listen: ['tcp/8080'],
+  },
+  {
+    name: 'p2',
+    node: 'n2',
+    ip: '10.65.2.2',
+    cali: 'cali0f1e2d3c4b5',
+    mac: '4a:10:65:02:02:01',
+    listen: ['tcp/8080', 'udp/53'],
+  },
+];
+
+const NS = (n: string) => PREFIX + n;
+
+function sh(argv: string[], input?: string): void {
+  const r = run(argv, input);
+  if (r.code !== 0) throw new Error(`\`${argv.join(' ')}\` failed: ${r.stderr.trim() || `exit ${r.code}`}`);
+}
+
+const LISTENER = `
+import socket, sys, threading, time
+proto, port = sys.argv[1], int(sys.argv[2])
+if proto == "tcp":
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port)); s.listen(64)
+    def serve(c):
+        try:
+            if c.recv(65536):
+                time.sleep(0.25)
+                c.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 3\\r\\n\\r\\nok\\n")
+            while c.recv(65536):
+                pass
+        except OSError:
+            pass
+        finally:
+            c.close()
+    while True:
+        c, _ = s.accept()
+        threading.Thread(target=serve, args=(c,), daemon=True).start()
+else:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", port))
+    while True:
+        d, a = s.recvfrom(65536)
+        s.sendto(d, a)
+`;
+
+/** the namespaces that exist now with the prefix */
+export function existing(): string[] {
+  return run(['ip', 'netns', 'list'])
+    .stdout.split('\n')
+    .map((l) => l.split(' ')[0])
+    .filter((n) => n.startsWith(PREFIX));
+}
+
+/** remove everything the topology made (its processes first); idempotent */
+export function handmadeDown(): void {
+  for (const n of existing()) {
+    for (const pid of run(['ip', 'netns', 'pids', n]).stdout.split('\n').filter(Boolean))
+      run(['kill', '-9', pid]);
+    run(['ip', 'netns', 'del', n]);
+  }
+}
+
+function waitListening(ns: string, proto: string, port: number): void {
+  for (let i = 0; i < 100; i++) {
+    const r = run([
+      'ip',
+      'netns',
+      'exec',
+      ns,
+      'ss',
+      '-H',
+      proto === 'tcp' ? '-ltn' : '-lun',
+      `sport = :${port}`,
+    ]);
+    if (r.code === 0 && r.stdout.trim()) return;
+    run(['sleep', '0.05']);
+  }
+  throw new Error(`${ns}: the ${proto}/${port} listener did not come up`);
+}
+
+/** build it; the model names (n1, p1…) → the namespace names */
+export function handmadeUp(): Record<string, string> {
+  handmadeDown();
+  const all = [...NODES, ...PODS.map((p) => p.name)];
+  try {
+    for (const n of all) {
+      sh(['ip', 'netns', 'add', NS(n)]);
+      // the model has no IPv6: no router solicitations or MLD in the captures
+      for (const k of ['all', 'default'])
+        sh(['ip', 'netns', 'exec', NS(n), 'sysctl', '-q', '-w', `net.ipv6.conf.${k}.disable_ipv6=1`]);
+      sh(['ip', '-n', NS(n), 'link', 'set', 'lo', 'up']);
+    }
+    // the nodes, joined by one veth pair
+    sh([
+      'ip',
+      '-n',
+      NS('n1'),
+      'link',
+      'add',
+      'eth0',
+      'address',
+      '02:50:00:00:00:01',
+      'type',
+      'veth',
+      'peer',
+      'name',
+      'eth0',
+      'netns',
+      NS('n2'),
+      'address',
+      '02:50:00:00:00:02',
+    ]);
+    NODES.forEach((n, i) => {
+      const ns = NS(n);
+      sh(['ip', 'netns', 'exec', ns, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=1']);
+      sh(['ip', '-n', ns, 'addr', 'add', `192.168.50.${i + 1}/24`, 'dev', 'eth0']);
+      sh(['ip', '-n', ns, 'link', 'set', 'eth0', 'up']);
+      // a gateway nobody answers for: Calico's proxy ARP needs a route for 169.254.1.1 (the default one)
+      sh(['ip', '-n', ns, 'route', 'add', 'default', 'via', '192.168.50.254', 'dev', 'eth0']);
+      sh(['ip', '-n', ns, 'route', 'add', 'blackhole', `10.65.${i + 1}.0/26`, 'proto', 'bird']);
+      const other = i === 0 ? 2 : 1;
+      sh([
+        'ip',
+        '-n',
+        ns,
+        'route',
+        'add',
+        `10.65.${other}.0/26`,
+        'via',
+        `192.168.50.${other}`,
+        'dev',
+        'eth0',
+        'proto',
+        'bird',
+      ]);
+    });
+    for (const p of PODS) {
+      const node = NS(p.node);
+      const pod = NS(p.name);
+      sh([
+        'ip',
+        '-n',
+        node,
+        'link',
+        'add',
+        p.cali,
+        'address',
+        'ee:ee:ee:ee:ee:ee',
+        'type',
+        'veth',
+        'peer',
+        'name',
+        'eth0',
+        'netns',
+        pod,
+        'address',
+        p.mac,
+      ]);
+      sh(['ip', 'netns', 'exec', node, 'sysctl', '-q', '-w', `net.ipv4.conf.${p.cali}.proxy_arp=1`]);
+      sh(['ip', 'netns', 'exec', node, 'sysctl', '-q', '-w', `net.ipv4.neigh.${p.cali}.proxy_delay=0`]);
+      sh(['ip', '-n', node, 'link', 'set', p.cali, 'up']);
+      sh(['ip', '-n', node, 'route', 'add', p.ip, 'dev', p.cali, 'scope', 'link']);
+      sh(['ip', '-n', pod, 'addr', 'add', `${p.ip}/32`, 'dev', 'eth0']);
+      sh(['ip', '-n', pod, 'link', 'set', 'eth0', 'up']);
+      sh(['ip', '-n', pod, 'route', 'add', '169.254.1.1', 'dev', 'eth0', 'scope', 'link']);
+      sh(['ip', '-n', pod, 'route', 'add', 'default', 'via', '169.254.1.1', 'dev', 'eth0']);
+    }
+    // Docker's FORWARD chain on n2: policy DROP, DOCKER-USER first; DNS to the pods and answers pass
+    sh(
+      ['ip', 'netns', 'exec', NS('n2'), 'iptables-restore'],
+      [
+        '*filter',
+        ':INPUT ACCEPT [0:0]',
+        ':FORWARD DROP [0:0]',
+        ':OUTPUT ACCEPT [0:0]',
+        ':DOCKER-USER - [0:0]',
+        '-A FORWARD -j DOCKER-USER',
+        '-A FORWARD -i cali+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
+        '-A FORWARD -o cali+ -p udp -m udp --dport 53 -j ACCEPT',
+        '-A DOCKER-USER -j RETURN',
+        'COMMIT',
+        '',
+      ].join('\n'),
+    );
+    for (const p of PODS)
+      for (const l of p.listen) {
+        const [proto, port] = l.split('/');
+        const child = spawn(
+          'ip',
+          ['netns', 'exec', NS(p.name), 'python3', '-u', '-c', LISTENER, proto, port],
+          {
+            stdio: 'ignore',
+            detached: true,
+          },
+        );
+        child.unref();
+        waitListening(NS(p.name), proto, Number(port));
+      }
+  } catch (e) {
+    handmadeDown();
+    throw e;
+  }
+  return Object.fromEntries(all.map((n) => [n, NS(n)]));
+}

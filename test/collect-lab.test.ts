@@ -1,0 +1,230 @@
+/**
+ * The collector and the importer against the real kernel (root and network namespaces; skipped
+ * with the reason elsewhere):
+ *  - every mode the lab supports: lab up → lab collect → import → every dumped ip/bridge/
+ *    iptables-save output printed the same by the emulated tools on the imported World, and
+ *    flows walked on it agree with the kernel packet by packet (collected afresh before each);
+ *  - differential scenarios walked on the World imported from their lab (PODWALK_LAB_IMPORT_SCENARIOS,
+ *    default 12) agree with the kernel as the simulated ones do;
+ *  - a topology podwalk did not build (scripts/handmade-topology.ts: Calico's cali* veths with
+ *    proxy ARP and blackhole routes, Docker's FORWARD policy DROP), collected node by node;
+ *  - `podwalk collect --out -` through the CLI: a .tar.gz that --from reads.
+ */
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { fixtureSpec } from '../scripts/collect-fixtures.ts';
+import { handmadeDown, handmadeUp, NODES, PREFIX } from '../scripts/handmade-topology.ts';
+import { buildCluster } from '../src/cni/build.ts';
+import { loadDumps } from '../src/collect/load.ts';
+import { runCollector } from '../src/collect/run.ts';
+import { importCluster } from '../src/import/index.ts';
+import { lineDiff, roundTrip } from '../src/import/roundtrip.ts';
+import { labCollect } from '../src/lab/collect.ts';
+import { runScenario } from '../src/lab/differential.ts';
+import { labDown, labExec, labUnavailable, labUp, run, type LabState } from '../src/lab/host.ts';
+import { labPrefix } from '../src/lab/plan.ts';
+import { LAB_MODES } from '../src/lab/scenarios.ts';
+import { labTrace, type LabTraceResult } from '../src/lab/trace.ts';
+import type { WalkRequest } from '../src/trace/walk.ts';
+
+const why = labUnavailable();
+const skip = why ? `real-kernel lab unavailable: ${why}` : false;
+const IMPORT_SCENARIOS = Number(process.env.PODWALK_LAB_IMPORT_SCENARIOS ?? 12);
+
+function tmp(): string {
+  return mkdtempSync(join(tmpdir(), 'podwalk-collect-test-'));
+}
+
+function report(r: LabTraceResult): string {
+  return r.diffs
+    .filter((d) => d.first !== -1)
+    .map(
+      (d) =>
+        `${d.netns}/${d.dev} differs at packet ${d.first + 1}:\n  sim:  ${d.sim[d.first] ?? '(nothing)'}\n  real: ${d.real[d.first] ?? '(nothing)'}`,
+    )
+    .join('\n');
+}
+
+/** collect the lab now, import it, walk `f` on it and for real */
+async function importedTrace(
+  state: Pick<LabState, 'namespaces' | 'prefix'>,
+  collect: (dir: string) => void,
+  f: WalkRequest,
+  name: string,
+) {
+  const dir = tmp();
+  try {
+    collect(dir);
+    const { cluster } = importCluster(loadDumps(dir).files, { name });
+    return await labTrace(state, cluster, f);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const FLOWS: WalkRequest[] = [
+  { from: 'pod-a', to: 'pod-c', proto: 'tcp', port: 8080 },
+  { from: 'pod-a', to: 'pod-b', proto: 'udp', port: 8080 },
+  { from: 'pod-c', to: 'pod-d', proto: 'icmp', size: 1400, df: true },
+  { from: 'pod-d', to: 'node1', proto: 'icmp' },
+];
+
+describe('lab up → lab collect → --from, in every mode the lab supports', () => {
+  for (const mode of LAB_MODES)
+    test(
+      `${mode}: the emulated tools print the dumps again, and walks agree with the kernel`,
+      { skip, timeout: 300_000 },
+      async () => {
+        const spec = fixtureSpec();
+        const c = buildCluster(spec, mode);
+        labDown(c);
+        const state = await labUp(c);
+        try {
+          const r = labExec(state, 'pod-a', ['ping', '-n', '-c', '1', '-W', '1', '10.244.1.5']);
+          assert.equal(r.code, 0, r.stdout + r.stderr);
+          const dir = tmp();
+          try {
+            labCollect(state, state.roles!, dir);
+            const files = loadDumps(dir).files;
+            const { cluster, plan, warnings } = importCluster(files, { name: spec.name });
+            assert.equal(cluster.mode, mode);
+            assert.deepEqual(
+              warnings.filter((w) => !/conntrack entr/.test(w.subject)),
+              [],
+              'nothing but conntrack state the model does not import',
+            );
+            const results = roundTrip(files, plan, cluster);
+            assert.ok(
+              results.length >= 8 * plan.namespaces.filter((p) => p.source !== 'synthesised').length - 10,
+            );
+            const bad = results.filter((x) => !x.equal);
+            assert.equal(
+              bad.length,
+              0,
+              bad.map((x) => `${x.netns}: ${x.command}\n${lineDiff(x.model, x.real)}`).join('\n\n'),
+            );
+          } finally {
+            rmSync(dir, { recursive: true, force: true });
+          }
+          for (const f of FLOWS) {
+            const t = await importedTrace(state, (d) => labCollect(state, state.roles!, d), f, spec.name);
+            assert.ok(t.agree, `${f.from} → ${f.to} ${f.proto}:\n${report(t)}`);
+          }
+        } finally {
+          labDown(c);
+        }
+      },
+    );
+});
+
+describe('the differential scenarios, walked on the World imported from their lab', () => {
+  for (let seed = 1; seed <= IMPORT_SCENARIOS; seed++)
+    test(`imported scenario ${seed}`, { skip, timeout: 180_000 }, async () => {
+      const r = await runScenario(seed, { imported: true });
+      const lines = [
+        r.scenario.title,
+        r.fault ? `fault: ${r.fault}` : 'no fault',
+        `outcome: imported model ${r.simOk ? 'answered' : 'not answered'}, kernel ${r.realOk ? 'answered' : 'not answered'}`,
+        report(r.trace),
+        ...r.tables
+          .filter((t) => !t.equal)
+          .map((t) => `${t.netns}: \`${t.command}\` differs:\n--- model\n${t.sim}\n--- kernel\n${t.real}`),
+        `replay: ${r.replay}`,
+      ];
+      assert.ok(r.agree, lines.join('\n'));
+    });
+});
+
+describe('a topology podwalk did not build: Calico-like nodes, Docker FORWARD policy DROP', () => {
+  const flows: (WalkRequest & { expect: string })[] = [
+    { from: 'p1', to: 'p2', proto: 'udp', port: 53, expect: 'delivered' },
+    { from: 'p1', to: 'p3', proto: 'tcp', port: 8080, expect: 'delivered' },
+    { from: 'p1', to: 'p2', proto: 'tcp', port: 8080, expect: 'dropped' },
+    { from: 'p1', to: 'p2', proto: 'icmp', expect: 'dropped' },
+    { from: 'p2', to: 'p1', proto: 'icmp', expect: 'dropped' },
+  ];
+  test(
+    'collected node by node, each flow walked on the import agrees with the kernel',
+    { skip, timeout: 300_000 },
+    async () => {
+      const names = handmadeUp();
+      try {
+        const state = { namespaces: names, prefix: PREFIX };
+        const collect = (dir: string) => {
+          for (const n of NODES) {
+            const r = runCollector({ out: dir, netns: PREFIX + n, name: n });
+            assert.equal(r.code, 0, r.stderr);
+          }
+        };
+        for (const f of flows) {
+          const t = await importedTrace(state, collect, f, 'handmade');
+          assert.equal(t.sim.request.disposition.kind, f.expect, `${f.from} → ${f.to} ${f.proto}`);
+          assert.ok(t.agree, `${f.from} → ${f.to} ${f.proto}:\n${report(t)}`);
+        }
+      } finally {
+        handmadeDown();
+      }
+    },
+  );
+});
+
+describe('podwalk collect, the CLI', () => {
+  test(
+    '--out - writes a .tar.gz that --from reads; --script prints the same collector',
+    { skip, timeout: 120_000 },
+    async () => {
+      const spec = fixtureSpec();
+      const c = buildCluster(spec, 'flannel-vxlan');
+      labDown(c);
+      const state = await labUp(c);
+      const dir = tmp();
+      try {
+        const root = fileURLToPath(new URL('..', import.meta.url));
+        const cli = (args: string[]) =>
+          spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+            cwd: root,
+            maxBuffer: 64 << 20,
+          });
+        const r = cli(['collect', '--out', '-', '--netns', state.namespaces.node1, '--name', 'node1']);
+        assert.equal(r.status, 0, r.stderr.toString());
+        const archive = join(dir, 'node1.tar.gz');
+        writeFileSync(archive, r.stdout);
+        const files = loadDumps(archive).files;
+        assert.ok(files.has('node1/manifest.txt'));
+        const { cluster } = importCluster(files, { name: spec.name });
+        assert.deepEqual(cluster.pods.map((p) => p.name).sort(), ['pod-a', 'pod-b']);
+        const t = cli([
+          'trace',
+          'pod-a',
+          'pod-b:8080',
+          '--proto',
+          'udp',
+          '--from',
+          archive,
+          '--format',
+          'summary',
+        ]);
+        assert.match(t.stdout.toString(), /=> delivered to pod-b/);
+        const s = cli(['collect', '--script']);
+        assert.equal(s.stdout.toString(), run(['cat', join(root, 'src/collect/collect.sh')]).stdout);
+      } finally {
+        labDown(c);
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
+});
+
+after(() => {
+  if (skip) return;
+  const left = run(['ip', 'netns', 'list'])
+    .stdout.split('\n')
+    .map((l) => l.split(' ')[0])
+    .filter((n) => n.startsWith(labPrefix(fixtureSpec().name)) || n.startsWith(PREFIX));
+  assert.deepEqual(left, [], 'the suite left namespaces behind');
+});
