@@ -8,7 +8,7 @@
  * and each runs `bird -f` with the configuration Calico's confd templates generate for it
  * (projectcalico/calico confd/etc/calico/confd/templates/bird.cfg.template @ efd2a123 with
  * bird_ipam.cfg.template @ ff7b1571 and bird_aggr.cfg.template), written in BIRD 2 syntax (see
- * `birdConfig`). tcpdump captures port 179 on n1's eth0 while:
+ * src/lab/bird.ts). tcpdump captures port 179 on n1's eth0 while:
  *   1. n2 connects to n1 (n1 is passive: the mesh is unidirectional, the higher address waits),
  *      OPEN, KEEPALIVE, UPDATEs of each node's IPAM block, End-of-RIB markers;
  *   2. a workload on n1 gets an address borrowed from n2's block (a /32 route on a cali* interface),
@@ -22,18 +22,14 @@ import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_pr
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { calicoBirdConfig, type BirdNode } from '../src/lab/bird.ts';
 
 const OUT = join(import.meta.dirname, '..', 'test', 'fixtures', 'bgp');
 const PREFIX = 'pwh-bgp-';
-const AS = 64512;
-const POOL = '10.244.0.0/16';
 
-interface Node {
-  name: string;
+interface Node extends BirdNode {
   ns: string;
-  ip: string;
   mac: string;
-  block: string;
 }
 
 const NODES: Node[] = [
@@ -42,122 +38,6 @@ const NODES: Node[] = [
 ];
 /** the workload on n1 whose address is borrowed from n2's block, and its host-side interface */
 const BORROWED = { ip: '10.244.0.70', dev: 'cali1b2c3d4e5f6', peer: 'pwh-wl0' };
-
-/**
- * Calico's bird.cfg + bird_ipam.cfg + bird_aggr.cfg for `me`, in BIRD 2 syntax. What the translation
- * changes: the BGP and kernel channel options (import/export, gateway recursive, add paths) move into
- * an `ipv4 { }` channel block; `protocol static` and `protocol direct` name their channel; the
- * `krt_tunnel = ""` line of calico_kernel_programming is left out (krt_tunnel exists only in Calico's
- * BIRD 1.6 fork; with no IPIP the template sets it to "", i.e. no tunnel). Everything else, the
- * timers included, is the template's output for: AS 64512, mesh on, one pool 10.244.0.0/16 without
- * IPIP/VXLAN, node network 192.168.1.0/24, log level info (debug { states }), no communities.
- */
-function birdConfig(me: Node): string {
-  const peers = NODES.filter((n) => n !== me);
-  const mesh = peers
-    .map((p) => {
-      // confd compares the addresses as strings: the higher one waits for the lower one to connect
-      const passive =
-        p.ip > me.ip ? '\n  passive on; # Mesh is unidirectional, peer will connect to us.' : '';
-      return `# For peer /host/${p.name}/ip_addr_v4
-protocol bgp Mesh_${p.ip.split('.').join('_')} from bgp_template {
-  neighbor ${p.ip} as ${AS};
-  source address ${me.ip};  # The local address we use for the TCP connection${passive}
-}`;
-    })
-    .join('\n\n');
-  return `# bird_aggr.cfg
-protocol static {
-  ipv4;
-   # IP blocks for this host.
-   route ${me.block} blackhole;
-}
-
-# Aggregation of routes on this host; export the block, nothing beneath it.
-function calico_aggr ()
-{
-      # Block ${me.block} is confirmed
-      if ( net = ${me.block} ) then { accept; }
-      if ( net ~ ${me.block} ) then { reject; }
-}
-
-# bird_ipam.cfg
-function reject_disabled_pools ()
-{
-}
-
-function apply_communities ()
-{
-}
-
-filter calico_export_to_bgp_peers {
-  reject_disabled_pools();
-  apply_communities();
-  calico_aggr();
-  if ( net ~ ${POOL} ) then {
-    accept;
-  }
-  reject;
-}
-
-filter calico_kernel_programming {
-  if ( net ~ ${POOL} ) then {
-    accept;
-  }
-  accept;
-}
-
-# bird.cfg
-router id ${me.ip};
-
-# Configure synchronization between routing tables and kernel.
-protocol kernel {
-  learn;             # Learn all alien routes from the kernel
-  persist;           # Don't remove routes on bird shutdown
-  scan time 2;       # Scan kernel routing table every 2 seconds
-  ipv4 {
-    import all;
-    export filter calico_kernel_programming; # Default is export none
-  };
-  graceful restart;
-  merge paths on;    # Allow export multipath routes (ECMP)
-}
-
-# Watch interface up/down events.
-protocol device {
-  debug { states };
-  scan time 2;    # Scan interfaces every 2 seconds
-}
-
-protocol direct {
-  debug { states };
-  ipv4;
-  interface -"cali*", -"kube-ipvs*", "*";
-}
-
-# Template for all BGP clients
-template bgp bgp_template {
-  debug { states };
-  description "Connection to BGP peer";
-  local as ${AS};
-  multihop;
-  ipv4 {
-    gateway recursive; # This should be the default, but just in case.
-    import all;        # Import all routes, since we don't know what the upstream
-                       # topology is and therefore have to trust the ToR/RR.
-    export filter calico_export_to_bgp_peers;  # Only want to export routes for workloads.
-    add paths on;
-  };
-  graceful restart;  # See comment in kernel section about graceful restart.
-  connect delay time 2;
-  connect retry time 5;
-  error wait time 5,30;
-}
-
-# ------------- Node-to-node mesh -------------
-${mesh}
-`;
-}
 
 function run(argv: string[], input?: string): string {
   return execFileSync(argv[0], argv.slice(1), {
@@ -206,7 +86,7 @@ async function main(): Promise<void> {
       inNs(n.ns, 'ip', 'link', 'set', 'eth0', 'address', n.mac);
       inNs(n.ns, 'ip', 'addr', 'add', `${n.ip}/24`, 'dev', 'eth0');
       inNs(n.ns, 'ip', 'link', 'set', 'eth0', 'up');
-      writeFileSync(join(dir, `${n.name}.conf`), birdConfig(n));
+      writeFileSync(join(dir, `${n.name}.conf`), calicoBirdConfig(n, NODES));
       run(['bird', '-p', '-c', join(dir, `${n.name}.conf`)]);
     }
     const pcap = join(dir, 'bird-mesh.pcap');

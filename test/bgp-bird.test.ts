@@ -9,6 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { calicoBirdConfig } from '../src/lab/bird.ts';
 import { completeChecksums } from '../src/lab/compare.ts';
 import {
   AFI_IPV4,
@@ -176,4 +177,13 @@ test('the conversation: blocks announced, End-of-RIB, the borrowed /32 announced
       data: new Uint8Array(0),
     },
   ]);
+});
+
+test('the recorded BIRDs ran the configuration src/lab/bird.ts writes', () => {
+  for (const n of manifest.nodes)
+    assert.equal(
+      calicoBirdConfig(n, manifest.nodes),
+      readFileSync(join(DIR, `${n.name}.conf`), 'utf8'),
+      n.name,
+    );
 });
