@@ -10,6 +10,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  AFI_IPV4,
+  BGP_CEASE,
+  BGP_ERROR,
+  BGP_PORT,
+  emitBgp,
   emitFrame,
   emitIpv4Packet,
   ETHERTYPE_ARP,
@@ -21,6 +26,9 @@ import {
   IPPROTO_UDP,
   VXLAN_PORT,
   writePcap,
+  SAFI_UNICAST,
+  type BgpCodec,
+  type BgpMessage,
   type Frame,
   type Ipv4Packet,
   type Ipv4Repr,
@@ -62,7 +70,7 @@ const tcpPkt = (
   src: string,
   dst: string,
   tcp: TcpRepr,
-  data = new Uint8Array(0),
+  data: Uint8Array = new Uint8Array(0),
   over: Partial<Ipv4Repr> = {},
 ) =>
   ({
@@ -409,7 +417,154 @@ function cases(): Case[] {
           : { 'ip.reassembled.length': ['3008'], 'udp.length': ['3008'], 'udp.dstport': ['9999'] }),
       },
     })),
+    ...bgpCases(),
   ];
+}
+
+/**
+ * BGP messages as podwalk's codec writes them, each the first data segment of its own connection to
+ * port 179 (so that tshark's TCP analysis sees no gap before it).
+ */
+function bgpCases(): Case[] {
+  const ipv4u = { afi: AFI_IPV4, safi: SAFI_UNICAST };
+  const bgp = (i: number, m: BgpMessage, codec?: BgpCodec) =>
+    eth(
+      tcpPkt(
+        '192.168.1.11',
+        '192.168.1.10',
+        seg(40100 + i, BGP_PORT, { flags: { ack: true, psh: true }, seq: 7001, ack: 9001, window: 502 }),
+        emitBgp(m, codec),
+      ),
+      NODE_2,
+      NODE_1,
+    );
+  const shutdown = new TextEncoder().encode('node drained');
+  const msgs: { name: string; m: BgpMessage; codec?: BgpCodec; fields: Record<string, string[]> }[] = [
+    {
+      name: 'BGP OPEN with every capability the codec knows',
+      m: {
+        kind: 'open',
+        version: 4,
+        myAs: 64512,
+        holdTime: 240,
+        bgpId: '192.168.1.11',
+        params: [
+          {
+            kind: 'capabilities',
+            caps: [
+              { kind: 'multiprotocol', ...ipv4u },
+              { kind: 'route-refresh' },
+              { kind: 'extended-message' },
+              {
+                kind: 'graceful-restart',
+                restarting: true,
+                notification: false,
+                time: 120,
+                families: [{ ...ipv4u, forwarding: true }],
+              },
+              { kind: 'as4', asn: 4200000001 },
+              { kind: 'add-path', families: [{ ...ipv4u, sendReceive: 'both' }] },
+              { kind: 'enhanced-route-refresh' },
+              {
+                kind: 'long-lived-graceful-restart',
+                families: [{ ...ipv4u, forwarding: false, staleTime: 3600 }],
+              },
+            ],
+          },
+        ],
+      },
+      fields: {
+        'bgp.type': ['1'],
+        'bgp.open.myas': ['64512'],
+        'bgp.open.holdtime': ['240'],
+        'bgp.open.identifier': ['192.168.1.11'],
+        'bgp.cap.type': ['1', '2', '6', '64', '65', '69', '70', '71'],
+        'bgp.cap.4as': ['4200000001'],
+        'bgp.cap.gr.timers.restart_time': ['120'],
+        'bgp.cap.ap.sendreceive': ['3'],
+      },
+    },
+    { name: 'BGP KEEPALIVE', m: { kind: 'keepalive' }, fields: { 'bgp.type': ['4'], 'bgp.length': ['19'] } },
+    {
+      name: 'BGP UPDATE with every path attribute (4-octet AS session)',
+      m: {
+        kind: 'update',
+        withdrawn: [{ prefix: '10.244.0.64/26' }],
+        attrs: [
+          { kind: 'origin', origin: 'incomplete' },
+          { kind: 'as-path', segments: [{ kind: 'sequence', asns: [64512, 4200000001] }] },
+          { kind: 'next-hop', nextHop: '192.168.1.11' },
+          { kind: 'med', med: 20 },
+          { kind: 'local-pref', localPref: 100 },
+          { kind: 'atomic-aggregate' },
+          { kind: 'aggregator', asn: 64512, address: '192.168.1.11' },
+          { kind: 'communities', communities: [64512 * 65536 + 100] },
+          { kind: 'originator-id', originatorId: '192.168.1.12' },
+          { kind: 'cluster-list', clusterList: ['1.0.0.1'] },
+        ],
+        nlri: [{ prefix: '10.244.0.0/26' }, { prefix: '10.244.0.70/32' }],
+      },
+      fields: {
+        'bgp.type': ['2'],
+        'bgp.update.path_attribute.type_code': ['1', '2', '3', '4', '5', '6', '7', '8', '9', '10'],
+        'bgp.update.path_attribute.origin': ['2'],
+        'bgp.update.path_attribute.next_hop': ['192.168.1.11'],
+        'bgp.update.path_attribute.multi_exit_disc': ['20'],
+        'bgp.update.path_attribute.local_pref': ['100'],
+        'bgp.update.path_attribute.originator_id': ['192.168.1.12'],
+        'bgp.nlri_prefix': ['10.244.0.0', '10.244.0.70'],
+        'bgp.prefix_length': ['26', '26', '32'],
+      },
+    },
+    {
+      name: 'BGP UPDATE with ADD-PATH path ids',
+      m: {
+        kind: 'update',
+        withdrawn: [],
+        attrs: [
+          { kind: 'origin', origin: 'igp' },
+          { kind: 'as-path', segments: [] },
+          { kind: 'next-hop', nextHop: '192.168.1.11' },
+          { kind: 'local-pref', localPref: 100 },
+        ],
+        nlri: [{ prefix: '10.244.0.64/26', pathId: 7 }],
+      },
+      codec: { as4: true, addPath: true },
+      fields: { 'bgp.nlri_path_id': ['7'], 'bgp.nlri_prefix': ['10.244.0.64'], 'bgp.prefix_length': ['26'] },
+    },
+    {
+      name: 'BGP End-of-RIB',
+      m: { kind: 'update', withdrawn: [], attrs: [], nlri: [] },
+      fields: { 'bgp.type': ['2'], 'bgp.length': ['23'] },
+    },
+    {
+      name: 'BGP NOTIFICATION Cease, administrative shutdown with a message (RFC 9003)',
+      m: {
+        kind: 'notification',
+        code: BGP_ERROR.CEASE,
+        subcode: BGP_CEASE.ADMINISTRATIVE_SHUTDOWN,
+        data: Uint8Array.of(shutdown.length, ...shutdown),
+      },
+      fields: { 'bgp.notify.major_error': ['6'], 'bgp.notify.minor_error_cease': ['2'] },
+    },
+    {
+      name: 'BGP NOTIFICATION hold timer expired',
+      m: { kind: 'notification', code: BGP_ERROR.HOLD_TIMER_EXPIRED, subcode: 0, data: new Uint8Array(0) },
+      fields: { 'bgp.notify.major_error': ['4'] },
+    },
+    {
+      name: 'BGP ROUTE-REFRESH',
+      m: { kind: 'route-refresh', ...ipv4u, subtype: 0 },
+      fields: { 'bgp.type': ['5'] },
+    },
+  ];
+  return msgs.map(({ name, m, codec, fields }, i) => ({
+    name,
+    frame: bgp(i, m, codec),
+    protocols: 'eth:ethertype:ip:tcp:bgp',
+    status: { 'ip.checksum.status': ['1'], 'tcp.checksum.status': ['1'] },
+    fields,
+  }));
 }
 
 type Json = string | number | boolean | null | Json[] | { [k: string]: Json };

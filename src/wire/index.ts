@@ -11,3 +11,4 @@ export * from './icmp.ts';
 export * from './vxlan.ts';
 export * from './packet.ts';
 export * from './pcap.ts';
+export * from './bgp.ts';

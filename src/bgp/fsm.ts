@@ -1,0 +1,441 @@
+/**
+ * One BGP-4 peering as RFC 4271 section 8 runs it: Idle, Connect, Active, OpenSent, OpenConfirm,
+ * Established, with the ConnectRetry, Hold and Keepalive timers. It is a pure function of its
+ * plain-data state, an input and the time it is given: `stepPeer(peer, input, now)` returns the new
+ * state and what to do (open or close the TCP connection, send octets, Adj-RIB-In changes). Timers are
+ * deadlines in the state; whoever owns the clock calls `stepPeer(peer, { kind: 'tick' }, now)` at
+ * `peerDeadline(peer)` (there is no timer queue here). The transport carries octets: received
+ * ones come in as `data` and are framed and decoded here, with the codec the OPENs negotiate.
+ *
+ * What it does not do (yet): collision detection between two connections to the same peer
+ * (RFC 4271 6.8; Calico's mesh makes sessions one-way with `passive on`, so only one exists),
+ * DelayOpen, damping, graceful restart (the capability is sent as BIRD sends it; a restart is not
+ * kept through), and an automatic restart after an error (the peer stays Idle until started).
+ */
+import {
+  AFI_IPV4,
+  BGP_CEASE,
+  BGP_ERROR,
+  BGP_OPEN_ERROR,
+  BGP_UPDATE_ERROR,
+  bgpCodecFor,
+  bgpFrameLength,
+  BgpWireError,
+  emitBgp,
+  openAs,
+  parseBgp,
+  SAFI_UNICAST,
+  type BgpAttr,
+  type BgpCodec,
+  type BgpMessage,
+  type BgpOpen,
+  type BgpPrefix,
+  type BgpUpdate,
+} from '../wire/bgp.ts';
+import type { Ipv4Addr } from '../wire/types.ts';
+
+export type PeerState = 'Idle' | 'Connect' | 'Active' | 'OpenSent' | 'OpenConfirm' | 'Established';
+
+/** Times in seconds (as BIRD's configuration gives them); the clock `now` is in microseconds. */
+export interface PeerConfig {
+  localAs: number;
+  localId: Ipv4Addr;
+  /** the address the session is sourced from: the NEXT_HOP of what we announce */
+  localAddress: Ipv4Addr;
+  peerAs: number;
+  peerAddress: Ipv4Addr;
+  /** proposed hold time (BIRD's default 240) */
+  holdTime: number;
+  /** ConnectRetry (Calico's template: `connect retry time 5`) */
+  connectRetryTime: number;
+  /** wait for the peer to connect (Calico's mesh: the higher address is passive) */
+  passive: boolean;
+  /** ADD-PATH send and receive for IPv4 unicast (Calico's `add paths on`) */
+  addPath: boolean;
+  /** graceful restart time advertised (Calico's `graceful restart`: BIRD's default 120), 0 for none */
+  gracefulRestartTime: number;
+  /** the prefixes announced when the session is Established (Calico: the node's IPAM blocks) */
+  originates: string[];
+}
+
+/** A route in the Adj-RIB-In: a prefix (and its path id under ADD-PATH) with its path attributes. */
+export interface PeerRoute {
+  prefix: string;
+  pathId?: number;
+  nextHop: Ipv4Addr;
+  attrs: BgpAttr[];
+}
+
+export interface Peer {
+  config: PeerConfig;
+  state: PeerState;
+  /** µs deadlines of the running timers */
+  connectRetryAt?: number;
+  holdAt?: number;
+  keepaliveAt?: number;
+  /** the negotiated hold time in seconds (0: no keepalives, no hold timer) */
+  holdTime?: number;
+  peerOpen?: BgpOpen;
+  /** octets received and not yet a whole message */
+  inbuf: Uint8Array;
+  ribIn: PeerRoute[];
+  /** why the session last went to Idle */
+  lastError?: { code: number; subcode: number; sent: boolean };
+}
+
+export type PeerInput =
+  | { kind: 'start' }
+  | { kind: 'stop' }
+  /** our connection to the peer's port 179 is up, or the peer connected to ours */
+  | { kind: 'tcp-connected' }
+  | { kind: 'tcp-failed' }
+  | { kind: 'tcp-closed' }
+  | { kind: 'data'; data: Uint8Array }
+  | { kind: 'announce'; prefixes: string[] }
+  | { kind: 'withdraw'; prefixes: string[] }
+  | { kind: 'tick' };
+
+export type PeerAction =
+  | { kind: 'connect' }
+  | { kind: 'close' }
+  | { kind: 'send'; msg: BgpMessage; bytes: Uint8Array }
+  | { kind: 'rib'; added: PeerRoute[]; removed: PeerRoute[] }
+  | { kind: 'state'; from: PeerState; to: PeerState };
+
+/** RFC 4271 8.2.2: the hold timer while waiting for the OPEN ("a large value", 4 minutes) */
+const OPEN_HOLD = 240;
+const SEC = 1_000_000;
+/** the path id we give our own routes under ADD-PATH (one path per prefix) */
+const OWN_PATH_ID = 1;
+
+export function newPeer(config: PeerConfig): Peer {
+  return { config, state: 'Idle', inbuf: new Uint8Array(0), ribIn: [] };
+}
+
+/** The earliest running timer, in µs; undefined when none runs. */
+export function peerDeadline(p: Peer): number | undefined {
+  const ds = [p.connectRetryAt, p.holdAt, p.keepaliveAt].filter((d): d is number => d !== undefined);
+  return ds.length ? Math.min(...ds) : undefined;
+}
+
+/** The OPEN this peer sends: capabilities in the order BIRD 2 sends them (test/bgp-bird.test.ts). */
+export function localOpen(c: PeerConfig): BgpOpen {
+  const fam = { afi: AFI_IPV4, safi: SAFI_UNICAST };
+  return {
+    kind: 'open',
+    version: 4,
+    myAs: c.localAs > 0xffff ? 23456 : c.localAs,
+    holdTime: c.holdTime,
+    bgpId: c.localId,
+    params: [
+      {
+        kind: 'capabilities',
+        caps: [
+          { kind: 'multiprotocol', ...fam },
+          { kind: 'route-refresh' },
+          ...(c.gracefulRestartTime
+            ? [
+                {
+                  kind: 'graceful-restart' as const,
+                  restarting: false,
+                  notification: false,
+                  time: c.gracefulRestartTime,
+                  families: [{ ...fam, forwarding: false }],
+                },
+              ]
+            : []),
+          { kind: 'as4', asn: c.localAs },
+          ...(c.addPath
+            ? [{ kind: 'add-path' as const, families: [{ ...fam, sendReceive: 'both' as const }] }]
+            : []),
+          { kind: 'enhanced-route-refresh' },
+        ],
+      },
+    ],
+  };
+}
+
+interface Step {
+  peer: Peer;
+  actions: PeerAction[];
+}
+
+/** Feeds one input at time `now` (µs). Never throws on what the peer sends: errors end the session. */
+export function stepPeer(peer: Peer, input: PeerInput, now: number): Step {
+  const s: Step = { peer: { ...peer }, actions: [] };
+  switch (input.kind) {
+    case 'start':
+      if (s.peer.state === 'Idle') {
+        s.peer.lastError = undefined;
+        s.peer.connectRetryAt = now + s.peer.config.connectRetryTime * SEC;
+        if (s.peer.config.passive) go(s, 'Active');
+        else {
+          go(s, 'Connect');
+          s.actions.push({ kind: 'connect' });
+        }
+      }
+      break;
+    case 'stop':
+      if (s.peer.state === 'OpenSent' || s.peer.state === 'OpenConfirm' || s.peer.state === 'Established')
+        notify(s, BGP_ERROR.CEASE, BGP_CEASE.ADMINISTRATIVE_SHUTDOWN);
+      down(s);
+      break;
+    case 'tcp-connected':
+      if (s.peer.state === 'Connect' || s.peer.state === 'Active') {
+        s.peer.connectRetryAt = undefined;
+        s.peer.inbuf = new Uint8Array(0);
+        send(s, localOpen(s.peer.config), undefined);
+        s.peer.holdAt = now + OPEN_HOLD * SEC;
+        go(s, 'OpenSent');
+      } else s.actions.push({ kind: 'close' }); // a second connection: not ours to keep
+      break;
+    case 'tcp-failed':
+      if (s.peer.state === 'Connect') go(s, 'Active');
+      else if (s.peer.state !== 'Active' && s.peer.state !== 'Idle') down(s);
+      break;
+    case 'tcp-closed':
+      if (s.peer.state === 'OpenSent') {
+        // RFC 4271 8.2.2: OpenSent, TcpConnectionFails: back to Active
+        s.peer.holdAt = undefined;
+        s.peer.connectRetryAt = now + s.peer.config.connectRetryTime * SEC;
+        go(s, 'Active');
+      } else if (s.peer.state !== 'Idle' && s.peer.state !== 'Connect' && s.peer.state !== 'Active')
+        down(s, false);
+      break;
+    case 'data':
+      receive(s, input.data, now);
+      break;
+    case 'announce':
+    case 'withdraw':
+      if (s.peer.state === 'Established' && input.prefixes.length)
+        send(
+          s,
+          input.kind === 'announce'
+            ? announcement(s.peer, input.prefixes)
+            : withdrawal(s.peer, input.prefixes),
+          now,
+        );
+      break;
+    case 'tick':
+      tick(s, now);
+      break;
+  }
+  return s;
+}
+
+function go(s: Step, to: PeerState): void {
+  if (s.peer.state !== to) s.actions.push({ kind: 'state', from: s.peer.state, to });
+  s.peer.state = to;
+}
+
+function codecOut(p: Peer): BgpCodec | undefined {
+  return p.peerOpen ? bgpCodecFor(localOpen(p.config), p.peerOpen) : undefined;
+}
+
+function send(s: Step, msg: BgpMessage, now: number | undefined): void {
+  s.actions.push({
+    kind: 'send',
+    msg,
+    bytes: emitBgp(msg, msg.kind === 'open' ? undefined : codecOut(s.peer)),
+  });
+  // RFC 4271 8.2.2: each KEEPALIVE or UPDATE sent restarts the KeepaliveTimer
+  if (
+    now !== undefined &&
+    s.peer.keepaliveAt !== undefined &&
+    (msg.kind === 'keepalive' || msg.kind === 'update')
+  )
+    s.peer.keepaliveAt = now + Math.floor(s.peer.holdTime! / 3) * SEC;
+}
+
+function notify(s: Step, code: number, subcode: number, data: Uint8Array = new Uint8Array(0)): void {
+  send(s, { kind: 'notification', code, subcode, data }, undefined);
+  s.peer.lastError = { code, subcode, sent: true };
+}
+
+/** To Idle: close the connection, stop the timers, drop every route learned over the session. */
+function down(s: Step, close = true): void {
+  if (close && s.peer.state !== 'Idle' && s.peer.state !== 'Active') s.actions.push({ kind: 'close' });
+  if (s.peer.ribIn.length) s.actions.push({ kind: 'rib', added: [], removed: s.peer.ribIn });
+  s.peer.ribIn = [];
+  s.peer.connectRetryAt = s.peer.holdAt = s.peer.keepaliveAt = undefined;
+  s.peer.holdTime = undefined;
+  s.peer.peerOpen = undefined;
+  s.peer.inbuf = new Uint8Array(0);
+  go(s, 'Idle');
+}
+
+function tick(s: Step, now: number): void {
+  const p = s.peer;
+  if (p.holdAt !== undefined && now >= p.holdAt) {
+    notify(s, BGP_ERROR.HOLD_TIMER_EXPIRED, 0);
+    down(s);
+    return;
+  }
+  if (p.keepaliveAt !== undefined && now >= p.keepaliveAt) {
+    p.keepaliveAt = now + Math.floor(p.holdTime! / 3) * SEC;
+    send(s, { kind: 'keepalive' }, undefined);
+  }
+  if (p.connectRetryAt !== undefined && now >= p.connectRetryAt) {
+    p.connectRetryAt = now + p.config.connectRetryTime * SEC;
+    if (p.state === 'Connect') s.actions.push({ kind: 'close' }, { kind: 'connect' });
+    else if (p.state === 'Active' && !p.config.passive) {
+      go(s, 'Connect');
+      s.actions.push({ kind: 'connect' });
+    }
+  }
+}
+
+function receive(s: Step, data: Uint8Array, now: number): void {
+  const p = s.peer;
+  const buf = new Uint8Array(p.inbuf.length + data.length);
+  buf.set(p.inbuf);
+  buf.set(data, p.inbuf.length);
+  let off = 0;
+  try {
+    for (;;) {
+      if (s.peer.state === 'Idle') return;
+      const n = bgpFrameLength(buf, off, buf.length);
+      if (n === undefined) break;
+      const codec = s.peer.peerOpen ? bgpCodecFor(s.peer.peerOpen, localOpen(s.peer.config)) : undefined;
+      const msg = parseBgp(buf, off, off + n, codec).repr;
+      off += n;
+      message(s, msg, now);
+    }
+  } catch (e) {
+    if (!(e instanceof BgpWireError)) throw e;
+    notify(s, e.code, e.subcode, e.data);
+    down(s);
+    return;
+  }
+  s.peer.inbuf = buf.slice(off);
+}
+
+function fsmError(s: Step): void {
+  notify(s, BGP_ERROR.FSM, 0);
+  down(s);
+}
+
+function message(s: Step, m: BgpMessage, now: number): void {
+  const p = s.peer;
+  if (m.kind === 'notification') {
+    p.lastError = { code: m.code, subcode: m.subcode, sent: false };
+    down(s, false);
+    s.actions.push({ kind: 'close' });
+    return;
+  }
+  switch (p.state) {
+    case 'OpenSent': {
+      if (m.kind !== 'open') return fsmError(s);
+      const err = checkOpen(p.config, m);
+      if (err) {
+        notify(s, BGP_ERROR.OPEN_MESSAGE, err.subcode, err.data);
+        down(s);
+        return;
+      }
+      p.peerOpen = m;
+      p.holdTime = Math.min(p.config.holdTime, m.holdTime);
+      send(s, { kind: 'keepalive' }, undefined);
+      if (p.holdTime > 0) {
+        p.holdAt = now + p.holdTime * SEC;
+        p.keepaliveAt = now + Math.floor(p.holdTime / 3) * SEC;
+      } else p.holdAt = p.keepaliveAt = undefined;
+      go(s, 'OpenConfirm');
+      return;
+    }
+    case 'OpenConfirm':
+      if (m.kind !== 'keepalive') return fsmError(s);
+      restartHold(p, now);
+      go(s, 'Established');
+      // as BIRD does: the whole table, then End-of-RIB
+      if (p.config.originates.length) send(s, announcement(p, p.config.originates), now);
+      send(s, END_OF_RIB, now);
+      return;
+    case 'Established':
+      if (m.kind === 'keepalive') restartHold(p, now);
+      else if (m.kind === 'update') {
+        restartHold(p, now);
+        update(s, m);
+      } else if (m.kind === 'open') fsmError(s);
+      return;
+    default:
+      return fsmError(s);
+  }
+}
+
+function restartHold(p: Peer, now: number): void {
+  if (p.holdTime) p.holdAt = now + p.holdTime * SEC;
+}
+
+/** RFC 4271 6.2 and RFC 6793: what makes an OPEN unacceptable; undefined when it is fine. */
+export function checkOpen(c: PeerConfig, o: BgpOpen): { subcode: number; data?: Uint8Array } | undefined {
+  if (o.version !== 4) return { subcode: BGP_OPEN_ERROR.UNSUPPORTED_VERSION, data: Uint8Array.of(0, 4) };
+  if (openAs(o) !== c.peerAs) return { subcode: BGP_OPEN_ERROR.BAD_PEER_AS };
+  if (o.holdTime === 1 || o.holdTime === 2) return { subcode: BGP_OPEN_ERROR.UNACCEPTABLE_HOLD_TIME };
+  if (o.bgpId === '0.0.0.0' || (c.peerAs === c.localAs && o.bgpId === c.localId))
+    return { subcode: BGP_OPEN_ERROR.BAD_BGP_IDENTIFIER };
+  return undefined;
+}
+
+const routeKey = (r: { prefix: string; pathId?: number }) => `${r.prefix}#${r.pathId ?? 0}`;
+
+function update(s: Step, u: BgpUpdate): void {
+  const p = s.peer;
+  const removed: PeerRoute[] = [];
+  const added: PeerRoute[] = [];
+  const byKey = new Map(p.ribIn.map((r) => [routeKey(r), r]));
+  const take = (x: BgpPrefix) => {
+    const old = byKey.get(routeKey(x));
+    if (old) {
+      removed.push(old);
+      byKey.delete(routeKey(x));
+    }
+  };
+  for (const w of u.withdrawn) take(w);
+  const nh = u.attrs.find((a) => a.kind === 'next-hop');
+  if (u.nlri.length && !nh) {
+    // RFC 4271 6.3: NEXT_HOP is mandatory when there is NLRI
+    notify(s, BGP_ERROR.UPDATE_MESSAGE, BGP_UPDATE_ERROR.MISSING_WELL_KNOWN_ATTRIBUTE, Uint8Array.of(3));
+    down(s);
+    return;
+  }
+  for (const n of u.nlri) {
+    take(n);
+    const r: PeerRoute = {
+      prefix: n.prefix,
+      nextHop: nh?.kind === 'next-hop' ? nh.nextHop : '',
+      attrs: u.attrs,
+    };
+    if (n.pathId !== undefined) r.pathId = n.pathId;
+    byKey.set(routeKey(r), r);
+    added.push(r);
+  }
+  p.ribIn = [...byKey.values()];
+  if (added.length || removed.length) s.actions.push({ kind: 'rib', added, removed });
+}
+
+/** An iBGP announcement of our own prefixes, with the attributes BIRD puts on Calico's blocks. */
+function announcement(p: Peer, prefixes: string[]): BgpUpdate {
+  const ibgp = p.config.localAs === p.config.peerAs;
+  return {
+    kind: 'update',
+    withdrawn: [],
+    attrs: [
+      { kind: 'origin', origin: 'igp' },
+      { kind: 'as-path', segments: ibgp ? [] : [{ kind: 'sequence', asns: [p.config.localAs] }] },
+      { kind: 'next-hop', nextHop: p.config.localAddress },
+      ...(ibgp ? [{ kind: 'local-pref' as const, localPref: 100 }] : []),
+    ],
+    nlri: prefixes.map((prefix) => own(p, prefix)),
+  };
+}
+
+function withdrawal(p: Peer, prefixes: string[]): BgpUpdate {
+  return { kind: 'update', withdrawn: prefixes.map((prefix) => own(p, prefix)), attrs: [], nlri: [] };
+}
+
+function own(p: Peer, prefix: string): BgpPrefix {
+  return codecOut(p)?.addPath ? { prefix, pathId: OWN_PATH_ID } : { prefix };
+}
+
+/** The End-of-RIB marker for IPv4 unicast (RFC 4724): an empty UPDATE. */
+export const END_OF_RIB: BgpUpdate = { kind: 'update', withdrawn: [], attrs: [], nlri: [] };

@@ -1,0 +1,173 @@
+/** The BGP session FSM (src/bgp/fsm.ts) between two podwalk peers, the clock driven by the test. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  newPeer,
+  peerDeadline,
+  stepPeer,
+  type Peer,
+  type PeerAction,
+  type PeerConfig,
+  type PeerInput,
+} from '../src/bgp/fsm.ts';
+import { BGP_ERROR, BGP_OPEN_ERROR, type BgpMessage } from '../src/wire/index.ts';
+
+const SEC = 1_000_000;
+const base = {
+  localAs: 64512,
+  peerAs: 64512,
+  holdTime: 240,
+  connectRetryTime: 5,
+  addPath: true,
+  gracefulRestartTime: 120,
+};
+const cfgA: PeerConfig = {
+  ...base,
+  localId: '192.168.1.10',
+  localAddress: '192.168.1.10',
+  peerAddress: '192.168.1.11',
+  passive: false,
+  originates: ['10.244.0.0/26'],
+};
+const cfgB: PeerConfig = {
+  ...base,
+  localId: '192.168.1.11',
+  localAddress: '192.168.1.11',
+  peerAddress: '192.168.1.10',
+  passive: true,
+  originates: ['10.244.0.64/26'],
+};
+
+/** Two peers and a wire between them; `cut` drops what either sends (a DROP rule on port 179). */
+class Pair {
+  peers: [Peer, Peer];
+  sent: [BgpMessage[], BgpMessage[]] = [[], []];
+  states: [string[], string[]] = [[], []];
+  cut = false;
+  now = 0;
+  constructor(a: PeerConfig, b: PeerConfig) {
+    this.peers = [newPeer(a), newPeer(b)];
+  }
+  private queue: [0 | 1, PeerInput][] = [];
+  /** queues an input; inputs are handled one at a time, in the order they arose (as a network would) */
+  feed(i: 0 | 1, input: PeerInput): void {
+    this.queue.push([i, input]);
+    if (this.queue.length > 1) return;
+    while (this.queue.length) {
+      const [j, inp] = this.queue[0];
+      const { peer, actions } = stepPeer(this.peers[j], inp, this.now);
+      this.peers[j] = peer;
+      this.run(j, actions);
+      this.queue.shift();
+    }
+  }
+  private run(i: 0 | 1, actions: PeerAction[]): void {
+    const o = (1 - i) as 0 | 1;
+    for (const a of actions) {
+      if (a.kind === 'state') this.states[i].push(a.to);
+      if (a.kind === 'connect') {
+        if (this.cut || this.peers[o].state !== 'Active') this.queue.push([i, { kind: 'tcp-failed' }]);
+        else this.queue.push([i, { kind: 'tcp-connected' }], [o, { kind: 'tcp-connected' }]);
+      }
+      if (a.kind === 'send') {
+        this.sent[i].push(a.msg);
+        if (!this.cut) this.queue.push([o, { kind: 'data', data: a.bytes }]);
+      }
+      if (a.kind === 'close' && !this.cut) this.queue.push([o, { kind: 'tcp-closed' }]);
+    }
+  }
+  /** runs every timer up to `t` µs, in deadline order */
+  advance(t: number): void {
+    for (;;) {
+      const next = Math.min(...this.peers.map((p) => peerDeadline(p) ?? Infinity));
+      if (next > t) break;
+      this.now = next;
+      for (const i of [0, 1] as const)
+        if ((peerDeadline(this.peers[i]) ?? Infinity) <= next) this.feed(i, { kind: 'tick' });
+    }
+    this.now = t;
+  }
+}
+
+test('active and passive peer reach Established through every state and exchange their blocks', () => {
+  const w = new Pair(cfgA, cfgB);
+  w.feed(1, { kind: 'start' });
+  w.feed(0, { kind: 'start' });
+  assert.deepEqual(w.states[0], ['Connect', 'OpenSent', 'OpenConfirm', 'Established']);
+  assert.deepEqual(w.states[1], ['Active', 'OpenSent', 'OpenConfirm', 'Established']);
+  const [a, b] = w.peers;
+  assert.equal(a.holdTime, 240);
+  assert.deepEqual(
+    a.ribIn.map((r) => [r.prefix, r.pathId, r.nextHop]),
+    [['10.244.0.64/26', 1, '192.168.1.11']],
+  );
+  assert.deepEqual(
+    b.ribIn.map((r) => [r.prefix, r.pathId, r.nextHop]),
+    [['10.244.0.0/26', 1, '192.168.1.10']],
+  );
+  assert.deepEqual(
+    w.sent[0].map((m) => m.kind),
+    ['open', 'keepalive', 'update', 'update'],
+  );
+  // a borrowed /32 comes and goes
+  w.feed(1, { kind: 'announce', prefixes: ['10.244.0.5/32'] });
+  assert.deepEqual(
+    w.peers[0].ribIn.map((r) => r.prefix),
+    ['10.244.0.64/26', '10.244.0.5/32'],
+  );
+  w.feed(1, { kind: 'withdraw', prefixes: ['10.244.0.5/32'] });
+  assert.deepEqual(
+    w.peers[0].ribIn.map((r) => r.prefix),
+    ['10.244.0.64/26'],
+  );
+});
+
+test('keepalives every hold/3 keep the session up; cut the wire and the hold timer takes it and its routes down', () => {
+  const w = new Pair(cfgA, cfgB);
+  w.feed(1, { kind: 'start' });
+  w.feed(0, { kind: 'start' });
+  const before = w.sent[0].length;
+  w.advance(10 * 60 * SEC);
+  assert.equal(w.peers[0].state, 'Established');
+  // 600 s at one KEEPALIVE per 80 s
+  assert.equal(w.sent[0].slice(before).filter((m) => m.kind === 'keepalive').length, 7);
+  w.cut = true;
+  // the last KEEPALIVE arrived at 560 s: the hold timer runs out 240 s after it, whatever came since
+  w.advance((560 + 239) * SEC);
+  assert.equal(w.peers[0].state, 'Established', 'not before the hold time');
+  w.advance((560 + 240) * SEC);
+  for (const p of w.peers) {
+    assert.equal(p.state, 'Idle');
+    assert.deepEqual(p.ribIn, []);
+    assert.deepEqual(p.lastError, { code: BGP_ERROR.HOLD_TIMER_EXPIRED, subcode: 0, sent: true });
+  }
+});
+
+test('an AS mismatch is an OPEN error: NOTIFICATION Bad Peer AS and both Idle', () => {
+  const w = new Pair({ ...cfgA, peerAs: 64513 }, cfgB);
+  w.feed(1, { kind: 'start' });
+  w.feed(0, { kind: 'start' });
+  assert.equal(w.peers[0].state, 'Idle');
+  assert.equal(w.peers[1].state, 'Idle');
+  assert.deepEqual(w.peers[0].lastError, {
+    code: BGP_ERROR.OPEN_MESSAGE,
+    subcode: BGP_OPEN_ERROR.BAD_PEER_AS,
+    sent: true,
+  });
+  assert.deepEqual(w.peers[1].lastError, {
+    code: BGP_ERROR.OPEN_MESSAGE,
+    subcode: BGP_OPEN_ERROR.BAD_PEER_AS,
+    sent: false,
+  });
+});
+
+test('no listener: Connect → Active, ConnectRetry every 5 s tries again, and a listener that comes up is reached', () => {
+  const w = new Pair(cfgA, cfgB);
+  w.feed(0, { kind: 'start' });
+  assert.equal(w.peers[0].state, 'Active');
+  assert.equal(peerDeadline(w.peers[0]), 5 * SEC);
+  w.feed(1, { kind: 'start' });
+  w.advance(5 * SEC);
+  assert.equal(w.peers[0].state, 'Established');
+  assert.equal(w.peers[1].state, 'Established');
+});
