@@ -41,8 +41,9 @@ export const NSTAT_COUNTERS = [
   'TcpRetransSegs',
   'TcpOutRsts',
   'UdpNoPorts',
-  'TcpExtIPReversePathFilter',
+  // /proc/net/netstat's order (snmp4_net_list): TCPAbortOnTimeout comes before IPReversePathFilter
   'TcpExtTCPAbortOnTimeout',
+  'TcpExtIPReversePathFilter',
   'IpExtInNoRoutes',
 ] as const;
 
