@@ -552,7 +552,7 @@ const policyPortSchema = z.unknown().transform((v, ctx): number | string => {
   return z.NEVER;
 });
 
-/** SCTP is a valid protocol of the API that the model does not carry */
+/** SCTP is a valid protocol of the API that the model does not carry: a Service of it is refused */
 function refuseSctp(protocol: string, ctx: z.RefinementCtx): void {
   if (protocol === 'SCTP')
     ctx.addIssue({
@@ -569,7 +569,7 @@ const PolicyPortSchema = z
     endPort: intRange('endPort', 1, 65535).optional(),
   })
   .superRefine((p, ctx) => {
-    refuseSctp(p.protocol, ctx);
+    // SCTP entries are taken as the API server takes them and match nothing podwalk carries
     if (p.endPort === undefined) return;
     if (typeof p.port !== 'number')
       ctx.addIssue({ code: 'custom', path: ['endPort'], message: 'endPort needs a numeric port' });
