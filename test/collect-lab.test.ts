@@ -50,6 +50,22 @@ function report(r: LabTraceResult): string {
     .join('\n');
 }
 
+/**
+ * Wait (at most 10 s) until no neighbour entry of the lab is in DELAY, PROBE or INCOMPLETE. The
+ * previous flow leaves entries the kernel confirms by a unicast ARP probe 5 s after their next
+ * use (neigh_timer_handler): a timer a dump cannot carry, whose probe would land in the next
+ * flow's captures (CI: n1's probe to p1 before p1's SYN on the hand-made topology).
+ */
+function settleNeighbours(state: Pick<LabState, 'namespaces'>): void {
+  for (let i = 0; i < 100; i++) {
+    const busy = Object.values(state.namespaces).some((ns) =>
+      /\b(DELAY|PROBE|INCOMPLETE)\b/.test(run(['ip', '-n', ns, 'neigh', 'show']).stdout),
+    );
+    if (!busy) return;
+    run(['sleep', '0.1']);
+  }
+}
+
 /** collect the lab now, import it, walk `f` on it and for real */
 async function importedTrace(
   state: Pick<LabState, 'namespaces' | 'prefix'>,
@@ -57,6 +73,7 @@ async function importedTrace(
   f: WalkRequest,
   name: string,
 ) {
+  settleNeighbours(state);
   const dir = tmp();
   try {
     collect(dir);
