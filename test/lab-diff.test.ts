@@ -6,12 +6,14 @@
  *
  * PODWALK_LAB_SCENARIOS=N runs seeds 1..N (default 60), then the NAT scenarios (a MASQUERADE or a
  * DNAT rule applied on both sides: seeds NAT_SEED_BASE+1 …, PODWALK_LAB_NAT_SCENARIOS=M of them,
- * default 12); PODWALK_LAB_SEED=S runs just seed S.
+ * default 12); PODWALK_LAB_SEED=S runs just seed S. The first PODWALK_LAB_IMPORT_SCENARIOS seeds
+ * (default 12) also collect their lab right after lab up, import it (--from) and judge that World
+ * against the same real run: the importer checked on the kernel's own state.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { labUnavailable, run } from '../src/lab/host.ts';
-import { runScenario } from '../src/lab/differential.ts';
+import { runScenario, type ScenarioResult } from '../src/lab/differential.ts';
 import { NAT_SEED_BASE } from '../src/lab/scenarios.ts';
 
 const why = labUnavailable();
@@ -19,6 +21,7 @@ const skip = why ? `real-kernel lab unavailable: ${why}` : false;
 const only = process.env.PODWALK_LAB_SEED;
 const count = Number(process.env.PODWALK_LAB_SCENARIOS ?? 60);
 const natCount = Number(process.env.PODWALK_LAB_NAT_SCENARIOS ?? 12);
+const importCount = Number(process.env.PODWALK_LAB_IMPORT_SCENARIOS ?? 12);
 const seeds = only
   ? [Number(only)]
   : [
@@ -26,22 +29,37 @@ const seeds = only
       ...Array.from({ length: natCount }, (_, i) => NAT_SEED_BASE + 1 + i),
     ];
 
+/** what differs between one model and the kernel, for the report */
+function differences(
+  label: string,
+  m: { trace: { diffs: ScenarioResult['trace']['diffs'] }; tables: ScenarioResult['tables'] },
+): string[] {
+  return [
+    ...m.trace.diffs
+      .filter((d) => d.first !== -1)
+      .map(
+        (d) =>
+          `${label}: ${d.netns}/${d.dev} differs at packet ${d.first + 1}:\n  model: ${d.sim[d.first] ?? '(nothing)'}\n  real:  ${d.real[d.first] ?? '(nothing)'}`,
+      ),
+    ...m.tables
+      .filter((t) => !t.equal)
+      .map(
+        (t) => `${label}: ${t.netns}: \`${t.command}\` differs:\n--- model\n${t.sim}\n--- kernel\n${t.real}`,
+      ),
+  ];
+}
+
 for (const seed of seeds) {
-  test(`differential scenario ${seed}`, { skip, timeout: 120_000 }, async () => {
-    const r = await runScenario(seed);
+  const imported = seed <= importCount;
+  const name = `differential scenario ${seed}${imported ? ', and its lab imported' : ''}`;
+  test(name, { skip, timeout: 180_000 }, async () => {
+    const r = await runScenario(seed, { imported });
     const report = [
       r.scenario.title,
       r.fault ? `fault: ${r.fault}` : 'no fault',
-      `outcome: simulation ${r.simOk ? 'answered' : 'not answered'}, kernel ${r.realOk ? 'answered' : 'not answered'} (${r.trace.client.out.split('\n').slice(-1)[0]})`,
-      ...r.trace.diffs
-        .filter((d) => d.first !== -1)
-        .map(
-          (d) =>
-            `${d.netns}/${d.dev} differs at packet ${d.first + 1}:\n  sim:  ${d.sim[d.first] ?? '(nothing)'}\n  real: ${d.real[d.first] ?? '(nothing)'}`,
-        ),
-      ...r.tables
-        .filter((t) => !t.equal)
-        .map((t) => `${t.netns}: \`${t.command}\` differs:\n--- simulation\n${t.sim}\n--- kernel\n${t.real}`),
+      `outcome: kernel ${r.realOk ? 'answered' : 'not answered'} (${r.trace.client.out.split('\n').slice(-1)[0]}), simulation ${r.simOk ? 'answered' : 'not answered'}${r.imported ? `, imported World ${r.imported.simOk ? 'answered' : 'not answered'}` : ''}`,
+      ...differences('simulation', r),
+      ...(r.imported ? differences('imported World', r.imported) : []),
       `replay: ${r.replay}`,
     ].join('\n');
     assert.ok(r.agree, report);

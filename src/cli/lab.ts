@@ -398,7 +398,7 @@ Examples:
     .argument('<SEED>', 'the scenario seed', d.parseIntArg(0, 2 ** 31 - 1))
     .option(
       '--imported',
-      'walk the World imported from the lab (lab collect, --from) instead of the simulated one',
+      'also collect the lab, import it (--from) and judge that World against the same real run',
     )
     .action(async (seed: number, o: { imported?: boolean }) => {
       need();
@@ -407,15 +407,26 @@ Examples:
       d.out(st2.bold(r.scenario.title));
       d.out(r.fault ? `fault: ${r.fault}` : 'no fault');
       d.out(
-        `outcome: simulation ${r.simOk ? 'answered' : 'not answered'}, kernel ${r.realOk ? 'answered' : 'not answered'} (client: ${r.trace.client.out.split('\n').slice(-1)[0]})`,
+        `kernel: ${r.realOk ? 'answered' : 'not answered'} (client: ${r.trace.client.out.split('\n').slice(-1)[0]})`,
       );
-      for (const diff of r.trace.diffs) {
-        if (diff.first === -1) continue;
-        d.out(st2.bad(`${diff.netns}/${diff.dev} differs from packet ${diff.first + 1}:`));
-        const n = Math.max(diff.sim.length, diff.real.length);
-        for (let i = 0; i < n; i++)
+      const models = [
+        { name: 'simulation', ok: r.simOk, trace: r.trace, tables: r.tables },
+        ...(r.imported ? [{ name: 'imported World', ...r.imported, ok: r.imported.simOk }] : []),
+      ];
+      for (const m of models) {
+        d.out(`${m.name}: ${m.ok ? 'answered' : 'not answered'}`);
+        for (const diff of m.trace.diffs) {
+          if (diff.first === -1) continue;
+          d.out(st2.bad(`  ${diff.netns}/${diff.dev} differs from packet ${diff.first + 1}:`));
+          const n = Math.max(diff.sim.length, diff.real.length);
+          for (let i = 0; i < n; i++)
+            d.out(
+              `    ${diff.sim[i] === diff.real[i] ? ' ' : '!'} sim:  ${diff.sim[i] ?? '(nothing)'}\n    ${diff.sim[i] === diff.real[i] ? ' ' : '!'} real: ${diff.real[i] ?? '(nothing)'}`,
+            );
+        }
+        for (const t of m.tables.filter((x) => !x.equal))
           d.out(
-            `  ${diff.sim[i] === diff.real[i] ? ' ' : '!'} sim:  ${diff.sim[i] ?? '(nothing)'}\n  ${diff.sim[i] === diff.real[i] ? ' ' : '!'} real: ${diff.real[i] ?? '(nothing)'}`,
+            st2.bad(`  ${t.netns}: \`${t.command}\` differs:\n--- model\n${t.sim}\n--- kernel\n${t.real}`),
           );
       }
       d.out(r.agree ? st2.ok('agree') : st2.bad('DIFFER'));

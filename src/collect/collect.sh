@@ -105,7 +105,9 @@ run_in() {
   esac
 }
 
-# one command's stdout to FILE; its stderr and exit status to FILE.err when it failed
+# one command's stdout to FILE; its stderr and exit status to FILE.err when it failed (defined
+# here and, through $DUMP, in every namespace's shell)
+SAVE='
 save() {
   file=$1
   shift
@@ -117,74 +119,84 @@ save() {
     rm -f "$file.err"
   fi
   return 0
+}'
+eval "$SAVE"
+
+# What is dumped from one namespace, run inside it: `dump_ns` enters each namespace once (one
+# `ip netns exec` or `nsenter`, which costs more than the commands it runs), not once per command.
+# $1 is the directory; each command's stdout goes to FILE, its stderr and exit status to FILE.err
+# when it failed. The sysctls are the ones podwalk reads or warns about, as "path = value" (a
+# device's dots stay dots).
+DUMP=$SAVE'
+dir=$1
+have() { command -v "$1" >/dev/null 2>&1; }
+# one grep reads them all ("FILE:VALUE", as grep prints a match among several files; /dev/null
+# makes them several): a sysctl file must be read in one read(2), and a process each is slow
+sysctls() {
+  grep "" /dev/null /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv4/ip_default_ttl \
+    /proc/sys/net/ipv4/ip_local_port_range /proc/sys/net/ipv4/tcp_timestamps \
+    /proc/sys/net/ipv4/tcp_sack /proc/sys/net/ipv4/tcp_window_scaling /proc/sys/net/ipv4/tcp_rmem \
+    /proc/sys/net/core/rmem_max /proc/sys/net/ipv4/neigh/default/gc_stale_time \
+    /proc/sys/net/bridge/bridge-nf-call-iptables /proc/sys/net/bridge/bridge-nf-call-arptables \
+    /proc/sys/net/netfilter/nf_conntrack_tcp_loose /proc/sys/net/ipv4/fib_multipath_hash_policy \
+    /proc/sys/net/ipv4/conf/*/rp_filter /proc/sys/net/ipv4/conf/*/forwarding \
+    /proc/sys/net/ipv4/conf/*/proxy_arp /proc/sys/net/ipv4/conf/*/arp_ignore \
+    /proc/sys/net/ipv4/conf/*/arp_filter /proc/sys/net/ipv4/conf/*/arp_announce \
+    /proc/sys/net/ipv4/conf/*/accept_local /proc/sys/net/ipv4/conf/*/route_localnet \
+    /proc/sys/net/ipv4/conf/*/src_valid_mark /proc/sys/net/ipv4/neigh/*/proxy_delay 2>/dev/null |
+    sed "s|^/proc/sys/\([^:]*\):|\1 = |"
+  true
 }
+# filters hang off an ingress or clsact qdisc: only devices that have one are asked
+tc_filters() {
+  for d in $(tc qdisc show | sed -n -e "s/^qdisc ingress [0-9a-f]*: dev \([^ ]*\) .*/\1/p" \
+    -e "s/^qdisc clsact [0-9a-f]*: dev \([^ ]*\) .*/\1/p"); do
+    for way in ingress egress; do
+      f=$(tc filter show dev "$d" $way 2>/dev/null)
+      if [ -n "$f" ]; then printf "dev %s %s\n%s\n" "$d" $way "$f"; fi
+    done
+  done
+  true
+}
+save "$dir/link.json" ip -s -d -j link show
+save "$dir/addr.json" ip -j addr show
+save "$dir/route.json" ip -j route show table all
+save "$dir/rule.json" ip -j rule show
+save "$dir/neigh.json" ip -j neigh show
+save "$dir/fdb.json" bridge -j fdb show
+save "$dir/bridge-link.json" bridge -j link show
+save "$dir/nsid.json" ip -j netns list-id
+save "$dir/sysctl.txt" sysctls
+if have iptables-save; then
+  save "$dir/iptables-save.txt" iptables-save -c
+else
+  echo "not installed" >"$dir/iptables-save.txt.missing"
+fi
+# legacy x_tables hold rules in this namespace: the nf_tables iptables-save does not show them
+legacy=$(cat /proc/net/ip_tables_names 2>/dev/null)
+if [ -n "$legacy" ] && have iptables-legacy-save; then
+  save "$dir/iptables-legacy-save.txt" iptables-legacy-save -c
+elif [ -n "$legacy" ]; then
+  printf "legacy tables: %s\n" "$legacy" >"$dir/iptables-legacy-save.txt.missing"
+fi
+if have nft; then save "$dir/nft.json" nft -j list ruleset; fi
+if have tc; then
+  save "$dir/tc-qdisc.json" tc -j qdisc show
+  save "$dir/tc-filter.txt" tc_filters
+fi
+if have ss; then save "$dir/ss.txt" ss -H -l -t -u -n; fi
+if have nstat; then save "$dir/nstat.txt" nstat -a -s -z; fi
+if have conntrack; then save "$dir/conntrack.txt" conntrack -L -o extended; fi
+'
 
-# the sysctls podwalk reads or warns about, as "path = value" (a device's dots stay dots)
-SYSCTLS='
-for f in /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv4/ip_default_ttl \
-  /proc/sys/net/ipv4/ip_local_port_range /proc/sys/net/ipv4/tcp_timestamps \
-  /proc/sys/net/ipv4/tcp_sack /proc/sys/net/ipv4/tcp_window_scaling /proc/sys/net/ipv4/tcp_rmem \
-  /proc/sys/net/core/rmem_max /proc/sys/net/ipv4/neigh/default/gc_stale_time \
-  /proc/sys/net/bridge/bridge-nf-call-iptables /proc/sys/net/bridge/bridge-nf-call-arptables \
-  /proc/sys/net/netfilter/nf_conntrack_tcp_loose /proc/sys/net/ipv4/fib_multipath_hash_policy \
-  /proc/sys/net/ipv4/conf/*/rp_filter /proc/sys/net/ipv4/conf/*/forwarding \
-  /proc/sys/net/ipv4/conf/*/proxy_arp /proc/sys/net/ipv4/conf/*/arp_ignore \
-  /proc/sys/net/ipv4/conf/*/arp_filter /proc/sys/net/ipv4/conf/*/arp_announce \
-  /proc/sys/net/ipv4/conf/*/accept_local /proc/sys/net/ipv4/conf/*/route_localnet \
-  /proc/sys/net/ipv4/conf/*/src_valid_mark /proc/sys/net/ipv4/neigh/*/proxy_delay; do
-  [ -r "$f" ] || continue
-  v=$(cat "$f" 2>/dev/null) || continue
-  printf "%s = %s\n" "${f#/proc/sys/}" "$v"
-done'
-
-# everything podwalk reads from one namespace, into DIR
+# everything podwalk reads from one namespace, into DIR (a namespace that cannot be entered:
+# why, in link.json.err, which the importer reports)
 dump_ns() {
   dir=$1 how=$2 arg=$3
   mkdir -p "$dir" || exit 1
-  save "$dir/link.json" run_in "$how" "$arg" ip -s -d -j link show
-  save "$dir/addr.json" run_in "$how" "$arg" ip -j addr show
-  save "$dir/route.json" run_in "$how" "$arg" ip -j route show table all
-  save "$dir/rule.json" run_in "$how" "$arg" ip -j rule show
-  save "$dir/neigh.json" run_in "$how" "$arg" ip -j neigh show
-  save "$dir/fdb.json" run_in "$how" "$arg" bridge -j fdb show
-  save "$dir/bridge-link.json" run_in "$how" "$arg" bridge -j link show
-  save "$dir/nsid.json" run_in "$how" "$arg" ip -j netns list-id
-  save "$dir/sysctl.txt" run_in "$how" "$arg" sh -c "$SYSCTLS"
-  if have iptables-save; then
-    save "$dir/iptables-save.txt" run_in "$how" "$arg" iptables-save -c
-  else
-    echo "not installed" >"$dir/iptables-save.txt.missing"
-  fi
-  # legacy x_tables hold rules in this namespace: the nf_tables iptables-save does not show them
-  legacy=$(run_in "$how" "$arg" cat /proc/net/ip_tables_names 2>/dev/null)
-  if [ -n "$legacy" ] && have iptables-legacy-save; then
-    save "$dir/iptables-legacy-save.txt" run_in "$how" "$arg" iptables-legacy-save -c
-  elif [ -n "$legacy" ]; then
-    printf 'legacy tables: %s\n' "$legacy" >"$dir/iptables-legacy-save.txt.missing"
-  fi
-  if have nft; then
-    save "$dir/nft.json" run_in "$how" "$arg" nft -j list ruleset
-  fi
-  if have tc; then
-    save "$dir/tc-qdisc.json" run_in "$how" "$arg" tc -j qdisc show
-    save "$dir/tc-filter.txt" run_in "$how" "$arg" sh -c '
-      for d in $(ip -o link show | sed -n "s/^[0-9]*: \([^:@]*\).*/\1/p"); do
-        for dir in ingress egress; do
-          f=$(tc filter show dev "$d" $dir 2>/dev/null)
-          if [ -n "$f" ]; then printf "dev %s %s\n%s\n" "$d" $dir "$f"; fi
-        done
-      done
-      true'
-  fi
-  if have ss; then
-    save "$dir/ss.txt" run_in "$how" "$arg" ss -H -l -t -u -n
-  fi
-  if have nstat; then
-    save "$dir/nstat.txt" run_in "$how" "$arg" nstat -a -s -z
-  fi
-  if have conntrack; then
-    save "$dir/conntrack.txt" run_in "$how" "$arg" conntrack -L -o extended
-  fi
+  run_in "$how" "$arg" sh -c "$DUMP" podwalk-dump "$dir" 2>"$dir/.enter"
+  [ -e "$dir/link.json" ] || [ -e "$dir/link.json.err" ] || cat "$dir/.enter" >"$dir/link.json.err"
+  rm -f "$dir/.enter"
 }
 
 # the target namespace

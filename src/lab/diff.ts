@@ -69,25 +69,35 @@ export async function stateDiff(
   model: Cluster,
   commands: readonly string[] = STATE_COMMANDS,
 ): Promise<TableDiff[]> {
+  return (await stateDiffs(state, [model], commands))[0];
+}
+
+/** the lab's tables read once, each model's compared with them (the first model's roles choose) */
+export async function stateDiffs(
+  state: LabState,
+  models: readonly Cluster[],
+  commands: readonly string[] = STATE_COMMANDS,
+): Promise<TableDiff[][]> {
   const netnsList = Object.keys(state.namespaces);
   // the underlay segments have no iptables of their own
   const which = (netns: string) =>
-    commands.filter((c) => c !== 'iptables-save' || model.world.netns.get(netns)?.role === 'node');
+    commands.filter((c) => c !== 'iptables-save' || models[0].world.netns.get(netns)?.role === 'node');
   const real = new Map<string, string[]>();
   await pool(
     netnsList,
     4,
     async (netns) => void real.set(netns, await realOutputs(state, netns, which(netns))),
   );
-  const out: TableDiff[] = [];
-  for (const netns of netnsList) {
-    const here = which(netns);
-    here.forEach((command, i) => {
-      const sim = runCommand(model, netns, command);
-      const a = normaliseState(command, sim.stdout, state.prefix);
-      const b = normaliseState(command, real.get(netns)![i], state.prefix);
-      out.push({ netns, command, sim: a, real: b, equal: a === b });
-    });
-  }
-  return out;
+  return models.map((model) => {
+    const out: TableDiff[] = [];
+    for (const netns of netnsList) {
+      which(netns).forEach((command, i) => {
+        const sim = runCommand(model, netns, command);
+        const a = normaliseState(command, sim.stdout, state.prefix);
+        const b = normaliseState(command, real.get(netns)![i], state.prefix);
+        out.push({ netns, command, sim: a, real: b, equal: a === b });
+      });
+    }
+    return out;
+  });
 }

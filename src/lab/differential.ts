@@ -12,10 +12,10 @@ import { loadDumps } from '../collect/load.ts';
 import { importCluster } from '../import/index.ts';
 import { labCollect } from './collect.ts';
 import { labDown, labExec, LabError, labUp } from './host.ts';
-import { labTrace, type LabTraceResult } from './trace.ts';
+import { labTrace, type LabTraceResult, type ModelComparison } from './trace.ts';
 import { faultOf, generateScenario, type Scenario } from './scenarios.ts';
 import type { Walk } from '../trace/walk.ts';
-import { stateDiff, type TableDiff } from './diff.ts';
+import { stateDiffs, type TableDiff } from './diff.ts';
 import { NSTAT_COUNTERS } from '../tools/nstat.ts';
 import { runCommand } from '../tools/index.ts';
 
@@ -36,6 +36,16 @@ export interface ScenarioResult {
   trace: LabTraceResult;
   /** ip route, ip neigh, bridge fdb and the model's nstat counters of every namespace after the exchange */
   tables: TableDiff[];
+  /** the simulation agrees with the kernel (and so does the imported World, when there is one) */
+  agree: boolean;
+  /** `imported`: the World imported from the lab, judged against the same real run */
+  imported?: ImportedCheck;
+}
+
+export interface ImportedCheck {
+  trace: ModelComparison;
+  simOk: boolean;
+  tables: TableDiff[];
   agree: boolean;
 }
 
@@ -47,8 +57,8 @@ export function simOutcome(w: Walk): boolean {
 }
 
 /**
- * `imported`: the model walked is not the simulated cluster but the World imported from the lab
- * itself (lab collect right after lab up, then --from), with the same fault applied to it.
+ * `imported`: also collect the lab right after lab up, import it (--from) and judge that World,
+ * with the same fault applied, against the same real run: one kernel exchange checks both models.
  * `signal` aborts it (a Ctrl-C): the lab is removed and LabInterrupted thrown.
  */
 export async function runScenario(
@@ -57,45 +67,62 @@ export async function runScenario(
 ): Promise<ScenarioResult> {
   const s = generateScenario(seed);
   const base = buildCluster(s.spec, s.mode);
-  let sim: Cluster = buildCluster(s.spec, s.mode);
+  const sim: Cluster = buildCluster(s.spec, s.mode);
   const fault = faultOf(s, sim);
-  const applyFault = (c: Cluster) => {
+  const applyFault = (c: Cluster, model: string) => {
     if (!fault) return;
     const r = runCommand(c, fault.netns, fault.command);
     if (r.code !== 0)
       throw new LabError(
-        `${fault.netns}: \`${fault.command}\` failed in the model: ${(r.stderr || r.stdout).trim()}`,
+        `${fault.netns}: \`${fault.command}\` failed in the ${model}: ${(r.stderr || r.stdout).trim()}`,
       );
   };
-  applyFault(sim);
+  applyFault(sim, 'model');
   labDown(base);
   const state = await labUp(base, { signal: opts.signal });
   try {
+    let imported: Cluster | undefined;
     if (opts.imported) {
       const dir = mkdtempSync(join(tmpdir(), 'podwalk-collect-'));
       try {
         labCollect(state, state.roles!, dir);
-        sim = importCluster(loadDumps(dir).files, { name: s.spec.name }).cluster;
+        imported = importCluster(loadDumps(dir).files, { name: s.spec.name }).cluster;
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
-      applyFault(sim);
+      applyFault(imported, 'imported model');
     }
     if (fault) {
       const r = labExec(state, fault.netns, ['sh', '-c', fault.command]);
       if (r.code !== 0)
         throw new LabError(`${fault.netns}: \`${fault.command}\` failed in the lab: ${r.stderr.trim()}`);
     }
-    const trace = await labTrace(state, sim, s.flow, opts);
-    const simOk = simOutcome(trace.sim);
+    const trace = await labTrace(state, sim, s.flow, {
+      signal: opts.signal,
+      also: imported ? [imported] : [],
+    });
     const realOk = trace.client.code === 0;
     // counters count every copy the kernel resent, and the simulation has no retransmission timer
-    const tables = await stateDiff(state, sim, [
+    const commands = [
       'ip route',
       'ip neigh',
       'bridge fdb show',
       ...(trace.retransmitted ? [] : [NSTAT_COMMAND]),
-    ]);
+    ];
+    const [tables, itables] = await stateDiffs(state, imported ? [sim, imported] : [sim], commands);
+    const simOk = simOutcome(trace.sim);
+    const agree = trace.agree && simOk === realOk && tables.every((t) => t.equal);
+    let check: ImportedCheck | undefined;
+    if (imported) {
+      const t = trace.also[0];
+      const ok = simOutcome(t.sim);
+      check = {
+        trace: t,
+        simOk: ok,
+        tables: itables,
+        agree: t.agree && ok === realOk && itables.every((x) => x.equal),
+      };
+    }
     return {
       scenario: s,
       replay: `npx podwalk lab scenario ${seed}${opts.imported ? ' --imported' : ''}`,
@@ -104,7 +131,8 @@ export async function runScenario(
       realOk,
       trace,
       tables,
-      agree: trace.agree && simOk === realOk && tables.every((t) => t.equal),
+      agree: agree && (check?.agree ?? true),
+      imported: check,
     };
   } finally {
     labDown(base);

@@ -135,18 +135,17 @@ export function planLab(c: Cluster): LabPlan {
 
   for (const ns of all) add(ns, ['ip', 'netns', 'add', names.get(ns.name)!]);
   for (const ns of all) {
-    // the model has no IPv6: keep the kernel from sending router solicitations, MLD and ND into captures
-    for (const k of ['all', 'default'])
-      add(ns, [
-        'ip',
-        'netns',
-        'exec',
-        names.get(ns.name)!,
-        'sysctl',
-        '-q',
-        '-w',
-        `net.ipv6.conf.${k}.disable_ipv6=1`,
-      ]);
+    // the model has no IPv6: keep the kernel from sending router solicitations, MLD and ND into
+    // captures; nor IGMP: a bridge with multicast snooping joins 224.0.0.106 (all-snoopers) when
+    // it comes up with an address, and its unsolicited reports (the first one and a resend up to
+    // 1 s later) reach every port that is up by then, so whether a pod counts one would depend on
+    // how fast the lab is built
+    for (const kv of [
+      'net.ipv6.conf.all.disable_ipv6=1',
+      'net.ipv6.conf.default.disable_ipv6=1',
+      'net.ipv4.igmp_link_local_mcast_reports=0',
+    ])
+      add(ns, ['ip', 'netns', 'exec', names.get(ns.name)!, 'sysctl', '-q', '-w', kv]);
     add(ns, ['ip', '-n', names.get(ns.name)!, 'link', 'set', 'lo', 'up']);
     // bridges and veths first, then devices that name a lower device (vxlan dev eth0)
     const links = [...ns.links.values()].sort(

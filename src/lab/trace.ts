@@ -25,10 +25,16 @@ import {
   type RunResult,
 } from './host.ts';
 
-export interface LabTraceResult {
+/** one model's walk against the lab's one real run */
+export interface ModelComparison {
   sim: Walk;
   diffs: InterfaceDiff[];
   agree: boolean;
+}
+
+export interface LabTraceResult extends ModelComparison {
+  /** the models of `opts.also`, each against the same real run */
+  also: ModelComparison[];
   /** what the real client printed (exit status and output), for the report */
   client: { code: number; out: string };
   /** the kernel resent a SYN the simulation sent once (its counters then count each copy) */
@@ -38,6 +44,11 @@ export interface LabTraceResult {
 export interface LabTraceOptions {
   /** abort (a signal): stop the captures and the client, throw LabInterrupted */
   signal?: AbortSignal;
+  /**
+   * more models of the same lab (with the same faults), judged against the same real run: one
+   * kernel exchange checks the simulated World and the World imported from the lab alike
+   */
+  also?: Cluster[];
 }
 
 /**
@@ -214,18 +225,22 @@ export async function labTrace(
 ): Promise<LabTraceResult> {
   const signal = opts.signal;
   manyListeners(signal);
-  const w = walk(sim, req, { exchange: true });
+  const models = [sim, ...(opts.also ?? [])].map((c) => {
+    const w = walk(c, req, { exchange: true });
+    const by = new Map<string, string[]>();
+    for (const cap of c.world.captures) {
+      const key = `${cap.netns}/${cap.dev}`;
+      const raw = c.world.ns(cap.netns).link(cap.dev)?.type === 'ipip';
+      (by.get(key) ?? by.set(key, []).get(key)!).push(packetSummary(cap.frame, raw));
+    }
+    return { c, w, by };
+  });
+  const w = models[0].w;
   const f = w.request.flow;
-  const simBy = new Map<string, string[]>();
-  for (const c of sim.world.captures) {
-    const key = `${c.netns}/${c.dev}`;
-    const raw = sim.world.ns(c.netns).link(c.dev)?.type === 'ipip';
-    (simBy.get(key) ?? simBy.set(key, []).get(key)!).push(packetSummary(c.frame, raw));
-  }
   const dir = labScratch(state);
   // every interface of every namespace the simulated packets touched (a real packet that strays
   // elsewhere still shows on the interface it left by); all of them in small clusters
-  const touched = new Set(sim.world.captures.map((c) => c.netns));
+  const touched = new Set(models.flatMap((m) => m.c.world.captures.map((c) => c.netns)));
   const ifs = await interfaces(state, Object.keys(state.namespaces).length > 12 ? touched : undefined);
   const captures: { netns: string; dev: string; file: string; child: ChildProcess }[] = [];
   try {
@@ -279,29 +294,37 @@ export async function labTrace(
     for (const until = Date.now() + 1500; Date.now() < until && !signal?.aborted; await pause(100, signal))
       if (
         captures.every(
-          (c) => realSequence(c.file).seq.length >= (simBy.get(`${c.netns}/${c.dev}`)?.length ?? 0),
+          (c) =>
+            realSequence(c.file).seq.length >=
+            Math.max(...models.map((m) => m.by.get(`${c.netns}/${c.dev}`)?.length ?? 0)),
         )
       )
         break;
     if (signal?.aborted) throw new LabInterrupted(String(signal.reason));
     await Promise.all(captures.map((c) => stopCapture(c.child)));
-    const diffs: InterfaceDiff[] = [];
     let retransmitted = false;
-    for (const c of captures) {
-      const real = realSequence(c.file);
-      retransmitted ||= real.retransmitted;
-      diffs.push(compareSequences(c.netns, c.dev, simBy.get(`${c.netns}/${c.dev}`) ?? [], real.seq));
-      simBy.delete(`${c.netns}/${c.dev}`);
-    }
-    // packets the simulation put on interfaces the lab does not have
-    for (const [key, seq] of simBy) {
-      const [netns, dev] = key.split('/');
-      diffs.push(compareSequences(netns, dev, seq, []));
-    }
+    const real = captures.map((c) => {
+      const r = realSequence(c.file);
+      retransmitted ||= r.retransmitted;
+      return { ...c, seq: r.seq };
+    });
+    const [first, ...also] = models.map((m): ModelComparison => {
+      const diffs: InterfaceDiff[] = [];
+      const simBy = new Map(m.by);
+      for (const c of real) {
+        diffs.push(compareSequences(c.netns, c.dev, simBy.get(`${c.netns}/${c.dev}`) ?? [], c.seq));
+        simBy.delete(`${c.netns}/${c.dev}`);
+      }
+      // packets the model put on interfaces the lab does not have
+      for (const [key, seq] of simBy) {
+        const [netns, dev] = key.split('/');
+        diffs.push(compareSequences(netns, dev, seq, []));
+      }
+      return { sim: m.w, diffs, agree: diffs.every((d) => d.first === -1) };
+    });
     return {
-      sim: w,
-      diffs,
-      agree: diffs.every((d) => d.first === -1),
+      ...first,
+      also,
       client: { code: client.code, out: (client.stdout + client.stderr).trim() },
       retransmitted,
     };
