@@ -14,8 +14,7 @@
  * ee:ee:ee:ee:ee:ee, no address, proxy_arp 1 and proxy_delay 0, and the node routes the pod's
  * /32 to it (scope link). Needs root; run it under `flock /tmp/podwalk-lab.lock`.
  */
-import { spawn } from 'node:child_process';
-import { run } from '../src/lab/host.ts';
+import { run, startListeners } from '../src/lab/host.ts';
 
 export const PREFIX = 'pwh-collect-';
 export const NODES = ['n1', 'n2'] as const;
@@ -53,33 +52,6 @@ function sh(argv: string[], input?: string): void {
   if (r.code !== 0) throw new Error(`\`${argv.join(' ')}\` failed: ${r.stderr.trim() || `exit ${r.code}`}`);
 }
 
-const LISTENER = `
-import socket, sys, threading, time
-proto, port = sys.argv[1], int(sys.argv[2])
-if proto == "tcp":
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", port)); s.listen(64)
-    def serve(c):
-        try:
-            if c.recv(65536):
-                time.sleep(0.25)
-                c.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 3\\r\\n\\r\\nok\\n")
-            while c.recv(65536):
-                pass
-        except OSError:
-            pass
-        finally:
-            c.close()
-    while True:
-        c, _ = s.accept()
-        threading.Thread(target=serve, args=(c,), daemon=True).start()
-else:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", port))
-    while True:
-        d, a = s.recvfrom(65536)
-        s.sendto(d, a)
-`;
-
 /** the namespaces that exist now with the prefix */
 export function existing(): string[] {
   return run(['ip', 'netns', 'list'])
@@ -97,26 +69,8 @@ export function handmadeDown(): void {
   }
 }
 
-function waitListening(ns: string, proto: string, port: number): void {
-  for (let i = 0; i < 100; i++) {
-    const r = run([
-      'ip',
-      'netns',
-      'exec',
-      ns,
-      'ss',
-      '-H',
-      proto === 'tcp' ? '-ltn' : '-lun',
-      `sport = :${port}`,
-    ]);
-    if (r.code === 0 && r.stdout.trim()) return;
-    run(['sleep', '0.05']);
-  }
-  throw new Error(`${ns}: the ${proto}/${port} listener did not come up`);
-}
-
 /** build it; the model names (n1, p1…) → the namespace names */
-export function handmadeUp(): Record<string, string> {
+export async function handmadeUp(): Promise<Record<string, string>> {
   handmadeDown();
   const all = [...NODES, ...PODS.map((p) => p.name)];
   try {
@@ -219,20 +173,15 @@ export function handmadeUp(): Record<string, string> {
         '',
       ].join('\n'),
     );
-    for (const p of PODS)
-      for (const l of p.listen) {
-        const [proto, port] = l.split('/');
-        const child = spawn(
-          'ip',
-          ['netns', 'exec', NS(p.name), 'python3', '-u', '-c', LISTENER, proto, port],
-          {
-            stdio: 'ignore',
-            detached: true,
-          },
-        );
-        child.unref();
-        waitListening(NS(p.name), proto, Number(port));
-      }
+    // the lab's listeners: one /usr/bin/python3 that enters each pod's namespace (setns)
+    await startListeners(
+      PODS.flatMap((p) =>
+        p.listen.map((l) => {
+          const [proto, port] = l.split('/');
+          return { ns: NS(p.name), proto, port: Number(port) };
+        }),
+      ),
+    );
   } catch (e) {
     handmadeDown();
     throw e;

@@ -24,7 +24,7 @@ async function record(set: FixtureSet): Promise<void> {
   rmSync(out, { recursive: true, force: true });
   mkdirSync(out, { recursive: true });
   if (!set.mode) {
-    handmadeUp();
+    await handmadeUp();
     try {
       for (const n of NODES) {
         const r = runCollector({ out, netns: PREFIX + n, name: n });

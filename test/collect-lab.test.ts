@@ -169,7 +169,7 @@ describe('a topology podwalk did not build: Calico-like nodes, Docker FORWARD po
     'collected node by node, each flow walked on the import agrees with the kernel',
     { skip, timeout: 300_000 },
     async () => {
-      const names = handmadeUp();
+      const names = await handmadeUp();
       try {
         const state = { namespaces: names, prefix: PREFIX };
         const collect = (dir: string) => {
