@@ -79,8 +79,16 @@ function podCidrOf(
   const bridgeName =
     node.links.find((l) => hostDevs.has(l.name) && l.master)?.master ??
     (node.links.some((l) => l.name === 'cni0') ? 'cni0' : undefined);
+  // the bridge's address, or the node's on its own veth whose other end is a port of the bridge
+  const gwDev = node.links.find(
+    (l) =>
+      l.type === 'veth' &&
+      l.peer.ns === node.name &&
+      node.links.some((x) => x.name === l.peer.name && x.master === bridgeName),
+  )?.name;
   const brAddr = bridgeName
-    ? node.addrs.find((a) => a.dev === bridgeName && a.scope === 'global')
+    ? (node.addrs.find((a) => a.dev === bridgeName && a.scope === 'global') ??
+      node.addrs.find((a) => a.dev === gwDev && a.scope === 'global'))
     : undefined;
   if (fromKube) {
     const [net, l] = fromKube.split('/');

@@ -232,12 +232,26 @@ interface End {
 const kindOf = (l: LinkDump) => l.linkinfo?.info_kind;
 
 /**
- * Join veth ends across namespaces: an end (ifindex a, peer b, nsid n) pairs with an end
- * (ifindex b, peer a) in another namespace of the same machine. Each end pairs once; a
- * namespace id names one namespace on each side (by its ip netns name when the dump has it);
- * when several candidates remain, one found in the same node dump wins.
+ * Join veth ends. Both ends in one namespace (a node's own veth pair): the dump has no
+ * link-netnsid and iproute2 names the peer (`"link": "vb"`, the peer's ifindex resolved in the
+ * same namespace), and the peer names this end back. Across namespaces: an end (ifindex a, peer
+ * b, nsid n) pairs with an end (ifindex b, peer a) in another namespace of the same machine.
+ * Each end pairs once; a namespace id names one namespace on each side (by its ip netns name
+ * when the dump has it); when several candidates remain, one found in the same node dump wins.
  */
 function pairVeths(found: Map<string, Found>, warn: (w: ImportWarning) => void): Map<End, End> {
+  const pairs = new Map<End, End>();
+  for (const f of found.values()) {
+    const local = f.dump.links.filter((l) => kindOf(l) === 'veth' && l.link_netnsid === undefined);
+    const byName = new Map(local.map((l) => [l.ifname, l]));
+    for (const l of local) {
+      const o = typeof l.link === 'string' ? byName.get(l.link) : undefined;
+      if (!o || o === l || o.link !== l.ifname || l.ifindex > o.ifindex) continue;
+      const a = { ns: f, link: l };
+      const b = { ns: f, link: o };
+      pairs.set(a, b).set(b, a);
+    }
+  }
   // ends by (machine, ifindex, peer ifindex): an end's candidates are the ends under its mirror key
   const byKey = new Map<string, End[]>();
   const key = (host: string, ifindex: number, peer: number) => `${host}|${ifindex}|${peer}`;
@@ -254,7 +268,6 @@ function pairVeths(found: Map<string, Found>, warn: (w: ImportWarning) => void):
         const k = key(f.host, e.link.ifindex, e.link.link_index!);
         byKey.set(k, [...(byKey.get(k) ?? []), e]);
       }
-  const pairs = new Map<End, End>();
   const nsid = new Map<Found, Map<number, Found>>();
   const ok = (a: End, b: End) => {
     const na = nsid.get(a.ns)?.get(a.link.link_netnsid!);
@@ -854,7 +867,10 @@ export function planImport(files: DumpFiles, opts: { name?: string } = {}): Impo
   for (const f of all) {
     if (f.target) continue;
     // a peer: a switch when its end of a veth into a dumped namespace is a bridge port
-    const mine = f.dump.links.filter((l) => endOf.has(`${f.key}/${l.ifindex}`));
+    const mine = f.dump.links.filter((l) => {
+      const e = endOf.get(`${f.key}/${l.ifindex}`);
+      return e && pairs.get(e)!.ns !== f;
+    });
     const sw = mine.some((l) => !!l.master);
     role.set(f, sw ? 'segment' : 'pod');
     if (!sw) {
