@@ -348,6 +348,24 @@ describe('the CLI with --from', () => {
     },
   );
 
+  for (const f of FIXTURE_SETS.filter((x) => x.fault))
+    test(
+      `doctor --from ${f.name} says what doctor --run '${f.fault!.run}' says on the simulated cluster`,
+      { skip: skipUnless(f.name) },
+      async () => {
+        const flow = [f.flow!.from, `${f.flow!.to}:${f.flow!.port}`];
+        const real = await cli(['doctor', ...flow, '--from', dir(f.name)]);
+        const sim = await cli(['doctor', ...flow, '--mode', f.mode!, '--run', f.fault!.run]);
+        assert.equal(real.code, 1, real.err);
+        assert.equal(sim.code, 1, sim.err);
+        // the explanation's head and every failed check, line by line
+        const evidence = (out: string) =>
+          out.split('\n').filter((l) => /^(why: | {2}where: | {2}entry: | {2}✗ )/.test(l));
+        assert.ok(evidence(real.out).length >= 4, real.out);
+        assert.deepEqual(evidence(real.out), evidence(sim.out));
+      },
+    );
+
   test('a .tar.gz of the dumps gives the same as the directory', { skip: skipUnless(set) }, async () => {
     const tmp = mkdtempSync(join(tmpdir(), 'podwalk-tgz-'));
     try {
