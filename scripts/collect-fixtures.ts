@@ -2,7 +2,7 @@
  * The recorded dump sets of test/fixtures/collect/ (recorded by scripts/record-collect-fixtures.ts
  * on the real kernel, imported by test/collect.test.ts without root): the seed cluster's lab in
  * each mode the lab supports, the same lab with one planted fault each, and the hand-made
- * Calico/Docker topology of scripts/handmade-topology.ts.
+ * topologies of scripts/handmade-topology.ts (Calico/Docker; a node's veth pair of its own).
  */
 import { seedCluster } from '../src/cluster/seed.ts';
 import type { ClusterSpec, CniMode } from '../src/cluster/spec.ts';
@@ -14,8 +14,10 @@ export function fixtureSpec(): ClusterSpec {
 
 export interface FixtureSet {
   name: string;
-  /** a lab of fixtureSpec() in this mode; absent: the hand-made topology */
+  /** a lab of fixtureSpec() in this mode; absent: a hand-made topology */
   mode?: CniMode;
+  /** which hand-made topology of scripts/handmade-topology.ts (without a mode) */
+  handmade?: 'calico' | 'veth-pair';
   /** planted after lab up, as the real command on the node and as the same --run line for the model */
   fault?: { netns: string; command: string; run: string };
   /** ping pod-a → pod-c before collecting (neighbours, learned FDB entries, counters) */
@@ -59,5 +61,6 @@ export const FIXTURE_SETS: readonly FixtureSet[] = [
     fault: { netns: 'node2', command: 'ip link set eth0 mtu 1400', run: 'node2: ip link set eth0 mtu 1400' },
     flow: { from: 'pod-a', to: 'pod-c', proto: 'tcp', port: 8080 },
   },
-  { name: 'handmade-calico', ping: false },
+  { name: 'handmade-calico', handmade: 'calico', ping: false },
+  { name: 'handmade-veth-pair', handmade: 'veth-pair', ping: false },
 ];

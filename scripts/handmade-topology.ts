@@ -14,8 +14,7 @@
  * ee:ee:ee:ee:ee:ee, no address, proxy_arp 1 and proxy_delay 0, and the node routes the pod's
  * /32 to it (scope link). Needs root; run it under `flock /tmp/podwalk-lab.lock`.
  */
-import { spawn } from 'node:child_process';
-import { run } from '../src/lab/host.ts';
+import { run, startListeners } from '../src/lab/host.ts';
 
 export const PREFIX = 'pwh-collect-';
 export const NODES = ['n1', 'n2'] as const;
@@ -53,80 +52,39 @@ function sh(argv: string[], input?: string): void {
   if (r.code !== 0) throw new Error(`\`${argv.join(' ')}\` failed: ${r.stderr.trim() || `exit ${r.code}`}`);
 }
 
-const LISTENER = `
-import socket, sys, threading, time
-proto, port = sys.argv[1], int(sys.argv[2])
-if proto == "tcp":
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", port)); s.listen(64)
-    def serve(c):
-        try:
-            if c.recv(65536):
-                time.sleep(0.25)
-                c.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 3\\r\\n\\r\\nok\\n")
-            while c.recv(65536):
-                pass
-        except OSError:
-            pass
-        finally:
-            c.close()
-    while True:
-        c, _ = s.accept()
-        threading.Thread(target=serve, args=(c,), daemon=True).start()
-else:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", port))
-    while True:
-        d, a = s.recvfrom(65536)
-        s.sendto(d, a)
-`;
-
 /** the namespaces that exist now with the prefix */
-export function existing(): string[] {
+export function existing(prefix = PREFIX): string[] {
   return run(['ip', 'netns', 'list'])
     .stdout.split('\n')
     .map((l) => l.split(' ')[0])
-    .filter((n) => n.startsWith(PREFIX));
+    .filter((n) => n.startsWith(prefix));
 }
 
 /** remove everything the topology made (its processes first); idempotent */
-export function handmadeDown(): void {
-  for (const n of existing()) {
+export function handmadeDown(prefix = PREFIX): void {
+  for (const n of existing(prefix)) {
     for (const pid of run(['ip', 'netns', 'pids', n]).stdout.split('\n').filter(Boolean))
       run(['kill', '-9', pid]);
     run(['ip', 'netns', 'del', n]);
   }
 }
 
-function waitListening(ns: string, proto: string, port: number): void {
-  for (let i = 0; i < 100; i++) {
-    const r = run([
-      'ip',
-      'netns',
-      'exec',
-      ns,
-      'ss',
-      '-H',
-      proto === 'tcp' ? '-ltn' : '-lun',
-      `sport = :${port}`,
-    ]);
-    if (r.code === 0 && r.stdout.trim()) return;
-    run(['sleep', '0.05']);
+/** new namespaces, lo up, without IPv6 (the model has none: no router solicitations or MLD in the captures) */
+function addNamespaces(names: readonly string[]): void {
+  for (const ns of names) {
+    sh(['ip', 'netns', 'add', ns]);
+    for (const k of ['all', 'default'])
+      sh(['ip', 'netns', 'exec', ns, 'sysctl', '-q', '-w', `net.ipv6.conf.${k}.disable_ipv6=1`]);
+    sh(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
   }
-  throw new Error(`${ns}: the ${proto}/${port} listener did not come up`);
 }
 
 /** build it; the model names (n1, p1…) → the namespace names */
-export function handmadeUp(): Record<string, string> {
+export async function handmadeUp(): Promise<Record<string, string>> {
   handmadeDown();
   const all = [...NODES, ...PODS.map((p) => p.name)];
   try {
-    for (const n of all) {
-      sh(['ip', 'netns', 'add', NS(n)]);
-      // the model has no IPv6: no router solicitations or MLD in the captures
-      for (const k of ['all', 'default'])
-        sh(['ip', 'netns', 'exec', NS(n), 'sysctl', '-q', '-w', `net.ipv6.conf.${k}.disable_ipv6=1`]);
-      sh(['ip', '-n', NS(n), 'link', 'set', 'lo', 'up']);
-    }
+    addNamespaces(all.map(NS));
     // the nodes, joined by one veth pair
     sh([
       'ip',
@@ -219,23 +177,118 @@ export function handmadeUp(): Record<string, string> {
         '',
       ].join('\n'),
     );
-    for (const p of PODS)
-      for (const l of p.listen) {
-        const [proto, port] = l.split('/');
-        const child = spawn(
-          'ip',
-          ['netns', 'exec', NS(p.name), 'python3', '-u', '-c', LISTENER, proto, port],
-          {
-            stdio: 'ignore',
-            detached: true,
-          },
-        );
-        child.unref();
-        waitListening(NS(p.name), proto, Number(port));
-      }
+    // the lab's listeners: one /usr/bin/python3 that enters each pod's namespace (setns)
+    await startListeners(
+      PODS.flatMap((p) =>
+        p.listen.map((l) => {
+          const [proto, port] = l.split('/');
+          return { ns: NS(p.name), proto, port: Number(port) };
+        }),
+      ),
+    );
   } catch (e) {
     handmadeDown();
     throw e;
   }
   return Object.fromEntries(all.map((n) => [n, NS(n)]));
+}
+
+/*
+ * A node with a veth pair of its own, both ends in its namespace (as some CNIs and Docker setups
+ * have: the pods' gateway address on a veth whose other end is a port of their bridge), for the
+ * importer to join the two ends within one namespace. Namespaces pwh-imp-*.
+ *
+ *   pwh-imp-n1 (192.168.60.1/24) ── eth0 ═══ eth0 ── pwh-imp-n2 (192.168.60.2/24)
+ *     br0 (no address)                                veth-p2 10.66.2.1/24 ─ p2 10.66.2.2/24
+ *      ├ veth-p1 ─ p1 10.66.1.2/24 (default via .1)   10.66.1.0/24 via 192.168.60.1
+ *      └ gw0-br ═ gw0 10.66.1.1/24 (one veth pair, both ends in n1)
+ *     10.66.2.0/24 via 192.168.60.2
+ */
+export const PAIR_PREFIX = 'pwh-imp-';
+export const PAIR_NODES = ['n1', 'n2'] as const;
+const PAIR_PODS = ['p1', 'p2'] as const;
+const PAIR = (n: string) => PAIR_PREFIX + n;
+
+/** build it; the model names (n1, p1…) → the namespace names */
+export async function vethPairUp(): Promise<Record<string, string>> {
+  handmadeDown(PAIR_PREFIX);
+  const all = [...PAIR_NODES, ...PAIR_PODS];
+  const [n1, n2, p1, p2] = all.map(PAIR);
+  const ip = (ns: string, ...args: string[]) => sh(['ip', '-n', ns, ...args]);
+  const veth = (ns: string, name: string, mac: string, peerNs: string, peer: string, peerMac: string) =>
+    ip(
+      ns,
+      'link',
+      'add',
+      name,
+      'address',
+      mac,
+      'type',
+      'veth',
+      'peer',
+      'name',
+      peer,
+      'netns',
+      peerNs,
+      'address',
+      peerMac,
+    );
+  try {
+    addNamespaces(all.map(PAIR));
+    veth(n1, 'eth0', '02:60:00:00:00:01', n2, 'eth0', '02:60:00:00:00:02');
+    for (const [ns, i] of [
+      [n1, 1],
+      [n2, 2],
+    ] as const) {
+      sh(['ip', 'netns', 'exec', ns, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=1']);
+      ip(ns, 'addr', 'add', `192.168.60.${i}/24`, 'dev', 'eth0');
+      ip(ns, 'link', 'set', 'eth0', 'up');
+    }
+    // n1: the bridge, the pod on it, and the pair that carries the pods' gateway address
+    ip(n1, 'link', 'add', 'br0', 'address', '02:60:00:00:01:00', 'type', 'bridge');
+    ip(
+      n1,
+      'link',
+      'add',
+      'gw0',
+      'address',
+      '02:60:00:00:01:01',
+      'type',
+      'veth',
+      'peer',
+      'name',
+      'gw0-br',
+      'address',
+      '02:60:00:00:01:02',
+    );
+    veth(n1, 'veth-p1', '02:60:00:00:01:03', p1, 'eth0', '4a:10:66:01:02:01');
+    for (const port of ['gw0-br', 'veth-p1']) {
+      ip(n1, 'link', 'set', port, 'master', 'br0');
+      ip(n1, 'link', 'set', port, 'up');
+    }
+    ip(n1, 'link', 'set', 'br0', 'up');
+    ip(n1, 'addr', 'add', '10.66.1.1/24', 'dev', 'gw0');
+    ip(n1, 'link', 'set', 'gw0', 'up');
+    ip(n1, 'route', 'add', '10.66.2.0/24', 'via', '192.168.60.2', 'dev', 'eth0');
+    ip(p1, 'addr', 'add', '10.66.1.2/24', 'dev', 'eth0');
+    ip(p1, 'link', 'set', 'eth0', 'up');
+    ip(p1, 'route', 'add', 'default', 'via', '10.66.1.1', 'dev', 'eth0');
+    // n2: a routed pod
+    veth(n2, 'veth-p2', '02:60:00:00:02:03', p2, 'eth0', '4a:10:66:02:02:01');
+    ip(n2, 'addr', 'add', '10.66.2.1/24', 'dev', 'veth-p2');
+    ip(n2, 'link', 'set', 'veth-p2', 'up');
+    ip(n2, 'route', 'add', '10.66.1.0/24', 'via', '192.168.60.1', 'dev', 'eth0');
+    ip(p2, 'addr', 'add', '10.66.2.2/24', 'dev', 'eth0');
+    ip(p2, 'link', 'set', 'eth0', 'up');
+    ip(p2, 'route', 'add', 'default', 'via', '10.66.2.1', 'dev', 'eth0');
+    await startListeners([
+      { ns: p2, proto: 'tcp', port: 8080 },
+      { ns: p2, proto: 'udp', port: 53 },
+      { ns: p1, proto: 'tcp', port: 8080 },
+    ]);
+  } catch (e) {
+    handmadeDown(PAIR_PREFIX);
+    throw e;
+  }
+  return Object.fromEntries(all.map((n) => [n, PAIR(n)]));
 }

@@ -7,8 +7,12 @@
  * For each set of scripts/collect-fixtures.ts: the seed cluster's lab (named "collect") comes up
  * in the set's mode, the fault is planted with the real command, pod-a pings pod-c when the set
  * says so, and `podwalk lab collect` (src/collect/collect.sh on every node and the router) writes
- * the dumps; the lab always goes down again. The hand-made set is scripts/handmade-topology.ts,
- * collected node by node. test/collect.test.ts imports them without root.
+ * the dumps; the lab always goes down again. The hand-made sets are the topologies of
+ * scripts/handmade-topology.ts, collected node by node:
+ *
+ *   sudo flock /tmp/podwalk-lab.lock npx tsx scripts/record-collect-fixtures.ts handmade-veth-pair
+ *
+ * test/collect.test.ts imports them without root.
  */
 import { mkdirSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -17,21 +21,33 @@ import { runCollector } from '../src/collect/run.ts';
 import { labCollect } from '../src/lab/collect.ts';
 import { labDown, labExec, labUnavailable, labUp } from '../src/lab/host.ts';
 import { FIXTURE_DIR, FIXTURE_SETS, fixtureSpec, type FixtureSet } from './collect-fixtures.ts';
-import { handmadeDown, handmadeUp, NODES, PREFIX } from './handmade-topology.ts';
+import {
+  handmadeDown,
+  handmadeUp,
+  NODES,
+  PAIR_NODES,
+  PAIR_PREFIX,
+  PREFIX,
+  vethPairUp,
+} from './handmade-topology.ts';
 
 async function record(set: FixtureSet): Promise<void> {
   const out = fileURLToPath(new URL(`${set.name}/`, FIXTURE_DIR));
   rmSync(out, { recursive: true, force: true });
   mkdirSync(out, { recursive: true });
   if (!set.mode) {
-    handmadeUp();
+    const [up, down, prefix, nodes] =
+      set.handmade === 'veth-pair'
+        ? [vethPairUp, () => handmadeDown(PAIR_PREFIX), PAIR_PREFIX, PAIR_NODES]
+        : [handmadeUp, () => handmadeDown(), PREFIX, NODES];
+    await up();
     try {
-      for (const n of NODES) {
-        const r = runCollector({ out, netns: PREFIX + n, name: n });
+      for (const n of nodes) {
+        const r = runCollector({ out, netns: prefix + n, name: n });
         if (r.code !== 0) throw new Error(`${n}: the collector failed: ${r.stderr}`);
       }
     } finally {
-      handmadeDown();
+      down();
     }
     return;
   }

@@ -8,6 +8,7 @@
  *    test/lab-diff.test.ts: one real run judges both models)
  *  - a topology podwalk did not build (scripts/handmade-topology.ts: Calico's cali* veths with
  *    proxy ARP and blackhole routes, Docker's FORWARD policy DROP), collected node by node;
+ *  - a node's veth pair of its own (both ends in its namespace, the pods' gateway on it);
  *  - `podwalk collect --out -` through the CLI: a .tar.gz that --from reads.
  */
 import { after, describe, test } from 'node:test';
@@ -18,7 +19,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fixtureSpec } from '../scripts/collect-fixtures.ts';
-import { handmadeDown, handmadeUp, NODES, PREFIX } from '../scripts/handmade-topology.ts';
+import {
+  handmadeDown,
+  handmadeUp,
+  NODES,
+  PAIR_NODES,
+  PAIR_PREFIX,
+  PREFIX,
+  vethPairUp,
+} from '../scripts/handmade-topology.ts';
 import { buildCluster } from '../src/cni/build.ts';
 import { loadDumps } from '../src/collect/load.ts';
 import { runCollector } from '../src/collect/run.ts';
@@ -137,36 +146,69 @@ describe('lab up → lab collect → --from, in every mode the lab supports', ()
     );
 });
 
+/**
+ * A hand-made topology (scripts/handmade-topology.ts): up, each flow walked on the World imported
+ * from its dumps (collected node by node, afresh before each flow) against the kernel; then down.
+ */
+async function handmadeAgrees(
+  up: () => Promise<Record<string, string>>,
+  prefix: string,
+  nodes: readonly string[],
+  flows: readonly (WalkRequest & { expect: string })[],
+): Promise<void> {
+  const names = await up();
+  try {
+    const state = { namespaces: names, prefix };
+    const collect = (dir: string) => {
+      for (const n of nodes) {
+        const r = runCollector({ out: dir, netns: prefix + n, name: n });
+        assert.equal(r.code, 0, r.stderr);
+      }
+    };
+    for (const f of flows) {
+      const t = await importedTrace(state, collect, f, 'handmade');
+      assert.equal(t.sim.request.disposition.kind, f.expect, `${f.from} → ${f.to} ${f.proto}`);
+      assert.ok(t.agree, `${f.from} → ${f.to} ${f.proto}:\n${report(t)}`);
+    }
+  } finally {
+    handmadeDown(prefix);
+  }
+}
+
 describe('a topology podwalk did not build: Calico-like nodes, Docker FORWARD policy DROP', () => {
-  const flows: (WalkRequest & { expect: string })[] = [
-    { from: 'p1', to: 'p2', proto: 'udp', port: 53, expect: 'delivered' },
-    { from: 'p1', to: 'p3', proto: 'tcp', port: 8080, expect: 'delivered' },
-    { from: 'p1', to: 'p2', proto: 'tcp', port: 8080, expect: 'dropped' },
-    { from: 'p1', to: 'p2', proto: 'icmp', expect: 'dropped' },
-    { from: 'p2', to: 'p1', proto: 'icmp', expect: 'dropped' },
-  ];
   test(
     'collected node by node, each flow walked on the import agrees with the kernel',
     { skip, timeout: 300_000 },
-    async () => {
-      const names = handmadeUp();
-      try {
-        const state = { namespaces: names, prefix: PREFIX };
-        const collect = (dir: string) => {
-          for (const n of NODES) {
-            const r = runCollector({ out: dir, netns: PREFIX + n, name: n });
-            assert.equal(r.code, 0, r.stderr);
-          }
-        };
-        for (const f of flows) {
-          const t = await importedTrace(state, collect, f, 'handmade');
-          assert.equal(t.sim.request.disposition.kind, f.expect, `${f.from} → ${f.to} ${f.proto}`);
-          assert.ok(t.agree, `${f.from} → ${f.to} ${f.proto}:\n${report(t)}`);
-        }
-      } finally {
-        handmadeDown();
-      }
-    },
+    () =>
+      handmadeAgrees(handmadeUp, PREFIX, NODES, [
+        { from: 'p1', to: 'p2', proto: 'udp', port: 53, expect: 'delivered' },
+        { from: 'p1', to: 'p3', proto: 'tcp', port: 8080, expect: 'delivered' },
+        { from: 'p1', to: 'p2', proto: 'tcp', port: 8080, expect: 'dropped' },
+        { from: 'p1', to: 'p2', proto: 'icmp', expect: 'dropped' },
+        { from: 'p2', to: 'p1', proto: 'icmp', expect: 'dropped' },
+      ]),
+  );
+});
+
+describe("a node's own veth pair (both ends in its namespace)", () => {
+  /*
+   * The flows start at p2: the request crosses n1 as eth0 → gw0 → gw0-br → br0 → veth-p1 and p1's
+   * answer goes back across the pair to gw0's MAC (learned from n1's ARP request). A flow that
+   * starts at p1 is not compared: p1's ARP for 10.66.1.1 is answered twice, by br0 (weak host)
+   * and through the pair by gw0. The model keeps the first as the kernel does (locktime), but it
+   * walks an ARP side-exchange to its end before the packet that waited leaves, while the kernel
+   * sends that packet as soon as the first answer arrives: on p1's eth0 the kernel shows the SYN
+   * before gw0's late answer, the model after it (checked here on 6.18).
+   */
+  test(
+    'collected node by node, each flow across the pair walked on the import agrees with the kernel',
+    { skip, timeout: 300_000 },
+    () =>
+      handmadeAgrees(vethPairUp, PAIR_PREFIX, PAIR_NODES, [
+        { from: 'p2', to: 'p1', proto: 'tcp', port: 8080, expect: 'delivered' },
+        { from: 'p2', to: 'p1', proto: 'icmp', expect: 'delivered' },
+        { from: 'p2', to: 'p1', proto: 'udp', port: 53, expect: 'dropped' },
+      ]),
   );
 });
 

@@ -212,6 +212,68 @@ describe('a topology podwalk did not build (Calico-like, Docker FORWARD DROP), r
   );
 });
 
+describe("a node's own veth pair (both ends in its namespace), recorded", () => {
+  const name = 'handmade-veth-pair';
+  const load = () => {
+    const files = loadDumps(dir(name)).files;
+    return { files, ...importCluster(files, { name: 'pair' }) };
+  };
+
+  test(
+    'the ends are joined within the namespace; the round trip prints every dump again',
+    { skip: skipUnless(name) },
+    () => {
+      const { files, cluster, plan, warnings } = load();
+      assert.deepEqual(warnings, []);
+      assert.deepEqual(
+        plan.namespaces.map((p) => `${p.name}:${p.role}${p.node ? `@${p.node}` : ''}`),
+        ['n1:node', 'n2:node', 'p1:pod@n1', 'p2:pod@n2'],
+      );
+      const n1 = plan.namespaces.find((p) => p.name === 'n1')!;
+      assert.deepEqual(
+        n1.links.flatMap((l) => (l.type === 'veth' ? [`${l.name} ${l.peer.ns}/${l.peer.name}`] : [])),
+        ['eth0 n2/eth0', 'gw0-br n1/gw0', 'gw0 n1/gw0-br', 'veth-p1 p1/eth0'],
+      );
+      const gw0 = cluster.world.ns('n1').link('gw0')!;
+      assert.equal(gw0.type === 'veth' && `${gw0.peer?.netns}/${gw0.peer?.name}`, 'n1/gw0-br');
+      // the pod CIDR from the gateway address on the bridge's own veth pair
+      assert.deepEqual(cluster.nodes.map((n) => `${n.name} ${n.ip} ${n.podCIDR}`).slice(0, 1), [
+        'n1 192.168.60.1/24 10.66.1.0/24',
+      ]);
+      const results = roundTrip(files, plan, cluster);
+      // 8 commands in each of the 4 namespaces
+      assert.equal(results.length, 32);
+      const bad = results.filter((r) => !r.equal);
+      assert.equal(
+        bad.length,
+        0,
+        bad.map((r) => `${r.netns}: ${r.command}\n${lineDiff(r.model, r.real)}`).join('\n'),
+      );
+    },
+  );
+
+  test(
+    'walks: out through the bridge (its own MAC answered ARP first), back across the pair',
+    { skip: skipUnless(name) },
+    () => {
+      for (const proto of ['tcp', 'udp', 'icmp'] as const) {
+        const w = walk(load().cluster, { from: 'p1', to: 'p2', proto, port: proto === 'udp' ? 53 : 8080 });
+        assert.equal(w.reply?.disposition.kind, 'delivered', `${proto}: ${renderSummary(w.request)}`);
+        // p1's ARP for 10.66.1.1 is answered by br0 (weak host: it is a local address of n1) before
+        // gw0 answers through the pair; the second reply is inside locktime and p1 keeps br0's MAC
+        const locked = w.request.steps.find((s) => s.ev.type === 'arp-locked');
+        assert.ok(locked && locked.netns === 'p1', proto);
+        assert.match(renderSummary(w.request), /^ {2}n1 +veth-p1 → br0 → eth0$/m, proto);
+        // the reply is routed out of gw0, across the pair into the bridge
+        assert.match(renderSummary(w.reply!), /^ {2}n1 +eth0 → gw0 → gw0-br → br0 → veth-p1$/m, proto);
+      }
+      const back = walk(load().cluster, { from: 'p2', to: 'p1', proto: 'tcp', port: 8080 });
+      assert.equal(back.reply?.disposition.kind, 'delivered');
+      assert.match(renderSummary(back.request), /^ {2}n1 +eth0 → gw0 → gw0-br → br0 → veth-p1$/m);
+    },
+  );
+});
+
 describe('the CLI with --from', () => {
   const io = (out: string[], err: string[]): Io => ({
     out: (s) => out.push(s),
@@ -285,6 +347,24 @@ describe('the CLI with --from', () => {
       assert.equal(run2.code, 1);
     },
   );
+
+  for (const f of FIXTURE_SETS.filter((x) => x.fault))
+    test(
+      `doctor --from ${f.name} says what doctor --run '${f.fault!.run}' says on the simulated cluster`,
+      { skip: skipUnless(f.name) },
+      async () => {
+        const flow = [f.flow!.from, `${f.flow!.to}:${f.flow!.port}`];
+        const real = await cli(['doctor', ...flow, '--from', dir(f.name)]);
+        const sim = await cli(['doctor', ...flow, '--mode', f.mode!, '--run', f.fault!.run]);
+        assert.equal(real.code, 1, real.err);
+        assert.equal(sim.code, 1, sim.err);
+        // the explanation's head and every failed check, line by line
+        const evidence = (out: string) =>
+          out.split('\n').filter((l) => /^(why: | {2}where: | {2}entry: | {2}✗ )/.test(l));
+        assert.ok(evidence(real.out).length >= 4, real.out);
+        assert.deepEqual(evidence(real.out), evidence(sim.out));
+      },
+    );
 
   test('a .tar.gz of the dumps gives the same as the directory', { skip: skipUnless(set) }, async () => {
     const tmp = mkdtempSync(join(tmpdir(), 'podwalk-tgz-'));

@@ -29,6 +29,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { seedCluster } from '../src/cluster/seed.ts';
+import { lineDiff, maskNsids, maskTimers } from '../src/import/roundtrip.ts';
 import type { CniMode } from '../src/cluster/spec.ts';
 import { buildCluster, type Cluster } from '../src/cni/build.ts';
 import type { Netns } from '../src/kernel/objects.ts';
@@ -113,10 +114,7 @@ function dynamicStates(out: string): string {
 
 function normalise(out: string, nsidNames: Record<string, string>, prefix: string): string {
   let s = out.split(prefix).join('');
-  s = s.replace(/("link_netnsid": ?)(\d+)/g, (_, k: string, n: string) => `${k}"${nsidNames[n] ?? `?${n}`}"`);
-  s = s
-    .replace(/(gc_timer|forward_delay_timer) +[\d.]+/g, '$1 <t>')
-    .replace(/"(gc_timer|forward_delay_timer)": ?[\d.]+/g, '"$1":<t>');
+  s = maskTimers(maskNsids(s, new Map(Object.entries(nsidNames).map(([id, name]) => [Number(id), name]))));
   s = s.replace(/(numtxqueues|numrxqueues) \d+/g, '$1 <n>').replace(/("num_[rt]x_queues": ?)\d+/g, '$1<n>');
   return s;
 }
@@ -144,17 +142,6 @@ function snapshot(c: Cluster): string {
       neigh: ns.neigh.list(),
     });
   return JSON.stringify(out);
-}
-
-/** the lines that differ, for a readable failure */
-function lineDiff(got: string, want: string): string {
-  const a = got.split('\n');
-  const b = want.split('\n');
-  const out: string[] = [];
-  for (let i = 0; i < Math.max(a.length, b.length); i++)
-    if (a[i] !== b[i])
-      out.push(`  line ${i + 1}\n    model: ${JSON.stringify(a[i])}\n    real:  ${JSON.stringify(b[i])}`);
-  return out.slice(0, 6).join('\n') + (out.length > 6 ? `\n  … ${out.length - 6} more` : '');
 }
 
 /* ------------------------------------------------------------------ the goldens */

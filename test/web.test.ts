@@ -5,13 +5,15 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { build } from 'vite';
+import { run } from '../src/cli/app.ts';
 import { serveWeb, type Served } from '../src/cli/serve.ts';
+import { loadDumps } from '../src/collect/load.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const REPO = resolve(fileURLToPath(new URL('..', import.meta.url)));
@@ -30,8 +32,8 @@ async function shot(name: string): Promise<void> {
 }
 
 /** the 0-based index of the current step, from the step counter "step N / M" */
-async function position(): Promise<{ n: number; total: number }> {
-  const m = /step (\d+) \/ (\d+)/.exec(await page.getByTestId('pos').innerText())!;
+async function position(p: Page = page): Promise<{ n: number; total: number }> {
+  const m = /step (\d+) \/ (\d+)/.exec(await p.getByTestId('pos').innerText())!;
   return { n: Number(m[1]), total: Number(m[2]) };
 }
 
@@ -49,12 +51,13 @@ function it(name: string, body: () => Promise<void>): void {
   });
 }
 
-describe('web page in chromium', () => {
-  before(async () => {
-    if (skip) return;
+let built: Promise<string> | undefined;
+
+/** the page, built once with Vite into a temporary directory */
+function pageBuild(): Promise<string> {
+  built ??= (async () => {
     const out = mkdtempSync(join(tmpdir(), 'podwalk-web-'));
-    const profile = mkdtempSync(join(tmpdir(), 'podwalk-chromium-'));
-    dirs.push(out, profile);
+    dirs.push(out);
     mkdirSync(ARTIFACTS, { recursive: true });
     await build({
       configFile: join(REPO, 'vite.config.ts'),
@@ -62,21 +65,41 @@ describe('web page in chromium', () => {
       build: { outDir: out, emptyOutDir: true },
       logLevel: 'silent',
     });
+    return out;
+  })();
+  return built;
+}
+
+/** Debian's chromium, headless, with a profile of its own */
+function launch(): Promise<BrowserContext> {
+  const profile = mkdtempSync(join(tmpdir(), 'podwalk-chromium-'));
+  dirs.push(profile);
+  return chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+    ],
+    viewport: { width: 1280, height: 800 },
+  });
+}
+
+after(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+describe('web page in chromium', () => {
+  before(async () => {
+    if (skip) return;
+    const out = await pageBuild();
     served = await serveWeb({ root: out, port: 0 });
-    ctx = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--no-first-run',
-      ],
-      viewport: { width: 1280, height: 800 },
-    });
+    ctx = await launch();
     page = ctx.pages()[0] ?? (await ctx.newPage());
     page.setDefaultTimeout(10_000);
     const errors: string[] = [];
@@ -90,7 +113,6 @@ describe('web page in chromium', () => {
   after(async () => {
     await ctx?.close();
     await served?.close();
-    for (const d of dirs) rmSync(d, { recursive: true, force: true });
   });
 
   it('draws the seed cluster: nodes with eth0 and address, pods, veths, cni0, flannel.1, lan0', async () => {
@@ -362,5 +384,138 @@ describe('web page in chromium', () => {
     assert.ok(overflow <= 390, `page is ${overflow}px wide at a 390px viewport`);
     await shot('08-phone-width');
     await page.setViewportSize({ width: 1280, height: 800 });
+  });
+});
+
+/**
+ * `podwalk serve --from`: the page imports the served dumps itself (the same importer as the CLI)
+ * and walks the imported cluster. The dumps are recorded ones (test/fixtures/collect: the seed
+ * cluster's lab in flannel-vxlan, and the same lab with node1's FDB entry for node2's VTEP
+ * deleted on the kernel), served through the CLI's own `serve --from`.
+ */
+describe('web page with node dumps (podwalk serve --from)', () => {
+  const fixture = (name: string) => join(REPO, 'test', 'fixtures', 'collect', name);
+  const open: { close(): Promise<void> }[] = [];
+  let dctx: BrowserContext | undefined;
+
+  /** `podwalk serve --from DIR --port 0` through the CLI; the page loaded from it, without errors */
+  async function serveFrom(dir: string): Promise<Page> {
+    const out: string[] = [];
+    const err: string[] = [];
+    let s: Served | undefined;
+    const code = await run(['serve', '--from', dir, '--dir', await pageBuild(), '--port', '0'], {
+      out: (x) => out.push(x),
+      err: (x) => err.push(x),
+      readFile: (f) => readFileSync(f, 'utf8'),
+      openDir: () => () => undefined,
+      readDumps: loadDumps,
+      env: {},
+      isTTY: false,
+      served: (x) => (s = x),
+    });
+    assert.equal(code, 0, err.join('\n'));
+    assert.ok(s, out.join('\n'));
+    open.push(s);
+    assert.match(out.join('\n'), new RegExp(`serving ${dir} at http://127\\.0\\.0\\.1:`));
+    dctx ??= await launch();
+    const p = await dctx.newPage();
+    p.setDefaultTimeout(20_000);
+    const errors: string[] = [];
+    p.on('pageerror', (e) => errors.push(String(e)));
+    p.on('console', (m) => void (m.type() === 'error' && errors.push(m.text())));
+    await p.goto(s.url);
+    await p.getByTestId('steps').waitFor();
+    assert.deepEqual(errors, [], 'the page loads without errors');
+    return p;
+  }
+
+  after(async () => {
+    await dctx?.close();
+    for (const s of open) await s.close();
+  });
+
+  it('draws the imported cluster, walks pod-a → pod-c step by step across VXLAN', async () => {
+    const p = await serveFrom(fixture('flannel-vxlan'));
+    const svg = p.getByTestId('topology');
+    for (const id of ['node1', 'node2', 'node3', 'pod-a', 'pod-b', 'pod-c', 'pod-d'])
+      assert.equal(await svg.locator(`[data-id="${id}"]`).count(), 1, id);
+    for (const id of ['node1|veth-pod-a', 'node1|cni0', 'node1|flannel.1', 'node2|flannel.1'])
+      assert.equal(await svg.locator(`[data-id="${id}"]`).count(), 1, id);
+    assert.match((await svg.locator('[data-id="pod-c|eth0"]').textContent()) ?? '', /10\.244\.1\.5/);
+    // the mode is what the dumps look like, not a choice
+    assert.equal(await p.locator('select[name=mode]').isDisabled(), true);
+    assert.match(await p.locator('body').innerText(), /Built from node dumps/);
+
+    await p.locator('select[name=from]').selectOption('pod-a');
+    await p.locator('select[name=to]').selectOption('pod-c');
+    await p.locator('select[name=proto]').selectOption('tcp');
+    assert.match(await p.getByTestId('disposition').innerText(), /^delivered to pod-c tcp\/8080$/);
+    const steps = p.getByTestId('steps').locator('li');
+    const total = await steps.count();
+    assert.ok(total > 20, `${total} steps`);
+    assert.equal((await position(p)).total, total);
+    assert.match(
+      await steps.filter({ hasText: 'dev flannel.1 onlink' }).first().innerText(),
+      /L3\s+route[\s\S]*main: 10\.244\.1\.0\/24 via 10\.244\.1\.0 dev flannel\.1 onlink/,
+    );
+    // the FDB entry flanneld wrote on the real node, as the dump has it
+    assert.match(
+      await steps.filter({ hasText: 'VXLAN vni 1' }).first().innerText(),
+      /fdb flannel\.1: 5a:2b:3c:4d:5e:6f dst 192\.168\.1\.11 self permanent/,
+    );
+    // step through to the end
+    await p.locator('select[name=proto]').blur();
+    await p.keyboard.press('Home');
+    assert.equal((await position(p)).n, 1);
+    await p.keyboard.press('ArrowRight');
+    assert.equal((await position(p)).n, 2);
+    await p.keyboard.press('End');
+    const last = await position(p);
+    assert.equal(last.n, last.total);
+    await p.screenshot({ path: join(ARTIFACTS, '12-dumps-walk.png') });
+
+    // the scenario picker names the dumps; after a scenario they are one choice away again
+    const picker = p.getByLabel('load a scenario');
+    assert.equal(
+      await picker.locator('option:checked').innerText(),
+      `the node dumps (${basename(fixture('flannel-vxlan'))})`,
+    );
+    await picker.selectOption('vxlan-fdb-missing');
+    assert.equal(await p.locator('select[name=mode]').isDisabled(), false);
+    assert.match(await p.getByTestId('disposition').innerText(), /^DROPPED \(vxlan-fdb-miss\)/);
+    await picker.selectOption({ label: 'the node dumps (flannel-vxlan)' });
+    assert.equal(await p.locator('select[name=mode]').isDisabled(), true);
+    assert.match(await p.getByTestId('disposition').innerText(), /^delivered to pod-c tcp\/8080$/);
+    await p.close();
+  });
+
+  it("a fault in the dumps (node1's FDB entry for node2's VTEP deleted on the kernel) shows the drop and why", async () => {
+    const p = await serveFrom(fixture('fault-vxlan-fdb-deleted'));
+    await p.locator('select[name=from]').selectOption('pod-a');
+    await p.locator('select[name=to]').selectOption('pod-c');
+    await p.locator('select[name=proto]').selectOption('tcp');
+    assert.match(
+      await p.getByTestId('disposition').innerText(),
+      /^DROPPED \(vxlan-fdb-miss\) in node1 at flannel\.1/,
+    );
+    const drop = p.getByTestId('steps').locator('li[data-kind=drop]');
+    assert.equal(await drop.count(), 1);
+    assert.match(await drop.innerText(), /node1[\s\S]*flannel\.1/);
+    const why = p.getByTestId('why');
+    await why.locator('summary').click();
+    assert.match(await why.innerText(), /5a:2b:3c:4d:5e:6f/);
+    assert.match(await why.innerText(), /tx_dropped on flannel\.1 \+1/);
+    await p.keyboard.press('End');
+    assert.match(
+      (await p.getByTestId('topology').locator('.box.dropped').getAttribute('data-id')) ?? '',
+      /^node1/,
+    );
+    await p.screenshot({ path: join(ARTIFACTS, '13-dumps-fault.png') });
+    // doctor on the page, on the imported cluster
+    await p.getByRole('button', { name: 'diagnose this flow' }).click();
+    const report = await p.getByTestId('doctor').innerText();
+    assert.match(report, /^why: vxlan-fdb-miss in node1 at flannel\.1$/m);
+    assert.match(report, /✗ vxlan-route-without-fdb/);
+    await p.close();
   });
 });

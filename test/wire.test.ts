@@ -9,6 +9,7 @@ import {
   ETHERTYPE_IPV4,
   broadcastOf,
   cidrOf,
+  coveringCidr,
   cidrsOverlap,
   cidrText,
   cidrWithin,
@@ -165,6 +166,11 @@ test('addr: CIDR, masks and prefix membership', () => {
   assert.equal(cidrWithin({ addr: 0x0af40000, len: 16 }, { addr: 0x0af40100, len: 24 }), false);
   assert.equal(cidrsOverlap({ addr: 0x0af40000, len: 16 }, { addr: 0x0af40100, len: 24 }), true);
   assert.equal(cidrsOverlap({ addr: 0x0af40000, len: 24 }, { addr: 0x0af40100, len: 24 }), false);
+  assert.deepEqual(coveringCidr([0x0af40005, 0x0af40109]), { addr: 0x0af40000, len: 23 });
+  assert.deepEqual(coveringCidr([0x0af40005]), { addr: 0x0af40005, len: 32 });
+  assert.deepEqual(coveringCidr([0x0af40005], 16), { addr: 0x0af40000, len: 16 });
+  assert.deepEqual(coveringCidr([0x0a000001, 0xc0a80001]), { addr: 0, len: 0 });
+  assert.throws(() => coveringCidr([]), /no address/);
   assert.equal(maskToLen(0xffffff00), 24);
   assert.equal(maskToLen(0), 0);
   assert.equal(maskToLen(0xffffffff), 32);

@@ -362,8 +362,13 @@ function Compare({
   );
 }
 
+/** the scenario picker's value for the dumps `podwalk serve --from` serves */
+const DUMPS_OPTION = '(dumps)';
+
 export function App({ initial, loaded: initialLoaded }: { initial: PageState; loaded: LoadedCluster }) {
   const [loaded, setLoaded] = useState(initialLoaded);
+  // `podwalk serve --from`: the served dumps stay one choice away after a scenario or file
+  const served = initialLoaded.dumps ? initialLoaded : undefined;
   const [state, setState] = useState<PageState>(initial);
   const [playing, setPlaying] = useState(false);
   const [layer, setLayer] = useState(0);
@@ -577,12 +582,16 @@ export function App({ initial, loaded: initialLoaded }: { initial: PageState; lo
             scenario{' '}
             <select
               aria-label="load a scenario"
-              value={SCENARIOS.find((x) => x.file === loaded.name)?.name ?? ''}
+              value={
+                loaded.dumps ? DUMPS_OPTION : (SCENARIOS.find((x) => x.file === loaded.name)?.name ?? '')
+              }
               onChange={(e) => {
                 const sc = SCENARIOS.find((x) => x.name === e.target.value);
-                switchCluster(sc ? loadYaml(sc.yaml, sc.file) : seed());
+                if (e.target.value === DUMPS_OPTION && served) switchCluster(served);
+                else switchCluster(sc ? loadYaml(sc.yaml, sc.file) : seed());
               }}
             >
+              {served ? <option value={DUMPS_OPTION}>the node dumps ({served.name})</option> : null}
               <option value="">the built-in cluster</option>
               {SCENARIOS.map((x) => (
                 <option key={x.name} value={x.name}>

@@ -6,7 +6,7 @@
  * layer knows which CNI is running.
  */
 import type { ClusterSpec, CniMode, NodeSpec, PodSpec } from '../cluster/spec.ts';
-import { cidrText, inPrefix, intToIp4, ip4ToInt, parseCidr } from '../wire/addr.ts';
+import { cidrText, coveringCidr, inPrefix, intToIp4, ip4ToInt, parseCidr } from '../wire/addr.ts';
 import { Mesh } from '../bgp/mesh.ts';
 import type { Netns } from '../kernel/objects.ts';
 import {
@@ -65,9 +65,12 @@ export interface Cluster {
 /** the smallest prefix covering all pod CIDRs, at most a /16 (flannel's default Network around the node subnets) */
 export function supernet(cidrs: string[]): string {
   const nets = cidrs.map((c) => parseCidr(c, { allowHostBits: true }));
-  let len = Math.min(16, ...nets.map((c) => c.len));
-  while (len > 0 && !nets.every((c) => inPrefix(c.addr, nets[0].addr, len))) len--;
-  return cidrText({ addr: nets[0].addr, len });
+  return cidrText(
+    coveringCidr(
+      nets.map((c) => c.addr),
+      Math.min(16, ...nets.map((c) => c.len)),
+    ),
+  );
 }
 
 function resolveNodes(spec: ClusterSpec): ResolvedNode[] {

@@ -122,7 +122,7 @@ export function applyPlan(plan: ImportPlan, c: Cluster, warn: (w: ImportWarning)
     Math.max(
       l.mtu,
       ...(linksOf.get(ns) ?? []).flatMap((x) =>
-        x.kind === 'vxlan' && x.dev === l.name ? [x.mtu + VXLAN_HEADROOM] : [],
+        x.type === 'vxlan' && x.dev === l.name ? [x.mtu + VXLAN_HEADROOM] : [],
       ),
     );
   const linksOf = new Map(plan.namespaces.map((p) => [p.name, p.links]));
@@ -132,46 +132,27 @@ export function applyPlan(plan: ImportPlan, c: Cluster, warn: (w: ImportWarning)
     for (const l of [...p.links].sort((a, b) => a.ifindex - b.ifindex)) {
       const id = `${p.name}/${l.name}`;
       if (made.has(id)) continue;
-      if (l.kind === 'loopback') {
+      if (l.type === 'loopback') {
         if (ns.link('lo')!.mtu !== l.mtu)
           attempt(warn, p.name, `lo mtu ${l.mtu}`, 'lo keeps MTU 65536', () => linkSetMtu(ns, 'lo', l.mtu));
         made.add(id);
         continue;
       }
-      switch (l.kind) {
+      switch (l.type) {
         case 'bridge': {
-          const br = linkAdd(w, ns, {
-            type: 'bridge',
-            name: l.name,
-            mac: l.mac,
-            mtu: l.mtu,
-            ifindex: l.ifindex,
-          });
+          // the plan's link is the request `ip link add` takes for its kind
+          const br = linkAdd(w, ns, l);
           if (br.type === 'bridge') br.ageingTime = l.ageingTime;
           break;
         }
         case 'vxlan':
-          linkAdd(w, ns, {
-            type: 'vxlan',
-            name: l.name,
-            mac: l.mac,
-            mtu: l.mtu,
-            ifindex: l.ifindex,
-            vni: l.vni,
-            local: l.local,
-            dev: l.dev,
-            dstport: l.dstport,
-            learning: l.learning,
-            udpcsum: l.udpcsum,
-          });
-          break;
         case 'ipip':
-          linkAdd(w, ns, { type: 'ipip', name: l.name, mtu: l.mtu, ifindex: l.ifindex });
+          linkAdd(w, ns, l);
           break;
         case 'veth': {
           const other = linkOf.get(`${l.peer.ns}/${l.peer.name}`);
           const peerNs = nsOf.get(l.peer.ns);
-          if (!other || !peerNs || other.l.kind !== 'veth')
+          if (!other || !peerNs || other.l.type !== 'veth')
             throw new Error(`import plan: ${id}'s peer ${l.peer.ns}/${l.peer.name} is not planned`);
           linkAdd(w, ns, {
             type: 'veth',
@@ -217,7 +198,7 @@ export function applyPlan(plan: ImportPlan, c: Cluster, warn: (w: ImportWarning)
   }
   for (const p of plan.namespaces) {
     const ns = nsOf.get(p.name)!;
-    const links = [...p.links].sort((a, b) => (a.kind === 'bridge' ? 1 : 0) - (b.kind === 'bridge' ? 1 : 0));
+    const links = [...p.links].sort((a, b) => (a.type === 'bridge' ? 1 : 0) - (b.type === 'bridge' ? 1 : 0));
     for (const l of links) {
       const link = ns.link(l.name)!;
       if (link.mtu !== l.mtu)

@@ -9,7 +9,7 @@ import { supernet, type Cluster, type ResolvedNode, type ResolvedPod } from '../
 import { Sockets } from '../kernel/sockets.ts';
 import { Stack } from '../kernel/stack.ts';
 import { World } from '../kernel/world.ts';
-import { intToIp4, ip4ToInt, prefixMask } from '../wire/addr.ts';
+import { coveringCidr, intToIp4, ip4ToInt, networkOf } from '../wire/addr.ts';
 import type { ImportPlan, ImportWarning, PlanNs } from './plan.ts';
 
 export interface CniGuess {
@@ -23,18 +23,18 @@ export function guessCni(plan: ImportPlan): CniGuess {
   const nodes = plan.namespaces.filter((p) => p.role === 'node');
   for (const n of nodes)
     for (const l of n.links)
-      if (l.kind === 'vxlan')
+      if (l.type === 'vxlan')
         return {
           mode: 'flannel-vxlan',
           evidence: `${n.name}: ${l.name} is vxlan id ${l.vni} dstport ${l.dstport}`,
         };
   for (const n of nodes)
     for (const l of n.links)
-      if (l.kind === 'ipip') {
+      if (l.type === 'ipip') {
         const direct = nodes.some((x) =>
           (x.routes ?? []).some(
             (r) =>
-              r.proto === 'bird' && r.via && r.dev && x.links.find((k) => k.name === r.dev)?.kind === 'veth',
+              r.proto === 'bird' && r.via && r.dev && x.links.find((k) => k.name === r.dev)?.type === 'veth',
           ),
         );
         return {
@@ -56,15 +56,13 @@ export function guessCni(plan: ImportPlan): CniGuess {
 }
 
 function netOf(ip: string, len: number): string {
-  return intToIp4((ip4ToInt(ip) & prefixMask(len)) >>> 0);
+  return intToIp4(networkOf({ addr: ip4ToInt(ip), len }));
 }
 
-/** the smallest prefix (at most /24 wide… no: as wide as needed) covering every address */
+/** the longest prefix covering every address */
 function covering(ips: string[]): { net: string; len: number } {
-  let len = 32;
-  const n = ips.map(ip4ToInt);
-  while (len > 0 && !n.every((x) => ((x ^ n[0]) & prefixMask(len)) === 0)) len--;
-  return { net: netOf(ips[0], len), len };
+  const c = coveringCidr(ips.map(ip4ToInt));
+  return { net: intToIp4(c.addr), len: c.len };
 }
 
 function podCidrOf(
@@ -81,8 +79,16 @@ function podCidrOf(
   const bridgeName =
     node.links.find((l) => hostDevs.has(l.name) && l.master)?.master ??
     (node.links.some((l) => l.name === 'cni0') ? 'cni0' : undefined);
+  // the bridge's address, or the node's on its own veth whose other end is a port of the bridge
+  const gwDev = node.links.find(
+    (l) =>
+      l.type === 'veth' &&
+      l.peer.ns === node.name &&
+      node.links.some((x) => x.name === l.peer.name && x.master === bridgeName),
+  )?.name;
   const brAddr = bridgeName
-    ? node.addrs.find((a) => a.dev === bridgeName && a.scope === 'global')
+    ? (node.addrs.find((a) => a.dev === bridgeName && a.scope === 'global') ??
+      node.addrs.find((a) => a.dev === gwDev && a.scope === 'global'))
     : undefined;
   if (fromKube) {
     const [net, l] = fromKube.split('/');
@@ -122,7 +128,7 @@ export function clusterOf(plan: ImportPlan, warn: (w: ImportWarning) => void): C
   const byName = new Map(plan.namespaces.map((p) => [p.name, p]));
   const segmentOf = (p: PlanNs) => {
     for (const l of p.links)
-      if (l.kind === 'veth' && byName.get(l.peer.ns)?.role === 'segment') {
+      if (l.type === 'veth' && byName.get(l.peer.ns)?.role === 'segment') {
         const a = p.addrs.find((x) => x.dev === l.name && x.scope === 'global');
         if (a) return { seg: l.peer.ns, addr: a, link: l };
       }

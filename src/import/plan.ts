@@ -16,8 +16,9 @@
  *  - veths whose other end was not dumped lead to `outside`.
  */
 import { derivedMac } from '../kernel/world.ts';
+import type { LinkAddBase, LinkAddRequest } from '../kernel/netlink.ts';
 import type { NetnsRole } from '../kernel/objects.ts';
-import { intToIp4, ip4ToInt, isValidIp4, prefixMask } from '../wire/addr.ts';
+import { cidrContains, cidrText, ip4ToInt, isValidIp4, parseCidr } from '../wire/addr.ts';
 import { DumpError, LIMITS, type DumpFiles } from './dumps.ts';
 import { parseKube, type KubeObjects, type KubePod } from './kube.ts';
 import {
@@ -32,11 +33,12 @@ import {
 
 /* ------------------------------------------------------------------ the plan */
 
-export interface PlanLinkBase {
-  name: string;
-  ifindex: number;
-  mac: string;
-  mtu: number;
+/**
+ * A link as the node had it: what `ip link add` takes for its kind (netlink's LinkAddRequest, with
+ * the ifindex the node gave it), its state and counters. A veth names its peer's namespace and
+ * name (the peer is a PlanLink of its own); a loopback is the namespace's own `lo`.
+ */
+export interface PlanLinkBase extends Required<LinkAddBase> {
   up: boolean;
   master?: string;
   stats?: {
@@ -49,20 +51,17 @@ export interface PlanLinkBase {
   };
 }
 
+type LinkAddOf<T extends LinkAddRequest['type']> = Omit<
+  Extract<LinkAddRequest, { type: T }>,
+  keyof LinkAddBase
+>;
+
 export type PlanLink =
-  | (PlanLinkBase & { kind: 'loopback' })
-  | (PlanLinkBase & { kind: 'bridge'; ageingTime: number })
-  | (PlanLinkBase & { kind: 'veth'; peer: { ns: string; name: string } })
-  | (PlanLinkBase & {
-      kind: 'vxlan';
-      vni: number;
-      local: string;
-      dev: string;
-      dstport: number;
-      learning: boolean;
-      udpcsum: boolean;
-    })
-  | (PlanLinkBase & { kind: 'ipip' });
+  | (PlanLinkBase & { type: 'loopback' })
+  | (PlanLinkBase & LinkAddOf<'bridge'> & { ageingTime: number })
+  | (PlanLinkBase & Omit<LinkAddOf<'veth'>, 'peer'> & { peer: { ns: string; name: string } })
+  | (PlanLinkBase & LinkAddOf<'vxlan'>)
+  | (PlanLinkBase & LinkAddOf<'ipip'>);
 
 export interface PlanRoute {
   prefix: string;
@@ -233,12 +232,26 @@ interface End {
 const kindOf = (l: LinkDump) => l.linkinfo?.info_kind;
 
 /**
- * Join veth ends across namespaces: an end (ifindex a, peer b, nsid n) pairs with an end
- * (ifindex b, peer a) in another namespace of the same machine. Each end pairs once; a
- * namespace id names one namespace on each side (by its ip netns name when the dump has it);
- * when several candidates remain, one found in the same node dump wins.
+ * Join veth ends. Both ends in one namespace (a node's own veth pair): the dump has no
+ * link-netnsid and iproute2 names the peer (`"link": "vb"`, the peer's ifindex resolved in the
+ * same namespace), and the peer names this end back. Across namespaces: an end (ifindex a, peer
+ * b, nsid n) pairs with an end (ifindex b, peer a) in another namespace of the same machine.
+ * Each end pairs once; a namespace id names one namespace on each side (by its ip netns name
+ * when the dump has it); when several candidates remain, one found in the same node dump wins.
  */
 function pairVeths(found: Map<string, Found>, warn: (w: ImportWarning) => void): Map<End, End> {
+  const pairs = new Map<End, End>();
+  for (const f of found.values()) {
+    const local = f.dump.links.filter((l) => kindOf(l) === 'veth' && l.link_netnsid === undefined);
+    const byName = new Map(local.map((l) => [l.ifname, l]));
+    for (const l of local) {
+      const o = typeof l.link === 'string' ? byName.get(l.link) : undefined;
+      if (!o || o === l || o.link !== l.ifname || l.ifindex > o.ifindex) continue;
+      const a = { ns: f, link: l };
+      const b = { ns: f, link: o };
+      pairs.set(a, b).set(b, a);
+    }
+  }
   // ends by (machine, ifindex, peer ifindex): an end's candidates are the ends under its mirror key
   const byKey = new Map<string, End[]>();
   const key = (host: string, ifindex: number, peer: number) => `${host}|${ifindex}|${peer}`;
@@ -255,7 +268,6 @@ function pairVeths(found: Map<string, Found>, warn: (w: ImportWarning) => void):
         const k = key(f.host, e.link.ifindex, e.link.link_index!);
         byKey.set(k, [...(byKey.get(k) ?? []), e]);
       }
-  const pairs = new Map<End, End>();
   const nsid = new Map<Found, Map<number, Found>>();
   const ok = (a: End, b: End) => {
     const na = nsid.get(a.ns)?.get(a.link.link_netnsid!);
@@ -350,13 +362,8 @@ function isIp4(s: string | undefined): s is string {
   return !!s && isValidIp4(s);
 }
 
-function subnetOf(ip: string, len: number): string {
-  return `${intToIp4((ip4ToInt(ip) & prefixMask(len)) >>> 0)}/${len}`;
-}
-
 function inSubnet(ip: string, cidr: string): boolean {
-  const [a, l] = cidr.split('/');
-  return ((ip4ToInt(ip) ^ ip4ToInt(a)) & prefixMask(Number(l))) === 0;
+  return cidrContains(parseCidr(cidr), ip4ToInt(ip));
 }
 
 const DEFAULT_RULES = [
@@ -512,20 +519,20 @@ function planNamespace(
     };
     const kind = kindOf(l);
     if (l.link_type === 'loopback') {
-      links.push({ ...base, kind: 'loopback' });
+      links.push({ ...base, type: 'loopback' });
       created.add(l.ifname);
       continue;
     }
     const peer = peerOf(l);
     if (peer) {
-      links.push({ ...base, kind: 'veth', peer });
+      links.push({ ...base, type: 'veth', peer });
       created.add(l.ifname);
       continue;
     }
     if (kind === 'bridge') {
       const data = l.linkinfo?.info_data ?? {};
       const ageing = typeof data.ageing_time === 'number' ? Math.round(data.ageing_time / 100) : 300;
-      links.push({ ...base, kind: 'bridge', ageingTime: ageing });
+      links.push({ ...base, type: 'bridge', ageingTime: ageing });
       created.add(l.ifname);
       for (const [k, dflt, effect] of [
         ['stp_state', 0, 'STP is not modelled: every port forwards at once'],
@@ -543,7 +550,7 @@ function planNamespace(
       const lower = typeof data.link === 'string' ? data.link : '';
       links.push({
         ...base,
-        kind: 'vxlan',
+        type: 'vxlan',
         vni,
         local: typeof data.local === 'string' ? data.local : '0.0.0.0',
         dev: lower,
@@ -570,7 +577,7 @@ function planNamespace(
       continue;
     }
     if (kind === 'ipip') {
-      links.push({ ...base, kind: 'ipip' });
+      links.push({ ...base, type: 'ipip' });
       created.add(l.ifname);
       const data = l.linkinfo?.info_data ?? {};
       if (
@@ -591,13 +598,13 @@ function planNamespace(
     );
     if (kind === 'veth' && role === 'node' && addressed) {
       // a node's addressed veth whose other end was not dumped: its uplink, joined to the underlay below
-      links.push({ ...base, kind: 'veth', peer: { ns: '', name: '' } });
+      links.push({ ...base, type: 'veth', peer: { ns: '', name: '' } });
       created.add(l.ifname);
       continue;
     }
     if (kind === 'veth') {
       // a veth whose other end was not dumped: it leads outside
-      links.push({ ...base, kind: 'veth', peer: { ns: OUTSIDE, name: `${name}.${l.ifname}`.slice(0, 15) } });
+      links.push({ ...base, type: 'veth', peer: { ns: OUTSIDE, name: `${name}.${l.ifname}`.slice(0, 15) } });
       created.add(l.ifname);
       c.warn({
         netns: name,
@@ -608,7 +615,7 @@ function planNamespace(
     }
     if (kind === undefined || UPLINK_KINDS.has(kind)) {
       // a physical NIC or an uplink kind: joined to the underlay below, if it has an IPv4 address
-      links.push({ ...base, kind: 'veth', peer: { ns: '', name: '' } });
+      links.push({ ...base, type: 'veth', peer: { ns: '', name: '' } });
       created.add(l.ifname);
       continue;
     }
@@ -860,7 +867,10 @@ export function planImport(files: DumpFiles, opts: { name?: string } = {}): Impo
   for (const f of all) {
     if (f.target) continue;
     // a peer: a switch when its end of a veth into a dumped namespace is a bridge port
-    const mine = f.dump.links.filter((l) => endOf.has(`${f.key}/${l.ifindex}`));
+    const mine = f.dump.links.filter((l) => {
+      const e = endOf.get(`${f.key}/${l.ifindex}`);
+      return e && pairs.get(e)!.ns !== f;
+    });
     const sw = mine.some((l) => !!l.master);
     role.set(f, sw ? 'segment' : 'pod');
     if (!sw) {
@@ -978,7 +988,7 @@ export function planImport(files: DumpFiles, opts: { name?: string } = {}): Impo
   const uplinks: { ns: PlanNs; link: PlanLink; ip: string; len: number; subnet: string }[] = [];
   for (const p of namespaces) {
     for (const l of p.links) {
-      if (l.kind !== 'veth' || l.peer.ns !== '') continue;
+      if (l.type !== 'veth' || l.peer.ns !== '') continue;
       const a = p.addrs.find((x) => x.dev === l.name && x.scope === 'global');
       if (!a || p.role !== 'node') {
         c.warn({
@@ -995,7 +1005,13 @@ export function planImport(files: DumpFiles, opts: { name?: string } = {}): Impo
         });
         continue;
       }
-      uplinks.push({ ns: p, link: l, ip: a.ip, len: a.len, subnet: subnetOf(a.ip, a.len) });
+      uplinks.push({
+        ns: p,
+        link: l,
+        ip: a.ip,
+        len: a.len,
+        subnet: cidrText({ addr: ip4ToInt(a.ip), len: a.len }),
+      });
     }
   }
   const subnets = [...new Set(uplinks.map((u) => u.subnet))].sort((a, b) => {
@@ -1014,9 +1030,9 @@ export function planImport(files: DumpFiles, opts: { name?: string } = {}): Impo
       role: 'segment',
       source: 'synthesised',
       links: [
-        { kind: 'loopback', name: 'lo', ifindex: 1, mac: '00:00:00:00:00:00', mtu: 65536, up: true },
+        { type: 'loopback', name: 'lo', ifindex: 1, mac: '00:00:00:00:00:00', mtu: 65536, up: true },
         {
-          kind: 'bridge',
+          type: 'bridge',
           name,
           ifindex: 2,
           mac: derivedMac(`import/${name}`),
@@ -1042,7 +1058,7 @@ export function planImport(files: DumpFiles, opts: { name?: string } = {}): Impo
       const pn = port(u.ns.name.replace(/[/\s:]/g, '-'));
       (u.link as PlanLinkBase & { peer: { ns: string; name: string } }).peer = { ns: name, name: pn };
       seg.links.push({
-        kind: 'veth',
+        type: 'veth',
         name: pn,
         ifindex: ifindex++,
         mac: derivedMac(`import/${name}/${pn}`),
@@ -1073,7 +1089,7 @@ export function planImport(files: DumpFiles, opts: { name?: string } = {}): Impo
         name: unique('router'),
         role: 'router',
         source: 'synthesised',
-        links: [{ kind: 'loopback', name: 'lo', ifindex: 1, mac: '00:00:00:00:00:00', mtu: 65536, up: true }],
+        links: [{ type: 'loopback', name: 'lo', ifindex: 1, mac: '00:00:00:00:00:00', mtu: 65536, up: true }],
         addrs: [],
         sysctls: [['net.ipv4.ip_forward', '1']],
         neighs: [],
@@ -1095,7 +1111,7 @@ export function planImport(files: DumpFiles, opts: { name?: string } = {}): Impo
     segments[segments.length - 1].gatewayMac = mac;
     const pn = port('router');
     routerPlan.links.push({
-      kind: 'veth',
+      type: 'veth',
       name: leg,
       ifindex: routerPlan.links.length + 1,
       mac,
@@ -1104,7 +1120,7 @@ export function planImport(files: DumpFiles, opts: { name?: string } = {}): Impo
       peer: { ns: name, name: pn },
     });
     seg.links.push({
-      kind: 'veth',
+      type: 'veth',
       name: pn,
       ifindex: ifindex++,
       mac: derivedMac(`import/${name}/router`),
@@ -1126,7 +1142,7 @@ export function planImport(files: DumpFiles, opts: { name?: string } = {}): Impo
   if (routerPlan) {
     const mac = derivedMac('import/outside/router');
     routerPlan.links.push({
-      kind: 'veth',
+      type: 'veth',
       name: 'outside',
       ifindex: routerPlan.links.length + 1,
       mac: derivedMac('import/router/outside'),
@@ -1148,7 +1164,7 @@ export function planImport(files: DumpFiles, opts: { name?: string } = {}): Impo
     ];
     routerPlan.neighs.push({ ip: OUTSIDE_GATEWAY, dev: 'outside', lladdr: mac, state: 'PERMANENT' });
     outsideExtra.push({
-      kind: 'veth',
+      type: 'veth',
       name: 'router',
       ifindex: 0,
       mac,
@@ -1161,13 +1177,13 @@ export function planImport(files: DumpFiles, opts: { name?: string } = {}): Impo
   // collected segments: their subnets come from the nodes attached to them
   for (const p of namespaces) {
     if (p.role !== 'segment' || p.source === 'synthesised') continue;
-    const attached = namespaces.filter((o) => o.links.some((l) => l.kind === 'veth' && l.peer.ns === p.name));
+    const attached = namespaces.filter((o) => o.links.some((l) => l.type === 'veth' && l.peer.ns === p.name));
     const cidrs = new Set<string>();
     for (const o of attached)
       for (const l of o.links)
-        if (l.kind === 'veth' && l.peer.ns === p.name)
+        if (l.type === 'veth' && l.peer.ns === p.name)
           for (const a of o.addrs.filter((x) => x.dev === l.name && x.scope === 'global'))
-            cidrs.add(subnetOf(a.ip, a.len));
+            cidrs.add(cidrText({ addr: ip4ToInt(a.ip), len: a.len }));
     const routers = attached.filter((o) => o.role === 'router');
     for (const cidr of [...cidrs].sort()) {
       const gw = routers.flatMap((o) => o.addrs).find((a) => inSubnet(a.ip, cidr));
@@ -1178,14 +1194,14 @@ export function planImport(files: DumpFiles, opts: { name?: string } = {}): Impo
 
   // veths leading outside: their other ends, in one namespace
   const outside = namespaces.flatMap((p) =>
-    p.links.flatMap((l) => (l.kind === 'veth' && l.peer.ns === OUTSIDE ? [{ p, l }] : [])),
+    p.links.flatMap((l) => (l.type === 'veth' && l.peer.ns === OUTSIDE ? [{ p, l }] : [])),
   );
   if (outside.length || outsideExtra.length) {
     const o: PlanNs = {
       name: OUTSIDE,
       role: 'outside',
       source: 'synthesised',
-      links: [{ kind: 'loopback', name: 'lo', ifindex: 1, mac: '00:00:00:00:00:00', mtu: 65536, up: true }],
+      links: [{ type: 'loopback', name: 'lo', ifindex: 1, mac: '00:00:00:00:00:00', mtu: 65536, up: true }],
       addrs: [],
       sysctls: [],
       neighs: [],
@@ -1193,7 +1209,7 @@ export function planImport(files: DumpFiles, opts: { name?: string } = {}): Impo
     };
     outside.forEach(({ p, l }, i) =>
       o.links.push({
-        kind: 'veth',
+        type: 'veth',
         name: (l as { peer: { name: string } }).peer.name,
         ifindex: i + 2,
         mac: derivedMac(`import/outside/${p.name}/${l.name}`),

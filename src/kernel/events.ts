@@ -289,6 +289,11 @@ export type StepEvent =
   /** `proxy`: answered for an address routed out of another device (proxy_arp), with the route */
   | { type: 'arp-reply'; target: string; mac: MacAddr; to: string; proxy?: { route: Route } }
   | { type: 'arp-learn'; ip: string; mac: MacAddr; entry: NeighEntry }
+  /**
+   * a reply for a valid entry with another address within locktime of the entry's last change:
+   * kept as it is (arp_process: several replies back to back, the first one wins)
+   */
+  | { type: 'arp-locked'; ip: string; mac: MacAddr; entry: NeighEntry }
   /** the frame left the modelled namespaces through `from` (an imported cluster's edge) */
   | { type: 'outside'; from: { netns: string; device: string } }
   | { type: 'xmit'; frame: Frame }

@@ -119,7 +119,8 @@ function validateMtu(type: Link['type'], mtu: number): void {
 /** VXLAN's headroom over IPv4: outer IP 20 + UDP 8 + VXLAN 8 + the inner Ethernet header 14 */
 export const VXLAN_HEADROOM = 50;
 
-interface LinkAddBase {
+/** what every kind of `ip link add` takes */
+export interface LinkAddBase {
   name: string;
   mac: MacAddr;
   mtu: number;

@@ -71,6 +71,9 @@ const TCP_FLAGS = ['fin', 'syn', 'rst', 'psh', 'ack', 'urg'] as const;
 /** time one device hop takes on the simulated clock, µs */
 const HOP_US = 4;
 
+/** arp_tbl's locktime (net.ipv4.neigh.default.locktime 100, in USER_HZ: 1 s), µs */
+const ARP_LOCKTIME = 1_000_000;
+
 export interface RouteResult {
   route: Route;
   dev: Link;
@@ -755,6 +758,22 @@ export class Stack {
     } else {
       const n = ns.neighbour(arp.senderIp, dev.name);
       if (!n || n.state === 'PERMANENT') return;
+      // arp_process: several replies back to back, the first one wins. Within locktime of the
+      // entry's last change (neigh->updated) a reply is no override (a gratuitous one is), and
+      // __neigh_update leaves a valid entry with another address as it is
+      const valid = n.state !== 'INCOMPLETE' && n.state !== 'FAILED';
+      const garp = arp.senderIp === arp.targetIp;
+      if (valid && n.lladdr !== arp.senderMac && !garp && this.w.now <= n.updated + ARP_LOCKTIME) {
+        this.step(
+          ns,
+          'arp',
+          2,
+          'ignore',
+          { type: 'arp-locked', ip: arp.senderIp, mac: arp.senderMac, entry: { ...n } },
+          { device: dev.name },
+        );
+        return;
+      }
       // neigh_update(NUD_REACHABLE): confirmed now, the timer runs until reachable_time
       n.lladdr = arp.senderMac;
       n.state = 'REACHABLE';

@@ -631,8 +631,12 @@ async function claim(c: Cluster, plan: LabPlan, st: LabState, signal?: AbortSign
   }
 }
 
-/** start the listeners (lab namespace, proto, port) and wait until every socket is open; the pid */
-async function startListeners(
+/**
+ * Start the listeners (namespace name, proto, port) in one process and wait until every socket
+ * is open; its pid. The process stays in the first listener's namespace (`ip netns pids` finds it
+ * there) and runs until it is killed.
+ */
+export async function startListeners(
   ls: { ns: string; proto: string; port: number }[],
   signal?: AbortSignal,
 ): Promise<number> {

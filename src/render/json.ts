@@ -356,6 +356,9 @@ const EVENTS = {
       .describe('answered by proxy_arp for a target routed out of another device'),
   }),
   'arp-learn': ev('arp-learn', { ip, mac, entry: NeighJson }),
+  'arp-locked': ev('arp-locked', { ip, mac, entry: NeighJson }).describe(
+    "a reply with another address within locktime of the entry's last change: ignored (the first reply wins)",
+  ),
   outside: ev('outside', { from: z.strictObject({ netns: z.string(), device: z.string() }) }).describe(
     'the frame left the collected namespaces (an imported cluster): not known beyond',
   ),

@@ -280,6 +280,8 @@ export function stepDetail(s: Step): string {
         : `${e.target} is-at ${e.mac} (reply to ${e.to})`;
     case 'arp-learn':
       return `${e.ip} is-at ${e.mac}: neighbour REACHABLE`;
+    case 'arp-locked':
+      return `${e.ip} is-at ${e.mac}: ignored, the entry changed to ${e.entry.lladdr ?? '?'} less than locktime (1 s) ago (the first reply wins)`;
     case 'xmit':
       return `${describeFrame(e.frame)} out ${dev}`;
     case 'xmit-ip':
@@ -370,6 +372,7 @@ export function stepTable(s: Step): string | undefined {
       return 'local';
     case 'neigh':
     case 'arp-learn':
+    case 'arp-locked':
       return 'neigh';
     case 'fdb-learn':
     case 'fdb-local':
@@ -407,6 +410,7 @@ export function stepEntry(s: Step): string | undefined {
     case 'neigh':
       return e.entry ? neighEntryText(e.entry) : '(none)';
     case 'arp-learn':
+    case 'arp-locked':
       return neighEntryText(e.entry);
     case 'fdb-learn':
       return fdbEntryText(e.bridge, { mac: e.mac, port: e.port, state: 'dynamic' });

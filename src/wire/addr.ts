@@ -150,6 +150,17 @@ export function cidrsOverlap(a: Cidr, b: Cidr): boolean {
   return inPrefix(a.addr, b.addr, Math.min(a.len, b.len));
 }
 
+/**
+ * The longest prefix, at most `maxLen` bits, that holds every address (at least one): its network
+ * address and length. coveringCidr([10.244.0.5, 10.244.1.9]) is 10.244.0.0/23.
+ */
+export function coveringCidr(addrs: readonly number[], maxLen = 32): Cidr {
+  if (!addrs.length) throw new Error('coveringCidr: no address');
+  let len = maxLen;
+  while (len > 0 && !addrs.every((a) => inPrefix(a, addrs[0], len))) len--;
+  return { addr: networkOf({ addr: addrs[0], len }), len };
+}
+
 /** "10.244.0.0/24" from a uint32 and a prefix length (the address is printed as given). */
 export function formatCidr(addr: number, len: number): string {
   prefixMask(len); // validates len
