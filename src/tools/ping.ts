@@ -317,10 +317,19 @@ export const ping: Tool = (argv, { cluster: c, netns: ns }): ToolResult => {
   const nores = Math.min(Math.floor(o.interval / 2), 500_000);
   let oom = 0;
   let at = start;
+  // main_loop's exit conditions, checked whenever it wakes: with a deadline (-w), the first error
+  // ends it (`if (rts->deadline && rts->nerrors) break;`)
+  const erred = () => deadline !== undefined && errors > 0;
   for (let seq = 1; o.count === undefined || seq <= o.count;) {
     if (deadline !== undefined && at >= deadline) break;
-    runUntil(c, at);
+    if (erred()) break;
+    runUntil(c, at, () => {
+      if (deadline === undefined) return false;
+      drain();
+      return erred();
+    });
     drain();
+    if (erred()) break;
     const ok = c.sockets.sendEcho(ns, dest, id, seq, payload(o.size), o.pmtudisc === 'do', {
       pmtudisc: o.pmtudisc,
       ttl: o.ttl,
@@ -345,11 +354,13 @@ export const ping: Tool = (argv, { cluster: c, netns: ns }): ToolResult => {
   }
   // the last answers: until every probe is answered, -W after the last send, or the deadline;
   // when they are all answered already (local errors), ping still sleeps until its next tick
-  if (answered()) runUntil(c, Math.min(lastSend + o.interval, deadline ?? Infinity));
+  if (erred()) {
+    // it has ended already
+  } else if (answered()) runUntil(c, Math.min(lastSend + o.interval, deadline ?? Infinity));
   else
     runUntil(c, deadline ?? lastSend + o.linger, () => {
       drain();
-      return answered();
+      return answered() || erred();
     });
   drain();
   c.sockets.closePing(ns, sock);
