@@ -1,0 +1,87 @@
+/**
+ * `npm test`: node's test runner in two lanes at once, each `node --import tsx --test FILES…`.
+ *
+ *  - the lab lane: the files that bring up real network namespaces (they call `labUnavailable`),
+ *    one after another, as they must: two labs at once would share the machine's network stack
+ *    and see each other's processes in their counts of what was left behind;
+ *  - the model lane: every other file (the simulation, the emulated tools against the real ones,
+ *    tshark, the browser).
+ *
+ * The lab lane spends most of its time waiting on the kernel, tcpdump and real clients, the model
+ * lane on the CPU, so on two cores they overlap almost entirely. Each lane's output is prefixed
+ * with its name. The exit status is 0 when both lanes passed.
+ *
+ *   npm test                                  # every test file
+ *   npm test -- test/wire.test.ts test/lab-diff.test.ts
+ *   npm test -- --serial                      # one lane: every file one after another
+ */
+import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const args = process.argv.slice(2);
+const serial = args.includes('--serial');
+const given = args.filter((a) => a !== '--serial');
+const files = given.length
+  ? given
+  : readdirSync(join(ROOT, 'test'))
+      .filter((f) => f.endsWith('.test.ts'))
+      .sort()
+      .map((f) => `test/${f}`);
+
+const isLab = (f: string) => /\blabUnavailable\(/.test(readFileSync(join(ROOT, f), 'utf8'));
+const lanes = serial
+  ? [{ name: 'all', files }]
+  : [
+      { name: 'lab', files: files.filter(isLab) },
+      { name: 'model', files: files.filter((f) => !isLab(f)) },
+    ].filter((l) => l.files.length);
+
+const width = Math.max(...lanes.map((l) => l.name.length));
+const reporter = process.stdout.isTTY ? ['--test-reporter=spec'] : [];
+
+const children: ReturnType<typeof spawn>[] = [];
+
+function runLane(lane: { name: string; files: string[] }): Promise<{ code: number; seconds: number }> {
+  const started = performance.now();
+  const child = spawn(process.execPath, ['--import', 'tsx', '--test', ...reporter, ...lane.files], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, FORCE_COLOR: process.stdout.isTTY ? '1' : '0' },
+  });
+  children.push(child);
+  const prefix = lanes.length > 1 ? `${lane.name.padEnd(width)} | ` : '';
+  for (const [from, to] of [
+    [child.stdout, process.stdout],
+    [child.stderr, process.stderr],
+  ] as const) {
+    let rest = '';
+    from.on('data', (d: Buffer) => {
+      const lines = (rest + d.toString('utf8')).split('\n');
+      rest = lines.pop()!;
+      if (lines.length) to.write(lines.map((l) => prefix + l + '\n').join(''));
+    });
+    from.on('end', () => rest && to.write(prefix + rest + '\n'));
+  }
+  return new Promise((resolve) =>
+    child.on('close', (code, signal) =>
+      resolve({ code: code ?? (signal ? 128 : 1), seconds: (performance.now() - started) / 1000 }),
+    ),
+  );
+}
+
+// a Ctrl-C reaches the lanes through the terminal's process group; a SIGTERM from a CI runner
+// is passed on, so that the lab lane removes its namespaces before it exits
+process.on('SIGTERM', () => children.forEach((c) => c.kill('SIGTERM')));
+process.on('SIGINT', () => {});
+
+const results = await Promise.all(lanes.map(runLane));
+for (const [i, lane] of lanes.entries()) {
+  const r = results[i];
+  process.stdout.write(
+    `${lane.name} lane: ${lane.files.length} files, ${r.seconds.toFixed(0)} s, ${r.code === 0 ? 'passed' : `FAILED (exit ${r.code})`}\n`,
+  );
+}
+process.exitCode = results.every((r) => r.code === 0) ? 0 : 1;
