@@ -143,10 +143,10 @@ export const TIME_SCENARIOS: readonly TimeScenario[] = [
   {
     name: 'icmp-ratelimit',
     title:
-      'net unreachables from the router to one host: a burst of 6, then one a second (IcmpOutRateLimitHost)',
+      'net unreachables from the router to one host are rate-limited (IcmpOutRateLimitHost): after 12 pings, curl gets none and times out',
     setup: [{ netns: 'node1', cmd: 'ip route add 10.99.0.0/16 via 192.168.1.1' }],
     steps: [
-      { netns: 'node1', cmd: 'ping -c 10 -i 0.2 -w 2 10.99.0.1' },
+      { netns: 'node1', cmd: 'ping -c 12 -i 0.2 -W 0.1 10.99.0.1' },
       { netns: 'node1', cmd: 'curl -sS -m 4 http://10.99.0.1:8080/' },
     ],
     after: [
