@@ -296,6 +296,8 @@ export type StepEvent =
   | { type: 'rx'; frame: Frame }
   | { type: 'rx-ip'; pkt: Ipv4Packet }
   | { type: 'fdb-learn'; bridge: string; mac: MacAddr; port: string }
+  /** br_netfilter: DNAT sent the frame to an address behind the bridge it came in by (from `port`): bridged, not routed */
+  | { type: 'bridged-dnat'; bridge: string; dst: string; port: string }
   | { type: 'fdb-flood'; bridge: string; ports: string[]; broadcast: boolean; mac: MacAddr; toHost: boolean }
   | { type: 'fdb-local'; bridge: string; mac: MacAddr; port: string; state: FdbState }
   | { type: 'fdb-forward'; bridge: string; mac: MacAddr; port: string; state: FdbState }

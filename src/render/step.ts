@@ -290,6 +290,8 @@ export function stepDetail(s: Step): string {
       return `${describeIp(e.pkt)} in ${dev}`;
     case 'fdb-learn':
       return `${e.bridge} learns ${e.mac} on port ${e.port}`;
+    case 'bridged-dnat':
+      return `DNAT to ${e.dst}, routed out of ${e.bridge} that the frame came in by (from ${e.port}): bridged, not routed (br_netfilter bridged DNAT: no TTL decrement, source MAC kept)`;
     case 'fdb-flood':
       return e.broadcast
         ? `${e.bridge}: broadcast, flooded to ${e.ports.join(', ') || 'no other port'}${e.toHost ? ' and up to the host' : ''}`
