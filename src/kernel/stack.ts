@@ -1120,6 +1120,8 @@ export class Stack {
   ): void {
     const dst = frame.eth.dst;
     const ports = [...ns.links.values()].filter((l) => l.master === br.name);
+    // should_deliver: never back out of the port it came in by, unless that port is in hairpin mode
+    const deliver = (p: Link) => p !== inPort || !!p.hairpin;
     if (dst === BROADCAST || isMulticast(dst)) {
       this.step(
         ns,
@@ -1131,14 +1133,17 @@ export class Stack {
           bridge: br.name,
           mac: dst,
           broadcast: true,
-          ports: ports.filter((p) => p !== inPort).map((p) => p.name),
+          ports: ports.filter(deliver).map((p) => p.name),
           toHost: !!inPort,
         },
         { device: br.name },
       );
+      // br_handle_frame_finish: br_flood sends the copies out of the ports first (each port's
+      // xmit happens now, the receivers' processing later), then br_pass_frame_up hands it to
+      // the host (seen on a hairpin port: its own ARP request goes back out before the reply)
+      for (const p of ports) if (deliver(p)) this.bridgePortXmit(ns, br, p, frame, inPort, fragMax);
       if (inPort) this.passUp(br, frame);
       if (inPort) this.l2Deliver(ns, br, frame, fragMax);
-      for (const p of ports) if (p !== inPort) this.bridgePortXmit(ns, br, p, frame, inPort, fragMax);
       return;
     }
     const e = this.fdbLookup(br, dst);
@@ -1165,11 +1170,11 @@ export class Stack {
         { type: 'fdb-forward', bridge: br.name, mac: dst, port: e.port, state: e.state },
         { device: br.name },
       );
-      if (!out || out === inPort)
+      if (!out || !deliver(out))
         return this.drop(ns, { reason: 'not-for-host', site: 'br_forward', mac: dst }, br.name, 2);
       return this.bridgePortXmit(ns, br, out, frame, inPort, fragMax);
     }
-    const others = ports.filter((p) => p !== inPort);
+    const others = ports.filter(deliver);
     this.step(
       ns,
       'bridge',

@@ -15,7 +15,7 @@ import type { ClusterSpec, CniMode } from '../cluster/spec.ts';
 import type { Cluster } from '../cni/build.ts';
 import type { WalkRequest } from '../trace/walk.ts';
 import { seededRandom } from '../kernel/world.ts';
-import { isSvcKind, SVC_SEED_BASE, svcScenario, type SvcKind } from './svc-scenarios.ts';
+import { isSvcKind, SVC_SEED_BASE, svcCommand, svcScenario, type SvcKind } from './svc-scenarios.ts';
 
 export const LAB_MODES: readonly CniMode[] = ['flannel-vxlan', 'flannel-host-gw', 'calico-bgp'];
 
@@ -179,7 +179,7 @@ function natScenario(
 export function faultOf(s: Scenario, c: Cluster): Fault | undefined {
   const kind = s.faultKind;
   // a Service scenario has no fault: its kube-proxy rules are the cluster's own
-  if (isSvcKind(kind)) return undefined;
+  if (isSvcKind(kind)) return svcCommand(s, c);
   const srcPod = c.pods.find((p) => p.name === s.flow.from)!;
   const dstPod = c.pods.find((p) => p.name === (s.natPod ?? s.flow.to))!;
   const srcNode = c.nodes.find((n) => n.name === srcPod.node)!;
