@@ -211,6 +211,8 @@ export type DropCause =
       mac: MacAddr;
       /** the device's own MAC (ip_rcv), absent for the bridge's hairpin refusal */
       devMac?: MacAddr;
+      /** br_forward: the port the frame came in by and would leave by (hairpin mode off) */
+      port?: string;
     };
 
 export type Drop = DropCause & {

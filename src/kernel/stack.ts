@@ -1171,7 +1171,12 @@ export class Stack {
         { device: br.name },
       );
       if (!out || !deliver(out))
-        return this.drop(ns, { reason: 'not-for-host', site: 'br_forward', mac: dst }, br.name, 2);
+        return this.drop(
+          ns,
+          { reason: 'not-for-host', site: 'br_forward', mac: dst, port: out?.name },
+          br.name,
+          2,
+        );
       return this.bridgePortXmit(ns, br, out, frame, inPort, fragMax);
     }
     const others = ports.filter(deliver);

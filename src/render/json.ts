@@ -222,6 +222,7 @@ const DropJson = z.discriminatedUnion('reason', [
     site: z.enum(['ip_rcv', 'br_forward']),
     mac,
     devMac: mac.optional(),
+    port: z.string().optional(),
   }),
 ]);
 

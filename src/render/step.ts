@@ -213,7 +213,7 @@ export function dropText(d: Drop): string {
     case 'not-for-host':
       return d.devMac
         ? `destination MAC ${d.mac} is not ${dev}'s ${d.devMac}`
-        : `${d.mac} is on the ingress port; bridge does not send it back`;
+        : `${d.mac} is on the ingress port${d.port ? ` ${d.port}` : ''}; bridge does not send it back (hairpin mode off)`;
   }
   return unreachable(d);
 }
