@@ -6,7 +6,9 @@
  *
  * PODWALK_LAB_SCENARIOS=N runs seeds 1..N (default 60), then the NAT scenarios (a MASQUERADE or a
  * DNAT rule applied on both sides: seeds NAT_SEED_BASE+1 …, PODWALK_LAB_NAT_SCENARIOS=M of them,
- * default 12); PODWALK_LAB_SEED=S runs just seed S. The first PODWALK_LAB_IMPORT_SCENARIOS seeds
+ * default 12), then the Service scenarios (kube-proxy's rules, the endpoint forced on both sides,
+ * `conntrack -L` compared too: seeds SVC_SEED_BASE+1 …, PODWALK_LAB_SVC_SCENARIOS=K of them,
+ * default 20); PODWALK_LAB_SEED=S runs just seed S. The first PODWALK_LAB_IMPORT_SCENARIOS seeds
  * (default 12) also collect their lab right after lab up, import it (--from) and judge that World
  * against the same real run: the importer checked on the kernel's own state.
  */
@@ -15,6 +17,7 @@ import assert from 'node:assert/strict';
 import { labUnavailable, run } from '../src/lab/host.ts';
 import { runScenario, type ScenarioResult } from '../src/lab/differential.ts';
 import { NAT_SEED_BASE } from '../src/lab/scenarios.ts';
+import { SVC_SEED_BASE } from '../src/lab/svc-scenarios.ts';
 
 const why = labUnavailable();
 const skip = why ? `real-kernel lab unavailable: ${why}` : false;
@@ -22,11 +25,13 @@ const only = process.env.PODWALK_LAB_SEED;
 const count = Number(process.env.PODWALK_LAB_SCENARIOS ?? 60);
 const natCount = Number(process.env.PODWALK_LAB_NAT_SCENARIOS ?? 12);
 const importCount = Number(process.env.PODWALK_LAB_IMPORT_SCENARIOS ?? 12);
+const svcCount = Number(process.env.PODWALK_LAB_SVC_SCENARIOS ?? 20);
 const seeds = only
   ? [Number(only)]
   : [
       ...Array.from({ length: count }, (_, i) => i + 1),
       ...Array.from({ length: natCount }, (_, i) => NAT_SEED_BASE + 1 + i),
+      ...Array.from({ length: svcCount }, (_, i) => SVC_SEED_BASE + 1 + i),
     ];
 
 /** what differs between one model and the kernel, for the report */

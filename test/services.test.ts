@@ -16,6 +16,8 @@ import { base32, sha256, utf8 } from '../src/wire/sha256.ts';
 import { resolveService, walk, walkOk, WalkError, type Walk } from '../src/trace/walk.ts';
 import { run } from '../src/cli/app.ts';
 import { explainDrop } from '../src/diagnose/explain.ts';
+import { generateScenario } from '../src/lab/scenarios.ts';
+import { runCommand } from '../src/tools/index.ts';
 
 const EXAMPLE = 'examples/services.yaml';
 const example = () => loadCluster(readFileSync(EXAMPLE, 'utf8'), EXAMPLE);
@@ -379,4 +381,62 @@ test('podwalk trace: an unknown service is exit 2 with the list', async () => {
   assert.deepEqual(io.err, [
     'podwalk: unknown service "nope"; the cluster\'s services: default/web, default/web-np, default/dns',
   ]);
+});
+
+test('hairpin: a pod reaching itself through its Service is dropped by br_forward until its port is in hairpin mode, then masqueraded to cni0', () => {
+  // lab Service seed 2018 (flannel-vxlan): p1b → svc/web:80, endpoint p1b; the kernel agreed on every packet
+  const s = generateScenario(2018);
+  const c = buildCluster(s.spec, s.mode);
+  const veth = c.pods.find((p) => p.name === 'p1b')!.hostVeth;
+  const off = walk(c, s.flow);
+  const d = off.request.disposition;
+  assert.ok(d.kind === 'dropped' && d.drop.reason === 'not-for-host' && d.drop.site === 'br_forward');
+  assert.equal(d.kind === 'dropped' && d.drop.reason === 'not-for-host' ? d.drop.port : '', veth);
+  const x = explainDrop(c, off.request)!;
+  assert.match(x.stage, /hairpin mode is off/);
+  assert.ok(
+    x.evidence.some(
+      (e) => e.command === `bridge -d link show dev ${veth}` && /hairpin off/.test(e.output ?? ''),
+    ),
+  );
+  assert.ok(x.causes.some((cause) => cause.includes(`bridge link set dev ${veth} hairpin on`)));
+
+  const on = buildCluster(s.spec, s.mode);
+  assert.equal(runCommand(on, 'n1', `bridge link set dev ${veth} hairpin on`).code, 0);
+  assert.match(runCommand(on, 'n1', `bridge -d link show dev ${veth}`).stdout, /hairpin on/);
+  const w = walk(on, s.flow, { exchange: true });
+  assert.ok(walkOk(w));
+  const cni0 = on.world.ns('n1').link('cni0')!.addrs[0].ip;
+  // the SYN reaches p1b from cni0's address (KUBE-MARK-MASQ in KUBE-SEP-, MASQUERADE), the reply from the ClusterIP
+  const [syn, synAck] = on.world.captures.filter(
+    (f) => f.netns === 'p1b' && f.dir === 'in' && f.frame.length > 60,
+  );
+  const srcOf = (f: { frame: Uint8Array }) => [...f.frame.slice(26, 30)].join('.');
+  assert.equal(srcOf(syn), cni0);
+  assert.equal(srcOf(synAck), resolveService(on, 'svc/web', 80, 'tcp')!.ip);
+});
+
+test("bridge link set: hairpin on and off, and the real tool's errors", () => {
+  const c = buildCluster(
+    loadCluster(readFileSync('examples/services.yaml', 'utf8'), 'services.yaml'),
+    'flannel-vxlan',
+  );
+  const r = (cmd: string) => runCommand(c, 'node1', cmd);
+  // what iproute2's bridge printed for each in a namespace here (exit 234 is -EINVAL's low byte)
+  const refused: [string, string, number][] = [
+    [
+      'dev veth-pod-a hairpin maybe',
+      'Error: argument of "hairpin" must be one of "off", "on", not "maybe"',
+      234,
+    ],
+    ['hairpin on', 'Device is a required argument.', 255],
+    ['dev nope hairpin on', 'Cannot find bridge device "nope"', 255],
+    ['dev eth0 hairpin on', 'RTNETLINK answers: Operation not supported', 255],
+  ];
+  for (const [args, stderr, code] of refused)
+    assert.deepEqual(r(`bridge link set ${args}`), { stdout: '', stderr: stderr + '\n', code });
+  assert.equal(r('bridge link set dev veth-pod-a hairpin on').code, 0);
+  assert.match(r('ip -d link show dev veth-pod-a').stdout, /hairpin on/);
+  assert.equal(r('bridge link set dev veth-pod-a hairpin off').code, 0);
+  assert.match(r('bridge -d link show dev veth-pod-a').stdout, /hairpin off/);
 });

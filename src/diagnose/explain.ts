@@ -342,6 +342,16 @@ export function explainDrop(c: Cluster, t: Trace): Explanation | undefined {
       break;
     }
     case 'not-for-host':
+      if (drop.site === 'br_forward' && drop.port) {
+        // should_deliver: the FDB sends the frame back to the port it came in by
+        stage = `br_forward: ${drop.mac} is behind ${drop.port}, the port the frame came in by, and hairpin mode is off`;
+        entry = dropText(drop);
+        cmd(d.netns, `bridge -d link show dev ${drop.port}`);
+        causes.push(
+          `a pod reaching itself through its Service: DNAT sent the frame back to its own bridge port, which forwards it only in hairpin mode (flannel's CNI config asks the bridge plugin for "hairpinMode": true; by hand: bridge link set dev ${drop.port} hairpin on), and kube-proxy's KUBE-SEP hairpin rule then masquerades it`,
+        );
+        break;
+      }
       stage = 'ip_rcv: the frame is for another host (PACKET_OTHERHOST)';
       entry = dropText(drop);
       cmd(d.netns, `ip link show dev ${dev}`);

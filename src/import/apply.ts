@@ -13,6 +13,7 @@ import {
   addressAdd,
   fdbAdd,
   linkAdd,
+  linkSetHairpin,
   linkSetMaster,
   linkSetMtu,
   linkSetUp,
@@ -194,6 +195,15 @@ export function applyPlan(plan: ImportPlan, c: Cluster, warn: (w: ImportWarning)
           `${l.name} master ${l.master}`,
           `${l.name} is not a port of ${l.master} in the model`,
           () => linkSetMaster(w, ns, l.name, l.master!),
+        );
+    for (const l of p.links)
+      if (l.hairpin)
+        attempt(
+          warn,
+          p.name,
+          `bridge port ${l.name} hairpin on`,
+          `${l.name} is not in hairpin mode in the model`,
+          () => linkSetHairpin(ns, l.name, true),
         );
   }
   for (const p of plan.namespaces) {

@@ -41,6 +41,8 @@ import {
 export interface PlanLinkBase extends Required<LinkAddBase> {
   up: boolean;
   master?: string;
+  /** the bridge port's hairpin mode (`bridge -d link`'s hairpin on) */
+  hairpin?: boolean;
   stats?: {
     rxBytes: number;
     rxPackets: number;
@@ -506,6 +508,7 @@ function planNamespace(
       mtu: l.mtu,
       up: l.flags.includes('UP'),
       master: l.master,
+      hairpin: d.bridgeLinks.some((b) => b.ifname === l.ifname && b.hairpin === true) || undefined,
       stats: l.stats64
         ? {
             rxBytes: l.stats64.rx.bytes,
@@ -790,17 +793,12 @@ function planNamespace(
   }
 
   for (const bl of d.bridgeLinks) {
-    const flags = (['hairpin', 'proxy_arp', 'neigh_suppress', 'isolated'] as const).filter(
-      (k) => bl[k] === true,
-    );
+    const flags = (['proxy_arp', 'neigh_suppress', 'isolated'] as const).filter((k) => bl[k] === true);
     for (const k of flags)
       c.warn({
         netns: name,
         subject: `bridge port ${bl.ifname} ${k} on`,
-        effect:
-          k === 'hairpin'
-            ? 'hairpin mode is not modelled: a frame is never sent back out of the port it came from (a pod reaching itself through a Service)'
-            : `${k} on a bridge port is not modelled`,
+        effect: `${k} on a bridge port is not modelled`,
       });
   }
   planNft(d, name, c);

@@ -211,6 +211,8 @@ export type DropCause =
       mac: MacAddr;
       /** the device's own MAC (ip_rcv), absent for the bridge's hairpin refusal */
       devMac?: MacAddr;
+      /** br_forward: the port the frame came in by and would leave by (hairpin mode off) */
+      port?: string;
     };
 
 export type Drop = DropCause & {
@@ -301,6 +303,8 @@ export type StepEvent =
   | { type: 'rx'; frame: Frame }
   | { type: 'rx-ip'; pkt: Ipv4Packet }
   | { type: 'fdb-learn'; bridge: string; mac: MacAddr; port: string }
+  /** br_netfilter: DNAT sent the frame to an address behind the bridge it came in by (from `port`): bridged, not routed */
+  | { type: 'bridged-dnat'; bridge: string; dst: string; port: string }
   | { type: 'fdb-flood'; bridge: string; ports: string[]; broadcast: boolean; mac: MacAddr; toHost: boolean }
   | { type: 'fdb-local'; bridge: string; mac: MacAddr; port: string; state: FdbState }
   | { type: 'fdb-forward'; bridge: string; mac: MacAddr; port: string; state: FdbState }

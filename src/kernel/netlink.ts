@@ -251,7 +251,9 @@ export function linkSetMaster(w: World, ns: Netns, portName: string, bridge: str
     const old = port.master ? ns.link(port.master) : undefined;
     if (old?.type === 'bridge') {
       old.fdb.removeWhere((e) => e.port === port.name);
+      // br_del_if frees the net_bridge_port and its flags with it
       port.master = undefined;
+      port.hairpin = undefined;
       bridgeMtuAdjust(ns, old);
     }
     if (br?.type === 'bridge') {
@@ -260,6 +262,18 @@ export function linkSetMaster(w: World, ns: Netns, portName: string, bridge: str
       bridgeMtuAdjust(ns, br);
     }
   });
+}
+
+/**
+ * RTM_SETLINK with IFLA_PROTINFO's IFLA_BRPORT_MODE (`bridge link set dev PORT hairpin on`): the
+ * port's BR_HAIRPIN_MODE. A device that is no bridge port is EOPNOTSUPP (rtnl_bridge_setlink
+ * finds no master's ndo_bridge_setlink), as the kernel answers.
+ */
+export function linkSetHairpin(ns: Netns, portName: string, on: boolean): void {
+  const port = ns.link(portName);
+  if (!port) throw new NetlinkError('ENODEV');
+  if (!port.master || ns.link(port.master)?.type !== 'bridge') throw new NetlinkError('EOPNOTSUPP');
+  port.hairpin = on || undefined;
 }
 
 /** br_mtu_auto_adjust: a bridge takes the smallest MTU of its ports, until a user sets its MTU */

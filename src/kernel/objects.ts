@@ -35,6 +35,8 @@ interface LinkBase {
   addrs: Address[];
   /** name of the bridge this link is a port of */
   master?: string;
+  /** the bridge port's BR_HAIRPIN_MODE: frames may leave by the port they came in by (only while a port) */
+  hairpin?: boolean;
   /** NOARP devices (tunl0, lo) do not resolve neighbours */
   noarp: boolean;
   stats: LinkStats;

@@ -317,6 +317,7 @@ function readLink(x: unknown, at: string): Link {
   f.bool('carrier');
   f.int('carrierChanges');
   f.opt('master', f.str);
+  f.opt('hairpin', f.bool);
   f.each('addrs', (a) => {
     a.ip('ip');
     a.int('len', 0, 32);

@@ -156,6 +156,14 @@ export interface SendError {
 /** a is after b in sequence space */
 const seqAfter = (a: number, b: number) => ((a - b) | 0) > 0;
 
+/**
+ * ipv4_default_advmss: the MSS a route's MTU gives, at least ip_rt_min_advmss (256) and at most
+ * IPV4_MAX_PMTU (65535) less the headers: over lo (MTU 65536) 65495, not 65496
+ */
+export function advmss(mtu: number): number {
+  return Math.min(Math.max(mtu - 40, 256), 65535 - 40);
+}
+
 /** tcp_select_initial_window: the 64 KiB receive space rounded down to a multiple of the MSS (44 × 1460 = 64240) */
 function initialWindow(mss: number): number {
   return Math.min(65535, Math.floor(65536 / mss) * mss);
@@ -220,6 +228,23 @@ export class Sockets implements TransportHandler {
    * A socket's send: route lookup, source choice, the socket's MTU check, then ip_local_out.
    * Returns false when the packet never left (no route, EMSGSIZE).
    */
+  /**
+   * What a sent packet counts, whatever its route (a local destination too: a node connecting to
+   * its own NodePort counts its segments, lab Service seed 2006)
+   */
+  private countOut(ns: Netns, pkt: Ipv4Packet, what: SendCall): void {
+    const icmpType = pkt.payload.kind === 'icmp' ? pkt.payload.icmp.type : undefined;
+    if (icmpType === 0 || icmpType === 8) {
+      // __ip_make_skb / icmp_push_reply → icmp_out_count (errors are counted by icmp_send)
+      this.stack.mib(ns, 'IcmpOutMsgs');
+      this.stack.mib(ns, `IcmpMsgOutType${icmpType}`);
+      this.stack.mib(ns, icmpType === 8 ? 'IcmpOutEchos' : 'IcmpOutEchoReps');
+    }
+    // __tcp_transmit_skb counts new segments only (a retransmission is TcpRetransSegs)
+    if (pkt.payload.kind === 'tcp' && !(typeof what === 'object' && what.kind === 'retransmission'))
+      this.stack.count(ns, 'TcpOutSegs');
+  }
+
   send(
     ns: Netns,
     pkt: Ipv4Packet,
@@ -253,6 +278,7 @@ export class Sockets implements TransportHandler {
         device: 'lo',
         ev: { type: 'route-local', dst: pkt.ip.dst, dev: rr.dev.name, via: 'output' },
       });
+      this.countOut(ns, pkt, what);
       this.stack.localOut(ns, pkt, local, opts.ct);
       return true;
     }
@@ -282,16 +308,7 @@ export class Sockets implements TransportHandler {
       return false;
     }
     if (pkt.payload.kind === 'tcp' || !pkt.ip.df) pkt.ip.id = this.ipId(ns, pkt);
-    const icmpType = pkt.payload.kind === 'icmp' ? pkt.payload.icmp.type : undefined;
-    if (icmpType === 0 || icmpType === 8) {
-      // __ip_make_skb / icmp_push_reply → icmp_out_count (errors are counted by icmp_send)
-      this.stack.mib(ns, 'IcmpOutMsgs');
-      this.stack.mib(ns, `IcmpMsgOutType${icmpType}`);
-      this.stack.mib(ns, icmpType === 8 ? 'IcmpOutEchos' : 'IcmpOutEchoReps');
-    }
-    // __tcp_transmit_skb counts new segments only (a retransmission is TcpRetransSegs)
-    if (pkt.payload.kind === 'tcp' && !(typeof what === 'object' && what.kind === 'retransmission'))
-      this.stack.count(ns, 'TcpOutSegs');
+    this.countOut(ns, pkt, what);
     const stack = this.stack;
     stack.sender = ns.name;
     stack.sendError = undefined;
@@ -368,7 +385,7 @@ export class Sockets implements TransportHandler {
     const mtu = this.routeMtu(ns, dst);
     const rr = this.stack.routeOutput(ns, dst);
     const src = rr && !('error' in rr) ? rr.src : rr ? dst : '0.0.0.0';
-    const mss = mtu - 40;
+    const mss = advmss(mtu);
     const c: TcpConn = {
       ns: ns.name,
       local: src,
@@ -979,7 +996,7 @@ export class Sockets implements TransportHandler {
     if (pkt.payload.kind !== 'tcp') return;
     const { tcp } = pkt.payload;
     const mtu = this.routeMtu(ns, pkt.ip.src);
-    const mss = mtu - 40;
+    const mss = advmss(mtu);
     const c: TcpConn = {
       ns: ns.name,
       local: pkt.ip.dst,

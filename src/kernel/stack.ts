@@ -563,6 +563,10 @@ export class Stack {
           { device: n.dev },
         );
         if (!dev) continue;
+        if (dev.type === 'bridge' && this.bridgedQ.has(item.pkt)) {
+          this.bridgedDnatSlow(ns, dev as BridgeLink, item.pkt, n.lladdr);
+          continue;
+        }
         const frame: Frame = {
           eth: { dst: n.lladdr, src: dev.mac, ethertype: ETHERTYPE_IPV4 },
           payload: item.pkt,
@@ -945,27 +949,110 @@ export class Stack {
         // br_nf_pre_routing: IPv4 entering a bridge port runs PREROUTING (conntrack, NAT) in the
         // bridge, before the FDB decides; the IP layer does not run it again (ip_sabotage_in)
         if (frame.payload.kind === 'ipv4' && this.brNetfilter(ns)) {
+          const daddr = frame.payload.ip.dst;
           const pre: Skb = { pkt: frame.payload, iif: br.name, fragMax };
           if (!this.netfilterHook(ns, 'PREROUTING', pre, br.name, undefined)) return;
           if (pre.pkt !== frame.payload) {
             frame = { eth: frame.eth, payload: pre.pkt };
             bytes = emitFrame(frame);
           }
+          if (pre.pkt.ip.dst !== daddr) {
+            // br_nf_pre_routing_finish: the destination was DNATed
+            const rr = ns.localAddress(pre.pkt.ip.dst) ? undefined : this.routeOutput(ns, pre.pkt.ip.dst);
+            if (rr && !('error' in rr) && rr.dev === br)
+              return this.bridgedDnat(ns, br, dev, frame, pre, rr.nexthop, fragMax);
+            // routed by the host: the frame is for the bridge device now (PACKET_HOST)
+            frame = { eth: { ...frame.eth, dst: br.mac }, payload: pre.pkt };
+            bytes = emitFrame(frame);
+          }
           this.bridgePre.set(frame, { br, skb: pre });
         }
-        // tcpdump puts the bridge device in promiscuous mode, and a promiscuous bridge passes a copy
-        // of every frame it receives up to itself: a capture on cni0 sees all bridged traffic;
-        // without promiscuous mode (tcpdump -p) only what br_pass_frame_up hands the host
-        if (this.w.capture) {
-          const d = frame.eth.dst;
-          const forHost =
-            d === BROADCAST || isMulticast(d) || d === br.mac || br.fdb.get(d)?.state === 'local';
-          this.capture(ns, br, 'in', bytes, !forHost);
-        }
-        return this.bridgeInput(ns, br, dev, frame, fragMax);
+        this.bridgeFinish(ns, br, dev, frame, bytes, fragMax);
+        return;
       }
     }
     this.l2Deliver(ns, dev, frame);
+  }
+
+  /** br_handle_frame_finish: learn, forward or pass up; the promiscuous bridge device's copy first */
+  private bridgeFinish(
+    ns: Netns,
+    br: BridgeLink,
+    dev: Link,
+    frame: Frame,
+    bytes: Uint8Array,
+    fragMax?: number,
+  ): void {
+    // tcpdump puts the bridge device in promiscuous mode, and a promiscuous bridge passes a copy
+    // of every frame it receives up to itself: a capture on cni0 sees all bridged traffic;
+    // without promiscuous mode (tcpdump -p) only what br_pass_frame_up hands the host
+    if (this.w.capture) {
+      const d = frame.eth.dst;
+      const forHost = d === BROADCAST || isMulticast(d) || d === br.mac || br.fdb.get(d)?.state === 'local';
+      this.capture(ns, br, 'in', bytes, !forHost);
+    }
+    this.bridgeInput(ns, br, dev, frame, fragMax);
+  }
+
+  /**
+   * br_nf_pre_routing_finish's bridged_dnat: DNAT sent the frame to an address routed out of the
+   * bridge it came in by, so it is bridged there, not routed (no TTL decrement, its source MAC
+   * kept). br_nf_pre_routing_finish_bridge: with a connected neighbour the destination MAC is
+   * copied in and the bridge forwards at once; otherwise the neighbour's output (ARP on the bridge
+   * device) sends it through the bridge device, whose br_dev_xmit puts the source MAC back and
+   * hands it to the bridge as from its ingress port (br_nf_pre_routing_finish_bridge_slow).
+   */
+  private bridgedDnat(
+    ns: Netns,
+    br: BridgeLink,
+    port: Link,
+    frame: Frame,
+    skb: Skb,
+    nexthop: string,
+    fragMax?: number,
+  ): void {
+    const pkt = skb.pkt;
+    this.step(
+      ns,
+      'bridge',
+      3,
+      'bridged-dnat',
+      { type: 'bridged-dnat', bridge: br.name, dst: pkt.ip.dst, port: port.name },
+      { device: br.name },
+    );
+    const n = ns.neighbour(nexthop, br.name);
+    if (n?.lladdr && (n.state === 'REACHABLE' || n.state === 'PERMANENT' || n.state === 'NOARP')) {
+      this.step(
+        ns,
+        'neigh',
+        2,
+        'lookup',
+        { type: 'neigh', result: 'hit', nexthop, entry: { ...n } },
+        { device: br.name },
+      );
+      const out: Frame = { eth: { ...frame.eth, dst: n.lladdr }, payload: pkt };
+      this.bridgePre.set(out, { br, skb });
+      return this.bridgeFinish(ns, br, port, out, emitFrame(out), fragMax);
+    }
+    this.bridgedQ.set(pkt, { port: port.name, src: frame.eth.src, skb, fragMax });
+    const mac = this.resolve(ns, br, nexthop, pkt);
+    if (mac) this.bridgedDnatSlow(ns, br, pkt, mac);
+  }
+
+  /** packets of a bridged DNAT that left by the bridge device's neighbour output, with what br_dev_xmit restores */
+  private bridgedQ = new WeakMap<Ipv4Packet, { port: string; src: MacAddr; skb: Skb; fragMax?: number }>();
+
+  /** br_dev_xmit → br_nf_pre_routing_finish_bridge_slow: the tap sees the neighbour's header, the bridge the restored one */
+  private bridgedDnatSlow(ns: Netns, br: BridgeLink, pkt: Ipv4Packet, mac: MacAddr): void {
+    const b = this.bridgedQ.get(pkt)!;
+    this.bridgedQ.delete(pkt);
+    const sent: Frame = { eth: { dst: mac, src: br.mac, ethertype: ETHERTYPE_IPV4 }, payload: pkt };
+    this.txStep(ns, br, sent, emitFrame(sent));
+    const port = ns.link(b.port);
+    if (!port) return;
+    const out: Frame = { eth: { dst: mac, src: b.src, ethertype: ETHERTYPE_IPV4 }, payload: pkt };
+    this.bridgePre.set(out, { br, skb: b.skb });
+    this.bridgeFinish(ns, br, port, out, emitFrame(out), b.fragMax);
   }
 
   /** the frame is up the stack of `dev` (a plain device, or the bridge device itself) */
@@ -1052,6 +1139,8 @@ export class Stack {
   ): void {
     const dst = frame.eth.dst;
     const ports = [...ns.links.values()].filter((l) => l.master === br.name);
+    // should_deliver: never back out of the port it came in by, unless that port is in hairpin mode
+    const deliver = (p: Link) => p !== inPort || !!p.hairpin;
     if (dst === BROADCAST || isMulticast(dst)) {
       this.step(
         ns,
@@ -1063,14 +1152,17 @@ export class Stack {
           bridge: br.name,
           mac: dst,
           broadcast: true,
-          ports: ports.filter((p) => p !== inPort).map((p) => p.name),
+          ports: ports.filter(deliver).map((p) => p.name),
           toHost: !!inPort,
         },
         { device: br.name },
       );
+      // br_handle_frame_finish: br_flood sends the copies out of the ports first (each port's
+      // xmit happens now, the receivers' processing later), then br_pass_frame_up hands it to
+      // the host (seen on a hairpin port: its own ARP request goes back out before the reply)
+      for (const p of ports) if (deliver(p)) this.bridgePortXmit(ns, br, p, frame, inPort, fragMax);
       if (inPort) this.passUp(br, frame);
       if (inPort) this.l2Deliver(ns, br, frame, fragMax);
-      for (const p of ports) if (p !== inPort) this.bridgePortXmit(ns, br, p, frame, inPort, fragMax);
       return;
     }
     const e = this.fdbLookup(br, dst);
@@ -1097,11 +1189,16 @@ export class Stack {
         { type: 'fdb-forward', bridge: br.name, mac: dst, port: e.port, state: e.state },
         { device: br.name },
       );
-      if (!out || out === inPort)
-        return this.drop(ns, { reason: 'not-for-host', site: 'br_forward', mac: dst }, br.name, 2);
+      if (!out || !deliver(out))
+        return this.drop(
+          ns,
+          { reason: 'not-for-host', site: 'br_forward', mac: dst, port: out?.name },
+          br.name,
+          2,
+        );
       return this.bridgePortXmit(ns, br, out, frame, inPort, fragMax);
     }
-    const others = ports.filter((p) => p !== inPort);
+    const others = ports.filter(deliver);
     this.step(
       ns,
       'bridge',

@@ -4,7 +4,8 @@
  *
  * Normalised, because the kernel decides them by a hash seed or a wall-clock timer: the order of
  * `ip neigh` and `bridge fdb` dumps (hash tables), the transient neighbour states (REACHABLE,
- * STALE, DELAY, PROBE: timers on the wall clock), iptables-save's date lines and counters. The
+ * STALE, DELAY, PROBE: timers on the wall clock), iptables-save's date lines and counters, the
+ * order of `conntrack -L` (a hash table) and its entries' timeouts (counting down on the wall clock). The
  * lab's namespace prefix is removed from `link-netns` names.
  */
 import type { Cluster } from '../cni/build.ts';
@@ -39,6 +40,19 @@ export function normaliseState(command: string, text: string, prefix: string): s
       .sort()
       .join('\n');
   if (command.startsWith('bridge fdb')) return lines(s).sort().join('\n');
+  // conntrack walks its hash table (a per-boot seed orders it), a timeout counts down on the wall
+  // clock, and a VXLAN packet's source port is udp_flow_src_port's hash of the skb (a sending
+  // socket's random sk_txhash): masked as the packet comparison masks it
+  if (command.startsWith('conntrack'))
+    return lines(s)
+      .map((l) =>
+        l
+          .replace(/^(\S+ +\d+ )\d+ /, '$1* ')
+          .replace(/sport=\d+ dport=4789\b/g, 'sport=* dport=4789')
+          .replace(/sport=4789 dport=\d+/g, 'sport=4789 dport=*'),
+      )
+      .sort()
+      .join('\n');
   if (command.startsWith('iptables-save'))
     return lines(s)
       .filter((l) => !l.startsWith('#'))

@@ -14,7 +14,7 @@ import { labCollect } from './collect.ts';
 import { labDown, labExec, LabError, labUp } from './host.ts';
 import { labTrace, type LabTraceResult, type ModelComparison } from './trace.ts';
 import { faultOf, generateScenario, type Scenario } from './scenarios.ts';
-import type { Walk } from '../trace/walk.ts';
+import { endpointDraws, resolveService, type Walk, type WalkRequest } from '../trace/walk.ts';
 import { stateDiffs, type TableDiff } from './diff.ts';
 import { NSTAT_COUNTERS } from '../tools/nstat.ts';
 import { runCommand } from '../tools/index.ts';
@@ -49,6 +49,35 @@ export interface ImportedCheck {
   agree: boolean;
 }
 
+/**
+ * The lab's half of forcing a Service's endpoint: the cluster the lab is programmed from gets each
+ * statistic rule the model's walk pins set to probability 1 (the rule jumping to the endpoint's
+ * KUBE-SEP- chain: xt_statistic's (random & 0x7fffffff) < 2^31 always holds) or 0 (the rules
+ * before it: never), so the kernel takes the endpoint the model's `endpoint` pins.
+ */
+export function forceEndpoint(c: Cluster, req: WalkRequest): void {
+  if (req.endpoint === undefined) return;
+  const t = resolveService(c, req.to, req.port, req.proto);
+  if (!t) throw new LabError(`${req.to}: no Service to force an endpoint of`);
+  for (const d of endpointDraws(c, t, req.endpoint)) {
+    const rule = c.world.ns(d.node).netfilter.chain('nat', d.chain)!.rules[d.index - 1];
+    for (const m of rule.matches) if (m.kind === 'statistic') m.probability = d.hit ? 0x80000000 : 0;
+  }
+}
+
+/**
+ * kube-proxy's `MASQUERADE --random-fully` takes a random source port (get_random_u16 in
+ * nf_nat_l4proto_unique_tuple): no seed makes the kernel's choice the model's. Both sides of a
+ * Service scenario run the rule without the flag, so the kernel keeps the source port where the
+ * tuple is free, and the model must do the same: the packets are then comparable byte for byte.
+ */
+export function keepSourcePorts(c: Cluster): void {
+  for (const n of c.nodes)
+    for (const chain of c.world.ns(n.name).netfilter.tables.get('nat')?.values() ?? [])
+      for (const r of chain.rules)
+        if (r.target?.kind === 'MASQUERADE' || r.target?.kind === 'SNAT') r.target.range.randomFully = false;
+}
+
 /** delivered, and answered with what the flow wanted (not an ICMP error or RST) */
 export function simOutcome(w: Walk): boolean {
   if (w.request.disposition.kind !== 'delivered' || !w.reply) return false;
@@ -67,7 +96,9 @@ export async function runScenario(
 ): Promise<ScenarioResult> {
   const s = generateScenario(seed);
   const base = buildCluster(s.spec, s.mode);
+  forceEndpoint(base, s.flow);
   const sim: Cluster = buildCluster(s.spec, s.mode);
+  if (s.spec.services) for (const c of [base, sim]) keepSourcePorts(c);
   const fault = faultOf(s, sim);
   const applyFault = (c: Cluster, model: string) => {
     if (!fault) return;
@@ -108,6 +139,7 @@ export async function runScenario(
       'ip neigh',
       'bridge fdb show',
       ...(trace.retransmitted ? [] : [NSTAT_COMMAND]),
+      ...(s.spec.services ? ['conntrack -L'] : []),
     ];
     const [tables, itables] = await stateDiffs(state, imported ? [sim, imported] : [sim], commands);
     const simOk = simOutcome(trace.sim);

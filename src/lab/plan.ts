@@ -158,8 +158,10 @@ export function planLab(c: Cluster): LabPlan {
   }
   for (const ns of all) {
     const n = names.get(ns.name)!;
-    for (const l of ns.links.values())
+    for (const l of ns.links.values()) {
       if (l.master) add(ns, ['ip', '-n', n, 'link', 'set', l.name, 'master', l.master]);
+      if (l.hairpin) add(ns, ['bridge', '-n', n, 'link', 'set', 'dev', l.name, 'hairpin', 'on']);
+    }
     for (const [k, v] of ns.sysctl) {
       if (!PER_NETNS_SYSCTLS.some((re) => re.test(k))) continue;
       if (k.startsWith('net.bridge.') && ![...ns.links.values()].some((l) => l.type === 'bridge')) continue;

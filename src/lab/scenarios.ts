@@ -8,11 +8,14 @@
  * source node, or a DNAT rule (a service-like address on the source node, or a node port on the
  * destination node; sometimes to a UDP port nothing listens on, so the ICMP error is translated),
  * applied as the same iptables command on both sides (the model's through the emulated iptables).
+ *
+ * Seeds above SVC_SEED_BASE are Service scenarios (svc-scenarios.ts).
  */
 import type { ClusterSpec, CniMode } from '../cluster/spec.ts';
 import type { Cluster } from '../cni/build.ts';
 import type { WalkRequest } from '../trace/walk.ts';
 import { seededRandom } from '../kernel/world.ts';
+import { isSvcKind, SVC_SEED_BASE, svcCommand, svcScenario, type SvcKind } from './svc-scenarios.ts';
 
 export const LAB_MODES: readonly CniMode[] = ['flannel-vxlan', 'flannel-host-gw', 'calico-bgp'];
 
@@ -29,7 +32,7 @@ export const FAULT_KINDS = [
 ] as const;
 /** the NAT scenarios' rules, chosen by seed (above NAT_SEED_BASE), never drawn as a fault */
 export const NAT_KINDS = ['masquerade', 'dnat-vip', 'dnat-nodeport'] as const;
-export type FaultKind = (typeof FAULT_KINDS)[number] | (typeof NAT_KINDS)[number];
+export type FaultKind = (typeof FAULT_KINDS)[number] | (typeof NAT_KINDS)[number] | SvcKind;
 
 /** seeds NAT_SEED_BASE + 1 … are NAT scenarios */
 export const NAT_SEED_BASE = 1000;
@@ -61,6 +64,7 @@ export interface Scenario {
 }
 
 export function generateScenario(seed: number): Scenario {
+  if (seed > SVC_SEED_BASE) return svcScenario(seed);
   const rnd = seededRandom(seed);
   const int = (lo: number, hi: number) => lo + Math.floor(rnd() * (hi - lo + 1));
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)];
@@ -173,11 +177,14 @@ function natScenario(
 
 /** The scenario's fault as the real command (its values come from the model). */
 export function faultOf(s: Scenario, c: Cluster): Fault | undefined {
+  const kind = s.faultKind;
+  // a Service scenario has no fault: its kube-proxy rules are the cluster's own
+  if (isSvcKind(kind)) return svcCommand(s, c);
   const srcPod = c.pods.find((p) => p.name === s.flow.from)!;
   const dstPod = c.pods.find((p) => p.name === (s.natPod ?? s.flow.to))!;
   const srcNode = c.nodes.find((n) => n.name === srcPod.node)!;
   const dstNode = c.nodes.find((n) => n.name === dstPod.node)!;
-  switch (s.faultKind) {
+  switch (kind) {
     case 'none':
     case 'no-listener':
       return undefined;

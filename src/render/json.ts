@@ -222,6 +222,7 @@ const DropJson = z.discriminatedUnion('reason', [
     site: z.enum(['ip_rcv', 'br_forward']),
     mac,
     devMac: mac.optional(),
+    port: z.string().optional(),
   }),
 ]);
 
@@ -367,6 +368,7 @@ const EVENTS = {
   rx: ev('rx', {}),
   'rx-ip': ev('rx-ip', {}),
   'fdb-learn': ev('fdb-learn', { bridge: z.string(), mac, port: z.string() }),
+  'bridged-dnat': ev('bridged-dnat', { bridge: z.string(), dst: z.string(), port: z.string() }),
   'fdb-flood': ev('fdb-flood', {
     bridge: z.string(),
     ports: z.array(z.string()),

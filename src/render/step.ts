@@ -213,7 +213,7 @@ export function dropText(d: Drop): string {
     case 'not-for-host':
       return d.devMac
         ? `destination MAC ${d.mac} is not ${dev}'s ${d.devMac}`
-        : `${d.mac} is on the ingress port; bridge does not send it back`;
+        : `${d.mac} is on the ingress port${d.port ? ` ${d.port}` : ''}; bridge does not send it back (hairpin mode off)`;
   }
   return unreachable(d);
 }
@@ -292,6 +292,8 @@ export function stepDetail(s: Step): string {
       return `${describeIp(e.pkt)} in ${dev}`;
     case 'fdb-learn':
       return `${e.bridge} learns ${e.mac} on port ${e.port}`;
+    case 'bridged-dnat':
+      return `DNAT to ${e.dst}, routed out of ${e.bridge} that the frame came in by (from ${e.port}): bridged, not routed (br_netfilter bridged DNAT: no TTL decrement, source MAC kept)`;
     case 'fdb-flood':
       return e.broadcast
         ? `${e.bridge}: broadcast, flooded to ${e.ports.join(', ') || 'no other port'}${e.toHost ? ' and up to the host' : ''}`

@@ -5,7 +5,7 @@
  * first its master's entries for it (br_fdb_dump, newest first), then the device's own (its
  * unicast and multicast address lists, or a VXLAN device's table, newest entry first).
  */
-import { fdbAdd, fdbDel, type FdbState } from '../kernel/netlink.ts';
+import { fdbAdd, fdbDel, linkSetHairpin, type FdbState } from '../kernel/netlink.ts';
 import type { BridgeLink, FdbEntry, Link, VxlanFdbEntry } from '../kernel/objects.ts';
 import {
   Args,
@@ -362,7 +362,7 @@ function printBrLink(c: Ctx, l: Link): void {
   if (c.opts.details) {
     if (!p.isJson()) p.printf('%s    ', p.sl);
     const onoff = (k: string, v: boolean) => p.onOff(PRINT_ANY, k, `${k} %s `, v);
-    onoff('hairpin', false);
+    onoff('hairpin', !!l.hairpin);
     onoff('guard', false);
     onoff('root_block', false);
     onoff('fastleave', false);
@@ -381,12 +381,45 @@ function printBrLink(c: Ctx, l: Link): void {
   p.closeObject();
 }
 
+/**
+ * brlink_modify (`bridge link set dev PORT hairpin on|off`): the one port flag the model keeps.
+ * parse_on_off's error, "Device is a required argument.", and the name looked up among bridge
+ * ports' devices as the tool does; the kernel's answer for a device that is no port.
+ */
+function linkModify(c: Ctx, a: Args, verb: string): number {
+  let dev: string | undefined;
+  let hairpin: boolean | undefined;
+  for (; a.more; a.advance()) {
+    if (a.cur === 'dev') dev = a.next();
+    else if (a.cur === 'hairpin') {
+      const v = a.next();
+      if (v !== 'on' && v !== 'off') {
+        c.p.eprintf('Error: argument of "hairpin" must be one of "off", "on", not "%s"\n', v);
+        return c.exit(-22);
+      }
+      hairpin = v === 'on';
+    } else notEmulated(c, `bridge link ${verb} ${a.rest().join(' ')}`);
+  }
+  if (dev === undefined) {
+    c.p.eprintf('Device is a required argument.\n');
+    return c.exit(-1);
+  }
+  if (!c.nameToIndex(dev)) {
+    c.p.eprintf('Cannot find bridge device "%s"\n', dev);
+    return c.exit(-1);
+  }
+  const name = c.byIndex(c.nameToIndex(dev))!.name;
+  if (hairpin === undefined) return 0;
+  const on = hairpin;
+  return talk(c, () => linkSetHairpin(c.netns, name, on)) ? 0 : c.exit(-1);
+}
+
 function doLink(c: Ctx, argv: readonly string[]): number {
   const a = new Args(c, argv);
   if (a.more) {
     const w = a.cur;
     a.advance();
-    if (matches(w, 'set') || matches(w, 'change')) notEmulated(c, `bridge link ${w}`);
+    if (matches(w, 'set') || matches(w, 'change')) return linkModify(c, a, w);
     else if (!(matches(w, 'show') || matches(w, 'lst') || matches(w, 'list'))) {
       if (matches(w, 'help')) notEmulated(c, 'bridge link help');
       c.p.eprintf('Command "%s" is unknown, try "bridge link help".\n', w);

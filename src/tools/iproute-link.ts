@@ -516,7 +516,7 @@ function bridgeSlavePrintOpt(c: Ctx, port: Link): void {
   p.string(PRINT_ANY, 'state', 'state %s ', portState(c, port));
   p.num(PRINT_ANY, 'priority', 'priority %d ', 32);
   p.num(PRINT_ANY, 'cost', 'cost %d ', 2);
-  p.onOff(PRINT_ANY, 'hairpin', 'hairpin %s ', false);
+  p.onOff(PRINT_ANY, 'hairpin', 'hairpin %s ', !!port.hairpin);
   p.onOff(PRINT_ANY, 'guard', 'guard %s ', false);
   p.onOff(PRINT_ANY, 'root_block', 'root_block %s ', false);
   p.onOff(PRINT_ANY, 'fastleave', 'fastleave %s ', false);

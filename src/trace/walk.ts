@@ -171,28 +171,45 @@ export function resolveService(
   return undefined;
 }
 
+/** one statistic rule of kube-proxy's random choice: whether it must match for the endpoint to be taken */
+export interface EndpointDraw {
+  node: string;
+  chain: string;
+  /** the rule's index in its chain, from 1 */
+  index: number;
+  hit: boolean;
+}
+
 /**
- * Pin kube-proxy's random choice to one endpoint in every node's nat table: the statistic rule
- * that jumps to the endpoint's chain matches, those before it do not (the rules are read from
- * each node's KUBE-SVC-/KUBE-SVL- chain as it is, so a chain a command changed is read as changed).
+ * The statistic rules of every node's KUBE-SVC-/KUBE-SVL- chain of the Service port, as they are
+ * (a chain a command changed is read as changed), each with whether it must match for `pod` to be
+ * the endpoint taken: the rule that jumps to the endpoint's chain matches, those before it do not.
  */
-function pinEndpoint(c: Cluster, t: ServiceTarget, pod: string): void {
+export function endpointDraws(c: Cluster, t: ServiceTarget, pod: string): EndpointDraw[] {
   const sp = t.servicePort;
   const ep = sp.endpoints.find((e) => e.pod === pod);
   if (!ep)
     throw new WalkError(
       `${pod} is no ready endpoint of ${sp.nameString}; its endpoints: ${sp.endpoints.map((e) => e.pod).join(', ') || 'none'}`,
     );
+  const out: EndpointDraw[] = [];
   for (const n of c.nodes) {
     const nf = c.world.ns(n.name).netfilter;
     for (const name of [sp.chains.svc, sp.chains.svl]) {
       nf.chain('nat', name)?.rules.forEach((r, i) => {
         if (!r.matches.some((m) => m.kind === 'statistic')) return;
         const hit = r.target?.kind === 'jump' && r.target.chain === ep.chain;
-        c.stack.pins.set(`${n.name} nat ${name} ${i + 1}`, hit ? 0 : 0x7fffffff);
+        out.push({ node: n.name, chain: name, index: i + 1, hit });
       });
     }
   }
+  return out;
+}
+
+/** Pin kube-proxy's random choice to one endpoint: each statistic rule draws 0 (matches) or 2^31 − 1 (does not) */
+function pinEndpoint(c: Cluster, t: ServiceTarget, pod: string): void {
+  for (const d of endpointDraws(c, t, pod))
+    c.stack.pins.set(`${d.node} nat ${d.chain} ${d.index}`, d.hit ? 0 : 0x7fffffff);
 }
 
 export function walk(c: Cluster, req: WalkRequest, opts: { exchange?: boolean } = {}): Walk {

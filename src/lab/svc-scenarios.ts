@@ -1,0 +1,178 @@
+/**
+ * The differential suite's Service scenarios (seeds SVC_SEED_BASE + 1 …): a three-node cluster
+ * with kube-proxy (iptables mode) programming every node, one flow to a Service. Each seed takes
+ * one case in turn (SVC_KINDS), the CNI mode and the protocol vary with the seed:
+ *
+ * - ClusterIP with one endpoint on the client's node or on another node, with three endpoints
+ *   (one per node) taken on the client's node or on another one;
+ * - NodePort from a pod to another node's address, and from a node (its own address or another's);
+ *   the endpoint behind another node only where that node forwards it out of another device
+ *   (flannel-vxlan): forwarded out of the underlay device it came in by, the kernel generates
+ *   ICMP redirects (ip_rt_send_redirect; seed 2006 counted three, discarded before they left),
+ *   which the model does not have yet;
+ * - a Service whose selector matches no pod (kube-proxy's filter REJECT);
+ * - hairpin: a pod reaching its own Service and taken as the endpoint, its bridge port in hairpin
+ *   mode as flannel's CNI config sets it (svcCommand);
+ * - NetworkPolicy on the endpoint (calico-bgp, the lab's policy mode): one allowing the target
+ *   port (delivered) and one allowing only the Service port (dropped: the policy sees the packet
+ *   after the DNAT).
+ *
+ * The endpoint is forced on both sides: the model walks with `endpoint` (its statistic draws
+ * pinned), and the lab is programmed with the same rules except that each statistic rule of the
+ * Service's KUBE-SVC-/KUBE-SVL- chains has probability 1 (the rule that jumps to the endpoint's
+ * KUBE-SEP- chain) or 0 (those before it): the kernel's xt_statistic then takes the same path
+ * through the same rules. (Comparing modulo the kernel's random choice would need the walk after
+ * the real flow; the lab's captures wait on the walk.)
+ */
+import type { ClusterSpec, CniMode, NetworkPolicySpec, ServiceSpec } from '../cluster/spec.ts';
+import type { Cluster } from '../cni/build.ts';
+import type { WalkRequest } from '../trace/walk.ts';
+import { seededRandom } from '../kernel/world.ts';
+import { LAB_MODES, type Fault, type Scenario } from './scenarios.ts';
+
+/** seeds SVC_SEED_BASE + 1 … are Service scenarios */
+export const SVC_SEED_BASE = 2000;
+
+export const SVC_KINDS = [
+  'svc-same-1',
+  'svc-cross-1',
+  'svc-same-3',
+  'svc-cross-3',
+  'svc-nodeport-pod',
+  'svc-nodeport-node',
+  'svc-no-endpoints',
+  'svc-hairpin',
+  'svc-policy-allow',
+  'svc-policy-deny',
+] as const;
+export type SvcKind = (typeof SVC_KINDS)[number];
+
+export function isSvcKind(k: string): k is SvcKind {
+  return (SVC_KINDS as readonly string[]).includes(k);
+}
+
+const SERVICE_PORT = 80;
+const TARGET_PORT = 8080;
+const NODE_PORTS = { tcp: 30080, udp: 30081 } as const;
+
+export function svcScenario(seed: number): Scenario {
+  const rnd = seededRandom(seed);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)];
+  const i = seed - SVC_SEED_BASE - 1;
+  const kind = SVC_KINDS[i % SVC_KINDS.length];
+  // each round of the kinds shifts the modes, so a kind meets every mode the lab builds
+  const policy = kind === 'svc-policy-allow' || kind === 'svc-policy-deny';
+  const mode: CniMode = policy
+    ? 'calico-bgp'
+    : LAB_MODES[(i + Math.floor(i / SVC_KINDS.length)) % LAB_MODES.length];
+  // a dropped TCP SYN is retransmitted on the kernel's timer: the dropping case walks UDP. So does
+  // the Service without endpoints: there the kernel counts no TcpAttemptFails for the connect()
+  // its node's REJECT refused (the model counts one; open, see the README's Services section)
+  const proto: 'tcp' | 'udp' =
+    kind === 'svc-policy-deny' || kind === 'svc-no-endpoints' ? 'udp' : pick(['tcp', 'udp'] as const);
+
+  const nodes = [1, 2, 3].map((k) => ({
+    name: `n${k}`,
+    ip: `192.168.1.${9 + k}/24`,
+    podCIDR: `10.244.${k - 1}.0/24`,
+  }));
+  const names = ['p1a', 'p1b', 'p2a', 'p2b', 'p3a'];
+  // the endpoints (labelled app=web) and the one taken
+  const [backends, chosen]: [string[], string | undefined] =
+    kind === 'svc-same-1'
+      ? [['p1b'], 'p1b']
+      : kind === 'svc-cross-1'
+        ? [['p2a'], 'p2a']
+        : kind === 'svc-same-3'
+          ? [['p1b', 'p2a', 'p3a'], 'p1b']
+          : kind === 'svc-cross-3'
+            ? [['p1b', 'p2a', 'p3a'], pick(['p2a', 'p3a'])]
+            : kind === 'svc-nodeport-pod' || kind === 'svc-nodeport-node'
+              ? [['p2a', 'p3a'], mode === 'flannel-vxlan' ? pick(['p2a', 'p3a']) : 'p2a']
+              : kind === 'svc-no-endpoints'
+                ? [[], undefined]
+                : kind === 'svc-hairpin'
+                  ? [['p1b', 'p2a'], 'p1b']
+                  : [['p2a'], 'p2a'];
+  const pods: ClusterSpec['pods'] = names.map((name) => ({
+    name,
+    node: `n${name[1]}`,
+    listen: [
+      { proto: 'tcp', port: TARGET_PORT },
+      { proto: 'udp', port: TARGET_PORT },
+    ],
+    labels: backends.includes(name) ? { app: 'web' } : { app: 'client' },
+  }));
+  const nodePort = kind === 'svc-nodeport-pod' || kind === 'svc-nodeport-node';
+  const service: ServiceSpec = {
+    name: 'web',
+    namespace: 'default',
+    type: nodePort ? 'NodePort' : 'ClusterIP',
+    selector: { app: kind === 'svc-no-endpoints' ? 'none' : 'web' },
+    ports: (['tcp', 'udp'] as const).map((p) => ({
+      name: p === 'tcp' ? 'http' : 'dns',
+      protocol: p === 'tcp' ? 'TCP' : 'UDP',
+      port: SERVICE_PORT,
+      targetPort: TARGET_PORT,
+      nodePort: nodePort ? NODE_PORTS[p] : undefined,
+    })),
+    externalTrafficPolicy: 'Cluster',
+    loadBalancerIPs: [],
+  };
+  const policies: NetworkPolicySpec[] = policy
+    ? [
+        {
+          name: 'web',
+          namespace: 'default',
+          podSelector: { matchLabels: { app: 'web' } },
+          policyTypes: ['Ingress'],
+          ingress: [
+            {
+              peers: [],
+              ports: [
+                {
+                  protocol: proto === 'tcp' ? 'TCP' : 'UDP',
+                  port: kind === 'svc-policy-allow' ? TARGET_PORT : SERVICE_PORT,
+                },
+              ],
+            },
+          ],
+          egress: [],
+        },
+      ]
+    : [];
+  const spec: ClusterSpec = {
+    name: `d${seed}`,
+    cni: mode,
+    mtu: 1500,
+    subnets: [{ name: 'lan0', cidr: '192.168.1.0/24', gateway: '192.168.1.1' }],
+    nodes,
+    pods,
+    bgp: [],
+    run: [],
+    policies,
+    services: [service],
+  };
+
+  const from = kind === 'svc-hairpin' ? 'p1b' : kind === 'svc-nodeport-node' ? pick(['n1', 'n2']) : 'p1a';
+  const [to, port] = nodePort ? ['n2', NODE_PORTS[proto]] : ['svc/web', SERVICE_PORT];
+  const flow: WalkRequest = { from, to, proto, port, df: false, endpoint: chosen };
+  const cross = chosen === undefined || pods.find((p) => p.name === chosen)!.node !== nodeOf(from);
+  const title = `seed ${seed}: ${mode}, 3 nodes, ${pods.length} pods; ${proto} ${from} → ${to}:${port} (${service.type}, endpoints ${backends.join(', ') || 'none'}${chosen ? `, taken ${chosen}` : ''}); service: ${kind}`;
+  return { seed, spec, mode, flow, faultKind: kind, cross, title };
+}
+
+/**
+ * The hairpin scenario's port in hairpin mode where the pod hangs off a bridge, as flannel's CNI
+ * config has the bridge plugin set it (`"hairpinMode": true`, netlink.LinkSetHairpin on the host
+ * veth): the same command on both sides. Calico's pods are routed, with no bridge to hairpin.
+ */
+export function svcCommand(s: Scenario, c: Cluster): Fault | undefined {
+  if (s.faultKind !== 'svc-hairpin' || s.mode === 'calico-bgp') return undefined;
+  const pod = c.pods.find((p) => p.name === s.flow.from)!;
+  return { netns: pod.node, command: `bridge link set dev ${pod.hostVeth} hairpin on` };
+}
+
+function nodeOf(name: string): string {
+  return name.startsWith('n') ? name : `n${name[1]}`;
+}
