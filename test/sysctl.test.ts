@@ -12,6 +12,8 @@ import { buildCluster, type Cluster } from '../src/cni/build.ts';
 import { linkAdd, netnsAdd } from '../src/kernel/netlink.ts';
 import { GLOBAL_SYSCTLS, INIT_NET_ONLY_SYSCTLS, NETNS_SYSCTLS } from '../src/kernel/sysctl-recorded.ts';
 import { runCommand } from '../src/tools/index.ts';
+import { Netns } from '../src/kernel/objects.ts';
+import { selectInitialWindow } from '../src/kernel/sockets.ts';
 
 interface Fixture {
   kernel: string;
@@ -117,4 +119,39 @@ test('every key of a fresh namespace reads as the kernel has it; global keys say
     stderr: '',
     code: 1,
   });
+});
+
+test('tcp_select_initial_window: the window and window scale of real SYNs and SYN-ACKs', () => {
+  const opt = (text: string, re: RegExp) => Number(re.exec(text)![1]);
+  // a curl SYN from a fresh namespace of this kernel (tcp_rmem 4096 131072 33554432)
+  const fresh = new Netns('fresh', 'pod');
+  const syn = FIX.syn;
+  assert.deepEqual(
+    { ...selectInitialWindow(fresh, opt(syn, /mss (\d+)/), true), windowClamp: 0 },
+    { rcvWnd: opt(syn, / win (\d+)/), wscale: opt(syn, /wscale (\d+)/), windowClamp: 0 },
+  );
+  assert.equal(opt(syn, /wscale (\d+)/), 10);
+  // the lab's recording of curl-ok (tcp_rmem[2] 6 MiB then): SYN mss 1410, SYN-ACK mss 1410 less
+  // the timestamp option
+  const rec = JSON.parse(readFileSync(new URL('./golden/time/curl-ok.json', import.meta.url), 'utf8')) as {
+    packets: Record<string, string>;
+  };
+  const text = Object.values(rec.packets).join('\n');
+  const synLab = /Flags \[S\], .*/.exec(text)![0];
+  const synAck = /Flags \[S\.\], .*/.exec(text)![0];
+  const six = new Netns('six', 'pod');
+  six.sysctl.set('net.ipv4.tcp_rmem', '4096\t131072\t6291456');
+  const mss = opt(synLab, /mss (\d+)/);
+  assert.deepEqual(
+    [selectInitialWindow(six, mss, true), selectInitialWindow(six, mss - 12, true)].map((w) => [
+      w.rcvWnd,
+      w.wscale,
+    ]),
+    [
+      [opt(synLab, / win (\d+)/), opt(synLab, /wscale (\d+)/)],
+      [opt(synAck, / win (\d+)/), opt(synAck, /wscale (\d+)/)],
+    ],
+  );
+  // no window scaling: no scale, the window still at most 65535
+  assert.deepEqual(selectInitialWindow(fresh, 1460, false), { rcvWnd: 64240, wscale: 0, windowClamp: 65535 });
 });

@@ -156,19 +156,60 @@ export interface SendError {
 /** a is after b in sequence space */
 const seqAfter = (a: number, b: number) => ((a - b) | 0) > 0;
 
-/** tcp_select_initial_window: the 64 KiB receive space rounded down to a multiple of the MSS (44 × 1460 = 64240) */
-function initialWindow(mss: number): number {
-  return Math.min(65535, Math.floor(65536 / mss) * mss);
+/** TCP_RMEM_TO_WIN_SCALE and TCP_DEFAULT_SCALING_RATIO (include/net/tcp.h): a new socket's
+ * skb->len/truesize ratio is assumed 50% (tcp_scaling_ratio_init), in 1/256ths. Since 6.6 this
+ * ratio replaces net.ipv4.tcp_adv_win_scale, which the kernel no longer reads (its default 1 gave
+ * the same 50%) */
+const TCP_RMEM_TO_WIN_SCALE = 8;
+const TCP_DEFAULT_SCALING_RATIO = 1 << (TCP_RMEM_TO_WIN_SCALE - 1);
+/** TCP_MAX_WSCALE (include/net/tcp.h) and U16_MAX */
+const TCP_MAX_WSCALE = 14;
+const U16_MAX = 0xffff;
+
+const tcpRmem = (ns: Netns): number[] => (ns.sysctl.get('net.ipv4.tcp_rmem') ?? '').split(/\s+/).map(Number);
+
+/**
+ * tcp_full_space of a new socket: tcp_win_from_space (__tcp_win_from_space: space × ratio >>
+ * TCP_RMEM_TO_WIN_SCALE) of its sk_rcvbuf, which tcp_init_sock sets to tcp_rmem[1]. A listener's
+ * request sockets use the listener's (tcp_openreq_init_rwin); podwalk's sockets set no SO_RCVBUF.
+ */
+export function fullSpace(ns: Netns): number {
+  return Math.floor((tcpRmem(ns)[1] * TCP_DEFAULT_SCALING_RATIO) / (1 << TCP_RMEM_TO_WIN_SCALE));
 }
 
-/** tcp_select_initial_window: the window scale that lets the largest receive buffer be advertised */
-export function windowScale(ns: Netns): number {
-  const rmemMax = Number((ns.sysctl.get('net.ipv4.tcp_rmem') ?? '4096 131072 6291456').split(/\s+/)[2]);
-  const coreMax = Number(ns.sysctl.get('net.core.rmem_max') ?? '212992');
-  const space = Math.max(rmemMax, coreMax, 65536);
-  return Math.min(14, Math.max(0, Math.floor(Math.log2(space)) - 15));
+/** ilog2 of a positive 32-bit value */
+const ilog2 = (x: number) => 31 - Math.clz32(x);
+
+/**
+ * tcp_select_initial_window (net/ipv4/tcp_output.c) with no route window clamp (RTAX_WINDOW,
+ * RTAX_INITRWND) and tcp_workaround_signed_windows off: the receive window a SYN or SYN-ACK
+ * offers (the space rounded down to a multiple of the MSS, at most U16_MAX) and the window scale
+ * that lets the largest buffer (max of the space, tcp_rmem[2] and rmem_max) be advertised.
+ * `mss`: the advertised MSS less the timestamp option when the peer's SYN carried one (the
+ * SYN-ACK: tcp_openreq_init_rwin); `wscaleOk`: window scaling on (tcp_window_scaling, and for a
+ * SYN-ACK the peer's SYN offered it).
+ */
+export function selectInitialWindow(
+  ns: Netns,
+  mss: number,
+  wscaleOk: boolean,
+): { rcvWnd: number; wscale: number; windowClamp: number } {
+  // window_clamp 0: the max possible scaled window, U16_MAX << TCP_MAX_WSCALE
+  let windowClamp = U16_MAX * 2 ** TCP_MAX_WSCALE;
+  let space = Math.min(windowClamp, fullSpace(ns));
+  if (space > mss) space = Math.floor(space / mss) * mss;
+  const rcvWnd = Math.min(space, U16_MAX);
+  let wscale = 0;
+  if (wscaleOk) {
+    space = Math.max(space, tcpRmem(ns)[2], ns.sysctlNum('net.core.rmem_max'));
+    space = Math.min(space, windowClamp);
+    wscale = Math.min(Math.max(ilog2(space) - 15, 0), TCP_MAX_WSCALE);
+  }
+  windowClamp = Math.min(U16_MAX * 2 ** wscale, windowClamp);
+  return { rcvWnd, wscale, windowClamp };
 }
 const TS_OPT = 12;
+const win = (w: { rcvWnd: number; wscale: number }) => ({ rcvWnd: w.rcvWnd, wscale: w.wscale });
 /** TCP_TIMEOUT_INIT and TCP_RTO_MAX (include/net/tcp.h), µs */
 const TCP_TIMEOUT_INIT = 1_000_000;
 const TCP_RTO_MAX = 120_000_000;
@@ -382,9 +423,9 @@ export class Sockets implements TransportHandler {
       peerMss: 536,
       tsOffset: this.w.derive('tsoff', src, dst),
       tsRecent: 0,
-      wscale: windowScale(ns),
+      // tcp_connect_init: the advertised MSS, window scaling as the namespace has it
+      ...win(selectInitialWindow(ns, mss, ns.sysctlNum('net.ipv4.tcp_window_scaling') !== 0)),
       peerWscale: 0,
-      rcvWnd: initialWindow(mss),
       toSend: request,
       closeAfterSend: true,
       received: 0,
@@ -993,9 +1034,15 @@ export class Sockets implements TransportHandler {
       peerMss: tcp.options.mss ?? 536,
       tsOffset: this.w.derive('tsoff', pkt.ip.dst, pkt.ip.src),
       tsRecent: tcp.options.timestamp?.val ?? 0,
-      wscale: windowScale(ns),
       peerWscale: tcp.options.wscale ?? 0,
-      rcvWnd: initialWindow(mss - (tcp.options.timestamp ? TS_OPT : 0)),
+      // tcp_openreq_init_rwin: less the timestamp option when the SYN had one; scaling when it offered it
+      ...win(
+        selectInitialWindow(
+          ns,
+          mss - (tcp.options.timestamp ? TS_OPT : 0),
+          tcp.options.wscale !== undefined && ns.sysctlNum('net.ipv4.tcp_window_scaling') !== 0,
+        ),
+      ),
       toSend: new Uint8Array(0),
       closeAfterSend: false,
       received: 0,
