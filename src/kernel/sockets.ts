@@ -89,6 +89,10 @@ export interface TcpConn {
   lastSyn?: Ipv4Packet;
   /** connect() still holds the socket lock (sock_owned_by_user): what its SYN set off happens meanwhile */
   owned?: boolean;
+  /** a listener's request (SYN_RECV): the request timer's count of expiries (req->num_timeout) */
+  numTimeout?: number;
+  /** a listener's request: the options of its SYN-ACK (sent again as they were, with a new TS val) */
+  synackOpts?: TcpOptions;
   /** icsk_retransmits and icsk_backoff */
   retransmits?: number;
   backoff?: number;
@@ -537,7 +541,9 @@ export class Sockets implements TransportHandler {
   timer(ns: Netns, ev: TimerEvent): void {
     if (ev.kind !== 'tcp-rto') return;
     const c = this.byTuple(ns, ev.local, ev.lport, ev.remote, ev.rport);
-    if (c && c.rtoAt === this.w.now) this.retransmitTimer(ns, c);
+    // the timer armed last (an older arming fires earlier and finds a later rtoAt); it may run a
+    // little after its time when a timer due at the same moment sent a packet first (hops tick)
+    if (c && c.rtoAt !== undefined && c.rtoAt <= this.w.now) this.retransmitTimer(ns, c);
   }
 
   private armRto(ns: Netns, c: TcpConn): void {
@@ -560,6 +566,7 @@ export class Sockets implements TransportHandler {
    */
   private retransmitTimer(ns: Netns, c: TcpConn): void {
     c.rtoAt = undefined;
+    if (c.state === 'SYN_RECV') return this.requestTimer(ns, c);
     if (c.state !== 'SYN_SENT') return;
     const linear = ns.sysctlNum('net.ipv4.tcp_syn_linear_timeouts');
     const retryUntil = ns.sysctlNum('net.ipv4.tcp_syn_retries');
@@ -583,6 +590,8 @@ export class Sockets implements TransportHandler {
     // skb_still_in_host_queue: the last copy still waits on a neighbour resolution: -EBUSY, no new copy
     if (c.lastSyn && this.stack.queued(ns, c.lastSyn)) return;
     this.stack.mib(ns, 'TcpRetransSegs');
+    // tcp_retransmit_skb: a SYN resent counts in TCPSynRetrans
+    this.stack.mib(ns, 'TcpExtTCPSynRetrans');
     const seq = c.sndNxt;
     c.sndNxt = (c.sndNxt - 1) >>> 0;
     const syn = this.segment(c, { syn: true }, new Uint8Array(0), {
@@ -593,14 +602,60 @@ export class Sockets implements TransportHandler {
     });
     c.sndNxt = seq;
     c.lastSyn = syn;
+    this.resend(ns, syn);
+  }
+
+  /** a copy sent again by a timer: its own step, then out (counted as a retransmission) */
+  private resend(ns: Netns, pkt: Ipv4Packet): void {
     this.w.rec.add({
       kind: 'socket',
       layer: 4,
       netns: ns.name,
       action: 'send',
-      ev: { type: 'send', role: { kind: 'retransmission' }, pkt: syn },
+      ev: { type: 'send', role: { kind: 'retransmission' }, pkt },
     });
-    this.send(ns, syn, { kind: 'retransmission' });
+    this.send(ns, pkt, { kind: 'retransmission' });
+  }
+
+  /**
+   * reqsk_timer_handler for a listener's request (SYN_RECV) whose SYN-ACK got no ACK: unless it
+   * has expired tcp_synack_retries times already (syn_ack_recalc without TCP_DEFER_ACCEPT), the
+   * SYN-ACK leaves again (tcp_rtx_synack) and the timer is re-armed at reqsk_timeout: 1 s <<
+   * num_timeout, at most TCP_RTO_MAX (1, 3, 7, 15, 31 s after the SYN); otherwise the request is
+   * dropped (inet_csk_reqsk_queue_drop_and_put: no counter, it never was a connection). The
+   * pruning of old requests when the queue is half full never applies to podwalk's few requests.
+   * Each expiry counts TCPTimeouts (tcp_syn_ack_timeout), a counter the model does not keep.
+   */
+  private requestTimer(ns: Netns, c: TcpConn): void {
+    const n = c.numTimeout ?? 0;
+    if (n >= ns.sysctlNum('net.ipv4.tcp_synack_retries')) {
+      c.state = 'CLOSED';
+      return;
+    }
+    this.rtxSynack(ns, c);
+    c.numTimeout = n + 1;
+    c.rto = Math.min(TCP_TIMEOUT_INIT * 2 ** c.numTimeout, TCP_RTO_MAX);
+    this.armRto(ns, c);
+  }
+
+  /**
+   * tcp_rtx_synack: the request's SYN-ACK again, as it was but for its TS val. tcp_make_synack
+   * counts every SYN-ACK in TcpOutSegs, a resent one too; tcp_rtx_synack adds TcpRetransSegs and
+   * TCPSynRetrans.
+   */
+  private rtxSynack(ns: Netns, c: TcpConn): void {
+    const opts = c.synackOpts ?? {};
+    const seq = c.sndNxt;
+    c.sndNxt = (c.sndNxt - 1) >>> 0;
+    const synack = this.segment(c, { syn: true, ack: true }, new Uint8Array(0), {
+      ...opts,
+      timestamp: opts.timestamp ? { val: this.tsVal(c), ecr: c.tsRecent } : undefined,
+    });
+    c.sndNxt = seq;
+    this.stack.count(ns, 'TcpOutSegs');
+    this.stack.mib(ns, 'TcpRetransSegs');
+    this.stack.mib(ns, 'TcpExtTCPSynRetrans');
+    this.resend(ns, synack);
   }
 
   /** tcp_done: the connection is closed; a handshake that never finished counts as a failed attempt */
@@ -857,7 +912,21 @@ export class Sockets implements TransportHandler {
       if (conn.toSend.length) this.sendData(conn, ns);
       return;
     }
+    if (conn.state === 'SYN_RECV' && f.syn && !f.ack) {
+      // tcp_check_req: the client's SYN again (its own timer resent it): the SYN-ACK goes again
+      // (inet_rtx_syn_ack) and a pending request timer restarts from now (mod_timer_pending)
+      this.stack.deliver(ns, dev.name, to, { what: 'tcp', port, seg, event: 'syn', mss: conn.mss }, 4);
+      if ((tcp.seq + 1) >>> 0 !== conn.rcvNxt) return;
+      this.rtxSynack(ns, conn);
+      if (conn.rtoAt !== undefined) {
+        conn.rto = Math.min(TCP_TIMEOUT_INIT * 2 ** (conn.numTimeout ?? 0), TCP_RTO_MAX);
+        this.armRto(ns, conn);
+      }
+      return;
+    }
     if (conn.state === 'SYN_RECV' && f.ack && !f.syn) {
+      // the request becomes a full socket: its request timer goes with it
+      conn.rtoAt = undefined;
       conn.state = 'ESTABLISHED';
       this.stack.count(ns, 'TcpPassiveOpens');
     }
@@ -1067,14 +1136,22 @@ export class Sockets implements TransportHandler {
       },
       4,
     );
-    const synack = this.segment(c, { syn: true, ack: true }, new Uint8Array(0), {
+    c.synackOpts = {
       mss,
       sackOk: !!tcp.options.sackOk,
-      timestamp: tcp.options.timestamp ? { val: this.tsVal(c), ecr: c.tsRecent } : undefined,
+      timestamp: tcp.options.timestamp ? { val: 0, ecr: 0 } : undefined,
       wscale: tcp.options.wscale !== undefined ? c.wscale : undefined,
+    };
+    const synack = this.segment(c, { syn: true, ack: true }, new Uint8Array(0), {
+      ...c.synackOpts,
+      timestamp: tcp.options.timestamp ? { val: this.tsVal(c), ecr: c.tsRecent } : undefined,
     });
     synack.ip.id = 0;
     c.sndNxt = (c.sndNxt + 1) >>> 0;
+    // inet_csk_reqsk_queue_hash_add: the request timer, TCP_TIMEOUT_INIT (reqsk_timer_handler)
+    c.rto = TCP_TIMEOUT_INIT;
+    c.numTimeout = 0;
+    this.armRto(ns, c);
     this.stack.queue.push({ ns: ns.name, pkt: synack, role: { kind: 'syn-ack' } });
   }
 }

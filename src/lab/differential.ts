@@ -89,7 +89,7 @@ export async function runScenario(
     const trace = await labTrace(state, sim, s.flow, opts);
     const simOk = simOutcome(trace.sim);
     const realOk = trace.client.code === 0;
-    // counters count every copy the kernel resent, and the simulation has no retransmission timer
+    // counters count every copy the kernel resent, and a walk sends once (no time passes in it)
     const tables = await stateDiff(state, sim, [
       'ip route',
       'ip neigh',
