@@ -3,14 +3,15 @@
  * follows: World's clock and timer queue, neigh_timer_handler (net/core/neighbour.c), the PMTU
  * exceptions of __ip_rt_update_pmtu (net/ipv4/route.c), the ICMP rate limits of
  * icmpv4_xrlim_allow / icmp_global_allow (net/ipv4/icmp.c, net/ipv4/inetpeer.c), and
- * tcp_retransmit_timer / tcp_write_timeout (net/ipv4/tcp_timer.c).
+ * tcp_retransmit_timer / tcp_write_timeout (net/ipv4/tcp_timer.c), reqsk_timer_handler
+ * (net/ipv4/inet_connection_sock.c).
  */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { seedCluster } from '../src/cluster/seed.ts';
 import { buildCluster, type Cluster } from '../src/cni/build.ts';
 import { World } from '../src/kernel/world.ts';
-import { payload } from '../src/trace/walk.ts';
+import { payload, walk } from '../src/trace/walk.ts';
 import type { Frame } from '../src/wire/types.ts';
 import { parseFrame } from '../src/wire/packet.ts';
 import { updatePmtu } from '../src/kernel/pmtu.ts';
@@ -346,5 +347,102 @@ describe('tcp_retransmit_timer / tcp_write_timeout (net/ipv4/tcp_timer.c): SYN r
       runCommand(c, 'pod-a', 'nstat -az TcpRetransSegs IcmpOutDestUnreachs').stdout,
       /IcmpOutDestUnreachs\s+1\s/,
     );
+  });
+});
+
+describe('reqsk_timer_handler: a listener resends its SYN-ACK (net/ipv4/inet_connection_sock.c)', () => {
+  /** SYN-ACKs pod-c put on its eth0, with their times */
+  function synackTimes(c: Cluster): number[] {
+    return c.world.captures
+      .filter((x) => x.netns === 'pod-c' && x.dev === 'eth0' && x.dir === 'out')
+      .map((x) => ({ t: x.time, f: parseFrame(x.frame) }))
+      .filter(
+        (x) =>
+          x.f.payload.kind === 'ipv4' &&
+          x.f.payload.payload.kind === 'tcp' &&
+          !!x.f.payload.payload.tcp.flags.syn &&
+          !!x.f.payload.payload.tcp.flags.ack,
+      )
+      .map((x) => x.t);
+  }
+  /** the SYN-ACK dropped on its way back; the client gives up before its own SYN timer */
+  function synackDropped(): Cluster {
+    const c = cluster();
+    assert.equal(
+      runCommand(c, 'node2', 'iptables -I FORWARD -s 10.244.1.5/32 -p tcp --sport 8080 -j DROP').code,
+      0,
+    );
+    assert.equal(runCommand(c, 'pod-a', 'curl -sS -m 0.5 http://10.244.1.5:8080/').code, 28);
+    return c;
+  }
+  const synRecv = (c: Cluster) =>
+    c.world
+      .ns('pod-c')
+      .tcp.list()
+      .filter((k) => k.state === 'SYN_RECV').length;
+
+  test('TCP_TIMEOUT_INIT 1 s, doubling (reqsk_timeout); dropped after tcp_synack_retries 5 expiries', () => {
+    const c = synackDropped();
+    const t0 = synackTimes(c)[0];
+    runUntil(c, t0 + 62 * S);
+    assert.equal(synRecv(c), 1, 'still a request 62 s after the SYN');
+    runUntil(c, t0 + 64 * S);
+    assert.equal(synRecv(c), 0, 'the sixth expiry (63 s) drops it');
+    assert.deepEqual(
+      synackTimes(c).map((t) => Math.round((t - t0) / S)),
+      [0, 1, 3, 7, 15, 31],
+    );
+    const n = runCommand(
+      c,
+      'pod-c',
+      'nstat -az TcpAttemptFails TcpOutSegs TcpRetransSegs TcpExtTCPSynRetrans',
+    ).stdout;
+    // tcp_make_synack counts each SYN-ACK in TcpOutSegs; tcp_rtx_synack the resent ones
+    assert.match(n, /TcpOutSegs\s+6\s/);
+    assert.match(n, /TcpRetransSegs\s+5\s/);
+    assert.match(n, /TcpExtTCPSynRetrans\s+5\s/);
+    assert.match(n, /TcpAttemptFails\s+0\s/, 'a request dropped was never a connection');
+  });
+
+  test('a retransmitted SYN draws the SYN-ACK again (tcp_check_req) and restarts the request timer', () => {
+    const c = cluster();
+    assert.equal(
+      runCommand(c, 'node2', 'iptables -I FORWARD -s 10.244.1.5/32 -p tcp --sport 8080 -j DROP').code,
+      0,
+    );
+    assert.equal(runCommand(c, 'pod-c', 'sysctl -q -w net.ipv4.tcp_synack_retries=1').code, 0);
+    const start = c.world.now;
+    const conn = c.sockets.connect(c.world.ns('pod-a'), '10.244.1.5', 8080, 40000, new Uint8Array(0), {
+      timers: true,
+    })!;
+    runUntil(c, start + 2.5 * S);
+    const t0 = synackTimes(c)[0];
+    // at 1 s the request timer resends, and the client's own SYN at 1 s is answered at once
+    // again; its next SYN at 2 s too (a SYN is never rate-limited here: 1 s apart, over
+    // tcp_invalid_ratelimit's 500 ms)
+    assert.deepEqual(
+      synackTimes(c).map((t) => Math.round((t - t0) / 1000) / 1000),
+      [0, 1, 1, 2],
+    );
+    // each answered SYN restarts the request timer (1 s << num_timeout 1 = 2 s): while the client
+    // keeps sending, the request lives on past tcp_synack_retries 1
+    runUntil(c, start + 6 * S);
+    assert.equal(synRecv(c), 1);
+    c.sockets.abort(conn);
+    const last = synackTimes(c).at(-1)!;
+    runUntil(c, last + 1.9 * S);
+    assert.equal(synRecv(c), 1);
+    runUntil(c, last + 2.1 * S);
+    assert.equal(synRecv(c), 0, 'expired 2 s after the last SYN-ACK');
+  });
+
+  test('walks send once: a traced SYN leaves no resent SYN-ACK within the walk', () => {
+    const c = cluster();
+    assert.equal(
+      runCommand(c, 'node2', 'iptables -I FORWARD -s 10.244.1.5/32 -p tcp --sport 8080 -j DROP').code,
+      0,
+    );
+    walk(c, { from: 'pod-a', to: 'pod-c', proto: 'tcp', port: 8080 });
+    assert.equal(synackTimes(c).length, 1);
   });
 });

@@ -196,11 +196,22 @@ export function linkAdd(w: World, ns: Netns, req: LinkAddRequest): Link {
       return l;
     }
     case 'vxlan': {
-      const lower = ns.link(req.dev);
-      if (!lower) throw new NetlinkError('ENODEV');
+      const lower = req.dev ? ns.link(req.dev) : undefined;
+      if (req.dev && !lower) throw new NetlinkError('ENODEV');
       validateMtu('vxlan', req.mtu);
+      // vxlan_vni_in_use: one device per VNI and UDP port in a namespace
+      for (const l of ns.links.values())
+        if (l.type === 'vxlan' && l.vni === req.vni && l.dstport === req.dstport)
+          throw ext('EEXIST', 'A VXLAN device with the specified VNI already exists');
       const vx: VxlanLink = {
-        ...newLink(ns, req.name, req.mac, Math.min(req.mtu, lower.mtu - VXLAN_HEADROOM), req.ifindex),
+        // vxlan_config_apply: a device over a lower one is clamped to its MTU less the headroom
+        ...newLink(
+          ns,
+          req.name,
+          req.mac,
+          lower ? Math.min(req.mtu, lower.mtu - VXLAN_HEADROOM) : req.mtu,
+          req.ifindex,
+        ),
         type: 'vxlan',
         vni: req.vni,
         local: req.local,
@@ -227,6 +238,38 @@ export function linkAdd(w: World, ns: Netns, req: LinkAddRequest): Link {
       ns.links.set(req.name, t);
       return t;
     }
+  }
+}
+
+/**
+ * `ip link del DEV`: rtnl_dellink, unregister_netdevice_many. A veth takes its peer with it
+ * (veth_dellink), a VXLAN device over a device that goes goes too
+ * (vxlan_handle_lowerdev_unregister), a bridge releases its ports (br_dev_delete) and a port
+ * leaves its bridge (br_del_if); each device is closed first (its routes and neighbours go:
+ * dev_close), then its routes of scope host (its local addresses), its addresses and its
+ * per-device sysctls. The loopback cannot be deleted (EOPNOTSUPP).
+ */
+export function linkDel(w: World, ns: Netns, name: string): void {
+  const dev = ns.link(name);
+  if (!dev) throw new NetlinkError('ENODEV');
+  if (dev.type === 'loopback') throw new NetlinkError('EOPNOTSUPP');
+  const gone: { ns: Netns; l: Link }[] = [{ ns, l: dev }];
+  const peer = vethPeer(w, dev);
+  if (peer && dev.type === 'veth' && dev.peer) gone.push({ ns: w.ns(dev.peer.netns), l: peer });
+  for (let i = 0; i < gone.length; i++)
+    for (const l of gone[i].ns.links.values())
+      if (l.type === 'vxlan' && l.dev === gone[i].l.name && !gone.some((g) => g.l === l))
+        gone.push({ ns: gone[i].ns, l });
+  for (const { ns: n, l } of gone) {
+    if (l.type === 'bridge') for (const p of bridgePorts(n, l)) linkSetMaster(w, n, p.name, undefined);
+    if (l.master) linkSetMaster(w, n, l.name, undefined);
+    if (l.up) linkSetUp(w, n, l.name, false);
+    n.fib.removeWhere((r) => r.dev === l.name);
+    n.neigh.removeWhere((e) => e.dev === l.name);
+    for (const k of [...n.sysctl.keys()])
+      if (k.startsWith(`net.ipv4.conf.${l.name}.`) || k.startsWith(`net.ipv4.neigh.${l.name}.`))
+        n.sysctl.delete(k);
+    n.links.delete(l.name);
   }
 }
 

@@ -6,6 +6,7 @@ import type { Ipv4Addr, Ipv4Packet, MacAddr } from '../wire/types.ts';
 import { Fib } from './fib.ts';
 import { Netfilter } from './netfilter.ts';
 import { Conntrack } from './conntrack.ts';
+import { DEVICE_SYSCTLS, NETNS_SYSCTLS } from './sysctl-recorded.ts';
 import { KeyedTable } from './table.ts';
 import type { PingSocket, TcpConn } from './sockets.ts';
 
@@ -202,52 +203,68 @@ export interface ListenSocket {
 /** the backlog of podwalk's listeners (ss shows it as a LISTEN socket's Send-Q) */
 export const LISTEN_BACKLOG = 64;
 
-export const DEFAULT_SYSCTLS: Record<string, string> = {
-  'net.ipv4.ip_forward': '0',
-  'net.ipv4.conf.all.rp_filter': '0',
-  'net.ipv4.conf.default.rp_filter': '0',
-  'net.ipv4.conf.all.forwarding': '0',
-  'net.ipv4.ip_default_ttl': '64',
-  'net.ipv4.ip_local_port_range': '32768\t60999',
-  'net.ipv4.tcp_timestamps': '1',
-  'net.ipv4.tcp_sack': '1',
-  'net.ipv4.tcp_window_scaling': '1',
-  // the kernel sizes tcp_rmem[2] from memory at boot; 6 MiB (window scale 7) is what the lab and
-  // its recorded goldens use. A fresh netns on this machine (6.18, 24 GiB) reads
-  // 4096 131072 33554432 and a real curl SYN there carries wscale 10 (checked with tcpdump)
-  'net.ipv4.tcp_rmem': '4096\t131072\t6291456',
-  'net.core.rmem_max': '212992',
-  'net.ipv4.neigh.default.gc_stale_time': '60',
-  // neigh_timer_handler's parameters (arp_tbl defaults)
-  'net.ipv4.neigh.default.base_reachable_time_ms': '30000',
-  'net.ipv4.neigh.default.delay_first_probe_time': '5',
-  'net.ipv4.neigh.default.retrans_time_ms': '1000',
-  'net.ipv4.neigh.default.mcast_solicit': '3',
-  'net.ipv4.neigh.default.ucast_solicit': '3',
-  'net.ipv4.neigh.default.app_solicit': '0',
-  'net.ipv4.neigh.default.mcast_resolicit': '0',
-  'net.ipv4.neigh.default.unres_qlen': '101',
-  'net.ipv4.neigh.default.unres_qlen_bytes': '212992',
+/** a key of a fresh namespace of the recorded kernel (sysctl-recorded.ts), its value there */
+function fresh(key: string): string {
+  const v = NETNS_SYSCTLS[key];
+  if (v === undefined) throw new Error(`${key}: not a key of a fresh namespace`);
+  return v;
+}
+
+/** the per-netns keys the model follows; each starts as a fresh namespace of this kernel has it */
+const FOLLOWED = [
+  'net.ipv4.ip_forward',
+  'net.ipv4.conf.all.rp_filter',
+  'net.ipv4.conf.default.rp_filter',
+  'net.ipv4.conf.all.forwarding',
+  'net.ipv4.ip_default_ttl',
+  'net.ipv4.ip_local_port_range',
+  'net.ipv4.tcp_timestamps',
+  'net.ipv4.tcp_sack',
+  'net.ipv4.tcp_window_scaling',
+  // tcp_select_initial_window's inputs: the kernel sizes tcp_rmem[2] from memory at boot
+  // (tcp_init) and a namespace copies the initial one's (tcp_sk_init)
+  'net.ipv4.tcp_rmem',
+  'net.core.rmem_max',
   // icmp_sk_init / the ICMP rate limits
-  'net.ipv4.icmp_ratelimit': '1000',
-  'net.ipv4.icmp_ratemask': '6168',
-  'net.ipv4.icmp_msgs_per_sec': '1000',
-  'net.ipv4.icmp_msgs_burst': '50',
-  // tcp_sk_init: SYN retransmissions
-  'net.ipv4.tcp_syn_retries': '6',
-  'net.ipv4.tcp_synack_retries': '5',
-  'net.ipv4.tcp_syn_linear_timeouts': '4',
-  'net.ipv4.tcp_retries1': '3',
-  'net.ipv4.tcp_retries2': '15',
+  'net.ipv4.icmp_ratelimit',
+  'net.ipv4.icmp_ratemask',
+  'net.ipv4.icmp_msgs_per_sec',
+  'net.ipv4.icmp_msgs_burst',
+  // tcp_sk_init: SYN and SYN-ACK retransmissions
+  'net.ipv4.tcp_syn_retries',
+  'net.ipv4.tcp_synack_retries',
+  'net.ipv4.tcp_syn_linear_timeouts',
+  'net.ipv4.tcp_retries1',
+  'net.ipv4.tcp_retries2',
   // the route cache: PMTU exceptions
-  'net.ipv4.route.mtu_expires': '600',
-  'net.ipv4.route.min_pmtu': '552',
-  // in jiffies (proc_dointvec): HZ and 5·HZ on this kernel, CONFIG_HZ 250
+  'net.ipv4.route.mtu_expires',
+  'net.ipv4.route.min_pmtu',
+  // br_netfilter loaded (kube-proxy and the CNIs need it): 1 in every netns, as a fresh netns reads
+  'net.bridge.bridge-nf-call-iptables',
+  'net.netfilter.nf_conntrack_tcp_loose',
+];
+
+/** neigh_timer_handler's parameters: the init_net-only "default" directory, as a device's copy reads it */
+const NEIGH = [
+  'gc_stale_time',
+  'base_reachable_time_ms',
+  'delay_first_probe_time',
+  'retrans_time_ms',
+  'mcast_solicit',
+  'ucast_solicit',
+  'app_solicit',
+  'mcast_resolicit',
+  'unres_qlen',
+  'unres_qlen_bytes',
+];
+
+export const DEFAULT_SYSCTLS: Record<string, string> = {
+  ...Object.fromEntries(FOLLOWED.map((k) => [k, fresh(k)])),
+  ...Object.fromEntries(NEIGH.map((k) => [`net.ipv4.neigh.default.${k}`, DEVICE_SYSCTLS['ipv4.neigh'][k]])),
+  // only the initial namespace has these (global); in jiffies (proc_dointvec): HZ and 5·HZ on
+  // this kernel, CONFIG_HZ 250
   'net.ipv4.route.error_cost': '250',
   'net.ipv4.route.error_burst': '1250',
-  // br_netfilter loaded (kube-proxy and the CNIs need it): 1 in every netns, as a fresh netns reads
-  'net.bridge.bridge-nf-call-iptables': '1',
-  'net.netfilter.nf_conntrack_tcp_loose': '1',
 };
 
 /**

@@ -89,6 +89,10 @@ export interface TcpConn {
   lastSyn?: Ipv4Packet;
   /** connect() still holds the socket lock (sock_owned_by_user): what its SYN set off happens meanwhile */
   owned?: boolean;
+  /** a listener's request (SYN_RECV): the request timer's count of expiries (req->num_timeout) */
+  numTimeout?: number;
+  /** a listener's request: the options of its SYN-ACK (sent again as they were, with a new TS val) */
+  synackOpts?: TcpOptions;
   /** icsk_retransmits and icsk_backoff */
   retransmits?: number;
   backoff?: number;
@@ -164,19 +168,60 @@ export function advmss(mtu: number): number {
   return Math.min(Math.max(mtu - 40, 256), 65535 - 40);
 }
 
-/** tcp_select_initial_window: the 64 KiB receive space rounded down to a multiple of the MSS (44 × 1460 = 64240) */
-function initialWindow(mss: number): number {
-  return Math.min(65535, Math.floor(65536 / mss) * mss);
+/** TCP_RMEM_TO_WIN_SCALE and TCP_DEFAULT_SCALING_RATIO (include/net/tcp.h): a new socket's
+ * skb->len/truesize ratio is assumed 50% (tcp_scaling_ratio_init), in 1/256ths. Since 6.6 this
+ * ratio replaces net.ipv4.tcp_adv_win_scale, which the kernel no longer reads (its default 1 gave
+ * the same 50%) */
+const TCP_RMEM_TO_WIN_SCALE = 8;
+const TCP_DEFAULT_SCALING_RATIO = 1 << (TCP_RMEM_TO_WIN_SCALE - 1);
+/** TCP_MAX_WSCALE (include/net/tcp.h) and U16_MAX */
+const TCP_MAX_WSCALE = 14;
+const U16_MAX = 0xffff;
+
+const tcpRmem = (ns: Netns): number[] => (ns.sysctl.get('net.ipv4.tcp_rmem') ?? '').split(/\s+/).map(Number);
+
+/**
+ * tcp_full_space of a new socket: tcp_win_from_space (__tcp_win_from_space: space × ratio >>
+ * TCP_RMEM_TO_WIN_SCALE) of its sk_rcvbuf, which tcp_init_sock sets to tcp_rmem[1]. A listener's
+ * request sockets use the listener's (tcp_openreq_init_rwin); podwalk's sockets set no SO_RCVBUF.
+ */
+export function fullSpace(ns: Netns): number {
+  return Math.floor((tcpRmem(ns)[1] * TCP_DEFAULT_SCALING_RATIO) / (1 << TCP_RMEM_TO_WIN_SCALE));
 }
 
-/** tcp_select_initial_window: the window scale that lets the largest receive buffer be advertised */
-export function windowScale(ns: Netns): number {
-  const rmemMax = Number((ns.sysctl.get('net.ipv4.tcp_rmem') ?? '4096 131072 6291456').split(/\s+/)[2]);
-  const coreMax = Number(ns.sysctl.get('net.core.rmem_max') ?? '212992');
-  const space = Math.max(rmemMax, coreMax, 65536);
-  return Math.min(14, Math.max(0, Math.floor(Math.log2(space)) - 15));
+/** ilog2 of a positive 32-bit value */
+const ilog2 = (x: number) => 31 - Math.clz32(x);
+
+/**
+ * tcp_select_initial_window (net/ipv4/tcp_output.c) with no route window clamp (RTAX_WINDOW,
+ * RTAX_INITRWND) and tcp_workaround_signed_windows off: the receive window a SYN or SYN-ACK
+ * offers (the space rounded down to a multiple of the MSS, at most U16_MAX) and the window scale
+ * that lets the largest buffer (max of the space, tcp_rmem[2] and rmem_max) be advertised.
+ * `mss`: the advertised MSS less the timestamp option when the peer's SYN carried one (the
+ * SYN-ACK: tcp_openreq_init_rwin); `wscaleOk`: window scaling on (tcp_window_scaling, and for a
+ * SYN-ACK the peer's SYN offered it).
+ */
+export function selectInitialWindow(
+  ns: Netns,
+  mss: number,
+  wscaleOk: boolean,
+): { rcvWnd: number; wscale: number; windowClamp: number } {
+  // window_clamp 0: the max possible scaled window, U16_MAX << TCP_MAX_WSCALE
+  let windowClamp = U16_MAX * 2 ** TCP_MAX_WSCALE;
+  let space = Math.min(windowClamp, fullSpace(ns));
+  if (space > mss) space = Math.floor(space / mss) * mss;
+  const rcvWnd = Math.min(space, U16_MAX);
+  let wscale = 0;
+  if (wscaleOk) {
+    space = Math.max(space, tcpRmem(ns)[2], ns.sysctlNum('net.core.rmem_max'));
+    space = Math.min(space, windowClamp);
+    wscale = Math.min(Math.max(ilog2(space) - 15, 0), TCP_MAX_WSCALE);
+  }
+  windowClamp = Math.min(U16_MAX * 2 ** wscale, windowClamp);
+  return { rcvWnd, wscale, windowClamp };
 }
 const TS_OPT = 12;
+const win = (w: { rcvWnd: number; wscale: number }) => ({ rcvWnd: w.rcvWnd, wscale: w.wscale });
 /** TCP_TIMEOUT_INIT and TCP_RTO_MAX (include/net/tcp.h), µs */
 const TCP_TIMEOUT_INIT = 1_000_000;
 const TCP_RTO_MAX = 120_000_000;
@@ -399,9 +444,9 @@ export class Sockets implements TransportHandler {
       peerMss: 536,
       tsOffset: this.w.derive('tsoff', src, dst),
       tsRecent: 0,
-      wscale: windowScale(ns),
+      // tcp_connect_init: the advertised MSS, window scaling as the namespace has it
+      ...win(selectInitialWindow(ns, mss, ns.sysctlNum('net.ipv4.tcp_window_scaling') !== 0)),
       peerWscale: 0,
-      rcvWnd: initialWindow(mss),
       toSend: request,
       closeAfterSend: true,
       received: 0,
@@ -513,7 +558,9 @@ export class Sockets implements TransportHandler {
   timer(ns: Netns, ev: TimerEvent): void {
     if (ev.kind !== 'tcp-rto') return;
     const c = this.byTuple(ns, ev.local, ev.lport, ev.remote, ev.rport);
-    if (c && c.rtoAt === this.w.now) this.retransmitTimer(ns, c);
+    // the timer armed last (an older arming fires earlier and finds a later rtoAt); it may run a
+    // little after its time when a timer due at the same moment sent a packet first (hops tick)
+    if (c && c.rtoAt !== undefined && c.rtoAt <= this.w.now) this.retransmitTimer(ns, c);
   }
 
   private armRto(ns: Netns, c: TcpConn): void {
@@ -536,6 +583,7 @@ export class Sockets implements TransportHandler {
    */
   private retransmitTimer(ns: Netns, c: TcpConn): void {
     c.rtoAt = undefined;
+    if (c.state === 'SYN_RECV') return this.requestTimer(ns, c);
     if (c.state !== 'SYN_SENT') return;
     const linear = ns.sysctlNum('net.ipv4.tcp_syn_linear_timeouts');
     const retryUntil = ns.sysctlNum('net.ipv4.tcp_syn_retries');
@@ -559,6 +607,8 @@ export class Sockets implements TransportHandler {
     // skb_still_in_host_queue: the last copy still waits on a neighbour resolution: -EBUSY, no new copy
     if (c.lastSyn && this.stack.queued(ns, c.lastSyn)) return;
     this.stack.mib(ns, 'TcpRetransSegs');
+    // tcp_retransmit_skb: a SYN resent counts in TCPSynRetrans
+    this.stack.mib(ns, 'TcpExtTCPSynRetrans');
     const seq = c.sndNxt;
     c.sndNxt = (c.sndNxt - 1) >>> 0;
     const syn = this.segment(c, { syn: true }, new Uint8Array(0), {
@@ -569,14 +619,60 @@ export class Sockets implements TransportHandler {
     });
     c.sndNxt = seq;
     c.lastSyn = syn;
+    this.resend(ns, syn);
+  }
+
+  /** a copy sent again by a timer: its own step, then out (counted as a retransmission) */
+  private resend(ns: Netns, pkt: Ipv4Packet): void {
     this.w.rec.add({
       kind: 'socket',
       layer: 4,
       netns: ns.name,
       action: 'send',
-      ev: { type: 'send', role: { kind: 'retransmission' }, pkt: syn },
+      ev: { type: 'send', role: { kind: 'retransmission' }, pkt },
     });
-    this.send(ns, syn, { kind: 'retransmission' });
+    this.send(ns, pkt, { kind: 'retransmission' });
+  }
+
+  /**
+   * reqsk_timer_handler for a listener's request (SYN_RECV) whose SYN-ACK got no ACK: unless it
+   * has expired tcp_synack_retries times already (syn_ack_recalc without TCP_DEFER_ACCEPT), the
+   * SYN-ACK leaves again (tcp_rtx_synack) and the timer is re-armed at reqsk_timeout: 1 s <<
+   * num_timeout, at most TCP_RTO_MAX (1, 3, 7, 15, 31 s after the SYN); otherwise the request is
+   * dropped (inet_csk_reqsk_queue_drop_and_put: no counter, it never was a connection). The
+   * pruning of old requests when the queue is half full never applies to podwalk's few requests.
+   * Each expiry counts TCPTimeouts (tcp_syn_ack_timeout), a counter the model does not keep.
+   */
+  private requestTimer(ns: Netns, c: TcpConn): void {
+    const n = c.numTimeout ?? 0;
+    if (n >= ns.sysctlNum('net.ipv4.tcp_synack_retries')) {
+      c.state = 'CLOSED';
+      return;
+    }
+    this.rtxSynack(ns, c);
+    c.numTimeout = n + 1;
+    c.rto = Math.min(TCP_TIMEOUT_INIT * 2 ** c.numTimeout, TCP_RTO_MAX);
+    this.armRto(ns, c);
+  }
+
+  /**
+   * tcp_rtx_synack: the request's SYN-ACK again, as it was but for its TS val. tcp_make_synack
+   * counts every SYN-ACK in TcpOutSegs, a resent one too; tcp_rtx_synack adds TcpRetransSegs and
+   * TCPSynRetrans.
+   */
+  private rtxSynack(ns: Netns, c: TcpConn): void {
+    const opts = c.synackOpts ?? {};
+    const seq = c.sndNxt;
+    c.sndNxt = (c.sndNxt - 1) >>> 0;
+    const synack = this.segment(c, { syn: true, ack: true }, new Uint8Array(0), {
+      ...opts,
+      timestamp: opts.timestamp ? { val: this.tsVal(c), ecr: c.tsRecent } : undefined,
+    });
+    c.sndNxt = seq;
+    this.stack.count(ns, 'TcpOutSegs');
+    this.stack.mib(ns, 'TcpRetransSegs');
+    this.stack.mib(ns, 'TcpExtTCPSynRetrans');
+    this.resend(ns, synack);
   }
 
   /** tcp_done: the connection is closed; a handshake that never finished counts as a failed attempt */
@@ -833,7 +929,21 @@ export class Sockets implements TransportHandler {
       if (conn.toSend.length) this.sendData(conn, ns);
       return;
     }
+    if (conn.state === 'SYN_RECV' && f.syn && !f.ack) {
+      // tcp_check_req: the client's SYN again (its own timer resent it): the SYN-ACK goes again
+      // (inet_rtx_syn_ack) and a pending request timer restarts from now (mod_timer_pending)
+      this.stack.deliver(ns, dev.name, to, { what: 'tcp', port, seg, event: 'syn', mss: conn.mss }, 4);
+      if ((tcp.seq + 1) >>> 0 !== conn.rcvNxt) return;
+      this.rtxSynack(ns, conn);
+      if (conn.rtoAt !== undefined) {
+        conn.rto = Math.min(TCP_TIMEOUT_INIT * 2 ** (conn.numTimeout ?? 0), TCP_RTO_MAX);
+        this.armRto(ns, conn);
+      }
+      return;
+    }
     if (conn.state === 'SYN_RECV' && f.ack && !f.syn) {
+      // the request becomes a full socket: its request timer goes with it
+      conn.rtoAt = undefined;
       conn.state = 'ESTABLISHED';
       this.stack.count(ns, 'TcpPassiveOpens');
     }
@@ -1010,9 +1120,15 @@ export class Sockets implements TransportHandler {
       peerMss: tcp.options.mss ?? 536,
       tsOffset: this.w.derive('tsoff', pkt.ip.dst, pkt.ip.src),
       tsRecent: tcp.options.timestamp?.val ?? 0,
-      wscale: windowScale(ns),
       peerWscale: tcp.options.wscale ?? 0,
-      rcvWnd: initialWindow(mss - (tcp.options.timestamp ? TS_OPT : 0)),
+      // tcp_openreq_init_rwin: less the timestamp option when the SYN had one; scaling when it offered it
+      ...win(
+        selectInitialWindow(
+          ns,
+          mss - (tcp.options.timestamp ? TS_OPT : 0),
+          tcp.options.wscale !== undefined && ns.sysctlNum('net.ipv4.tcp_window_scaling') !== 0,
+        ),
+      ),
       toSend: new Uint8Array(0),
       closeAfterSend: false,
       received: 0,
@@ -1037,14 +1153,22 @@ export class Sockets implements TransportHandler {
       },
       4,
     );
-    const synack = this.segment(c, { syn: true, ack: true }, new Uint8Array(0), {
+    c.synackOpts = {
       mss,
       sackOk: !!tcp.options.sackOk,
-      timestamp: tcp.options.timestamp ? { val: this.tsVal(c), ecr: c.tsRecent } : undefined,
+      timestamp: tcp.options.timestamp ? { val: 0, ecr: 0 } : undefined,
       wscale: tcp.options.wscale !== undefined ? c.wscale : undefined,
+    };
+    const synack = this.segment(c, { syn: true, ack: true }, new Uint8Array(0), {
+      ...c.synackOpts,
+      timestamp: tcp.options.timestamp ? { val: this.tsVal(c), ecr: c.tsRecent } : undefined,
     });
     synack.ip.id = 0;
     c.sndNxt = (c.sndNxt + 1) >>> 0;
+    // inet_csk_reqsk_queue_hash_add: the request timer, TCP_TIMEOUT_INIT (reqsk_timer_handler)
+    c.rto = TCP_TIMEOUT_INIT;
+    c.numTimeout = 0;
+    this.armRto(ns, c);
     this.stack.queue.push({ ns: ns.name, pkt: synack, role: { kind: 'syn-ack' } });
   }
 }

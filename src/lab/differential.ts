@@ -133,7 +133,7 @@ export async function runScenario(
       also: imported ? [imported] : [],
     });
     const realOk = trace.client.code === 0;
-    // counters count every copy the kernel resent, and the simulation has no retransmission timer
+    // counters count every copy the kernel resent, and a walk sends once (no time passes in it)
     const commands = [
       'ip route',
       'ip neigh',

@@ -189,6 +189,32 @@ export const TIME_SCENARIOS: readonly TimeScenario[] = [
     ],
   },
   {
+    name: 'synack-drop',
+    title:
+      'the SYN-ACK dropped on the reply path: the listener resends it on its request timer (1 s, then 2 s) until tcp_synack_retries, then drops the request',
+    setup: [
+      { netns: 'node2', cmd: 'iptables -I FORWARD -s 10.244.1.5/32 -p tcp --sport 8080 -j DROP' },
+      { netns: 'pod-c', cmd: 'sysctl -q -w net.ipv4.tcp_synack_retries=2' },
+    ],
+    steps: [
+      // the client gives up before its own SYN timer (1 s): only the listener's timer resends
+      { netns: 'pod-a', cmd: 'curl -sS -m 0.5 http://10.244.1.5:8080/' },
+      { netns: 'pod-c', cmd: 'ss -tan' },
+      { netns: 'pod-a', cmd: 'ping -c 4 -i 1 10.244.0.6' },
+      { netns: 'pod-c', cmd: 'ss -tan' },
+      { netns: 'pod-a', cmd: 'ping -c 6 -i 1 10.244.0.6' },
+    ],
+    after: [
+      { netns: 'pod-c', cmd: 'ss -tan' },
+      { netns: 'node2', cmd: 'iptables -L FORWARD -n -v -x' },
+      {
+        netns: 'pod-c',
+        cmd: 'nstat -asz TcpPassiveOpens TcpOutSegs TcpRetransSegs TcpAttemptFails TcpExtTCPSynRetrans TcpExtTCPTimeouts',
+      },
+      { netns: 'pod-a', cmd: 'nstat -asz TcpActiveOpens TcpOutSegs TcpRetransSegs TcpAttemptFails' },
+    ],
+  },
+  {
     name: 'veth-mtu',
     title: 'a frame over the peer veth MTU from a local sender: ENOBUFS, counted on both ends',
     setup: [{ netns: 'node1', cmd: 'ip link set veth-pod-a mtu 1400' }],

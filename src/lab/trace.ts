@@ -178,8 +178,9 @@ function isIgmp(frame: Uint8Array, raw: boolean): boolean {
 }
 
 /**
- * The simulation has no TCP retransmission timer: a SYN (or a SYN-ACK) that gets no answer is sent
- * once. The kernel sends it again after 1 s, 3 s…; a SYN or SYN-ACK identical to one already seen
+ * A walk is one exchange: the clock does not run past it, so a SYN (or a SYN-ACK) that gets no
+ * answer is sent once (the SYN and SYN-ACK timers run in time: curl, ping, --run, and the
+ * over-time scenarios compare them with the kernel). The kernel sends it again after 1 s, 3 s…; a SYN or SYN-ACK identical to one already seen
  * on the same interface is such a retransmission and is left out (the second normalisation of
  * real traffic). So is what the retransmission caused downstream: once one has been left out on an
  * interface, an ICMP error identical to one already seen there is the answer to the copy (a router

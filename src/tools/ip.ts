@@ -7,13 +7,16 @@
 import {
   addressAdd,
   addressDel,
+  linkAdd,
+  linkDel,
   linkSetMtu,
   linkSetUp,
   neighAdd,
   neighDel,
   NetlinkError,
 } from '../kernel/netlink.ts';
-import { NUD_STATES, type Link, type NeighEntry, type NudState } from '../kernel/objects.ts';
+import { NUD_STATES, type Link, type NeighEntry, type Netns, type NudState } from '../kernel/objects.ts';
+import { derivedMac } from '../kernel/world.ts';
 import { inPrefix } from '../wire/addr.ts';
 import {
   Args,
@@ -483,10 +486,291 @@ function iplinkSet(c: Ctx, argv: readonly string[]): number {
   return ok ? 0 : -2;
 }
 
+const VXLAN_USAGE = `Usage: ... vxlan id VNI
+		[ { group | remote } IP_ADDRESS ]
+		[ local ADDR ]
+		[ ttl TTL ]
+		[ tos TOS ]
+		[ df DF ]
+		[ flowlabel LABEL ]
+		[ dev PHYS_DEV ]
+		[ dstport PORT ]
+		[ srcport MIN MAX ]
+		[ [no]learning ]
+		[ [no]proxy ]
+		[ [no]rsc ]
+		[ [no]l2miss ]
+		[ [no]l3miss ]
+		[ ageing SECONDS ]
+		[ maxaddress NUMBER ]
+		[ [no]udpcsum ]
+		[ [no]udp6zerocsumtx ]
+		[ [no]udp6zerocsumrx ]
+		[ [no]remcsumtx ] [ [no]remcsumrx ]
+		[ [no]external ] [ gbp ] [ gpe ]
+		[ [no]vnifilter ]
+
+Where:	VNI	:= 0-16777215
+	ADDR	:= { IP_ADDRESS | any }
+	TOS	:= { NUMBER | inherit }
+	TTL	:= { 1..255 | auto | inherit }
+	DF	:= { unset | set | inherit }
+	LABEL := 0-1048575
+`;
+
+/** iplink_parse's device part: [name] NAME [address LLADDR] [mtu MTU] [index IDX], up to `type` */
+interface LinkSpec {
+  name?: string;
+  mac?: string;
+  mtu?: number;
+  index?: number;
+}
+
+function parseLinkSpec(c: Ctx, a: Args, what: string, stopAtType: boolean): LinkSpec {
+  const o: LinkSpec = {};
+  for (; a.more; a.advance()) {
+    const w = a.cur;
+    if (stopAtType && w === 'type') break;
+    if (w === 'mtu') {
+      const arg = a.next();
+      if (o.mtu !== undefined) duparg(c, 'mtu', arg);
+      const v = getUnsigned(arg, 0);
+      if (v === undefined || v > 2147483647) invarg(c, 'Invalid "mtu" value\n', arg);
+      o.mtu = v;
+    } else if (matches(w, 'address')) {
+      const arg = a.next();
+      const mac = parseLladdr(c, arg);
+      if (mac === undefined) return c.exit(-1);
+      o.mac = mac;
+    } else if (w === 'index') {
+      const arg = a.next();
+      const v = getUnsigned(arg, 0);
+      if (v === undefined || v > 2147483647) invarg(c, 'Invalid "index" value', arg);
+      o.index = v;
+    } else if (
+      [
+        'txqueuelen',
+        'txqlen',
+        'qlen',
+        'broadcast',
+        'brd',
+        'link',
+        'netns',
+        'group',
+        'alias',
+        'numtxqueues',
+      ].some((x) => w === x) ||
+      [
+        'numrxqueues',
+        'gso_max_size',
+        'gso_max_segs',
+        'gro_max_size',
+        'addrgenmode',
+        'master',
+        'vrf',
+      ].includes(w)
+    )
+      notEmulated(c, `${what} ${w}`);
+    else {
+      let arg = w;
+      if (arg === 'name' || arg === 'dev') arg = a.next();
+      if (o.name !== undefined) duparg2(c, 'name', arg);
+      o.name = arg;
+    }
+  }
+  return o;
+}
+
+/** the first free name of a pattern the kernel fills in (dev_alloc_name: "veth%d") */
+function allocName(ns: Netns, pattern: string): string {
+  for (let i = 0; ; i++)
+    if (!ns.links.has(pattern.replace('%d', String(i)))) return pattern.replace('%d', String(i));
+}
+
+/**
+ * `ip link add [name] NAME [address LLADDR] [mtu MTU] [index IDX] type veth|bridge|vxlan …`
+ * (iplink_modify with NLM_F_CREATE|NLM_F_EXCL): veth with `peer [name] P [address] [mtu]`,
+ * bridge, and vxlan with `id`, `dev`, `local`, `dstport` (without it, iproute2's warning and the
+ * kernel's default 8472), `[no]learning`, `[no]udpcsum`. The kernel's checks come from the
+ * netlink API: a name in use is EEXIST (`RTNETLINK answers: File exists`), one VXLAN device per
+ * VNI and port, an MTU out of the device's range; a VXLAN device over `dev` is clamped to its MTU
+ * less 50 (vxlan_config_apply; `ip link set … mtu` above it is EINVAL). Addresses the kernel
+ * would draw at random are derived from the names.
+ */
+function iplinkAdd(c: Ctx, argv: readonly string[]): number {
+  const a = new Args(c, argv);
+  const spec = parseLinkSpec(c, a, 'ip link add', true);
+  if (!a.more) {
+    c.p.eprintf('Not enough information: "type" argument is required\n');
+    return c.exit(-1);
+  }
+  const type = a.next();
+  a.advance();
+  const ns = c.netns;
+  const w = c.world;
+  const mac = (name: string, m?: string) => m ?? derivedMac(`${w.seed}|${ns.name}|${name}`);
+  if (type === 'bridge') {
+    if (a.more) notEmulated(c, `ip link add type bridge ${a.cur}`);
+    const name = spec.name ?? allocName(ns, 'bridge%d');
+    return talk(c, () => {
+      linkAdd(w, ns, {
+        type: 'bridge',
+        name,
+        mac: mac(name, spec.mac),
+        mtu: spec.mtu ?? 1500,
+        ifindex: spec.index,
+      });
+    })
+      ? 0
+      : -2;
+  }
+  if (type === 'veth') {
+    let peer: LinkSpec = {};
+    if (a.more) {
+      if (a.cur !== 'peer') notEmulated(c, `ip link add type veth ${a.cur}`);
+      a.advance();
+      peer = parseLinkSpec(c, a, 'ip link add type veth peer', false);
+    }
+    const name = spec.name ?? allocName(ns, 'veth%d');
+    const peerName =
+      peer.name ??
+      allocName({ links: new Map([...ns.links, [name, undefined]]) } as unknown as Netns, 'veth%d');
+    return talk(c, () => {
+      linkAdd(w, ns, {
+        type: 'veth',
+        name,
+        mac: mac(name, spec.mac),
+        mtu: spec.mtu ?? 1500,
+        ifindex: spec.index,
+        peer: {
+          netns: ns,
+          name: peerName,
+          mac: mac(peerName, peer.mac),
+          mtu: peer.mtu ?? 1500,
+          ifindex: peer.index,
+        },
+      });
+    })
+      ? 0
+      : -2;
+  }
+  if (type === 'vxlan') {
+    let vni: number | undefined;
+    let dev = '';
+    let local = '';
+    let dstport: number | undefined;
+    let learning = true;
+    let udpcsum = true;
+    for (; a.more; a.advance()) {
+      const x = a.cur;
+      if (x === 'id' || x === 'vni') {
+        const arg = a.next();
+        const v = getUnsigned(arg, 0);
+        if (v === undefined || v >= 1 << 24) invarg(c, 'invalid id', arg);
+        vni = v;
+      } else if (x === 'dev') {
+        const arg = a.next();
+        if (!c.nameToIndex(arg)) c.exit(nodev(c, arg));
+        dev = arg;
+      } else if (x === 'local') {
+        const arg = a.next();
+        local = getAddr(c, arg);
+      } else if (x === 'dstport' || x === 'port') {
+        const arg = a.next();
+        const v = getUnsigned(arg, 0);
+        if (v === undefined || v > 0xffff) invarg(c, 'dstport', arg);
+        dstport = v;
+      } else if (x === 'learning') learning = true;
+      else if (x === 'nolearning') learning = false;
+      else if (x === 'udpcsum') udpcsum = true;
+      else if (x === 'noudpcsum') udpcsum = false;
+      else if (
+        [
+          'remote',
+          'group',
+          'ttl',
+          'tos',
+          'df',
+          'flowlabel',
+          'srcport',
+          'ageing',
+          'maxaddress',
+          'proxy',
+          'noproxy',
+          'rsc',
+          'norsc',
+          'l2miss',
+          'nol2miss',
+          'l3miss',
+          'nol3miss',
+          'external',
+          'noexternal',
+          'gbp',
+          'gpe',
+          'vnifilter',
+          'novnifilter',
+        ].includes(x)
+      )
+        notEmulated(c, `ip link add type vxlan ${x}`);
+      else {
+        c.p.eprintf('vxlan: unknown command "%s"?\n', x);
+        c.p.stderr += VXLAN_USAGE;
+        return -1;
+      }
+    }
+    if (vni === undefined) {
+      c.p.eprintf('vxlan: missing virtual network identifier\n');
+      return -1;
+    }
+    if (dstport === undefined)
+      c.p.stderr +=
+        'vxlan: destination port not specified\nWill use Linux kernel default (non-standard value)\n' +
+        "Use 'dstport 4789' to get the IANA assigned value\nUse 'dstport 0' to get default and quiet this message\n";
+    const name = spec.name ?? allocName(ns, 'vxlan%d');
+    return talk(c, () => {
+      linkAdd(w, ns, {
+        type: 'vxlan',
+        name,
+        mac: mac(name, spec.mac),
+        mtu: spec.mtu ?? 1500,
+        ifindex: spec.index,
+        vni: vni!,
+        local,
+        dev,
+        // vxlan_nl2conf: no port given (or 0) is IANA's predecessor, 8472
+        dstport: dstport || 8472,
+        learning,
+        udpcsum,
+      });
+    })
+      ? 0
+      : -2;
+  }
+  notEmulated(c, `ip link add type ${type}`);
+}
+
+/** `ip link del [dev] NAME` (iplink_modify without NLM_F_CREATE): the netlink API's linkDel */
+function iplinkDel(c: Ctx, argv: readonly string[]): number {
+  const a = new Args(c, argv);
+  const spec = parseLinkSpec(c, a, 'ip link del', true);
+  if (a.more) notEmulated(c, 'ip link del type');
+  if (!spec.name) {
+    c.p.eprintf('Not enough information: "dev" argument is required.\n');
+    return c.exit(-1);
+  }
+  if (spec.mtu !== undefined || spec.mac !== undefined || spec.index !== undefined)
+    notEmulated(c, 'ip link del with attributes');
+  if (!c.nameToIndex(spec.name)) return nodev(c, spec.name);
+  const name = c.byIndex(c.nameToIndex(spec.name))!.name;
+  return talk(c, () => linkDel(c.world, c.netns, name)) ? 0 : -2;
+}
+
 function doIplink(c: Ctx, argv: readonly string[]): number {
   if (!argv.length) return ipaddrList(c, [], true, false);
   const [w, ...rest] = argv;
-  if (matches(w, 'add') || matches(w, 'replace') || matches(w, 'delete')) notEmulated(c, `ip link ${w}`);
+  if (matches(w, 'add')) return iplinkAdd(c, rest);
+  if (matches(w, 'delete')) return iplinkDel(c, rest);
+  if (matches(w, 'replace')) notEmulated(c, `ip link ${w}`);
   if (matches(w, 'set') || matches(w, 'change')) return iplinkSet(c, rest);
   if (matches(w, 'show') || matches(w, 'lst') || matches(w, 'list')) return ipaddrList(c, rest, true, false);
   if (matches(w, 'xstats') || matches(w, 'afstats') || matches(w, 'property') || matches(w, 'help'))

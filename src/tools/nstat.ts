@@ -44,6 +44,7 @@ export const NSTAT_COUNTERS = [
   // /proc/net/netstat's order (snmp4_net_list): TCPAbortOnTimeout comes before IPReversePathFilter
   'TcpExtTCPAbortOnTimeout',
   'TcpExtIPReversePathFilter',
+  'TcpExtTCPSynRetrans',
   'IpExtInNoRoutes',
 ] as const;
 

@@ -4,10 +4,25 @@
  * per-device ones the kernel keeps for every interface (net.ipv4.conf.DEV.{rp_filter,forwarding},
  * net.ipv4.neigh.DEV.gc_stale_time), so a write reaches the datapath. Values are validated the
  * way the kernel's proc handlers do; the kernel's aliasing of ip_forward and conf.all.forwarding
- * (one value, propagated to every device) is kept. Keys the model does not know answer like a
- * missing /proc/sys file. Directory listings (-a, a key naming a directory) are not modelled.
+ * (one value, propagated to every device) is kept. Every other key a fresh namespace of this
+ * kernel has (src/kernel/sysctl-recorded.ts, recorded from the real one by
+ * scripts/record-sysctl.ts) reads as it reads there: the namespace's own, and the per-device
+ * ones for each device of the namespace; writing one of those is refused as not emulated (exit
+ * 2: nothing in the model would follow it). `-a` and a directory list them in /proc/sys order.
+ * A global key (outside net.*, or a net.* key only the initial namespace has) says it is not
+ * emulated; only a key Linux does not have answers like a missing /proc/sys file.
  */
 import type { Netns } from '../kernel/objects.ts';
+import {
+  DEPRECATED_DEVICE_SYSCTLS,
+  DEVICE_SYSCTLS,
+  GLOBAL_SYSCTLS,
+  INIT_NET_ONLY_SYSCTLS,
+  LOOPBACK_SYSCTLS,
+  NETNS_SYSCTLS,
+  READ_ONLY_SYSCTLS,
+  UNREADABLE_SYSCTLS,
+} from '../kernel/sysctl-recorded.ts';
 import type { Tool, ToolResult } from './types.ts';
 
 const USAGE = `
@@ -104,6 +119,76 @@ export function readSysctl(ns: Netns, key: string): string | undefined {
   return undefined;
 }
 
+type Family = keyof typeof DEVICE_SYSCTLS;
+const FAMILIES = Object.keys(DEVICE_SYSCTLS) as Family[];
+/** a per-device key as sysctl prints it (a device's dots as slashes) */
+const DEVICE_KEY = /^net\.(ipv4|ipv6)\.(conf|neigh)\.([^.]+)\.([^.]+)$/;
+
+/**
+ * The value a key reads in the namespace: the model's own (readSysctl), else what a fresh
+ * namespace of the recorded kernel reads: the namespace's keys, and for a device of the
+ * namespace its per-device keys (net.ipv6.conf.DEV.mtu is the device's MTU, the loopback has a
+ * few of its own). undefined when the namespace has no such key.
+ */
+export function kernelSysctl(ns: Netns, key: string): string | undefined {
+  const own = readSysctl(ns, key);
+  if (own !== undefined) return own;
+  // inet_forward_change: turning forwarding on turns conf.all.accept_redirects off, and back
+  if (key === 'net.ipv4.conf.all.accept_redirects')
+    return ns.sysctl.get('net.ipv4.ip_forward') === '0' ? '1' : '0';
+  const fresh = NETNS_SYSCTLS[key];
+  if (fresh !== undefined) return fresh;
+  const m = DEVICE_KEY.exec(key);
+  const dev = m && ns.link(m[3].replace(/\//g, '.'));
+  if (!m || !dev) return undefined;
+  const fam = `${m[1]}.${m[2]}` as Family;
+  if (fam === 'ipv6.conf' && m[4] === 'mtu') return String(dev.mtu);
+  if (dev.type === 'loopback' && LOOPBACK_SYSCTLS[fam]?.[m[4]] !== undefined)
+    return LOOPBACK_SYSCTLS[fam][m[4]];
+  return DEVICE_SYSCTLS[fam][m[4]] ?? DEPRECATED_DEVICE_SYSCTLS[fam]?.[m[4]];
+}
+
+/**
+ * Every key the namespace has, in the order `sysctl -a` lists them (procfs keeps each
+ * directory's entries sorted by name), as sysctl prints them; `deprecated`: with the keys only
+ * --deprecated lists.
+ */
+export function sysctlKeys(ns: Netns, deprecated = false): string[] {
+  const paths: string[][] = Object.keys(NETNS_SYSCTLS).map((k) => k.split('.'));
+  for (const dev of ns.links.keys())
+    for (const fam of FAMILIES) {
+      const [v, dir] = fam.split('.');
+      const names = Object.keys(DEVICE_SYSCTLS[fam]);
+      if (fam === 'ipv6.conf') names.push('mtu');
+      if (deprecated) names.push(...Object.keys(DEPRECATED_DEVICE_SYSCTLS[fam] ?? {}));
+      for (const name of names) paths.push(['net', v, dir, dev, name]);
+    }
+  paths.sort((a, b) => {
+    for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) return a[i] < b[i] ? -1 : 1;
+    return a.length - b.length;
+  });
+  return paths.map((p) => p.map((c) => c.replace(/\./g, '/')).join('.'));
+}
+
+/** an existing key that reads nothing (write-only, or unreadable until set): sysctl's exit status */
+function unreadable(ns: Netns, key: string): number | undefined {
+  const direct = UNREADABLE_SYSCTLS[key];
+  if (direct !== undefined) return direct;
+  const m = DEVICE_KEY.exec(key);
+  if (!m || !ns.link(m[3].replace(/\//g, '.'))) return undefined;
+  return UNREADABLE_SYSCTLS[`net.${m[1]}.${m[2]}.%.${m[4]}`];
+}
+
+/** why a key Linux has is not emulated, or undefined */
+function notEmulated(key: string): string | undefined {
+  const under = (k: string) => k === key || k.startsWith(key + '.');
+  if (INIT_NET_ONLY_SYSCTLS.some(under))
+    return `only the initial network namespace has it; podwalk's namespaces are not the host's`;
+  if (GLOBAL_SYSCTLS.some(under))
+    return `a global key, the host's own and the same in every namespace; podwalk has the network namespace only`;
+  return undefined;
+}
+
 /** proc_dointvec's parser: integers separated by white space; undefined = EINVAL */
 function parseInts(text: string): number[] | undefined {
   const words = text.trim().split(/\s+/);
@@ -148,7 +233,7 @@ export const sysctl: Tool = (argv, ctx): ToolResult => {
   let stdout = '';
   let stderr = '';
   let code = 0;
-  const flags = { n: false, N: false, b: false, q: false, e: false, w: false };
+  const flags = { n: false, N: false, b: false, q: false, e: false, w: false, a: false, D: false };
   const words: string[] = [];
   const LONG: Record<string, string> = {
     all: 'a',
@@ -197,12 +282,14 @@ export const sysctl: Tool = (argv, ctx): ToolResult => {
   for (const c of opts) {
     if (c === 'h' || c === 'd') return { stdout: USAGE, stderr: '', code: 0 };
     if (c === 'V') return { stdout: 'sysctl from procps-ng 4.0.2\n', stderr: '', code: 0 };
-    if ('aAXrpfSDR'.includes(c))
+    if ('rpfSR'.includes(c))
       return {
         stdout: '',
-        stderr: `podwalk: sysctl: listing and loading (-a, -r, -p, --system) are not modelled; name the keys\n`,
+        stderr: `podwalk: sysctl: patterns and loading (-r, -p, --system, --dry-run) are not modelled; name the keys\n`,
         code: 2,
       };
+    if ('aAX'.includes(c)) flags.a = true;
+    if (c === 'D') flags.D = true;
     if (c === 'n') flags.n = true;
     if (c === 'N') flags.N = true;
     if (c === 'b') flags.b = true;
@@ -211,12 +298,16 @@ export const sysctl: Tool = (argv, ctx): ToolResult => {
     if (c === 'w') flags.w = true;
   }
   if (!argv.length) return { stdout: '', stderr: USAGE, code: 1 };
-  if (!words.length) return { stdout: '', stderr: `sysctl: no variables specified\n${TRY}`, code: 1 };
   const show = (key: string, value: string) => {
     if (flags.N) stdout += `${key}\n`;
     else if (flags.n) stdout += flags.b ? value : `${value}\n`;
     else stdout += flags.b ? value : `${key} = ${value}\n`;
   };
+  if (flags.a) {
+    for (const key of sysctlKeys(ns, flags.D)) show(key, kernelSysctl(ns, key)!);
+    return { stdout, stderr, code };
+  }
+  if (!words.length) return { stdout: '', stderr: `sysctl: no variables specified\n${TRY}`, code: 1 };
   for (const w of words) {
     const eq = w.indexOf('=');
     if (eq < 0 && flags.w) {
@@ -228,19 +319,45 @@ export const sysctl: Tool = (argv, ctx): ToolResult => {
     // the path under /proc/sys, and the key as sysctl prints it
     const path = slashdot(name, '.', '/');
     const key = slashdot(name, '/', '.');
-    const value = readSysctl(ns, key);
-    if (value === undefined) {
+    const value = kernelSysctl(ns, key);
+    const why = value === undefined ? notEmulated(key) : undefined;
+    const dir = value === undefined && !why ? sysctlKeys(ns).filter((k) => k.startsWith(key + '.')) : [];
+    if (why) {
+      stderr += `podwalk: sysctl: ${key} is not emulated (${why})\n`;
+      code = 2;
+      continue;
+    }
+    if (eq < 0 && dir.length) {
+      for (const k of dir) show(k, kernelSysctl(ns, k)!);
+      continue;
+    }
+    const silent = value === undefined ? unreadable(ns, key) : undefined;
+    if (silent !== undefined && eq < 0) {
+      code = Math.max(code, silent);
+      continue;
+    }
+    if (value === undefined && silent === undefined) {
       if (!flags.e) {
         const proc = `/proc/sys/${path}`;
-        stderr += isDirectory(ns, key)
-          ? `podwalk: sysctl: ${key} is a directory; listing it is not modelled, name its keys\n`
+        stderr += dir.length
+          ? `podwalk: sysctl: ${key} is a directory; writing it is not modelled, name its keys\n`
           : `sysctl: cannot stat ${proc}: No such file or directory\n`;
-        code = isDirectory(ns, key) ? 2 : 1;
+        code = dir.length ? 2 : 1;
       }
       continue;
     }
     if (eq < 0) {
-      show(key, value);
+      show(key, value!);
+      continue;
+    }
+    if (READ_ONLY_SYSCTLS.includes(key)) {
+      // the real sysctl (procps-ng 4.0.2) warns and exits 0 here
+      stderr += `sysctl: setting key "${key}": Invalid argument\n`;
+      continue;
+    }
+    if (readSysctl(ns, key) === undefined) {
+      stderr += `podwalk: sysctl: writing ${key} is not emulated (nothing in the model follows it; it reads as a fresh namespace has it)\n`;
+      code = 2;
       continue;
     }
     const newValue = w.slice(eq + 1).trim();
@@ -253,19 +370,3 @@ export const sysctl: Tool = (argv, ctx): ToolResult => {
   }
   return { stdout, stderr, code };
 };
-
-/** a prefix of keys that exist: a /proc/sys directory */
-function isDirectory(ns: Netns, key: string): boolean {
-  const dirs = [
-    'net',
-    'net.ipv4',
-    'net.ipv4.conf',
-    'net.ipv4.neigh',
-    'net.core',
-    'net.bridge',
-    'net.netfilter',
-  ];
-  if (dirs.includes(key)) return true;
-  const m = /^net\.ipv4\.(conf|neigh)\.([^.]+)$/.exec(key);
-  return !!m && (m[2] === 'all' || m[2] === 'default' || ns.links.has(m[2].replace(/\//g, '.')));
-}
