@@ -14,7 +14,7 @@
 import { NetlinkError, NLM_ADD, routeAdd, routeDel } from '../kernel/netlink.ts';
 import type { Netns } from '../kernel/objects.ts';
 import type { Route } from '../kernel/fib.ts';
-import { cidrText, ip4ToInt, networkOf } from '../wire/addr.ts';
+import { cidrText, inPrefix, ip4ToInt, networkOf, parseCidr } from '../wire/addr.ts';
 import type { PeerRoute } from './fsm.ts';
 
 /** Where a route sends packets, as the kernel is told (krt_capable: unicast with a device, or blackhole) */
@@ -30,9 +30,13 @@ export interface RibRoute {
   preference: number;
   dest: KernelDest;
   bgp?: { localPref: number; asPathLength: number; origin: number; neighbor: string };
+  /** learned from the kernel by the kernel protocol itself: never written back (krt_preexport) */
+  fromKernel?: boolean;
 }
 
 export const PREF_DIRECT = 240;
+/** the kernel protocol's routes learned from the kernel (`learn`) */
+export const PREF_KERNEL = 10;
 export const PREF_STATIC = 200;
 export const PREF_BGP = 100;
 
@@ -85,6 +89,47 @@ export function directRoutes(ns: Netns, proto = 'direct1'): RibRoute[] {
     }
   }
   return out;
+}
+
+/**
+ * The kernel protocol's `learn`: the main table's routes it did not write, as nl_parse_route sorts
+ * them: `proto kernel` is skipped, `proto bird` is its own, every other protocol (boot, static…) is an
+ * alien route BIRD takes into its table: a workload's `/32 dev cali…` route, say.
+ */
+export function kernelRoutes(ns: Netns, proto = 'kernel1'): RibRoute[] {
+  const out: RibRoute[] = [];
+  for (const r of ns.fib.list()) {
+    if (r.proto === 'kernel' || r.proto === 'bird') continue;
+    const prefix = cidrText({ addr: r.dst, len: r.len });
+    const dest: KernelDest | undefined =
+      r.type === 'blackhole'
+        ? { type: 'blackhole' }
+        : r.type === 'unicast' && r.dev
+          ? { type: 'unicast', dev: r.dev, ...(r.via ? { via: r.via } : {}) }
+          : undefined;
+    if (dest) out.push({ prefix, proto, preference: PREF_KERNEL, dest, fromKernel: true });
+  }
+  return out;
+}
+
+/**
+ * Calico's export filter toward its BGP peers (calico_export_to_bgp_peers with calico_aggr): the
+ * node's own block itself, nothing more specific inside it, and any other prefix of the pool (an
+ * address borrowed from another node's block). Routes learned over iBGP are not passed on to
+ * iBGP peers (RFC 4271 9.2; the mesh has no route reflector).
+ */
+export function calicoExport(best: readonly RibRoute[], pool: string, blocks: readonly string[]): string[] {
+  const p = parseCidr(pool);
+  const own = blocks.map((b) => parseCidr(b));
+  return best
+    .filter((r) => !r.bgp)
+    .map((r) => r.prefix)
+    .filter((prefix) => {
+      const c = parseCidr(prefix);
+      if (own.some((b) => b.addr === c.addr && b.len === c.len)) return true;
+      if (own.some((b) => c.len >= b.len && inPrefix(c.addr, b.addr, b.len))) return false;
+      return c.len >= p.len && inPrefix(c.addr, p.addr, p.len);
+    });
 }
 
 /**
@@ -160,7 +205,8 @@ export function krtSync(
     removed: [] as Route[],
     refused: [] as { prefix: string; errno: string }[],
   };
-  const want = new Map(best.map((r) => [r.prefix, r.dest]));
+  const exported = best.filter((r) => !r.fromKernel);
+  const want = new Map(exported.map((r) => [r.prefix, r.dest]));
   for (const [prefix, d] of [...krt.installed]) {
     const w = want.get(prefix);
     if (w && sameDest(w, d)) continue;
@@ -168,7 +214,7 @@ export function krtSync(
     if (gone) res.removed.push(gone);
     krt.installed.delete(prefix);
   }
-  for (const r of best) {
+  for (const r of exported) {
     if (krt.installed.has(r.prefix)) continue;
     try {
       const added = routeAdd(ns, {
