@@ -14,7 +14,7 @@
  *    (9 s here) expires hold time after the last message it received, and it sends NOTIFICATION Hold
  *    Timer Expired (code 4), which tshark decodes from the capture; both sides drop the routes learned
  *    over the session (BIRD, woken, reads the NOTIFICATION: "Received: Hold timer expired").
- * Needs root, namespaces, iptables, tcpdump and bird2; run it alone:
+ * Needs root, namespaces, iptables, tcpdump, tshark and bird2 (each missing one skips, saying which); run it alone:
  *   flock /tmp/podwalk-lab.lock node --import tsx --test test/bgp-bird-session.test.ts
  */
 import { test } from 'node:test';
