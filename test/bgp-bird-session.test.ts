@@ -9,7 +9,7 @@
  *    shutdown, RFC 4271 8.2.2 and RFC 4486) takes the session and the route down on BIRD's side;
  *  - port 179 dropped on BIRD's side: podwalk stays in Connect, and each ConnectRetry expiry drops the
  *    pending connection and opens a new one (RFC 4271 8.2.2, Connect state, Event 9), as the kernel's
- *    SYNs show; with the rule gone, the next retry reaches Established;
+ *    SYNs show; with the rule gone, the pending connection's retransmitted SYN reaches BIRD: Established;
  *  - BIRD hangs (SIGSTOP: its kernel still ACKs, nothing more comes from BIRD): podwalk's hold timer
  *    (9 s here) expires hold time after the last message it received, and it sends NOTIFICATION Hold
  *    Timer Expired (code 4), which tshark decodes from the capture; both sides drop the routes learned
@@ -243,7 +243,7 @@ test('podwalk speaker and real BIRD: Established, routes both ways, Cease', { sk
 );
 
 test(
-  'port 179 dropped: podwalk stays in Connect, ConnectRetry drops the pending connection and opens a new one every 5 s; unblocked, the next retry is Established',
+  'port 179 dropped: podwalk stays in Connect, ConnectRetry drops the pending connection and opens a new one every 5 s; unblocked, its pending connection gets through (a retransmitted SYN)',
   { skip, timeout: 120000 },
   async () => {
     const drop = ['INPUT', '-p', 'tcp', '--dport', '179', '-j', 'DROP'];
