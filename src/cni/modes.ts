@@ -6,12 +6,22 @@
  *  - flannel-host-gw: flanneld adds `<cidr> via <node IP> dev eth0` for nodes on its own subnet;
  *    for others the kernel refuses the route (gateway not directly reachable) and flanneld logs it.
  *  - calico-bgp: BIRD installs `<cidr> via <node IP> dev eth0 proto bird` for each prefix learned
- *    over an Established mesh session (recursively via the subnet gateway when not direct).
+ *    over an Established mesh session (recursively via the subnet gateway when not direct), through
+ *    its kernel protocol (src/bgp/krt.ts).
  *  - calico-ipip: tunl0 (ipip, MTU 1480) and `<cidr> via <node IP> dev tunl0 proto bird onlink`.
  *  - calico-ipip-crosssubnet: direct routes inside the subnet, tunl0 only across subnets.
  */
 import type { CniMode } from '../cluster/spec.ts';
 import { Mesh } from '../bgp/mesh.ts';
+import {
+  kernelProtocol,
+  krtSync,
+  locRib,
+  meshProtocolName,
+  PREF_BGP,
+  type KernelDest,
+  type RibRoute,
+} from '../bgp/krt.ts';
 import {
   addressAdd,
   fdbAdd,
@@ -177,17 +187,25 @@ export function programMode(c: Cluster): void {
           addressAdd(ns, 'tunl0', n.podNet, 32);
           linkSetUp(w, ns, 'tunl0', true);
         }
+      // each node's BIRD: the sessions' routes in its table, written to the kernel by its kernel
+      // protocol (Calico's BIRD 1.6 fork: no metric); the tunnel is calico_kernel_programming's krt_tunnel
       for (const n of c.nodes) {
         const sub = c.spec.subnets.find((s) => s.name === n.subnet);
+        const rib: RibRoute[] = [];
         for (const r of mesh.learned(n.name)) {
           const encap = c.mode === 'calico-ipip' || (c.mode === 'calico-ipip-crosssubnet' && !r.direct);
-          if (encap)
-            route(n.name, { prefix: r.prefix, via: r.nextHop, dev: 'tunl0', proto: 'bird', onlink: true });
-          else if (r.direct) route(n.name, { prefix: r.prefix, via: r.nextHop, dev: 'eth0', proto: 'bird' });
-          // gateway recursive: the BGP next hop is reached via the subnet's router (none: BIRD has no route)
-          else if (sub?.gateway)
-            route(n.name, { prefix: r.prefix, via: sub.gateway, dev: 'eth0', proto: 'bird' });
+          const dest: KernelDest | undefined = encap
+            ? { type: 'unicast', via: r.nextHop, dev: 'tunl0', onlink: true }
+            : r.direct
+              ? { type: 'unicast', via: r.nextHop, dev: 'eth0' }
+              : // gateway recursive: the BGP next hop is reached via the subnet's router (none: BIRD has no route)
+                sub?.gateway
+                ? { type: 'unicast', via: sub.gateway, dev: 'eth0' }
+                : undefined;
+          if (dest)
+            rib.push({ prefix: r.prefix, proto: meshProtocolName(r.nextHop), preference: PREF_BGP, dest });
         }
+        krtSync(w.ns(n.name), kernelProtocol(0), locRib(rib));
       }
       break;
     }

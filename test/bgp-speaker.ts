@@ -1,0 +1,89 @@
+/**
+ * podwalk's BGP speaker (src/bgp/fsm.ts) on a real TCP connection, for test/bgp-bird-session.test.ts,
+ * which runs it inside a namespace: `ip netns exec NS node --import tsx test/bgp-speaker.ts CONFIG`.
+ * CONFIG is a PeerConfig as JSON. The FSM gets the monotonic time of this process (µs); every state
+ * change, Adj-RIB-In change, message sent, connection opened or dropped and chunk of octets received
+ * is written to stdout as one JSON line with its time `t`; stdin takes JSON lines
+ * {"announce": [...]}, {"withdraw": [...]} and {"stop": true} (ManualStop, then the process exits
+ * once its stdout is written).
+ */
+import { connect, type Socket } from 'node:net';
+import { createInterface } from 'node:readline';
+import {
+  newPeer,
+  peerDeadline,
+  stepPeer,
+  type PeerAction,
+  type PeerConfig,
+  type PeerInput,
+} from '../src/bgp/fsm.ts';
+import { BGP_PORT } from '../src/wire/index.ts';
+
+const config = JSON.parse(process.argv[2]) as PeerConfig;
+let peer = newPeer(config);
+let sock: Socket | undefined;
+let timer: NodeJS.Timeout | undefined;
+const now = () => Math.floor(performance.now() * 1000);
+const out = (o: object) => process.stdout.write(JSON.stringify({ t: now(), ...o }) + '\n');
+
+function feed(input: PeerInput): void {
+  const { peer: next, actions } = stepPeer(peer, input, now());
+  peer = next;
+  for (const a of actions) act(a);
+  clearTimeout(timer);
+  const d = peerDeadline(peer);
+  if (d !== undefined) timer = setTimeout(() => feed({ kind: 'tick' }), Math.max(0, (d - now()) / 1000));
+}
+
+function act(a: PeerAction): void {
+  switch (a.kind) {
+    case 'state':
+      out({ state: a.to, error: peer.lastError });
+      break;
+    case 'rib':
+      out({ added: a.added.map((r) => [r.prefix, r.nextHop]), removed: a.removed.map((r) => r.prefix) });
+      break;
+    case 'send':
+      out({
+        sent: a.msg.kind,
+        ...(a.msg.kind === 'notification' ? { code: a.msg.code, subcode: a.msg.subcode } : {}),
+      });
+      sock?.write(a.bytes);
+      break;
+    case 'close':
+      out({ close: true });
+      // the FSM drops the connection: a pending connect is abandoned (its SYNs stop), an open one is
+      // closed after what was written to it
+      if (sock?.connecting) sock.destroy();
+      else sock?.end();
+      sock = undefined;
+      break;
+    case 'connect': {
+      out({ connect: true });
+      const s = connect({ host: config.peerAddress, port: BGP_PORT, localAddress: config.localAddress });
+      sock = s;
+      s.on('connect', () => s === sock && feed({ kind: 'tcp-connected' }));
+      s.on('data', (d: Buffer) => {
+        if (s !== sock) return;
+        out({ data: d.length });
+        feed({ kind: 'data', data: new Uint8Array(d) });
+      });
+      s.on('error', () => s === sock && ((sock = undefined), feed({ kind: 'tcp-failed' })));
+      s.on('close', () => s === sock && ((sock = undefined), feed({ kind: 'tcp-closed' })));
+      break;
+    }
+  }
+}
+
+createInterface({ input: process.stdin }).on('line', (line) => {
+  const cmd = JSON.parse(line) as { announce?: string[]; withdraw?: string[]; stop?: boolean };
+  if (cmd.announce) feed({ kind: 'announce', prefixes: cmd.announce });
+  if (cmd.withdraw) feed({ kind: 'withdraw', prefixes: cmd.withdraw });
+  if (cmd.stop) {
+    feed({ kind: 'stop' });
+    clearTimeout(timer);
+    // let the socket write the NOTIFICATION and its FIN before the process goes
+    setTimeout(() => process.exit(0), 200);
+  }
+});
+feed({ kind: 'start' });
