@@ -179,7 +179,7 @@ describe('emulated tcpdump: the live-capture frame around the packets', () => {
     assert.equal(
       r.stdout,
       '00:00:00.000000 ARP, Request who-has 10.244.0.1 tell 10.244.0.5, length 28\n' +
-        '00:00:00.000012 ARP, Reply 10.244.0.1 is-at 8a:1b:2c:3d:4e:5f, length 28\n' +
+        '00:00:00.000008 ARP, Reply 10.244.0.1 is-at 8a:1b:2c:3d:4e:5f, length 28\n' +
         `00:00:00.000012 IP 10.244.0.5 > 10.244.1.5: ICMP echo request, id ${echoId()}, seq 1, length 64\n` +
         `00:00:00.000134 IP 10.244.1.5 > 10.244.0.5: ICMP echo reply, id ${echoId()}, seq 1, length 64\n` +
         '\n',
