@@ -64,7 +64,7 @@ async function record(set: FixtureSet): Promise<void> {
       const r = labExec(state, 'pod-a', ['ping', '-n', '-c', '1', '-W', '1', '10.244.1.5']);
       if (r.code !== 0) throw new Error(`the ping pod-a → pod-c failed: ${r.stdout}${r.stderr}`);
     }
-    labCollect(state, state.roles!, out);
+    await labCollect(state, state.roles!, out);
   } finally {
     labDown(c);
   }

@@ -76,14 +76,14 @@ function settleNeighbours(state: Pick<LabState, 'namespaces'>): void {
 /** collect the lab now, import it, walk `f` on it and for real */
 async function importedTrace(
   state: Pick<LabState, 'namespaces' | 'prefix'>,
-  collect: (dir: string) => void,
+  collect: (dir: string) => void | Promise<unknown>,
   f: WalkRequest,
   name: string,
 ) {
   settleNeighbours(state);
   const dir = tmp();
   try {
-    collect(dir);
+    await collect(dir);
     const { cluster } = importCluster(loadDumps(dir).files, { name });
     return await labTrace(state, cluster, f);
   } finally {
@@ -113,7 +113,7 @@ describe('lab up → lab collect → --from, in every mode the lab supports', ()
           assert.equal(r.code, 0, r.stdout + r.stderr);
           const dir = tmp();
           try {
-            labCollect(state, state.roles!, dir);
+            await labCollect(state, state.roles!, dir);
             const files = loadDumps(dir).files;
             const { cluster, plan, warnings } = importCluster(files, { name: spec.name });
             assert.equal(cluster.mode, mode);

@@ -7,6 +7,11 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { loadCluster } from '../src/cluster/load.ts';
 import { buildCluster, type Cluster } from '../src/cni/build.ts';
 import { labDown, labExec, labUnavailable, labUp, type LabState } from '../src/lab/host.ts';
@@ -102,3 +107,55 @@ describe('captures against the kernel: a device that is down, and lo', { skip, t
       );
     });
 });
+
+describe(
+  'lab trace --run: the same command on both sides before the flow',
+  { skip, timeout: 120_000 },
+  () => {
+    test('the CLI applies the emulated command to the model and the real one to the lab', () => {
+      const root = fileURLToPath(new URL('..', import.meta.url));
+      const dir = mkdtempSync(join(tmpdir(), 'podwalk-lab-run-'));
+      const file = join(dir, 'caprun.yaml');
+      writeFileSync(
+        file,
+        [
+          'name: caprun',
+          'nodes:',
+          '  - {name: node1, ip: 192.168.1.10/24, podCIDR: 10.244.0.0/24}',
+          'pods:',
+          '  - {name: pod-a, node: node1}',
+          '  - {name: pod-b, node: node1, listen: [tcp/8080]}',
+          '',
+        ].join('\n'),
+      );
+      const cli = (args: string[]) =>
+        spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+          cwd: root,
+          encoding: 'utf8',
+        });
+      try {
+        // the bridge down on both sides: nothing reaches pod-b, and both agree on every interface
+        const r = cli(['lab', 'trace', 'pod-a', 'pod-b:8080', '--cluster', file, '--run', `node1: ${FAULT}`]);
+        assert.equal(r.status, 0, r.stdout + r.stderr);
+        assert.match(r.stdout, /simulation and kernel agree on all \d+ interfaces/);
+        assert.match(r.stdout, /real client: exit [1-9]/);
+        // a command the emulation refuses: a usage error, before any lab is built
+        const bad = cli([
+          'lab',
+          'trace',
+          'pod-a',
+          'pod-b:8080',
+          '--cluster',
+          file,
+          '--run',
+          'node1: ip route frob',
+        ]);
+        assert.equal(bad.status, 2, bad.stdout + bad.stderr);
+        assert.equal(bad.stderr.trim().split('\n').length, 1, bad.stderr);
+      } finally {
+        cli(['lab', 'down', '--cluster', file]);
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  },
+);

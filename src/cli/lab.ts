@@ -1,6 +1,7 @@
 /**
  * `podwalk lab …`: the real-kernel lab of a cluster (root only).
  */
+import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import type { ClusterSpec, CniMode } from '../cluster/spec.ts';
 import { buildCluster, type Cluster } from '../cni/build.ts';
@@ -21,6 +22,7 @@ import { runScenario } from '../lab/differential.ts';
 import { stateDiff } from '../lab/diff.ts';
 import type { Proto } from '../trace/types.ts';
 import { flowLine, type Style } from '../render/text.ts';
+import { applyRun, splitRunLine } from '../tools/index.ts';
 
 export interface LabCliDeps {
   out(s: string): void;
@@ -154,7 +156,8 @@ Examples:
           return;
         }
         need();
-        const st = await interruptible((signal) => labUp(c, { detached: true, signal }));
+        const policies = o.policy.map((f) => resolve(f));
+        const st = await interruptible((signal) => labUp(c, { detached: true, signal, policies }));
         d.out(
           `lab ${spec.name} (${c.mode}) is up: ${Object.keys(st.namespaces).length} network namespaces, ${st.listeners.length} listeners`,
         );
@@ -260,6 +263,12 @@ Examples:
     .addOption(clusterOpt())
     .addOption(modeOpt())
     .addOption(policyOpt())
+    .option(
+      '--run <NETNS: CMD>',
+      'before the flow, run a command on both sides: the emulated tool in the model, the real one in the lab (repeatable, in order), e.g. "node1: ip route del 10.244.1.0/24"',
+      (v: string, prev: string[] = []) => [...prev, v],
+      [],
+    )
     .option('--all', 'print every interface, also those that agree')
     .action(
       async (
@@ -272,6 +281,7 @@ Examples:
           cluster?: string;
           mode?: CniMode;
           policy: string[];
+          run: string[];
           all?: boolean;
         },
       ) => {
@@ -285,12 +295,27 @@ Examples:
           throw new LabError(
             `a lab for "${spec.name}" is up: lab trace builds its own fresh one; run podwalk lab down first`,
           );
+        // the model first: a command the emulation refuses is a usage error before any lab is built
+        const sim = buildCluster(spec, mode);
+        applyRun(
+          sim,
+          o.run.map((l) => ({ l, where: '--run' })),
+        );
+        const runs = o.run.map((l) => splitRunLine(l));
         const r = await interruptible(async (signal) => {
           const st = await labUp(built, { signal });
           try {
+            for (const [netns, cmd] of runs) {
+              if (!st.namespaces[netns]) throw new LabError(`--run: the lab has no namespace ${netns}`);
+              const x = labExec(st, netns, ['sh', '-c', cmd]);
+              if (x.code !== 0)
+                throw new LabError(
+                  `--run "${netns}: ${cmd}" failed in the lab: ${(x.stderr || x.stdout).trim().split('\n')[0] || `exit ${x.code}`}`,
+                );
+            }
             return await labTrace(
               st,
-              buildCluster(spec, mode),
+              sim,
               { from, to, proto: o.proto, port, size: o.size, df: o.df },
               { signal },
             );
@@ -341,7 +366,7 @@ Examples:
   $ sudo podwalk lab up && sudo podwalk lab collect --out /tmp/seed-dumps
   $ podwalk trace pod-a pod-c:8080 --from /tmp/seed-dumps      the lab's kernel state, walked`,
     )
-    .action((o: { out: string; cluster?: string; from?: string }) => {
+    .action(async (o: { out: string; cluster?: string; from?: string }) => {
       need();
       const c = labCluster(o);
       const name = c.spec.name;
@@ -351,7 +376,7 @@ Examples:
         Object.fromEntries(
           [...buildCluster(c.spec, st.mode as CniMode).world.netns.values()].map((ns) => [ns.name, ns.role]),
         );
-      const nodes = labCollect(st, roles, o.out);
+      const nodes = await labCollect(st, roles, o.out);
       d.out(`collected ${nodes.length} nodes of lab ${name} into ${o.out}: ${nodes.join(' ')}`);
     });
 
@@ -361,15 +386,19 @@ Examples:
       "compare the lab's real state with the model's, table by table: ip route, ip neigh, bridge fdb, ip link, iptables-save",
     )
     .addOption(clusterOpt())
-    .addOption(policyOpt())
+    .addOption(
+      policyOpt().default([], "the policies of lab up --policy, which the lab's state file remembers"),
+    )
     .addOption(fromOpt())
     .option('--all', 'print the tables that agree too')
     .action(async (o: { cluster?: string; policy: string[]; all?: boolean; from?: string }) => {
       need();
       const st = runningLab(labCluster(o));
+      // the policies lab up enforced, unless --policy names others
+      const policies = o.policy.length ? o.policy : (st.policies ?? []);
       const model = o.from
         ? d.importFrom(o.from)
-        : buildCluster(d.loadSpec(o.cluster, o.policy), st.mode as CniMode);
+        : buildCluster(d.loadSpec(o.cluster, policies), st.mode as CniMode);
       const diffs = await stateDiff(st, model);
       const st2 = d.style;
       for (const t of diffs) {

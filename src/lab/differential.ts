@@ -116,7 +116,7 @@ export async function runScenario(
     if (opts.imported) {
       const dir = mkdtempSync(join(tmpdir(), 'podwalk-collect-'));
       try {
-        labCollect(state, state.roles!, dir);
+        await labCollect(state, state.roles!, dir, opts.signal);
         imported = importCluster(loadDumps(dir).files, { name: s.spec.name }).cluster;
       } finally {
         rmSync(dir, { recursive: true, force: true });

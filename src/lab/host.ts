@@ -57,6 +57,8 @@ export interface LabState {
   ownerStart?: string;
   /** model netns → its role (node, pod, segment, router…), for lab collect */
   roles?: Record<string, string>;
+  /** the NetworkPolicy files `lab up --policy` enforced (absolute paths): what `lab diff` models */
+  policies?: string[];
 }
 
 export const STATE_DIR = '/run/podwalk';
@@ -443,6 +445,8 @@ export interface UpOptions {
   detached?: boolean;
   /** abort (a signal): stop, remove what was built, throw LabInterrupted */
   signal?: AbortSignal;
+  /** the NetworkPolicy files the cluster was built with, remembered in the state file */
+  policies?: string[];
 }
 
 /**
@@ -750,6 +754,7 @@ export async function labUp(c: Cluster, opts: UpOptions = {}): Promise<LabState>
     owner: process.pid,
     ownerStart: processStart(process.pid),
     roles: Object.fromEntries([...c.world.netns.values()].map((ns) => [ns.name, ns.role])),
+    ...(opts.policies?.length ? { policies: opts.policies } : {}),
   };
   // the state file first, so that a crash half-way still lets `lab down` find everything
   await claim(c, plan, state, signal);
