@@ -23,18 +23,18 @@ import type { WalkRequest } from '../src/trace/walk.ts';
 const why = labUnavailable();
 const skip = why ? `real-kernel lab unavailable: ${why}` : false;
 
-const spec = loadCluster(
+/** one node, two pods: the cluster file, under a name of its own per lab */
+const clusterYaml = (name: string) =>
   [
-    'name: capt',
+    `name: ${name}`,
     'nodes:',
     '  - {name: node1, ip: 192.168.1.10/24, podCIDR: 10.244.0.0/24}',
     'pods:',
     '  - {name: pod-a, node: node1}',
     '  - {name: pod-b, node: node1, listen: [tcp/8080]}',
     '',
-  ].join('\n'),
-  'capt.yaml',
-);
+  ].join('\n');
+const spec = loadCluster(clusterYaml('capt'), 'capt.yaml');
 const FAULT = 'ip link set cni0 down';
 
 /** lo's counters in `ip -s -j link` (packets and bytes, received and sent) */
@@ -116,18 +116,7 @@ describe(
       const root = fileURLToPath(new URL('..', import.meta.url));
       const dir = mkdtempSync(join(tmpdir(), 'podwalk-lab-run-'));
       const file = join(dir, 'caprun.yaml');
-      writeFileSync(
-        file,
-        [
-          'name: caprun',
-          'nodes:',
-          '  - {name: node1, ip: 192.168.1.10/24, podCIDR: 10.244.0.0/24}',
-          'pods:',
-          '  - {name: pod-a, node: node1}',
-          '  - {name: pod-b, node: node1, listen: [tcp/8080]}',
-          '',
-        ].join('\n'),
-      );
+      writeFileSync(file, clusterYaml('caprun'));
       const cli = (args: string[]) =>
         spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
           cwd: root,
