@@ -24,7 +24,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadCluster } from '../src/cluster/load.ts';
 import { buildCluster } from '../src/cni/build.ts';
-import { labCondition, labDown, labUnavailable, labUp, run, STATE_DIR } from '../src/lab/host.ts';
+import { labCondition, labDown, labUnavailable, labUp, run, scratchPath, STATE_DIR } from '../src/lab/host.ts';
 
 const why = labUnavailable();
 const skip = why ? `real-kernel lab unavailable: ${why}` : false;
@@ -219,10 +219,10 @@ describe('lab up and lab trace under signals: nothing left behind', { skip, time
             // exists from the moment it is started, while it still starts up in the root
             // namespace, until long after it is ready; it is the last thing lab up starts
             return withCommandLine(`/run/netns/${prefix}pod-b,tcp,8080`).length > 0;
-          case 'captures': {
-            const ns = namespaces(prefix);
-            return ns.length === 4 && ns.every((n) => processesIn(n).some((x) => x.comm === 'tcpdump'));
-          }
+          case 'captures':
+            // the captures' one process writes the index of its pcap files once every socket is
+            // bound (src/lab/capture.ts), then says it is ready
+            return existsSync(join(scratchPath(prefix), 'index'));
         }
       },
       120_000,

@@ -251,11 +251,17 @@ function probe(): string | undefined {
 /* ------------------------------------------------------------ state */
 
 /** every network namespace on this machine */
+/**
+ * The named network namespaces: the entries of /run/netns, which is what `ip netns list` reads
+ * (iproute2's netns_list), without a process (labs ask often: before and after every step that
+ * adds or removes namespaces).
+ */
 export function allNamespaces(): string[] {
-  return run(['ip', 'netns', 'list'])
-    .stdout.split('\n')
-    .map((l) => l.split(' ')[0])
-    .filter(Boolean);
+  try {
+    return readdirSync('/run/netns').sort();
+  } catch {
+    return []; // no namespace was ever named here
+  }
 }
 
 /** the lab namespaces of this cluster that exist now (exactly its pw-<cluster>-<netns> names) */

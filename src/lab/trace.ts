@@ -1,26 +1,23 @@
 /**
  * `podwalk lab trace`: the same flow in the simulation and on the real kernel. Real traffic from
- * a real client in the source namespace, real tcpdump on every interface of the lab, and the
+ * a real client in the source namespace, captures on every interface of the lab (packet sockets, read as tcpdump reads them:
+ * capture.ts), and the
  * per-interface packet sequences compared with what the simulation put on the same interfaces.
  */
-import type { ChildProcess } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Cluster } from '../cni/build.ts';
 import { readPcapHeader } from '../wire/pcap.ts';
 import { httpRequest, walk, type Walk, type WalkRequest } from '../trace/walk.ts';
+import { startCaptures, type Captures } from './capture.ts';
 import { compareSequences, completeChecksums, packetSummary, type InterfaceDiff } from './compare.ts';
 import {
+  LabError,
   LabInterrupted,
   labExecAsync,
-  labNs,
   labScratch,
   manyListeners,
   pause,
-  pool,
   PYTHON,
-  runAsync,
-  startReady,
   type LabState,
   type RunResult,
 } from './host.ts';
@@ -49,60 +46,6 @@ export interface LabTraceOptions {
    * kernel exchange checks the simulated World and the World imported from the lab alike
    */
   also?: Cluster[];
-}
-
-/**
- * The interfaces of the given lab namespaces (all when not given) that are up, lo included: what a
- * host sends itself (the ICMP error for its own packet whose ARP failed) passes there, with an
- * all-zero Ethernet header. (tcpdump cannot open a device that is down, and nothing passes it.)
- */
-async function interfaces(
-  state: Pick<LabState, 'namespaces' | 'prefix'>,
-  only: Set<string> | undefined,
-): Promise<{ netns: string; dev: string }[]> {
-  const found = new Map<string, { netns: string; dev: string }[]>();
-  const namespaces = Object.entries(state.namespaces).filter(([model]) => !only || only.has(model));
-  await pool(namespaces, 4, async ([model, lab]) => {
-    const r = await runAsync(['ip', '-n', lab, '-o', 'link', 'show']);
-    const devs: { netns: string; dev: string }[] = [];
-    for (const line of r.stdout.split('\n')) {
-      const m = /^\d+: ([^:@]+)(?:@[^:]+)?: <([^>]*)>/.exec(line);
-      if (m && m[2].split(',').includes('UP')) devs.push({ netns: model, dev: m[1] });
-    }
-    found.set(model, devs);
-  });
-  return namespaces.flatMap(([model]) => found.get(model)!);
-}
-
-function startCapture(
-  state: Pick<LabState, 'namespaces' | 'prefix'>,
-  netns: string,
-  dev: string,
-  file: string,
-  signal?: AbortSignal,
-): Promise<ChildProcess> {
-  return startReady(
-    `tcpdump on ${netns}/${dev}`,
-    [
-      ...['ip', 'netns', 'exec', labNs(state, netns), 'tcpdump', '-i', dev, '-w', file],
-      ...['-U', '-n', '--immediate-mode', '-s', '262144'],
-    ],
-    (out) => out.includes('listening on'),
-    { signal, stdout: 'ignore' },
-  );
-}
-
-/** SIGINT (tcpdump writes out what it holds and exits), SIGKILL if it has not after 3 s */
-function stopCapture(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
-    child.on('exit', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    child.kill('SIGINT');
-  });
 }
 
 /** the records of a pcap file that tcpdump may still be writing: a record cut short ends it */
@@ -242,20 +185,16 @@ export async function labTrace(
   // every interface of every namespace the simulated packets touched (a real packet that strays
   // elsewhere still shows on the interface it left by); all of them in small clusters
   const touched = new Set(models.flatMap((m) => m.c.world.captures.map((c) => c.netns)));
-  const ifs = await interfaces(state, Object.keys(state.namespaces).length > 12 ? touched : undefined);
-  const captures: { netns: string; dev: string; file: string; child: ChildProcess }[] = [];
+  const names = Object.keys(state.namespaces).filter(
+    (n) => Object.keys(state.namespaces).length <= 12 || touched.has(n),
+  );
+  let capture: Captures | undefined;
   try {
-    const started = await Promise.allSettled(
-      ifs.map(async (i) => {
-        const file = join(dir, `${i.netns}-${i.dev}.pcap`);
-        const child = await startCapture(state, i.netns, i.dev, file, signal);
-        captures.push({ ...i, file, child });
-      }),
-    );
+    capture = await startCaptures(state, names, dir, signal);
     if (signal?.aborted) throw new LabInterrupted(String(signal.reason));
-    const failed = started.find((p) => p.status === 'rejected');
-    if (failed) throw (failed as PromiseRejectedResult).reason;
-    captures.sort((a, b) => (a.netns + '/' + a.dev < b.netns + '/' + b.dev ? -1 : 1));
+    const captures = [...capture.list].sort((a, b) =>
+      a.netns + '/' + a.dev < b.netns + '/' + b.dev ? -1 : 1,
+    );
     let client: RunResult;
     const exec = (argv: string[]) => labExecAsync(state, f.from, argv, { timeoutMs: 10_000, signal });
     if (f.proto === 'tcp') {
@@ -302,7 +241,8 @@ export async function labTrace(
       )
         break;
     if (signal?.aborted) throw new LabInterrupted(String(signal.reason));
-    await Promise.all(captures.map((c) => stopCapture(c.child)));
+    const lost = await capture.stop();
+    if (lost.length) throw new LabError(`the captures are incomplete: ${lost.join('; ')}`);
     let retransmitted = false;
     const real = captures.map((c) => {
       const r = realSequence(c.file);
@@ -330,7 +270,7 @@ export async function labTrace(
       retransmitted,
     };
   } finally {
-    await Promise.all(captures.map((c) => stopCapture(c.child)));
+    await capture?.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }
