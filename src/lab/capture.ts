@@ -136,6 +136,7 @@ export async function startCaptures(
   dir: string,
   signal?: AbortSignal,
 ): Promise<Captures> {
+  if (!netns.length) return { list: [], stop: () => Promise.resolve([]) };
   const child: ChildProcess = await startReady(
     "the lab's captures",
     [PYTHON, '-u', '-c', CAPTURE, dir, ...netns.map((n) => `${n}=/run/netns/${labNs(state, n)}`)],

@@ -185,6 +185,8 @@ export async function labTrace(
   // every interface of every namespace the simulated packets touched (a real packet that strays
   // elsewhere still shows on the interface it left by); all of them in small clusters
   const touched = new Set(models.flatMap((m) => m.c.world.captures.map((c) => c.netns)));
+  // (the source's among them: a packet the model never sent, the kernel may send)
+  touched.add(f.from);
   const names = Object.keys(state.namespaces).filter(
     (n) => Object.keys(state.namespaces).length <= 12 || touched.has(n),
   );
