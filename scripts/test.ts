@@ -1,14 +1,17 @@
 /**
- * `npm test`: node's test runner in two lanes at once, each `node --import tsx --test FILES…`.
+ * `npm test`: node's test runner in three lanes at once, each `node --import tsx --test FILES…`.
  *
- *  - the lab lane: the files that bring up real network namespaces (they call `labUnavailable`),
- *    one after another, as they must: two labs at once would share the machine's network stack
- *    and see each other's processes in their counts of what was left behind;
+ *  - the diff lane: the differential suite (test/lab-diff.test.ts), which brings up a lab per
+ *    scenario, two at a time;
+ *  - the lab lane: the other files that bring up real network namespaces (they call
+ *    `labUnavailable`), one after another. Every lab has namespaces of its own (pw-<cluster>-…),
+ *    and each file counts only its own when it checks what was left behind, so the two lab lanes
+ *    run side by side as the differential suite's own scenarios do;
  *  - the model lane: every other file (the simulation, the emulated tools against the real ones,
  *    tshark, the browser).
  *
- * The lab lane spends most of its time waiting on the kernel, tcpdump and real clients, the model
- * lane on the CPU, so on two cores they overlap almost entirely. Each lane's output is prefixed
+ * The lab lanes spend most of their time waiting on the kernel, process starts and real clients,
+ * the model lane on the CPU, so on two cores they overlap almost entirely. Each lane's output is prefixed
  * with its name. The exit status is 0 when both lanes passed.
  *
  *   npm test                                  # every test file
@@ -31,11 +34,13 @@ const files = given.length
       .sort()
       .map((f) => `test/${f}`);
 
+const isDiff = (f: string) => f.endsWith('lab-diff.test.ts');
 const isLab = (f: string) => /\blabUnavailable\(/.test(readFileSync(join(ROOT, f), 'utf8'));
 const lanes = serial
   ? [{ name: 'all', files }]
   : [
-      { name: 'lab', files: files.filter(isLab) },
+      { name: 'diff', files: files.filter((f) => isLab(f) && isDiff(f)) },
+      { name: 'lab', files: files.filter((f) => isLab(f) && !isDiff(f)) },
       { name: 'model', files: files.filter((f) => !isLab(f)) },
     ].filter((l) => l.files.length);
 

@@ -57,7 +57,7 @@ function differences(
 
 /**
  * Scenarios run PODWALK_LAB_CONCURRENCY at a time (default 2): each has namespaces of its own
- * (pw-<its cluster>-…), and a scenario spends most of its time waiting on the kernel, tcpdump and
+ * (pw-<its cluster>-…), and a scenario spends most of its time waiting on the kernel, process starts and
  * the clients. All 92 passed in 6.5 min at 2 with nothing else running (2026-12-04); one at a
  * time (PODWALK_LAB_CONCURRENCY=1) is the way to rule out an interaction between two labs.
  */
@@ -89,11 +89,12 @@ describe('the differential suite', { concurrency }, () => {
   }
 });
 
+/** the namespaces of the suite's labs (clusters d<seed>): other lab tests may run alongside */
 function labNamespaces(): string[] {
   return run(['ip', 'netns', 'list'])
     .stdout.split('\n')
     .map((l) => l.split(' ')[0])
-    .filter((n) => n.startsWith('pw-'));
+    .filter((n) => /^pw-d\d+-/.test(n));
 }
 
 /** what was there before the suite (another user's lab) is not the suite's to remove */
