@@ -24,7 +24,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadCluster } from '../src/cluster/load.ts';
 import { buildCluster } from '../src/cni/build.ts';
-import { labCondition, labDown, labUnavailable, labUp, run, scratchPath, STATE_DIR } from '../src/lab/host.ts';
+import {
+  labCondition,
+  labDown,
+  labUnavailable,
+  labUp,
+  run,
+  scratchPath,
+  STATE_DIR,
+} from '../src/lab/host.ts';
 
 const why = labUnavailable();
 const skip = why ? `real-kernel lab unavailable: ${why}` : false;
