@@ -262,8 +262,11 @@ describe('lab up and lab trace under signals: nothing left behind', { skip, time
           ? ['lab', 'up', '--cluster', file('sigt')]
           : ['lab', 'trace', 'pod-a', 'pod-b:8080', '--cluster', file('sigt')];
       // the listener is ready a moment after it starts: to land a signal in that moment every
-      // time, its Python starts slowly here (a sitecustomize that sleeps; podwalk is unchanged)
-      const env: Record<string, string> = c.at === 'listener' ? { PYTHONPATH: slowPython } : {};
+      // time, its Python starts slowly here (a sitecustomize that sleeps; podwalk is unchanged).
+      // So it does once the links are there: lab up builds independent namespaces side by side,
+      // and a 4-namespace lab can be up before the test has seen its links and sent the signal
+      const env: Record<string, string> =
+        c.at === 'listener' || c.at === 'links' ? { PYTHONPATH: slowPython } : {};
       clean();
       const tmpBefore = tmpLabDirs();
       const p = start(args, env);
@@ -288,7 +291,8 @@ describe('lab up and lab trace under signals: nothing left behind', { skip, time
         cmd === 'up'
           ? ['lab', 'up', '--cluster', file('sigt')]
           : ['lab', 'trace', 'pod-a', 'pod-b:8080', '--cluster', file('sigt')];
-      const p = start(args);
+      // a slow Python: lab up is not over before the signal (see above)
+      const p = start(args, { PYTHONPATH: slowPython });
       let pids = await reach(at, p);
       process.kill(-p.child.pid!, 'SIGKILL');
       const killed = await p.done;
