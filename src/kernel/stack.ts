@@ -10,7 +10,6 @@
  * It knows Linux objects only; what a CNI does is the state it programmed before.
  */
 import {
-  emitFrame,
   emitIpv4Packet,
   fragmentIpv4,
   ipv4Length,
@@ -61,7 +60,8 @@ import type { Hook, Rule } from './netfilter.ts';
 import { runHook, type HookEnv, type NfEvent } from './netfilter/hooks.ts';
 import type { Traversal } from './netfilter/eval.ts';
 import { REJECT_CODE, resetFor } from './netfilter/reject.ts';
-import type { TimerEvent, World } from './world.ts';
+import { DeviceCapture, type TimerEvent, type World } from './world.ts';
+import { WireBytes } from './wire-bytes.ts';
 
 export const BROADCAST: MacAddr = 'ff:ff:ff:ff:ff:ff';
 const ZERO_MAC: MacAddr = '00:00:00:00:00:00';
@@ -147,9 +147,9 @@ export class Stack {
     layer: Layer,
     action: string,
     ev: StepEvent,
-    extra: { device?: string; frame?: Uint8Array } = {},
+    extra?: { device?: string; wire?: WireBytes },
   ): void {
-    this.w.rec.add({ kind, layer, netns: ns.name, action, ev, ...extra });
+    this.w.rec.add({ kind, layer, netns: ns.name, action, ev, device: extra?.device, wire: extra?.wire });
   }
 
   /**
@@ -194,9 +194,9 @@ export class Stack {
       dev.type === 'veth' && dev.peer
         ? { netns: dev.peer.netns, device: dev.peer.name }
         : { netns: ns.name, device: dev.name };
-    const bytes = emitFrame(frame);
+    const bytes = WireBytes.frame(frame);
     this.capture(ns, dev, 'in', bytes);
-    this.step(ns, 'outside', 2, 'leave', { type: 'outside', from }, { device: dev.name, frame: bytes });
+    this.step(ns, 'outside', 2, 'leave', { type: 'outside', from }, { device: dev.name, wire: bytes });
     if (this.auxDepth === 0) this.terminals.push({ kind: 'outside', ...from });
     // it stands for every host that was not collected: it answers ARP for an address no modelled
     // namespace has, so that traffic to such a host reaches it (and ends here)
@@ -369,7 +369,7 @@ export class Stack {
       // loopback_xmit: out with lo's all-zero Ethernet header and straight back in; libpcap shows
       // the packet once, as received (it skips the outgoing copy on loopback)
       const frame: Frame = { eth: { dst: dev.mac, src: dev.mac, ethertype: ETHERTYPE_IPV4 }, payload: pkt };
-      this.capture(ns, dev, 'in', emitFrame(frame));
+      this.capture(ns, dev, 'in', WireBytes.frame(frame));
       // lo counts the packet out and in, without the Ethernet header (eth_type_trans pulled it)
       const len = ipv4Length(pkt);
       dev.stats.txPackets++;
@@ -851,10 +851,10 @@ export class Stack {
 
   /* ------------------------------------------------------------ devices */
 
-  private capture(ns: Netns, dev: Link, dir: 'in' | 'out', bytes: Uint8Array, promisc = false): void {
+  private capture(ns: Netns, dev: Link, dir: 'in' | 'out', bytes: WireBytes, promisc = false): void {
     // a device that is down cannot be captured on (tcpdump: "That device is not up")
     if (this.w.capture && dev.up)
-      this.w.captures.push({ time: this.w.now, netns: ns.name, dev: dev.name, dir, frame: bytes, promisc });
+      this.w.captures.push(new DeviceCapture(this.w.now, ns.name, dev.name, dir, bytes, promisc));
   }
 
   /** dev_queue_xmit */
@@ -876,7 +876,7 @@ export class Stack {
       case 'veth':
         return this.vethXmit(ns, dev, frame, mine);
       case 'loopback':
-        return this.netifReceive(ns, dev, frame, emitFrame(frame));
+        return this.netifReceive(ns, dev, frame, WireBytes.frame(frame));
       case 'ipip':
         return this.drop(
           ns,
@@ -888,7 +888,8 @@ export class Stack {
   }
 
   private vethXmit(ns: Netns, dev: VethLink, frame: Frame, mine = false): void {
-    const bytes = emitFrame(frame);
+    const bytes = WireBytes.frame(frame);
+    const len = bytes.length;
     this.txStep(ns, dev, frame, bytes);
     // devXmit checked the carrier: the peer exists and is up
     const peer = this.w.ns(dev.peer!.netns).link(dev.peer!.name)!;
@@ -896,38 +897,38 @@ export class Stack {
     // veth_xmit → __dev_forward_skb → is_skb_forwardable: larger than the peer's MTU + L2 header →
     // dropped and counted on the peer (rx_dropped) and on this end (tx_dropped); a local sender's
     // sendmsg gets NET_XMIT_DROP back as ENOBUFS
-    if (bytes.length > peer.mtu + 14 + 4) {
+    if (len > peer.mtu + 14 + 4) {
       peer.stats.rxDropped++;
       this.w.rec.counter({ netns: peerNs.name, name: 'rx_dropped', device: peer.name });
       this.txDropped(ns, dev);
       if (mine) this.sendError = 'ENOBUFS';
       return this.drop(
         peerNs,
-        { reason: 'mtu-exceeded', site: 'veth_xmit', len: bytes.length, mtu: peer.mtu },
+        { reason: 'mtu-exceeded', site: 'veth_xmit', len, mtu: peer.mtu },
         peer.name,
         2,
       );
     }
     // veth counts what it handed to the peer (veth_stats_tx): a dropped frame is not a TX packet
     dev.stats.txPackets++;
-    dev.stats.txBytes += bytes.length;
+    dev.stats.txBytes += len;
     this.w.tick(HOP_US);
     this.netifReceive(peerNs, peer, frame, bytes);
   }
 
-  private txStep(ns: Netns, dev: Link, frame: Frame, bytes: Uint8Array): void {
+  private txStep(ns: Netns, dev: Link, frame: Frame, bytes: WireBytes): void {
     this.capture(ns, dev, 'out', bytes);
-    this.step(ns, 'xmit', 2, 'tx', { type: 'xmit', frame }, { device: dev.name, frame: bytes });
+    this.step(ns, 'xmit', 2, 'tx', { type: 'xmit', frame }, { device: dev.name, wire: bytes });
   }
 
   /** netif_receive_skb: bridge port → bridge; else ARP or IPv4 when the frame is for this host */
-  netifReceive(ns: Netns, dev: Link, frame: Frame, bytes: Uint8Array): void {
+  netifReceive(ns: Netns, dev: Link, frame: Frame, bytes: WireBytes): void {
     if (ns.role === 'outside') return this.outside(ns, dev, frame);
     this.capture(ns, dev, 'in', bytes);
     dev.stats.rxPackets++;
     // vxlan_rcv counts from the inner IP header, every other device the whole frame
     dev.stats.rxBytes += dev.type === 'vxlan' ? bytes.length - 14 : bytes.length;
-    this.step(ns, 'rx', 2, 'rx', { type: 'rx', frame }, { device: dev.name, frame: bytes });
+    this.step(ns, 'rx', 2, 'rx', { type: 'rx', frame }, { device: dev.name, wire: bytes });
     if (dev.master) {
       const br = ns.link(dev.master);
       if (br && br.type === 'bridge') {
@@ -943,7 +944,7 @@ export class Stack {
           const whole = this.reassemble(ns, p);
           if (!whole) return;
           frame = { eth: frame.eth, payload: whole.pkt };
-          bytes = emitFrame(frame);
+          bytes = WireBytes.frame(frame);
           fragMax = whole.max;
         }
         // br_nf_pre_routing: IPv4 entering a bridge port runs PREROUTING (conntrack, NAT) in the
@@ -954,7 +955,7 @@ export class Stack {
           if (!this.netfilterHook(ns, 'PREROUTING', pre, br.name, undefined)) return;
           if (pre.pkt !== frame.payload) {
             frame = { eth: frame.eth, payload: pre.pkt };
-            bytes = emitFrame(frame);
+            bytes = WireBytes.frame(frame);
           }
           if (pre.pkt.ip.dst !== daddr) {
             // br_nf_pre_routing_finish: the destination was DNATed
@@ -963,7 +964,7 @@ export class Stack {
               return this.bridgedDnat(ns, br, dev, frame, pre, rr.nexthop, fragMax);
             // routed by the host: the frame is for the bridge device now (PACKET_HOST)
             frame = { eth: { ...frame.eth, dst: br.mac }, payload: pre.pkt };
-            bytes = emitFrame(frame);
+            bytes = WireBytes.frame(frame);
           }
           this.bridgePre.set(frame, { br, skb: pre });
         }
@@ -980,7 +981,7 @@ export class Stack {
     br: BridgeLink,
     dev: Link,
     frame: Frame,
-    bytes: Uint8Array,
+    bytes: WireBytes,
     fragMax?: number,
   ): void {
     // tcpdump puts the bridge device in promiscuous mode, and a promiscuous bridge passes a copy
@@ -1032,7 +1033,7 @@ export class Stack {
       );
       const out: Frame = { eth: { ...frame.eth, dst: n.lladdr }, payload: pkt };
       this.bridgePre.set(out, { br, skb });
-      return this.bridgeFinish(ns, br, port, out, emitFrame(out), fragMax);
+      return this.bridgeFinish(ns, br, port, out, WireBytes.frame(out), fragMax);
     }
     this.bridgedQ.set(pkt, { port: port.name, src: frame.eth.src, skb, fragMax });
     const mac = this.resolve(ns, br, nexthop, pkt);
@@ -1047,12 +1048,12 @@ export class Stack {
     const b = this.bridgedQ.get(pkt)!;
     this.bridgedQ.delete(pkt);
     const sent: Frame = { eth: { dst: mac, src: br.mac, ethertype: ETHERTYPE_IPV4 }, payload: pkt };
-    this.txStep(ns, br, sent, emitFrame(sent));
+    this.txStep(ns, br, sent, WireBytes.frame(sent));
     const port = ns.link(b.port);
     if (!port) return;
     const out: Frame = { eth: { dst: mac, src: b.src, ethertype: ETHERTYPE_IPV4 }, payload: pkt };
     this.bridgePre.set(out, { br, skb: b.skb });
-    this.bridgeFinish(ns, br, port, out, emitFrame(out), b.fragMax);
+    this.bridgeFinish(ns, br, port, out, WireBytes.frame(out), b.fragMax);
   }
 
   /** the frame is up the stack of `dev` (a plain device, or the bridge device itself) */
@@ -1123,7 +1124,7 @@ export class Stack {
 
   /** br_dev_xmit: the host sends through its bridge device */
   private bridgeXmit(ns: Netns, br: BridgeLink, frame: Frame): void {
-    const bytes = emitFrame(frame);
+    const bytes = WireBytes.frame(frame);
     this.txStep(ns, br, frame, bytes);
     br.stats.txPackets++;
     br.stats.txBytes += bytes.length;
@@ -1278,7 +1279,7 @@ export class Stack {
   /* ------------------------------------------------------------ vxlan */
 
   private vxlanXmit(ns: Netns, vx: VxlanLink, frame: Frame): void {
-    const bytes = emitFrame(frame);
+    const bytes = WireBytes.frame(frame);
     this.txStep(ns, vx, frame, bytes);
     const fdb = vx.fdb.get(frame.eth.dst) ?? vx.fdb.get(ZERO_MAC);
     if (!fdb) {
@@ -1380,9 +1381,9 @@ export class Stack {
         tun.name,
       );
     }
-    const bytes = emitIpv4Packet(inner);
+    const bytes = WireBytes.ip(inner);
     this.capture(ns, tun, 'out', bytes);
-    this.step(ns, 'xmit', 3, 'tx', { type: 'xmit-ip', pkt: inner }, { device: tun.name, frame: bytes });
+    this.step(ns, 'xmit', 3, 'tx', { type: 'xmit-ip', pkt: inner }, { device: tun.name, wire: bytes });
     tun.stats.txPackets++;
     tun.stats.txBytes += bytes.length;
     const pre = this.routeOutput(ns, remote);
@@ -1576,7 +1577,7 @@ export class Stack {
       { device: vx.name },
     );
     this.w.tick(HOP_US);
-    this.netifReceive(ns, vx, inner, emitFrame(inner));
+    this.netifReceive(ns, vx, inner, WireBytes.frame(inner));
   }
 
   private ipipRcv(ns: Netns, tun: IpipLink, outer: Ipv4Packet, inner: Ipv4Packet): void {
@@ -1588,11 +1589,11 @@ export class Stack {
       { type: 'decap-ipip', outerSrc: outer.ip.src, outerDst: outer.ip.dst, inner },
       { device: tun.name },
     );
-    const bytes = emitIpv4Packet(inner);
+    const bytes = WireBytes.ip(inner);
     this.capture(ns, tun, 'in', bytes);
     tun.stats.rxPackets++;
     tun.stats.rxBytes += bytes.length;
-    this.step(ns, 'rx', 3, 'rx', { type: 'rx-ip', pkt: inner }, { device: tun.name, frame: bytes });
+    this.step(ns, 'rx', 3, 'rx', { type: 'rx-ip', pkt: inner }, { device: tun.name, wire: bytes });
     this.ipRcv(ns, tun, { pkt: inner });
   }
 
