@@ -135,7 +135,8 @@ export class Recorder {
   readonly counters: CounterEvent[] = [];
   /** counters[mark…] rose after the last step */
   private mark = 0;
-  private auxStack: string[] = [];
+  /** the side exchange the next steps belong to (withAux nests: the innermost label) */
+  private aux: string | undefined = undefined;
   part?: string;
 
   constructor(private readonly world: World) {}
@@ -152,7 +153,7 @@ export class Recorder {
       s.ev,
       s.wire,
       this.world.now,
-      this.auxStack[this.auxStack.length - 1],
+      this.aux,
       this.part,
     );
     this.steps.push(step);
@@ -171,11 +172,12 @@ export class Recorder {
   }
 
   withAux<T>(label: string, fn: () => T): T {
-    this.auxStack.push(label);
+    const outer = this.aux;
+    this.aux = label;
     try {
       return fn();
     } finally {
-      this.auxStack.pop();
+      this.aux = outer;
     }
   }
 }

@@ -245,7 +245,7 @@ function walkFlow(
     throw new WalkError(`port must be 1..65535`);
   const rr = stack.routeOutput(ns, dst.ip);
   const srcIp = rr && 'error' in rr ? dst.ip : (rr?.src ?? src.ip);
-  const [lo, hi] = (ns.sysctl.get('net.ipv4.ip_local_port_range') ?? '32768\t60999').split(/\s+/).map(Number);
+  const [lo, hi] = ns.sysctlInts('net.ipv4.ip_local_port_range', '32768\t60999');
   const sport =
     req.sport ??
     (proto === 'icmp'
