@@ -221,12 +221,13 @@ export function walk(c: Cluster, req: WalkRequest, opts: { exchange?: boolean } 
     );
   if (svc) req = { ...req, to: svc.ip, port: svc.port };
   const dst = resolveEndpoint(c, req.to, 'destination');
-  c.stack.pins.clear();
+  const pins = c.stack.pins;
+  if (pins.size) pins.clear();
   if (svc && req.endpoint !== undefined) pinEndpoint(c, svc, req.endpoint);
   try {
     return walkFlow(c, req, src, dst, opts);
   } finally {
-    c.stack.pins.clear();
+    if (pins.size) pins.clear();
   }
 }
 
