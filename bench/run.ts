@@ -541,6 +541,12 @@ function kernelTable(k: KernelBench): string {
           : `${fmt(k.kernelPps)} /s delivered to veth-pod-c (${fmt(k.kernelDelivered)} of ${fmt(k.kernelSent)} sent)`,
         k.skipped ? '–' : `×${fmt(k.kernelPps / k.simDatagramsPerSec, 1)}`,
       ],
+      [
+        'the same per second of CPU time',
+        `${fmt(k.simDatagramsPerCpuSec)} /s (process.cpuUsage())`,
+        k.skipped ? 'skipped' : `${fmt(k.kernelPpsCpu)} /s (the sender's user + system time)`,
+        k.skipped ? '–' : `×${fmt(k.kernelPpsCpu / k.simDatagramsPerCpuSec, 1)}`,
+      ],
     ],
     [1, 2, 3],
   );

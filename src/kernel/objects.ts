@@ -280,6 +280,9 @@ export function tcpConnKey(c: Pick<TcpConn, 'local' | 'lport' | 'remote' | 'rpor
 
 export type NetnsRole = (typeof NETNS_ROLES)[number];
 
+/** vector sysctl values parsed, by their text (few distinct values: the recorded defaults and what a cluster sets) */
+const parsedInts = new Map<string, readonly number[]>();
+
 export class Netns {
   readonly links = new Map<string, Link>();
   readonly fib = new Fib();
@@ -344,6 +347,17 @@ export class Netns {
 
   sysctlNum(key: string): number {
     return Number(this.sysctl.get(key) ?? '0');
+  }
+
+  /** a vector sysctl (tcp_rmem, ip_local_port_range: numbers separated by white space), or `dflt` when unset */
+  sysctlInts(key: string, dflt = ''): readonly number[] {
+    const v = this.sysctl.get(key) ?? dflt;
+    let p = parsedInts.get(v);
+    if (!p) {
+      p = Object.freeze(v.split(/\s+/).map(Number));
+      parsedInts.set(v, p);
+    }
+    return p;
   }
 
   /** rp_filter in effect on a device: max(conf.all, conf.DEV), as the kernel computes it */

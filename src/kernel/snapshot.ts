@@ -33,7 +33,7 @@ import {
 } from './objects.ts';
 import { TCP_STATES, type PingSocket, type TcpConn } from './sockets.ts';
 import { KeyedTable } from './table.ts';
-import { World, type Capture, type Timer } from './world.ts';
+import { World, captureData, type Capture, type Timer } from './world.ts';
 
 export const WORLD_FORMAT = 'podwalk-world';
 export const WORLD_VERSION = 1;
@@ -181,7 +181,7 @@ export function worldToData(w: World): WorldData {
     timers: w.timers.map((t, i) => encodeData(t, {}, `$.timers[${i}]`)),
     timerSeq: w.timerSeq,
     netns: [...w.netns.values()].map((ns, i) => netnsData(ns, `$.netns[${i}]`)),
-    captures: w.captures.map((c, i) => encodeData(c, {}, `$.captures[${i}]`)),
+    captures: w.captures.map((c, i) => encodeData(captureData(c), {}, `$.captures[${i}]`)),
   };
 }
 

@@ -178,7 +178,7 @@ const TCP_DEFAULT_SCALING_RATIO = 1 << (TCP_RMEM_TO_WIN_SCALE - 1);
 const TCP_MAX_WSCALE = 14;
 const U16_MAX = 0xffff;
 
-const tcpRmem = (ns: Netns): number[] => (ns.sysctl.get('net.ipv4.tcp_rmem') ?? '').split(/\s+/).map(Number);
+const tcpRmem = (ns: Netns): readonly number[] => ns.sysctlInts('net.ipv4.tcp_rmem');
 
 /**
  * tcp_full_space of a new socket: tcp_win_from_space (__tcp_win_from_space: space × ratio >>

@@ -10,7 +10,6 @@
  * It knows Linux objects only; what a CNI does is the state it programmed before.
  */
 import {
-  emitFrame,
   emitIpv4Packet,
   fragmentIpv4,
   ipv4Length,
@@ -61,7 +60,8 @@ import type { Hook, Rule } from './netfilter.ts';
 import { runHook, type HookEnv, type NfEvent } from './netfilter/hooks.ts';
 import type { Traversal } from './netfilter/eval.ts';
 import { REJECT_CODE, resetFor } from './netfilter/reject.ts';
-import type { TimerEvent, World } from './world.ts';
+import { DeviceCapture, type TimerEvent, type World } from './world.ts';
+import { WireBytes } from './wire-bytes.ts';
 
 export const BROADCAST: MacAddr = 'ff:ff:ff:ff:ff:ff';
 const ZERO_MAC: MacAddr = '00:00:00:00:00:00';
@@ -122,6 +122,11 @@ interface Skb {
   prerouted?: boolean;
 }
 
+/** an skb with every field present, so that every skb has one shape (the hooks set mark, untracked…) */
+function newSkb(pkt: Ipv4Packet, iif?: string, ct?: CtResult, fragMax?: number): Skb {
+  return { pkt, iif, ct, mark: undefined, untracked: undefined, fragMax, prerouted: undefined };
+}
+
 export class Stack {
   transport?: TransportHandler;
   /** terminal events of the packet being walked (ARP side-exchanges excluded) */
@@ -147,9 +152,9 @@ export class Stack {
     layer: Layer,
     action: string,
     ev: StepEvent,
-    extra: { device?: string; frame?: Uint8Array } = {},
+    extra?: { device?: string; wire?: WireBytes },
   ): void {
-    this.w.rec.add({ kind, layer, netns: ns.name, action, ev, ...extra });
+    this.w.rec.add({ kind, layer, netns: ns.name, action, ev, device: extra?.device, wire: extra?.wire });
   }
 
   /**
@@ -194,9 +199,9 @@ export class Stack {
       dev.type === 'veth' && dev.peer
         ? { netns: dev.peer.netns, device: dev.peer.name }
         : { netns: ns.name, device: dev.name };
-    const bytes = emitFrame(frame);
+    const bytes = WireBytes.frame(frame);
     this.capture(ns, dev, 'in', bytes);
-    this.step(ns, 'outside', 2, 'leave', { type: 'outside', from }, { device: dev.name, frame: bytes });
+    this.step(ns, 'outside', 2, 'leave', { type: 'outside', from }, { device: dev.name, wire: bytes });
     if (this.auxDepth === 0) this.terminals.push({ kind: 'outside', ...from });
     // it stands for every host that was not collected: it answers ARP for an address no modelled
     // namespace has, so that traffic to such a host reaches it (and ends here)
@@ -292,7 +297,7 @@ export class Stack {
    * chosen by the caller (the socket's route lookup).
    */
   localOut(ns: Netns, pkt: Ipv4Packet, rr: RouteResult, ct?: CtResult): void {
-    const skb: Skb = { pkt, ct };
+    const skb = newSkb(pkt, undefined, ct);
     if (!this.netfilterHook(ns, 'OUTPUT', skb, undefined, rr.dev.name, rr.nexthop)) return;
     if (skb.pkt.ip.dst !== pkt.ip.dst) {
       // ip_route_me_harder: the nat OUTPUT hook changed the destination, route again
@@ -369,14 +374,14 @@ export class Stack {
       // loopback_xmit: out with lo's all-zero Ethernet header and straight back in; libpcap shows
       // the packet once, as received (it skips the outgoing copy on loopback)
       const frame: Frame = { eth: { dst: dev.mac, src: dev.mac, ethertype: ETHERTYPE_IPV4 }, payload: pkt };
-      this.capture(ns, dev, 'in', emitFrame(frame));
+      this.capture(ns, dev, 'in', WireBytes.frame(frame));
       // lo counts the packet out and in, without the Ethernet header (eth_type_trans pulled it)
       const len = ipv4Length(pkt);
       dev.stats.txPackets++;
       dev.stats.txBytes += len;
       dev.stats.rxPackets++;
       dev.stats.rxBytes += len;
-      return this.ipRcv(ns, dev, { pkt });
+      return this.ipRcv(ns, dev, newSkb(pkt));
     }
     const mac = this.resolve(ns, dev, rr.nexthop, pkt);
     if (!mac) return;
@@ -851,10 +856,10 @@ export class Stack {
 
   /* ------------------------------------------------------------ devices */
 
-  private capture(ns: Netns, dev: Link, dir: 'in' | 'out', bytes: Uint8Array, promisc = false): void {
+  private capture(ns: Netns, dev: Link, dir: 'in' | 'out', bytes: WireBytes, promisc = false): void {
     // a device that is down cannot be captured on (tcpdump: "That device is not up")
     if (this.w.capture && dev.up)
-      this.w.captures.push({ time: this.w.now, netns: ns.name, dev: dev.name, dir, frame: bytes, promisc });
+      this.w.captures.push(new DeviceCapture(this.w.now, ns.name, dev.name, dir, bytes, promisc));
   }
 
   /** dev_queue_xmit */
@@ -876,7 +881,7 @@ export class Stack {
       case 'veth':
         return this.vethXmit(ns, dev, frame, mine);
       case 'loopback':
-        return this.netifReceive(ns, dev, frame, emitFrame(frame));
+        return this.netifReceive(ns, dev, frame, WireBytes.frame(frame));
       case 'ipip':
         return this.drop(
           ns,
@@ -888,7 +893,8 @@ export class Stack {
   }
 
   private vethXmit(ns: Netns, dev: VethLink, frame: Frame, mine = false): void {
-    const bytes = emitFrame(frame);
+    const bytes = WireBytes.frame(frame);
+    const len = bytes.length;
     this.txStep(ns, dev, frame, bytes);
     // devXmit checked the carrier: the peer exists and is up
     const peer = this.w.ns(dev.peer!.netns).link(dev.peer!.name)!;
@@ -896,42 +902,43 @@ export class Stack {
     // veth_xmit → __dev_forward_skb → is_skb_forwardable: larger than the peer's MTU + L2 header →
     // dropped and counted on the peer (rx_dropped) and on this end (tx_dropped); a local sender's
     // sendmsg gets NET_XMIT_DROP back as ENOBUFS
-    if (bytes.length > peer.mtu + 14 + 4) {
+    if (len > peer.mtu + 14 + 4) {
       peer.stats.rxDropped++;
       this.w.rec.counter({ netns: peerNs.name, name: 'rx_dropped', device: peer.name });
       this.txDropped(ns, dev);
       if (mine) this.sendError = 'ENOBUFS';
       return this.drop(
         peerNs,
-        { reason: 'mtu-exceeded', site: 'veth_xmit', len: bytes.length, mtu: peer.mtu },
+        { reason: 'mtu-exceeded', site: 'veth_xmit', len, mtu: peer.mtu },
         peer.name,
         2,
       );
     }
     // veth counts what it handed to the peer (veth_stats_tx): a dropped frame is not a TX packet
     dev.stats.txPackets++;
-    dev.stats.txBytes += bytes.length;
+    dev.stats.txBytes += len;
     this.w.tick(HOP_US);
     this.netifReceive(peerNs, peer, frame, bytes);
   }
 
-  private txStep(ns: Netns, dev: Link, frame: Frame, bytes: Uint8Array): void {
+  private txStep(ns: Netns, dev: Link, frame: Frame, bytes: WireBytes): void {
     this.capture(ns, dev, 'out', bytes);
-    this.step(ns, 'xmit', 2, 'tx', { type: 'xmit', frame }, { device: dev.name, frame: bytes });
+    this.step(ns, 'xmit', 2, 'tx', { type: 'xmit', frame }, { device: dev.name, wire: bytes });
   }
 
   /** netif_receive_skb: bridge port → bridge; else ARP or IPv4 when the frame is for this host */
-  netifReceive(ns: Netns, dev: Link, frame: Frame, bytes: Uint8Array): void {
+  netifReceive(ns: Netns, dev: Link, frame: Frame, bytes: WireBytes): void {
     if (ns.role === 'outside') return this.outside(ns, dev, frame);
     this.capture(ns, dev, 'in', bytes);
     dev.stats.rxPackets++;
     // vxlan_rcv counts from the inner IP header, every other device the whole frame
     dev.stats.rxBytes += dev.type === 'vxlan' ? bytes.length - 14 : bytes.length;
-    this.step(ns, 'rx', 2, 'rx', { type: 'rx', frame }, { device: dev.name, frame: bytes });
+    this.step(ns, 'rx', 2, 'rx', { type: 'rx', frame }, { device: dev.name, wire: bytes });
     if (dev.master) {
       const br = ns.link(dev.master);
       if (br && br.type === 'bridge') {
         let fragMax: number | undefined;
+        let prerouted: Skb | undefined;
         const p = frame.payload;
         if (
           p.kind === 'ipv4' &&
@@ -943,18 +950,18 @@ export class Stack {
           const whole = this.reassemble(ns, p);
           if (!whole) return;
           frame = { eth: frame.eth, payload: whole.pkt };
-          bytes = emitFrame(frame);
+          bytes = WireBytes.frame(frame);
           fragMax = whole.max;
         }
         // br_nf_pre_routing: IPv4 entering a bridge port runs PREROUTING (conntrack, NAT) in the
         // bridge, before the FDB decides; the IP layer does not run it again (ip_sabotage_in)
         if (frame.payload.kind === 'ipv4' && this.brNetfilter(ns)) {
           const daddr = frame.payload.ip.dst;
-          const pre: Skb = { pkt: frame.payload, iif: br.name, fragMax };
+          const pre = newSkb(frame.payload, br.name, undefined, fragMax);
           if (!this.netfilterHook(ns, 'PREROUTING', pre, br.name, undefined)) return;
           if (pre.pkt !== frame.payload) {
             frame = { eth: frame.eth, payload: pre.pkt };
-            bytes = emitFrame(frame);
+            bytes = WireBytes.frame(frame);
           }
           if (pre.pkt.ip.dst !== daddr) {
             // br_nf_pre_routing_finish: the destination was DNATed
@@ -963,25 +970,31 @@ export class Stack {
               return this.bridgedDnat(ns, br, dev, frame, pre, rr.nexthop, fragMax);
             // routed by the host: the frame is for the bridge device now (PACKET_HOST)
             frame = { eth: { ...frame.eth, dst: br.mac }, payload: pre.pkt };
-            bytes = emitFrame(frame);
+            bytes = WireBytes.frame(frame);
           }
-          this.bridgePre.set(frame, { br, skb: pre });
+          prerouted = pre;
         }
-        this.bridgeFinish(ns, br, dev, frame, bytes, fragMax);
+        this.bridgeFinish(ns, br, dev, frame, bytes, fragMax, prerouted);
         return;
       }
     }
     this.l2Deliver(ns, dev, frame);
   }
 
-  /** br_handle_frame_finish: learn, forward or pass up; the promiscuous bridge device's copy first */
+  /**
+   * br_handle_frame_finish: learn, forward or pass up; the promiscuous bridge device's copy first.
+   * `pre`: what br_netfilter's PREROUTING left on the skb as the frame entered this bridge, carried
+   * along the bridge's own path (FORWARD and POSTROUTING out of a port, or up to the host, where
+   * ip_rcv does not run PREROUTING again); a frame that leaves by a port is a new skb elsewhere.
+   */
   private bridgeFinish(
     ns: Netns,
     br: BridgeLink,
     dev: Link,
     frame: Frame,
-    bytes: Uint8Array,
+    bytes: WireBytes,
     fragMax?: number,
+    pre?: Skb,
   ): void {
     // tcpdump puts the bridge device in promiscuous mode, and a promiscuous bridge passes a copy
     // of every frame it receives up to itself: a capture on cni0 sees all bridged traffic;
@@ -991,7 +1004,7 @@ export class Stack {
       const forHost = d === BROADCAST || isMulticast(d) || d === br.mac || br.fdb.get(d)?.state === 'local';
       this.capture(ns, br, 'in', bytes, !forHost);
     }
-    this.bridgeInput(ns, br, dev, frame, fragMax);
+    this.bridgeInput(ns, br, dev, frame, fragMax, pre);
   }
 
   /**
@@ -1031,8 +1044,7 @@ export class Stack {
         { device: br.name },
       );
       const out: Frame = { eth: { ...frame.eth, dst: n.lladdr }, payload: pkt };
-      this.bridgePre.set(out, { br, skb });
-      return this.bridgeFinish(ns, br, port, out, emitFrame(out), fragMax);
+      return this.bridgeFinish(ns, br, port, out, WireBytes.frame(out), fragMax, skb);
     }
     this.bridgedQ.set(pkt, { port: port.name, src: frame.eth.src, skb, fragMax });
     const mac = this.resolve(ns, br, nexthop, pkt);
@@ -1047,16 +1059,18 @@ export class Stack {
     const b = this.bridgedQ.get(pkt)!;
     this.bridgedQ.delete(pkt);
     const sent: Frame = { eth: { dst: mac, src: br.mac, ethertype: ETHERTYPE_IPV4 }, payload: pkt };
-    this.txStep(ns, br, sent, emitFrame(sent));
+    this.txStep(ns, br, sent, WireBytes.frame(sent));
     const port = ns.link(b.port);
     if (!port) return;
     const out: Frame = { eth: { dst: mac, src: b.src, ethertype: ETHERTYPE_IPV4 }, payload: pkt };
-    this.bridgePre.set(out, { br, skb: b.skb });
-    this.bridgeFinish(ns, br, port, out, emitFrame(out), b.fragMax);
+    this.bridgeFinish(ns, br, port, out, WireBytes.frame(out), b.fragMax, b.skb);
   }
 
-  /** the frame is up the stack of `dev` (a plain device, or the bridge device itself) */
-  private l2Deliver(ns: Netns, dev: Link, frame: Frame, fragMax?: number): void {
+  /**
+   * the frame is up the stack of `dev` (a plain device, or the bridge device itself); `pre`: what
+   * br_netfilter's PREROUTING left on the skb when the frame entered that bridge
+   */
+  private l2Deliver(ns: Netns, dev: Link, frame: Frame, fragMax?: number, pre?: Skb): void {
     const dst = frame.eth.dst;
     if (dst !== BROADCAST && dst !== dev.mac && !isMulticast(dst)) {
       // PACKET_OTHERHOST: ip_rcv drops it silently
@@ -1069,8 +1083,11 @@ export class Stack {
     }
     if (frame.eth.ethertype === ETHERTYPE_ARP) return this.arpRcv(ns, dev, frame);
     if (frame.eth.ethertype === ETHERTYPE_IPV4 && frame.payload.kind === 'ipv4') {
-      const pre = this.preroutedIn(dev, frame);
-      return this.ipRcv(ns, dev, pre ? { ...pre, prerouted: true } : { pkt: frame.payload, fragMax });
+      return this.ipRcv(
+        ns,
+        dev,
+        pre ? { ...pre, prerouted: true } : newSkb(frame.payload, undefined, undefined, fragMax),
+      );
     }
   }
 
@@ -1090,7 +1107,14 @@ export class Stack {
   }
 
   /** br_handle_frame: learn the source, then forward, flood or pass up */
-  private bridgeInput(ns: Netns, br: BridgeLink, port: Link, frame: Frame, fragMax?: number): void {
+  private bridgeInput(
+    ns: Netns,
+    br: BridgeLink,
+    port: Link,
+    frame: Frame,
+    fragMax?: number,
+    pre?: Skb,
+  ): void {
     if (!br.up)
       return this.drop(ns, { reason: 'link-down', site: 'br_handle_frame', bridge: 'bridge' }, br.name, 2);
     const src = frame.eth.src;
@@ -1111,7 +1135,7 @@ export class Stack {
         known.updated = this.w.now;
       }
     }
-    this.bridgeForward(ns, br, frame, port, fragMax);
+    this.bridgeForward(ns, br, frame, port, fragMax, pre);
   }
 
   /** br_pass_frame_up: the bridge device counts what it hands to the host, without the Ethernet header */
@@ -1123,7 +1147,7 @@ export class Stack {
 
   /** br_dev_xmit: the host sends through its bridge device */
   private bridgeXmit(ns: Netns, br: BridgeLink, frame: Frame): void {
-    const bytes = emitFrame(frame);
+    const bytes = WireBytes.frame(frame);
     this.txStep(ns, br, frame, bytes);
     br.stats.txPackets++;
     br.stats.txBytes += bytes.length;
@@ -1136,12 +1160,11 @@ export class Stack {
     frame: Frame,
     inPort: Link | undefined,
     fragMax?: number,
+    pre?: Skb,
   ): void {
     const dst = frame.eth.dst;
-    const ports = [...ns.links.values()].filter((l) => l.master === br.name);
-    // should_deliver: never back out of the port it came in by, unless that port is in hairpin mode
-    const deliver = (p: Link) => p !== inPort || !!p.hairpin;
     if (dst === BROADCAST || isMulticast(dst)) {
+      const ports = portsOf(ns, br);
       this.step(
         ns,
         'bridge',
@@ -1152,7 +1175,7 @@ export class Stack {
           bridge: br.name,
           mac: dst,
           broadcast: true,
-          ports: ports.filter(deliver).map((p) => p.name),
+          ports: ports.filter((p) => shouldDeliver(p, inPort)).map((p) => p.name),
           toHost: !!inPort,
         },
         { device: br.name },
@@ -1166,8 +1189,9 @@ export class Stack {
       // the kernel puts the asker's own request back out before the host's reply, the model after
       // it (lab Service seeds with svc-hairpin are skipped for that, test/lab-diff.test.ts)
       if (inPort) this.passUp(br, frame);
-      if (inPort) this.l2Deliver(ns, br, frame, fragMax);
-      for (const p of ports) if (deliver(p)) this.bridgePortXmit(ns, br, p, frame, inPort, fragMax);
+      if (inPort) this.l2Deliver(ns, br, frame, fragMax, pre);
+      for (const p of ports)
+        if (shouldDeliver(p, inPort)) this.bridgePortXmit(ns, br, p, frame, inPort, fragMax, pre);
       return;
     }
     const e = this.fdbLookup(br, dst);
@@ -1182,7 +1206,7 @@ export class Stack {
       );
       if (!inPort) return; // the host sent to itself: nothing to do
       this.passUp(br, frame);
-      return this.l2Deliver(ns, br, frame, fragMax);
+      return this.l2Deliver(ns, br, frame, fragMax, pre);
     }
     if (e) {
       const out = ns.link(e.port);
@@ -1194,16 +1218,16 @@ export class Stack {
         { type: 'fdb-forward', bridge: br.name, mac: dst, port: e.port, state: e.state },
         { device: br.name },
       );
-      if (!out || !deliver(out))
+      if (!out || !shouldDeliver(out, inPort))
         return this.drop(
           ns,
           { reason: 'not-for-host', site: 'br_forward', mac: dst, port: out?.name },
           br.name,
           2,
         );
-      return this.bridgePortXmit(ns, br, out, frame, inPort, fragMax);
+      return this.bridgePortXmit(ns, br, out, frame, inPort, fragMax, pre);
     }
-    const others = ports.filter(deliver);
+    const others = portsOf(ns, br).filter((p) => shouldDeliver(p, inPort));
     this.step(
       ns,
       'bridge',
@@ -1219,7 +1243,7 @@ export class Stack {
       },
       { device: br.name },
     );
-    for (const p of others) this.bridgePortXmit(ns, br, p, frame, inPort, fragMax);
+    for (const p of others) this.bridgePortXmit(ns, br, p, frame, inPort, fragMax, pre);
   }
 
   /** br_forward: bridged IPv4 goes through iptables FORWARD when br_netfilter is on */
@@ -1230,10 +1254,11 @@ export class Stack {
     frame: Frame,
     inPort: Link | undefined,
     fragMax?: number,
+    prerouted?: Skb,
   ): void {
     if (!port.up)
       return this.drop(ns, { reason: 'link-down', site: 'br_forward', bridge: 'port' }, port.name, 2);
-    const pre = inPort ? this.preroutedIn(br, frame) : undefined;
+    const pre = inPort ? prerouted : undefined;
     if (pre) {
       // br_nf_forward_ip, br_nf_post_routing (PREROUTING ran when the frame entered the bridge)
       const skb: Skb = { ...pre };
@@ -1278,7 +1303,7 @@ export class Stack {
   /* ------------------------------------------------------------ vxlan */
 
   private vxlanXmit(ns: Netns, vx: VxlanLink, frame: Frame): void {
-    const bytes = emitFrame(frame);
+    const bytes = WireBytes.frame(frame);
     this.txStep(ns, vx, frame, bytes);
     const fdb = vx.fdb.get(frame.eth.dst) ?? vx.fdb.get(ZERO_MAC);
     if (!fdb) {
@@ -1380,9 +1405,9 @@ export class Stack {
         tun.name,
       );
     }
-    const bytes = emitIpv4Packet(inner);
+    const bytes = WireBytes.ip(inner);
     this.capture(ns, tun, 'out', bytes);
-    this.step(ns, 'xmit', 3, 'tx', { type: 'xmit-ip', pkt: inner }, { device: tun.name, frame: bytes });
+    this.step(ns, 'xmit', 3, 'tx', { type: 'xmit-ip', pkt: inner }, { device: tun.name, wire: bytes });
     tun.stats.txPackets++;
     tun.stats.txBytes += bytes.length;
     const pre = this.routeOutput(ns, remote);
@@ -1576,7 +1601,7 @@ export class Stack {
       { device: vx.name },
     );
     this.w.tick(HOP_US);
-    this.netifReceive(ns, vx, inner, emitFrame(inner));
+    this.netifReceive(ns, vx, inner, WireBytes.frame(inner));
   }
 
   private ipipRcv(ns: Netns, tun: IpipLink, outer: Ipv4Packet, inner: Ipv4Packet): void {
@@ -1588,12 +1613,12 @@ export class Stack {
       { type: 'decap-ipip', outerSrc: outer.ip.src, outerDst: outer.ip.dst, inner },
       { device: tun.name },
     );
-    const bytes = emitIpv4Packet(inner);
+    const bytes = WireBytes.ip(inner);
     this.capture(ns, tun, 'in', bytes);
     tun.stats.rxPackets++;
     tun.stats.rxBytes += bytes.length;
-    this.step(ns, 'rx', 3, 'rx', { type: 'rx-ip', pkt: inner }, { device: tun.name, frame: bytes });
-    this.ipRcv(ns, tun, { pkt: inner });
+    this.step(ns, 'rx', 3, 'rx', { type: 'rx-ip', pkt: inner }, { device: tun.name, wire: bytes });
+    this.ipRcv(ns, tun, newSkb(inner));
   }
 
   private reassemble(ns: Netns, frag: Ipv4Packet): { pkt: Ipv4Packet; max: number } | undefined {
@@ -1625,19 +1650,6 @@ export class Stack {
 
   conntrackOn(ns: Netns): boolean {
     return ns.netfilter.usesConntrack();
-  }
-
-  /**
-   * frames that went through br_netfilter's PREROUTING on entering a bridge, with the bridge and
-   * what the hook left on the skb. Only that bridge reads it back: the same frame object leaves by
-   * a port into another namespace (a segment's bridge, then a node's eth0), where it is a new skb
-   * whose PREROUTING has not run.
-   */
-  private bridgePre = new WeakMap<Frame, { br: BridgeLink; skb: Skb }>();
-
-  private preroutedIn(br: Link, frame: Frame): Skb | undefined {
-    const e = this.bridgePre.get(frame);
-    return e && e.br === br ? e.skb : undefined;
   }
 
   /**
@@ -1859,7 +1871,9 @@ export function loopbackRoute(ns: Netns, dst: string, src: string): RouteResult 
 }
 
 export function isMulticast(mac: MacAddr): boolean {
-  return (parseInt(mac.slice(0, 2), 16) & 1) === 1;
+  // the group bit is the low bit of the first octet: of its second hex digit
+  const c = mac.charCodeAt(1);
+  return ((c <= 57 ? c - 48 : (c | 32) - 87) & 1) === 1;
 }
 
 export { tupleOf };
@@ -1877,6 +1891,18 @@ function attachedCt(ct: CtResult | undefined): CtResult | undefined {
     isNew: false,
     related: true,
   };
+}
+
+/** a bridge's ports, in the order the namespace has its links */
+function portsOf(ns: Netns, br: Link): Link[] {
+  const out: Link[] = [];
+  for (const l of ns.links.values()) if (l.master === br.name) out.push(l);
+  return out;
+}
+
+/** should_deliver: never back out of the port it came in by, unless that port is in hairpin mode */
+function shouldDeliver(p: Link, inPort: Link | undefined): boolean {
+  return p !== inPort || !!p.hairpin;
 }
 
 /** the flow hash is symmetric (flow_hash_from_keys orders the endpoints): both directions share it */
@@ -1912,19 +1938,22 @@ export function nfDecision(ns: Netns, t: Traversal): NfDecision {
   };
 }
 
+/** the probability a rule's `-m statistic --mode random` match matches with */
+function randomProbability(r: Rule): number | undefined {
+  for (const m of r.matches)
+    if (m.kind === 'statistic' && m.mode === 'random' && !m.neg) return m.probability / 0x80000000;
+  return undefined;
+}
+
 /** the last rule of the path reached through `-m statistic --mode random` draws, with its probability */
 function randomChoice(ns: Netns, t: Traversal): NfDecision['choice'] {
-  const p = (r: Rule) => {
-    const m = r.matches.find((x) => x.kind === 'statistic' && x.mode === 'random' && !x.neg);
-    return m?.kind === 'statistic' ? m.probability / 0x80000000 : undefined;
-  };
   for (let k = t.path.length - 1; k >= 0; k--) {
     const hit = t.path[k];
     const rules = ns.netfilter.chain(t.table, hit.chain)?.rules ?? [];
-    let probability = p(hit.rule) ?? 1;
+    let probability = randomProbability(hit.rule) ?? 1;
     let random = probability !== 1;
-    for (const r of rules.slice(0, hit.index - 1)) {
-      const q = p(r);
+    for (let i = 0; i < hit.index - 1 && i < rules.length; i++) {
+      const q = randomProbability(rules[i]);
       if (q === undefined) continue;
       probability *= 1 - q;
       random = true;

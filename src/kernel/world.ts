@@ -2,8 +2,9 @@
  * The world: every network namespace of a cluster (nodes, pods, underlay segments, router),
  * a simulated clock, the frames seen on every device, and the recorder the datapath writes steps to.
  */
-import type { CounterEvent, Step } from './events.ts';
+import type { CounterEvent, Layer, Step, StepEvent, StepKind } from './events.ts';
 import { Netns, type NetnsRole } from './objects.ts';
+import type { WireBytes } from './wire-bytes.ts';
 
 /**
  * What a kernel timer does when it fires: plain data naming the object whose timer it is (the
@@ -26,14 +27,35 @@ export interface Timer {
 
 export interface Capture {
   /** µs */
-  time: number;
-  netns: string;
-  dev: string;
-  dir: 'in' | 'out';
-  frame: Uint8Array;
+  readonly time: number;
+  readonly netns: string;
+  readonly dev: string;
+  readonly dir: 'in' | 'out';
+  readonly frame: Uint8Array;
   /** seen only because the capture put the device in promiscuous mode (a bridge's view of
    * traffic it forwards between ports); `tcpdump -p` leaves these out */
-  promisc: boolean;
+  readonly promisc: boolean;
+}
+
+/** a frame the datapath captured: its bytes are emitted when first read (wire-bytes.ts) */
+export class DeviceCapture implements Capture {
+  constructor(
+    readonly time: number,
+    readonly netns: string,
+    readonly dev: string,
+    readonly dir: 'in' | 'out',
+    private readonly wire: WireBytes,
+    readonly promisc: boolean,
+  ) {}
+
+  get frame(): Uint8Array {
+    return this.wire.bytes;
+  }
+}
+
+/** a capture as plain data (the world's saved form), in the fields' order */
+export function captureData(c: Capture): Capture {
+  return { time: c.time, netns: c.netns, dev: c.dev, dir: c.dir, frame: c.frame, promisc: c.promisc };
 }
 
 /** FNV-1a over a string, 32-bit: the root of every seeded value (MACs, ports, ISNs). */
@@ -78,31 +100,62 @@ export function derivedMac(seed: string): string {
 
 export type { CounterEvent };
 
+/** what a step is recorded from: the frame's bytes as the device saw them, emitted when read */
+export type StepInput = Pick<Step, 'kind' | 'layer' | 'netns' | 'device' | 'action' | 'ev'> & {
+  wire?: WireBytes;
+};
+
+/** a recorded step; `frame` is emitted from the packet's representation when first read */
+class RecordedStep implements Step {
+  readonly #wire: WireBytes | undefined;
+
+  constructor(
+    readonly n: number,
+    readonly kind: StepKind,
+    readonly layer: Layer,
+    readonly netns: string,
+    readonly device: string | undefined,
+    readonly action: string,
+    readonly ev: StepEvent,
+    wire: WireBytes | undefined,
+    readonly time: number,
+    readonly aux: string | undefined,
+    readonly part: string | undefined,
+  ) {
+    this.#wire = wire;
+  }
+
+  get frame(): Uint8Array | undefined {
+    return this.#wire?.bytes;
+  }
+}
+
 export class Recorder {
   readonly steps: Step[] = [];
   readonly counters: CounterEvent[] = [];
   /** counters[mark…] rose after the last step */
   private mark = 0;
-  private auxStack: string[] = [];
+  /** the side exchange the next steps belong to (withAux nests: the innermost label) */
+  private aux: string | undefined = undefined;
   part?: string;
 
   constructor(private readonly world: World) {}
 
-  add(s: Omit<Step, 'n' | 'time' | 'aux' | 'part'>): Step {
-    // one object shape for every step (absent fields are undefined): the recorder is on the hot path
-    const step: Step = {
-      n: this.steps.length + 1,
-      kind: s.kind,
-      layer: s.layer,
-      netns: s.netns,
-      device: s.device,
-      action: s.action,
-      ev: s.ev,
-      frame: s.frame,
-      time: this.world.now,
-      aux: this.auxStack[this.auxStack.length - 1],
-      part: this.part,
-    };
+  add(s: StepInput): Step {
+    // one class for every step (absent fields are undefined): the recorder is on the hot path
+    const step = new RecordedStep(
+      this.steps.length + 1,
+      s.kind,
+      s.layer,
+      s.netns,
+      s.device,
+      s.action,
+      s.ev,
+      s.wire,
+      this.world.now,
+      this.aux,
+      this.part,
+    );
     this.steps.push(step);
     this.mark = this.counters.length;
     return step;
@@ -119,11 +172,12 @@ export class Recorder {
   }
 
   withAux<T>(label: string, fn: () => T): T {
-    this.auxStack.push(label);
+    const outer = this.aux;
+    this.aux = label;
     try {
       return fn();
     } finally {
-      this.auxStack.pop();
+      this.aux = outer;
     }
   }
 }

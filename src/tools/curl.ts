@@ -162,7 +162,7 @@ export const curl: Tool = (argv, { cluster: c, netns: ns }): ToolResult => {
   const request = asciiBytes(
     `GET ${path} HTTP/1.1\r\nHost: ${hostHeader}\r\nUser-Agent: curl/${VERSION}\r\nAccept: */*\r\n\r\n`,
   );
-  const [lo, hi] = (ns.sysctl.get('net.ipv4.ip_local_port_range') ?? '32768\t60999').split(/\s+/).map(Number);
+  const [lo, hi] = ns.sysctlInts('net.ipv4.ip_local_port_range', '32768\t60999');
   const sport = lo + (w.derive('curl-sport', ns.name, start) % (hi - lo + 1));
   const conn: TcpConn | undefined = c.sockets.connect(ns, host, port, sport, request, { timers: true });
   if (conn && conn.state !== 'CLOSED') {

@@ -62,7 +62,8 @@ export interface Trace {
 export function hopsOf(steps: readonly Step[]): Hop[] {
   const hops: Hop[] = [];
   for (const s of steps) {
-    const last = hops[hops.length - 1];
+    // (not hops[-1]: reading before an empty array's start is a slow property lookup)
+    const last = hops.length ? hops[hops.length - 1] : undefined;
     if (last && last.netns === s.netns) (last.steps as Step[]).push(s);
     else hops.push({ netns: s.netns, steps: [s] });
   }

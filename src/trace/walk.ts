@@ -221,12 +221,13 @@ export function walk(c: Cluster, req: WalkRequest, opts: { exchange?: boolean } 
     );
   if (svc) req = { ...req, to: svc.ip, port: svc.port };
   const dst = resolveEndpoint(c, req.to, 'destination');
-  c.stack.pins.clear();
+  const pins = c.stack.pins;
+  if (pins.size) pins.clear();
   if (svc && req.endpoint !== undefined) pinEndpoint(c, svc, req.endpoint);
   try {
     return walkFlow(c, req, src, dst, opts);
   } finally {
-    c.stack.pins.clear();
+    if (pins.size) pins.clear();
   }
 }
 
@@ -245,7 +246,7 @@ function walkFlow(
     throw new WalkError(`port must be 1..65535`);
   const rr = stack.routeOutput(ns, dst.ip);
   const srcIp = rr && 'error' in rr ? dst.ip : (rr?.src ?? src.ip);
-  const [lo, hi] = (ns.sysctl.get('net.ipv4.ip_local_port_range') ?? '32768\t60999').split(/\s+/).map(Number);
+  const [lo, hi] = ns.sysctlInts('net.ipv4.ip_local_port_range', '32768\t60999');
   const sport =
     req.sport ??
     (proto === 'icmp'

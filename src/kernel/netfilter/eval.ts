@@ -49,6 +49,63 @@ export function ruleMatches(r: Rule, p: PacketView, env: MatchEnv): boolean {
 /** the most chains deep a traversal goes (the kernel refuses loops when rules are added) */
 const MAX_DEPTH = 32;
 
+/** one chain of a traversal (ipt_do_table's loop, a jump recursing); true when a target decided */
+function walkChain(
+  table: ReadonlyMap<string, Chain>,
+  res: Traversal,
+  p: PacketView,
+  env: MatchEnv,
+  chainName: string,
+  depth: number,
+): boolean {
+  const chain = table.get(chainName);
+  if (!chain || depth > MAX_DEPTH) return false;
+  for (let i = 0; i < chain.rules.length; i++) {
+    const r = chain.rules[i];
+    env.pos.chain = chainName;
+    env.pos.index = i + 1;
+    if (!ruleMatches(r, p, env)) continue;
+    r.pkts++;
+    r.bytes += p.len;
+    const hit = { chain: chainName, index: i + 1, rule: r };
+    res.path.push(hit);
+    const t = r.target;
+    if (!t) continue;
+    switch (t.kind) {
+      case 'ACCEPT':
+      case 'DROP':
+      case 'REJECT':
+      case 'DNAT':
+      case 'SNAT':
+      case 'MASQUERADE':
+        res.verdict = t.kind === 'DROP' || t.kind === 'REJECT' ? t.kind : 'ACCEPT';
+        res.decided = hit;
+        return true;
+      case 'RETURN':
+        return false;
+      case 'MARK':
+        p.mark = ((p.mark & ~t.mask) ^ t.value) >>> 0;
+        continue;
+      case 'CT':
+        res.notrack = true;
+        continue;
+      case 'jump':
+      case 'goto': {
+        if (t.chain === 'ACCEPT' || t.chain === 'DROP') {
+          res.verdict = t.chain;
+          res.decided = hit;
+          return true;
+        }
+        if (walkChain(table, res, p, env, t.chain, depth + 1)) return true;
+        // -g: the chain gone to returns to whoever called this one
+        if (t.kind === 'goto') return false;
+        continue;
+      }
+    }
+  }
+  return false;
+}
+
 /**
  * Run a packet through a builtin chain of a table. `countPolicy`: the table exists in the kernel,
  * so its builtin chain counts the packets its policy decides.
@@ -62,55 +119,7 @@ export function traverse(
   countPolicy: boolean,
 ): Traversal {
   const res: Traversal = { table: tableName, hook, chain: hook, path: [], verdict: 'ACCEPT' };
-  const walk = (chainName: string, depth: number): boolean => {
-    const chain = table.get(chainName);
-    if (!chain || depth > MAX_DEPTH) return false;
-    for (let i = 0; i < chain.rules.length; i++) {
-      const r = chain.rules[i];
-      env.pos.chain = chainName;
-      env.pos.index = i + 1;
-      if (!ruleMatches(r, p, env)) continue;
-      r.pkts++;
-      r.bytes += p.len;
-      const hit = { chain: chainName, index: i + 1, rule: r };
-      res.path.push(hit);
-      const t = r.target;
-      if (!t) continue;
-      switch (t.kind) {
-        case 'ACCEPT':
-        case 'DROP':
-        case 'REJECT':
-        case 'DNAT':
-        case 'SNAT':
-        case 'MASQUERADE':
-          res.verdict = t.kind === 'DROP' || t.kind === 'REJECT' ? t.kind : 'ACCEPT';
-          res.decided = hit;
-          return true;
-        case 'RETURN':
-          return false;
-        case 'MARK':
-          p.mark = ((p.mark & ~t.mask) ^ t.value) >>> 0;
-          continue;
-        case 'CT':
-          res.notrack = true;
-          continue;
-        case 'jump':
-        case 'goto': {
-          if (t.chain === 'ACCEPT' || t.chain === 'DROP') {
-            res.verdict = t.chain;
-            res.decided = hit;
-            return true;
-          }
-          if (walk(t.chain, depth + 1)) return true;
-          // -g: the chain gone to returns to whoever called this one
-          if (t.kind === 'goto') return false;
-          continue;
-        }
-      }
-    }
-    return false;
-  };
-  if (walk(hook, 0)) return res;
+  if (walkChain(table, res, p, env, hook, 0)) return res;
   const builtin = table.get(hook)!;
   // a table that does not exist in the kernel has no hooks: nothing counts there (a pod's namespace)
   if (countPolicy && !builtin.noCounters) {

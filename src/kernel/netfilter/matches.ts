@@ -5,7 +5,7 @@
  * and tests a packet the way the kernel's xt_* match does.
  */
 import { intToIp4, ip4ToInt } from '../../wire/addr.ts';
-import type { MatchExtension, OptionSpec, PacketView, PrintCtx } from './extension.ts';
+import type { CtView, MatchExtension, OptionSpec, PacketView, PrintCtx } from './extension.ts';
 import {
   fullRange,
   hex,
@@ -313,25 +313,6 @@ const conntrack: MatchExtension<ConntrackMatch> = {
   test(m, p) {
     const ct = p.ct;
     const e = ct?.entry;
-    const status = (s: string) =>
-      !!e &&
-      (s === 'SEEN_REPLY'
-        ? e.seenReply
-        : s === 'ASSURED'
-          ? e.assured
-          : s === 'CONFIRMED'
-            ? e.confirmed
-            : false);
-    const addr = (k: (typeof CT_ADDR)[number]) =>
-      ip4ToInt(
-        k === 'origsrc'
-          ? e!.orig.src
-          : k === 'origdst'
-            ? e!.orig.dst
-            : k === 'replsrc'
-              ? e!.reply.src
-              : e!.reply.dst,
-      );
     if (
       m.state &&
       (m.state.v.includes(p.ctstate) ||
@@ -341,16 +322,37 @@ const conntrack: MatchExtension<ConntrackMatch> = {
       return false;
     for (const k of CT_ADDR) {
       const a = m[k];
-      if (a && (!!e && inNet(addr(k), a.v)) === a.neg) return false;
+      if (a && (!!e && inNet(ctAddr(e, k), a.v)) === a.neg) return false;
     }
     if (m.status) {
       const any =
-        m.status.v.length === 0 ? !!e && !e.seenReply && !e.assured && !e.confirmed : m.status.v.some(status);
+        m.status.v.length === 0
+          ? !!e && !e.seenReply && !e.assured && !e.confirmed
+          : m.status.v.some((s) => ctStatus(e, s));
       if (any === m.status.neg) return false;
     }
     return m.dir === undefined || (!!ct && (ct.dir === 'original' ? 'ORIGINAL' : 'REPLY') === m.dir);
   },
 };
+
+/** a --ctstatus bit of the entry */
+function ctStatus(e: CtView['entry'] | undefined, s: string): boolean {
+  if (!e) return false;
+  return s === 'SEEN_REPLY'
+    ? e.seenReply
+    : s === 'ASSURED'
+      ? e.assured
+      : s === 'CONFIRMED'
+        ? e.confirmed
+        : false;
+}
+
+/** the address a --ctorigsrc/--ctorigdst/--ctreplsrc/--ctrepldst option compares */
+function ctAddr(e: CtView['entry'], k: (typeof CT_ADDR)[number]): number {
+  return ip4ToInt(
+    k === 'origsrc' ? e.orig.src : k === 'origdst' ? e.orig.dst : k === 'replsrc' ? e.reply.src : e.reply.dst,
+  );
+}
 
 /** conntrack_dump of libxt_conntrack: the options in the kernel struct's order */
 function ctDump(m: ConntrackMatch, prefix: string, ctx: PrintCtx): string {
@@ -532,12 +534,19 @@ const multiport: MatchExtension<MultiportMatch> = {
     return ` multiport ${name} ${m.neg ? ' !' : ''}${list}`;
   },
   test(m, p) {
-    const hit = (x: number | undefined) => x !== undefined && m.ports.some(([lo, hi]) => x >= lo && x <= hi);
     const ok =
-      m.flags === 'src' ? hit(p.sport) : m.flags === 'dst' ? hit(p.dport) : hit(p.sport) || hit(p.dport);
+      m.flags === 'src'
+        ? inPorts(m.ports, p.sport)
+        : m.flags === 'dst'
+          ? inPorts(m.ports, p.dport)
+          : inPorts(m.ports, p.sport) || inPorts(m.ports, p.dport);
     return ok !== m.neg;
   },
 };
+
+function inPorts(ports: readonly PortRange[], x: number | undefined): boolean {
+  return x !== undefined && ports.some(([lo, hi]) => x >= lo && x <= hi);
+}
 
 /* ------------------------------------------------------------ addrtype */
 
@@ -586,9 +595,10 @@ const addrtype: MatchExtension<AddrtypeMatch> = {
   },
   test(m, p, env) {
     const dev = m.limitIn ? p.in : m.limitOut ? p.out : undefined;
-    const t = (x: Neg<readonly string[]> | undefined, a: number) =>
-      neg(x, () => x!.v.includes(env.addrType(a, dev)));
-    return t(m.src, p.src) && t(m.dst, p.dst);
+    return (
+      neg(m.src, () => m.src!.v.includes(env.addrType(p.src, dev))) &&
+      neg(m.dst, () => m.dst!.v.includes(env.addrType(p.dst, dev)))
+    );
   },
 };
 
