@@ -133,11 +133,14 @@ export function programMode(c: Cluster): void {
         addressAdd(ns, 'flannel.1', n.podNet, 32);
         linkSetUp(w, ns, 'flannel.1', true);
       }
+      // every node's VTEP MAC, looked up once (not once per pair of nodes)
+      const vteps = c.nodes.map((o) => w.ns(o.name).link('flannel.1')!.mac);
       for (const n of c.nodes) {
         const ns = w.ns(n.name);
-        for (const o of c.nodes) {
+        for (let k = 0; k < c.nodes.length; k++) {
+          const o = c.nodes[k];
           if (o === n) continue;
-          const vtep = w.ns(o.name).link('flannel.1')!.mac;
+          const vtep = vteps[k];
           route(n.name, { prefix: o.podCIDR, via: o.podNet, dev: 'flannel.1', onlink: true });
           tryAdd(() =>
             neighAdd(ns, w, {

@@ -55,8 +55,13 @@ export function formatRoute(r: Route, linkdown = false): string {
 export class Fib {
   /** kept in the order `ip route show` lists them: by network address, longer prefixes first, then metric */
   private routes: Route[] = [];
-  /** buckets by prefix length for lookup, longest first */
-  private byLen: Map<number, Route[]>[] = Array.from({ length: 33 }, () => new Map());
+  /**
+   * the routes by prefix length, then network address, each list by metric; a length gets its
+   * map when a route of that length is added (most namespaces use two or three of the 33)
+   */
+  private byLen: (Map<number, Route[]> | undefined)[] = [];
+  /** the lengths that have a map, longest first: what lookup walks */
+  private lens: number[] = [];
 
   list(): readonly Route[] {
     return this.routes;
@@ -74,16 +79,27 @@ export class Fib {
 
   add(r: Route): void {
     // Linux lists the main table in trie order: by network address, longer prefix first on ties (checked on 6.18)
-    const cmp = (a: Route, b: Route) => a.dst - b.dst || b.len - a.len || a.metric - b.metric;
-    let lo = 0;
-    let hi = this.routes.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (cmp(this.routes[mid], r) <= 0) lo = mid + 1;
-      else hi = mid;
+    const routes = this.routes;
+    const last = routes[routes.length - 1];
+    // routes are mostly added in that order already (a daemon's lease after lease): append
+    if (!last || cmp(last, r) <= 0) routes.push(r);
+    else {
+      let lo = 0;
+      let hi = routes.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (cmp(routes[mid], r) <= 0) lo = mid + 1;
+        else hi = mid;
+      }
+      routes.splice(lo, 0, r);
     }
-    this.routes.splice(lo, 0, r);
-    const bucket = this.byLen[r.len];
+    let bucket = this.byLen[r.len];
+    if (!bucket) {
+      bucket = new Map();
+      this.byLen[r.len] = bucket;
+      this.lens.push(r.len);
+      this.lens.sort((a, b) => b - a);
+    }
     const list = bucket.get(r.dst);
     if (list) {
       list.push(r);
@@ -94,6 +110,7 @@ export class Fib {
   remove(r: Route): void {
     this.routes = this.routes.filter((x) => x !== r);
     const bucket = this.byLen[r.len];
+    if (!bucket) return;
     const list = bucket.get(r.dst)?.filter((x) => x !== r);
     if (list && list.length) bucket.set(r.dst, list);
     else bucket.delete(r.dst);
@@ -110,14 +127,18 @@ export class Fib {
    * down); Linux skips those and keeps looking at shorter prefixes.
    */
   lookup(addr: number, usable: (r: Route) => boolean = () => true): Route | undefined {
-    for (let len = 32; len >= 0; len--) {
-      const bucket = this.byLen[len];
+    for (const len of this.lens) {
+      const bucket = this.byLen[len]!;
       if (bucket.size === 0) continue;
-      const net = (addr & prefixMask(len)) >>> 0;
-      const list = bucket.get(net);
+      const list = bucket.get((addr & prefixMask(len)) >>> 0);
       if (!list) continue;
       for (const r of list) if (usable(r)) return r;
     }
     return undefined;
   }
+}
+
+/** trie order: by network address, longer prefix first on ties, then metric */
+function cmp(a: Route, b: Route): number {
+  return a.dst - b.dst || b.len - a.len || a.metric - b.metric;
 }

@@ -363,56 +363,83 @@ function someForwarding(ns: Netns, br: Link): boolean {
 function withCarrier(w: World, devs: Watched[], change: () => void, goingDown?: Link): void {
   const watched: Watched[] = [];
   const seen = new Set<Link>();
-  const watch = (x: Watched) => {
-    if (seen.has(x.l)) return;
-    seen.add(x.l);
-    watched.push(x);
+  const watch = (ns: Netns, l: Link) => {
+    if (seen.has(l)) return;
+    seen.add(l);
+    watched.push({ ns, l });
   };
   for (const x of devs) {
-    watch(x);
+    watch(x.ns, x.l);
     const peer = vethPeer(w, x.l);
-    if (peer && x.l.type === 'veth') watch({ ns: w.ns(x.l.peer!.netns), l: peer });
+    if (peer && x.l.type === 'veth') watch(w.ns(x.l.peer!.netns), peer);
   }
-  for (const x of [...watched]) {
+  for (let i = 0, n = watched.length; i < n; i++) {
+    const x = watched[i];
     const br = x.l.master ? x.ns.link(x.l.master) : undefined;
-    if (br) watch({ ns: x.ns, l: br });
-    if (x.l.type === 'bridge') for (const p of bridgePorts(x.ns, x.l)) watch({ ns: x.ns, l: p });
+    if (br) watch(x.ns, br);
+    if (x.l.type === 'bridge') for (const p of bridgePorts(x.ns, x.l)) watch(x.ns, p);
   }
   // A bridge's ports and their forwarding states, compared before and after the change. Only the
   // watched devices change: a port that is not watched keeps its membership and state (a bridge
   // whose own state changes is in `devs`, and all its ports are watched), so comparing the watched
   // ports alone finds exactly what comparing every port would, without a scan of the bridge's
   // ports per change (a segment bridge has a port per node).
-  const portsOf = (x: Watched): string => {
-    if (x.l.type !== 'bridge') return '';
-    const ports = watched.filter((p) => p.ns === x.ns && p.l.master === x.l.name);
-    ports.sort((a, b) => a.l.ifindex - b.l.ifindex);
-    return ports.map((p) => `${p.l.name}:${portForwarding(x.ns, p.l)}`).join(' ');
-  };
-  const before = watched.map((x) => ({
-    ...x,
-    ok: carrierOk(x.l),
-    fwd: !!x.l.master && portForwarding(x.ns, x.l),
-    ports: portsOf(x),
-  }));
+  const before: Before[] = [];
+  for (const x of watched)
+    before.push({
+      ns: x.ns,
+      l: x.l,
+      ok: carrierOk(x.l),
+      fwd: !!x.l.master && portForwarding(x.ns, x.l),
+      ports: x.l.type === 'bridge' ? watchedPorts(watched, x) : undefined,
+    });
   change();
   // a bridge that got ports by the change is watched too (its ports are the ones in `devs`)
-  for (const x of [...watched]) {
+  for (let i = 0, n = watched.length; i < n; i++) {
+    const x = watched[i];
     const br = x.l.master ? x.ns.link(x.l.master) : undefined;
     if (br && !seen.has(br)) {
-      watch({ ns: x.ns, l: br });
-      before.push({ ns: x.ns, l: br, ok: carrierOk(br), fwd: false, ports: '' });
+      watch(x.ns, br);
+      before.push({ ns: x.ns, l: br, ok: carrierOk(br), fwd: false, ports: [] });
     }
   }
   for (const b of before) if (b.l.type === 'veth') setCarrier(b.l, b.l.up && !!vethPeer(w, b.l)?.up);
   for (const b of before)
-    if (b.l.type === 'bridge' && portsOf(b) !== b.ports) setCarrier(b.l, someForwarding(b.ns, b.l));
+    if (b.l.type === 'bridge' && !samePorts(watchedPorts(watched, b), b.ports!))
+      setCarrier(b.l, someForwarding(b.ns, b.l));
   for (const b of before) {
     if (b.l === goingDown) continue;
     if (b.ok && !carrierOk(b.l))
       b.ns.neigh.removeWhere((n) => n.dev === b.l.name && n.state !== 'PERMANENT' && n.state !== 'NOARP');
     if (b.fwd && !portForwarding(b.ns, b.l)) flushPortFdb(b.ns, b.l);
   }
+}
+
+/** a watched device as it was before the change: carrier, forwarding, and for a bridge its watched ports */
+interface Before extends Watched {
+  ok: boolean;
+  fwd: boolean;
+  ports: PortState[] | undefined;
+}
+
+interface PortState {
+  l: Link;
+  fwd: boolean;
+}
+
+/** the watched ports of a bridge with their forwarding states, in ifindex order */
+function watchedPorts(watched: readonly Watched[], br: Watched): PortState[] {
+  const out: PortState[] = [];
+  for (const p of watched)
+    if (p.ns === br.ns && p.l.master === br.l.name) out.push({ l: p.l, fwd: portForwarding(br.ns, p.l) });
+  if (out.length > 1) out.sort((a, b) => a.l.ifindex - b.l.ifindex);
+  return out;
+}
+
+function samePorts(a: readonly PortState[], b: readonly PortState[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i].l.name !== b[i].l.name || a[i].fwd !== b[i].fwd) return false;
+  return true;
 }
 
 /**
@@ -473,7 +500,11 @@ export function linkSetMtu(ns: Netns, name: string, mtu: number): void {
 /** IFA_F_SECONDARY, derived from the list order the kernel keeps (primaries first) */
 export function isSecondary(dev: Link, i: number): boolean {
   const a = dev.addrs[i];
-  return dev.addrs.slice(0, i).some((b) => b.len === a.len && inPrefix(b.ip, a.ip, a.len));
+  for (let j = 0; j < i; j++) {
+    const b = dev.addrs[j];
+    if (b.len === a.len && inPrefix(b.ip, a.ip, a.len)) return true;
+  }
+  return false;
 }
 
 function primaryOf(dev: Link, ip: string, len: number) {
@@ -636,12 +667,26 @@ export interface LocalRoute {
  */
 export function localRoutes(ns: Netns, covering?: number): LocalRoute[] {
   const out: LocalRoute[] = [];
-  // a route is made only when it is kept: every routeAdd with a gateway asks for the routes covering it
-  const push = (type: LocalRoute['type'], dst: number, len: number, dev: string, src: string) => {
-    if (covering !== undefined && !inPrefix(covering, dst, len)) return;
+  eachLocalRoute(ns, covering, (type, dst, len, dev, src) => {
     for (const x of out)
       if (x.type === type && x.dst === dst && x.len === len && x.dev === dev && x.src === src) return;
     out.push({ type, dst, len, dev, src, scope: type === 'local' ? 'host' : 'link' });
+  });
+  return out.sort((a, b) => a.dst - b.dst || b.len - a.len);
+}
+
+/**
+ * fib_add_ifaddr's local-table routes, each handed to `push` as it is made (devices in ifindex
+ * order, then their addresses): a route is made only when it is kept, so every routeAdd with a
+ * gateway can ask for the routes covering it without building the table.
+ */
+function eachLocalRoute(
+  ns: Netns,
+  covering: number | undefined,
+  push: (type: LocalRoute['type'], dst: number, len: number, dev: string, src: string) => void,
+): void {
+  const put = (type: LocalRoute['type'], dst: number, len: number, dev: string, src: string) => {
+    if (covering === undefined || inPrefix(covering, dst, len)) push(type, dst, len, dev, src);
   };
   // only devices with addresses make local routes (a node's pod veths have none: skip them before sorting)
   const links: Link[] = [];
@@ -652,15 +697,32 @@ export function localRoutes(ns: Netns, covering?: number): LocalRoute[] {
       const a = dev.addrs[i];
       const secondary = isSecondary(dev, i);
       const addr = ip4ToInt(a.ip);
-      push('local', addr, 32, dev.name, secondary ? (primaryOf(dev, a.ip, a.len)?.ip ?? a.ip) : a.ip);
+      put('local', addr, 32, dev.name, secondary ? (primaryOf(dev, a.ip, a.len)?.ip ?? a.ip) : a.ip);
       if (!dev.up || secondary) continue;
       const c = { addr, len: a.len };
       const net = networkOf(c);
       if (net === 0 || (net === addr && a.len === 32)) continue;
-      if (dev.type === 'loopback') push('local', net, a.len, dev.name, a.ip);
-      if (a.len < 31) push('broadcast', broadcastOf(c), 32, dev.name, a.ip);
+      if (dev.type === 'loopback') put('local', net, a.len, dev.name, a.ip);
+      if (a.len < 31) put('broadcast', broadcastOf(c), 32, dev.name, a.ip);
     }
-  return out.sort((a, b) => a.dst - b.dst || b.len - a.len);
+}
+
+/**
+ * The longest local-table route covering `n` (out of `oif` when given): what sorting
+ * localRoutes(ns, n) by prefix length gives first. The covering routes of one length share their
+ * network address, so the first one made of the longest length is that one.
+ */
+function longestLocalRoute(
+  ns: Netns,
+  n: number,
+  oif?: string,
+): { type: LocalRoute['type']; dev: string; len: number } | undefined {
+  let best: { type: LocalRoute['type']; dev: string; len: number } | undefined;
+  eachLocalRoute(ns, n, (type, _dst, len, dev) => {
+    if (oif && dev !== oif) return;
+    if (!best || len > best.len) best = { type, dev, len };
+  });
+  return best;
 }
 
 /** inet_addr_type_dev_table: the type of a local-table route for `ip` (on `dev`, when given), else unicast */
@@ -672,7 +734,7 @@ export function addrType(
   const n = ip4ToInt(ip);
   if (n === 0 || n === 0xffffffff) return 'broadcast';
   if (n >>> 28 === 0xe) return 'multicast';
-  const hit = localRoutes(ns, n).sort((a, b) => b.len - a.len)[0];
+  const hit = longestLocalRoute(ns, n);
   if (hit && (!dev || hit.dev === dev)) return hit.type;
   return 'unicast';
 }
@@ -694,9 +756,8 @@ function gatewayLookup(
   oif: string | undefined,
 ): { type: string; dev?: string } | undefined {
   const n = ip4ToInt(gw);
-  const local = localRoutes(ns, n).filter((r) => !oif || r.dev === oif);
+  const best = longestLocalRoute(ns, n, oif);
   const main = ns.fib.lookup(n, (x) => (x.scope === 'link' || x.scope === 'host') && (!oif || x.dev === oif));
-  const best = local.sort((a, b) => b.len - a.len)[0];
   if (best && (!main || best.len >= main.len)) return { type: best.type, dev: best.dev };
   if (main) return { type: main.type, dev: main.dev };
   return undefined;
@@ -824,7 +885,7 @@ const NUD_VALID: NudState[] = ['PERMANENT', 'NOARP', 'REACHABLE', 'PROBE', 'STAL
 export function neighAdd(ns: Netns, w: World, req: NeighRequest): void {
   const dev = ns.link(req.dev);
   if (!dev) throw new NetlinkError('ENODEV');
-  if (req.lladdr !== undefined && req.lladdr.split(':').length < (dev.type === 'ipip' ? 4 : 6))
+  if (req.lladdr !== undefined && fieldsOf(req.lladdr) < (dev.type === 'ipip' ? 4 : 6))
     throw ext('EINVAL', 'Invalid link address');
   const old = ns.neighbour(req.ip, req.dev);
   if (!old && !req.nl.create) throw new NetlinkError('ENOENT');
@@ -841,6 +902,13 @@ export function neighAdd(ns: Netns, w: World, req: NeighRequest): void {
   entry.state = req.state;
   if (valid) entry.lladdr = lladdr;
   entry.updated = w.now;
+}
+
+/** the colon-separated fields of a link-layer address (`split(':').length`, without the split) */
+function fieldsOf(lladdr: string): number {
+  let n = 1;
+  for (let i = 0; i < lladdr.length; i++) if (lladdr.charCodeAt(i) === 58) n++;
+  return n;
 }
 
 /** neigh_delete: ENOENT when there is no such entry */

@@ -3,9 +3,14 @@
  * FDB entries), listed in the order they were added, as `ip neigh` and `bridge fdb` dump them.
  * Several entries may share a key (a VXLAN FDB's appended default destinations); get() returns the first.
  */
-export class KeyedTable<T> {
+export class KeyedTable<T extends object> {
   private items: T[] = [];
-  private index = new Map<string, T[]>();
+  /**
+   * by key: the entry, or the entries in table order when several share the key (an array is
+   * never an entry: entries are the kernel's objects); one entry per key is the rule, so most
+   * keys cost no list of their own
+   */
+  private index = new Map<string, T | T[]>();
 
   constructor(private readonly keyOf: (t: T) => string) {}
 
@@ -18,19 +23,18 @@ export class KeyedTable<T> {
   }
 
   get(key: string): T | undefined {
-    return this.index.get(key)?.[0];
+    const v = this.index.get(key);
+    return Array.isArray(v) ? v[0] : v;
   }
 
   getAll(key: string): readonly T[] {
-    return this.index.get(key) ?? [];
+    const v = this.index.get(key);
+    return v === undefined ? [] : Array.isArray(v) ? v : [v];
   }
 
   add(t: T): T {
     this.items.push(t);
-    const k = this.keyOf(t);
-    const list = this.index.get(k);
-    if (list) list.push(t);
-    else this.index.set(k, [t]);
+    this.link(this.keyOf(t), t);
     return t;
   }
 
@@ -38,10 +42,7 @@ export class KeyedTable<T> {
     const i = this.items.indexOf(t);
     if (i < 0) return false;
     this.items.splice(i, 1);
-    const k = this.keyOf(t);
-    const list = this.index.get(k)!.filter((x) => x !== t);
-    if (list.length) this.index.set(k, list);
-    else this.index.delete(k);
+    this.unlink(this.keyOf(t), (x) => x === t);
     return true;
   }
 
@@ -50,21 +51,30 @@ export class KeyedTable<T> {
     if (!gone.length) return gone;
     const keep = new Set(gone);
     this.items = this.items.filter((t) => !keep.has(t));
-    for (const t of gone) {
-      const k = this.keyOf(t);
-      const list = this.index.get(k)!.filter((x) => !keep.has(x));
-      if (list.length) this.index.set(k, list);
-      else this.index.delete(k);
-    }
+    for (const t of gone) this.unlink(this.keyOf(t), (x) => keep.has(x));
     return gone;
   }
 
   /** the key of an entry changed in place (e.g. an FDB entry moved port: key unchanged) — rekey */
   rekey(t: T, oldKey: string): void {
-    const list = this.index.get(oldKey)?.filter((x) => x !== t) ?? [];
-    if (list.length) this.index.set(oldKey, list);
-    else this.index.delete(oldKey);
-    const k = this.keyOf(t);
-    this.index.set(k, [...(this.index.get(k) ?? []), t]);
+    this.unlink(oldKey, (x) => x === t);
+    this.link(this.keyOf(t), t);
+  }
+
+  /** `t` goes last among the entries of `k` */
+  private link(k: string, t: T): void {
+    const v = this.index.get(k);
+    if (v === undefined) this.index.set(k, t);
+    else if (Array.isArray(v)) v.push(t);
+    else this.index.set(k, [v, t]);
+  }
+
+  /** the entries of `k` that `gone` picks leave the index */
+  private unlink(k: string, gone: (x: T) => boolean): void {
+    const v = this.index.get(k);
+    if (v === undefined) return;
+    const rest = (Array.isArray(v) ? v : [v]).filter((x) => !gone(x));
+    if (rest.length === 0) this.index.delete(k);
+    else this.index.set(k, rest.length === 1 ? rest[0] : rest);
   }
 }
