@@ -58,6 +58,7 @@ export function netnsAdd(w: World, name: string, role: NetnsRole): Netns {
   const lo = newLink(ns, 'lo', '00:00:00:00:00:00', 65536);
   ns.links.set('lo', { ...lo, type: 'loopback', noarp: true });
   ns.link('lo')!.addrs.push({ ip: '127.0.0.1', len: 8, scope: 'host' });
+  localChanged(ns);
   linkSetUp(w, ns, 'lo', true);
   return ns;
 }
@@ -155,6 +156,8 @@ export type LinkAddRequest =
  * clamped to its underlay's MTU minus the VXLAN headroom (vxlan_config_apply), all as on 6.18.
  */
 export function linkAdd(w: World, ns: Netns, req: LinkAddRequest): Link {
+  localChanged(ns);
+  if (req.type === 'veth') localChanged(req.peer.netns);
   checkName(ns, req.name);
   checkIfindex(ns, req.ifindex);
   if (req.type === 'veth') checkIfindex(req.peer.netns, req.peer.ifindex);
@@ -270,6 +273,7 @@ export function linkDel(w: World, ns: Netns, name: string): void {
       if (k.startsWith(`net.ipv4.conf.${l.name}.`) || k.startsWith(`net.ipv4.neigh.${l.name}.`))
         n.sysctl.delete(k);
     n.links.delete(l.name);
+    localChanged(n);
   }
 }
 
@@ -460,6 +464,7 @@ export function linkSetUp(w: World, ns: Netns, name: string, up: boolean): void 
     [{ ns, l: dev }],
     () => {
       dev.up = up;
+      localChanged(ns);
       if (up) {
         dev.addrs.forEach((a, i) => {
           const r = isSecondary(dev, i) ? undefined : prefixRoute(dev, a.ip, a.len, a.ip);
@@ -578,6 +583,7 @@ export function addressAdd(
   const a: Address = { ip, len, scope: sc };
   if (secondary) dev.addrs.push(a);
   else dev.addrs.splice(lastPrimary, 0, a);
+  localChanged(ns);
   if (!secondary && dev.up) {
     const r = prefixRoute(dev, ip, len, ip);
     if (r) fibMagicAdd(ns, r);
@@ -606,6 +612,7 @@ export function addressDel(ns: Netns, devName: string, ip: string, len?: number)
     const k = dev.addrs.indexOf(g);
     const wasPrimary = !isSecondary(dev, k);
     dev.addrs.splice(k, 1);
+    localChanged(ns);
     if (wasPrimary) {
       const r = prefixRoute(dev, g.ip, g.len, g.ip);
       if (r) {
@@ -675,19 +682,51 @@ export function localRoutes(ns: Netns, covering?: number): LocalRoute[] {
   return out.sort((a, b) => a.dst - b.dst || b.len - a.len);
 }
 
+/** a route of the local table as fib_add_ifaddr makes it, before the table's order and dedup */
+interface MadeLocal {
+  type: LocalRoute['type'];
+  dst: number;
+  len: number;
+  dev: string;
+  src: string;
+}
+
 /**
- * fib_add_ifaddr's local-table routes, each handed to `push` as it is made (devices in ifindex
- * order, then their addresses): a route is made only when it is kept, so every routeAdd with a
- * gateway can ask for the routes covering it without building the table.
+ * Each namespace's local-table routes in the order fib_add_ifaddr makes them, kept until a
+ * device, an address or an up/down state of the namespace changes: every such change goes
+ * through this file and calls localChanged. The routes follow from the links, so this is a
+ * cache beside the namespace, not state of it (a world read back from data starts without).
+ */
+const madeLocal = new WeakMap<Netns, MadeLocal[]>();
+
+/** a device, address or up/down state of the namespace changed: its local table is made anew when asked */
+function localChanged(ns: Netns): void {
+  madeLocal.delete(ns);
+}
+
+/**
+ * fib_add_ifaddr's local-table routes covering `covering` (all when undefined), each handed to
+ * `push` in the order they are made (devices in ifindex order, then their addresses): every
+ * routeAdd with a gateway asks for the routes covering it without building the table.
  */
 function eachLocalRoute(
   ns: Netns,
   covering: number | undefined,
   push: (type: LocalRoute['type'], dst: number, len: number, dev: string, src: string) => void,
 ): void {
-  const put = (type: LocalRoute['type'], dst: number, len: number, dev: string, src: string) => {
-    if (covering === undefined || inPrefix(covering, dst, len)) push(type, dst, len, dev, src);
-  };
+  let made = madeLocal.get(ns);
+  if (!made) {
+    made = makeLocal(ns);
+    madeLocal.set(ns, made);
+  }
+  for (const r of made)
+    if (covering === undefined || inPrefix(covering, r.dst, r.len)) push(r.type, r.dst, r.len, r.dev, r.src);
+}
+
+function makeLocal(ns: Netns): MadeLocal[] {
+  const out: MadeLocal[] = [];
+  const put = (type: LocalRoute['type'], dst: number, len: number, dev: string, src: string) =>
+    out.push({ type, dst, len, dev, src });
   // only devices with addresses make local routes (a node's pod veths have none: skip them before sorting)
   const links: Link[] = [];
   for (const dev of ns.links.values()) if (dev.addrs.length) links.push(dev);
@@ -705,6 +744,7 @@ function eachLocalRoute(
       if (dev.type === 'loopback') put('local', net, a.len, dev.name, a.ip);
       if (a.len < 31) put('broadcast', broadcastOf(c), 32, dev.name, a.ip);
     }
+  return out;
 }
 
 /**
