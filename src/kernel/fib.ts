@@ -108,18 +108,28 @@ export class Fib {
   }
 
   remove(r: Route): void {
-    this.routes = this.routes.filter((x) => x !== r);
+    const i = this.routes.indexOf(r);
+    if (i >= 0) this.routes.splice(i, 1);
+    this.unindex(r);
+  }
+
+  removeWhere(pred: (r: Route) => boolean): Route[] {
+    const gone: Route[] = [];
+    const keep: Route[] = [];
+    for (const r of this.routes) (pred(r) ? gone : keep).push(r);
+    if (!gone.length) return gone;
+    // one pass over the table, not one per route removed (a device going down takes all its routes)
+    this.routes = keep;
+    for (const r of gone) this.unindex(r);
+    return gone;
+  }
+
+  private unindex(r: Route): void {
     const bucket = this.byLen[r.len];
     if (!bucket) return;
     const list = bucket.get(r.dst)?.filter((x) => x !== r);
     if (list && list.length) bucket.set(r.dst, list);
     else bucket.delete(r.dst);
-  }
-
-  removeWhere(pred: (r: Route) => boolean): Route[] {
-    const gone = this.routes.filter(pred);
-    for (const r of gone) this.remove(r);
-    return gone;
   }
 
   /**

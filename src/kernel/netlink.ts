@@ -890,10 +890,9 @@ export function routeDel(
   },
 ): Route {
   const { dst, len } = checkedPrefix(prefix);
+  // the prefix's aliases by metric, each metric's in the order they were added: a hash lookup
   const r = ns.fib
-    .list()
-    .filter((x) => x.dst === dst && x.len === len)
-    .sort((a, b) => a.metric - b.metric)
+    .aliases(dst, len)
     .find(
       (x) =>
         (!m.type || x.type === m.type) &&
