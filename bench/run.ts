@@ -384,22 +384,27 @@ function scaleTable(rs: BuildResult[]): string {
     [
       'cluster',
       'netns',
-      'buildCluster',
+      'buildCluster (CPU time)',
+      'load average',
       'routes + neigh + fdb',
       'heapUsed after build (gc)',
+      'heap per entry',
       'rss after build (gc)',
       'max RSS',
     ],
     rs.map((r) => [
       `${fmt(r.nodes)} nodes × ${r.podsPerNode} pods`,
       fmt(r.netns),
-      `${fmt(r.buildMs / 1000, 2)} s`,
+      `${fmt(r.buildMs / 1000, 2)} s (${fmt(r.buildCpuMs / 1000, 2)} s)`,
+      r.loadAvg.map((x) => fmt(x, 1)).join(' → '),
       `${fmt(r.routes)} + ${fmt(r.neighbours)} + ${fmt(r.fdb)} = ${fmt(r.routes + r.neighbours + r.fdb)}`,
       mib(r.heapUsed),
+      // the heap the build added, namespaces and devices included, per route, neighbour or FDB entry
+      `${fmt((r.heapUsed - r.heapUsedBefore) / (r.routes + r.neighbours + r.fdb))} B`,
       mib(r.rss),
       mib(r.maxRss),
     ]),
-    [1, 2, 3, 4, 5, 6],
+    [1, 2, 4, 5, 6, 7, 8],
   );
 }
 
@@ -465,7 +470,7 @@ function doctorTable(rs: BuildResult[]): string {
     ],
     rs.map((r) => [
       `${fmt(r.nodes)} × ${r.podsPerNode}`,
-      `${fmt(r.checksMs)} ms`,
+      `${fmt(r.checksMs)} ms (CPU ${fmt(r.checksCpuMs)} ms)`,
       fmt(r.findings),
       `${fmt(r.doctorMs)} ms`,
       `${fmt(r.doctorBuildMs)} ms`,
