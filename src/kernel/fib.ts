@@ -52,14 +52,20 @@ export function formatRoute(r: Route, linkdown = false): string {
   return parts.join(' ');
 }
 
+/** the routes of one prefix: the route, or the routes by metric when there are several (most prefixes have one) */
+type Aliases = Route | Route[];
+
+const asList = (v: Aliases | undefined): readonly Route[] =>
+  v === undefined ? [] : Array.isArray(v) ? v : [v];
+
 export class Fib {
   /** kept in the order `ip route show` lists them: by network address, longer prefixes first, then metric */
   private routes: Route[] = [];
   /**
-   * the routes by prefix length, then network address, each list by metric; a length gets its
-   * map when a route of that length is added (most namespaces use two or three of the 33)
+   * the routes by prefix length, then network address, several by metric; a length gets its map
+   * when a route of that length is added (most namespaces use two or three of the 33)
    */
-  private byLen: (Map<number, Route[]> | undefined)[] = [];
+  private byLen: (Map<number, Aliases> | undefined)[] = [];
   /** the lengths that have a map, longest first: what lookup walks */
   private lens: number[] = [];
 
@@ -68,12 +74,12 @@ export class Fib {
   }
 
   find(dst: number, len: number, metric?: number): Route | undefined {
-    return this.byLen[len]?.get(dst)?.find((r) => metric === undefined || r.metric === metric);
+    return asList(this.byLen[len]?.get(dst)).find((r) => metric === undefined || r.metric === metric);
   }
 
   /** the routes of one prefix (and metric, when given), in the order list() has them; a hash lookup, not a scan */
   aliases(dst: number, len: number, metric?: number): Route[] {
-    const list = this.byLen[len]?.get(dst) ?? [];
+    const list = asList(this.byLen[len]?.get(dst));
     return metric === undefined ? [...list] : list.filter((r) => r.metric === metric);
   }
 
@@ -100,11 +106,14 @@ export class Fib {
       this.lens.push(r.len);
       this.lens.sort((a, b) => b - a);
     }
-    const list = bucket.get(r.dst);
-    if (list) {
+    const v = bucket.get(r.dst);
+    if (v === undefined) bucket.set(r.dst, r);
+    else {
+      const list = Array.isArray(v) ? v : [v];
       list.push(r);
       list.sort((a, b) => a.metric - b.metric);
-    } else bucket.set(r.dst, [r]);
+      bucket.set(r.dst, list);
+    }
   }
 
   remove(r: Route): void {
@@ -126,10 +135,11 @@ export class Fib {
 
   private unindex(r: Route): void {
     const bucket = this.byLen[r.len];
-    if (!bucket) return;
-    const list = bucket.get(r.dst)?.filter((x) => x !== r);
-    if (list && list.length) bucket.set(r.dst, list);
-    else bucket.delete(r.dst);
+    const v = bucket?.get(r.dst);
+    if (!bucket || v === undefined) return;
+    const list = asList(v).filter((x) => x !== r);
+    if (list.length === 0) bucket.delete(r.dst);
+    else bucket.set(r.dst, list.length === 1 ? list[0] : list);
   }
 
   /**
@@ -140,9 +150,13 @@ export class Fib {
     for (const len of this.lens) {
       const bucket = this.byLen[len]!;
       if (bucket.size === 0) continue;
-      const list = bucket.get((addr & prefixMask(len)) >>> 0);
-      if (!list) continue;
-      for (const r of list) if (usable(r)) return r;
+      const v = bucket.get((addr & prefixMask(len)) >>> 0);
+      if (v === undefined) continue;
+      if (!Array.isArray(v)) {
+        if (usable(v)) return v;
+        continue;
+      }
+      for (const r of v) if (usable(r)) return r;
     }
     return undefined;
   }
