@@ -7,7 +7,7 @@ import { Fib } from './fib.ts';
 import { Netfilter } from './netfilter.ts';
 import { Conntrack } from './conntrack.ts';
 import { DEVICE_SYSCTLS, NETNS_SYSCTLS } from './sysctl-recorded.ts';
-import { KeyedTable } from './table.ts';
+import { KeyedTable, PairTable } from './table.ts';
 import type { PingSocket, TcpConn } from './sockets.ts';
 
 export interface LinkStats {
@@ -286,8 +286,11 @@ export type NetnsRole = (typeof NETNS_ROLES)[number];
 export class Netns {
   readonly links = new Map<string, Link>();
   readonly fib = new Fib();
-  /** keyed by `ip|dev` */
-  readonly neigh = new KeyedTable<NeighEntry>((n) => `${n.ip}|${n.dev}`);
+  /** keyed by device, then address (`get` takes the key `ip|dev` too) */
+  readonly neigh = new PairTable<NeighEntry>(
+    (n) => n.dev,
+    (n) => n.ip,
+  );
   readonly sysctl = new Map<string, string>(DEFAULT_SYSCTL_MAP);
   readonly netfilter = new Netfilter();
   readonly conntrack = new Conntrack();
@@ -373,7 +376,7 @@ export class Netns {
   }
 
   neighbour(ip: Ipv4Addr, dev: string): NeighEntry | undefined {
-    return this.neigh.get(`${ip}|${dev}`);
+    return this.neigh.pick(ip, dev);
   }
 }
 
