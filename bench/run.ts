@@ -655,8 +655,10 @@ What \`npm run bench\` measures (bench/run.ts; it rewrites this file with the nu
 2. **Build time and memory at scale**: flannel-vxlan clusters of ${SIZES.map((n) => `${fmt(n)} nodes`).join(' and ')} × ${PODS_PER_NODE} pods
    (bench/scale.ts: one underlay segment 10.0.0.0/16, nodes from 10.0.0.10, a /24 pod CIDR per node from
    10.128.0.0/9, pods listening on tcp/8080), every node with routes, neighbours and FDB entries to every other.
-   Each size runs in its own process (\`node --expose-gc --import tsx bench/build-one.ts N 30\`): wall time of
-   \`buildCluster\`, \`process.memoryUsage()\` after a full GC, \`process.resourceUsage().maxRSS\`, then walks
+   Each size runs in its own process (\`node --expose-gc --import tsx bench/build-one.ts N 30\`): wall and CPU time
+   (\`process.cpuUsage()\`, the machine may be shared: the load average is shown) of \`buildCluster\`,
+   \`process.memoryUsage()\` after a full GC and the heap the build added per route, neighbour or FDB entry
+   (namespaces and devices included), \`process.resourceUsage().maxRSS\`, then walks
    between the first and the last node, then doctor's cluster-wide checks and a whole \`podwalk doctor\` of that flow.
 3. **podwalk matrix at scale**: the reachability truth table of every pod × every pod on clusters of the same sizes
    with 50 NetworkPolicies (bench/matrix-spec.ts), in processes of their own (\`bench/matrix-one.ts\`).
