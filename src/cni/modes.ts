@@ -110,8 +110,7 @@ export function programMode(c: Cluster): void {
       if (!(e instanceof NetlinkError)) throw e;
     }
   };
-  const route = (node: string, r: Omit<RouteRequest, 'nl'>) =>
-    tryAdd(() => routeAdd(w.ns(node), { ...r, nl: NLM_ADD }));
+  const route = (node: string, r: RouteRequest) => tryAdd(() => routeAdd(w.ns(node), r));
 
   switch (c.mode) {
     case 'flannel-vxlan': {
@@ -141,7 +140,7 @@ export function programMode(c: Cluster): void {
           const o = c.nodes[k];
           if (o === n) continue;
           const vtep = vteps[k];
-          route(n.name, { prefix: o.podCIDR, via: o.podNet, dev: 'flannel.1', onlink: true });
+          route(n.name, { prefix: o.podCIDR, via: o.podNet, dev: 'flannel.1', onlink: true, nl: NLM_ADD });
           tryAdd(() =>
             neighAdd(ns, w, {
               ip: o.podNet,
@@ -170,7 +169,7 @@ export function programMode(c: Cluster): void {
       for (const n of c.nodes)
         for (const o of c.nodes) {
           if (o === n) continue;
-          route(n.name, { prefix: o.podCIDR, via: o.addr, dev: 'eth0' });
+          route(n.name, { prefix: o.podCIDR, via: o.addr, dev: 'eth0', nl: NLM_ADD });
         }
       break;
     }

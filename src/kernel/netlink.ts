@@ -714,13 +714,18 @@ function eachLocalRoute(
   covering: number | undefined,
   push: (type: LocalRoute['type'], dst: number, len: number, dev: string, src: string) => void,
 ): void {
+  for (const r of localMade(ns))
+    if (covering === undefined || inPrefix(covering, r.dst, r.len)) push(r.type, r.dst, r.len, r.dev, r.src);
+}
+
+/** the namespace's local-table routes as made, kept until localChanged */
+function localMade(ns: Netns): MadeLocal[] {
   let made = madeLocal.get(ns);
   if (!made) {
     made = makeLocal(ns);
     madeLocal.set(ns, made);
   }
-  for (const r of made)
-    if (covering === undefined || inPrefix(covering, r.dst, r.len)) push(r.type, r.dst, r.len, r.dev, r.src);
+  return made;
 }
 
 function makeLocal(ns: Netns): MadeLocal[] {
@@ -752,16 +757,10 @@ function makeLocal(ns: Netns): MadeLocal[] {
  * localRoutes(ns, n) by prefix length gives first. The covering routes of one length share their
  * network address, so the first one made of the longest length is that one.
  */
-function longestLocalRoute(
-  ns: Netns,
-  n: number,
-  oif?: string,
-): { type: LocalRoute['type']; dev: string; len: number } | undefined {
-  let best: { type: LocalRoute['type']; dev: string; len: number } | undefined;
-  eachLocalRoute(ns, n, (type, _dst, len, dev) => {
-    if (oif && dev !== oif) return;
-    if (!best || len > best.len) best = { type, dev, len };
-  });
+function longestLocalRoute(ns: Netns, n: number, oif?: string): MadeLocal | undefined {
+  let best: MadeLocal | undefined;
+  for (const r of localMade(ns))
+    if ((!oif || r.dev === oif) && (!best || r.len > best.len) && inPrefix(n, r.dst, r.len)) best = r;
   return best;
 }
 
