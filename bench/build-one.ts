@@ -8,6 +8,7 @@
  * Last, the spec goes through the YAML loader to prove it is a valid cluster file. The result is
  * printed as one JSON line prefixed with RESULT_PREFIX.
  */
+import { loadavg } from 'node:os';
 import { stringify } from 'yaml';
 import { loadCluster } from '../src/cluster/load.ts';
 import { buildCluster, type Cluster } from '../src/cni/build.ts';
@@ -59,9 +60,12 @@ function main(): void {
   gc();
   const heapUsedBefore = process.memoryUsage().heapUsed;
 
+  const load = loadavg()[0];
   t = performance.now();
+  let cpu = process.cpuUsage();
   let cluster: Cluster | undefined = buildCluster(spec, 'flannel-vxlan');
   const buildMs = performance.now() - t;
+  const buildCpuMs = cpuMs(process.cpuUsage(cpu));
 
   gc();
   const mem = process.memoryUsage();
@@ -99,14 +103,16 @@ function main(): void {
   // doctor: the checks on this cluster, then a whole doctor run (a fresh build, the three probes
   // on it, the checks), with this cluster released first; wall and CPU time (the machine is shared)
   t = performance.now();
+  cpu = process.cpuUsage();
   const findings = runChecks(cluster).reduce((n, k) => n + k.findings.length, 0);
   const checksMs = performance.now() - t;
+  const checksCpuMs = cpuMs(process.cpuUsage(cpu));
   const pods = cluster.pods.length;
   const netns = cluster.world.netns.size;
   cluster = undefined;
   gc();
   t = performance.now();
-  let cpu = process.cpuUsage();
+  cpu = process.cpuUsage();
   const fresh = buildCluster(spec, 'flannel-vxlan');
   const doctorBuildMs = performance.now() - t;
   const doctorBuildCpuMs = cpuMs(process.cpuUsage(cpu));
@@ -133,6 +139,8 @@ function main(): void {
     netns,
     specMs,
     buildMs,
+    buildCpuMs,
+    loadAvg: [load, loadavg()[0]],
     heapUsedBefore,
     heapUsed: mem.heapUsed,
     rss: mem.rss,
@@ -141,6 +149,7 @@ function main(): void {
     neighbours,
     fdb,
     checksMs,
+    checksCpuMs,
     findings,
     doctorMs,
     doctorBuildMs,

@@ -384,22 +384,27 @@ function scaleTable(rs: BuildResult[]): string {
     [
       'cluster',
       'netns',
-      'buildCluster',
+      'buildCluster (CPU time)',
+      'load average',
       'routes + neigh + fdb',
       'heapUsed after build (gc)',
+      'heap per entry',
       'rss after build (gc)',
       'max RSS',
     ],
     rs.map((r) => [
       `${fmt(r.nodes)} nodes × ${r.podsPerNode} pods`,
       fmt(r.netns),
-      `${fmt(r.buildMs / 1000, 2)} s`,
+      `${fmt(r.buildMs / 1000, 2)} s (${fmt(r.buildCpuMs / 1000, 2)} s)`,
+      r.loadAvg.map((x) => fmt(x, 1)).join(' → '),
       `${fmt(r.routes)} + ${fmt(r.neighbours)} + ${fmt(r.fdb)} = ${fmt(r.routes + r.neighbours + r.fdb)}`,
       mib(r.heapUsed),
+      // the heap the build added, namespaces and devices included, per route, neighbour or FDB entry
+      `${fmt((r.heapUsed - r.heapUsedBefore) / (r.routes + r.neighbours + r.fdb))} B`,
       mib(r.rss),
       mib(r.maxRss),
     ]),
-    [1, 2, 3, 4, 5, 6],
+    [1, 2, 4, 5, 6, 7, 8],
   );
 }
 
@@ -465,7 +470,7 @@ function doctorTable(rs: BuildResult[]): string {
     ],
     rs.map((r) => [
       `${fmt(r.nodes)} × ${r.podsPerNode}`,
-      `${fmt(r.checksMs)} ms`,
+      `${fmt(r.checksMs)} ms (CPU ${fmt(r.checksCpuMs)} ms)`,
       fmt(r.findings),
       `${fmt(r.doctorMs)} ms`,
       `${fmt(r.doctorBuildMs)} ms`,
@@ -656,8 +661,10 @@ What \`npm run bench\` measures (bench/run.ts; it rewrites this file with the nu
 2. **Build time and memory at scale**: flannel-vxlan clusters of ${SIZES.map((n) => `${fmt(n)} nodes`).join(' and ')} × ${PODS_PER_NODE} pods
    (bench/scale.ts: one underlay segment 10.0.0.0/16, nodes from 10.0.0.10, a /24 pod CIDR per node from
    10.128.0.0/9, pods listening on tcp/8080), every node with routes, neighbours and FDB entries to every other.
-   Each size runs in its own process (\`node --expose-gc --import tsx bench/build-one.ts N 30\`): wall time of
-   \`buildCluster\`, \`process.memoryUsage()\` after a full GC, \`process.resourceUsage().maxRSS\`, then walks
+   Each size runs in its own process (\`node --expose-gc --import tsx bench/build-one.ts N 30\`): wall and CPU time
+   (\`process.cpuUsage()\`, the machine may be shared: the load average is shown) of \`buildCluster\`,
+   \`process.memoryUsage()\` after a full GC and the heap the build added per route, neighbour or FDB entry
+   (namespaces and devices included), \`process.resourceUsage().maxRSS\`, then walks
    between the first and the last node, then doctor's cluster-wide checks and a whole \`podwalk doctor\` of that flow.
 3. **podwalk matrix at scale**: the reachability truth table of every pod × every pod on clusters of the same sizes
    with 50 NetworkPolicies (bench/matrix-spec.ts), in processes of their own (\`bench/matrix-one.ts\`).

@@ -80,6 +80,10 @@ export interface BuildResult {
   netns: number;
   specMs: number;
   buildMs: number;
+  /** the same in CPU time (user + system, GC threads included): the machine is shared */
+  buildCpuMs: number;
+  /** the 1-minute load average when the build started and when the run ended */
+  loadAvg: [number, number];
   /** bytes: heap with the spec only (before buildCluster), after gc() */
   heapUsedBefore: number;
   /** bytes, after buildCluster and gc() */
@@ -97,6 +101,7 @@ export interface BuildResult {
   loadMs: number;
   /** doctor's cluster-wide checks on the built cluster */
   checksMs: number;
+  checksCpuMs: number;
   /** findings the checks reported (0 on the healthy synthetic cluster) */
   findings: number;
   /** a whole `podwalk doctor` of the far-apart flow: the cluster built, three probes on it, the checks */

@@ -94,16 +94,20 @@ function resolveNodes(spec: ClusterSpec): ResolvedNode[] {
 function resolvePods(spec: ClusterSpec, nodes: ResolvedNode[]): ResolvedPod[] {
   const taken = new Set(spec.pods.filter((p) => p.ip).map((p) => p.ip!));
   const nodeByName = new Map(nodes.map((n) => [n.name, n]));
+  // per node, the host part below which every address is taken: addresses are only ever taken,
+  // so the next search starts there, not at .2 again
+  const from = new Map<string, number>();
   return spec.pods.map((p) => {
     const node = nodeByName.get(p.node)!;
     let ip = p.ip;
     if (!ip) {
       const base = ip4ToInt(node.podNet);
       const size = 2 ** (32 - node.podLen);
-      for (let i = 2; i < size - 1; i++) {
+      for (let i = from.get(node.name) ?? 2; i < size - 1; i++) {
         const cand = intToIp4(base + i);
         if (!taken.has(cand)) {
           ip = cand;
+          from.set(node.name, i + 1);
           break;
         }
       }

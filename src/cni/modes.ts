@@ -110,8 +110,7 @@ export function programMode(c: Cluster): void {
       if (!(e instanceof NetlinkError)) throw e;
     }
   };
-  const route = (node: string, r: Omit<RouteRequest, 'nl'>) =>
-    tryAdd(() => routeAdd(w.ns(node), { ...r, nl: NLM_ADD }));
+  const route = (node: string, r: RouteRequest) => tryAdd(() => routeAdd(w.ns(node), r));
 
   switch (c.mode) {
     case 'flannel-vxlan': {
@@ -133,12 +132,15 @@ export function programMode(c: Cluster): void {
         addressAdd(ns, 'flannel.1', n.podNet, 32);
         linkSetUp(w, ns, 'flannel.1', true);
       }
+      // every node's VTEP MAC, looked up once (not once per pair of nodes)
+      const vteps = c.nodes.map((o) => w.ns(o.name).link('flannel.1')!.mac);
       for (const n of c.nodes) {
         const ns = w.ns(n.name);
-        for (const o of c.nodes) {
+        for (let k = 0; k < c.nodes.length; k++) {
+          const o = c.nodes[k];
           if (o === n) continue;
-          const vtep = w.ns(o.name).link('flannel.1')!.mac;
-          route(n.name, { prefix: o.podCIDR, via: o.podNet, dev: 'flannel.1', onlink: true });
+          const vtep = vteps[k];
+          route(n.name, { prefix: o.podCIDR, via: o.podNet, dev: 'flannel.1', onlink: true, nl: NLM_ADD });
           tryAdd(() =>
             neighAdd(ns, w, {
               ip: o.podNet,
@@ -167,7 +169,7 @@ export function programMode(c: Cluster): void {
       for (const n of c.nodes)
         for (const o of c.nodes) {
           if (o === n) continue;
-          route(n.name, { prefix: o.podCIDR, via: o.addr, dev: 'eth0' });
+          route(n.name, { prefix: o.podCIDR, via: o.addr, dev: 'eth0', nl: NLM_ADD });
         }
       break;
     }

@@ -7,7 +7,7 @@ import { MODE_INFO } from '../cni/modes.ts';
 import type { Cluster, ResolvedNode, ResolvedPod } from '../cni/build.ts';
 import { formatRoute } from '../kernel/fib.ts';
 import type { Link, Netns } from '../kernel/objects.ts';
-import { cidrsOverlap, inPrefix, ip4ToInt, parseCidr } from '../wire/addr.ts';
+import { inPrefix, ip4ToInt, networkOf, parseCidr } from '../wire/addr.ts';
 
 export const CHECKS = [
   'pod-mtu',
@@ -41,13 +41,6 @@ export interface CheckResult {
   findings: Finding[];
 }
 
-function overlaps(a: ResolvedNode, b: ResolvedNode): boolean {
-  return cidrsOverlap(
-    parseCidr(a.podCIDR, { allowHostBits: true }),
-    parseCidr(b.podCIDR, { allowHostBits: true }),
-  );
-}
-
 /** the MTU of a node's underlay link: its eth0 and the segment's side of it */
 function underlayMtu(c: Cluster, n: ResolvedNode): number {
   const eth0 = c.world.netns.get(n.name)?.link('eth0');
@@ -63,19 +56,32 @@ function overheadBetween(c: Cluster, a: ResolvedNode, b: ResolvedNode): number {
   return MODE_INFO[c.mode].overhead;
 }
 
-/** nodes whose pod CIDRs overlap */
+/**
+ * nodes whose pod CIDRs overlap, each pair once, in node order. Two prefixes overlap when one
+ * holds the other, so a sweep over the CIDRs sorted by address (wider first) finds every pair
+ * with a stack of the prefixes still open: O(n log n) and the pairs, not every pair of nodes.
+ */
 export function podCidrOverlaps(c: Cluster): Finding[] {
-  const out: Finding[] = [];
-  for (let i = 0; i < c.nodes.length; i++)
-    for (let j = i + 1; j < c.nodes.length; j++)
-      if (overlaps(c.nodes[i], c.nodes[j]))
-        out.push({
-          check: 'pod-cidr-overlap',
-          severity: 'problem',
-          message: `${c.nodes[i].name}'s pod CIDR ${c.nodes[i].podCIDR} overlaps ${c.nodes[j].name}'s ${c.nodes[j].podCIDR}: their pods' addresses are ambiguous`,
-          fix: 'give every node a disjoint podCIDR (kube-controller-manager --allocate-node-cidrs, or the IPAM block size)',
-        });
-  return out;
+  const ranges = c.nodes.map((n, i) => {
+    const cidr = parseCidr(n.podCIDR, { allowHostBits: true });
+    const start = networkOf(cidr);
+    return { i, start, end: start + 2 ** (32 - cidr.len) - 1, len: cidr.len };
+  });
+  ranges.sort((a, b) => a.start - b.start || a.len - b.len || a.i - b.i);
+  const pairs: [number, number][] = [];
+  const open: typeof ranges = [];
+  for (const r of ranges) {
+    while (open.length && open[open.length - 1].end < r.start) open.pop();
+    for (const o of open) pairs.push(o.i < r.i ? [o.i, r.i] : [r.i, o.i]);
+    open.push(r);
+  }
+  pairs.sort((x, y) => x[0] - y[0] || x[1] - y[1]);
+  return pairs.map(([i, j]) => ({
+    check: 'pod-cidr-overlap',
+    severity: 'problem',
+    message: `${c.nodes[i].name}'s pod CIDR ${c.nodes[i].podCIDR} overlaps ${c.nodes[j].name}'s ${c.nodes[j].podCIDR}: their pods' addresses are ambiguous`,
+    fix: 'give every node a disjoint podCIDR (kube-controller-manager --allocate-node-cidrs, or the IPAM block size)',
+  }));
 }
 
 /** the same address on two devices of nodes and pods */

@@ -52,57 +52,94 @@ export function formatRoute(r: Route, linkdown = false): string {
   return parts.join(' ');
 }
 
+/** the routes of one prefix: the route, or the routes by metric when there are several (most prefixes have one) */
+type Aliases = Route | Route[];
+
+const asList = (v: Aliases | undefined): readonly Route[] =>
+  v === undefined ? [] : Array.isArray(v) ? v : [v];
+
 export class Fib {
   /** kept in the order `ip route show` lists them: by network address, longer prefixes first, then metric */
   private routes: Route[] = [];
-  /** buckets by prefix length for lookup, longest first */
-  private byLen: Map<number, Route[]>[] = Array.from({ length: 33 }, () => new Map());
+  /**
+   * the routes by prefix length, then network address, several by metric; a length gets its map
+   * when a route of that length is added (most namespaces use two or three of the 33)
+   */
+  private byLen: (Map<number, Aliases> | undefined)[] = [];
+  /** the lengths that have a map, longest first: what lookup walks */
+  private lens: number[] = [];
 
   list(): readonly Route[] {
     return this.routes;
   }
 
   find(dst: number, len: number, metric?: number): Route | undefined {
-    return this.byLen[len]?.get(dst)?.find((r) => metric === undefined || r.metric === metric);
+    return asList(this.byLen[len]?.get(dst)).find((r) => metric === undefined || r.metric === metric);
   }
 
   /** the routes of one prefix (and metric, when given), in the order list() has them; a hash lookup, not a scan */
   aliases(dst: number, len: number, metric?: number): Route[] {
-    const list = this.byLen[len]?.get(dst) ?? [];
+    const list = asList(this.byLen[len]?.get(dst));
     return metric === undefined ? [...list] : list.filter((r) => r.metric === metric);
   }
 
   add(r: Route): void {
     // Linux lists the main table in trie order: by network address, longer prefix first on ties (checked on 6.18)
-    const cmp = (a: Route, b: Route) => a.dst - b.dst || b.len - a.len || a.metric - b.metric;
-    let lo = 0;
-    let hi = this.routes.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (cmp(this.routes[mid], r) <= 0) lo = mid + 1;
-      else hi = mid;
+    const routes = this.routes;
+    const last = routes[routes.length - 1];
+    // routes are mostly added in that order already (a daemon's lease after lease): append
+    if (!last || cmp(last, r) <= 0) routes.push(r);
+    else {
+      let lo = 0;
+      let hi = routes.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (cmp(routes[mid], r) <= 0) lo = mid + 1;
+        else hi = mid;
+      }
+      routes.splice(lo, 0, r);
     }
-    this.routes.splice(lo, 0, r);
-    const bucket = this.byLen[r.len];
-    const list = bucket.get(r.dst);
-    if (list) {
+    let bucket = this.byLen[r.len];
+    if (!bucket) {
+      bucket = new Map();
+      this.byLen[r.len] = bucket;
+      this.lens.push(r.len);
+      this.lens.sort((a, b) => b - a);
+    }
+    const v = bucket.get(r.dst);
+    if (v === undefined) bucket.set(r.dst, r);
+    else {
+      const list = Array.isArray(v) ? v : [v];
       list.push(r);
       list.sort((a, b) => a.metric - b.metric);
-    } else bucket.set(r.dst, [r]);
+      bucket.set(r.dst, list);
+    }
   }
 
   remove(r: Route): void {
-    this.routes = this.routes.filter((x) => x !== r);
-    const bucket = this.byLen[r.len];
-    const list = bucket.get(r.dst)?.filter((x) => x !== r);
-    if (list && list.length) bucket.set(r.dst, list);
-    else bucket.delete(r.dst);
+    const i = this.routes.indexOf(r);
+    if (i >= 0) this.routes.splice(i, 1);
+    this.unindex(r);
   }
 
   removeWhere(pred: (r: Route) => boolean): Route[] {
-    const gone = this.routes.filter(pred);
-    for (const r of gone) this.remove(r);
+    const gone: Route[] = [];
+    const keep: Route[] = [];
+    for (const r of this.routes) (pred(r) ? gone : keep).push(r);
+    if (!gone.length) return gone;
+    // one pass over the table, not one per route removed (a device going down takes all its routes)
+    this.routes = keep;
+    for (const r of gone) this.unindex(r);
     return gone;
+  }
+
+  private unindex(r: Route): void {
+    const bucket = this.byLen[r.len];
+    const v = bucket?.get(r.dst);
+    if (!bucket || v === undefined) return;
+    const list = asList(v).filter((x) => x !== r);
+    if (list.length === 0) bucket.delete(r.dst);
+    else bucket.set(r.dst, list.length === 1 ? list[0] : list);
   }
 
   /**
@@ -110,14 +147,22 @@ export class Fib {
    * down); Linux skips those and keeps looking at shorter prefixes.
    */
   lookup(addr: number, usable: (r: Route) => boolean = () => true): Route | undefined {
-    for (let len = 32; len >= 0; len--) {
-      const bucket = this.byLen[len];
+    for (const len of this.lens) {
+      const bucket = this.byLen[len]!;
       if (bucket.size === 0) continue;
-      const net = (addr & prefixMask(len)) >>> 0;
-      const list = bucket.get(net);
-      if (!list) continue;
-      for (const r of list) if (usable(r)) return r;
+      const v = bucket.get((addr & prefixMask(len)) >>> 0);
+      if (v === undefined) continue;
+      if (!Array.isArray(v)) {
+        if (usable(v)) return v;
+        continue;
+      }
+      for (const r of v) if (usable(r)) return r;
     }
     return undefined;
   }
+}
+
+/** trie order: by network address, longer prefix first on ties, then metric */
+function cmp(a: Route, b: Route): number {
+  return a.dst - b.dst || b.len - a.len || a.metric - b.metric;
 }

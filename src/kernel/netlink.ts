@@ -58,6 +58,7 @@ export function netnsAdd(w: World, name: string, role: NetnsRole): Netns {
   const lo = newLink(ns, 'lo', '00:00:00:00:00:00', 65536);
   ns.links.set('lo', { ...lo, type: 'loopback', noarp: true });
   ns.link('lo')!.addrs.push({ ip: '127.0.0.1', len: 8, scope: 'host' });
+  localChanged(ns);
   linkSetUp(w, ns, 'lo', true);
   return ns;
 }
@@ -155,6 +156,8 @@ export type LinkAddRequest =
  * clamped to its underlay's MTU minus the VXLAN headroom (vxlan_config_apply), all as on 6.18.
  */
 export function linkAdd(w: World, ns: Netns, req: LinkAddRequest): Link {
+  localChanged(ns);
+  if (req.type === 'veth') localChanged(req.peer.netns);
   checkName(ns, req.name);
   checkIfindex(ns, req.ifindex);
   if (req.type === 'veth') checkIfindex(req.peer.netns, req.peer.ifindex);
@@ -270,6 +273,7 @@ export function linkDel(w: World, ns: Netns, name: string): void {
       if (k.startsWith(`net.ipv4.conf.${l.name}.`) || k.startsWith(`net.ipv4.neigh.${l.name}.`))
         n.sysctl.delete(k);
     n.links.delete(l.name);
+    localChanged(n);
   }
 }
 
@@ -363,56 +367,83 @@ function someForwarding(ns: Netns, br: Link): boolean {
 function withCarrier(w: World, devs: Watched[], change: () => void, goingDown?: Link): void {
   const watched: Watched[] = [];
   const seen = new Set<Link>();
-  const watch = (x: Watched) => {
-    if (seen.has(x.l)) return;
-    seen.add(x.l);
-    watched.push(x);
+  const watch = (ns: Netns, l: Link) => {
+    if (seen.has(l)) return;
+    seen.add(l);
+    watched.push({ ns, l });
   };
   for (const x of devs) {
-    watch(x);
+    watch(x.ns, x.l);
     const peer = vethPeer(w, x.l);
-    if (peer && x.l.type === 'veth') watch({ ns: w.ns(x.l.peer!.netns), l: peer });
+    if (peer && x.l.type === 'veth') watch(w.ns(x.l.peer!.netns), peer);
   }
-  for (const x of [...watched]) {
+  for (let i = 0, n = watched.length; i < n; i++) {
+    const x = watched[i];
     const br = x.l.master ? x.ns.link(x.l.master) : undefined;
-    if (br) watch({ ns: x.ns, l: br });
-    if (x.l.type === 'bridge') for (const p of bridgePorts(x.ns, x.l)) watch({ ns: x.ns, l: p });
+    if (br) watch(x.ns, br);
+    if (x.l.type === 'bridge') for (const p of bridgePorts(x.ns, x.l)) watch(x.ns, p);
   }
   // A bridge's ports and their forwarding states, compared before and after the change. Only the
   // watched devices change: a port that is not watched keeps its membership and state (a bridge
   // whose own state changes is in `devs`, and all its ports are watched), so comparing the watched
   // ports alone finds exactly what comparing every port would, without a scan of the bridge's
   // ports per change (a segment bridge has a port per node).
-  const portsOf = (x: Watched): string => {
-    if (x.l.type !== 'bridge') return '';
-    const ports = watched.filter((p) => p.ns === x.ns && p.l.master === x.l.name);
-    ports.sort((a, b) => a.l.ifindex - b.l.ifindex);
-    return ports.map((p) => `${p.l.name}:${portForwarding(x.ns, p.l)}`).join(' ');
-  };
-  const before = watched.map((x) => ({
-    ...x,
-    ok: carrierOk(x.l),
-    fwd: !!x.l.master && portForwarding(x.ns, x.l),
-    ports: portsOf(x),
-  }));
+  const before: Before[] = [];
+  for (const x of watched)
+    before.push({
+      ns: x.ns,
+      l: x.l,
+      ok: carrierOk(x.l),
+      fwd: !!x.l.master && portForwarding(x.ns, x.l),
+      ports: x.l.type === 'bridge' ? watchedPorts(watched, x) : undefined,
+    });
   change();
   // a bridge that got ports by the change is watched too (its ports are the ones in `devs`)
-  for (const x of [...watched]) {
+  for (let i = 0, n = watched.length; i < n; i++) {
+    const x = watched[i];
     const br = x.l.master ? x.ns.link(x.l.master) : undefined;
     if (br && !seen.has(br)) {
-      watch({ ns: x.ns, l: br });
-      before.push({ ns: x.ns, l: br, ok: carrierOk(br), fwd: false, ports: '' });
+      watch(x.ns, br);
+      before.push({ ns: x.ns, l: br, ok: carrierOk(br), fwd: false, ports: [] });
     }
   }
   for (const b of before) if (b.l.type === 'veth') setCarrier(b.l, b.l.up && !!vethPeer(w, b.l)?.up);
   for (const b of before)
-    if (b.l.type === 'bridge' && portsOf(b) !== b.ports) setCarrier(b.l, someForwarding(b.ns, b.l));
+    if (b.l.type === 'bridge' && !samePorts(watchedPorts(watched, b), b.ports!))
+      setCarrier(b.l, someForwarding(b.ns, b.l));
   for (const b of before) {
     if (b.l === goingDown) continue;
     if (b.ok && !carrierOk(b.l))
       b.ns.neigh.removeWhere((n) => n.dev === b.l.name && n.state !== 'PERMANENT' && n.state !== 'NOARP');
     if (b.fwd && !portForwarding(b.ns, b.l)) flushPortFdb(b.ns, b.l);
   }
+}
+
+/** a watched device as it was before the change: carrier, forwarding, and for a bridge its watched ports */
+interface Before extends Watched {
+  ok: boolean;
+  fwd: boolean;
+  ports: PortState[] | undefined;
+}
+
+interface PortState {
+  l: Link;
+  fwd: boolean;
+}
+
+/** the watched ports of a bridge with their forwarding states, in ifindex order */
+function watchedPorts(watched: readonly Watched[], br: Watched): PortState[] {
+  const out: PortState[] = [];
+  for (const p of watched)
+    if (p.ns === br.ns && p.l.master === br.l.name) out.push({ l: p.l, fwd: portForwarding(br.ns, p.l) });
+  if (out.length > 1) out.sort((a, b) => a.l.ifindex - b.l.ifindex);
+  return out;
+}
+
+function samePorts(a: readonly PortState[], b: readonly PortState[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i].l.name !== b[i].l.name || a[i].fwd !== b[i].fwd) return false;
+  return true;
 }
 
 /**
@@ -433,6 +464,7 @@ export function linkSetUp(w: World, ns: Netns, name: string, up: boolean): void 
     [{ ns, l: dev }],
     () => {
       dev.up = up;
+      localChanged(ns);
       if (up) {
         dev.addrs.forEach((a, i) => {
           const r = isSecondary(dev, i) ? undefined : prefixRoute(dev, a.ip, a.len, a.ip);
@@ -473,7 +505,11 @@ export function linkSetMtu(ns: Netns, name: string, mtu: number): void {
 /** IFA_F_SECONDARY, derived from the list order the kernel keeps (primaries first) */
 export function isSecondary(dev: Link, i: number): boolean {
   const a = dev.addrs[i];
-  return dev.addrs.slice(0, i).some((b) => b.len === a.len && inPrefix(b.ip, a.ip, a.len));
+  for (let j = 0; j < i; j++) {
+    const b = dev.addrs[j];
+    if (b.len === a.len && inPrefix(b.ip, a.ip, a.len)) return true;
+  }
+  return false;
 }
 
 function primaryOf(dev: Link, ip: string, len: number) {
@@ -547,6 +583,7 @@ export function addressAdd(
   const a: Address = { ip, len, scope: sc };
   if (secondary) dev.addrs.push(a);
   else dev.addrs.splice(lastPrimary, 0, a);
+  localChanged(ns);
   if (!secondary && dev.up) {
     const r = prefixRoute(dev, ip, len, ip);
     if (r) fibMagicAdd(ns, r);
@@ -575,6 +612,7 @@ export function addressDel(ns: Netns, devName: string, ip: string, len?: number)
     const k = dev.addrs.indexOf(g);
     const wasPrimary = !isSecondary(dev, k);
     dev.addrs.splice(k, 1);
+    localChanged(ns);
     if (wasPrimary) {
       const r = prefixRoute(dev, g.ip, g.len, g.ip);
       if (r) {
@@ -636,13 +674,64 @@ export interface LocalRoute {
  */
 export function localRoutes(ns: Netns, covering?: number): LocalRoute[] {
   const out: LocalRoute[] = [];
-  // a route is made only when it is kept: every routeAdd with a gateway asks for the routes covering it
-  const push = (type: LocalRoute['type'], dst: number, len: number, dev: string, src: string) => {
-    if (covering !== undefined && !inPrefix(covering, dst, len)) return;
+  eachLocalRoute(ns, covering, (type, dst, len, dev, src) => {
     for (const x of out)
       if (x.type === type && x.dst === dst && x.len === len && x.dev === dev && x.src === src) return;
     out.push({ type, dst, len, dev, src, scope: type === 'local' ? 'host' : 'link' });
-  };
+  });
+  return out.sort((a, b) => a.dst - b.dst || b.len - a.len);
+}
+
+/** a route of the local table as fib_add_ifaddr makes it, before the table's order and dedup */
+interface MadeLocal {
+  type: LocalRoute['type'];
+  dst: number;
+  len: number;
+  dev: string;
+  src: string;
+}
+
+/**
+ * Each namespace's local-table routes in the order fib_add_ifaddr makes them, kept until a
+ * device, an address or an up/down state of the namespace changes: every such change goes
+ * through this file and calls localChanged. The routes follow from the links, so this is a
+ * cache beside the namespace, not state of it (a world read back from data starts without).
+ */
+const madeLocal = new WeakMap<Netns, MadeLocal[]>();
+
+/** a device, address or up/down state of the namespace changed: its local table is made anew when asked */
+function localChanged(ns: Netns): void {
+  madeLocal.delete(ns);
+}
+
+/**
+ * fib_add_ifaddr's local-table routes covering `covering` (all when undefined), each handed to
+ * `push` in the order they are made (devices in ifindex order, then their addresses): every
+ * routeAdd with a gateway asks for the routes covering it without building the table.
+ */
+function eachLocalRoute(
+  ns: Netns,
+  covering: number | undefined,
+  push: (type: LocalRoute['type'], dst: number, len: number, dev: string, src: string) => void,
+): void {
+  for (const r of localMade(ns))
+    if (covering === undefined || inPrefix(covering, r.dst, r.len)) push(r.type, r.dst, r.len, r.dev, r.src);
+}
+
+/** the namespace's local-table routes as made, kept until localChanged */
+function localMade(ns: Netns): MadeLocal[] {
+  let made = madeLocal.get(ns);
+  if (!made) {
+    made = makeLocal(ns);
+    madeLocal.set(ns, made);
+  }
+  return made;
+}
+
+function makeLocal(ns: Netns): MadeLocal[] {
+  const out: MadeLocal[] = [];
+  const put = (type: LocalRoute['type'], dst: number, len: number, dev: string, src: string) =>
+    out.push({ type, dst, len, dev, src });
   // only devices with addresses make local routes (a node's pod veths have none: skip them before sorting)
   const links: Link[] = [];
   for (const dev of ns.links.values()) if (dev.addrs.length) links.push(dev);
@@ -652,15 +741,27 @@ export function localRoutes(ns: Netns, covering?: number): LocalRoute[] {
       const a = dev.addrs[i];
       const secondary = isSecondary(dev, i);
       const addr = ip4ToInt(a.ip);
-      push('local', addr, 32, dev.name, secondary ? (primaryOf(dev, a.ip, a.len)?.ip ?? a.ip) : a.ip);
+      put('local', addr, 32, dev.name, secondary ? (primaryOf(dev, a.ip, a.len)?.ip ?? a.ip) : a.ip);
       if (!dev.up || secondary) continue;
       const c = { addr, len: a.len };
       const net = networkOf(c);
       if (net === 0 || (net === addr && a.len === 32)) continue;
-      if (dev.type === 'loopback') push('local', net, a.len, dev.name, a.ip);
-      if (a.len < 31) push('broadcast', broadcastOf(c), 32, dev.name, a.ip);
+      if (dev.type === 'loopback') put('local', net, a.len, dev.name, a.ip);
+      if (a.len < 31) put('broadcast', broadcastOf(c), 32, dev.name, a.ip);
     }
-  return out.sort((a, b) => a.dst - b.dst || b.len - a.len);
+  return out;
+}
+
+/**
+ * The longest local-table route covering `n` (out of `oif` when given): what sorting
+ * localRoutes(ns, n) by prefix length gives first. The covering routes of one length share their
+ * network address, so the first one made of the longest length is that one.
+ */
+function longestLocalRoute(ns: Netns, n: number, oif?: string): MadeLocal | undefined {
+  let best: MadeLocal | undefined;
+  for (const r of localMade(ns))
+    if ((!oif || r.dev === oif) && (!best || r.len > best.len) && inPrefix(n, r.dst, r.len)) best = r;
+  return best;
 }
 
 /** inet_addr_type_dev_table: the type of a local-table route for `ip` (on `dev`, when given), else unicast */
@@ -672,7 +773,7 @@ export function addrType(
   const n = ip4ToInt(ip);
   if (n === 0 || n === 0xffffffff) return 'broadcast';
   if (n >>> 28 === 0xe) return 'multicast';
-  const hit = localRoutes(ns, n).sort((a, b) => b.len - a.len)[0];
+  const hit = longestLocalRoute(ns, n);
   if (hit && (!dev || hit.dev === dev)) return hit.type;
   return 'unicast';
 }
@@ -694,9 +795,8 @@ function gatewayLookup(
   oif: string | undefined,
 ): { type: string; dev?: string } | undefined {
   const n = ip4ToInt(gw);
-  const local = localRoutes(ns, n).filter((r) => !oif || r.dev === oif);
+  const best = longestLocalRoute(ns, n, oif);
   const main = ns.fib.lookup(n, (x) => (x.scope === 'link' || x.scope === 'host') && (!oif || x.dev === oif));
-  const best = local.sort((a, b) => b.len - a.len)[0];
   if (best && (!main || best.len >= main.len)) return { type: best.type, dev: best.dev };
   if (main) return { type: main.type, dev: main.dev };
   return undefined;
@@ -789,10 +889,9 @@ export function routeDel(
   },
 ): Route {
   const { dst, len } = checkedPrefix(prefix);
+  // the prefix's aliases by metric, each metric's in the order they were added: a hash lookup
   const r = ns.fib
-    .list()
-    .filter((x) => x.dst === dst && x.len === len)
-    .sort((a, b) => a.metric - b.metric)
+    .aliases(dst, len)
     .find(
       (x) =>
         (!m.type || x.type === m.type) &&
@@ -824,7 +923,7 @@ const NUD_VALID: NudState[] = ['PERMANENT', 'NOARP', 'REACHABLE', 'PROBE', 'STAL
 export function neighAdd(ns: Netns, w: World, req: NeighRequest): void {
   const dev = ns.link(req.dev);
   if (!dev) throw new NetlinkError('ENODEV');
-  if (req.lladdr !== undefined && req.lladdr.split(':').length < (dev.type === 'ipip' ? 4 : 6))
+  if (req.lladdr !== undefined && fieldsOf(req.lladdr) < (dev.type === 'ipip' ? 4 : 6))
     throw ext('EINVAL', 'Invalid link address');
   const old = ns.neighbour(req.ip, req.dev);
   if (!old && !req.nl.create) throw new NetlinkError('ENOENT');
@@ -841,6 +940,13 @@ export function neighAdd(ns: Netns, w: World, req: NeighRequest): void {
   entry.state = req.state;
   if (valid) entry.lladdr = lladdr;
   entry.updated = w.now;
+}
+
+/** the colon-separated fields of a link-layer address (`split(':').length`, without the split) */
+function fieldsOf(lladdr: string): number {
+  let n = 1;
+  for (let i = 0; i < lladdr.length; i++) if (lladdr.charCodeAt(i) === 58) n++;
+  return n;
 }
 
 /** neigh_delete: ENOENT when there is no such entry */

@@ -7,7 +7,7 @@ import { Fib } from './fib.ts';
 import { Netfilter } from './netfilter.ts';
 import { Conntrack } from './conntrack.ts';
 import { DEVICE_SYSCTLS, NETNS_SYSCTLS } from './sysctl-recorded.ts';
-import { KeyedTable } from './table.ts';
+import { KeyedTable, PairTable } from './table.ts';
 import type { PingSocket, TcpConn } from './sockets.ts';
 
 export interface LinkStats {
@@ -267,6 +267,9 @@ export const DEFAULT_SYSCTLS: Record<string, string> = {
   'net.ipv4.route.error_burst': '1250',
 };
 
+/** DEFAULT_SYSCTLS as a map: every namespace starts with a copy (a map copies faster than it is built) */
+const DEFAULT_SYSCTL_MAP: ReadonlyMap<string, string> = new Map(Object.entries(DEFAULT_SYSCTLS));
+
 /**
  * `outside`: an imported cluster's edge. A frame that reaches it has left the namespaces the
  * dumps describe (a veth whose other end was not collected, the gateway's way out); the model
@@ -286,9 +289,12 @@ const parsedInts = new Map<string, readonly number[]>();
 export class Netns {
   readonly links = new Map<string, Link>();
   readonly fib = new Fib();
-  /** keyed by `ip|dev` */
-  readonly neigh = new KeyedTable<NeighEntry>((n) => `${n.ip}|${n.dev}`);
-  readonly sysctl = new Map<string, string>(Object.entries(DEFAULT_SYSCTLS));
+  /** keyed by device, then address (`get` takes the key `ip|dev` too) */
+  readonly neigh = new PairTable<NeighEntry>(
+    (n) => n.dev,
+    (n) => n.ip,
+  );
+  readonly sysctl = new Map<string, string>(DEFAULT_SYSCTL_MAP);
   readonly netfilter = new Netfilter();
   readonly conntrack = new Conntrack();
   readonly sockets: ListenSocket[] = [];
@@ -384,7 +390,7 @@ export class Netns {
   }
 
   neighbour(ip: Ipv4Addr, dev: string): NeighEntry | undefined {
-    return this.neigh.get(`${ip}|${dev}`);
+    return this.neigh.pick(ip, dev);
   }
 }
 
