@@ -12,6 +12,7 @@ import { buildCluster } from '../src/cni/build.ts';
 import { portProtoHash, resolveServices } from '../src/proxy/services.ts';
 import { kubeProxySync, probability } from '../src/proxy/kube-proxy.ts';
 import { iptablesSave } from '../src/tools/iptables-save.ts';
+import { formatRuleSpec } from '../src/kernel/netfilter.ts';
 import { base32, sha256, utf8 } from '../src/wire/sha256.ts';
 import { resolveService, walk, walkOk, WalkError, type Walk } from '../src/trace/walk.ts';
 import { run } from '../src/cli/app.ts';
@@ -439,4 +440,132 @@ test("bridge link set: hairpin on and off, and the real tool's errors", () => {
   assert.match(r('ip -d link show dev veth-pod-a').stdout, /hairpin on/);
   assert.equal(r('bridge link set dev veth-pod-a hairpin off').code, 0);
   assert.match(r('bridge -d link show dev veth-pod-a').stdout, /hairpin off/);
+});
+
+/* ------------------------------------------------------------ from outside the cluster */
+
+const external = () =>
+  buildCluster(loadCluster(readFileSync('test/fixtures/services-external.yaml', 'utf8'), 'x.yaml'));
+const natSteps = (t: Walk['request']) =>
+  t.hops
+    .flatMap((h) => h.steps)
+    .flatMap((s) =>
+      s.ev.type === 'netfilter' && s.ev.decision.nat ? [{ ns: s.netns, d: s.ev.decision }] : [],
+    );
+
+test('NodePort from an external host: KUBE-NODEPORTS → KUBE-EXT- (masquerade) → KUBE-SVC- → KUBE-SEP-, SNAT to the node, the reply back to the client', () => {
+  const c = external();
+  const web = c.services.find((s) => s.name === 'web')!.ports[0];
+  // masqueraded to the address of the device the packet leaves node2 by: cni0 for its own pod,
+  // eth0 toward node3's (calico-bgp routes pod networks over the underlay)
+  for (const [endpoint, masq, sport] of [
+    ['web-2', '10.244.1.1', 40001],
+    ['web-3', '192.168.1.11', 40002],
+  ] as const) {
+    const w = walk(c, { from: 'client', to: '192.168.1.11', port: 30080, proto: 'tcp', endpoint, sport });
+    assert.equal(delivered(w), endpoint);
+    assert.ok(walkOk(w), `${endpoint}: answered`);
+    const [dnat, snat] = natSteps(w.request);
+    const ep = web.endpoints.find((e) => e.pod === endpoint)!;
+    assert.equal(dnat.ns, 'node2');
+    assert.deepEqual(
+      dnat.d.path.map((h) => h.chain),
+      [
+        'PREROUTING',
+        'KUBE-SERVICES',
+        'KUBE-NODEPORTS',
+        web.chains.ext,
+        'KUBE-MARK-MASQ',
+        web.chains.ext,
+        web.chains.svc,
+        ep.chain,
+      ],
+    );
+    assert.deepEqual([snat.ns, snat.d.nat], ['node2', 'MASQUERADE']);
+    // the endpoint answers the node, never the client; node2 turns it back into the node port's answer
+    assert.deepEqual([w.reply!.flow.src, w.reply!.flow.dst], [ep.ip, masq]);
+    const back = w
+      .reply!.hops.flatMap((h) => h.steps)
+      .flatMap((s) =>
+        s.ev.type === 'nat-rewrite'
+          ? [[s.netns, s.ev.manip, s.ev.after.src, s.ev.after.sport, s.ev.after.dst, s.ev.after.dport]]
+          : [],
+      );
+    assert.deepEqual(back, [
+      ['node2', 'dst', ep.ip, ep.port, '192.168.1.100', sport],
+      ['node2', 'src', '192.168.1.11', 30080, '192.168.1.100', sport],
+    ]);
+    assert.equal(w.reply!.disposition.kind === 'delivered' && w.reply!.disposition.netns, 'client');
+  }
+});
+
+test('externalTrafficPolicy Local from an external host: KUBE-EXT- → KUBE-SVL-, no masquerade (the pod sees the client); dropped on a node without a local endpoint', () => {
+  const c = external();
+  const api = c.services.find((s) => s.name === 'api')!.ports.find((p) => p.protocol === 'tcp')!;
+  const w = walk(c, {
+    from: 'client',
+    to: '192.168.1.11',
+    port: 31000,
+    proto: 'tcp',
+    endpoint: 'api-1',
+    sport: 40003,
+  });
+  assert.equal(delivered(w), 'api-1');
+  assert.ok(walkOk(w));
+  const nat = natSteps(w.request);
+  assert.deepEqual(
+    nat.map((n) => [n.ns, n.d.nat]),
+    [['node2', 'DNAT']],
+    'no MASQUERADE: the source is kept',
+  );
+  const ep = api.endpoints[0];
+  assert.deepEqual(
+    nat[0].d.path.map((h) => h.chain),
+    ['PREROUTING', 'KUBE-SERVICES', 'KUBE-NODEPORTS', api.chains.ext, api.chains.svl, ep.chain],
+  );
+  assert.deepEqual([w.reply!.flow.src, w.reply!.flow.dst], [ep.ip, '192.168.1.100']);
+  // node1 has no endpoint of prod/api: filter INPUT's KUBE-EXTERNAL-SERVICES drops it
+  const d = walk(c, { from: 'client', to: '192.168.1.10', port: 31000, proto: 'tcp', sport: 40004 });
+  assert.equal(d.request.disposition.kind, 'dropped');
+  assert.equal(d.request.disposition.kind === 'dropped' && d.request.disposition.netns, 'node1');
+  assert.deepEqual(explainDrop(c, d.request)?.causes, [
+    'Service prod/api:tcp has externalTrafficPolicy Local and no ready endpoint on node1 (its endpoints: api-1 on node2): kube-proxy drops external traffic there',
+  ]);
+  assert.equal(
+    runCommand(c, 'node1', 'conntrack -L').stdout,
+    '',
+    'the dropped SYN leaves no confirmed entry',
+  );
+});
+
+test('LoadBalancer: the client routes the ingress IP to a node; KUBE-SERVICES "loadbalancer IP" → KUBE-EXT- → the endpoint, and the answer comes from the ingress IP', () => {
+  const c = external();
+  const api = c.services.find((s) => s.name === 'api')!.ports.find((p) => p.protocol === 'udp')!;
+  const w = walk(c, {
+    from: 'client',
+    to: '203.0.113.10',
+    port: 9000,
+    proto: 'udp',
+    endpoint: 'api-1',
+    sport: 40005,
+  });
+  assert.equal(delivered(w), 'api-1');
+  const nat = natSteps(w.request);
+  assert.deepEqual(
+    nat[0].d.path.map((h) => h.chain),
+    ['PREROUTING', 'KUBE-SERVICES', api.chains.ext, api.chains.svl, api.endpoints[0].chain],
+  );
+  const rule = c.world.ns('node2').netfilter.chain('nat', 'KUBE-SERVICES')!.rules[nat[0].d.path[1].index - 1];
+  assert.equal(
+    formatRuleSpec(rule),
+    '-d 203.0.113.10/32 -p udp -m comment --comment "prod/api:udp loadbalancer IP" -m udp --dport 9000 -j ' +
+      api.chains.ext,
+  );
+  // the listener echoes: the answer leaves node2 from the ingress IP, to the client's own address
+  assert.deepEqual([w.reply!.flow.src, w.reply!.flow.dst], [api.endpoints[0].ip, '192.168.1.100']);
+  const undo = w
+    .reply!.hops.flatMap((h) => h.steps)
+    .flatMap((s) => (s.ev.type === 'nat-rewrite' ? [[s.netns, s.ev.after.src, s.ev.after.sport]] : []));
+  assert.deepEqual(undo, [['node2', '203.0.113.10', 9000]]);
+  assert.equal(w.reply!.disposition.kind === 'delivered' && w.reply!.disposition.netns, 'client');
 });

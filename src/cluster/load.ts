@@ -36,6 +36,14 @@
  *     namespace: prod        # optional Kubernetes namespace, default "default"
  *     labels: {app: web}     # optional pod labels (string values)
  *     ready: false           # optional Ready condition, default true (not ready: no Service endpoint)
+ * externalHosts:             # optional: hosts on the underlay outside the cluster (a client of
+ *   - name: client           # NodePort and LoadBalancer Services); each its own network namespace,
+ *                            # sharing the namespace of names with subnets, the router, nodes and pods
+ *     ip: 192.168.1.100/24   # address/prefix, as a node's: inside exactly one subnet, with its prefix
+ *                            # length, no node's or other host's address
+ *     mac: 02:42:c0:a8:01:64 # optional eth0 MAC
+ *     routes:                # optional routes besides the subnet's default route: `to` a network,
+ *       - {to: 203.0.113.10/32, via: 192.168.1.11}  # `via` an address of its subnet, not its own
  * bgp:                       # optional: node-to-node mesh sessions that are not up
  *   - nodes: [node1, node2]  # two different existing nodes; each pair listed once
  *     state: down            # up | down, default down
@@ -239,6 +247,7 @@ const ENTITY: Record<string, string> = {
   subnets: 'subnet',
   nodes: 'node',
   pods: 'pod',
+  externalHosts: 'external host',
   namespaces: 'namespace',
 };
 
@@ -426,6 +435,13 @@ const NodeSchema = z.strictObject({
   bridgeMac: macSchema('bridgeMac').optional(),
   vtepMac: macSchema('vtepMac').optional(),
   mtu: intRange('mtu', 576, 9216).optional(),
+});
+
+const ExternalHostSchema = z.strictObject({
+  name: nameSchema('external host'),
+  ip: ifAddrSchema('ip'),
+  mac: macSchema('mac').optional(),
+  routes: z.array(z.strictObject({ to: cidrSchema('to'), via: ipv4Schema('via') })).default([]),
 });
 
 const PodSchema = z.strictObject({
@@ -826,6 +842,7 @@ const RootSchema = z.strictObject({
     if (a.length === 0) ctx.addIssue({ code: 'custom', message: 'nodes must list at least one node' });
   }),
   pods: z.array(PodSchema).default([]),
+  externalHosts: z.array(ExternalHostSchema).optional(),
   bgp: z.array(BgpSchema).default([]),
   run: z.array(runSchema).default([]),
   namespaces: z.array(NamespaceSchema).optional(),
@@ -976,44 +993,123 @@ function checkSubnets(c: Checker, raw: unknown): Segment[] | undefined {
 }
 
 /**
+ * An interface address on the underlay (a node's or an external host's eth0): a host address
+ * inside exactly one subnet, with its prefix length; without `subnets:`, on the segment derived
+ * from the first node. Returns the network it sits on, when it is fine.
+ */
+function checkUnderlayAddress(
+  c: Checker,
+  at: Path,
+  ip: string,
+  segments: Segment[] | undefined,
+  derived: { net: Cidr; from: string } | undefined,
+): Cidr | undefined {
+  const addr = cidrOf(ip);
+  if (addr === undefined) return undefined;
+  const special = specialHostAddress(addr, addr.addr);
+  if (special) {
+    c.add(at, `ip ${ip} is the ${special} address of ${cidrText(addr)}, not a host address`);
+    return undefined;
+  }
+  if (segments !== undefined) {
+    const inside = segments.filter((s) => cidrContains(s.net, addr.addr));
+    const list = segments.map((s) => `${s.name} ${cidrText(s.net)}`).join(', ');
+    if (inside.length === 0) c.add(at, `ip ${ip} is not inside any subnet (${list})`);
+    else if (inside.length > 1) c.add(at, `ip ${ip} is inside more than one subnet (${list})`);
+    else if (inside[0].net.len !== addr.len) {
+      const s = inside[0];
+      c.add(at, `ip ${ip} has prefix length /${addr.len} but subnet ${s.name} is ${cidrText(s.net)}`);
+    } else return inside[0].net;
+    return undefined;
+  }
+  if (derived && (!cidrContains(derived.net, addr.addr) || derived.net.len !== addr.len)) {
+    c.add(
+      at,
+      `ip ${ip} is not on lan0 ${cidrText(derived.net)} (the default segment, derived from ` +
+        `${derived.from}); list the segments under "subnets:"`,
+    );
+    return undefined;
+  }
+  return derived?.net ?? addr;
+}
+
+/** the segment of a file without `subnets:`: the network of the first node's address */
+function derivedSegment(raw: unknown): { net: Cidr; from: string } | undefined {
+  const first = entries(raw, 'nodes')[0]?.[1];
+  const ip = first ? text(first, 'ip') : undefined;
+  const addr = ip === undefined ? undefined : cidrOf(ip);
+  if (addr === undefined || specialHostAddress(addr, addr.addr)) return undefined;
+  return { net: addr, from: text(first!, 'name') ?? 'nodes[0]' };
+}
+
+/**
  * Unique names; each ip a host address inside exactly one subnet, with its prefix length. Without
  * `subnets:`, the segment is the one derived from the first node. Returns the node names.
  */
 function checkNodes(c: Checker, raw: unknown, segments: Segment[] | undefined): Map<string, number> {
   const names = new Map<string, number>();
   const subnetsGiven = isRecord(raw) && raw.subnets !== undefined;
-  let derived: { net: Cidr; from: string } | undefined;
+  const derived = subnetsGiven ? undefined : derivedSegment(raw);
   for (const [i, n] of entries(raw, 'nodes')) {
     const name = text(n, 'name');
     if (name !== undefined) checkUnique(c, names, 'nodes', 'node', i, name);
     const ip = text(n, 'ip');
-    const addr = ip === undefined ? undefined : cidrOf(ip);
-    if (addr === undefined) continue;
-    const at = ['nodes', i, 'ip'];
-    const special = specialHostAddress(addr, addr.addr);
-    if (special) {
-      c.add(at, `ip ${ip} is the ${special} address of ${cidrText(addr)}, not a host address`);
-    } else if (subnetsGiven) {
-      if (segments === undefined) continue;
-      const inside = segments.filter((s) => cidrContains(s.net, addr.addr));
-      const list = segments.map((s) => `${s.name} ${cidrText(s.net)}`).join(', ');
-      if (inside.length === 0) c.add(at, `ip ${ip} is not inside any subnet (${list})`);
-      else if (inside.length > 1) c.add(at, `ip ${ip} is inside more than one subnet (${list})`);
-      else if (inside[0].net.len !== addr.len) {
-        const s = inside[0];
-        c.add(at, `ip ${ip} has prefix length /${addr.len} but subnet ${s.name} is ${cidrText(s.net)}`);
-      }
-    } else if (i === 0) {
-      derived = { net: addr, from: name ?? 'nodes[0]' };
-    } else if (derived && (!cidrContains(derived.net, addr.addr) || derived.net.len !== addr.len)) {
-      c.add(
-        at,
-        `ip ${ip} is not on lan0 ${cidrText(derived.net)} (the default segment, derived from ` +
-          `${derived.from}); list the segments under "subnets:"`,
-      );
-    }
+    if (ip !== undefined)
+      checkUnderlayAddress(c, ['nodes', i, 'ip'], ip, segments, i === 0 ? undefined : derived);
   }
   return names;
+}
+
+/**
+ * External hosts: unique names that are no node's or pod's; an underlay address as a node's, not
+ * a node's or another host's; each route's gateway an address of the host's own subnet, not its
+ * own address.
+ */
+function checkExternalHosts(c: Checker, raw: unknown, segments: Segment[] | undefined) {
+  const names = new Map<string, number>();
+  const subnetsGiven = isRecord(raw) && raw.subnets !== undefined;
+  const derived = subnetsGiven ? undefined : derivedSegment(raw);
+  const others = new Map<string, string>();
+  for (const list of ['nodes', 'pods'] as const)
+    for (const [i, n] of entries(raw, list)) {
+      const name = text(n, 'name');
+      if (name !== undefined && !others.has(name))
+        others.set(name, `${ENTITY[list]} at line ${c.lineOf([list, i])}`);
+    }
+  const addrs = new Map<number, string>();
+  for (const [i, n] of entries(raw, 'nodes')) {
+    const a = cidrOf(text(n, 'ip') ?? '');
+    if (a !== undefined && !addrs.has(a.addr)) addrs.set(a.addr, `node ${text(n, 'name') ?? `nodes[${i}]`}`);
+  }
+  for (const [i, h] of entries(raw, 'externalHosts')) {
+    const name = text(h, 'name');
+    if (name !== undefined && checkUnique(c, names, 'externalHosts', 'external host', i, name)) {
+      const other = others.get(name);
+      if (other)
+        c.add(
+          ['externalHosts', i, 'name'],
+          `external host name "${name}" is already the name of the ${other}; subnets, the router, nodes, pods and external hosts share one namespace of names`,
+        );
+    }
+    const ip = text(h, 'ip');
+    if (ip === undefined || (subnetsGiven && segments === undefined)) continue;
+    const net = checkUnderlayAddress(c, ['externalHosts', i, 'ip'], ip, segments, derived);
+    if (net === undefined) continue;
+    const addr = cidrOf(ip)!.addr;
+    const owner = addrs.get(addr);
+    if (owner) c.add(['externalHosts', i, 'ip'], `ip ${ip} is already the address of ${owner}`);
+    else addrs.set(addr, `external host ${name ?? `externalHosts[${i}]`}`);
+    const routes = isRecord(h) && Array.isArray(h.routes) ? h.routes : [];
+    routes.forEach((r: unknown, j) => {
+      const via = isRecord(r) && typeof r.via === 'string' ? r.via : undefined;
+      const gw = via === undefined ? undefined : parseIp4(via);
+      if (gw === undefined) return;
+      const at = ['externalHosts', i, 'routes', j, 'via'];
+      if (gw === addr) c.add(at, `via ${via} is the host's own address`);
+      else if (!cidrContains(net, gw) || specialHostAddress(net, gw))
+        c.add(at, `via ${via} is not a host address of the host's subnet ${cidrText(net)}`);
+    });
+  }
 }
 
 /** The devices a node has besides the pods' veths, in one mode or another (cni/build.ts, cni/modes.ts) */
@@ -1073,9 +1169,9 @@ function checkPods(c: Checker, raw: unknown, nodes: Map<string, number> | undefi
 }
 
 /**
- * Subnets, the router (when a subnet has a gateway), nodes and pods are each a network namespace
- * of that name: a node or pod may not take a subnet's name or "router" (nodes and pods are
- * checked against each other in checkPods).
+ * Subnets, the router (when a subnet has a gateway), nodes, pods and external hosts are each a
+ * network namespace of that name: none may take a subnet's name or "router" (nodes and pods are
+ * checked against each other in checkPods, external hosts against both in checkExternalHosts).
  */
 function checkNetnsNames(c: Checker, raw: unknown) {
   const taken = new Map<string, string>();
@@ -1085,14 +1181,14 @@ function checkNetnsNames(c: Checker, raw: unknown) {
   }
   if (entries(raw, 'subnets').some(([, s]) => text(s, 'gateway') !== undefined))
     taken.set('router', 'router that joins the subnets (a subnet has a gateway)');
-  for (const list of ['nodes', 'pods'] as const)
+  for (const list of ['nodes', 'pods', 'externalHosts'] as const)
     for (const [i, n] of entries(raw, list)) {
       const name = text(n, 'name');
       const other = name === undefined ? undefined : taken.get(name);
       if (other)
         c.add(
           [list, i, 'name'],
-          `${ENTITY[list]} name "${name}" is already the name of the ${other}; subnets, the router, nodes and pods share one namespace of names`,
+          `${ENTITY[list]} name "${name}" is already the name of the ${other}; subnets, the router, nodes, pods and external hosts share one namespace of names`,
         );
     }
 }
@@ -1209,6 +1305,7 @@ function crossCheck(raw: unknown, lineOf: (path: Path) => number): Problem[] {
   const nodeNames = checkNodes(c, raw, segments);
   const nodes = wellFormed(raw, 'nodes', 'name') ? nodeNames : undefined;
   checkPods(c, raw, nodes);
+  checkExternalHosts(c, raw, segments);
   checkNetnsNames(c, raw);
   checkBgp(c, raw, nodes);
   checkNamespacesAndPolicies(c, raw);

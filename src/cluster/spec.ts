@@ -41,6 +41,23 @@ export interface NodeSpec {
   mtu?: number;
 }
 
+/**
+ * A host on the underlay outside the cluster (a client, the user behind a load balancer): its own
+ * network namespace on a segment, like a node's eth0, with no CNI, no kube-proxy and no forwarding.
+ */
+export interface ExternalHostSpec {
+  name: string;
+  /** Address with prefix on eth0, e.g. "192.168.1.100/24"; its subnet is the segment it sits on */
+  ip: string;
+  /** eth0 MAC */
+  mac?: string;
+  /**
+   * Routes of its own besides the subnet's default route, e.g. a load balancer's ingress IP via a
+   * node (what a BGP-speaking load balancer or a router's static route gives the user)
+   */
+  routes: { to: string; via: string }[];
+}
+
 export interface PodSpec {
   name: string;
   node: string;
@@ -130,6 +147,8 @@ export interface ClusterSpec {
   subnets: SubnetSpec[];
   nodes: NodeSpec[];
   pods: PodSpec[];
+  /** Hosts on the underlay outside the cluster (clients of NodePort and LoadBalancer Services) */
+  externalHosts?: ExternalHostSpec[];
   /** Calico: sessions of the node-to-node mesh that differ from "up" */
   bgp: BgpSessionSpec[];
   /** Commands applied after the CNI programmed the nodes, e.g. "node1: ip route del 10.244.1.0/24" */
