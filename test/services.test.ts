@@ -569,3 +569,18 @@ test('LoadBalancer: the client routes the ingress IP to a node; KUBE-SERVICES "l
   assert.deepEqual(undo, [['node2', '203.0.113.10', 9000]]);
   assert.equal(w.reply!.disposition.kind === 'delivered' && w.reply!.disposition.netns, 'client');
 });
+
+test('the lab scenarios from the external host (seeds 2021-2032) walk in the model as the kernel ran them: delivered, or dropped at n1 for Local without an endpoint there', () => {
+  for (let seed = 2021; seed <= 2032; seed++) {
+    const s = generateScenario(seed);
+    const c = buildCluster(s.spec, s.mode);
+    assert.equal(s.flow.from, 'client');
+    const w = walk(c, s.flow);
+    if (s.faultKind === 'svc-ext-local-none') {
+      assert.equal(w.request.disposition.kind === 'dropped' && w.request.disposition.netns, 'n1', s.title);
+    } else {
+      assert.equal(delivered(w), s.flow.endpoint, s.title);
+      assert.ok(walkOk(w), s.title);
+    }
+  }
+});
