@@ -215,6 +215,36 @@ test('bad Services are refused at file:line:col', () => {
     bad(svc('{ports: [{port: 80, targetPort: "Bad_Name"}]}')),
     /^bad\.yaml:6:\d+: port "Bad_Name" is not a valid port name/,
   );
+  assert.equal(
+    bad(svc('{sessionAffinityConfig: {clientIP: {timeoutSeconds: 60}}, ports: [{port: 80}]}')),
+    'bad.yaml:6:35: sessionAffinityConfig may only be set when sessionAffinity is ClientIP',
+  );
+  assert.equal(
+    bad(
+      svc(
+        '{sessionAffinity: ClientIP, sessionAffinityConfig: {clientIP: {timeoutSeconds: 0}}, ports: [{port: 80}]}',
+      ),
+    ),
+    'bad.yaml:6:90: timeoutSeconds must be an integer in 1..86400, got 0',
+  );
+  assert.equal(
+    bad(svc('{type: NodePort, clusterIP: None, ports: [{port: 80}]}')),
+    'bad.yaml:6:39: clusterIP None (headless) needs type ClusterIP, not NodePort',
+  );
+  assert.equal(
+    bad(svc('{type: NodePort, healthCheckNodePort: 32000, ports: [{port: 80}]}')),
+    'bad.yaml:6:49: healthCheckNodePort may only be set when type is LoadBalancer and externalTrafficPolicy is Local',
+  );
+  assert.equal(
+    bad([
+      ...svc('{type: NodePort, ports: [{port: 80, nodePort: 32000}]}'),
+      ...svc(
+        '{type: LoadBalancer, externalTrafficPolicy: Local, healthCheckNodePort: 32000, ports: [{port: 80}]}',
+        '{name: t}',
+      ),
+    ]),
+    'bad.yaml:10:83: healthCheckNodePort 32000 is already allocated to the service at line 3',
+  );
 });
 
 /* ------------------------------------------------------------ walking through a Service */
@@ -583,4 +613,73 @@ test('the lab scenarios from the external host (seeds 2021-2032) walk in the mod
       assert.ok(walkOk(w), s.title);
     }
   }
+});
+
+test('healthCheckNodePort: allocated for a LoadBalancer with externalTrafficPolicy Local after its node ports; filter KUBE-NODEPORTS accepts it on every node', () => {
+  const c = buildCluster(
+    loadCluster(
+      [
+        'nodes: [{name: n1, ip: 10.0.1.1/24, podCIDR: 10.1.0.0/24}]',
+        'services:',
+        '  - {apiVersion: v1, kind: Service, metadata: {name: a}, spec: {type: LoadBalancer, externalTrafficPolicy: Local, ports: [{port: 80}]}}',
+        '  - {apiVersion: v1, kind: Service, metadata: {name: b}, spec: {type: LoadBalancer, ports: [{port: 80}]}}',
+      ].join('\n'),
+      'x.yaml',
+    ),
+  );
+  const [a, b] = c.services.map((s) => s.ports[0]);
+  assert.deepEqual(
+    [a.nodePort, a.healthCheckNodePort, b.nodePort, b.healthCheckNodePort],
+    [30000, 30001, 30002, undefined],
+  );
+  assert.match(
+    iptablesSave(c.world.ns('n1').netfilter),
+    /-A KUBE-NODEPORTS -p tcp -m comment --comment "default\/a health check node port" -m tcp --dport 30001 -j ACCEPT\n/,
+  );
+});
+
+test('sessionAffinity ClientIP: the SEP chain records the client (-m recent --set), and its next flows take the same endpoint (--rcheck before the random choice)', () => {
+  const c = external();
+  const sticky = c.services.find((s) => s.name === 'sticky')!.ports[0];
+  const first = walk(c, { from: 'pod-a', to: 'svc/sticky', proto: 'tcp', endpoint: 'web-2', sport: 41000 });
+  assert.equal(delivered(first), 'web-2');
+  // the flows' own draws would spread them over the three endpoints (test above); the affinity keeps web-2
+  const next = Array.from({ length: 6 }, (_, i) =>
+    walk(c, { from: 'pod-a', to: 'svc/sticky', proto: 'tcp', sport: 41001 + i }),
+  );
+  assert.deepEqual(next.map(delivered), Array(6).fill('web-2'));
+  const ep = sticky.endpoints.find((e) => e.pod === 'web-2')!;
+  const dnat = natSteps(next[0].request)[0].d;
+  assert.deepEqual(
+    dnat.path.map((h) => h.chain),
+    ['PREROUTING', 'KUBE-SERVICES', sticky.chains.svc, ep.chain],
+  );
+  const rule = c.world.ns('node1').netfilter.chain('nat', sticky.chains.svc)!.rules[dnat.path[2].index - 1];
+  assert.equal(
+    formatRuleSpec(rule),
+    `-m comment --comment "default/sticky -> ${ep.text}" -m recent --rcheck --seconds 600 --reap --name ${ep.chain} --mask 255.255.255.255 --rsource -j ${ep.chain}`,
+  );
+  // without a recorded client the statistic rules choose: another client address is spread again
+  const spread = new Set(
+    Array.from({ length: 12 }, (_, i) =>
+      delivered(walk(external(), { from: 'pod-a', to: 'svc/sticky', proto: 'tcp', sport: 42000 + i })),
+    ),
+  );
+  assert.ok(spread.size > 1, [...spread].join(' '));
+});
+
+test('a headless Service (clusterIP None): EndpointSlices, but no kube-proxy rules, and trace says where its clients go', () => {
+  const c = external();
+  const h = c.services.find((s) => s.name === 'web-headless')!;
+  assert.equal(h.clusterIP, 'None');
+  assert.equal(h.slices[0].endpoints.length, 3);
+  const hash = h.ports[0].chains.svc;
+  assert.ok(!iptablesSave(c.world.ns('node1').netfilter).includes('web-headless'));
+  assert.ok(!iptablesSave(c.world.ns('node1').netfilter).includes(hash));
+  assert.throws(
+    () => walk(c, { from: 'pod-a', to: 'svc/web-headless', proto: 'tcp' }),
+    new WalkError(
+      'service default/web-headless is headless (clusterIP None): kube-proxy programs nothing for it, and its clients reach the pods by their own addresses (what DNS answers for it): web-1 10.244.0.2, web-2 10.244.1.2, web-3 10.244.2.2',
+    ),
+  );
 });

@@ -65,12 +65,16 @@
  *     spec:
  *       type: ClusterIP      # ClusterIP | NodePort | LoadBalancer (ExternalName is refused)
  *       selector: {app: web} # optional; without one no EndpointSlice is made
- *       clusterIP: 10.96.0.2 # optional, inside serviceCIDR, unique; "None" (headless) is refused
+ *       clusterIP: 10.96.0.2 # optional, inside serviceCIDR, unique; "None": headless (type ClusterIP;
+ *                            # kube-proxy writes nothing for it)
  *       ports:               # at least one; each needs a name when there are several
  *         - {name: http, port: 80, targetPort: http, protocol: TCP, nodePort: 30080}
  *                            # targetPort: a number or a pod's listen name (default: port); protocol
  *                            # TCP | UDP; nodePort 30000..32767, NodePort/LoadBalancer only, unique
  *       externalTrafficPolicy: Cluster  # Cluster | Local, NodePort/LoadBalancer only
+ *       healthCheckNodePort: 32000      # LoadBalancer with Local only; allocated when absent
+ *       sessionAffinity: ClientIP       # None | ClientIP (-m recent per endpoint)
+ *       sessionAffinityConfig: {clientIP: {timeoutSeconds: 10800}}  # ClientIP only, 1..86400
  *     status: {loadBalancer: {ingress: [{ip: 203.0.113.10}]}}   # LoadBalancer: its ingress IPs
  * scenario:                  # optional: a ready-made fault for `podwalk doctor --scenario`
  *   title: flanneld missed a node
@@ -712,9 +716,7 @@ const ServiceSchema = z
         type: z.enum(['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName']).default('ClusterIP'),
         selector: labelsSchema.optional(),
         clusterIP: str((s, ctx) => {
-          if (s === 'None')
-            ctx.addIssue({ code: 'custom', message: 'headless Services (clusterIP: None) are not modelled' });
-          else if (parseIp4(s) === undefined)
+          if (s !== 'None' && parseIp4(s) === undefined)
             ctx.addIssue({
               code: 'custom',
               message: `clusterIP ${JSON.stringify(s)} is not a valid IPv4 address`,
@@ -724,7 +726,19 @@ const ServiceSchema = z
           if (a.length === 0) ctx.addIssue({ code: 'custom', message: 'ports must list at least one port' });
         }),
         externalTrafficPolicy: z.enum(['Cluster', 'Local']).optional(),
+        healthCheckNodePort: intRange(
+          'healthCheckNodePort',
+          NODE_PORT_RANGE[0],
+          NODE_PORT_RANGE[1],
+        ).optional(),
         sessionAffinity: z.enum(['None', 'ClientIP']).optional(),
+        sessionAffinityConfig: z
+          .strictObject({
+            clientIP: z
+              .strictObject({ timeoutSeconds: intRange('timeoutSeconds', 1, 86400).optional() })
+              .optional(),
+          })
+          .optional(),
       })
       .superRefine((sp, ctx) => {
         if (sp.type === 'ExternalName')
@@ -733,11 +747,35 @@ const ServiceSchema = z
             path: ['type'],
             message: 'type ExternalName is not modelled (it is DNS only)',
           });
-        if (sp.sessionAffinity === 'ClientIP')
+        // the API server's validation (pkg/apis/core/validation ValidateService)
+        if (sp.sessionAffinityConfig !== undefined && sp.sessionAffinity !== 'ClientIP')
+          ctx.addIssue({
+            code: 'custom',
+            path: ['sessionAffinityConfig'],
+            message: 'sessionAffinityConfig may only be set when sessionAffinity is ClientIP',
+          });
+        const headless = sp.clusterIP === 'None';
+        if (headless && sp.type !== 'ClusterIP')
+          ctx.addIssue({
+            code: 'custom',
+            path: ['clusterIP'],
+            message: `clusterIP None (headless) needs type ClusterIP, not ${sp.type}`,
+          });
+        if (headless && sp.sessionAffinity === 'ClientIP')
           ctx.addIssue({
             code: 'custom',
             path: ['sessionAffinity'],
-            message: 'sessionAffinity ClientIP is not modelled yet (only None)',
+            message: 'sessionAffinity ClientIP needs a ClusterIP, and this Service is headless',
+          });
+        if (
+          sp.healthCheckNodePort !== undefined &&
+          (sp.type !== 'LoadBalancer' || sp.externalTrafficPolicy !== 'Local')
+        )
+          ctx.addIssue({
+            code: 'custom',
+            path: ['healthCheckNodePort'],
+            message:
+              'healthCheckNodePort may only be set when type is LoadBalancer and externalTrafficPolicy is Local',
           });
         const external = sp.type === 'NodePort' || sp.type === 'LoadBalancer';
         if (sp.externalTrafficPolicy !== undefined && !external)
@@ -794,6 +832,10 @@ const ServiceSchema = z
     ...(spec.clusterIP !== undefined ? { clusterIP: spec.clusterIP } : {}),
     ports: spec.ports,
     externalTrafficPolicy: spec.externalTrafficPolicy ?? 'Cluster',
+    ...(spec.healthCheckNodePort !== undefined ? { healthCheckNodePort: spec.healthCheckNodePort } : {}),
+    ...(spec.sessionAffinity === 'ClientIP'
+      ? { affinitySeconds: spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? 10800 }
+      : {}),
     loadBalancerIPs:
       spec.type === 'LoadBalancer' ? (status?.loadBalancer.ingress.map((i) => i.ip) ?? []) : [],
   }));
@@ -1232,7 +1274,7 @@ function checkServices(c: Checker, raw: unknown) {
   for (const [i, svc] of entries(raw, 'services')) {
     const spec = svc.spec;
     if (!isRecord(spec)) continue;
-    const ip = typeof spec.clusterIP === 'string' ? spec.clusterIP : undefined;
+    const ip = typeof spec.clusterIP === 'string' && spec.clusterIP !== 'None' ? spec.clusterIP : undefined;
     const addr = ip === undefined ? undefined : parseIp4(ip);
     if (ip !== undefined && addr !== undefined && range) {
       const at = ['services', i, 'spec', 'clusterIP'];
@@ -1259,6 +1301,16 @@ function checkServices(c: Checker, raw: unknown) {
           );
         else nodePorts.set(p.nodePort, i);
       });
+    const hc = spec.healthCheckNodePort;
+    if (typeof hc === 'number') {
+      const first = nodePorts.get(hc);
+      if (first !== undefined)
+        c.add(
+          ['services', i, 'spec', 'healthCheckNodePort'],
+          `healthCheckNodePort ${hc} is already allocated to the service at line ${c.lineOf(['services', first])}`,
+        );
+      else nodePorts.set(hc, i);
+    }
   }
 }
 

@@ -191,10 +191,14 @@ export interface ServiceSpec {
   type: ServiceType;
   /** absent: no EndpointSlice is made for it (manual endpoints are not modelled yet) */
   selector?: Record<string, string>;
-  /** allocated from serviceCIDR when absent */
+  /** allocated from serviceCIDR when absent; "None": headless (no ClusterIP, kube-proxy skips it) */
   clusterIP?: string;
   ports: ServicePortSpec[];
   externalTrafficPolicy: 'Cluster' | 'Local';
+  /** LoadBalancer with externalTrafficPolicy Local: the node port kube-proxy's health check serves (allocated when absent) */
+  healthCheckNodePort?: number;
+  /** sessionAffinity ClientIP: sessionAffinityConfig.clientIP.timeoutSeconds (default 10800); absent: None */
+  affinitySeconds?: number;
   /** status.loadBalancer.ingress[].ip */
   loadBalancerIPs: string[];
 }

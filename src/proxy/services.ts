@@ -8,7 +8,9 @@
  *
  * Allocation is deterministic (the API server picks at random): the lowest free address of the
  * range from its second address on (the first is the `kubernetes` Service's, which podwalk does not
- * model), and the lowest free node port, both in file order after the ones the file gives.
+ * model), and the lowest free node port, both in file order after the ones the file gives; a
+ * LoadBalancer with externalTrafficPolicy Local also gets its health check node port, after its
+ * ports' node ports. A headless Service (clusterIP None) gets no address, and kube-proxy skips it.
  */
 import {
   DEFAULT_SERVICE_CIDR,
@@ -72,6 +74,10 @@ export interface ServicePortInfo {
   port: number;
   nodePort?: number;
   externalTrafficPolicy: 'Cluster' | 'Local';
+  /** the Service's health check node port (LoadBalancer, externalTrafficPolicy Local) */
+  healthCheckNodePort?: number;
+  /** sessionAffinity ClientIP: its timeout in seconds (StickyMaxAgeSeconds) */
+  affinitySeconds?: number;
   loadBalancerIPs: string[];
   /** the ready endpoints, sorted as kube-proxy sorts them (by "IP:PORT" as text) */
   endpoints: EndpointInfo[];
@@ -98,6 +104,9 @@ export class ServiceError extends Error {
   }
 }
 
+/** the clusterIP of a headless Service */
+export const HEADLESS = 'None';
+
 /** kube-proxy's portProtoHash: base32(sha256(name + protocol)), first 16 characters */
 export function portProtoHash(...parts: string[]): string {
   return base32(sha256(utf8(parts.join('')))).slice(0, 16);
@@ -118,6 +127,7 @@ function targetOf(pod: ResolvedPod, target: number | string, protocol: 'TCP' | '
 function allocateClusterIPs(services: readonly ServiceSpec[], cidr: string): string[] {
   const range = parseCidr(cidr);
   const taken = new Set(services.flatMap((s) => (s.clusterIP ? [s.clusterIP] : [])));
+  taken.delete(HEADLESS);
   const first = networkOf(range) + 1;
   const last = broadcastOf(range) - 1;
   let next = first + 1;
@@ -131,20 +141,30 @@ function allocateClusterIPs(services: readonly ServiceSpec[], cidr: string): str
   });
 }
 
-function allocateNodePorts(services: readonly ServiceSpec[]): (number | undefined)[][] {
-  const taken = new Set(services.flatMap((s) => s.ports.flatMap((p) => (p.nodePort ? [p.nodePort] : []))));
+/** the node ports of each Service's ports, then its health check node port (undefined where it has none) */
+function allocateNodePorts(
+  services: readonly ServiceSpec[],
+): { ports: (number | undefined)[]; hc?: number }[] {
+  const taken = new Set(
+    services.flatMap((s) => [
+      ...s.ports.flatMap((p) => (p.nodePort ? [p.nodePort] : [])),
+      ...(s.healthCheckNodePort ? [s.healthCheckNodePort] : []),
+    ]),
+  );
   let next = NODE_PORT_RANGE[0];
-  return services.map((s, i) =>
-    s.ports.map((p) => {
-      if (s.type === 'ClusterIP') return undefined;
-      if (p.nodePort) return p.nodePort;
+  return services.map((s, i) => {
+    const allocate = (given: number | undefined) => {
+      if (given) return given;
       while (next <= NODE_PORT_RANGE[1] && taken.has(next)) next++;
       if (next > NODE_PORT_RANGE[1])
         throw new ServiceError(`service ${s.namespace}/${s.name}: no node port left`, i);
       taken.add(next);
       return next++;
-    }),
-  );
+    };
+    const ports = s.ports.map((p) => (s.type === 'ClusterIP' ? undefined : allocate(p.nodePort)));
+    const local = s.type === 'LoadBalancer' && s.externalTrafficPolicy === 'Local';
+    return { ports, ...(local ? { hc: allocate(s.healthCheckNodePort) } : {}) };
+  });
 }
 
 /** the EndpointSlice controller: pods grouped by how they resolve the Service's ports */
@@ -213,8 +233,10 @@ export function resolveServices(
         protocol,
         clusterIP: ips[i],
         port: sp.port,
-        nodePort: nodePorts[i][j],
+        nodePort: nodePorts[i].ports[j],
         externalTrafficPolicy: svc.externalTrafficPolicy,
+        ...(nodePorts[i].hc !== undefined ? { healthCheckNodePort: nodePorts[i].hc } : {}),
+        ...(svc.affinitySeconds !== undefined ? { affinitySeconds: svc.affinitySeconds } : {}),
         loadBalancerIPs: svc.loadBalancerIPs,
         endpoints,
         chains: {

@@ -3,7 +3,7 @@
  * produces (SYN-ACK, ACK, data, FIN… or ICMP errors, RST), each recorded as its own Trace.
  */
 import type { Cluster } from '../cni/build.ts';
-import type { ServicePortInfo } from '../proxy/services.ts';
+import { HEADLESS, type ServicePortInfo } from '../proxy/services.ts';
 import { asciiBytes } from '../kernel/sockets.ts';
 import type { Terminal } from '../kernel/stack.ts';
 import { Recorder } from '../kernel/world.ts';
@@ -159,6 +159,12 @@ export function resolveService(
       throw new WalkError(`unknown service "${named}"; the cluster's services: ${servicesList(c)}`);
     }
     const s = found[0];
+    if (s.clusterIP === HEADLESS) {
+      const pods = [...new Set(s.ports.flatMap((p) => p.endpoints.map((e) => `${e.pod} ${e.ip}`)))];
+      throw new WalkError(
+        `service ${s.namespace}/${s.name} is headless (clusterIP None): kube-proxy programs nothing for it, and its clients reach the pods by their own addresses (what DNS answers for it): ${pods.join(', ') || 'none ready'}`,
+      );
+    }
     return pick(s.ports, `service ${s.namespace}/${s.name}`, (p) => p.clusterIP, 'cluster-ip');
   }
   const ports = c.services.flatMap((s) => s.ports);
