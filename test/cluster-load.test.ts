@@ -297,7 +297,7 @@ describe('bad cluster files', () => {
     [
       'unknown top-level key',
       y(...NODE1, 'colour: blue'),
-      'bad.yaml:5:1: unknown key "colour" (expected one of name, cni, mtu, podMtu, subnets, nodes, pods, externalHosts, bgp, run, namespaces, policies, serviceCIDR, services, scenario)',
+      'bad.yaml:5:1: unknown key "colour" (expected one of name, cni, mtu, podMtu, subnets, nodes, pods, externalHosts, bgp, run, namespaces, policies, serviceCIDR, services, endpointSlices, scenario)',
     ],
     [
       'missing key in the second node: the mapping',
@@ -548,7 +548,12 @@ describe('external hosts', () => {
       'ok.yaml',
     );
     assert.deepEqual(spec.externalHosts, [
-      { name: 'client', ip: '192.168.1.100/24', routes: [{ to: '203.0.113.10/32', via: '192.168.1.11' }] },
+      {
+        name: 'client',
+        ip: '192.168.1.100/24',
+        listen: [],
+        routes: [{ to: '203.0.113.10/32', via: '192.168.1.11' }],
+      },
     ]);
     // without subnets: the segment derived from the first node
     assert.equal(
@@ -623,7 +628,7 @@ describe('external hosts', () => {
     [
       'an unknown key',
       y(...LAN0, ...NODE1, ...HOST('    ip: 192.168.1.100/24', '    gateway: 192.168.1.1')),
-      'bad.yaml:11:5: unknown key "gateway" (expected one of name, ip, mac, routes)',
+      'bad.yaml:11:5: unknown key "gateway" (expected one of name, ip, mac, listen, routes)',
     ],
   ];
   for (const [what, text, expected] of cases) it(what, () => assert.equal(errorOf(text).message, expected));

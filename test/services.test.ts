@@ -683,3 +683,108 @@ test('a headless Service (clusterIP None): EndpointSlices, but no kube-proxy rul
     ),
   );
 });
+
+test('a Service without a selector and a hand-written EndpointSlice: its ready endpoints (a host outside the cluster, a pod) in KUBE-SVC-, walked with --endpoint by pod name or address', () => {
+  const c = external();
+  const manual = c.services.find((s) => s.name === 'manual')!;
+  assert.deepEqual(
+    manual.ports[0].endpoints.map((e) => [e.text, e.pod, e.nodeName]),
+    [
+      ['10.244.1.2:5432', 'web-2', 'node2'],
+      ['192.168.1.100:5432', '192.168.1.100', ''],
+    ],
+    'the endpoint that is not ready is left out',
+  );
+  const db = walk(c, {
+    from: 'pod-a',
+    to: 'svc/manual',
+    proto: 'tcp',
+    endpoint: '192.168.1.100',
+    sport: 43000,
+  });
+  assert.equal(delivered(db), 'client');
+  // the pod reaches the host outside the cluster with its own address (kube-proxy masquerades only
+  // what comes from outside the cluster CIDR); the client answers it through the router, which does
+  // not know the pod networks in calico-bgp
+  assert.deepEqual([db.reply!.flow.src, db.reply!.flow.dst], ['192.168.1.100', '10.244.0.5']);
+  assert.equal(db.reply!.disposition.kind === 'dropped' && db.reply!.disposition.netns, 'router');
+  // web-2 does not listen on 5432: the endpoint the slice names answers with a RST
+  const pod = walk(c, { from: 'pod-a', to: 'svc/manual', proto: 'tcp', endpoint: 'web-2', sport: 43001 });
+  assert.equal(pod.reply!.flow.role.kind, 'rst');
+});
+
+test('bad EndpointSlices are refused at file:line:col', () => {
+  const slice = (md: string, rest: string[] = []) => [
+    'endpointSlices:',
+    '  - apiVersion: discovery.k8s.io/v1',
+    '    kind: EndpointSlice',
+    `    metadata: ${md}`,
+    '    addressType: IPv4',
+    ...rest,
+  ];
+  const svc = ['  - {apiVersion: v1, kind: Service, metadata: {name: db}, spec: {ports: [{port: 5432}]}}'];
+  assert.equal(
+    bad([...svc, ...slice('{name: db-1}')]),
+    'bad.yaml:7:22: an EndpointSlice needs the label kubernetes.io/service-name: the Service it belongs to',
+  );
+  assert.equal(
+    bad([...svc, ...slice('{name: db-1, labels: {kubernetes.io/service-name: dbx}}')]),
+    'bad.yaml:7:65: no Service default/dbx in the cluster file; its services: default/db',
+  );
+  assert.equal(
+    bad([
+      ...svc,
+      ...slice('{name: db-1, labels: {kubernetes.io/service-name: db}}', [
+        '    endpoints: [{addresses: [10.1.0.9], nodeName: n9}]',
+      ]),
+    ]),
+    'bad.yaml:9:51: unknown node "n9"',
+  );
+  assert.equal(
+    bad([
+      ...svc,
+      ...slice('{name: db-1, labels: {kubernetes.io/service-name: db}}', [
+        '    endpoints: [{addresses: []}]',
+      ]),
+    ]),
+    'bad.yaml:9:29: addresses must list an address',
+  );
+  assert.match(
+    bad([
+      ...svc,
+      ...slice('{name: db-1, labels: {kubernetes.io/service-name: db}}').map((l) =>
+        l.replace('IPv4', 'IPv6'),
+      ),
+    ]),
+    /^bad\.yaml:8:18: addressType must be one of IPv4; got string "IPv6"/,
+  );
+});
+
+test("an endpoint two slices list is one endpoint (endpointSliceCache keys a port's endpoints by IP:PORT)", () => {
+  const slice = (name: string, ips: string[]) => ({
+    name,
+    namespace: 'default',
+    service: 'db',
+    ports: [{ name: '', protocol: 'TCP' as const, port: 5432 }],
+    endpoints: ips.map((ip) => ({ ip, ready: true })),
+  });
+  const [db] = resolveServices(
+    [
+      {
+        name: 'db',
+        namespace: 'default',
+        type: 'ClusterIP',
+        ports: [{ name: '', protocol: 'TCP', port: 5432, targetPort: 5432 }],
+        externalTrafficPolicy: 'Cluster',
+        loadBalancerIPs: [],
+      },
+    ],
+    [],
+    undefined,
+    [slice('db-1', ['10.0.0.9', '10.0.0.7']), slice('db-2', ['10.0.0.7', '10.0.0.8'])],
+  );
+  assert.deepEqual(
+    db.ports[0].endpoints.map((e) => e.text),
+    ['10.0.0.7:5432', '10.0.0.8:5432', '10.0.0.9:5432'],
+  );
+});

@@ -42,6 +42,7 @@
  *     ip: 192.168.1.100/24   # address/prefix, as a node's: inside exactly one subnet, with its prefix
  *                            # length, no node's or other host's address
  *     mac: 02:42:c0:a8:01:64 # optional eth0 MAC
+ *     listen: [tcp/5432]     # optional listening sockets, as a pod's
  *     routes:                # optional routes besides the subnet's default route: `to` a network,
  *       - {to: 203.0.113.10/32, via: 192.168.1.11}  # `via` an address of its subnet, not its own
  * bgp:                       # optional: node-to-node mesh sessions that are not up
@@ -76,6 +77,17 @@
  *       sessionAffinity: ClientIP       # None | ClientIP (-m recent per endpoint)
  *       sessionAffinityConfig: {clientIP: {timeoutSeconds: 10800}}  # ClientIP only, 1..86400
  *     status: {loadBalancer: {ingress: [{ip: 203.0.113.10}]}}   # LoadBalancer: its ingress IPs
+ * endpointSlices:            # optional: discovery.k8s.io/v1 EndpointSlices written by hand, for a
+ *   - apiVersion: discovery.k8s.io/v1   # Service without a selector (or beside the controller's);
+ *     kind: EndpointSlice              # NAMESPACE/NAME unique; the label names a Service of its
+ *     metadata: {name: db-1, labels: {kubernetes.io/service-name: db}}   # namespace
+ *     addressType: IPv4
+ *     ports: [{name: "", port: 5432, protocol: TCP}]   # name matches the Service port's name
+ *     endpoints:
+ *       - addresses: [192.168.1.100]   # kube-proxy uses the first
+ *         conditions: {ready: true}   # optional, default ready
+ *         nodeName: node2             # optional, a node (which node's endpoint it is)
+ *         targetRef: {kind: Pod, name: pod-c}   # optional
  * scenario:                  # optional: a ready-made fault for `podwalk doctor --scenario`
  *   title: flanneld missed a node
  *   description: …
@@ -99,6 +111,7 @@ import * as z from 'zod';
 import { CNI_MODES, DEFAULT_SERVICE_CIDR, NODE_PORT_RANGE } from './spec.ts';
 import type {
   ClusterSpec,
+  EndpointSliceSpec,
   ListenSpec,
   NetworkPolicySpec,
   PolicyRuleSpec,
@@ -445,6 +458,7 @@ const ExternalHostSchema = z.strictObject({
   name: nameSchema('external host'),
   ip: ifAddrSchema('ip'),
   mac: macSchema('mac').optional(),
+  listen: z.array(listenSchema).default([]),
   routes: z.array(z.strictObject({ to: cidrSchema('to'), via: ipv4Schema('via') })).default([]),
 });
 
@@ -840,6 +854,76 @@ const ServiceSchema = z
       spec.type === 'LoadBalancer' ? (status?.loadBalancer.ingress.map((i) => i.ip) ?? []) : [],
   }));
 
+// EndpointSlice (discovery.k8s.io/v1) written by hand
+
+const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
+
+const EndpointSliceSchema = z
+  .strictObject({
+    apiVersion: z.literal('discovery.k8s.io/v1'),
+    kind: z.literal('EndpointSlice'),
+    metadata: z.strictObject({
+      name: nameSchema('endpointslice'),
+      namespace: nameSchema('namespace').default('default'),
+      labels: labelsSchema.optional(),
+      annotations: z.record(z.string(), z.string()).optional(),
+    }),
+    addressType: z.literal('IPv4'),
+    ports: z
+      .array(
+        z
+          .strictObject({
+            name: z.string().default(''),
+            protocol: z.enum(['TCP', 'UDP', 'SCTP']).default('TCP'),
+            port: intRange('port', 1, 65535),
+            appProtocol: z.string().optional(),
+          })
+          .superRefine((p, ctx) => refuseSctp(p.protocol, ctx)),
+      )
+      .default([]),
+    endpoints: z
+      .array(
+        z.strictObject({
+          addresses: z.array(ipv4Schema('address')).superRefine((a, ctx) => {
+            if (a.length === 0) ctx.addIssue({ code: 'custom', message: 'addresses must list an address' });
+          }),
+          conditions: z
+            .strictObject({
+              ready: z.boolean().optional(),
+              serving: z.boolean().optional(),
+              terminating: z.boolean().optional(),
+            })
+            .optional(),
+          nodeName: z.string().optional(),
+          zone: z.string().optional(),
+          hostname: z.string().optional(),
+          targetRef: z
+            .strictObject({
+              kind: z.string().optional(),
+              name: z.string(),
+              namespace: z.string().optional(),
+              uid: z.string().optional(),
+            })
+            .optional(),
+        }),
+      )
+      .default([]),
+  })
+  .transform(({ metadata, ports, endpoints }): EndpointSliceSpec => ({
+    name: metadata.name,
+    namespace: metadata.namespace,
+    service: metadata.labels?.[SERVICE_NAME_LABEL] ?? '',
+    ports: ports.map((p) => ({ name: p.name, protocol: p.protocol === 'UDP' ? 'UDP' : 'TCP', port: p.port })),
+    endpoints: endpoints.map((e) => ({
+      ip: e.addresses[0],
+      ready: e.conditions?.ready ?? true,
+      ...(e.nodeName !== undefined ? { nodeName: e.nodeName } : {}),
+      ...(e.targetRef && (e.targetRef.kind ?? 'Pod') === 'Pod'
+        ? { pod: `${e.targetRef.namespace ?? metadata.namespace}/${e.targetRef.name}` }
+        : {}),
+    })),
+  }));
+
 const BgpSchema = z.strictObject({
   nodes: z.array(z.string()).transform((a, ctx): [string, string] => {
     if (a.length !== 2) {
@@ -891,6 +975,7 @@ const RootSchema = z.strictObject({
   policies: z.array(NetworkPolicySchema).optional(),
   serviceCIDR: cidrSchema('serviceCIDR').optional(),
   services: z.array(ServiceSchema).optional(),
+  endpointSlices: z.array(EndpointSliceSchema).optional(),
   scenario: ScenarioSchema.optional(),
 });
 
@@ -1314,6 +1399,41 @@ function checkServices(c: Checker, raw: unknown) {
   }
 }
 
+/**
+ * EndpointSlices: NAMESPACE/NAME once; the kubernetes.io/service-name label names a Service of the
+ * slice's namespace; each endpoint's nodeName a node.
+ */
+function checkEndpointSlices(c: Checker, raw: unknown, nodes: Map<string, number> | undefined) {
+  checkObjectNames(c, raw, 'endpointSlices', 'endpointslice');
+  const services = new Set(entries(raw, 'services').flatMap(([, s]) => policyKey(s) ?? []));
+  for (const [i, e] of entries(raw, 'endpointSlices')) {
+    const md = e.metadata;
+    if (!isRecord(md)) continue;
+    const ns = typeof md.namespace === 'string' ? md.namespace : 'default';
+    const labels = isRecord(md.labels) ? md.labels : {};
+    const svc = labels[SERVICE_NAME_LABEL];
+    if (typeof svc !== 'string')
+      c.add(
+        ['endpointSlices', i, 'metadata', isRecord(md.labels) ? 'labels' : 'name'],
+        `an EndpointSlice needs the label ${SERVICE_NAME_LABEL}: the Service it belongs to`,
+      );
+    else if (!services.has(`${ns}/${svc}`))
+      c.add(
+        ['endpointSlices', i, 'metadata', 'labels', SERVICE_NAME_LABEL],
+        `no Service ${ns}/${svc} in the cluster file; its services: ${[...services].join(', ') || 'none'}`,
+      );
+    const eps = Array.isArray(e.endpoints) ? e.endpoints : [];
+    eps.forEach((ep: unknown, j) => {
+      const node = isRecord(ep) && typeof ep.nodeName === 'string' ? ep.nodeName : undefined;
+      if (node !== undefined && nodes !== undefined && !nodes.has(node))
+        c.add(
+          ['endpointSlices', i, 'endpoints', j, 'nodeName'],
+          `unknown node "${node}"${didYouMean(node, [...nodes.keys()])}`,
+        );
+    });
+  }
+}
+
 /** Two different existing nodes, each pair once. */
 function checkBgp(c: Checker, raw: unknown, nodes: Map<string, number> | undefined) {
   const pairs = new Map<string, number>();
@@ -1362,6 +1482,7 @@ function crossCheck(raw: unknown, lineOf: (path: Path) => number): Problem[] {
   checkBgp(c, raw, nodes);
   checkNamespacesAndPolicies(c, raw);
   checkServices(c, raw);
+  checkEndpointSlices(c, raw, nodes);
   return problems;
 }
 

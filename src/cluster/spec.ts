@@ -51,6 +51,8 @@ export interface ExternalHostSpec {
   ip: string;
   /** eth0 MAC */
   mac?: string;
+  /** Listening sockets, as a pod's (a backend outside the cluster behind a Service's manual endpoints) */
+  listen: ListenSpec[];
   /**
    * Routes of its own besides the subnet's default route, e.g. a load balancer's ingress IP via a
    * node (what a BGP-speaking load balancer or a router's static route gives the user)
@@ -159,6 +161,8 @@ export interface ClusterSpec {
   policies?: NetworkPolicySpec[];
   /** v1 Services; when the list is there (even empty), kube-proxy (iptables mode) runs on every node */
   services?: ServiceSpec[];
+  /** EndpointSlices written by hand (the controller makes those of Services with a selector) */
+  endpointSlices?: EndpointSliceSpec[];
   /** the API server's --service-cluster-ip-range (default 10.96.0.0/12) */
   serviceCIDR?: string;
   /** A ready-made broken cluster (scenarios/): the flow to diagnose and the fault planted in it */
@@ -201,6 +205,27 @@ export interface ServiceSpec {
   affinitySeconds?: number;
   /** status.loadBalancer.ingress[].ip */
   loadBalancerIPs: string[];
+}
+
+/**
+ * A discovery.k8s.io/v1 EndpointSlice written by hand (for a Service without a selector, or next to
+ * the controller's): kube-proxy uses it for the Service its kubernetes.io/service-name label names.
+ */
+export interface EndpointSliceSpec {
+  name: string;
+  namespace: string;
+  /** the kubernetes.io/service-name label */
+  service: string;
+  ports: { name: string; protocol: 'TCP' | 'UDP'; port: number }[];
+  endpoints: {
+    /** addresses[0] (kube-proxy uses the first) */
+    ip: string;
+    /** conditions.ready; absent means ready */
+    ready: boolean;
+    nodeName?: string;
+    /** targetRef's NAMESPACE/NAME, when it names a pod */
+    pod?: string;
+  }[];
 }
 
 export interface ScenarioSpec {

@@ -350,7 +350,9 @@ function build(spec: ClusterSpec, mode: CniMode): Cluster {
     );
   }
   const kubeProxy = spec.services !== undefined;
-  const services = kubeProxy ? resolveServices(spec.services!, pods, spec.serviceCIDR) : [];
+  const services = kubeProxy
+    ? resolveServices(spec.services!, pods, spec.serviceCIDR, spec.endpointSlices)
+    : [];
   const cluster: Cluster = {
     spec,
     mode,
@@ -412,5 +414,6 @@ function addExternalHost(world: World, spec: ClusterSpec, h: ExternalHostSpec): 
   addressAdd(ns, 'eth0', intToIp4(ip.addr), ip.len);
   if (sub.gateway) routeAdd(ns, { prefix: 'default', via: sub.gateway, dev: 'eth0', nl: NLM_ADD });
   for (const r of h.routes) routeAdd(ns, { prefix: r.to, via: r.via, dev: 'eth0', nl: NLM_ADD });
+  for (const l of h.listen) ns.sockets.push({ proto: l.proto, port: l.port, addr: '0.0.0.0' });
   return { ...h, addr: intToIp4(ip.addr), len: ip.len, subnet: sub.name };
 }

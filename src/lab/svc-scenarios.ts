@@ -245,6 +245,7 @@ function extScenario(seed: number): Scenario {
       {
         name: 'client',
         ip: `${CLIENT_IP}/24`,
+        listen: [],
         routes: lb ? [{ to: `${INGRESS_IP}/32`, via: '192.168.1.11' }] : [],
       },
     ],

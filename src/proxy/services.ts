@@ -15,6 +15,7 @@
 import {
   DEFAULT_SERVICE_CIDR,
   NODE_PORT_RANGE,
+  type EndpointSliceSpec,
   type ServiceSpec,
   type ServiceType,
 } from '../cluster/spec.ts';
@@ -52,6 +53,7 @@ export interface EndpointSlice {
 export interface EndpointInfo {
   ip: string;
   port: number;
+  /** the pod's name (its address when a hand-written slice names no pod) */
   pod: string;
   nodeName: string;
   /** "IP:PORT" (its String()) */
@@ -197,16 +199,39 @@ function slicesOf(svc: ServiceSpec, pods: readonly ResolvedPod[]): EndpointSlice
   return [...groups.values()];
 }
 
-/** The Services as kube-proxy sees them; `pods` with their nodes and readiness */
+/** a hand-written EndpointSlice as the controller's are held */
+function manualSlice(s: EndpointSliceSpec): EndpointSlice {
+  return {
+    name: s.name,
+    namespace: s.namespace,
+    service: s.service,
+    ports: s.ports,
+    endpoints: s.endpoints.map((e) => ({
+      ip: e.ip,
+      ready: e.ready,
+      nodeName: e.nodeName ?? '',
+      pod: e.pod ?? `/${e.ip}`,
+    })),
+  };
+}
+
+/**
+ * The Services as kube-proxy sees them; `pods` with their nodes and readiness, `manual` the
+ * EndpointSlices written by hand (kube-proxy merges every slice labelled for a Service)
+ */
 export function resolveServices(
   services: readonly ServiceSpec[],
   pods: readonly ResolvedPod[],
   serviceCIDR = DEFAULT_SERVICE_CIDR,
+  manual: readonly EndpointSliceSpec[] = [],
 ): ResolvedService[] {
   const ips = allocateClusterIPs(services, serviceCIDR);
   const nodePorts = allocateNodePorts(services);
   return services.map((svc, i) => {
-    const slices = slicesOf(svc, pods);
+    const slices = [
+      ...slicesOf(svc, pods),
+      ...manual.filter((m) => m.namespace === svc.namespace && m.service === svc.name).map(manualSlice),
+    ];
     const ports = svc.ports.map((sp, j): ServicePortInfo => {
       const protocol = sp.protocol === 'UDP' ? 'udp' : 'tcp';
       const nameString = servicePortName(svc.namespace, svc.name, sp.name);
@@ -215,8 +240,9 @@ export function resolveServices(
         const port = s.ports.find((p) => p.name === sp.name && p.protocol === sp.protocol);
         if (!port) continue;
         for (const e of s.endpoints) {
-          if (!e.ready) continue;
           const text = `${e.ip}:${port.port}`;
+          // endpointSliceCache keys a port's endpoints by IP:PORT: one endpoint in two slices counts once
+          if (!e.ready || endpoints.some((x) => x.text === text)) continue;
           const pod = e.pod.slice(e.pod.indexOf('/') + 1);
           const chain = `KUBE-SEP-${portProtoHash(nameString, protocol, text)}`;
           endpoints.push({ ip: e.ip, port: port.port, pod, nodeName: e.nodeName, text, chain });
