@@ -788,3 +788,23 @@ test("an endpoint two slices list is one endpoint (endpointSliceCache keys a por
     ['10.0.0.7:5432', '10.0.0.8:5432', '10.0.0.9:5432'],
   );
 });
+
+test('the lab scenarios of hand-written EndpointSlices and sessionAffinity (seeds 2033-2038) walk in the model as the kernel ran them', () => {
+  for (let seed = 2033; seed <= 2038; seed++) {
+    const s = generateScenario(seed);
+    const c = buildCluster(s.spec, s.mode);
+    const w = walk(c, s.flow);
+    if (s.faultKind === 'svc-manual-external') {
+      assert.equal(delivered(w), 'client', s.title);
+      assert.equal(w.reply!.disposition.kind === 'dropped' && w.reply!.disposition.netns, 'router', s.title);
+    } else {
+      assert.equal(delivered(w), s.flow.endpoint, s.title);
+      assert.ok(walkOk(w), s.title);
+    }
+    if (s.faultKind === 'svc-manual')
+      assert.deepEqual(
+        c.services[0].ports[0].endpoints.map((e) => e.pod),
+        ['p1b', 'p2a'],
+      );
+  }
+});

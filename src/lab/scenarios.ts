@@ -21,6 +21,7 @@ import {
   svcCommand,
   svcScenario,
   type ExtKind,
+  type MoreKind,
   type SvcKind,
 } from './svc-scenarios.ts';
 
@@ -39,7 +40,8 @@ export const FAULT_KINDS = [
 ] as const;
 /** the NAT scenarios' rules, chosen by seed (above NAT_SEED_BASE), never drawn as a fault */
 export const NAT_KINDS = ['masquerade', 'dnat-vip', 'dnat-nodeport'] as const;
-export type FaultKind = (typeof FAULT_KINDS)[number] | (typeof NAT_KINDS)[number] | SvcKind | ExtKind;
+export type FaultKind =
+  (typeof FAULT_KINDS)[number] | (typeof NAT_KINDS)[number] | SvcKind | ExtKind | MoreKind;
 
 /** seeds NAT_SEED_BASE + 1 … are NAT scenarios */
 export const NAT_SEED_BASE = 1000;

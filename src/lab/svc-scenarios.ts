@@ -38,7 +38,13 @@
  * through the same rules. (Comparing modulo the kernel's random choice would need the walk after
  * the real flow; the lab's captures wait on the walk.)
  */
-import type { ClusterSpec, CniMode, NetworkPolicySpec, ServiceSpec } from '../cluster/spec.ts';
+import type {
+  ClusterSpec,
+  CniMode,
+  EndpointSliceSpec,
+  NetworkPolicySpec,
+  ServiceSpec,
+} from '../cluster/spec.ts';
 import type { Cluster } from '../cni/build.ts';
 import type { WalkRequest } from '../trace/walk.ts';
 import { seededRandom } from '../kernel/world.ts';
@@ -71,11 +77,23 @@ export const EXT_KINDS = [
   'svc-ext-lb-local',
 ] as const;
 export type ExtKind = (typeof EXT_KINDS)[number];
-/** seeds SVC_SEED_BASE + 1 … EXT_FIRST − 1 cycle SVC_KINDS, from EXT_FIRST on EXT_KINDS */
+/** seeds SVC_SEED_BASE + 1 … EXT_FIRST − 1 cycle SVC_KINDS, then two rounds of EXT_KINDS */
 export const EXT_FIRST = SVC_SEED_BASE + 2 * SVC_KINDS.length + 1;
 
-export function isSvcKind(k: string): k is SvcKind | ExtKind {
-  return (SVC_KINDS as readonly string[]).includes(k) || (EXT_KINDS as readonly string[]).includes(k);
+/**
+ * the kinds of the seeds after the two rounds of EXT_KINDS (2033 …): a Service without a selector
+ * and its hand-written EndpointSlices (an endpoint in both slices, one not ready; the ready pod on
+ * another node taken), sessionAffinity ClientIP (the endpoint's -m recent list checked before the
+ * random choice and set by its DNAT rule), and a hand-written endpoint outside the cluster (the
+ * external host's listener: the pod's datagram reaches it un-masqueraded, and the answer to a pod
+ * address dies at the router, which knows no pod network)
+ */
+export const MORE_KINDS = ['svc-manual', 'svc-affinity', 'svc-manual-external'] as const;
+export type MoreKind = (typeof MORE_KINDS)[number];
+export const MORE_FIRST = EXT_FIRST + 2 * EXT_KINDS.length;
+
+export function isSvcKind(k: string): k is SvcKind | ExtKind | MoreKind {
+  return [...SVC_KINDS, ...EXT_KINDS, ...MORE_KINDS].includes(k as SvcKind);
 }
 
 const SERVICE_PORT = 80;
@@ -86,6 +104,7 @@ const INGRESS_IP = '203.0.113.10';
 const CLIENT_IP = '192.168.1.100';
 
 export function svcScenario(seed: number): Scenario {
+  if (seed >= MORE_FIRST) return moreScenario(seed);
   if (seed >= EXT_FIRST) return extScenario(seed);
   const rnd = seededRandom(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)];
@@ -255,6 +274,73 @@ function extScenario(seed: number): Scenario {
   const port = lb ? SERVICE_PORT : NODE_PORTS[proto];
   const flow: WalkRequest = { from: 'client', to, proto, port, df: false, endpoint: chosen };
   const title = `seed ${seed}: ${mode}, 3 nodes, 5 pods, external host client; ${proto} client → ${to}:${port} (${service.type}, externalTrafficPolicy ${service.externalTrafficPolicy}, endpoints ${backends.join(', ')}${chosen ? `, taken ${chosen}` : ''}); service: ${kind}`;
+  return { seed, spec, mode, flow, faultKind: kind, cross: true, title };
+}
+
+/** a Service scenario of MORE_KINDS: from pod p1a to the Service's ClusterIP */
+function moreScenario(seed: number): Scenario {
+  const rnd = seededRandom(seed);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)];
+  const i = seed - MORE_FIRST;
+  const kind = MORE_KINDS[i % MORE_KINDS.length];
+  const mode = LAB_MODES[(i + Math.floor(i / MORE_KINDS.length)) % LAB_MODES.length];
+  const external = kind === 'svc-manual-external';
+  // a reply that dies at the router is not resent as a datagram: UDP there
+  const proto: 'tcp' | 'udp' = external ? 'udp' : pick(['tcp', 'udp'] as const);
+  const manual = kind !== 'svc-affinity';
+  const backends = manual ? [] : ['p1b', 'p2a', 'p3a'];
+  const ports = (['tcp', 'udp'] as const).map((p) => ({
+    name: p === 'tcp' ? 'http' : 'dns',
+    protocol: p === 'tcp' ? ('TCP' as const) : ('UDP' as const),
+    port: SERVICE_PORT,
+    targetPort: TARGET_PORT,
+  }));
+  const service: ServiceSpec = {
+    name: 'web',
+    namespace: 'default',
+    type: 'ClusterIP',
+    ...(manual ? {} : { selector: { app: 'web' } }),
+    ports,
+    externalTrafficPolicy: 'Cluster',
+    ...(kind === 'svc-affinity' ? { affinitySeconds: 600 } : {}),
+    loadBalancerIPs: [],
+  };
+  const spec: ClusterSpec = { ...base(seed, mode, backends), services: [service] };
+  // host-local IPAM: a node's first pod gets .2, its second .3
+  const ep = (pod: string, ready = true) => ({
+    ip: `10.244.${Number(pod[1]) - 1}.${pod.endsWith('a') ? 2 : 3}`,
+    ready,
+    nodeName: `n${pod[1]}`,
+    pod: `default/${pod}`,
+  });
+  const slice = (name: string, endpoints: EndpointSliceSpec['endpoints']): EndpointSliceSpec => ({
+    name,
+    namespace: 'default',
+    service: 'web',
+    ports: ports.map((p) => ({ name: p.name, protocol: p.protocol, port: TARGET_PORT })),
+    endpoints,
+  });
+  if (kind === 'svc-manual')
+    spec.endpointSlices = [
+      slice('web-1', [ep('p2a'), ep('p3a', false)]),
+      slice('web-2', [ep('p2a'), ep('p1b')]),
+    ];
+  if (external) {
+    spec.externalHosts = [
+      { name: 'client', ip: `${CLIENT_IP}/24`, listen: [{ proto, port: TARGET_PORT }], routes: [] },
+    ];
+    spec.endpointSlices = [slice('web-1', [{ ip: CLIENT_IP, ready: true }])];
+  }
+  const chosen = external ? CLIENT_IP : kind === 'svc-manual' ? 'p2a' : pick(['p2a', 'p3a']);
+  const flow: WalkRequest = {
+    from: 'p1a',
+    to: 'svc/web',
+    proto,
+    port: SERVICE_PORT,
+    df: false,
+    endpoint: chosen,
+  };
+  const title = `seed ${seed}: ${mode}, 3 nodes, 5 pods; ${proto} p1a → svc/web:${SERVICE_PORT} (ClusterIP, ${manual ? 'hand-written EndpointSlices' : 'sessionAffinity ClientIP'}, taken ${chosen}); service: ${kind}`;
   return { seed, spec, mode, flow, faultKind: kind, cross: true, title };
 }
 
