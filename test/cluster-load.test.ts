@@ -247,7 +247,7 @@ describe('names and devices the build would refuse, at their place', () => {
     [
       'a pod named like a subnet',
       y(...LAN0, ...NODE1, 'pods:', '  - {name: lan0, node: node1}'),
-      'bad.yaml:9:12: pod name "lan0" is already the name of the subnet at line 2; subnets, the router, nodes and pods share one namespace of names',
+      'bad.yaml:9:12: pod name "lan0" is already the name of the subnet at line 2; subnets, the router, nodes, pods and external hosts share one namespace of names',
     ],
     [
       'a node named router when a subnet has a gateway',
@@ -256,7 +256,7 @@ describe('names and devices the build would refuse, at their place', () => {
         'nodes:',
         '  - {name: router, ip: 192.168.1.10/24, podCIDR: 10.244.0.0/24}',
       ),
-      'bad.yaml:3:12: node name "router" is already the name of the router that joins the subnets (a subnet has a gateway); subnets, the router, nodes and pods share one namespace of names',
+      'bad.yaml:3:12: node name "router" is already the name of the router that joins the subnets (a subnet has a gateway); subnets, the router, nodes, pods and external hosts share one namespace of names',
     ],
   ];
   for (const [what, text, expected] of cases) it(what, () => assert.equal(errorOf(text).message, expected));
@@ -297,7 +297,7 @@ describe('bad cluster files', () => {
     [
       'unknown top-level key',
       y(...NODE1, 'colour: blue'),
-      'bad.yaml:5:1: unknown key "colour" (expected one of name, cni, mtu, podMtu, subnets, nodes, pods, bgp, run, namespaces, policies, serviceCIDR, services, scenario)',
+      'bad.yaml:5:1: unknown key "colour" (expected one of name, cni, mtu, podMtu, subnets, nodes, pods, externalHosts, bgp, run, namespaces, policies, serviceCIDR, services, endpointSlices, scenario)',
     ],
     [
       'missing key in the second node: the mapping',
@@ -534,4 +534,102 @@ describe('bad cluster files', () => {
   for (const [what, text, expected] of cases) {
     it(what, () => assert.equal(errorOf(text).message, expected));
   }
+});
+
+describe('external hosts', () => {
+  const HOST = (...more: string[]) => ['externalHosts:', '  - name: client', ...more];
+  it("a host on the nodes' segment, with a route to a load balancer IP via a node", () => {
+    const spec = loadCluster(
+      y(
+        ...LAN0,
+        ...NODE12,
+        ...HOST('    ip: 192.168.1.100/24', '    routes: [{to: 203.0.113.10/32, via: 192.168.1.11}]'),
+      ),
+      'ok.yaml',
+    );
+    assert.deepEqual(spec.externalHosts, [
+      {
+        name: 'client',
+        ip: '192.168.1.100/24',
+        listen: [],
+        routes: [{ to: '203.0.113.10/32', via: '192.168.1.11' }],
+      },
+    ]);
+    // without subnets: the segment derived from the first node
+    assert.equal(
+      loadCluster(y(...NODE1, ...HOST('    ip: 192.168.1.7/24')), 'ok.yaml').externalHosts?.length,
+      1,
+    );
+  });
+  const cases: [string, string, string][] = [
+    [
+      'an address outside every subnet',
+      y(...LAN0, ...NODE1, ...HOST('    ip: 10.0.0.100/24')),
+      'bad.yaml:10:9: ip 10.0.0.100/24 is not inside any subnet (lan0 192.168.1.0/24)',
+    ],
+    [
+      'an address off the derived segment',
+      y(...NODE1, ...HOST('    ip: 192.168.2.100/24')),
+      'bad.yaml:7:9: ip 192.168.2.100/24 is not on lan0 192.168.1.0/24 (the default segment, derived from node1); list the segments under "subnets:"',
+    ],
+    [
+      "a node's address",
+      y(...LAN0, ...NODE12, ...HOST('    ip: 192.168.1.11/24')),
+      'bad.yaml:13:9: ip 192.168.1.11/24 is already the address of node node2',
+    ],
+    [
+      'a gateway off its subnet',
+      y(
+        ...LAN0,
+        ...NODE1,
+        ...HOST('    ip: 192.168.1.100/24', '    routes: [{to: 203.0.113.10/32, via: 10.0.0.1}]'),
+      ),
+      "bad.yaml:11:41: via 10.0.0.1 is not a host address of the host's subnet 192.168.1.0/24",
+    ],
+    [
+      'its own address as the gateway',
+      y(
+        ...LAN0,
+        ...NODE1,
+        ...HOST('    ip: 192.168.1.100/24', '    routes: [{to: 0.0.0.0/0, via: 192.168.1.100}]'),
+      ),
+      "bad.yaml:11:35: via 192.168.1.100 is the host's own address",
+    ],
+    [
+      'a route to a network with host bits',
+      y(
+        ...LAN0,
+        ...NODE1,
+        ...HOST('    ip: 192.168.1.100/24', '    routes: [{to: 203.0.113.10/24, via: 192.168.1.10}]'),
+      ),
+      'bad.yaml:11:19: 203.0.113.10/24 has host bits set; did you mean 203.0.113.0/24?',
+    ],
+    [
+      'the name of a node',
+      y(...LAN0, ...NODE1, 'externalHosts:', '  - {name: node1, ip: 192.168.1.100/24}'),
+      'bad.yaml:9:12: external host name "node1" is already the name of the node at line 5; subnets, the router, nodes, pods and external hosts share one namespace of names',
+    ],
+    [
+      'the name of a subnet',
+      y(...LAN0, ...NODE1, 'externalHosts:', '  - {name: lan0, ip: 192.168.1.100/24}'),
+      'bad.yaml:9:12: external host name "lan0" is already the name of the subnet at line 2; subnets, the router, nodes, pods and external hosts share one namespace of names',
+    ],
+    [
+      'twice the same name',
+      y(
+        ...LAN0,
+        ...NODE1,
+        'externalHosts:',
+        '  - {name: c, ip: 192.168.1.100/24}',
+        '  - {name: c, ip: 192.168.1.101/24}',
+      ),
+      'bad.yaml:10:12: external host name "c" is already used at line 9',
+    ],
+    [
+      'an unknown key',
+      y(...LAN0, ...NODE1, ...HOST('    ip: 192.168.1.100/24', '    gateway: 192.168.1.1')),
+      'bad.yaml:11:5: unknown key "gateway" (expected one of name, ip, mac, listen, routes)',
+    ],
+  ];
+  for (const [what, text, expected] of cases) it(what, () => assert.equal(errorOf(text).message, expected));
 });

@@ -8,7 +8,8 @@
  * DNAT rule applied on both sides: seeds NAT_SEED_BASE+1 …, PODWALK_LAB_NAT_SCENARIOS=M of them,
  * default 12), then the Service scenarios (kube-proxy's rules, the endpoint forced on both sides,
  * `conntrack -L` compared too: seeds SVC_SEED_BASE+1 …, PODWALK_LAB_SVC_SCENARIOS=K of them,
- * default 20); PODWALK_LAB_SEED=S runs just seed S. The first PODWALK_LAB_IMPORT_SCENARIOS seeds
+ * default 38: 20 from pods and nodes, 12 from a host outside the cluster, then 6 of hand-written
+ * EndpointSlices and sessionAffinity); PODWALK_LAB_SEED=S runs just seed S. The first PODWALK_LAB_IMPORT_SCENARIOS seeds
  * (default 12) also collect their lab right after lab up, import it (--from) and judge that World
  * against the same real run: the importer checked on the kernel's own state.
  */
@@ -26,7 +27,7 @@ const only = process.env.PODWALK_LAB_SEED;
 const count = Number(process.env.PODWALK_LAB_SCENARIOS ?? 60);
 const natCount = Number(process.env.PODWALK_LAB_NAT_SCENARIOS ?? 12);
 const importCount = Number(process.env.PODWALK_LAB_IMPORT_SCENARIOS ?? 12);
-const svcCount = Number(process.env.PODWALK_LAB_SVC_SCENARIOS ?? 20);
+const svcCount = Number(process.env.PODWALK_LAB_SVC_SCENARIOS ?? 38);
 const seeds = only
   ? [Number(only)]
   : [

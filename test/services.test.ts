@@ -12,6 +12,7 @@ import { buildCluster } from '../src/cni/build.ts';
 import { portProtoHash, resolveServices } from '../src/proxy/services.ts';
 import { kubeProxySync, probability } from '../src/proxy/kube-proxy.ts';
 import { iptablesSave } from '../src/tools/iptables-save.ts';
+import { formatRuleSpec } from '../src/kernel/netfilter.ts';
 import { base32, sha256, utf8 } from '../src/wire/sha256.ts';
 import { resolveService, walk, walkOk, WalkError, type Walk } from '../src/trace/walk.ts';
 import { run } from '../src/cli/app.ts';
@@ -213,6 +214,36 @@ test('bad Services are refused at file:line:col', () => {
   assert.match(
     bad(svc('{ports: [{port: 80, targetPort: "Bad_Name"}]}')),
     /^bad\.yaml:6:\d+: port "Bad_Name" is not a valid port name/,
+  );
+  assert.equal(
+    bad(svc('{sessionAffinityConfig: {clientIP: {timeoutSeconds: 60}}, ports: [{port: 80}]}')),
+    'bad.yaml:6:35: sessionAffinityConfig may only be set when sessionAffinity is ClientIP',
+  );
+  assert.equal(
+    bad(
+      svc(
+        '{sessionAffinity: ClientIP, sessionAffinityConfig: {clientIP: {timeoutSeconds: 0}}, ports: [{port: 80}]}',
+      ),
+    ),
+    'bad.yaml:6:90: timeoutSeconds must be an integer in 1..86400, got 0',
+  );
+  assert.equal(
+    bad(svc('{type: NodePort, clusterIP: None, ports: [{port: 80}]}')),
+    'bad.yaml:6:39: clusterIP None (headless) needs type ClusterIP, not NodePort',
+  );
+  assert.equal(
+    bad(svc('{type: NodePort, healthCheckNodePort: 32000, ports: [{port: 80}]}')),
+    'bad.yaml:6:49: healthCheckNodePort may only be set when type is LoadBalancer and externalTrafficPolicy is Local',
+  );
+  assert.equal(
+    bad([
+      ...svc('{type: NodePort, ports: [{port: 80, nodePort: 32000}]}'),
+      ...svc(
+        '{type: LoadBalancer, externalTrafficPolicy: Local, healthCheckNodePort: 32000, ports: [{port: 80}]}',
+        '{name: t}',
+      ),
+    ]),
+    'bad.yaml:10:83: healthCheckNodePort 32000 is already allocated to the service at line 3',
   );
 });
 
@@ -439,4 +470,341 @@ test("bridge link set: hairpin on and off, and the real tool's errors", () => {
   assert.match(r('ip -d link show dev veth-pod-a').stdout, /hairpin on/);
   assert.equal(r('bridge link set dev veth-pod-a hairpin off').code, 0);
   assert.match(r('bridge -d link show dev veth-pod-a').stdout, /hairpin off/);
+});
+
+/* ------------------------------------------------------------ from outside the cluster */
+
+const external = () =>
+  buildCluster(loadCluster(readFileSync('test/fixtures/services-external.yaml', 'utf8'), 'x.yaml'));
+const natSteps = (t: Walk['request']) =>
+  t.hops
+    .flatMap((h) => h.steps)
+    .flatMap((s) =>
+      s.ev.type === 'netfilter' && s.ev.decision.nat ? [{ ns: s.netns, d: s.ev.decision }] : [],
+    );
+
+test('NodePort from an external host: KUBE-NODEPORTS → KUBE-EXT- (masquerade) → KUBE-SVC- → KUBE-SEP-, SNAT to the node, the reply back to the client', () => {
+  const c = external();
+  const web = c.services.find((s) => s.name === 'web')!.ports[0];
+  // masqueraded to the address of the device the packet leaves node2 by: cni0 for its own pod,
+  // eth0 toward node3's (calico-bgp routes pod networks over the underlay)
+  for (const [endpoint, masq, sport] of [
+    ['web-2', '10.244.1.1', 40001],
+    ['web-3', '192.168.1.11', 40002],
+  ] as const) {
+    const w = walk(c, { from: 'client', to: '192.168.1.11', port: 30080, proto: 'tcp', endpoint, sport });
+    assert.equal(delivered(w), endpoint);
+    assert.ok(walkOk(w), `${endpoint}: answered`);
+    const [dnat, snat] = natSteps(w.request);
+    const ep = web.endpoints.find((e) => e.pod === endpoint)!;
+    assert.equal(dnat.ns, 'node2');
+    assert.deepEqual(
+      dnat.d.path.map((h) => h.chain),
+      [
+        'PREROUTING',
+        'KUBE-SERVICES',
+        'KUBE-NODEPORTS',
+        web.chains.ext,
+        'KUBE-MARK-MASQ',
+        web.chains.ext,
+        web.chains.svc,
+        ep.chain,
+      ],
+    );
+    assert.deepEqual([snat.ns, snat.d.nat], ['node2', 'MASQUERADE']);
+    // the endpoint answers the node, never the client; node2 turns it back into the node port's answer
+    assert.deepEqual([w.reply!.flow.src, w.reply!.flow.dst], [ep.ip, masq]);
+    const back = w
+      .reply!.hops.flatMap((h) => h.steps)
+      .flatMap((s) =>
+        s.ev.type === 'nat-rewrite'
+          ? [[s.netns, s.ev.manip, s.ev.after.src, s.ev.after.sport, s.ev.after.dst, s.ev.after.dport]]
+          : [],
+      );
+    assert.deepEqual(back, [
+      ['node2', 'dst', ep.ip, ep.port, '192.168.1.100', sport],
+      ['node2', 'src', '192.168.1.11', 30080, '192.168.1.100', sport],
+    ]);
+    assert.equal(w.reply!.disposition.kind === 'delivered' && w.reply!.disposition.netns, 'client');
+  }
+});
+
+test('externalTrafficPolicy Local from an external host: KUBE-EXT- → KUBE-SVL-, no masquerade (the pod sees the client); dropped on a node without a local endpoint', () => {
+  const c = external();
+  const api = c.services.find((s) => s.name === 'api')!.ports.find((p) => p.protocol === 'tcp')!;
+  const w = walk(c, {
+    from: 'client',
+    to: '192.168.1.11',
+    port: 31000,
+    proto: 'tcp',
+    endpoint: 'api-1',
+    sport: 40003,
+  });
+  assert.equal(delivered(w), 'api-1');
+  assert.ok(walkOk(w));
+  const nat = natSteps(w.request);
+  assert.deepEqual(
+    nat.map((n) => [n.ns, n.d.nat]),
+    [['node2', 'DNAT']],
+    'no MASQUERADE: the source is kept',
+  );
+  const ep = api.endpoints[0];
+  assert.deepEqual(
+    nat[0].d.path.map((h) => h.chain),
+    ['PREROUTING', 'KUBE-SERVICES', 'KUBE-NODEPORTS', api.chains.ext, api.chains.svl, ep.chain],
+  );
+  assert.deepEqual([w.reply!.flow.src, w.reply!.flow.dst], [ep.ip, '192.168.1.100']);
+  // node1 has no endpoint of prod/api: filter INPUT's KUBE-EXTERNAL-SERVICES drops it
+  const d = walk(c, { from: 'client', to: '192.168.1.10', port: 31000, proto: 'tcp', sport: 40004 });
+  assert.equal(d.request.disposition.kind, 'dropped');
+  assert.equal(d.request.disposition.kind === 'dropped' && d.request.disposition.netns, 'node1');
+  assert.deepEqual(explainDrop(c, d.request)?.causes, [
+    'Service prod/api:tcp has externalTrafficPolicy Local and no ready endpoint on node1 (its endpoints: api-1 on node2): kube-proxy drops external traffic there',
+  ]);
+  assert.equal(
+    runCommand(c, 'node1', 'conntrack -L').stdout,
+    '',
+    'the dropped SYN leaves no confirmed entry',
+  );
+});
+
+test('LoadBalancer: the client routes the ingress IP to a node; KUBE-SERVICES "loadbalancer IP" → KUBE-EXT- → the endpoint, and the answer comes from the ingress IP', () => {
+  const c = external();
+  const api = c.services.find((s) => s.name === 'api')!.ports.find((p) => p.protocol === 'udp')!;
+  const w = walk(c, {
+    from: 'client',
+    to: '203.0.113.10',
+    port: 9000,
+    proto: 'udp',
+    endpoint: 'api-1',
+    sport: 40005,
+  });
+  assert.equal(delivered(w), 'api-1');
+  const nat = natSteps(w.request);
+  assert.deepEqual(
+    nat[0].d.path.map((h) => h.chain),
+    ['PREROUTING', 'KUBE-SERVICES', api.chains.ext, api.chains.svl, api.endpoints[0].chain],
+  );
+  const rule = c.world.ns('node2').netfilter.chain('nat', 'KUBE-SERVICES')!.rules[nat[0].d.path[1].index - 1];
+  assert.equal(
+    formatRuleSpec(rule),
+    '-d 203.0.113.10/32 -p udp -m comment --comment "prod/api:udp loadbalancer IP" -m udp --dport 9000 -j ' +
+      api.chains.ext,
+  );
+  // the listener echoes: the answer leaves node2 from the ingress IP, to the client's own address
+  assert.deepEqual([w.reply!.flow.src, w.reply!.flow.dst], [api.endpoints[0].ip, '192.168.1.100']);
+  const undo = w
+    .reply!.hops.flatMap((h) => h.steps)
+    .flatMap((s) => (s.ev.type === 'nat-rewrite' ? [[s.netns, s.ev.after.src, s.ev.after.sport]] : []));
+  assert.deepEqual(undo, [['node2', '203.0.113.10', 9000]]);
+  assert.equal(w.reply!.disposition.kind === 'delivered' && w.reply!.disposition.netns, 'client');
+});
+
+test('the lab scenarios from the external host (seeds 2021-2032) walk in the model as the kernel ran them: delivered, or dropped at n1 for Local without an endpoint there', () => {
+  for (let seed = 2021; seed <= 2032; seed++) {
+    const s = generateScenario(seed);
+    const c = buildCluster(s.spec, s.mode);
+    assert.equal(s.flow.from, 'client');
+    const w = walk(c, s.flow);
+    if (s.faultKind === 'svc-ext-local-none') {
+      assert.equal(w.request.disposition.kind === 'dropped' && w.request.disposition.netns, 'n1', s.title);
+    } else {
+      assert.equal(delivered(w), s.flow.endpoint, s.title);
+      assert.ok(walkOk(w), s.title);
+    }
+  }
+});
+
+test('healthCheckNodePort: allocated for a LoadBalancer with externalTrafficPolicy Local after its node ports; filter KUBE-NODEPORTS accepts it on every node', () => {
+  const c = buildCluster(
+    loadCluster(
+      [
+        'nodes: [{name: n1, ip: 10.0.1.1/24, podCIDR: 10.1.0.0/24}]',
+        'services:',
+        '  - {apiVersion: v1, kind: Service, metadata: {name: a}, spec: {type: LoadBalancer, externalTrafficPolicy: Local, ports: [{port: 80}]}}',
+        '  - {apiVersion: v1, kind: Service, metadata: {name: b}, spec: {type: LoadBalancer, ports: [{port: 80}]}}',
+      ].join('\n'),
+      'x.yaml',
+    ),
+  );
+  const [a, b] = c.services.map((s) => s.ports[0]);
+  assert.deepEqual(
+    [a.nodePort, a.healthCheckNodePort, b.nodePort, b.healthCheckNodePort],
+    [30000, 30001, 30002, undefined],
+  );
+  assert.match(
+    iptablesSave(c.world.ns('n1').netfilter),
+    /-A KUBE-NODEPORTS -p tcp -m comment --comment "default\/a health check node port" -m tcp --dport 30001 -j ACCEPT\n/,
+  );
+});
+
+test('sessionAffinity ClientIP: the SEP chain records the client (-m recent --set), and its next flows take the same endpoint (--rcheck before the random choice)', () => {
+  const c = external();
+  const sticky = c.services.find((s) => s.name === 'sticky')!.ports[0];
+  const first = walk(c, { from: 'pod-a', to: 'svc/sticky', proto: 'tcp', endpoint: 'web-2', sport: 41000 });
+  assert.equal(delivered(first), 'web-2');
+  // the flows' own draws would spread them over the three endpoints (test above); the affinity keeps web-2
+  const next = Array.from({ length: 6 }, (_, i) =>
+    walk(c, { from: 'pod-a', to: 'svc/sticky', proto: 'tcp', sport: 41001 + i }),
+  );
+  assert.deepEqual(next.map(delivered), Array(6).fill('web-2'));
+  const ep = sticky.endpoints.find((e) => e.pod === 'web-2')!;
+  const dnat = natSteps(next[0].request)[0].d;
+  assert.deepEqual(
+    dnat.path.map((h) => h.chain),
+    ['PREROUTING', 'KUBE-SERVICES', sticky.chains.svc, ep.chain],
+  );
+  const rule = c.world.ns('node1').netfilter.chain('nat', sticky.chains.svc)!.rules[dnat.path[2].index - 1];
+  assert.equal(
+    formatRuleSpec(rule),
+    `-m comment --comment "default/sticky -> ${ep.text}" -m recent --rcheck --seconds 600 --reap --name ${ep.chain} --mask 255.255.255.255 --rsource -j ${ep.chain}`,
+  );
+  // without a recorded client the statistic rules choose: another client address is spread again
+  const spread = new Set(
+    Array.from({ length: 12 }, (_, i) =>
+      delivered(walk(external(), { from: 'pod-a', to: 'svc/sticky', proto: 'tcp', sport: 42000 + i })),
+    ),
+  );
+  assert.ok(spread.size > 1, [...spread].join(' '));
+});
+
+test('a headless Service (clusterIP None): EndpointSlices, but no kube-proxy rules, and trace says where its clients go', () => {
+  const c = external();
+  const h = c.services.find((s) => s.name === 'web-headless')!;
+  assert.equal(h.clusterIP, 'None');
+  assert.equal(h.slices[0].endpoints.length, 3);
+  const hash = h.ports[0].chains.svc;
+  assert.ok(!iptablesSave(c.world.ns('node1').netfilter).includes('web-headless'));
+  assert.ok(!iptablesSave(c.world.ns('node1').netfilter).includes(hash));
+  assert.throws(
+    () => walk(c, { from: 'pod-a', to: 'svc/web-headless', proto: 'tcp' }),
+    new WalkError(
+      'service default/web-headless is headless (clusterIP None): kube-proxy programs nothing for it, and its clients reach the pods by their own addresses (what DNS answers for it): web-1 10.244.0.2, web-2 10.244.1.2, web-3 10.244.2.2',
+    ),
+  );
+});
+
+test('a Service without a selector and a hand-written EndpointSlice: its ready endpoints (a host outside the cluster, a pod) in KUBE-SVC-, walked with --endpoint by pod name or address', () => {
+  const c = external();
+  const manual = c.services.find((s) => s.name === 'manual')!;
+  assert.deepEqual(
+    manual.ports[0].endpoints.map((e) => [e.text, e.pod, e.nodeName]),
+    [
+      ['10.244.1.2:5432', 'web-2', 'node2'],
+      ['192.168.1.100:5432', '192.168.1.100', ''],
+    ],
+    'the endpoint that is not ready is left out',
+  );
+  const db = walk(c, {
+    from: 'pod-a',
+    to: 'svc/manual',
+    proto: 'tcp',
+    endpoint: '192.168.1.100',
+    sport: 43000,
+  });
+  assert.equal(delivered(db), 'client');
+  // the pod reaches the host outside the cluster with its own address (kube-proxy masquerades only
+  // what comes from outside the cluster CIDR); the client answers it through the router, which does
+  // not know the pod networks in calico-bgp
+  assert.deepEqual([db.reply!.flow.src, db.reply!.flow.dst], ['192.168.1.100', '10.244.0.5']);
+  assert.equal(db.reply!.disposition.kind === 'dropped' && db.reply!.disposition.netns, 'router');
+  // web-2 does not listen on 5432: the endpoint the slice names answers with a RST
+  const pod = walk(c, { from: 'pod-a', to: 'svc/manual', proto: 'tcp', endpoint: 'web-2', sport: 43001 });
+  assert.equal(pod.reply!.flow.role.kind, 'rst');
+});
+
+test('bad EndpointSlices are refused at file:line:col', () => {
+  const slice = (md: string, rest: string[] = []) => [
+    'endpointSlices:',
+    '  - apiVersion: discovery.k8s.io/v1',
+    '    kind: EndpointSlice',
+    `    metadata: ${md}`,
+    '    addressType: IPv4',
+    ...rest,
+  ];
+  const svc = ['  - {apiVersion: v1, kind: Service, metadata: {name: db}, spec: {ports: [{port: 5432}]}}'];
+  assert.equal(
+    bad([...svc, ...slice('{name: db-1}')]),
+    'bad.yaml:7:22: an EndpointSlice needs the label kubernetes.io/service-name: the Service it belongs to',
+  );
+  assert.equal(
+    bad([...svc, ...slice('{name: db-1, labels: {kubernetes.io/service-name: dbx}}')]),
+    'bad.yaml:7:65: no Service default/dbx in the cluster file; its services: default/db',
+  );
+  assert.equal(
+    bad([
+      ...svc,
+      ...slice('{name: db-1, labels: {kubernetes.io/service-name: db}}', [
+        '    endpoints: [{addresses: [10.1.0.9], nodeName: n9}]',
+      ]),
+    ]),
+    'bad.yaml:9:51: unknown node "n9"',
+  );
+  assert.equal(
+    bad([
+      ...svc,
+      ...slice('{name: db-1, labels: {kubernetes.io/service-name: db}}', [
+        '    endpoints: [{addresses: []}]',
+      ]),
+    ]),
+    'bad.yaml:9:29: addresses must list an address',
+  );
+  assert.match(
+    bad([
+      ...svc,
+      ...slice('{name: db-1, labels: {kubernetes.io/service-name: db}}').map((l) =>
+        l.replace('IPv4', 'IPv6'),
+      ),
+    ]),
+    /^bad\.yaml:8:18: addressType must be one of IPv4; got string "IPv6"/,
+  );
+});
+
+test("an endpoint two slices list is one endpoint (endpointSliceCache keys a port's endpoints by IP:PORT)", () => {
+  const slice = (name: string, ips: string[]) => ({
+    name,
+    namespace: 'default',
+    service: 'db',
+    ports: [{ name: '', protocol: 'TCP' as const, port: 5432 }],
+    endpoints: ips.map((ip) => ({ ip, ready: true })),
+  });
+  const [db] = resolveServices(
+    [
+      {
+        name: 'db',
+        namespace: 'default',
+        type: 'ClusterIP',
+        ports: [{ name: '', protocol: 'TCP', port: 5432, targetPort: 5432 }],
+        externalTrafficPolicy: 'Cluster',
+        loadBalancerIPs: [],
+      },
+    ],
+    [],
+    undefined,
+    [slice('db-1', ['10.0.0.9', '10.0.0.7']), slice('db-2', ['10.0.0.7', '10.0.0.8'])],
+  );
+  assert.deepEqual(
+    db.ports[0].endpoints.map((e) => e.text),
+    ['10.0.0.7:5432', '10.0.0.8:5432', '10.0.0.9:5432'],
+  );
+});
+
+test('the lab scenarios of hand-written EndpointSlices and sessionAffinity (seeds 2033-2038) walk in the model as the kernel ran them', () => {
+  for (let seed = 2033; seed <= 2038; seed++) {
+    const s = generateScenario(seed);
+    const c = buildCluster(s.spec, s.mode);
+    const w = walk(c, s.flow);
+    if (s.faultKind === 'svc-manual-external') {
+      assert.equal(delivered(w), 'client', s.title);
+      assert.equal(w.reply!.disposition.kind === 'dropped' && w.reply!.disposition.netns, 'router', s.title);
+    } else {
+      assert.equal(delivered(w), s.flow.endpoint, s.title);
+      assert.ok(walkOk(w), s.title);
+    }
+    if (s.faultKind === 'svc-manual')
+      assert.deepEqual(
+        c.services[0].ports[0].endpoints.map((e) => e.pod),
+        ['p1b', 'p2a'],
+      );
+  }
 });

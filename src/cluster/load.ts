@@ -36,6 +36,15 @@
  *     namespace: prod        # optional Kubernetes namespace, default "default"
  *     labels: {app: web}     # optional pod labels (string values)
  *     ready: false           # optional Ready condition, default true (not ready: no Service endpoint)
+ * externalHosts:             # optional: hosts on the underlay outside the cluster (a client of
+ *   - name: client           # NodePort and LoadBalancer Services); each its own network namespace,
+ *                            # sharing the namespace of names with subnets, the router, nodes and pods
+ *     ip: 192.168.1.100/24   # address/prefix, as a node's: inside exactly one subnet, with its prefix
+ *                            # length, no node's or other host's address
+ *     mac: 02:42:c0:a8:01:64 # optional eth0 MAC
+ *     listen: [tcp/5432]     # optional listening sockets, as a pod's
+ *     routes:                # optional routes besides the subnet's default route: `to` a network,
+ *       - {to: 203.0.113.10/32, via: 192.168.1.11}  # `via` an address of its subnet, not its own
  * bgp:                       # optional: node-to-node mesh sessions that are not up
  *   - nodes: [node1, node2]  # two different existing nodes; each pair listed once
  *     state: down            # up | down, default down
@@ -57,13 +66,28 @@
  *     spec:
  *       type: ClusterIP      # ClusterIP | NodePort | LoadBalancer (ExternalName is refused)
  *       selector: {app: web} # optional; without one no EndpointSlice is made
- *       clusterIP: 10.96.0.2 # optional, inside serviceCIDR, unique; "None" (headless) is refused
+ *       clusterIP: 10.96.0.2 # optional, inside serviceCIDR, unique; "None": headless (type ClusterIP;
+ *                            # kube-proxy writes nothing for it)
  *       ports:               # at least one; each needs a name when there are several
  *         - {name: http, port: 80, targetPort: http, protocol: TCP, nodePort: 30080}
  *                            # targetPort: a number or a pod's listen name (default: port); protocol
  *                            # TCP | UDP; nodePort 30000..32767, NodePort/LoadBalancer only, unique
  *       externalTrafficPolicy: Cluster  # Cluster | Local, NodePort/LoadBalancer only
+ *       healthCheckNodePort: 32000      # LoadBalancer with Local only; allocated when absent
+ *       sessionAffinity: ClientIP       # None | ClientIP (-m recent per endpoint)
+ *       sessionAffinityConfig: {clientIP: {timeoutSeconds: 10800}}  # ClientIP only, 1..86400
  *     status: {loadBalancer: {ingress: [{ip: 203.0.113.10}]}}   # LoadBalancer: its ingress IPs
+ * endpointSlices:            # optional: discovery.k8s.io/v1 EndpointSlices written by hand, for a
+ *   - apiVersion: discovery.k8s.io/v1   # Service without a selector (or beside the controller's);
+ *     kind: EndpointSlice              # NAMESPACE/NAME unique; the label names a Service of its
+ *     metadata: {name: db-1, labels: {kubernetes.io/service-name: db}}   # namespace
+ *     addressType: IPv4
+ *     ports: [{name: "", port: 5432, protocol: TCP}]   # name matches the Service port's name
+ *     endpoints:
+ *       - addresses: [192.168.1.100]   # kube-proxy uses the first
+ *         conditions: {ready: true}   # optional, default ready
+ *         nodeName: node2             # optional, a node (which node's endpoint it is)
+ *         targetRef: {kind: Pod, name: pod-c}   # optional
  * scenario:                  # optional: a ready-made fault for `podwalk doctor --scenario`
  *   title: flanneld missed a node
  *   description: …
@@ -87,6 +111,7 @@ import * as z from 'zod';
 import { CNI_MODES, DEFAULT_SERVICE_CIDR, NODE_PORT_RANGE } from './spec.ts';
 import type {
   ClusterSpec,
+  EndpointSliceSpec,
   ListenSpec,
   NetworkPolicySpec,
   PolicyRuleSpec,
@@ -239,6 +264,7 @@ const ENTITY: Record<string, string> = {
   subnets: 'subnet',
   nodes: 'node',
   pods: 'pod',
+  externalHosts: 'external host',
   namespaces: 'namespace',
 };
 
@@ -426,6 +452,14 @@ const NodeSchema = z.strictObject({
   bridgeMac: macSchema('bridgeMac').optional(),
   vtepMac: macSchema('vtepMac').optional(),
   mtu: intRange('mtu', 576, 9216).optional(),
+});
+
+const ExternalHostSchema = z.strictObject({
+  name: nameSchema('external host'),
+  ip: ifAddrSchema('ip'),
+  mac: macSchema('mac').optional(),
+  listen: z.array(listenSchema).default([]),
+  routes: z.array(z.strictObject({ to: cidrSchema('to'), via: ipv4Schema('via') })).default([]),
 });
 
 const PodSchema = z.strictObject({
@@ -696,9 +730,7 @@ const ServiceSchema = z
         type: z.enum(['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName']).default('ClusterIP'),
         selector: labelsSchema.optional(),
         clusterIP: str((s, ctx) => {
-          if (s === 'None')
-            ctx.addIssue({ code: 'custom', message: 'headless Services (clusterIP: None) are not modelled' });
-          else if (parseIp4(s) === undefined)
+          if (s !== 'None' && parseIp4(s) === undefined)
             ctx.addIssue({
               code: 'custom',
               message: `clusterIP ${JSON.stringify(s)} is not a valid IPv4 address`,
@@ -708,7 +740,19 @@ const ServiceSchema = z
           if (a.length === 0) ctx.addIssue({ code: 'custom', message: 'ports must list at least one port' });
         }),
         externalTrafficPolicy: z.enum(['Cluster', 'Local']).optional(),
+        healthCheckNodePort: intRange(
+          'healthCheckNodePort',
+          NODE_PORT_RANGE[0],
+          NODE_PORT_RANGE[1],
+        ).optional(),
         sessionAffinity: z.enum(['None', 'ClientIP']).optional(),
+        sessionAffinityConfig: z
+          .strictObject({
+            clientIP: z
+              .strictObject({ timeoutSeconds: intRange('timeoutSeconds', 1, 86400).optional() })
+              .optional(),
+          })
+          .optional(),
       })
       .superRefine((sp, ctx) => {
         if (sp.type === 'ExternalName')
@@ -717,11 +761,35 @@ const ServiceSchema = z
             path: ['type'],
             message: 'type ExternalName is not modelled (it is DNS only)',
           });
-        if (sp.sessionAffinity === 'ClientIP')
+        // the API server's validation (pkg/apis/core/validation ValidateService)
+        if (sp.sessionAffinityConfig !== undefined && sp.sessionAffinity !== 'ClientIP')
+          ctx.addIssue({
+            code: 'custom',
+            path: ['sessionAffinityConfig'],
+            message: 'sessionAffinityConfig may only be set when sessionAffinity is ClientIP',
+          });
+        const headless = sp.clusterIP === 'None';
+        if (headless && sp.type !== 'ClusterIP')
+          ctx.addIssue({
+            code: 'custom',
+            path: ['clusterIP'],
+            message: `clusterIP None (headless) needs type ClusterIP, not ${sp.type}`,
+          });
+        if (headless && sp.sessionAffinity === 'ClientIP')
           ctx.addIssue({
             code: 'custom',
             path: ['sessionAffinity'],
-            message: 'sessionAffinity ClientIP is not modelled yet (only None)',
+            message: 'sessionAffinity ClientIP needs a ClusterIP, and this Service is headless',
+          });
+        if (
+          sp.healthCheckNodePort !== undefined &&
+          (sp.type !== 'LoadBalancer' || sp.externalTrafficPolicy !== 'Local')
+        )
+          ctx.addIssue({
+            code: 'custom',
+            path: ['healthCheckNodePort'],
+            message:
+              'healthCheckNodePort may only be set when type is LoadBalancer and externalTrafficPolicy is Local',
           });
         const external = sp.type === 'NodePort' || sp.type === 'LoadBalancer';
         if (sp.externalTrafficPolicy !== undefined && !external)
@@ -778,8 +846,82 @@ const ServiceSchema = z
     ...(spec.clusterIP !== undefined ? { clusterIP: spec.clusterIP } : {}),
     ports: spec.ports,
     externalTrafficPolicy: spec.externalTrafficPolicy ?? 'Cluster',
+    ...(spec.healthCheckNodePort !== undefined ? { healthCheckNodePort: spec.healthCheckNodePort } : {}),
+    ...(spec.sessionAffinity === 'ClientIP'
+      ? { affinitySeconds: spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? 10800 }
+      : {}),
     loadBalancerIPs:
       spec.type === 'LoadBalancer' ? (status?.loadBalancer.ingress.map((i) => i.ip) ?? []) : [],
+  }));
+
+// EndpointSlice (discovery.k8s.io/v1) written by hand
+
+const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
+
+const EndpointSliceSchema = z
+  .strictObject({
+    apiVersion: z.literal('discovery.k8s.io/v1'),
+    kind: z.literal('EndpointSlice'),
+    metadata: z.strictObject({
+      name: nameSchema('endpointslice'),
+      namespace: nameSchema('namespace').default('default'),
+      labels: labelsSchema.optional(),
+      annotations: z.record(z.string(), z.string()).optional(),
+    }),
+    addressType: z.literal('IPv4'),
+    ports: z
+      .array(
+        z
+          .strictObject({
+            name: z.string().default(''),
+            protocol: z.enum(['TCP', 'UDP', 'SCTP']).default('TCP'),
+            port: intRange('port', 1, 65535),
+            appProtocol: z.string().optional(),
+          })
+          .superRefine((p, ctx) => refuseSctp(p.protocol, ctx)),
+      )
+      .default([]),
+    endpoints: z
+      .array(
+        z.strictObject({
+          addresses: z.array(ipv4Schema('address')).superRefine((a, ctx) => {
+            if (a.length === 0) ctx.addIssue({ code: 'custom', message: 'addresses must list an address' });
+          }),
+          conditions: z
+            .strictObject({
+              ready: z.boolean().optional(),
+              serving: z.boolean().optional(),
+              terminating: z.boolean().optional(),
+            })
+            .optional(),
+          nodeName: z.string().optional(),
+          zone: z.string().optional(),
+          hostname: z.string().optional(),
+          targetRef: z
+            .strictObject({
+              kind: z.string().optional(),
+              name: z.string(),
+              namespace: z.string().optional(),
+              uid: z.string().optional(),
+            })
+            .optional(),
+        }),
+      )
+      .default([]),
+  })
+  .transform(({ metadata, ports, endpoints }): EndpointSliceSpec => ({
+    name: metadata.name,
+    namespace: metadata.namespace,
+    service: metadata.labels?.[SERVICE_NAME_LABEL] ?? '',
+    ports: ports.map((p) => ({ name: p.name, protocol: p.protocol === 'UDP' ? 'UDP' : 'TCP', port: p.port })),
+    endpoints: endpoints.map((e) => ({
+      ip: e.addresses[0],
+      ready: e.conditions?.ready ?? true,
+      ...(e.nodeName !== undefined ? { nodeName: e.nodeName } : {}),
+      ...(e.targetRef && (e.targetRef.kind ?? 'Pod') === 'Pod'
+        ? { pod: `${e.targetRef.namespace ?? metadata.namespace}/${e.targetRef.name}` }
+        : {}),
+    })),
   }));
 
 const BgpSchema = z.strictObject({
@@ -826,12 +968,14 @@ const RootSchema = z.strictObject({
     if (a.length === 0) ctx.addIssue({ code: 'custom', message: 'nodes must list at least one node' });
   }),
   pods: z.array(PodSchema).default([]),
+  externalHosts: z.array(ExternalHostSchema).optional(),
   bgp: z.array(BgpSchema).default([]),
   run: z.array(runSchema).default([]),
   namespaces: z.array(NamespaceSchema).optional(),
   policies: z.array(NetworkPolicySchema).optional(),
   serviceCIDR: cidrSchema('serviceCIDR').optional(),
   services: z.array(ServiceSchema).optional(),
+  endpointSlices: z.array(EndpointSliceSchema).optional(),
   scenario: ScenarioSchema.optional(),
 });
 
@@ -976,44 +1120,123 @@ function checkSubnets(c: Checker, raw: unknown): Segment[] | undefined {
 }
 
 /**
+ * An interface address on the underlay (a node's or an external host's eth0): a host address
+ * inside exactly one subnet, with its prefix length; without `subnets:`, on the segment derived
+ * from the first node. Returns the network it sits on, when it is fine.
+ */
+function checkUnderlayAddress(
+  c: Checker,
+  at: Path,
+  ip: string,
+  segments: Segment[] | undefined,
+  derived: { net: Cidr; from: string } | undefined,
+): Cidr | undefined {
+  const addr = cidrOf(ip);
+  if (addr === undefined) return undefined;
+  const special = specialHostAddress(addr, addr.addr);
+  if (special) {
+    c.add(at, `ip ${ip} is the ${special} address of ${cidrText(addr)}, not a host address`);
+    return undefined;
+  }
+  if (segments !== undefined) {
+    const inside = segments.filter((s) => cidrContains(s.net, addr.addr));
+    const list = segments.map((s) => `${s.name} ${cidrText(s.net)}`).join(', ');
+    if (inside.length === 0) c.add(at, `ip ${ip} is not inside any subnet (${list})`);
+    else if (inside.length > 1) c.add(at, `ip ${ip} is inside more than one subnet (${list})`);
+    else if (inside[0].net.len !== addr.len) {
+      const s = inside[0];
+      c.add(at, `ip ${ip} has prefix length /${addr.len} but subnet ${s.name} is ${cidrText(s.net)}`);
+    } else return inside[0].net;
+    return undefined;
+  }
+  if (derived && (!cidrContains(derived.net, addr.addr) || derived.net.len !== addr.len)) {
+    c.add(
+      at,
+      `ip ${ip} is not on lan0 ${cidrText(derived.net)} (the default segment, derived from ` +
+        `${derived.from}); list the segments under "subnets:"`,
+    );
+    return undefined;
+  }
+  return derived?.net ?? addr;
+}
+
+/** the segment of a file without `subnets:`: the network of the first node's address */
+function derivedSegment(raw: unknown): { net: Cidr; from: string } | undefined {
+  const first = entries(raw, 'nodes')[0]?.[1];
+  const ip = first ? text(first, 'ip') : undefined;
+  const addr = ip === undefined ? undefined : cidrOf(ip);
+  if (addr === undefined || specialHostAddress(addr, addr.addr)) return undefined;
+  return { net: addr, from: text(first!, 'name') ?? 'nodes[0]' };
+}
+
+/**
  * Unique names; each ip a host address inside exactly one subnet, with its prefix length. Without
  * `subnets:`, the segment is the one derived from the first node. Returns the node names.
  */
 function checkNodes(c: Checker, raw: unknown, segments: Segment[] | undefined): Map<string, number> {
   const names = new Map<string, number>();
   const subnetsGiven = isRecord(raw) && raw.subnets !== undefined;
-  let derived: { net: Cidr; from: string } | undefined;
+  const derived = subnetsGiven ? undefined : derivedSegment(raw);
   for (const [i, n] of entries(raw, 'nodes')) {
     const name = text(n, 'name');
     if (name !== undefined) checkUnique(c, names, 'nodes', 'node', i, name);
     const ip = text(n, 'ip');
-    const addr = ip === undefined ? undefined : cidrOf(ip);
-    if (addr === undefined) continue;
-    const at = ['nodes', i, 'ip'];
-    const special = specialHostAddress(addr, addr.addr);
-    if (special) {
-      c.add(at, `ip ${ip} is the ${special} address of ${cidrText(addr)}, not a host address`);
-    } else if (subnetsGiven) {
-      if (segments === undefined) continue;
-      const inside = segments.filter((s) => cidrContains(s.net, addr.addr));
-      const list = segments.map((s) => `${s.name} ${cidrText(s.net)}`).join(', ');
-      if (inside.length === 0) c.add(at, `ip ${ip} is not inside any subnet (${list})`);
-      else if (inside.length > 1) c.add(at, `ip ${ip} is inside more than one subnet (${list})`);
-      else if (inside[0].net.len !== addr.len) {
-        const s = inside[0];
-        c.add(at, `ip ${ip} has prefix length /${addr.len} but subnet ${s.name} is ${cidrText(s.net)}`);
-      }
-    } else if (i === 0) {
-      derived = { net: addr, from: name ?? 'nodes[0]' };
-    } else if (derived && (!cidrContains(derived.net, addr.addr) || derived.net.len !== addr.len)) {
-      c.add(
-        at,
-        `ip ${ip} is not on lan0 ${cidrText(derived.net)} (the default segment, derived from ` +
-          `${derived.from}); list the segments under "subnets:"`,
-      );
-    }
+    if (ip !== undefined)
+      checkUnderlayAddress(c, ['nodes', i, 'ip'], ip, segments, i === 0 ? undefined : derived);
   }
   return names;
+}
+
+/**
+ * External hosts: unique names that are no node's or pod's; an underlay address as a node's, not
+ * a node's or another host's; each route's gateway an address of the host's own subnet, not its
+ * own address.
+ */
+function checkExternalHosts(c: Checker, raw: unknown, segments: Segment[] | undefined) {
+  const names = new Map<string, number>();
+  const subnetsGiven = isRecord(raw) && raw.subnets !== undefined;
+  const derived = subnetsGiven ? undefined : derivedSegment(raw);
+  const others = new Map<string, string>();
+  for (const list of ['nodes', 'pods'] as const)
+    for (const [i, n] of entries(raw, list)) {
+      const name = text(n, 'name');
+      if (name !== undefined && !others.has(name))
+        others.set(name, `${ENTITY[list]} at line ${c.lineOf([list, i])}`);
+    }
+  const addrs = new Map<number, string>();
+  for (const [i, n] of entries(raw, 'nodes')) {
+    const a = cidrOf(text(n, 'ip') ?? '');
+    if (a !== undefined && !addrs.has(a.addr)) addrs.set(a.addr, `node ${text(n, 'name') ?? `nodes[${i}]`}`);
+  }
+  for (const [i, h] of entries(raw, 'externalHosts')) {
+    const name = text(h, 'name');
+    if (name !== undefined && checkUnique(c, names, 'externalHosts', 'external host', i, name)) {
+      const other = others.get(name);
+      if (other)
+        c.add(
+          ['externalHosts', i, 'name'],
+          `external host name "${name}" is already the name of the ${other}; subnets, the router, nodes, pods and external hosts share one namespace of names`,
+        );
+    }
+    const ip = text(h, 'ip');
+    if (ip === undefined || (subnetsGiven && segments === undefined)) continue;
+    const net = checkUnderlayAddress(c, ['externalHosts', i, 'ip'], ip, segments, derived);
+    if (net === undefined) continue;
+    const addr = cidrOf(ip)!.addr;
+    const owner = addrs.get(addr);
+    if (owner) c.add(['externalHosts', i, 'ip'], `ip ${ip} is already the address of ${owner}`);
+    else addrs.set(addr, `external host ${name ?? `externalHosts[${i}]`}`);
+    const routes = isRecord(h) && Array.isArray(h.routes) ? h.routes : [];
+    routes.forEach((r: unknown, j) => {
+      const via = isRecord(r) && typeof r.via === 'string' ? r.via : undefined;
+      const gw = via === undefined ? undefined : parseIp4(via);
+      if (gw === undefined) return;
+      const at = ['externalHosts', i, 'routes', j, 'via'];
+      if (gw === addr) c.add(at, `via ${via} is the host's own address`);
+      else if (!cidrContains(net, gw) || specialHostAddress(net, gw))
+        c.add(at, `via ${via} is not a host address of the host's subnet ${cidrText(net)}`);
+    });
+  }
 }
 
 /** The devices a node has besides the pods' veths, in one mode or another (cni/build.ts, cni/modes.ts) */
@@ -1073,9 +1296,9 @@ function checkPods(c: Checker, raw: unknown, nodes: Map<string, number> | undefi
 }
 
 /**
- * Subnets, the router (when a subnet has a gateway), nodes and pods are each a network namespace
- * of that name: a node or pod may not take a subnet's name or "router" (nodes and pods are
- * checked against each other in checkPods).
+ * Subnets, the router (when a subnet has a gateway), nodes, pods and external hosts are each a
+ * network namespace of that name: none may take a subnet's name or "router" (nodes and pods are
+ * checked against each other in checkPods, external hosts against both in checkExternalHosts).
  */
 function checkNetnsNames(c: Checker, raw: unknown) {
   const taken = new Map<string, string>();
@@ -1085,14 +1308,14 @@ function checkNetnsNames(c: Checker, raw: unknown) {
   }
   if (entries(raw, 'subnets').some(([, s]) => text(s, 'gateway') !== undefined))
     taken.set('router', 'router that joins the subnets (a subnet has a gateway)');
-  for (const list of ['nodes', 'pods'] as const)
+  for (const list of ['nodes', 'pods', 'externalHosts'] as const)
     for (const [i, n] of entries(raw, list)) {
       const name = text(n, 'name');
       const other = name === undefined ? undefined : taken.get(name);
       if (other)
         c.add(
           [list, i, 'name'],
-          `${ENTITY[list]} name "${name}" is already the name of the ${other}; subnets, the router, nodes and pods share one namespace of names`,
+          `${ENTITY[list]} name "${name}" is already the name of the ${other}; subnets, the router, nodes, pods and external hosts share one namespace of names`,
         );
     }
 }
@@ -1136,7 +1359,7 @@ function checkServices(c: Checker, raw: unknown) {
   for (const [i, svc] of entries(raw, 'services')) {
     const spec = svc.spec;
     if (!isRecord(spec)) continue;
-    const ip = typeof spec.clusterIP === 'string' ? spec.clusterIP : undefined;
+    const ip = typeof spec.clusterIP === 'string' && spec.clusterIP !== 'None' ? spec.clusterIP : undefined;
     const addr = ip === undefined ? undefined : parseIp4(ip);
     if (ip !== undefined && addr !== undefined && range) {
       const at = ['services', i, 'spec', 'clusterIP'];
@@ -1163,6 +1386,51 @@ function checkServices(c: Checker, raw: unknown) {
           );
         else nodePorts.set(p.nodePort, i);
       });
+    const hc = spec.healthCheckNodePort;
+    if (typeof hc === 'number') {
+      const first = nodePorts.get(hc);
+      if (first !== undefined)
+        c.add(
+          ['services', i, 'spec', 'healthCheckNodePort'],
+          `healthCheckNodePort ${hc} is already allocated to the service at line ${c.lineOf(['services', first])}`,
+        );
+      else nodePorts.set(hc, i);
+    }
+  }
+}
+
+/**
+ * EndpointSlices: NAMESPACE/NAME once; the kubernetes.io/service-name label names a Service of the
+ * slice's namespace; each endpoint's nodeName a node.
+ */
+function checkEndpointSlices(c: Checker, raw: unknown, nodes: Map<string, number> | undefined) {
+  checkObjectNames(c, raw, 'endpointSlices', 'endpointslice');
+  const services = new Set(entries(raw, 'services').flatMap(([, s]) => policyKey(s) ?? []));
+  for (const [i, e] of entries(raw, 'endpointSlices')) {
+    const md = e.metadata;
+    if (!isRecord(md)) continue;
+    const ns = typeof md.namespace === 'string' ? md.namespace : 'default';
+    const labels = isRecord(md.labels) ? md.labels : {};
+    const svc = labels[SERVICE_NAME_LABEL];
+    if (typeof svc !== 'string')
+      c.add(
+        ['endpointSlices', i, 'metadata', isRecord(md.labels) ? 'labels' : 'name'],
+        `an EndpointSlice needs the label ${SERVICE_NAME_LABEL}: the Service it belongs to`,
+      );
+    else if (!services.has(`${ns}/${svc}`))
+      c.add(
+        ['endpointSlices', i, 'metadata', 'labels', SERVICE_NAME_LABEL],
+        `no Service ${ns}/${svc} in the cluster file; its services: ${[...services].join(', ') || 'none'}`,
+      );
+    const eps = Array.isArray(e.endpoints) ? e.endpoints : [];
+    eps.forEach((ep: unknown, j) => {
+      const node = isRecord(ep) && typeof ep.nodeName === 'string' ? ep.nodeName : undefined;
+      if (node !== undefined && nodes !== undefined && !nodes.has(node))
+        c.add(
+          ['endpointSlices', i, 'endpoints', j, 'nodeName'],
+          `unknown node "${node}"${didYouMean(node, [...nodes.keys()])}`,
+        );
+    });
   }
 }
 
@@ -1209,10 +1477,12 @@ function crossCheck(raw: unknown, lineOf: (path: Path) => number): Problem[] {
   const nodeNames = checkNodes(c, raw, segments);
   const nodes = wellFormed(raw, 'nodes', 'name') ? nodeNames : undefined;
   checkPods(c, raw, nodes);
+  checkExternalHosts(c, raw, segments);
   checkNetnsNames(c, raw);
   checkBgp(c, raw, nodes);
   checkNamespacesAndPolicies(c, raw);
   checkServices(c, raw);
+  checkEndpointSlices(c, raw, nodes);
   return problems;
 }
 

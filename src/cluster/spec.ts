@@ -41,6 +41,25 @@ export interface NodeSpec {
   mtu?: number;
 }
 
+/**
+ * A host on the underlay outside the cluster (a client, the user behind a load balancer): its own
+ * network namespace on a segment, like a node's eth0, with no CNI, no kube-proxy and no forwarding.
+ */
+export interface ExternalHostSpec {
+  name: string;
+  /** Address with prefix on eth0, e.g. "192.168.1.100/24"; its subnet is the segment it sits on */
+  ip: string;
+  /** eth0 MAC */
+  mac?: string;
+  /** Listening sockets, as a pod's (a backend outside the cluster behind a Service's manual endpoints) */
+  listen: ListenSpec[];
+  /**
+   * Routes of its own besides the subnet's default route, e.g. a load balancer's ingress IP via a
+   * node (what a BGP-speaking load balancer or a router's static route gives the user)
+   */
+  routes: { to: string; via: string }[];
+}
+
 export interface PodSpec {
   name: string;
   node: string;
@@ -130,6 +149,8 @@ export interface ClusterSpec {
   subnets: SubnetSpec[];
   nodes: NodeSpec[];
   pods: PodSpec[];
+  /** Hosts on the underlay outside the cluster (clients of NodePort and LoadBalancer Services) */
+  externalHosts?: ExternalHostSpec[];
   /** Calico: sessions of the node-to-node mesh that differ from "up" */
   bgp: BgpSessionSpec[];
   /** Commands applied after the CNI programmed the nodes, e.g. "node1: ip route del 10.244.1.0/24" */
@@ -140,6 +161,8 @@ export interface ClusterSpec {
   policies?: NetworkPolicySpec[];
   /** v1 Services; when the list is there (even empty), kube-proxy (iptables mode) runs on every node */
   services?: ServiceSpec[];
+  /** EndpointSlices written by hand (the controller makes those of Services with a selector) */
+  endpointSlices?: EndpointSliceSpec[];
   /** the API server's --service-cluster-ip-range (default 10.96.0.0/12) */
   serviceCIDR?: string;
   /** A ready-made broken cluster (scenarios/): the flow to diagnose and the fault planted in it */
@@ -172,12 +195,37 @@ export interface ServiceSpec {
   type: ServiceType;
   /** absent: no EndpointSlice is made for it (manual endpoints are not modelled yet) */
   selector?: Record<string, string>;
-  /** allocated from serviceCIDR when absent */
+  /** allocated from serviceCIDR when absent; "None": headless (no ClusterIP, kube-proxy skips it) */
   clusterIP?: string;
   ports: ServicePortSpec[];
   externalTrafficPolicy: 'Cluster' | 'Local';
+  /** LoadBalancer with externalTrafficPolicy Local: the node port kube-proxy's health check serves (allocated when absent) */
+  healthCheckNodePort?: number;
+  /** sessionAffinity ClientIP: sessionAffinityConfig.clientIP.timeoutSeconds (default 10800); absent: None */
+  affinitySeconds?: number;
   /** status.loadBalancer.ingress[].ip */
   loadBalancerIPs: string[];
+}
+
+/**
+ * A discovery.k8s.io/v1 EndpointSlice written by hand (for a Service without a selector, or next to
+ * the controller's): kube-proxy uses it for the Service its kubernetes.io/service-name label names.
+ */
+export interface EndpointSliceSpec {
+  name: string;
+  namespace: string;
+  /** the kubernetes.io/service-name label */
+  service: string;
+  ports: { name: string; protocol: 'TCP' | 'UDP'; port: number }[];
+  endpoints: {
+    /** addresses[0] (kube-proxy uses the first) */
+    ip: string;
+    /** conditions.ready; absent means ready */
+    ready: boolean;
+    nodeName?: string;
+    /** targetRef's NAMESPACE/NAME, when it names a pod */
+    pod?: string;
+  }[];
 }
 
 export interface ScenarioSpec {

@@ -5,7 +5,7 @@
  * daemon programs the routes, neighbours and FDB entries it would program. Nothing below this
  * layer knows which CNI is running.
  */
-import type { ClusterSpec, CniMode, NodeSpec, PodSpec } from '../cluster/spec.ts';
+import type { ClusterSpec, CniMode, ExternalHostSpec, NodeSpec, PodSpec } from '../cluster/spec.ts';
 import { cidrText, coveringCidr, inPrefix, intToIp4, ip4ToInt, parseCidr } from '../wire/addr.ts';
 import { Mesh } from '../bgp/mesh.ts';
 import type { Netns } from '../kernel/objects.ts';
@@ -42,6 +42,13 @@ export interface ResolvedNode extends NodeSpec {
   gateway: string;
 }
 
+/** a host on the underlay outside the cluster, as built */
+export interface ResolvedExternalHost extends ExternalHostSpec {
+  addr: string;
+  len: number;
+  subnet: string;
+}
+
 export interface Cluster {
   spec: ClusterSpec;
   mode: CniMode;
@@ -50,6 +57,8 @@ export interface Cluster {
   sockets: Sockets;
   nodes: ResolvedNode[];
   pods: ResolvedPod[];
+  /** hosts on the underlay outside the cluster */
+  externalHosts: ResolvedExternalHost[];
   podMtu: number;
   mesh?: Mesh;
   /** the cluster-wide pod network (what flannel calls Network), the smallest prefix covering all pod CIDRs */
@@ -231,12 +240,13 @@ function build(spec: ClusterSpec, mode: CniMode): Cluster {
     ...(spec.subnets.some((s) => s.gateway) ? ['router'] : []),
     ...spec.nodes.map((n) => n.name),
     ...spec.pods.map((p) => p.name),
+    ...(spec.externalHosts ?? []).map((h) => h.name),
   ];
   const seen = new Set<string>();
   const dup = names.find((n) => (seen.has(n) ? true : (seen.add(n), false)));
   if (dup)
     throw new BuildError(
-      `the name "${dup}" is used twice (subnets, the router, nodes and pods each get a network namespace of that name)`,
+      `the name "${dup}" is used twice (subnets, the router, nodes, pods and external hosts each get a network namespace of that name)`,
     );
   const world = new World(spec.name);
   const stack = new Stack(world);
@@ -307,6 +317,8 @@ function build(spec: ClusterSpec, mode: CniMode): Cluster {
     addressAdd(ns, 'cni0', n.gateway, n.podLen);
   }
 
+  const externalHosts = (spec.externalHosts ?? []).map((h) => addExternalHost(world, spec, h));
+
   const nodeByName = new Map(nodes.map((n) => [n.name, n]));
   for (const p of pods) {
     const node = nodeByName.get(p.node)!;
@@ -342,7 +354,9 @@ function build(spec: ClusterSpec, mode: CniMode): Cluster {
     );
   }
   const kubeProxy = spec.services !== undefined;
-  const services = kubeProxy ? resolveServices(spec.services!, pods, spec.serviceCIDR) : [];
+  const services = kubeProxy
+    ? resolveServices(spec.services!, pods, spec.serviceCIDR, spec.endpointSlices)
+    : [];
   const cluster: Cluster = {
     spec,
     mode,
@@ -351,6 +365,7 @@ function build(spec: ClusterSpec, mode: CniMode): Cluster {
     sockets,
     nodes,
     pods,
+    externalHosts,
     podMtu,
     clusterCidr,
     warnings,
@@ -376,4 +391,33 @@ function build(spec: ClusterSpec, mode: CniMode): Cluster {
       applySync(ns.netfilter, kubeProxySync({ node: n.name, clusterCidr }, services));
     }
   return cluster;
+}
+
+/**
+ * A host outside the cluster on its segment: eth0 plugged into the segment's switch like a node's,
+ * its address, the subnet's default route and the routes the file gives it. No forwarding, no
+ * iptables: a plain Linux host.
+ */
+function addExternalHost(world: World, spec: ClusterSpec, h: ExternalHostSpec): ResolvedExternalHost {
+  const ip = parseCidr(h.ip, { allowHostBits: true });
+  const sub = spec.subnets.find((s) => s.cidr === cidrText(ip)) ?? spec.subnets[0];
+  const ns = netnsAdd(world, h.name, 'external');
+  const seg = world.ns(sub.name);
+  const port = h.name.slice(0, 15);
+  const mac = (...parts: string[]) => derivedMac([spec.name, ...parts].join('/'));
+  linkAdd(world, ns, {
+    type: 'veth',
+    name: 'eth0',
+    mac: h.mac ?? mac(h.name, 'eth0'),
+    mtu: spec.mtu,
+    peer: { netns: seg, name: port, mac: mac('segment', sub.name, h.name), mtu: spec.mtu },
+  });
+  linkSetMaster(world, seg, port, sub.name);
+  linkSetUp(world, seg, port, true);
+  linkSetUp(world, ns, 'eth0', true);
+  addressAdd(ns, 'eth0', intToIp4(ip.addr), ip.len);
+  if (sub.gateway) routeAdd(ns, { prefix: 'default', via: sub.gateway, dev: 'eth0', nl: NLM_ADD });
+  for (const r of h.routes) routeAdd(ns, { prefix: r.to, via: r.via, dev: 'eth0', nl: NLM_ADD });
+  for (const l of h.listen) ns.sockets.push({ proto: l.proto, port: l.port, addr: '0.0.0.0' });
+  return { ...h, addr: intToIp4(ip.addr), len: ip.len, subnet: sub.name };
 }

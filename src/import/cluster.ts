@@ -236,6 +236,8 @@ export function clusterOf(plan: ImportPlan, warn: (w: ImportWarning) => void): C
     sockets: new Sockets(stack),
     nodes,
     pods,
+    // a host outside the cluster is not collected (only nodes and routers are)
+    externalHosts: [],
     podMtu: spec.podMtu ?? spec.mtu,
     clusterCidr: nodes.length ? supernet(nodes.map((n) => n.podCIDR)) : '0.0.0.0/0',
     warnings: [],

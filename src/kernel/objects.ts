@@ -273,9 +273,10 @@ const DEFAULT_SYSCTL_MAP: ReadonlyMap<string, string> = new Map(Object.entries(D
 /**
  * `outside`: an imported cluster's edge. A frame that reaches it has left the namespaces the
  * dumps describe (a veth whose other end was not collected, the gateway's way out); the model
- * knows nothing beyond, and says so (the walk ends there as "outside").
+ * knows nothing beyond, and says so (the walk ends there as "outside"). `external`: a host on the
+ * underlay outside the cluster (a client of NodePort and LoadBalancer Services).
  */
-export const NETNS_ROLES = ['node', 'pod', 'segment', 'router', 'outside'] as const;
+export const NETNS_ROLES = ['node', 'pod', 'segment', 'router', 'outside', 'external'] as const;
 /** the key of a TCP socket in its namespace's table (Netns.tcp): its 4-tuple */
 export function tcpConnKey(c: Pick<TcpConn, 'local' | 'lport' | 'remote' | 'rport'>): string {
   return `${c.local}|${c.lport}|${c.remote}|${c.rport}`;

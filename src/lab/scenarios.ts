@@ -15,7 +15,15 @@ import type { ClusterSpec, CniMode } from '../cluster/spec.ts';
 import type { Cluster } from '../cni/build.ts';
 import type { WalkRequest } from '../trace/walk.ts';
 import { seededRandom } from '../kernel/world.ts';
-import { isSvcKind, SVC_SEED_BASE, svcCommand, svcScenario, type SvcKind } from './svc-scenarios.ts';
+import {
+  isSvcKind,
+  SVC_SEED_BASE,
+  svcCommand,
+  svcScenario,
+  type ExtKind,
+  type MoreKind,
+  type SvcKind,
+} from './svc-scenarios.ts';
 
 export const LAB_MODES: readonly CniMode[] = ['flannel-vxlan', 'flannel-host-gw', 'calico-bgp'];
 
@@ -32,7 +40,8 @@ export const FAULT_KINDS = [
 ] as const;
 /** the NAT scenarios' rules, chosen by seed (above NAT_SEED_BASE), never drawn as a fault */
 export const NAT_KINDS = ['masquerade', 'dnat-vip', 'dnat-nodeport'] as const;
-export type FaultKind = (typeof FAULT_KINDS)[number] | (typeof NAT_KINDS)[number] | SvcKind;
+export type FaultKind =
+  (typeof FAULT_KINDS)[number] | (typeof NAT_KINDS)[number] | SvcKind | ExtKind | MoreKind;
 
 /** seeds NAT_SEED_BASE + 1 … are NAT scenarios */
 export const NAT_SEED_BASE = 1000;

@@ -12,14 +12,16 @@
  * KUBE-FIREWALL rule, no `! -d 127.0.0.0/8` on the node-port jump), node ports on every local
  * address, `--random-fully` (iptables 1.8.9 has it), conntrack TCP not liberal (the INVALID drop),
  * and no nfacct counters (the node cannot create them, so the rules that count with `-m nfacct`
- * are left out, as proxier.go does then). Go iterates the services map in random order; this
+ * are left out, as proxier.go does then). The rule shapes follow the current proxier.go (the
+ * KUBE-EXT-/KUBE-SVL- era: KUBE-XLB- was the Local chain's name before it), read with its health
+ * check node port rule and the session affinity rules of writeServiceToEndpointRules. Go iterates the services map in random order; this
  * kube-proxy writes the services sorted by their port name, one of the orders a node shows.
  *
  * The sync is typed data ({@link ProxySync}): the model applies it to a namespace's netfilter
  * ({@link applySync}); scripts/record-svc-goldens.ts gives the same commands to the real kernel.
  */
 import { formatRuleSpec, parseRuleSpec, type Netfilter, type RuleOrigin } from '../kernel/netfilter.ts';
-import type { EndpointInfo, ResolvedService, ServicePortInfo } from './services.ts';
+import { HEADLESS, type EndpointInfo, type ResolvedService, type ServicePortInfo } from './services.ts';
 
 export type ProxyTable = 'filter' | 'nat';
 
@@ -153,7 +155,9 @@ export function kubeProxySync(cfg: ProxyConfig, services: readonly ResolvedServi
     kp('block incoming localnet connections'),
   );
 
+  // ShouldSkipService: a headless Service has no ClusterIP to program
   const ports = services
+    .filter((s) => s.clusterIP !== HEADLESS)
     .flatMap((s) => s.ports)
     .sort((a, b) => cmp(a.nameString + a.protocol, b.nameString + b.protocol));
   for (const sp of ports) servicePort(cfg, sp, natChains, natRules, filterRules);
@@ -306,6 +310,20 @@ function servicePort(
       ]);
   }
 
+  if (sp.healthCheckNodePort !== undefined)
+    // whether the node has local endpoints or not: its health check server answers there
+    filter('KUBE-NODEPORTS', [
+      ...comment(`${name} health check node port`),
+      '-m',
+      'tcp',
+      '-p',
+      'tcp',
+      '--dport',
+      String(sp.healthCheckNodePort),
+      '-j',
+      'ACCEPT',
+    ]);
+
   if (hasInternalEndpoints)
     nat(sp.chains.svc, [
       ...comment(`${name} cluster IP`),
@@ -356,7 +374,22 @@ function servicePort(
     if (hasExternalEndpoints) nat(sp.chains.ext, ['-j', externalPolicyChain]);
   }
 
+  // writeServiceToEndpointRules: the affinity checks first, then the random choice
+  const affinity = sp.affinitySeconds;
+  const recent = (ep: EndpointInfo, ...how: string[]) => ['-m', 'recent', '--name', ep.chain, ...how];
   const toEndpoints = (chain: string, eps: readonly EndpointInfo[]) => {
+    if (affinity !== undefined)
+      for (const ep of eps)
+        nat(
+          chain,
+          [
+            ...comment(`${name} -> ${ep.text}`),
+            ...recent(ep, '--rcheck', '--seconds', String(affinity), '--reap'),
+            '-j',
+            ep.chain,
+          ],
+          ep,
+        );
     eps.forEach((ep, i) => {
       const stat =
         i < eps.length - 1
@@ -377,7 +410,19 @@ function servicePort(
   for (const ep of clusterEndpoints) {
     natChains.push(ep.chain);
     nat(ep.chain, [...comment(name), '-s', ep.ip, '-j', 'KUBE-MARK-MASQ'], ep);
-    nat(ep.chain, [...comment(name), ...l4, '-j', 'DNAT', '--to-destination', ep.text], ep);
+    nat(
+      ep.chain,
+      [
+        ...comment(name),
+        ...(affinity !== undefined ? recent(ep, '--set') : []),
+        ...l4,
+        '-j',
+        'DNAT',
+        '--to-destination',
+        ep.text,
+      ],
+      ep,
+    );
   }
 }
 

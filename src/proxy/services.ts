@@ -8,11 +8,14 @@
  *
  * Allocation is deterministic (the API server picks at random): the lowest free address of the
  * range from its second address on (the first is the `kubernetes` Service's, which podwalk does not
- * model), and the lowest free node port, both in file order after the ones the file gives.
+ * model), and the lowest free node port, both in file order after the ones the file gives; a
+ * LoadBalancer with externalTrafficPolicy Local also gets its health check node port, after its
+ * ports' node ports. A headless Service (clusterIP None) gets no address, and kube-proxy skips it.
  */
 import {
   DEFAULT_SERVICE_CIDR,
   NODE_PORT_RANGE,
+  type EndpointSliceSpec,
   type ServiceSpec,
   type ServiceType,
 } from '../cluster/spec.ts';
@@ -50,6 +53,7 @@ export interface EndpointSlice {
 export interface EndpointInfo {
   ip: string;
   port: number;
+  /** the pod's name (its address when a hand-written slice names no pod) */
   pod: string;
   nodeName: string;
   /** "IP:PORT" (its String()) */
@@ -72,6 +76,10 @@ export interface ServicePortInfo {
   port: number;
   nodePort?: number;
   externalTrafficPolicy: 'Cluster' | 'Local';
+  /** the Service's health check node port (LoadBalancer, externalTrafficPolicy Local) */
+  healthCheckNodePort?: number;
+  /** sessionAffinity ClientIP: its timeout in seconds (StickyMaxAgeSeconds) */
+  affinitySeconds?: number;
   loadBalancerIPs: string[];
   /** the ready endpoints, sorted as kube-proxy sorts them (by "IP:PORT" as text) */
   endpoints: EndpointInfo[];
@@ -98,6 +106,9 @@ export class ServiceError extends Error {
   }
 }
 
+/** the clusterIP of a headless Service */
+export const HEADLESS = 'None';
+
 /** kube-proxy's portProtoHash: base32(sha256(name + protocol)), first 16 characters */
 export function portProtoHash(...parts: string[]): string {
   return base32(sha256(utf8(parts.join('')))).slice(0, 16);
@@ -118,6 +129,7 @@ function targetOf(pod: ResolvedPod, target: number | string, protocol: 'TCP' | '
 function allocateClusterIPs(services: readonly ServiceSpec[], cidr: string): string[] {
   const range = parseCidr(cidr);
   const taken = new Set(services.flatMap((s) => (s.clusterIP ? [s.clusterIP] : [])));
+  taken.delete(HEADLESS);
   const first = networkOf(range) + 1;
   const last = broadcastOf(range) - 1;
   let next = first + 1;
@@ -131,20 +143,30 @@ function allocateClusterIPs(services: readonly ServiceSpec[], cidr: string): str
   });
 }
 
-function allocateNodePorts(services: readonly ServiceSpec[]): (number | undefined)[][] {
-  const taken = new Set(services.flatMap((s) => s.ports.flatMap((p) => (p.nodePort ? [p.nodePort] : []))));
+/** the node ports of each Service's ports, then its health check node port (undefined where it has none) */
+function allocateNodePorts(
+  services: readonly ServiceSpec[],
+): { ports: (number | undefined)[]; hc?: number }[] {
+  const taken = new Set(
+    services.flatMap((s) => [
+      ...s.ports.flatMap((p) => (p.nodePort ? [p.nodePort] : [])),
+      ...(s.healthCheckNodePort ? [s.healthCheckNodePort] : []),
+    ]),
+  );
   let next = NODE_PORT_RANGE[0];
-  return services.map((s, i) =>
-    s.ports.map((p) => {
-      if (s.type === 'ClusterIP') return undefined;
-      if (p.nodePort) return p.nodePort;
+  return services.map((s, i) => {
+    const allocate = (given: number | undefined) => {
+      if (given) return given;
       while (next <= NODE_PORT_RANGE[1] && taken.has(next)) next++;
       if (next > NODE_PORT_RANGE[1])
         throw new ServiceError(`service ${s.namespace}/${s.name}: no node port left`, i);
       taken.add(next);
       return next++;
-    }),
-  );
+    };
+    const ports = s.ports.map((p) => (s.type === 'ClusterIP' ? undefined : allocate(p.nodePort)));
+    const local = s.type === 'LoadBalancer' && s.externalTrafficPolicy === 'Local';
+    return { ports, ...(local ? { hc: allocate(s.healthCheckNodePort) } : {}) };
+  });
 }
 
 /** the EndpointSlice controller: pods grouped by how they resolve the Service's ports */
@@ -177,16 +199,39 @@ function slicesOf(svc: ServiceSpec, pods: readonly ResolvedPod[]): EndpointSlice
   return [...groups.values()];
 }
 
-/** The Services as kube-proxy sees them; `pods` with their nodes and readiness */
+/** a hand-written EndpointSlice as the controller's are held */
+function manualSlice(s: EndpointSliceSpec): EndpointSlice {
+  return {
+    name: s.name,
+    namespace: s.namespace,
+    service: s.service,
+    ports: s.ports,
+    endpoints: s.endpoints.map((e) => ({
+      ip: e.ip,
+      ready: e.ready,
+      nodeName: e.nodeName ?? '',
+      pod: e.pod ?? `/${e.ip}`,
+    })),
+  };
+}
+
+/**
+ * The Services as kube-proxy sees them; `pods` with their nodes and readiness, `manual` the
+ * EndpointSlices written by hand (kube-proxy merges every slice labelled for a Service)
+ */
 export function resolveServices(
   services: readonly ServiceSpec[],
   pods: readonly ResolvedPod[],
   serviceCIDR = DEFAULT_SERVICE_CIDR,
+  manual: readonly EndpointSliceSpec[] = [],
 ): ResolvedService[] {
   const ips = allocateClusterIPs(services, serviceCIDR);
   const nodePorts = allocateNodePorts(services);
   return services.map((svc, i) => {
-    const slices = slicesOf(svc, pods);
+    const slices = [
+      ...slicesOf(svc, pods),
+      ...manual.filter((m) => m.namespace === svc.namespace && m.service === svc.name).map(manualSlice),
+    ];
     const ports = svc.ports.map((sp, j): ServicePortInfo => {
       const protocol = sp.protocol === 'UDP' ? 'udp' : 'tcp';
       const nameString = servicePortName(svc.namespace, svc.name, sp.name);
@@ -195,8 +240,9 @@ export function resolveServices(
         const port = s.ports.find((p) => p.name === sp.name && p.protocol === sp.protocol);
         if (!port) continue;
         for (const e of s.endpoints) {
-          if (!e.ready) continue;
           const text = `${e.ip}:${port.port}`;
+          // endpointSliceCache keys a port's endpoints by IP:PORT: one endpoint in two slices counts once
+          if (!e.ready || endpoints.some((x) => x.text === text)) continue;
           const pod = e.pod.slice(e.pod.indexOf('/') + 1);
           const chain = `KUBE-SEP-${portProtoHash(nameString, protocol, text)}`;
           endpoints.push({ ip: e.ip, port: port.port, pod, nodeName: e.nodeName, text, chain });
@@ -213,8 +259,10 @@ export function resolveServices(
         protocol,
         clusterIP: ips[i],
         port: sp.port,
-        nodePort: nodePorts[i][j],
+        nodePort: nodePorts[i].ports[j],
         externalTrafficPolicy: svc.externalTrafficPolicy,
+        ...(nodePorts[i].hc !== undefined ? { healthCheckNodePort: nodePorts[i].hc } : {}),
+        ...(svc.affinitySeconds !== undefined ? { affinitySeconds: svc.affinitySeconds } : {}),
         loadBalancerIPs: svc.loadBalancerIPs,
         endpoints,
         chains: {

@@ -3,7 +3,7 @@
  * produces (SYN-ACK, ACK, data, FIN… or ICMP errors, RST), each recorded as its own Trace.
  */
 import type { Cluster } from '../cni/build.ts';
-import type { ServicePortInfo } from '../proxy/services.ts';
+import { HEADLESS, type ServicePortInfo } from '../proxy/services.ts';
 import { asciiBytes } from '../kernel/sockets.ts';
 import type { Terminal } from '../kernel/stack.ts';
 import { Recorder } from '../kernel/world.ts';
@@ -47,7 +47,7 @@ export interface Endpoint {
 /** pods and nodes by name, per cluster (both lists are fixed once the cluster is built) */
 const byName = new WeakMap<Cluster, Map<string, Endpoint>>();
 
-/** A pod name, node name or IP address → the network namespace and address it stands for */
+/** A pod, node or external host name, or an IP address → the network namespace and address it stands for */
 export function resolveEndpoint(c: Cluster, what: string, role: 'source' | 'destination'): Endpoint {
   let index = byName.get(c);
   if (!index) {
@@ -55,6 +55,7 @@ export function resolveEndpoint(c: Cluster, what: string, role: 'source' | 'dest
     // a pod and a node never share a name (one namespace of names); pods first, as before
     for (const n of c.nodes) index.set(n.name, { netns: n.name, ip: n.addr });
     for (const p of c.pods) index.set(p.name, { netns: p.name, ip: p.ip });
+    for (const h of c.externalHosts) index.set(h.name, { netns: h.name, ip: h.addr });
     byName.set(c, index);
   }
   const named = index.get(what);
@@ -67,9 +68,11 @@ export function resolveEndpoint(c: Cluster, what: string, role: 'source' | 'dest
     if (role === 'destination') return { netns: '', ip: what };
     throw new WalkError(`source ${what} is not an address of any pod or node`);
   }
-  const names = [...c.pods.map((p) => p.name), ...c.nodes.map((n) => n.name)];
+  const hosts = c.externalHosts.length
+    ? `, an external host (${c.externalHosts.map((h) => h.name).join(', ')})`
+    : '';
   throw new WalkError(
-    `unknown ${role} "${what}": expected a pod (${c.pods.map((p) => p.name).join(', ')}), a node (${c.nodes.map((n) => n.name).join(', ')}) or an IPv4 address${names.length ? '' : ''}`,
+    `unknown ${role} "${what}": expected a pod (${c.pods.map((p) => p.name).join(', ')}), a node (${c.nodes.map((n) => n.name).join(', ')})${hosts} or an IPv4 address`,
   );
 }
 
@@ -156,6 +159,12 @@ export function resolveService(
       throw new WalkError(`unknown service "${named}"; the cluster's services: ${servicesList(c)}`);
     }
     const s = found[0];
+    if (s.clusterIP === HEADLESS) {
+      const pods = [...new Set(s.ports.flatMap((p) => p.endpoints.map((e) => `${e.pod} ${e.ip}`)))];
+      throw new WalkError(
+        `service ${s.namespace}/${s.name} is headless (clusterIP None): kube-proxy programs nothing for it, and its clients reach the pods by their own addresses (what DNS answers for it): ${pods.join(', ') || 'none ready'}`,
+      );
+    }
     return pick(s.ports, `service ${s.namespace}/${s.name}`, (p) => p.clusterIP, 'cluster-ip');
   }
   const ports = c.services.flatMap((s) => s.ports);
