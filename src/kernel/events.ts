@@ -288,8 +288,21 @@ export type StepEvent =
   /** `unicast`: a PROBE-state probe sent to the entry's known address (arp_solicit) */
   | { type: 'arp-request'; target: string; sender: string; unicast?: MacAddr }
   | { type: 'arp-ignore'; target: string }
-  /** `proxy`: answered for an address routed out of another device (proxy_arp), with the route */
-  | { type: 'arp-reply'; target: string; mac: MacAddr; to: string; proxy?: { route: Route } }
+  | { type: 'arp-reply'; target: string; mac: MacAddr; to: string }
+  /**
+   * arp_process → arp_fwd_proxy: a request for an address that is not ours, answered with the
+   * receiving device's MAC because proxy_arp is on there (conf.all or conf.DEV), forwarding is on
+   * and the input route to the target leaves by another device (`route`); `proxyDelay`:
+   * neigh.DEV.proxy_delay in USER_HZ (Calico sets 0: the answer goes at once)
+   */
+  | {
+      type: 'arp-proxy-reply';
+      target: string;
+      mac: MacAddr;
+      to: string;
+      route: Route;
+      proxyDelay: number;
+    }
   | { type: 'arp-learn'; ip: string; mac: MacAddr; entry: NeighEntry }
   /**
    * a reply for a valid entry with another address within locktime of the entry's last change:

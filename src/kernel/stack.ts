@@ -729,20 +729,27 @@ export class Stack {
         this.step(ns, 'arp', 2, 'ignore', { type: 'arp-ignore', target: arp.targetIp }, { device: dev.name });
         return;
       }
-      // arp_process: the sender becomes a STALE neighbour, then we answer from the receiving device
+      // arp_process: the sender becomes a STALE neighbour (neigh_event_ns), then we answer from the receiving device
       this.learnNeighbour(ns, dev.name, arp.senderIp, arp.senderMac, 'STALE', false);
       this.step(
         ns,
         'arp',
         2,
         'reply',
-        {
-          type: 'arp-reply',
-          target: arp.targetIp,
-          mac: dev.mac,
-          to: arp.senderIp,
-          ...(proxy ? { proxy: { route: { ...proxy } } } : {}),
-        },
+        proxy
+          ? {
+              type: 'arp-proxy-reply',
+              target: arp.targetIp,
+              mac: dev.mac,
+              to: arp.senderIp,
+              route: { ...proxy },
+              proxyDelay: Number(
+                ns.sysctl.get(`net.ipv4.neigh.${dev.name}.proxy_delay`) ??
+                  ns.sysctl.get('net.ipv4.neigh.default.proxy_delay') ??
+                  '80',
+              ),
+            }
+          : { type: 'arp-reply', target: arp.targetIp, mac: dev.mac, to: arp.senderIp },
         { device: dev.name },
       );
       const reply: Frame = {
@@ -811,9 +818,7 @@ export class Stack {
           '0',
       );
     const proxyArp = Number(ns.sysctl.get('net.ipv4.conf.all.proxy_arp') ?? '0') || conf('proxy_arp');
-    const forwarding =
-      ns.sysctl.get(`net.ipv4.conf.${dev.name}.forwarding`) ?? ns.sysctl.get('net.ipv4.ip_forward') ?? '0';
-    if (!proxyArp || forwarding !== '1' || sip === '0.0.0.0') return undefined;
+    if (!proxyArp || !ns.forwarding(dev.name) || sip === '0.0.0.0') return undefined;
     const route = ns.fib.lookup(ip4ToInt(tip), this.usable(ns));
     if (!route || route.type !== 'unicast' || route.dev === dev.name) return undefined;
     // fib_validate_source for the sender, as ip_route_input does
@@ -1442,7 +1447,8 @@ export class Stack {
       );
       return this.localIn(ns, dev, skb);
     }
-    if (ns.sysctl.get('net.ipv4.ip_forward') !== '1') {
+    // ip_route_input_slow: IN_DEV_FORWARD(in_dev), the input device's own forwarding
+    if (!ns.forwarding(dev.name)) {
       this.mib(ns, 'IpInAddrErrors');
       return this.drop(ns, { reason: 'forwarding-disabled', site: 'ip_route_input_slow', dst }, dev.name);
     }

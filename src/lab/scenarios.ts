@@ -15,6 +15,8 @@ import type { ClusterSpec, CniMode } from '../cluster/spec.ts';
 import type { Cluster } from '../cni/build.ts';
 import type { WalkRequest } from '../trace/walk.ts';
 import { seededRandom } from '../kernel/world.ts';
+import { nodeBlocks } from '../cni/ipam.ts';
+import { inPrefix, parseCidr } from '../wire/addr.ts';
 import { isSvcKind, SVC_SEED_BASE, svcCommand, svcScenario, type SvcKind } from './svc-scenarios.ts';
 
 export const LAB_MODES: readonly CniMode[] = ['flannel-vxlan', 'flannel-host-gw', 'calico-bgp'];
@@ -188,8 +190,14 @@ export function faultOf(s: Scenario, c: Cluster): Fault | undefined {
     case 'none':
     case 'no-listener':
       return undefined;
-    case 'route-del':
-      return { netns: srcNode.name, command: `ip route del ${dstNode.podCIDR}` };
+    case 'route-del': {
+      // the route the destination's block has (Calico's layout: an IPAM block; else the pod CIDR)
+      const block = nodeBlocks(c, dstNode.name).find((b) => {
+        const x = parseCidr(b);
+        return inPrefix(dstPod.ip, x.addr, x.len);
+      });
+      return { netns: srcNode.name, command: `ip route del ${block ?? dstNode.podCIDR}` };
+    }
     case 'fdb-del': {
       const vtep = c.world.ns(dstNode.name).link('flannel.1')!.mac;
       return { netns: srcNode.name, command: `bridge fdb del ${vtep} dev flannel.1 dst ${dstNode.addr}` };

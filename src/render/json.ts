@@ -347,15 +347,16 @@ const EVENTS = {
     unicast: mac.optional().describe("a PROBE-state probe: sent to the entry's known address"),
   }),
   'arp-ignore': ev('arp-ignore', { target: ip }),
-  'arp-reply': ev('arp-reply', {
+  'arp-reply': ev('arp-reply', { target: ip, mac, to: ip }),
+  'arp-proxy-reply': ev('arp-proxy-reply', {
     target: ip,
     mac,
     to: ip,
-    proxy: z
-      .strictObject({ route: RouteJson })
-      .optional()
-      .describe('answered by proxy_arp for a target routed out of another device'),
-  }),
+    route: RouteJson.describe(
+      "the input route to the target: it leaves by another device than the request's",
+    ),
+    proxyDelay: z.number().int().describe('neigh.DEV.proxy_delay (USER_HZ)'),
+  }).describe('answered by proxy ARP (arp_process → arp_fwd_proxy) with the receiving device’s MAC'),
   'arp-learn': ev('arp-learn', { ip, mac, entry: NeighJson }),
   'arp-locked': ev('arp-locked', { ip, mac, entry: NeighJson }).describe(
     "a reply with another address within locktime of the entry's last change: ignored (the first reply wins)",
@@ -599,8 +600,8 @@ function jsonEvent(e: StepEvent): EventJsonT {
       return { ...e, back: e.back && routeJson(e.back) };
     case 'encap-ipip':
       return { ...e, route: routeJson(e.route) };
-    case 'arp-reply':
-      return e.proxy ? { ...e, proxy: { route: routeJson(e.proxy.route) } } : { ...e, proxy: undefined };
+    case 'arp-proxy-reply':
+      return { ...e, route: routeJson(e.route) };
     case 'forward':
     case 'send':
       return { ...e, pkt: hex(emitIpv4Packet(e.pkt)) };

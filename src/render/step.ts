@@ -275,9 +275,9 @@ export function stepDetail(s: Step): string {
     case 'arp-ignore':
       return `who-has ${e.target}: not a local address, ignored`;
     case 'arp-reply':
-      return e.proxy
-        ? `${e.target} is-at ${e.mac} (proxy_arp on ${dev}: ${e.target} is routed out of ${e.proxy.route.dev}; reply to ${e.to})`
-        : `${e.target} is-at ${e.mac} (reply to ${e.to})`;
+      return `${e.target} is-at ${e.mac} (reply to ${e.to})`;
+    case 'arp-proxy-reply':
+      return `${e.target} is-at ${e.mac}: proxy ARP on ${dev} (proxy_arp=1, ${e.target} is routed out of ${e.route.dev}${e.proxyDelay ? '' : ', proxy_delay 0: at once'}; reply to ${e.to})`;
     case 'arp-learn':
       return `${e.ip} is-at ${e.mac}: neighbour REACHABLE`;
     case 'arp-locked':
@@ -369,6 +369,7 @@ export function stepTable(s: Step): string | undefined {
     case 'route-miss':
     case 'rp-filter':
     case 'encap-ipip':
+    case 'arp-proxy-reply':
       return 'main';
     case 'route-local':
       return 'local';
@@ -402,6 +403,7 @@ export function stepEntry(s: Step): string | undefined {
     case 'route':
       return routeEntryText(e.route);
     case 'encap-ipip':
+    case 'arp-proxy-reply':
       return routeEntryText(e.route);
     case 'rp-filter':
       return e.back ? routeEntryText(e.back) : '(none)';
