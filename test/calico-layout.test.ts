@@ -15,6 +15,7 @@ import { BuildError, buildCluster, calicoVethName } from '../src/cni/build.ts';
 import { nodeBlocks } from '../src/cni/ipam.ts';
 import { formatRoute } from '../src/kernel/fib.ts';
 import { prepareCluster, runCommand } from '../src/tools/index.ts';
+import { explainDrop } from '../src/diagnose/explain.ts';
 import { walk } from '../src/trace/walk.ts';
 import { hex, sha1 } from '../src/wire/sha1.ts';
 import { utf8 } from '../src/wire/sha256.ts';
@@ -153,6 +154,33 @@ ${pods}`;
     assert.ok(routes(c, 'n2').includes('blackhole 10.244.1.64/26 proto bird'));
     // a node without pods claims no block, and originates nothing
     assert.deepEqual(nodeBlocks(c, 'n1'), []);
+  });
+
+  test('an address of the block that no pod holds: the blackhole discards it silently (the lab agrees)', () => {
+    // checked on the kernel: `podwalk lab trace pod-a 10.244.1.20 --proto icmp` on the seed in
+    // calico-bgp: no echo reply, no ICMP error, simulation and kernel agree on all 26 interfaces
+    const c = buildCluster(seedCluster(), 'calico-bgp');
+    const w = walk(c, { from: 'pod-a', to: '10.244.1.20', proto: 'icmp' });
+    const d = w.request.disposition;
+    assert.equal(d.kind, 'dropped');
+    if (d.kind !== 'dropped') return;
+    assert.equal(d.netns, 'node2');
+    assert.equal(d.drop.reason, 'no-route');
+    if (d.drop.reason !== 'no-route') return;
+    assert.equal(d.drop.route?.type, 'blackhole');
+    assert.equal(w.reply, undefined, 'no ICMP error comes back');
+    assert.deepEqual(d.drop.counters, []);
+  });
+
+  test("a borrowed address whose /32 the block's owner did not learn: doctor names the blackhole and the session", () => {
+    const pods = ['  - {name: q0, node: n2}', '  - {name: big, node: n1, ip: 10.244.1.9}'].join('\n');
+    const yaml = base('', pods) + '\nbgp: [{nodes: [n1, n2], state: down}]\n';
+    const c = buildCluster(spec(yaml), 'calico-bgp');
+    const w = walk(c, { from: 'q0', to: 'big', proto: 'icmp' });
+    assert.equal(w.request.disposition.kind, 'dropped');
+    const x = explainDrop(c, w.request)!;
+    assert.equal(x.entry, '10.244.1.9 matches `blackhole 10.244.1.0/26 proto bird`');
+    assert.match(x.causes[0], /borrowed by n1 from n2's IPAM block.*the BGP session n2 ↔ n1 is Active/);
   });
 
   test('ipamBlockSize: /28 blocks', () => {

@@ -10,6 +10,7 @@
 import { MODE_INFO } from '../cni/modes.ts';
 import { carrierOk } from '../kernel/links.ts';
 import type { Cluster, ResolvedNode } from '../cni/build.ts';
+import type { Route } from '../kernel/fib.ts';
 import { inPrefix } from '../wire/addr.ts';
 import { runCommand, TOOLS } from '../tools/index.ts';
 import type { CounterEvent, DropReason, Step, Trace } from '../trace/types.ts';
@@ -85,6 +86,35 @@ export function ownerOf(c: Cluster, ip: string): ResolvedNode | undefined {
   return c.nodes.find((n) => inPrefix(ip, n.podNet, n.podLen));
 }
 
+/**
+ * Why a packet met a route that sends nothing. In calico-node's layout the node's IPAM blocks are
+ * `blackhole … proto bird` (BIRD's static protocol), covering every address of the block that has
+ * no /32 of its own: a pod that is gone, a pod whose cali device is down, or an address the block
+ * lent to a pod on another node whose /32 this node's BIRD did not learn.
+ */
+function deadRouteCauses(c: Cluster, netns: string, dst: string, r: Route): string[] {
+  const route = `\`${routeEntryText(r).trim()}\``;
+  if (r.type !== 'blackhole' || r.proto !== 'bird' || !c.ipam)
+    return [
+      `${route} on ${netns} matches ${dst}: someone added it (ip route add ${r.type} …), or a daemon did`,
+    ];
+  const pod = c.pods.find((p) => p.ip === dst);
+  if (!pod)
+    return [
+      `no pod has ${dst}: ${route} is calico-node's blackhole for the IPAM block, which discards what is sent to an address nobody holds (a deleted pod's, a stale DNS answer, a stale Service endpoint)`,
+    ];
+  if (pod.node === netns) {
+    const dev = c.world.netns.get(netns)?.link(pod.hostVeth);
+    return [
+      `${pod.name}'s route \`${dst} dev ${pod.hostVeth} scope link\` is gone${dev && !dev.up ? ` (${pod.hostVeth} is DOWN: the kernel removed the routes through it)` : ' (deleted by hand, or the CNI plugin never added it)'}, so the block's ${route} takes its traffic`,
+    ];
+  }
+  const s = c.mesh?.session(netns, pod.node);
+  return [
+    `${dst} is ${pod.name}'s, borrowed by ${pod.node} from ${netns}'s IPAM block: ${netns} routes it by the block's ${route} because its BIRD has no /32 for it from ${pod.node}${s && s.state !== 'Established' ? ` (the BGP session ${netns} ↔ ${pod.node} is ${s.state}, not Established)` : ''}; check \`birdc show route ${dst}/32\` on ${netns}`,
+  ];
+}
+
 /** the node a netns belongs to: itself, or the node of the pod */
 function nodeOf(c: Cluster, netns: string): string | undefined {
   if (c.nodes.some((n) => n.name === netns)) return netns;
@@ -117,6 +147,14 @@ export function explainDrop(c: Cluster, t: Trace): Explanation | undefined {
 
   switch (drop.reason) {
     case 'no-route': {
+      if (drop.route) {
+        causes.push(...deadRouteCauses(c, d.netns, dst, drop.route));
+        stage = `ip_route_input → ip_error: the FIB's best match for ${dst} is a ${drop.route.type} route`;
+        entry = `${dst} matches \`${routeEntryText(drop.route)}\``;
+        cmd(d.netns, `ip route get ${dst}`);
+        cmd(d.netns, 'ip route show');
+        break;
+      }
       const out = drop.site === 'ip_route_output' || drop.site === 'iptunnel_xmit';
       const tunnel = !!drop.tunnel;
       stage = out

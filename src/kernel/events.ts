@@ -92,6 +92,8 @@ export type IcmpErrorKind =
   | 'port-unreachable'
   | 'fragmentation-needed'
   | 'time-exceeded'
+  /** destination unreachable code 13 (a prohibit route: ip_error's EACCES) */
+  | 'admin-prohibited'
   | 'reject';
 
 /* ------------------------------------------------------------ drops */
@@ -160,6 +162,8 @@ export type DropCause =
       afterNat?: boolean;
       /** ipip with `remote any` and a route without gateway, or a frame handed to an L3 device */
       ipip?: 'no-gateway' | 'frame';
+      /** the route that matched and sends nothing (ip_error: blackhole silently, unreachable and prohibit with ICMP) */
+      route?: Route;
     }
   | {
       reason: 'neighbour-failed';
@@ -266,7 +270,11 @@ export type Delivery =
 export type StepEvent =
   | { type: 'route'; dst: string; route: Route; dev: string; src: string; outer?: boolean }
   | { type: 'route-local'; dst: string; dev: string; via: 'input' | 'output' }
-  | { type: 'route-miss'; dst: string; outer?: boolean; oif?: string; input?: boolean }
+  /**
+   * `route`: the best match is a route that sends nothing (blackhole, unreachable, prohibit: the
+   * FIB answers -EINVAL, -EHOSTUNREACH, -EACCES), e.g. an IPAM block's `blackhole … proto bird`
+   */
+  | { type: 'route-miss'; dst: string; outer?: boolean; oif?: string; input?: boolean; route?: Route }
   | { type: 'rp-filter'; src: string; back?: Route; iif: string }
   | { type: 'forward'; pkt: Ipv4Packet; iif: string; oif: string; ttl: number }
   | {

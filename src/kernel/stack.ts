@@ -1453,6 +1453,28 @@ export class Stack {
       return this.drop(ns, { reason: 'forwarding-disabled', site: 'ip_route_input_slow', dst }, dev.name);
     }
     const rr = this.routeOutput(ns, dst);
+    // the best match sends nothing: fib_lookup's error is the type's (fib_props), and ip_error
+    // discards a blackhole's packet silently (EINVAL: no ICMP, no IpExtInNoRoutes), answers an
+    // unreachable one with host unreachable (EHOSTUNREACH), a prohibit one with code 13 (EACCES)
+    const dead = rr ? undefined : ns.fib.lookup(ip4ToInt(dst), this.usable(ns));
+    if (dead && dead.type !== 'unicast') {
+      this.step(
+        ns,
+        'route',
+        3,
+        'lookup',
+        { type: 'route-miss', dst, input: true, route: { ...dead } },
+        { device: dev.name },
+      );
+      this.drop(ns, { reason: 'no-route', site: 'ip_route_input_slow', dst, route: { ...dead } }, dev.name);
+      if (dead.type === 'blackhole') return;
+      const [code, kind] =
+        dead.type === 'unreachable' ? [1, 'host-unreachable' as const] : [13, 'admin-prohibited' as const];
+      if (ipErrorAllow(ns, skb.pkt.ip.src, this.w.now))
+        this.icmpError(ns, skb.pkt, 3, code, undefined, kind, undefined, skb.ct);
+      else this.icmpLimited(ns, skb.pkt.ip.src, kind, 'route');
+      return;
+    }
     if (!rr || 'error' in rr) {
       this.step(ns, 'route', 3, 'lookup', { type: 'route-miss', dst, input: true }, { device: dev.name });
       this.mib(ns, 'IpExtInNoRoutes');

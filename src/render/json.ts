@@ -148,6 +148,7 @@ const DropJson = z.discriminatedUnion('reason', [
     tunnel: z.boolean().optional(),
     afterNat: z.boolean().optional(),
     ipip: z.enum(['no-gateway', 'frame']).optional(),
+    route: RouteJson.optional().describe('the blackhole, unreachable or prohibit route that matched'),
   }),
   z.strictObject({
     ...dropBase,
@@ -291,6 +292,7 @@ const IcmpErrorKind = z.enum([
   'port-unreachable',
   'fragmentation-needed',
   'time-exceeded',
+  'admin-prohibited',
   'reject',
 ]);
 
@@ -307,6 +309,9 @@ const EVENTS = {
     outer: z.boolean().optional(),
     oif: z.string().optional(),
     input: z.boolean().optional(),
+    route: RouteJson.optional().describe(
+      'the best match, a route that sends nothing (blackhole, unreachable, prohibit)',
+    ),
   }),
   'rp-filter': ev('rp-filter', { src: ip, back: RouteJson.optional(), iif: z.string() }),
   forward: ev('forward', { pkt: hexBytes, iif: z.string(), oif: z.string(), ttl: z.number().int() }),
@@ -602,6 +607,10 @@ function jsonEvent(e: StepEvent): EventJsonT {
       return { ...e, route: routeJson(e.route) };
     case 'arp-proxy-reply':
       return { ...e, route: routeJson(e.route) };
+    case 'route-miss': {
+      const { route, ...rest } = e;
+      return route ? { ...rest, route: routeJson(route) } : rest;
+    }
     case 'forward':
     case 'send':
       return { ...e, pkt: hex(emitIpv4Packet(e.pkt)) };
@@ -619,6 +628,10 @@ function jsonEvent(e: StepEvent): EventJsonT {
       const d = e.drop;
       const counters = [...d.counters];
       if (d.reason === 'filtered') return { type: 'drop', drop: { ...d, ...decisionJson(d), counters } };
+      if (d.reason === 'no-route') {
+        const { route, ...rest } = d;
+        return { type: 'drop', drop: { ...rest, ...(route ? { route: routeJson(route) } : {}), counters } };
+      }
       return { type: 'drop', drop: { ...d, counters } };
     }
     default:

@@ -20,6 +20,7 @@ const ICMP_LABEL: Record<string, string> = {
   'port-unreachable': 'port unreachable',
   'fragmentation-needed': 'fragmentation needed',
   'time-exceeded': 'time exceeded',
+  'admin-prohibited': 'administratively prohibited',
 };
 
 /** the ICMP error's name as the step says it: the REJECT rule's --reject-with, or the kind */
@@ -170,6 +171,11 @@ export function dropText(d: Drop): string {
       if (d.tunnel) return `no route to tunnel endpoint ${d.dst}`;
       if (d.afterNat) return `no route to ${d.dst} after DNAT`;
       if (d.call) return `no route to ${d.dst}: ${callText(d.call)} fails with ENETUNREACH`;
+      if (d.route?.type === 'blackhole') return `${d.dst} matches a blackhole route: discarded silently`;
+      if (d.route?.type === 'unreachable')
+        return `${d.dst} matches an unreachable route: ICMP host unreachable`;
+      if (d.route?.type === 'prohibit')
+        return `${d.dst} matches a prohibit route: ICMP administratively prohibited`;
       return `no route to ${d.dst} (IpExtInNoRoutes)`;
     case 'neighbour-failed':
       return d.queued
@@ -237,6 +243,7 @@ export function stepDetail(s: Step): string {
         ? `${e.dst} is a local address (on ${e.dev}): deliver locally`
         : `${e.dst} is local: via lo`;
     case 'route-miss':
+      if (e.route) return `${e.dst} → ${e.route.type}: the route sends nothing`;
       return e.outer
         ? `outer ${e.dst}: no route${e.oif ? ` via ${e.oif}` : ''}`
         : `${e.dst}: no matching route`;
@@ -408,7 +415,7 @@ export function stepEntry(s: Step): string | undefined {
     case 'rp-filter':
       return e.back ? routeEntryText(e.back) : '(none)';
     case 'route-miss':
-      return '(none)';
+      return e.route ? routeEntryText(e.route) : '(none)';
     case 'route-local':
       return `local ${e.dst} dev ${e.dev} proto kernel scope host src ${e.dst}`;
     case 'neigh':
