@@ -118,6 +118,8 @@ describe('the seed cluster in calico-bgp, calico-node layout', () => {
     if (w.request.disposition.kind !== 'dropped') return;
     assert.equal(w.request.disposition.drop.reason, 'neighbour-failed');
     assert.equal(w.request.disposition.drop.netns, 'pod-a');
+    const x = explainDrop(broken, w.request)!;
+    assert.match(x.causes[0], new RegExp(`^proxy ARP is off on node1's ${a.hostVeth}`));
   });
 
   test('ip_forward=0 turns every device’s forwarding off, the cali ones too (inet_forward_change)', () => {
