@@ -7,9 +7,12 @@
 import { seedCluster } from '../src/cluster/seed.ts';
 import type { ClusterSpec, CniMode } from '../src/cluster/spec.ts';
 
-/** the seed cluster under its own name, so that its lab (pw-collect-…) never meets another seed lab */
+/**
+ * the seed cluster under its own name, so that its lab (pw-collect-…) never meets another seed lab;
+ * calico-bgp in the article's picture (cni0), as its dumps were recorded
+ */
 export function fixtureSpec(): ClusterSpec {
-  return { ...seedCluster(), name: 'collect' };
+  return { ...seedCluster(), name: 'collect', calicoLayout: 'bridge' };
 }
 
 export interface FixtureSet {

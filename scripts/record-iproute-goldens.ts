@@ -631,7 +631,8 @@ function nsidTable(state: LabState, netns: string, prefix: string): Record<strin
 }
 
 async function recordMode(mode: CniMode): Promise<ModeRecord> {
-  const model = buildCluster(seedCluster(), mode);
+  // the article's picture (cni0 in calico-bgp too): test/calico-layout.test.ts has calico-node's own layout
+  const model = buildCluster({ ...seedCluster(), calicoLayout: 'bridge' }, mode);
   const c: Cluster = { ...model, spec: { ...model.spec, name: LAB_NAME } };
   const prefix = labPrefix(LAB_NAME);
   const netnsList = [...model.world.netns.keys()];

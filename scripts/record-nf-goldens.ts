@@ -499,7 +499,8 @@ const slug = (argv: string[]) =>
     .slice(0, 60);
 
 async function recordMode(mode: CniMode, dir: URL): Promise<void> {
-  const spec = { ...seedCluster(), name: GOLDEN_CLUSTER };
+  // calico-bgp in the article's picture (cni0), as these goldens were recorded
+  const spec = { ...seedCluster(), name: GOLDEN_CLUSTER, calicoLayout: 'bridge' as const };
   const model = buildCluster(spec, mode);
   const prefix = labPrefix(GOLDEN_CLUSTER);
   const lab = buildCluster(spec, mode);

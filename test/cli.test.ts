@@ -568,7 +568,7 @@ describe('--policy', () => {
     assertExit(r, 1);
     assert.match(
       r.stdout,
-      /=> DROPPED \(filtered\) in node1 at cni0: dropped by rule PW-IN-\S+ #3: .*"no policy selecting prod\/web allows this ingress \(selected by: prod\/web-in\)" -j DROP/,
+      /=> DROPPED \(filtered\) in node1 at cali\w{11}: dropped by rule PW-IN-\S+ #3: .*"no policy selecting prod\/web allows this ingress \(selected by: prod\/web-in\)" -j DROP/,
     );
   });
 
@@ -1025,7 +1025,12 @@ describe('the first screen: podwalk demo (npm start)', () => {
         /^ {2}pod-a → pod-b:8080 {2}delivered and answered: the whole exchange, 10 packets$/,
       );
       assert.match(head[at + 3], /^ {2}pod-a → pod-c:8080 {2}delivered and answered/);
-      assert.match(head[at + 4], /pod-a → node1 \(veth-pod-a → cni0 → .*\) → lan0 → node2 \(.*\) → pod-c$/);
+      // flannel on the cni0 bridge; the calico-* modes in calico-node's layout (pod-a's cali veth)
+      const first = mode.startsWith('calico') ? 'cali[0-9a-f]{11}' : 'veth-pod-a → cni0';
+      assert.match(
+        head[at + 4],
+        new RegExp(`pod-a → node1 \\(${first} → .*\\) → lan0 → node2 \\(.*\\) → pod-c$`),
+      );
     }
     assert.match(
       head.find((l) => l.startsWith('flannel-vxlan '))!,

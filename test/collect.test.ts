@@ -197,7 +197,7 @@ describe('a topology podwalk did not build (Calico-like, Docker FORWARD DROP), r
         walk(importCluster(loadDumps(dir(name)).files, { name: 'handmade' }).cluster, r, { exchange: true });
       const dns = go({ from: 'p1', to: 'p2', proto: 'udp', port: 53 });
       assert.equal(dns.reply?.disposition.kind, 'delivered');
-      const proxied = dns.request.steps.find((s) => s.ev.type === 'arp-reply' && s.ev.proxy);
+      const proxied = dns.request.steps.find((s) => s.ev.type === 'arp-proxy-reply');
       assert.ok(proxied, 'n1 answers for 169.254.1.1 by proxy ARP');
       assert.equal(proxied.netns, 'n1');
       const tcp = go({ from: 'p1', to: 'p2', proto: 'tcp', port: 8080 });

@@ -16,6 +16,12 @@ import { formatCtEntry } from '../src/render/conntrack.ts';
 import { traceToJson } from '../src/render/json.ts';
 import { roleLabel, stepEntry, stepTable } from '../src/render/step.ts';
 
+/**
+ * The seed cluster in the article's picture (calico-* modes on the cni0 bridge, `calicoLayout:
+ * bridge`): what this suite's assertions describe. calico-node's own layout is test/calico-layout.test.ts's.
+ */
+const articleSeed = () => ({ ...seedCluster(), calicoLayout: 'bridge' as const });
+
 /** the label a reader sees for a packet of the exchange */
 const label = (t: Trace | undefined) => (t ? roleLabel(t.flow.role) : undefined);
 
@@ -58,7 +64,7 @@ function exchange(
   to: string,
   proto: 'tcp' | 'udp' | 'icmp',
 ): { c: Cluster; w: Walk } {
-  const c = buildCluster(seedCluster(), mode);
+  const c = buildCluster(articleSeed(), mode);
   const w = walk(c, { from, to, proto, port: proto === 'icmp' ? undefined : 8080 }, { exchange: true });
   return { c, w };
 }
@@ -215,7 +221,7 @@ for (const mode of CNI_MODES) {
     }
 
     test('DF packet over the pod MTU from the pod: EMSGSIZE, the packet never leaves (Linux sends no ICMP to a local sender)', () => {
-      const c = buildCluster(seedCluster(), mode);
+      const c = buildCluster(articleSeed(), mode);
       const w = walk(c, { from: 'pod-a', to: 'pod-c', proto: 'icmp', size: c.podMtu + 1, df: true });
       assert.equal(w.request.disposition.kind, 'dropped');
       assert.equal(w.request.disposition.kind === 'dropped' && w.request.disposition.reason, 'mtu-exceeded');
@@ -223,7 +229,7 @@ for (const mode of CNI_MODES) {
       assert.ok(!w.request.steps.some((s) => s.kind === 'xmit'), 'nothing transmitted');
       assert.equal(w.reply, undefined);
       // one byte less fits
-      const ok = walk(buildCluster(seedCluster(), mode), {
+      const ok = walk(buildCluster(articleSeed(), mode), {
         from: 'pod-a',
         to: 'pod-c',
         proto: 'icmp',
@@ -234,7 +240,7 @@ for (const mode of CNI_MODES) {
     });
 
     test('pod MTU set to the underlay MTU: a full-size DF packet is dropped where the tunnel cannot carry it, and ICMP fragmentation-needed reaches the sender', () => {
-      const spec = { ...seedCluster(), podMtu: 1500 };
+      const spec = { ...articleSeed(), podMtu: 1500 };
       const c = buildCluster(spec, mode);
       const w = walk(c, { from: 'pod-a', to: 'pod-c', proto: 'icmp', size: 1500, df: true });
       const tunnel = TUNNEL[mode];
@@ -284,7 +290,7 @@ for (const mode of CNI_MODES) {
     });
 
     test('no listener: TCP answered with RST, UDP with ICMP port unreachable', () => {
-      const c = buildCluster(seedCluster(), mode);
+      const c = buildCluster(articleSeed(), mode);
       const t = walk(c, { from: 'pod-a', to: 'pod-c', proto: 'tcp', port: 9999 });
       assert.equal(t.request.disposition.kind === 'dropped' && t.request.disposition.reason, 'reset');
       assert.equal(label(t.reply), 'RST');
@@ -307,7 +313,7 @@ for (const mode of CNI_MODES) {
 }
 
 test('a deleted route: the packet follows the default route to the LAN router, which drops it (no-route) and cannot even answer', () => {
-  const c = buildCluster(seedCluster(), 'flannel-vxlan');
+  const c = buildCluster(articleSeed(), 'flannel-vxlan');
   const ns = c.world.ns('node1');
   const r = ns.fib.list().find((x) => x.dev === 'flannel.1' && x.len === 24 && x.via === '10.244.1.0')!;
   ns.fib.remove(r);
@@ -326,7 +332,7 @@ test('a deleted route: the packet follows the default route to the LAN router, w
 });
 
 test('crosssubnet: IPinIP only toward the node in another subnet', () => {
-  const spec = seedCluster();
+  const spec = articleSeed();
   spec.subnets.push({ name: 'lan1', cidr: '192.168.2.0/24', gateway: '192.168.2.1' });
   spec.nodes[2] = { ...spec.nodes[2], ip: '192.168.2.12/24' };
   const c = buildCluster(spec, 'calico-ipip-crosssubnet');
@@ -347,7 +353,7 @@ test('crosssubnet: IPinIP only toward the node in another subnet', () => {
 });
 
 test('host-gw across subnets: flanneld cannot add the route; traffic goes to the router and dies there', () => {
-  const spec = seedCluster();
+  const spec = articleSeed();
   spec.subnets.push({ name: 'lan1', cidr: '192.168.2.0/24', gateway: '192.168.2.1' });
   spec.nodes[2] = { ...spec.nodes[2], ip: '192.168.2.12/24' };
   const c = buildCluster(spec, 'flannel-host-gw');
@@ -364,7 +370,7 @@ test('host-gw across subnets: flanneld cannot add the route; traffic goes to the
 
 test("BGP session down: the peer's prefix is never installed and the walk follows the default route", () => {
   const spec = {
-    ...seedCluster(),
+    ...articleSeed(),
     bgp: [{ nodes: ['node1', 'node2'] as [string, string], state: 'down' as const }],
   };
   const c = buildCluster(spec, 'calico-bgp');

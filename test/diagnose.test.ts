@@ -169,7 +169,8 @@ describe('drop explanations', () => {
   test('TTL exceeded: a routing loop between a node and the router', () => {
     const { x } = explain(
       'calico-bgp',
-      ['node1: ip route del 10.244.1.0/24', 'router: ip route add 10.244.1.0/24 via 192.168.1.10'],
+      // calico-node's layout: node2's pods are in its IPAM block 10.244.1.0/26
+      ['node1: ip route del 10.244.1.0/26', 'router: ip route add 10.244.1.0/26 via 192.168.1.10'],
       ICMP,
     );
     assert.equal(x.reason, 'ttl-exceeded');
@@ -290,7 +291,8 @@ describe('doctor', () => {
 
   test('asymmetric return path: the reply dies where the request never went', () => {
     const r = doctor(
-      make(['node2: ip route replace 10.244.0.0/24 via 192.168.1.12 dev eth0'], 'calico-bgp'),
+      // calico-node's layout: node1's pods are in its IPAM block 10.244.0.0/26
+      make(['node2: ip route replace 10.244.0.0/26 via 192.168.1.12 dev eth0'], 'calico-bgp'),
       {
         from: 'pod-a',
         to: 'pod-c',

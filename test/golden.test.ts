@@ -7,27 +7,39 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { seedCluster } from '../src/cluster/seed.ts';
-import { CNI_MODES } from '../src/cluster/spec.ts';
+import { CNI_MODES, type CalicoLayout, type CniMode } from '../src/cluster/spec.ts';
 import { buildCluster } from '../src/cni/build.ts';
 import { walk } from '../src/trace/walk.ts';
 import { renderMinimal } from '../src/render/text.ts';
 
 const dir = new URL('./golden/', import.meta.url);
 
-function render(mode: (typeof CNI_MODES)[number]): string {
+function render(mode: (typeof CNI_MODES)[number], layout: CalicoLayout): string {
   const out: string[] = [];
   for (const to of ['pod-b', 'pod-c']) {
-    const w = walk(buildCluster(seedCluster(), mode), { from: 'pod-a', to, proto: 'tcp', port: 8080 });
+    const spec = { ...seedCluster(), calicoLayout: layout };
+    const w = walk(buildCluster(spec, mode), { from: 'pod-a', to, proto: 'tcp', port: 8080 });
     out.push(`# pod-a -> ${to}:8080 tcp, request`, renderMinimal(w.request));
     if (w.reply) out.push(`# reply`, renderMinimal(w.reply));
   }
   return out.join('\n') + '\n';
 }
 
-for (const mode of CNI_MODES) {
-  test(`golden minimal trace: ${mode}`, () => {
-    const file = new URL(`${mode}.txt`, dir);
-    const got = render(mode);
+// the calico-* modes in both layouts: <mode>.txt is the article's cni0 picture (calicoLayout:
+// bridge), <mode>.calico.txt calico-node's own (cali* veths, proxy ARP, IPAM blocks)
+const runs = CNI_MODES.flatMap((mode): [CniMode, CalicoLayout][] =>
+  mode.startsWith('calico')
+    ? [
+        [mode, 'bridge'],
+        [mode, 'calico'],
+      ]
+    : [[mode, 'bridge']],
+);
+for (const [mode, layout] of runs) {
+  const name = layout === 'calico' ? `${mode}.calico` : mode;
+  test(`golden minimal trace: ${name}`, () => {
+    const file = new URL(`${name}.txt`, dir);
+    const got = render(mode, layout);
     if (process.env.UPDATE_GOLDEN) writeFileSync(file, got);
     assert.ok(existsSync(file), `missing ${file.pathname}: run UPDATE_GOLDEN=1 npm test`);
     assert.equal(got, readFileSync(file, 'utf8'));

@@ -48,6 +48,13 @@ const manifest: Manifest | undefined = existsSync(manifestUrl)
   ? (JSON.parse(readFileSync(manifestUrl, 'utf8')) as Manifest)
   : undefined;
 
+/**
+ * These goldens were recorded on the seed cluster in the article's picture (calico-bgp on the cni0
+ * bridge, `calicoLayout: bridge`, as scripts/record-iproute-goldens.ts builds it); calico-node's
+ * own layout has goldens of its own (test/calico-layout.test.ts).
+ */
+const articleSeed = () => ({ ...seedCluster(), calicoLayout: 'bridge' as const });
+
 /* ------------------------------------------------------------------ known model bugs */
 
 /**
@@ -57,7 +64,7 @@ const manifest: Manifest | undefined = existsSync(manifestUrl)
 /* ------------------------------------------------------------------ the model in the lab's state */
 
 function modelLike(mode: CniMode, rec: ModeRecord): Cluster {
-  const c = buildCluster(seedCluster(), mode);
+  const c = buildCluster(articleSeed(), mode);
   // the lab's background (IGMP reports of its bridges) before the ping
   for (const [ns, links] of Object.entries(rec.baseline))
     for (const l of links) {
@@ -223,7 +230,7 @@ describe('ip/bridge in the IPinIP modes (no lab): every recorded command runs', 
   const rec = manifest?.modes['calico-bgp'];
   for (const mode of ['calico-ipip', 'calico-ipip-crosssubnet'] as CniMode[]) {
     test(mode, { skip: rec ? false : 'no goldens recorded' }, () => {
-      const c = buildCluster(seedCluster(), mode);
+      const c = buildCluster(articleSeed(), mode);
       walk(c, { from: 'pod-a', to: 'pod-c', proto: 'icmp' });
       for (const r of rec!.commands) {
         const got = runTool(c, r.netns, r.argv);

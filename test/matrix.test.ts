@@ -206,7 +206,8 @@ describe('matrix: grouped verdicts equal a walk per cell on a fresh cluster', ()
   });
 
   test('--run commands: grouping is off, every cell walked on a cluster of its own', () => {
-    const run = ['node3: ip route del 10.244.1.0/24', 'node1: iptables -I FORWARD -s 10.244.0.6 -j DROP'];
+    // calico-node's layout: node2's pods are in its IPAM block 10.244.1.0/26
+    const run = ['node3: ip route del 10.244.1.0/26', 'node1: iptables -I FORWARD -s 10.244.0.6 -j DROP'];
     const m = computeMatrix(seedCluster(), 'calico-bgp', run, { proto: 'tcp', port: 8080 });
     assert.deepEqual(m.grouping, {
       used: false,

@@ -86,7 +86,8 @@ function compareConntrack(real: string, sim: string): string | undefined {
 function replay(mode: string): string[] {
   const mdir = new URL(`${mode}/`, dir);
   const m = JSON.parse(readFileSync(new URL('manifest.json', mdir), 'utf8')) as Manifest;
-  const c = buildCluster({ ...seedCluster(), name: m.cluster }, m.mode);
+  // recorded on the article's picture (calico-bgp on cni0: scripts/record-nf-goldens.ts)
+  const c = buildCluster({ ...seedCluster(), name: m.cluster, calicoLayout: 'bridge' }, m.mode);
   const problems: string[] = [];
   for (const [i, step] of m.steps.entries()) {
     const at = Math.round(step.t * 1e6);

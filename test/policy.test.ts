@@ -886,7 +886,8 @@ describe('the compiled chains', () => {
     const c = buildCluster(spec, 'calico-bgp');
     const r = runCommand(c, 'node1', 'iptables -L -n -v');
     assert.equal(r.code, 0, r.stderr);
-    const web = 'PW-IN-vethdf3345a5';
+    // the chain is named after web's host veth: Calico's cali + sha1("prod.web")[:11]
+    const web = 'PW-IN-calic36cb0217f8';
     assert.match(
       r.stdout,
       new RegExp(

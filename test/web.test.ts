@@ -349,7 +349,8 @@ describe('web page in chromium', () => {
     assert.equal(await page.locator('input[name=port]').inputValue(), '53');
     assert.match(
       await page.getByTestId('disposition').innerText(),
-      /^DROPPED \(filtered\) in node1 at cni0: .*no policy selecting shop\/web allows this egress/,
+      // calico-node's layout: the FORWARD hook sees the packet come in on web's cali device
+      /^DROPPED \(filtered\) in node1 at cali[0-9a-f]{11}: .*no policy selecting shop\/web allows this egress/,
     );
     assert.match((await webDns.getAttribute('class')) ?? '', /\bcurrent\b/);
     await table.locator('button[data-from=cart][data-to=coredns]').click();

@@ -5,7 +5,14 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ClusterError, loadCluster, loadPolicies, placeIn } from '../cluster/load.ts';
 import { SEED_YAML, seedCluster } from '../cluster/seed.ts';
-import { CNI_MODES, type ClusterSpec, type CniMode, type NetworkPolicySpec } from '../cluster/spec.ts';
+import {
+  CALICO_LAYOUTS,
+  CNI_MODES,
+  type CalicoLayout,
+  type ClusterSpec,
+  type CniMode,
+  type NetworkPolicySpec,
+} from '../cluster/spec.ts';
 import { BuildError, buildCluster, type Cluster } from '../cni/build.ts';
 import { LabError, LabInterrupted } from '../lab/host.ts';
 import { LabPlanError } from '../lab/plan.ts';
@@ -104,14 +111,27 @@ function readInput(io: Io, file: string, what: string): string {
 /** the cluster file's spec and the mode to build it in (--mode, else the file's) */
 function specAndModeOf(
   io: Io,
-  o: { cluster?: string; mode?: CniMode; policy?: string[] },
+  o: { cluster?: string; mode?: CniMode; calicoLayout?: CalicoLayout; policy?: string[] },
 ): [ClusterSpec, CniMode] {
   const spec = loadSpec(io, o.cluster, o.policy ?? []);
   return [spec, o.mode ?? spec.cni];
 }
 
-/** The cluster file (or the seed) with the policies of the --policy files added; all or nothing. */
-function loadSpec(io: Io, file: string | undefined, policyFiles: readonly string[] = []): ClusterSpec {
+/**
+ * The cluster file (or the seed) with the policies of the --policy files added; all or nothing.
+ * `layout` (--calico-layout) overrides the file's calicoLayout.
+ */
+function loadSpec(
+  io: Io,
+  file: string | undefined,
+  policyFiles: readonly string[] = [],
+  layout?: CalicoLayout,
+): ClusterSpec {
+  const spec = loadSpecFile(io, file, policyFiles);
+  return layout ? { ...spec, calicoLayout: layout } : spec;
+}
+
+function loadSpecFile(io: Io, file: string | undefined, policyFiles: readonly string[]): ClusterSpec {
   if (file === '') throw new UsageError('--cluster: an empty file name');
   if (file === undefined) return addPolicies(io, seedCluster(), file, policyFiles);
   const text = readInput(io, file, 'cluster file');
@@ -147,13 +167,15 @@ function addPolicies(
 /** --scenario NAME or --cluster FILE (or the seed), with the --policy files added */
 function scenarioOrCluster(
   io: Io,
-  o: { scenario?: string; cluster?: string; policy: string[] },
+  o: { scenario?: string; cluster?: string; policy: string[]; calicoLayout?: CalicoLayout },
 ): ClusterSpec {
   if (o.scenario !== undefined && o.cluster !== undefined)
     throw new UsageError('--scenario and --cluster both name a cluster: give one');
-  return o.scenario !== undefined
-    ? addPolicies(io, loadScenario(io, o.scenario), `scenarios/${o.scenario}.yaml`, o.policy)
-    : loadSpec(io, o.cluster, o.policy);
+  const spec =
+    o.scenario !== undefined
+      ? addPolicies(io, loadScenario(io, o.scenario), `scenarios/${o.scenario}.yaml`, o.policy)
+      : loadSpec(io, o.cluster, o.policy);
+  return o.calicoLayout ? { ...spec, calicoLayout: o.calicoLayout } : spec;
 }
 
 /**
@@ -213,6 +235,19 @@ export function importFrom(io: Io, from: string, run: readonly string[] = []): C
   );
   return c;
 }
+
+function parseLayout(v: string): CalicoLayout {
+  if (!(CALICO_LAYOUTS as readonly string[]).includes(v))
+    throw new InvalidArgumentError(`expected one of ${CALICO_LAYOUTS.join(', ')}`);
+  return v as CalicoLayout;
+}
+
+/** --calico-layout: the calico-* modes' layout, over the cluster file's calicoLayout */
+export const layoutOption = () =>
+  new Option(
+    '--calico-layout <layout>',
+    "calico-* modes: calico (calico-node's cali* veths, proxy ARP, IPAM blocks; the default) or bridge (the article's cni0)",
+  ).argParser(parseLayout);
 
 function parseMode(v: string): CniMode {
   if (!(CNI_MODES as readonly string[]).includes(v))
@@ -516,14 +551,23 @@ Examples:
       "the source article's walk: Pod A to Pod B (same node) and Pod C (another node) in every CNI mode, then the replies",
     )
     .addOption(new Option('--mode <mode>', 'only this CNI mode').argParser(parseMode))
+    .addOption(layoutOption())
     .option('--cluster <file>', 'cluster YAML (default: the built-in seed cluster)')
     .addOption(new Option('--format <format>', 'output format').choices(FORMATS).default('steps'))
     .option('--json', 'same as --format json')
     .addHelpText('after', EXAMPLES.demo)
-    .action((o: { mode?: CniMode; cluster?: string; format: Format; json?: boolean }) => {
-      const spec = loadSpec(io, o.cluster);
-      demo(io, spec, o.mode ? [o.mode] : [...CNI_MODES], o.json ? 'json' : o.format, st, wrapped(io));
-    });
+    .action(
+      (o: {
+        mode?: CniMode;
+        calicoLayout?: CalicoLayout;
+        cluster?: string;
+        format: Format;
+        json?: boolean;
+      }) => {
+        const spec = loadSpec(io, o.cluster, [], o.calicoLayout);
+        demo(io, spec, o.mode ? [o.mode] : [...CNI_MODES], o.json ? 'json' : o.format, st, wrapped(io));
+      },
+    );
 
   program
     .command('trace')
@@ -550,6 +594,7 @@ Examples:
       ),
     )
     .addOption(new Option('--mode <mode>', "CNI mode (default: the cluster file's)").argParser(parseMode))
+    .addOption(layoutOption())
     .option('--cluster <file>', 'cluster YAML (default: the built-in seed cluster)')
     .addOption(new Option('--format <format>', 'output format').choices(FORMATS).default('steps'))
     .option('--json', 'same as --format json')
@@ -579,6 +624,7 @@ Examples:
           df?: boolean;
           sport?: number;
           mode?: CniMode;
+          calicoLayout?: CalicoLayout;
           cluster?: string;
           format: Format;
           json?: boolean;
@@ -592,7 +638,7 @@ Examples:
         },
       ) => {
         fromConflicts(o);
-        const spec = o.from ? undefined : loadSpec(io, o.cluster, o.policy);
+        const spec = o.from ? undefined : loadSpec(io, o.cluster, o.policy, o.calicoLayout);
         const { to, port } = parseTarget(target);
         if (o.proto === 'icmp' && port !== undefined)
           throw new UsageError(`TO "${target}": ICMP has no ports`);
@@ -679,6 +725,7 @@ Examples:
     .argument('<CMD...>', `the command: ${Object.keys(TOOLS).join(', ')}`)
     .option('--cluster <file>', 'cluster YAML (default: the built-in seed cluster)')
     .addOption(new Option('--mode <mode>', "CNI mode (default: the cluster file's)").argParser(parseMode))
+    .addOption(layoutOption())
     .option('--run <NETNS: CMD>', 'apply an emulated command first (repeatable, in order)', collect, [])
     .option(
       '--walk <FLOW>',
@@ -708,6 +755,7 @@ Examples:
         o: {
           cluster?: string;
           mode?: CniMode;
+          calicoLayout?: CalicoLayout;
           run: string[];
           walk: string[];
           policy: string[];
@@ -732,6 +780,7 @@ Examples:
     )
     .option('--cluster <file>', 'cluster YAML (default: the built-in seed cluster)')
     .addOption(new Option('--mode <mode>', "CNI mode (default: the cluster file's)").argParser(parseMode))
+    .addOption(layoutOption())
     .option('--run <NETNS: CMD>', 'apply an emulated command first (repeatable, in order)', collect, [])
     .option('--walk <FLOW>', 'walk a flow first (repeatable)', collect, [])
     .option('--in <netns>', 'the namespace to start in (default: the first node)')
@@ -753,6 +802,7 @@ Examples:
       async (o: {
         cluster?: string;
         mode?: CniMode;
+        calicoLayout?: CalicoLayout;
         run: string[];
         walk: string[];
         in?: string;
@@ -789,6 +839,7 @@ Examples:
       ]),
     )
     .addOption(new Option('--mode <mode>', "CNI mode (default: the cluster file's)").argParser(parseMode))
+    .addOption(layoutOption())
     .option('--cluster <file>', 'cluster YAML (default: the built-in seed cluster)')
     .option('--scenario <name>', 'a ready-made broken cluster from scenarios/ (see podwalk scenarios)')
     .option('--run <NETNS: CMD>', 'apply an emulated command first (repeatable, in order)', collect, [])
@@ -803,6 +854,7 @@ Examples:
         o: {
           proto?: Proto;
           mode?: CniMode;
+          calicoLayout?: CalicoLayout;
           cluster?: string;
           scenario?: string;
           run: string[];
@@ -862,6 +914,7 @@ Examples:
     .option('--from <SELECTOR>', 'the rows: pods this label selector selects (default: every pod)')
     .option('--to <SELECTOR>', 'the columns (default: every pod)')
     .addOption(new Option('--mode <mode>', "CNI mode (default: the cluster file's)").argParser(parseMode))
+    .addOption(layoutOption())
     .option('--cluster <file>', 'cluster YAML (default: the built-in seed cluster)')
     .option('--scenario <name>', 'a ready-made cluster from scenarios/ (see podwalk scenarios)')
     .option('--run <NETNS: CMD>', 'apply an emulated command first (repeatable, in order)', collect, [])
@@ -875,6 +928,7 @@ Examples:
         from?: string;
         to?: string;
         mode?: CniMode;
+        calicoLayout?: CalicoLayout;
         cluster?: string;
         scenario?: string;
         run: string[];

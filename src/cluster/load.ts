@@ -10,6 +10,10 @@
  * cni: flannel-vxlan         # one of CNI_MODES (spec.ts); default flannel-vxlan
  * mtu: 1500                  # underlay MTU, integer 576..9216, default 1500
  * podMtu: 1450               # optional, integer 576..9216
+ * calicoLayout: calico       # optional, calico-* modes: calico (default; calico-node's cali* veths,
+ *                            # proxy ARP, /32 routes, IPAM blocks) | bridge (the article's cni0 picture)
+ * ipamBlockSize: 26          # optional, calico layout: the IPPool's blockSize, 20..32 (default 26);
+ *                            # each node's blocks are carved from its podCIDR, so no larger than it
  * subnets:                   # optional; default: one segment "lan0" whose cidr is the network of the
  *                            # first node's ip/prefix. When given: non-empty, unique names, no overlaps.
  *   - name: lan0
@@ -108,7 +112,7 @@
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseAllDocuments, parseDocument, visit } from 'yaml';
 import type { Document } from 'yaml';
 import * as z from 'zod';
-import { CNI_MODES, DEFAULT_SERVICE_CIDR, NODE_PORT_RANGE } from './spec.ts';
+import { CALICO_LAYOUTS, CNI_MODES, DEFAULT_SERVICE_CIDR, NODE_PORT_RANGE } from './spec.ts';
 import type {
   ClusterSpec,
   EndpointSliceSpec,
@@ -956,6 +960,8 @@ const RootSchema = z.strictObject({
   cni: z.enum(CNI_MODES).default('flannel-vxlan'),
   mtu: intRange('mtu', 576, 9216).default(1500),
   podMtu: intRange('podMtu', 576, 9216).optional(),
+  calicoLayout: z.enum(CALICO_LAYOUTS).optional(),
+  ipamBlockSize: intRange('ipamBlockSize', 20, 32).optional(),
   subnets: z
     .array(SubnetSchema)
     .superRefine((a, ctx) => {

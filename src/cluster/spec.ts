@@ -14,6 +14,19 @@ export const CNI_MODES = [
 ] as const;
 export type CniMode = (typeof CNI_MODES)[number];
 
+/**
+ * How the calico-* modes lay out a node (the flannel modes always use the bridge):
+ *  - `calico` (the default): as calico-node (Calico v3.27) programs it: no bridge, a host-side
+ *    veth `cali…` with MAC ee:ee:ee:ee:ee:ee and proxy ARP per pod, the pod's address as a /32
+ *    with `default via 169.254.1.1`, a `/32 dev cali… scope link` route per pod on the node, and
+ *    IPAM blocks (`blackhole <block> proto bird`) routed between nodes by BIRD;
+ *  - `bridge`: the article's picture: pods on the `cni0` bridge, one route per node's pod CIDR.
+ */
+export const CALICO_LAYOUTS = ['calico', 'bridge'] as const;
+export type CalicoLayout = (typeof CALICO_LAYOUTS)[number];
+/** Calico's default IPPool blockSize (IPv4) */
+export const DEFAULT_IPAM_BLOCK_SIZE = 26;
+
 export interface SubnetSpec {
   /** Name of the underlay L2 segment, e.g. "lan0" */
   name: string;
@@ -149,6 +162,10 @@ export interface ClusterSpec {
   subnets: SubnetSpec[];
   nodes: NodeSpec[];
   pods: PodSpec[];
+  /** calico-* modes: calico-node's own layout (default) or the article's cni0 bridge */
+  calicoLayout?: CalicoLayout;
+  /** calico-* modes, `calico` layout: the IPPool's blockSize, 20..32 (default 26) */
+  ipamBlockSize?: number;
   /** Hosts on the underlay outside the cluster (clients of NodePort and LoadBalancer Services) */
   externalHosts?: ExternalHostSpec[];
   /** Calico: sessions of the node-to-node mesh that differ from "up" */

@@ -27,6 +27,9 @@ import { MODE_INFO, programMode } from './modes.ts';
 import { compilePolicies, type NodePolicy } from './policy.ts';
 import { resolveServices, ServiceError, type ResolvedService } from '../proxy/services.ts';
 import { applySync, kubeProxySync } from '../proxy/kube-proxy.ts';
+import { sha1, hex } from '../wire/sha1.ts';
+import { utf8 } from '../wire/sha256.ts';
+import { calicoIpam, IpamError, usesCalicoLayout, type IpamResult } from './ipam.ts';
 
 export interface ResolvedPod extends Required<Omit<PodSpec, 'listen'>> {
   listen: PodSpec['listen'];
@@ -61,6 +64,13 @@ export interface Cluster {
   externalHosts: ResolvedExternalHost[];
   podMtu: number;
   mesh?: Mesh;
+  /**
+   * How the node's pods are wired: `bridge` (cni0: flannel, and the calico-* modes with
+   * `calicoLayout: bridge`) or `calico` (calico-node's cali* veths, proxy ARP, /32 routes)
+   */
+  layout: 'bridge' | 'calico';
+  /** Calico IPAM's blocks and allocations (the `calico` layout only) */
+  ipam?: IpamResult;
   /** the cluster-wide pod network (what flannel calls Network), the smallest prefix covering all pod CIDRs */
   clusterCidr: string;
   /** the Services as kube-proxy sees them (empty when the cluster file has no services: list) */
@@ -99,8 +109,22 @@ function resolveNodes(spec: ClusterSpec): ResolvedNode[] {
   });
 }
 
-/** host-local IPAM: the next free address from .2 upward; MACs and veth names from seeded hashes */
-function resolvePods(spec: ClusterSpec, nodes: ResolvedNode[]): ResolvedPod[] {
+/** Calico's MAC of every host-side workload veth (dataplane_linux.go sets it on the host end) */
+export const CALICO_VETH_MAC = 'ee:ee:ee:ee:ee:ee';
+/** The link-local gateway every Calico pod routes through; the host answers its ARP by proxy */
+export const CALICO_POD_GATEWAY = '169.254.1.1';
+
+/** libcalico-go's VethNameForWorkload: "cali" + the first 11 hex digits of sha1("NAMESPACE.POD") */
+export function calicoVethName(namespace: string, pod: string): string {
+  return `cali${hex(sha1(utf8(`${namespace}.${pod}`))).slice(0, 11)}`;
+}
+
+/**
+ * host-local IPAM (the next free address from .2 upward; MACs and veth names from seeded hashes),
+ * or with `ipam` Calico's allocations and its veth names and MAC (a pod's hostVeth and hostVethMac
+ * from the cluster file are the bridge plugin's: Calico's CNI plugin names the veth itself)
+ */
+function resolvePods(spec: ClusterSpec, nodes: ResolvedNode[], ipam?: IpamResult): ResolvedPod[] {
   const taken = new Set(spec.pods.filter((p) => p.ip).map((p) => p.ip!));
   const nodeByName = new Map(nodes.map((n) => [n.name, n]));
   // per node, the host part below which every address is taken: addresses are only ever taken,
@@ -108,7 +132,7 @@ function resolvePods(spec: ClusterSpec, nodes: ResolvedNode[]): ResolvedPod[] {
   const from = new Map<string, number>();
   return spec.pods.map((p) => {
     const node = nodeByName.get(p.node)!;
-    let ip = p.ip;
+    let ip = ipam ? ipam.podIps.get(p.name) : p.ip;
     if (!ip) {
       const base = ip4ToInt(node.podNet);
       const size = 2 ** (32 - node.podLen);
@@ -124,15 +148,18 @@ function resolvePods(spec: ClusterSpec, nodes: ResolvedNode[]): ResolvedPod[] {
       taken.add(ip);
     }
     const seed = `${spec.name}/${p.name}`;
+    const namespace = p.namespace ?? 'default';
     return {
       name: p.name,
       node: p.node,
       ip,
       mac: p.mac ?? derivedMac(`${seed}/eth0`),
-      hostVeth: p.hostVeth ?? `veth${hash32(seed).toString(16).padStart(8, '0')}`,
-      hostVethMac: p.hostVethMac ?? derivedMac(`${seed}/host`),
+      hostVeth: ipam
+        ? calicoVethName(namespace, p.name)
+        : (p.hostVeth ?? `veth${hash32(seed).toString(16).padStart(8, '0')}`),
+      hostVethMac: ipam ? CALICO_VETH_MAC : (p.hostVethMac ?? derivedMac(`${seed}/host`)),
       listen: p.listen,
-      namespace: p.namespace ?? 'default',
+      namespace,
       labels: p.labels ?? {},
       ready: p.ready ?? true,
     };
@@ -206,6 +233,29 @@ function programFilter(
   }
 }
 
+/**
+ * What Calico's CNI plugin does for a workload once the veth pair exists (cni-plugin
+ * pkg/dataplane/linux/dataplane_linux.go DoNetworking, Calico v3.27): in the pod,
+ * `169.254.1.1 dev eth0 scope link`, `default via 169.254.1.1 dev eth0` and the address as a /32;
+ * on the host end, configureSysctls (route_localnet=1, neigh proxy_delay=0, proxy_arp=1,
+ * forwarding=1), the link up, then SetupRoutes: `<pod IP> dev cali… scope link`. Every route is
+ * added without a protocol (vishvananda/netlink's RTPROT_BOOT, which `ip route` does not print).
+ */
+function calicoWorkload(world: World, host: Netns, pod: Netns, p: ResolvedPod): void {
+  // DoNetworking sets both ends up inside the pod, then moves the host end out (which downs it)
+  linkSetUp(world, pod, 'eth0', true);
+  routeAdd(pod, { prefix: CALICO_POD_GATEWAY, dev: 'eth0', scope: 'link', nl: NLM_ADD });
+  routeAdd(pod, { prefix: 'default', via: CALICO_POD_GATEWAY, dev: 'eth0', nl: NLM_ADD });
+  addressAdd(pod, 'eth0', p.ip, 32);
+  const dev = p.hostVeth;
+  host.setSysctl(`net.ipv4.conf.${dev}.route_localnet`, '1');
+  host.setSysctl(`net.ipv4.neigh.${dev}.proxy_delay`, '0');
+  host.setSysctl(`net.ipv4.conf.${dev}.proxy_arp`, '1');
+  host.setSysctl(`net.ipv4.conf.${dev}.forwarding`, '1');
+  linkSetUp(world, host, dev, true);
+  routeAdd(host, { prefix: p.ip, dev, scope: 'link', nl: NLM_ADD });
+}
+
 /** A cluster that cannot be brought up as described; `pod`: the pod it is about, `service`: the index of the Service */
 export class BuildError extends Error {
   constructor(
@@ -229,6 +279,7 @@ export function buildCluster(spec: ClusterSpec, mode: CniMode = spec.cni): Clust
     if (e instanceof NetlinkError)
       throw new BuildError(`cluster "${spec.name}" (${mode}): the kernel refused a step: ${e.message}`);
     if (e instanceof ServiceError) throw new BuildError(e.message, undefined, e.index);
+    if (e instanceof IpamError) throw new BuildError(e.message, e.pod);
     throw e;
   }
 }
@@ -254,7 +305,9 @@ function build(spec: ClusterSpec, mode: CniMode): Cluster {
   const info = MODE_INFO[mode];
   const podMtu = spec.podMtu ?? spec.mtu - info.overhead;
   const nodes = resolveNodes(spec);
-  const pods = resolvePods(spec, nodes);
+  const layout = usesCalicoLayout(spec, mode) ? 'calico' : 'bridge';
+  const ipam = layout === 'calico' ? calicoIpam(spec, nodes, mode !== 'calico-bgp') : undefined;
+  const pods = resolvePods(spec, nodes, ipam);
   const clusterCidr = supernet(spec.nodes.map((n) => n.podCIDR));
   const mac = (...parts: string[]) => derivedMac([spec.name, ...parts].join('/'));
 
@@ -306,6 +359,7 @@ function build(spec: ClusterSpec, mode: CniMode): Cluster {
     ns.setSysctl('net.ipv4.ip_forward', '1');
     ns.setSysctl('net.bridge.bridge-nf-call-iptables', '1');
 
+    if (layout === 'calico') continue;
     // the bridge plugin: cni0 with the pod gateway address
     linkAdd(world, ns, {
       type: 'bridge',
@@ -331,6 +385,11 @@ function build(spec: ClusterSpec, mode: CniMode): Cluster {
       mtu: podMtu,
       peer: { netns: host, name: p.hostVeth, mac: p.hostVethMac, mtu: podMtu },
     });
+    if (layout === 'calico') {
+      calicoWorkload(world, host, ns, p);
+      for (const l of p.listen) ns.sockets.push({ proto: l.proto, port: l.port, addr: '0.0.0.0' });
+      continue;
+    }
     linkSetMaster(world, host, p.hostVeth, 'cni0');
     linkSetUp(world, host, p.hostVeth, true);
     linkSetUp(world, ns, 'eth0', true);
@@ -367,6 +426,8 @@ function build(spec: ClusterSpec, mode: CniMode): Cluster {
     pods,
     externalHosts,
     podMtu,
+    layout,
+    ...(ipam ? { ipam } : {}),
     clusterCidr,
     warnings,
     services,

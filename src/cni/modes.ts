@@ -10,18 +10,26 @@
  *    its kernel protocol (src/bgp/krt.ts).
  *  - calico-ipip: tunl0 (ipip, MTU 1480) and `<cidr> via <node IP> dev tunl0 proto bird onlink`.
  *  - calico-ipip-crosssubnet: direct routes inside the subnet, tunl0 only across subnets.
+ * In the calico-* modes' `calico` layout (calico-node v3.27's own), what a node originates is its
+ * IPAM blocks (src/cni/ipam.ts nodeBlocks), each also a `blackhole <block> proto bird` of BIRD's
+ * static protocol, and whatever more of the pool its kernel table holds (a borrowed address's
+ * /32 dev cali…), through calico_aggr; in the `bridge` layout, its pod CIDR.
  */
 import type { CniMode } from '../cluster/spec.ts';
 import { Mesh } from '../bgp/mesh.ts';
 import {
+  calicoExport,
   kernelProtocol,
+  kernelRoutes,
   krtSync,
   locRib,
   meshProtocolName,
   PREF_BGP,
+  PREF_STATIC,
   type KernelDest,
   type RibRoute,
 } from '../bgp/krt.ts';
+import { nodeBlocks } from './ipam.ts';
 import {
   addressAdd,
   fdbAdd,
@@ -176,8 +184,30 @@ export function programMode(c: Cluster): void {
     case 'calico-bgp':
     case 'calico-ipip':
     case 'calico-ipip-crosssubnet': {
+      // each node's BIRD before any session: its static protocol (confd's bird_aggr.cfg.template:
+      // `route <block> blackhole;` per block the node holds) and what its kernel protocol learns
+      const own = (n: (typeof c.nodes)[number]): RibRoute[] =>
+        c.layout === 'calico'
+          ? [
+              ...nodeBlocks(c, n.name).map((b): RibRoute => ({
+                prefix: b,
+                proto: 'static1',
+                preference: PREF_STATIC,
+                dest: { type: 'blackhole' },
+              })),
+              ...kernelRoutes(w.ns(n.name)),
+            ]
+          : [];
       const mesh = new Mesh(
-        c.nodes.map((n) => ({ node: n.name, ip: n.addr, len: n.len, originates: [n.podCIDR] })),
+        c.nodes.map((n) => ({
+          node: n.name,
+          ip: n.addr,
+          len: n.len,
+          originates:
+            c.layout === 'calico'
+              ? calicoExport(locRib(own(n)), c.clusterCidr, nodeBlocks(c, n.name))
+              : [n.podCIDR],
+        })),
         c.spec.bgp.filter((s) => s.state === 'down').map((s) => ({ a: s.nodes[0], b: s.nodes[1] })),
       );
       c.mesh = mesh;
@@ -186,14 +216,15 @@ export function programMode(c: Cluster): void {
         for (const n of c.nodes) {
           const ns = w.ns(n.name);
           linkAdd(w, ns, { type: 'ipip', name: 'tunl0', mtu: c.spec.mtu - IPIP_OVERHEAD });
-          addressAdd(ns, 'tunl0', n.podNet, 32);
+          // calico-node's tunnel address: IPAM's first allocation on the node (bridge layout: the CIDR's first)
+          addressAdd(ns, 'tunl0', c.ipam?.tunnel.get(n.name) ?? n.podNet, 32);
           linkSetUp(w, ns, 'tunl0', true);
         }
       // each node's BIRD: the sessions' routes in its table, written to the kernel by its kernel
       // protocol (Calico's BIRD 1.6 fork: no metric); the tunnel is calico_kernel_programming's krt_tunnel
       for (const n of c.nodes) {
         const sub = c.spec.subnets.find((s) => s.name === n.subnet);
-        const rib: RibRoute[] = [];
+        const rib: RibRoute[] = own(n);
         for (const r of mesh.learned(n.name)) {
           const encap = c.mode === 'calico-ipip' || (c.mode === 'calico-ipip-crosssubnet' && !r.direct);
           const dest: KernelDest | undefined = encap

@@ -4,6 +4,7 @@
  * violation names the namespace, the object and what to fix.
  */
 import { MODE_INFO } from '../cni/modes.ts';
+import { nodeBlocks } from '../cni/ipam.ts';
 import type { Cluster, ResolvedNode, ResolvedPod } from '../cni/build.ts';
 import { formatRoute } from '../kernel/fib.ts';
 import type { Link, Netns } from '../kernel/objects.ts';
@@ -34,6 +35,15 @@ export interface Finding {
   message: string;
   /** what to do about it */
   fix?: string;
+}
+
+/**
+ * A node's pod networks as the other nodes must route them, each with an address inside to probe:
+ * its pod CIDR (cni0's address), or in calico-node's layout each IPAM block it holds (its first).
+ */
+function podNetsOf(c: Cluster, n: ResolvedNode): { cidr: string; probe: number }[] {
+  if (c.layout === 'bridge') return [{ cidr: n.podCIDR, probe: ip4ToInt(n.gateway) }];
+  return nodeBlocks(c, n.name).map((cidr) => ({ cidr, probe: parseCidr(cidr).addr }));
 }
 
 export interface CheckResult {
@@ -158,9 +168,11 @@ export function runChecks(c: Cluster): CheckResult[] {
     const node = nodeByName.get(p.node);
     const eth0 = ns(p.name)?.link('eth0');
     if (!node || !eth0) continue;
+    // Calico IPAM lends an address from another node's block: its /32 is announced by BIRD
+    const borrowed = c.ipam?.borrowed.has(p.name) ?? false;
     for (const a of eth0.addrs) {
       const inside = inPrefix(a.ip, node.podNet, node.podLen);
-      if (!inside)
+      if (!inside && !(borrowed && a.ip === p.ip))
         add({
           check: 'pod-ip-outside-cidr',
           severity: 'problem',
@@ -210,37 +222,38 @@ export function runChecks(c: Cluster): CheckResult[] {
     if (!node) continue;
     for (const b of c.nodes) {
       if (a === b) continue;
-      const probe = ip4ToInt(b.gateway);
-      const r = node.fib.lookup(probe, (x) => x.type !== 'unicast' || !!(x.dev && node.link(x.dev)?.up));
-      // a gateway that is another node (its node IP, or its VTEP address) sends the pods' traffic the long way round
-      const viaNode = r?.via ? byGateway.get(r.via) : undefined;
-      const other = viaNode && viaNode !== a && viaNode !== b ? viaNode : undefined;
-      if (r && other)
-        add({
-          check: 'pod-route-wrong-node',
-          severity: 'problem',
-          netns: a.name,
-          message: `${a.name} routes ${b.name}'s pods (${b.podCIDR}) via ${other.name}: \`${formatRoute(r).trim()}\`; the answers come back another way (asymmetric path)`,
-          fix: `delete the stale route on ${a.name} so ${c.mesh ? 'BIRD' : 'flanneld'}'s route to ${b.name} applies`,
-        });
-      if (r?.via && r.len > 0 && !other && r.via !== b.addr && r.via !== b.podNet && !gateways.has(r.via))
-        add({
-          check: 'pod-route-wrong-node',
-          severity: 'problem',
-          netns: a.name,
-          message: `${a.name} routes ${b.name}'s pods (${b.podCIDR}) via ${r.via}, which is not ${b.name}'s address (${b.addr}): \`${formatRoute(r).trim()}\``,
-          fix: `a stale route from when ${b.name} had another address: delete it so ${c.mesh ? 'BIRD' : 'flanneld'} can add the right one`,
-        });
-      if (!r || r.len === 0 || r.type !== 'unicast')
-        add({
-          check: 'missing-pod-route',
-          severity: 'problem',
-          netns: a.name,
-          message: `${a.name} has no route to ${b.name}'s pods (${b.podCIDR})${r ? `: it would use \`${formatRoute(r).trim()}\`` : ''}`,
-          fix: c.mesh
-            ? `check BIRD on ${a.name} and ${b.name} (birdc show protocols; calicoctl node status)`
-            : `check flanneld on ${a.name}: it adds a route for each node's lease`,
-        });
+      for (const { cidr, probe } of podNetsOf(c, b)) {
+        const r = node.fib.lookup(probe, (x) => x.type !== 'unicast' || !!(x.dev && node.link(x.dev)?.up));
+        // a gateway that is another node (its node IP, or its VTEP address) sends the pods' traffic the long way round
+        const viaNode = r?.via ? byGateway.get(r.via) : undefined;
+        const other = viaNode && viaNode !== a && viaNode !== b ? viaNode : undefined;
+        if (r && other)
+          add({
+            check: 'pod-route-wrong-node',
+            severity: 'problem',
+            netns: a.name,
+            message: `${a.name} routes ${b.name}'s pods (${cidr}) via ${other.name}: \`${formatRoute(r).trim()}\`; the answers come back another way (asymmetric path)`,
+            fix: `delete the stale route on ${a.name} so ${c.mesh ? 'BIRD' : 'flanneld'}'s route to ${b.name} applies`,
+          });
+        if (r?.via && r.len > 0 && !other && r.via !== b.addr && r.via !== b.podNet && !gateways.has(r.via))
+          add({
+            check: 'pod-route-wrong-node',
+            severity: 'problem',
+            netns: a.name,
+            message: `${a.name} routes ${b.name}'s pods (${cidr}) via ${r.via}, which is not ${b.name}'s address (${b.addr}): \`${formatRoute(r).trim()}\``,
+            fix: `a stale route from when ${b.name} had another address: delete it so ${c.mesh ? 'BIRD' : 'flanneld'} can add the right one`,
+          });
+        if (!r || r.len === 0 || r.type !== 'unicast')
+          add({
+            check: 'missing-pod-route',
+            severity: 'problem',
+            netns: a.name,
+            message: `${a.name} has no route to ${b.name}'s pods (${cidr})${r ? `: it would use \`${formatRoute(r).trim()}\`` : ''}`,
+            fix: c.mesh
+              ? `check BIRD on ${a.name} and ${b.name} (birdc show protocols; calicoctl node status)`
+              : `check flanneld on ${a.name}: it adds a route for each node's lease`,
+          });
+      }
     }
   }
 
@@ -260,19 +273,20 @@ export function runChecks(c: Cluster): CheckResult[] {
     const router = ns('router');
     const subnets = new Set(c.nodes.map((n) => n.subnet));
     if (router && subnets.size > 1)
-      for (const n of c.nodes) {
-        const r = router.fib.lookup(ip4ToInt(n.gateway));
-        if (!r || r.len === 0)
-          add({
-            check: 'router-knows-pods',
-            severity: 'problem',
-            netns: 'router',
-            message: `the router between the subnets has no route for ${n.name}'s pods (${n.podCIDR}), but ${c.mode} sends pod IPs across it unencapsulated`,
-            fix: c.mesh
-              ? 'peer the routers with BGP (Calico BGPPeer), or use IPIP/VXLAN CrossSubnet'
-              : 'add the pod routes to the router, or use an encapsulating backend',
-          });
-      }
+      for (const n of c.nodes)
+        for (const { cidr, probe } of podNetsOf(c, n)) {
+          const r = router.fib.lookup(probe);
+          if (!r || r.len === 0)
+            add({
+              check: 'router-knows-pods',
+              severity: 'problem',
+              netns: 'router',
+              message: `the router between the subnets has no route for ${n.name}'s pods (${cidr}), but ${c.mode} sends pod IPs across it unencapsulated`,
+              fix: c.mesh
+                ? 'peer the routers with BGP (Calico BGPPeer), or use IPIP/VXLAN CrossSubnet'
+                : 'add the pod routes to the router, or use an encapsulating backend',
+            });
+        }
   }
 
   for (const s of c.mesh?.sessions ?? [])

@@ -2,6 +2,7 @@
  * The per-mode comparison, measured rather than typed in: build the cluster in each CNI mode,
  * walk a cross-node TCP exchange, and read what the underlay segment saw.
  */
+import { nodeBlocks } from '../cni/ipam.ts';
 import type { ClusterSpec, CniMode } from '../cluster/spec.ts';
 import { CNI_MODES } from '../cluster/spec.ts';
 import { buildCluster } from '../cni/build.ts';
@@ -71,10 +72,11 @@ export function compareModes(spec: ClusterSpec, modes: readonly CniMode[] = CNI_
         else if (l4.kind === 'ipip') row.encapsulation = 'IPinIP (IP protocol 4)';
         row.underlayAddresses = [...new Set([outer.ip.src, outer.ip.dst])];
       }
-      const podNets = c.nodes.map((n) => n.podCIDR);
+      // what routes the pods: the nodes' pod CIDRs, or in calico-node's layout their IPAM blocks
+      const podNets = c.nodes.flatMap((n) => nodeBlocks(c, n.name));
       const seesPods = row.underlayAddresses.some((a) => c.pods.some((pp) => pp.ip === a));
       row.underlayMustKnow = seesPods
-        ? `pod CIDRs (${podNets.join(', ')})`
+        ? `${c.layout === 'calico' ? 'IPAM blocks' : 'pod CIDRs'} (${podNets.join(', ')})`
         : `node IPs only (${row.underlayAddresses.join(', ')})`;
     }
     return row;

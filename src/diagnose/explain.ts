@@ -9,8 +9,9 @@
  */
 import { MODE_INFO } from '../cni/modes.ts';
 import { carrierOk } from '../kernel/links.ts';
-import type { Cluster, ResolvedNode } from '../cni/build.ts';
-import { inPrefix } from '../wire/addr.ts';
+import { CALICO_POD_GATEWAY, type Cluster, type ResolvedNode } from '../cni/build.ts';
+import type { Route } from '../kernel/fib.ts';
+import { inPrefix, ip4ToInt } from '../wire/addr.ts';
 import { runCommand, TOOLS } from '../tools/index.ts';
 import type { CounterEvent, DropReason, Step, Trace } from '../trace/types.ts';
 import type { Rule, RuleOrigin } from '../kernel/netfilter.ts';
@@ -85,6 +86,70 @@ export function ownerOf(c: Cluster, ip: string): ResolvedNode | undefined {
   return c.nodes.find((n) => inPrefix(ip, n.podNet, n.podLen));
 }
 
+/**
+ * Why a packet met a route that sends nothing. In calico-node's layout the node's IPAM blocks are
+ * `blackhole … proto bird` (BIRD's static protocol), covering every address of the block that has
+ * no /32 of its own: a pod that is gone, a pod whose cali device is down, or an address the block
+ * lent to a pod on another node whose /32 this node's BIRD did not learn.
+ */
+function deadRouteCauses(c: Cluster, netns: string, dst: string, r: Route): string[] {
+  const route = `\`${routeEntryText(r).trim()}\``;
+  if (r.type !== 'blackhole' || r.proto !== 'bird' || !c.ipam)
+    return [
+      `${route} on ${netns} matches ${dst}: someone added it (ip route add ${r.type} …), or a daemon did`,
+    ];
+  const pod = c.pods.find((p) => p.ip === dst);
+  if (!pod)
+    return [
+      `no pod has ${dst}: ${route} is calico-node's blackhole for the IPAM block, which discards what is sent to an address nobody holds (a deleted pod's, a stale DNS answer, a stale Service endpoint)`,
+    ];
+  if (pod.node === netns) {
+    const dev = c.world.netns.get(netns)?.link(pod.hostVeth);
+    return [
+      `${pod.name}'s route \`${dst} dev ${pod.hostVeth} scope link\` is gone${dev && !dev.up ? ` (${pod.hostVeth} is DOWN: the kernel removed the routes through it)` : ' (deleted by hand, or the CNI plugin never added it)'}, so the block's ${route} takes its traffic`,
+    ];
+  }
+  const s = c.mesh?.session(netns, pod.node);
+  return [
+    `${dst} is ${pod.name}'s, borrowed by ${pod.node} from ${netns}'s IPAM block: ${netns} routes it by the block's ${route} because its BIRD has no /32 for it from ${pod.node}${s && s.state !== 'Established' ? ` (the BGP session ${netns} ↔ ${pod.node} is ${s.state}, not Established)` : ''}; check \`birdc show route ${dst}/32\` on ${netns}`,
+  ];
+}
+
+/**
+ * Why the node did not answer a Calico pod's ARP for 169.254.1.1: arp_process answers by proxy
+ * only with proxy_arp on the pod's cali device (conf.all or conf.DEV), forwarding on it, and an
+ * input route to 169.254.1.1 that leaves by another device (the node's default route).
+ */
+function proxyArpCauses(
+  c: Cluster,
+  pod: Cluster['pods'][number],
+  cmd: (netns: string, command: string) => void,
+): string[] {
+  const node = c.world.netns.get(pod.node);
+  const dev = pod.hostVeth;
+  if (!node?.link(dev)) return [];
+  const out: string[] = [];
+  const on = (k: string) => node.sysctl.get(k) === '1';
+  if (!on('net.ipv4.conf.all.proxy_arp') && !on(`net.ipv4.conf.${dev}.proxy_arp`)) {
+    out.push(
+      `proxy ARP is off on ${pod.node}'s ${dev}: the node answers ${pod.name}'s ARP for ${CALICO_POD_GATEWAY} only with net.ipv4.conf.${dev}.proxy_arp=1, which Calico's CNI plugin sets (sysctl -w net.ipv4.conf.${dev}.proxy_arp=1)`,
+    );
+    cmd(pod.node, `sysctl net.ipv4.conf.${dev}.proxy_arp`);
+  }
+  if (!node.forwarding(dev))
+    out.push(
+      `forwarding is off on ${pod.node}'s ${dev}: proxy ARP answers only on a device that forwards (net.ipv4.conf.${dev}.forwarding=1)`,
+    );
+  const r = node.fib.lookup(ip4ToInt(CALICO_POD_GATEWAY));
+  if (!r || r.type !== 'unicast' || r.dev === dev) {
+    out.push(
+      `${pod.node} has no route to ${CALICO_POD_GATEWAY} out of another device (no default route): proxy ARP answers only for an address the node would forward elsewhere`,
+    );
+    cmd(pod.node, `ip route get ${CALICO_POD_GATEWAY} from ${pod.ip} iif ${dev}`);
+  }
+  return out;
+}
+
 /** the node a netns belongs to: itself, or the node of the pod */
 function nodeOf(c: Cluster, netns: string): string | undefined {
   if (c.nodes.some((n) => n.name === netns)) return netns;
@@ -117,6 +182,14 @@ export function explainDrop(c: Cluster, t: Trace): Explanation | undefined {
 
   switch (drop.reason) {
     case 'no-route': {
+      if (drop.route) {
+        causes.push(...deadRouteCauses(c, d.netns, dst, drop.route));
+        stage = `ip_route_input → ip_error: the FIB's best match for ${dst} is a ${drop.route.type} route`;
+        entry = `${dst} matches \`${routeEntryText(drop.route)}\``;
+        cmd(d.netns, `ip route get ${dst}`);
+        cmd(d.netns, 'ip route show');
+        break;
+      }
       const out = drop.site === 'ip_route_output' || drop.site === 'iptunnel_xmit';
       const tunnel = !!drop.tunnel;
       stage = out
@@ -175,7 +248,10 @@ export function explainDrop(c: Cluster, t: Trace): Explanation | undefined {
       causes.push(
         `nothing answers ARP for ${ip} on ${dev}: the next hop of \`${route?.ev.type === 'route' ? routeEntryText(route.ev.route) : '?'}\` is down, gone or renumbered`,
       );
-      if (c.mode === 'flannel-host-gw' || c.mode === 'calico-bgp')
+      if (
+        (c.mode === 'flannel-host-gw' || c.mode === 'calico-bgp') &&
+        c.world.netns.get(d.netns)?.role === 'node'
+      )
         causes.push(
           `a node was replaced or changed its IP and ${info.controlPlane} on ${d.netns} still routes its pods to the old address; check that the route's gateway is a live node IP`,
         );
@@ -197,6 +273,10 @@ export function explainDrop(c: Cluster, t: Trace): Explanation | undefined {
         cmd(d.netns, `ip link show dev ${pod.hostVeth}`);
       } else if (pod)
         causes.push(`the pod's address or its veth was removed (CNI DEL ran, or the pod was deleted)`);
+      // a Calico pod's gateway 169.254.1.1 is nobody's address: the node answers by proxy ARP
+      const me = c.pods.find((p) => p.name === d.netns);
+      if (me && c.layout === 'calico' && ip === CALICO_POD_GATEWAY)
+        causes.unshift(...proxyArpCauses(c, me, cmd));
       break;
     }
     case 'vxlan-fdb-miss': {

@@ -154,8 +154,13 @@ export function groupingObstacle(c: Cluster, run: readonly string[]): string | u
     const n = byName.get(p.node)!;
     const host = (ip4ToInt(p.ip) & ~prefixMask(n.podLen)) >>> 0;
     const last = 2 ** (32 - n.podLen) - 1;
-    if (!inPrefix(p.ip, n.podNet, n.podLen) || host === 0 || host === last)
+    // on cni0 the CIDR's network and broadcast addresses are special; Calico's pods are /32s
+    const special = c.layout === 'bridge' && (host === 0 || host === last);
+    if (!inPrefix(p.ip, n.podNet, n.podLen) || special)
       return `${p.name}'s address ${p.ip} is not a host address of ${n.name}'s pod CIDR ${n.podCIDR}`;
+    // a borrowed address has a /32 route of its own on every node: no other pod looks like it
+    const lender = c.ipam?.borrowed.get(p.name);
+    if (lender) return `${p.name}'s address ${p.ip} is borrowed from ${lender}'s IPAM block`;
   }
   const nets = [
     ...c.nodes.map((n) => ({

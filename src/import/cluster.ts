@@ -239,6 +239,12 @@ export function clusterOf(plan: ImportPlan, warn: (w: ImportWarning) => void): C
     // a host outside the cluster is not collected (only nodes and routers are)
     externalHosts: [],
     podMtu: spec.podMtu ?? spec.mtu,
+    // the dump's own wiring: Calico's (no bridge behind a pod's host veth) or a bridge's
+    layout:
+      cni.mode.startsWith('calico') &&
+      !plan.namespaces.some((x) => x.links.some((l) => l.type === 'bridge' && x.role === 'node'))
+        ? 'calico'
+        : 'bridge',
     clusterCidr: nodes.length ? supernet(nodes.map((n) => n.podCIDR)) : '0.0.0.0/0',
     warnings: [],
     // kube-proxy's rules come in with the dumped iptables tables: nothing programs them again

@@ -381,7 +381,12 @@ const ROUTE_TYPES = new Set(['unicast', 'blackhole', 'unreachable', 'prohibit'])
 const MODEL_SYSCTL =
   /^net\.(ipv4\.(ip_forward|ip_default_ttl|ip_local_port_range|tcp_timestamps|tcp_sack|tcp_window_scaling|tcp_rmem|neigh\.default\.gc_stale_time|neigh\.[^.]+\.proxy_delay|conf\.[^.].*\.(rp_filter|forwarding|proxy_arp))|core\.rmem_max|bridge\.bridge-nf-call-iptables|netfilter\.nf_conntrack_tcp_loose)$/;
 
-/** sysctls the model does not read, and what a non-default value may change */
+/**
+ * sysctls the model does not read, and what a non-default value may change. Not among them:
+ * route_localnet, which Calico's CNI plugin sets to 1 on every cali* device and kube-proxy on
+ * conf.all: the model has no martian check for 127.0.0.0/8 from the wire (ip_route_input_slow's),
+ * so it behaves as route_localnet=1 does everywhere, and a dump's 1 changes nothing in it.
+ */
 const UNMODELLED_SYSCTLS: [RegExp, string, string][] = [
   [/^net\.ipv4\.conf\.(.+)\.arp_ignore$/, '0', 'the model answers ARP for any local address on any device'],
   [/^net\.ipv4\.conf\.(.+)\.arp_filter$/, '0', 'the model answers ARP on whichever device a request arrives'],
@@ -390,7 +395,6 @@ const UNMODELLED_SYSCTLS: [RegExp, string, string][] = [
     '0',
     'the model drops packets from a local source arriving from outside',
   ],
-  [/^net\.ipv4\.conf\.(.+)\.route_localnet$/, '0', 'the model does not route 127.0.0.0/8 off the host'],
   [/^net\.ipv4\.conf\.(.+)\.src_valid_mark$/, '0', 'the model ignores the packet mark in source validation'],
   [/^net\.ipv4\.fib_multipath_hash_policy$/, '0', 'the model has no multipath routes'],
 ];

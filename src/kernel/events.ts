@@ -92,6 +92,8 @@ export type IcmpErrorKind =
   | 'port-unreachable'
   | 'fragmentation-needed'
   | 'time-exceeded'
+  /** destination unreachable code 13 (a prohibit route: ip_error's EACCES) */
+  | 'admin-prohibited'
   | 'reject';
 
 /* ------------------------------------------------------------ drops */
@@ -160,6 +162,8 @@ export type DropCause =
       afterNat?: boolean;
       /** ipip with `remote any` and a route without gateway, or a frame handed to an L3 device */
       ipip?: 'no-gateway' | 'frame';
+      /** the route that matched and sends nothing (ip_error: blackhole silently, unreachable and prohibit with ICMP) */
+      route?: Route;
     }
   | {
       reason: 'neighbour-failed';
@@ -266,7 +270,11 @@ export type Delivery =
 export type StepEvent =
   | { type: 'route'; dst: string; route: Route; dev: string; src: string; outer?: boolean }
   | { type: 'route-local'; dst: string; dev: string; via: 'input' | 'output' }
-  | { type: 'route-miss'; dst: string; outer?: boolean; oif?: string; input?: boolean }
+  /**
+   * `route`: the best match is a route that sends nothing (blackhole, unreachable, prohibit: the
+   * FIB answers -EINVAL, -EHOSTUNREACH, -EACCES), e.g. an IPAM block's `blackhole … proto bird`
+   */
+  | { type: 'route-miss'; dst: string; outer?: boolean; oif?: string; input?: boolean; route?: Route }
   | { type: 'rp-filter'; src: string; back?: Route; iif: string }
   | { type: 'forward'; pkt: Ipv4Packet; iif: string; oif: string; ttl: number }
   | {
@@ -288,8 +296,21 @@ export type StepEvent =
   /** `unicast`: a PROBE-state probe sent to the entry's known address (arp_solicit) */
   | { type: 'arp-request'; target: string; sender: string; unicast?: MacAddr }
   | { type: 'arp-ignore'; target: string }
-  /** `proxy`: answered for an address routed out of another device (proxy_arp), with the route */
-  | { type: 'arp-reply'; target: string; mac: MacAddr; to: string; proxy?: { route: Route } }
+  | { type: 'arp-reply'; target: string; mac: MacAddr; to: string }
+  /**
+   * arp_process → arp_fwd_proxy: a request for an address that is not ours, answered with the
+   * receiving device's MAC because proxy_arp is on there (conf.all or conf.DEV), forwarding is on
+   * and the input route to the target leaves by another device (`route`); `proxyDelay`:
+   * neigh.DEV.proxy_delay in USER_HZ (Calico sets 0: the answer goes at once)
+   */
+  | {
+      type: 'arp-proxy-reply';
+      target: string;
+      mac: MacAddr;
+      to: string;
+      route: Route;
+      proxyDelay: number;
+    }
   | { type: 'arp-learn'; ip: string; mac: MacAddr; entry: NeighEntry }
   /**
    * a reply for a valid entry with another address within locktime of the entry's last change:

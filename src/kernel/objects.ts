@@ -348,8 +348,19 @@ export class Netns {
    */
   setSysctl(key: string, value: string): void {
     this.sysctl.set(key, value);
-    if (key === 'net.ipv4.ip_forward') this.sysctl.set('net.ipv4.conf.all.forwarding', value);
-    if (key === 'net.ipv4.conf.all.forwarding') this.sysctl.set('net.ipv4.ip_forward', value);
+    if (key === 'net.ipv4.ip_forward' || key === 'net.ipv4.conf.all.forwarding') {
+      // inet_forward_change: conf.default and every device's conf.DEV.forwarding follow
+      for (const k of [...this.sysctl.keys()])
+        if (k.startsWith('net.ipv4.conf.') && k.endsWith('.forwarding')) this.sysctl.set(k, value);
+      this.sysctl.set('net.ipv4.ip_forward', value);
+    }
+  }
+
+  /** IN_DEV_FORWARD: the device's conf.DEV.forwarding (set with ip_forward unless written alone) */
+  forwarding(dev: string): boolean {
+    return (
+      (this.sysctl.get(`net.ipv4.conf.${dev}.forwarding`) ?? this.sysctl.get('net.ipv4.ip_forward')) === '1'
+    );
   }
 
   sysctlNum(key: string): number {

@@ -734,20 +734,27 @@ export class Stack {
         this.step(ns, 'arp', 2, 'ignore', { type: 'arp-ignore', target: arp.targetIp }, { device: dev.name });
         return;
       }
-      // arp_process: the sender becomes a STALE neighbour, then we answer from the receiving device
+      // arp_process: the sender becomes a STALE neighbour (neigh_event_ns), then we answer from the receiving device
       this.learnNeighbour(ns, dev.name, arp.senderIp, arp.senderMac, 'STALE', false);
       this.step(
         ns,
         'arp',
         2,
         'reply',
-        {
-          type: 'arp-reply',
-          target: arp.targetIp,
-          mac: dev.mac,
-          to: arp.senderIp,
-          ...(proxy ? { proxy: { route: { ...proxy } } } : {}),
-        },
+        proxy
+          ? {
+              type: 'arp-proxy-reply',
+              target: arp.targetIp,
+              mac: dev.mac,
+              to: arp.senderIp,
+              route: { ...proxy },
+              proxyDelay: Number(
+                ns.sysctl.get(`net.ipv4.neigh.${dev.name}.proxy_delay`) ??
+                  ns.sysctl.get('net.ipv4.neigh.default.proxy_delay') ??
+                  '80',
+              ),
+            }
+          : { type: 'arp-reply', target: arp.targetIp, mac: dev.mac, to: arp.senderIp },
         { device: dev.name },
       );
       const reply: Frame = {
@@ -816,9 +823,7 @@ export class Stack {
           '0',
       );
     const proxyArp = Number(ns.sysctl.get('net.ipv4.conf.all.proxy_arp') ?? '0') || conf('proxy_arp');
-    const forwarding =
-      ns.sysctl.get(`net.ipv4.conf.${dev.name}.forwarding`) ?? ns.sysctl.get('net.ipv4.ip_forward') ?? '0';
-    if (!proxyArp || forwarding !== '1' || sip === '0.0.0.0') return undefined;
+    if (!proxyArp || !ns.forwarding(dev.name) || sip === '0.0.0.0') return undefined;
     const route = ns.fib.lookup(ip4ToInt(tip), this.usable(ns));
     if (!route || route.type !== 'unicast' || route.dev === dev.name) return undefined;
     // fib_validate_source for the sender, as ip_route_input does
@@ -1467,11 +1472,34 @@ export class Stack {
       );
       return this.localIn(ns, dev, skb);
     }
-    if (ns.sysctl.get('net.ipv4.ip_forward') !== '1') {
+    // ip_route_input_slow: IN_DEV_FORWARD(in_dev), the input device's own forwarding
+    if (!ns.forwarding(dev.name)) {
       this.mib(ns, 'IpInAddrErrors');
       return this.drop(ns, { reason: 'forwarding-disabled', site: 'ip_route_input_slow', dst }, dev.name);
     }
     const rr = this.routeOutput(ns, dst);
+    // the best match sends nothing: fib_lookup's error is the type's (fib_props), and ip_error
+    // discards a blackhole's packet silently (EINVAL: no ICMP, no IpExtInNoRoutes), answers an
+    // unreachable one with host unreachable (EHOSTUNREACH), a prohibit one with code 13 (EACCES)
+    const dead = rr ? undefined : ns.fib.lookup(ip4ToInt(dst), this.usable(ns));
+    if (dead && dead.type !== 'unicast') {
+      this.step(
+        ns,
+        'route',
+        3,
+        'lookup',
+        { type: 'route-miss', dst, input: true, route: { ...dead } },
+        { device: dev.name },
+      );
+      this.drop(ns, { reason: 'no-route', site: 'ip_route_input_slow', dst, route: { ...dead } }, dev.name);
+      if (dead.type === 'blackhole') return;
+      const [code, kind] =
+        dead.type === 'unreachable' ? [1, 'host-unreachable' as const] : [13, 'admin-prohibited' as const];
+      if (ipErrorAllow(ns, skb.pkt.ip.src, this.w.now))
+        this.icmpError(ns, skb.pkt, 3, code, undefined, kind, undefined, skb.ct);
+      else this.icmpLimited(ns, skb.pkt.ip.src, kind, 'route');
+      return;
+    }
     if (!rr || 'error' in rr) {
       this.step(ns, 'route', 3, 'lookup', { type: 'route-miss', dst, input: true }, { device: dev.name });
       this.mib(ns, 'IpExtInNoRoutes');

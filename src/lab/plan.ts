@@ -38,6 +38,8 @@ export const PER_NETNS_SYSCTLS = [
   /^net\.ipv4\.conf\.[^.]+\.proxy_arp$/,
   /^net\.ipv4\.neigh\.[^.]+\.proxy_delay$/,
   /^net\.ipv4\.conf\.(?!all\.)[^.]+\.forwarding$/,
+  // a device's own (Calico's CNI plugin sets it on cali*); conf.all's is kube-proxy's, not the lab's
+  /^net\.ipv4\.conf\.(?!all\.|default\.)[^.]+\.route_localnet$/,
   /^net\.ipv4\.tcp_rmem$/,
   /^net\.ipv4\.ip_local_port_range$/,
   /^net\.ipv4\.ip_default_ttl$/,
@@ -175,7 +177,10 @@ export function planLab(c: Cluster): LabPlan {
   }
   for (const ns of all) {
     const n = names.get(ns.name)!;
-    for (const r of ns.fib.list()) {
+    // routes through a gateway after the ones without: `default via 169.254.1.1 dev eth0` needs
+    // `169.254.1.1 dev eth0 scope link` first (Calico's pods), or the kernel refuses the gateway
+    const routes = ns.fib.list();
+    for (const r of [...routes.filter((x) => !x.via), ...routes.filter((x) => x.via)]) {
       if (r.proto === 'kernel') continue;
       add(ns, ['ip', '-n', n, 'route', 'add', ...routeArgs(formatRoute(r))]);
     }

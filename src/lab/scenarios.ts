@@ -24,6 +24,8 @@ import {
   type MoreKind,
   type SvcKind,
 } from './svc-scenarios.ts';
+import { nodeBlocks } from '../cni/ipam.ts';
+import { inPrefix, parseCidr } from '../wire/addr.ts';
 
 export const LAB_MODES: readonly CniMode[] = ['flannel-vxlan', 'flannel-host-gw', 'calico-bgp'];
 
@@ -197,8 +199,14 @@ export function faultOf(s: Scenario, c: Cluster): Fault | undefined {
     case 'none':
     case 'no-listener':
       return undefined;
-    case 'route-del':
-      return { netns: srcNode.name, command: `ip route del ${dstNode.podCIDR}` };
+    case 'route-del': {
+      // the route the destination's block has (Calico's layout: an IPAM block; else the pod CIDR)
+      const block = nodeBlocks(c, dstNode.name).find((b) => {
+        const x = parseCidr(b);
+        return inPrefix(dstPod.ip, x.addr, x.len);
+      });
+      return { netns: srcNode.name, command: `ip route del ${block ?? dstNode.podCIDR}` };
+    }
     case 'fdb-del': {
       const vtep = c.world.ns(dstNode.name).link('flannel.1')!.mac;
       return { netns: srcNode.name, command: `bridge fdb del ${vtep} dev flannel.1 dst ${dstNode.addr}` };

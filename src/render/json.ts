@@ -148,6 +148,7 @@ const DropJson = z.discriminatedUnion('reason', [
     tunnel: z.boolean().optional(),
     afterNat: z.boolean().optional(),
     ipip: z.enum(['no-gateway', 'frame']).optional(),
+    route: RouteJson.optional().describe('the blackhole, unreachable or prohibit route that matched'),
   }),
   z.strictObject({
     ...dropBase,
@@ -291,6 +292,7 @@ const IcmpErrorKind = z.enum([
   'port-unreachable',
   'fragmentation-needed',
   'time-exceeded',
+  'admin-prohibited',
   'reject',
 ]);
 
@@ -307,6 +309,9 @@ const EVENTS = {
     outer: z.boolean().optional(),
     oif: z.string().optional(),
     input: z.boolean().optional(),
+    route: RouteJson.optional().describe(
+      'the best match, a route that sends nothing (blackhole, unreachable, prohibit)',
+    ),
   }),
   'rp-filter': ev('rp-filter', { src: ip, back: RouteJson.optional(), iif: z.string() }),
   forward: ev('forward', { pkt: hexBytes, iif: z.string(), oif: z.string(), ttl: z.number().int() }),
@@ -347,15 +352,16 @@ const EVENTS = {
     unicast: mac.optional().describe("a PROBE-state probe: sent to the entry's known address"),
   }),
   'arp-ignore': ev('arp-ignore', { target: ip }),
-  'arp-reply': ev('arp-reply', {
+  'arp-reply': ev('arp-reply', { target: ip, mac, to: ip }),
+  'arp-proxy-reply': ev('arp-proxy-reply', {
     target: ip,
     mac,
     to: ip,
-    proxy: z
-      .strictObject({ route: RouteJson })
-      .optional()
-      .describe('answered by proxy_arp for a target routed out of another device'),
-  }),
+    route: RouteJson.describe(
+      "the input route to the target: it leaves by another device than the request's",
+    ),
+    proxyDelay: z.number().int().describe('neigh.DEV.proxy_delay (USER_HZ)'),
+  }).describe('answered by proxy ARP (arp_process → arp_fwd_proxy) with the receiving device’s MAC'),
   'arp-learn': ev('arp-learn', { ip, mac, entry: NeighJson }),
   'arp-locked': ev('arp-locked', { ip, mac, entry: NeighJson }).describe(
     "a reply with another address within locktime of the entry's last change: ignored (the first reply wins)",
@@ -599,8 +605,12 @@ function jsonEvent(e: StepEvent): EventJsonT {
       return { ...e, back: e.back && routeJson(e.back) };
     case 'encap-ipip':
       return { ...e, route: routeJson(e.route) };
-    case 'arp-reply':
-      return e.proxy ? { ...e, proxy: { route: routeJson(e.proxy.route) } } : { ...e, proxy: undefined };
+    case 'arp-proxy-reply':
+      return { ...e, route: routeJson(e.route) };
+    case 'route-miss': {
+      const { route, ...rest } = e;
+      return route ? { ...rest, route: routeJson(route) } : rest;
+    }
     case 'forward':
     case 'send':
       return { ...e, pkt: hex(emitIpv4Packet(e.pkt)) };
@@ -618,6 +628,10 @@ function jsonEvent(e: StepEvent): EventJsonT {
       const d = e.drop;
       const counters = [...d.counters];
       if (d.reason === 'filtered') return { type: 'drop', drop: { ...d, ...decisionJson(d), counters } };
+      if (d.reason === 'no-route') {
+        const { route, ...rest } = d;
+        return { type: 'drop', drop: { ...rest, ...(route ? { route: routeJson(route) } : {}), counters } };
+      }
       return { type: 'drop', drop: { ...d, counters } };
     }
     default:

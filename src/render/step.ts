@@ -20,6 +20,7 @@ const ICMP_LABEL: Record<string, string> = {
   'port-unreachable': 'port unreachable',
   'fragmentation-needed': 'fragmentation needed',
   'time-exceeded': 'time exceeded',
+  'admin-prohibited': 'administratively prohibited',
 };
 
 /** the ICMP error's name as the step says it: the REJECT rule's --reject-with, or the kind */
@@ -170,6 +171,11 @@ export function dropText(d: Drop): string {
       if (d.tunnel) return `no route to tunnel endpoint ${d.dst}`;
       if (d.afterNat) return `no route to ${d.dst} after DNAT`;
       if (d.call) return `no route to ${d.dst}: ${callText(d.call)} fails with ENETUNREACH`;
+      if (d.route?.type === 'blackhole') return `${d.dst} matches a blackhole route: discarded silently`;
+      if (d.route?.type === 'unreachable')
+        return `${d.dst} matches an unreachable route: ICMP host unreachable`;
+      if (d.route?.type === 'prohibit')
+        return `${d.dst} matches a prohibit route: ICMP administratively prohibited`;
       return `no route to ${d.dst} (IpExtInNoRoutes)`;
     case 'neighbour-failed':
       return d.queued
@@ -237,6 +243,7 @@ export function stepDetail(s: Step): string {
         ? `${e.dst} is a local address (on ${e.dev}): deliver locally`
         : `${e.dst} is local: via lo`;
     case 'route-miss':
+      if (e.route) return `${e.dst} → ${e.route.type}: the route sends nothing`;
       return e.outer
         ? `outer ${e.dst}: no route${e.oif ? ` via ${e.oif}` : ''}`
         : `${e.dst}: no matching route`;
@@ -275,9 +282,9 @@ export function stepDetail(s: Step): string {
     case 'arp-ignore':
       return `who-has ${e.target}: not a local address, ignored`;
     case 'arp-reply':
-      return e.proxy
-        ? `${e.target} is-at ${e.mac} (proxy_arp on ${dev}: ${e.target} is routed out of ${e.proxy.route.dev}; reply to ${e.to})`
-        : `${e.target} is-at ${e.mac} (reply to ${e.to})`;
+      return `${e.target} is-at ${e.mac} (reply to ${e.to})`;
+    case 'arp-proxy-reply':
+      return `${e.target} is-at ${e.mac}: proxy ARP on ${dev} (proxy_arp=1, ${e.target} is routed out of ${e.route.dev}${e.proxyDelay ? '' : ', proxy_delay 0: at once'}; reply to ${e.to})`;
     case 'arp-learn':
       return `${e.ip} is-at ${e.mac}: neighbour REACHABLE`;
     case 'arp-locked':
@@ -369,6 +376,7 @@ export function stepTable(s: Step): string | undefined {
     case 'route-miss':
     case 'rp-filter':
     case 'encap-ipip':
+    case 'arp-proxy-reply':
       return 'main';
     case 'route-local':
       return 'local';
@@ -402,11 +410,12 @@ export function stepEntry(s: Step): string | undefined {
     case 'route':
       return routeEntryText(e.route);
     case 'encap-ipip':
+    case 'arp-proxy-reply':
       return routeEntryText(e.route);
     case 'rp-filter':
       return e.back ? routeEntryText(e.back) : '(none)';
     case 'route-miss':
-      return '(none)';
+      return e.route ? routeEntryText(e.route) : '(none)';
     case 'route-local':
       return `local ${e.dst} dev ${e.dev} proto kernel scope host src ${e.dst}`;
     case 'neigh':

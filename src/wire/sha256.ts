@@ -16,8 +16,8 @@ const K = new Uint32Array([
 
 const rotr = (x: number, n: number) => (x >>> n) | (x << (32 - n));
 
-/** SHA-256 of the bytes */
-export function sha256(data: Uint8Array): Uint8Array {
+/** The Merkle–Damgård padding of SHA-1 and SHA-256: 0x80, zeros, the bit length (64-bit big-endian) */
+export function mdPad(data: Uint8Array): { padded: Uint8Array; dv: DataView } {
   const bitLen = data.length * 8;
   const padded = new Uint8Array((((data.length + 8) >> 6) + 1) << 6);
   padded.set(data);
@@ -25,6 +25,20 @@ export function sha256(data: Uint8Array): Uint8Array {
   const dv = new DataView(padded.buffer);
   dv.setUint32(padded.length - 8, Math.floor(bitLen / 2 ** 32));
   dv.setUint32(padded.length - 4, bitLen >>> 0);
+  return { padded, dv };
+}
+
+/** the state words, big-endian: the digest */
+export function digestBytes(h: Uint32Array): Uint8Array {
+  const out = new Uint8Array(h.length * 4);
+  const ov = new DataView(out.buffer);
+  for (let i = 0; i < h.length; i++) ov.setUint32(i * 4, h[i]);
+  return out;
+}
+
+/** SHA-256 of the bytes */
+export function sha256(data: Uint8Array): Uint8Array {
+  const { padded, dv } = mdPad(data);
   const h = new Uint32Array([
     0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
   ]);
@@ -62,10 +76,7 @@ export function sha256(data: Uint8Array): Uint8Array {
     h[6] += g;
     h[7] += hh;
   }
-  const out = new Uint8Array(32);
-  const ov = new DataView(out.buffer);
-  for (let i = 0; i < 8; i++) ov.setUint32(i * 4, h[i]);
-  return out;
+  return digestBytes(h);
 }
 
 const B32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
