@@ -34,7 +34,7 @@ import {
   type RouteRequest,
 } from '../kernel/netlink.ts';
 import { derivedMac } from '../kernel/world.ts';
-import type { Cluster } from './build.ts';
+import type { Cluster, ResolvedNode } from './build.ts';
 
 export const VXLAN_OVERHEAD = 50; // outer Ethernet 14 + IP 20 + UDP 8 + VXLAN 8 (the inner Ethernet header replaces the outer one on the pod's budget)
 export const IPIP_OVERHEAD = 20;
@@ -94,6 +94,15 @@ export const MODE_INFO: Record<CniMode, ModeInfo> = {
     networkPolicy: true,
   },
 };
+
+/**
+ * The prefixes a node's BIRD originates in a Calico mode (its static protocol's blocks, which the
+ * mesh announces to every peer): the node's pod CIDR. The one source of them: the mesh below and
+ * the lab's real BIRD configuration (src/lab/bird.ts) both call this.
+ */
+export function bgpOriginates(_c: Cluster, node: ResolvedNode): string[] {
+  return [node.podCIDR];
+}
 
 /**
  * Program every node as the mode's daemon would. A route, neighbour or FDB entry the kernel
@@ -175,7 +184,7 @@ export function programMode(c: Cluster): void {
     case 'calico-ipip':
     case 'calico-ipip-crosssubnet': {
       const mesh = new Mesh(
-        c.nodes.map((n) => ({ node: n.name, ip: n.addr, len: n.len, originates: [n.podCIDR] })),
+        c.nodes.map((n) => ({ node: n.name, ip: n.addr, len: n.len, originates: bgpOriginates(c, n) })),
         c.spec.bgp.filter((s) => s.state === 'down').map((s) => ({ a: s.nodes[0], b: s.nodes[1] })),
       );
       c.mesh = mesh;

@@ -59,6 +59,8 @@ export interface LabState {
   roles?: Record<string, string>;
   /** the NetworkPolicy files `lab up --policy` enforced (absolute paths): what `lab diff` models */
   policies?: string[];
+  /** the real BIRDs of a Calico mode's nodes: node (model netns), pid, control socket */
+  birds?: { netns: string; pid: number; ctl: string }[];
 }
 
 export const STATE_DIR = '/run/podwalk';
@@ -75,6 +77,11 @@ export function statePath(prefix: string): string {
 /** the lab's scratch directory (lab trace's captures): removed with the lab, also after a crash */
 export function scratchPath(prefix: string): string {
   return `${STATE_DIR}/${key(prefix)}.d`;
+}
+
+/** the lab's BIRD directory (configurations, control sockets, pid files): removed with the lab */
+export function birdPath(prefix: string): string {
+  return `${STATE_DIR}/${key(prefix)}.bird`;
 }
 
 /** the lock file of earlier versions, removed by labDown when found */
@@ -379,6 +386,7 @@ export function labDown(c: Cluster): string[] {
   removeNamespaces(names);
   const removed = names.filter((n) => !new Set(allNamespaces()).has(n));
   rmSync(scratchPath(prefix), { recursive: true, force: true });
+  rmSync(birdPath(prefix), { recursive: true, force: true });
   rmSync(statePath(prefix), { force: true });
   // the state file's temporary siblings (.tmp, .PID) a killed process may have left
   const base = `${key(prefix)}.json.`;
@@ -734,6 +742,123 @@ export async function pool<T>(items: readonly T[], n: number, fn: (item: T) => P
   if (failure) throw failure.e;
 }
 
+/** BIRD's row of a protocol in `birdc show protocols`: name → state and info (info holds spaces) */
+export function birdProtocolRows(out: string): Map<string, { state: string; info: string }> {
+  const rows = new Map<string, { state: string; info: string }>();
+  for (const l of out.split('\n')) {
+    // Name Proto Table State Since Info; Since is one word in BIRD 2's default time format
+    const m = /^(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s*(.*?)\s*$/.exec(l);
+    if (m && m[1] !== 'Name' && m[2] !== 'ready.') rows.set(m[1], { state: m[4], info: m[6] });
+  }
+  return rows;
+}
+
+/** how long the mesh may take to come up: BIRD's connect delay (2 s), a retry (5 s) and its error wait (5 s) and more */
+const BIRD_WAIT_MS = 20_000;
+/** while sessions keep coming up, the wait goes on up to this */
+const BIRD_WAIT_CAP_MS = 120_000;
+
+/**
+ * Start the plan's BIRDs (each daemonizes once its configuration is read and its control socket is
+ * open, or exits with the configuration's error) and wait until every session that is not disabled
+ * is Established and every BIRD's table holds what its peers announce. The wait is bounded: 20 s,
+ * extended while sessions or routes keep arriving, never beyond 120 s; then the error names every
+ * session not Established with what BIRD says of it, and every route missing.
+ */
+async function startBirds(plan: LabPlan, state: LabState, signal?: AbortSignal): Promise<void> {
+  if (!plan.birds.length) return;
+  for (const tool of ['bird', 'birdc'])
+    if (run(['sh', '-c', `command -v ${tool}`]).code !== 0)
+      throw new LabError(
+        `a Calico mode's lab runs real BIRD 2 on its nodes: ${tool} is missing (apt-get install bird2)`,
+      );
+  const dir = birdPath(plan.prefix);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  state.birds = [];
+  const files = (node: string) => {
+    const base = `${dir}/${node.replace(/\//g, '_')}`;
+    return { conf: `${base}.conf`, ctl: `${base}.ctl`, pid: `${base}.pid` };
+  };
+  for (const b of plan.birds) {
+    const f = files(b.node);
+    writeFileSync(f.conf, b.config);
+    const r = await runAsync(
+      ['ip', 'netns', 'exec', plan.names.get(b.node)!, 'bird', '-c', f.conf, '-s', f.ctl, '-P', f.pid],
+      { signal },
+    );
+    if (r.code !== 0)
+      throw new LabError(
+        `${b.node}: bird did not start (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`,
+      );
+  }
+  // the daemon writes its pid file after its parent has exited
+  for (const b of plan.birds) {
+    const f = files(b.node);
+    let pid = 0;
+    for (let i = 0; i < 50 && !pid; i++) {
+      try {
+        pid = Number(readFileSync(f.pid, 'utf8').trim()) || 0;
+      } catch {
+        // not yet
+      }
+      if (!pid) await pause(20, signal);
+      throwIfAborted(signal);
+    }
+    state.birds.push({ netns: b.node, pid, ctl: f.ctl });
+  }
+  writeState(state);
+  const started = Date.now();
+  let limit = BIRD_WAIT_MS;
+  let best = -1;
+  let delay = 100;
+  for (;;) {
+    throwIfAborted(signal);
+    const missing: string[] = [];
+    let progress = 0;
+    await Promise.all(
+      plan.birds.map(async (b) => {
+        const ctl = files(b.node).ctl;
+        const [p, r] = await Promise.all([
+          runAsync(['birdc', '-s', ctl, 'show', 'protocols'], { signal }),
+          runAsync(['birdc', '-s', ctl, 'show', 'route'], { signal }),
+        ]);
+        const rows = birdProtocolRows(p.stdout);
+        for (const s of b.sessions) {
+          if (s.disabled) continue;
+          const row = rows.get(s.proto);
+          if (row?.info === 'Established') progress++;
+          else
+            missing.push(
+              `${b.node}: BGP session ${s.proto} (to ${s.peer}) not Established: ${row ? `${row.state} ${row.info}`.trim() : (p.stdout + p.stderr).trim().split('\n').pop()}`,
+            );
+        }
+        const have = new Set(
+          r.stdout.split('\n').flatMap((l) => {
+            const m = /^(\S+)\s+\S+\s+\[(\S+) /.exec(l);
+            return m ? [`${m[2]} ${m[1]}`] : [];
+          }),
+        );
+        for (const e of b.expect)
+          if (have.has(`${e.proto} ${e.prefix}`)) progress++;
+          else missing.push(`${b.node}: BIRD has no route ${e.prefix} from ${e.proto}`);
+      }),
+    );
+    if (!missing.length) return;
+    const elapsed = Date.now() - started;
+    if (progress > best) {
+      best = progress;
+      limit = Math.min(BIRD_WAIT_CAP_MS, Math.max(limit, elapsed + BIRD_WAIT_MS / 2));
+    }
+    if (elapsed >= limit)
+      throw new LabError(
+        `the BGP mesh did not converge in ${Math.round(elapsed / 1000)} s: ${missing.slice(0, 4).join('; ')}${missing.length > 4 ? ` (and ${missing.length - 4} more)` : ''}`,
+      );
+    await pause(delay, signal);
+    delay = Math.min(1000, delay * 2);
+  }
+}
+
 /** Build the lab; on any failure or abort, remove what was created and throw: never half-applied. */
 export async function labUp(c: Cluster, opts: UpOptions = {}): Promise<LabState> {
   const signal = opts.signal;
@@ -777,6 +902,7 @@ export async function labUp(c: Cluster, opts: UpOptions = {}): Promise<LabState>
       for (const l of plan.listeners)
         state.listeners.push({ netns: l.netns, proto: l.proto, port: l.port, pid });
     }
+    await startBirds(plan, state, signal);
     throwIfAborted(signal);
     state.owner = owner;
     if (!owner) delete state.ownerStart;

@@ -10,6 +10,7 @@ import type { Cluster } from '../cni/build.ts';
 import { formatRoute } from '../kernel/fib.ts';
 import type { Link, Netns } from '../kernel/objects.ts';
 import { iptablesSave } from '../tools/iptables-save.ts';
+import { labBirds, type LabBird } from './bird.ts';
 
 export class LabPlanError extends Error {}
 
@@ -28,6 +29,11 @@ export interface LabPlan {
   steps: PlanStep[];
   /** listeners to start in pods: [model netns, proto, port] */
   listeners: { netns: string; proto: 'tcp' | 'udp'; port: number }[];
+  /**
+   * real BIRDs to start on the nodes of a Calico mode, after the steps: they install the `proto bird`
+   * routes, which the steps leave out
+   */
+  birds: LabBird[];
 }
 
 /** sysctls that are per network namespace: the only ones the lab writes (a global one would change the host) */
@@ -173,10 +179,14 @@ export function planLab(c: Cluster): LabPlan {
     for (const l of ns.links.values())
       if (l.up && l.type !== 'loopback') add(ns, ['ip', '-n', n, 'link', 'set', l.name, 'up']);
   }
+  const birds = labBirds(c);
+  const birdNodes = new Set(birds.map((b) => b.node));
   for (const ns of all) {
     const n = names.get(ns.name)!;
     for (const r of ns.fib.list()) {
       if (r.proto === 'kernel') continue;
+      // BIRD's own: the real BIRD installs them
+      if (r.proto === 'bird' && birdNodes.has(ns.name)) continue;
       add(ns, ['ip', '-n', n, 'route', 'add', ...routeArgs(formatRoute(r))]);
     }
     for (const e of ns.neigh.list())
@@ -210,5 +220,5 @@ export function planLab(c: Cluster): LabPlan {
   const listeners = all.flatMap((ns) =>
     ns.sockets.map((s) => ({ netns: ns.name, proto: s.proto, port: s.port })),
   );
-  return { prefix, names, steps, listeners };
+  return { prefix, names, steps, listeners, birds };
 }
