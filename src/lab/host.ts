@@ -32,7 +32,8 @@ import {
 } from 'node:fs';
 import { setMaxListeners } from 'node:events';
 import type { Cluster } from '../cni/build.ts';
-import { labNames, labPrefix, planLab, type LabPlan, type PlanStep } from './plan.ts';
+import { birdPath, labNames, labPrefix, planLab, STATE_DIR, type LabPlan, type PlanStep } from './plan.ts';
+export { birdPath };
 
 export class LabError extends Error {}
 
@@ -61,9 +62,14 @@ export interface LabState {
   policies?: string[];
   /** the real BIRDs of a Calico mode's nodes: node (model netns), pid, control socket */
   birds?: { netns: string; pid: number; ctl: string }[];
+  /**
+   * the SNMP counters (`nstat -asz`) of each namespace once the BGP mesh had converged: what the
+   * sessions' own segments counted before any flow (lab diff counts from here)
+   */
+  nstatBase?: Record<string, Record<string, number>>;
 }
 
-export const STATE_DIR = '/run/podwalk';
+export { STATE_DIR } from './plan.ts';
 
 /** the state file's base name: the prefix without its trailing '-' */
 function key(prefix: string): string {
@@ -77,11 +83,6 @@ export function statePath(prefix: string): string {
 /** the lab's scratch directory (lab trace's captures): removed with the lab, also after a crash */
 export function scratchPath(prefix: string): string {
   return `${STATE_DIR}/${key(prefix)}.d`;
-}
-
-/** the lab's BIRD directory (configurations, control sockets, pid files): removed with the lab */
-export function birdPath(prefix: string): string {
-  return `${STATE_DIR}/${key(prefix)}.bird`;
 }
 
 /** the lock file of earlier versions, removed by labDown when found */
@@ -844,7 +845,7 @@ async function startBirds(plan: LabPlan, state: LabState, signal?: AbortSignal):
           else missing.push(`${b.node}: BIRD has no route ${e.prefix} from ${e.proto}`);
       }),
     );
-    if (!missing.length) return;
+    if (!missing.length) return quiesce(plan, state, signal);
     const elapsed = Date.now() - started;
     if (progress > best) {
       best = progress;
@@ -857,6 +858,57 @@ async function startBirds(plan: LabPlan, state: LabState, signal?: AbortSignal):
     await pause(delay, signal);
     delay = Math.min(1000, delay * 2);
   }
+}
+
+/**
+ * Once the mesh has converged, the lab starts from the state the model starts from: the BGP
+ * sessions' TCP segments resolved neighbours (the peers, the routers across subnets) and taught
+ * the segments' bridges where each node is; those dynamic entries are flushed, and the counters
+ * they bumped are taken as the baseline lab diff counts from. BIRD then stays quiet until its first
+ * KEEPALIVE (a third of the 240 s hold time after its last message); a late delayed ACK is waited out.
+ */
+async function quiesce(plan: LabPlan, state: LabState, signal?: AbortSignal): Promise<void> {
+  await resetState([...plan.names], plan.bridges, state, signal);
+}
+
+/**
+ * The same after a command that made BIRD talk (lab diff's `birdc disable`): the lab's namespaces
+ * back to the model's neighbours and bridges, the counters counted from here
+ */
+export async function labQuiesce(state: LabState, c: Cluster, signal?: AbortSignal): Promise<void> {
+  const bridges = [...c.world.netns.values()].flatMap((ns) =>
+    [...ns.links.values()].filter((l) => l.type === 'bridge').map((l) => ({ netns: ns.name, name: l.name })),
+  );
+  await resetState(Object.entries(state.namespaces), bridges, state, signal);
+}
+
+async function resetState(
+  names: [string, string][],
+  allBridges: { netns: string; name: string }[],
+  state: LabState,
+  signal?: AbortSignal,
+): Promise<void> {
+  await pause(300, signal);
+  throwIfAborted(signal);
+  const base: Record<string, Record<string, number>> = {};
+  await pool(names, 4, async ([model, ns]) => {
+    const bridges = allBridges.filter((b) => b.netns === model).map((b) => b.name);
+    const script = [
+      `ip -n ${ns} neigh flush all`,
+      ...bridges.map((b) => `bridge -n ${ns} fdb flush dev ${b} dynamic`),
+      `ip netns exec ${ns} nstat -asz`,
+    ].join(' && ');
+    const r = await runAsync(['sh', '-c', script], { signal });
+    if (r.code !== 0) throw new LabError(`${model}: resetting after the BGP mesh failed: ${r.stderr.trim()}`);
+    base[model] = Object.fromEntries(
+      r.stdout.split('\n').flatMap((l) => {
+        const m = /^(\S+)\s+(\d+)/.exec(l);
+        return m ? [[m[1], Number(m[2])]] : [];
+      }),
+    );
+  });
+  state.nstatBase = base;
+  writeState(state);
 }
 
 /** Build the lab; on any failure or abort, remove what was created and throw: never half-applied. */

@@ -34,6 +34,8 @@ export interface LabPlan {
    * routes, which the steps leave out
    */
   birds: LabBird[];
+  /** every bridge of the lab: (model netns, name) */
+  bridges: { netns: string; name: string }[];
 }
 
 /** sysctls that are per network namespace: the only ones the lab writes (a global one would change the host) */
@@ -50,6 +52,14 @@ export const PER_NETNS_SYSCTLS = [
   /^net\.bridge\.bridge-nf-call-iptables$/,
   /^net\.netfilter\.nf_conntrack_tcp_loose$/,
 ];
+
+/** where the labs keep their state files and directories */
+export const STATE_DIR = '/run/podwalk';
+
+/** a lab's BIRD directory (configurations, control sockets, pid files): removed with the lab */
+export function birdPath(prefix: string): string {
+  return `${STATE_DIR}/${prefix.replace(/-$/, '')}.bird`;
+}
 
 export function labPrefix(clusterName: string): string {
   const clean = clusterName.toLowerCase().replace(/[^a-z0-9-]/g, '-');
@@ -220,5 +230,8 @@ export function planLab(c: Cluster): LabPlan {
   const listeners = all.flatMap((ns) =>
     ns.sockets.map((s) => ({ netns: ns.name, proto: s.proto, port: s.port })),
   );
-  return { prefix, names, steps, listeners, birds };
+  const bridges = all.flatMap((ns) =>
+    [...ns.links.values()].filter((l) => l.type === 'bridge').map((l) => ({ netns: ns.name, name: l.name })),
+  );
+  return { prefix, names, steps, listeners, birds, bridges };
 }

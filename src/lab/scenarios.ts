@@ -15,6 +15,8 @@ import type { ClusterSpec, CniMode } from '../cluster/spec.ts';
 import type { Cluster } from '../cni/build.ts';
 import type { WalkRequest } from '../trace/walk.ts';
 import { seededRandom } from '../kernel/world.ts';
+import { meshProtocolName } from '../bgp/krt.ts';
+import { birdPath, labPrefix } from './plan.ts';
 import { isSvcKind, SVC_SEED_BASE, svcCommand, svcScenario, type SvcKind } from './svc-scenarios.ts';
 
 export const LAB_MODES: readonly CniMode[] = ['flannel-vxlan', 'flannel-host-gw', 'calico-bgp'];
@@ -189,6 +191,16 @@ export function faultOf(s: Scenario, c: Cluster): Fault | undefined {
     case 'no-listener':
       return undefined;
     case 'route-del':
+      // BIRD puts back a route deleted under it (its kernel scan, every 2 s): on a node of the
+      // mesh, the route goes when the session does, disabled on the side that connects (the higher
+      // address: the other one, passive, then sends nothing more); the lab's birdc needs its socket
+      if (s.mode === 'calico-bgp') {
+        const [on, peer] = srcNode.addr > dstNode.addr ? [srcNode, dstNode] : [dstNode, srcNode];
+        return {
+          netns: on.name,
+          command: `birdc -s ${birdPath(labPrefix(c.spec.name))}/${on.name}.ctl disable ${meshProtocolName(peer.addr)}`,
+        };
+      }
       return { netns: srcNode.name, command: `ip route del ${dstNode.podCIDR}` };
     case 'fdb-del': {
       const vtep = c.world.ns(dstNode.name).link('flannel.1')!.mac;

@@ -14,11 +14,12 @@
  * FIB_INSERT keeps each chain sorted by the hash: walking the buckets in order lists the networks by
  * ascending hash, whatever the table's size.
  */
-import type { BgpSession } from '../bgp/mesh.ts';
+import type { BgpSession, BgpSpeaker } from '../bgp/mesh.ts';
 import { meshProtocolName } from '../bgp/krt.ts';
 import type { Cluster, ResolvedNode } from '../cni/build.ts';
 import { bgpOriginates } from '../cni/modes.ts';
 import { routePrefix } from '../kernel/fib.ts';
+import { NetlinkError, routeDel } from '../kernel/netlink.ts';
 import { carrierOk } from '../kernel/links.ts';
 import { cidrText, ip4ToInt, networkOf } from '../wire/addr.ts';
 import { EPOCH_US, type Tool, type ToolResult } from './types.ts';
@@ -75,9 +76,19 @@ export function birdBlocks(c: Cluster, node: ResolvedNode): string[] {
   return bgpOriginates(c, node).filter((b) => !connected.has(b));
 }
 
-/** bgp_get_status for a mesh session in the model's state */
-function bgpInfo(s: BgpSession): { state: string; info: string } {
+/**
+ * bgp_get_status for a mesh session in the model's state, on `me`. A session one side disabled
+ * (as the lab's birdc printed it): that side is down with no info; the other, if it is the side that
+ * connects (the lower address, Calico's template makes the higher one passive), has its connections
+ * reset by the peer's kernel; if it is the passive side, it waits
+ */
+function bgpInfo(s: BgpSession, me: BgpSpeaker, peer: BgpSpeaker): { state: string; info: string } {
   const pad = (st: string) => st.padEnd(14);
+  if (s.disabledBy === me.node) return { state: 'down', info: '' };
+  if (s.disabledBy)
+    return peer.ip > me.ip
+      ? { state: 'start', info: pad('Active') + 'Socket: Connection reset by peer' }
+      : { state: 'start', info: pad('Passive') };
   switch (s.state) {
     case 'Established':
       return { state: 'up', info: pad('Established') };
@@ -98,12 +109,13 @@ export function birdProtocols(c: Cluster, node: ResolvedNode): BirdProtocol[] {
     { name: 'device1', proto: 'Device', table: '---', state: 'up', since: 0, info: '' },
     { name: 'direct1', proto: 'Direct', table: '---', state: 'up', since: 0, info: '' },
   ];
-  for (const { peer, session } of c.mesh?.peersOf(node.name) ?? [])
+  const me = c.mesh?.speakers.find((s) => s.node === node.name);
+  for (const { peer, session } of me ? c.mesh!.peersOf(node.name) : [])
     out.push({
       name: meshProtocolName(peer.ip),
       proto: 'BGP',
       table: '---',
-      ...bgpInfo(session),
+      ...bgpInfo(session, me!, peer),
       since: session.since,
       peer: { node: peer.node, ip: peer.ip },
     });
@@ -248,7 +260,47 @@ function keyword(word: string, level: string): string | undefined {
   return hits.length === 1 ? hits[0] : hits.find((k) => k === word);
 }
 
-const USAGE = `podwalk: birdc: emulated are \`show protocols [NAME]' and \`show route [protocol NAME]'`;
+const USAGE = `podwalk: birdc: emulated are \`show protocols [NAME]', \`show route [protocol NAME]' and \`disable NAME'`;
+
+/**
+ * `birdc disable NAME` (proto_cmd_disable): the session goes down on both sides, and each BIRD
+ * withdraws what it learned over it: the kernel protocol deletes those routes
+ */
+function disable(c: Cluster, node: ResolvedNode, name: string): ToolResult {
+  const mesh = c.mesh!;
+  const p = birdProtocols(c, node).find((x) => x.name === name);
+  if (!p)
+    return {
+      stdout: '',
+      stderr: `podwalk: birdc: no protocol ${name} on ${node.name}\n`,
+      code: 2,
+    };
+  if (!p.peer)
+    return {
+      stdout: '',
+      stderr: `podwalk: birdc: disabling ${name} is not emulated (only mesh sessions)\n`,
+      code: 2,
+    };
+  const session = mesh.session(node.name, p.peer.node)!;
+  if (session.disabledBy === node.name)
+    return { stdout: `${HEADER}${name}: already disabled\n`, stderr: '', code: 0 };
+  const learned = new Map([node.name, p.peer.node].map((n) => [n, mesh.learned(n)]));
+  const up = session.state === 'Established';
+  session.state = 'Idle';
+  session.disabledBy = node.name;
+  session.since = c.world.now;
+  if (up)
+    for (const [n, before] of learned) {
+      const other = n === node.name ? p.peer.node : node.name;
+      for (const r of before.filter((x) => x.from === other))
+        try {
+          routeDel(c.world.ns(n), r.prefix, { proto: 'bird' });
+        } catch (e) {
+          if (!(e instanceof NetlinkError)) throw e;
+        }
+    }
+  return { stdout: `${HEADER}${name}: disabled\n`, stderr: '', code: 0 };
+}
 
 export const birdc: Tool = (argv, ctx) => {
   const words = [...argv];
@@ -272,6 +324,7 @@ export const birdc: Tool = (argv, ctx) => {
     };
   if (!words.length) return { stdout: '', stderr: `${USAGE} (birdc's interactive mode is not)\n`, code: 2 };
   const bad = () => ({ stdout: '', stderr: `${USAGE}: \`${argv.join(' ')}' is not\n`, code: 2 });
+  if (words[0] === 'disable' && words.length === 2) return disable(ctx.cluster, node, words[1]);
   if (keyword(words[0], 'top') !== 'show' || words.length < 2) return bad();
   const what = keyword(words[1], 'show');
   if (what === 'protocols') {
