@@ -862,9 +862,9 @@ async function startBirds(plan: LabPlan, state: LabState, signal?: AbortSignal):
 
 /**
  * Once the mesh has converged, the lab starts from the state the model starts from: the BGP
- * sessions' TCP segments resolved neighbours (the peers, the routers across subnets) and taught
- * the segments' bridges where each node is; those dynamic entries are flushed, and the counters
- * they bumped are taken as the baseline lab diff counts from. BIRD then stays quiet until its first
+ * sessions' TCP segments resolved neighbours (the peers, the routers across subnets), taught
+ * the segments' bridges where each node is and, where conntrack runs, left its entries; those are
+ * flushed, and the counters they bumped are taken as the baseline lab diff counts from. BIRD then stays quiet until its first
  * KEEPALIVE (a third of the 240 s hold time after its last message); a late delayed ACK is waited out.
  */
 async function quiesce(plan: LabPlan, state: LabState, signal?: AbortSignal): Promise<void> {
@@ -896,6 +896,8 @@ async function resetState(
     const script = [
       `ip -n ${ns} neigh flush all`,
       ...bridges.map((b) => `bridge -n ${ns} fdb flush dev ${b} dynamic`),
+      // where iptables loaded conntrack (kube-proxy's NAT), it tracks the BGP connections too
+      `{ ! command -v conntrack >/dev/null || ip netns exec ${ns} conntrack -F 2>/dev/null; }`,
       `ip netns exec ${ns} nstat -asz`,
     ].join(' && ');
     const r = await runAsync(['sh', '-c', script], { signal });
