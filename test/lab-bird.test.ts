@@ -17,10 +17,12 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from 'node:path';
 import { loadCluster } from '../src/cluster/load.ts';
 import { buildCluster, type Cluster } from '../src/cni/build.ts';
+import { prepareCluster } from '../src/tools/index.ts';
 import {
   birdPath,
   labDown,
   labExec,
+  LabError,
   LabInterrupted,
   labUnavailable,
   labUp,
@@ -161,6 +163,35 @@ test(
     assert.ok(pids.length > 0, 'a bird was running when lab up was interrupted');
     assert.ok(!existsSync(dir), `${dir} is left`);
     for (const pid of pids) assert.ok(!alive(pid), `bird ${pid} still runs`);
+    assert.deepEqual(birdsOf(dir), []);
+  },
+);
+
+test(
+  'port 179 dropped on node1: lab up names the sessions that never came up, and leaves no BIRD behind',
+  { skip, timeout: 180_000 },
+  async () => {
+    const spec = loadCluster(readFileSync(BIRD_CLUSTER, 'utf8'), BIRD_CLUSTER);
+    spec.name = 'pwbird3';
+    // node1 has the lowest address: Calico's template makes it the passive side of both its sessions
+    const c = prepareCluster(spec, 'calico-bgp', ['node1: iptables -A INPUT -p tcp --dport 179 -j DROP']);
+    labDown(c);
+    const dir = birdPath('pw-pwbird3-');
+    let message = '';
+    try {
+      await assert.rejects(labUp(c), (e: Error) => {
+        message = e.message;
+        return e instanceof LabError;
+      });
+    } finally {
+      labDown(c);
+    }
+    assert.match(message, /^the BGP mesh did not converge in \d+ s: /);
+    assert.match(message, /node1: BGP session Mesh_192_168_1_11 \(to node2\) not Established: start/);
+    assert.match(message, /node1: BGP session Mesh_192_168_2_12 \(to node3\) not Established: start/);
+    // the session between node2 and node3 came up: it is not named
+    assert.doesNotMatch(message, /node2: BGP session Mesh_192_168_2_12/);
+    assert.ok(!existsSync(dir), `${dir} is left`);
     assert.deepEqual(birdsOf(dir), []);
   },
 );
