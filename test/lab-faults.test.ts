@@ -51,10 +51,16 @@ describe('lab faults run as commands through the emulated tools', () => {
       const after = sh(readBack(kind, fault.command));
       assert.notEqual(after, before, 'the command changed nothing');
       const words = fault.command.split(' ');
+      // calico-bgp: a mesh session disabled, the peer's pod CIDR withdrawn
+      const peer = c.nodes.find((n) => `Mesh_${n.addr.split('.').join('_')}` === words[4]);
       switch (kind) {
-        case 'route-del':
-          assert.ok(before.includes(`${words[3]} `) && !after.includes(`${words[3]} `), after);
+        case 'route-del': {
+          const gone = words[0] === 'birdc' ? peer!.podCIDR : words[3];
+          assert.ok(before.includes(`${gone} `) && !after.includes(`${gone} `), after);
+          if (words[0] === 'birdc')
+            assert.match(sh('birdc show protocols'), new RegExp(`^${words[4]} +BGP +--- +down `, 'm'));
           break;
+        }
         case 'fdb-del':
           assert.ok(!after.includes(`${words[3]} dev flannel.1 dst ${words[7]} `), after);
           break;

@@ -12,6 +12,8 @@ export interface BgpSession {
   state: 'Established' | 'Idle' | 'Active' | 'Connect';
   /** µs of the last state change */
   since: number;
+  /** the node whose BIRD has the session disabled (`birdc disable`): it sends nothing, the other side's connections are reset */
+  disabledBy?: string;
 }
 
 export interface BgpSpeaker {

@@ -159,7 +159,7 @@ Examples:
         const policies = o.policy.map((f) => resolve(f));
         const st = await interruptible((signal) => labUp(c, { detached: true, signal, policies }));
         d.out(
-          `lab ${spec.name} (${c.mode}) is up: ${Object.keys(st.namespaces).length} network namespaces, ${st.listeners.length} listeners`,
+          `lab ${spec.name} (${c.mode}) is up: ${Object.keys(st.namespaces).length} network namespaces, ${st.listeners.length} listeners${st.birds?.length ? `, ${st.birds.length} BIRDs (mesh Established)` : ''}`,
         );
         d.out(Object.values(st.namespaces).join(' '));
       },
@@ -222,6 +222,7 @@ Examples:
       const all = Object.values(cond.state.namespaces);
       for (const n of all) d.out(`  ${n}${cond.namespaces.includes(n) ? '' : '  (missing)'}`);
       for (const l of cond.state.listeners) d.out(`  listener ${l.netns} ${l.proto}/${l.port} pid ${l.pid}`);
+      for (const b of cond.state.birds ?? []) d.out(`  bird ${b.netns} pid ${b.pid}: birdc -s ${b.ctl}`);
       if (cond.kind === 'up' && cond.namespaces.length < all.length) {
         d.out(
           `${all.length - cond.namespaces.length} of ${all.length} namespaces are missing: run podwalk lab down`,

@@ -126,6 +126,7 @@ export function complete(c: Cluster, netns: string, line: string): string[] {
       conntrack: ['-L', '-p', '-s', '-d'],
       sysctl: ['-w', '-n', 'net.ipv4.ip_forward', 'net.ipv4.conf.all.rp_filter'],
       calicoctl: ['node', 'status'],
+      birdc: ['show', 'protocols', 'route', 'protocol', 'disable'],
     };
     cands = [...(sub[words[0]] ?? []), ...devs, ...c.world.netns.keys()];
   }

@@ -42,7 +42,7 @@ import {
   type RouteRequest,
 } from '../kernel/netlink.ts';
 import { derivedMac } from '../kernel/world.ts';
-import type { Cluster } from './build.ts';
+import type { Cluster, ResolvedNode } from './build.ts';
 
 export const VXLAN_OVERHEAD = 50; // outer Ethernet 14 + IP 20 + UDP 8 + VXLAN 8 (the inner Ethernet header replaces the outer one on the pod's budget)
 export const IPIP_OVERHEAD = 20;
@@ -102,6 +102,16 @@ export const MODE_INFO: Record<CniMode, ModeInfo> = {
     networkPolicy: true,
   },
 };
+
+/**
+ * The prefixes a node's BIRD originates in a Calico mode (its static protocol's blocks, which the
+ * mesh announces to every peer): its IPAM blocks in Calico's layout, its pod CIDR in the bridge
+ * layout. The one source of them: the mesh below and
+ * the lab's real BIRD configuration (src/lab/bird.ts) both call this.
+ */
+export function bgpOriginates(c: Cluster, node: ResolvedNode): string[] {
+  return c.layout === 'calico' ? nodeBlocks(c, node.name) : [node.podCIDR];
+}
 
 /**
  * Program every node as the mode's daemon would. A route, neighbour or FDB entry the kernel

@@ -62,6 +62,23 @@ export function normaliseState(command: string, text: string, prefix: string): s
   return lines(s).join('\n');
 }
 
+/**
+ * nstat's absolute counters less what they were when the lab was ready (a Calico lab's BGP sessions
+ * counted their own segments before any flow: LabState.nstatBase); other commands as they are
+ */
+export function sinceBase(command: string, text: string, base: Record<string, number> | undefined): string {
+  if (!base || !command.startsWith('nstat')) return text;
+  // nstat's columns: the name in 32, the value left-aligned in 16, the rate
+  return text.replace(
+    /^(\S+)(\s+)(\d+)(\s+)/gm,
+    (all, name: string, gap: string, v: string, trail: string) => {
+      if (!(name in base)) return all;
+      const d = String(Number(v) - base[name]);
+      return `${name}${gap}${d}${' '.repeat(Math.max(1, trail.length + v.length - d.length))}`;
+    },
+  );
+}
+
 /** a line none of the state commands prints: where one command's output ends */
 const END = '@@podwalk: end of output@@';
 
@@ -108,7 +125,11 @@ export async function stateDiffs(
       which(netns).forEach((command, i) => {
         const sim = runCommand(model, netns, command);
         const a = normaliseState(command, sim.stdout, state.prefix);
-        const b = normaliseState(command, real.get(netns)![i], state.prefix);
+        const b = normaliseState(
+          command,
+          sinceBase(command, real.get(netns)![i], state.nstatBase?.[netns]),
+          state.prefix,
+        );
         out.push({ netns, command, sim: a, real: b, equal: a === b });
       });
     }

@@ -11,13 +11,14 @@ import { buildCluster, type Cluster } from '../cni/build.ts';
 import { loadDumps } from '../collect/load.ts';
 import { importCluster } from '../import/index.ts';
 import { labCollect } from './collect.ts';
-import { labDown, labExec, LabError, labUp } from './host.ts';
+import { labDown, labExec, LabError, labQuiesce, labUp } from './host.ts';
 import { labTrace, type LabTraceResult, type ModelComparison } from './trace.ts';
 import { faultOf, generateScenario, type Scenario } from './scenarios.ts';
 import { endpointDraws, resolveService, type Walk, type WalkRequest } from '../trace/walk.ts';
 import { stateDiffs, type TableDiff } from './diff.ts';
 import { NSTAT_COUNTERS } from '../tools/nstat.ts';
 import { runCommand } from '../tools/index.ts';
+import { formatRoute } from '../kernel/fib.ts';
 
 /** every counter the model keeps, the ICMP types it sends included: the kernel must agree on each */
 export const NSTAT_COMMAND = `nstat -asz ${NSTAT_COUNTERS.filter((n) => !n.endsWith('*')).join(' ')} ${[
@@ -78,6 +79,33 @@ export function keepSourcePorts(c: Cluster): void {
         if (r.target?.kind === 'MASQUERADE' || r.target?.kind === 'SNAT') r.target.range.randomFully = false;
 }
 
+/** every `proto bird` route of the cluster's nodes: [netns, its `ip route` line] */
+function birdRoutes(c: Cluster): [string, string][] {
+  return c.nodes.flatMap((n) =>
+    c.world
+      .ns(n.name)
+      .fib.list()
+      .filter((r) => r.proto === 'bird')
+      .map((r): [string, string] => [n.name, formatRoute(r)]),
+  );
+}
+
+/**
+ * An imported World's counters from where the lab's baseline is (a Calico lab's BGP sessions
+ * counted their own segments before the collection: LabState.nstatBase), as lab diff reads the real ones
+ */
+function countFromBase(c: Cluster, base: Record<string, Record<string, number>> | undefined): void {
+  for (const [netns, counters] of Object.entries(base ?? {})) {
+    const mib = c.world.netns.get(netns)?.mib;
+    if (!mib) continue;
+    for (const [k, v] of Object.entries(counters)) {
+      const left = (mib.get(k) ?? 0) - v;
+      if (left > 0) mib.set(k, left);
+      else mib.delete(k);
+    }
+  }
+}
+
 /** delivered, and answered with what the flow wanted (not an ICMP error or RST) */
 export function simOutcome(w: Walk): boolean {
   if (w.request.disposition.kind !== 'delivered' || !w.reply) return false;
@@ -108,7 +136,12 @@ export async function runScenario(
         `${fault.netns}: \`${fault.command}\` failed in the ${model}: ${(r.stderr || r.stdout).trim()}`,
       );
   };
+  const birdBefore = birdRoutes(sim);
   applyFault(sim, 'model');
+  // a BIRD command (calico-bgp's route-del): what it took out of the kernels, for a World without BIRD
+  const withdrawn = fault?.command.startsWith('birdc ')
+    ? [...birdBefore].filter(([netns, r]) => !birdRoutes(sim).some(([n, x]) => n === netns && x === r))
+    : [];
   labDown(base);
   const state = await labUp(base, { signal: opts.signal });
   try {
@@ -118,15 +151,27 @@ export async function runScenario(
       try {
         await labCollect(state, state.roles!, dir, opts.signal);
         imported = importCluster(loadDumps(dir).files, { name: s.spec.name }).cluster;
+        countFromBase(imported, state.nstatBase);
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
-      applyFault(imported, 'imported model');
+      // an imported World has no BIRD (import reads the kernels): the command's effect on them
+      if (withdrawn.length)
+        for (const [netns, r] of withdrawn) {
+          const d = runCommand(imported, netns, `ip route del ${r}`);
+          if (d.code !== 0)
+            throw new LabError(
+              `${netns}: \`ip route del ${r}\` failed in the imported model: ${d.stderr.trim()}`,
+            );
+        }
+      else applyFault(imported, 'imported model');
     }
     if (fault) {
       const r = labExec(state, fault.netns, ['sh', '-c', fault.command]);
       if (r.code !== 0)
         throw new LabError(`${fault.netns}: \`${fault.command}\` failed in the lab: ${r.stderr.trim()}`);
+      // BIRD's NOTIFICATION and the connection's close went over the underlay: from the model's state again
+      if (fault.command.startsWith('birdc ')) await labQuiesce(state, base, opts.signal);
     }
     const trace = await labTrace(state, sim, s.flow, {
       signal: opts.signal,

@@ -32,7 +32,8 @@ import {
 } from 'node:fs';
 import { setMaxListeners } from 'node:events';
 import type { Cluster } from '../cni/build.ts';
-import { labNames, labPrefix, planLab, type LabPlan, type PlanStep } from './plan.ts';
+import { birdPath, labNames, labPrefix, planLab, STATE_DIR, type LabPlan, type PlanStep } from './plan.ts';
+export { birdPath };
 
 export class LabError extends Error {}
 
@@ -59,9 +60,16 @@ export interface LabState {
   roles?: Record<string, string>;
   /** the NetworkPolicy files `lab up --policy` enforced (absolute paths): what `lab diff` models */
   policies?: string[];
+  /** the real BIRDs of a Calico mode's nodes: node (model netns), pid, control socket */
+  birds?: { netns: string; pid: number; ctl: string }[];
+  /**
+   * the SNMP counters (`nstat -asz`) of each namespace once the BGP mesh had converged: what the
+   * sessions' own segments counted before any flow (lab diff counts from here)
+   */
+  nstatBase?: Record<string, Record<string, number>>;
 }
 
-export const STATE_DIR = '/run/podwalk';
+export { STATE_DIR } from './plan.ts';
 
 /** the state file's base name: the prefix without its trailing '-' */
 function key(prefix: string): string {
@@ -385,6 +393,7 @@ export function labDown(c: Cluster): string[] {
   removeNamespaces(names);
   const removed = names.filter((n) => !new Set(allNamespaces()).has(n));
   rmSync(scratchPath(prefix), { recursive: true, force: true });
+  rmSync(birdPath(prefix), { recursive: true, force: true });
   rmSync(statePath(prefix), { force: true });
   // the state file's temporary siblings (.tmp, .PID) a killed process may have left
   const base = `${key(prefix)}.json.`;
@@ -808,6 +817,176 @@ export async function pool<T>(items: readonly T[], n: number, fn: (item: T) => P
   if (failure) throw failure.e;
 }
 
+/** BIRD's row of a protocol in `birdc show protocols`: name → state and info (info holds spaces) */
+export function birdProtocolRows(out: string): Map<string, { state: string; info: string }> {
+  const rows = new Map<string, { state: string; info: string }>();
+  for (const l of out.split('\n')) {
+    // Name Proto Table State Since Info; Since is one word in BIRD 2's default time format
+    const m = /^(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s*(.*?)\s*$/.exec(l);
+    if (m && m[1] !== 'Name' && m[2] !== 'ready.') rows.set(m[1], { state: m[4], info: m[6] });
+  }
+  return rows;
+}
+
+/** how long the mesh may take to come up: BIRD's connect delay (2 s), a retry (5 s) and its error wait (5 s) and more */
+const BIRD_WAIT_MS = 20_000;
+/** while sessions keep coming up, the wait goes on up to this */
+const BIRD_WAIT_CAP_MS = 120_000;
+
+/**
+ * Start the plan's BIRDs (each daemonizes once its configuration is read and its control socket is
+ * open, or exits with the configuration's error) and wait until every session that is not disabled
+ * is Established and every BIRD's table holds what its peers announce. The wait is bounded: 20 s,
+ * extended while sessions or routes keep arriving, never beyond 120 s; then the error names every
+ * session not Established with what BIRD says of it, and every route missing.
+ */
+async function startBirds(plan: LabPlan, state: LabState, signal?: AbortSignal): Promise<void> {
+  if (!plan.birds.length) return;
+  for (const tool of ['bird', 'birdc'])
+    if (run(['sh', '-c', `command -v ${tool}`]).code !== 0)
+      throw new LabError(
+        `a Calico mode's lab runs real BIRD 2 on its nodes: ${tool} is missing (apt-get install bird2)`,
+      );
+  const dir = birdPath(plan.prefix);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  state.birds = [];
+  const files = (node: string) => {
+    const base = `${dir}/${node.replace(/\//g, '_')}`;
+    return { conf: `${base}.conf`, ctl: `${base}.ctl`, pid: `${base}.pid` };
+  };
+  for (const b of plan.birds) {
+    const f = files(b.node);
+    writeFileSync(f.conf, b.config);
+    const r = await runAsync(
+      ['ip', 'netns', 'exec', plan.names.get(b.node)!, 'bird', '-c', f.conf, '-s', f.ctl, '-P', f.pid],
+      { signal },
+    );
+    if (r.code !== 0)
+      throw new LabError(
+        `${b.node}: bird did not start (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim()}`,
+      );
+  }
+  // the daemon writes its pid file after its parent has exited
+  for (const b of plan.birds) {
+    const f = files(b.node);
+    let pid = 0;
+    for (let i = 0; i < 50 && !pid; i++) {
+      try {
+        pid = Number(readFileSync(f.pid, 'utf8').trim()) || 0;
+      } catch {
+        // not yet
+      }
+      if (!pid) await pause(20, signal);
+      throwIfAborted(signal);
+    }
+    state.birds.push({ netns: b.node, pid, ctl: f.ctl });
+  }
+  writeState(state);
+  const started = Date.now();
+  let limit = BIRD_WAIT_MS;
+  let best = -1;
+  let delay = 100;
+  for (;;) {
+    throwIfAborted(signal);
+    const missing: string[] = [];
+    let progress = 0;
+    await Promise.all(
+      plan.birds.map(async (b) => {
+        const ctl = files(b.node).ctl;
+        const [p, r] = await Promise.all([
+          runAsync(['birdc', '-s', ctl, 'show', 'protocols'], { signal }),
+          runAsync(['birdc', '-s', ctl, 'show', 'route'], { signal }),
+        ]);
+        const rows = birdProtocolRows(p.stdout);
+        for (const s of b.sessions) {
+          if (s.disabled) continue;
+          const row = rows.get(s.proto);
+          if (row?.info === 'Established') progress++;
+          else
+            missing.push(
+              `${b.node}: BGP session ${s.proto} (to ${s.peer}) not Established: ${row ? `${row.state} ${row.info}`.trim() : (p.stdout + p.stderr).trim().split('\n').pop()}`,
+            );
+        }
+        const have = new Set(
+          r.stdout.split('\n').flatMap((l) => {
+            const m = /^(\S+)\s+\S+\s+\[(\S+) /.exec(l);
+            return m ? [`${m[2]} ${m[1]}`] : [];
+          }),
+        );
+        for (const e of b.expect)
+          if (have.has(`${e.proto} ${e.prefix}`)) progress++;
+          else missing.push(`${b.node}: BIRD has no route ${e.prefix} from ${e.proto}`);
+      }),
+    );
+    if (!missing.length) return quiesce(plan, state, signal);
+    const elapsed = Date.now() - started;
+    if (progress > best) {
+      best = progress;
+      limit = Math.min(BIRD_WAIT_CAP_MS, Math.max(limit, elapsed + BIRD_WAIT_MS / 2));
+    }
+    if (elapsed >= limit)
+      throw new LabError(
+        `the BGP mesh did not converge in ${Math.round(elapsed / 1000)} s: ${missing.slice(0, 4).join('; ')}${missing.length > 4 ? ` (and ${missing.length - 4} more)` : ''}`,
+      );
+    await pause(delay, signal);
+    delay = Math.min(1000, delay * 2);
+  }
+}
+
+/**
+ * Once the mesh has converged, the lab starts from the state the model starts from: the BGP
+ * sessions' TCP segments resolved neighbours (the peers, the routers across subnets), taught
+ * the segments' bridges where each node is and, where conntrack runs, left its entries; those are
+ * flushed, and the counters they bumped are taken as the baseline lab diff counts from. BIRD then stays quiet until its first
+ * KEEPALIVE (a third of the 240 s hold time after its last message); a late delayed ACK is waited out.
+ */
+async function quiesce(plan: LabPlan, state: LabState, signal?: AbortSignal): Promise<void> {
+  await resetState([...plan.names], plan.bridges, state, signal);
+}
+
+/**
+ * The same after a command that made BIRD talk (lab diff's `birdc disable`): the lab's namespaces
+ * back to the model's neighbours and bridges, the counters counted from here
+ */
+export async function labQuiesce(state: LabState, c: Cluster, signal?: AbortSignal): Promise<void> {
+  const bridges = [...c.world.netns.values()].flatMap((ns) =>
+    [...ns.links.values()].filter((l) => l.type === 'bridge').map((l) => ({ netns: ns.name, name: l.name })),
+  );
+  await resetState(Object.entries(state.namespaces), bridges, state, signal);
+}
+
+async function resetState(
+  names: [string, string][],
+  allBridges: { netns: string; name: string }[],
+  state: LabState,
+  signal?: AbortSignal,
+): Promise<void> {
+  await pause(300, signal);
+  throwIfAborted(signal);
+  const base: Record<string, Record<string, number>> = {};
+  await pool(names, 4, async ([model, ns]) => {
+    const bridges = allBridges.filter((b) => b.netns === model).map((b) => b.name);
+    const script = [
+      `ip -n ${ns} neigh flush all`,
+      ...bridges.map((b) => `bridge -n ${ns} fdb flush dev ${b} dynamic`),
+      // where iptables loaded conntrack (kube-proxy's NAT), it tracks the BGP connections too
+      `{ ! command -v conntrack >/dev/null || ip netns exec ${ns} conntrack -F 2>/dev/null; }`,
+      `ip netns exec ${ns} nstat -asz`,
+    ].join(' && ');
+    const r = await runAsync(['sh', '-c', script], { signal });
+    if (r.code !== 0) throw new LabError(`${model}: resetting after the BGP mesh failed: ${r.stderr.trim()}`);
+    base[model] = Object.fromEntries(
+      r.stdout.split('\n').flatMap((l) => {
+        const m = /^(\S+)\s+(\d+)/.exec(l);
+        return m ? [[m[1], Number(m[2])]] : [];
+      }),
+    );
+  });
+  state.nstatBase = base;
+  writeState(state);
+}
+
 /** Build the lab; on any failure or abort, remove what was created and throw: never half-applied. */
 export async function labUp(c: Cluster, opts: UpOptions = {}): Promise<LabState> {
   const signal = opts.signal;
@@ -842,6 +1021,7 @@ export async function labUp(c: Cluster, opts: UpOptions = {}): Promise<LabState>
       for (const l of plan.listeners)
         state.listeners.push({ netns: l.netns, proto: l.proto, port: l.port, pid });
     }
+    await startBirds(plan, state, signal);
     throwIfAborted(signal);
     state.owner = owner;
     if (!owner) delete state.ownerStart;

@@ -10,6 +10,7 @@ import type { Cluster } from '../cni/build.ts';
 import { formatRoute } from '../kernel/fib.ts';
 import type { Link, Netns } from '../kernel/objects.ts';
 import { iptablesSave } from '../tools/iptables-save.ts';
+import { labBirds, type LabBird } from './bird.ts';
 
 export class LabPlanError extends Error {}
 
@@ -28,6 +29,13 @@ export interface LabPlan {
   steps: PlanStep[];
   /** listeners to start in pods: [model netns, proto, port] */
   listeners: { netns: string; proto: 'tcp' | 'udp'; port: number }[];
+  /**
+   * real BIRDs to start on the nodes of a Calico mode, after the steps: they install the `proto bird`
+   * routes, which the steps leave out
+   */
+  birds: LabBird[];
+  /** every bridge of the lab: (model netns, name) */
+  bridges: { netns: string; name: string }[];
 }
 
 /** sysctls that are per network namespace: the only ones the lab writes (a global one would change the host) */
@@ -46,6 +54,14 @@ export const PER_NETNS_SYSCTLS = [
   /^net\.bridge\.bridge-nf-call-iptables$/,
   /^net\.netfilter\.nf_conntrack_tcp_loose$/,
 ];
+
+/** where the labs keep their state files and directories */
+export const STATE_DIR = '/run/podwalk';
+
+/** a lab's BIRD directory (configurations, control sockets, pid files): removed with the lab */
+export function birdPath(prefix: string): string {
+  return `${STATE_DIR}/${prefix.replace(/-$/, '')}.bird`;
+}
 
 export function labPrefix(clusterName: string): string {
   const clean = clusterName.toLowerCase().replace(/[^a-z0-9-]/g, '-');
@@ -175,6 +191,8 @@ export function planLab(c: Cluster): LabPlan {
     for (const l of ns.links.values())
       if (l.up && l.type !== 'loopback') add(ns, ['ip', '-n', n, 'link', 'set', l.name, 'up']);
   }
+  const birds = labBirds(c);
+  const birdNodes = new Set(birds.map((b) => b.node));
   for (const ns of all) {
     const n = names.get(ns.name)!;
     // routes through a gateway after the ones without: `default via 169.254.1.1 dev eth0` needs
@@ -182,6 +200,8 @@ export function planLab(c: Cluster): LabPlan {
     const routes = ns.fib.list();
     for (const r of [...routes.filter((x) => !x.via), ...routes.filter((x) => x.via)]) {
       if (r.proto === 'kernel') continue;
+      // BIRD's own: the real BIRD installs them
+      if (r.proto === 'bird' && birdNodes.has(ns.name)) continue;
       add(ns, ['ip', '-n', n, 'route', 'add', ...routeArgs(formatRoute(r))]);
     }
     for (const e of ns.neigh.list())
@@ -215,5 +235,8 @@ export function planLab(c: Cluster): LabPlan {
   const listeners = all.flatMap((ns) =>
     ns.sockets.map((s) => ({ netns: ns.name, proto: s.proto, port: s.port })),
   );
-  return { prefix, names, steps, listeners };
+  const bridges = all.flatMap((ns) =>
+    [...ns.links.values()].filter((l) => l.type === 'bridge').map((l) => ({ netns: ns.name, name: l.name })),
+  );
+  return { prefix, names, steps, listeners, birds, bridges };
 }

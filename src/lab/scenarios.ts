@@ -26,6 +26,8 @@ import {
 } from './svc-scenarios.ts';
 import { nodeBlocks } from '../cni/ipam.ts';
 import { inPrefix, parseCidr } from '../wire/addr.ts';
+import { meshProtocolName } from '../bgp/krt.ts';
+import { birdPath, labPrefix } from './plan.ts';
 
 export const LAB_MODES: readonly CniMode[] = ['flannel-vxlan', 'flannel-host-gw', 'calico-bgp'];
 
@@ -200,6 +202,16 @@ export function faultOf(s: Scenario, c: Cluster): Fault | undefined {
     case 'no-listener':
       return undefined;
     case 'route-del': {
+      // BIRD puts back a route deleted under it (its kernel scan, every 2 s): on a node of the
+      // mesh, the route goes when the session does, disabled on the side that connects (the higher
+      // address: the other one, passive, then sends nothing more); the lab's birdc needs its socket
+      if (s.mode === 'calico-bgp') {
+        const [on, peer] = srcNode.addr > dstNode.addr ? [srcNode, dstNode] : [dstNode, srcNode];
+        return {
+          netns: on.name,
+          command: `birdc -s ${birdPath(labPrefix(c.spec.name))}/${on.name}.ctl disable ${meshProtocolName(peer.addr)}`,
+        };
+      }
       // the route the destination's block has (Calico's layout: an IPAM block; else the pod CIDR)
       const block = nodeBlocks(c, dstNode.name).find((b) => {
         const x = parseCidr(b);

@@ -121,6 +121,21 @@ function isIgmp(frame: Uint8Array, raw: boolean): boolean {
 }
 
 /**
+ * A BGP segment (TCP port 179): the control plane's own traffic between a Calico lab's BIRDs (a
+ * KEEPALIVE that falls into a capture), which the model's walks do not carry
+ */
+function isBgp(frame: Uint8Array, raw: boolean): boolean {
+  const ip = raw ? 0 : 14;
+  if (!raw && ((frame[12] << 8) | frame[13]) !== 0x0800) return false;
+  if (frame.length < ip + 20 || frame[ip + 9] !== 6) return false;
+  const l4 = ip + (frame[ip] & 0x0f) * 4;
+  if (frame.length < l4 + 4) return false;
+  const sport = (frame[l4] << 8) | frame[l4 + 1];
+  const dport = (frame[l4 + 2] << 8) | frame[l4 + 3];
+  return sport === 179 || dport === 179;
+}
+
+/**
  * A walk is one exchange: the clock does not run past it, so a SYN (or a SYN-ACK) that gets no
  * answer is sent once (the SYN and SYN-ACK timers run in time: curl, ping, --run, and the
  * over-time scenarios compare them with the kernel). The kernel sends it again after 1 s, 3 s…; a SYN or SYN-ACK identical to one already seen
@@ -149,10 +164,12 @@ function hex(b: Uint8Array): string {
   return [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
 }
 
-/** what a capture holds so far, as compared: without IGMP and without SYN retransmissions */
+/** what a capture holds so far, as compared: without IGMP, BGP and SYN retransmissions */
 function realSequence(file: string): { seq: string[]; retransmitted: boolean } {
   const { raw, frames } = pcapFrames(file);
-  const all = frames.filter((f) => !isIgmp(f, raw)).map((f) => packetSummary(completeChecksums(f, raw), raw));
+  const all = frames
+    .filter((f) => !isIgmp(f, raw) && !isBgp(f, raw))
+    .map((f) => packetSummary(completeChecksums(f, raw), raw));
   const seq = withoutRetransmissions(all);
   return { seq, retransmitted: seq.length !== all.length };
 }

@@ -6,23 +6,9 @@
  * today), INFO the BGP state plus BIRD's last error. In flannel modes, and anywhere calico-node
  * is not running, it prints what calicoctl prints then.
  */
-import type { BgpSession } from '../bgp/mesh.ts';
 import { ip4ToInt } from '../wire/addr.ts';
+import { birdProtocols } from './birdc.ts';
 import { EPOCH_US, type Tool } from './types.ts';
-
-/** BIRD's INFO column for a mesh session in each state (a peer that refuses port 179 for a down one) */
-function info(s: BgpSession): string {
-  switch (s.state) {
-    case 'Established':
-      return 'Established';
-    case 'Active':
-      return 'Active Socket: Connection refused';
-    case 'Connect':
-      return 'Connect';
-    case 'Idle':
-      return 'Idle';
-  }
-}
 
 /** HH:MM:SS of the simulated clock (UTC), as BIRD prints a change of today */
 function since(us: number): string {
@@ -90,15 +76,17 @@ export const calicoctl: Tool = (argv, ctx) => {
   const node = cluster.nodes.find((n) => n.name === netns.name);
   // calico-node runs on the nodes of a Calico mode only (calicoctl looks for its process)
   if (!mesh || !node) return { stdout: '', stderr: 'Calico process is not running.\n', code: 1 };
-  const peers = mesh
-    .peersOf(node.name)
-    .sort((a, b) => ip4ToInt(a.peer.ip) - ip4ToInt(b.peer.ip))
-    .map(({ peer, session }) => [
-      peer.ip,
+  // node/status.go reads BIRD's `show protocols` and splits each BGP row on white space: STATE is
+  // BIRD's protocol state, INFO its BGP state and last error joined by single spaces
+  const peers = birdProtocols(cluster, node)
+    .filter((p) => p.peer)
+    .sort((a, b) => ip4ToInt(a.peer!.ip) - ip4ToInt(b.peer!.ip))
+    .map((p) => [
+      p.peer!.ip,
       'node-to-node mesh',
-      session.state === 'Established' ? 'up' : 'start',
-      since(session.since),
-      info(session),
+      p.state,
+      since(p.since),
+      p.info.split(/\s+/).filter(Boolean).join(' '),
     ]);
   let out = 'Calico process is running.\n\nIPv4 BGP status\n';
   out += peers.length

@@ -6,6 +6,7 @@
 import type { ClusterSpec, CniMode } from '../cluster/spec.ts';
 import { buildCluster, type Cluster } from '../cni/build.ts';
 import { RuleSyntaxError, shellSplit } from '../kernel/netfilter.ts';
+import { birdc } from './birdc.ts';
 import { bridge } from './bridge.ts';
 import { calicoctl } from './calicoctl.ts';
 import { conntrack } from './conntrack.ts';
@@ -29,6 +30,7 @@ export const TOOLS: Record<string, Tool> = {
   conntrack,
   sysctl,
   calicoctl,
+  birdc,
   nstat,
   ping,
   curl,

@@ -1,0 +1,341 @@
+/**
+ * `birdc` on a node of a Calico mode: BIRD 2.0.12's answers (Debian bird2, what the lab runs) about
+ * the BIRD the model's node runs with Calico's configuration (src/lab/bird.ts): `show protocols
+ * [NAME]` and `show route [protocol NAME]`, in the formats of nest/proto.c (proto_cmd_show) and
+ * nest/rt-show.c (rt_show_rte, bgp_get_route_info), checked against the real birdc of a lab
+ * (test/lab-bird.test.ts live, test/birdc.test.ts on its recording). Not emulated: `all`, `for`,
+ * `show status`, anything but show; a protocol name the node has not is bad input here.
+ *
+ * BIRD's table is rebuilt from the model: the static protocol's blackholes (the node's IPAM blocks),
+ * the direct protocol's subnets (`interface -"cali*", -"kube-ipvs*", "*"`), the kernel protocol's
+ * alien routes (`learn`) and the mesh sessions' routes. `show route` lists the networks in the order
+ * BIRD's FIB keeps them: nest/rt-fib.c hashes a network to net_hash_ip4 (ip4_hash(prefix) ^ pxlen << 26,
+ * ip4_hash = the address × 2902958171, lib/bitops.h), the bucket is the hash's top bits, and
+ * FIB_INSERT keeps each chain sorted by the hash: walking the buckets in order lists the networks by
+ * ascending hash, whatever the table's size.
+ */
+import type { BgpSession, BgpSpeaker } from '../bgp/mesh.ts';
+import { meshProtocolName } from '../bgp/krt.ts';
+import type { Cluster, ResolvedNode } from '../cni/build.ts';
+import { bgpOriginates } from '../cni/modes.ts';
+import { routePrefix } from '../kernel/fib.ts';
+import { NetlinkError, routeDel } from '../kernel/netlink.ts';
+import { carrierOk } from '../kernel/links.ts';
+import { cidrText, ip4ToInt, networkOf } from '../wire/addr.ts';
+import { EPOCH_US, type Tool, type ToolResult } from './types.ts';
+
+export const BIRD_VERSION = '2.0.12';
+
+/** one row of `show protocols` */
+export interface BirdProtocol {
+  name: string;
+  proto: 'Static' | 'Kernel' | 'Device' | 'Direct' | 'BGP';
+  table: string;
+  /** proto_state_name: up, start, down… */
+  state: string;
+  /** µs on the model's clock of its last state change */
+  since: number;
+  /** get_status: BGP's state (padded to 14) and last error */
+  info: string;
+  /** the mesh peer of a BGP protocol */
+  peer?: { node: string; ip: string };
+}
+
+/** one route of BIRD's table */
+interface BirdRoute {
+  prefix: string;
+  proto: string;
+  pref: number;
+  dest: 'unicast' | 'blackhole';
+  via?: string;
+  dev?: string;
+  /** the BGP neighbour, printed as `from` when it is not the gateway */
+  from?: string;
+  bgp: boolean;
+  /**
+   * the IGP metric of a recursive next hop: a route learned from the kernel (rt_get_igp_metric:
+   * IGP_METRIC_UNKNOWN, printed `/?`); none for a next hop on a direct subnet
+   */
+  igpUnknown?: boolean;
+  since: number;
+}
+
+/**
+ * The node's IPAM blocks, its static protocol's blackholes: what it originates (bgpOriginates),
+ * except a prefix that is already one of its connected subnets (the cni0 layout's pod CIDR on a
+ * bridge: host-local IPAM, no Calico block; BIRD's direct protocol carries it instead).
+ */
+export function birdBlocks(c: Cluster, node: ResolvedNode): string[] {
+  const connected = new Set(
+    c.world
+      .ns(node.name)
+      .fib.list()
+      .filter((r) => r.proto === 'kernel' && r.scope === 'link')
+      .map((r) => routePrefix(r)),
+  );
+  return bgpOriginates(c, node).filter((b) => !connected.has(b));
+}
+
+/**
+ * bgp_get_status for a mesh session in the model's state, on `me`. A session one side disabled
+ * (as the lab's birdc printed it): that side is down with no info; the other, if it is the side that
+ * connects (the lower address, Calico's template makes the higher one passive), has its connections
+ * reset by the peer's kernel; if it is the passive side, it waits
+ */
+function bgpInfo(s: BgpSession, me: BgpSpeaker, peer: BgpSpeaker): { state: string; info: string } {
+  const pad = (st: string) => st.padEnd(14);
+  if (s.disabledBy === me.node) return { state: 'down', info: '' };
+  if (s.disabledBy)
+    return peer.ip > me.ip
+      ? { state: 'start', info: pad('Active') + 'Socket: Connection reset by peer' }
+      : { state: 'start', info: pad('Passive') };
+  switch (s.state) {
+    case 'Established':
+      return { state: 'up', info: pad('Established') };
+    case 'Active':
+      return { state: 'start', info: pad('Active') + 'Socket: Connection refused' };
+    case 'Connect':
+      return { state: 'start', info: pad('Connect') };
+    case 'Idle':
+      return { state: 'start', info: pad('Idle') };
+  }
+}
+
+/** The protocols of a node's BIRD in the order its configuration creates them (bird_aggr.cfg first). */
+export function birdProtocols(c: Cluster, node: ResolvedNode): BirdProtocol[] {
+  const out: BirdProtocol[] = [
+    { name: 'static1', proto: 'Static', table: 'master4', state: 'up', since: 0, info: '' },
+    { name: 'kernel1', proto: 'Kernel', table: 'master4', state: 'up', since: 0, info: '' },
+    { name: 'device1', proto: 'Device', table: '---', state: 'up', since: 0, info: '' },
+    { name: 'direct1', proto: 'Direct', table: '---', state: 'up', since: 0, info: '' },
+  ];
+  const me = c.mesh?.speakers.find((s) => s.node === node.name);
+  for (const { peer, session } of me ? c.mesh!.peersOf(node.name) : [])
+    out.push({
+      name: meshProtocolName(peer.ip),
+      proto: 'BGP',
+      table: '---',
+      ...bgpInfo(session, me!, peer),
+      since: session.since,
+      peer: { node: peer.node, ip: peer.ip },
+    });
+  return out;
+}
+
+/** BIRD's table on the node (every route of every protocol), the best of each network first */
+function birdTable(c: Cluster, node: ResolvedNode): BirdRoute[] {
+  const ns = c.world.ns(node.name);
+  const routes: BirdRoute[] = [];
+  for (const b of birdBlocks(c, node))
+    routes.push({ prefix: b, proto: 'static1', pref: 200, dest: 'blackhole', bgp: false, since: 0 });
+  for (const l of ns.links.values()) {
+    if (l.type === 'loopback' || /^(cali|kube-ipvs)/.test(l.name) || !carrierOk(l)) continue;
+    for (const a of l.addrs) {
+      if (a.scope === 'host') continue;
+      routes.push({
+        prefix: cidrText({ addr: networkOf({ addr: ip4ToInt(a.ip), len: a.len }), len: a.len }),
+        proto: 'direct1',
+        pref: 240,
+        dest: 'unicast',
+        dev: l.name,
+        bgp: false,
+        since: 0,
+      });
+    }
+  }
+  for (const r of ns.fib.list()) {
+    if (r.proto === 'kernel' || r.proto === 'bird') continue;
+    if (r.type !== 'unicast' && r.type !== 'blackhole') continue;
+    routes.push({
+      prefix: cidrText({ addr: r.dst, len: r.len }),
+      proto: 'kernel1',
+      pref: 10,
+      dest: r.type,
+      via: r.via,
+      dev: r.dev,
+      bgp: false,
+      since: 0,
+    });
+  }
+  const sub = c.spec.subnets.find((s) => s.name === node.subnet);
+  for (const r of c.mesh?.learned(node.name) ?? []) {
+    // gateway recursive: a next hop off our subnets is reached through the subnet's router
+    const via = r.direct ? r.nextHop : sub?.gateway;
+    const session = c.mesh!.session(node.name, r.from)!;
+    routes.push({
+      prefix: r.prefix,
+      proto: meshProtocolName(r.nextHop),
+      pref: 100,
+      dest: 'unicast',
+      via,
+      dev: 'eth0',
+      from: r.nextHop,
+      bgp: true,
+      igpUnknown: !r.direct,
+      since: session.since,
+    });
+  }
+  // per network: the best (highest preference) first, the others after it in the order they came
+  const byNet = new Map<string, BirdRoute[]>();
+  for (const r of routes) {
+    const list = byNet.get(r.prefix) ?? [];
+    list.push(r);
+    byNet.set(r.prefix, list);
+  }
+  const nets = [...byNet.keys()].sort((a, b) => fibHash(a) - fibHash(b));
+  return nets.flatMap((n) => {
+    const list = byNet.get(n)!;
+    const best = list.reduce((x, y) => (y.pref > x.pref ? y : x));
+    return [best, ...list.filter((r) => r !== best)];
+  });
+}
+
+/** net_hash_ip4 (lib/net.h): ip4_hash(prefix) ^ pxlen << 26, ip4_hash(a) = a × 2902958171 (lib/bitops.h) */
+export function fibHash(prefix: string): number {
+  const [ip, len] = prefix.split('/');
+  return ((Math.imul(ip4ToInt(ip), 2902958171 | 0) >>> 0) ^ ((Number(len) << 26) >>> 0)) >>> 0;
+}
+
+/**
+ * tm_format_time with BIRD 2's default for protocols and routes (TM_ISO_SHORT_MS): "%T.%3f" within
+ * 20 hours of now, else "%F"; local time, which is UTC here
+ */
+function birdTime(us: number, now: number): string {
+  const d = new Date(Math.floor((EPOCH_US + us) / 1000));
+  const iso = d.toISOString();
+  return Math.abs(now - us) < 20 * 3600 * 1_000_000 ? iso.slice(11, 23) : iso.slice(0, 10);
+}
+
+const HEADER = `BIRD ${BIRD_VERSION} ready.\n`;
+
+function showProtocols(c: Cluster, node: ResolvedNode, name: string | undefined): ToolResult {
+  const now = c.world.now;
+  const all = birdProtocols(c, node);
+  const rows = name === undefined ? all : all.filter((p) => p.name === name);
+  if (!rows.length)
+    return {
+      stdout: '',
+      stderr: `podwalk: birdc: no protocol ${name} on ${node.name} (${all.map((p) => p.name).join(', ')})\n`,
+      code: 2,
+    };
+  const f = (s: string, w: number) => s.padEnd(w);
+  let out =
+    HEADER +
+    `${f('Name', 10)} ${f('Proto', 10)} ${f('Table', 10)} ${f('State', 6)} ${f('Since', 12)}  Info\n`;
+  for (const p of rows)
+    out += `${f(p.name, 10)} ${f(p.proto, 10)} ${f(p.table, 10)} ${f(p.state, 6)} ${f(birdTime(p.since, now), 12)}  ${p.info}\n`;
+  return { stdout: out, stderr: '', code: 0 };
+}
+
+function showRoute(c: Cluster, node: ResolvedNode, proto: string | undefined): ToolResult {
+  const now = c.world.now;
+  let out = HEADER;
+  let table = false;
+  let last = '';
+  for (const r of birdTable(c, node)) {
+    if (proto !== undefined && r.proto !== proto) continue;
+    if (!table) out += 'Table master4:\n';
+    table = true;
+    const first = r.prefix !== last;
+    last = r.prefix;
+    const from = r.from && r.from !== r.via ? ` from ${r.from}` : '';
+    const primary = first ? ' *' : '';
+    // bgp_get_route_info: preference, IGP metric, then the origin AS (none: iBGP) and ORIGIN (IGP)
+    const info = r.bgp ? ` (${r.pref}${r.igpUnknown ? '/?' : ''}) [i]` : ` (${r.pref})`;
+    out += `${(first ? r.prefix : '').padEnd(20)} ${r.dest} [${r.proto} ${birdTime(r.since, now)}${from}]${primary}${info}\n`;
+    if (r.dest === 'unicast') out += r.via ? `\tvia ${r.via} on ${r.dev}\n` : `\tdev ${r.dev}\n`;
+  }
+  return { stdout: out, stderr: '', code: 0 };
+}
+
+/** birdc's keywords, which it takes abbreviated to any unique prefix */
+const WORDS: Record<string, readonly string[]> = {
+  top: ['show'],
+  show: ['protocols', 'route', 'status', 'interfaces', 'symbols', 'memory'],
+  route: ['protocol', 'all', 'for', 'table', 'filter', 'where', 'primary', 'count'],
+};
+
+function keyword(word: string, level: string): string | undefined {
+  const hits = WORDS[level].filter((k) => k.startsWith(word));
+  return hits.length === 1 ? hits[0] : hits.find((k) => k === word);
+}
+
+const USAGE = `podwalk: birdc: emulated are \`show protocols [NAME]', \`show route [protocol NAME]' and \`disable NAME'`;
+
+/**
+ * `birdc disable NAME` (proto_cmd_disable): the session goes down on both sides, and each BIRD
+ * withdraws what it learned over it: the kernel protocol deletes those routes
+ */
+function disable(c: Cluster, node: ResolvedNode, name: string): ToolResult {
+  const mesh = c.mesh!;
+  const p = birdProtocols(c, node).find((x) => x.name === name);
+  if (!p)
+    return {
+      stdout: '',
+      stderr: `podwalk: birdc: no protocol ${name} on ${node.name}\n`,
+      code: 2,
+    };
+  if (!p.peer)
+    return {
+      stdout: '',
+      stderr: `podwalk: birdc: disabling ${name} is not emulated (only mesh sessions)\n`,
+      code: 2,
+    };
+  const session = mesh.session(node.name, p.peer.node)!;
+  if (session.disabledBy === node.name)
+    return { stdout: `${HEADER}${name}: already disabled\n`, stderr: '', code: 0 };
+  const learned = new Map([node.name, p.peer.node].map((n) => [n, mesh.learned(n)]));
+  const up = session.state === 'Established';
+  session.state = 'Idle';
+  session.disabledBy = node.name;
+  session.since = c.world.now;
+  if (up)
+    for (const [n, before] of learned) {
+      const other = n === node.name ? p.peer.node : node.name;
+      for (const r of before.filter((x) => x.from === other))
+        try {
+          routeDel(c.world.ns(n), r.prefix, { proto: 'bird' });
+        } catch (e) {
+          if (!(e instanceof NetlinkError)) throw e;
+        }
+    }
+  return { stdout: `${HEADER}${name}: disabled\n`, stderr: '', code: 0 };
+}
+
+export const birdc: Tool = (argv, ctx) => {
+  const words = [...argv];
+  let socket = '/run/bird/bird.ctl';
+  while (words[0]?.startsWith('-')) {
+    const opt = words.shift()!;
+    if (opt === '-s' && words.length) socket = words.shift()!;
+    else
+      return {
+        stdout: '',
+        stderr: `podwalk: birdc: option ${opt} is not emulated (only -s SOCKET)\n`,
+        code: 2,
+      };
+  }
+  const node = ctx.cluster.nodes.find((n) => n.name === ctx.netns.name);
+  if (!ctx.cluster.mesh || !node)
+    return {
+      stdout: '',
+      stderr: `Unable to connect to server control socket (${socket}): No such file or directory\n`,
+      code: 1,
+    };
+  if (!words.length) return { stdout: '', stderr: `${USAGE} (birdc's interactive mode is not)\n`, code: 2 };
+  const bad = () => ({ stdout: '', stderr: `${USAGE}: \`${argv.join(' ')}' is not\n`, code: 2 });
+  if (words[0] === 'disable' && words.length === 2) return disable(ctx.cluster, node, words[1]);
+  if (keyword(words[0], 'top') !== 'show' || words.length < 2) return bad();
+  const what = keyword(words[1], 'show');
+  if (what === 'protocols') {
+    if (words.length > 3) return bad();
+    return showProtocols(ctx.cluster, node, words[2]);
+  }
+  if (what === 'route') {
+    if (words.length === 2) return showRoute(ctx.cluster, node, undefined);
+    if (words.length === 4 && keyword(words[2], 'route') === 'protocol')
+      return showRoute(ctx.cluster, node, words[3]);
+    return bad();
+  }
+  return bad();
+};
