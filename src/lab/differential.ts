@@ -13,7 +13,7 @@ import { importCluster } from '../import/index.ts';
 import { labCollect } from './collect.ts';
 import { labDown, labExec, LabError, labQuiesce, labUp } from './host.ts';
 import { labTrace, type LabTraceResult, type ModelComparison } from './trace.ts';
-import { faultOf, generateScenario, type Scenario } from './scenarios.ts';
+import { faultOf, generateScenario, type Fault, type Scenario } from './scenarios.ts';
 import { endpointDraws, resolveService, type Walk, type WalkRequest } from '../trace/walk.ts';
 import { stateDiffs, type TableDiff } from './diff.ts';
 import { NSTAT_COUNTERS } from '../tools/nstat.ts';
@@ -91,6 +91,28 @@ function birdRoutes(c: Cluster): [string, string][] {
 }
 
 /**
+ * Apply a scenario's fault to the model `sim` (its emulated command), and return how to apply it
+ * to a World imported from the lab: the same command, except a BIRD command (calico-bgp's
+ * route-del is `birdc disable`): an imported World has no BIRD (import reads the kernels), so it
+ * gets the command's effect on them, the routes the command took out of the model's kernels.
+ */
+export function applyFault(sim: Cluster, fault: Fault | undefined): (imported: Cluster) => void {
+  const apply = (c: Cluster, model: string, command = fault?.command, netns = fault?.netns) => {
+    if (!command || !netns) return;
+    const r = runCommand(c, netns, command);
+    if (r.code !== 0)
+      throw new LabError(`${netns}: \`${command}\` failed in the ${model}: ${(r.stderr || r.stdout).trim()}`);
+  };
+  const before = birdRoutes(sim);
+  apply(sim, 'model');
+  if (!fault?.command.startsWith('birdc ')) return (c) => apply(c, 'imported model');
+  const withdrawn = before.filter(([netns, r]) => !birdRoutes(sim).some(([n, x]) => n === netns && x === r));
+  return (c) => {
+    for (const [netns, r] of withdrawn) apply(c, 'imported model', `ip route del ${r}`, netns);
+  };
+}
+
+/**
  * An imported World's counters from where the lab's baseline is (a Calico lab's BGP sessions
  * counted their own segments before the collection: LabState.nstatBase), as lab diff reads the real ones
  */
@@ -128,20 +150,7 @@ export async function runScenario(
   const sim: Cluster = buildCluster(s.spec, s.mode);
   if (s.spec.services) for (const c of [base, sim]) keepSourcePorts(c);
   const fault = faultOf(s, sim);
-  const applyFault = (c: Cluster, model: string) => {
-    if (!fault) return;
-    const r = runCommand(c, fault.netns, fault.command);
-    if (r.code !== 0)
-      throw new LabError(
-        `${fault.netns}: \`${fault.command}\` failed in the ${model}: ${(r.stderr || r.stdout).trim()}`,
-      );
-  };
-  const birdBefore = birdRoutes(sim);
-  applyFault(sim, 'model');
-  // a BIRD command (calico-bgp's route-del): what it took out of the kernels, for a World without BIRD
-  const withdrawn = fault?.command.startsWith('birdc ')
-    ? [...birdBefore].filter(([netns, r]) => !birdRoutes(sim).some(([n, x]) => n === netns && x === r))
-    : [];
+  const onImported = applyFault(sim, fault);
   labDown(base);
   const state = await labUp(base, { signal: opts.signal });
   try {
@@ -155,16 +164,7 @@ export async function runScenario(
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
-      // an imported World has no BIRD (import reads the kernels): the command's effect on them
-      if (withdrawn.length)
-        for (const [netns, r] of withdrawn) {
-          const d = runCommand(imported, netns, `ip route del ${r}`);
-          if (d.code !== 0)
-            throw new LabError(
-              `${netns}: \`ip route del ${r}\` failed in the imported model: ${d.stderr.trim()}`,
-            );
-        }
-      else applyFault(imported, 'imported model');
+      onImported(imported);
     }
     if (fault) {
       const r = labExec(state, fault.netns, ['sh', '-c', fault.command]);
