@@ -889,10 +889,13 @@ async function startBirds(plan: LabPlan, state: LabState, signal?: AbortSignal):
   let delay = 100;
   for (;;) {
     throwIfAborted(signal);
-    const missing: string[] = [];
+    // in the plan's order, whatever order the answers come in: every session that is not up (the
+    // cause) before every route that is missing (the consequence)
+    const sessionsDown: string[][] = plan.birds.map(() => []);
+    const routesMissing: string[][] = plan.birds.map(() => []);
     let progress = 0;
     await Promise.all(
-      plan.birds.map(async (b) => {
+      plan.birds.map(async (b, i) => {
         const ctl = files(b.node).ctl;
         const [p, r] = await Promise.all([
           runAsync(['birdc', '-s', ctl, 'show', 'protocols'], { signal }),
@@ -904,7 +907,7 @@ async function startBirds(plan: LabPlan, state: LabState, signal?: AbortSignal):
           const row = rows.get(s.proto);
           if (row?.info === 'Established') progress++;
           else
-            missing.push(
+            sessionsDown[i].push(
               `${b.node}: BGP session ${s.proto} (to ${s.peer}) not Established: ${row ? `${row.state} ${row.info}`.trim() : (p.stdout + p.stderr).trim().split('\n').pop()}`,
             );
         }
@@ -916,9 +919,10 @@ async function startBirds(plan: LabPlan, state: LabState, signal?: AbortSignal):
         );
         for (const e of b.expect)
           if (have.has(`${e.proto} ${e.prefix}`)) progress++;
-          else missing.push(`${b.node}: BIRD has no route ${e.prefix} from ${e.proto}`);
+          else routesMissing[i].push(`${b.node}: BIRD has no route ${e.prefix} from ${e.proto}`);
       }),
     );
+    const missing = [...sessionsDown.flat(), ...routesMissing.flat()];
     if (!missing.length) return quiesce(plan, state, signal);
     const elapsed = Date.now() - started;
     if (progress > best) {
