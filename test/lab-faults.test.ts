@@ -6,6 +6,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildCluster } from '../src/cni/build.ts';
+import { bgpOriginates } from '../src/cni/modes.ts';
 import {
   FAULT_KINDS,
   faultOf,
@@ -51,12 +52,13 @@ describe('lab faults run as commands through the emulated tools', () => {
       const after = sh(readBack(kind, fault.command));
       assert.notEqual(after, before, 'the command changed nothing');
       const words = fault.command.split(' ');
-      // calico-bgp: a mesh session disabled, the peer's pod CIDR withdrawn
+      // calico-bgp: a mesh session disabled, the peer's blocks withdrawn
       const peer = c.nodes.find((n) => `Mesh_${n.addr.split('.').join('_')}` === words[4]);
       switch (kind) {
         case 'route-del': {
-          const gone = words[0] === 'birdc' ? peer!.podCIDR : words[3];
-          assert.ok(before.includes(`${gone} `) && !after.includes(`${gone} `), after);
+          // a BIRD session: every block the peer originates (Calico's layout: its IPAM blocks)
+          for (const gone of words[0] === 'birdc' ? bgpOriginates(c, peer!) : [words[3]])
+            assert.ok(before.includes(`${gone} `) && !after.includes(`${gone} `), `${gone}:\n${after}`);
           if (words[0] === 'birdc')
             assert.match(sh('birdc show protocols'), new RegExp(`^${words[4]} +BGP +--- +down `, 'm'));
           break;

@@ -411,7 +411,10 @@ export function labDown(c: Cluster): string[] {
 /**
  * The pids of the processes in these namespaces (listeners, captures, clients): those whose
  * /proc/PID/ns/net is the namespace /run/netns/NAME holds, as `ip netns pids` finds them, without
- * a process per namespace.
+ * a process per namespace. And those still on their way in: the listeners' and the captures' one
+ * process starts in the root namespace and enters each namespace it names on its command line
+ * (`/run/netns/NAME,…`, `MODEL=/run/netns/NAME`), so a lab up or trace killed while it started
+ * leaves it outside every namespace for a moment.
  */
 function pidsIn(names: readonly string[]): number[] {
   const inodes = new Set<string>();
@@ -421,12 +424,20 @@ function pidsIn(names: readonly string[]): number[] {
     } catch {
       // gone
     }
-  if (!inodes.size) return [];
+  const paths = new Set(names.map((n) => `/run/netns/${n}`));
+  const naming = (arg: string) => {
+    const path = /\/run\/netns\/[^,=\s]+/.exec(arg)?.[0];
+    return path !== undefined && paths.has(path);
+  };
   const pids: number[] = [];
   for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
+    if (!/^\d+$/.test(d) || Number(d) === process.pid) continue;
     try {
-      if (inodes.has(readlinkSync(`/proc/${d}/ns/net`))) pids.push(Number(d));
+      if (inodes.has(readlinkSync(`/proc/${d}/ns/net`))) {
+        pids.push(Number(d));
+        continue;
+      }
+      if (readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0').some(naming)) pids.push(Number(d));
     } catch {
       // gone, or not ours to read
     }
