@@ -24,34 +24,43 @@ let peer = newPeer(config);
 let sock: Socket | undefined;
 let timer: NodeJS.Timeout | undefined;
 const now = () => Math.floor(performance.now() * 1000);
-const out = (o: object) => process.stdout.write(JSON.stringify({ t: now(), ...o }) + '\n');
+/**
+ * An event line. What the FSM did carries the time of the step that decided it (the time its
+ * timers count from), not the moment the line is written: on a loaded machine this process can
+ * be descheduled in between, and a ConnectRetry gap measured from the write came out 33 ms short
+ */
+const out = (o: object, t = now()) => process.stdout.write(JSON.stringify({ t, ...o }) + '\n');
 
 function feed(input: PeerInput): void {
-  const { peer: next, actions } = stepPeer(peer, input, now());
+  const t = now();
+  const { peer: next, actions } = stepPeer(peer, input, t);
   peer = next;
-  for (const a of actions) act(a);
+  for (const a of actions) act(a, t);
   clearTimeout(timer);
   const d = peerDeadline(peer);
   if (d !== undefined) timer = setTimeout(() => feed({ kind: 'tick' }), Math.max(0, (d - now()) / 1000));
 }
 
-function act(a: PeerAction): void {
+function act(a: PeerAction, t: number): void {
   switch (a.kind) {
     case 'state':
-      out({ state: a.to, error: peer.lastError });
+      out({ state: a.to, error: peer.lastError }, t);
       break;
     case 'rib':
-      out({ added: a.added.map((r) => [r.prefix, r.nextHop]), removed: a.removed.map((r) => r.prefix) });
+      out({ added: a.added.map((r) => [r.prefix, r.nextHop]), removed: a.removed.map((r) => r.prefix) }, t);
       break;
     case 'send':
-      out({
-        sent: a.msg.kind,
-        ...(a.msg.kind === 'notification' ? { code: a.msg.code, subcode: a.msg.subcode } : {}),
-      });
+      out(
+        {
+          sent: a.msg.kind,
+          ...(a.msg.kind === 'notification' ? { code: a.msg.code, subcode: a.msg.subcode } : {}),
+        },
+        t,
+      );
       sock?.write(a.bytes);
       break;
     case 'close':
-      out({ close: true });
+      out({ close: true }, t);
       // the FSM drops the connection: a pending connect is abandoned (its SYNs stop), an open one is
       // closed after what was written to it
       if (sock?.connecting) sock.destroy();
@@ -59,7 +68,7 @@ function act(a: PeerAction): void {
       sock = undefined;
       break;
     case 'connect': {
-      out({ connect: true });
+      out({ connect: true }, t);
       const s = connect({ host: config.peerAddress, port: BGP_PORT, localAddress: config.localAddress });
       sock = s;
       s.on('connect', () => s === sock && feed({ kind: 'tcp-connected' }));
