@@ -26,6 +26,7 @@ import {
   LabInterrupted,
   labUnavailable,
   labUp,
+  processRuns,
   run,
   type LabState,
 } from '../src/lab/host.ts';
@@ -52,23 +53,13 @@ function model(name: string): Cluster {
 /** BIRD's wall-clock times (TM_ISO_SHORT_MS: %T.%3f) */
 export const maskTimes = (s: string) => s.replace(/\b\d\d:\d\d:\d\d\.\d\d\d\b/g, 'HH:MM:SS.mmm');
 
-/** a process that runs: one whose /proc entry exists and is no zombie (killed, not yet reaped) */
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
-
 /** the processes whose command line names the lab's BIRD directory */
 function birdsOf(dir: string): number[] {
   return readdirSync('/proc')
     .filter((d) => /^\d+$/.test(d))
     .filter((d) => {
       try {
-        return alive(Number(d)) && readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(`${dir}/`);
+        return processRuns(Number(d)) && readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(`${dir}/`);
       } catch {
         return false;
       }
@@ -80,7 +71,7 @@ function birdsOf(dir: string): number[] {
 function checkBirds(st: LabState): void {
   assert.equal(st.birds?.length, 3);
   for (const b of st.birds!) {
-    assert.ok(b.pid > 0 && alive(b.pid), `${b.netns}: bird ${b.pid} runs`);
+    assert.ok(b.pid > 0 && processRuns(b.pid), `${b.netns}: bird ${b.pid} runs`);
     assert.ok(b.ctl.startsWith(birdPath(st.prefix) + '/'), b.ctl);
     const ns = readFileSync(`/proc/${b.pid}/cmdline`, 'utf8').split('\0');
     assert.equal(ns[0], 'bird', ns.join(' '));
@@ -88,7 +79,7 @@ function checkBirds(st: LabState): void {
 }
 
 function checkGone(st: LabState): void {
-  for (const b of st.birds ?? []) assert.ok(!alive(b.pid), `${b.netns}: bird ${b.pid} still runs`);
+  for (const b of st.birds ?? []) assert.ok(!processRuns(b.pid), `${b.netns}: bird ${b.pid} still runs`);
   assert.deepEqual(birdsOf(birdPath(st.prefix)), []);
   assert.ok(!existsSync(birdPath(st.prefix)), `${birdPath(st.prefix)} is left`);
 }
@@ -162,7 +153,7 @@ test(
     }
     assert.ok(pids.length > 0, 'a bird was running when lab up was interrupted');
     assert.ok(!existsSync(dir), `${dir} is left`);
-    for (const pid of pids) assert.ok(!alive(pid), `bird ${pid} still runs`);
+    for (const pid of pids) assert.ok(!processRuns(pid), `bird ${pid} still runs`);
     assert.deepEqual(birdsOf(dir), []);
   },
 );

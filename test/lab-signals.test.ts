@@ -29,6 +29,7 @@ import {
   labDown,
   labUnavailable,
   labUp,
+  processRuns,
   run,
   scratchPath,
   STATE_DIR,
@@ -140,23 +141,13 @@ function processesIn(ns: string): { pid: number; comm: string }[] {
     });
 }
 
-/** running (not a zombie) */
-function runs(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
-
 const tmpLabDirs = () => readdirSync(tmpdir()).filter((f) => f.startsWith('podwalk-lab-'));
 
 /** nothing of the lab named `name` is left: namespaces, processes, state, lock, scratch, temp dirs */
 function assertGone(name: string, pids: number[], tmpBefore: string[]): void {
   const prefix = `pw-${name.toLowerCase()}-`;
   assert.deepEqual(namespaces(prefix), [], 'namespaces left');
-  const alive = pids.filter(runs);
+  const alive = pids.filter(processRuns);
   assert.deepEqual(alive, [], 'processes left');
   for (const f of [`${name}.json`, `${name}.json.tmp`, `${name}.lock`, `${name}.d`].map(
     (f) => `${STATE_DIR}/pw-${f.toLowerCase()}`,
@@ -334,7 +325,7 @@ describe('lab up and lab trace under signals: nothing left behind', { skip, time
       `removed 4 namespaces: ${['lan0', 'node1', 'pod-a', 'pod-b'].map((n) => `pw-nwc-${n}`).join(' ')}\n`,
     );
     assert.deepEqual(namespaces('pw-nwc-b-'), b);
-    assert.ok(listeners.every(runs), 'the other lab lost processes');
+    assert.ok(listeners.every(processRuns), 'the other lab lost processes');
     assert.equal(labCondition(model('nwc-b')).kind, 'up');
     labDown(model('nwc-b'));
     assertGone('nwc-b', listeners, []);

@@ -118,15 +118,26 @@ export function pause(ms: number, signal?: AbortSignal): Promise<void> {
 
 /* ------------------------------------------------------------ processes */
 
-/** the start time of a process (field 22 of /proc/PID/stat), or undefined when it does not exist */
-function processStart(pid: number): string | undefined {
+/** the fields of /proc/PID/stat from the state (field 3) on, or undefined when it does not exist */
+function procStat(pid: number): string[] | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // the command name (field 2) is in parentheses and may hold spaces
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
     return undefined;
   }
+}
+
+/** the start time of a process (field 22 of /proc/PID/stat), or undefined when it does not exist */
+function processStart(pid: number): string | undefined {
+  return procStat(pid)?.[19];
+}
+
+/** a process that runs: it exists and is no zombie (killed, not yet reaped) */
+export function processRuns(pid: number): boolean {
+  const st = procStat(pid)?.[0];
+  return st !== undefined && st !== 'Z';
 }
 
 /** whether the owner recorded in a state file still runs */
