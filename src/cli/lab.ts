@@ -7,6 +7,7 @@ import type { ClusterSpec, CniMode } from '../cluster/spec.ts';
 import { buildCluster, type Cluster } from '../cni/build.ts';
 import { planLab } from '../lab/plan.ts';
 import {
+  labChange,
   labCondition,
   labDown,
   labExec,
@@ -308,7 +309,7 @@ Examples:
           try {
             for (const [netns, cmd] of runs) {
               if (!st.namespaces[netns]) throw new LabError(`--run: the lab has no namespace ${netns}`);
-              const x = labExec(st, netns, ['sh', '-c', cmd]);
+              const x = await labChange(st, netns, cmd, signal);
               if (x.code !== 0)
                 throw new LabError(
                   `--run "${netns}: ${cmd}" failed in the lab: ${(x.stderr || x.stdout).trim().split('\n')[0] || `exit ${x.code}`}`,

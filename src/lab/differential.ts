@@ -11,7 +11,7 @@ import { buildCluster, type Cluster } from '../cni/build.ts';
 import { loadDumps } from '../collect/load.ts';
 import { importCluster } from '../import/index.ts';
 import { labCollect } from './collect.ts';
-import { labDown, labExec, LabError, labQuiesce, labUp, pause } from './host.ts';
+import { labChange, labDown, LabError, labQuiesce, labUp } from './host.ts';
 import { labTrace, type LabTraceResult, type ModelComparison } from './trace.ts';
 import { faultOf, generateScenario, type Fault, type Scenario } from './scenarios.ts';
 import { endpointDraws, resolveService, type Walk, type WalkRequest } from '../trace/walk.ts';
@@ -167,17 +167,11 @@ export async function runScenario(
       onImported(imported);
     }
     if (fault) {
-      const r = labExec(state, fault.netns, ['sh', '-c', fault.command]);
+      const r = await labChange(state, fault.netns, fault.command, opts.signal);
       if (r.code !== 0)
         throw new LabError(`${fault.netns}: \`${fault.command}\` failed in the lab: ${r.stderr.trim()}`);
       // BIRD's NOTIFICATION and the connection's close went over the underlay: from the model's state again
       if (fault.command.startsWith('birdc ')) await labQuiesce(state, base, opts.signal);
-      // a device set down takes its bridge's carrier with it, but the kernel applies a carrier
-      // change later (linkwatch, up to a second for a device that is its own link): until then the
-      // bridge still has its qdisc and sends, so the first ARP probe of a flow started at once shows
-      // on cni0 (seed 59, once the captures started faster than tcpdumps did). The model is the
-      // state after it: the flow starts once linkwatch has run
-      if (/^ip (-\S+ )*link set /.test(fault.command)) await pause(1100, opts.signal);
     }
     const trace = await labTrace(state, sim, s.flow, {
       signal: opts.signal,

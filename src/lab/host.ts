@@ -1067,6 +1067,25 @@ export function labScratch(state: Pick<LabState, 'prefix'>): string {
   return dir;
 }
 
+/**
+ * A shell command run in a lab namespace to change it before a flow (a fault, `lab trace --run`),
+ * the flow to follow once the kernel has applied it: a device set down takes its bridge's carrier
+ * with it, but the kernel applies a carrier change later (linkwatch, up to a second for a device
+ * that is its own link); until then the bridge keeps its qdisc and sends, so a flow started at
+ * once shows its first ARP probe on cni0 where the model, the state after it, shows none (lab-diff
+ * seed 59, once the captures started faster than tcpdumps did).
+ */
+export async function labChange(
+  state: Pick<LabState, 'namespaces'>,
+  netns: string,
+  command: string,
+  signal?: AbortSignal,
+): Promise<RunResult> {
+  const r = labExec(state, netns, ['sh', '-c', command]);
+  if (r.code === 0 && /^ip (-\S+ )*link set /.test(command)) await pause(1100, signal);
+  return r;
+}
+
 /** run a real command in a lab namespace */
 export function labExec(
   state: Pick<LabState, 'namespaces'>,
