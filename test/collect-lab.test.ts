@@ -34,7 +34,7 @@ import { runCollector } from '../src/collect/run.ts';
 import { importCluster } from '../src/import/index.ts';
 import { lineDiff, roundTrip } from '../src/import/roundtrip.ts';
 import { labCollect } from '../src/lab/collect.ts';
-import { labDown, labExec, labUnavailable, labUp, run, type LabState } from '../src/lab/host.ts';
+import { labDown, labExec, labUnavailable, labUp, pause, run, type LabState } from '../src/lab/host.ts';
 import { labPrefix } from '../src/lab/plan.ts';
 import { LAB_MODES } from '../src/lab/scenarios.ts';
 import { labTrace, type LabTraceResult } from '../src/lab/trace.ts';
@@ -61,15 +61,17 @@ function report(r: LabTraceResult): string {
  * Wait (at most 10 s) until no neighbour entry of the lab is in DELAY, PROBE or INCOMPLETE. The
  * previous flow leaves entries the kernel confirms by a unicast ARP probe 5 s after their next
  * use (neigh_timer_handler): a timer a dump cannot carry, whose probe would land in the next
- * flow's captures (CI: n1's probe to p1 before p1's SYN on the hand-made topology).
+ * flow's captures (CI: n1's probe to p1 before p1's SYN on the hand-made topology). A look costs
+ * an `ip` per namespace, so it looks every half second (DELAY lasts delay_first_probe_time, 5 s;
+ * a probe is retransmitted every second).
  */
-function settleNeighbours(state: Pick<LabState, 'namespaces'>): void {
-  for (let i = 0; i < 100; i++) {
+async function settleNeighbours(state: Pick<LabState, 'namespaces'>): Promise<void> {
+  for (let i = 0; i < 20; i++) {
     const busy = Object.values(state.namespaces).some((ns) =>
       /\b(DELAY|PROBE|INCOMPLETE)\b/.test(run(['ip', '-n', ns, 'neigh', 'show']).stdout),
     );
     if (!busy) return;
-    run(['sleep', '0.1']);
+    await pause(500);
   }
 }
 
@@ -80,7 +82,7 @@ async function importedTrace(
   f: WalkRequest,
   name: string,
 ) {
-  settleNeighbours(state);
+  await settleNeighbours(state);
   const dir = tmp();
   try {
     await collect(dir);
