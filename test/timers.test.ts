@@ -18,6 +18,7 @@ import { updatePmtu } from '../src/kernel/pmtu.ts';
 import { icmpGlobalAllow, icmpGlobalConsume, icmpPeerAllow } from '../src/kernel/icmp-ratelimit.ts';
 import { runCommand } from '../src/tools/index.ts';
 import { runUntil } from '../src/trace/exchange.ts';
+import { worldFromData, worldToData } from '../src/kernel/snapshot.ts';
 
 const S = 1_000_000;
 
@@ -126,6 +127,30 @@ describe('neigh_timer_handler (net/core/neighbour.c), arp_tbl defaults', () => {
     assert.equal(n.state, 'REACHABLE');
     c.world.run(confirmed + reach + 10_000);
     assert.equal(n.state, 'STALE');
+  });
+
+  test("the kernel's own draw of reachable_time when it is known (ip ntable's reachable): stale then; a new base draws again", () => {
+    const c = cluster();
+    const ns = c.world.ns('pod-a');
+    ns.neighReachable.set('eth0', 17_345);
+    echo(c, 'pod-a', '10.244.0.6', 1);
+    const n = ns.neighbour('10.244.0.6', 'eth0')!;
+    const confirmed = ns.nud.get('10.244.0.6|eth0')!.confirmed!;
+    c.world.run(confirmed + 17_345_000 + 10_000);
+    assert.equal(n.state, 'STALE', 'stale at the drawn 17.345 s, long before the mean 30 s');
+    // carried by the World's data
+    const copy = worldFromData(worldToData(c.world));
+    assert.equal(copy.ns('pod-a').neighReachable.get('eth0'), 17_345);
+    assert.equal(
+      worldToData(buildCluster(seedCluster(), 'flannel-vxlan').world).netns[0].neighReachable,
+      undefined,
+    );
+    // neigh_proc_base_reachable_time: writing the base draws again; the model is back at the mean
+    assert.equal(
+      runCommand(c, 'pod-a', 'sysctl -w net.ipv4.neigh.eth0.base_reachable_time_ms=30000').code,
+      0,
+    );
+    assert.equal(c.stack.reachableTime(ns, 'eth0'), 30 * S);
   });
 
   test('a used STALE entry: DELAY, delay_first_probe_time 5 s later PROBE with a unicast probe, the reply makes it REACHABLE', () => {

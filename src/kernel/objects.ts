@@ -311,6 +311,12 @@ export class Netns {
   readonly nud = new Map<string, NudTimer>();
   /** neighbour table statistics (`ip -s ntable show name arp_cache`) */
   readonly arpStats = { resFailed: 0, unresDiscards: 0 };
+  /**
+   * reachable_time in ms as the kernel drew it for a device's ARP parameters (`ip ntable show`
+   * prints it as "reachable"), when it is known, as from a real node; without it the model takes
+   * base_reachable_time_ms, the mean of the kernel's draw
+   */
+  readonly neighReachable = new Map<string, number>();
   /** inet_peer entries: per-destination ICMP rate limit buckets */
   readonly icmpPeers: IcmpPeer[] = [];
   /** icmp_global: the netns-wide ICMP credit and when it was last refilled (µs; the kernel's stamp
@@ -348,6 +354,9 @@ export class Netns {
    */
   setSysctl(key: string, value: string): void {
     this.sysctl.set(key, value);
+    // neigh_proc_base_reachable_time: a new base draws the device's reachable_time again
+    const m = /^net\.ipv4\.neigh\.([^.]+)\.base_reachable_time(_ms)?$/.exec(key);
+    if (m) this.neighReachable.delete(m[1]);
     if (key === 'net.ipv4.ip_forward' || key === 'net.ipv4.conf.all.forwarding') {
       // inet_forward_change: conf.default and every device's conf.DEV.forwarding follow
       for (const k of [...this.sysctl.keys()])

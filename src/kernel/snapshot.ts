@@ -70,6 +70,8 @@ export interface NetnsData {
   sysctl: [string, string][];
   mib: [string, number][];
   arpStats: Json;
+  /** reachable_time as the kernel drew it, by device (ms); absent when none is known */
+  neighReachable?: [string, number][];
   /** listening sockets */
   sockets: Json[];
   /** TCP sockets, in the order they were opened */
@@ -108,6 +110,7 @@ const NETNS_FIELDS = [
   'mib',
   'nud',
   'arpStats',
+  'neighReachable',
   'icmpPeers',
   'icmpGlobal',
   'nextIfindex',
@@ -157,6 +160,7 @@ function netnsData(ns: Netns, at: string): NetnsData {
     sysctl: [...ns.sysctl],
     mib: [...ns.mib],
     arpStats: encodeData(ns.arpStats, {}, childPath(at, 'arpStats')),
+    ...(ns.neighReachable.size ? { neighReachable: [...ns.neighReachable] } : {}),
     sockets: ns.sockets.map((s, i) => encodeData(s, {}, childPath(childPath(at, 'sockets'), i))),
     tcp: ns.tcp.list().map((c, i) => encodeData(c, {}, childPath(childPath(at, 'tcp'), i))),
     udpClients: [...ns.udpClients],
@@ -535,6 +539,13 @@ function readNetns(x: unknown, at: string): Netns {
   arp.int('resFailed');
   arp.int('unresDiscards');
   Object.assign(ns.arpStats, arp.o);
+  if (f.o.neighReachable !== undefined)
+    f.list('neighReachable').forEach((kv, i) => {
+      const p = childPath(f.path('neighReachable'), i);
+      if (!Array.isArray(kv) || kv.length !== 2 || typeof kv[0] !== 'string' || !Number.isInteger(kv[1]))
+        fail(p, 'expected ["dev", milliseconds]');
+      ns.neighReachable.set(kv[0], kv[1]);
+    });
   f.list('nud').forEach((kv, i) => {
     const p = childPath(f.path('nud'), i);
     if (!Array.isArray(kv) || kv.length !== 2 || typeof kv[0] !== 'string')
@@ -690,6 +701,7 @@ export type WorldDiffKind =
   | 'sysctl'
   | 'mib'
   | 'arp-stats'
+  | 'neigh-reachable'
   | 'neigh-timer'
   | 'icmp-ratelimit'
   | 'socket'
@@ -835,6 +847,7 @@ function netnsDiffs(out: WorldDiff[], a: NetnsData, b: NetnsData): void {
   keyedDiffs(out, ns, 'sysctl', a.sysctl, b.sysctl);
   keyedDiffs(out, ns, 'mib', a.mib, b.mib);
   keyedDiffs(out, ns, 'arp-stats', [['arp_cache', a.arpStats]], [['arp_cache', b.arpStats]]);
+  keyedDiffs(out, ns, 'neigh-reachable', a.neighReachable ?? [], b.neighReachable ?? []);
   const socks = (d: NetnsData) =>
     keyed(
       d.sockets as { proto: string; addr: string; port: number }[],

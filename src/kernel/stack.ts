@@ -400,11 +400,12 @@ export class Stack {
 
   /**
    * reachable_time, µs: the kernel draws it uniformly from [base/2, 3·base/2) of
-   * base_reachable_time_ms (neigh_rand_reach_time, redrawn every 300 s); the model takes the mean,
+   * base_reachable_time_ms (neigh_rand_reach_time, redrawn every 300 s); the model takes the draw
+   * when it is known (Netns.neighReachable, read from a real node), else the mean,
    * base_reachable_time itself, so that a run is deterministic and centred on the kernel's.
    */
   reachableTime(ns: Netns, dev: string): number {
-    return this.neighParm(ns, dev, 'base_reachable_time_ms') * 1000;
+    return (ns.neighReachable.get(dev) ?? this.neighParm(ns, dev, 'base_reachable_time_ms')) * 1000;
   }
 
   /** the timer state kept beside a neighbour entry */

@@ -88,6 +88,10 @@ export function compareTimeRecord(s: TimeScenario, rec: TimeRecord): TimeMismatc
     const r = runCommand(c, f.netns, f.cmd);
     if (r.code !== 0) out.push({ where: `${f.netns}$ ${f.cmd}`, what: 'setup', sim: r.stderr, real: '' });
   }
+  // the kernel's own draw of reachable_time (when the recording has it): a neighbour entry goes
+  // stale when the kernel's did, not at the mean
+  for (const [netns, devs] of Object.entries(rec.reachable?.before ?? {}))
+    for (const [dev, ms] of Object.entries(devs)) c.world.ns(netns).neighReachable.set(dev, ms);
   const t0 = c.world.now;
   const check = (
     where: string,
@@ -126,6 +130,8 @@ export function compareTimeRecord(s: TimeScenario, rec: TimeRecord): TimeMismatc
       out.push({ where, what: 'stdout', sim: '', real: '(not recorded: re-record the scenario)' });
       continue;
     }
+    // a loaded machine runs the state commands seconds after the last step: the timers ran on
+    if (real.startMs !== undefined) runUntil(c, Math.max(c.world.now, t0 + real.startMs * 1000));
     check(where, st.cmd, runCommand(c, st.netns, modelNstat(st.cmd) ?? st.cmd), real, true);
   }
   return out;

@@ -33,6 +33,28 @@ function capture(state: LabState, netns: string, dev: string, file: string): Pro
   });
 }
 
+/**
+ * reachable_time as the kernel drew it for each device of each lab namespace: `ip ntable show
+ * name arp_cache` prints a device's parameters as "dev DEV" then "reachable MS" (the default
+ * parameters, without "dev", are left out)
+ */
+export function drawnReachable(state: LabState): Record<string, Record<string, number>> {
+  const out: Record<string, Record<string, number>> = {};
+  for (const [netns, real] of Object.entries(state.namespaces)) {
+    const r = run(['ip', '-n', real, 'ntable', 'show', 'name', 'arp_cache']);
+    if (r.code !== 0) throw new Error(`${netns}: ip ntable show: ${r.stderr.trim()}`);
+    let dev: string | undefined;
+    for (const line of r.stdout.split('\n')) {
+      const d = /^\s+dev (\S+)\s*$/.exec(line);
+      if (d) dev = d[1];
+      else if (/^inet /.test(line)) dev = undefined;
+      const m = /\breachable (\d+)\b/.exec(line);
+      if (m && dev) (out[netns] ??= {})[dev] = Number(m[1]);
+    }
+  }
+  return out;
+}
+
 export async function recordTimeScenario(s: TimeScenario): Promise<TimeRecord> {
   const spec = { ...seedCluster(), name: TIME_CLUSTER };
   const c = buildCluster(spec, 'flannel-vxlan');
@@ -54,6 +76,7 @@ export async function recordTimeScenario(s: TimeScenario): Promise<TimeRecord> {
       const file = join(dir, `${netns}-${dev}.pcap`);
       caps.push({ netns, dev, file, child: await capture(state, netns, dev, file) });
     }
+    const before = drawnReachable(state);
     const t0 = performance.now();
     const steps: TimeRecord['steps'] = [];
     for (const st of s.steps) {
@@ -70,9 +93,11 @@ export async function recordTimeScenario(s: TimeScenario): Promise<TimeRecord> {
     }
     const after: TimeRecord['after'] = [];
     for (const st of s.after) {
+      const start = performance.now() - t0;
       const r = labExec(state, st.netns, ['sh', '-c', st.cmd]);
-      after.push({ ...st, stdout: r.stdout, stderr: r.stderr, code: r.code });
+      after.push({ ...st, stdout: r.stdout, stderr: r.stderr, code: r.code, startMs: Math.round(start) });
     }
+    const reachable = { before, after: drawnReachable(state) };
     await new Promise((r) => setTimeout(r, 300));
     const packets: Record<string, string> = {};
     for (const cp of caps) {
@@ -89,6 +114,7 @@ export async function recordTimeScenario(s: TimeScenario): Promise<TimeRecord> {
       steps,
       after,
       packets,
+      reachable,
     };
   } finally {
     for (const cp of caps) cp.child.kill('SIGKILL');

@@ -34,9 +34,19 @@ export interface TimeRecord {
   curl: string;
   setup: TimeStep[];
   steps: (TimeStep & { stdout: string; stderr: string; code: number; startMs: number; endMs: number })[];
-  after: (TimeStep & { stdout: string; stderr: string; code: number })[];
+  /** startMs: when the command started (absent in older records: right after the last step) */
+  after: (TimeStep & { stdout: string; stderr: string; code: number; startMs?: number })[];
   /** tcpdump -r -nn -v -ttttt of pod-a's and node1's eth0 during the steps */
   packets: Record<string, string>;
+  /**
+   * reachable_time (ms) of every device's ARP parameters as the kernel drew it (`ip ntable show`'s
+   * "reachable"), by namespace and device, read before the steps and after the state commands;
+   * the two differ when the kernel drew again in between (neigh_periodic_work, every 300 s)
+   */
+  reachable?: {
+    before: Record<string, Record<string, number>>;
+    after: Record<string, Record<string, number>>;
+  };
 }
 
 const ICMP_COUNTERS =

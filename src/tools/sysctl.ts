@@ -217,7 +217,7 @@ function writeSysctl(ns: Netns, key: string, value: string): boolean {
     for (const k of FORWARDING) ns.sysctl.set(k, text);
     for (const k of [...ns.sysctl.keys()])
       if (/^net\.ipv4\.conf\.[^.]+\.forwarding$/.test(k) && !FORWARDING.includes(k)) ns.sysctl.delete(k);
-  } else ns.sysctl.set(modelKey(key), text);
+  } else ns.setSysctl(modelKey(key), text);
   return true;
 }
 
