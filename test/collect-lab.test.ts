@@ -38,6 +38,7 @@ import { labDown, labExec, labUnavailable, labUp, pause, run, type LabState } fr
 import { labPrefix } from '../src/lab/plan.ts';
 import { LAB_MODES } from '../src/lab/scenarios.ts';
 import { labTrace, type LabTraceResult } from '../src/lab/trace.ts';
+import { differenceReport } from '../src/lab/compare.ts';
 import type { WalkRequest } from '../src/trace/walk.ts';
 
 const why = labUnavailable();
@@ -48,13 +49,7 @@ function tmp(): string {
 }
 
 function report(r: LabTraceResult): string {
-  return r.diffs
-    .filter((d) => d.first !== -1)
-    .map(
-      (d) =>
-        `${d.netns}/${d.dev} differs at packet ${d.first + 1}:\n  sim:  ${d.sim[d.first] ?? '(nothing)'}\n  real: ${d.real[d.first] ?? '(nothing)'}`,
-    )
-    .join('\n');
+  return differenceReport('imported World', r.diffs).join('\n');
 }
 
 /**

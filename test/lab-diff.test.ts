@@ -16,7 +16,8 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { labUnavailable, run } from '../src/lab/host.ts';
-import { runScenario, type ScenarioResult } from '../src/lab/differential.ts';
+import { runScenario } from '../src/lab/differential.ts';
+import { differenceReport } from '../src/lab/compare.ts';
 import { NAT_SEED_BASE } from '../src/lab/scenarios.ts';
 import { SVC_SEED_BASE } from '../src/lab/svc-scenarios.ts';
 import { generateScenario } from '../src/lab/scenarios.ts';
@@ -35,26 +36,6 @@ const seeds = only
       ...Array.from({ length: natCount }, (_, i) => NAT_SEED_BASE + 1 + i),
       ...Array.from({ length: svcCount }, (_, i) => SVC_SEED_BASE + 1 + i),
     ];
-
-/** what differs between one model and the kernel, for the report */
-function differences(
-  label: string,
-  m: { trace: { diffs: ScenarioResult['trace']['diffs'] }; tables: ScenarioResult['tables'] },
-): string[] {
-  return [
-    ...m.trace.diffs
-      .filter((d) => d.first !== -1)
-      .map(
-        (d) =>
-          `${label}: ${d.netns}/${d.dev} differs at packet ${d.first + 1}:\n  model: ${d.sim[d.first] ?? '(nothing)'}\n  real:  ${d.real[d.first] ?? '(nothing)'}`,
-      ),
-    ...m.tables
-      .filter((t) => !t.equal)
-      .map(
-        (t) => `${label}: ${t.netns}: \`${t.command}\` differs:\n--- model\n${t.sim}\n--- kernel\n${t.real}`,
-      ),
-  ];
-}
 
 /**
  * Scenarios run PODWALK_LAB_CONCURRENCY at a time (default 2): each has namespaces of its own
@@ -81,8 +62,8 @@ describe('the differential suite', { concurrency }, () => {
         r.scenario.title,
         r.fault ? `fault: ${r.fault}` : 'no fault',
         `outcome: kernel ${r.realOk ? 'answered' : 'not answered'} (${r.trace.client.out.split('\n').slice(-1)[0]}), simulation ${r.simOk ? 'answered' : 'not answered'}${r.imported ? `, imported World ${r.imported.simOk ? 'answered' : 'not answered'}` : ''}`,
-        ...differences('simulation', r),
-        ...(r.imported ? differences('imported World', r.imported) : []),
+        ...differenceReport('simulation', r.trace.diffs, r.tables),
+        ...(r.imported ? differenceReport('imported World', r.imported.trace.diffs, r.imported.tables) : []),
         `replay: ${r.replay}`,
       ].join('\n');
       assert.ok(r.agree, report);

@@ -113,6 +113,31 @@ export interface InterfaceDiff {
   first: number;
 }
 
+/**
+ * What differs between a model and the kernel, a paragraph per interface whose packets differ
+ * (its first differing packet on both sides) and per state command whose output differs; `label`
+ * names the model ("simulation", "imported World"). The one report the tests print.
+ */
+export function differenceReport(
+  label: string,
+  diffs: readonly InterfaceDiff[],
+  tables: readonly { netns: string; command: string; sim: string; real: string; equal: boolean }[] = [],
+): string[] {
+  return [
+    ...diffs
+      .filter((d) => d.first !== -1)
+      .map(
+        (d) =>
+          `${label}: ${d.netns}/${d.dev} differs at packet ${d.first + 1}:\n  model: ${d.sim[d.first] ?? '(nothing)'}\n  real:  ${d.real[d.first] ?? '(nothing)'}`,
+      ),
+    ...tables
+      .filter((t) => !t.equal)
+      .map(
+        (t) => `${label}: ${t.netns}: \`${t.command}\` differs:\n--- model\n${t.sim}\n--- kernel\n${t.real}`,
+      ),
+  ];
+}
+
 export function compareSequences(netns: string, dev: string, sim: string[], real: string[]): InterfaceDiff {
   let first = -1;
   const n = Math.max(sim.length, real.length);
