@@ -547,6 +547,37 @@ describe('web page in chromium', () => {
       await page.getByTestId('disposition').innerText(),
       dispositionLine(own.w.request.disposition),
     );
+    // and the console prints what `podwalk exec node1 --walk 'pod-a svc/web:80' -- CMD` prints
+    for (const command of ['conntrack -L', 'iptables-save -t nat']) {
+      await runInConsole('node1', command);
+      const out: string[] = [];
+      const err: string[] = [];
+      const argv = [
+        'exec',
+        'node1',
+        '--cluster',
+        file,
+        '--walk',
+        'pod-a svc/web:80',
+        '--',
+        ...command.split(' '),
+      ];
+      const code = await run(argv, {
+        out: (x) => out.push(x),
+        err: (x) => err.push(x),
+        readFile: (f) => readFileSync(f, 'utf8'),
+        openDir: () => () => undefined,
+        env: {},
+        isTTY: false,
+      });
+      assert.equal(code, 0, err.join('\n'));
+      const last = page.getByTestId('console-out').locator('.entry').last();
+      const shown = async (sel: string) =>
+        (await last.locator(sel).count()) ? ((await last.locator(sel).textContent()) ?? '').trimEnd() : '';
+      assert.equal(await shown('pre:not(.stderr)'), out.join('\n').trimEnd());
+      assert.equal(await shown('pre.stderr'), err.join('\n').trimEnd());
+    }
+    await page.keyboard.press('Escape');
     await textFits();
   });
 
