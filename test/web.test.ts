@@ -668,6 +668,27 @@ describe('web page in chromium', () => {
     const overflow = Number(await page.evaluate('document.documentElement.scrollWidth'));
     assert.ok(overflow <= 390, `page is ${overflow}px wide at a 390px viewport`);
     await shot('08-phone-width');
+    // the long destination choices of a cluster with Services (node ports, load balancers) too
+    await page
+      .getByLabel('load a cluster YAML file')
+      .setInputFiles(join(REPO, 'test', 'fixtures', 'services-external.yaml'));
+    await page.locator('select[name=to]').selectOption('192.168.1.11:31000/udp');
+    await page.getByTestId('topology').locator('[data-id="client"]').waitFor();
+    const wide = Number(await page.evaluate('document.documentElement.scrollWidth'));
+    // the elements that stick out (outside the picture, which scrolls in its own box)
+    const beyond = await page
+      .locator('body *:not(svg *)')
+      .evaluateAll((es) =>
+        es
+          .filter((e) => e.getBoundingClientRect().right > 390.5 && !e.closest('svg'))
+          .map(
+            (e) =>
+              `${e.tagName.toLowerCase()}${e.getAttribute('name') ? `[name=${e.getAttribute('name')}]` : ''}`,
+          ),
+      );
+    assert.ok(wide <= 390, `page with Services is ${wide}px wide at a 390px viewport: ${beyond.join(' ')}`);
+    await shot('18-phone-width-services');
+    await page.getByLabel('load a scenario').selectOption('');
     await page.setViewportSize({ width: 1280, height: 800 });
   });
 });
