@@ -640,7 +640,10 @@ describe('web page in chromium', () => {
     await textFits();
 
     // Calico's own layout (the default of the calico-* modes): cali* veths routed by the node, no cni0
-    await page.getByLabel('load a cluster YAML file').setInputFiles(join(REPO, 'examples', 'services.yaml'));
+    // (examples/services.yaml, shipped in the scenario picker)
+    await page.getByLabel('load a scenario').selectOption('example:services');
+    assert.equal(await page.locator('select[name=mode]').inputValue(), 'flannel-vxlan');
+    await svg.locator('[data-id="svc:default/web-np"]').waitFor();
     await page.locator('select[name=mode]').selectOption('calico-ipip');
     await svg.locator('[data-id="node1#routing"]').waitFor();
     assert.equal(await svg.locator('[data-id="node1|cni0"]').count(), 0);

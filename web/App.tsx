@@ -16,7 +16,7 @@ import type { Proto, Step, Trace } from '../src/trace/types.ts';
 import { Console, type ConsoleEntry } from './Console.tsx';
 import { HeaderBoxes } from './Frame.tsx';
 import { layoutCluster, serviceId } from './layout.ts';
-import { SCENARIOS } from './scenarios.ts';
+import { EXAMPLES, SCENARIOS } from './scenarios.ts';
 import {
   consoleRun,
   defaultFlow,
@@ -655,10 +655,12 @@ export function App({ initial, loaded: initialLoaded }: { initial: PageState; lo
             <select
               aria-label="load a scenario"
               value={
-                loaded.dumps ? DUMPS_OPTION : (SCENARIOS.find((x) => x.file === loaded.name)?.name ?? '')
+                loaded.dumps
+                  ? DUMPS_OPTION
+                  : ([...SCENARIOS, ...EXAMPLES].find((x) => x.file === loaded.name)?.name ?? '')
               }
               onChange={(e) => {
-                const sc = SCENARIOS.find((x) => x.name === e.target.value);
+                const sc = [...SCENARIOS, ...EXAMPLES].find((x) => x.name === e.target.value);
                 if (e.target.value === DUMPS_OPTION && served) switchCluster(served);
                 else switchCluster(sc ? loadYaml(sc.yaml, sc.file) : seed());
               }}
@@ -670,6 +672,13 @@ export function App({ initial, loaded: initialLoaded }: { initial: PageState; lo
                   {x.title}
                 </option>
               ))}
+              <optgroup label="examples">
+                {EXAMPLES.map((x) => (
+                  <option key={x.name} value={x.name}>
+                    {x.title}
+                  </option>
+                ))}
+              </optgroup>
             </select>
           </label>
           <label className="file">
