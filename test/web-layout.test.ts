@@ -206,6 +206,35 @@ describe("web layout: Calico's own layout", () => {
     assertTidy(l);
   });
 
+  test('every device a Service walk crosses in that layout has its point in the picture', () => {
+    const c = cluster(SERVICES, 'calico-ipip');
+    const l = layoutCluster(c);
+    const w = walk(
+      c,
+      { from: 'pod-a', to: 'svc/web', port: 80, proto: 'tcp', endpoint: 'pod-c' },
+      { exchange: true },
+    );
+    assert.equal(w.request.disposition.kind, 'delivered');
+    const devices = new Set<string>();
+    const missing = new Set<string>();
+    for (const t of w.traces)
+      for (const s of t.steps)
+        if (s.device !== undefined) {
+          devices.add(`${s.netns}|${s.device}`);
+          if (!l.anchors.has(`${s.netns}|${s.device}`)) missing.add(`${s.netns}|${s.device}`);
+        }
+    // the walk went by the cali veths (proxy ARP, /32 routes) and tunl0
+    const pods = new Map(c.pods.map((p) => [p.name, p]));
+    for (const d of [
+      `node1|${pods.get('pod-a')!.hostVeth}`,
+      `node2|${pods.get('pod-c')!.hostVeth}`,
+      'node1|tunl0',
+      'node2|tunl0',
+    ])
+      assert.ok(devices.has(d), d);
+    assert.deepEqual([...missing], ['lan0|lan0']);
+  });
+
   test('calicoLayout: bridge keeps cni0 and draws no routing box', () => {
     const c = cluster(SERVICES, 'calico-ipip', 'calicoLayout: bridge\n');
     assert.equal(c.layout, 'bridge');
