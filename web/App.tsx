@@ -461,18 +461,15 @@ export function App({ initial, loaded: initialLoaded }: { initial: PageState; lo
   // a destination that is none of the choices (a link's ClusterIP, an address): offered as it is
   const typed = dest ? undefined : state.flow.to;
   const target = sim.cluster ? serviceTarget(sim.cluster, state.flow) : undefined;
+  // once the walk is past kube-proxy's DNAT (or conntrack's un-NAT of the answer): the Service and
+  // the endpoint taken, highlighted in the picture
   const takenIp = target && trace ? natEndpoint(target, steps, at) : undefined;
+  const svcBox = target
+    ? serviceId({ namespace: target.servicePort.namespace, name: target.servicePort.service })
+    : undefined;
   const servicePath: ServicePath | undefined =
-    target && takenIp !== undefined
-      ? {
-          svc: serviceId({ namespace: target.servicePort.namespace, name: target.servicePort.service }),
-          endpoint: layout?.endpoints.find(
-            (e) =>
-              e.ip === takenIp &&
-              e.svc ===
-                serviceId({ namespace: target.servicePort.namespace, name: target.servicePort.service }),
-          )?.to,
-        }
+    svcBox && takenIp !== undefined
+      ? { svc: svcBox, endpoint: layout?.endpoints.find((e) => e.svc === svcBox && e.ip === takenIp)?.to }
       : undefined;
   const cur = steps[at];
   let frameStep: Step | undefined;
@@ -687,7 +684,12 @@ export function App({ initial, loaded: initialLoaded }: { initial: PageState; lo
               type="file"
               accept=".yaml,.yml,text/yaml"
               aria-label="load a cluster YAML file"
-              onChange={(e) => e.target.files?.[0] && void onFile(e.target.files[0])}
+              onChange={(e) => {
+                const f = e.target.files?.[0];
+                // cleared, so that choosing the same file again (after a scenario) loads it again
+                e.target.value = '';
+                if (f) void onFile(f);
+              }}
             />
           </label>
           <button type="button" onClick={() => void navigator.clipboard?.writeText(location.href)}>
