@@ -14,6 +14,13 @@ import { build } from 'vite';
 import { run } from '../src/cli/app.ts';
 import { serveWeb, type Served } from '../src/cli/serve.ts';
 import { loadDumps } from '../src/collect/load.ts';
+import { loadCluster } from '../src/cluster/load.ts';
+import type { CniMode } from '../src/cluster/spec.ts';
+import type { Cluster } from '../src/cni/build.ts';
+import { prepareCluster, runCommand } from '../src/tools/index.ts';
+import { walk, type Walk, type WalkRequest } from '../src/trace/walk.ts';
+import { stepDetail, stepEntry, stepTable } from '../src/render/step.ts';
+import { dispositionLine } from '../src/render/text.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const REPO = resolve(fileURLToPath(new URL('..', import.meta.url)));
@@ -41,6 +48,51 @@ async function runInConsole(netns: string, command: string): Promise<void> {
   await page.getByLabel('network namespace').selectOption(netns);
   await page.getByLabel('command').fill(command);
   await page.getByLabel('command').press('Enter');
+}
+
+/** the flow walked by the core as the page walks it (the whole exchange), on the cluster file in `mode` */
+function coreWalk(file: string, mode: CniMode, req: WalkRequest): { c: Cluster; w: Walk } {
+  const spec = loadCluster(readFileSync(file, 'utf8'), file);
+  const c = prepareCluster(spec, mode, []);
+  return { c, w: walk(c, req, { exchange: true }) };
+}
+
+/** the text lines of a box in the picture, in order */
+function boxLines(id: string): Promise<string[]> {
+  return page
+    .getByTestId('topology')
+    .locator(`[data-id="${id}"] > text`)
+    .evaluateAll((ts) => ts.map((t) => (t.textContent ?? '').trim()));
+}
+
+/** a Service's endpoint lines: "BOX READY", sorted */
+async function endpointLines(svc: string): Promise<string[]> {
+  const ls = await page
+    .getByTestId('topology')
+    .locator(`line.endpoint[data-svc="${svc}"]`)
+    .evaluateAll((xs) => xs.map((l) => `${l.getAttribute('data-endpoint')} ${l.getAttribute('data-ready')}`));
+  return ls.sort();
+}
+
+/** every box's text fits inside its rectangle, as the browser measures it */
+async function textFits(): Promise<void> {
+  const over = await page
+    .getByTestId('topology')
+    .locator('g.box')
+    .evaluateAll((gs) =>
+      gs.flatMap((g) => {
+        const r = g.querySelector(':scope > rect')!;
+        const right = Number(r.getAttribute('x')) + Number(r.getAttribute('width'));
+        return [...g.querySelectorAll(':scope > text')].flatMap((t) => {
+          const measured = t as unknown as { getComputedTextLength(): number };
+          const end = Number(t.getAttribute('x')) + measured.getComputedTextLength();
+          return end > right - 2
+            ? [`${g.getAttribute('data-id')}: "${t.textContent}" ends at ${end.toFixed(1)}, box at ${right}`]
+            : [];
+        });
+      }),
+    );
+  assert.deepEqual(over, []);
 }
 
 /** a test that skips with the reason when there is no browser */
@@ -378,12 +430,268 @@ describe('web page in chromium', () => {
     assert.match(await page.getByTestId('disposition').innerText(), /^delivered to pod-c/);
   });
 
+  it('Services: drawn with their endpoints; svc/web:80 walks through the DNAT, the chosen endpoint and the un-NAT', async () => {
+    const file = join(REPO, 'examples', 'services.yaml');
+    await page.getByLabel('load a cluster YAML file').setInputFiles(file);
+    const svg = page.getByTestId('topology');
+    await svg.locator('[data-id="svc:default/web"]').waitFor();
+    // each Service: name, namespace, type and ClusterIP, ports as kubectl prints PORT(S)
+    assert.deepEqual(await boxLines('svc:default/web'), [
+      'web default',
+      'ClusterIP 10.96.0.2',
+      '80/TCP (http)',
+      '8080/UDP (udp)',
+    ]);
+    assert.deepEqual(await boxLines('svc:default/web-np'), [
+      'web-np default',
+      'NodePort 10.96.0.3',
+      '80:30080/TCP',
+    ]);
+    assert.deepEqual(await boxLines('svc:default/dns'), [
+      'dns default',
+      'ClusterIP 10.96.0.10',
+      '53/UDP (dns)',
+    ]);
+    // a line to every endpoint of the EndpointSlices: pod-d says ready: false
+    assert.deepEqual(await endpointLines('svc:default/web'), ['pod-b true', 'pod-c true', 'pod-d false']);
+    assert.deepEqual(await endpointLines('svc:default/dns'), ['pod-d false']);
+    assert.equal(await svg.locator('line.endpoint.notready').count(), 3);
+
+    // the Service as the destination, as `podwalk trace pod-a svc/web:80` takes it
+    await page.locator('select[name=from]').selectOption('pod-a');
+    await page.locator('select[name=to]').selectOption('svc/web:80/tcp');
+    assert.equal(await page.locator('input[name=port]').inputValue(), '80');
+    assert.deepEqual(await page.locator('select[name=endpoint] option').allInnerTexts(), [
+      "(kube-proxy's draw)",
+      'pod-b 10.244.0.6:8080',
+      'pod-c 10.244.1.5:8080',
+    ]);
+    await page.locator('select[name=endpoint]').selectOption('pod-c');
+    assert.match(await page.getByTestId('disposition').innerText(), /^delivered to pod-c tcp\/8080$/);
+
+    // the same steps, rendered by the same functions, as the CLI's walk of the same flow
+    const { c, w } = coreWalk(file, 'flannel-vxlan', {
+      from: 'pod-a',
+      to: 'svc/web',
+      proto: 'tcp',
+      port: 80,
+      endpoint: 'pod-c',
+    });
+    const dnat = w.request.steps.findIndex((s) => s.ev.type === 'netfilter' && s.ev.decision.nat === 'DNAT');
+    const rule = w.request.steps[dnat];
+    assert.match(
+      stepDetail(rule),
+      /^nat PREROUTING: DNAT \(PREROUTING#1 → KUBE-SERVICES#\d+ → KUBE-SVC-[A-Z2-7]{16}#\d+ → KUBE-SEP-[A-Z2-7]{16}#\d+\); random choice KUBE-SVC-[A-Z2-7]{16}#\d+, probability 0\.5000$/,
+    );
+    const steps = page.getByTestId('steps').locator('li');
+    const shown = steps.nth(dnat);
+    assert.equal(await shown.locator('.detail').innerText(), stepDetail(rule));
+    assert.equal(await shown.locator('.entry').innerText(), `${stepTable(rule)}: ${stepEntry(rule)}`);
+    assert.match(await shown.locator('.entry').innerText(), /-j DNAT --to-destination 10\.244\.1\.5:8080$/);
+    const setup = w.request.steps[dnat + 1];
+    assert.equal(setup.ev.type, 'nat-setup');
+    assert.equal(
+      await steps
+        .nth(dnat + 1)
+        .locator('.detail')
+        .innerText(),
+      stepDetail(setup),
+    );
+
+    // the Service and the endpoint taken light up once the DNAT is behind the walk
+    await page.locator('select[name=endpoint]').blur();
+    await page.keyboard.press('Home');
+    assert.equal(await svg.locator('.box.walked').count(), 0, 'before the DNAT');
+    await steps.nth(dnat + 1).click();
+    assert.equal(await svg.locator('.box.walked').getAttribute('data-id'), 'svc:default/web');
+    assert.deepEqual(
+      await svg
+        .locator('line.endpoint.taken')
+        .evaluateAll((ls) =>
+          ls.map((l) => `${l.getAttribute('data-svc')} ${l.getAttribute('data-endpoint')}`),
+        ),
+      ['svc:default/web pod-c'],
+    );
+    await shot('14-service-dnat');
+
+    // the answer: conntrack un-NATs its source back to the Service's address
+    await page.getByRole('tab', { name: 'SYN-ACK' }).click();
+    const unnat = w.reply!.steps.findIndex((s) => s.ev.type === 'nat-rewrite' && s.ev.manip === 'src');
+    assert.ok(unnat > 0);
+    assert.match(
+      stepDetail(w.reply!.steps[unnat]),
+      /source 10\.244\.1\.5:8080 → 10\.96\.0\.2:80 \(from the conntrack entry\)/,
+    );
+    assert.equal(await steps.nth(unnat).locator('.detail').innerText(), stepDetail(w.reply!.steps[unnat]));
+    await page.keyboard.press('End');
+    assert.equal(await svg.locator('.box.walked').getAttribute('data-id'), 'svc:default/web');
+    await shot('15-service-reply-unnat');
+
+    // the console: iptables-save -t nat and conntrack -L as `podwalk exec --walk` prints them
+    for (const command of ['iptables-save -t nat', 'conntrack -L']) {
+      await runInConsole('node1', command);
+      const last = page.getByTestId('console-out').locator('.entry').last();
+      assert.equal(await last.locator('.cmd').innerText(), `node1# ${command}`);
+      const want = runCommand(c, 'node1', command);
+      assert.equal(want.code, 0);
+      assert.equal(await last.locator('pre').first().textContent(), want.stdout);
+    }
+    await page.keyboard.press('Escape');
+
+    // the URL keeps the Service and the endpoint
+    assert.match(page.url(), /to=svc%2Fweb&proto=tcp&port=80&ep=pod-c/);
+    // the flow's own draw: delivered to whichever endpoint the flow's hash takes, the same as the CLI
+    await page.locator('select[name=endpoint]').selectOption('');
+    const own = coreWalk(file, 'flannel-vxlan', { from: 'pod-a', to: 'svc/web', proto: 'tcp', port: 80 });
+    assert.equal(
+      await page.getByTestId('disposition').innerText(),
+      dispositionLine(own.w.request.disposition),
+    );
+    // and the console prints what `podwalk exec node1 --walk 'pod-a svc/web:80' -- CMD` prints
+    for (const command of ['conntrack -L', 'iptables-save -t nat']) {
+      await runInConsole('node1', command);
+      const out: string[] = [];
+      const err: string[] = [];
+      const argv = [
+        'exec',
+        'node1',
+        '--cluster',
+        file,
+        '--walk',
+        'pod-a svc/web:80',
+        '--',
+        ...command.split(' '),
+      ];
+      const code = await run(argv, {
+        out: (x) => out.push(x),
+        err: (x) => err.push(x),
+        readFile: (f) => readFileSync(f, 'utf8'),
+        openDir: () => () => undefined,
+        env: {},
+        isTTY: false,
+      });
+      assert.equal(code, 0, err.join('\n'));
+      const last = page.getByTestId('console-out').locator('.entry').last();
+      const shown = async (sel: string) =>
+        (await last.locator(sel).count()) ? ((await last.locator(sel).textContent()) ?? '').trimEnd() : '';
+      assert.equal(await shown('pre:not(.stderr)'), out.join('\n').trimEnd());
+      assert.equal(await shown('pre.stderr'), err.join('\n').trimEnd());
+    }
+    await page.keyboard.press('Escape');
+    await textFits();
+  });
+
+  it("Services from outside: the external host drawn on the underlay, NODE_IP:NODEPORT walked from it; Calico's own layout", async () => {
+    const file = join(REPO, 'test', 'fixtures', 'services-external.yaml');
+    await page.getByLabel('load a cluster YAML file').setInputFiles(file);
+    const svg = page.getByTestId('topology');
+    await svg.locator('[data-id="client"]').waitFor();
+    assert.match(
+      (await svg.locator('[data-id="client|eth0"]').textContent()) ?? '',
+      /eth0 192\.168\.1\.100\/24/,
+    );
+    assert.deepEqual(await boxLines('svc:prod/api'), [
+      'api prod',
+      'LoadBalancer 10.100.0.3',
+      '9000:31000/TCP (tcp)',
+      '9000:31000/UDP (udp)',
+      'ingress 203.0.113.10',
+      'externalTrafficPolicy Local',
+    ]);
+    // the hand-written EndpointSlice: the client host, web-2, and 10.244.2.2 (web-3's address) not ready
+    assert.deepEqual(await endpointLines('svc:default/manual'), ['client true', 'web-2 true', 'web-3 false']);
+    // calicoLayout: bridge keeps cni0
+    assert.equal(await svg.locator('[data-id="node1|cni0"]').count(), 1);
+    assert.equal(await svg.locator('.box.routing').count(), 0);
+
+    await page.locator('select[name=from]').selectOption('client');
+    await page.locator('select[name=to]').selectOption('192.168.1.11:30080/tcp');
+    await page.locator('select[name=endpoint]').selectOption('web-3');
+    assert.match(await page.getByTestId('disposition').innerText(), /^delivered to web-3 tcp\/8080$/);
+    const { w } = coreWalk(file, 'calico-bgp', {
+      from: 'client',
+      to: '192.168.1.11',
+      proto: 'tcp',
+      port: 30080,
+      endpoint: 'web-3',
+    });
+    const dnat = w.request.steps.findIndex((s) => s.ev.type === 'netfilter' && s.ev.decision.nat === 'DNAT');
+    assert.match(
+      stepDetail(w.request.steps[dnat]),
+      /KUBE-NODEPORTS#\d+ → (KUBE-EXT-[A-Z2-7]{16})#1 → KUBE-MARK-MASQ#1 → \1#2 → KUBE-SVC-[A-Z2-7]{16}#\d+ → KUBE-SEP-[A-Z2-7]{16}#\d+\); random choice KUBE-SVC-[A-Z2-7]{16}#\d+, probability 0\.3333$/,
+    );
+    const steps = page.getByTestId('steps').locator('li');
+    assert.equal(await steps.nth(dnat).locator('.detail').innerText(), stepDetail(w.request.steps[dnat]));
+    await page.locator('select[name=endpoint]').blur();
+    await page.keyboard.press('End');
+    assert.equal(await svg.locator('.box.walked').getAttribute('data-id'), 'svc:default/web');
+    assert.equal(await svg.locator('line.endpoint.taken').getAttribute('data-endpoint'), 'web-3');
+    // the packet's path starts in the client (its socket), leaves by its eth0, and crosses lan0 by its port
+    const points = ((await svg.locator('polyline.path').getAttribute('points')) ?? '').split(' ');
+    const middle = async (id: string) => {
+      const r = svg.locator(`[data-id="${id}"] > rect`);
+      const [x, y, wd, ht] = await Promise.all(
+        ['x', 'y', 'width', 'height'].map(async (a) => Number(await r.getAttribute(a))),
+      );
+      return `${x + wd / 2},${y + ht / 2}`;
+    };
+    assert.deepEqual(points.slice(0, 2), [await middle('client'), await middle('client|eth0')]);
+    await shot('16-nodeport-from-external-host');
+    await textFits();
+
+    // Calico's own layout (the default of the calico-* modes): cali* veths routed by the node, no cni0
+    // (examples/services.yaml, shipped in the scenario picker)
+    await page.getByLabel('load a scenario').selectOption('example:services');
+    assert.equal(await page.locator('select[name=mode]').inputValue(), 'flannel-vxlan');
+    await svg.locator('[data-id="svc:default/web-np"]').waitFor();
+    await page.locator('select[name=mode]').selectOption('calico-ipip');
+    await svg.locator('[data-id="node1#routing"]').waitFor();
+    assert.equal(await svg.locator('[data-id="node1|cni0"]').count(), 0);
+    const calis = await svg
+      .locator('.box.dev')
+      .evaluateAll((bs) => bs.map((b) => b.getAttribute('data-id')).filter((id) => /\|cali/.test(id ?? '')));
+    assert.equal(calis.length, 4, calis.join(' '));
+    for (const id of calis) assert.match(id!, /^node\d\|cali[0-9a-f]{11}$/);
+    assert.equal(await svg.locator('[data-id="node1|tunl0"]').count(), 1);
+    await page.locator('select[name=to]').selectOption('svc/web:80/tcp');
+    await page.locator('select[name=endpoint]').selectOption('pod-c');
+    assert.match(await page.getByTestId('disposition').innerText(), /^delivered to pod-c tcp\/8080$/);
+    await page.locator('select[name=endpoint]').blur();
+    await page.keyboard.press('End');
+    assert.equal(await svg.locator('line.endpoint.taken').getAttribute('data-endpoint'), 'pod-c');
+    await shot('17-calico-layout-service');
+    await textFits();
+    await page.getByLabel('load a scenario').selectOption('');
+    assert.match(await page.getByTestId('disposition').innerText(), /^delivered to pod-c/);
+  });
+
   it('readable at phone width', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
     await page.getByTestId('steps').waitFor();
     const overflow = Number(await page.evaluate('document.documentElement.scrollWidth'));
     assert.ok(overflow <= 390, `page is ${overflow}px wide at a 390px viewport`);
     await shot('08-phone-width');
+    // the long destination choices of a cluster with Services (node ports, load balancers) too
+    await page
+      .getByLabel('load a cluster YAML file')
+      .setInputFiles(join(REPO, 'test', 'fixtures', 'services-external.yaml'));
+    await page.locator('select[name=to]').selectOption('192.168.1.11:31000/udp');
+    await page.getByTestId('topology').locator('[data-id="client"]').waitFor();
+    const wide = Number(await page.evaluate('document.documentElement.scrollWidth'));
+    // the elements that stick out (outside the picture, which scrolls in its own box)
+    const beyond = await page
+      .locator('body *:not(svg *)')
+      .evaluateAll((es) =>
+        es
+          .filter((e) => e.getBoundingClientRect().right > 390.5 && !e.closest('svg'))
+          .map(
+            (e) =>
+              `${e.tagName.toLowerCase()}${e.getAttribute('name') ? `[name=${e.getAttribute('name')}]` : ''}`,
+          ),
+      );
+    assert.ok(wide <= 390, `page with Services is ${wide}px wide at a 390px viewport: ${beyond.join(' ')}`);
+    await shot('18-phone-width-services');
+    await page.getByLabel('load a scenario').selectOption('');
     await page.setViewportSize({ width: 1280, height: 800 });
   });
 });

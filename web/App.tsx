@@ -15,23 +15,27 @@ import { compareModes } from '../src/diagnose/compare-modes.ts';
 import type { Proto, Step, Trace } from '../src/trace/types.ts';
 import { Console, type ConsoleEntry } from './Console.tsx';
 import { HeaderBoxes } from './Frame.tsx';
-import { layoutCluster } from './layout.ts';
-import { SCENARIOS } from './scenarios.ts';
+import { layoutCluster, serviceId } from './layout.ts';
+import { EXAMPLES, SCENARIOS } from './scenarios.ts';
 import {
   consoleRun,
   defaultFlow,
+  destinationOf,
+  destinations,
   encodeCluster,
   encodeState,
   loadYaml,
+  natEndpoint,
   prepare,
   SERVED_DUMPS,
   seed,
+  serviceTarget,
   simulate,
   type FlowForm,
   type LoadedCluster,
   type PageState,
 } from './session.ts';
-import { Topology } from './Topology.tsx';
+import { Topology, type ServicePath } from './Topology.tsx';
 
 const LAYER: Record<number, string> = { 2: 'L2', 3: 'L3', 4: 'L4', 7: 'L7' };
 const PLAY_MS = 600;
@@ -444,9 +448,29 @@ export function App({ initial, loaded: initialLoaded }: { initial: PageState; lo
 
   const setFlow = (f: Partial<FlowForm>) =>
     setState((s) => ({ ...s, flow: { ...s.flow, ...f }, trace: 0, step: 0 }));
-  const names = sim.cluster
-    ? [...sim.cluster.pods.map((p) => p.name), ...sim.cluster.nodes.map((n) => n.name)]
+  const sources = sim.cluster
+    ? [
+        ...sim.cluster.pods.map((p) => p.name),
+        ...sim.cluster.nodes.map((n) => n.name),
+        ...sim.cluster.externalHosts.map((h) => h.name),
+      ]
     : [];
+  const dests = useMemo(() => (sim.cluster ? destinations(sim.cluster) : []), [sim.cluster]);
+  const dest = destinationOf(dests, state.flow);
+  const groups = [...new Set(dests.map((x) => x.group))];
+  // a destination that is none of the choices (a link's ClusterIP, an address): offered as it is
+  const typed = dest ? undefined : state.flow.to;
+  const target = sim.cluster ? serviceTarget(sim.cluster, state.flow) : undefined;
+  // once the walk is past kube-proxy's DNAT (or conntrack's un-NAT of the answer): the Service and
+  // the endpoint taken, highlighted in the picture
+  const takenIp = target && trace ? natEndpoint(target, steps, at) : undefined;
+  const svcBox = target
+    ? serviceId({ namespace: target.servicePort.namespace, name: target.servicePort.service })
+    : undefined;
+  const servicePath: ServicePath | undefined =
+    svcBox && takenIp !== undefined
+      ? { svc: svcBox, endpoint: layout?.endpoints.find((e) => e.svc === svcBox && e.ip === takenIp)?.to }
+      : undefined;
   const cur = steps[at];
   let frameStep: Step | undefined;
   for (let i = at; i >= 0 && !frameStep; i--) if (steps[i]?.frame) frameStep = steps[i];
@@ -494,16 +518,61 @@ export function App({ initial, loaded: initialLoaded }: { initial: PageState; lo
       <header>
         <h1>podwalk</h1>
         <form className="flow" onSubmit={(e) => e.preventDefault()} aria-label="the flow">
-          {(['from', 'to'] as const).map((end) => (
-            <label key={end}>
-              {end}
-              <select value={state.flow[end]} onChange={(e) => setFlow({ [end]: e.target.value })} name={end}>
-                {names.map((n) => (
-                  <option key={n}>{n}</option>
+          <label>
+            from
+            <select value={state.flow.from} onChange={(e) => setFlow({ from: e.target.value })} name="from">
+              {sources.map((n) => (
+                <option key={n}>{n}</option>
+              ))}
+            </select>
+          </label>
+          <label>
+            to
+            <select
+              value={dest?.key ?? typed}
+              name="to"
+              onChange={(e) => {
+                const d = dests.find((x) => x.key === e.target.value);
+                if (!d) return;
+                setFlow({
+                  to: d.to,
+                  ...(d.port !== undefined ? { port: d.port } : {}),
+                  ...(d.proto ? { proto: d.proto } : {}),
+                  endpoint: undefined,
+                });
+              }}
+            >
+              {typed !== undefined ? <option value={typed}>{typed}</option> : null}
+              {groups.map((g) => (
+                <optgroup key={g} label={g}>
+                  {dests
+                    .filter((x) => x.group === g)
+                    .map((x) => (
+                      <option key={x.key} value={x.key}>
+                        {x.label}
+                      </option>
+                    ))}
+                </optgroup>
+              ))}
+            </select>
+          </label>
+          {target ? (
+            <label title="kube-proxy's random choice: the flow's own draw, or the endpoint you pick (trace --endpoint)">
+              endpoint
+              <select
+                value={state.flow.endpoint ?? ''}
+                name="endpoint"
+                onChange={(e) => setFlow({ endpoint: e.target.value || undefined })}
+              >
+                <option value="">(kube-proxy&apos;s draw)</option>
+                {target.servicePort.endpoints.map((x) => (
+                  <option key={x.text} value={x.pod}>
+                    {x.pod} {x.text}
+                  </option>
                 ))}
               </select>
             </label>
-          ))}
+          ) : null}
           <label>
             proto
             <select
@@ -583,10 +652,12 @@ export function App({ initial, loaded: initialLoaded }: { initial: PageState; lo
             <select
               aria-label="load a scenario"
               value={
-                loaded.dumps ? DUMPS_OPTION : (SCENARIOS.find((x) => x.file === loaded.name)?.name ?? '')
+                loaded.dumps
+                  ? DUMPS_OPTION
+                  : ([...SCENARIOS, ...EXAMPLES].find((x) => x.file === loaded.name)?.name ?? '')
               }
               onChange={(e) => {
-                const sc = SCENARIOS.find((x) => x.name === e.target.value);
+                const sc = [...SCENARIOS, ...EXAMPLES].find((x) => x.name === e.target.value);
                 if (e.target.value === DUMPS_OPTION && served) switchCluster(served);
                 else switchCluster(sc ? loadYaml(sc.yaml, sc.file) : seed());
               }}
@@ -598,6 +669,13 @@ export function App({ initial, loaded: initialLoaded }: { initial: PageState; lo
                   {x.title}
                 </option>
               ))}
+              <optgroup label="examples">
+                {EXAMPLES.map((x) => (
+                  <option key={x.name} value={x.name}>
+                    {x.title}
+                  </option>
+                ))}
+              </optgroup>
             </select>
           </label>
           <label className="file">
@@ -606,7 +684,12 @@ export function App({ initial, loaded: initialLoaded }: { initial: PageState; lo
               type="file"
               accept=".yaml,.yml,text/yaml"
               aria-label="load a cluster YAML file"
-              onChange={(e) => e.target.files?.[0] && void onFile(e.target.files[0])}
+              onChange={(e) => {
+                const f = e.target.files?.[0];
+                // cleared, so that choosing the same file again (after a scenario) loads it again
+                e.target.value = '';
+                if (f) void onFile(f);
+              }}
             />
           </label>
           <button type="button" onClick={() => void navigator.clipboard?.writeText(location.href)}>
@@ -634,7 +717,14 @@ export function App({ initial, loaded: initialLoaded }: { initial: PageState; lo
       <main>
         <section className="picture" aria-label="the cluster">
           {layout ? (
-            <Topology layout={layout} steps={steps} at={at} dropAt={dropAt} onPick={setNetns} />
+            <Topology
+              layout={layout}
+              steps={steps}
+              at={at}
+              dropAt={dropAt}
+              service={servicePath}
+              onPick={setNetns}
+            />
           ) : null}
         </section>
         <section className="headers" aria-label="the frame">
@@ -736,7 +826,12 @@ export function App({ initial, loaded: initialLoaded }: { initial: PageState; lo
             loaded={loaded}
             state={state}
             onCell={(from, to, proto, port) => {
-              setState((s) => ({ ...s, flow: { ...s.flow, from, to, proto, port }, trace: 0, step: 0 }));
+              setState((s) => ({
+                ...s,
+                flow: { ...s.flow, from, to, proto, port, endpoint: undefined },
+                trace: 0,
+                step: 0,
+              }));
               window.scrollTo({ top: 0 });
             }}
           />

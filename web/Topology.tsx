@@ -9,7 +9,15 @@ interface Props {
   at: number;
   /** where the walk ended, when it was dropped: "netns|device" or "netns" */
   dropAt?: string;
+  /** the Service the walk went through, once its DNAT (or the reply's un-NAT) is behind the current step */
+  service?: ServicePath;
   onPick(netns: string): void;
+}
+
+/** a Service on the walk: its box, and the endpoint kube-proxy's DNAT chose (a pod's or host's box id) */
+export interface ServicePath {
+  svc: string;
+  endpoint?: string;
 }
 
 /** The points the packet visited up to step `at`: each step at its device, else where the packet last was */
@@ -28,7 +36,7 @@ function pathOf(layout: Layout, steps: readonly Step[], at: number): { x: number
   return pts;
 }
 
-export function Topology({ layout, steps, at, dropAt, onPick }: Props) {
+export function Topology({ layout, steps, at, dropAt, service, onPick }: Props) {
   const cur = steps[at];
   const curId = cur ? (cur.device !== undefined ? `${cur.netns}|${cur.device}` : cur.netns) : '';
   const pts = pathOf(layout, steps, at);
@@ -59,6 +67,24 @@ export function Topology({ layout, steps, at, dropAt, onPick }: Props) {
           y2={w.y2}
         />
       ))}
+      {layout.endpoints.map((e) => {
+        const taken = service?.svc === e.svc && service.endpoint === e.to;
+        return (
+          <line
+            key={`${e.svc} ${e.ip}`}
+            className={`endpoint${e.ready ? '' : ' notready'}${taken ? ' taken' : ''}`}
+            data-svc={e.svc}
+            data-endpoint={e.to}
+            data-ready={e.ready ? 'true' : 'false'}
+            x1={e.x1}
+            y1={e.y1}
+            x2={e.x2}
+            y2={e.y2}
+          >
+            <title>{`${e.svc.slice(4)} → ${e.to} ${e.ip}${e.ready ? '' : ' (not ready: no rules for it)'}`}</title>
+          </line>
+        );
+      })}
       {layout.boxes.map((b) => {
         const classes = [
           'box',
@@ -66,8 +92,9 @@ export function Topology({ layout, steps, at, dropAt, onPick }: Props) {
           b.up ? '' : 'down',
           b.id === curId || (cur && !cur.device && b.id === cur.netns && b.kind !== 'node') ? 'current' : '',
           b.id === dropAt ? 'dropped' : '',
+          b.id === service?.svc ? 'walked' : '',
         ].join(' ');
-        const small = b.kind === 'dev';
+        const small = b.kind === 'dev' || b.kind === 'routing';
         const twoLines = small && b.h >= 30;
         return (
           <g
@@ -76,7 +103,7 @@ export function Topology({ layout, steps, at, dropAt, onPick }: Props) {
             data-id={b.id}
             onClick={(e) => {
               e.stopPropagation();
-              onPick(b.netns);
+              if (b.netns) onPick(b.netns);
             }}
           >
             <rect x={b.x} y={b.y} width={b.w} height={b.h} rx={small ? 3 : 6} />
@@ -90,6 +117,11 @@ export function Topology({ layout, steps, at, dropAt, onPick }: Props) {
                 {b.sub}
               </text>
             ) : null}
+            {(b.lines ?? []).map((l, i) => (
+              <text key={i} x={b.x + 6} y={b.y + 29 + i * 13} className="line">
+                {l}
+              </text>
+            ))}
           </g>
         );
       })}

@@ -10,8 +10,9 @@ import { BuildError, type Cluster } from '../src/cni/build.ts';
 import { applyRun, CommandError, prepareCluster, runCommand } from '../src/tools/index.ts';
 import { DumpError, importCluster, type DumpFiles } from '../src/import/index.ts';
 import type { ToolResult } from '../src/tools/types.ts';
-import type { Proto } from '../src/trace/types.ts';
-import { walk, WalkError, type Walk } from '../src/trace/walk.ts';
+import type { Proto, Step } from '../src/trace/types.ts';
+import { HEADLESS } from '../src/proxy/services.ts';
+import { resolveService, walk, WalkError, type ServiceTarget, type Walk } from '../src/trace/walk.ts';
 import { strFromU8, strToU8, unzlibSync, zlibSync } from 'fflate';
 
 export interface FlowForm {
@@ -22,6 +23,8 @@ export interface FlowForm {
   /** UDP/ICMP: IP total length; TCP: request bytes; undefined: the default */
   size?: number;
   df: boolean;
+  /** a Service's destination: the endpoint (pod name or address) to take, as `trace --endpoint` */
+  endpoint?: string;
 }
 
 export interface PageState {
@@ -142,6 +145,7 @@ export function simulate(
         port: f.proto === 'icmp' ? undefined : f.port,
         size: f.size,
         df: f.df,
+        endpoint: f.endpoint,
       },
       { exchange: true },
     );
@@ -149,6 +153,109 @@ export function simulate(
   } catch (e) {
     return { cluster, error: message(e) };
   }
+}
+
+/** one choice of the flow's destination: what it sets (`to`, and the port and protocol it implies) */
+export interface Destination {
+  /** the option's value, unique among the choices */
+  key: string;
+  to: string;
+  port?: number;
+  proto?: 'tcp' | 'udp';
+  label: string;
+  group: 'pods' | 'nodes' | 'external hosts' | 'Services' | 'node ports' | 'load balancers';
+}
+
+/**
+ * Every destination the page offers for the cluster: its pods, nodes and external hosts, and, as
+ * `podwalk trace` takes them, each Service port (`svc/NAME:PORT`; `svc/NAMESPACE/NAME` when the name
+ * is in several namespaces), each node port on each node's address (`NODE_IP:NODEPORT`, what a host
+ * outside the cluster sends to) and each load-balancer ingress IP with its port.
+ */
+export function destinations(c: Cluster): Destination[] {
+  const out: Destination[] = [
+    ...c.pods.map((p) => ({ key: p.name, to: p.name, label: p.name, group: 'pods' as const })),
+    ...c.nodes.map((n) => ({ key: n.name, to: n.name, label: n.name, group: 'nodes' as const })),
+    ...c.externalHosts.map((h) => ({
+      key: h.name,
+      to: h.name,
+      label: h.name,
+      group: 'external hosts' as const,
+    })),
+  ];
+  const key = (to: string, port: number, proto: 'tcp' | 'udp') => `${to}:${port}/${proto}`;
+  const label = (to: string, port: number, proto: 'tcp' | 'udp') =>
+    `${to}:${port}${proto === 'udp' ? ' udp' : ''}`;
+  for (const s of c.services) {
+    const shared = c.services.some((o) => o !== s && o.name === s.name);
+    const to = shared ? `svc/${s.namespace}/${s.name}` : `svc/${s.name}`;
+    for (const p of s.ports)
+      out.push({
+        key: key(to, p.port, p.protocol),
+        to,
+        port: p.port,
+        proto: p.protocol,
+        label: `${label(to, p.port, p.protocol)}${s.clusterIP === HEADLESS ? ' (headless)' : ''}`,
+        group: 'Services',
+      });
+  }
+  const ports = c.services.flatMap((s) => s.ports);
+  for (const n of c.nodes)
+    for (const p of ports)
+      if (p.nodePort !== undefined)
+        out.push({
+          key: key(n.addr, p.nodePort, p.protocol),
+          to: n.addr,
+          port: p.nodePort,
+          proto: p.protocol,
+          label: `${label(n.addr, p.nodePort, p.protocol)} (${n.name}, ${p.nameString})`,
+          group: 'node ports',
+        });
+  for (const p of ports)
+    for (const ip of p.loadBalancerIPs)
+      out.push({
+        key: key(ip, p.port, p.protocol),
+        to: ip,
+        port: p.port,
+        proto: p.protocol,
+        label: `${label(ip, p.port, p.protocol)} (${p.nameString})`,
+        group: 'load balancers',
+      });
+  // a node port and a pod port may be the same number: keep the first of a key
+  return out.filter((d, i) => out.findIndex((o) => o.key === d.key) === i);
+}
+
+/** the destination choice that is the flow's: its to, port and protocol, else its to alone */
+export function destinationOf(ds: readonly Destination[], f: FlowForm): Destination | undefined {
+  return (
+    ds.find((d) => d.to === f.to && d.port === f.port && d.proto === f.proto) ??
+    ds.find((d) => d.to === f.to && d.port === undefined)
+  );
+}
+
+/** the Service port the flow goes to (as `walk` resolves it), or undefined */
+export function serviceTarget(c: Cluster, f: FlowForm): ServiceTarget | undefined {
+  try {
+    return resolveService(c, f.to, f.proto === 'icmp' ? undefined : f.port, f.proto);
+  } catch (e) {
+    if (e instanceof WalkError) return undefined;
+    throw e;
+  }
+}
+
+/**
+ * The endpoint address a Service's traffic went to by step `at` of a trace: kube-proxy's DNAT on
+ * the way there (`nat-setup`, or conntrack's `nat-rewrite` of a later packet), or conntrack's
+ * un-NAT of the answer (the source rewritten back to the Service's address); undefined before it.
+ */
+export function natEndpoint(t: ServiceTarget, steps: readonly Step[], at: number): string | undefined {
+  for (let i = 0; i <= at && i < steps.length; i++) {
+    const e = steps[i].ev;
+    if (e?.type !== 'nat-setup' && e?.type !== 'nat-rewrite') continue;
+    if (e.manip === 'dst' && e.before.dst === t.ip && e.before.dport === t.port) return e.after.dst;
+    if (e.manip === 'src' && e.after.src === t.ip && e.after.sport === t.port) return e.before.src;
+  }
+  return undefined;
 }
 
 export interface ConsoleOutcome {
@@ -211,7 +318,7 @@ export function consoleRun(
   return { result, applied: modelState(before) !== was };
 }
 
-// ---- the URL: #c=seed|z:<base64url zlib yaml>&m=…&from=…&to=…&proto=…&port=…&size=…&df=1&run=…&t=…&s=…&cmp=…
+// ---- the URL: #c=seed|z:<base64url zlib yaml>&m=…&from=…&to=…&proto=…&port=…&size=…&df=1&ep=…&run=…&t=…&s=…&cmp=…
 
 function b64url(bytes: Uint8Array): string {
   let s = '';
@@ -246,6 +353,7 @@ export function encodeState(s: PageState): string {
   if (s.flow.proto !== 'icmp') q.set('port', String(s.flow.port));
   if (s.flow.size !== undefined) q.set('size', String(s.flow.size));
   if (s.flow.df) q.set('df', '1');
+  if (s.flow.endpoint !== undefined) q.set('ep', s.flow.endpoint);
   for (const r of s.run) q.append('run', r);
   q.set('t', String(s.trace));
   q.set('s', String(s.step));
@@ -276,6 +384,7 @@ export function decodeState(hash: string): UrlState {
   if (num('port') !== undefined) flow.port = num('port');
   if (num('size') !== undefined) flow.size = num('size');
   if (q.has('from')) flow.df = q.get('df') === '1';
+  if (q.get('ep')) flow.endpoint = q.get('ep')!;
   if (Object.keys(flow).length) out.flow = flow;
   if (q.has('run') || q.has('c')) out.run = q.getAll('run');
   if (num('t') !== undefined) out.trace = num('t');
