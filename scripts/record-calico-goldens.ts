@@ -5,23 +5,34 @@
  *
  *   flock /tmp/podwalk-lab.lock npx tsx scripts/record-calico-goldens.ts
  *
- * It brings up the lab of the seed cluster in calico-bgp (the model's namespaces, cali veths with
+ *   flock /tmp/podwalk-lab.lock npx tsx scripts/record-calico-goldens.ts calico-vxlan
+ *
+ * It brings up the lab of the seed cluster in calico-bgp, or in the mode named (the model's namespaces, cali veths with
  * ee:ee:ee:ee:ee:ee, the CNI plugin's sysctls, routes with their blackholes, as src/lab/plan.ts
  * reads them from the model), pings pod-a → pod-c and pod-a → pod-b once each (the test walks the
  * same ICMP exchanges through the model: the pods' ARP for 169.254.1.1 answered by proxy ARP),
  * records the commands below at once (before any neighbour timer fires: DELAY → PROBE takes 5 s),
  * and takes the lab down again.
  *
- * Output: test/golden/calico/<netns>/<command-slug>.txt and test/golden/calico/manifest.json.
+ * In calico-vxlan the nodes also record felix's device and its FDB (`ip -d link show vxlan.calico`,
+ * `bridge fdb show dev vxlan.calico`); their routes and neighbours are in the common commands.
+ *
+ * Output: test/golden/<dir>/<netns>/<command-slug>.txt and test/golden/<dir>/manifest.json, <dir>
+ * `calico` (calico-bgp) or `calico-vxlan`.
  */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { seedCluster } from '../src/cluster/seed.ts';
 import { buildCluster, type Cluster } from '../src/cni/build.ts';
 import { labDown, labExec, labUp, run } from '../src/lab/host.ts';
 import { labPrefix } from '../src/lab/plan.ts';
+import { CALICO_VXLAN_DEVICE } from '../src/cni/modes.ts';
 
-export const CALICO_LAB_NAME = 'calicogold';
-const OUT = new URL('../test/golden/calico/', import.meta.url);
+/** each mode's lab name and golden directory (under test/golden/) */
+export const GOLDEN_SETS = {
+  'calico-bgp': { lab: 'calicogold', dir: 'calico' },
+  'calico-vxlan': { lab: 'cvxgold', dir: 'calico-vxlan' },
+} as const;
+export type GoldenMode = keyof typeof GOLDEN_SETS;
 
 /** the pings, in order: [from, to address] (pod-c, then pod-b) */
 export const PINGS: [string, string][] = [
@@ -35,6 +46,8 @@ const COMMON = ['ip neigh', 'ip route', 'ip -d route', 'ip -d link', 'ip addr', 
 export function commandsFor(c: Cluster, netns: string): string[][] {
   const a = c.pods.find((p) => p.name === 'pod-a')!;
   const out = [...COMMON];
+  if (c.world.netns.get(netns)?.link(CALICO_VXLAN_DEVICE))
+    out.push(`ip -d link show ${CALICO_VXLAN_DEVICE}`, `bridge fdb show dev ${CALICO_VXLAN_DEVICE}`);
   if (netns === 'node1')
     out.push(
       `ip route get 169.254.1.1 from ${a.ip} iif ${a.hostVeth}`,
@@ -45,17 +58,18 @@ export function commandsFor(c: Cluster, netns: string): string[][] {
 
 export const NETNS = ['node1', 'node2', 'pod-a', 'pod-b', 'pod-c'];
 
-export function calicoGoldenCluster(): Cluster {
-  const model = buildCluster(seedCluster(), 'calico-bgp');
-  return { ...model, spec: { ...model.spec, name: CALICO_LAB_NAME } };
+export function calicoGoldenCluster(mode: GoldenMode = 'calico-bgp'): Cluster {
+  const model = buildCluster(seedCluster(), mode);
+  return { ...model, spec: { ...model.spec, name: GOLDEN_SETS[mode].lab } };
 }
 
 export function slug(argv: readonly string[]): string {
   return argv.join('_').replace(/[^A-Za-z0-9._-]+/g, '-') || 'empty';
 }
 
-async function main() {
-  const c = calicoGoldenCluster();
+async function main(mode: GoldenMode) {
+  const OUT = new URL(`../test/golden/${GOLDEN_SETS[mode].dir}/`, import.meta.url);
+  const c = calicoGoldenCluster(mode);
   rmSync(OUT, { recursive: true, force: true });
   labDown(c);
   const state = await labUp(c, { listeners: false });
@@ -88,7 +102,8 @@ async function main() {
     recorded: new Date().toISOString(),
     kernel: run(['uname', '-r']).stdout.trim(),
     ip: run(['ip', '-V']).stdout.trim(),
-    labPrefix: labPrefix(CALICO_LAB_NAME),
+    mode,
+    labPrefix: labPrefix(GOLDEN_SETS[mode].lab),
     pings,
     commands: recorded,
   };
@@ -96,4 +111,13 @@ async function main() {
   process.stdout.write(`${recorded.length} commands recorded\n`);
 }
 
-if (process.argv[1]?.endsWith('record-calico-goldens.ts')) await main();
+if (process.argv[1]?.endsWith('record-calico-goldens.ts')) {
+  const mode = process.argv[2] ?? 'calico-bgp';
+  if (!(mode in GOLDEN_SETS)) {
+    process.stderr.write(
+      `record-calico-goldens: ${mode}: not a mode with goldens (${Object.keys(GOLDEN_SETS).join(', ')})\n`,
+    );
+    process.exit(2);
+  }
+  await main(mode as GoldenMode);
+}

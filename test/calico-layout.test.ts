@@ -218,6 +218,65 @@ ${pods}`;
   });
 });
 
+describe('calico-vxlan: felix’s routes from IPAM', () => {
+  // /30 blocks: node1's /29 holds two, its tunnel address and seven pods fill them, and a8
+  // borrows 10.244.0.9 from node2's block (node2's tunnel address is its .8). Checked on the
+  // kernel: `podwalk lab trace b1 a8:8080`, `c1 a8 --proto icmp` and `a8 c1:8080` on this cluster:
+  // simulation and kernel agree on all 31 interfaces, each delivered and answered
+  const yaml = `
+cni: calico-vxlan
+ipamBlockSize: 30
+subnets: [{name: lan0, cidr: 192.168.1.0/24, gateway: 192.168.1.1}]
+nodes:
+  - {name: node1, ip: 192.168.1.10/24, podCIDR: 10.244.0.0/29}
+  - {name: node2, ip: 192.168.1.11/24, podCIDR: 10.244.0.8/29}
+  - {name: node3, ip: 192.168.1.12/24, podCIDR: 10.244.0.16/29}
+pods:
+${[...Array.from({ length: 8 }, (_, i) => `  - {name: a${i + 1}, node: node1, listen: [tcp/8080]}`), '  - {name: b1, node: node2, listen: [tcp/8080]}', '  - {name: c1, node: node3, listen: [tcp/8080]}'].join('\n')}
+`;
+  const c = buildCluster(loadCluster(yaml, 'c.yaml'));
+
+  test("a borrowed address: a /32 via the borrowing node's VTEP on every other node, over the owner's blackhole", () => {
+    assert.equal(c.pods.find((p) => p.name === 'a8')!.ip, '10.244.0.9');
+    assert.equal(c.ipam!.borrowed.get('a8'), 'node2');
+    assert.deepEqual(routes(c, 'node2'), [
+      'default via 192.168.1.1 dev eth0',
+      '10.244.0.0/30 via 10.244.0.0 dev vxlan.calico onlink',
+      '10.244.0.4/30 via 10.244.0.0 dev vxlan.calico onlink',
+      'blackhole 10.244.0.8/30 proto 80',
+      '10.244.0.9 via 10.244.0.0 dev vxlan.calico onlink',
+      '10.244.0.10 dev cali947a4e9318d scope link',
+      '10.244.0.16/30 via 10.244.0.16 dev vxlan.calico onlink',
+      '192.168.1.0/24 dev eth0 proto kernel scope link src 192.168.1.11',
+    ]);
+    assert.ok(routes(c, 'node3').includes('10.244.0.9 via 10.244.0.0 dev vxlan.calico onlink'));
+    // on its own node the borrowed address is a workload's: the CNI plugin's route, nothing of felix's
+    assert.ok(!routes(c, 'node1').some((r) => r.startsWith('10.244.0.9 via')));
+    for (const from of ['b1', 'c1']) {
+      const w = walk(c, { from, to: 'a8', proto: 'tcp', port: 8080 });
+      assert.equal(w.reply?.disposition.kind, 'delivered', from);
+    }
+  });
+
+  test('each node: vxlan.calico with VNI 4096, its IPAM tunnel address, and a neighbour and FDB entry per remote VTEP', () => {
+    const ns = c.world.ns('node1');
+    const dev = ns.link('vxlan.calico')!;
+    assert.ok(dev.type === 'vxlan' && dev.vni === 4096 && dev.dstport === 4789 && !dev.learning);
+    assert.deepEqual(
+      dev.addrs.map((a) => `${a.ip}/${a.len}`),
+      ['10.244.0.0/32'],
+    );
+    assert.equal(
+      runCommand(c, 'node1', 'ip neigh show dev vxlan.calico').stdout,
+      '10.244.0.8 lladdr 66:2d:bf:44:a6:8b PERMANENT \n10.244.0.16 lladdr 66:a4:6f:e0:c4:da PERMANENT \n',
+    );
+    assert.equal(
+      runCommand(c, 'node1', 'bridge fdb show dev vxlan.calico').stdout,
+      '66:a4:6f:e0:c4:da dst 192.168.1.12 self permanent\n66:2d:bf:44:a6:8b dst 192.168.1.11 self permanent\n',
+    );
+  });
+});
+
 describe('calicoLayout: bridge, the article’s picture', () => {
   test('cni0, the bridge plugin’s veth names, one route per pod CIDR', () => {
     const c = buildCluster({ ...seedCluster(), calicoLayout: 'bridge' }, 'calico-bgp');

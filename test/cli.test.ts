@@ -379,6 +379,7 @@ describe('modes', () => {
     'calico-ipip': { overhead: '20 B', mtu: '1480' },
     // all seed nodes share one subnet: no encapsulation, but tunl0 keeps the IPIP MTU
     'calico-ipip-crosssubnet': { overhead: '0 B', mtu: '1480' },
+    'calico-vxlan': { overhead: '50 B', mtu: '1450' },
   };
 
   test('one row per mode with its overhead and pod MTU', async () => {
@@ -1015,7 +1016,9 @@ describe('the first screen: podwalk demo (npm start)', () => {
     const head = r.out.slice(0, 40);
     assert.match(
       head[0],
-      /^podwalk demo: pod-a to pod-b and to pod-c, a whole TCP exchange each, in 5 CNI modes$/,
+      new RegExp(
+        `^podwalk demo: pod-a to pod-b and to pod-c, a whole TCP exchange each, in ${CNI_MODES.length} CNI modes$`,
+      ),
     );
     for (const mode of CNI_MODES) {
       const at = head.findIndex((l) => l.startsWith(mode + ' '));

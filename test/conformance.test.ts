@@ -31,8 +31,13 @@ const OVERHEAD: Record<CniMode, number> = {
   'calico-bgp': 0,
   'calico-ipip': 20,
   'calico-ipip-crosssubnet': 0, // the seed's nodes share one subnet: direct routes
+  'calico-vxlan': 50,
 };
-const TUNNEL: Partial<Record<CniMode, string>> = { 'flannel-vxlan': 'flannel.1', 'calico-ipip': 'tunl0' };
+const TUNNEL: Partial<Record<CniMode, string>> = {
+  'flannel-vxlan': 'flannel.1',
+  'calico-ipip': 'tunl0',
+  'calico-vxlan': 'vxlan.calico',
+};
 
 function frames(t: Trace, netns: string, kind: 'xmit' | 'rx', device?: string): Step[] {
   return t.steps.filter(
@@ -156,6 +161,19 @@ for (const mode of CNI_MODES) {
             ? outer.payload.payload.frame
             : undefined;
         assert.equal(vxFrame?.eth.dst, '5a:2b:3c:4d:5e:6f', "node2's VTEP MAC from the article");
+      } else if (mode === 'calico-vxlan') {
+        assert.equal(outer.ip.src, '192.168.1.10');
+        assert.equal(outer.ip.dst, '192.168.1.11');
+        const vx =
+          outer.payload.kind === 'udp' && outer.payload.payload.kind === 'vxlan' ? outer.payload : undefined;
+        assert.equal(vx?.udp.dstPort, 4789);
+        assert.equal(vx?.payload.kind === 'vxlan' && vx.payload.vxlan.vni, 4096, "felix's VXLANVNI");
+        // vtepMACForHost("node2"): 0x66 and sha1("node2")[0:5] (Python's hashlib)
+        assert.equal(
+          vx?.payload.kind === 'vxlan' && vx.payload.frame.eth.dst,
+          '66:2d:bf:44:a6:8b',
+          "node2's VTEP MAC as felix derives it",
+        );
       } else if (mode === 'calico-ipip') {
         assert.equal(outer.ip.protocol, 4);
         assert.equal(outer.ip.src, '192.168.1.10');
@@ -172,6 +190,8 @@ for (const mode of CNI_MODES) {
         'calico-bgp': '10.244.1.0/24 via 192.168.1.11 dev eth0 proto bird',
         'calico-ipip': '10.244.1.0/24 via 192.168.1.11 dev tunl0 proto bird onlink',
         'calico-ipip-crosssubnet': '10.244.1.0/24 via 192.168.1.11 dev eth0 proto bird',
+        // felix's route: the remote VTEP's tunnel address (bridge layout: the CIDR's first), proto boot
+        'calico-vxlan': '10.244.1.0/24 via 10.244.1.0 dev vxlan.calico onlink',
       };
       assert.equal(stepEntry(route), expected[mode]);
       // two routed hops: TTL 62 at pod-c
@@ -270,7 +290,7 @@ for (const mode of CNI_MODES) {
         f.payload.kind === 'ipv4' && f.payload.payload.kind === 'icmp' ? f.payload.payload : undefined;
       assert.equal(msg?.icmp.type, 3);
       assert.equal(msg?.icmp.code, 4);
-      assert.equal(msg?.icmp.mtu, 1500 - (mode === 'flannel-vxlan' ? 50 : 20));
+      assert.equal(msg?.icmp.mtu, 1500 - OVERHEAD[mode]);
       assert.equal(
         f.payload.kind === 'ipv4' && f.payload.ip.src,
         '10.244.0.1',

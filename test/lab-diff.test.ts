@@ -9,7 +9,9 @@
  * default 12), then the Service scenarios (kube-proxy's rules, the endpoint forced on both sides,
  * `conntrack -L` compared too: seeds SVC_SEED_BASE+1 …, PODWALK_LAB_SVC_SCENARIOS=K of them,
  * default 38: 20 from pods and nodes, 12 from a host outside the cluster, then 6 of hand-written
- * EndpointSlices and sessionAffinity); PODWALK_LAB_SEED=S runs just seed S. The first PODWALK_LAB_IMPORT_SCENARIOS seeds
+ * EndpointSlices and sessionAffinity), then calico-vxlan (seeds CVX_SEED_BASE+K: seed K's scenario
+ * in calico-vxlan, PODWALK_LAB_CVX_SCENARIOS=V of them, default 16: K = 1 … V−2, and the
+ * first two NAT seeds); PODWALK_LAB_SEED=S runs just seed S. The first PODWALK_LAB_IMPORT_SCENARIOS seeds
  * (default 12) also collect their lab right after lab up, import it (--from) and judge that World
  * against the same real run: the importer checked on the kernel's own state.
  */
@@ -18,7 +20,7 @@ import assert from 'node:assert/strict';
 import { labUnavailable, run } from '../src/lab/host.ts';
 import { runScenario } from '../src/lab/differential.ts';
 import { differenceReport } from '../src/lab/compare.ts';
-import { NAT_SEED_BASE } from '../src/lab/scenarios.ts';
+import { CVX_SEED_BASE, NAT_SEED_BASE } from '../src/lab/scenarios.ts';
 import { SVC_SEED_BASE } from '../src/lab/svc-scenarios.ts';
 import { generateScenario } from '../src/lab/scenarios.ts';
 
@@ -29,12 +31,15 @@ const count = Number(process.env.PODWALK_LAB_SCENARIOS ?? 60);
 const natCount = Number(process.env.PODWALK_LAB_NAT_SCENARIOS ?? 12);
 const importCount = Number(process.env.PODWALK_LAB_IMPORT_SCENARIOS ?? 12);
 const svcCount = Number(process.env.PODWALK_LAB_SVC_SCENARIOS ?? 38);
+const cvxCount = Number(process.env.PODWALK_LAB_CVX_SCENARIOS ?? 16);
 const seeds = only
   ? [Number(only)]
   : [
       ...Array.from({ length: count }, (_, i) => i + 1),
       ...Array.from({ length: natCount }, (_, i) => NAT_SEED_BASE + 1 + i),
       ...Array.from({ length: svcCount }, (_, i) => SVC_SEED_BASE + 1 + i),
+      ...Array.from({ length: Math.max(0, cvxCount - 2) }, (_, i) => CVX_SEED_BASE + 1 + i),
+      ...Array.from({ length: Math.min(2, cvxCount) }, (_, i) => CVX_SEED_BASE + NAT_SEED_BASE + 1 + i),
     ];
 
 /**

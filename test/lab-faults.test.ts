@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { buildCluster } from '../src/cni/build.ts';
 import { bgpOriginates } from '../src/cni/modes.ts';
 import {
+  CVX_SEED_BASE,
   FAULT_KINDS,
   faultOf,
   generateScenario,
@@ -16,30 +17,38 @@ import {
 } from '../src/lab/scenarios.ts';
 import { runCommand } from '../src/tools/index.ts';
 
-/** the first seed whose scenario plants each kind of fault */
-function seedsByKind(): Map<FaultKind, Scenario> {
+/** the first seed from `base` + 1 on whose scenario plants each kind of fault */
+function seedsByKind(base = 0): Map<FaultKind, Scenario> {
   const out = new Map<FaultKind, Scenario>();
-  for (let seed = 1; out.size < FAULT_KINDS.length && seed < 2000; seed++) {
+  for (let seed = base + 1; out.size < FAULT_KINDS.length && seed < base + 1000; seed++) {
     const s = generateScenario(seed);
     if (!out.has(s.faultKind)) out.set(s.faultKind, s);
   }
   return out;
 }
 
+/** the kinds whose command depends on the mode, again in calico-vxlan (seeds CVX_SEED_BASE + K) */
+const CVX_KINDS: readonly FaultKind[] = ['route-del', 'fdb-del', 'neigh-del'];
+
 describe('lab faults run as commands through the emulated tools', () => {
   const scenarios = seedsByKind();
   test('every kind of fault occurs in the seeded scenarios', () => {
     assert.deepEqual([...scenarios.keys()].sort(), [...FAULT_KINDS].sort());
   });
+  const cvx = [...seedsByKind(CVX_SEED_BASE)].filter(([k]) => CVX_KINDS.includes(k));
+  test('calico-vxlan seeds plant route-del, fdb-del and neigh-del', () => {
+    assert.deepEqual(cvx.map(([k]) => k).sort(), [...CVX_KINDS].sort());
+    for (const [, s] of cvx) assert.equal(s.mode, 'calico-vxlan');
+  });
 
-  for (const [kind, s] of scenarios) {
+  for (const [kind, s] of [...scenarios, ...cvx]) {
     const c = buildCluster(s.spec, s.mode);
     const fault = faultOf(s, c);
     if (kind === 'none' || kind === 'no-listener') {
       test(`${kind}: no command`, () => assert.equal(fault, undefined));
       continue;
     }
-    test(`${kind} (seed ${s.seed}): ${fault?.netns}: ${fault?.command}`, () => {
+    test(`${kind} (seed ${s.seed}, ${s.mode}): ${fault?.netns}: ${fault?.command}`, () => {
       assert.ok(fault);
       const sh = (cmd: string) => {
         const r = runCommand(c, fault.netns, cmd);
@@ -64,10 +73,14 @@ describe('lab faults run as commands through the emulated tools', () => {
           break;
         }
         case 'fdb-del':
-          assert.ok(!after.includes(`${words[3]} dev flannel.1 dst ${words[7]} `), after);
+          // bridge fdb del MAC dev DEV dst IP (flannel.1, vxlan.calico): `show dev DEV` names no device
+          assert.ok(before.includes(`${words[3]} dst ${words[7]} `), before);
+          assert.ok(!after.includes(`${words[3]} dst ${words[7]} `), after);
           break;
         case 'neigh-del':
-          assert.ok(!after.includes(`${words[3]} dev flannel.1 `), after);
+          // ip neigh del IP dev DEV
+          assert.ok(before.includes(`${words[3]} dev ${words[5]} `), before);
+          assert.ok(!after.includes(`${words[3]} dev ${words[5]} `), after);
           break;
         case 'ip-forward-off':
           assert.equal(after, '0\n');
@@ -93,7 +106,7 @@ function readBack(kind: FaultKind, command: string): string {
     case 'route-del':
       return 'ip route';
     case 'fdb-del':
-      return 'bridge fdb show dev flannel.1';
+      return `bridge fdb show dev ${words[5]}`;
     case 'neigh-del':
       return 'ip neigh';
     case 'ip-forward-off':

@@ -11,6 +11,7 @@ export const CNI_MODES = [
   'calico-bgp',
   'calico-ipip',
   'calico-ipip-crosssubnet',
+  'calico-vxlan',
 ] as const;
 export type CniMode = (typeof CNI_MODES)[number];
 
@@ -19,7 +20,8 @@ export type CniMode = (typeof CNI_MODES)[number];
  *  - `calico` (the default): as calico-node (Calico v3.27) programs it: no bridge, a host-side
  *    veth `cali…` with MAC ee:ee:ee:ee:ee:ee and proxy ARP per pod, the pod's address as a /32
  *    with `default via 169.254.1.1`, a `/32 dev cali… scope link` route per pod on the node, and
- *    IPAM blocks (`blackhole <block> proto bird`) routed between nodes by BIRD;
+ *    IPAM blocks (`blackhole <block> proto bird`) routed between nodes by BIRD (calico-vxlan: by
+ *    felix, `blackhole <block> proto 80`, over vxlan.calico);
  *  - `bridge`: the article's picture: pods on the `cni0` bridge, one route per node's pod CIDR.
  */
 export const CALICO_LAYOUTS = ['calico', 'bridge'] as const;

@@ -3,10 +3,12 @@
  * the pool is cut into blocks of `blockSize` (the IPPool's, default /26); a node claims a block
  * (block affinity) when it needs an address and has no free one in the blocks it holds, and an
  * address is the lowest free ordinal of the block (ordinal 0, the block's first address, included:
- * Calico hands it out). With IPIP, calico-node allocates the tunnel address (tunl0's) first, at
- * start-up, before any pod. When a node finds no unclaimed block left, it borrows an address from
- * another node's block (strictAffinity off, Calico's default); that pod's /32 is then announced by
- * the node it runs on, and the block's owner keeps its `blackhole` for the rest.
+ * Calico hands it out). With IPIP or VXLAN, calico-node allocates the tunnel address (tunl0's,
+ * vxlan.calico's: `calico-node -allocate-tunnel-addrs`) first, at start-up, before any pod. When
+ * a node finds no unclaimed block left, it borrows an address from another node's block
+ * (strictAffinity off, Calico's default); that pod's /32 is then announced by the node it runs on
+ * (calico-vxlan: routed by felix from the block's allocation), and the block's owner keeps its
+ * `blackhole` for the rest.
  *
  * podwalk's one simplification: a node's blocks are carved from its podCIDR in order (real Calico
  * picks free blocks anywhere in the pool and ignores node.spec.podCIDR), so that a cluster file's
@@ -36,7 +38,7 @@ export interface IpamResult {
   blocks: Map<string, string[]>;
   /** pod → its address */
   podIps: Map<string, string>;
-  /** node → its tunnel address (IPIP) */
+  /** node → its tunnel address (IPIP's tunl0, VXLAN's vxlan.calico) */
   tunnel: Map<string, string>;
   /** pods whose address is in another node's block: pod → the block's node */
   borrowed: Map<string, string>;

@@ -1,5 +1,5 @@
 /**
- * The five CNI modes, each as the daemon that programs the kernel does it:
+ * The six CNI modes, each as the daemon that programs the kernel does it:
  *  - flannel-vxlan: flanneld creates flannel.1 (VXLAN, nolearning) with the node's /32 from its
  *    subnet, and for every other node's lease adds: route `<cidr> via <cidr.0> dev flannel.1 onlink`,
  *    a permanent neighbour `<cidr.0> lladdr <their VTEP MAC>` and an FDB entry `<MAC> dst <node IP>`.
@@ -10,6 +10,20 @@
  *    its kernel protocol (src/bgp/krt.ts).
  *  - calico-ipip: tunl0 (ipip, MTU 1480) and `<cidr> via <node IP> dev tunl0 proto bird onlink`.
  *  - calico-ipip-crosssubnet: direct routes inside the subnet, tunl0 only across subnets.
+ *  - calico-vxlan: Calico v3.27 with `calico_backend: vxlan` (the calico-vxlan.yaml manifest's
+ *    backend: calico-node starts no BIRD and no confd, rc.local) and the pool's vxlanMode Always.
+ *    felix programs everything from the datastore (IPAM blocks, node VTEPs), not from BGP
+ *    (felix/dataplane/linux/vxlan_mgr.go, routetable/route_table.go, calc/l3_route_resolver.go):
+ *    `vxlan.calico` (VNI 4096, port 4789, nolearning, udpcsum, over eth0 from the node's address, MTU
+ *    host − 50 as felix detects it) with the node's VXLAN tunnel address from IPAM as a /32 and
+ *    the MAC felix derives from the node name (vxlan_resolver.go vtepMACForHost: "f" and the
+ *    first 5 bytes of sha1(name)); per remote VTEP a permanent neighbour `<its tunnel IP> lladdr
+ *    <its MAC>` and an FDB entry `<its MAC> dst <node IP> self permanent` (ensureL2Dataplane);
+ *    per remote block `<block> via <its tunnel IP> dev vxlan.calico onlink` and per address
+ *    borrowed by a remote node the same /32 (a non-affine allocation: routesFromBlock), with
+ *    felix's DeviceRouteProtocol, boot by default (config_params.go `int;3`: `ip route` prints no
+ *    proto); per local block `blackhole <block> proto 80` (defaultVXLANProto). In the `bridge`
+ *    layout the blocks are the nodes' pod CIDRs and the tunnel addresses their first addresses.
  * In the calico-* modes' `calico` layout (calico-node v3.27's own), what a node originates is its
  * IPAM blocks (src/cni/ipam.ts nodeBlocks), each also a `blackhole <block> proto bird` of BIRD's
  * static protocol, and whatever more of the pool its kernel table holds (a borrowed address's
@@ -42,6 +56,8 @@ import {
   type RouteRequest,
 } from '../kernel/netlink.ts';
 import { derivedMac } from '../kernel/world.ts';
+import { hex, sha1 } from '../wire/sha1.ts';
+import { utf8 } from '../wire/sha256.ts';
 import type { Cluster, ResolvedNode } from './build.ts';
 
 export const VXLAN_OVERHEAD = 50; // outer Ethernet 14 + IP 20 + UDP 8 + VXLAN 8 (the inner Ethernet header replaces the outer one on the pod's budget)
@@ -49,6 +65,19 @@ export const IPIP_OVERHEAD = 20;
 /** flannel's VXLAN: VNI 1, the IANA port as in the article (flannel's own default is the kernel's 8472) */
 export const FLANNEL_VNI = 1;
 export const FLANNEL_VXLAN_PORT = 4789;
+/** felix's VXLAN device (Calico v3.27 config_params.go: VXLANVNI 4096, VXLANPort 4789) */
+export const CALICO_VXLAN_DEVICE = 'vxlan.calico';
+export const CALICO_VXLAN_VNI = 4096;
+export const CALICO_VXLAN_PORT = 4789;
+
+/**
+ * felix's VTEP MAC for a node whose Node resource sets none (calc/vxlan_resolver.go
+ * vtepMACForHost): the byte "f" (0x66) and the first five bytes of sha1(node name)
+ */
+export function calicoVtepMac(node: string): string {
+  const h = hex(sha1(utf8(node)));
+  return ['66', ...[0, 2, 4, 6, 8].map((i) => h.slice(i, i + 2))].join(':');
+}
 
 export interface ModeInfo {
   encapsulation: 'VXLAN' | 'IPinIP' | 'none' | 'IPinIP across subnets';
@@ -58,6 +87,8 @@ export interface ModeInfo {
   /** the tunnel device, if any */
   device?: string;
   controlPlane: string;
+  /** the daemon that programs the routes to other nodes' pods */
+  routeDaemon: 'flanneld' | 'BIRD' | 'felix';
   /** the CNI enforces Kubernetes NetworkPolicy (flannel does not) */
   networkPolicy: boolean;
 }
@@ -69,6 +100,7 @@ export const MODE_INFO: Record<CniMode, ModeInfo> = {
     underlay: 'node IPs only; UDP 4789 between nodes',
     device: 'flannel.1',
     controlPlane: 'flanneld (lease per node)',
+    routeDaemon: 'flanneld',
     networkPolicy: false,
   },
   'flannel-host-gw': {
@@ -76,6 +108,7 @@ export const MODE_INFO: Record<CniMode, ModeInfo> = {
     overhead: 0,
     underlay: 'all nodes on one L2 segment; pod IPs cross it unencapsulated',
     controlPlane: 'flanneld (lease per node)',
+    routeDaemon: 'flanneld',
     networkPolicy: false,
   },
   'calico-bgp': {
@@ -83,6 +116,7 @@ export const MODE_INFO: Record<CniMode, ModeInfo> = {
     overhead: 0,
     underlay: 'pod CIDRs routable: same L2 segment, or routers peering BGP',
     controlPlane: 'BIRD node-to-node mesh',
+    routeDaemon: 'BIRD',
     networkPolicy: true,
   },
   'calico-ipip': {
@@ -91,6 +125,7 @@ export const MODE_INFO: Record<CniMode, ModeInfo> = {
     underlay: 'node IPs only; IP protocol 4 between nodes',
     device: 'tunl0',
     controlPlane: 'BIRD node-to-node mesh',
+    routeDaemon: 'BIRD',
     networkPolicy: true,
   },
   'calico-ipip-crosssubnet': {
@@ -99,6 +134,16 @@ export const MODE_INFO: Record<CniMode, ModeInfo> = {
     underlay: 'pod IPs within a subnet; IP protocol 4 between subnets',
     device: 'tunl0',
     controlPlane: 'BIRD node-to-node mesh',
+    routeDaemon: 'BIRD',
+    networkPolicy: true,
+  },
+  'calico-vxlan': {
+    encapsulation: 'VXLAN',
+    overhead: VXLAN_OVERHEAD,
+    underlay: 'node IPs only; UDP 4789 between nodes',
+    device: CALICO_VXLAN_DEVICE,
+    controlPlane: 'felix from IPAM blocks and VTEPs (no BIRD)',
+    routeDaemon: 'felix',
     networkPolicy: true,
   },
 };
@@ -249,6 +294,69 @@ export function programMode(c: Cluster): void {
             rib.push({ prefix: r.prefix, proto: meshProtocolName(r.nextHop), preference: PREF_BGP, dest });
         }
         krtSync(w.ns(n.name), kernelProtocol(0), locRib(rib));
+      }
+      break;
+    }
+    case 'calico-vxlan': {
+      // calico-node -allocate-tunnel-addrs gave each node its tunnel address (IPAM); felix's VXLAN
+      // manager creates the device (configureVXLANDevice: link, MTU, the one /32 address, up)
+      const tunnel = (n: ResolvedNode) => c.ipam?.tunnel.get(n.name) ?? n.podNet;
+      for (const n of c.nodes) {
+        const ns = w.ns(n.name);
+        linkAdd(w, ns, {
+          type: 'vxlan',
+          name: CALICO_VXLAN_DEVICE,
+          mac: calicoVtepMac(n.name),
+          mtu: (n.mtu ?? c.spec.mtu) - VXLAN_OVERHEAD,
+          vni: CALICO_VXLAN_VNI,
+          local: n.addr,
+          dev: 'eth0',
+          dstport: CALICO_VXLAN_PORT,
+          // vishvananda/netlink (addVxlanAttrs) sends IFLA_VXLAN_LEARNING 0 and no
+          // IFLA_VXLAN_UDP_CSUM: the kernel then computes UDP checksums (`udpcsum` in ip -d link,
+          // as this kernel shows for a device added without the attribute)
+          learning: false,
+          udpcsum: true,
+        });
+        addressAdd(ns, CALICO_VXLAN_DEVICE, tunnel(n), 32);
+        linkSetUp(w, ns, CALICO_VXLAN_DEVICE, true);
+        // the blackhole route table (InterfaceNone, defaultVXLANProto) for the node's own blocks
+        if (c.layout === 'calico')
+          for (const b of nodeBlocks(c, n.name))
+            route(n.name, { prefix: b, type: 'blackhole', proto: '80', nl: NLM_ADD });
+      }
+      // the L3 route resolver's REMOTE_WORKLOAD routes: each remote node's blocks, and each
+      // address a remote node borrowed from a block (its own or a third node's)
+      const dests = new Map<string, string[]>(c.nodes.map((o) => [o.name, nodeBlocks(c, o.name)]));
+      for (const p of c.pods) if (c.ipam?.borrowed.has(p.name)) dests.get(p.node)?.push(`${p.ip}/32`);
+      const vteps = c.nodes.map((o) => ({ node: o, ip: tunnel(o), mac: calicoVtepMac(o.name) }));
+      for (const n of c.nodes) {
+        const ns = w.ns(n.name);
+        for (const v of vteps) {
+          if (v.node === n) continue;
+          tryAdd(() =>
+            neighAdd(ns, w, {
+              ip: v.ip,
+              dev: CALICO_VXLAN_DEVICE,
+              lladdr: v.mac,
+              state: 'PERMANENT',
+              nl: NLM_ADD,
+            }),
+          );
+          tryAdd(() =>
+            fdbAdd(ns, w, {
+              mac: v.mac,
+              dev: CALICO_VXLAN_DEVICE,
+              self: true,
+              master: false,
+              state: { permanent: true, noarp: false, reachable: false },
+              dst: v.node.addr,
+              nl: NLM_ADD,
+            }),
+          );
+          for (const d of dests.get(v.node.name)!)
+            route(n.name, { prefix: d, via: v.ip, dev: CALICO_VXLAN_DEVICE, onlink: true, nl: NLM_ADD });
+        }
       }
       break;
     }

@@ -184,6 +184,8 @@ export function runChecks(c: Cluster): CheckResult[] {
   }
 
   // VXLAN: every onlink route through a vxlan device needs a neighbour and an FDB entry behind it
+  // (flanneld writes them in flannel-vxlan, felix, as calico-node, in calico-vxlan)
+  const vxlanDaemon = info.routeDaemon === 'felix' ? 'calico-node' : 'flanneld';
   for (const n of c.nodes) {
     const node = ns(n.name);
     if (!node) continue;
@@ -199,7 +201,7 @@ export function runChecks(c: Cluster): CheckResult[] {
           severity: 'problem',
           netns: n.name,
           message: `\`${route}\` has no neighbour entry for ${r.via} on ${dev.name}: the inner frame has no destination MAC`,
-          fix: `restart flanneld on ${n.name} (it writes \`${r.via} lladdr <VTEP MAC> PERMANENT\`)`,
+          fix: `restart ${vxlanDaemon} on ${n.name} (it writes \`${r.via} lladdr <VTEP MAC> PERMANENT\`)`,
         });
         continue;
       }
@@ -208,14 +210,16 @@ export function runChecks(c: Cluster): CheckResult[] {
         severity: 'problem',
         netns: n.name,
         message: `\`${route}\` resolves ${r.via} to ${neigh.lladdr}, but ${dev.name}'s FDB has no entry for ${neigh.lladdr}: no VTEP to send to`,
-        fix: `restart flanneld on ${n.name} (it writes \`${neigh.lladdr} dst <node IP> self permanent\`)`,
+        fix: `restart ${vxlanDaemon} on ${n.name} (it writes \`${neigh.lladdr} dst <node IP> self permanent\`)`,
       });
     }
   }
 
   // every node routes every other node's pod CIDR by a route of its own, not its default route
   const byGateway = new Map<string, ResolvedNode>();
-  for (const n of c.nodes) byGateway.set(n.addr, n).set(n.podNet, n);
+  // a node's VTEP address: flannel.1's (its pod CIDR's first), or calico-vxlan's tunnel address from IPAM
+  const tunnelOf = (n: ResolvedNode) => c.ipam?.tunnel.get(n.name) ?? n.podNet;
+  for (const n of c.nodes) byGateway.set(n.addr, n).set(n.podNet, n).set(tunnelOf(n), n);
   const gateways = new Set(c.spec.subnets.map((x) => x.gateway));
   for (const a of c.nodes) {
     const node = ns(a.name);
@@ -233,15 +237,23 @@ export function runChecks(c: Cluster): CheckResult[] {
             severity: 'problem',
             netns: a.name,
             message: `${a.name} routes ${b.name}'s pods (${cidr}) via ${other.name}: \`${formatRoute(r).trim()}\`; the answers come back another way (asymmetric path)`,
-            fix: `delete the stale route on ${a.name} so ${c.mesh ? 'BIRD' : 'flanneld'}'s route to ${b.name} applies`,
+            fix: `delete the stale route on ${a.name} so ${info.routeDaemon}'s route to ${b.name} applies`,
           });
-        if (r?.via && r.len > 0 && !other && r.via !== b.addr && r.via !== b.podNet && !gateways.has(r.via))
+        if (
+          r?.via &&
+          r.len > 0 &&
+          !other &&
+          r.via !== b.addr &&
+          r.via !== b.podNet &&
+          r.via !== tunnelOf(b) &&
+          !gateways.has(r.via)
+        )
           add({
             check: 'pod-route-wrong-node',
             severity: 'problem',
             netns: a.name,
             message: `${a.name} routes ${b.name}'s pods (${cidr}) via ${r.via}, which is not ${b.name}'s address (${b.addr}): \`${formatRoute(r).trim()}\``,
-            fix: `a stale route from when ${b.name} had another address: delete it so ${c.mesh ? 'BIRD' : 'flanneld'} can add the right one`,
+            fix: `a stale route from when ${b.name} had another address: delete it so ${info.routeDaemon} can add the right one`,
           });
         if (!r || r.len === 0 || r.type !== 'unicast')
           add({
@@ -249,9 +261,12 @@ export function runChecks(c: Cluster): CheckResult[] {
             severity: 'problem',
             netns: a.name,
             message: `${a.name} has no route to ${b.name}'s pods (${cidr})${r ? `: it would use \`${formatRoute(r).trim()}\`` : ''}`,
-            fix: c.mesh
-              ? `check BIRD on ${a.name} and ${b.name} (birdc show protocols; calicoctl node status)`
-              : `check flanneld on ${a.name}: it adds a route for each node's lease`,
+            fix:
+              info.routeDaemon === 'BIRD'
+                ? `check BIRD on ${a.name} and ${b.name} (birdc show protocols; calicoctl node status)`
+                : info.routeDaemon === 'felix'
+                  ? `check calico-node (felix) on ${a.name}: it adds a route for each node's IPAM block from the datastore, via that node's VTEP (its VXLANTunnelEndpoint)`
+                  : `check flanneld on ${a.name}: it adds a route for each node's lease`,
           });
       }
     }

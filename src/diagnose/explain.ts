@@ -88,13 +88,14 @@ export function ownerOf(c: Cluster, ip: string): ResolvedNode | undefined {
 
 /**
  * Why a packet met a route that sends nothing. In calico-node's layout the node's IPAM blocks are
- * `blackhole … proto bird` (BIRD's static protocol), covering every address of the block that has
+ * `blackhole … proto bird` (BIRD's static protocol; felix's `proto 80` in calico-vxlan), covering every address of the block that has
  * no /32 of its own: a pod that is gone, a pod whose cali device is down, or an address the block
  * lent to a pod on another node whose /32 this node's BIRD did not learn.
  */
 function deadRouteCauses(c: Cluster, netns: string, dst: string, r: Route): string[] {
   const route = `\`${routeEntryText(r).trim()}\``;
-  if (r.type !== 'blackhole' || r.proto !== 'bird' || !c.ipam)
+  // BIRD's static protocol's (proto bird), or felix's in calico-vxlan (proto 80, defaultVXLANProto)
+  if (r.type !== 'blackhole' || (r.proto !== 'bird' && r.proto !== '80') || !c.ipam)
     return [
       `${route} on ${netns} matches ${dst}: someone added it (ip route add ${r.type} …), or a daemon did`,
     ];
@@ -109,6 +110,10 @@ function deadRouteCauses(c: Cluster, netns: string, dst: string, r: Route): stri
       `${pod.name}'s route \`${dst} dev ${pod.hostVeth} scope link\` is gone${dev && !dev.up ? ` (${pod.hostVeth} is DOWN: the kernel removed the routes through it)` : ' (deleted by hand, or the CNI plugin never added it)'}, so the block's ${route} takes its traffic`,
     ];
   }
+  if (MODE_INFO[c.mode].routeDaemon === 'felix')
+    return [
+      `${dst} is ${pod.name}'s, borrowed by ${pod.node} from ${netns}'s IPAM block: ${netns} routes it by the block's ${route} because felix did not add its /32 via ${pod.node}'s VTEP (\`${dst} via <${pod.node}'s tunnel address> dev vxlan.calico onlink\`, from the block's allocation for ${pod.node}); check calico-node on ${netns} and \`ip route get ${dst}\``,
+    ];
   const s = c.mesh?.session(netns, pod.node);
   return [
     `${dst} is ${pod.name}'s, borrowed by ${pod.node} from ${netns}'s IPAM block: ${netns} routes it by the block's ${route} because its BIRD has no /32 for it from ${pod.node}${s && s.state !== 'Established' ? ` (the BGP session ${netns} ↔ ${pod.node} is ${s.state}, not Established)` : ''}; check \`birdc show route ${dst}/32\` on ${netns}`,
@@ -290,10 +295,16 @@ export function explainDrop(c: Cluster, t: Trace): Explanation | undefined {
       cmd(d.netns, `ip neigh show dev ${dev}`);
       cmd(d.netns, `ip -d link show dev ${dev}`);
       const peer = owner?.name ?? 'the destination node';
-      causes.push(
-        `flanneld writes \`${mac} dst <${peer}'s IP>\` to ${dev}'s FDB when ${peer}'s lease appears (its node annotation flannel.alpha.coreos.com/backend-data holds that VTEP MAC); on ${d.netns} it never did or it was removed: check flanneld's logs on ${d.netns} and \`kubectl get node ${peer} -o yaml\``,
-        `${peer} recreated ${dev} with a new MAC and ${d.netns}'s flanneld has not caught up (the neighbour entry and the FDB disagree)`,
-      );
+      if (info.routeDaemon === 'felix')
+        causes.push(
+          `felix writes \`${mac} dst <${peer}'s IP>\` to ${dev}'s FDB for ${peer}'s VTEP (its Node's VXLAN tunnel address and MAC: projectcalico.org/IPv4VXLANTunnelAddr, else the MAC felix derives from the node name); on ${d.netns} it never did or it was removed: check calico-node's logs on ${d.netns} (felix rewrites it at its next resync) and \`kubectl get node ${peer} -o yaml\``,
+          `${peer}'s vxlan.calico has another MAC than ${d.netns}'s felix knows (a VXLANTunnelMACAddr set on its Node; the neighbour entry and the FDB disagree)`,
+        );
+      else
+        causes.push(
+          `flanneld writes \`${mac} dst <${peer}'s IP>\` to ${dev}'s FDB when ${peer}'s lease appears (its node annotation flannel.alpha.coreos.com/backend-data holds that VTEP MAC); on ${d.netns} it never did or it was removed: check flanneld's logs on ${d.netns} and \`kubectl get node ${peer} -o yaml\``,
+          `${peer} recreated ${dev} with a new MAC and ${d.netns}'s flanneld has not caught up (the neighbour entry and the FDB disagree)`,
+        );
       break;
     }
     case 'link-down': {
@@ -579,6 +590,10 @@ function routeCauses(c: Cluster, from: string, owner: ResolvedNode | undefined):
   if (FLANNEL(c) && peer && !out.length)
     out.push(
       `flanneld on ${from} did not add the route for ${peer}'s lease (${owner!.podCIDR}): the lease event was missed, or flanneld on ${from} is not running; check its logs and restart it`,
+    );
+  else if (peer && !out.length && MODE_INFO[c.mode].routeDaemon === 'felix')
+    out.push(
+      `felix on ${from} has no route for ${peer}'s blocks (${owner!.podCIDR}) via ${peer}'s VTEP on vxlan.calico: the route was deleted by hand (felix puts it back at its next route refresh), or ${peer}'s block or VTEP (its VXLAN tunnel address and MAC) is missing from the datastore`,
     );
   else if (peer && !out.length)
     out.push(

@@ -25,7 +25,8 @@ export function guessCni(plan: ImportPlan): CniGuess {
     for (const l of n.links)
       if (l.type === 'vxlan')
         return {
-          mode: 'flannel-vxlan',
+          // felix's device (calico-vxlan), else flanneld's
+          mode: l.name === 'vxlan.calico' ? 'calico-vxlan' : 'flannel-vxlan',
           evidence: `${n.name}: ${l.name} is vxlan id ${l.vni} dstport ${l.dstport}`,
         };
   for (const n of nodes)
@@ -51,7 +52,7 @@ export function guessCni(plan: ImportPlan): CniGuess {
   return {
     mode: 'flannel-host-gw',
     evidence:
-      'no CNI signature (no flannel.1, tunl0, cali* veths or BIRD routes): an unencapsulated routed network',
+      'no CNI signature (no flannel.1, vxlan.calico, tunl0, cali* veths or BIRD routes): an unencapsulated routed network',
   };
 }
 

@@ -16,6 +16,7 @@
  *  - veths whose other end was not dumped lead to `outside`.
  */
 import { derivedMac } from '../kernel/world.ts';
+import { ROUTE_PROTOS } from '../kernel/fib.ts';
 import type { LinkAddBase, LinkAddRequest } from '../kernel/netlink.ts';
 import type { NetnsRole } from '../kernel/objects.ts';
 import { cidrContains, cidrText, ip4ToInt, isValidIp4, parseCidr } from '../wire/addr.ts';
@@ -374,7 +375,7 @@ const DEFAULT_RULES = [
   { priority: 32767, table: 'default' },
 ];
 
-const PROTOS = new Set(['kernel', 'boot', 'static', 'bird', 'dhcp']);
+const PROTOS = new Set<string>(ROUTE_PROTOS);
 const ROUTE_TYPES = new Set(['unicast', 'blackhole', 'unreachable', 'prohibit']);
 
 /** sysctls the model reads, and the per-device ones */
@@ -745,8 +746,7 @@ function planNamespace(
       c.warn({
         netns: name,
         subject: `route ${show} proto ${proto}`,
-        effect:
-          'the model knows protocols kernel, boot, static, bird and dhcp: it is shown as proto static (no effect on walks)',
+        effect: `the model knows protocols ${[...PROTOS].join(', ')}: it is shown as proto static (no effect on walks)`,
       });
       proto = 'static';
     }

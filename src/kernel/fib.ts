@@ -7,7 +7,11 @@
 import { intToIp4, prefixMask } from '../wire/addr.ts';
 import type { FibException } from './objects.ts';
 
-export const ROUTE_PROTOS = ['kernel', 'boot', 'static', 'bird', 'dhcp'] as const;
+/**
+ * rtm_protocol, named as `ip route` prints it: rt_protos' names, and `80` for the number it has no
+ * name for that felix gives its own routes in Calico's VXLAN mode (vxlan_mgr.go defaultVXLANProto)
+ */
+export const ROUTE_PROTOS = ['kernel', 'boot', 'static', 'bird', 'dhcp', '80'] as const;
 export type RouteProto = (typeof ROUTE_PROTOS)[number];
 export const ROUTE_SCOPES = ['global', 'link', 'host'] as const;
 export type RouteScope = (typeof ROUTE_SCOPES)[number];

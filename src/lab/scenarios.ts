@@ -10,6 +10,11 @@
  * applied as the same iptables command on both sides (the model's through the emulated iptables).
  *
  * Seeds above SVC_SEED_BASE are Service scenarios (svc-scenarios.ts).
+ *
+ * Seeds CVX_SEED_BASE + K are calico-vxlan scenarios: seed K's (1 ≤ K < SVC_SEED_BASE: its
+ * cluster, flow and fault, or its NAT rule) in calico-vxlan, whose VXLAN faults (fdb-del,
+ * neigh-del) are on vxlan.calico. LAB_MODES stays as it was, so every other seed keeps its
+ * scenario (the Service scenarios cycle through it too).
  */
 import type { ClusterSpec, CniMode } from '../cluster/spec.ts';
 import type { Cluster } from '../cni/build.ts';
@@ -25,6 +30,7 @@ import {
   type SvcKind,
 } from './svc-scenarios.ts';
 import { nodeBlocks } from '../cni/ipam.ts';
+import { MODE_INFO } from '../cni/modes.ts';
 import { inPrefix, parseCidr } from '../wire/addr.ts';
 import { meshProtocolName } from '../bgp/krt.ts';
 import { birdPath, labPrefix } from './plan.ts';
@@ -49,6 +55,8 @@ export type FaultKind =
 
 /** seeds NAT_SEED_BASE + 1 … are NAT scenarios */
 export const NAT_SEED_BASE = 1000;
+/** seeds CVX_SEED_BASE + K: seed K's scenario in calico-vxlan */
+export const CVX_SEED_BASE = 3000;
 /** the service-like address of the dnat-vip scenarios, and the ports */
 const VIP = '10.96.0.10';
 const VIP_PORT = 80;
@@ -77,12 +85,20 @@ export interface Scenario {
 }
 
 export function generateScenario(seed: number): Scenario {
+  if (seed > CVX_SEED_BASE && seed - CVX_SEED_BASE < SVC_SEED_BASE)
+    return drawScenario(seed, seed - CVX_SEED_BASE, 'calico-vxlan');
   if (seed > SVC_SEED_BASE) return svcScenario(seed);
-  const rnd = seededRandom(seed);
+  return drawScenario(seed, seed);
+}
+
+/** the scenario `seed` names: the draws of seed `draw`, in `forced` mode when given */
+function drawScenario(seed: number, draw: number, forced?: CniMode): Scenario {
+  const rnd = seededRandom(draw);
   const int = (lo: number, hi: number) => lo + Math.floor(rnd() * (hi - lo + 1));
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)];
 
-  const mode = pick(LAB_MODES);
+  const drawn = pick(LAB_MODES);
+  const mode = forced ?? drawn;
   const nNodes = int(2, 6);
   const twoSubnets = nNodes >= 3 && rnd() < 0.25;
   const subnets = [{ name: 'lan0', cidr: '192.168.1.0/24', gateway: '192.168.1.1' }];
@@ -115,18 +131,18 @@ export function generateScenario(seed: number): Scenario {
     run: [],
   };
 
-  const natKind = seed > NAT_SEED_BASE ? NAT_KINDS[seed % NAT_KINDS.length] : undefined;
+  const natKind = draw > NAT_SEED_BASE ? NAT_KINDS[draw % NAT_KINDS.length] : undefined;
   const src = pick(pods);
   const sameNode = pods.filter((p) => p.node === src.node && p !== src);
   const otherNode = pods.filter((p) => p.node !== src.node);
   const cross = otherNode.length > 0 && (natKind !== undefined || sameNode.length === 0 || rnd() < 0.7);
   const dst = pick(cross ? otherNode : sameNode.length ? sameNode : otherNode);
-  const podMtu = 1500 - (mode === 'flannel-vxlan' ? 50 : 0);
+  const podMtu = 1500 - MODE_INFO[mode].overhead;
+  const vxlan = MODE_INFO[mode].encapsulation === 'VXLAN';
   if (natKind) return natScenario(seed, spec, mode, natKind, src, dst, rnd, nNodes, twoSubnets);
 
   let faultKind: FaultKind = pick(['none', ...FAULT_KINDS]);
-  if ((faultKind === 'fdb-del' || faultKind === 'neigh-del') && (mode !== 'flannel-vxlan' || !cross))
-    faultKind = 'route-del';
+  if ((faultKind === 'fdb-del' || faultKind === 'neigh-del') && (!vxlan || !cross)) faultKind = 'route-del';
   if (faultKind === 'route-del' && !cross) faultKind = 'link-down';
 
   // flows with timers the simulation does not run (TCP retransmission) stay out of faults that
@@ -219,12 +235,20 @@ export function faultOf(s: Scenario, c: Cluster): Fault | undefined {
       });
       return { netns: srcNode.name, command: `ip route del ${block ?? dstNode.podCIDR}` };
     }
-    case 'fdb-del': {
-      const vtep = c.world.ns(dstNode.name).link('flannel.1')!.mac;
-      return { netns: srcNode.name, command: `bridge fdb del ${vtep} dev flannel.1 dst ${dstNode.addr}` };
+    case 'fdb-del':
+    case 'neigh-del': {
+      // the VXLAN device (flannel.1, vxlan.calico), the destination's VTEP MAC, and the source's
+      // permanent neighbour that resolves the destination's VTEP address to it
+      const dev = MODE_INFO[s.mode].device!;
+      const vtep = c.world.ns(dstNode.name).link(dev)!.mac;
+      if (kind === 'fdb-del')
+        return { netns: srcNode.name, command: `bridge fdb del ${vtep} dev ${dev} dst ${dstNode.addr}` };
+      const neigh = c.world
+        .ns(srcNode.name)
+        .neigh.list()
+        .find((e) => e.dev === dev && e.lladdr === vtep)!;
+      return { netns: srcNode.name, command: `ip neigh del ${neigh.ip} dev ${dev}` };
     }
-    case 'neigh-del':
-      return { netns: srcNode.name, command: `ip neigh del ${dstNode.podNet} dev flannel.1` };
     case 'ip-forward-off':
       return { netns: s.cross ? dstNode.name : srcNode.name, command: 'sysctl -q -w net.ipv4.ip_forward=0' };
     case 'mtu-mismatch':
@@ -237,7 +261,7 @@ export function faultOf(s: Scenario, c: Cluster): Fault | undefined {
       const proto = s.flow.proto;
       const p = proto === 'icmp' ? '-p icmp' : `-p ${proto} -m ${proto}`;
       const to = proto === 'icmp' ? dstPod.ip : `${dstPod.ip}:${s.natTargetPort}`;
-      const out = s.mode === 'flannel-vxlan' ? 'flannel.1' : 'eth0';
+      const out = MODE_INFO[s.mode].encapsulation === 'VXLAN' ? MODE_INFO[s.mode].device! : 'eth0';
       const [netns, rule] =
         s.faultKind === 'masquerade'
           ? [srcNode.name, `-A POSTROUTING -s ${srcPod.ip}/32 -o ${out} -j MASQUERADE`]

@@ -10,7 +10,7 @@
 import { z } from 'zod';
 import type { StepEvent } from '../kernel/events.ts';
 import { DROP_REASONS } from '../kernel/events.ts';
-import type { Route } from '../kernel/fib.ts';
+import { ROUTE_PROTOS, type Route } from '../kernel/fib.ts';
 import { formatRuleSpec } from '../kernel/netfilter.ts';
 import type { NfDecision } from '../kernel/events.ts';
 import type { Trace } from '../trace/types.ts';
@@ -34,7 +34,7 @@ const RouteJson = z.strictObject({
   type: z.enum(['unicast', 'blackhole', 'unreachable', 'prohibit']),
   via: ip.optional(),
   dev: z.string().optional(),
-  proto: z.enum(['kernel', 'boot', 'static', 'bird', 'dhcp']),
+  proto: z.enum(ROUTE_PROTOS),
   scope: z.enum(['global', 'link', 'host']),
   src: ip.optional(),
   metric: z.number().int(),

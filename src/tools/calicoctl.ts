@@ -4,10 +4,12 @@
  * left-aligned), as calicoctl's node/status.go builds it from BIRD's `show protocols`: STATE is
  * BIRD's protocol state (up, start), SINCE the time of its last change (BIRD prints HH:MM:SS for
  * today), INFO the BGP state plus BIRD's last error. In flannel modes, and anywhere calico-node
- * is not running, it prints what calicoctl prints then.
+ * is not running, it prints what calicoctl prints then; in calico-vxlan (no BIRD) that the BGP
+ * backend is not running.
  */
 import { ip4ToInt } from '../wire/addr.ts';
 import { birdProtocols } from './birdc.ts';
+import { MODE_INFO } from '../cni/modes.ts';
 import { EPOCH_US, type Tool } from './types.ts';
 
 /** HH:MM:SS of the simulated clock (UTC), as BIRD prints a change of today */
@@ -74,7 +76,14 @@ export const calicoctl: Tool = (argv, ctx) => {
   const { cluster, netns } = ctx;
   const mesh = cluster.mesh;
   const node = cluster.nodes.find((n) => n.name === netns.name);
-  // calico-node runs on the nodes of a Calico mode only (calicoctl looks for its process)
+  // calico-node runs on the nodes of a Calico mode only (calicoctl looks for its process); with
+  // calico_backend vxlan (calico-vxlan) it runs felix and no BIRD (status.go: no `bird` process)
+  if (node && !mesh && MODE_INFO[cluster.mode].routeDaemon === 'felix')
+    return {
+      stdout: 'Calico process is running.\n\nThe BGP backend process (BIRD) is not running.\n\n',
+      stderr: '',
+      code: 0,
+    };
   if (!mesh || !node) return { stdout: '', stderr: 'Calico process is not running.\n', code: 1 };
   // node/status.go reads BIRD's `show protocols` and splits each BGP row on white space: STATE is
   // BIRD's protocol state, INFO its BGP state and last error joined by single spaces

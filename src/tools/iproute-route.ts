@@ -114,7 +114,7 @@ const PROTOS: Record<number, string> = {
   189: 'rip',
   192: 'eigrp',
 };
-const PROTO_NUM: Record<RouteProto, number> = { kernel: 2, boot: 3, static: 4, bird: 12, dhcp: 16 };
+const PROTO_NUM: Record<RouteProto, number> = { kernel: 2, boot: 3, static: 4, bird: 12, dhcp: 16, 80: 80 };
 
 function protoA2n(arg: string): number | undefined {
   for (const [n, name] of Object.entries(PROTOS)) if (name === arg) return Number(n);
