@@ -503,8 +503,7 @@ function renderRule(r: CalicoRule, dir: Direction, origin: RuleOrigin): FelixRul
   }
   // CalculateRuleMatch: protocol, source net, source ports…, destination net, destination ports, negations
   const match = [...proto];
-  if (dir === 'ingress' && nets.length === 1) match.push(net(nets[0]));
-  if (dir === 'egress' && nets.length === 1) match.push(net(nets[0]));
+  if (nets.length === 1) match.push(net(nets[0]));
   if (ports.length) match.push(`-m multiport --destination-ports ${portList(ports)}`);
   if (notNets.length === 1) match.push(`! --${side} ${notNets[0]}`);
   if (usingBlocks) match.push(markSet(all));
