@@ -22,12 +22,12 @@ import { iptablesSave } from '../src/tools/iptables-save.ts';
 
 export const CASES = ['examples/services.yaml', 'test/fixtures/services-external.yaml'];
 
-function sh(argv: string[], input?: string): { status: number; out: string; err: string } {
+export function sh(argv: string[], input?: string): { status: number; out: string; err: string } {
   const r = spawnSync(argv[0], argv.slice(1), { input, encoding: 'utf8' });
   return { status: r.status ?? -1, out: r.stdout, err: r.stderr };
 }
 
-function must(argv: string[], input?: string): string {
+export function must(argv: string[], input?: string): string {
   const r = sh(argv, input);
   if (r.status !== 0) throw new Error(`${argv.join(' ')}: exit ${r.status}: ${r.err.trim()}`);
   return r.out;
@@ -56,11 +56,7 @@ function record(file: string): void {
   const dir = `test/golden/svc/${name}`;
   mkdirSync(dir, { recursive: true });
   for (const n of after.nodes) {
-    const ns = `pwh-svc-${n.name}`.slice(0, 15);
-    sh(['ip', 'netns', 'del', ns]);
-    must(['ip', 'netns', 'add', ns]);
-    try {
-      const x = (args: string[]) => ['ip', 'netns', 'exec', ns, ...args];
+    recordIn(`pwh-svc-${n.name}`.slice(0, 15), `${dir}/${n.name}.save`, (x) => {
       const cni = iptablesSave(before.world.ns(n.name).netfilter);
       if (cni) must(x(['iptables-restore']), cni);
       const sync = kubeProxySync({ node: n.name, clusterCidr: after.clusterCidr }, after.services);
@@ -74,15 +70,28 @@ function record(file: string): void {
           must(x(['iptables', '-t', j.table, '-I', j.chain, ...rule]));
       }
       must(x(['iptables-restore', '--noflush']), restoreInput(sync));
-      const save = must(x(['iptables-save']))
-        .split('\n')
-        .filter((l) => !l.startsWith('#'))
-        .join('\n');
-      writeFileSync(`${dir}/${n.name}.save`, save);
-      console.log(`${dir}/${n.name}.save`);
-    } finally {
-      sh(['ip', 'netns', 'del', ns]);
-    }
+    });
+  }
+}
+
+/**
+ * In a fresh network namespace `ns` (deleted after, also on failure): `load` (given the prefix
+ * that runs a command in it), then `iptables-save` without its date lines into `file`.
+ */
+export function recordIn(ns: string, file: string, load: (x: (args: string[]) => string[]) => void): void {
+  sh(['ip', 'netns', 'del', ns]);
+  must(['ip', 'netns', 'add', ns]);
+  try {
+    const x = (args: string[]) => ['ip', 'netns', 'exec', ns, ...args];
+    load(x);
+    const save = must(x(['iptables-save']))
+      .split('\n')
+      .filter((l) => !l.startsWith('#'))
+      .join('\n');
+    writeFileSync(file, save);
+    console.log(file);
+  } finally {
+    sh(['ip', 'netns', 'del', ns]);
   }
 }
 

@@ -7,9 +7,11 @@
  * Where the recorded hashes come from: main's code at 24d98b2 (before the build and table
  * changes of issue 16's scale work); the calico modes' (and the calico scenarios') re-recorded
  * after the merge of Calico's own layout (cali* veths, IPAM blocks), which changes their built
- * state by design, checked against the kernel by its goldens; calico-vxlan's recorded when the mode
- * came (session 6, its state checked against the kernel by test/golden/calico-vxlan and the
- * calico-vxlan differential seeds); run as `PODWALK_RECORD_BUILD_HASHES=1 node --import tsx
+ * state by design, checked against the kernel by its goldens, and again when felix's filter
+ * chains replaced the firewall plugin's and podwalk's policy chains in that layout (issue 14,
+ * test/golden/felix); calico-vxlan's recorded when the mode came (session 6, its state checked
+ * against the kernel by test/golden/calico-vxlan and the calico-vxlan differential seeds), with
+ * felix's chains; run as `PODWALK_RECORD_BUILD_HASHES=1 node --import tsx
  * --test test/build-state.test.ts`, which prints the table below instead of checking it. The
  * clusters: the built-in seed cluster and a synthetic one (two subnets behind a router, 12 nodes
  * × 3 pods, one BGP session down, a Service), each in all six CNI modes, and every shipped
@@ -89,16 +91,16 @@ function cases(): { name: string; spec: ClusterSpec; mode: CniMode }[] {
 const RECORDED: Record<string, string> = {
   'seed flannel-vxlan': '534abb30aa48aac9',
   'seed flannel-host-gw': '73c13201b6fb2e32',
-  'seed calico-bgp': '9e846e81ae36f678',
-  'seed calico-ipip': 'de601e213db05c11',
-  'seed calico-ipip-crosssubnet': 'c62b22b750ea8694',
-  'seed calico-vxlan': '04790628bff959b6',
+  'seed calico-bgp': 'd0f5bfa7171e417f',
+  'seed calico-ipip': '1f29c7950cade5b3',
+  'seed calico-ipip-crosssubnet': '121da5b3b94b1fe5',
+  'seed calico-vxlan': 'f19334e0bf5ca129',
   'two-subnets flannel-vxlan': 'cf00d22aeefc6cfc',
   'two-subnets flannel-host-gw': '245f464cc8a00da3',
-  'two-subnets calico-bgp': 'd7a2b0a0ec35dfb3',
-  'two-subnets calico-ipip': '760ab4d5642cc1ed',
-  'two-subnets calico-ipip-crosssubnet': '84c4c78b720055e0',
-  'two-subnets calico-vxlan': 'b23d5aebfe2bffce',
+  'two-subnets calico-bgp': '05c2255a771c5eb9',
+  'two-subnets calico-ipip': '9ec02aebb8796597',
+  'two-subnets calico-ipip-crosssubnet': '3d47bd595a029f5e',
+  'two-subnets calico-vxlan': 'eef995fa35e26873',
   'scenario asymmetric-return.yaml': 'c2b587ded699dc49',
   'scenario bgp-peer-down.yaml': '4bfa964b492c8a1b',
   'scenario flanneld-missed-node.yaml': '25482b7c7e718736',
@@ -106,7 +108,7 @@ const RECORDED: Record<string, string> = {
   'scenario ip-forward-off.yaml': 'd01b105cda45cf97',
   'scenario no-listener.yaml': '6fe0e6029ae45831',
   'scenario pod-veth-down.yaml': '67e02a5f11c3ebd7',
-  'scenario policy-blocks-dns.yaml': '35c2cda7f3d06ea8',
+  'scenario policy-blocks-dns.yaml': '0fd2bfb90c5fded0',
   'scenario routing-loop.yaml': '0fbbc289f3643b95',
   'scenario rp-filter-strict.yaml': '882bf78a034e1bd2',
   'scenario stale-host-gw-route.yaml': 'b9a6cf0fc78100fc',

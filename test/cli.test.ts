@@ -569,7 +569,12 @@ describe('--policy', () => {
     assertExit(r, 1);
     assert.match(
       r.stdout,
-      /=> DROPPED \(filtered\) in node1 at cali\w{11}: dropped by rule PW-IN-\S+ #3: .*"no policy selecting prod\/web allows this ingress \(selected by: prod\/web-in\)" -j DROP/,
+      /=> DROPPED \(filtered\) in node1 at cali\w{11}: dropped by rule cali-tw-calic36cb0217f8 #7: .*"Drop if no policies passed packet" -m mark --mark 0x0\/0x20000 -j DROP/,
+    );
+    // felix's rule says only that; what selects web and why comes from the rule's origin
+    assert.match(
+      r.stdout,
+      /^ {4}- a Kubernetes NetworkPolicy: no policy selecting prod\/web allows this ingress \(selected by: prod\/web-in\) \(cali-tw-calic36cb0217f8 rule 7\)$/m,
     );
   });
 
@@ -592,7 +597,9 @@ describe('--policy', () => {
       { files },
     );
     assertExit(r, 0);
-    assert.match(r.stdout, /^Chain PW-IN-\S+ \(1 references\)$/m);
+    // felix's chains: web's ingress (cali-tw- and its veth) and the policy's (cali-pi-_ and a hash of prod/knp.default.web-in)
+    assert.match(r.stdout, /^Chain cali-tw-calic36cb0217f8 \(1 references\)$/m);
+    assert.match(r.stdout, /^Chain cali-pi-_[\w-]{19} \(1 references\)$/m);
     const f = await podwalk(
       [
         'trace',

@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { loadCluster } from '../src/cluster/load.ts';
 import { seedCluster } from '../src/cluster/seed.ts';
 import { buildCluster } from '../src/cni/build.ts';
+import { felixPolicyChain } from '../src/cni/felix.ts';
 import type { Rule } from '../src/kernel/netfilter.ts';
 import { runCommand } from '../src/tools/index.ts';
 import { walk } from '../src/trace/walk.ts';
@@ -34,16 +35,26 @@ test('NetworkPolicy rules carry the policy, the direction and the rule index', (
   const all = c.nodes.flatMap((n) => rules(c, n.name));
   const byPolicy = all.filter((r) => r.rule.origin?.kind === 'network-policy');
   assert.ok(byPolicy.length > 0);
-  for (const { rule } of byPolicy) {
+  for (const { chain, rule } of byPolicy) {
     const o = rule.origin!;
     if (o.kind !== 'network-policy') continue;
-    // the comment says the same as the data, and is only its printing
-    const comment = rule.matches.find((m) => m.kind === 'comment');
-    assert.equal(
-      comment?.kind === 'comment' && comment.text,
-      `policy ${o.namespace}/${o.name} ${o.direction} rule ${o.ruleIndex}`,
+    // felix's chain of that policy and direction holds it; its first rule has felix's comment
+    const policy = c.spec.policies!.find((p) => p.namespace === o.namespace && p.name === o.name)!;
+    assert.equal(chain, felixPolicyChain(policy, o.direction));
+    assert.ok(
+      o.ruleIndex >= 0 && o.ruleIndex < (o.direction === 'ingress' ? policy.ingress : policy.egress).length,
     );
   }
+  // the first rule of a policy's chain carries felix's comment after its hash: the comment only prints the policy
+  for (const n of c.nodes)
+    for (const p of c.spec.policies!)
+      for (const dir of ['ingress', 'egress'] as const) {
+        const head = c.world.ns(n.name).netfilter.chain('filter', felixPolicyChain(p, dir))?.rules[0];
+        if (!head) continue;
+        const comments = head.matches.flatMap((m) => (m.kind === 'comment' ? [m.text] : []));
+        assert.match(comments[0], /^cali:[\w-]{16}$/);
+        assert.equal(comments[1], `Policy ${p.namespace}/knp.default.${p.name} ${dir}`);
+      }
   const denies = all.filter(
     (r) => r.rule.origin?.kind === 'policy-chain' && r.rule.origin.role === 'default-deny',
   );

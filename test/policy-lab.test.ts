@@ -1,6 +1,6 @@
 /**
- * NetworkPolicy on the real kernel: the lab restores the model's iptables (policy chains
- * included) into network namespaces, and one allowed and one denied flow must behave on the
+ * NetworkPolicy on the real kernel: the lab restores the model's iptables (felix's chains in
+ * Calico's layout) into network namespaces, and allowed and denied flows must behave on the
  * kernel as in the simulation, packet by packet. Root only, with its own cluster name ("polt",
  * test/fixtures/policy-cluster.yaml), never the seed's; skipped with the reason elsewhere.
  */
@@ -37,6 +37,14 @@ assert.equal(spec.name, 'polt');
 spec.policies = loadPolicies(POLICY, 'web.yaml');
 const lab = buildCluster(spec, 'calico-bgp');
 
+/** the walk's outcome is `allowed`'s, on the kernel as in the model, and every interface agrees */
+function assertAgrees(r: Awaited<ReturnType<typeof labTrace>>, allowed: boolean): void {
+  assert.equal(r.sim.request.disposition.kind, allowed ? 'delivered' : 'dropped');
+  assert.equal(r.client.code === 0, allowed, `real client: ${r.client.out}`);
+  const differ = r.diffs.filter((d) => d.first !== -1).map((d) => `${d.netns}/${d.dev}`);
+  assert.ok(r.agree, `interfaces differ: ${differ.join(', ')}`);
+}
+
 describe('NetworkPolicy in the real-kernel lab (calico-bgp)', { skip }, () => {
   after(() => {
     labDown(lab);
@@ -62,12 +70,50 @@ describe('NetworkPolicy in the real-kernel lab (calico-bgp)', { skip }, () => {
             proto: 'tcp',
             port: 8080,
           });
-          assert.equal(r.sim.request.disposition.kind, allowed ? 'delivered' : 'dropped');
-          assert.equal(r.client.code === 0, allowed, `real client: ${r.client.out}`);
-          const differ = r.diffs.filter((d) => d.first !== -1).map((d) => `${d.netns}/${d.dev}`);
-          assert.ok(r.agree, `interfaces differ: ${differ.join(', ')}`);
+          assertAgrees(r, allowed);
         } finally {
           labDown(lab);
+        }
+      },
+    );
+});
+
+// felix's chains with every peer and port form (test/fixtures/felix-cluster.yaml, cluster
+// "felixt"): an ipBlock with except, a named port and a port range (felix's scratch-mark match
+// blocks), a namespaceSelector, egress; each flow on a fresh lab, packet by packet
+const felixSpec = loadCluster(
+  readFileSync(new URL('./fixtures/felix-cluster.yaml', import.meta.url), 'utf8'),
+  'felix-cluster.yaml',
+);
+const felixLab = buildCluster(felixSpec, 'calico-bgp');
+
+describe("felix's chains on the real kernel (calico-bgp)", { skip }, () => {
+  after(() => {
+    labDown(felixLab);
+  });
+  for (const [from, to, port, allowed, what] of [
+    ['node2', 'api', 8080, false, 'the ipBlock except: node2 is cut out of the node subnet'],
+    ['api', 'web', 8080, true, "web's named port http in a port match block"],
+    ['grafana', 'api', 9005, true, 'a port range, from a namespaceSelector peer'],
+    ['queue', 'tool', 8080, false, "queue's egress: only redis and DNS"],
+    ['queue', 'redis', 6379, true, "queue's egress to redis' named port"],
+  ] as const)
+    test(
+      `${from} → ${to}:${port} is ${allowed ? 'allowed' : 'denied'} (${what})`,
+      { timeout: 120_000 },
+      async () => {
+        labDown(felixLab);
+        const state = await labUp(felixLab);
+        try {
+          const r = await labTrace(state, buildCluster(felixSpec, 'calico-bgp'), {
+            from,
+            to,
+            proto: 'tcp',
+            port,
+          });
+          assertAgrees(r, allowed);
+        } finally {
+          labDown(felixLab);
         }
       },
     );

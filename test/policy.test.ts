@@ -5,6 +5,7 @@
  * pod isolation", "Behavior of to and from selectors", "Default policies", "Targeting a range of
  * ports") and the networking.k8s.io/v1 API reference; the comment of each case names the rule.
  */
+import { createHash } from 'node:crypto';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -54,7 +55,7 @@ interface Case {
   to: string;
   proto?: Proto;
   port?: number;
-  /** delivered (and answered), or the text the filtering rule's comment must hold */
+  /** delivered (and answered), or what the dropping rule's origin says (the pod, direction and selecting policies) */
   expect: 'delivered' | RegExp;
   /** the namespace where the drop happens */
   dropIn?: string;
@@ -855,8 +856,21 @@ function runCase(k: Case, mode: CniMode): void {
   assert.equal(d.kind, 'dropped', JSON.stringify(d));
   if (d.kind !== 'dropped') return;
   assert.equal(d.reason, 'filtered');
-  assert.match(dropText(d.drop), /^dropped by rule PW-(IN|OUT)-\S+ #\d+: .* -j DROP$/);
-  assert.match(dropText(d.drop), k.expect);
+  // felix's default drop of the pod's endpoint chain (cali-tw- its ingress, cali-fw- its egress)
+  assert.match(
+    dropText(d.drop),
+    /^dropped by rule cali-(tw|fw)-cali[0-9a-f]{11} #\d+: .* -m comment --comment "Drop if no policies passed packet" -m mark --mark 0x0\/0x20000 -j DROP$/,
+  );
+  const drop = d.drop;
+  assert.ok(drop.reason === 'filtered' && drop.rule);
+  const o = drop.rule.rule.origin;
+  assert.ok(o?.kind === 'policy-chain' && o.role === 'default-deny', JSON.stringify(o));
+  const pod = c.pods.find((p) => `${p.namespace}/${p.name}` === o.pod)!;
+  assert.equal(drop.rule.chain, `cali-${o.direction === 'ingress' ? 'tw' : 'fw'}-${pod.hostVeth}`);
+  assert.match(
+    `no policy selecting ${o.pod} allows this ${o.direction} (selected by: ${o.selectedBy.join(', ')})`,
+    k.expect,
+  );
   if (k.dropIn) assert.equal(d.netns, k.dropIn);
 }
 
@@ -882,38 +896,65 @@ describe('the compiled chains', () => {
   const spec = loadCluster(CLUSTER, 'policy-cluster.yaml');
   spec.policies = loadPolicies(WEB_POLICIES, 'web.yaml');
 
-  test('iptables -L -n -v on node1 shows the jumps and the per-pod chains with their comments', () => {
+  test("felix's chains on node1: web's cali-tw- chain walks the policies that select it, then drops", () => {
     const c = buildCluster(spec, 'calico-bgp');
     const r = runCommand(c, 'node1', 'iptables -L -n -v');
     assert.equal(r.code, 0, r.stderr);
     // the chain is named after web's host veth: Calico's cali + sha1("prod.web")[:11]
-    const web = 'PW-IN-calic36cb0217f8';
-    assert.match(
-      r.stdout,
-      new RegExp(
-        `^ +0 +0 ${web} +0 +-- +\\* +\\* +0\\.0\\.0\\.0/0 +10\\.244\\.0\\.10 +/\\* ingress policy of prod/web \\*/$`,
-        'm',
-      ),
-    );
-    assert.match(r.stdout, new RegExp(`^Chain ${web} \\(1 references\\)$`, 'm'));
-    assert.match(r.stdout, /ACCEPT +0 +-- .* ctstate RELATED,ESTABLISHED$/m);
-    assert.match(
-      r.stdout,
-      /RETURN +6 +-- +\* +\* +10\.244\.0\.11 +0\.0\.0\.0\/0 +\/\* policy prod\/web-in ingress rule 0 \*\/ tcp dpt:8080$/m,
-    );
-    assert.match(
-      r.stdout,
-      /DROP .*\/\* no policy selecting prod\/web allows this ingress \(selected by: prod\/deny-ingress, prod\/web-in\) \*\/$/m,
-    );
-    // the jumps come before the bridge plugin's per-pod ACCEPT rules
+    const tw = 'cali-tw-calic36cb0217f8';
+    assert.match(r.stdout, new RegExp(`^Chain ${tw} \\(1 references\\)$`, 'm'));
     const save = runCommand(c, 'node1', 'iptables-save').stdout.split('\n');
-    const jump = save.findIndex((l) => l.includes(`-j ${web}`));
-    const accept = save.findIndex((l) => l.startsWith('-A CNI-FORWARD -d 10.244.0.10/32 -m conntrack'));
-    assert.ok(jump >= 0 && jump < accept, save.join('\n'));
+    // felix's policy chains: cali-pi- and the policy ID prod/knp.default.NAME, hashed when too long
+    const pi = (id: string) => `cali-pi-_${createHash('sha256').update(id).digest('base64url').slice(0, 19)}`;
+    const [deny, webIn] = [pi('prod/knp.default.deny-ingress'), pi('prod/knp.default.web-in')];
+    const rules = save
+      .filter((l) => l.startsWith(`-A ${tw} `))
+      .map((l) => l.replace(/ -m comment --comment "cali:[\w-]{16}"/, ''));
+    assert.deepEqual(rules, [
+      `-A ${tw} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`,
+      `-A ${tw} -m conntrack --ctstate INVALID -j DROP`,
+      `-A ${tw} -j MARK --set-xmark 0x0/0x10000`,
+      `-A ${tw} -m comment --comment "Start of policies" -j MARK --set-xmark 0x0/0x20000`,
+      `-A ${tw} -m mark --mark 0x0/0x20000 -j ${deny}`,
+      `-A ${tw} -m comment --comment "Return if policy accepted" -m mark --mark 0x10000/0x10000 -j RETURN`,
+      `-A ${tw} -m mark --mark 0x0/0x20000 -j ${webIn}`,
+      `-A ${tw} -m comment --comment "Return if policy accepted" -m mark --mark 0x10000/0x10000 -j RETURN`,
+      `-A ${tw} -m comment --comment "Drop if no policies passed packet" -m mark --mark 0x0/0x20000 -j DROP`,
+      `-A ${tw} -j cali-pri-kns.prod`,
+      `-A ${tw} -m comment --comment "Return if profile accepted" -m mark --mark 0x10000/0x10000 -j RETURN`,
+      `-A ${tw} -j cali-pri-ksa.prod.default`,
+      `-A ${tw} -m comment --comment "Return if profile accepted" -m mark --mark 0x10000/0x10000 -j RETURN`,
+      `-A ${tw} -m comment --comment "Drop if no profiles matched" -j DROP`,
+    ]);
+    // web-in: from client (10.244.0.11) to web's port named http (8080): the pair in a match block, then the accept mark
+    assert.deepEqual(
+      save
+        .filter((l) => l.startsWith(`-A ${webIn} `))
+        .map((l) => l.replace(/ -m comment --comment "cali:[\w-]{16}"/, '')),
+      [
+        `-A ${webIn} -m comment --comment "Policy prod/knp.default.web-in ingress" -j MARK --set-xmark 0x0/0xc0000`,
+        `-A ${webIn} -d 10.244.0.10/32 -p tcp -m multiport --dports 8080 -j MARK --set-xmark 0x40000/0x40000`,
+        `-A ${webIn} -s 10.244.0.11/32 -p tcp -m mark --mark 0x40000/0x40000 -j MARK --set-xmark 0x10000/0x10000`,
+        `-A ${webIn} -m mark --mark 0x10000/0x10000 -j RETURN`,
+      ],
+    );
+    // deny-ingress has no rule: its chain holds only felix's comment
+    assert.deepEqual(
+      save
+        .filter((l) => l.startsWith(`-A ${deny} `))
+        .map((l) => l.replace(/ -m comment --comment "cali:[\w-]{16}"/, '')),
+      [`-A ${deny} -m comment --comment "Policy prod/knp.default.deny-ingress ingress"`],
+    );
+    // no PW- chains and no firewall plugin in Calico's layout
+    assert.ok(!save.some((l) => /PW-|CNI-FORWARD/.test(l)), save.join('\n'));
   });
 
-  test('egress chains are jumped to from CNI-FORWARD before ingress chains, and from INPUT', () => {
-    const s2 = { ...spec, policies: loadPolicies(policyYaml([DENY_IN, DENY_OUT]), 'both.yaml') };
+  test("the article's bridge layout keeps podwalk's PW-IN/PW-OUT: egress jumps before ingress, and from INPUT", () => {
+    const s2 = {
+      ...spec,
+      calicoLayout: 'bridge' as const,
+      policies: loadPolicies(policyYaml([DENY_IN, DENY_OUT]), 'both.yaml'),
+    };
     const save = runCommand(buildCluster(s2, 'calico-bgp'), 'node1', 'iptables-save').stdout.split('\n');
     const fwd = save.filter((l) => /^-A CNI-FORWARD .* -j PW-/.test(l));
     assert.deepEqual(
@@ -922,6 +963,7 @@ describe('the compiled chains', () => {
       fwd.join('\n'),
     );
     assert.equal(save.filter((l) => /^-A INPUT -s 10\.244\.0\.1[01]\/32 .* -j PW-OUT-/.test(l)).length, 2);
+    assert.ok(!save.some((l) => l.includes('cali-')), save.join('\n'));
   });
 
   test('flannel modes: a warning, no chains and no enforcement', () => {

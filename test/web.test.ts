@@ -401,8 +401,9 @@ describe('web page in chromium', () => {
     assert.equal(await page.locator('input[name=port]').inputValue(), '53');
     assert.match(
       await page.getByTestId('disposition').innerText(),
-      // calico-node's layout: the FORWARD hook sees the packet come in on web's cali device
-      /^DROPPED \(filtered\) in node1 at cali[0-9a-f]{11}: .*no policy selecting shop\/web allows this egress/,
+      // calico-node's layout: the FORWARD hook sees the packet come in on web's cali device, and
+      // felix's egress chain of web (cali-fw- and cali + sha1("shop.web")[:11]) drops it
+      /^DROPPED \(filtered\) in node1 at cali551b05c3e54: dropped by rule cali-fw-cali551b05c3e54 #\d+: .*"Drop if no policies passed packet"/,
     );
     assert.match((await webDns.getAttribute('class')) ?? '', /\bcurrent\b/);
     await table.locator('button[data-from=cart][data-to=coredns]').click();

@@ -24,7 +24,8 @@ import { Sockets } from '../kernel/sockets.ts';
 import { Stack } from '../kernel/stack.ts';
 import { derivedMac, hash32, World } from '../kernel/world.ts';
 import { MODE_INFO, programMode } from './modes.ts';
-import { compilePolicies, type NodePolicy } from './policy.ts';
+import { compilePolicies, type NodePolicy, type PolicyRule } from './policy.ts';
+import { felixFilter, type FelixFilter } from './felix.ts';
 import { resolveServices, ServiceError, type ResolvedService } from '../proxy/services.ts';
 import { applySync, kubeProxySync } from '../proxy/kube-proxy.ts';
 import { sha1, hex } from '../wire/sha1.ts';
@@ -166,7 +167,16 @@ function resolvePods(spec: ClusterSpec, nodes: ResolvedNode[], ipam?: IpamResult
   });
 }
 
-/** kube-proxy's and the CNI firewall plugin's FORWARD chains, as the article's nodes show */
+/** a rule a program installs in the filter table, from its spec (after `-A CHAIN`) */
+function filterRule(r: PolicyRule) {
+  return { ...parseRuleSpec(shellSplit(r.spec)), origin: r.origin };
+}
+
+/**
+ * kube-proxy's FORWARD chain, as the article's nodes show, and in the bridge layout the CNI
+ * firewall plugin's (Calico's own CNI configuration has no firewall plugin: felix's chains, see
+ * programFelix, take its place)
+ */
 function programFilter(
   ns: Netns,
   cluster: { clusterCidr: string },
@@ -174,10 +184,11 @@ function programFilter(
   pods: readonly ResolvedPod[],
   flannel: boolean,
   policy: NodePolicy | undefined,
+  firewallPlugin: boolean,
 ): void {
   const nf = ns.netfilter;
   const add = (chain: string, spec: string, origin: RuleOrigin) =>
-    nf.append('filter', chain, { ...parseRuleSpec(shellSplit(spec)), origin });
+    nf.append('filter', chain, filterRule({ spec, origin }));
   const kube = (purpose: string): RuleOrigin => ({ kind: 'kube-proxy', purpose });
   const plugin = (purpose: string, pod?: string): RuleOrigin => ({
     kind: 'cni',
@@ -187,9 +198,11 @@ function programFilter(
   });
   const flanneld: RuleOrigin = { kind: 'cni', component: 'flanneld', purpose: 'forward the pod network' };
   nf.newChain('filter', 'KUBE-FORWARD');
-  nf.newChain('filter', 'CNI-FORWARD');
   add('FORWARD', '-m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD', kube('jump'));
-  add('FORWARD', '-m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD', plugin('jump'));
+  if (firewallPlugin) {
+    nf.newChain('filter', 'CNI-FORWARD');
+    add('FORWARD', '-m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD', plugin('jump'));
+  }
   add('KUBE-FORWARD', '-m conntrack --ctstate INVALID -j DROP', kube('drop invalid'));
   add(
     'KUBE-FORWARD',
@@ -208,7 +221,7 @@ function programFilter(
   }
   for (const r of policy?.forward ?? []) add('CNI-FORWARD', r.spec, r.origin);
   for (const r of policy?.input ?? []) add('INPUT', r.spec, r.origin);
-  for (const p of pods) {
+  for (const p of firewallPlugin ? pods : []) {
     const pod = `${p.namespace}/${p.name}`;
     add(
       'CNI-FORWARD',
@@ -231,6 +244,20 @@ function programFilter(
       flanneld,
     );
   }
+}
+
+/**
+ * Felix's filter chains on a node (felix.ts): its chains, its jumps inserted at the top of INPUT,
+ * FORWARD and OUTPUT (insert mode keeps them above kube-proxy's), its accept of the accept mark
+ * appended to FORWARD. Called once kube-proxy has programmed the node.
+ */
+function programFelix(ns: Netns, f: FelixFilter): void {
+  const nf = ns.netfilter;
+  for (const c of f.chains) nf.newChain('filter', c.name);
+  for (const c of f.chains) for (const r of c.rules) nf.append('filter', c.name, filterRule(r));
+  for (const { chain, rules } of f.insert)
+    rules.forEach((r, i) => nf.insert('filter', chain, i, filterRule(r)));
+  for (const r of f.append) nf.append('filter', 'FORWARD', filterRule(r));
 }
 
 /**
@@ -404,8 +431,10 @@ function build(spec: ClusterSpec, mode: CniMode): Cluster {
   const warnings: string[] = [];
   const policies = spec.policies ?? [];
   let compiled = new Map<string, NodePolicy>();
-  if (info.networkPolicy) compiled = compilePolicies(spec, pods);
-  else if (policies.length > 0) {
+  // felix compiles the policies into its own chains in Calico's layout; the article's bridge picture keeps PW-IN/PW-OUT
+  if (info.networkPolicy) {
+    if (layout !== 'calico') compiled = compilePolicies(spec, pods);
+  } else if (policies.length > 0) {
     const n = policies.length;
     warnings.push(
       `${mode} does not enforce NetworkPolicy: ${n === 1 ? '1 policy is' : `${n} policies are`} not applied ` +
@@ -442,6 +471,7 @@ function build(spec: ClusterSpec, mode: CniMode): Cluster {
       podsOf.get(n.name)!,
       mode.startsWith('flannel'),
       compiled.get(n.name),
+      layout !== 'calico',
     );
   programMode(cluster);
   // kube-proxy starts on each node once the CNI is up: localhost node ports need route_localnet
@@ -451,6 +481,9 @@ function build(spec: ClusterSpec, mode: CniMode): Cluster {
       ns.setSysctl('net.ipv4.conf.all.route_localnet', '1');
       applySync(ns.netfilter, kubeProxySync({ node: n.name, clusterCidr }, services));
     }
+  // calico-node's felix, in every Calico mode laid out as Calico lays it out
+  if (layout === 'calico')
+    for (const n of nodes) programFelix(world.ns(n.name), felixFilter(spec, pods, podsOf.get(n.name)!));
   return cluster;
 }
 

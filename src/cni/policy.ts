@@ -193,6 +193,17 @@ function portMatch(port: PolicyPortSpec | undefined, number?: number): { proto?:
   };
 }
 
+/** the origin of the rules compiled from rule `k` of a policy's ingress or egress list */
+export function policyRuleOrigin(policy: NetworkPolicySpec, dir: Direction, k: number): RuleOrigin {
+  return {
+    kind: 'network-policy',
+    namespace: policy.namespace,
+    name: policy.name,
+    direction: dir,
+    ruleIndex: k,
+  };
+}
+
 /** The RETURN rules of one policy rule for the chain of `pod` */
 function ruleSpecs(
   input: PolicyInput,
@@ -220,13 +231,7 @@ function ruleSpecs(
   const ports: (PolicyPortSpec | undefined)[] = rule.ports.length === 0 ? [undefined] : rule.ports;
   const flag = dir === 'ingress' ? '-s' : '-d';
   const tag = comment(`policy ${policy.namespace}/${policy.name} ${dir} rule ${k}`);
-  const origin: RuleOrigin = {
-    kind: 'network-policy',
-    namespace: policy.namespace,
-    name: policy.name,
-    direction: dir,
-    ruleIndex: k,
-  };
+  const origin = policyRuleOrigin(policy, dir, k);
   const out: PolicyRule[] = [];
   const emit = (cidr: string, m: { proto?: string; dport?: string }) =>
     out.push({

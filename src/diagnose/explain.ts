@@ -341,9 +341,10 @@ export function explainDrop(c: Cluster, t: Trace): Explanation | undefined {
           `conntrack on ${d.netns} saw ${roleLabel(t.flow.role)} without the packets before it: the two directions take different paths (asymmetric routing), so this node never saw the connection start`,
         );
       const origin = rule?.origin;
-      const comment = rule?.matches.find((m) => m.kind === 'comment')?.text;
       if (origin?.kind === 'network-policy' || origin?.kind === 'policy-chain') {
-        causes.push(`a Kubernetes NetworkPolicy: ${comment ?? policyOriginText(origin)}`);
+        // what the rule is for comes from its origin: felix's rules carry its hash and its own words as comments
+        const at = drop.rule ? ` (${drop.rule.chain} rule ${drop.rule.index})` : '';
+        causes.push(`a Kubernetes NetworkPolicy: ${policyOriginText(origin)}${at}`);
         if (origin.kind === 'policy-chain' && origin.role === 'default-deny') {
           const [namespace, pod] = origin.pod.split('/');
           allowPolicy = allowingPolicy(c, t.flow, namespace, pod, origin.direction);

@@ -1,6 +1,7 @@
 /**
- * SHA-256 (FIPS 180-4) and RFC 4648 base32, platform-free: what kube-proxy's chain names are made
- * of (`base32.StdEncoding.EncodeToString(sha256.Sum256(...))[:16]`).
+ * SHA-256 and SHA-224 (FIPS 180-4), RFC 4648 base32 and unpadded base64url, platform-free: what
+ * kube-proxy's chain names are made of (`base32.StdEncoding.EncodeToString(sha256.Sum256(...))[:16]`),
+ * and felix's rule hashes (`base64.RawURLEncoding` of chained SHA-224s) and shortened chain names.
  */
 
 const K = new Uint32Array([
@@ -36,12 +37,26 @@ export function digestBytes(h: Uint32Array): Uint8Array {
   return out;
 }
 
+const IV256 = [
+  0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+];
+const IV224 = [
+  0xc1059ed8, 0x367cd507, 0x3070dd17, 0xf70e5939, 0xffc00b31, 0x68581511, 0x64f98fa7, 0xbefa4fa4,
+];
+
 /** SHA-256 of the bytes */
 export function sha256(data: Uint8Array): Uint8Array {
+  return compress(data, IV256);
+}
+
+/** SHA-224 of the bytes: SHA-256's rounds from another initial state, the first 7 words */
+export function sha224(data: Uint8Array): Uint8Array {
+  return compress(data, IV224).subarray(0, 28);
+}
+
+function compress(data: Uint8Array, iv: readonly number[]): Uint8Array {
   const { padded, dv } = mdPad(data);
-  const h = new Uint32Array([
-    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
-  ]);
+  const h = new Uint32Array(iv);
   const w = new Uint32Array(64);
   for (let off = 0; off < padded.length; off += 64) {
     for (let i = 0; i < 16; i++) w[i] = dv.getUint32(off + i * 4);
@@ -96,6 +111,19 @@ export function base32(data: Uint8Array): string {
   }
   if (bits > 0) out += B32[(value << (5 - bits)) & 31];
   while (out.length % 8) out += '=';
+  return out;
+}
+
+const B64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+
+/** RFC 4648 base64url without padding (Go's base64.RawURLEncoding) */
+export function base64Url(data: Uint8Array): string {
+  let out = '';
+  for (let i = 0; i < data.length; i += 3) {
+    const n = (data[i] << 16) | ((data[i + 1] ?? 0) << 8) | (data[i + 2] ?? 0);
+    const chars = Math.min(4, Math.ceil(((data.length - i) * 8) / 6));
+    for (let k = 0; k < chars; k++) out += B64URL[(n >>> (18 - 6 * k)) & 63];
+  }
   return out;
 }
 

@@ -212,9 +212,9 @@ export type RuleOrigin =
       selectedBy: string[];
     }
   | {
-      /** the CNI plugin's or its daemon's rules (bridge plugin, flanneld) */
+      /** the CNI plugin's or its daemon's rules (bridge plugin, flanneld, Calico's felix) */
       kind: 'cni';
-      component: 'bridge-plugin' | 'flanneld';
+      component: 'bridge-plugin' | 'flanneld' | 'felix';
       /** what the rule is for, e.g. "accept from the pod" */
       purpose: string;
       /** the pod it is for (namespace/name) */

@@ -1,0 +1,704 @@
+/**
+ * Felix's filter table, as calico-node v3.27 programs it in iptables mode (read at tag v3.27.5:
+ * felix/rules/static.go, endpoints.go, dispatch.go, policy.go; felix/iptables/rules.go, table.go,
+ * match_builder.go, actions.go; felix/hashutils; libcalico-go's k8s conversion), with the settings
+ * of Calico's Kubernetes manifest: workload interfaces `cali`, DefaultEndpointToHostAction ACCEPT,
+ * IptablesMarkMask 0xffff0000 (accept 0x10000, pass 0x20000, scratch 0x40000 and 0x80000), no
+ * kube-proxy IPVS, no WireGuard, no host endpoints, insert mode. Pure: a node's pods and the
+ * cluster's policies in, chains of rule specs with their `cali:` hash comments out.
+ *
+ * The layout: FORWARD, INPUT and OUTPUT jump to cali-FORWARD, cali-INPUT, cali-OUTPUT first (felix
+ * inserts at the top); FORWARD ends with felix's appended accept of the accept mark. cali-FORWARD
+ * sends a packet from a `cali+` interface to cali-from-wl-dispatch, which goes to the workload's
+ * cali-fw-<iface> (its egress), and a packet to a `cali+` interface through cali-to-wl-dispatch to
+ * cali-tw-<iface> (its ingress). An endpoint chain accepts RELATED,ESTABLISHED, drops INVALID,
+ * clears the accept mark, then either walks the NetworkPolicies that select the pod in that
+ * direction (cali-pi-/cali-po- chains: an allow rule sets the accept mark and returns; "Drop if no
+ * policies passed packet") or, with none, its profiles (kns.<namespace>: allow all;
+ * ksa.<namespace>.<serviceaccount>: no rules), returning when one set the accept mark.
+ *
+ * Every rule carries felix's hash comment: SHA-224 of the chain name, then for each rule SHA-224
+ * of the previous hash and the rule rendered as `-A CHAIN HASH …`, base64url, 16 characters
+ * (Chain.RuleHashes; inserted rules hash under the builtin's name, appended ones under
+ * `NAME*appends*`). Felix programs only chains some rule refers to.
+ *
+ * What differs from a real node: felix matches a NetworkPolicy's pod and namespace selectors with
+ * ipsets (`-m set --match-set cali40s:… src`) and named ports with `cali40n:…` sets; podwalk
+ * models no ipsets yet, so a selector peer is the selected pods' /32s, rendered as felix renders a
+ * rule with several CIDRs (its scratch-mark match block; one CIDR is a plain `--source`), a named
+ * port the (pod, port) pairs it resolves to in a port match block, and a peer that selects no pod
+ * programs no rule (felix's empty set matches nothing), nor does an SCTP port. Those rules, and so their hashes, are not
+ * a real node's; the static chains and the endpoint, dispatch and profile chains are. The
+ * IPIP/VXLAN host rules of cali-INPUT/cali-OUTPUT need the cali40all-hosts-net set and are left out.
+ */
+import type { NetworkPolicySpec, PolicyPortSpec } from '../cluster/spec.ts';
+import type { RuleOrigin } from '../kernel/netfilter.ts';
+import { base64Url, sha224, sha256, utf8 } from '../wire/sha256.ts';
+import { cidrContains, ip4ToInt, parseCidr } from '../wire/addr.ts';
+import type { ResolvedPod } from './build.ts';
+import {
+  namedPort,
+  peerPods,
+  policyRuleOrigin,
+  selectingPolicies,
+  subtractCidrs,
+  type Direction,
+  type PolicyInput,
+  type PolicyRule,
+} from './policy.ts';
+
+/** felix's mark bits with IptablesMarkMask 0xffff0000 (dataplane/driver.go allocates them in this order) */
+export const FELIX_MARK = { accept: 0x10000, pass: 0x20000, scratch0: 0x40000, scratch1: 0x80000 } as const;
+const ALL_MARKS = FELIX_MARK.accept | FELIX_MARK.pass | FELIX_MARK.scratch0 | FELIX_MARK.scratch1;
+/** felix's WorkloadIfacePrefixes in Calico's Kubernetes install */
+const IFACE = 'cali+';
+/** iptables.MaxChainNameLength */
+const MAX_CHAIN = 28;
+/** iptables.HashLength */
+const HASH_LENGTH = 16;
+/** the Kubernetes policy order felix gives every NetworkPolicy (they sort by name within it) */
+const KNP_PREFIX = 'knp.default.';
+
+/** felix's iptables.Rule: comments, match fragments and the action fragment, and what put it there */
+export interface FelixRule {
+  comments?: string[];
+  match?: string[];
+  action?: string;
+  /** the chain a jump or goto goes to */
+  to?: string;
+  origin: RuleOrigin;
+}
+
+export interface FelixChain {
+  name: string;
+  rules: FelixRule[];
+}
+
+/** Go's %#x */
+const hx = (n: number) => `0x${n.toString(16)}`;
+
+/* the fragments of felix/iptables/actions.go and match_builder.go */
+const ACCEPT = '--jump ACCEPT';
+const DROP = '--jump DROP';
+const RETURN = '--jump RETURN';
+const jump = (chain: string) => ({ action: `--jump ${chain}`, to: chain });
+const goto = (chain: string) => ({ action: `--goto ${chain}`, to: chain });
+const clearMark = (m: number) => `--jump MARK --set-mark 0/${hx(m)}`;
+const setMark = (m: number) => `--jump MARK --set-mark ${hx(m)}/${hx(m)}`;
+const setMaskedMark = (m: number, mask: number) => `--jump MARK --set-mark ${hx(m)}/${hx(mask)}`;
+const markClear = (m: number) => `-m mark --mark 0/${hx(m)}`;
+const markSet = (m: number) => `-m mark --mark ${hx(m)}/${hx(m)}`;
+const inIface = (i: string) => `--in-interface ${i}`;
+const outIface = (i: string) => `--out-interface ${i}`;
+const ctState = (s: string) => `-m conntrack --ctstate ${s}`;
+const notCtState = (s: string) => `-m conntrack ! --ctstate ${s}`;
+
+/** escapeComment and truncateComment of felix/iptables/rules.go */
+function felixComment(c: string): string {
+  return c.replace(/[^\w @%+=:,./-]/g, '_').slice(0, 256);
+}
+
+/** Rule.renderInner: `-A CHAIN [prefix] [-m comment --comment "…"]… [match] [action]` */
+function render(chain: string, prefix: string, r: FelixRule): string {
+  const parts = ['-A', chain];
+  if (prefix) parts.push(prefix);
+  for (const c of r.comments ?? []) parts.push(`-m comment --comment "${felixComment(c)}"`);
+  if (r.match?.length) parts.push(r.match.join(' '));
+  if (r.action) parts.push(r.action);
+  return parts.join(' ');
+}
+
+/** Chain.RuleHashes: each rule's hash chains in the one before it, the first in the chain's name */
+export function ruleHashes(chain: string, rules: readonly FelixRule[]): string[] {
+  let hash = sha224(utf8(chain));
+  return rules.map((r) => {
+    const text = utf8(render(chain, 'HASH', r));
+    const buf = new Uint8Array(hash.length + text.length);
+    buf.set(hash);
+    buf.set(text, hash.length);
+    hash = sha224(buf);
+    return base64Url(hash).slice(0, HASH_LENGTH);
+  });
+}
+
+/** the rule specs (after `-A CHAIN`) felix writes for `rules` of `chain` (hashed under `hashName`) */
+export function felixSpecs(chain: string, rules: readonly FelixRule[], hashName = chain): PolicyRule[] {
+  const hashes = ruleHashes(hashName, rules);
+  return rules.map((r, i) => ({
+    spec: render(chain, `-m comment --comment "cali:${hashes[i]}"`, r).slice(`-A ${chain} `.length),
+    origin: r.origin,
+  }));
+}
+
+/** hashutils.GetLengthLimitedID: prefix + suffix, or prefix + "_" + base64url(sha256(suffix)) cut to fit */
+export function lengthLimitedId(prefix: string, suffix: string, max = MAX_CHAIN): string {
+  const total = prefix.length + suffix.length;
+  if (total > max || (total === max && suffix.startsWith('_')))
+    return `${prefix}_${base64Url(sha256(utf8(suffix))).slice(0, max - 1 - prefix.length)}`;
+  return prefix + suffix;
+}
+
+/** felix's policy ID of a Kubernetes NetworkPolicy: NAMESPACE/knp.default.NAME */
+export function felixPolicyId(p: NetworkPolicySpec): string {
+  return `${p.namespace}/${KNP_PREFIX}${p.name}`;
+}
+
+/** cali-pi- (ingress) or cali-po- (egress) chain of a policy */
+export function felixPolicyChain(p: NetworkPolicySpec, dir: Direction): string {
+  return lengthLimitedId(dir === 'ingress' ? 'cali-pi-' : 'cali-po-', felixPolicyId(p));
+}
+
+/** cali-tw- (to the workload: its ingress) or cali-fw- (from it: its egress) chain of a pod */
+export function felixEndpointChain(pod: ResolvedPod, dir: Direction): string {
+  return lengthLimitedId(dir === 'ingress' ? 'cali-tw-' : 'cali-fw-', pod.hostVeth);
+}
+
+/** the profiles of a Kubernetes pod: its namespace's and its service account's (podwalk's pods run as `default`) */
+function profiles(pod: ResolvedPod): string[] {
+  return [`kns.${pod.namespace}`, `ksa.${pod.namespace}.default`];
+}
+
+const felixOrigin = (purpose: string, pod?: string): RuleOrigin => ({
+  kind: 'cni',
+  component: 'felix',
+  purpose,
+  ...(pod ? { pod } : {}),
+});
+
+/* ------------------------------------------------------------------ static chains (static.go) */
+
+function staticChains(): FelixChain[] {
+  const o = felixOrigin;
+  return [
+    {
+      name: 'cali-FORWARD',
+      rules: [
+        { action: clearMark(ALL_MARKS & ~FELIX_MARK.accept), origin: o('clear the mark bits') },
+        {
+          match: [markClear(FELIX_MARK.accept)],
+          ...jump('cali-from-hep-forward'),
+          origin: o('host endpoint forward policy'),
+        },
+        { match: [inIface(IFACE)], ...jump('cali-from-wl-dispatch'), origin: o('from a workload') },
+        { match: [outIface(IFACE)], ...jump('cali-to-wl-dispatch'), origin: o('to a workload') },
+        { ...jump('cali-to-hep-forward'), origin: o('host endpoint forward policy') },
+        { ...jump('cali-cidr-block'), origin: o('service CIDR loop prevention') },
+      ],
+    },
+    {
+      name: 'cali-INPUT',
+      rules: [
+        { match: [inIface(IFACE)], ...goto('cali-wl-to-host'), origin: o('from a workload to the host') },
+        {
+          match: [markSet(FELIX_MARK.accept)],
+          action: ACCEPT,
+          origin: o('accepted in the raw or mangle table'),
+        },
+        { action: clearMark(ALL_MARKS), origin: o('clear the mark bits') },
+        { ...jump('cali-from-host-endpoint'), origin: o('host endpoint policy') },
+        {
+          comments: ['Host endpoint policy accepted packet.'],
+          match: [markSet(FELIX_MARK.accept)],
+          action: ACCEPT,
+          origin: o('host endpoint policy accepted'),
+        },
+      ],
+    },
+    {
+      name: 'cali-wl-to-host',
+      rules: [
+        { ...jump('cali-from-wl-dispatch'), origin: o('egress policy of the workload') },
+        {
+          comments: ['Configured DefaultEndpointToHostAction'],
+          action: ACCEPT,
+          origin: o('DefaultEndpointToHostAction ACCEPT'),
+        },
+      ],
+    },
+    {
+      name: 'cali-OUTPUT',
+      rules: [
+        {
+          match: [markSet(FELIX_MARK.accept)],
+          action: ACCEPT,
+          origin: o('accepted in the raw or mangle table'),
+        },
+        { match: [outIface(IFACE)], action: RETURN, origin: o('from the host to a workload') },
+        { action: clearMark(ALL_MARKS), origin: o('clear the mark bits') },
+        { match: [notCtState('DNAT')], ...jump('cali-to-host-endpoint'), origin: o('host endpoint policy') },
+        {
+          comments: ['Host endpoint policy accepted packet.'],
+          match: [markSet(FELIX_MARK.accept)],
+          action: ACCEPT,
+          origin: o('host endpoint policy accepted'),
+        },
+      ],
+    },
+    // no host endpoints: the dispatch chains are empty, as is the service loop prevention chain
+    { name: 'cali-from-hep-forward', rules: [] },
+    { name: 'cali-to-hep-forward', rules: [] },
+    { name: 'cali-from-host-endpoint', rules: [] },
+    { name: 'cali-to-host-endpoint', rules: [] },
+    { name: 'cali-cidr-block', rules: [] },
+  ];
+}
+
+/* ------------------------------------------------------------------ dispatch chains (dispatch.go) */
+
+function commonPrefix(names: readonly string[]): string {
+  if (names.length === 0) return '';
+  let p = names[0];
+  for (const n of names) while (!n.startsWith(p)) p = p.slice(0, -1);
+  return p;
+}
+
+/** interfaceNameDispatchChains for one direction: a root chain, and a child chain per shared next character */
+function dispatchChains(
+  root: string,
+  names: readonly string[],
+  match: (iface: string) => string,
+  target: (iface: string) => string,
+  pods: ReadonlyMap<string, ResolvedPod>,
+): FelixChain[] {
+  const sorted = [...new Set(names)].sort();
+  const common = commonPrefix(sorted);
+  const prefixes: string[] = [];
+  const byPrefix = new Map<string, string[]>();
+  for (const n of sorted) {
+    const p = n.length > common.length ? n.slice(0, common.length + 1) : common;
+    if (!byPrefix.has(p)) {
+      prefixes.push(p);
+      byPrefix.set(p, []);
+    }
+    byPrefix.get(p)!.push(n);
+  }
+  const unknown: FelixRule = {
+    comments: ['Unknown interface'],
+    action: DROP,
+    origin: felixOrigin('drop from or to an unknown cali interface'),
+  };
+  const podOf = (n: string) => {
+    const p = pods.get(n)!;
+    return `${p.namespace}/${p.name}`;
+  };
+  const children: FelixChain[] = [];
+  const rootRules: FelixRule[] = [];
+  for (const p of prefixes) {
+    const ifaces = byPrefix.get(p)!;
+    if (ifaces.length > 1) {
+      const child = `${root}-${p.slice(common.length)}`;
+      rootRules.push({ match: [match(`${p}+`)], ...goto(child), origin: felixOrigin('dispatch') });
+      children.push({
+        name: child,
+        rules: [
+          ...ifaces.map((n) => ({
+            match: [match(n)],
+            ...goto(target(n)),
+            origin: felixOrigin('dispatch to the endpoint chain', podOf(n)),
+          })),
+          unknown,
+        ],
+      });
+    } else
+      rootRules.push({
+        match: [match(ifaces[0])],
+        ...goto(target(ifaces[0])),
+        origin: felixOrigin('dispatch to the endpoint chain', podOf(ifaces[0])),
+      });
+  }
+  return [...children, { name: root, rules: [...rootRules, unknown] }];
+}
+
+/* ------------------------------------------------------------------ policy chains (policy.go) */
+
+interface PortRange {
+  first: number;
+  last: number;
+}
+
+/** A Calico rule as libcalico-go converts a Kubernetes rule (k8sRuleToCalico), peers already resolved */
+interface CalicoRule {
+  protocol?: string;
+  /** the peer's nets (selector peers: the selected pods' /32s) */
+  nets: string[];
+  notNets: string[];
+  ports: PortRange[];
+  /** named ports resolved: (pod address, port) pairs */
+  namedPairs: { ip: string; port: number }[];
+  /** the Kubernetes rule it came from */
+  ruleIndex: number;
+}
+
+/** SimplifyPorts: sorted, overlapping and adjacent ranges merged */
+function simplifyPorts(ports: PortRange[]): PortRange[] {
+  const s = [...ports].sort((a, b) => a.first - b.first || a.last - b.last);
+  const out: PortRange[] = [];
+  for (const p of s) {
+    const last = out[out.length - 1];
+    if (last && p.first <= last.last + 1) last.last = Math.max(last.last, p.last);
+    else out.push({ ...p });
+  }
+  return out;
+}
+
+/** one Kubernetes rule of `policy` as Calico rules: per protocol (sorted), per peer */
+function calicoRules(
+  input: PolicyInput,
+  pods: readonly ResolvedPod[],
+  policy: NetworkPolicySpec,
+  dir: Direction,
+  k: number,
+): CalicoRule[] {
+  const rule = (dir === 'ingress' ? policy.ingress : policy.egress)[k];
+  // protocol → numeric ports and named ports (undefined: any port); '' → no protocol at all
+  const byProto = new Map<string, { ports?: PortRange[]; named: string[] }>();
+  for (const p of rule.ports as readonly PolicyPortSpec[]) {
+    const proto = p.protocol;
+    let e = byProto.get(proto);
+    if (p.port === undefined) {
+      byProto.set(proto, { ports: undefined, named: [] });
+      continue;
+    }
+    if (e && e.ports === undefined && e.named.length === 0) continue; // already any port
+    if (!e) byProto.set(proto, (e = { ports: [], named: [] }));
+    if (typeof p.port === 'string') e.named.push(p.port);
+    else e.ports!.push({ first: p.port, last: p.endPort ?? p.port });
+  }
+  if (byProto.size === 0) byProto.set('', { ports: undefined, named: [] });
+  const selected = pods.filter((p) => selectingPolicies(input, p, dir).includes(policy));
+  const out: CalicoRule[] = [];
+  for (const proto of [...byProto.keys()].sort()) {
+    // felix renders an SCTP rule (`-p sctp -m multiport …`); podwalk models multiport for TCP and
+    // UDP only and carries no SCTP, so the rule, which matches nothing here, is left out
+    if (proto === 'SCTP') continue;
+    const { ports, named } = byProto.get(proto)!;
+    const peers = rule.peers.length === 0 ? [undefined] : rule.peers;
+    for (const peer of peers) {
+      let nets: string[] = [];
+      let notNets: string[] = [];
+      let peerSet: ResolvedPod[] | undefined;
+      if (peer?.ipBlock) {
+        nets = [parseCidrText(peer.ipBlock.cidr)];
+        notNets = (peer.ipBlock.except ?? []).map(parseCidrText);
+      } else if (peer) {
+        peerSet = peerPods(input, pods, policy, peer);
+        // felix's selector ipset would be empty: the rule matches nothing, so none is programmed
+        if (peerSet.length === 0) continue;
+        nets = peerSet.map((p) => `${p.ip}/32`);
+      }
+      const namedPairs: { ip: string; port: number }[] = [];
+      const l4 = proto === 'UDP' ? 'udp' : 'tcp';
+      for (const name of named) {
+        // the pods that own the port: those the policy selects (ingress) or the peer's (egress)
+        const owners =
+          dir === 'ingress'
+            ? selected
+            : (peerSet ??
+              pods.filter((p) =>
+                nets.length === 0
+                  ? true
+                  : nets.some((n) => cidrContains(parseCidr(n, { allowHostBits: true }), ip4ToInt(p.ip))),
+              ));
+        for (const o of owners) {
+          const n = namedPort(o, name, l4);
+          if (n !== undefined) namedPairs.push({ ip: o.ip, port: n });
+        }
+      }
+      // ports given, but none of them resolves: the rule matches nothing
+      if (ports && ports.length === 0 && namedPairs.length === 0) continue;
+      out.push({
+        protocol: proto === '' ? undefined : proto.toLowerCase(),
+        nets,
+        notNets,
+        ports: ports ? simplifyPorts(ports) : [],
+        namedPairs,
+        ruleIndex: k,
+      });
+    }
+  }
+  return out;
+}
+
+/** an ipBlock CIDR as the API server stores it (masked) */
+function parseCidrText(t: string): string {
+  return subtractCidrs(t, [])[0];
+}
+
+const portList = (ps: readonly PortRange[]) =>
+  ps.map((p) => (p.first === p.last ? String(p.first) : `${p.first}:${p.last}`)).join(',');
+
+/** SplitPortList: at most 15 multiport slots (a range takes two) per rule */
+function splitPorts(ps: readonly PortRange[]): PortRange[][] {
+  const out: PortRange[][] = [];
+  let cur: PortRange[] = [];
+  let slots = 15;
+  for (const p of ps) {
+    const need = p.first === p.last ? 1 : 2;
+    if (slots < need) {
+      out.push(cur);
+      cur = [];
+      slots = 15;
+    }
+    cur.push(p);
+    slots -= need;
+  }
+  if (cur.length) out.push(cur);
+  return out;
+}
+
+/** ProtoRuleToIptablesRules for an allow rule, ingress (`src`) or egress (`dst`) */
+function renderRule(r: CalicoRule, dir: Direction, origin: RuleOrigin): FelixRule[] {
+  const side = dir === 'ingress' ? 'source' : 'destination';
+  const net = (n: string) => `--${side} ${n}`;
+  const out: FelixRule[] = [];
+  let usingBlocks = false;
+  let donePositive = false;
+  const all = FELIX_MARK.scratch0;
+  const block = FELIX_MARK.scratch1;
+  const initial = (bits: number) => {
+    if (usingBlocks) return;
+    out.push({ action: setMaskedMark(bits, all | block), origin });
+    usingBlocks = true;
+  };
+  const positiveMark = () => (donePositive ? block : all);
+  const finishPositive = () => {
+    if (!donePositive) donePositive = true;
+    else out.push({ match: [markClear(block)], action: clearMark(all), origin });
+  };
+  const proto = r.protocol ? [`-p ${r.protocol}`] : [];
+  // destination ports: numeric splits and named ports (felix: named-port ipsets); the pairs stand for the set's entries
+  let ports = r.ports;
+  const splits = splitPorts(r.ports);
+  if (splits.length + (r.namedPairs.length ? 1 : 0) > 1 || r.namedPairs.length) {
+    initial(0);
+    const m = positiveMark();
+    for (const s of splits)
+      out.push({
+        match: [...proto, `-m multiport --destination-ports ${portList(s)}`],
+        action: setMark(m),
+        origin,
+      });
+    for (const pr of r.namedPairs)
+      out.push({
+        match: [...proto, `--destination ${pr.ip}/32`, `-m multiport --destination-ports ${pr.port}`],
+        action: setMark(m),
+        origin,
+      });
+    finishPositive();
+    ports = [];
+  }
+  let nets = r.nets;
+  if (nets.length > 1) {
+    initial(0);
+    const m = positiveMark();
+    for (const n of nets) out.push({ match: [net(n)], action: setMark(m), origin });
+    finishPositive();
+    nets = [];
+  }
+  let notNets = r.notNets;
+  if (nets.length + notNets.length > 1) {
+    initial(all);
+    for (const n of notNets) out.push({ match: [net(n)], action: clearMark(all), origin });
+    notNets = [];
+  }
+  // CalculateRuleMatch: protocol, source net, source ports…, destination net, destination ports, negations
+  const match = [...proto];
+  if (nets.length === 1) match.push(net(nets[0]));
+  if (ports.length) match.push(`-m multiport --destination-ports ${portList(ports)}`);
+  if (notNets.length === 1) match.push(`! --${side} ${notNets[0]}`);
+  if (usingBlocks) match.push(markSet(all));
+  out.push({ match, action: setMark(FELIX_MARK.accept), origin });
+  out.push({ match: [markSet(FELIX_MARK.accept)], action: RETURN, origin });
+  return out;
+}
+
+/** a policy's chain for one direction (PolicyToIptablesChains): its rules, the first with the chain comment */
+function policyChain(
+  input: PolicyInput,
+  pods: readonly ResolvedPod[],
+  policy: NetworkPolicySpec,
+  dir: Direction,
+): FelixChain {
+  const list = dir === 'ingress' ? policy.ingress : policy.egress;
+  const rules: FelixRule[] = [];
+  for (let k = 0; k < list.length; k++) {
+    const origin = policyRuleOrigin(policy, dir, k);
+    for (const r of calicoRules(input, pods, policy, dir, k)) rules.push(...renderRule(r, dir, origin));
+  }
+  const comment = `Policy ${felixPolicyId(policy)} ${dir}`;
+  if (rules.length === 0)
+    rules.push({ origin: felixOrigin(`policy ${felixPolicyId(policy)} has no ${dir} rule`) });
+  rules[0] = { ...rules[0], comments: [...(rules[0].comments ?? []), comment] };
+  return { name: felixPolicyChain(policy, dir), rules };
+}
+
+/** a profile's chain (ProfileToIptablesChains): kns.<ns> allows everything, ksa.… has no rules */
+function profileChain(profile: string, dir: Direction): FelixChain {
+  const name = lengthLimitedId(dir === 'ingress' ? 'cali-pri-' : 'cali-pro-', profile);
+  const origin = felixOrigin(`profile ${profile}`);
+  const rules: FelixRule[] = profile.startsWith('kns.')
+    ? [
+        { action: setMark(FELIX_MARK.accept), origin },
+        { match: [markSet(FELIX_MARK.accept)], action: RETURN, origin },
+      ]
+    : [{ origin }];
+  rules[0] = { ...rules[0], comments: [`Profile ${profile} ${dir}`] };
+  return { name, rules };
+}
+
+/* ------------------------------------------------------------------ endpoint chains (endpoints.go) */
+
+function endpointChain(pod: ResolvedPod, dir: Direction, policies: readonly NetworkPolicySpec[]): FelixChain {
+  const who = `${pod.namespace}/${pod.name}`;
+  const selectedBy = policies.map((p) => `${p.namespace}/${p.name}`);
+  const o = (purpose: string) => felixOrigin(purpose, who);
+  const pc = (role: 'jump' | 'established' | 'default-deny'): RuleOrigin => ({
+    kind: 'policy-chain',
+    pod: who,
+    direction: dir,
+    role,
+    selectedBy,
+  });
+  const rules: FelixRule[] = [
+    {
+      match: [ctState('RELATED,ESTABLISHED')],
+      action: ACCEPT,
+      origin: policies.length ? pc('established') : o('accept established'),
+    },
+    { match: [ctState('INVALID')], action: DROP, origin: o('drop invalid') },
+    { action: clearMark(FELIX_MARK.accept), origin: o('clear the accept mark') },
+  ];
+  if (dir === 'egress')
+    rules.push(
+      {
+        comments: ['Drop VXLAN encapped packets originating in workloads'],
+        match: ['-p 17', '-m multiport --destination-ports 4789'],
+        action: DROP,
+        origin: o('drop VXLAN from a workload'),
+      },
+      {
+        comments: ['Drop IPinIP encapped packets originating in workloads'],
+        match: ['-p 4'],
+        action: DROP,
+        origin: o('drop IPinIP from a workload'),
+      },
+    );
+  if (policies.length) {
+    rules.push({ comments: ['Start of policies'], action: clearMark(FELIX_MARK.pass), origin: pc('jump') });
+    for (const p of policies)
+      rules.push(
+        { match: [markClear(FELIX_MARK.pass)], ...jump(felixPolicyChain(p, dir)), origin: pc('jump') },
+        {
+          comments: ['Return if policy accepted'],
+          match: [markSet(FELIX_MARK.accept)],
+          action: RETURN,
+          origin: pc('jump'),
+        },
+      );
+    rules.push({
+      comments: ['Drop if no policies passed packet'],
+      match: [markClear(FELIX_MARK.pass)],
+      action: DROP,
+      origin: pc('default-deny'),
+    });
+  }
+  for (const prof of profiles(pod))
+    rules.push(
+      {
+        ...jump(lengthLimitedId(dir === 'ingress' ? 'cali-pri-' : 'cali-pro-', prof)),
+        origin: o(`profile ${prof}`),
+      },
+      {
+        comments: ['Return if profile accepted'],
+        match: [markSet(FELIX_MARK.accept)],
+        action: RETURN,
+        origin: o(`profile ${prof}`),
+      },
+    );
+  rules.push({
+    comments: ['Drop if no profiles matched'],
+    action: DROP,
+    origin: o('drop if no profile matched'),
+  });
+  return { name: felixEndpointChain(pod, dir), rules };
+}
+
+/* ------------------------------------------------------------------ a node */
+
+/** What felix programs in a node's filter table */
+export interface FelixFilter {
+  /** the chains felix programs (those some rule refers to), each with its rule specs */
+  chains: { name: string; rules: PolicyRule[] }[];
+  /** rules inserted at the top of the builtin chains, in order */
+  insert: { chain: 'INPUT' | 'FORWARD' | 'OUTPUT'; rules: PolicyRule[] }[];
+  /** rules appended to FORWARD */
+  append: PolicyRule[];
+}
+
+/** Felix's filter table for a node: its pods (`nodePods`), every pod of the cluster and the policies */
+export function felixFilter(
+  input: PolicyInput,
+  pods: readonly ResolvedPod[],
+  nodePods: readonly ResolvedPod[],
+): FelixFilter {
+  const chains: FelixChain[] = staticChains();
+  const byIface = new Map(nodePods.map((p) => [p.hostVeth, p]));
+  const ifaces = nodePods.map((p) => p.hostVeth);
+  chains.push(
+    ...dispatchChains(
+      'cali-from-wl-dispatch',
+      ifaces,
+      inIface,
+      (n) => lengthLimitedId('cali-fw-', n),
+      byIface,
+    ),
+    ...dispatchChains(
+      'cali-to-wl-dispatch',
+      ifaces,
+      outIface,
+      (n) => lengthLimitedId('cali-tw-', n),
+      byIface,
+    ),
+  );
+  const policies = new Map<string, NetworkPolicySpec>();
+  const profileNames = new Set<string>();
+  for (const pod of nodePods) {
+    for (const dir of ['ingress', 'egress'] as const) {
+      // the tier's order: every NetworkPolicy has order 1000, then by name
+      const sel = selectingPolicies(input, pod, dir).sort((a, b) =>
+        felixPolicyId(a) < felixPolicyId(b) ? -1 : felixPolicyId(a) > felixPolicyId(b) ? 1 : 0,
+      );
+      for (const p of sel) policies.set(felixPolicyId(p), p);
+      chains.push(endpointChain(pod, dir, sel));
+    }
+    for (const prof of profiles(pod)) profileNames.add(prof);
+  }
+  for (const p of policies.values())
+    for (const dir of ['ingress', 'egress'] as const) chains.push(policyChain(input, pods, p, dir));
+  for (const prof of profileNames)
+    for (const dir of ['ingress', 'egress'] as const) chains.push(profileChain(prof, dir));
+
+  const insert = (['FORWARD', 'INPUT', 'OUTPUT'] as const).map((chain) => ({
+    chain,
+    rules: felixSpecs(chain, [{ ...jump(`cali-${chain}`), origin: felixOrigin(`jump to cali-${chain}`) }]),
+  }));
+  const appendRules: FelixRule[] = [
+    {
+      comments: ['Policy explicitly accepted packet.'],
+      match: [markSet(FELIX_MARK.accept)],
+      action: ACCEPT,
+      origin: felixOrigin('accept what policy accepted'),
+    },
+    { action: setMark(FELIX_MARK.accept), origin: felixOrigin('mark forwarded traffic') },
+  ];
+  // only chains something refers to are programmed (Table.chainRefCounts)
+  const referenced = new Set<string>(['cali-FORWARD', 'cali-INPUT', 'cali-OUTPUT']);
+  for (const c of chains) for (const r of c.rules) if (r.to) referenced.add(r.to);
+  return {
+    chains: chains
+      .filter((c) => referenced.has(c.name))
+      .map((c) => ({ name: c.name, rules: felixSpecs(c.name, c.rules) })),
+    insert,
+    append: felixSpecs('FORWARD', appendRules, 'FORWARD*appends*'),
+  };
+}

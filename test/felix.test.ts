@@ -1,0 +1,119 @@
+/**
+ * Felix's filter chains (src/cni/felix.ts) in Calico's layout: its rule hashes and shortened names
+ * against the values felix's own tests expect, every node's iptables-save against what the real
+ * iptables 1.8.9 (nf_tables) saved after loading felix's rules (scripts/record-felix-goldens.ts),
+ * and flows walked through them on a cluster whose policies use every peer and port form.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { loadCluster } from '../src/cluster/load.ts';
+import type { CniMode } from '../src/cluster/spec.ts';
+import { buildCluster } from '../src/cni/build.ts';
+import { felixEndpointChain, lengthLimitedId, ruleHashes, type FelixRule } from '../src/cni/felix.ts';
+import { iptablesSave } from '../src/tools/iptables-save.ts';
+import { dropText } from '../src/render/step.ts';
+import { walk } from '../src/trace/walk.ts';
+import type { Proto } from '../src/trace/types.ts';
+import { CASES } from '../scripts/record-felix-goldens.ts';
+
+const any = { kind: 'cni', component: 'felix', purpose: 'test' } as const;
+const rule = (action: string): FelixRule => ({ action, origin: any });
+
+describe("felix's hashing", () => {
+  test('rule hashes chain SHA-224s as Chain.RuleHashes does (felix/iptables/table_test.go, rules_test.go)', () => {
+    // table_test.go: InsertOrAppendRules("FORWARD", [Drop]) and then [Drop, Accept, Drop, Accept]
+    assert.deepEqual(ruleHashes('FORWARD', [rule('--jump DROP')]), ['hecdSCslEjdBPBPo']);
+    assert.deepEqual(
+      ruleHashes('FORWARD', [
+        rule('--jump DROP'),
+        rule('--jump ACCEPT'),
+        rule('--jump DROP'),
+        rule('--jump ACCEPT'),
+      ]),
+      ['hecdSCslEjdBPBPo', 'plvr29-ZiKUwbzDV', 'BMJ7gfua-eMLZ8Gu', 'rmnR1gc8haxMy_0W'],
+    );
+    // rules_test.go: the jump felix inserts into FORWARD
+    assert.deepEqual(ruleHashes('FORWARD', [rule('--jump cali-FORWARD')]), ['wUHhoiAYhphO9Mso']);
+  });
+
+  test('long names are shortened as hashutils.GetLengthLimitedID does (felix/hashutils/id_test.go)', () => {
+    assert.equal(lengthLimitedId('felix', '1234', 10), 'felix1234');
+    assert.equal(lengthLimitedId('felix', '123456', 11), 'felix123456');
+    assert.equal(lengthLimitedId('felix', '_2345', 10), 'felix_kMQI');
+    assert.equal(lengthLimitedId('felix', '12345678910', 13), 'felix_Y2QCZIS');
+  });
+});
+
+// goldens: the real iptables-save after the real iptables-restore of felix's rules
+for (const k of CASES)
+  test(`iptables-save of every node of ${k.file} in ${k.mode} is what the real iptables-save printed`, () => {
+    const c = buildCluster(loadCluster(readFileSync(k.file, 'utf8'), k.file), k.mode);
+    for (const n of c.nodes) {
+      const real = readFileSync(`test/golden/felix/${k.name}/${n.name}.save`, 'utf8');
+      assert.equal(iptablesSave(c.world.ns(n.name).netfilter), real, `${k.name}/${n.name}`);
+    }
+  });
+
+describe('flows through felix-cluster.yaml', () => {
+  const spec = loadCluster(readFileSync('test/fixtures/felix-cluster.yaml', 'utf8'), 'felix-cluster.yaml');
+  const cases: {
+    from: string;
+    to: string;
+    port?: number;
+    proto?: Proto;
+    /** delivered, or the chain of which pod's felix endpoint chain drops it (ingress: tw, egress: fw) */
+    expect: 'delivered' | { pod: string; dir: 'ingress' | 'egress' };
+  }[] = [
+    // web's named port http (8080) from api and workers; 9090 by number; not from queue
+    { from: 'api', to: 'web', port: 8080, expect: 'delivered' },
+    { from: 'worker2', to: 'web', port: 9090, expect: 'delivered' },
+    { from: 'redis', to: 'web', port: 8080, expect: { pod: 'web', dir: 'ingress' } },
+    // api: from ops (any pod) on the port range, not from shop's cache (node2)
+    { from: 'grafana', to: 'api', port: 9005, expect: 'delivered' },
+    { from: 'cache', to: 'api', port: 8080, expect: { pod: 'api', dir: 'ingress' } },
+    // any UDP from 10.0.0.0/8 (the second rule), TCP from there only on the listed ports
+    { from: 'batch', to: 'api', port: 5353, proto: 'udp', expect: 'delivered' },
+    { from: 'batch', to: 'api', port: 8080, expect: { pod: 'api', dir: 'ingress' } },
+    // the node subnet but node2: node1 itself reaches api through OUTPUT (felix returns cali+ traffic there)
+    { from: 'node2', to: 'api', port: 8080, expect: { pod: 'api', dir: 'ingress' } },
+    // queue's egress: redis on its named port, DNS, nothing else
+    { from: 'queue', to: 'redis', port: 6379, expect: 'delivered' },
+    { from: 'queue', to: 'tool', port: 53, proto: 'udp', expect: 'delivered' },
+    { from: 'queue', to: 'tool', port: 8080, expect: { pod: 'queue', dir: 'egress' } },
+    // metrics: ingress from grafana and the node subnet, egress denied (also to its own node)
+    { from: 'grafana', to: 'metrics', port: 9090, expect: 'delivered' },
+    { from: 'logs', to: 'metrics', port: 9090, expect: { pod: 'metrics', dir: 'ingress' } },
+    { from: 'metrics', to: 'node1', port: 22, expect: { pod: 'metrics', dir: 'egress' } },
+    // namespaces without policies: their profiles allow everything
+    { from: 'tool', to: 'logs', port: 514, proto: 'udp', expect: 'delivered' },
+  ];
+  for (const mode of ['calico-bgp', 'calico-ipip'] as CniMode[]) {
+    const c = buildCluster(spec, mode);
+    // another node: its eth0 address in calico-bgp; through tunl0 in calico-ipip, with tunl0's
+    // address as source, outside the ipBlock of the node subnet
+    const fromNode2: (typeof cases)[number] = {
+      from: 'node2',
+      to: 'metrics',
+      port: 9090,
+      expect: mode === 'calico-bgp' ? 'delivered' : { pod: 'metrics', dir: 'ingress' },
+    };
+    for (const k of [...cases, fromNode2])
+      test(`${mode}: ${k.from} → ${k.to}:${k.port ?? 8080}/${k.proto ?? 'tcp'}`, () => {
+        const w = walk(c, { from: k.from, to: k.to, proto: k.proto ?? 'tcp', port: k.port ?? 8080 });
+        const d = w.request.disposition;
+        if (k.expect === 'delivered') {
+          assert.equal(d.kind, 'delivered', JSON.stringify(d));
+          if (k.to !== 'node1') assert.equal(w.reply?.disposition.kind, 'delivered');
+          return;
+        }
+        const { pod: name, dir } = k.expect;
+        assert.ok(d.kind === 'dropped' && d.drop.reason === 'filtered' && d.drop.rule, JSON.stringify(d));
+        const pod = c.pods.find((p) => p.name === name)!;
+        assert.equal(d.drop.rule.chain, felixEndpointChain(pod, dir), dropText(d.drop));
+        const o = d.drop.rule.rule.origin;
+        assert.ok(o?.kind === 'policy-chain' && o.role === 'default-deny' && o.direction === dir);
+        assert.equal(o.pod, `${pod.namespace}/${pod.name}`);
+      });
+  }
+});
