@@ -18,21 +18,14 @@ import { doctor } from '../src/diagnose/doctor.ts';
 import {
   nodeName,
   podName,
+  cpuMs,
+  gc,
   RESULT_PREFIX,
   sizeOf,
   syntheticSpec,
   type BuildResult,
   type WalkTiming,
 } from './scale.ts';
-
-function gc(): void {
-  const g = (globalThis as { gc?: () => void }).gc;
-  if (!g) throw new Error('run with --expose-gc');
-  g();
-  g();
-}
-
-const cpuMs = (u: NodeJS.CpuUsage) => (u.user + u.system) / 1000;
 
 function timedWalk(c: ReturnType<typeof buildCluster>, from: string, to: string, sport: number): WalkTiming {
   const t = performance.now();

@@ -8,6 +8,11 @@
  *     child process of its own (bench/build-one.ts), and one walk across the 1000-node cluster;
  *  3. podwalk matrix on clusters of those sizes with 50 NetworkPolicies (bench/matrix-one.ts).
  *
+ *  4. Services at scale (bench/svc-one.ts, a child process): 1,000 ClusterIP Services of 5
+ *     endpoints on 20 nodes × 250 pods, against the same cluster without them: build time, heap,
+ *     `iptables-save -t nat`'s rules, the nat rules a new connection's first packet runs through and
+ *     walks per second (BENCH_SERVICES="NODES,PODS_PER_NODE,SERVICES,ENDPOINTS").
+ *
  *  3. importing a dump set of 100 nodes × 30 pods (`--from DIR`): read, plan, apply, in a child
  *     process (bench/import-one.ts); the dump set is printed by the emulated tools (bench/dumps.ts).
  *
@@ -26,10 +31,13 @@ import { RESULT_PREFIX, sizeOf, type BuildResult } from './scale.ts';
 import type { MatrixResult, Timing } from './matrix-one.ts';
 import { kernelBench, type KernelBench } from './kernel.ts';
 import type { ImportResult } from './import-one.ts';
+import type { SvcResult } from './svc-one.ts';
 
 const MEASURE_MS = Number(process.env.BENCH_MS ?? 1500);
 const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 250);
 const SIZES = (process.env.BENCH_SIZES ?? '100,1000').split(',').map(Number);
+/** the Services run: nodes, pods per node, Services, endpoints each (BENCH_SERVICES, e.g. "20,250,1000,5") */
+const SERVICES = (process.env.BENCH_SERVICES ?? '20,250,1000,5').split(',');
 const PODS_PER_NODE = 30;
 /** nodes of the imported dump set (BENCH_IMPORT_NODES) */
 const IMPORT_NODES = Number(process.env.BENCH_IMPORT_NODES ?? 100);
@@ -426,6 +434,37 @@ function scaleWalkTable(rs: BuildResult[]): string {
   return table(['cluster', 'walk', '', 'time', 'steps (request + reply)'], rows, [3]);
 }
 
+/** bench/svc-one.ts: the builds with and without the Services, the nat table, walks per second */
+function svcTables(r: SvcResult): string {
+  const row = (label: string, x: SvcResult['with']) => [
+    label,
+    `${fmt(x.buildMs / 1000, 2)} s`,
+    `${fmt(x.buildCpuMs / 1000, 2)} s`,
+    mib(x.heapUsed),
+  ];
+  const build = table(
+    ['cluster', 'build (wall)', 'build (CPU)', 'heapUsed after build (gc)'],
+    [
+      row(`${r.nodes} nodes, ${fmt(r.pods)} pods, no Services`, r.without),
+      row(`the same, ${fmt(r.services)} Services, ${fmt(r.endpoints)} endpoints`, r.with),
+    ],
+  );
+  const walks = table(
+    ['walk (a new connection each)', 'walks/s', 'walks per CPU s', 'nat rules, first packet, client node'],
+    r.walks.map((w) => [
+      `${w.label}${w.delivered ? '' : ' (NOT delivered)'}`,
+      fmt(w.perSec),
+      fmt(w.perCpuSec),
+      fmt(w.natRules),
+    ]),
+  );
+  return `\`iptables-save -t nat\` on one node: ${fmt(r.natRules)} rules (${fmt(r.natLines)} lines), ${fmt(r.kubeServices)} in KUBE-SERVICES.
+
+${build}
+
+${walks}`;
+}
+
 function importTable(r: ImportResult): string {
   return table(
     [
@@ -594,6 +633,8 @@ async function main(): Promise<void> {
   }
   process.stderr.write(`import: a ${IMPORT_NODES}-node dump set (child process) …\n`);
   const imported = runImport(IMPORT_NODES);
+  process.stderr.write(`services: ${SERVICES.join(', ')} (child process) …\n`);
+  const svc = child<SvcResult>('bench/svc-one.ts', ['--expose-gc'], SERVICES);
   process.stderr.write('simulation vs real kernel (lab) …\n');
   const kernel = await kernelBench(MEASURE_MS);
   const runSeconds = (performance.now() - started) / 1000;
@@ -741,6 +782,10 @@ ${matrixTable(matrices)}
 ${importTable(imported)}
 
 ${imported.warnings ? `The import warned ${imported.warnings} times.` : 'The import had no warnings (a model-shaped cluster has nothing it cannot represent).'} Printing the dump set with the emulated tools (not part of an import) took ${fmt(imported.dumpMs / 1000, 1)} s.
+
+## Services at scale (kube-proxy, iptables mode)
+
+${svcTables(svc)}
 
 ## Simulation vs the real kernel
 

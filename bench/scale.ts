@@ -61,6 +61,17 @@ export function sizeOf(t: { readonly length: number } | { readonly size: number 
   return 'length' in t ? t.length : t.size;
 }
 
+/** a full GC, twice (the process runs with --expose-gc), before reading the heap */
+export function gc(): void {
+  const g = (globalThis as { gc?: () => void }).gc;
+  if (!g) throw new Error('run with --expose-gc');
+  g();
+  g();
+}
+
+/** user + system CPU time of a process.cpuUsage() difference, ms */
+export const cpuMs = (u: NodeJS.CpuUsage) => (u.user + u.system) / 1000;
+
 /** build-one.ts prints its result as one JSON line starting with this */
 export const RESULT_PREFIX = 'BUILD-RESULT ';
 

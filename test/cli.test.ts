@@ -1129,3 +1129,157 @@ describe('lab up --dry-run (no root needed)', () => {
     for (const l of cmds) assert.match(l, /^(ip|bridge) (-n pw-seed-\S+ |netns (add|exec) pw-seed-\S+)/, l);
   });
 });
+
+/**
+ * doctor on a Service: each cause from a cluster file of its own (and the commands that break it),
+ * with its exit code, the cause's line and the real command that shows it on the node
+ */
+describe("doctor: a Service's causes, each with its evidence", () => {
+  const cluster = (o: { cni?: string; web?: string; service?: string; extra?: string }) =>
+    [
+      'name: svc-doctor',
+      `cni: ${o.cni ?? 'flannel-vxlan'}`,
+      'subnets:',
+      '  - { name: lan0, cidr: 192.168.1.0/24, gateway: 192.168.1.1 }',
+      'nodes:',
+      '  - { name: node1, ip: 192.168.1.10/24, podCIDR: 10.244.0.0/24 }',
+      '  - { name: node2, ip: 192.168.1.11/24, podCIDR: 10.244.1.0/24 }',
+      'externalHosts:',
+      '  - { name: client, ip: 192.168.1.100/24 }',
+      'pods:',
+      '  - { name: pod-a, node: node1, ip: 10.244.0.5 }',
+      `  - { name: web-1, node: node2, ip: 10.244.1.7, hostVeth: veth-web-1, labels: { app: web }, listen: [tcp/8080, udp/8080]${o.web ?? ''} }`,
+      'services:',
+      '  - apiVersion: v1',
+      '    kind: Service',
+      '    metadata: { name: web }',
+      '    spec:',
+      `      ${o.service ?? 'selector: { app: web }'}`,
+      '      ports: [{ name: http, port: 80, targetPort: 8080 }, { name: dns, port: 80, targetPort: 8080, protocol: UDP }]',
+      ...(o.extra ? [o.extra] : []),
+    ].join('\n');
+  const doctorOn = (yaml: string, argv: string[]) =>
+    podwalk(['doctor', ...argv, '--cluster', 'c.yaml'], { files: { 'c.yaml': yaml } });
+  const cause = (r: Result) => r.out.filter((l) => l.startsWith('    - '));
+
+  test('no endpoints: the selector matches no pod, KUBE-SERVICES rejects (icmp port unreachable)', async () => {
+    const r = await doctorOn(cluster({ service: 'selector: { app: nothing }' }), [
+      'pod-a',
+      'svc/web:80',
+      '--proto',
+      'udp',
+    ]);
+    assertExit(r, 1);
+    assert.deepEqual(cause(r), [
+      '    - Service default/web:dns has no endpoints: its selector app=nothing matches no pod in namespace default; kube-proxy rejects (icmp port unreachable)',
+    ]);
+    assert.ok(r.out.includes('    node1$ iptables -L KUBE-SERVICES -n -v --line-numbers'), show(r));
+    assert.match(r.stdout, /REJECT .*default\/web:dns has no endpoints.*reject-with icmp-port-unreachable/);
+  });
+
+  test('selector matching no ready pod: the endpoint is not ready', async () => {
+    const r = await doctorOn(cluster({ web: ', ready: false' }), ['pod-a', 'svc/web:80', '--proto', 'udp']);
+    assertExit(r, 1);
+    assert.deepEqual(cause(r), [
+      '    - Service default/web:dns has no ready endpoint: default/web-1 is not ready; kube-proxy rejects (icmp port unreachable)',
+    ]);
+  });
+
+  test('targetPort where nothing listens: the endpoint answers the DNATed SYN with a RST', async () => {
+    const yaml = cluster({}).replace(
+      '{ name: http, port: 80, targetPort: 8080 }',
+      '{ name: http, port: 80, targetPort: 9090 }',
+    );
+    const r = await doctorOn(yaml, ['pod-a', 'svc/web:80']);
+    assertExit(r, 1);
+    assert.ok(r.out.includes('  entry:   no tcp socket listening on 10.244.1.7:9090 in web-1'), show(r));
+    assert.equal(cause(r).length, 1, show(r));
+    assert.match(
+      cause(r)[0],
+      /^ {4}- Service default\/web:http sends tcp\/80 to web-1 at 10\.244\.1\.7:9090 \(kube-proxy's DNAT in KUBE-SEP-\w{16} on node1\), and nothing in web-1 listens on tcp\/9090/,
+    );
+    assert.ok(r.out.some((l) => /^ {4}node1\$ iptables -t nat -L KUBE-SEP-\w{16} -n$/.test(l)));
+    assert.ok(
+      r.out.some((l) => /DNAT .* tcp to:10\.244\.1\.7:9090$/.test(l)),
+      show(r),
+    );
+    assert.ok(
+      r.out.some((l) => /LISTEN .*0\.0\.0\.0:8080/.test(l)),
+      'ss -ltn in web-1',
+    );
+  });
+
+  test('externalTrafficPolicy Local on a node without an endpoint: KUBE-EXTERNAL-SERVICES drops', async () => {
+    const yaml = cluster({}).replace(
+      '      selector: { app: web }\n      ports: [{ name: http, port: 80, targetPort: 8080 }, { name: dns, port: 80, targetPort: 8080, protocol: UDP }]',
+      '      type: NodePort\n      externalTrafficPolicy: Local\n      selector: { app: web }\n      ports: [{ name: dns, port: 80, targetPort: 8080, protocol: UDP, nodePort: 30081 }]',
+    );
+    const r = await doctorOn(yaml, ['client', 'node1:30081', '--proto', 'udp']);
+    assertExit(r, 1);
+    assert.deepEqual(cause(r), [
+      '    - Service default/web:dns has externalTrafficPolicy Local and no ready endpoint on node1 (its endpoints: web-1 on node2): kube-proxy drops external traffic there',
+    ]);
+    assert.ok(r.out.includes('    node1$ iptables -L KUBE-EXTERNAL-SERVICES -n -v --line-numbers'), show(r));
+  });
+
+  test('hairpin without masquerade: the answer goes straight over lo from the pod itself', async () => {
+    const yaml = cluster({}).replace('node: node2, ip: 10.244.1.7', 'node: node1, ip: 10.244.0.7');
+    const r = await doctorOn(yaml, [
+      'web-1',
+      'svc/web:80',
+      '--run',
+      'node1: bridge link set dev veth-web-1 hairpin on',
+      '--run',
+      'node1: iptables -t nat -D KUBE-POSTROUTING 3',
+    ]);
+    assertExit(r, 1);
+    assert.match(r.stdout, /SYN-ACK DROPPED \(reset\) in web-1 at lo/);
+    assert.equal(cause(r).length, 1, show(r));
+    assert.match(
+      cause(r)[0],
+      /^ {4}- web-1 reached itself through Service default\/web:http \(10\.96\.0\.\d+:80 DNATed back to 10\.244\.0\.7:8080\) and was not masqueraded/,
+    );
+    assert.ok(r.out.includes('    node1$ iptables -t nat -L KUBE-POSTROUTING -n -v'), show(r));
+    assert.ok(
+      r.out.some((l) =>
+        /src=10\.244\.0\.7 dst=10\.96\.0\.\d+ .* src=10\.244\.0\.7 dst=10\.244\.0\.7 sport=8080/.test(l),
+      ),
+      'conntrack -L: the reply goes to the pod itself',
+    );
+    // with the masquerade rule in place the same walk completes
+    const ok = await doctorOn(yaml, [
+      'web-1',
+      'svc/web:80',
+      '--run',
+      'node1: bridge link set dev veth-web-1 hairpin on',
+    ]);
+    assert.doesNotMatch(ok.stdout, /DROPPED/, show(ok));
+  });
+
+  test('NetworkPolicy seen after the DNAT: a policy allowing the Service port drops the flow', async () => {
+    const policy = [
+      'policies:',
+      '  - apiVersion: networking.k8s.io/v1',
+      '    kind: NetworkPolicy',
+      '    metadata: { name: web-80 }',
+      '    spec:',
+      '      podSelector: { matchLabels: { app: web } }',
+      '      policyTypes: [Ingress]',
+      '      ingress: [{ ports: [{ protocol: UDP, port: 80 }] }]',
+    ].join('\n');
+    const r = await doctorOn(cluster({ cni: 'calico-bgp', extra: policy }), [
+      'pod-a',
+      'svc/web:80',
+      '--proto',
+      'udp',
+    ]);
+    assertExit(r, 1);
+    const cs = cause(r);
+    assert.equal(cs.length, 2, show(r));
+    assert.match(cs[0], /^ {4}- a Kubernetes NetworkPolicy: /);
+    assert.match(
+      cs[1],
+      /^ {4}- the policy saw the packet after kube-proxy's DNAT \(KUBE-SEP-\w{16} on node1\): to 10\.244\.1\.7:8080, not to the Service's 10\.96\.0\.\d+:80; NetworkPolicy ports match the pod's port \(the targetPort\), not the Service port \(default\/web-80 allows port 80 only\)$/,
+    );
+  });
+});

@@ -22,7 +22,6 @@ import { runScenario } from '../src/lab/differential.ts';
 import { differenceReport } from '../src/lab/compare.ts';
 import { CVX_SEED_BASE, NAT_SEED_BASE } from '../src/lab/scenarios.ts';
 import { SVC_SEED_BASE } from '../src/lab/svc-scenarios.ts';
-import { generateScenario } from '../src/lab/scenarios.ts';
 
 const why = labUnavailable();
 const skip = why ? `real-kernel lab unavailable: ${why}` : false;
@@ -54,14 +53,7 @@ describe('the differential suite', { concurrency }, () => {
   for (const seed of seeds) {
     const imported = seed <= importCount;
     const name = `differential scenario ${seed}${imported ? ', and its lab imported' : ''}`;
-    // a known disagreement, kept visible: on a hairpin port the kernel puts a pod's own ARP request
-    // back out before the host's reply (the flood's copy waits in netif_rx's backlog, the host
-    // answers first); the model has no backlog and answers first (src/kernel/stack.ts, bridgeRx)
-    const known =
-      !skip && seed > SVC_SEED_BASE && generateScenario(seed).faultKind === 'svc-hairpin'
-        ? 'known: the model has no netif_rx backlog, and a hairpin port shows the ARP reply before the echoed request'
-        : false;
-    test(name, { skip: skip || known, timeout: 180_000 }, async () => {
+    test(name, { skip, timeout: 180_000 }, async () => {
       const r = await runScenario(seed, { imported });
       const report = [
         r.scenario.title,

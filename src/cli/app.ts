@@ -493,6 +493,7 @@ Examples:
   $ podwalk doctor pod-a pod-c:8080
   $ podwalk doctor pod-a pod-c:8080 --run "node1: bridge fdb del 5a:2b:3c:4d:5e:6f dev flannel.1"
   $ podwalk doctor pod-a pod-d --proto icmp --mode calico-ipip --json
+  $ podwalk doctor pod-a svc/web:80 --cluster examples/services.yaml   through kube-proxy's DNAT
   $ podwalk doctor --scenario vxlan-pod-mtu        a ready-made fault (podwalk scenarios lists them)
   $ podwalk doctor default/web default/db:5432 --from dumps/    your real nodes (podwalk collect)`,
   matrix: `

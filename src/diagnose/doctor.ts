@@ -14,7 +14,7 @@ import { dispositionLine, flowLine } from '../render/text.ts';
 import { traceToJson } from '../render/json.ts';
 import { roleLabel, stepDetail } from '../render/step.ts';
 import type { Proto, Step, Trace } from '../trace/types.ts';
-import { resolveEndpoint, walk, walkOk, type Walk } from '../trace/walk.ts';
+import { resolveEndpoint, resolveService, walk, walkOk, type Walk } from '../trace/walk.ts';
 import { describeCheck, runChecks, type CheckResult, type Finding } from './checks.ts';
 import { explainDrop, renderExplanation, type Explanation } from './explain.ts';
 
@@ -118,9 +118,12 @@ export function doctor(c: Cluster, req: DoctorRequest): DoctorReport {
     if (!failure && probe.firstDrop) failure = explainFailure(c, probe);
   };
   // TO may be a name or an address: reversible when some pod or node owns it
-  const reversible = resolveEndpoint(c, req.to, 'destination').netns !== '';
+  // or a Service (svc/NAME, NAMESPACE/NAME, its ClusterIP, NODE:NODEPORT): the walk goes through
+  // kube-proxy's DNAT, and no reverse probe comes from a Service address
+  const svc = resolveService(c, req.to, req.port, req.proto);
+  const reversible = !svc && resolveEndpoint(c, req.to, 'destination').netns !== '';
 
-  const port = req.proto === 'icmp' ? undefined : (req.port ?? 8080);
+  const port = req.proto === 'icmp' ? undefined : (req.port ?? svc?.port ?? 8080);
   const target = `${req.to}${port !== undefined ? `:${port}` : ''}`;
   run(
     'forward',

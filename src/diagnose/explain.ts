@@ -345,6 +345,18 @@ export function explainDrop(c: Cluster, t: Trace): Explanation | undefined {
         // what the rule is for comes from its origin: felix's rules carry its hash and its own words as comments
         const at = drop.rule ? ` (${drop.rule.chain} rule ${drop.rule.index})` : '';
         causes.push(`a Kubernetes NetworkPolicy: ${policyOriginText(origin)}${at}`);
+        const via = serviceDnat(before);
+        if (via) {
+          const servicePortOnly = (c.spec.policies ?? []).filter(
+            (p) =>
+              p.ingress?.some((r) => r.ports.some((pp) => pp.port === via.from.dport)) &&
+              !p.ingress?.some((r) => r.ports.some((pp) => pp.port === via.to?.dport)),
+          );
+          causes.push(
+            `the policy saw the packet after kube-proxy's DNAT (${via.chain} on ${via.node}): to ${via.to ? `${via.to.dst}:${via.to.dport}` : 'the endpoint'}, not to the Service's ${via.from.dst}:${via.from.dport}; NetworkPolicy ports match the pod's port (the targetPort), not the Service port${servicePortOnly.length ? ` (${servicePortOnly.map((p) => `${p.namespace}/${p.name}`).join(', ')} allow${servicePortOnly.length === 1 ? 's' : ''} port ${via.from.dport} only)` : ''}`,
+          );
+          cmd(via.node, `iptables -t nat -L ${via.chain} -n`);
+        }
         if (origin.kind === 'policy-chain' && origin.role === 'default-deny') {
           const [namespace, pod] = origin.pod.split('/');
           allowPolicy = allowingPolicy(c, t.flow, namespace, pod, origin.direction);
@@ -426,11 +438,27 @@ export function explainDrop(c: Cluster, t: Trace): Explanation | undefined {
         drop.reason === 'reset'
           ? 'tcp_v4_rcv: no socket for the destination port (TCP answers with RST)'
           : `${proto === 'udp' ? '__udp4_lib_rcv' : 'ip_local_deliver'}: no socket (ICMP port unreachable)`;
-      entry = `no ${proto} socket listening on ${dst}:${port} in ${d.netns}`;
+      // kube-proxy sent it to an endpoint: the socket looked for is the endpoint's, not the Service's
+      const via = serviceDnat(before);
+      const to = via?.to ?? { dst, dport: port };
+      entry = `no ${proto} socket listening on ${to.dst}:${to.dport} in ${d.netns}`;
       cmd(d.netns, proto === 'udp' ? 'ss -lun' : 'ss -ltn');
-      causes.push(
-        `the application in ${d.netns} does not listen on ${proto}/${port}: a wrong containerPort/targetPort, the app listens on 127.0.0.1 only, or it has not started yet`,
-      );
+      const hairpin = hairpinUnmasqueraded(c, t, d.netns);
+      if (hairpin) {
+        causes.push(hairpin.cause);
+        cmd(hairpin.node, 'iptables -t nat -L KUBE-POSTROUTING -n -v');
+        cmd(hairpin.node, 'conntrack -L');
+      } else if (via) {
+        const v = via.origin;
+        const pod = c.pods.find((p) => p.ip === to.dst);
+        causes.push(
+          `Service ${v.namespace}/${v.name}${v.port ? `:${v.port}` : ''} sends ${proto}/${via.from.dport} to ${pod ? `${pod.name} at ` : ''}${to.dst}:${to.dport} (kube-proxy's DNAT in ${via.chain} on ${via.node}), and nothing in ${d.netns} listens on ${proto}/${to.dport}: the Service's targetPort names the wrong port (or the container's port is wrong), or the app has not started yet`,
+        );
+        cmd(via.node, `iptables -t nat -L ${via.chain} -n`);
+      } else
+        causes.push(
+          `the application in ${d.netns} does not listen on ${proto}/${port}: a wrong containerPort/targetPort, the app listens on 127.0.0.1 only, or it has not started yet`,
+        );
       break;
     }
     case 'not-for-host':
@@ -637,6 +665,67 @@ export function renderExplanation(x: Explanation): string {
     }
   }
   return lines.join('\n');
+}
+
+/**
+ * kube-proxy's DNAT on the way (the last one): the Service port it was for, the KUBE-SEP- chain
+ * and node it ran in, and the tuple before and after it (conntrack's nat-setup)
+ */
+function serviceDnat(steps: readonly Step[]):
+  | {
+      origin: Extract<RuleOrigin, { kind: 'service' }>;
+      chain: string;
+      node: string;
+      from: { dst: string; dport: number };
+      to?: { dst: string; dport: number };
+    }
+  | undefined {
+  let found: ReturnType<typeof serviceDnat>;
+  for (const s of steps) {
+    const ev = s.ev;
+    if (ev.type === 'netfilter' && ev.decision.nat === 'DNAT') {
+      const r = ev.decision.rule;
+      if (r?.rule.origin?.kind === 'service')
+        found = { origin: r.rule.origin, chain: r.chain, node: s.netns, from: { dst: '', dport: 0 } };
+    } else if (
+      found &&
+      !found.to &&
+      ev.type === 'nat-setup' &&
+      ev.manip === 'dst' &&
+      s.netns === found.node
+    ) {
+      found.from = { dst: ev.before.dst, dport: ev.before.dport };
+      found.to = { dst: ev.after.dst, dport: ev.after.dport };
+    }
+  }
+  return found;
+}
+
+/**
+ * A pod that reached itself through its Service without being masqueraded: the answer to it went
+ * straight over lo from the pod's own address and port, which the connecting socket does not
+ * know (it talks to the Service address). The Service port is the one with this pod as an
+ * endpoint on the answer's source port.
+ */
+function hairpinUnmasqueraded(
+  c: Cluster,
+  t: Trace,
+  netns: string,
+): { cause: string; node: string } | undefined {
+  const f = t.flow;
+  if (f.src !== f.dst || f.proto === 'icmp') return undefined;
+  const pod = c.pods.find((p) => p.name === netns && p.ip === f.src);
+  if (!pod) return undefined;
+  for (const s of c.services)
+    for (const sp of s.ports) {
+      if (sp.protocol !== f.proto || !sp.endpoints.some((e) => e.ip === f.src && e.port === f.sport))
+        continue;
+      return {
+        node: pod.node,
+        cause: `${pod.name} reached itself through Service ${sp.nameString} (${sp.clusterIP}:${sp.port} DNATed back to ${f.src}:${f.sport}) and was not masqueraded: its answer went straight over lo from ${f.src}:${f.sport}, not from ${sp.clusterIP}:${sp.port}, and the connecting socket does not know it. kube-proxy's KUBE-SEP- rule marks hairpin traffic (-s ${f.src}/32 -j KUBE-MARK-MASQ) and KUBE-POSTROUTING masquerades what is marked: on ${pod.node} that rule is missing or bypassed (conntrack -L shows the entry's reply going to ${f.src} itself)`,
+      };
+    }
+  return undefined;
 }
 
 /**

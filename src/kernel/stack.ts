@@ -127,6 +127,20 @@ function newSkb(pkt: Ipv4Packet, iif?: string, ct?: CtResult, fragMax?: number):
   return { pkt, iif, ct, mark: undefined, untracked: undefined, fragMax, prerouted: undefined };
 }
 
+/**
+ * A frame in the CPU's backlog (netif_rx → enqueue_to_backlog), with the walk's context it was
+ * sent in: the side exchange, whether its drops and deliveries are the walked packet's, its part
+ */
+interface Backlogged {
+  ns: Netns;
+  dev: Link;
+  frame: Frame;
+  bytes: WireBytes;
+  aux: string | undefined;
+  auxDepth: number;
+  part: string | undefined;
+}
+
 export class Stack {
   transport?: TransportHandler;
   /** terminal events of the packet being walked (ARP side-exchanges excluded) */
@@ -134,6 +148,16 @@ export class Stack {
   /** packets generated while walking (ICMP errors, socket replies); the walker turns each into a trace */
   readonly queue: Queued[] = [];
   private auxDepth = 0;
+  /**
+   * The CPU's backlog (softnet_data.input_pkt_queue): veth_xmit and loopback_xmit hand the frame
+   * to the other end with __netif_rx, which queues it; process_backlog receives the queued frames
+   * in order, and what their receivers send joins the tail. One CPU: the lab's flows are short.
+   */
+  private readonly backlog: Backlogged[] = [];
+  /** dev_queue_xmit's rcu_read_lock_bh nesting: pending softirqs run when the outermost one ends */
+  private bhDisabled = 0;
+  /** net_rx_action is running: a frame handed on now waits in the backlog */
+  private softirq = false;
   /** the netns whose socket is in sendmsg (its first device transmission reports back), and what it reported */
   sender?: string;
   sendError?: 'ENOBUFS';
@@ -868,8 +892,58 @@ export class Stack {
       this.w.captures.push(new DeviceCapture(this.w.now, ns.name, dev.name, dir, bytes, promisc));
   }
 
-  /** dev_queue_xmit */
+  /**
+   * dev_queue_xmit: BHs are off while the device transmits (rcu_read_lock_bh); when the outermost
+   * transmission ends outside softirq context, local_bh_enable runs NET_RX (net_rx_action) on
+   * what the devices put in the backlog
+   */
   devXmit(ns: Netns, dev: Link, frame: Frame): void {
+    this.bhDisabled++;
+    try {
+      this.xmit(ns, dev, frame);
+    } catch (e) {
+      if (this.bhDisabled === 1 && !this.softirq) this.backlog.length = 0;
+      throw e;
+    } finally {
+      this.bhDisabled--;
+    }
+    if (this.bhDisabled === 0 && !this.softirq) this.netRxAction();
+  }
+
+  /** netif_rx → enqueue_to_backlog: the frame waits in the backlog until net_rx_action */
+  private netifRx(ns: Netns, dev: Link, frame: Frame, bytes: WireBytes): void {
+    const rec = this.w.rec;
+    this.backlog.push({ ns, dev, frame, bytes, aux: rec.side, auxDepth: this.auxDepth, part: rec.part });
+  }
+
+  /**
+   * net_rx_action → process_backlog: each queued frame is received (__netif_receive_skb) in the
+   * context it was sent in; a neighbour its receiver resolved sends its queue at once (neigh_update)
+   */
+  private netRxAction(): void {
+    const rec = this.w.rec;
+    const depth = this.auxDepth;
+    const part = rec.part;
+    this.softirq = true;
+    try {
+      for (let i = 0; i < this.backlog.length; i++) {
+        const b = this.backlog[i];
+        this.auxDepth = b.auxDepth;
+        rec.part = b.part;
+        rec.withAux(b.aux, () => this.netifReceive(b.ns, b.dev, b.frame, b.bytes));
+        this.auxDepth = depth;
+        rec.part = part;
+        this.flushResolved();
+      }
+    } finally {
+      this.backlog.length = 0;
+      this.softirq = false;
+      this.auxDepth = depth;
+      rec.part = part;
+    }
+  }
+
+  private xmit(ns: Netns, dev: Link, frame: Frame): void {
     // only a sending socket's own first transmission reports back to its sendmsg
     const mine = this.sender === ns.name;
     this.sender = undefined;
@@ -887,7 +961,8 @@ export class Stack {
       case 'veth':
         return this.vethXmit(ns, dev, frame, mine);
       case 'loopback':
-        return this.netifReceive(ns, dev, frame, WireBytes.frame(frame));
+        // loopback_xmit → __netif_rx
+        return this.netifRx(ns, dev, frame, WireBytes.frame(frame));
       case 'ipip':
         return this.drop(
           ns,
@@ -924,7 +999,8 @@ export class Stack {
     dev.stats.txPackets++;
     dev.stats.txBytes += len;
     this.w.tick(HOP_US);
-    this.netifReceive(peerNs, peer, frame, bytes);
+    // veth_forward_skb → __netif_rx: the peer receives it from the backlog
+    this.netifRx(peerNs, peer, frame, bytes);
   }
 
   private txStep(ns: Netns, dev: Link, frame: Frame, bytes: WireBytes): void {
@@ -1187,17 +1263,15 @@ export class Stack {
         { device: br.name },
       );
       // br_handle_frame_finish: br_flood sends the copies out of the ports, then br_pass_frame_up
-      // hands the frame to the host. A copy out of a veth port reaches the peer through netif_rx's
-      // backlog, after the host has answered; the model has no backlog and runs a copy's receiver
-      // at once, so the host goes first: then an ARP request answered by the bridge's own address
-      // and by a device behind a veth pair is answered by the bridge first, as on the kernel
-      // (test/collect.test.ts, the node's own veth pair). What this gets wrong: on a hairpin port
-      // the kernel puts the asker's own request back out before the host's reply, the model after
-      // it (lab Service seeds with svc-hairpin are skipped for that, test/lab-diff.test.ts)
-      if (inPort) this.passUp(br, frame);
-      if (inPort) this.l2Deliver(ns, br, frame, fragMax, pre);
+      // hands the frame to the host (synchronously: netif_receive_skb). A copy out of a veth port
+      // reaches the peer through the backlog, after the host has answered: an ARP request answered
+      // by the bridge's own address and by a device behind a veth pair is answered by the bridge
+      // first (test/collect.test.ts, the node's own veth pair), and on a hairpin port the asker's
+      // own request goes back out before the host's reply (the svc-hairpin lab seeds)
       for (const p of ports)
         if (shouldDeliver(p, inPort)) this.bridgePortXmit(ns, br, p, frame, inPort, fragMax, pre);
+      if (inPort) this.passUp(br, frame);
+      if (inPort) this.l2Deliver(ns, br, frame, fragMax, pre);
       return;
     }
     const e = this.fdbLookup(br, dst);

@@ -171,7 +171,13 @@ export class Recorder {
     return this.counters.slice(this.mark);
   }
 
-  withAux<T>(label: string, fn: () => T): T {
+  /** the side exchange the next steps belong to now (kept with work the kernel defers: the backlog) */
+  get side(): string | undefined {
+    return this.aux;
+  }
+
+  /** run fn with its steps in side exchange `label` (undefined: the walked packet's own steps) */
+  withAux<T>(label: string | undefined, fn: () => T): T {
     const outer = this.aux;
     this.aux = label;
     try {
