@@ -94,6 +94,11 @@ export interface BuildResult {
   routes: number;
   neighbours: number;
   fdb: number;
+  /**
+   * heap per route, neighbour and FDB entry (every namespace's, pods' and bridges' included): what
+   * a full GC gives back when that table is emptied everywhere, per entry
+   */
+  perEntry: Record<'route' | 'neighbour' | 'fdb', { entries: number; bytes: number }>;
   firstWalk: WalkTiming;
   secondWalk: WalkTiming;
   /** mean of WARM_WALKS further walks (new connection each) */

@@ -9,7 +9,7 @@
 import { broadcastOf, inPrefix, ip4ToInt, networkOf, parseCidr } from '../wire/addr.ts';
 import type { MacAddr } from '../wire/types.ts';
 import { errnoNumber, strerror, type Errno } from './errno.ts';
-import type { Route, RouteProto, RouteScope, RouteType } from './fib.ts';
+import { sameRoute, type Route, type RouteProto, type RouteScope, type RouteType } from './fib.ts';
 import { bridgePorts, carrierOk, portForwarding, vethPeer } from './links.ts';
 import {
   newStats,
@@ -516,24 +516,9 @@ function primaryOf(dev: Link, ip: string, len: number) {
   return dev.addrs.find((b, i) => b.len === len && inPrefix(b.ip, ip, len) && !isSecondary(dev, i));
 }
 
-function sameRoute(a: Route, b: Route): boolean {
-  return (
-    a.dst === b.dst &&
-    a.len === b.len &&
-    a.type === b.type &&
-    a.via === b.via &&
-    a.dev === b.dev &&
-    a.proto === b.proto &&
-    a.scope === b.scope &&
-    a.src === b.src &&
-    a.metric === b.metric &&
-    a.onlink === b.onlink
-  );
-}
-
 /** fib_magic(RTM_NEWROUTE, NLM_F_CREATE|NLM_F_APPEND): add unless the very same route exists */
 function fibMagicAdd(ns: Netns, r: Route): void {
-  if (!ns.fib.aliases(r.dst, r.len, r.metric).some((x) => sameRoute(x, r))) ns.fib.add(r);
+  if (!ns.fib.aliases(r.dst, r.len, r.metric).some((x) => sameRoute(x, r))) ns.fib.insert(r);
 }
 
 /** the prefix route an address brings when its device is up (fib_add_ifaddr) */
@@ -808,6 +793,19 @@ function gatewayLookup(
  * fib_valid_prefsrc), then fib_table_insert's NLM_F_* semantics.
  */
 export function routeAdd(ns: Netns, req: RouteRequest): Route {
+  return routeCreate(ns, req, true);
+}
+
+/**
+ * routeAdd for a daemon that does not ask for the route back (no NLM_F_ECHO: flanneld, the CNI
+ * plugins): the same checks and the same table, which keeps only the route's values (compact
+ * rows, Fib.insert) instead of the object routeAdd hands out.
+ */
+export function routeInstall(ns: Netns, req: RouteRequest): void {
+  routeCreate(ns, req, false);
+}
+
+function routeCreate(ns: Netns, req: RouteRequest, echo: boolean): Route {
   const { dst, len } = checkedPrefix(req.prefix);
   const type = req.type ?? 'unicast';
   const scope = req.scope ?? (type === 'unicast' && !req.via ? 'link' : 'global');
@@ -864,13 +862,15 @@ export function routeAdd(ns: Netns, req: RouteRequest): Route {
       const match = same.find((x) => sameRoute(x, r));
       if (match) return match;
       ns.fib.remove(same[0]);
-      ns.fib.add(r);
+      if (echo) ns.fib.add(r);
+      else ns.fib.insert(r);
       return r;
     }
     if (same.some((x) => sameRoute(x, r))) throw new NetlinkError('EEXIST');
   }
   if (!req.nl.create) throw new NetlinkError('ENOENT');
-  ns.fib.add(r);
+  if (echo) ns.fib.add(r);
+  else ns.fib.insert(r);
   return r;
 }
 

@@ -514,7 +514,7 @@ function readNetns(x: unknown, at: string): Netns {
           fail(childPath(childPath(childPath(lp, 'fdb'), j), 'port'), `no link "${e.port}"`);
       });
   });
-  f.list('routes').forEach((r, i) => ns.fib.add(readRoute(r, childPath(f.path('routes'), i), ns)));
+  f.list('routes').forEach((r, i) => ns.fib.insert(readRoute(r, childPath(f.path('routes'), i), ns)));
   f.list('neighbours').forEach((n, i) =>
     ns.neigh.add(readNeighbour(n, childPath(f.path('neighbours'), i), ns)),
   );
