@@ -15,6 +15,7 @@
  */
 import { intToIp4, prefixMask } from '../wire/addr.ts';
 import type { FibException } from './objects.ts';
+import { grow, intern, interned, SlotHash } from './table.ts';
 
 export const ROUTE_PROTOS = ['kernel', 'boot', 'static', 'bird', 'dhcp'] as const;
 export type RouteProto = (typeof ROUTE_PROTOS)[number];
@@ -61,26 +62,6 @@ export function formatRoute(r: Route, linkdown = false): string {
   return parts.join(' ');
 }
 
-/* ------------------------------------------------------------------ interning */
-
-/**
- * Strings of the routes (devices, gateways, sources), each kept once for the whole process; 0
- * stands for "none". Only the tables see the numbers: what leaves a table is the string.
- */
-const strings: (string | undefined)[] = [undefined];
-const stringIds = new Map<string, number>();
-
-function intern(s: string | undefined): number {
-  if (s === undefined) return 0;
-  let id = stringIds.get(s);
-  if (id === undefined) {
-    id = strings.length;
-    strings.push(s);
-    stringIds.set(s, id);
-  }
-  return id;
-}
-
 /** the keys a route row can rebuild its object with */
 const ROW_KEYS = ['dst', 'len', 'type', 'via', 'dev', 'proto', 'scope', 'src', 'metric', 'onlink'] as const;
 type RowKey = (typeof ROW_KEYS)[number];
@@ -120,29 +101,29 @@ const isU32 = (n: unknown): n is number =>
   typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
 
 const NONE = -1;
+/** a row: dst, metric, meta, via, dev, src (the strings' ids), the next alias's slot + 1 */
+const W = 7;
+const [DST, METRIC, META, VIA, DEV, SRC, NEXT] = [0, 1, 2, 3, 4, 5, 6];
+/** what a table holds before its first route: no typed array of its own (a pod's namespace has two routes) */
+const NO_ROWS = new Uint32Array(0);
+const NO_SLOTS = new Int32Array(0);
 
 export class Fib {
-  /* the rows, by slot (a removed route's slot is reused) */
+  /** slots in use or freed (a removed route's slot is reused) */
   private cap = 0;
-  private dst = new Uint32Array(0);
-  private metric = new Uint32Array(0);
-  private meta = new Uint32Array(0);
-  private via = new Uint32Array(0);
-  private dev = new Uint32Array(0);
-  private src = new Uint32Array(0);
-  /** the next alias of the same prefix (by metric, then as added), or NONE */
-  private next = new Int32Array(0);
-  /** the route object of a slot that has one: kept by `add`, or made when handed out */
-  private objs: (Route | undefined)[] = [];
-  private free: number[] = [];
+  /** the rows, W words each, by slot */
+  private rows = NO_ROWS;
+  /** the route objects of the rows that have one: kept by `add`, or made when handed out */
+  private objs: Map<number, Route> | undefined;
+  private free: number[] | undefined;
   /** slots in the order `ip route show` lists them: by network address, longer prefixes first, then metric */
-  private order = new Int32Array(0);
+  private order = NO_SLOTS;
   private count = 0;
-  /** open addressing (linear probing) on prefix and length: the first alias's slot + 1, 0 when empty */
-  private hash = new Int32Array(0);
-  /** routes per prefix length; lookup walks the lengths present, longest first */
-  private perLen = new Int32Array(33);
+  /** prefix and length to the first alias's slot */
+  private hash = this.newIndex();
+  /** the prefix lengths present, longest first (what lookup walks), and the routes of each */
   private lens: number[] = [];
+  private lenRoutes: number[] = [];
 
   get size(): number {
     return this.count;
@@ -155,17 +136,30 @@ export class Fib {
   }
 
   find(dst: number, len: number, metric?: number): Route | undefined {
-    for (let s = this.head(dst, len); s !== NONE; s = this.next[s])
-      if (metric === undefined || this.metric[s] === metric) return this.obj(s);
+    for (let s = this.head(dst, len); s !== NONE; s = this.next(s))
+      if (metric === undefined || this.rows[s * W + METRIC] === metric) return this.obj(s);
     return undefined;
   }
 
   /** the routes of one prefix (and metric, when given), in the order list() has them; a hash lookup, not a scan */
   aliases(dst: number, len: number, metric?: number): Route[] {
     const out: Route[] = [];
-    for (let s = this.head(dst, len); s !== NONE; s = this.next[s])
-      if (metric === undefined || this.metric[s] === metric) out.push(this.obj(s));
+    for (let s = this.head(dst, len); s !== NONE; s = this.next(s))
+      if (metric === undefined || this.rows[s * W + METRIC] === metric) out.push(this.obj(s));
     return out;
+  }
+
+  /** every route gone, the columns given back */
+  clear(): void {
+    this.cap = 0;
+    this.rows = NO_ROWS;
+    this.objs = undefined;
+    this.free = undefined;
+    this.order = NO_SLOTS;
+    this.count = 0;
+    this.hash = this.newIndex();
+    this.lens = [];
+    this.lenRoutes = [];
   }
 
   /** a route, kept as the object given: lookups return this very object */
@@ -211,7 +205,7 @@ export class Fib {
    */
   lookup(addr: number, usable?: (r: Route) => boolean): Route | undefined {
     for (const len of this.lens)
-      for (let s = this.head((addr & prefixMask(len)) >>> 0, len); s !== NONE; s = this.next[s]) {
+      for (let s = this.hash.head((addr & prefixMask(len)) >>> 0, len); s !== NONE; s = this.next(s)) {
         const r = this.obj(s);
         if (!usable || usable(r)) return r;
       }
@@ -222,9 +216,7 @@ export class Fib {
 
   private put(r: Route, keep: boolean): void {
     const s = this.alloc();
-    const o = r as unknown as Record<string, unknown>;
-    const keys = Object.keys(o);
-    const shape = keep ? undefined : shapeOf(keys);
+    const shape = keep ? undefined : shapeOf(Object.keys(r));
     const type = TYPE_ID.get(r.type);
     const proto = PROTO_ID.get(r.proto);
     const scope = SCOPE_ID.get(r.scope);
@@ -238,13 +230,15 @@ export class Fib {
       (r.via === undefined || typeof r.via === 'string') &&
       (r.dev === undefined || typeof r.dev === 'string') &&
       (r.src === undefined || typeof r.src === 'string');
-    this.dst[s] = r.dst;
-    this.metric[s] = r.metric;
-    this.meta[s] = plain ? metaOf(r.len, type, proto, scope, r.onlink, shape) : r.len | KEPT;
-    this.via[s] = plain ? intern(r.via) : 0;
-    this.dev[s] = plain ? intern(r.dev) : 0;
-    this.src[s] = plain ? intern(r.src) : 0;
-    this.objs[s] = plain ? undefined : r;
+    const o = s * W;
+    const rows = this.rows;
+    rows[o + DST] = r.dst;
+    rows[o + METRIC] = r.metric;
+    rows[o + META] = plain ? metaOf(r.len, type, proto, scope, r.onlink, shape) : r.len | KEPT;
+    rows[o + VIA] = plain ? intern(r.via) : 0;
+    rows[o + DEV] = plain ? intern(r.dev) : 0;
+    rows[o + SRC] = plain ? intern(r.src) : 0;
+    if (!plain) (this.objs ??= new Map()).set(s, r);
     // Linux lists the main table in trie order: by network address, longer prefix first on ties (checked on 6.18)
     const n = this.count;
     if (n === this.order.length) this.order = grow(this.order, n * 2 + 4);
@@ -265,23 +259,45 @@ export class Fib {
     this.index(s);
   }
 
+  private next(s: number): number {
+    return this.rows[s * W + NEXT] - 1;
+  }
+
+  private setNext(s: number, n: number): void {
+    this.rows[s * W + NEXT] = n + 1;
+  }
+
+  private dstOf(s: number): number {
+    return this.rows[s * W + DST];
+  }
+
+  private lenOfSlot(s: number): number {
+    return lenOf(this.rows[s * W + META]);
+  }
+
   /** the row's object: the one kept, else made now and kept */
   private obj(s: number): Route {
-    return (this.objs[s] ??= this.make(s));
+    let r = this.objs?.get(s);
+    if (r === undefined) {
+      r = this.make(s);
+      (this.objs ??= new Map()).set(s, r);
+    }
+    return r;
   }
 
   /** the row's object, or a copy when it has none */
   private view(s: number): Route {
-    return this.objs[s] ?? this.make(s);
+    return this.objs?.get(s) ?? this.make(s);
   }
 
   private make(s: number): Route {
-    const m = this.meta[s];
+    const row = s * W;
+    const m = this.rows[row + META];
     const o: Record<string, unknown> = {};
     for (const k of shapes[m >>> 16]) {
       switch (k) {
         case 'dst':
-          o.dst = this.dst[s];
+          o.dst = this.rows[row + DST];
           break;
         case 'len':
           o.len = lenOf(m);
@@ -290,10 +306,10 @@ export class Fib {
           o.type = ROUTE_TYPES[(m >>> 6) & 3];
           break;
         case 'via':
-          o.via = strings[this.via[s]];
+          o.via = interned(this.rows[row + VIA]);
           break;
         case 'dev':
-          o.dev = strings[this.dev[s]];
+          o.dev = interned(this.rows[row + DEV]);
           break;
         case 'proto':
           o.proto = ROUTE_PROTOS[(m >>> 8) & 7];
@@ -302,10 +318,10 @@ export class Fib {
           o.scope = ROUTE_SCOPES[(m >>> 11) & 3];
           break;
         case 'src':
-          o.src = strings[this.src[s]];
+          o.src = interned(this.rows[row + SRC]);
           break;
         case 'metric':
-          o.metric = this.metric[s];
+          o.metric = this.rows[row + METRIC];
           break;
         case 'onlink':
           o.onlink = (m & (1 << 13)) !== 0;
@@ -316,15 +332,15 @@ export class Fib {
   }
 
   private cmpSlot(s: number, r: Route): number {
-    return this.dst[s] - r.dst || r.len - lenOf(this.meta[s]) || this.metric[s] - r.metric;
+    return this.dstOf(s) - r.dst || r.len - this.lenOfSlot(s) || this.rows[s * W + METRIC] - r.metric;
   }
 
   /** the slot holding `r`: the very object, else the first row of its values that was not given as an object */
   private slotOf(r: Route): number {
     let same = NONE;
-    for (let s = this.head(r.dst, r.len); s !== NONE; s = this.next[s]) {
-      if (this.objs[s] === r) return s;
-      if (same === NONE && !(this.meta[s] & KEPT) && sameRoute(this.make(s), r)) same = s;
+    for (let s = this.head(r.dst, r.len); s !== NONE; s = this.next(s)) {
+      if (this.objs?.get(s) === r) return s;
+      if (same === NONE && !(this.rows[s * W + META] & KEPT) && sameRoute(this.make(s), r)) same = s;
     }
     return same;
   }
@@ -333,14 +349,14 @@ export class Fib {
   private position(s: number): number {
     let lo = 0;
     let hi = this.count;
-    const d = this.dst[s];
-    const l = lenOf(this.meta[s]);
-    const m = this.metric[s];
+    const d = this.dstOf(s);
+    const l = this.lenOfSlot(s);
+    const m = this.rows[s * W + METRIC];
     // the first row not before (d, l, m), then along the rows equal to it
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
       const t = this.order[mid];
-      if ((this.dst[t] - d || l - lenOf(this.meta[t]) || this.metric[t] - m) < 0) lo = mid + 1;
+      if ((this.dstOf(t) - d || l - this.lenOfSlot(t) || this.rows[t * W + METRIC] - m) < 0) lo = mid + 1;
       else hi = mid;
     }
     while (this.order[lo] !== s) lo++;
@@ -348,122 +364,69 @@ export class Fib {
   }
 
   private alloc(): number {
-    const f = this.free.pop();
+    const f = this.free?.pop();
     if (f !== undefined) return f;
-    if (this.cap === this.dst.length) {
-      const cap = this.cap < 4 ? 4 : this.cap * 2;
-      this.dst = grow(this.dst, cap);
-      this.metric = grow(this.metric, cap);
-      this.meta = grow(this.meta, cap);
-      this.via = grow(this.via, cap);
-      this.dev = grow(this.dev, cap);
-      this.src = grow(this.src, cap);
-      this.next = grow(this.next, cap);
-    }
+    if (this.cap * W === this.rows.length) this.rows = grow(this.rows, (this.cap < 2 ? 2 : this.cap * 2) * W);
     return this.cap++;
   }
 
-  /* ---------------------------------------------------------------- the prefix hash */
+  /* ---------------------------------------------------------------- the prefix index */
 
-  private bucket(dst: number, len: number): number {
-    return (Math.imul(dst ^ Math.imul(len + 1, 0x9e3779b1), 0x85ebca6b) >>> 0) & (this.hash.length - 1);
-  }
-
-  /** the hash position of (dst, len), or where it would go */
-  private probe(dst: number, len: number): number {
-    const mask = this.hash.length - 1;
-    let i = this.bucket(dst, len);
-    for (;;) {
-      const v = this.hash[i];
-      if (v === 0) return i;
-      const s = v - 1;
-      if (this.dst[s] === dst && lenOf(this.meta[s]) === len) return i;
-      i = (i + 1) & mask;
-    }
+  private newIndex(): SlotHash {
+    return new SlotHash(
+      (s) => this.dstOf(s),
+      (s) => this.lenOfSlot(s),
+    );
   }
 
   private head(dst: number, len: number): number {
-    if (this.hash.length === 0 || this.perLen[len] === 0) return NONE;
-    return this.hash[this.probe(dst, len)] - 1;
+    return this.lens.includes(len) ? this.hash.head(dst, len) : NONE;
   }
 
   private index(s: number): void {
-    const d = this.dst[s];
-    const l = lenOf(this.meta[s]);
-    if (this.perLen[l]++ === 0) {
-      this.lens.push(l);
-      this.lens.sort((a, b) => b - a);
+    const d = this.dstOf(s);
+    const l = this.lenOfSlot(s);
+    const at = this.lens.indexOf(l);
+    if (at >= 0) this.lenRoutes[at]++;
+    else {
+      // longest first
+      let i = 0;
+      while (i < this.lens.length && this.lens[i] > l) i++;
+      this.lens.splice(i, 0, l);
+      this.lenRoutes.splice(i, 0, 1);
     }
-    this.next[s] = NONE;
-    // at most half full
-    if ((this.count + 1) * 2 > this.hash.length) this.rehash(Math.max(8, this.hash.length * 2));
-    const i = this.probe(d, l);
-    const h = this.hash[i] - 1;
-    if (h === NONE) {
-      this.hash[i] = s + 1;
-      return;
-    }
+    const h = this.hash.head(d, l);
     // aliases by metric; a new one after those of its metric
-    const m = this.metric[s];
-    if (this.metric[h] > m) {
-      this.next[s] = h;
-      this.hash[i] = s + 1;
+    const m = this.rows[s * W + METRIC];
+    if (h === NONE || this.rows[h * W + METRIC] > m) {
+      this.setNext(s, h);
+      this.hash.setHead(d, l, s);
       return;
     }
     let p = h;
-    while (this.next[p] !== NONE && this.metric[this.next[p]] <= m) p = this.next[p];
-    this.next[s] = this.next[p];
-    this.next[p] = s;
+    while (this.next(p) !== NONE && this.rows[this.next(p) * W + METRIC] <= m) p = this.next(p);
+    this.setNext(s, this.next(p));
+    this.setNext(p, s);
   }
 
   private unindex(s: number): void {
-    const d = this.dst[s];
-    const l = lenOf(this.meta[s]);
-    const i = this.probe(d, l);
-    const h = this.hash[i] - 1;
-    if (h === s) {
-      if (this.next[s] !== NONE) this.hash[i] = this.next[s] + 1;
-      else this.deleteAt(i);
-    } else {
+    const d = this.dstOf(s);
+    const l = this.lenOfSlot(s);
+    const h = this.hash.head(d, l);
+    if (h === s) this.hash.setHead(d, l, this.next(s));
+    else {
       let p = h;
-      while (this.next[p] !== s) p = this.next[p];
-      this.next[p] = this.next[s];
+      while (this.next(p) !== s) p = this.next(p);
+      this.setNext(p, this.next(s));
     }
-    if (--this.perLen[l] === 0) this.lens.splice(this.lens.indexOf(l), 1);
-    this.objs[s] = undefined;
-    this.free.push(s);
-  }
-
-  /** linear probing's deletion: later entries of the run move back into the hole */
-  private deleteAt(i: number): void {
-    const mask = this.hash.length - 1;
-    let hole = i;
-    let j = i;
-    for (;;) {
-      j = (j + 1) & mask;
-      const v = this.hash[j];
-      if (v === 0) break;
-      const home = this.bucket(this.dst[v - 1], lenOf(this.meta[v - 1]));
-      // move v into the hole unless its home lies cyclically in (hole, j]
-      if (hole <= j ? home <= hole || home > j : home <= hole && home > j) {
-        this.hash[hole] = v;
-        hole = j;
-      }
+    const at = this.lens.indexOf(l);
+    if (--this.lenRoutes[at] === 0) {
+      this.lens.splice(at, 1);
+      this.lenRoutes.splice(at, 1);
     }
-    this.hash[hole] = 0;
+    this.objs?.delete(s);
+    (this.free ??= []).push(s);
   }
-
-  private rehash(size: number): void {
-    const old = this.hash;
-    this.hash = new Int32Array(size);
-    for (const v of old) if (v !== 0) this.hash[this.probe(this.dst[v - 1], lenOf(this.meta[v - 1]))] = v;
-  }
-}
-
-function grow<T extends Uint32Array | Int32Array>(a: T, cap: number): T {
-  const b = new (a.constructor as new (n: number) => T)(cap);
-  b.set(a);
-  return b;
 }
 
 /** the same route: every attribute equal (the PMTU exceptions are not the route's) */
