@@ -84,7 +84,8 @@ export interface BuildResult {
   buildCpuMs: number;
   /** the 1-minute load average when the build started and when the run ended */
   loadAvg: [number, number];
-  /** bytes: heap with the spec only (before buildCluster), after gc() */
+  /** bytes: heap with the spec only (before buildCluster), after gc(); heap here and below is
+   * heapUsed + arrayBuffers (the tables' typed arrays live outside V8's heap) */
   heapUsedBefore: number;
   /** bytes, after buildCluster and gc() */
   heapUsed: number;

@@ -204,9 +204,25 @@ export class Fib {
    * down); Linux skips those and keeps looking at shorter prefixes.
    */
   lookup(addr: number, usable?: (r: Route) => boolean): Route | undefined {
+    return this.search(addr, usable, true);
+  }
+
+  /**
+   * lookup for a reader that keeps nothing (doctor's checks of every node pair): the route's
+   * object when it has one, else a copy, and the table makes and keeps no object
+   */
+  peek(addr: number, usable?: (r: Route) => boolean): Route | undefined {
+    return this.search(addr, usable, false);
+  }
+
+  private search(
+    addr: number,
+    usable: ((r: Route) => boolean) | undefined,
+    keep: boolean,
+  ): Route | undefined {
     for (const len of this.lens)
       for (let s = this.hash.head((addr & prefixMask(len)) >>> 0, len); s !== NONE; s = this.next(s)) {
-        const r = this.obj(s);
+        const r = keep ? this.obj(s) : this.view(s);
         if (!usable || usable(r)) return r;
       }
     return undefined;

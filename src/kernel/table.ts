@@ -303,6 +303,12 @@ export class CompactTable<T extends object> {
     return h === NONE ? undefined : this.obj(h);
   }
 
+  /** `first` for a reader that keeps nothing: the entry's object when it has one, else a copy */
+  protected peekFirst(key: readonly string[]): T | undefined {
+    const h = this.head(key);
+    return h === NONE ? undefined : this.view(h);
+  }
+
   /** every entry of `key`, in the order they were added */
   protected all(key: readonly string[]): T[] {
     const out: T[] = [];
@@ -544,6 +550,11 @@ export class CompactKeyedTable<T extends object> extends CompactTable<T> {
   getAll(key: string): readonly T[] {
     return this.all([key]);
   }
+
+  /** get for a reader that keeps nothing (doctor's checks): the entry's object when it has one, else a copy */
+  peek(key: string): T | undefined {
+    return this.peekFirst([key]);
+  }
 }
 
 /**
@@ -561,5 +572,10 @@ export class CompactPairTable<T extends object> extends CompactTable<T> {
   /** the first entry whose parts are `inner` and `outer` */
   pick(inner: string, outer: string): T | undefined {
     return this.first([inner, outer]);
+  }
+
+  /** pick for a reader that keeps nothing (doctor's checks): the entry's object when it has one, else a copy */
+  peek(inner: string, outer: string): T | undefined {
+    return this.peekFirst([inner, outer]);
   }
 }
