@@ -15,7 +15,7 @@
  */
 import { intToIp4, prefixMask } from '../wire/addr.ts';
 import type { FibException } from './objects.ts';
-import { grow, intern, interned, SlotHash } from './table.ts';
+import { grow, intern, interned, sameKeys, SlotHash } from './table.ts';
 
 export const ROUTE_PROTOS = ['kernel', 'boot', 'static', 'bird', 'dhcp'] as const;
 export type RouteProto = (typeof ROUTE_PROTOS)[number];
@@ -73,15 +73,21 @@ const shapeIds = new Map<string, number>();
 /** the keys every route has */
 const REQUIRED: readonly RowKey[] = ['dst', 'len', 'type', 'proto', 'scope', 'metric', 'onlink'];
 
+/** the key list of the last route inserted: routes mostly come from one place in a row */
+let lastShape: number | undefined;
+
 function shapeOf(keys: string[]): number | undefined {
+  if (lastShape !== undefined && sameKeys(shapes[lastShape], keys)) return lastShape;
   const text = keys.join(',');
   let id = shapeIds.get(text);
-  if (id !== undefined) return id;
-  if (!keys.every((k) => (ROW_KEYS as readonly string[]).includes(k))) return undefined;
-  if (!REQUIRED.every((k) => keys.includes(k)) || shapes.length === 0x100) return undefined;
-  id = shapes.length;
-  shapes.push(keys as RowKey[]);
-  shapeIds.set(text, id);
+  if (id === undefined) {
+    if (!keys.every((k) => (ROW_KEYS as readonly string[]).includes(k))) return undefined;
+    if (!REQUIRED.every((k) => keys.includes(k)) || shapes.length === 0x100) return undefined;
+    id = shapes.length;
+    shapes.push(keys as RowKey[]);
+    shapeIds.set(text, id);
+  }
+  lastShape = id;
   return id;
 }
 

@@ -151,6 +151,8 @@ export class Schema<T extends object> {
   /** the key lists, as column numbers */
   readonly shapes: (readonly number[])[] = [];
   private readonly shapeIds = new Map<string, number>();
+  private last: number | undefined;
+  private lastKeys: readonly string[] = [];
 
   constructor(columns: { [K in keyof T & string]-?: ColumnKind }) {
     this.keys = Object.keys(columns) as (keyof T & string)[];
@@ -170,13 +172,18 @@ export class Schema<T extends object> {
   /** the number of an object's key list; undefined when a key is not a column (or too many lists) */
   shapeOf(o: object): number | undefined {
     const keys = Object.keys(o);
+    // entries mostly come from one place in a row: the key list of the last one, without a join
+    if (this.last !== undefined && sameKeys(this.lastKeys, keys)) return this.last;
     const text = keys.join(',');
     let id = this.shapeIds.get(text);
-    if (id !== undefined) return id;
-    if (!keys.every((k) => this.colOf.has(k)) || this.shapes.length === KEPT) return undefined;
-    id = this.shapes.length;
-    this.shapes.push(keys.map((k) => this.colOf.get(k)!));
-    this.shapeIds.set(text, id);
+    if (id === undefined) {
+      if (!keys.every((k) => this.colOf.has(k)) || this.shapes.length === KEPT) return undefined;
+      id = this.shapes.length;
+      this.shapes.push(keys.map((k) => this.colOf.get(k)!));
+      this.shapeIds.set(text, id);
+    }
+    this.last = id;
+    this.lastKeys = keys;
     return id;
   }
 
@@ -191,6 +198,13 @@ export class Schema<T extends object> {
           ? typeof v === 'boolean'
           : typeof v === 'string' && kind.includes(v);
   }
+}
+
+/** the same keys in the same order */
+export function sameKeys(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** the key list number of a row whose object is the truth (given to `add`, or not representable in the columns) */
@@ -457,8 +471,8 @@ export class CompactTable<T extends object> {
  * read a slot's.
  */
 export class SlotHash {
-  /** a key's first slot + 1; 0 is empty */
-  private t = new Int32Array(0);
+  /** a key's first slot + 1; 0 is empty (no array of its own until the first key) */
+  private t = NO_SLOTS;
   private keys = 0;
 
   constructor(
