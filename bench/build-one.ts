@@ -3,7 +3,8 @@
  * else: `node --expose-gc --import tsx bench/build-one.ts NODES PODS_PER_NODE`.
  *
  * Builds a synthetic flannel-vxlan cluster, reports buildCluster's wall time, memory after a full
- * GC, the process's peak RSS, the routes/neighbours/FDB entries the nodes got, and the time of a
+ * GC, the process's peak RSS, the routes/neighbours/FDB entries the nodes got and the heap each
+ * kind of entry costs (by emptying the tables: that cluster is then built again), and the time of a
  * walk between two far-apart nodes (first on a fresh cluster, with ARP; then a second connection).
  * Last, the spec goes through the YAML loader to prove it is a valid cluster file. The result is
  * printed as one JSON line prefixed with RESULT_PREFIX.
@@ -27,6 +28,12 @@ import {
   type WalkTiming,
 } from './scale.ts';
 
+/** the JS heap and the typed arrays' buffers (the compact tables' rows), which V8 keeps outside its heap */
+function used(): number {
+  const m = process.memoryUsage();
+  return m.heapUsed + m.arrayBuffers;
+}
+
 function timedWalk(c: ReturnType<typeof buildCluster>, from: string, to: string, sport: number): WalkTiming {
   const t = performance.now();
   const w = walk(c, { from, to, proto: 'tcp', port: 8080, sport });
@@ -41,6 +48,38 @@ function timedWalk(c: ReturnType<typeof buildCluster>, from: string, to: string,
   };
 }
 
+/**
+ * Heap each kind of table entry costs, measured by emptying that table in every namespace (the
+ * routes, then the neighbours, then every bridge and VXLAN FDB; `clear` gives the columns back)
+ * and taking the heap a full GC gives back, per entry removed: the entries with their share of
+ * the tables' columns and indexes and of what they alone refer to, not the namespaces and
+ * devices around them.
+ */
+function tableBytes(c: Cluster): BuildResult['perEntry'] {
+  const nss = [...c.world.netns.values()];
+  const drop = (empty: (ns: (typeof nss)[number]) => number) => {
+    gc();
+    const before = used();
+    let n = 0;
+    for (const ns of nss) n += empty(ns);
+    gc();
+    return { entries: n, bytes: n ? (before - used()) / n : 0 };
+  };
+  const emptied = (t: { size: number; clear(): void }) => {
+    const n = t.size;
+    t.clear();
+    return n;
+  };
+  const route = drop((ns) => emptied(ns.fib));
+  const neighbour = drop((ns) => emptied(ns.neigh));
+  const fdb = drop((ns) => {
+    let n = 0;
+    for (const l of ns.links.values()) if (l.type === 'bridge' || l.type === 'vxlan') n += emptied(l.fdb);
+    return n;
+  });
+  return { route, neighbour, fdb };
+}
+
 function main(): void {
   const nodes = Number(process.argv[2]);
   const podsPerNode = Number(process.argv[3] ?? '30');
@@ -51,7 +90,7 @@ function main(): void {
   const spec = syntheticSpec(nodes, podsPerNode, 'flannel-vxlan');
   const specMs = performance.now() - t;
   gc();
-  const heapUsedBefore = process.memoryUsage().heapUsed;
+  const heapUsedBefore = used();
 
   const load = loadavg()[0];
   t = performance.now();
@@ -69,11 +108,20 @@ function main(): void {
   let fdb = 0;
   for (const n of cluster.nodes) {
     const ns = cluster.world.ns(n.name);
-    routes += sizeOf(ns.fib.list());
+    routes += sizeOf(ns.fib);
     neighbours += sizeOf(ns.neigh);
     const vx = ns.link('flannel.1');
     if (vx?.type === 'vxlan') fdb += sizeOf(vx.fdb);
   }
+
+  // what each kind of entry costs, on the tables as the build left them (a walk or doctor's
+  // checks make objects of the entries they read); then the same cluster built again for the rest
+  const pods = cluster.pods.length;
+  const netns = cluster.world.netns.size;
+  const perEntry = tableBytes(cluster);
+  cluster = undefined;
+  gc();
+  cluster = buildCluster(spec, 'flannel-vxlan');
 
   // the two nodes furthest apart in every table (first and last node, address and pod CIDR)
   const from = podName(0, 0);
@@ -100,8 +148,6 @@ function main(): void {
   const findings = runChecks(cluster).reduce((n, k) => n + k.findings.length, 0);
   const checksMs = performance.now() - t;
   const checksCpuMs = cpuMs(process.cpuUsage(cpu));
-  const pods = cluster.pods.length;
-  const netns = cluster.world.netns.size;
   cluster = undefined;
   gc();
   t = performance.now();
@@ -135,12 +181,13 @@ function main(): void {
     buildCpuMs,
     loadAvg: [load, loadavg()[0]],
     heapUsedBefore,
-    heapUsed: mem.heapUsed,
+    heapUsed: mem.heapUsed + mem.arrayBuffers,
     rss: mem.rss,
     maxRss,
     routes,
     neighbours,
     fdb,
+    perEntry,
     checksMs,
     checksCpuMs,
     findings,

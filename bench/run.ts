@@ -17,7 +17,8 @@
  *     process (bench/import-one.ts); the dump set is printed by the emulated tools (bench/dumps.ts).
  *
  * Environment: BENCH_MS (measuring time per case, default 1500), BENCH_WARMUP_MS (default 250),
- * BENCH_SIZES (node counts of the scale runs, default "100,1000").
+ * BENCH_SIZES (node counts of the scale and matrix runs, default "100,1000"; the build-and-memory
+ * runs default to "100,1000,5000", BENCH_SCALE_SIZES sets them alone).
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -38,6 +39,10 @@ const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 250);
 const SIZES = (process.env.BENCH_SIZES ?? '100,1000').split(',').map(Number);
 /** the Services run: nodes, pods per node, Services, endpoints each (BENCH_SERVICES, e.g. "20,250,1000,5") */
 const SERVICES = (process.env.BENCH_SERVICES ?? '20,250,1000,5').split(',');
+/** node counts of the build-and-memory runs: the matrix's sizes and Kubernetes' limit, 5,000 nodes */
+const SCALE_SIZES = (process.env.BENCH_SCALE_SIZES ?? process.env.BENCH_SIZES ?? '100,1000,5000')
+  .split(',')
+  .map(Number);
 const PODS_PER_NODE = 30;
 /** nodes of the imported dump set (BENCH_IMPORT_NODES) */
 const IMPORT_NODES = Number(process.env.BENCH_IMPORT_NODES ?? 100);
@@ -395,8 +400,9 @@ function scaleTable(rs: BuildResult[]): string {
       'buildCluster (CPU time)',
       'load average',
       'routes + neigh + fdb',
-      'heapUsed after build (gc)',
+      'heap + array buffers after build (gc)',
       'heap per entry',
+      'per route / neighbour / FDB entry',
       'rss after build (gc)',
       'max RSS',
     ],
@@ -409,10 +415,12 @@ function scaleTable(rs: BuildResult[]): string {
       mib(r.heapUsed),
       // the heap the build added, namespaces and devices included, per route, neighbour or FDB entry
       `${fmt((r.heapUsed - r.heapUsedBefore) / (r.routes + r.neighbours + r.fdb))} B`,
+      // what emptying that table everywhere gave back, per entry (bench/build-one.ts tableBytes)
+      `${fmt(r.perEntry.route.bytes)} / ${fmt(r.perEntry.neighbour.bytes)} / ${fmt(r.perEntry.fdb.bytes)} B`,
       mib(r.rss),
       mib(r.maxRss),
     ]),
-    [1, 2, 4, 5, 6, 7, 8],
+    [1, 2, 4, 5, 6, 7, 8, 9],
   );
 }
 
@@ -622,9 +630,19 @@ async function main(): Promise<void> {
   const noCapture = runWarm(spec, 'flannel-vxlan', PATHS[0], false);
 
   const scale: BuildResult[] = [];
-  for (const n of SIZES) {
+  /** sizes whose process failed (out of memory at 5,000 nodes, say): reported, not fatal */
+  const scaleFailed: string[] = [];
+  for (const n of SCALE_SIZES) {
     process.stderr.write(`scale: ${n} nodes × ${PODS_PER_NODE} pods (child process) …\n`);
-    scale.push(runScale(n));
+    try {
+      scale.push(runScale(n));
+    } catch (e) {
+      const last = String((e as Error).message)
+        .trim()
+        .split('\n')
+        .pop();
+      scaleFailed.push(`${fmt(n)} nodes × ${PODS_PER_NODE} pods: the process failed (${last})`);
+    }
   }
   const matrices: MatrixResult[] = [];
   for (const n of SIZES) {
@@ -699,13 +717,16 @@ What \`npm run bench\` measures (bench/run.ts; it rewrites this file with the nu
    already resolved. After a JIT warm-up pass over every mode and path, each case runs ${fmt(WARMUP_MS)} ms to warm
    up, then ${fmt(MEASURE_MS)} ms measured; the warm run is cut into ${WINDOWS} windows to show whether walks slow down
    as conntrack and socket tables grow.
-2. **Build time and memory at scale**: flannel-vxlan clusters of ${SIZES.map((n) => `${fmt(n)} nodes`).join(' and ')} × ${PODS_PER_NODE} pods
+2. **Build time and memory at scale**: flannel-vxlan clusters of ${SCALE_SIZES.map((n) => `${fmt(n)} nodes`).join(', ')} × ${PODS_PER_NODE} pods
    (bench/scale.ts: one underlay segment 10.0.0.0/16, nodes from 10.0.0.10, a /24 pod CIDR per node from
    10.128.0.0/9, pods listening on tcp/8080), every node with routes, neighbours and FDB entries to every other.
    Each size runs in its own process (\`node --expose-gc --import tsx bench/build-one.ts N 30\`): wall and CPU time
    (\`process.cpuUsage()\`, the machine may be shared: the load average is shown) of \`buildCluster\`,
-   \`process.memoryUsage()\` after a full GC and the heap the build added per route, neighbour or FDB entry
-   (namespaces and devices included), \`process.resourceUsage().maxRSS\`, then walks
+   \`process.memoryUsage()\` after a full GC (heapUsed + arrayBuffers: the tables' typed arrays are outside V8's
+   heap) and the heap the build added per route, neighbour or FDB entry
+   (namespaces and devices included), what each kind of entry costs (the heap a full GC gives back when the
+   routes, then the neighbours, then the FDBs are emptied in every namespace, per entry),
+   \`process.resourceUsage().maxRSS\`, then, on the same cluster built again, walks
    between the first and the last node, then doctor's cluster-wide checks and a whole \`podwalk doctor\` of that flow.
 3. **podwalk matrix at scale**: the reachability truth table of every pod × every pod on clusters of the same sizes
    with 50 NetworkPolicies (bench/matrix-spec.ts), in processes of their own (\`bench/matrix-one.ts\`).
@@ -748,6 +769,7 @@ ${growthTable([
 ## Build time and memory at scale (flannel-vxlan)
 
 ${scaleTable(scale)}
+${scaleFailed.map((f) => `\n- ${f}`).join('')}
 
 ${scaleWalkTable(scale)}
 

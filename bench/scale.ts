@@ -95,7 +95,8 @@ export interface BuildResult {
   buildCpuMs: number;
   /** the 1-minute load average when the build started and when the run ended */
   loadAvg: [number, number];
-  /** bytes: heap with the spec only (before buildCluster), after gc() */
+  /** bytes: heap with the spec only (before buildCluster), after gc(); heap here and below is
+   * heapUsed + arrayBuffers (the tables' typed arrays live outside V8's heap) */
   heapUsedBefore: number;
   /** bytes, after buildCluster and gc() */
   heapUsed: number;
@@ -105,6 +106,11 @@ export interface BuildResult {
   routes: number;
   neighbours: number;
   fdb: number;
+  /**
+   * heap per route, neighbour and FDB entry (every namespace's, pods' and bridges' included): what
+   * a full GC gives back when that table is emptied everywhere, per entry
+   */
+  perEntry: Record<'route' | 'neighbour' | 'fdb', { entries: number; bytes: number }>;
   firstWalk: WalkTiming;
   secondWalk: WalkTiming;
   /** mean of WARM_WALKS further walks (new connection each) */

@@ -17,7 +17,7 @@ import {
   netnsAdd,
   NetlinkError,
   NLM_ADD,
-  routeAdd,
+  routeInstall,
 } from '../kernel/netlink.ts';
 import { parseRuleSpec, shellSplit, type RuleOrigin } from '../kernel/netfilter.ts';
 import { Sockets } from '../kernel/sockets.ts';
@@ -271,8 +271,8 @@ function programFelix(ns: Netns, f: FelixFilter): void {
 function calicoWorkload(world: World, host: Netns, pod: Netns, p: ResolvedPod): void {
   // DoNetworking sets both ends up inside the pod, then moves the host end out (which downs it)
   linkSetUp(world, pod, 'eth0', true);
-  routeAdd(pod, { prefix: CALICO_POD_GATEWAY, dev: 'eth0', scope: 'link', nl: NLM_ADD });
-  routeAdd(pod, { prefix: 'default', via: CALICO_POD_GATEWAY, dev: 'eth0', nl: NLM_ADD });
+  routeInstall(pod, { prefix: CALICO_POD_GATEWAY, dev: 'eth0', scope: 'link', nl: NLM_ADD });
+  routeInstall(pod, { prefix: 'default', via: CALICO_POD_GATEWAY, dev: 'eth0', nl: NLM_ADD });
   addressAdd(pod, 'eth0', p.ip, 32);
   const dev = p.hostVeth;
   host.setSysctl(`net.ipv4.conf.${dev}.route_localnet`, '1');
@@ -280,7 +280,7 @@ function calicoWorkload(world: World, host: Netns, pod: Netns, p: ResolvedPod): 
   host.setSysctl(`net.ipv4.conf.${dev}.proxy_arp`, '1');
   host.setSysctl(`net.ipv4.conf.${dev}.forwarding`, '1');
   linkSetUp(world, host, dev, true);
-  routeAdd(host, { prefix: p.ip, dev, scope: 'link', nl: NLM_ADD });
+  routeInstall(host, { prefix: p.ip, dev, scope: 'link', nl: NLM_ADD });
 }
 
 /** A cluster that cannot be brought up as described; `pod`: the pod it is about, `service`: the index of the Service */
@@ -382,7 +382,7 @@ function build(spec: ClusterSpec, mode: CniMode): Cluster {
     linkSetUp(world, ns, 'eth0', true);
     addressAdd(ns, 'eth0', n.addr, n.len);
     const sub = spec.subnets.find((s) => s.name === n.subnet);
-    if (sub?.gateway) routeAdd(ns, { prefix: 'default', via: sub.gateway, dev: 'eth0', nl: NLM_ADD });
+    if (sub?.gateway) routeInstall(ns, { prefix: 'default', via: sub.gateway, dev: 'eth0', nl: NLM_ADD });
     ns.setSysctl('net.ipv4.ip_forward', '1');
     ns.setSysctl('net.bridge.bridge-nf-call-iptables', '1');
 
@@ -424,7 +424,7 @@ function build(spec: ClusterSpec, mode: CniMode): Cluster {
     // a pod address outside the node's CIDR (a static IP, a stale allocation) cannot reach cni0's
     // address on-link: the route is added onlink, so the pod still sends and doctor can show why
     const onlink = !inPrefix(p.ip, node.gateway, node.podLen);
-    routeAdd(ns, { prefix: 'default', via: node.gateway, dev: 'eth0', onlink, nl: NLM_ADD });
+    routeInstall(ns, { prefix: 'default', via: node.gateway, dev: 'eth0', onlink, nl: NLM_ADD });
     for (const l of p.listen) ns.sockets.push({ proto: l.proto, port: l.port, addr: '0.0.0.0' });
   }
 
@@ -510,8 +510,8 @@ function addExternalHost(world: World, spec: ClusterSpec, h: ExternalHostSpec): 
   linkSetUp(world, seg, port, true);
   linkSetUp(world, ns, 'eth0', true);
   addressAdd(ns, 'eth0', intToIp4(ip.addr), ip.len);
-  if (sub.gateway) routeAdd(ns, { prefix: 'default', via: sub.gateway, dev: 'eth0', nl: NLM_ADD });
-  for (const r of h.routes) routeAdd(ns, { prefix: r.to, via: r.via, dev: 'eth0', nl: NLM_ADD });
+  if (sub.gateway) routeInstall(ns, { prefix: 'default', via: sub.gateway, dev: 'eth0', nl: NLM_ADD });
+  for (const r of h.routes) routeInstall(ns, { prefix: r.to, via: r.via, dev: 'eth0', nl: NLM_ADD });
   for (const l of h.listen) ns.sockets.push({ proto: l.proto, port: l.port, addr: '0.0.0.0' });
   return { ...h, addr: intToIp4(ip.addr), len: ip.len, subnet: sub.name };
 }

@@ -52,7 +52,7 @@ import {
   neighAdd,
   NetlinkError,
   NLM_ADD,
-  routeAdd,
+  routeInstall,
   type RouteRequest,
 } from '../kernel/netlink.ts';
 import { derivedMac } from '../kernel/world.ts';
@@ -173,7 +173,7 @@ export function programMode(c: Cluster): void {
       if (!(e instanceof NetlinkError)) throw e;
     }
   };
-  const route = (node: string, r: RouteRequest) => tryAdd(() => routeAdd(w.ns(node), r));
+  const route = (node: string, r: RouteRequest) => tryAdd(() => routeInstall(w.ns(node), r));
 
   switch (c.mode) {
     case 'flannel-vxlan': {

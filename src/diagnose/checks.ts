@@ -6,7 +6,7 @@
 import { MODE_INFO } from '../cni/modes.ts';
 import { nodeBlocks } from '../cni/ipam.ts';
 import type { Cluster, ResolvedNode, ResolvedPod } from '../cni/build.ts';
-import { formatRoute } from '../kernel/fib.ts';
+import { formatRoute, type Route } from '../kernel/fib.ts';
 import type { Link, Netns } from '../kernel/objects.ts';
 import { inPrefix, ip4ToInt, networkOf, parseCidr } from '../wire/addr.ts';
 
@@ -192,8 +192,9 @@ export function runChecks(c: Cluster): CheckResult[] {
     for (const r of node.fib.list()) {
       const dev = r.dev ? node.link(r.dev) : undefined;
       if (!dev || dev.type !== 'vxlan' || !r.via) continue;
-      const neigh = node.neighbour(r.via, dev.name);
-      if (neigh?.lladdr && dev.fdb.get(neigh.lladdr)) continue;
+      // read without making the tables keep an object of each entry (every node's every route)
+      const neigh = node.neigh.peek(r.via, dev.name);
+      if (neigh?.lladdr && dev.fdb.peek(neigh.lladdr)) continue;
       const route = formatRoute(r).trim();
       if (!neigh?.lladdr) {
         add({
@@ -224,10 +225,12 @@ export function runChecks(c: Cluster): CheckResult[] {
   for (const a of c.nodes) {
     const node = ns(a.name);
     if (!node) continue;
+    const usable = (x: Route) => x.type !== 'unicast' || !!(x.dev && node.link(x.dev)?.up);
     for (const b of c.nodes) {
       if (a === b) continue;
       for (const { cidr, probe } of podNetsOf(c, b)) {
-        const r = node.fib.lookup(probe, (x) => x.type !== 'unicast' || !!(x.dev && node.link(x.dev)?.up));
+        // peek: the table keeps no object of each route read (every node pair)
+        const r = node.fib.peek(probe, usable);
         // a gateway that is another node (its node IP, or its VTEP address) sends the pods' traffic the long way round
         const viaNode = r?.via ? byGateway.get(r.via) : undefined;
         const other = viaNode && viaNode !== a && viaNode !== b ? viaNode : undefined;

@@ -9,10 +9,12 @@
 import { broadcastOf, inPrefix, ip4ToInt, networkOf, parseCidr } from '../wire/addr.ts';
 import type { MacAddr } from '../wire/types.ts';
 import { errnoNumber, strerror, type Errno } from './errno.ts';
-import type { Route, RouteProto, RouteScope, RouteType } from './fib.ts';
+import { sameRoute, type Route, type RouteProto, type RouteScope, type RouteType } from './fib.ts';
 import { bridgePorts, carrierOk, portForwarding, vethPeer } from './links.ts';
 import {
+  bridgeFdb,
   newStats,
+  vxlanFdb,
   type Address,
   type BridgeLink,
   type FdbEntry,
@@ -23,7 +25,6 @@ import {
   type VxlanFdbEntry,
   type VxlanLink,
 } from './objects.ts';
-import { KeyedTable } from './table.ts';
 import type { World } from './world.ts';
 
 export class NetlinkError extends Error {
@@ -168,9 +169,9 @@ export function linkAdd(w: World, ns: Netns, req: LinkAddRequest): Link {
         ...newLink(ns, req.name, req.mac, req.mtu, req.ifindex),
         type: 'bridge',
         ageingTime: 300,
-        fdb: new KeyedTable<FdbEntry>((f) => f.mac),
+        fdb: bridgeFdb(),
       };
-      br.fdb.add({ mac: req.mac, port: req.name, state: 'local', updated: w.now });
+      br.fdb.insert({ mac: req.mac, port: req.name, state: 'local', updated: w.now });
       ns.links.set(req.name, br);
       return br;
     }
@@ -224,7 +225,7 @@ export function linkAdd(w: World, ns: Netns, req: LinkAddRequest): Link {
         udpcsum: req.udpcsum,
         srcPortMin: 32768,
         srcPortMax: 60999,
-        fdb: new KeyedTable<VxlanFdbEntry>((f) => f.mac),
+        fdb: vxlanFdb(),
       };
       ns.links.set(req.name, vx);
       return vx;
@@ -305,7 +306,7 @@ export function linkSetMaster(w: World, ns: Netns, portName: string, bridge: str
     }
     if (br?.type === 'bridge') {
       port.master = br.name;
-      br.fdb.add({ mac: port.mac, port: port.name, state: 'local', updated: w.now });
+      br.fdb.insert({ mac: port.mac, port: port.name, state: 'local', updated: w.now });
       bridgeMtuAdjust(ns, br);
     }
   });
@@ -516,24 +517,9 @@ function primaryOf(dev: Link, ip: string, len: number) {
   return dev.addrs.find((b, i) => b.len === len && inPrefix(b.ip, ip, len) && !isSecondary(dev, i));
 }
 
-function sameRoute(a: Route, b: Route): boolean {
-  return (
-    a.dst === b.dst &&
-    a.len === b.len &&
-    a.type === b.type &&
-    a.via === b.via &&
-    a.dev === b.dev &&
-    a.proto === b.proto &&
-    a.scope === b.scope &&
-    a.src === b.src &&
-    a.metric === b.metric &&
-    a.onlink === b.onlink
-  );
-}
-
 /** fib_magic(RTM_NEWROUTE, NLM_F_CREATE|NLM_F_APPEND): add unless the very same route exists */
 function fibMagicAdd(ns: Netns, r: Route): void {
-  if (!ns.fib.aliases(r.dst, r.len, r.metric).some((x) => sameRoute(x, r))) ns.fib.add(r);
+  if (!ns.fib.aliases(r.dst, r.len, r.metric).some((x) => sameRoute(x, r))) ns.fib.insert(r);
 }
 
 /** the prefix route an address brings when its device is up (fib_add_ifaddr) */
@@ -808,6 +794,19 @@ function gatewayLookup(
  * fib_valid_prefsrc), then fib_table_insert's NLM_F_* semantics.
  */
 export function routeAdd(ns: Netns, req: RouteRequest): Route {
+  return routeCreate(ns, req, true);
+}
+
+/**
+ * routeAdd for a daemon that does not ask for the route back (no NLM_F_ECHO: flanneld, the CNI
+ * plugins): the same checks and the same table, which keeps only the route's values (compact
+ * rows, Fib.insert) instead of the object routeAdd hands out.
+ */
+export function routeInstall(ns: Netns, req: RouteRequest): void {
+  routeCreate(ns, req, false);
+}
+
+function routeCreate(ns: Netns, req: RouteRequest, echo: boolean): Route {
   const { dst, len } = checkedPrefix(req.prefix);
   const type = req.type ?? 'unicast';
   const scope = req.scope ?? (type === 'unicast' && !req.via ? 'link' : 'global');
@@ -864,13 +863,15 @@ export function routeAdd(ns: Netns, req: RouteRequest): Route {
       const match = same.find((x) => sameRoute(x, r));
       if (match) return match;
       ns.fib.remove(same[0]);
-      ns.fib.add(r);
+      if (echo) ns.fib.add(r);
+      else ns.fib.insert(r);
       return r;
     }
     if (same.some((x) => sameRoute(x, r))) throw new NetlinkError('EEXIST');
   }
   if (!req.nl.create) throw new NetlinkError('ENOENT');
-  ns.fib.add(r);
+  if (echo) ns.fib.add(r);
+  else ns.fib.insert(r);
   return r;
 }
 
@@ -935,11 +936,12 @@ export function neighAdd(ns: Netns, w: World, req: NeighRequest): void {
       throw ext('EINVAL', 'No link layer address given');
     lladdr = old.lladdr;
   }
-  const entry =
-    old ?? ns.neigh.add({ ip: req.ip, dev: req.dev, state: req.state, router: false, updated: w.now });
+  // a new entry goes in as values (no one holds it); an old one changes in place
+  const entry = old ?? { ip: req.ip, dev: req.dev, state: req.state, router: false, updated: w.now };
   entry.state = req.state;
   if (valid) entry.lladdr = lladdr;
   entry.updated = w.now;
+  if (!old) ns.neigh.insert(entry);
 }
 
 /** the colon-separated fields of a link-layer address (`split(':').length`, without the split) */
@@ -992,7 +994,7 @@ function brFdbAdd(br: BridgeLink, port: Link | undefined, req: FdbRequest, w: Wo
   const e = br.fdb.get(req.mac);
   if (!e) {
     if (!req.nl.create) throw new NetlinkError('ENOENT');
-    br.fdb.add({ mac: req.mac, port: portName, state, updated: w.now });
+    br.fdb.insert({ mac: req.mac, port: portName, state, updated: w.now });
     return;
   }
   if (req.nl.excl) throw new NetlinkError('EEXIST');
@@ -1027,7 +1029,9 @@ function vxlanFdbAdd(vx: VxlanLink, req: FdbRequest): void {
   }
   if (!req.nl.create) throw new NetlinkError('ENOENT');
   if (req.nl.replace && mz) throw new NetlinkError('EOPNOTSUPP');
-  setState(vx.fdb.add({ mac: req.mac, dst: req.dst, permanent: s.permanent, static: false }));
+  const e = { mac: req.mac, dst: req.dst, permanent: s.permanent, static: false };
+  setState(e);
+  vx.fdb.insert(e);
 }
 
 /** a remote appended to an existing VXLAN FDB entry keeps the entry's place in the table */

@@ -7,7 +7,7 @@ import { Fib } from './fib.ts';
 import { Netfilter } from './netfilter.ts';
 import { Conntrack } from './conntrack.ts';
 import { DEVICE_SYSCTLS, NETNS_SYSCTLS } from './sysctl-recorded.ts';
-import { KeyedTable, PairTable } from './table.ts';
+import { CompactKeyedTable, CompactPairTable, KeyedTable, Schema } from './table.ts';
 import type { PingSocket, TcpConn } from './sockets.ts';
 
 export interface LinkStats {
@@ -65,7 +65,7 @@ export interface BridgeLink extends LinkBase {
   /** set once `ip link set BR mtu N` ran: the bridge stops following its ports' MTU */
   mtuSetByUser?: boolean;
   /** keyed by MAC */
-  fdb: KeyedTable<FdbEntry>;
+  fdb: CompactKeyedTable<FdbEntry>;
 }
 
 export interface VxlanLink extends LinkBase {
@@ -82,7 +82,7 @@ export interface VxlanLink extends LinkBase {
   srcPortMin: number;
   srcPortMax: number;
   /** VXLAN FDB: inner MAC -> remote VTEP, keyed by MAC */
-  fdb: KeyedTable<VxlanFdbEntry>;
+  fdb: CompactKeyedTable<VxlanFdbEntry>;
 }
 
 export interface IpipLink extends LinkBase {
@@ -120,6 +120,26 @@ export interface VxlanFdbEntry {
   static: boolean;
 }
 
+const BRIDGE_FDB = new Schema<FdbEntry>({
+  mac: 'str',
+  port: 'str',
+  state: ['local', 'static', 'dynamic'],
+  updated: 'num',
+  vlan: 'num',
+});
+
+/** a bridge's FDB, keyed by MAC */
+export function bridgeFdb(): CompactKeyedTable<FdbEntry> {
+  return new CompactKeyedTable(BRIDGE_FDB, ['mac']);
+}
+
+const VXLAN_FDB = new Schema<VxlanFdbEntry>({ mac: 'str', dst: 'str', permanent: 'bool', static: 'bool' });
+
+/** a VXLAN device's FDB, keyed by MAC */
+export function vxlanFdb(): CompactKeyedTable<VxlanFdbEntry> {
+  return new CompactKeyedTable(VXLAN_FDB, ['mac']);
+}
+
 /** the neighbour states in the order of their NUD_* bits (NUD_INCOMPLETE 0x01 … NUD_PERMANENT 0x80) */
 export const NUD_STATES = [
   'INCOMPLETE',
@@ -142,6 +162,15 @@ export interface NeighEntry {
   /** simulated µs of the last state change */
   updated: number;
 }
+
+const NEIGHBOURS = new Schema<NeighEntry>({
+  ip: 'str',
+  dev: 'str',
+  lladdr: 'str',
+  state: NUD_STATES,
+  router: 'bool',
+  updated: 'num',
+});
 
 /**
  * neigh_timer_handler's inputs for one neighbour entry, kept beside the entry (Netns.nud, by the
@@ -290,11 +319,8 @@ const parsedInts = new Map<string, readonly number[]>();
 export class Netns {
   readonly links = new Map<string, Link>();
   readonly fib = new Fib();
-  /** keyed by device, then address (`get` takes the key `ip|dev` too) */
-  readonly neigh = new PairTable<NeighEntry>(
-    (n) => n.dev,
-    (n) => n.ip,
-  );
+  /** keyed by address and device (`get` takes the key `ip|dev` too) */
+  readonly neigh = new CompactPairTable<NeighEntry>(NEIGHBOURS, ['ip', 'dev']);
   readonly sysctl = new Map<string, string>(DEFAULT_SYSCTL_MAP);
   readonly netfilter = new Netfilter();
   readonly conntrack = new Conntrack();

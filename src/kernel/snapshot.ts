@@ -20,9 +20,11 @@ import { childPath, DataError, decodeData, encodeData, type DataClass, type Json
 import { formatRoute, ROUTE_PROTOS, ROUTE_SCOPES, ROUTE_TYPES, type Route } from './fib.ts';
 import { Netfilter } from './netfilter.ts';
 import {
+  bridgeFdb,
   NETNS_ROLES,
   Netns,
   NUD_STATES,
+  vxlanFdb,
   type FdbEntry,
   type Link,
   type IcmpPeer,
@@ -32,7 +34,6 @@ import {
   type VxlanFdbEntry,
 } from './objects.ts';
 import { TCP_STATES, type PingSocket, type TcpConn } from './sockets.ts';
-import { KeyedTable } from './table.ts';
 import { World, captureData, type Capture, type Timer } from './world.ts';
 
 export const WORLD_FORMAT = 'podwalk-world';
@@ -345,14 +346,14 @@ function readLink(x: unknown, at: string): Link {
     case 'bridge': {
       f.num('ageingTime');
       f.opt('mtuSetByUser', f.bool);
-      const fdb = new KeyedTable<FdbEntry>((e) => e.mac);
+      const fdb = bridgeFdb();
       f.each('fdb', (e) => {
         e.mac('mac');
         ifname(e, 'port');
         e.oneOf('state', ['local', 'static', 'dynamic']);
         e.num('updated');
         e.opt('vlan', e.int);
-        fdb.add(e.o as unknown as FdbEntry);
+        fdb.insert(e.o as unknown as FdbEntry);
       });
       (f.o as { fdb: unknown }).fdb = fdb;
       break;
@@ -366,13 +367,13 @@ function readLink(x: unknown, at: string): Link {
       f.bool('udpcsum');
       f.int('srcPortMin', 0, 65535);
       f.int('srcPortMax', 0, 65535);
-      const fdb = new KeyedTable<VxlanFdbEntry>((e) => e.mac);
+      const fdb = vxlanFdb();
       f.each('fdb', (e) => {
         e.mac('mac');
         e.ip('dst');
         e.bool('permanent');
         e.bool('static');
-        fdb.add(e.o as unknown as VxlanFdbEntry);
+        fdb.insert(e.o as unknown as VxlanFdbEntry);
       });
       (f.o as { fdb: unknown }).fdb = fdb;
       break;
@@ -518,9 +519,9 @@ function readNetns(x: unknown, at: string): Netns {
           fail(childPath(childPath(childPath(lp, 'fdb'), j), 'port'), `no link "${e.port}"`);
       });
   });
-  f.list('routes').forEach((r, i) => ns.fib.add(readRoute(r, childPath(f.path('routes'), i), ns)));
+  f.list('routes').forEach((r, i) => ns.fib.insert(readRoute(r, childPath(f.path('routes'), i), ns)));
   f.list('neighbours').forEach((n, i) =>
-    ns.neigh.add(readNeighbour(n, childPath(f.path('neighbours'), i), ns)),
+    ns.neigh.insert(readNeighbour(n, childPath(f.path('neighbours'), i), ns)),
   );
   ns.sysctl.clear();
   f.list('sysctl').forEach((kv, i) => {

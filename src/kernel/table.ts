@@ -99,49 +99,497 @@ export class KeyedTable<T extends object> extends OrderedTable<T> {
   }
 }
 
-/**
- * An ordered table with a key of two parts (a neighbour's device and address): an index per
- * first part, so a lookup builds no key string (the parts are strings the caller has) and no
- * entry keeps one. `get` takes the joined key `inner|outer` as well (a neighbour's `ip|dev`,
- * Netns.nud's key); the inner part never holds a "|".
- */
-export class PairTable<T extends object> extends OrderedTable<T> {
-  /** by outer, then inner part */
-  private index = new Map<string, Map<string, Slot<T>>>();
+/* ================================================================== compact tables */
 
-  constructor(
-    private readonly outerOf: (t: T) => string,
-    private readonly innerOf: (t: T) => string,
-  ) {
-    super();
+/**
+ * Strings the compact tables hold (devices, addresses, MACs), each kept once for the whole
+ * process; 0 stands for "none". Only the tables see the numbers: what leaves a table is the string.
+ */
+const strings: (string | undefined)[] = [undefined];
+const stringIds = new Map<string, number>();
+
+export function intern(s: string | undefined): number {
+  if (s === undefined) return 0;
+  let id = stringIds.get(s);
+  if (id === undefined) {
+    id = strings.length;
+    strings.push(s);
+    stringIds.set(s, id);
+  }
+  return id;
+}
+
+/** the string of an id intern() gave */
+export function interned(id: number): string | undefined {
+  return strings[id];
+}
+
+/** a string's id when it has one (a lookup interns nothing) */
+function idOf(s: string): number | undefined {
+  return stringIds.get(s);
+}
+
+/** a column: an interned string (or undefined), a number, a boolean, or one of a closed list of strings */
+export type ColumnKind = 'str' | 'num' | 'bool' | readonly string[];
+
+/**
+ * The columns of an entry type, and the key lists its entries were inserted with (each once: a
+ * row keeps the number of its list, so that its object is rebuilt with the very keys, in the very
+ * order, it had). A row is a run of 32-bit words (the strings' ids, booleans, the closed lists'
+ * indexes, then the row's key list and its chain link) and a run of doubles (the numbers).
+ */
+export class Schema<T extends object> {
+  readonly keys: readonly (keyof T & string)[];
+  readonly kinds: readonly ColumnKind[];
+  /** where a column is in its run */
+  readonly pos: readonly number[];
+  /** words per row: the columns that are not numbers, the key list, the chain link */
+  readonly words: number;
+  /** doubles per row */
+  readonly doubles: number;
+  private readonly colOf = new Map<string, number>();
+  /** the key lists, as column numbers */
+  readonly shapes: (readonly number[])[] = [];
+  private readonly shapeIds = new Map<string, number>();
+  private last: number | undefined;
+  private lastKeys: readonly string[] = [];
+
+  constructor(columns: { [K in keyof T & string]-?: ColumnKind }) {
+    this.keys = Object.keys(columns) as (keyof T & string)[];
+    this.kinds = this.keys.map((k) => columns[k]);
+    this.keys.forEach((k, i) => this.colOf.set(k, i));
+    let w = 0;
+    let d = 0;
+    this.pos = this.kinds.map((k) => (k === 'num' ? d++ : w++));
+    this.words = w + 2;
+    this.doubles = d;
   }
 
+  column(key: keyof T & string): number {
+    return this.colOf.get(key)!;
+  }
+
+  /** the number of an object's key list; undefined when a key is not a column (or too many lists) */
+  shapeOf(o: object): number | undefined {
+    const keys = Object.keys(o);
+    // entries mostly come from one place in a row: the key list of the last one, without a join
+    if (this.last !== undefined && sameKeys(this.lastKeys, keys)) return this.last;
+    const text = keys.join(',');
+    let id = this.shapeIds.get(text);
+    if (id === undefined) {
+      if (!keys.every((k) => this.colOf.has(k)) || this.shapes.length === KEPT) return undefined;
+      id = this.shapes.length;
+      this.shapes.push(keys.map((k) => this.colOf.get(k)!));
+      this.shapeIds.set(text, id);
+    }
+    this.last = id;
+    this.lastKeys = keys;
+    return id;
+  }
+
+  /** whether `v` fits column `c` */
+  fits(c: number, v: unknown): boolean {
+    const kind = this.kinds[c];
+    return kind === 'str'
+      ? v === undefined || typeof v === 'string'
+      : kind === 'num'
+        ? typeof v === 'number'
+        : kind === 'bool'
+          ? typeof v === 'boolean'
+          : typeof v === 'string' && kind.includes(v);
+  }
+}
+
+/** the same keys in the same order */
+export function sameKeys(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** the key list number of a row whose object is the truth (given to `add`, or not representable in the columns) */
+const KEPT = 0xff;
+const NONE = -1;
+/** what a table holds before its first row: no typed array of its own (a pod's namespace has few rows) */
+const NO_WORDS = new Uint32Array(0);
+const NO_DOUBLES = new Float64Array(0);
+const NO_SLOTS = new Int32Array(0);
+
+/**
+ * An ordered table kept in columns (typed arrays, strings interned), indexed by one or two string
+ * columns with open addressing: the kernel's neighbour and FDB hash tables, listed in the order
+ * entries were added. An entry is an object only where one is handed out: `add` keeps the object
+ * it is given (a lookup returns that very object), `insert` keeps only its values; `first` and
+ * `all` make a row's object once and keep it (the datapath changes an entry in place: the kept
+ * object is then the entry); `list` and `removeWhere` show the rows without an object as fresh
+ * copies. Several entries may share a key; `first` returns the first added.
+ */
+export class CompactTable<T extends object> {
+  /** slots in use or freed */
+  private cap = 0;
+  private u = NO_WORDS;
+  private f = NO_DOUBLES;
+  /** the objects of the rows that have one, by slot */
+  private objs: Map<number, T> | undefined;
+  private free: number[] | undefined;
+  /** slots in the order the entries were added */
+  private order = NO_SLOTS;
+  private count = 0;
+  private hash: SlotHash;
+  private readonly keyA: (s: number) => number;
+  private readonly keyB: (s: number) => number;
+
+  constructor(
+    private readonly schema: Schema<T>,
+    private readonly keyNames: readonly (keyof T & string)[],
+  ) {
+    const [a, b] = keyNames.map((k) => schema.pos[schema.column(k)]);
+    const w = schema.words;
+    this.keyA = (s) => this.u[s * w + a];
+    this.keyB = b === undefined ? () => 0 : (s) => this.u[s * w + b];
+    this.hash = new SlotHash(this.keyA, this.keyB);
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  list(): readonly T[] {
+    const out: T[] = new Array(this.count);
+    for (let i = 0; i < this.count; i++) out[i] = this.view(this.order[i]);
+    return out;
+  }
+
+  /** every entry gone, the columns given back */
+  clear(): void {
+    this.cap = 0;
+    this.u = NO_WORDS;
+    this.f = NO_DOUBLES;
+    this.objs = undefined;
+    this.free = undefined;
+    this.order = NO_SLOTS;
+    this.count = 0;
+    this.hash = new SlotHash(this.keyA, this.keyB);
+  }
+
+  /** an entry kept as the object given: lookups return this very object */
+  add(t: T): T {
+    this.put(t, true);
+    return t;
+  }
+
+  /** an entry's values: the object given is not kept */
+  insert(t: T): void {
+    this.put(t, false);
+  }
+
+  remove(t: T): boolean {
+    const s = this.slotOf(t);
+    if (s === NONE) return false;
+    let i = 0;
+    while (this.order[i] !== s) i++;
+    this.order.copyWithin(i, i + 1, this.count);
+    this.count--;
+    this.unindex(s);
+    return true;
+  }
+
+  removeWhere(pred: (t: T) => boolean): T[] {
+    const gone: T[] = [];
+    const goneSlots: number[] = [];
+    let k = 0;
+    for (let i = 0; i < this.count; i++) {
+      const s = this.order[i];
+      const t = this.view(s);
+      if (pred(t)) {
+        gone.push(t);
+        goneSlots.push(s);
+      } else this.order[k++] = s;
+    }
+    this.count = k;
+    for (const s of goneSlots) this.unindex(s);
+    return gone;
+  }
+
+  /** the first entry whose key columns hold `key` (one string per key column) */
+  protected first(key: readonly string[]): T | undefined {
+    const h = this.head(key);
+    return h === NONE ? undefined : this.obj(h);
+  }
+
+  /** `first` for a reader that keeps nothing: the entry's object when it has one, else a copy */
+  protected peekFirst(key: readonly string[]): T | undefined {
+    const h = this.head(key);
+    return h === NONE ? undefined : this.view(h);
+  }
+
+  /** every entry of `key`, in the order they were added */
+  protected all(key: readonly string[]): T[] {
+    const out: T[] = [];
+    for (let s = this.head(key); s !== NONE; s = this.next(s)) out.push(this.obj(s));
+    return out;
+  }
+
+  /* ---------------------------------------------------------------- rows */
+
+  private next(s: number): number {
+    return this.u[s * this.schema.words + this.schema.words - 1] - 1;
+  }
+
+  private setNext(s: number, n: number): void {
+    this.u[s * this.schema.words + this.schema.words - 1] = n + 1;
+  }
+
+  private shapeAt(s: number): number {
+    return this.u[s * this.schema.words + this.schema.words - 2];
+  }
+
+  private put(t: T, keep: boolean): void {
+    const s = this.alloc();
+    const o = t as Record<string, unknown>;
+    const { keys, kinds, pos, words, doubles } = this.schema;
+    let shape = keep ? undefined : this.schema.shapeOf(t);
+    if (shape !== undefined && !this.schema.shapes[shape].every((c) => this.schema.fits(c, o[keys[c]])))
+      shape = undefined;
+    for (let c = 0; c < kinds.length; c++) {
+      const v = o[keys[c]];
+      const kind = kinds[c];
+      if (kind === 'num') this.f[s * doubles + pos[c]] = typeof v === 'number' ? v : 0;
+      else
+        this.u[s * words + pos[c]] =
+          kind === 'str'
+            ? typeof v === 'string'
+              ? intern(v)
+              : 0
+            : kind === 'bool'
+              ? v
+                ? 1
+                : 0
+              : Math.max(0, kind.indexOf(v as string));
+    }
+    this.u[s * words + words - 2] = shape ?? KEPT;
+    if (shape === undefined) (this.objs ??= new Map()).set(s, t);
+    if (this.count === this.order.length) this.order = grow(this.order, this.count * 2 + 4);
+    this.order[this.count++] = s;
+    this.index(s);
+  }
+
+  /** the row's object: the one kept, else made now and kept */
+  private obj(s: number): T {
+    let t = this.objs?.get(s);
+    if (t === undefined) {
+      t = this.make(s);
+      (this.objs ??= new Map()).set(s, t);
+    }
+    return t;
+  }
+
+  private view(s: number): T {
+    return this.objs?.get(s) ?? this.make(s);
+  }
+
+  private make(s: number): T {
+    const o: Record<string, unknown> = {};
+    const { keys, kinds, pos, words, doubles } = this.schema;
+    for (const c of this.schema.shapes[this.shapeAt(s)]) {
+      const kind = kinds[c];
+      if (kind === 'num') {
+        o[keys[c]] = this.f[s * doubles + pos[c]];
+        continue;
+      }
+      const v = this.u[s * words + pos[c]];
+      o[keys[c]] = kind === 'str' ? strings[v] : kind === 'bool' ? v === 1 : kind[v];
+    }
+    return o as T;
+  }
+
+  /** the slot of `t`: the very object, else the first row without an object that has its values */
+  private slotOf(t: T): number {
+    const o = t as Record<string, unknown>;
+    const key = this.keyNames.map((k) => o[k] as string);
+    let same = NONE;
+    for (let s = this.head(key); s !== NONE; s = this.next(s)) {
+      const kept = this.objs?.get(s);
+      if (kept === t) return s;
+      if (same === NONE && kept === undefined && sameEntry(this.make(s), o)) same = s;
+    }
+    return same;
+  }
+
+  private alloc(): number {
+    const f = this.free?.pop();
+    if (f !== undefined) return f;
+    const { words, doubles } = this.schema;
+    if (this.cap * words === this.u.length) {
+      const cap = this.cap < 2 ? 2 : this.cap * 2;
+      this.u = grow(this.u, cap * words);
+      if (doubles) this.f = grow(this.f, cap * doubles);
+    }
+    return this.cap++;
+  }
+
+  /* ---------------------------------------------------------------- the key index */
+
+  /** the first slot of a key given as strings (a lookup interns nothing) */
+  private head(key: readonly string[]): number {
+    const a = idOf(key[0]);
+    const b = key.length > 1 ? idOf(key[1]) : 0;
+    return a === undefined || b === undefined ? NONE : this.hash.head(a, b);
+  }
+
+  private index(s: number): void {
+    this.setNext(s, NONE);
+    const a = this.keyA(s);
+    const b = this.keyB(s);
+    const h = this.hash.head(a, b);
+    if (h === NONE) this.hash.setHead(a, b, s);
+    else {
+      let p = h;
+      while (this.next(p) !== NONE) p = this.next(p);
+      this.setNext(p, s);
+    }
+  }
+
+  private unindex(s: number): void {
+    const a = this.keyA(s);
+    const b = this.keyB(s);
+    const h = this.hash.head(a, b);
+    if (h === s) this.hash.setHead(a, b, this.next(s));
+    else {
+      let p = h;
+      while (this.next(p) !== s) p = this.next(p);
+      this.setNext(p, this.next(s));
+    }
+    this.objs?.delete(s);
+    (this.free ??= []).push(s);
+  }
+}
+
+/**
+ * Open addressing (linear probing) from a key of two numbers to the first row slot of that key:
+ * the index of the compact tables and of the FIB. The rows keep their keys: `keyA` and `keyB`
+ * read a slot's.
+ */
+export class SlotHash {
+  /** a key's first slot + 1; 0 is empty (no array of its own until the first key) */
+  private t = NO_SLOTS;
+  private keys = 0;
+
+  constructor(
+    private readonly keyA: (s: number) => number,
+    private readonly keyB: (s: number) => number,
+  ) {}
+
+  /** the first slot of (a, b), or -1 */
+  head(a: number, b: number): number {
+    return this.keys === 0 ? NONE : this.t[this.probe(a, b)] - 1;
+  }
+
+  /** slot `s` is the first of (a, b) from now on; -1: the key has no slot any more */
+  setHead(a: number, b: number, s: number): void {
+    if (s === NONE) {
+      const i = this.probe(a, b);
+      if (this.t[i] === 0) return;
+      this.deleteAt(i);
+      this.keys--;
+      return;
+    }
+    // at most half full
+    if ((this.keys + 1) * 2 > this.t.length) this.rehash(Math.max(8, this.t.length * 2));
+    const i = this.probe(a, b);
+    if (this.t[i] === 0) this.keys++;
+    this.t[i] = s + 1;
+  }
+
+  private home(a: number, b: number): number {
+    const h = Math.imul(a ^ Math.imul(b + 1, 0x9e3779b1), 0x85ebca6b);
+    return ((h ^ (h >>> 15)) >>> 0) & (this.t.length - 1);
+  }
+
+  /** the position of (a, b), or where it would go */
+  private probe(a: number, b: number): number {
+    const mask = this.t.length - 1;
+    let i = this.home(a, b);
+    for (;;) {
+      const v = this.t[i];
+      if (v === 0 || (this.keyA(v - 1) === a && this.keyB(v - 1) === b)) return i;
+      i = (i + 1) & mask;
+    }
+  }
+
+  /** linear probing's deletion: later keys of the run move back into the hole */
+  private deleteAt(i: number): void {
+    const mask = this.t.length - 1;
+    let hole = i;
+    let j = i;
+    for (;;) {
+      j = (j + 1) & mask;
+      const v = this.t[j];
+      if (v === 0) break;
+      const home = this.home(this.keyA(v - 1), this.keyB(v - 1));
+      // v moves into the hole unless its home lies cyclically in (hole, j]
+      if (hole <= j ? home <= hole || home > j : home <= hole && home > j) {
+        this.t[hole] = v;
+        hole = j;
+      }
+    }
+    this.t[hole] = 0;
+  }
+
+  private rehash(size: number): void {
+    const old = this.t;
+    this.t = new Int32Array(size);
+    for (const v of old) if (v !== 0) this.t[this.probe(this.keyA(v - 1), this.keyB(v - 1))] = v;
+  }
+}
+
+export function grow<A extends Uint8Array | Uint32Array | Int32Array | Float64Array>(a: A, cap: number): A {
+  const b = new (a.constructor as new (n: number) => A)(cap);
+  b.set(a);
+  return b;
+}
+
+/** the same keys with the same values (an entry handed out before and a row's copy) */
+function sameEntry(a: object, b: Record<string, unknown>): boolean {
+  const ka = Object.keys(a);
+  return ka.length === Object.keys(b).length && ka.every((k) => (a as Record<string, unknown>)[k] === b[k]);
+}
+
+/** a compact table keyed by one string column (an FDB by MAC) */
+export class CompactKeyedTable<T extends object> extends CompactTable<T> {
+  get(key: string): T | undefined {
+    return this.first([key]);
+  }
+
+  getAll(key: string): readonly T[] {
+    return this.all([key]);
+  }
+
+  /** get for a reader that keeps nothing (doctor's checks): the entry's object when it has one, else a copy */
+  peek(key: string): T | undefined {
+    return this.peekFirst([key]);
+  }
+}
+
+/**
+ * A compact table keyed by two string columns (a neighbour's address and device): `pick` takes
+ * the parts, `get` the joined key `inner|outer` (a neighbour's `ip|dev`, Netns.nud's key); the
+ * inner part never holds a "|".
+ */
+export class CompactPairTable<T extends object> extends CompactTable<T> {
   /** the first entry of the key `inner|outer` */
   get(key: string): T | undefined {
     const bar = key.indexOf('|');
-    return bar < 0 ? undefined : this.pick(key.slice(0, bar), key.slice(bar + 1));
+    return bar < 0 ? undefined : this.first([key.slice(0, bar), key.slice(bar + 1)]);
   }
 
   /** the first entry whose parts are `inner` and `outer` */
   pick(inner: string, outer: string): T | undefined {
-    return first(this.index.get(outer)?.get(inner));
+    return this.first([inner, outer]);
   }
 
-  protected link(t: T): void {
-    const outer = this.outerOf(t);
-    let m = this.index.get(outer);
-    if (!m) {
-      m = new Map();
-      this.index.set(outer, m);
-    }
-    linkIn(m, this.innerOf(t), t);
-  }
-
-  protected unlink(t: T, gone: (x: T) => boolean): void {
-    const outer = this.outerOf(t);
-    const m = this.index.get(outer);
-    if (!m) return;
-    unlinkIn(m, this.innerOf(t), gone);
-    if (m.size === 0) this.index.delete(outer);
+  /** pick for a reader that keeps nothing (doctor's checks): the entry's object when it has one, else a copy */
+  peek(inner: string, outer: string): T | undefined {
+    return this.peekFirst([inner, outer]);
   }
 }
