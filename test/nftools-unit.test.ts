@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { seedCluster } from '../src/cluster/seed.ts';
 import type { CniMode } from '../src/cluster/spec.ts';
 import { buildCluster, type Cluster } from '../src/cni/build.ts';
-import { shellSplit } from '../src/kernel/netfilter.ts';
+import { Netfilter, parseRuleSpec, shellSplit } from '../src/kernel/netfilter.ts';
 import { walk } from '../src/trace/walk.ts';
 import { calicoctl } from '../src/tools/calicoctl.ts';
 import { conntrack } from '../src/tools/conntrack.ts';
@@ -203,4 +203,40 @@ test('iptables -p takes /etc/protocols names; iptables-nft keeps one byte of the
   const r = sh(c, 'pod-a', 'iptables -A INPUT -p CPHB -j ACCEPT');
   assert.equal(r.code, 2);
   assert.match(r.stderr, /unknown protocol "cphb" specified/);
+});
+
+test('Netfilter.restore: one commit, checked once on the final table, all or nothing', () => {
+  const nf = new Netfilter();
+  const r = (args: string) => parseRuleSpec(shellSplit(args));
+  // a jump to a chain whose DNAT comes later in the same commit: valid from PREROUTING
+  nf.restore(
+    'nat',
+    ['KUBE-SVC-X', 'KUBE-SEP-Y'],
+    [
+      { chain: 'KUBE-SVC-X', rule: r('-j KUBE-SEP-Y') },
+      { chain: 'KUBE-SEP-Y', rule: r('-p tcp -j DNAT --to-destination 10.244.1.5:8080') },
+      { chain: 'PREROUTING', rule: r('-j KUBE-SVC-X') },
+    ],
+  );
+  assert.equal(nf.chain('nat', 'KUBE-SEP-Y')!.rules.length, 1);
+  // reached from POSTROUTING, DNAT is refused: nothing of the commit stays, the chains keep their rules
+  assert.throws(
+    () =>
+      nf.restore(
+        'nat',
+        ['KUBE-SEP-Y', 'KUBE-NEW'],
+        [
+          { chain: 'KUBE-SEP-Y', rule: r('-p tcp -j DNAT --to-destination 10.244.2.5:8080') },
+          { chain: 'KUBE-NEW', rule: r('-j KUBE-SEP-Y') },
+          { chain: 'POSTROUTING', rule: r('-j KUBE-NEW') },
+        ],
+      ),
+    /the kernel refuses the rule in nat KUBE-SEP-Y: DNAT is not valid in POSTROUTING/,
+  );
+  assert.equal(nf.chain('nat', 'KUBE-NEW'), undefined);
+  assert.equal(nf.chain('nat', 'POSTROUTING')!.rules.length, 0);
+  assert.deepEqual(
+    nf.chain('nat', 'KUBE-SEP-Y')!.rules.map((x) => x.target),
+    [r('-p tcp -j DNAT --to-destination 10.244.1.5:8080').target],
+  );
 });

@@ -184,6 +184,75 @@ export class Netfilter {
     return false;
   }
 
+  /**
+   * iptables-restore of a table (--noflush): each named chain flushed (or created), the rules
+   * appended, and the table checked once, as the kernel validates a committed ruleset (one walk of
+   * its jumps, not one per rule). All or nothing: a refused rule leaves the table as it was.
+   */
+  restore(table: string, chains: readonly string[], rules: readonly { chain: string; rule: Rule }[]): void {
+    const t = this.table(table);
+    const before = new Map(chains.map((name) => [name, t.get(name)]));
+    // every chain the commit touches, as it was (a chain appended to without a flush too)
+    const saved = [...new Set([...chains, ...rules.map((r) => r.chain)])].map((name) => {
+      const c = t.get(name);
+      return c && { c, rules: [...c.rules], pkts: c.pkts, bytes: c.bytes };
+    });
+    const wasCreated = this.created.has(table);
+    try {
+      for (const name of chains) {
+        const c = t.get(name);
+        if (c) {
+          c.rules = [];
+          c.pkts = c.bytes = 0;
+        } else this.newChain(table, name);
+      }
+      for (const { chain, rule } of rules) {
+        const c = this.chain(table, chain);
+        if (!c) throw new Error(`no chain ${chain} in table ${table}`);
+        c.rules.push(rule);
+      }
+      const reach = this.hookReach(table);
+      for (const { chain, rule } of rules) {
+        const why = this.refuses(table, chain, rule, reach);
+        if (why) throw new Error(`the kernel refuses the rule in ${table} ${chain}: ${why}`);
+      }
+      this.created.add(table);
+    } catch (e) {
+      for (const [name, c] of before) if (!c) t.delete(name);
+      for (const x of saved)
+        if (x) {
+          x.c.rules = x.rules;
+          x.c.pkts = x.pkts;
+          x.c.bytes = x.bytes;
+        }
+      if (!wasCreated) this.created.delete(table);
+      throw e;
+    }
+  }
+
+  /** every chain of the table with the builtin hooks it is reached from: hooksOf for all, in one walk per hook */
+  hookReach(table: string): Map<string, Set<Hook>> {
+    const out = new Map<string, Set<Hook>>();
+    const t = this.tables.get(table);
+    if (!t) return out;
+    for (const hook of TABLE_BUILTINS[table] ?? []) {
+      const stack = [hook as string];
+      const seen = new Set<string>(stack);
+      while (stack.length) {
+        const name = stack.pop()!;
+        let hooks = out.get(name);
+        if (!hooks) out.set(name, (hooks = new Set()));
+        hooks.add(hook);
+        for (const r of t.get(name)?.rules ?? [])
+          if ((r.target?.kind === 'jump' || r.target?.kind === 'goto') && !seen.has(r.target.chain)) {
+            seen.add(r.target.chain);
+            stack.push(r.target.chain);
+          }
+      }
+    }
+    return out;
+  }
+
   /** the builtin hooks a chain of the table is reached from (through jumps and gotos) */
   hooksOf(table: string, chain: string): Set<Hook> {
     const t = this.tables.get(table);
@@ -208,7 +277,12 @@ export class Netfilter {
    * nft's chain validation), or undefined: a target outside its tables or hooks, also through the
    * chains a jump reaches; tcp-reset without -p tcp; `! -s 0.0.0.0/0`.
    */
-  refuses(table: string, chain: string, rule: Rule): string | undefined {
+  refuses(
+    table: string,
+    chain: string,
+    rule: Rule,
+    reach?: ReadonlyMap<string, ReadonlySet<Hook>>,
+  ): string | undefined {
     const t = rule.target;
     if (t?.kind === 'REJECT' && t.with === 'tcp-reset' && (rule.proto?.v !== 6 || rule.proto.neg))
       return 'REJECT --reject-with tcp-reset needs -p tcp';
@@ -244,7 +318,7 @@ export class Netfilter {
     if (!limits.length) return undefined;
     const bad = limits.find((l) => l.table && !l.table.includes(table as TableName));
     if (bad) return `${bad.why} is not valid in the ${table} table`;
-    const hooks = this.hooksOf(table, chain);
+    const hooks = new Set(reach ? (reach.get(chain) ?? []) : this.hooksOf(table, chain));
     if (this.isBuiltin(table, chain)) hooks.add(chain as Hook);
     for (const l of limits) {
       const h = [...hooks].find((x) => !l.hooks.includes(x));

@@ -435,7 +435,7 @@ function specOf(args: readonly string[], origin?: RuleOrigin) {
  * The sync applied to a namespace's netfilter as the kernel takes the commands: the canary chains
  * and EnsureChain create their tables by command, EnsureRule inserts at the head unless `iptables
  * -C` finds the rule, and iptables-restore --noflush flushes (or creates) each chain it names,
- * then appends the rules, each checked as the kernel checks it.
+ * then appends the rules, the table checked once as the kernel checks a commit (Netfilter.restore).
  */
 export function applySync(nf: Netfilter, sync: ProxySync): void {
   const ensureChain = (table: string, chain: string) => {
@@ -453,14 +453,10 @@ export function applySync(nf: Netfilter, sync: ProxySync): void {
     if (nf.chain(j.table, j.chain)!.rules.some((r) => formatRuleSpec(r) === want)) continue;
     nf.insert(j.table, j.chain, 0, rule);
   }
-  for (const t of sync.restore) {
-    for (const c of t.chains) {
-      const chain = nf.chain(t.table, c);
-      if (chain) {
-        chain.rules = [];
-        chain.pkts = chain.bytes = 0;
-      } else nf.newChain(t.table, c);
-    }
-    for (const r of t.rules) nf.append(t.table, r.chain, specOf(r.args, r.origin));
-  }
+  for (const t of sync.restore)
+    nf.restore(
+      t.table,
+      t.chains,
+      t.rules.map((r) => ({ chain: r.chain, rule: specOf(r.args, r.origin) })),
+    );
 }
