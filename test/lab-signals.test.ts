@@ -254,10 +254,10 @@ describe('lab up and lab trace under signals: nothing left behind', { skip, time
           : ['lab', 'trace', 'pod-a', 'pod-b:8080', '--cluster', file('sigt')];
       // the listener is ready a moment after it starts: to land a signal in that moment every
       // time, its Python starts slowly here (a sitecustomize that sleeps; podwalk is unchanged).
-      // So it does once the links are there: lab up builds independent namespaces side by side,
-      // and a 4-namespace lab can be up before the test has seen its links and sent the signal
-      const env: Record<string, string> =
-        c.at === 'listener' || c.at === 'links' ? { PYTHONPATH: slowPython } : {};
+      // So it does at every point: lab up builds independent namespaces side by side, and a
+      // 4-namespace lab can be up before the test has seen its namespaces or links and sent the
+      // signal (CI, 2026-12-05: "is up", then killed by the SIGINT meant for the build)
+      const env: Record<string, string> = { PYTHONPATH: slowPython };
       clean();
       const tmpBefore = tmpLabDirs();
       const p = start(args, env);
