@@ -6,7 +6,7 @@
  * (scripts/record-time-goldens.ts) and the live comparison (test/time-lab.test.ts). Needs root.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { seedCluster } from '../cluster/seed.ts';
@@ -55,6 +55,31 @@ export function drawnReachable(state: LabState): Record<string, Record<string, n
   return out;
 }
 
+/** the machine's uptime in ms (/proc/uptime, 10 ms steps): one clock inside and outside the lab */
+function uptimeMs(): number {
+  return Math.round(Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * 1000);
+}
+
+/**
+ * A command in a lab namespace, and when it really started: the shell reads /proc/uptime (a
+ * builtin read, no process) just before it execs the command, so the time a loaded machine takes
+ * to start `ip netns exec` and the shell is not counted as the command's (a model that runs it
+ * seconds early sees other neighbour timers fire)
+ */
+function timed(state: LabState, netns: string, cmd: string, timeoutMs?: number) {
+  const r = labExec(
+    state,
+    netns,
+    ['sh', '-c', 'read -r up rest < /proc/uptime; echo "$up" >&2; exec sh -c "$1"', 'sh', cmd],
+    undefined,
+    timeoutMs,
+  );
+  const nl = r.stderr.indexOf('\n');
+  const up = Number(r.stderr.slice(0, nl));
+  if (nl < 0 || !Number.isFinite(up)) throw new Error(`${netns}: ${cmd}: no start time (${r.stderr.trim()})`);
+  return { ...r, stderr: r.stderr.slice(nl + 1), startMs: Math.round(up * 1000) };
+}
+
 export async function recordTimeScenario(s: TimeScenario): Promise<TimeRecord> {
   const spec = { ...seedCluster(), name: TIME_CLUSTER };
   const c = buildCluster(spec, 'flannel-vxlan');
@@ -78,24 +103,23 @@ export async function recordTimeScenario(s: TimeScenario): Promise<TimeRecord> {
     }
     const before = drawnReachable(state);
     const t0 = performance.now();
+    const up0 = uptimeMs();
     const steps: TimeRecord['steps'] = [];
     for (const st of s.steps) {
-      const start = performance.now() - t0;
-      const r = labExec(state, st.netns, ['sh', '-c', st.cmd], undefined, 200_000);
+      const r = timed(state, st.netns, st.cmd, 200_000);
       steps.push({
         ...st,
         stdout: r.stdout,
         stderr: r.stderr,
         code: r.code,
-        startMs: Math.round(start),
+        startMs: r.startMs - up0,
         endMs: Math.round(performance.now() - t0),
       });
     }
     const after: TimeRecord['after'] = [];
     for (const st of s.after) {
-      const start = performance.now() - t0;
-      const r = labExec(state, st.netns, ['sh', '-c', st.cmd]);
-      after.push({ ...st, stdout: r.stdout, stderr: r.stderr, code: r.code, startMs: Math.round(start) });
+      const r = timed(state, st.netns, st.cmd);
+      after.push({ ...st, stdout: r.stdout, stderr: r.stderr, code: r.code, startMs: r.startMs - up0 });
     }
     const reachable = { before, after: drawnReachable(state) };
     await new Promise((r) => setTimeout(r, 300));
