@@ -18,6 +18,7 @@ import { seedCluster } from '../src/cluster/seed.ts';
 import { startCaptures, type Captures } from '../src/lab/capture.ts';
 import {
   labDown,
+  linksSettled,
   labExec,
   labUnavailable,
   labUp,
@@ -264,3 +265,38 @@ s.sendall(b"GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
 print(s.recv(65536))
 s.close()
 `;
+
+describe('a lab change waits for linkwatch', { skip, timeout: 120_000 }, () => {
+  test("a port set down takes its bridge's carrier with it before linksSettled returns", async () => {
+    // a namespace of this test's own, not a lab's: a bridge with one veth port
+    const ns = `pw-lwtest-${process.pid}`;
+    const ip = (...a: string[]) => {
+      const r = run(['ip', '-n', ns, ...a]);
+      assert.equal(r.code, 0, `ip ${a.join(' ')}: ${r.stderr}`);
+      return r.stdout;
+    };
+    const oper = (dev: string) =>
+      (JSON.parse(ip('-j', 'link', 'show', 'dev', dev)) as { operstate: string; flags: string[] }[])[0];
+    assert.equal(run(['ip', 'netns', 'add', ns]).code, 0);
+    try {
+      ip('link', 'add', 'br0', 'type', 'bridge');
+      ip('link', 'add', 'va', 'type', 'veth', 'peer', 'name', 'vb');
+      ip('link', 'set', 'vb', 'master', 'br0');
+      for (const d of ['br0', 'va', 'vb']) ip('link', 'set', d, 'up');
+      await linksSettled([ns]);
+      // up: every port forwarding, the bridge's operstate UP
+      assert.equal(oper('br0').operstate, 'UP');
+      assert.match(run(['bridge', '-n', ns, 'link', 'show', 'dev', 'vb']).stdout, /state forwarding/);
+      ip('link', 'set', 'va', 'down');
+      // the bridge lost its carrier at once, but its operstate (and its qdisc) follow only when
+      // linkwatch runs, up to a second later for a bridge
+      await linksSettled([ns]);
+      const br = oper('br0');
+      assert.ok(!br.flags.includes('LOWER_UP'), br.flags.join(','));
+      assert.equal(br.operstate, 'DOWN');
+      assert.equal(oper('vb').operstate, 'LOWERLAYERDOWN');
+    } finally {
+      run(['ip', 'netns', 'del', ns]);
+    }
+  });
+});

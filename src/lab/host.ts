@@ -1039,6 +1039,7 @@ export async function labUp(c: Cluster, opts: UpOptions = {}): Promise<LabState>
   await claim(c, plan, state, signal);
   try {
     await runBatches(batches(plan.steps), new Set(plan.names.values()), signal);
+    await linksSettled([...plan.names.values()], signal);
     if (opts.listeners !== false && plan.listeners.length) {
       const pid = await startListeners(
         plan.listeners.map((l) => ({ ns: plan.names.get(l.netns)!, proto: l.proto, port: l.port })),
@@ -1059,6 +1060,48 @@ export async function labUp(c: Cluster, opts: UpOptions = {}): Promise<LabState>
   }
 }
 
+/**
+ * Wait until the kernel has applied every carrier change in the lab's namespaces. A device's
+ * carrier (LOWER_UP) changes at once, but its operstate, a bridge port's forwarding state and a
+ * device's qdisc follow only when linkwatch runs: at once for a veth, up to a second later for a
+ * bridge, and later still when something else holds RTNL (namespaces being removed by another lab
+ * on a loaded machine kept a router's bridge port disabled for over a second, and a flow's ARP
+ * went unanswered: lab-diff seed 4001 in CI). A device whose LOWER_UP and operstate disagree
+ * still has a linkwatch event pending.
+ */
+export async function linksSettled(
+  namespaces: readonly string[],
+  signal?: AbortSignal,
+  limitMs = 15_000,
+): Promise<void> {
+  const script = namespaces.map((ns) => `ip -n ${ns} -j link show && echo`).join(' && ');
+  const started = Date.now();
+  for (let delay = 20; ; delay = Math.min(200, delay * 2)) {
+    throwIfAborted(signal);
+    const r = await runAsync(['sh', '-c', script], { signal });
+    if (r.code !== 0) throw new LabError(`reading the lab's links failed: ${r.stderr.trim()}`);
+    const pending: string[] = [];
+    r.stdout
+      .split('\n')
+      .filter((l) => l.trim())
+      .forEach((line, i) => {
+        for (const l of JSON.parse(line) as { ifname: string; flags: string[]; operstate: string }[]) {
+          const up = l.flags.includes('UP');
+          const carrier = up && l.flags.includes('LOWER_UP');
+          const oper = l.operstate;
+          if (oper === 'UNKNOWN' || oper === 'DORMANT' || oper === 'TESTING') continue;
+          if (carrier ? oper !== 'UP' : oper === 'UP') pending.push(`${namespaces[i]}/${l.ifname} (${oper})`);
+        }
+      });
+    if (!pending.length) return;
+    if (Date.now() - started > limitMs)
+      throw new LabError(
+        `the kernel did not apply carrier changes in ${Math.round(limitMs / 1000)} s (linkwatch): ${pending.slice(0, 4).join(', ')}`,
+      );
+    await pause(delay, signal);
+  }
+}
+
 /** a fresh scratch directory of the lab (removed by labDown) */
 export function labScratch(state: Pick<LabState, 'prefix'>): string {
   const dir = scratchPath(state.prefix);
@@ -1073,7 +1116,7 @@ export function labScratch(state: Pick<LabState, 'prefix'>): string {
  * with it, but the kernel applies a carrier change later (linkwatch, up to a second for a device
  * that is its own link); until then the bridge keeps its qdisc and sends, so a flow started at
  * once shows its first ARP probe on cni0 where the model, the state after it, shows none (lab-diff
- * seed 59, once the captures started faster than tcpdumps did).
+ * seed 59, once the captures started faster than tcpdumps did). linksSettled waits for it.
  */
 export async function labChange(
   state: Pick<LabState, 'namespaces'>,
@@ -1082,7 +1125,8 @@ export async function labChange(
   signal?: AbortSignal,
 ): Promise<RunResult> {
   const r = labExec(state, netns, ['sh', '-c', command]);
-  if (r.code === 0 && /^ip (-\S+ )*link set /.test(command)) await pause(1100, signal);
+  if (r.code === 0 && /^ip (-\S+ )*link set /.test(command))
+    await linksSettled(Object.values(state.namespaces), signal);
   return r;
 }
 
