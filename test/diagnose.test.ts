@@ -180,6 +180,26 @@ describe('drop explanations', () => {
     assert.equal(counter(x, 'IcmpOutTimeExcds'), undefined);
   });
 
+  test("a missing block route names the IPAM block, not the node's pod CIDR, and who owns the route", () => {
+    // calico-node's layout: node2's pods are in its IPAM block 10.244.1.0/26 (its pod CIDR is a /24)
+    for (const [mode, owner] of [
+      ['calico-bgp', /node1's BIRD has no route for 10\.244\.1\.0\/26 from node2/],
+      ['calico-vxlan', /felix on node1 has no route for node2's block 10\.244\.1\.0\/26 via node2's VTEP/],
+    ] as const) {
+      const { x } = explain(mode, ['node1: ip route del 10.244.1.0/26'], TCP);
+      assert.equal(x.reason, 'no-route', mode);
+      assert.match(
+        x.entry,
+        /^node1 has no route for 10\.244\.1\.0\/26 \(node2's pods\): it used `default via/,
+        mode,
+      );
+      assert.ok(
+        x.causes.some((cause) => owner.test(cause)),
+        `${mode}: ${x.causes.join(' | ')}`,
+      );
+    }
+  });
+
   test('filtered by a rule: the rule, its packet counter and iptables -L', () => {
     const { x } = explain('flannel-vxlan', ['node2: iptables -A INPUT -p udp --dport 4789 -j DROP'], TCP);
     assert.equal(x.reason, 'filtered');

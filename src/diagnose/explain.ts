@@ -11,7 +11,8 @@ import { MODE_INFO } from '../cni/modes.ts';
 import { carrierOk } from '../kernel/links.ts';
 import { CALICO_POD_GATEWAY, type Cluster, type ResolvedNode } from '../cni/build.ts';
 import type { Route } from '../kernel/fib.ts';
-import { inPrefix, ip4ToInt } from '../wire/addr.ts';
+import { inPrefix, ip4ToInt, parseCidr } from '../wire/addr.ts';
+import { nodeBlocks } from '../cni/ipam.ts';
 import { runCommand, TOOLS } from '../tools/index.ts';
 import type { CounterEvent, DropReason, Step, Trace } from '../trace/types.ts';
 import type { Rule, RuleOrigin } from '../kernel/netfilter.ts';
@@ -83,7 +84,23 @@ function counterValue(c: Cluster, e: CounterEvent): number {
 
 /** the node whose pod CIDR holds ip */
 export function ownerOf(c: Cluster, ip: string): ResolvedNode | undefined {
+  if (c.ipam) {
+    const n = c.nodes.find((x) => podNetOf(c, x, ip));
+    if (n) return n;
+  }
   return c.nodes.find((n) => inPrefix(ip, n.podNet, n.podLen));
+}
+
+/**
+ * The pod network of `owner` a route to `ip` is for: in calico-node's layout the IPAM block that
+ * holds it (what BIRD or felix routes, a /26 by default), else the node's pod CIDR.
+ */
+function podNetOf(c: Cluster, owner: ResolvedNode, ip: string): string | undefined {
+  if (!c.ipam) return inPrefix(ip, owner.podNet, owner.podLen) ? owner.podCIDR : undefined;
+  return nodeBlocks(c, owner.name).find((b) => {
+    const x = parseCidr(b);
+    return inPrefix(ip, x.addr, x.len);
+  });
 }
 
 /**
@@ -173,6 +190,7 @@ export function explainDrop(c: Cluster, t: Trace): Explanation | undefined {
   const dst = t.flow.dst;
   const src = t.flow.src;
   const owner = ownerOf(c, dst);
+  const ownerNet = owner ? (podNetOf(c, owner, dst) ?? owner.podCIDR) : undefined;
   const info = MODE_INFO[c.mode];
   const commands: { netns: string; command: string }[] = [];
   const cmd = (netns: string, command: string) => commands.push({ netns, command });
@@ -213,7 +231,7 @@ export function explainDrop(c: Cluster, t: Trace): Explanation | undefined {
           s.ev.route.len === 0,
       );
       if (owner && leaked) {
-        entry = `${leaked.netns} has no route for ${owner.podCIDR} (${owner.name}'s pods): it used \`${stepEntry(leaked)}\`, and ${d.netns} has no route for ${dst} either`;
+        entry = `${leaked.netns} has no route for ${ownerNet} (${owner.name}'s pods): it used \`${stepEntry(leaked)}\`, and ${d.netns} has no route for ${dst} either`;
         cmd(leaked.netns, `ip route get ${dst}`);
       }
       const from = leaked?.netns ?? nodeOf(c, d.netns) ?? d.netns;
@@ -237,9 +255,9 @@ export function explainDrop(c: Cluster, t: Trace): Explanation | undefined {
         );
       else if (!leaked && role === 'router')
         causes.push(
-          `the router does not know the pod networks: ${c.mode} sends pod IPs across it unencapsulated, so it needs a route for ${owner?.podCIDR ?? dst}${c.mesh ? ' (peer it with BGP, or use IPIP CrossSubnet)' : ''}`,
+          `the router does not know the pod networks: ${c.mode} sends pod IPs across it unencapsulated, so it needs a route for ${ownerNet ?? dst}${c.mesh ? ' (peer it with BGP, or use IPIP CrossSubnet)' : ''}`,
         );
-      else causes.push(...routeCauses(c, from, owner));
+      else causes.push(...routeCauses(c, from, owner, ownerNet));
       break;
     }
     case 'neighbour-failed': {
@@ -599,34 +617,39 @@ function allowingPolicy(
 }
 
 /** why a node has no route to another node's pods, per control plane */
-function routeCauses(c: Cluster, from: string, owner: ResolvedNode | undefined): string[] {
+function routeCauses(
+  c: Cluster,
+  from: string,
+  owner: ResolvedNode | undefined,
+  net: string | undefined,
+): string[] {
   const out: string[] = [];
   const peer = owner?.name;
   if (c.mesh && peer) {
     const s = c.mesh.session(from, peer);
     if (s && s.state !== 'Established')
       out.push(
-        `the BGP session ${from} ↔ ${peer} is ${s.state}, not Established: BIRD withdrew ${peer}'s route for ${owner.podCIDR} from ${from}'s kernel table (check \`birdc show protocols\` / \`calicoctl node status\` on ${from}, TCP 179 between the nodes, and calico-node on ${peer})`,
+        `the BGP session ${from} ↔ ${peer} is ${s.state}, not Established: BIRD withdrew ${peer}'s route for ${net} from ${from}'s kernel table (check \`birdc show protocols\` / \`calicoctl node status\` on ${from}, TCP 179 between the nodes, and calico-node on ${peer})`,
       );
   }
   if (c.mode === 'flannel-host-gw' && owner) {
     const me = c.nodes.find((n) => n.name === from);
     if (me && me.subnet !== owner.subnet)
       out.push(
-        `host-gw needs every node on one L2 segment: ${from} (${me.subnet}) cannot route ${owner.podCIDR} via ${owner.name}'s ${owner.addr} (${owner.subnet}) directly; flanneld logs that the gateway is not reachable. Use the vxlan backend (or DirectRouting) across subnets`,
+        `host-gw needs every node on one L2 segment: ${from} (${me.subnet}) cannot route ${net} via ${owner.name}'s ${owner.addr} (${owner.subnet}) directly; flanneld logs that the gateway is not reachable. Use the vxlan backend (or DirectRouting) across subnets`,
       );
   }
   if (FLANNEL(c) && peer && !out.length)
     out.push(
-      `flanneld on ${from} did not add the route for ${peer}'s lease (${owner!.podCIDR}): the lease event was missed, or flanneld on ${from} is not running; check its logs and restart it`,
+      `flanneld on ${from} did not add the route for ${peer}'s lease (${net}): the lease event was missed, or flanneld on ${from} is not running; check its logs and restart it`,
     );
   else if (peer && !out.length && MODE_INFO[c.mode].routeDaemon === 'felix')
     out.push(
-      `felix on ${from} has no route for ${peer}'s blocks (${owner!.podCIDR}) via ${peer}'s VTEP on vxlan.calico: the route was deleted by hand (felix puts it back at its next route refresh), or ${peer}'s block or VTEP (its VXLAN tunnel address and MAC) is missing from the datastore`,
+      `felix on ${from} has no route for ${peer}'s block ${net} via ${peer}'s VTEP on vxlan.calico: the route was deleted by hand (felix puts it back at its next route refresh), or ${peer}'s block or VTEP (its VXLAN tunnel address and MAC) is missing from the datastore`,
     );
   else if (peer && !out.length)
     out.push(
-      `${from}'s BIRD has no route for ${owner!.podCIDR} from ${peer}: calico-node on ${peer} is not advertising it, or the route was deleted by hand`,
+      `${from}'s BIRD has no route for ${net} from ${peer}: calico-node on ${peer} is not advertising it, or the route was deleted by hand (BIRD's kernel protocol puts it back at its next scan, every 2 s)`,
     );
   if (!peer)
     out.push(
