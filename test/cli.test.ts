@@ -380,6 +380,8 @@ describe('modes', () => {
     // all seed nodes share one subnet: no encapsulation, but tunl0 keeps the IPIP MTU
     'calico-ipip-crosssubnet': { overhead: '0 B', mtu: '1480' },
     'calico-vxlan': { overhead: '50 B', mtu: '1450' },
+    // the same: felix routes a node of its own subnet without vxlan.calico; the pods keep its MTU
+    'calico-vxlan-crosssubnet': { overhead: '0 B', mtu: '1450' },
   };
 
   test('one row per mode with its overhead and pod MTU', async () => {

@@ -430,7 +430,7 @@ describe('bad cluster files', () => {
       'cni typo',
       y('cni: flanel-vxlan', ...NODE1),
       'bad.yaml:1:6: cni must be one of flannel-vxlan, flannel-host-gw, calico-bgp, calico-ipip, ' +
-        'calico-ipip-crosssubnet, calico-vxlan; got string "flanel-vxlan" (did you mean "flannel-vxlan"?)',
+        'calico-ipip-crosssubnet, calico-vxlan, calico-vxlan-crosssubnet; got string "flanel-vxlan" (did you mean "flannel-vxlan"?)',
     ],
     [
       'pods that are not mappings',

@@ -32,6 +32,7 @@ const OVERHEAD: Record<CniMode, number> = {
   'calico-ipip': 20,
   'calico-ipip-crosssubnet': 0, // the seed's nodes share one subnet: direct routes
   'calico-vxlan': 50,
+  'calico-vxlan-crosssubnet': 0, // the same: felix's no-encap routes via eth0
 };
 const TUNNEL: Partial<Record<CniMode, string>> = {
   'flannel-vxlan': 'flannel.1',
@@ -192,6 +193,8 @@ for (const mode of CNI_MODES) {
         'calico-ipip-crosssubnet': '10.244.1.0/24 via 192.168.1.11 dev eth0 proto bird',
         // felix's route: the remote VTEP's tunnel address (bridge layout: the CIDR's first), proto boot
         'calico-vxlan': '10.244.1.0/24 via 10.244.1.0 dev vxlan.calico onlink',
+        // felix's no-encap route for a node on this node's subnet: proto 80 (VXLANDefaultProto)
+        'calico-vxlan-crosssubnet': '10.244.1.0/24 via 192.168.1.11 dev eth0 proto 80',
       };
       assert.equal(stepEntry(route), expected[mode]);
       // two routed hops: TTL 62 at pod-c

@@ -11,7 +11,8 @@
  * default 38: 20 from pods and nodes, 12 from a host outside the cluster, then 6 of hand-written
  * EndpointSlices and sessionAffinity), then calico-vxlan (seeds CVX_SEED_BASE+K: seed K's scenario
  * in calico-vxlan, PODWALK_LAB_CVX_SCENARIOS=V of them, default 16: K = 1 … V−2, and the
- * first two NAT seeds); PODWALK_LAB_SEED=S runs just seed S. The first PODWALK_LAB_IMPORT_SCENARIOS seeds
+ * first two NAT seeds), then calico-vxlan-crosssubnet (seeds CVXCS_SEED_BASE+K for the draws K of
+ * CVXCS_DRAWS, PODWALK_LAB_CVXCS_SCENARIOS of them, default all 6); PODWALK_LAB_SEED=S runs just seed S. The first PODWALK_LAB_IMPORT_SCENARIOS seeds
  * (default 12) also collect their lab right after lab up, import it (--from) and judge that World
  * against the same real run: the importer checked on the kernel's own state.
  */
@@ -20,7 +21,7 @@ import assert from 'node:assert/strict';
 import { labUnavailable, run } from '../src/lab/host.ts';
 import { runScenario } from '../src/lab/differential.ts';
 import { differenceReport } from '../src/lab/compare.ts';
-import { CVX_SEED_BASE, NAT_SEED_BASE } from '../src/lab/scenarios.ts';
+import { CVX_SEED_BASE, CVXCS_SEED_BASE, NAT_SEED_BASE } from '../src/lab/scenarios.ts';
 import { SVC_SEED_BASE } from '../src/lab/svc-scenarios.ts';
 
 const why = labUnavailable();
@@ -31,6 +32,13 @@ const natCount = Number(process.env.PODWALK_LAB_NAT_SCENARIOS ?? 12);
 const importCount = Number(process.env.PODWALK_LAB_IMPORT_SCENARIOS ?? 12);
 const svcCount = Number(process.env.PODWALK_LAB_SVC_SCENARIOS ?? 38);
 const cvxCount = Number(process.env.PODWALK_LAB_CVX_SCENARIOS ?? 16);
+/**
+ * calico-vxlan-crosssubnet: seeds CVXCS_SEED_BASE + K for these draws K: one subnet (every route
+ * felix's no-encap one), and two subnets with the flow inside one (route-del, an MTU fault) and
+ * across them (TCP, a link down, an MTU fault at the pod MTU with DF)
+ */
+const CVXCS_DRAWS = [1, 4, 5, 9, 22, 38];
+const cvxcsCount = Number(process.env.PODWALK_LAB_CVXCS_SCENARIOS ?? CVXCS_DRAWS.length);
 const seeds = only
   ? [Number(only)]
   : [
@@ -39,6 +47,7 @@ const seeds = only
       ...Array.from({ length: svcCount }, (_, i) => SVC_SEED_BASE + 1 + i),
       ...Array.from({ length: Math.max(0, cvxCount - 2) }, (_, i) => CVX_SEED_BASE + 1 + i),
       ...Array.from({ length: Math.min(2, cvxCount) }, (_, i) => CVX_SEED_BASE + NAT_SEED_BASE + 1 + i),
+      ...CVXCS_DRAWS.slice(0, cvxcsCount).map((k) => CVXCS_SEED_BASE + k),
     ];
 
 /**

@@ -12,6 +12,7 @@ export const CNI_MODES = [
   'calico-ipip',
   'calico-ipip-crosssubnet',
   'calico-vxlan',
+  'calico-vxlan-crosssubnet',
 ] as const;
 export type CniMode = (typeof CNI_MODES)[number];
 

@@ -24,6 +24,11 @@
  *    felix's DeviceRouteProtocol, boot by default (config_params.go `int;3`: `ip route` prints no
  *    proto); per local block `blackhole <block> proto 80` (defaultVXLANProto). In the `bridge`
  *    layout the blocks are the nodes' pod CIDRs and the tunnel addresses their first addresses.
+ *  - calico-vxlan-crosssubnet: the pool's vxlanMode CrossSubnet: felix's route manager programs a
+ *    remote block whose node shares this node's subnet (the route update's SameSubnet) as a
+ *    no-encap route `<block> via <node IP> dev eth0 proto 80` (calculateNonEncapRouteProtocol:
+ *    VXLANDefaultProto while DeviceRouteProtocol is boot), and only the others via vxlan.calico;
+ *    the VTEPs' neighbour and FDB entries are there for every node either way.
  * In the calico-* modes' `calico` layout (calico-node v3.27's own), what a node originates is its
  * IPAM blocks (src/cni/ipam.ts nodeBlocks), each also a `blackhole <block> proto bird` of BIRD's
  * static protocol, and whatever more of the pool its kernel table holds (a borrowed address's
@@ -80,7 +85,7 @@ export function calicoVtepMac(node: string): string {
 }
 
 export interface ModeInfo {
-  encapsulation: 'VXLAN' | 'IPinIP' | 'none' | 'IPinIP across subnets';
+  encapsulation: 'VXLAN' | 'IPinIP' | 'none' | 'IPinIP across subnets' | 'VXLAN across subnets';
   overhead: number;
   /** what the underlay network must know or allow */
   underlay: string;
@@ -141,6 +146,15 @@ export const MODE_INFO: Record<CniMode, ModeInfo> = {
     encapsulation: 'VXLAN',
     overhead: VXLAN_OVERHEAD,
     underlay: 'node IPs only; UDP 4789 between nodes',
+    device: CALICO_VXLAN_DEVICE,
+    controlPlane: 'felix from IPAM blocks and VTEPs (no BIRD)',
+    routeDaemon: 'felix',
+    networkPolicy: true,
+  },
+  'calico-vxlan-crosssubnet': {
+    encapsulation: 'VXLAN across subnets',
+    overhead: VXLAN_OVERHEAD,
+    underlay: 'pod IPs within a subnet; UDP 4789 between subnets',
     device: CALICO_VXLAN_DEVICE,
     controlPlane: 'felix from IPAM blocks and VTEPs (no BIRD)',
     routeDaemon: 'felix',
@@ -297,7 +311,8 @@ export function programMode(c: Cluster): void {
       }
       break;
     }
-    case 'calico-vxlan': {
+    case 'calico-vxlan':
+    case 'calico-vxlan-crosssubnet': {
       // calico-node -allocate-tunnel-addrs gave each node its tunnel address (IPAM); felix's VXLAN
       // manager creates the device (configureVXLANDevice: link, MTU, the one /32 address, up)
       const tunnel = (n: ResolvedNode) => c.ipam?.tunnel.get(n.name) ?? n.podNet;
@@ -354,8 +369,15 @@ export function programMode(c: Cluster): void {
               nl: NLM_ADD,
             }),
           );
+          // CrossSubnet: a node on this node's subnet gets its blocks without encapsulation
+          const direct = c.mode === 'calico-vxlan-crosssubnet' && v.node.subnet === n.subnet;
           for (const d of dests.get(v.node.name)!)
-            route(n.name, { prefix: d, via: v.ip, dev: CALICO_VXLAN_DEVICE, onlink: true, nl: NLM_ADD });
+            route(
+              n.name,
+              direct
+                ? { prefix: d, via: v.node.addr, dev: 'eth0', proto: '80', nl: NLM_ADD }
+                : { prefix: d, via: v.ip, dev: CALICO_VXLAN_DEVICE, onlink: true, nl: NLM_ADD },
+            );
         }
       }
       break;

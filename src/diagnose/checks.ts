@@ -62,7 +62,8 @@ function underlayMtu(c: Cluster, n: ResolvedNode): number {
 
 /** encapsulation overhead between two nodes in this mode */
 function overheadBetween(c: Cluster, a: ResolvedNode, b: ResolvedNode): number {
-  if (c.mode === 'calico-ipip-crosssubnet') return a.subnet === b.subnet ? 0 : MODE_INFO[c.mode].overhead;
+  if (c.mode === 'calico-ipip-crosssubnet' || c.mode === 'calico-vxlan-crosssubnet')
+    return a.subnet === b.subnet ? 0 : MODE_INFO[c.mode].overhead;
   return MODE_INFO[c.mode].overhead;
 }
 

@@ -23,12 +23,27 @@ export function guessCni(plan: ImportPlan): CniGuess {
   const nodes = plan.namespaces.filter((p) => p.role === 'node');
   for (const n of nodes)
     for (const l of n.links)
-      if (l.type === 'vxlan')
+      if (l.type === 'vxlan') {
+        // felix's device (calico-vxlan), else flanneld's; felix's no-encap routes (proto 80 via
+        // a node on the same subnet, not over vxlan.calico) are its vxlanMode CrossSubnet
+        const direct =
+          l.name === 'vxlan.calico' &&
+          nodes.some((x) =>
+            (x.routes ?? []).some(
+              (r) =>
+                r.proto === '80' && r.via && r.dev && x.links.find((k) => k.name === r.dev)?.type === 'veth',
+            ),
+          );
         return {
-          // felix's device (calico-vxlan), else flanneld's
-          mode: l.name === 'vxlan.calico' ? 'calico-vxlan' : 'flannel-vxlan',
-          evidence: `${n.name}: ${l.name} is vxlan id ${l.vni} dstport ${l.dstport}`,
+          mode:
+            l.name === 'vxlan.calico'
+              ? direct
+                ? 'calico-vxlan-crosssubnet'
+                : 'calico-vxlan'
+              : 'flannel-vxlan',
+          evidence: `${n.name}: ${l.name} is vxlan id ${l.vni} dstport ${l.dstport}${direct ? ', and felix routes some IPAM blocks without it' : ''}`,
         };
+      }
   for (const n of nodes)
     for (const l of n.links)
       if (l.type === 'ipip') {

@@ -16,7 +16,7 @@
  *  - veths whose other end was not dumped lead to `outside`.
  */
 import { derivedMac } from '../kernel/world.ts';
-import { ROUTE_PROTOS } from '../kernel/fib.ts';
+import { ROUTE_PROTOS, type RouteProto } from '../kernel/fib.ts';
 import type { LinkAddBase, LinkAddRequest } from '../kernel/netlink.ts';
 import type { NetnsRole } from '../kernel/objects.ts';
 import { cidrContains, cidrText, ip4ToInt, isValidIp4, parseCidr } from '../wire/addr.ts';
@@ -71,7 +71,7 @@ export interface PlanRoute {
   type: 'unicast' | 'blackhole' | 'unreachable' | 'prohibit';
   via?: string;
   dev?: string;
-  proto: 'kernel' | 'boot' | 'static' | 'bird' | 'dhcp';
+  proto: RouteProto;
   scope: 'global' | 'link' | 'host';
   src?: string;
   metric: number;
@@ -755,7 +755,7 @@ function planNamespace(
       type: type as PlanRoute['type'],
       via: r.gateway,
       dev: r.dev,
-      proto: proto as PlanRoute['proto'],
+      proto: proto as RouteProto,
       scope: (r.scope ?? 'global') as PlanRoute['scope'],
       src: r.prefsrc,
       metric: r.metric ?? 0,

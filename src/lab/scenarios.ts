@@ -13,8 +13,9 @@
  *
  * Seeds CVX_SEED_BASE + K are calico-vxlan scenarios: seed K's (1 ≤ K < SVC_SEED_BASE: its
  * cluster, flow and fault, or its NAT rule) in calico-vxlan, whose VXLAN faults (fdb-del,
- * neigh-del) are on vxlan.calico. LAB_MODES stays as it was, so every other seed keeps its
- * scenario (the Service scenarios cycle through it too).
+ * neigh-del) are on vxlan.calico. Seeds CVXCS_SEED_BASE + K are seed K's in calico-vxlan-crosssubnet
+ * (felix's no-encap routes inside a subnet, vxlan.calico across). LAB_MODES stays as it was, so
+ * every other seed keeps its scenario (the Service scenarios cycle through it too).
  */
 import type { ClusterSpec, CniMode } from '../cluster/spec.ts';
 import type { Cluster } from '../cni/build.ts';
@@ -57,6 +58,8 @@ export type FaultKind =
 export const NAT_SEED_BASE = 1000;
 /** seeds CVX_SEED_BASE + K: seed K's scenario in calico-vxlan */
 export const CVX_SEED_BASE = 3000;
+/** seeds CVXCS_SEED_BASE + K: seed K's scenario in calico-vxlan-crosssubnet */
+export const CVXCS_SEED_BASE = 5000;
 /** the service-like address of the dnat-vip scenarios, and the ports */
 const VIP = '10.96.0.10';
 const VIP_PORT = 80;
@@ -87,6 +90,8 @@ export interface Scenario {
 export function generateScenario(seed: number): Scenario {
   if (seed > CVX_SEED_BASE && seed - CVX_SEED_BASE < SVC_SEED_BASE)
     return drawScenario(seed, seed - CVX_SEED_BASE, 'calico-vxlan');
+  if (seed > CVXCS_SEED_BASE && seed - CVXCS_SEED_BASE < SVC_SEED_BASE)
+    return drawScenario(seed, seed - CVXCS_SEED_BASE, 'calico-vxlan-crosssubnet');
   if (seed > SVC_SEED_BASE) return svcScenario(seed);
   return drawScenario(seed, seed);
 }
