@@ -4,9 +4,10 @@
  *  - the diff lane: the differential suite (test/lab-diff.test.ts), which brings up a lab per
  *    scenario, two at a time;
  *  - the lab lane: the other files that bring up real network namespaces (they call
- *    `labUnavailable`), one after another. Every lab has namespaces of its own (pw-<cluster>-…),
- *    and each file counts only its own when it checks what was left behind, so the two lab lanes
- *    run side by side as the differential suite's own scenarios do;
+ *    `labUnavailable`), two files at a time (the lane's longest file, collect-lab, is a quarter
+ *    of it). Every lab has namespaces of its own (pw-<cluster>-…, each file's clusters named apart),
+ *    and each file counts only its own when it checks what was left behind, so the lab files and
+ *    the two lab lanes run side by side as the differential suite's own scenarios do;
  *  - the model lane: every other file (the simulation, the emulated tools against the real ones,
  *    tshark, the browser).
  *
@@ -40,7 +41,7 @@ const lanes = serial
   ? [{ name: 'all', files }]
   : [
       { name: 'diff', files: files.filter((f) => isLab(f) && isDiff(f)) },
-      { name: 'lab', files: files.filter((f) => isLab(f) && !isDiff(f)) },
+      { name: 'lab', files: files.filter((f) => isLab(f) && !isDiff(f)), concurrency: 2 },
       { name: 'model', files: files.filter((f) => !isLab(f)) },
     ].filter((l) => l.files.length);
 
@@ -49,13 +50,22 @@ const reporter = process.stdout.isTTY ? ['--test-reporter=spec'] : [];
 
 const children: ReturnType<typeof spawn>[] = [];
 
-function runLane(lane: { name: string; files: string[] }): Promise<{ code: number; seconds: number }> {
+function runLane(lane: {
+  name: string;
+  files: string[];
+  concurrency?: number;
+}): Promise<{ code: number; seconds: number }> {
   const started = performance.now();
-  const child = spawn(process.execPath, ['--import', 'tsx', '--test', ...reporter, ...lane.files], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, FORCE_COLOR: process.stdout.isTTY ? '1' : '0' },
-  });
+  const concurrency = lane.concurrency ? [`--test-concurrency=${lane.concurrency}`] : [];
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', '--test', ...concurrency, ...reporter, ...lane.files],
+    {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, FORCE_COLOR: process.stdout.isTTY ? '1' : '0' },
+    },
+  );
   children.push(child);
   const prefix = lanes.length > 1 ? `${lane.name.padEnd(width)} | ` : '';
   for (const [from, to] of [
