@@ -19,13 +19,13 @@ import {
   NLM_ADD,
   routeInstall,
 } from '../kernel/netlink.ts';
-import { parseRuleSpec, shellSplit, type RuleOrigin } from '../kernel/netfilter.ts';
+import { clonePlain, parseRuleSpec, shellSplit, type Rule, type RuleOrigin } from '../kernel/netfilter.ts';
 import { Sockets } from '../kernel/sockets.ts';
 import { Stack } from '../kernel/stack.ts';
 import { derivedMac, hash32, World } from '../kernel/world.ts';
 import { MODE_INFO, programMode } from './modes.ts';
 import { compilePolicies, type NodePolicy, type PolicyRule } from './policy.ts';
-import { felixFilter, type FelixFilter } from './felix.ts';
+import { felixFilter, felixMemo, type FelixFilter } from './felix.ts';
 import { resolveServices, ServiceError, type ResolvedService } from '../proxy/services.ts';
 import { applySync, kubeProxySync } from '../proxy/kube-proxy.ts';
 import { sha1, hex } from '../wire/sha1.ts';
@@ -167,9 +167,17 @@ function resolvePods(spec: ClusterSpec, nodes: ResolvedNode[], ipam?: IpamResult
   });
 }
 
-/** a rule a program installs in the filter table, from its spec (after `-A CHAIN`) */
-function filterRule(r: PolicyRule) {
-  return { ...parseRuleSpec(shellSplit(r.spec)), origin: r.origin };
+/** rule specs parsed once per build (every node's chains repeat most of them), the parsed rule as a template */
+type SpecCache = Map<string, Rule>;
+
+/** a rule a program installs in the filter table, from its spec (after `-A CHAIN`): a copy of its own */
+function filterRule(r: PolicyRule, cache?: SpecCache) {
+  let rule = cache?.get(r.spec);
+  if (!rule) {
+    rule = parseRuleSpec(shellSplit(r.spec));
+    cache?.set(r.spec, rule);
+  }
+  return { ...clonePlain(rule), origin: r.origin };
 }
 
 /**
@@ -185,10 +193,11 @@ function programFilter(
   flannel: boolean,
   policy: NodePolicy | undefined,
   firewallPlugin: boolean,
+  cache: SpecCache,
 ): void {
   const nf = ns.netfilter;
   const add = (chain: string, spec: string, origin: RuleOrigin) =>
-    nf.append('filter', chain, filterRule({ spec, origin }));
+    nf.append('filter', chain, filterRule({ spec, origin }, cache));
   const kube = (purpose: string): RuleOrigin => ({ kind: 'kube-proxy', purpose });
   const plugin = (purpose: string, pod?: string): RuleOrigin => ({
     kind: 'cni',
@@ -251,13 +260,13 @@ function programFilter(
  * FORWARD and OUTPUT (insert mode keeps them above kube-proxy's), its accept of the accept mark
  * appended to FORWARD. Called once kube-proxy has programmed the node.
  */
-function programFelix(ns: Netns, f: FelixFilter): void {
+function programFelix(ns: Netns, f: FelixFilter, cache: SpecCache): void {
   const nf = ns.netfilter;
   for (const c of f.chains) nf.newChain('filter', c.name);
-  for (const c of f.chains) for (const r of c.rules) nf.append('filter', c.name, filterRule(r));
+  for (const c of f.chains) for (const r of c.rules) nf.append('filter', c.name, filterRule(r, cache));
   for (const { chain, rules } of f.insert)
-    rules.forEach((r, i) => nf.insert('filter', chain, i, filterRule(r)));
-  for (const r of f.append) nf.append('filter', 'FORWARD', filterRule(r));
+    rules.forEach((r, i) => nf.insert('filter', chain, i, filterRule(r, cache)));
+  for (const r of f.append) nf.append('filter', 'FORWARD', filterRule(r, cache));
 }
 
 /**
@@ -464,6 +473,7 @@ function build(spec: ClusterSpec, mode: CniMode): Cluster {
   };
   const podsOf = new Map<string, ResolvedPod[]>(nodes.map((n) => [n.name, []]));
   for (const p of pods) podsOf.get(p.node)!.push(p);
+  const specCache: SpecCache = new Map();
   for (const n of nodes)
     programFilter(
       world.ns(n.name),
@@ -472,6 +482,7 @@ function build(spec: ClusterSpec, mode: CniMode): Cluster {
       mode.startsWith('flannel'),
       compiled.get(n.name),
       layout !== 'calico',
+      specCache,
     );
   programMode(cluster);
   // kube-proxy starts on each node once the CNI is up: localhost node ports need route_localnet
@@ -482,8 +493,11 @@ function build(spec: ClusterSpec, mode: CniMode): Cluster {
       applySync(ns.netfilter, kubeProxySync({ node: n.name, clusterCidr }, services));
     }
   // calico-node's felix, in every Calico mode laid out as Calico lays it out
-  if (layout === 'calico')
-    for (const n of nodes) programFelix(world.ns(n.name), felixFilter(spec, pods, podsOf.get(n.name)!));
+  if (layout === 'calico') {
+    const memo = felixMemo();
+    for (const n of nodes)
+      programFelix(world.ns(n.name), felixFilter(spec, pods, podsOf.get(n.name)!, memo), specCache);
+  }
   return cluster;
 }
 

@@ -635,11 +635,48 @@ export interface FelixFilter {
   append: PolicyRule[];
 }
 
-/** Felix's filter table for a node: its pods (`nodePods`), every pod of the cluster and the policies */
+/**
+ * What every node of one cluster shares: a policy's chains and the profiles' depend only on the
+ * cluster's pods and policies, so one build computes and hashes each once (felixFilter with the
+ * same `input` and `pods` for every node).
+ */
+export interface FelixMemo {
+  /** `policy ID` + direction, `profile` + direction → the chain */
+  chains: Map<string, FelixChain>;
+  /** a shared chain's rule specs */
+  specs: WeakMap<FelixChain, PolicyRule[]>;
+}
+
+export function felixMemo(): FelixMemo {
+  return { chains: new Map(), specs: new WeakMap() };
+}
+
+/** a chain's specs, once for a chain the memo shares */
+function memoSpecs(memo: FelixMemo | undefined, c: FelixChain): PolicyRule[] {
+  let specs = memo?.specs.get(c);
+  if (!specs) {
+    specs = felixSpecs(c.name, c.rules);
+    memo?.specs.set(c, specs);
+  }
+  return specs;
+}
+
+function memoChain(memo: FelixMemo | undefined, key: string, make: () => FelixChain): FelixChain {
+  if (!memo) return make();
+  let c = memo.chains.get(key);
+  if (!c) memo.chains.set(key, (c = make()));
+  return c;
+}
+
+/**
+ * Felix's filter table for a node: its pods (`nodePods`), every pod of the cluster and the
+ * policies; `memo` shares what does not depend on the node between calls for the same cluster
+ */
 export function felixFilter(
   input: PolicyInput,
   pods: readonly ResolvedPod[],
   nodePods: readonly ResolvedPod[],
+  memo?: FelixMemo,
 ): FelixFilter {
   const chains: FelixChain[] = staticChains();
   const byIface = new Map(nodePods.map((p) => [p.hostVeth, p]));
@@ -673,10 +710,12 @@ export function felixFilter(
     }
     for (const prof of profiles(pod)) profileNames.add(prof);
   }
-  for (const p of policies.values())
-    for (const dir of ['ingress', 'egress'] as const) chains.push(policyChain(input, pods, p, dir));
+  for (const [id, p] of policies)
+    for (const dir of ['ingress', 'egress'] as const)
+      chains.push(memoChain(memo, `policy ${id} ${dir}`, () => policyChain(input, pods, p, dir)));
   for (const prof of profileNames)
-    for (const dir of ['ingress', 'egress'] as const) chains.push(profileChain(prof, dir));
+    for (const dir of ['ingress', 'egress'] as const)
+      chains.push(memoChain(memo, `profile ${prof} ${dir}`, () => profileChain(prof, dir)));
 
   const insert = (['FORWARD', 'INPUT', 'OUTPUT'] as const).map((chain) => ({
     chain,
@@ -697,7 +736,7 @@ export function felixFilter(
   return {
     chains: chains
       .filter((c) => referenced.has(c.name))
-      .map((c) => ({ name: c.name, rules: felixSpecs(c.name, c.rules) })),
+      .map((c) => ({ name: c.name, rules: memoSpecs(memo, c) })),
     insert,
     append: felixSpecs('FORWARD', appendRules, 'FORWARD*appends*'),
   };
