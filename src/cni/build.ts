@@ -167,15 +167,21 @@ function resolvePods(spec: ClusterSpec, nodes: ResolvedNode[], ipam?: IpamResult
   });
 }
 
-/** rule specs parsed once per build (every node's chains repeat most of them), the parsed rule as a template */
-type SpecCache = Map<string, Rule>;
+/**
+ * Rule specs already parsed, the parsed rule as a template (parsing is a pure function of the
+ * spec: every node's chains, and every build of the same cluster, repeat most of them); emptied
+ * when it holds PARSED_MAX, so a large cluster's one-off rules cost memory only for a while
+ */
+const parsed = new Map<string, Rule>();
+const PARSED_MAX = 50_000;
 
 /** a rule a program installs in the filter table, from its spec (after `-A CHAIN`): a copy of its own */
-function filterRule(r: PolicyRule, cache?: SpecCache) {
-  let rule = cache?.get(r.spec);
+function filterRule(r: PolicyRule) {
+  let rule = parsed.get(r.spec);
   if (!rule) {
     rule = parseRuleSpec(shellSplit(r.spec));
-    cache?.set(r.spec, rule);
+    if (parsed.size >= PARSED_MAX) parsed.clear();
+    parsed.set(r.spec, rule);
   }
   return { ...clonePlain(rule), origin: r.origin };
 }
@@ -193,11 +199,10 @@ function programFilter(
   flannel: boolean,
   policy: NodePolicy | undefined,
   firewallPlugin: boolean,
-  cache: SpecCache,
 ): void {
   const nf = ns.netfilter;
   const add = (chain: string, spec: string, origin: RuleOrigin) =>
-    nf.append('filter', chain, filterRule({ spec, origin }, cache));
+    nf.append('filter', chain, filterRule({ spec, origin }));
   const kube = (purpose: string): RuleOrigin => ({ kind: 'kube-proxy', purpose });
   const plugin = (purpose: string, pod?: string): RuleOrigin => ({
     kind: 'cni',
@@ -260,13 +265,13 @@ function programFilter(
  * FORWARD and OUTPUT (insert mode keeps them above kube-proxy's), its accept of the accept mark
  * appended to FORWARD. Called once kube-proxy has programmed the node.
  */
-function programFelix(ns: Netns, f: FelixFilter, cache: SpecCache): void {
+function programFelix(ns: Netns, f: FelixFilter): void {
   const nf = ns.netfilter;
   for (const c of f.chains) nf.newChain('filter', c.name);
-  for (const c of f.chains) for (const r of c.rules) nf.append('filter', c.name, filterRule(r, cache));
+  for (const c of f.chains) for (const r of c.rules) nf.append('filter', c.name, filterRule(r));
   for (const { chain, rules } of f.insert)
-    rules.forEach((r, i) => nf.insert('filter', chain, i, filterRule(r, cache)));
-  for (const r of f.append) nf.append('filter', 'FORWARD', filterRule(r, cache));
+    rules.forEach((r, i) => nf.insert('filter', chain, i, filterRule(r)));
+  for (const r of f.append) nf.append('filter', 'FORWARD', filterRule(r));
 }
 
 /**
@@ -473,7 +478,6 @@ function build(spec: ClusterSpec, mode: CniMode): Cluster {
   };
   const podsOf = new Map<string, ResolvedPod[]>(nodes.map((n) => [n.name, []]));
   for (const p of pods) podsOf.get(p.node)!.push(p);
-  const specCache: SpecCache = new Map();
   for (const n of nodes)
     programFilter(
       world.ns(n.name),
@@ -482,7 +486,6 @@ function build(spec: ClusterSpec, mode: CniMode): Cluster {
       mode.startsWith('flannel'),
       compiled.get(n.name),
       layout !== 'calico',
-      specCache,
     );
   programMode(cluster);
   // kube-proxy starts on each node once the CNI is up: localhost node ports need route_localnet
@@ -495,8 +498,7 @@ function build(spec: ClusterSpec, mode: CniMode): Cluster {
   // calico-node's felix, in every Calico mode laid out as Calico lays it out
   if (layout === 'calico') {
     const memo = felixMemo();
-    for (const n of nodes)
-      programFelix(world.ns(n.name), felixFilter(spec, pods, podsOf.get(n.name)!, memo), specCache);
+    for (const n of nodes) programFelix(world.ns(n.name), felixFilter(spec, pods, podsOf.get(n.name)!, memo));
   }
   return cluster;
 }

@@ -108,11 +108,35 @@ function render(chain: string, prefix: string, r: FelixRule): string {
   return parts.join(' ');
 }
 
+/**
+ * Hashes already computed, by the chain's name and rendered rules (a pure function of them: every
+ * build of the same cluster, every node with the same chain, asks again); emptied when its keys
+ * pass HASHED_MAX characters, so a large cluster's one-off chains cost memory only for a while
+ */
+const hashed = new Map<string, string[]>();
+let hashedChars = 0;
+const HASHED_MAX = 16 << 20;
+
 /** Chain.RuleHashes: each rule's hash chains in the one before it, the first in the chain's name */
 export function ruleHashes(chain: string, rules: readonly FelixRule[]): string[] {
+  const texts = rules.map((r) => render(chain, 'HASH', r));
+  const key = `${chain}\n${texts.join('\n')}`;
+  let out = hashed.get(key);
+  if (out) return out;
+  out = chainHashes(chain, texts);
+  if (hashedChars + key.length > HASHED_MAX) {
+    hashed.clear();
+    hashedChars = 0;
+  }
+  hashed.set(key, out);
+  hashedChars += key.length;
+  return out;
+}
+
+function chainHashes(chain: string, texts: readonly string[]): string[] {
   let hash = sha224(utf8(chain));
-  return rules.map((r) => {
-    const text = utf8(render(chain, 'HASH', r));
+  return texts.map((t) => {
+    const text = utf8(t);
     const buf = new Uint8Array(hash.length + text.length);
     buf.set(hash);
     buf.set(text, hash.length);

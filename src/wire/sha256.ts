@@ -30,8 +30,13 @@ export function mdPad(data: Uint8Array): { padded: Uint8Array; dv: DataView } {
 /** the state words, big-endian: the digest */
 export function digestBytes(h: Uint32Array): Uint8Array {
   const out = new Uint8Array(h.length * 4);
-  const ov = new DataView(out.buffer);
-  for (let i = 0; i < h.length; i++) ov.setUint32(i * 4, h[i]);
+  for (let i = 0, j = 0; i < h.length; i++, j += 4) {
+    const x = h[i];
+    out[j] = x >>> 24;
+    out[j + 1] = x >>> 16;
+    out[j + 2] = x >>> 8;
+    out[j + 3] = x;
+  }
   return out;
 }
 
