@@ -183,7 +183,9 @@ function filterRule(r: PolicyRule) {
     if (parsed.size >= PARSED_MAX) parsed.clear();
     parsed.set(r.spec, rule);
   }
-  return { ...clonePlain(rule), origin: r.origin };
+  const out = clonePlain(rule);
+  out.origin = r.origin;
+  return out;
 }
 
 /**

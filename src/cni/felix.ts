@@ -389,7 +389,10 @@ function calicoRules(
     else e.ports!.push({ first: p.port, last: p.endPort ?? p.port });
   }
   if (byProto.size === 0) byProto.set('', { ports: undefined, named: [] });
-  const selected = pods.filter((p) => selectingPolicies(input, p, dir).includes(policy));
+  // the pods the policy selects: asked only for a named port (every pod against every policy)
+  let selected: ResolvedPod[] | undefined;
+  const selectedPods = () =>
+    (selected ??= pods.filter((p) => selectingPolicies(input, p, dir).includes(policy)));
   const out: CalicoRule[] = [];
   for (const proto of [...byProto.keys()].sort()) {
     // felix renders an SCTP rule (`-p sctp -m multiport …`); podwalk models multiport for TCP and
@@ -416,7 +419,7 @@ function calicoRules(
         // the pods that own the port: those the policy selects (ingress) or the peer's (egress)
         const owners =
           dir === 'ingress'
-            ? selected
+            ? selectedPods()
             : (peerSet ??
               pods.filter((p) =>
                 nets.length === 0
