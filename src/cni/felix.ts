@@ -122,7 +122,7 @@ export function ruleHashes(chain: string, rules: readonly FelixRule[]): string[]
   const texts = rules.map((r) => render(chain, 'HASH', r));
   const key = `${chain}\n${texts.join('\n')}`;
   let out = hashed.get(key);
-  if (out) return out;
+  if (out) return [...out];
   out = chainHashes(chain, texts);
   if (hashedChars + key.length > HASHED_MAX) {
     hashed.clear();
@@ -130,7 +130,7 @@ export function ruleHashes(chain: string, rules: readonly FelixRule[]): string[]
   }
   hashed.set(key, out);
   hashedChars += key.length;
-  return out;
+  return [...out];
 }
 
 function chainHashes(chain: string, texts: readonly string[]): string[] {
