@@ -120,7 +120,8 @@ const HASHED_MAX = 16 << 20;
 /** Chain.RuleHashes: each rule's hash chains in the one before it, the first in the chain's name */
 export function ruleHashes(chain: string, rules: readonly FelixRule[]): string[] {
   const texts = rules.map((r) => render(chain, 'HASH', r));
-  const key = `${chain}\n${texts.join('\n')}`;
+  // JSON: one key for one list, whatever characters the texts hold
+  const key = JSON.stringify([chain, ...texts]);
   let out = hashed.get(key);
   if (out) return [...out];
   out = chainHashes(chain, texts);
