@@ -13,7 +13,7 @@ import { portProtoHash, resolveServices } from '../src/proxy/services.ts';
 import { kubeProxySync, probability } from '../src/proxy/kube-proxy.ts';
 import { iptablesSave } from '../src/tools/iptables-save.ts';
 import { formatRuleSpec } from '../src/kernel/netfilter.ts';
-import { base32, sha256, utf8 } from '../src/wire/sha256.ts';
+import { base32, sha224, sha256, utf8 } from '../src/wire/sha256.ts';
 import { resolveService, walk, walkOk, WalkError, type Walk } from '../src/trace/walk.ts';
 import { run } from '../src/cli/app.ts';
 import { explainDrop } from '../src/diagnose/explain.ts';
@@ -23,11 +23,31 @@ import { runCommand } from '../src/tools/index.ts';
 const EXAMPLE = 'examples/services.yaml';
 const example = () => loadCluster(readFileSync(EXAMPLE, 'utf8'), EXAMPLE);
 
-test('sha256 and base32 are those of node:crypto and RFC 4648', () => {
-  for (const s of ['', 'abc', 'ns1/svc1:p80tcp', 'x'.repeat(55), 'y'.repeat(56), 'z'.repeat(200), 'é→😀']) {
-    const want = createHash('sha256').update(s, 'utf8').digest();
-    assert.deepEqual(Buffer.from(sha256(utf8(s))), want, s);
+test('sha256, sha224 and base32 are those of node:crypto and RFC 4648', () => {
+  const texts = [
+    '',
+    'abc',
+    'ns1/svc1:p80tcp',
+    'x'.repeat(55),
+    'y'.repeat(56),
+    'z'.repeat(200),
+    'é→😀',
+    'a\u00e9',
+  ];
+  // every length around the 64-byte blocks and their padding, bytes of every value
+  for (let n = 0; n <= 200; n++)
+    texts.push(Array.from({ length: n }, (_, i) => String.fromCharCode((i * 37 + n) % 128)).join(''));
+  for (const s of texts) {
+    assert.deepEqual(Buffer.from(utf8(s)), Buffer.from(s, 'utf8'), s);
+    assert.deepEqual(Buffer.from(sha256(utf8(s))), createHash('sha256').update(s, 'utf8').digest(), s);
+    assert.deepEqual(Buffer.from(sha224(utf8(s))), createHash('sha224').update(s, 'utf8').digest(), s);
   }
+  const bytes = Uint8Array.from({ length: 300 }, (_, i) => (i * 151 + 7) & 0xff);
+  for (let n = 0; n <= 300; n += 13)
+    assert.deepEqual(
+      Buffer.from(sha224(bytes.subarray(0, n))),
+      createHash('sha224').update(bytes.subarray(0, n)).digest(),
+    );
   // RFC 4648 §10
   const vec: [string, string][] = [
     ['f', 'MY======'],

@@ -19,13 +19,13 @@ import {
   NLM_ADD,
   routeInstall,
 } from '../kernel/netlink.ts';
-import { parseRuleSpec, shellSplit, type RuleOrigin } from '../kernel/netfilter.ts';
+import { clonePlain, parseRuleSpec, shellSplit, type Rule, type RuleOrigin } from '../kernel/netfilter.ts';
 import { Sockets } from '../kernel/sockets.ts';
 import { Stack } from '../kernel/stack.ts';
 import { derivedMac, hash32, World } from '../kernel/world.ts';
 import { MODE_INFO, programMode } from './modes.ts';
 import { compilePolicies, type NodePolicy, type PolicyRule } from './policy.ts';
-import { felixFilter, type FelixFilter } from './felix.ts';
+import { felixFilter, felixMemo, type FelixFilter } from './felix.ts';
 import { resolveServices, ServiceError, type ResolvedService } from '../proxy/services.ts';
 import { applySync, kubeProxySync } from '../proxy/kube-proxy.ts';
 import { sha1, hex } from '../wire/sha1.ts';
@@ -167,9 +167,25 @@ function resolvePods(spec: ClusterSpec, nodes: ResolvedNode[], ipam?: IpamResult
   });
 }
 
-/** a rule a program installs in the filter table, from its spec (after `-A CHAIN`) */
+/**
+ * Rule specs already parsed, the parsed rule as a template (parsing is a pure function of the
+ * spec: every node's chains, and every build of the same cluster, repeat most of them); emptied
+ * when it holds PARSED_MAX, so a large cluster's one-off rules cost memory only for a while
+ */
+const parsed = new Map<string, Rule>();
+const PARSED_MAX = 50_000;
+
+/** a rule a program installs in the filter table, from its spec (after `-A CHAIN`): a copy of its own */
 function filterRule(r: PolicyRule) {
-  return { ...parseRuleSpec(shellSplit(r.spec)), origin: r.origin };
+  let rule = parsed.get(r.spec);
+  if (!rule) {
+    rule = parseRuleSpec(shellSplit(r.spec));
+    if (parsed.size >= PARSED_MAX) parsed.clear();
+    parsed.set(r.spec, rule);
+  }
+  const out = clonePlain(rule);
+  out.origin = r.origin;
+  return out;
 }
 
 /**
@@ -482,8 +498,10 @@ function build(spec: ClusterSpec, mode: CniMode): Cluster {
       applySync(ns.netfilter, kubeProxySync({ node: n.name, clusterCidr }, services));
     }
   // calico-node's felix, in every Calico mode laid out as Calico lays it out
-  if (layout === 'calico')
-    for (const n of nodes) programFelix(world.ns(n.name), felixFilter(spec, pods, podsOf.get(n.name)!));
+  if (layout === 'calico') {
+    const memo = felixMemo();
+    for (const n of nodes) programFelix(world.ns(n.name), felixFilter(spec, pods, podsOf.get(n.name)!, memo));
+  }
   return cluster;
 }
 

@@ -108,11 +108,36 @@ function render(chain: string, prefix: string, r: FelixRule): string {
   return parts.join(' ');
 }
 
+/**
+ * Hashes already computed, by the chain's name and rendered rules (a pure function of them: every
+ * build of the same cluster, every node with the same chain, asks again); emptied when its keys
+ * pass HASHED_MAX characters, so a large cluster's one-off chains cost memory only for a while
+ */
+const hashed = new Map<string, string[]>();
+let hashedChars = 0;
+const HASHED_MAX = 16 << 20;
+
 /** Chain.RuleHashes: each rule's hash chains in the one before it, the first in the chain's name */
 export function ruleHashes(chain: string, rules: readonly FelixRule[]): string[] {
+  const texts = rules.map((r) => render(chain, 'HASH', r));
+  // JSON: one key for one list, whatever characters the texts hold
+  const key = JSON.stringify([chain, ...texts]);
+  let out = hashed.get(key);
+  if (out) return [...out];
+  out = chainHashes(chain, texts);
+  if (hashedChars + key.length > HASHED_MAX) {
+    hashed.clear();
+    hashedChars = 0;
+  }
+  hashed.set(key, out);
+  hashedChars += key.length;
+  return [...out];
+}
+
+function chainHashes(chain: string, texts: readonly string[]): string[] {
   let hash = sha224(utf8(chain));
-  return rules.map((r) => {
-    const text = utf8(render(chain, 'HASH', r));
+  return texts.map((t) => {
+    const text = utf8(t);
     const buf = new Uint8Array(hash.length + text.length);
     buf.set(hash);
     buf.set(text, hash.length);
@@ -365,7 +390,10 @@ function calicoRules(
     else e.ports!.push({ first: p.port, last: p.endPort ?? p.port });
   }
   if (byProto.size === 0) byProto.set('', { ports: undefined, named: [] });
-  const selected = pods.filter((p) => selectingPolicies(input, p, dir).includes(policy));
+  // the pods the policy selects: asked only for a named port (every pod against every policy)
+  let selected: ResolvedPod[] | undefined;
+  const selectedPods = () =>
+    (selected ??= pods.filter((p) => selectingPolicies(input, p, dir).includes(policy)));
   const out: CalicoRule[] = [];
   for (const proto of [...byProto.keys()].sort()) {
     // felix renders an SCTP rule (`-p sctp -m multiport …`); podwalk models multiport for TCP and
@@ -392,7 +420,7 @@ function calicoRules(
         // the pods that own the port: those the policy selects (ingress) or the peer's (egress)
         const owners =
           dir === 'ingress'
-            ? selected
+            ? selectedPods()
             : (peerSet ??
               pods.filter((p) =>
                 nets.length === 0
@@ -635,11 +663,48 @@ export interface FelixFilter {
   append: PolicyRule[];
 }
 
-/** Felix's filter table for a node: its pods (`nodePods`), every pod of the cluster and the policies */
+/**
+ * What every node of one cluster shares: a policy's chains and the profiles' depend only on the
+ * cluster's pods and policies, so one build computes and hashes each once (felixFilter with the
+ * same `input` and `pods` for every node).
+ */
+export interface FelixMemo {
+  /** `policy ID` + direction, `profile` + direction → the chain */
+  chains: Map<string, FelixChain>;
+  /** a shared chain's rule specs */
+  specs: WeakMap<FelixChain, PolicyRule[]>;
+}
+
+export function felixMemo(): FelixMemo {
+  return { chains: new Map(), specs: new WeakMap() };
+}
+
+/** a chain's specs, once for a chain the memo shares */
+function memoSpecs(memo: FelixMemo | undefined, c: FelixChain): PolicyRule[] {
+  let specs = memo?.specs.get(c);
+  if (!specs) {
+    specs = felixSpecs(c.name, c.rules);
+    memo?.specs.set(c, specs);
+  }
+  return specs;
+}
+
+function memoChain(memo: FelixMemo | undefined, key: string, make: () => FelixChain): FelixChain {
+  if (!memo) return make();
+  let c = memo.chains.get(key);
+  if (!c) memo.chains.set(key, (c = make()));
+  return c;
+}
+
+/**
+ * Felix's filter table for a node: its pods (`nodePods`), every pod of the cluster and the
+ * policies; `memo` shares what does not depend on the node between calls for the same cluster
+ */
 export function felixFilter(
   input: PolicyInput,
   pods: readonly ResolvedPod[],
   nodePods: readonly ResolvedPod[],
+  memo?: FelixMemo,
 ): FelixFilter {
   const chains: FelixChain[] = staticChains();
   const byIface = new Map(nodePods.map((p) => [p.hostVeth, p]));
@@ -673,10 +738,12 @@ export function felixFilter(
     }
     for (const prof of profiles(pod)) profileNames.add(prof);
   }
-  for (const p of policies.values())
-    for (const dir of ['ingress', 'egress'] as const) chains.push(policyChain(input, pods, p, dir));
+  for (const [id, p] of policies)
+    for (const dir of ['ingress', 'egress'] as const)
+      chains.push(memoChain(memo, `policy ${id} ${dir}`, () => policyChain(input, pods, p, dir)));
   for (const prof of profileNames)
-    for (const dir of ['ingress', 'egress'] as const) chains.push(profileChain(prof, dir));
+    for (const dir of ['ingress', 'egress'] as const)
+      chains.push(memoChain(memo, `profile ${prof} ${dir}`, () => profileChain(prof, dir)));
 
   const insert = (['FORWARD', 'INPUT', 'OUTPUT'] as const).map((chain) => ({
     chain,
@@ -697,7 +764,7 @@ export function felixFilter(
   return {
     chains: chains
       .filter((c) => referenced.has(c.name))
-      .map((c) => ({ name: c.name, rules: felixSpecs(c.name, c.rules) })),
+      .map((c) => ({ name: c.name, rules: memoSpecs(memo, c) })),
     insert,
     append: felixSpecs('FORWARD', appendRules, 'FORWARD*appends*'),
   };

@@ -2050,12 +2050,20 @@ function randomProbability(r: Rule): number | undefined {
 
 /** the last rule of the path reached through `-m statistic --mode random` draws, with its probability */
 function randomChoice(ns: Netns, t: Traversal): NfDecision['choice'] {
+  // per chain of the path: how many of its first rules are known to draw nothing (each chain scanned once)
+  let plain: Map<string, number> | undefined;
   for (let k = t.path.length - 1; k >= 0; k--) {
     const hit = t.path[k];
     const rules = ns.netfilter.chain(t.table, hit.chain)?.rules ?? [];
     let probability = randomProbability(hit.rule) ?? 1;
     let random = probability !== 1;
-    for (let i = 0; i < hit.index - 1 && i < rules.length; i++) {
+    const before = Math.min(hit.index - 1, rules.length);
+    plain ??= new Map();
+    let n = plain.get(hit.chain) ?? 0;
+    while (n < before && randomProbability(rules[n]) === undefined) n++;
+    plain.set(hit.chain, n);
+    if (!random && n >= before) continue;
+    for (let i = 0; i < before; i++) {
       const q = randomProbability(rules[i]);
       if (q === undefined) continue;
       probability *= 1 - q;

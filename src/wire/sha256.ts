@@ -4,7 +4,7 @@
  * and felix's rule hashes (`base64.RawURLEncoding` of chained SHA-224s) and shortened chain names.
  */
 
-const K = new Uint32Array([
+const K = new Int32Array([
   0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98,
   0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786,
   0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8,
@@ -14,8 +14,6 @@ const K = new Uint32Array([
   0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
   0xc67178f2,
 ]);
-
-const rotr = (x: number, n: number) => (x >>> n) | (x << (32 - n));
 
 /** The Merkle–Damgård padding of SHA-1 and SHA-256: 0x80, zeros, the bit length (64-bit big-endian) */
 export function mdPad(data: Uint8Array): { padded: Uint8Array; dv: DataView } {
@@ -32,8 +30,13 @@ export function mdPad(data: Uint8Array): { padded: Uint8Array; dv: DataView } {
 /** the state words, big-endian: the digest */
 export function digestBytes(h: Uint32Array): Uint8Array {
   const out = new Uint8Array(h.length * 4);
-  const ov = new DataView(out.buffer);
-  for (let i = 0; i < h.length; i++) ov.setUint32(i * 4, h[i]);
+  for (let i = 0, j = 0; i < h.length; i++, j += 4) {
+    const x = h[i];
+    out[j] = x >>> 24;
+    out[j + 1] = x >>> 16;
+    out[j + 2] = x >>> 8;
+    out[j + 3] = x;
+  }
   return out;
 }
 
@@ -54,44 +57,82 @@ export function sha224(data: Uint8Array): Uint8Array {
   return compress(data, IV224).subarray(0, 28);
 }
 
+/** the message schedule and the padded message, reused: compress runs to completion before anyone else calls it */
+const W = new Int32Array(64);
+let PAD = new Uint8Array(256);
+
 function compress(data: Uint8Array, iv: readonly number[]): Uint8Array {
-  const { padded, dv } = mdPad(data);
-  const h = new Uint32Array(iv);
-  const w = new Uint32Array(64);
-  for (let off = 0; off < padded.length; off += 64) {
-    for (let i = 0; i < 16; i++) w[i] = dv.getUint32(off + i * 4);
+  // mdPad into the reused buffer: the data, 0x80, zeros, the bit length
+  const len = (((data.length + 8) >> 6) + 1) << 6;
+  if (PAD.length < len) PAD = new Uint8Array(len * 2);
+  const padded = PAD;
+  padded.set(data);
+  padded.fill(0, data.length, len);
+  padded[data.length] = 0x80;
+  const bitLen = data.length * 8;
+  const hi = Math.floor(bitLen / 2 ** 32);
+  const lo = bitLen >>> 0;
+  padded[len - 8] = hi >>> 24;
+  padded[len - 7] = hi >>> 16;
+  padded[len - 6] = hi >>> 8;
+  padded[len - 5] = hi;
+  padded[len - 4] = lo >>> 24;
+  padded[len - 3] = lo >>> 16;
+  padded[len - 2] = lo >>> 8;
+  padded[len - 1] = lo;
+  const w = W;
+  let h0 = iv[0] | 0;
+  let h1 = iv[1] | 0;
+  let h2 = iv[2] | 0;
+  let h3 = iv[3] | 0;
+  let h4 = iv[4] | 0;
+  let h5 = iv[5] | 0;
+  let h6 = iv[6] | 0;
+  let h7 = iv[7] | 0;
+  for (let off = 0; off < len; off += 64) {
+    for (let i = 0, j = off; i < 16; i++, j += 4)
+      w[i] = (padded[j] << 24) | (padded[j + 1] << 16) | (padded[j + 2] << 8) | padded[j + 3];
     for (let i = 16; i < 64; i++) {
-      const s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >>> 3);
-      const s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >>> 10);
-      w[i] = (w[i - 16] + s0 + w[i - 7] + s1) >>> 0;
+      const x = w[i - 15];
+      const y = w[i - 2];
+      const s0 = ((x >>> 7) | (x << 25)) ^ ((x >>> 18) | (x << 14)) ^ (x >>> 3);
+      const s1 = ((y >>> 17) | (y << 15)) ^ ((y >>> 19) | (y << 13)) ^ (y >>> 10);
+      w[i] = (w[i - 16] + s0 + w[i - 7] + s1) | 0;
     }
-    let [a, b, c, d, e, f, g, hh] = h;
+    let a = h0;
+    let b = h1;
+    let c = h2;
+    let d = h3;
+    let e = h4;
+    let f = h5;
+    let g = h6;
+    let hh = h7;
     for (let i = 0; i < 64; i++) {
-      const S1 = rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25);
+      const S1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7));
       const ch = (e & f) ^ (~e & g);
-      const t1 = (hh + S1 + ch + K[i] + w[i]) >>> 0;
-      const S0 = rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22);
+      const t1 = (hh + S1 + ch + K[i] + w[i]) | 0;
+      const S0 = ((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10));
       const maj = (a & b) ^ (a & c) ^ (b & c);
-      const t2 = (S0 + maj) >>> 0;
+      const t2 = (S0 + maj) | 0;
       hh = g;
       g = f;
       f = e;
-      e = (d + t1) >>> 0;
+      e = (d + t1) | 0;
       d = c;
       c = b;
       b = a;
-      a = (t1 + t2) >>> 0;
+      a = (t1 + t2) | 0;
     }
-    h[0] += a;
-    h[1] += b;
-    h[2] += c;
-    h[3] += d;
-    h[4] += e;
-    h[5] += f;
-    h[6] += g;
-    h[7] += hh;
+    h0 = (h0 + a) | 0;
+    h1 = (h1 + b) | 0;
+    h2 = (h2 + c) | 0;
+    h3 = (h3 + d) | 0;
+    h4 = (h4 + e) | 0;
+    h5 = (h5 + f) | 0;
+    h6 = (h6 + g) | 0;
+    h7 = (h7 + hh) | 0;
   }
-  return digestBytes(h);
+  return digestBytes(Uint32Array.of(h0, h1, h2, h3, h4, h5, h6, h7));
 }
 
 const B32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
@@ -129,6 +170,15 @@ export function base64Url(data: Uint8Array): string {
 
 /** UTF-8 bytes of a string */
 export function utf8(s: string): Uint8Array {
+  // ASCII (every rule, chain and interface name): one byte a character
+  const ascii = new Uint8Array(s.length);
+  let i = 0;
+  for (; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0x80) break;
+    ascii[i] = c;
+  }
+  if (i === s.length) return ascii;
   const out: number[] = [];
   for (const ch of s) {
     const c = ch.codePointAt(0)!;

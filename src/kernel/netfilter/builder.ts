@@ -222,13 +222,20 @@ export class RuleBuilder {
 
 /** a deep copy of plain data (objects, arrays, primitives) */
 export function clonePlain<T>(x: T): T {
-  if (Array.isArray(x)) return x.map(clonePlain) as T;
-  if (x && typeof x === 'object') {
-    const o: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(x)) if (v !== undefined) o[k] = clonePlain(v);
-    return o as T;
+  if (typeof x !== 'object' || x === null) return x;
+  if (Array.isArray(x)) {
+    const a = new Array<unknown>(x.length);
+    for (let i = 0; i < x.length; i++) a[i] = clonePlain(x[i]);
+    return a as T;
   }
-  return x;
+  // a plain object's own enumerable keys, in Object.entries' order (its prototype adds none)
+  const o: Record<string, unknown> = {};
+  const src = x as Record<string, unknown>;
+  for (const k in src) {
+    const v = src[k];
+    if (v !== undefined) o[k] = clonePlain(v);
+  }
+  return o as T;
 }
 
 /** xtables_options_fcheck: mandatory options, exclusions and requirements, in the table's order */

@@ -31,18 +31,38 @@ export interface Traversal {
   notrack?: boolean;
 }
 
+/** ip_packet_match's ifname compare: `cali+` is every name that starts with `cali` (no substring made per packet) */
 function matchIface(pattern: string, name: string | undefined): boolean {
   if (name === undefined) return false;
-  return pattern.endsWith('+') ? name.startsWith(pattern.slice(0, -1)) : pattern === name;
+  const last = pattern.length - 1;
+  if (pattern.charCodeAt(last) !== 0x2b) return pattern === name;
+  if (name.length < last) return false;
+  for (let i = 0; i < last; i++) if (pattern.charCodeAt(i) !== name.charCodeAt(i)) return false;
+  return true;
 }
 
-export function ruleMatches(r: Rule, p: PacketView, env: MatchEnv): boolean {
-  if (r.proto && (r.proto.v === 0 || r.proto.v === p.proto) === r.proto.neg) return false;
-  if (r.src && ((p.src & netMask(r.src.v)) >>> 0 === r.src.v.net) === r.src.neg) return false;
-  if (r.dst && ((p.dst & netMask(r.dst.v)) >>> 0 === r.dst.v.net) === r.dst.neg) return false;
+/**
+ * Does the rule match the packet: the header fields, then each match in order through its
+ * extension's test (MATCHES in matches.ts: a new match kind is one entry there). `chain` and
+ * `index` are the rule's place, set in env.pos for the matches that draw per rule (statistic).
+ */
+export function ruleMatches(r: Rule, p: PacketView, env: MatchEnv, chain = '', index = 0): boolean {
+  const proto = r.proto;
+  if (proto && (proto.v === 0 || proto.v === p.proto) === proto.neg) return false;
+  const src = r.src;
+  if (src && ((p.src & netMask(src.v)) >>> 0 === src.v.net) === src.neg) return false;
+  const dst = r.dst;
+  if (dst && ((p.dst & netMask(dst.v)) >>> 0 === dst.v.net) === dst.neg) return false;
   if (r.in && matchIface(r.in.v, p.in) === r.in.neg) return false;
   if (r.out && matchIface(r.out.v, p.out) === r.out.neg) return false;
-  for (const m of r.matches) if (!matchExt(m).test(m, p, env)) return false;
+  const ms = r.matches;
+  if (ms.length === 0) return true;
+  env.pos.chain = chain;
+  env.pos.index = index;
+  for (let i = 0; i < ms.length; i++) {
+    const m = ms[i];
+    if (!matchExt(m).test(m, p, env)) return false;
+  }
   return true;
 }
 
@@ -62,9 +82,7 @@ function walkChain(
   if (!chain || depth > MAX_DEPTH) return false;
   for (let i = 0; i < chain.rules.length; i++) {
     const r = chain.rules[i];
-    env.pos.chain = chainName;
-    env.pos.index = i + 1;
-    if (!ruleMatches(r, p, env)) continue;
+    if (!ruleMatches(r, p, env, chainName, i + 1)) continue;
     r.pkts++;
     r.bytes += p.len;
     const hit = { chain: chainName, index: i + 1, rule: r };

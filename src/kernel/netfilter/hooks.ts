@@ -130,7 +130,23 @@ class HookRun implements MatchEnv {
     return inetAddrType(this.ns, addr, dev);
   }
 
+  /** the view of the last table, and what it was made from: the next table reuses it while the packet, its entry and tracking are the same */
+  private last?: { view: PacketView; pkt: Ipv4Packet; ct?: CtResult; untracked?: boolean };
+
   view(): PacketView {
+    const skb = this.skb;
+    const last = this.last;
+    if (last && last.pkt === skb.pkt && last.ct === skb.ct && last.untracked === skb.untracked) {
+      // MARK of an earlier table is in skb.mark already; nothing else of the view changes
+      last.view.mark = skb.mark ?? 0;
+      return last.view;
+    }
+    const view = this.makeView();
+    this.last = { view, pkt: skb.pkt, ct: skb.ct, untracked: skb.untracked };
+    return view;
+  }
+
+  private makeView(): PacketView {
     const skb = this.skb;
     const p = skb.pkt;
     const pl = p.payload;

@@ -1,0 +1,34 @@
+/**
+ * CPU per warm walk on the seed cluster, in a process of its own: `node --import tsx
+ * bench/walk-cpu.ts [MODE] [WALKS] [TO]` (default calico-bgp, 20,000, pod-c). Like `npm run
+ * bench`'s warm case (one built cluster, a new connection each walk from sport 40000, request and
+ * reply recorded) with captures off, timed by process.cpuUsage() (user + system: the machine may be
+ * shared) after 300 warm-up walks. Prints one line: walks, CPU ms, µs per walk, walks per CPU second.
+ */
+import { seedCluster } from '../src/cluster/seed.ts';
+import { CNI_MODES, type CniMode } from '../src/cluster/spec.ts';
+import { buildCluster } from '../src/cni/build.ts';
+import { walk } from '../src/trace/walk.ts';
+
+const mode = (process.argv[2] ?? 'calico-bgp') as CniMode;
+const n = Number(process.argv[3] ?? 20000);
+const to = process.argv[4] ?? 'pod-c';
+if (!CNI_MODES.includes(mode) || !Number.isInteger(n) || n < 1 || n > 25000)
+  throw new Error('usage: walk-cpu.ts [MODE] [WALKS (1-25000)] [TO]');
+const c = buildCluster(seedCluster(), mode);
+c.world.capture = false;
+let sport = 40000;
+const once = () => {
+  const w = walk(c, { from: 'pod-a', to, proto: 'tcp', port: 8080, sport: sport++ });
+  if (w.request.disposition.kind !== 'delivered' || w.reply?.disposition.kind !== 'delivered')
+    throw new Error(`pod-a → ${to} was not delivered and answered`);
+};
+for (let i = 0; i < 300; i++) once();
+const c0 = process.cpuUsage();
+for (let i = 0; i < n; i++) once();
+const u = process.cpuUsage(c0);
+const ms = (u.user + u.system) / 1000;
+console.log(
+  `${mode} pod-a → ${to}: ${n} walks, ${ms.toFixed(0)} ms CPU, ${((ms * 1000) / n).toFixed(1)} µs a walk, ` +
+    `${((n * 1000) / ms).toFixed(0)} walks per CPU s`,
+);
