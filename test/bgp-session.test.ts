@@ -77,3 +77,19 @@ test('a DROP of tcp/179 on node1: the sessions stay up for the hold time, then g
     "BGP session node1 ↔ node3 is Idle (TCP 179 from node3 to node1: dropped by rule INPUT #1: -A INPUT -p tcp -m tcp --dport 179 -j DROP on node1): neither node has the other's pod routes",
   ]);
 });
+
+test("a peer's node down (its eth0 down): its peers' hold timers expire and they withdraw its block", () => {
+  const c = prepareCluster(seedCluster(), 'calico-bgp', ['node3: ip link set eth0 down']);
+  const t0 = c.world.now;
+  runUntil(c, t0 + 239 * SEC);
+  assert.equal(state(c, 'node1', 'node3').state, 'Established', 'before the hold time: still up');
+  runUntil(c, t0 + 241 * SEC);
+  for (const n of ['node1', 'node2']) {
+    const p = state(c, n, 'node3');
+    assert.notEqual(p.state, 'Established', `${n} → node3`);
+    assert.deepEqual(p.lastError, { code: BGP_ERROR.HOLD_TIMER_EXPIRED, subcode: 0, sent: true });
+    assert.doesNotMatch(ip(c, n, 'ip route'), /^10\.244\.2\.0\/26/m, `${n} withdrew node3's block`);
+  }
+  assert.equal(state(c, 'node1', 'node2').state, 'Established');
+  assert.match(ip(c, 'node1', 'ip route'), /^10\.244\.1\.0\/26 via 192\.168\.1\.11 /m);
+});
