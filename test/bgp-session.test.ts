@@ -14,6 +14,7 @@ import { walk, walkOk } from '../src/trace/walk.ts';
 import { BGP_ERROR } from '../src/wire/bgp.ts';
 import type { Cluster } from '../src/cni/build.ts';
 import { runChecks } from '../src/diagnose/checks.ts';
+import { loadCluster } from '../src/cluster/load.ts';
 
 const SEC = 1_000_000;
 const ip = (c: Cluster, node: string, cmd: string) => runCommand(c, node, cmd).stdout;
@@ -92,4 +93,34 @@ test("a peer's node down (its eth0 down): its peers' hold timers expire and they
   }
   assert.equal(state(c, 'node1', 'node2').state, 'Established');
   assert.match(ip(c, 'node1', 'ip route'), /^10\.244\.1\.0\/26 via 192\.168\.1\.11 /m);
+});
+
+test('no route to the peer (two subnets, no router): the session stays down and doctor says why', () => {
+  const yaml = `name: nogw
+cni: calico-bgp
+subnets:
+  - { name: lan0, cidr: 10.0.1.0/24 }
+  - { name: lan1, cidr: 10.0.2.0/24 }
+nodes:
+  - { name: n0, ip: 10.0.1.10/24, podCIDR: 10.244.0.0/24 }
+  - { name: n1, ip: 10.0.1.11/24, podCIDR: 10.244.1.0/24 }
+  - { name: n2, ip: 10.0.2.12/24, podCIDR: 10.244.2.0/24 }
+pods:
+  - { name: p0, node: n0 }
+`;
+  const c = prepareCluster(loadCluster(yaml, 'nogw.yaml'), 'calico-bgp');
+  assert.equal(state(c, 'n0', 'n1').state, 'Established', 'n0 and n1 share lan0');
+  // n2 connects to both (the higher address): connect() fails at once, Idle, Active for the delay
+  assert.equal(state(c, 'n2', 'n0').state, 'Active');
+  assert.equal(state(c, 'n0', 'n2').state, 'Active', 'n0 waits for n2 (passive)');
+  assert.deepEqual(
+    runChecks(c)
+      .flatMap((r) => r.findings)
+      .filter((f) => f.check === 'bgp-session')
+      .map((f) => f.message),
+    ['n0', 'n1'].map(
+      (n, i) =>
+        `BGP session ${n} ↔ n2 is Active (TCP 179 from n2 to ${n}: no route to 10.0.1.1${i}: connect() fails with ENETUNREACH on n2): neither node has the other's pod routes`,
+    ),
+  );
 });
