@@ -7,7 +7,8 @@
  */
 import type { ClusterSpec, CniMode, ExternalHostSpec, NodeSpec, PodSpec } from '../cluster/spec.ts';
 import { cidrText, coveringCidr, inPrefix, intToIp4, ip4ToInt, parseCidr } from '../wire/addr.ts';
-import { Mesh } from '../bgp/mesh.ts';
+import type { Mesh } from '../bgp/mesh.ts';
+import type { BgpDriver } from '../bgp/session.ts';
 import type { Netns } from '../kernel/objects.ts';
 import {
   addressAdd,
@@ -65,6 +66,8 @@ export interface Cluster {
   externalHosts: ResolvedExternalHost[];
   podMtu: number;
   mesh?: Mesh;
+  /** every node's BIRD, its sessions running over the datapath (calico-* modes) */
+  bgp?: BgpDriver;
   /**
    * How the node's pods are wired: `bridge` (cni0: flannel, and the calico-* modes with
    * `calicoLayout: bridge`) or `calico` (calico-node's cali* veths, proxy ARP, /32 routes)

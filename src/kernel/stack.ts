@@ -106,6 +106,28 @@ export interface TransportHandler {
   timer(ns: Netns, ev: TimerEvent): void;
 }
 
+/** What a socket of a process tells it (poll's events, read() of a stream socket) */
+export type AppSocketEvent =
+  /** connect() completed, or accept() returned a connection */
+  | { kind: 'connected' }
+  /** bytes read, in order */
+  | { kind: 'data'; data: Uint8Array }
+  /** read() returned 0: the peer's FIN */
+  | { kind: 'eof' }
+  /** the connection failed: connect() with its errno, or an open connection reset or timed out */
+  | { kind: 'error'; errno: string };
+
+/**
+ * A process of the model with sockets and timers (BIRD, src/bgp/session.ts): the kernel calls it
+ * back when one of its timers fires and when one of its sockets has something to say. Behaviour,
+ * not state: what it knows lives in plain data it owns.
+ */
+export interface App {
+  timer(ns: Netns, ev: Extract<TimerEvent, { kind: 'app' }>): void;
+  /** `conn`: the socket (a TcpConn of sockets.ts) */
+  socket(ns: Netns, conn: object, ev: AppSocketEvent): void;
+}
+
 /** Per-packet context carried along the path: where it came from, for ICMP errors and traces. */
 interface Skb {
   pkt: Ipv4Packet;
@@ -143,6 +165,8 @@ interface Backlogged {
 
 export class Stack {
   transport?: TransportHandler;
+  /** the processes with sockets and timers, by name (TimerEvent app, ListenSocket app) */
+  readonly apps = new Map<string, App>();
   /** terminal events of the packet being walked (ARP side-exchanges excluded) */
   terminals: Terminal[] = [];
   /** packets generated while walking (ICMP errors, socket replies); the walker turns each into a trace */
@@ -274,7 +298,8 @@ export class Stack {
     if (ev.kind === 'neigh') {
       const n = ns.neighbour(ev.ip, ev.dev);
       if (n) this.neighTimer(ns, n);
-    } else this.transport?.timer(ns, ev);
+    } else if (ev.kind === 'app') this.apps.get(ev.app)?.timer(ns, ev);
+    else this.transport?.timer(ns, ev);
   }
 
   /* ------------------------------------------------------------ routing */

@@ -15,7 +15,12 @@ export type TimerEvent =
   /** neigh_timer_handler of one neighbour entry */
   | { kind: 'neigh'; netns: string; ip: string; dev: string }
   /** tcp_write_timer → tcp_retransmit_timer of one connection */
-  | { kind: 'tcp-rto'; netns: string; local: string; lport: number; remote: string; rport: number };
+  | { kind: 'tcp-rto'; netns: string; local: string; lport: number; remote: string; rport: number }
+  /**
+   * a timer of a process running in the namespace (its poll timeout): `app` names the process
+   * (Stack.apps), `id` what the timer is for in it (the handler is the process's, not the kernel's)
+   */
+  | { kind: 'app'; netns: string; app: string; id: string };
 
 export interface Timer {
   /** µs on the simulated clock */
