@@ -122,10 +122,11 @@ export class BgpDriver implements App {
   /**
    * Let the sessions run until nothing is in flight and every session is either Established with
    * the peer's End-of-RIB in, or waiting for a timer after its first connection failed (a passive
-   * one: for its peer), or until `limitUs` passes.
+   * one: for its peer), or until `limitUs` passes. `quiet`: nobody traces or captures this
+   * traffic (the build: quiesce clears the captures), see runNetwork.
    * Returns the µs it took.
    */
-  converge(limitUs: number): number {
+  converge(limitUs: number, opts: { quiet?: boolean } = {}): number {
     const start = this.w.now;
     const all = this.all();
     // the sessions are checked from where the last check stopped: a settled one rarely unsettles,
@@ -149,7 +150,7 @@ export class BgpDriver implements App {
     };
     this.deferRib = true;
     try {
-      runNetwork(this.sockets, start + limitUs, settled);
+      runNetwork(this.sockets, start + limitUs, settled, opts);
     } finally {
       this.deferRib = false;
     }

@@ -297,13 +297,25 @@ export class BuildError extends Error {
   }
 }
 
+/** how a build runs (not what it builds: every option gives the same built state) */
+export interface BuildOptions {
+  /**
+   * the build's BGP traffic (BIRD's sessions converging): `quiet` (the default) walks it without
+   * keeping what only a trace reader needs (steps, captures: quiesce clears the captures anyway);
+   * `recorded` keeps them as any walk does: the reference test/bgp-quiet.test.ts compares with
+   */
+  bgpWalk?: 'quiet' | 'recorded';
+  /** called with the cluster as the build's BGP traffic left it, before quiesce clears what it left */
+  converged?: (c: Cluster) => void;
+}
+
 /**
  * Bring the cluster up as its CNI would. The spec's `run:` commands are not applied here: they
  * are commands of the emulated tools, a layer above (tools/index.ts prepareCluster).
  */
-export function buildCluster(spec: ClusterSpec, mode: CniMode = spec.cni): Cluster {
+export function buildCluster(spec: ClusterSpec, mode: CniMode = spec.cni, opts: BuildOptions = {}): Cluster {
   try {
-    return build(spec, mode);
+    return build(spec, mode, opts);
   } catch (e) {
     // a kernel refusal while programming the nodes is a cluster that cannot be brought up as described
     if (e instanceof NetlinkError)
@@ -314,7 +326,7 @@ export function buildCluster(spec: ClusterSpec, mode: CniMode = spec.cni): Clust
   }
 }
 
-function build(spec: ClusterSpec, mode: CniMode): Cluster {
+function build(spec: ClusterSpec, mode: CniMode, opts: BuildOptions): Cluster {
   // every name is a network namespace: segments, the router, nodes and pods share one namespace of names
   const names = [
     ...spec.subnets.map((s) => s.name),
@@ -476,7 +488,7 @@ function build(spec: ClusterSpec, mode: CniMode): Cluster {
       compiled.get(n.name),
       layout !== 'calico',
     );
-  programMode(cluster);
+  programMode(cluster, opts);
   // kube-proxy starts on each node once the CNI is up: localhost node ports need route_localnet
   if (kubeProxy)
     for (const n of nodes) {

@@ -62,7 +62,7 @@ import {
 import { derivedMac } from '../kernel/world.ts';
 import { hex, sha1 } from '../wire/sha1.ts';
 import { utf8 } from '../wire/sha256.ts';
-import type { Cluster, ResolvedNode } from './build.ts';
+import type { BuildOptions, Cluster, ResolvedNode } from './build.ts';
 
 export const VXLAN_OVERHEAD = 50; // outer Ethernet 14 + IP 20 + UDP 8 + VXLAN 8 (the inner Ethernet header replaces the outer one on the pod's budget)
 export const IPIP_OVERHEAD = 20;
@@ -229,7 +229,7 @@ export function quiesce(c: Cluster): void {
  * refuses is skipped, as flanneld and BIRD log the refusal and carry on (doctor's checks find
  * what is missing).
  */
-export function programMode(c: Cluster): void {
+export function programMode(c: Cluster, opts: BuildOptions = {}): void {
   const w = c.world;
   const mac = (...parts: string[]) => derivedMac([c.spec.name, ...parts].join('/'));
   const tryAdd = (fn: () => void) => {
@@ -388,7 +388,9 @@ export function programMode(c: Cluster): void {
       mesh.driven = true;
       c.bgp = driver;
       driver.start();
-      driver.converge(CONVERGE_LIMIT);
+      // nobody traces the build's BGP traffic, and quiesce clears its captures: walked quietly
+      driver.converge(CONVERGE_LIMIT, { quiet: opts.bgpWalk !== 'recorded' });
+      opts.converged?.(c);
       quiesce(c);
       break;
     }

@@ -14,16 +14,40 @@ import { Recorder } from './world.ts';
 export const GAP_US = 50;
 
 /** a fresh recorder for each packet or timer: whoever runs this reads state and sockets, not steps */
-function fresh(s: Sockets): void {
-  s.stack.w.rec = new Recorder(s.stack.w);
+function fresh(s: Sockets, keeps = true): void {
+  s.stack.w.rec = new Recorder(s.stack.w, keeps);
   s.stack.terminals = [];
 }
 
 /**
  * Let the hosts run until `done()` holds or the clock reaches `until` (µs), whichever comes
  * first; the clock then reads the time `done()` became true, or `until`.
+ *
+ * `quiet`: nobody reads the steps or captures of this run (a daemon's own traffic while the
+ * cluster is built: quiesce clears the captures after it). The packets are walked by the same
+ * code through the same hooks, routes, neighbours, counters and timers; only what a trace reader
+ * needs is not kept: steps and their counter lists (the recorder does not keep them) and the
+ * captured frames (capture is off for the run, and on again after it if it was).
  */
-export function runNetwork(s: Sockets, until: number, done: () => boolean = () => false): void {
+export function runNetwork(
+  s: Sockets,
+  until: number,
+  done: () => boolean = () => false,
+  opts: { quiet?: boolean } = {},
+): void {
+  const w = s.stack.w;
+  if (!opts.quiet) return loop(s, until, done, true);
+  const capture = w.capture;
+  w.capture = false;
+  try {
+    loop(s, until, done, false);
+  } finally {
+    w.capture = capture;
+    fresh(s);
+  }
+}
+
+function loop(s: Sockets, until: number, done: () => boolean, keeps: boolean): void {
   const stack = s.stack;
   const w = stack.w;
   while (!done()) {
@@ -34,10 +58,10 @@ export function runNetwork(s: Sockets, until: number, done: () => boolean = () =
         w.run(until);
         return;
       }
-      fresh(s);
+      fresh(s, keeps);
       w.run(at);
       const item = stack.queue.shift()!;
-      fresh(s);
+      fresh(s, keeps);
       s.send(w.ns(item.ns), item.pkt, item.role);
       continue;
     }
@@ -46,7 +70,7 @@ export function runNetwork(s: Sockets, until: number, done: () => boolean = () =
       w.run(until);
       return;
     }
-    fresh(s);
+    fresh(s, keeps);
     w.run(next);
   }
 }

@@ -202,7 +202,9 @@ export class Stack {
     ev: StepEvent,
     extra?: { device?: string; wire?: WireBytes },
   ): void {
-    this.w.rec.add({ kind, layer, netns: ns.name, action, ev, device: extra?.device, wire: extra?.wire });
+    const rec = this.w.rec;
+    if (rec.keeps)
+      rec.add({ kind, layer, netns: ns.name, action, ev, device: extra?.device, wire: extra?.wire });
   }
 
   /**
