@@ -135,10 +135,10 @@ export function newPeer(config: PeerConfig): Peer {
 
 /** The earliest running timer, in µs; undefined when none runs. */
 export function peerDeadline(p: Peer): number | undefined {
-  const ds = [p.connectRetryAt, p.holdAt, p.keepaliveAt, p.restartAt].filter(
-    (d): d is number => d !== undefined,
-  );
-  return ds.length ? Math.min(...ds) : undefined;
+  let d: number | undefined;
+  for (const t of [p.connectRetryAt, p.holdAt, p.keepaliveAt, p.restartAt])
+    if (t !== undefined && (d === undefined || t < d)) d = t;
+  return d;
 }
 
 /** The OPEN this peer sends: capabilities in the order BIRD 2 sends them (test/bgp-bird.test.ts). */
@@ -274,8 +274,24 @@ function go(s: Step, to: PeerState): void {
   s.peer.state = to;
 }
 
+/**
+ * The codecs of a session, each a pure function of the two OPENs: made once per OPEN received
+ * (the peer's OPEN is a new object each time one arrives) and this side's configuration
+ */
+const codecs = new WeakMap<BgpOpen, { config: PeerConfig; out: BgpCodec; in: BgpCodec }>();
+
+function sessionCodecs(config: PeerConfig, peerOpen: BgpOpen): { out: BgpCodec; in: BgpCodec } {
+  let c = codecs.get(peerOpen);
+  if (!c || c.config !== config) {
+    const mine = localOpen(config);
+    c = { config, out: bgpCodecFor(mine, peerOpen), in: bgpCodecFor(peerOpen, mine) };
+    codecs.set(peerOpen, c);
+  }
+  return c;
+}
+
 function codecOut(p: Peer): BgpCodec | undefined {
-  return p.peerOpen ? bgpCodecFor(localOpen(p.config), p.peerOpen) : undefined;
+  return p.peerOpen ? sessionCodecs(p.config, p.peerOpen).out : undefined;
 }
 
 function send(s: Step, msg: BgpMessage, now: number | undefined): void {
@@ -368,7 +384,7 @@ function receive(s: Step, data: Uint8Array, now: number): void {
       if (s.peer.state === 'Idle') return;
       const n = bgpFrameLength(buf, off, buf.length);
       if (n === undefined) break;
-      const codec = s.peer.peerOpen ? bgpCodecFor(s.peer.peerOpen, localOpen(s.peer.config)) : undefined;
+      const codec = s.peer.peerOpen ? sessionCodecs(s.peer.config, s.peer.peerOpen).in : undefined;
       const msg = parseBgp(buf, off, off + n, codec).repr;
       off += n;
       message(s, msg, now);
