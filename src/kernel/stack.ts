@@ -482,17 +482,23 @@ export class Stack {
    * resolves it (neigh_timer_handler sends the next probes and fails the queue). Returns the MAC
    * when the frame can leave now; undefined when it was queued (or dropped with the queue).
    */
-  private resolve(ns: Netns, dev: Link, nexthop: string, pkt: Ipv4Packet): MacAddr | undefined {
-    let n = ns.neighbour(nexthop, dev.name);
-    if (n && n.lladdr && NUD_VALID.includes(n.state)) {
+  /** the step of a neighbour lookup that found a valid entry (a copy of it as it was) */
+  private neighHit(ns: Netns, device: string, nexthop: string, n: NeighEntry): void {
+    if (this.w.rec.keeps)
       this.step(
         ns,
         'neigh',
         2,
         'lookup',
         { type: 'neigh', result: 'hit', nexthop, entry: { ...n } },
-        { device: dev.name },
+        { device },
       );
+  }
+
+  private resolve(ns: Netns, dev: Link, nexthop: string, pkt: Ipv4Packet): MacAddr | undefined {
+    let n = ns.neighbour(nexthop, dev.name);
+    if (n && n.lladdr && NUD_VALID.includes(n.state)) {
+      this.neighHit(ns, dev.name, nexthop, n);
       if (n.state !== 'REACHABLE' && n.state !== 'PERMANENT' && n.state !== 'NOARP')
         this.nud(ns, n).used = this.w.now;
       if (n.state === 'STALE') {
@@ -1032,7 +1038,8 @@ export class Stack {
 
   private txStep(ns: Netns, dev: Link, frame: Frame, bytes: WireBytes): void {
     this.capture(ns, dev, 'out', bytes);
-    this.step(ns, 'xmit', 2, 'tx', { type: 'xmit', frame }, { device: dev.name, wire: bytes });
+    if (this.w.rec.keeps)
+      this.step(ns, 'xmit', 2, 'tx', { type: 'xmit', frame }, { device: dev.name, wire: bytes });
   }
 
   /** netif_receive_skb: bridge port → bridge; else ARP or IPv4 when the frame is for this host */
@@ -1042,7 +1049,8 @@ export class Stack {
     dev.stats.rxPackets++;
     // vxlan_rcv counts from the inner IP header, every other device the whole frame
     dev.stats.rxBytes += dev.type === 'vxlan' ? bytes.length - 14 : bytes.length;
-    this.step(ns, 'rx', 2, 'rx', { type: 'rx', frame }, { device: dev.name, wire: bytes });
+    if (this.w.rec.keeps)
+      this.step(ns, 'rx', 2, 'rx', { type: 'rx', frame }, { device: dev.name, wire: bytes });
     if (dev.master) {
       const br = ns.link(dev.master);
       if (br && br.type === 'bridge') {
@@ -1144,14 +1152,7 @@ export class Stack {
     );
     const n = ns.neighbour(nexthop, br.name);
     if (n?.lladdr && (n.state === 'REACHABLE' || n.state === 'PERMANENT' || n.state === 'NOARP')) {
-      this.step(
-        ns,
-        'neigh',
-        2,
-        'lookup',
-        { type: 'neigh', result: 'hit', nexthop, entry: { ...n } },
-        { device: br.name },
-      );
+      this.neighHit(ns, br.name, nexthop, n);
       const out: Frame = { eth: { ...frame.eth, dst: n.lladdr }, payload: pkt };
       return this.bridgeFinish(ns, br, port, out, WireBytes.frame(out), fragMax, skb);
     }
@@ -1491,6 +1492,7 @@ export class Stack {
   }
 
   routeStep(ns: Netns, dst: string, rr: RouteResult, outer = false): void {
+    if (!this.w.rec.keeps) return;
     this.step(
       ns,
       'route',
@@ -1830,6 +1832,8 @@ export class Stack {
 
   /** one netfilter event as a step of the trace */
   private netfilterStep(ns: Netns, ev: NfEvent, dev?: string): void {
+    // what follows only makes the step's record (nfDecision and the rest read, never write)
+    if (!this.w.rec.keeps) return;
     switch (ev.kind) {
       case 'conntrack': {
         const res = ev.result;
