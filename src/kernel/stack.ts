@@ -789,7 +789,16 @@ export class Stack {
       const owner = ns.localAddress(arp.targetIp);
       const proxy = owner ? undefined : this.proxyArp(ns, dev, arp.senderIp, arp.targetIp);
       if ((!owner || owner.type === 'loopback') && !proxy) {
-        this.step(ns, 'arp', 2, 'ignore', { type: 'arp-ignore', target: arp.targetIp }, { device: dev.name });
+        // every host on the segment gets each broadcast request: the most frequent step of all
+        if (this.w.rec.keeps)
+          this.step(
+            ns,
+            'arp',
+            2,
+            'ignore',
+            { type: 'arp-ignore', target: arp.targetIp },
+            { device: dev.name },
+          );
         return;
       }
       // arp_process: the sender becomes a STALE neighbour (neigh_event_ns), then we answer from the receiving device
@@ -1275,21 +1284,22 @@ export class Stack {
     const dst = frame.eth.dst;
     if (dst === BROADCAST || isMulticast(dst)) {
       const ports = portsOf(ns, br);
-      this.step(
-        ns,
-        'bridge',
-        2,
-        'flood',
-        {
-          type: 'fdb-flood',
-          bridge: br.name,
-          mac: dst,
-          broadcast: true,
-          ports: ports.filter((p) => shouldDeliver(p, inPort)).map((p) => p.name),
-          toHost: !!inPort,
-        },
-        { device: br.name },
-      );
+      if (this.w.rec.keeps)
+        this.step(
+          ns,
+          'bridge',
+          2,
+          'flood',
+          {
+            type: 'fdb-flood',
+            bridge: br.name,
+            mac: dst,
+            broadcast: true,
+            ports: ports.filter((p) => shouldDeliver(p, inPort)).map((p) => p.name),
+            toHost: !!inPort,
+          },
+          { device: br.name },
+        );
       // br_handle_frame_finish: br_flood sends the copies out of the ports, then br_pass_frame_up
       // hands the frame to the host (synchronously: netif_receive_skb). A copy out of a veth port
       // reaches the peer through the backlog, after the host has answered: an ARP request answered
