@@ -33,6 +33,7 @@ import type { MatrixResult, Timing } from './matrix-one.ts';
 import { kernelBench, type KernelBench } from './kernel.ts';
 import type { ImportResult } from './import-one.ts';
 import type { SvcResult } from './svc-one.ts';
+import type { BgpResult } from './bgp-one.ts';
 
 const MEASURE_MS = Number(process.env.BENCH_MS ?? 1500);
 const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 250);
@@ -232,6 +233,41 @@ function child<T>(script: string, flags: string[], args: string[]): T {
 
 function runScale(nodes: number): BuildResult {
   return child('bench/build-one.ts', ['--expose-gc'], [String(nodes), String(PODS_PER_NODE)]);
+}
+
+/** node counts of the BGP mesh convergence runs (BENCH_BGP_SIZES) */
+const BGP_SIZES = (process.env.BENCH_BGP_SIZES ?? '30,100').split(',').map(Number);
+
+function runBgp(nodes: number): BgpResult {
+  return child('bench/bgp-one.ts', [], [String(nodes), '1']);
+}
+
+function bgpTable(rs: BgpResult[]): string {
+  return table(
+    [
+      'mesh',
+      'sessions (Established)',
+      'BGP messages, octets',
+      'connect()s',
+      'routes learned',
+      'proto bird routes in kernels',
+      'model time to converge',
+      'build CPU',
+      'CPU per session',
+    ],
+    rs.map((r) => [
+      `${fmt(r.nodes)} nodes`,
+      `${fmt(r.sessions)} (${fmt(r.established)})`,
+      `${fmt(r.messages)}, ${fmt(r.octets)}`,
+      fmt(r.connects),
+      fmt(r.routes),
+      `${fmt(r.kernelRoutes)} of ${fmt(r.expectedRoutes)}`,
+      `${fmt(r.simulatedUs / 1e6, 3)} s`,
+      `${fmt(r.buildCpuMs / 1000, 1)} s`,
+      `${fmt(r.buildCpuMs / r.sessions, 2)} ms`,
+    ]),
+    [1, 2, 3, 4, 5, 6, 7, 8],
+  );
 }
 
 function runMatrix(nodes: number): MatrixResult {
@@ -644,6 +680,11 @@ async function main(): Promise<void> {
       scaleFailed.push(`${fmt(n)} nodes × ${PODS_PER_NODE} pods: the process failed (${last})`);
     }
   }
+  const bgps: BgpResult[] = [];
+  for (const n of BGP_SIZES) {
+    process.stderr.write(`bgp: a ${n}-node calico-bgp mesh over the datapath (child process) …\n`);
+    bgps.push(runBgp(n));
+  }
   const matrices: MatrixResult[] = [];
   for (const n of SIZES) {
     process.stderr.write(`matrix: ${n} nodes × ${PODS_PER_NODE} pods, 50 policies (child process) …\n`);
@@ -798,6 +839,18 @@ sink that counts its bytes (what \`podwalk matrix > file\` writes). Wall time, a
 machine is shared: CPU time is what the run itself cost).
 
 ${matrixTable(matrices)}
+
+## BGP mesh convergence over the datapath
+
+Calico's node-to-node mesh (calico-bgp, bench/scale.ts's nodes on one segment, one pod each) as
+\`buildCluster\` runs it: every node's BIRD (src/bgp/session.ts) listens on tcp/179 and its sessions
+connect after Calico's connect delay (2 s), each a TCP connection of the model's kernel whose
+segments are walked through both nodes; the build ends when every session is Established with
+the peer's End-of-RIB, then clears what that traffic left (\`node --import tsx bench/bgp-one.ts N 1\`).
+Messages are OPEN, KEEPALIVE, one UPDATE and End-of-RIB per side: 8 per session, and the
+octets grow with the routes; the walks are O(sessions × (1 + routes per UPDATE segment)).
+
+${bgpTable(bgps)}
 
 ## Importing a dump set (--from)
 

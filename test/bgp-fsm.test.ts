@@ -103,13 +103,50 @@ test('an AS mismatch is an OPEN error: NOTIFICATION Bad Peer AS and both Idle', 
   });
 });
 
-test('no listener: Connect → Active, ConnectRetry every 5 s tries again, and a listener that comes up is reached', () => {
+test('no listener: Connect → Idle (RFC 4271 8.2.2, Event 18), and without automatic start it stays there', () => {
   const w = new Pair(cfgA, cfgB);
   w.feed(0, { kind: 'start' });
-  assert.equal(w.peers[0].state, 'Active');
-  assert.equal(peerDeadline(w.peers[0]), 5 * SEC);
+  assert.deepEqual(w.states[0], ['Connect', 'Idle']);
+  assert.equal(peerDeadline(w.peers[0]), undefined, 'no timer runs: the ConnectRetryTimer was stopped');
   w.feed(1, { kind: 'start' });
-  w.advance(5 * SEC);
+  w.advance(60 * SEC);
+  assert.equal(w.peers[0].state, 'Idle');
+});
+
+test("no listener, with BIRD's timers: Connect → Idle → Active, a new connection after the connect delay", () => {
+  const bird = { connectDelayTime: 2, errorWaitTime: [5, 30] as [number, number] };
+  const w = new Pair({ ...cfgA, ...bird }, { ...cfgB, ...bird });
+  w.feed(0, { kind: 'start' });
+  // BIRD's start: Active for the connect delay, then Connect; refused: Idle, Active again
+  assert.deepEqual(w.states[0], ['Active']);
+  assert.equal(peerDeadline(w.peers[0]), 2 * SEC);
+  w.advance(2 * SEC);
+  assert.deepEqual(w.states[0], ['Active', 'Connect', 'Idle', 'Active']);
+  assert.equal(peerDeadline(w.peers[0]), 4 * SEC);
+  w.feed(1, { kind: 'start' });
+  w.advance(4 * SEC);
   assert.equal(w.peers[0].state, 'Established');
   assert.equal(w.peers[1].state, 'Established');
+});
+
+test("BIRD's startup delay after an error: the session starts again error wait time (5 s) later", () => {
+  const bird = { connectDelayTime: 2, errorWaitTime: [5, 30] as [number, number] };
+  const w = new Pair({ ...cfgA, ...bird }, { ...cfgB, ...bird });
+  w.feed(1, { kind: 'start' });
+  w.feed(0, { kind: 'start' });
+  w.advance(2 * SEC);
+  assert.equal(w.peers[0].state, 'Established');
+  // the wire is cut: the hold timer expires 240 s after the last message received, Idle
+  w.cut = true;
+  const last = w.now;
+  w.advance(last + 240 * SEC);
+  assert.equal(w.peers[0].state, 'Idle');
+  assert.equal(w.peers[0].lastError?.code, BGP_ERROR.HOLD_TIMER_EXPIRED);
+  assert.equal(w.peers[0].startupDelay, 5);
+  assert.equal(peerDeadline(w.peers[0]), last + 245 * SEC, 'it starts again after the startup delay');
+  w.advance(last + 245 * SEC);
+  assert.equal(w.peers[0].state, 'Active', 'started again: Active for the connect delay');
+  w.advance(last + 247 * SEC);
+  // the cut wire refuses the connection: Idle, Active again (a socket error is no session error)
+  assert.notEqual(w.peers[0].state, 'Established');
 });

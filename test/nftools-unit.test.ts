@@ -47,8 +47,8 @@ IPv4 BGP status
 +--------------+-------------------+-------+----------+-------------+
 | PEER ADDRESS |     PEER TYPE     | STATE |  SINCE   |    INFO     |
 +--------------+-------------------+-------+----------+-------------+
-| 192.168.1.11 | node-to-node mesh | up    | 00:00:00 | Established |
-| 192.168.1.12 | node-to-node mesh | up    | 00:00:00 | Established |
+| 192.168.1.11 | node-to-node mesh | up    | 00:00:02 | Established |
+| 192.168.1.12 | node-to-node mesh | up    | 00:00:02 | Established |
 +--------------+-------------------+-------+----------+-------------+
 
 IPv6 BGP status
@@ -67,7 +67,8 @@ test('calicoctl node status: a session that is down, and where calico-node is no
     out,
     /^\| 192\.168\.1\.12 \| node-to-node mesh \| start \| 00:00:00 \| Active Socket: Connection refused \|$/m,
   );
-  assert.match(out, /^\| 192\.168\.1\.11 \| node-to-node mesh \| up {4}\| 00:00:00 \| Established {23}\|$/m);
+  // Established 2 s after BIRD started: its connect delay (Calico's `connect delay time 2`)
+  assert.match(out, /^\| 192\.168\.1\.11 \| node-to-node mesh \| up {4}\| 00:00:02 \| Established {23}\|$/m);
   for (const [mode, netns] of [
     ['flannel-vxlan', 'node1'],
     ['calico-bgp', 'pod-a'],

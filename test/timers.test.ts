@@ -42,7 +42,8 @@ describe('World: one clock, one timer queue', () => {
   test('timers fire in (time, arming order), each at its own time; run() leaves the clock at its end', () => {
     const w = new World('t');
     const fired: string[] = [];
-    w.onTimer = (ev) => fired.push(`${w.now}:${ev.kind === 'neigh' ? ev.ip : ev.local}`);
+    w.onTimer = (ev) =>
+      fired.push(`${w.now}:${ev.kind === 'neigh' ? ev.ip : ev.kind === 'tcp-rto' ? ev.local : ev.id}`);
     w.schedule(3 * S, { kind: 'neigh', netns: 'x', ip: 'c', dev: 'd' });
     w.schedule(1 * S, { kind: 'neigh', netns: 'x', ip: 'a', dev: 'd' });
     w.schedule(1 * S, { kind: 'neigh', netns: 'x', ip: 'b', dev: 'd' });

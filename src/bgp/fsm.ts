@@ -7,10 +7,20 @@
  * `peerDeadline(peer)` (there is no timer queue here). The transport carries octets: received
  * ones come in as `data` and are framed and decoded here, with the codec the OPENs negotiate.
  *
+ * A failed connection in Connect goes to Idle (RFC 4271 8.2.2, Event 18 without DelayOpen). What
+ * follows is BIRD's, when the configuration has its timers (`connectDelayTime`, `errorWaitTime`):
+ * a session still started goes on at once to Active and connects again after `connect delay time`
+ * (bgp_sock_err → bgp_conn_enter_idle_state → bgp_decision → bgp_active; BIRD's one connect timer
+ * is the delay in Active and the ConnectRetry timer in Connect), and a session that an error took
+ * down from OpenSent, OpenConfirm or Established starts again after BIRD's startup delay (`error
+ * wait time MIN,MAX`: MIN, doubled after each error up to MAX, back to MIN after 300 s without one:
+ * bgp_update_startup_delay). Without them the peer is RFC 4271's without automatic start: it
+ * stays Idle until started.
+ *
  * What it does not do (yet): collision detection between two connections to the same peer
  * (RFC 4271 6.8; Calico's mesh makes sessions one-way with `passive on`, so only one exists),
  * DelayOpen, damping, graceful restart (the capability is sent as BIRD sends it; a restart is not
- * kept through), and an automatic restart after an error (the peer stays Idle until started).
+ * kept through).
  */
 import {
   AFI_IPV4,
@@ -56,6 +66,10 @@ export interface PeerConfig {
   gracefulRestartTime: number;
   /** the prefixes announced when the session is Established (Calico: the node's IPAM blocks) */
   originates: string[];
+  /** BIRD's `connect delay time` (s): Active before each connection a session opens itself */
+  connectDelayTime?: number;
+  /** BIRD's `error wait time MIN,MAX` (s): the startup delay after an error */
+  errorWaitTime?: [number, number];
 }
 
 /** A route in the Adj-RIB-In: a prefix (and its path id under ADD-PATH) with its path attributes. */
@@ -73,12 +87,19 @@ export interface Peer {
   connectRetryAt?: number;
   holdAt?: number;
   keepaliveAt?: number;
+  /** BIRD's startup timer: the session starts again (after an error) */
+  restartAt?: number;
+  /** BIRD's startup delay (s) and when the last error happened (µs) */
+  startupDelay?: number;
+  lastErrorAt?: number;
   /** the negotiated hold time in seconds (0: no keepalives, no hold timer) */
   holdTime?: number;
   peerOpen?: BgpOpen;
   /** octets received and not yet a whole message */
   inbuf: Uint8Array;
   ribIn: PeerRoute[];
+  /** the peer's End-of-RIB came (RFC 4724): its whole table is in ribIn */
+  eorIn?: boolean;
   /** why the session last went to Idle */
   lastError?: { code: number; subcode: number; sent: boolean };
 }
@@ -114,8 +135,10 @@ export function newPeer(config: PeerConfig): Peer {
 
 /** The earliest running timer, in µs; undefined when none runs. */
 export function peerDeadline(p: Peer): number | undefined {
-  const ds = [p.connectRetryAt, p.holdAt, p.keepaliveAt].filter((d): d is number => d !== undefined);
-  return ds.length ? Math.min(...ds) : undefined;
+  let d: number | undefined;
+  for (const t of [p.connectRetryAt, p.holdAt, p.keepaliveAt, p.restartAt])
+    if (t !== undefined && (d === undefined || t < d)) d = t;
+  return d;
 }
 
 /** The OPEN this peer sends: capabilities in the order BIRD 2 sends them (test/bgp-bird.test.ts). */
@@ -158,27 +181,23 @@ export function localOpen(c: PeerConfig): BgpOpen {
 interface Step {
   peer: Peer;
   actions: PeerAction[];
+  /** µs of the input */
+  now: number;
 }
 
 /** Feeds one input at time `now` (µs). Never throws on what the peer sends: errors end the session. */
 export function stepPeer(peer: Peer, input: PeerInput, now: number): Step {
-  const s: Step = { peer: { ...peer }, actions: [] };
+  const s: Step = { peer: { ...peer }, actions: [], now };
   switch (input.kind) {
     case 'start':
-      if (s.peer.state === 'Idle') {
-        s.peer.lastError = undefined;
-        s.peer.connectRetryAt = now + s.peer.config.connectRetryTime * SEC;
-        if (s.peer.config.passive) go(s, 'Active');
-        else {
-          go(s, 'Connect');
-          s.actions.push({ kind: 'connect' });
-        }
-      }
+      if (s.peer.state === 'Idle') start(s, now);
       break;
     case 'stop':
       if (s.peer.state === 'OpenSent' || s.peer.state === 'OpenConfirm' || s.peer.state === 'Established')
         notify(s, BGP_ERROR.CEASE, BGP_CEASE.ADMINISTRATIVE_SHUTDOWN);
       down(s);
+      // ManualStop: no automatic start after it
+      s.peer.restartAt = undefined;
       break;
     case 'tcp-connected':
       if (s.peer.state === 'Connect' || s.peer.state === 'Active') {
@@ -190,8 +209,13 @@ export function stepPeer(peer: Peer, input: PeerInput, now: number): Step {
       } else s.actions.push({ kind: 'close' }); // a second connection: not ours to keep
       break;
     case 'tcp-failed':
-      if (s.peer.state === 'Connect') go(s, 'Active');
-      else if (s.peer.state !== 'Active' && s.peer.state !== 'Idle') down(s);
+      if (s.peer.state === 'Connect') {
+        // RFC 4271 8.2.2, Connect, TcpConnectionFails (no DelayOpen): ConnectRetryTimer stopped, Idle
+        s.peer.connectRetryAt = undefined;
+        go(s, 'Idle');
+        // BIRD: the session is still started: Active, a new connection after the connect delay
+        if (s.peer.config.connectDelayTime !== undefined) active(s, now);
+      } else if (s.peer.state !== 'Active' && s.peer.state !== 'Idle') down(s, true, true);
       break;
     case 'tcp-closed':
       if (s.peer.state === 'OpenSent') {
@@ -200,7 +224,7 @@ export function stepPeer(peer: Peer, input: PeerInput, now: number): Step {
         s.peer.connectRetryAt = now + s.peer.config.connectRetryTime * SEC;
         go(s, 'Active');
       } else if (s.peer.state !== 'Idle' && s.peer.state !== 'Connect' && s.peer.state !== 'Active')
-        down(s, false);
+        down(s, false, true);
       break;
     case 'data':
       receive(s, input.data, now);
@@ -223,13 +247,51 @@ export function stepPeer(peer: Peer, input: PeerInput, now: number): Step {
   return s;
 }
 
+/** Idle → started: passive, it waits in Active; otherwise it connects (with BIRD, after the connect delay) */
+function start(s: Step, now: number): void {
+  const p = s.peer;
+  p.lastError = undefined;
+  p.restartAt = undefined;
+  if (p.config.passive) {
+    p.connectRetryAt = now + p.config.connectRetryTime * SEC;
+    go(s, 'Active');
+  } else if (p.config.connectDelayTime !== undefined) active(s, now);
+  else {
+    p.connectRetryAt = now + p.config.connectRetryTime * SEC;
+    go(s, 'Connect');
+    s.actions.push({ kind: 'connect' });
+  }
+}
+
+/** BIRD's bgp_active: Active, the connect timer at the connect delay (at least 1 s) */
+function active(s: Step, now: number): void {
+  s.peer.connectRetryAt = now + Math.max(1, s.peer.config.connectDelayTime ?? 0) * SEC;
+  go(s, 'Active');
+}
+
 function go(s: Step, to: PeerState): void {
   if (s.peer.state !== to) s.actions.push({ kind: 'state', from: s.peer.state, to });
   s.peer.state = to;
 }
 
+/**
+ * The codecs of a session, each a pure function of the two OPENs: made once per OPEN received
+ * (the peer's OPEN is a new object each time one arrives) and this side's configuration
+ */
+const codecs = new WeakMap<BgpOpen, { config: PeerConfig; out: BgpCodec; in: BgpCodec }>();
+
+function sessionCodecs(config: PeerConfig, peerOpen: BgpOpen): { out: BgpCodec; in: BgpCodec } {
+  let c = codecs.get(peerOpen);
+  if (!c || c.config !== config) {
+    const mine = localOpen(config);
+    c = { config, out: bgpCodecFor(mine, peerOpen), in: bgpCodecFor(peerOpen, mine) };
+    codecs.set(peerOpen, c);
+  }
+  return c;
+}
+
 function codecOut(p: Peer): BgpCodec | undefined {
-  return p.peerOpen ? bgpCodecFor(localOpen(p.config), p.peerOpen) : undefined;
+  return p.peerOpen ? sessionCodecs(p.config, p.peerOpen).out : undefined;
 }
 
 function send(s: Step, msg: BgpMessage, now: number | undefined): void {
@@ -252,23 +314,49 @@ function notify(s: Step, code: number, subcode: number, data: Uint8Array = new U
   s.peer.lastError = { code, subcode, sent: true };
 }
 
-/** To Idle: close the connection, stop the timers, drop every route learned over the session. */
-function down(s: Step, close = true): void {
+/**
+ * To Idle: close the connection, stop the timers, drop every route learned over the session.
+ * `error`: an error took it down: with BIRD's error wait time, it starts again after the
+ * startup delay (bgp_update_startup_delay, error amnesia time 300 s).
+ */
+function down(s: Step, close = true, error: boolean | 'cease' = false): void {
   if (close && s.peer.state !== 'Idle' && s.peer.state !== 'Active') s.actions.push({ kind: 'close' });
   if (s.peer.ribIn.length) s.actions.push({ kind: 'rib', added: [], removed: s.peer.ribIn });
   s.peer.ribIn = [];
+  s.peer.eorIn = undefined;
   s.peer.connectRetryAt = s.peer.holdAt = s.peer.keepaliveAt = undefined;
   s.peer.holdTime = undefined;
   s.peer.peerOpen = undefined;
   s.peer.inbuf = new Uint8Array(0);
   go(s, 'Idle');
+  const wait = s.peer.config.errorWaitTime;
+  if (!error || !wait) return;
+  const errorAt = s.now;
+  const p = s.peer;
+  if (error === 'cease') {
+    p.restartAt = errorAt + (p.startupDelay ?? 0) * SEC;
+    return;
+  }
+  if (p.lastErrorAt !== undefined && errorAt - p.lastErrorAt >= ERROR_AMNESIA * SEC)
+    p.startupDelay = undefined;
+  p.lastErrorAt = errorAt;
+  p.startupDelay = p.startupDelay === undefined ? wait[0] : Math.min(2 * p.startupDelay, wait[1]);
+  p.restartAt = errorAt + p.startupDelay * SEC;
 }
+
+/** BIRD's `error forget time` default: an error older than this no longer lengthens the startup delay */
+const ERROR_AMNESIA = 300;
 
 function tick(s: Step, now: number): void {
   const p = s.peer;
+  if (p.restartAt !== undefined && now >= p.restartAt) {
+    if (p.state === 'Idle') start(s, now);
+    else p.restartAt = undefined;
+    return;
+  }
   if (p.holdAt !== undefined && now >= p.holdAt) {
     notify(s, BGP_ERROR.HOLD_TIMER_EXPIRED, 0);
-    down(s);
+    down(s, true, true);
     return;
   }
   if (p.keepaliveAt !== undefined && now >= p.keepaliveAt) {
@@ -296,7 +384,7 @@ function receive(s: Step, data: Uint8Array, now: number): void {
       if (s.peer.state === 'Idle') return;
       const n = bgpFrameLength(buf, off, buf.length);
       if (n === undefined) break;
-      const codec = s.peer.peerOpen ? bgpCodecFor(s.peer.peerOpen, localOpen(s.peer.config)) : undefined;
+      const codec = s.peer.peerOpen ? sessionCodecs(s.peer.config, s.peer.peerOpen).in : undefined;
       const msg = parseBgp(buf, off, off + n, codec).repr;
       off += n;
       message(s, msg, now);
@@ -304,7 +392,7 @@ function receive(s: Step, data: Uint8Array, now: number): void {
   } catch (e) {
     if (!(e instanceof BgpWireError)) throw e;
     notify(s, e.code, e.subcode, e.data);
-    down(s);
+    down(s, true, true);
     return;
   }
   s.peer.inbuf = buf.slice(off);
@@ -312,14 +400,16 @@ function receive(s: Step, data: Uint8Array, now: number): void {
 
 function fsmError(s: Step): void {
   notify(s, BGP_ERROR.FSM, 0);
-  down(s);
+  down(s, true, true);
 }
 
 function message(s: Step, m: BgpMessage, now: number): void {
   const p = s.peer;
   if (m.kind === 'notification') {
     p.lastError = { code: m.code, subcode: m.subcode, sent: false };
-    down(s, false);
+    // a Cease is the peer's choice, not an error of the session: BIRD starts again without a
+    // longer startup delay (bgp_rx_notification updates it for the other codes only)
+    down(s, false, m.code !== BGP_ERROR.CEASE ? true : 'cease');
     s.actions.push({ kind: 'close' });
     return;
   }
@@ -329,7 +419,7 @@ function message(s: Step, m: BgpMessage, now: number): void {
       const err = checkOpen(p.config, m);
       if (err) {
         notify(s, BGP_ERROR.OPEN_MESSAGE, err.subcode, err.data);
-        down(s);
+        down(s, true, true);
         return;
       }
       p.peerOpen = m;
@@ -380,6 +470,10 @@ const routeKey = (r: { prefix: string; pathId?: number }) => `${r.prefix}#${r.pa
 
 function update(s: Step, u: BgpUpdate): void {
   const p = s.peer;
+  if (!u.withdrawn.length && !u.attrs.length && !u.nlri.length) {
+    p.eorIn = true;
+    return;
+  }
   const removed: PeerRoute[] = [];
   const added: PeerRoute[] = [];
   const byKey = new Map(p.ribIn.map((r) => [routeKey(r), r]));
@@ -395,7 +489,7 @@ function update(s: Step, u: BgpUpdate): void {
   if (u.nlri.length && !nh) {
     // RFC 4271 6.3: NEXT_HOP is mandatory when there is NLRI
     notify(s, BGP_ERROR.UPDATE_MESSAGE, BGP_UPDATE_ERROR.MISSING_WELL_KNOWN_ATTRIBUTE, Uint8Array.of(3));
-    down(s);
+    down(s, true, true);
     return;
   }
   for (const n of u.nlri) {

@@ -5,11 +5,15 @@
  * resolved recursively through the kernel table (`gateway recursive`), as Calico's bird.cfg does.
  */
 import { inPrefix, ip4ToInt } from '../wire/addr.ts';
+import type { PeerRoute, PeerState } from './fsm.ts';
 
 export interface BgpSession {
   a: string;
   b: string;
-  state: 'Established' | 'Idle' | 'Active' | 'Connect';
+  /** Established when both sides are; otherwise the state of the side that is not (a's first) */
+  state: PeerState;
+  /** each side's FSM state, by node, once the sessions run over the datapath (session.ts) */
+  sides?: Record<string, PeerState>;
   /** µs of the last state change */
   since: number;
   /** the node whose BIRD has the session disabled (`birdc disable`): it sends nothing, the other side's connections are reset */
@@ -42,6 +46,13 @@ export class Mesh {
   private readonly bySpeaker: { peer: BgpSpeaker; session: BgpSession }[][];
   /** the speakers' addresses as numbers (is a peer on my subnet?) */
   private readonly addr: Map<BgpSpeaker, number>;
+  /**
+   * Adj-RIB-In of each side (`node\0peer`) when the sessions run over the datapath (session.ts
+   * keeps it); without it, an Established session carries the peer's originated prefixes
+   */
+  readonly ribIn = new Map<string, PeerRoute[]>();
+  /** whether the sessions run over the datapath (ribIn is what was received) */
+  driven = false;
 
   constructor(
     readonly speakers: BgpSpeaker[],
@@ -70,6 +81,22 @@ export class Mesh {
     return this.bySpeaker[i][j < i ? j : j - 1].session;
   }
 
+  /** one side's FSM changed state (session.ts): the pair's state follows */
+  sideChanged(node: string, peer: string, to: PeerState, now: number): void {
+    const s = this.session(node, peer);
+    if (!s) return;
+    const sides = (s.sides ??= { [s.a]: 'Idle', [s.b]: 'Idle' });
+    sides[node] = to;
+    const state =
+      sides[s.a] === 'Established' && sides[s.b] === 'Established'
+        ? 'Established'
+        : sides[s.a] !== 'Established'
+          ? sides[s.a]
+          : sides[s.b];
+    if (state !== s.state) s.since = now;
+    s.state = state;
+  }
+
   peersOf(node: string): { peer: BgpSpeaker; session: BgpSession }[] {
     const i = this.index.get(node);
     return i === undefined ? [] : [...this.bySpeaker[i]];
@@ -83,6 +110,16 @@ export class Mesh {
     const mine = this.addr.get(me)!;
     const out: LearnedRoute[] = [];
     for (const { peer, session } of this.bySpeaker[i]) {
+      if (this.driven) {
+        for (const r of this.ribIn.get(`${node}\0${peer.node}`) ?? [])
+          out.push({
+            prefix: r.prefix,
+            nextHop: r.nextHop,
+            from: peer.node,
+            direct: inPrefix(mine, ip4ToInt(r.nextHop), me.len),
+          });
+        continue;
+      }
       if (session.state !== 'Established') continue;
       const direct = inPrefix(mine, this.addr.get(peer)!, me.len);
       for (const prefix of peer.originates) out.push({ prefix, nextHop: peer.ip, from: peer.node, direct });

@@ -7,7 +7,8 @@
  */
 import type { ClusterSpec, CniMode, ExternalHostSpec, NodeSpec, PodSpec } from '../cluster/spec.ts';
 import { cidrText, coveringCidr, inPrefix, intToIp4, ip4ToInt, parseCidr } from '../wire/addr.ts';
-import { Mesh } from '../bgp/mesh.ts';
+import type { Mesh } from '../bgp/mesh.ts';
+import type { BgpDriver } from '../bgp/session.ts';
 import type { Netns } from '../kernel/objects.ts';
 import {
   addressAdd,
@@ -65,6 +66,8 @@ export interface Cluster {
   externalHosts: ResolvedExternalHost[];
   podMtu: number;
   mesh?: Mesh;
+  /** every node's BIRD, its sessions running over the datapath (calico-* modes) */
+  bgp?: BgpDriver;
   /**
    * How the node's pods are wired: `bridge` (cni0: flannel, and the calico-* modes with
    * `calicoLayout: bridge`) or `calico` (calico-node's cali* veths, proxy ARP, /32 routes)
@@ -310,13 +313,25 @@ export class BuildError extends Error {
   }
 }
 
+/** how a build runs (not what it builds: every option gives the same built state) */
+export interface BuildOptions {
+  /**
+   * the build's BGP traffic (BIRD's sessions converging): `quiet` (the default) walks it without
+   * keeping what only a trace reader needs (steps, captures: quiesce clears the captures anyway);
+   * `recorded` keeps them as any walk does: the reference test/bgp-quiet.test.ts compares with
+   */
+  bgpWalk?: 'quiet' | 'recorded';
+  /** called with the cluster as the build's BGP traffic left it, before quiesce clears what it left */
+  converged?: (c: Cluster) => void;
+}
+
 /**
  * Bring the cluster up as its CNI would. The spec's `run:` commands are not applied here: they
  * are commands of the emulated tools, a layer above (tools/index.ts prepareCluster).
  */
-export function buildCluster(spec: ClusterSpec, mode: CniMode = spec.cni): Cluster {
+export function buildCluster(spec: ClusterSpec, mode: CniMode = spec.cni, opts: BuildOptions = {}): Cluster {
   try {
-    return build(spec, mode);
+    return build(spec, mode, opts);
   } catch (e) {
     // a kernel refusal while programming the nodes is a cluster that cannot be brought up as described
     if (e instanceof NetlinkError)
@@ -327,7 +342,7 @@ export function buildCluster(spec: ClusterSpec, mode: CniMode = spec.cni): Clust
   }
 }
 
-function build(spec: ClusterSpec, mode: CniMode): Cluster {
+function build(spec: ClusterSpec, mode: CniMode, opts: BuildOptions): Cluster {
   // every name is a network namespace: segments, the router, nodes and pods share one namespace of names
   const names = [
     ...spec.subnets.map((s) => s.name),
@@ -489,7 +504,7 @@ function build(spec: ClusterSpec, mode: CniMode): Cluster {
       compiled.get(n.name),
       layout !== 'calico',
     );
-  programMode(cluster);
+  programMode(cluster, opts);
   // kube-proxy starts on each node once the CNI is up: localhost node ports need route_localnet
   if (kubeProxy)
     for (const n of nodes) {

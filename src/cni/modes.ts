@@ -49,9 +49,13 @@ import {
   type RibRoute,
 } from '../bgp/krt.ts';
 import { nodeBlocks } from './ipam.ts';
+import { BgpDriver } from '../bgp/session.ts';
+import type { PeerConfig } from '../bgp/fsm.ts';
 import {
   addressAdd,
   fdbAdd,
+  fdbFlushDynamic,
+  neighFlush,
   linkAdd,
   linkSetUp,
   neighAdd,
@@ -63,7 +67,7 @@ import {
 import { derivedMac } from '../kernel/world.ts';
 import { hex, sha1 } from '../wire/sha1.ts';
 import { utf8 } from '../wire/sha256.ts';
-import type { Cluster, ResolvedNode } from './build.ts';
+import type { BuildOptions, Cluster, ResolvedNode } from './build.ts';
 
 export const VXLAN_OVERHEAD = 50; // outer Ethernet 14 + IP 20 + UDP 8 + VXLAN 8 (the inner Ethernet header replaces the outer one on the pod's budget)
 export const IPIP_OVERHEAD = 20;
@@ -172,12 +176,74 @@ export function bgpOriginates(c: Cluster, node: ResolvedNode): string[] {
   return c.layout === 'calico' ? nodeBlocks(c, node.name) : [node.podCIDR];
 }
 
+/** Calico's AS of the node-to-node mesh (BGPConfiguration asNumber default) */
+export const CALICO_AS = 64512;
+/** BIRD's default hold time (Calico's template sets none): 240 s, keepalives every 80 s */
+export const BIRD_HOLD_TIME = 240;
+/** Calico's template as the lab's BIRD has it (src/lab/bird.ts): `connect retry time 5`, `connect delay time 2`, `error wait time 5,30` */
+export const CALICO_CONNECT_RETRY = 5;
+export const CALICO_CONNECT_DELAY = 2;
+export const CALICO_ERROR_WAIT: [number, number] = [5, 30];
+/** how long the build lets the mesh run at most before the cluster counts as up (µs) */
+const CONVERGE_LIMIT = 10_000_000;
+
+/**
+ * A mesh session as Calico's template configures it on the node `me` toward `peer` (bird.cfg:
+ * `passive on` toward a higher address, compared as strings by confd; add paths on; graceful
+ * restart 120; the timers as lab/bird.ts writes them).
+ */
+export function meshPeerConfig(me: string, peer: string, originates: string[]): PeerConfig {
+  return {
+    localAs: CALICO_AS,
+    localId: me,
+    localAddress: me,
+    peerAs: CALICO_AS,
+    peerAddress: peer,
+    holdTime: BIRD_HOLD_TIME,
+    connectRetryTime: CALICO_CONNECT_RETRY,
+    passive: peer > me,
+    addPath: true,
+    gracefulRestartTime: 120,
+    originates,
+    connectDelayTime: CALICO_CONNECT_DELAY,
+    errorWaitTime: CALICO_ERROR_WAIT,
+  };
+}
+
+/**
+ * Once the mesh has converged, what BGP's own traffic left is cleared as `lab up` clears it in the
+ * lab (host.ts quiesce): non-permanent neighbours, the bridges' learned FDB entries, conntrack; and
+ * the counters are counted from here, as the lab counts nstat from its baseline: the MIB, the
+ * links' statistics and the netfilter counters (the real tools' goldens were recorded without BGP
+ * traffic), and the captures. The sessions, their sockets and timers stay.
+ */
+export function quiesce(c: Cluster): void {
+  const w = c.world;
+  for (const ns of w.netns.values()) {
+    neighFlush(ns);
+    for (const l of ns.links.values()) {
+      if (l.type === 'bridge') fdbFlushDynamic(ns, l.name);
+      const st = l.stats;
+      st.rxPackets = st.rxBytes = st.rxDropped = st.txPackets = st.txBytes = st.txDropped = 0;
+    }
+    for (const t of ns.netfilter.tables.values())
+      for (const ch of t.values()) {
+        ch.pkts = ch.bytes = 0;
+        for (const r of ch.rules) r.pkts = r.bytes = 0;
+      }
+    ns.conntrack.flush();
+    ns.mib.clear();
+    ns.arpStats.resFailed = ns.arpStats.unresDiscards = 0;
+  }
+  w.captures.length = 0;
+}
+
 /**
  * Program every node as the mode's daemon would. A route, neighbour or FDB entry the kernel
  * refuses is skipped, as flanneld and BIRD log the refusal and carry on (doctor's checks find
  * what is missing).
  */
-export function programMode(c: Cluster): void {
+export function programMode(c: Cluster, opts: BuildOptions = {}): void {
   const w = c.world;
   const mac = (...parts: string[]) => derivedMac([c.spec.name, ...parts].join('/'));
   const tryAdd = (fn: () => void) => {
@@ -267,17 +333,20 @@ export function programMode(c: Cluster): void {
               ...kernelRoutes(w.ns(n.name)),
             ]
           : [];
+      const originates = new Map(
+        c.nodes.map((n) => [
+          n.name,
+          c.layout === 'calico'
+            ? calicoExport(locRib(own(n)), c.clusterCidr, nodeBlocks(c, n.name))
+            : [n.podCIDR],
+        ]),
+      );
+      const down = c.spec.bgp
+        .filter((s) => s.state === 'down')
+        .map((s) => ({ a: s.nodes[0], b: s.nodes[1] }));
       const mesh = new Mesh(
-        c.nodes.map((n) => ({
-          node: n.name,
-          ip: n.addr,
-          len: n.len,
-          originates:
-            c.layout === 'calico'
-              ? calicoExport(locRib(own(n)), c.clusterCidr, nodeBlocks(c, n.name))
-              : [n.podCIDR],
-        })),
-        c.spec.bgp.filter((s) => s.state === 'down').map((s) => ({ a: s.nodes[0], b: s.nodes[1] })),
+        c.nodes.map((n) => ({ node: n.name, ip: n.addr, len: n.len, originates: originates.get(n.name)! })),
+        down,
       );
       c.mesh = mesh;
       const ipip = c.mode !== 'calico-bgp';
@@ -291,7 +360,10 @@ export function programMode(c: Cluster): void {
         }
       // each node's BIRD: the sessions' routes in its table, written to the kernel by its kernel
       // protocol (Calico's BIRD 1.6 fork: no metric); the tunnel is calico_kernel_programming's krt_tunnel
-      for (const n of c.nodes) {
+      const krts = new Map(c.nodes.map((n) => [n.name, kernelProtocol(0)]));
+      const byName = new Map(c.nodes.map((n) => [n.name, n]));
+      const sync = (name: string) => {
+        const n = byName.get(name)!;
         const sub = c.spec.subnets.find((s) => s.name === n.subnet);
         const rib: RibRoute[] = own(n);
         for (const r of mesh.learned(n.name)) {
@@ -307,8 +379,33 @@ export function programMode(c: Cluster): void {
           if (dest)
             rib.push({ prefix: r.prefix, proto: meshProtocolName(r.nextHop), preference: PREF_BGP, dest });
         }
-        krtSync(w.ns(n.name), kernelProtocol(0), locRib(rib));
-      }
+        krtSync(w.ns(n.name), krts.get(n.name)!, locRib(rib));
+      };
+      for (const n of c.nodes) sync(n.name);
+      // BIRD starts on every node and its sessions run over the datapath until the mesh converged
+      const isDown = new Set(down.flatMap((d) => [`${d.a}\0${d.b}`, `${d.b}\0${d.a}`]));
+      const driver = new BgpDriver(
+        c.sockets,
+        c.nodes.map((n) => ({
+          node: n.name,
+          peers: c.nodes
+            .filter((o) => o !== n)
+            .map((o) => ({
+              peerNode: o.name,
+              disabled: isDown.has(`${n.name}\0${o.name}`),
+              config: meshPeerConfig(n.addr, o.addr, originates.get(n.name)!),
+            })),
+        })),
+        sync,
+        mesh,
+      );
+      mesh.driven = true;
+      c.bgp = driver;
+      driver.start();
+      // nobody traces the build's BGP traffic, and quiesce clears its captures: walked quietly
+      driver.converge(CONVERGE_LIMIT, { quiet: opts.bgpWalk !== 'recorded' });
+      opts.converged?.(c);
+      quiesce(c);
       break;
     }
     case 'calico-vxlan':

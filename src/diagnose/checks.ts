@@ -9,6 +9,9 @@ import type { Cluster, ResolvedNode, ResolvedPod } from '../cni/build.ts';
 import { formatRoute, type Route } from '../kernel/fib.ts';
 import type { Link, Netns } from '../kernel/objects.ts';
 import { inPrefix, ip4ToInt, networkOf, parseCidr } from '../wire/addr.ts';
+import { BGP_PORT } from '../wire/index.ts';
+import { walk } from '../trace/walk.ts';
+import { dropText } from '../render/step.ts';
 
 export const CHECKS = [
   'pod-mtu',
@@ -309,14 +312,16 @@ export function runChecks(c: Cluster): CheckResult[] {
   }
 
   for (const s of c.mesh?.sessions ?? [])
-    if (s.state !== 'Established')
+    if (s.state !== 'Established') {
+      const why = bgpCause(c, s.a, s.b);
       add({
         check: 'bgp-session',
         severity: 'problem',
         netns: s.a,
-        message: `BGP session ${s.a} ↔ ${s.b} is ${s.state}: neither node has the other's pod routes`,
+        message: `BGP session ${s.a} ↔ ${s.b} is ${s.state}${why ? ` (${why})` : ''}: neither node has the other's pod routes`,
         fix: `check TCP 179 between ${s.a} and ${s.b} and calico-node on both (calicoctl node status)`,
       });
+    }
 
   // duplicate MACs within one L2 domain (a bridge with its ports and what is behind them, or
   // the VXLAN overlay of one VNI); the same MAC in two separate domains is harmless
@@ -443,4 +448,32 @@ export function describeCheck(k: CheckName): string {
     case 'link-down':
       return 'eth0, cni0, the tunnel device and every veth are up';
   }
+}
+
+/**
+ * Why a mesh session that runs over the datapath is not Established: what its BIRDs last saw (an
+ * error in a NOTIFICATION, Bad Peer AS in an OPEN), else what the connection to the passive side's
+ * port 179 meets: a probe SYN from the side that connects is walked, and the drop that stops it or
+ * its SYN-ACK (a netfilter rule, no route, a link down) is the cause. A session the cluster file
+ * marks down has none to find (undefined).
+ */
+function bgpCause(c: Cluster, a: string, b: string): string | undefined {
+  const drv = c.bgp;
+  if (!drv) return undefined;
+  const side = (x: string, y: string) => drv.all().find((s) => s.node === x && s.peerNode === y);
+  const sa = side(a, b);
+  const sb = side(b, a);
+  if (!sa || !sb || sa.disabled || sb.disabled) return undefined;
+  const err = [sa, sb].find((s) => s.peer.lastError)?.peer.lastError;
+  // RFC 4271 6.2: OPEN error, Bad Peer AS
+  if (err && err.code === 2 && err.subcode === 2)
+    return 'AS mismatch: an OPEN named another AS than configured';
+  const from = sa.peer.config.passive ? sb : sa;
+  const to = from === sa ? sb : sa;
+  const w = walk(c, { from: from.node, to: to.peer.config.localAddress, proto: 'tcp', port: BGP_PORT });
+  for (const t of [w.request, w.reply])
+    if (t?.disposition.kind === 'dropped')
+      return `TCP ${BGP_PORT} from ${from.node} to ${to.node}: ${t === w.reply ? 'the SYN-ACK ' : ''}${dropText(t.disposition.drop)} on ${t.disposition.netns}`;
+  if (err) return `the last error: code ${err.code}/${err.subcode} ${err.sent ? 'sent' : 'received'}`;
+  return undefined;
 }

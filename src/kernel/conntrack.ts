@@ -267,6 +267,13 @@ export class Conntrack {
     if (e.confirmed && t < this.nextExpiry) this.nextExpiry = t;
   }
 
+  /** `conntrack -F`: every entry goes */
+  flush(): void {
+    this.entries.length = 0;
+    this.index.clear();
+    this.nextExpiry = Infinity;
+  }
+
   expire(now: number): void {
     if (now < this.nextExpiry) return;
     let next = Infinity;

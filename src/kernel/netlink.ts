@@ -958,7 +958,25 @@ export function neighDel(ns: Netns, ip: string, devName: string): void {
   ns.neigh.remove(n);
 }
 
+/**
+ * `ip neigh flush all`: every entry that is neither PERMANENT nor NOARP goes (neigh_flush_dev
+ * as RTM_DELNEIGH walks it), with its timer state
+ */
+export function neighFlush(ns: Netns): void {
+  for (const n of [...ns.neigh.list()]) {
+    if (n.state === 'PERMANENT' || n.state === 'NOARP') continue;
+    ns.neigh.remove(n);
+    ns.nud.delete(`${n.ip}|${n.dev}`);
+  }
+}
+
 /* ------------------------------------------------------------------ FDB */
+
+/** `bridge fdb flush dev BRIDGE dynamic`: the entries the bridge learned */
+export function fdbFlushDynamic(ns: Netns, bridge: string): void {
+  const br = ns.link(bridge);
+  if (br?.type === 'bridge') br.fdb.removeWhere((e) => e.state === 'dynamic');
+}
 
 /** NUD_* of an FDB request, as `bridge fdb` builds it */
 export interface FdbState {

@@ -227,6 +227,8 @@ export interface ListenSocket {
   addr: Ipv4Addr;
   /** listen() backlog; the model's listeners are podwalk's own (the lab's listen(64)) */
   backlog?: number;
+  /** the process (Stack.apps) that accepts its connections and reads and writes them itself */
+  app?: string;
 }
 
 /** the backlog of podwalk's listeners (ss shows it as a LISTEN socket's Send-Q) */

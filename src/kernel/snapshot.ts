@@ -652,11 +652,14 @@ export function worldFromData(d: unknown): World {
     t.num('at');
     t.int('seq');
     const e = Fields.of(t.o.ev, t.path('ev'));
-    const kind = e.oneOf('kind', ['neigh', 'tcp-rto']);
+    const kind = e.oneOf('kind', ['neigh', 'tcp-rto', 'app']);
     if (!w.netns.has(e.str('netns'))) fail(e.path('netns'), `no namespace "${String(e.o.netns)}"`);
     if (kind === 'neigh') {
       e.ip('ip');
       e.str('dev');
+    } else if (kind === 'app') {
+      e.str('app');
+      e.str('id');
     } else {
       e.ip('local');
       e.ip('remote');

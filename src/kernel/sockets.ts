@@ -15,7 +15,7 @@ import {
   type TcpOptions,
 } from '../wire/types.ts';
 import { tcpConnKey, type Link, type Netns } from './objects.ts';
-import { loopbackRoute, type Stack, type TransportHandler } from './stack.ts';
+import { loopbackRoute, type AppSocketEvent, type Stack, type TransportHandler } from './stack.ts';
 import type { PacketRole, SegmentInfo, SendCall } from './events.ts';
 import type { CtResult } from './conntrack.ts';
 import type { TimerEvent } from './world.ts';
@@ -106,6 +106,11 @@ export interface TcpConn {
   timeWaitAt?: number;
   /** the bytes the application received, in order */
   rcvd?: Uint8Array[];
+  /**
+   * the process (Stack.apps) that owns the socket: it reads and writes the stream itself and is
+   * told of what happens to it (AppSocketEvent); no HTTP-like answer or close of its own
+   */
+  app?: string;
 }
 
 export type SockErrno =
@@ -425,7 +430,7 @@ export class Sockets implements TransportHandler {
     dport: number,
     sport: number,
     request: Uint8Array,
-    opts: { timers?: boolean } = {},
+    opts: { timers?: boolean; app?: string } = {},
   ): TcpConn | undefined {
     const mtu = this.routeMtu(ns, dst);
     const rr = this.stack.routeOutput(ns, dst);
@@ -456,6 +461,7 @@ export class Sockets implements TransportHandler {
       ofo: new Map(),
       pushed: false,
       done: false,
+      ...(opts.app ? { app: opts.app } : {}),
     };
     this.w.rec.add({
       kind: 'socket',
@@ -487,7 +493,7 @@ export class Sockets implements TransportHandler {
       c.rto = TCP_TIMEOUT_INIT;
       c.retransmits = 0;
       c.backoff = 0;
-      c.rcvd = [];
+      if (!c.app) c.rcvd = [];
       this.armRto(ns, c);
     }
     return c;
@@ -678,8 +684,47 @@ export class Sockets implements TransportHandler {
   /** tcp_done: the connection is closed; a handshake that never finished counts as a failed attempt */
   private tcpDone(ns: Netns, c: TcpConn): void {
     if (c.state === 'SYN_SENT' || c.state === 'SYN_RECV') this.stack.mib(ns, 'TcpAttemptFails');
+    const was = c.state;
     c.state = 'CLOSED';
     c.rtoAt = undefined;
+    // a request that never became a connection was never the process's (no accept())
+    if (was !== 'SYN_RECV' && was !== 'CLOSED')
+      this.tell(ns, c, { kind: 'error', errno: c.err ?? 'ECONNRESET' });
+  }
+
+  /** what a process's socket tells it (after the kernel's own state change) */
+  private tell(ns: Netns, c: TcpConn, ev: AppSocketEvent): void {
+    if (c.app) this.stack.apps.get(c.app)?.socket(ns, c, ev);
+  }
+
+  /** listen() on a TCP port for a process: it accepts the connections and reads them itself */
+  listen(ns: Netns, port: number, app: string): void {
+    ns.sockets.push({ proto: 'tcp', port, addr: '0.0.0.0', app });
+  }
+
+  /** write() on a process's established connection: the bytes leave in MSS-sized segments */
+  write(ns: Netns, c: TcpConn, data: Uint8Array): void {
+    if (c.state !== 'ESTABLISHED' && c.state !== 'CLOSE_WAIT') return;
+    c.toSend = data;
+    this.sendData(c, ns);
+  }
+
+  /**
+   * close() by a process: a connection still opening is dropped (its SYNs stop); an open one sends
+   * its FIN (tcp_close: FIN_WAIT1, or LAST_ACK after the peer's FIN)
+   */
+  close(ns: Netns, c: TcpConn): void {
+    c.app = undefined;
+    if (c.state === 'SYN_SENT' || c.state === 'SYN_RECV') {
+      c.state = 'CLOSED';
+      c.rtoAt = undefined;
+      return;
+    }
+    if (c.state !== 'ESTABLISHED' && c.state !== 'CLOSE_WAIT') return;
+    c.state = c.state === 'ESTABLISHED' ? 'FIN_WAIT1' : 'LAST_ACK';
+    const fin = this.segment(c, { fin: true, ack: true }, new Uint8Array(0), this.tsOpt(c));
+    c.sndNxt = (c.sndNxt + 1) >>> 0;
+    this.stack.queue.push({ ns: ns.name, pkt: fin, role: { kind: 'fin' } });
   }
 
   /** the application closes a connection that is still opening (curl giving up): tcp_close of SYN_SENT */
@@ -863,7 +908,7 @@ export class Sockets implements TransportHandler {
       const listener = ns.sockets.find(
         (s) => s.proto === 'tcp' && s.port === tcp.dstPort && (s.addr === '0.0.0.0' || s.addr === pkt.ip.dst),
       );
-      if (f.syn && !f.ack && listener) return this.acceptSyn(ns, dev, pkt);
+      if (f.syn && !f.ack && listener) return this.acceptSyn(ns, dev, pkt, listener.app);
       if (f.rst)
         return this.stack.deliver(ns, dev.name, to, { what: 'tcp', port, seg, event: 'rst-no-conn' }, 4);
       this.stack.mib(ns, 'TcpOutRsts');
@@ -927,6 +972,7 @@ export class Sockets implements TransportHandler {
       this.stack.deliver(ns, dev.name, to, { what: 'tcp', port, seg, event: 'established', from: before }, 4);
       reply({ ack: true }, new Uint8Array(0), { kind: 'ack' });
       if (conn.toSend.length) this.sendData(conn, ns);
+      this.tell(ns, conn, { kind: 'connected' });
       return;
     }
     if (conn.state === 'SYN_RECV' && f.syn && !f.ack) {
@@ -946,6 +992,7 @@ export class Sockets implements TransportHandler {
       conn.rtoAt = undefined;
       conn.state = 'ESTABLISHED';
       this.stack.count(ns, 'TcpPassiveOpens');
+      this.tell(ns, conn, { kind: 'connected' });
     }
     if (f.ack && seqAfter(tcp.ack, conn.sndUna)) {
       conn.sndUna = tcp.ack;
@@ -969,10 +1016,13 @@ export class Sockets implements TransportHandler {
       return;
     }
     let pushedNow = false;
+    /** what a process reads now (the segment and what it let out of the out-of-order queue) */
+    const read: Uint8Array[] = [];
     if (data.length) {
       conn.rcvNxt = (conn.rcvNxt + data.length) >>> 0;
       conn.received += data.length;
       conn.rcvd?.push(data);
+      read.push(data);
       pushedNow = !!f.psh;
       // the gap is filled: queued segments follow in order
       for (let next = conn.ofo.get(conn.rcvNxt); next; next = conn.ofo.get(conn.rcvNxt)) {
@@ -980,6 +1030,7 @@ export class Sockets implements TransportHandler {
         conn.rcvNxt = (conn.rcvNxt + next.data.length) >>> 0;
         conn.received += next.data.length;
         conn.rcvd?.push(next.data);
+        read.push(next.data);
         pushedNow ||= next.psh;
       }
       if (pushedNow) conn.pushed = true;
@@ -1001,6 +1052,15 @@ export class Sockets implements TransportHandler {
     );
     // quickack at the start of a connection: data is acknowledged at once, before the application reacts
     if (data.length && !f.fin) reply({ ack: true }, new Uint8Array(0), { kind: 'ack' });
+    if (conn.app) {
+      // a process's stream: it reads what came, and closes on EOF itself (the FIN is acknowledged)
+      for (const d of read) this.tell(ns, conn, { kind: 'data', data: d });
+      if (f.fin && (conn.state === 'CLOSE_WAIT' || conn.state === 'TIME_WAIT')) {
+        reply({ ack: true }, new Uint8Array(0), { kind: 'ack' });
+        if (conn.state === 'CLOSE_WAIT') this.tell(ns, conn, { kind: 'eof' });
+      }
+      return;
+    }
     if (conn.role === 'server' && data.length && conn.pushed && !conn.done) {
       // the application has the whole request (the stream carried its PSH): it answers
       conn.done = true;
@@ -1102,7 +1162,7 @@ export class Sockets implements TransportHandler {
   }
 
   /** a listener gets a SYN: SYN-ACK (tcp_conn_request) */
-  private acceptSyn(ns: Netns, dev: Link, pkt: Ipv4Packet): void {
+  private acceptSyn(ns: Netns, dev: Link, pkt: Ipv4Packet, app: string | undefined): void {
     if (pkt.payload.kind !== 'tcp') return;
     const { tcp } = pkt.payload;
     const mtu = this.routeMtu(ns, pkt.ip.src);
@@ -1138,6 +1198,7 @@ export class Sockets implements TransportHandler {
       ofo: new Map(),
       pushed: false,
       done: false,
+      ...(app ? { app } : {}),
     };
     this.addConn(c);
     this.stack.deliver(

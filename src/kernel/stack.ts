@@ -106,6 +106,28 @@ export interface TransportHandler {
   timer(ns: Netns, ev: TimerEvent): void;
 }
 
+/** What a socket of a process tells it (poll's events, read() of a stream socket) */
+export type AppSocketEvent =
+  /** connect() completed, or accept() returned a connection */
+  | { kind: 'connected' }
+  /** bytes read, in order */
+  | { kind: 'data'; data: Uint8Array }
+  /** read() returned 0: the peer's FIN */
+  | { kind: 'eof' }
+  /** the connection failed: connect() with its errno, or an open connection reset or timed out */
+  | { kind: 'error'; errno: string };
+
+/**
+ * A process of the model with sockets and timers (BIRD, src/bgp/session.ts): the kernel calls it
+ * back when one of its timers fires and when one of its sockets has something to say. Behaviour,
+ * not state: what it knows lives in plain data it owns.
+ */
+export interface App {
+  timer(ns: Netns, ev: Extract<TimerEvent, { kind: 'app' }>): void;
+  /** `conn`: the socket (a TcpConn of sockets.ts) */
+  socket(ns: Netns, conn: object, ev: AppSocketEvent): void;
+}
+
 /** Per-packet context carried along the path: where it came from, for ICMP errors and traces. */
 interface Skb {
   pkt: Ipv4Packet;
@@ -143,6 +165,8 @@ interface Backlogged {
 
 export class Stack {
   transport?: TransportHandler;
+  /** the processes with sockets and timers, by name (TimerEvent app, ListenSocket app) */
+  readonly apps = new Map<string, App>();
   /** terminal events of the packet being walked (ARP side-exchanges excluded) */
   terminals: Terminal[] = [];
   /** packets generated while walking (ICMP errors, socket replies); the walker turns each into a trace */
@@ -178,7 +202,9 @@ export class Stack {
     ev: StepEvent,
     extra?: { device?: string; wire?: WireBytes },
   ): void {
-    this.w.rec.add({ kind, layer, netns: ns.name, action, ev, device: extra?.device, wire: extra?.wire });
+    const rec = this.w.rec;
+    if (rec.keeps)
+      rec.add({ kind, layer, netns: ns.name, action, ev, device: extra?.device, wire: extra?.wire });
   }
 
   /**
@@ -274,7 +300,8 @@ export class Stack {
     if (ev.kind === 'neigh') {
       const n = ns.neighbour(ev.ip, ev.dev);
       if (n) this.neighTimer(ns, n);
-    } else this.transport?.timer(ns, ev);
+    } else if (ev.kind === 'app') this.apps.get(ev.app)?.timer(ns, ev);
+    else this.transport?.timer(ns, ev);
   }
 
   /* ------------------------------------------------------------ routing */
@@ -455,17 +482,23 @@ export class Stack {
    * resolves it (neigh_timer_handler sends the next probes and fails the queue). Returns the MAC
    * when the frame can leave now; undefined when it was queued (or dropped with the queue).
    */
-  private resolve(ns: Netns, dev: Link, nexthop: string, pkt: Ipv4Packet): MacAddr | undefined {
-    let n = ns.neighbour(nexthop, dev.name);
-    if (n && n.lladdr && NUD_VALID.includes(n.state)) {
+  /** the step of a neighbour lookup that found a valid entry (a copy of it as it was) */
+  private neighHit(ns: Netns, device: string, nexthop: string, n: NeighEntry): void {
+    if (this.w.rec.keeps)
       this.step(
         ns,
         'neigh',
         2,
         'lookup',
         { type: 'neigh', result: 'hit', nexthop, entry: { ...n } },
-        { device: dev.name },
+        { device },
       );
+  }
+
+  private resolve(ns: Netns, dev: Link, nexthop: string, pkt: Ipv4Packet): MacAddr | undefined {
+    let n = ns.neighbour(nexthop, dev.name);
+    if (n && n.lladdr && NUD_VALID.includes(n.state)) {
+      this.neighHit(ns, dev.name, nexthop, n);
       if (n.state !== 'REACHABLE' && n.state !== 'PERMANENT' && n.state !== 'NOARP')
         this.nud(ns, n).used = this.w.now;
       if (n.state === 'STALE') {
@@ -756,7 +789,16 @@ export class Stack {
       const owner = ns.localAddress(arp.targetIp);
       const proxy = owner ? undefined : this.proxyArp(ns, dev, arp.senderIp, arp.targetIp);
       if ((!owner || owner.type === 'loopback') && !proxy) {
-        this.step(ns, 'arp', 2, 'ignore', { type: 'arp-ignore', target: arp.targetIp }, { device: dev.name });
+        // every host on the segment gets each broadcast request: the most frequent step of all
+        if (this.w.rec.keeps)
+          this.step(
+            ns,
+            'arp',
+            2,
+            'ignore',
+            { type: 'arp-ignore', target: arp.targetIp },
+            { device: dev.name },
+          );
         return;
       }
       // arp_process: the sender becomes a STALE neighbour (neigh_event_ns), then we answer from the receiving device
@@ -1005,7 +1047,8 @@ export class Stack {
 
   private txStep(ns: Netns, dev: Link, frame: Frame, bytes: WireBytes): void {
     this.capture(ns, dev, 'out', bytes);
-    this.step(ns, 'xmit', 2, 'tx', { type: 'xmit', frame }, { device: dev.name, wire: bytes });
+    if (this.w.rec.keeps)
+      this.step(ns, 'xmit', 2, 'tx', { type: 'xmit', frame }, { device: dev.name, wire: bytes });
   }
 
   /** netif_receive_skb: bridge port → bridge; else ARP or IPv4 when the frame is for this host */
@@ -1015,7 +1058,8 @@ export class Stack {
     dev.stats.rxPackets++;
     // vxlan_rcv counts from the inner IP header, every other device the whole frame
     dev.stats.rxBytes += dev.type === 'vxlan' ? bytes.length - 14 : bytes.length;
-    this.step(ns, 'rx', 2, 'rx', { type: 'rx', frame }, { device: dev.name, wire: bytes });
+    if (this.w.rec.keeps)
+      this.step(ns, 'rx', 2, 'rx', { type: 'rx', frame }, { device: dev.name, wire: bytes });
     if (dev.master) {
       const br = ns.link(dev.master);
       if (br && br.type === 'bridge') {
@@ -1117,14 +1161,7 @@ export class Stack {
     );
     const n = ns.neighbour(nexthop, br.name);
     if (n?.lladdr && (n.state === 'REACHABLE' || n.state === 'PERMANENT' || n.state === 'NOARP')) {
-      this.step(
-        ns,
-        'neigh',
-        2,
-        'lookup',
-        { type: 'neigh', result: 'hit', nexthop, entry: { ...n } },
-        { device: br.name },
-      );
+      this.neighHit(ns, br.name, nexthop, n);
       const out: Frame = { eth: { ...frame.eth, dst: n.lladdr }, payload: pkt };
       return this.bridgeFinish(ns, br, port, out, WireBytes.frame(out), fragMax, skb);
     }
@@ -1247,21 +1284,22 @@ export class Stack {
     const dst = frame.eth.dst;
     if (dst === BROADCAST || isMulticast(dst)) {
       const ports = portsOf(ns, br);
-      this.step(
-        ns,
-        'bridge',
-        2,
-        'flood',
-        {
-          type: 'fdb-flood',
-          bridge: br.name,
-          mac: dst,
-          broadcast: true,
-          ports: ports.filter((p) => shouldDeliver(p, inPort)).map((p) => p.name),
-          toHost: !!inPort,
-        },
-        { device: br.name },
-      );
+      if (this.w.rec.keeps)
+        this.step(
+          ns,
+          'bridge',
+          2,
+          'flood',
+          {
+            type: 'fdb-flood',
+            bridge: br.name,
+            mac: dst,
+            broadcast: true,
+            ports: ports.filter((p) => shouldDeliver(p, inPort)).map((p) => p.name),
+            toHost: !!inPort,
+          },
+          { device: br.name },
+        );
       // br_handle_frame_finish: br_flood sends the copies out of the ports, then br_pass_frame_up
       // hands the frame to the host (synchronously: netif_receive_skb). A copy out of a veth port
       // reaches the peer through the backlog, after the host has answered: an ARP request answered
@@ -1464,6 +1502,7 @@ export class Stack {
   }
 
   routeStep(ns: Netns, dst: string, rr: RouteResult, outer = false): void {
+    if (!this.w.rec.keeps) return;
     this.step(
       ns,
       'route',
@@ -1803,6 +1842,8 @@ export class Stack {
 
   /** one netfilter event as a step of the trace */
   private netfilterStep(ns: Netns, ev: NfEvent, dev?: string): void {
+    // what follows only makes the step's record (nfDecision and the rest read, never write)
+    if (!this.w.rec.keeps) return;
     switch (ev.kind) {
       case 'conntrack': {
         const res = ev.result;

@@ -15,7 +15,12 @@ export type TimerEvent =
   /** neigh_timer_handler of one neighbour entry */
   | { kind: 'neigh'; netns: string; ip: string; dev: string }
   /** tcp_write_timer → tcp_retransmit_timer of one connection */
-  | { kind: 'tcp-rto'; netns: string; local: string; lport: number; remote: string; rport: number };
+  | { kind: 'tcp-rto'; netns: string; local: string; lport: number; remote: string; rport: number }
+  /**
+   * a timer of a process running in the namespace (its poll timeout): `app` names the process
+   * (Stack.apps), `id` what the timer is for in it (the handler is the process's, not the kernel's)
+   */
+  | { kind: 'app'; netns: string; app: string; id: string };
 
 export interface Timer {
   /** µs on the simulated clock */
@@ -139,9 +144,17 @@ export class Recorder {
   private aux: string | undefined = undefined;
   part?: string;
 
-  constructor(private readonly world: World) {}
+  constructor(
+    private readonly world: World,
+    /**
+     * false: nobody reads this recorder (a daemon's own traffic while nobody traces or captures):
+     * steps and counters are not kept; the walk and every state it changes are the same
+     */
+    readonly keeps = true,
+  ) {}
 
-  add(s: StepInput): Step {
+  add(s: StepInput): void {
+    if (!this.keeps) return;
     // one class for every step (absent fields are undefined): the recorder is on the hot path
     const step = new RecordedStep(
       this.steps.length + 1,
@@ -158,12 +171,11 @@ export class Recorder {
     );
     this.steps.push(step);
     this.mark = this.counters.length;
-    return step;
   }
 
   /** a counter rose */
   counter(e: CounterEvent): void {
-    this.counters.push(e);
+    if (this.keeps) this.counters.push(e);
   }
 
   /** the counters that rose since the last step */

@@ -6,7 +6,7 @@
 
 import { meshProtocolName } from '../bgp/krt.ts';
 import type { Cluster } from '../cni/build.ts';
-import { bgpOriginates } from '../cni/modes.ts';
+import { bgpOriginates, CALICO_AS } from '../cni/modes.ts';
 import { birdBlocks } from '../tools/birdc.ts';
 
 /** a node of the mesh: its name, its address (router id and session source) and its IPAM block */
@@ -28,7 +28,7 @@ export interface BirdOptions {
   disabled?: readonly string[];
 }
 
-export const CALICO_AS = 64512;
+export { CALICO_AS };
 export const CALICO_POOL = '10.244.0.0/16';
 
 /**

@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildCluster, type Cluster } from '../cni/build.ts';
+import { quiesce } from '../cni/modes.ts';
 import { loadDumps } from '../collect/load.ts';
 import { importCluster } from '../import/index.ts';
 import { labCollect } from './collect.ts';
@@ -106,6 +107,8 @@ export function applyFault(sim: Cluster, fault: Fault | undefined): (imported: C
   const before = birdRoutes(sim);
   apply(sim, 'model');
   if (!fault?.command.startsWith('birdc ')) return (c) => apply(c, 'imported model');
+  // the lab clears what BGP's messages left after a birdc command (labQuiesce): so does the model
+  quiesce(sim);
   const withdrawn = before.filter(([netns, r]) => !birdRoutes(sim).some(([n, x]) => n === netns && x === r));
   return (c) => {
     for (const [netns, r] of withdrawn) apply(c, 'imported model', `ip route del ${r}`, netns);

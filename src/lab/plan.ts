@@ -232,8 +232,9 @@ export function planLab(c: Cluster): LabPlan {
     const save = iptablesSave(ns.netfilter);
     if (save) add(ns, ['ip', 'netns', 'exec', n, 'iptables-restore'], save);
   }
+  // a process's own listener (BIRD's tcp/179) is the real process's in the lab, not podwalk's listener
   const listeners = all.flatMap((ns) =>
-    ns.sockets.map((s) => ({ netns: ns.name, proto: s.proto, port: s.port })),
+    ns.sockets.filter((s) => !s.app).map((s) => ({ netns: ns.name, proto: s.proto, port: s.port })),
   );
   const bridges = all.flatMap((ns) =>
     [...ns.links.values()].filter((l) => l.type === 'bridge').map((l) => ({ netns: ns.name, name: l.name })),

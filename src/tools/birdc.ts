@@ -19,7 +19,6 @@ import { meshProtocolName } from '../bgp/krt.ts';
 import type { Cluster, ResolvedNode } from '../cni/build.ts';
 import { bgpOriginates } from '../cni/modes.ts';
 import { routePrefix } from '../kernel/fib.ts';
-import { NetlinkError, routeDel } from '../kernel/netlink.ts';
 import { carrierOk } from '../kernel/links.ts';
 import { cidrText, ip4ToInt, networkOf } from '../wire/addr.ts';
 import { EPOCH_US, type Tool, type ToolResult } from './types.ts';
@@ -89,9 +88,13 @@ function bgpInfo(s: BgpSession, me: BgpSpeaker, peer: BgpSpeaker): { state: stri
     return peer.ip > me.ip
       ? { state: 'start', info: pad('Active') + 'Socket: Connection reset by peer' }
       : { state: 'start', info: pad('Passive') };
-  switch (s.state) {
+  switch (s.sides?.[me.node] ?? s.state) {
     case 'Established':
       return { state: 'up', info: pad('Established') };
+    case 'OpenSent':
+      return { state: 'start', info: pad('OpenSent') };
+    case 'OpenConfirm':
+      return { state: 'start', info: pad('OpenConfirm') };
     case 'Active':
       return { state: 'start', info: pad('Active') + 'Socket: Connection refused' };
     case 'Connect':
@@ -284,21 +287,10 @@ function disable(c: Cluster, node: ResolvedNode, name: string): ToolResult {
   const session = mesh.session(node.name, p.peer.node)!;
   if (session.disabledBy === node.name)
     return { stdout: `${HEADER}${name}: already disabled\n`, stderr: '', code: 0 };
-  const learned = new Map([node.name, p.peer.node].map((n) => [n, mesh.learned(n)]));
-  const up = session.state === 'Established';
-  session.state = 'Idle';
+  // BIRD stops the protocol: a NOTIFICATION Cease over the session, which the peer reads and drops
+  // the session too; each side's kernel protocol withdraws what it learned over it
+  c.bgp?.disable(node.name, p.peer.ip);
   session.disabledBy = node.name;
-  session.since = c.world.now;
-  if (up)
-    for (const [n, before] of learned) {
-      const other = n === node.name ? p.peer.node : node.name;
-      for (const r of before.filter((x) => x.from === other))
-        try {
-          routeDel(c.world.ns(n), r.prefix, { proto: 'bird' });
-        } catch (e) {
-          if (!(e instanceof NetlinkError)) throw e;
-        }
-    }
   return { stdout: `${HEADER}${name}: disabled\n`, stderr: '', code: 0 };
 }
 

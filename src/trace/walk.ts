@@ -7,6 +7,7 @@ import { HEADLESS, type ServicePortInfo } from '../proxy/services.ts';
 import { asciiBytes } from '../kernel/sockets.ts';
 import type { Terminal } from '../kernel/stack.ts';
 import { Recorder } from '../kernel/world.ts';
+import { GAP_US } from '../kernel/exchange.ts';
 import { isValidIp4 } from '../wire/addr.ts';
 import { freezeTrace, type Disposition, type Flow, type Proto, type Trace } from './types.ts';
 
@@ -36,8 +37,7 @@ export interface Walk {
 
 /** Packets at most in one exchange, so a loop in a broken cluster cannot run forever */
 const MAX_PACKETS = 64;
-/** µs between one packet's walk and the next (the other end's reaction time) */
-export const GAP_US = 50;
+export { GAP_US };
 
 export interface Endpoint {
   netns: string;

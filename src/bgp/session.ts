@@ -1,0 +1,309 @@
+/**
+ * Every node's BIRD as a process of the model: its BGP sessions (the pure FSM of fsm.ts, one per
+ * configured neighbour) carried over the modelled datapath on the World's clock. BIRD listens on
+ * tcp/179 in the node's namespace; a session that connects opens a real connection of the model's
+ * kernel (Sockets.connect: the SYN, its retransmissions, the SYN-ACK walked device by device through
+ * both nodes' routes, netfilter and links), its OPEN, KEEPALIVE, UPDATE and NOTIFICATION messages
+ * are written to that connection and read on the other side from what the kernel delivered, and its
+ * ConnectRetry, Hold and Keepalive timers are process timers in the World's timer queue. So a DROP
+ * of tcp/179, a missing route to the peer or a link that is down keeps a session from reaching
+ * Established, and takes an Established one down when its hold timer expires; the routes learned
+ * over it go with it (`onRib`: the node's Loc-RIB and kernel protocol, cni/modes.ts).
+ *
+ * Who connects: Calico's template makes the mesh unidirectional (`passive on` toward a higher
+ * address, compared as strings by confd), so one side connects and the other waits. A connection
+ * that arrives while the session is Connect or Active is taken (BIRD's bgp_incoming_connection
+ * accepts one in those states, dropping its own pending connect); in any other state, or from an
+ * address that is no configured neighbour, it is closed at once, as BIRD closes it.
+ *
+ * The driver's state (the FSMs, which connection belongs to which session, the armed deadline) is
+ * plain data; the kernel calls it back through Stack.apps (the App interface).
+ */
+import type { App, AppSocketEvent } from '../kernel/stack.ts';
+import type { Netns } from '../kernel/objects.ts';
+import type { Sockets, TcpConn } from '../kernel/sockets.ts';
+import type { TimerEvent } from '../kernel/world.ts';
+import { runNetwork } from '../kernel/exchange.ts';
+import { BGP_PORT } from '../wire/index.ts';
+import { newPeer, peerDeadline, stepPeer, type Peer, type PeerConfig, type PeerInput } from './fsm.ts';
+import type { Mesh } from './mesh.ts';
+
+/** the process name of BIRD in Stack.apps and its timers */
+export const BIRD_APP = 'bird';
+
+/** one BGP protocol of one node's BIRD: the session toward one neighbour */
+export interface SessionPeer {
+  node: string;
+  /** the neighbour's node */
+  peerNode: string;
+  peer: Peer;
+  /** the TCP connection the session runs on (connecting or open) */
+  conn?: TcpConn;
+  /** the deadline its process timer is armed for (µs) */
+  timerAt?: number;
+  /** configured `disabled` or disabled with birdc: never started */
+  disabled: boolean;
+  /** µs of the last state change */
+  since: number;
+  /** connections opened (SYNs sent by connect(), not counting the kernel's retransmissions) */
+  connects: number;
+  /** BGP messages sent and octets sent */
+  sent: number;
+  octets: number;
+}
+
+/** what a node's BIRD is configured with: its address and one PeerConfig per neighbour node */
+export interface BirdSpeakerConfig {
+  node: string;
+  peers: { peerNode: string; config: PeerConfig; disabled: boolean }[];
+}
+
+export class BgpDriver implements App {
+  /** per node, its sessions by the neighbour's address */
+  readonly byNode = new Map<string, Map<string, SessionPeer>>();
+  private readonly byConn = new Map<TcpConn, SessionPeer>();
+  private readonly pending: [SessionPeer, PeerInput][] = [];
+  private busy = false;
+  /** the nodes whose Adj-RIB-In changed and whose table has not followed yet */
+  private readonly dirty = new Set<string>();
+  /** while the build converges, tables follow once at the end (no packet of BGP uses a route BGP makes) */
+  private deferRib = false;
+
+  constructor(
+    private readonly sockets: Sockets,
+    speakers: readonly BirdSpeakerConfig[],
+    /** a node's Adj-RIB-In changed: its BIRD's table and kernel protocol follow */
+    private readonly onRib: (node: string) => void,
+    /** the pairs' view (birdc, calicoctl, doctor) kept in step with the FSMs */
+    private readonly mesh?: Mesh,
+  ) {
+    for (const sp of speakers) {
+      const m = new Map<string, SessionPeer>();
+      for (const p of sp.peers)
+        m.set(p.config.peerAddress, {
+          node: sp.node,
+          peerNode: p.peerNode,
+          peer: newPeer(p.config),
+          disabled: p.disabled,
+          since: 0,
+          connects: 0,
+          sent: 0,
+          octets: 0,
+        });
+      this.byNode.set(sp.node, m);
+    }
+    sockets.stack.apps.set(BIRD_APP, this);
+  }
+
+  private get w() {
+    return this.sockets.stack.w;
+  }
+
+  /** every session of every node, in node order, then configuration order */
+  all(): SessionPeer[] {
+    return [...this.byNode.values()].flatMap((m) => [...m.values()]);
+  }
+
+  session(node: string, peerIp: string): SessionPeer | undefined {
+    return this.byNode.get(node)?.get(peerIp);
+  }
+
+  /**
+   * BIRD starts on every node: it listens on tcp/179, then starts each session not disabled (every
+   * BIRD listens before the first connects, as once calico-node runs on every node: a connection
+   * to a BIRD not started yet would be refused, and wait for ConnectRetry)
+   */
+  start(): void {
+    for (const node of this.byNode.keys()) this.sockets.listen(this.w.ns(node), BGP_PORT, BIRD_APP);
+    for (const m of this.byNode.values())
+      for (const sp of m.values()) if (!sp.disabled) this.feed(sp, { kind: 'start' });
+  }
+
+  /**
+   * Let the sessions run until nothing is in flight and every session is either Established with
+   * the peer's End-of-RIB in, or waiting for a timer after its first connection failed (a passive
+   * one: for its peer), or until `limitUs` passes. `quiet`: nobody traces or captures this
+   * traffic (the build: quiesce clears the captures), see runNetwork.
+   * Returns the µs it took.
+   */
+  converge(limitUs: number, opts: { quiet?: boolean } = {}): number {
+    const start = this.w.now;
+    const all = this.all();
+    // the sessions are checked from where the last check stopped: a settled one rarely unsettles,
+    // and a full pass confirms before the answer is yes (the check stays O(1) amortized per step)
+    let from = 0;
+    // a session that connects has tried once (BIRD's connect delay passed); a passive one waits
+    // for its peer, which is settled on its own side
+    const ok = (s: SessionPeer) =>
+      s.disabled ||
+      (s.peer.state === 'Established'
+        ? !!s.peer.eorIn
+        : (s.peer.state === 'Idle' || s.peer.state === 'Active' || s.peer.state === 'Connect') &&
+          (s.connects > 0 || s.peer.config.passive));
+    const settled = () => {
+      if (this.sockets.stack.queue.length) return false;
+      while (from < all.length && ok(all[from])) from++;
+      if (from < all.length) return false;
+      from = 0;
+      while (from < all.length && ok(all[from])) from++;
+      return from === all.length;
+    };
+    this.deferRib = true;
+    try {
+      runNetwork(this.sockets, start + limitUs, settled, opts);
+    } finally {
+      this.deferRib = false;
+    }
+    this.syncDirty();
+    return this.w.now - start;
+  }
+
+  /** `birdc disable`: the session stops (a NOTIFICATION Cease if it was up) and stays down */
+  disable(node: string, peerIp: string): void {
+    const sp = this.session(node, peerIp);
+    if (!sp) return;
+    sp.disabled = true;
+    this.feed(sp, { kind: 'stop' });
+    // what the stop sent (the NOTIFICATION, the FIN) reaches the peer before the command returns
+    runNetwork(this.sockets, this.w.now + 1_000_000, () => !this.sockets.stack.queue.length);
+  }
+
+  /* ------------------------------------------------------------------ the process */
+
+  timer(_ns: Netns, ev: Extract<TimerEvent, { kind: 'app' }>): void {
+    const sp = this.session(ev.netns, ev.id);
+    if (!sp || sp.timerAt === undefined || sp.timerAt > this.w.now) return;
+    sp.timerAt = undefined;
+    this.feed(sp, { kind: 'tick' });
+  }
+
+  socket(ns: Netns, c: object, ev: AppSocketEvent): void {
+    const conn = c as TcpConn;
+    let sp = this.byConn.get(conn);
+    if (!sp && ev.kind === 'connected' && conn.role === 'server') {
+      // accept(): a connection from a neighbour
+      const cand = this.session(ns.name, conn.remote);
+      const takes =
+        cand &&
+        !cand.disabled &&
+        (cand.peer.state === 'Active' || cand.peer.state === 'Connect') &&
+        cand.conn?.state !== 'ESTABLISHED';
+      if (!cand || !takes) {
+        this.sockets.close(ns, conn);
+        return;
+      }
+      sp = cand;
+      if (sp.conn) this.drop(sp);
+      sp.conn = conn;
+      this.byConn.set(conn, sp);
+    }
+    if (!sp || sp.conn !== conn) return;
+    switch (ev.kind) {
+      case 'connected':
+        this.feed(sp, { kind: 'tcp-connected' });
+        break;
+      case 'data':
+        this.feed(sp, { kind: 'data', data: ev.data });
+        break;
+      case 'eof':
+        this.drop(sp);
+        this.feed(sp, { kind: 'tcp-closed' });
+        break;
+      case 'error':
+        this.byConn.delete(conn);
+        sp.conn = undefined;
+        this.feed(sp, {
+          kind: sp.peer.state === 'Connect' || sp.peer.state === 'Active' ? 'tcp-failed' : 'tcp-closed',
+        });
+        break;
+    }
+  }
+
+  private syncDirty(): void {
+    for (const n of this.dirty) this.onRib(n);
+    this.dirty.clear();
+  }
+
+  /** closes the session's connection (it is no longer the session's) */
+  private drop(sp: SessionPeer): void {
+    if (!sp.conn) return;
+    const conn = sp.conn;
+    this.byConn.delete(conn);
+    sp.conn = undefined;
+    this.sockets.close(this.w.ns(sp.node), conn);
+  }
+
+  /** one input for one session; inputs that arise while handling it are handled after it, in order */
+  private feed(sp: SessionPeer, input: PeerInput): void {
+    this.pending.push([sp, input]);
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      while (this.pending.length) {
+        const [s, inp] = this.pending.shift()!;
+        this.step(s, inp);
+      }
+      if (!this.deferRib) this.syncDirty();
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private step(sp: SessionPeer, input: PeerInput): void {
+    const now = this.w.now;
+    const ns = this.w.ns(sp.node);
+    const { peer, actions } = stepPeer(sp.peer, input, now);
+    sp.peer = peer;
+    for (const a of actions)
+      switch (a.kind) {
+        case 'state':
+          sp.since = now;
+          this.mesh?.sideChanged(sp.node, sp.peerNode, a.to, now);
+          break;
+        case 'rib':
+          this.dirty.add(sp.node);
+          this.mesh?.ribIn.set(`${sp.node}\0${sp.peerNode}`, sp.peer.ribIn);
+          break;
+        case 'send':
+          sp.sent++;
+          sp.octets += a.bytes.length;
+          if (sp.conn) this.sockets.write(ns, sp.conn, a.bytes);
+          break;
+        case 'close':
+          this.drop(sp);
+          break;
+        case 'connect': {
+          this.drop(sp);
+          sp.connects++;
+          const [lo, hi] = ns.sysctlInts('net.ipv4.ip_local_port_range', '32768\t60999');
+          const sport =
+            lo + (this.w.derive('bird-sport', sp.node, sp.peer.config.peerAddress, now) % (hi - lo + 1));
+          const conn = this.sockets.connect(
+            ns,
+            sp.peer.config.peerAddress,
+            BGP_PORT,
+            sport,
+            new Uint8Array(0),
+            {
+              timers: true,
+              app: BIRD_APP,
+            },
+          );
+          if (!conn) break;
+          if (conn.state === 'CLOSED') {
+            // connect() failed before a SYN left (no route: ENETUNREACH)
+            this.pending.push([sp, { kind: 'tcp-failed' }]);
+            break;
+          }
+          sp.conn = conn;
+          this.byConn.set(conn, sp);
+          break;
+        }
+      }
+    const d = peerDeadline(sp.peer);
+    if (d !== undefined && d !== sp.timerAt) {
+      sp.timerAt = d;
+      this.w.schedule(d, { kind: 'app', netns: sp.node, app: BIRD_APP, id: sp.peer.config.peerAddress });
+    } else if (d === undefined) sp.timerAt = undefined;
+  }
+}

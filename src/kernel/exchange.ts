@@ -1,0 +1,76 @@
+/**
+ * Hosts talking in time: the packets the hosts' sockets queued (answers, data, FINs) and the
+ * kernel's and processes' timers, on the simulated clock, until a condition holds or a deadline
+ * passes. The emulated `ping` and `curl` run it (through trace/exchange.ts) between their own
+ * actions, and so does BIRD's session driver (src/bgp/session.ts) for its BGP sessions.
+ *
+ * The latency model, deterministic: a device hop takes 4 µs (HOP_US in the datapath), a host
+ * answers a packet GAP_US (50 µs) after it arrived, timers fire exactly when armed.
+ */
+import type { Sockets } from './sockets.ts';
+import { Recorder } from './world.ts';
+
+/** µs between one packet's walk and the next (the other end's reaction time) */
+export const GAP_US = 50;
+
+/** a fresh recorder for each packet or timer: whoever runs this reads state and sockets, not steps */
+function fresh(s: Sockets, keeps = true): void {
+  s.stack.w.rec = new Recorder(s.stack.w, keeps);
+  s.stack.terminals = [];
+}
+
+/**
+ * Let the hosts run until `done()` holds or the clock reaches `until` (µs), whichever comes
+ * first; the clock then reads the time `done()` became true, or `until`.
+ *
+ * `quiet`: nobody reads the steps or captures of this run (a daemon's own traffic while the
+ * cluster is built: quiesce clears the captures after it). The packets are walked by the same
+ * code through the same hooks, routes, neighbours, counters and timers; only what a trace reader
+ * needs is not kept: steps and their counter lists (the recorder does not keep them) and the
+ * captured frames (capture is off for the run, and on again after it if it was).
+ */
+export function runNetwork(
+  s: Sockets,
+  until: number,
+  done: () => boolean = () => false,
+  opts: { quiet?: boolean } = {},
+): void {
+  const w = s.stack.w;
+  if (!opts.quiet) return loop(s, until, done, true);
+  const capture = w.capture;
+  w.capture = false;
+  try {
+    loop(s, until, done, false);
+  } finally {
+    w.capture = capture;
+    fresh(s);
+  }
+}
+
+function loop(s: Sockets, until: number, done: () => boolean, keeps: boolean): void {
+  const stack = s.stack;
+  const w = stack.w;
+  while (!done()) {
+    if (stack.queue.length) {
+      // the answer leaves after the host's reaction time; timers due before it fire first
+      const at = w.now + GAP_US;
+      if (at > until) {
+        w.run(until);
+        return;
+      }
+      fresh(s, keeps);
+      w.run(at);
+      const item = stack.queue.shift()!;
+      fresh(s, keeps);
+      s.send(w.ns(item.ns), item.pkt, item.role);
+      continue;
+    }
+    const next = w.nextTimer();
+    if (next === undefined || next > until) {
+      w.run(until);
+      return;
+    }
+    fresh(s, keeps);
+    w.run(next);
+  }
+}
