@@ -5,18 +5,19 @@
  *   flock /tmp/podwalk-lab.lock npx tsx scripts/record-felix-goldens.ts
  *
  * For each case and each node, in a fresh network namespace (pwh-felix-NODE, deleted after):
- * `iptables-restore` of the node's tables without felix's (kube-proxy's and the rest, as the model
- * built them), then `iptables-restore --noflush` of what felix writes, in felix's own rendering
+ * `ipset restore` of felix's IP sets (felixIpsetRestore: create, add, COMMIT, as felix writes a
+ * fresh node's), `iptables-restore` of the node's tables without felix's (kube-proxy's and the
+ * rest, as the model built them), then `iptables-restore --noflush` of what felix writes, in felix's own rendering
  * (src/cni/felix.ts: `--jump`, `--in-interface`, `--set-mark`, `--destination-ports`, the
  * `cali:` hash comment first): its chains, their rules, `-I` of its jumps at the top of INPUT,
  * FORWARD and OUTPUT, `-A` of its appended FORWARD rules. `iptables-save` of the namespace,
- * without its date lines, goes to test/golden/felix/CASE/NODE.save.
+ * without its date lines, goes to test/golden/felix/CASE/NODE.save, and `ipset save` to NODE.ipset.
  */
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadCluster } from '../src/cluster/load.ts';
 import type { CniMode } from '../src/cluster/spec.ts';
 import { buildCluster } from '../src/cni/build.ts';
-import { felixFilter, type FelixFilter } from '../src/cni/felix.ts';
+import { felixFilter, felixIpsetRestore, type FelixFilter } from '../src/cni/felix.ts';
 import { iptablesSave } from '../src/tools/iptables-save.ts';
 import { must, recordIn } from './record-svc-goldens.ts';
 
@@ -57,7 +58,11 @@ function record({ file, mode, name }: (typeof CASES)[number]): void {
     for (const { chain, rules } of f.insert) filter.get(chain)!.rules.splice(0, rules.length);
     const fwd = filter.get('FORWARD')!.rules;
     fwd.splice(fwd.length - f.append.length, f.append.length);
+    // the node without felix's sets too (they are put back by felix's own ipset restore)
+    nf.ipsetsByName = undefined;
     recordIn(`pwh-felix-${n.name}`.slice(0, 15), `${dir}/${n.name}.save`, (x) => {
+      must(x(['ipset', 'restore']), felixIpsetRestore(f.ipsets));
+      writeFileSync(`${dir}/${n.name}.ipset`, must(x(['ipset', 'save'])));
       must(x(['iptables-restore']), iptablesSave(nf));
       must(x(['iptables-restore', '--noflush']), felixRestore(f));
     });

@@ -11,7 +11,9 @@
  * chains replaced the firewall plugin's and podwalk's policy chains in that layout (issue 14,
  * test/golden/felix); calico-vxlan's recorded when the mode came (session 6, its state checked
  * against the kernel by test/golden/calico-vxlan and the calico-vxlan differential seeds), with
- * felix's chains; run as `PODWALK_RECORD_BUILD_HASHES=1 node --import tsx
+ * felix's chains; policy-blocks-dns's (the one scenario with a NetworkPolicy) when felix's selectors
+ * became IP sets (session 7: its rules name cali40s:/cali40n: sets, checked against the real
+ * iptables and ipset by test/golden/felix); run as `PODWALK_RECORD_BUILD_HASHES=1 node --import tsx
  * --test test/build-state.test.ts`, which prints the table below instead of checking it. The
  * clusters: the built-in seed cluster and a synthetic one (two subnets behind a router, 12 nodes
  * × 3 pods, one BGP session down, a Service), each in all six CNI modes, and every shipped
@@ -110,7 +112,7 @@ const RECORDED: Record<string, string> = {
   'scenario ip-forward-off.yaml': 'd01b105cda45cf97',
   'scenario no-listener.yaml': '6fe0e6029ae45831',
   'scenario pod-veth-down.yaml': '67e02a5f11c3ebd7',
-  'scenario policy-blocks-dns.yaml': '9751b4141592dc82',
+  'scenario policy-blocks-dns.yaml': '06bad530fd8cfea6',
   'scenario routing-loop.yaml': '385de4e683194934',
   'scenario rp-filter-strict.yaml': '882bf78a034e1bd2',
   'scenario stale-host-gw-route.yaml': 'b9a6cf0fc78100fc',

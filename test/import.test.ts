@@ -217,7 +217,7 @@ describe('what the model cannot represent is a warning saying what it may change
     has(
       ws,
       'node1',
-      /filter: 1 rule with what the model does not evaluate \(podwalk does not model the set match\), e\.g\. `-A FORWARD -m set --match-set/,
+      /filter: 1 rule with what the model does not evaluate \(Set cali40all-ipam-pools doesn't exist\.\), e\.g\. `-A FORWARD -m set --match-set/,
       /^left out; 1 DROP\/REJECT rule: the walk may pass where the kernel drops$/,
     );
     assert.ok(!ws.some((w) => /nat/.test(w.subject)), 'the nat table is imported, not warned about');
@@ -254,7 +254,7 @@ describe('what the model cannot represent is a warning saying what it may change
     has(
       imp.warnings,
       'node1',
-      /^nat: 1 rule with what the model does not evaluate \(podwalk does not model the set match\), e\.g\. `-A KUBE-SERVICES -m set/,
+      /^nat: 1 rule with what the model does not evaluate \(Set KUBE-LOOP-BACK doesn't exist\.\), e\.g\. `-A KUBE-SERVICES -m set/,
       /^left out; 1 NAT rule: the walk may miss a translation the kernel makes$/,
     );
     // the table as iptables-save prints it, its counters too, less the rule left out

@@ -1,7 +1,9 @@
 /**
- * NetworkPolicy on the real kernel: the lab restores the model's iptables (felix's chains in
- * Calico's layout) into network namespaces, and allowed and denied flows must behave on the
- * kernel as in the simulation, packet by packet. Root only, with its own cluster name ("polt",
+ * NetworkPolicy on the real kernel: the lab restores the model's IP sets (felix's selector and
+ * named-port sets, with the real `ipset restore`) and iptables (felix's chains in Calico's layout)
+ * into network namespaces, and allowed and denied flows must behave on the kernel as in the
+ * simulation, packet by packet, the policy chain's rule counters included. Without ipset
+ * installed, skipped with that reason. Root only, with its own cluster name ("polt",
  * test/fixtures/policy-cluster.yaml), never the seed's; skipped with the reason elsewhere.
  */
 import { after, describe, test } from 'node:test';
@@ -13,11 +15,13 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadCluster, loadPolicies } from '../src/cluster/load.ts';
 import { buildCluster } from '../src/cni/build.ts';
-import { labDown, labUnavailable, labUp } from '../src/lab/host.ts';
+import { ipsetUnavailable, labDown, labUnavailable, labUp } from '../src/lab/host.ts';
 import { labTrace } from '../src/lab/trace.ts';
 import { stateDiff } from '../src/lab/diff.ts';
+import { iptablesSave } from '../src/tools/iptables-save.ts';
 
-const why = labUnavailable();
+// felix's selectors are IP sets: the lab loads them with the real ipset
+const why = labUnavailable() ?? ipsetUnavailable();
 const skip = why ? `real-kernel lab unavailable: ${why}` : false;
 
 const POLICY = [
@@ -61,16 +65,43 @@ describe('NetworkPolicy in the real-kernel lab (calico-bgp)', { skip }, () => {
         labDown(lab);
         const state = await labUp(lab);
         try {
-          const tables = await stateDiff(state, buildCluster(spec, 'calico-bgp'), ['iptables-save']);
+          // felix's rules and its IP sets (client's /32, the http named port) as the model holds them
+          const tables = await stateDiff(state, buildCluster(spec, 'calico-bgp'), [
+            'iptables-save',
+            'ipset save',
+          ]);
           for (const t of tables)
-            assert.ok(t.equal, `${t.netns}: iptables-save differs\n${t.sim}\n---\n${t.real}`);
-          const r = await labTrace(state, buildCluster(spec, 'calico-bgp'), {
-            from,
-            to: 'web',
-            proto: 'tcp',
-            port: 8080,
-          });
+            assert.ok(t.equal, `${t.netns}: ${t.command} differs\n${t.sim}\n---\n${t.real}`);
+          assert.ok(
+            tables.some((t) => t.command === 'ipset save' && /^add cali40s:/m.test(t.real)),
+            'the kernel holds a selector set',
+          );
+          const sim = buildCluster(spec, 'calico-bgp');
+          const r = await labTrace(state, sim, { from, to: 'web', proto: 'tcp', port: 8080 });
           assertAgrees(r, allowed);
+          // the policy's chain counted on the kernel what it counted in the model: its -m set rule
+          // matched the SYN (allowed) or nothing (denied)
+          const real = spawnSync(
+            'ip',
+            ['netns', 'exec', state.namespaces.node1, 'iptables-save', '-c', '-t', 'filter'],
+            { encoding: 'utf8' },
+          ).stdout;
+          const counted = (save: string) =>
+            save
+              .split('\n')
+              .filter((l) => / -A cali-pi-/.test(l))
+              .map((l) => l.replace(/ -m comment --comment "cali:[\w-]{16}"/, ''));
+          const model = counted(iptablesSave(sim.world.ns('node1').netfilter, true));
+          assert.ok(
+            model.some((l) => l.includes('--match-set cali40s:')),
+            model.join('\n'),
+          );
+          assert.deepEqual(counted(real), model);
+          if (allowed)
+            assert.match(
+              model.find((l) => l.includes('--match-set'))!,
+              /^\[1:60\] /,
+            );
         } finally {
           labDown(lab);
         }

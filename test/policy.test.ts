@@ -926,17 +926,33 @@ describe('the compiled chains', () => {
       `-A ${tw} -m comment --comment "Return if profile accepted" -m mark --mark 0x10000/0x10000 -j RETURN`,
       `-A ${tw} -m comment --comment "Drop if no profiles matched" -j DROP`,
     ]);
-    // web-in: from client (10.244.0.11) to web's port named http (8080): the pair in a match block, then the accept mark
+    // web-in: from client (10.244.0.11) to web's port named http (8080): felix's selector set as the
+    // source, the named port's set (its selector all(): the ingress rule's destination) as dst,dst.
+    // The set names: cali40 + MakeUniqueID of the canonical selector, cut to 31 characters
+    const uid = (prefix: string, text: string) =>
+      `${prefix}:${createHash('sha224').update(`${prefix}:${text}`).digest('base64url')}`;
+    const client = uid(
+      's',
+      '(projectcalico.org/namespace == "prod" && (projectcalico.org/orchestrator == "k8s" && app == "client"))',
+    );
+    const httpSet = `cali40${uid('n', `${uid('s', 'all()')},tcp,http`)}`.slice(0, 31);
+    const clientSet = `cali40${client}`.slice(0, 31);
     assert.deepEqual(
       save
         .filter((l) => l.startsWith(`-A ${webIn} `))
         .map((l) => l.replace(/ -m comment --comment "cali:[\w-]{16}"/, '')),
       [
-        `-A ${webIn} -m comment --comment "Policy prod/knp.default.web-in ingress" -j MARK --set-xmark 0x0/0xc0000`,
-        `-A ${webIn} -d 10.244.0.10/32 -p tcp -m multiport --dports 8080 -j MARK --set-xmark 0x40000/0x40000`,
-        `-A ${webIn} -s 10.244.0.11/32 -p tcp -m mark --mark 0x40000/0x40000 -j MARK --set-xmark 0x10000/0x10000`,
+        `-A ${webIn} -p tcp -m comment --comment "Policy prod/knp.default.web-in ingress" -m set --match-set ${clientSet} src -m set --match-set ${httpSet} dst,dst -j MARK --set-xmark 0x10000/0x10000`,
         `-A ${webIn} -m mark --mark 0x10000/0x10000 -j RETURN`,
       ],
+    );
+    // the sets' members: client's /32; every pod of the cluster with a TCP port named http (web's
+    // 8080 and api's on node2, as felix's calculation graph sees every workload)
+    const sets = runCommand(c, 'node1', 'ipset save').stdout.split('\n');
+    assert.ok(sets.includes(`add ${clientSet} 10.244.0.11`), sets.join('\n'));
+    assert.deepEqual(
+      sets.filter((l) => l.startsWith(`add ${httpSet} `)),
+      [`add ${httpSet} 10.244.0.10,tcp:8080`, `add ${httpSet} 10.244.1.11,tcp:8080`],
     );
     // deny-ingress has no rule: its chain holds only felix's comment
     assert.deepEqual(

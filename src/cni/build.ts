@@ -26,7 +26,8 @@ import { Stack } from '../kernel/stack.ts';
 import { derivedMac, hash32, World } from '../kernel/world.ts';
 import { MODE_INFO, programMode } from './modes.ts';
 import { compilePolicies, type NodePolicy, type PolicyRule } from './policy.ts';
-import { felixFilter, felixMemo, type FelixFilter } from './felix.ts';
+import { FELIX_MAX_IPSET_SIZE, felixFilter, felixMemo, type FelixFilter } from './felix.ts';
+import { ipsetAdd, ipsetCreate } from '../kernel/ipset.ts';
 import { resolveServices, ServiceError, type ResolvedService } from '../proxy/services.ts';
 import { applySync, kubeProxySync } from '../proxy/kube-proxy.ts';
 import { sha1, hex } from '../wire/sha1.ts';
@@ -270,8 +271,27 @@ function programFilter(
  * FORWARD and OUTPUT (insert mode keeps them above kube-proxy's), its accept of the accept mark
  * appended to FORWARD. Called once kube-proxy has programmed the node.
  */
-function programFelix(ns: Netns, f: FelixFilter): void {
+function programFelix(w: World, ns: Netns, f: FelixFilter): void {
   const nf = ns.netfilter;
+  // felix's `ipset restore` first (its IP set manager applies before the iptables tables that use them)
+  for (const s of f.ipsets) {
+    ipsetCreate(nf, {
+      name: s.name,
+      type: s.type,
+      maxelem: FELIX_MAX_IPSET_SIZE,
+      initval: w.derive('ipset-initval', ns.name, s.name),
+    });
+    ipsetAdd(
+      nf,
+      s.name,
+      s.members.map((m) => ({
+        ip: ip4ToInt(m.ip),
+        cidr: 32,
+        proto: m.proto === 'udp' ? 17 : m.proto ? 6 : 0,
+        port: m.port ?? 0,
+      })),
+    );
+  }
   for (const c of f.chains) nf.newChain('filter', c.name);
   for (const c of f.chains) for (const r of c.rules) nf.append('filter', c.name, filterRule(r));
   for (const { chain, rules } of f.insert)
@@ -515,7 +535,8 @@ function build(spec: ClusterSpec, mode: CniMode, opts: BuildOptions): Cluster {
   // calico-node's felix, in every Calico mode laid out as Calico lays it out
   if (layout === 'calico') {
     const memo = felixMemo();
-    for (const n of nodes) programFelix(world.ns(n.name), felixFilter(spec, pods, podsOf.get(n.name)!, memo));
+    for (const n of nodes)
+      programFelix(world, world.ns(n.name), felixFilter(spec, pods, podsOf.get(n.name)!, memo));
   }
   return cluster;
 }

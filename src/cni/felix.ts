@@ -22,19 +22,27 @@
  * (Chain.RuleHashes; inserted rules hash under the builtin's name, appended ones under
  * `NAME*appends*`). Felix programs only chains some rule refers to.
  *
- * What differs from a real node: felix matches a NetworkPolicy's pod and namespace selectors with
- * ipsets (`-m set --match-set cali40s:… src`) and named ports with `cali40n:…` sets; podwalk
- * models no ipsets yet, so a selector peer is the selected pods' /32s, rendered as felix renders a
- * rule with several CIDRs (its scratch-mark match block; one CIDR is a plain `--source`), a named
- * port the (pod, port) pairs it resolves to in a port match block, and a peer that selects no pod
- * programs no rule (felix's empty set matches nothing), nor does an SCTP port. Those rules, and so their hashes, are not
- * a real node's; the static chains and the endpoint, dispatch and profile chains are. The
- * IPIP/VXLAN host rules of cali-INPUT/cali-OUTPUT need the cali40all-hosts-net set and are left out.
+ * A NetworkPolicy's pod and namespace selectors are IP sets, as felix programs them
+ * (felix/calc/rule_scanner.go, felix/ipsets, felix/rules/policy.go): a peer's selector is the
+ * Calico selector libcalico-go makes of it (k8sSelectorToCalico, then the updateprocessors'
+ * namespace clause, canonicalised as selector.String() does), its set `cali40` + `s:` +
+ * base64url(SHA-224("s:" + selector)) cut to 31 characters, type hash:net, members the selected
+ * pods' /32s (every pod of the cluster, as felix's calculation graph sees them), matched by
+ * `-m set --match-set NAME src` (ingress) or `dst` (egress); a named port is a hash:ip,port set
+ * `cali40n:…` of (pod, protocol, port) matched by `dst,dst`. A set that selects no pod is
+ * programmed empty and its rule matches nothing, as on a real node. An SCTP port programs no rule
+ * (podwalk carries no SCTP). The IPIP/VXLAN host rules of cali-INPUT/cali-OUTPUT need the
+ * cali40all-hosts-net set and are left out, as are felix's other global sets (all-ipam-pools,
+ * masq-ipam-pools, this-host: no rule of podwalk's filter chains uses them).
  */
-import type { NetworkPolicySpec, PolicyPortSpec } from '../cluster/spec.ts';
+import type {
+  LabelSelectorSpec,
+  NetworkPolicySpec,
+  PolicyPeerSpec,
+  PolicyPortSpec,
+} from '../cluster/spec.ts';
 import type { RuleOrigin } from '../kernel/netfilter.ts';
 import { base64Url, sha224, sha256, utf8 } from '../wire/sha256.ts';
-import { cidrContains, ip4ToInt, parseCidr } from '../wire/addr.ts';
 import type { ResolvedPod } from './build.ts';
 import {
   namedPort,
@@ -334,6 +342,148 @@ function dispatchChains(
   return [...children, { name: root, rules: [...rootRules, unknown] }];
 }
 
+/* ------------------------------------------------------------------ selectors and IP sets */
+
+/** libcalico-go's selector AST (lib/selector/parser/ast.go), the nodes a Kubernetes peer makes */
+type SelNode =
+  | { op: 'eq'; label: string; value: string }
+  | { op: 'in' | 'not in'; label: string; values: string[] }
+  | { op: 'has'; label: string }
+  | { op: 'not'; x: SelNode }
+  | { op: 'and'; xs: SelNode[] }
+  | { op: 'all' };
+
+const ALL: SelNode = { op: 'all' };
+
+/** appendLabelOpAndQuotedString: double quotes unless the value holds one */
+const selQuote = (v: string) => (v.includes('"') ? `'${v}'` : `"${v}"`);
+
+/** collectFragments: the canonical text felix hashes */
+function selText(n: SelNode): string {
+  switch (n.op) {
+    case 'eq':
+      return `${n.label} == ${selQuote(n.value)}`;
+    case 'in':
+    case 'not in':
+      return `${n.label} ${n.op} {${n.values.map(selQuote).join(', ')}}`;
+    case 'has':
+      return `has(${n.label})`;
+    case 'not':
+      return `!${selText(n.x)}`;
+    case 'and':
+      return `(${n.xs.map(selText).join(' && ')})`;
+    case 'all':
+      return 'all()';
+  }
+}
+
+/** k8sSelectorToCalico's terms (parsed: `in` values sorted and de-duplicated), labels prefixed (pcns. for namespaces) */
+function k8sTerms(s: LabelSelectorSpec | undefined, prefix: string, pod: boolean): SelNode[] {
+  const out: SelNode[] = pod ? [{ op: 'eq', label: 'projectcalico.org/orchestrator', value: 'k8s' }] : [];
+  if (!s) return out;
+  const labels = s.matchLabels ?? {};
+  for (const k of Object.keys(labels).sort()) out.push({ op: 'eq', label: prefix + k, value: labels[k] });
+  for (const e of s.matchExpressions ?? []) {
+    const values = [...new Set(e.values ?? [])].sort();
+    const label = prefix + e.key;
+    if (e.operator === 'In') out.push({ op: 'in', label, values });
+    else if (e.operator === 'NotIn') out.push({ op: 'not in', label, values });
+    else if (e.operator === 'Exists') out.push({ op: 'has', label });
+    else out.push({ op: 'not', x: { op: 'has', label } });
+  }
+  return out;
+}
+
+const andOf = (xs: SelNode[]): SelNode => (xs.length === 1 ? xs[0] : { op: 'and', xs });
+
+/**
+ * The selector felix gets for a pod/namespace peer of a namespaced policy (getEndpointSelector):
+ * `(NAMESPACE-PART) && (POD-PART)`, the namespace part the policy's namespace, or the peer's
+ * namespace selector with `pcns.` labels (an empty one: every namespace, has(projectcalico.org/namespace))
+ */
+function peerSelector(policy: NetworkPolicySpec, peer: PolicyPeerSpec): SelNode {
+  let ns: SelNode;
+  if (peer.namespaceSelector) {
+    const terms = k8sTerms(peer.namespaceSelector, 'pcns.', false);
+    ns = terms.length ? andOf(terms) : { op: 'has', label: 'projectcalico.org/namespace' };
+  } else ns = { op: 'eq', label: 'projectcalico.org/namespace', value: policy.namespace };
+  return { op: 'and', xs: [ns, andOf(k8sTerms(peer.podSelector, '', true))] };
+}
+
+/** hash.MakeUniqueID: PREFIX:base64url(SHA-224("PREFIX:" + content)) */
+function uniqueId(prefix: string, content: string): string {
+  return `${prefix}:${base64Url(sha224(utf8(`${prefix}:${content}`)))}`;
+}
+
+/** selector.UniqueID() of a canonical selector text */
+export const selectorUniqueId = (selector: string) => uniqueId('s', selector);
+
+/** IPVersionConfig.NameForMainIPSet: cali40 + the ID, at most 31 characters */
+const ipsetName = (id: string) => `cali40${id}`.slice(0, 31);
+
+/** an IP set felix programs: its name, type and members (address, and protocol and port for hash:ip,port) */
+export interface FelixIpset {
+  name: string;
+  type: 'hash:net' | 'hash:ip,port';
+  /** the selector (and named port) it stands for, as felix's calculation graph names it */
+  selector: string;
+  members: { ip: string; proto?: 'tcp' | 'udp'; port?: number }[];
+}
+
+/** a selector's set (type NET: hash:net), members the pods it selects; its name */
+function selectorSet(sets: Map<string, FelixIpset>, sel: SelNode, selected: readonly ResolvedPod[]): string {
+  const name = ipsetName(uniqueId('s', selText(sel)));
+  if (!sets.has(name))
+    sets.set(name, {
+      name,
+      type: 'hash:net',
+      selector: selText(sel),
+      members: selected.map((p) => ({ ip: p.ip })),
+    });
+  return name;
+}
+
+/** a named port's set (IP_AND_PORT: hash:ip,port): the selected pods that have the port; its name */
+function namedPortSet(
+  sets: Map<string, FelixIpset>,
+  sel: SelNode,
+  selected: readonly ResolvedPod[],
+  proto: 'tcp' | 'udp',
+  port: string,
+): string {
+  const id = uniqueId('n', `${uniqueId('s', selText(sel))},${proto},${port}`);
+  const name = ipsetName(id);
+  if (!sets.has(name)) {
+    const members: FelixIpset['members'] = [];
+    for (const p of selected) {
+      const n = namedPort(p, port, proto);
+      if (n !== undefined) members.push({ ip: p.ip, proto, port: n });
+    }
+    sets.set(name, { name, type: 'hash:ip,port', selector: `${selText(sel)} ${proto}:${port}`, members });
+  }
+  return name;
+}
+
+/** a member as felix writes it into `ipset restore` (ip.CIDR and V4IPPort String()) */
+export function felixMember(m: FelixIpset['members'][number]): string {
+  return m.port === undefined ? `${m.ip}/32` : `${m.ip},${m.proto}:${m.port}`;
+}
+
+/** felix's `ipset restore` input for a fresh node (writeUpdates: create, the adds, then COMMIT) */
+export function felixIpsetRestore(sets: readonly FelixIpset[]): string {
+  let out = '';
+  for (const s of sets) {
+    out += `create ${s.name} ${s.type} family inet maxelem ${FELIX_MAX_IPSET_SIZE}\n`;
+    for (const m of s.members) out += `add ${s.name} ${felixMember(m)}\n`;
+  }
+  return out + 'COMMIT\n';
+}
+
+/** felix's MaxIpsetSize default */
+export const FELIX_MAX_IPSET_SIZE = 1048576;
+
+const setMatch = (name: string, dirs: string) => `-m set --match-set ${name} ${dirs}`;
+
 /* ------------------------------------------------------------------ policy chains (policy.go) */
 
 interface PortRange {
@@ -344,12 +494,14 @@ interface PortRange {
 /** A Calico rule as libcalico-go converts a Kubernetes rule (k8sRuleToCalico), peers already resolved */
 interface CalicoRule {
   protocol?: string;
-  /** the peer's nets (selector peers: the selected pods' /32s) */
+  /** the peer's nets (an ipBlock) */
   nets: string[];
   notNets: string[];
+  /** the peer's selector IP set (a pod or namespace selector peer) */
+  ipset?: string;
   ports: PortRange[];
-  /** named ports resolved: (pod address, port) pairs */
-  namedPairs: { ip: string; port: number }[];
+  /** the named ports' IP sets */
+  namedSets: string[];
   /** the Kubernetes rule it came from */
   ruleIndex: number;
 }
@@ -373,6 +525,7 @@ function calicoRules(
   policy: NetworkPolicySpec,
   dir: Direction,
   k: number,
+  sets: Map<string, FelixIpset>,
 ): CalicoRule[] {
   const rule = (dir === 'ingress' ? policy.ingress : policy.egress)[k];
   // protocol → numeric ports and named ports (undefined: any port); '' → no protocol at all
@@ -390,10 +543,6 @@ function calicoRules(
     else e.ports!.push({ first: p.port, last: p.endPort ?? p.port });
   }
   if (byProto.size === 0) byProto.set('', { ports: undefined, named: [] });
-  // the pods the policy selects: asked only for a named port (every pod against every policy)
-  let selected: ResolvedPod[] | undefined;
-  const selectedPods = () =>
-    (selected ??= pods.filter((p) => selectingPolicies(input, p, dir).includes(policy)));
   const out: CalicoRule[] = [];
   for (const proto of [...byProto.keys()].sort()) {
     // felix renders an SCTP rule (`-p sctp -m multiport …`); podwalk models multiport for TCP and
@@ -404,42 +553,27 @@ function calicoRules(
     for (const peer of peers) {
       let nets: string[] = [];
       let notNets: string[] = [];
-      let peerSet: ResolvedPod[] | undefined;
+      let sel: SelNode | undefined;
       if (peer?.ipBlock) {
         nets = [parseCidrText(peer.ipBlock.cidr)];
         notNets = (peer.ipBlock.except ?? []).map(parseCidrText);
-      } else if (peer) {
-        peerSet = peerPods(input, pods, policy, peer);
-        // felix's selector ipset would be empty: the rule matches nothing, so none is programmed
-        if (peerSet.length === 0) continue;
-        nets = peerSet.map((p) => `${p.ip}/32`);
-      }
-      const namedPairs: { ip: string; port: number }[] = [];
+      } else if (peer) sel = peerSelector(policy, peer);
+      // the named ports' sets, filtered by the destination's selector: the peer's for egress, all() for ingress
       const l4 = proto === 'UDP' ? 'udp' : 'tcp';
-      for (const name of named) {
-        // the pods that own the port: those the policy selects (ingress) or the peer's (egress)
-        const owners =
-          dir === 'ingress'
-            ? selectedPods()
-            : (peerSet ??
-              pods.filter((p) =>
-                nets.length === 0
-                  ? true
-                  : nets.some((n) => cidrContains(parseCidr(n, { allowHostBits: true }), ip4ToInt(p.ip))),
-              ));
-        for (const o of owners) {
-          const n = namedPort(o, name, l4);
-          if (n !== undefined) namedPairs.push({ ip: o.ip, port: n });
-        }
-      }
-      // ports given, but none of them resolves: the rule matches nothing
-      if (ports && ports.length === 0 && namedPairs.length === 0) continue;
+      const portSel = dir === 'egress' && sel ? sel : ALL;
+      const portPods = portSel === ALL ? pods : peerPods(input, pods, policy, peer!);
+      const namedSets = named.map((name) => namedPortSet(sets, portSel, portPods, l4, name));
+      // the peer's own set, unless the named ports already carry its selector (ruleToParsedRule's optimisation)
+      let ipset: string | undefined;
+      if (sel && !(dir === 'egress' && named.length > 0 && (ports ?? []).length === 0))
+        ipset = selectorSet(sets, sel, peerPods(input, pods, policy, peer!));
       out.push({
         protocol: proto === '' ? undefined : proto.toLowerCase(),
         nets,
         notNets,
+        ipset,
         ports: ports ? simplifyPorts(ports) : [],
-        namedPairs,
+        namedSets,
         ruleIndex: k,
       });
     }
@@ -494,10 +628,11 @@ function renderRule(r: CalicoRule, dir: Direction, origin: RuleOrigin): FelixRul
     else out.push({ match: [markClear(block)], action: clearMark(all), origin });
   };
   const proto = r.protocol ? [`-p ${r.protocol}`] : [];
-  // destination ports: numeric splits and named ports (felix: named-port ipsets); the pairs stand for the set's entries
+  // destination ports: numeric splits and named ports' sets, in a block when more than one
   let ports = r.ports;
+  let namedSets = r.namedSets;
   const splits = splitPorts(r.ports);
-  if (splits.length + (r.namedPairs.length ? 1 : 0) > 1 || r.namedPairs.length) {
+  if (splits.length + namedSets.length > 1) {
     initial(0);
     const m = positiveMark();
     for (const s of splits)
@@ -506,14 +641,10 @@ function renderRule(r: CalicoRule, dir: Direction, origin: RuleOrigin): FelixRul
         action: setMark(m),
         origin,
       });
-    for (const pr of r.namedPairs)
-      out.push({
-        match: [...proto, `--destination ${pr.ip}/32`, `-m multiport --destination-ports ${pr.port}`],
-        action: setMark(m),
-        origin,
-      });
+    for (const n of namedSets) out.push({ match: [setMatch(n, 'dst,dst')], action: setMark(m), origin });
     finishPositive();
     ports = [];
+    namedSets = [];
   }
   let nets = r.nets;
   if (nets.length > 1) {
@@ -529,10 +660,12 @@ function renderRule(r: CalicoRule, dir: Direction, origin: RuleOrigin): FelixRul
     for (const n of notNets) out.push({ match: [net(n)], action: clearMark(all), origin });
     notNets = [];
   }
-  // CalculateRuleMatch: protocol, source net, source ports…, destination net, destination ports, negations
+  // CalculateRuleMatch: protocol, the peer's net and IP set, destination ports, named port set, negations
   const match = [...proto];
   if (nets.length === 1) match.push(net(nets[0]));
+  if (r.ipset) match.push(setMatch(r.ipset, dir === 'ingress' ? 'src' : 'dst'));
   if (ports.length) match.push(`-m multiport --destination-ports ${portList(ports)}`);
+  for (const n of namedSets) match.push(setMatch(n, 'dst,dst'));
   if (notNets.length === 1) match.push(`! --${side} ${notNets[0]}`);
   if (usingBlocks) match.push(markSet(all));
   out.push({ match, action: setMark(FELIX_MARK.accept), origin });
@@ -546,12 +679,13 @@ function policyChain(
   pods: readonly ResolvedPod[],
   policy: NetworkPolicySpec,
   dir: Direction,
+  sets: Map<string, FelixIpset>,
 ): FelixChain {
   const list = dir === 'ingress' ? policy.ingress : policy.egress;
   const rules: FelixRule[] = [];
   for (let k = 0; k < list.length; k++) {
     const origin = policyRuleOrigin(policy, dir, k);
-    for (const r of calicoRules(input, pods, policy, dir, k)) rules.push(...renderRule(r, dir, origin));
+    for (const r of calicoRules(input, pods, policy, dir, k, sets)) rules.push(...renderRule(r, dir, origin));
   }
   const comment = `Policy ${felixPolicyId(policy)} ${dir}`;
   if (rules.length === 0)
@@ -661,6 +795,8 @@ export interface FelixFilter {
   insert: { chain: 'INPUT' | 'FORWARD' | 'OUTPUT'; rules: PolicyRule[] }[];
   /** rules appended to FORWARD */
   append: PolicyRule[];
+  /** the IP sets the rules use, in the order the policies' rules first name them */
+  ipsets: FelixIpset[];
 }
 
 /**
@@ -673,10 +809,12 @@ export interface FelixMemo {
   chains: Map<string, FelixChain>;
   /** a shared chain's rule specs */
   specs: WeakMap<FelixChain, PolicyRule[]>;
+  /** the IP sets a shared policy chain names, in the order it names them */
+  sets: Map<string, FelixIpset[]>;
 }
 
 export function felixMemo(): FelixMemo {
-  return { chains: new Map(), specs: new WeakMap() };
+  return { chains: new Map(), specs: new WeakMap(), sets: new Map() };
 }
 
 /** a chain's specs, once for a chain the memo shares */
@@ -738,9 +876,23 @@ export function felixFilter(
     }
     for (const prof of profiles(pod)) profileNames.add(prof);
   }
+  const sets = new Map<string, FelixIpset>();
   for (const [id, p] of policies)
-    for (const dir of ['ingress', 'egress'] as const)
-      chains.push(memoChain(memo, `policy ${id} ${dir}`, () => policyChain(input, pods, p, dir)));
+    for (const dir of ['ingress', 'egress'] as const) {
+      // a policy's chain and the sets it names depend on the cluster only: once per build (memo)
+      const key = `policy ${id} ${dir}`;
+      let chain = memo?.chains.get(key);
+      let named = memo?.sets.get(key);
+      if (!chain || !named) {
+        const own = new Map<string, FelixIpset>();
+        chain = policyChain(input, pods, p, dir, own);
+        named = [...own.values()];
+        memo?.chains.set(key, chain);
+        memo?.sets.set(key, named);
+      }
+      chains.push(chain);
+      for (const set of named) if (!sets.has(set.name)) sets.set(set.name, set);
+    }
   for (const prof of profileNames)
     for (const dir of ['ingress', 'egress'] as const)
       chains.push(memoChain(memo, `profile ${prof} ${dir}`, () => profileChain(prof, dir)));
@@ -767,5 +919,6 @@ export function felixFilter(
       .map((c) => ({ name: c.name, rules: memoSpecs(memo, c) })),
     insert,
     append: felixSpecs('FORWARD', appendRules, 'FORWARD*appends*'),
+    ipsets: [...sets.values()],
   };
 }

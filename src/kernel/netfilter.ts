@@ -11,6 +11,7 @@
 import { targetExt } from './netfilter/targets.ts';
 import type { Chain, Hook, RecentEntry, Rule, TableName } from './netfilter/types.ts';
 import { matchExt } from './netfilter/matches.ts';
+import type { IpSet } from './ipset.ts';
 
 export * from './netfilter/types.ts';
 export {
@@ -61,6 +62,8 @@ export const HOOK_TABLES: Record<Hook, readonly TableName[]> = {
   POSTROUTING: ['mangle', 'nat'],
 };
 
+const NO_SETS: ReadonlyMap<string, IpSet> = new Map();
+
 export class Netfilter {
   /** table -> chain name -> chain */
   readonly tables = new Map<string, Map<string, Chain>>();
@@ -68,6 +71,16 @@ export class Netfilter {
   readonly created = new Set<string>();
   /** `-m recent` lists by name (xt_recent's /proc/net/xt_recent/NAME) */
   readonly recent = new Map<string, RecentEntry[]>();
+  /**
+   * The namespace's IP sets by name (ip_set's per-netns list), changed only by src/kernel/ipset.ts;
+   * undefined while there is none, so a namespace without sets is the same data as before sets
+   * were modelled.
+   */
+  ipsetsByName?: Map<string, IpSet>;
+
+  get ipsets(): ReadonlyMap<string, IpSet> {
+    return this.ipsetsByName ?? NO_SETS;
+  }
 
   constructor() {
     this.tables.set('filter', Netfilter.builtinChains('filter'));
@@ -289,6 +302,8 @@ export class Netfilter {
     if ((rule.src?.neg && rule.src.v.len === 0) || (rule.dst?.neg && rule.dst.v.len === 0))
       return 'a negated 0.0.0.0/0 never matches';
     for (const m of rule.matches) {
+      // xt_set's checkentry: the set must exist (ip_set_nfnl_get_byindex)
+      if (m.kind === 'set' && !this.ipsets.has(m.name)) return `set ${m.name} does not exist`;
       // xt_icmp, xt_tcpudp: .proto of the match
       const proto = m.kind === 'icmp' ? 1 : m.kind === 'tcp' ? 6 : m.kind === 'udp' ? 17 : undefined;
       if (proto !== undefined && (rule.proto?.v !== proto || rule.proto.neg))

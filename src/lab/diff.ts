@@ -40,6 +40,9 @@ export function normaliseState(command: string, text: string, prefix: string): s
       .sort()
       .join('\n');
   if (command.startsWith('bridge fdb')) return lines(s).sort().join('\n');
+  // a hash set lists its members in its buckets' order (the lab gives the kernel the model's
+  // initval, so the headers agree; the model keeps the order members were added in)
+  if (command.startsWith('ipset')) return lines(s).sort().join('\n');
   // conntrack walks its hash table (a per-boot seed orders it), a timeout counts down on the wall
   // clock, and a VXLAN packet's source port is udp_flow_src_port's hash of the skb (a sending
   // socket's random sk_txhash): masked as the packet comparison masks it

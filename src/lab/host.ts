@@ -250,6 +250,19 @@ export function labUnavailable(): string | undefined {
   return unavailable.why;
 }
 
+let ipsetMissing: { why: string | undefined } | undefined;
+
+/** why a lab with IP sets (felix's, in a calico mode with NetworkPolicies) cannot run here */
+export function ipsetUnavailable(): string | undefined {
+  ipsetMissing ??= {
+    why:
+      run(['sh', '-c', 'command -v ipset']).code !== 0
+        ? "the lab needs ipset for felix's IP sets: apt-get install ipset"
+        : undefined,
+  };
+  return ipsetMissing.why;
+}
+
 function probe(): string | undefined {
   if (process.platform !== 'linux')
     return `the lab needs Linux network namespaces (this is ${process.platform})`;
@@ -1020,6 +1033,10 @@ export async function labUp(c: Cluster, opts: UpOptions = {}): Promise<LabState>
   const why = labUnavailable();
   if (why) throw new LabError(why);
   const plan: LabPlan = planLab(c);
+  if (plan.steps.some((st) => st.argv.includes('ipset'))) {
+    const no = ipsetUnavailable();
+    if (no) throw new LabError(no);
+  }
   throwIfAborted(signal);
   const owner = opts.detached ? 0 : process.pid;
   const state: LabState = {

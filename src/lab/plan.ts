@@ -10,6 +10,7 @@ import type { Cluster } from '../cni/build.ts';
 import { formatRoute } from '../kernel/fib.ts';
 import type { Link, Netns } from '../kernel/objects.ts';
 import { iptablesSave } from '../tools/iptables-save.ts';
+import { ipsetSaveText } from '../tools/ipset.ts';
 import { labBirds, type LabBird } from './bird.ts';
 
 export class LabPlanError extends Error {}
@@ -229,6 +230,10 @@ export function planLab(c: Cluster): LabPlan {
           if (f.state === 'static')
             add(ns, ['bridge', '-n', n, 'fdb', 'add', f.mac, 'dev', f.port, 'master', 'static']);
     }
+    // the IP sets first (a rule naming a missing set does not load), in ipset save's form: the
+    // model's initval given to the kernel, so both hash alike
+    if (ns.netfilter.ipsets.size)
+      add(ns, ['ip', 'netns', 'exec', n, 'ipset', 'restore'], ipsetSaveText(ns.netfilter));
     const save = iptablesSave(ns.netfilter);
     if (save) add(ns, ['ip', 'netns', 'exec', n, 'iptables-restore'], save);
   }

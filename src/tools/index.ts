@@ -13,6 +13,7 @@ import { conntrack } from './conntrack.ts';
 import { ip } from './ip.ts';
 import { iptables } from './iptables.ts';
 import { iptablesSaveTool } from './iptables-save.ts';
+import { ipset } from './ipset.ts';
 import { nstat } from './nstat.ts';
 import { ping } from './ping.ts';
 import { curl } from './curl.ts';
@@ -27,6 +28,7 @@ export const TOOLS: Record<string, Tool> = {
   tcpdump,
   iptables,
   'iptables-save': iptablesSaveTool,
+  ipset,
   conntrack,
   sysctl,
   calicoctl,

@@ -63,6 +63,8 @@ export function iptablesRestore(
       table = line.slice(1);
       if (!TABLE_BUILTINS[table]) return fail(n, `table '${table}' does not exist`);
       scratch = new Netns(ctx.netns.name, ctx.netns.role);
+      // the IP sets are the namespace's: `-m set` looks its set up there
+      scratch.netfilter.ipsetsByName = ctx.netns.netfilter.ipsetsByName;
       scratch.netfilter.table(table);
       scratch.netfilter.markCreated(table);
       counters.clear();

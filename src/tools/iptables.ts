@@ -159,8 +159,8 @@ function checkChainName(name: string): void {
 }
 
 /** do_parse of xshared.c: getopt's loop, then the checks that follow it, in its order */
-function parse(argv: readonly string[]): Parsed {
-  const p: Parsed = { command: 0, table: 'filter', options: 0, verbose: false, builder: newBuilder() };
+function parse(argv: readonly string[], nf: Netfilter): Parsed {
+  const p: Parsed = { command: 0, table: 'filter', options: 0, verbose: false, builder: newBuilder(nf) };
   const b = p.builder;
   let invert = false;
 
@@ -350,7 +350,7 @@ function parse(argv: readonly string[]): Parsed {
           break;
         case 'ext':
           rule(() => {
-            if (!b.extension(o.long!, optarg, invert))
+            if (!b.extension(o.long!, optarg, invert, () => (i < argv.length ? argv[i++] : undefined)))
               throw new RuleSyntaxError(`unknown option "${o.word}"`);
           });
           break;
@@ -416,8 +416,8 @@ function parse(argv: readonly string[]): Parsed {
   return p;
 }
 
-function newBuilder(): RuleBuilder {
-  return new RuleBuilder({ services: servicePort });
+function newBuilder(nf: Netfilter): RuleBuilder {
+  return new RuleBuilder({ services: servicePort, ipset: (name) => nf.ipsets.get(name) });
 }
 
 function ruleError(e: RuleSyntaxError): ToolFailure {
@@ -650,7 +650,7 @@ function execute(p: Parsed, rules: Rule[], nf: Netfilter, out: Out): void {
 export const iptables: Tool = (argv, ctx): ToolResult => {
   const out: Out = { stdout: '' };
   try {
-    const p = parse(argv);
+    const p = parse(argv, ctx.netns.netfilter);
     if (p.help) return { stdout: IPTABLES_HELP, stderr: '', code: 0 };
     if (p.version) return { stdout: `${PROG}\n`, stderr: '', code: 0 };
     const rules = check(p);

@@ -14,6 +14,8 @@ import type { Match, Rule, Target } from './types.ts';
 
 export interface BuilderOptions {
   services?: ServiceLookup;
+  /** the namespace's IP sets (`-m set` looks its set up while parsing, as libxt_set does) */
+  ipset?: ParseEnv['ipset'];
 }
 
 /** a match or the target as loaded into the rule being built */
@@ -48,8 +50,8 @@ export class RuleBuilder {
     this.seen.add(flag);
   }
 
-  private env(): ParseEnv {
-    return { services: this.opts.services, rule: this.rule };
+  private env(nextArg?: () => string | undefined): ParseEnv {
+    return { services: this.opts.services, rule: this.rule, nextArg, ipset: this.opts.ipset };
   }
 
   /** a generic option (-p -s -d -i -o -j -g -m); `arg` is given */
@@ -157,7 +159,13 @@ export class RuleBuilder {
   }
 
   /** a match or target option `--name` (exact); returns false when no loaded extension takes it */
-  extension(name: string, arg: string | undefined, neg: boolean): boolean {
+  extension(
+    name: string,
+    arg: string | undefined,
+    neg: boolean,
+    /** takes the next word of the command line (an option with two arguments) */
+    nextArg?: () => string | undefined,
+  ): boolean {
     const l = this.owner(name);
     if (!l) return false;
     const spec = l.ext.options[name];
@@ -173,7 +181,7 @@ export class RuleBuilder {
       if (neg && !spec.invert)
         throw new RuleSyntaxError(`${ext}: option "--${spec.name}" cannot be inverted.\n`);
     }
-    l.ext.parse(l.data, spec.name, spec.arg ? arg : undefined, neg, this.env());
+    l.ext.parse(l.data, spec.name, spec.arg ? arg : undefined, neg, this.env(nextArg));
     l.seen.add(spec.name);
     if (l.ext.oldStyle && neg) {
       const m = l.data as Match;
@@ -287,7 +295,7 @@ export function parseRuleSpec(args: readonly string[], opts: BuilderOptions = {}
       const name = eq < 0 ? a.slice(2) : a.slice(2, eq);
       if (!b.extensionOptions().includes(name) && b.canLoadProto()) b.loadProto();
       const arg = eq >= 0 ? a.slice(eq + 1) : b.hasArg(name) ? args[++i] : undefined;
-      if (!b.extension(name, arg, neg)) throw new RuleSyntaxError(`unknown option "${a}"`);
+      if (!b.extension(name, arg, neg, () => args[++i])) throw new RuleSyntaxError(`unknown option "${a}"`);
     } else throw new RuleSyntaxError(`unknown option "${a}"`);
     neg = false;
   }

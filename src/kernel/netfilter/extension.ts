@@ -5,6 +5,7 @@
  * test the datapath runs. The registry of each lives in matches.ts and targets.ts.
  */
 import type { ServiceLookup } from './parse.ts';
+import type { IpSet } from '../ipset.ts';
 import type { AddrType, CtState, Hook, RecentEntry, Rule, TableName } from './types.ts';
 
 /** one getopt long option of an extension */
@@ -29,6 +30,10 @@ export interface ParseEnv {
   services?: ServiceLookup;
   /** the rule as parsed so far (its -p: NAT targets and multiport look at it while parsing) */
   rule: Rule;
+  /** the next word of the command line, taken (libxt_set reads argv[optind] for its second argument) */
+  nextArg?(): string | undefined;
+  /** the namespace's IP sets, for an extension that looks its set up while parsing (libxt_set's get_set_byname) */
+  ipset?(name: string): IpSet | undefined;
 }
 
 export interface PrintCtx {
@@ -103,6 +108,8 @@ export interface MatchEnv {
   addrType(addr: number, dev?: string): AddrType;
   /** `-m recent` lists of this namespace */
   recent: Map<string, RecentEntry[]>;
+  /** the namespace's IP sets by name */
+  ipset(name: string): IpSet | undefined;
 }
 
 export interface MatchExtension<M> extends Extension<M> {

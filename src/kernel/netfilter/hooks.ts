@@ -104,6 +104,10 @@ class HookRun implements MatchEnv {
     return this.ns.netfilter.recent;
   }
 
+  ipset(name: string): ReturnType<MatchEnv['ipset']> {
+    return this.ns.netfilter.ipsets.get(name);
+  }
+
   /** the packet's flow, for the deterministic random numbers of statistic and NAT */
   private flowKey(): string {
     if (this.flow === undefined) {

@@ -5,6 +5,7 @@
  * and tests a packet the way the kernel's xt_* match does.
  */
 import { intToIp4, ip4ToInt } from '../../wire/addr.ts';
+import { IPSET_DIMENSION, ipsetHas } from '../ipset.ts';
 import type { CtView, MatchExtension, OptionSpec, PacketView, PrintCtx } from './extension.ts';
 import {
   fullRange,
@@ -35,6 +36,7 @@ import {
   type Net,
   type PortRange,
   type RecentMatch,
+  type SetMatch,
   type StateMatch,
   type StatisticMatch,
   type TcpUdpMatch,
@@ -730,6 +732,68 @@ const recent: MatchExtension<RecentMatch> = {
   },
 };
 
+/* ------------------------------------------------------------ set */
+
+/** IPSET_DIM_MAX */
+const SET_DIM_MAX = 6;
+
+/** libxt_set revision 4: `--match-set NAME src|dst[,…]`, the set looked up by name while parsing */
+const set: MatchExtension<SetMatch> = {
+  name: 'set',
+  options: {
+    'match-set': opt('match-set', true, { invert: true }),
+    set: unmodelled('set'),
+    'return-nomatch': unmodelled('return-nomatch', false),
+    'update-counters': unmodelled('update-counters', false),
+    'update-subcounters': unmodelled('update-subcounters', false),
+    'packets-eq': unmodelled('packets-eq'),
+    'packets-lt': unmodelled('packets-lt'),
+    'packets-gt': unmodelled('packets-gt'),
+    'bytes-eq': unmodelled('bytes-eq'),
+    'bytes-lt': unmodelled('bytes-lt'),
+    'bytes-gt': unmodelled('bytes-gt'),
+  },
+  init: () => ({ kind: 'set', name: '', flags: [], neg: false }),
+  parse(m, _o, arg, negate, env) {
+    const dirs = env.nextArg?.();
+    if (dirs === undefined || dirs[0] === '-' || dirs[0] === '!')
+      throw new RuleSyntaxError('--match-set requires two args.');
+    if (arg!.length > 31) throw new RuleSyntaxError(`setname \`${arg}' too long, max 31 characters.`);
+    if (env.ipset && !env.ipset(arg!)) throw new RuleSyntaxError(`Set ${arg} doesn't exist.\n`);
+    const flags: ('src' | 'dst')[] = [];
+    for (const d of dirs.split(',')) {
+      if (flags.length === SET_DIM_MAX)
+        throw new RuleSyntaxError(`Can't be more src/dst options than ${SET_DIM_MAX}.`);
+      // (libxt_set's message, its typo included)
+      if (d !== 'src' && d !== 'dst')
+        throw new RuleSyntaxError("You must spefify (the comma separated list of) 'src' or 'dst'.");
+      flags.push(d);
+    }
+    Object.assign(m, { name: arg!, flags, neg: negate });
+  },
+  final(_m, seen) {
+    if (!seen.has('match-set'))
+      throw new RuleSyntaxError("You must specify `--match-set' with proper arguments");
+  },
+  save: (m) => `${m.neg ? ' !' : ''} --match-set ${m.name} ${m.flags.join(',')}`,
+  print: (m) => ` ${m.neg ? '! ' : ''}match-set ${m.name} ${m.flags.join(',')}`,
+  /** set_match_v4 → ip_set_test: a set of more dimensions than the rule gives never matches */
+  test(m, p, env) {
+    const s = env.ipset(m.name);
+    if (!s || m.flags.length < IPSET_DIMENSION[s.type]) return m.neg;
+    const ip = m.flags[0] === 'src' ? p.src : p.dst;
+    let proto = 0;
+    let port = 0;
+    if (s.type === 'hash:ip,port') {
+      // ip_set_get_ip4_port: tcp/udp ports, ICMP type and code, other protocols port 0
+      proto = p.proto;
+      if (p.icmpType !== undefined) port = (p.icmpType << 8) | (p.icmpCode ?? 0);
+      else port = (m.flags[1] === 'src' ? p.sport : p.dport) ?? 0;
+    }
+    return ipsetHas(s, { ip, cidr: 32, proto, port }) !== m.neg;
+  },
+};
+
 /* ------------------------------------------------------------ the registry */
 
 export const MATCHES: { readonly [K in MatchKind]: MatchExtension<Match & { kind: K }> } = {
@@ -744,6 +808,7 @@ export const MATCHES: { readonly [K in MatchKind]: MatchExtension<Match & { kind
   multiport,
   addrtype,
   recent,
+  set,
 };
 
 /** the extension of a match record */

@@ -133,6 +133,14 @@ export interface RecentMatch {
   mask: number;
 }
 
+/** xt_set_info_match_v4 (`-m set --match-set NAME src|dst[,…]`): the set by name, one direction per dimension */
+export interface SetMatch {
+  kind: 'set';
+  name: string;
+  flags: ('src' | 'dst')[];
+  neg: boolean;
+}
+
 export type Match =
   | TcpUdpMatch
   | IcmpMatch
@@ -143,7 +151,8 @@ export type Match =
   | StatisticMatch
   | MultiportMatch
   | AddrtypeMatch
-  | RecentMatch;
+  | RecentMatch
+  | SetMatch;
 export type MatchKind = Match['kind'];
 
 /* ------------------------------------------------------------ targets (-j NAME) */
