@@ -172,6 +172,11 @@ const NEIGHBOURS = new Schema<NeighEntry>({
   updated: 'num',
 });
 
+/** a neighbour table (a namespace's, or a shared segment of one) */
+export function neighTable(): CompactPairTable<NeighEntry> {
+  return new CompactPairTable<NeighEntry>(NEIGHBOURS, ['ip', 'dev']);
+}
+
 /**
  * neigh_timer_handler's inputs for one neighbour entry, kept beside the entry (Netns.nud, by the
  * entry's key) so that the entry stays what `ip neigh` shows.
@@ -320,7 +325,7 @@ export class Netns {
   readonly links = new Map<string, Link>();
   readonly fib = new Fib();
   /** keyed by address and device (`get` takes the key `ip|dev` too) */
-  readonly neigh = new CompactPairTable<NeighEntry>(NEIGHBOURS, ['ip', 'dev']);
+  readonly neigh = neighTable();
   readonly sysctl = new Map<string, string>(DEFAULT_SYSCTL_MAP);
   readonly netfilter = new Netfilter();
   readonly conntrack = new Conntrack();
