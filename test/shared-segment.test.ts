@@ -23,7 +23,7 @@ import {
   routeInstall,
   type LeaseRequest,
 } from '../src/kernel/netlink.ts';
-import type { Netns } from '../src/kernel/objects.ts';
+import { DEFAULT_SYSCTLS, Sysctls, type Netns } from '../src/kernel/objects.ts';
 import { cloneWorld } from '../src/kernel/snapshot.ts';
 import { seededRandom, type World } from '../src/kernel/world.ts';
 import { ip4ToInt } from '../src/wire/addr.ts';
@@ -262,5 +262,41 @@ describe('shared lease segments', () => {
       }
     }
     assert.ok(copied > 0 && tombstoned > 0, `copied ${copied}, tombstoned ${tombstoned}`);
+  });
+});
+
+describe('sysctls as an overlay of the shared defaults', () => {
+  test('reads, writes, deletes and iterates as a Map copied from the defaults (random operations)', () => {
+    const keys = [...Object.keys(DEFAULT_SYSCTLS).slice(0, 8), 'net.ipv4.conf.eth0.forwarding', 'x.new'];
+    for (const seed of [11, 12, 13, 14, 15]) {
+      const rnd = seededRandom(seed);
+      const int = (n: number) => Math.floor(rnd() * n);
+      const plain = new Map(Object.entries(DEFAULT_SYSCTLS));
+      const over = new Sysctls();
+      const other = new Sysctls();
+      for (let step = 0; step < 300; step++) {
+        const k = keys[int(keys.length)];
+        const v = String(int(3));
+        const op = int(10);
+        const r = [plain, over].map((m) =>
+          op < 4
+            ? m.set(k, v) && 'set'
+            : op < 7
+              ? m.delete(k)
+              : op === 7
+                ? step % 50 === 0
+                  ? m.clear()
+                  : 0
+                : m.get(k),
+        );
+        assert.equal(r[1], r[0], `seed ${seed} step ${step}`);
+        assert.equal(over.has(k), plain.has(k));
+        assert.equal(over.size, plain.size);
+        assert.deepEqual([...over], [...plain], `seed ${seed} step ${step}`);
+        assert.deepEqual([...over.keys()], [...plain.keys()]);
+      }
+      // another namespace's sysctls are the defaults still
+      assert.deepEqual([...other], Object.entries(DEFAULT_SYSCTLS));
+    }
   });
 });
