@@ -56,12 +56,14 @@ import {
   fdbAdd,
   fdbFlushDynamic,
   neighFlush,
+  leasesInstall,
   linkAdd,
   linkSetUp,
   neighAdd,
   NetlinkError,
   NLM_ADD,
   routeInstall,
+  type LeaseRequest,
   type RouteRequest,
 } from '../kernel/netlink.ts';
 import { derivedMac } from '../kernel/world.ts';
@@ -275,37 +277,30 @@ export function programMode(c: Cluster, opts: BuildOptions = {}): void {
         addressAdd(ns, 'flannel.1', n.podNet, 32);
         linkSetUp(w, ns, 'flannel.1', true);
       }
-      // every node's VTEP MAC, looked up once (not once per pair of nodes)
-      const vteps = c.nodes.map((o) => w.ns(o.name).link('flannel.1')!.mac);
-      for (const n of c.nodes) {
-        const ns = w.ns(n.name);
-        for (let k = 0; k < c.nodes.length; k++) {
-          const o = c.nodes[k];
-          if (o === n) continue;
-          const vtep = vteps[k];
-          route(n.name, { prefix: o.podCIDR, via: o.podNet, dev: 'flannel.1', onlink: true, nl: NLM_ADD });
-          tryAdd(() =>
-            neighAdd(ns, w, {
-              ip: o.podNet,
-              dev: 'flannel.1',
-              lladdr: vtep,
-              state: 'PERMANENT',
-              nl: NLM_ADD,
-            }),
-          );
-          tryAdd(() =>
-            fdbAdd(ns, w, {
-              mac: vtep,
-              dev: 'flannel.1',
-              self: true,
-              master: false,
-              state: { permanent: true, noarp: false, reachable: false },
-              dst: o.addr,
-              nl: NLM_ADD,
-            }),
-          );
-        }
-      }
+      // every node's lease on every other node, as flanneld programs it (one batch: the rows
+      // are made once and shared by the nodes' tables, netlink.ts leasesInstall)
+      const leases: LeaseRequest[] = c.nodes.map((o) => {
+        const vtep = w.ns(o.name).link('flannel.1')!.mac;
+        return {
+          route: { prefix: o.podCIDR, via: o.podNet, dev: 'flannel.1', onlink: true, nl: NLM_ADD },
+          neigh: { ip: o.podNet, dev: 'flannel.1', lladdr: vtep, state: 'PERMANENT', nl: NLM_ADD },
+          fdb: {
+            mac: vtep,
+            dev: 'flannel.1',
+            self: true,
+            master: false,
+            state: { permanent: true, noarp: false, reachable: false },
+            dst: o.addr,
+            nl: NLM_ADD,
+          },
+        };
+      });
+      leasesInstall(
+        w,
+        c.nodes.map((n) => w.ns(n.name)),
+        leases,
+        c.nodes.map((_, i) => i),
+      );
       break;
     }
     case 'flannel-host-gw': {

@@ -119,6 +119,19 @@ const NO_ROWS = new Uint32Array(0);
 const NO_SLOTS = new Int32Array(0);
 
 export class Fib {
+  /**
+   * A shared segment (an immutable Fib that no namespace writes: a daemon's lease set, the same
+   * routes on every node) whose rows this table lists and looks up as its own, except the
+   * slots in `gone` (the node's own lease, routes removed since). Its slots are this table's
+   * 0 … nb-1; this table's own rows are nb and up. A (prefix, length) lives either in the own rows
+   * or in the segment's live rows, never in both: an own route of a prefix the segment holds first
+   * copies the segment's rows into this table (copy on write, `materialize`).
+   */
+  private base: Fib | undefined;
+  private nb = 0;
+  private gone: Set<number> | undefined;
+  /** the segment's live rows in this table */
+  private baseLive = 0;
   /** slots in use or freed (a removed route's slot is reused) */
   private cap = 0;
   /** the rows, W words each, by slot */
@@ -136,18 +149,135 @@ export class Fib {
   private lenRoutes: number[] = [];
 
   get size(): number {
-    return this.count;
+    return this.count + this.baseLive;
+  }
+
+  /** the table lists a shared segment's rows (attach) */
+  get shared(): boolean {
+    return this.base !== undefined;
   }
 
   list(): readonly Route[] {
-    const out: Route[] = new Array(this.count);
-    for (let i = 0; i < this.count; i++) out[i] = this.view(this.order[i]);
+    const slots = this.slots();
+    const out: Route[] = new Array(slots.length);
+    for (let i = 0; i < slots.length; i++) out[i] = this.view(slots[i]);
     return out;
+  }
+
+  /** the slots in `ip route` order: the own rows and the segment's live rows merged (they never tie) */
+  private slots(): number[] {
+    const out: number[] = [];
+    const b = this.base;
+    if (!b) {
+      for (let i = 0; i < this.count; i++) out.push(this.order[i]);
+      return out;
+    }
+    let i = 0;
+    let j = 0;
+    for (;;) {
+      while (j < b.count && this.gone?.has(b.order[j])) j++;
+      if (j === b.count) break;
+      const bs = b.order[j];
+      if (i < this.count && this.cmpSlots(this.order[i], bs) < 0) out.push(this.order[i++]);
+      else {
+        out.push(bs);
+        j++;
+      }
+    }
+    while (i < this.count) out.push(this.order[i++]);
+    return out;
+  }
+
+  private cmpSlots(a: number, b: number): number {
+    return (
+      this.dstOf(a) - this.dstOf(b) ||
+      this.lenOfSlot(b) - this.lenOfSlot(a) ||
+      this.at(a, METRIC) - this.at(b, METRIC)
+    );
+  }
+
+  /**
+   * Share `seg`'s rows, all but the slots in `exclude` (a daemon's lease set: every node's
+   * table the same segment, its own lease left out). Refused (false) when this table already
+   * shares a segment, when `seg` has a row that is an object (it would be shared, not copied), or
+   * when a prefix of the segment's live rows is among this table's own routes; the caller then
+   * adds the routes one by one.
+   */
+  attach(seg: Fib, exclude: readonly number[]): boolean {
+    if (this.base || seg.base || seg.objs?.size || seg.free?.length) return false;
+    const gone = new Set(exclude);
+    for (let i = 0; i < this.count; i++) {
+      const s = this.order[i];
+      for (let t = seg.hash.head(this.dstOf(s), this.lenOfSlot(s)); t !== NONE; t = seg.at(t, NEXT) - 1)
+        if (!gone.has(t)) return false;
+    }
+    // the own rows move up past the segment's slots
+    const nb = seg.cap;
+    const own = this.slots();
+    const objs = this.objs;
+    const rows = this.rows;
+    this.clear();
+    this.base = seg;
+    this.nb = nb;
+    this.gone = gone.size ? gone : undefined;
+    this.baseLive = seg.count - gone.size;
+    for (let i = 0; i < seg.lens.length; i++) this.countLen(seg.lens[i], seg.lenRoutes[i]);
+    for (const s of gone) this.countLen(seg.lenOfSlot(s), -1);
+    this.copyRows(
+      own.length,
+      (i) => own[i],
+      (i) => own[i],
+      rows,
+      objs,
+    );
+    return true;
+  }
+
+  /** the segment's rows become this table's own (copy on write), in the order they are listed */
+  private materialize(): void {
+    const slots = this.slots();
+    const rows = new Uint32Array(slots.length * W);
+    slots.forEach((s, i) => {
+      for (let k = 0; k < W; k++) rows[i * W + k] = this.at(s, k);
+    });
+    const objs = this.objs;
+    this.clear();
+    this.copyRows(
+      slots.length,
+      (i) => i,
+      (i) => slots[i],
+      rows,
+      objs,
+    );
+  }
+
+  /**
+   * rows appended as own rows, in the order given (the list order): row `i` is at words
+   * `i * W` of `rows`, its object (when it has one) is `objs`' entry for `keyOf(i)`
+   */
+  private copyRows(
+    n: number,
+    rowAt: (i: number) => number,
+    keyOf: (i: number) => number,
+    rows: Uint32Array,
+    objs: Map<number, Route> | undefined,
+  ): void {
+    for (let i = 0; i < n; i++) {
+      const s = this.alloc();
+      const src = rowAt(i) * W;
+      const dst = (s - this.nb) * W;
+      for (let k = 0; k < W; k++) this.rows[dst + k] = rows[src + k];
+      const o = objs?.get(keyOf(i));
+      if (o !== undefined) (this.objs ??= new Map()).set(s, o);
+      if (this.count === this.order.length) this.order = grow(this.order, this.count * 2 + 4);
+      this.order[this.count++] = s;
+      this.index(s);
+    }
   }
 
   find(dst: number, len: number, metric?: number): Route | undefined {
     for (let s = this.head(dst, len); s !== NONE; s = this.next(s))
-      if (metric === undefined || this.rows[s * W + METRIC] === metric) return this.obj(s);
+      if (metric === undefined || this.at(s, METRIC) === metric) return this.obj(s);
     return undefined;
   }
 
@@ -155,12 +285,16 @@ export class Fib {
   aliases(dst: number, len: number, metric?: number): Route[] {
     const out: Route[] = [];
     for (let s = this.head(dst, len); s !== NONE; s = this.next(s))
-      if (metric === undefined || this.rows[s * W + METRIC] === metric) out.push(this.obj(s));
+      if (metric === undefined || this.at(s, METRIC) === metric) out.push(this.obj(s));
     return out;
   }
 
   /** every route gone, the columns given back */
   clear(): void {
+    this.base = undefined;
+    this.nb = 0;
+    this.gone = undefined;
+    this.baseLive = 0;
     this.cap = 0;
     this.rows = NO_ROWS;
     this.objs = undefined;
@@ -185,6 +319,10 @@ export class Fib {
   remove(r: Route): void {
     const s = this.slotOf(r);
     if (s === NONE) return;
+    if (s < this.nb) {
+      this.drop(s);
+      return;
+    }
     const i = this.position(s);
     this.order.copyWithin(i, i + 1, this.count);
     this.count--;
@@ -193,19 +331,23 @@ export class Fib {
 
   removeWhere(pred: (r: Route) => boolean): Route[] {
     const gone: Route[] = [];
-    let k = 0;
     const goneSlots: number[] = [];
     // one pass over the table, not one per route removed (a device going down takes all its routes)
-    for (let i = 0; i < this.count; i++) {
-      const s = this.order[i];
+    for (const s of this.slots()) {
       const r = this.view(s);
       if (pred(r)) {
         gone.push(r);
         goneSlots.push(s);
-      } else this.order[k++] = s;
+      }
     }
+    if (!goneSlots.length) return gone;
+    const dead = new Set(goneSlots);
+    let k = 0;
+    for (let i = 0; i < this.count; i++) if (!dead.has(this.order[i])) this.order[k++] = this.order[i];
     this.count = k;
-    for (const s of goneSlots) this.unindex(s);
+    for (const s of goneSlots)
+      if (s < this.nb) this.drop(s);
+      else this.unindex(s);
     return gone;
   }
 
@@ -231,7 +373,7 @@ export class Fib {
     keep: boolean,
   ): Route | undefined {
     for (const len of this.lens)
-      for (let s = this.hash.head((addr & prefixMask(len)) >>> 0, len); s !== NONE; s = this.next(s)) {
+      for (let s = this.head((addr & prefixMask(len)) >>> 0, len); s !== NONE; s = this.next(s)) {
         const r = keep ? this.obj(s) : this.view(s);
         if (!usable || usable(r)) return r;
       }
@@ -241,6 +383,8 @@ export class Fib {
   /* ---------------------------------------------------------------- rows */
 
   private put(r: Route, keep: boolean): void {
+    // a prefix the shared segment holds: its rows become this table's own first
+    if (this.base && this.baseHead(r.dst, r.len) !== NONE) this.materialize();
     const s = this.alloc();
     const shape = keep ? undefined : shapeOf(Object.keys(r));
     const type = TYPE_ID.get(r.type);
@@ -256,7 +400,7 @@ export class Fib {
       (r.via === undefined || typeof r.via === 'string') &&
       (r.dev === undefined || typeof r.dev === 'string') &&
       (r.src === undefined || typeof r.src === 'string');
-    const o = s * W;
+    const o = (s - this.nb) * W;
     const rows = this.rows;
     rows[o + DST] = r.dst;
     rows[o + METRIC] = r.metric;
@@ -285,20 +429,46 @@ export class Fib {
     this.index(s);
   }
 
-  private next(s: number): number {
-    return this.rows[s * W + NEXT] - 1;
+  /** word `k` of slot `s`'s row: the segment's below nb, else this table's own */
+  private at(s: number, k: number): number {
+    return s < this.nb ? this.base!.rows[s * W + k] : this.rows[(s - this.nb) * W + k];
   }
 
+  /** the next alias, past the segment's rows this table does not have */
+  private next(s: number): number {
+    const n = this.at(s, NEXT) - 1;
+    return s < this.nb ? this.skipGone(n) : n;
+  }
+
+  private skipGone(s: number): number {
+    while (s !== NONE && this.gone?.has(s)) s = this.base!.rows[s * W + NEXT] - 1;
+    return s;
+  }
+
+  /** only ever an own row's (a segment is never written) */
   private setNext(s: number, n: number): void {
-    this.rows[s * W + NEXT] = n + 1;
+    this.rows[(s - this.nb) * W + NEXT] = n + 1;
   }
 
   private dstOf(s: number): number {
-    return this.rows[s * W + DST];
+    return this.at(s, DST);
   }
 
   private lenOfSlot(s: number): number {
-    return lenOf(this.rows[s * W + META]);
+    return lenOf(this.at(s, META));
+  }
+
+  /** the first live segment row of a prefix */
+  private baseHead(dst: number, len: number): number {
+    return this.base ? this.skipGone(this.base.hash.head(dst, len)) : NONE;
+  }
+
+  /** a segment row leaves this table (the segment keeps it: other tables share it) */
+  private drop(s: number): void {
+    (this.gone ??= new Set()).add(s);
+    this.baseLive--;
+    this.countLen(this.lenOfSlot(s), -1);
+    this.objs?.delete(s);
   }
 
   /** the row's object: the one kept, else made now and kept */
@@ -317,7 +487,8 @@ export class Fib {
   }
 
   private make(s: number): Route {
-    const row = s * W;
+    if (s < this.nb) return this.base!.make(s);
+    const row = (s - this.nb) * W;
     const m = this.rows[row + META];
     const o: Record<string, unknown> = {};
     for (const k of shapes[m >>> 16]) {
@@ -358,7 +529,7 @@ export class Fib {
   }
 
   private cmpSlot(s: number, r: Route): number {
-    return this.dstOf(s) - r.dst || r.len - this.lenOfSlot(s) || this.rows[s * W + METRIC] - r.metric;
+    return this.dstOf(s) - r.dst || r.len - this.lenOfSlot(s) || this.at(s, METRIC) - r.metric;
   }
 
   /** the slot holding `r`: the very object, else the first row of its values that was not given as an object */
@@ -366,7 +537,7 @@ export class Fib {
     let same = NONE;
     for (let s = this.head(r.dst, r.len); s !== NONE; s = this.next(s)) {
       if (this.objs?.get(s) === r) return s;
-      if (same === NONE && !(this.rows[s * W + META] & KEPT) && sameRoute(this.make(s), r)) same = s;
+      if (same === NONE && !(this.at(s, META) & KEPT) && sameRoute(this.make(s), r)) same = s;
     }
     return same;
   }
@@ -377,12 +548,12 @@ export class Fib {
     let hi = this.count;
     const d = this.dstOf(s);
     const l = this.lenOfSlot(s);
-    const m = this.rows[s * W + METRIC];
+    const m = this.at(s, METRIC);
     // the first row not before (d, l, m), then along the rows equal to it
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
       const t = this.order[mid];
-      if ((this.dstOf(t) - d || l - this.lenOfSlot(t) || this.rows[t * W + METRIC] - m) < 0) lo = mid + 1;
+      if ((this.dstOf(t) - d || l - this.lenOfSlot(t) || this.at(t, METRIC) - m) < 0) lo = mid + 1;
       else hi = mid;
     }
     while (this.order[lo] !== s) lo++;
@@ -393,7 +564,7 @@ export class Fib {
     const f = this.free?.pop();
     if (f !== undefined) return f;
     if (this.cap * W === this.rows.length) this.rows = grow(this.rows, (this.cap < 2 ? 2 : this.cap * 2) * W);
-    return this.cap++;
+    return this.nb + this.cap++;
   }
 
   /* ---------------------------------------------------------------- the prefix index */
@@ -405,32 +576,44 @@ export class Fib {
     );
   }
 
+  /** the first alias of a prefix: the own rows', else the segment's live rows' (never both) */
   private head(dst: number, len: number): number {
-    return this.lens.includes(len) ? this.hash.head(dst, len) : NONE;
+    if (!this.lens.includes(len)) return NONE;
+    const h = this.hash.head(dst, len);
+    return h !== NONE || !this.base ? h : this.baseHead(dst, len);
+  }
+
+  /** the routes of length `l` change by `d` (the lengths present, longest first) */
+  private countLen(l: number, d: number): void {
+    const at = this.lens.indexOf(l);
+    if (at >= 0) {
+      this.lenRoutes[at] += d;
+      if (this.lenRoutes[at] === 0) {
+        this.lens.splice(at, 1);
+        this.lenRoutes.splice(at, 1);
+      }
+      return;
+    }
+    let i = 0;
+    while (i < this.lens.length && this.lens[i] > l) i++;
+    this.lens.splice(i, 0, l);
+    this.lenRoutes.splice(i, 0, d);
   }
 
   private index(s: number): void {
     const d = this.dstOf(s);
     const l = this.lenOfSlot(s);
-    const at = this.lens.indexOf(l);
-    if (at >= 0) this.lenRoutes[at]++;
-    else {
-      // longest first
-      let i = 0;
-      while (i < this.lens.length && this.lens[i] > l) i++;
-      this.lens.splice(i, 0, l);
-      this.lenRoutes.splice(i, 0, 1);
-    }
+    this.countLen(l, 1);
     const h = this.hash.head(d, l);
     // aliases by metric; a new one after those of its metric
-    const m = this.rows[s * W + METRIC];
-    if (h === NONE || this.rows[h * W + METRIC] > m) {
+    const m = this.at(s, METRIC);
+    if (h === NONE || this.at(h, METRIC) > m) {
       this.setNext(s, h);
       this.hash.setHead(d, l, s);
       return;
     }
     let p = h;
-    while (this.next(p) !== NONE && this.rows[this.next(p) * W + METRIC] <= m) p = this.next(p);
+    while (this.next(p) !== NONE && this.at(this.next(p), METRIC) <= m) p = this.next(p);
     this.setNext(s, this.next(p));
     this.setNext(p, s);
   }
@@ -445,11 +628,7 @@ export class Fib {
       while (this.next(p) !== s) p = this.next(p);
       this.setNext(p, this.next(s));
     }
-    const at = this.lens.indexOf(l);
-    if (--this.lenRoutes[at] === 0) {
-      this.lens.splice(at, 1);
-      this.lenRoutes.splice(at, 1);
-    }
+    this.countLen(l, -1);
     this.objs?.delete(s);
     (this.free ??= []).push(s);
   }

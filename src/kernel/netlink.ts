@@ -6,13 +6,14 @@
  * down takes the carrier; a bridge follows its ports' MTU and carrier. A refusal is a
  * NetlinkError: the errno, and the extended-ack message when the kernel sends one.
  */
-import { broadcastOf, inPrefix, ip4ToInt, networkOf, parseCidr } from '../wire/addr.ts';
+import { broadcastOf, inPrefix, intToIp4, ip4ToInt, networkOf, parseCidr } from '../wire/addr.ts';
 import type { MacAddr } from '../wire/types.ts';
 import { errnoNumber, strerror, type Errno } from './errno.ts';
-import { sameRoute, type Route, type RouteProto, type RouteScope, type RouteType } from './fib.ts';
+import { Fib, sameRoute, type Route, type RouteProto, type RouteScope, type RouteType } from './fib.ts';
 import { bridgePorts, carrierOk, portForwarding, vethPeer } from './links.ts';
 import {
   bridgeFdb,
+  neighTable,
   newStats,
   vxlanFdb,
   type Address,
@@ -21,6 +22,7 @@ import {
   type Link,
   type Netns,
   type NetnsRole,
+  type NeighEntry,
   type NudState,
   type VxlanFdbEntry,
   type VxlanLink,
@@ -806,6 +808,29 @@ export function routeInstall(ns: Netns, req: RouteRequest): void {
   routeCreate(ns, req, false);
 }
 
+/** the route fib_create_info makes of a request that passed its checks (`dev`: the nexthop's device) */
+function fibInfo(
+  req: RouteRequest,
+  dst: number,
+  len: number,
+  type: RouteType,
+  scope: RouteScope,
+  dev: string | undefined,
+): Route {
+  return {
+    dst,
+    len,
+    type,
+    via: type === 'unicast' ? req.via : undefined,
+    dev: type === 'unicast' ? dev : undefined,
+    proto: req.proto ?? 'boot',
+    scope,
+    src: req.src,
+    metric: req.metric ?? 0,
+    onlink: !!req.onlink && type === 'unicast',
+  };
+}
+
 function routeCreate(ns: Netns, req: RouteRequest, echo: boolean): Route {
   const { dst, len } = checkedPrefix(req.prefix);
   const type = req.type ?? 'unicast';
@@ -843,18 +868,7 @@ function routeCreate(ns: Netns, req: RouteRequest, echo: boolean): Route {
     if (!oif.up) throw ext('ENETDOWN', 'Device for nexthop is not up');
   }
   if (req.src && !localRouteDev(ns, req.src)) throw ext('EINVAL', 'Invalid prefsrc address');
-  const r: Route = {
-    dst,
-    len,
-    type,
-    via: type === 'unicast' ? req.via : undefined,
-    dev: type === 'unicast' ? dev : undefined,
-    proto: req.proto ?? 'boot',
-    scope,
-    src: req.src,
-    metric: req.metric ?? 0,
-    onlink: !!req.onlink && type === 'unicast',
-  };
+  const r = fibInfo(req, dst, len, type, scope, dev);
   // fib_table_insert: aliases of the same prefix and priority
   const same = ns.fib.aliases(dst, len, r.metric);
   if (same.length) {
@@ -937,11 +951,16 @@ export function neighAdd(ns: Netns, w: World, req: NeighRequest): void {
     lladdr = old.lladdr;
   }
   // a new entry goes in as values (no one holds it); an old one changes in place
-  const entry = old ?? { ip: req.ip, dev: req.dev, state: req.state, router: false, updated: w.now };
+  const entry = old ?? newNeigh(req, w.now);
   entry.state = req.state;
   if (valid) entry.lladdr = lladdr;
   entry.updated = w.now;
   if (!old) ns.neigh.insert(entry);
+}
+
+/** a neighbour entry as neigh_create makes it (the address is set after) */
+function newNeigh(req: NeighRequest, now: number): NeighEntry {
+  return { ip: req.ip, dev: req.dev, state: req.state, router: false, updated: now };
 }
 
 /** the colon-separated fields of a link-layer address (`split(':').length`, without the split) */
@@ -1039,17 +1058,20 @@ function vxlanFdbAdd(vx: VxlanLink, req: FdbRequest): void {
       entries[0].dst = req.dst;
     }
     if (req.nl.append && mz && !entries.some((e) => e.dst === req.dst)) {
-      const e = { mac: req.mac, dst: req.dst, permanent: s.permanent, static: false };
-      setState(e);
-      insertAfter(vx, entries[entries.length - 1], e);
+      insertAfter(vx, entries[entries.length - 1], newRemote(req, req.dst));
     }
     return;
   }
   if (!req.nl.create) throw new NetlinkError('ENOENT');
   if (req.nl.replace && mz) throw new NetlinkError('EOPNOTSUPP');
-  const e = { mac: req.mac, dst: req.dst, permanent: s.permanent, static: false };
-  setState(e);
-  vx.fdb.insert(e);
+  vx.fdb.insert(newRemote(req, req.dst));
+}
+
+/** a VXLAN FDB entry (vxlan_fdb_create) with the request's NUD state */
+function newRemote(req: FdbRequest, dst: string): VxlanFdbEntry {
+  const e = { mac: req.mac, dst, permanent: req.state.permanent, static: false };
+  e.static = !e.permanent && req.state.noarp;
+  return e;
 }
 
 /** a remote appended to an existing VXLAN FDB entry keeps the entry's place in the table */
@@ -1129,4 +1151,179 @@ export function fdbDel(ns: Netns, req: Omit<FdbRequest, 'nl' | 'state'>): void {
     done = true;
   }
   if (!done) throw new NetlinkError('EOPNOTSUPP');
+}
+
+/* ------------------------------------------------------------------ a daemon's lease set */
+
+/** one lease as a VXLAN daemon programs it on a node: the route to its subnet, its VTEP's neighbour and FDB entry */
+export interface LeaseRequest {
+  route: RouteRequest;
+  neigh: NeighRequest;
+  fdb: FdbRequest;
+}
+
+/** an entry a batch could not program on a node: what the one-by-one call threw */
+export interface LeaseRefusal {
+  node: string;
+  lease: number;
+  kind: 'route' | 'neigh' | 'fdb';
+  error: NetlinkError;
+}
+
+/**
+ * Every node's lease set at once (flanneld: each node holds every other node's lease, `own[i]`
+ * being node i's own lease, or -1): on each node the same as routeInstall, neighAdd and fdbAdd
+ * of every lease but its own, in lease order, each refused entry skipped (and returned), as the
+ * daemon logs a refusal and carries on. The rows are made once, as a shared immutable segment
+ * per table that every node's table lists as its own (Fib.attach, CompactTable.attach), when
+ * the kernel's checks give every node the same result for every entry: the leases' own checks
+ * once (prefix, flags, addresses, no two leases with one key), a node's once per node (the
+ * device exists, is up and is a VXLAN device, no lease's gateway is a local or broadcast
+ * address of the node, none of the node's own entries has a lease's key). A node or table that
+ * fails them gets the entries one by one, with the very calls above.
+ */
+export function leasesInstall(
+  w: World,
+  nodes: readonly Netns[],
+  leases: readonly LeaseRequest[],
+  own: readonly number[],
+): LeaseRefusal[] {
+  const refused: LeaseRefusal[] = [];
+  const one = (ns: Netns, k: number, kind: LeaseRefusal['kind'], fn: () => void) => {
+    try {
+      fn();
+    } catch (e) {
+      if (!(e instanceof NetlinkError)) throw e;
+      refused.push({ node: ns.name, lease: k, kind, error: e });
+    }
+  };
+  const seg = leaseSegments(w, leases);
+  for (let i = 0; i < nodes.length; i++) {
+    const ns = nodes[i];
+    const skip = own[i] >= 0 ? [own[i]] : [];
+    const vx = seg ? ns.link(seg.dev) : undefined;
+    const shared = vx?.type === 'vxlan' && !vx.master;
+    const routes = shared && vx.up && gatewaysUnicast(ns, seg!, own[i]) && ns.fib.attach(seg!.fib, skip);
+    const neighs = shared && ns.neigh.attach(seg!.neigh, skip);
+    const fdbs = shared && vx.fdb.attach(seg!.fdb, skip);
+    for (let k = 0; k < leases.length; k++) {
+      if (k === own[i]) continue;
+      const l = leases[k];
+      if (!routes) one(ns, k, 'route', () => routeInstall(ns, l.route));
+      if (!neighs) one(ns, k, 'neigh', () => neighAdd(ns, w, l.neigh));
+      if (!fdbs) one(ns, k, 'fdb', () => fdbAdd(ns, w, l.fdb));
+    }
+  }
+  return refused;
+}
+
+interface LeaseSegments {
+  dev: string;
+  fib: Fib;
+  neigh: ReturnType<typeof neighTable>;
+  fdb: ReturnType<typeof vxlanFdb>;
+  /** the leases' gateways, ascending, with their lease */
+  vias: Float64Array;
+  viaLease: Int32Array;
+}
+
+/**
+ * The leases' rows, made once (segment slot k = lease k), when every lease is what a VXLAN
+ * daemon sends and passes the checks that do not depend on the node: an onlink route via an
+ * address on the device, a permanent neighbour with a link-layer address, a permanent unicast
+ * FDB entry with a destination, all on one device, no two leases with the same key. Otherwise
+ * undefined: every node gets the leases one by one.
+ */
+function leaseSegments(w: World, leases: readonly LeaseRequest[]): LeaseSegments | undefined {
+  if (!leases.length) return undefined;
+  const dev = leases[0].route.dev;
+  if (dev === undefined) return undefined;
+  const fib = new Fib();
+  const neigh = neighTable();
+  const fdb = vxlanFdb();
+  const vias: [number, number][] = [];
+  // the keys taken (a lookup in the segment would make it keep an object of the row)
+  const routeKeys = new Set<string>();
+  const neighKeys = new Set<string>();
+  const macs = new Set<string>();
+  for (let k = 0; k < leases.length; k++) {
+    const { route: r, neigh: n, fdb: f } = leases[k];
+    const plain = (nl: RouteRequest['nl']) => nl.create && !nl.replace && !nl.append;
+    if (
+      r.dev !== dev ||
+      !r.via ||
+      !r.onlink ||
+      (r.type ?? 'unicast') !== 'unicast' ||
+      (r.scope ?? 'global') !== 'global' ||
+      r.src !== undefined ||
+      !plain(r.nl) ||
+      n.dev !== dev ||
+      n.lladdr === undefined ||
+      fieldsOf(n.lladdr) < 6 ||
+      n.state !== 'PERMANENT' ||
+      !n.nl.create ||
+      n.nl.replace ||
+      f.dev !== dev ||
+      !f.self ||
+      f.master ||
+      !f.state.permanent ||
+      !f.dst ||
+      isMulticastMac(f.mac) ||
+      isZeroMac(f.mac) ||
+      !plain(f.nl)
+    )
+      return undefined;
+    let p: { dst: number; len: number };
+    try {
+      p = checkedPrefix(r.prefix);
+    } catch {
+      return undefined;
+    }
+    const via = ip4ToInt(r.via);
+    // a gateway that is no unicast address anywhere (0.0.0.0, broadcast, multicast) is refused on every node
+    if (via === 0 || via === 0xffffffff || via >>> 28 === 0xe) return undefined;
+    const metric = r.metric ?? 0;
+    const key = `${p.dst}/${p.len}/${metric}`;
+    if (routeKeys.has(key) || neighKeys.has(n.ip) || macs.has(f.mac)) return undefined;
+    routeKeys.add(key);
+    neighKeys.add(n.ip);
+    macs.add(f.mac);
+    fib.insert(fibInfo(r, p.dst, p.len, 'unicast', 'global', dev));
+    const e = newNeigh(n, w.now);
+    e.lladdr = n.lladdr;
+    neigh.insert(e);
+    fdb.insert(newRemote(f, f.dst));
+    vias.push([via, k]);
+  }
+  vias.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  return {
+    dev,
+    fib,
+    neigh,
+    fdb,
+    vias: Float64Array.from(vias, (v) => v[0]),
+    viaLease: Int32Array.from(vias, (v) => v[1]),
+  };
+}
+
+/**
+ * fib_check_nh_v4_gw's onlink check on a node for every lease but its own: the gateway's type
+ * on the device (inet_addr_type_dev_table) must be unicast. Only a gateway inside one of the
+ * node's local-table routes can be anything else: those are looked up one by one.
+ */
+function gatewaysUnicast(ns: Netns, seg: LeaseSegments, own: number): boolean {
+  for (const r of localMade(ns)) {
+    const lo = r.dst;
+    const hi = r.dst + 2 ** (32 - r.len);
+    let a = 0;
+    let b = seg.vias.length;
+    while (a < b) {
+      const m = (a + b) >>> 1;
+      if (seg.vias[m] < lo) a = m + 1;
+      else b = m;
+    }
+    for (let i = a; i < seg.vias.length && seg.vias[i] < hi; i++)
+      if (seg.viaLease[i] !== own && addrType(ns, intToIp4(seg.vias[i]), seg.dev) !== 'unicast') return false;
+  }
+  return true;
 }

@@ -172,6 +172,11 @@ const NEIGHBOURS = new Schema<NeighEntry>({
   updated: 'num',
 });
 
+/** a neighbour table (a namespace's, or a shared segment of one) */
+export function neighTable(): CompactPairTable<NeighEntry> {
+  return new CompactPairTable<NeighEntry>(NEIGHBOURS, ['ip', 'dev']);
+}
+
 /**
  * neigh_timer_handler's inputs for one neighbour entry, kept beside the entry (Netns.nud, by the
  * entry's key) so that the entry stays what `ip neigh` shows.
@@ -298,8 +303,76 @@ export const DEFAULT_SYSCTLS: Record<string, string> = {
   'net.ipv4.route.error_burst': '1250',
 };
 
-/** DEFAULT_SYSCTLS as a map: every namespace starts with a copy (a map copies faster than it is built) */
+/** DEFAULT_SYSCTLS as a map, shared by every namespace's Sysctls (never written) */
 const DEFAULT_SYSCTL_MAP: ReadonlyMap<string, string> = new Map(Object.entries(DEFAULT_SYSCTLS));
+
+/**
+ * A namespace's sysctls: a Map that reads as a copy of the defaults (DEFAULT_SYSCTLS, in their
+ * order) written since, but holds only what was written (the defaults are shared: a pod's
+ * namespace writes none or a few of them). Every Map operation reads and iterates exactly as a
+ * Map copied from the defaults would: a default written keeps its place, a key deleted and set
+ * again, or a new key, goes last.
+ */
+export class Sysctls extends Map<string, string> {
+  /** the defaults no longer in their place (deleted, maybe set again since: then in the own entries) */
+  private moved: Set<string> | undefined;
+
+  private inPlace(k: string): boolean {
+    return DEFAULT_SYSCTL_MAP.has(k) && !this.moved?.has(k);
+  }
+
+  override get(k: string): string | undefined {
+    const v = super.get(k);
+    return v !== undefined || super.has(k) ? v : this.inPlace(k) ? DEFAULT_SYSCTL_MAP.get(k) : undefined;
+  }
+
+  override has(k: string): boolean {
+    return super.has(k) || this.inPlace(k);
+  }
+
+  // set: Map's own (a default written in place is read from the own entries in its place; a
+  // moved or new key is listed after the defaults, in the order written)
+
+  override delete(k: string): boolean {
+    const had = this.has(k);
+    super.delete(k);
+    if (had && DEFAULT_SYSCTL_MAP.has(k)) (this.moved ??= new Set()).add(k);
+    return had;
+  }
+
+  override clear(): void {
+    super.clear();
+    this.moved = new Set(DEFAULT_SYSCTL_MAP.keys());
+  }
+
+  override get size(): number {
+    let n = 0;
+    for (const _ of this.entries()) n++;
+    return n;
+  }
+
+  override *entries(): MapIterator<[string, string]> {
+    for (const [k, d] of DEFAULT_SYSCTL_MAP)
+      if (!this.moved?.has(k)) yield [k, super.has(k) ? super.get(k)! : d];
+    for (const e of super.entries()) if (!this.inPlace(e[0])) yield e;
+  }
+
+  override [Symbol.iterator](): MapIterator<[string, string]> {
+    return this.entries();
+  }
+
+  override *keys(): MapIterator<string> {
+    for (const [k] of this.entries()) yield k;
+  }
+
+  override *values(): MapIterator<string> {
+    for (const [, v] of this.entries()) yield v;
+  }
+
+  override forEach(fn: (v: string, k: string, m: Map<string, string>) => void, self?: unknown): void {
+    for (const [k, v] of this.entries()) fn.call(self, v, k, this);
+  }
+}
 
 /**
  * `outside`: an imported cluster's edge. A frame that reaches it has left the namespaces the
@@ -322,8 +395,8 @@ export class Netns {
   readonly links = new Map<string, Link>();
   readonly fib = new Fib();
   /** keyed by address and device (`get` takes the key `ip|dev` too) */
-  readonly neigh = new CompactPairTable<NeighEntry>(NEIGHBOURS, ['ip', 'dev']);
-  readonly sysctl = new Map<string, string>(DEFAULT_SYSCTL_MAP);
+  readonly neigh = neighTable();
+  readonly sysctl: Map<string, string> = new Sysctls();
   readonly netfilter = new Netfilter();
   readonly conntrack = new Conntrack();
   readonly sockets: ListenSocket[] = [];

@@ -225,6 +225,20 @@ const NO_SLOTS = new Int32Array(0);
  * copies. Several entries may share a key; `first` returns the first added.
  */
 export class CompactTable<T extends object> {
+  /**
+   * A shared segment (an immutable table of the same schema that no namespace writes: a
+   * daemon's lease set, the same entries on every node), listed and looked up as this table's
+   * own rows, except the slots in `gone` (the node's own lease, entries removed since). Its slots
+   * are this table's 0 … nb-1, this table's own rows nb and up; it is listed where it was
+   * attached (before the own rows at `baseAt` and after). A key lives either in the own rows or in
+   * the segment's live rows, never in both: an own entry of a key the segment holds first copies
+   * the segment's rows into this table (copy on write, `materialize`).
+   */
+  private base: CompactTable<T> | undefined;
+  private nb = 0;
+  private gone: Set<number> | undefined;
+  private baseLive = 0;
+  private baseAt = 0;
   /** slots in use or freed */
   private cap = 0;
   private u = NO_WORDS;
@@ -245,23 +259,154 @@ export class CompactTable<T extends object> {
   ) {
     const [a, b] = keyNames.map((k) => schema.pos[schema.column(k)]);
     const w = schema.words;
-    this.keyA = (s) => this.u[s * w + a];
-    this.keyB = b === undefined ? () => 0 : (s) => this.u[s * w + b];
+    this.keyA = (s) => this.word(s, a);
+    this.keyB = b === undefined ? () => 0 : (s) => this.word(s, b);
+    void w;
     this.hash = new SlotHash(this.keyA, this.keyB);
   }
 
   get size(): number {
-    return this.count;
+    return this.count + this.baseLive;
+  }
+
+  /** the table lists a shared segment's rows (attach) */
+  get shared(): boolean {
+    return this.base !== undefined;
   }
 
   list(): readonly T[] {
-    const out: T[] = new Array(this.count);
-    for (let i = 0; i < this.count; i++) out[i] = this.view(this.order[i]);
+    const slots = this.slots();
+    const out: T[] = new Array(slots.length);
+    for (let i = 0; i < slots.length; i++) out[i] = this.view(slots[i]);
     return out;
+  }
+
+  /** the slots in the order the entries were added: the own rows before `baseAt`, the segment's live rows, the rest */
+  private slots(): number[] {
+    const out: number[] = [];
+    const at = this.base ? this.baseAt : this.count;
+    for (let i = 0; i < at; i++) out.push(this.order[i]);
+    const b = this.base;
+    if (b)
+      for (let j = 0; j < b.count; j++) {
+        const s = b.order[j];
+        if (!this.gone?.has(s)) out.push(s);
+      }
+    for (let i = at; i < this.count; i++) out.push(this.order[i]);
+    return out;
+  }
+
+  /**
+   * Share `seg`'s rows (same schema), all but the slots in `exclude` (a daemon's lease set:
+   * every node's table the same segment, its own lease left out), listed after this table's
+   * entries. Refused (false) when this table already shares one, when `seg` has a row that is
+   * an object (it would be shared, not copied), or when a key of the segment's live rows is among
+   * this table's own entries; the caller then adds the entries one by one.
+   */
+  attach(seg: CompactTable<T>, exclude: readonly number[]): boolean {
+    if (this.base || seg.base || seg.schema !== this.schema || seg.objs?.size || seg.free?.length)
+      return false;
+    const gone = new Set(exclude);
+    for (let i = 0; i < this.count; i++) {
+      const s = this.order[i];
+      for (let t = seg.hash.head(this.keyA(s), this.keyB(s)); t !== NONE; t = seg.next(t))
+        if (!gone.has(t)) return false;
+    }
+    const own = this.slots();
+    const { u, f, objs } = this;
+    this.clear();
+    this.base = seg;
+    this.nb = seg.cap;
+    this.gone = gone.size ? gone : undefined;
+    this.baseLive = seg.count - gone.size;
+    this.copyRows(
+      own.length,
+      (i) => own[i],
+      (i) => own[i],
+      u,
+      f,
+      objs,
+    );
+    this.baseAt = this.count;
+    return true;
+  }
+
+  /** the segment's rows become this table's own (copy on write), in the order they are listed */
+  private materialize(): void {
+    const slots = this.slots();
+    const { words, doubles } = this.schema;
+    const u = new Uint32Array(slots.length * words);
+    const f = new Float64Array(slots.length * doubles);
+    slots.forEach((s, i) => {
+      for (let k = 0; k < words; k++) u[i * words + k] = this.word(s, k);
+      for (let k = 0; k < doubles; k++) f[i * doubles + k] = this.dbl(s, k);
+    });
+    const objs = this.objs;
+    this.clear();
+    this.copyRows(
+      slots.length,
+      (i) => i,
+      (i) => slots[i],
+      u,
+      f,
+      objs,
+    );
+  }
+
+  /** rows appended as own rows in the order given: row `i` at `rowAt(i)` of `u` and `f`, its object `objs`' entry for `keyOf(i)` */
+  private copyRows(
+    n: number,
+    rowAt: (i: number) => number,
+    keyOf: (i: number) => number,
+    u: Uint32Array,
+    f: Float64Array,
+    objs: Map<number, T> | undefined,
+  ): void {
+    const { words, doubles } = this.schema;
+    for (let i = 0; i < n; i++) {
+      const s = this.alloc();
+      const r = rowAt(i);
+      const o = s - this.nb;
+      for (let k = 0; k < words; k++) this.u[o * words + k] = u[r * words + k];
+      for (let k = 0; k < doubles; k++) this.f[o * doubles + k] = f[r * doubles + k];
+      const t = objs?.get(keyOf(i));
+      if (t !== undefined) (this.objs ??= new Map()).set(s, t);
+      if (this.count === this.order.length) this.order = grow(this.order, this.count * 2 + 4);
+      this.order[this.count++] = s;
+      this.index(s);
+    }
+  }
+
+  /** word `k` of slot `s`'s row: the segment's below nb, else this table's own */
+  private word(s: number, k: number): number {
+    const w = this.schema.words;
+    return s < this.nb ? this.base!.u[s * w + k] : this.u[(s - this.nb) * w + k];
+  }
+
+  private dbl(s: number, k: number): number {
+    const d = this.schema.doubles;
+    return s < this.nb ? this.base!.f[s * d + k] : this.f[(s - this.nb) * d + k];
+  }
+
+  /** a segment row leaves this table (the segment keeps it: other tables share it) */
+  private drop(s: number): void {
+    (this.gone ??= new Set()).add(s);
+    this.baseLive--;
+    this.objs?.delete(s);
+  }
+
+  private skipGone(s: number): number {
+    while (s !== NONE && this.gone?.has(s)) s = this.base!.next(s);
+    return s;
   }
 
   /** every entry gone, the columns given back */
   clear(): void {
+    this.base = undefined;
+    this.nb = 0;
+    this.gone = undefined;
+    this.baseLive = 0;
+    this.baseAt = 0;
     this.cap = 0;
     this.u = NO_WORDS;
     this.f = NO_DOUBLES;
@@ -286,10 +431,15 @@ export class CompactTable<T extends object> {
   remove(t: T): boolean {
     const s = this.slotOf(t);
     if (s === NONE) return false;
+    if (s < this.nb) {
+      this.drop(s);
+      return true;
+    }
     let i = 0;
     while (this.order[i] !== s) i++;
     this.order.copyWithin(i, i + 1, this.count);
     this.count--;
+    if (i < this.baseAt) this.baseAt--;
     this.unindex(s);
     return true;
   }
@@ -297,17 +447,25 @@ export class CompactTable<T extends object> {
   removeWhere(pred: (t: T) => boolean): T[] {
     const gone: T[] = [];
     const goneSlots: number[] = [];
-    let k = 0;
-    for (let i = 0; i < this.count; i++) {
-      const s = this.order[i];
+    for (const s of this.slots()) {
       const t = this.view(s);
       if (pred(t)) {
         gone.push(t);
         goneSlots.push(s);
-      } else this.order[k++] = s;
+      }
     }
+    if (!goneSlots.length) return gone;
+    const dead = new Set(goneSlots);
+    let k = 0;
+    let at = this.baseAt;
+    for (let i = 0; i < this.count; i++)
+      if (!dead.has(this.order[i])) this.order[k++] = this.order[i];
+      else if (i < this.baseAt) at--;
     this.count = k;
-    for (const s of goneSlots) this.unindex(s);
+    this.baseAt = at;
+    for (const s of goneSlots)
+      if (s < this.nb) this.drop(s);
+      else this.unindex(s);
     return gone;
   }
 
@@ -333,19 +491,28 @@ export class CompactTable<T extends object> {
   /* ---------------------------------------------------------------- rows */
 
   private next(s: number): number {
-    return this.u[s * this.schema.words + this.schema.words - 1] - 1;
+    const n = this.word(s, this.schema.words - 1) - 1;
+    return s < this.nb ? this.skipGone(n) : n;
   }
 
+  /** only ever an own row's (a segment is never written) */
   private setNext(s: number, n: number): void {
-    this.u[s * this.schema.words + this.schema.words - 1] = n + 1;
+    this.u[(s - this.nb) * this.schema.words + this.schema.words - 1] = n + 1;
   }
 
   private shapeAt(s: number): number {
-    return this.u[s * this.schema.words + this.schema.words - 2];
+    return this.word(s, this.schema.words - 2);
   }
 
   private put(t: T, keep: boolean): void {
-    const s = this.alloc();
+    // a key the shared segment holds: its rows become this table's own first
+    if (this.base) {
+      const o = t as Record<string, unknown>;
+      const key = this.keyNames.map((k) => o[k] as string);
+      if (this.baseHeadOf(key) !== NONE) this.materialize();
+    }
+    const s0 = this.alloc();
+    const s = s0 - this.nb;
     const o = t as Record<string, unknown>;
     const { keys, kinds, pos, words, doubles } = this.schema;
     let shape = keep ? undefined : this.schema.shapeOf(t);
@@ -368,10 +535,10 @@ export class CompactTable<T extends object> {
               : Math.max(0, kind.indexOf(v as string));
     }
     this.u[s * words + words - 2] = shape ?? KEPT;
-    if (shape === undefined) (this.objs ??= new Map()).set(s, t);
+    if (shape === undefined) (this.objs ??= new Map()).set(s0, t);
     if (this.count === this.order.length) this.order = grow(this.order, this.count * 2 + 4);
-    this.order[this.count++] = s;
-    this.index(s);
+    this.order[this.count++] = s0;
+    this.index(s0);
   }
 
   /** the row's object: the one kept, else made now and kept */
@@ -390,14 +557,14 @@ export class CompactTable<T extends object> {
 
   private make(s: number): T {
     const o: Record<string, unknown> = {};
-    const { keys, kinds, pos, words, doubles } = this.schema;
+    const { keys, kinds, pos } = this.schema;
     for (const c of this.schema.shapes[this.shapeAt(s)]) {
       const kind = kinds[c];
       if (kind === 'num') {
-        o[keys[c]] = this.f[s * doubles + pos[c]];
+        o[keys[c]] = this.dbl(s, pos[c]);
         continue;
       }
-      const v = this.u[s * words + pos[c]];
+      const v = this.word(s, pos[c]);
       o[keys[c]] = kind === 'str' ? strings[v] : kind === 'bool' ? v === 1 : kind[v];
     }
     return o as T;
@@ -425,7 +592,7 @@ export class CompactTable<T extends object> {
       this.u = grow(this.u, cap * words);
       if (doubles) this.f = grow(this.f, cap * doubles);
     }
-    return this.cap++;
+    return this.nb + this.cap++;
   }
 
   /* ---------------------------------------------------------------- the key index */
@@ -434,7 +601,18 @@ export class CompactTable<T extends object> {
   private head(key: readonly string[]): number {
     const a = idOf(key[0]);
     const b = key.length > 1 ? idOf(key[1]) : 0;
-    return a === undefined || b === undefined ? NONE : this.hash.head(a, b);
+    if (a === undefined || b === undefined) return NONE;
+    const h = this.hash.head(a, b);
+    // the own rows' first, else the segment's live rows' (a key is never in both)
+    return h !== NONE || !this.base ? h : this.skipGone(this.base.hash.head(a, b));
+  }
+
+  /** the first live segment row of a key given as strings */
+  private baseHeadOf(key: readonly string[]): number {
+    const a = idOf(key[0]);
+    const b = key.length > 1 ? idOf(key[1]) : 0;
+    if (!this.base || a === undefined || b === undefined) return NONE;
+    return this.skipGone(this.base.hash.head(a, b));
   }
 
   private index(s: number): void {
