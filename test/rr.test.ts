@@ -1,0 +1,167 @@
+/**
+ * Calico's route reflectors (v3.27): who peers with whom as confd computes it (peering.ts), the
+ * cluster file's BGPConfiguration and BGPPeers (bad input: file:line:col), and the model's BIRDs
+ * reflecting as BIRD 2 does over the modelled datapath: every client's table gets every other
+ * node's block with the originating node as next hop, the reflected routes carry ORIGINATOR_ID
+ * and CLUSTER_LIST, calicoctl calls the peers "node specific".
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ClusterError, loadCluster } from '../src/cluster/load.ts';
+import { buildCluster } from '../src/cni/build.ts';
+import { calicoPeerings } from '../src/bgp/peering.ts';
+import { runCommand } from '../src/tools/index.ts';
+import { calicoBirdConfig } from '../src/lab/bird.ts';
+import { labBirds } from '../src/lab/bird.ts';
+
+const ROOT = new URL('..', import.meta.url).pathname;
+export const RR_CLUSTER = join(ROOT, 'test/fixtures/rr/rr-cluster.yaml');
+const RR_TEXT = readFileSync(RR_CLUSTER, 'utf8');
+
+const nodes = [
+  { name: 'node1', addr: '192.168.1.10', labels: { rr: 'true' }, routeReflectorClusterID: '244.0.0.1' },
+  { name: 'node2', addr: '192.168.1.11', labels: { rr: 'true' }, routeReflectorClusterID: '244.0.0.1' },
+  { name: 'node3', addr: '192.168.1.12' },
+  { name: 'node4', addr: '192.168.1.13' },
+];
+const summary = (m: ReturnType<typeof calicoPeerings>) =>
+  Object.fromEntries(
+    [...m].map(([n, ps]) => [
+      n,
+      ps.map((p) => `${p.proto}${p.passive ? ' passive' : ''}${p.rrClusterId ? ` rr ${p.rrClusterId}` : ''}`),
+    ]),
+  );
+
+test('peerings: reflectors with the mesh off, as confd writes them', () => {
+  const m = calicoPeerings(nodes, { nodeToNodeMeshEnabled: false }, [
+    { name: 'peer-with-rr', nodeSelector: 'all()', peerSelector: "rr == 'true'" },
+  ]);
+  assert.deepEqual(summary(m), {
+    // the reflectors peer with each other as non-clients (the same cluster ID) and with every
+    // other node as an rr client; the clients peer with the reflectors
+    node1: ['Node_192_168_1_11', 'Node_192_168_1_12 rr 244.0.0.1', 'Node_192_168_1_13 rr 244.0.0.1'],
+    node2: ['Node_192_168_1_10', 'Node_192_168_1_12 rr 244.0.0.1', 'Node_192_168_1_13 rr 244.0.0.1'],
+    node3: ['Node_192_168_1_10', 'Node_192_168_1_11'],
+    node4: ['Node_192_168_1_10', 'Node_192_168_1_11'],
+  });
+});
+
+test('peerings: the mesh stays among the non-reflectors; a reverse peering makes a selector peering symmetric', () => {
+  // mesh on: node3 and node4 mesh, skipping the reflectors; the BGPPeer names only the clients'
+  // side (nodeSelector), the reverse pass gives the reflectors their sessions back
+  const m = calicoPeerings(nodes, undefined, [
+    { name: 'clients', nodeSelector: '!has(rr)', peerSelector: 'has(rr)' },
+  ]);
+  assert.deepEqual(summary(m), {
+    node1: ['Node_192_168_1_12 rr 244.0.0.1', 'Node_192_168_1_13 rr 244.0.0.1'],
+    node2: ['Node_192_168_1_12 rr 244.0.0.1', 'Node_192_168_1_13 rr 244.0.0.1'],
+    node3: ['Mesh_192_168_1_13 passive', 'Node_192_168_1_10', 'Node_192_168_1_11'],
+    node4: ['Mesh_192_168_1_12', 'Node_192_168_1_10', 'Node_192_168_1_11'],
+  });
+  // a global peer by peerIP: every node but the peer itself, a Global_ protocol; the peer's
+  // cluster ID is not known through peerIP (confd: only nodeAsBGPPeers carries it), so the other
+  // reflector makes it an rr client
+  const g = calicoPeerings(nodes, { nodeToNodeMeshEnabled: false }, [{ name: 'g', peerIP: '192.168.1.10' }]);
+  assert.deepEqual(summary(g), {
+    // the reverse peering: the peer's node peers back with every node, knowing their cluster IDs
+    node1: ['Node_192_168_1_11', 'Node_192_168_1_12 rr 244.0.0.1', 'Node_192_168_1_13 rr 244.0.0.1'],
+    node2: ['Global_192_168_1_10 rr 244.0.0.1'],
+    node3: ['Global_192_168_1_10'],
+    node4: ['Global_192_168_1_10'],
+  });
+});
+
+function errorOf(text: string): string {
+  try {
+    loadCluster(text, 'rr.yaml');
+  } catch (e) {
+    assert.ok(e instanceof ClusterError, String(e));
+    return e.message;
+  }
+  assert.fail('loaded');
+}
+
+test('bad BGPConfiguration and BGPPeers: one line with file:line:col', () => {
+  const bad = (from: string, to: string) => {
+    assert.ok(RR_TEXT.includes(from), from);
+    return errorOf(RR_TEXT.replace(from, to));
+  };
+  assert.match(
+    bad("route-reflector == 'true'", "route-reflector = 'true'"),
+    /^rr\.yaml:38:21: peerSelector: selector .*expected ==/,
+  );
+  assert.match(bad('nodeSelector: all()', 'node: node9'), /^rr\.yaml:37:13: unknown node "node9"/);
+  assert.match(
+    bad("peerSelector: route-reflector == 'true'", 'peerIP: 192.168.1.99'),
+    /^rr\.yaml:38:15: peerIP 192\.168\.1\.99 is no node's address/,
+  );
+  assert.match(
+    bad("peerSelector: route-reflector == 'true'", 'peerIP: 192.168.1.11\n      asNumber: 65001'),
+    /^rr\.yaml:39:17: asNumber 65001: only Calico's AS 64512/,
+  );
+  assert.match(
+    bad('routeReflectorClusterID: 244.0.0.1', 'routeReflectorClusterID: 244.0.1'),
+    /^rr\.yaml:11:30: routeReflectorClusterID "244\.0\.1" is not a valid IPv4 address/,
+  );
+  assert.match(bad('kind: BGPPeer', 'kind: BGPPeers'), /^rr\.yaml:34:11:/);
+  assert.match(
+    errorOf(
+      RR_TEXT +
+        `  - apiVersion: projectcalico.org/v3\n    kind: BGPPeer\n    metadata: {name: peer-with-route-reflectors}\n    spec: {peerIP: 192.168.1.10}\n`,
+    ),
+    /^rr\.yaml:41:22: BGPPeer peer-with-route-reflectors is already defined at line 33/,
+  );
+});
+
+test('the model reflects: every node routes every block via its own node; reflected routes carry ORIGINATOR_ID and CLUSTER_LIST', () => {
+  const c = buildCluster(loadCluster(RR_TEXT, RR_CLUSTER), 'calico-bgp');
+  for (const s of c.bgp!.all())
+    assert.equal(s.peer.state, 'Established', `${s.node} → ${s.peer.config.peerAddress}`);
+  for (const n of c.nodes) {
+    const routes = runCommand(c, n.name, 'ip route').stdout;
+    for (const o of c.nodes) {
+      const block = o.name === 'node2' ? undefined : `10.244.${Number(o.addr.split('.')[3]) - 10}.0/26`;
+      if (!block || o === n) continue;
+      assert.ok(
+        routes.includes(`${block} via ${o.addr} dev eth0 proto bird`),
+        `${n.name}: ${block}\n${routes}`,
+      );
+    }
+  }
+  // node3 learned node4's block from both reflectors, with node4 as originator and the cluster ID
+  const node3 = c.bgp!.byNode.get('node3')!;
+  for (const rr of ['192.168.1.10', '192.168.1.11']) {
+    const r = node3.get(rr)!.peer.ribIn.find((x) => x.prefix === '10.244.3.0/26')!;
+    assert.equal(r.nextHop, '192.168.1.13');
+    assert.deepEqual(
+      r.attrs.filter((a) => a.kind === 'originator-id' || a.kind === 'cluster-list'),
+      [
+        { kind: 'originator-id', originatorId: '192.168.1.13' },
+        { kind: 'cluster-list', clusterList: ['244.0.0.1'] },
+      ],
+    );
+    // never its own block back (ORIGINATOR_ID would be its own)
+    assert.equal(node3.get(rr)!.peer.ribIn.filter((x) => x.prefix === '10.244.2.0/26').length, 0);
+  }
+  const status = runCommand(c, 'node3', 'calicoctl node status').stdout;
+  assert.match(status, /\| 192\.168\.1\.10 \| node specific \| up {4}\| \d\d:\d\d:\d\d \| Established \|/);
+  assert.match(runCommand(c, 'node1', 'birdc show protocols').stdout, /^Node_192_168_1_12 BGP +--- +up /m);
+  // the reflectors' BIRD configuration: no mesh, rr client toward the clients only
+  const birds = labBirds(c);
+  const rr1 = birds.find((b) => b.node === 'node1')!.config;
+  assert.match(rr1, /configured as a route reflector with cluster ID 244\.0\.0\.1/);
+  assert.match(
+    rr1,
+    /protocol bgp Node_192_168_1_12 from bgp_template \{\n {2}neighbor 192\.168\.1\.12 as 64512;\n {2}source address 192\.168\.1\.10;.*\n {2}rr client;\n {2}rr cluster id 244\.0\.0\.1;\n\}/,
+  );
+  assert.match(
+    rr1,
+    /protocol bgp Node_192_168_1_11 from bgp_template \{\n {2}neighbor 192\.168\.1\.11 as 64512;\n {2}source address 192\.168\.1\.10;.*\n\}/,
+  );
+  const client = birds.find((b) => b.node === 'node3')!.config;
+  assert.match(client, /# Node-to-node mesh disabled/);
+  assert.doesNotMatch(client, /rr client/);
+  assert.equal(typeof calicoBirdConfig, 'function');
+});
