@@ -12,7 +12,9 @@ import { join } from 'node:path';
 import { ClusterError, loadCluster } from '../src/cluster/load.ts';
 import { buildCluster } from '../src/cni/build.ts';
 import { calicoPeerings } from '../src/bgp/peering.ts';
-import { runCommand } from '../src/tools/index.ts';
+import { prepareCluster, runCommand } from '../src/tools/index.ts';
+import { runUntil } from '../src/trace/exchange.ts';
+import { runChecks } from '../src/diagnose/checks.ts';
 import { calicoBirdConfig } from '../src/lab/bird.ts';
 import { labBirds } from '../src/lab/bird.ts';
 
@@ -164,4 +166,61 @@ test('the model reflects: every node routes every block via its own node; reflec
   assert.match(client, /# Node-to-node mesh disabled/);
   assert.doesNotMatch(client, /rr client/);
   assert.equal(typeof calicoBirdConfig, 'function');
+});
+
+const SEC = 1_000_000;
+const rrSpec = () => loadCluster(RR_TEXT, RR_CLUSTER);
+
+test('a reflector stops its BGP (birdc disable on each protocol): its clients drop its paths at once (Cease), the other reflector keeps the routes', () => {
+  const c = buildCluster(rrSpec(), 'calico-bgp');
+  const before = runCommand(c, 'node3', 'ip route').stdout;
+  for (const p of ['Node_192_168_1_11', 'Node_192_168_1_12', 'Node_192_168_1_13'])
+    assert.equal(runCommand(c, 'node1', `birdc disable ${p}`).code, 0);
+  const node3 = c.bgp!.byNode.get('node3')!;
+  // the NOTIFICATION Cease reached node3 before the command returned: no hold time to wait
+  assert.notEqual(node3.get('192.168.1.10')!.peer.state, 'Established');
+  // (node3's BIRD starts the session again at once after a Cease: Active, connecting to a disabled peer)
+  assert.deepEqual(node3.get('192.168.1.10')!.peer.ribIn, []);
+  const table = runCommand(c, 'node3', 'birdc show route').stdout;
+  assert.doesNotMatch(table, /Node_192_168_1_10 /);
+  assert.match(
+    table,
+    /^10\.244\.3\.0\/26 +unicast \[Node_192_168_1_11 [\d:.]+ from 192\.168\.1\.11\] \* \(100\) \[i\]\n\tvia 192\.168\.1\.13 on eth0$/m,
+  );
+  // node2 still reflects node4's block; node1's own block is gone with node1's BGP (node2
+  // learned it from node1 too)
+  assert.equal(
+    runCommand(c, 'node3', 'ip route').stdout,
+    before.replace('10.244.0.0/26 via 192.168.1.10 dev eth0 proto bird \n', ''),
+  );
+  assert.notEqual(before, runCommand(c, 'node3', 'ip route').stdout);
+});
+
+test('both reflectors down (eth0 down): after the hold time the clients lose every reflected route; doctor names the reflector sessions', () => {
+  const c = prepareCluster(rrSpec(), 'calico-bgp', [
+    'node1: ip link set eth0 down',
+    'node2: ip link set eth0 down',
+  ]);
+  const t0 = c.world.now;
+  runUntil(c, t0 + 239 * SEC);
+  assert.match(
+    runCommand(c, 'node3', 'ip route').stdout,
+    /^10\.244\.3\.0\/26 via 192\.168\.1\.13 dev eth0 proto bird $/m,
+  );
+  runUntil(c, t0 + 241 * SEC);
+  const node3 = c.bgp!.byNode.get('node3')!;
+  for (const rr of ['192.168.1.10', '192.168.1.11']) {
+    assert.notEqual(node3.get(rr)!.peer.state, 'Established');
+    assert.deepEqual(node3.get(rr)!.peer.lastError, { code: 4, subcode: 0, sent: true });
+  }
+  assert.doesNotMatch(runCommand(c, 'node3', 'ip route').stdout, /via .* proto bird/);
+  const found = runChecks(c)
+    .flatMap((r) => r.findings)
+    .filter((f) => f.check === 'bgp-session' && f.netns === 'node3')
+    .map((f) => f.message);
+  assert.equal(found.length, 2, found.join('\n'));
+  assert.match(
+    found[0],
+    /^BGP session node3 ↔ node1 \(Node_192_168_1_10 on node3; node1 is its route reflector, cluster ID 244\.0\.0\.1\) is Idle \(TCP 179 from node1 to node3: no route to 192\.168\.1\.12: connect\(\) fails with ENETUNREACH on node1\): node3 learns no route through node1, and node1 reflects none of node3's$/,
+  );
 });

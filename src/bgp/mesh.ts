@@ -115,9 +115,40 @@ export class Mesh {
   /**
    * Adj-RIB-In of a node after convergence. Driven: what each session received (reflected routes
    * included). Not driven: each Established session carries the peer's own prefixes (a full
-   * mesh: no iBGP re-advertisement).
+   * mesh: no iBGP re-advertisement). The routes of one network are together, the best first as
+   * BIRD 2's bgp_rte_better ranks iBGP routes of equal LOCAL_PREF, AS_PATH, ORIGIN and MED: the
+   * lower IGP metric of the next hop (0 on a direct subnet, unknown through a gateway), the lower
+   * ORIGINATOR_ID (else the peer's BGP identifier), the shorter CLUSTER_LIST, the lower peer
+   * address; the others follow in the order they came.
    */
   learned(node: string): LearnedRoute[] {
+    const i = this.index.get(node);
+    if (i === undefined) return [];
+    const rank = new Map<LearnedRoute, [number, number, number, number]>();
+    const all = this.received(node, (r, k) => rank.set(r, k));
+    const byNet = new Map<string, LearnedRoute[]>();
+    for (const r of all) {
+      const l = byNet.get(r.prefix);
+      if (l) l.push(r);
+      else byNet.set(r.prefix, [r]);
+    }
+    const better = (a: LearnedRoute, b: LearnedRoute) => {
+      const x = rank.get(a)!;
+      const y = rank.get(b)!;
+      for (let k = 0; k < 4; k++) if (x[k] !== y[k]) return x[k] < y[k];
+      return false;
+    };
+    return [...byNet.values()].flatMap((l) => {
+      const best = l.reduce((x, y) => (better(y, x) ? y : x));
+      return [best, ...l.filter((r) => r !== best)];
+    });
+  }
+
+  /** every route received, with its rank key (IGP metric, originator, cluster list length, peer address) */
+  private received(
+    node: string,
+    key: (r: LearnedRoute, k: [number, number, number, number]) => void,
+  ): LearnedRoute[] {
     const i = this.index.get(node);
     if (i === undefined) return [];
     const me = this.speakers[i];
@@ -125,20 +156,33 @@ export class Mesh {
     const out: LearnedRoute[] = [];
     for (const { peer, session, peering } of this.bySpeaker[i]) {
       if (this.driven) {
-        for (const r of this.ribIn.get(`${node}\0${peer.node}`) ?? [])
-          out.push({
+        for (const r of this.ribIn.get(`${node}\0${peer.node}`) ?? []) {
+          const l: LearnedRoute = {
             prefix: r.prefix,
             nextHop: r.nextHop,
             from: peer.node,
             proto: peering.proto,
             direct: inPrefix(mine, ip4ToInt(r.nextHop), me.len),
-          });
+          };
+          const oid = r.attrs.find((a) => a.kind === 'originator-id');
+          const cl = r.attrs.find((a) => a.kind === 'cluster-list');
+          key(l, [
+            l.direct ? 0 : 1,
+            oid?.kind === 'originator-id' ? ip4ToInt(oid.originatorId) : this.addr.get(peer)!,
+            cl?.kind === 'cluster-list' ? cl.clusterList.length : 0,
+            this.addr.get(peer)!,
+          ]);
+          out.push(l);
+        }
         continue;
       }
       if (session.state !== 'Established') continue;
       const direct = inPrefix(mine, this.addr.get(peer)!, me.len);
-      for (const prefix of peer.originates)
-        out.push({ prefix, nextHop: peer.ip, from: peer.node, proto: peering.proto, direct });
+      for (const prefix of peer.originates) {
+        const l = { prefix, nextHop: peer.ip, from: peer.node, proto: peering.proto, direct };
+        key(l, [direct ? 0 : 1, this.addr.get(peer)!, 0, this.addr.get(peer)!]);
+        out.push(l);
+      }
     }
     return out;
   }
