@@ -224,3 +224,29 @@ test('both reflectors down (eth0 down): after the hold time the clients lose eve
     /^BGP session node3 ↔ node1 \(Node_192_168_1_10 on node3; node1 is its route reflector, cluster ID 244\.0\.0\.1\) is Idle \(TCP 179 from node1 to node3: no route to 192\.168\.1\.12: connect\(\) fails with ENETUNREACH on node1\): node3 learns no route through node1, and node1 reflects none of node3's$/,
   );
 });
+
+test('birdc, calicoctl and ip route print what the real BIRD lab printed (test/fixtures/rr/lab.json, recorded by test/lab-rr.test.ts)', () => {
+  const lab = JSON.parse(readFileSync(join(ROOT, 'test/fixtures/rr/lab.json'), 'utf8')) as {
+    bird: string;
+    outputs: Record<string, string>;
+  };
+  assert.equal(lab.bird, 'BIRD version 2.0.12');
+  const spec = rrSpec();
+  spec.name = 'pwrr';
+  const c = buildCluster(spec, 'calico-bgp');
+  const mask = (s: string) => s.replace(/\b\d\d:\d\d:\d\d\.\d\d\d\b/g, 'HH:MM:SS.mmm');
+  let n = 0;
+  for (const [key, real] of Object.entries(lab.outputs)) {
+    const [node, cmd] = key.split(': ');
+    const sim = runCommand(c, node, cmd).stdout;
+    // BIRD's times are the wall clock's: masked
+    assert.equal(cmd.startsWith('birdc') ? mask(sim) : sim, cmd.startsWith('birdc') ? mask(real) : real, key);
+    n++;
+  }
+  assert.equal(n, 12);
+  // the reflectors' tables hold two paths of each client block: the client's own first
+  assert.match(
+    lab.outputs['node1: birdc show route'],
+    /\[Node_192_168_1_12 [\d:.]+\] \* \(100\) \[i\]\n\tvia 192\.168\.1\.12 on eth0\n +unicast \[Node_192_168_1_11 [\d:.]+ from 192\.168\.1\.11\] \(100\) \[i\]/,
+  );
+});
