@@ -36,7 +36,10 @@ test('session, peersOf and learned agree with a scan of every session', () => {
       const peers = m.sessions
         .filter((s) => s.a === a.node || s.b === a.node)
         .map((s) => ({ peer: speakers.find((p) => p.node === (s.a === a.node ? s.b : s.a))!, session: s }));
-      assert.deepEqual(m.peersOf(a.node), peers);
+      assert.deepEqual(
+        m.peersOf(a.node).map(({ peer, session }) => ({ peer, session })),
+        peers,
+      );
       assert.deepEqual(
         m.learned(a.node),
         peers
@@ -45,6 +48,7 @@ test('session, peersOf and learned agree with a scan of every session', () => {
             prefix: peer.originates[0],
             nextHop: peer.ip,
             from: peer.node,
+            proto: `Mesh_${peer.ip.split('.').join('_')}`,
             direct: peer.ip.split('.')[2] === a.ip.split('.')[2],
           })),
       );

@@ -70,6 +70,19 @@ export interface PeerConfig {
   connectDelayTime?: number;
   /** BIRD's `error wait time MIN,MAX` (s): the startup delay after an error */
   errorWaitTime?: [number, number];
+  /**
+   * `rr client; rr cluster id C`: the peer is our route reflection client, C our cluster ID (BIRD 2
+   * sets the protocol's rr_cluster_id only then): received routes whose CLUSTER_LIST holds C are
+   * loops (treated as withdrawn, RFC 4456 8 as BIRD applies it)
+   */
+  rrClusterId?: Ipv4Addr;
+}
+
+/** A route we send besides our own prefixes (route reflection): its path id and the attributes it leaves with */
+export interface ExportRoute {
+  prefix: string;
+  pathId: number;
+  attrs: BgpAttr[];
 }
 
 /** A route in the Adj-RIB-In: a prefix (and its path id under ADD-PATH) with its path attributes. */
@@ -102,6 +115,11 @@ export interface Peer {
   eorIn?: boolean;
   /** why the session last went to Idle */
   lastError?: { code: number; subcode: number; sent: boolean };
+  /**
+   * Adj-RIB-Out beyond our own prefixes (route reflection), by `prefix#pathId`: kept while the
+   * session is down and sent whole when it is Established. Mutated in place (one owner: this peer).
+   */
+  adjOut?: Map<string, ExportRoute>;
 }
 
 export type PeerInput =
@@ -114,6 +132,8 @@ export type PeerInput =
   | { kind: 'data'; data: Uint8Array }
   | { kind: 'announce'; prefixes: string[] }
   | { kind: 'withdraw'; prefixes: string[] }
+  /** reflected routes to add to (or replace in) the Adj-RIB-Out, and paths to take out of it */
+  | { kind: 'export'; announce: ExportRoute[]; withdraw: { prefix: string; pathId: number }[] }
   | { kind: 'tick' };
 
 export type PeerAction =
@@ -240,11 +260,53 @@ export function stepPeer(peer: Peer, input: PeerInput, now: number): Step {
           now,
         );
       break;
+    case 'export':
+      exportRoutes(s, input.announce, input.withdraw, now);
+      break;
     case 'tick':
       tick(s, now);
       break;
   }
   return s;
+}
+
+/** The Adj-RIB-Out follows; when Established, the withdrawals go first, then one UPDATE per set of attributes. */
+function exportRoutes(
+  s: Step,
+  announce: readonly ExportRoute[],
+  withdraw: readonly { prefix: string; pathId: number }[],
+  now: number,
+): void {
+  const out = (s.peer.adjOut ??= new Map());
+  const gone: { prefix: string; pathId: number }[] = [];
+  for (const w of withdraw) if (out.delete(`${w.prefix}#${w.pathId}`)) gone.push(w);
+  for (const r of announce) out.set(`${r.prefix}#${r.pathId}`, r);
+  if (s.peer.state !== 'Established') return;
+  const addPath = codecOut(s.peer)?.addPath;
+  if (gone.length)
+    send(
+      s,
+      {
+        kind: 'update',
+        withdrawn: gone.map((w) => (addPath ? { prefix: w.prefix, pathId: w.pathId } : { prefix: w.prefix })),
+        attrs: [],
+        nlri: [],
+      },
+      now,
+    );
+  sendExported(s, announce, now);
+}
+
+/** UPDATEs for reflected routes: routes that share their attributes (the same array) go in one */
+function sendExported(s: Step, routes: Iterable<ExportRoute>, now: number): void {
+  const addPath = codecOut(s.peer)?.addPath;
+  const groups = new Map<BgpAttr[], BgpPrefix[]>();
+  for (const r of routes) {
+    const g = groups.get(r.attrs) ?? [];
+    g.push(addPath ? { prefix: r.prefix, pathId: r.pathId } : { prefix: r.prefix });
+    groups.set(r.attrs, g);
+  }
+  for (const [attrs, nlri] of groups) send(s, { kind: 'update', withdrawn: [], attrs, nlri }, now);
 }
 
 /** Idle → started: passive, it waits in Active; otherwise it connects (with BIRD, after the connect delay) */
@@ -438,6 +500,7 @@ function message(s: Step, m: BgpMessage, now: number): void {
       go(s, 'Established');
       // as BIRD does: the whole table, then End-of-RIB
       if (p.config.originates.length) send(s, announcement(p, p.config.originates), now);
+      if (p.adjOut?.size) sendExported(s, p.adjOut.values(), now);
       send(s, END_OF_RIB, now);
       return;
     case 'Established':
@@ -485,6 +548,22 @@ function update(s: Step, u: BgpUpdate): void {
     }
   };
   for (const w of u.withdrawn) take(w);
+  // RFC 4456 8 as BIRD 2 checks it (bgp_finish_attrs): our router id as ORIGINATOR_ID, or (from
+  // a client) our cluster ID in CLUSTER_LIST, is a loop: the NLRI count as withdrawn
+  const oid = u.attrs.find((a) => a.kind === 'originator-id');
+  const cl = u.attrs.find((a) => a.kind === 'cluster-list');
+  const ibgp = p.config.localAs === p.config.peerAs;
+  const loop =
+    (ibgp && oid?.kind === 'originator-id' && oid.originatorId === p.config.localId) ||
+    (p.config.rrClusterId !== undefined &&
+      cl?.kind === 'cluster-list' &&
+      cl.clusterList.includes(p.config.rrClusterId));
+  if (loop) {
+    for (const n of u.nlri) take(n);
+    p.ribIn = [...byKey.values()];
+    if (removed.length) s.actions.push({ kind: 'rib', added: [], removed });
+    return;
+  }
   const nh = u.attrs.find((a) => a.kind === 'next-hop');
   if (u.nlri.length && !nh) {
     // RFC 4271 6.3: NEXT_HOP is mandatory when there is NLRI

@@ -6,6 +6,7 @@
  */
 import { inPrefix, ip4ToInt } from '../wire/addr.ts';
 import type { PeerRoute, PeerState } from './fsm.ts';
+import { calicoPeerings, type Peering } from './peering.ts';
 
 export interface BgpSession {
   a: string;
@@ -34,16 +35,19 @@ export interface LearnedRoute {
   nextHop: string;
   /** the peer it was learned from */
   from: string;
+  /** BIRD's protocol it was learned over (Mesh_…, Node_…, Global_…) */
+  proto: string;
   /** whether the next hop is on one of our connected subnets (direct) or resolved via a gateway */
   direct: boolean;
 }
 
 export class Mesh {
-  /** every session of the full mesh, once per pair, in speaker order */
+  /** every session, once per pair of nodes that peer, in the order the first side configures it */
   readonly sessions: BgpSession[] = [];
+  private readonly pairs = new Map<string, BgpSession>();
+  /** per speaker (by index), its BGP protocols in configuration order: each node's share O(its peers) */
+  private readonly bySpeaker: { peer: BgpSpeaker; session: BgpSession; peering: Peering }[][];
   private readonly index = new Map<string, number>();
-  /** per speaker (by index), its sessions: the mesh is n(n-1)/2 sessions, each node's share O(n) */
-  private readonly bySpeaker: { peer: BgpSpeaker; session: BgpSession }[][];
   /** the speakers' addresses as numbers (is a peer on my subnet?) */
   private readonly addr: Map<BgpSpeaker, number>;
   /**
@@ -57,28 +61,34 @@ export class Mesh {
   constructor(
     readonly speakers: BgpSpeaker[],
     down: { a: string; b: string }[] = [],
+    /** each node's protocols (peering.ts); default: the full node-to-node mesh */
+    peerings: Map<string, Peering[]> = calicoPeerings(
+      speakers.map((s) => ({ name: s.node, addr: s.ip })),
+      undefined,
+    ),
   ) {
     speakers.forEach((sp, i) => this.index.set(sp.node, i));
     this.addr = new Map(speakers.map((sp) => [sp, ip4ToInt(sp.ip)]));
     const isDown = new Set(down.flatMap((d) => [`${d.a}\0${d.b}`, `${d.b}\0${d.a}`]));
     this.bySpeaker = speakers.map(() => []);
-    for (let i = 0; i < speakers.length; i++)
-      for (let j = i + 1; j < speakers.length; j++) {
-        const a = speakers[i].node;
-        const b = speakers[j].node;
-        const s: BgpSession = { a, b, state: isDown.has(`${a}\0${b}`) ? 'Active' : 'Established', since: 0 };
-        this.sessions.push(s);
-        this.bySpeaker[i].push({ peer: speakers[j], session: s });
-        this.bySpeaker[j].push({ peer: speakers[i], session: s });
+    speakers.forEach((sp, i) => {
+      for (const p of peerings.get(sp.node) ?? []) {
+        const j = this.index.get(p.peerNode);
+        if (j === undefined) continue;
+        const [a, b] = i < j ? [sp.node, p.peerNode] : [p.peerNode, sp.node];
+        let s = this.pairs.get(`${a}\0${b}`);
+        if (!s) {
+          s = { a, b, state: isDown.has(`${a}\0${b}`) ? 'Active' : 'Established', since: 0 };
+          this.pairs.set(`${a}\0${b}`, s);
+          this.sessions.push(s);
+        }
+        this.bySpeaker[i].push({ peer: speakers[j], session: s, peering: p });
       }
+    });
   }
 
   session(a: string, b: string): BgpSession | undefined {
-    const i = this.index.get(a);
-    const j = this.index.get(b);
-    if (i === undefined || j === undefined || i === j) return undefined;
-    // bySpeaker[i] lists the peers in speaker order, without i itself
-    return this.bySpeaker[i][j < i ? j : j - 1].session;
+    return this.pairs.get(`${a}\0${b}`) ?? this.pairs.get(`${b}\0${a}`);
   }
 
   /** one side's FSM changed state (session.ts): the pair's state follows */
@@ -97,32 +107,82 @@ export class Mesh {
     s.state = state;
   }
 
-  peersOf(node: string): { peer: BgpSpeaker; session: BgpSession }[] {
+  peersOf(node: string): { peer: BgpSpeaker; session: BgpSession; peering: Peering }[] {
     const i = this.index.get(node);
     return i === undefined ? [] : [...this.bySpeaker[i]];
   }
 
-  /** Adj-RIB-In of a node after convergence: in a full mesh, only direct sessions carry routes (no iBGP re-advertisement). */
+  /**
+   * Adj-RIB-In of a node after convergence. Driven: what each session received (reflected routes
+   * included). Not driven: each Established session carries the peer's own prefixes (a full
+   * mesh: no iBGP re-advertisement). The routes of one network are together, the best first as
+   * BIRD 2's bgp_rte_better ranks iBGP routes of equal LOCAL_PREF, AS_PATH, ORIGIN and MED: the
+   * lower IGP metric of the next hop (0 on a direct subnet, unknown through a gateway), the lower
+   * ORIGINATOR_ID (else the peer's BGP identifier), the shorter CLUSTER_LIST, the lower peer
+   * address; the others follow in the order they came.
+   */
   learned(node: string): LearnedRoute[] {
+    const i = this.index.get(node);
+    if (i === undefined) return [];
+    const rank = new Map<LearnedRoute, [number, number, number, number]>();
+    const all = this.received(node, (r, k) => rank.set(r, k));
+    const byNet = new Map<string, LearnedRoute[]>();
+    for (const r of all) {
+      const l = byNet.get(r.prefix);
+      if (l) l.push(r);
+      else byNet.set(r.prefix, [r]);
+    }
+    const better = (a: LearnedRoute, b: LearnedRoute) => {
+      const x = rank.get(a)!;
+      const y = rank.get(b)!;
+      for (let k = 0; k < 4; k++) if (x[k] !== y[k]) return x[k] < y[k];
+      return false;
+    };
+    return [...byNet.values()].flatMap((l) => {
+      const best = l.reduce((x, y) => (better(y, x) ? y : x));
+      return [best, ...l.filter((r) => r !== best)];
+    });
+  }
+
+  /** every route received, with its rank key (IGP metric, originator, cluster list length, peer address) */
+  private received(
+    node: string,
+    key: (r: LearnedRoute, k: [number, number, number, number]) => void,
+  ): LearnedRoute[] {
     const i = this.index.get(node);
     if (i === undefined) return [];
     const me = this.speakers[i];
     const mine = this.addr.get(me)!;
     const out: LearnedRoute[] = [];
-    for (const { peer, session } of this.bySpeaker[i]) {
+    for (const { peer, session, peering } of this.bySpeaker[i]) {
       if (this.driven) {
-        for (const r of this.ribIn.get(`${node}\0${peer.node}`) ?? [])
-          out.push({
+        for (const r of this.ribIn.get(`${node}\0${peer.node}`) ?? []) {
+          const l: LearnedRoute = {
             prefix: r.prefix,
             nextHop: r.nextHop,
             from: peer.node,
+            proto: peering.proto,
             direct: inPrefix(mine, ip4ToInt(r.nextHop), me.len),
-          });
+          };
+          const oid = r.attrs.find((a) => a.kind === 'originator-id');
+          const cl = r.attrs.find((a) => a.kind === 'cluster-list');
+          key(l, [
+            l.direct ? 0 : 1,
+            oid?.kind === 'originator-id' ? ip4ToInt(oid.originatorId) : this.addr.get(peer)!,
+            cl?.kind === 'cluster-list' ? cl.clusterList.length : 0,
+            this.addr.get(peer)!,
+          ]);
+          out.push(l);
+        }
         continue;
       }
       if (session.state !== 'Established') continue;
       const direct = inPrefix(mine, this.addr.get(peer)!, me.len);
-      for (const prefix of peer.originates) out.push({ prefix, nextHop: peer.ip, from: peer.node, direct });
+      for (const prefix of peer.originates) {
+        const l = { prefix, nextHop: peer.ip, from: peer.node, proto: peering.proto, direct };
+        key(l, [direct ? 0 : 1, this.addr.get(peer)!, 0, this.addr.get(peer)!]);
+        out.push(l);
+      }
     }
     return out;
   }

@@ -25,8 +25,17 @@ import type { Sockets, TcpConn } from '../kernel/sockets.ts';
 import type { TimerEvent } from '../kernel/world.ts';
 import { runNetwork } from '../kernel/exchange.ts';
 import { BGP_PORT } from '../wire/index.ts';
-import { newPeer, peerDeadline, stepPeer, type Peer, type PeerConfig, type PeerInput } from './fsm.ts';
+import {
+  newPeer,
+  peerDeadline,
+  stepPeer,
+  type Peer,
+  type PeerConfig,
+  type PeerInput,
+  type PeerRoute,
+} from './fsm.ts';
 import type { Mesh } from './mesh.ts';
+import { bgpIdAbove, type Reflector } from './reflect.ts';
 
 /** the process name of BIRD in Stack.apps and its timers */
 export const BIRD_APP = 'bird';
@@ -68,6 +77,8 @@ export class BgpDriver implements App {
   private readonly dirty = new Set<string>();
   /** while the build converges, tables follow once at the end (no packet of BGP uses a route BGP makes) */
   private deferRib = false;
+  /** the nodes that reflect routes (one of their sessions is an `rr client`) */
+  private readonly reflecting = new Set<string>();
 
   constructor(
     private readonly sockets: Sockets,
@@ -76,6 +87,8 @@ export class BgpDriver implements App {
     private readonly onRib: (node: string) => void,
     /** the pairs' view (birdc, calicoctl, doctor) kept in step with the FSMs */
     private readonly mesh?: Mesh,
+    /** route reflection (reflect.ts) on the nodes with `rr client` sessions */
+    private readonly reflector?: Reflector,
   ) {
     for (const sp of speakers) {
       const m = new Map<string, SessionPeer>();
@@ -91,6 +104,7 @@ export class BgpDriver implements App {
           octets: 0,
         });
       this.byNode.set(sp.node, m);
+      if (sp.peers.some((p) => p.config.rrClusterId !== undefined)) this.reflecting.add(sp.node);
     }
     sockets.stack.apps.set(BIRD_APP, this);
   }
@@ -183,11 +197,28 @@ export class BgpDriver implements App {
     if (!sp && ev.kind === 'connected' && conn.role === 'server') {
       // accept(): a connection from a neighbour
       const cand = this.session(ns.name, conn.remote);
-      const takes =
+      let takes =
         cand &&
         !cand.disabled &&
         (cand.peer.state === 'Active' || cand.peer.state === 'Connect') &&
         cand.conn?.state !== 'ESTABLISHED';
+      // both sides connect (a BGPPeer session has no `passive on`): the connections collide.
+      // BIRD resolves it (bgp_rx_open, RFC 4271 6.8) by keeping the connection the speaker with
+      // the higher BGP identifier opened; here it is decided when the second connection comes
+      // up, with the same outcome: the lower side drops its own connection and takes the peer's
+      if (
+        cand &&
+        !takes &&
+        !cand.disabled &&
+        cand.peer.state === 'OpenSent' &&
+        cand.conn?.role === 'client' &&
+        bgpIdAbove(cand.peer.config.peerAddress, cand.peer.config.localId)
+      ) {
+        this.drop(cand);
+        this.feed(cand, { kind: 'tcp-closed' });
+        const now: SessionPeer = cand;
+        takes = now.peer.state === ('Active' as SessionPeer['peer']['state']);
+      }
       if (!cand || !takes) {
         this.sockets.close(ns, conn);
         return;
@@ -249,6 +280,26 @@ export class BgpDriver implements App {
     }
   }
 
+  /** what the node's other sessions export of routes that came or went over `sp` (reflect.ts) */
+  private reflect(sp: SessionPeer, added: readonly PeerRoute[], removed: readonly PeerRoute[]): void {
+    const r = this.reflector;
+    if (!r) return;
+    const from = { config: sp.peer.config, remoteId: sp.peer.peerOpen?.bgpId };
+    for (const q of this.byNode.get(sp.node)!.values()) {
+      if (q === sp) continue;
+      const to = { config: q.peer.config };
+      if (from.config.rrClusterId === undefined && to.config.rrClusterId === undefined) continue;
+      const announce = added
+        .filter((x) => r.passes(sp.node, from, to, x))
+        .map((x) => r.exported(sp.node, from, to, x));
+      const again = new Set(announce.map((x) => `${x.prefix}#${x.pathId}`));
+      const withdraw = removed
+        .map((x) => ({ prefix: x.prefix, pathId: r.pathId(sp.node, from, x) }))
+        .filter((x) => !again.has(`${x.prefix}#${x.pathId}`));
+      if (announce.length || withdraw.length) this.pending.push([q, { kind: 'export', announce, withdraw }]);
+    }
+  }
+
   private step(sp: SessionPeer, input: PeerInput): void {
     const now = this.w.now;
     const ns = this.w.ns(sp.node);
@@ -263,6 +314,7 @@ export class BgpDriver implements App {
         case 'rib':
           this.dirty.add(sp.node);
           this.mesh?.ribIn.set(`${sp.node}\0${sp.peerNode}`, sp.peer.ribIn);
+          if (this.reflecting.has(sp.node)) this.reflect(sp, a.added, a.removed);
           break;
         case 'send':
           sp.sent++;

@@ -49,6 +49,21 @@
  *     listen: [tcp/5432]     # optional listening sockets, as a pod's
  *     routes:                # optional routes besides the subnet's default route: `to` a network,
  *       - {to: 203.0.113.10/32, via: 192.168.1.11}  # `via` an address of its subnet, not its own
+ *     labels: {route-reflector: "true"}  # optional Node labels (BGPPeer selectors match them)
+ *     routeReflectorClusterID: 244.0.0.1  # optional, Calico: the Node's spec.bgp field (an IPv4
+ *                            # address): the node is a route reflector with that cluster ID
+ * bgpConfiguration:          # optional, Calico: the BGPConfiguration as calicoctl takes it
+ *   apiVersion: projectcalico.org/v3     # (metadata.name default; asNumber 64512 only)
+ *   kind: BGPConfiguration
+ *   metadata: {name: default}
+ *   spec: {nodeToNodeMeshEnabled: false}
+ * bgpPeers:                  # optional, Calico: BGPPeer objects as calicoctl takes them; unique names
+ *   - apiVersion: projectcalico.org/v3
+ *     kind: BGPPeer
+ *     metadata: {name: peer-with-route-reflectors}
+ *     spec:                  # node (a node's name) or nodeSelector, or neither (every node); then
+ *       nodeSelector: all()  # peerSelector, or peerIP (a node's address) with optional asNumber
+ *       peerSelector: route-reflector == 'true'   # (64512 only). Calico's selector syntax
  * bgp:                       # optional: node-to-node mesh sessions that are not up
  *   - nodes: [node1, node2]  # two different existing nodes; each pair listed once
  *     state: down            # up | down, default down
@@ -113,7 +128,10 @@ import { isAlias, isMap, isScalar, isSeq, LineCounter, parseAllDocuments, parseD
 import type { Document } from 'yaml';
 import * as z from 'zod';
 import { CALICO_LAYOUTS, CNI_MODES, DEFAULT_SERVICE_CIDR, NODE_PORT_RANGE } from './spec.ts';
+import { CalicoSelectorError, parseCalicoSelector } from './calico-selector.ts';
 import type {
+  BgpConfigurationSpec,
+  BgpPeerSpec,
   ClusterSpec,
   EndpointSliceSpec,
   ListenSpec,
@@ -456,6 +474,8 @@ const NodeSchema = z.strictObject({
   bridgeMac: macSchema('bridgeMac').optional(),
   vtepMac: macSchema('vtepMac').optional(),
   mtu: intRange('mtu', 576, 9216).optional(),
+  labels: labelsSchema.optional(),
+  routeReflectorClusterID: ipv4Schema('routeReflectorClusterID').optional(),
 });
 
 const ExternalHostSchema = z.strictObject({
@@ -939,6 +959,88 @@ const BgpSchema = z.strictObject({
   state: z.enum(['up', 'down']).default('down'),
 });
 
+/** the one AS the model's Calico runs (BGPConfiguration's asNumber default) */
+const CALICO_AS = 64512;
+
+const calicoSelectorSchema = (key: string) =>
+  str((s, ctx) => {
+    try {
+      parseCalicoSelector(s);
+    } catch (e) {
+      if (!(e instanceof CalicoSelectorError)) throw e;
+      ctx.addIssue({ code: 'custom', message: `${key}: ${e.message}` });
+    }
+  });
+
+const asNumberSchema = z.number().superRefine((n, ctx) => {
+  if (n !== CALICO_AS)
+    ctx.addIssue({
+      code: 'custom',
+      message: `asNumber ${n}: only Calico's AS ${CALICO_AS} is modelled (no eBGP peers)`,
+    });
+});
+
+const calicoMetadata = z.strictObject({
+  name: nameSchema('object'),
+  labels: labelsSchema.optional(),
+  annotations: z.record(z.string(), z.string()).optional(),
+});
+
+const BgpConfigurationSchema = z
+  .strictObject({
+    apiVersion: z.literal('projectcalico.org/v3'),
+    kind: z.literal('BGPConfiguration'),
+    metadata: z.strictObject({ name: z.literal('default') }),
+    spec: z
+      .strictObject({
+        nodeToNodeMeshEnabled: z.boolean().default(true),
+        asNumber: asNumberSchema.optional(),
+        logSeverityScreen: z.string().optional(),
+      })
+      .default({ nodeToNodeMeshEnabled: true }),
+  })
+  .transform((c): BgpConfigurationSpec => ({ nodeToNodeMeshEnabled: c.spec.nodeToNodeMeshEnabled }));
+
+const BgpPeerSchema = z
+  .strictObject({
+    apiVersion: z.literal('projectcalico.org/v3'),
+    kind: z.literal('BGPPeer'),
+    metadata: calicoMetadata,
+    spec: z
+      .strictObject({
+        node: z.string().optional(),
+        nodeSelector: calicoSelectorSchema('nodeSelector').optional(),
+        peerSelector: calicoSelectorSchema('peerSelector').optional(),
+        peerIP: ipv4Schema('peerIP').optional(),
+        asNumber: asNumberSchema.optional(),
+      })
+      .superRefine((p, ctx) => {
+        // libcalico-go's validator (validateBGPPeerSpec)
+        if (p.node !== undefined && p.nodeSelector !== undefined)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['nodeSelector'],
+            message: 'node field must be empty when nodeSelector is specified',
+          });
+        if (p.peerSelector !== undefined && (p.peerIP !== undefined || p.asNumber !== undefined))
+          ctx.addIssue({
+            code: 'custom',
+            path: ['peerSelector'],
+            message: 'peerIP and asNumber must be empty when peerSelector is specified',
+          });
+        if (p.peerSelector === undefined && p.peerIP === undefined)
+          ctx.addIssue({ code: 'custom', message: 'a BGPPeer needs peerSelector or peerIP' });
+      }),
+  })
+  .transform((p): BgpPeerSpec => ({
+    name: p.metadata.name,
+    ...(p.spec.node !== undefined ? { node: p.spec.node } : {}),
+    ...(p.spec.nodeSelector !== undefined ? { nodeSelector: p.spec.nodeSelector } : {}),
+    ...(p.spec.peerSelector !== undefined ? { peerSelector: p.spec.peerSelector } : {}),
+    ...(p.spec.peerIP !== undefined ? { peerIP: p.spec.peerIP } : {}),
+    ...(p.spec.asNumber !== undefined ? { asNumber: p.spec.asNumber } : {}),
+  }));
+
 const ScenarioSchema = z.strictObject({
   title: nonEmpty('scenario.title must not be empty'),
   description: z.string().default(''),
@@ -976,6 +1078,8 @@ const RootSchema = z.strictObject({
   pods: z.array(PodSchema).default([]),
   externalHosts: z.array(ExternalHostSchema).optional(),
   bgp: z.array(BgpSchema).default([]),
+  bgpConfiguration: BgpConfigurationSchema.optional(),
+  bgpPeers: z.array(BgpPeerSchema).optional(),
   run: z.array(runSchema).default([]),
   namespaces: z.array(NamespaceSchema).optional(),
   policies: z.array(NetworkPolicySchema).optional(),
@@ -1472,6 +1576,43 @@ function checkBgp(c: Checker, raw: unknown, nodes: Map<string, number> | undefin
 }
 
 /**
+ * BGPPeers: unique names, `node` an existing node, `peerIP` a node's address (peers outside the
+ * cluster are not modelled); route reflector cluster IDs only in a Calico BGP mode.
+ */
+function checkBgpPeers(c: Checker, raw: unknown, nodes: Map<string, number> | undefined) {
+  const names = new Map<string, number>();
+  for (const [i, p] of entries(raw, 'bgpPeers')) {
+    const name = isRecord(p.metadata) ? text(p.metadata, 'name') : undefined;
+    if (name === undefined) continue;
+    const first = names.get(name);
+    if (first !== undefined)
+      c.add(
+        ['bgpPeers', i, 'metadata', 'name'],
+        `BGPPeer ${name} is already defined at line ${c.lineOf(['bgpPeers', first])}`,
+      );
+    else names.set(name, i);
+  }
+  const ips = new Set(
+    entries(raw, 'nodes').flatMap(([, n]) => {
+      const ip = text(n, 'ip');
+      return ip ? [ip.split('/')[0]] : [];
+    }),
+  );
+  for (const [i, p] of entries(raw, 'bgpPeers')) {
+    const spec = isRecord(p.spec) ? p.spec : {};
+    const node = typeof spec.node === 'string' ? spec.node : undefined;
+    if (node !== undefined && nodes !== undefined && !nodes.has(node))
+      c.add(['bgpPeers', i, 'spec', 'node'], `unknown node "${node}"${didYouMean(node, [...nodes.keys()])}`);
+    const ip = typeof spec.peerIP === 'string' ? spec.peerIP : undefined;
+    if (ip !== undefined && parseIp4(ip) !== undefined && !ips.has(ip))
+      c.add(
+        ['bgpPeers', i, 'spec', 'peerIP'],
+        `peerIP ${ip} is no node's address (peers outside the cluster are not modelled)`,
+      );
+  }
+}
+
+/**
  * Cross-reference checks. They run on the raw data so that they apply even when the schema found
  * problems elsewhere (the first problem in document order wins); values the schema rejects are
  * skipped, and references are only checked against a well-formed nodes list.
@@ -1486,6 +1627,7 @@ function crossCheck(raw: unknown, lineOf: (path: Path) => number): Problem[] {
   checkExternalHosts(c, raw, segments);
   checkNetnsNames(c, raw);
   checkBgp(c, raw, nodes);
+  checkBgpPeers(c, raw, nodes);
   checkNamespacesAndPolicies(c, raw);
   checkServices(c, raw);
   checkEndpointSlices(c, raw, nodes);

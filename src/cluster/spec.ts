@@ -55,6 +55,10 @@ export interface NodeSpec {
   vtepMac?: string;
   /** eth0 MTU; defaults to the cluster's underlay MTU */
   mtu?: number;
+  /** the Node's labels (what a BGPPeer's nodeSelector and peerSelector match) */
+  labels?: Record<string, string>;
+  /** Calico's Node spec.bgp.routeReflectorClusterID: the node is a route reflector of this cluster */
+  routeReflectorClusterID?: string;
 }
 
 /**
@@ -155,6 +159,26 @@ export interface BgpSessionSpec {
   state: 'up' | 'down';
 }
 
+/** Calico's BGPConfiguration `default` (projectcalico.org/v3): what the model takes of its spec */
+export interface BgpConfigurationSpec {
+  /** the node-to-node mesh (default true) */
+  nodeToNodeMeshEnabled: boolean;
+}
+
+/**
+ * A Calico BGPPeer (projectcalico.org/v3): which nodes peer (`node` or `nodeSelector`; neither:
+ * every node, a global peer) with what (`peerSelector` over the nodes' labels, or `peerIP` and
+ * `asNumber`). Selectors in Calico's selector syntax (src/cluster/calico-selector.ts).
+ */
+export interface BgpPeerSpec {
+  name: string;
+  node?: string;
+  nodeSelector?: string;
+  peerSelector?: string;
+  peerIP?: string;
+  asNumber?: number;
+}
+
 export interface ClusterSpec {
   name: string;
   cni: CniMode;
@@ -173,6 +197,10 @@ export interface ClusterSpec {
   externalHosts?: ExternalHostSpec[];
   /** Calico: sessions of the node-to-node mesh that differ from "up" */
   bgp: BgpSessionSpec[];
+  /** Calico's BGPConfiguration (default: the mesh on) */
+  bgpConfiguration?: BgpConfigurationSpec;
+  /** Calico's BGPPeer objects */
+  bgpPeers?: BgpPeerSpec[];
   /** Commands applied after the CNI programmed the nodes, e.g. "node1: ip route del 10.244.1.0/24" */
   run: string[];
   /** Kubernetes namespaces with labels; namespaces pods name but that are not listed here exist unlabelled */

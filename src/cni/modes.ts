@@ -42,7 +42,6 @@ import {
   kernelRoutes,
   krtSync,
   locRib,
-  meshProtocolName,
   PREF_BGP,
   PREF_STATIC,
   type KernelDest,
@@ -50,6 +49,8 @@ import {
 } from '../bgp/krt.ts';
 import { nodeBlocks } from './ipam.ts';
 import { BgpDriver } from '../bgp/session.ts';
+import { calicoPeerings, type Peering } from '../bgp/peering.ts';
+import { Reflector } from '../bgp/reflect.ts';
 import type { PeerConfig } from '../bgp/fsm.ts';
 import {
   addressAdd,
@@ -178,6 +179,20 @@ export function bgpOriginates(c: Cluster, node: ResolvedNode): string[] {
   return c.layout === 'calico' ? nodeBlocks(c, node.name) : [node.podCIDR];
 }
 
+/** Each node's BGP protocols as confd configures its BIRD (peering.ts): the mesh, or the BGPPeers */
+export function clusterPeerings(c: Cluster): Map<string, Peering[]> {
+  return calicoPeerings(
+    c.nodes.map((n) => ({
+      name: n.name,
+      addr: n.addr,
+      ...(n.labels ? { labels: n.labels } : {}),
+      ...(n.routeReflectorClusterID ? { routeReflectorClusterID: n.routeReflectorClusterID } : {}),
+    })),
+    c.spec.bgpConfiguration,
+    c.spec.bgpPeers,
+  );
+}
+
 /** Calico's AS of the node-to-node mesh (BGPConfiguration asNumber default) */
 export const CALICO_AS = 64512;
 /** BIRD's default hold time (Calico's template sets none): 240 s, keepalives every 80 s */
@@ -194,7 +209,12 @@ const CONVERGE_LIMIT = 10_000_000;
  * `passive on` toward a higher address, compared as strings by confd; add paths on; graceful
  * restart 120; the timers as lab/bird.ts writes them).
  */
-export function meshPeerConfig(me: string, peer: string, originates: string[]): PeerConfig {
+export function meshPeerConfig(
+  me: string,
+  peer: string,
+  originates: string[],
+  peering?: Pick<Peering, 'passive' | 'rrClusterId'>,
+): PeerConfig {
   return {
     localAs: CALICO_AS,
     localId: me,
@@ -203,12 +223,13 @@ export function meshPeerConfig(me: string, peer: string, originates: string[]): 
     peerAddress: peer,
     holdTime: BIRD_HOLD_TIME,
     connectRetryTime: CALICO_CONNECT_RETRY,
-    passive: peer > me,
+    passive: peering ? peering.passive : peer > me,
     addPath: true,
     gracefulRestartTime: 120,
     originates,
     connectDelayTime: CALICO_CONNECT_DELAY,
     errorWaitTime: CALICO_ERROR_WAIT,
+    ...(peering?.rrClusterId !== undefined ? { rrClusterId: peering.rrClusterId } : {}),
   };
 }
 
@@ -339,9 +360,11 @@ export function programMode(c: Cluster, opts: BuildOptions = {}): void {
       const down = c.spec.bgp
         .filter((s) => s.state === 'down')
         .map((s) => ({ a: s.nodes[0], b: s.nodes[1] }));
+      const peerings = clusterPeerings(c);
       const mesh = new Mesh(
         c.nodes.map((n) => ({ node: n.name, ip: n.addr, len: n.len, originates: originates.get(n.name)! })),
         down,
+        peerings,
       );
       c.mesh = mesh;
       const ipip = c.mode !== 'calico-bgp';
@@ -371,8 +394,7 @@ export function programMode(c: Cluster, opts: BuildOptions = {}): void {
                 sub?.gateway
                 ? { type: 'unicast', via: sub.gateway, dev: 'eth0' }
                 : undefined;
-          if (dest)
-            rib.push({ prefix: r.prefix, proto: meshProtocolName(r.nextHop), preference: PREF_BGP, dest });
+          if (dest) rib.push({ prefix: r.prefix, proto: r.proto, preference: PREF_BGP, dest });
         }
         krtSync(w.ns(n.name), krts.get(n.name)!, locRib(rib));
       };
@@ -383,16 +405,18 @@ export function programMode(c: Cluster, opts: BuildOptions = {}): void {
         c.sockets,
         c.nodes.map((n) => ({
           node: n.name,
-          peers: c.nodes
-            .filter((o) => o !== n)
-            .map((o) => ({
-              peerNode: o.name,
-              disabled: isDown.has(`${n.name}\0${o.name}`),
-              config: meshPeerConfig(n.addr, o.addr, originates.get(n.name)!),
-            })),
+          peers: peerings.get(n.name)!.map((p) => ({
+            peerNode: p.peerNode,
+            disabled: isDown.has(`${n.name}\0${p.peerNode}`),
+            config: meshPeerConfig(n.addr, p.peerIp, originates.get(n.name)!, p),
+          })),
         })),
         sync,
         mesh,
+        new Reflector(
+          c.clusterCidr,
+          new Map(c.nodes.map((n) => [n.name, c.layout === 'calico' ? nodeBlocks(c, n.name) : [n.podCIDR]])),
+        ),
       );
       mesh.driven = true;
       c.bgp = driver;

@@ -314,6 +314,24 @@ export function runChecks(c: Cluster): CheckResult[] {
   for (const s of c.mesh?.sessions ?? [])
     if (s.state !== 'Established') {
       const why = bgpCause(c, s.a, s.b);
+      // a session with a route reflector: the side whose protocol has `rr client` reflects
+      const side = (x: string, y: string) => c.mesh!.peersOf(x).find((p) => p.peer.node === y)?.peering;
+      const [rr, client] = side(s.a, s.b)?.rrClusterId
+        ? [s.a, s.b]
+        : side(s.b, s.a)?.rrClusterId
+          ? [s.b, s.a]
+          : [];
+      if (rr && client) {
+        const p = side(client, rr);
+        add({
+          check: 'bgp-session',
+          severity: 'problem',
+          netns: client,
+          message: `BGP session ${client} ↔ ${rr} (${p?.proto ?? 'not configured'} on ${client}; ${rr} is its route reflector, cluster ID ${side(rr, client)!.rrClusterId}) is ${s.state}${why ? ` (${why})` : ''}: ${client} learns no route through ${rr}, and ${rr} reflects none of ${client}'s`,
+          fix: `check TCP 179 between ${client} and ${rr} and BIRD on ${rr} (calicoctl node status on ${client})`,
+        });
+        continue;
+      }
       add({
         check: 'bgp-session',
         severity: 'problem',
@@ -438,7 +456,7 @@ export function describeCheck(k: CheckName): string {
     case 'router-knows-pods':
       return 'the router between subnets routes every pod CIDR (unencapsulated modes)';
     case 'bgp-session':
-      return 'every BGP mesh session is Established';
+      return 'every BGP session (mesh or route reflector) is Established';
     case 'duplicate-mac':
       return 'no MAC address is used twice';
     case 'duplicate-ip':

@@ -4,9 +4,9 @@
  * plan), scripts/record-bgp-bird.ts and test/bgp-bird-session.test.ts use it.
  */
 
-import { meshProtocolName } from '../bgp/krt.ts';
+import { protocolName, type Peering } from '../bgp/peering.ts';
 import type { Cluster } from '../cni/build.ts';
-import { bgpOriginates, CALICO_AS } from '../cni/modes.ts';
+import { bgpOriginates, CALICO_AS, clusterPeerings } from '../cni/modes.ts';
 import { birdBlocks } from '../tools/birdc.ts';
 
 /** a node of the mesh: its name, its address (router id and session source) and its IPAM block */
@@ -24,11 +24,20 @@ export interface BirdOptions {
    * direct protocol's routes not exported to it (1.6's \`device routes\` default, off)
    */
   fork?: boolean;
-  /** peers (by address) whose session is configured \`disabled\` */
+  /** peers (by address) whose session is configured `disabled` */
   disabled?: readonly string[];
+  /**
+   * the node's BGP protocols (src/bgp/peering.ts: the mesh or the BGPPeers); default: the
+   * node-to-node mesh with every other node
+   */
+  peerings?: readonly Peering[];
+  /** the node's routeReflectorClusterID: it is a route reflector (no mesh) */
+  clusterId?: string;
 }
 
 export { CALICO_AS };
+const NO_GLOBAL = '# No global peers configured.';
+const NO_NODE = '# No node-specific peers configured.';
 export const CALICO_POOL = '10.244.0.0/16';
 
 /**
@@ -46,20 +55,43 @@ export const CALICO_POOL = '10.244.0.0/16';
 export function calicoBirdConfig(me: BirdNode, nodes: readonly BirdNode[], opts: BirdOptions = {}): string {
   const blocks = opts.blocks ?? [me.block];
   const disabled = new Set(opts.disabled ?? []);
-  const peers = nodes.filter((n) => n.ip !== me.ip);
-  const mesh = peers
-    .map((p) => {
-      // confd compares the addresses as strings: the higher one waits for the lower one to connect
-      const passive =
-        p.ip > me.ip ? '\n  passive on; # Mesh is unidirectional, peer will connect to us.' : '';
-      const off = disabled.has(p.ip) ? '\n  disabled;' : '';
-      return `# For peer /host/${p.name}/ip_addr_v4
-protocol bgp Mesh_${p.ip.split('.').join('_')} from bgp_template {
-  neighbor ${p.ip} as ${CALICO_AS};
-  source address ${me.ip};  # The local address we use for the TCP connection${passive}${off}
+  const peerings =
+    opts.peerings ??
+    nodes
+      .filter((n) => n.ip !== me.ip)
+      .map((n): Peering => ({
+        proto: protocolName('node-to-node mesh', n.ip),
+        type: 'node-to-node mesh',
+        peerNode: n.name,
+        peerIp: n.ip,
+        // confd compares the addresses as strings: the higher one waits for the lower one to connect
+        passive: n.ip > me.ip,
+      }));
+  const protocol = (p: Peering, comment: string) => {
+    const passive = p.passive ? '\n  passive on; # Mesh is unidirectional, peer will connect to us.' : '';
+    const rr = p.rrClusterId ? `\n  rr client;\n  rr cluster id ${p.rrClusterId};` : '';
+    const off = disabled.has(p.peerIp) ? '\n  disabled;' : '';
+    return `# For peer ${comment}
+protocol bgp ${p.proto} from bgp_template {
+  neighbor ${p.peerIp} as ${CALICO_AS};
+  source address ${me.ip};  # The local address we use for the TCP connection${passive}${rr}${off}
 }`;
-    })
-    .join('\n\n');
+  };
+  const section = (type: Peering['type'], comment: (p: Peering) => string, none: string) => {
+    const list = peerings.filter((p) => p.type === type);
+    return list.length ? list.map((p) => protocol(p, comment(p))).join('\n\n') : none;
+  };
+  const byIp = new Map(nodes.map((n) => [n.ip, n.name]));
+  const mesh = opts.clusterId
+    ? `# This node (${me.name}) is configured as a route reflector with cluster ID ${opts.clusterId};
+# ignore node-to-node mesh setting.`
+    : section(
+        'node-to-node mesh',
+        (p) => `/host/${byIp.get(p.peerIp) ?? p.peerNode}/ip_addr_v4`,
+        '# Node-to-node mesh disabled',
+      );
+  const global = section('global', (p) => `/global/peer_v4/${p.peerIp}`, NO_GLOBAL);
+  const nodeSpecific = section('node specific', (p) => `/host/${me.name}/peer_v4/${p.peerIp}`, NO_NODE);
   const statics = blocks.map((b) => `\n   route ${b} blackhole;`).join('');
   const aggr = blocks
     .map(
@@ -161,7 +193,19 @@ template bgp bgp_template {
 
 # ------------- Node-to-node mesh -------------
 ${mesh}
-`;
+${
+  // the template's two other sections, written here only when a node has such peers (the
+  // recorded mesh configurations, test/fixtures/bgp, predate them)
+  global === NO_GLOBAL && nodeSpecific === NO_NODE
+    ? ''
+    : `
+# ------------- Global peers -------------
+${global}
+
+# ------------- Node-specific peers -------------
+${nodeSpecific}
+`
+}`;
 }
 
 /** a real BIRD of a lab: the node it runs on, its configuration, the sessions it has */
@@ -197,26 +241,31 @@ export function labBirds(c: Cluster): LabBird[] {
       .filter((s) => s.state === 'down')
       .flatMap((s) => [`${s.nodes[0]}\0${s.nodes[1]}`, `${s.nodes[1]}\0${s.nodes[0]}`]),
   );
+  const peerings = clusterPeerings(c);
+  const mesh = c.mesh;
   return c.nodes.map((n, i) => {
     const blocks = birdBlocks(c, n);
-    const peers = c.nodes.filter((o) => o !== n);
-    const sessions = peers.map((o) => ({
-      proto: meshProtocolName(o.addr),
-      peer: o.name,
-      peerIp: o.addr,
-      disabled: down.has(`${n.name}\0${o.name}`),
+    const sessions = peerings.get(n.name)!.map((p) => ({
+      proto: p.proto,
+      peer: p.peerNode,
+      peerIp: p.peerIp,
+      disabled: down.has(`${n.name}\0${p.peerNode}`),
     }));
+    // what BIRD's table holds once it converged: the model's learned routes, the first of each
+    // network (the mesh: each peer's own prefixes; with reflectors also what they reflect)
+    const expect = new Map<string, string>();
+    for (const r of mesh.learned(n.name)) if (!expect.has(r.prefix)) expect.set(r.prefix, r.proto);
     return {
       node: n.name,
       config: calicoBirdConfig(all[i], all, {
         blocks,
         fork: true,
         disabled: sessions.filter((s) => s.disabled).map((s) => s.peerIp),
+        peerings: peerings.get(n.name)!,
+        ...(n.routeReflectorClusterID ? { clusterId: n.routeReflectorClusterID } : {}),
       }),
       sessions,
-      expect: sessions
-        .filter((s) => !s.disabled)
-        .flatMap((s) => originates.get(s.peer)!.map((prefix) => ({ proto: s.proto, prefix }))),
+      expect: [...expect].map(([prefix, proto]) => ({ proto, prefix })),
     };
   });
 }

@@ -15,7 +15,6 @@
  * ascending hash, whatever the table's size.
  */
 import type { BgpSession, BgpSpeaker } from '../bgp/mesh.ts';
-import { meshProtocolName } from '../bgp/krt.ts';
 import type { Cluster, ResolvedNode } from '../cni/build.ts';
 import { bgpOriginates } from '../cni/modes.ts';
 import { routePrefix } from '../kernel/fib.ts';
@@ -36,7 +35,7 @@ export interface BirdProtocol {
   since: number;
   /** get_status: BGP's state (padded to 14) and last error */
   info: string;
-  /** the mesh peer of a BGP protocol */
+  /** the peer of a BGP protocol */
   peer?: { node: string; ip: string };
 }
 
@@ -113,9 +112,9 @@ export function birdProtocols(c: Cluster, node: ResolvedNode): BirdProtocol[] {
     { name: 'direct1', proto: 'Direct', table: '---', state: 'up', since: 0, info: '' },
   ];
   const me = c.mesh?.speakers.find((s) => s.node === node.name);
-  for (const { peer, session } of me ? c.mesh!.peersOf(node.name) : [])
+  for (const { peer, session, peering } of me ? c.mesh!.peersOf(node.name) : [])
     out.push({
-      name: meshProtocolName(peer.ip),
+      name: peering.proto,
       proto: 'BGP',
       table: '---',
       ...bgpInfo(session, me!, peer),
@@ -161,18 +160,20 @@ function birdTable(c: Cluster, node: ResolvedNode): BirdRoute[] {
     });
   }
   const sub = c.spec.subnets.find((s) => s.name === node.subnet);
+  const ips = new Map(c.mesh?.speakers.map((s) => [s.node, s.ip]));
   for (const r of c.mesh?.learned(node.name) ?? []) {
     // gateway recursive: a next hop off our subnets is reached through the subnet's router
     const via = r.direct ? r.nextHop : sub?.gateway;
     const session = c.mesh!.session(node.name, r.from)!;
+    const neighbor = ips.get(r.from);
     routes.push({
       prefix: r.prefix,
-      proto: meshProtocolName(r.nextHop),
+      proto: r.proto,
       pref: 100,
       dest: 'unicast',
       via,
       dev: 'eth0',
-      from: r.nextHop,
+      from: neighbor,
       bgp: true,
       igpUnknown: !r.direct,
       since: session.since,
@@ -281,7 +282,7 @@ function disable(c: Cluster, node: ResolvedNode, name: string): ToolResult {
   if (!p.peer)
     return {
       stdout: '',
-      stderr: `podwalk: birdc: disabling ${name} is not emulated (only mesh sessions)\n`,
+      stderr: `podwalk: birdc: disabling ${name} is not emulated (only BGP sessions)\n`,
       code: 2,
     };
   const session = mesh.session(node.name, p.peer.node)!;

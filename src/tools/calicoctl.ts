@@ -1,5 +1,5 @@
 /**
- * `calicoctl node status` on a node of a Calico mode: the BIRD peers of the node-to-node mesh in
+ * `calicoctl node status` on a node of a Calico mode: the BIRD peers (mesh, global, node specific) in
  * the table calicoctl prints with olekukonko/tablewriter (headers upper-cased and centred, cells
  * left-aligned), as calicoctl's node/status.go builds it from BIRD's `show protocols`: STATE is
  * BIRD's protocol state (up, start), SINCE the time of its last change (BIRD prints HH:MM:SS for
@@ -9,6 +9,7 @@
  */
 import { ip4ToInt } from '../wire/addr.ts';
 import { birdProtocols } from './birdc.ts';
+import { peerTypeOf } from '../bgp/peering.ts';
 import { MODE_INFO } from '../cni/modes.ts';
 import { EPOCH_US, type Tool } from './types.ts';
 
@@ -85,14 +86,15 @@ export const calicoctl: Tool = (argv, ctx) => {
       code: 0,
     };
   if (!mesh || !node) return { stdout: '', stderr: 'Calico process is not running.\n', code: 1 };
-  // node/status.go reads BIRD's `show protocols` and splits each BGP row on white space: STATE is
+  // node/status.go reads BIRD's `show protocols` and splits each BGP row on white space (PEER
+  // TYPE from the name's prefix, bgpTypeMap: Mesh_, Global_, Node_): STATE is
   // BIRD's protocol state, INFO its BGP state and last error joined by single spaces
   const peers = birdProtocols(cluster, node)
     .filter((p) => p.peer)
     .sort((a, b) => ip4ToInt(a.peer!.ip) - ip4ToInt(b.peer!.ip))
     .map((p) => [
       p.peer!.ip,
-      'node-to-node mesh',
+      peerTypeOf(p.name) ?? '',
       p.state,
       since(p.since),
       p.info.split(/\s+/).filter(Boolean).join(' '),

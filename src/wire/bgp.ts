@@ -275,6 +275,10 @@ const ATTR: Record<KnownAttr, { code: number; flags: number; name: string }> = {
 const ATTR_BY_CODE = new Map<number, KnownAttr>(
   Object.entries(ATTR).map(([k, v]) => [v.code, k as KnownAttr]),
 );
+/** an attribute's type code (BIRD writes the attributes of an UPDATE in ascending code order) */
+export function bgpAttrCode(a: BgpAttr): number {
+  return a.kind === 'unknown' ? a.code : ATTR[a.kind].code;
+}
 const ORIGINS = ['igp', 'egp', 'incomplete'] as const;
 const SEGMENTS = ['set', 'sequence', 'confed-sequence', 'confed-set'] as const;
 const SEND_RECEIVE = ['receive', 'send', 'both'] as const;

@@ -1,0 +1,55 @@
+/**
+ * One check of a calico-bgp lab with real BIRD, shared by test/lab-bird.test.ts and
+ * test/lab-rr.test.ts: the routes BIRD installed (`ip route` on every node) are the model's byte
+ * for byte, and the emulated birdc prints what the real birdc prints (`show protocols`, `show
+ * route`; BIRD's wall-clock times masked). PODWALK_RECORD=1 writes the real outputs to
+ * FIXTURES/lab.json for the model-lane tests.
+ */
+import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Cluster } from '../src/cni/build.ts';
+import { labExec, run, type LabState } from '../src/lab/host.ts';
+import { stateDiff } from '../src/lab/diff.ts';
+import { runCommand } from '../src/tools/index.ts';
+
+/** why real BIRD cannot run here (bird2 not installed), or undefined */
+export function birdMissing(): string | undefined {
+  return run(['sh', '-c', 'command -v bird && command -v birdc']).code !== 0
+    ? 'bird2 not installed (apt-get install bird2)'
+    : undefined;
+}
+
+/** BIRD's wall-clock times (TM_ISO_SHORT_MS: %T.%3f) */
+export const maskTimes = (s: string) => s.replace(/\b\d\d:\d\d:\d\d\.\d\d\d\b/g, 'HH:MM:SS.mmm');
+
+export async function birdLabAgrees(
+  c: Cluster,
+  st: LabState,
+  record: { dir: string; cluster: string },
+): Promise<void> {
+  const recorded: Record<string, string> = {};
+  const sims: Record<string, string> = {};
+  for (const b of st.birds!)
+    for (const cmd of ['show protocols', 'show route']) {
+      const real = labExec(st, b.netns, ['birdc', '-s', b.ctl, ...cmd.split(' ')]);
+      assert.equal(real.code, 0, real.stderr);
+      recorded[`${b.netns}: birdc ${cmd}`] = real.stdout;
+      sims[`${b.netns}: birdc ${cmd}`] = runCommand(c, b.netns, `birdc ${cmd}`).stdout;
+    }
+  for (const n of c.nodes) recorded[`${n.name}: ip route`] = labExec(st, n.name, ['ip', 'route']).stdout;
+  if (process.env.PODWALK_RECORD) {
+    mkdirSync(record.dir, { recursive: true });
+    const bird = run(['bird', '--version']);
+    const fixture = {
+      bird: (bird.stdout + bird.stderr).trim(),
+      cluster: record.cluster,
+      mode: 'calico-bgp',
+      outputs: recorded,
+    };
+    writeFileSync(join(record.dir, 'lab.json'), JSON.stringify(fixture, null, 2) + '\n');
+  }
+  for (const d of await stateDiff(st, c, ['ip route'])) assert.equal(d.real, d.sim, `${d.netns}: ip route`);
+  for (const [k, real] of Object.entries(recorded))
+    if (k.includes('birdc')) assert.equal(maskTimes(sims[k]), maskTimes(real), k);
+}
