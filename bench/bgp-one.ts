@@ -50,7 +50,7 @@ function main(): void {
     messages: all.reduce((n, s) => n + s.sent, 0),
     octets: all.reduce((n, s) => n + s.octets, 0),
     connects: all.reduce((n, s) => n + s.connects, 0),
-    routes: all.reduce((n, s) => n + s.peer.ribIn.length, 0),
+    routes: all.reduce((n, s) => n + s.peer.ribIn.size, 0),
     kernelRoutes,
     expectedRoutes: nodes * nodes,
     simulatedUs: c.world.now,

@@ -62,7 +62,7 @@ function main(): void {
     messages: all.reduce((n, s) => n + s.sent, 0),
     octets: all.reduce((n, s) => n + s.octets, 0),
     reflectorMessages: all.filter((s) => rrs.has(s.node)).reduce((n, s) => n + s.sent, 0),
-    routes: all.reduce((n, s) => n + s.peer.ribIn.length, 0),
+    routes: all.reduce((n, s) => n + s.peer.ribIn.size, 0),
     kernelRoutes,
     // every node: a blackhole for its own block, a route for each other node's
     expectedRoutes: nodes * nodes,

@@ -40,11 +40,11 @@ test('active and passive peer reach Established through every state and exchange
   const [a, b] = w.peers;
   assert.equal(a.holdTime, 240);
   assert.deepEqual(
-    a.ribIn.map((r) => [r.prefix, r.pathId, r.nextHop]),
+    [...a.ribIn.values()].map((r) => [r.prefix, r.pathId, r.nextHop]),
     [['10.244.0.64/26', 1, '192.168.1.11']],
   );
   assert.deepEqual(
-    b.ribIn.map((r) => [r.prefix, r.pathId, r.nextHop]),
+    [...b.ribIn.values()].map((r) => [r.prefix, r.pathId, r.nextHop]),
     [['10.244.0.0/26', 1, '192.168.1.10']],
   );
   assert.deepEqual(
@@ -54,12 +54,12 @@ test('active and passive peer reach Established through every state and exchange
   // a borrowed /32 comes and goes
   w.feed(1, { kind: 'announce', prefixes: ['10.244.0.5/32'] });
   assert.deepEqual(
-    w.peers[0].ribIn.map((r) => r.prefix),
+    [...w.peers[0].ribIn.values()].map((r) => r.prefix),
     ['10.244.0.64/26', '10.244.0.5/32'],
   );
   w.feed(1, { kind: 'withdraw', prefixes: ['10.244.0.5/32'] });
   assert.deepEqual(
-    w.peers[0].ribIn.map((r) => r.prefix),
+    [...w.peers[0].ribIn.values()].map((r) => r.prefix),
     ['10.244.0.64/26'],
   );
 });
@@ -80,7 +80,7 @@ test('keepalives every hold/3 keep the session up; cut the wire and the hold tim
   w.advance((560 + 240) * SEC);
   for (const p of w.peers) {
     assert.equal(p.state, 'Idle');
-    assert.deepEqual(p.ribIn, []);
+    assert.equal(p.ribIn.size, 0);
     assert.deepEqual(p.lastError, { code: BGP_ERROR.HOLD_TIMER_EXPIRED, subcode: 0, sent: true });
   }
 });

@@ -101,7 +101,7 @@ function topology() {
       { prefix: me.block, proto: 'static1', preference: PREF_STATIC, dest: { type: 'blackhole' } },
       ...directRoutes(ns[i]),
       ...kernelRoutes(ns[i]),
-      ...bgpRoutes(ns[i], meshProtocolName(peer.ip), peer.ip, pair.peers[i].ribIn),
+      ...bgpRoutes(ns[i], meshProtocolName(peer.ip), peer.ip, [...pair.peers[i].ribIn.values()]),
     ]);
     krtSync(ns[i], krt[i], best);
     if (pair.peers[i].state !== 'Established') {
@@ -160,7 +160,7 @@ test("BIRD 2's kernel protocol on podwalk's sessions: ip route byte-identical to
   assert.equal(ipRoute(ns[1]), recorded('borrowed', 'n2'));
   // what each learned: the other's block and the borrowed /32, nothing of its own sent back
   assert.deepEqual(
-    pair.peers.map((p) => p.ribIn.map((r) => r.prefix)),
+    pair.peers.map((p) => [...p.ribIn.values()].map((r) => r.prefix)),
     [['10.244.0.64/26'], ['10.244.0.0/26', '10.244.0.70/32']],
   );
   // the route deleted: n1 withdraws it, n2 deletes it

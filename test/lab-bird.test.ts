@@ -105,19 +105,19 @@ test(
     labDown(c);
     const ac = new AbortController();
     const dir = birdPath('pw-pwbird2-');
-    // abort once the first bird has written its pid file: lab up is then waiting for the mesh
-    const watch = setInterval(() => {
-      if (existsSync(join(dir, 'node1.pid'))) ac.abort('SIGINT');
-    }, 10);
+    // abort once the first bird has written its pid file (lab up is then waiting for the mesh),
+    // and only once the running birds are seen: a scan of /proc that a second timer made apart
+    // from the abort came too late on a loaded machine (CI: no bird seen, the abort had killed them)
     let pids: number[] = [];
-    const birdsSeen = setInterval(() => {
-      if (!pids.length) pids = birdsOf(dir);
+    const watch = setInterval(() => {
+      if (ac.signal.aborted || !existsSync(join(dir, 'node1.pid'))) return;
+      pids = birdsOf(dir);
+      if (pids.length) ac.abort('SIGINT');
     }, 10);
     try {
       await assert.rejects(labUp(c, { signal: ac.signal }), LabInterrupted);
     } finally {
       clearInterval(watch);
-      clearInterval(birdsSeen);
       labDown(c);
     }
     assert.ok(pids.length > 0, 'a bird was running when lab up was interrupted');

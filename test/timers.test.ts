@@ -6,6 +6,7 @@
  * tcp_retransmit_timer / tcp_write_timeout (net/ipv4/tcp_timer.c), reqsk_timer_handler
  * (net/ipv4/inet_connection_sock.c).
  */
+import { Fifo } from '../src/kernel/fifo.ts';
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { seedCluster } from '../src/cluster/seed.ts';
@@ -64,6 +65,31 @@ describe('World: one clock, one timer queue', () => {
   });
 });
 
+describe("Fifo: the stack's queue of packets to send", () => {
+  test('shift, push, at and length as an array would give them, across its compactions', () => {
+    const q = new Fifo<number>();
+    const model: number[] = [];
+    let next = 0;
+    let seed = 7;
+    const rnd = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+    for (let i = 0; i < 20_000; i++) {
+      const r = rnd();
+      if (r < 0.55) {
+        q.push(next);
+        model.push(next++);
+      } else if (r < 0.999) assert.equal(q.shift(), model.shift());
+      else {
+        q.clear();
+        model.length = 0;
+      }
+      assert.equal(q.length, model.length);
+      assert.equal(q.at(0), model[0]);
+      assert.equal(q.at(model.length - 1), model[model.length - 1]);
+      assert.equal(q.at(model.length), undefined);
+    }
+  });
+});
+
 describe('neigh_timer_handler (net/core/neighbour.c), arp_tbl defaults', () => {
   test('a failed resolution: mcast_solicit 3 broadcast probes retrans_time_ms 1000 apart, FAILED at 3 s', () => {
     const c = cluster();
@@ -86,7 +112,7 @@ describe('neigh_timer_handler (net/core/neighbour.c), arp_tbl defaults', () => {
     assert.ok(probes.every((p) => p.frame.eth.dst === 'ff:ff:ff:ff:ff:ff'));
     // neigh_invalidate → arp_error_report: ICMP host unreachable for the queued packet
     assert.equal(c.stack.queue.length, 1);
-    const icmp = c.stack.queue[0].pkt.payload;
+    const icmp = c.stack.queue.at(0)!.pkt.payload;
     assert.ok(icmp.kind === 'icmp' && icmp.icmp.type === 3 && icmp.icmp.code === 1);
   });
 

@@ -1,8 +1,8 @@
 /**
  * One BGP-4 peering as RFC 4271 section 8 runs it: Idle, Connect, Active, OpenSent, OpenConfirm,
- * Established, with the ConnectRetry, Hold and Keepalive timers. It is a pure function of its
+ * Established, with the ConnectRetry, Hold and Keepalive timers. It is a function of its
  * plain-data state, an input and the time it is given: `stepPeer(peer, input, now)` returns the new
- * state and what to do (open or close the TCP connection, send octets, Adj-RIB-In changes). Timers are
+ * state (the Adj-RIB-In passes to it: the one part written in place) and what to do (open or close the TCP connection, send octets, Adj-RIB-In changes). Timers are
  * deadlines in the state; whoever owns the clock calls `stepPeer(peer, { kind: 'tick' }, now)` at
  * `peerDeadline(peer)` (there is no timer queue here). The transport carries octets: received
  * ones come in as `data` and are framed and decoded here, with the codec the OPENs negotiate.
@@ -110,7 +110,13 @@ export interface Peer {
   peerOpen?: BgpOpen;
   /** octets received and not yet a whole message */
   inbuf: Uint8Array;
-  ribIn: PeerRoute[];
+  /**
+   * Adj-RIB-In by prefix and path ID, in the order the routes came (a route replaced goes to the
+   * end): an UPDATE changes the entries it names, not the table (one UPDATE per reflected route
+   * from a route reflector: rebuilding it per message made a client's convergence O(routes²)).
+   * The one field stepPeer writes in place: the state it was given must not be read after it.
+   */
+  ribIn: Map<string, PeerRoute>;
   /** the peer's End-of-RIB came (RFC 4724): its whole table is in ribIn */
   eorIn?: boolean;
   /** why the session last went to Idle */
@@ -150,7 +156,7 @@ const SEC = 1_000_000;
 const OWN_PATH_ID = 1;
 
 export function newPeer(config: PeerConfig): Peer {
-  return { config, state: 'Idle', inbuf: new Uint8Array(0), ribIn: [] };
+  return { config, state: 'Idle', inbuf: new Uint8Array(0), ribIn: new Map() };
 }
 
 /** The earliest running timer, in µs; undefined when none runs. */
@@ -383,8 +389,8 @@ function notify(s: Step, code: number, subcode: number, data: Uint8Array = new U
  */
 function down(s: Step, close = true, error: boolean | 'cease' = false): void {
   if (close && s.peer.state !== 'Idle' && s.peer.state !== 'Active') s.actions.push({ kind: 'close' });
-  if (s.peer.ribIn.length) s.actions.push({ kind: 'rib', added: [], removed: s.peer.ribIn });
-  s.peer.ribIn = [];
+  if (s.peer.ribIn.size) s.actions.push({ kind: 'rib', added: [], removed: [...s.peer.ribIn.values()] });
+  s.peer.ribIn = new Map();
   s.peer.eorIn = undefined;
   s.peer.connectRetryAt = s.peer.holdAt = s.peer.keepaliveAt = undefined;
   s.peer.holdTime = undefined;
@@ -539,7 +545,8 @@ function update(s: Step, u: BgpUpdate): void {
   }
   const removed: PeerRoute[] = [];
   const added: PeerRoute[] = [];
-  const byKey = new Map(p.ribIn.map((r) => [routeKey(r), r]));
+  // written in place: the table passes from the state given to the state returned
+  const byKey = p.ribIn;
   const take = (x: BgpPrefix) => {
     const old = byKey.get(routeKey(x));
     if (old) {
@@ -560,7 +567,7 @@ function update(s: Step, u: BgpUpdate): void {
       cl.clusterList.includes(p.config.rrClusterId));
   if (loop) {
     for (const n of u.nlri) take(n);
-    p.ribIn = [...byKey.values()];
+    p.ribIn = byKey;
     if (removed.length) s.actions.push({ kind: 'rib', added: [], removed });
     return;
   }
@@ -582,7 +589,7 @@ function update(s: Step, u: BgpUpdate): void {
     byKey.set(routeKey(r), r);
     added.push(r);
   }
-  p.ribIn = [...byKey.values()];
+  p.ribIn = byKey;
   if (added.length || removed.length) s.actions.push({ kind: 'rib', added, removed });
 }
 

@@ -54,7 +54,7 @@ export class Mesh {
    * Adj-RIB-In of each side (`node\0peer`) when the sessions run over the datapath (session.ts
    * keeps it); without it, an Established session carries the peer's originated prefixes
    */
-  readonly ribIn = new Map<string, PeerRoute[]>();
+  readonly ribIn = new Map<string, ReadonlyMap<string, PeerRoute>>();
   /** whether the sessions run over the datapath (ribIn is what was received) */
   driven = false;
 
@@ -156,7 +156,7 @@ export class Mesh {
     const out: LearnedRoute[] = [];
     for (const { peer, session, peering } of this.bySpeaker[i]) {
       if (this.driven) {
-        for (const r of this.ribIn.get(`${node}\0${peer.node}`) ?? []) {
+        for (const r of this.ribIn.get(`${node}\0${peer.node}`)?.values() ?? []) {
           const l: LearnedRoute = {
             prefix: r.prefix,
             nextHop: r.nextHop,

@@ -9,6 +9,7 @@
  *
  * It knows Linux objects only; what a CNI does is the state it programmed before.
  */
+import { Fifo } from './fifo.ts';
 import {
   emitIpv4Packet,
   fragmentIpv4,
@@ -170,7 +171,7 @@ export class Stack {
   /** terminal events of the packet being walked (ARP side-exchanges excluded) */
   terminals: Terminal[] = [];
   /** packets generated while walking (ICMP errors, socket replies); the walker turns each into a trace */
-  readonly queue: Queued[] = [];
+  readonly queue = new Fifo<Queued>();
   private auxDepth = 0;
   /**
    * The CPU's backlog (softnet_data.input_pkt_queue): veth_xmit and loopback_xmit hand the frame

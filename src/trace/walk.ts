@@ -336,7 +336,7 @@ function walkFlow(
     sent++;
     if (!reply) reply = t;
   }
-  if (!opts.exchange) stack.queue.length = 0;
+  if (!opts.exchange) stack.queue.clear();
   return { request, reply, traces };
 }
 
