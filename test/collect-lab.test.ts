@@ -11,6 +11,7 @@
  *  - a node's veth pair of its own (both ends in its namespace, the pods' gateway on it);
  *  - `podwalk collect --out -` through the CLI: a .tar.gz that --from reads.
  */
+import { staleNeighbours } from './lab-neigh.ts';
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -68,34 +69,9 @@ async function settleNeighbours(state: Pick<LabState, 'namespaces'>): Promise<vo
     if (!busy) break;
     await pause(500);
   }
-  staleReachable(state);
-}
-
-/**
- * Every REACHABLE entry of the lab set STALE, the state its timer leads to. A dump carries an
- * entry's state but not when it was last confirmed: the import starts its reachable time afresh,
- * while the kernel's runs out whenever it runs out, and an entry that was used lately goes to
- * DELAY then and probes 5 s later. On a loaded machine the seconds between the collection and the
- * next flow were enough (CI at load 16–19: node1's unicast probe for node2 in calico-bgp's fourth
- * flow, which the imported World, its entry still REACHABLE, did not send). A STALE entry waits
- * for its next use on both sides alike.
- */
-function staleReachable(state: Pick<LabState, 'namespaces'>): void {
-  for (const ns of Object.values(state.namespaces)) {
-    const entries = JSON.parse(
-      run(['ip', '-n', ns, '-j', 'neigh', 'show', 'nud', 'reachable']).stdout || '[]',
-    ) as {
-      dst: string;
-      dev: string;
-      lladdr?: string;
-    }[];
-    const lines = entries
-      .filter((e) => e.lladdr)
-      .map((e) => `neigh change ${e.dst} dev ${e.dev} lladdr ${e.lladdr} nud stale`);
-    if (!lines.length) continue;
-    const r = run(['ip', '-n', ns, '-batch', '-'], lines.join('\n') + '\n');
-    assert.equal(r.code, 0, `${ns}: ${r.stderr}`);
-  }
+  // every REACHABLE entry STALE: test/lab-neigh.ts (CI at load 16–19: node1's unicast probe for
+  // node2 in calico-bgp's fourth flow, which the imported World, its entry fresh, did not send)
+  staleNeighbours(state, ['REACHABLE']);
 }
 
 /**
