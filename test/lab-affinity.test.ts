@@ -15,6 +15,7 @@ import { buildCluster } from '../src/cni/build.ts';
 import { forceEndpoint, keepSourcePorts } from '../src/lab/differential.ts';
 import { stateDiffs } from '../src/lab/diff.ts';
 import { labChange, labDown, labUnavailable, labUp } from '../src/lab/host.ts';
+import { differenceReport } from '../src/lab/compare.ts';
 import { generateScenario } from '../src/lab/scenarios.ts';
 import { MORE_FIRST, MORE_KINDS } from '../src/lab/svc-scenarios.ts';
 import { labTrace } from '../src/lab/trace.ts';
@@ -60,14 +61,7 @@ test(
     const state = await labUp(base);
     try {
       const first = await labTrace(state, sim, s.flow);
-      const report = (t: typeof first) =>
-        t.diffs
-          .filter((d) => d.first !== -1)
-          .map(
-            (d) =>
-              `${d.netns}/${d.dev} differs at packet ${d.first + 1}:\n  model: ${d.sim[d.first] ?? '(nothing)'}\n  real:  ${d.real[d.first] ?? '(nothing)'}`,
-          )
-          .join('\n');
+      const report = (t: typeof first) => differenceReport('simulation', t.diffs).join('\n');
       assert.ok(first.agree, `first flow:\n${report(first)}`);
       assert.equal(first.client.code, 0, 'the first flow is answered on the kernel');
 
