@@ -12,7 +12,7 @@ import { quiesce } from '../cni/modes.ts';
 import { loadDumps } from '../collect/load.ts';
 import { importCluster } from '../import/index.ts';
 import { labCollect } from './collect.ts';
-import { labChange, labDown, LabError, labQuiesce, labUp } from './host.ts';
+import { birdsStopped, labChange, labDown, LabError, labQuiesce, labUp } from './host.ts';
 import { labTrace, type LabTraceResult, type ModelComparison } from './trace.ts';
 import { faultOf, generateScenario, type Fault, type Scenario } from './scenarios.ts';
 import { endpointDraws, resolveService, type Walk, type WalkRequest } from '../trace/walk.ts';
@@ -143,13 +143,6 @@ export function simOutcome(w: Walk): boolean {
  * with the same fault applied, against the same real run: one kernel exchange checks both models.
  * `signal` aborts it (a Ctrl-C): the lab is removed and LabInterrupted thrown.
  */
-/**
- * How long after lab up's quiesce a flow may start without another: BIRD's KEEPALIVEs come a
- * third of the 240 s hold time after a session's last message, and the mesh's last messages were
- * sent while lab up waited for it to converge, up to tens of seconds before the quiesce
- */
-const BIRD_QUIET_MS = 20_000;
-
 export async function runScenario(
   seed: number,
   opts: { imported?: boolean; signal?: AbortSignal } = {},
@@ -163,10 +156,19 @@ export async function runScenario(
   const onImported = applyFault(sim, fault);
   labDown(base);
   const state = await labUp(base, { signal: opts.signal });
-  // lab up left the lab as the model starts (quiesce); BIRD then stays quiet until its first
-  // KEEPALIVE, a third of the hold time after its last message
-  const quiet = Date.now();
+  // From the flow to the end of the comparison no BGP message, as in the model's walk: the lab's
+  // BIRDs are stopped, and the lab set back to the model's state (lab up's quiesce is not enough:
+  // under load, lab up's wait for the mesh, the collection and the fault can take long enough for
+  // a KEEPALIVE and its ACK to teach the underlay bridge two nodes' MACs, as CI at load 12–19 saw).
+  // A birdc fault needs its BIRD: they stop after it, and before the collection otherwise, so that
+  // the imported World is collected from the state the flow starts from
+  const quietBgp = async () => {
+    birdsStopped(state, true);
+    await labQuiesce(state, base, opts.signal);
+  };
+  const birdFault = !!fault?.command.startsWith('birdc ');
   try {
+    if (state.birds?.length && !birdFault) await quietBgp();
     let imported: Cluster | undefined;
     if (opts.imported) {
       const dir = mkdtempSync(join(tmpdir(), 'podwalk-collect-'));
@@ -183,13 +185,13 @@ export async function runScenario(
       const r = await labChange(state, fault.netns, fault.command, opts.signal);
       if (r.code !== 0)
         throw new LabError(`${fault.netns}: \`${fault.command}\` failed in the lab: ${r.stderr.trim()}`);
-      // BIRD's NOTIFICATION and the connection's close went over the underlay: from the model's state again
-      if (fault.command.startsWith('birdc ')) await labQuiesce(state, base, opts.signal);
     }
-    // On a loaded machine the collection, the fault and the waits can outlast that quiet (CI at
-    // load 12–19: a 57 s calico-bgp scenario, whose lan0 learned two nodes' MACs from a
-    // KEEPALIVE and its ACK): from the model's state again, as close to the flow as can be
-    if (state.birds?.length && Date.now() - quiet > BIRD_QUIET_MS) await labQuiesce(state, base, opts.signal);
+    if (birdFault) {
+      // BIRD's NOTIFICATION and the connection's close go over the underlay, and the peer's BIRD
+      // withdraws the routes: while it runs, from the model's state again; then stopped, again
+      await labQuiesce(state, base, opts.signal);
+      await quietBgp();
+    }
     const trace = await labTrace(state, sim, s.flow, {
       signal: opts.signal,
       also: imported ? [imported] : [],
@@ -229,6 +231,7 @@ export async function runScenario(
       imported: check,
     };
   } finally {
+    birdsStopped(state, false);
     labDown(base);
   }
 }

@@ -242,6 +242,25 @@ function killGroup(child: ChildProcess): void {
  */
 export const PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
 
+let fifo: string[] | undefined;
+
+/**
+ * A lab application's command (the listeners, the flow's client, the time scenarios' ping and
+ * curl) under SCHED_FIFO priority 1, which every normal task yields to, when the machine allows it
+ * (`chrt` execs the command: its pid and command line stay the application's). The model's
+ * applications react GAP_US after a packet arrives; on a loaded machine a normal task wakes tens of
+ * milliseconds late, and the kernel does what it must with a late application: the server's ACK
+ * of the client's FIN waits for the delayed-ACK timer (40 ms at least) and leaves alone when the
+ * close comes after it, or ping's next request leaves late. That is the kernel judging a different
+ * scenario, not the same one. Where real-time scheduling is refused (a container without
+ * CAP_SYS_NICE, an RT cgroup budget of 0) the command runs as it is.
+ */
+export function promptly(argv: readonly string[]): string[] {
+  fifo ??=
+    spawnSync('chrt', ['-f', '1', 'true'], { stdio: 'ignore' }).status === 0 ? ['chrt', '-f', '1'] : [];
+  return [...fifo, ...argv];
+}
+
 let unavailable: { why: string | undefined } | undefined;
 
 /** why the lab cannot run here, or undefined when it can (probed once per process) */
@@ -696,7 +715,7 @@ export async function startListeners(
 ): Promise<number> {
   const child = await startReady(
     "the lab's listeners",
-    [PYTHON, '-u', '-c', LISTENER, ...ls.map((l) => `/run/netns/${l.ns},${l.proto},${l.port}`)],
+    promptly([PYTHON, '-u', '-c', LISTENER, ...ls.map((l) => `/run/netns/${l.ns},${l.proto},${l.port}`)]),
     (out) => /^ready$/m.test(out),
     { signal },
   );
@@ -982,6 +1001,26 @@ async function startBirds(plan: LabPlan, state: LabState, signal?: AbortSignal):
  */
 async function quiesce(plan: LabPlan, state: LabState, signal?: AbortSignal): Promise<void> {
   await resetState([...plan.names], plan.bridges, state, signal);
+}
+
+/**
+ * Stop (SIGSTOP) or continue (SIGCONT) the lab's BIRDs. A differential flow is compared against a
+ * model in which no BGP message is sent while the flow runs, and its walk takes milliseconds of
+ * simulated time; BIRD sends a KEEPALIVE 60 to 80 s (RFC 4271's jitter of a third of the 240 s
+ * hold time) after its last message on a session, and one sent during the flow teaches the
+ * underlay bridge MACs the flow never showed it. Stopped, BIRD sends nothing, its kernel keeps the
+ * connections (and ACKs nothing, having nothing to ACK), and a flow and its collection take far
+ * less than the hold time, so every session is still up when BIRD continues.
+ */
+export function birdsStopped(state: LabState, stopped: boolean): void {
+  for (const b of state.birds ?? [])
+    try {
+      process.kill(b.pid, stopped ? 'SIGSTOP' : 'SIGCONT');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e;
+      // (continuing one that died is nothing to do; stopping one, a lab that lost its BGP)
+      if (stopped) throw new LabError(`${b.netns}: BIRD (pid ${b.pid}) is gone`);
+    }
 }
 
 /**

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { seedCluster } from '../cluster/seed.ts';
 import { buildCluster } from '../cni/build.ts';
-import { labDown, labExec, labUp, run, type LabState } from './host.ts';
+import { labDown, labExec, labUp, promptly, run, type LabState } from './host.ts';
 import type { TimeRecord, TimeScenario } from './time-scenarios.ts';
 import { TIME_CLUSTER } from './time-compare.ts';
 
@@ -70,7 +70,13 @@ function timed(state: LabState, netns: string, cmd: string, timeoutMs?: number) 
   const r = labExec(
     state,
     netns,
-    ['sh', '-c', 'read -r up rest < /proc/uptime; echo "$up" >&2; exec sh -c "$1"', 'sh', cmd],
+    [
+      'sh',
+      '-c',
+      'read -r up rest < /proc/uptime; echo "$up" >&2; exec "$@"',
+      'sh',
+      ...promptly(['sh', '-c', cmd]),
+    ],
     undefined,
     timeoutMs,
   );

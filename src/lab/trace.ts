@@ -18,6 +18,7 @@ import {
   manyListeners,
   pause,
   PYTHON,
+  promptly,
   type LabState,
   type RunResult,
 } from './host.ts';
@@ -215,7 +216,8 @@ export async function labTrace(
       a.netns + '/' + a.dev < b.netns + '/' + b.dev ? -1 : 1,
     );
     let client: RunResult;
-    const exec = (argv: string[]) => labExecAsync(state, f.from, argv, { timeoutMs: 10_000, signal });
+    const exec = (argv: string[]) =>
+      labExecAsync(state, f.from, promptly(argv), { timeoutMs: 10_000, signal });
     if (f.proto === 'tcp') {
       const reqBytes = httpRequest(f.dst, f.dport!, req.size);
       client = await exec([PYTHON, '-c', TCP_CLIENT, f.dst, String(f.dport), String(f.sport), hex(reqBytes)]);
