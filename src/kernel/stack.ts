@@ -1347,21 +1347,22 @@ export class Stack {
       return this.bridgePortXmit(ns, br, out, frame, inPort, fragMax, pre);
     }
     const others = portsOf(ns, br).filter((p) => shouldDeliver(p, inPort));
-    this.step(
-      ns,
-      'bridge',
-      2,
-      'flood',
-      {
-        type: 'fdb-flood',
-        bridge: br.name,
-        mac: dst,
-        broadcast: false,
-        ports: others.map((p) => p.name),
-        toHost: false,
-      },
-      { device: br.name },
-    );
+    if (this.w.rec.keeps)
+      this.step(
+        ns,
+        'bridge',
+        2,
+        'flood',
+        {
+          type: 'fdb-flood',
+          bridge: br.name,
+          mac: dst,
+          broadcast: false,
+          ports: others.map((p) => p.name),
+          toHost: false,
+        },
+        { device: br.name },
+      );
     for (const p of others) this.bridgePortXmit(ns, br, p, frame, inPort, fragMax, pre);
   }
 
