@@ -70,13 +70,9 @@ function timed(state: LabState, netns: string, cmd: string, timeoutMs?: number) 
   const r = labExec(
     state,
     netns,
-    [
-      'sh',
-      '-c',
-      'read -r up rest < /proc/uptime; echo "$up" >&2; exec "$@"',
-      'sh',
-      ...promptly(['sh', '-c', cmd]),
-    ],
+    // (the shell itself under SCHED_FIFO: between its read of the time and the command's start
+    // nothing else runs first)
+    promptly(['sh', '-c', 'read -r up rest < /proc/uptime; echo "$up" >&2; exec sh -c "$1"', 'sh', cmd]),
     undefined,
     timeoutMs,
   );
