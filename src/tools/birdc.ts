@@ -100,6 +100,7 @@ function bgpInfo(
       info: pad('Active') + (listens ? 'Socket: Connection reset by peer' : 'Socket: Connection refused'),
     };
   }
+  const side = c.bgp?.session(me.node, peer.ip);
   switch (s.sides?.[me.node] ?? s.state) {
     case 'Established':
       return { state: 'up', info: pad('Established') };
@@ -107,8 +108,17 @@ function bgpInfo(
       return { state: 'start', info: pad('OpenSent') };
     case 'OpenConfirm':
       return { state: 'start', info: pad('OpenConfirm') };
-    case 'Active':
+    case 'Active': {
+      // bgp_state_dsc: a passive protocol with no connection is "Passive"; then the last error
+      // (bgp_get_status): the connection that closed (the peer's BIRD killed), or for the side
+      // that connects, its last connect() refused (no BIRD listening there)
+      if (passive)
+        return {
+          state: 'start',
+          info: pad('Passive') + (side?.peer.connectionClosed ? 'Socket: Connection closed' : ''),
+        };
       return { state: 'start', info: pad('Active') + 'Socket: Connection refused' };
+    }
     case 'Connect':
       return { state: 'start', info: pad('Connect') };
     case 'Idle':
@@ -326,6 +336,13 @@ export const birdc: Tool = (argv, ctx) => {
     return {
       stdout: '',
       stderr: `Unable to connect to server control socket (${socket}): No such file or directory\n`,
+      code: 1,
+    };
+  // a killed BIRD left its control socket behind: nothing accepts on it
+  if (ctx.cluster.bgp?.killed(node.name))
+    return {
+      stdout: '',
+      stderr: `Unable to connect to server control socket (${socket}): Connection refused\n`,
       code: 1,
     };
   if (!words.length) return { stdout: '', stderr: `${USAGE} (birdc's interactive mode is not)\n`, code: 2 };
