@@ -150,3 +150,43 @@ test("BIRD's startup delay after an error: the session starts again error wait t
   // the cut wire refuses the connection: Idle, Active again (a socket error is no session error)
   assert.notEqual(w.peers[0].state, 'Established');
 });
+
+test('graceful restart, the receiving side: a connection closed without a NOTIFICATION keeps the routes for the peer’s restart time; the End-of-RIB of the session back flushes what was not sent again', () => {
+  const up = (b: PeerConfig) => {
+    const w = new Pair(cfgA, b);
+    w.feed(1, { kind: 'start' });
+    w.feed(0, { kind: 'start' });
+    w.feed(1, { kind: 'announce', prefixes: ['10.244.0.5/32'] });
+    return w;
+  };
+  const prefixes = (w: Pair) => [...w.peers[0].ribIn.values()].map((r) => r.prefix);
+  // B's BIRD killed: its kernel's FIN reaches A, no NOTIFICATION; nothing answers for B any more
+  const w = up(cfgB);
+  w.cut = true;
+  w.feed(0, { kind: 'tcp-closed' });
+  assert.notEqual(w.peers[0].state, 'Established');
+  assert.deepEqual(prefixes(w), ['10.244.0.64/26', '10.244.0.5/32']);
+  assert.equal(peerDeadline(w.peers[0]), w.now + 120 * SEC);
+  w.advance(w.now + 119 * SEC);
+  assert.equal(w.peers[0].ribIn.size, 2, 'kept for the restart time');
+  w.advance(w.now + 1 * SEC);
+  assert.equal(w.peers[0].ribIn.size, 0, 'gone when the restart timer expires');
+  // B comes back within the restart time without the /32: its End-of-RIB takes it, the /26 stays
+  const v = up(cfgB);
+  v.cut = true;
+  v.feed(0, { kind: 'tcp-closed' });
+  v.advance(v.now + 30 * SEC);
+  assert.equal(v.peers[0].ribIn.size, 2);
+  v.cut = false;
+  v.peers[1] = new Pair(cfgA, cfgB).peers[1];
+  v.feed(1, { kind: 'start' });
+  v.feed(0, { kind: 'start' });
+  assert.equal(v.peers[0].state, 'Established');
+  assert.deepEqual(prefixes(v), ['10.244.0.64/26']);
+  assert.equal(v.peers[0].stale, undefined);
+  assert.equal(peerDeadline(v.peers[0]) ?? 0, v.peers[0].keepaliveAt, 'no restart timer left');
+  // a peer that did not advertise the capability: the routes go at once
+  const x = up({ ...cfgB, gracefulRestartTime: 0 });
+  x.feed(0, { kind: 'tcp-closed' });
+  assert.equal(x.peers[0].ribIn.size, 0);
+});

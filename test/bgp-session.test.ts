@@ -96,6 +96,47 @@ test("a peer's node down (its eth0 down): its peers' hold timers expire and they
   assert.match(ip(c, 'node1', 'ip route'), /^10\.244\.1\.0\/26 via 192\.168\.1\.11 /m);
 });
 
+test("a peer's BIRD killed (pkill -9 bird): its FIN and no NOTIFICATION, so its peers keep its block for its restart time (graceful restart, 120 s); its own kernel keeps its routes", () => {
+  const c = prepareCluster(seedCluster(), 'calico-bgp');
+  const node1Before = ip(c, 'node1', 'ip route');
+  const node3Before = ip(c, 'node3', 'ip route');
+  assert.deepEqual(runCommand(c, 'node3', 'pkill -9 bird'), { stdout: '', stderr: '', code: 0 });
+  const t0 = c.world.now;
+  runUntil(c, t0 + 10 * SEC);
+  for (const n of ['node1', 'node2']) {
+    const p = state(c, n, 'node3');
+    assert.notEqual(p.state, 'Established', `${n} → node3`);
+    assert.equal(p.lastError, undefined, 'no NOTIFICATION either way');
+    assert.match(ip(c, n, 'ip route'), /^10\.244\.2\.0\/26 via 192\.168\.1\.12 dev eth0 proto bird $/m, n);
+  }
+  assert.equal(ip(c, 'node1', 'ip route'), node1Before);
+  // nobody removes what the killed BIRD installed; nothing answers on its control socket or port 179
+  assert.equal(ip(c, 'node3', 'ip route'), node3Before);
+  assert.deepEqual(runCommand(c, 'node3', 'birdc show protocols'), {
+    stdout: '',
+    stderr: 'Unable to connect to server control socket (/run/bird/bird.ctl): Connection refused\n',
+    code: 1,
+  });
+  // (its connections, closed first on its side, wait in TIME-WAIT)
+  assert.doesNotMatch(ip(c, 'node3', 'ss -tan'), /^LISTEN .*:179 /m);
+  assert.match(ip(c, 'node3', 'ss -tan'), /^TIME-WAIT .* 192\.168\.1\.10:179 /m);
+  assert.match(ip(c, 'node3', 'calicoctl node status'), /The BGP backend process \(BIRD\) is not running/);
+  assert.equal(runCommand(c, 'node3', 'pkill -9 bird').code, 1, 'no BIRD left to kill');
+  runUntil(c, t0 + 119 * SEC);
+  assert.match(ip(c, 'node1', 'ip route'), /^10\.244\.2\.0\/26 /m, 'still within the restart time');
+  runUntil(c, t0 + 121 * SEC);
+  for (const n of ['node1', 'node2'])
+    assert.doesNotMatch(ip(c, n, 'ip route'), /^10\.244\.2\.0\/26/m, `${n}: the restart timer expired`);
+  assert.match(ip(c, 'node1', 'ip route'), /^10\.244\.1\.0\/26 via 192\.168\.1\.11 /m);
+  // bad input: one line, exit 2
+  for (const cmd of ['pkill bird', 'pkill -9 sshd', 'pkill -9'])
+    assert.equal(runCommand(c, 'node1', cmd).code, 2, cmd);
+  assert.match(
+    runCommand(c, 'node1', 'pkill bird').stderr,
+    /^podwalk: pkill: signal TERM: only SIGKILL is emulated/,
+  );
+});
+
 test('no route to the peer (two subnets, no router): the session stays down and doctor says why', () => {
   const yaml = `name: nogw
 cni: calico-bgp

@@ -1,15 +1,15 @@
 /**
- * One check of a calico-bgp lab with real BIRD, shared by test/lab-bird.test.ts and
- * test/lab-rr.test.ts: the routes BIRD installed (`ip route` on every node) are the model's byte
- * for byte, and the emulated birdc prints what the real birdc prints (`show protocols`, `show
- * route`; BIRD's wall-clock times masked). PODWALK_RECORD=1 writes the real outputs to
- * FIXTURES/lab.json for the model-lane tests.
+ * One check of a calico-bgp lab with real BIRD, shared by test/lab-bird.test.ts,
+ * test/lab-rr.test.ts and test/lab-bgp-faults.test.ts: the routes BIRD installed (`ip route` on
+ * every node) are the model's byte for byte, and the emulated birdc prints what the real birdc
+ * prints (`show protocols`, `show route`; BIRD's wall-clock times masked). PODWALK_RECORD=1 writes
+ * the real outputs to FIXTURES/lab.json for the model-lane tests.
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Cluster } from '../src/cni/build.ts';
-import { labExec, run, type LabState } from '../src/lab/host.ts';
+import { labExec, pause, run, type LabState } from '../src/lab/host.ts';
 import { stateDiff } from '../src/lab/diff.ts';
 import { runCommand } from '../src/tools/index.ts';
 
@@ -22,6 +22,67 @@ export function birdMissing(): string | undefined {
 
 /** BIRD's wall-clock times (TM_ISO_SHORT_MS: %T.%3f) */
 export const maskTimes = (s: string) => s.replace(/\b\d\d:\d\d:\d\d\.\d\d\d\b/g, 'HH:MM:SS.mmm');
+
+/** one output of the lab and the model's for it: `node: command` */
+export interface BirdOutput {
+  key: string;
+  real: string;
+  sim: string;
+}
+
+/**
+ * `birdc show protocols` and `show route` of every running BIRD of the lab (`birds`: those, by
+ * node; default all) and every node's `ip route`, real and modelled (birdc's times masked)
+ */
+export async function birdOutputs(
+  c: Cluster,
+  st: LabState,
+  birds?: readonly string[],
+): Promise<BirdOutput[]> {
+  const out: BirdOutput[] = [];
+  for (const b of st.birds!) {
+    if (birds && !birds.includes(b.netns)) continue;
+    for (const cmd of ['show protocols', 'show route']) {
+      const real = labExec(st, b.netns, ['birdc', '-s', b.ctl, ...cmd.split(' ')]);
+      assert.equal(real.code, 0, real.stderr);
+      const sim = runCommand(c, b.netns, `birdc ${cmd}`).stdout;
+      out.push({ key: `${b.netns}: birdc ${cmd}`, real: maskTimes(real.stdout), sim: maskTimes(sim) });
+    }
+  }
+  for (const d of await stateDiff(st, c, ['ip route']))
+    if (c.nodes.some((n) => n.name === d.netns))
+      out.push({ key: `${d.netns}: ip route`, real: d.real, sim: d.sim });
+  return out;
+}
+
+/**
+ * The lab's BIRDs and kernels agree with the model once they have settled: read every `limitMs`
+ * fraction until they do (BIRD acts on a Cease or a closed connection within its main loop's
+ * turn, and its kernel protocol writes the kernel at once; a client's next connection attempt
+ * comes after its connect delay), then compare for good (the first difference fails, with both
+ * outputs). Returns how long it took.
+ */
+export async function birdLabSettles(
+  c: Cluster,
+  st: LabState,
+  opts: { birds?: readonly string[]; limitMs?: number } = {},
+): Promise<number> {
+  const started = Date.now();
+  const limit = opts.limitMs ?? 10_000;
+  let out = await birdOutputs(c, st, opts.birds);
+  while (out.some((o) => o.real !== o.sim) && Date.now() - started < limit) {
+    await pause(250);
+    out = await birdOutputs(c, st, opts.birds);
+  }
+  const took = Date.now() - started;
+  const differ = out.filter((o) => o.real !== o.sim);
+  assert.deepEqual(
+    Object.fromEntries(differ.map((o) => [o.key, o.sim])),
+    Object.fromEntries(differ.map((o) => [o.key, o.real])),
+    `model (actual) and lab (expected) after ${took} ms: ${differ.map((o) => o.key).join(', ')}`,
+  );
+  return took;
+}
 
 export async function birdLabAgrees(
   c: Cluster,

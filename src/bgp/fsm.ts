@@ -19,8 +19,19 @@
  *
  * What it does not do (yet): collision detection between two connections to the same peer
  * (RFC 4271 6.8; Calico's mesh makes sessions one-way with `passive on`, so only one exists),
- * DelayOpen, damping, graceful restart (the capability is sent as BIRD sends it; a restart is not
- * kept through).
+ * DelayOpen, damping, the restarting side of graceful restart (the capability is sent as BIRD
+ * sends it, with no R bit; a restart of our own is not kept through).
+ *
+ * Graceful restart, the receiving side (RFC 4724 4.2, BIRD 2's bgp_handle_graceful_restart): when
+ * both OPENs carried the capability for IPv4 unicast (Calico's `graceful restart`) and the
+ * connection of an Established session closes or fails without a NOTIFICATION (the peer's BIRD
+ * killed: its kernel sends a FIN), the routes learned over it stay (stale) and the session starts
+ * again; they go when the peer's restart time (its capability's, BIRD's default 120 s) runs out
+ * first (bgp_graceful_restart_timeout), or, once the session is back, with the peer's End-of-RIB
+ * for those the new session did not send again (rt_refresh_end). A NOTIFICATION (a Cease too,
+ * BIRD 2.0.12 sends no N bit) and the hold timer (no long-lived graceful restart: Calico's
+ * template leaves it at BIRD's "aware", which advertises no LLGR-able family) still flush them at
+ * once.
  */
 import {
   AFI_IPV4,
@@ -119,8 +130,20 @@ export interface Peer {
   ribIn: Map<string, PeerRoute>;
   /** the peer's End-of-RIB came (RFC 4724): its whole table is in ribIn */
   eorIn?: boolean;
+  /**
+   * graceful restart of the peer (RFC 4724 4.2): the keys (`prefix#pathId`) of the routes of ribIn
+   * kept from before its connection closed, not sent again since
+   */
+  stale?: Set<string>;
+  /** the peer's restart timer (µs): the stale routes go when it expires */
+  grAt?: number;
   /** why the session last went to Idle */
   lastError?: { code: number; subcode: number; sent: boolean };
+  /**
+   * the session last ended because its connection closed without a NOTIFICATION (BIRD's last
+   * error BE_SOCKET, shown as "Socket: Connection closed" until the session is up again)
+   */
+  connectionClosed?: boolean;
   /**
    * Adj-RIB-Out beyond our own prefixes (route reflection), by `prefix#pathId`: kept while the
    * session is down and sent whole when it is Established. Mutated in place (one owner: this peer).
@@ -162,7 +185,7 @@ export function newPeer(config: PeerConfig): Peer {
 /** The earliest running timer, in µs; undefined when none runs. */
 export function peerDeadline(p: Peer): number | undefined {
   let d: number | undefined;
-  for (const t of [p.connectRetryAt, p.holdAt, p.keepaliveAt, p.restartAt])
+  for (const t of [p.connectRetryAt, p.holdAt, p.keepaliveAt, p.restartAt, p.grAt])
     if (t !== undefined && (d === undefined || t < d)) d = t;
   return d;
 }
@@ -249,8 +272,11 @@ export function stepPeer(peer: Peer, input: PeerInput, now: number): Step {
         s.peer.holdAt = undefined;
         s.peer.connectRetryAt = now + s.peer.config.connectRetryTime * SEC;
         go(s, 'Active');
-      } else if (s.peer.state !== 'Idle' && s.peer.state !== 'Connect' && s.peer.state !== 'Active')
+      } else if (s.peer.state === 'Established' && gracefulRestartReady(s.peer)) peerRestarts(s, now);
+      else if (s.peer.state !== 'Idle' && s.peer.state !== 'Connect' && s.peer.state !== 'Active') {
         down(s, false, true);
+        s.peer.connectionClosed = true;
+      }
       break;
     case 'data':
       receive(s, input.data, now);
@@ -313,6 +339,62 @@ function sendExported(s: Step, routes: Iterable<ExportRoute>, now: number): void
     groups.set(r.attrs, g);
   }
   for (const [attrs, nlri] of groups) send(s, { kind: 'update', withdrawn: [], attrs, nlri }, now);
+}
+
+/**
+ * BIRD's gr_ready for the session: we are graceful-restart aware (Calico's `graceful restart`
+ * makes BIRD able, which is aware too) and the peer's OPEN names IPv4 unicast in its capability
+ * (rem->gr_able)
+ */
+function gracefulRestartReady(p: Peer): boolean {
+  return (
+    p.config.gracefulRestartTime > 0 &&
+    !!restartCapability(p)?.families.some((f) => f.afi === AFI_IPV4 && f.safi === SAFI_UNICAST)
+  );
+}
+
+function restartCapability(p: Peer) {
+  for (const prm of p.peerOpen?.params ?? [])
+    if (prm.kind === 'capabilities') for (const c of prm.caps) if (c.kind === 'graceful-restart') return c;
+  return undefined;
+}
+
+/**
+ * The peer's connection closed without a NOTIFICATION (bgp_sock_err with gr_ready): its routes
+ * stay, marked stale; the restart timer runs for the peer's restart time; the session starts again
+ * (bgp_conn_enter_idle_state → bgp_decision → bgp_active: after the connect delay, no startup
+ * delay: no error was counted)
+ */
+function peerRestarts(s: Step, now: number): void {
+  const p = s.peer;
+  const time = restartCapability(p)!.time;
+  s.actions.push({ kind: 'close' });
+  p.stale = new Set(p.ribIn.keys());
+  p.grAt = now + time * SEC;
+  p.eorIn = undefined;
+  p.connectRetryAt = p.holdAt = p.keepaliveAt = undefined;
+  p.holdTime = undefined;
+  p.peerOpen = undefined;
+  p.inbuf = new Uint8Array(0);
+  go(s, 'Idle');
+  start(s, now);
+  p.connectionClosed = true;
+}
+
+/** the stale routes go (the restart timer expired, or the End-of-RIB of the session back up came) */
+function flushStale(s: Step): void {
+  const p = s.peer;
+  const removed: PeerRoute[] = [];
+  for (const k of p.stale ?? []) {
+    const r = p.ribIn.get(k);
+    if (r) {
+      removed.push(r);
+      p.ribIn.delete(k);
+    }
+  }
+  p.stale = undefined;
+  p.grAt = undefined;
+  if (removed.length) s.actions.push({ kind: 'rib', added: [], removed });
 }
 
 /** Idle → started: passive, it waits in Active; otherwise it connects (with BIRD, after the connect delay) */
@@ -380,6 +462,7 @@ function send(s: Step, msg: BgpMessage, now: number | undefined): void {
 function notify(s: Step, code: number, subcode: number, data: Uint8Array = new Uint8Array(0)): void {
   send(s, { kind: 'notification', code, subcode, data }, undefined);
   s.peer.lastError = { code, subcode, sent: true };
+  s.peer.connectionClosed = undefined;
 }
 
 /**
@@ -392,6 +475,7 @@ function down(s: Step, close = true, error: boolean | 'cease' = false): void {
   if (s.peer.ribIn.size) s.actions.push({ kind: 'rib', added: [], removed: [...s.peer.ribIn.values()] });
   s.peer.ribIn = new Map();
   s.peer.eorIn = undefined;
+  s.peer.stale = s.peer.grAt = undefined;
   s.peer.connectRetryAt = s.peer.holdAt = s.peer.keepaliveAt = undefined;
   s.peer.holdTime = undefined;
   s.peer.peerOpen = undefined;
@@ -417,6 +501,16 @@ const ERROR_AMNESIA = 300;
 
 function tick(s: Step, now: number): void {
   const p = s.peer;
+  if (p.grAt !== undefined && now >= p.grAt) {
+    // bgp_graceful_restart_timeout: the protocol stops (its stale routes flushed) and, not
+    // disabled, starts again at once (no error counted)
+    flushStale(s);
+    if (p.state !== 'Established') {
+      go(s, 'Idle');
+      start(s, now);
+    }
+    return;
+  }
   if (p.restartAt !== undefined && now >= p.restartAt) {
     if (p.state === 'Idle') start(s, now);
     else p.restartAt = undefined;
@@ -475,6 +569,7 @@ function message(s: Step, m: BgpMessage, now: number): void {
   const p = s.peer;
   if (m.kind === 'notification') {
     p.lastError = { code: m.code, subcode: m.subcode, sent: false };
+    p.connectionClosed = undefined;
     // a Cease is the peer's choice, not an error of the session: BIRD starts again without a
     // longer startup delay (bgp_rx_notification updates it for the other codes only)
     down(s, false, m.code !== BGP_ERROR.CEASE ? true : 'cease');
@@ -503,6 +598,9 @@ function message(s: Step, m: BgpMessage, now: number): void {
     case 'OpenConfirm':
       if (m.kind !== 'keepalive') return fsmError(s);
       restartHold(p, now);
+      // the peer is back: its restart timer stops (its stale routes wait for its End-of-RIB)
+      p.grAt = undefined;
+      p.connectionClosed = undefined;
       go(s, 'Established');
       // as BIRD does: the whole table, then End-of-RIB
       if (p.config.originates.length) send(s, announcement(p, p.config.originates), now);
@@ -541,6 +639,7 @@ function update(s: Step, u: BgpUpdate): void {
   const p = s.peer;
   if (!u.withdrawn.length && !u.attrs.length && !u.nlri.length) {
     p.eorIn = true;
+    if (p.stale) flushStale(s);
     return;
   }
   const removed: PeerRoute[] = [];
@@ -548,6 +647,7 @@ function update(s: Step, u: BgpUpdate): void {
   // written in place: the table passes from the state given to the state returned
   const byKey = p.ribIn;
   const take = (x: BgpPrefix) => {
+    p.stale?.delete(routeKey(x));
     const old = byKey.get(routeKey(x));
     if (old) {
       removed.push(old);

@@ -17,8 +17,11 @@ export interface BgpSession {
   sides?: Record<string, PeerState>;
   /** µs of the last state change */
   since: number;
-  /** the node whose BIRD has the session disabled (`birdc disable`): it sends nothing, the other side's connections are reset */
-  disabledBy?: string;
+  /**
+   * the nodes whose BIRD has the session disabled (`birdc disable`, one side or both): such a side
+   * sends nothing, the other side's connections fail
+   */
+  disabledBy?: readonly string[];
 }
 
 export interface BgpSpeaker {

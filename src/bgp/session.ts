@@ -77,6 +77,8 @@ export class BgpDriver implements App {
   private readonly dirty = new Set<string>();
   /** while the build converges, tables follow once at the end (no packet of BGP uses a route BGP makes) */
   private deferRib = false;
+  /** the nodes whose BIRD was killed */
+  private readonly dead = new Set<string>();
   /** the nodes that reflect routes (one of their sessions is an `rr client`) */
   private readonly reflecting = new Set<string>();
 
@@ -180,6 +182,48 @@ export class BgpDriver implements App {
     this.feed(sp, { kind: 'stop' });
     // what the stop sent (the NOTIFICATION, the FIN) reaches the peer before the command returns
     runNetwork(this.sockets, this.w.now + 1_000_000, () => !this.sockets.stack.queue.length);
+  }
+
+  /**
+   * The node's BIRD is killed (SIGKILL: no shutdown of its own): its kernel closes its sockets, so
+   * each open connection sends a FIN and no NOTIFICATION (the peers' BIRDs keep its routes for its
+   * restart time: graceful restart, fsm.ts), its listening socket goes (the peers' next SYNs are
+   * refused) and nothing of it runs any more; the routes it installed stay in the node's kernel
+   * (nobody removes them). Returns whether a BIRD ran there.
+   */
+  kill(node: string): boolean {
+    const m = this.byNode.get(node);
+    if (!m || this.dead.has(node)) return false;
+    this.dead.add(node);
+    const ns = this.w.ns(node);
+    this.sockets.unlisten(ns, BGP_PORT, BIRD_APP);
+    for (const sp of m.values()) {
+      sp.disabled = true;
+      sp.timerAt = undefined;
+      this.drop(sp);
+      if (sp.peer.state !== 'Idle') {
+        sp.since = this.w.now;
+        this.mesh?.sideChanged(node, sp.peerNode, 'Idle', this.w.now);
+      }
+      // the process's state is gone (its Adj-RIB-In stays what the node's kernel holds)
+      sp.peer = {
+        ...sp.peer,
+        state: 'Idle',
+        connectRetryAt: undefined,
+        holdAt: undefined,
+        keepaliveAt: undefined,
+        restartAt: undefined,
+        grAt: undefined,
+      };
+    }
+    // the FINs reach the peers before the command returns
+    runNetwork(this.sockets, this.w.now + 1_000_000, () => !this.sockets.stack.queue.length);
+    return true;
+  }
+
+  /** whether the node's BIRD was killed */
+  killed(node: string): boolean {
+    return this.dead.has(node);
   }
 
   /* ------------------------------------------------------------------ the process */

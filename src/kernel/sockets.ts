@@ -702,6 +702,12 @@ export class Sockets implements TransportHandler {
     ns.sockets.push({ proto: 'tcp', port, addr: '0.0.0.0', app });
   }
 
+  /** the process's listening socket on a TCP port closes (the process ended): SYNs to it are refused */
+  unlisten(ns: Netns, port: number, app: string): void {
+    const i = ns.sockets.findIndex((l) => l.proto === 'tcp' && l.port === port && l.app === app);
+    if (i >= 0) ns.sockets.splice(i, 1);
+  }
+
   /** write() on a process's established connection: the bytes leave in MSS-sized segments */
   write(ns: Netns, c: TcpConn, data: Uint8Array): void {
     if (c.state !== 'ESTABLISHED' && c.state !== 'CLOSE_WAIT') return;

@@ -75,18 +75,32 @@ export function birdBlocks(c: Cluster, node: ResolvedNode): string[] {
 }
 
 /**
- * bgp_get_status for a mesh session in the model's state, on `me`. A session one side disabled
- * (as the lab's birdc printed it): that side is down with no info; the other, if it is the side that
- * connects (the lower address, Calico's template makes the higher one passive), has its connections
- * reset by the peer's kernel; if it is the passive side, it waits
+ * bgp_get_status for a session in the model's state, on `me`. A session one side disabled (as the
+ * lab's birdc printed it): that side is down with no info; the other waits if its peering is
+ * passive (the mesh's higher address), else it connects and the peer's kernel answers: while the
+ * peer's BIRD has any BGP protocol not disabled, it has its listening socket (one for all its
+ * protocols, bgp_open/bgp_close) and drops the connection of the disabled one ("Connection reset
+ * by peer", the mesh lab); once every one is disabled, no socket listens on port 179 and the
+ * kernel refuses the SYN ("Connection refused", the route-reflector lab)
  */
-function bgpInfo(s: BgpSession, me: BgpSpeaker, peer: BgpSpeaker): { state: string; info: string } {
+function bgpInfo(
+  c: Cluster,
+  s: BgpSession,
+  me: BgpSpeaker,
+  peer: BgpSpeaker,
+  passive: boolean,
+): { state: string; info: string } {
   const pad = (st: string) => st.padEnd(14);
-  if (s.disabledBy === me.node) return { state: 'down', info: '' };
-  if (s.disabledBy)
-    return peer.ip > me.ip
-      ? { state: 'start', info: pad('Active') + 'Socket: Connection reset by peer' }
-      : { state: 'start', info: pad('Passive') };
+  if (s.disabledBy?.includes(me.node)) return { state: 'down', info: '' };
+  if (s.disabledBy?.length) {
+    if (passive) return { state: 'start', info: pad('Passive') };
+    const listens = c.mesh!.peersOf(peer.node).some((x) => !x.session.disabledBy?.includes(peer.node));
+    return {
+      state: 'start',
+      info: pad('Active') + (listens ? 'Socket: Connection reset by peer' : 'Socket: Connection refused'),
+    };
+  }
+  const side = c.bgp?.session(me.node, peer.ip);
   switch (s.sides?.[me.node] ?? s.state) {
     case 'Established':
       return { state: 'up', info: pad('Established') };
@@ -94,8 +108,17 @@ function bgpInfo(s: BgpSession, me: BgpSpeaker, peer: BgpSpeaker): { state: stri
       return { state: 'start', info: pad('OpenSent') };
     case 'OpenConfirm':
       return { state: 'start', info: pad('OpenConfirm') };
-    case 'Active':
+    case 'Active': {
+      // bgp_state_dsc: a passive protocol with no connection is "Passive"; then the last error
+      // (bgp_get_status): the connection that closed (the peer's BIRD killed), or for the side
+      // that connects, its last connect() refused (no BIRD listening there)
+      if (passive)
+        return {
+          state: 'start',
+          info: pad('Passive') + (side?.peer.connectionClosed ? 'Socket: Connection closed' : ''),
+        };
       return { state: 'start', info: pad('Active') + 'Socket: Connection refused' };
+    }
     case 'Connect':
       return { state: 'start', info: pad('Connect') };
     case 'Idle':
@@ -117,7 +140,7 @@ export function birdProtocols(c: Cluster, node: ResolvedNode): BirdProtocol[] {
       name: peering.proto,
       proto: 'BGP',
       table: '---',
-      ...bgpInfo(session, me!, peer),
+      ...bgpInfo(c, session, me!, peer, !!peering.passive),
       since: session.since,
       peer: { node: peer.node, ip: peer.ip },
     });
@@ -286,12 +309,12 @@ function disable(c: Cluster, node: ResolvedNode, name: string): ToolResult {
       code: 2,
     };
   const session = mesh.session(node.name, p.peer.node)!;
-  if (session.disabledBy === node.name)
+  if (session.disabledBy?.includes(node.name))
     return { stdout: `${HEADER}${name}: already disabled\n`, stderr: '', code: 0 };
   // BIRD stops the protocol: a NOTIFICATION Cease over the session, which the peer reads and drops
   // the session too; each side's kernel protocol withdraws what it learned over it
   c.bgp?.disable(node.name, p.peer.ip);
-  session.disabledBy = node.name;
+  session.disabledBy = [...(session.disabledBy ?? []), node.name];
   return { stdout: `${HEADER}${name}: disabled\n`, stderr: '', code: 0 };
 }
 
@@ -313,6 +336,13 @@ export const birdc: Tool = (argv, ctx) => {
     return {
       stdout: '',
       stderr: `Unable to connect to server control socket (${socket}): No such file or directory\n`,
+      code: 1,
+    };
+  // a killed BIRD left its control socket behind: nothing accepts on it
+  if (ctx.cluster.bgp?.killed(node.name))
+    return {
+      stdout: '',
+      stderr: `Unable to connect to server control socket (${socket}): Connection refused\n`,
       code: 1,
     };
   if (!words.length) return { stdout: '', stderr: `${USAGE} (birdc's interactive mode is not)\n`, code: 2 };

@@ -79,7 +79,11 @@ export const calicoctl: Tool = (argv, ctx) => {
   const node = cluster.nodes.find((n) => n.name === netns.name);
   // calico-node runs on the nodes of a Calico mode only (calicoctl looks for its process); with
   // calico_backend vxlan (calico-vxlan) it runs felix and no BIRD (status.go: no `bird` process)
-  if (node && !mesh && MODE_INFO[cluster.mode].routeDaemon === 'felix')
+  // and a BIRD that was killed (pkill -9 bird) no longer runs either
+  if (
+    node &&
+    ((!mesh && MODE_INFO[cluster.mode].routeDaemon === 'felix') || (mesh && cluster.bgp?.killed(node.name)))
+  )
     return {
       stdout: 'Calico process is running.\n\nThe BGP backend process (BIRD) is not running.\n\n',
       stderr: '',

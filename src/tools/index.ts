@@ -16,6 +16,7 @@ import { iptablesSaveTool } from './iptables-save.ts';
 import { ipset } from './ipset.ts';
 import { nstat } from './nstat.ts';
 import { ping } from './ping.ts';
+import { pkill } from './pkill.ts';
 import { curl } from './curl.ts';
 import { ss } from './ss.ts';
 import { sysctl } from './sysctl.ts';
@@ -35,6 +36,7 @@ export const TOOLS: Record<string, Tool> = {
   birdc,
   nstat,
   ping,
+  pkill,
   curl,
   ss,
 };
