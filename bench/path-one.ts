@@ -9,7 +9,7 @@
  * peak RSS once it is done. Then what the namespaces cost: the heap a full GC gives back when every
  * pod's namespace is taken out of the world, per pod namespace (its devices, addresses, routes,
  * neighbours, netfilter, conntrack, sockets, sysctls; not the node's side of its veth). Printed as
- * one JSON line prefixed with PATH_PREFIX.
+ * one JSON line prefixed with RESULT_PREFIX (bench/scale.ts).
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -19,10 +19,7 @@ import { loadCluster } from '../src/cluster/load.ts';
 import { CNI_MODES, type CniMode } from '../src/cluster/spec.ts';
 import { buildCluster, type Cluster } from '../src/cni/build.ts';
 import { walk } from '../src/trace/walk.ts';
-import { cpuMs, gc, nodeName, podName, syntheticSpec } from './scale.ts';
-
-/** path-one.ts prints its result as one JSON line starting with this */
-export const PATH_PREFIX = 'PATH-RESULT ';
+import { cpuMs, gc, nodeName, podName, RESULT_PREFIX, syntheticSpec } from './scale.ts';
 
 export interface Phase {
   cpuMs: number;
@@ -156,7 +153,7 @@ function main(): void {
     routesFirst,
     routesLast,
   };
-  process.stdout.write(PATH_PREFIX + JSON.stringify(result) + '\n');
+  process.stdout.write(RESULT_PREFIX + JSON.stringify(result) + '\n');
 }
 
 main();
