@@ -988,7 +988,8 @@ export function neighFlush(ns: Netns): void {
   for (const n of [...ns.neigh.list()]) {
     if (n.state === 'PERMANENT' || n.state === 'NOARP') continue;
     ns.neigh.remove(n);
-    ns.nud.delete(`${n.ip}|${n.dev}`);
+    const key = `${n.ip}|${n.dev}`;
+    if (ns.nud.has(key)) ns.own('nud').delete(key);
   }
 }
 
