@@ -7,6 +7,8 @@
  *  2. buildCluster time and memory for 100 × 30 and 1000 × 30 flannel-vxlan clusters, each in a
  *     child process of its own (bench/build-one.ts), and one walk across the 1000-node cluster;
  *  3. podwalk matrix on clusters of those sizes with 50 NetworkPolicies (bench/matrix-one.ts).
+ *  2b. the issue's whole path, file to first walk, by phase (bench/path-one.ts): flannel-vxlan at
+ *     100, 1,000 and 5,000 nodes, calico-vxlan at 100 and 1,000 (BENCH_PATH sets them).
  *
  *  4. Services at scale (bench/svc-one.ts, a child process): 1,000 ClusterIP Services of 5
  *     endpoints on 20 nodes × 250 pods, against the same cluster without them: build time, heap,
@@ -34,6 +36,7 @@ import { kernelBench, type KernelBench } from './kernel.ts';
 import type { ImportResult } from './import-one.ts';
 import type { SvcResult } from './svc-one.ts';
 import type { BgpResult } from './bgp-one.ts';
+import type { PathResult } from './path-one.ts';
 
 const MEASURE_MS = Number(process.env.BENCH_MS ?? 1500);
 const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 250);
@@ -229,6 +232,52 @@ function child<T>(script: string, flags: string[], args: string[]): T {
   const line = out.split('\n').find((l) => l.startsWith(RESULT_PREFIX));
   if (!line) throw new Error(`${script} ${args.join(' ')} printed no result:\n${out}`);
   return JSON.parse(line.slice(RESULT_PREFIX.length)) as T;
+}
+
+/**
+ * the whole path (cluster file read, loaded, built, first walk) per size and mode
+ * (BENCH_PATH="MODE:N,N;MODE:N"): flannel-vxlan, and calico-vxlan (Calico's layout, /26 IPAM blocks)
+ */
+const PATH_RUNS = (process.env.BENCH_PATH ?? 'flannel-vxlan:100,1000,5000;calico-vxlan:100,1000')
+  .split(';')
+  .flatMap((run) => {
+    const [mode, sizes] = run.split(':');
+    return sizes.split(',').map((n) => ({ mode: mode as CniMode, nodes: Number(n) }));
+  });
+
+function runPath(mode: CniMode, nodes: number): PathResult {
+  return child('bench/path-one.ts', ['--expose-gc'], [String(nodes), String(PODS_PER_NODE), mode]);
+}
+
+function pathTable(rs: PathResult[]): string {
+  const ph = (p: PathResult['read']) => `${fmt(p.cpuMs / 1000, 2)} s`;
+  return table(
+    [
+      'cluster',
+      'file',
+      'read',
+      'loadCluster',
+      'buildCluster',
+      'first walk',
+      'total CPU (wall)',
+      'load average',
+      'peak RSS: load / build / end',
+      'a pod namespace',
+    ],
+    rs.map((r) => [
+      `${r.cni}, ${fmt(r.nodes)} nodes × ${r.podsPerNode} pods (${fmt(r.netns)} netns)`,
+      mib(r.fileBytes),
+      ph(r.read),
+      ph(r.load),
+      ph(r.build),
+      `${ph(r.firstWalk)} (${fmt(r.firstWalk.requestSteps)} + ${fmt(r.firstWalk.replySteps)} steps${r.firstWalk.delivered ? '' : ', NOT delivered'})`,
+      `**${fmt(r.total.cpuMs / 1000, 1)} s** (${fmt(r.total.wallMs / 1000, 1)} s)`,
+      r.loadAvg.map((x) => fmt(x, 1)).join(' → '),
+      `${mib(r.load.maxRss)} / ${mib(r.build.maxRss)} / **${mib(r.total.maxRss)}**`,
+      `${fmt(r.podNetnsBytes)} B`,
+    ]),
+    [1, 2, 3, 4, 5, 6, 9],
+  );
 }
 
 function runScale(nodes: number): BuildResult {
@@ -680,6 +729,22 @@ async function main(): Promise<void> {
       scaleFailed.push(`${fmt(n)} nodes × ${PODS_PER_NODE} pods: the process failed (${last})`);
     }
   }
+  const paths: PathResult[] = [];
+  const pathFailed: string[] = [];
+  for (const { mode, nodes } of PATH_RUNS) {
+    process.stderr.write(
+      `path: ${mode}, ${nodes} nodes × ${PODS_PER_NODE} pods, file to first walk (child process) …\n`,
+    );
+    try {
+      paths.push(runPath(mode, nodes));
+    } catch (e) {
+      const last = String((e as Error).message)
+        .trim()
+        .split('\n')
+        .pop();
+      pathFailed.push(`${mode}, ${fmt(nodes)} nodes × ${PODS_PER_NODE} pods: the process failed (${last})`);
+    }
+  }
   const bgps: BgpResult[] = [];
   for (const n of BGP_SIZES) {
     process.stderr.write(`bgp: a ${n}-node calico-bgp mesh over the datapath (child process) …\n`);
@@ -806,6 +871,18 @@ ${growthTable([
   ...results.map((r) => ({ label: `${r.mode}, ${r.path.label}`, w: r.warm })),
   { label: 'flannel-vxlan, cross-node pod-a → pod-c, **captures off**', w: noCapture },
 ])}
+
+## From the cluster file to the first walk (issue 16's goal: 5,000 nodes in ≤ 10 s and ≤ 4 GiB)
+
+bench/scale.ts's cluster written as a cluster file (YAML, not timed), then in a process of its own
+(\`node --expose-gc --import tsx bench/path-one.ts N 30 MODE\`): the file read, \`loadCluster\` (parse and
+validate), \`buildCluster\`, and the first walk p0000-00 → the last node's last pod (ARP across the
+segment first). CPU time (user + system, GC included) per phase; the process's peak RSS when loading,
+building and everything had ended; and what a pod's namespace costs (the heap a full GC gives back
+when every pod's namespace is taken out of the world, per pod). \`BENCH_PATH\` sets the runs.
+
+${pathTable(paths)}
+${pathFailed.map((f) => `\n- ${f}`).join('')}
 
 ## Build time and memory at scale (flannel-vxlan)
 

@@ -159,7 +159,7 @@ describe('neigh_timer_handler (net/core/neighbour.c), arp_tbl defaults', () => {
   test("the kernel's own draw of reachable_time when it is known (ip ntable's reachable): stale then; a new base draws again", () => {
     const c = cluster();
     const ns = c.world.ns('pod-a');
-    ns.neighReachable.set('eth0', 17_345);
+    ns.own('neighReachable').set('eth0', 17_345);
     echo(c, 'pod-a', '10.244.0.6', 1);
     const n = ns.neighbour('10.244.0.6', 'eth0')!;
     const confirmed = ns.nud.get('10.244.0.6|eth0')!.confirmed!;

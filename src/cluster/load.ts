@@ -129,6 +129,7 @@ import type { Document } from 'yaml';
 import * as z from 'zod';
 import { CALICO_LAYOUTS, CNI_MODES, DEFAULT_SERVICE_CIDR, NODE_PORT_RANGE } from './spec.ts';
 import { CalicoSelectorError, parseCalicoSelector } from './calico-selector.ts';
+import { readPlainYaml } from './plain-yaml.ts';
 import type {
   BgpConfigurationSpec,
   BgpPeerSpec,
@@ -1306,12 +1307,12 @@ function checkExternalHosts(c: Checker, raw: unknown, segments: Segment[] | unde
   const names = new Map<string, number>();
   const subnetsGiven = isRecord(raw) && raw.subnets !== undefined;
   const derived = subnetsGiven ? undefined : derivedSegment(raw);
-  const others = new Map<string, string>();
+  // where each node's and pod's name is first given (its line looked up only for a message)
+  const others = new Map<string, [list: 'nodes' | 'pods', i: number]>();
   for (const list of ['nodes', 'pods'] as const)
     for (const [i, n] of entries(raw, list)) {
       const name = text(n, 'name');
-      if (name !== undefined && !others.has(name))
-        others.set(name, `${ENTITY[list]} at line ${c.lineOf([list, i])}`);
+      if (name !== undefined && !others.has(name)) others.set(name, [list, i]);
     }
   const addrs = new Map<number, string>();
   for (const [i, n] of entries(raw, 'nodes')) {
@@ -1325,7 +1326,7 @@ function checkExternalHosts(c: Checker, raw: unknown, segments: Segment[] | unde
       if (other)
         c.add(
           ['externalHosts', i, 'name'],
-          `external host name "${name}" is already the name of the ${other}; subnets, the router, nodes, pods and external hosts share one namespace of names`,
+          `external host name "${name}" is already the name of the ${ENTITY[other[0]]} at line ${c.lineOf(other)}; subnets, the router, nodes, pods and external hosts share one namespace of names`,
         );
     }
     const ip = text(h, 'ip');
@@ -1411,13 +1412,15 @@ function checkPods(c: Checker, raw: unknown, nodes: Map<string, number> | undefi
  * checked against each other in checkPods, external hosts against both in checkExternalHosts).
  */
 function checkNetnsNames(c: Checker, raw: unknown) {
-  const taken = new Map<string, string>();
+  // what holds each taken name (the subnet's line looked up only for a message)
+  const taken = new Map<string, () => string>();
   for (const [i, s] of entries(raw, 'subnets')) {
     const name = text(s, 'name');
-    if (name !== undefined && !taken.has(name)) taken.set(name, `subnet at line ${c.lineOf(['subnets', i])}`);
+    if (name !== undefined && !taken.has(name))
+      taken.set(name, () => `subnet at line ${c.lineOf(['subnets', i])}`);
   }
   if (entries(raw, 'subnets').some(([, s]) => text(s, 'gateway') !== undefined))
-    taken.set('router', 'router that joins the subnets (a subnet has a gateway)');
+    taken.set('router', () => 'router that joins the subnets (a subnet has a gateway)');
   for (const list of ['nodes', 'pods', 'externalHosts'] as const)
     for (const [i, n] of entries(raw, list)) {
       const name = text(n, 'name');
@@ -1425,7 +1428,7 @@ function checkNetnsNames(c: Checker, raw: unknown) {
       if (other)
         c.add(
           [list, i, 'name'],
-          `${ENTITY[list]} name "${name}" is already the name of the ${other}; subnets, the router, nodes, pods and external hosts share one namespace of names`,
+          `${ENTITY[list]} name "${name}" is already the name of the ${other()}; subnets, the router, nodes, pods and external hosts share one namespace of names`,
         );
     }
 }
@@ -1804,23 +1807,45 @@ function failAt(fileName: string, lineCounter: LineCounter): Fail {
   };
 }
 
-/**
- * Parses and validates a cluster file. `fileName` is only used in error messages.
- * @throws ClusterError for the first problem in document order (YAML syntax errors first).
- */
-export function loadCluster(text: string, fileName: string, warnings?: string[]): ClusterSpec {
+/** the cluster file as the `yaml` library reads it, with the places of its nodes */
+interface Placed {
+  doc: Document;
+  fail: Fail;
+  raw: unknown;
+  lineOf(path: Path): number;
+}
+
+/** reads `text` with `yaml`, with source positions: syntax errors end it here */
+function placed(text: string, fileName: string): Placed {
   const lineCounter = new LineCounter();
   const fail = failAt(fileName, lineCounter);
   const doc = parseDocument(text, { lineCounter, prettyErrors: false });
   checkSyntax(doc, fail, 'a cluster file holds one YAML document; this is the start of a second one');
   if (doc.contents === null) fail(0, 'the cluster file is empty; it needs at least a "nodes:" list');
   const raw = toJS(doc, fail);
+  return { doc, fail, raw, lineOf: (path) => lineCounter.linePos(offsetOf(doc, path)).line };
+}
 
-  const lineOf = (path: Path) => lineCounter.linePos(offsetOf(doc, path)).line;
+/**
+ * Parses and validates a cluster file. `fileName` is only used in error messages.
+ *
+ * A file in plain block YAML is read by the fast reader (src/cluster/plain-yaml.ts: the value
+ * `yaml` would give, without its document tree); the `yaml` library's document with source
+ * positions is made only for a file outside that subset or when there is a problem to place (a
+ * valid large file is never parsed twice; a file with a problem is reported exactly as from the
+ * document).
+ * @throws ClusterError for the first problem in document order (YAML syntax errors first).
+ */
+export function loadCluster(text: string, fileName: string, warnings?: string[]): ClusterSpec {
+  let positioned: Placed | undefined;
+  const places = () => (positioned ??= placed(text, fileName));
+  const quick = readPlainYaml(text);
+  const raw = quick === undefined ? places().raw : quick;
+
   const parsed = RootSchema.safeParse(raw, { error: errorMap(raw, 'the cluster file') });
   const problems = parsed.success ? [] : schemaProblems(RootSchema, parsed.error.issues, raw);
-  problems.push(...crossCheck(raw, lineOf));
-  failFirst(doc, problems, fail);
+  problems.push(...crossCheck(raw, (path) => places().lineOf(path)));
+  if (problems.length > 0) failFirst(places().doc, problems, places().fail);
   if (!parsed.success) throw new Error('unreachable: schema failed without problems');
   for (const [i, policy] of entries(raw, 'policies'))
     for (const w of ipBlockWarnings(policy, ['policies', i]))

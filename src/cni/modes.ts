@@ -255,7 +255,7 @@ export function quiesce(c: Cluster): void {
         for (const r of ch.rules) r.pkts = r.bytes = 0;
       }
     ns.conntrack.flush();
-    ns.mib.clear();
+    ns.own('mib').clear();
     ns.arpStats.resFailed = ns.arpStats.unresDiscards = 0;
   }
   w.captures.length = 0;

@@ -432,6 +432,6 @@ export function applyPlan(plan: ImportPlan, c: Cluster, warn: (w: ImportWarning)
       ns.sockets.push({ proto: s.proto, port: s.port, addr: s.addr });
     }
     for (const [k, v] of p.nstat ?? [])
-      if (v > 0 && (counted.has(k) || /^IcmpMsgOutType\d+$/.test(k))) ns.mib.set(k, v);
+      if (v > 0 && (counted.has(k) || /^IcmpMsgOutType\d+$/.test(k))) ns.own('mib').set(k, v);
   }
 }

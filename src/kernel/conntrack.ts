@@ -170,9 +170,23 @@ export function tupleKey(t: Tuple): string {
     : `${t.proto}|${t.src}|${t.dst}|${t.sport}|${t.dport}`;
 }
 
+/** the empty table of every namespace without a confirmed entry yet (never written: see own) */
+const NO_ENTRIES: readonly CtEntry[] = Object.freeze([]);
+const NO_INDEX: ReadonlyMap<string, { entry: CtEntry; dir: CtDir }> = new Map();
+
 export class Conntrack {
-  readonly entries: CtEntry[] = [];
-  private index = new Map<string, { entry: CtEntry; dir: CtDir }>();
+  /** confirmed entries; one empty list shared by every namespace until its first (copy on write) */
+  entries: readonly CtEntry[] = NO_ENTRIES;
+  private index: ReadonlyMap<string, { entry: CtEntry; dir: CtDir }> = NO_INDEX;
+
+  /** the entries and their index, this namespace's own to write */
+  private own(): [CtEntry[], Map<string, { entry: CtEntry; dir: CtDir }>] {
+    if (this.entries === NO_ENTRIES) {
+      this.entries = [];
+      this.index = new Map();
+    }
+    return [this.entries as CtEntry[], this.index as Map<string, { entry: CtEntry; dir: CtDir }>];
+  }
 
   /**
    * nf_conntrack_in: find or create the entry for a packet and advance its state. `quoted` is the
@@ -242,10 +256,11 @@ export class Conntrack {
   confirm(e: CtEntry): void {
     if (e.confirmed) return;
     e.confirmed = true;
-    this.entries.push(e);
+    const [entries, index] = this.own();
+    entries.push(e);
     if (e.expires < this.nextExpiry) this.nextExpiry = e.expires;
-    this.index.set(tupleKey(e.orig), { entry: e, dir: 'original' });
-    this.index.set(tupleKey(e.reply), { entry: e, dir: 'reply' });
+    index.set(tupleKey(e.orig), { entry: e, dir: 'original' });
+    index.set(tupleKey(e.reply), { entry: e, dir: 'reply' });
   }
 
   /** the confirmed entry with this tuple in either direction (nf_conntrack_find_get) */
@@ -269,23 +284,25 @@ export class Conntrack {
 
   /** `conntrack -F`: every entry goes */
   flush(): void {
-    this.entries.length = 0;
-    this.index.clear();
+    const [entries, index] = this.own();
+    entries.length = 0;
+    index.clear();
     this.nextExpiry = Infinity;
   }
 
   expire(now: number): void {
     if (now < this.nextExpiry) return;
     let next = Infinity;
-    for (let i = this.entries.length - 1; i >= 0; i--) {
-      const e = this.entries[i];
+    const [entries, index] = this.own();
+    for (let i = entries.length - 1; i >= 0; i--) {
+      const e = entries[i];
       if (e.expires > now) {
         next = Math.min(next, e.expires);
         continue;
       }
-      this.entries.splice(i, 1);
-      this.index.delete(tupleKey(e.orig));
-      this.index.delete(tupleKey(e.reply));
+      entries.splice(i, 1);
+      index.delete(tupleKey(e.orig));
+      index.delete(tupleKey(e.reply));
     }
     this.nextExpiry = next;
   }

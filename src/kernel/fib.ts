@@ -570,10 +570,17 @@ export class Fib {
   /* ---------------------------------------------------------------- the prefix index */
 
   private newIndex(): SlotHash {
-    return new SlotHash(
-      (s) => this.dstOf(s),
-      (s) => this.lenOfSlot(s),
-    );
+    return new SlotHash(this);
+  }
+
+  /** SlotKeys: a slot's key, its prefix and length (one method for every namespace's FIB, not
+   * closures of each) */
+  keyA(s: number): number {
+    return this.dstOf(s);
+  }
+
+  keyB(s: number): number {
+    return this.lenOfSlot(s);
   }
 
   /** the first alias of a prefix: the own rows', else the segment's live rows' (never both) */

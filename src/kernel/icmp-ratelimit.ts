@@ -55,7 +55,7 @@ function peer(ns: Netns, ip: string, now: number): IcmpPeer {
   let p = ns.icmpPeers.find((x) => x.ip === ip);
   if (!p) {
     p = { ip, tokens: 0, last: now - 60 * HZ_US };
-    ns.icmpPeers.push(p);
+    ns.own('icmpPeers').push(p);
   }
   return p;
 }

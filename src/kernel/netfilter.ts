@@ -63,14 +63,21 @@ export const HOOK_TABLES: Record<Hook, readonly TableName[]> = {
 };
 
 const NO_SETS: ReadonlyMap<string, IpSet> = new Map();
+/** the empty `created` and `recent` of every namespace that has none of its own (never written) */
+const NO_TABLES: ReadonlySet<string> = new Set();
+const NO_RECENT: ReadonlyMap<string, RecentEntry[]> = new Map();
 
 export class Netfilter {
   /** table -> chain name -> chain */
   readonly tables = new Map<string, Map<string, Chain>>();
-  /** tables a command has created in the kernel even while they hold nothing (iptables -N/-A/-P…) */
-  readonly created = new Set<string>();
-  /** `-m recent` lists by name (xt_recent's /proc/net/xt_recent/NAME) */
-  readonly recent = new Map<string, RecentEntry[]>();
+  /**
+   * tables a command has created in the kernel even while they hold nothing (iptables -N/-A/-P…);
+   * a namespace shares one empty set with all the others until its first (copy on write: most
+   * namespaces never have one, and an empty Set is ~150 bytes)
+   */
+  created: ReadonlySet<string> = NO_TABLES;
+  /** `-m recent` lists by name (xt_recent's /proc/net/xt_recent/NAME); shared while empty, as `created` */
+  recent: ReadonlyMap<string, RecentEntry[]> = NO_RECENT;
   /**
    * The namespace's IP sets by name (ip_set's per-netns list), changed only by src/kernel/ipset.ts;
    * undefined while there is none, so a namespace without sets is the same data as before sets
@@ -80,6 +87,18 @@ export class Netfilter {
 
   get ipsets(): ReadonlyMap<string, IpSet> {
     return this.ipsetsByName ?? NO_SETS;
+  }
+
+  /** `created`, this namespace's own to write */
+  private ownCreated(): Set<string> {
+    if (this.created === NO_TABLES) this.created = new Set();
+    return this.created as Set<string>;
+  }
+
+  /** the `-m recent` lists, this namespace's own to write (what a recent match changes) */
+  ownRecent(): Map<string, RecentEntry[]> {
+    if (this.recent === NO_RECENT) this.recent = new Map();
+    return this.recent as Map<string, RecentEntry[]>;
   }
 
   constructor() {
@@ -113,7 +132,7 @@ export class Netfilter {
     if (t.has(name)) throw new Error(`chain ${name} already exists in ${table}`);
     const c: Chain = { name, rules: [], pkts: 0, bytes: 0 };
     t.set(name, c);
-    this.created.add(table);
+    this.ownCreated().add(table);
     return c;
   }
 
@@ -124,7 +143,7 @@ export class Netfilter {
     const why = this.refuses(table, chain, rule);
     if (why) throw new Error(`the kernel refuses the rule in ${table} ${chain}: ${why}`);
     c.rules.push(rule);
-    this.created.add(table);
+    this.ownCreated().add(table);
   }
 
   /** insert a rule a program installs at a 0-based position (`iptables -I CHAIN POS+1`), after the kernel's checks */
@@ -134,7 +153,7 @@ export class Netfilter {
     const why = this.refuses(table, chain, rule);
     if (why) throw new Error(`the kernel refuses the rule in ${table} ${chain}: ${why}`);
     c.rules.splice(pos, 0, rule);
-    this.created.add(table);
+    this.ownCreated().add(table);
   }
 
   isBuiltin(table: string, name: string): boolean {
@@ -152,7 +171,7 @@ export class Netfilter {
 
   /** a command created the table in the kernel */
   markCreated(table: string): void {
-    this.created.add(table);
+    this.ownCreated().add(table);
   }
 
   /**
@@ -162,7 +181,7 @@ export class Netfilter {
   createByCommand(table: string): void {
     if (this.present(table)) return;
     for (const c of this.table(table).values()) if (this.isBuiltin(table, c.name)) c.noCounters = true;
-    this.created.add(table);
+    this.ownCreated().add(table);
   }
 
   /** does the table exist in the kernel? (an untouched table with only empty ACCEPT builtins does not) */
@@ -229,7 +248,7 @@ export class Netfilter {
         const why = this.refuses(table, chain, rule, reach);
         if (why) throw new Error(`the kernel refuses the rule in ${table} ${chain}: ${why}`);
       }
-      this.created.add(table);
+      this.ownCreated().add(table);
     } catch (e) {
       for (const [name, c] of before) if (!c) t.delete(name);
       for (const x of saved)
@@ -238,7 +257,7 @@ export class Netfilter {
           x.c.pkts = x.pkts;
           x.c.bytes = x.bytes;
         }
-      if (!wasCreated) this.created.delete(table);
+      if (!wasCreated) this.ownCreated().delete(table);
       throw e;
     }
   }

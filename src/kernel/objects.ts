@@ -388,6 +388,22 @@ export function tcpConnKey(c: Pick<TcpConn, 'local' | 'lport' | 'remote' | 'rpor
 
 export type NetnsRole = (typeof NETNS_ROLES)[number];
 
+/** the empty list and map the copy-on-write tables of every Netns start as (never written: Netns.own) */
+const NO_LIST: readonly never[] = Object.freeze([]);
+const NO_MAP: ReadonlyMap<never, never> = new Map<never, never>();
+interface OwnedLists {
+  udpClients: number[];
+  pings: PingSocket[];
+  icmpPeers: IcmpPeer[];
+}
+interface OwnedMaps {
+  mib: Map<string, number>;
+  nud: Map<string, NudTimer>;
+  neighReachable: Map<string, number>;
+}
+type OwnedList = keyof OwnedLists;
+type OwnedMap = keyof OwnedMaps;
+
 /** vector sysctl values parsed, by their text (few distinct values: the recorded defaults and what a cluster sets) */
 const parsedInts = new Map<string, readonly number[]>();
 
@@ -402,14 +418,17 @@ export class Netns {
   readonly sockets: ListenSocket[] = [];
   /** TCP sockets in the order they were opened, by 4-tuple (tcpConnKey); a lookup takes the newest */
   readonly tcp = new KeyedTable<TcpConn>(tcpConnKey);
+  // The tables below start as one empty table shared by every namespace (most never get an entry:
+  // an empty Map is ~180 bytes) and become the namespace's own at the first write, through own():
+  // their types are read-only so that the compiler finds every write.
   /** the local ports of UDP sockets applications opened to send from (connected: replies reach them) */
-  readonly udpClients: number[] = [];
+  udpClients: readonly number[] = NO_LIST as readonly number[];
   /** ICMP sockets of ping processes running in this namespace */
-  readonly pings: PingSocket[] = [];
+  pings: readonly PingSocket[] = NO_LIST as readonly PingSocket[];
   /** SNMP MIB counters by nstat's name (/proc/net/snmp, netstat); only those the model counts */
-  readonly mib = new Map<string, number>();
+  mib: ReadonlyMap<string, number> = NO_MAP as ReadonlyMap<string, number>;
   /** the neighbour timers' state, by neighbour key `ip|dev` */
-  readonly nud = new Map<string, NudTimer>();
+  nud: ReadonlyMap<string, NudTimer> = NO_MAP as ReadonlyMap<string, NudTimer>;
   /** neighbour table statistics (`ip -s ntable show name arp_cache`) */
   readonly arpStats = { resFailed: 0, unresDiscards: 0 };
   /**
@@ -417,9 +436,9 @@ export class Netns {
    * prints it as "reachable"), when it is known, as from a real node; without it the model takes
    * base_reachable_time_ms, the mean of the kernel's draw
    */
-  readonly neighReachable = new Map<string, number>();
+  neighReachable: ReadonlyMap<string, number> = NO_MAP as ReadonlyMap<string, number>;
   /** inet_peer entries: per-destination ICMP rate limit buckets */
-  readonly icmpPeers: IcmpPeer[] = [];
+  icmpPeers: readonly IcmpPeer[] = NO_LIST as readonly IcmpPeer[];
   /** icmp_global: the netns-wide ICMP credit and when it was last refilled (µs; the kernel's stamp
    * starts at jiffies 0, long before any netns exists: one second before the clock starts here) */
   readonly icmpGlobal = { credit: 0, stamp: -1_000_000 };
@@ -449,6 +468,15 @@ export class Netns {
     return this.links.get(name);
   }
 
+  /** one of the tables that start shared and empty, this namespace's own to write */
+  own<K extends OwnedList>(k: K): OwnedLists[K];
+  own<K extends OwnedMap>(k: K): OwnedMaps[K];
+  own(k: OwnedList | OwnedMap): unknown {
+    if (this[k] === NO_LIST) (this as Record<OwnedList, unknown>)[k as OwnedList] = [];
+    else if (this[k] === NO_MAP) (this as Record<OwnedMap, unknown>)[k as OwnedMap] = new Map();
+    return this[k];
+  }
+
   /**
    * sysctl -w: net.ipv4.ip_forward and net.ipv4.conf.all.forwarding are one knob in the kernel
    * (devinet_sysctl_forward): writing either sets both.
@@ -457,7 +485,7 @@ export class Netns {
     this.sysctl.set(key, value);
     // neigh_proc_base_reachable_time: a new base draws the device's reachable_time again
     const m = /^net\.ipv4\.neigh\.([^.]+)\.base_reachable_time(_ms)?$/.exec(key);
-    if (m) this.neighReachable.delete(m[1]);
+    if (m && this.neighReachable.has(m[1])) this.own('neighReachable').delete(m[1]);
     if (key === 'net.ipv4.ip_forward' || key === 'net.ipv4.conf.all.forwarding') {
       // inet_forward_change: conf.default and every device's conf.DEV.forwarding follow
       for (const k of [...this.sysctl.keys()])

@@ -534,7 +534,7 @@ function readNetns(x: unknown, at: string): Netns {
     const p = childPath(f.path('mib'), i);
     if (!Array.isArray(kv) || kv.length !== 2 || typeof kv[0] !== 'string' || !Number.isInteger(kv[1]))
       fail(p, 'expected ["Name", integer]');
-    ns.mib.set(kv[0], kv[1]);
+    ns.own('mib').set(kv[0], kv[1]);
   });
   const arp = Fields.of(plain(f.o.arpStats, f.path('arpStats')), f.path('arpStats'));
   arp.int('resFailed');
@@ -545,7 +545,7 @@ function readNetns(x: unknown, at: string): Netns {
       const p = childPath(f.path('neighReachable'), i);
       if (!Array.isArray(kv) || kv.length !== 2 || typeof kv[0] !== 'string' || !Number.isInteger(kv[1]))
         fail(p, 'expected ["dev", milliseconds]');
-      ns.neighReachable.set(kv[0], kv[1]);
+      ns.own('neighReachable').set(kv[0], kv[1]);
     });
   f.list('nud').forEach((kv, i) => {
     const p = childPath(f.path('nud'), i);
@@ -565,15 +565,15 @@ function readNetns(x: unknown, at: string): Netns {
           fail(q.path('pkt'), 'expected an IPv4 packet');
         q.opt('part', q.str);
       });
-    ns.nud.set(kv[0], t.o as unknown as NudTimer);
+    ns.own('nud').set(kv[0], t.o as unknown as NudTimer);
   });
-  ns.pings.push(
+  ns.own('pings').push(
     ...eachPlain<PingSocket>(f, 'pings', (s) => {
       s.int('id', 0, 65535);
       s.list('inbox');
     }),
   );
-  ns.icmpPeers.push(
+  ns.own('icmpPeers').push(
     ...eachPlain<IcmpPeer>(f, 'icmpPeers', (peer) => {
       peer.ip('ip');
       peer.num('tokens');
@@ -610,7 +610,7 @@ function readNetns(x: unknown, at: string): Netns {
   f.list('udpClients').forEach((p, i) => {
     if (!Number.isInteger(p) || (p as number) < 0 || (p as number) > 65535)
       fail(childPath(f.path('udpClients'), i), 'expected a port');
-    ns.udpClients.push(p as number);
+    ns.own('udpClients').push(p as number);
   });
   const fill = ns as unknown as NetnsFill;
   fill.netfilter = readNetfilter(f.o.netfilter, f.path('netfilter'));

@@ -513,7 +513,7 @@ export class Sockets implements TransportHandler {
       ip: this.ip('0.0.0.0', dst, IPPROTO_UDP, df),
       payload: { kind: 'udp', udp: { srcPort: sport, dstPort: dport }, payload: { kind: 'raw', data } },
     };
-    if (!ns.udpClients.includes(sport)) ns.udpClients.push(sport);
+    if (!ns.udpClients.includes(sport)) ns.own('udpClients').push(sport);
     return this.send(ns, pkt, 'sendto()');
   }
 
@@ -546,13 +546,13 @@ export class Sockets implements TransportHandler {
   /** socket(AF_INET, SOCK_RAW, IPPROTO_ICMP) of a ping process: its echo id, and what it receives */
   openPing(ns: Netns, id: number): PingSocket {
     const sock: PingSocket = { id, inbox: [] };
-    ns.pings.push(sock);
+    ns.own('pings').push(sock);
     return sock;
   }
 
   closePing(ns: Netns, sock: PingSocket): void {
     const i = ns.pings.indexOf(sock);
-    if (i >= 0) ns.pings.splice(i, 1);
+    if (i >= 0) ns.own('pings').splice(i, 1);
   }
 
   private pingSocket(ns: Netns, id: number): PingSocket | undefined {

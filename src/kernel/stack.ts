@@ -213,12 +213,12 @@ export class Stack {
    * namespace for nstat, not listed per walk (a walk's counters are the evidence of what happened)
    */
   count(ns: Netns, name: string): void {
-    ns.mib.set(name, (ns.mib.get(name) ?? 0) + 1);
+    ns.own('mib').set(name, (ns.mib.get(name) ?? 0) + 1);
   }
 
   /** SNMP_INC_STATS: one of the counters nstat and netstat -s show */
   mib(ns: Netns, name: string): void {
-    ns.mib.set(name, (ns.mib.get(name) ?? 0) + 1);
+    ns.own('mib').set(name, (ns.mib.get(name) ?? 0) + 1);
     this.w.rec.counter({ netns: ns.name, name });
   }
 
@@ -466,7 +466,7 @@ export class Stack {
     let t = ns.nud.get(key);
     if (!t) {
       t = { probes: 0 };
-      ns.nud.set(key, t);
+      ns.own('nud').set(key, t);
     }
     return t;
   }

@@ -250,19 +250,27 @@ export class CompactTable<T extends object> {
   private order = NO_SLOTS;
   private count = 0;
   private hash: SlotHash;
-  private readonly keyA: (s: number) => number;
-  private readonly keyB: (s: number) => number;
+  /** the words of the key columns in a row (colB -1: a key of one column) */
+  private readonly colA: number;
+  private readonly colB: number;
 
   constructor(
     private readonly schema: Schema<T>,
     private readonly keyNames: readonly (keyof T & string)[],
   ) {
     const [a, b] = keyNames.map((k) => schema.pos[schema.column(k)]);
-    const w = schema.words;
-    this.keyA = (s) => this.word(s, a);
-    this.keyB = b === undefined ? () => 0 : (s) => this.word(s, b);
-    void w;
-    this.hash = new SlotHash(this.keyA, this.keyB);
+    this.colA = a;
+    this.colB = b ?? -1;
+    this.hash = new SlotHash(this);
+  }
+
+  /** SlotKeys: a slot's key (the tables of every namespace share these methods, not closures of their own) */
+  keyA(s: number): number {
+    return this.word(s, this.colA);
+  }
+
+  keyB(s: number): number {
+    return this.colB < 0 ? 0 : this.word(s, this.colB);
   }
 
   get size(): number {
@@ -414,7 +422,7 @@ export class CompactTable<T extends object> {
     this.free = undefined;
     this.order = NO_SLOTS;
     this.count = 0;
-    this.hash = new SlotHash(this.keyA, this.keyB);
+    this.hash = new SlotHash(this);
   }
 
   /** an entry kept as the object given: lookups return this very object */
@@ -643,20 +651,23 @@ export class CompactTable<T extends object> {
   }
 }
 
+/** what a SlotHash reads a slot's key with: the table whose rows keep the keys */
+export interface SlotKeys {
+  keyA(s: number): number;
+  keyB(s: number): number;
+}
+
 /**
  * Open addressing (linear probing) from a key of two numbers to the first row slot of that key:
- * the index of the compact tables and of the FIB. The rows keep their keys: `keyA` and `keyB`
- * read a slot's.
+ * the index of the compact tables and of the FIB. The rows keep their keys: the table's `keyA`
+ * and `keyB` read a slot's.
  */
 export class SlotHash {
   /** a key's first slot + 1; 0 is empty (no array of its own until the first key) */
   private t = NO_SLOTS;
   private keys = 0;
 
-  constructor(
-    private readonly keyA: (s: number) => number,
-    private readonly keyB: (s: number) => number,
-  ) {}
+  constructor(private readonly rows: SlotKeys) {}
 
   /** the first slot of (a, b), or -1 */
   head(a: number, b: number): number {
@@ -690,7 +701,7 @@ export class SlotHash {
     let i = this.home(a, b);
     for (;;) {
       const v = this.t[i];
-      if (v === 0 || (this.keyA(v - 1) === a && this.keyB(v - 1) === b)) return i;
+      if (v === 0 || (this.rows.keyA(v - 1) === a && this.rows.keyB(v - 1) === b)) return i;
       i = (i + 1) & mask;
     }
   }
@@ -704,7 +715,7 @@ export class SlotHash {
       j = (j + 1) & mask;
       const v = this.t[j];
       if (v === 0) break;
-      const home = this.home(this.keyA(v - 1), this.keyB(v - 1));
+      const home = this.home(this.rows.keyA(v - 1), this.rows.keyB(v - 1));
       // v moves into the hole unless its home lies cyclically in (hole, j]
       if (hole <= j ? home <= hole || home > j : home <= hole && home > j) {
         this.t[hole] = v;
@@ -717,7 +728,7 @@ export class SlotHash {
   private rehash(size: number): void {
     const old = this.t;
     this.t = new Int32Array(size);
-    for (const v of old) if (v !== 0) this.t[this.probe(this.keyA(v - 1), this.keyB(v - 1))] = v;
+    for (const v of old) if (v !== 0) this.t[this.probe(this.rows.keyA(v - 1), this.rows.keyB(v - 1))] = v;
   }
 }
 

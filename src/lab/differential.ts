@@ -121,7 +121,7 @@ export function applyFault(sim: Cluster, fault: Fault | undefined): (imported: C
  */
 function countFromBase(c: Cluster, base: Record<string, Record<string, number>> | undefined): void {
   for (const [netns, counters] of Object.entries(base ?? {})) {
-    const mib = c.world.netns.get(netns)?.mib;
+    const mib = c.world.netns.get(netns)?.own('mib');
     if (!mib) continue;
     for (const [k, v] of Object.entries(counters)) {
       const left = (mib.get(k) ?? 0) - v;

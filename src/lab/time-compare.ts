@@ -91,7 +91,7 @@ export function compareTimeRecord(s: TimeScenario, rec: TimeRecord): TimeMismatc
   // the kernel's own draw of reachable_time (when the recording has it): a neighbour entry goes
   // stale when the kernel's did, not at the mean
   for (const [netns, devs] of Object.entries(rec.reachable?.before ?? {}))
-    for (const [dev, ms] of Object.entries(devs)) c.world.ns(netns).neighReachable.set(dev, ms);
+    for (const [dev, ms] of Object.entries(devs)) c.world.ns(netns).own('neighReachable').set(dev, ms);
   const t0 = c.world.now;
   const check = (
     where: string,

@@ -101,7 +101,7 @@ class HookRun implements MatchEnv {
   }
 
   get recent(): MatchEnv['recent'] {
-    return this.ns.netfilter.recent;
+    return this.ns.netfilter.ownRecent();
   }
 
   ipset(name: string): ReturnType<MatchEnv['ipset']> {
