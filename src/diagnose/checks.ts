@@ -6,11 +6,13 @@
 import { MODE_INFO } from '../cni/modes.ts';
 import { nodeBlocks } from '../cni/ipam.ts';
 import type { Cluster, ResolvedNode, ResolvedPod } from '../cni/build.ts';
-import { formatRoute, type Route } from '../kernel/fib.ts';
-import type { Link, Netns } from '../kernel/objects.ts';
+import { formatRoute, type RouteRow } from '../kernel/fib.ts';
+import type { Link, Netns, VxlanLink } from '../kernel/objects.ts';
 import { inPrefix, ip4ToInt, networkOf, parseCidr } from '../wire/addr.ts';
 import { BGP_PORT } from '../wire/index.ts';
 import { walk } from '../trace/walk.ts';
+import type { Peering } from '../bgp/peering.ts';
+import type { SessionPeer } from '../bgp/session.ts';
 import { dropText } from '../render/step.ts';
 
 export const CHECKS = [
@@ -49,6 +51,20 @@ function podNetsOf(c: Cluster, n: ResolvedNode): { cidr: string; probe: number }
   return nodeBlocks(c, n.name).map((cidr) => ({ cidr, probe: parseCidr(cidr).addr }));
 }
 
+/** a namespace's devices by name that `pick` accepts, each looked up once (the routes of a node name a few) */
+function devices<L extends Link>(node: Netns, pick: (l: Link) => l is L): (name: string) => L | undefined;
+function devices(node: Netns, pick: (l: Link) => boolean): (name: string) => Link | undefined;
+function devices(node: Netns, pick: (l: Link) => boolean): (name: string) => Link | undefined {
+  const seen = new Map<string, Link | undefined>();
+  return (name) => {
+    if (seen.has(name)) return seen.get(name);
+    const l = node.link(name);
+    const v = l && pick(l) ? l : undefined;
+    seen.set(name, v);
+    return v;
+  };
+}
+
 export interface CheckResult {
   check: CheckName;
   findings: Finding[];
@@ -63,11 +79,113 @@ function underlayMtu(c: Cluster, n: ResolvedNode): number {
   return Math.min(eth0.mtu, peer?.mtu ?? eth0.mtu);
 }
 
-/** encapsulation overhead between two nodes in this mode */
-function overheadBetween(c: Cluster, a: ResolvedNode, b: ResolvedNode): number {
-  if (c.mode === 'calico-ipip-crosssubnet' || c.mode === 'calico-vxlan-crosssubnet')
-    return a.subnet === b.subnet ? 0 : MODE_INFO[c.mode].overhead;
-  return MODE_INFO[c.mode].overhead;
+/** the path from a node to another that carries the least: the other node (its index), the limit, and its terms */
+export interface TightestPath {
+  to: number;
+  /** underlay MTU − overhead */
+  limit: number;
+  /** the smaller underlay MTU of the two nodes */
+  under: number;
+  /** encapsulation overhead between them */
+  over: number;
+}
+
+/**
+ * For every node, the first other node (in node order) to which the path carries the least:
+ * min(underlay MTU of both) − the mode's overhead between them, which is the same to every other
+ * node, or in the CrossSubnet modes none within the node's subnet. Within a group of nodes of one
+ * overhead the least is the node's own underlay MTU, reached by the group's first node, unless a
+ * node of the group has a smaller one (then the first with the smallest); so each group needs only
+ * its two first nodes and its two smallest MTUs, and a node's groups are all nodes, or its subnet
+ * and all the others: linear in the nodes (every pair compared was the same answer in O(n²)).
+ */
+export function tightestPaths(c: Cluster, under: readonly number[]): (TightestPath | undefined)[] {
+  const overhead = MODE_INFO[c.mode].overhead;
+  const cross = c.mode === 'calico-ipip-crosssubnet' || c.mode === 'calico-vxlan-crosssubnet';
+  const bySubnet = new Map<string, Group>();
+  c.nodes.forEach((n, i) =>
+    addNode(bySubnet.get(n.subnet) ?? bySubnet.set(n.subnet, group()).get(n.subnet)!, i, under[i]),
+  );
+  // every subnet's outside: the groups before it merged with those after it
+  const subnets = [...bySubnet.values()];
+  const before = [group()];
+  for (const g of subnets) before.push(merge(before[before.length - 1], g));
+  const after = [group()];
+  for (let k = subnets.length - 1; k >= 0; k--) after.unshift(merge(subnets[k], after[0]));
+  const all = before[subnets.length];
+  const others = new Map([...bySubnet.keys()].map((k, j) => [k, merge(before[j], after[j + 1])]));
+  return c.nodes.map((n, i) => {
+    const groups: [Group, number][] = cross
+      ? [
+          [bySubnet.get(n.subnet)!, 0],
+          [others.get(n.subnet)!, overhead],
+        ]
+      : [[all, overhead]];
+    let best: TightestPath | undefined;
+    for (const [g, over] of groups) {
+      const p = tightestIn(g, i, under, over);
+      if (p && (!best || p.limit < best.limit || (p.limit === best.limit && p.to < best.to))) best = p;
+    }
+    return best;
+  });
+}
+
+/** nodes (indexes) of one overhead: the two first, the two first of the smallest MTU, the next smallest MTU and its first */
+interface Group {
+  first: number[];
+  min: number;
+  atMin: number[];
+  next: number;
+  atNext: number;
+}
+
+function group(): Group {
+  return { first: [], min: Infinity, atMin: [], next: Infinity, atNext: -1 };
+}
+
+/** a node joins a group, in node order */
+function addNode(g: Group, i: number, mtu: number): void {
+  if (g.first.length < 2) g.first.push(i);
+  if (mtu < g.min) {
+    g.next = g.min;
+    g.atNext = g.atMin[0] ?? -1;
+    g.min = mtu;
+    g.atMin = [i];
+  } else if (mtu === g.min) {
+    if (g.atMin.length < 2) g.atMin.push(i);
+  } else if (mtu < g.next) {
+    g.next = mtu;
+    g.atNext = i;
+  }
+}
+
+/** the group of the nodes of two groups */
+function merge(a: Group, b: Group): Group {
+  const two = (x: number[], y: number[]) => [...x, ...y].sort((p, q) => p - q).slice(0, 2);
+  const min = Math.min(a.min, b.min);
+  const atMin = two(a.min === min ? a.atMin : [], b.min === min ? b.atMin : []);
+  // the second smallest MTU is one of the groups' two smallest; its first node is among theirs
+  let next = Infinity;
+  for (const v of [a.min, a.next, b.min, b.next]) if (v > min && v < next) next = v;
+  const at = [a, b].flatMap((g) => (g.min === next ? [g.atMin[0]] : g.next === next ? [g.atNext] : []));
+  const atNext = next === Infinity ? -1 : Math.min(...at);
+  return { first: two(a.first, b.first), min, atMin, next, atNext };
+}
+
+/** the tightest path from node `i` within group `g` (`i` itself left out), of overhead `over` */
+function tightestIn(g: Group, i: number, under: readonly number[], over: number): TightestPath | undefined {
+  const first = g.first[0] === i ? g.first[1] : g.first[0];
+  if (first === undefined) return undefined;
+  // the smallest MTU among the others, and its first node
+  let m = g.min;
+  let at = g.atMin[0] === i ? g.atMin[1] : g.atMin[0];
+  if (at === undefined) {
+    m = g.next;
+    at = g.atNext;
+  }
+  const own = under[i];
+  if (at < 0 || m >= own) return { to: first, limit: own - over, under: own, over };
+  return { to: at, limit: m - over, under: m, over };
 }
 
 /**
@@ -120,50 +238,43 @@ export function runChecks(c: Cluster): CheckResult[] {
   const info = MODE_INFO[c.mode];
 
   // pod MTU against every path its packets can take: per node, its largest pod MTU against the
-  // tightest path to another node (nodes × nodes, not pods × nodes)
-  const under = new Map(c.nodes.map((n) => [n.name, underlayMtu(c, n)]));
+  // tightest path to another node (see tightestPaths: linear in the nodes, not their pairs)
+  const under = c.nodes.map((n) => underlayMtu(c, n));
   const podsOf = new Map<string, ResolvedPod[]>();
   for (const p of c.pods) (podsOf.get(p.node) ?? podsOf.set(p.node, []).get(p.node)!).push(p);
-  for (const src of c.nodes) {
+  const tightest = tightestPaths(c, under);
+  c.nodes.forEach((src, i) => {
     let pod: { name: string; mtu: number } | undefined;
     for (const p of podsOf.get(src.name) ?? []) {
       const mtu = ns(p.name)?.link('eth0')?.mtu;
       if (mtu !== undefined && (!pod || mtu > pod.mtu)) pod = { name: p.name, mtu };
     }
-    if (!pod) continue;
-    let worst: { limit: number; to: string; over: number; under: number } | undefined;
-    for (const dst of c.nodes) {
-      if (dst === src) continue;
-      const u = Math.min(under.get(src.name)!, under.get(dst.name)!);
-      const over = overheadBetween(c, src, dst);
-      if (pod.mtu > u - over && (!worst || u - over < worst.limit))
-        worst = { limit: u - over, to: dst.name, over, under: u };
-    }
-    if (worst)
-      add({
-        check: 'pod-mtu',
-        severity: 'problem',
-        netns: src.name,
-        message: `${pod.name} (and the other pods of ${src.name}) have MTU ${pod.mtu}, but ${src.name} → ${worst.to} carries at most ${worst.limit}: underlay MTU ${worst.under} − ${worst.over} bytes of ${info.encapsulation} overhead`,
-        fix: `set the CNI's MTU to ${worst.limit} (flannel: the network config's MTU / --iface-mtu; Calico: veth_mtu in calico-config) and restart the pods`,
-      });
-  }
+    const worst = tightest[i];
+    if (!pod || !worst || pod.mtu <= worst.limit) return;
+    add({
+      check: 'pod-mtu',
+      severity: 'problem',
+      netns: src.name,
+      message: `${pod.name} (and the other pods of ${src.name}) have MTU ${pod.mtu}, but ${src.name} → ${c.nodes[worst.to].name} carries at most ${worst.limit}: underlay MTU ${worst.under} − ${worst.over} bytes of ${info.encapsulation} overhead`,
+      fix: `set the CNI's MTU to ${worst.limit} (flannel: the network config's MTU / --iface-mtu; Calico: veth_mtu in calico-config) and restart the pods`,
+    });
+  });
 
   // the tunnel device must fit in the underlay with its own overhead
   if (info.device)
-    for (const n of c.nodes) {
-      const tun = ns(n.name)?.link(info.device);
-      if (!tun) continue;
-      const limit = underlayMtu(c, n) - info.overhead;
+    c.nodes.forEach((n, i) => {
+      const tun = ns(n.name)?.link(info.device!);
+      if (!tun) return;
+      const limit = under[i] - info.overhead;
       if (tun.mtu > limit)
         add({
           check: 'tunnel-mtu',
           severity: 'problem',
           netns: n.name,
-          message: `${info.device} on ${n.name} has MTU ${tun.mtu} > underlay ${underlayMtu(c, n)} − ${info.overhead}: encapsulated packets do not fit eth0`,
+          message: `${info.device} on ${n.name} has MTU ${tun.mtu} > underlay ${under[i]} − ${info.overhead}: encapsulated packets do not fit eth0`,
           fix: `ip link set ${info.device} mtu ${limit}`,
         });
-    }
+    });
 
   for (const f of podCidrOverlaps(c)) add(f);
 
@@ -193,14 +304,18 @@ export function runChecks(c: Cluster): CheckResult[] {
   for (const n of c.nodes) {
     const node = ns(n.name);
     if (!node) continue;
-    for (const r of node.fib.list()) {
-      const dev = r.dev ? node.link(r.dev) : undefined;
-      if (!dev || dev.type !== 'vxlan' || !r.via) continue;
-      // read without making the tables keep an object of each entry (every node's every route)
-      const neigh = node.neigh.peek(r.via, dev.name);
-      if (neigh?.lladdr && dev.fdb.peek(neigh.lladdr)) continue;
+    // each route read in place, its neighbour's MAC and the FDB's entry looked up by key: no
+    // object made of any (every node's every route), the route's only for a finding
+    const vxlanOf = devices(node, (l): l is VxlanLink => l.type === 'vxlan');
+    node.fib.scan((row) => {
+      const dev = row.dev !== undefined ? vxlanOf(row.dev) : undefined;
+      if (!dev || !row.via) return;
+      const via = row.via;
+      const lladdr = node.neigh.peekField(via, dev.name, 'lladdr');
+      if (lladdr && dev.fdb.has(lladdr)) return;
+      const r = row.route();
       const route = formatRoute(r).trim();
-      if (!neigh?.lladdr) {
+      if (!lladdr) {
         add({
           check: 'vxlan-route-without-fdb',
           severity: 'problem',
@@ -208,16 +323,16 @@ export function runChecks(c: Cluster): CheckResult[] {
           message: `\`${route}\` has no neighbour entry for ${r.via} on ${dev.name}: the inner frame has no destination MAC`,
           fix: `restart ${vxlanDaemon} on ${n.name} (it writes \`${r.via} lladdr <VTEP MAC> PERMANENT\`)`,
         });
-        continue;
+        return;
       }
       add({
         check: 'vxlan-route-without-fdb',
         severity: 'problem',
         netns: n.name,
-        message: `\`${route}\` resolves ${r.via} to ${neigh.lladdr}, but ${dev.name}'s FDB has no entry for ${neigh.lladdr}: no VTEP to send to`,
-        fix: `restart ${vxlanDaemon} on ${n.name} (it writes \`${neigh.lladdr} dst <node IP> self permanent\`)`,
+        message: `\`${route}\` resolves ${r.via} to ${lladdr}, but ${dev.name}'s FDB has no entry for ${lladdr}: no VTEP to send to`,
+        fix: `restart ${vxlanDaemon} on ${n.name} (it writes \`${lladdr} dst <node IP> self permanent\`)`,
       });
-    }
+    });
   }
 
   // every node routes every other node's pod CIDR by a route of its own, not its default route
@@ -226,15 +341,18 @@ export function runChecks(c: Cluster): CheckResult[] {
   const tunnelOf = (n: ResolvedNode) => c.ipam?.tunnel.get(n.name) ?? n.podNet;
   for (const n of c.nodes) byGateway.set(n.addr, n).set(n.podNet, n).set(tunnelOf(n), n);
   const gateways = new Set(c.spec.subnets.map((x) => x.gateway));
+  const netsOf = c.nodes.map((n) => podNetsOf(c, n));
   for (const a of c.nodes) {
     const node = ns(a.name);
     if (!node) continue;
-    const usable = (x: Route) => x.type !== 'unicast' || !!(x.dev && node.link(x.dev)?.up);
-    for (const b of c.nodes) {
+    const up = devices(node, (l) => l.up);
+    const usable = (x: RouteRow) => x.type !== 'unicast' || !!(x.dev && up(x.dev));
+    for (let j = 0; j < c.nodes.length; j++) {
+      const b = c.nodes[j];
       if (a === b) continue;
-      for (const { cidr, probe } of podNetsOf(c, b)) {
-        // peek: the table keeps no object of each route read (every node pair)
-        const r = node.fib.peek(probe, usable);
+      for (const { cidr, probe } of netsOf[j]) {
+        // a row read in place: no object of each route read (every node pair), the route's only for a finding
+        const r = node.fib.match(probe, usable);
         // a gateway that is another node (its node IP, or its VTEP address) sends the pods' traffic the long way round
         const viaNode = r?.via ? byGateway.get(r.via) : undefined;
         const other = viaNode && viaNode !== a && viaNode !== b ? viaNode : undefined;
@@ -243,7 +361,7 @@ export function runChecks(c: Cluster): CheckResult[] {
             check: 'pod-route-wrong-node',
             severity: 'problem',
             netns: a.name,
-            message: `${a.name} routes ${b.name}'s pods (${cidr}) via ${other.name}: \`${formatRoute(r).trim()}\`; the answers come back another way (asymmetric path)`,
+            message: `${a.name} routes ${b.name}'s pods (${cidr}) via ${other.name}: \`${formatRoute(r.route()).trim()}\`; the answers come back another way (asymmetric path)`,
             fix: `delete the stale route on ${a.name} so ${info.routeDaemon}'s route to ${b.name} applies`,
           });
         if (
@@ -259,7 +377,7 @@ export function runChecks(c: Cluster): CheckResult[] {
             check: 'pod-route-wrong-node',
             severity: 'problem',
             netns: a.name,
-            message: `${a.name} routes ${b.name}'s pods (${cidr}) via ${r.via}, which is not ${b.name}'s address (${b.addr}): \`${formatRoute(r).trim()}\``,
+            message: `${a.name} routes ${b.name}'s pods (${cidr}) via ${r.via}, which is not ${b.name}'s address (${b.addr}): \`${formatRoute(r.route()).trim()}\``,
             fix: `a stale route from when ${b.name} had another address: delete it so ${info.routeDaemon} can add the right one`,
           });
         if (!r || r.len === 0 || r.type !== 'unicast')
@@ -267,7 +385,7 @@ export function runChecks(c: Cluster): CheckResult[] {
             check: 'missing-pod-route',
             severity: 'problem',
             netns: a.name,
-            message: `${a.name} has no route to ${b.name}'s pods (${cidr})${r ? `: it would use \`${formatRoute(r).trim()}\`` : ''}`,
+            message: `${a.name} has no route to ${b.name}'s pods (${cidr})${r ? `: it would use \`${formatRoute(r.route()).trim()}\`` : ''}`,
             fix:
               info.routeDaemon === 'BIRD'
                 ? `check BIRD on ${a.name} and ${b.name} (birdc show protocols; calicoctl node status)`
@@ -297,7 +415,7 @@ export function runChecks(c: Cluster): CheckResult[] {
     if (router && subnets.size > 1)
       for (const n of c.nodes)
         for (const { cidr, probe } of podNetsOf(c, n)) {
-          const r = router.fib.lookup(probe);
+          const r = router.fib.match(probe);
           if (!r || r.len === 0)
             add({
               check: 'router-knows-pods',
@@ -311,11 +429,19 @@ export function runChecks(c: Cluster): CheckResult[] {
         }
   }
 
+  // each node's peerings and BIRD sessions by peer, indexed once when a session is down
+  let bgp:
+    | {
+        peering: (x: string, y: string) => Peering | undefined;
+        cause: (a: string, b: string) => string | undefined;
+      }
+    | undefined;
   for (const s of c.mesh?.sessions ?? [])
     if (s.state !== 'Established') {
-      const why = bgpCause(c, s.a, s.b);
+      bgp ??= bgpIndex(c);
+      const why = bgp.cause(s.a, s.b);
       // a session with a route reflector: the side whose protocol has `rr client` reflects
-      const side = (x: string, y: string) => c.mesh!.peersOf(x).find((p) => p.peer.node === y)?.peering;
+      const side = bgp.peering;
       const [rr, client] = side(s.a, s.b)?.rrClusterId
         ? [s.a, s.b]
         : side(s.b, s.a)?.rrClusterId
@@ -403,7 +529,9 @@ export function macDomains(c: Cluster): Map<string, Map<string, string[]>> {
   const macs = new Map<string, Map<string, string[]>>();
   const member = (domain: string, netns: string, l: Link) => {
     const d = macs.get(domain) ?? macs.set(domain, new Map()).get(domain)!;
-    d.set(l.mac, [...(d.get(l.mac) ?? []), `${netns} ${l.name}`]);
+    const where = d.get(l.mac);
+    if (where) where.push(`${netns} ${l.name}`);
+    else d.set(l.mac, [`${netns} ${l.name}`]);
   };
   for (const n of c.world.netns.values())
     for (const l of n.links.values()) {
@@ -429,7 +557,9 @@ export function addressOwners(c: Cluster): Map<string, string[]> {
     if (n.role !== 'node' && n.role !== 'pod') continue;
     for (const { dev, addr } of n.addresses()) {
       if (addr.ip.startsWith('127.')) continue;
-      ips.set(addr.ip, [...(ips.get(addr.ip) ?? []), `${n.name} ${dev.name}`]);
+      const where = ips.get(addr.ip);
+      if (where) where.push(`${n.name} ${dev.name}`);
+      else ips.set(addr.ip, [`${n.name} ${dev.name}`]);
     }
   }
   return ips;
@@ -469,16 +599,47 @@ export function describeCheck(k: CheckName): string {
 }
 
 /**
+ * The mesh's peerings and the BIRD sessions, each node's by peer node (the first of each pair, as
+ * a scan in node and configuration order finds it), and bgpCause over them: a session down costs
+ * its own probe, not a scan of every session.
+ */
+function bgpIndex(c: Cluster): {
+  peering: (x: string, y: string) => Peering | undefined;
+  cause: (a: string, b: string) => string | undefined;
+} {
+  const key = (x: string, y: string) => `${x}\0${y}`;
+  const peerings = new Map<string, Map<string, Peering>>();
+  const peersOf = (x: string) => {
+    let m = peerings.get(x);
+    if (m) return m;
+    m = new Map();
+    for (const p of c.mesh?.peersOf(x) ?? []) if (!m.has(p.peer.node)) m.set(p.peer.node, p.peering);
+    peerings.set(x, m);
+    return m;
+  };
+  const drv = c.bgp;
+  const sessions = new Map<string, SessionPeer>();
+  for (const s of drv?.all() ?? [])
+    if (!sessions.has(key(s.node, s.peerNode))) sessions.set(key(s.node, s.peerNode), s);
+  return {
+    peering: (x, y) => peersOf(x).get(y),
+    cause: (a, b) => (drv ? bgpCause(c, (x, y) => sessions.get(key(x, y)), a, b) : undefined),
+  };
+}
+
+/**
  * Why a mesh session that runs over the datapath is not Established: what its BIRDs last saw (an
  * error in a NOTIFICATION, Bad Peer AS in an OPEN), else what the connection to the passive side's
  * port 179 meets: a probe SYN from the side that connects is walked, and the drop that stops it or
  * its SYN-ACK (a netfilter rule, no route, a link down) is the cause. A session the cluster file
  * marks down has none to find (undefined).
  */
-function bgpCause(c: Cluster, a: string, b: string): string | undefined {
-  const drv = c.bgp;
-  if (!drv) return undefined;
-  const side = (x: string, y: string) => drv.all().find((s) => s.node === x && s.peerNode === y);
+function bgpCause(
+  c: Cluster,
+  side: (x: string, y: string) => SessionPeer | undefined,
+  a: string,
+  b: string,
+): string | undefined {
   const sa = side(a, b);
   const sb = side(b, a);
   if (!sa || !sb || sa.disabled || sb.disabled) return undefined;
