@@ -6,7 +6,7 @@
 import { MODE_INFO } from '../cni/modes.ts';
 import { nodeBlocks } from '../cni/ipam.ts';
 import type { Cluster, ResolvedNode, ResolvedPod } from '../cni/build.ts';
-import { formatRoute, type RouteRow } from '../kernel/fib.ts';
+import { formatRoute, type Fib, type RouteRow } from '../kernel/fib.ts';
 import type { Link, Netns, VxlanLink } from '../kernel/objects.ts';
 import { inPrefix, ip4ToInt, networkOf, parseCidr } from '../wire/addr.ts';
 import { BGP_PORT } from '../wire/index.ts';
@@ -49,6 +49,75 @@ export interface Finding {
 function podNetsOf(c: Cluster, n: ResolvedNode): { cidr: string; probe: number }[] {
   if (c.layout === 'bridge') return [{ cidr: n.podCIDR, probe: ip4ToInt(n.gateway) }];
   return nodeBlocks(c, n.name).map((cidr) => ({ cidr, probe: parseCidr(cidr).addr }));
+}
+
+/**
+ * Every node's pod networks as a shared segment of routes (a daemon's lease set, Fib.attach)
+ * answers them, once per segment: a node that lists the segment answers a probe as the segment
+ * does unless the segment's answer is gone from its table (its own lease, a route removed), one of
+ * its own routes as long or longer covers the probe, or the answer's device is not up there. So a
+ * node's routes to the other nodes' pods need looking at only where its table differs from the
+ * segment (what it stores of its own), and where the segment's answer is itself a finding.
+ */
+interface SegmentProbes {
+  /** the devices of the segment's unicast answers: each must be up on the node */
+  devs: Set<string>;
+  /** the nodes (indexes, ascending) whose pod networks a node of this segment may route wrongly */
+  differing(fib: Fib): number[];
+}
+
+function segmentProbes(
+  seg: Fib,
+  netsOf: readonly { probe: number }[][],
+  nodes: readonly ResolvedNode[],
+  clean: (r: RouteRow, b: ResolvedNode) => boolean,
+): SegmentProbes {
+  const devs = new Set<string>();
+  const unclean: number[] = [];
+  const byPrefix = new Map<string, number[]>();
+  const probes: { addr: number; node: number }[] = [];
+  let minLen = 33;
+  netsOf.forEach((nets, j) => {
+    let ok = true;
+    for (const { probe } of nets) {
+      probes.push({ addr: probe, node: j });
+      const r = seg.match(probe);
+      if (!r || !r.dev || !clean(r, nodes[j])) {
+        ok = false;
+        continue;
+      }
+      devs.add(r.dev);
+      minLen = Math.min(minLen, r.len);
+      const k = `${r.dst}/${r.len}`;
+      (byPrefix.get(k) ?? byPrefix.set(k, []).get(k)!).push(j);
+    }
+    if (!ok) unclean.push(j);
+  });
+  probes.sort((x, y) => x.addr - y.addr);
+  return {
+    devs,
+    differing(fib) {
+      const out = new Set(unclean);
+      // the segment's answer is gone from this table
+      fib.scanGone((r) => {
+        for (const j of byPrefix.get(`${r.dst}/${r.len}`) ?? []) out.add(j);
+      });
+      // a route of its own that may win over the segment's answer (a shorter one never does)
+      fib.scanOwn((r) => {
+        if (r.len < minLen) return;
+        const end = r.dst + 2 ** (32 - r.len);
+        let lo = 0;
+        let hi = probes.length;
+        while (lo < hi) {
+          const mid = (lo + hi) >>> 1;
+          if (probes[mid].addr < r.dst) lo = mid + 1;
+          else hi = mid;
+        }
+        for (let i = lo; i < probes.length && probes[i].addr < end; i++) out.add(probes[i].node);
+      });
+      return [...out].sort((x, y) => x - y);
+    },
+  };
 }
 
 /** a namespace's devices by name that `pick` accepts, each looked up once (the routes of a node name a few) */
@@ -342,12 +411,31 @@ export function runChecks(c: Cluster): CheckResult[] {
   for (const n of c.nodes) byGateway.set(n.addr, n).set(n.podNet, n).set(tunnelOf(n), n);
   const gateways = new Set(c.spec.subnets.map((x) => x.gateway));
   const netsOf = c.nodes.map((n) => podNetsOf(c, n));
+  // a route that is no finding from any node: unicast, not the default, via nothing or via b itself
+  const clean = (r: RouteRow, b: ResolvedNode) => {
+    const viaNode = r.via ? byGateway.get(r.via) : undefined;
+    return (
+      r.len > 0 &&
+      r.type === 'unicast' &&
+      (viaNode === undefined || viaNode === b) &&
+      (!r.via || r.via === b.addr || r.via === b.podNet || r.via === tunnelOf(b) || gateways.has(r.via))
+    );
+  };
+  const segments = new Map<Fib, SegmentProbes>();
   for (const a of c.nodes) {
     const node = ns(a.name);
     if (!node) continue;
     const up = devices(node, (l) => l.up);
     const usable = (x: RouteRow) => x.type !== 'unicast' || !!(x.dev && up(x.dev));
-    for (let j = 0; j < c.nodes.length; j++) {
+    // the nodes whose pod networks this node may route wrongly (in node order), else every node
+    let only: number[] | undefined;
+    const seg = node.fib.segment;
+    if (seg) {
+      let sp = segments.get(seg);
+      if (!sp) segments.set(seg, (sp = segmentProbes(seg, netsOf, c.nodes, clean)));
+      if ([...sp.devs].every((d) => up(d))) only = sp.differing(node.fib);
+    }
+    for (const j of only ?? c.nodes.keys()) {
       const b = c.nodes[j];
       if (a === b) continue;
       for (const { cidr, probe } of netsOf[j]) {

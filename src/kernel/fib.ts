@@ -392,6 +392,24 @@ export class Fib {
     for (let i = 0; i < slots.length; i++) visit(this.fill(row, slots[i]));
   }
 
+  /** the shared segment this table lists as rows of its own (attach); undefined when it has none */
+  get segment(): Fib | undefined {
+    return this.base;
+  }
+
+  /** the table's own rows (not its segment's), in `ip route` order, read in place as `scan` reads them */
+  scanOwn(visit: (r: RouteRow) => void): void {
+    const row = this.cursor();
+    for (let i = 0; i < this.count; i++) visit(this.fill(row, this.order[i]));
+  }
+
+  /** the segment's rows this table does not list (its own lease left out, removed since), read in place */
+  scanGone(visit: (r: RouteRow) => void): void {
+    if (!this.gone) return;
+    const row = this.cursor();
+    for (const s of this.gone) visit(this.fill(row, s));
+  }
+
   /**
    * `peek` as a row (see RouteRow): the longest-prefix match whose row `usable` accepts, no
    * object made; `route()` gives what `peek` would have
