@@ -149,7 +149,7 @@ function underlayMtu(c: Cluster, n: ResolvedNode): number {
 }
 
 /** the path from a node to another that carries the least: the other node (its index), the limit, and its terms */
-export interface TightestPath {
+interface TightestPath {
   to: number;
   /** underlay MTU − overhead */
   limit: number;
@@ -168,7 +168,7 @@ export interface TightestPath {
  * its two first nodes and its two smallest MTUs, and a node's groups are all nodes, or its subnet
  * and all the others: linear in the nodes (every pair compared was the same answer in O(n²)).
  */
-export function tightestPaths(c: Cluster, under: readonly number[]): (TightestPath | undefined)[] {
+function tightestPaths(c: Cluster, under: readonly number[]): (TightestPath | undefined)[] {
   const overhead = MODE_INFO[c.mode].overhead;
   const cross = c.mode === 'calico-ipip-crosssubnet' || c.mode === 'calico-vxlan-crosssubnet';
   const bySubnet = new Map<string, Group>();
@@ -179,8 +179,9 @@ export function tightestPaths(c: Cluster, under: readonly number[]): (TightestPa
   const subnets = [...bySubnet.values()];
   const before = [group()];
   for (const g of subnets) before.push(merge(before[before.length - 1], g));
-  const after = [group()];
-  for (let k = subnets.length - 1; k >= 0; k--) after.unshift(merge(subnets[k], after[0]));
+  const after: Group[] = new Array(subnets.length + 1);
+  after[subnets.length] = group();
+  for (let k = subnets.length - 1; k >= 0; k--) after[k] = merge(subnets[k], after[k + 1]);
   const all = before[subnets.length];
   const others = new Map([...bySubnet.keys()].map((k, j) => [k, merge(before[j], after[j + 1])]));
   return c.nodes.map((n, i) => {
