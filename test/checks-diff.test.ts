@@ -4,7 +4,7 @@
  * planted through the emulated tools as the CLI's --run plants them: routes deleted, replaced via
  * another node or a stranger, blackholes and more specific routes, neighbours deleted or pointing at
  * a stale VTEP MAC, FDB entries deleted, links down, MTUs changed, ip_forward off, BGP sessions
- * down. Both run on clusters built alike, the new ones inside `podwalk doctor` (after its forward
+ * down, pods with one MAC or one address. Both run on clusters built alike, the new ones inside `podwalk doctor` (after its forward
  * probe, where doctor reads the state), the reference after the same forward walk; every finding
  * must be the same, in the same order, as JSON to the byte. PODWALK_CHECKS_SEED=S runs one seed.
  */
@@ -50,9 +50,16 @@ function randomSpec(rnd: () => number, mode: CniMode): ClusterSpec {
     );
   }
   lines.push('pods:');
+  // some pods with a MAC or an address another pod has (on one node, or another)
+  const dupMac = rnd() < 0.3 ? '02:00:00:00:00:42' : undefined;
+  // (in flannel's bridge layout: Calico's per-pod /32 routes refuse a second pod of an address on a node)
+  const dupIp = mode.startsWith('flannel') && rnd() < 0.3 ? Math.floor(rnd() * nodes) : undefined;
   for (let i = 0; i < nodes; i++)
-    for (let j = 0; j < 1 + Math.floor(rnd() * 2); j++)
-      lines.push(`  - {name: p${i}-${j}, node: node${i}, listen: [tcp/8080]}`);
+    for (let j = 0; j < 1 + Math.floor(rnd() * 2); j++) {
+      const mac = dupMac && rnd() < 0.5 ? `, mac: '${dupMac}'` : '';
+      const ip = dupIp !== undefined && rnd() < 0.5 ? `, ip: 10.244.${dupIp}.77` : '';
+      lines.push(`  - {name: p${i}-${j}, node: node${i}${mac}${ip}, listen: [tcp/8080]}`);
+    }
   if (mode === 'calico-bgp' && rnd() < 0.5) {
     const a = Math.floor(rnd() * nodes);
     const b = (a + 1 + Math.floor(rnd() * (nodes - 1))) % nodes;

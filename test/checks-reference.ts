@@ -9,7 +9,7 @@ import { MODE_INFO } from '../src/cni/modes.ts';
 import { nodeBlocks } from '../src/cni/ipam.ts';
 import type { Cluster, ResolvedNode, ResolvedPod } from '../src/cni/build.ts';
 import { formatRoute, type Route } from '../src/kernel/fib.ts';
-import type { Netns } from '../src/kernel/objects.ts';
+import type { Link, Netns } from '../src/kernel/objects.ts';
 import { ip4ToInt, parseCidr } from '../src/wire/addr.ts';
 import { BGP_PORT } from '../src/wire/index.ts';
 import { walk } from '../src/trace/walk.ts';
@@ -25,6 +25,8 @@ export const CHANGED = [
   'pod-route-wrong-node',
   'router-knows-pods',
   'bgp-session',
+  'duplicate-mac',
+  'duplicate-ip',
 ] as const satisfies readonly CheckName[];
 
 /**
@@ -247,6 +249,24 @@ export function referenceChecks(c: Cluster): Map<CheckName, Finding[]> {
       });
     }
 
+  // every device's MAC and address listed, the duplicates picked out
+  for (const [domain, byMac] of macDomains(c))
+    for (const [mac, where] of byMac)
+      if (where.length > 1)
+        add({
+          check: 'duplicate-mac',
+          severity: 'problem',
+          message: `MAC ${mac} is used by ${where.join(', ')}, in one L2 domain (${domain})`,
+          fix: 'give each device its own MAC (a cloned VM image, or MACs written into a config by hand)',
+        });
+  for (const [ip, where] of addressOwners(c))
+    if (where.length > 1)
+      add({
+        check: 'duplicate-ip',
+        severity: 'problem',
+        message: `${ip} is assigned to ${where.join(', ')}`,
+        fix: 'remove the duplicate (a stale IPAM allocation, or an address added by hand)',
+      });
   return results;
 }
 
@@ -276,4 +296,45 @@ function bgpCause(c: Cluster, a: string, b: string): string | undefined {
       return `TCP ${BGP_PORT} from ${from.node} to ${to.node}: ${t === w.reply ? 'the SYN-ACK ' : ''}${dropText(t.disposition.drop)} on ${t.disposition.netns}`;
   if (err) return `the last error: code ${err.code}/${err.subcode} ${err.sent ? 'sent' : 'received'}`;
   return undefined;
+}
+
+/**
+ * The L2 domains of the cluster, each with its members' MACs: a bridge with its ports and the
+ * devices behind them (a veth's peer), and the VXLAN overlay of one VNI. Keyed by domain, then MAC,
+ * with the devices (`NETNS DEV`) that carry the MAC there.
+ */
+function macDomains(c: Cluster): Map<string, Map<string, string[]>> {
+  const macs = new Map<string, Map<string, string[]>>();
+  const member = (domain: string, netns: string, l: Link) => {
+    const d = macs.get(domain) ?? macs.set(domain, new Map()).get(domain)!;
+    d.set(l.mac, [...(d.get(l.mac) ?? []), `${netns} ${l.name}`]);
+  };
+  for (const n of c.world.netns.values())
+    for (const l of n.links.values()) {
+      if (l.type === 'bridge') {
+        const domain = `bridge ${n.name}/${l.name}`;
+        member(domain, n.name, l);
+        for (const port of n.links.values()) {
+          if (port.master !== l.name) continue;
+          member(domain, n.name, port);
+          const peer = port.type === 'veth' && port.peer ? c.world.netns.get(port.peer.netns) : undefined;
+          const far = peer?.link(port.type === 'veth' ? port.peer!.name : '');
+          if (peer && far) member(domain, peer.name, far);
+        }
+      } else if (l.type === 'vxlan') member(`vxlan vni ${l.vni}`, n.name, l);
+    }
+  return macs;
+}
+
+/** Every IPv4 address on the devices of nodes and pods (loopback left out), with the devices (`NETNS DEV`) holding it */
+function addressOwners(c: Cluster): Map<string, string[]> {
+  const ips = new Map<string, string[]>();
+  for (const n of c.world.netns.values()) {
+    if (n.role !== 'node' && n.role !== 'pod') continue;
+    for (const { dev, addr } of n.addresses()) {
+      if (addr.ip.startsWith('127.')) continue;
+      ips.set(addr.ip, [...(ips.get(addr.ip) ?? []), `${n.name} ${dev.name}`]);
+    }
+  }
+  return ips;
 }

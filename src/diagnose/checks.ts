@@ -290,14 +290,13 @@ export function podCidrOverlaps(c: Cluster): Finding[] {
 export function duplicateIps(c: Cluster): Finding[] {
   const out: Finding[] = [];
   // duplicate IPs among the devices of nodes and pods (pod and node addresses are routed cluster-wide)
-  for (const [ip, where] of addressOwners(c))
-    if (where.length > 1)
-      out.push({
-        check: 'duplicate-ip',
-        severity: 'problem',
-        message: `${ip} is assigned to ${where.join(', ')}`,
-        fix: 'remove the duplicate (a stale IPAM allocation, or an address added by hand)',
-      });
+  for (const [ip, where] of sharedAddresses(c))
+    out.push({
+      check: 'duplicate-ip',
+      severity: 'problem',
+      message: `${ip} is assigned to ${where.join(', ')}`,
+      fix: 'remove the duplicate (a stale IPAM allocation, or an address added by hand)',
+    });
   return out;
 }
 
@@ -558,16 +557,14 @@ export function runChecks(c: Cluster): CheckResult[] {
 
   // duplicate MACs within one L2 domain (a bridge with its ports and what is behind them, or
   // the VXLAN overlay of one VNI); the same MAC in two separate domains is harmless
-  const macs = macDomains(c);
-  for (const [domain, byMac] of macs)
+  for (const [domain, byMac] of sharedMacs(c))
     for (const [mac, where] of byMac)
-      if (where.length > 1)
-        add({
-          check: 'duplicate-mac',
-          severity: 'problem',
-          message: `MAC ${mac} is used by ${where.join(', ')}, in one L2 domain (${domain})`,
-          fix: 'give each device its own MAC (a cloned VM image, or MACs written into a config by hand)',
-        });
+      add({
+        check: 'duplicate-mac',
+        severity: 'problem',
+        message: `MAC ${mac} is used by ${where.join(', ')}, in one L2 domain (${domain})`,
+        fix: 'give each device its own MAC (a cloned VM image, or MACs written into a config by hand)',
+      });
 
   for (const f of duplicateIps(c)) add(f);
 
@@ -610,48 +607,78 @@ export function runChecks(c: Cluster): CheckResult[] {
 }
 
 /**
- * The L2 domains of the cluster, each with its members' MACs: a bridge with its ports and the
- * devices behind them (a veth's peer), and the VXLAN overlay of one VNI. Keyed by domain, then MAC,
- * with the devices (`NETNS DEV`) that carry the MAC there.
+ * Keys (MACs, addresses) met more than once, each with its holders (`NETNS DEV`), in the order the
+ * keys were first met: every key's first holder is kept as met (no string made for it), a list
+ * is made only when the key is met again (a cluster's devices are many, its duplicates few)
  */
-export function macDomains(c: Cluster): Map<string, Map<string, string[]>> {
-  const macs = new Map<string, Map<string, string[]>>();
-  const member = (domain: string, netns: string, l: Link) => {
-    const d = macs.get(domain) ?? macs.set(domain, new Map()).get(domain)!;
-    const where = d.get(l.mac);
-    if (where) where.push(`${netns} ${l.name}`);
-    else d.set(l.mac, [`${netns} ${l.name}`]);
-  };
+class Shared {
+  private readonly first = new Map<string, number>();
+  private readonly firstNs: string[] = [];
+  private readonly firstDev: string[] = [];
+  private readonly lists = new Map<string, { at: number; where: string[] }>();
+
+  add(key: string, netns: string, dev: string): void {
+    const i = this.first.get(key);
+    if (i === undefined) {
+      this.first.set(key, this.firstNs.length);
+      this.firstNs.push(netns);
+      this.firstDev.push(dev);
+      return;
+    }
+    const l = this.lists.get(key);
+    if (l) l.where.push(`${netns} ${dev}`);
+    else this.lists.set(key, { at: i, where: [`${this.firstNs[i]} ${this.firstDev[i]}`, `${netns} ${dev}`] });
+  }
+
+  /** the keys met more than once with their holders, in the order they were first met */
+  entries(): [string, string[]][] {
+    return [...this.lists].sort((x, y) => x[1].at - y[1].at).map(([k, v]) => [k, v.where]);
+  }
+}
+
+/**
+ * The MACs used twice or more within one L2 domain of the cluster: a bridge with its ports and the
+ * devices behind them (a veth's peer), or the VXLAN overlay of one VNI. Keyed by domain (in the
+ * order the domains are met), then MAC (in the order met), with the devices (`NETNS DEV`) that
+ * carry the MAC there; a domain without a shared MAC is left out.
+ */
+export function sharedMacs(c: Cluster): Map<string, Map<string, string[]>> {
+  const domains = new Map<string, Shared>();
+  const domain = (name: string) => domains.get(name) ?? domains.set(name, new Shared()).get(name)!;
   for (const n of c.world.netns.values())
     for (const l of n.links.values()) {
       if (l.type === 'bridge') {
-        const domain = `bridge ${n.name}/${l.name}`;
-        member(domain, n.name, l);
+        const d = domain(`bridge ${n.name}/${l.name}`);
+        d.add(l.mac, n.name, l.name);
         for (const port of n.links.values()) {
           if (port.master !== l.name) continue;
-          member(domain, n.name, port);
+          d.add(port.mac, n.name, port.name);
           const peer = port.type === 'veth' && port.peer ? c.world.netns.get(port.peer.netns) : undefined;
           const far = peer?.link(port.type === 'veth' ? port.peer!.name : '');
-          if (peer && far) member(domain, peer.name, far);
+          if (peer && far) d.add(far.mac, peer.name, far.name);
         }
-      } else if (l.type === 'vxlan') member(`vxlan vni ${l.vni}`, n.name, l);
+      } else if (l.type === 'vxlan') domain(`vxlan vni ${l.vni}`).add(l.mac, n.name, l.name);
     }
-  return macs;
+  const out = new Map<string, Map<string, string[]>>();
+  for (const [name, d] of domains) {
+    const macs = d.entries();
+    if (macs.length) out.set(name, new Map(macs));
+  }
+  return out;
 }
 
-/** Every IPv4 address on the devices of nodes and pods (loopback left out), with the devices (`NETNS DEV`) holding it */
-export function addressOwners(c: Cluster): Map<string, string[]> {
-  const ips = new Map<string, string[]>();
+/**
+ * The IPv4 addresses that two or more devices of nodes and pods hold (loopback left out), in the
+ * order they are met, with those devices (`NETNS DEV`)
+ */
+export function sharedAddresses(c: Cluster): Map<string, string[]> {
+  const ips = new Shared();
   for (const n of c.world.netns.values()) {
     if (n.role !== 'node' && n.role !== 'pod') continue;
-    for (const { dev, addr } of n.addresses()) {
-      if (addr.ip.startsWith('127.')) continue;
-      const where = ips.get(addr.ip);
-      if (where) where.push(`${n.name} ${dev.name}`);
-      else ips.set(addr.ip, [`${n.name} ${dev.name}`]);
-    }
+    for (const dev of n.links.values())
+      for (const addr of dev.addrs) if (!addr.ip.startsWith('127.')) ips.add(addr.ip, n.name, dev.name);
   }
-  return ips;
+  return new Map(ips.entries());
 }
 
 export function describeCheck(k: CheckName): string {
