@@ -6,6 +6,8 @@
  *     iteration, "warm" = new connections (sport 40000+i) walked through one built cluster;
  *  2. buildCluster time and memory for 100 × 30 and 1000 × 30 flannel-vxlan clusters, each in a
  *     child process of its own (bench/build-one.ts), and one walk across the 1000-node cluster;
+ *     Then doctor's own CPU time per mode (bench/doctor-one.ts, a child process each;
+ *     BENCH_DOCTOR="MODE:NODES,…", default flannel-vxlan and calico-vxlan at 1,000 × 30, calico-bgp at 100 × 30).
  *  3. podwalk matrix on clusters of those sizes with 50 NetworkPolicies (bench/matrix-one.ts).
  *  2b. the issue's whole path, file to first walk, by phase (bench/path-one.ts): flannel-vxlan at
  *     100, 1,000 and 5,000 nodes, calico-vxlan at 100 and 1,000 (BENCH_PATH sets them).
@@ -37,6 +39,7 @@ import type { ImportResult } from './import-one.ts';
 import type { SvcResult } from './svc-one.ts';
 import type { BgpResult } from './bgp-one.ts';
 import type { PathResult } from './path-one.ts';
+import type { DoctorResult } from './doctor-one.ts';
 
 const MEASURE_MS = Number(process.env.BENCH_MS ?? 1500);
 const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 250);
@@ -282,6 +285,43 @@ function pathTable(rs: PathResult[]): string {
 
 function runScale(nodes: number): BuildResult {
   return child('bench/build-one.ts', ['--expose-gc'], [String(nodes), String(PODS_PER_NODE)]);
+}
+
+/**
+ * doctor's own runs per mode (BENCH_DOCTOR, "MODE:NODES,…", 30 pods a node): calico-bgp stays at
+ * 100 nodes, its mesh's sessions over the datapath make a 1,000-node build take about half an hour
+ */
+const DOCTOR_RUNS = (process.env.BENCH_DOCTOR ?? 'flannel-vxlan:1000,calico-vxlan:1000,calico-bgp:100').split(
+  ',',
+);
+
+function runDoctor(run: string): DoctorResult {
+  const [mode, nodes] = run.split(':');
+  return child('bench/doctor-one.ts', [], [nodes, String(PODS_PER_NODE), mode]);
+}
+
+function doctorModeTable(rs: DoctorResult[]): string {
+  return table(
+    [
+      'mode',
+      'cluster',
+      'build, CPU',
+      'doctor after the build, CPU (wall)',
+      'its checks alone, CPU',
+      'findings',
+      'load',
+    ],
+    rs.map((r) => [
+      r.mode,
+      `${fmt(r.nodes)} × ${r.podsPerNode}`,
+      `${fmt(r.buildCpuMs)} ms`,
+      `${fmt(r.doctorCpuMs)} ms (${fmt(r.doctorMs)} ms)`,
+      `${fmt(r.checksCpuMs)} ms`,
+      `${fmt(r.findings)}${r.healthy ? ', healthy' : ', PROBLEMS'}`,
+      `${fmt(r.loadAvg[0], 1)} → ${fmt(r.loadAvg[1], 1)}`,
+    ]),
+    [2, 3, 4, 5],
+  );
 }
 
 /** node counts of the BGP mesh convergence runs (BENCH_BGP_SIZES) */
@@ -745,6 +785,11 @@ async function main(): Promise<void> {
       pathFailed.push(`${mode}, ${fmt(nodes)} nodes × ${PODS_PER_NODE} pods: the process failed (${last})`);
     }
   }
+  const doctors: DoctorResult[] = [];
+  for (const run of DOCTOR_RUNS) {
+    process.stderr.write(`doctor: ${run} × ${PODS_PER_NODE} pods (child process) …\n`);
+    doctors.push(runDoctor(run));
+  }
   const bgps: BgpResult[] = [];
   for (const n of BGP_SIZES) {
     process.stderr.write(`bgp: a ${n}-node calico-bgp mesh over the datapath (child process) …\n`);
@@ -833,7 +878,8 @@ What \`npm run bench\` measures (bench/run.ts; it rewrites this file with the nu
    (namespaces and devices included), what each kind of entry costs (the heap a full GC gives back when the
    routes, then the neighbours, then the FDBs are emptied in every namespace, per entry),
    \`process.resourceUsage().maxRSS\`, then, on the same cluster built again, walks
-   between the first and the last node, then doctor's cluster-wide checks and a whole \`podwalk doctor\` of that flow.
+   between the first and the last node, then doctor's cluster-wide checks and a whole \`podwalk doctor\` of that flow;
+   then doctor per mode (\`bench/doctor-one.ts N 30 MODE\`: ${DOCTOR_RUNS.join(', ')}), its CPU time after the build.
 3. **podwalk matrix at scale**: the reachability truth table of every pod × every pod on clusters of the same sizes
    with 50 NetworkPolicies (bench/matrix-spec.ts), in processes of their own (\`bench/matrix-one.ts\`).
 4. **Importing a dump set** (\`podwalk … --from DIR\`): ${fmt(IMPORT_NODES)} nodes × ${PODS_PER_NODE} pods in the collector's layout
@@ -904,6 +950,12 @@ full-size and reverse probes on it (each a connection of its own), then the chec
 the kernel tables' cost; what doctor adds is the column after it.
 
 ${doctorTable(scale)}
+
+doctor's own time per mode, each in a process of its own (\`node --import tsx bench/doctor-one.ts N 30
+MODE\`): the cluster built, then a whole doctor of the far-apart flow on it (the three probes and the
+checks), then the checks alone once more. CPU time (user + system): the machine is shared.
+
+${doctorModeTable(doctors)}
 
 ## podwalk matrix at scale
 

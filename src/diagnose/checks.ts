@@ -6,11 +6,13 @@
 import { MODE_INFO } from '../cni/modes.ts';
 import { nodeBlocks } from '../cni/ipam.ts';
 import type { Cluster, ResolvedNode, ResolvedPod } from '../cni/build.ts';
-import { formatRoute, type Route } from '../kernel/fib.ts';
-import type { Link, Netns } from '../kernel/objects.ts';
+import { formatRoute, type Fib, type RouteRow } from '../kernel/fib.ts';
+import type { Link, Netns, VxlanLink } from '../kernel/objects.ts';
 import { inPrefix, ip4ToInt, networkOf, parseCidr } from '../wire/addr.ts';
 import { BGP_PORT } from '../wire/index.ts';
 import { walk } from '../trace/walk.ts';
+import type { Peering } from '../bgp/peering.ts';
+import type { SessionPeer } from '../bgp/session.ts';
 import { dropText } from '../render/step.ts';
 
 export const CHECKS = [
@@ -49,6 +51,89 @@ function podNetsOf(c: Cluster, n: ResolvedNode): { cidr: string; probe: number }
   return nodeBlocks(c, n.name).map((cidr) => ({ cidr, probe: parseCidr(cidr).addr }));
 }
 
+/**
+ * Every node's pod networks as a shared segment of routes (a daemon's lease set, Fib.attach)
+ * answers them, once per segment: a node that lists the segment answers a probe as the segment
+ * does unless the segment's answer is gone from its table (its own lease, a route removed), one of
+ * its own routes as long or longer covers the probe, or the answer's device is not up there. So a
+ * node's routes to the other nodes' pods need looking at only where its table differs from the
+ * segment (what it stores of its own), and where the segment's answer is itself a finding.
+ */
+interface SegmentProbes {
+  /** the devices of the segment's unicast answers: each must be up on the node */
+  devs: Set<string>;
+  /** the nodes (indexes, ascending) whose pod networks a node of this segment may route wrongly */
+  differing(fib: Fib): number[];
+}
+
+function segmentProbes(
+  seg: Fib,
+  netsOf: readonly { probe: number }[][],
+  nodes: readonly ResolvedNode[],
+  clean: (r: RouteRow, b: ResolvedNode) => boolean,
+): SegmentProbes {
+  const devs = new Set<string>();
+  const unclean: number[] = [];
+  const byPrefix = new Map<string, number[]>();
+  const probes: { addr: number; node: number }[] = [];
+  let minLen = 33;
+  netsOf.forEach((nets, j) => {
+    let ok = true;
+    for (const { probe } of nets) {
+      probes.push({ addr: probe, node: j });
+      const r = seg.match(probe);
+      if (!r || !r.dev || !clean(r, nodes[j])) {
+        ok = false;
+        continue;
+      }
+      devs.add(r.dev);
+      minLen = Math.min(minLen, r.len);
+      const k = `${r.dst}/${r.len}`;
+      (byPrefix.get(k) ?? byPrefix.set(k, []).get(k)!).push(j);
+    }
+    if (!ok) unclean.push(j);
+  });
+  probes.sort((x, y) => x.addr - y.addr);
+  return {
+    devs,
+    differing(fib) {
+      const out = new Set(unclean);
+      // the segment's answer is gone from this table
+      fib.scanGone((r) => {
+        for (const j of byPrefix.get(`${r.dst}/${r.len}`) ?? []) out.add(j);
+      });
+      // a route of its own that may win over the segment's answer (a shorter one never does)
+      fib.scanOwn((r) => {
+        if (r.len < minLen) return;
+        const end = r.dst + 2 ** (32 - r.len);
+        let lo = 0;
+        let hi = probes.length;
+        while (lo < hi) {
+          const mid = (lo + hi) >>> 1;
+          if (probes[mid].addr < r.dst) lo = mid + 1;
+          else hi = mid;
+        }
+        for (let i = lo; i < probes.length && probes[i].addr < end; i++) out.add(probes[i].node);
+      });
+      return [...out].sort((x, y) => x - y);
+    },
+  };
+}
+
+/** a namespace's devices by name that `pick` accepts, each looked up once (the routes of a node name a few) */
+function devices<L extends Link>(node: Netns, pick: (l: Link) => l is L): (name: string) => L | undefined;
+function devices(node: Netns, pick: (l: Link) => boolean): (name: string) => Link | undefined;
+function devices(node: Netns, pick: (l: Link) => boolean): (name: string) => Link | undefined {
+  const seen = new Map<string, Link | undefined>();
+  return (name) => {
+    if (seen.has(name)) return seen.get(name);
+    const l = node.link(name);
+    const v = l && pick(l) ? l : undefined;
+    seen.set(name, v);
+    return v;
+  };
+}
+
 export interface CheckResult {
   check: CheckName;
   findings: Finding[];
@@ -63,11 +148,114 @@ function underlayMtu(c: Cluster, n: ResolvedNode): number {
   return Math.min(eth0.mtu, peer?.mtu ?? eth0.mtu);
 }
 
-/** encapsulation overhead between two nodes in this mode */
-function overheadBetween(c: Cluster, a: ResolvedNode, b: ResolvedNode): number {
-  if (c.mode === 'calico-ipip-crosssubnet' || c.mode === 'calico-vxlan-crosssubnet')
-    return a.subnet === b.subnet ? 0 : MODE_INFO[c.mode].overhead;
-  return MODE_INFO[c.mode].overhead;
+/** the path from a node to another that carries the least: the other node (its index), the limit, and its terms */
+interface TightestPath {
+  to: number;
+  /** underlay MTU − overhead */
+  limit: number;
+  /** the smaller underlay MTU of the two nodes */
+  under: number;
+  /** encapsulation overhead between them */
+  over: number;
+}
+
+/**
+ * For every node, the first other node (in node order) to which the path carries the least:
+ * min(underlay MTU of both) − the mode's overhead between them, which is the same to every other
+ * node, or in the CrossSubnet modes none within the node's subnet. Within a group of nodes of one
+ * overhead the least is the node's own underlay MTU, reached by the group's first node, unless a
+ * node of the group has a smaller one (then the first with the smallest); so each group needs only
+ * its two first nodes and its two smallest MTUs, and a node's groups are all nodes, or its subnet
+ * and all the others: linear in the nodes (every pair compared was the same answer in O(n²)).
+ */
+function tightestPaths(c: Cluster, under: readonly number[]): (TightestPath | undefined)[] {
+  const overhead = MODE_INFO[c.mode].overhead;
+  const cross = c.mode === 'calico-ipip-crosssubnet' || c.mode === 'calico-vxlan-crosssubnet';
+  const bySubnet = new Map<string, Group>();
+  c.nodes.forEach((n, i) =>
+    addNode(bySubnet.get(n.subnet) ?? bySubnet.set(n.subnet, group()).get(n.subnet)!, i, under[i]),
+  );
+  // every subnet's outside: the groups before it merged with those after it
+  const subnets = [...bySubnet.values()];
+  const before = [group()];
+  for (const g of subnets) before.push(merge(before[before.length - 1], g));
+  const after: Group[] = new Array(subnets.length + 1);
+  after[subnets.length] = group();
+  for (let k = subnets.length - 1; k >= 0; k--) after[k] = merge(subnets[k], after[k + 1]);
+  const all = before[subnets.length];
+  const others = new Map([...bySubnet.keys()].map((k, j) => [k, merge(before[j], after[j + 1])]));
+  return c.nodes.map((n, i) => {
+    const groups: [Group, number][] = cross
+      ? [
+          [bySubnet.get(n.subnet)!, 0],
+          [others.get(n.subnet)!, overhead],
+        ]
+      : [[all, overhead]];
+    let best: TightestPath | undefined;
+    for (const [g, over] of groups) {
+      const p = tightestIn(g, i, under, over);
+      if (p && (!best || p.limit < best.limit || (p.limit === best.limit && p.to < best.to))) best = p;
+    }
+    return best;
+  });
+}
+
+/** nodes (indexes) of one overhead: the two first, the two first of the smallest MTU, the next smallest MTU and its first */
+interface Group {
+  first: number[];
+  min: number;
+  atMin: number[];
+  next: number;
+  atNext: number;
+}
+
+function group(): Group {
+  return { first: [], min: Infinity, atMin: [], next: Infinity, atNext: -1 };
+}
+
+/** a node joins a group, in node order */
+function addNode(g: Group, i: number, mtu: number): void {
+  if (g.first.length < 2) g.first.push(i);
+  if (mtu < g.min) {
+    g.next = g.min;
+    g.atNext = g.atMin[0] ?? -1;
+    g.min = mtu;
+    g.atMin = [i];
+  } else if (mtu === g.min) {
+    if (g.atMin.length < 2) g.atMin.push(i);
+  } else if (mtu < g.next) {
+    g.next = mtu;
+    g.atNext = i;
+  }
+}
+
+/** the group of the nodes of two groups */
+function merge(a: Group, b: Group): Group {
+  const two = (x: number[], y: number[]) => [...x, ...y].sort((p, q) => p - q).slice(0, 2);
+  const min = Math.min(a.min, b.min);
+  const atMin = two(a.min === min ? a.atMin : [], b.min === min ? b.atMin : []);
+  // the second smallest MTU is one of the groups' two smallest; its first node is among theirs
+  let next = Infinity;
+  for (const v of [a.min, a.next, b.min, b.next]) if (v > min && v < next) next = v;
+  const at = [a, b].flatMap((g) => (g.min === next ? [g.atMin[0]] : g.next === next ? [g.atNext] : []));
+  const atNext = next === Infinity ? -1 : Math.min(...at);
+  return { first: two(a.first, b.first), min, atMin, next, atNext };
+}
+
+/** the tightest path from node `i` within group `g` (`i` itself left out), of overhead `over` */
+function tightestIn(g: Group, i: number, under: readonly number[], over: number): TightestPath | undefined {
+  const first = g.first[0] === i ? g.first[1] : g.first[0];
+  if (first === undefined) return undefined;
+  // the smallest MTU among the others, and its first node
+  let m = g.min;
+  let at = g.atMin[0] === i ? g.atMin[1] : g.atMin[0];
+  if (at === undefined) {
+    m = g.next;
+    at = g.atNext;
+  }
+  const own = under[i];
+  if (at < 0 || m >= own) return { to: first, limit: own - over, under: own, over };
+  return { to: at, limit: m - over, under: m, over };
 }
 
 /**
@@ -102,14 +290,13 @@ export function podCidrOverlaps(c: Cluster): Finding[] {
 export function duplicateIps(c: Cluster): Finding[] {
   const out: Finding[] = [];
   // duplicate IPs among the devices of nodes and pods (pod and node addresses are routed cluster-wide)
-  for (const [ip, where] of addressOwners(c))
-    if (where.length > 1)
-      out.push({
-        check: 'duplicate-ip',
-        severity: 'problem',
-        message: `${ip} is assigned to ${where.join(', ')}`,
-        fix: 'remove the duplicate (a stale IPAM allocation, or an address added by hand)',
-      });
+  for (const [ip, where] of sharedAddresses(c))
+    out.push({
+      check: 'duplicate-ip',
+      severity: 'problem',
+      message: `${ip} is assigned to ${where.join(', ')}`,
+      fix: 'remove the duplicate (a stale IPAM allocation, or an address added by hand)',
+    });
   return out;
 }
 
@@ -120,50 +307,43 @@ export function runChecks(c: Cluster): CheckResult[] {
   const info = MODE_INFO[c.mode];
 
   // pod MTU against every path its packets can take: per node, its largest pod MTU against the
-  // tightest path to another node (nodes × nodes, not pods × nodes)
-  const under = new Map(c.nodes.map((n) => [n.name, underlayMtu(c, n)]));
+  // tightest path to another node (see tightestPaths: linear in the nodes, not their pairs)
+  const under = c.nodes.map((n) => underlayMtu(c, n));
   const podsOf = new Map<string, ResolvedPod[]>();
   for (const p of c.pods) (podsOf.get(p.node) ?? podsOf.set(p.node, []).get(p.node)!).push(p);
-  for (const src of c.nodes) {
+  const tightest = tightestPaths(c, under);
+  c.nodes.forEach((src, i) => {
     let pod: { name: string; mtu: number } | undefined;
     for (const p of podsOf.get(src.name) ?? []) {
       const mtu = ns(p.name)?.link('eth0')?.mtu;
       if (mtu !== undefined && (!pod || mtu > pod.mtu)) pod = { name: p.name, mtu };
     }
-    if (!pod) continue;
-    let worst: { limit: number; to: string; over: number; under: number } | undefined;
-    for (const dst of c.nodes) {
-      if (dst === src) continue;
-      const u = Math.min(under.get(src.name)!, under.get(dst.name)!);
-      const over = overheadBetween(c, src, dst);
-      if (pod.mtu > u - over && (!worst || u - over < worst.limit))
-        worst = { limit: u - over, to: dst.name, over, under: u };
-    }
-    if (worst)
-      add({
-        check: 'pod-mtu',
-        severity: 'problem',
-        netns: src.name,
-        message: `${pod.name} (and the other pods of ${src.name}) have MTU ${pod.mtu}, but ${src.name} → ${worst.to} carries at most ${worst.limit}: underlay MTU ${worst.under} − ${worst.over} bytes of ${info.encapsulation} overhead`,
-        fix: `set the CNI's MTU to ${worst.limit} (flannel: the network config's MTU / --iface-mtu; Calico: veth_mtu in calico-config) and restart the pods`,
-      });
-  }
+    const worst = tightest[i];
+    if (!pod || !worst || pod.mtu <= worst.limit) return;
+    add({
+      check: 'pod-mtu',
+      severity: 'problem',
+      netns: src.name,
+      message: `${pod.name} (and the other pods of ${src.name}) have MTU ${pod.mtu}, but ${src.name} → ${c.nodes[worst.to].name} carries at most ${worst.limit}: underlay MTU ${worst.under} − ${worst.over} bytes of ${info.encapsulation} overhead`,
+      fix: `set the CNI's MTU to ${worst.limit} (flannel: the network config's MTU / --iface-mtu; Calico: veth_mtu in calico-config) and restart the pods`,
+    });
+  });
 
   // the tunnel device must fit in the underlay with its own overhead
   if (info.device)
-    for (const n of c.nodes) {
-      const tun = ns(n.name)?.link(info.device);
-      if (!tun) continue;
-      const limit = underlayMtu(c, n) - info.overhead;
+    c.nodes.forEach((n, i) => {
+      const tun = ns(n.name)?.link(info.device!);
+      if (!tun) return;
+      const limit = under[i] - info.overhead;
       if (tun.mtu > limit)
         add({
           check: 'tunnel-mtu',
           severity: 'problem',
           netns: n.name,
-          message: `${info.device} on ${n.name} has MTU ${tun.mtu} > underlay ${underlayMtu(c, n)} − ${info.overhead}: encapsulated packets do not fit eth0`,
+          message: `${info.device} on ${n.name} has MTU ${tun.mtu} > underlay ${under[i]} − ${info.overhead}: encapsulated packets do not fit eth0`,
           fix: `ip link set ${info.device} mtu ${limit}`,
         });
-    }
+    });
 
   for (const f of podCidrOverlaps(c)) add(f);
 
@@ -193,14 +373,18 @@ export function runChecks(c: Cluster): CheckResult[] {
   for (const n of c.nodes) {
     const node = ns(n.name);
     if (!node) continue;
-    for (const r of node.fib.list()) {
-      const dev = r.dev ? node.link(r.dev) : undefined;
-      if (!dev || dev.type !== 'vxlan' || !r.via) continue;
-      // read without making the tables keep an object of each entry (every node's every route)
-      const neigh = node.neigh.peek(r.via, dev.name);
-      if (neigh?.lladdr && dev.fdb.peek(neigh.lladdr)) continue;
+    // each route read in place, its neighbour's MAC and the FDB's entry looked up by key: no
+    // object made of any (every node's every route), the route's only for a finding
+    const vxlanOf = devices(node, (l): l is VxlanLink => l.type === 'vxlan');
+    node.fib.scan((row) => {
+      const dev = row.dev !== undefined ? vxlanOf(row.dev) : undefined;
+      if (!dev || !row.via) return;
+      const via = row.via;
+      const lladdr = node.neigh.peekField(via, dev.name, 'lladdr');
+      if (lladdr && dev.fdb.has(lladdr)) return;
+      const r = row.route();
       const route = formatRoute(r).trim();
-      if (!neigh?.lladdr) {
+      if (!lladdr) {
         add({
           check: 'vxlan-route-without-fdb',
           severity: 'problem',
@@ -208,16 +392,16 @@ export function runChecks(c: Cluster): CheckResult[] {
           message: `\`${route}\` has no neighbour entry for ${r.via} on ${dev.name}: the inner frame has no destination MAC`,
           fix: `restart ${vxlanDaemon} on ${n.name} (it writes \`${r.via} lladdr <VTEP MAC> PERMANENT\`)`,
         });
-        continue;
+        return;
       }
       add({
         check: 'vxlan-route-without-fdb',
         severity: 'problem',
         netns: n.name,
-        message: `\`${route}\` resolves ${r.via} to ${neigh.lladdr}, but ${dev.name}'s FDB has no entry for ${neigh.lladdr}: no VTEP to send to`,
-        fix: `restart ${vxlanDaemon} on ${n.name} (it writes \`${neigh.lladdr} dst <node IP> self permanent\`)`,
+        message: `\`${route}\` resolves ${r.via} to ${lladdr}, but ${dev.name}'s FDB has no entry for ${lladdr}: no VTEP to send to`,
+        fix: `restart ${vxlanDaemon} on ${n.name} (it writes \`${lladdr} dst <node IP> self permanent\`)`,
       });
-    }
+    });
   }
 
   // every node routes every other node's pod CIDR by a route of its own, not its default route
@@ -226,15 +410,37 @@ export function runChecks(c: Cluster): CheckResult[] {
   const tunnelOf = (n: ResolvedNode) => c.ipam?.tunnel.get(n.name) ?? n.podNet;
   for (const n of c.nodes) byGateway.set(n.addr, n).set(n.podNet, n).set(tunnelOf(n), n);
   const gateways = new Set(c.spec.subnets.map((x) => x.gateway));
+  const netsOf = c.nodes.map((n) => podNetsOf(c, n));
+  // a route that is no finding from any node: unicast, not the default, via nothing or via b itself
+  const clean = (r: RouteRow, b: ResolvedNode) => {
+    const viaNode = r.via ? byGateway.get(r.via) : undefined;
+    return (
+      r.len > 0 &&
+      r.type === 'unicast' &&
+      (viaNode === undefined || viaNode === b) &&
+      (!r.via || r.via === b.addr || r.via === b.podNet || r.via === tunnelOf(b) || gateways.has(r.via))
+    );
+  };
+  const segments = new Map<Fib, SegmentProbes>();
   for (const a of c.nodes) {
     const node = ns(a.name);
     if (!node) continue;
-    const usable = (x: Route) => x.type !== 'unicast' || !!(x.dev && node.link(x.dev)?.up);
-    for (const b of c.nodes) {
+    const up = devices(node, (l) => l.up);
+    const usable = (x: RouteRow) => x.type !== 'unicast' || !!(x.dev && up(x.dev));
+    // the nodes whose pod networks this node may route wrongly (in node order), else every node
+    let only: number[] | undefined;
+    const seg = node.fib.segment;
+    if (seg) {
+      let sp = segments.get(seg);
+      if (!sp) segments.set(seg, (sp = segmentProbes(seg, netsOf, c.nodes, clean)));
+      if ([...sp.devs].every((d) => up(d))) only = sp.differing(node.fib);
+    }
+    for (const j of only ?? c.nodes.keys()) {
+      const b = c.nodes[j];
       if (a === b) continue;
-      for (const { cidr, probe } of podNetsOf(c, b)) {
-        // peek: the table keeps no object of each route read (every node pair)
-        const r = node.fib.peek(probe, usable);
+      for (const { cidr, probe } of netsOf[j]) {
+        // a row read in place: no object of each route read (every node pair), the route's only for a finding
+        const r = node.fib.match(probe, usable);
         // a gateway that is another node (its node IP, or its VTEP address) sends the pods' traffic the long way round
         const viaNode = r?.via ? byGateway.get(r.via) : undefined;
         const other = viaNode && viaNode !== a && viaNode !== b ? viaNode : undefined;
@@ -243,7 +449,7 @@ export function runChecks(c: Cluster): CheckResult[] {
             check: 'pod-route-wrong-node',
             severity: 'problem',
             netns: a.name,
-            message: `${a.name} routes ${b.name}'s pods (${cidr}) via ${other.name}: \`${formatRoute(r).trim()}\`; the answers come back another way (asymmetric path)`,
+            message: `${a.name} routes ${b.name}'s pods (${cidr}) via ${other.name}: \`${formatRoute(r.route()).trim()}\`; the answers come back another way (asymmetric path)`,
             fix: `delete the stale route on ${a.name} so ${info.routeDaemon}'s route to ${b.name} applies`,
           });
         if (
@@ -259,7 +465,7 @@ export function runChecks(c: Cluster): CheckResult[] {
             check: 'pod-route-wrong-node',
             severity: 'problem',
             netns: a.name,
-            message: `${a.name} routes ${b.name}'s pods (${cidr}) via ${r.via}, which is not ${b.name}'s address (${b.addr}): \`${formatRoute(r).trim()}\``,
+            message: `${a.name} routes ${b.name}'s pods (${cidr}) via ${r.via}, which is not ${b.name}'s address (${b.addr}): \`${formatRoute(r.route()).trim()}\``,
             fix: `a stale route from when ${b.name} had another address: delete it so ${info.routeDaemon} can add the right one`,
           });
         if (!r || r.len === 0 || r.type !== 'unicast')
@@ -267,7 +473,7 @@ export function runChecks(c: Cluster): CheckResult[] {
             check: 'missing-pod-route',
             severity: 'problem',
             netns: a.name,
-            message: `${a.name} has no route to ${b.name}'s pods (${cidr})${r ? `: it would use \`${formatRoute(r).trim()}\`` : ''}`,
+            message: `${a.name} has no route to ${b.name}'s pods (${cidr})${r ? `: it would use \`${formatRoute(r.route()).trim()}\`` : ''}`,
             fix:
               info.routeDaemon === 'BIRD'
                 ? `check BIRD on ${a.name} and ${b.name} (birdc show protocols; calicoctl node status)`
@@ -297,7 +503,7 @@ export function runChecks(c: Cluster): CheckResult[] {
     if (router && subnets.size > 1)
       for (const n of c.nodes)
         for (const { cidr, probe } of podNetsOf(c, n)) {
-          const r = router.fib.lookup(probe);
+          const r = router.fib.match(probe);
           if (!r || r.len === 0)
             add({
               check: 'router-knows-pods',
@@ -311,11 +517,19 @@ export function runChecks(c: Cluster): CheckResult[] {
         }
   }
 
+  // each node's peerings and BIRD sessions by peer, indexed once when a session is down
+  let bgp:
+    | {
+        peering: (x: string, y: string) => Peering | undefined;
+        cause: (a: string, b: string) => string | undefined;
+      }
+    | undefined;
   for (const s of c.mesh?.sessions ?? [])
     if (s.state !== 'Established') {
-      const why = bgpCause(c, s.a, s.b);
+      bgp ??= bgpIndex(c);
+      const why = bgp.cause(s.a, s.b);
       // a session with a route reflector: the side whose protocol has `rr client` reflects
-      const side = (x: string, y: string) => c.mesh!.peersOf(x).find((p) => p.peer.node === y)?.peering;
+      const side = bgp.peering;
       const [rr, client] = side(s.a, s.b)?.rrClusterId
         ? [s.a, s.b]
         : side(s.b, s.a)?.rrClusterId
@@ -343,16 +557,14 @@ export function runChecks(c: Cluster): CheckResult[] {
 
   // duplicate MACs within one L2 domain (a bridge with its ports and what is behind them, or
   // the VXLAN overlay of one VNI); the same MAC in two separate domains is harmless
-  const macs = macDomains(c);
-  for (const [domain, byMac] of macs)
+  for (const [domain, byMac] of sharedMacs(c))
     for (const [mac, where] of byMac)
-      if (where.length > 1)
-        add({
-          check: 'duplicate-mac',
-          severity: 'problem',
-          message: `MAC ${mac} is used by ${where.join(', ')}, in one L2 domain (${domain})`,
-          fix: 'give each device its own MAC (a cloned VM image, or MACs written into a config by hand)',
-        });
+      add({
+        check: 'duplicate-mac',
+        severity: 'problem',
+        message: `MAC ${mac} is used by ${where.join(', ')}, in one L2 domain (${domain})`,
+        fix: 'give each device its own MAC (a cloned VM image, or MACs written into a config by hand)',
+      });
 
   for (const f of duplicateIps(c)) add(f);
 
@@ -395,44 +607,78 @@ export function runChecks(c: Cluster): CheckResult[] {
 }
 
 /**
- * The L2 domains of the cluster, each with its members' MACs: a bridge with its ports and the
- * devices behind them (a veth's peer), and the VXLAN overlay of one VNI. Keyed by domain, then MAC,
- * with the devices (`NETNS DEV`) that carry the MAC there.
+ * Keys (MACs, addresses) met more than once, each with its holders (`NETNS DEV`), in the order the
+ * keys were first met: every key's first holder is kept as met (no string made for it), a list
+ * is made only when the key is met again (a cluster's devices are many, its duplicates few)
  */
-export function macDomains(c: Cluster): Map<string, Map<string, string[]>> {
-  const macs = new Map<string, Map<string, string[]>>();
-  const member = (domain: string, netns: string, l: Link) => {
-    const d = macs.get(domain) ?? macs.set(domain, new Map()).get(domain)!;
-    d.set(l.mac, [...(d.get(l.mac) ?? []), `${netns} ${l.name}`]);
-  };
+class Shared {
+  private readonly first = new Map<string, number>();
+  private readonly firstNs: string[] = [];
+  private readonly firstDev: string[] = [];
+  private readonly lists = new Map<string, { at: number; where: string[] }>();
+
+  add(key: string, netns: string, dev: string): void {
+    const i = this.first.get(key);
+    if (i === undefined) {
+      this.first.set(key, this.firstNs.length);
+      this.firstNs.push(netns);
+      this.firstDev.push(dev);
+      return;
+    }
+    const l = this.lists.get(key);
+    if (l) l.where.push(`${netns} ${dev}`);
+    else this.lists.set(key, { at: i, where: [`${this.firstNs[i]} ${this.firstDev[i]}`, `${netns} ${dev}`] });
+  }
+
+  /** the keys met more than once with their holders, in the order they were first met */
+  entries(): [string, string[]][] {
+    return [...this.lists].sort((x, y) => x[1].at - y[1].at).map(([k, v]) => [k, v.where]);
+  }
+}
+
+/**
+ * The MACs used twice or more within one L2 domain of the cluster: a bridge with its ports and the
+ * devices behind them (a veth's peer), or the VXLAN overlay of one VNI. Keyed by domain (in the
+ * order the domains are met), then MAC (in the order met), with the devices (`NETNS DEV`) that
+ * carry the MAC there; a domain without a shared MAC is left out.
+ */
+export function sharedMacs(c: Cluster): Map<string, Map<string, string[]>> {
+  const domains = new Map<string, Shared>();
+  const domain = (name: string) => domains.get(name) ?? domains.set(name, new Shared()).get(name)!;
   for (const n of c.world.netns.values())
     for (const l of n.links.values()) {
       if (l.type === 'bridge') {
-        const domain = `bridge ${n.name}/${l.name}`;
-        member(domain, n.name, l);
+        const d = domain(`bridge ${n.name}/${l.name}`);
+        d.add(l.mac, n.name, l.name);
         for (const port of n.links.values()) {
           if (port.master !== l.name) continue;
-          member(domain, n.name, port);
+          d.add(port.mac, n.name, port.name);
           const peer = port.type === 'veth' && port.peer ? c.world.netns.get(port.peer.netns) : undefined;
           const far = peer?.link(port.type === 'veth' ? port.peer!.name : '');
-          if (peer && far) member(domain, peer.name, far);
+          if (peer && far) d.add(far.mac, peer.name, far.name);
         }
-      } else if (l.type === 'vxlan') member(`vxlan vni ${l.vni}`, n.name, l);
+      } else if (l.type === 'vxlan') domain(`vxlan vni ${l.vni}`).add(l.mac, n.name, l.name);
     }
-  return macs;
+  const out = new Map<string, Map<string, string[]>>();
+  for (const [name, d] of domains) {
+    const macs = d.entries();
+    if (macs.length) out.set(name, new Map(macs));
+  }
+  return out;
 }
 
-/** Every IPv4 address on the devices of nodes and pods (loopback left out), with the devices (`NETNS DEV`) holding it */
-export function addressOwners(c: Cluster): Map<string, string[]> {
-  const ips = new Map<string, string[]>();
+/**
+ * The IPv4 addresses that two or more devices of nodes and pods hold (loopback left out), in the
+ * order they are met, with those devices (`NETNS DEV`)
+ */
+export function sharedAddresses(c: Cluster): Map<string, string[]> {
+  const ips = new Shared();
   for (const n of c.world.netns.values()) {
     if (n.role !== 'node' && n.role !== 'pod') continue;
-    for (const { dev, addr } of n.addresses()) {
-      if (addr.ip.startsWith('127.')) continue;
-      ips.set(addr.ip, [...(ips.get(addr.ip) ?? []), `${n.name} ${dev.name}`]);
-    }
+    for (const dev of n.links.values())
+      for (const addr of dev.addrs) if (!addr.ip.startsWith('127.')) ips.add(addr.ip, n.name, dev.name);
   }
-  return ips;
+  return new Map(ips.entries());
 }
 
 export function describeCheck(k: CheckName): string {
@@ -469,16 +715,47 @@ export function describeCheck(k: CheckName): string {
 }
 
 /**
+ * The mesh's peerings and the BIRD sessions, each node's by peer node (the first of each pair, as
+ * a scan in node and configuration order finds it), and bgpCause over them: a session down costs
+ * its own probe, not a scan of every session.
+ */
+function bgpIndex(c: Cluster): {
+  peering: (x: string, y: string) => Peering | undefined;
+  cause: (a: string, b: string) => string | undefined;
+} {
+  const key = (x: string, y: string) => `${x}\0${y}`;
+  const peerings = new Map<string, Map<string, Peering>>();
+  const peersOf = (x: string) => {
+    let m = peerings.get(x);
+    if (m) return m;
+    m = new Map();
+    for (const p of c.mesh?.peersOf(x) ?? []) if (!m.has(p.peer.node)) m.set(p.peer.node, p.peering);
+    peerings.set(x, m);
+    return m;
+  };
+  const drv = c.bgp;
+  const sessions = new Map<string, SessionPeer>();
+  for (const s of drv?.all() ?? [])
+    if (!sessions.has(key(s.node, s.peerNode))) sessions.set(key(s.node, s.peerNode), s);
+  return {
+    peering: (x, y) => peersOf(x).get(y),
+    cause: (a, b) => (drv ? bgpCause(c, (x, y) => sessions.get(key(x, y)), a, b) : undefined),
+  };
+}
+
+/**
  * Why a mesh session that runs over the datapath is not Established: what its BIRDs last saw (an
  * error in a NOTIFICATION, Bad Peer AS in an OPEN), else what the connection to the passive side's
  * port 179 meets: a probe SYN from the side that connects is walked, and the drop that stops it or
  * its SYN-ACK (a netfilter rule, no route, a link down) is the cause. A session the cluster file
  * marks down has none to find (undefined).
  */
-function bgpCause(c: Cluster, a: string, b: string): string | undefined {
-  const drv = c.bgp;
-  if (!drv) return undefined;
-  const side = (x: string, y: string) => drv.all().find((s) => s.node === x && s.peerNode === y);
+function bgpCause(
+  c: Cluster,
+  side: (x: string, y: string) => SessionPeer | undefined,
+  a: string,
+  b: string,
+): string | undefined {
   const sa = side(a, b);
   const sb = side(b, a);
   if (!sa || !sb || sa.disabled || sb.disabled) return undefined;

@@ -81,7 +81,7 @@ import { prepareCluster } from '../tools/index.ts';
 import type { Disposition, PacketRole } from '../trace/types.ts';
 import { walk, walkOk } from '../trace/walk.ts';
 import { inPrefix, ip4ToInt, prefixMask } from '../wire/addr.ts';
-import { addressOwners, macDomains } from './checks.ts';
+import { sharedAddresses, sharedMacs } from './checks.ts';
 
 export interface MatrixRequest {
   proto: 'tcp' | 'udp';
@@ -144,11 +144,10 @@ export function groupingObstacle(c: Cluster, run: readonly string[]): string | u
   const commands = c.spec.run.length + run.length;
   if (commands)
     return `${commands} command${commands > 1 ? 's were' : ' was'} applied to the nodes by run: or --run`;
-  for (const [ip, where] of addressOwners(c))
-    if (where.length > 1) return `${ip} is assigned to ${where.join(', ')}`;
-  for (const [domain, byMac] of macDomains(c))
+  for (const [ip, where] of sharedAddresses(c)) return `${ip} is assigned to ${where.join(', ')}`;
+  for (const [domain, byMac] of sharedMacs(c))
     for (const [mac, where] of byMac)
-      if (where.length > 1) return `MAC ${mac} is used by ${where.join(', ')} in one L2 domain (${domain})`;
+      return `MAC ${mac} is used by ${where.join(', ')} in one L2 domain (${domain})`;
   const byName = new Map(c.nodes.map((n) => [n.name, n]));
   for (const p of c.pods) {
     const n = byName.get(p.node)!;

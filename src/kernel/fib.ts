@@ -118,6 +118,24 @@ const [DST, METRIC, META, VIA, DEV, SRC, NEXT] = [0, 1, 2, 3, 4, 5, 6];
 const NO_ROWS = new Uint32Array(0);
 const NO_SLOTS = new Int32Array(0);
 
+/**
+ * A route as a reader that keeps nothing sees it (doctor's checks of every node's every route):
+ * the fields a lookup and the checks read, and `route()` for the whole route (its object, or a
+ * copy as `list` gives). The table fills one such row for `scan` and `match` and refills it on the
+ * next row: read it before the table's next call.
+ */
+export interface RouteRow {
+  readonly dst: number;
+  readonly len: number;
+  readonly type: RouteType;
+  readonly via: string | undefined;
+  readonly dev: string | undefined;
+  route(): Route;
+}
+
+/** the row a table fills: RouteRow's fields, and the slot `route()` reads */
+type FilledRow = { -readonly [K in keyof RouteRow]: RouteRow[K] } & { slot: number };
+
 export class Fib {
   /**
    * A shared segment (an immutable Fib that no namespace writes: a daemon's lease set, the same
@@ -365,6 +383,83 @@ export class Fib {
    */
   peek(addr: number, usable?: (r: Route) => boolean): Route | undefined {
     return this.search(addr, usable, false);
+  }
+
+  /** every route in `ip route` order as a row that `visit` reads in place: no object made (see RouteRow) */
+  scan(visit: (r: RouteRow) => void): void {
+    const slots = this.slots();
+    const row = this.cursor();
+    for (let i = 0; i < slots.length; i++) visit(this.fill(row, slots[i]));
+  }
+
+  /** the shared segment this table lists as rows of its own (attach); undefined when it has none */
+  get segment(): Fib | undefined {
+    return this.base;
+  }
+
+  /** the table's own rows (not its segment's), in `ip route` order, read in place as `scan` reads them */
+  scanOwn(visit: (r: RouteRow) => void): void {
+    const row = this.cursor();
+    for (let i = 0; i < this.count; i++) visit(this.fill(row, this.order[i]));
+  }
+
+  /** the segment's rows this table does not list (its own lease left out, removed since), read in place */
+  scanGone(visit: (r: RouteRow) => void): void {
+    if (!this.gone) return;
+    const row = this.cursor();
+    for (const s of this.gone) visit(this.fill(row, s));
+  }
+
+  /**
+   * `peek` as a row (see RouteRow): the longest-prefix match whose row `usable` accepts, no
+   * object made; `route()` gives what `peek` would have
+   */
+  match(addr: number, usable?: (r: RouteRow) => boolean): RouteRow | undefined {
+    const row = this.cursor();
+    for (const len of this.lens)
+      for (let s = this.head((addr & prefixMask(len)) >>> 0, len); s !== NONE; s = this.next(s)) {
+        this.fill(row, s);
+        if (!usable || usable(row)) return row;
+      }
+    return undefined;
+  }
+
+  /** the one row scan and match fill, made on their first use */
+  private row: FilledRow | undefined;
+
+  private cursor(): FilledRow {
+    if (this.row) return this.row;
+    const row: FilledRow = {
+      dst: 0,
+      len: 0,
+      type: 'unicast',
+      via: undefined,
+      dev: undefined,
+      slot: NONE,
+      route: () => this.view(row.slot),
+    };
+    return (this.row = row);
+  }
+
+  /** the row of slot `s`: from its object when it has one (the object is the truth), else the columns */
+  private fill(row: FilledRow, s: number): RouteRow {
+    row.slot = s;
+    const o = this.objs?.get(s);
+    if (o !== undefined) {
+      row.dst = o.dst;
+      row.len = o.len;
+      row.type = o.type;
+      row.via = o.via;
+      row.dev = o.dev;
+      return row;
+    }
+    const m = this.at(s, META);
+    row.dst = this.at(s, DST);
+    row.len = lenOf(m);
+    row.type = ROUTE_TYPES[(m >>> 6) & 3];
+    row.via = interned(this.at(s, VIA));
+    row.dev = interned(this.at(s, DEV));
+    return row;
   }
 
   private search(

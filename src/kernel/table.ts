@@ -489,6 +489,25 @@ export class CompactTable<T extends object> {
     return h === NONE ? undefined : this.view(h);
   }
 
+  /** whether an entry's key columns hold `key` */
+  protected holds(key: readonly string[]): boolean {
+    return this.head(key) !== NONE;
+  }
+
+  /**
+   * One field of the first entry of `key`, read without making an object (a reader of every
+   * node's every entry: doctor's checks); undefined when there is no such entry or it has no
+   * such field, as `peekFirst(key)?.[col]` would be
+   */
+  protected peekColumn<K extends keyof T & string>(key: readonly string[], col: K): T[K] | undefined {
+    const h = this.head(key);
+    if (h === NONE) return undefined;
+    const o = this.objs?.get(h);
+    if (o !== undefined) return o[col];
+    const c = this.schema.column(col);
+    return this.schema.shapes[this.shapeAt(h)].includes(c) ? (this.cell(h, c) as T[K]) : undefined;
+  }
+
   /** every entry of `key`, in the order they were added */
   protected all(key: readonly string[]): T[] {
     const out: T[] = [];
@@ -565,17 +584,18 @@ export class CompactTable<T extends object> {
 
   private make(s: number): T {
     const o: Record<string, unknown> = {};
-    const { keys, kinds, pos } = this.schema;
-    for (const c of this.schema.shapes[this.shapeAt(s)]) {
-      const kind = kinds[c];
-      if (kind === 'num') {
-        o[keys[c]] = this.dbl(s, pos[c]);
-        continue;
-      }
-      const v = this.word(s, pos[c]);
-      o[keys[c]] = kind === 'str' ? strings[v] : kind === 'bool' ? v === 1 : kind[v];
-    }
+    const { keys } = this.schema;
+    for (const c of this.schema.shapes[this.shapeAt(s)]) o[keys[c]] = this.cell(s, c);
     return o as T;
+  }
+
+  /** column `c`'s value in slot `s`'s row (a row without an object) */
+  private cell(s: number, c: number): unknown {
+    const kind = this.schema.kinds[c];
+    const p = this.schema.pos[c];
+    if (kind === 'num') return this.dbl(s, p);
+    const v = this.word(s, p);
+    return kind === 'str' ? strings[v] : kind === 'bool' ? v === 1 : kind[v];
   }
 
   /** the slot of `t`: the very object, else the first row without an object that has its values */
@@ -758,6 +778,10 @@ export class CompactKeyedTable<T extends object> extends CompactTable<T> {
   peek(key: string): T | undefined {
     return this.peekFirst([key]);
   }
+  /** an entry of `key` is in the table */
+  has(key: string): boolean {
+    return this.holds([key]);
+  }
 }
 
 /**
@@ -780,5 +804,9 @@ export class CompactPairTable<T extends object> extends CompactTable<T> {
   /** pick for a reader that keeps nothing (doctor's checks): the entry's object when it has one, else a copy */
   peek(inner: string, outer: string): T | undefined {
     return this.peekFirst([inner, outer]);
+  }
+  /** one field of `pick(inner, outer)`, read without making an object (doctor's checks) */
+  peekField<K extends keyof T & string>(inner: string, outer: string, col: K): T[K] | undefined {
+    return this.peekColumn([inner, outer], col);
   }
 }

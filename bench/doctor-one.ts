@@ -1,0 +1,68 @@
+/**
+ * `podwalk doctor` at scale in one CNI mode, in a process of its own: `node --import tsx
+ * bench/doctor-one.ts NODES PODS_PER_NODE MODE`. Builds bench/scale.ts's synthetic cluster in MODE,
+ * then runs a whole doctor of the far-apart flow (first pod of the first node → last pod of the
+ * last node, tcp/8080: the forward, full-size and reverse probes and the cluster-wide checks) and
+ * then the checks alone once more on the same cluster. Reports the CPU time (user + system, GC
+ * threads included: the machine is shared) of the build and of doctor after it, which is doctor's
+ * own cost, and of the checks alone. One JSON line prefixed with RESULT_PREFIX.
+ */
+import { loadavg } from 'node:os';
+import { buildCluster } from '../src/cni/build.ts';
+import { CNI_MODES, type CniMode } from '../src/cluster/spec.ts';
+import { runChecks } from '../src/diagnose/checks.ts';
+import { doctor } from '../src/diagnose/doctor.ts';
+import { cpuMs, podName, RESULT_PREFIX, syntheticSpec } from './scale.ts';
+
+export interface DoctorResult {
+  mode: CniMode;
+  nodes: number;
+  podsPerNode: number;
+  /** the 1-minute load average when the build started and when the run ended */
+  loadAvg: [number, number];
+  buildCpuMs: number;
+  /** doctor after the build: the three probes and the checks */
+  doctorCpuMs: number;
+  doctorMs: number;
+  /** the checks alone, on the cluster doctor walked */
+  checksCpuMs: number;
+  findings: number;
+  healthy: boolean;
+}
+
+function main(): void {
+  const nodes = Number(process.argv[2]);
+  const podsPerNode = Number(process.argv[3]);
+  const mode = process.argv[4] as CniMode;
+  if (!Number.isInteger(nodes) || nodes < 2 || !Number.isInteger(podsPerNode) || podsPerNode < 1)
+    throw new Error('usage: doctor-one.ts NODES(>=2) PODS_PER_NODE(>=1) MODE');
+  if (!CNI_MODES.includes(mode)) throw new Error(`MODE must be one of ${CNI_MODES.join(', ')}`);
+  const load = loadavg()[0];
+  const spec = syntheticSpec(nodes, podsPerNode, mode);
+  let cpu = process.cpuUsage();
+  const c = buildCluster(spec, mode);
+  const buildCpuMs = cpuMs(process.cpuUsage(cpu));
+  cpu = process.cpuUsage();
+  const t = performance.now();
+  const report = doctor(c, { from: podName(0, 0), to: podName(nodes - 1, podsPerNode - 1), proto: 'tcp' });
+  const doctorMs = performance.now() - t;
+  const doctorCpuMs = cpuMs(process.cpuUsage(cpu));
+  cpu = process.cpuUsage();
+  const findings = runChecks(c).reduce((n, k) => n + k.findings.length, 0);
+  const checksCpuMs = cpuMs(process.cpuUsage(cpu));
+  const res: DoctorResult = {
+    mode,
+    nodes,
+    podsPerNode,
+    loadAvg: [load, loadavg()[0]],
+    buildCpuMs,
+    doctorCpuMs,
+    doctorMs,
+    checksCpuMs,
+    findings,
+    healthy: report.healthy,
+  };
+  process.stdout.write(`${RESULT_PREFIX}${JSON.stringify(res)}\n`);
+}
+
+main();
