@@ -571,7 +571,7 @@ function doctorTable(rs: BuildResult[]): string {
 }
 
 /** node counts of the route-reflector convergence runs (BENCH_RR_SIZES) */
-const RR_SIZES = (process.env.BENCH_RR_SIZES ?? '100,1000').split(',').map(Number);
+const RR_SIZES = (process.env.BENCH_RR_SIZES ?? '100,300').split(',').map(Number);
 
 function runRr(nodes: number): RrResult {
   return child('bench/rr-one.ts', [], [String(nodes)]);
