@@ -7,7 +7,8 @@
  * BIRD's sessions run over the modelled datapath (src/bgp/session.ts) and the reflectors reflect
  * (src/bgp/reflect.ts). Reports the sessions, the BGP messages and octets sent, the simulated time
  * to convergence, the build's CPU time and peak RSS, and whether every node has every other
- * node's block in its kernel. One JSON line prefixed with RESULT_PREFIX.
+ * node's block in its kernel (one pod a node: one /26 block each, so a node has NODES proto bird
+ * routes, its own block's blackhole and one route per other node). One JSON line prefixed with RESULT_PREFIX.
  */
 import { buildCluster } from '../src/cni/build.ts';
 import { RESULT_PREFIX, syntheticSpec } from './scale.ts';
@@ -18,6 +19,8 @@ export interface RrResult {
   sessions: number;
   established: number;
   messages: number;
+  /** UPDATE messages sent (End-of-RIB included) */
+  updates: number;
   octets: number;
   /** messages the reflectors sent */
   reflectorMessages: number;
@@ -25,6 +28,8 @@ export interface RrResult {
   routes: number;
   kernelRoutes: number;
   expectedRoutes: number;
+  /** nodes whose kernel has a proto bird route for every block (its own blackhole, every other node's) */
+  completeNodes: number;
   simulatedUs: number;
   buildCpuMs: number;
   maxRssMiB: number;
@@ -52,20 +57,27 @@ function main(): void {
   const all = c.bgp!.all();
   const rrs = new Set(spec.nodes.slice(0, reflectors).map((n) => n.name));
   let kernelRoutes = 0;
-  for (const n of c.nodes)
-    for (const r of c.world.ns(n.name).fib.list()) if (r.proto === 'bird') kernelRoutes++;
+  let completeNodes = 0;
+  for (const n of c.nodes) {
+    let bird = 0;
+    for (const r of c.world.ns(n.name).fib.list()) if (r.proto === 'bird') bird++;
+    kernelRoutes += bird;
+    if (bird === nodes) completeNodes++;
+  }
   const res: RrResult = {
     nodes,
     reflectors,
     sessions: all.length / 2,
     established: all.filter((s) => s.peer.state === 'Established').length / 2,
     messages: all.reduce((n, s) => n + s.sent, 0),
+    updates: all.reduce((n, s) => n + s.updates, 0),
     octets: all.reduce((n, s) => n + s.octets, 0),
     reflectorMessages: all.filter((s) => rrs.has(s.node)).reduce((n, s) => n + s.sent, 0),
     routes: all.reduce((n, s) => n + s.peer.ribIn.size, 0),
     kernelRoutes,
     // every node: a blackhole for its own block, a route for each other node's
     expectedRoutes: nodes * nodes,
+    completeNodes,
     simulatedUs: c.world.now,
     buildCpuMs,
     maxRssMiB: Math.round(process.resourceUsage().maxRSS / 1024),

@@ -20,6 +20,10 @@
  *  3. importing a dump set of 100 nodes × 30 pods (`--from DIR`): read, plan, apply, in a child
  *     process (bench/import-one.ts); the dump set is printed by the emulated tools (bench/dumps.ts).
  *
+ *  BGP over the datapath: a node-to-node mesh (bench/bgp-one.ts, BENCH_BGP_SIZES) and route
+ *  reflectors (bench/rr-one.ts, BENCH_RR_SIZES), each size a child process: messages, the model's
+ *  time to converge, CPU, peak RSS, whether every node has every route.
+ *
  * Environment: BENCH_MS (measuring time per case, default 1500), BENCH_WARMUP_MS (default 250),
  * BENCH_SIZES (node counts of the scale and matrix runs, default "100,1000"; the build-and-memory
  * runs default to "100,1000,5000", BENCH_SCALE_SIZES sets them alone).
@@ -40,6 +44,7 @@ import type { SvcResult } from './svc-one.ts';
 import type { BgpResult } from './bgp-one.ts';
 import type { PathResult } from './path-one.ts';
 import type { DoctorResult } from './doctor-one.ts';
+import type { RrResult } from './rr-one.ts';
 
 const MEASURE_MS = Number(process.env.BENCH_MS ?? 1500);
 const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 250);
@@ -654,6 +659,41 @@ function doctorTable(rs: BuildResult[]): string {
   );
 }
 
+/** node counts of the route-reflector convergence runs (BENCH_RR_SIZES) */
+const RR_SIZES = (process.env.BENCH_RR_SIZES ?? '100,300').split(',').map(Number);
+
+function runRr(nodes: number): RrResult {
+  return child('bench/rr-one.ts', [], [String(nodes)]);
+}
+
+function rrTable(rs: RrResult[]): string {
+  return table(
+    [
+      'nodes',
+      'sessions (Established)',
+      'BGP messages (UPDATEs), octets',
+      'reflectors sent',
+      'proto bird routes in kernels',
+      'every node every route',
+      'model time to converge',
+      'build CPU',
+      'peak RSS',
+    ],
+    rs.map((r) => [
+      fmt(r.nodes),
+      `${fmt(r.sessions)} (${fmt(r.established)})`,
+      `${fmt(r.messages)} (${fmt(r.updates)}), ${fmt(r.octets)}`,
+      fmt(r.reflectorMessages),
+      `${fmt(r.kernelRoutes)} of ${fmt(r.expectedRoutes)}`,
+      r.completeNodes === r.nodes ? 'yes' : `no: ${fmt(r.completeNodes)} of ${fmt(r.nodes)} nodes`,
+      `${fmt(r.simulatedUs / 1e6, 3)} s`,
+      `${fmt(r.buildCpuMs / 1000, 1)} s`,
+      `${fmt(r.maxRssMiB)} MiB`,
+    ]),
+    [1, 2, 3, 4, 6, 7, 8],
+  );
+}
+
 function matrixTable(rs: MatrixResult[]): string {
   const t = (x: Timing) => `${fmt(x.wallMs / 1000, 1)} s (CPU ${fmt(x.cpuMs / 1000, 1)} s)`;
   return table(
@@ -794,6 +834,11 @@ async function main(): Promise<void> {
   for (const n of BGP_SIZES) {
     process.stderr.write(`bgp: a ${n}-node calico-bgp mesh over the datapath (child process) …\n`);
     bgps.push(runBgp(n));
+  }
+  const rrs: RrResult[] = [];
+  for (const n of RR_SIZES) {
+    process.stderr.write(`rr: a ${n}-node calico-bgp cluster on two route reflectors (child process) …\n`);
+    rrs.push(runRr(n));
   }
   const matrices: MatrixResult[] = [];
   for (const n of SIZES) {
@@ -980,6 +1025,19 @@ Messages are OPEN, KEEPALIVE, one UPDATE and End-of-RIB per side: 8 per session,
 octets grow with the routes; the walks are O(sessions × (1 + routes per UPDATE segment)).
 
 ${bgpTable(bgps)}
+
+## Route-reflector convergence over the datapath
+
+The same nodes with the mesh off and two route reflectors, as Calico's documentation sets them up
+for large clusters (\`node --import tsx bench/rr-one.ts N\`: node 0 and 1 labelled
+route-reflector=true with routeReflectorClusterID 244.0.0.1, one BGPPeer from all() to them). Each
+reflector sends every client one UPDATE per other node's block (a reflected route carries its
+originator's ORIGINATOR_ID, so no two share an UPDATE): about 2 × reflectors × nodes² messages,
+O(sessions × routes). Each node handles its own packets one at a time (a 50 µs reaction each) and
+the nodes at the same time, so the model time is the reflectors' one UPDATE a segment; the time
+includes Calico's 2 s connect delay.
+
+${rrTable(rrs)}
 
 ## Importing a dump set (--from)
 

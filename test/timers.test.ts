@@ -7,6 +7,7 @@
  * (net/ipv4/inet_connection_sock.c).
  */
 import { Fifo } from '../src/kernel/fifo.ts';
+import { SendQueue } from '../src/kernel/sendqueue.ts';
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { seedCluster } from '../src/cluster/seed.ts';
@@ -65,27 +66,100 @@ describe('World: one clock, one timer queue', () => {
   });
 });
 
+/** a seeded LCG in [0, 1) */
+const rng = (seed: number) => () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+
+/** random pushes, shifts and clears on `q` and on an array: the queue gives what the array gives */
+function likeAnArray<T>(
+  q: {
+    push(x: T): void;
+    shift(): T | undefined;
+    clear(): void;
+    at(i: number): T | undefined;
+    length: number;
+  },
+  make: (i: number) => T,
+  steps: number,
+  rnd: () => number,
+): void {
+  const model: T[] = [];
+  for (let i = 0; i < steps; i++) {
+    const r = rnd();
+    if (r < 0.55) {
+      const x = make(i);
+      q.push(x);
+      model.push(x);
+    } else if (r < 0.995) assert.equal(q.shift(), model.shift());
+    else {
+      q.clear();
+      model.length = 0;
+    }
+    assert.equal(q.length, model.length);
+    assert.equal(q.at(0), model[0]);
+    assert.equal(q.at(model.length - 1), model[model.length - 1]);
+    assert.equal(q.at(model.length), undefined);
+  }
+}
+
 describe("Fifo: the stack's queue of packets to send", () => {
   test('shift, push, at and length as an array would give them, across its compactions', () => {
-    const q = new Fifo<number>();
-    const model: number[] = [];
-    let next = 0;
-    let seed = 7;
-    const rnd = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
-    for (let i = 0; i < 20_000; i++) {
-      const r = rnd();
-      if (r < 0.55) {
-        q.push(next);
-        model.push(next++);
-      } else if (r < 0.999) assert.equal(q.shift(), model.shift());
-      else {
-        q.clear();
-        model.length = 0;
+    likeAnArray(new Fifo<number>(), (i) => i, 20_000, rng(7));
+  });
+});
+
+describe("SendQueue: the stack's packets to send, a CPU per host", () => {
+  test('shift, at and length give the packets in the order they were queued, whichever host', () => {
+    const rnd = rng(11);
+    likeAnArray(
+      new SendQueue<{ ns: string; n: number }>(() => 0),
+      (n) => ({ ns: `h${Math.floor(rnd() * 4)}`, n }),
+      5_000,
+      rnd,
+    );
+  });
+
+  test('peek, take, sent: a host handles its packets one at a time in order, hosts at the same time', () => {
+    // the reference: every queued packet with its time; a host is ready for its next packet at
+    // the later of that packet's time and the end of its previous send; the earliest goes first,
+    // ties to the packet queued first
+    let now = 0;
+    const q = new SendQueue<{ ns: string; n: number }>(() => now);
+    const rnd = rng(5);
+    const pending: { ns: string; n: number; at: number }[] = [];
+    const readyAt = new Map<string, number>();
+    let n = 0;
+    const push = () => {
+      const x = { ns: `h${Math.floor(rnd() * 5)}`, n: n++ };
+      q.push(x);
+      pending.push({ ...x, at: now });
+    };
+    for (let round = 0; round < 3_000; round++) {
+      if (rnd() < 0.5 || !pending.length) {
+        for (let k = Math.floor(rnd() * 3); k >= 0; k--) push();
+        continue;
       }
-      assert.equal(q.length, model.length);
-      assert.equal(q.at(0), model[0]);
-      assert.equal(q.at(model.length - 1), model[model.length - 1]);
-      assert.equal(q.at(model.length), undefined);
+      const heads = new Map<string, (typeof pending)[number]>();
+      for (const p of pending) if (!heads.has(p.ns)) heads.set(p.ns, p);
+      let want: { p: (typeof pending)[number]; ready: number } | undefined;
+      for (const p of heads.values()) {
+        const ready = Math.max(p.at, readyAt.get(p.ns) ?? -Infinity);
+        if (!want || ready < want.ready || (ready === want.ready && p.n < want.p.n)) want = { p, ready };
+      }
+      const got = q.peek()!;
+      assert.deepEqual([got.item.n, got.ready], [want!.p.n, want!.ready]);
+      const item = q.take()!;
+      assert.equal(item.n, want!.p.n);
+      pending.splice(pending.indexOf(want!.p), 1);
+      // the send takes time, and what it delivers queues answers meanwhile (the sender's own too)
+      now = Math.max(now, want!.ready + 50);
+      for (let k = Math.floor(rnd() * 3); k > 0; k--) {
+        now += Math.floor(rnd() * 10);
+        push();
+      }
+      now += 8;
+      q.sent(item.ns, now);
+      readyAt.set(item.ns, now);
+      assert.equal(q.length, pending.length);
     }
   });
 });

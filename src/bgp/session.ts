@@ -56,8 +56,9 @@ export interface SessionPeer {
   since: number;
   /** connections opened (SYNs sent by connect(), not counting the kernel's retransmissions) */
   connects: number;
-  /** BGP messages sent and octets sent */
+  /** BGP messages sent, of which UPDATEs (End-of-RIB included), and octets sent */
   sent: number;
+  updates: number;
   octets: number;
 }
 
@@ -103,6 +104,7 @@ export class BgpDriver implements App {
           since: 0,
           connects: 0,
           sent: 0,
+          updates: 0,
           octets: 0,
         });
       this.byNode.set(sp.node, m);
@@ -362,6 +364,7 @@ export class BgpDriver implements App {
           break;
         case 'send':
           sp.sent++;
+          if (a.msg.kind === 'update') sp.updates++;
           sp.octets += a.bytes.length;
           if (sp.conn) this.sockets.write(ns, sp.conn, a.bytes);
           break;

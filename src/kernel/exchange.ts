@@ -5,7 +5,9 @@
  * actions, and so does BIRD's session driver (src/bgp/session.ts) for its BGP sessions.
  *
  * The latency model, deterministic: a device hop takes 4 µs (HOP_US in the datapath), a host
- * answers a packet GAP_US (50 µs) after it arrived, timers fire exactly when armed.
+ * answers a packet GAP_US (50 µs) after it arrived or after its previous send ended, whichever is
+ * later: each host (network namespace) handles its own packets one at a time, in order, and
+ * different hosts at the same time (kernel/sendqueue.ts); timers fire exactly when armed.
  */
 import type { Sockets } from './sockets.ts';
 import { Recorder } from './world.ts';
@@ -50,27 +52,33 @@ export function runNetwork(
 function loop(s: Sockets, until: number, done: () => boolean, keeps: boolean): void {
   const stack = s.stack;
   const w = stack.w;
+  const q = stack.queue;
   while (!done()) {
-    if (stack.queue.length) {
-      // the answer leaves after the host's reaction time; timers due before it fire first
-      const at = w.now + GAP_US;
+    // the next packet leaves its host's reaction time after the host is ready for it (each host
+    // its own CPU: hosts work at once); the clock never goes back, so one that would have left
+    // while another host's packet was on its way leaves when that walk ends
+    const next = q.peek();
+    const at = next && Math.max(next.ready + GAP_US, w.now);
+    const timer = w.nextTimer();
+    if (at !== undefined && (timer === undefined || timer > at)) {
       if (at > until) {
         w.run(until);
         return;
       }
       fresh(s, keeps);
       w.run(at);
-      const item = stack.queue.shift()!;
+      const item = q.take()!;
       fresh(s, keeps);
       s.send(w.ns(item.ns), item.pkt, item.role);
+      q.sent(item.ns, w.now);
       continue;
     }
-    const next = w.nextTimer();
-    if (next === undefined || next > until) {
+    // timers due before (or with) the next packet fire first
+    if (timer === undefined || timer > until) {
       w.run(until);
       return;
     }
     fresh(s, keeps);
-    w.run(next);
+    w.run(timer);
   }
 }

@@ -1002,7 +1002,13 @@ export class Sockets implements TransportHandler {
     }
     if (f.ack && seqAfter(tcp.ack, conn.sndUna)) {
       conn.sndUna = tcp.ack;
-      conn.unacked = conn.unacked.filter((u) => seqAfter((u.seq + u.data.length) >>> 0, tcp.ack));
+      // tcp_clean_rtx_queue: the retransmit queue is in sequence order, so what the ACK covers is
+      // its head (a reflector's connection holds a client's whole table unacknowledged: filtering
+      // the queue on every ACK made a session O(routes²))
+      const u = conn.unacked;
+      let k = 0;
+      while (k < u.length && !seqAfter((u[k].seq + u[k].data.length) >>> 0, tcp.ack)) k++;
+      if (k) u.splice(0, k);
     }
     if (data.length && tcp.seq !== conn.rcvNxt) {
       // tcp_data_queue: a segment after a gap waits in the out-of-order queue; either way the

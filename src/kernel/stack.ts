@@ -9,7 +9,7 @@
  *
  * It knows Linux objects only; what a CNI does is the state it programmed before.
  */
-import { Fifo } from './fifo.ts';
+import { SendQueue } from './sendqueue.ts';
 import {
   emitIpv4Packet,
   fragmentIpv4,
@@ -170,8 +170,11 @@ export class Stack {
   readonly apps = new Map<string, App>();
   /** terminal events of the packet being walked (ARP side-exchanges excluded) */
   terminals: Terminal[] = [];
-  /** packets generated while walking (ICMP errors, socket replies); the walker turns each into a trace */
-  readonly queue = new Fifo<Queued>();
+  /**
+   * packets generated while walking (ICMP errors, socket replies), per host: the walker turns
+   * each into a trace, the exchange loop sends each when its host is ready (sendqueue.ts)
+   */
+  readonly queue: SendQueue<Queued>;
   private auxDepth = 0;
   /**
    * The CPU's backlog (softnet_data.input_pkt_queue): veth_xmit and loopback_xmit hand the frame
@@ -190,6 +193,7 @@ export class Stack {
   private defrag = new Map<string, Ipv4Packet[]>();
 
   constructor(readonly w: World) {
+    this.queue = new SendQueue(() => w.now);
     w.onTimer = (ev) => this.timer(ev);
   }
 

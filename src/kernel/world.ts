@@ -3,6 +3,7 @@
  * a simulated clock, the frames seen on every device, and the recorder the datapath writes steps to.
  */
 import type { CounterEvent, Layer, Step, StepEvent, StepKind } from './events.ts';
+import { heapPop, heapPush } from './heap.ts';
 import { Netns, type NetnsRole } from './objects.ts';
 import type { WireBytes } from './wire-bytes.ts';
 
@@ -243,14 +244,7 @@ export class World {
   /** mod_timer: arm a timer at `at` µs (never in the past) */
   schedule(at: number, ev: TimerEvent): Timer {
     const t: Timer = { at: Math.max(at, this.now), seq: this.timerSeq++, ev };
-    const h = this.timers;
-    h.push(t);
-    for (let i = h.length - 1; i > 0;) {
-      const p = (i - 1) >> 1;
-      if (!before(h[i], h[p])) break;
-      [h[i], h[p]] = [h[p], h[i]];
-      i = p;
-    }
+    heapPush(this.timers, t, before);
     return t;
   }
 
@@ -259,30 +253,10 @@ export class World {
     return this.timers[0]?.at;
   }
 
-  private popTimer(): Timer {
-    const h = this.timers;
-    const top = h[0];
-    const last = h.pop()!;
-    if (h.length) {
-      h[0] = last;
-      for (let i = 0; ;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < h.length && before(h[l], h[m])) m = l;
-        if (r < h.length && before(h[r], h[m])) m = r;
-        if (m === i) break;
-        [h[i], h[m]] = [h[m], h[i]];
-        i = m;
-      }
-    }
-    return top;
-  }
-
   /** fire every timer due at or before `untilUs`, in order, each at its own time; then the clock reads untilUs */
   run(untilUs: number): void {
     while (this.timers.length && this.timers[0].at <= untilUs) {
-      const t = this.popTimer();
+      const t = heapPop(this.timers, before);
       if (t.at > this.now) this.now = t.at;
       this.onTimer?.(t.ev);
     }
