@@ -60,6 +60,10 @@ function killBird(c: Cluster, st: LabState, node: string): void {
   assert.deepEqual(runCommand(c, node, 'pkill -9 bird'), { stdout: '', stderr: '', code: 0 });
   process.kill(b.pid, 'SIGKILL');
   runUntil(c, c.world.now + 10 * SEC);
+  // and on until no packet is on its way: birdc on the lab reads BIRD at rest, and a checkpoint
+  // between a connect attempt's SYN and the RST back (BIRD retries every connect delay, 1.5 to 2 s)
+  // would read Connect where the lab, almost always, reads Active
+  runUntil(c, c.world.now + SEC, () => c.sockets.stack.queue.peek() === undefined);
 }
 
 /** the lab of the model, up and converged as the model is (birdLabSettles), then `body`; always down after */
