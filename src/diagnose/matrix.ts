@@ -124,6 +124,12 @@ export interface Matrix {
 
 export class MatrixError extends Error {}
 
+/** What computeMatrix tells its caller as it goes (bench/matrix-one.ts times the phases with it) */
+export interface MatrixHooks {
+  /** called when a phase ends: the cluster built, the pods grouped, every walk made */
+  phase?(name: 'build' | 'grouping' | 'walks'): void;
+}
+
 /** The pods a selector picks, in the cluster's order */
 export function selectPods(pods: readonly ResolvedPod[], sel: PodSelector | undefined): ResolvedPod[] {
   if (!sel) return [...pods];
@@ -353,8 +359,10 @@ export function computeMatrix(
   mode: CniMode,
   run: readonly string[],
   req: MatrixRequest,
+  hooks: MatrixHooks = {},
 ): Matrix {
   const c = prepareCluster(spec, mode, run);
+  hooks.phase?.('build');
   // the verdicts need no frames: captures would grow with every walk
   c.world.capture = false;
   const from = selectPods(c.pods, req.from);
@@ -380,6 +388,7 @@ export function computeMatrix(
         walks.push(summarize(r.from, r.to, walk(i + j === 0 ? c : fresh(), r)));
         cells[i * to.length + j] = walks.length - 1;
       }
+    hooks.phase?.('walks');
     return {
       ...base,
       walkOf: (i, j) => cells[i * to.length + j],
@@ -492,7 +501,9 @@ export function computeMatrix(
     }
   }
 
+  hooks.phase?.('grouping');
   const walkIds = reps.map(([a, b]) => doWalk(a, b));
+  hooks.phase?.('walks');
   return {
     ...base,
     walkOf: (i, j) => walkIds[table[(fromG[i] * G + toG[j]) * RELATIONS + relation(i, j)]],
