@@ -186,33 +186,87 @@ function keyOf(s: IpSet, e: IpsetEntry): IpsetEntry {
  */
 export function ipsetAdd(nf: Netfilter, name: string, entries: readonly IpsetEntry[], exist = false): void {
   const s = setOf(nf, name);
+  const ix = indexOf(s.entries);
   for (const e of entries) {
     const k = keyOf(s, e);
-    if (s.entries.some((x) => sameKey(x, k))) {
+    const key = keyText(k);
+    if (ix.keys.has(key)) {
       if (exist) continue;
       throw new IpsetError('exists', name);
     }
     if (s.entries.length >= s.maxelem) throw new IpsetError('full', name);
     s.entries.push(k);
+    indexAdd(ix, k, key);
   }
 }
 
 export function ipsetDel(nf: Netfilter, name: string, entries: readonly IpsetEntry[], exist = false): void {
   const s = setOf(nf, name);
+  const ix = indexOf(s.entries);
   for (const e of entries) {
     const k = keyOf(s, e);
-    const i = s.entries.findIndex((x) => sameKey(x, k));
-    if (i < 0) {
+    const key = keyText(k);
+    if (!ix.keys.has(key)) {
       if (exist) continue;
       throw new IpsetError('not-added', name);
     }
-    s.entries.splice(i, 1);
+    s.entries.splice(
+      s.entries.findIndex((x) => sameKey(x, k)),
+      1,
+    );
+    indexDel(ix, k, key);
+  }
+}
+
+/**
+ * A set's members by key, and the prefix lengths it holds with how many members each: the
+ * kernel's hash table and nets[] array, kept beside the member list (which stays the set's plain
+ * data, in the order of the adds). Keyed by the list itself: only ipsetAdd and ipsetDel change a
+ * list in place (flush gives the set a new one, swap moves a list whole, a world read back from
+ * data has lists of its own), so an index is made from its list when first asked and then kept
+ * in step with it.
+ */
+interface SetIndex {
+  keys: Set<string>;
+  cidrs: Map<number, number>;
+  /** the prefix lengths longest first, until the next add or del changes them */
+  order?: number[];
+}
+
+const indexes = new WeakMap<IpsetEntry[], SetIndex>();
+
+const keyText = (k: IpsetEntry) => `${k.ip}/${k.cidr}/${k.proto}/${k.port}`;
+
+function indexOf(entries: IpsetEntry[]): SetIndex {
+  let ix = indexes.get(entries);
+  if (!ix) {
+    ix = { keys: new Set(), cidrs: new Map() };
+    for (const e of entries) indexAdd(ix, e, keyText(e));
+    indexes.set(entries, ix);
+  }
+  return ix;
+}
+
+function indexAdd(ix: SetIndex, k: IpsetEntry, key: string): void {
+  ix.keys.add(key);
+  const n = ix.cidrs.get(k.cidr) ?? 0;
+  ix.cidrs.set(k.cidr, n + 1);
+  if (!n) ix.order = undefined;
+}
+
+function indexDel(ix: SetIndex, k: IpsetEntry, key: string): void {
+  ix.keys.delete(key);
+  const n = ix.cidrs.get(k.cidr)! - 1;
+  if (n) ix.cidrs.set(k.cidr, n);
+  else {
+    ix.cidrs.delete(k.cidr);
+    ix.order = undefined;
   }
 }
 
 /** the prefix lengths a hash:net set holds, longest first (the kernel's nets[] array) */
-function cidrsOf(s: IpSet): number[] {
-  return [...new Set(s.entries.map((e) => e.cidr))].sort((a, b) => b - a);
+function cidrsOf(ix: SetIndex): number[] {
+  return (ix.order ??= [...ix.cidrs.keys()].sort((a, b) => b - a));
 }
 
 /**
@@ -220,15 +274,16 @@ function cidrsOf(s: IpSet): number[] {
  * under each prefix length the set holds; with one, exactly (the uadt test of hash:net).
  */
 export function ipsetHas(s: IpSet, e: IpsetEntry): boolean {
+  const ix = indexOf(s.entries);
   if (s.type === 'hash:net' && e.cidr === 32) {
-    for (const cidr of cidrsOf(s)) {
+    for (const cidr of cidrsOf(ix)) {
       const ip = (e.ip & netMask({ net: 0, len: cidr })) >>> 0;
-      if (s.entries.some((x) => x.cidr === cidr && x.ip === ip)) return true;
+      // a hash:net member's key has no protocol or port (keyOf)
+      if (ix.keys.has(`${ip}/${cidr}/0/0`)) return true;
     }
     return false;
   }
-  const k = keyOf(s, e);
-  return s.entries.some((x) => sameKey(x, k));
+  return ix.keys.has(keyText(keyOf(s, e)));
 }
 
 /** `ipset test`: ENOENT for a missing set, else the answer */
