@@ -186,7 +186,7 @@ function keyOf(s: IpSet, e: IpsetEntry): IpsetEntry {
  */
 export function ipsetAdd(nf: Netfilter, name: string, entries: readonly IpsetEntry[], exist = false): void {
   const s = setOf(nf, name);
-  const ix = indexOf(s.entries);
+  const ix = indexes.get(s.entries) ?? makeIndex(s.entries);
   for (const e of entries) {
     const k = keyOf(s, e);
     const key = keyText(k);
@@ -202,7 +202,7 @@ export function ipsetAdd(nf: Netfilter, name: string, entries: readonly IpsetEnt
 
 export function ipsetDel(nf: Netfilter, name: string, entries: readonly IpsetEntry[], exist = false): void {
   const s = setOf(nf, name);
-  const ix = indexOf(s.entries);
+  const ix = indexes.get(s.entries) ?? makeIndex(s.entries);
   for (const e of entries) {
     const k = keyOf(s, e);
     const key = keyText(k);
@@ -220,14 +220,15 @@ export function ipsetDel(nf: Netfilter, name: string, entries: readonly IpsetEnt
 
 /**
  * A set's members by key, and the prefix lengths it holds with how many members each: the
- * kernel's hash table and nets[] array, kept beside the member list (which stays the set's plain
- * data, in the order of the adds). Keyed by the list itself: only ipsetAdd and ipsetDel change a
- * list in place (flush gives the set a new one, swap moves a list whole, a world read back from
- * data has lists of its own), so an index is made from its list when first asked and then kept
- * in step with it.
+ * kernel's hash table and nets[] array, beside the member list (which stays the set's plain data,
+ * in the order of the adds). An add or del makes one for the members it changes when the list
+ * has none (not kept: felix puts every set on every node, and most nodes' sets are never
+ * tested); a packet's test makes one and keeps it, keyed by the list itself: only ipsetAdd and
+ * ipsetDel change a list in place and they keep its index in step (flush gives the set a new
+ * list, swap moves a list whole, a world read back from data has lists of its own).
  */
 interface SetIndex {
-  keys: Set<string>;
+  keys: Set<number | string>;
   cidrs: Map<number, number>;
   /** the prefix lengths longest first, until the next add or del changes them */
   order?: number[];
@@ -235,26 +236,33 @@ interface SetIndex {
 
 const indexes = new WeakMap<IpsetEntry[], SetIndex>();
 
-const keyText = (k: IpsetEntry) => `${k.ip}/${k.cidr}/${k.proto}/${k.port}`;
+/** a member's key: a number for the address types (no protocol or port, keyOf), text for hash:ip,port */
+const keyText = (k: IpsetEntry): number | string =>
+  k.proto === 0 && k.port === 0 ? netKey(k.ip, k.cidr) : `${k.ip}/${k.cidr}/${k.proto}/${k.port}`;
 
-function indexOf(entries: IpsetEntry[]): SetIndex {
-  let ix = indexes.get(entries);
-  if (!ix) {
-    ix = { keys: new Set(), cidrs: new Map() };
-    for (const e of entries) indexAdd(ix, e, keyText(e));
-    indexes.set(entries, ix);
-  }
+/** exact in a double: the address times 64 plus the prefix length (at most 32) */
+const netKey = (ip: number, cidr: number) => ip * 64 + cidr;
+
+function makeIndex(entries: readonly IpsetEntry[]): SetIndex {
+  const ix: SetIndex = { keys: new Set(), cidrs: new Map() };
+  for (const e of entries) indexAdd(ix, e, keyText(e));
   return ix;
 }
 
-function indexAdd(ix: SetIndex, k: IpsetEntry, key: string): void {
+function indexOf(entries: IpsetEntry[]): SetIndex {
+  let ix = indexes.get(entries);
+  if (!ix) indexes.set(entries, (ix = makeIndex(entries)));
+  return ix;
+}
+
+function indexAdd(ix: SetIndex, k: IpsetEntry, key: number | string): void {
   ix.keys.add(key);
   const n = ix.cidrs.get(k.cidr) ?? 0;
   ix.cidrs.set(k.cidr, n + 1);
   if (!n) ix.order = undefined;
 }
 
-function indexDel(ix: SetIndex, k: IpsetEntry, key: string): void {
+function indexDel(ix: SetIndex, k: IpsetEntry, key: number | string): void {
   ix.keys.delete(key);
   const n = ix.cidrs.get(k.cidr)! - 1;
   if (n) ix.cidrs.set(k.cidr, n);
@@ -279,7 +287,7 @@ export function ipsetHas(s: IpSet, e: IpsetEntry): boolean {
     for (const cidr of cidrsOf(ix)) {
       const ip = (e.ip & netMask({ net: 0, len: cidr })) >>> 0;
       // a hash:net member's key has no protocol or port (keyOf)
-      if (ix.keys.has(`${ip}/${cidr}/0/0`)) return true;
+      if (ix.keys.has(netKey(ip, cidr))) return true;
     }
     return false;
   }
