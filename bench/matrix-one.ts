@@ -1,13 +1,15 @@
 /**
  * `podwalk matrix` at scale, in a process of its own: `node --import tsx bench/matrix-one.ts NODES
- * [PODS_PER_NODE]`. The cluster is bench/matrix-spec.ts's (calico-bgp, 20 namespaces, 1,000
- * Deployments, 50 NetworkPolicies), written as a cluster file and read back as the CLI reads it;
- * then computeMatrix for tcp/8080 (the build and every walk), then the whole truth table rendered
+ * [PODS_PER_NODE] [MODE]`. The cluster is bench/matrix-spec.ts's (calico-bgp unless MODE says
+ * another, 20 namespaces, 1,000 Deployments, 50 NetworkPolicies), written as a cluster file and
+ * read back as the CLI reads it; then computeMatrix for tcp/8080 (the build, the grouping and
+ * every walk, each phase timed), then the whole truth table rendered
  * line by line into a sink that counts bytes (what `podwalk matrix > file` writes). Times are
  * wall and CPU (user + system of the process, GC threads included: the machine is shared, CPU
  * time is what the run itself cost). The result is one JSON line prefixed with RESULT_PREFIX.
  */
 import { loadCluster } from '../src/cluster/load.ts';
+import { CNI_MODES, type CniMode } from '../src/cluster/spec.ts';
 import { computeMatrix, matrixLines } from '../src/diagnose/matrix.ts';
 import { matrixSpec, matrixYaml } from './matrix-spec.ts';
 import { RESULT_PREFIX } from './scale.ts';
@@ -18,6 +20,7 @@ export interface Timing {
 }
 
 export interface MatrixResult {
+  mode: CniMode;
   nodes: number;
   podsPerNode: number;
   pods: number;
@@ -27,6 +30,8 @@ export interface MatrixResult {
   load: Timing;
   /** computeMatrix: build, grouping and every walk */
   matrix: Timing;
+  /** computeMatrix's phases: the cluster built (for calico-bgp, BIRD's sessions converged), the pods grouped, every walk */
+  phases: { build: Timing; grouping: Timing; walks: Timing };
   render: Timing;
   cells: number;
   blocked: number;
@@ -42,6 +47,13 @@ export interface MatrixResult {
   maxRss: number;
 }
 
+function now(): Timing {
+  const c = process.cpuUsage();
+  return { wallMs: performance.now(), cpuMs: (c.user + c.system) / 1000 };
+}
+
+const since = (a: Timing, b: Timing): Timing => ({ wallMs: b.wallMs - a.wallMs, cpuMs: b.cpuMs - a.cpuMs });
+
 function timed<T>(f: () => T): [T, Timing] {
   const c0 = process.cpuUsage();
   const t0 = performance.now();
@@ -53,17 +65,30 @@ function timed<T>(f: () => T): [T, Timing] {
 function main(): void {
   const nodes = Number(process.argv[2]);
   const podsPerNode = Number(process.argv[3] ?? '30');
-  if (!Number.isInteger(nodes) || nodes < 2 || !Number.isInteger(podsPerNode) || podsPerNode < 1)
-    throw new Error('usage: matrix-one.ts NODES(>=2) [PODS_PER_NODE(>=1)]');
-  const yaml = matrixYaml(matrixSpec(nodes, podsPerNode));
+  const mode = CNI_MODES.find((m) => m === (process.argv[4] ?? 'calico-bgp'));
+  if (!Number.isInteger(nodes) || nodes < 2 || !Number.isInteger(podsPerNode) || podsPerNode < 1 || !mode)
+    throw new Error('usage: matrix-one.ts NODES(>=2) [PODS_PER_NODE(>=1)] [MODE]');
+  const yaml = matrixYaml(matrixSpec(nodes, podsPerNode, mode));
   const [spec, load] = timed(() => loadCluster(yaml, `matrix-${nodes}x${podsPerNode}.yaml`));
-  const [m, matrix] = timed(() => computeMatrix(spec, spec.cni, [], { proto: 'tcp', port: 8080 }));
+  const marks: Partial<Record<'build' | 'grouping' | 'walks', Timing>> = {};
+  const start = now();
+  const [m, matrix] = timed(() =>
+    computeMatrix(spec, spec.cni, [], { proto: 'tcp', port: 8080 }, { phase: (p) => (marks[p] = now()) }),
+  );
+  const built = marks.build ?? start;
+  const grouped = marks.grouping ?? built;
+  const phases = {
+    build: since(start, built),
+    grouping: since(built, grouped),
+    walks: since(grouped, marks.walks ?? grouped),
+  };
   let bytes = 0;
   const [counts, render] = timed(() => matrixLines(m, (l) => (bytes += Buffer.byteLength(l) + 1)));
   const nodeOf = new Map(spec.pods.map((p) => [p.name, p.node]));
   const cross = m.walks.filter((w) => nodeOf.get(w.from) !== nodeOf.get(w.to));
   const pairs = new Set(cross.map((w) => [nodeOf.get(w.from), nodeOf.get(w.to)].sort().join(' ')));
   const result: MatrixResult = {
+    mode,
     nodes,
     podsPerNode,
     pods: spec.pods.length,
@@ -71,6 +96,7 @@ function main(): void {
     yamlBytes: yaml.length,
     load,
     matrix,
+    phases,
     render,
     cells: counts.cells,
     blocked: counts.blocked,

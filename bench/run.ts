@@ -329,6 +329,12 @@ function doctorModeTable(rs: DoctorResult[]): string {
   );
 }
 
+/**
+ * the matrix runs: every size in calico-vxlan (felix's chains and sets, no BGP), and these sizes
+ * in calico-bgp too (BENCH_MATRIX_BGP_SIZES): a 1,000-node mesh is 499,500 BGP sessions walked
+ * over the datapath by the build
+ */
+const MATRIX_BGP_SIZES = (process.env.BENCH_MATRIX_BGP_SIZES ?? '100').split(',').map(Number);
 /** node counts of the BGP mesh convergence runs (BENCH_BGP_SIZES) */
 const BGP_SIZES = (process.env.BENCH_BGP_SIZES ?? '30,100').split(',').map(Number);
 
@@ -364,8 +370,8 @@ function bgpTable(rs: BgpResult[]): string {
   );
 }
 
-function runMatrix(nodes: number): MatrixResult {
-  return child('bench/matrix-one.ts', [], [String(nodes), String(PODS_PER_NODE)]);
+function runMatrix(nodes: number, mode: CniMode): MatrixResult {
+  return child('bench/matrix-one.ts', [], [String(nodes), String(PODS_PER_NODE), mode]);
 }
 
 function runImport(nodes: number): ImportResult {
@@ -702,6 +708,7 @@ function matrixTable(rs: MatrixResult[]): string {
       'pods × pods',
       'load the cluster file',
       'podwalk matrix: build + walks',
+      'of which build / grouping / walks (CPU)',
       'walks (across nodes; node pairs)',
       'groups',
       'blocked',
@@ -710,10 +717,13 @@ function matrixTable(rs: MatrixResult[]): string {
       'max RSS',
     ],
     rs.map((r) => [
-      `${fmt(r.nodes)} × ${r.podsPerNode}, ${r.policies} policies`,
+      `${r.mode}, ${fmt(r.nodes)} × ${r.podsPerNode}, ${r.policies} policies`,
       `${fmt(r.pods)} × ${fmt(r.pods)} = ${fmt(r.cells)}`,
       t(r.load),
       t(r.matrix),
+      [r.phases.build, r.phases.grouping, r.phases.walks]
+        .map((x) => `${fmt(x.cpuMs / 1000, 1)} s`)
+        .join(' / '),
       `${fmt(r.walks)} (${fmt(r.crossNodeWalks)}; ${fmt(r.nodePairs)})`,
       fmt(r.groups),
       `${fmt((100 * r.blocked) / r.cells, 1)} %`,
@@ -721,7 +731,7 @@ function matrixTable(rs: MatrixResult[]): string {
       mib(r.bytes),
       mib(r.maxRss),
     ]),
-    [4, 5, 6, 8, 9],
+    [5, 6, 7, 9, 10],
   );
 }
 
@@ -841,10 +851,16 @@ async function main(): Promise<void> {
     rrs.push(runRr(n));
   }
   const matrices: MatrixResult[] = [];
-  for (const n of SIZES) {
-    process.stderr.write(`matrix: ${n} nodes × ${PODS_PER_NODE} pods, 50 policies (child process) …\n`);
-    matrices.push(runMatrix(n));
-  }
+  for (const n of SIZES)
+    for (const mode of [
+      'calico-vxlan',
+      ...(MATRIX_BGP_SIZES.includes(n) ? ['calico-bgp'] : []),
+    ] as CniMode[]) {
+      process.stderr.write(
+        `matrix: ${mode}, ${n} nodes × ${PODS_PER_NODE} pods, 50 policies (child process) …\n`,
+      );
+      matrices.push(runMatrix(n, mode));
+    }
   process.stderr.write(`import: a ${IMPORT_NODES}-node dump set (child process) …\n`);
   const imported = runImport(IMPORT_NODES);
   process.stderr.write(`services: ${SERVICES.join(', ')} (child process) …\n`);
@@ -896,7 +912,7 @@ async function main(): Promise<void> {
 
   for (const r of matrices)
     notes.push(
-      `- podwalk matrix on ${fmt(r.nodes)} nodes × ${r.podsPerNode} pods: ${fmt(r.cells)} cells decided by ${fmt(r.walks)} walks ` +
+      `- podwalk matrix on ${fmt(r.nodes)} nodes × ${r.podsPerNode} pods (${r.mode}): ${fmt(r.cells)} cells decided by ${fmt(r.walks)} walks ` +
         `(one per cell would be ×${fmt(r.cells / r.walks)} as many), ${fmt(r.groups)} groups of pods. ${fmt(r.crossNodeWalks)} walks cross ` +
         `nodes, between ${fmt(r.nodePairs)} node pairs: the first walk of each pair broadcasts ARP for the other node on the ` +
         `underlay, which every node of the segment receives and checks against its addresses.`,
@@ -1004,11 +1020,13 @@ ${doctorModeTable(doctors)}
 
 ## podwalk matrix at scale
 
-\`podwalk matrix\` for tcp/8080 on bench/matrix-spec.ts's clusters (calico-bgp, one segment, 20
-namespaces, 1,000 Deployments spread over the nodes, 50 NetworkPolicies: default deny, per-namespace
-and cross-namespace allows, egress limits, ipBlocks), each size in a process of its own
-(\`node --import tsx bench/matrix-one.ts N 30\`): the cluster file read as the CLI reads it,
-\`computeMatrix\` (the build, the grouping and every walk), and the whole truth table rendered into a
+\`podwalk matrix\` for tcp/8080 on bench/matrix-spec.ts's clusters (one segment, 20 namespaces,
+1,000 Deployments spread over the nodes, 50 NetworkPolicies: default deny, per-namespace and
+cross-namespace allows, egress limits, ipBlocks) in calico-vxlan (felix's chains and IP sets) at
+every size and in calico-bgp at ${MATRIX_BGP_SIZES.join(', ')} nodes (its build walks the BGP mesh's
+sessions: 499,500 at 1,000 nodes), each in a process of its own
+(\`node --import tsx bench/matrix-one.ts N 30 MODE\`): the cluster file read as the CLI reads it,
+\`computeMatrix\` (the build, the grouping and every walk, each timed), and the whole truth table rendered into a
 sink that counts its bytes (what \`podwalk matrix > file\` writes). Wall time, and CPU time (the
 machine is shared: CPU time is what the run itself cost).
 

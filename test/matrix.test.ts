@@ -23,7 +23,8 @@ import {
 } from '../src/diagnose/matrix.ts';
 import { seededRandom } from '../src/kernel/world.ts';
 import { prepareCluster } from '../src/tools/index.ts';
-import { walk, walkOk } from '../src/trace/walk.ts';
+import { walk, walkOk, type Walk } from '../src/trace/walk.ts';
+import { worldToData } from '../src/kernel/snapshot.ts';
 
 type Obj = Record<string, unknown>;
 
@@ -38,15 +39,22 @@ function reference(spec: ClusterSpec, mode: CniMode, run: string[], m: Matrix): 
   );
 }
 
-/** the verdict of every cell, read both ways (walkOf per cell, row() per row): they must agree */
+/** the verdict of every cell, read three ways (walkOf per cell, row() and okRow() per row): they must agree */
 function verdicts(m: Matrix): boolean[][] {
   const ids = new Int32Array(m.to.length);
+  const ok = new Uint8Array(m.to.length);
   return m.from.map((_, i) => {
     m.row(i, ids);
     assert.deepEqual(
       [...ids],
       m.to.map((_, j) => m.walkOf(i, j)),
       `row ${i}`,
+    );
+    m.okRow(i, ok);
+    assert.deepEqual(
+      [...ok],
+      m.to.map((_, j) => (m.walks[m.walkOf(i, j)].ok ? 1 : 0)),
+      `okRow ${i}`,
     );
     return m.to.map((_, j) => m.walks[m.walkOf(i, j)].ok);
   });
@@ -166,6 +174,72 @@ function randomCluster(seed: number): { spec: ClusterSpec; mode: CniMode } {
   const doc = { name: `rand${seed}`, cni: mode, subnets, nodes, namespaces, pods, policies, bgp };
   return { spec: loadCluster(stringify(doc), `random-${seed}.yaml`), mode };
 }
+
+/** what a cell keeps of a walk: the outcome, the request's disposition (a drop with its counters), the reply's */
+function outcome(w: Walk) {
+  return {
+    ok: walkOk(w),
+    request: w.request.disposition,
+    reply: w.reply && { role: w.reply.flow.role, disposition: w.reply.disposition },
+  };
+}
+
+/**
+ * The matrix walks without steps (walk's `steps: false`): every ordered pair of pods walked in
+ * turn on two clusters built alike, one recording every step, the other none, must end the same
+ * way (dispositions, drops with the counters they bumped, replies) and leave the same kernel
+ * state (worldToData: counters, neighbours, conntrack, sockets, timers, the clock).
+ */
+function assertQuietSame(spec: ClusterSpec, mode: CniMode, proto: 'tcp' | 'udp', port: number, what: string) {
+  const loud = prepareCluster(spec, mode);
+  const quiet = prepareCluster(spec, mode);
+  for (const c of [loud, quiet]) c.world.capture = false;
+  let drops = 0;
+  let counted = 0;
+  for (const a of loud.pods)
+    for (const b of loud.pods) {
+      const r = { from: a.name, to: b.name, proto, port };
+      const want = walk(loud, r);
+      const got = walk(quiet, r, { steps: false });
+      assert.ok(
+        want.request.steps.length > 0 && got.request.steps.length === 0,
+        `${what}: ${a.name} → ${b.name}`,
+      );
+      assert.deepEqual(outcome(got), outcome(want), `${what}: ${a.name} → ${b.name} (${proto}/${port})`);
+      for (const d of [want.request.disposition, want.reply?.disposition])
+        if (d?.kind === 'dropped') {
+          drops++;
+          if (d.drop.counters.length) counted++;
+        }
+    }
+  assert.deepEqual(
+    worldToData(quiet.world),
+    worldToData(loud.world),
+    `${what}: the kernel state after the walks`,
+  );
+  return { drops, counted };
+}
+
+describe('matrix: walks without steps end as recorded walks do', () => {
+  test('random clusters and every shipped scenario', () => {
+    let drops = 0;
+    let counted = 0;
+    const add = (x: { drops: number; counted: number }) => ((drops += x.drops), (counted += x.counted));
+    for (let seed = 1; seed <= Number(process.env.MATRIX_SEEDS ?? 48); seed++) {
+      const { spec, mode } = randomCluster(seed);
+      const [proto, port] = PORTS[seed % PORTS.length];
+      add(assertQuietSame(spec, mode, proto, port, `random cluster ${seed} (${mode})`));
+    }
+    const dir = new URL('../scenarios/', import.meta.url);
+    for (const f of readdirSync(dir).filter((x) => x.endsWith('.yaml'))) {
+      const spec = loadCluster(readFileSync(new URL(f, dir), 'utf8'), f);
+      add(assertQuietSame(spec, spec.cni, 'tcp', spec.scenario?.port ?? 8080, f));
+      add(assertQuietSame(spec, spec.cni, 'udp', 53, f));
+    }
+    // the test means something: drops, and drops that carry counters (the part a quiet walk must still keep)
+    assert.ok(drops >= 100 && counted >= 20, `${drops} drops, ${counted} with counters`);
+  });
+});
 
 describe('matrix: grouped verdicts equal a walk per cell on a fresh cluster', () => {
   test('random clusters', () => {

@@ -26,8 +26,8 @@ import { Stack } from '../kernel/stack.ts';
 import { derivedMac, hash32, World } from '../kernel/world.ts';
 import { MODE_INFO, programMode } from './modes.ts';
 import { compilePolicies, type NodePolicy, type PolicyRule } from './policy.ts';
-import { FELIX_MAX_IPSET_SIZE, felixFilter, felixMemo, type FelixFilter } from './felix.ts';
-import { ipsetAdd, ipsetCreate } from '../kernel/ipset.ts';
+import { FELIX_MAX_IPSET_SIZE, felixFilter, felixMemo, type FelixFilter, type FelixIpset } from './felix.ts';
+import { ipsetCreate, ipsetLoad, type IpsetEntry } from '../kernel/ipset.ts';
 import { resolveServices, ServiceError, type ResolvedService } from '../proxy/services.ts';
 import { applySync, kubeProxySync } from '../proxy/kube-proxy.ts';
 import { sha1, hex } from '../wire/sha1.ts';
@@ -271,6 +271,24 @@ function programFilter(
  * FORWARD and OUTPUT (insert mode keeps them above kube-proxy's), its accept of the accept mark
  * appended to FORWARD. Called once kube-proxy has programmed the node.
  */
+/** a felix set's members as the kernel's elements, made once per set (felix's sets are the build's, shared by its nodes) */
+const entriesOf = new WeakMap<FelixIpset, IpsetEntry[]>();
+
+function ipsetEntries(s: FelixIpset): IpsetEntry[] {
+  let e = entriesOf.get(s);
+  if (!e)
+    entriesOf.set(
+      s,
+      (e = s.members.map((m) => ({
+        ip: ip4ToInt(m.ip),
+        cidr: 32,
+        proto: m.proto === 'udp' ? 17 : m.proto ? 6 : 0,
+        port: m.port ?? 0,
+      }))),
+    );
+  return e;
+}
+
 function programFelix(w: World, ns: Netns, f: FelixFilter): void {
   const nf = ns.netfilter;
   // felix's `ipset restore` first (its IP set manager applies before the iptables tables that use them)
@@ -281,16 +299,8 @@ function programFelix(w: World, ns: Netns, f: FelixFilter): void {
       maxelem: FELIX_MAX_IPSET_SIZE,
       initval: w.derive('ipset-initval', ns.name, s.name),
     });
-    ipsetAdd(
-      nf,
-      s.name,
-      s.members.map((m) => ({
-        ip: ip4ToInt(m.ip),
-        cidr: 32,
-        proto: m.proto === 'udp' ? 17 : m.proto ? 6 : 0,
-        port: m.port ?? 0,
-      })),
-    );
+    // the same members on every node: one list, which the nodes' sets share until one changes
+    ipsetLoad(nf, s.name, ipsetEntries(s));
   }
   for (const c of f.chains) nf.newChain('filter', c.name);
   for (const c of f.chains) for (const r of c.rules) nf.append('filter', c.name, filterRule(r));

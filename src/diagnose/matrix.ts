@@ -7,7 +7,8 @@
  *
  * Every cell is the verdict of a real walk (`walk` + `walkOk`: the request delivered and answered
  * the way the protocol wants: SYN-ACK, or the UDP listener's reply), or of a walk between two
- * pods that the model cannot tell apart from the cell's pods.
+ * pods that the model cannot tell apart from the cell's pods. The walks keep no steps (`steps:
+ * false`): only their outcome is shown.
  *
  * ## Grouping, and why it is sound
  *
@@ -117,12 +118,20 @@ export interface Matrix {
   walkOf(i: number, j: number): number;
   /** walkOf(i, j) for every column j of row i, into `into` (length: the columns) */
   row(i: number, into: Int32Array): void;
+  /** whether each cell of row i is reachable (1: walks[walkOf(i, j)].ok) or blocked (0), into `into` */
+  okRow(i: number, into: Uint8Array): void;
   grouping: Grouping;
   /** what the build wants the user to know (policies a flannel mode does not enforce) */
   warnings: readonly string[];
 }
 
 export class MatrixError extends Error {}
+
+/** What computeMatrix tells its caller as it goes (bench/matrix-one.ts times the phases with it) */
+export interface MatrixHooks {
+  /** called when a phase ends: the cluster built, the pods grouped, every walk made */
+  phase?(name: 'build' | 'grouping' | 'walks'): void;
+}
 
 /** The pods a selector picks, in the cluster's order */
 export function selectPods(pods: readonly ResolvedPod[], sel: PodSelector | undefined): ResolvedPod[] {
@@ -333,6 +342,13 @@ const OTHER_NODE = 2;
 const OTHER_NODE_DOWN = 3;
 const RELATIONS = 4;
 
+/**
+ * A cell needs only its walk's outcome: the walks keep no steps (the same packets through the
+ * same code; the dispositions and drops with their counters are those of a recorded walk, which
+ * test/matrix.test.ts checks)
+ */
+const VERDICT = { steps: false } as const;
+
 function summarize(from: string, to: string, w: ReturnType<typeof walk>): CellWalk {
   return {
     from,
@@ -352,8 +368,10 @@ export function computeMatrix(
   mode: CniMode,
   run: readonly string[],
   req: MatrixRequest,
+  hooks: MatrixHooks = {},
 ): Matrix {
   const c = prepareCluster(spec, mode, run);
+  hooks.phase?.('build');
   // the verdicts need no frames: captures would grow with every walk
   c.world.capture = false;
   const from = selectPods(c.pods, req.from);
@@ -376,13 +394,16 @@ export function computeMatrix(
     for (let i = 0; i < from.length; i++)
       for (let j = 0; j < to.length; j++) {
         const r = { from: from[i].name, to: to[j].name, proto: req.proto, port: req.port };
-        walks.push(summarize(r.from, r.to, walk(i + j === 0 ? c : fresh(), r)));
+        walks.push(summarize(r.from, r.to, walk(i + j === 0 ? c : fresh(), r, VERDICT)));
         cells[i * to.length + j] = walks.length - 1;
       }
+    hooks.phase?.('walks');
+    const row = (i: number, into: Int32Array) => into.set(cells.subarray(i * to.length, (i + 1) * to.length));
     return {
       ...base,
       walkOf: (i, j) => cells[i * to.length + j],
-      row: (i, into) => into.set(cells.subarray(i * to.length, (i + 1) * to.length)),
+      row,
+      okRow: okRowOf(walks, row),
       grouping: { used: false, reason: obstacle },
     };
   }
@@ -392,10 +413,10 @@ export function computeMatrix(
   const tuples = new Set<string>();
   const doWalk = (a: ResolvedPod, b: ResolvedPod): number => {
     const r = { from: a.name, to: b.name, proto: req.proto, port: req.port };
-    let w = walk(c, r);
+    let w = walk(c, r, VERDICT);
     const f = w.request.flow;
     const orig = `${f.src}:${f.sport}>${f.dst}:${f.dport}`;
-    if (tuples.has(orig)) w = walk(fresh(), r);
+    if (tuples.has(orig)) w = walk(fresh(), r, VERDICT);
     tuples.add(orig).add(`${f.dst}:${f.dport}>${f.src}:${f.sport}`);
     walks.push(summarize(a.name, b.name, w));
     return walks.length - 1;
@@ -491,24 +512,58 @@ export function computeMatrix(
     }
   }
 
+  hooks.phase?.('grouping');
   const walkIds = reps.map(([a, b]) => doWalk(a, b));
+  hooks.phase?.('walks');
+  const walkAt = (g: number, h: number, rel: number) => walkIds[table[(g * G + h) * RELATIONS + rel]];
+
+  // a row, without a call per cell (the rows of 30,000 pods are 900 million cells): a cell's walk
+  // depends on the two groups and the relation, and most cells of a row are on other nodes with
+  // the session up, so each source group's row is made once that way (its template), then each
+  // row is its group's template with the columns on its own node, on nodes whose session is
+  // down and its own column put right
+  const columnsOn = Array.from({ length: N }, () => [] as number[]);
+  for (let j = 0; j < to.length; j++) columnsOn[toNode[j]].push(j);
+  const downOf = Array.from({ length: N }, () => [] as number[]);
+  for (const k of down) downOf[Math.floor(k / N)].push(k % N);
+  const templates = new Map<number, Int32Array>();
+  const template = (g: number): Int32Array => {
+    let t = templates.get(g);
+    if (!t) {
+      t = new Int32Array(to.length);
+      // a pair that never occurs across nodes has no walk: its cells are all on one node or down
+      for (let j = 0; j < to.length; j++)
+        t[j] = table[(g * G + toG[j]) * RELATIONS + OTHER_NODE] === -1 ? -1 : walkAt(g, toG[j], OTHER_NODE);
+      templates.set(g, t);
+    }
+    return t;
+  };
+  const row = (i: number, into: Int32Array) => {
+    const g = fromG[i];
+    const n = fromNode[i];
+    into.set(template(g));
+    for (const j of columnsOn[n]) into[j] = walkAt(g, toG[j], SAME_NODE);
+    for (const m of downOf[n]) for (const j of columnsOn[m]) into[j] = walkAt(g, toG[j], OTHER_NODE_DOWN);
+    const self = selfColumn.get(from[i]);
+    if (self !== undefined) into[self] = walkAt(g, toG[self], SELF);
+  };
   return {
     ...base,
-    walkOf: (i, j) => walkIds[table[(fromG[i] * G + toG[j]) * RELATIONS + relation(i, j)]],
-    // the same, a row at a time without a call per cell: the rows of 30,000 pods are 900 million cells
-    row: (i, into) => {
-      const base = fromG[i] * G;
-      const n = fromNode[i];
-      const downs = down.size > 0;
-      for (let j = 0; j < into.length; j++) {
-        const m = toNode[j];
-        const rel = m === n ? SAME_NODE : downs && down.has(n * N + m) ? OTHER_NODE_DOWN : OTHER_NODE;
-        into[j] = walkIds[table[(base + toG[j]) * RELATIONS + rel]];
-      }
-      const self = selfColumn.get(from[i]);
-      if (self !== undefined) into[self] = walkIds[table[(base + toG[self]) * RELATIONS + SELF]];
-    },
+    walkOf: (i, j) => walkAt(fromG[i], toG[j], relation(i, j)),
+    row,
+    okRow: okRowOf(walks, row),
     grouping: { used: true, groups: new Set([...fromG, ...toG]).size },
+  };
+}
+
+/** Matrix.okRow from Matrix.row: each cell's walk, then whether it was ok */
+function okRowOf(walks: readonly CellWalk[], row: (i: number, into: Int32Array) => void) {
+  const ok = Uint8Array.from(walks, (w) => (w.ok ? 1 : 0));
+  let ids = new Int32Array(0);
+  return (i: number, into: Uint8Array): void => {
+    if (ids.length !== into.length) ids = new Int32Array(into.length);
+    row(i, ids);
+    for (let j = 0; j < into.length; j++) into[j] = ok[ids[j]];
   };
 }
 
@@ -551,16 +606,16 @@ function hubRanks(N: number, ...sides: Map<number, unknown>[][]): Float64Array {
  */
 export function matrixLines(m: Matrix, out: (line: string) => void): { cells: number; blocked: number } {
   out(['-', ...m.to.map(podString)].join('\t'));
-  const ok = Uint8Array.from(m.walks, (w) => (w.ok ? 1 : 0));
-  const ids = new Int32Array(m.to.length);
+  const ok = new Uint8Array(m.to.length);
   let blocked = 0;
   for (let i = 0; i < m.from.length; i++) {
-    m.row(i, ids);
+    m.okRow(i, ok);
     let line = podString(m.from[i]);
-    for (let j = 0; j < ids.length; j++) {
-      const yes = ok[ids[j]];
+    for (let j = 0; j < ok.length; j++) {
+      const yes = ok[j];
       blocked += 1 - yes;
-      // string concatenation: the fastest way to a 60,000-character row (join and fromCharCode are slower)
+      // string concatenation: the fastest way to a 60,000-character row the core's types allow
+      // (join and fromCharCode are slower; TextDecoder is not in them)
       line += yes ? '\t.' : '\tX';
     }
     out(line);

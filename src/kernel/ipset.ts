@@ -185,34 +185,144 @@ function keyOf(s: IpSet, e: IpsetEntry): IpsetEntry {
  * kernel's range loop does.
  */
 export function ipsetAdd(nf: Netfilter, name: string, entries: readonly IpsetEntry[], exist = false): void {
-  const s = setOf(nf, name);
+  addTo(setOf(nf, name), entries, exist);
+}
+
+function addTo(s: IpSet, entries: readonly IpsetEntry[], exist: boolean): void {
+  const name = s.name;
+  own(s);
+  const ix = indexes.get(s.entries) ?? makeIndex(s.entries);
   for (const e of entries) {
     const k = keyOf(s, e);
-    if (s.entries.some((x) => sameKey(x, k))) {
+    const key = keyText(k);
+    if (ix.keys.has(key)) {
       if (exist) continue;
       throw new IpsetError('exists', name);
     }
     if (s.entries.length >= s.maxelem) throw new IpsetError('full', name);
     s.entries.push(k);
+    indexAdd(ix, k, key);
   }
+}
+
+/**
+ * add of `entries` to an empty set, the set sharing the member list the add makes with every
+ * other set loaded from the same `entries` with the same type and maxelem (felix puts every set
+ * on every node: 30,000 members of a named-port set on each of 1,000 nodes). The members, their
+ * order and the errors are ipsetAdd's (an add that fails is made by ipsetAdd, as far as it goes);
+ * a shared list is copied before an add or del changes it (copy on write), so each set stays its
+ * own. The caller keeps `entries` unchanged.
+ */
+export function ipsetLoad(nf: Netfilter, name: string, entries: readonly IpsetEntry[]): void {
+  const s = setOf(nf, name);
+  if (s.entries.length) return ipsetAdd(nf, name, entries);
+  let made = loaded.get(entries);
+  if (!made) loaded.set(entries, (made = new Map()));
+  const how = `${s.type} ${s.maxelem}`;
+  let list = made.get(how);
+  if (list === undefined) {
+    // the add made once, on a set of this type and size of its own
+    const probe: IpSet = { ...s, entries: [] };
+    try {
+      addTo(probe, entries, false);
+      list = probe.entries;
+      shared.add(list);
+    } catch {
+      list = null;
+    }
+    made.set(how, list);
+  }
+  if (list === null) return ipsetAdd(nf, name, entries);
+  s.entries = list;
+}
+
+/** member lists ipsetLoad made, by what they were made from, and the set's type and maxelem (null: the add fails) */
+const loaded = new WeakMap<readonly IpsetEntry[], Map<string, IpsetEntry[] | null>>();
+/** member lists several sets hold: copied before a change */
+const shared = new WeakSet<IpsetEntry[]>();
+
+/** the set's own member list, to change in place */
+function own(s: IpSet): IpsetEntry[] {
+  if (shared.has(s.entries)) s.entries = s.entries.slice();
+  return s.entries;
 }
 
 export function ipsetDel(nf: Netfilter, name: string, entries: readonly IpsetEntry[], exist = false): void {
   const s = setOf(nf, name);
+  own(s);
+  const ix = indexes.get(s.entries) ?? makeIndex(s.entries);
   for (const e of entries) {
     const k = keyOf(s, e);
-    const i = s.entries.findIndex((x) => sameKey(x, k));
-    if (i < 0) {
+    const key = keyText(k);
+    if (!ix.keys.has(key)) {
       if (exist) continue;
       throw new IpsetError('not-added', name);
     }
-    s.entries.splice(i, 1);
+    s.entries.splice(
+      s.entries.findIndex((x) => sameKey(x, k)),
+      1,
+    );
+    indexDel(ix, k, key);
+  }
+}
+
+/**
+ * A set's members by key, and the prefix lengths it holds with how many members each: the
+ * kernel's hash table and nets[] array, beside the member list (which stays the set's plain data,
+ * in the order of the adds). An add or del makes one for the members it changes when the list
+ * has none (not kept: felix puts every set on every node, and most nodes' sets are never
+ * tested); a packet's test makes one and keeps it, keyed by the list itself: only ipsetAdd and
+ * ipsetDel change a list in place and they keep its index in step (flush gives the set a new
+ * list, swap moves a list whole, a world read back from data has lists of its own).
+ */
+interface SetIndex {
+  keys: Set<number | string>;
+  cidrs: Map<number, number>;
+  /** the prefix lengths longest first, until the next add or del changes them */
+  order?: number[];
+}
+
+const indexes = new WeakMap<IpsetEntry[], SetIndex>();
+
+/** a member's key: a number for the address types (no protocol or port, keyOf), text for hash:ip,port */
+const keyText = (k: IpsetEntry): number | string =>
+  k.proto === 0 && k.port === 0 ? netKey(k.ip, k.cidr) : `${k.ip}/${k.cidr}/${k.proto}/${k.port}`;
+
+/** exact in a double: the address times 64 plus the prefix length (at most 32) */
+const netKey = (ip: number, cidr: number) => ip * 64 + cidr;
+
+function makeIndex(entries: readonly IpsetEntry[]): SetIndex {
+  const ix: SetIndex = { keys: new Set(), cidrs: new Map() };
+  for (const e of entries) indexAdd(ix, e, keyText(e));
+  return ix;
+}
+
+function indexOf(entries: IpsetEntry[]): SetIndex {
+  let ix = indexes.get(entries);
+  if (!ix) indexes.set(entries, (ix = makeIndex(entries)));
+  return ix;
+}
+
+function indexAdd(ix: SetIndex, k: IpsetEntry, key: number | string): void {
+  ix.keys.add(key);
+  const n = ix.cidrs.get(k.cidr) ?? 0;
+  ix.cidrs.set(k.cidr, n + 1);
+  if (!n) ix.order = undefined;
+}
+
+function indexDel(ix: SetIndex, k: IpsetEntry, key: number | string): void {
+  ix.keys.delete(key);
+  const n = ix.cidrs.get(k.cidr)! - 1;
+  if (n) ix.cidrs.set(k.cidr, n);
+  else {
+    ix.cidrs.delete(k.cidr);
+    ix.order = undefined;
   }
 }
 
 /** the prefix lengths a hash:net set holds, longest first (the kernel's nets[] array) */
-function cidrsOf(s: IpSet): number[] {
-  return [...new Set(s.entries.map((e) => e.cidr))].sort((a, b) => b - a);
+function cidrsOf(ix: SetIndex): number[] {
+  return (ix.order ??= [...ix.cidrs.keys()].sort((a, b) => b - a));
 }
 
 /**
@@ -220,15 +330,16 @@ function cidrsOf(s: IpSet): number[] {
  * under each prefix length the set holds; with one, exactly (the uadt test of hash:net).
  */
 export function ipsetHas(s: IpSet, e: IpsetEntry): boolean {
+  const ix = indexOf(s.entries);
   if (s.type === 'hash:net' && e.cidr === 32) {
-    for (const cidr of cidrsOf(s)) {
+    for (const cidr of cidrsOf(ix)) {
       const ip = (e.ip & netMask({ net: 0, len: cidr })) >>> 0;
-      if (s.entries.some((x) => x.cidr === cidr && x.ip === ip)) return true;
+      // a hash:net member's key has no protocol or port (keyOf)
+      if (ix.keys.has(netKey(ip, cidr))) return true;
     }
     return false;
   }
-  const k = keyOf(s, e);
-  return s.entries.some((x) => sameKey(x, k));
+  return ix.keys.has(keyText(keyOf(s, e)));
 }
 
 /** `ipset test`: ENOENT for a missing set, else the answer */

@@ -12,6 +12,7 @@ import { errnoNumber, strerror, type Errno } from './errno.ts';
 import { Fib, sameRoute, type Route, type RouteProto, type RouteScope, type RouteType } from './fib.ts';
 import { bridgePorts, carrierOk, portForwarding, vethPeer } from './links.ts';
 import {
+  addressesChanged,
   bridgeFdb,
   neighTable,
   newStats,
@@ -693,6 +694,7 @@ const madeLocal = new WeakMap<Netns, MadeLocal[]>();
 /** a device, address or up/down state of the namespace changed: its local table is made anew when asked */
 function localChanged(ns: Netns): void {
   madeLocal.delete(ns);
+  addressesChanged(ns);
 }
 
 /**

@@ -530,18 +530,49 @@ export class Netns {
     for (const dev of this.links.values()) for (const addr of dev.addrs) yield { dev, addr };
   }
 
-  /** the device owning `ip` when it is a local address (weak host model: any device) */
+  /**
+   * the device owning `ip` when it is a local address (weak host model: any device): the first
+   * device up, in the namespace's order of devices, that has it. Every node answers this for each
+   * ARP request flooded on its segment: the devices by address are kept (addressOwners)
+   */
   localAddress(ip: Ipv4Addr): Link | undefined {
     if (ip.startsWith('127.')) return this.links.get('lo');
-    // plain loops, not addresses(): every node answers this for each ARP request flooded on its segment
-    for (const dev of this.links.values())
-      for (const addr of dev.addrs) if (addr.ip === ip && dev.up) return dev;
+    const devs = addressOwners(this).get(ip);
+    if (devs) for (const dev of devs) if (dev.up) return dev;
     return undefined;
   }
 
   neighbour(ip: Ipv4Addr, dev: string): NeighEntry | undefined {
     return this.neigh.pick(ip, dev);
   }
+}
+
+/**
+ * Each namespace's devices by the addresses they hold (each device once per address, in the
+ * namespace's order of devices), kept until addressesChanged: a device or an address of the
+ * namespace changed, which goes through netlink.ts only (its localChanged calls it). A cache
+ * beside the namespace, not state of it (a world read back from data starts without).
+ */
+const owners = new WeakMap<Netns, Map<Ipv4Addr, Link[]>>();
+
+function addressOwners(ns: Netns): Map<Ipv4Addr, Link[]> {
+  let m = owners.get(ns);
+  if (!m) {
+    m = new Map();
+    for (const dev of ns.links.values())
+      for (const a of dev.addrs) {
+        const l = m.get(a.ip);
+        if (!l) m.set(a.ip, [dev]);
+        else if (l[l.length - 1] !== dev) l.push(dev);
+      }
+    owners.set(ns, m);
+  }
+  return m;
+}
+
+/** a device of the namespace came or went, or an address changed: its devices by address are made anew when asked */
+export function addressesChanged(ns: Netns): void {
+  owners.delete(ns);
 }
 
 export function newStats(): LinkStats {

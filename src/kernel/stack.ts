@@ -210,6 +210,7 @@ export class Stack {
     const rec = this.w.rec;
     if (rec.keeps)
       rec.add({ kind, layer, netns: ns.name, action, ev, device: extra?.device, wire: extra?.wire });
+    else rec.passed();
   }
 
   /**
@@ -498,6 +499,7 @@ export class Stack {
         { type: 'neigh', result: 'hit', nexthop, entry: { ...n } },
         { device },
       );
+    else this.w.rec.passed();
   }
 
   private resolve(ns: Netns, dev: Link, nexthop: string, pkt: Ipv4Packet): MacAddr | undefined {
@@ -804,6 +806,7 @@ export class Stack {
             { type: 'arp-ignore', target: arp.targetIp },
             { device: dev.name },
           );
+        else this.w.rec.passed();
         return;
       }
       // arp_process: the sender becomes a STALE neighbour (neigh_event_ns), then we answer from the receiving device
@@ -1054,6 +1057,7 @@ export class Stack {
     this.capture(ns, dev, 'out', bytes);
     if (this.w.rec.keeps)
       this.step(ns, 'xmit', 2, 'tx', { type: 'xmit', frame }, { device: dev.name, wire: bytes });
+    else this.w.rec.passed();
   }
 
   /** netif_receive_skb: bridge port → bridge; else ARP or IPv4 when the frame is for this host */
@@ -1065,6 +1069,7 @@ export class Stack {
     dev.stats.rxBytes += dev.type === 'vxlan' ? bytes.length - 14 : bytes.length;
     if (this.w.rec.keeps)
       this.step(ns, 'rx', 2, 'rx', { type: 'rx', frame }, { device: dev.name, wire: bytes });
+    else this.w.rec.passed();
     if (dev.master) {
       const br = ns.link(dev.master);
       if (br && br.type === 'bridge') {
@@ -1305,6 +1310,7 @@ export class Stack {
           },
           { device: br.name },
         );
+      else this.w.rec.passed();
       // br_handle_frame_finish: br_flood sends the copies out of the ports, then br_pass_frame_up
       // hands the frame to the host (synchronously: netif_receive_skb). A copy out of a veth port
       // reaches the peer through the backlog, after the host has answered: an ARP request answered
@@ -1508,7 +1514,7 @@ export class Stack {
   }
 
   routeStep(ns: Netns, dst: string, rr: RouteResult, outer = false): void {
-    if (!this.w.rec.keeps) return;
+    if (!this.w.rec.keeps) return this.w.rec.passed();
     this.step(
       ns,
       'route',
@@ -1848,8 +1854,8 @@ export class Stack {
 
   /** one netfilter event as a step of the trace */
   private netfilterStep(ns: Netns, ev: NfEvent, dev?: string): void {
-    // what follows only makes the step's record (nfDecision and the rest read, never write)
-    if (!this.w.rec.keeps) return;
+    // what follows only makes the step's record (nfDecision and the rest read, never write); each kind makes one
+    if (!this.w.rec.keeps) return this.w.rec.passed();
     switch (ev.kind) {
       case 'conntrack': {
         const res = ev.result;

@@ -148,14 +148,20 @@ export class Recorder {
   constructor(
     private readonly world: World,
     /**
-     * false: nobody reads this recorder (a daemon's own traffic while nobody traces or captures):
-     * steps and counters are not kept; the walk and every state it changes are the same
+     * false: nobody reads this recorder's steps (a daemon's own traffic while nobody traces or
+     * captures, a walk of which only the outcome is wanted): they are not kept, and the hottest
+     * are not even made; the walk and every state it changes are the same
      */
     readonly keeps = true,
+    /**
+     * the counters are kept (a drop carries those that rose since the last step, kept or not):
+     * by default when the steps are
+     */
+    readonly counts = keeps,
   ) {}
 
   add(s: StepInput): void {
-    if (!this.keeps) return;
+    if (!this.keeps) return this.passed();
     // one class for every step (absent fields are undefined): the recorder is on the hot path
     const step = new RecordedStep(
       this.steps.length + 1,
@@ -176,7 +182,12 @@ export class Recorder {
 
   /** a counter rose */
   counter(e: CounterEvent): void {
-    if (this.keeps) this.counters.push(e);
+    if (this.counts) this.counters.push(e);
+  }
+
+  /** a step the datapath passed without making its record (keeps false): later counters are the next step's */
+  passed(): void {
+    this.mark = this.counters.length;
   }
 
   /** the counters that rose since the last step */

@@ -221,7 +221,19 @@ function pinEndpoint(c: Cluster, t: ServiceTarget, pod: string): void {
     c.stack.pins.set(`${d.node} nat ${d.chain} ${d.index}`, d.hit ? 0 : 0x7fffffff);
 }
 
-export function walk(c: Cluster, req: WalkRequest, opts: { exchange?: boolean } = {}): Walk {
+export interface WalkOptions {
+  /** walk the whole exchange, not only the request and the first packet back */
+  exchange?: boolean;
+  /**
+   * false: only the outcome is wanted (podwalk matrix): the traces keep no steps (the datapath
+   * does not even make the hottest ones, as for the build's BGP traffic); the packets go through
+   * the same code, and the dispositions, drops with their counters, and every state the walk
+   * changes are the same
+   */
+  steps?: boolean;
+}
+
+export function walk(c: Cluster, req: WalkRequest, opts: WalkOptions = {}): Walk {
   const src = resolveEndpoint(c, req.from, 'source');
   const svc = resolveService(c, req.to, req.port, req.proto);
   if (req.endpoint !== undefined && !svc)
@@ -240,13 +252,7 @@ export function walk(c: Cluster, req: WalkRequest, opts: { exchange?: boolean } 
   }
 }
 
-function walkFlow(
-  c: Cluster,
-  req: WalkRequest,
-  src: Endpoint,
-  dst: Endpoint,
-  opts: { exchange?: boolean },
-): Walk {
+function walkFlow(c: Cluster, req: WalkRequest, src: Endpoint, dst: Endpoint, opts: WalkOptions): Walk {
   const ns = c.world.ns(src.netns);
   const stack = c.stack;
   const proto = req.proto;
@@ -268,7 +274,7 @@ function walkFlow(
 
   const traces: Trace[] = [];
   const record = (flow: Flow, run: () => void): Trace => {
-    c.world.rec = new Recorder(c.world);
+    c.world.rec = new Recorder(c.world, opts.steps !== false, true);
     stack.terminals = [];
     run();
     // a packet parked on a resolving neighbour: let the neighbour timers run until it leaves or fails
