@@ -17,6 +17,7 @@ import { payload, walk } from '../src/trace/walk.ts';
 import type { Frame } from '../src/wire/types.ts';
 import { parseFrame } from '../src/wire/packet.ts';
 import { updatePmtu } from '../src/kernel/pmtu.ts';
+import { addressDel } from '../src/kernel/netlink.ts';
 import { icmpGlobalAllow, icmpGlobalConsume, icmpPeerAllow } from '../src/kernel/icmp-ratelimit.ts';
 import { runCommand } from '../src/tools/index.ts';
 import { runUntil } from '../src/trace/exchange.ts';
@@ -280,8 +281,9 @@ describe('neigh_timer_handler (net/core/neighbour.c), arp_tbl defaults', () => {
     const n = c.world.ns('pod-a').neighbour('10.244.0.6', 'eth0')!;
     c.world.run(60 * S);
     // pod-b goes away: its address is gone, nothing answers
-    const podB = c.world.ns('pod-b').link('eth0')!;
-    podB.addrs = [];
+    // (through netlink, as `ip addr del` does: the namespace's local-address lookup follows it)
+    const podB = c.world.ns('pod-b');
+    for (const a of [...podB.link('eth0')!.addrs]) addressDel(podB, 'eth0', a.ip, a.len);
     echo(c, 'pod-a', '10.244.0.6', 2);
     c.world.run(65 * S);
     assert.equal(n.state, 'PROBE');
