@@ -950,9 +950,15 @@ What \`npm run bench\` measures (bench/run.ts; it rewrites this file with the nu
    (bench/import-one.ts). The dump set is printed by the emulated tools from the synthetic
    flannel-vxlan cluster of item 2 (bench/dumps.ts): the shape of real nodes' dumps (the emulated
    tools print what the real ones do), not dumps of 100 real nodes.
-5. **Simulation vs the real kernel** (root only): the seed cluster brought up both ways, and UDP over the VXLAN path.
+5. **The cluster file to the first walk** (\`bench/path-one.ts MODE N 30\`, BENCH_PATH): reading and loading the
+   YAML, the build and the first walk, CPU and peak RSS per phase, and the bytes of a pod's namespace.
+6. **BGP**: the node-to-node mesh converging over the datapath (\`bench/bgp-one.ts\`, BENCH_BGP_SIZES) and route
+   reflectors (\`bench/rr-one.ts\`, BENCH_RR_SIZES): messages, UPDATEs, simulated time to converge, CPU, RSS.
+7. **Services** (\`bench/svc-one.ts\`, BENCH_SERVICES): kube-proxy's rules for many Services, the nat table per packet.
+8. **Simulation vs the real kernel** (root only): the seed cluster brought up both ways, and UDP over the VXLAN path.
 
-Re-run with \`npm run bench\` (a few minutes; the 1,000-node matrix is most of it). \`BENCH_MS\`, \`BENCH_WARMUP_MS\` and \`BENCH_SIZES\` (e.g. \`100\`)
+Re-run with \`npm run bench\` (tens of minutes on 2 CPUs: the 1,000- and 5,000-node runs are most of it; each
+run is a process of its own, and one that fails is reported, not fatal). \`BENCH_MS\`, \`BENCH_WARMUP_MS\` and \`BENCH_SIZES\` (e.g. \`100\`)
 shorten it; ${
     DEFAULTS ? 'the numbers below are from a full default run.' : '**this run did not use the defaults.**'
   }
