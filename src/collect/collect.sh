@@ -106,13 +106,18 @@ run_in() {
 }
 
 # one command's stdout to FILE; its stderr and exit status to FILE.err when it failed (defined
-# here and, through $DUMP, in every namespace's shell)
+# here and, through $DUMP, in every namespace's shell). A command that fails is run twice more:
+# iproute2 names other namespaces by opening each file of /run/netns, and one removed meanwhile
+# (a pod deleted on the node) fails the whole command ("Peer netns reference is invalid")
 SAVE='
 save() {
   file=$1
   shift
-  "$@" >"$file" 2>"$file.err"
-  rc=$?
+  for try in 1 2 3; do
+    "$@" >"$file" 2>"$file.err"
+    rc=$?
+    [ $rc -eq 0 ] && break
+  done
   if [ $rc -ne 0 ]; then
     echo "exit $rc" >>"$file.err"
   elif [ ! -s "$file.err" ]; then
