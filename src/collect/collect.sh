@@ -106,9 +106,10 @@ run_in() {
 }
 
 # one command's stdout to FILE; its stderr and exit status to FILE.err when it failed (defined
-# here and, through $DUMP, in every namespace's shell). A command that fails is run twice more:
-# iproute2 names other namespaces by opening each file of /run/netns, and one removed meanwhile
-# (a pod deleted on the node) fails the whole command ("Peer netns reference is invalid")
+# here and, through $DUMP, in every namespace's shell). A command that fails or complains is run
+# twice more: iproute2 names other namespaces by opening each file of /run/netns, and one being
+# added or removed meanwhile (a pod started or deleted on the node) makes it print "Error: Peer
+# netns reference is invalid." (exit 0) for a dump that may lack that name
 SAVE='
 save() {
   file=$1
@@ -116,7 +117,7 @@ save() {
   for try in 1 2 3; do
     "$@" >"$file" 2>"$file.err"
     rc=$?
-    [ $rc -eq 0 ] && break
+    [ $rc -eq 0 ] && [ ! -s "$file.err" ] && break
   done
   if [ $rc -ne 0 ]; then
     echo "exit $rc" >>"$file.err"
