@@ -1294,23 +1294,7 @@ export class Stack {
     const dst = frame.eth.dst;
     if (dst === BROADCAST || isMulticast(dst)) {
       const ports = portsOf(ns, br);
-      if (this.w.rec.keeps)
-        this.step(
-          ns,
-          'bridge',
-          2,
-          'flood',
-          {
-            type: 'fdb-flood',
-            bridge: br.name,
-            mac: dst,
-            broadcast: true,
-            ports: ports.filter((p) => shouldDeliver(p, inPort)).map((p) => p.name),
-            toHost: !!inPort,
-          },
-          { device: br.name },
-        );
-      else this.w.rec.passed();
+      this.floodStep(ns, br, dst, true, () => ports.filter((p) => shouldDeliver(p, inPort)), !!inPort);
       // br_handle_frame_finish: br_flood sends the copies out of the ports, then br_pass_frame_up
       // hands the frame to the host (synchronously: netif_receive_skb). A copy out of a veth port
       // reaches the peer through the backlog, after the host has answered: an ARP request answered
@@ -1357,23 +1341,32 @@ export class Stack {
       return this.bridgePortXmit(ns, br, out, frame, inPort, fragMax, pre);
     }
     const others = portsOf(ns, br).filter((p) => shouldDeliver(p, inPort));
-    if (this.w.rec.keeps)
-      this.step(
-        ns,
-        'bridge',
-        2,
-        'flood',
-        {
-          type: 'fdb-flood',
-          bridge: br.name,
-          mac: dst,
-          broadcast: false,
-          ports: others.map((p) => p.name),
-          toHost: false,
-        },
-        { device: br.name },
-      );
+    this.floodStep(ns, br, dst, false, () => others, false);
     for (const p of others) this.bridgePortXmit(ns, br, p, frame, inPort, fragMax, pre);
+  }
+
+  /**
+   * The bridge's flood step (broadcast and multicast, or an unknown unicast): its event, with the
+   * ports it goes out of, made only when the recorder keeps steps (the build's quiet BGP walks and
+   * the matrix's walks flood without one), else the step passed as any other
+   */
+  private floodStep(
+    ns: Netns,
+    br: BridgeLink,
+    mac: string,
+    broadcast: boolean,
+    ports: () => readonly Link[],
+    toHost: boolean,
+  ): void {
+    if (!this.w.rec.keeps) return this.w.rec.passed();
+    this.step(
+      ns,
+      'bridge',
+      2,
+      'flood',
+      { type: 'fdb-flood', bridge: br.name, mac, broadcast, ports: ports().map((p) => p.name), toHost },
+      { device: br.name },
+    );
   }
 
   /** br_forward: bridged IPv4 goes through iptables FORWARD when br_netfilter is on */
