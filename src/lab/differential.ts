@@ -12,7 +12,7 @@ import { quiesce } from '../cni/modes.ts';
 import { loadDumps } from '../collect/load.ts';
 import { importCluster } from '../import/index.ts';
 import { labCollect } from './collect.ts';
-import { birdsStopped, labChange, labDown, LabError, labQuiesce, labUp } from './host.ts';
+import { birdsStopped, labChange, labDown, LabError, labQuiesce, labUp, pause } from './host.ts';
 import { labTrace, type LabTraceResult, type ModelComparison } from './trace.ts';
 import { faultOf, generateScenario, type Fault, type Scenario } from './scenarios.ts';
 import { endpointDraws, resolveService, type Walk, type WalkRequest } from '../trace/walk.ts';
@@ -188,8 +188,9 @@ export async function runScenario(
     }
     if (birdFault) {
       // BIRD's NOTIFICATION and the connection's close go over the underlay, and the peer's BIRD
-      // withdraws the routes: while it runs, from the model's state again; then stopped, again
-      await labQuiesce(state, base, opts.signal);
+      // withdraws the routes, while they run (the pause quiesce makes); then stopped, the lab back
+      // to the model's state once, as for any other scenario
+      await pause(300, opts.signal);
       await quietBgp();
     }
     const trace = await labTrace(state, sim, s.flow, {
