@@ -154,8 +154,11 @@ export async function runScenario(
   if (s.spec.services) for (const c of [base, sim]) keepSourcePorts(c);
   const fault = faultOf(s, sim);
   const onImported = applyFault(sim, fault);
+  const birdFault = !!fault?.command.startsWith('birdc ');
   labDown(base);
-  const state = await labUp(base, { signal: opts.signal });
+  // lab up's own quiesce is undone by the BIRDs running on, and quietBgp below does it again before
+  // anything is read: only the collection of a birdc fault's scenario, made while they run, needs it
+  const state = await labUp(base, { signal: opts.signal, quiesce: birdFault && !!opts.imported });
   // From the flow to the end of the comparison no BGP message, as in the model's walk: the lab's
   // BIRDs are stopped, and the lab set back to the model's state (lab up's quiesce is not enough:
   // under load, lab up's wait for the mesh, the collection and the fault can take long enough for
@@ -166,7 +169,6 @@ export async function runScenario(
     birdsStopped(state, true);
     await labQuiesce(state, base, opts.signal);
   };
-  const birdFault = !!fault?.command.startsWith('birdc ');
   try {
     if (state.birds?.length && !birdFault) await quietBgp();
     let imported: Cluster | undefined;

@@ -32,6 +32,7 @@ import {
 } from 'node:fs';
 import { setMaxListeners } from 'node:events';
 import type { Cluster } from '../cni/build.ts';
+import { spawned, type Spawned } from './spawner.ts';
 import { birdPath, labNames, labPrefix, planLab, STATE_DIR, type LabPlan, type PlanStep } from './plan.ts';
 export { birdPath };
 
@@ -181,6 +182,11 @@ export function runAsync(
   opts: { input?: string; timeoutMs?: number; signal?: AbortSignal } = {},
 ): Promise<RunResult> {
   throwIfAborted(opts.signal);
+  const helper = PYTHON.startsWith('/') ? PYTHON : undefined;
+  const helped = inNetns(argv)
+    ? spawned(helper, argv.slice(4), opts.input, `${NETNS_DIR}/${argv[3]}`)
+    : spawned(helper, argv, opts.input);
+  if (helped) return settle(argv, helped, opts);
   return new Promise((resolve, reject) => {
     const child = spawn(argv[0], argv.slice(1), {
       stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
@@ -222,6 +228,61 @@ export function runAsync(
       resolve({ stdout, stderr: stderr + (sig ? `${argv[0]}: killed by ${sig}` : ''), code: code ?? 128 });
     });
   });
+}
+
+/** where `ip netns add` puts a namespace's file */
+const NETNS_DIR = '/run/netns';
+
+/**
+ * The commands podwalk runs in a lab namespace that read nothing under /sys: the spawner starts
+ * them in the namespace itself (spawner.ts) instead of through `ip netns exec`, whose mount
+ * namespace and remount of /sys are there for the commands that do. `sh` runs podwalk's own
+ * scripts of these and of ip, bridge and iptables-save; `chrt` its clients (Python, ping, curl).
+ */
+const NO_SYSFS = new Set(['sysctl', 'iptables-restore', 'ipset', 'nstat', 'conntrack', 'sh', 'chrt']);
+
+function inNetns(argv: readonly string[]): boolean {
+  return (
+    argv[0] === 'ip' &&
+    argv[1] === 'netns' &&
+    argv[2] === 'exec' &&
+    argv.length > 4 &&
+    !argv[3].includes('/') &&
+    NO_SYSFS.has(argv[4])
+  );
+}
+
+/** runAsync's ending of a command the helper runs: the same results, timeouts and aborts */
+async function settle(
+  argv: readonly string[],
+  cmd: { done: Promise<Spawned>; kill(): void },
+  opts: { timeoutMs?: number; signal?: AbortSignal },
+): Promise<RunResult> {
+  let ended: 'timeout' | 'abort' | undefined;
+  const kill = (why: 'timeout' | 'abort') => {
+    ended ??= why;
+    cmd.kill();
+  };
+  const timer = setTimeout(() => kill('timeout'), opts.timeoutMs ?? 20_000);
+  const onAbort = () => kill('abort');
+  opts.signal?.addEventListener('abort', onAbort);
+  const r = await cmd.done.finally(() => {
+    clearTimeout(timer);
+    opts.signal?.removeEventListener('abort', onAbort);
+  });
+  if (r.error !== undefined) return { stdout: '', stderr: r.error, code: 127 };
+  if (ended === 'abort') throw new LabInterrupted(String(opts.signal?.reason ?? 'a signal'));
+  if (ended === 'timeout')
+    return {
+      stdout: r.stdout,
+      stderr: `${r.stderr}${argv[0]}: killed after ${(opts.timeoutMs ?? 20_000) / 1000} s without finishing`,
+      code: 124,
+    };
+  return {
+    stdout: r.stdout,
+    stderr: r.stderr + (r.signal ? `${argv[0]}: killed by ${r.signal}` : ''),
+    code: r.code ?? 128,
+  };
 }
 
 /** SIGKILL a detached child and everything in its process group */
@@ -516,6 +577,11 @@ export interface UpOptions {
   signal?: AbortSignal;
   /** the NetworkPolicy files the cluster was built with, remembered in the state file */
   policies?: string[];
+  /**
+   * once the BGP mesh has converged, set the lab back to the model's state (default true);
+   * false for a caller that stops the BIRDs and does that itself (labQuiesce) before it reads
+   */
+  quiesce?: boolean;
 }
 
 /**
@@ -894,7 +960,12 @@ const BIRD_WAIT_CAP_MS = 120_000;
  * extended while sessions or routes keep arriving, never beyond 120 s; then the error names every
  * session not Established with what BIRD says of it, and every route missing.
  */
-async function startBirds(plan: LabPlan, state: LabState, signal?: AbortSignal): Promise<void> {
+async function startBirds(
+  plan: LabPlan,
+  state: LabState,
+  signal?: AbortSignal,
+  settle = true,
+): Promise<void> {
   if (!plan.birds.length) return;
   for (const tool of ['bird', 'birdc'])
     if (run(['sh', '-c', `command -v ${tool}`]).code !== 0)
@@ -977,7 +1048,7 @@ async function startBirds(plan: LabPlan, state: LabState, signal?: AbortSignal):
       }),
     );
     const missing = [...sessionsDown.flat(), ...routesMissing.flat()];
-    if (!missing.length) return quiesce(plan, state, signal);
+    if (!missing.length) return settle ? quiesce(plan, state, signal) : undefined;
     const elapsed = Date.now() - started;
     if (progress > best) {
       best = progress;
@@ -1046,13 +1117,14 @@ async function resetState(
   await pool(names, 4, async ([model, ns]) => {
     const bridges = allBridges.filter((b) => b.netns === model).map((b) => b.name);
     const script = [
-      `ip -n ${ns} neigh flush all`,
-      ...bridges.map((b) => `bridge -n ${ns} fdb flush dev ${b} dynamic`),
-      // where iptables loaded conntrack (kube-proxy's NAT), it tracks the BGP connections too
-      `{ ! command -v conntrack >/dev/null || ip netns exec ${ns} conntrack -F 2>/dev/null; }`,
-      `ip netns exec ${ns} nstat -asz`,
+      `ip neigh flush all`,
+      ...bridges.map((b) => `bridge fdb flush dev ${b} dynamic`),
+      // where iptables loaded conntrack (kube-proxy's NAT), it tracks the BGP connections too;
+      // nf_conntrack_count is the namespace's own (0, or no such file: nothing to flush)
+      `{ n=0; read n < /proc/sys/net/netfilter/nf_conntrack_count 2>/dev/null; [ "$n" = 0 ] || ! command -v conntrack >/dev/null || conntrack -F 2>/dev/null; }`,
+      `nstat -asz`,
     ].join(' && ');
-    const r = await runAsync(['sh', '-c', script], { signal });
+    const r = await runAsync(['ip', 'netns', 'exec', ns, 'sh', '-c', script], { signal });
     if (r.code !== 0) throw new LabError(`${model}: resetting after the BGP mesh failed: ${r.stderr.trim()}`);
     base[model] = Object.fromEntries(
       r.stdout.split('\n').flatMap((l) => {
@@ -1104,7 +1176,7 @@ export async function labUp(c: Cluster, opts: UpOptions = {}): Promise<LabState>
       for (const l of plan.listeners)
         state.listeners.push({ netns: l.netns, proto: l.proto, port: l.port, pid });
     }
-    await startBirds(plan, state, signal);
+    await startBirds(plan, state, signal, opts.quiesce ?? true);
     throwIfAborted(signal);
     state.owner = owner;
     if (!owner) delete state.ownerStart;
