@@ -183,9 +183,12 @@ export function runAsync(
 ): Promise<RunResult> {
   throwIfAborted(opts.signal);
   const helper = PYTHON.startsWith('/') ? PYTHON : undefined;
-  const helped = inNetns(argv)
-    ? spawned(helper, argv.slice(4), opts.input, `${NETNS_DIR}/${argv[3]}`)
-    : spawned(helper, argv, opts.input);
+  const netns = inNetns(argv) ? `${NETNS_DIR}/${argv[3]}` : undefined;
+  const helped = !netns
+    ? spawned(helper, { argv, input: opts.input })
+    : argv[4] === 'sysctl' && argv[5] === '-q' && argv[6] === '-w' && opts.input === undefined
+      ? spawned(helper, { sysctl: argv.slice(7), netns })
+      : spawned(helper, { argv: argv.slice(4), input: opts.input, netns });
   if (helped) return settle(argv, helped, opts);
   return new Promise((resolve, reject) => {
     const child = spawn(argv[0], argv.slice(1), {
@@ -236,7 +239,8 @@ const NETNS_DIR = '/run/netns';
 /**
  * The commands podwalk runs in a lab namespace that read nothing under /sys: the spawner starts
  * them in the namespace itself (spawner.ts) instead of through `ip netns exec`, whose mount
- * namespace and remount of /sys are there for the commands that do. `sh` runs podwalk's own
+ * namespace and remount of /sys are there for the commands that do; `sysctl -q -w` it writes
+ * itself (a thread in the namespace sees that namespace's /proc/sys/net). `sh` runs podwalk's own
  * scripts of these and of ip, bridge and iptables-save; `chrt` its clients (Python, ping, curl).
  */
 const NO_SYSFS = new Set(['sysctl', 'iptables-restore', 'ipset', 'nstat', 'conntrack', 'sh', 'chrt']);
@@ -796,14 +800,25 @@ interface Batch {
   steps: PlanStep[];
 }
 
+/** the lab namespaces a batch (or step) runs in or names: the far end of a veth, where a device moves */
+function touchedBy(b: { argv: readonly string[]; input?: string }, names: ReadonlySet<string>): Set<string> {
+  return new Set([...b.argv, ...(b.input ?? '').split(/\s+/)].filter((w) => names.has(w)));
+}
+
 /**
- * The plan's steps as few processes as give the same result: a run of `ip -n NS …` (or
- * `bridge -n NS …`) commands in one namespace is one `ip -n NS -batch -`, a run of sysctl writes
- * in one namespace one `sysctl -w` with them all, the namespaces one `ip -batch -` of `netns add`
- * lines. Each process costs about 10 ms of CPU here (exec, a mount namespace, a remount of /sys).
+ * The plan's steps as few processes as give the same result: the `ip -n NS …` (or
+ * `bridge -n NS …`) commands in one namespace are one `ip -n NS -batch -`, the sysctl writes in
+ * one namespace one `sysctl -w` with them all, the namespaces one `ip -batch -` of `netns add`
+ * lines. Each process costs about 10 ms of CPU here (exec, and a mount namespace and a remount of
+ * /sys for `ip -n` and `ip netns exec`).
+ *
+ * A step joins the latest batch of its kind when no batch after that one touches a namespace the
+ * step touches (runs in or names): every namespace still sees its steps in the plan's order, which
+ * is all the order the kernel sees (a device is created before it is configured, a veth's far
+ * namespace before the veth), and the steps of one namespace that other namespaces' steps
+ * interleave with (a pod's addresses and routes between the node's veths) become one process.
  */
-export function batches(steps: readonly PlanStep[]): Batch[] {
-  const out: Batch[] = [];
+export function batches(steps: readonly PlanStep[], names: ReadonlySet<string>): Batch[] {
   const key = (s: PlanStep): string | undefined => {
     const a = s.argv;
     if (s.input !== undefined) return undefined;
@@ -820,39 +835,45 @@ export function batches(steps: readonly PlanStep[]): Batch[] {
       return `sysctl ${a[3]}`;
     return undefined;
   };
-  let run: { key: string; steps: PlanStep[] } | undefined;
-  const flush = () => {
-    if (!run) return;
-    const first = run.steps[0].argv;
-    if (run.steps.length === 1) out.push({ argv: first, steps: run.steps });
-    else if (run.key === 'netns add')
-      out.push({
-        argv: ['ip', '-batch', '-'],
-        input: run.steps.map((s) => `netns add ${s.argv[3]}\n`).join(''),
-        steps: run.steps,
-      });
-    else if (run.key.startsWith('sysctl '))
-      out.push({ argv: [...first.slice(0, 7), ...run.steps.map((s) => s.argv[7])], steps: run.steps });
-    else
-      out.push({
-        argv: [first[0], '-n', first[2], '-batch', '-'],
-        input: run.steps.map((s) => s.argv.slice(3).join(' ') + '\n').join(''),
-        steps: run.steps,
-      });
-    run = undefined;
-  };
+  const runs: { key: string | undefined; steps: PlanStep[] }[] = [];
+  /** namespace → the last run that touches it */
+  const last = new Map<string, number>();
+  /** a kind of step → its latest run */
+  const latest = new Map<string, number>();
+  /** the last run that touches no namespace (and everything before it) */
+  let barrier = -1;
   for (const s of steps) {
     const k = key(s);
-    if (k && run?.key === k) {
-      run.steps.push(s);
-      continue;
-    }
-    flush();
-    if (k) run = { key: k, steps: [s] };
-    else out.push({ argv: s.argv, input: s.input, steps: [s] });
+    const touched = touchedBy(s, names);
+    // the last run this step must follow, and the one it could join
+    let after = touched.size ? -1 : runs.length - 1;
+    for (const n of touched) after = Math.max(after, last.get(n) ?? -1);
+    after = Math.max(after, barrier);
+    const j = k === undefined ? -1 : (latest.get(k) ?? -1);
+    const i = j >= 0 && j >= after ? j : runs.length;
+    if (i === runs.length) runs.push({ key: k, steps: [] });
+    if (k !== undefined) latest.set(k, i);
+    runs[i].steps.push(s);
+    for (const n of touched) last.set(n, i);
+    if (!touched.size) barrier = i;
   }
-  flush();
-  return out;
+  return runs.map(({ key: k, steps: run }): Batch => {
+    const first = run[0].argv;
+    if (run.length === 1) return { argv: first, input: run[0].input, steps: run };
+    if (k === 'netns add')
+      return {
+        argv: ['ip', '-batch', '-'],
+        input: run.map((s) => `netns add ${s.argv[3]}\n`).join(''),
+        steps: run,
+      };
+    if (k!.startsWith('sysctl '))
+      return { argv: [...first.slice(0, 7), ...run.map((s) => s.argv[7])], steps: run };
+    return {
+      argv: [first[0], '-n', first[2], '-batch', '-'],
+      input: run.map((s) => s.argv.slice(3).join(' ') + '\n').join(''),
+      steps: run,
+    };
+  });
 }
 
 /**
@@ -871,8 +892,7 @@ async function runBatches(
 ): Promise<void> {
   const last = new Map<string, number>();
   const deps = bs.map((b, i) => {
-    const words = [...b.argv, ...(b.input ?? '').split(/\s+/)];
-    const touched = new Set(words.filter((w) => names.has(w)));
+    const touched = touchedBy(b, names);
     const before = new Set([...touched].flatMap((n) => (last.has(n) ? [last.get(n)!] : [])));
     for (const n of touched) last.set(n, i);
     // a batch that names no lab namespace (none in the plan) keeps its place in the order
@@ -1166,7 +1186,8 @@ export async function labUp(c: Cluster, opts: UpOptions = {}): Promise<LabState>
   // the state file first, so that a crash half-way still lets `lab down` find everything
   await claim(c, plan, state, signal);
   try {
-    await runBatches(batches(plan.steps), new Set(plan.names.values()), signal);
+    const names = new Set(plan.names.values());
+    await runBatches(batches(plan.steps, names), names, signal);
     await linksSettled([...plan.names.values()], signal);
     if (opts.listeners !== false && plan.listeners.length) {
       const pid = await startListeners(

@@ -11,7 +11,8 @@
  * commands, and two scenarios share one event loop, so every blocking fork also stalls the other.
  *
  * The helper reads one JSON request a line on its stdin ({id, argv, input?, netns?} to run a
- * command in a session of its own, in the network namespace of the file netns names when given, {kill: id} to SIGKILL that command's process group) and writes one JSON
+ * command in a session of its own, in the network namespace of the file netns names when given;
+ * {id, sysctl, netns} to write `sysctl -w`'s settings in that namespace, no process needed; {kill: id} to SIGKILL that command's process group) and writes one JSON
  * reply a line ({id, code, stdout, stderr} with the bytes in base64, or {id, error}). It runs every
  * command in a thread of its own, so commands run concurrently as they did when Node started
  * them. A thread joins the namespace (setns(2) changes the calling thread's network namespace
@@ -53,6 +54,17 @@ def enter(path):
             raise OSError(e, os.strerror(e))
     finally:
         os.close(fd)
+def sysctl(settings):
+    for kv in settings:
+        key, _, value = kv.partition('=')
+        path = '/proc/sys/' + key.translate(str.maketrans('./', '/.'))
+        try:
+            with open(path, 'w') as f:
+                f.write(value + '\n')
+        except OSError as e:
+            msg = 'sysctl: setting key "%s": %s\n' % (key, e.strerror)
+            return {'code': 255, 'stdout': '', 'stderr': base64.b64encode(msg.encode()).decode()}
+    return {'code': 0, 'stdout': '', 'stderr': ''}
 def runone(req):
     rid = req['id']
     given = req.get('input')
@@ -63,6 +75,9 @@ def runone(req):
         except OSError as e:
             reply({'id': rid, 'error': 'cannot enter the network namespace %s: %s' % (netns, e.strerror)})
             return
+    if 'sysctl' in req:
+        reply(dict(sysctl(req['sysctl']), id=rid))
+        return
     try:
         p = subprocess.Popen(req['argv'], stdin=subprocess.DEVNULL if given is None else subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
@@ -136,15 +151,11 @@ class Helper {
   }
 
   /** start argv; the promise settles when it has ended (or could not start) */
-  run(
-    argv: readonly string[],
-    input: string | undefined,
-    netns: string | undefined,
-  ): { id: number; done: Promise<Spawned> } {
+  run(req: Request): { id: number; done: Promise<Spawned> } {
     const id = this.next++;
     const done = new Promise<Spawned>((resolve) => this.pending.set(id, resolve));
     if (this.pending.size === 1) this.busy();
-    this.child.stdin!.write(JSON.stringify({ id, argv, input, netns }) + '\n');
+    this.child.stdin!.write(JSON.stringify({ id, ...req }) + '\n');
     return { id, done };
   }
 
@@ -201,15 +212,19 @@ class Helper {
 let helper: Helper | undefined;
 
 /**
- * Run argv through the helper (in the network namespace of the file `netns`, when given):
- * undefined when there is none (no usable Python, or it has died), and the caller starts the
- * command itself
+ * What the helper does: run argv (with input on its stdin), or write sysctl settings (`key=value`,
+ * as `sysctl -w` takes them) itself, in the network namespace of the file `netns` when given
+ */
+export type Request =
+  { argv: readonly string[]; input?: string; netns?: string } | { sysctl: readonly string[]; netns: string };
+
+/**
+ * Run a request through the helper: undefined when there is none (no usable Python, or it has
+ * died), and the caller starts the command itself
  */
 export function spawned(
   python: string | undefined,
-  argv: readonly string[],
-  input: string | undefined,
-  netns?: string,
+  req: Request,
 ): { done: Promise<Spawned>; kill(): void } | undefined {
   if (!python) return undefined;
   if (!helper || helper.dead) {
@@ -217,6 +232,6 @@ export function spawned(
     helper = new Helper(python);
   }
   const h = helper;
-  const { id, done } = h.run(argv, input, netns);
+  const { id, done } = h.run(req);
   return { done, kill: () => h.kill(id) };
 }
