@@ -13,7 +13,13 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { compileFilter, FilterError, LINKTYPE_RAW, satisfiable } from '../src/tools/pcapfilter.ts';
 import { tcpdump } from '../src/tools/tcpdump.ts';
 import { readPcap, readPcapHeader, writePcap } from '../src/wire/pcap.ts';
-import { capture, realTcpdump, skipTcpdump, type DevicePcap } from './fixtures/tcpdump/pcaps.ts';
+import {
+  capture,
+  realTcpdump,
+  realTcpdumps,
+  skipTcpdump,
+  type DevicePcap,
+} from './fixtures/tcpdump/pcaps.ts';
 
 /** ≥ 30 expressions: every primitive and combinator, and the cases named in the comments */
 const EXPRESSIONS = [
@@ -143,29 +149,34 @@ function captures(): Indexed[] {
 }
 
 /** the indices of the packets tcpdump prints, or its error (e.g. `arp` on raw IP rejects all packets) */
-function realSelection(file: string, expr: string): number[] | string {
-  const r = realTcpdump(['-nn', '-tt', '-r', file, expr]);
-  if (r.code !== 0)
-    return r.stderr
-      .split('\n')
-      .filter((l) => l.startsWith('tcpdump: '))
-      .join('\n');
-  return r.stdout
-    .split('\n')
-    .filter((l) => /^\d+\.000000 /.test(l))
-    .map((l) => Number(l.split('.')[0]) - 1);
+async function realSelections(runs: { file: string; expr: string }[]): Promise<(number[] | string)[]> {
+  const rs = await realTcpdumps(runs.map(({ file, expr }) => ['-nn', '-tt', '-r', file, expr]));
+  return rs.map((r) =>
+    r.code !== 0
+      ? r.stderr
+          .split('\n')
+          .filter((l) => l.startsWith('tcpdump: '))
+          .join('\n')
+      : r.stdout
+          .split('\n')
+          .filter((l) => /^\d+\.000000 /.test(l))
+          .map((l) => Number(l.split('.')[0]) - 1),
+  );
 }
 
 describe('pcap-filter: podwalk selects the packets libpcap selects', () => {
   test(
     `${EXPRESSIONS.length} expressions × 6 captures (Ethernet with VXLAN and IPinIP, raw IP)`,
     { skip: skipTcpdump },
-    () => {
+    async () => {
       assert.ok(EXPRESSIONS.length >= 30);
       let nonEmpty = 0;
-      for (const c of captures()) {
-        for (const expr of EXPRESSIONS) {
-          const want = realSelection(c.file, expr);
+      const wants = await realSelections(
+        captures().flatMap((c) => EXPRESSIONS.map((expr) => ({ file: c.file, expr }))),
+      );
+      for (const [ci, c] of captures().entries()) {
+        for (const [ei, expr] of EXPRESSIONS.entries()) {
+          const want = wants[ci * EXPRESSIONS.length + ei];
           let got: number[] | string;
           try {
             const f = compileFilter(expr, c.linktype);
@@ -184,10 +195,14 @@ describe('pcap-filter: podwalk selects the packets libpcap selects', () => {
   test(
     'the emulated tcpdump with a filter prints what tcpdump -r prints with it',
     { skip: skipTcpdump },
-    () => {
-      for (const c of captures()) {
-        for (const expr of ['host 10.244.1.5', 'port 8080', 'udp', 'arp or icmp', 'not tcp']) {
-          const real = realTcpdump(['-nn', '-r', c.d.file, expr]);
+    async () => {
+      const exprs = ['host 10.244.1.5', 'port 8080', 'udp', 'arp or icmp', 'not tcp'];
+      const reals = await realTcpdumps(
+        captures().flatMap((c) => exprs.map((expr) => ['-nn', '-r', c.d.file, expr])),
+      );
+      for (const [ci, c] of captures().entries()) {
+        for (const [ei, expr] of exprs.entries()) {
+          const real = reals[ci * exprs.length + ei];
           const mine = tcpdump(['-nn', '-i', c.d.dev, ...expr.split(' ')], {
             cluster: c.d.cluster,
             netns: c.d.cluster.world.ns(c.d.netns),

@@ -79,8 +79,10 @@ def runone(req):
         reply(dict(sysctl(req['sysctl']), id=rid))
         return
     try:
+        env = None if req.get('env') is None else dict(os.environ, **req['env'])
         p = subprocess.Popen(req['argv'], stdin=subprocess.DEVNULL if given is None else subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                             env=env)
     except OSError as e:
         reply({'id': rid, 'error': '%s: %s' % (req['argv'][0], e.strerror or e)})
         return
@@ -212,11 +214,12 @@ class Helper {
 let helper: Helper | undefined;
 
 /**
- * What the helper does: run argv (with input on its stdin), or write sysctl settings (`key=value`,
+ * What the helper does: run argv (with input on its stdin, env added to the environment), or write sysctl settings (`key=value`,
  * as `sysctl -w` takes them) itself, in the network namespace of the file `netns` when given
  */
 export type Request =
-  { argv: readonly string[]; input?: string; netns?: string } | { sysctl: readonly string[]; netns: string };
+  | { argv: readonly string[]; input?: string; netns?: string; env?: Record<string, string> }
+  | { sysctl: readonly string[]; netns: string };
 
 /**
  * Run a request through the helper: undefined when there is none (no usable Python, or it has
