@@ -5,13 +5,20 @@
  * last node, tcp/8080: the forward, full-size and reverse probes and the cluster-wide checks) and
  * then the checks alone once more on the same cluster. Reports the CPU time (user + system, GC
  * threads included: the machine is shared) of the build and of doctor after it, which is doctor's
- * own cost, and of the checks alone. One JSON line prefixed with RESULT_PREFIX.
+ * own cost, and of the checks alone. Then, that cluster released, the whole command as a user
+ * runs it: `podwalk doctor --cluster FILE FROM TO:8080` (the spec written as a cluster file),
+ * through the CLI's own entry point (its modules already loaded and compiled by the runs before:
+ * the command's own work), and reading the cluster file once more alone. One JSON line prefixed
+ * with RESULT_PREFIX.
  */
 import { loadavg } from 'node:os';
-import { buildCluster } from '../src/cni/build.ts';
+import { run, type Io } from '../src/cli/app.ts';
+import { loadCluster } from '../src/cluster/load.ts';
+import { buildCluster, type Cluster } from '../src/cni/build.ts';
 import { CNI_MODES, type CniMode } from '../src/cluster/spec.ts';
 import { runChecks } from '../src/diagnose/checks.ts';
-import { doctor } from '../src/diagnose/doctor.ts';
+import { doctor, type DoctorReport } from '../src/diagnose/doctor.ts';
+import { matrixYaml } from './matrix-spec.ts';
 import { cpuMs, podName, RESULT_PREFIX, syntheticSpec } from './scale.ts';
 
 export interface DoctorResult {
@@ -28,9 +35,59 @@ export interface DoctorResult {
   checksCpuMs: number;
   findings: number;
   healthy: boolean;
+  /**
+   * the whole `podwalk doctor --cluster FILE FROM TO:8080`: CPU and wall time, exit code, the
+   * characters it printed; and the CPU time of reading the cluster file alone, timed after it
+   */
+  command: {
+    cpuMs: number;
+    wallMs: number;
+    exit: number;
+    loadCpuMs: number;
+    bytes: number;
+  };
 }
 
-function main(): void {
+/** `podwalk doctor` of the far-apart flow on the spec written as a cluster file, through the CLI's run() */
+async function wholeCommand(
+  nodes: number,
+  podsPerNode: number,
+  mode: CniMode,
+): Promise<DoctorResult['command']> {
+  const yaml = matrixYaml(syntheticSpec(nodes, podsPerNode, mode));
+  let bytes = 0;
+  const io: Io = {
+    out: (s) => (bytes += s.length),
+    err: (s) => (bytes += s.length),
+    readFile: (path) => {
+      if (path !== 'cluster.yaml') throw new Error(`unexpected read of ${path}`);
+      return yaml;
+    },
+    openDir: () => {
+      throw new Error('doctor writes no files');
+    },
+    env: {},
+    isTTY: false,
+  };
+  const argv = [
+    'doctor',
+    '--cluster',
+    'cluster.yaml',
+    podName(0, 0),
+    `${podName(nodes - 1, podsPerNode - 1)}:8080`,
+  ];
+  let cpu = process.cpuUsage();
+  const t = performance.now();
+  const exit = await run(argv, io);
+  const wallMs = performance.now() - t;
+  const cpuAll = cpuMs(process.cpuUsage(cpu));
+  cpu = process.cpuUsage();
+  loadCluster(yaml, 'cluster.yaml');
+  const loadCpuMs = cpuMs(process.cpuUsage(cpu));
+  return { cpuMs: cpuAll, wallMs, exit, loadCpuMs, bytes };
+}
+
+async function main(): Promise<void> {
   const nodes = Number(process.argv[2]);
   const podsPerNode = Number(process.argv[3]);
   const mode = process.argv[4] as CniMode;
@@ -40,16 +97,25 @@ function main(): void {
   const load = loadavg()[0];
   const spec = syntheticSpec(nodes, podsPerNode, mode);
   let cpu = process.cpuUsage();
-  const c = buildCluster(spec, mode);
+  let c: Cluster | undefined = buildCluster(spec, mode);
   const buildCpuMs = cpuMs(process.cpuUsage(cpu));
   cpu = process.cpuUsage();
   const t = performance.now();
-  const report = doctor(c, { from: podName(0, 0), to: podName(nodes - 1, podsPerNode - 1), proto: 'tcp' });
+  let report: DoctorReport | undefined = doctor(c, {
+    from: podName(0, 0),
+    to: podName(nodes - 1, podsPerNode - 1),
+    proto: 'tcp',
+  });
   const doctorMs = performance.now() - t;
   const doctorCpuMs = cpuMs(process.cpuUsage(cpu));
   cpu = process.cpuUsage();
   const findings = runChecks(c).reduce((n, k) => n + k.findings.length, 0);
   const checksCpuMs = cpuMs(process.cpuUsage(cpu));
+  const healthy = report.healthy;
+  // the cluster and the report released before the whole command builds its own (one cluster in memory at a time)
+  c = undefined;
+  report = undefined;
+  const command = await wholeCommand(nodes, podsPerNode, mode);
   const res: DoctorResult = {
     mode,
     nodes,
@@ -60,9 +126,10 @@ function main(): void {
     doctorMs,
     checksCpuMs,
     findings,
-    healthy: report.healthy,
+    healthy,
+    command,
   };
   process.stdout.write(`${RESULT_PREFIX}${JSON.stringify(res)}\n`);
 }
 
-main();
+await main();

@@ -6,8 +6,9 @@
  *     iteration, "warm" = new connections (sport 40000+i) walked through one built cluster;
  *  2. buildCluster time and memory for 100 × 30 and 1000 × 30 flannel-vxlan clusters, each in a
  *     child process of its own (bench/build-one.ts), and one walk across the 1000-node cluster;
- *     Then doctor's own CPU time per mode (bench/doctor-one.ts, a child process each;
- *     BENCH_DOCTOR="MODE:NODES,…", default flannel-vxlan and calico-vxlan at 1,000 × 30, calico-bgp at 100 × 30).
+ *     Then doctor's own CPU time per mode, and a whole `podwalk doctor --cluster FILE` (bench/doctor-one.ts, a
+ *     child process each; BENCH_DOCTOR="MODE:NODES,…", default flannel-vxlan and calico-vxlan at 1,000 × 30,
+ *     calico-bgp at 100 × 30).
  *  3. podwalk matrix on clusters of those sizes with 50 NetworkPolicies (bench/matrix-one.ts).
  *  2b. the issue's whole path, file to first walk, by phase (bench/path-one.ts): flannel-vxlan at
  *     100, 1,000 and 5,000 nodes, calico-vxlan at 100 and 1,000 (BENCH_PATH sets them).
@@ -313,6 +314,7 @@ function doctorModeTable(rs: DoctorResult[]): string {
       'build, CPU',
       'doctor after the build, CPU (wall)',
       'its checks alone, CPU',
+      'whole `podwalk doctor --cluster FILE`, CPU (of it reading the file)',
       'findings',
       'load',
     ],
@@ -322,10 +324,11 @@ function doctorModeTable(rs: DoctorResult[]): string {
       `${fmt(r.buildCpuMs)} ms`,
       `${fmt(r.doctorCpuMs)} ms (${fmt(r.doctorMs)} ms)`,
       `${fmt(r.checksCpuMs)} ms`,
+      `${fmt(r.command.cpuMs)} ms (${fmt(r.command.loadCpuMs)} ms)${r.command.exit === 0 ? '' : `, exit ${r.command.exit}`}`,
       `${fmt(r.findings)}${r.healthy ? ', healthy' : ', PROBLEMS'}`,
       `${fmt(r.loadAvg[0], 1)} → ${fmt(r.loadAvg[1], 1)}`,
     ]),
-    [2, 3, 4, 5],
+    [2, 3, 4, 5, 6],
   );
 }
 
@@ -940,7 +943,8 @@ What \`npm run bench\` measures (bench/run.ts; it rewrites this file with the nu
    routes, then the neighbours, then the FDBs are emptied in every namespace, per entry),
    \`process.resourceUsage().maxRSS\`, then, on the same cluster built again, walks
    between the first and the last node, then doctor's cluster-wide checks and a whole \`podwalk doctor\` of that flow;
-   then doctor per mode (\`bench/doctor-one.ts N 30 MODE\`: ${DOCTOR_RUNS.join(', ')}), its CPU time after the build.
+   then doctor per mode (\`bench/doctor-one.ts N 30 MODE\`: ${DOCTOR_RUNS.join(', ')}), its CPU time after the build,
+   and a whole \`podwalk doctor --cluster FILE\` through the CLI's entry point (file read, build, probes, checks, report).
 3. **podwalk matrix at scale**: the reachability truth table of every pod × every pod on clusters of the same sizes
    with 50 NetworkPolicies (bench/matrix-spec.ts), in processes of their own (\`bench/matrix-one.ts\`).
 4. **Importing a dump set** (\`podwalk … --from DIR\`): ${fmt(IMPORT_NODES)} nodes × ${PODS_PER_NODE} pods in the collector's layout

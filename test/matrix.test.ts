@@ -18,6 +18,7 @@ import {
   computeMatrix,
   matrixLines,
   matrixJson,
+  podString,
   type Matrix,
   type MatrixRequest,
 } from '../src/diagnose/matrix.ts';
@@ -39,17 +40,42 @@ function reference(spec: ClusterSpec, mode: CniMode, run: string[], m: Matrix): 
   );
 }
 
-/** the verdict of every cell, read three ways (walkOf per cell, row() and okRow() per row): they must agree */
+/**
+ * the verdict of every cell, read three ways (walkOf per cell, row() and okRow() per row): they
+ * must agree; and the text table and the JSON document (made from rowShape(), a template per
+ * source group with each row's own columns spliced in) must show these cells
+ */
 function verdicts(m: Matrix): boolean[][] {
   const ids = new Int32Array(m.to.length);
   const ok = new Uint8Array(m.to.length);
+  const cells = m.from.map((_, i) => m.to.map((_, j) => m.walkOf(i, j)));
+  const lines: string[] = [];
+  const counts = matrixLines(m, (l) => lines.push(l));
+  assert.deepEqual(lines, [
+    ['-', ...m.to.map(podString)].join('\t'),
+    ...cells.map((r, i) => [podString(m.from[i]), ...r.map((w) => (m.walks[w].ok ? '.' : 'X'))].join('\t')),
+  ]);
+  const blocked = cells.flat().filter((w) => !m.walks[w].ok).length;
+  assert.deepEqual(counts, { cells: m.from.length * m.to.length, blocked });
+  const json: string[] = [];
+  matrixJson(m, (l) => json.push(l));
+  const doc = JSON.parse(json.join('\n')) as {
+    rows: string[];
+    cells: number[][];
+    walks: { cells: number }[];
+  };
+  assert.deepEqual(doc.cells, cells);
+  assert.deepEqual(
+    doc.rows,
+    cells.map((r) => r.map((w) => (m.walks[w].ok ? '.' : 'X')).join('')),
+  );
+  assert.deepEqual(
+    doc.walks.map((w) => w.cells),
+    m.walks.map((_, k) => cells.flat().filter((w) => w === k).length),
+  );
   return m.from.map((_, i) => {
     m.row(i, ids);
-    assert.deepEqual(
-      [...ids],
-      m.to.map((_, j) => m.walkOf(i, j)),
-      `row ${i}`,
-    );
+    assert.deepEqual([...ids], cells[i], `row ${i}`);
     m.okRow(i, ok);
     assert.deepEqual(
       [...ok],

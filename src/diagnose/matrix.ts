@@ -105,6 +105,19 @@ export interface CellWalk {
   reply?: { role: PacketRole; disposition: Disposition };
 }
 
+/**
+ * A row in the form the matrix holds it, for renderers (a table of 30,000 pods is 900 million
+ * cells, most of them repeats): the row is `template` (a walk per column) with the walks
+ * `walks[k]` in the columns `columns[k]` (ascending). Rows of one source group share one
+ * template array, so what a renderer makes of a template it can keep, keyed by the array. A
+ * template may hold -1 (no walk) only in columns every row that shares it replaces.
+ */
+export interface RowShape {
+  template: Int32Array;
+  columns: Int32Array;
+  walks: Int32Array;
+}
+
 export type Grouping = { used: true; groups: number } | { used: false; reason: string };
 
 export interface Matrix {
@@ -120,6 +133,8 @@ export interface Matrix {
   row(i: number, into: Int32Array): void;
   /** whether each cell of row i is reachable (1: walks[walkOf(i, j)].ok) or blocked (0), into `into` */
   okRow(i: number, into: Uint8Array): void;
+  /** row i as a template shared with other rows and the few columns where it differs (see RowShape) */
+  rowShape(i: number): RowShape;
   grouping: Grouping;
   /** what the build wants the user to know (policies a flannel mode does not enforce) */
   warnings: readonly string[];
@@ -399,11 +414,17 @@ export function computeMatrix(
       }
     hooks.phase?.('walks');
     const row = (i: number, into: Int32Array) => into.set(cells.subarray(i * to.length, (i + 1) * to.length));
+    const none = new Int32Array(0);
     return {
       ...base,
       walkOf: (i, j) => cells[i * to.length + j],
       row,
       okRow: okRowOf(walks, row),
+      rowShape: (i) => ({
+        template: cells.subarray(i * to.length, (i + 1) * to.length),
+        columns: none,
+        walks: none,
+      }),
       grouping: { used: false, reason: obstacle },
     };
   }
@@ -520,12 +541,27 @@ export function computeMatrix(
   // a row, without a call per cell (the rows of 30,000 pods are 900 million cells): a cell's walk
   // depends on the two groups and the relation, and most cells of a row are on other nodes with
   // the session up, so each source group's row is made once that way (its template), then each
-  // row is its group's template with the columns on its own node, on nodes whose session is
-  // down and its own column put right
+  // row is its group's template with the columns on its own node (its own column among them)
+  // and on nodes whose session is down put right
   const columnsOn = Array.from({ length: N }, () => [] as number[]);
   for (let j = 0; j < to.length; j++) columnsOn[toNode[j]].push(j);
   const downOf = Array.from({ length: N }, () => [] as number[]);
   for (const k of down) downOf[Math.floor(k / N)].push(k % N);
+  // per source node: the columns its rows replace, ascending (made when a row of the node is first asked for)
+  const patchedOn = new Array<Int32Array | undefined>(N);
+  const patched = (n: number): Int32Array => {
+    let p = patchedOn[n];
+    if (!p) {
+      p = Int32Array.from(columnsOn[n]);
+      if (downOf[n].length) {
+        const all = [...p];
+        for (const m of downOf[n]) all.push(...columnsOn[m]);
+        p = Int32Array.from(all).sort();
+      }
+      patchedOn[n] = p;
+    }
+    return p;
+  };
   const templates = new Map<number, Int32Array>();
   const template = (g: number): Int32Array => {
     let t = templates.get(g);
@@ -538,20 +574,30 @@ export function computeMatrix(
     }
     return t;
   };
-  const row = (i: number, into: Int32Array) => {
+  const rowShape = (i: number): RowShape => {
     const g = fromG[i];
     const n = fromNode[i];
-    into.set(template(g));
-    for (const j of columnsOn[n]) into[j] = walkAt(g, toG[j], SAME_NODE);
-    for (const m of downOf[n]) for (const j of columnsOn[m]) into[j] = walkAt(g, toG[j], OTHER_NODE_DOWN);
+    const columns = patched(n);
     const self = selfColumn.get(from[i]);
-    if (self !== undefined) into[self] = walkAt(g, toG[self], SELF);
+    const ws = new Int32Array(columns.length);
+    for (let k = 0; k < columns.length; k++) {
+      const j = columns[k];
+      const rel = j === self ? SELF : toNode[j] === n ? SAME_NODE : OTHER_NODE_DOWN;
+      ws[k] = walkAt(g, toG[j], rel);
+    }
+    return { template: template(g), columns, walks: ws };
+  };
+  const row = (i: number, into: Int32Array) => {
+    const { template: t, columns, walks: ws } = rowShape(i);
+    into.set(t);
+    for (let k = 0; k < columns.length; k++) into[columns[k]] = ws[k];
   };
   return {
     ...base,
     walkOf: (i, j) => walkAt(fromG[i], toG[j], relation(i, j)),
     row,
     okRow: okRowOf(walks, row),
+    rowShape,
     grouping: { used: true, groups: new Set([...fromG, ...toG]).size },
   };
 }
@@ -606,21 +652,78 @@ function hubRanks(N: number, ...sides: Map<number, unknown>[][]): Float64Array {
  */
 export function matrixLines(m: Matrix, out: (line: string) => void): { cells: number; blocked: number } {
   out(['-', ...m.to.map(podString)].join('\t'));
-  const ok = new Uint8Array(m.to.length);
-  let blocked = 0;
+  const mark = m.walks.map((w) => (w.ok ? '\t.' : '\tX'));
+  const text = rowText((w) => mark[w] ?? '\tX');
+  const tally = cellTally(m.walks.length);
   for (let i = 0; i < m.from.length; i++) {
-    m.okRow(i, ok);
-    let line = podString(m.from[i]);
-    for (let j = 0; j < ok.length; j++) {
-      const yes = ok[j];
-      blocked += 1 - yes;
-      // string concatenation: the fastest way to a 60,000-character row the core's types allow
-      // (join and fromCharCode are slower; TextDecoder is not in them)
-      line += yes ? '\t.' : '\tX';
-    }
-    out(line);
+    const shape = m.rowShape(i);
+    tally.add(shape);
+    out(podString(m.from[i]) + text(shape));
   }
+  const decided = tally.done();
+  let blocked = 0;
+  m.walks.forEach((w, k) => (blocked += w.ok ? 0 : decided[k]));
   return { cells: m.from.length * m.to.length, blocked };
+}
+
+/**
+ * A row's text from its RowShape: the text of each cell from its walk and column (a -1 walk, which
+ * every row replaces, may have any text); a template's text is made once, and a row is that
+ * text with the row's own columns spliced in: slices of one string, not a concatenation per
+ * cell (a row of 30,000 pods is 60,000 characters).
+ */
+function rowText(cellText: (walk: number, column: number) => string): (s: RowShape) => string {
+  const made = new WeakMap<Int32Array, { text: string; at: Int32Array }>();
+  return (s) => {
+    let t = made.get(s.template);
+    if (!t) {
+      const parts = Array.from(s.template, cellText);
+      // where each column's text starts
+      const at = new Int32Array(parts.length + 1);
+      for (let j = 0; j < parts.length; j++) at[j + 1] = at[j] + parts[j].length;
+      t = { text: parts.join(''), at };
+      made.set(s.template, t);
+    }
+    let line = '';
+    let done = 0;
+    for (let k = 0; k < s.columns.length; k++) {
+      const j = s.columns[k];
+      if (t.at[j] > done) line += t.text.slice(done, t.at[j]);
+      line += cellText(s.walks[k], j);
+      done = t.at[j + 1];
+    }
+    return done < t.text.length ? line + t.text.slice(done) : line;
+  };
+}
+
+/**
+ * How many cells each walk decides, added up row by row from RowShapes (a template's count of
+ * each walk made once): `done()` returns them, indexed as `walks`
+ */
+function cellTally(walks: number) {
+  // index 0: the template cells without a walk (-1), which the rows' own columns must all replace
+  const count = new Float64Array(walks + 1);
+  const made = new WeakMap<Int32Array, Float64Array>();
+  return {
+    add(s: RowShape): void {
+      let per = made.get(s.template);
+      if (!per) {
+        const m = new Map<number, number>();
+        for (const w of s.template) m.set(w, (m.get(w) ?? 0) + 1);
+        per = Float64Array.from([...m].flat());
+        made.set(s.template, per);
+      }
+      for (let k = 0; k < per.length; k += 2) count[per[k] + 1] += per[k + 1];
+      for (let k = 0; k < s.columns.length; k++) {
+        count[s.template[s.columns[k]] + 1]--;
+        count[s.walks[k] + 1]++;
+      }
+    },
+    done(): Float64Array {
+      if (count[0] !== 0) throw new Error(`matrix: ${count[0]} cells of a row template have no walk`);
+      return count.subarray(1);
+    },
+  };
 }
 
 /** What the walk that decides a cell ended with, one line */
@@ -656,25 +759,20 @@ export function matrixJson(m: Matrix, out: (line: string) => void): void {
   out(`"mode":${JSON.stringify(m.mode)},"proto":${JSON.stringify(m.proto)},"port":${m.port},`);
   list('from', m.from.map(podJson));
   list('to', m.to.map(podJson));
-  const ids = new Int32Array(m.to.length);
-  const decided = new Array<number>(m.walks.length).fill(0);
   const mark = m.walks.map((w) => (w.ok ? '.' : 'X'));
+  const marks = rowText((w) => mark[w] ?? 'X');
+  const tally = cellTally(m.walks.length);
   out('"rows":[');
   for (let i = 0; i < m.from.length; i++) {
-    m.row(i, ids);
-    let row = '';
-    for (const w of ids) {
-      decided[w]++;
-      row += mark[w];
-    }
-    out(`"${row}"${i + 1 < m.from.length ? ',' : ''}`);
+    const shape = m.rowShape(i);
+    tally.add(shape);
+    out(`"${marks(shape)}"${i + 1 < m.from.length ? ',' : ''}`);
   }
+  const decided = tally.done();
   out('],');
   out('"cells":[');
-  for (let i = 0; i < m.from.length; i++) {
-    m.row(i, ids);
-    out(`[${ids.join(',')}]${i + 1 < m.from.length ? ',' : ''}`);
-  }
+  const ids = rowText((w, j) => (j ? `,${w}` : `${w}`));
+  for (let i = 0; i < m.from.length; i++) out(`[${ids(m.rowShape(i))}]${i + 1 < m.from.length ? ',' : ''}`);
   out('],');
   list(
     'walks',
