@@ -1223,13 +1223,16 @@ export async function linksSettled(
   signal?: AbortSignal,
   limitMs = 15_000,
 ): Promise<void> {
-  const script = namespaces.map((ns) => `ip -n ${ns} -j link show && echo`).join(' && ');
   const started = Date.now();
+  // each look reads only the namespaces whose links were not settled at the last one
+  let left = [...namespaces];
   for (let delay = 20; ; delay = Math.min(200, delay * 2)) {
     throwIfAborted(signal);
+    const script = left.map((ns) => `ip -n ${ns} -j link show && echo`).join(' && ');
     const r = await runAsync(['sh', '-c', script], { signal });
     if (r.code !== 0) throw new LabError(`reading the lab's links failed: ${r.stderr.trim()}`);
     const pending: string[] = [];
+    const still = new Set<string>();
     r.stdout
       .split('\n')
       .filter((l) => l.trim())
@@ -1239,7 +1242,10 @@ export async function linksSettled(
           const carrier = up && l.flags.includes('LOWER_UP');
           const oper = l.operstate;
           if (oper === 'UNKNOWN' || oper === 'DORMANT' || oper === 'TESTING') continue;
-          if (carrier ? oper !== 'UP' : oper === 'UP') pending.push(`${namespaces[i]}/${l.ifname} (${oper})`);
+          if (carrier ? oper !== 'UP' : oper === 'UP') {
+            pending.push(`${left[i]}/${l.ifname} (${oper})`);
+            still.add(left[i]);
+          }
         }
       });
     if (!pending.length) return;
@@ -1247,6 +1253,7 @@ export async function linksSettled(
       throw new LabError(
         `the kernel did not apply carrier changes in ${Math.round(limitMs / 1000)} s (linkwatch): ${pending.slice(0, 4).join(', ')}`,
       );
+    left = left.filter((ns) => still.has(ns));
     await pause(delay, signal);
   }
 }

@@ -165,7 +165,6 @@ export function planLab(c: Cluster): LabPlan {
       'net.ipv4.igmp_link_local_mcast_reports=0',
     ])
       add(ns, ['ip', 'netns', 'exec', names.get(ns.name)!, 'sysctl', '-q', '-w', kv]);
-    add(ns, ['ip', '-n', names.get(ns.name)!, 'link', 'set', 'lo', 'up']);
     // bridges and veths first, then devices that name a lower device (vxlan dev eth0)
     const links = [...ns.links.values()].sort(
       (a, b) => (a.type === 'vxlan' ? 1 : 0) - (b.type === 'vxlan' ? 1 : 0),
@@ -186,6 +185,9 @@ export function planLab(c: Cluster): LabPlan {
       if (k.startsWith('net.bridge.') && ![...ns.links.values()].some((l) => l.type === 'bridge')) continue;
       add(ns, ['ip', 'netns', 'exec', n, 'sysctl', '-q', '-w', `${k}=${v}`]);
     }
+    // lo with the namespace's other addresses: one `ip -n NS -batch` with them (a pod's only
+    // other steps are the sysctls, which the lab writes without a process)
+    add(ns, ['ip', '-n', n, 'link', 'set', 'lo', 'up']);
     for (const l of ns.links.values())
       for (const a of l.addrs)
         if (l.type !== 'loopback') add(ns, ['ip', '-n', n, 'addr', 'add', `${a.ip}/${a.len}`, 'dev', l.name]);
