@@ -32,7 +32,7 @@ function rng(seed: number): () => number {
   };
 }
 
-function tupleFrom(r: () => number): Tuple {
+function tupleFrom(r: () => number, ports = [0, 1, 80, 65535, 1.5]): Tuple {
   const pick = <T>(xs: T[]) => xs[Math.floor(r() * xs.length)];
   const src = pick(['10.0.0.1', '10.0.0.2', '255.255.255.255', '0.0.0.0', '10.00.0.1']);
   const dst = pick(['10.0.0.1', '10.0.0.2', '192.168.1.1']);
@@ -48,20 +48,25 @@ function tupleFrom(r: () => number): Tuple {
       icmpCode: pick([0, 1]),
       icmpId: pick([0, 1, 65535, undefined]),
     };
-  return { proto, src, dst, sport: pick([0, 1, 80, 65535, 1.5]), dport: pick([0, 80, 65535]) };
+  return { proto, src, dst, sport: pick(ports), dport: pick([0, 80, 65535]) };
 }
 
 test('the tuple hash behaves as the Map by string key, order included', () => {
-  for (let seed = 1; seed <= 20; seed++) {
+  // small tuple spaces (keys collide often), then two large ones (tables of thousands of rows)
+  const many = Array.from({ length: 3000 }, (_, i) => 1000 + i);
+  for (let seed = 1; seed <= 22; seed++) {
     const r = rng(seed);
+    const ports = seed > 20 ? many : undefined;
+    const steps = seed > 20 ? 16000 : 400;
     const ct = new Conntrack();
     const ref = new Map<string, { entry: CtEntry; dir: CtDir }>();
     const refEntries: CtEntry[] = [];
     let now = 0;
-    for (let step = 0; step < 400; step++) {
+    let most = 0;
+    for (let step = 0; step < steps; step++) {
       const x = r();
       if (x < 0.7) {
-        const t = tupleFrom(r);
+        const t = tupleFrom(r, ports);
         const res = ct.track(t, t.proto === 6 ? { syn: true } : undefined, now);
         // the reference's expiry first, as track does
         for (let i = refEntries.length - 1; i >= 0; i--)
@@ -76,20 +81,22 @@ test('the tuple hash behaves as the Map by string key, order included', () => {
           refEntries.push(res.entry);
           ref.set(tupleKey(res.entry.orig), { entry: res.entry, dir: 'original' });
           ref.set(tupleKey(res.entry.reply), { entry: res.entry, dir: 'reply' });
+          most = Math.max(most, ref.size);
         }
-      } else if (x < 0.97) now += Math.floor(r() * 20e6);
-      else {
+      } else if (x < 0.97) now += Math.floor(r() * (ports ? 5e4 : 20e6));
+      else if (!ports || x > 0.999) {
         ct.flush();
         ref.clear();
         refEntries.length = 0;
       }
-      assert.deepEqual(
-        [...ct.index].map(([k, v]) => [k, v.dir, refEntries.indexOf(v.entry)]),
-        [...ref].map(([k, v]) => [k, v.dir, refEntries.indexOf(v.entry)]),
-        `seed ${seed} step ${step}`,
-      );
+      if (step % (ports ? 1000 : 1) === 0 || step === steps - 1)
+        assert.deepEqual(
+          [...ct.index].map(([k, v]) => [k, v.dir, refEntries.indexOf(v.entry)]),
+          [...ref].map(([k, v]) => [k, v.dir, refEntries.indexOf(v.entry)]),
+          `seed ${seed} step ${step}`,
+        );
       for (let i = 0; i < 5; i++) {
-        const t = tupleFrom(r);
+        const t = tupleFrom(r, ports);
         const hit = ct.find(t);
         const want = ref.get(tupleKey(t));
         assert.equal(hit?.entry, want?.entry);
@@ -97,6 +104,8 @@ test('the tuple hash behaves as the Map by string key, order included', () => {
         assert.equal(ct.taken(t, refEntries[0]), !!want && want.entry !== refEntries[0]);
       }
     }
+    if (ports)
+      assert.ok(most > 3 * 1024, `seed ${seed}: a table of ${most} keys, more than 3 chunks of rows`);
   }
 });
 

@@ -218,56 +218,35 @@ function hashKey(): number {
 
 const DIRS: readonly CtDir[] = ['original', 'reply'];
 
+/** rows of objects in chunks of this many: no JS array as long as the table (V8 makes and fills one
+ * slowly, element by element), so that growing the table only rehashes typed arrays */
+const CHUNK_BITS = 10;
+const CHUNK = 1 << CHUNK_BITS;
+
 /**
  * The tuple hash (nf_conntrack_hash): tuple → entry and direction, with a Map's semantics (a set on
  * a key present replaces its value in place; insertion order kept for `toMap`), as numbers in an
  * open-addressing table (linear probing, backward-shift deletion) instead of a Map of string keys.
- * A tuple without numeric key (numericKey false) goes to a Map by its string key beside it; no
- * string key of one can equal a numeric one's.
+ * A slot holds the key's numbers and a row; a row the entry, the tuple it was set with (toMap's
+ * key), the direction and the insertion order. A tuple without numeric key (numericKey false)
+ * goes to a Map by its string key beside it; no string key of one can equal a numeric one's.
  */
-/** the columns of a TupleHash's slots */
-class Slots {
-  readonly k0: Int32Array;
-  readonly k1: Int32Array;
-  readonly k2: Int32Array;
-  readonly k3: Int32Array;
-  readonly hashes: Int32Array;
-  readonly dirs: Uint8Array;
-  /** insertion order */
-  readonly seqs: Float64Array;
-  /** the entry (undefined: the slot is empty) and the tuple it was set with */
-  readonly entries: (CtEntry | undefined)[];
-  readonly tuples: (Tuple | undefined)[];
-
-  constructor(readonly n: number) {
-    this.k0 = new Int32Array(n);
-    this.k1 = new Int32Array(n);
-    this.k2 = new Int32Array(n);
-    this.k3 = new Int32Array(n);
-    this.hashes = new Int32Array(n);
-    this.dirs = new Uint8Array(n);
-    this.seqs = new Float64Array(n);
-    this.entries = new Array<CtEntry | undefined>(n).fill(undefined);
-    this.tuples = new Array<Tuple | undefined>(n).fill(undefined);
-  }
-
-  /** slot `i` becomes what slot `j` of `from` is */
-  copy(i: number, from: Slots, j: number): void {
-    this.hashes[i] = from.hashes[j];
-    this.k0[i] = from.k0[j];
-    this.k1[i] = from.k1[j];
-    this.k2[i] = from.k2[j];
-    this.k3[i] = from.k3[j];
-    this.dirs[i] = from.dirs[j];
-    this.seqs[i] = from.seqs[j];
-    this.entries[i] = from.entries[j];
-    this.tuples[i] = from.tuples[j];
-  }
-}
-
 class TupleHash {
-  private s = new Slots(16);
+  /** slots: the key's words, its hash, its row + 1 (0: empty) */
   private mask = 15;
+  private k0 = new Int32Array(16);
+  private k1 = new Int32Array(16);
+  private k2 = new Int32Array(16);
+  private k3 = new Int32Array(16);
+  private hashes = new Int32Array(16);
+  private rows = new Int32Array(16);
+  /** rows: entries and tuples in chunks, directions, insertion order; freed rows to reuse */
+  private entries: (CtEntry | undefined)[][] = [];
+  private tuples: (Tuple | undefined)[][] = [];
+  private dirs = new Uint8Array(16);
+  private seqs = new Float64Array(16);
+  private nrows = 0;
+  private free: number[] = [];
   private size = 0;
   private seq = 0;
   private other = new Map<string, { entry: CtEntry; dir: CtDir; tuple: Tuple; seq: number }>();
@@ -276,10 +255,16 @@ class TupleHash {
 
   private slot(): number {
     const h = hashKey();
-    const s = this.s;
     for (let i = h & this.mask; ; i = (i + 1) & this.mask) {
-      if (s.entries[i] === undefined) return ~i;
-      if (s.hashes[i] === h && s.k0[i] === K0 && s.k1[i] === K1 && s.k2[i] === K2 && s.k3[i] === K3) return i;
+      if (this.rows[i] === 0) return ~i;
+      if (
+        this.hashes[i] === h &&
+        this.k0[i] === K0 &&
+        this.k1[i] === K1 &&
+        this.k2[i] === K2 &&
+        this.k3[i] === K3
+      )
+        return i;
     }
   }
 
@@ -291,8 +276,9 @@ class TupleHash {
     }
     const i = this.slot();
     if (i < 0) return undefined;
-    this.dir = DIRS[this.s.dirs[i]];
-    return this.s.entries[i];
+    const r = this.rows[i] - 1;
+    this.dir = DIRS[this.dirs[r]];
+    return this.entries[r >> CHUNK_BITS][r & (CHUNK - 1)];
   }
 
   set(t: Tuple, entry: CtEntry, dir: CtDir): void {
@@ -303,24 +289,46 @@ class TupleHash {
       return;
     }
     let i = this.slot();
-    if (i < 0) {
-      if (2 * (this.size + 1) > this.s.n) {
+    let r: number;
+    if (i >= 0) r = this.rows[i] - 1;
+    else {
+      if (2 * (this.size + 1) > this.mask + 1) {
         this.grow();
         i = this.slot();
       }
       i = ~i;
-      const s = this.s;
-      s.hashes[i] = hashKey();
-      s.k0[i] = K0;
-      s.k1[i] = K1;
-      s.k2[i] = K2;
-      s.k3[i] = K3;
-      s.seqs[i] = this.seq++;
+      r = this.newRow();
+      this.hashes[i] = hashKey();
+      this.k0[i] = K0;
+      this.k1[i] = K1;
+      this.k2[i] = K2;
+      this.k3[i] = K3;
+      this.rows[i] = r + 1;
+      this.seqs[r] = this.seq++;
       this.size++;
     }
-    this.s.entries[i] = entry;
-    this.s.tuples[i] = t;
-    this.s.dirs[i] = dir === 'original' ? 0 : 1;
+    this.entries[r >> CHUNK_BITS][r & (CHUNK - 1)] = entry;
+    this.tuples[r >> CHUNK_BITS][r & (CHUNK - 1)] = t;
+    this.dirs[r] = dir === 'original' ? 0 : 1;
+  }
+
+  private newRow(): number {
+    const r = this.free.pop();
+    if (r !== undefined) return r;
+    const n = this.nrows++;
+    if (n >> CHUNK_BITS === this.entries.length) {
+      this.entries.push(new Array<CtEntry | undefined>(CHUNK).fill(undefined));
+      this.tuples.push(new Array<Tuple | undefined>(CHUNK).fill(undefined));
+    }
+    if (n === this.dirs.length) {
+      const dirs = new Uint8Array(2 * n);
+      dirs.set(this.dirs);
+      this.dirs = dirs;
+      const seqs = new Float64Array(2 * n);
+      seqs.set(this.seqs);
+      this.seqs = seqs;
+    }
+    return n;
   }
 
   delete(t: Tuple): void {
@@ -330,38 +338,61 @@ class TupleHash {
     }
     let i = this.slot();
     if (i < 0) return;
+    const r = this.rows[i] - 1;
+    this.entries[r >> CHUNK_BITS][r & (CHUNK - 1)] = undefined;
+    this.tuples[r >> CHUNK_BITS][r & (CHUNK - 1)] = undefined;
+    this.free.push(r);
     this.size--;
-    const s = this.s;
-    // backward shift: move up every later entry of the run whose home is not between the hole and it
-    for (let j = (i + 1) & this.mask; s.entries[j] !== undefined; j = (j + 1) & this.mask) {
-      const home = s.hashes[j] & this.mask;
+    // backward shift: move up every later slot of the run whose home is not between the hole and it
+    for (let j = (i + 1) & this.mask; this.rows[j] !== 0; j = (j + 1) & this.mask) {
+      const home = this.hashes[j] & this.mask;
       if (i <= j ? home > i && home <= j : home > i || home <= j) continue;
-      s.copy(i, s, j);
+      this.hashes[i] = this.hashes[j];
+      this.k0[i] = this.k0[j];
+      this.k1[i] = this.k1[j];
+      this.k2[i] = this.k2[j];
+      this.k3[i] = this.k3[j];
+      this.rows[i] = this.rows[j];
       i = j;
     }
-    s.entries[i] = undefined;
-    s.tuples[i] = undefined;
+    this.rows[i] = 0;
   }
 
   private grow(): void {
-    const old = this.s;
-    this.s = new Slots(2 * old.n);
-    this.mask = this.s.n - 1;
-    for (let j = 0; j < old.n; j++) {
-      if (old.entries[j] === undefined) continue;
-      let i = old.hashes[j] & this.mask;
-      while (this.s.entries[i] !== undefined) i = (i + 1) & this.mask;
-      this.s.copy(i, old, j);
+    const { k0, k1, k2, k3, hashes, rows } = this;
+    const n = 2 * rows.length;
+    this.mask = n - 1;
+    this.k0 = new Int32Array(n);
+    this.k1 = new Int32Array(n);
+    this.k2 = new Int32Array(n);
+    this.k3 = new Int32Array(n);
+    this.hashes = new Int32Array(n);
+    this.rows = new Int32Array(n);
+    for (let j = 0; j < rows.length; j++) {
+      if (rows[j] === 0) continue;
+      let i = hashes[j] & this.mask;
+      while (this.rows[i] !== 0) i = (i + 1) & this.mask;
+      this.hashes[i] = hashes[j];
+      this.k0[i] = k0[j];
+      this.k1[i] = k1[j];
+      this.k2[i] = k2[j];
+      this.k3[i] = k3[j];
+      this.rows[i] = rows[j];
     }
   }
 
   /** the hash as the Map by string key it stands for, in insertion order (the saved world's form) */
   toMap(): Map<string, { entry: CtEntry; dir: CtDir }> {
     const all: { seq: number; tuple: Tuple; entry: CtEntry; dir: CtDir }[] = [...this.other.values()];
-    const s = this.s;
-    for (let i = 0; i < s.n; i++) {
-      const entry = s.entries[i];
-      if (entry !== undefined) all.push({ seq: s.seqs[i], tuple: s.tuples[i]!, entry, dir: DIRS[s.dirs[i]] });
+    for (let r = 0; r < this.nrows; r++) {
+      const entry = this.entries[r >> CHUNK_BITS][r & (CHUNK - 1)];
+      if (entry !== undefined)
+        all.push({
+          seq: this.seqs[r],
+          tuple: this.tuples[r >> CHUNK_BITS][r & (CHUNK - 1)]!,
+          entry,
+          dir: DIRS[this.dirs[r]],
+        });
     }
     all.sort((a, b) => a.seq - b.seq);
     return new Map(all.map((x) => [tupleKey(x.tuple), { entry: x.entry, dir: x.dir }]));
