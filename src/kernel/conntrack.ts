@@ -221,6 +221,8 @@ const DIRS: readonly CtDir[] = ['original', 'reply'];
 /** rows of objects in chunks of this many: no JS array as long as the table (V8 makes and fills one
  * slowly, element by element), so that growing the table only rehashes typed arrays */
 const CHUNK_BITS = 10;
+/** words per slot of the tuple hash (6 used): 32 bytes, two slots to a cache line */
+const W = 8;
 const CHUNK = 1 << CHUNK_BITS;
 
 /**
@@ -232,14 +234,9 @@ const CHUNK = 1 << CHUNK_BITS;
  * goes to a Map by its string key beside it; no string key of one can equal a numeric one's.
  */
 class TupleHash {
-  /** slots: the key's words, its hash, its row + 1 (0: empty) */
+  /** slots of W words, one cache line to read per probe: row + 1 (0: empty), hash, K0..K3 */
   private mask = 15;
-  private k0 = new Int32Array(16);
-  private k1 = new Int32Array(16);
-  private k2 = new Int32Array(16);
-  private k3 = new Int32Array(16);
-  private hashes = new Int32Array(16);
-  private rows = new Int32Array(16);
+  private w = new Int32Array(16 * W);
   /** rows: entries and tuples in chunks, directions, insertion order; freed rows to reuse */
   private entries: (CtEntry | undefined)[][] = [];
   private tuples: (Tuple | undefined)[][] = [];
@@ -255,15 +252,11 @@ class TupleHash {
 
   private slot(): number {
     const h = hashKey();
+    const w = this.w;
     for (let i = h & this.mask; ; i = (i + 1) & this.mask) {
-      if (this.rows[i] === 0) return ~i;
-      if (
-        this.hashes[i] === h &&
-        this.k0[i] === K0 &&
-        this.k1[i] === K1 &&
-        this.k2[i] === K2 &&
-        this.k3[i] === K3
-      )
+      const o = i * W;
+      if (w[o] === 0) return ~i;
+      if (w[o + 1] === h && w[o + 2] === K0 && w[o + 3] === K1 && w[o + 4] === K2 && w[o + 5] === K3)
         return i;
     }
   }
@@ -276,7 +269,7 @@ class TupleHash {
     }
     const i = this.slot();
     if (i < 0) return undefined;
-    const r = this.rows[i] - 1;
+    const r = this.w[i * W] - 1;
     this.dir = DIRS[this.dirs[r]];
     return this.entries[r >> CHUNK_BITS][r & (CHUNK - 1)];
   }
@@ -290,7 +283,7 @@ class TupleHash {
     }
     let i = this.slot();
     let r: number;
-    if (i >= 0) r = this.rows[i] - 1;
+    if (i >= 0) r = this.w[i * W] - 1;
     else {
       if (2 * (this.size + 1) > this.mask + 1) {
         this.grow();
@@ -298,12 +291,13 @@ class TupleHash {
       }
       i = ~i;
       r = this.newRow();
-      this.hashes[i] = hashKey();
-      this.k0[i] = K0;
-      this.k1[i] = K1;
-      this.k2[i] = K2;
-      this.k3[i] = K3;
-      this.rows[i] = r + 1;
+      const o = i * W;
+      this.w[o] = r + 1;
+      this.w[o + 1] = hashKey();
+      this.w[o + 2] = K0;
+      this.w[o + 3] = K1;
+      this.w[o + 4] = K2;
+      this.w[o + 5] = K3;
       this.seqs[r] = this.seq++;
       this.size++;
     }
@@ -338,46 +332,32 @@ class TupleHash {
     }
     let i = this.slot();
     if (i < 0) return;
-    const r = this.rows[i] - 1;
+    const w = this.w;
+    const r = w[i * W] - 1;
     this.entries[r >> CHUNK_BITS][r & (CHUNK - 1)] = undefined;
     this.tuples[r >> CHUNK_BITS][r & (CHUNK - 1)] = undefined;
     this.free.push(r);
     this.size--;
     // backward shift: move up every later slot of the run whose home is not between the hole and it
-    for (let j = (i + 1) & this.mask; this.rows[j] !== 0; j = (j + 1) & this.mask) {
-      const home = this.hashes[j] & this.mask;
+    for (let j = (i + 1) & this.mask; w[j * W] !== 0; j = (j + 1) & this.mask) {
+      const home = w[j * W + 1] & this.mask;
       if (i <= j ? home > i && home <= j : home > i || home <= j) continue;
-      this.hashes[i] = this.hashes[j];
-      this.k0[i] = this.k0[j];
-      this.k1[i] = this.k1[j];
-      this.k2[i] = this.k2[j];
-      this.k3[i] = this.k3[j];
-      this.rows[i] = this.rows[j];
+      w.copyWithin(i * W, j * W, j * W + W);
       i = j;
     }
-    this.rows[i] = 0;
+    w[i * W] = 0;
   }
 
   private grow(): void {
-    const { k0, k1, k2, k3, hashes, rows } = this;
-    const n = 2 * rows.length;
+    const old = this.w;
+    const n = (2 * old.length) / W;
     this.mask = n - 1;
-    this.k0 = new Int32Array(n);
-    this.k1 = new Int32Array(n);
-    this.k2 = new Int32Array(n);
-    this.k3 = new Int32Array(n);
-    this.hashes = new Int32Array(n);
-    this.rows = new Int32Array(n);
-    for (let j = 0; j < rows.length; j++) {
-      if (rows[j] === 0) continue;
-      let i = hashes[j] & this.mask;
-      while (this.rows[i] !== 0) i = (i + 1) & this.mask;
-      this.hashes[i] = hashes[j];
-      this.k0[i] = k0[j];
-      this.k1[i] = k1[j];
-      this.k2[i] = k2[j];
-      this.k3[i] = k3[j];
-      this.rows[i] = rows[j];
+    const w = (this.w = new Int32Array(n * W));
+    for (let o = 0; o < old.length; o += W) {
+      if (old[o] === 0) continue;
+      let i = old[o + 1] & this.mask;
+      while (w[i * W] !== 0) i = (i + 1) & this.mask;
+      for (let k = 0; k < W; k++) w[i * W + k] = old[o + k];
     }
   }
 
