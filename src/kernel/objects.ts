@@ -7,7 +7,7 @@ import { Fib } from './fib.ts';
 import { Netfilter } from './netfilter.ts';
 import { Conntrack } from './conntrack.ts';
 import { DEVICE_SYSCTLS, NETNS_SYSCTLS } from './sysctl-recorded.ts';
-import { CompactKeyedTable, CompactPairTable, KeyedTable, Schema } from './table.ts';
+import { CompactKeyedTable, CompactPairTable, QuadTable, Schema } from './table.ts';
 import type { PingSocket, TcpConn } from './sockets.ts';
 
 export interface LinkStats {
@@ -381,10 +381,6 @@ export class Sysctls extends Map<string, string> {
  * underlay outside the cluster (a client of NodePort and LoadBalancer Services).
  */
 export const NETNS_ROLES = ['node', 'pod', 'segment', 'router', 'outside', 'external'] as const;
-/** the key of a TCP socket in its namespace's table (Netns.tcp): its 4-tuple */
-export function tcpConnKey(c: Pick<TcpConn, 'local' | 'lport' | 'remote' | 'rport'>): string {
-  return `${c.local}|${c.lport}|${c.remote}|${c.rport}`;
-}
 
 export type NetnsRole = (typeof NETNS_ROLES)[number];
 
@@ -416,8 +412,8 @@ export class Netns {
   readonly netfilter = new Netfilter();
   readonly conntrack = new Conntrack();
   readonly sockets: ListenSocket[] = [];
-  /** TCP sockets in the order they were opened, by 4-tuple (tcpConnKey); a lookup takes the newest */
-  readonly tcp = new KeyedTable<TcpConn>(tcpConnKey);
+  /** TCP sockets in the order they were opened, by 4-tuple; a lookup takes the newest */
+  readonly tcp = new QuadTable<TcpConn>();
   // The tables below start as one empty table shared by every namespace (most never get an entry:
   // an empty Map is ~180 bytes) and become the namespace's own at the first write, through own():
   // their types are read-only so that the compiler finds every write.

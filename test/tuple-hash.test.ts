@@ -4,7 +4,9 @@
  * collide, are overwritten, deleted and set again), expiries and flushes, checked after each step
  * against a reference that is that Map (set replaces in place, delete by the entry's current
  * tuples, insertion order), through `index` (the saved world's form), `find` and `taken`; then a
- * save and load of the conntrack of 40 walks keeps the same index and lookups.
+ * save and load of the conntrack of 40 walks keeps the same index and lookups. The TCP socket
+ * table (by numbers in two levels of Maps since session 9) answers as a Map by the 4-tuple's
+ * string did, tuples that are not canonical numbers included.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -20,6 +22,7 @@ import { seedCluster } from '../src/cluster/seed.ts';
 import { buildCluster } from '../src/cni/build.ts';
 import { cloneWorld } from '../src/kernel/snapshot.ts';
 import { walk } from '../src/trace/walk.ts';
+import { QuadTable, quadKey, type Quad } from '../src/kernel/table.ts';
 
 /** a deterministic generator (mulberry32) */
 function rng(seed: number): () => number {
@@ -129,4 +132,33 @@ test('a saved and loaded conntrack keeps its index and lookups', () => {
     });
   }
   assert.ok(checked > 0, 'the walks left conntrack entries');
+});
+
+test('the socket table finds by 4-tuple what a Map by quadKey finds, in table order', () => {
+  const r = rng(7);
+  const pick = <T>(xs: T[]) => xs[Math.floor(r() * xs.length)];
+  const quad = (): Quad => ({
+    local: pick(['10.0.0.1', '255.255.255.255', '10.0.0.01']),
+    lport: pick([0, 80, 65535, 65536, 2.5]),
+    remote: pick(['10.0.0.2', '0.0.0.0']),
+    rport: pick([1, 8080]),
+  });
+  const t = new QuadTable<Quad>();
+  const ref = new Map<string, Quad[]>();
+  for (let step = 0; step < 2000; step++) {
+    if (r() < 0.6) {
+      const q = t.add(quad());
+      ref.set(quadKey(q), [...(ref.get(quadKey(q)) ?? []), q]);
+    } else if (t.size) {
+      const q = t.list()[Math.floor(r() * t.size)];
+      t.remove(q);
+      const rest = ref.get(quadKey(q))!.filter((x) => x !== q);
+      if (rest.length) ref.set(quadKey(q), rest);
+      else ref.delete(quadKey(q));
+    }
+    const q = quad();
+    const want = ref.get(quadKey(q)) ?? [];
+    assert.deepEqual(t.getAll(q.local, q.lport, q.remote, q.rport), want);
+    assert.equal(t.newest(q.local, q.lport, q.remote, q.rport), want.at(-1));
+  }
 });
