@@ -382,6 +382,16 @@ export class Sysctls extends Map<string, string> {
  */
 export const NETNS_ROLES = ['node', 'pod', 'segment', 'router', 'outside', 'external'] as const;
 
+/** `net.ipv4.conf.DEV.KNOB`, made once per device name and knob: a key built per packet is a new
+ * string the sysctl table must hash each time; one kept has its hash cached */
+const confKeys = { forwarding: new Map<string, string>(), rp_filter: new Map<string, string>() };
+function confKey(dev: string, knob: keyof typeof confKeys): string {
+  const m = confKeys[knob];
+  let k = m.get(dev);
+  if (k === undefined) m.set(dev, (k = `net.ipv4.conf.${dev}.${knob}`));
+  return k;
+}
+
 export type NetnsRole = (typeof NETNS_ROLES)[number];
 
 /** the empty list and map the copy-on-write tables of every Netns start as (never written: Netns.own) */
@@ -492,9 +502,7 @@ export class Netns {
 
   /** IN_DEV_FORWARD: the device's conf.DEV.forwarding (set with ip_forward unless written alone) */
   forwarding(dev: string): boolean {
-    return (
-      (this.sysctl.get(`net.ipv4.conf.${dev}.forwarding`) ?? this.sysctl.get('net.ipv4.ip_forward')) === '1'
-    );
+    return (this.sysctl.get(confKey(dev, 'forwarding')) ?? this.sysctl.get('net.ipv4.ip_forward')) === '1';
   }
 
   sysctlNum(key: string): number {
@@ -516,7 +524,7 @@ export class Netns {
   rpFilter(dev: string): number {
     const all = this.sysctlNum('net.ipv4.conf.all.rp_filter');
     const own = Number(
-      this.sysctl.get(`net.ipv4.conf.${dev}.rp_filter`) ?? this.sysctl.get('net.ipv4.conf.default.rp_filter'),
+      this.sysctl.get(confKey(dev, 'rp_filter')) ?? this.sysctl.get('net.ipv4.conf.default.rp_filter'),
     );
     return Math.max(all, own);
   }
