@@ -1,8 +1,8 @@
 /**
  * CPU per warm walk on the seed cluster, in a process of its own: `node --import tsx
- * bench/walk-cpu.ts [MODE] [WALKS] [TO]` (default calico-bgp, 20,000, pod-c). Like `npm run
- * bench`'s warm case (one built cluster, a new connection each walk from sport 40000, request and
- * reply recorded) with captures off, timed by process.cpuUsage() (user + system: the machine may be
+ * bench/walk-cpu.ts [MODE] [WALKS] [TO] [capture]` (default calico-bgp, 20,000, pod-c, captures
+ * off). Like `npm run bench`'s warm case (one built cluster, a new connection each walk from sport
+ * 40000, request and reply recorded), with captures only when asked (`capture`), timed by process.cpuUsage() (user + system: the machine may be
  * shared) after 300 warm-up walks. Prints one line: walks, CPU ms, µs per walk, walks per CPU second.
  */
 import { seedCluster } from '../src/cluster/seed.ts';
@@ -13,10 +13,11 @@ import { walk } from '../src/trace/walk.ts';
 const mode = (process.argv[2] ?? 'calico-bgp') as CniMode;
 const n = Number(process.argv[3] ?? 20000);
 const to = process.argv[4] ?? 'pod-c';
-if (!CNI_MODES.includes(mode) || !Number.isInteger(n) || n < 1 || n > 25000)
-  throw new Error('usage: walk-cpu.ts [MODE] [WALKS (1-25000)] [TO]');
+const capture = process.argv[5] === 'capture';
+if (!CNI_MODES.includes(mode) || !Number.isInteger(n) || n < 1 || n > 25000 || (process.argv[5] && !capture))
+  throw new Error('usage: walk-cpu.ts [MODE] [WALKS (1-25000)] [TO] [capture]');
 const c = buildCluster(seedCluster(), mode);
-c.world.capture = false;
+c.world.capture = capture;
 let sport = 40000;
 const once = () => {
   const w = walk(c, { from: 'pod-a', to, proto: 'tcp', port: 8080, sport: sport++ });
@@ -29,6 +30,6 @@ for (let i = 0; i < n; i++) once();
 const u = process.cpuUsage(c0);
 const ms = (u.user + u.system) / 1000;
 console.log(
-  `${mode} pod-a → ${to}: ${n} walks, ${ms.toFixed(0)} ms CPU, ${((ms * 1000) / n).toFixed(1)} µs a walk, ` +
+  `${mode} pod-a → ${to}${capture ? ' (captures on)' : ''}: ${n} walks, ${ms.toFixed(0)} ms CPU, ${((ms * 1000) / n).toFixed(1)} µs a walk, ` +
     `${((n * 1000) / ms).toFixed(0)} walks per CPU s`,
 );

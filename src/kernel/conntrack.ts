@@ -8,6 +8,7 @@
  * say which manips changed it (IPS_SRC_NAT, IPS_DST_NAT) and which are set up (IPS_*_NAT_DONE).
  */
 import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, type Ipv4Packet } from '../wire/types.ts';
+import { parseIp4 } from '../wire/addr.ts';
 import type { CtState } from './netfilter/types.ts';
 
 export type TcpCtState =
@@ -170,22 +171,273 @@ export function tupleKey(t: Tuple): string {
     : `${t.proto}|${t.src}|${t.dst}|${t.sport}|${t.dport}`;
 }
 
+/** a tuple's hash key as numbers (K0..K3, module scratch: no allocation per lookup), or false for a
+ * tuple whose string key (tupleKey) is not one of canonical numbers: an address parseIp4 refuses, a
+ * port or ICMP field that is not an integer in its range. Equal keys ⇔ equal tupleKey strings. */
+let K0 = 0;
+let K1 = 0;
+let K2 = 0;
+let K3 = 0;
+const u = (v: number | undefined, max: number): number =>
+  v === undefined ? max + 1 : Number.isInteger(v) && v >= 0 && v <= max ? v : -1;
+function numericKey(t: Tuple): boolean {
+  const src = parseIp4(t.src);
+  const dst = parseIp4(t.dst);
+  if (src === undefined || dst === undefined || !Number.isInteger(t.proto) || t.proto < 0 || t.proto > 255)
+    return false;
+  let a: number;
+  let b: number;
+  if (t.proto === 1) {
+    // undefined prints as "undefined" in tupleKey: a value of its own (max + 1)
+    const type = u(t.icmpType, 255);
+    const code = u(t.icmpCode, 255);
+    const id = u(t.icmpId, 0xffff);
+    if (type < 0 || code < 0 || id < 0) return false;
+    a = type;
+    b = (code << 17) | id;
+  } else {
+    if (!Number.isInteger(t.sport) || t.sport < 0 || t.sport > 0xffff) return false;
+    if (!Number.isInteger(t.dport) || t.dport < 0 || t.dport > 0xffff) return false;
+    a = t.sport;
+    b = t.dport;
+  }
+  K0 = t.proto | (a << 8);
+  K1 = src | 0;
+  K2 = dst | 0;
+  K3 = b;
+  return true;
+}
+
+function hashKey(): number {
+  let h = Math.imul(K0 ^ 0x9e3779b9, 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 15) ^ K1, 0xc2b2ae35);
+  h = Math.imul(h ^ (h >>> 13) ^ K2, 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 16) ^ K3, 0xc2b2ae35);
+  return h ^ (h >>> 16);
+}
+
+const DIRS: readonly CtDir[] = ['original', 'reply'];
+
+/** rows of objects in chunks of this many: no JS array as long as the table (V8 makes and fills one
+ * slowly, element by element), so that growing the table only rehashes typed arrays */
+const CHUNK_BITS = 10;
+/** words per slot of the tuple hash (6 used): 32 bytes, two slots to a cache line */
+const W = 8;
+const CHUNK = 1 << CHUNK_BITS;
+
+/**
+ * The tuple hash (nf_conntrack_hash): tuple → entry and direction, with a Map's semantics (a set on
+ * a key present replaces its value in place; insertion order kept for `toMap`), as numbers in an
+ * open-addressing table (linear probing, backward-shift deletion) instead of a Map of string keys.
+ * A slot holds the key's numbers and a row; a row the entry, the tuple it was set with (toMap's
+ * key), the direction and the insertion order. A tuple without numeric key (numericKey false)
+ * goes to a Map by its string key beside it; no string key of one can equal a numeric one's.
+ */
+class TupleHash {
+  /** slots of W words, one cache line to read per probe: row + 1 (0: empty), hash, K0..K3 */
+  private mask = 15;
+  private w = new Int32Array(16 * W);
+  /** rows: entries and tuples in chunks, directions, insertion order; freed rows to reuse */
+  private entries: (CtEntry | undefined)[][] = [];
+  private tuples: (Tuple | undefined)[][] = [];
+  private dirs = new Uint8Array(16);
+  private seqs = new Float64Array(16);
+  private nrows = 0;
+  private free: number[] = [];
+  private size = 0;
+  private seq = 0;
+  private other = new Map<string, { entry: CtEntry; dir: CtDir; tuple: Tuple; seq: number }>();
+  /** the direction of the last `get` that found an entry */
+  dir: CtDir = 'original';
+
+  private slot(): number {
+    const h = hashKey();
+    const w = this.w;
+    for (let i = h & this.mask; ; i = (i + 1) & this.mask) {
+      const o = i * W;
+      if (w[o] === 0) return ~i;
+      if (w[o + 1] === h && w[o + 2] === K0 && w[o + 3] === K1 && w[o + 4] === K2 && w[o + 5] === K3)
+        return i;
+    }
+  }
+
+  get(t: Tuple): CtEntry | undefined {
+    if (!numericKey(t)) {
+      const hit = this.other.get(tupleKey(t));
+      if (hit) this.dir = hit.dir;
+      return hit?.entry;
+    }
+    const i = this.slot();
+    if (i < 0) return undefined;
+    const r = this.w[i * W] - 1;
+    this.dir = DIRS[this.dirs[r]];
+    return this.entries[r >> CHUNK_BITS][r & (CHUNK - 1)];
+  }
+
+  set(t: Tuple, entry: CtEntry, dir: CtDir): void {
+    if (!numericKey(t)) {
+      const k = tupleKey(t);
+      const had = this.other.get(k);
+      this.other.set(k, { entry, dir, tuple: t, seq: had ? had.seq : this.seq++ });
+      return;
+    }
+    let i = this.slot();
+    let r: number;
+    if (i >= 0) r = this.w[i * W] - 1;
+    else {
+      if (2 * (this.size + 1) > this.mask + 1) {
+        this.grow();
+        i = this.slot();
+      }
+      i = ~i;
+      r = this.newRow();
+      const o = i * W;
+      this.w[o] = r + 1;
+      this.w[o + 1] = hashKey();
+      this.w[o + 2] = K0;
+      this.w[o + 3] = K1;
+      this.w[o + 4] = K2;
+      this.w[o + 5] = K3;
+      this.seqs[r] = this.seq++;
+      this.size++;
+    }
+    this.entries[r >> CHUNK_BITS][r & (CHUNK - 1)] = entry;
+    this.tuples[r >> CHUNK_BITS][r & (CHUNK - 1)] = t;
+    this.dirs[r] = dir === 'original' ? 0 : 1;
+  }
+
+  private newRow(): number {
+    const r = this.free.pop();
+    if (r !== undefined) return r;
+    const n = this.nrows++;
+    if (n >> CHUNK_BITS === this.entries.length) {
+      this.entries.push(new Array<CtEntry | undefined>(CHUNK).fill(undefined));
+      this.tuples.push(new Array<Tuple | undefined>(CHUNK).fill(undefined));
+    }
+    if (n === this.dirs.length) {
+      const dirs = new Uint8Array(2 * n);
+      dirs.set(this.dirs);
+      this.dirs = dirs;
+      const seqs = new Float64Array(2 * n);
+      seqs.set(this.seqs);
+      this.seqs = seqs;
+    }
+    return n;
+  }
+
+  delete(t: Tuple): void {
+    if (!numericKey(t)) {
+      this.other.delete(tupleKey(t));
+      return;
+    }
+    let i = this.slot();
+    if (i < 0) return;
+    const w = this.w;
+    const r = w[i * W] - 1;
+    this.entries[r >> CHUNK_BITS][r & (CHUNK - 1)] = undefined;
+    this.tuples[r >> CHUNK_BITS][r & (CHUNK - 1)] = undefined;
+    this.free.push(r);
+    this.size--;
+    // backward shift: move up every later slot of the run whose home is not between the hole and it
+    for (let j = (i + 1) & this.mask; w[j * W] !== 0; j = (j + 1) & this.mask) {
+      const home = w[j * W + 1] & this.mask;
+      if (i <= j ? home > i && home <= j : home > i || home <= j) continue;
+      w.copyWithin(i * W, j * W, j * W + W);
+      i = j;
+    }
+    w[i * W] = 0;
+  }
+
+  private grow(): void {
+    const old = this.w;
+    const n = (2 * old.length) / W;
+    this.mask = n - 1;
+    const w = (this.w = new Int32Array(n * W));
+    for (let o = 0; o < old.length; o += W) {
+      if (old[o] === 0) continue;
+      let i = old[o + 1] & this.mask;
+      while (w[i * W] !== 0) i = (i + 1) & this.mask;
+      for (let k = 0; k < W; k++) w[i * W + k] = old[o + k];
+    }
+  }
+
+  /** the hash as the Map by string key it stands for, in insertion order (the saved world's form) */
+  toMap(): Map<string, { entry: CtEntry; dir: CtDir }> {
+    const all: { seq: number; tuple: Tuple; entry: CtEntry; dir: CtDir }[] = [...this.other.values()];
+    for (let r = 0; r < this.nrows; r++) {
+      const entry = this.entries[r >> CHUNK_BITS][r & (CHUNK - 1)];
+      if (entry !== undefined)
+        all.push({
+          seq: this.seqs[r],
+          tuple: this.tuples[r >> CHUNK_BITS][r & (CHUNK - 1)]!,
+          entry,
+          dir: DIRS[this.dirs[r]],
+        });
+    }
+    all.sort((a, b) => a.seq - b.seq);
+    return new Map(all.map((x) => [tupleKey(x.tuple), { entry: x.entry, dir: x.dir }]));
+  }
+}
+
 /** the empty table of every namespace without a confirmed entry yet (never written: see own) */
 const NO_ENTRIES: readonly CtEntry[] = Object.freeze([]);
-const NO_INDEX: ReadonlyMap<string, { entry: CtEntry; dir: CtDir }> = new Map();
+const NO_HASH = new TupleHash();
 
 export class Conntrack {
   /** confirmed entries; one empty list shared by every namespace until its first (copy on write) */
   entries: readonly CtEntry[] = NO_ENTRIES;
-  private index: ReadonlyMap<string, { entry: CtEntry; dir: CtDir }> = NO_INDEX;
+  /**
+   * The tuple hash as data: a Map by tupleKey in insertion order, each value the entry and the
+   * direction, made when read (the saved world's `index`; an own enumerable accessor, so that
+   * data.ts writes it as it wrote the Map this was). The datapath reads `hash`, not this.
+   */
+  declare readonly index: ReadonlyMap<string, { entry: CtEntry; dir: CtDir }>;
+  /** the tuple hash (not enumerable: not data; rebuilt from `index` by `fromData`) */
+  declare private hash: TupleHash;
 
-  /** the entries and their index, this namespace's own to write */
-  private own(): [CtEntry[], Map<string, { entry: CtEntry; dir: CtDir }>] {
-    if (this.entries === NO_ENTRIES) {
-      this.entries = [];
-      this.index = new Map();
+  constructor() {
+    Conntrack.attach(this, NO_HASH);
+  }
+
+  private static attach(ct: Conntrack, hash: TupleHash): void {
+    Object.defineProperty(ct, 'hash', { value: hash, writable: true, enumerable: false });
+    Object.defineProperty(ct, 'index', { get: () => ct.hash.toMap(), enumerable: true, configurable: true });
+  }
+
+  /**
+   * A Conntrack decoded from data (data.ts gives it its fields, `index` a Map by string key): its
+   * hash rebuilt from that Map in its order. `check(key, at)` is called for a key whose value
+   * is not an entry of `entries` with a direction, or whose tuple in that direction has another
+   * key; it must throw.
+   */
+  static fromData(ct: Conntrack, check: (what: string, i: number) => never): Conntrack {
+    const index = (ct as unknown as { index: unknown }).index;
+    if (!(index instanceof Map)) return check('expected a {"$map": …} of tuple keys', -1);
+    const hash = new TupleHash();
+    const entries = new Set(ct.entries);
+    let i = 0;
+    for (const [key, v] of index as Map<unknown, { entry?: unknown; dir?: unknown } | null>) {
+      const entry = v?.entry;
+      const dir = v?.dir;
+      if (!entries.has(entry as CtEntry) || (dir !== 'original' && dir !== 'reply'))
+        check('expected {"dir": "original" or "reply", "entry": an entry of entries}', i);
+      const e = entry as CtEntry;
+      const t = dir === 'original' ? e.orig : e.reply;
+      if (tupleKey(t) !== key)
+        check(`the key of the entry's ${dir} tuple is ${JSON.stringify(tupleKey(t))}`, i);
+      hash.set(t, e, dir);
+      i++;
     }
-    return [this.entries as CtEntry[], this.index as Map<string, { entry: CtEntry; dir: CtDir }>];
+    delete (ct as unknown as { index?: unknown }).index;
+    Conntrack.attach(ct, ct.entries.length === 0 && i === 0 ? NO_HASH : hash);
+    return ct;
+  }
+
+  /** the entries and their hash, this namespace's own to write */
+  private own(): [CtEntry[], TupleHash] {
+    if (this.entries === NO_ENTRIES) this.entries = [];
+    if (this.hash === NO_HASH) this.hash = new TupleHash();
+    return [this.entries as CtEntry[], this.hash];
   }
 
   /**
@@ -202,14 +454,14 @@ export class Conntrack {
   ): CtResult {
     this.expire(now);
     if (t.proto === IPPROTO_ICMP && ICMP_ERRORS.has(t.icmpType!)) {
-      const hit = quoted && this.index.get(tupleKey(invertTuple(quoted)));
+      const hit = quoted && this.find(invertTuple(quoted));
       // the found direction's destination must be the error's destination
       if (hit && (hit.dir === 'original' ? hit.entry.orig : hit.entry.reply).dst === t.dst)
         return { entry: hit.entry, dir: hit.dir, ctstate: 'RELATED', isNew: false, related: true };
       return { entry: this.blank(t, now), dir: 'original', ctstate: 'INVALID', isNew: false, invalid: true };
     }
-    const found = this.index.get(tupleKey(t));
-    if (!found) {
+    const entry = this.hash.get(t);
+    if (!entry) {
       const idx = tcpFlags ? tcpIndex(tcpFlags) : undefined;
       let tcpState: TcpCtState | undefined;
       if (t.proto === 6) {
@@ -225,12 +477,12 @@ export class Conntrack {
           };
         tcpState = next;
       }
-      const entry = this.blank(t, now);
-      entry.tcpState = tcpState;
-      this.setExpiry(entry, now + this.timeout(entry) * 1e6);
-      return { entry, dir: 'original', ctstate: 'NEW', isNew: true, from: 'NONE', to: tcpState };
+      const fresh = this.blank(t, now);
+      fresh.tcpState = tcpState;
+      this.setExpiry(fresh, now + this.timeout(fresh) * 1e6);
+      return { entry: fresh, dir: 'original', ctstate: 'NEW', isNew: true, from: 'NONE', to: tcpState };
     }
-    const { entry, dir } = found;
+    const dir = this.hash.dir;
     let from: TcpCtState | undefined;
     let to: TcpCtState | undefined;
     if (t.proto === 6 && tcpFlags && entry.tcpState) {
@@ -256,22 +508,23 @@ export class Conntrack {
   confirm(e: CtEntry): void {
     if (e.confirmed) return;
     e.confirmed = true;
-    const [entries, index] = this.own();
+    const [entries, hash] = this.own();
     entries.push(e);
     if (e.expires < this.nextExpiry) this.nextExpiry = e.expires;
-    index.set(tupleKey(e.orig), { entry: e, dir: 'original' });
-    index.set(tupleKey(e.reply), { entry: e, dir: 'reply' });
+    hash.set(e.orig, e, 'original');
+    hash.set(e.reply, e, 'reply');
   }
 
   /** the confirmed entry with this tuple in either direction (nf_conntrack_find_get) */
   find(t: Tuple): { entry: CtEntry; dir: CtDir } | undefined {
-    return this.index.get(tupleKey(t));
+    const entry = this.hash.get(t);
+    return entry && { entry, dir: this.hash.dir };
   }
 
   /** nf_conntrack_tuple_taken: another confirmed entry has this tuple in either direction */
   taken(t: Tuple, ignore: CtEntry): boolean {
-    const hit = this.index.get(tupleKey(t));
-    return !!hit && hit.entry !== ignore;
+    const entry = this.hash.get(t);
+    return !!entry && entry !== ignore;
   }
 
   /** the earliest expiry of any confirmed entry (a lower bound): expire() has nothing to do before it */
@@ -284,16 +537,16 @@ export class Conntrack {
 
   /** `conntrack -F`: every entry goes */
   flush(): void {
-    const [entries, index] = this.own();
+    const [entries] = this.own();
     entries.length = 0;
-    index.clear();
+    this.hash = new TupleHash();
     this.nextExpiry = Infinity;
   }
 
   expire(now: number): void {
     if (now < this.nextExpiry) return;
     let next = Infinity;
-    const [entries, index] = this.own();
+    const [entries, hash] = this.own();
     for (let i = entries.length - 1; i >= 0; i--) {
       const e = entries[i];
       if (e.expires > now) {
@@ -301,8 +554,8 @@ export class Conntrack {
         continue;
       }
       entries.splice(i, 1);
-      index.delete(tupleKey(e.orig));
-      index.delete(tupleKey(e.reply));
+      hash.delete(e.orig);
+      hash.delete(e.reply);
     }
     this.nextExpiry = next;
   }

@@ -7,7 +7,7 @@ import { Fib } from './fib.ts';
 import { Netfilter } from './netfilter.ts';
 import { Conntrack } from './conntrack.ts';
 import { DEVICE_SYSCTLS, NETNS_SYSCTLS } from './sysctl-recorded.ts';
-import { CompactKeyedTable, CompactPairTable, KeyedTable, Schema } from './table.ts';
+import { CompactKeyedTable, CompactPairTable, QuadTable, Schema } from './table.ts';
 import type { PingSocket, TcpConn } from './sockets.ts';
 
 export interface LinkStats {
@@ -381,9 +381,15 @@ export class Sysctls extends Map<string, string> {
  * underlay outside the cluster (a client of NodePort and LoadBalancer Services).
  */
 export const NETNS_ROLES = ['node', 'pod', 'segment', 'router', 'outside', 'external'] as const;
-/** the key of a TCP socket in its namespace's table (Netns.tcp): its 4-tuple */
-export function tcpConnKey(c: Pick<TcpConn, 'local' | 'lport' | 'remote' | 'rport'>): string {
-  return `${c.local}|${c.lport}|${c.remote}|${c.rport}`;
+
+/** `net.ipv4.conf.DEV.KNOB`, made once per device name and knob: a key built per packet is a new
+ * string the sysctl table must hash each time; one kept has its hash cached */
+const confKeys = { forwarding: new Map<string, string>(), rp_filter: new Map<string, string>() };
+function confKey(dev: string, knob: keyof typeof confKeys): string {
+  const m = confKeys[knob];
+  let k = m.get(dev);
+  if (k === undefined) m.set(dev, (k = `net.ipv4.conf.${dev}.${knob}`));
+  return k;
 }
 
 export type NetnsRole = (typeof NETNS_ROLES)[number];
@@ -416,8 +422,8 @@ export class Netns {
   readonly netfilter = new Netfilter();
   readonly conntrack = new Conntrack();
   readonly sockets: ListenSocket[] = [];
-  /** TCP sockets in the order they were opened, by 4-tuple (tcpConnKey); a lookup takes the newest */
-  readonly tcp = new KeyedTable<TcpConn>(tcpConnKey);
+  /** TCP sockets in the order they were opened, by 4-tuple; a lookup takes the newest */
+  readonly tcp = new QuadTable<TcpConn>();
   // The tables below start as one empty table shared by every namespace (most never get an entry:
   // an empty Map is ~180 bytes) and become the namespace's own at the first write, through own():
   // their types are read-only so that the compiler finds every write.
@@ -496,9 +502,7 @@ export class Netns {
 
   /** IN_DEV_FORWARD: the device's conf.DEV.forwarding (set with ip_forward unless written alone) */
   forwarding(dev: string): boolean {
-    return (
-      (this.sysctl.get(`net.ipv4.conf.${dev}.forwarding`) ?? this.sysctl.get('net.ipv4.ip_forward')) === '1'
-    );
+    return (this.sysctl.get(confKey(dev, 'forwarding')) ?? this.sysctl.get('net.ipv4.ip_forward')) === '1';
   }
 
   sysctlNum(key: string): number {
@@ -520,7 +524,7 @@ export class Netns {
   rpFilter(dev: string): number {
     const all = this.sysctlNum('net.ipv4.conf.all.rp_filter');
     const own = Number(
-      this.sysctl.get(`net.ipv4.conf.${dev}.rp_filter`) ?? this.sysctl.get('net.ipv4.conf.default.rp_filter'),
+      this.sysctl.get(confKey(dev, 'rp_filter')) ?? this.sysctl.get('net.ipv4.conf.default.rp_filter'),
     );
     return Math.max(all, own);
   }

@@ -470,6 +470,11 @@ function readTuple(f: Fields, k: string): void {
   t.int('proto', 0, 255);
   t.ip('src');
   t.ip('dst');
+  t.num('sport');
+  t.num('dport');
+  t.opt('icmpType', t.num);
+  t.opt('icmpCode', t.num);
+  t.opt('icmpId', t.num);
 }
 
 function readConntrack(x: unknown, at: string): Conntrack {
@@ -483,7 +488,10 @@ function readConntrack(x: unknown, at: string): Conntrack {
     e.bool('assured');
     e.bool('confirmed');
   });
-  return ct;
+  const index = childPath(fields.path('index'), '$map');
+  return Conntrack.fromData(ct, (what, i) =>
+    fail(i < 0 ? fields.path('index') : childPath(childPath(index, i), 1), what),
+  );
 }
 
 /** the fields of a Netns the reader sets (readonly to everyone else) */

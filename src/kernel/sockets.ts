@@ -14,7 +14,7 @@ import {
   type TcpFlags,
   type TcpOptions,
 } from '../wire/types.ts';
-import { tcpConnKey, type Link, type Netns } from './objects.ts';
+import type { Link, Netns } from './objects.ts';
 import { loopbackRoute, type AppSocketEvent, type Stack, type TransportHandler } from './stack.ts';
 import type { PacketRole, SegmentInfo, SendCall } from './events.ts';
 import type { CtResult } from './conntrack.ts';
@@ -252,7 +252,7 @@ export class Sockets implements TransportHandler {
     remote: string,
     rport: number,
   ): TcpConn | undefined {
-    return ns.tcp.getAll(tcpConnKey({ local, lport, remote, rport })).at(-1);
+    return ns.tcp.newest(local, lport, remote, rport);
   }
 
   private addConn(c: TcpConn): void {

@@ -338,10 +338,13 @@ export class Stack {
   /** inet_select_addr: an address of the device in the nexthop's subnet, else its first, else any global one */
   selectSource(ns: Netns, dev: Link, towards: string): string | undefined {
     const t = ip4ToInt(towards);
-    const onDev = dev.addrs.filter((a) => a.scope !== 'host');
-    const inSubnet = onDev.find((a) => ((ip4ToInt(a.ip) ^ t) & prefixMask(a.len)) === 0);
-    if (inSubnet) return inSubnet.ip;
-    if (onDev.length) return onDev[0].ip;
+    let first: string | undefined;
+    for (const a of dev.addrs) {
+      if (a.scope === 'host') continue;
+      if (((ip4ToInt(a.ip) ^ t) & prefixMask(a.len)) === 0) return a.ip;
+      first ??= a.ip;
+    }
+    if (first !== undefined) return first;
     for (const { dev: other, addr } of ns.addresses())
       if (other.type !== 'loopback' && addr.scope === 'global' && other.up) return addr.ip;
     return undefined;

@@ -6,10 +6,12 @@
  * the key (an array is never an entry: entries are the kernel's objects); one entry per key is the
  * rule, so most keys cost no list of their own.
  */
+import { parseIp4 } from '../wire/addr.ts';
+
 type Slot<T> = T | T[];
 
 /** `t` goes last among the entries of `k` */
-function linkIn<T extends object>(m: Map<string, Slot<T>>, k: string, t: T): void {
+function linkIn<K, T extends object>(m: Map<K, Slot<T>>, k: K, t: T): void {
   const v = m.get(k);
   if (v === undefined) m.set(k, t);
   else if (Array.isArray(v)) v.push(t);
@@ -17,15 +19,13 @@ function linkIn<T extends object>(m: Map<string, Slot<T>>, k: string, t: T): voi
 }
 
 /** the entries of `k` that `gone` picks leave the index */
-function unlinkIn<T extends object>(m: Map<string, Slot<T>>, k: string, gone: (x: T) => boolean): void {
+function unlinkIn<K, T extends object>(m: Map<K, Slot<T>>, k: K, gone: (x: T) => boolean): void {
   const v = m.get(k);
   if (v === undefined) return;
   const rest = (Array.isArray(v) ? v : [v]).filter((x) => !gone(x));
   if (rest.length === 0) m.delete(k);
   else m.set(k, rest.length === 1 ? rest[0] : rest);
 }
-
-const first = <T extends object>(v: Slot<T> | undefined): T | undefined => (Array.isArray(v) ? v[0] : v);
 
 /** the entries in the order they were added; a subclass keeps the index */
 abstract class OrderedTable<T extends object> {
@@ -67,35 +67,73 @@ abstract class OrderedTable<T extends object> {
   protected abstract unlink(t: T, gone: (x: T) => boolean): void;
 }
 
-/** an ordered table indexed by one string key */
-export class KeyedTable<T extends object> extends OrderedTable<T> {
-  private index = new Map<string, Slot<T>>();
+/** the 4-tuple of a socket: its address and port, the peer's */
+export interface Quad {
+  local: string;
+  lport: number;
+  remote: string;
+  rport: number;
+}
 
-  constructor(private readonly keyOf: (t: T) => string) {
-    super();
+/** a 4-tuple as the string QuadTable keys a tuple that is not canonical numbers by */
+export function quadKey(c: Quad): string {
+  return `${c.local}|${c.lport}|${c.remote}|${c.rport}`;
+}
+
+/** address · 65536 + port (below 2^48: exact as a double), or -1 when the address is not a dotted
+ * quad parseIp4 takes or the port not an integer 0..65535 */
+function half(ip: string, port: number): number {
+  const a = parseIp4(ip);
+  return a === undefined || !Number.isInteger(port) || port < 0 || port > 0xffff ? -1 : a * 65536 + port;
+}
+
+/**
+ * An ordered table indexed by a 4-tuple (the established-socket hash): a Map by quadKey would make
+ * a string per lookup; this has none: two levels of Maps by numbers (half). A tuple that is not
+ * canonical numbers is indexed by its quadKey in a Map of its own; no such key equals the quadKey
+ * of a canonical tuple (its address or port prints otherwise), so the two never answer for one key.
+ */
+export class QuadTable<T extends Quad & object> extends OrderedTable<T> {
+  private index = new Map<number, Map<number, Slot<T>>>();
+  private other = new Map<string, Slot<T>>();
+
+  private slot(local: string, lport: number, remote: string, rport: number): Slot<T> | undefined {
+    const a = half(local, lport);
+    const b = half(remote, rport);
+    return a < 0 || b < 0
+      ? this.other.get(quadKey({ local, lport, remote, rport }))
+      : this.index.get(a)?.get(b);
   }
 
-  get(key: string): T | undefined {
-    return first(this.index.get(key));
-  }
-
-  getAll(key: string): readonly T[] {
-    const v = this.index.get(key);
+  /** the entries of the 4-tuple, in table order */
+  getAll(local: string, lport: number, remote: string, rport: number): readonly T[] {
+    const v = this.slot(local, lport, remote, rport);
     return v === undefined ? [] : Array.isArray(v) ? v : [v];
   }
 
-  /** the key of an entry changed in place (e.g. an FDB entry moved port: key unchanged) — rekey */
-  rekey(t: T, oldKey: string): void {
-    unlinkIn(this.index, oldKey, (x) => x === t);
-    linkIn(this.index, this.keyOf(t), t);
+  /** the last added entry of the 4-tuple */
+  newest(local: string, lport: number, remote: string, rport: number): T | undefined {
+    const v = this.slot(local, lport, remote, rport);
+    return Array.isArray(v) ? v[v.length - 1] : v;
   }
 
   protected link(t: T): void {
-    linkIn(this.index, this.keyOf(t), t);
+    const a = half(t.local, t.lport);
+    const b = half(t.remote, t.rport);
+    if (a < 0 || b < 0) return linkIn(this.other, quadKey(t), t);
+    let m = this.index.get(a);
+    if (m === undefined) this.index.set(a, (m = new Map()));
+    linkIn(m, b, t);
   }
 
   protected unlink(t: T, gone: (x: T) => boolean): void {
-    unlinkIn(this.index, this.keyOf(t), gone);
+    const a = half(t.local, t.lport);
+    const b = half(t.remote, t.rport);
+    if (a < 0 || b < 0) return unlinkIn(this.other, quadKey(t), gone);
+    const m = this.index.get(a);
+    if (m === undefined) return;
+    unlinkIn(m, b, gone);
+    if (m.size === 0) this.index.delete(a);
   }
 }
 

@@ -1,0 +1,164 @@
+/**
+ * Conntrack's tuple hash (numbers in an open-addressing table since session 9) keeps the semantics
+ * of the Map by string key it replaced: random confirms (tuples drawn from a small space, so keys
+ * collide, are overwritten, deleted and set again), expiries and flushes, checked after each step
+ * against a reference that is that Map (set replaces in place, delete by the entry's current
+ * tuples, insertion order), through `index` (the saved world's form), `find` and `taken`; then a
+ * save and load of the conntrack of 40 walks keeps the same index and lookups. The TCP socket
+ * table (by numbers in two levels of Maps since session 9) answers as a Map by the 4-tuple's
+ * string did, tuples that are not canonical numbers included.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  Conntrack,
+  invertTuple,
+  tupleKey,
+  type CtDir,
+  type CtEntry,
+  type Tuple,
+} from '../src/kernel/conntrack.ts';
+import { seedCluster } from '../src/cluster/seed.ts';
+import { buildCluster } from '../src/cni/build.ts';
+import { cloneWorld } from '../src/kernel/snapshot.ts';
+import { walk } from '../src/trace/walk.ts';
+import { QuadTable, quadKey, type Quad } from '../src/kernel/table.ts';
+
+/** a deterministic generator (mulberry32) */
+function rng(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function tupleFrom(r: () => number, ports = [0, 1, 80, 65535, 1.5]): Tuple {
+  const pick = <T>(xs: T[]) => xs[Math.floor(r() * xs.length)];
+  const src = pick(['10.0.0.1', '10.0.0.2', '255.255.255.255', '0.0.0.0', '10.00.0.1']);
+  const dst = pick(['10.0.0.1', '10.0.0.2', '192.168.1.1']);
+  const proto = pick([1, 6, 17, 47]);
+  if (proto === 1)
+    return {
+      proto,
+      src,
+      dst,
+      sport: 0,
+      dport: 0,
+      icmpType: pick([0, 8, 3, undefined]),
+      icmpCode: pick([0, 1]),
+      icmpId: pick([0, 1, 65535, undefined]),
+    };
+  return { proto, src, dst, sport: pick(ports), dport: pick([0, 80, 65535]) };
+}
+
+test('the tuple hash behaves as the Map by string key, order included', () => {
+  // small tuple spaces (keys collide often), then two large ones (tables of thousands of rows)
+  const many = Array.from({ length: 3000 }, (_, i) => 1000 + i);
+  for (let seed = 1; seed <= 22; seed++) {
+    const r = rng(seed);
+    const ports = seed > 20 ? many : undefined;
+    const steps = seed > 20 ? 16000 : 400;
+    const ct = new Conntrack();
+    const ref = new Map<string, { entry: CtEntry; dir: CtDir }>();
+    const refEntries: CtEntry[] = [];
+    let now = 0;
+    let most = 0;
+    for (let step = 0; step < steps; step++) {
+      const x = r();
+      if (x < 0.7) {
+        const t = tupleFrom(r, ports);
+        const res = ct.track(t, t.proto === 6 ? { syn: true } : undefined, now);
+        // the reference's expiry first, as track does
+        for (let i = refEntries.length - 1; i >= 0; i--)
+          if (refEntries[i].expires <= now) {
+            ref.delete(tupleKey(refEntries[i].orig));
+            ref.delete(tupleKey(refEntries[i].reply));
+            refEntries.splice(i, 1);
+          }
+        if (!res.entry.confirmed && !res.invalid) {
+          if (r() < 0.5) res.entry.reply = invertTuple(tupleFrom(r)); // as NAT replaces it
+          ct.confirm(res.entry);
+          refEntries.push(res.entry);
+          ref.set(tupleKey(res.entry.orig), { entry: res.entry, dir: 'original' });
+          ref.set(tupleKey(res.entry.reply), { entry: res.entry, dir: 'reply' });
+          most = Math.max(most, ref.size);
+        }
+      } else if (x < 0.97) now += Math.floor(r() * (ports ? 5e4 : 20e6));
+      else if (!ports || x > 0.999) {
+        ct.flush();
+        ref.clear();
+        refEntries.length = 0;
+      }
+      if (step % (ports ? 1000 : 1) === 0 || step === steps - 1)
+        assert.deepEqual(
+          [...ct.index].map(([k, v]) => [k, v.dir, refEntries.indexOf(v.entry)]),
+          [...ref].map(([k, v]) => [k, v.dir, refEntries.indexOf(v.entry)]),
+          `seed ${seed} step ${step}`,
+        );
+      for (let i = 0; i < 5; i++) {
+        const t = tupleFrom(r, ports);
+        const hit = ct.find(t);
+        const want = ref.get(tupleKey(t));
+        assert.equal(hit?.entry, want?.entry);
+        assert.equal(hit?.dir, want?.dir);
+        assert.equal(ct.taken(t, refEntries[0]), !!want && want.entry !== refEntries[0]);
+      }
+    }
+    if (ports)
+      assert.ok(most > 3 * 1024, `seed ${seed}: a table of ${most} keys, more than 3 chunks of rows`);
+  }
+});
+
+test('a saved and loaded conntrack keeps its index and lookups', () => {
+  const c = buildCluster(seedCluster(), 'flannel-vxlan');
+  for (let sport = 40000; sport < 40040; sport++)
+    walk(c, { from: 'pod-a', to: 'pod-c', proto: 'tcp', port: 8080, sport });
+  const w = cloneWorld(c.world);
+  let checked = 0;
+  for (const [name, ns] of c.world.netns) {
+    const a = ns.conntrack;
+    const b = w.ns(name).conntrack;
+    assert.deepEqual(
+      [...b.index].map(([k, v]) => [k, v.dir, b.entries.indexOf(v.entry)]),
+      [...a.index].map(([k, v]) => [k, v.dir, a.entries.indexOf(v.entry)]),
+    );
+    a.entries.forEach((e, i) => {
+      assert.equal(b.find(e.orig)?.entry, b.entries[i]);
+      assert.equal(b.find(e.reply)?.dir, 'reply');
+      checked++;
+    });
+  }
+  assert.ok(checked > 0, 'the walks left conntrack entries');
+});
+
+test('the socket table finds by 4-tuple what a Map by quadKey finds, in table order', () => {
+  const r = rng(7);
+  const pick = <T>(xs: T[]) => xs[Math.floor(r() * xs.length)];
+  const quad = (): Quad => ({
+    local: pick(['10.0.0.1', '255.255.255.255', '10.0.0.01']),
+    lport: pick([0, 80, 65535, 65536, 2.5]),
+    remote: pick(['10.0.0.2', '0.0.0.0']),
+    rport: pick([1, 8080]),
+  });
+  const t = new QuadTable<Quad>();
+  const ref = new Map<string, Quad[]>();
+  for (let step = 0; step < 2000; step++) {
+    if (r() < 0.6) {
+      const q = t.add(quad());
+      ref.set(quadKey(q), [...(ref.get(quadKey(q)) ?? []), q]);
+    } else if (t.size) {
+      const q = t.list()[Math.floor(r() * t.size)];
+      t.remove(q);
+      const rest = ref.get(quadKey(q))!.filter((x) => x !== q);
+      if (rest.length) ref.set(quadKey(q), rest);
+      else ref.delete(quadKey(q));
+    }
+    const q = quad();
+    const want = ref.get(quadKey(q)) ?? [];
+    assert.deepEqual(t.getAll(q.local, q.lport, q.remote, q.rport), want);
+    assert.equal(t.newest(q.local, q.lport, q.remote, q.rport), want.at(-1));
+  }
+});
