@@ -3,6 +3,7 @@
  * listener, ICMP port unreachable when none), ICMP echo. What a packet does once delivered, and
  * the packets a host answers with — queued, so each answer is walked as its own trace.
  */
+import { NETNS_SYSCTLS } from './sysctl-recorded.ts';
 import { ipv4Length } from '../wire/index.ts';
 import { intToIp4 } from '../wire/addr.ts';
 import { get16, get32 } from '../wire/bytes.ts';
@@ -237,6 +238,11 @@ export function selectInitialWindow(
   return { rcvWnd, wscale, windowClamp };
 }
 const TS_OPT = 12;
+/** tcp_sndbuf_expand's sizes (x86-64, the 6.18 kernel of the lab: see Sockets.sndbuf) and TCP_INIT_CWND */
+const MAX_TCP_HEADER = 256;
+const SKB_SHARED_INFO = 320;
+const SKB_SIZE = 256;
+const TCP_INIT_CWND = 10;
 const win = (w: { rcvWnd: number; wscale: number }) => ({ rcvWnd: w.rcvWnd, wscale: w.wscale });
 /** TCP_TIMEOUT_INIT and TCP_RTO_MAX (include/net/tcp.h), µs */
 const TCP_TIMEOUT_INIT = 1_000_000;
@@ -758,17 +764,25 @@ export class Sockets implements TransportHandler {
 
   /**
    * sk_sndbuf of an established connection: tcp_init_buffer_space → tcp_sndbuf_expand sets it to
-   * 2 × max(TCP_INIT_CWND 10, snd_cwnd, reordering + 1) × per_mss, per_mss being the worst case of
-   * one skb per segment: roundup_pow_of_two(mss_clamp + MAX_TCP_HEADER 320 +
-   * SKB_DATA_ALIGN(skb_shared_info) 320) + SKB_DATA_ALIGN(sk_buff) 256 (x86-64), at least
-   * tcp_wmem[1] and at most tcp_wmem[2]. The model has no congestion window: the initial 10.
+   * factor × max(TCP_INIT_CWND 10, snd_cwnd, reordering + 1) × per_mss, the factor the congestion
+   * control's sndbuf_expand (bbr: 3; cubic and reno have none: 2), per_mss the worst case of one
+   * skb per segment: roundup_pow_of_two(max(mss_clamp, mss_cache) + MAX_TCP_HEADER +
+   * SKB_DATA_ALIGN(skb_shared_info)) + SKB_DATA_ALIGN(sk_buff), at least tcp_wmem[1] (tcp_init_sock)
+   * and at most tcp_wmem[2]. The header sizes are this machine's kernel's (6.18, x86-64): 2,048 +
+   * 256 at MSS 1460, so that the real kernel's SO_SNDBUF after connect() over a veth of MTU 1500
+   * with bbr, 69,120 (3 × 10 × 2,304), is the model's. The model has no congestion window: the
+   * initial 10 segments.
    */
   private sndbuf(c: TcpConn): number {
     if (c.sndbuf !== undefined) return c.sndbuf;
-    const wmem = this.w.ns(c.ns).sysctlInts('net.ipv4.tcp_wmem', '4096\t16384\t4194304');
-    const raw = Math.max(c.peerMss, c.mss) + 320 + 320;
-    const perMss = 2 ** Math.ceil(Math.log2(raw)) + 256;
-    c.sndbuf = Math.min(Math.max(wmem[1], 2 * 10 * perMss), wmem[2]);
+    const ns = this.w.ns(c.ns);
+    // a value sysctl -w set, or a fresh namespace's of the recorded kernel
+    const fresh = (k: string) => ns.sysctl.get(k) ?? NETNS_SYSCTLS[k];
+    const wmem = ns.sysctlInts('net.ipv4.tcp_wmem', fresh('net.ipv4.tcp_wmem'));
+    const factor = fresh('net.ipv4.tcp_congestion_control') === 'bbr' ? 3 : 2;
+    const raw = Math.max(c.peerMss, this.sendMss(c) + TS_OPT) + MAX_TCP_HEADER + SKB_SHARED_INFO;
+    const perMss = 2 ** Math.ceil(Math.log2(raw)) + SKB_SIZE;
+    c.sndbuf = Math.min(Math.max(wmem[1], factor * TCP_INIT_CWND * perMss), wmem[2]);
     return c.sndbuf;
   }
 
