@@ -10,16 +10,19 @@
  * a multiset: the order in which a reflector learns its clients' routes is the lab's timing, not
  * BIRD's rule), one End-of-RIB, the OPEN first and a KEEPALIVE; every route goes in the UPDATE of
  * its attribute set (a client's blocks in one, a reflected originator's in one). tshark found none
- * of real BIRD's frames malformed; test/wire-tshark.test.ts holds the model's frames to tshark.
+ * of real BIRD's frames malformed, nor of the model's (the last test).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadCluster } from '../src/cluster/load.ts';
 import { buildCluster } from '../src/cni/build.ts';
 import { parseFrame } from '../src/wire/packet.ts';
 import type { Frame } from '../src/wire/types.ts';
+import { writePcap, type PcapRecord } from '../src/wire/pcap.ts';
+import { execFileSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
 import { bgpStreamSummary, type StreamSummary } from './bgp-updates.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
@@ -29,15 +32,21 @@ const golden = JSON.parse(readFileSync(join(ROOT, 'test/fixtures/rr/updates.json
   sessions: Record<string, StreamSummary>;
 };
 
+/** the frames every node sent on its eth0 while the model's build converged */
+let sent: PcapRecord[] = [];
+
 function modelSessions(): Record<string, StreamSummary> {
   const spec = loadCluster(readFileSync(CLUSTER, 'utf8'), CLUSTER);
   const frames: Frame[] = [];
   buildCluster(spec, 'calico-bgp', {
     bgpWalk: 'recorded',
     converged: (c) => {
+      sent = [];
       for (const cap of c.world.captures)
-        if (cap.dir === 'out' && cap.dev === 'eth0' && c.nodes.some((n) => n.name === cap.netns))
+        if (cap.dir === 'out' && cap.dev === 'eth0' && c.nodes.some((n) => n.name === cap.netns)) {
           frames.push(parseFrame(cap.frame));
+          sent.push({ tsSec: Math.floor(cap.time / 1e6), tsUsec: cap.time % 1e6, frame: cap.frame });
+        }
       assert.ok(frames.length > 0, 'the build captured its BGP traffic');
       sessions = bgpStreamSummary(frames, c.nodes);
     },
@@ -94,3 +103,43 @@ test('the model fills no segment past the MSS and begins every session with its 
     assert.deepEqual(s.segments[0], golden.sessions[k].segments[0], `${k}: the OPEN's segment`);
   }
 });
+
+const noTshark = (() => {
+  try {
+    execFileSync('tshark', ['--version'], { stdio: 'ignore' });
+    return false;
+  } catch {
+    return 'tshark not installed: apt-get install tshark';
+  }
+})();
+
+test(
+  'tshark decodes the model’s BGP streams, several messages to a segment, without an error',
+  { skip: noTshark },
+  () => {
+    const all = Object.values(modelSessions());
+    // the model put several messages in one segment somewhere (Nagle), as real BIRD's node1 → node2
+    assert.ok(
+      all.some((s) => s.segments.some(([, n]) => n > 1)),
+      'a segment carrying more than one message',
+    );
+    const dir = mkdtempSync(join(tmpdir(), 'pw-rrupd-'));
+    try {
+      const file = join(dir, 'model.pcap');
+      writeFileSync(file, writePcap(sent));
+      const tshark = (filter: string, field: string) =>
+        execFileSync('tshark', ['-r', file, '-Y', filter, '-T', 'fields', '-e', field], { encoding: 'utf8' })
+          .split('\n')
+          .filter(Boolean);
+      const types = tshark('bgp', 'bgp.type').flatMap((l) => l.split(','));
+      assert.equal(
+        types.length,
+        all.reduce((n, s) => n + s.messages.length, 0),
+        'tshark finds every BGP message the stream reader finds',
+      );
+      assert.deepEqual(tshark('_ws.malformed || _ws.expert.severity >= error', 'frame.number'), []);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
