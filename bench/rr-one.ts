@@ -6,7 +6,8 @@
  * 244.0.0.1, one BGPPeer (nodeSelector all(), peerSelector route-reflector == 'true'). Every
  * BIRD's sessions run over the modelled datapath (src/bgp/session.ts) and the reflectors reflect
  * (src/bgp/reflect.ts). Reports the sessions, the BGP messages and octets sent, the simulated time
- * to convergence, the build's CPU time and peak RSS, and whether every node has every other
+ * to convergence, the TCP segments the nodes sent meanwhile (TcpOutSegs: data, ACKs, SYNs and FINs),
+ * the build's CPU time and peak RSS, and whether every node has every other
  * node's block in its kernel (one pod a node: one /26 block each, so a node has NODES proto bird
  * routes, its own block's blackhole and one route per other node). One JSON line prefixed with RESULT_PREFIX.
  */
@@ -19,8 +20,12 @@ export interface RrResult {
   sessions: number;
   established: number;
   messages: number;
-  /** UPDATE messages sent (End-of-RIB included) */
+  /** UPDATE messages sent (End-of-RIB included), the routes they announced and withdrew */
   updates: number;
+  nlri: number;
+  withdrawn: number;
+  /** TCP segments the nodes sent while BGP converged (TcpOutSegs, before quiesce's baseline) */
+  segments: number;
   octets: number;
   /** messages the reflectors sent */
   reflectorMessages: number;
@@ -52,7 +57,12 @@ function main(): void {
     { name: 'peer-with-route-reflectors', nodeSelector: 'all()', peerSelector: "route-reflector == 'true'" },
   ];
   const cpu = process.cpuUsage();
-  const c = buildCluster(spec);
+  let segments = 0;
+  const c = buildCluster(spec, spec.cni, {
+    converged: (b) => {
+      for (const n of b.nodes) segments += b.world.ns(n.name).mib.get('TcpOutSegs') ?? 0;
+    },
+  });
   const buildCpuMs = cpuMs(process.cpuUsage(cpu));
   const all = c.bgp!.all();
   const rrs = new Set(spec.nodes.slice(0, reflectors).map((n) => n.name));
@@ -71,6 +81,9 @@ function main(): void {
     established: all.filter((s) => s.peer.state === 'Established').length / 2,
     messages: all.reduce((n, s) => n + s.sent, 0),
     updates: all.reduce((n, s) => n + s.updates, 0),
+    nlri: all.reduce((n, s) => n + s.nlri, 0),
+    withdrawn: all.reduce((n, s) => n + s.withdrawn, 0),
+    segments,
     octets: all.reduce((n, s) => n + s.octets, 0),
     reflectorMessages: all.filter((s) => rrs.has(s.node)).reduce((n, s) => n + s.sent, 0),
     routes: all.reduce((n, s) => n + s.peer.ribIn.size, 0),

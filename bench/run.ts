@@ -688,6 +688,8 @@ function rrTable(rs: RrResult[]): string {
       'nodes',
       'sessions (Established)',
       'BGP messages (UPDATEs), octets',
+      'routes in UPDATEs',
+      'TCP segments sent',
       'reflectors sent',
       'proto bird routes in kernels',
       'every node every route',
@@ -699,6 +701,8 @@ function rrTable(rs: RrResult[]): string {
       fmt(r.nodes),
       `${fmt(r.sessions)} (${fmt(r.established)})`,
       `${fmt(r.messages)} (${fmt(r.updates)}), ${fmt(r.octets)}`,
+      fmt(r.nlri + r.withdrawn),
+      fmt(r.segments),
       fmt(r.reflectorMessages),
       `${fmt(r.kernelRoutes)} of ${fmt(r.expectedRoutes)}`,
       r.completeNodes === r.nodes ? 'yes' : `no: ${fmt(r.completeNodes)} of ${fmt(r.nodes)} nodes`,
@@ -706,7 +710,7 @@ function rrTable(rs: RrResult[]): string {
       `${fmt(r.buildCpuMs / 1000, 1)} s`,
       `${fmt(r.maxRssMiB)} MiB`,
     ]),
-    [1, 2, 3, 4, 6, 7, 8],
+    [1, 2, 3, 4, 5, 6, 8, 9, 10],
   );
 }
 

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { peerDeadline, type PeerConfig } from '../src/bgp/fsm.ts';
 import { Pair } from './bgp-pair.ts';
 import { BGP_ERROR, BGP_OPEN_ERROR } from '../src/wire/index.ts';
+import type { BgpAttr } from '../src/wire/bgp.ts';
 
 const SEC = 1_000_000;
 const base = {
@@ -189,4 +190,47 @@ test('graceful restart, the receiving side: a connection closed without a NOTIFI
   const x = up({ ...cfgB, gracefulRestartTime: 0 });
   x.feed(0, { kind: 'tcp-closed' });
   assert.equal(x.peers[0].ribIn.size, 0);
+});
+
+test("BIRD's buckets: a table larger than one message goes in UPDATEs of at most 4096 octets, withdrawals first", () => {
+  // 1,000 blocks of one node: one attribute set, so one bucket; with ADD-PATH a /26 takes 9
+  // octets (path id, length, 4 octets), after 19 + 4 + 21 octets of header and attributes
+  // (ORIGIN 4, AS_PATH 3, NEXT_HOP 7, LOCAL_PREF 7): bgp_encode_nlri fills (4096 - 44) / 9 = 450
+  const blocks = Array.from({ length: 1000 }, (_, i) => `10.${i >> 2}.${(i & 3) * 64}.0/26`);
+  const w = new Pair({ ...cfgA, originates: blocks }, cfgB);
+  w.feed(1, { kind: 'start' });
+  w.feed(0, { kind: 'start' });
+  const updates = w.sent[0].filter((m) => m.kind === 'update');
+  assert.deepEqual(
+    updates.map((m) => (m.kind === 'update' ? [m.withdrawn.length, m.nlri.length] : [])),
+    [
+      [0, 450],
+      [0, 450],
+      [0, 100],
+      [0, 0], // End-of-RIB
+    ],
+  );
+  assert.equal(w.peers[1].ribIn.size, 1000);
+  // a withdrawal and an announcement queued together (a reflected route replaced by another
+  // path): the withdraw bucket goes first, then the bucket of the announcement's attributes
+  const attrs: BgpAttr[] = [
+    { kind: 'origin', origin: 'igp' },
+    { kind: 'as-path', segments: [] },
+    { kind: 'next-hop', nextHop: '192.168.1.12' },
+    { kind: 'local-pref', localPref: 100 },
+  ];
+  w.feed(0, { kind: 'export', announce: [{ prefix: '10.250.0.0/26', pathId: 2, attrs }], withdraw: [] });
+  w.sent[0] = [];
+  w.feed(0, {
+    kind: 'export',
+    announce: [{ prefix: '10.250.0.64/26', pathId: 3, attrs }],
+    withdraw: [{ prefix: '10.250.0.0/26', pathId: 2 }],
+  });
+  assert.deepEqual(
+    w.sent[0].map((m) => (m.kind === 'update' ? [m.withdrawn.length, m.nlri.length] : m.kind)),
+    [
+      [1, 0],
+      [0, 1],
+    ],
+  );
 });

@@ -1,6 +1,7 @@
 /** Two podwalk BGP peers (src/bgp/fsm.ts) and a wire between them, the clock driven by the test. */
 import {
   newPeer,
+  nextUpdate,
   peerDeadline,
   stepPeer,
   type Peer,
@@ -31,6 +32,9 @@ class Pair {
       const [j, inp] = this.queue[0];
       const { peer, actions } = stepPeer(this.peers[j], inp, this.now);
       this.peers[j] = peer;
+      // then the UPDATEs its buckets hold (BIRD's tx event; this wire always takes them)
+      for (let u = nextUpdate(peer, this.now); u; u = nextUpdate(peer, this.now))
+        actions.push({ kind: 'send', msg: u.msg, bytes: u.bytes });
       this.run(j, actions);
       this.onStep(j, actions);
       this.queue.shift();

@@ -11,6 +11,7 @@ import { connect, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import {
   newPeer,
+  nextUpdate,
   peerDeadline,
   stepPeer,
   type PeerAction,
@@ -35,6 +36,9 @@ function feed(input: PeerInput): void {
   const t = now();
   const { peer: next, actions } = stepPeer(peer, input, t);
   peer = next;
+  // then the UPDATEs its buckets hold (BIRD's tx event; the socket's buffer takes them here)
+  for (let u = nextUpdate(peer, t); u; u = nextUpdate(peer, t))
+    actions.push({ kind: 'send', msg: u.msg, bytes: u.bytes });
   for (const a of actions) act(a, t);
   clearTimeout(timer);
   const d = peerDeadline(peer);

@@ -35,16 +35,20 @@
  */
 import {
   AFI_IPV4,
+  BGP_MAX_EXTENDED_LEN,
+  BGP_MAX_LEN,
   BGP_CEASE,
   BGP_ERROR,
   BGP_OPEN_ERROR,
   BGP_UPDATE_ERROR,
   bgpCodecFor,
   bgpFrameLength,
+  bgpLength,
   BgpWireError,
   emitBgp,
   openAs,
   parseBgp,
+  prefixBytes,
   SAFI_UNICAST,
   type BgpAttr,
   type BgpCodec,
@@ -149,6 +153,29 @@ export interface Peer {
    * session is down and sent whole when it is Established. Mutated in place (one owner: this peer).
    */
   adjOut?: Map<string, ExportRoute>;
+  /** what is to be sent and not written yet (BIRD's buckets), while Established */
+  tx?: TxQueue;
+}
+
+/**
+ * BIRD 2's send queue of a channel (proto/bgp/attrs.c: bgp_rt_notify, bgp_get_bucket,
+ * bgp_get_prefix): a route to announce goes into the bucket of its attribute set (one bucket per
+ * distinct set, made at the tail of the bucket queue when first needed), a route to withdraw into
+ * the one withdraw bucket; a prefix already waiting in a bucket moves to its new one. UPDATEs are
+ * made from it only when the socket takes them (packets.c: bgp_fire_tx → bgp_create_update):
+ * first the withdraw bucket, as many prefixes as fit in one message; else the bucket at the head
+ * of the queue, its attributes and as many of its prefixes as fit in 4096 octets, the bucket freed
+ * when emptied or else moved to the tail (bgp_defer_bucket); when nothing is left after the
+ * table's feed, the End-of-RIB. Mutated in place (one owner: this peer).
+ */
+export interface TxQueue {
+  withdraw: Map<string, BgpPrefix>;
+  /** the bucket queue in order, by the attribute set's key (its content, as BIRD hashes it) */
+  buckets: Map<string, { attrs: BgpAttr[]; prefixes: Map<string, BgpPrefix> }>;
+  /** where each waiting prefix is: its bucket's key, or null for the withdraw bucket */
+  where: Map<string, string | null>;
+  /** the End-of-RIB goes once the buckets are empty (the initial feed: BFS_LOADED) */
+  eor: boolean;
 }
 
 export type PeerInput =
@@ -221,6 +248,9 @@ export function localOpen(c: PeerConfig): BgpOpen {
             ? [{ kind: 'add-path' as const, families: [{ ...fam, sendReceive: 'both' as const }] }]
             : []),
           { kind: 'enhanced-route-refresh' },
+          // with graceful restart BIRD is long-lived graceful restart aware (llgr_mode "aware"):
+          // it sends the capability with no family (the lab's and test/bgp-bird's captures)
+          ...(c.gracefulRestartTime ? [{ kind: 'long-lived-graceful-restart' as const, families: [] }] : []),
         ],
       },
     ],
@@ -283,17 +313,14 @@ export function stepPeer(peer: Peer, input: PeerInput, now: number): Step {
       break;
     case 'announce':
     case 'withdraw':
-      if (s.peer.state === 'Established' && input.prefixes.length)
-        send(
-          s,
-          input.kind === 'announce'
-            ? announcement(s.peer, input.prefixes)
-            : withdrawal(s.peer, input.prefixes),
-          now,
-        );
+      if (s.peer.state === 'Established' && input.prefixes.length) {
+        const own = input.prefixes.map((prefix) => ownPrefix(s.peer, prefix));
+        if (input.kind === 'announce') queueAnnounce(s.peer, ownAttrs(s.peer), own);
+        else queueWithdraw(s.peer, own);
+      }
       break;
     case 'export':
-      exportRoutes(s, input.announce, input.withdraw, now);
+      exportRoutes(s, input.announce, input.withdraw);
       break;
     case 'tick':
       tick(s, now);
@@ -302,12 +329,14 @@ export function stepPeer(peer: Peer, input: PeerInput, now: number): Step {
   return s;
 }
 
-/** The Adj-RIB-Out follows; when Established, the withdrawals go first, then one UPDATE per set of attributes. */
+/**
+ * The Adj-RIB-Out follows; when Established, what changed goes into BIRD's buckets (the
+ * withdrawals into the withdraw bucket, the routes into the bucket of their attributes)
+ */
 function exportRoutes(
   s: Step,
   announce: readonly ExportRoute[],
   withdraw: readonly { prefix: string; pathId: number }[],
-  now: number,
 ): void {
   const out = (s.peer.adjOut ??= new Map());
   const gone: { prefix: string; pathId: number }[] = [];
@@ -315,30 +344,119 @@ function exportRoutes(
   for (const r of announce) out.set(`${r.prefix}#${r.pathId}`, r);
   if (s.peer.state !== 'Established') return;
   const addPath = codecOut(s.peer)?.addPath;
-  if (gone.length)
-    send(
-      s,
-      {
-        kind: 'update',
-        withdrawn: gone.map((w) => (addPath ? { prefix: w.prefix, pathId: w.pathId } : { prefix: w.prefix })),
-        attrs: [],
-        nlri: [],
-      },
-      now,
-    );
-  sendExported(s, announce, now);
+  const px = (r: { prefix: string; pathId: number }): BgpPrefix =>
+    addPath ? { prefix: r.prefix, pathId: r.pathId } : { prefix: r.prefix };
+  if (gone.length) queueWithdraw(s.peer, gone.map(px));
+  queueExported(s.peer, announce);
 }
 
-/** UPDATEs for reflected routes: routes that share their attributes (the same array) go in one */
-function sendExported(s: Step, routes: Iterable<ExportRoute>, now: number): void {
-  const addPath = codecOut(s.peer)?.addPath;
-  const groups = new Map<BgpAttr[], BgpPrefix[]>();
-  for (const r of routes) {
-    const g = groups.get(r.attrs) ?? [];
-    g.push(addPath ? { prefix: r.prefix, pathId: r.pathId } : { prefix: r.prefix });
-    groups.set(r.attrs, g);
+/** reflected routes into their buckets */
+function queueExported(p: Peer, routes: Iterable<ExportRoute>): void {
+  const addPath = codecOut(p)?.addPath;
+  for (const r of routes)
+    queueAnnounce(p, r.attrs, [addPath ? { prefix: r.prefix, pathId: r.pathId } : { prefix: r.prefix }]);
+}
+
+/** the key of an attribute set: its content (BIRD hashes the ea_list), made once per array */
+const attrKeys = new WeakMap<BgpAttr[], string>();
+function attrKey(attrs: BgpAttr[]): string {
+  let k = attrKeys.get(attrs);
+  if (k === undefined) attrKeys.set(attrs, (k = JSON.stringify(attrs)));
+  return k;
+}
+
+function txQueue(p: Peer): TxQueue {
+  return (p.tx ??= { withdraw: new Map(), buckets: new Map(), where: new Map(), eor: false });
+}
+
+/** bgp_get_prefix's rem_node: a prefix waiting in a bucket leaves it */
+function unqueue(q: TxQueue, key: string): void {
+  const at = q.where.get(key);
+  if (at === undefined) return;
+  if (at === null) q.withdraw.delete(key);
+  else q.buckets.get(at)?.prefixes.delete(key);
+  q.where.delete(key);
+}
+
+/** bgp_rt_notify of routes with one attribute set: into its bucket (made at the queue's tail) */
+export function queueAnnounce(p: Peer, attrs: BgpAttr[], prefixes: readonly BgpPrefix[]): void {
+  const q = txQueue(p);
+  const k = attrKey(attrs);
+  let b = q.buckets.get(k);
+  if (!b) q.buckets.set(k, (b = { attrs, prefixes: new Map() }));
+  for (const x of prefixes) {
+    const key = routeKey(x);
+    unqueue(q, key);
+    b.prefixes.set(key, x);
+    q.where.set(key, k);
   }
-  for (const [attrs, nlri] of groups) send(s, { kind: 'update', withdrawn: [], attrs, nlri }, now);
+}
+
+/** bgp_rt_notify of withdrawn routes: into the withdraw bucket */
+export function queueWithdraw(p: Peer, prefixes: readonly BgpPrefix[]): void {
+  const q = txQueue(p);
+  for (const x of prefixes) {
+    const key = routeKey(x);
+    unqueue(q, key);
+    q.withdraw.set(key, x);
+    q.where.set(key, null);
+  }
+}
+
+/** whether the session has an UPDATE (or its End-of-RIB) waiting to be written */
+export function updatePending(p: Peer): boolean {
+  const q = p.tx;
+  return !!q && (q.eor || q.withdraw.size > 0 || q.buckets.size > 0);
+}
+
+/**
+ * bgp_create_update (and the End-of-RIB after it): the next UPDATE of the session, taken out of
+ * its buckets, or undefined when none waits. Sending an UPDATE restarts the keepalive timer
+ * (RFC 4271 8.2.2; the caller re-arms its timer).
+ */
+export function nextUpdate(p: Peer, now: number): { msg: BgpUpdate; bytes: Uint8Array } | undefined {
+  const q = p.tx;
+  if (!q || p.state !== 'Established') return undefined;
+  const codec = codecOut(p)!;
+  const max = codec.extendedMessages ? BGP_MAX_EXTENDED_LEN : BGP_MAX_LEN;
+  /** as many prefixes of `from` as fit after `base` octets, taken out of it */
+  const take = (from: Map<string, BgpPrefix>, base: number): BgpPrefix[] => {
+    const out: BgpPrefix[] = [];
+    let n = base;
+    for (const [key, x] of from) {
+      const len = prefixBytes(x, codec);
+      if (n + len > max) break;
+      n += len;
+      out.push(x);
+      from.delete(key);
+      q.where.delete(key);
+    }
+    return out;
+  };
+  let msg: BgpUpdate | undefined;
+  if (q.withdraw.size) {
+    msg = { kind: 'update', withdrawn: take(q.withdraw, bgpLength(END_OF_RIB, codec)), attrs: [], nlri: [] };
+  } else {
+    for (const [k, b] of q.buckets) {
+      if (!b.prefixes.size) {
+        q.buckets.delete(k);
+        continue;
+      }
+      const base = bgpLength({ kind: 'update', withdrawn: [], attrs: b.attrs, nlri: [] }, codec);
+      msg = { kind: 'update', withdrawn: [], attrs: b.attrs, nlri: take(b.prefixes, base) };
+      q.buckets.delete(k);
+      // bgp_defer_bucket: what did not fit waits at the tail
+      if (b.prefixes.size) q.buckets.set(k, b);
+      break;
+    }
+  }
+  if (!msg) {
+    if (!q.eor) return undefined;
+    q.eor = false;
+    msg = END_OF_RIB;
+  }
+  if (p.keepaliveAt !== undefined) p.keepaliveAt = now + Math.floor(p.holdTime! / 3) * SEC;
+  return { msg, bytes: emitBgp(msg, codec) };
 }
 
 /**
@@ -376,6 +494,7 @@ function peerRestarts(s: Step, now: number): void {
   p.holdTime = undefined;
   p.peerOpen = undefined;
   p.inbuf = new Uint8Array(0);
+  p.tx = undefined;
   go(s, 'Idle');
   start(s, now);
   p.connectionClosed = true;
@@ -480,6 +599,7 @@ function down(s: Step, close = true, error: boolean | 'cease' = false): void {
   s.peer.holdTime = undefined;
   s.peer.peerOpen = undefined;
   s.peer.inbuf = new Uint8Array(0);
+  s.peer.tx = undefined;
   go(s, 'Idle');
   const wait = s.peer.config.errorWaitTime;
   if (!error || !wait) return;
@@ -602,10 +722,16 @@ function message(s: Step, m: BgpMessage, now: number): void {
       p.grAt = undefined;
       p.connectionClosed = undefined;
       go(s, 'Established');
-      // as BIRD does: the whole table, then End-of-RIB
-      if (p.config.originates.length) send(s, announcement(p, p.config.originates), now);
-      if (p.adjOut?.size) sendExported(s, p.adjOut.values(), now);
-      send(s, END_OF_RIB, now);
+      // as BIRD does: the whole table into the buckets, then End-of-RIB (written as the socket takes them)
+      p.tx = undefined;
+      if (p.config.originates.length)
+        queueAnnounce(
+          p,
+          ownAttrs(p),
+          p.config.originates.map((prefix) => ownPrefix(p, prefix)),
+        );
+      if (p.adjOut?.size) queueExported(p, p.adjOut.values());
+      txQueue(p).eor = true;
       return;
     case 'Established':
       if (m.kind === 'keepalive') restartHold(p, now);
@@ -693,27 +819,23 @@ function update(s: Step, u: BgpUpdate): void {
   if (added.length || removed.length) s.actions.push({ kind: 'rib', added, removed });
 }
 
-/** An iBGP announcement of our own prefixes, with the attributes BIRD puts on Calico's blocks. */
-function announcement(p: Peer, prefixes: string[]): BgpUpdate {
+/** The attributes BIRD puts on Calico's blocks, announced over iBGP (or eBGP), one array per configuration. */
+const ownAttrSets = new WeakMap<PeerConfig, BgpAttr[]>();
+function ownAttrs(p: Peer): BgpAttr[] {
+  let a = ownAttrSets.get(p.config);
+  if (a) return a;
   const ibgp = p.config.localAs === p.config.peerAs;
-  return {
-    kind: 'update',
-    withdrawn: [],
-    attrs: [
-      { kind: 'origin', origin: 'igp' },
-      { kind: 'as-path', segments: ibgp ? [] : [{ kind: 'sequence', asns: [p.config.localAs] }] },
-      { kind: 'next-hop', nextHop: p.config.localAddress },
-      ...(ibgp ? [{ kind: 'local-pref' as const, localPref: 100 }] : []),
-    ],
-    nlri: prefixes.map((prefix) => own(p, prefix)),
-  };
+  a = [
+    { kind: 'origin', origin: 'igp' },
+    { kind: 'as-path', segments: ibgp ? [] : [{ kind: 'sequence', asns: [p.config.localAs] }] },
+    { kind: 'next-hop', nextHop: p.config.localAddress },
+    ...(ibgp ? [{ kind: 'local-pref' as const, localPref: 100 }] : []),
+  ];
+  ownAttrSets.set(p.config, a);
+  return a;
 }
 
-function withdrawal(p: Peer, prefixes: string[]): BgpUpdate {
-  return { kind: 'update', withdrawn: prefixes.map((prefix) => own(p, prefix)), attrs: [], nlri: [] };
-}
-
-function own(p: Peer, prefix: string): BgpPrefix {
+function ownPrefix(p: Peer, prefix: string): BgpPrefix {
   return codecOut(p)?.addPath ? { prefix, pathId: OWN_PATH_ID } : { prefix };
 }
 

@@ -27,8 +27,10 @@ import { runNetwork } from '../kernel/exchange.ts';
 import { BGP_PORT } from '../wire/index.ts';
 import {
   newPeer,
+  nextUpdate,
   peerDeadline,
   stepPeer,
+  updatePending,
   type Peer,
   type PeerConfig,
   type PeerInput,
@@ -60,6 +62,14 @@ export interface SessionPeer {
   sent: number;
   updates: number;
   octets: number;
+  /** routes announced (NLRI) and withdrawn in the UPDATEs sent */
+  nlri: number;
+  withdrawn: number;
+  /**
+   * messages other than UPDATEs (OPEN, KEEPALIVE, NOTIFICATION) that found the socket's send
+   * buffer full: written first when it has room (BIRD's packets_to_send, sent before UPDATEs)
+   */
+  backlog?: Uint8Array[];
 }
 
 /** what a node's BIRD is configured with: its address and one PeerConfig per neighbour node */
@@ -73,6 +83,8 @@ export class BgpDriver implements App {
   readonly byNode = new Map<string, Map<string, SessionPeer>>();
   private readonly byConn = new Map<TcpConn, SessionPeer>();
   private readonly pending: [SessionPeer, PeerInput][] = [];
+  /** sessions that may have UPDATEs to write once the inputs at hand are handled (BIRD's tx event) */
+  private readonly kicked = new Set<SessionPeer>();
   private busy = false;
   /** the nodes whose Adj-RIB-In changed and whose table has not followed yet */
   private readonly dirty = new Set<string>();
@@ -106,6 +118,8 @@ export class BgpDriver implements App {
           sent: 0,
           updates: 0,
           octets: 0,
+          nlri: 0,
+          withdrawn: 0,
         });
       this.byNode.set(sp.node, m);
       if (sp.peers.some((p) => p.config.rrClusterId !== undefined)) this.reflecting.add(sp.node);
@@ -286,6 +300,11 @@ export class BgpDriver implements App {
         this.drop(sp);
         this.feed(sp, { kind: 'tcp-closed' });
         break;
+      case 'writable':
+        // bgp_tx: the socket takes writes again
+        this.kicked.add(sp);
+        this.run();
+        break;
       case 'error':
         this.byConn.delete(conn);
         sp.conn = undefined;
@@ -307,23 +326,66 @@ export class BgpDriver implements App {
     const conn = sp.conn;
     this.byConn.delete(conn);
     sp.conn = undefined;
+    sp.backlog = undefined;
     this.sockets.close(this.w.ns(sp.node), conn);
   }
 
   /** one input for one session; inputs that arise while handling it are handled after it, in order */
   private feed(sp: SessionPeer, input: PeerInput): void {
     this.pending.push([sp, input]);
+    this.run();
+  }
+
+  /**
+   * the inputs, in order (those that arise while handling one after it), then the writes of the
+   * sessions they gave something to send: as in BIRD, routes that arrive together share their
+   * buckets before the tx event makes UPDATEs of them
+   */
+  private run(): void {
     if (this.busy) return;
     this.busy = true;
     try {
-      while (this.pending.length) {
-        const [s, inp] = this.pending.shift()!;
-        this.step(s, inp);
+      while (this.pending.length || this.kicked.size) {
+        while (this.pending.length) {
+          const [s, inp] = this.pending.shift()!;
+          this.step(s, inp);
+        }
+        const kicked = [...this.kicked];
+        this.kicked.clear();
+        for (const s of kicked) this.write(s);
       }
       if (!this.deferRib) this.syncDirty();
     } finally {
       this.busy = false;
     }
+  }
+
+  /**
+   * bgp_fire_tx while the socket takes writes: the messages waiting, then UPDATEs made from the
+   * session's buckets one at a time (nextUpdate), until none is left or the send buffer is full
+   * (then the socket says `writable` when it has room again). What is not written stays in the
+   * buckets as routes, not as messages.
+   */
+  private write(sp: SessionPeer): void {
+    const conn = sp.conn;
+    if (!conn) return;
+    const ns = this.w.ns(sp.node);
+    while (sp.backlog?.length) {
+      if (!this.sockets.write(ns, conn, sp.backlog[0])) return;
+      sp.backlog.shift();
+    }
+    if (!updatePending(sp.peer)) return;
+    while (this.sockets.writable(conn)) {
+      const u = nextUpdate(sp.peer, this.w.now);
+      if (!u) break;
+      sp.sent++;
+      sp.updates++;
+      sp.octets += u.bytes.length;
+      sp.nlri += u.msg.nlri.length;
+      sp.withdrawn += u.msg.withdrawn.length;
+      this.sockets.write(ns, conn, u.bytes);
+    }
+    this.arm(sp);
   }
 
   /** what the node's other sessions export of routes that came or went over `sp` (reflect.ts) */
@@ -364,9 +426,9 @@ export class BgpDriver implements App {
           break;
         case 'send':
           sp.sent++;
-          if (a.msg.kind === 'update') sp.updates++;
           sp.octets += a.bytes.length;
-          if (sp.conn) this.sockets.write(ns, sp.conn, a.bytes);
+          if (sp.conn && (sp.backlog?.length || !this.sockets.write(ns, sp.conn, a.bytes)))
+            (sp.backlog ??= []).push(a.bytes);
           break;
         case 'close':
           this.drop(sp);
@@ -399,6 +461,12 @@ export class BgpDriver implements App {
           break;
         }
       }
+    if (updatePending(sp.peer)) this.kicked.add(sp);
+    this.arm(sp);
+  }
+
+  /** the session's process timer at its FSM's earliest deadline */
+  private arm(sp: SessionPeer): void {
     const d = peerDeadline(sp.peer);
     if (d !== undefined && d !== sp.timerAt) {
       sp.timerAt = d;

@@ -257,7 +257,15 @@ export type Delivery =
       port: number;
       seg: SegmentInfo;
       /** what the socket did with it */
-      event: 'rst-no-conn' | 'rst-reset' | 'established' | 'out-of-order' | 'duplicate' | 'data' | 'syn';
+      event:
+        | 'rst-no-conn'
+        | 'rst-reset'
+        | 'abort-on-data'
+        | 'established'
+        | 'out-of-order'
+        | 'duplicate'
+        | 'data'
+        | 'syn';
       role?: 'client' | 'server';
       from?: string;
       to?: string;

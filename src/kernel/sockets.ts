@@ -3,6 +3,7 @@
  * listener, ICMP port unreachable when none), ICMP echo. What a packet does once delivered, and
  * the packets a host answers with — queued, so each answer is walked as its own trace.
  */
+import { NETNS_SYSCTLS } from './sysctl-recorded.ts';
 import { ipv4Length } from '../wire/index.ts';
 import { intToIp4 } from '../wire/addr.ts';
 import { get16, get32 } from '../wire/bytes.ts';
@@ -111,6 +112,17 @@ export interface TcpConn {
    * told of what happens to it (AppSocketEvent); no HTTP-like answer or close of its own
    */
   app?: string;
+  /**
+   * a process's stream (`write`): what it wrote that has not left yet (Nagle holds a partial
+   * segment while data is unacknowledged), the octets of it, the send buffer's size (sk_sndbuf)
+   * and SOCK_NOSPACE (the process found the buffer full and waits to be told it is writable)
+   */
+  unsent?: Uint8Array[];
+  unsentBytes?: number;
+  sndbuf?: number;
+  nospace?: boolean;
+  /** its process closed it (close(): RCV_SHUTDOWN, no reader any more) */
+  orphan?: boolean;
 }
 
 export type SockErrno =
@@ -226,6 +238,11 @@ export function selectInitialWindow(
   return { rcvWnd, wscale, windowClamp };
 }
 const TS_OPT = 12;
+/** tcp_sndbuf_expand's sizes (x86-64, the 6.18 kernel of the lab: see Sockets.sndbuf) and TCP_INIT_CWND */
+const MAX_TCP_HEADER = 256;
+const SKB_SHARED_INFO = 320;
+const SKB_SIZE = 256;
+const TCP_INIT_CWND = 10;
 const win = (w: { rcvWnd: number; wscale: number }) => ({ rcvWnd: w.rcvWnd, wscale: w.wscale });
 /** TCP_TIMEOUT_INIT and TCP_RTO_MAX (include/net/tcp.h), µs */
 const TCP_TIMEOUT_INIT = 1_000_000;
@@ -444,6 +461,8 @@ export class Sockets implements TransportHandler {
       rport: dport,
       state: 'SYN_SENT',
       sndNxt: this.w.derive('isn', src, sport, dst, dport),
+      // tcp_connect_init: snd_una = write_seq (the SYN is the first thing unacknowledged)
+      sndUna: this.w.derive('isn', src, sport, dst, dport),
       rcvNxt: 0,
       mss,
       peerMss: 536,
@@ -456,7 +475,6 @@ export class Sockets implements TransportHandler {
       closeAfterSend: true,
       received: 0,
       role: 'client',
-      sndUna: 0,
       unacked: [],
       ofo: new Map(),
       pushed: false,
@@ -708,11 +726,109 @@ export class Sockets implements TransportHandler {
     if (i >= 0) ns.sockets.splice(i, 1);
   }
 
-  /** write() on a process's established connection: the bytes leave in MSS-sized segments */
-  write(ns: Netns, c: TcpConn, data: Uint8Array): void {
-    if (c.state !== 'ESTABLISHED' && c.state !== 'CLOSE_WAIT') return;
-    c.toSend = data;
-    this.sendData(c, ns);
+  /**
+   * write() on a process's established connection (tcp_sendmsg): the bytes join the socket's
+   * stream and leave as tcp_push sends it, in segments of the MSS with Nagle's algorithm on (the
+   * process sets no TCP_NODELAY: BIRD does not): a full segment leaves at once, a partial one only
+   * when nothing sent is unacknowledged, and waits otherwise for the ACK or for more data to fill
+   * it. So a process that writes message after message while its segments are on their way fills
+   * segments with several messages, as a real BIRD's UPDATEs share segments. The model has no
+   * congestion or receive window: what is full leaves at once. Returns false (EAGAIN) when the
+   * send buffer is full (see `writable`), and then writes nothing.
+   */
+  write(ns: Netns, c: TcpConn, data: Uint8Array): boolean {
+    if (c.state !== 'ESTABLISHED' && c.state !== 'CLOSE_WAIT') return true;
+    if (!this.writable(c)) return false;
+    (c.unsent ??= []).push(data);
+    c.unsentBytes = (c.unsentBytes ?? 0) + data.length;
+    this.push(ns, c);
+    return true;
+  }
+
+  /**
+   * sk_stream_memory_free: the send buffer holds less than sk_sndbuf (sk_wmem_queued: what is
+   * unacknowledged or unsent; counted here in payload octets, without the kernel's per-skb
+   * overhead). When it is full the caller waits (SOCK_NOSPACE) and is told `writable` once an
+   * ACK frees a third of it (sk_stream_write_space: free space at least half of what is queued).
+   */
+  writable(c: TcpConn): boolean {
+    if (this.queued(c) < this.sndbuf(c)) return true;
+    c.nospace = true;
+    return false;
+  }
+
+  /** octets written and not acknowledged (sent or not) */
+  private queued(c: TcpConn): number {
+    return ((c.sndNxt - c.sndUna) >>> 0) + (c.unsentBytes ?? 0);
+  }
+
+  /**
+   * sk_sndbuf of an established connection: tcp_init_buffer_space → tcp_sndbuf_expand sets it to
+   * factor × max(TCP_INIT_CWND 10, snd_cwnd, reordering + 1) × per_mss, the factor the congestion
+   * control's sndbuf_expand (bbr: 3; cubic and reno have none: 2), per_mss the worst case of one
+   * skb per segment: roundup_pow_of_two(max(mss_clamp, mss_cache) + MAX_TCP_HEADER +
+   * SKB_DATA_ALIGN(skb_shared_info)) + SKB_DATA_ALIGN(sk_buff), at least tcp_wmem[1] (tcp_init_sock)
+   * and at most tcp_wmem[2]. The header sizes are this machine's kernel's (6.18, x86-64): 2,048 +
+   * 256 at MSS 1460, so that the real kernel's SO_SNDBUF after connect() over a veth of MTU 1500
+   * with bbr, 69,120 (3 × 10 × 2,304), is the model's. The model has no congestion window: the
+   * initial 10 segments.
+   */
+  private sndbuf(c: TcpConn): number {
+    if (c.sndbuf !== undefined) return c.sndbuf;
+    const ns = this.w.ns(c.ns);
+    // a value sysctl -w set, or a fresh namespace's of the recorded kernel
+    const fresh = (k: string) => ns.sysctl.get(k) ?? NETNS_SYSCTLS[k];
+    const wmem = ns.sysctlInts('net.ipv4.tcp_wmem', fresh('net.ipv4.tcp_wmem'));
+    const factor = fresh('net.ipv4.tcp_congestion_control') === 'bbr' ? 3 : 2;
+    const raw = Math.max(c.peerMss, this.sendMss(c) + TS_OPT) + MAX_TCP_HEADER + SKB_SHARED_INFO;
+    const perMss = 2 ** Math.ceil(Math.log2(raw)) + SKB_SIZE;
+    c.sndbuf = Math.min(Math.max(wmem[1], factor * TCP_INIT_CWND * perMss), wmem[2]);
+    return c.sndbuf;
+  }
+
+  /** tcp_push of a process's stream: full segments leave; a partial one when nothing is in flight (Nagle) */
+  private push(ns: Netns, c: TcpConn, flush = false): void {
+    const mss = this.sendMss(c);
+    while (c.unsentBytes) {
+      const n = Math.min(mss, c.unsentBytes);
+      if (n < mss && !flush && c.sndNxt !== c.sndUna) return;
+      const part = this.takeUnsent(c, n);
+      this.sendSegment(ns, c, part, !c.unsentBytes);
+    }
+  }
+
+  /** one data segment of the stream leaves (and waits in the retransmit queue for its ACK) */
+  private sendSegment(ns: Netns, c: TcpConn, part: Uint8Array, psh: boolean): void {
+    const seg = this.segment(c, { psh, ack: true }, part, this.tsOpt(c));
+    c.unacked.push({ seq: c.sndNxt, data: part, psh });
+    c.sndNxt = (c.sndNxt + part.length) >>> 0;
+    this.stack.queue.push({
+      ns: ns.name,
+      pkt: seg,
+      role: { kind: c.role === 'client' ? 'request' : 'response' },
+    });
+  }
+
+  /** the first n octets of the unsent stream */
+  private takeUnsent(c: TcpConn, n: number): Uint8Array {
+    const u = c.unsent!;
+    c.unsentBytes! -= n;
+    if (u[0].length === n) return u.shift()!;
+    if (u[0].length > n) {
+      const part = u[0].subarray(0, n);
+      u[0] = u[0].subarray(n);
+      return part;
+    }
+    const out = new Uint8Array(n);
+    let off = 0;
+    while (off < n) {
+      const k = Math.min(u[0].length, n - off);
+      out.set(u[0].subarray(0, k), off);
+      off += k;
+      if (k === u[0].length) u.shift();
+      else u[0] = u[0].subarray(k);
+    }
+    return out;
   }
 
   /**
@@ -720,6 +836,7 @@ export class Sockets implements TransportHandler {
    * its FIN (tcp_close: FIN_WAIT1, or LAST_ACK after the peer's FIN)
    */
   close(ns: Netns, c: TcpConn): void {
+    if (c.app) c.orphan = true;
     c.app = undefined;
     if (c.state === 'SYN_SENT' || c.state === 'SYN_RECV') {
       c.state = 'CLOSED';
@@ -727,6 +844,8 @@ export class Sockets implements TransportHandler {
       return;
     }
     if (c.state !== 'ESTABLISHED' && c.state !== 'CLOSE_WAIT') return;
+    // tcp_send_fin: what the stream still holds leaves first, Nagle or not
+    if (c.unsentBytes) this.push(ns, c, true);
     c.state = c.state === 'ESTABLISHED' ? 'FIN_WAIT1' : 'LAST_ACK';
     const fin = this.segment(c, { fin: true, ack: true }, new Uint8Array(0), this.tsOpt(c));
     c.sndNxt = (c.sndNxt + 1) >>> 0;
@@ -924,35 +1043,7 @@ export class Sockets implements TransportHandler {
         dev.name,
         4,
       );
-      // tcp_v4_send_reset (sent with DF, as the kernel's reply socket does)
-      const rst: Ipv4Packet = {
-        kind: 'ipv4',
-        ip: this.ip(pkt.ip.dst, pkt.ip.src, IPPROTO_TCP, true),
-        payload: {
-          kind: 'tcp',
-          tcp: f.ack
-            ? {
-                srcPort: tcp.dstPort,
-                dstPort: tcp.srcPort,
-                seq: tcp.ack,
-                ack: 0,
-                flags: { rst: true },
-                window: 0,
-                options: {},
-              }
-            : {
-                srcPort: tcp.dstPort,
-                dstPort: tcp.srcPort,
-                seq: 0,
-                ack: (tcp.seq + data.length + (f.syn ? 1 : 0) + (f.fin ? 1 : 0)) >>> 0,
-                flags: { rst: true, ack: true },
-                window: 0,
-                options: {},
-              },
-          data: new Uint8Array(0),
-        },
-      };
-      this.stack.queue.push({ ns: ns.name, pkt: rst, role: { kind: 'rst' } });
+      this.sendReset(ns, pkt);
       return;
     }
     if (f.rst) {
@@ -973,6 +1064,7 @@ export class Sockets implements TransportHandler {
       conn.peerMss = tcp.options.mss ?? 536;
       conn.peerWscale = tcp.options.wscale ?? 0;
       conn.state = 'ESTABLISHED';
+      conn.sndUna = tcp.ack;
       conn.rtoAt = undefined;
       conn.establishedAt = this.w.now;
       this.stack.deliver(ns, dev.name, to, { what: 'tcp', port, seg, event: 'established', from: before }, 4);
@@ -1009,6 +1101,30 @@ export class Sockets implements TransportHandler {
       let k = 0;
       while (k < u.length && !seqAfter((u[k].seq + u[k].data.length) >>> 0, tcp.ack)) k++;
       if (k) u.splice(0, k);
+      if (conn.app && (conn.state === 'ESTABLISHED' || conn.state === 'CLOSE_WAIT')) {
+        // tcp_data_snd_check: what Nagle held leaves now; tcp_check_space: a writer that found
+        // the buffer full is told it may write once a third of it is free
+        if (conn.unsentBytes) this.push(ns, conn);
+        if (conn.nospace && this.sndbuf(conn) - this.queued(conn) >= this.queued(conn) / 2) {
+          conn.nospace = false;
+          this.tell(ns, conn, { kind: 'writable' });
+        }
+      }
+    }
+    if (
+      conn.orphan &&
+      (conn.state === 'FIN_WAIT1' || conn.state === 'FIN_WAIT2') &&
+      data.length &&
+      seqAfter((tcp.seq + data.length) >>> 0, conn.rcvNxt)
+    ) {
+      // tcp_rcv_state_process: new data for a socket its process closed (RCV_SHUTDOWN) is RFC
+      // 1122's reset (TCPAbortOnData): tcp_reset, and tcp_v4_do_rcv answers the segment with a RST
+      this.stack.mib(ns, 'TcpExtTCPAbortOnData');
+      conn.state = 'CLOSED';
+      conn.rtoAt = undefined;
+      this.stack.deliver(ns, dev.name, to, { what: 'tcp', port, seg, event: 'abort-on-data' }, 4);
+      this.sendReset(ns, pkt);
+      return;
     }
     if (data.length && tcp.seq !== conn.rcvNxt) {
       // tcp_data_queue: a segment after a gap waits in the out-of-order queue; either way the
@@ -1101,6 +1217,41 @@ export class Sockets implements TransportHandler {
     if (conn.state === 'TIME_WAIT' && f.fin) reply({ ack: true }, new Uint8Array(0), { kind: 'ack' });
   }
 
+  /** tcp_v4_send_reset: the RST that answers a segment (sent with DF, as the kernel's reply socket does) */
+  private sendReset(ns: Netns, pkt: Ipv4Packet): void {
+    if (pkt.payload.kind !== 'tcp') return;
+    const { tcp, data } = pkt.payload;
+    const f = tcp.flags;
+    const rst: Ipv4Packet = {
+      kind: 'ipv4',
+      ip: this.ip(pkt.ip.dst, pkt.ip.src, IPPROTO_TCP, true),
+      payload: {
+        kind: 'tcp',
+        tcp: f.ack
+          ? {
+              srcPort: tcp.dstPort,
+              dstPort: tcp.srcPort,
+              seq: tcp.ack,
+              ack: 0,
+              flags: { rst: true },
+              window: 0,
+              options: {},
+            }
+          : {
+              srcPort: tcp.dstPort,
+              dstPort: tcp.srcPort,
+              seq: 0,
+              ack: (tcp.seq + data.length + (f.syn ? 1 : 0) + (f.fin ? 1 : 0)) >>> 0,
+              flags: { rst: true, ack: true },
+              window: 0,
+              options: {},
+            },
+        data: new Uint8Array(0),
+      },
+    };
+    this.stack.queue.push({ ns: ns.name, pkt: rst, role: { kind: 'rst' } });
+  }
+
   /** payload bytes per segment: the smaller MSS, less the timestamp option, within the path MTU */
   private sendMss(conn: TcpConn): number {
     const mss = Math.min(conn.peerMss, conn.mss, conn.pmtu ? conn.pmtu - 40 : Infinity);
@@ -1159,16 +1310,12 @@ export class Sockets implements TransportHandler {
     const chunk = this.sendMss(conn);
     const data = conn.toSend;
     for (let off = 0; off < data.length; off += chunk) {
-      const part = data.subarray(off, Math.min(off + chunk, data.length));
-      const psh = off + chunk >= data.length;
-      const seg = this.segment(conn, { psh, ack: true }, part, this.tsOpt(conn));
-      conn.unacked.push({ seq: conn.sndNxt, data: part, psh });
-      conn.sndNxt = (conn.sndNxt + part.length) >>> 0;
-      this.stack.queue.push({
-        ns: ns.name,
-        pkt: seg,
-        role: { kind: conn.role === 'client' ? 'request' : 'response' },
-      });
+      this.sendSegment(
+        ns,
+        conn,
+        data.subarray(off, Math.min(off + chunk, data.length)),
+        off + chunk >= data.length,
+      );
     }
     conn.toSend = new Uint8Array(0);
   }
@@ -1205,7 +1352,8 @@ export class Sockets implements TransportHandler {
       closeAfterSend: false,
       received: 0,
       role: 'server',
-      sndUna: 0,
+      // tcp_create_openreq_child: snd_una = the ISN (the SYN-ACK is the first thing unacknowledged)
+      sndUna: this.w.derive('isn', pkt.ip.dst, tcp.dstPort, pkt.ip.src, tcp.srcPort),
       unacked: [],
       ofo: new Map(),
       pushed: false,

@@ -115,6 +115,8 @@ export type AppSocketEvent =
   | { kind: 'data'; data: Uint8Array }
   /** read() returned 0: the peer's FIN */
   | { kind: 'eof' }
+  /** poll() says POLLOUT again: the send buffer a write found full has room (sk_stream_write_space) */
+  | { kind: 'writable' }
   /** the connection failed: connect() with its errno, or an open connection reset or timed out */
   | { kind: 'error'; errno: string };
 

@@ -118,6 +118,8 @@ function deliveryText(d: Delivery, netns: string): string {
           return `RST ${desc}: no connection`;
         case 'rst-reset':
           return `RST ${desc}: connection reset`;
+        case 'abort-on-data':
+          return `${desc}: data for a socket its process closed; RST, connection aborted`;
         case 'established':
           return `SYN-ACK ${desc}: ${d.from} → ESTABLISHED; connect() returns`;
         case 'out-of-order':

@@ -323,7 +323,8 @@ function paramLength(p: BgpOptParam): number {
   return n;
 }
 
-function prefixBytes(p: BgpPrefix, codec: BgpCodec): number {
+/** Octets a prefix takes in an UPDATE (its path id under ADD-PATH, the length, the prefix octets). */
+export function prefixBytes(p: BgpPrefix, codec: BgpCodec): number {
   const c = cidrOf(p.prefix);
   return (codec.addPath ? 4 : 0) + 1 + (c ? Math.ceil(c.len / 8) : 0);
 }
