@@ -1161,9 +1161,13 @@ export function fdbDel(ns: Netns, req: Omit<FdbRequest, 'nl' | 'state'>): void {
 
 /* ------------------------------------------------------------------ a daemon's lease set */
 
-/** one lease as a VXLAN daemon programs it on a node: the route to its subnet, its VTEP's neighbour and FDB entry */
+/**
+ * one lease as a VXLAN daemon programs it on a node: the routes to its subnets (flanneld: the
+ * node's one subnet; felix: each of the node's IPAM blocks and borrowed addresses), its VTEP's
+ * neighbour and FDB entry
+ */
 export interface LeaseRequest {
-  route: RouteRequest;
+  routes: readonly RouteRequest[];
   neigh: NeighRequest;
   fdb: FdbRequest;
 }
@@ -1177,9 +1181,10 @@ export interface LeaseRefusal {
 }
 
 /**
- * Every node's lease set at once (flanneld: each node holds every other node's lease, `own[i]`
- * being node i's own lease, or -1): on each node the same as routeInstall, neighAdd and fdbAdd
- * of every lease but its own, in lease order, each refused entry skipped (and returned), as the
+ * Every node's lease set at once (flanneld, felix's VXLAN manager: each node holds every other
+ * node's lease, `own[i]` being node i's own lease, or -1): on each node the same as routeInstall
+ * of each of a lease's routes, neighAdd and fdbAdd, for every lease but its own, in lease order,
+ * each refused entry skipped (and returned), as the
  * daemon logs a refusal and carries on. The rows are made once, as a shared immutable segment
  * per table that every node's table lists as its own (Fib.attach, CompactTable.attach), when
  * the kernel's checks give every node the same result for every entry: the leases' own checks
@@ -1209,13 +1214,17 @@ export function leasesInstall(
     const skip = own[i] >= 0 ? [own[i]] : [];
     const vx = seg ? ns.link(seg.dev) : undefined;
     const shared = vx?.type === 'vxlan' && !vx.master;
-    const routes = shared && vx.up && gatewaysUnicast(ns, seg!, own[i]) && ns.fib.attach(seg!.fib, skip);
+    const routes =
+      shared &&
+      vx.up &&
+      gatewaysUnicast(ns, seg!, own[i]) &&
+      ns.fib.attach(seg!.fib, routeSlots(seg!, own[i]));
     const neighs = shared && ns.neigh.attach(seg!.neigh, skip);
     const fdbs = shared && vx.fdb.attach(seg!.fdb, skip);
     for (let k = 0; k < leases.length; k++) {
       if (k === own[i]) continue;
       const l = leases[k];
-      if (!routes) one(ns, k, 'route', () => routeInstall(ns, l.route));
+      if (!routes) for (const r of l.routes) one(ns, k, 'route', () => routeInstall(ns, r));
       if (!neighs) one(ns, k, 'neigh', () => neighAdd(ns, w, l.neigh));
       if (!fdbs) one(ns, k, 'fdb', () => fdbAdd(ns, w, l.fdb));
     }
@@ -1226,6 +1235,8 @@ export function leasesInstall(
 interface LeaseSegments {
   dev: string;
   fib: Fib;
+  /** lease k's routes are the fib segment's slots routeFrom[k] … routeFrom[k + 1] - 1 */
+  routeFrom: Int32Array;
   neigh: ReturnType<typeof neighTable>;
   fdb: ReturnType<typeof vxlanFdb>;
   /** the leases' gateways, ascending, with their lease */
@@ -1233,36 +1244,53 @@ interface LeaseSegments {
   viaLease: Int32Array;
 }
 
+/** the fib segment's slots of lease `k` (none for -1) */
+function routeSlots(seg: LeaseSegments, k: number): number[] {
+  const out: number[] = [];
+  if (k >= 0) for (let s = seg.routeFrom[k]; s < seg.routeFrom[k + 1]; s++) out.push(s);
+  return out;
+}
+
+const plainAdd = (nl: RouteRequest['nl']) => nl.create && !nl.replace && !nl.append;
+
+/** what a VXLAN daemon sends for a lease's subnet: an onlink unicast route via an address on `dev` */
+function leaseRoute(r: RouteRequest, dev: string): boolean {
+  return (
+    r.dev === dev &&
+    !!r.via &&
+    !!r.onlink &&
+    (r.type ?? 'unicast') === 'unicast' &&
+    (r.scope ?? 'global') === 'global' &&
+    r.src === undefined &&
+    plainAdd(r.nl)
+  );
+}
+
 /**
- * The leases' rows, made once (segment slot k = lease k), when every lease is what a VXLAN
- * daemon sends and passes the checks that do not depend on the node: an onlink route via an
- * address on the device, a permanent neighbour with a link-layer address, a permanent unicast
- * FDB entry with a destination, all on one device, no two leases with the same key. Otherwise
- * undefined: every node gets the leases one by one.
+ * The leases' rows, made once (neighbour and FDB segment slot k = lease k, the route segment's
+ * slots of lease k from routeFrom[k]), when every lease is what a VXLAN daemon sends and passes
+ * the checks that do not depend on the node: onlink routes via an address on the device, a
+ * permanent neighbour with a link-layer address, a permanent unicast FDB entry with a
+ * destination, all on one device, no two routes, neighbours or FDB entries with the same key.
+ * Otherwise undefined: every node gets the leases one by one.
  */
 function leaseSegments(w: World, leases: readonly LeaseRequest[]): LeaseSegments | undefined {
   if (!leases.length) return undefined;
-  const dev = leases[0].route.dev;
-  if (dev === undefined) return undefined;
+  const dev = leases[0].neigh.dev;
   const fib = new Fib();
   const neigh = neighTable();
   const fdb = vxlanFdb();
   const vias: [number, number][] = [];
+  const routeFrom = new Int32Array(leases.length + 1);
+  let slots = 0;
   // the keys taken (a lookup in the segment would make it keep an object of the row)
   const routeKeys = new Set<string>();
   const neighKeys = new Set<string>();
   const macs = new Set<string>();
   for (let k = 0; k < leases.length; k++) {
-    const { route: r, neigh: n, fdb: f } = leases[k];
-    const plain = (nl: RouteRequest['nl']) => nl.create && !nl.replace && !nl.append;
+    const { routes, neigh: n, fdb: f } = leases[k];
     if (
-      r.dev !== dev ||
-      !r.via ||
-      !r.onlink ||
-      (r.type ?? 'unicast') !== 'unicast' ||
-      (r.scope ?? 'global') !== 'global' ||
-      r.src !== undefined ||
-      !plain(r.nl) ||
+      !routes.every((r) => leaseRoute(r, dev)) ||
       n.dev !== dev ||
       n.lladdr === undefined ||
       fieldsOf(n.lladdr) < 6 ||
@@ -1276,35 +1304,43 @@ function leaseSegments(w: World, leases: readonly LeaseRequest[]): LeaseSegments
       !f.dst ||
       isMulticastMac(f.mac) ||
       isZeroMac(f.mac) ||
-      !plain(f.nl)
+      !plainAdd(f.nl)
     )
       return undefined;
-    let p: { dst: number; len: number };
-    try {
-      p = checkedPrefix(r.prefix);
-    } catch {
-      return undefined;
-    }
-    const via = ip4ToInt(r.via);
-    // a gateway that is no unicast address anywhere (0.0.0.0, broadcast, multicast) is refused on every node
-    if (via === 0 || via === 0xffffffff || via >>> 28 === 0xe) return undefined;
-    const metric = r.metric ?? 0;
-    const key = `${p.dst}/${p.len}/${metric}`;
-    if (routeKeys.has(key) || neighKeys.has(n.ip) || macs.has(f.mac)) return undefined;
-    routeKeys.add(key);
+    if (neighKeys.has(n.ip) || macs.has(f.mac)) return undefined;
     neighKeys.add(n.ip);
     macs.add(f.mac);
-    fib.insert(fibInfo(r, p.dst, p.len, 'unicast', 'global', dev));
+    routeFrom[k] = slots;
+    for (const r of routes) {
+      let p: { dst: number; len: number };
+      try {
+        p = checkedPrefix(r.prefix);
+      } catch {
+        return undefined;
+      }
+      const via = ip4ToInt(r.via!);
+      // a gateway that is no unicast address anywhere (0.0.0.0, broadcast, multicast) is refused on every node
+      if (via === 0 || via === 0xffffffff || via >>> 28 === 0xe) return undefined;
+      const metric = r.metric ?? 0;
+      const key = `${p.dst}/${p.len}/${metric}`;
+      if (routeKeys.has(key)) return undefined;
+      routeKeys.add(key);
+      // a new Fib gives its rows slots 0, 1, … in the order they are inserted
+      fib.insert(fibInfo(r, p.dst, p.len, 'unicast', 'global', dev));
+      slots++;
+      vias.push([via, k]);
+    }
     const e = newNeigh(n, w.now);
     e.lladdr = n.lladdr;
     neigh.insert(e);
     fdb.insert(newRemote(f, f.dst));
-    vias.push([via, k]);
   }
+  routeFrom[leases.length] = slots;
   vias.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
   return {
     dev,
     fib,
+    routeFrom,
     neigh,
     fdb,
     vias: Float64Array.from(vias, (v) => v[0]),
