@@ -313,7 +313,7 @@ export function linkSetMaster(w: World, ns: Netns, portName: string, bridge: str
     if (br?.type === 'bridge') {
       port.master = br.name;
       br.fdb.insert({ mac: port.mac, port: port.name, state: 'local', updated: w.now });
-      bridgeMtuAdjust(ns, br);
+      bridgeMtuAdjust(ns, br, port);
     }
   });
 }
@@ -330,11 +330,26 @@ export function linkSetHairpin(ns: Netns, portName: string, on: boolean): void {
   port.hairpin = on || undefined;
 }
 
-/** br_mtu_auto_adjust: a bridge takes the smallest MTU of its ports, until a user sets its MTU */
-function bridgeMtuAdjust(ns: Netns, br: Link): void {
+/**
+ * The smallest MTU of a bridge's ports (Infinity: none), as the last bridgeMtuAdjust found it.
+ * A port's MTU and its bridge change only through this API (links read from data are new
+ * objects, without an entry), and every change but a port joining scans the ports again.
+ */
+const portsMinMtu = new WeakMap<Link, number>();
+
+/**
+ * br_mtu_auto_adjust: a bridge takes the smallest MTU of its ports, until a user sets its MTU.
+ * `joined`: the one change since the last adjust is this port joining, so the smallest is the
+ * one known before or the port's own (a segment's switch has a port per node: no scan of them
+ * per port)
+ */
+function bridgeMtuAdjust(ns: Netns, br: Link, joined?: Link): void {
   if (br.type !== 'bridge' || br.mtuSetByUser) return;
+  const known = joined && portsMinMtu.get(br);
   let min = Infinity;
-  for (const l of ns.links.values()) if (l.master === br.name) min = Math.min(min, l.mtu);
+  if (known !== undefined) min = Math.min(known, joined!.mtu);
+  else for (const l of ns.links.values()) if (l.master === br.name) min = Math.min(min, l.mtu);
+  portsMinMtu.set(br, min);
   if (min !== Infinity) br.mtu = min;
 }
 
