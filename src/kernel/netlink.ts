@@ -104,6 +104,17 @@ function newLink(ns: Netns, name: string, mac: MacAddr, mtu: number, ifindex?: n
   };
 }
 
+/**
+ * A veth end: the fields of `base` kept in place (added, not spread: V8 gives every object a
+ * spread makes a hidden class of its own), carrier off (netif_carrier_off: one carrier change)
+ */
+function vethLink(base: ReturnType<typeof newLink>, peerNetns: string, peerName: string): Link {
+  const l = Object.assign(base, { type: 'veth' as const, peer: { netns: peerNetns, name: peerName } });
+  l.carrier = false;
+  l.carrierChanges = 1;
+  return l;
+}
+
 /** min_mtu/max_mtu as the drivers set them */
 export function mtuLimits(l: Pick<Link, 'type'>): { min: number; max: number } {
   switch (l.type) {
@@ -171,12 +182,11 @@ export function linkAdd(w: World, ns: Netns, req: LinkAddRequest): Link {
   switch (req.type) {
     case 'bridge': {
       validateMtu('bridge', req.mtu);
-      const br: BridgeLink = {
-        ...newLink(ns, req.name, req.mac, req.mtu, req.ifindex),
-        type: 'bridge',
+      const br: BridgeLink = Object.assign(newLink(ns, req.name, req.mac, req.mtu, req.ifindex), {
+        type: 'bridge' as const,
         ageingTime: 300,
         fdb: bridgeFdb(),
-      };
+      });
       br.fdb.insert({ mac: req.mac, port: req.name, state: 'local', updated: w.now });
       ns.links.set(req.name, br);
       return br;
@@ -187,21 +197,9 @@ export function linkAdd(w: World, ns: Netns, req: LinkAddRequest): Link {
       for (const m of [req.mtu, p.mtu]) if (m < 68 || m > 65535) throw new NetlinkError('EINVAL');
       checkName(p.netns, p.name);
       if (p.netns === ns && p.name === req.name) throw new NetlinkError('EEXIST');
-      const peer: Link = {
-        ...newLink(p.netns, p.name, p.mac, p.mtu, p.ifindex),
-        type: 'veth',
-        peer: { netns: ns.name, name: req.name },
-        carrier: false,
-        carrierChanges: 1,
-      };
+      const peer = vethLink(newLink(p.netns, p.name, p.mac, p.mtu, p.ifindex), ns.name, req.name);
       p.netns.links.set(p.name, peer);
-      const l: Link = {
-        ...newLink(ns, req.name, req.mac, req.mtu, req.ifindex),
-        type: 'veth',
-        peer: { netns: p.netns.name, name: p.name },
-        carrier: false,
-        carrierChanges: 1,
-      };
+      const l = vethLink(newLink(ns, req.name, req.mac, req.mtu, req.ifindex), p.netns.name, p.name);
       ns.links.set(req.name, l);
       return l;
     }
@@ -213,38 +211,39 @@ export function linkAdd(w: World, ns: Netns, req: LinkAddRequest): Link {
       for (const l of ns.links.values())
         if (l.type === 'vxlan' && l.vni === req.vni && l.dstport === req.dstport)
           throw ext('EEXIST', 'A VXLAN device with the specified VNI already exists');
-      const vx: VxlanLink = {
+      const vx: VxlanLink = Object.assign(
         // vxlan_config_apply: a device over a lower one is clamped to its MTU less the headroom
-        ...newLink(
+        newLink(
           ns,
           req.name,
           req.mac,
           lower ? Math.min(req.mtu, lower.mtu - VXLAN_HEADROOM) : req.mtu,
           req.ifindex,
         ),
-        type: 'vxlan',
-        vni: req.vni,
-        local: req.local,
-        dev: req.dev,
-        dstport: req.dstport,
-        learning: req.learning,
-        udpcsum: req.udpcsum,
-        srcPortMin: 32768,
-        srcPortMax: 60999,
-        fdb: vxlanFdb(),
-      };
+        {
+          type: 'vxlan' as const,
+          vni: req.vni,
+          local: req.local,
+          dev: req.dev,
+          dstport: req.dstport,
+          learning: req.learning,
+          udpcsum: req.udpcsum,
+          srcPortMin: 32768,
+          srcPortMax: 60999,
+          fdb: vxlanFdb(),
+        },
+      );
       ns.links.set(req.name, vx);
       return vx;
     }
     case 'ipip': {
       validateMtu('ipip', req.mtu);
-      const t: Link = {
-        ...newLink(ns, req.name, '00:00:00:00:00:00', req.mtu, req.ifindex),
-        type: 'ipip',
-        noarp: true,
+      const t: Link = Object.assign(newLink(ns, req.name, '00:00:00:00:00:00', req.mtu, req.ifindex), {
+        type: 'ipip' as const,
         ttl: 0,
         pmtudisc: false,
-      };
+      });
+      t.noarp = true;
       ns.links.set(req.name, t);
       return t;
     }
