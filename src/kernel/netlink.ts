@@ -388,21 +388,16 @@ function someForwarding(ns: Netns, br: Link): boolean {
 function withCarrier(w: World, devs: Watched[], change: () => void, goingDown?: Link): void {
   const watched: Watched[] = [];
   const seen = new Set<Link>();
-  const watch = (ns: Netns, l: Link) => {
-    if (seen.has(l)) return;
-    seen.add(l);
-    watched.push({ ns, l });
-  };
   for (const x of devs) {
-    watch(x.ns, x.l);
+    watch(watched, seen, x.ns, x.l);
     const peer = vethPeer(w, x.l);
-    if (peer && x.l.type === 'veth') watch(w.ns(x.l.peer!.netns), peer);
+    if (peer && x.l.type === 'veth') watch(watched, seen, w.ns(x.l.peer!.netns), peer);
   }
   for (let i = 0, n = watched.length; i < n; i++) {
     const x = watched[i];
     const br = x.l.master ? x.ns.link(x.l.master) : undefined;
-    if (br) watch(x.ns, br);
-    if (x.l.type === 'bridge') for (const p of bridgePorts(x.ns, x.l)) watch(x.ns, p);
+    if (br) watch(watched, seen, x.ns, br);
+    if (x.l.type === 'bridge') for (const p of bridgePorts(x.ns, x.l)) watch(watched, seen, x.ns, p);
   }
   // A bridge's ports and their forwarding states, compared before and after the change. Only the
   // watched devices change: a port that is not watched keeps its membership and state (a bridge
@@ -424,7 +419,7 @@ function withCarrier(w: World, devs: Watched[], change: () => void, goingDown?: 
     const x = watched[i];
     const br = x.l.master ? x.ns.link(x.l.master) : undefined;
     if (br && !seen.has(br)) {
-      watch(x.ns, br);
+      watch(watched, seen, x.ns, br);
       before.push({ ns: x.ns, l: br, ok: carrierOk(br), fwd: false, ports: [] });
     }
   }
@@ -438,6 +433,13 @@ function withCarrier(w: World, devs: Watched[], change: () => void, goingDown?: 
       b.ns.neigh.removeWhere((n) => n.dev === b.l.name && n.state !== 'PERMANENT' && n.state !== 'NOARP');
     if (b.fwd && !portForwarding(b.ns, b.l)) flushPortFdb(b.ns, b.l);
   }
+}
+
+/** `l` is watched (once) */
+function watch(watched: Watched[], seen: Set<Link>, ns: Netns, l: Link): void {
+  if (seen.has(l)) return;
+  seen.add(l);
+  watched.push({ ns, l });
 }
 
 /** a watched device as it was before the change: carrier, forwarding, and for a bridge its watched ports */
