@@ -123,7 +123,7 @@ describe('shared lease segments', () => {
     const leases: LeaseRequest[] = c.nodes.map((o) => {
       const mac = w.ns(o.name).link(VX)!.mac;
       return {
-        route: { prefix: o.podCIDR, via: o.podNet, dev: VX, onlink: true, nl: NLM_ADD },
+        routes: [{ prefix: o.podCIDR, via: o.podNet, dev: VX, onlink: true, nl: NLM_ADD }],
         neigh: { ip: o.podNet, dev: VX, lladdr: mac, state: 'PERMANENT', nl: NLM_ADD },
         fdb: {
           mac,
@@ -150,6 +150,76 @@ describe('shared lease segments', () => {
     assert.equal(nodes[1].fib.list().filter((r) => r.dev === VX).length, NODES - 2);
     assert.equal(nodes[2].fib.list().filter((r) => r.dev === VX).length, 0);
     assert.equal(nodes[2].neigh.list().filter((n) => n.dev === VX).length, NODES - 1);
+  });
+
+  test("calico-vxlan: felix's VTEPs and remote blocks as one segment, equal to programming each node one by one", () => {
+    // n0 holds two /26 blocks (70 pods), n1 runs a pod with an address of n2's block (borrowed: its /32)
+    const lines = [
+      'name: shared',
+      'cni: calico-vxlan',
+      'mtu: 1500',
+      'subnets:',
+      '  - name: lan0',
+      '    cidr: 10.0.0.0/16',
+    ];
+    lines.push('nodes:');
+    for (let i = 0; i < NODES; i++)
+      lines.push(`  - name: n${i}`, `    ip: 10.0.0.${10 + i}/16`, `    podCIDR: 10.128.${i}.0/24`);
+    lines.push('pods:');
+    for (let k = 0; k < 70; k++) lines.push(`  - name: a${k}`, '    node: n0');
+    for (let i = 1; i < NODES; i++) lines.push(`  - name: p${i}`, `    node: n${i}`);
+    lines.push('  - name: borrower', '    node: n1', '    ip: 10.128.2.40');
+    const c = buildCluster(loadCluster(lines.join('\n') + '\n', 'shared.yaml'));
+    const dev = 'vxlan.calico';
+    assert.equal(c.ipam?.blocks.get('n0')?.length, 2);
+    assert.equal(c.ipam?.borrowed.get('borrower'), 'n2');
+    // the reference: a world read back from data (plain tables) without felix's entries, then
+    // every other node's neighbour, FDB entry and routes added one by one, as felix programs them
+    const fresh = cloneWorld(c.world);
+    for (const n of c.nodes) {
+      const ns = fresh.ns(n.name);
+      for (const r of [...ns.fib.list()]) if (r.dev === dev) ns.fib.remove(r);
+      for (const e of [...ns.neigh.list()]) if (e.dev === dev) ns.neigh.remove(e);
+      const vx = ns.link(dev)!;
+      if (vx.type === 'vxlan') vx.fdb.clear();
+    }
+    const dests = (node: string) => [
+      ...c.ipam!.blocks.get(node)!,
+      ...c.pods.filter((p) => p.node === node && c.ipam!.borrowed.has(p.name)).map((p) => `${p.ip}/32`),
+    ];
+    for (const n of c.nodes) {
+      const ns = fresh.ns(n.name);
+      for (const o of c.nodes) {
+        if (o === n) continue;
+        const vtep = c.world.ns(o.name).link(dev)!.mac;
+        const ip = c.ipam!.tunnel.get(o.name)!;
+        neighAdd(ns, fresh, { ip, dev, lladdr: vtep, state: 'PERMANENT', nl: NLM_ADD });
+        const state = { permanent: true, noarp: false, reachable: false };
+        fdbAdd(ns, fresh, { mac: vtep, dev, self: true, master: false, state, dst: o.addr, nl: NLM_ADD });
+        for (const d of dests(o.name))
+          routeInstall(ns, { prefix: d, via: ip, dev, onlink: true, nl: NLM_ADD });
+      }
+    }
+    for (const n of c.nodes) {
+      const ns = c.world.ns(n.name);
+      const vx = ns.link(dev)!;
+      assert.ok(ns.fib.shared && ns.neigh.shared && vx.type === 'vxlan' && vx.fdb.shared, n.name);
+      const want = fresh.ns(n.name);
+      const wvx = want.link(dev)!;
+      assert.deepEqual(canon(ns.fib.list()), canon(want.fib.list()), `${n.name}: routes`);
+      assert.deepEqual(canon(ns.neigh.list()), canon(want.neigh.list()), `${n.name}: neighbours`);
+      assert.deepEqual(
+        canon(vx.type === 'vxlan' && vx.fdb.list()),
+        canon(wvx.type === 'vxlan' && wvx.fdb.list()),
+        `${n.name}: FDB`,
+      );
+    }
+    assert.ok(
+      c.world
+        .ns('n0')
+        .fib.list()
+        .some((r) => r.dst === ip4ToInt('10.128.2.40') && r.len === 32),
+    );
   });
 
   test('a write to one node never shows on another node or on a clone (random operations against plain tables)', () => {

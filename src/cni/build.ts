@@ -6,7 +6,7 @@
  * layer knows which CNI is running.
  */
 import type { ClusterSpec, CniMode, ExternalHostSpec, NodeSpec, PodSpec } from '../cluster/spec.ts';
-import { cidrText, coveringCidr, inPrefix, intToIp4, ip4ToInt, parseCidr } from '../wire/addr.ts';
+import { cidrText, coveringCidr, inPrefix, intToIp4, ip4ToInt, isValidIp4, parseCidr } from '../wire/addr.ts';
 import type { Mesh } from '../bgp/mesh.ts';
 import type { BgpDriver } from '../bgp/session.ts';
 import type { Netns } from '../kernel/objects.ts';
@@ -179,15 +179,61 @@ function resolvePods(spec: ClusterSpec, nodes: ResolvedNode[], ipam?: IpamResult
 const parsed = new Map<string, Rule>();
 const PARSED_MAX = 50_000;
 
-/** a rule a program installs in the filter table, from its spec (after `-A CHAIN`): a copy of its own */
-function filterRule(r: PolicyRule) {
-  let rule = parsed.get(r.spec);
+function parsedRule(spec: string): Rule {
+  let rule = parsed.get(spec);
   if (!rule) {
-    rule = parseRuleSpec(shellSplit(r.spec));
+    rule = parseRuleSpec(shellSplit(spec));
     if (parsed.size >= PARSED_MAX) parsed.clear();
-    parsed.set(r.spec, rule);
+    parsed.set(spec, rule);
   }
-  const out = clonePlain(rule);
+  return rule;
+}
+
+/**
+ * a string of its own: a slice of a longer string (and a concatenation holding one) keeps the whole
+ * longer string alive in V8, here the rule's spec, which the rule outlives
+ */
+function flat(s: string): string {
+  const codes: number[] = [];
+  for (let i = 0; i < s.length; i++) codes.push(s.charCodeAt(i));
+  return String.fromCharCode(...codes);
+}
+
+/** felix's hash comment, first in each of its rules: `-m comment --comment "cali:` + 16 characters + `"` */
+const HASH_AT = '-m comment --comment "cali:'.length;
+const HASH_HOLE = 'x'.repeat(16);
+/** the bridge plugin's per-pod rules: `-d IP/32 …` or `-s IP/32 …` */
+const POD_ADDR = /^-([ds]) (\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})\/32 /;
+const ADDR_HOLE = '10.0.0.1';
+
+/**
+ * A rule a program installs in the filter table, from its spec (after `-A CHAIN`): a copy of its
+ * own. The specs that differ only in felix's hash comment or in a pod's /32 (every pod of a node
+ * has its own) are parsed once as a template with the value left out, which the copy gets back:
+ * the comment's text is taken as it is, and a /32 parses to its address and length alone.
+ */
+function filterRule(r: PolicyRule) {
+  const spec = r.spec;
+  let out: Rule | undefined;
+  if (spec.startsWith('-m comment --comment "cali:') && spec.charCodeAt(HASH_AT + 16) === 34 /* " */) {
+    const hash = spec.slice(HASH_AT, HASH_AT + 16);
+    if (/^[\w-]{16}$/.test(hash)) {
+      out = clonePlain(parsedRule(spec.slice(0, HASH_AT) + HASH_HOLE + spec.slice(HASH_AT + 16)));
+      const m = out.matches[0];
+      if (m?.kind === 'comment' && m.text === `cali:${HASH_HOLE}`) m.text = flat(`cali:${hash}`);
+      else out = undefined;
+    }
+  } else {
+    const a = POD_ADDR.exec(spec);
+    const ip = a && isValidIp4(a[2]) && intToIp4(ip4ToInt(a[2])) === a[2] ? ip4ToInt(a[2]) : undefined;
+    if (a && ip !== undefined) {
+      out = clonePlain(parsedRule(`-${a[1]} ${ADDR_HOLE}/32 ${spec.slice(a[0].length)}`));
+      const addr = a[1] === 'd' ? out.dst : out.src;
+      if (addr && !addr.neg && addr.v.len === 32 && addr.v.net === ip4ToInt(ADDR_HOLE)) addr.v.net = ip;
+      else out = undefined;
+    }
+  }
+  out ??= clonePlain(parsedRule(spec));
   out.origin = r.origin;
   return out;
 }

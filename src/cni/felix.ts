@@ -128,8 +128,10 @@ const HASHED_MAX = 16 << 20;
 /** Chain.RuleHashes: each rule's hash chains in the one before it, the first in the chain's name */
 export function ruleHashes(chain: string, rules: readonly FelixRule[]): string[] {
   const texts = rules.map((r) => render(chain, 'HASH', r));
-  // JSON: one key for one list, whatever characters the texts hold
-  const key = JSON.stringify([chain, ...texts]);
+  // one key for one list: the lines joined (a rendered rule is one line), or as JSON when one is not
+  const joined = `${chain}\n${texts.join('\n')}`;
+  const key =
+    chain.includes('\n') || texts.some((t) => t.includes('\n')) ? JSON.stringify([chain, ...texts]) : joined;
   let out = hashed.get(key);
   if (out) return [...out];
   out = chainHashes(chain, texts);
@@ -811,6 +813,11 @@ export interface FelixMemo {
   specs: WeakMap<FelixChain, PolicyRule[]>;
   /** the IP sets a shared policy chain names, in the order it names them */
   sets: Map<string, FelixIpset[]>;
+  /** the static chains (the same on every node) */
+  statics?: FelixChain[];
+  /** the jumps inserted at the top of the builtin chains and the rules appended to FORWARD */
+  insert?: FelixFilter['insert'];
+  append?: PolicyRule[];
 }
 
 export function felixMemo(): FelixMemo {
@@ -844,7 +851,8 @@ export function felixFilter(
   nodePods: readonly ResolvedPod[],
   memo?: FelixMemo,
 ): FelixFilter {
-  const chains: FelixChain[] = staticChains();
+  // the static chains' objects shared by every node of the build: their specs are made once (memoSpecs)
+  const chains: FelixChain[] = memo ? [...(memo.statics ??= staticChains())] : staticChains();
   const byIface = new Map(nodePods.map((p) => [p.hostVeth, p]));
   const ifaces = nodePods.map((p) => p.hostVeth);
   chains.push(
@@ -897,19 +905,12 @@ export function felixFilter(
     for (const dir of ['ingress', 'egress'] as const)
       chains.push(memoChain(memo, `profile ${prof} ${dir}`, () => profileChain(prof, dir)));
 
-  const insert = (['FORWARD', 'INPUT', 'OUTPUT'] as const).map((chain) => ({
-    chain,
-    rules: felixSpecs(chain, [{ ...jump(`cali-${chain}`), origin: felixOrigin(`jump to cali-${chain}`) }]),
-  }));
-  const appendRules: FelixRule[] = [
-    {
-      comments: ['Policy explicitly accepted packet.'],
-      match: [markSet(FELIX_MARK.accept)],
-      action: ACCEPT,
-      origin: felixOrigin('accept what policy accepted'),
-    },
-    { action: setMark(FELIX_MARK.accept), origin: felixOrigin('mark forwarded traffic') },
-  ];
+  const insert = memo?.insert ?? felixInsert();
+  const append = memo?.append ?? felixAppend();
+  if (memo) {
+    memo.insert = insert;
+    memo.append = append;
+  }
   // only chains something refers to are programmed (Table.chainRefCounts)
   const referenced = new Set<string>(['cali-FORWARD', 'cali-INPUT', 'cali-OUTPUT']);
   for (const c of chains) for (const r of c.rules) if (r.to) referenced.add(r.to);
@@ -918,7 +919,29 @@ export function felixFilter(
       .filter((c) => referenced.has(c.name))
       .map((c) => ({ name: c.name, rules: memoSpecs(memo, c) })),
     insert,
-    append: felixSpecs('FORWARD', appendRules, 'FORWARD*appends*'),
+    append,
     ipsets: [...sets.values()],
   };
+}
+
+/** felix's jumps inserted at the top of FORWARD, INPUT and OUTPUT */
+function felixInsert(): FelixFilter['insert'] {
+  return (['FORWARD', 'INPUT', 'OUTPUT'] as const).map((chain) => ({
+    chain,
+    rules: felixSpecs(chain, [{ ...jump(`cali-${chain}`), origin: felixOrigin(`jump to cali-${chain}`) }]),
+  }));
+}
+
+/** felix's rules appended to FORWARD (hashed as appends) */
+function felixAppend(): PolicyRule[] {
+  const rules: FelixRule[] = [
+    {
+      comments: ['Policy explicitly accepted packet.'],
+      match: [markSet(FELIX_MARK.accept)],
+      action: ACCEPT,
+      origin: felixOrigin('accept what policy accepted'),
+    },
+    { action: setMark(FELIX_MARK.accept), origin: felixOrigin('mark forwarded traffic') },
+  ];
+  return felixSpecs('FORWARD', rules, 'FORWARD*appends*');
 }

@@ -64,7 +64,9 @@ import {
   NetlinkError,
   NLM_ADD,
   routeInstall,
+  type FdbRequest,
   type LeaseRequest,
+  type NeighRequest,
   type RouteRequest,
 } from '../kernel/netlink.ts';
 import { derivedMac } from '../kernel/world.ts';
@@ -308,7 +310,7 @@ export function programMode(c: Cluster, opts: BuildOptions = {}): void {
       const leases: LeaseRequest[] = c.nodes.map((o) => {
         const vtep = w.ns(o.name).link('flannel.1')!.mac;
         return {
-          route: { prefix: o.podCIDR, via: o.podNet, dev: 'flannel.1', onlink: true, nl: NLM_ADD },
+          routes: [{ prefix: o.podCIDR, via: o.podNet, dev: 'flannel.1', onlink: true, nl: NLM_ADD }],
           neigh: { ip: o.podNet, dev: 'flannel.1', lladdr: vtep, state: 'PERMANENT', nl: NLM_ADD },
           fdb: {
             mac: vtep,
@@ -466,32 +468,47 @@ export function programMode(c: Cluster, opts: BuildOptions = {}): void {
       const dests = new Map<string, string[]>(c.nodes.map((o) => [o.name, nodeBlocks(c, o.name)]));
       for (const p of c.pods) if (c.ipam?.borrowed.has(p.name)) dests.get(p.node)?.push(`${p.ip}/32`);
       const vteps = c.nodes.map((o) => ({ node: o, ip: tunnel(o), mac: calicoVtepMac(o.name) }));
+      const neigh = (v: (typeof vteps)[number]): NeighRequest => ({
+        ip: v.ip,
+        dev: CALICO_VXLAN_DEVICE,
+        lladdr: v.mac,
+        state: 'PERMANENT',
+        nl: NLM_ADD,
+      });
+      const fdb = (v: (typeof vteps)[number]): FdbRequest => ({
+        mac: v.mac,
+        dev: CALICO_VXLAN_DEVICE,
+        self: true,
+        master: false,
+        state: { permanent: true, noarp: false, reachable: false },
+        dst: v.node.addr,
+        nl: NLM_ADD,
+      });
+      if (c.mode === 'calico-vxlan') {
+        // every remote node's VTEP and blocks, the same on every node but its own: one batch, the
+        // rows made once and shared by the nodes' tables (netlink.ts leasesInstall)
+        leasesInstall(
+          w,
+          c.nodes.map((n) => w.ns(n.name)),
+          vteps.map((v) => ({
+            routes: dests
+              .get(v.node.name)!
+              .map((d) => ({ prefix: d, via: v.ip, dev: CALICO_VXLAN_DEVICE, onlink: true, nl: NLM_ADD })),
+            neigh: neigh(v),
+            fdb: fdb(v),
+          })),
+          c.nodes.map((_, i) => i),
+        );
+        break;
+      }
       for (const n of c.nodes) {
         const ns = w.ns(n.name);
         for (const v of vteps) {
           if (v.node === n) continue;
-          tryAdd(() =>
-            neighAdd(ns, w, {
-              ip: v.ip,
-              dev: CALICO_VXLAN_DEVICE,
-              lladdr: v.mac,
-              state: 'PERMANENT',
-              nl: NLM_ADD,
-            }),
-          );
-          tryAdd(() =>
-            fdbAdd(ns, w, {
-              mac: v.mac,
-              dev: CALICO_VXLAN_DEVICE,
-              self: true,
-              master: false,
-              state: { permanent: true, noarp: false, reachable: false },
-              dst: v.node.addr,
-              nl: NLM_ADD,
-            }),
-          );
+          tryAdd(() => neighAdd(ns, w, neigh(v)));
+          tryAdd(() => fdbAdd(ns, w, fdb(v)));
           // CrossSubnet: a node on this node's subnet gets its blocks without encapsulation
-          const direct = c.mode === 'calico-vxlan-crosssubnet' && v.node.subnet === n.subnet;
+          const direct = v.node.subnet === n.subnet;
           for (const d of dests.get(v.node.name)!)
             route(
               n.name,

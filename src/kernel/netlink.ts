@@ -104,6 +104,17 @@ function newLink(ns: Netns, name: string, mac: MacAddr, mtu: number, ifindex?: n
   };
 }
 
+/**
+ * A veth end: the fields of `base` kept in place (added, not spread: V8 gives every object a
+ * spread makes a hidden class of its own), carrier off (netif_carrier_off: one carrier change)
+ */
+function vethLink(base: ReturnType<typeof newLink>, peerNetns: string, peerName: string): Link {
+  const l = Object.assign(base, { type: 'veth' as const, peer: { netns: peerNetns, name: peerName } });
+  l.carrier = false;
+  l.carrierChanges = 1;
+  return l;
+}
+
 /** min_mtu/max_mtu as the drivers set them */
 export function mtuLimits(l: Pick<Link, 'type'>): { min: number; max: number } {
   switch (l.type) {
@@ -171,12 +182,11 @@ export function linkAdd(w: World, ns: Netns, req: LinkAddRequest): Link {
   switch (req.type) {
     case 'bridge': {
       validateMtu('bridge', req.mtu);
-      const br: BridgeLink = {
-        ...newLink(ns, req.name, req.mac, req.mtu, req.ifindex),
-        type: 'bridge',
+      const br: BridgeLink = Object.assign(newLink(ns, req.name, req.mac, req.mtu, req.ifindex), {
+        type: 'bridge' as const,
         ageingTime: 300,
         fdb: bridgeFdb(),
-      };
+      });
       br.fdb.insert({ mac: req.mac, port: req.name, state: 'local', updated: w.now });
       ns.links.set(req.name, br);
       return br;
@@ -187,21 +197,9 @@ export function linkAdd(w: World, ns: Netns, req: LinkAddRequest): Link {
       for (const m of [req.mtu, p.mtu]) if (m < 68 || m > 65535) throw new NetlinkError('EINVAL');
       checkName(p.netns, p.name);
       if (p.netns === ns && p.name === req.name) throw new NetlinkError('EEXIST');
-      const peer: Link = {
-        ...newLink(p.netns, p.name, p.mac, p.mtu, p.ifindex),
-        type: 'veth',
-        peer: { netns: ns.name, name: req.name },
-        carrier: false,
-        carrierChanges: 1,
-      };
+      const peer = vethLink(newLink(p.netns, p.name, p.mac, p.mtu, p.ifindex), ns.name, req.name);
       p.netns.links.set(p.name, peer);
-      const l: Link = {
-        ...newLink(ns, req.name, req.mac, req.mtu, req.ifindex),
-        type: 'veth',
-        peer: { netns: p.netns.name, name: p.name },
-        carrier: false,
-        carrierChanges: 1,
-      };
+      const l = vethLink(newLink(ns, req.name, req.mac, req.mtu, req.ifindex), p.netns.name, p.name);
       ns.links.set(req.name, l);
       return l;
     }
@@ -213,38 +211,39 @@ export function linkAdd(w: World, ns: Netns, req: LinkAddRequest): Link {
       for (const l of ns.links.values())
         if (l.type === 'vxlan' && l.vni === req.vni && l.dstport === req.dstport)
           throw ext('EEXIST', 'A VXLAN device with the specified VNI already exists');
-      const vx: VxlanLink = {
+      const vx: VxlanLink = Object.assign(
         // vxlan_config_apply: a device over a lower one is clamped to its MTU less the headroom
-        ...newLink(
+        newLink(
           ns,
           req.name,
           req.mac,
           lower ? Math.min(req.mtu, lower.mtu - VXLAN_HEADROOM) : req.mtu,
           req.ifindex,
         ),
-        type: 'vxlan',
-        vni: req.vni,
-        local: req.local,
-        dev: req.dev,
-        dstport: req.dstport,
-        learning: req.learning,
-        udpcsum: req.udpcsum,
-        srcPortMin: 32768,
-        srcPortMax: 60999,
-        fdb: vxlanFdb(),
-      };
+        {
+          type: 'vxlan' as const,
+          vni: req.vni,
+          local: req.local,
+          dev: req.dev,
+          dstport: req.dstport,
+          learning: req.learning,
+          udpcsum: req.udpcsum,
+          srcPortMin: 32768,
+          srcPortMax: 60999,
+          fdb: vxlanFdb(),
+        },
+      );
       ns.links.set(req.name, vx);
       return vx;
     }
     case 'ipip': {
       validateMtu('ipip', req.mtu);
-      const t: Link = {
-        ...newLink(ns, req.name, '00:00:00:00:00:00', req.mtu, req.ifindex),
-        type: 'ipip',
-        noarp: true,
+      const t: Link = Object.assign(newLink(ns, req.name, '00:00:00:00:00:00', req.mtu, req.ifindex), {
+        type: 'ipip' as const,
         ttl: 0,
         pmtudisc: false,
-      };
+      });
+      t.noarp = true;
       ns.links.set(req.name, t);
       return t;
     }
@@ -313,7 +312,7 @@ export function linkSetMaster(w: World, ns: Netns, portName: string, bridge: str
     if (br?.type === 'bridge') {
       port.master = br.name;
       br.fdb.insert({ mac: port.mac, port: port.name, state: 'local', updated: w.now });
-      bridgeMtuAdjust(ns, br);
+      bridgeMtuAdjust(ns, br, port);
     }
   });
 }
@@ -330,11 +329,26 @@ export function linkSetHairpin(ns: Netns, portName: string, on: boolean): void {
   port.hairpin = on || undefined;
 }
 
-/** br_mtu_auto_adjust: a bridge takes the smallest MTU of its ports, until a user sets its MTU */
-function bridgeMtuAdjust(ns: Netns, br: Link): void {
+/**
+ * The smallest MTU of a bridge's ports (Infinity: none), as the last bridgeMtuAdjust found it.
+ * A port's MTU and its bridge change only through this API (links read from data are new
+ * objects, without an entry), and every change but a port joining scans the ports again.
+ */
+const portsMinMtu = new WeakMap<Link, number>();
+
+/**
+ * br_mtu_auto_adjust: a bridge takes the smallest MTU of its ports, until a user sets its MTU.
+ * `joined`: the one change since the last adjust is this port joining, so the smallest is the
+ * one known before or the port's own (a segment's switch has a port per node: no scan of them
+ * per port)
+ */
+function bridgeMtuAdjust(ns: Netns, br: Link, joined?: Link): void {
   if (br.type !== 'bridge' || br.mtuSetByUser) return;
+  const known = joined && portsMinMtu.get(br);
   let min = Infinity;
-  for (const l of ns.links.values()) if (l.master === br.name) min = Math.min(min, l.mtu);
+  if (known !== undefined) min = Math.min(known, joined!.mtu);
+  else for (const l of ns.links.values()) if (l.master === br.name) min = Math.min(min, l.mtu);
+  portsMinMtu.set(br, min);
   if (min !== Infinity) br.mtu = min;
 }
 
@@ -374,21 +388,16 @@ function someForwarding(ns: Netns, br: Link): boolean {
 function withCarrier(w: World, devs: Watched[], change: () => void, goingDown?: Link): void {
   const watched: Watched[] = [];
   const seen = new Set<Link>();
-  const watch = (ns: Netns, l: Link) => {
-    if (seen.has(l)) return;
-    seen.add(l);
-    watched.push({ ns, l });
-  };
   for (const x of devs) {
-    watch(x.ns, x.l);
+    watch(watched, seen, x.ns, x.l);
     const peer = vethPeer(w, x.l);
-    if (peer && x.l.type === 'veth') watch(w.ns(x.l.peer!.netns), peer);
+    if (peer && x.l.type === 'veth') watch(watched, seen, w.ns(x.l.peer!.netns), peer);
   }
   for (let i = 0, n = watched.length; i < n; i++) {
     const x = watched[i];
     const br = x.l.master ? x.ns.link(x.l.master) : undefined;
-    if (br) watch(x.ns, br);
-    if (x.l.type === 'bridge') for (const p of bridgePorts(x.ns, x.l)) watch(x.ns, p);
+    if (br) watch(watched, seen, x.ns, br);
+    if (x.l.type === 'bridge') for (const p of bridgePorts(x.ns, x.l)) watch(watched, seen, x.ns, p);
   }
   // A bridge's ports and their forwarding states, compared before and after the change. Only the
   // watched devices change: a port that is not watched keeps its membership and state (a bridge
@@ -410,7 +419,7 @@ function withCarrier(w: World, devs: Watched[], change: () => void, goingDown?: 
     const x = watched[i];
     const br = x.l.master ? x.ns.link(x.l.master) : undefined;
     if (br && !seen.has(br)) {
-      watch(x.ns, br);
+      watch(watched, seen, x.ns, br);
       before.push({ ns: x.ns, l: br, ok: carrierOk(br), fwd: false, ports: [] });
     }
   }
@@ -424,6 +433,13 @@ function withCarrier(w: World, devs: Watched[], change: () => void, goingDown?: 
       b.ns.neigh.removeWhere((n) => n.dev === b.l.name && n.state !== 'PERMANENT' && n.state !== 'NOARP');
     if (b.fwd && !portForwarding(b.ns, b.l)) flushPortFdb(b.ns, b.l);
   }
+}
+
+/** `l` is watched (once) */
+function watch(watched: Watched[], seen: Set<Link>, ns: Netns, l: Link): void {
+  if (seen.has(l)) return;
+  seen.add(l);
+  watched.push({ ns, l });
 }
 
 /** a watched device as it was before the change: carrier, forwarding, and for a bridge its watched ports */
@@ -1161,9 +1177,13 @@ export function fdbDel(ns: Netns, req: Omit<FdbRequest, 'nl' | 'state'>): void {
 
 /* ------------------------------------------------------------------ a daemon's lease set */
 
-/** one lease as a VXLAN daemon programs it on a node: the route to its subnet, its VTEP's neighbour and FDB entry */
+/**
+ * one lease as a VXLAN daemon programs it on a node: the routes to its subnets (flanneld: the
+ * node's one subnet; felix: each of the node's IPAM blocks and borrowed addresses), its VTEP's
+ * neighbour and FDB entry
+ */
 export interface LeaseRequest {
-  route: RouteRequest;
+  routes: readonly RouteRequest[];
   neigh: NeighRequest;
   fdb: FdbRequest;
 }
@@ -1177,9 +1197,10 @@ export interface LeaseRefusal {
 }
 
 /**
- * Every node's lease set at once (flanneld: each node holds every other node's lease, `own[i]`
- * being node i's own lease, or -1): on each node the same as routeInstall, neighAdd and fdbAdd
- * of every lease but its own, in lease order, each refused entry skipped (and returned), as the
+ * Every node's lease set at once (flanneld, felix's VXLAN manager: each node holds every other
+ * node's lease, `own[i]` being node i's own lease, or -1): on each node the same as routeInstall
+ * of each of a lease's routes, neighAdd and fdbAdd, for every lease but its own, in lease order,
+ * each refused entry skipped (and returned), as the
  * daemon logs a refusal and carries on. The rows are made once, as a shared immutable segment
  * per table that every node's table lists as its own (Fib.attach, CompactTable.attach), when
  * the kernel's checks give every node the same result for every entry: the leases' own checks
@@ -1209,13 +1230,17 @@ export function leasesInstall(
     const skip = own[i] >= 0 ? [own[i]] : [];
     const vx = seg ? ns.link(seg.dev) : undefined;
     const shared = vx?.type === 'vxlan' && !vx.master;
-    const routes = shared && vx.up && gatewaysUnicast(ns, seg!, own[i]) && ns.fib.attach(seg!.fib, skip);
+    const routes =
+      shared &&
+      vx.up &&
+      gatewaysUnicast(ns, seg!, own[i]) &&
+      ns.fib.attach(seg!.fib, routeSlots(seg!, own[i]));
     const neighs = shared && ns.neigh.attach(seg!.neigh, skip);
     const fdbs = shared && vx.fdb.attach(seg!.fdb, skip);
     for (let k = 0; k < leases.length; k++) {
       if (k === own[i]) continue;
       const l = leases[k];
-      if (!routes) one(ns, k, 'route', () => routeInstall(ns, l.route));
+      if (!routes) for (const r of l.routes) one(ns, k, 'route', () => routeInstall(ns, r));
       if (!neighs) one(ns, k, 'neigh', () => neighAdd(ns, w, l.neigh));
       if (!fdbs) one(ns, k, 'fdb', () => fdbAdd(ns, w, l.fdb));
     }
@@ -1226,6 +1251,8 @@ export function leasesInstall(
 interface LeaseSegments {
   dev: string;
   fib: Fib;
+  /** lease k's routes are the fib segment's slots routeFrom[k] … routeFrom[k + 1] - 1 */
+  routeFrom: Int32Array;
   neigh: ReturnType<typeof neighTable>;
   fdb: ReturnType<typeof vxlanFdb>;
   /** the leases' gateways, ascending, with their lease */
@@ -1233,36 +1260,53 @@ interface LeaseSegments {
   viaLease: Int32Array;
 }
 
+/** the fib segment's slots of lease `k` (none for -1) */
+function routeSlots(seg: LeaseSegments, k: number): number[] {
+  const out: number[] = [];
+  if (k >= 0) for (let s = seg.routeFrom[k]; s < seg.routeFrom[k + 1]; s++) out.push(s);
+  return out;
+}
+
+const plainAdd = (nl: RouteRequest['nl']) => nl.create && !nl.replace && !nl.append;
+
+/** what a VXLAN daemon sends for a lease's subnet: an onlink unicast route via an address on `dev` */
+function leaseRoute(r: RouteRequest, dev: string): boolean {
+  return (
+    r.dev === dev &&
+    !!r.via &&
+    !!r.onlink &&
+    (r.type ?? 'unicast') === 'unicast' &&
+    (r.scope ?? 'global') === 'global' &&
+    r.src === undefined &&
+    plainAdd(r.nl)
+  );
+}
+
 /**
- * The leases' rows, made once (segment slot k = lease k), when every lease is what a VXLAN
- * daemon sends and passes the checks that do not depend on the node: an onlink route via an
- * address on the device, a permanent neighbour with a link-layer address, a permanent unicast
- * FDB entry with a destination, all on one device, no two leases with the same key. Otherwise
- * undefined: every node gets the leases one by one.
+ * The leases' rows, made once (neighbour and FDB segment slot k = lease k, the route segment's
+ * slots of lease k from routeFrom[k]), when every lease is what a VXLAN daemon sends and passes
+ * the checks that do not depend on the node: onlink routes via an address on the device, a
+ * permanent neighbour with a link-layer address, a permanent unicast FDB entry with a
+ * destination, all on one device, no two routes, neighbours or FDB entries with the same key.
+ * Otherwise undefined: every node gets the leases one by one.
  */
 function leaseSegments(w: World, leases: readonly LeaseRequest[]): LeaseSegments | undefined {
   if (!leases.length) return undefined;
-  const dev = leases[0].route.dev;
-  if (dev === undefined) return undefined;
+  const dev = leases[0].neigh.dev;
   const fib = new Fib();
   const neigh = neighTable();
   const fdb = vxlanFdb();
   const vias: [number, number][] = [];
+  const routeFrom = new Int32Array(leases.length + 1);
+  let slots = 0;
   // the keys taken (a lookup in the segment would make it keep an object of the row)
   const routeKeys = new Set<string>();
   const neighKeys = new Set<string>();
   const macs = new Set<string>();
   for (let k = 0; k < leases.length; k++) {
-    const { route: r, neigh: n, fdb: f } = leases[k];
-    const plain = (nl: RouteRequest['nl']) => nl.create && !nl.replace && !nl.append;
+    const { routes, neigh: n, fdb: f } = leases[k];
     if (
-      r.dev !== dev ||
-      !r.via ||
-      !r.onlink ||
-      (r.type ?? 'unicast') !== 'unicast' ||
-      (r.scope ?? 'global') !== 'global' ||
-      r.src !== undefined ||
-      !plain(r.nl) ||
+      !routes.every((r) => leaseRoute(r, dev)) ||
       n.dev !== dev ||
       n.lladdr === undefined ||
       fieldsOf(n.lladdr) < 6 ||
@@ -1276,35 +1320,43 @@ function leaseSegments(w: World, leases: readonly LeaseRequest[]): LeaseSegments
       !f.dst ||
       isMulticastMac(f.mac) ||
       isZeroMac(f.mac) ||
-      !plain(f.nl)
+      !plainAdd(f.nl)
     )
       return undefined;
-    let p: { dst: number; len: number };
-    try {
-      p = checkedPrefix(r.prefix);
-    } catch {
-      return undefined;
-    }
-    const via = ip4ToInt(r.via);
-    // a gateway that is no unicast address anywhere (0.0.0.0, broadcast, multicast) is refused on every node
-    if (via === 0 || via === 0xffffffff || via >>> 28 === 0xe) return undefined;
-    const metric = r.metric ?? 0;
-    const key = `${p.dst}/${p.len}/${metric}`;
-    if (routeKeys.has(key) || neighKeys.has(n.ip) || macs.has(f.mac)) return undefined;
-    routeKeys.add(key);
+    if (neighKeys.has(n.ip) || macs.has(f.mac)) return undefined;
     neighKeys.add(n.ip);
     macs.add(f.mac);
-    fib.insert(fibInfo(r, p.dst, p.len, 'unicast', 'global', dev));
+    routeFrom[k] = slots;
+    for (const r of routes) {
+      let p: { dst: number; len: number };
+      try {
+        p = checkedPrefix(r.prefix);
+      } catch {
+        return undefined;
+      }
+      const via = ip4ToInt(r.via!);
+      // a gateway that is no unicast address anywhere (0.0.0.0, broadcast, multicast) is refused on every node
+      if (via === 0 || via === 0xffffffff || via >>> 28 === 0xe) return undefined;
+      const metric = r.metric ?? 0;
+      const key = `${p.dst}/${p.len}/${metric}`;
+      if (routeKeys.has(key)) return undefined;
+      routeKeys.add(key);
+      // a new Fib gives its rows slots 0, 1, … in the order they are inserted
+      fib.insert(fibInfo(r, p.dst, p.len, 'unicast', 'global', dev));
+      slots++;
+      vias.push([via, k]);
+    }
     const e = newNeigh(n, w.now);
     e.lladdr = n.lladdr;
     neigh.insert(e);
     fdb.insert(newRemote(f, f.dst));
-    vias.push([via, k]);
   }
+  routeFrom[leases.length] = slots;
   vias.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
   return {
     dev,
     fib,
+    routeFrom,
     neigh,
     fdb,
     vias: Float64Array.from(vias, (v) => v[0]),

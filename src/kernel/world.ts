@@ -66,12 +66,20 @@ export function captureData(c: Capture): Capture {
 
 /** FNV-1a over a string, 32-bit: the root of every seeded value (MACs, ports, ISNs). */
 export function hash32(s: string): number {
-  let h = 0x811c9dc5;
+  return fmix32(fnv1a(s, 0x811c9dc5));
+}
+
+/** FNV-1a's state after `s`, from `h` */
+function fnv1a(s: string, h: number): number {
   for (let i = 0; i < s.length; i++) {
     h ^= s.charCodeAt(i);
     h = Math.imul(h, 0x01000193);
   }
-  // final avalanche (murmur3 fmix32) so that near-identical inputs spread
+  return h;
+}
+
+/** the final avalanche (murmur3 fmix32) so that near-identical inputs spread */
+function fmix32(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
@@ -96,12 +104,16 @@ export function seededRandom(seed: number): () => number {
   };
 }
 
+/** a byte as two lowercase hex digits */
+const HEX2 = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
 /** A locally administered unicast MAC derived from a seed string. */
 export function derivedMac(seed: string): string {
-  const a = hash32(seed);
-  const b = hash32(seed + '#');
-  const bytes = [0x02, (a >>> 24) & 0xff, (a >>> 16) & 0xff, (a >>> 8) & 0xff, a & 0xff, b & 0xff];
-  return bytes.map((x) => x.toString(16).padStart(2, '0')).join(':');
+  // hash32(seed) and hash32(seed + '#'), the seed's characters read once
+  const h = fnv1a(seed, 0x811c9dc5);
+  const a = fmix32(h);
+  const b = fmix32(fnv1a('#', h));
+  return `02:${HEX2[(a >>> 24) & 0xff]}:${HEX2[(a >>> 16) & 0xff]}:${HEX2[(a >>> 8) & 0xff]}:${HEX2[a & 0xff]}:${HEX2[b & 0xff]}`;
 }
 
 export type { CounterEvent };
