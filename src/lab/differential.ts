@@ -151,7 +151,9 @@ export async function runScenario(
   const base = buildCluster(s.spec, s.mode);
   forceEndpoint(base, s.flow);
   const sim: Cluster = buildCluster(s.spec, s.mode);
-  if (s.spec.services) for (const c of [base, sim]) keepSourcePorts(c);
+  // the Services' MASQUERADE --random-fully, and felix's in cali-nat-outgoing
+  const masq = !!s.spec.services || s.faultKind === 'nat-outgoing';
+  if (masq) for (const c of [base, sim]) keepSourcePorts(c);
   const fault = faultOf(s, sim);
   const onImported = applyFault(sim, fault);
   labDown(base);
@@ -204,7 +206,7 @@ export async function runScenario(
       'ip neigh',
       'bridge fdb show',
       ...(trace.retransmitted ? [] : [NSTAT_COMMAND]),
-      ...(s.spec.services ? ['conntrack -L'] : []),
+      ...(masq ? ['conntrack -L'] : []),
     ];
     const [tables, itables] = await stateDiffs(state, imported ? [sim, imported] : [sim], commands);
     const simOk = simOutcome(trace.sim);
