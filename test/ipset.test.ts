@@ -107,6 +107,7 @@ const env = (ctx: ToolContext): MatchEnv => ({
   pos: { chain: 'FORWARD', index: 1 },
   random: () => 0,
   addrType: () => 'UNICAST',
+  rpfilter: () => true,
   recent: new Map(),
   ipset: (name) => ctx.netns.netfilter.ipsets.get(name),
 });

@@ -12,7 +12,10 @@
  * EndpointSlices and sessionAffinity), then calico-vxlan (seeds CVX_SEED_BASE+K: seed K's scenario
  * in calico-vxlan, PODWALK_LAB_CVX_SCENARIOS=V of them, default 16: K = 1 … V−2, and the
  * first two NAT seeds), then calico-vxlan-crosssubnet (seeds CVXCS_SEED_BASE+K for the draws K of
- * CVXCS_DRAWS, PODWALK_LAB_CVXCS_SCENARIOS of them, default all 6); PODWALK_LAB_SEED=S runs just seed S. The first PODWALK_LAB_IMPORT_SCENARIOS seeds
+ * CVXCS_DRAWS, PODWALK_LAB_CVXCS_SCENARIOS of them, default all 6), then a pod to a host outside the
+ * cluster (seeds OUT_SEED_BASE+1 …, PODWALK_LAB_OUT_SCENARIOS of them, default 4: the CNI's
+ * masquerade in calico-bgp, calico-vxlan and calico-vxlan-crosssubnet, and natOutgoing off, `conntrack
+ * -L` compared where it masquerades); PODWALK_LAB_SEED=S runs just seed S. The first PODWALK_LAB_IMPORT_SCENARIOS seeds
  * (default 12) also collect their lab right after lab up, import it (--from) and judge that World
  * against the same real run: the importer checked on the kernel's own state.
  */
@@ -21,7 +24,7 @@ import assert from 'node:assert/strict';
 import { labUnavailable, run } from '../src/lab/host.ts';
 import { runScenario } from '../src/lab/differential.ts';
 import { differenceReport } from '../src/lab/compare.ts';
-import { CVX_SEED_BASE, CVXCS_SEED_BASE, NAT_SEED_BASE } from '../src/lab/scenarios.ts';
+import { CVX_SEED_BASE, CVXCS_SEED_BASE, NAT_SEED_BASE, OUT_SEED_BASE } from '../src/lab/scenarios.ts';
 import { SVC_SEED_BASE } from '../src/lab/svc-scenarios.ts';
 
 const why = labUnavailable();
@@ -39,6 +42,7 @@ const cvxCount = Number(process.env.PODWALK_LAB_CVX_SCENARIOS ?? 16);
  */
 const CVXCS_DRAWS = [1, 4, 5, 9, 22, 38];
 const cvxcsCount = Number(process.env.PODWALK_LAB_CVXCS_SCENARIOS ?? CVXCS_DRAWS.length);
+const outCount = Number(process.env.PODWALK_LAB_OUT_SCENARIOS ?? 4);
 const seeds = only
   ? [Number(only)]
   : [
@@ -48,6 +52,7 @@ const seeds = only
       ...Array.from({ length: Math.max(0, cvxCount - 2) }, (_, i) => CVX_SEED_BASE + 1 + i),
       ...Array.from({ length: Math.min(2, cvxCount) }, (_, i) => CVX_SEED_BASE + NAT_SEED_BASE + 1 + i),
       ...CVXCS_DRAWS.slice(0, cvxcsCount).map((k) => CVXCS_SEED_BASE + k),
+      ...Array.from({ length: outCount }, (_, i) => OUT_SEED_BASE + 1 + i),
     ];
 
 /**

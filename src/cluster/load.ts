@@ -64,6 +64,11 @@
  *     spec:                  # node (a node's name) or nodeSelector, or neither (every node); then
  *       nodeSelector: all()  # peerSelector, or peerIP (a node's address) with optional asNumber
  *       peerSelector: route-reflector == 'true'   # (64512 only). Calico's selector syntax
+ * ipPool:                    # optional, Calico: the IPPool as calicoctl takes it; the pool is the
+ *   apiVersion: projectcalico.org/v3   # cluster's pod network (the smallest prefix, at most /16,
+ *   kind: IPPool                       # covering every podCIDR). Default: Calico's
+ *   metadata: {name: default-ipv4-ippool}   # default-ipv4-ippool with natOutgoing on
+ *   spec: {natOutgoing: false}  # felix masquerades what a pod sends out of the pool (default true)
  * bgp:                       # optional: node-to-node mesh sessions that are not up
  *   - nodes: [node1, node2]  # two different existing nodes; each pair listed once
  *     state: down            # up | down, default down
@@ -132,6 +137,7 @@ import { CalicoSelectorError, parseCalicoSelector } from './calico-selector.ts';
 import { readPlainYaml } from './plain-yaml.ts';
 import type {
   BgpConfigurationSpec,
+  IpPoolSpec,
   BgpPeerSpec,
   ClusterSpec,
   EndpointSliceSpec,
@@ -1002,6 +1008,15 @@ const BgpConfigurationSchema = z
   })
   .transform((c): BgpConfigurationSpec => ({ nodeToNodeMeshEnabled: c.spec.nodeToNodeMeshEnabled }));
 
+const IpPoolSchema = z
+  .strictObject({
+    apiVersion: z.literal('projectcalico.org/v3'),
+    kind: z.literal('IPPool'),
+    metadata: calicoMetadata,
+    spec: z.strictObject({ natOutgoing: z.boolean().default(true) }).default({ natOutgoing: true }),
+  })
+  .transform((p): IpPoolSpec => ({ name: p.metadata.name, natOutgoing: p.spec.natOutgoing }));
+
 const BgpPeerSchema = z
   .strictObject({
     apiVersion: z.literal('projectcalico.org/v3'),
@@ -1081,6 +1096,7 @@ const RootSchema = z.strictObject({
   bgp: z.array(BgpSchema).default([]),
   bgpConfiguration: BgpConfigurationSchema.optional(),
   bgpPeers: z.array(BgpPeerSchema).optional(),
+  ipPool: IpPoolSchema.optional(),
   run: z.array(runSchema).default([]),
   namespaces: z.array(NamespaceSchema).optional(),
   policies: z.array(NetworkPolicySchema).optional(),

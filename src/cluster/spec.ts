@@ -179,6 +179,13 @@ export interface BgpPeerSpec {
   asNumber?: number;
 }
 
+/** Calico's IPPool (projectcalico.org/v3) of the cluster's pod network: what the model takes of it */
+export interface IpPoolSpec {
+  name: string;
+  /** masquerade what a pod sends out of every pool (felix's cali-nat-outgoing); Calico's default pool has it on */
+  natOutgoing: boolean;
+}
+
 export interface ClusterSpec {
   name: string;
   cni: CniMode;
@@ -201,6 +208,8 @@ export interface ClusterSpec {
   bgpConfiguration?: BgpConfigurationSpec;
   /** Calico's BGPPeer objects */
   bgpPeers?: BgpPeerSpec[];
+  /** Calico's IPPool (default: Calico's default-ipv4-ippool, natOutgoing on) */
+  ipPool?: IpPoolSpec;
   /** Commands applied after the CNI programmed the nodes, e.g. "node1: ip route del 10.244.1.0/24" */
   run: string[];
   /** Kubernetes namespaces with labels; namespaces pods name but that are not listed here exist unlabelled */

@@ -24,9 +24,17 @@ import { clonePlain, parseRuleSpec, shellSplit, type Rule, type RuleOrigin } fro
 import { Sockets } from '../kernel/sockets.ts';
 import { Stack } from '../kernel/stack.ts';
 import { derivedMac, hash32, World } from '../kernel/world.ts';
-import { MODE_INFO, programMode } from './modes.ts';
+import { CALICO_VXLAN_DEVICE, MODE_INFO, programMode } from './modes.ts';
 import { compilePolicies, type NodePolicy, type PolicyRule } from './policy.ts';
-import { FELIX_MAX_IPSET_SIZE, felixFilter, felixMemo, type FelixFilter, type FelixIpset } from './felix.ts';
+import {
+  FELIX_MAX_IPSET_SIZE,
+  felixFilter,
+  felixMemo,
+  felixOtherTables,
+  type FelixFilter,
+  type FelixIpset,
+  type FelixOtherTables,
+} from './felix.ts';
 import { ipsetCreate, ipsetLoad, type IpsetEntry } from '../kernel/ipset.ts';
 import { resolveServices, ServiceError, type ResolvedService } from '../proxy/services.ts';
 import { applySync, kubeProxySync } from '../proxy/kube-proxy.ts';
@@ -327,7 +335,7 @@ function ipsetEntries(s: FelixIpset): IpsetEntry[] {
       s,
       (e = s.members.map((m) => ({
         ip: ip4ToInt(m.ip),
-        cidr: 32,
+        cidr: m.cidr ?? 32,
         proto: m.proto === 'udp' ? 17 : m.proto ? 6 : 0,
         port: m.port ?? 0,
       }))),
@@ -335,10 +343,11 @@ function ipsetEntries(s: FelixIpset): IpsetEntry[] {
   return e;
 }
 
-function programFelix(w: World, ns: Netns, f: FelixFilter): void {
+function programFelix(w: World, ns: Netns, f: FelixFilter, other: FelixOtherTables): void {
   const nf = ns.netfilter;
-  // felix's `ipset restore` first (its IP set manager applies before the iptables tables that use them)
-  for (const s of f.ipsets) {
+  // felix's `ipset restore` first (its IP set manager applies before the iptables tables that use
+  // them); the masquerade manager's sets exist from felix's start
+  for (const s of [...other.ipsets, ...f.ipsets]) {
     ipsetCreate(nf, {
       name: s.name,
       type: s.type,
@@ -353,6 +362,12 @@ function programFelix(w: World, ns: Netns, f: FelixFilter): void {
   for (const { chain, rules } of f.insert)
     rules.forEach((r, i) => nf.insert('filter', chain, i, filterRule(r)));
   for (const r of f.append) nf.append('filter', 'FORWARD', filterRule(r));
+  for (const t of other.tables) {
+    for (const c of t.chains) nf.newChain(t.table, c.name);
+    for (const c of t.chains) for (const r of c.rules) nf.append(t.table, c.name, filterRule(r));
+    for (const { chain, rules } of t.insert)
+      rules.forEach((r, i) => nf.insert(t.table, chain, i, filterRule(r)));
+  }
 }
 
 /**
@@ -591,10 +606,28 @@ function build(spec: ClusterSpec, mode: CniMode, opts: BuildOptions): Cluster {
   // calico-node's felix, in every Calico mode laid out as Calico lays it out
   if (layout === 'calico') {
     const memo = felixMemo();
+    // the one pool: the cluster's pod network, natOutgoing as the IPPool says (Calico's default: on)
+    const pools = [{ cidr: clusterCidr, natOutgoing: spec.ipPool?.natOutgoing ?? true }];
     for (const n of nodes)
-      programFelix(world, world.ns(n.name), felixFilter(spec, pods, podsOf.get(n.name)!, memo));
+      programFelix(
+        world,
+        world.ns(n.name),
+        felixFilter(spec, pods, podsOf.get(n.name)!, memo),
+        felixOtherTables(pools, felixTunnels(cluster, n.name)),
+      );
   }
   return cluster;
+}
+
+/**
+ * The tunnel devices felix masquerades host traffic out of (StaticNATPostroutingChains): tunl0
+ * when a pool uses IPIP and the node has its IPIP tunnel address, vxlan.calico likewise for VXLAN
+ */
+function felixTunnels(c: Cluster, node: string): string[] {
+  if (!c.ipam?.tunnel.has(node)) return [];
+  if (c.mode === 'calico-ipip' || c.mode === 'calico-ipip-crosssubnet') return ['tunl0'];
+  if (c.mode === 'calico-vxlan' || c.mode === 'calico-vxlan-crosssubnet') return [CALICO_VXLAN_DEVICE];
+  return [];
 }
 
 /**

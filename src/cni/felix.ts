@@ -32,8 +32,9 @@
  * `cali40n:…` of (pod, protocol, port) matched by `dst,dst`. A set that selects no pod is
  * programmed empty and its rule matches nothing, as on a real node. An SCTP port programs no rule
  * (podwalk carries no SCTP). The IPIP/VXLAN host rules of cali-INPUT/cali-OUTPUT need the
- * cali40all-hosts-net set and are left out, as are felix's other global sets (all-ipam-pools,
- * masq-ipam-pools, this-host: no rule of podwalk's filter chains uses them).
+ * cali40all-hosts-net set and are left out, as is the this-host set (no rule of podwalk's filter
+ * chains uses them). The raw, mangle and nat tables, with the masquerade manager's
+ * all-ipam-pools and masq-ipam-pools sets, are felixOtherTables'.
  */
 import type {
   LabelSelectorSpec,
@@ -429,7 +430,8 @@ export interface FelixIpset {
   type: 'hash:net' | 'hash:ip,port';
   /** the selector (and named port) it stands for, as felix's calculation graph names it */
   selector: string;
-  members: { ip: string; proto?: 'tcp' | 'udp'; port?: number }[];
+  /** an address (a /32 unless `cidr` says otherwise: a pool's network), with protocol and port in a hash:ip,port set */
+  members: { ip: string; cidr?: number; proto?: 'tcp' | 'udp'; port?: number }[];
 }
 
 /** a selector's set (type NET: hash:net), members the pods it selects; its name */
@@ -468,7 +470,7 @@ function namedPortSet(
 
 /** a member as felix writes it into `ipset restore` (ip.CIDR and V4IPPort String()) */
 export function felixMember(m: FelixIpset['members'][number]): string {
-  return m.port === undefined ? `${m.ip}/32` : `${m.ip},${m.proto}:${m.port}`;
+  return m.port === undefined ? `${m.ip}/${m.cidr ?? 32}` : `${m.ip},${m.proto}:${m.port}`;
 }
 
 /** felix's `ipset restore` input for a fresh node (writeUpdates: create, the adds, then COMMIT) */
@@ -944,4 +946,218 @@ function felixAppend(): PolicyRule[] {
     { action: setMark(FELIX_MARK.accept), origin: felixOrigin('mark forwarded traffic') },
   ];
   return felixSpecs('FORWARD', rules, 'FORWARD*appends*');
+}
+
+/* ------------------------------------------------------------------ the raw, mangle and nat tables */
+
+/** an IP pool as felix's masquerade manager gets it (proto.IPAMPool: the CIDR, natOutgoing as Masquerade) */
+export interface FelixPool {
+  cidr: string;
+  natOutgoing: boolean;
+}
+
+/** felix's chains of one of the other tables, and its jumps inserted at the top of the builtins */
+export interface FelixTable {
+  table: 'raw' | 'mangle' | 'nat';
+  chains: { name: string; rules: PolicyRule[] }[];
+  insert: { chain: string; rules: PolicyRule[] }[];
+}
+
+/** What felix programs in a node's raw, mangle and nat tables, and the IP sets the nat rules use */
+export interface FelixOtherTables {
+  tables: FelixTable[];
+  ipsets: FelixIpset[];
+}
+
+/** the masquerade manager's sets (IPSetIDNATOutgoingAllPools, IPSetIDNATOutgoingMasqPools), type hash:net */
+export const FELIX_ALL_POOLS_SET = ipsetName('all-ipam-pools');
+export const FELIX_MASQ_POOLS_SET = ipsetName('masq-ipam-pools');
+
+const MASQ = '--jump MASQUERADE --random-fully';
+
+/** a table's chains (only those some rule refers to, Table.chainRefCounts) and the jumps into them */
+function felixTable(
+  table: FelixTable['table'],
+  chains: FelixChain[],
+  builtins: readonly string[],
+): FelixTable {
+  const insert = builtins.map((chain) => ({
+    chain,
+    rules: felixSpecs(chain, [{ ...jump(`cali-${chain}`), origin: felixOrigin(`jump to cali-${chain}`) }]),
+  }));
+  const referenced = new Set(builtins.map((b) => `cali-${b}`));
+  for (const c of chains) for (const r of c.rules) if (r.to) referenced.add(r.to);
+  return {
+    table,
+    chains: chains
+      .filter((c) => referenced.has(c.name))
+      .map((c) => ({ name: c.name, rules: felixSpecs(c.name, c.rules) })),
+    insert,
+  };
+}
+
+/**
+ * Felix's raw, mangle and nat tables on a node (felix v3.27.5, iptables mode, no host endpoints,
+ * no floating IPs, no WireGuard, no IPVS; setUpIptablesNormal and the managers that fill them):
+ *
+ * - raw (StaticRawTableChains): cali-PREROUTING clears felix's mark bits, marks a packet from a
+ *   `cali+` interface with scratch0, gives it cali-rpf-skip (the endpoint manager's, empty: no
+ *   workload allows spoofed sources) and drops it when `-m rpfilter --validmark --invert` (strict
+ *   reverse path: the route back to its source must leave by the interface it came in on); the
+ *   rest goes to the host endpoints' untracked dispatch (empty); the accept mark accepts.
+ *   cali-OUTPUT likewise for what the host sends.
+ * - mangle (StaticMangleTableChains): cali-PREROUTING accepts RELATED,ESTABLISHED and what the raw
+ *   table accepted, then the pre-DNAT host endpoint dispatch (empty); cali-POSTROUTING returns for
+ *   the accept mark (forwarded traffic: filter FORWARD's last rule set it), clears the marks and
+ *   sends DNATed host traffic to the host endpoints' egress dispatch (empty).
+ * - nat (StaticNATTableChains, NATOutgoingChain, the floating IP manager's empty cali-fip-dnat and
+ *   cali-fip-snat): cali-POSTROUTING → cali-fip-snat, cali-nat-outgoing, then per tunnel device
+ *   with an address (tunl0 with IPIP, vxlan.calico with VXLAN) a MASQUERADE of what leaves by it
+ *   from a local address that is not the device's own; cali-nat-outgoing masquerades a source in
+ *   a natOutgoing pool (cali40masq-ipam-pools) to a destination in no pool (cali40all-ipam-pools),
+ *   `--random-fully` as felix writes it when iptables ≥ 1.6.2 and the kernel ≥ 3.14.
+ *
+ * The two sets are the masquerade manager's: created at start, members the pools' CIDRs.
+ */
+export function felixOtherTables(pools: readonly FelixPool[], tunnels: readonly string[]): FelixOtherTables {
+  const o = felixOrigin;
+  const scratch0 = FELIX_MARK.scratch0;
+  const raw: FelixChain[] = [
+    {
+      name: 'cali-PREROUTING',
+      rules: [
+        { action: clearMark(ALL_MARKS), origin: o('clear the mark bits') },
+        { match: [inIface(IFACE)], action: setMark(scratch0), origin: o('mark what comes from a workload') },
+        {
+          match: [markSet(scratch0)],
+          ...jump('cali-rpf-skip'),
+          origin: o('workloads allowed to spoof their source'),
+        },
+        {
+          match: [markSet(scratch0), '-m rpfilter --invert --validmark'],
+          action: DROP,
+          origin: o('drop a workload packet that fails the reverse path check'),
+        },
+        {
+          match: [markClear(scratch0)],
+          ...jump('cali-from-host-endpoint'),
+          origin: o('untracked host endpoint policy'),
+        },
+        {
+          match: [markSet(FELIX_MARK.accept)],
+          action: ACCEPT,
+          origin: o('accepted by untracked policy'),
+        },
+      ],
+    },
+    { name: 'cali-rpf-skip', rules: [] },
+    {
+      name: 'cali-OUTPUT',
+      rules: [
+        { action: clearMark(ALL_MARKS), origin: o('clear the mark bits') },
+        { ...jump('cali-to-host-endpoint'), origin: o('untracked host endpoint policy') },
+        {
+          match: [markSet(FELIX_MARK.accept)],
+          action: ACCEPT,
+          origin: o('accepted by untracked policy'),
+        },
+      ],
+    },
+    { name: 'cali-from-host-endpoint', rules: [] },
+    { name: 'cali-to-host-endpoint', rules: [] },
+  ];
+  const hepAccepted = (action: string): FelixRule => ({
+    comments: ['Host endpoint policy accepted packet.'],
+    match: [markSet(FELIX_MARK.accept)],
+    action,
+    origin: o('host endpoint policy accepted'),
+  });
+  const mangle: FelixChain[] = [
+    {
+      name: 'cali-PREROUTING',
+      rules: [
+        { match: [ctState('RELATED,ESTABLISHED')], action: ACCEPT, origin: o('accept established') },
+        {
+          match: [markSet(FELIX_MARK.accept)],
+          action: ACCEPT,
+          origin: o('accepted in the raw table'),
+        },
+        { ...jump('cali-from-host-endpoint'), origin: o('pre-DNAT host endpoint policy') },
+        hepAccepted(ACCEPT),
+      ],
+    },
+    {
+      name: 'cali-POSTROUTING',
+      rules: [
+        { match: [markSet(FELIX_MARK.accept)], action: RETURN, origin: o('forwarded traffic') },
+        { action: clearMark(ALL_MARKS), origin: o('clear the mark bits') },
+        {
+          match: [ctState('DNAT')],
+          ...jump('cali-to-host-endpoint'),
+          origin: o('host endpoint policy of DNATed host traffic'),
+        },
+        hepAccepted(RETURN),
+      ],
+    },
+    { name: 'cali-from-host-endpoint', rules: [] },
+    { name: 'cali-to-host-endpoint', rules: [] },
+  ];
+  const masq = pools.some((p) => p.natOutgoing);
+  const nat: FelixChain[] = [
+    { name: 'cali-PREROUTING', rules: [{ ...jump('cali-fip-dnat'), origin: o('floating IPs') }] },
+    {
+      name: 'cali-POSTROUTING',
+      rules: [
+        { ...jump('cali-fip-snat'), origin: o('floating IPs') },
+        { ...jump('cali-nat-outgoing'), origin: o('natOutgoing') },
+        ...tunnels.map((dev): FelixRule => ({
+          match: [
+            outIface(dev),
+            '-m addrtype ! --src-type LOCAL --limit-iface-out',
+            '-m addrtype --src-type LOCAL',
+          ],
+          action: MASQ,
+          origin: o(`masquerade a host address that is not ${dev}'s`),
+        })),
+      ],
+    },
+    { name: 'cali-OUTPUT', rules: [{ ...jump('cali-fip-dnat'), origin: o('floating IPs') }] },
+    {
+      name: 'cali-nat-outgoing',
+      rules: masq
+        ? [
+            {
+              match: [
+                setMatch(FELIX_MASQ_POOLS_SET, 'src'),
+                `-m set ! --match-set ${FELIX_ALL_POOLS_SET} dst`,
+              ],
+              action: MASQ,
+              origin: o('natOutgoing: masquerade what leaves the pools'),
+            },
+          ]
+        : [],
+    },
+    { name: 'cali-fip-dnat', rules: [] },
+    { name: 'cali-fip-snat', rules: [] },
+  ];
+  const member = (p: FelixPool) => {
+    const [ip, len] = p.cidr.split('/');
+    return { ip, cidr: Number(len) };
+  };
+  return {
+    tables: [
+      felixTable('raw', raw, ['PREROUTING', 'OUTPUT']),
+      felixTable('mangle', mangle, ['PREROUTING', 'POSTROUTING']),
+      felixTable('nat', nat, ['PREROUTING', 'POSTROUTING', 'OUTPUT']),
+    ],
+    ipsets: [
+      { name: FELIX_ALL_POOLS_SET, type: 'hash:net', selector: 'all-ipam-pools', members: pools.map(member) },
+      {
+        name: FELIX_MASQ_POOLS_SET,
+        type: 'hash:net',
+        selector: 'masq-ipam-pools',
+        members: pools.filter((p) => p.natOutgoing).map(member),
+      },
+    ],
+  };
 }

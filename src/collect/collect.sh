@@ -173,6 +173,8 @@ save "$dir/fdb.json" bridge -j fdb show
 save "$dir/bridge-link.json" bridge -j link show
 save "$dir/nsid.json" ip -j netns list-id
 save "$dir/sysctl.txt" sysctls
+# the IP sets first: rules of iptables-save name them (the cali40 sets of felix)
+if have ipset; then save "$dir/ipset-save.txt" ipset save; fi
 if have iptables-save; then
   save "$dir/iptables-save.txt" iptables-save -c
 else

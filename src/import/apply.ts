@@ -28,6 +28,7 @@ import {
 import { NUD_STATES, type Link, type Netns, type NudState } from '../kernel/objects.ts';
 import { bridge } from '../tools/bridge.ts';
 import { iptablesRestore } from '../tools/iptables-restore.ts';
+import { ipsetRestore } from '../tools/ipset.ts';
 import { NSTAT_COUNTERS } from '../tools/nstat.ts';
 import type { FdbDump } from './parse.ts';
 import type { ImportPlan, ImportWarning, PlanLink, PlanNs, PlanRoute } from './plan.ts';
@@ -372,6 +373,18 @@ export function applyPlan(plan: ImportPlan, c: Cluster, warn: (w: ImportWarning)
         }),
       );
     }
+  }
+
+  /* IP sets, through ipset restore (before the rules that name them) */
+  for (const p of plan.namespaces) {
+    if (!p.ipsets) continue;
+    const r = ipsetRestore({ cluster: c, netns: nsOf.get(p.name)! }, p.ipsets);
+    if (r.code !== 0)
+      warn({
+        netns: p.name,
+        subject: `ipset restore of the dumped sets failed: ${r.stderr.trim()}`,
+        effect: 'the sets up to the failing line are imported; a rule naming a missing set is left out',
+      });
   }
 
   /* iptables, through iptables-restore; rules the model cannot evaluate are reported and left out */

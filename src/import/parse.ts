@@ -263,6 +263,8 @@ export interface NsDump {
   bridgeLinks: BridgeLinkDump[];
   /** "net/ipv4/conf/eth0/rp_filter" → "0" */
   sysctls: Map<string, string>;
+  /** `ipset save` (the sets iptables-save's rules name) */
+  ipsetSave?: string;
   iptablesSave?: string;
   iptablesLegacySave?: string;
   /** the collector found legacy tables but no iptables-legacy-save */
@@ -413,6 +415,7 @@ export function parseNamespace(files: DumpFiles, dir: string, errs: readonly str
     fdb: jsonArray(at('fdb.json'), need('fdb.json'), fdbSchema),
     bridgeLinks: jsonArray(at('bridge-link.json'), need('bridge-link.json'), bridgeLinkSchema),
     sysctls: parseSysctls(at('sysctl.txt'), need('sysctl.txt')),
+    ipsetSave: optional('ipset-save.txt', (_f, t) => t),
     iptablesSave: optional('iptables-save.txt', (_f, t) => t),
     iptablesLegacySave: optional('iptables-legacy-save.txt', (_f, t) => t),
     legacyMissing: read('iptables-legacy-save.txt.missing')?.trim(),

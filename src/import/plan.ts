@@ -106,6 +106,8 @@ export interface PlanNs {
   neighs: PlanNeigh[];
   /** bridge -j fdb rows as dumped (undefined: keep what the links bring) */
   fdb?: FdbDump[];
+  /** `ipset save` text of the namespace's IP sets (restored before the tables that name them) */
+  ipsets?: string;
   /** iptables-save text of the tables the model evaluates */
   iptables?: string;
   listeners: Listener[];
@@ -833,6 +835,7 @@ function planNamespace(
     localRoutes,
     neighs,
     fdb: d.fdb.filter((r) => created.has(r.ifname)),
+    ...(d.ipsetSave?.trim() ? { ipsets: d.ipsetSave } : {}),
     iptables: planIptables(d, name, c),
     listeners: d.listeners ?? [],
     nstat: d.nstat,

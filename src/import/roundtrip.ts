@@ -24,6 +24,7 @@ export const DUMPED_COMMANDS: readonly { file: string; command: string }[] = [
   { file: 'neigh.json', command: 'ip -j neigh show' },
   { file: 'fdb.json', command: 'bridge -j fdb show' },
   { file: 'bridge-link.json', command: 'bridge -j link show' },
+  { file: 'ipset-save.txt', command: 'ipset save' },
   { file: 'iptables-save.txt', command: 'iptables-save -c' },
 ];
 

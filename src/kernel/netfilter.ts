@@ -332,7 +332,10 @@ export class Netfilter {
     const limits: { why: string; table?: readonly TableName[]; hooks: readonly Hook[] }[] = [];
     const collect = (r: Rule, seen: Set<string>) => {
       for (const m of r.matches)
-        if (m.kind === 'addrtype' && (m.limitIn || m.limitOut))
+        // xt_rpfilter: .hooks PREROUTING, rpfilter_check: the raw or mangle table
+        if (m.kind === 'rpfilter')
+          limits.push({ why: 'rpfilter', table: ['raw', 'mangle'], hooks: ['PREROUTING'] });
+        else if (m.kind === 'addrtype' && (m.limitIn || m.limitOut))
           limits.push({
             why: `addrtype --limit-iface-${m.limitIn ? 'in' : 'out'}`,
             hooks: m.limitIn ? ['PREROUTING', 'INPUT', 'FORWARD'] : ['FORWARD', 'OUTPUT', 'POSTROUTING'],

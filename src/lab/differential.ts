@@ -68,9 +68,9 @@ export function forceEndpoint(c: Cluster, req: WalkRequest): void {
 }
 
 /**
- * kube-proxy's `MASQUERADE --random-fully` takes a random source port (get_random_u16 in
- * nf_nat_l4proto_unique_tuple): no seed makes the kernel's choice the model's. Both sides of a
- * Service scenario run the rule without the flag, so the kernel keeps the source port where the
+ * kube-proxy's and felix's `MASQUERADE --random-fully` take a random source port (get_random_u16 in
+ * nf_nat_l4proto_unique_tuple): no seed makes the kernel's choice the model's. Both sides of every
+ * scenario run the rules without the flag, so the kernel keeps the source port where the
  * tuple is free, and the model must do the same: the packets are then comparable byte for byte.
  */
 export function keepSourcePorts(c: Cluster): void {
@@ -151,7 +151,10 @@ export async function runScenario(
   const base = buildCluster(s.spec, s.mode);
   forceEndpoint(base, s.flow);
   const sim: Cluster = buildCluster(s.spec, s.mode);
-  if (s.spec.services) for (const c of [base, sim]) keepSourcePorts(c);
+  // the Services' MASQUERADE --random-fully, and felix's in cali-nat-outgoing (a pod's packet to
+  // any address outside the pool: an outside host, and another node's address too)
+  for (const c of [base, sim]) keepSourcePorts(c);
+  const masq = !!s.spec.services || s.faultKind === 'nat-outgoing';
   const fault = faultOf(s, sim);
   const onImported = applyFault(sim, fault);
   const birdFault = !!fault?.command.startsWith('birdc ');
@@ -206,7 +209,7 @@ export async function runScenario(
       'ip neigh',
       'bridge fdb show',
       ...(trace.retransmitted ? [] : [NSTAT_COMMAND]),
-      ...(s.spec.services ? ['conntrack -L'] : []),
+      ...(masq ? ['conntrack -L'] : []),
     ];
     const [tables, itables] = await stateDiffs(state, imported ? [sim, imported] : [sim], commands);
     const simOk = simOutcome(trace.sim);

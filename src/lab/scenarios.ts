@@ -16,6 +16,12 @@
  * neigh-del) are on vxlan.calico. Seeds CVXCS_SEED_BASE + K are seed K's in calico-vxlan-crosssubnet
  * (felix's no-encap routes inside a subnet, vxlan.calico across). LAB_MODES stays as it was, so
  * every other seed keeps its scenario (the Service scenarios cycle through it too).
+ *
+ * Seeds OUT_SEED_BASE + K are flows from a pod to a host outside the cluster (an external host on
+ * the underlay, `outside`): the CNI's masquerade of what leaves the pod network (felix's
+ * cali-nat-outgoing with the IPPool's natOutgoing) on both sides, or with natOutgoing off the pod's
+ * own address, which the outside host answers through its default route (the router, which knows
+ * no pod network).
  */
 import type { ClusterSpec, CniMode } from '../cluster/spec.ts';
 import type { Cluster } from '../cni/build.ts';
@@ -51,8 +57,11 @@ export const FAULT_KINDS = [
 ] as const;
 /** the NAT scenarios' rules, chosen by seed (above NAT_SEED_BASE), never drawn as a fault */
 export const NAT_KINDS = ['masquerade', 'dnat-vip', 'dnat-nodeport'] as const;
+/** the scenarios to a host outside the cluster (seeds above OUT_SEED_BASE): natOutgoing on or off */
+export const OUT_KINDS = ['nat-outgoing', 'nat-outgoing-off'] as const;
+export type OutKind = (typeof OUT_KINDS)[number];
 export type FaultKind =
-  (typeof FAULT_KINDS)[number] | (typeof NAT_KINDS)[number] | SvcKind | ExtKind | MoreKind;
+  (typeof FAULT_KINDS)[number] | (typeof NAT_KINDS)[number] | SvcKind | ExtKind | MoreKind | OutKind;
 
 /** seeds NAT_SEED_BASE + 1 … are NAT scenarios */
 export const NAT_SEED_BASE = 1000;
@@ -60,6 +69,10 @@ export const NAT_SEED_BASE = 1000;
 export const CVX_SEED_BASE = 3000;
 /** seeds CVXCS_SEED_BASE + K: seed K's scenario in calico-vxlan-crosssubnet */
 export const CVXCS_SEED_BASE = 5000;
+/** seeds OUT_SEED_BASE + 1 …: a pod to a host outside the cluster */
+export const OUT_SEED_BASE = 7000;
+/** the modes the outside scenarios cycle through (natOutgoing on), then natOutgoing off in calico-bgp */
+const OUT_MODES: readonly CniMode[] = ['calico-bgp', 'calico-vxlan', 'calico-vxlan-crosssubnet'];
 /** the service-like address of the dnat-vip scenarios, and the ports */
 const VIP = '10.96.0.10';
 const VIP_PORT = 80;
@@ -88,6 +101,7 @@ export interface Scenario {
 }
 
 export function generateScenario(seed: number): Scenario {
+  if (seed > OUT_SEED_BASE) return outsideScenario(seed);
   if (seed > CVX_SEED_BASE && seed - CVX_SEED_BASE < SVC_SEED_BASE)
     return drawScenario(seed, seed - CVX_SEED_BASE, 'calico-vxlan');
   if (seed > CVXCS_SEED_BASE && seed - CVXCS_SEED_BASE < SVC_SEED_BASE)
@@ -209,11 +223,48 @@ function natScenario(
   return { seed, spec, mode, flow, faultKind, cross: true, title, natPod: dst.name, natTargetPort };
 }
 
+/** a pod on n1 or n2 to `outside` (192.168.1.100, tcp and udp 8080), the IPPool's natOutgoing per kind */
+function outsideScenario(seed: number): Scenario {
+  const rnd = seededRandom(seed);
+  const i = seed - OUT_SEED_BASE - 1;
+  const round = OUT_MODES.length + 1;
+  const kind: OutKind = i % round === OUT_MODES.length ? 'nat-outgoing-off' : 'nat-outgoing';
+  const mode = kind === 'nat-outgoing' ? OUT_MODES[i % round] : 'calico-bgp';
+  // an answer that dies at the router is not resent as a datagram: UDP there
+  const proto: 'tcp' | 'udp' = kind === 'nat-outgoing-off' ? 'udp' : rnd() < 0.5 ? 'tcp' : 'udp';
+  const from = rnd() < 0.5 ? 'p1a' : 'p2a';
+  const listen = [
+    { proto: 'tcp' as const, port: 8080 },
+    { proto: 'udp' as const, port: 8080 },
+  ];
+  const spec: ClusterSpec = {
+    name: `d${seed}`,
+    cni: mode,
+    mtu: 1500,
+    subnets: [{ name: 'lan0', cidr: '192.168.1.0/24', gateway: '192.168.1.1' }],
+    nodes: [1, 2].map((k) => ({
+      name: `n${k}`,
+      ip: `192.168.1.${9 + k}/24`,
+      podCIDR: `10.244.${k - 1}.0/24`,
+    })),
+    pods: ['p1a', 'p2a'].map((name) => ({ name, node: `n${name[1]}`, listen })),
+    externalHosts: [{ name: 'outside', ip: '192.168.1.100/24', listen, routes: [] }],
+    ipPool: { name: 'default-ipv4-ippool', natOutgoing: kind === 'nat-outgoing' },
+    bgp: [],
+    run: [],
+  };
+  const flow: WalkRequest = { from, to: 'outside', proto, port: 8080, df: false };
+  const title = `seed ${seed}: ${mode}, 2 nodes, 2 pods, external host outside; ${proto} ${from} → outside:8080 (natOutgoing ${kind === 'nat-outgoing' ? 'on' : 'off'}); kind: ${kind}`;
+  return { seed, spec, mode, flow, faultKind: kind, cross: true, title };
+}
+
 /** The scenario's fault as the real command (its values come from the model). */
 export function faultOf(s: Scenario, c: Cluster): Fault | undefined {
   const kind = s.faultKind;
   // a Service scenario has no fault: its kube-proxy rules are the cluster's own
   if (isSvcKind(kind)) return svcCommand(s, c);
+  // nor a flow to the outside host: the masquerade is the CNI's own
+  if ((OUT_KINDS as readonly string[]).includes(kind)) return undefined;
   const srcPod = c.pods.find((p) => p.name === s.flow.from)!;
   const dstPod = c.pods.find((p) => p.name === (s.natPod ?? s.flow.to))!;
   const srcNode = c.nodes.find((n) => n.name === srcPod.node)!;
@@ -221,6 +272,8 @@ export function faultOf(s: Scenario, c: Cluster): Fault | undefined {
   switch (kind) {
     case 'none':
     case 'no-listener':
+    case 'nat-outgoing':
+    case 'nat-outgoing-off':
       return undefined;
     case 'route-del': {
       // BIRD puts back a route deleted under it (its kernel scan, every 2 s): on a node of the

@@ -85,8 +85,10 @@ export const EXT_FIRST = SVC_SEED_BASE + 2 * SVC_KINDS.length + 1;
  * and its hand-written EndpointSlices (an endpoint in both slices, one not ready; the ready pod on
  * another node taken), sessionAffinity ClientIP (the endpoint's -m recent list checked before the
  * random choice and set by its DNAT rule), and a hand-written endpoint outside the cluster (the
- * external host's listener: the pod's datagram reaches it un-masqueraded, and the answer to a pod
- * address dies at the router, which knows no pod network)
+ * external host's listener: in a flannel mode the pod's datagram reaches it un-masqueraded (flannel's
+ * ip-masq is not modelled), and the answer to a pod address dies at the router, which knows no pod
+ * network; in Calico's layout felix's cali-nat-outgoing masquerades it to the node's address and the
+ * answer comes back)
  */
 export const MORE_KINDS = ['svc-manual', 'svc-affinity', 'svc-manual-external'] as const;
 export type MoreKind = (typeof MORE_KINDS)[number];

@@ -106,6 +106,11 @@ export interface MatchEnv {
   random(salt: string): number;
   /** inet_addr_type / inet_dev_addr_type in this namespace */
   addrType(addr: number, dev?: string): AddrType;
+  /**
+   * rpfilter_lookup_reverse: does the route back to `src` (fib_lookup ignoring link state) leave
+   * by `iif` (by any device when `loose`), a local source passing only with `acceptLocal`
+   */
+  rpfilter(src: number, iif: string, loose: boolean, acceptLocal: boolean): boolean;
   /** `-m recent` lists of this namespace */
   recent: Map<string, RecentEntry[]>;
   /** the namespace's IP sets by name */

@@ -10,7 +10,7 @@
  * The result is typed: what conntrack found, each table's traversal, each NAT set-up and packet
  * rewrite, and the verdict. The datapath (stack.ts) acts on it and records it.
  */
-import { ip4ToInt } from '../../wire/addr.ts';
+import { intToIp4, ip4ToInt } from '../../wire/addr.ts';
 import type { Ipv4Packet } from '../../wire/types.ts';
 import { quotedTuple, tupleOf, type CtResult, type Tuple } from '../conntrack.ts';
 import {
@@ -132,6 +132,10 @@ class HookRun implements MatchEnv {
 
   addrType(addr: number, dev?: string): AddrType {
     return inetAddrType(this.ns, addr, dev);
+  }
+
+  rpfilter(src: number, iif: string, loose: boolean, acceptLocal: boolean): boolean {
+    return rpfilterLookup(this.ns, src, iif, loose, acceptLocal);
   }
 
   /** the view of the last table, and what it was made from: the next table reuses it while the packet, its entry and tracking are the same */
@@ -300,6 +304,25 @@ export function inetAddrType(ns: Netns, addr: number, dev?: string): AddrType {
     if (a.len < 31 && addr === (ip | ~mask) >>> 0) return onDev ? 'BROADCAST' : 'UNICAST';
   }
   return 'UNICAST';
+}
+
+/**
+ * rpfilter_lookup_reverse: fib_lookup towards the source with FIB_LOOKUP_IGNORE_LINKSTATE (a
+ * route whose device is down is gone in the kernel, one without carrier is not); a local source is
+ * an RTN_LOCAL result, which passes only with --accept-local and the address on the ingress device
+ */
+export function rpfilterLookup(
+  ns: Netns,
+  src: number,
+  iif: string,
+  loose: boolean,
+  acceptLocal: boolean,
+): boolean {
+  const local = ns.localAddress(intToIp4(src));
+  if (local) return acceptLocal && (local.name === iif || loose);
+  const r = ns.fib.lookup(src, (x) => x.type !== 'unicast' || (!!x.dev && !!ns.link(x.dev)?.up));
+  if (!r || r.type !== 'unicast') return false;
+  return r.dev === iif || loose;
 }
 
 /** inet_select_addr(dev, dst, RT_SCOPE_UNIVERSE): a primary global address of dev in dst's subnet, its first, else any device's */

@@ -1,7 +1,7 @@
 /**
  * The match extensions podwalk models, one registry: each parses its options the way iptables
  * 1.8.9's extension does (libxt_tcp/udp, libipt_icmp, libxt_conntrack, state, comment, mark,
- * statistic, multiport, addrtype, recent), prints itself as iptables-save and `iptables -L` do,
+ * statistic, multiport, addrtype, recent, set, rpfilter), prints itself as iptables-save and `iptables -L` do,
  * and tests a packet the way the kernel's xt_* match does.
  */
 import { intToIp4, ip4ToInt } from '../../wire/addr.ts';
@@ -36,6 +36,7 @@ import {
   type Net,
   type PortRange,
   type RecentMatch,
+  type RpfilterMatch,
   type SetMatch,
   type StateMatch,
   type StatisticMatch,
@@ -794,6 +795,55 @@ const set: MatchExtension<SetMatch> = {
   },
 };
 
+/* ------------------------------------------------------------ rpfilter */
+
+/** libxt_rpfilter's flags in the order it prints them */
+const RPF_FLAGS = [
+  ['loose', 'loose'],
+  ['validmark', 'validmark'],
+  ['accept-local', 'acceptLocal'],
+  ['invert', 'invert'],
+] as const;
+
+/** ipv4_is_lbcast, ipv4_is_local_multicast (224.0.0.0/24) */
+const isLbcast = (a: number) => a === 0xffffffff;
+const isLocalMulticast = (a: number) => a >>> 8 === 0xe00000;
+
+/**
+ * xt_rpfilter (IPv4): a reverse route lookup of the source (rpfilter_mt): a packet in on the
+ * loopback device passes, as does a DHCP-like 0.0.0.0 source to a broadcast or local multicast
+ * address; otherwise the route to the source must be unicast (local only with --accept-local) and
+ * leave by the ingress device (any device with --loose). --invert matches the failures.
+ */
+const rpfilter: MatchExtension<RpfilterMatch> = {
+  name: 'rpfilter',
+  options: {
+    loose: opt('loose', false),
+    validmark: opt('validmark', false),
+    'accept-local': opt('accept-local', false),
+    invert: opt('invert', false),
+  },
+  init: () => ({ kind: 'rpfilter', loose: false, validmark: false, acceptLocal: false, invert: false }),
+  parse(m, o) {
+    const f = RPF_FLAGS.find(([name]) => name === o);
+    if (f) m[f[1]] = true;
+  },
+  save: (m) =>
+    RPF_FLAGS.filter(([, k]) => m[k])
+      .map(([name]) => ` --${name}`)
+      .join(''),
+  print: (m) =>
+    ' rpfilter' +
+    RPF_FLAGS.filter(([, k]) => m[k])
+      .map(([name]) => ` ${name}`)
+      .join(''),
+  test(m, p, env) {
+    if (p.in === 'lo') return !m.invert;
+    if (p.src === 0 && (isLbcast(p.dst) || isLocalMulticast(p.dst))) return !m.invert;
+    return env.rpfilter(p.src, p.in ?? '', m.loose, m.acceptLocal) !== m.invert;
+  },
+};
+
 /* ------------------------------------------------------------ the registry */
 
 export const MATCHES: { readonly [K in MatchKind]: MatchExtension<Match & { kind: K }> } = {
@@ -809,6 +859,7 @@ export const MATCHES: { readonly [K in MatchKind]: MatchExtension<Match & { kind
   addrtype,
   recent,
   set,
+  rpfilter,
 };
 
 /** the extension of a match record */

@@ -141,6 +141,19 @@ export interface SetMatch {
   neg: boolean;
 }
 
+/** xt_rpfilter_info (`-m rpfilter`): its flags */
+export interface RpfilterMatch {
+  kind: 'rpfilter';
+  /** XT_RPFILTER_LOOSE: any route back will do, not only one out of the ingress device */
+  loose: boolean;
+  /** XT_RPFILTER_VALID_MARK: the reverse lookup carries the packet's mark */
+  validmark: boolean;
+  /** XT_RPFILTER_ACCEPT_LOCAL: a source that is a local address passes */
+  acceptLocal: boolean;
+  /** XT_RPFILTER_INVERT: match when the check fails */
+  invert: boolean;
+}
+
 export type Match =
   | TcpUdpMatch
   | IcmpMatch
@@ -152,7 +165,8 @@ export type Match =
   | MultiportMatch
   | AddrtypeMatch
   | RecentMatch
-  | SetMatch;
+  | SetMatch
+  | RpfilterMatch;
 export type MatchKind = Match['kind'];
 
 /* ------------------------------------------------------------ targets (-j NAME) */
