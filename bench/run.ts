@@ -1098,16 +1098,22 @@ ${kernelTable(kernel)}
 
 ${notes.join('\n')}
 `;
-  // the A/B sections (bench/ab.ts, run by hand against another tree) are kept as they are
+  // the sections measured by hand on branches (dated, between the introduction and "## Machine")
+  // and the A/B sections (bench/ab.ts, run by hand against another tree) are kept as they are
   let kept = '';
+  let byHand = '';
   try {
     const old = readFileSync(OUT, 'utf8');
     const at = old.indexOf('\n## CPU time A/B');
     if (at >= 0) kept = old.slice(at);
+    const from = old.search(/\n## \d{4}-\d{2}-\d{2} /);
+    const to = old.indexOf('\n## Machine');
+    if (from >= 0 && to > from) byHand = old.slice(from + 1, to + 1);
   } catch {
     kept = '';
   }
-  writeFileSync(OUT, md + kept);
+  const machineAt = md.indexOf('## Machine');
+  writeFileSync(OUT, md.slice(0, machineAt) + byHand + md.slice(machineAt) + kept);
   process.stdout.write(md);
   process.stderr.write(`wrote ${OUT} in ${fmt(runSeconds, 1)} s\n`);
 }
