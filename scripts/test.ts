@@ -37,7 +37,7 @@ const files = given.length
 
 const isDiff = (f: string) => f.endsWith('lab-diff.test.ts');
 const isLab = (f: string) => /\blabUnavailable\(/.test(readFileSync(join(ROOT, f), 'utf8'));
-const lanes = serial
+const lanes: Lane[] = serial
   ? [{ name: 'all', files }]
   : [
       { name: 'diff', files: files.filter((f) => isLab(f) && isDiff(f)) },
@@ -50,11 +50,16 @@ const reporter = process.stdout.isTTY ? ['--test-reporter=spec'] : [];
 
 const children: ReturnType<typeof spawn>[] = [];
 
-function runLane(lane: {
+const FAILURE_LINES = 60;
+
+interface Lane {
   name: string;
   files: string[];
   concurrency?: number;
-}): Promise<{ code: number; seconds: number }> {
+  failures?: string[][];
+}
+
+function runLane(lane: Lane): Promise<{ code: number; seconds: number }> {
   const started = performance.now();
   const concurrency = lane.concurrency ? [`--test-concurrency=${lane.concurrency}`] : [];
   const child = spawn(
@@ -68,6 +73,22 @@ function runLane(lane: {
   );
   children.push(child);
   const prefix = lanes.length > 1 ? `${lane.name.padEnd(width)} | ` : '';
+  const failures: string[][] = [];
+  let failing: { indent: string; lines: string[] } | null = null;
+  // a failing test's TAP block, from `not ok` to its closing `...`, kept for the summary at the
+  // end: in a CI log that shows only the tail, the lanes' thousands of passing lines hide it
+  const watch = (line: string) => {
+    // eslint-disable-next-line no-control-regex -- the spec reporter's colours
+    const plain = line.replace(/\x1b\[[0-9;]*m/g, '');
+    if (failing) {
+      if (failing.lines.length < FAILURE_LINES) failing.lines.push(plain);
+      if (plain === `${failing.indent}  ...`) failing = null;
+      return;
+    }
+    const m = /^(\s*)not ok \d+ - /.exec(plain);
+    if (m) failures.push((failing = { indent: m[1], lines: [plain] }).lines);
+  };
+  lane.failures = failures;
   for (const [from, to] of [
     [child.stdout, process.stdout],
     [child.stderr, process.stderr],
@@ -76,6 +97,7 @@ function runLane(lane: {
     from.on('data', (d: Buffer) => {
       const lines = (rest + d.toString('utf8')).split('\n');
       rest = lines.pop()!;
+      if (from === child.stdout) lines.forEach(watch);
       if (lines.length) to.write(lines.map((l) => prefix + l + '\n').join(''));
     });
     from.on('end', () => rest && to.write(prefix + rest + '\n'));
@@ -93,6 +115,11 @@ process.on('SIGTERM', () => children.forEach((c) => c.kill('SIGTERM')));
 process.on('SIGINT', () => {});
 
 const results = await Promise.all(lanes.map(runLane));
+for (const lane of lanes) {
+  for (const block of lane.failures ?? []) {
+    process.stdout.write(`FAILED in the ${lane.name} lane:\n${block.map((l) => `  ${l}\n`).join('')}`);
+  }
+}
 for (const [i, lane] of lanes.entries()) {
   const r = results[i];
   process.stdout.write(
