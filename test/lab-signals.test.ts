@@ -16,6 +16,7 @@ import {
   mkdirSync,
   mkdtempSync,
   readdirSync,
+  readlinkSync,
   readFileSync,
   rmSync,
   writeFileSync,
@@ -148,7 +149,17 @@ function assertGone(name: string, pids: number[], tmpBefore: string[]): void {
   const prefix = `pw-${name.toLowerCase()}-`;
   assert.deepEqual(namespaces(prefix), [], 'namespaces left');
   const alive = pids.filter(processRuns);
-  assert.deepEqual(alive, [], 'processes left');
+  const what = (pid: number) => {
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim();
+      const net = readlinkSync(`/proc/${pid}/ns/net`);
+      const ppid = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ')[1];
+      return `${pid} (parent ${ppid}, ${net}): ${cmd}`;
+    } catch {
+      return `${pid}: gone`;
+    }
+  };
+  assert.deepEqual(alive, [], `processes left:\n${alive.map(what).join('\n')}`);
   for (const f of [`${name}.json`, `${name}.json.tmp`, `${name}.lock`, `${name}.d`].map(
     (f) => `${STATE_DIR}/pw-${f.toLowerCase()}`,
   ))

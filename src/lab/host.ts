@@ -553,15 +553,35 @@ function pidsIn(names: readonly string[]): number[] {
   return pids;
 }
 
+/**
+ * kill(2) returns before its target has died: a process SIGKILLed in the middle of a system call
+ * that does not sleep interruptibly (a capture closing its packet sockets, a client in the
+ * namespace's teardown) runs on until that call returns. Wait, a few milliseconds at a time and
+ * for at most 10 s, until each is gone or a zombie, so that whoever called lab down finds nothing
+ * of the lab running when it returns. (Measured: lab-signals' SIGKILL of lab trace left a
+ * process that was gone a moment after lab down returned, 3 of 3 runs on a loaded machine.)
+ */
+function awaitExit(pids: readonly number[]): void {
+  const nap = new Int32Array(new SharedArrayBuffer(4));
+  const until = Date.now() + 10_000;
+  let left = pids.filter(processRuns);
+  while (left.length && Date.now() < until) {
+    Atomics.wait(nap, 0, 0, 5);
+    left = left.filter(processRuns);
+  }
+}
+
 function removeNamespaces(names: readonly string[]): void {
   if (!names.length) return;
   // processes we started (listeners, captures, clients) live in the namespace: end them first
-  for (const pid of pidsIn(names))
+  const killed = pidsIn(names);
+  for (const pid of killed)
     try {
       process.kill(pid, 'SIGKILL');
     } catch {
       // gone already
     }
+  awaitExit(killed);
   const r = run(['ip', '-force', '-batch', '-'], names.map((n) => `netns del ${n}`).join('\n') + '\n');
   // -force goes on after a failure; whatever is left is tried once more, one by one
   if (r.code !== 0) {
