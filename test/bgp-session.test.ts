@@ -129,11 +129,74 @@ test("a peer's BIRD killed (pkill -9 bird): its FIN and no NOTIFICATION, so its 
     assert.doesNotMatch(ip(c, n, 'ip route'), /^10\.244\.2\.0\/26/m, `${n}: the restart timer expired`);
   assert.match(ip(c, 'node1', 'ip route'), /^10\.244\.1\.0\/26 via 192\.168\.1\.11 /m);
   // bad input: one line, exit 2
-  for (const cmd of ['pkill bird', 'pkill -9 sshd', 'pkill -9'])
+  for (const cmd of ['pkill -HUP bird', 'pkill -9 sshd', 'pkill -9'])
     assert.equal(runCommand(c, 'node1', cmd).code, 2, cmd);
   assert.match(
-    runCommand(c, 'node1', 'pkill bird').stderr,
-    /^podwalk: pkill: signal TERM: only SIGKILL is emulated/,
+    runCommand(c, 'node1', 'pkill -HUP bird').stderr,
+    /^podwalk: pkill: signal HUP: emulated are SIGKILL .* and SIGTERM /,
+  );
+});
+
+for (const how of ['birdc down', 'pkill bird', 'pkill -TERM bird'])
+  test(`a peer's BIRD shut down (${how}): a Cease on each session, so its peers flush its block at once and show why; its own kernel keeps its routes (persist)`, () => {
+    const c = prepareCluster(seedCluster(), 'calico-bgp');
+    const node3Before = ip(c, 'node3', 'ip route');
+    const r = runCommand(c, 'node3', how);
+    assert.deepEqual(
+      r,
+      how === 'birdc down'
+        ? { stdout: 'BIRD 2.0.12 ready.\nShutdown requested\n', stderr: '', code: 0 }
+        : { stdout: '', stderr: '', code: 0 },
+    );
+    // before any time passes: the NOTIFICATIONs were read as the command ran
+    for (const n of ['node1', 'node2']) {
+      assert.deepEqual(state(c, n, 'node3').lastError, { code: 6, subcode: 2, sent: false }, n);
+      assert.doesNotMatch(ip(c, n, 'ip route'), /^10\.244\.2\.0\/26/m, n);
+      // the lower addresses are passive toward node3: they wait, with the Cease as the last error
+      assert.match(
+        ip(c, n, 'birdc show protocols'),
+        /^Mesh_192_168_1_12 BGP +--- +start +[\d:.]+ +Passive +Received: Administrative shutdown$/m,
+      );
+    }
+    assert.equal(ip(c, 'node3', 'ip route'), node3Before);
+    assert.deepEqual(runCommand(c, 'node3', 'birdc show protocols'), {
+      stdout: '',
+      stderr: 'Unable to connect to server control socket (/run/bird/bird.ctl): No such file or directory\n',
+      code: 1,
+    });
+    assert.doesNotMatch(ip(c, 'node3', 'ss -tan'), /^LISTEN .*:179 /m);
+    assert.match(ip(c, 'node3', 'calicoctl node status'), /The BGP backend process \(BIRD\) is not running/);
+    assert.equal(runCommand(c, 'node3', 'pkill bird').code, 1, 'no BIRD left');
+    runUntil(c, c.world.now + 200 * SEC);
+    assert.match(
+      ip(c, 'node1', 'birdc show protocols'),
+      /^Mesh_192_168_1_12 BGP +--- +start +[\d:.]+ +Passive +Received: Administrative shutdown$/m,
+    );
+  });
+
+test("a peer's BIRD restarting gracefully (birdc graceful restart): no NOTIFICATION, so its peers keep its block as stale for its restart time", () => {
+  const c = prepareCluster(seedCluster(), 'calico-bgp');
+  assert.deepEqual(runCommand(c, 'node3', 'birdc graceful restart'), {
+    stdout: 'BIRD 2.0.12 ready.\nGraceful restart requested\n',
+    stderr: '',
+    code: 0,
+  });
+  const t0 = c.world.now;
+  for (const n of ['node1', 'node2']) {
+    assert.equal(state(c, n, 'node3').lastError, undefined, n);
+    assert.match(ip(c, n, 'ip route'), /^10\.244\.2\.0\/26 via 192\.168\.1\.12 /m, n);
+    assert.match(
+      ip(c, n, 'birdc show protocols'),
+      /^Mesh_192_168_1_12 BGP +--- +start +[\d:.]+ +Passive +Socket: Connection closed$/m,
+    );
+  }
+  runUntil(c, t0 + 119 * SEC);
+  assert.match(ip(c, 'node1', 'ip route'), /^10\.244\.2\.0\/26 /m, 'still within the restart time');
+  runUntil(c, t0 + 121 * SEC);
+  assert.doesNotMatch(ip(c, 'node1', 'ip route'), /^10\.244\.2\.0\/26/m, 'the restart timer expired');
+  assert.match(
+    runCommand(c, 'node3', 'birdc show route').stderr,
+    /^Unable to connect to server control socket \(\/run\/bird\/bird\.ctl\): No such file or directory$/m,
   );
 });
 

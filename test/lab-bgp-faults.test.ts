@@ -19,6 +19,11 @@
  * the model). A hold-timer fault (eth0 down) would need 240 s on both sides, which Calico's
  * template does not shorten: not run here.
  *
+ * A BIRD shut down (`birdc down`, SIGTERM): a NOTIFICATION Cease (administrative shutdown) on each
+ * session, so the peers flush its routes at once (no RFC 8538 graceful restart in BIRD 2.0) and
+ * show the Cease as the last error; its kernel keeps its routes (Calico's `persist`) and its
+ * control socket is gone. `birdc graceful restart`: no NOTIFICATION, the peers keep its routes.
+ *
  * Needs root, namespaces and bird2; run it alone:
  * flock /tmp/podwalk-lab.lock node --import tsx --test test/lab-bgp-faults.test.ts
  */
@@ -171,6 +176,76 @@ test(
         );
       }
       console.log(`# settled: a mesh node's BIRD killed ${took} ms`);
+    });
+  },
+);
+
+/** `birdc CMD` that ends the node's BIRD, on the model and on the real one: the same reply */
+function birdcEnds(c: Cluster, st: LabState, node: string, cmd: string): void {
+  const ctl = st.birds!.find((x) => x.netns === node)!.ctl;
+  const sim = runCommand(c, node, `birdc ${cmd}`);
+  const real = labExec(st, node, ['birdc', '-s', ctl, ...cmd.split(' ')]);
+  assert.deepEqual(
+    sim,
+    { stdout: real.stdout, stderr: real.stderr, code: real.code },
+    `${node}: birdc ${cmd}`,
+  );
+  runUntil(c, c.world.now + 10 * SEC);
+  runUntil(c, c.world.now + SEC, () => c.sockets.stack.queue.peek() === undefined);
+}
+
+test(
+  'a mesh node’s BIRD shut down on real BIRD (birdc down: a Cease on each session): the survivors flush its block at once, its own kernel keeps its routes (persist), its birdc finds no socket',
+  { skip, timeout: 120_000 },
+  async () => {
+    const c = model(MESH_CLUSTER, 'pwmeshd');
+    await inLab(c, async (st) => {
+      birdcEnds(c, st, 'node3', 'down');
+      const took = await birdLabSettles(c, st, { birds: ['node1', 'node2'] });
+      deadBirdc(c, st, 'node3');
+      for (const n of ['node1', 'node2'])
+        assert.ok(!birdRoutes(c, n).includes('10.244.2.0/26 via 192.168.1.1'), n);
+      assert.deepEqual(birdRoutes(c, 'node3'), [
+        '10.244.0.0/26 via 192.168.2.1',
+        '10.244.1.0/26 via 192.168.2.1',
+      ]);
+      console.log(`# settled: a mesh node's BIRD shut down ${took} ms`);
+    });
+  },
+);
+
+test(
+  'a mesh node’s BIRD restarting gracefully on real BIRD (birdc graceful restart: no NOTIFICATION): the survivors keep its block as stale',
+  { skip, timeout: 120_000 },
+  async () => {
+    const c = model(MESH_CLUSTER, 'pwmeshg');
+    await inLab(c, async (st) => {
+      birdcEnds(c, st, 'node3', 'graceful restart');
+      const took = await birdLabSettles(c, st, { birds: ['node1', 'node2'] });
+      deadBirdc(c, st, 'node3');
+      for (const n of ['node1', 'node2'])
+        assert.ok(birdRoutes(c, n).includes('10.244.2.0/26 via 192.168.1.1'), n);
+      console.log(`# settled: a mesh node's BIRD restarting gracefully ${took} ms`);
+    });
+  },
+);
+
+test(
+  'a reflector’s BIRD stopped by SIGTERM on real BIRD (pkill bird: its own shutdown, a Cease on each session): the clients keep every route through the other reflector',
+  { skip, timeout: 120_000 },
+  async () => {
+    const c = rrModel('pwrrt');
+    await inLab(c, async (st) => {
+      const b = st.birds!.find((x) => x.netns === 'node1')!;
+      assert.deepEqual(runCommand(c, 'node1', 'pkill bird'), { stdout: '', stderr: '', code: 0 });
+      process.kill(b.pid, 'SIGTERM');
+      runUntil(c, c.world.now + 10 * SEC);
+      runUntil(c, c.world.now + SEC, () => c.sockets.stack.queue.peek() === undefined);
+      const took = await birdLabSettles(c, st, { birds: ['node2', 'node3', 'node4'] });
+      deadBirdc(c, st, 'node1');
+      assert.deepEqual(birdRoutes(c, 'node3'), ['10.244.3.0/26 via 192.168.1.13']);
+      assert.deepEqual(birdRoutes(c, 'node4'), ['10.244.2.0/26 via 192.168.1.12']);
+      console.log(`# settled: a reflector's BIRD stopped by SIGTERM ${took} ms`);
     });
   },
 );

@@ -306,6 +306,7 @@ export function stepPeer(peer: Peer, input: PeerInput, now: number): Step {
       else if (s.peer.state !== 'Idle' && s.peer.state !== 'Connect' && s.peer.state !== 'Active') {
         down(s, false, true);
         s.peer.connectionClosed = true;
+        s.peer.lastError = undefined;
       }
       break;
     case 'data':
@@ -498,6 +499,7 @@ function peerRestarts(s: Step, now: number): void {
   go(s, 'Idle');
   start(s, now);
   p.connectionClosed = true;
+  p.lastError = undefined;
 }
 
 /** the stale routes go (the restart timer expired, or the End-of-RIB of the session back up came) */
@@ -519,7 +521,8 @@ function flushStale(s: Step): void {
 /** Idle → started: passive, it waits in Active; otherwise it connects (with BIRD, after the connect delay) */
 function start(s: Step, now: number): void {
   const p = s.peer;
-  p.lastError = undefined;
+  // the last error stays until the session is Established again (bgp_conn_enter_established_state
+  // clears it): a passive session waiting after a Cease shows it ("Received: Administrative shutdown")
   p.restartAt = undefined;
   if (p.config.passive) {
     p.connectRetryAt = now + p.config.connectRetryTime * SEC;
@@ -721,6 +724,7 @@ function message(s: Step, m: BgpMessage, now: number): void {
       // the peer is back: its restart timer stops (its stale routes wait for its End-of-RIB)
       p.grAt = undefined;
       p.connectionClosed = undefined;
+      p.lastError = undefined;
       go(s, 'Established');
       // as BIRD does: the whole table into the buckets, then End-of-RIB (written as the socket takes them)
       p.tx = undefined;

@@ -78,6 +78,9 @@ export interface BirdSpeakerConfig {
   peers: { peerNode: string; config: PeerConfig; disabled: boolean }[];
 }
 
+/** how a node's BIRD ended: a SIGKILL, its own shutdown, or a shutdown for a graceful restart */
+export type BirdExit = 'killed' | 'shut down' | 'restarting';
+
 export class BgpDriver implements App {
   /** per node, its sessions by the neighbour's address */
   readonly byNode = new Map<string, Map<string, SessionPeer>>();
@@ -90,8 +93,8 @@ export class BgpDriver implements App {
   private readonly dirty = new Set<string>();
   /** while the build converges, tables follow once at the end (no packet of BGP uses a route BGP makes) */
   private deferRib = false;
-  /** the nodes whose BIRD was killed */
-  private readonly dead = new Set<string>();
+  /** the nodes whose BIRD no longer runs, and how it ended */
+  private readonly dead = new Map<string, BirdExit>();
   /** the nodes that reflect routes (one of their sessions is an `rr client`) */
   private readonly reflecting = new Set<string>();
 
@@ -208,9 +211,37 @@ export class BgpDriver implements App {
    * (nobody removes them). Returns whether a BIRD ran there.
    */
   kill(node: string): boolean {
+    return this.exit(node, 'killed');
+  }
+
+  /**
+   * The node's BIRD shuts down (`birdc down`, SIGTERM: order_shutdown(0)): every protocol goes
+   * down with PDC_CMD_SHUTDOWN, so each BGP session that is up sends a NOTIFICATION Cease,
+   * administrative shutdown (bgp_shutdown: subcode 2), and its peer flushes the session's routes
+   * at once (BIRD 2.0 has no RFC 8538 graceful restart after a NOTIFICATION). `graceful`
+   * (`birdc graceful restart`: order_shutdown(1), PDC_CMD_GR_DOWN): a session able to restart
+   * gracefully, as Calico's template makes every one, sends no NOTIFICATION and only closes its
+   * connection (a FIN), so its peers keep its routes as stale, as after a kill. Either way the
+   * kernel protocol leaves the installed routes in the kernel (Calico's `persist`; a GR_DOWN never
+   * flushes), BIRD unlinks its control socket and exits, and its listening socket goes.
+   */
+  shutdown(node: string, graceful: boolean): boolean {
     const m = this.byNode.get(node);
     if (!m || this.dead.has(node)) return false;
-    this.dead.add(node);
+    const how = graceful ? 'restarting' : 'shut down';
+    // the kernel protocol goes down with the others and leaves the kernel as it is: what the
+    // sessions' stop withdraws reaches BIRD's table, not the node's routes (syncDirty skips it)
+    this.dead.set(node, how);
+    if (!graceful) for (const sp of m.values()) if (!sp.disabled) this.feed(sp, { kind: 'stop' });
+    this.dead.delete(node);
+    return this.exit(node, how);
+  }
+
+  /** the node's BIRD process ends (how: killed or after its own shutdown) */
+  private exit(node: string, how: BirdExit): boolean {
+    const m = this.byNode.get(node);
+    if (!m || this.dead.has(node)) return false;
+    this.dead.set(node, how);
     const ns = this.w.ns(node);
     this.sockets.unlisten(ns, BGP_PORT, BIRD_APP);
     for (const sp of m.values()) {
@@ -232,14 +263,19 @@ export class BgpDriver implements App {
         grAt: undefined,
       };
     }
-    // the FINs reach the peers before the command returns
+    // the NOTIFICATIONs and FINs reach the peers before the command returns
     runNetwork(this.sockets, this.w.now + 1_000_000, () => !this.sockets.stack.queue.length);
     return true;
   }
 
-  /** whether the node's BIRD was killed */
+  /** whether the node's BIRD no longer runs (killed, or shut down) */
   killed(node: string): boolean {
     return this.dead.has(node);
+  }
+
+  /** how the node's BIRD ended, if it did */
+  exited(node: string): BirdExit | undefined {
+    return this.dead.get(node);
   }
 
   /* ------------------------------------------------------------------ the process */
@@ -316,7 +352,7 @@ export class BgpDriver implements App {
   }
 
   private syncDirty(): void {
-    for (const n of this.dirty) this.onRib(n);
+    for (const n of this.dirty) if (!this.dead.has(n)) this.onRib(n);
     this.dirty.clear();
   }
 

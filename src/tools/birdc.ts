@@ -15,6 +15,7 @@
  * ascending hash, whatever the table's size.
  */
 import type { BgpSession, BgpSpeaker } from '../bgp/mesh.ts';
+import type { SessionPeer } from '../bgp/session.ts';
 import type { Cluster, ResolvedNode } from '../cni/build.ts';
 import { bgpOriginates } from '../cni/modes.ts';
 import { routePrefix } from '../kernel/fib.ts';
@@ -74,6 +75,66 @@ export function birdBlocks(c: Cluster, node: ResolvedNode): string[] {
   return bgpOriginates(c, node).filter((b) => !connected.has(b));
 }
 
+/** BIRD's bgp_msg_table: the text of a NOTIFICATION's code and subcode */
+const BGP_ERRORS: Record<string, string> = {
+  '1.0': 'Invalid message header',
+  '1.1': 'Connection not synchronized',
+  '1.2': 'Bad message length',
+  '1.3': 'Bad message type',
+  '2.0': 'Invalid OPEN message',
+  '2.1': 'Unsupported version number',
+  '2.2': 'Bad peer AS',
+  '2.3': 'Bad BGP identifier',
+  '2.4': 'Unsupported optional parameter',
+  '2.5': 'Authentication failure',
+  '2.6': 'Unacceptable hold time',
+  '2.7': 'Required capability missing',
+  '2.8': 'No supported AFI/SAFI',
+  '2.11': 'Role mismatch',
+  '3.0': 'Invalid UPDATE message',
+  '3.1': 'Malformed attribute list',
+  '3.2': 'Unrecognized well-known attribute',
+  '3.3': 'Missing mandatory attribute',
+  '3.4': 'Invalid attribute flags',
+  '3.5': 'Invalid attribute length',
+  '3.6': 'Invalid ORIGIN attribute',
+  '3.7': 'AS routing loop',
+  '3.8': 'Invalid NEXT_HOP attribute',
+  '3.9': 'Optional attribute error',
+  '3.10': 'Invalid network field',
+  '3.11': 'Malformed AS_PATH',
+  '4.0': 'Hold timer expired',
+  '5.0': 'Finite state machine error',
+  '5.1': 'Unexpected message in OpenSent state',
+  '5.2': 'Unexpected message in OpenConfirm state',
+  '5.3': 'Unexpected message in Established state',
+  '6.0': 'Cease',
+  '6.1': 'Maximum number of prefixes reached',
+  '6.2': 'Administrative shutdown',
+  '6.3': 'Peer de-configured',
+  '6.4': 'Administrative reset',
+  '6.5': 'Connection rejected',
+  '6.6': 'Other configuration change',
+  '6.7': 'Connection collision resolution',
+  '6.8': 'Out of Resources',
+  '7.0': 'Invalid ROUTE-REFRESH message',
+  '7.1': 'Invalid ROUTE-REFRESH message length',
+};
+
+/**
+ * bgp_last_errmsg with its class (bgp_err_classes): why the session last went down, shown until it
+ * is Established again; a code and subcode the table lacks are "Unknown error CODE.SUBCODE"
+ * (bgp_error_dsc).
+ */
+function lastError(side: SessionPeer | undefined): string {
+  const p = side?.peer;
+  if (p?.connectionClosed) return 'Socket: Connection closed';
+  const e = p?.lastError;
+  if (!e) return '';
+  const key = `${e.code}.${e.subcode}`;
+  return (e.sent ? 'BGP Error: ' : 'Received: ') + (BGP_ERRORS[key] ?? `Unknown error ${key}`);
+}
+
 /**
  * bgp_get_status for a session in the model's state, on `me`. A session one side disabled (as the
  * lab's birdc printed it): that side is down with no info; the other waits if its peering is
@@ -92,15 +153,15 @@ function bgpInfo(
 ): { state: string; info: string } {
   const pad = (st: string) => st.padEnd(14);
   if (s.disabledBy?.includes(me.node)) return { state: 'down', info: '' };
+  const side = c.bgp?.session(me.node, peer.ip);
   if (s.disabledBy?.length) {
-    if (passive) return { state: 'start', info: pad('Passive') };
+    if (passive) return { state: 'start', info: pad('Passive') + lastError(side) };
     const listens = c.mesh!.peersOf(peer.node).some((x) => !x.session.disabledBy?.includes(peer.node));
     return {
       state: 'start',
       info: pad('Active') + (listens ? 'Socket: Connection reset by peer' : 'Socket: Connection refused'),
     };
   }
-  const side = c.bgp?.session(me.node, peer.ip);
   switch (s.sides?.[me.node] ?? s.state) {
     case 'Established':
       return { state: 'up', info: pad('Established') };
@@ -112,11 +173,7 @@ function bgpInfo(
       // bgp_state_dsc: a passive protocol with no connection is "Passive"; then the last error
       // (bgp_get_status): the connection that closed (the peer's BIRD killed), or for the side
       // that connects, its last connect() refused (no BIRD listening there)
-      if (passive)
-        return {
-          state: 'start',
-          info: pad('Passive') + (side?.peer.connectionClosed ? 'Socket: Connection closed' : ''),
-        };
+      if (passive) return { state: 'start', info: pad('Passive') + lastError(side) };
       return { state: 'start', info: pad('Active') + 'Socket: Connection refused' };
     }
     case 'Connect':
@@ -287,7 +344,7 @@ function keyword(word: string, level: string): string | undefined {
   return hits.length === 1 ? hits[0] : hits.find((k) => k === word);
 }
 
-const USAGE = `podwalk: birdc: emulated are \`show protocols [NAME]', \`show route [protocol NAME]' and \`disable NAME'`;
+const USAGE = `podwalk: birdc: emulated are \`show protocols [NAME]', \`show route [protocol NAME]', \`disable NAME', \`down' and \`graceful restart'`;
 
 /**
  * `birdc disable NAME` (proto_cmd_disable): the session goes down on both sides, and each BIRD
@@ -338,16 +395,27 @@ export const birdc: Tool = (argv, ctx) => {
       stderr: `Unable to connect to server control socket (${socket}): No such file or directory\n`,
       code: 1,
     };
-  // a killed BIRD left its control socket behind: nothing accepts on it
-  if (ctx.cluster.bgp?.killed(node.name))
+  // a killed BIRD left its control socket behind: nothing accepts on it; one that shut down
+  // unlinked it (sysdep_shutdown_done)
+  const exited = ctx.cluster.bgp?.exited(node.name);
+  if (exited)
     return {
       stdout: '',
-      stderr: `Unable to connect to server control socket (${socket}): Connection refused\n`,
+      stderr: `Unable to connect to server control socket (${socket}): ${exited === 'killed' ? 'Connection refused' : 'No such file or directory'}\n`,
       code: 1,
     };
   if (!words.length) return { stdout: '', stderr: `${USAGE} (birdc's interactive mode is not)\n`, code: 2 };
   const bad = () => ({ stdout: '', stderr: `${USAGE}: \`${argv.join(' ')}' is not\n`, code: 2 });
   if (words[0] === 'disable' && words.length === 2) return disable(ctx.cluster, node, words[1]);
+  // cmd_shutdown and cmd_graceful_restart: the reply, then BIRD shuts down (src/bgp/session.ts)
+  if (words.length === 1 && words[0] === 'down') {
+    ctx.cluster.bgp?.shutdown(node.name, false);
+    return { stdout: `${HEADER}Shutdown requested\n`, stderr: '', code: 0 };
+  }
+  if (words.length === 2 && words[0] === 'graceful' && words[1] === 'restart') {
+    ctx.cluster.bgp?.shutdown(node.name, true);
+    return { stdout: `${HEADER}Graceful restart requested\n`, stderr: '', code: 0 };
+  }
   if (keyword(words[0], 'top') !== 'show' || words.length < 2) return bad();
   const what = keyword(words[1], 'show');
   if (what === 'protocols') {
