@@ -147,7 +147,7 @@ describe('a pod reaching a host outside the cluster', () => {
   test('natOutgoing: false in the IPPool: the pod keeps its address, and the answer goes to the gateway', () => {
     const s = spec();
     s.ipPool = { name: 'default-ipv4-ippool', natOutgoing: false };
-    keptAddressOut(buildCluster(s, 'calico-bgp'));
+    keptAddressOut(buildCluster(s, 'calico-bgp'), /IPPool default-ipv4-ippool has natOutgoing: false/);
   });
 
   test('the IPPool object in the cluster file: natOutgoing defaults to true, false is read', () => {

@@ -157,7 +157,11 @@ describe('a pod reaching a host outside the cluster', () => {
     assert.equal(nf[0].ev.decision.rule?.index, 6);
   });
 
-  test('ipMasq: false: the pod keeps its address, and the answer goes to the gateway', () => {
-    for (const mode of FLANNEL) keptAddressOut(buildCluster({ ...spec(), flannel: { ipMasq: false } }, mode));
+  test('ipMasq: false: the pod keeps its address, the answer goes to the gateway, and doctor says why', () => {
+    for (const mode of FLANNEL)
+      keptAddressOut(
+        buildCluster({ ...spec(), flannel: { ipMasq: false } }, mode),
+        /flanneld runs without --ip-masq/,
+      );
   });
 });

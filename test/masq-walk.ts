@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import type { Cluster } from '../src/cni/build.ts';
+import { explainDrop } from '../src/diagnose/explain.ts';
 import type { NfDecision, StepEvent } from '../src/kernel/events.ts';
 import type { Trace } from '../src/trace/types.ts';
 import { walk, type Walk, type WalkRequest } from '../src/trace/walk.ts';
@@ -57,8 +58,12 @@ export function masqueradedOut(
   return { w, decision: nf[0].ev.decision, before: setup[0].ev.before, after: setup[0].ev.after };
 }
 
-/** pod-a to the outside host unmasqueraded: the pod's address, answered through the router, which drops it */
-export function keptAddressOut(c: Cluster): void {
+/**
+ * pod-a to the outside host unmasqueraded: the pod's address, answered through the router, which
+ * drops it; the diagnosis names the CNI setting (`why`) among the likely causes, and not for the
+ * outside host's own packet to the pod (no masquerade would carry that)
+ */
+export function keptAddressOut(c: Cluster, why: RegExp): void {
   const podA = c.pods.find((p) => p.name === 'pod-a')!;
   const w = walk(c, { from: 'pod-a', to: 'outside', proto: 'tcp', port: 8080 });
   assert.equal(w.request.disposition.kind, 'delivered');
@@ -67,4 +72,12 @@ export function keptAddressOut(c: Cluster): void {
   // outside has no route to the pod network: its answer leaves by its default route, to the router
   assert.ok(w.reply!.steps.some((s) => s.netns === 'router'));
   assert.notEqual(w.reply!.disposition.kind, 'delivered');
+  const causes = explainDrop(c, w.reply!)?.causes ?? [];
+  assert.equal(causes.filter((x) => why.test(x)).length, 1, causes.join('\n'));
+  const inbound = walk(c, { from: 'outside', to: 'pod-a', proto: 'icmp' });
+  assert.equal(inbound.request.disposition.kind, 'dropped');
+  assert.deepEqual(
+    (explainDrop(c, inbound.request)?.causes ?? []).filter((x) => why.test(x)),
+    [],
+  );
 }
