@@ -297,7 +297,7 @@ describe('bad cluster files', () => {
     [
       'unknown top-level key',
       y(...NODE1, 'colour: blue'),
-      'bad.yaml:5:1: unknown key "colour" (expected one of name, cni, mtu, podMtu, calicoLayout, ipamBlockSize, subnets, nodes, pods, externalHosts, bgp, bgpConfiguration, bgpPeers, ipPool, run, namespaces, policies, serviceCIDR, services, endpointSlices, scenario)',
+      'bad.yaml:5:1: unknown key "colour" (expected one of name, cni, mtu, podMtu, calicoLayout, ipamBlockSize, subnets, nodes, pods, externalHosts, bgp, bgpConfiguration, bgpPeers, ipPool, flannel, run, namespaces, policies, serviceCIDR, services, endpointSlices, scenario)',
     ],
     [
       'missing key in the second node: the mapping',

@@ -13,9 +13,10 @@
  * in calico-vxlan, PODWALK_LAB_CVX_SCENARIOS=V of them, default 16: K = 1 … V−2, and the
  * first two NAT seeds), then calico-vxlan-crosssubnet (seeds CVXCS_SEED_BASE+K for the draws K of
  * CVXCS_DRAWS, PODWALK_LAB_CVXCS_SCENARIOS of them, default all 6), then a pod to a host outside the
- * cluster (seeds OUT_SEED_BASE+1 …, PODWALK_LAB_OUT_SCENARIOS of them, default 4: the CNI's
- * masquerade in calico-bgp, calico-vxlan and calico-vxlan-crosssubnet, and natOutgoing off, `conntrack
- * -L` compared where it masquerades); PODWALK_LAB_SEED=S runs just seed S. The first PODWALK_LAB_IMPORT_SCENARIOS seeds
+ * cluster (seeds OUT_SEED_BASE+1 …, PODWALK_LAB_OUT_SCENARIOS of them, default 8: the CNI's
+ * masquerade in calico-bgp, calico-vxlan and calico-vxlan-crosssubnet, and natOutgoing off; then
+ * flanneld's --ip-masq in flannel-vxlan and flannel-host-gw, and off in each; `conntrack -L`
+ * compared where it masquerades, and in the flannel ones with it off); PODWALK_LAB_SEED=S runs just seed S. The first PODWALK_LAB_IMPORT_SCENARIOS seeds
  * (default 12) also collect their lab right after lab up, import it (--from) and judge that World
  * against the same real run: the importer checked on the kernel's own state.
  */
@@ -42,7 +43,7 @@ const cvxCount = Number(process.env.PODWALK_LAB_CVX_SCENARIOS ?? 16);
  */
 const CVXCS_DRAWS = [1, 4, 5, 9, 22, 38];
 const cvxcsCount = Number(process.env.PODWALK_LAB_CVXCS_SCENARIOS ?? CVXCS_DRAWS.length);
-const outCount = Number(process.env.PODWALK_LAB_OUT_SCENARIOS ?? 4);
+const outCount = Number(process.env.PODWALK_LAB_OUT_SCENARIOS ?? 8);
 const seeds = only
   ? [Number(only)]
   : [

@@ -183,7 +183,17 @@ test('a cluster without services: keeps the nodes as they were (no kube-proxy ch
   const spec = example();
   const without = buildCluster({ ...spec, services: undefined });
   const save = iptablesSave(without.world.ns('node1').netfilter);
-  assert.doesNotMatch(save, /KUBE-SERVICES|KUBE-PROXY-CANARY|\*nat/);
+  assert.doesNotMatch(
+    save,
+    /KUBE-SERVICES|KUBE-PROXY-CANARY|KUBE-POSTROUTING|\n-A POSTROUTING (?!-m comment --comment "flanneld masq" -j FLANNEL-POSTRTG\n)/,
+  );
+  // the nat table is flanneld's alone (--ip-masq); without it there is none
+  assert.match(save, /\n:FLANNEL-POSTRTG - \[0:0\]\n/);
+  const bare = buildCluster({ ...spec, services: undefined, flannel: { ipMasq: false } });
+  assert.doesNotMatch(
+    iptablesSave(bare.world.ns('node1').netfilter),
+    /KUBE-SERVICES|KUBE-PROXY-CANARY|\*nat/,
+  );
 });
 
 const bad = (lines: string[]) => {
@@ -820,15 +830,12 @@ test('the lab scenarios of hand-written EndpointSlices and sessionAffinity (seed
     const s = generateScenario(seed);
     const c = buildCluster(s.spec, s.mode);
     const w = walk(c, s.flow);
-    if (s.faultKind === 'svc-manual-external' && s.mode.startsWith('calico')) {
-      // felix's cali-nat-outgoing masquerades the pod's datagram to the node's address: answered
+    if (s.faultKind === 'svc-manual-external') {
+      // felix's cali-nat-outgoing, or flanneld's FLANNEL-POSTRTG (--ip-masq), masquerades the
+      // pod's datagram to the node's address: answered
       assert.equal(delivered(w), 'client', s.title);
       assert.ok(walkOk(w), s.title);
       assert.equal(w.reply!.flow.dst, '192.168.1.10', s.title);
-    } else if (s.faultKind === 'svc-manual-external') {
-      // flannel's masquerade is not modelled: the answer to the pod's address dies at the router
-      assert.equal(delivered(w), 'client', s.title);
-      assert.equal(w.reply!.disposition.kind === 'dropped' && w.reply!.disposition.netns, 'router', s.title);
     } else {
       assert.equal(delivered(w), s.flow.endpoint, s.title);
       assert.ok(walkOk(w), s.title);

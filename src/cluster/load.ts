@@ -69,6 +69,9 @@
  *   kind: IPPool                       # covering every podCIDR). Default: Calico's
  *   metadata: {name: default-ipv4-ippool}   # default-ipv4-ippool with natOutgoing on
  *   spec: {natOutgoing: false}  # felix masquerades what a pod sends out of the pool (default true)
+ * flannel:                   # optional, flannel modes: flanneld's flags; default kube-flannel.yml's
+ *   ipMasq: false            # --ip-masq: FLANNEL-POSTRTG masquerades what a pod sends out of the
+ *                            # cluster's pod network (default true, as kube-flannel.yml passes it)
  * bgp:                       # optional: node-to-node mesh sessions that are not up
  *   - nodes: [node1, node2]  # two different existing nodes; each pair listed once
  *     state: down            # up | down, default down
@@ -1017,6 +1020,8 @@ const IpPoolSchema = z
   })
   .transform((p): IpPoolSpec => ({ name: p.metadata.name, natOutgoing: p.spec.natOutgoing }));
 
+const FlannelSchema = z.strictObject({ ipMasq: z.boolean().default(true) });
+
 const BgpPeerSchema = z
   .strictObject({
     apiVersion: z.literal('projectcalico.org/v3'),
@@ -1097,6 +1102,7 @@ const RootSchema = z.strictObject({
   bgpConfiguration: BgpConfigurationSchema.optional(),
   bgpPeers: z.array(BgpPeerSchema).optional(),
   ipPool: IpPoolSchema.optional(),
+  flannel: FlannelSchema.optional(),
   run: z.array(runSchema).default([]),
   namespaces: z.array(NamespaceSchema).optional(),
   policies: z.array(NetworkPolicySchema).optional(),

@@ -186,6 +186,12 @@ export interface IpPoolSpec {
   natOutgoing: boolean;
 }
 
+/** flanneld's flags that the model takes (kube-flannel.yml passes `--ip-masq --kube-subnet-mgr`) */
+export interface FlannelSpec {
+  /** `--ip-masq`: flanneld's FLANNEL-POSTRTG masquerades what pods send out of the Network (kube-flannel.yml: on) */
+  ipMasq: boolean;
+}
+
 export interface ClusterSpec {
   name: string;
   cni: CniMode;
@@ -210,6 +216,8 @@ export interface ClusterSpec {
   bgpPeers?: BgpPeerSpec[];
   /** Calico's IPPool (default: Calico's default-ipv4-ippool, natOutgoing on) */
   ipPool?: IpPoolSpec;
+  /** flannel modes: flanneld's flags (default: kube-flannel.yml's, `--ip-masq` on) */
+  flannel?: FlannelSpec;
   /** Commands applied after the CNI programmed the nodes, e.g. "node1: ip route del 10.244.1.0/24" */
   run: string[];
   /** Kubernetes namespaces with labels; namespaces pods name but that are not listed here exist unlabelled */

@@ -25,6 +25,7 @@ import { Sockets } from '../kernel/sockets.ts';
 import { Stack } from '../kernel/stack.ts';
 import { derivedMac, hash32, World } from '../kernel/world.ts';
 import { CALICO_VXLAN_DEVICE, MODE_INFO, programMode } from './modes.ts';
+import { flannelMasqRules } from './flanneld.ts';
 import { compilePolicies, type NodePolicy, type PolicyRule } from './policy.ts';
 import {
   FELIX_MAX_IPSET_SIZE,
@@ -320,6 +321,13 @@ function programFilter(
   }
 }
 
+/** flanneld's FLANNEL-POSTRTG (flanneld.ts): the chain cleared (created), then its rules appended */
+function programFlannelMasq(ns: Netns, network: string, podCidr: string): void {
+  const nf = ns.netfilter;
+  nf.newChain('nat', 'FLANNEL-POSTRTG');
+  for (const r of flannelMasqRules(network, podCidr)) nf.append('nat', r.chain, filterRule(r));
+}
+
 /**
  * Felix's filter chains on a node (felix.ts): its chains, its jumps inserted at the top of INPUT,
  * FORWARD and OUTPUT (insert mode keeps them above kube-proxy's), its accept of the accept mark
@@ -596,6 +604,9 @@ function build(spec: ClusterSpec, mode: CniMode, opts: BuildOptions): Cluster {
       layout !== 'calico',
     );
   programMode(cluster, opts);
+  // flanneld's --ip-masq (kube-flannel.yml passes it): its masquerade of what leaves the Network
+  if (mode.startsWith('flannel') && (spec.flannel?.ipMasq ?? true))
+    for (const n of nodes) programFlannelMasq(world.ns(n.name), clusterCidr, n.podCIDR);
   // kube-proxy starts on each node once the CNI is up: localhost node ports need route_localnet
   if (kubeProxy)
     for (const n of nodes) {

@@ -180,6 +180,25 @@ function nodeOf(c: Cluster, netns: string): string | undefined {
 
 const FLANNEL = (c: Cluster) => c.mode.startsWith('flannel');
 
+/** the roles of a packet that answers another */
+const ANSWERS: ReadonlySet<string> = new Set(['syn-ack', 'udp-reply', 'echo-reply', 'response']);
+
+/**
+ * An external host's answer to a pod's address: the pod's packet left the cluster with its own
+ * address because the CNI was told not to masquerade it (flanneld without --ip-masq, an IPPool
+ * with natOutgoing false), so the host answered through its default route.
+ */
+function unmasqueradedOut(c: Cluster, t: Trace): string | undefined {
+  const host = c.externalHosts.find((h) => h.addr === t.flow.src);
+  if (!host || !ANSWERS.has(t.flow.role.kind)) return undefined;
+  const back = `so ${host.name} answered ${t.flow.dst} through its default route, to the router, which knows no pod network`;
+  if (FLANNEL(c) && c.spec.flannel?.ipMasq === false)
+    return `the pod's packet to ${host.name} left the cluster with the pod's address: flanneld runs without --ip-masq (the cluster file's flannel.ipMasq: false; kube-flannel.yml passes it, and its FLANNEL-POSTRTG masquerades what leaves the pod network to the node's address), ${back}`;
+  if (c.layout === 'calico' && c.spec.ipPool?.natOutgoing === false)
+    return `the pod's packet to ${host.name} left the cluster with the pod's address: the IPPool ${c.spec.ipPool.name} has natOutgoing: false (with it felix's cali-nat-outgoing masquerades what leaves the pool to the node's address), ${back}`;
+  return undefined;
+}
+
 export function explainDrop(c: Cluster, t: Trace): Explanation | undefined {
   const d = t.disposition;
   if (d.kind !== 'dropped') return undefined;
@@ -247,8 +266,11 @@ export function explainDrop(c: Cluster, t: Trace): Explanation | undefined {
         }
       }
       const role = c.world.netns.get(d.netns)?.role;
+      const unmasqueraded = role === 'router' && owner ? unmasqueradedOut(c, t) : undefined;
+      if (unmasqueraded) causes.push(unmasqueraded);
       if (causes.length) {
-        // a link that is down explains the missing routes
+        // a link that is down explains the missing routes; an answer to a pod's unmasqueraded
+        // packet, why the router sees a pod address at all
       } else if (role === 'pod')
         causes.push(
           `${d.netns} has no default route via its gateway: the CNI's ADD did not finish (or someone deleted the route); the pod's routes come from the CNI config, not from a daemon`,

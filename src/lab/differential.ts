@@ -151,10 +151,15 @@ export async function runScenario(
   const base = buildCluster(s.spec, s.mode);
   forceEndpoint(base, s.flow);
   const sim: Cluster = buildCluster(s.spec, s.mode);
-  // the Services' MASQUERADE --random-fully, and felix's in cali-nat-outgoing (a pod's packet to
-  // any address outside the pool: an outside host, and another node's address too)
+  // the Services' MASQUERADE --random-fully, felix's in cali-nat-outgoing (a pod's packet to any
+  // address outside the pool: an outside host, and another node's address too) and flanneld's in
+  // FLANNEL-POSTRTG (a pod's packet out of the Network, the host's into it)
   for (const c of [base, sim]) keepSourcePorts(c);
-  const masq = !!s.spec.services || s.faultKind === 'nat-outgoing';
+  const masq =
+    !!s.spec.services ||
+    s.faultKind === 'nat-outgoing' ||
+    s.faultKind === 'ip-masq' ||
+    s.faultKind === 'ip-masq-off';
   const fault = faultOf(s, sim);
   const onImported = applyFault(sim, fault);
   const birdFault = !!fault?.command.startsWith('birdc ');

@@ -21,7 +21,9 @@
  * the underlay, `outside`): the CNI's masquerade of what leaves the pod network (felix's
  * cali-nat-outgoing with the IPPool's natOutgoing) on both sides, or with natOutgoing off the pod's
  * own address, which the outside host answers through its default route (the router, which knows
- * no pod network).
+ * no pod network). The first four are Calico's (natOutgoing on in calico-bgp, calico-vxlan,
+ * calico-vxlan-crosssubnet, then off); the next four flannel's (`flanneld --ip-masq`'s
+ * FLANNEL-POSTRTG on in flannel-vxlan and flannel-host-gw, then off in each); then round again.
  */
 import type { ClusterSpec, CniMode } from '../cluster/spec.ts';
 import type { Cluster } from '../cni/build.ts';
@@ -57,8 +59,11 @@ export const FAULT_KINDS = [
 ] as const;
 /** the NAT scenarios' rules, chosen by seed (above NAT_SEED_BASE), never drawn as a fault */
 export const NAT_KINDS = ['masquerade', 'dnat-vip', 'dnat-nodeport'] as const;
-/** the scenarios to a host outside the cluster (seeds above OUT_SEED_BASE): natOutgoing on or off */
-export const OUT_KINDS = ['nat-outgoing', 'nat-outgoing-off'] as const;
+/**
+ * the scenarios to a host outside the cluster (seeds above OUT_SEED_BASE): Calico's natOutgoing on
+ * or off, flanneld's --ip-masq on or off
+ */
+export const OUT_KINDS = ['nat-outgoing', 'nat-outgoing-off', 'ip-masq', 'ip-masq-off'] as const;
 export type OutKind = (typeof OUT_KINDS)[number];
 export type FaultKind =
   (typeof FAULT_KINDS)[number] | (typeof NAT_KINDS)[number] | SvcKind | ExtKind | MoreKind | OutKind;
@@ -71,8 +76,17 @@ export const CVX_SEED_BASE = 3000;
 export const CVXCS_SEED_BASE = 5000;
 /** seeds OUT_SEED_BASE + 1 …: a pod to a host outside the cluster */
 export const OUT_SEED_BASE = 7000;
-/** the modes the outside scenarios cycle through (natOutgoing on), then natOutgoing off in calico-bgp */
-const OUT_MODES: readonly CniMode[] = ['calico-bgp', 'calico-vxlan', 'calico-vxlan-crosssubnet'];
+/** the outside scenarios' round: the mode and whether its CNI masquerades (seed OUT_SEED_BASE + 1 + i: entry i mod 8) */
+const OUT_ROUND: readonly { mode: CniMode; kind: OutKind }[] = [
+  { mode: 'calico-bgp', kind: 'nat-outgoing' },
+  { mode: 'calico-vxlan', kind: 'nat-outgoing' },
+  { mode: 'calico-vxlan-crosssubnet', kind: 'nat-outgoing' },
+  { mode: 'calico-bgp', kind: 'nat-outgoing-off' },
+  { mode: 'flannel-vxlan', kind: 'ip-masq' },
+  { mode: 'flannel-host-gw', kind: 'ip-masq' },
+  { mode: 'flannel-vxlan', kind: 'ip-masq-off' },
+  { mode: 'flannel-host-gw', kind: 'ip-masq-off' },
+];
 /** the service-like address of the dnat-vip scenarios, and the ports */
 const VIP = '10.96.0.10';
 const VIP_PORT = 80;
@@ -223,15 +237,16 @@ function natScenario(
   return { seed, spec, mode, flow, faultKind, cross: true, title, natPod: dst.name, natTargetPort };
 }
 
-/** a pod on n1 or n2 to `outside` (192.168.1.100, tcp and udp 8080), the IPPool's natOutgoing per kind */
+/**
+ * a pod on n1 or n2 to `outside` (192.168.1.100, tcp and udp 8080), the IPPool's natOutgoing or
+ * flanneld's --ip-masq per kind
+ */
 function outsideScenario(seed: number): Scenario {
   const rnd = seededRandom(seed);
-  const i = seed - OUT_SEED_BASE - 1;
-  const round = OUT_MODES.length + 1;
-  const kind: OutKind = i % round === OUT_MODES.length ? 'nat-outgoing-off' : 'nat-outgoing';
-  const mode = kind === 'nat-outgoing' ? OUT_MODES[i % round] : 'calico-bgp';
+  const { mode, kind } = OUT_ROUND[(seed - OUT_SEED_BASE - 1) % OUT_ROUND.length];
+  const masq = kind === 'nat-outgoing' || kind === 'ip-masq';
   // an answer that dies at the router is not resent as a datagram: UDP there
-  const proto: 'tcp' | 'udp' = kind === 'nat-outgoing-off' ? 'udp' : rnd() < 0.5 ? 'tcp' : 'udp';
+  const proto: 'tcp' | 'udp' = !masq ? 'udp' : rnd() < 0.5 ? 'tcp' : 'udp';
   const from = rnd() < 0.5 ? 'p1a' : 'p2a';
   const listen = [
     { proto: 'tcp' as const, port: 8080 },
@@ -249,12 +264,15 @@ function outsideScenario(seed: number): Scenario {
     })),
     pods: ['p1a', 'p2a'].map((name) => ({ name, node: `n${name[1]}`, listen })),
     externalHosts: [{ name: 'outside', ip: '192.168.1.100/24', listen, routes: [] }],
-    ipPool: { name: 'default-ipv4-ippool', natOutgoing: kind === 'nat-outgoing' },
+    ...(mode.startsWith('flannel')
+      ? { flannel: { ipMasq: masq } }
+      : { ipPool: { name: 'default-ipv4-ippool', natOutgoing: masq } }),
     bgp: [],
     run: [],
   };
   const flow: WalkRequest = { from, to: 'outside', proto, port: 8080, df: false };
-  const title = `seed ${seed}: ${mode}, 2 nodes, 2 pods, external host outside; ${proto} ${from} → outside:8080 (natOutgoing ${kind === 'nat-outgoing' ? 'on' : 'off'}); kind: ${kind}`;
+  const what = mode.startsWith('flannel') ? 'ip-masq' : 'natOutgoing';
+  const title = `seed ${seed}: ${mode}, 2 nodes, 2 pods, external host outside; ${proto} ${from} → outside:8080 (${what} ${masq ? 'on' : 'off'}); kind: ${kind}`;
   return { seed, spec, mode, flow, faultKind: kind, cross: true, title };
 }
 
@@ -274,6 +292,8 @@ export function faultOf(s: Scenario, c: Cluster): Fault | undefined {
     case 'no-listener':
     case 'nat-outgoing':
     case 'nat-outgoing-off':
+    case 'ip-masq':
+    case 'ip-masq-off':
       return undefined;
     case 'route-del': {
       // BIRD puts back a route deleted under it (its kernel scan, every 2 s): on a node of the
