@@ -416,14 +416,59 @@ const parsedInts = new Map<string, readonly number[]>();
 export class Netns {
   readonly links = new Map<string, Link>();
   readonly fib = new Fib();
+  // The tables below are made on first use (a pod's namespace reads most of them only when a walk
+  // passes through it: ~150,000 of them in a 5,000-node cluster). Made when first read, not only
+  // when first written: what is read is then the table, as it was, and a fresh one is what an
+  // eager field held. Private fields: not own enumerable properties, so not data of the namespace
+  // (snapshot.ts writes and reads them by name).
+  #neigh: CompactPairTable<NeighEntry> | undefined;
+  #sysctl: Sysctls | undefined;
+  #netfilter: Netfilter | undefined;
+  #conntrack: Conntrack | undefined;
+  #tcp: QuadTable<TcpConn> | undefined;
+  #arpStats: { resFailed: number; unresDiscards: number } | undefined;
+  #icmpGlobal: { credit: number; stamp: number } | undefined;
+
   /** keyed by address and device (`get` takes the key `ip|dev` too) */
-  readonly neigh = neighTable();
-  readonly sysctl: Map<string, string> = new Sysctls();
-  readonly netfilter = new Netfilter();
-  readonly conntrack = new Conntrack();
-  readonly sockets: ListenSocket[] = [];
+  get neigh(): CompactPairTable<NeighEntry> {
+    return (this.#neigh ??= neighTable());
+  }
+
+  get sysctl(): Map<string, string> {
+    return (this.#sysctl ??= new Sysctls());
+  }
+
+  get netfilter(): Netfilter {
+    return (this.#netfilter ??= new Netfilter());
+  }
+
+  get conntrack(): Conntrack {
+    return (this.#conntrack ??= new Conntrack());
+  }
+
   /** TCP sockets in the order they were opened, by 4-tuple; a lookup takes the newest */
-  readonly tcp = new QuadTable<TcpConn>();
+  get tcp(): QuadTable<TcpConn> {
+    return (this.#tcp ??= new QuadTable<TcpConn>());
+  }
+
+  /** neighbour table statistics (`ip -s ntable show name arp_cache`) */
+  get arpStats(): { resFailed: number; unresDiscards: number } {
+    return (this.#arpStats ??= { resFailed: 0, unresDiscards: 0 });
+  }
+
+  /** icmp_global: the netns-wide ICMP credit and when it was last refilled (µs; the kernel's stamp
+   * starts at jiffies 0, long before any netns exists: one second before the clock starts here) */
+  get icmpGlobal(): { credit: number; stamp: number } {
+    return (this.#icmpGlobal ??= { credit: 0, stamp: -1_000_000 });
+  }
+
+  /** a namespace read from data gets its netfilter and conntrack (snapshot.ts) */
+  restoreTables(netfilter: Netfilter, conntrack: Conntrack): void {
+    this.#netfilter = netfilter;
+    this.#conntrack = conntrack;
+  }
+
+  readonly sockets: ListenSocket[] = [];
   // The tables below start as one empty table shared by every namespace (most never get an entry:
   // an empty Map is ~180 bytes) and become the namespace's own at the first write, through own():
   // their types are read-only so that the compiler finds every write.
@@ -435,8 +480,6 @@ export class Netns {
   mib: ReadonlyMap<string, number> = NO_MAP as ReadonlyMap<string, number>;
   /** the neighbour timers' state, by neighbour key `ip|dev` */
   nud: ReadonlyMap<string, NudTimer> = NO_MAP as ReadonlyMap<string, NudTimer>;
-  /** neighbour table statistics (`ip -s ntable show name arp_cache`) */
-  readonly arpStats = { resFailed: 0, unresDiscards: 0 };
   /**
    * reachable_time in ms as the kernel drew it for a device's ARP parameters (`ip ntable show`
    * prints it as "reachable"), when it is known, as from a real node; without it the model takes
@@ -445,9 +488,6 @@ export class Netns {
   neighReachable: ReadonlyMap<string, number> = NO_MAP as ReadonlyMap<string, number>;
   /** inet_peer entries: per-destination ICMP rate limit buckets */
   icmpPeers: readonly IcmpPeer[] = NO_LIST as readonly IcmpPeer[];
-  /** icmp_global: the netns-wide ICMP credit and when it was last refilled (µs; the kernel's stamp
-   * starts at jiffies 0, long before any netns exists: one second before the clock starts here) */
-  readonly icmpGlobal = { credit: 0, stamp: -1_000_000 };
   /** the ifindex the next device gets (dev_index_reserve: per namespace, counting up) */
   nextIfindex = 1;
   /** IPv4 id counter per destination is what Linux does; a per-netns counter is enough here */

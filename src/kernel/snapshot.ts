@@ -494,9 +494,6 @@ function readConntrack(x: unknown, at: string): Conntrack {
   );
 }
 
-/** the fields of a Netns the reader sets (readonly to everyone else) */
-type NetnsFill = { -readonly [K in 'netfilter' | 'conntrack']: Netns[K] };
-
 function readNetns(x: unknown, at: string): Netns {
   const f = Fields.of(x, at);
   const ns = new Netns(f.str('name'), f.oneOf('role', NETNS_ROLES));
@@ -620,9 +617,10 @@ function readNetns(x: unknown, at: string): Netns {
       fail(childPath(f.path('udpClients'), i), 'expected a port');
     ns.own('udpClients').push(p as number);
   });
-  const fill = ns as unknown as NetnsFill;
-  fill.netfilter = readNetfilter(f.o.netfilter, f.path('netfilter'));
-  fill.conntrack = readConntrack(f.o.conntrack, f.path('conntrack'));
+  ns.restoreTables(
+    readNetfilter(f.o.netfilter, f.path('netfilter')),
+    readConntrack(f.o.conntrack, f.path('conntrack')),
+  );
   return ns;
 }
 
