@@ -58,6 +58,13 @@ function ext(code: Errno, extack: string): NetlinkError {
  * (127.0.0.1/8, which the kernel gives lo in every namespace) up.
  */
 export function netnsAdd(w: World, name: string, role: NetnsRole): Netns {
+  const ns = netnsWithLoopback(w, name, role);
+  linkSetUp(w, ns, 'lo', true);
+  return ns;
+}
+
+/** a new namespace with its loopback device (127.0.0.1/8), still down */
+function netnsWithLoopback(w: World, name: string, role: NetnsRole): Netns {
   const ns = w.addNetns(name, role);
   // the device's fields in place, not a spread of them: V8 gives each object that this spread makes
   // a hidden class of its own (~420 bytes a namespace), the same fields in the same order
@@ -66,16 +73,19 @@ export function netnsAdd(w: World, name: string, role: NetnsRole): Netns {
   ns.links.set('lo', lo);
   ns.link('lo')!.addrs.push({ ip: '127.0.0.1', len: 8, scope: 'host' });
   localChanged(ns);
-  linkSetUp(w, ns, 'lo', true);
   return ns;
 }
 
 const IFNAMSIZ = 15;
 
+/** dev_valid_name, with IFNAMSIZ */
+function validName(name: string): boolean {
+  return !!name && name.length <= IFNAMSIZ && !/[\s/:]/.test(name) && name !== '.' && name !== '..';
+}
+
 /** dev_valid_name: EINVAL; a name in use: EEXIST */
 function checkName(ns: Netns, name: string): void {
-  if (!name || name.length > IFNAMSIZ || /[\s/:]/.test(name) || name === '.' || name === '..')
-    throw new NetlinkError('EINVAL');
+  if (!validName(name)) throw new NetlinkError('EINVAL');
   if (ns.links.has(name)) throw new NetlinkError('EEXIST');
 }
 
@@ -1384,4 +1394,158 @@ function gatewaysUnicast(ns: Netns, seg: LeaseSegments, own: number): boolean {
       if (seg.viaLease[i] !== own && addrType(ns, intToIp4(seg.vias[i]), seg.dev) !== 'unicast') return false;
   }
   return true;
+}
+
+/* ------------------------------------------------------------------ a namespace on a bridge */
+
+/**
+ * A new namespace joined to a bridge of another namespace by a veth pair, its end addressed and
+ * routed by default through a gateway: what a CNI plugin asks of the kernel for a pod on a
+ * node's bridge (the bridge plugin's ADD).
+ */
+export interface BridgedNetnsRequest {
+  name: string;
+  role: NetnsRole;
+  /** the veth end in the new namespace, its MAC */
+  dev: string;
+  mac: MacAddr;
+  /** the other end, a port of the bridge, its MAC */
+  port: string;
+  portMac: MacAddr;
+  /** both ends' MTU */
+  mtu: number;
+  /** the new end's address */
+  ip: string;
+  len: number;
+  /** the default route's gateway, `onlink` or not */
+  gateway: string;
+  onlink: boolean;
+}
+
+/**
+ * What the requests below do, made one by one for each of `reqs` in order: `ip netns add NAME`
+ * (with lo up), `ip link add DEV netns NAME type veth peer PORT` (the peer in `host`), `ip link
+ * set PORT master BRIDGE`, `ip link set PORT up`, `ip -n NAME link set DEV up`, `ip -n NAME addr
+ * add IP/LEN dev DEV`, `ip -n NAME route add default via GATEWAY dev DEV [onlink]`, each with
+ * every check and every refusal of its own (a refusal leaves the namespaces made before it, as
+ * the requests one by one would).
+ */
+export function bridgedNetnsOneByOne(w: World, host: Netns, bridge: string, r: BridgedNetnsRequest): Netns {
+  const ns = netnsAdd(w, r.name, r.role);
+  linkAdd(w, ns, {
+    type: 'veth',
+    name: r.dev,
+    mac: r.mac,
+    mtu: r.mtu,
+    peer: { netns: host, name: r.port, mac: r.portMac, mtu: r.mtu },
+  });
+  linkSetMaster(w, host, r.port, bridge);
+  linkSetUp(w, host, r.port, true);
+  linkSetUp(w, ns, r.dev, true);
+  addressAdd(ns, r.dev, r.ip, r.len);
+  routeInstall(ns, { prefix: 'default', via: r.gateway, dev: r.dev, onlink: r.onlink, nl: NLM_ADD });
+  return ns;
+}
+
+/** the first octet of an address a gateway and an address of the batch may have (unicast, not loopback, not 0/8) */
+function plainUnicast(n: number): boolean {
+  const a = n >>> 24;
+  return a !== 0 && a !== 127 && a < 224;
+}
+
+/**
+ * bridgedNetnsOneByOne for each request, in order, with the same result (the same namespaces,
+ * devices, carrier bits and their changes, FDB entries, bridge MTU, addresses, routes, and the
+ * same refusals), the carrier bookkeeping and the checks done once per request rather than once
+ * per step. Only the requests whose every step is known to pass take this way: a new name, valid
+ * device names (the port's free in `host`), a valid MTU, an up bridge, an address that brings its
+ * prefix route and a gateway in that prefix that is neither its broadcast nor loopback (the
+ * checks of the route then find the new device, unicast), no `onlink`; any other request is made
+ * one by one (bridgedNetnsOneByOne), refusals included.
+ */
+export function bridgedNetnsAdd(
+  w: World,
+  host: Netns,
+  bridge: string,
+  reqs: readonly BridgedNetnsRequest[],
+): Netns[] {
+  const out: Netns[] = [];
+  for (const r of reqs) {
+    const br = host.link(bridge);
+    const ip = ip4ToInt(r.ip);
+    const gw = ip4ToInt(r.gateway);
+    const net = networkOf({ addr: ip, len: r.len });
+    const known =
+      br?.type === 'bridge' &&
+      br.up &&
+      !w.netns.has(r.name) &&
+      validName(r.dev) &&
+      r.dev !== 'lo' &&
+      validName(r.port) &&
+      !host.links.has(r.port) &&
+      r.mtu >= 68 &&
+      r.mtu <= 65535 &&
+      r.len >= 1 &&
+      r.len <= 30 &&
+      plainUnicast(ip) &&
+      plainUnicast(gw) &&
+      net !== 0 &&
+      inPrefix(gw, net, r.len) &&
+      gw !== broadcastOf({ addr: ip, len: r.len }) &&
+      !r.onlink;
+    out.push(known ? bridgedNetns(w, host, br, r) : bridgedNetnsOneByOne(w, host, bridge, r));
+  }
+  return out;
+}
+
+/** one request of bridgedNetnsAdd whose every step passes; each step's effects as the step makes them */
+function bridgedNetns(w: World, host: Netns, br: BridgeLink, r: BridgedNetnsRequest): Netns {
+  // netnsAdd: lo up (a loopback has no carrier bookkeeping and no prefix route)
+  const ns = netnsWithLoopback(w, r.name, r.role);
+  ns.link('lo')!.up = true;
+  // linkAdd, unchanged (its checks pass)
+  const dev = linkAdd(w, ns, {
+    type: 'veth',
+    name: r.dev,
+    mac: r.mac,
+    mtu: r.mtu,
+    peer: { netns: host, name: r.port, mac: r.portMac, mtu: r.mtu },
+  });
+  const port = host.link(r.port)!;
+  // linkSetMaster: the port joins, its address in the bridge's FDB, the MTU follows; the bridge's
+  // ports changed, so its carrier is whether some port forwards (not the new one: no carrier yet),
+  // and a bridge that loses its carrier while up flushes its neighbours (withCarrier)
+  port.master = br.name;
+  br.fdb.insert({ mac: port.mac, port: port.name, state: 'local', updated: w.now });
+  bridgeMtuAdjust(host, br, port);
+  bridgeCarrier(host, br);
+  // linkSetUp of the port: its peer is down, so no carrier, the bridge's ports forward as before
+  port.up = true;
+  // linkSetUp of the new end: both ends up, each gets carrier (one change each), the port forwards
+  dev.up = true;
+  setCarrier(dev, true);
+  setCarrier(port, true);
+  bridgeCarrier(host, br);
+  localChanged(host);
+  // addressAdd: the device's first address, a primary, its prefix route in an empty table
+  dev.addrs.push({ ip: r.ip, len: r.len, scope: 'global' });
+  localChanged(ns);
+  ns.fib.insert(prefixRoute(dev, r.ip, r.len, r.ip)!);
+  // routeInstall: the gateway is on the prefix route (or the address itself): out of the new end
+  ns.fib.insert(
+    fibInfo({ prefix: 'default', via: r.gateway, dev: r.dev, nl: NLM_ADD }, 0, 0, 'unicast', 'global', r.dev),
+  );
+  return ns;
+}
+
+/**
+ * br_port_state_selection after a change of a bridge's ports: the carrier is whether some port
+ * forwards; a bridge up that loses it flushes its neighbours that are neither permanent nor NOARP
+ * (neigh_carrier_down), as withCarrier does
+ */
+function bridgeCarrier(host: Netns, br: Link): void {
+  const ok = carrierOk(br);
+  setCarrier(br, someForwarding(host, br));
+  if (ok && !carrierOk(br))
+    host.neigh.removeWhere((n) => n.dev === br.name && n.state !== 'PERMANENT' && n.state !== 'NOARP');
 }
