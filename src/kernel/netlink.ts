@@ -16,6 +16,7 @@ import {
   bridgeFdb,
   neighTable,
   newStats,
+  NO_MACS,
   vxlanFdb,
   type Address,
   type BridgeLink,
@@ -109,8 +110,8 @@ function newLink(ns: Netns, name: string, mac: MacAddr, mtu: number, ifindex?: n
     stats: newStats(),
     carrier: true,
     carrierChanges: 0,
-    uc: [],
-    mc: [],
+    uc: NO_MACS,
+    mc: NO_MACS,
   };
 }
 
@@ -1117,12 +1118,12 @@ function insertAfter(vx: VxlanLink, after: VxlanFdbEntry, e: VxlanFdbEntry): voi
 function dfltFdbAdd(dev: Link, req: FdbRequest): void {
   const s = req.state;
   if (!s.permanent) throw new NetlinkError('EINVAL');
-  const list = isMulticastMac(req.mac) ? dev.mc : dev.uc;
-  if (list.includes(req.mac)) {
+  const key = isMulticastMac(req.mac) ? 'mc' : 'uc';
+  if (dev[key].includes(req.mac)) {
     if (req.nl.excl) throw new NetlinkError('EEXIST');
     return;
   }
-  list.push(req.mac);
+  dev[key] = [...dev[key], req.mac];
 }
 
 /** rtnl_fdb_add: the bridge master's handler for a port ("master"), then the device's own ("self") */
@@ -1175,10 +1176,10 @@ export function fdbDel(ns: Netns, req: Omit<FdbRequest, 'nl' | 'state'>): void {
         if (rd) dev.fdb.remove(rd);
       } else for (const e of [...entries]) dev.fdb.remove(e);
     } else {
-      const list = isMulticastMac(req.mac) ? dev.mc : dev.uc;
-      const i = list.indexOf(req.mac);
+      const key = isMulticastMac(req.mac) ? 'mc' : 'uc';
+      const i = dev[key].indexOf(req.mac);
       if (i < 0) throw new NetlinkError('ENOENT');
-      list.splice(i, 1);
+      dev[key] = dev[key].filter((_, j) => j !== i);
     }
     done = true;
   }

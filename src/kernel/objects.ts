@@ -48,10 +48,16 @@ interface LinkBase {
   carrier: boolean;
   /** IFLA_CARRIER_CHANGES: transitions of the carrier bit since the device was created */
   carrierChanges: number;
-  /** the device's own unicast and multicast address lists (dev_uc_add/dev_mc_add: `bridge fdb add … self`) */
-  uc: MacAddr[];
-  mc: MacAddr[];
+  /**
+   * the device's own unicast and multicast address lists (dev_uc_add/dev_mc_add: `bridge fdb add
+   * … self`); read-only: a change makes a new list (most devices never have one: they share NO_MACS)
+   */
+  uc: readonly MacAddr[];
+  mc: readonly MacAddr[];
 }
+
+/** the empty address list every new device's uc and mc start as (never written: a change makes a new list) */
+export const NO_MACS: readonly MacAddr[] = Object.freeze([]);
 
 export interface VethLink extends LinkBase {
   type: 'veth';

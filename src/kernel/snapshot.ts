@@ -143,7 +143,9 @@ function checkFields(o: object, known: string[], at: string): void {
 /* ================================================================== writing */
 
 function linkData(l: Link, at: string): Json {
-  const fields: Record<string, unknown> = { ...l };
+  // uc and mc as lists of their own: a device without addresses shares one empty list (NO_MACS),
+  // which data would otherwise write once and refer to ($ref)
+  const fields: Record<string, unknown> = { ...l, uc: [...l.uc], mc: [...l.mc] };
   if (l.type === 'bridge' || l.type === 'vxlan') fields.fdb = [...l.fdb.list()];
   return encodeData(fields, {}, at);
 }
