@@ -524,8 +524,9 @@ function build(spec: ClusterSpec, mode: CniMode, opts: BuildOptions): Cluster {
   const externalHosts = (spec.externalHosts ?? []).map((h) => addExternalHost(world, spec, h));
 
   const nodeByName = new Map(nodes.map((n) => [n.name, n]));
+  // the pod's listeners, a list of its own length (a push gives an empty list room for 17: ~120 bytes a pod)
   const listening = (ns: Netns, p: ResolvedPod) => {
-    for (const l of p.listen) ns.sockets.push({ proto: l.proto, port: l.port, addr: '0.0.0.0' });
+    ns.sockets = ns.sockets.concat(p.listen.map((l) => ({ proto: l.proto, port: l.port, addr: '0.0.0.0' })));
   };
   for (let i = 0; i < pods.length;) {
     const node = nodeByName.get(pods[i].node)!;

@@ -698,8 +698,10 @@ export class Fib {
     }
     let i = 0;
     while (i < this.lens.length && this.lens[i] > l) i++;
-    this.lens.splice(i, 0, l);
-    this.lenRoutes.splice(i, 0, d);
+    // new lists of their exact length (concat: a push, splice or spread gives a list room for 17
+    // at first, ~120 bytes more), as most tables have one to three lengths (a pod's: its subnet and the default)
+    this.lens = this.lens.slice(0, i).concat([l], this.lens.slice(i));
+    this.lenRoutes = this.lenRoutes.slice(0, i).concat([d], this.lenRoutes.slice(i));
   }
 
   private index(s: number): void {

@@ -72,7 +72,8 @@ function netnsWithLoopback(w: World, name: string, role: NetnsRole): Netns {
   const lo = Object.assign(newLink(ns, 'lo', '00:00:00:00:00:00', 65536), { type: 'loopback' as const });
   lo.noarp = true;
   ns.links.set('lo', lo);
-  ns.link('lo')!.addrs.push({ ip: '127.0.0.1', len: 8, scope: 'host' });
+  // a list of its own length (a push gives an empty list room for 17 addresses)
+  lo.addrs = [{ ip: '127.0.0.1', len: 8, scope: 'host' }];
   localChanged(ns);
   return ns;
 }
@@ -105,7 +106,7 @@ function newLink(ns: Netns, name: string, mac: MacAddr, mtu: number, ifindex?: n
     mac,
     mtu,
     up: false,
-    addrs: [],
+    addrs: [] as Address[],
     noarp: false,
     stats: newStats(),
     carrier: true,
@@ -1528,8 +1529,9 @@ function bridgedNetns(w: World, host: Netns, br: BridgeLink, r: BridgedNetnsRequ
   setCarrier(port, true);
   bridgeCarrier(host, br);
   localChanged(host);
-  // addressAdd: the device's first address, a primary, its prefix route in an empty table
-  dev.addrs.push({ ip: r.ip, len: r.len, scope: 'global' });
+  // addressAdd: the device's first address, a primary, its prefix route in an empty table (a
+  // list of its own length: a push gives an empty list room for 17 addresses)
+  dev.addrs = [{ ip: r.ip, len: r.len, scope: 'global' }];
   localChanged(ns);
   ns.fib.insert(prefixRoute(dev, r.ip, r.len, r.ip)!);
   // routeInstall: the gateway is on the prefix route (or the address itself): out of the new end

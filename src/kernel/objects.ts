@@ -474,7 +474,8 @@ export class Netns {
     this.#conntrack = conntrack;
   }
 
-  readonly sockets: ListenSocket[] = [];
+  /** listening sockets (a program may give the namespace a list of its own: cni/build.ts) */
+  sockets: ListenSocket[] = [];
   // The tables below start as one empty table shared by every namespace (most never get an entry:
   // an empty Map is ~180 bytes) and become the namespace's own at the first write, through own():
   // their types are read-only so that the compiler finds every write.
