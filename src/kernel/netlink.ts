@@ -1249,6 +1249,8 @@ export function leasesInstall(
       ns.fib.attach(seg!.fib, routeSlots(seg!, own[i]));
     const neighs = shared && ns.neigh.attach(seg!.neigh, skip);
     const fdbs = shared && vx.fdb.attach(seg!.fdb, skip);
+    // every table shares the segment: nothing one by one (no pass over the leases per node: n² of them)
+    if (routes && neighs && fdbs) continue;
     for (let k = 0; k < leases.length; k++) {
       if (k === own[i]) continue;
       const l = leases[k];
