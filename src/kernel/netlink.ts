@@ -12,7 +12,6 @@ import { errnoNumber, strerror, type Errno } from './errno.ts';
 import { Fib, sameRoute, type Route, type RouteProto, type RouteScope, type RouteType } from './fib.ts';
 import { bridgePorts, carrierOk, portForwarding, vethPeer } from './links.ts';
 import {
-  addressesChanged,
   bridgeFdb,
   neighTable,
   newStats,
@@ -22,6 +21,7 @@ import {
   type BridgeLink,
   type FdbEntry,
   type Link,
+  type LocalMade,
   type Netns,
   type NetnsRole,
   type NeighEntry,
@@ -702,27 +702,9 @@ export function localRoutes(ns: Netns, covering?: number): LocalRoute[] {
   return out.sort((a, b) => a.dst - b.dst || b.len - a.len);
 }
 
-/** a route of the local table as fib_add_ifaddr makes it, before the table's order and dedup */
-interface MadeLocal {
-  type: LocalRoute['type'];
-  dst: number;
-  len: number;
-  dev: string;
-  src: string;
-}
-
-/**
- * Each namespace's local-table routes in the order fib_add_ifaddr makes them, kept until a
- * device, an address or an up/down state of the namespace changes: every such change goes
- * through this file and calls localChanged. The routes follow from the links, so this is a
- * cache beside the namespace, not state of it (a world read back from data starts without).
- */
-const madeLocal = new WeakMap<Netns, MadeLocal[]>();
-
 /** a device, address or up/down state of the namespace changed: its local table is made anew when asked */
 function localChanged(ns: Netns): void {
-  madeLocal.delete(ns);
-  addressesChanged(ns);
+  ns.derivedChanged();
 }
 
 /**
@@ -740,17 +722,12 @@ function eachLocalRoute(
 }
 
 /** the namespace's local-table routes as made, kept until localChanged */
-function localMade(ns: Netns): MadeLocal[] {
-  let made = madeLocal.get(ns);
-  if (!made) {
-    made = makeLocal(ns);
-    madeLocal.set(ns, made);
-  }
-  return made;
+function localMade(ns: Netns): readonly LocalMade[] {
+  return ns.localMade(makeLocal);
 }
 
-function makeLocal(ns: Netns): MadeLocal[] {
-  const out: MadeLocal[] = [];
+function makeLocal(ns: Netns): LocalMade[] {
+  const out: LocalMade[] = [];
   const put = (type: LocalRoute['type'], dst: number, len: number, dev: string, src: string) =>
     out.push({ type, dst, len, dev, src });
   // only devices with addresses make local routes (a node's pod veths have none: skip them before sorting)
@@ -778,8 +755,8 @@ function makeLocal(ns: Netns): MadeLocal[] {
  * localRoutes(ns, n) by prefix length gives first. The covering routes of one length share their
  * network address, so the first one made of the longest length is that one.
  */
-function longestLocalRoute(ns: Netns, n: number, oif?: string): MadeLocal | undefined {
-  let best: MadeLocal | undefined;
+function longestLocalRoute(ns: Netns, n: number, oif?: string): LocalMade | undefined {
+  let best: LocalMade | undefined;
   for (const r of localMade(ns))
     if ((!oif || r.dev === oif) && (!best || r.len > best.len) && inPrefix(n, r.dst, r.len)) best = r;
   return best;

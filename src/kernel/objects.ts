@@ -231,6 +231,15 @@ export interface IcmpPeer {
   last: number;
 }
 
+/** a route of the local table as fib_add_ifaddr makes it, before the table's order and dedup (netlink.ts) */
+export interface LocalMade {
+  type: 'local' | 'broadcast';
+  dst: number;
+  len: number;
+  dev: string;
+  src: string;
+}
+
 export interface ListenSocket {
   proto: 'tcp' | 'udp';
   port: number;
@@ -468,6 +477,44 @@ export class Netns {
     return (this.#icmpGlobal ??= { credit: 0, stamp: -1_000_000 });
   }
 
+  /**
+   * What is derived from the namespace's devices and addresses, kept until one of them changes
+   * (derivedChanged; every such change goes through netlink.ts): its devices by the addresses
+   * they hold, and the local-table routes as fib_add_ifaddr makes them (netlink.ts). A cache
+   * beside the state, not data (a world read back from data starts without). Private fields, not
+   * WeakMaps by namespace: a WeakMap that namespaces are deleted from at every change of theirs
+   * fills with deleted entries, and its lookups slow down (7.8 % of a 5,000-node build).
+   */
+  #byAddress: Map<Ipv4Addr, Link[]> | undefined;
+  #localMade: readonly LocalMade[] | undefined;
+
+  /** the local-table routes as `make` makes them, kept until derivedChanged */
+  localMade(make: (ns: Netns) => readonly LocalMade[]): readonly LocalMade[] {
+    return (this.#localMade ??= make(this));
+  }
+
+  /** a device, an address or an up/down state of the namespace changed */
+  derivedChanged(): void {
+    this.#byAddress = undefined;
+    this.#localMade = undefined;
+  }
+
+  /** each device by the addresses it holds (each device once per address, in the namespace's order of devices) */
+  private byAddress(): Map<Ipv4Addr, Link[]> {
+    let m = this.#byAddress;
+    if (!m) {
+      m = new Map();
+      for (const dev of this.links.values())
+        for (const a of dev.addrs) {
+          const l = m.get(a.ip);
+          if (!l) m.set(a.ip, [dev]);
+          else if (l[l.length - 1] !== dev) l.push(dev);
+        }
+      this.#byAddress = m;
+    }
+    return m;
+  }
+
   /** a namespace read from data gets its netfilter and conntrack (snapshot.ts) */
   restoreTables(netfilter: Netfilter, conntrack: Conntrack): void {
     this.#netfilter = netfilter;
@@ -584,11 +631,11 @@ export class Netns {
   /**
    * the device owning `ip` when it is a local address (weak host model: any device): the first
    * device up, in the namespace's order of devices, that has it. Every node answers this for each
-   * ARP request flooded on its segment: the devices by address are kept (addressOwners)
+   * ARP request flooded on its segment: the devices by address are kept (byAddress)
    */
   localAddress(ip: Ipv4Addr): Link | undefined {
     if (ip.startsWith('127.')) return this.links.get('lo');
-    const devs = addressOwners(this).get(ip);
+    const devs = this.byAddress().get(ip);
     if (devs) for (const dev of devs) if (dev.up) return dev;
     return undefined;
   }
@@ -596,34 +643,6 @@ export class Netns {
   neighbour(ip: Ipv4Addr, dev: string): NeighEntry | undefined {
     return this.neigh.pick(ip, dev);
   }
-}
-
-/**
- * Each namespace's devices by the addresses they hold (each device once per address, in the
- * namespace's order of devices), kept until addressesChanged: a device or an address of the
- * namespace changed, which goes through netlink.ts only (its localChanged calls it). A cache
- * beside the namespace, not state of it (a world read back from data starts without).
- */
-const owners = new WeakMap<Netns, Map<Ipv4Addr, Link[]>>();
-
-function addressOwners(ns: Netns): Map<Ipv4Addr, Link[]> {
-  let m = owners.get(ns);
-  if (!m) {
-    m = new Map();
-    for (const dev of ns.links.values())
-      for (const a of dev.addrs) {
-        const l = m.get(a.ip);
-        if (!l) m.set(a.ip, [dev]);
-        else if (l[l.length - 1] !== dev) l.push(dev);
-      }
-    owners.set(ns, m);
-  }
-  return m;
-}
-
-/** a device of the namespace came or went, or an address changed: its devices by address are made anew when asked */
-export function addressesChanged(ns: Netns): void {
-  owners.delete(ns);
 }
 
 export function newStats(): LinkStats {
