@@ -1326,6 +1326,9 @@ function checkNodes(c: Checker, raw: unknown, segments: Segment[] | undefined): 
  * own address.
  */
 function checkExternalHosts(c: Checker, raw: unknown, segments: Segment[] | undefined) {
+  const hosts = entries(raw, 'externalHosts');
+  // nothing to check, and no map of every node's and pod's name to make (a cluster file without external hosts)
+  if (!hosts.length) return;
   const names = new Map<string, number>();
   const subnetsGiven = isRecord(raw) && raw.subnets !== undefined;
   const derived = subnetsGiven ? undefined : derivedSegment(raw);
@@ -1341,7 +1344,7 @@ function checkExternalHosts(c: Checker, raw: unknown, segments: Segment[] | unde
     const a = cidrOf(text(n, 'ip') ?? '');
     if (a !== undefined && !addrs.has(a.addr)) addrs.set(a.addr, `node ${text(n, 'name') ?? `nodes[${i}]`}`);
   }
-  for (const [i, h] of entries(raw, 'externalHosts')) {
+  for (const [i, h] of hosts) {
     const name = text(h, 'name');
     if (name !== undefined && checkUnique(c, names, 'externalHosts', 'external host', i, name)) {
       const other = others.get(name);

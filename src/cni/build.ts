@@ -12,6 +12,7 @@ import type { BgpDriver } from '../bgp/session.ts';
 import type { Netns } from '../kernel/objects.ts';
 import {
   addressAdd,
+  bridgedNetnsAdd,
   linkAdd,
   linkSetMaster,
   linkSetUp,
@@ -531,31 +532,53 @@ function build(spec: ClusterSpec, mode: CniMode, opts: BuildOptions): Cluster {
   const externalHosts = (spec.externalHosts ?? []).map((h) => addExternalHost(world, spec, h));
 
   const nodeByName = new Map(nodes.map((n) => [n.name, n]));
-  for (const p of pods) {
-    const node = nodeByName.get(p.node)!;
+  // the pod's listeners, a list of its own length (a push gives an empty list room for 17: ~120 bytes a pod)
+  const listening = (ns: Netns, p: ResolvedPod) => {
+    ns.sockets = ns.sockets.concat(p.listen.map((l) => ({ proto: l.proto, port: l.port, addr: '0.0.0.0' })));
+  };
+  for (let i = 0; i < pods.length;) {
+    const node = nodeByName.get(pods[i].node)!;
     const host = world.ns(node.name);
-    const ns = netnsAdd(world, p.name, 'pod');
-    linkAdd(world, ns, {
-      type: 'veth',
-      name: 'eth0',
-      mac: p.mac,
-      mtu: podMtu,
-      peer: { netns: host, name: p.hostVeth, mac: p.hostVethMac, mtu: podMtu },
-    });
     if (layout === 'calico') {
+      const p = pods[i++];
+      const ns = netnsAdd(world, p.name, 'pod');
+      linkAdd(world, ns, {
+        type: 'veth',
+        name: 'eth0',
+        mac: p.mac,
+        mtu: podMtu,
+        peer: { netns: host, name: p.hostVeth, mac: p.hostVethMac, mtu: podMtu },
+      });
       calicoWorkload(world, host, ns, p);
-      for (const l of p.listen) ns.sockets.push({ proto: l.proto, port: l.port, addr: '0.0.0.0' });
+      listening(ns, p);
       continue;
     }
-    linkSetMaster(world, host, p.hostVeth, 'cni0');
-    linkSetUp(world, host, p.hostVeth, true);
-    linkSetUp(world, ns, 'eth0', true);
-    addressAdd(ns, 'eth0', p.ip, node.podLen);
-    // a pod address outside the node's CIDR (a static IP, a stale allocation) cannot reach cni0's
-    // address on-link: the route is added onlink, so the pod still sends and doctor can show why
-    const onlink = !inPrefix(p.ip, node.gateway, node.podLen);
-    routeInstall(ns, { prefix: 'default', via: node.gateway, dev: 'eth0', onlink, nl: NLM_ADD });
-    for (const l of p.listen) ns.sockets.push({ proto: l.proto, port: l.port, addr: '0.0.0.0' });
+    // the bridge plugin, for the next pods of the same node at once (in the cluster file's order)
+    let j = i;
+    while (j < pods.length && pods[j].node === node.name) j++;
+    const run = pods.slice(i, j);
+    const made = bridgedNetnsAdd(
+      world,
+      host,
+      'cni0',
+      run.map((p) => ({
+        name: p.name,
+        role: 'pod' as const,
+        dev: 'eth0',
+        mac: p.mac,
+        port: p.hostVeth,
+        portMac: p.hostVethMac,
+        mtu: podMtu,
+        ip: p.ip,
+        len: node.podLen,
+        gateway: node.gateway,
+        // a pod address outside the node's CIDR (a static IP, a stale allocation) cannot reach cni0's
+        // address on-link: the route is added onlink, so the pod still sends and doctor can show why
+        onlink: !inPrefix(p.ip, node.gateway, node.podLen),
+      })),
+    );
+    run.forEach((p, k) => listening(made[k], p));
+    i = j;
   }
 
   const warnings: string[] = [];

@@ -136,6 +136,17 @@ export interface RouteRow {
 /** the row a table fills: RouteRow's fields, and the slot `route()` reads */
 type FilledRow = { -readonly [K in keyof RouteRow]: RouteRow[K] } & { slot: number };
 
+/**
+ * `list` with `v` at `i`, a new list of its exact length: a push, splice or spread gives a list
+ * room for 17 at first (~120 bytes more), and most tables have one to three prefix lengths (a
+ * pod's: its subnet and the default); the short ones are literals (concat is a slower builtin)
+ */
+function inserted(list: readonly number[], i: number, v: number): number[] {
+  if (list.length === 0) return [v];
+  if (list.length === 1) return i === 0 ? [v, list[0]] : [list[0], v];
+  return list.slice(0, i).concat(v, list.slice(i));
+}
+
 export class Fib {
   /**
    * A shared segment (an immutable Fib that no namespace writes: a daemon's lease set, the same
@@ -698,8 +709,8 @@ export class Fib {
     }
     let i = 0;
     while (i < this.lens.length && this.lens[i] > l) i++;
-    this.lens.splice(i, 0, l);
-    this.lenRoutes.splice(i, 0, d);
+    this.lens = inserted(this.lens, i, l);
+    this.lenRoutes = inserted(this.lenRoutes, i, d);
   }
 
   private index(s: number): void {

@@ -63,6 +63,13 @@ export const HOOK_TABLES: Record<Hook, readonly TableName[]> = {
 };
 
 const NO_SETS: ReadonlyMap<string, IpSet> = new Map();
+
+/** what restricts the tables and hooks a rule may be in (an extension's, or a match's) */
+interface Limit {
+  why: string;
+  table?: readonly TableName[];
+  hooks: readonly Hook[];
+}
 /** the empty `created` and `recent` of every namespace that has none of its own (never written) */
 const NO_TABLES: ReadonlySet<string> = new Set();
 const NO_RECENT: ReadonlyMap<string, RecentEntry[]> = new Map();
@@ -305,6 +312,34 @@ export class Netfilter {
   }
 
   /**
+   * The limits on the tables and hooks of `r` (refuses): its matches' and target's, and those of
+   * the chains a jump reaches (`seen`: the chains reached so far; made at the first jump). A
+   * method, not a closure made per call: rules are checked one by one as they are appended.
+   */
+  private collectLimits(table: string, r: Rule, seen: Set<string> | undefined, limits: Limit[]): void {
+    for (const m of r.matches)
+      // xt_rpfilter: .hooks PREROUTING, rpfilter_check: the raw or mangle table
+      if (m.kind === 'rpfilter')
+        limits.push({ why: 'rpfilter', table: ['raw', 'mangle'], hooks: ['PREROUTING'] });
+      else if (m.kind === 'addrtype' && (m.limitIn || m.limitOut))
+        limits.push({
+          why: `addrtype --limit-iface-${m.limitIn ? 'in' : 'out'}`,
+          hooks: m.limitIn ? ['PREROUTING', 'INPUT', 'FORWARD'] : ['FORWARD', 'OUTPUT', 'POSTROUTING'],
+        });
+    const tg = r.target;
+    if (tg?.kind === 'jump' || tg?.kind === 'goto') {
+      seen ??= new Set();
+      if (seen.has(tg.chain)) return;
+      seen.add(tg.chain);
+      for (const x of this.chain(table, tg.chain)?.rules ?? []) this.collectLimits(table, x, seen, limits);
+      return;
+    }
+    const ext = tg && targetExt(tg);
+    if (ext && (ext.tables || ext.hooks))
+      limits.push({ why: ext.name, table: ext.tables, hooks: ext.hooks ?? TABLE_BUILTINS[table] ?? [] });
+  }
+
+  /**
    * Why the kernel refuses `rule` in `chain` of `table` (EINVAL from the extensions' checkentry and
    * nft's chain validation), or undefined: a target outside its tables or hooks, also through the
    * chains a jump reaches; tcp-reset without -p tcp; `! -s 0.0.0.0/0`.
@@ -329,29 +364,8 @@ export class Netfilter {
         return `the ${m.kind} match needs -p ${m.kind}`;
     }
     // what restricts the hooks: the rule's matches and target, and those of the chains a jump reaches
-    const limits: { why: string; table?: readonly TableName[]; hooks: readonly Hook[] }[] = [];
-    const collect = (r: Rule, seen: Set<string>) => {
-      for (const m of r.matches)
-        // xt_rpfilter: .hooks PREROUTING, rpfilter_check: the raw or mangle table
-        if (m.kind === 'rpfilter')
-          limits.push({ why: 'rpfilter', table: ['raw', 'mangle'], hooks: ['PREROUTING'] });
-        else if (m.kind === 'addrtype' && (m.limitIn || m.limitOut))
-          limits.push({
-            why: `addrtype --limit-iface-${m.limitIn ? 'in' : 'out'}`,
-            hooks: m.limitIn ? ['PREROUTING', 'INPUT', 'FORWARD'] : ['FORWARD', 'OUTPUT', 'POSTROUTING'],
-          });
-      const tg = r.target;
-      if (tg?.kind === 'jump' || tg?.kind === 'goto') {
-        if (seen.has(tg.chain)) return;
-        seen.add(tg.chain);
-        for (const x of this.chain(table, tg.chain)?.rules ?? []) collect(x, seen);
-        return;
-      }
-      const ext = tg && targetExt(tg);
-      if (ext && (ext.tables || ext.hooks))
-        limits.push({ why: ext.name, table: ext.tables, hooks: ext.hooks ?? TABLE_BUILTINS[table] ?? [] });
-    };
-    collect(rule, new Set());
+    const limits: Limit[] = [];
+    this.collectLimits(table, rule, undefined, limits);
     if (!limits.length) return undefined;
     const bad = limits.find((l) => l.table && !l.table.includes(table as TableName));
     if (bad) return `${bad.why} is not valid in the ${table} table`;

@@ -12,15 +12,16 @@ import { errnoNumber, strerror, type Errno } from './errno.ts';
 import { Fib, sameRoute, type Route, type RouteProto, type RouteScope, type RouteType } from './fib.ts';
 import { bridgePorts, carrierOk, portForwarding, vethPeer } from './links.ts';
 import {
-  addressesChanged,
   bridgeFdb,
   neighTable,
   newStats,
+  NO_MACS,
   vxlanFdb,
   type Address,
   type BridgeLink,
   type FdbEntry,
   type Link,
+  type LocalMade,
   type Netns,
   type NetnsRole,
   type NeighEntry,
@@ -58,24 +59,35 @@ function ext(code: Errno, extack: string): NetlinkError {
  * (127.0.0.1/8, which the kernel gives lo in every namespace) up.
  */
 export function netnsAdd(w: World, name: string, role: NetnsRole): Netns {
+  const ns = netnsWithLoopback(w, name, role);
+  linkSetUp(w, ns, 'lo', true);
+  return ns;
+}
+
+/** a new namespace with its loopback device (127.0.0.1/8), still down */
+function netnsWithLoopback(w: World, name: string, role: NetnsRole): Netns {
   const ns = w.addNetns(name, role);
   // the device's fields in place, not a spread of them: V8 gives each object that this spread makes
   // a hidden class of its own (~420 bytes a namespace), the same fields in the same order
   const lo = Object.assign(newLink(ns, 'lo', '00:00:00:00:00:00', 65536), { type: 'loopback' as const });
   lo.noarp = true;
   ns.links.set('lo', lo);
-  ns.link('lo')!.addrs.push({ ip: '127.0.0.1', len: 8, scope: 'host' });
+  // a list of its own length (a push gives an empty list room for 17 addresses)
+  lo.addrs = [{ ip: '127.0.0.1', len: 8, scope: 'host' }];
   localChanged(ns);
-  linkSetUp(w, ns, 'lo', true);
   return ns;
 }
 
 const IFNAMSIZ = 15;
 
+/** dev_valid_name, with IFNAMSIZ */
+function validName(name: string): boolean {
+  return !!name && name.length <= IFNAMSIZ && !/[\s/:]/.test(name) && name !== '.' && name !== '..';
+}
+
 /** dev_valid_name: EINVAL; a name in use: EEXIST */
 function checkName(ns: Netns, name: string): void {
-  if (!name || name.length > IFNAMSIZ || /[\s/:]/.test(name) || name === '.' || name === '..')
-    throw new NetlinkError('EINVAL');
+  if (!validName(name)) throw new NetlinkError('EINVAL');
   if (ns.links.has(name)) throw new NetlinkError('EEXIST');
 }
 
@@ -94,13 +106,13 @@ function newLink(ns: Netns, name: string, mac: MacAddr, mtu: number, ifindex?: n
     mac,
     mtu,
     up: false,
-    addrs: [],
+    addrs: [] as Address[],
     noarp: false,
     stats: newStats(),
     carrier: true,
     carrierChanges: 0,
-    uc: [],
-    mc: [],
+    uc: NO_MACS,
+    mc: NO_MACS,
   };
 }
 
@@ -690,27 +702,9 @@ export function localRoutes(ns: Netns, covering?: number): LocalRoute[] {
   return out.sort((a, b) => a.dst - b.dst || b.len - a.len);
 }
 
-/** a route of the local table as fib_add_ifaddr makes it, before the table's order and dedup */
-interface MadeLocal {
-  type: LocalRoute['type'];
-  dst: number;
-  len: number;
-  dev: string;
-  src: string;
-}
-
-/**
- * Each namespace's local-table routes in the order fib_add_ifaddr makes them, kept until a
- * device, an address or an up/down state of the namespace changes: every such change goes
- * through this file and calls localChanged. The routes follow from the links, so this is a
- * cache beside the namespace, not state of it (a world read back from data starts without).
- */
-const madeLocal = new WeakMap<Netns, MadeLocal[]>();
-
 /** a device, address or up/down state of the namespace changed: its local table is made anew when asked */
 function localChanged(ns: Netns): void {
-  madeLocal.delete(ns);
-  addressesChanged(ns);
+  ns.derivedChanged();
 }
 
 /**
@@ -728,17 +722,12 @@ function eachLocalRoute(
 }
 
 /** the namespace's local-table routes as made, kept until localChanged */
-function localMade(ns: Netns): MadeLocal[] {
-  let made = madeLocal.get(ns);
-  if (!made) {
-    made = makeLocal(ns);
-    madeLocal.set(ns, made);
-  }
-  return made;
+function localMade(ns: Netns): readonly LocalMade[] {
+  return ns.localMade(makeLocal);
 }
 
-function makeLocal(ns: Netns): MadeLocal[] {
-  const out: MadeLocal[] = [];
+function makeLocal(ns: Netns): LocalMade[] {
+  const out: LocalMade[] = [];
   const put = (type: LocalRoute['type'], dst: number, len: number, dev: string, src: string) =>
     out.push({ type, dst, len, dev, src });
   // only devices with addresses make local routes (a node's pod veths have none: skip them before sorting)
@@ -766,8 +755,8 @@ function makeLocal(ns: Netns): MadeLocal[] {
  * localRoutes(ns, n) by prefix length gives first. The covering routes of one length share their
  * network address, so the first one made of the longest length is that one.
  */
-function longestLocalRoute(ns: Netns, n: number, oif?: string): MadeLocal | undefined {
-  let best: MadeLocal | undefined;
+function longestLocalRoute(ns: Netns, n: number, oif?: string): LocalMade | undefined {
+  let best: LocalMade | undefined;
   for (const r of localMade(ns))
     if ((!oif || r.dev === oif) && (!best || r.len > best.len) && inPrefix(n, r.dst, r.len)) best = r;
   return best;
@@ -1107,12 +1096,12 @@ function insertAfter(vx: VxlanLink, after: VxlanFdbEntry, e: VxlanFdbEntry): voi
 function dfltFdbAdd(dev: Link, req: FdbRequest): void {
   const s = req.state;
   if (!s.permanent) throw new NetlinkError('EINVAL');
-  const list = isMulticastMac(req.mac) ? dev.mc : dev.uc;
-  if (list.includes(req.mac)) {
+  const key = isMulticastMac(req.mac) ? 'mc' : 'uc';
+  if (dev[key].includes(req.mac)) {
     if (req.nl.excl) throw new NetlinkError('EEXIST');
     return;
   }
-  list.push(req.mac);
+  dev[key] = [...dev[key], req.mac];
 }
 
 /** rtnl_fdb_add: the bridge master's handler for a port ("master"), then the device's own ("self") */
@@ -1165,10 +1154,10 @@ export function fdbDel(ns: Netns, req: Omit<FdbRequest, 'nl' | 'state'>): void {
         if (rd) dev.fdb.remove(rd);
       } else for (const e of [...entries]) dev.fdb.remove(e);
     } else {
-      const list = isMulticastMac(req.mac) ? dev.mc : dev.uc;
-      const i = list.indexOf(req.mac);
+      const key = isMulticastMac(req.mac) ? 'mc' : 'uc';
+      const i = dev[key].indexOf(req.mac);
       if (i < 0) throw new NetlinkError('ENOENT');
-      list.splice(i, 1);
+      dev[key] = dev[key].filter((_, j) => j !== i);
     }
     done = true;
   }
@@ -1237,6 +1226,8 @@ export function leasesInstall(
       ns.fib.attach(seg!.fib, routeSlots(seg!, own[i]));
     const neighs = shared && ns.neigh.attach(seg!.neigh, skip);
     const fdbs = shared && vx.fdb.attach(seg!.fdb, skip);
+    // every table shares the segment: nothing one by one (no pass over the leases per node: n² of them)
+    if (routes && neighs && fdbs) continue;
     for (let k = 0; k < leases.length; k++) {
       if (k === own[i]) continue;
       const l = leases[k];
@@ -1384,4 +1375,159 @@ function gatewaysUnicast(ns: Netns, seg: LeaseSegments, own: number): boolean {
       if (seg.viaLease[i] !== own && addrType(ns, intToIp4(seg.vias[i]), seg.dev) !== 'unicast') return false;
   }
   return true;
+}
+
+/* ------------------------------------------------------------------ a namespace on a bridge */
+
+/**
+ * A new namespace joined to a bridge of another namespace by a veth pair, its end addressed and
+ * routed by default through a gateway: what a CNI plugin asks of the kernel for a pod on a
+ * node's bridge (the bridge plugin's ADD).
+ */
+export interface BridgedNetnsRequest {
+  name: string;
+  role: NetnsRole;
+  /** the veth end in the new namespace, its MAC */
+  dev: string;
+  mac: MacAddr;
+  /** the other end, a port of the bridge, its MAC */
+  port: string;
+  portMac: MacAddr;
+  /** both ends' MTU */
+  mtu: number;
+  /** the new end's address */
+  ip: string;
+  len: number;
+  /** the default route's gateway, `onlink` or not */
+  gateway: string;
+  onlink: boolean;
+}
+
+/**
+ * What the requests below do, made one by one for each of `reqs` in order: `ip netns add NAME`
+ * (with lo up), `ip link add DEV netns NAME type veth peer PORT` (the peer in `host`), `ip link
+ * set PORT master BRIDGE`, `ip link set PORT up`, `ip -n NAME link set DEV up`, `ip -n NAME addr
+ * add IP/LEN dev DEV`, `ip -n NAME route add default via GATEWAY dev DEV [onlink]`, each with
+ * every check and every refusal of its own (a refusal leaves the namespaces made before it, as
+ * the requests one by one would).
+ */
+export function bridgedNetnsOneByOne(w: World, host: Netns, bridge: string, r: BridgedNetnsRequest): Netns {
+  const ns = netnsAdd(w, r.name, r.role);
+  linkAdd(w, ns, {
+    type: 'veth',
+    name: r.dev,
+    mac: r.mac,
+    mtu: r.mtu,
+    peer: { netns: host, name: r.port, mac: r.portMac, mtu: r.mtu },
+  });
+  linkSetMaster(w, host, r.port, bridge);
+  linkSetUp(w, host, r.port, true);
+  linkSetUp(w, ns, r.dev, true);
+  addressAdd(ns, r.dev, r.ip, r.len);
+  routeInstall(ns, { prefix: 'default', via: r.gateway, dev: r.dev, onlink: r.onlink, nl: NLM_ADD });
+  return ns;
+}
+
+/** the first octet of an address a gateway and an address of the batch may have (unicast, not loopback, not 0/8) */
+function plainUnicast(n: number): boolean {
+  const a = n >>> 24;
+  return a !== 0 && a !== 127 && a < 224;
+}
+
+/**
+ * bridgedNetnsOneByOne for each request, in order, with the same result (the same namespaces,
+ * devices, carrier bits and their changes, FDB entries, bridge MTU, addresses, routes, and the
+ * same refusals), the carrier bookkeeping and the checks done once per request rather than once
+ * per step. Only the requests whose every step is known to pass take this way: a new name, valid
+ * device names (the port's free in `host`), a valid MTU, an up bridge, an address that brings its
+ * prefix route and a gateway in that prefix that is neither its broadcast nor loopback (the
+ * checks of the route then find the new device, unicast), no `onlink`; any other request is made
+ * one by one (bridgedNetnsOneByOne), refusals included.
+ */
+export function bridgedNetnsAdd(
+  w: World,
+  host: Netns,
+  bridge: string,
+  reqs: readonly BridgedNetnsRequest[],
+): Netns[] {
+  const out: Netns[] = [];
+  for (const r of reqs) {
+    const br = host.link(bridge);
+    const ip = ip4ToInt(r.ip);
+    const gw = ip4ToInt(r.gateway);
+    const net = networkOf({ addr: ip, len: r.len });
+    const known =
+      br?.type === 'bridge' &&
+      br.up &&
+      !w.netns.has(r.name) &&
+      validName(r.dev) &&
+      r.dev !== 'lo' &&
+      validName(r.port) &&
+      !host.links.has(r.port) &&
+      r.mtu >= 68 &&
+      r.mtu <= 65535 &&
+      r.len >= 1 &&
+      r.len <= 30 &&
+      plainUnicast(ip) &&
+      plainUnicast(gw) &&
+      net !== 0 &&
+      inPrefix(gw, net, r.len) &&
+      gw !== broadcastOf({ addr: ip, len: r.len }) &&
+      !r.onlink;
+    out.push(known ? bridgedNetns(w, host, br, r) : bridgedNetnsOneByOne(w, host, bridge, r));
+  }
+  return out;
+}
+
+/** one request of bridgedNetnsAdd whose every step passes; each step's effects as the step makes them */
+function bridgedNetns(w: World, host: Netns, br: BridgeLink, r: BridgedNetnsRequest): Netns {
+  // netnsAdd: lo up (a loopback has no carrier bookkeeping and no prefix route)
+  const ns = netnsWithLoopback(w, r.name, r.role);
+  ns.link('lo')!.up = true;
+  // linkAdd, unchanged (its checks pass)
+  const dev = linkAdd(w, ns, {
+    type: 'veth',
+    name: r.dev,
+    mac: r.mac,
+    mtu: r.mtu,
+    peer: { netns: host, name: r.port, mac: r.portMac, mtu: r.mtu },
+  });
+  const port = host.link(r.port)!;
+  // linkSetMaster: the port joins, its address in the bridge's FDB, the MTU follows; the bridge's
+  // ports changed, so its carrier is whether some port forwards (not the new one: no carrier yet),
+  // and a bridge that loses its carrier while up flushes its neighbours (withCarrier)
+  port.master = br.name;
+  br.fdb.insert({ mac: port.mac, port: port.name, state: 'local', updated: w.now });
+  bridgeMtuAdjust(host, br, port);
+  bridgeCarrier(host, br);
+  // linkSetUp of the port: its peer is down, so no carrier, the bridge's ports forward as before
+  port.up = true;
+  // linkSetUp of the new end: both ends up, each gets carrier (one change each), the port forwards
+  dev.up = true;
+  setCarrier(dev, true);
+  setCarrier(port, true);
+  bridgeCarrier(host, br);
+  localChanged(host);
+  // addressAdd: the device's first address, a primary, its prefix route in an empty table (a
+  // list of its own length: a push gives an empty list room for 17 addresses)
+  dev.addrs = [{ ip: r.ip, len: r.len, scope: 'global' }];
+  localChanged(ns);
+  ns.fib.insert(prefixRoute(dev, r.ip, r.len, r.ip)!);
+  // routeInstall: the gateway is on the prefix route (or the address itself): out of the new end
+  ns.fib.insert(
+    fibInfo({ prefix: 'default', via: r.gateway, dev: r.dev, nl: NLM_ADD }, 0, 0, 'unicast', 'global', r.dev),
+  );
+  return ns;
+}
+
+/**
+ * br_port_state_selection after a change of a bridge's ports: the carrier is whether some port
+ * forwards; a bridge up that loses it flushes its neighbours that are neither permanent nor NOARP
+ * (neigh_carrier_down), as withCarrier does
+ */
+function bridgeCarrier(host: Netns, br: Link): void {
+  const ok = carrierOk(br);
+  setCarrier(br, someForwarding(host, br));
+  if (ok && !carrierOk(br))
+    host.neigh.removeWhere((n) => n.dev === br.name && n.state !== 'PERMANENT' && n.state !== 'NOARP');
 }

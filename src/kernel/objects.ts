@@ -48,10 +48,16 @@ interface LinkBase {
   carrier: boolean;
   /** IFLA_CARRIER_CHANGES: transitions of the carrier bit since the device was created */
   carrierChanges: number;
-  /** the device's own unicast and multicast address lists (dev_uc_add/dev_mc_add: `bridge fdb add … self`) */
-  uc: MacAddr[];
-  mc: MacAddr[];
+  /**
+   * the device's own unicast and multicast address lists (dev_uc_add/dev_mc_add: `bridge fdb add
+   * … self`); read-only: a change makes a new list (most devices never have one: they share NO_MACS)
+   */
+  uc: readonly MacAddr[];
+  mc: readonly MacAddr[];
 }
+
+/** the empty address list every new device's uc and mc start as (never written: a change makes a new list) */
+export const NO_MACS: readonly MacAddr[] = Object.freeze([]);
 
 export interface VethLink extends LinkBase {
   type: 'veth';
@@ -223,6 +229,15 @@ export interface IcmpPeer {
   tokens: number;
   /** µs of the last refill */
   last: number;
+}
+
+/** a route of the local table as fib_add_ifaddr makes it, before the table's order and dedup (netlink.ts) */
+export interface LocalMade {
+  type: 'local' | 'broadcast';
+  dst: number;
+  len: number;
+  dev: string;
+  src: string;
 }
 
 export interface ListenSocket {
@@ -416,14 +431,98 @@ const parsedInts = new Map<string, readonly number[]>();
 export class Netns {
   readonly links = new Map<string, Link>();
   readonly fib = new Fib();
+  // The tables below are made on first use (a pod's namespace reads most of them only when a walk
+  // passes through it: ~150,000 of them in a 5,000-node cluster). Made when first read, not only
+  // when first written: what is read is then the table, as it was, and a fresh one is what an
+  // eager field held. Private fields: not own enumerable properties, so not data of the namespace
+  // (snapshot.ts writes and reads them by name).
+  #neigh: CompactPairTable<NeighEntry> | undefined;
+  #sysctl: Sysctls | undefined;
+  #netfilter: Netfilter | undefined;
+  #conntrack: Conntrack | undefined;
+  #tcp: QuadTable<TcpConn> | undefined;
+  #arpStats: { resFailed: number; unresDiscards: number } | undefined;
+  #icmpGlobal: { credit: number; stamp: number } | undefined;
+
   /** keyed by address and device (`get` takes the key `ip|dev` too) */
-  readonly neigh = neighTable();
-  readonly sysctl: Map<string, string> = new Sysctls();
-  readonly netfilter = new Netfilter();
-  readonly conntrack = new Conntrack();
-  readonly sockets: ListenSocket[] = [];
+  get neigh(): CompactPairTable<NeighEntry> {
+    return (this.#neigh ??= neighTable());
+  }
+
+  get sysctl(): Map<string, string> {
+    return (this.#sysctl ??= new Sysctls());
+  }
+
+  get netfilter(): Netfilter {
+    return (this.#netfilter ??= new Netfilter());
+  }
+
+  get conntrack(): Conntrack {
+    return (this.#conntrack ??= new Conntrack());
+  }
+
   /** TCP sockets in the order they were opened, by 4-tuple; a lookup takes the newest */
-  readonly tcp = new QuadTable<TcpConn>();
+  get tcp(): QuadTable<TcpConn> {
+    return (this.#tcp ??= new QuadTable<TcpConn>());
+  }
+
+  /** neighbour table statistics (`ip -s ntable show name arp_cache`) */
+  get arpStats(): { resFailed: number; unresDiscards: number } {
+    return (this.#arpStats ??= { resFailed: 0, unresDiscards: 0 });
+  }
+
+  /** icmp_global: the netns-wide ICMP credit and when it was last refilled (µs; the kernel's stamp
+   * starts at jiffies 0, long before any netns exists: one second before the clock starts here) */
+  get icmpGlobal(): { credit: number; stamp: number } {
+    return (this.#icmpGlobal ??= { credit: 0, stamp: -1_000_000 });
+  }
+
+  /**
+   * What is derived from the namespace's devices and addresses, kept until one of them changes
+   * (derivedChanged; every such change goes through netlink.ts): its devices by the addresses
+   * they hold, and the local-table routes as fib_add_ifaddr makes them (netlink.ts). A cache
+   * beside the state, not data (a world read back from data starts without). Private fields, not
+   * WeakMaps by namespace: such a WeakMap, which namespaces are deleted from at every change of
+   * theirs, was slow at 5,000 nodes (its get and set 7.8 % of a build's profile).
+   */
+  #byAddress: Map<Ipv4Addr, Link[]> | undefined;
+  #localMade: readonly LocalMade[] | undefined;
+
+  /** the local-table routes as `make` makes them, kept until derivedChanged */
+  localMade(make: (ns: Netns) => readonly LocalMade[]): readonly LocalMade[] {
+    return (this.#localMade ??= make(this));
+  }
+
+  /** a device, an address or an up/down state of the namespace changed */
+  derivedChanged(): void {
+    this.#byAddress = undefined;
+    this.#localMade = undefined;
+  }
+
+  /** each device by the addresses it holds (each device once per address, in the namespace's order of devices) */
+  private byAddress(): Map<Ipv4Addr, Link[]> {
+    let m = this.#byAddress;
+    if (!m) {
+      m = new Map();
+      for (const dev of this.links.values())
+        for (const a of dev.addrs) {
+          const l = m.get(a.ip);
+          if (!l) m.set(a.ip, [dev]);
+          else if (l[l.length - 1] !== dev) l.push(dev);
+        }
+      this.#byAddress = m;
+    }
+    return m;
+  }
+
+  /** a namespace read from data gets its netfilter and conntrack (snapshot.ts) */
+  restoreTables(netfilter: Netfilter, conntrack: Conntrack): void {
+    this.#netfilter = netfilter;
+    this.#conntrack = conntrack;
+  }
+
+  /** listening sockets (a program may give the namespace a list of its own: cni/build.ts) */
+  sockets: ListenSocket[] = [];
   // The tables below start as one empty table shared by every namespace (most never get an entry:
   // an empty Map is ~180 bytes) and become the namespace's own at the first write, through own():
   // their types are read-only so that the compiler finds every write.
@@ -435,8 +534,6 @@ export class Netns {
   mib: ReadonlyMap<string, number> = NO_MAP as ReadonlyMap<string, number>;
   /** the neighbour timers' state, by neighbour key `ip|dev` */
   nud: ReadonlyMap<string, NudTimer> = NO_MAP as ReadonlyMap<string, NudTimer>;
-  /** neighbour table statistics (`ip -s ntable show name arp_cache`) */
-  readonly arpStats = { resFailed: 0, unresDiscards: 0 };
   /**
    * reachable_time in ms as the kernel drew it for a device's ARP parameters (`ip ntable show`
    * prints it as "reachable"), when it is known, as from a real node; without it the model takes
@@ -445,9 +542,6 @@ export class Netns {
   neighReachable: ReadonlyMap<string, number> = NO_MAP as ReadonlyMap<string, number>;
   /** inet_peer entries: per-destination ICMP rate limit buckets */
   icmpPeers: readonly IcmpPeer[] = NO_LIST as readonly IcmpPeer[];
-  /** icmp_global: the netns-wide ICMP credit and when it was last refilled (µs; the kernel's stamp
-   * starts at jiffies 0, long before any netns exists: one second before the clock starts here) */
-  readonly icmpGlobal = { credit: 0, stamp: -1_000_000 };
   /** the ifindex the next device gets (dev_index_reserve: per namespace, counting up) */
   nextIfindex = 1;
   /** IPv4 id counter per destination is what Linux does; a per-netns counter is enough here */
@@ -537,11 +631,11 @@ export class Netns {
   /**
    * the device owning `ip` when it is a local address (weak host model: any device): the first
    * device up, in the namespace's order of devices, that has it. Every node answers this for each
-   * ARP request flooded on its segment: the devices by address are kept (addressOwners)
+   * ARP request flooded on its segment: the devices by address are kept (byAddress)
    */
   localAddress(ip: Ipv4Addr): Link | undefined {
     if (ip.startsWith('127.')) return this.links.get('lo');
-    const devs = addressOwners(this).get(ip);
+    const devs = this.byAddress().get(ip);
     if (devs) for (const dev of devs) if (dev.up) return dev;
     return undefined;
   }
@@ -549,34 +643,6 @@ export class Netns {
   neighbour(ip: Ipv4Addr, dev: string): NeighEntry | undefined {
     return this.neigh.pick(ip, dev);
   }
-}
-
-/**
- * Each namespace's devices by the addresses they hold (each device once per address, in the
- * namespace's order of devices), kept until addressesChanged: a device or an address of the
- * namespace changed, which goes through netlink.ts only (its localChanged calls it). A cache
- * beside the namespace, not state of it (a world read back from data starts without).
- */
-const owners = new WeakMap<Netns, Map<Ipv4Addr, Link[]>>();
-
-function addressOwners(ns: Netns): Map<Ipv4Addr, Link[]> {
-  let m = owners.get(ns);
-  if (!m) {
-    m = new Map();
-    for (const dev of ns.links.values())
-      for (const a of dev.addrs) {
-        const l = m.get(a.ip);
-        if (!l) m.set(a.ip, [dev]);
-        else if (l[l.length - 1] !== dev) l.push(dev);
-      }
-    owners.set(ns, m);
-  }
-  return m;
-}
-
-/** a device of the namespace came or went, or an address changed: its devices by address are made anew when asked */
-export function addressesChanged(ns: Netns): void {
-  owners.delete(ns);
 }
 
 export function newStats(): LinkStats {

@@ -143,7 +143,9 @@ function checkFields(o: object, known: string[], at: string): void {
 /* ================================================================== writing */
 
 function linkData(l: Link, at: string): Json {
-  const fields: Record<string, unknown> = { ...l };
+  // uc and mc as lists of their own: a device without addresses shares one empty list (NO_MACS),
+  // which data would otherwise write once and refer to ($ref)
+  const fields: Record<string, unknown> = { ...l, uc: [...l.uc], mc: [...l.mc] };
   if (l.type === 'bridge' || l.type === 'vxlan') fields.fdb = [...l.fdb.list()];
   return encodeData(fields, {}, at);
 }
@@ -494,9 +496,6 @@ function readConntrack(x: unknown, at: string): Conntrack {
   );
 }
 
-/** the fields of a Netns the reader sets (readonly to everyone else) */
-type NetnsFill = { -readonly [K in 'netfilter' | 'conntrack']: Netns[K] };
-
 function readNetns(x: unknown, at: string): Netns {
   const f = Fields.of(x, at);
   const ns = new Netns(f.str('name'), f.oneOf('role', NETNS_ROLES));
@@ -620,9 +619,10 @@ function readNetns(x: unknown, at: string): Netns {
       fail(childPath(f.path('udpClients'), i), 'expected a port');
     ns.own('udpClients').push(p as number);
   });
-  const fill = ns as unknown as NetnsFill;
-  fill.netfilter = readNetfilter(f.o.netfilter, f.path('netfilter'));
-  fill.conntrack = readConntrack(f.o.conntrack, f.path('conntrack'));
+  ns.restoreTables(
+    readNetfilter(f.o.netfilter, f.path('netfilter')),
+    readConntrack(f.o.conntrack, f.path('conntrack')),
+  );
   return ns;
 }
 
