@@ -29,9 +29,12 @@ import { compilePolicies, type NodePolicy, type PolicyRule } from './policy.ts';
 import {
   FELIX_MAX_IPSET_SIZE,
   felixFilter,
+  felixHashComment,
+  felixHashes,
   felixMemo,
   felixOtherTables,
   type FelixFilter,
+  type FelixRules,
   type FelixIpset,
   type FelixOtherTables,
 } from './felix.ts';
@@ -247,6 +250,80 @@ function filterRule(r: PolicyRule) {
 }
 
 /**
+ * felix's rules by what follows their hash comment: parsed once with HASH_HOLE as the hash, or null
+ * when the comment does not parse as a match of its own, first in the rule; emptied when it holds
+ * PARSED_MAX
+ */
+const felixParsed = new Map<string, Rule | null>();
+
+function felixTemplate(rest: string): Rule | null {
+  let t = felixParsed.get(rest);
+  if (t === undefined) {
+    const hole = `-m comment --comment "cali:${HASH_HOLE}"`;
+    t = parseRuleSpec(shellSplit(rest ? `${hole} ${rest}` : hole));
+    const m = t.matches[0];
+    if (m?.kind !== 'comment' || m.text !== `cali:${HASH_HOLE}`) t = null;
+    if (felixParsed.size >= PARSED_MAX) felixParsed.clear();
+    felixParsed.set(rest, t);
+  }
+  return t;
+}
+
+/** where a felix rule's comment gets its hash from: the chain's rules and the rule's place in them */
+const HASHES = Symbol('felix rules');
+const AT = Symbol('rule index');
+interface LazyComment {
+  kind: 'comment';
+  text: string;
+  [HASHES]: FelixRules;
+  [AT]: number;
+}
+
+/**
+ * A felix hash comment's text, `cali:` + the rule's hash: made when first read (the whole chain's
+ * hashes at once, felixHashes), so a rule nothing prints costs no SHA-224. The text is an own
+ * enumerable property like any match's (read, copied, serialized and compared as one); written,
+ * it becomes a plain value.
+ */
+const LAZY_TEXT: PropertyDescriptor = {
+  get(this: LazyComment): string {
+    return `cali:${felixHashes(this[HASHES])[this[AT]]}`;
+  },
+  set(this: LazyComment, v: string) {
+    Object.defineProperty(this, 'text', { value: v, writable: true, enumerable: true, configurable: true });
+  },
+  enumerable: true,
+  configurable: true,
+};
+
+function lazyComment(rules: FelixRules, i: number): LazyComment {
+  const m = { kind: 'comment' } as LazyComment;
+  Object.defineProperty(m, 'text', LAZY_TEXT);
+  Object.defineProperty(m, HASHES, { value: rules });
+  Object.defineProperty(m, AT, { value: i });
+  return m;
+}
+
+/**
+ * felix's rule `i` of a chain, as it is installed: the parsed rule of what follows its hash comment
+ * (felixTemplate), copied, with the comment's text made when first read (lazyComment); a rule whose
+ * comment would not parse that way is made from its whole spec
+ */
+function felixRule(rules: FelixRules, i: number): Rule {
+  const rest = rules.rests[i];
+  const t = felixTemplate(rest);
+  const origin = rules.origins[i];
+  if (!t) {
+    const hash = felixHashComment(rules, i);
+    return filterRule({ spec: rest ? `${hash} ${rest}` : hash, origin });
+  }
+  const out = clonePlain(t);
+  out.matches[0] = lazyComment(rules, i);
+  out.origin = origin;
+  return out;
+}
+
+/**
  * kube-proxy's FORWARD chain, as the article's nodes show, and in the bridge layout the CNI
  * firewall plugin's (Calico's own CNI configuration has no firewall plugin: felix's chains, see
  * programFelix, take its place)
@@ -358,10 +435,11 @@ function programFelix(w: World, ns: Netns, f: FelixFilter, other: FelixOtherTabl
     ipsetLoad(nf, s.name, ipsetEntries(s));
   }
   for (const c of f.chains) nf.newChain('filter', c.name);
-  for (const c of f.chains) for (const r of c.rules) nf.append('filter', c.name, filterRule(r));
+  for (const c of f.chains)
+    for (let i = 0; i < c.rules.rests.length; i++) nf.append('filter', c.name, felixRule(c.rules, i));
   for (const { chain, rules } of f.insert)
-    rules.forEach((r, i) => nf.insert('filter', chain, i, filterRule(r)));
-  for (const r of f.append) nf.append('filter', 'FORWARD', filterRule(r));
+    for (let i = 0; i < rules.rests.length; i++) nf.insert('filter', chain, i, felixRule(rules, i));
+  for (let i = 0; i < f.append.rests.length; i++) nf.append('filter', 'FORWARD', felixRule(f.append, i));
   for (const t of other.tables) {
     for (const c of t.chains) nf.newChain(t.table, c.name);
     for (const c of t.chains) for (const r of c.rules) nf.append(t.table, c.name, filterRule(r));
