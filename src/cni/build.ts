@@ -250,19 +250,42 @@ function filterRule(r: PolicyRule) {
 }
 
 /**
- * felix's rules by what follows their hash comment: parsed once with HASH_HOLE as the hash, or null
- * when the comment does not parse as a match of its own, first in the rule; emptied when it holds
- * PARSED_MAX
+ * A felix rule parsed once, by what follows its hash comment (with HASH_HOLE as the hash): `copies`
+ * hold the parts its installed rules share between nodes, frozen; the k-th rule of a node made from
+ * it shares copies[k]'s, so no two rules of one namespace share an object (a namespace's netfilter
+ * is written as data with a reference for an object met twice)
  */
-const felixParsed = new Map<string, Rule | null>();
+interface FelixTemplate {
+  copies: Rule[];
+  /** no statistic match (its `count` changes per packet): its parts can be shared */
+  shared: boolean;
+}
 
-function felixTemplate(rest: string): Rule | null {
+/**
+ * felix's rules by what follows their hash comment, or null when the comment does not parse as a
+ * match of its own, first in the rule; emptied when it holds PARSED_MAX
+ */
+const felixParsed = new Map<string, FelixTemplate | null>();
+
+function deepFreeze<T>(x: T): T {
+  if (typeof x === 'object' && x !== null && !Object.isFrozen(x)) {
+    for (const v of Object.values(x)) deepFreeze(v);
+    Object.freeze(x);
+  }
+  return x;
+}
+
+function felixTemplate(rest: string): FelixTemplate | null {
   let t = felixParsed.get(rest);
   if (t === undefined) {
     const hole = `-m comment --comment "cali:${HASH_HOLE}"`;
-    t = parseRuleSpec(shellSplit(rest ? `${hole} ${rest}` : hole));
-    const m = t.matches[0];
-    if (m?.kind !== 'comment' || m.text !== `cali:${HASH_HOLE}`) t = null;
+    const r = parseRuleSpec(shellSplit(rest ? `${hole} ${rest}` : hole));
+    const m = r.matches[0];
+    const shared = !r.matches.some((x) => x.kind === 'statistic');
+    t =
+      m?.kind === 'comment' && m.text === `cali:${HASH_HOLE}`
+        ? { copies: [shared ? deepFreeze(r) : r], shared }
+        : null;
     if (felixParsed.size >= PARSED_MAX) felixParsed.clear();
     felixParsed.set(rest, t);
   }
@@ -305,11 +328,14 @@ function lazyComment(rules: FelixRules, i: number): LazyComment {
 }
 
 /**
- * felix's rule `i` of a chain, as it is installed: the parsed rule of what follows its hash comment
- * (felixTemplate), copied, with the comment's text made when first read (lazyComment); a rule whose
- * comment would not parse that way is made from its whole spec
+ * felix's rule `i` of a chain, as it is installed on a node: the parsed rule of what follows its hash
+ * comment (felixTemplate), its addresses, interfaces, matches and target shared with the same rule
+ * of the other nodes (frozen: what changes an installed rule's part replaces it, copy on write), its
+ * own counters, origin and list of matches, the first its hash comment, whose text is made when
+ * first read (lazyComment). `uses` counts the node's rules made from each template. A rule whose
+ * comment would not parse that way is made from its whole spec.
  */
-function felixRule(rules: FelixRules, i: number): Rule {
+function felixRule(rules: FelixRules, i: number, uses: Map<FelixTemplate, number>): Rule {
   const rest = rules.rests[i];
   const t = felixTemplate(rest);
   const origin = rules.origins[i];
@@ -317,10 +343,26 @@ function felixRule(rules: FelixRules, i: number): Rule {
     const hash = felixHashComment(rules, i);
     return filterRule({ spec: rest ? `${hash} ${rest}` : hash, origin });
   }
-  const out = clonePlain(t);
-  out.matches[0] = lazyComment(rules, i);
-  out.origin = origin;
-  return out;
+  if (!t.shared) {
+    const own = clonePlain(t.copies[0]);
+    own.matches[0] = lazyComment(rules, i);
+    own.origin = origin;
+    return own;
+  }
+  const k = uses.get(t) ?? 0;
+  uses.set(t, k + 1);
+  const parts = (t.copies[k] ??= deepFreeze(clonePlain(t.copies[0])));
+  // the template's keys in its order (what clonePlain keeps), origin last
+  const out = {} as Record<string, unknown>;
+  for (const key in parts) {
+    const v = (parts as unknown as Record<string, unknown>)[key];
+    if (v !== undefined) out[key] = v;
+  }
+  const rule = out as unknown as Rule;
+  rule.matches = parts.matches.slice();
+  rule.matches[0] = lazyComment(rules, i);
+  rule.origin = origin;
+  return rule;
 }
 
 /**
@@ -435,11 +477,13 @@ function programFelix(w: World, ns: Netns, f: FelixFilter, other: FelixOtherTabl
     ipsetLoad(nf, s.name, ipsetEntries(s));
   }
   for (const c of f.chains) nf.newChain('filter', c.name);
+  const uses = new Map<FelixTemplate, number>();
   for (const c of f.chains)
-    for (let i = 0; i < c.rules.rests.length; i++) nf.append('filter', c.name, felixRule(c.rules, i));
+    for (let i = 0; i < c.rules.rests.length; i++) nf.append('filter', c.name, felixRule(c.rules, i, uses));
   for (const { chain, rules } of f.insert)
-    for (let i = 0; i < rules.rests.length; i++) nf.insert('filter', chain, i, felixRule(rules, i));
-  for (let i = 0; i < f.append.rests.length; i++) nf.append('filter', 'FORWARD', felixRule(f.append, i));
+    for (let i = 0; i < rules.rests.length; i++) nf.insert('filter', chain, i, felixRule(rules, i, uses));
+  for (let i = 0; i < f.append.rests.length; i++)
+    nf.append('filter', 'FORWARD', felixRule(f.append, i, uses));
   for (const t of other.tables) {
     for (const c of t.chains) nf.newChain(t.table, c.name);
     for (const c of t.chains) for (const r of c.rules) nf.append(t.table, c.name, filterRule(r));
