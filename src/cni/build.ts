@@ -478,10 +478,32 @@ function programFelix(w: World, ns: Netns, f: FelixFilter, other: FelixOtherTabl
   }
   for (const c of f.chains) nf.newChain('filter', c.name);
   const uses = new Map<FelixTemplate, number>();
-  for (const c of f.chains)
-    for (let i = 0; i < c.rules.rests.length; i++) nf.append('filter', c.name, felixRule(c.rules, i, uses));
+  // felix commits the table in one iptables-restore, which the kernel checks as a whole; here each
+  // rule is checked as it comes (Netfilter.refuses walks the chains its jump reaches). The jumps
+  // into felix's chains come first, then each chain is filled before the chains it jumps to (from
+  // the top down), so a rule is checked against the hooks that reach its chain while the chains it
+  // jumps to are still empty: the same table in the end as chains first and jumps last, without
+  // the last jumps' checks walking all ~670 rules of the node.
+  const chains = new Map(f.chains.map((c) => [c.name, c.rules]));
+  const fill = (name: string) => {
+    const rules = chains.get(name);
+    if (!rules) return;
+    chains.delete(name);
+    const made: Rule[] = [];
+    for (let i = 0; i < rules.rests.length; i++) {
+      made.push(felixRule(rules, i, uses));
+      nf.append('filter', name, made[i]);
+    }
+    for (const r of made) if (r.target?.kind === 'jump' || r.target?.kind === 'goto') fill(r.target.chain);
+  };
   for (const { chain, rules } of f.insert)
-    for (let i = 0; i < rules.rests.length; i++) nf.insert('filter', chain, i, felixRule(rules, i, uses));
+    for (let i = 0; i < rules.rests.length; i++) {
+      const r = felixRule(rules, i, uses);
+      nf.insert('filter', chain, i, r);
+      if (r.target?.kind === 'jump') fill(r.target.chain);
+    }
+  // any chain no jump from the builtins reaches (felix programs only chains a rule refers to), in its order
+  for (const name of [...chains.keys()]) fill(name);
   for (let i = 0; i < f.append.rests.length; i++)
     nf.append('filter', 'FORWARD', felixRule(f.append, i, uses));
   for (const t of other.tables) {
