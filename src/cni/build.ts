@@ -305,25 +305,32 @@ interface LazyComment {
 /**
  * A felix hash comment's text, `cali:` + the rule's hash: made when first read (the whole chain's
  * hashes at once, felixHashes), so a rule nothing prints costs no SHA-224. The text is an own
- * enumerable property like any match's (read, copied, serialized and compared as one); written,
- * it becomes a plain value.
+ * enumerable property like any match's (read, copied, serialized and compared as one); it has no
+ * setter: the comment is shared and frozen like the rule's other parts, and writing it throws.
  */
 const LAZY_TEXT: PropertyDescriptor = {
   get(this: LazyComment): string {
     return `cali:${felixHashes(this[HASHES])[this[AT]]}`;
   },
-  set(this: LazyComment, v: string) {
-    Object.defineProperty(this, 'text', { value: v, writable: true, enumerable: true, configurable: true });
-  },
   enumerable: true,
   configurable: true,
 };
 
+/**
+ * Rule `i`'s hash comment, made once for the chain's rules and frozen: the nodes that share a chain
+ * (felix's static, policy and profile chains, the jumps into them: one each a node) share its
+ * comments, as they share the rules' other parts
+ */
 function lazyComment(rules: FelixRules, i: number): LazyComment {
-  const m = { kind: 'comment' } as LazyComment;
-  Object.defineProperty(m, 'text', LAZY_TEXT);
-  Object.defineProperty(m, HASHES, { value: rules });
-  Object.defineProperty(m, AT, { value: i });
+  const made = (rules.comments ??= []) as LazyComment[];
+  let m = made[i];
+  if (!m) {
+    m = { kind: 'comment' } as LazyComment;
+    Object.defineProperty(m, 'text', LAZY_TEXT);
+    Object.defineProperty(m, HASHES, { value: rules });
+    Object.defineProperty(m, AT, { value: i });
+    made[i] = Object.freeze(m);
+  }
   return m;
 }
 

@@ -129,6 +129,8 @@ export interface FelixRules {
   readonly origins: readonly RuleOrigin[];
   /** the hashes, once made (felixHashes) */
   hashes?: readonly string[];
+  /** the rules' hash comments as installed, made once for every node that has the chain (build.ts) */
+  comments?: unknown[];
 }
 
 /**
