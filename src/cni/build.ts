@@ -334,6 +334,47 @@ function lazyComment(rules: FelixRules, i: number): LazyComment {
   return m;
 }
 
+/** a rule of its own with a template's parts: its keys in the template's order (what clonePlain keeps), origin to come last */
+function shallowRule(parts: Rule): Rule {
+  const out = {} as Record<string, unknown>;
+  for (const key in parts) {
+    const v = (parts as unknown as Record<string, unknown>)[key];
+    if (v !== undefined) out[key] = v;
+  }
+  return out as unknown as Rule;
+}
+
+/**
+ * A dispatch chain's rule for one workload interface, `--in-interface caliX --goto cali-fw-caliX`
+ * (`--out-interface`, `cali-tw-`): two a pod, each unique, so not parsed one by one but made from
+ * one template with a placeholder interface and chain, which get the rule's own (a Calico veth name
+ * is `cali` and 11 hex digits: always a valid interface name, and `cali-fw-` + it a chain name)
+ */
+const DISPATCH = /^--(in|out)-interface (cali[0-9a-f]{11}) --goto (cali-[ft]w-cali[0-9a-f]{11})$/;
+const IFACE_HOLE = 'cali00000000000';
+
+function dispatchRule(
+  inbound: boolean,
+  iface: string,
+  chain: string,
+  rules: FelixRules,
+  i: number,
+): Rule | null {
+  const hole = `${chain.slice(0, 'cali-fw-'.length)}${IFACE_HOLE}`;
+  const t = felixTemplate(`--${inbound ? 'in' : 'out'}-interface ${IFACE_HOLE} --goto ${hole}`);
+  const parts = t?.copies[0];
+  const dev = inbound ? parts?.in : parts?.out;
+  if (!t?.shared || !parts || dev?.v !== IFACE_HOLE || dev.neg || parts.target?.kind !== 'goto') return null;
+  if (parts.target.chain !== hole || parts.matches.length !== 1) return null;
+  // the interface and the target the rule's own
+  const rule = shallowRule(parts);
+  if (inbound) rule.in = { ...dev, v: iface };
+  else rule.out = { ...dev, v: iface };
+  rule.target = { ...parts.target, chain };
+  rule.matches = [lazyComment(rules, i)];
+  return rule;
+}
+
 /**
  * felix's rule `i` of a chain, as it is installed on a node: the parsed rule of what follows its hash
  * comment (felixTemplate), its addresses, interfaces, matches and target shared with the same rule
@@ -344,8 +385,16 @@ function lazyComment(rules: FelixRules, i: number): LazyComment {
  */
 function felixRule(rules: FelixRules, i: number, uses: Map<FelixTemplate, number>): Rule {
   const rest = rules.rests[i];
-  const t = felixTemplate(rest);
   const origin = rules.origins[i];
+  const d = DISPATCH.exec(rest);
+  if (d) {
+    const own = dispatchRule(d[1] === 'in', d[2], d[3], rules, i);
+    if (own) {
+      own.origin = origin;
+      return own;
+    }
+  }
+  const t = felixTemplate(rest);
   if (!t) {
     const hash = felixHashComment(rules, i);
     return filterRule({ spec: rest ? `${hash} ${rest}` : hash, origin });
@@ -359,13 +408,7 @@ function felixRule(rules: FelixRules, i: number, uses: Map<FelixTemplate, number
   const k = uses.get(t) ?? 0;
   uses.set(t, k + 1);
   const parts = (t.copies[k] ??= deepFreeze(clonePlain(t.copies[0])));
-  // the template's keys in its order (what clonePlain keeps), origin last
-  const out = {} as Record<string, unknown>;
-  for (const key in parts) {
-    const v = (parts as unknown as Record<string, unknown>)[key];
-    if (v !== undefined) out[key] = v;
-  }
-  const rule = out as unknown as Rule;
+  const rule = shallowRule(parts);
   rule.matches = parts.matches.slice();
   rule.matches[0] = lazyComment(rules, i);
   rule.origin = origin;
