@@ -5,7 +5,8 @@
  * of Calico's Kubernetes manifest: workload interfaces `cali`, DefaultEndpointToHostAction ACCEPT,
  * IptablesMarkMask 0xffff0000 (accept 0x10000, pass 0x20000, scratch 0x40000 and 0x80000), no
  * kube-proxy IPVS, no WireGuard, no host endpoints, insert mode. Pure: a node's pods and the
- * cluster's policies in, chains of rule specs with their `cali:` hash comments out.
+ * cluster's policies in, chains of rules out, their `cali:` hash comments made when first asked for
+ * (felixHashes: a build hashes only the chains something prints).
  *
  * The layout: FORWARD, INPUT and OUTPUT jump to cali-FORWARD, cali-INPUT, cali-OUTPUT first (felix
  * inserts at the top); FORWARD ends with felix's appended accept of the accept mark. cali-FORWARD
