@@ -21,6 +21,7 @@ import type { CniMode } from '../src/cluster/spec.ts';
 import { buildCluster } from '../src/cni/build.ts';
 import {
   felixFilter,
+  felixRuleSpecs,
   felixIpsetRestore,
   felixOtherTables,
   type FelixFilter,
@@ -41,10 +42,10 @@ export const CASES: { file: string; mode: CniMode; name: string }[] = [
 export function felixRestore(f: FelixFilter): string {
   const out = ['*filter'];
   for (const c of f.chains) out.push(`:${c.name} - [0:0]`);
-  for (const c of f.chains) for (const r of c.rules) out.push(`-A ${c.name} ${r.spec}`);
+  for (const c of f.chains) for (const r of felixRuleSpecs(c.rules)) out.push(`-A ${c.name} ${r.spec}`);
   for (const { chain, rules } of f.insert)
-    rules.forEach((r, i) => out.push(`-I ${chain} ${i + 1} ${r.spec}`));
-  for (const r of f.append) out.push(`-A FORWARD ${r.spec}`);
+    felixRuleSpecs(rules).forEach((r, i) => out.push(`-I ${chain} ${i + 1} ${r.spec}`));
+  for (const r of felixRuleSpecs(f.append)) out.push(`-A FORWARD ${r.spec}`);
   out.push('COMMIT');
   return out.join('\n') + '\n';
 }
@@ -75,9 +76,9 @@ function record({ file, mode, name }: (typeof CASES)[number]): void {
     const nf = c.world.ns(n.name).netfilter;
     const filter = nf.table('filter');
     for (const ch of f.chains) filter.delete(ch.name);
-    for (const { chain, rules } of f.insert) filter.get(chain)!.rules.splice(0, rules.length);
+    for (const { chain, rules } of f.insert) filter.get(chain)!.rules.splice(0, rules.rests.length);
     const fwd = filter.get('FORWARD')!.rules;
-    fwd.splice(fwd.length - f.append.length, f.append.length);
+    fwd.splice(fwd.length - f.append.rests.length, f.append.rests.length);
     // felix's raw, mangle and nat chains and jumps taken out likewise (the pool and tunnels as the build's)
     const masq = nf.chain('nat', 'cali-nat-outgoing')!.rules.length > 0;
     const tunnels = (nf.chain('nat', 'cali-POSTROUTING')?.rules ?? []).flatMap((r) =>

@@ -17,6 +17,8 @@ import {
   selectorUniqueId,
   type FelixRule,
 } from '../src/cni/felix.ts';
+import { worldToData } from '../src/kernel/snapshot.ts';
+import { runCommand } from '../src/tools/index.ts';
 import { ipsetSaveText } from '../src/tools/ipset.ts';
 import { iptablesSave } from '../src/tools/iptables-save.ts';
 import { dropText } from '../src/render/step.ts';
@@ -90,6 +92,43 @@ for (const k of CASES)
       );
     }
   });
+
+describe("felix's rules on many nodes", () => {
+  test('the nodes share the parsed parts of the same rules, frozen, never twice in one namespace; a change on one node leaves the others as they were', () => {
+    const spec = loadCluster(readFileSync('test/fixtures/felix-cluster.yaml', 'utf8'), 'felix-cluster.yaml');
+    const c = buildCluster(spec, 'calico-vxlan');
+    const [one, two] = c.nodes.map((n) => c.world.ns(n.name).netfilter);
+    const a = one.chain('filter', 'cali-FORWARD')!.rules;
+    const b = two.chain('filter', 'cali-FORWARD')!.rules;
+    assert.ok(a.length > 1 && a.length === b.length);
+    a.forEach((r, i) => {
+      // a rule of its own (its counters), its target and matches (the hash comment first) the other node's
+      assert.notEqual(r, b[i]);
+      assert.equal(r.target, b[i].target);
+      assert.deepEqual(r.matches, b[i].matches);
+      r.matches.forEach((m, k) => assert.equal(m, b[i].matches[k]));
+      assert.ok(Object.isFrozen(r.target) && r.matches.every((m) => Object.isFrozen(m)));
+      assert.match(JSON.stringify(r.matches[0]), /^\{"kind":"comment","text":"cali:[\w-]{16}"\}$/);
+    });
+    // a shared part cannot be changed in place
+    assert.throws(
+      () => Object.assign(a.find((r) => r.target?.kind === 'jump')!.target!, { chain: 'x' }),
+      TypeError,
+    );
+    assert.throws(() => Object.assign(a[0].matches[0], { text: 'x' }), TypeError);
+    // each namespace's netfilter, written as data, meets no rule part twice (a shared part would be a
+    // $ref; only origins and their parts are, as felix's chains share them: a chain's rules one origin)
+    for (const ns of worldToData(c.world).netns) {
+      const text = JSON.stringify((ns as { netfilter: unknown }).netfilter);
+      for (const [, path] of text.matchAll(/\{"\$ref":"([^"]*)"\}/g)) assert.match(path, /\.origin(\.|$)/);
+    }
+    // iptables -E renames the jump targets of one node only
+    const before = runCommand(c, 'node2', 'iptables-save -t filter').stdout;
+    assert.equal(runCommand(c, 'node1', 'iptables -E cali-from-wl-dispatch cali-renamed').code, 0);
+    assert.match(runCommand(c, 'node1', 'iptables-save -t filter').stdout, /-j cali-renamed\n/);
+    assert.equal(runCommand(c, 'node2', 'iptables-save -t filter').stdout, before);
+  });
+});
 
 describe('flows through felix-cluster.yaml', () => {
   const spec = loadCluster(readFileSync('test/fixtures/felix-cluster.yaml', 'utf8'), 'felix-cluster.yaml');

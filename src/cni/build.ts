@@ -31,9 +31,12 @@ import { compilePolicies, type NodePolicy, type PolicyRule } from './policy.ts';
 import {
   FELIX_MAX_IPSET_SIZE,
   felixFilter,
+  felixHashComment,
+  felixHashes,
   felixMemo,
   felixOtherTables,
   type FelixFilter,
+  type FelixRules,
   type FelixIpset,
   type FelixOtherTables,
 } from './felix.ts';
@@ -249,6 +252,172 @@ function filterRule(r: PolicyRule) {
 }
 
 /**
+ * A felix rule parsed once, by what follows its hash comment (with HASH_HOLE as the hash): `copies`
+ * hold the parts its installed rules share between nodes, frozen; the k-th rule of a node made from
+ * it shares copies[k]'s, so no two rules of one namespace share an object (a namespace's netfilter
+ * is written as data with a reference for an object met twice)
+ */
+interface FelixTemplate {
+  copies: Rule[];
+  /** no statistic match (its `count` changes per packet): its parts can be shared */
+  shared: boolean;
+}
+
+/**
+ * felix's rules by what follows their hash comment, or null when the comment does not parse as a
+ * match of its own, first in the rule; emptied when it holds PARSED_MAX
+ */
+const felixParsed = new Map<string, FelixTemplate | null>();
+
+function deepFreeze<T>(x: T): T {
+  if (typeof x === 'object' && x !== null && !Object.isFrozen(x)) {
+    for (const v of Object.values(x)) deepFreeze(v);
+    Object.freeze(x);
+  }
+  return x;
+}
+
+function felixTemplate(rest: string): FelixTemplate | null {
+  let t = felixParsed.get(rest);
+  if (t === undefined) {
+    const hole = `-m comment --comment "cali:${HASH_HOLE}"`;
+    const r = parseRuleSpec(shellSplit(rest ? `${hole} ${rest}` : hole));
+    const m = r.matches[0];
+    const shared = !r.matches.some((x) => x.kind === 'statistic');
+    t =
+      m?.kind === 'comment' && m.text === `cali:${HASH_HOLE}`
+        ? { copies: [shared ? deepFreeze(r) : r], shared }
+        : null;
+    if (felixParsed.size >= PARSED_MAX) felixParsed.clear();
+    felixParsed.set(rest, t);
+  }
+  return t;
+}
+
+/** where a felix rule's comment gets its hash from: the chain's rules and the rule's place in them */
+const HASHES = Symbol('felix rules');
+const AT = Symbol('rule index');
+interface LazyComment {
+  kind: 'comment';
+  text: string;
+  [HASHES]: FelixRules;
+  [AT]: number;
+}
+
+/**
+ * A felix hash comment's text, `cali:` + the rule's hash: made when first read (the whole chain's
+ * hashes at once, felixHashes), so a rule nothing prints costs no SHA-224. The text is an own
+ * enumerable property like any match's (read, copied, serialized and compared as one); it has no
+ * setter: the comment is shared and frozen like the rule's other parts, and writing it throws.
+ */
+const LAZY_TEXT: PropertyDescriptor = {
+  get(this: LazyComment): string {
+    return `cali:${felixHashes(this[HASHES])[this[AT]]}`;
+  },
+  enumerable: true,
+  configurable: true,
+};
+
+/**
+ * Rule `i`'s hash comment, made once for the chain's rules and frozen: the nodes that share a chain
+ * (felix's static, policy and profile chains, the jumps into them: one each a node) share its
+ * comments, as they share the rules' other parts
+ */
+function lazyComment(rules: FelixRules, i: number): LazyComment {
+  const made = (rules.comments ??= []) as LazyComment[];
+  let m = made[i];
+  if (!m) {
+    m = { kind: 'comment' } as LazyComment;
+    Object.defineProperty(m, 'text', LAZY_TEXT);
+    Object.defineProperty(m, HASHES, { value: rules });
+    Object.defineProperty(m, AT, { value: i });
+    made[i] = Object.freeze(m);
+  }
+  return m;
+}
+
+/** a rule of its own with a template's parts: its keys in the template's order (what clonePlain keeps), origin to come last */
+function shallowRule(parts: Rule): Rule {
+  const out = {} as Record<string, unknown>;
+  for (const key in parts) {
+    const v = (parts as unknown as Record<string, unknown>)[key];
+    if (v !== undefined) out[key] = v;
+  }
+  return out as unknown as Rule;
+}
+
+/**
+ * A dispatch chain's rule for one workload interface, `--in-interface caliX --goto cali-fw-caliX`
+ * (`--out-interface`, `cali-tw-`): two a pod, each unique, so not parsed one by one but made from
+ * one template with a placeholder interface and chain, which get the rule's own (a Calico veth name
+ * is `cali` and 11 hex digits: always a valid interface name, and `cali-fw-` + it a chain name)
+ */
+const DISPATCH = /^--(in|out)-interface (cali[0-9a-f]{11}) --goto (cali-[ft]w-cali[0-9a-f]{11})$/;
+const IFACE_HOLE = 'cali00000000000';
+
+function dispatchRule(
+  inbound: boolean,
+  iface: string,
+  chain: string,
+  rules: FelixRules,
+  i: number,
+): Rule | null {
+  const hole = `${chain.slice(0, 'cali-fw-'.length)}${IFACE_HOLE}`;
+  const t = felixTemplate(`--${inbound ? 'in' : 'out'}-interface ${IFACE_HOLE} --goto ${hole}`);
+  const parts = t?.copies[0];
+  const dev = inbound ? parts?.in : parts?.out;
+  if (!t?.shared || !parts || dev?.v !== IFACE_HOLE || dev.neg || parts.target?.kind !== 'goto') return null;
+  if (parts.target.chain !== hole || parts.matches.length !== 1) return null;
+  // the interface and the target the rule's own
+  const rule = shallowRule(parts);
+  if (inbound) rule.in = { ...dev, v: iface };
+  else rule.out = { ...dev, v: iface };
+  rule.target = { ...parts.target, chain };
+  rule.matches = [lazyComment(rules, i)];
+  return rule;
+}
+
+/**
+ * felix's rule `i` of a chain, as it is installed on a node: the parsed rule of what follows its hash
+ * comment (felixTemplate), its addresses, interfaces, matches and target shared with the same rule
+ * of the other nodes (frozen: what changes an installed rule's part replaces it, copy on write), its
+ * own counters, origin and list of matches, the first its hash comment, whose text is made when
+ * first read (lazyComment). `uses` counts the node's rules made from each template. A rule whose
+ * comment would not parse that way is made from its whole spec.
+ */
+function felixRule(rules: FelixRules, i: number, uses: Map<FelixTemplate, number>): Rule {
+  const rest = rules.rests[i];
+  const origin = rules.origins[i];
+  const d = DISPATCH.exec(rest);
+  if (d) {
+    const own = dispatchRule(d[1] === 'in', d[2], d[3], rules, i);
+    if (own) {
+      own.origin = origin;
+      return own;
+    }
+  }
+  const t = felixTemplate(rest);
+  if (!t) {
+    const hash = felixHashComment(rules, i);
+    return filterRule({ spec: rest ? `${hash} ${rest}` : hash, origin });
+  }
+  if (!t.shared) {
+    const own = clonePlain(t.copies[0]);
+    own.matches[0] = lazyComment(rules, i);
+    own.origin = origin;
+    return own;
+  }
+  const k = uses.get(t) ?? 0;
+  uses.set(t, k + 1);
+  const parts = (t.copies[k] ??= deepFreeze(clonePlain(t.copies[0])));
+  const rule = shallowRule(parts);
+  rule.matches = parts.matches.slice();
+  rule.matches[0] = lazyComment(rules, i);
+  rule.origin = origin;
+  return rule;
+}
+
+/**
  * kube-proxy's FORWARD chain, as the article's nodes show, and in the bridge layout the CNI
  * firewall plugin's (Calico's own CNI configuration has no firewall plugin: felix's chains, see
  * programFelix, take its place)
@@ -367,10 +536,35 @@ function programFelix(w: World, ns: Netns, f: FelixFilter, other: FelixOtherTabl
     ipsetLoad(nf, s.name, ipsetEntries(s));
   }
   for (const c of f.chains) nf.newChain('filter', c.name);
-  for (const c of f.chains) for (const r of c.rules) nf.append('filter', c.name, filterRule(r));
+  const uses = new Map<FelixTemplate, number>();
+  // felix commits the table in one iptables-restore, which the kernel checks as a whole; here each
+  // rule is checked as it comes (Netfilter.refuses walks the chains its jump reaches). The jumps
+  // into felix's chains come first, then each chain is filled before the chains it jumps to (from
+  // the top down), so a rule is checked against the hooks that reach its chain while the chains it
+  // jumps to are still empty: the same table in the end as chains first and jumps last, without
+  // the last jumps' checks walking all ~670 rules of the node.
+  const chains = new Map(f.chains.map((c) => [c.name, c.rules]));
+  const fill = (name: string) => {
+    const rules = chains.get(name);
+    if (!rules) return;
+    chains.delete(name);
+    const made: Rule[] = [];
+    for (let i = 0; i < rules.rests.length; i++) {
+      made.push(felixRule(rules, i, uses));
+      nf.append('filter', name, made[i]);
+    }
+    for (const r of made) if (r.target?.kind === 'jump' || r.target?.kind === 'goto') fill(r.target.chain);
+  };
   for (const { chain, rules } of f.insert)
-    rules.forEach((r, i) => nf.insert('filter', chain, i, filterRule(r)));
-  for (const r of f.append) nf.append('filter', 'FORWARD', filterRule(r));
+    for (let i = 0; i < rules.rests.length; i++) {
+      const r = felixRule(rules, i, uses);
+      nf.insert('filter', chain, i, r);
+      if (r.target?.kind === 'jump') fill(r.target.chain);
+    }
+  // any chain no jump from the builtins reaches (felix programs only chains a rule refers to), in its order
+  for (const name of [...chains.keys()]) fill(name);
+  for (let i = 0; i < f.append.rests.length; i++)
+    nf.append('filter', 'FORWARD', felixRule(f.append, i, uses));
   for (const t of other.tables) {
     for (const c of t.chains) nf.newChain(t.table, c.name);
     for (const c of t.chains) for (const r of c.rules) nf.append(t.table, c.name, filterRule(r));

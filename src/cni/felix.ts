@@ -5,7 +5,8 @@
  * of Calico's Kubernetes manifest: workload interfaces `cali`, DefaultEndpointToHostAction ACCEPT,
  * IptablesMarkMask 0xffff0000 (accept 0x10000, pass 0x20000, scratch 0x40000 and 0x80000), no
  * kube-proxy IPVS, no WireGuard, no host endpoints, insert mode. Pure: a node's pods and the
- * cluster's policies in, chains of rule specs with their `cali:` hash comments out.
+ * cluster's policies in, chains of rules out, their `cali:` hash comments made when first asked for
+ * (felixHashes: a build hashes only the chains something prints).
  *
  * The layout: FORWARD, INPUT and OUTPUT jump to cali-FORWARD, cali-INPUT, cali-OUTPUT first (felix
  * inserts at the top); FORWARD ends with felix's appended accept of the accept mark. cali-FORWARD
@@ -107,14 +108,54 @@ function felixComment(c: string): string {
   return c.replace(/[^\w @%+=:,./-]/g, '_').slice(0, 256);
 }
 
-/** Rule.renderInner: `-A CHAIN [prefix] [-m comment --comment "…"]… [match] [action]` */
-function render(chain: string, prefix: string, r: FelixRule): string {
-  const parts = ['-A', chain];
-  if (prefix) parts.push(prefix);
+/** what follows the hash comment in Rule.renderInner: `[-m comment --comment "…"]… [match] [action]` */
+function renderRest(r: FelixRule): string {
+  const parts: string[] = [];
   for (const c of r.comments ?? []) parts.push(`-m comment --comment "${felixComment(c)}"`);
   if (r.match?.length) parts.push(r.match.join(' '));
   if (r.action) parts.push(r.action);
   return parts.join(' ');
+}
+
+/**
+ * A chain's rules as felix writes them, with their hash comments made only when first asked for:
+ * each hash chains in the one before it, so a chain is hashed as a whole, once, and only when
+ * something prints one of its comments (iptables-save, iptables -L, a trace's rule text)
+ */
+export interface FelixRules {
+  /** the name the hashes start from (a builtin's appended rules hash as `NAME*appends*`) */
+  readonly hashName: string;
+  /** each rule's spec after its hash comment, '' when there is nothing after it */
+  readonly rests: readonly string[];
+  readonly origins: readonly RuleOrigin[];
+  /** the hashes, once made (felixHashes) */
+  hashes?: readonly string[];
+  /** the rules' hash comments as installed, made once for every node that has the chain (build.ts) */
+  comments?: unknown[];
+}
+
+/**
+ * The rests by their text: a node's endpoint chains repeat the same rules pod after pod, and a chain
+ * keeps its rests until it is hashed (or for good); emptied when it holds RESTS_MAX
+ */
+const rests = new Map<string, string>();
+const RESTS_MAX = 100_000;
+
+function internRest(rest: string): string {
+  const known = rests.get(rest);
+  if (known !== undefined) return known;
+  if (rests.size >= RESTS_MAX) rests.clear();
+  rests.set(rest, rest);
+  return rest;
+}
+
+/** `rules` of a chain as felix writes them, hashed under `hashName` (the chain's name but for appends) */
+export function felixRules(hashName: string, rules: readonly FelixRule[]): FelixRules {
+  return {
+    hashName,
+    rests: rules.map((r) => internRest(renderRest(r))),
+    origins: rules.map((r) => r.origin),
+  };
 }
 
 /**
@@ -126,23 +167,32 @@ const hashed = new Map<string, string[]>();
 let hashedChars = 0;
 const HASHED_MAX = 16 << 20;
 
-/** Chain.RuleHashes: each rule's hash chains in the one before it, the first in the chain's name */
-export function ruleHashes(chain: string, rules: readonly FelixRule[]): string[] {
-  const texts = rules.map((r) => render(chain, 'HASH', r));
+/** Chain.RuleHashes of a chain's rules, made once */
+export function felixHashes(r: FelixRules): readonly string[] {
+  if (r.hashes) return r.hashes;
+  // the rule as felix hashes it: `-A NAME HASH …` (Rule.RenderAppend with the prefix HASH)
+  const texts = r.rests.map((rest) => (rest ? `-A ${r.hashName} HASH ${rest}` : `-A ${r.hashName} HASH`));
   // one key for one list: the lines joined (a rendered rule is one line), or as JSON when one is not
+  const chain = r.hashName;
   const joined = `${chain}\n${texts.join('\n')}`;
   const key =
     chain.includes('\n') || texts.some((t) => t.includes('\n')) ? JSON.stringify([chain, ...texts]) : joined;
   let out = hashed.get(key);
-  if (out) return [...out];
-  out = chainHashes(chain, texts);
-  if (hashedChars + key.length > HASHED_MAX) {
-    hashed.clear();
-    hashedChars = 0;
+  if (!out) {
+    out = chainHashes(chain, texts);
+    if (hashedChars + key.length > HASHED_MAX) {
+      hashed.clear();
+      hashedChars = 0;
+    }
+    hashed.set(key, out);
+    hashedChars += key.length;
   }
-  hashed.set(key, out);
-  hashedChars += key.length;
-  return [...out];
+  return (r.hashes = out);
+}
+
+/** Chain.RuleHashes: each rule's hash chains in the one before it, the first in the chain's name */
+export function ruleHashes(chain: string, rules: readonly FelixRule[]): string[] {
+  return [...felixHashes(felixRules(chain, rules))];
 }
 
 function chainHashes(chain: string, texts: readonly string[]): string[] {
@@ -157,13 +207,23 @@ function chainHashes(chain: string, texts: readonly string[]): string[] {
   });
 }
 
+/** felix's hash comment of rule `i`, as its spec starts: `-m comment --comment "cali:HASH"` */
+export function felixHashComment(r: FelixRules, i: number): string {
+  return `-m comment --comment "cali:${felixHashes(r)[i]}"`;
+}
+
+/** the rule specs (after `-A CHAIN`) of a chain's rules, their hashes made */
+export function felixRuleSpecs(r: FelixRules): PolicyRule[] {
+  return r.rests.map((rest, i) => ({
+    spec: rest ? `${felixHashComment(r, i)} ${rest}` : felixHashComment(r, i),
+    origin: r.origins[i],
+  }));
+}
+
 /** the rule specs (after `-A CHAIN`) felix writes for `rules` of `chain` (hashed under `hashName`) */
 export function felixSpecs(chain: string, rules: readonly FelixRule[], hashName = chain): PolicyRule[] {
-  const hashes = ruleHashes(hashName, rules);
-  return rules.map((r, i) => ({
-    spec: render(chain, `-m comment --comment "cali:${hashes[i]}"`, r).slice(`-A ${chain} `.length),
-    origin: r.origin,
-  }));
+  void chain;
+  return felixRuleSpecs(felixRules(hashName, rules));
 }
 
 /** hashutils.GetLengthLimitedID: prefix + suffix, or prefix + "_" + base64url(sha256(suffix)) cut to fit */
@@ -793,12 +853,12 @@ function endpointChain(pod: ResolvedPod, dir: Direction, policies: readonly Netw
 
 /** What felix programs in a node's filter table */
 export interface FelixFilter {
-  /** the chains felix programs (those some rule refers to), each with its rule specs */
-  chains: { name: string; rules: PolicyRule[] }[];
+  /** the chains felix programs (those some rule refers to), each with its rules (felixRuleSpecs: their specs) */
+  chains: { name: string; rules: FelixRules }[];
   /** rules inserted at the top of the builtin chains, in order */
-  insert: { chain: 'INPUT' | 'FORWARD' | 'OUTPUT'; rules: PolicyRule[] }[];
+  insert: { chain: 'INPUT' | 'FORWARD' | 'OUTPUT'; rules: FelixRules }[];
   /** rules appended to FORWARD */
-  append: PolicyRule[];
+  append: FelixRules;
   /** the IP sets the rules use, in the order the policies' rules first name them */
   ipsets: FelixIpset[];
 }
@@ -811,26 +871,26 @@ export interface FelixFilter {
 export interface FelixMemo {
   /** `policy ID` + direction, `profile` + direction → the chain */
   chains: Map<string, FelixChain>;
-  /** a shared chain's rule specs */
-  specs: WeakMap<FelixChain, PolicyRule[]>;
+  /** a shared chain's rules as felix writes them (hashed once, when first asked for) */
+  specs: WeakMap<FelixChain, FelixRules>;
   /** the IP sets a shared policy chain names, in the order it names them */
   sets: Map<string, FelixIpset[]>;
   /** the static chains (the same on every node) */
   statics?: FelixChain[];
   /** the jumps inserted at the top of the builtin chains and the rules appended to FORWARD */
   insert?: FelixFilter['insert'];
-  append?: PolicyRule[];
+  append?: FelixRules;
 }
 
 export function felixMemo(): FelixMemo {
   return { chains: new Map(), specs: new WeakMap(), sets: new Map() };
 }
 
-/** a chain's specs, once for a chain the memo shares */
-function memoSpecs(memo: FelixMemo | undefined, c: FelixChain): PolicyRule[] {
+/** a chain's rules, once for a chain the memo shares */
+function memoSpecs(memo: FelixMemo | undefined, c: FelixChain): FelixRules {
   let specs = memo?.specs.get(c);
   if (!specs) {
-    specs = felixSpecs(c.name, c.rules);
+    specs = felixRules(c.name, c.rules);
     memo?.specs.set(c, specs);
   }
   return specs;
@@ -930,12 +990,12 @@ export function felixFilter(
 function felixInsert(): FelixFilter['insert'] {
   return (['FORWARD', 'INPUT', 'OUTPUT'] as const).map((chain) => ({
     chain,
-    rules: felixSpecs(chain, [{ ...jump(`cali-${chain}`), origin: felixOrigin(`jump to cali-${chain}`) }]),
+    rules: felixRules(chain, [{ ...jump(`cali-${chain}`), origin: felixOrigin(`jump to cali-${chain}`) }]),
   }));
 }
 
 /** felix's rules appended to FORWARD (hashed as appends) */
-function felixAppend(): PolicyRule[] {
+function felixAppend(): FelixRules {
   const rules: FelixRule[] = [
     {
       comments: ['Policy explicitly accepted packet.'],
@@ -945,7 +1005,7 @@ function felixAppend(): PolicyRule[] {
     },
     { action: setMark(FELIX_MARK.accept), origin: felixOrigin('mark forwarded traffic') },
   ];
-  return felixSpecs('FORWARD', rules, 'FORWARD*appends*');
+  return felixRules('FORWARD*appends*', rules);
 }
 
 /* ------------------------------------------------------------------ the raw, mangle and nat tables */

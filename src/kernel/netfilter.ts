@@ -62,6 +62,13 @@ export const HOOK_TABLES: Record<Hook, readonly TableName[]> = {
   POSTROUTING: ['mangle', 'nat'],
 };
 
+/** what restricts where a rule may be: the tables and hooks an extension is valid in */
+interface Limit {
+  why: string;
+  table?: readonly TableName[];
+  hooks: readonly Hook[];
+}
+
 const NO_SETS: ReadonlyMap<string, IpSet> = new Map();
 
 /** what restricts the tables and hooks a rule may be in (an extension's, or a match's) */
@@ -312,31 +319,42 @@ export class Netfilter {
   }
 
   /**
-   * The limits on the tables and hooks of `r` (refuses): its matches' and target's, and those of
-   * the chains a jump reaches (`seen`: the chains reached so far; made at the first jump). A
-   * method, not a closure made per call: rules are checked one by one as they are appended.
+   * What restricts the hooks and tables of `r` (its matches and target) and of the chains its jump
+   * reaches, appended to `out` in that order (made when there is one); `seen` the chains already
+   * walked (made at the first jump). A method, not a closure per check: the build checks every rule
+   * it installs.
    */
-  private collectLimits(table: string, r: Rule, seen: Set<string> | undefined, limits: Limit[]): void {
+  private limits(
+    table: string,
+    r: Rule,
+    seen: Set<string> | undefined,
+    out: Limit[] | undefined,
+  ): Limit[] | undefined {
     for (const m of r.matches)
       // xt_rpfilter: .hooks PREROUTING, rpfilter_check: the raw or mangle table
       if (m.kind === 'rpfilter')
-        limits.push({ why: 'rpfilter', table: ['raw', 'mangle'], hooks: ['PREROUTING'] });
+        (out ??= []).push({ why: 'rpfilter', table: ['raw', 'mangle'], hooks: ['PREROUTING'] });
       else if (m.kind === 'addrtype' && (m.limitIn || m.limitOut))
-        limits.push({
+        (out ??= []).push({
           why: `addrtype --limit-iface-${m.limitIn ? 'in' : 'out'}`,
           hooks: m.limitIn ? ['PREROUTING', 'INPUT', 'FORWARD'] : ['FORWARD', 'OUTPUT', 'POSTROUTING'],
         });
     const tg = r.target;
     if (tg?.kind === 'jump' || tg?.kind === 'goto') {
       seen ??= new Set();
-      if (seen.has(tg.chain)) return;
+      if (seen.has(tg.chain)) return out;
       seen.add(tg.chain);
-      for (const x of this.chain(table, tg.chain)?.rules ?? []) this.collectLimits(table, x, seen, limits);
-      return;
+      for (const x of this.chain(table, tg.chain)?.rules ?? []) out = this.limits(table, x, seen, out);
+      return out;
     }
     const ext = tg && targetExt(tg);
     if (ext && (ext.tables || ext.hooks))
-      limits.push({ why: ext.name, table: ext.tables, hooks: ext.hooks ?? TABLE_BUILTINS[table] ?? [] });
+      (out ??= []).push({
+        why: ext.name,
+        table: ext.tables,
+        hooks: ext.hooks ?? TABLE_BUILTINS[table] ?? [],
+      });
+    return out;
   }
 
   /**
@@ -364,9 +382,8 @@ export class Netfilter {
         return `the ${m.kind} match needs -p ${m.kind}`;
     }
     // what restricts the hooks: the rule's matches and target, and those of the chains a jump reaches
-    const limits: Limit[] = [];
-    this.collectLimits(table, rule, undefined, limits);
-    if (!limits.length) return undefined;
+    const limits = this.limits(table, rule, undefined, undefined);
+    if (!limits) return undefined;
     const bad = limits.find((l) => l.table && !l.table.includes(table as TableName));
     if (bad) return `${bad.why} is not valid in the ${table} table`;
     const hooks = new Set(reach ? (reach.get(chain) ?? []) : this.hooksOf(table, chain));

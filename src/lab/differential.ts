@@ -63,7 +63,10 @@ export function forceEndpoint(c: Cluster, req: WalkRequest): void {
   if (!t) throw new LabError(`${req.to}: no Service to force an endpoint of`);
   for (const d of endpointDraws(c, t, req.endpoint)) {
     const rule = c.world.ns(d.node).netfilter.chain('nat', d.chain)!.rules[d.index - 1];
-    for (const m of rule.matches) if (m.kind === 'statistic') m.probability = d.hit ? 0x80000000 : 0;
+    // new matches, not the old ones changed (a rule's parts may be shared between namespaces)
+    rule.matches = rule.matches.map((m) =>
+      m.kind === 'statistic' ? { ...m, probability: d.hit ? 0x80000000 : 0 } : m,
+    );
   }
 }
 
@@ -77,7 +80,8 @@ export function keepSourcePorts(c: Cluster): void {
   for (const n of c.nodes)
     for (const chain of c.world.ns(n.name).netfilter.tables.get('nat')?.values() ?? [])
       for (const r of chain.rules)
-        if (r.target?.kind === 'MASQUERADE' || r.target?.kind === 'SNAT') r.target.range.randomFully = false;
+        if (r.target?.kind === 'MASQUERADE' || r.target?.kind === 'SNAT')
+          r.target = { ...r.target, range: { ...r.target.range, randomFully: false } };
 }
 
 /** every `proto bird` route of the cluster's nodes: [netns, its `ip route` line] */

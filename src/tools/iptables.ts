@@ -609,8 +609,9 @@ function execute(p: Parsed, rules: Rule[], nf: Netfilter, out: Out): void {
       for (const [k, v] of entries) table.set(k, v);
       for (const ch of table.values())
         for (const r of ch.rules)
+          // a new target, not the old one changed: a rule's parts may be shared with other namespaces' rules
           if ((r.target?.kind === 'jump' || r.target?.kind === 'goto') && r.target.chain === c.name)
-            r.target.chain = p.newName!;
+            r.target = { ...r.target, chain: p.newName! };
       return;
     }
   }
