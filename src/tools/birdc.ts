@@ -56,6 +56,9 @@ interface BirdRoute {
    */
   igpUnknown?: boolean;
   since: number;
+  /** a BGP route's origin AS (none: our own AS) and ORIGIN */
+  originAs?: number;
+  origin?: string;
 }
 
 /**
@@ -200,6 +203,8 @@ function birdTable(c: Cluster, node: ResolvedNode): BirdRoute[] {
       bgp: true,
       igpUnknown: !r.direct,
       since: session.since,
+      ...(r.originAs !== undefined ? { originAs: r.originAs } : {}),
+      origin: r.origin,
     });
   }
   // per network: the best (highest preference) first, the others after it in the order they came
@@ -267,8 +272,11 @@ function showRoute(c: Cluster, node: ResolvedNode, proto: string | undefined): T
     last = r.prefix;
     const from = r.from && r.from !== r.via ? ` from ${r.from}` : '';
     const primary = first ? ' *' : '';
-    // bgp_get_route_info: preference, IGP metric, then the origin AS (none: iBGP) and ORIGIN (IGP)
-    const info = r.bgp ? ` (${r.pref}${r.igpUnknown ? '/?' : ''}) [i]` : ` (${r.pref})`;
+    // bgp_get_route_info: preference, IGP metric, then the origin AS (the last of AS_PATH; none
+    // when it is empty: our own AS's) and ORIGIN
+    const info = r.bgp
+      ? ` (${r.pref}${r.igpUnknown ? '/?' : ''}) [${r.originAs !== undefined ? `AS${r.originAs}` : ''}${r.origin ?? 'i'}]`
+      : ` (${r.pref})`;
     out += `${(first ? r.prefix : '').padEnd(20)} ${r.dest} [${r.proto} ${birdTime(r.since, now)}${from}]${primary}${info}\n`;
     if (r.dest === 'unicast') out += r.via ? `\tvia ${r.via} on ${r.dev}\n` : `\tdev ${r.dev}\n`;
   }
