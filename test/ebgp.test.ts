@@ -15,6 +15,8 @@ import { clusterErrorOf, recordedBirdAgrees } from './bird-lab.ts';
 import { buildCluster } from '../src/cni/build.ts';
 import { calicoPeerings } from '../src/bgp/peering.ts';
 import { labBirds } from '../src/lab/bird.ts';
+import { runCommand } from '../src/tools/index.ts';
+import { runChecks } from '../src/diagnose/checks.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const EBGP_CLUSTER = join(ROOT, 'test/fixtures/ebgp/ebgp-cluster.yaml');
@@ -154,4 +156,64 @@ test('birdc and ip route print what the real BIRD lab printed (test/fixtures/ebg
     ],
     [64, 1, 1, 1],
   );
+});
+
+test('a direct eBGP mesh session toward a node off the subnet stays Idle: no routes, and doctor says why', () => {
+  // node3 behind the router in its own AS: the mesh writes no multihop, so BIRD waits for it to
+  // become a neighbour (bgp_start_locked) and nothing crosses between the ASes
+  const text = TEXT.replace('name: ebgp', 'name: ebgp-offlink')
+    .replace(
+      'nodes:\n',
+      'subnets:\n  - { name: lan0, cidr: 192.168.1.0/24, gateway: 192.168.1.1 }\n  - { name: lan1, cidr: 192.168.2.0/24, gateway: 192.168.2.1 }\nnodes:\n',
+    )
+    .replace('ip: 192.168.1.12/24', 'ip: 192.168.2.12/24');
+  const c = buildCluster(loadCluster(text, 'offlink.yaml'), 'calico-bgp');
+  const sp = c.bgp!.session('node1', '192.168.2.12')!;
+  assert.equal(sp.peer.state, 'Idle');
+  assert.equal(sp.connects, 0);
+  assert.equal(c.bgp!.session('node1', '192.168.1.11')!.peer.state, 'Established');
+  assert.doesNotMatch(runCommand(c, 'node1', 'ip route').stdout, /10\.244\.2\.0\/26/);
+  assert.doesNotMatch(runCommand(c, 'node3', 'ip route').stdout, /via .* proto bird/);
+  assert.match(
+    runCommand(c, 'node1', 'birdc show protocols').stdout,
+    /\nMesh_192_168_2_12 BGP +--- +start .*Idle/,
+  );
+  const found = runChecks(c)
+    .flatMap((r) => r.findings)
+    .filter((f) => f.check === 'bgp-session')
+    .map((f) => f.message);
+  assert.equal(found.length, 2, found.join('\n'));
+  assert.match(
+    found.join('\n'),
+    /BGP session node1 ↔ node3 is Idle \(eBGP without multihop \(AS 64512 to AS 64513\): node1's BIRD waits for 192\.168\.2\.12 to be on one of its subnets/,
+  );
+});
+
+test('a BGPPeer naming a node in another AS than its own: no reverse peering, and no route from the one-sided session', () => {
+  const text =
+    TEXT.replace('name: ebgp', 'name: ebgp-wrongas') +
+    'bgpConfiguration:\n  apiVersion: projectcalico.org/v3\n  kind: BGPConfiguration\n  metadata: {name: default}\n  spec: {nodeToNodeMeshEnabled: false}\n' +
+    'bgpPeers:\n' +
+    '  - {apiVersion: projectcalico.org/v3, kind: BGPPeer, metadata: {name: a}, spec: {node: node1, peerIP: 192.168.1.12, asNumber: 64513}}\n' +
+    '  - {apiVersion: projectcalico.org/v3, kind: BGPPeer, metadata: {name: b}, spec: {node: node2, peerIP: 192.168.1.12, asNumber: 65009}}\n';
+  const c = buildCluster(loadCluster(text, 'wrongas.yaml'), 'calico-bgp');
+  assert.deepEqual(
+    [...c.bgp!.byNode].map(([n, m]) => [
+      n,
+      [...m.values()].map((s) => `${s.peer.config.peerAddress} as ${s.peer.config.peerAs} ${s.peer.state}`),
+    ]),
+    [
+      ['node1', ['192.168.1.12 as 64513 Established']],
+      // node3 (AS 64513) does not peer back with node2, whose BGPPeer says AS 65009
+      ['node2', ['192.168.1.12 as 65009 Active']],
+      ['node3', ['192.168.1.10 as 64512 Established']],
+    ],
+  );
+  assert.match(
+    runCommand(c, 'node1', 'ip route').stdout,
+    /10\.244\.2\.0\/26 via 192\.168\.1\.12 dev eth0 proto bird/,
+  );
+  // multihop (a BGPPeer): TTL 64
+  assert.equal(c.bgp!.session('node1', '192.168.1.12')!.conn?.ttl, undefined);
+  assert.doesNotMatch(runCommand(c, 'node2', 'ip route').stdout, /via .* proto bird/);
 });

@@ -18,7 +18,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { loadCluster } from '../src/cluster/load.ts';
@@ -131,6 +131,12 @@ test(
     try {
       st = await labUp(c);
       await birdLabAgrees(c, st, { dir: FIXTURES, cluster: 'test/fixtures/ebgp/ebgp-cluster.yaml' });
+      if (process.env.PODWALK_KEEP_CAPTURE)
+        for (const b of st.birds!)
+          writeFileSync(
+            join(dir, `${b.netns}.all`),
+            labExec(st, b.netns, ['birdc', '-s', b.ctl, 'show', 'route', 'all']).stdout,
+          );
       const pcap = join(dir, 'node3.pcap');
       const dump = spawn(
         'ip',

@@ -151,7 +151,11 @@ export class BgpDriver implements App {
   start(): void {
     for (const node of this.byNode.keys()) this.sockets.listen(this.w.ns(node), BGP_PORT, BIRD_APP);
     for (const m of this.byNode.values())
-      for (const sp of m.values()) if (!sp.disabled && this.neighbour(sp)) this.feed(sp, { kind: 'start' });
+      for (const sp of m.values())
+        if (sp.disabled) continue;
+        else if (this.neighbour(sp)) this.feed(sp, { kind: 'start' });
+        // started, waiting in Idle for its peer to become a neighbour
+        else this.mesh?.sideChanged(sp.node, sp.peerNode, 'Idle', this.w.now);
   }
 
   /**

@@ -411,6 +411,11 @@ export function programMode(c: Cluster, opts: BuildOptions = {}): void {
         }
         krtSync(w.ns(n.name), krts.get(n.name)!, locRib(rib));
       };
+      // before any session is up BIRD's table has only its own routes: the mesh reads what the
+      // sessions received (nothing yet), not the routes of sessions it assumes Established (a
+      // session that never comes up, such as a direct eBGP one toward a peer off the node's
+      // subnets or a BGPPeer the peer does not mirror, must never have put routes in the kernel)
+      mesh.driven = true;
       for (const n of c.nodes) sync(n.name);
       // BIRD starts on every node and its sessions run over the datapath until the mesh converged
       const isDown = new Set(down.flatMap((d) => [`${d.a}\0${d.b}`, `${d.b}\0${d.a}`]));
@@ -438,7 +443,6 @@ export function programMode(c: Cluster, opts: BuildOptions = {}): void {
           },
         ),
       );
-      mesh.driven = true;
       c.bgp = driver;
       driver.start();
       // nobody traces the build's BGP traffic, and quiesce clears its captures: walked quietly
