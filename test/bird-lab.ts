@@ -89,11 +89,13 @@ export async function birdLabAgrees(
   c: Cluster,
   st: LabState,
   record: { dir: string; cluster: string },
+  /** the birdc commands compared and recorded */
+  commands: readonly string[] = ['show protocols', 'show route'],
 ): Promise<void> {
   const recorded: Record<string, string> = {};
   const sims: Record<string, string> = {};
   for (const b of st.birds!)
-    for (const cmd of ['show protocols', 'show route']) {
+    for (const cmd of commands) {
       const real = labExec(st, b.netns, ['birdc', '-s', b.ctl, ...cmd.split(' ')]);
       assert.equal(real.code, 0, real.stderr);
       recorded[`${b.netns}: birdc ${cmd}`] = real.stdout;

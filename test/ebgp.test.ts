@@ -132,7 +132,14 @@ test('birdc and ip route print what the real BIRD lab printed (test/fixtures/ebg
   spec.name = 's10ebgp';
   const c = buildCluster(spec, 'calico-bgp');
   const outputs = recordedBirdAgrees(c, join(ROOT, 'test/fixtures/ebgp/lab.json'));
-  assert.equal(Object.keys(outputs).length, 9);
+  assert.equal(Object.keys(outputs).length, 12);
+  // `show route all`: node1's route to node3's block came over eBGP: AS_PATH 64513, no LOCAL_PREF
+  // on the wire, BIRD's default 100 in its table; node2's copy of it, passed on over iBGP, keeps
+  // node3's address as NEXT_HOP
+  assert.match(
+    outputs['node1: birdc show route all'],
+    /10\.244\.2\.0\/26 +unicast \[Mesh_192_168_1_12 [\d:.]+\] \* \(100\) \[AS64513i\]\n\tvia 192\.168\.1\.12 on eth0\n\tType: BGP univ\n\tBGP\.origin: IGP\n\tBGP\.as_path: 64513\n\tBGP\.next_hop: 192\.168\.1\.12\n\tBGP\.local_pref: 100\n +unicast \[Mesh_192_168_1_11 [\d:.]+ from 192\.168\.1\.11\] \(100\) \[AS64513i\]\n\tvia 192\.168\.1\.12 on eth0\n\tType: BGP univ\n\tBGP\.origin: IGP\n\tBGP\.as_path: 64513\n\tBGP\.next_hop: 192\.168\.1\.12\n/,
+  );
   // node3 holds node1's block twice, both with node1 as next hop: from node1, and from node2 with
   // node1's address as a third-party next hop (both sessions direct on eth0); node1's is primary
   // (equal AS_PATH length, both eBGP: the lower BGP identifier)

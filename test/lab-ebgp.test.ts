@@ -5,20 +5,24 @@
  * as` the peer's, `direct` on the eBGP mesh sessions) and waits until every session is
  * Established and every route the model learned is in BIRD's table; the routes BIRD installs
  * (`ip route`) must be the model's byte for byte, and the emulated birdc must print what the
- * real one prints (the AS paths' origin AS, which of two routes is primary). Then node3's session
+ * real one prints (the AS paths' origin AS, which of two routes is primary; `show route all`: each
+ * route's attributes). Then node3's session
  * with node1 is restarted (`birdc restart`) under tcpdump: tshark decodes the UPDATEs of both
  * sides without a malformed or error expert item, they leave with TTL 1 (a direct eBGP session),
  * and their AS_PATH, NEXT_HOP and LOCAL_PREF (none) are those the model's speakers sent over it
  * (a route that loops included: the sender does not hold it back, the receiver drops it).
+ * Then node3 moved behind the router: the mesh's eBGP sessions with it are direct (no
+ * multihop), so real BIRD waits for node3 to become a neighbour, Idle, as the model does.
  *
- * PODWALK_RECORD=1 writes the real outputs to test/fixtures/ebgp/lab.json. Needs root, namespaces,
+ * PODWALK_RECORD=1 writes the real outputs to test/fixtures/ebgp/lab.json; PODWALK_KEEP_CAPTURE=DIR
+ * keeps the capture (node3.pcap in a pw-ebgp-cap- directory there). Needs root, namespaces,
  * bird2, tcpdump and tshark; run it alone:
  *   flock /tmp/podwalk-lab.lock node --import tsx --test test/lab-ebgp.test.ts
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { loadCluster } from '../src/cluster/load.ts';
@@ -130,13 +134,12 @@ test(
     const dir = mkdtempSync(join(process.env.PODWALK_KEEP_CAPTURE ?? tmpdir(), 'pw-ebgp-cap-'));
     try {
       st = await labUp(c);
-      await birdLabAgrees(c, st, { dir: FIXTURES, cluster: 'test/fixtures/ebgp/ebgp-cluster.yaml' });
-      if (process.env.PODWALK_KEEP_CAPTURE)
-        for (const b of st.birds!)
-          writeFileSync(
-            join(dir, `${b.netns}.all`),
-            labExec(st, b.netns, ['birdc', '-s', b.ctl, 'show', 'route', 'all']).stdout,
-          );
+      // `show route all` too: the AS_PATH, NEXT_HOP and LOCAL_PREF of every route in BIRD's table
+      await birdLabAgrees(c, st, { dir: FIXTURES, cluster: 'test/fixtures/ebgp/ebgp-cluster.yaml' }, [
+        'show protocols',
+        'show route',
+        'show route all',
+      ]);
       const pcap = join(dir, 'node3.pcap');
       const dump = spawn(
         'ip',
@@ -148,9 +151,22 @@ test(
         const b = st.birds!.find((x) => x.netns === 'node3')!;
         const r = labExec(st, 'node3', ['birdc', '-s', b.ctl, 'restart', 'Mesh_192_168_1_10']);
         assert.equal(r.code, 0, r.stderr);
-        // the session comes back (node3 connects after its connect delay) and the tables agree again
-        await birdLabSettles(c, st, { limitMs: 20_000 });
-        await pause(500);
+        // the session comes back (node3 connects after its connect delay): each side has sent its
+        // whole table once its End-of-RIB (an empty UPDATE, 23 octets) is in the capture
+        const eor = (src: string, dst: string) =>
+          run([
+            'tshark',
+            '-r',
+            pcap,
+            '-Y',
+            `bgp.type == 2 && bgp.length == 23 && ip.src == ${src} && ip.dst == ${dst}`,
+          ]).stdout.trim() !== '';
+        const until = Date.now() + 20_000;
+        while (!(eor('192.168.1.10', '192.168.1.12') && eor('192.168.1.12', '192.168.1.10'))) {
+          assert.ok(Date.now() < until, 'no End-of-RIB from both sides within 20 s');
+          await pause(250);
+        }
+        await birdLabSettles(c, st, { limitMs: 10_000 });
       } finally {
         dump.kill('SIGINT');
         await new Promise((res) => dump.once('exit', res));
@@ -189,6 +205,32 @@ test(
     } finally {
       labDown(c);
       if (!process.env.PODWALK_KEEP_CAPTURE) rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
+
+test(
+  'a direct eBGP mesh session toward a node behind the router: real BIRD waits for it as the model does, birdc and ip route equal',
+  { skip, timeout: 60_000 },
+  async () => {
+    // the same cluster with node3 on a second subnet behind the router: no multihop in the mesh,
+    // so node1's and node2's sessions with node3 (and node3's with them) never start
+    const text = readFileSync(EBGP_CLUSTER, 'utf8')
+      .replace(
+        'nodes:\n',
+        'subnets:\n  - { name: lan0, cidr: 192.168.1.0/24, gateway: 192.168.1.1 }\n  - { name: lan1, cidr: 192.168.2.0/24, gateway: 192.168.2.1 }\nnodes:\n',
+      )
+      .replace('ip: 192.168.1.12/24', 'ip: 192.168.2.12/24');
+    const spec = loadCluster(text, EBGP_CLUSTER);
+    spec.name = 's10ebgp2';
+    const c = buildCluster(spec, 'calico-bgp');
+    assert.equal(c.bgp!.session('node1', '192.168.2.12')!.peer.state, 'Idle');
+    labDown(c);
+    try {
+      const st = await labUp(c);
+      await birdLabSettles(c, st, { limitMs: 5_000 });
+    } finally {
+      labDown(c);
     }
   },
 );

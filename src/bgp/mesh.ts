@@ -6,6 +6,7 @@
  */
 import { inPrefix, ip4ToInt } from '../wire/addr.ts';
 import type { PeerRoute, PeerState } from './fsm.ts';
+import type { BgpAttr } from '../wire/bgp.ts';
 import { calicoPeerings, type Peering } from './peering.ts';
 
 export interface BgpSession {
@@ -46,6 +47,8 @@ export interface LearnedRoute {
   originAs?: number;
   /** ORIGIN: 'i', 'e' or '?' as birdc prints it */
   origin: 'i' | 'e' | '?';
+  /** the path attributes it was received with (sessions over the datapath) */
+  attrs?: readonly BgpAttr[];
 }
 
 /**
@@ -186,6 +189,7 @@ export class Mesh {
               ? { originAs: last.asns[last.asns.length - 1] }
               : {}),
             origin: origin?.kind === 'origin' ? ORIGIN_CHAR[origin.origin] : '?',
+            attrs: r.attrs,
           };
           const oid = r.attrs.find((a) => a.kind === 'originator-id');
           const cl = r.attrs.find((a) => a.kind === 'cluster-list');

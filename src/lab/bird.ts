@@ -227,7 +227,14 @@ export interface LabBird {
   node: string;
   config: string;
   /** its mesh sessions: BIRD's protocol name, the peer node, whether the configuration disables it */
-  sessions: { proto: string; peer: string; peerIp: string; disabled: boolean }[];
+  sessions: {
+    proto: string;
+    peer: string;
+    peerIp: string;
+    disabled: boolean;
+    /** a direct eBGP session whose peer is off the node's subnets: BIRD waits for it, never up */
+    waits?: boolean;
+  }[];
   /** the prefixes each peer announces to it (what its table holds once the mesh has converged) */
   expect: { proto: string; prefix: string }[];
 }
@@ -258,12 +265,16 @@ export function labBirds(c: Cluster): LabBird[] {
   const mesh = c.mesh;
   return c.nodes.map((n, i) => {
     const blocks = birdBlocks(c, n);
-    const sessions = peerings.get(n.name)!.map((p) => ({
-      proto: p.proto,
-      peer: p.peerNode,
-      peerIp: p.peerIp,
-      disabled: down.has(`${n.name}\0${p.peerNode}`),
-    }));
+    const sessions = peerings.get(n.name)!.map((p) => {
+      const sp = c.bgp?.session(n.name, p.peerIp);
+      return {
+        proto: p.proto,
+        peer: p.peerNode,
+        peerIp: p.peerIp,
+        disabled: down.has(`${n.name}\0${p.peerNode}`),
+        ...(sp?.peer.config.direct && sp.peer.state === 'Idle' && !sp.connects ? { waits: true } : {}),
+      };
+    });
     // what BIRD's table holds once it converged: the model's learned routes, the first of each
     // network (the mesh: each peer's own prefixes; with reflectors also what they reflect)
     const expect = new Map<string, string>();
