@@ -6,9 +6,10 @@
  * the real outputs to FIXTURES/lab.json for the model-lane tests.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Cluster } from '../src/cni/build.ts';
+import { ClusterError, loadCluster } from '../src/cluster/load.ts';
 import { labExec, pause, run, type LabState } from '../src/lab/host.ts';
 import { stateDiff } from '../src/lab/diff.ts';
 import { runCommand } from '../src/tools/index.ts';
@@ -88,11 +89,13 @@ export async function birdLabAgrees(
   c: Cluster,
   st: LabState,
   record: { dir: string; cluster: string },
+  /** the birdc commands compared and recorded */
+  commands: readonly string[] = ['show protocols', 'show route'],
 ): Promise<void> {
   const recorded: Record<string, string> = {};
   const sims: Record<string, string> = {};
   for (const b of st.birds!)
-    for (const cmd of ['show protocols', 'show route']) {
+    for (const cmd of commands) {
       const real = labExec(st, b.netns, ['birdc', '-s', b.ctl, ...cmd.split(' ')]);
       assert.equal(real.code, 0, real.stderr);
       recorded[`${b.netns}: birdc ${cmd}`] = real.stdout;
@@ -113,4 +116,34 @@ export async function birdLabAgrees(
   for (const d of await stateDiff(st, c, ['ip route'])) assert.equal(d.real, d.sim, `${d.netns}: ip route`);
   for (const [k, real] of Object.entries(recorded))
     if (k.includes('birdc')) assert.equal(maskTimes(sims[k]), maskTimes(real), k);
+}
+
+/**
+ * The emulated commands print what the lab printed in a recording (FIXTURES/lab.json written by
+ * birdLabAgrees): each output compared, BIRD's times masked. Returns the recorded outputs.
+ */
+export function recordedBirdAgrees(c: Cluster, file: string): Record<string, string> {
+  const lab = JSON.parse(readFileSync(file, 'utf8')) as { bird: string; outputs: Record<string, string> };
+  assert.equal(lab.bird, 'BIRD version 2.0.12');
+  for (const [key, real] of Object.entries(lab.outputs)) {
+    const [node, cmd] = key.split(': ');
+    const sim = runCommand(c, node, cmd).stdout;
+    assert.equal(
+      cmd.startsWith('birdc') ? maskTimes(sim) : sim,
+      cmd.startsWith('birdc') ? maskTimes(real) : real,
+      key,
+    );
+  }
+  return lab.outputs;
+}
+
+/** the one-line error loading a cluster file gives (it must fail with a ClusterError) */
+export function clusterErrorOf(text: string, file: string): string {
+  try {
+    loadCluster(text, file);
+  } catch (e) {
+    assert.ok(e instanceof ClusterError, String(e));
+    return e.message;
+  }
+  assert.fail('loaded');
 }

@@ -50,6 +50,8 @@ test('session, peersOf and learned agree with a scan of every session', () => {
             from: peer.node,
             proto: `Mesh_${peer.ip.split('.').join('_')}`,
             direct: peer.ip.split('.')[2] === a.ip.split('.')[2],
+            // iBGP: an empty AS_PATH (no origin AS), ORIGIN IGP
+            origin: 'i',
           })),
       );
     }

@@ -91,6 +91,12 @@ export interface PeerConfig {
    * loops (treated as withdrawn, RFC 4456 8 as BIRD applies it)
    */
   rrClusterId?: Ipv4Addr;
+  /**
+   * an eBGP session without `multihop` (BIRD's default for eBGP, bgp_postconfig): the peer must
+   * be on a connected subnet (bgp_start_locked waits for it as a neighbour, Idle, until it is)
+   * and the session's packets leave with TTL 1
+   */
+  direct?: boolean;
 }
 
 /** A route we send besides our own prefixes (route reflection): its path id and the attributes it leaves with */
@@ -785,12 +791,15 @@ function update(s: Step, u: BgpUpdate): void {
     }
   };
   for (const w of u.withdrawn) take(w);
-  // RFC 4456 8 as BIRD 2 checks it (bgp_finish_attrs): our router id as ORIGINATOR_ID, or (from
-  // a client) our cluster ID in CLUSTER_LIST, is a loop: the NLRI count as withdrawn
+  // BIRD 2's bgp_finish_attrs: our AS in AS_PATH (RFC 4271 9.1.2, `allow local as` 0), our
+  // router id as ORIGINATOR_ID over iBGP, or (from a client) our cluster ID in CLUSTER_LIST
+  // (RFC 4456 8) is a loop: the NLRI count as withdrawn
   const oid = u.attrs.find((a) => a.kind === 'originator-id');
   const cl = u.attrs.find((a) => a.kind === 'cluster-list');
+  const path = u.attrs.find((a) => a.kind === 'as-path');
   const ibgp = p.config.localAs === p.config.peerAs;
   const loop =
+    (path?.kind === 'as-path' && path.segments.some((g) => g.asns.includes(p.config.localAs))) ||
     (ibgp && oid?.kind === 'originator-id' && oid.originatorId === p.config.localId) ||
     (p.config.rrClusterId !== undefined &&
       cl?.kind === 'cluster-list' &&
@@ -808,12 +817,14 @@ function update(s: Step, u: BgpUpdate): void {
     down(s, true, true);
     return;
   }
+  // bgp_decode_local_pref: LOCAL_PREF from an eBGP peer is discarded (the route stays)
+  const attrs = ibgp ? u.attrs : u.attrs.filter((a) => a.kind !== 'local-pref');
   for (const n of u.nlri) {
     take(n);
     const r: PeerRoute = {
       prefix: n.prefix,
       nextHop: nh?.kind === 'next-hop' ? nh.nextHop : '',
-      attrs: u.attrs,
+      attrs,
     };
     if (n.pathId !== undefined) r.pathId = n.pathId;
     byKey.set(routeKey(r), r);
@@ -825,7 +836,7 @@ function update(s: Step, u: BgpUpdate): void {
 
 /** The attributes BIRD puts on Calico's blocks, announced over iBGP (or eBGP), one array per configuration. */
 const ownAttrSets = new WeakMap<PeerConfig, BgpAttr[]>();
-function ownAttrs(p: Peer): BgpAttr[] {
+export function ownAttrs(p: Peer): BgpAttr[] {
   let a = ownAttrSets.get(p.config);
   if (a) return a;
   const ibgp = p.config.localAs === p.config.peerAs;

@@ -6,6 +6,7 @@
  */
 import { inPrefix, ip4ToInt } from '../wire/addr.ts';
 import type { PeerRoute, PeerState } from './fsm.ts';
+import type { BgpAttr } from '../wire/bgp.ts';
 import { calicoPeerings, type Peering } from './peering.ts';
 
 export interface BgpSession {
@@ -42,7 +43,25 @@ export interface LearnedRoute {
   proto: string;
   /** whether the next hop is on one of our connected subnets (direct) or resolved via a gateway */
   direct: boolean;
+  /** the origin AS, the last of AS_PATH (as_path_get_last); none for a route of our own AS */
+  originAs?: number;
+  /** ORIGIN: 'i', 'e' or '?' as birdc prints it */
+  origin: 'i' | 'e' | '?';
+  /** the path attributes it was received with (sessions over the datapath) */
+  attrs?: readonly BgpAttr[];
 }
+
+/**
+ * bgp_rte_better's key, smaller is better: LOCAL_PREF (negated; a route learned over eBGP has
+ * BIRD's default 100, its own discarded), AS_PATH length, ORIGIN, eBGP before iBGP, the IGP
+ * metric of the next hop (0 on a direct subnet, unknown through a gateway), ORIGINATOR_ID (else
+ * the peer's BGP identifier), CLUSTER_LIST length, the peer's address. MULTI_EXIT_DISC is left
+ * out: no route carries one (Calico's filters set none, and BIRD sends none to an eBGP peer
+ * unless a filter set it).
+ */
+type RankKey = [number, number, number, number, number, number, number, number];
+
+const ORIGIN_CHAR = { igp: 'i', egp: 'e', incomplete: '?' } as const;
 
 export class Mesh {
   /** every session, once per pair of nodes that peer, in the order the first side configures it */
@@ -119,15 +138,12 @@ export class Mesh {
    * Adj-RIB-In of a node after convergence. Driven: what each session received (reflected routes
    * included). Not driven: each Established session carries the peer's own prefixes (a full
    * mesh: no iBGP re-advertisement). The routes of one network are together, the best first as
-   * BIRD 2's bgp_rte_better ranks iBGP routes of equal LOCAL_PREF, AS_PATH, ORIGIN and MED: the
-   * lower IGP metric of the next hop (0 on a direct subnet, unknown through a gateway), the lower
-   * ORIGINATOR_ID (else the peer's BGP identifier), the shorter CLUSTER_LIST, the lower peer
-   * address; the others follow in the order they came.
+   * BIRD 2's bgp_rte_better ranks them (RankKey); the others follow in the order they came.
    */
   learned(node: string): LearnedRoute[] {
     const i = this.index.get(node);
     if (i === undefined) return [];
-    const rank = new Map<LearnedRoute, [number, number, number, number]>();
+    const rank = new Map<LearnedRoute, RankKey>();
     const all = this.received(node, (r, k) => rank.set(r, k));
     const byNet = new Map<string, LearnedRoute[]>();
     for (const r of all) {
@@ -138,7 +154,7 @@ export class Mesh {
     const better = (a: LearnedRoute, b: LearnedRoute) => {
       const x = rank.get(a)!;
       const y = rank.get(b)!;
-      for (let k = 0; k < 4; k++) if (x[k] !== y[k]) return x[k] < y[k];
+      for (let k = 0; k < x.length; k++) if (x[k] !== y[k]) return x[k] < y[k];
       return false;
     };
     return [...byNet.values()].flatMap((l) => {
@@ -147,11 +163,8 @@ export class Mesh {
     });
   }
 
-  /** every route received, with its rank key (IGP metric, originator, cluster list length, peer address) */
-  private received(
-    node: string,
-    key: (r: LearnedRoute, k: [number, number, number, number]) => void,
-  ): LearnedRoute[] {
+  /** every route received, with its rank key */
+  private received(node: string, key: (r: LearnedRoute, k: RankKey) => void): LearnedRoute[] {
     const i = this.index.get(node);
     if (i === undefined) return [];
     const me = this.speakers[i];
@@ -159,17 +172,32 @@ export class Mesh {
     const out: LearnedRoute[] = [];
     for (const { peer, session, peering } of this.bySpeaker[i]) {
       if (this.driven) {
+        const internal = peering.localAs === peering.peerAs ? 1 : 0;
         for (const r of this.ribIn.get(`${node}\0${peer.node}`)?.values() ?? []) {
+          const origin = r.attrs.find((a) => a.kind === 'origin');
+          const path = r.attrs.find((a) => a.kind === 'as-path');
+          const lp = r.attrs.find((a) => a.kind === 'local-pref');
+          const segs = path?.kind === 'as-path' ? path.segments : [];
+          const last = segs[segs.length - 1];
           const l: LearnedRoute = {
             prefix: r.prefix,
             nextHop: r.nextHop,
             from: peer.node,
             proto: peering.proto,
             direct: inPrefix(mine, ip4ToInt(r.nextHop), me.len),
+            ...(last?.kind === 'sequence' && last.asns.length
+              ? { originAs: last.asns[last.asns.length - 1] }
+              : {}),
+            origin: origin?.kind === 'origin' ? ORIGIN_CHAR[origin.origin] : '?',
+            attrs: r.attrs,
           };
           const oid = r.attrs.find((a) => a.kind === 'originator-id');
           const cl = r.attrs.find((a) => a.kind === 'cluster-list');
           key(l, [
+            -(lp?.kind === 'local-pref' ? lp.localPref : 100),
+            segs.reduce((n, g) => n + (g.kind === 'sequence' ? g.asns.length : g.kind === 'set' ? 1 : 0), 0),
+            origin?.kind === 'origin' ? ['igp', 'egp', 'incomplete'].indexOf(origin.origin) : 2,
+            internal,
             l.direct ? 0 : 1,
             oid?.kind === 'originator-id' ? ip4ToInt(oid.originatorId) : this.addr.get(peer)!,
             cl?.kind === 'cluster-list' ? cl.clusterList.length : 0,
@@ -181,9 +209,27 @@ export class Mesh {
       }
       if (session.state !== 'Established') continue;
       const direct = inPrefix(mine, this.addr.get(peer)!, me.len);
+      const internal = peering.localAs === peering.peerAs;
       for (const prefix of peer.originates) {
-        const l = { prefix, nextHop: peer.ip, from: peer.node, proto: peering.proto, direct };
-        key(l, [direct ? 0 : 1, this.addr.get(peer)!, 0, this.addr.get(peer)!]);
+        const l: LearnedRoute = {
+          prefix,
+          nextHop: peer.ip,
+          from: peer.node,
+          proto: peering.proto,
+          direct,
+          ...(internal ? {} : { originAs: peering.peerAs }),
+          origin: 'i',
+        };
+        key(l, [
+          -100,
+          internal ? 0 : 1,
+          0,
+          internal ? 1 : 0,
+          direct ? 0 : 1,
+          this.addr.get(peer)!,
+          0,
+          this.addr.get(peer)!,
+        ]);
         out.push(l);
       }
     }

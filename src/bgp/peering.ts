@@ -17,10 +17,22 @@
  * peers (`Global_<ip>`), the node's own (`Node_<ip>`), each list in key order, skipping the node's
  * own address. A peer of the node's AS gets `rr client; rr cluster id C` when the node is a route
  * reflector with cluster ID C and the peer's cluster ID differs (a client, or a reflector of
- * another cluster). Only IPv4, one AS (64512) and no ports are modelled.
+ * another cluster).
+ *
+ * The ASes (bird.cfg.template: `local as` the node's /host/NODE/as_num, else /global/as_num): a
+ * node's own AS is its spec.bgp.asNumber, else the BGPConfiguration's asNumber, else 64512. A mesh
+ * peer's AS is the other node's; a peer named by peerSelector has its node's AS (nodeAsBGPPeers);
+ * one named by peerIP the BGPPeer's asNumber (here: the global AS when absent), and the node at
+ * that address peers back only when its own AS is that one (nodesWithIPPortAndAS). A peer of
+ * another AS than the node's is an eBGP session. The mesh's protocols have no `multihop` (v3.27:
+ * neither the template nor the mesh writes it: an eBGP mesh session is BIRD's default, direct),
+ * the BGPPeers' have `ttl security off; multihop;`. Only IPv4 and no ports are modelled.
  */
 import { calicoSelects, parseCalicoSelector } from '../cluster/calico-selector.ts';
 import type { BgpConfigurationSpec, BgpPeerSpec } from '../cluster/spec.ts';
+
+/** Calico's AS when the BGPConfiguration names none (confd's default /global/as_num) */
+export const CALICO_DEFAULT_AS = 64512;
 
 export interface PeeringNode {
   name: string;
@@ -28,6 +40,8 @@ export interface PeeringNode {
   addr: string;
   labels?: Record<string, string>;
   routeReflectorClusterID?: string;
+  /** Calico's Node spec.bgp.asNumber */
+  asNumber?: number;
 }
 
 /** calicoctl node status's PEER TYPE, from the protocol name's prefix (status.go bgpTypeMap) */
@@ -45,6 +59,12 @@ export interface Peering {
   passive: boolean;
   /** `rr client; rr cluster id C`: C, when this node reflects routes to the peer */
   rrClusterId?: string;
+  /** `local as`: the node's AS */
+  localAs: number;
+  /** `neighbor IP as N`: the peer's AS (another than localAs: eBGP) */
+  peerAs: number;
+  /** `multihop` (the BGPPeers' sessions); without it an eBGP session is direct (TTL 1, on-link peer) */
+  multihop: boolean;
 }
 
 const PREFIX: Record<PeerType, string> = {
@@ -63,10 +83,20 @@ export function peerTypeOf(proto: string): PeerType | undefined {
   return (Object.keys(PREFIX) as PeerType[]).find((t) => PREFIX[t] === prefix);
 }
 
+/** the node's own AS: its spec.bgp.asNumber, else the BGPConfiguration's, else 64512 */
+export function calicoNodeAs(
+  n: Pick<PeeringNode, 'asNumber'>,
+  config: BgpConfigurationSpec | undefined,
+): number {
+  return n.asNumber ?? config?.asNumber ?? CALICO_DEFAULT_AS;
+}
+
 interface V1Peer {
   ip: string;
   /** the peer node's cluster ID ('' when none, or when named by peerIP) */
   rrClusterId: string;
+  /** its AS (as_num) */
+  as: number;
 }
 
 /** Each node's BIRD protocols toward its peers, in the order bird.cfg lists them. */
@@ -81,7 +111,13 @@ export function calicoPeerings(
     const s = parseCalicoSelector(sel);
     return nodes.filter((n) => calicoSelects(s, n.labels ?? {}));
   };
-  const asPeer = (n: PeeringNode): V1Peer => ({ ip: n.addr, rrClusterId: n.routeReflectorClusterID ?? '' });
+  const globalAs = config?.asNumber ?? CALICO_DEFAULT_AS;
+  const asOf = (n: PeeringNode) => calicoNodeAs(n, config);
+  const asPeer = (n: PeeringNode): V1Peer => ({
+    ip: n.addr,
+    rrClusterId: n.routeReflectorClusterID ?? '',
+    as: asOf(n),
+  });
   const global = new Map<string, V1Peer>();
   const perNode = new Map<string, Map<string, V1Peer>>(nodes.map((n) => [n.name, new Map()]));
   const emitNode = (local: string, p: V1Peer) => {
@@ -102,7 +138,7 @@ export function calicoPeerings(
       const remote: V1Peer[] = bp.peerSelector
         ? matching(bp.peerSelector).map(asPeer)
         : bp.peerIP
-          ? [{ ip: bp.peerIP, rrClusterId: '' }]
+          ? [{ ip: bp.peerIP, rrClusterId: '', as: bp.asNumber ?? globalAs }]
           : [];
       for (const p of remote)
         if (globalPass) {
@@ -113,7 +149,7 @@ export function calicoPeerings(
   for (const bp of peers) {
     const locals = bp.peerSelector
       ? matching(bp.peerSelector)
-      : bp.peerIP && byIp.has(bp.peerIP)
+      : bp.peerIP && byIp.has(bp.peerIP) && asOf(byIp.get(bp.peerIP)!) === (bp.asNumber ?? globalAs)
         ? [byIp.get(bp.peerIP)!]
         : [];
     if (!locals.length) continue;
@@ -130,6 +166,7 @@ export function calicoPeerings(
   const out = new Map<string, Peering[]>();
   for (const me of nodes) {
     const cid = me.routeReflectorClusterID ?? '';
+    const localAs = asOf(me);
     const list: Peering[] = [];
     const side = (type: PeerType, p: V1Peer): Peering => ({
       proto: protocolName(type, p.ip),
@@ -137,7 +174,10 @@ export function calicoPeerings(
       peerNode: byIp.get(p.ip)!.name,
       peerIp: p.ip,
       passive: false,
-      ...(cid && p.rrClusterId !== cid ? { rrClusterId: cid } : {}),
+      ...(cid && p.rrClusterId !== cid && p.as === localAs ? { rrClusterId: cid } : {}),
+      localAs,
+      peerAs: p.as,
+      multihop: true,
     });
     if (!cid && meshOn)
       for (const o of nodes) {
@@ -148,6 +188,9 @@ export function calicoPeerings(
           peerNode: o.name,
           peerIp: o.addr,
           passive: o.addr > me.addr,
+          localAs,
+          peerAs: asOf(o),
+          multihop: false,
         });
       }
     for (const p of [...global.values()].sort(byKey)) if (p.ip !== me.addr) list.push(side('global', p));

@@ -25,6 +25,7 @@ import type { Sockets, TcpConn } from '../kernel/sockets.ts';
 import type { TimerEvent } from '../kernel/world.ts';
 import { runNetwork } from '../kernel/exchange.ts';
 import { BGP_PORT } from '../wire/index.ts';
+import { inPrefix, ip4ToInt } from '../wire/addr.ts';
 import {
   newPeer,
   nextUpdate,
@@ -32,6 +33,7 @@ import {
   stepPeer,
   updatePending,
   type Peer,
+  type ExportRoute,
   type PeerConfig,
   type PeerInput,
   type PeerRoute,
@@ -95,7 +97,7 @@ export class BgpDriver implements App {
   private deferRib = false;
   /** the nodes whose BIRD no longer runs, and how it ended */
   private readonly dead = new Map<string, BirdExit>();
-  /** the nodes that reflect routes (one of their sessions is an `rr client`) */
+  /** the nodes that pass routes on (one of their sessions is an `rr client`, or eBGP) */
   private readonly reflecting = new Set<string>();
 
   constructor(
@@ -125,7 +127,8 @@ export class BgpDriver implements App {
           withdrawn: 0,
         });
       this.byNode.set(sp.node, m);
-      if (sp.peers.some((p) => p.config.rrClusterId !== undefined)) this.reflecting.add(sp.node);
+      if (sp.peers.some((p) => p.config.rrClusterId !== undefined || p.config.localAs !== p.config.peerAs))
+        this.reflecting.add(sp.node);
     }
     sockets.stack.apps.set(BIRD_APP, this);
   }
@@ -151,7 +154,25 @@ export class BgpDriver implements App {
   start(): void {
     for (const node of this.byNode.keys()) this.sockets.listen(this.w.ns(node), BGP_PORT, BIRD_APP);
     for (const m of this.byNode.values())
-      for (const sp of m.values()) if (!sp.disabled) this.feed(sp, { kind: 'start' });
+      for (const sp of m.values())
+        if (sp.disabled) continue;
+        else if (this.neighbour(sp)) this.feed(sp, { kind: 'start' });
+        // started, waiting in Idle for its peer to become a neighbour
+        else this.mesh?.sideChanged(sp.node, sp.peerNode, 'Idle', this.w.now);
+  }
+
+  /**
+   * bgp_start_locked: a direct (single-hop eBGP) session starts only once its peer is a neighbour,
+   * an address of a connected subnet of an up interface (neigh_find); until then it stays Idle
+   * ("Waiting for … to become my neighbor"). A multihop session needs none.
+   */
+  private neighbour(sp: SessionPeer): boolean {
+    if (!sp.peer.config.direct) return true;
+    const peer = ip4ToInt(sp.peer.config.peerAddress);
+    for (const l of this.w.ns(sp.node).links.values())
+      if (l.up && l.type !== 'loopback')
+        for (const a of l.addrs) if (a.scope !== 'host' && inPrefix(peer, ip4ToInt(a.ip), a.len)) return true;
+    return false;
   }
 
   /**
@@ -321,6 +342,8 @@ export class BgpDriver implements App {
       }
       sp = cand;
       if (sp.conn) this.drop(sp);
+      // bgp_incoming_connection → bgp_setup_sk: the session's TTL on the accepted socket
+      if (sp.peer.config.direct) conn.ttl = 1;
       sp.conn = conn;
       this.byConn.set(conn, sp);
     }
@@ -432,14 +455,32 @@ export class BgpDriver implements App {
     for (const q of this.byNode.get(sp.node)!.values()) {
       if (q === sp) continue;
       const to = { config: q.peer.config };
-      if (from.config.rrClusterId === undefined && to.config.rrClusterId === undefined) continue;
-      const announce = added
-        .filter((x) => r.passes(sp.node, from, to, x))
-        .map((x) => r.exported(sp.node, from, to, x));
+      // bgp_preexport: between two iBGP sessions only when one of them is an `rr client`
+      const internal = (c: PeerConfig) => c.localAs === c.peerAs;
+      if (
+        internal(from.config) &&
+        internal(to.config) &&
+        from.config.rrClusterId === undefined &&
+        to.config.rrClusterId === undefined
+      )
+        continue;
+      const announce: ExportRoute[] = [];
+      const withdraw: { prefix: string; pathId: number }[] = [];
+      for (const x of added) {
+        if (!r.passes(sp.node, from, to, x)) continue;
+        const e = r.exported(sp.node, from, to, x);
+        // bgp_update_next_hop_ip: a NEXT_HOP that is the neighbour's own address is rejected
+        // (a route passed back toward the node it leads to): what was sent of it is withdrawn
+        if (e.attrs.some((a) => a.kind === 'next-hop' && a.nextHop === to.config.peerAddress))
+          withdraw.push({ prefix: e.prefix, pathId: e.pathId });
+        else announce.push(e);
+      }
       const again = new Set(announce.map((x) => `${x.prefix}#${x.pathId}`));
-      const withdraw = removed
-        .map((x) => ({ prefix: x.prefix, pathId: r.pathId(sp.node, from, x) }))
-        .filter((x) => !again.has(`${x.prefix}#${x.pathId}`));
+      withdraw.push(
+        ...removed
+          .map((x) => ({ prefix: x.prefix, pathId: r.pathId(sp.node, from, x) }))
+          .filter((x) => !again.has(`${x.prefix}#${x.pathId}`)),
+      );
       if (announce.length || withdraw.length) this.pending.push([q, { kind: 'export', announce, withdraw }]);
     }
   }
@@ -484,6 +525,8 @@ export class BgpDriver implements App {
             {
               timers: true,
               app: BIRD_APP,
+              // bgp_connect: TTL 1 for a direct session, the multihop count (64) otherwise
+              ...(sp.peer.config.direct ? { ttl: 1 } : {}),
             },
           );
           if (!conn) break;

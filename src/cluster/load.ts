@@ -52,18 +52,22 @@
  *     labels: {route-reflector: "true"}  # optional Node labels (BGPPeer selectors match them)
  *     routeReflectorClusterID: 244.0.0.1  # optional, Calico: the Node's spec.bgp field (an IPv4
  *                            # address): the node is a route reflector with that cluster ID
+ *     asNumber: 64513        # optional, Calico: the Node's spec.bgp.asNumber (1..4294967295), its
+ *                            # own AS: sessions with nodes of another AS are eBGP. Default: the
+ *                            # BGPConfiguration's asNumber
  * bgpConfiguration:          # optional, Calico: the BGPConfiguration as calicoctl takes it
- *   apiVersion: projectcalico.org/v3     # (metadata.name default; asNumber 64512 only)
+ *   apiVersion: projectcalico.org/v3     # (metadata.name default; asNumber: the global AS,
  *   kind: BGPConfiguration
  *   metadata: {name: default}
- *   spec: {nodeToNodeMeshEnabled: false}
+ *   spec: {nodeToNodeMeshEnabled: false}   # default 64512)
  * bgpPeers:                  # optional, Calico: BGPPeer objects as calicoctl takes them; unique names
  *   - apiVersion: projectcalico.org/v3
  *     kind: BGPPeer
  *     metadata: {name: peer-with-route-reflectors}
  *     spec:                  # node (a node's name) or nodeSelector, or neither (every node); then
  *       nodeSelector: all()  # peerSelector, or peerIP (a node's address) with optional asNumber
- *       peerSelector: route-reflector == 'true'   # (64512 only). Calico's selector syntax
+ *       peerSelector: route-reflector == 'true'   # (the peer's AS, default the global AS; the
+ *                            # node at peerIP peers back only if it is its AS). Calico's selectors
  * ipPool:                    # optional, Calico: the IPPool as calicoctl takes it; the pool is the
  *   apiVersion: projectcalico.org/v3   # cluster's pod network (the smallest prefix, at most /16,
  *   kind: IPPool                       # covering every podCIDR). Default: Calico's
@@ -406,6 +410,9 @@ const intRange = (key: string, lo: number, hi: number) => {
     });
 };
 
+/** a 4-octet AS number (RFC 6793; Calico's numorstring.ASNumber as an integer; 0 is no AS) */
+const asNumberSchema = intRange('asNumber', 1, 4294967295);
+
 const nonEmpty = (message: string) =>
   z.string().superRefine((s, ctx) => {
     if (s === '') ctx.addIssue({ code: 'custom', message });
@@ -486,6 +493,7 @@ const NodeSchema = z.strictObject({
   mtu: intRange('mtu', 576, 9216).optional(),
   labels: labelsSchema.optional(),
   routeReflectorClusterID: ipv4Schema('routeReflectorClusterID').optional(),
+  asNumber: asNumberSchema.optional(),
 });
 
 const ExternalHostSchema = z.strictObject({
@@ -969,9 +977,6 @@ const BgpSchema = z.strictObject({
   state: z.enum(['up', 'down']).default('down'),
 });
 
-/** the one AS the model's Calico runs (BGPConfiguration's asNumber default) */
-const CALICO_AS = 64512;
-
 const calicoSelectorSchema = (key: string) =>
   str((s, ctx) => {
     try {
@@ -981,14 +986,6 @@ const calicoSelectorSchema = (key: string) =>
       ctx.addIssue({ code: 'custom', message: `${key}: ${e.message}` });
     }
   });
-
-const asNumberSchema = z.number().superRefine((n, ctx) => {
-  if (n !== CALICO_AS)
-    ctx.addIssue({
-      code: 'custom',
-      message: `asNumber ${n}: only Calico's AS ${CALICO_AS} is modelled (no eBGP peers)`,
-    });
-});
 
 const calicoMetadata = z.strictObject({
   name: nameSchema('object'),
@@ -1009,7 +1006,10 @@ const BgpConfigurationSchema = z
       })
       .default({ nodeToNodeMeshEnabled: true }),
   })
-  .transform((c): BgpConfigurationSpec => ({ nodeToNodeMeshEnabled: c.spec.nodeToNodeMeshEnabled }));
+  .transform((c): BgpConfigurationSpec => ({
+    nodeToNodeMeshEnabled: c.spec.nodeToNodeMeshEnabled,
+    ...(c.spec.asNumber !== undefined ? { asNumber: c.spec.asNumber } : {}),
+  }));
 
 const IpPoolSchema = z
   .strictObject({

@@ -59,6 +59,8 @@ export interface NodeSpec {
   labels?: Record<string, string>;
   /** Calico's Node spec.bgp.routeReflectorClusterID: the node is a route reflector of this cluster */
   routeReflectorClusterID?: string;
+  /** Calico's Node spec.bgp.asNumber: the node's own AS (default: the BGPConfiguration's) */
+  asNumber?: number;
 }
 
 /**
@@ -163,12 +165,15 @@ export interface BgpSessionSpec {
 export interface BgpConfigurationSpec {
   /** the node-to-node mesh (default true) */
   nodeToNodeMeshEnabled: boolean;
+  /** the global AS of every node without its own (default 64512) */
+  asNumber?: number;
 }
 
 /**
  * A Calico BGPPeer (projectcalico.org/v3): which nodes peer (`node` or `nodeSelector`; neither:
  * every node, a global peer) with what (`peerSelector` over the nodes' labels, or `peerIP` and
- * `asNumber`). Selectors in Calico's selector syntax (src/cluster/calico-selector.ts).
+ * `asNumber`: the peer's AS, default the global AS; another AS than the local node's makes the
+ * session eBGP). Selectors in Calico's selector syntax (src/cluster/calico-selector.ts).
  */
 export interface BgpPeerSpec {
   name: string;

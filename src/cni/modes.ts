@@ -49,7 +49,7 @@ import {
 } from '../bgp/krt.ts';
 import { nodeBlocks } from './ipam.ts';
 import { BgpDriver } from '../bgp/session.ts';
-import { calicoPeerings, type Peering } from '../bgp/peering.ts';
+import { CALICO_DEFAULT_AS, calicoPeerings, type Peering } from '../bgp/peering.ts';
 import { Reflector } from '../bgp/reflect.ts';
 import type { PeerConfig } from '../bgp/fsm.ts';
 import {
@@ -70,6 +70,7 @@ import {
   type RouteRequest,
 } from '../kernel/netlink.ts';
 import { derivedMac } from '../kernel/world.ts';
+import { inPrefix, ip4ToInt } from '../wire/addr.ts';
 import { hex, sha1 } from '../wire/sha1.ts';
 import { utf8 } from '../wire/sha256.ts';
 import type { BuildOptions, Cluster, ResolvedNode } from './build.ts';
@@ -189,6 +190,7 @@ export function clusterPeerings(c: Cluster): Map<string, Peering[]> {
       addr: n.addr,
       ...(n.labels ? { labels: n.labels } : {}),
       ...(n.routeReflectorClusterID ? { routeReflectorClusterID: n.routeReflectorClusterID } : {}),
+      ...(n.asNumber !== undefined ? { asNumber: n.asNumber } : {}),
     })),
     c.spec.bgpConfiguration,
     c.spec.bgpPeers,
@@ -196,7 +198,7 @@ export function clusterPeerings(c: Cluster): Map<string, Peering[]> {
 }
 
 /** Calico's AS of the node-to-node mesh (BGPConfiguration asNumber default) */
-export const CALICO_AS = 64512;
+export const CALICO_AS = CALICO_DEFAULT_AS;
 /** BIRD's default hold time (Calico's template sets none): 240 s, keepalives every 80 s */
 export const BIRD_HOLD_TIME = 240;
 /** Calico's template as the lab's BIRD has it (src/lab/bird.ts): `connect retry time 5`, `connect delay time 2`, `error wait time 5,30` */
@@ -214,19 +216,22 @@ const CONVERGE_LIMIT = 120_000_000;
 /**
  * A mesh session as Calico's template configures it on the node `me` toward `peer` (bird.cfg:
  * `passive on` toward a higher address, compared as strings by confd; add paths on; graceful
- * restart 120; the timers as lab/bird.ts writes them).
+ * restart 120; the timers as lab/bird.ts writes them); the ASes and `multihop` as peering.ts
+ * says (an eBGP session without multihop is direct).
  */
 export function meshPeerConfig(
   me: string,
   peer: string,
   originates: string[],
-  peering?: Pick<Peering, 'passive' | 'rrClusterId'>,
+  peering?: Pick<Peering, 'passive' | 'rrClusterId' | 'localAs' | 'peerAs' | 'multihop'>,
 ): PeerConfig {
+  const localAs = peering?.localAs ?? CALICO_AS;
+  const peerAs = peering?.peerAs ?? CALICO_AS;
   return {
-    localAs: CALICO_AS,
+    localAs,
     localId: me,
     localAddress: me,
-    peerAs: CALICO_AS,
+    peerAs,
     peerAddress: peer,
     holdTime: BIRD_HOLD_TIME,
     connectRetryTime: CALICO_CONNECT_RETRY,
@@ -237,6 +242,7 @@ export function meshPeerConfig(
     connectDelayTime: CALICO_CONNECT_DELAY,
     errorWaitTime: CALICO_ERROR_WAIT,
     ...(peering?.rrClusterId !== undefined ? { rrClusterId: peering.rrClusterId } : {}),
+    ...(localAs !== peerAs && !peering?.multihop ? { direct: true } : {}),
   };
 }
 
@@ -405,6 +411,11 @@ export function programMode(c: Cluster, opts: BuildOptions = {}): void {
         }
         krtSync(w.ns(n.name), krts.get(n.name)!, locRib(rib));
       };
+      // before any session is up BIRD's table has only its own routes: the mesh reads what the
+      // sessions received (nothing yet), not the routes of sessions it assumes Established (a
+      // session that never comes up, such as a direct eBGP one toward a peer off the node's
+      // subnets or a BGPPeer the peer does not mirror, must never have put routes in the kernel)
+      mesh.driven = true;
       for (const n of c.nodes) sync(n.name);
       // BIRD starts on every node and its sessions run over the datapath until the mesh converged
       const isDown = new Set(down.flatMap((d) => [`${d.a}\0${d.b}`, `${d.b}\0${d.a}`]));
@@ -423,9 +434,15 @@ export function programMode(c: Cluster, opts: BuildOptions = {}): void {
         new Reflector(
           c.clusterCidr,
           new Map(c.nodes.map((n) => [n.name, c.layout === 'calico' ? nodeBlocks(c, n.name) : [n.podCIDR]])),
+          // the gateway `gateway recursive` resolves a next hop to: itself on the node's subnet,
+          // else the subnet's router
+          (name, nextHop) => {
+            const n = byName.get(name)!;
+            if (inPrefix(ip4ToInt(n.addr), ip4ToInt(nextHop), n.len)) return nextHop;
+            return c.spec.subnets.find((s) => s.name === n.subnet)?.gateway;
+          },
         ),
       );
-      mesh.driven = true;
       c.bgp = driver;
       driver.start();
       // nobody traces the build's BGP traffic, and quiesce clears its captures: walked quietly

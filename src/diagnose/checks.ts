@@ -763,6 +763,11 @@ function bgpCause(
   // RFC 4271 6.2: OPEN error, Bad Peer AS
   if (err && err.code === 2 && err.subcode === 2)
     return 'AS mismatch: an OPEN named another AS than configured';
+  // bgp_start_locked: a direct (single-hop) eBGP session waits, Idle, for its peer to be on a
+  // connected subnet: v3.27's mesh writes no multihop
+  const waiting = [sa, sb].find((s) => s.peer.config.direct && s.peer.state === 'Idle' && !s.connects);
+  if (waiting)
+    return `eBGP without multihop (AS ${waiting.peer.config.localAs} to AS ${waiting.peer.config.peerAs}): ${waiting.node}'s BIRD waits for ${waiting.peer.config.peerAddress} to be on one of its subnets (a direct session; the mesh writes no multihop)`;
   const from = sa.peer.config.passive ? sb : sa;
   const to = from === sa ? sb : sa;
   const w = walk(c, { from: from.node, to: to.peer.config.localAddress, proto: 'tcp', port: BGP_PORT });

@@ -68,6 +68,8 @@ export interface TcpConn {
   closeAfterSend: boolean;
   received: number;
   role: 'client' | 'server';
+  /** IP_TTL of what it sends (setsockopt); the default is 64 (net.ipv4.ip_default_ttl) */
+  ttl?: number;
   /** oldest unacknowledged sequence number, and the data segments not yet acknowledged */
   sndUna: number;
   unacked: { seq: number; data: Uint8Array; psh: boolean }[];
@@ -416,7 +418,10 @@ export class Sockets implements TransportHandler {
     const win = flags.syn ? c.rcvWnd : Math.min(65535, Math.ceil(c.rcvWnd / (1 << c.wscale)));
     return {
       kind: 'ipv4',
-      ip: this.ip(c.local, c.remote, IPPROTO_TCP, true),
+      ip: {
+        ...this.ip(c.local, c.remote, IPPROTO_TCP, true),
+        ...(c.ttl !== undefined ? { ttl: c.ttl } : {}),
+      },
       payload: {
         kind: 'tcp',
         tcp: {
@@ -447,7 +452,7 @@ export class Sockets implements TransportHandler {
     dport: number,
     sport: number,
     request: Uint8Array,
-    opts: { timers?: boolean; app?: string } = {},
+    opts: { timers?: boolean; app?: string; ttl?: number } = {},
   ): TcpConn | undefined {
     const mtu = this.routeMtu(ns, dst);
     const rr = this.stack.routeOutput(ns, dst);
@@ -480,6 +485,7 @@ export class Sockets implements TransportHandler {
       pushed: false,
       done: false,
       ...(opts.app ? { app: opts.app } : {}),
+      ...(opts.ttl !== undefined ? { ttl: opts.ttl } : {}),
     };
     this.w.rec.add({
       kind: 'socket',

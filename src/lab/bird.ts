@@ -4,7 +4,7 @@
  * plan), scripts/record-bgp-bird.ts and test/bgp-bird-session.test.ts use it.
  */
 
-import { protocolName, type Peering } from '../bgp/peering.ts';
+import { calicoNodeAs, protocolName, type Peering } from '../bgp/peering.ts';
 import type { Cluster } from '../cni/build.ts';
 import { bgpOriginates, CALICO_AS, clusterPeerings } from '../cni/modes.ts';
 import { birdBlocks } from '../tools/birdc.ts';
@@ -33,6 +33,8 @@ export interface BirdOptions {
   peerings?: readonly Peering[];
   /** the node's routeReflectorClusterID: it is a route reflector (no mesh) */
   clusterId?: string;
+  /** the node's AS, the template's `local as` (default 64512) */
+  localAs?: number;
 }
 
 export { CALICO_AS };
@@ -66,14 +68,25 @@ export function calicoBirdConfig(me: BirdNode, nodes: readonly BirdNode[], opts:
         peerIp: n.ip,
         // confd compares the addresses as strings: the higher one waits for the lower one to connect
         passive: n.ip > me.ip,
+        localAs: CALICO_AS,
+        peerAs: CALICO_AS,
+        multihop: false,
       }));
   const protocol = (p: Peering, comment: string) => {
     const passive = p.passive ? '\n  passive on; # Mesh is unidirectional, peer will connect to us.' : '';
     const rr = p.rrClusterId ? `\n  rr client;\n  rr cluster id ${p.rrClusterId};` : '';
     const off = disabled.has(p.peerIp) ? '\n  disabled;' : '';
+    // v3.27 writes `ttl security off; multihop;` for a BGPPeer, and no multihop for the mesh
+    // (nor in its template): an eBGP mesh session is BIRD's default for eBGP, direct, which
+    // `direct` restores over the recorded template's `multihop` (iBGP is multihop either way)
+    const hops = p.multihop
+      ? '\n  ttl security off;\n  multihop;'
+      : p.peerAs !== p.localAs
+        ? '\n  direct;           # v3.27: no multihop for the mesh; eBGP defaults to direct'
+        : '';
     return `# For peer ${comment}
-protocol bgp ${p.proto} from bgp_template {
-  neighbor ${p.peerIp} as ${CALICO_AS};
+protocol bgp ${p.proto} from bgp_template {${hops}
+  neighbor ${p.peerIp} as ${p.peerAs};
   source address ${me.ip};  # The local address we use for the TCP connection${passive}${rr}${off}
 }`;
   };
@@ -176,7 +189,7 @@ protocol direct {
 template bgp bgp_template {
   debug { states };
   description "Connection to BGP peer";
-  local as ${CALICO_AS};
+  local as ${opts.localAs ?? CALICO_AS};
   multihop;
   ipv4 {
     gateway recursive; # This should be the default, but just in case.
@@ -214,7 +227,14 @@ export interface LabBird {
   node: string;
   config: string;
   /** its mesh sessions: BIRD's protocol name, the peer node, whether the configuration disables it */
-  sessions: { proto: string; peer: string; peerIp: string; disabled: boolean }[];
+  sessions: {
+    proto: string;
+    peer: string;
+    peerIp: string;
+    disabled: boolean;
+    /** a direct eBGP session whose peer is off the node's subnets: BIRD waits for it, never up */
+    waits?: boolean;
+  }[];
   /** the prefixes each peer announces to it (what its table holds once the mesh has converged) */
   expect: { proto: string; prefix: string }[];
 }
@@ -245,12 +265,16 @@ export function labBirds(c: Cluster): LabBird[] {
   const mesh = c.mesh;
   return c.nodes.map((n, i) => {
     const blocks = birdBlocks(c, n);
-    const sessions = peerings.get(n.name)!.map((p) => ({
-      proto: p.proto,
-      peer: p.peerNode,
-      peerIp: p.peerIp,
-      disabled: down.has(`${n.name}\0${p.peerNode}`),
-    }));
+    const sessions = peerings.get(n.name)!.map((p) => {
+      const sp = c.bgp?.session(n.name, p.peerIp);
+      return {
+        proto: p.proto,
+        peer: p.peerNode,
+        peerIp: p.peerIp,
+        disabled: down.has(`${n.name}\0${p.peerNode}`),
+        ...(sp?.peer.config.direct && sp.peer.state === 'Idle' && !sp.connects ? { waits: true } : {}),
+      };
+    });
     // what BIRD's table holds once it converged: the model's learned routes, the first of each
     // network (the mesh: each peer's own prefixes; with reflectors also what they reflect)
     const expect = new Map<string, string>();
@@ -263,6 +287,7 @@ export function labBirds(c: Cluster): LabBird[] {
         disabled: sessions.filter((s) => s.disabled).map((s) => s.peerIp),
         peerings: peerings.get(n.name)!,
         ...(n.routeReflectorClusterID ? { clusterId: n.routeReflectorClusterID } : {}),
+        localAs: calicoNodeAs(n, c.spec.bgpConfiguration),
       }),
       sessions,
       expect: [...expect].map(([prefix, proto]) => ({ proto, prefix })),

@@ -996,6 +996,7 @@ const BIRD_WAIT_CAP_MS = 120_000;
 /**
  * Start the plan's BIRDs (each daemonizes once its configuration is read and its control socket is
  * open, or exits with the configuration's error) and wait until every session that is not disabled
+ * (nor a direct eBGP one waiting for its peer to become a neighbour, which never comes up)
  * is Established and every BIRD's table holds what its peers announce. The wait is bounded: 20 s,
  * extended while sessions or routes keep arriving, never beyond 120 s; then the error names every
  * session not Established with what BIRD says of it, and every route missing.
@@ -1068,7 +1069,8 @@ async function startBirds(
         ]);
         const rows = birdProtocolRows(p.stdout);
         for (const s of b.sessions) {
-          if (s.disabled) continue;
+          // disabled, or (direct eBGP toward a peer off its subnets) waiting for a neighbour
+          if (s.disabled || s.waits) continue;
           const row = rows.get(s.proto);
           if (row?.info === 'Established') progress++;
           else

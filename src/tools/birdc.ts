@@ -1,9 +1,9 @@
 /**
  * `birdc` on a node of a Calico mode: BIRD 2.0.12's answers (Debian bird2, what the lab runs) about
  * the BIRD the model's node runs with Calico's configuration (src/lab/bird.ts): `show protocols
- * [NAME]` and `show route [protocol NAME]`, in the formats of nest/proto.c (proto_cmd_show) and
+ * [NAME]` and `show route [all] [protocol NAME]`, in the formats of nest/proto.c (proto_cmd_show) and
  * nest/rt-show.c (rt_show_rte, bgp_get_route_info), checked against the real birdc of a lab
- * (test/lab-bird.test.ts live, test/birdc.test.ts on its recording). Not emulated: `all`, `for`,
+ * (test/lab-bird.test.ts live, test/birdc.test.ts on its recording; `all` by test/lab-ebgp.test.ts). Not emulated: `for`,
  * `show status`, anything but show; a protocol name the node has not is bad input here.
  *
  * BIRD's table is rebuilt from the model: the static protocol's blackholes (the node's IPAM blocks),
@@ -21,6 +21,7 @@ import { bgpOriginates } from '../cni/modes.ts';
 import { routePrefix } from '../kernel/fib.ts';
 import { carrierOk } from '../kernel/links.ts';
 import { cidrText, ip4ToInt, networkOf } from '../wire/addr.ts';
+import type { BgpAttr } from '../wire/bgp.ts';
 import { EPOCH_US, type Tool, type ToolResult } from './types.ts';
 
 export const BIRD_VERSION = '2.0.12';
@@ -57,6 +58,11 @@ interface BirdRoute {
    */
   igpUnknown?: boolean;
   since: number;
+  /** a BGP route's origin AS (none: our own AS) and ORIGIN */
+  originAs?: number;
+  origin?: string;
+  /** `show route all`: its attribute lines (Type: …, BGP.…, Kernel.…) */
+  all: string[];
 }
 
 /**
@@ -209,7 +215,15 @@ function birdTable(c: Cluster, node: ResolvedNode): BirdRoute[] {
   const ns = c.world.ns(node.name);
   const routes: BirdRoute[] = [];
   for (const b of birdBlocks(c, node))
-    routes.push({ prefix: b, proto: 'static1', pref: 200, dest: 'blackhole', bgp: false, since: 0 });
+    routes.push({
+      prefix: b,
+      proto: 'static1',
+      pref: 200,
+      dest: 'blackhole',
+      bgp: false,
+      since: 0,
+      all: ['Type: static univ'],
+    });
   for (const l of ns.links.values()) {
     if (l.type === 'loopback' || /^(cali|kube-ipvs)/.test(l.name) || !carrierOk(l)) continue;
     for (const a of l.addrs) {
@@ -222,6 +236,7 @@ function birdTable(c: Cluster, node: ResolvedNode): BirdRoute[] {
         dev: l.name,
         bgp: false,
         since: 0,
+        all: ['Type: device univ'],
       });
     }
   }
@@ -237,6 +252,13 @@ function birdTable(c: Cluster, node: ResolvedNode): BirdRoute[] {
       dev: r.dev,
       bgp: false,
       since: 0,
+      // nl_parse_route: the protocol and priority always, the scope when it is not universe
+      all: [
+        'Type: inherit univ',
+        `Kernel.source: ${RTPROT[r.proto] ?? r.proto}`,
+        `Kernel.metric: ${r.metric}`,
+        ...(r.scope !== 'global' ? [`Kernel.scope: ${RT_SCOPE[r.scope]}`] : []),
+      ],
     });
   }
   const sub = c.spec.subnets.find((s) => s.name === node.subnet);
@@ -257,6 +279,9 @@ function birdTable(c: Cluster, node: ResolvedNode): BirdRoute[] {
       bgp: true,
       igpUnknown: !r.direct,
       since: session.since,
+      ...(r.originAs !== undefined ? { originAs: r.originAs } : {}),
+      origin: r.origin,
+      all: ['Type: BGP univ', ...bgpAttrLines(r.attrs ?? [])],
     });
   }
   // per network: the best (highest preference) first, the others after it in the order they came
@@ -272,6 +297,37 @@ function birdTable(c: Cluster, node: ResolvedNode): BirdRoute[] {
     const best = list.reduce((x, y) => (y.pref > x.pref ? y : x));
     return [best, ...list.filter((r) => r !== best)];
   });
+}
+
+/** rtm_protocol and rtm_scope as numbers (linux/rtnetlink.h), as BIRD's kernel protocol keeps them */
+const RTPROT: Record<string, number> = { kernel: 2, boot: 3, static: 4, bird: 12, dhcp: 16 };
+const RT_SCOPE: Record<string, number> = { global: 0, site: 200, link: 253, host: 254, nowhere: 255 };
+
+/**
+ * A BGP route's attributes as `show route all` prints them (ea_show, by attribute code): ORIGIN,
+ * AS_PATH (its ASNs, a set in braces), NEXT_HOP, MULTI_EXIT_DISC, LOCAL_PREF (100 when the
+ * route came without one: bgp_decode_attrs sets it), ORIGINATOR_ID, CLUSTER_LIST
+ */
+function bgpAttrLines(attrs: readonly BgpAttr[]): string[] {
+  const out: string[] = [];
+  const find = <K extends BgpAttr['kind']>(k: K) =>
+    attrs.find((a): a is Extract<BgpAttr, { kind: K }> => a.kind === k);
+  const origin = find('origin');
+  if (origin) out.push(`BGP.origin: ${{ igp: 'IGP', egp: 'EGP', incomplete: 'Incomplete' }[origin.origin]}`);
+  const path = find('as-path');
+  out.push(
+    `BGP.as_path: ${(path?.segments ?? []).map((g) => (g.kind === 'set' ? `{${g.asns.join(' ')}}` : g.asns.join(' '))).join(' ')}`,
+  );
+  const nh = find('next-hop');
+  if (nh) out.push(`BGP.next_hop: ${nh.nextHop}`);
+  const med = find('med');
+  if (med) out.push(`BGP.med: ${med.med}`);
+  out.push(`BGP.local_pref: ${find('local-pref')?.localPref ?? 100}`);
+  const oid = find('originator-id');
+  if (oid) out.push(`BGP.originator_id: ${oid.originatorId}`);
+  const cl = find('cluster-list');
+  if (cl) out.push(`BGP.cluster_list: ${cl.clusterList.join(' ')}`);
+  return out;
 }
 
 /** net_hash_ip4 (lib/net.h): ip4_hash(prefix) ^ pxlen << 26, ip4_hash(a) = a × 2902958171 (lib/bitops.h) */
@@ -311,7 +367,7 @@ function showProtocols(c: Cluster, node: ResolvedNode, name: string | undefined)
   return { stdout: out, stderr: '', code: 0 };
 }
 
-function showRoute(c: Cluster, node: ResolvedNode, proto: string | undefined): ToolResult {
+function showRoute(c: Cluster, node: ResolvedNode, proto: string | undefined, all = false): ToolResult {
   const now = c.world.now;
   let out = HEADER;
   let table = false;
@@ -324,10 +380,14 @@ function showRoute(c: Cluster, node: ResolvedNode, proto: string | undefined): T
     last = r.prefix;
     const from = r.from && r.from !== r.via ? ` from ${r.from}` : '';
     const primary = first ? ' *' : '';
-    // bgp_get_route_info: preference, IGP metric, then the origin AS (none: iBGP) and ORIGIN (IGP)
-    const info = r.bgp ? ` (${r.pref}${r.igpUnknown ? '/?' : ''}) [i]` : ` (${r.pref})`;
+    // bgp_get_route_info: preference, IGP metric, then the origin AS (the last of AS_PATH; none
+    // when it is empty: our own AS's) and ORIGIN
+    const info = r.bgp
+      ? ` (${r.pref}${r.igpUnknown ? '/?' : ''}) [${r.originAs !== undefined ? `AS${r.originAs}` : ''}${r.origin ?? 'i'}]`
+      : ` (${r.pref})`;
     out += `${(first ? r.prefix : '').padEnd(20)} ${r.dest} [${r.proto} ${birdTime(r.since, now)}${from}]${primary}${info}\n`;
     if (r.dest === 'unicast') out += r.via ? `\tvia ${r.via} on ${r.dev}\n` : `\tdev ${r.dev}\n`;
+    if (all) for (const l of r.all) out += `\t${l}\n`;
   }
   return { stdout: out, stderr: '', code: 0 };
 }
@@ -344,7 +404,7 @@ function keyword(word: string, level: string): string | undefined {
   return hits.length === 1 ? hits[0] : hits.find((k) => k === word);
 }
 
-const USAGE = `podwalk: birdc: emulated are \`show protocols [NAME]', \`show route [protocol NAME]', \`disable NAME', \`down' and \`graceful restart'`;
+const USAGE = `podwalk: birdc: emulated are \`show protocols [NAME]', \`show route [all] [protocol NAME]', \`disable NAME', \`down' and \`graceful restart'`;
 
 /**
  * `birdc disable NAME` (proto_cmd_disable): the session goes down on both sides, and each BIRD
@@ -423,10 +483,16 @@ export const birdc: Tool = (argv, ctx) => {
     return showProtocols(ctx.cluster, node, words[2]);
   }
   if (what === 'route') {
-    if (words.length === 2) return showRoute(ctx.cluster, node, undefined);
-    if (words.length === 4 && keyword(words[2], 'route') === 'protocol')
-      return showRoute(ctx.cluster, node, words[3]);
-    return bad();
+    // its options in any order: `all`, `protocol NAME`
+    let all = false;
+    let proto: string | undefined;
+    for (let i = 2; i < words.length; i++) {
+      const k = keyword(words[i], 'route');
+      if (k === 'all' && !all) all = true;
+      else if (k === 'protocol' && proto === undefined && i + 1 < words.length) proto = words[++i];
+      else return bad();
+    }
+    return showRoute(ctx.cluster, node, proto, all);
   }
   return bad();
 };
