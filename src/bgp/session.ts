@@ -308,9 +308,12 @@ export class BgpDriver implements App {
       case 'error':
         this.byConn.delete(conn);
         sp.conn = undefined;
-        this.feed(sp, {
-          kind: sp.peer.state === 'Connect' || sp.peer.state === 'Active' ? 'tcp-failed' : 'tcp-closed',
-        });
+        this.feed(
+          sp,
+          sp.peer.state === 'Connect' || sp.peer.state === 'Active'
+            ? { kind: 'tcp-failed', errno: ev.errno }
+            : { kind: 'tcp-closed', errno: ev.errno },
+        );
         break;
     }
   }
@@ -416,7 +419,8 @@ export class BgpDriver implements App {
     for (const a of actions)
       switch (a.kind) {
         case 'state':
-          sp.since = now;
+          // birdc's Since: when BIRD's protocol last changed state
+          if (a.proto) sp.since = now;
           this.mesh?.sideChanged(sp.node, sp.peerNode, a.to, now);
           break;
         case 'rib':
@@ -453,7 +457,7 @@ export class BgpDriver implements App {
           if (!conn) break;
           if (conn.state === 'CLOSED') {
             // connect() failed before a SYN left (no route: ENETUNREACH)
-            this.pending.push([sp, { kind: 'tcp-failed' }]);
+            this.pending.push([sp, { kind: 'tcp-failed', errno: conn.err ?? 'ENETUNREACH' }]);
             break;
           }
           sp.conn = conn;

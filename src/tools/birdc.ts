@@ -14,9 +14,11 @@
  * FIB_INSERT keeps each chain sorted by the hash: walking the buckets in order lists the networks by
  * ascending hash, whatever the table's size.
  */
+import type { BirdError } from '../bgp/fsm.ts';
 import type { BgpSession, BgpSpeaker } from '../bgp/mesh.ts';
 import type { Cluster, ResolvedNode } from '../cni/build.ts';
 import { bgpOriginates } from '../cni/modes.ts';
+import { ERRNO, strerror, type Errno } from '../kernel/errno.ts';
 import { routePrefix } from '../kernel/fib.ts';
 import { carrierOk } from '../kernel/links.ts';
 import { cidrText, ip4ToInt, networkOf } from '../wire/addr.ts';
@@ -74,6 +76,60 @@ export function birdBlocks(c: Cluster, node: ResolvedNode): string[] {
   return bgpOriginates(c, node).filter((b) => !connected.has(b));
 }
 
+/** BIRD's descriptions of the NOTIFICATION codes it names (proto/bgp/packets.c, bgp_msg_table) */
+const BGP_MSG: Record<string, string> = {
+  '1.0': 'Invalid message header',
+  '1.1': 'Connection not synchronized',
+  '1.2': 'Bad message length',
+  '1.3': 'Bad message type',
+  '2.0': 'Invalid OPEN message',
+  '2.1': 'Unsupported version number',
+  '2.2': 'Bad peer AS',
+  '2.3': 'Bad BGP identifier',
+  '2.4': 'Unsupported optional parameter',
+  '2.5': 'Authentication failure',
+  '2.6': 'Unacceptable hold time',
+  '2.7': 'Required capability missing',
+  '2.8': 'No supported AFI/SAFI',
+  '2.11': 'Role mismatch',
+  '3.0': 'Invalid UPDATE message',
+  '3.1': 'Malformed attribute list',
+  '3.2': 'Unrecognized well-known attribute',
+  '3.3': 'Missing mandatory attribute',
+  '3.4': 'Invalid attribute flags',
+  '3.5': 'Invalid attribute length',
+  '3.6': 'Invalid ORIGIN attribute',
+  '3.7': 'AS routing loop',
+  '3.8': 'Invalid NEXT_HOP attribute',
+  '3.9': 'Optional attribute error',
+  '3.10': 'Invalid network field',
+  '3.11': 'Malformed AS_PATH',
+  '4.0': 'Hold timer expired',
+  '5.0': 'Finite state machine error',
+  '5.1': 'Unexpected message in OpenSent state',
+  '5.2': 'Unexpected message in OpenConfirm state',
+  '5.3': 'Unexpected message in Established state',
+  '6.0': 'Cease',
+  '6.1': 'Maximum number of prefixes reached',
+  '6.2': 'Administrative shutdown',
+  '6.3': 'Peer de-configured',
+  '6.4': 'Administrative reset',
+  '6.5': 'Connection rejected',
+  '6.6': 'Other configuration change',
+  '6.7': 'Connection collision resolution',
+  '6.8': 'Out of Resources',
+  '7.0': 'Invalid ROUTE-REFRESH message',
+  '7.1': 'Invalid ROUTE-REFRESH message length',
+};
+
+/** bgp_last_errmsg after its class's prefix (bgp_err_classes); '' for none */
+function birdErrorText(e: BirdError | undefined): string {
+  if (!e) return '';
+  if (e.class === 'Socket')
+    return `Socket: ${!e.errno ? 'Connection closed' : e.errno in ERRNO ? strerror(e.errno as Errno) : e.errno}`;
+  return `${e.class}: ${BGP_MSG[`${e.code}.${e.subcode}`] ?? `Unknown error ${e.code}.${e.subcode}`}`;
+}
+
 /**
  * bgp_get_status for a session in the model's state, on `me`. A session one side disabled (as the
  * lab's birdc printed it): that side is down with no info; the other waits if its peering is
@@ -101,28 +157,28 @@ function bgpInfo(
     };
   }
   const side = c.bgp?.session(me.node, peer.ip);
+  // then BIRD's last error (bgp_get_status): a NOTIFICATION sent or received, the connection that
+  // closed (the peer's BIRD killed), the last connect()'s error (refused: no BIRD listening there;
+  // unreachable: no route to the peer). A mesh with no BIRD driving it: the connecting side's
+  // connect() refused
+  const err = side ? birdErrorText(side.peer.birdError) : '';
   switch (s.sides?.[me.node] ?? s.state) {
     case 'Established':
       return { state: 'up', info: pad('Established') };
     case 'OpenSent':
-      return { state: 'start', info: pad('OpenSent') };
+      return { state: 'start', info: pad('OpenSent') + err };
     case 'OpenConfirm':
-      return { state: 'start', info: pad('OpenConfirm') };
-    case 'Active': {
-      // bgp_state_dsc: a passive protocol with no connection is "Passive"; then the last error
-      // (bgp_get_status): the connection that closed (the peer's BIRD killed), or for the side
-      // that connects, its last connect() refused (no BIRD listening there)
-      if (passive)
-        return {
-          state: 'start',
-          info: pad('Passive') + (side?.peer.connectionClosed ? 'Socket: Connection closed' : ''),
-        };
-      return { state: 'start', info: pad('Active') + 'Socket: Connection refused' };
-    }
+      return { state: 'start', info: pad('OpenConfirm') + err };
+    case 'Active':
+      // bgp_state_dsc: a passive protocol with no connection is "Passive"
+      return {
+        state: 'start',
+        info: pad(passive ? 'Passive' : 'Active') + (side || passive ? err : 'Socket: Connection refused'),
+      };
     case 'Connect':
-      return { state: 'start', info: pad('Connect') };
+      return { state: 'start', info: pad('Connect') + err };
     case 'Idle':
-      return { state: 'start', info: pad('Idle') };
+      return { state: 'start', info: pad('Idle') + err };
   }
 }
 
@@ -141,7 +197,8 @@ export function birdProtocols(c: Cluster, node: ResolvedNode): BirdProtocol[] {
       proto: 'BGP',
       table: '---',
       ...bgpInfo(c, session, me!, peer, !!peering.passive),
-      since: session.since,
+      // when this side's protocol last changed state (each BIRD has its own); the pair's without a driver
+      since: c.bgp?.session(node.name, peer.ip)?.since ?? session.since,
       peer: { node: peer.node, ip: peer.ip },
     });
   return out;
