@@ -58,10 +58,29 @@ function build(): Cluster {
 /** a protocol's row of `birdc show protocols` */
 const row = (out: string, proto: string) => out.split('\n').find((l) => l.startsWith(`${proto} `)) ?? '';
 
-/** what one session shows on its node: its row, and on a survivor the routes it brings */
+/** the networks a session brought its node before the fault (BIRD's table) */
+const brought = (node: string, proto: string) =>
+  golden.before.outputs[`${node}: birdc show route`]
+    .split('\n')
+    .filter((l) => l.includes(`[${proto} `))
+    .map((l) => l.split(' ')[0]);
+
+/**
+ * what one session shows on its node: its row, and the routes it brings: on a survivor its whole
+ * `ip route` and `birdc show route` (its other session stays up), on the silent node (whose two
+ * sessions end at moments of their own) the lines of the networks this one brought
+ */
 function view(outputs: (cmd: string) => string, node: string, proto: string, survivor: boolean): string {
   const parts = [row(outputs('birdc show protocols'), proto)];
   if (survivor) parts.push(outputs('ip route'), outputs('birdc show route'));
+  else {
+    const nets = brought(node, proto);
+    const mine = (l: string) => nets.some((n) => l.startsWith(`${n} `) || l.includes(` ${n} `));
+    parts.push(
+      ...outputs('ip route').split('\n').filter(mine),
+      ...outputs('birdc show route').split('\n').filter(mine),
+    );
+  }
   return maskTimes(parts.join('\n'));
 }
 
@@ -83,6 +102,17 @@ test('the recording: BIRD 2.0.12, node3 silent, every session read', () => {
       'node3 Mesh_192_168_1_11',
     ],
   );
+});
+
+test(`${golden.fault}: at once, what every node's kernel and BIRD hold is what real BIRD's did (the silent node's routes unreachable)`, () => {
+  const c = build();
+  assert.deepEqual(runCommand(c, faultNode, faultCmd), { stdout: '', stderr: '', code: 0 });
+  const first = golden.after[0].outputs;
+  for (const [k, real] of Object.entries(first)) {
+    const [node, cmd] = k.split(': ');
+    assert.equal(maskTimes(runCommand(c, node, cmd).stdout), maskTimes(real), k);
+  }
+  assert.match(first['node3: ip route'], /^unreachable 10\.244\.0\.0\/26 proto bird $/m);
 });
 
 for (const s of sessions) {

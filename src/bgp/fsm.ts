@@ -29,9 +29,11 @@
  * again; they go when the peer's restart time (its capability's, BIRD's default 120 s) runs out
  * first (bgp_graceful_restart_timeout), or, once the session is back, with the peer's End-of-RIB
  * for those the new session did not send again (rt_refresh_end). A NOTIFICATION (a Cease too,
- * BIRD 2.0.12 sends no N bit) and the hold timer (no long-lived graceful restart: Calico's
- * template leaves it at BIRD's "aware", which advertises no LLGR-able family) still flush them at
- * once.
+ * BIRD 2.0.12 sends no N bit) and the hold timer (bgp_hold_timeout takes the graceful path only
+ * with p->llgr_ready, long-lived graceful restart: Calico's template leaves it at BIRD's "aware",
+ * whose capability names no family) still flush them at once (the lab's recording,
+ * test/golden/bgp/holddown.json). BIRD's timers are drawn up to a quarter below their value
+ * (bgp_start_timer); here they run their full value.
  */
 import {
   AFI_IPV4,

@@ -237,6 +237,14 @@ export class BgpDriver implements App {
     return true;
   }
 
+  /**
+   * BIRD's netlink listener (its device and kernel protocols): the node's links, addresses or
+   * routes changed, and its table follows at once (next hops resolved again, the kernel written)
+   */
+  kernelChanged(node: string): void {
+    if (this.byNode.has(node) && !this.dead.has(node)) this.onRib(node);
+  }
+
   /** whether the node's BIRD was killed */
   killed(node: string): boolean {
     return this.dead.has(node);

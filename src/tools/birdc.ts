@@ -15,6 +15,7 @@
  * ascending hash, whatever the table's size.
  */
 import type { BirdError } from '../bgp/fsm.ts';
+import { nextHopRoute } from '../bgp/krt.ts';
 import type { BgpSession, BgpSpeaker } from '../bgp/mesh.ts';
 import type { Cluster, ResolvedNode } from '../cni/build.ts';
 import { bgpOriginates } from '../cni/modes.ts';
@@ -46,7 +47,7 @@ interface BirdRoute {
   prefix: string;
   proto: string;
   pref: number;
-  dest: 'unicast' | 'blackhole';
+  dest: 'unicast' | 'blackhole' | 'unreachable';
   via?: string;
   dev?: string;
   /** the BGP neighbour, printed as `from` when it is not the gateway */
@@ -242,7 +243,9 @@ function birdTable(c: Cluster, node: ResolvedNode): BirdRoute[] {
   const sub = c.spec.subnets.find((s) => s.name === node.subnet);
   const ips = new Map(c.mesh?.speakers.map((s) => [s.node, s.ip]));
   for (const r of c.mesh?.learned(node.name) ?? []) {
-    // gateway recursive: a next hop off our subnets is reached through the subnet's router
+    // gateway recursive: a next hop off our subnets is reached through the subnet's router; one
+    // nothing resolves (the node's eth0 down) leaves the route unreachable
+    const reached = !!nextHopRoute(ns, r.nextHop);
     const via = r.direct ? r.nextHop : sub?.gateway;
     const session = c.mesh!.session(node.name, r.from)!;
     const neighbor = ips.get(r.from);
@@ -250,12 +253,9 @@ function birdTable(c: Cluster, node: ResolvedNode): BirdRoute[] {
       prefix: r.prefix,
       proto: r.proto,
       pref: 100,
-      dest: 'unicast',
-      via,
-      dev: 'eth0',
+      ...(reached ? { dest: 'unicast', via, dev: 'eth0', igpUnknown: !r.direct } : { dest: 'unreachable' }),
       from: neighbor,
       bgp: true,
-      igpUnknown: !r.direct,
       since: session.since,
     });
   }
