@@ -15,10 +15,16 @@
  * all` of the sessions with node3 (their hold and keepalive timers). The lab always comes down
  * again.
  *
- * Output: test/golden/bgp/holddown.json
+ * Output: test/golden/bgp/holddown.json (OUT=FILE: elsewhere).
+ *
+ * SOON=1 is the shorter run (OBSERVE=200 is enough for it): the link goes down just before the
+ * silent node's next KEEPALIVE to the peer it sends one to first (its keepalive timer, read with
+ * `birdc show protocols all`), so that peer has heard nothing for 60 to 80 s already and its hold
+ * timer runs out 100 to 180 s later instead of up to 240 s; the other peer's, as it falls.
+ * Nothing of Calico's configuration changes.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { loadCluster } from '../src/cluster/load.ts';
 import { buildCluster } from '../src/cni/build.ts';
 import { labChange, labDown, labExec, labUp, pause, run } from '../src/lab/host.ts';
@@ -77,6 +83,16 @@ try {
   };
   const snapshots: Snapshot[] = [];
   const before = { t: 0, outputs: read(), timers: timers() };
+  if (process.env.SOON) {
+    // the silent node's keepalive timers now: the fault a second before the first fires
+    const ka = SESSIONS[FAULT.node].map((p) => {
+      const argv = ['birdc', '-s', ctl(FAULT.node), 'show', 'protocols', 'all', p];
+      return Number(/Keepalive timer: +([\d.]+)\//.exec(labExec(st, FAULT.node, argv).stdout)![1]);
+    });
+    const wait = Math.min(...ka) - 1;
+    process.stderr.write(`keepalive timers ${ka.join(', ')} s: the fault in ${wait} s\n`);
+    if (wait > 0) await pause(wait * 1000);
+  }
   // the time starts as the command does (`ip link set` returns at once; labChange then waits
   // for the lab's links to settle)
   const t0 = performance.now();
@@ -115,9 +131,9 @@ try {
     before,
     after: snapshots,
   };
-  const out = join(ROOT, 'test/golden/bgp');
-  mkdirSync(out, { recursive: true });
-  writeFileSync(join(out, 'holddown.json'), JSON.stringify(golden, null, 2) + '\n');
+  const out = process.env.OUT ?? join(ROOT, 'test/golden/bgp/holddown.json');
+  mkdirSync(dirname(out), { recursive: true });
+  writeFileSync(out, JSON.stringify(golden, null, 2) + '\n');
   process.stderr.write(`wrote ${snapshots.length} snapshots\n`);
 } finally {
   labDown(c);
