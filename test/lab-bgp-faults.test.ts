@@ -16,8 +16,9 @@
  * keep its routes as stale for its restart time (120 s, BIRD's default: bgp_handle_graceful_restart)
  * instead of flushing them. The test compares the state after the kill, not the flush 120 s later
  * (over this file's time budget; measured by hand: 120.8 s, test/bgp-session.test.ts checks it on
- * the model). A hold-timer fault (eth0 down) would need 240 s on both sides, which Calico's
- * template does not shorten: not run here.
+ * the model). A hold-timer fault (a node's eth0 down) takes 180 to 240 s on real BIRD, which
+ * Calico's template does not shorten: not run here; scripts/record-bgp-holddown.ts records it
+ * once, and test/bgp-holddown.test.ts compares the model with the recording.
  *
  * A BIRD shut down (`birdc down`, SIGTERM): a NOTIFICATION Cease (administrative shutdown) on each
  * session, so the peers flush its routes at once (no RFC 8538 graceful restart in BIRD 2.0) and

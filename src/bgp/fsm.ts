@@ -29,9 +29,11 @@
  * again; they go when the peer's restart time (its capability's, BIRD's default 120 s) runs out
  * first (bgp_graceful_restart_timeout), or, once the session is back, with the peer's End-of-RIB
  * for those the new session did not send again (rt_refresh_end). A NOTIFICATION (a Cease too,
- * BIRD 2.0.12 sends no N bit) and the hold timer (no long-lived graceful restart: Calico's
- * template leaves it at BIRD's "aware", which advertises no LLGR-able family) still flush them at
- * once.
+ * BIRD 2.0.12 sends no N bit) and the hold timer (bgp_hold_timeout takes the graceful path only
+ * with p->llgr_ready, long-lived graceful restart: Calico's template leaves it at BIRD's "aware",
+ * whose capability names no family) still flush them at once (the lab's recording,
+ * test/golden/bgp/holddown.json). BIRD's timers are drawn up to a quarter below their value
+ * (bgp_start_timer); here they run their full value.
  */
 import {
   AFI_IPV4,
@@ -150,10 +152,10 @@ export interface Peer {
   /** why the session last went to Idle */
   lastError?: { code: number; subcode: number; sent: boolean };
   /**
-   * the session last ended because its connection closed without a NOTIFICATION (BIRD's last
-   * error BE_SOCKET, shown as "Socket: Connection closed" until the session is up again)
+   * BIRD's last error of the protocol (bgp_store_error: the last one wins, none is kept while the
+   * protocol stops, and the session up again clears it), which birdc prints after the state
    */
-  connectionClosed?: boolean;
+  birdError?: BirdError;
   /**
    * Adj-RIB-Out beyond our own prefixes (route reflection), by `prefix#pathId`: kept while the
    * session is down and sent whole when it is Established. Mutated in place (one owner: this peer).
@@ -184,13 +186,23 @@ export interface TxQueue {
   eor: boolean;
 }
 
+/**
+ * BIRD's last error (bgp_get_status: its class's prefix, then bgp_last_errmsg): a NOTIFICATION sent
+ * ("BGP Error: Hold timer expired") or received ("Received: Administrative shutdown"), or its
+ * socket's error ("Socket: " and the errno's strerror, or "Connection closed" for none: the peer
+ * closed the connection)
+ */
+export type BirdError =
+  { class: 'BGP Error' | 'Received'; code: number; subcode: number } | { class: 'Socket'; errno?: string };
+
 export type PeerInput =
   | { kind: 'start' }
   | { kind: 'stop' }
   /** our connection to the peer's port 179 is up, or the peer connected to ours */
   | { kind: 'tcp-connected' }
-  | { kind: 'tcp-failed' }
-  | { kind: 'tcp-closed' }
+  /** the connection failed (errno: connect()'s error, the socket's; none: closed) */
+  | { kind: 'tcp-failed'; errno?: string }
+  | { kind: 'tcp-closed'; errno?: string }
   | { kind: 'data'; data: Uint8Array }
   | { kind: 'announce'; prefixes: string[] }
   | { kind: 'withdraw'; prefixes: string[] }
@@ -203,7 +215,11 @@ export type PeerAction =
   | { kind: 'close' }
   | { kind: 'send'; msg: BgpMessage; bytes: Uint8Array }
   | { kind: 'rib'; added: PeerRoute[]; removed: PeerRoute[] }
-  | { kind: 'state'; from: PeerState; to: PeerState };
+  /**
+   * `proto`: BIRD's protocol changed state too (up, or down and started again: its Since column);
+   * connection attempts and the startup delay are within its `start`
+   */
+  | { kind: 'state'; from: PeerState; to: PeerState; proto: boolean };
 
 /** RFC 4271 8.2.2: the hold timer while waiting for the OPEN ("a large value", 4 minutes) */
 const OPEN_HOLD = 240;
@@ -294,6 +310,9 @@ export function stepPeer(peer: Peer, input: PeerInput, now: number): Step {
       } else s.actions.push({ kind: 'close' }); // a second connection: not ours to keep
       break;
     case 'tcp-failed':
+      // bgp_sock_err: the socket's error is the protocol's last error
+      if (s.peer.state !== 'Idle' && s.peer.state !== 'Active')
+        s.peer.birdError = { class: 'Socket', ...(input.errno ? { errno: input.errno } : {}) };
       if (s.peer.state === 'Connect') {
         // RFC 4271 8.2.2, Connect, TcpConnectionFails (no DelayOpen): ConnectRetryTimer stopped, Idle
         s.peer.connectRetryAt = undefined;
@@ -307,12 +326,13 @@ export function stepPeer(peer: Peer, input: PeerInput, now: number): Step {
         // RFC 4271 8.2.2: OpenSent, TcpConnectionFails: back to Active
         s.peer.holdAt = undefined;
         s.peer.connectRetryAt = now + s.peer.config.connectRetryTime * SEC;
+        s.peer.birdError = { class: 'Socket' };
         go(s, 'Active');
       } else if (s.peer.state === 'Established' && gracefulRestartReady(s.peer)) peerRestarts(s, now);
       else if (s.peer.state !== 'Idle' && s.peer.state !== 'Connect' && s.peer.state !== 'Active') {
         down(s, false, true);
-        s.peer.connectionClosed = true;
         s.peer.lastError = undefined;
+        s.peer.birdError = { class: 'Socket', ...(input.errno ? { errno: input.errno } : {}) };
       }
       break;
     case 'data':
@@ -504,8 +524,8 @@ function peerRestarts(s: Step, now: number): void {
   p.tx = undefined;
   go(s, 'Idle');
   start(s, now);
-  p.connectionClosed = true;
   p.lastError = undefined;
+  p.birdError = { class: 'Socket' };
 }
 
 /** the stale routes go (the restart timer expired, or the End-of-RIB of the session back up came) */
@@ -547,8 +567,16 @@ function active(s: Step, now: number): void {
   go(s, 'Active');
 }
 
-function go(s: Step, to: PeerState): void {
-  if (s.peer.state !== to) s.actions.push({ kind: 'state', from: s.peer.state, to });
+/** `proto`: BIRD's protocol goes down and starts again (an error, a stop, the restart timer) */
+function go(s: Step, to: PeerState, proto = false): void {
+  const from = s.peer.state;
+  if (from !== to)
+    s.actions.push({
+      kind: 'state',
+      from,
+      to,
+      proto: proto || from === 'Established' || to === 'Established',
+    });
   s.peer.state = to;
 }
 
@@ -590,7 +618,7 @@ function send(s: Step, msg: BgpMessage, now: number | undefined): void {
 function notify(s: Step, code: number, subcode: number, data: Uint8Array = new Uint8Array(0)): void {
   send(s, { kind: 'notification', code, subcode, data }, undefined);
   s.peer.lastError = { code, subcode, sent: true };
-  s.peer.connectionClosed = undefined;
+  s.peer.birdError = { class: 'BGP Error', code, subcode };
 }
 
 /**
@@ -609,7 +637,8 @@ function down(s: Step, close = true, error: boolean | 'cease' = false): void {
   s.peer.peerOpen = undefined;
   s.peer.inbuf = new Uint8Array(0);
   s.peer.tx = undefined;
-  go(s, 'Idle');
+  // the protocol stops (bgp_stop, or a NOTIFICATION received) and starts again
+  go(s, 'Idle', true);
   const wait = s.peer.config.errorWaitTime;
   if (!error || !wait) return;
   const errorAt = s.now;
@@ -635,7 +664,7 @@ function tick(s: Step, now: number): void {
     // disabled, starts again at once (no error counted)
     flushStale(s);
     if (p.state !== 'Established') {
-      go(s, 'Idle');
+      go(s, 'Idle', true);
       start(s, now);
     }
     return;
@@ -698,7 +727,7 @@ function message(s: Step, m: BgpMessage, now: number): void {
   const p = s.peer;
   if (m.kind === 'notification') {
     p.lastError = { code: m.code, subcode: m.subcode, sent: false };
-    p.connectionClosed = undefined;
+    p.birdError = { class: 'Received', code: m.code, subcode: m.subcode };
     // a Cease is the peer's choice, not an error of the session: BIRD starts again without a
     // longer startup delay (bgp_rx_notification updates it for the other codes only)
     down(s, false, m.code !== BGP_ERROR.CEASE ? true : 'cease');
@@ -729,8 +758,8 @@ function message(s: Step, m: BgpMessage, now: number): void {
       restartHold(p, now);
       // the peer is back: its restart timer stops (its stale routes wait for its End-of-RIB)
       p.grAt = undefined;
-      p.connectionClosed = undefined;
       p.lastError = undefined;
+      p.birdError = undefined;
       go(s, 'Established');
       // as BIRD does: the whole table into the buckets, then End-of-RIB (written as the socket takes them)
       p.tx = undefined;

@@ -17,9 +17,14 @@ import type { Route } from '../kernel/fib.ts';
 import { cidrText, inPrefix, ip4ToInt, networkOf, parseCidr } from '../wire/addr.ts';
 import type { PeerRoute } from './fsm.ts';
 
-/** Where a route sends packets, as the kernel is told (krt_capable: unicast with a device, or blackhole) */
+/**
+ * Where a route sends packets, as the kernel is told (krt_capable: unicast with a device, blackhole,
+ * or unreachable: a BGP route whose next hop nothing resolves, which BIRD keeps and writes so)
+ */
 export type KernelDest =
-  { type: 'blackhole' } | { type: 'unicast'; dev: string; via?: string; onlink?: boolean };
+  | { type: 'blackhole' }
+  | { type: 'unreachable' }
+  | { type: 'unicast'; dev: string; via?: string; onlink?: boolean };
 
 /** A route in BIRD's table (master4): its protocol, its preference, and the BGP attributes that rank it. */
 export interface RibRoute {
@@ -133,6 +138,15 @@ export function calicoExport(best: readonly RibRoute[], pool: string, blocks: re
 }
 
 /**
+ * The route of BIRD's table that resolves a BGP next hop (`gateway recursive`: what its direct and
+ * kernel protocols took from the kernel, not its own routes); none: the route is unreachable
+ */
+export function nextHopRoute(ns: Netns, nextHop: string): Route | undefined {
+  const hit = ns.fib.lookup(ip4ToInt(nextHop), (x) => x.proto !== 'bird' && x.type === 'unicast');
+  return hit?.dev ? hit : undefined;
+}
+
+/**
  * What a BGP session's Adj-RIB-In puts in BIRD's table, each next hop resolved as `gateway
  * recursive` does it: through the kernel's table (what BIRD's kernel protocol learns), a next hop on
  * a connected subnet is the gateway itself, another one the gateway of the route that covers it.
@@ -146,7 +160,7 @@ export function bgpRoutes(
 ): RibRoute[] {
   const out: RibRoute[] = [];
   for (const r of adjIn) {
-    const hit = ns.fib.lookup(ip4ToInt(r.nextHop), (x) => x.proto !== 'bird' && x.type === 'unicast');
+    const hit = nextHopRoute(ns, r.nextHop);
     if (!hit?.dev) continue;
     const origin = r.attrs.find((a) => a.kind === 'origin');
     const path = r.attrs.find((a) => a.kind === 'as-path');
@@ -172,7 +186,7 @@ export function bgpRoutes(
 
 const sameDest = (a: KernelDest, b: KernelDest) =>
   a.type === b.type &&
-  (a.type === 'blackhole' ||
+  (a.type !== 'unicast' ||
     (b.type === 'unicast' && a.dev === b.dev && a.via === b.via && !!a.onlink === !!b.onlink));
 
 function del(ns: Netns, krt: KernelProtocol, prefix: string, d: KernelDest): Route | undefined {

@@ -289,6 +289,14 @@ export class BgpDriver implements App {
     return true;
   }
 
+  /**
+   * BIRD's netlink listener (its device and kernel protocols): the node's links, addresses or
+   * routes changed, and its table follows at once (next hops resolved again, the kernel written)
+   */
+  kernelChanged(node: string): void {
+    if (this.byNode.has(node) && !this.dead.has(node)) this.onRib(node);
+  }
+
   /** whether the node's BIRD no longer runs (killed, or shut down) */
   killed(node: string): boolean {
     return this.dead.has(node);
@@ -367,9 +375,12 @@ export class BgpDriver implements App {
       case 'error':
         this.byConn.delete(conn);
         sp.conn = undefined;
-        this.feed(sp, {
-          kind: sp.peer.state === 'Connect' || sp.peer.state === 'Active' ? 'tcp-failed' : 'tcp-closed',
-        });
+        this.feed(
+          sp,
+          sp.peer.state === 'Connect' || sp.peer.state === 'Active'
+            ? { kind: 'tcp-failed', errno: ev.errno }
+            : { kind: 'tcp-closed', errno: ev.errno },
+        );
         break;
     }
   }
@@ -493,7 +504,8 @@ export class BgpDriver implements App {
     for (const a of actions)
       switch (a.kind) {
         case 'state':
-          sp.since = now;
+          // birdc's Since: when BIRD's protocol last changed state
+          if (a.proto) sp.since = now;
           this.mesh?.sideChanged(sp.node, sp.peerNode, a.to, now);
           break;
         case 'rib':
@@ -532,7 +544,7 @@ export class BgpDriver implements App {
           if (!conn) break;
           if (conn.state === 'CLOSED') {
             // connect() failed before a SYN left (no route: ENETUNREACH)
-            this.pending.push([sp, { kind: 'tcp-failed' }]);
+            this.pending.push([sp, { kind: 'tcp-failed', errno: conn.err ?? 'ENETUNREACH' }]);
             break;
           }
           sp.conn = conn;

@@ -41,6 +41,7 @@ import {
   kernelProtocol,
   kernelRoutes,
   krtSync,
+  nextHopRoute,
   locRib,
   PREF_BGP,
   PREF_STATIC,
@@ -401,12 +402,15 @@ export function programMode(c: Cluster, opts: BuildOptions = {}): void {
           const encap = c.mode === 'calico-ipip' || (c.mode === 'calico-ipip-crosssubnet' && !r.direct);
           const dest: KernelDest | undefined = encap
             ? { type: 'unicast', via: r.nextHop, dev: 'tunl0', onlink: true }
-            : r.direct
-              ? { type: 'unicast', via: r.nextHop, dev: 'eth0' }
-              : // gateway recursive: the BGP next hop is reached via the subnet's router (none: BIRD has no route)
-                sub?.gateway
-                ? { type: 'unicast', via: sub.gateway, dev: 'eth0' }
-                : undefined;
+            : !nextHopRoute(w.ns(n.name), r.nextHop)
+              ? // nothing resolves the next hop (the node's eth0 down): BIRD keeps the route, unreachable
+                { type: 'unreachable' }
+              : r.direct
+                ? { type: 'unicast', via: r.nextHop, dev: 'eth0' }
+                : // gateway recursive: the BGP next hop is reached via the subnet's router (none: BIRD has no route)
+                  sub?.gateway
+                  ? { type: 'unicast', via: sub.gateway, dev: 'eth0' }
+                  : undefined;
           if (dest) rib.push({ prefix: r.prefix, proto: r.proto, preference: PREF_BGP, dest });
         }
         krtSync(w.ns(n.name), krts.get(n.name)!, locRib(rib));

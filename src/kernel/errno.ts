@@ -20,7 +20,10 @@ export const ERRNO = {
   EADDRNOTAVAIL: [99, 'Cannot assign requested address'],
   ENETDOWN: [100, 'Network is down'],
   ENETUNREACH: [101, 'Network is unreachable'],
+  ECONNRESET: [104, 'Connection reset by peer'],
   ENOBUFS: [105, 'No buffer space available'],
+  ETIMEDOUT: [110, 'Connection timed out'],
+  ECONNREFUSED: [111, 'Connection refused'],
   EHOSTUNREACH: [113, 'No route to host'],
 } as const satisfies Record<string, readonly [number, string]>;
 

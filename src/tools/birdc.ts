@@ -14,10 +14,12 @@
  * FIB_INSERT keeps each chain sorted by the hash: walking the buckets in order lists the networks by
  * ascending hash, whatever the table's size.
  */
+import type { BirdError } from '../bgp/fsm.ts';
+import { nextHopRoute } from '../bgp/krt.ts';
 import type { BgpSession, BgpSpeaker } from '../bgp/mesh.ts';
-import type { SessionPeer } from '../bgp/session.ts';
 import type { Cluster, ResolvedNode } from '../cni/build.ts';
 import { bgpOriginates } from '../cni/modes.ts';
+import { ERRNO, strerror, type Errno } from '../kernel/errno.ts';
 import { routePrefix } from '../kernel/fib.ts';
 import { carrierOk } from '../kernel/links.ts';
 import { cidrText, ip4ToInt, networkOf } from '../wire/addr.ts';
@@ -46,7 +48,7 @@ interface BirdRoute {
   prefix: string;
   proto: string;
   pref: number;
-  dest: 'unicast' | 'blackhole';
+  dest: 'unicast' | 'blackhole' | 'unreachable';
   via?: string;
   dev?: string;
   /** the BGP neighbour, printed as `from` when it is not the gateway */
@@ -81,8 +83,8 @@ export function birdBlocks(c: Cluster, node: ResolvedNode): string[] {
   return bgpOriginates(c, node).filter((b) => !connected.has(b));
 }
 
-/** BIRD's bgp_msg_table: the text of a NOTIFICATION's code and subcode */
-const BGP_ERRORS: Record<string, string> = {
+/** BIRD's descriptions of the NOTIFICATION codes it names (proto/bgp/packets.c, bgp_msg_table) */
+const BGP_MSG: Record<string, string> = {
   '1.0': 'Invalid message header',
   '1.1': 'Connection not synchronized',
   '1.2': 'Bad message length',
@@ -127,18 +129,12 @@ const BGP_ERRORS: Record<string, string> = {
   '7.1': 'Invalid ROUTE-REFRESH message length',
 };
 
-/**
- * bgp_last_errmsg with its class (bgp_err_classes): why the session last went down, shown until it
- * is Established again; a code and subcode the table lacks are "Unknown error CODE.SUBCODE"
- * (bgp_error_dsc).
- */
-function lastError(side: SessionPeer | undefined): string {
-  const p = side?.peer;
-  if (p?.connectionClosed) return 'Socket: Connection closed';
-  const e = p?.lastError;
+/** bgp_last_errmsg after its class's prefix (bgp_err_classes); '' for none */
+function birdErrorText(e: BirdError | undefined): string {
   if (!e) return '';
-  const key = `${e.code}.${e.subcode}`;
-  return (e.sent ? 'BGP Error: ' : 'Received: ') + (BGP_ERRORS[key] ?? `Unknown error ${key}`);
+  if (e.class === 'Socket')
+    return `Socket: ${!e.errno ? 'Connection closed' : e.errno in ERRNO ? strerror(e.errno as Errno) : e.errno}`;
+  return `${e.class}: ${BGP_MSG[`${e.code}.${e.subcode}`] ?? `Unknown error ${e.code}.${e.subcode}`}`;
 }
 
 /**
@@ -161,31 +157,35 @@ function bgpInfo(
   if (s.disabledBy?.includes(me.node)) return { state: 'down', info: '' };
   const side = c.bgp?.session(me.node, peer.ip);
   if (s.disabledBy?.length) {
-    if (passive) return { state: 'start', info: pad('Passive') + lastError(side) };
+    if (passive) return { state: 'start', info: pad('Passive') + birdErrorText(side?.peer.birdError) };
     const listens = c.mesh!.peersOf(peer.node).some((x) => !x.session.disabledBy?.includes(peer.node));
     return {
       state: 'start',
       info: pad('Active') + (listens ? 'Socket: Connection reset by peer' : 'Socket: Connection refused'),
     };
   }
+  // then BIRD's last error (bgp_get_status): a NOTIFICATION sent or received, the connection that
+  // closed (the peer's BIRD killed), the last connect()'s error (refused: no BIRD listening there;
+  // unreachable: no route to the peer). A mesh with no BIRD driving it: the connecting side's
+  // connect() refused
+  const err = side ? birdErrorText(side.peer.birdError) : '';
   switch (s.sides?.[me.node] ?? s.state) {
     case 'Established':
       return { state: 'up', info: pad('Established') };
     case 'OpenSent':
-      return { state: 'start', info: pad('OpenSent') };
+      return { state: 'start', info: pad('OpenSent') + err };
     case 'OpenConfirm':
-      return { state: 'start', info: pad('OpenConfirm') };
-    case 'Active': {
-      // bgp_state_dsc: a passive protocol with no connection is "Passive"; then the last error
-      // (bgp_get_status): the connection that closed (the peer's BIRD killed), or for the side
-      // that connects, its last connect() refused (no BIRD listening there)
-      if (passive) return { state: 'start', info: pad('Passive') + lastError(side) };
-      return { state: 'start', info: pad('Active') + 'Socket: Connection refused' };
-    }
+      return { state: 'start', info: pad('OpenConfirm') + err };
+    case 'Active':
+      // bgp_state_dsc: a passive protocol with no connection is "Passive"
+      return {
+        state: 'start',
+        info: pad(passive ? 'Passive' : 'Active') + (side || passive ? err : 'Socket: Connection refused'),
+      };
     case 'Connect':
-      return { state: 'start', info: pad('Connect') };
+      return { state: 'start', info: pad('Connect') + err };
     case 'Idle':
-      return { state: 'start', info: pad('Idle') };
+      return { state: 'start', info: pad('Idle') + err };
   }
 }
 
@@ -204,7 +204,8 @@ export function birdProtocols(c: Cluster, node: ResolvedNode): BirdProtocol[] {
       proto: 'BGP',
       table: '---',
       ...bgpInfo(c, session, me!, peer, !!peering.passive),
-      since: session.since,
+      // when this side's protocol last changed state (each BIRD has its own); the pair's without a driver
+      since: c.bgp?.session(node.name, peer.ip)?.since ?? session.since,
       peer: { node: peer.node, ip: peer.ip },
     });
   return out;
@@ -264,7 +265,9 @@ function birdTable(c: Cluster, node: ResolvedNode): BirdRoute[] {
   const sub = c.spec.subnets.find((s) => s.name === node.subnet);
   const ips = new Map(c.mesh?.speakers.map((s) => [s.node, s.ip]));
   for (const r of c.mesh?.learned(node.name) ?? []) {
-    // gateway recursive: a next hop off our subnets is reached through the subnet's router
+    // gateway recursive: a next hop off our subnets is reached through the subnet's router; one
+    // nothing resolves (the node's eth0 down) leaves the route unreachable
+    const reached = !!nextHopRoute(ns, r.nextHop);
     const via = r.direct ? r.nextHop : sub?.gateway;
     const session = c.mesh!.session(node.name, r.from)!;
     const neighbor = ips.get(r.from);
@@ -272,12 +275,9 @@ function birdTable(c: Cluster, node: ResolvedNode): BirdRoute[] {
       prefix: r.prefix,
       proto: r.proto,
       pref: 100,
-      dest: 'unicast',
-      via,
-      dev: 'eth0',
+      ...(reached ? { dest: 'unicast', via, dev: 'eth0', igpUnknown: !r.direct } : { dest: 'unreachable' }),
       from: neighbor,
       bgp: true,
-      igpUnknown: !r.direct,
       since: session.since,
       ...(r.originAs !== undefined ? { originAs: r.originAs } : {}),
       origin: r.origin,

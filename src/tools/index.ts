@@ -81,8 +81,15 @@ export function runCommand(c: Cluster, netns: string, command: string | readonly
       stderr: `podwalk: ${argv[0]}: not an emulated command (these are: ${Object.keys(TOOLS).sort().join(', ')})\n`,
       code: 2,
     };
-  return tool(argv.slice(1), { cluster: c, netns: ns });
+  const r = tool(argv.slice(1), { cluster: c, netns: ns });
+  // a change of links, addresses or routes reaches the node's BIRD (netlink notifications)
+  if (c.bgp && argv[0] === 'ip' && r.code === 0 && argv.some((a) => CHANGES.has(a)))
+    c.bgp.kernelChanged(netns);
+  return r;
 }
+
+/** the words of an `ip` command that changes the kernel */
+const CHANGES = new Set(['set', 'add', 'del', 'delete', 'replace', 'change', 'append', 'flush']);
 
 /**
  * Build the cluster and apply its `run:` commands, then `extra` ones (the CLI's --run), in order.
