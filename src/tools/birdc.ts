@@ -166,8 +166,8 @@ function bgpInfo(
   }
   // then BIRD's last error (bgp_get_status): a NOTIFICATION sent or received, the connection that
   // closed (the peer's BIRD killed), the last connect()'s error (refused: no BIRD listening there;
-  // unreachable: no route to the peer). A mesh with no BIRD driving it: the connecting side's
-  // connect() refused
+  // unreachable: no route to the peer). A mesh with no BIRD driving it, or a session the cluster
+  // file holds down (no connection ever tried in the model): the connecting side's connect() refused
   const err = side ? birdErrorText(side.peer.birdError) : '';
   switch (s.sides?.[me.node] ?? s.state) {
     case 'Established':
@@ -180,7 +180,9 @@ function bgpInfo(
       // bgp_state_dsc: a passive protocol with no connection is "Passive"
       return {
         state: 'start',
-        info: pad(passive ? 'Passive' : 'Active') + (side || passive ? err : 'Socket: Connection refused'),
+        info:
+          pad(passive ? 'Passive' : 'Active') +
+          ((side && !side.disabled) || passive ? err : 'Socket: Connection refused'),
       };
     case 'Connect':
       return { state: 'start', info: pad('Connect') + err };
