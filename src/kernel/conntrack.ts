@@ -162,7 +162,9 @@ export function invertTuple(t: Tuple): Tuple {
     const type = t.icmpType === 8 ? 0 : t.icmpType === 0 ? 8 : t.icmpType;
     return { ...t, src: t.dst, dst: t.src, icmpType: type };
   }
-  return { ...t, src: t.dst, dst: t.src, sport: t.dport, dport: t.sport };
+  // a literal of tupleOf's keys in its order, not a spread: a spread makes every reply tuple a
+  // dictionary-shaped copy, and this runs for each new conntrack entry and each NAT'd reply
+  return { proto: t.proto, src: t.dst, dst: t.src, sport: t.dport, dport: t.sport };
 }
 
 export function tupleKey(t: Tuple): string {
