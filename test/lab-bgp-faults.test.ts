@@ -57,19 +57,27 @@ function model(file: string, name: string): Cluster {
 const rrModel = (name: string) => model(RR_CLUSTER, name);
 
 /**
- * SIGKILL to the node's real BIRD (by its pid: a pkill in the namespace would match every lab's
- * BIRD) and `pkill -9 bird` on the model, whose clock then runs as long as the lab may take to
- * settle; the killed node's birdc fails as the real one does (its socket left, nothing accepting)
+ * The model's clock runs as long as the lab may take to settle once a node's BIRD ended, and on
+ * until no packet is on its way: birdc on the lab reads BIRD at rest, and a checkpoint between a
+ * connect attempt's SYN and the RST back (BIRD retries every connect delay, 1.5 to 2 s) would read
+ * Connect where the lab, almost always, reads Active
  */
-function killBird(c: Cluster, st: LabState, node: string): void {
-  const b = st.birds!.find((x) => x.netns === node)!;
-  assert.deepEqual(runCommand(c, node, 'pkill -9 bird'), { stdout: '', stderr: '', code: 0 });
-  process.kill(b.pid, 'SIGKILL');
+function birdGone(c: Cluster): void {
   runUntil(c, c.world.now + 10 * SEC);
-  // and on until no packet is on its way: birdc on the lab reads BIRD at rest, and a checkpoint
-  // between a connect attempt's SYN and the RST back (BIRD retries every connect delay, 1.5 to 2 s)
-  // would read Connect where the lab, almost always, reads Active
   runUntil(c, c.world.now + SEC, () => c.sockets.stack.queue.peek() === undefined);
+}
+
+/**
+ * A signal to the node's real BIRD (by its pid: a pkill in the namespace would match every lab's
+ * BIRD) and the same pkill on the model: SIGKILL (`pkill -9 bird`), a crash, leaves its control
+ * socket with nothing accepting; SIGTERM (`pkill bird`) is BIRD's own shutdown
+ */
+function signalBird(c: Cluster, st: LabState, node: string, signal: 'SIGKILL' | 'SIGTERM'): void {
+  const b = st.birds!.find((x) => x.netns === node)!;
+  const pkill = signal === 'SIGKILL' ? 'pkill -9 bird' : 'pkill bird';
+  assert.deepEqual(runCommand(c, node, pkill), { stdout: '', stderr: '', code: 0 });
+  process.kill(b.pid, signal);
+  birdGone(c);
 }
 
 /** the lab of the model, up and converged as the model is (birdLabSettles), then `body`; always down after */
@@ -145,7 +153,7 @@ test(
     const c = rrModel('pwrrk');
     await inLab(c, async (st) => {
       const before = Object.fromEntries(c.nodes.map((n) => [n.name, birdRoutes(c, n.name)]));
-      killBird(c, st, 'node1');
+      signalBird(c, st, 'node1', 'SIGKILL');
       const took = await birdLabSettles(c, st, { birds: ['node2', 'node3', 'node4'] });
       deadBirdc(c, st, 'node1');
       // nothing withdrawn anywhere: the peers keep node1's paths, node1's kernel keeps its routes
@@ -165,7 +173,7 @@ test(
   async () => {
     const c = model(MESH_CLUSTER, 'pwmeshk');
     await inLab(c, async (st) => {
-      killBird(c, st, 'node3');
+      signalBird(c, st, 'node3', 'SIGKILL');
       const took = await birdLabSettles(c, st, { birds: ['node1', 'node2'] });
       deadBirdc(c, st, 'node3');
       for (const n of ['node1', 'node2']) {
@@ -191,45 +199,38 @@ function birdcEnds(c: Cluster, st: LabState, node: string, cmd: string): void {
     { stdout: real.stdout, stderr: real.stderr, code: real.code },
     `${node}: birdc ${cmd}`,
   );
-  runUntil(c, c.world.now + 10 * SEC);
-  runUntil(c, c.world.now + SEC, () => c.sockets.stack.queue.peek() === undefined);
+  birdGone(c);
 }
 
-test(
-  'a mesh node’s BIRD shut down on real BIRD (birdc down: a Cease on each session): the survivors flush its block at once, its own kernel keeps its routes (persist), its birdc finds no socket',
-  { skip, timeout: 120_000 },
-  async () => {
-    const c = model(MESH_CLUSTER, 'pwmeshd');
+for (const t of [
+  {
+    cmd: 'down',
+    name: 'pwmeshd',
+    what: 'shut down (birdc down: a Cease on each session): the survivors flush its block at once, its own kernel keeps its routes (persist), its birdc finds no socket',
+    survivorsKeep: false,
+  },
+  {
+    cmd: 'graceful restart',
+    name: 'pwmeshg',
+    what: 'restarting gracefully (birdc graceful restart: no NOTIFICATION): the survivors keep its block as stale',
+    survivorsKeep: true,
+  },
+])
+  test(`a mesh node’s BIRD ${t.what}, on real BIRD`, { skip, timeout: 120_000 }, async () => {
+    const c = model(MESH_CLUSTER, t.name);
     await inLab(c, async (st) => {
-      birdcEnds(c, st, 'node3', 'down');
+      const own = birdRoutes(c, 'node3');
+      birdcEnds(c, st, 'node3', t.cmd);
       const took = await birdLabSettles(c, st, { birds: ['node1', 'node2'] });
       deadBirdc(c, st, 'node3');
       for (const n of ['node1', 'node2'])
-        assert.ok(!birdRoutes(c, n).includes('10.244.2.0/26 via 192.168.1.1'), n);
-      assert.deepEqual(birdRoutes(c, 'node3'), [
-        '10.244.0.0/26 via 192.168.2.1',
-        '10.244.1.0/26 via 192.168.2.1',
-      ]);
-      console.log(`# settled: a mesh node's BIRD shut down ${took} ms`);
+        assert.equal(birdRoutes(c, n).includes('10.244.2.0/26 via 192.168.1.1'), t.survivorsKeep, n);
+      // nobody removes what node3's BIRD installed
+      assert.deepEqual(birdRoutes(c, 'node3'), own);
+      assert.deepEqual(own, ['10.244.0.0/26 via 192.168.2.1', '10.244.1.0/26 via 192.168.2.1']);
+      console.log(`# settled: a mesh node's BIRD after birdc ${t.cmd} ${took} ms`);
     });
-  },
-);
-
-test(
-  'a mesh node’s BIRD restarting gracefully on real BIRD (birdc graceful restart: no NOTIFICATION): the survivors keep its block as stale',
-  { skip, timeout: 120_000 },
-  async () => {
-    const c = model(MESH_CLUSTER, 'pwmeshg');
-    await inLab(c, async (st) => {
-      birdcEnds(c, st, 'node3', 'graceful restart');
-      const took = await birdLabSettles(c, st, { birds: ['node1', 'node2'] });
-      deadBirdc(c, st, 'node3');
-      for (const n of ['node1', 'node2'])
-        assert.ok(birdRoutes(c, n).includes('10.244.2.0/26 via 192.168.1.1'), n);
-      console.log(`# settled: a mesh node's BIRD restarting gracefully ${took} ms`);
-    });
-  },
-);
+  });
 
 test(
   'a reflector’s BIRD stopped by SIGTERM on real BIRD (pkill bird: its own shutdown, a Cease on each session): the clients keep every route through the other reflector',
@@ -237,11 +238,7 @@ test(
   async () => {
     const c = rrModel('pwrrt');
     await inLab(c, async (st) => {
-      const b = st.birds!.find((x) => x.netns === 'node1')!;
-      assert.deepEqual(runCommand(c, 'node1', 'pkill bird'), { stdout: '', stderr: '', code: 0 });
-      process.kill(b.pid, 'SIGTERM');
-      runUntil(c, c.world.now + 10 * SEC);
-      runUntil(c, c.world.now + SEC, () => c.sockets.stack.queue.peek() === undefined);
+      signalBird(c, st, 'node1', 'SIGTERM');
       const took = await birdLabSettles(c, st, { birds: ['node2', 'node3', 'node4'] });
       deadBirdc(c, st, 'node1');
       assert.deepEqual(birdRoutes(c, 'node3'), ['10.244.3.0/26 via 192.168.1.13']);

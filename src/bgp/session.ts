@@ -221,6 +221,11 @@ export class BgpDriver implements App {
     sp.disabled = true;
     this.feed(sp, { kind: 'stop' });
     // what the stop sent (the NOTIFICATION, the FIN) reaches the peer before the command returns
+    this.deliver();
+  }
+
+  /** what is on its way is delivered (at most 1 s of model time): a command's effect on the peers */
+  private deliver(): void {
     runNetwork(this.sockets, this.w.now + 1_000_000, () => !this.sockets.stack.queue.length);
   }
 
@@ -247,22 +252,18 @@ export class BgpDriver implements App {
    * flushes), BIRD unlinks its control socket and exits, and its listening socket goes.
    */
   shutdown(node: string, graceful: boolean): boolean {
-    const m = this.byNode.get(node);
-    if (!m || this.dead.has(node)) return false;
-    const how = graceful ? 'restarting' : 'shut down';
-    // the kernel protocol goes down with the others and leaves the kernel as it is: what the
-    // sessions' stop withdraws reaches BIRD's table, not the node's routes (syncDirty skips it)
-    this.dead.set(node, how);
-    if (!graceful) for (const sp of m.values()) if (!sp.disabled) this.feed(sp, { kind: 'stop' });
-    this.dead.delete(node);
-    return this.exit(node, how);
+    return this.exit(node, graceful ? 'restarting' : 'shut down');
   }
 
-  /** the node's BIRD process ends (how: killed or after its own shutdown) */
+  /** the node's BIRD process ends: killed, or after its own shutdown (see kill and shutdown) */
   private exit(node: string, how: BirdExit): boolean {
     const m = this.byNode.get(node);
     if (!m || this.dead.has(node)) return false;
     this.dead.set(node, how);
+    // BIRD's own shutdown stops each session that runs (a Cease if it is up); the kernel protocol
+    // goes down with the others and leaves the kernel as it is: what the stops withdraw reaches
+    // BIRD's table, not the node's routes (syncDirty skips a node whose BIRD ended)
+    if (how === 'shut down') for (const sp of m.values()) if (!sp.disabled) this.feed(sp, { kind: 'stop' });
     const ns = this.w.ns(node);
     this.sockets.unlisten(ns, BGP_PORT, BIRD_APP);
     for (const sp of m.values()) {
@@ -285,7 +286,7 @@ export class BgpDriver implements App {
       };
     }
     // the NOTIFICATIONs and FINs reach the peers before the command returns
-    runNetwork(this.sockets, this.w.now + 1_000_000, () => !this.sockets.stack.queue.length);
+    this.deliver();
     return true;
   }
 
