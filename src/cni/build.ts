@@ -21,7 +21,14 @@ import {
   NLM_ADD,
   routeInstall,
 } from '../kernel/netlink.ts';
-import { clonePlain, parseRuleSpec, shellSplit, type Rule, type RuleOrigin } from '../kernel/netfilter.ts';
+import {
+  clonePlain,
+  parseRuleSpec,
+  shellSplit,
+  type Netfilter,
+  type Rule,
+  type RuleOrigin,
+} from '../kernel/netfilter.ts';
 import { Sockets } from '../kernel/sockets.ts';
 import { Stack } from '../kernel/stack.ts';
 import { derivedMac, hash32, World } from '../kernel/world.ts';
@@ -498,11 +505,6 @@ function programFlannelMasq(ns: Netns, network: string, podCidr: string): void {
   for (const r of flannelMasqRules(network, podCidr)) nf.append('nat', r.chain, filterRule(r));
 }
 
-/**
- * Felix's filter chains on a node (felix.ts): its chains, its jumps inserted at the top of INPUT,
- * FORWARD and OUTPUT (insert mode keeps them above kube-proxy's), its accept of the accept mark
- * appended to FORWARD. Called once kube-proxy has programmed the node.
- */
 /** a felix set's members as the kernel's elements, made once per set (felix's sets are the build's, shared by its nodes) */
 const entriesOf = new WeakMap<FelixIpset, IpsetEntry[]>();
 
@@ -521,8 +523,13 @@ function ipsetEntries(s: FelixIpset): IpsetEntry[] {
   return e;
 }
 
-function programFelix(w: World, ns: Netns, f: FelixFilter, other: FelixOtherTables): void {
-  const nf = ns.netfilter;
+/**
+ * Felix's tables on a node (felix.ts): its IP sets, its filter chains, its jumps inserted at the top
+ * of INPUT, FORWARD and OUTPUT (insert mode keeps them above kube-proxy's), its accept of the accept
+ * mark appended to FORWARD, its raw, mangle and nat chains. Queued once kube-proxy has programmed
+ * the node, run at the node's first netfilter read or write (Netns.netfilterLater).
+ */
+function programFelix(w: World, ns: Netns, nf: Netfilter, f: FelixFilter, other: FelixOtherTables): void {
   // felix's `ipset restore` first (its IP set manager applies before the iptables tables that use
   // them); the masquerade manager's sets exist from felix's start
   for (const s of [...other.ipsets, ...f.ipsets]) {
@@ -617,6 +624,11 @@ export interface BuildOptions {
   bgpWalk?: 'quiet' | 'recorded';
   /** called with the cluster as the build's BGP traffic left it, before quiesce clears what it left */
   converged?: (c: Cluster) => void;
+  /**
+   * felix's tables programmed on every node during the build, not when a node's netfilter is
+   * first read or written (Netns.netfilterLater): the reference test/felix-lazy.test.ts compares with
+   */
+  felixNow?: boolean;
 }
 
 /**
@@ -836,13 +848,26 @@ function build(spec: ClusterSpec, mode: CniMode, opts: BuildOptions): Cluster {
     const memo = felixMemo();
     // the one pool: the cluster's pod network, natOutgoing as the IPPool says (Calico's default: on)
     const pools = [{ cidr: clusterCidr, natOutgoing: spec.ipPool?.natOutgoing ?? true }];
-    for (const n of nodes)
-      programFelix(
-        world,
-        world.ns(n.name),
-        felixFilter(spec, pods, podsOf.get(n.name)!, memo),
-        felixOtherTables(pools, felixTunnels(cluster, n.name)),
+    // the policies and namespaces as they are now (the build's input; a later change to the spec is not felix's)
+    const input = { namespaces: spec.namespaces, policies: spec.policies };
+    // each node's tables made when first read or written (Netns.netfilterLater): a walk reads only
+    // the nodes it passes through; a tool, a dump or doctor the nodes it reads, and those get the
+    // same table as made here at once
+    for (const n of nodes) {
+      const ns = world.ns(n.name);
+      const nodePods = podsOf.get(n.name)!;
+      const tunnels = felixTunnels(cluster, n.name);
+      ns.netfilterLater((nf) =>
+        programFelix(
+          world,
+          ns,
+          nf,
+          felixFilter(input, pods, nodePods, memo),
+          felixOtherTables(pools, tunnels),
+        ),
       );
+      if (opts.felixNow) void ns.netfilter;
+    }
   }
   return cluster;
 }

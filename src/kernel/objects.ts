@@ -439,6 +439,7 @@ export class Netns {
   #neigh: CompactPairTable<NeighEntry> | undefined;
   #sysctl: Sysctls | undefined;
   #netfilter: Netfilter | undefined;
+  #netfilterLater: ((nf: Netfilter) => void) | undefined;
   #conntrack: Conntrack | undefined;
   #tcp: QuadTable<TcpConn> | undefined;
   #arpStats: { resFailed: number; unresDiscards: number } | undefined;
@@ -454,7 +455,40 @@ export class Netns {
   }
 
   get netfilter(): Netfilter {
-    return (this.#netfilter ??= new Netfilter());
+    const nf = (this.#netfilter ??= new Netfilter());
+    if (this.#netfilterLater) this.netfilterNow(nf);
+    return nf;
+  }
+
+  /**
+   * What a program writes into the namespace's netfilter (chains, rules, IP sets), run at the
+   * table's first read or write from now on, not at once: every read and write goes through the
+   * getter, which runs it first, so what anything sees is the table as if it had run here, in its
+   * order among the other programs of the table. For a program whose result depends only on what
+   * it is given and on the table as it is (a node's firewall agent, whose rules only a walk through
+   * the node, a tool on it or a dump of the world reads: most nodes of a large cluster are never
+   * read). Not data: a namespace written as data writes the table, which runs it.
+   */
+  netfilterLater(program: (nf: Netfilter) => void): void {
+    const before = this.#netfilterLater;
+    this.#netfilterLater = before
+      ? (nf) => {
+          before(nf);
+          program(nf);
+        }
+      : program;
+  }
+
+  /** whether a program netfilterLater queued is still to run (read without running it) */
+  get netfilterQueued(): boolean {
+    return this.#netfilterLater !== undefined;
+  }
+
+  /** the programs netfilterLater queued, run once, in order (a read from inside one sees the table as it is) */
+  private netfilterNow(nf: Netfilter): void {
+    const program = this.#netfilterLater!;
+    this.#netfilterLater = undefined;
+    program(nf);
   }
 
   get conntrack(): Conntrack {
@@ -518,6 +552,7 @@ export class Netns {
   /** a namespace read from data gets its netfilter and conntrack (snapshot.ts) */
   restoreTables(netfilter: Netfilter, conntrack: Conntrack): void {
     this.#netfilter = netfilter;
+    this.#netfilterLater = undefined;
     this.#conntrack = conntrack;
   }
 
