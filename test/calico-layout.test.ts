@@ -30,6 +30,13 @@ describe('names', () => {
   test('sha1 agrees with node:crypto across the padding boundaries', () => {
     for (const s of ['', 'abc', 'x'.repeat(55), 'x'.repeat(56), 'x'.repeat(64), 'é'.repeat(300)])
       assert.equal(hex(sha1(utf8(s))), createHash('sha1').update(s).digest('hex'), JSON.stringify(s));
+    // random bytes of every length up to five blocks, each byte value among them
+    let x = 7;
+    for (let len = 0; len <= 320; len++) {
+      const b = new Uint8Array(len);
+      for (let i = 0; i < len; i++) b[i] = (x = (x * 1103515245 + 12345) >>> 0) >>> 24;
+      assert.equal(hex(sha1(b)), createHash('sha1').update(b).digest('hex'), `${len} random bytes`);
+    }
   });
 
   test("VethNameForWorkload: cali + sha1(namespace.pod)[:11] (the vector of Calico's k8s CNI users)", () => {
