@@ -34,7 +34,7 @@ import { Stack } from '../kernel/stack.ts';
 import { derivedMac, hash32, World } from '../kernel/world.ts';
 import { CALICO_VXLAN_DEVICE, MODE_INFO, programMode } from './modes.ts';
 import { flannelMasqRules } from './flanneld.ts';
-import { compilePolicies, type NodePolicy, type PolicyRule } from './policy.ts';
+import { compilePolicies, type NodePolicy, type PolicyInput, type PolicyRule } from './policy.ts';
 import {
   FELIX_MAX_IPSET_SIZE,
   felixFilter,
@@ -45,7 +45,9 @@ import {
   type FelixFilter,
   type FelixRules,
   type FelixIpset,
+  type FelixMemo,
   type FelixOtherTables,
+  type FelixPool,
 } from './felix.ts';
 import { ipsetCreate, ipsetLoad, type IpsetEntry } from '../kernel/ipset.ts';
 import { resolveServices, ServiceError, type ResolvedService } from '../proxy/services.ts';
@@ -853,23 +855,44 @@ function build(spec: ClusterSpec, mode: CniMode, opts: BuildOptions): Cluster {
     // each node's tables made when first read or written (Netns.netfilterLater): a walk reads only
     // the nodes it passes through; a tool, a dump or doctor the nodes it reads, and those get the
     // same table as made here at once
+    const felix: FelixInput = { world, input, pods, memo, pools };
     for (const n of nodes) {
       const ns = world.ns(n.name);
-      const nodePods = podsOf.get(n.name)!;
-      const tunnels = felixTunnels(cluster, n.name);
-      ns.netfilterLater((nf) =>
-        programFelix(
-          world,
-          ns,
-          nf,
-          felixFilter(input, pods, nodePods, memo),
-          felixOtherTables(pools, tunnels),
-        ),
-      );
+      queueFelix(felix, ns, podsOf.get(n.name)!, felixTunnels(cluster, n.name));
       if (opts.felixNow) void ns.netfilter;
     }
   }
   return cluster;
+}
+
+/** what felix programs every node of a build from */
+interface FelixInput {
+  world: World;
+  input: PolicyInput;
+  pods: readonly ResolvedPod[];
+  memo: FelixMemo;
+  pools: readonly FelixPool[];
+}
+
+/**
+ * felix's tables on a node, queued (Netns.netfilterLater). A function of its own: the program
+ * holds only what it is given (a closure made in build() would hold build()'s whole scope).
+ */
+function queueFelix(
+  f: FelixInput,
+  ns: Netns,
+  nodePods: readonly ResolvedPod[],
+  tunnels: readonly string[],
+): void {
+  ns.netfilterLater((nf) =>
+    programFelix(
+      f.world,
+      ns,
+      nf,
+      felixFilter(f.input, f.pods, nodePods, f.memo),
+      felixOtherTables(f.pools, tunnels),
+    ),
+  );
 }
 
 /**
