@@ -197,6 +197,9 @@ function uniqueTuple(
   }
   // 2) the address
   const t = bestIp(orig, r, manip);
+  // a destination rewrite keeps the port when the range names none (nf_nat_l4proto_unique_tuple
+  // returns at once): whether the tuple is in use changes nothing, so it is not looked up
+  if (manip === 'dst' && r.minPort === undefined && PORT_PROTOS.has(t.proto)) return t;
   // 3) the port, only when it is not in range and unique already
   if (!randomAll) {
     if (r.minPort !== undefined) {
