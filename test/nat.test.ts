@@ -359,3 +359,30 @@ test('the nat table exists: conntrack runs in the namespace even without a rule 
   walk(c, { from: 'pod-a', to: 'pod-c', proto: 'udp', port: 8080, sport: 40010 });
   assert.match(sh(c, 'pod-a', 'conntrack -L'), /sport=40010/);
 });
+
+test('null bindings: a clash moves a source port (nf_nat_l4proto_unique_tuple), never a destination port', async () => {
+  const { Conntrack } = await import('../src/kernel/conntrack.ts');
+  const { natNullBinding } = await import('../src/kernel/nat.ts');
+  const ct = new Conntrack();
+  // another connection's reply tuple is the one this connection's reply would be
+  const other = ct.track(
+    { proto: 6, src: '10.0.0.9', dst: '10.0.0.1', sport: 8080, dport: 40000 },
+    { syn: true },
+    0,
+  );
+  other.entry.reply = { proto: 6, src: '10.0.0.2', dst: '10.0.0.1', sport: 8080, dport: 40000 };
+  ct.confirm(other.entry);
+  const mine = () =>
+    ct.track({ proto: 6, src: '10.0.0.1', dst: '10.0.0.2', sport: 40000, dport: 8080 }, { syn: true }, 0)
+      .entry;
+  const random = () => 12345;
+  const dst = mine();
+  const d = natNullBinding(ct, dst, 'dst', random);
+  assert.equal(d.changed, false, 'a destination rewrite cannot change the port');
+  assert.deepEqual([dst.reply.sport, dst.reply.dport, dst.dnatDone, dst.dnat], [8080, 40000, true, false]);
+  const src = mine();
+  const s = natNullBinding(ct, src, 'src', random);
+  assert.equal(s.changed, true, 'a source port in use moves');
+  assert.notEqual(src.reply.dport, 40000);
+  assert.ok(src.snat && src.snatDone);
+});

@@ -136,7 +136,10 @@ function bestIp(t: Tuple, r: NatRange, manip: Manip): Tuple {
     const j = jhash1(le32(t.src), r.persistent ? 0 : le32(t.dst));
     ip = (r.minIp + reciprocalScale(j, (r.maxIp! - r.minIp + 1) >>> 0)) >>> 0;
   }
-  return manip === 'src' ? { ...t, src: intToIp4(ip) } : { ...t, dst: intToIp4(ip) };
+  const addr = intToIp4(ip);
+  // the address it has already (a null binding): the same tuple, no copy
+  if (addr === (manip === 'src' ? t.src : t.dst)) return t;
+  return manip === 'src' ? { ...t, src: addr } : { ...t, dst: addr };
 }
 
 /** nf_nat_l4proto_unique_tuple: a free port (ICMP id) in the range, from a random offset */
@@ -194,6 +197,9 @@ function uniqueTuple(
   }
   // 2) the address
   const t = bestIp(orig, r, manip);
+  // a destination rewrite keeps the port when the range names none (nf_nat_l4proto_unique_tuple
+  // returns at once): whether the tuple is in use changes nothing, so it is not looked up
+  if (manip === 'dst' && r.minPort === undefined && PORT_PROTOS.has(t.proto)) return t;
   // 3) the port, only when it is not in range and unique already
   if (!randomAll) {
     if (r.minPort !== undefined) {

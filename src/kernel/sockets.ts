@@ -1020,6 +1020,13 @@ export class Sockets implements TransportHandler {
     return false;
   }
 
+  /** an answer to the segment tcpRcv took (ACK, duplicate ACK, FIN), queued for the walker */
+  private reply(ns: Netns, conn: TcpConn, flags: TcpFlags, payload: Uint8Array, role: PacketRole): void {
+    const out = this.segment(conn, flags, payload, this.tsOpt(conn));
+    conn.sndNxt = (conn.sndNxt + payload.length + (flags.fin ? 1 : 0)) >>> 0;
+    this.stack.queue.push({ ns: ns.name, pkt: out, role });
+  }
+
   private tcpRcv(ns: Netns, dev: Link, pkt: Ipv4Packet): void {
     if (pkt.payload.kind !== 'tcp') return;
     const { tcp, data } = pkt.payload;
@@ -1059,11 +1066,6 @@ export class Sockets implements TransportHandler {
       return this.stack.deliver(ns, dev.name, to, { what: 'tcp', port, seg, event: 'rst-reset' }, 4);
     }
     if (tcp.options.timestamp) conn.tsRecent = tcp.options.timestamp.val;
-    const reply = (flags: TcpFlags, payload: Uint8Array, role: PacketRole) => {
-      const out = this.segment(conn, flags, payload, this.tsOpt(conn));
-      conn.sndNxt = (conn.sndNxt + payload.length + (flags.fin ? 1 : 0)) >>> 0;
-      this.stack.queue.push({ ns: ns.name, pkt: out, role });
-    };
     const before = conn.state;
     if (conn.state === 'SYN_SENT' && f.syn && f.ack) {
       conn.rcvNxt = (tcp.seq + 1) >>> 0;
@@ -1074,7 +1076,7 @@ export class Sockets implements TransportHandler {
       conn.rtoAt = undefined;
       conn.establishedAt = this.w.now;
       this.stack.deliver(ns, dev.name, to, { what: 'tcp', port, seg, event: 'established', from: before }, 4);
-      reply({ ack: true }, new Uint8Array(0), { kind: 'ack' });
+      this.reply(ns, conn, { ack: true }, new Uint8Array(0), { kind: 'ack' });
       if (conn.toSend.length) this.sendData(conn, ns);
       this.tell(ns, conn, { kind: 'connected' });
       return;
@@ -1146,7 +1148,7 @@ export class Sockets implements TransportHandler {
           : { what: 'tcp', port, seg, event: 'duplicate' },
         4,
       );
-      reply({ ack: true }, new Uint8Array(0), { kind: 'dup-ack' });
+      this.reply(ns, conn, { ack: true }, new Uint8Array(0), { kind: 'dup-ack' });
       return;
     }
     let pushedNow = false;
@@ -1185,12 +1187,12 @@ export class Sockets implements TransportHandler {
       data.length ? 7 : 4,
     );
     // quickack at the start of a connection: data is acknowledged at once, before the application reacts
-    if (data.length && !f.fin) reply({ ack: true }, new Uint8Array(0), { kind: 'ack' });
+    if (data.length && !f.fin) this.reply(ns, conn, { ack: true }, new Uint8Array(0), { kind: 'ack' });
     if (conn.app) {
       // a process's stream: it reads what came, and closes on EOF itself (the FIN is acknowledged)
       for (const d of read) this.tell(ns, conn, { kind: 'data', data: d });
       if (f.fin && (conn.state === 'CLOSE_WAIT' || conn.state === 'TIME_WAIT')) {
-        reply({ ack: true }, new Uint8Array(0), { kind: 'ack' });
+        this.reply(ns, conn, { ack: true }, new Uint8Array(0), { kind: 'ack' });
         if (conn.state === 'CLOSE_WAIT') this.tell(ns, conn, { kind: 'eof' });
       }
       return;
@@ -1211,16 +1213,17 @@ export class Sockets implements TransportHandler {
     ) {
       // response received: the application closes
       conn.state = 'FIN_WAIT1';
-      reply({ fin: true, ack: true }, new Uint8Array(0), { kind: 'fin' });
+      this.reply(ns, conn, { fin: true, ack: true }, new Uint8Array(0), { kind: 'fin' });
       return;
     }
     if (conn.state === 'CLOSE_WAIT') {
       // the server closes too: FIN+ACK
       conn.state = 'LAST_ACK';
-      reply({ fin: true, ack: true }, new Uint8Array(0), { kind: 'fin' });
+      this.reply(ns, conn, { fin: true, ack: true }, new Uint8Array(0), { kind: 'fin' });
       return;
     }
-    if (conn.state === 'TIME_WAIT' && f.fin) reply({ ack: true }, new Uint8Array(0), { kind: 'ack' });
+    if (conn.state === 'TIME_WAIT' && f.fin)
+      this.reply(ns, conn, { ack: true }, new Uint8Array(0), { kind: 'ack' });
   }
 
   /** tcp_v4_send_reset: the RST that answers a segment (sent with DF, as the kernel's reply socket does) */

@@ -210,8 +210,7 @@ export class Stack {
     extra?: { device?: string; wire?: WireBytes },
   ): void {
     const rec = this.w.rec;
-    if (rec.keeps)
-      rec.add({ kind, layer, netns: ns.name, action, ev, device: extra?.device, wire: extra?.wire });
+    if (rec.keeps) rec.record(kind, layer, ns.name, extra?.device, action, ev, extra?.wire);
     else rec.passed();
   }
 
@@ -2109,10 +2108,11 @@ function randomChoice(ns: Netns, t: Traversal): NfDecision['choice'] {
     let probability = randomProbability(hit.rule) ?? 1;
     let random = probability !== 1;
     const before = Math.min(hit.index - 1, rules.length);
-    plain ??= new Map();
-    let n = plain.get(hit.chain) ?? 0;
+    // (a path of one rule scans one chain once: no map)
+    if (t.path.length > 1) plain ??= new Map();
+    let n = plain?.get(hit.chain) ?? 0;
     while (n < before && randomProbability(rules[n]) === undefined) n++;
-    plain.set(hit.chain, n);
+    plain?.set(hit.chain, n);
     if (!random && n >= before) continue;
     for (let i = 0; i < before; i++) {
       const q = randomProbability(rules[i]);

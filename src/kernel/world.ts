@@ -173,17 +173,30 @@ export class Recorder {
   ) {}
 
   add(s: StepInput): void {
+    this.record(s.kind, s.layer, s.netns, s.device, s.action, s.ev, s.wire);
+  }
+
+  /** add, the step's fields as arguments (the datapath's steps: no input object made per step) */
+  record(
+    kind: StepKind,
+    layer: Layer,
+    netns: string,
+    device: string | undefined,
+    action: string,
+    ev: StepEvent,
+    wire: WireBytes | undefined,
+  ): void {
     if (!this.keeps) return this.passed();
     // one class for every step (absent fields are undefined): the recorder is on the hot path
     const step = new RecordedStep(
       this.steps.length + 1,
-      s.kind,
-      s.layer,
-      s.netns,
-      s.device,
-      s.action,
-      s.ev,
-      s.wire,
+      kind,
+      layer,
+      netns,
+      device,
+      action,
+      ev,
+      wire,
       this.world.now,
       this.aux,
       this.part,
@@ -291,8 +304,18 @@ export class World {
     this.run(this.now + us);
   }
 
+  /** FNV-1a's state after the seed and '|' (derive's common start; the seed never changes) */
+  #seedHash: number | undefined;
+
   /** ephemeral-port/ISN style values: stable for the same seed and inputs */
   derive(...parts: (string | number)[]): number {
-    return hash32(this.seed + '|' + parts.join('|'));
+    // hash32(seed + '|' + parts.join('|')), the string never made: FNV-1a reads it piece by piece
+    let h = (this.#seedHash ??= Math.imul(fnv1a(this.seed, 0x811c9dc5) ^ 0x7c, 0x01000193)); // seed + '|'
+    for (let i = 0; i < parts.length; i++) {
+      if (i) h = Math.imul(h ^ 0x7c, 0x01000193); // '|'
+      const p = parts[i];
+      h = fnv1a(typeof p === 'string' ? p : p == null ? '' : String(p), h);
+    }
+    return fmix32(h);
   }
 }

@@ -70,19 +70,47 @@ export function hopsOf(steps: readonly Step[]): Hop[] {
   return hops;
 }
 
+/**
+ * A recorded trace: frozen, its steps frozen in place; its hops are grouped when first read (most
+ * walks are only asked for their outcome or their steps, never their hops)
+ */
+class RecordedTrace implements Trace {
+  #hops: readonly Hop[] | undefined;
+
+  constructor(
+    readonly flow: Flow,
+    readonly disposition: Disposition,
+    readonly steps: readonly Step[],
+    readonly counters: readonly CounterEvent[],
+  ) {
+    Object.freeze(this);
+  }
+
+  get hops(): readonly Hop[] {
+    if (this.#hops === undefined) {
+      const hops = hopsOf(this.steps);
+      for (const h of hops) {
+        Object.freeze(h.steps);
+        Object.freeze(h);
+      }
+      this.#hops = Object.freeze(hops);
+    }
+    return this.#hops;
+  }
+}
+
 export function freezeTrace(
   flow: Flow,
   disposition: Disposition,
   steps: Step[],
   counters: readonly CounterEvent[] = [],
 ): Trace {
-  const hops = hopsOf(steps);
-  for (const h of hops) Object.freeze(h.steps);
-  return Object.freeze({
-    flow: Object.freeze(flow),
-    disposition: Object.freeze(disposition),
-    hops: Object.freeze(hops.map((h) => Object.freeze(h))),
-    steps: Object.freeze(steps.map((s) => Object.freeze(s))),
-    counters: Object.freeze(counters.map((c) => Object.freeze({ ...c }))),
-  });
+  for (let i = 0; i < steps.length; i++) Object.freeze(steps[i]);
+  return new RecordedTrace(
+    Object.freeze(flow),
+    Object.freeze(disposition),
+    // a copy: the recorder's own array may still take steps (timers that fire after the walk)
+    Object.freeze(steps.slice()),
+    Object.freeze(counters.map((c) => Object.freeze({ ...c }))),
+  );
 }

@@ -115,6 +115,29 @@ export interface ServiceTarget {
 const servicesList = (c: Cluster) =>
   c.services.length ? c.services.map((s) => `${s.namespace}/${s.name}`).join(', ') : 'none';
 
+/** the one port of `ports` a walk to `to` (port, proto) means, or the error that says why there is none */
+function pickPort(
+  to: string,
+  port: number | undefined,
+  proto: Proto,
+  ports: ServicePortInfo[],
+  what: string,
+  ip: (p: ServicePortInfo) => string,
+  via: ServiceTarget['via'],
+): ServiceTarget {
+  const wantProto = proto === 'udp' ? 'udp' : 'tcp';
+  const cands = ports.filter((p) => (port === undefined || p.port === port) && p.protocol === wantProto);
+  if (cands.length === 1) return { ip: ip(cands[0]), port: cands[0].port, via, servicePort: cands[0] };
+  const all = ports.map((p) => `${p.port}/${p.protocol}${p.portName ? ` (${p.portName})` : ''}`).join(', ');
+  if (port === undefined && cands.length > 1)
+    throw new WalkError(
+      `${what} has several ${wantProto} ports (${all}): give one, e.g. ${to}:${cands[0].port}`,
+    );
+  throw new WalkError(
+    `${what} has no ${proto} port${port === undefined ? '' : ` ${port}`}; its ports: ${all}`,
+  );
+}
+
 /**
  * `svc/NAME`, `NAMESPACE/NAME`, a ClusterIP or load-balancer IP, or a node (name or address) with
  * one of its node ports: the Service port a walk goes to, or undefined when `to` is none of them.
@@ -127,23 +150,6 @@ export function resolveService(
 ): ServiceTarget | undefined {
   const wantProto = proto === 'udp' ? 'udp' : 'tcp';
   const named = to.startsWith('svc/') ? to.slice(4) : to.includes('/') ? to : undefined;
-  const pick = (
-    ports: ServicePortInfo[],
-    what: string,
-    ip: (p: ServicePortInfo) => string,
-    via: ServiceTarget['via'],
-  ) => {
-    const cands = ports.filter((p) => (port === undefined || p.port === port) && p.protocol === wantProto);
-    if (cands.length === 1) return { ip: ip(cands[0]), port: cands[0].port, via, servicePort: cands[0] };
-    const all = ports.map((p) => `${p.port}/${p.protocol}${p.portName ? ` (${p.portName})` : ''}`).join(', ');
-    if (port === undefined && cands.length > 1)
-      throw new WalkError(
-        `${what} has several ${wantProto} ports (${all}): give one, e.g. ${to}:${cands[0].port}`,
-      );
-    throw new WalkError(
-      `${what} has no ${proto} port${port === undefined ? '' : ` ${port}`}; its ports: ${all}`,
-    );
-  };
   if (named !== undefined) {
     if (proto === 'icmp')
       throw new WalkError(`a Service carries TCP and UDP; ${to} takes --proto tcp or udp`);
@@ -165,13 +171,23 @@ export function resolveService(
         `service ${s.namespace}/${s.name} is headless (clusterIP None): kube-proxy programs nothing for it, and its clients reach the pods by their own addresses (what DNS answers for it): ${pods.join(', ') || 'none ready'}`,
       );
     }
-    return pick(s.ports, `service ${s.namespace}/${s.name}`, (p) => p.clusterIP, 'cluster-ip');
+    return pickPort(
+      to,
+      port,
+      proto,
+      s.ports,
+      `service ${s.namespace}/${s.name}`,
+      (p) => p.clusterIP,
+      'cluster-ip',
+    );
   }
   const ports = c.services.flatMap((s) => s.ports);
   const byIp = ports.filter((p) => p.clusterIP === to);
-  if (byIp.length) return pick(byIp, `cluster IP ${to}`, (p) => p.clusterIP, 'cluster-ip');
+  if (byIp.length)
+    return pickPort(to, port, proto, byIp, `cluster IP ${to}`, (p) => p.clusterIP, 'cluster-ip');
   const byLb = ports.filter((p) => p.loadBalancerIPs.includes(to));
-  if (byLb.length) return pick(byLb, `load-balancer IP ${to}`, () => to, 'load-balancer');
+  if (byLb.length)
+    return pickPort(to, port, proto, byLb, `load-balancer IP ${to}`, () => to, 'load-balancer');
   // the NodePort first: a walk to a pod of a cluster without one scans no node list (podwalk
   // matrix walks thousands of pairs on 1,000 nodes)
   const np =
@@ -253,6 +269,19 @@ export function walk(c: Cluster, req: WalkRequest, opts: WalkOptions = {}): Walk
   }
 }
 
+/** one packet of the walk as its own trace: `run` sends it, the datapath records it */
+function record(c: Cluster, opts: WalkOptions, traces: Trace[], flow: Flow, run: () => void): Trace {
+  const stack = c.stack;
+  c.world.rec = new Recorder(c.world, opts.steps !== false, true);
+  stack.terminals = [];
+  run();
+  // a packet parked on a resolving neighbour: let the neighbour timers run until it leaves or fails
+  stack.settle();
+  const t = freezeTrace(flow, dispositionOf(stack.terminals), c.world.rec.steps, c.world.rec.counters);
+  traces.push(t);
+  return t;
+}
+
 function walkFlow(c: Cluster, req: WalkRequest, src: Endpoint, dst: Endpoint, opts: WalkOptions): Walk {
   const ns = c.world.ns(src.netns);
   const stack = c.stack;
@@ -274,16 +303,6 @@ function walkFlow(c: Cluster, req: WalkRequest, src: Endpoint, dst: Endpoint, op
   const df = proto === 'tcp' ? true : want ? (req.size ?? 84) <= pathMtu : !!req.df;
 
   const traces: Trace[] = [];
-  const record = (flow: Flow, run: () => void): Trace => {
-    c.world.rec = new Recorder(c.world, opts.steps !== false, true);
-    stack.terminals = [];
-    run();
-    // a packet parked on a resolving neighbour: let the neighbour timers run until it leaves or fails
-    stack.settle();
-    const t = freezeTrace(flow, dispositionOf(stack.terminals), c.world.rec.steps, c.world.rec.counters);
-    traces.push(t);
-    return t;
-  };
 
   const flow: Flow = {
     proto,
@@ -297,7 +316,7 @@ function walkFlow(c: Cluster, req: WalkRequest, src: Endpoint, dst: Endpoint, op
     df,
     role: { kind: proto === 'tcp' ? 'syn' : proto === 'udp' ? 'udp-datagram' : 'echo-request' },
   };
-  const request = record(flow, () => {
+  const request = record(c, opts, traces, flow, () => {
     if (proto === 'tcp') c.sockets.connect(ns, dst.ip, dport!, sport!, httpRequest(dst.ip, dport!, req.size));
     else if (proto === 'udp')
       c.sockets.sendUdp(ns, dst.ip, sport!, dport!, payload(req.size !== undefined ? req.size - 28 : 32), df);
@@ -330,7 +349,7 @@ function walkFlow(c: Cluster, req: WalkRequest, src: Endpoint, dst: Endpoint, op
       df: p.ip.df,
       role: item.role,
     };
-    const t = record(f, () => {
+    const t = record(c, opts, traces, f, () => {
       c.world.rec.add({
         kind: 'socket',
         layer: p.payload.kind === 'icmp' ? 3 : 4,

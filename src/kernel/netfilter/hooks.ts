@@ -79,8 +79,6 @@ export interface HookPlace {
   len: number;
 }
 
-const CT_TABLE_HOOKS: readonly Hook[] = ['PREROUTING', 'OUTPUT'];
-
 /** one run of a hook: the tables' match environment too */
 class HookRun implements MatchEnv {
   table: TableName = 'filter';
@@ -139,18 +137,24 @@ class HookRun implements MatchEnv {
   }
 
   /** the view of the last table, and what it was made from: the next table reuses it while the packet, its entry and tracking are the same */
-  private last?: { view: PacketView; pkt: Ipv4Packet; ct?: CtResult; untracked?: boolean };
+  private lastView?: PacketView;
+  private lastPkt?: Ipv4Packet;
+  private lastCt?: CtResult;
+  private lastUntracked?: boolean;
 
   view(): PacketView {
     const skb = this.skb;
-    const last = this.last;
-    if (last && last.pkt === skb.pkt && last.ct === skb.ct && last.untracked === skb.untracked) {
+    const last = this.lastView;
+    if (last && this.lastPkt === skb.pkt && this.lastCt === skb.ct && this.lastUntracked === skb.untracked) {
       // MARK of an earlier table is in skb.mark already; nothing else of the view changes
-      last.view.mark = skb.mark ?? 0;
-      return last.view;
+      last.mark = skb.mark ?? 0;
+      return last;
     }
     const view = this.makeView();
-    this.last = { view, pkt: skb.pkt, ct: skb.ct, untracked: skb.untracked };
+    this.lastView = view;
+    this.lastPkt = skb.pkt;
+    this.lastCt = skb.ct;
+    this.lastUntracked = skb.untracked;
     return view;
   }
 
@@ -185,6 +189,15 @@ class HookRun implements MatchEnv {
     const chain = table.get(this.hook);
     // a table that does not exist in the kernel has no hooks (a pod's namespace)
     if (!chain || !nf.present(name)) return undefined;
+    if (chain.rules.length === 0 && chain.policy !== 'DROP') {
+      // no rule to match: only the policy decides and counts, as traverse would (no view made, no
+      // traversal recorded: an empty chain that accepted is not an event, and says nothing to NAT)
+      if (!chain.noCounters) {
+        chain.pkts++;
+        chain.bytes += this.at.len;
+      }
+      return undefined;
+    }
     const view = this.view();
     this.table = name;
     const t = traverse(table, name, this.hook, view, this, true);
@@ -262,8 +275,10 @@ class HookRun implements MatchEnv {
 
   run(): HookResult {
     const hook = this.hook;
+    const ctHook = hook === 'PREROUTING' || hook === 'OUTPUT';
+    // nf_conntrack_in runs at PREROUTING and OUTPUT, before mangle (-200)
     for (const name of HOOK_TABLES[hook]) {
-      if (name === 'mangle' && CT_TABLE_HOOKS.includes(hook)) this.ctIn();
+      if (name === 'mangle' && ctHook) this.ctIn();
       if (name === 'nat') {
         const r = this.nat();
         if (r) return r;
