@@ -120,6 +120,127 @@ function segmentProbes(
   };
 }
 
+/**
+ * The VXLAN routes of a shared route segment (a daemon's lease set, Fib.attach), by device and
+ * gateway: how many rows of each, and their answers on a node whose neighbour table and FDBs are
+ * the segments given (each (device, gateway) once: every node that shares them answers the same)
+ */
+interface VxlanSegment {
+  /** rows by device, then gateway */
+  rows: Map<string, Map<string, number>>;
+  answers: VxlanAnswers[];
+}
+
+interface VxlanAnswers {
+  neigh: NeighTable;
+  /** per device of `rows` (in its order): its FDB's segment, or null where it is no VXLAN device */
+  fdbs: (FdbTable | null)[];
+  /** the (device, gateway) the segments leave without a neighbour or an FDB entry */
+  failing: [string, string][];
+  /** the (device, gateway) whose neighbour's MAC each FDB key (`DEV MAC`) answers */
+  byMac: Map<string, [string, string][]>;
+}
+
+type NeighTable = Netns['neigh'];
+type FdbTable = VxlanLink['fdb'];
+
+/**
+ * Whether none of a node's VXLAN routes can lack its neighbour or FDB entry, known without reading
+ * each route: when its routing table, its neighbour table and its VXLAN devices' FDBs list shared
+ * segments, a route of the segment that the node still lists answers as on every node of those
+ * segments (worked out once per segment, VxlanSegment) unless the node's own tables differ from
+ * the segments for its key: a neighbour or FDB entry of its own, one gone, one it holds an object
+ * of. Those routes, the node's own routes and its routes held as objects are checked as the
+ * full scan checks them. False: the node's routes need the full scan (it may have a finding, or
+ * its tables share no segment).
+ */
+function vxlanClean(
+  node: Netns,
+  vxlanOf: (name: string) => VxlanLink | undefined,
+  memo: Map<Fib, VxlanSegment>,
+): boolean {
+  const seg = node.fib.segment;
+  if (!seg) return false;
+  // the full scan's test of one route (the full scan then says what is wrong)
+  const ok = (via: string, devName: string) => {
+    const dev = vxlanOf(devName);
+    if (!dev || !via) return true;
+    const lladdr = node.neigh.peekField(via, dev.name, 'lladdr');
+    return !!lladdr && dev.fdb.has(lladdr);
+  };
+  let rows = memo.get(seg);
+  if (!rows) {
+    const byDev = new Map<string, Map<string, number>>();
+    seg.scan((r) => {
+      if (r.dev === undefined || !r.via) return;
+      const m = byDev.get(r.dev) ?? byDev.set(r.dev, new Map()).get(r.dev)!;
+      m.set(r.via, (m.get(r.via) ?? 0) + 1);
+    });
+    memo.set(seg, (rows = { rows: byDev, answers: [] }));
+  }
+  const devs = [...rows.rows.keys()];
+  const fdbs: (FdbTable | null)[] = [];
+  for (const d of devs) {
+    const dev = vxlanOf(d);
+    if (dev && !dev.fdb.segment) return false;
+    fdbs.push(dev ? dev.fdb.segment! : null);
+  }
+  const neigh = node.neigh.segment;
+  if (!neigh) return fdbs.every((f) => f === null) && ownRowsOk(node.fib, ok);
+  let a = rows.answers.find((x) => x.neigh === neigh && x.fdbs.every((f, i) => f === fdbs[i]));
+  if (!a) rows.answers.push((a = vxlanAnswers(rows.rows, neigh, fdbs)));
+  if (!ownRowsOk(node.fib, ok)) return false;
+  // the segment's routes this table does not list, by device and gateway
+  const gone = new Map<string, Map<string, number>>();
+  node.fib.scanGone((r) => {
+    if (r.dev === undefined || !r.via) return;
+    const m = gone.get(r.dev) ?? gone.set(r.dev, new Map()).get(r.dev)!;
+    m.set(r.via, (m.get(r.via) ?? 0) + 1);
+  });
+  const listed = (dev: string, via: string) =>
+    (rows.rows.get(dev)?.get(via) ?? 0) > (gone.get(dev)?.get(via) ?? 0);
+  const suspect: [string, string][] = [...a.failing];
+  node.neigh.scanDiffering((e) => suspect.push([e.dev, e.ip]));
+  devs.forEach((d, i) => {
+    if (fdbs[i]) vxlanOf(d)!.fdb.scanDiffering((e) => suspect.push(...(a.byMac.get(`${d} ${e.mac}`) ?? [])));
+  });
+  return suspect.every(([dev, via]) => !listed(dev, via) || ok(via, dev));
+}
+
+/** a node's own routes and those it holds as objects pass the VXLAN test `ok` */
+function ownRowsOk(fib: Fib, ok: (via: string, dev: string) => boolean): boolean {
+  let clean = true;
+  const test = (r: RouteRow) => {
+    if (clean && r.dev !== undefined && r.via !== undefined && !ok(r.via, r.dev)) clean = false;
+  };
+  fib.scanOwn(test);
+  fib.scanObjects(test);
+  return clean;
+}
+
+/** the answers of a route segment's (device, gateway) keys on a node whose neighbours and FDBs are these segments */
+function vxlanAnswers(
+  rows: Map<string, Map<string, number>>,
+  neigh: NeighTable,
+  fdbs: (FdbTable | null)[],
+): VxlanAnswers {
+  const failing: [string, string][] = [];
+  const byMac = new Map<string, [string, string][]>();
+  [...rows].forEach(([dev, vias], i) => {
+    const fdb = fdbs[i];
+    if (!fdb) return;
+    for (const via of vias.keys()) {
+      const lladdr = neigh.peekField(via, dev, 'lladdr');
+      if (!lladdr || !fdb.has(lladdr)) failing.push([dev, via]);
+      if (lladdr) {
+        const k = `${dev} ${lladdr}`;
+        (byMac.get(k) ?? byMac.set(k, []).get(k)!).push([dev, via]);
+      }
+    }
+  });
+  return { neigh, fdbs, failing, byMac };
+}
+
 /** a namespace's devices by name that `pick` accepts, each looked up once (the routes of a node name a few) */
 function devices<L extends Link>(node: Netns, pick: (l: Link) => l is L): (name: string) => L | undefined;
 function devices(node: Netns, pick: (l: Link) => boolean): (name: string) => Link | undefined;
@@ -370,12 +491,14 @@ export function runChecks(c: Cluster): CheckResult[] {
   // VXLAN: every onlink route through a vxlan device needs a neighbour and an FDB entry behind it
   // (flanneld writes them in flannel-vxlan, felix, as calico-node, in calico-vxlan)
   const vxlanDaemon = info.routeDaemon === 'felix' ? 'calico-node' : 'flanneld';
+  const vxlanSegments = new Map<Fib, VxlanSegment>();
   for (const n of c.nodes) {
     const node = ns(n.name);
     if (!node) continue;
     // each route read in place, its neighbour's MAC and the FDB's entry looked up by key: no
     // object made of any (every node's every route), the route's only for a finding
     const vxlanOf = devices(node, (l): l is VxlanLink => l.type === 'vxlan');
+    if (vxlanClean(node, vxlanOf, vxlanSegments)) continue;
     node.fib.scan((row) => {
       const dev = row.dev !== undefined ? vxlanOf(row.dev) : undefined;
       if (!dev || !row.via) return;

@@ -414,6 +414,17 @@ export class Fib {
     for (let i = 0; i < this.count; i++) visit(this.fill(row, this.order[i]));
   }
 
+  /**
+   * the segment's rows this table holds an object of (a lookup handed one out), read as the object:
+   * with the own rows (scanOwn) and the rows gone (scanGone), the rows whose values this table may
+   * show otherwise than its segment does
+   */
+  scanObjects(visit: (r: RouteRow) => void): void {
+    if (!this.objs) return;
+    const row = this.cursor();
+    for (const s of this.objs.keys()) if (s < this.nb) visit(this.fill(row, s));
+  }
+
   /** the segment's rows this table does not list (its own lease left out, removed since), read in place */
   scanGone(visit: (r: RouteRow) => void): void {
     if (!this.gone) return;

@@ -327,6 +327,23 @@ export class CompactTable<T extends object> {
     return out;
   }
 
+  /** the shared segment this table lists as rows of its own (attach, a table of its class); undefined when it has none */
+  get segment(): this | undefined {
+    return this.base as this | undefined;
+  }
+
+  /**
+   * The entries by which this table may answer a key otherwise than its segment does: its own
+   * rows, the segment's rows it does not list (gone: as the segment has them), and the segment's
+   * rows it holds an object of (handed out, and changed in place maybe), in no particular order.
+   * A key none of them has is answered as the segment answers it.
+   */
+  scanDiffering(visit: (t: T) => void): void {
+    for (let i = 0; i < this.count; i++) visit(this.view(this.order[i]));
+    if (this.gone) for (const s of this.gone) visit(this.base!.view(s));
+    if (this.objs) for (const [s, t] of this.objs) if (s < this.nb) visit(t);
+  }
+
   /** the slots in the order the entries were added: the own rows before `baseAt`, the segment's live rows, the rest */
   private slots(): number[] {
     const out: number[] = [];
@@ -343,14 +360,21 @@ export class CompactTable<T extends object> {
   }
 
   /**
-   * Share `seg`'s rows (same schema), all but the slots in `exclude` (a daemon's lease set:
+   * Share `seg`'s rows (same schema and class), all but the slots in `exclude` (a daemon's lease set:
    * every node's table the same segment, its own lease left out), listed after this table's
    * entries. Refused (false) when this table already shares one, when `seg` has a row that is
    * an object (it would be shared, not copied), or when a key of the segment's live rows is among
    * this table's own entries; the caller then adds the entries one by one.
    */
   attach(seg: CompactTable<T>, exclude: readonly number[]): boolean {
-    if (this.base || seg.base || seg.schema !== this.schema || seg.objs?.size || seg.free?.length)
+    if (
+      this.base ||
+      seg.base ||
+      seg.schema !== this.schema ||
+      seg.constructor !== this.constructor ||
+      seg.objs?.size ||
+      seg.free?.length
+    )
       return false;
     const gone = new Set(exclude);
     for (let i = 0; i < this.count; i++) {
