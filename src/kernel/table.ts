@@ -739,12 +739,64 @@ export interface SlotKeys {
   keyB(s: number): number;
 }
 
+/** an index from a key of two numbers to the first row slot of that key (SlotHash, or SlotList for a few keys) */
+export interface SlotIndex {
+  /** the first slot of (a, b), or -1 */
+  head(a: number, b: number): number;
+  /** slot `s` is the first of (a, b) from now on; -1: the key has no slot any more */
+  setHead(a: number, b: number, s: number): void;
+}
+
+const NO_HEADS: readonly number[] = [];
+
+/**
+ * SlotIndex for a table of a few keys (a pod's routes): the first slots in a list of its exact
+ * length, searched in order (a SlotHash's array and object cost ~250 bytes for two keys). `heads`
+ * gives them to a SlotHash when the table grows.
+ */
+export class SlotList implements SlotIndex {
+  private t: readonly number[] = NO_HEADS;
+
+  constructor(private readonly rows: SlotKeys) {}
+
+  private find(a: number, b: number): number {
+    for (let i = 0; i < this.t.length; i++)
+      if (this.rows.keyA(this.t[i]) === a && this.rows.keyB(this.t[i]) === b) return i;
+    return NONE;
+  }
+
+  head(a: number, b: number): number {
+    const i = this.find(a, b);
+    return i === NONE ? NONE : this.t[i];
+  }
+
+  setHead(a: number, b: number, s: number): void {
+    const i = this.find(a, b);
+    const n = this.t.length;
+    if (i !== NONE && s !== NONE) {
+      (this.t as number[])[i] = s;
+      return;
+    }
+    if (i === NONE && s === NONE) return;
+    // a list of the exact length (a push leaves room for more)
+    const t = new Array<number>(s === NONE ? n - 1 : n + 1);
+    for (let j = 0, k = 0; j < n; j++) if (j !== i) t[k++] = this.t[j];
+    if (s !== NONE) t[n] = s;
+    this.t = t;
+  }
+
+  /** the first slot of every key */
+  heads(): readonly number[] {
+    return this.t;
+  }
+}
+
 /**
  * Open addressing (linear probing) from a key of two numbers to the first row slot of that key:
  * the index of the compact tables and of the FIB. The rows keep their keys: the table's `keyA`
  * and `keyB` read a slot's.
  */
-export class SlotHash {
+export class SlotHash implements SlotIndex {
   /** a key's first slot + 1; 0 is empty (no array of its own until the first key) */
   private t = NO_SLOTS;
   private keys = 0;
