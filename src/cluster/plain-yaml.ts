@@ -39,8 +39,27 @@ function outside(): never {
   throw OUTSIDE;
 }
 
+/**
+ * plain scalars resolved lately, up to VALUES_KEPT of them (a file repeats values: a pod's node,
+ * its listen entries); only primitives, which every use of the value may share
+ */
+const plainValues = new Map<string, unknown>();
+const VALUES_KEPT = 10000;
+
 /** the value of a plain scalar as `yaml` resolves it: a string unless a core tag's test matches */
 function plainValue(s: string): unknown {
+  const known = plainValues.get(s);
+  if (known !== undefined || plainValues.has(s)) return known;
+  const v = resolvePlain(s);
+  if (typeof v !== 'object' || v === null) {
+    // a file's values that repeat mostly repeat close together (the pods of one node): a full memo starts again
+    if (plainValues.size === VALUES_KEPT) plainValues.clear();
+    plainValues.set(s, v);
+  }
+  return v;
+}
+
+function resolvePlain(s: string): unknown {
   const tag = TAGS.find((t) => t.default === true && !t.collection && t.test?.test(s));
   if (tag === undefined) return s;
   let failed = false;
@@ -52,10 +71,17 @@ function plainValue(s: string): unknown {
 
 const KEY_RE = /^[A-Za-z_][A-Za-z0-9_./-]*$/;
 
+/** keys found plain lately (a file repeats a few keys in every entry), up to KEYS_KEPT of them */
+const plainKeys = new Set<string>();
+const KEYS_KEPT = 1000;
+
 /** a mapping key: a plain name that resolves to itself, at most 1,000 characters */
 function key(s: string): string {
+  if (plainKeys.has(s)) return s;
   if (s.length > 1000 || !KEY_RE.test(s) || s === '__proto__') outside();
   if (TAGS.some((t) => (t.default === true || t.default === 'key') && t.test?.test(s))) outside();
+  if (plainKeys.size === KEYS_KEPT) plainKeys.clear();
+  plainKeys.add(s);
   return s;
 }
 
@@ -259,11 +285,10 @@ export function readPlainYaml(text: string): unknown {
   while (start <= text.length) {
     let end = text.indexOf('\n', start);
     if (end < 0) end = text.length;
-    const raw = text.slice(start, end);
-    start = end + 1;
     let indent = 0;
-    while (raw.charCodeAt(indent) === 32) indent++;
-    const t = raw.slice(indent).trimEnd();
+    while (text.charCodeAt(start + indent) === 32) indent++;
+    const t = text.slice(start + indent, end).trimEnd();
+    start = end + 1;
     if (t === '' || t[0] === '#') continue;
     if (indent === 0 && (t.startsWith('---') || t.startsWith('...') || t[0] === '%')) {
       if (first && t === '---') {
