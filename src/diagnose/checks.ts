@@ -5,7 +5,7 @@
  */
 import { MODE_INFO } from '../cni/modes.ts';
 import { nodeBlocks } from '../cni/ipam.ts';
-import type { Cluster, ResolvedNode, ResolvedPod } from '../cni/build.ts';
+import type { Cluster, ResolvedNode } from '../cni/build.ts';
 import { formatRoute, type Fib, type RouteRow } from '../kernel/fib.ts';
 import type { Link, Netns, VxlanLink } from '../kernel/objects.ts';
 import { inPrefix, ip4ToInt, networkOf, parseCidr } from '../wire/addr.ts';
@@ -430,14 +430,16 @@ export function runChecks(c: Cluster): CheckResult[] {
   // pod MTU against every path its packets can take: per node, its largest pod MTU against the
   // tightest path to another node (see tightestPaths: linear in the nodes, not their pairs)
   const under = c.nodes.map((n) => underlayMtu(c, n));
-  const podsOf = new Map<string, ResolvedPod[]>();
-  for (const p of c.pods) (podsOf.get(p.node) ?? podsOf.set(p.node, []).get(p.node)!).push(p);
+  // every pod's eth0, looked up once for the pod checks (the checks change no device)
+  const podEth0 = c.pods.map((p) => ns(p.name)?.link('eth0'));
+  const podsOf = new Map<string, number[]>();
+  c.pods.forEach((p, i) => (podsOf.get(p.node) ?? podsOf.set(p.node, []).get(p.node)!).push(i));
   const tightest = tightestPaths(c, under);
   c.nodes.forEach((src, i) => {
     let pod: { name: string; mtu: number } | undefined;
-    for (const p of podsOf.get(src.name) ?? []) {
-      const mtu = ns(p.name)?.link('eth0')?.mtu;
-      if (mtu !== undefined && (!pod || mtu > pod.mtu)) pod = { name: p.name, mtu };
+    for (const i of podsOf.get(src.name) ?? []) {
+      const mtu = podEth0[i]?.mtu;
+      if (mtu !== undefined && (!pod || mtu > pod.mtu)) pod = { name: c.pods[i].name, mtu };
     }
     const worst = tightest[i];
     if (!pod || !worst || pod.mtu <= worst.limit) return;
@@ -469,9 +471,10 @@ export function runChecks(c: Cluster): CheckResult[] {
   for (const f of podCidrOverlaps(c)) add(f);
 
   const nodeByName = new Map(c.nodes.map((n) => [n.name, n]));
-  for (const p of c.pods) {
+  for (let i = 0; i < c.pods.length; i++) {
+    const p = c.pods[i];
     const node = nodeByName.get(p.node);
-    const eth0 = ns(p.name)?.link('eth0');
+    const eth0 = podEth0[i];
     if (!node || !eth0) continue;
     // Calico IPAM lends an address from another node's block: its /32 is announced by BIRD
     const borrowed = c.ipam?.borrowed.has(p.name) ?? false;
@@ -721,10 +724,15 @@ export function runChecks(c: Cluster): CheckResult[] {
     down(n.name, node.link('cni0'), "the pods' bridge");
     if (info.device) down(n.name, node.link(info.device), 'the tunnel device');
   }
-  for (const p of c.pods) {
-    down(p.node, ns(p.node)?.link(p.hostVeth), `${p.name}'s host veth`);
-    down(p.name, ns(p.name)?.link('eth0'), `${p.name}'s interface`);
-  }
+  const nodeNs = new Map(c.nodes.map((n) => [n.name, ns(n.name)]));
+  c.pods.forEach((p, i) => {
+    down(
+      p.node,
+      (nodeNs.has(p.node) ? nodeNs.get(p.node) : ns(p.node))?.link(p.hostVeth),
+      `${p.name}'s host veth`,
+    );
+    down(p.name, podEth0[i], `${p.name}'s interface`);
+  });
 
   return CHECKS.map((k) => ({ check: k, findings: results.get(k)! }));
 }
