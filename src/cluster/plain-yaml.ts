@@ -185,13 +185,52 @@ interface Line {
   text: string;
 }
 
+/**
+ * The text's lines read one ahead (no list of them: a 1,000-node file has 130,000), blank lines
+ * and comments skipped; a document marker other than a first `---` is outside the subset. The
+ * next line is one object, rewritten by each read: read its fields before `take`.
+ */
 class Reader {
-  private at = 0;
+  private readonly line: Line = { indent: -1, text: '' };
+  private ahead = false;
+  private pos = 0;
+  private first = true;
 
-  constructor(private readonly lines: readonly Line[]) {}
+  constructor(private readonly src: string) {}
 
-  private peek(): Line | undefined {
-    return this.lines[this.at];
+  /** the next line, undefined at the end */
+  peek(): Line | undefined {
+    if (!this.ahead) {
+      this.read();
+      this.ahead = true;
+    }
+    return this.line.indent < 0 ? undefined : this.line;
+  }
+
+  private read(): void {
+    const text = this.src;
+    while (this.pos <= text.length) {
+      const start = this.pos;
+      let end = text.indexOf('\n', start);
+      if (end < 0) end = text.length;
+      let indent = 0;
+      while (text.charCodeAt(start + indent) === 32) indent++;
+      const t = text.slice(start + indent, end).trimEnd();
+      this.pos = end + 1;
+      if (t === '' || t[0] === '#') continue;
+      if (indent === 0 && (t.startsWith('---') || t.startsWith('...') || t[0] === '%')) {
+        if (this.first && t === '---') {
+          this.first = false;
+          continue;
+        }
+        outside();
+      }
+      this.first = false;
+      this.line.indent = indent;
+      this.line.text = t;
+      return;
+    }
+    this.line.indent = -1;
   }
 
   /** the block whose first line is the next one, at that line's indentation */
@@ -256,13 +295,14 @@ class Reader {
 
   /** the next line's text, which must be at `indent` */
   private take(indent: number): string {
-    const l = this.lines[this.at++];
+    const l = this.peek();
     if (l === undefined || l.indent !== indent) outside();
+    this.ahead = false;
     return l.text;
   }
 
   done(): boolean {
-    return this.at === this.lines.length;
+    return this.peek() === undefined;
   }
 }
 
@@ -279,30 +319,9 @@ const OUTSIDE_CHARS = /[^\x20-\x7e\n]/;
  */
 export function readPlainYaml(text: string): unknown {
   if (OUTSIDE_CHARS.test(text)) return undefined;
-  const lines: Line[] = [];
-  let start = 0;
-  let first = true;
-  while (start <= text.length) {
-    let end = text.indexOf('\n', start);
-    if (end < 0) end = text.length;
-    let indent = 0;
-    while (text.charCodeAt(start + indent) === 32) indent++;
-    const t = text.slice(start + indent, end).trimEnd();
-    start = end + 1;
-    if (t === '' || t[0] === '#') continue;
-    if (indent === 0 && (t.startsWith('---') || t.startsWith('...') || t[0] === '%')) {
-      if (first && t === '---') {
-        first = false;
-        continue;
-      }
-      return undefined;
-    }
-    first = false;
-    lines.push({ indent, text: t });
-  }
-  if (lines.length === 0 || lines[0].indent !== 0) return undefined;
   try {
-    const r = new Reader(lines);
+    const r = new Reader(text);
+    if (r.peek()?.indent !== 0) return undefined;
     const v = r.block();
     return r.done() ? v : undefined;
   } catch (e) {
