@@ -409,9 +409,14 @@ export function podCidrOverlaps(c: Cluster): Finding[] {
 
 /** the same address on two devices of nodes and pods */
 export function duplicateIps(c: Cluster): Finding[] {
+  return duplicateIpFindings(sharedAddresses(c));
+}
+
+/** duplicateIps' findings from sharedAddresses' answer */
+function duplicateIpFindings(shared: ReadonlyMap<string, string[]>): Finding[] {
   const out: Finding[] = [];
   // duplicate IPs among the devices of nodes and pods (pod and node addresses are routed cluster-wide)
-  for (const [ip, where] of sharedAddresses(c))
+  for (const [ip, where] of shared)
     out.push({
       check: 'duplicate-ip',
       severity: 'problem',
@@ -683,7 +688,9 @@ export function runChecks(c: Cluster): CheckResult[] {
 
   // duplicate MACs within one L2 domain (a bridge with its ports and what is behind them, or
   // the VXLAN overlay of one VNI); the same MAC in two separate domains is harmless
-  for (const [domain, byMac] of sharedMacs(c))
+  // (the MACs and the addresses of every device in one pass over the namespaces)
+  const held = sharedMacsAndAddresses(c, true, true);
+  for (const [domain, byMac] of held.macs)
     for (const [mac, where] of byMac)
       add({
         check: 'duplicate-mac',
@@ -692,7 +699,7 @@ export function runChecks(c: Cluster): CheckResult[] {
         fix: 'give each device its own MAC (a cloned VM image, or MACs written into a config by hand)',
       });
 
-  for (const f of duplicateIps(c)) add(f);
+  for (const f of duplicateIpFindings(held.addresses)) add(f);
 
   for (const n of c.nodes) {
     const node = ns(n.name);
@@ -774,10 +781,25 @@ class Shared {
  * carry the MAC there; a domain without a shared MAC is left out.
  */
 export function sharedMacs(c: Cluster): Map<string, Map<string, string[]>> {
+  return sharedMacsAndAddresses(c, true, false).macs;
+}
+
+/** sharedMacs (`macs`) and sharedAddresses (`addresses`) in one pass over the namespaces' devices; each only when asked for */
+function sharedMacsAndAddresses(
+  c: Cluster,
+  wantMacs: boolean,
+  wantAddresses: boolean,
+): { macs: Map<string, Map<string, string[]>>; addresses: Map<string, string[]> } {
   const domains = new Map<string, Shared>();
   const domain = (name: string) => domains.get(name) ?? domains.set(name, new Shared()).get(name)!;
-  for (const n of c.world.netns.values())
+  const ips = new Shared();
+  for (const n of c.world.netns.values()) {
+    const addressed = wantAddresses && (n.role === 'node' || n.role === 'pod');
+    if (!addressed && !wantMacs) continue;
     for (const l of n.links.values()) {
+      if (addressed)
+        for (const addr of l.addrs) if (!addr.ip.startsWith('127.')) ips.add(addr.ip, n.name, l.name);
+      if (!wantMacs) continue;
       if (l.type === 'bridge') {
         const d = domain(`bridge ${n.name}/${l.name}`);
         d.add(l.mac, n.name, l.name);
@@ -790,12 +812,13 @@ export function sharedMacs(c: Cluster): Map<string, Map<string, string[]>> {
         }
       } else if (l.type === 'vxlan') domain(`vxlan vni ${l.vni}`).add(l.mac, n.name, l.name);
     }
+  }
   const out = new Map<string, Map<string, string[]>>();
   for (const [name, d] of domains) {
     const macs = d.entries();
     if (macs.length) out.set(name, new Map(macs));
   }
-  return out;
+  return { macs: out, addresses: new Map(ips.entries()) };
 }
 
 /**
@@ -803,13 +826,7 @@ export function sharedMacs(c: Cluster): Map<string, Map<string, string[]>> {
  * order they are met, with those devices (`NETNS DEV`)
  */
 export function sharedAddresses(c: Cluster): Map<string, string[]> {
-  const ips = new Shared();
-  for (const n of c.world.netns.values()) {
-    if (n.role !== 'node' && n.role !== 'pod') continue;
-    for (const dev of n.links.values())
-      for (const addr of dev.addrs) if (!addr.ip.startsWith('127.')) ips.add(addr.ip, n.name, dev.name);
-  }
-  return new Map(ips.entries());
+  return sharedMacsAndAddresses(c, false, true).addresses;
 }
 
 export function describeCheck(k: CheckName): string {
