@@ -1182,7 +1182,9 @@ type Item = Record<string, unknown>;
 function entries(raw: unknown, key: string): [number, Item][] {
   const list = isRecord(raw) ? raw[key] : undefined;
   if (!Array.isArray(list)) return [];
-  return list.flatMap((v, i): [number, Item][] => (isRecord(v) ? [[i, v]] : []));
+  const out: [number, Item][] = [];
+  for (let i = 0; i < list.length; i++) if (isRecord(list[i])) out.push([i, list[i] as Item]);
+  return out;
 }
 
 /** Whether `key` holds a list of mappings each with a string at `field`. */
@@ -1413,7 +1415,8 @@ function checkPods(c: Checker, raw: unknown, nodes: Map<string, number> | undefi
         c.add(['pods', i, 'hostVeth'], `hostVeth "${veth}" is already used on node ${node} (line ${line})`);
       } else veths.set(key, i);
     }
-    if (Array.isArray(p.listen)) {
+    // (one entry repeats nothing)
+    if (Array.isArray(p.listen) && p.listen.length > 1) {
       const sockets = new Set<string>();
       const portNames = new Set<string>();
       p.listen.forEach((l: unknown, j) => {

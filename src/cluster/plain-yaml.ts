@@ -39,8 +39,27 @@ function outside(): never {
   throw OUTSIDE;
 }
 
+/**
+ * plain scalars resolved lately, up to VALUES_KEPT of them (a file repeats values: a pod's node,
+ * its listen entries); only primitives, which every use of the value may share
+ */
+const plainValues = new Map<string, unknown>();
+const VALUES_KEPT = 10000;
+
 /** the value of a plain scalar as `yaml` resolves it: a string unless a core tag's test matches */
 function plainValue(s: string): unknown {
+  const known = plainValues.get(s);
+  if (known !== undefined || plainValues.has(s)) return known;
+  const v = resolvePlain(s);
+  if (typeof v !== 'object' || v === null) {
+    // a file's values that repeat mostly repeat close together (the pods of one node): a full memo starts again
+    if (plainValues.size === VALUES_KEPT) plainValues.clear();
+    plainValues.set(s, v);
+  }
+  return v;
+}
+
+function resolvePlain(s: string): unknown {
   const tag = TAGS.find((t) => t.default === true && !t.collection && t.test?.test(s));
   if (tag === undefined) return s;
   let failed = false;
@@ -52,10 +71,17 @@ function plainValue(s: string): unknown {
 
 const KEY_RE = /^[A-Za-z_][A-Za-z0-9_./-]*$/;
 
+/** keys found plain lately (a file repeats a few keys in every entry), up to KEYS_KEPT of them */
+const plainKeys = new Set<string>();
+const KEYS_KEPT = 1000;
+
 /** a mapping key: a plain name that resolves to itself, at most 1,000 characters */
 function key(s: string): string {
+  if (plainKeys.has(s)) return s;
   if (s.length > 1000 || !KEY_RE.test(s) || s === '__proto__') outside();
   if (TAGS.some((t) => (t.default === true || t.default === 'key') && t.test?.test(s))) outside();
+  if (plainKeys.size === KEYS_KEPT) plainKeys.clear();
+  plainKeys.add(s);
   return s;
 }
 
@@ -159,13 +185,52 @@ interface Line {
   text: string;
 }
 
+/**
+ * The text's lines read one ahead (no list of them: a 1,000-node file has 130,000), blank lines
+ * and comments skipped; a document marker other than a first `---` is outside the subset. The
+ * next line is one object, rewritten by each read: read its fields before `take`.
+ */
 class Reader {
-  private at = 0;
+  private readonly line: Line = { indent: -1, text: '' };
+  private ahead = false;
+  private pos = 0;
+  private first = true;
 
-  constructor(private readonly lines: readonly Line[]) {}
+  constructor(private readonly src: string) {}
 
-  private peek(): Line | undefined {
-    return this.lines[this.at];
+  /** the next line, undefined at the end */
+  peek(): Line | undefined {
+    if (!this.ahead) {
+      this.read();
+      this.ahead = true;
+    }
+    return this.line.indent < 0 ? undefined : this.line;
+  }
+
+  private read(): void {
+    const text = this.src;
+    while (this.pos <= text.length) {
+      const start = this.pos;
+      let end = text.indexOf('\n', start);
+      if (end < 0) end = text.length;
+      let indent = 0;
+      while (text.charCodeAt(start + indent) === 32) indent++;
+      const t = text.slice(start + indent, end).trimEnd();
+      this.pos = end + 1;
+      if (t === '' || t[0] === '#') continue;
+      if (indent === 0 && (t.startsWith('---') || t.startsWith('...') || t[0] === '%')) {
+        if (this.first && t === '---') {
+          this.first = false;
+          continue;
+        }
+        outside();
+      }
+      this.first = false;
+      this.line.indent = indent;
+      this.line.text = t;
+      return;
+    }
+    this.line.indent = -1;
   }
 
   /** the block whose first line is the next one, at that line's indentation */
@@ -230,13 +295,14 @@ class Reader {
 
   /** the next line's text, which must be at `indent` */
   private take(indent: number): string {
-    const l = this.lines[this.at++];
+    const l = this.peek();
     if (l === undefined || l.indent !== indent) outside();
+    this.ahead = false;
     return l.text;
   }
 
   done(): boolean {
-    return this.at === this.lines.length;
+    return this.peek() === undefined;
   }
 }
 
@@ -253,31 +319,9 @@ const OUTSIDE_CHARS = /[^\x20-\x7e\n]/;
  */
 export function readPlainYaml(text: string): unknown {
   if (OUTSIDE_CHARS.test(text)) return undefined;
-  const lines: Line[] = [];
-  let start = 0;
-  let first = true;
-  while (start <= text.length) {
-    let end = text.indexOf('\n', start);
-    if (end < 0) end = text.length;
-    const raw = text.slice(start, end);
-    start = end + 1;
-    let indent = 0;
-    while (raw.charCodeAt(indent) === 32) indent++;
-    const t = raw.slice(indent).trimEnd();
-    if (t === '' || t[0] === '#') continue;
-    if (indent === 0 && (t.startsWith('---') || t.startsWith('...') || t[0] === '%')) {
-      if (first && t === '---') {
-        first = false;
-        continue;
-      }
-      return undefined;
-    }
-    first = false;
-    lines.push({ indent, text: t });
-  }
-  if (lines.length === 0 || lines[0].indent !== 0) return undefined;
   try {
-    const r = new Reader(lines);
+    const r = new Reader(text);
+    if (r.peek()?.indent !== 0) return undefined;
     const v = r.block();
     return r.done() ? v : undefined;
   } catch (e) {

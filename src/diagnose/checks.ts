@@ -5,7 +5,7 @@
  */
 import { MODE_INFO } from '../cni/modes.ts';
 import { nodeBlocks } from '../cni/ipam.ts';
-import type { Cluster, ResolvedNode, ResolvedPod } from '../cni/build.ts';
+import type { Cluster, ResolvedNode } from '../cni/build.ts';
 import { formatRoute, type Fib, type RouteRow } from '../kernel/fib.ts';
 import type { Link, Netns, VxlanLink } from '../kernel/objects.ts';
 import { inPrefix, ip4ToInt, networkOf, parseCidr } from '../wire/addr.ts';
@@ -118,6 +118,127 @@ function segmentProbes(
       return [...out].sort((x, y) => x - y);
     },
   };
+}
+
+/**
+ * The VXLAN routes of a shared route segment (a daemon's lease set, Fib.attach), by device and
+ * gateway: how many rows of each, and their answers on a node whose neighbour table and FDBs are
+ * the segments given (each (device, gateway) once: every node that shares them answers the same)
+ */
+interface VxlanSegment {
+  /** rows by device, then gateway */
+  rows: Map<string, Map<string, number>>;
+  answers: VxlanAnswers[];
+}
+
+interface VxlanAnswers {
+  neigh: NeighTable;
+  /** per device of `rows` (in its order): its FDB's segment, or null where it is no VXLAN device */
+  fdbs: (FdbTable | null)[];
+  /** the (device, gateway) the segments leave without a neighbour or an FDB entry */
+  failing: [string, string][];
+  /** the (device, gateway) whose neighbour's MAC each FDB key (`DEV MAC`) answers */
+  byMac: Map<string, [string, string][]>;
+}
+
+type NeighTable = Netns['neigh'];
+type FdbTable = VxlanLink['fdb'];
+
+/**
+ * Whether none of a node's VXLAN routes can lack its neighbour or FDB entry, known without reading
+ * each route: when its routing table, its neighbour table and its VXLAN devices' FDBs list shared
+ * segments, a route of the segment that the node still lists answers as on every node of those
+ * segments (worked out once per segment, VxlanSegment) unless the node's own tables differ from
+ * the segments for its key: a neighbour or FDB entry of its own, one gone, one it holds an object
+ * of. Those routes, the node's own routes and its routes held as objects are checked as the
+ * full scan checks them. False: the node's routes need the full scan (it may have a finding, or
+ * its tables share no segment).
+ */
+function vxlanClean(
+  node: Netns,
+  vxlanOf: (name: string) => VxlanLink | undefined,
+  memo: Map<Fib, VxlanSegment>,
+): boolean {
+  const seg = node.fib.segment;
+  if (!seg) return false;
+  // the full scan's test of one route (the full scan then says what is wrong)
+  const ok = (via: string, devName: string) => {
+    const dev = vxlanOf(devName);
+    if (!dev || !via) return true;
+    const lladdr = node.neigh.peekField(via, dev.name, 'lladdr');
+    return !!lladdr && dev.fdb.has(lladdr);
+  };
+  let rows = memo.get(seg);
+  if (!rows) {
+    const byDev = new Map<string, Map<string, number>>();
+    seg.scan((r) => {
+      if (r.dev === undefined || !r.via) return;
+      const m = byDev.get(r.dev) ?? byDev.set(r.dev, new Map()).get(r.dev)!;
+      m.set(r.via, (m.get(r.via) ?? 0) + 1);
+    });
+    memo.set(seg, (rows = { rows: byDev, answers: [] }));
+  }
+  const devs = [...rows.rows.keys()];
+  const fdbs: (FdbTable | null)[] = [];
+  for (const d of devs) {
+    const dev = vxlanOf(d);
+    if (dev && !dev.fdb.segment) return false;
+    fdbs.push(dev ? dev.fdb.segment! : null);
+  }
+  const neigh = node.neigh.segment;
+  if (!neigh) return fdbs.every((f) => f === null) && ownRowsOk(node.fib, ok);
+  let a = rows.answers.find((x) => x.neigh === neigh && x.fdbs.every((f, i) => f === fdbs[i]));
+  if (!a) rows.answers.push((a = vxlanAnswers(rows.rows, neigh, fdbs)));
+  if (!ownRowsOk(node.fib, ok)) return false;
+  // the segment's routes this table does not list, by device and gateway
+  const gone = new Map<string, Map<string, number>>();
+  node.fib.scanGone((r) => {
+    if (r.dev === undefined || !r.via) return;
+    const m = gone.get(r.dev) ?? gone.set(r.dev, new Map()).get(r.dev)!;
+    m.set(r.via, (m.get(r.via) ?? 0) + 1);
+  });
+  const listed = (dev: string, via: string) =>
+    (rows.rows.get(dev)?.get(via) ?? 0) > (gone.get(dev)?.get(via) ?? 0);
+  const suspect: [string, string][] = [...a.failing];
+  node.neigh.scanDiffering((e) => suspect.push([e.dev, e.ip]));
+  devs.forEach((d, i) => {
+    if (fdbs[i]) vxlanOf(d)!.fdb.scanDiffering((e) => suspect.push(...(a.byMac.get(`${d} ${e.mac}`) ?? [])));
+  });
+  return suspect.every(([dev, via]) => !listed(dev, via) || ok(via, dev));
+}
+
+/** a node's own routes and those it holds as objects pass the VXLAN test `ok` */
+function ownRowsOk(fib: Fib, ok: (via: string, dev: string) => boolean): boolean {
+  let clean = true;
+  const test = (r: RouteRow) => {
+    if (clean && r.dev !== undefined && r.via !== undefined && !ok(r.via, r.dev)) clean = false;
+  };
+  fib.scanOwn(test);
+  fib.scanObjects(test);
+  return clean;
+}
+
+/** the answers of a route segment's (device, gateway) keys on a node whose neighbours and FDBs are these segments */
+function vxlanAnswers(
+  rows: Map<string, Map<string, number>>,
+  neigh: NeighTable,
+  fdbs: (FdbTable | null)[],
+): VxlanAnswers {
+  const failing: [string, string][] = [];
+  const byMac = new Map<string, [string, string][]>();
+  [...rows].forEach(([dev, vias], i) => {
+    const fdb = fdbs[i];
+    if (!fdb) return;
+    for (const via of vias.keys()) {
+      const lladdr = neigh.peekField(via, dev, 'lladdr');
+      if (!lladdr || !fdb.has(lladdr)) failing.push([dev, via]);
+      if (lladdr) {
+        const k = `${dev} ${lladdr}`;
+        (byMac.get(k) ?? byMac.set(k, []).get(k)!).push([dev, via]);
+      }
+    }
+  });
+  return { neigh, fdbs, failing, byMac };
 }
 
 /** a namespace's devices by name that `pick` accepts, each looked up once (the routes of a node name a few) */
@@ -288,9 +409,14 @@ export function podCidrOverlaps(c: Cluster): Finding[] {
 
 /** the same address on two devices of nodes and pods */
 export function duplicateIps(c: Cluster): Finding[] {
+  return duplicateIpFindings(sharedAddresses(c));
+}
+
+/** duplicateIps' findings from sharedAddresses' answer */
+function duplicateIpFindings(shared: ReadonlyMap<string, string[]>): Finding[] {
   const out: Finding[] = [];
   // duplicate IPs among the devices of nodes and pods (pod and node addresses are routed cluster-wide)
-  for (const [ip, where] of sharedAddresses(c))
+  for (const [ip, where] of shared)
     out.push({
       check: 'duplicate-ip',
       severity: 'problem',
@@ -309,14 +435,16 @@ export function runChecks(c: Cluster): CheckResult[] {
   // pod MTU against every path its packets can take: per node, its largest pod MTU against the
   // tightest path to another node (see tightestPaths: linear in the nodes, not their pairs)
   const under = c.nodes.map((n) => underlayMtu(c, n));
-  const podsOf = new Map<string, ResolvedPod[]>();
-  for (const p of c.pods) (podsOf.get(p.node) ?? podsOf.set(p.node, []).get(p.node)!).push(p);
+  // every pod's eth0, looked up once for the pod checks (the checks change no device)
+  const podEth0 = c.pods.map((p) => ns(p.name)?.link('eth0'));
+  const podsOf = new Map<string, number[]>();
+  c.pods.forEach((p, i) => (podsOf.get(p.node) ?? podsOf.set(p.node, []).get(p.node)!).push(i));
   const tightest = tightestPaths(c, under);
   c.nodes.forEach((src, i) => {
     let pod: { name: string; mtu: number } | undefined;
-    for (const p of podsOf.get(src.name) ?? []) {
-      const mtu = ns(p.name)?.link('eth0')?.mtu;
-      if (mtu !== undefined && (!pod || mtu > pod.mtu)) pod = { name: p.name, mtu };
+    for (const i of podsOf.get(src.name) ?? []) {
+      const mtu = podEth0[i]?.mtu;
+      if (mtu !== undefined && (!pod || mtu > pod.mtu)) pod = { name: c.pods[i].name, mtu };
     }
     const worst = tightest[i];
     if (!pod || !worst || pod.mtu <= worst.limit) return;
@@ -348,9 +476,10 @@ export function runChecks(c: Cluster): CheckResult[] {
   for (const f of podCidrOverlaps(c)) add(f);
 
   const nodeByName = new Map(c.nodes.map((n) => [n.name, n]));
-  for (const p of c.pods) {
+  for (let i = 0; i < c.pods.length; i++) {
+    const p = c.pods[i];
     const node = nodeByName.get(p.node);
-    const eth0 = ns(p.name)?.link('eth0');
+    const eth0 = podEth0[i];
     if (!node || !eth0) continue;
     // Calico IPAM lends an address from another node's block: its /32 is announced by BIRD
     const borrowed = c.ipam?.borrowed.has(p.name) ?? false;
@@ -370,12 +499,14 @@ export function runChecks(c: Cluster): CheckResult[] {
   // VXLAN: every onlink route through a vxlan device needs a neighbour and an FDB entry behind it
   // (flanneld writes them in flannel-vxlan, felix, as calico-node, in calico-vxlan)
   const vxlanDaemon = info.routeDaemon === 'felix' ? 'calico-node' : 'flanneld';
+  const vxlanSegments = new Map<Fib, VxlanSegment>();
   for (const n of c.nodes) {
     const node = ns(n.name);
     if (!node) continue;
     // each route read in place, its neighbour's MAC and the FDB's entry looked up by key: no
     // object made of any (every node's every route), the route's only for a finding
     const vxlanOf = devices(node, (l): l is VxlanLink => l.type === 'vxlan');
+    if (vxlanClean(node, vxlanOf, vxlanSegments)) continue;
     node.fib.scan((row) => {
       const dev = row.dev !== undefined ? vxlanOf(row.dev) : undefined;
       if (!dev || !row.via) return;
@@ -557,7 +688,9 @@ export function runChecks(c: Cluster): CheckResult[] {
 
   // duplicate MACs within one L2 domain (a bridge with its ports and what is behind them, or
   // the VXLAN overlay of one VNI); the same MAC in two separate domains is harmless
-  for (const [domain, byMac] of sharedMacs(c))
+  // (the MACs and the addresses of every device in one pass over the namespaces)
+  const held = sharedMacsAndAddresses(c, true, true);
+  for (const [domain, byMac] of held.macs)
     for (const [mac, where] of byMac)
       add({
         check: 'duplicate-mac',
@@ -566,7 +699,7 @@ export function runChecks(c: Cluster): CheckResult[] {
         fix: 'give each device its own MAC (a cloned VM image, or MACs written into a config by hand)',
       });
 
-  for (const f of duplicateIps(c)) add(f);
+  for (const f of duplicateIpFindings(held.addresses)) add(f);
 
   for (const n of c.nodes) {
     const node = ns(n.name);
@@ -598,10 +731,15 @@ export function runChecks(c: Cluster): CheckResult[] {
     down(n.name, node.link('cni0'), "the pods' bridge");
     if (info.device) down(n.name, node.link(info.device), 'the tunnel device');
   }
-  for (const p of c.pods) {
-    down(p.node, ns(p.node)?.link(p.hostVeth), `${p.name}'s host veth`);
-    down(p.name, ns(p.name)?.link('eth0'), `${p.name}'s interface`);
-  }
+  const nodeNs = new Map(c.nodes.map((n) => [n.name, ns(n.name)]));
+  c.pods.forEach((p, i) => {
+    down(
+      p.node,
+      (nodeNs.has(p.node) ? nodeNs.get(p.node) : ns(p.node))?.link(p.hostVeth),
+      `${p.name}'s host veth`,
+    );
+    down(p.name, podEth0[i], `${p.name}'s interface`);
+  });
 
   return CHECKS.map((k) => ({ check: k, findings: results.get(k)! }));
 }
@@ -643,10 +781,25 @@ class Shared {
  * carry the MAC there; a domain without a shared MAC is left out.
  */
 export function sharedMacs(c: Cluster): Map<string, Map<string, string[]>> {
+  return sharedMacsAndAddresses(c, true, false).macs;
+}
+
+/** sharedMacs (`macs`) and sharedAddresses (`addresses`) in one pass over the namespaces' devices; each only when asked for */
+function sharedMacsAndAddresses(
+  c: Cluster,
+  wantMacs: boolean,
+  wantAddresses: boolean,
+): { macs: Map<string, Map<string, string[]>>; addresses: Map<string, string[]> } {
   const domains = new Map<string, Shared>();
   const domain = (name: string) => domains.get(name) ?? domains.set(name, new Shared()).get(name)!;
-  for (const n of c.world.netns.values())
+  const ips = new Shared();
+  for (const n of c.world.netns.values()) {
+    const addressed = wantAddresses && (n.role === 'node' || n.role === 'pod');
+    if (!addressed && !wantMacs) continue;
     for (const l of n.links.values()) {
+      if (addressed)
+        for (const addr of l.addrs) if (!addr.ip.startsWith('127.')) ips.add(addr.ip, n.name, l.name);
+      if (!wantMacs) continue;
       if (l.type === 'bridge') {
         const d = domain(`bridge ${n.name}/${l.name}`);
         d.add(l.mac, n.name, l.name);
@@ -659,12 +812,13 @@ export function sharedMacs(c: Cluster): Map<string, Map<string, string[]>> {
         }
       } else if (l.type === 'vxlan') domain(`vxlan vni ${l.vni}`).add(l.mac, n.name, l.name);
     }
+  }
   const out = new Map<string, Map<string, string[]>>();
   for (const [name, d] of domains) {
     const macs = d.entries();
     if (macs.length) out.set(name, new Map(macs));
   }
-  return out;
+  return { macs: out, addresses: new Map(ips.entries()) };
 }
 
 /**
@@ -672,13 +826,7 @@ export function sharedMacs(c: Cluster): Map<string, Map<string, string[]>> {
  * order they are met, with those devices (`NETNS DEV`)
  */
 export function sharedAddresses(c: Cluster): Map<string, string[]> {
-  const ips = new Shared();
-  for (const n of c.world.netns.values()) {
-    if (n.role !== 'node' && n.role !== 'pod') continue;
-    for (const dev of n.links.values())
-      for (const addr of dev.addrs) if (!addr.ip.startsWith('127.')) ips.add(addr.ip, n.name, dev.name);
-  }
-  return new Map(ips.entries());
+  return sharedMacsAndAddresses(c, false, true).addresses;
 }
 
 export function describeCheck(k: CheckName): string {

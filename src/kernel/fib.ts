@@ -15,7 +15,7 @@
  */
 import { intToIp4, prefixMask } from '../wire/addr.ts';
 import type { FibException } from './objects.ts';
-import { grow, intern, interned, sameKeys, SlotHash } from './table.ts';
+import { grow, intern, interned, sameKeys, SlotHash, SlotList, type SlotIndex } from './table.ts';
 
 /**
  * rtm_protocol, named as `ip route` prints it: rt_protos' names, and `80` for the number it has no
@@ -114,9 +114,25 @@ const NONE = -1;
 /** a row: dst, metric, meta, via, dev, src (the strings' ids), the next alias's slot + 1 */
 const W = 7;
 const [DST, METRIC, META, VIA, DEV, SRC, NEXT] = [0, 1, 2, 3, 4, 5, 6];
-/** what a table holds before its first route: no typed array of its own (a pod's namespace has two routes) */
-const NO_ROWS = new Uint32Array(0);
-const NO_SLOTS = new Int32Array(0);
+/**
+ * What a table holds before its first route (nothing of its own), and up to SMALL routes: lists
+ * of their exact length and a SlotList, where typed arrays and a SlotHash would cost ~700 bytes
+ * more (a pod's namespace has two routes); past SMALL, typed arrays grown by doubling and a
+ * SlotHash. The lists hold what the typed arrays would (values written as uint32), so the two
+ * forms answer alike.
+ */
+const NO_ROWS: readonly number[] = [];
+const NO_SLOTS: readonly number[] = [];
+/** no prefix lengths: shared, never written (countLen makes a new list to add one, splices only a list that has it) */
+const NO_LENS: readonly number[] = [];
+const SMALL = 8;
+
+/** `a` at length `n`, its values kept and the rest 0: a list of the exact length (a push leaves room for more) */
+function resized(a: ArrayLike<number>, n: number): number[] {
+  const b = new Array<number>(n);
+  for (let i = 0; i < n; i++) b[i] = i < a.length ? a[i] : 0;
+  return b;
+}
 
 /**
  * A route as a reader that keeps nothing sees it (doctor's checks of every node's every route):
@@ -163,19 +179,19 @@ export class Fib {
   private baseLive = 0;
   /** slots in use or freed (a removed route's slot is reused) */
   private cap = 0;
-  /** the rows, W words each, by slot */
-  private rows = NO_ROWS;
+  /** the rows, W words each, by slot (a list in the small form) */
+  private rows: Uint32Array | number[] = NO_ROWS as number[];
   /** the route objects of the rows that have one: kept by `add`, or made when handed out */
   private objs: Map<number, Route> | undefined;
   private free: number[] | undefined;
   /** slots in the order `ip route show` lists them: by network address, longer prefixes first, then metric */
-  private order = NO_SLOTS;
+  private order: Int32Array | number[] = NO_SLOTS as number[];
   private count = 0;
   /** prefix and length to the first alias's slot */
-  private hash = this.newIndex();
+  private hash: SlotIndex = this.newIndex();
   /** the prefix lengths present, longest first (what lookup walks), and the routes of each */
-  private lens: number[] = [];
-  private lenRoutes: number[] = [];
+  private lens = NO_LENS as number[];
+  private lenRoutes = NO_LENS as number[];
 
   get size(): number {
     return this.count + this.baseLive;
@@ -288,7 +304,7 @@ export class Fib {
     n: number,
     rowAt: (i: number) => number,
     keyOf: (i: number) => number,
-    rows: Uint32Array,
+    rows: ArrayLike<number>,
     objs: Map<number, Route> | undefined,
   ): void {
     for (let i = 0; i < n; i++) {
@@ -298,7 +314,7 @@ export class Fib {
       for (let k = 0; k < W; k++) this.rows[dst + k] = rows[src + k];
       const o = objs?.get(keyOf(i));
       if (o !== undefined) (this.objs ??= new Map()).set(s, o);
-      if (this.count === this.order.length) this.order = grow(this.order, this.count * 2 + 4);
+      this.roomInOrder();
       this.order[this.count++] = s;
       this.index(s);
     }
@@ -325,14 +341,14 @@ export class Fib {
     this.gone = undefined;
     this.baseLive = 0;
     this.cap = 0;
-    this.rows = NO_ROWS;
+    this.rows = NO_ROWS as number[];
     this.objs = undefined;
     this.free = undefined;
-    this.order = NO_SLOTS;
+    this.order = NO_SLOTS as number[];
     this.count = 0;
     this.hash = this.newIndex();
-    this.lens = [];
-    this.lenRoutes = [];
+    this.lens = NO_LENS as number[];
+    this.lenRoutes = NO_LENS as number[];
   }
 
   /** a route, kept as the object given: lookups return this very object */
@@ -412,6 +428,17 @@ export class Fib {
   scanOwn(visit: (r: RouteRow) => void): void {
     const row = this.cursor();
     for (let i = 0; i < this.count; i++) visit(this.fill(row, this.order[i]));
+  }
+
+  /**
+   * the segment's rows this table holds an object of (a lookup handed one out), read as the object:
+   * with the own rows (scanOwn) and the rows gone (scanGone), the rows whose values this table may
+   * show otherwise than its segment does
+   */
+  scanObjects(visit: (r: RouteRow) => void): void {
+    if (!this.objs) return;
+    const row = this.cursor();
+    for (const s of this.objs.keys()) if (s < this.nb) visit(this.fill(row, s));
   }
 
   /** the segment's rows this table does not list (its own lease left out, removed since), read in place */
@@ -508,16 +535,17 @@ export class Fib {
       (r.src === undefined || typeof r.src === 'string');
     const o = (s - this.nb) * W;
     const rows = this.rows;
-    rows[o + DST] = r.dst;
-    rows[o + METRIC] = r.metric;
-    rows[o + META] = plain ? metaOf(r.len, type, proto, scope, r.onlink, shape) : r.len | KEPT;
+    // as a Uint32Array stores them (ToUint32), in either form
+    rows[o + DST] = r.dst >>> 0;
+    rows[o + METRIC] = r.metric >>> 0;
+    rows[o + META] = (plain ? metaOf(r.len, type, proto, scope, r.onlink, shape) : r.len | KEPT) >>> 0;
     rows[o + VIA] = plain ? intern(r.via) : 0;
     rows[o + DEV] = plain ? intern(r.dev) : 0;
     rows[o + SRC] = plain ? intern(r.src) : 0;
     if (!plain) (this.objs ??= new Map()).set(s, r);
     // Linux lists the main table in trie order: by network address, longer prefix first on ties (checked on 6.18)
     const n = this.count;
-    if (n === this.order.length) this.order = grow(this.order, n * 2 + 4);
+    this.roomInOrder();
     // routes are mostly added in that order already (a daemon's lease after lease): append
     if (n === 0 || this.cmpSlot(this.order[n - 1], r) <= 0) this.order[n] = s;
     else {
@@ -669,14 +697,36 @@ export class Fib {
   private alloc(): number {
     const f = this.free?.pop();
     if (f !== undefined) return f;
-    if (this.cap * W === this.rows.length) this.rows = grow(this.rows, (this.cap < 2 ? 2 : this.cap * 2) * W);
+    if (this.cap * W === this.rows.length) {
+      if (this.cap < SMALL) this.rows = resized(this.rows, (this.cap + 1) * W);
+      else {
+        if (Array.isArray(this.rows)) this.widen();
+        this.rows = grow(this.rows as Uint32Array, this.cap * 2 * W);
+      }
+    }
     return this.nb + this.cap++;
+  }
+
+  /** room in `order` for one slot more: of the exact length in the small form, else doubling */
+  private roomInOrder(): void {
+    const n = this.count;
+    if (n < this.order.length) return;
+    this.order = Array.isArray(this.order) ? resized(this.order, n + 1) : grow(this.order, n * 2 + 4);
+  }
+
+  /** the small form's lists become typed arrays, its SlotList a SlotHash (the table grew past SMALL slots) */
+  private widen(): void {
+    this.rows = Uint32Array.from(this.rows);
+    this.order = Int32Array.from(this.order);
+    const heads = (this.hash as SlotList).heads();
+    this.hash = new SlotHash(this);
+    for (const h of heads) this.hash.setHead(this.keyA(h), this.keyB(h), h);
   }
 
   /* ---------------------------------------------------------------- the prefix index */
 
-  private newIndex(): SlotHash {
-    return new SlotHash(this);
+  private newIndex(): SlotIndex {
+    return new SlotList(this);
   }
 
   /** SlotKeys: a slot's key, its prefix and length (one method for every namespace's FIB, not

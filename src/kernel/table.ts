@@ -327,6 +327,23 @@ export class CompactTable<T extends object> {
     return out;
   }
 
+  /** the shared segment this table lists as rows of its own (attach, a table of its class); undefined when it has none */
+  get segment(): this | undefined {
+    return this.base as this | undefined;
+  }
+
+  /**
+   * The entries by which this table may answer a key otherwise than its segment does: its own
+   * rows, the segment's rows it does not list (gone: as the segment has them), and the segment's
+   * rows it holds an object of (handed out, and changed in place maybe), in no particular order.
+   * A key none of them has is answered as the segment answers it.
+   */
+  scanDiffering(visit: (t: T) => void): void {
+    for (let i = 0; i < this.count; i++) visit(this.view(this.order[i]));
+    if (this.gone) for (const s of this.gone) visit(this.base!.view(s));
+    if (this.objs) for (const [s, t] of this.objs) if (s < this.nb) visit(t);
+  }
+
   /** the slots in the order the entries were added: the own rows before `baseAt`, the segment's live rows, the rest */
   private slots(): number[] {
     const out: number[] = [];
@@ -343,14 +360,21 @@ export class CompactTable<T extends object> {
   }
 
   /**
-   * Share `seg`'s rows (same schema), all but the slots in `exclude` (a daemon's lease set:
+   * Share `seg`'s rows (same schema and class), all but the slots in `exclude` (a daemon's lease set:
    * every node's table the same segment, its own lease left out), listed after this table's
    * entries. Refused (false) when this table already shares one, when `seg` has a row that is
    * an object (it would be shared, not copied), or when a key of the segment's live rows is among
    * this table's own entries; the caller then adds the entries one by one.
    */
   attach(seg: CompactTable<T>, exclude: readonly number[]): boolean {
-    if (this.base || seg.base || seg.schema !== this.schema || seg.objs?.size || seg.free?.length)
+    if (
+      this.base ||
+      seg.base ||
+      seg.schema !== this.schema ||
+      seg.constructor !== this.constructor ||
+      seg.objs?.size ||
+      seg.free?.length
+    )
       return false;
     const gone = new Set(exclude);
     for (let i = 0; i < this.count; i++) {
@@ -715,12 +739,64 @@ export interface SlotKeys {
   keyB(s: number): number;
 }
 
+/** an index from a key of two numbers to the first row slot of that key (SlotHash, or SlotList for a few keys) */
+export interface SlotIndex {
+  /** the first slot of (a, b), or -1 */
+  head(a: number, b: number): number;
+  /** slot `s` is the first of (a, b) from now on; -1: the key has no slot any more */
+  setHead(a: number, b: number, s: number): void;
+}
+
+const NO_HEADS: readonly number[] = [];
+
+/**
+ * SlotIndex for a table of a few keys (a pod's routes): the first slots in a list of its exact
+ * length, searched in order (a SlotHash's array and object cost ~250 bytes for two keys). `heads`
+ * gives them to a SlotHash when the table grows.
+ */
+export class SlotList implements SlotIndex {
+  private t: readonly number[] = NO_HEADS;
+
+  constructor(private readonly rows: SlotKeys) {}
+
+  private find(a: number, b: number): number {
+    for (let i = 0; i < this.t.length; i++)
+      if (this.rows.keyA(this.t[i]) === a && this.rows.keyB(this.t[i]) === b) return i;
+    return NONE;
+  }
+
+  head(a: number, b: number): number {
+    const i = this.find(a, b);
+    return i === NONE ? NONE : this.t[i];
+  }
+
+  setHead(a: number, b: number, s: number): void {
+    const i = this.find(a, b);
+    const n = this.t.length;
+    if (i !== NONE && s !== NONE) {
+      (this.t as number[])[i] = s;
+      return;
+    }
+    if (i === NONE && s === NONE) return;
+    // a list of the exact length (a push leaves room for more)
+    const t = new Array<number>(s === NONE ? n - 1 : n + 1);
+    for (let j = 0, k = 0; j < n; j++) if (j !== i) t[k++] = this.t[j];
+    if (s !== NONE) t[n] = s;
+    this.t = t;
+  }
+
+  /** the first slot of every key */
+  heads(): readonly number[] {
+    return this.t;
+  }
+}
+
 /**
  * Open addressing (linear probing) from a key of two numbers to the first row slot of that key:
  * the index of the compact tables and of the FIB. The rows keep their keys: the table's `keyA`
  * and `keyB` read a slot's.
  */
-export class SlotHash {
+export class SlotHash implements SlotIndex {
   /** a key's first slot + 1; 0 is empty (no array of its own until the first key) */
   private t = NO_SLOTS;
   private keys = 0;
