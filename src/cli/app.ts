@@ -650,8 +650,10 @@ Examples:
           { from, to, proto: o.proto, port, size: o.size, df: o.df, sport: o.sport, endpoint: o.endpoint },
           { exchange: !!o.exchange },
         );
-        // the pcap directory is checked before anything is printed
-        const writePcaps = o.pcap === undefined ? undefined : openDir(io, '--pcap', o.pcap);
+        // the pcap directory is checked, and the files written (all or none), before anything is
+        // printed: a directory entry in the way is one line and exit 2, not a trace and then an error
+        const pcaps = o.pcap === undefined ? undefined : pcapFiles(c.world);
+        if (pcaps) guardDir('--pcap', o.pcap!, () => openDir(io, '--pcap', o.pcap!)(pcaps));
         const format: Format = o.json ? 'json' : o.format;
         const traces = o.exchange ? w.traces : [w.request, ...(w.reply ? [w.reply] : [])];
         if (format === 'json') {
@@ -686,11 +688,7 @@ Examples:
               io.out(st.dim('conntrack -L after the exchange:\n') + ct.map((l) => `  ${l}`).join('\n'));
           }
         }
-        if (writePcaps) {
-          const files = pcapFiles(c.world);
-          guardDir('--pcap', o.pcap!, () => writePcaps(files));
-          io.err(`wrote ${files.length} pcap files to ${o.pcap}`);
-        }
+        if (pcaps) io.err(`wrote ${pcaps.length} pcap files to ${o.pcap}`);
         code = walkOk(w) ? 0 : 1;
       },
     );
