@@ -493,6 +493,33 @@ describe('colour', () => {
   );
 });
 
+describe("the README's advice for use outside the checkout", () => {
+  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+  // the commands of its sh blocks (a `$ ` prompt dropped), one per line
+  const commands = [...readme.matchAll(/^```sh\n([\s\S]*?)^```$/gm)]
+    .flatMap((m) => m[1].split('\n'))
+    .map((l) => l.replace(/^\$ /, '').trim());
+  /** a command without its comment */
+  const bare = (l: string) => l.replace(/(^|\s)#.*$/, '').trim();
+  test('no command runs npx as root: `sudo npx podwalk` would run what the registry has under that name', () => {
+    assert.ok(commands.length > 100, `${commands.length} commands`);
+    assert.deepEqual(
+      commands.map(bare).filter((l) => /\bsudo\b.*\bnpx\b/.test(l) && !/\bnpx tsx\b/.test(l)),
+      [],
+    );
+  });
+  test('outside the checkout: the executable itself or npm link, never npx', () => {
+    const section = readme.slice(readme.indexOf('## Commands'), readme.indexOf('### `podwalk demo`'));
+    assert.match(section, /Outside the checkout, do not type `npx podwalk`/);
+    assert.ok(
+      commands.includes(
+        'cd /path/to/podwalk && npm link && podwalk trace pod-a pod-c:8080   # or link it as `podwalk` on your PATH',
+      ),
+    );
+    assert.ok(commands.some((l) => l.startsWith('sudo /path/to/podwalk/bin/podwalk.js lab up')));
+  });
+});
+
 describe('help', () => {
   test('--help exits 0 and has examples', {}, async () => {
     const r = await podwalk(['--help']);
