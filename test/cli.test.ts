@@ -358,6 +358,22 @@ describe('bad usage exits 2 with one line on stderr', () => {
       assertUsageError(r, message);
     });
 
+  test('a complex key through the real executable: one line, no Node warning', () => {
+    // the yaml library stringifies a list key with process.emitWarning, which only a real
+    // process shows (on its stderr, beside podwalk's line)
+    const dir = mkdtempSync(join(tmpdir(), 'podwalk-ckey-'));
+    try {
+      const file = join(dir, 'c.yaml');
+      writeFileSync(file, [...CLUSTER_HEAD, '? [a, b]', ': 1', ''].join('\n'));
+      const r = spawnSync(process.execPath, [BIN, 'modes', '--cluster', file], { encoding: 'utf8' });
+      assert.equal(r.status, 2, r.stderr);
+      assert.equal(r.stdout, '');
+      assert.equal(r.stderr, `podwalk: ${file}:5:3: a key must be a plain name, not a list\n`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('a cluster file that is not YAML', async () => {
     const r = await podwalk(['modes', '--cluster', 'x.yaml'], { files: { 'x.yaml': 'nodes: [oops\n' } });
     assertUsageError(r, /^podwalk: x\.yaml:\d+:\d+: /);
