@@ -999,6 +999,33 @@ describe('trace --pcap DIR: checked before anything is printed, written all or n
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
     assert.match(r.stderr, /^podwalk: --pcap \/proc\/podwalk-x: cannot create the directory/);
   });
+
+  test('collect --out is checked the same way, before the collector runs', () => {
+    const base = mkdtempSync(join(tmpdir(), 'podwalk-out-'));
+    try {
+      const file = join(base, 'f');
+      writeFileSync(file, 'x');
+      for (const [dir, message] of [
+        [
+          '/proc/podwalk-x',
+          /^podwalk: --out \/proc\/podwalk-x: cannot create the directory \/proc\/podwalk-x: /,
+        ],
+        [file, /^podwalk: --out .*\/f: not a directory$/],
+      ] as const) {
+        const r = spawnSync(process.execPath, [BIN, 'collect', '--out', dir], {
+          encoding: 'utf8',
+          timeout: 60_000,
+        });
+        assert.equal(r.status, 2, r.stderr);
+        assert.equal(r.stdout, '');
+        assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+        assert.match(r.stderr.trim(), message);
+      }
+      assert.equal(readFileSync(file, 'utf8'), 'x');
+    } finally {
+      rmSync(base, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('emulated tools: what is not emulated says so, exit 2', () => {

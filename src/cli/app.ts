@@ -1001,6 +1001,9 @@ Examples:
           'collect needs --out DIR (--out - writes a .tar.gz to stdout; --script prints the collector)',
         );
       if (!io.collect) throw new UsageError('collect runs on a node: it needs sh and the file system');
+      // the directory is checked (and made) first, as --pcap's: a file, /proc or /sys there is one
+      // line and exit 2, not the collector's mkdir error and exit 1
+      if (o.out !== '-') openDir(io, '--out', o.out);
       const r = io.collect({ out: o.out, netns: o.netns, name: o.name, kube: o.kube });
       if (r.stderr) io.err(r.stderr.replace(/\n$/, ''));
       code = r.code;
