@@ -257,6 +257,13 @@ describe('bad usage exits 2 with one line on stderr', () => {
     ["--policy ''", ['trace', 'pod-a', 'pod-c', '--policy', ''], /--policy: an empty file name/],
     ["--pcap ''", ['trace', 'pod-a', 'pod-c', '--pcap', ''], /--pcap: an empty directory name/],
     ["doctor --scenario ''", ['doctor', '--scenario', ''], /--scenario: an empty name/],
+    // nor is an empty --from (it walked, and lab up built, the built-in cluster)
+    ["--from ''", ['trace', 'pod-a', 'pod-c', '--from', ''], /^podwalk: --from: an empty name$/],
+    ["doctor --from ''", ['doctor', 'pod-a', 'pod-c', '--from', ''], /^podwalk: --from: an empty name$/],
+    ["lab up --from ''", ['lab', 'up', '--from', ''], /^podwalk: --from: an empty name$/],
+    ["serve --from ''", ['serve', '--from', ''], /^podwalk: --from: an empty name$/],
+    ["collect --name ''", ['collect', '--out', '-', '--name', ''], /^podwalk: --name: an empty name$/],
+    ["collect --netns ''", ['collect', '--out', '-', '--netns', ''], /^podwalk: --netns: an empty name$/],
   ];
   for (const [name, argv, message] of cases)
     test(`${name}: ${argv.join(' ')}`, async () => {

@@ -3,6 +3,7 @@
  */
 import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
+import { named } from './errors.ts';
 import type { ClusterSpec, CniMode } from '../cluster/spec.ts';
 import { buildCluster, type Cluster } from '../cni/build.ts';
 import { planLab } from '../lab/plan.ts';
@@ -146,7 +147,7 @@ Examples:
     new Option(
       '--from <DIR|FILE.tar.gz>',
       'the cluster of `podwalk collect` dumps (its lab is pw-<dump set name>-…)',
-    );
+    ).argParser(named('--from'));
   /** the lab's cluster name: the dump set's, or the cluster file's */
   /** the cluster of the lab a command names: --from's dumps imported, or --cluster (or the seed) */
   const labCluster = (o: { cluster?: string; from?: string }): Cluster => {
