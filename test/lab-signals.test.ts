@@ -331,7 +331,10 @@ describe('lab up and lab trace under signals: nothing left behind', { skip, time
     const c = buildCluster(s.spec, s.mode);
     labDown(c);
     const prefix = `pw-${s.spec.name}-`;
-    const tmpBefore = readdirSync(tmpdir()).filter((f) => f.startsWith('podwalk-'));
+    // the lab's temporary directories only: other test files make podwalk-… ones of their own
+    // meanwhile (npm test runs files side by side)
+    const labTmp = () => readdirSync(tmpdir()).filter((f) => /^podwalk-(collect|lab)-/.test(f));
+    const tmpBefore = labTmp();
     const collecting = join(scratchPath(prefix), 'collect');
     const p = start(['lab', 'scenario', String(seed), '--imported']);
     let ended: Done | undefined;
@@ -345,7 +348,7 @@ describe('lab up and lab trace under signals: nothing left behind', { skip, time
     assert.equal((await p.done).signal, 'SIGKILL');
     // the collection was in the lab's scratch directory (a SIGKILL left /tmp/podwalk-collect-*)
     assert.deepEqual(
-      readdirSync(tmpdir()).filter((f) => f.startsWith('podwalk-') && !tmpBefore.includes(f)),
+      labTmp().filter((f) => !tmpBefore.includes(f)),
       [],
       'temporary directories left',
     );
