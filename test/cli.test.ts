@@ -257,6 +257,13 @@ describe('bad usage exits 2 with one line on stderr', () => {
     ["--policy ''", ['trace', 'pod-a', 'pod-c', '--policy', ''], /--policy: an empty file name/],
     ["--pcap ''", ['trace', 'pod-a', 'pod-c', '--pcap', ''], /--pcap: an empty directory name/],
     ["doctor --scenario ''", ['doctor', '--scenario', ''], /--scenario: an empty name/],
+    // nor is an empty --from (it walked, and lab up built, the built-in cluster)
+    ["--from ''", ['trace', 'pod-a', 'pod-c', '--from', ''], /^podwalk: --from: an empty name$/],
+    ["doctor --from ''", ['doctor', 'pod-a', 'pod-c', '--from', ''], /^podwalk: --from: an empty name$/],
+    ["lab up --from ''", ['lab', 'up', '--from', ''], /^podwalk: --from: an empty name$/],
+    ["serve --from ''", ['serve', '--from', ''], /^podwalk: --from: an empty name$/],
+    ["collect --name ''", ['collect', '--out', '-', '--name', ''], /^podwalk: --name: an empty name$/],
+    ["collect --netns ''", ['collect', '--out', '-', '--netns', ''], /^podwalk: --netns: an empty name$/],
   ];
   for (const [name, argv, message] of cases)
     test(`${name}: ${argv.join(' ')}`, async () => {
@@ -357,6 +364,22 @@ describe('bad usage exits 2 with one line on stderr', () => {
       });
       assertUsageError(r, message);
     });
+
+  test('a complex key through the real executable: one line, no Node warning', () => {
+    // the yaml library stringifies a list key with process.emitWarning, which only a real
+    // process shows (on its stderr, beside podwalk's line)
+    const dir = mkdtempSync(join(tmpdir(), 'podwalk-ckey-'));
+    try {
+      const file = join(dir, 'c.yaml');
+      writeFileSync(file, [...CLUSTER_HEAD, '? [a, b]', ': 1', ''].join('\n'));
+      const r = spawnSync(process.execPath, [BIN, 'modes', '--cluster', file], { encoding: 'utf8' });
+      assert.equal(r.status, 2, r.stderr);
+      assert.equal(r.stdout, '');
+      assert.equal(r.stderr, `podwalk: ${file}:5:3: a key must be a plain name, not a list\n`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   test('a cluster file that is not YAML', async () => {
     const r = await podwalk(['modes', '--cluster', 'x.yaml'], { files: { 'x.yaml': 'nodes: [oops\n' } });
@@ -491,6 +514,33 @@ describe('colour', () => {
       assert.match(r.stdout, ANSI_ESCAPE);
     },
   );
+});
+
+describe("the README's advice for use outside the checkout", () => {
+  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+  // the commands of its sh blocks (a `$ ` prompt dropped), one per line
+  const commands = [...readme.matchAll(/^```sh\n([\s\S]*?)^```$/gm)]
+    .flatMap((m) => m[1].split('\n'))
+    .map((l) => l.replace(/^\$ /, '').trim());
+  /** a command without its comment */
+  const bare = (l: string) => l.replace(/(^|\s)#.*$/, '').trim();
+  test('no command runs npx as root: `sudo npx podwalk` would run what the registry has under that name', () => {
+    assert.ok(commands.length > 100, `${commands.length} commands`);
+    assert.deepEqual(
+      commands.map(bare).filter((l) => /\bsudo\b.*\bnpx\b/.test(l) && !/\bnpx tsx\b/.test(l)),
+      [],
+    );
+  });
+  test('outside the checkout: the executable itself or npm link, never npx', () => {
+    const section = readme.slice(readme.indexOf('## Commands'), readme.indexOf('### `podwalk demo`'));
+    assert.match(section, /Outside the checkout, do not type `npx podwalk`/);
+    assert.ok(
+      commands.includes(
+        'cd /path/to/podwalk && npm link && podwalk trace pod-a pod-c:8080   # or link it as `podwalk` on your PATH',
+      ),
+    );
+    assert.ok(commands.some((l) => l.startsWith('sudo /path/to/podwalk/bin/podwalk.js lab up')));
+  });
 });
 
 describe('help', () => {
@@ -930,17 +980,16 @@ describe('trace --pcap DIR: checked before anything is printed, written all or n
     }
   });
 
-  test('a directory in the way of one file: nothing written at all', async () => {
+  test('a directory in the way of one file: one line, exit 2, nothing printed, nothing written', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'podwalk-pcap-'));
     try {
       mkdirSync(join(dir, 'node1-eth0.pcap'));
       const r = await onDisk([...walkArgs, '--pcap', dir]);
-      assertExit(r, 2);
-      assert.match(
-        r.err.at(-1)!,
+      // the files are written before the trace is printed: no trace followed by an error
+      assertUsageError(
+        r,
         /^podwalk: --pcap .*: node1-eth0\.pcap is there and is not a file; nothing written$/,
       );
-      assert.doesNotMatch(r.stderr, /^\s+at /m);
       assert.deepEqual(readdirSync(dir), ['node1-eth0.pcap']);
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -956,6 +1005,33 @@ describe('trace --pcap DIR: checked before anything is printed, written all or n
     assert.equal(r.stdout, '');
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
     assert.match(r.stderr, /^podwalk: --pcap \/proc\/podwalk-x: cannot create the directory/);
+  });
+
+  test('collect --out is checked the same way, before the collector runs', () => {
+    const base = mkdtempSync(join(tmpdir(), 'podwalk-out-'));
+    try {
+      const file = join(base, 'f');
+      writeFileSync(file, 'x');
+      for (const [dir, message] of [
+        [
+          '/proc/podwalk-x',
+          /^podwalk: --out \/proc\/podwalk-x: cannot create the directory \/proc\/podwalk-x: /,
+        ],
+        [file, /^podwalk: --out .*\/f: not a directory$/],
+      ] as const) {
+        const r = spawnSync(process.execPath, [BIN, 'collect', '--out', dir], {
+          encoding: 'utf8',
+          timeout: 60_000,
+        });
+        assert.equal(r.status, 2, r.stderr);
+        assert.equal(r.stdout, '');
+        assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+        assert.match(r.stderr.trim(), message);
+      }
+      assert.equal(readFileSync(file, 'utf8'), 'x');
+    } finally {
+      rmSync(base, { recursive: true, force: true });
+    }
   });
 });
 

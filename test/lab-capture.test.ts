@@ -127,7 +127,7 @@ describe(
   () => {
     test('the CLI applies the emulated command to the model and the real one to the lab', () => {
       const root = fileURLToPath(new URL('..', import.meta.url));
-      const dir = mkdtempSync(join(tmpdir(), 'podwalk-lab-run-'));
+      const dir = mkdtempSync(join(tmpdir(), 'podwalk-caprun-'));
       const file = join(dir, 'caprun.yaml');
       writeFileSync(file, clusterYaml('caprun'));
       const cli = (args: string[]) =>
@@ -156,6 +156,55 @@ describe(
         assert.equal(bad.stderr.trim().split('\n').length, 1, bad.stderr);
       } finally {
         cli(['lab', 'down', '--cluster', file]);
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    test("a cluster file's run: lines: lab up, lab diff and lab trace apply them as --run (they were ignored)", () => {
+      const root = fileURLToPath(new URL('..', import.meta.url));
+      const dir = mkdtempSync(join(tmpdir(), 'podwalk-caprun-'));
+      const file = join(dir, 'caprunf.yaml');
+      const bad = join(dir, 'caprunb.yaml');
+      writeFileSync(file, clusterYaml('caprunf') + `run:\n  - "node1: ${FAULT}"\n`);
+      writeFileSync(bad, clusterYaml('caprunb') + 'run:\n  - "node1: ip route del 10.9.9.0/24"\n');
+      const cli = (args: string[]) =>
+        spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+          cwd: root,
+          encoding: 'utf8',
+        });
+      try {
+        const up = cli(['lab', 'up', '--cluster', file]);
+        assert.equal(up.status, 0, up.stdout + up.stderr);
+        // cni0 is down in the lab, as run: says, and the lab's tables are the model's with it
+        assert.match(
+          cli(['lab', 'exec', 'node1', '--cluster', file, '--', 'ip', 'link', 'show', 'cni0']).stdout,
+          /state DOWN/,
+        );
+        const diff = cli(['lab', 'diff', '--cluster', file]);
+        assert.equal(diff.status, 0, diff.stdout + diff.stderr);
+        assert.equal(cli(['lab', 'down', '--cluster', file]).status, 0);
+        // lab trace: nothing reaches pod-b on either side, and both agree
+        const r = cli(['lab', 'trace', 'pod-a', 'pod-b:8080', '--cluster', file]);
+        assert.equal(r.status, 0, r.stdout + r.stderr);
+        assert.match(r.stdout, /real client: exit [1-9]/);
+        assert.match(r.stdout, /simulation and kernel agree on all \d+ interfaces/);
+        // a run: line the model refuses: one line at its file:line:col, exit 2, no lab built
+        for (const args of [
+          ['lab', 'up', '--cluster', bad],
+          ['lab', 'trace', 'pod-a', 'pod-b:8080', '--cluster', bad],
+        ]) {
+          const b = cli(args);
+          assert.equal(b.status, 2, b.stdout + b.stderr);
+          assert.equal(
+            b.stderr,
+            `podwalk: ${bad}:8:5: run[0] "node1: ip route del 10.9.9.0/24": RTNETLINK answers: No such process\n`,
+          );
+          // no lab was built (its namespaces, without another process's start)
+          assert.doesNotMatch(run(['ip', 'netns', 'list']).stdout, /^pw-caprunb-/m);
+        }
+      } finally {
+        cli(['lab', 'down', '--cluster', file]);
+        cli(['lab', 'down', '--cluster', bad]);
         rmSync(dir, { recursive: true, force: true });
       }
     });

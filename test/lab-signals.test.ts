@@ -25,6 +25,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadCluster } from '../src/cluster/load.ts';
 import { buildCluster } from '../src/cni/build.ts';
+import { generateScenario } from '../src/lab/scenarios.ts';
 import {
   labCondition,
   labDown,
@@ -322,6 +323,40 @@ describe('lab up and lab trace under signals: nothing left behind', { skip, time
       assertGone('sigt', pids, tmpBefore);
       assert.equal(labCondition(model('sigt')).kind, 'down');
     });
+
+  test('SIGKILL to lab scenario --imported while it collects: nothing in /tmp, its next run removes every trace', async () => {
+    // seed 960 (flannel-vxlan, 2 nodes, 4 pods): a small lab, outside the seeds lab-diff runs
+    const seed = 960;
+    const s = generateScenario(seed);
+    const c = buildCluster(s.spec, s.mode);
+    labDown(c);
+    const prefix = `pw-${s.spec.name}-`;
+    // the lab's temporary directories only: other test files make podwalk-… ones of their own
+    // meanwhile (npm test runs files side by side)
+    const labTmp = () => readdirSync(tmpdir()).filter((f) => /^podwalk-(collect|lab)-/.test(f));
+    const tmpBefore = labTmp();
+    const collecting = join(scratchPath(prefix), 'collect');
+    const p = start(['lab', 'scenario', String(seed), '--imported']);
+    let ended: Done | undefined;
+    void p.done.then((d) => (ended = d));
+    await waitFor('the collection', () => {
+      if (ended) throw new Error(`the scenario ended before its collection:\n${show(ended)}`);
+      return existsSync(collecting);
+    });
+    const pids = namespaces(prefix).flatMap((n) => processesIn(n).map((x) => x.pid));
+    process.kill(-p.child.pid!, 'SIGKILL');
+    assert.equal((await p.done).signal, 'SIGKILL');
+    // the collection was in the lab's scratch directory (a SIGKILL left /tmp/podwalk-collect-*)
+    assert.deepEqual(
+      labTmp().filter((f) => !tmpBefore.includes(f)),
+      [],
+      'temporary directories left',
+    );
+    assert.equal(labCondition(c).kind, 'orphaned');
+    // what lab down (and the scenario's next run, which starts with it) removes
+    labDown(c);
+    assertGone(s.spec.name, pids, tmpLabDirs());
+  });
 
   test('lab down of one lab leaves a lab whose name starts the same alone (nwc, nwc-b)', async () => {
     for (const n of ['nwc-b', 'nwc']) await labUp(model(n), { detached: true });

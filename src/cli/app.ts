@@ -17,7 +17,7 @@ import { BuildError, buildCluster, type Cluster } from '../cni/build.ts';
 import { LabError, LabInterrupted } from '../lab/host.ts';
 import { LabPlanError } from '../lab/plan.ts';
 import { labCommand } from './lab.ts';
-import { UsageError } from './errors.ts';
+import { named, UsageError } from './errors.ts';
 import { runShell } from './shell.ts';
 import { DEFAULT_WEB_ROOT, hasBuild, serveWeb, type Served } from './serve.ts';
 import { applyRun, CommandError, prepareCluster, runCommand, TOOLS } from '../tools/index.ts';
@@ -613,7 +613,7 @@ Examples:
       "a Service's destination: take this endpoint where kube-proxy chooses one at random (default: the flow's own draw)",
     )
     .option('--policy <file>', POLICY_HELP, collect, [])
-    .option('--from <DIR|FILE.tar.gz>', FROM_HELP)
+    .option('--from <DIR|FILE.tar.gz>', FROM_HELP, named('--from'))
     .addHelpText('after', EXAMPLES.trace)
     .action(
       (
@@ -650,8 +650,10 @@ Examples:
           { from, to, proto: o.proto, port, size: o.size, df: o.df, sport: o.sport, endpoint: o.endpoint },
           { exchange: !!o.exchange },
         );
-        // the pcap directory is checked before anything is printed
-        const writePcaps = o.pcap === undefined ? undefined : openDir(io, '--pcap', o.pcap);
+        // the pcap directory is checked, and the files written (all or none), before anything is
+        // printed: a directory entry in the way is one line and exit 2, not a trace and then an error
+        const pcaps = o.pcap === undefined ? undefined : pcapFiles(c.world);
+        if (pcaps) guardDir('--pcap', o.pcap!, () => openDir(io, '--pcap', o.pcap!)(pcaps));
         const format: Format = o.json ? 'json' : o.format;
         const traces = o.exchange ? w.traces : [w.request, ...(w.reply ? [w.reply] : [])];
         if (format === 'json') {
@@ -686,11 +688,7 @@ Examples:
               io.out(st.dim('conntrack -L after the exchange:\n') + ct.map((l) => `  ${l}`).join('\n'));
           }
         }
-        if (writePcaps) {
-          const files = pcapFiles(c.world);
-          guardDir('--pcap', o.pcap!, () => writePcaps(files));
-          io.err(`wrote ${files.length} pcap files to ${o.pcap}`);
-        }
+        if (pcaps) io.err(`wrote ${pcaps.length} pcap files to ${o.pcap}`);
         code = walkOk(w) ? 0 : 1;
       },
     );
@@ -735,7 +733,7 @@ Examples:
       [],
     )
     .option('--policy <file>', POLICY_HELP, collect, [])
-    .option('--from <DIR|FILE.tar.gz>', FROM_HELP)
+    .option('--from <DIR|FILE.tar.gz>', FROM_HELP, named('--from'))
     .addHelpText(
       'after',
       `
@@ -786,7 +784,7 @@ Examples:
     .option('--walk <FLOW>', 'walk a flow first (repeatable)', collect, [])
     .option('--in <netns>', 'the namespace to start in (default: the first node)')
     .option('--policy <file>', POLICY_HELP, collect, [])
-    .option('--from <DIR|FILE.tar.gz>', FROM_HELP)
+    .option('--from <DIR|FILE.tar.gz>', FROM_HELP, named('--from'))
     .addHelpText(
       'after',
       `
@@ -845,7 +843,7 @@ Examples:
     .option('--scenario <name>', 'a ready-made broken cluster from scenarios/ (see podwalk scenarios)')
     .option('--run <NETNS: CMD>', 'apply an emulated command first (repeatable, in order)', collect, [])
     .option('--policy <file>', POLICY_HELP, collect, [])
-    .option('--from <DIR|FILE.tar.gz>', FROM_HELP)
+    .option('--from <DIR|FILE.tar.gz>', FROM_HELP, named('--from'))
     .option('--json', 'machine-readable report')
     .addHelpText('after', EXAMPLES.doctor)
     .action(
@@ -970,8 +968,16 @@ Examples:
       "dump a node's network state for --from: the namespace (the node, or --netns NAME) and every pod its veths lead to (run as root on the node; --script prints the same collector as a POSIX sh script)",
     )
     .option('--out <DIR|->', 'write DIR/NODE/… (-: a gzipped tar of it on stdout)')
-    .option('--netns <name>', 'dump the named network namespace (ip netns) instead of the current one')
-    .option('--name <node>', "the node's name in the dump (default: the hostname, or the --netns name)")
+    .option(
+      '--netns <name>',
+      'dump the named network namespace (ip netns) instead of the current one',
+      named('--netns'),
+    )
+    .option(
+      '--name <node>',
+      "the node's name in the dump (default: the hostname, or the --netns name)",
+      named('--name'),
+    )
     .option('--kube', 'also save kubectl get nodes,pods,services,endpointslices,networkpolicies -A -o json')
     .option('--script', 'print the collector (a POSIX sh script needing only iproute2) instead of running it')
     .addHelpText(
@@ -1003,6 +1009,9 @@ Examples:
           'collect needs --out DIR (--out - writes a .tar.gz to stdout; --script prints the collector)',
         );
       if (!io.collect) throw new UsageError('collect runs on a node: it needs sh and the file system');
+      // the directory is checked (and made) first, as --pcap's: a file, /proc or /sys there is one
+      // line and exit 2, not the collector's mkdir error and exit 1
+      if (o.out !== '-') openDir(io, '--out', o.out);
       const r = io.collect({ out: o.out, netns: o.netns, name: o.name, kube: o.kube });
       if (r.stderr) io.err(r.stderr.replace(/\n$/, ''));
       code = r.code;
@@ -1084,7 +1093,7 @@ Examples:
         .default(8080),
     )
     .option('--dir <dir>', 'the page build to serve', DEFAULT_WEB_ROOT)
-    .option('--from <DIR|FILE.tar.gz>', `${FROM_HELP}; the page imports them itself`)
+    .option('--from <DIR|FILE.tar.gz>', `${FROM_HELP}; the page imports them itself`, named('--from'))
     .addHelpText(
       'after',
       `

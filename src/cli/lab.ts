@@ -3,6 +3,7 @@
  */
 import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
+import { named } from './errors.ts';
 import type { ClusterSpec, CniMode } from '../cluster/spec.ts';
 import { buildCluster, type Cluster } from '../cni/build.ts';
 import { planLab } from '../lab/plan.ts';
@@ -23,7 +24,7 @@ import { runScenario } from '../lab/differential.ts';
 import { stateDiff } from '../lab/diff.ts';
 import type { Proto } from '../trace/types.ts';
 import { flowLine, type Style } from '../render/text.ts';
-import { applyRun, splitRunLine } from '../tools/index.ts';
+import { applyRun, prepareCluster, splitRunLine } from '../tools/index.ts';
 
 export interface LabCliDeps {
   out(s: string): void;
@@ -87,6 +88,37 @@ function runningLab(c: Cluster): LabState {
   }
 }
 
+/** a command run before the flow, with where it came from: `run[i]` of the cluster file, `--run` */
+interface RunLine {
+  l: string;
+  where: string;
+  index?: number;
+}
+
+/** the cluster file's `run:` lines, then --run's, in the order they are applied */
+function runLines(spec: ClusterSpec, extra: readonly string[] = []): RunLine[] {
+  return [
+    ...spec.run.map((l, i) => ({ l, where: `run[${i}]`, index: i })),
+    ...extra.map((l) => ({ l, where: '--run' })),
+  ];
+}
+
+/**
+ * The same commands on the real kernel, in order, each in its namespace of the lab (the model's
+ * emulated tools have run them first, so a command they refuse never gets here)
+ */
+async function runInLab(st: LabState, lines: readonly RunLine[], signal: AbortSignal): Promise<void> {
+  for (const { l, where } of lines) {
+    const [netns, cmd] = splitRunLine(l);
+    if (!st.namespaces[netns]) throw new LabError(`${where}: the lab has no namespace ${netns}`);
+    const x = await labChange(st, netns, cmd, signal);
+    if (x.code !== 0)
+      throw new LabError(
+        `${where} "${netns}: ${cmd}" failed in the lab: ${(x.stderr || x.stdout).trim().split('\n')[0] || `exit ${x.code}`}`,
+      );
+  }
+}
+
 export function labCommand(d: LabCliDeps): Command {
   const lab = new Command('lab').description(
     "the cluster on this machine's real kernel: network namespaces named pw-<cluster>-<netns> (root only)",
@@ -115,7 +147,7 @@ Examples:
     new Option(
       '--from <DIR|FILE.tar.gz>',
       'the cluster of `podwalk collect` dumps (its lab is pw-<dump set name>-…)',
-    );
+    ).argParser(named('--from'));
   /** the lab's cluster name: the dump set's, or the cluster file's */
   /** the cluster of the lab a command names: --from's dumps imported, or --cluster (or the seed) */
   const labCluster = (o: { cluster?: string; from?: string }): Cluster => {
@@ -148,6 +180,11 @@ Examples:
             })();
         const spec = c.spec;
         d.warn(c);
+        // the cluster file's run: lines, on both sides as lab trace's --run: the model's emulated
+        // tools first (a command they refuse is an error at its file:line:col before anything is
+        // built), then the real ones in the lab once it is up
+        const runs = o.from ? [] : runLines(spec);
+        if (runs.length) applyRun(buildCluster(spec, c.mode), runs);
         if (o.dryRun) {
           for (const s of planLab(c).steps)
             d.out(
@@ -158,7 +195,16 @@ Examples:
         }
         need();
         const policies = o.policy.map((f) => resolve(f));
-        const st = await interruptible((signal) => labUp(c, { detached: true, signal, policies }));
+        const st = await interruptible(async (signal) => {
+          const up = await labUp(c, { detached: true, signal, policies });
+          try {
+            await runInLab(up, runs, signal);
+          } catch (e) {
+            labDown(c);
+            throw e;
+          }
+          return up;
+        });
         d.out(
           `lab ${spec.name} (${c.mode}) is up: ${Object.keys(st.namespaces).length} network namespaces, ${st.listeners.length} listeners${st.birds?.length ? `, ${st.birds.length} BIRDs (mesh Established)` : ''}`,
         );
@@ -298,23 +344,14 @@ Examples:
             `a lab for "${spec.name}" is up: lab trace builds its own fresh one; run podwalk lab down first`,
           );
         // the model first: a command the emulation refuses is a usage error before any lab is built
+        // (the cluster file's run: lines first, then --run's)
         const sim = buildCluster(spec, mode);
-        applyRun(
-          sim,
-          o.run.map((l) => ({ l, where: '--run' })),
-        );
-        const runs = o.run.map((l) => splitRunLine(l));
+        const runs = runLines(spec, o.run);
+        applyRun(sim, runs);
         const r = await interruptible(async (signal) => {
           const st = await labUp(built, { signal });
           try {
-            for (const [netns, cmd] of runs) {
-              if (!st.namespaces[netns]) throw new LabError(`--run: the lab has no namespace ${netns}`);
-              const x = await labChange(st, netns, cmd, signal);
-              if (x.code !== 0)
-                throw new LabError(
-                  `--run "${netns}: ${cmd}" failed in the lab: ${(x.stderr || x.stdout).trim().split('\n')[0] || `exit ${x.code}`}`,
-                );
-            }
+            await runInLab(st, runs, signal);
             return await labTrace(
               st,
               sim,
@@ -400,7 +437,7 @@ Examples:
       const policies = o.policy.length ? o.policy : (st.policies ?? []);
       const model = o.from
         ? d.importFrom(o.from)
-        : buildCluster(d.loadSpec(o.cluster, policies), st.mode as CniMode);
+        : prepareCluster(d.loadSpec(o.cluster, policies), st.mode as CniMode);
       const diffs = await stateDiff(st, model);
       const st2 = d.style;
       for (const t of diffs) {

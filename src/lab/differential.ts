@@ -4,15 +4,14 @@
  * the model), the same flow walked on both; they must agree on the outcome and on every packet of
  * every interface.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildCluster, type Cluster } from '../cni/build.ts';
 import { quiesce } from '../cni/modes.ts';
 import { loadDumps } from '../collect/load.ts';
 import { importCluster } from '../import/index.ts';
 import { labCollect } from './collect.ts';
-import { birdsStopped, labChange, labDown, LabError, labQuiesce, labUp, pause } from './host.ts';
+import { birdsStopped, labChange, labDown, LabError, labQuiesce, labScratch, labUp, pause } from './host.ts';
 import { labTrace, type LabTraceResult, type ModelComparison } from './trace.ts';
 import { faultOf, generateScenario, type Fault, type Scenario } from './scenarios.ts';
 import { endpointDraws, resolveService, type Walk, type WalkRequest } from '../trace/walk.ts';
@@ -185,7 +184,10 @@ export async function runScenario(
     if (state.birds?.length && !birdFault) await quietBgp();
     let imported: Cluster | undefined;
     if (opts.imported) {
-      const dir = mkdtempSync(join(tmpdir(), 'podwalk-collect-'));
+      // in the lab's scratch directory, not in /tmp: lab down (or the next run of the scenario)
+      // removes it also when this process was killed (a SIGKILL left /tmp/podwalk-collect-*)
+      const dir = join(labScratch(state), 'collect');
+      mkdirSync(dir);
       try {
         await labCollect(state, state.roles!, dir, opts.signal);
         imported = importCluster(loadDumps(dir).files, { name: s.spec.name }).cluster;

@@ -289,9 +289,14 @@ async function settle(
   };
 }
 
-/** SIGKILL a detached child and everything in its process group */
-function killGroup(child: ChildProcess): void {
-  if (!child.pid || child.exitCode !== null || child.signalCode !== null) return;
+/**
+ * SIGKILL a detached child and everything in its process group. `evenIfExited`: also when the
+ * child itself has just exited, for what it started in its group and left running (its pid,
+ * the group's id, is not given to another process while the group has members).
+ */
+function killGroup(child: ChildProcess, evenIfExited = false): void {
+  if (!child.pid) return;
+  if (!evenIfExited && (child.exitCode !== null || child.signalCode !== null)) return;
   try {
     process.kill(-child.pid, 'SIGKILL');
   } catch {
@@ -707,18 +712,24 @@ export function startReady(
     const said = () => out.trim().split('\n').slice(-3).join(' / ') || 'nothing';
     const onData = (d: Buffer) => {
       out += d.toString();
-      if (ready(out)) settle();
+      if (ready(out) && child.exitCode === null && child.signalCode === null) settle();
     };
     child.stdout?.on('data', onData);
     child.stderr!.on('data', onData);
     child.on('error', (e) => settle(new LabError(`${what} could not start: ${e.message}`)));
-    child.on('exit', (code, sig) =>
-      settle(
-        new LabError(
-          `${what} did not start: it ${sig ? `was killed by ${sig}` : `exited with status ${code}`}; it printed: ${said()}`,
+    // it exited before it was ready: what it left in its group is killed, which closes the pipes
+    // those held, then the error quotes all it printed ('exit' can come before its last output)
+    child.on('exit', (code, sig) => {
+      if (settled) return;
+      killGroup(child, true);
+      child.on('close', () =>
+        settle(
+          new LabError(
+            `${what} did not start: it ${sig ? `was killed by ${sig}` : `exited with status ${code}`}; it printed: ${said()}`,
+          ),
         ),
-      ),
-    );
+      );
+    });
     const timer = setTimeout(
       () =>
         settle(
