@@ -244,6 +244,16 @@ describe('bad usage exits 2 with one line on stderr', () => {
     ['lab up: bad mode', ['lab', 'up', '--mode', 'weave'], /weave/],
     ['lab up: unknown option', ['lab', 'up', '--bogus'], /--bogus/],
     ['lab trace: missing FROM', ['lab', 'trace'], /FROM/],
+    [
+      'lab status: --all is every lab, not one cluster',
+      ['lab', 'status', '--all', '--cluster', 'x.yaml'],
+      /'--all' cannot be used with option '--cluster/,
+    ],
+    [
+      'lab down: --orphaned is every orphaned lab, not one',
+      ['lab', 'down', '--orphaned', '--from', 'x'],
+      /'--orphaned' cannot be used with option '--from/,
+    ],
     ['lab down: empty cluster', ['lab', 'down', '--cluster', ''], /^podwalk: --cluster: an empty file name$/],
     // an empty name is not "no option": it never falls back to the built-in cluster
     [

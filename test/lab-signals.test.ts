@@ -317,10 +317,28 @@ describe('lab up and lab trace under signals: nothing left behind', { skip, time
         /orphaned: owner pid \d+ is gone\): run podwalk lab down first/,
         show(again),
       );
-      const down = await podwalk(['lab', 'down', '--cluster', file('sigt')]);
+      // every lab on the machine, without its cluster file (the other lab files' labs may be listed too)
+      const all = await podwalk(['lab', 'status', '--all']);
+      assert.equal(all.code, 1, show(all));
+      assert.match(
+        all.stdout,
+        new RegExp(
+          `^lab sigt: orphaned \\(owner pid ${p.child.pid} is gone; flannel-vxlan, since [^)]+\\), 4 of 4 namespaces: run podwalk lab down --orphaned$`,
+          'm',
+        ),
+        show(all),
+      );
+      // lab up's lab removed through its cluster file, lab trace's by its state file alone
+      const down = await podwalk(
+        cmd === 'up' ? ['lab', 'down', '--cluster', file('sigt')] : ['lab', 'down', '--orphaned'],
+      );
       assert.equal(down.code, 0, show(down));
-      assert.match(down.stdout, /^removed 4 namespaces: /);
+      assert.match(
+        down.stdout,
+        cmd === 'up' ? /^removed 4 namespaces: / : /^lab sigt: removed 4 namespaces: pw-sigt-/m,
+      );
       assertGone('sigt', pids, tmpBefore);
+      assert.doesNotMatch((await podwalk(['lab', 'status', '--all'])).stdout, /^lab sigt:/m);
       assert.equal(labCondition(model('sigt')).kind, 'down');
     });
 

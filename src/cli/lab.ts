@@ -11,7 +11,9 @@ import {
   labChange,
   labCondition,
   labDown,
+  labDownOrphaned,
   labExec,
+  labsHere,
   LabError,
   LabInterrupted,
   labUnavailable,
@@ -131,6 +133,7 @@ Examples:
   $ podwalk lab exec node1 -- ip route          a real command in a lab namespace
   $ podwalk lab exec pod-a -- ping -c1 10.244.1.5
   $ podwalk lab status
+  $ podwalk lab status --all                    every lab on this machine (lab down --orphaned: the killed ones)
   $ podwalk lab diff                            the lab's tables against the model's
   $ podwalk lab down                            removes exactly what up created (also after a crash)
   $ podwalk lab trace pod-a pod-c:8080 --mode calico-bgp   simulation vs kernel, packet by packet`,
@@ -217,8 +220,23 @@ Examples:
     .description('remove the lab: its namespaces, the processes in them and its state file (idempotent)')
     .addOption(clusterOpt())
     .addOption(fromOpt())
-    .action((o: { cluster?: string; from?: string }) => {
+    .addOption(
+      new Option(
+        '--orphaned',
+        'instead: every lab whose owner was killed (lab status --all lists them), by its state file',
+      ).conflicts(['cluster', 'from']),
+    )
+    .action((o: { cluster?: string; from?: string; orphaned?: boolean }) => {
       need();
+      if (o.orphaned) {
+        const gone = labDownOrphaned();
+        if (!gone.length) d.out('no orphaned lab');
+        for (const g of gone)
+          d.out(
+            `lab ${g.cluster}: removed ${g.removed.length} namespaces${g.removed.length ? ': ' + g.removed.join(' ') : ''}`,
+          );
+        return;
+      }
       const c = labCluster(o);
       const removed = labDown(c);
       d.out(
@@ -228,12 +246,57 @@ Examples:
       );
     });
 
+  /**
+   * lab status --all: each lab with its state file, and lab-named namespaces without one. Exit 0
+   * when there is a lab and each is up or in use with all its namespaces; 1 otherwise (nothing
+   * up, or something to remove).
+   */
+  const statusAll = () => {
+    const { labs, unclaimed } = labsHere();
+    let clean = labs.length > 0;
+    if (!labs.length && !unclaimed.length) d.out('no lab on this machine');
+    for (const l of labs) {
+      const st = l.state;
+      const all = Object.keys(st.namespaces).length;
+      const how =
+        l.kind === 'up'
+          ? `up (${st.mode}, since ${st.created})`
+          : l.kind === 'in-use'
+            ? `in use by process ${st.owner} (${st.mode}, since ${st.created}), which removes it when it ends`
+            : `orphaned (owner pid ${st.owner} is gone; ${st.mode}, since ${st.created})`;
+      const missing = all - l.namespaces.length;
+      d.out(
+        `lab ${st.cluster}: ${how}, ${l.namespaces.length} of ${all} namespaces` +
+          (l.kind === 'orphaned'
+            ? ': run podwalk lab down --orphaned'
+            : missing
+              ? ': run podwalk lab down'
+              : ''),
+      );
+      if (l.kind === 'orphaned' || missing) clean = false;
+    }
+    if (unclaimed.length) {
+      d.out(
+        `namespaces named like a lab's that no state file names (a lab killed before it wrote one; lab down --cluster FILE of its cluster removes them): ${unclaimed.join(' ')}`,
+      );
+      clean = false;
+    }
+    if (!clean) d.setCode(1);
+  };
+
   lab
     .command('status')
-    .description('is the lab up; its namespaces and listeners')
+    .description('is the lab up; its namespaces and listeners (--all: every lab on this machine)')
     .addOption(clusterOpt())
     .addOption(fromOpt())
-    .action((o: { cluster?: string; from?: string }) => {
+    .addOption(
+      new Option(
+        '--all',
+        'every lab on this machine, by its state file, whatever cluster it is of',
+      ).conflicts(['cluster', 'from']),
+    )
+    .action((o: { cluster?: string; from?: string; all?: boolean }) => {
+      if (o.all) return statusAll();
       const c = labCluster(o);
       const spec = c.spec;
       const cond = labCondition(c);

@@ -473,6 +473,43 @@ function claimedElsewhere(prefix: string): Set<string> {
   return new Set(allStates().flatMap((s) => (s.prefix === prefix ? [] : Object.values(s.namespaces))));
 }
 
+/** a lab found on this machine by its state file */
+export interface LabHere {
+  state: LabState;
+  kind: 'up' | 'in-use' | 'orphaned';
+  /** the namespaces of its state file that exist now */
+  namespaces: string[];
+}
+
+/**
+ * Every lab on this machine, by its state file (whatever cluster file it came from: `lab
+ * scenario N`'s dN, a test's, a user's), in the order of their prefixes; and the lab-named
+ * namespaces (pw-*) no state file names, left by a crash before the state file was written.
+ */
+export function labsHere(): { labs: LabHere[]; unclaimed: string[] } {
+  const all = allNamespaces();
+  const present = new Set(all);
+  const labs = allStates()
+    .sort((a, b) => (a.prefix < b.prefix ? -1 : a.prefix > b.prefix ? 1 : 0))
+    .map((state): LabHere => {
+      const kind = !state.owner ? 'up' : ownerAlive(state) ? 'in-use' : 'orphaned';
+      return { state, kind, namespaces: Object.values(state.namespaces).filter((n) => present.has(n)) };
+    });
+  const claimed = new Set(labs.flatMap((l) => Object.values(l.state.namespaces)));
+  return { labs, unclaimed: all.filter((n) => n.startsWith('pw-') && !claimed.has(n)) };
+}
+
+/**
+ * Remove every orphaned lab (its owner was killed before it removed the lab) by what its state file
+ * names, with no cluster file needed: its namespaces and the processes in them, its directories and
+ * its state file. Labs that are up or in use by a live process are left alone.
+ */
+export function labDownOrphaned(): { cluster: string; removed: string[] }[] {
+  return labsHere()
+    .labs.filter((l) => l.kind === 'orphaned')
+    .map((l) => ({ cluster: l.state.cluster, removed: removeLab(l.state.prefix, l.namespaces) }));
+}
+
 /* ------------------------------------------------------------ down */
 
 /**
@@ -503,6 +540,14 @@ export function labDown(c: Cluster): string[] {
   const names = [...new Set([...Object.values(st?.namespaces ?? {}), ...labNames(c).values()])].filter(
     (n) => all.has(n) && !others.has(n),
   );
+  return removeLab(prefix, names);
+}
+
+/**
+ * Remove a lab's namespaces (the processes in them first), its scratch and BIRD directories, its
+ * state file and the temporary siblings a killed process may have left; the namespaces removed.
+ */
+function removeLab(prefix: string, names: readonly string[]): string[] {
   removeNamespaces(names);
   const removed = names.filter((n) => !new Set(allNamespaces()).has(n));
   rmSync(scratchPath(prefix), { recursive: true, force: true });
