@@ -1611,7 +1611,7 @@ export function routedNetnsAdd(w: World, host: Netns, reqs: readonly RoutedNetns
   const out: Netns[] = [];
   for (const r of reqs) {
     const ip = ip4ToInt(r.ip);
-    const known = plainUnicast(ip) && host.fib.aliases(ip, 32, 0).length === 0;
+    const known = plainUnicast(ip) && host.fib.find(ip, 32, 0) === undefined;
     out.push(known ? routedNetns(w, host, r, ip) : routedNetnsOneByOne(w, host, r));
   }
   return out;
