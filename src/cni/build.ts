@@ -143,9 +143,13 @@ export const CALICO_VETH_MAC = 'ee:ee:ee:ee:ee:ee';
 /** The link-local gateway every Calico pod routes through; the host answers its ARP by proxy */
 export const CALICO_POD_GATEWAY = '169.254.1.1';
 
-/** libcalico-go's VethNameForWorkload: "cali" + the first 11 hex digits of sha1("NAMESPACE.POD") */
+/**
+ * libcalico-go's VethNameForWorkload: "cali" + the first 11 hex digits of sha1("NAMESPACE.POD"),
+ * one flat string (an array joined: a template literal of 13 characters or more is a cons string
+ * over its parts, 32 bytes more in every device, route and table that keeps the name)
+ */
 export function calicoVethName(namespace: string, pod: string): string {
-  return `cali${hex(sha1(utf8(`${namespace}.${pod}`))).slice(0, 11)}`;
+  return ['cali', hex(sha1(utf8(`${namespace}.${pod}`))).slice(0, 11)].join('');
 }
 
 /**

@@ -1589,10 +1589,15 @@ export function routedNetnsOneByOne(w: World, host: Netns, r: RoutedNetnsRequest
   routeInstall(ns, { prefix: r.gateway, dev: r.dev, scope: 'link', nl: NLM_ADD });
   routeInstall(ns, { prefix: 'default', via: r.gateway, dev: r.dev, nl: NLM_ADD });
   addressAdd(ns, r.dev, r.ip, 32);
-  for (const s of r.portSysctls) host.setSysctl(`net.ipv4.${s.table}.${r.port}.${s.knob}`, s.value);
+  setPortSysctls(host, r);
   linkSetUp(w, host, r.port, true);
   routeInstall(host, { prefix: r.ip, dev: r.port, scope: 'link', nl: NLM_ADD });
   return ns;
+}
+
+/** `sysctl -w net.ipv4.TABLE.PORT.KNOB=VALUE` for each of the port's sysctls, in order */
+function setPortSysctls(host: Netns, r: RoutedNetnsRequest): void {
+  for (const s of r.portSysctls) host.setSysctl(`net.ipv4.${s.table}.${r.port}.${s.knob}`, s.value);
 }
 
 /**
@@ -1635,7 +1640,7 @@ function routedNetns(w: World, host: Netns, r: RoutedNetnsRequest, ip: number): 
   // push gives an empty list room for 17 addresses)
   dev.addrs = [{ ip: r.ip, len: 32, scope: 'global' }];
   localChanged(ns);
-  for (const s of r.portSysctls) host.setSysctl(`net.ipv4.${s.table}.${r.port}.${s.knob}`, s.value);
+  setPortSysctls(host, r);
   // linkSetUp of the port: both ends up, each gets carrier (one change each); neither is a bridge port
   port.up = true;
   setCarrier(dev, true);
