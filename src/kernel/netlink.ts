@@ -1377,6 +1377,51 @@ function gatewaysUnicast(ns: Netns, seg: LeaseSegments, own: number): boolean {
   return true;
 }
 
+/* ------------------------------------------------------------------ a namespace on a veth */
+
+/** a new namespace and a veth pair between it and another namespace (the host) */
+export interface VethNetnsRequest {
+  name: string;
+  role: NetnsRole;
+  /** the veth end in the new namespace, its MAC */
+  dev: string;
+  mac: MacAddr;
+  /** the other end, in the host (a port of its bridge, if any), its MAC */
+  port: string;
+  portMac: MacAddr;
+  /** both ends' MTU */
+  mtu: number;
+}
+
+/** `ip netns add NAME` and `ip link add DEV netns NAME type veth peer PORT` (the peer in `host`), one by one */
+function vethNetnsOneByOne(w: World, host: Netns, r: VethNetnsRequest): Netns {
+  const ns = netnsAdd(w, r.name, r.role);
+  linkAdd(w, ns, vethRequest(host, r));
+  return ns;
+}
+
+function vethRequest(host: Netns, r: VethNetnsRequest): LinkAddRequest {
+  return {
+    type: 'veth',
+    name: r.dev,
+    mac: r.mac,
+    mtu: r.mtu,
+    peer: { netns: host, name: r.port, mac: r.portMac, mtu: r.mtu },
+  };
+}
+
+/**
+ * vethNetnsOneByOne, its loopback set up without the carrier bookkeeping (a loopback has none,
+ * and no prefix route); linkAdd unchanged, with its checks and refusals. The new namespace, its
+ * end and the host's.
+ */
+function vethNetns(w: World, host: Netns, r: VethNetnsRequest): { ns: Netns; dev: Link; port: Link } {
+  const ns = netnsWithLoopback(w, r.name, r.role);
+  ns.link('lo')!.up = true;
+  const dev = linkAdd(w, ns, vethRequest(host, r));
+  return { ns, dev, port: host.link(r.port)! };
+}
+
 /* ------------------------------------------------------------------ a namespace on a bridge */
 
 /**
@@ -1384,17 +1429,7 @@ function gatewaysUnicast(ns: Netns, seg: LeaseSegments, own: number): boolean {
  * routed by default through a gateway: what a CNI plugin asks of the kernel for a pod on a
  * node's bridge (the bridge plugin's ADD).
  */
-export interface BridgedNetnsRequest {
-  name: string;
-  role: NetnsRole;
-  /** the veth end in the new namespace, its MAC */
-  dev: string;
-  mac: MacAddr;
-  /** the other end, a port of the bridge, its MAC */
-  port: string;
-  portMac: MacAddr;
-  /** both ends' MTU */
-  mtu: number;
+export interface BridgedNetnsRequest extends VethNetnsRequest {
   /** the new end's address */
   ip: string;
   len: number;
@@ -1412,14 +1447,7 @@ export interface BridgedNetnsRequest {
  * the requests one by one would).
  */
 export function bridgedNetnsOneByOne(w: World, host: Netns, bridge: string, r: BridgedNetnsRequest): Netns {
-  const ns = netnsAdd(w, r.name, r.role);
-  linkAdd(w, ns, {
-    type: 'veth',
-    name: r.dev,
-    mac: r.mac,
-    mtu: r.mtu,
-    peer: { netns: host, name: r.port, mac: r.portMac, mtu: r.mtu },
-  });
+  const ns = vethNetnsOneByOne(w, host, r);
   linkSetMaster(w, host, r.port, bridge);
   linkSetUp(w, host, r.port, true);
   linkSetUp(w, ns, r.dev, true);
@@ -1481,18 +1509,7 @@ export function bridgedNetnsAdd(
 
 /** one request of bridgedNetnsAdd whose every step passes; each step's effects as the step makes them */
 function bridgedNetns(w: World, host: Netns, br: BridgeLink, r: BridgedNetnsRequest): Netns {
-  // netnsAdd: lo up (a loopback has no carrier bookkeeping and no prefix route)
-  const ns = netnsWithLoopback(w, r.name, r.role);
-  ns.link('lo')!.up = true;
-  // linkAdd, unchanged (its checks pass)
-  const dev = linkAdd(w, ns, {
-    type: 'veth',
-    name: r.dev,
-    mac: r.mac,
-    mtu: r.mtu,
-    peer: { netns: host, name: r.port, mac: r.portMac, mtu: r.mtu },
-  });
-  const port = host.link(r.port)!;
+  const { ns, dev, port } = vethNetns(w, host, r);
   // linkSetMaster: the port joins, its address in the bridge's FDB, the MTU follows; the bridge's
   // ports changed, so its carrier is whether some port forwards (not the new one: no carrier yet),
   // and a bridge that loses its carrier while up flushes its neighbours (withCarrier)
@@ -1530,4 +1547,106 @@ function bridgeCarrier(host: Netns, br: Link): void {
   setCarrier(br, someForwarding(host, br));
   if (ok && !carrierOk(br))
     host.neigh.removeWhere((n) => n.dev === br.name && n.state !== 'PERMANENT' && n.state !== 'NOARP');
+}
+
+/* ------------------------------------------------------------------ a namespace routed through its veth */
+
+/** a sysctl of a veth's host end: `net.ipv4.TABLE.PORT.KNOB` */
+export interface PortSysctl {
+  table: 'conf' | 'neigh';
+  knob: string;
+  value: string;
+}
+
+/**
+ * A new namespace joined to another (the host) by a veth pair without a bridge: the new end holds
+ * a /32 and reaches everything through a gateway address that no device holds, on a link-scope
+ * route of its own (the host end, which has no address, answers for it by proxy ARP when its
+ * sysctls say so); the host routes the /32 to its end. What a CNI plugin asks of the kernel for a
+ * routed pod (Calico's cni-plugin DoNetworking and SetupRoutes).
+ */
+export interface RoutedNetnsRequest extends VethNetnsRequest {
+  /** the new end's address, a /32 */
+  ip: string;
+  /** the address the new end's routes go through */
+  gateway: string;
+  /** the host end's sysctls, written in this order before it is set up */
+  portSysctls: readonly PortSysctl[];
+}
+
+/**
+ * What the requests below do, made one by one for each of `reqs` in order: `ip netns add NAME`
+ * (with lo up), `ip link add DEV netns NAME type veth peer PORT` (the peer in `host`), `ip -n
+ * NAME link set DEV up`, `ip -n NAME route add GATEWAY dev DEV scope link`, `ip -n NAME route add
+ * default via GATEWAY dev DEV`, `ip -n NAME addr add IP/32 dev DEV`, `sysctl -w
+ * net.ipv4.TABLE.PORT.KNOB=VALUE` for each of the port's sysctls, `ip link set PORT up`, `ip route
+ * add IP dev PORT scope link`, each with every check and every refusal of its own (a refusal
+ * leaves what was made before it, as the requests one by one would).
+ */
+export function routedNetnsOneByOne(w: World, host: Netns, r: RoutedNetnsRequest): Netns {
+  const ns = vethNetnsOneByOne(w, host, r);
+  linkSetUp(w, ns, r.dev, true);
+  routeInstall(ns, { prefix: r.gateway, dev: r.dev, scope: 'link', nl: NLM_ADD });
+  routeInstall(ns, { prefix: 'default', via: r.gateway, dev: r.dev, nl: NLM_ADD });
+  addressAdd(ns, r.dev, r.ip, 32);
+  setPortSysctls(host, r);
+  linkSetUp(w, host, r.port, true);
+  routeInstall(host, { prefix: r.ip, dev: r.port, scope: 'link', nl: NLM_ADD });
+  return ns;
+}
+
+/** `sysctl -w net.ipv4.TABLE.PORT.KNOB=VALUE` for each of the port's sysctls, in order */
+function setPortSysctls(host: Netns, r: RoutedNetnsRequest): void {
+  for (const s of r.portSysctls) host.setSysctl(`net.ipv4.${s.table}.${r.port}.${s.knob}`, s.value);
+}
+
+/**
+ * routedNetnsOneByOne for each request, in order, with the same result (the same namespaces,
+ * devices, carrier bits and their changes, addresses, routes, sysctls and the same refusals), the
+ * carrier bookkeeping and the checks done once per request rather than once per step. The
+ * namespace and the veth pair are made by the same calls with their own checks and refusals, first
+ * (a name taken, an invalid device name or MTU: refused there, as one by one); after them only
+ * the address and the host's table can refuse or change what a step does, so the rest is made
+ * at once for the requests whose address is unicast, neither loopback nor in 0/8, and not routed
+ * by the host's main table yet; any other request is made one by one (routedNetnsOneByOne). Any
+ * gateway passes: its route, the first in the new table, holds it out of the new end, which has
+ * no address yet (no local route of the namespace but lo's is on it).
+ */
+export function routedNetnsAdd(w: World, host: Netns, reqs: readonly RoutedNetnsRequest[]): Netns[] {
+  const out: Netns[] = [];
+  for (const r of reqs) {
+    const ip = ip4ToInt(r.ip);
+    const known = plainUnicast(ip) && host.fib.find(ip, 32, 0) === undefined;
+    out.push(known ? routedNetns(w, host, r, ip) : routedNetnsOneByOne(w, host, r));
+  }
+  return out;
+}
+
+/** the fields of a link-scope route request that fibInfo reads (no gateway, proto, src, metric) */
+const LINK_ROUTE: RouteRequest = { prefix: '', nl: NLM_ADD };
+
+/** one request of routedNetnsAdd whose every step passes; each step's effects as the step makes them */
+function routedNetns(w: World, host: Netns, r: RoutedNetnsRequest, ip: number): Netns {
+  const { ns, dev, port } = vethNetns(w, host, r);
+  // linkSetUp of the new end: its peer is down, so neither end has carrier yet
+  dev.up = true;
+  // routeInstall of the gateway's route (a /32 of scope link: its device is up), then of the
+  // default route, whose gateway that route holds out of the same device, in an empty table
+  ns.fib.insert(fibInfo(LINK_ROUTE, ip4ToInt(r.gateway), 32, 'unicast', 'link', r.dev));
+  ns.fib.insert(
+    fibInfo({ prefix: 'default', via: r.gateway, nl: NLM_ADD }, 0, 0, 'unicast', 'global', r.dev),
+  );
+  // addressAdd: the device's first address, a /32: no prefix route (a list of its own length: a
+  // push gives an empty list room for 17 addresses)
+  dev.addrs = [{ ip: r.ip, len: 32, scope: 'global' }];
+  localChanged(ns);
+  setPortSysctls(host, r);
+  // linkSetUp of the port: both ends up, each gets carrier (one change each); neither is a bridge port
+  port.up = true;
+  setCarrier(dev, true);
+  setCarrier(port, true);
+  localChanged(host);
+  // routeInstall of the host's route to the address: new in its table, out of an up device
+  host.fib.insert(fibInfo(LINK_ROUTE, ip, 32, 'unicast', 'link', r.port));
+  return ns;
 }
