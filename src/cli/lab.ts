@@ -73,6 +73,13 @@ async function interruptible<T>(fn: (signal: AbortSignal) => Promise<T>): Promis
   }
 }
 
+/** a lab held as lab status says it: up (left by lab up), or in use by the live process that owns it */
+function held(kind: 'up' | 'in-use', st: LabState): string {
+  return kind === 'up'
+    ? `up (${st.mode}, since ${st.created})`
+    : `in use by process ${st.owner} (${st.mode}, since ${st.created}), which removes it when it ends`;
+}
+
 /** the state of the cluster's lab, for the commands that work in a running lab */
 function runningLab(c: Cluster): LabState {
   const cond = labCondition(c);
@@ -259,11 +266,9 @@ Examples:
       const st = l.state;
       const all = Object.keys(st.namespaces).length;
       const how =
-        l.kind === 'up'
-          ? `up (${st.mode}, since ${st.created})`
-          : l.kind === 'in-use'
-            ? `in use by process ${st.owner} (${st.mode}, since ${st.created}), which removes it when it ends`
-            : `orphaned (owner pid ${st.owner} is gone; ${st.mode}, since ${st.created})`;
+        l.kind === 'orphaned'
+          ? `orphaned (owner pid ${st.owner} is gone; ${st.mode}, since ${st.created})`
+          : held(l.kind, st);
       const missing = all - l.namespaces.length;
       d.out(
         `lab ${st.cluster}: ${how}, ${l.namespaces.length} of ${all} namespaces` +
@@ -320,13 +325,8 @@ Examples:
           d.setCode(1);
           break;
         case 'in-use':
-          d.out(
-            head +
-              `in use by process ${cond.state.owner} (${cond.state.mode}, since ${cond.state.created}), which removes it when it ends`,
-          );
-          break;
         case 'up':
-          d.out(head + `up (${cond.state.mode}, since ${cond.state.created})`);
+          d.out(head + held(cond.kind, cond.state));
           break;
       }
       const all = Object.values(cond.state.namespaces);

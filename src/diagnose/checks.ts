@@ -170,13 +170,7 @@ function vxlanClean(
   };
   let rows = memo.get(seg);
   if (!rows) {
-    const byDev = new Map<string, Map<string, number>>();
-    seg.scan((r) => {
-      if (r.dev === undefined || !r.via) return;
-      const m = byDev.get(r.dev) ?? byDev.set(r.dev, new Map()).get(r.dev)!;
-      m.set(r.via, (m.get(r.via) ?? 0) + 1);
-    });
-    memo.set(seg, (rows = { rows: byDev, answers: [] }));
+    memo.set(seg, (rows = { rows: viaCounts((f) => seg.scan(f)), answers: [] }));
   }
   const devs = [...rows.rows.keys()];
   const fdbs: (FdbTable | null)[] = [];
@@ -191,12 +185,7 @@ function vxlanClean(
   if (!a) rows.answers.push((a = vxlanAnswers(rows.rows, neigh, fdbs)));
   if (!ownRowsOk(node.fib, ok)) return false;
   // the segment's routes this table does not list, by device and gateway
-  const gone = new Map<string, Map<string, number>>();
-  node.fib.scanGone((r) => {
-    if (r.dev === undefined || !r.via) return;
-    const m = gone.get(r.dev) ?? gone.set(r.dev, new Map()).get(r.dev)!;
-    m.set(r.via, (m.get(r.via) ?? 0) + 1);
-  });
+  const gone = viaCounts((f) => node.fib.scanGone(f));
   const listed = (dev: string, via: string) =>
     (rows.rows.get(dev)?.get(via) ?? 0) > (gone.get(dev)?.get(via) ?? 0);
   const suspect: [string, string][] = [...a.failing];
@@ -205,6 +194,17 @@ function vxlanClean(
     if (fdbs[i]) vxlanOf(d)!.fdb.scanDiffering((e) => suspect.push(...(a.byMac.get(`${d} ${e.mac}`) ?? [])));
   });
   return suspect.every(([dev, via]) => !listed(dev, via) || ok(via, dev));
+}
+
+/** how many of the routes a scan gives go through each gateway, by device (routes without either left out) */
+function viaCounts(scan: (f: (r: RouteRow) => void) => void): Map<string, Map<string, number>> {
+  const byDev = new Map<string, Map<string, number>>();
+  scan((r) => {
+    if (r.dev === undefined || !r.via) return;
+    const m = byDev.get(r.dev) ?? byDev.set(r.dev, new Map()).get(r.dev)!;
+    m.set(r.via, (m.get(r.via) ?? 0) + 1);
+  });
+  return byDev;
 }
 
 /** a node's own routes and those it holds as objects pass the VXLAN test `ok` */

@@ -461,11 +461,14 @@ export function labCondition(c: Cluster): LabCondition {
     const stray = [...labNames(c).values()].filter((n) => all.has(n) && !others.has(n));
     return stray.length ? { kind: 'stray', namespaces: stray } : { kind: 'down' };
   }
-  const namespaces = Object.values(st.namespaces).filter((n) => all.has(n));
-  if (!st.owner) return { kind: 'up', state: st, namespaces };
-  return ownerAlive(st)
-    ? { kind: 'in-use', state: st, namespaces }
-    : { kind: 'orphaned', state: st, namespaces };
+  return found(st, all);
+}
+
+/** a lab whose state file is there: who holds it, and which of its namespaces exist now */
+function found(state: LabState, present: ReadonlySet<string>): LabHere {
+  const namespaces = Object.values(state.namespaces).filter((n) => present.has(n));
+  const kind = !state.owner ? 'up' : ownerAlive(state) ? 'in-use' : 'orphaned';
+  return { kind, state, namespaces };
 }
 
 /** the namespaces other labs' state files name */
@@ -491,10 +494,7 @@ export function labsHere(): { labs: LabHere[]; unclaimed: string[] } {
   const present = new Set(all);
   const labs = allStates()
     .sort((a, b) => (a.prefix < b.prefix ? -1 : a.prefix > b.prefix ? 1 : 0))
-    .map((state): LabHere => {
-      const kind = !state.owner ? 'up' : ownerAlive(state) ? 'in-use' : 'orphaned';
-      return { state, kind, namespaces: Object.values(state.namespaces).filter((n) => present.has(n)) };
-    });
+    .map((state) => found(state, present));
   const claimed = new Set(labs.flatMap((l) => Object.values(l.state.namespaces)));
   return { labs, unclaimed: all.filter((n) => n.startsWith('pw-') && !claimed.has(n)) };
 }
