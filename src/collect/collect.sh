@@ -109,15 +109,26 @@ run_in() {
 # here and, through $DUMP, in every namespace's shell). A command that fails or complains is run
 # twice more: iproute2 names other namespaces by opening each file of /run/netns, and one being
 # added or removed meanwhile (a pod started or deleted on the node) makes it print "Error: Peer
-# netns reference is invalid." (exit 0) for a dump that may lack that name
+# netns reference is invalid." (exit 0) for a dump that may lack that name. For that error it is
+# run up to six times more, after a pause that grows (0.1 s, 0.2 s, … 0.6 s): three tries back to
+# back all met it while other labs added and removed namespaces all the time (collect-lab in CI,
+# 2026-12-05), and the pause lets such churn pass.
 SAVE='
 save() {
   file=$1
   shift
-  for try in 1 2 3; do
+  try=0
+  while :; do
     "$@" >"$file" 2>"$file.err"
     rc=$?
     [ $rc -eq 0 ] && [ ! -s "$file.err" ] && break
+    try=$((try + 1))
+    if grep -q "Peer netns reference is invalid" "$file.err"; then
+      [ $try -gt 6 ] && break
+      sleep "0.$try" 2>/dev/null || sleep 1
+    elif [ $try -ge 3 ]; then
+      break
+    fi
   done
   if [ $rc -ne 0 ]; then
     echo "exit $rc" >>"$file.err"
