@@ -426,6 +426,57 @@ describe('the CLI with --from', () => {
   });
 });
 
+describe("the collector's save: which stderr is a complaint worth a retry", () => {
+  // save() as collect.sh defines it (the SAVE block, eval'd in every namespace's shell), run by
+  // dash on fake commands that count their runs
+  const script = readFileSync(new URL('../src/collect/collect.sh', import.meta.url), 'utf8');
+  const block = /^SAVE='\n([\s\S]*?\n\})'$/m.exec(script);
+  const saveRuns = (body: string) => {
+    const tmp = mkdtempSync(join(tmpdir(), 'podwalk-save-'));
+    try {
+      const sh = `${block![1]}\ncmd() { echo run >>"${tmp}/runs"; ${body}; }\nsave "${tmp}/out.txt" cmd\n`;
+      execFileSync('dash', ['-c', sh]);
+      const err = join(tmp, 'out.txt.err');
+      return {
+        runs: readFileSync(join(tmp, 'runs'), 'utf8').split('\n').filter(Boolean).length,
+        out: readFileSync(join(tmp, 'out.txt'), 'utf8'),
+        err: existsSync(err) ? readFileSync(err, 'utf8') : undefined,
+      };
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  };
+  const summary = (n: number) =>
+    `echo "conntrack v1.4.7 (conntrack-tools): ${n} flow entries have been shown." >&2`;
+
+  test("conntrack -L's summary on stderr: one run, no .err", () => {
+    assert.ok(block, 'collect.sh defines save in a SAVE block');
+    assert.deepEqual(saveRuns(`echo "tcp 6 117 SYN_SENT src=10.0.0.1"; ${summary(1)}`), {
+      runs: 1,
+      out: 'tcp 6 117 SYN_SENT src=10.0.0.1\n',
+      err: undefined,
+    });
+  });
+
+  test('conntrack -L listing nothing (its summary, exit 1): one run, the exit status kept', () => {
+    assert.deepEqual(saveRuns(`${summary(0)}; return 1`), {
+      runs: 1,
+      out: '',
+      err: 'conntrack v1.4.7 (conntrack-tools): 0 flow entries have been shown.\nexit 1\n',
+    });
+  });
+
+  test('any other complaint, alone or beside the summary: three runs, kept in .err', () => {
+    assert.deepEqual(saveRuns(`echo x; echo "Error: something" >&2`), {
+      runs: 3,
+      out: 'x\n',
+      err: 'Error: something\n',
+    });
+    assert.equal(saveRuns(`${summary(2)}; echo "conntrack: table full" >&2`).runs, 3);
+    assert.equal(saveRuns('return 1').runs, 3);
+  });
+});
+
 describe('Kubernetes objects next to the dumps', () => {
   const set = 'flannel-vxlan';
   test(
