@@ -173,6 +173,20 @@ export function tupleKey(t: Tuple): string {
     : `${t.proto}|${t.src}|${t.dst}|${t.sport}|${t.dport}`;
 }
 
+/** dotted quads parsed by string, −1 for one parseIp4 refuses: the tuples of a walk name a handful of
+ * addresses, and a Map lookup of a string (its hash kept in the string) costs a fraction of a parse.
+ * Emptied when it holds 65,536. */
+const ADDRS = new Map<string, number>();
+export function parseIp4Cached(s: string): number {
+  let v = ADDRS.get(s);
+  if (v === undefined) {
+    if (ADDRS.size >= 65536) ADDRS.clear();
+    v = parseIp4(s) ?? -1;
+    ADDRS.set(s, v);
+  }
+  return v;
+}
+
 /** a tuple's hash key as numbers (K0..K3, module scratch: no allocation per lookup), or false for a
  * tuple whose string key (tupleKey) is not one of canonical numbers: an address parseIp4 refuses, a
  * port or ICMP field that is not an integer in its range. Equal keys ⇔ equal tupleKey strings. */
