@@ -197,10 +197,9 @@ let K3 = 0;
 const u = (v: number | undefined, max: number): number =>
   v === undefined ? max + 1 : Number.isInteger(v) && v >= 0 && v <= max ? v : -1;
 function numericKey(t: Tuple): boolean {
-  const src = parseIp4(t.src);
-  const dst = parseIp4(t.dst);
-  if (src === undefined || dst === undefined || !Number.isInteger(t.proto) || t.proto < 0 || t.proto > 255)
-    return false;
+  const src = parseIp4Cached(t.src);
+  const dst = parseIp4Cached(t.dst);
+  if (src < 0 || dst < 0 || !Number.isInteger(t.proto) || t.proto < 0 || t.proto > 255) return false;
   let a: number;
   let b: number;
   if (t.proto === 1) {
