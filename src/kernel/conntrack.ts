@@ -236,23 +236,25 @@ const DIRS: readonly CtDir[] = ['original', 'reply'];
 /** rows of objects in chunks of this many: no JS array as long as the table (V8 makes and fills one
  * slowly, element by element), so that growing the table only rehashes typed arrays */
 const CHUNK_BITS = 10;
-/** words per slot of the tuple hash (6 used): 32 bytes, two slots to a cache line */
-const W = 8;
 const CHUNK = 1 << CHUNK_BITS;
 
 /**
  * The tuple hash (nf_conntrack_hash): tuple → entry and direction, with a Map's semantics (a set on
  * a key present replaces its value in place; insertion order kept for `toMap`), as numbers in an
  * open-addressing table (linear probing, backward-shift deletion) instead of a Map of string keys.
- * A slot holds the key's numbers and a row; a row the entry, the tuple it was set with (toMap's
- * key), the direction and the insertion order. A tuple without numeric key (numericKey false)
- * goes to a Map by its string key beside it; no string key of one can equal a numeric one's.
+ * A slot is two words, the row + 1 and the key's hash (eight slots to a cache line: a probe that
+ * misses, as most do in a table of thousands, reads one line, and growing copies two words a
+ * slot); a row holds the key's numbers (compared when the hash is equal), the entry, the tuple it
+ * was set with (toMap's key), the direction and the insertion order. A tuple without numeric key
+ * (numericKey false) goes to a Map by its string key beside it; no string key of one can equal a
+ * numeric one's.
  */
 class TupleHash {
-  /** slots of W words, one cache line to read per probe: row + 1 (0: empty), hash, K0..K3 */
+  /** slots: row + 1 (0: empty), hash */
   private mask = 15;
-  private w = new Int32Array(16 * W);
-  /** rows: entries and tuples in chunks, directions, insertion order; freed rows to reuse */
+  private w = new Int32Array(16 * 2);
+  /** rows: K0..K3 of each; entries and tuples in chunks, directions, insertion order; freed rows to reuse */
+  private keys = new Int32Array(16 * 4);
   private entries: (CtEntry | undefined)[][] = [];
   private tuples: (Tuple | undefined)[][] = [];
   private dirs = new Uint8Array(16);
@@ -265,14 +267,16 @@ class TupleHash {
   /** the direction of the last `get` that found an entry */
   dir: CtDir = 'original';
 
-  private slot(): number {
-    const h = hashKey();
+  private slot(h: number): number {
     const w = this.w;
+    const k = this.keys;
     for (let i = h & this.mask; ; i = (i + 1) & this.mask) {
-      const o = i * W;
-      if (w[o] === 0) return ~i;
-      if (w[o + 1] === h && w[o + 2] === K0 && w[o + 3] === K1 && w[o + 4] === K2 && w[o + 5] === K3)
-        return i;
+      const r = w[2 * i];
+      if (r === 0) return ~i;
+      if (w[2 * i + 1] === h) {
+        const o = 4 * (r - 1);
+        if (k[o] === K0 && k[o + 1] === K1 && k[o + 2] === K2 && k[o + 3] === K3) return i;
+      }
     }
   }
 
@@ -282,9 +286,9 @@ class TupleHash {
       if (hit) this.dir = hit.dir;
       return hit?.entry;
     }
-    const i = this.slot();
+    const i = this.slot(hashKey());
     if (i < 0) return undefined;
-    const r = this.w[i * W] - 1;
+    const r = this.w[2 * i] - 1;
     this.dir = DIRS[this.dirs[r]];
     return this.entries[r >> CHUNK_BITS][r & (CHUNK - 1)];
   }
@@ -296,23 +300,24 @@ class TupleHash {
       this.other.set(k, { entry, dir, tuple: t, seq: had ? had.seq : this.seq++ });
       return;
     }
-    let i = this.slot();
+    const h = hashKey();
+    let i = this.slot(h);
     let r: number;
-    if (i >= 0) r = this.w[i * W] - 1;
+    if (i >= 0) r = this.w[2 * i] - 1;
     else {
       if (2 * (this.size + 1) > this.mask + 1) {
         this.grow();
-        i = this.slot();
+        i = this.slot(h);
       }
       i = ~i;
       r = this.newRow();
-      const o = i * W;
-      this.w[o] = r + 1;
-      this.w[o + 1] = hashKey();
-      this.w[o + 2] = K0;
-      this.w[o + 3] = K1;
-      this.w[o + 4] = K2;
-      this.w[o + 5] = K3;
+      this.w[2 * i] = r + 1;
+      this.w[2 * i + 1] = h;
+      const k = this.keys;
+      k[4 * r] = K0;
+      k[4 * r + 1] = K1;
+      k[4 * r + 2] = K2;
+      k[4 * r + 3] = K3;
       this.seqs[r] = this.seq++;
       this.size++;
     }
@@ -336,6 +341,9 @@ class TupleHash {
       const seqs = new Float64Array(2 * n);
       seqs.set(this.seqs);
       this.seqs = seqs;
+      const keys = new Int32Array(8 * n);
+      keys.set(this.keys);
+      this.keys = keys;
     }
     return n;
   }
@@ -345,34 +353,38 @@ class TupleHash {
       this.other.delete(tupleKey(t));
       return;
     }
-    let i = this.slot();
+    let i = this.slot(hashKey());
     if (i < 0) return;
     const w = this.w;
-    const r = w[i * W] - 1;
+    const r = w[2 * i] - 1;
     this.entries[r >> CHUNK_BITS][r & (CHUNK - 1)] = undefined;
     this.tuples[r >> CHUNK_BITS][r & (CHUNK - 1)] = undefined;
     this.free.push(r);
     this.size--;
     // backward shift: move up every later slot of the run whose home is not between the hole and it
-    for (let j = (i + 1) & this.mask; w[j * W] !== 0; j = (j + 1) & this.mask) {
-      const home = w[j * W + 1] & this.mask;
+    for (let j = (i + 1) & this.mask; w[2 * j] !== 0; j = (j + 1) & this.mask) {
+      const home = w[2 * j + 1] & this.mask;
       if (i <= j ? home > i && home <= j : home > i || home <= j) continue;
-      w.copyWithin(i * W, j * W, j * W + W);
+      w[2 * i] = w[2 * j];
+      w[2 * i + 1] = w[2 * j + 1];
       i = j;
     }
-    w[i * W] = 0;
+    w[2 * i] = 0;
   }
 
   private grow(): void {
     const old = this.w;
-    const n = (2 * old.length) / W;
-    this.mask = n - 1;
-    const w = (this.w = new Int32Array(n * W));
-    for (let o = 0; o < old.length; o += W) {
-      if (old[o] === 0) continue;
-      let i = old[o + 1] & this.mask;
-      while (w[i * W] !== 0) i = (i + 1) & this.mask;
-      for (let k = 0; k < W; k++) w[i * W + k] = old[o + k];
+    const n = old.length;
+    const mask = (this.mask = n - 1);
+    const w = (this.w = new Int32Array(2 * n));
+    for (let o = 0; o < n; o += 2) {
+      const r = old[o];
+      if (r === 0) continue;
+      const h = old[o + 1];
+      let i = h & mask;
+      while (w[2 * i] !== 0) i = (i + 1) & mask;
+      w[2 * i] = r;
+      w[2 * i + 1] = h;
     }
   }
 
