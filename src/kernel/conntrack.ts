@@ -485,7 +485,7 @@ export class Conntrack {
       // the found direction's destination must be the error's destination
       if (hit && (hit.dir === 'original' ? hit.entry.orig : hit.entry.reply).dst === t.dst)
         return { entry: hit.entry, dir: hit.dir, ctstate: 'RELATED', isNew: false, related: true };
-      return { entry: this.blank(t, now), dir: 'original', ctstate: 'INVALID', isNew: false, invalid: true };
+      return this.invalid(t, now);
     }
     const entry = this.hash.get(t);
     if (!entry) {
@@ -494,18 +494,10 @@ export class Conntrack {
       if (t.proto === 6) {
         // a new connection must start with SYN, or (tcp_loose) any ACK picks up mid-stream
         const next = idx === 'syn' ? 'SYN_SENT' : loose && idx === 'ack' ? 'ESTABLISHED' : undefined;
-        if (!next)
-          return {
-            entry: this.blank(t, now),
-            dir: 'original',
-            ctstate: 'INVALID',
-            isNew: false,
-            invalid: true,
-          };
+        if (!next) return this.invalid(t, now);
         tcpState = next;
       }
-      const fresh = this.blank(t, now);
-      fresh.tcpState = tcpState;
+      const fresh = this.blank(t, now, tcpState);
       this.setExpiry(fresh, now + this.timeout(fresh) * 1e6);
       return { entry: fresh, dir: 'original', ctstate: 'NEW', isNew: true, from: 'NONE', to: tcpState };
     }
@@ -594,7 +586,15 @@ export class Conntrack {
     return GENERIC_TIMEOUT;
   }
 
-  private blank(t: Tuple, now: number): CtEntry {
+  /** INVALID: an entry for the packet alone, never confirmed, without a TCP state (not even undefined) */
+  private invalid(t: Tuple, now: number): CtResult {
+    const { tcpState: _, ...entry } = this.blank(t, now, undefined);
+    return { entry, dir: 'original', ctstate: 'INVALID', isNew: false, invalid: true };
+  }
+
+  /** a new entry, every field in the literal (tcpState last, where it was added after): no field added later
+   * to move the entry's fields out of the object */
+  private blank(t: Tuple, now: number, tcpState: TcpCtState | undefined): CtEntry {
     return {
       orig: t,
       reply: invertTuple(t),
@@ -608,6 +608,7 @@ export class Conntrack {
       dnat: false,
       snatDone: false,
       dnatDone: false,
+      tcpState,
     };
   }
 }
