@@ -2,7 +2,8 @@
  * NAT in conntrack, walked through the datapath: DNAT, SNAT and MASQUERADE round trips, the reply
  * un-NATed by the entry, later packets rewritten from the entry without the nat table, a source
  * port clash, ICMP errors translated inside and out, the RST of REJECT --reject-with tcp-reset,
- * NOTRACK, the marks kube-proxy's chains set, deterministic statistic and DNAT ranges.
+ * NOTRACK, the marks kube-proxy's chains set, deterministic statistic and DNAT ranges; the null
+ * binding kept without a copy (natNullBindingKept) only where natNullBinding keeps it, on random tables.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -385,4 +386,62 @@ test('null bindings: a clash moves a source port (nf_nat_l4proto_unique_tuple), 
   assert.equal(s.changed, true, 'a source port in use moves');
   assert.notEqual(src.reply.dport, 40000);
   assert.ok(src.snat && src.snatDone);
+});
+
+test('natNullBindingKept keeps a tuple only where natNullBinding keeps it, and leaves the rest to it', async () => {
+  const { Conntrack } = await import('../src/kernel/conntrack.ts');
+  const { natNullBinding, natNullBindingKept } = await import('../src/kernel/nat.ts');
+  type T = import('../src/kernel/conntrack.ts').Tuple;
+  let seed = 7;
+  const r = (n: number) => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return (seed >>> 8) % n;
+  };
+  const addrs = ['10.0.0.1', '10.0.0.2'];
+  const tuple = (): T => {
+    const proto = [1, 6, 17, 47][r(4)];
+    const src = addrs[r(2)];
+    const dst = addrs[r(2)];
+    if (proto === 1)
+      return { proto, src, dst, sport: 0, dport: 0, icmpType: [0, 8][r(2)], icmpCode: 0, icmpId: r(2) };
+    return { proto, src, dst, sport: proto === 47 ? 0 : 1000 + r(2), dport: proto === 47 ? 0 : 80 + r(2) };
+  };
+  /** the same table twice: one for each function */
+  const tables = () => {
+    const cts = [new Conntrack(), new Conntrack()];
+    for (let i = 0; i < 16; i++) {
+      const [o, rep, nat] = [tuple(), tuple(), r(2) === 0];
+      for (const ct of cts) {
+        const res = ct.track(o, o.proto === 6 ? { syn: true } : undefined, 0);
+        if (res.invalid || res.entry.confirmed) continue;
+        if (nat) res.entry.reply = rep;
+        ct.confirm(res.entry);
+      }
+    }
+    return cts;
+  };
+  const counts = { kept: 0, moved: 0 };
+  for (let round = 0; round < 1000; round++) {
+    const [a, b] = tables();
+    const t = tuple();
+    const manip = r(2) ? 'src' : 'dst';
+    const ra = a.track(t, t.proto === 6 ? { syn: true } : undefined, 0);
+    const eb = b.track(t, t.proto === 6 ? { syn: true } : undefined, 0).entry;
+    // a new connection's entry (the hook sets up NAT for no other)
+    if (!ra.isNew) continue;
+    const ea = ra.entry;
+    const eaBefore = structuredClone(ea);
+    const kept = natNullBindingKept(a, ea, manip);
+    const setup = natNullBinding(b, eb, manip, () => 4242);
+    if (kept) {
+      counts.kept++;
+      assert.equal(setup.changed, false, `round ${round}: kept, but natNullBinding moved it`);
+      assert.deepEqual(ea, eb, `round ${round}: the entries differ`);
+    } else {
+      // the hook runs natNullBinding then: nothing may have been set up yet
+      counts.moved += setup.changed ? 1 : 0;
+      assert.deepEqual(ea, eaBefore, `round ${round}: not kept, but the entry changed`);
+    }
+  }
+  assert.ok(counts.kept > 200 && counts.moved > 20, JSON.stringify(counts));
 });

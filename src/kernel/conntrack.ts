@@ -173,6 +173,20 @@ export function tupleKey(t: Tuple): string {
     : `${t.proto}|${t.src}|${t.dst}|${t.sport}|${t.dport}`;
 }
 
+/** dotted quads parsed by string, −1 for one parseIp4 refuses: the tuples of a walk name a handful of
+ * addresses, and a Map lookup of a string (its hash kept in the string) costs a fraction of a parse.
+ * Emptied when it holds 65,536. */
+const ADDRS = new Map<string, number>();
+export function parseIp4Cached(s: string): number {
+  let v = ADDRS.get(s);
+  if (v === undefined) {
+    if (ADDRS.size >= 65536) ADDRS.clear();
+    v = parseIp4(s) ?? -1;
+    ADDRS.set(s, v);
+  }
+  return v;
+}
+
 /** a tuple's hash key as numbers (K0..K3, module scratch: no allocation per lookup), or false for a
  * tuple whose string key (tupleKey) is not one of canonical numbers: an address parseIp4 refuses, a
  * port or ICMP field that is not an integer in its range. Equal keys ⇔ equal tupleKey strings. */
@@ -183,10 +197,9 @@ let K3 = 0;
 const u = (v: number | undefined, max: number): number =>
   v === undefined ? max + 1 : Number.isInteger(v) && v >= 0 && v <= max ? v : -1;
 function numericKey(t: Tuple): boolean {
-  const src = parseIp4(t.src);
-  const dst = parseIp4(t.dst);
-  if (src === undefined || dst === undefined || !Number.isInteger(t.proto) || t.proto < 0 || t.proto > 255)
-    return false;
+  const src = parseIp4Cached(t.src);
+  const dst = parseIp4Cached(t.dst);
+  if (src < 0 || dst < 0 || !Number.isInteger(t.proto) || t.proto < 0 || t.proto > 255) return false;
   let a: number;
   let b: number;
   if (t.proto === 1) {
@@ -210,12 +223,35 @@ function numericKey(t: Tuple): boolean {
   return true;
 }
 
+/**
+ * The hash of K0..K3, the same for a tuple and its inverse but for the low bit (which side's address
+ * and port come first): an entry's two tuples get neighbouring home slots, in one cache line, so
+ * confirming an entry after looking up its tuples (or after the null binding asked for its reply)
+ * reads one line of a table of thousands, not two. For ICMP the inverse's echo type is the other
+ * (8 ↔ 0); any other field the same. Only where keys go: equal keys are still compared in full.
+ */
 function hashKey(): number {
-  let h = Math.imul(K0 ^ 0x9e3779b9, 0x85ebca6b);
-  h = Math.imul(h ^ (h >>> 15) ^ K1, 0xc2b2ae35);
-  h = Math.imul(h ^ (h >>> 13) ^ K2, 0x85ebca6b);
-  h = Math.imul(h ^ (h >>> 16) ^ K3, 0xc2b2ae35);
-  return h ^ (h >>> 16);
+  const proto = K0 & 0xff;
+  let a = K0 >>> 8;
+  let b = K3;
+  let first: boolean;
+  if (proto === 1) {
+    // the echo pair counts as one type; the addresses say which side comes first, else the type
+    first = K1 !== K2 ? K1 < K2 : a !== 0;
+    if (a === 8) a = 0;
+  } else {
+    first = K1 !== K2 ? K1 < K2 : a <= b;
+    if (!first) {
+      const x = a;
+      a = b;
+      b = x;
+    }
+  }
+  let h = Math.imul(proto ^ (a << 8) ^ 0x9e3779b9, 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 15) ^ (first ? K1 : K2), 0xc2b2ae35);
+  h = Math.imul(h ^ (h >>> 13) ^ (first ? K2 : K1), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 16) ^ b, 0xc2b2ae35);
+  return ((h ^ (h >>> 16)) & ~1) | (first ? 0 : 1);
 }
 
 const DIRS: readonly CtDir[] = ['original', 'reply'];
@@ -223,23 +259,25 @@ const DIRS: readonly CtDir[] = ['original', 'reply'];
 /** rows of objects in chunks of this many: no JS array as long as the table (V8 makes and fills one
  * slowly, element by element), so that growing the table only rehashes typed arrays */
 const CHUNK_BITS = 10;
-/** words per slot of the tuple hash (6 used): 32 bytes, two slots to a cache line */
-const W = 8;
 const CHUNK = 1 << CHUNK_BITS;
 
 /**
  * The tuple hash (nf_conntrack_hash): tuple → entry and direction, with a Map's semantics (a set on
  * a key present replaces its value in place; insertion order kept for `toMap`), as numbers in an
  * open-addressing table (linear probing, backward-shift deletion) instead of a Map of string keys.
- * A slot holds the key's numbers and a row; a row the entry, the tuple it was set with (toMap's
- * key), the direction and the insertion order. A tuple without numeric key (numericKey false)
- * goes to a Map by its string key beside it; no string key of one can equal a numeric one's.
+ * A slot is two words, the row + 1 and the key's hash (eight slots to a cache line: a probe that
+ * misses, as most do in a table of thousands, reads one line, and growing copies two words a
+ * slot); a row holds the key's numbers (compared when the hash is equal), the entry, the tuple it
+ * was set with (toMap's key), the direction and the insertion order. A tuple without numeric key
+ * (numericKey false) goes to a Map by its string key beside it; no string key of one can equal a
+ * numeric one's.
  */
 class TupleHash {
-  /** slots of W words, one cache line to read per probe: row + 1 (0: empty), hash, K0..K3 */
+  /** slots: row + 1 (0: empty), hash */
   private mask = 15;
-  private w = new Int32Array(16 * W);
-  /** rows: entries and tuples in chunks, directions, insertion order; freed rows to reuse */
+  private w = new Int32Array(16 * 2);
+  /** rows: K0..K3 of each; entries and tuples in chunks, directions, insertion order; freed rows to reuse */
+  private keys = new Int32Array(16 * 4);
   private entries: (CtEntry | undefined)[][] = [];
   private tuples: (Tuple | undefined)[][] = [];
   private dirs = new Uint8Array(16);
@@ -252,14 +290,16 @@ class TupleHash {
   /** the direction of the last `get` that found an entry */
   dir: CtDir = 'original';
 
-  private slot(): number {
-    const h = hashKey();
+  private slot(h: number): number {
     const w = this.w;
+    const k = this.keys;
     for (let i = h & this.mask; ; i = (i + 1) & this.mask) {
-      const o = i * W;
-      if (w[o] === 0) return ~i;
-      if (w[o + 1] === h && w[o + 2] === K0 && w[o + 3] === K1 && w[o + 4] === K2 && w[o + 5] === K3)
-        return i;
+      const r = w[2 * i];
+      if (r === 0) return ~i;
+      if (w[2 * i + 1] === h) {
+        const o = 4 * (r - 1);
+        if (k[o] === K0 && k[o + 1] === K1 && k[o + 2] === K2 && k[o + 3] === K3) return i;
+      }
     }
   }
 
@@ -269,9 +309,9 @@ class TupleHash {
       if (hit) this.dir = hit.dir;
       return hit?.entry;
     }
-    const i = this.slot();
+    const i = this.slot(hashKey());
     if (i < 0) return undefined;
-    const r = this.w[i * W] - 1;
+    const r = this.w[2 * i] - 1;
     this.dir = DIRS[this.dirs[r]];
     return this.entries[r >> CHUNK_BITS][r & (CHUNK - 1)];
   }
@@ -283,23 +323,24 @@ class TupleHash {
       this.other.set(k, { entry, dir, tuple: t, seq: had ? had.seq : this.seq++ });
       return;
     }
-    let i = this.slot();
+    const h = hashKey();
+    let i = this.slot(h);
     let r: number;
-    if (i >= 0) r = this.w[i * W] - 1;
+    if (i >= 0) r = this.w[2 * i] - 1;
     else {
       if (2 * (this.size + 1) > this.mask + 1) {
         this.grow();
-        i = this.slot();
+        i = this.slot(h);
       }
       i = ~i;
       r = this.newRow();
-      const o = i * W;
-      this.w[o] = r + 1;
-      this.w[o + 1] = hashKey();
-      this.w[o + 2] = K0;
-      this.w[o + 3] = K1;
-      this.w[o + 4] = K2;
-      this.w[o + 5] = K3;
+      this.w[2 * i] = r + 1;
+      this.w[2 * i + 1] = h;
+      const k = this.keys;
+      k[4 * r] = K0;
+      k[4 * r + 1] = K1;
+      k[4 * r + 2] = K2;
+      k[4 * r + 3] = K3;
       this.seqs[r] = this.seq++;
       this.size++;
     }
@@ -323,6 +364,9 @@ class TupleHash {
       const seqs = new Float64Array(2 * n);
       seqs.set(this.seqs);
       this.seqs = seqs;
+      const keys = new Int32Array(8 * n);
+      keys.set(this.keys);
+      this.keys = keys;
     }
     return n;
   }
@@ -332,34 +376,38 @@ class TupleHash {
       this.other.delete(tupleKey(t));
       return;
     }
-    let i = this.slot();
+    let i = this.slot(hashKey());
     if (i < 0) return;
     const w = this.w;
-    const r = w[i * W] - 1;
+    const r = w[2 * i] - 1;
     this.entries[r >> CHUNK_BITS][r & (CHUNK - 1)] = undefined;
     this.tuples[r >> CHUNK_BITS][r & (CHUNK - 1)] = undefined;
     this.free.push(r);
     this.size--;
     // backward shift: move up every later slot of the run whose home is not between the hole and it
-    for (let j = (i + 1) & this.mask; w[j * W] !== 0; j = (j + 1) & this.mask) {
-      const home = w[j * W + 1] & this.mask;
+    for (let j = (i + 1) & this.mask; w[2 * j] !== 0; j = (j + 1) & this.mask) {
+      const home = w[2 * j + 1] & this.mask;
       if (i <= j ? home > i && home <= j : home > i || home <= j) continue;
-      w.copyWithin(i * W, j * W, j * W + W);
+      w[2 * i] = w[2 * j];
+      w[2 * i + 1] = w[2 * j + 1];
       i = j;
     }
-    w[i * W] = 0;
+    w[2 * i] = 0;
   }
 
   private grow(): void {
     const old = this.w;
-    const n = (2 * old.length) / W;
-    this.mask = n - 1;
-    const w = (this.w = new Int32Array(n * W));
-    for (let o = 0; o < old.length; o += W) {
-      if (old[o] === 0) continue;
-      let i = old[o + 1] & this.mask;
-      while (w[i * W] !== 0) i = (i + 1) & this.mask;
-      for (let k = 0; k < W; k++) w[i * W + k] = old[o + k];
+    const n = old.length;
+    const mask = (this.mask = n - 1);
+    const w = (this.w = new Int32Array(2 * n));
+    for (let o = 0; o < n; o += 2) {
+      const r = old[o];
+      if (r === 0) continue;
+      const h = old[o + 1];
+      let i = h & mask;
+      while (w[2 * i] !== 0) i = (i + 1) & mask;
+      w[2 * i] = r;
+      w[2 * i + 1] = h;
     }
   }
 
@@ -460,7 +508,7 @@ export class Conntrack {
       // the found direction's destination must be the error's destination
       if (hit && (hit.dir === 'original' ? hit.entry.orig : hit.entry.reply).dst === t.dst)
         return { entry: hit.entry, dir: hit.dir, ctstate: 'RELATED', isNew: false, related: true };
-      return { entry: this.blank(t, now), dir: 'original', ctstate: 'INVALID', isNew: false, invalid: true };
+      return this.invalid(t, now);
     }
     const entry = this.hash.get(t);
     if (!entry) {
@@ -469,18 +517,10 @@ export class Conntrack {
       if (t.proto === 6) {
         // a new connection must start with SYN, or (tcp_loose) any ACK picks up mid-stream
         const next = idx === 'syn' ? 'SYN_SENT' : loose && idx === 'ack' ? 'ESTABLISHED' : undefined;
-        if (!next)
-          return {
-            entry: this.blank(t, now),
-            dir: 'original',
-            ctstate: 'INVALID',
-            isNew: false,
-            invalid: true,
-          };
+        if (!next) return this.invalid(t, now);
         tcpState = next;
       }
-      const fresh = this.blank(t, now);
-      fresh.tcpState = tcpState;
+      const fresh = this.blank(t, now, tcpState);
       this.setExpiry(fresh, now + this.timeout(fresh) * 1e6);
       return { entry: fresh, dir: 'original', ctstate: 'NEW', isNew: true, from: 'NONE', to: tcpState };
     }
@@ -569,7 +609,15 @@ export class Conntrack {
     return GENERIC_TIMEOUT;
   }
 
-  private blank(t: Tuple, now: number): CtEntry {
+  /** INVALID: an entry for the packet alone, never confirmed, without a TCP state (not even undefined) */
+  private invalid(t: Tuple, now: number): CtResult {
+    const { tcpState: _, ...entry } = this.blank(t, now, undefined);
+    return { entry, dir: 'original', ctstate: 'INVALID', isNew: false, invalid: true };
+  }
+
+  /** a new entry, every field in the literal (tcpState last, where it was added after): no field added later
+   * to move the entry's fields out of the object */
+  private blank(t: Tuple, now: number, tcpState: TcpCtState | undefined): CtEntry {
     return {
       orig: t,
       reply: invertTuple(t),
@@ -583,6 +631,7 @@ export class Conntrack {
       dnat: false,
       snatDone: false,
       dnatDone: false,
+      tcpState,
     };
   }
 }

@@ -8,7 +8,14 @@
  */
 import { intToIp4, ip4ToInt } from '../wire/addr.ts';
 import type { Ipv4Packet } from '../wire/types.ts';
-import { invertTuple, type Conntrack, type CtDir, type CtEntry, type Tuple } from './conntrack.ts';
+import {
+  invertTuple,
+  parseIp4Cached,
+  type Conntrack,
+  type CtDir,
+  type CtEntry,
+  type Tuple,
+} from './conntrack.ts';
 import type { Hook, NatRange } from './netfilter/types.ts';
 
 export type Manip = 'src' | 'dst';
@@ -232,6 +239,23 @@ export function natSetup(ct: Conntrack, e: CtEntry, r: NatRange, manip: Manip, r
 export function natNullBinding(ct: Conntrack, e: CtEntry, manip: Manip, random: NatRandom): NatSetup {
   const ip = ip4ToInt(manip === 'src' ? e.reply.dst : e.reply.src);
   return natSetup(ct, e, { minIp: ip, maxIp: ip }, manip, random);
+}
+
+/**
+ * natNullBinding when it keeps the tuple, without a copy: the range is the one address the tuple has
+ * (in range), so get_unique_tuple returns the original direction unless its reply is another entry's;
+ * a TCP/UDP destination is kept even then (nf_nat_l4proto_unique_tuple cannot change it). The reply
+ * of the inverse of the inverse of e.reply is e.reply (same hash key, ICMP echo types included). The
+ * manip is marked set up and true returned; false (nothing changed) when natNullBinding must find a
+ * new tuple, or must refuse an address that is not a dotted quad as it does.
+ */
+export function natNullBindingKept(ct: Conntrack, e: CtEntry, manip: Manip): boolean {
+  const r = e.reply;
+  if (parseIp4Cached(manip === 'src' ? r.dst : r.src) < 0) return false;
+  if (!(manip === 'dst' && PORT_PROTOS.has(r.proto)) && ct.taken(r, e)) return false;
+  if (manip === 'src') e.snatDone = true;
+  else e.dnatDone = true;
+  return true;
 }
 
 export function natInitialized(e: CtEntry, manip: Manip): boolean {

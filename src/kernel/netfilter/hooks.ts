@@ -12,12 +12,13 @@
  */
 import { intToIp4, ip4ToInt } from '../../wire/addr.ts';
 import type { Ipv4Packet } from '../../wire/types.ts';
-import { quotedTuple, tupleOf, type CtResult, type Tuple } from '../conntrack.ts';
+import { quotedTuple, tcpIndex, tupleOf, type CtResult, type Tuple } from '../conntrack.ts';
 import {
   hookManip,
   natIcmpReply,
   natInitialized,
   natNullBinding,
+  natNullBindingKept,
   natPacket,
   natSetup,
   type Manip,
@@ -214,7 +215,11 @@ class HookRun implements MatchEnv {
     if (skb.untracked || skb.ct || !this.env.conntrackOn(this.ns)) return;
     const t = tupleOf(skb.pkt);
     const flags = skb.pkt.payload.kind === 'tcp' ? skb.pkt.payload.tcp.flags : undefined;
-    const loose = this.ns.sysctl.get('net.netfilter.nf_conntrack_tcp_loose') !== '0';
+    // nf_conntrack_tcp_loose decides only for an ACK that would start a connection: read only then
+    const loose =
+      !flags ||
+      tcpIndex(flags) !== 'ack' ||
+      this.ns.sysctl.get('net.netfilter.nf_conntrack_tcp_loose') !== '0';
     const res = this.ns.conntrack.track(t, flags, this.env.now(), loose, quotedTuple(skb.pkt));
     skb.ct = res;
     this.events.push({ kind: 'conntrack', hook: this.hook, result: res });
@@ -228,12 +233,14 @@ class HookRun implements MatchEnv {
     if (!ct || ct.invalid || skb.untracked || !ns.netfilter.present('nat')) return undefined;
     const manip = hookManip(hook);
     const e = ct.entry;
-    const before = tupleOf(skb.pkt);
+    // the packet as it came (the table never rewrites it: only NAT does, below)
+    const pkt = skb.pkt;
     // an ICMP error of a NATed entry is translated, never run through the table
-    if (ct.related && skb.pkt.payload.kind === 'icmp') {
-      const out = natIcmpReply(e, ct.dir, manip, skb.pkt);
+    if (ct.related && pkt.payload.kind === 'icmp') {
+      const out = natIcmpReply(e, ct.dir, manip, pkt);
       if (out) {
         skb.pkt = out;
+        const before = tupleOf(pkt);
         events.push({ kind: 'nat-rewrite', hook, manip, before, after: tupleOf(out), icmpError: true });
       }
       return undefined;
@@ -259,15 +266,17 @@ class HookRun implements MatchEnv {
         const setup = natSetup(ns.conntrack, e, range, manip, (salt) => this.natRandom(salt));
         events.push({ kind: 'nat-setup', hook, setup, byRule: true, orig: e.orig, reply: e.reply });
       }
-      if (!natInitialized(e, manip)) {
+      // the null binding: most keep the tuple, found without a copy or a closure
+      if (!natInitialized(e, manip) && !natNullBindingKept(ns.conntrack, e, manip)) {
         const setup = natNullBinding(ns.conntrack, e, manip, (salt) => this.natRandom(salt));
         if (setup.changed)
           events.push({ kind: 'nat-setup', hook, setup, byRule: false, orig: e.orig, reply: e.reply });
       }
     }
-    const out = natPacket(e, ct.dir, manip, skb.pkt);
+    const out = natPacket(e, ct.dir, manip, pkt);
     if (out) {
       skb.pkt = out;
+      const before = tupleOf(pkt);
       events.push({ kind: 'nat-rewrite', hook, manip, before, after: tupleOf(out), icmpError: false });
     }
     return undefined;
