@@ -22,7 +22,7 @@ let sport = 30000;
 
 /** what a plan holds, as a flat list of objects and flags (compared element by element with ===) */
 function parts(p: NfPlan): unknown[] {
-  const out: unknown[] = [p.active];
+  const out: unknown[] = [p.active, [...p.random].join()];
   for (const hook of HOOKS)
     for (const [name, e] of Object.entries(p.hooks[hook])) {
       out.push(hook, name, e.chain, e.empty);

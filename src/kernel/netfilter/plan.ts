@@ -30,6 +30,8 @@ export interface NfPlan {
   readonly hooks: Readonly<Record<Hook, Readonly<Partial<Record<TableName, HookTable>>>>>;
   /** the compiled tables of those entries, by name */
   readonly tables: ReadonlyMap<string, CompiledTable>;
+  /** those of them with a rule that draws at random (`-m statistic --mode random`) */
+  readonly random: ReadonlySet<string>;
 }
 
 const plans = new WeakMap<Netfilter, NfPlan>();
@@ -50,7 +52,10 @@ function makePlan(nf: Netfilter): NfPlan {
     }
     hooks[hook] = entries;
   }
-  return { active: nf.active(), hooks, tables };
+  const random = new Set<string>();
+  for (const [name, t] of tables)
+    for (const c of t.values()) if (c.firstRandom < c.rules.length) random.add(name);
+  return { active: nf.active(), hooks, tables, random };
 }
 
 /** the namespace's plan for its rule set as it is */
@@ -71,7 +76,10 @@ export function dropPlan(nf: Netfilter): void {
  * chain, that of not matching (multiplied in the chain's order).
  */
 export function randomChoice(nf: Netfilter, t: Traversal): NfDecision['choice'] {
-  const table = planOf(nf).tables.get(t.table);
+  const plan = planOf(nf);
+  const table = plan.tables.get(t.table);
+  // no rule of the table draws: no hit of the path can be a random choice
+  if (table && !plan.random.has(t.table)) return undefined;
   for (let k = t.path.length - 1; k >= 0; k--) {
     const hit = t.path[k];
     const chain = table?.get(hit.chain);
