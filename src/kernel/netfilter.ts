@@ -12,6 +12,7 @@ import { targetExt } from './netfilter/targets.ts';
 import type { Chain, Hook, RecentEntry, Rule, TableName } from './netfilter/types.ts';
 import { matchExt } from './netfilter/matches.ts';
 import type { IpSet } from './ipset.ts';
+import { dropPlan } from './netfilter/plan.ts';
 
 export * from './netfilter/types.ts';
 export {
@@ -38,6 +39,7 @@ export {
 } from './netfilter/targets.ts';
 export { MATCHES, ICMP_NAMES } from './netfilter/matches.ts';
 export type { RuleHit, Traversal } from './netfilter/eval.ts';
+export { planOf, randomChoice, type NfPlan } from './netfilter/plan.ts';
 
 /** the builtin chains of each table, in the order iptables lists them */
 export const TABLE_BUILTINS: Record<string, readonly Hook[]> = {
@@ -49,18 +51,6 @@ export const TABLE_BUILTINS: Record<string, readonly Hook[]> = {
 };
 /** the order iptables-save (nf_tables) dumps the tables in */
 export const SAVE_TABLE_ORDER: readonly TableName[] = ['mangle', 'security', 'raw', 'filter', 'nat'];
-
-/**
- * The tables each hook runs, in priority order (raw −300, [conntrack −200], mangle −150,
- * nat dst −100, filter 0, security 50, nat src 100, [conntrack confirm]).
- */
-export const HOOK_TABLES: Record<Hook, readonly TableName[]> = {
-  PREROUTING: ['raw', 'mangle', 'nat'],
-  INPUT: ['mangle', 'filter', 'security', 'nat'],
-  FORWARD: ['mangle', 'filter', 'security'],
-  OUTPUT: ['raw', 'mangle', 'nat', 'filter', 'security'],
-  POSTROUTING: ['mangle', 'nat'],
-};
 
 /** what restricts where a rule may be: the tables and hooks an extension is valid in */
 interface Limit {
@@ -119,6 +109,15 @@ export class Netfilter {
     this.tables.set('filter', Netfilter.builtinChains('filter'));
   }
 
+  /**
+   * The rule set changed (tables, chains, rules, policies, the tables created): every writer calls
+   * this — the methods here, the emulated iptables and iptables-restore — and the hooks make their
+   * plan (netfilter/plan.ts) again at their next run.
+   */
+  changed(): void {
+    dropPlan(this);
+  }
+
   private static builtinChains(table: string): Map<string, Chain> {
     const m = new Map<string, Chain>();
     for (const name of TABLE_BUILTINS[table] ?? [])
@@ -136,6 +135,7 @@ export class Netfilter {
     if (!t) {
       t = Netfilter.builtinChains(name);
       this.tables.set(name, t);
+      this.changed();
     }
     return t;
   }
@@ -146,6 +146,7 @@ export class Netfilter {
     if (t.has(name)) throw new Error(`chain ${name} already exists in ${table}`);
     const c: Chain = { name, rules: [], pkts: 0, bytes: 0 };
     t.set(name, c);
+    this.changed();
     this.ownCreated().add(table);
     return c;
   }
@@ -157,6 +158,7 @@ export class Netfilter {
     const why = this.refuses(table, chain, rule);
     if (why) throw new Error(`the kernel refuses the rule in ${table} ${chain}: ${why}`);
     c.rules.push(rule);
+    this.changed();
     this.ownCreated().add(table);
   }
 
@@ -167,6 +169,7 @@ export class Netfilter {
     const why = this.refuses(table, chain, rule);
     if (why) throw new Error(`the kernel refuses the rule in ${table} ${chain}: ${why}`);
     c.rules.splice(pos, 0, rule);
+    this.changed();
     this.ownCreated().add(table);
   }
 
@@ -185,6 +188,7 @@ export class Netfilter {
 
   /** a command created the table in the kernel */
   markCreated(table: string): void {
+    this.changed();
     this.ownCreated().add(table);
   }
 
@@ -195,6 +199,7 @@ export class Netfilter {
   createByCommand(table: string): void {
     if (this.present(table)) return;
     for (const c of this.table(table).values()) if (this.isBuiltin(table, c.name)) c.noCounters = true;
+    this.changed();
     this.ownCreated().add(table);
   }
 
@@ -262,6 +267,7 @@ export class Netfilter {
         const why = this.refuses(table, chain, rule, reach);
         if (why) throw new Error(`the kernel refuses the rule in ${table} ${chain}: ${why}`);
       }
+      this.changed();
       this.ownCreated().add(table);
     } catch (e) {
       for (const [name, c] of before) if (!c) t.delete(name);
@@ -271,6 +277,7 @@ export class Netfilter {
           x.c.pkts = x.pkts;
           x.c.bytes = x.bytes;
         }
+      this.changed();
       if (!wasCreated) this.ownCreated().delete(table);
       throw e;
     }

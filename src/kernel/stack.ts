@@ -57,7 +57,7 @@ import type {
   VxlanLink,
 } from './objects.ts';
 import { tupleOf, type CtResult } from './conntrack.ts';
-import type { Hook, Rule } from './netfilter.ts';
+import { planOf, randomChoice, type Hook } from './netfilter.ts';
 import { runHook, type HookEnv, type NfEvent } from './netfilter/hooks.ts';
 import type { Traversal } from './netfilter/eval.ts';
 import { REJECT_CODE, resetFor } from './netfilter/reject.ts';
@@ -1829,8 +1829,9 @@ export class Stack {
     nexthop?: string,
   ): boolean {
     // no table in the namespace: no hook, no conntrack, nothing to run
-    if (!skb.ct && !ns.netfilter.active()) return true;
-    const r = runHook(ns, hook, skb, { iif, oif, nexthop, len: ipv4Length(skb.pkt) }, this.hookEnv);
+    const plan = planOf(ns.netfilter);
+    if (!skb.ct && !plan.active) return true;
+    const r = runHook(ns, hook, skb, { iif, oif, nexthop, len: ipv4Length(skb.pkt) }, this.hookEnv, plan);
     for (const ev of r.events) this.netfilterStep(ns, ev, iif ?? oif);
     if (r.verdict === 'ACCEPT') return true;
     const decision = nfDecision(ns, r.by!);
@@ -2087,40 +2088,6 @@ export function nfDecision(ns: Netns, t: Traversal): NfDecision {
       : { chain: t.chain, policy: ns.netfilter.chain(t.table, t.chain)?.policy ?? 'ACCEPT' },
     rejectWith: target?.kind === 'REJECT' ? target.with : undefined,
     nat,
-    choice: randomChoice(ns, t),
+    choice: randomChoice(ns.netfilter, t),
   };
-}
-
-/** the probability a rule's `-m statistic --mode random` match matches with */
-function randomProbability(r: Rule): number | undefined {
-  for (const m of r.matches)
-    if (m.kind === 'statistic' && m.mode === 'random' && !m.neg) return m.probability / 0x80000000;
-  return undefined;
-}
-
-/** the last rule of the path reached through `-m statistic --mode random` draws, with its probability */
-function randomChoice(ns: Netns, t: Traversal): NfDecision['choice'] {
-  // per chain of the path: how many of its first rules are known to draw nothing (each chain scanned once)
-  let plain: Map<string, number> | undefined;
-  for (let k = t.path.length - 1; k >= 0; k--) {
-    const hit = t.path[k];
-    const rules = ns.netfilter.chain(t.table, hit.chain)?.rules ?? [];
-    let probability = randomProbability(hit.rule) ?? 1;
-    let random = probability !== 1;
-    const before = Math.min(hit.index - 1, rules.length);
-    // (a path of one rule scans one chain once: no map)
-    if (t.path.length > 1) plain ??= new Map();
-    let n = plain?.get(hit.chain) ?? 0;
-    while (n < before && randomProbability(rules[n]) === undefined) n++;
-    plain?.set(hit.chain, n);
-    if (!random && n >= before) continue;
-    for (let i = 0; i < before; i++) {
-      const q = randomProbability(rules[i]);
-      if (q === undefined) continue;
-      probability *= 1 - q;
-      random = true;
-    }
-    if (random) return { chain: hit.chain, index: hit.index, probability };
-  }
-  return undefined;
 }

@@ -655,7 +655,13 @@ export const iptables: Tool = (argv, ctx): ToolResult => {
     if (p.help) return { stdout: IPTABLES_HELP, stderr: '', code: 0 };
     if (p.version) return { stdout: `${PROG}\n`, stderr: '', code: 0 };
     const rules = check(p);
-    execute(p, rules, ctx.netns.netfilter, out);
+    const nf = ctx.netns.netfilter;
+    try {
+      execute(p, rules, nf, out);
+    } finally {
+      // the command writes chains, rules and policies in place: the hooks' plan is made again
+      nf.changed();
+    }
     return { stdout: out.stdout, stderr: '', code: 0 };
   } catch (e) {
     if (e instanceof ToolFailure) return { stdout: out.stdout, stderr: e.stderr, code: e.code };

@@ -5,10 +5,10 @@
  * targets decide. The result is a typed record of what happened, for the datapath to act on and
  * the trace to show.
  */
-import type { MatchEnv, PacketView } from './extension.ts';
+import type { MatchEnv, MatchExtension, PacketView } from './extension.ts';
 import { matchExt } from './matches.ts';
 import { netMask } from './parse.ts';
-import type { Chain, Hook, Rule, TableName } from './types.ts';
+import type { Chain, Hook, Match, Neg, Net, Rule, TableName, Target } from './types.ts';
 
 /** a rule that matched: its chain, its 1-based position, the rule */
 export interface RuleHit {
@@ -31,39 +31,207 @@ export interface Traversal {
   notrack?: boolean;
 }
 
-/** ip_packet_match's ifname compare: `cali+` is every name that starts with `cali` (no substring made per packet) */
-function matchIface(pattern: string, name: string | undefined): boolean {
-  if (name === undefined) return false;
-  const last = pattern.length - 1;
-  if (pattern.charCodeAt(last) !== 0x2b) return pattern === name;
-  if (name.length < last) return false;
-  for (let i = 0; i < last; i++) if (pattern.charCodeAt(i) !== name.charCodeAt(i)) return false;
-  return true;
+/**
+ * ip_packet_match's ifname compare, of a pattern compiled by ifacePattern: `cali+` is every name
+ * that starts with `cali`
+ */
+function matchIface(name: string, prefix: boolean, dev: string | undefined): boolean {
+  if (dev === undefined) return false;
+  return prefix ? dev.startsWith(name) : dev === name;
+}
+
+/** an -i/-o pattern as matchIface takes it: the name, without its `+` when it is a prefix */
+function ifacePattern(pattern: string | undefined): [string | undefined, boolean] {
+  if (pattern === undefined || pattern.charCodeAt(pattern.length - 1) !== 0x2b) return [pattern, false];
+  return [pattern.slice(0, -1), true];
 }
 
 /**
- * Does the rule match the packet: the header fields, then each match in order through its
+ * A rule as a traversal runs it, made once per rule set (netfilter/plan.ts): its header fields
+ * with their masks worked out, only the matches that test something (a comment always matches),
+ * each with its extension, and every rule of one shape (the rules' own records differ by which
+ * options they have).
+ */
+export interface CompiledRule {
+  readonly rule: Rule;
+  readonly proto: Neg<number> | undefined;
+  readonly src: Neg<Net> | undefined;
+  readonly srcMask: number;
+  readonly dst: Neg<Net> | undefined;
+  readonly dstMask: number;
+  /** -i: the name (a prefix when `inPrefix`: `cali+`), negated when `inNeg` */
+  readonly in: string | undefined;
+  readonly inPrefix: boolean;
+  readonly inNeg: boolean;
+  readonly out: string | undefined;
+  readonly outPrefix: boolean;
+  readonly outNeg: boolean;
+  readonly matches: readonly Match[];
+  readonly exts: readonly MatchExtension<Match>[];
+  /** a match draws per rule (statistic): the traversal tells it the rule's place (env.pos) */
+  readonly draws: boolean;
+  readonly target: Target | undefined;
+  /** what the target does in the traversal's loop (ACT_*) */
+  readonly act: number;
+  /** ACT_DECIDE: the verdict (ACCEPT for the NAT targets and a jump to ACCEPT) */
+  readonly verdict: 'ACCEPT' | 'DROP' | 'REJECT';
+  /** ACT_MARK: mark = (mark & ~markMask) ^ markValue */
+  readonly markMask: number;
+  readonly markValue: number;
+  /** ACT_JUMP, ACT_GOTO: the chain's name, and the chain (undefined: not in the table) */
+  readonly to: string;
+  jump: CompiledChain | undefined;
+  /** the probability its `-m statistic --mode random` match matches with (the first such, not negated) */
+  readonly random: number | undefined;
+}
+
+/** a chain of compiled rules */
+export interface CompiledChain {
+  readonly chain: Chain;
+  readonly rules: readonly CompiledRule[];
+  /** the 0-based index of its first rule with a random draw (`random`), rules.length when none */
+  readonly firstRandom: number;
+}
+
+/** a table's chains, compiled, by name */
+export type CompiledTable = ReadonlyMap<string, CompiledChain>;
+
+/** the targets' actions in a traversal */
+const ACT_NONE = 0;
+const ACT_DECIDE = 1;
+const ACT_RETURN = 2;
+const ACT_MARK = 3;
+const ACT_NOTRACK = 4;
+const ACT_JUMP = 5;
+const ACT_GOTO = 6;
+
+function action(
+  t: Target | undefined,
+): Pick<CompiledRule, 'act' | 'verdict' | 'markMask' | 'markValue' | 'to'> {
+  const out = {
+    act: ACT_NONE,
+    verdict: 'ACCEPT' as CompiledRule['verdict'],
+    markMask: 0,
+    markValue: 0,
+    to: '',
+  };
+  switch (t?.kind) {
+    case undefined:
+      break;
+    case 'ACCEPT':
+    case 'DROP':
+    case 'REJECT':
+    case 'DNAT':
+    case 'SNAT':
+    case 'MASQUERADE':
+      out.act = ACT_DECIDE;
+      out.verdict = t.kind === 'DROP' || t.kind === 'REJECT' ? t.kind : 'ACCEPT';
+      break;
+    case 'RETURN':
+      out.act = ACT_RETURN;
+      break;
+    case 'MARK':
+      out.act = ACT_MARK;
+      out.markMask = t.mask;
+      out.markValue = t.value;
+      break;
+    case 'CT':
+      out.act = ACT_NOTRACK;
+      break;
+    case 'jump':
+    case 'goto':
+      if (t.chain === 'ACCEPT' || t.chain === 'DROP') {
+        out.act = ACT_DECIDE;
+        out.verdict = t.chain;
+      } else {
+        out.act = t.kind === 'jump' ? ACT_JUMP : ACT_GOTO;
+        out.to = t.chain;
+      }
+  }
+  return out;
+}
+
+export function compileRule(r: Rule): CompiledRule {
+  const matches: Match[] = [];
+  const exts: MatchExtension<Match>[] = [];
+  let random: number | undefined;
+  for (const m of r.matches) {
+    if (random === undefined && m.kind === 'statistic' && m.mode === 'random' && !m.neg)
+      random = m.probability / 0x80000000;
+    if (m.kind === 'comment') continue;
+    matches.push(m);
+    exts.push(matchExt(m));
+  }
+  const [inName, inPrefix] = ifacePattern(r.in?.v);
+  const [outName, outPrefix] = ifacePattern(r.out?.v);
+  return {
+    rule: r,
+    proto: r.proto,
+    src: r.src,
+    srcMask: r.src ? netMask(r.src.v) : 0,
+    dst: r.dst,
+    dstMask: r.dst ? netMask(r.dst.v) : 0,
+    in: inName,
+    inPrefix,
+    inNeg: !!r.in?.neg,
+    out: outName,
+    outPrefix,
+    outNeg: !!r.out?.neg,
+    matches,
+    exts,
+    draws: matches.some((m) => m.kind === 'statistic'),
+    target: r.target,
+    ...action(r.target),
+    jump: undefined,
+    random,
+  };
+}
+
+export function compileTable(table: ReadonlyMap<string, Chain>): CompiledTable {
+  const out = new Map<string, CompiledChain>();
+  for (const [name, chain] of table) {
+    const rules = chain.rules.map(compileRule);
+    const first = rules.findIndex((r) => r.random !== undefined);
+    out.set(name, { chain, rules, firstRandom: first < 0 ? rules.length : first });
+  }
+  for (const c of out.values()) for (const r of c.rules) if (r.to) r.jump = out.get(r.to);
+  return out;
+}
+
+/**
+ * Does the compiled rule match the packet: the header fields, then each match in order through its
  * extension's test (MATCHES in matches.ts: a new match kind is one entry there). `chain` and
  * `index` are the rule's place, set in env.pos for the matches that draw per rule (statistic).
  */
-export function ruleMatches(r: Rule, p: PacketView, env: MatchEnv, chain = '', index = 0): boolean {
+function compiledMatches(
+  r: CompiledRule,
+  p: PacketView,
+  env: MatchEnv,
+  chain: string,
+  index: number,
+): boolean {
   const proto = r.proto;
   if (proto && (proto.v === 0 || proto.v === p.proto) === proto.neg) return false;
   const src = r.src;
-  if (src && ((p.src & netMask(src.v)) >>> 0 === src.v.net) === src.neg) return false;
+  if (src && ((p.src & r.srcMask) >>> 0 === src.v.net) === src.neg) return false;
   const dst = r.dst;
-  if (dst && ((p.dst & netMask(dst.v)) >>> 0 === dst.v.net) === dst.neg) return false;
-  if (r.in && matchIface(r.in.v, p.in) === r.in.neg) return false;
-  if (r.out && matchIface(r.out.v, p.out) === r.out.neg) return false;
+  if (dst && ((p.dst & r.dstMask) >>> 0 === dst.v.net) === dst.neg) return false;
+  if (r.in !== undefined && matchIface(r.in, r.inPrefix, p.in) === r.inNeg) return false;
+  if (r.out !== undefined && matchIface(r.out, r.outPrefix, p.out) === r.outNeg) return false;
   const ms = r.matches;
   if (ms.length === 0) return true;
-  env.pos.chain = chain;
-  env.pos.index = index;
-  for (let i = 0; i < ms.length; i++) {
-    const m = ms[i];
-    if (!matchExt(m).test(m, p, env)) return false;
+  if (r.draws) {
+    env.pos.chain = chain;
+    env.pos.index = index;
   }
+  const exts = r.exts;
+  for (let i = 0; i < ms.length; i++) if (!exts[i].test(ms[i], p, env)) return false;
   return true;
+}
+
+/** Does the rule match the packet (what a traversal asks of each rule, for one rule on its own) */
+export function ruleMatches(r: Rule, p: PacketView, env: MatchEnv, chain = '', index = 0): boolean {
+  return compiledMatches(compileRule(r), p, env, chain, index);
 }
 
 /** the most chains deep a traversal goes (the kernel refuses loops when rules are added) */
@@ -71,65 +239,53 @@ const MAX_DEPTH = 32;
 
 /** one chain of a traversal (ipt_do_table's loop, a jump recursing); true when a target decided */
 function walkChain(
-  table: ReadonlyMap<string, Chain>,
+  chain: CompiledChain | undefined,
+  chainName: string,
   res: Traversal,
   p: PacketView,
   env: MatchEnv,
-  chainName: string,
   depth: number,
 ): boolean {
-  const chain = table.get(chainName);
   if (!chain || depth > MAX_DEPTH) return false;
-  for (let i = 0; i < chain.rules.length; i++) {
-    const r = chain.rules[i];
-    if (!ruleMatches(r, p, env, chainName, i + 1)) continue;
+  const rules = chain.rules;
+  for (let i = 0; i < rules.length; i++) {
+    const c = rules[i];
+    if (!compiledMatches(c, p, env, chainName, i + 1)) continue;
+    const r = c.rule;
     r.pkts++;
     r.bytes += p.len;
     const hit = { chain: chainName, index: i + 1, rule: r };
     res.path.push(hit);
-    const t = r.target;
-    if (!t) continue;
-    switch (t.kind) {
-      case 'ACCEPT':
-      case 'DROP':
-      case 'REJECT':
-      case 'DNAT':
-      case 'SNAT':
-      case 'MASQUERADE':
-        res.verdict = t.kind === 'DROP' || t.kind === 'REJECT' ? t.kind : 'ACCEPT';
+    switch (c.act) {
+      case ACT_NONE:
+        continue;
+      case ACT_DECIDE:
+        res.verdict = c.verdict;
         res.decided = hit;
         return true;
-      case 'RETURN':
+      case ACT_RETURN:
         return false;
-      case 'MARK':
-        p.mark = ((p.mark & ~t.mask) ^ t.value) >>> 0;
+      case ACT_MARK:
+        p.mark = ((p.mark & ~c.markMask) ^ c.markValue) >>> 0;
         continue;
-      case 'CT':
+      case ACT_NOTRACK:
         res.notrack = true;
         continue;
-      case 'jump':
-      case 'goto': {
-        if (t.chain === 'ACCEPT' || t.chain === 'DROP') {
-          res.verdict = t.chain;
-          res.decided = hit;
-          return true;
-        }
-        if (walkChain(table, res, p, env, t.chain, depth + 1)) return true;
+      default:
+        if (walkChain(c.jump, c.to, res, p, env, depth + 1)) return true;
         // -g: the chain gone to returns to whoever called this one
-        if (t.kind === 'goto') return false;
-        continue;
-      }
+        if (c.act === ACT_GOTO) return false;
     }
   }
   return false;
 }
 
 /**
- * Run a packet through a builtin chain of a table. `countPolicy`: the table exists in the kernel,
- * so its builtin chain counts the packets its policy decides.
+ * Run a packet through a builtin chain of a compiled table. `countPolicy`: the table exists in the
+ * kernel, so its builtin chain counts the packets its policy decides.
  */
 export function traverse(
-  table: ReadonlyMap<string, Chain>,
+  table: CompiledTable,
   tableName: TableName,
   hook: Hook,
   p: PacketView,
@@ -137,8 +293,8 @@ export function traverse(
   countPolicy: boolean,
 ): Traversal {
   const res: Traversal = { table: tableName, hook, chain: hook, path: [], verdict: 'ACCEPT' };
-  if (walkChain(table, res, p, env, hook, 0)) return res;
-  const builtin = table.get(hook)!;
+  if (walkChain(table.get(hook), hook, res, p, env, 0)) return res;
+  const builtin = table.get(hook)!.chain;
   // a table that does not exist in the kernel has no hooks: nothing counts there (a pod's namespace)
   if (countPolicy && !builtin.noCounters) {
     builtin.pkts++;

@@ -25,10 +25,10 @@ import {
   type NatSetup,
 } from '../nat.ts';
 import type { Netns } from '../objects.ts';
-import { HOOK_TABLES } from '../netfilter.ts';
 import type { MatchEnv, PacketView } from './extension.ts';
 import { traverse, type Traversal } from './eval.ts';
-import type { AddrType, Hook, NatRange, TableName } from './types.ts';
+import { planOf, type HookTable, type NfPlan } from './plan.ts';
+import { HOOK_TABLES, type AddrType, type Hook, type NatRange, type TableName } from './types.ts';
 
 /** what a hook sees of the skb; NAT replaces pkt, MARK changes mark, conntrack attaches ct */
 export interface HookSkb {
@@ -86,6 +86,8 @@ class HookRun implements MatchEnv {
   readonly events: NfEvent[] = [];
   readonly pos = { chain: '', index: 0 };
   private flow?: string;
+  /** the hook's tables in the namespace's plan */
+  private readonly entries: Readonly<Partial<Record<TableName, HookTable>>>;
 
   constructor(
     readonly ns: Netns,
@@ -93,7 +95,10 @@ class HookRun implements MatchEnv {
     readonly skb: HookSkb,
     readonly at: HookPlace,
     readonly env: HookEnv,
-  ) {}
+    plan: NfPlan,
+  ) {
+    this.entries = plan.hooks[hook];
+  }
 
   get now(): number {
     return this.env.now();
@@ -184,13 +189,11 @@ class HookRun implements MatchEnv {
 
   /** one table's builtin chain */
   runTable(name: TableName): Traversal | undefined {
-    const nf = this.ns.netfilter;
-    const table = nf.tables.get(name);
-    if (!table) return undefined;
-    const chain = table.get(this.hook);
     // a table that does not exist in the kernel has no hooks (a pod's namespace)
-    if (!chain || !nf.present(name)) return undefined;
-    if (chain.rules.length === 0 && chain.policy !== 'DROP') {
+    const entry = this.entries[name];
+    if (!entry) return undefined;
+    const chain = entry.chain;
+    if (entry.empty) {
       // no rule to match: only the policy decides and counts, as traverse would (no view made, no
       // traversal recorded: an empty chain that accepted is not an event, and says nothing to NAT)
       if (!chain.noCounters) {
@@ -201,7 +204,7 @@ class HookRun implements MatchEnv {
     }
     const view = this.view();
     this.table = name;
-    const t = traverse(table, name, this.hook, view, this, true);
+    const t = traverse(entry.compiled, name, this.hook, view, this, true);
     this.skb.mark = view.mark;
     if (chain.rules.length || chain.policy !== 'ACCEPT' || t.verdict !== 'ACCEPT')
       this.events.push({ kind: 'traversal', traversal: t });
@@ -304,9 +307,16 @@ class HookRun implements MatchEnv {
   }
 }
 
-/** Run `hook` for the packet in the namespace. */
-export function runHook(ns: Netns, hook: Hook, skb: HookSkb, at: HookPlace, env: HookEnv): HookResult {
-  return new HookRun(ns, hook, skb, at, env).run();
+/** Run `hook` for the packet in the namespace (`plan`: its netfilter's, when the caller has it already). */
+export function runHook(
+  ns: Netns,
+  hook: Hook,
+  skb: HookSkb,
+  at: HookPlace,
+  env: HookEnv,
+  plan = planOf(ns.netfilter),
+): HookResult {
+  return new HookRun(ns, hook, skb, at, env, plan).run();
 }
 
 /* ------------------------------------------------------------ the datapath's side */

@@ -11,6 +11,18 @@ export type Hook = (typeof HOOKS)[number];
 export const TABLES = ['raw', 'mangle', 'nat', 'filter', 'security'] as const;
 export type TableName = (typeof TABLES)[number];
 
+/**
+ * The tables each hook runs, in priority order (raw −300, [conntrack −200], mangle −150,
+ * nat dst −100, filter 0, security 50, nat src 100, [conntrack confirm]).
+ */
+export const HOOK_TABLES: Record<Hook, readonly TableName[]> = {
+  PREROUTING: ['raw', 'mangle', 'nat'],
+  INPUT: ['mangle', 'filter', 'security', 'nat'],
+  FORWARD: ['mangle', 'filter', 'security'],
+  OUTPUT: ['raw', 'mangle', 'nat', 'filter', 'security'],
+  POSTROUTING: ['mangle', 'nat'],
+};
+
 /** conntrack states in the order iptables prints them (the bit order of xt_conntrack) */
 export const CT_STATES = ['INVALID', 'NEW', 'RELATED', 'ESTABLISHED', 'UNTRACKED', 'SNAT', 'DNAT'] as const;
 export type CtState = (typeof CT_STATES)[number];
