@@ -245,7 +245,6 @@ const MAX_TCP_HEADER = 256;
 const SKB_SHARED_INFO = 320;
 const SKB_SIZE = 256;
 const TCP_INIT_CWND = 10;
-const win = (w: { rcvWnd: number; wscale: number }) => ({ rcvWnd: w.rcvWnd, wscale: w.wscale });
 /** TCP_TIMEOUT_INIT and TCP_RTO_MAX (include/net/tcp.h), µs */
 const TCP_TIMEOUT_INIT = 1_000_000;
 const TCP_RTO_MAX = 120_000_000;
@@ -274,9 +273,6 @@ export class Sockets implements TransportHandler {
     return ns.tcp.newest(local, lport, remote, rport);
   }
 
-  private addConn(c: TcpConn): void {
-    this.w.ns(c.ns).tcp.add(c);
-  }
   /** why the last send() returned false */
   lastError?: SendError;
   /** responses the server side sends on an established connection */
@@ -320,8 +316,19 @@ export class Sockets implements TransportHandler {
     what: SendCall,
     opts: { ct?: CtResult; pmtudisc?: Pmtudisc } = {},
   ): boolean {
+    return this.sendRouted(ns, pkt, what, opts.ct, opts.pmtudisc, this.stack.routeOutput(ns, pkt.ip.dst));
+  }
+
+  /** send() with the route lookup of pkt.ip.dst made by the caller, at this moment */
+  private sendRouted(
+    ns: Netns,
+    pkt: Ipv4Packet,
+    what: SendCall,
+    ct: CtResult | undefined,
+    pmtudisc: Pmtudisc | undefined,
+    rr: ReturnType<Stack['routeOutput']>,
+  ): boolean {
     this.lastError = undefined;
-    const rr = this.stack.routeOutput(ns, pkt.ip.dst);
     if (!rr) {
       this.lastError = { errno: 'ENETUNREACH' };
       this.w.rec.add({
@@ -348,7 +355,7 @@ export class Sockets implements TransportHandler {
         ev: { type: 'route-local', dst: pkt.ip.dst, dev: rr.dev.name, via: 'output' },
       });
       this.countOut(ns, pkt, what);
-      this.stack.localOut(ns, pkt, local, opts.ct);
+      this.stack.localOut(ns, pkt, local, ct);
       return true;
     }
     if (pkt.ip.src === '0.0.0.0') pkt.ip.src = rr.src;
@@ -357,7 +364,7 @@ export class Sockets implements TransportHandler {
     // the socket's MTU is the path MTU (a cached FIB exception) or the device's
     const mtu = rr.pmtu ?? rr.dev.mtu;
     // IP_PMTUDISC_WANT: DF only on what fits the path MTU; the rest is fragmented here
-    if (opts.pmtudisc === 'want') pkt.ip.df = len <= mtu;
+    if (pmtudisc === 'want') pkt.ip.df = len <= mtu;
     if (pkt.ip.df && len > mtu) {
       this.w.rec.add({
         kind: 'mtu',
@@ -381,7 +388,7 @@ export class Sockets implements TransportHandler {
     const stack = this.stack;
     stack.sender = ns.name;
     stack.sendError = undefined;
-    stack.localOut(ns, pkt, rr, opts.ct);
+    stack.localOut(ns, pkt, rr, ct);
     stack.sender = undefined;
     if (stack.sendError) {
       // NET_XMIT_DROP from the device: ip_push_pending_frames counts OutDiscards, sendmsg says ENOBUFS
@@ -419,8 +426,15 @@ export class Sockets implements TransportHandler {
     return {
       kind: 'ipv4',
       ip: {
-        ...this.ip(c.local, c.remote, IPPROTO_TCP, true),
-        ...(c.ttl !== undefined ? { ttl: c.ttl } : {}),
+        src: c.local,
+        dst: c.remote,
+        protocol: IPPROTO_TCP,
+        ttl: c.ttl ?? 64,
+        id: 0,
+        df: true,
+        mf: false,
+        fragOffset: 0,
+        tos: 0,
       },
       payload: {
         kind: 'tcp',
@@ -452,12 +466,23 @@ export class Sockets implements TransportHandler {
     dport: number,
     sport: number,
     request: Uint8Array,
-    opts: { timers?: boolean; app?: string; ttl?: number } = {},
+    opts: {
+      timers?: boolean;
+      app?: string;
+      ttl?: number;
+      /** the caller's routeOutput(ns, dst) of this moment (nothing changed since): not looked up again */
+      route?: ReturnType<Stack['routeOutput']>;
+    } = {},
   ): TcpConn | undefined {
-    const mtu = this.routeMtu(ns, dst);
-    const rr = this.stack.routeOutput(ns, dst);
+    // one route lookup for the MTU, the source and the SYN's send (routeOutput reads the state
+    // and the clock, and neither changes before the SYN leaves)
+    const rr = 'route' in opts ? opts.route : this.stack.routeOutput(ns, dst);
+    const mtu = !rr ? 1500 : 'error' in rr ? 65536 : rr.dev.mtu;
     const src = rr && !('error' in rr) ? rr.src : rr ? dst : '0.0.0.0';
     const mss = advmss(mtu);
+    const isn = this.w.derive('isn', src, sport, dst, dport);
+    // tcp_connect_init: the advertised MSS, window scaling as the namespace has it
+    const w = selectInitialWindow(ns, mss, ns.sysctlNum('net.ipv4.tcp_window_scaling') !== 0);
     const c: TcpConn = {
       ns: ns.name,
       local: src,
@@ -465,16 +490,16 @@ export class Sockets implements TransportHandler {
       remote: dst,
       rport: dport,
       state: 'SYN_SENT',
-      sndNxt: this.w.derive('isn', src, sport, dst, dport),
+      sndNxt: isn,
       // tcp_connect_init: snd_una = write_seq (the SYN is the first thing unacknowledged)
-      sndUna: this.w.derive('isn', src, sport, dst, dport),
+      sndUna: isn,
       rcvNxt: 0,
       mss,
       peerMss: 536,
       tsOffset: this.w.derive('tsoff', src, dst),
       tsRecent: 0,
-      // tcp_connect_init: the advertised MSS, window scaling as the namespace has it
-      ...win(selectInitialWindow(ns, mss, ns.sysctlNum('net.ipv4.tcp_window_scaling') !== 0)),
+      rcvWnd: w.rcvWnd,
+      wscale: w.wscale,
       peerWscale: 0,
       toSend: request,
       closeAfterSend: true,
@@ -484,9 +509,9 @@ export class Sockets implements TransportHandler {
       ofo: new Map(),
       pushed: false,
       done: false,
-      ...(opts.app ? { app: opts.app } : {}),
-      ...(opts.ttl !== undefined ? { ttl: opts.ttl } : {}),
     };
+    if (opts.app) c.app = opts.app;
+    if (opts.ttl !== undefined) c.ttl = opts.ttl;
     this.w.rec.add({
       kind: 'socket',
       layer: 7,
@@ -501,10 +526,10 @@ export class Sockets implements TransportHandler {
       wscale: c.wscale,
     });
     c.sndNxt = (c.sndNxt + 1) >>> 0;
-    this.addConn(c);
+    ns.tcp.add(c);
     // tcp_connect (after ip_route_connect found a route)
     if (rr) this.stack.count(ns, 'TcpActiveOpens');
-    if (!this.send(ns, syn, 'connect()')) {
+    if (!this.sendRouted(ns, syn, 'connect()', undefined, undefined, rr)) {
       // tcp_connect failed before a SYN left: connect() returns the error at once
       c.err = this.lastError?.errno;
       if (rr) this.tcpDone(ns, c);
@@ -1043,9 +1068,7 @@ export class Sockets implements TransportHandler {
     const port = tcp.dstPort;
     const to = `tcp/${port}`;
     if (!conn) {
-      const listener = ns.sockets.find(
-        (s) => s.proto === 'tcp' && s.port === tcp.dstPort && (s.addr === '0.0.0.0' || s.addr === pkt.ip.dst),
-      );
+      const listener = tcpListener(ns, tcp.dstPort, pkt.ip.dst);
       if (f.syn && !f.ack && listener) return this.acceptSyn(ns, dev, pkt, listener.app);
       if (f.rst)
         return this.stack.deliver(ns, dev.name, to, { what: 'tcp', port, seg, event: 'rst-no-conn' }, 4);
@@ -1333,8 +1356,16 @@ export class Sockets implements TransportHandler {
   private acceptSyn(ns: Netns, dev: Link, pkt: Ipv4Packet, app: string | undefined): void {
     if (pkt.payload.kind !== 'tcp') return;
     const { tcp } = pkt.payload;
+    const o = tcp.options;
     const mtu = this.routeMtu(ns, pkt.ip.src);
     const mss = advmss(mtu);
+    const isn = this.w.derive('isn', pkt.ip.dst, tcp.dstPort, pkt.ip.src, tcp.srcPort);
+    // tcp_openreq_init_rwin: less the timestamp option when the SYN had one; scaling when it offered it
+    const w = selectInitialWindow(
+      ns,
+      mss - (o.timestamp ? TS_OPT : 0),
+      o.wscale !== undefined && ns.sysctlNum('net.ipv4.tcp_window_scaling') !== 0,
+    );
     const c: TcpConn = {
       ns: ns.name,
       local: pkt.ip.dst,
@@ -1342,34 +1373,29 @@ export class Sockets implements TransportHandler {
       remote: pkt.ip.src,
       rport: tcp.srcPort,
       state: 'SYN_RECV',
-      sndNxt: this.w.derive('isn', pkt.ip.dst, tcp.dstPort, pkt.ip.src, tcp.srcPort),
+      sndNxt: isn,
       rcvNxt: (tcp.seq + 1) >>> 0,
       mss,
-      peerMss: tcp.options.mss ?? 536,
+      peerMss: o.mss ?? 536,
       tsOffset: this.w.derive('tsoff', pkt.ip.dst, pkt.ip.src),
-      tsRecent: tcp.options.timestamp?.val ?? 0,
-      peerWscale: tcp.options.wscale ?? 0,
-      // tcp_openreq_init_rwin: less the timestamp option when the SYN had one; scaling when it offered it
-      ...win(
-        selectInitialWindow(
-          ns,
-          mss - (tcp.options.timestamp ? TS_OPT : 0),
-          tcp.options.wscale !== undefined && ns.sysctlNum('net.ipv4.tcp_window_scaling') !== 0,
-        ),
-      ),
+      tsRecent: o.timestamp?.val ?? 0,
+      peerWscale: o.wscale ?? 0,
+      rcvWnd: w.rcvWnd,
+      wscale: w.wscale,
       toSend: new Uint8Array(0),
       closeAfterSend: false,
       received: 0,
       role: 'server',
       // tcp_create_openreq_child: snd_una = the ISN (the SYN-ACK is the first thing unacknowledged)
-      sndUna: this.w.derive('isn', pkt.ip.dst, tcp.dstPort, pkt.ip.src, tcp.srcPort),
+      sndUna: isn,
       unacked: [],
       ofo: new Map(),
       pushed: false,
       done: false,
-      ...(app ? { app } : {}),
     };
-    this.addConn(c);
+    if (app) c.app = app;
+    ns.tcp.add(c);
+    const f = tcp.flags;
     this.stack.deliver(
       ns,
       dev.name,
@@ -1377,21 +1403,24 @@ export class Sockets implements TransportHandler {
       {
         what: 'tcp',
         port: tcp.dstPort,
-        seg: { flags: { ...tcp.flags }, seq: tcp.seq, ack: tcp.flags.ack ? tcp.ack : undefined, len: 0 },
+        seg: { flags: { ...f }, seq: tcp.seq, ack: f.ack ? tcp.ack : undefined, len: 0 },
         event: 'syn',
         mss,
       },
       4,
     );
+    const wscale = o.wscale !== undefined ? c.wscale : undefined;
     c.synackOpts = {
       mss,
-      sackOk: !!tcp.options.sackOk,
-      timestamp: tcp.options.timestamp ? { val: 0, ecr: 0 } : undefined,
-      wscale: tcp.options.wscale !== undefined ? c.wscale : undefined,
+      sackOk: !!o.sackOk,
+      timestamp: o.timestamp ? { val: 0, ecr: 0 } : undefined,
+      wscale,
     };
     const synack = this.segment(c, { syn: true, ack: true }, new Uint8Array(0), {
-      ...c.synackOpts,
-      timestamp: tcp.options.timestamp ? { val: this.tsVal(c), ecr: c.tsRecent } : undefined,
+      mss,
+      sackOk: !!o.sackOk,
+      timestamp: o.timestamp ? { val: this.tsVal(c), ecr: c.tsRecent } : undefined,
+      wscale,
     });
     synack.ip.id = 0;
     c.sndNxt = (c.sndNxt + 1) >>> 0;
@@ -1401,6 +1430,13 @@ export class Sockets implements TransportHandler {
     this.armRto(ns, c);
     this.stack.queue.push({ ns: ns.name, pkt: synack, role: { kind: 'syn-ack' } });
   }
+}
+
+/** the first listening TCP socket of the namespace on `port` that takes `addr` (a wildcard or the address) */
+function tcpListener(ns: Netns, port: number, addr: string): Netns['sockets'][number] | undefined {
+  for (const s of ns.sockets)
+    if (s.proto === 'tcp' && s.port === port && (s.addr === '0.0.0.0' || s.addr === addr)) return s;
+  return undefined;
 }
 
 export function asciiBytes(s: string): Uint8Array {
