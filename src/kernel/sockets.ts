@@ -176,6 +176,15 @@ export interface SendError {
   mtu?: number;
 }
 
+/**
+ * The out-of-order queue of every socket that has held nothing out of order, and the bytes to
+ * send of every socket that has nothing left to send: shared, never written (a socket is given
+ * its own queue when a segment first waits in it, and its own bytes to send by assignment), so a
+ * walk's two sockets make neither. A snapshot writes each socket on its own: they read as before.
+ */
+const NO_OFO: TcpConn['ofo'] = new Map();
+const NOTHING = new Uint8Array(0);
+
 /** a is after b in sequence space */
 const seqAfter = (a: number, b: number) => ((a - b) | 0) > 0;
 
@@ -506,7 +515,7 @@ export class Sockets implements TransportHandler {
       received: 0,
       role: 'client',
       unacked: [],
-      ofo: new Map(),
+      ofo: NO_OFO,
       pushed: false,
       done: false,
     };
@@ -1161,7 +1170,10 @@ export class Sockets implements TransportHandler {
       // tcp_data_queue: a segment after a gap waits in the out-of-order queue; either way the
       // receiver answers at once with a duplicate ACK for the first byte it is missing
       const ahead = seqAfter(tcp.seq, conn.rcvNxt);
-      if (ahead) conn.ofo.set(tcp.seq, { data, psh: !!f.psh });
+      if (ahead) {
+        if (conn.ofo === NO_OFO) conn.ofo = new Map();
+        conn.ofo.set(tcp.seq, { data, psh: !!f.psh });
+      }
       this.stack.deliver(
         ns,
         dev.name,
@@ -1349,7 +1361,7 @@ export class Sockets implements TransportHandler {
         off + chunk >= data.length,
       );
     }
-    conn.toSend = new Uint8Array(0);
+    conn.toSend = NOTHING;
   }
 
   /** a listener gets a SYN: SYN-ACK (tcp_conn_request) */
@@ -1382,14 +1394,14 @@ export class Sockets implements TransportHandler {
       peerWscale: o.wscale ?? 0,
       rcvWnd: w.rcvWnd,
       wscale: w.wscale,
-      toSend: new Uint8Array(0),
+      toSend: NOTHING,
       closeAfterSend: false,
       received: 0,
       role: 'server',
       // tcp_create_openreq_child: snd_una = the ISN (the SYN-ACK is the first thing unacknowledged)
       sndUna: isn,
       unacked: [],
-      ofo: new Map(),
+      ofo: NO_OFO,
       pushed: false,
       done: false,
     };
