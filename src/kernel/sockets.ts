@@ -840,7 +840,11 @@ export class Sockets implements TransportHandler {
   /** one data segment of the stream leaves (and waits in the retransmit queue for its ACK) */
   private sendSegment(ns: Netns, c: TcpConn, part: Uint8Array, psh: boolean): void {
     const seg = this.segment(c, { psh, ack: true }, part, this.tsOpt(c));
-    c.unacked.push({ seq: c.sndNxt, data: part, psh });
+    const u = { seq: c.sndNxt, data: part, psh };
+    // the first of an empty queue in a list of one: push would give the list room for 16 (152 B
+    // a socket, kept as long as the socket)
+    if (c.unacked.length) c.unacked.push(u);
+    else c.unacked = [u];
     c.sndNxt = (c.sndNxt + part.length) >>> 0;
     this.stack.queue.push({
       ns: ns.name,
