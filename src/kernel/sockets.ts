@@ -15,7 +15,7 @@ import {
   type TcpFlags,
   type TcpOptions,
 } from '../wire/types.ts';
-import type { Link, Netns } from './objects.ts';
+import type { Link, Netns, Sysctls } from './objects.ts';
 import { loopbackRoute, type AppSocketEvent, type Stack, type TransportHandler } from './stack.ts';
 import type { PacketRole, SegmentInfo, SendCall } from './events.ts';
 import type { CtResult } from './conntrack.ts';
@@ -185,6 +185,14 @@ export interface SendError {
 const NO_OFO: TcpConn['ofo'] = new Map();
 const NOTHING = new Uint8Array(0);
 
+/** pairs a derivePair cache holds at the most (per first member, and first members) */
+const MAX_PAIRS = 4096;
+
+/** `tcp/PORT`, what a delivery to a TCP port is delivered to, made once per port */
+const tcpTos: string[] = [];
+const tcpTo = (port: number): string =>
+  port >= 0 && port <= 0xffff ? (tcpTos[port] ??= `tcp/${port}`) : `tcp/${port}`;
+
 /** a is after b in sequence space */
 const seqAfter = (a: number, b: number) => ((a - b) | 0) > 0;
 
@@ -206,7 +214,32 @@ const TCP_DEFAULT_SCALING_RATIO = 1 << (TCP_RMEM_TO_WIN_SCALE - 1);
 const TCP_MAX_WSCALE = 14;
 const U16_MAX = 0xffff;
 
-const tcpRmem = (ns: Netns): readonly number[] => ns.sysctlInts('net.ipv4.tcp_rmem');
+/** what a new socket's windows read of its namespace's sysctls, as they were at `writes` writes */
+interface WindowSysctls {
+  writes: number;
+  /** tcp_rmem: min, default, max */
+  rmem: readonly number[];
+  rmemMax: number;
+  /** tcp_window_scaling on */
+  scaling: boolean;
+}
+const windowSysctls = new WeakMap<Sysctls, WindowSysctls>();
+
+/** the window sysctls of `ns`, read again after any sysctl of the namespace was written */
+function windowSysctlsOf(ns: Netns): WindowSysctls {
+  const sys = ns.sysctl as Sysctls;
+  let w = windowSysctls.get(sys);
+  if (w === undefined || w.writes !== sys.writes) {
+    w = {
+      writes: sys.writes,
+      rmem: ns.sysctlInts('net.ipv4.tcp_rmem'),
+      rmemMax: ns.sysctlNum('net.core.rmem_max'),
+      scaling: ns.sysctlNum('net.ipv4.tcp_window_scaling') !== 0,
+    };
+    windowSysctls.set(sys, w);
+  }
+  return w;
+}
 
 /**
  * tcp_full_space of a new socket: tcp_win_from_space (__tcp_win_from_space: space × ratio >>
@@ -214,7 +247,7 @@ const tcpRmem = (ns: Netns): readonly number[] => ns.sysctlInts('net.ipv4.tcp_rm
  * request sockets use the listener's (tcp_openreq_init_rwin); podwalk's sockets set no SO_RCVBUF.
  */
 export function fullSpace(ns: Netns): number {
-  return Math.floor((tcpRmem(ns)[1] * TCP_DEFAULT_SCALING_RATIO) / (1 << TCP_RMEM_TO_WIN_SCALE));
+  return Math.floor((windowSysctlsOf(ns).rmem[1] * TCP_DEFAULT_SCALING_RATIO) / (1 << TCP_RMEM_TO_WIN_SCALE));
 }
 
 /** ilog2 of a positive 32-bit value */
@@ -241,7 +274,8 @@ export function selectInitialWindow(
   const rcvWnd = Math.min(space, U16_MAX);
   let wscale = 0;
   if (wscaleOk) {
-    space = Math.max(space, tcpRmem(ns)[2], ns.sysctlNum('net.core.rmem_max'));
+    const sys = windowSysctlsOf(ns);
+    space = Math.max(space, sys.rmem[2], sys.rmemMax);
     space = Math.min(space, windowClamp);
     wscale = Math.min(Math.max(ilog2(space) - 15, 0), TCP_MAX_WSCALE);
   }
@@ -411,8 +445,29 @@ export class Sockets implements TransportHandler {
 
   private ipId(ns: Netns, pkt: Ipv4Packet): number {
     ns.ipId = (ns.ipId + 1) & 0xffff;
-    return (this.w.derive('ipid', ns.name, pkt.ip.dst) + ns.ipId) & 0xffff;
+    return (this.derivePair(this.ipIdBase, 'ipid', ns.name, pkt.ip.dst) + ns.ipId) & 0xffff;
   }
+
+  /**
+   * World.derive(what, a, b), kept per pair: the IP id base of a namespace and destination, the
+   * timestamp offset of an address pair (derive gives the same for the same seed and inputs, and
+   * the World's seed never changes). Forgotten all at once when one holds many pairs.
+   */
+  private derivePair(cache: Map<string, Map<string, number>>, what: string, a: string, b: string): number {
+    let m = cache.get(a);
+    if (m === undefined) {
+      if (cache.size >= MAX_PAIRS) cache.clear();
+      cache.set(a, (m = new Map()));
+    }
+    let v = m.get(b);
+    if (v === undefined) {
+      if (m.size >= MAX_PAIRS) m.clear();
+      m.set(b, (v = this.w.derive(what, a, b)));
+    }
+    return v;
+  }
+  private readonly ipIdBase = new Map<string, Map<string, number>>();
+  private readonly tsOffsets = new Map<string, Map<string, number>>();
 
   private ip(src: string, dst: string, protocol: number, df: boolean): Ipv4Packet['ip'] {
     return { src, dst, protocol, ttl: 64, id: 0, df, mf: false, fragOffset: 0, tos: 0 };
@@ -491,7 +546,7 @@ export class Sockets implements TransportHandler {
     const mss = advmss(mtu);
     const isn = this.w.derive('isn', src, sport, dst, dport);
     // tcp_connect_init: the advertised MSS, window scaling as the namespace has it
-    const w = selectInitialWindow(ns, mss, ns.sysctlNum('net.ipv4.tcp_window_scaling') !== 0);
+    const w = selectInitialWindow(ns, mss, windowSysctlsOf(ns).scaling);
     const c: TcpConn = {
       ns: ns.name,
       local: src,
@@ -505,7 +560,7 @@ export class Sockets implements TransportHandler {
       rcvNxt: 0,
       mss,
       peerMss: 536,
-      tsOffset: this.w.derive('tsoff', src, dst),
+      tsOffset: this.derivePair(this.tsOffsets, 'tsoff', src, dst),
       tsRecent: 0,
       rcvWnd: w.rcvWnd,
       wscale: w.wscale,
@@ -1079,7 +1134,7 @@ export class Sockets implements TransportHandler {
       len: data.length,
     };
     const port = tcp.dstPort;
-    const to = `tcp/${port}`;
+    const to = tcpTo(port);
     if (!conn) {
       const listener = tcpListener(ns, tcp.dstPort, pkt.ip.dst);
       if (f.syn && !f.ack && listener) return this.acceptSyn(ns, dev, pkt, listener.app);
@@ -1380,8 +1435,9 @@ export class Sockets implements TransportHandler {
     const w = selectInitialWindow(
       ns,
       mss - (o.timestamp ? TS_OPT : 0),
-      o.wscale !== undefined && ns.sysctlNum('net.ipv4.tcp_window_scaling') !== 0,
+      o.wscale !== undefined && windowSysctlsOf(ns).scaling,
     );
+    const wscale = o.wscale !== undefined ? w.wscale : undefined;
     const c: TcpConn = {
       ns: ns.name,
       local: pkt.ip.dst,
@@ -1393,7 +1449,7 @@ export class Sockets implements TransportHandler {
       rcvNxt: (tcp.seq + 1) >>> 0,
       mss,
       peerMss: o.mss ?? 536,
-      tsOffset: this.w.derive('tsoff', pkt.ip.dst, pkt.ip.src),
+      tsOffset: this.derivePair(this.tsOffsets, 'tsoff', pkt.ip.dst, pkt.ip.src),
       tsRecent: o.timestamp?.val ?? 0,
       peerWscale: o.wscale ?? 0,
       rcvWnd: w.rcvWnd,
@@ -1408,6 +1464,15 @@ export class Sockets implements TransportHandler {
       ofo: NO_OFO,
       pushed: false,
       done: false,
+      synackOpts: {
+        mss,
+        sackOk: !!o.sackOk,
+        timestamp: o.timestamp ? { val: 0, ecr: 0 } : undefined,
+        wscale,
+      },
+      // inet_csk_reqsk_queue_hash_add: the request timer, TCP_TIMEOUT_INIT (reqsk_timer_handler)
+      rto: TCP_TIMEOUT_INIT,
+      numTimeout: 0,
     };
     if (app) c.app = app;
     ns.tcp.add(c);
@@ -1415,7 +1480,7 @@ export class Sockets implements TransportHandler {
     this.stack.deliver(
       ns,
       dev.name,
-      `tcp/${tcp.dstPort}`,
+      tcpTo(tcp.dstPort),
       {
         what: 'tcp',
         port: tcp.dstPort,
@@ -1425,13 +1490,6 @@ export class Sockets implements TransportHandler {
       },
       4,
     );
-    const wscale = o.wscale !== undefined ? c.wscale : undefined;
-    c.synackOpts = {
-      mss,
-      sackOk: !!o.sackOk,
-      timestamp: o.timestamp ? { val: 0, ecr: 0 } : undefined,
-      wscale,
-    };
     const synack = this.segment(c, { syn: true, ack: true }, new Uint8Array(0), {
       mss,
       sackOk: !!o.sackOk,
@@ -1440,9 +1498,6 @@ export class Sockets implements TransportHandler {
     });
     synack.ip.id = 0;
     c.sndNxt = (c.sndNxt + 1) >>> 0;
-    // inet_csk_reqsk_queue_hash_add: the request timer, TCP_TIMEOUT_INIT (reqsk_timer_handler)
-    c.rto = TCP_TIMEOUT_INIT;
-    c.numTimeout = 0;
     this.armRto(ns, c);
     this.stack.queue.push({ ns: ns.name, pkt: synack, role: { kind: 'syn-ack' } });
   }

@@ -104,21 +104,27 @@ export function dispositionOf(terminals: readonly Terminal[]): Disposition {
 }
 
 /**
- * The request bytes of walks, per host, port and size: the same every time, and only read (a
- * socket sends slices of them). Forgotten all at once when it holds many (podwalk matrix walks
- * to thousands of pods).
+ * The request bytes of walks, per host, then port and size: the same every time, and only read
+ * (a socket sends slices of them). Forgotten all at once when a level holds many (podwalk matrix
+ * walks to thousands of pods).
  */
-const requests = new Map<string, Uint8Array>();
+const requests = new Map<string, Map<number, Uint8Array>>();
 const MAX_REQUESTS = 4096;
 
 /** httpRequest's bytes, shared by every walk that sends them: nothing may write into them */
 function requestBytes(host: string, port: number, size?: number): Uint8Array {
-  const key = `${host} ${port} ${size}`;
-  let b = requests.get(key);
-  if (!b) {
+  if (size !== undefined && !(Number.isInteger(size) && size >= 0)) return httpRequest(host, port, size);
+  let byPort = requests.get(host);
+  if (!byPort) {
     if (requests.size >= MAX_REQUESTS) requests.clear();
-    b = httpRequest(host, port, size);
-    requests.set(key, b);
+    requests.set(host, (byPort = new Map()));
+  }
+  // a port is 1..65535 (walkFlow checked it): port and size in one exact number
+  const key = size === undefined ? port : port + 65536 * (size + 1);
+  let b = byPort.get(key);
+  if (!b) {
+    if (byPort.size >= MAX_REQUESTS) byPort.clear();
+    byPort.set(key, (b = httpRequest(host, port, size)));
   }
   return b;
 }
