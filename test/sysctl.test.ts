@@ -154,4 +154,19 @@ test('tcp_select_initial_window: the window and window scale of real SYNs and SY
   );
   // no window scaling: no scale, the window still at most 65535
   assert.deepEqual(selectInitialWindow(fresh, 1460, false), { rcvWnd: 64240, wscale: 0, windowClamp: 65535 });
+  // what a socket reads of the sysctls is read again once one is written
+  assert.equal(selectInitialWindow(fresh, mss, true).wscale, 10);
+  fresh.sysctl.set('net.ipv4.tcp_rmem', '4096\t131072\t6291456');
+  assert.equal(selectInitialWindow(fresh, mss, true).wscale, opt(synLab, /wscale (\d+)/));
+  fresh.sysctl.set('net.ipv4.tcp_rmem', '4096\t65536\t6291456');
+  assert.equal(selectInitialWindow(fresh, 1460, false).rcvWnd, 32120);
+  fresh.sysctl.set('net.ipv4.tcp_rmem', '4096\t131072\t33554432');
+  assert.equal(selectInitialWindow(fresh, mss, true).wscale, 10);
+  // and a connect() after tcp_window_scaling is turned off offers no scale
+  const c = buildCluster(seedCluster(), 'flannel-vxlan');
+  const a = c.world.ns('pod-a');
+  const podC = c.pods.find((p) => p.name === 'pod-c')!.ip;
+  assert.equal(c.sockets.connect(a, podC, 8080, 40000, new Uint8Array(0))?.wscale, 10);
+  a.setSysctl('net.ipv4.tcp_window_scaling', '0');
+  assert.equal(c.sockets.connect(a, podC, 8080, 40001, new Uint8Array(0))?.wscale, 0);
 });

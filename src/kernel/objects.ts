@@ -345,10 +345,21 @@ export class Sysctls extends Map<string, string> {
     return super.has(k) || this.inPlace(k);
   }
 
-  // set: Map's own (a default written in place is read from the own entries in its place; a
-  // moved or new key is listed after the defaults, in the order written)
+  /** writes so far (set, delete, clear): what is computed from the values holds while this does */
+  #writes = 0;
+  get writes(): number {
+    return this.#writes;
+  }
+
+  // set: Map's (a default written in place is read from the own entries in its place; a moved or
+  // new key is listed after the defaults, in the order written)
+  override set(k: string, v: string): this {
+    this.#writes++;
+    return super.set(k, v);
+  }
 
   override delete(k: string): boolean {
+    this.#writes++;
     const had = this.has(k);
     super.delete(k);
     if (had && DEFAULT_SYSCTL_MAP.has(k)) (this.moved ??= new Set()).add(k);
@@ -356,6 +367,7 @@ export class Sysctls extends Map<string, string> {
   }
 
   override clear(): void {
+    this.#writes++;
     super.clear();
     this.moved = new Set(DEFAULT_SYSCTL_MAP.keys());
   }

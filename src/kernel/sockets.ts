@@ -15,7 +15,7 @@ import {
   type TcpFlags,
   type TcpOptions,
 } from '../wire/types.ts';
-import type { Link, Netns } from './objects.ts';
+import type { Link, Netns, Sysctls } from './objects.ts';
 import { loopbackRoute, type AppSocketEvent, type Stack, type TransportHandler } from './stack.ts';
 import type { PacketRole, SegmentInfo, SendCall } from './events.ts';
 import type { CtResult } from './conntrack.ts';
@@ -176,6 +176,23 @@ export interface SendError {
   mtu?: number;
 }
 
+/**
+ * The out-of-order queue of every socket that has held nothing out of order, and the bytes to
+ * send of every socket that has nothing left to send: shared, never written (a socket is given
+ * its own queue when a segment first waits in it, and its own bytes to send by assignment), so a
+ * walk's two sockets make neither. A snapshot writes each socket on its own: they read as before.
+ */
+const NO_OFO: TcpConn['ofo'] = new Map();
+const NOTHING = new Uint8Array(0);
+
+/** pairs a derivePair cache holds at the most (per first member, and first members) */
+const MAX_PAIRS = 4096;
+
+/** `tcp/PORT`, what a delivery to a TCP port is delivered to, made once per port */
+const tcpTos: string[] = [];
+const tcpTo = (port: number): string =>
+  port >= 0 && port <= 0xffff ? (tcpTos[port] ??= `tcp/${port}`) : `tcp/${port}`;
+
 /** a is after b in sequence space */
 const seqAfter = (a: number, b: number) => ((a - b) | 0) > 0;
 
@@ -197,7 +214,32 @@ const TCP_DEFAULT_SCALING_RATIO = 1 << (TCP_RMEM_TO_WIN_SCALE - 1);
 const TCP_MAX_WSCALE = 14;
 const U16_MAX = 0xffff;
 
-const tcpRmem = (ns: Netns): readonly number[] => ns.sysctlInts('net.ipv4.tcp_rmem');
+/** what a new socket's windows read of its namespace's sysctls, as they were at `writes` writes */
+interface WindowSysctls {
+  writes: number;
+  /** tcp_rmem: min, default, max */
+  rmem: readonly number[];
+  rmemMax: number;
+  /** tcp_window_scaling on */
+  scaling: boolean;
+}
+const windowSysctls = new WeakMap<Sysctls, WindowSysctls>();
+
+/** the window sysctls of `ns`, read again after any sysctl of the namespace was written */
+function windowSysctlsOf(ns: Netns): WindowSysctls {
+  const sys = ns.sysctl as Sysctls;
+  let w = windowSysctls.get(sys);
+  if (w === undefined || w.writes !== sys.writes) {
+    w = {
+      writes: sys.writes,
+      rmem: ns.sysctlInts('net.ipv4.tcp_rmem'),
+      rmemMax: ns.sysctlNum('net.core.rmem_max'),
+      scaling: ns.sysctlNum('net.ipv4.tcp_window_scaling') !== 0,
+    };
+    windowSysctls.set(sys, w);
+  }
+  return w;
+}
 
 /**
  * tcp_full_space of a new socket: tcp_win_from_space (__tcp_win_from_space: space × ratio >>
@@ -205,7 +247,7 @@ const tcpRmem = (ns: Netns): readonly number[] => ns.sysctlInts('net.ipv4.tcp_rm
  * request sockets use the listener's (tcp_openreq_init_rwin); podwalk's sockets set no SO_RCVBUF.
  */
 export function fullSpace(ns: Netns): number {
-  return Math.floor((tcpRmem(ns)[1] * TCP_DEFAULT_SCALING_RATIO) / (1 << TCP_RMEM_TO_WIN_SCALE));
+  return Math.floor((windowSysctlsOf(ns).rmem[1] * TCP_DEFAULT_SCALING_RATIO) / (1 << TCP_RMEM_TO_WIN_SCALE));
 }
 
 /** ilog2 of a positive 32-bit value */
@@ -232,7 +274,8 @@ export function selectInitialWindow(
   const rcvWnd = Math.min(space, U16_MAX);
   let wscale = 0;
   if (wscaleOk) {
-    space = Math.max(space, tcpRmem(ns)[2], ns.sysctlNum('net.core.rmem_max'));
+    const sys = windowSysctlsOf(ns);
+    space = Math.max(space, sys.rmem[2], sys.rmemMax);
     space = Math.min(space, windowClamp);
     wscale = Math.min(Math.max(ilog2(space) - 15, 0), TCP_MAX_WSCALE);
   }
@@ -245,7 +288,6 @@ const MAX_TCP_HEADER = 256;
 const SKB_SHARED_INFO = 320;
 const SKB_SIZE = 256;
 const TCP_INIT_CWND = 10;
-const win = (w: { rcvWnd: number; wscale: number }) => ({ rcvWnd: w.rcvWnd, wscale: w.wscale });
 /** TCP_TIMEOUT_INIT and TCP_RTO_MAX (include/net/tcp.h), µs */
 const TCP_TIMEOUT_INIT = 1_000_000;
 const TCP_RTO_MAX = 120_000_000;
@@ -274,9 +316,6 @@ export class Sockets implements TransportHandler {
     return ns.tcp.newest(local, lport, remote, rport);
   }
 
-  private addConn(c: TcpConn): void {
-    this.w.ns(c.ns).tcp.add(c);
-  }
   /** why the last send() returned false */
   lastError?: SendError;
   /** responses the server side sends on an established connection */
@@ -320,8 +359,19 @@ export class Sockets implements TransportHandler {
     what: SendCall,
     opts: { ct?: CtResult; pmtudisc?: Pmtudisc } = {},
   ): boolean {
+    return this.sendRouted(ns, pkt, what, opts.ct, opts.pmtudisc, this.stack.routeOutput(ns, pkt.ip.dst));
+  }
+
+  /** send() with the route lookup of pkt.ip.dst made by the caller, at this moment */
+  private sendRouted(
+    ns: Netns,
+    pkt: Ipv4Packet,
+    what: SendCall,
+    ct: CtResult | undefined,
+    pmtudisc: Pmtudisc | undefined,
+    rr: ReturnType<Stack['routeOutput']>,
+  ): boolean {
     this.lastError = undefined;
-    const rr = this.stack.routeOutput(ns, pkt.ip.dst);
     if (!rr) {
       this.lastError = { errno: 'ENETUNREACH' };
       this.w.rec.add({
@@ -348,7 +398,7 @@ export class Sockets implements TransportHandler {
         ev: { type: 'route-local', dst: pkt.ip.dst, dev: rr.dev.name, via: 'output' },
       });
       this.countOut(ns, pkt, what);
-      this.stack.localOut(ns, pkt, local, opts.ct);
+      this.stack.localOut(ns, pkt, local, ct);
       return true;
     }
     if (pkt.ip.src === '0.0.0.0') pkt.ip.src = rr.src;
@@ -357,7 +407,7 @@ export class Sockets implements TransportHandler {
     // the socket's MTU is the path MTU (a cached FIB exception) or the device's
     const mtu = rr.pmtu ?? rr.dev.mtu;
     // IP_PMTUDISC_WANT: DF only on what fits the path MTU; the rest is fragmented here
-    if (opts.pmtudisc === 'want') pkt.ip.df = len <= mtu;
+    if (pmtudisc === 'want') pkt.ip.df = len <= mtu;
     if (pkt.ip.df && len > mtu) {
       this.w.rec.add({
         kind: 'mtu',
@@ -381,7 +431,7 @@ export class Sockets implements TransportHandler {
     const stack = this.stack;
     stack.sender = ns.name;
     stack.sendError = undefined;
-    stack.localOut(ns, pkt, rr, opts.ct);
+    stack.localOut(ns, pkt, rr, ct);
     stack.sender = undefined;
     if (stack.sendError) {
       // NET_XMIT_DROP from the device: ip_push_pending_frames counts OutDiscards, sendmsg says ENOBUFS
@@ -395,8 +445,29 @@ export class Sockets implements TransportHandler {
 
   private ipId(ns: Netns, pkt: Ipv4Packet): number {
     ns.ipId = (ns.ipId + 1) & 0xffff;
-    return (this.w.derive('ipid', ns.name, pkt.ip.dst) + ns.ipId) & 0xffff;
+    return (this.derivePair(this.ipIdBase, 'ipid', ns.name, pkt.ip.dst) + ns.ipId) & 0xffff;
   }
+
+  /**
+   * World.derive(what, a, b), kept per pair: the IP id base of a namespace and destination, the
+   * timestamp offset of an address pair (derive gives the same for the same seed and inputs, and
+   * the World's seed never changes). Forgotten all at once when one holds many pairs.
+   */
+  private derivePair(cache: Map<string, Map<string, number>>, what: string, a: string, b: string): number {
+    let m = cache.get(a);
+    if (m === undefined) {
+      if (cache.size >= MAX_PAIRS) cache.clear();
+      cache.set(a, (m = new Map()));
+    }
+    let v = m.get(b);
+    if (v === undefined) {
+      if (m.size >= MAX_PAIRS) m.clear();
+      m.set(b, (v = this.w.derive(what, a, b)));
+    }
+    return v;
+  }
+  private readonly ipIdBase = new Map<string, Map<string, number>>();
+  private readonly tsOffsets = new Map<string, Map<string, number>>();
 
   private ip(src: string, dst: string, protocol: number, df: boolean): Ipv4Packet['ip'] {
     return { src, dst, protocol, ttl: 64, id: 0, df, mf: false, fragOffset: 0, tos: 0 };
@@ -419,8 +490,15 @@ export class Sockets implements TransportHandler {
     return {
       kind: 'ipv4',
       ip: {
-        ...this.ip(c.local, c.remote, IPPROTO_TCP, true),
-        ...(c.ttl !== undefined ? { ttl: c.ttl } : {}),
+        src: c.local,
+        dst: c.remote,
+        protocol: IPPROTO_TCP,
+        ttl: c.ttl ?? 64,
+        id: 0,
+        df: true,
+        mf: false,
+        fragOffset: 0,
+        tos: 0,
       },
       payload: {
         kind: 'tcp',
@@ -452,12 +530,23 @@ export class Sockets implements TransportHandler {
     dport: number,
     sport: number,
     request: Uint8Array,
-    opts: { timers?: boolean; app?: string; ttl?: number } = {},
+    opts: {
+      timers?: boolean;
+      app?: string;
+      ttl?: number;
+      /** the caller's routeOutput(ns, dst) of this moment (nothing changed since): not looked up again */
+      route?: ReturnType<Stack['routeOutput']>;
+    } = {},
   ): TcpConn | undefined {
-    const mtu = this.routeMtu(ns, dst);
-    const rr = this.stack.routeOutput(ns, dst);
+    // one route lookup for the MTU, the source and the SYN's send (routeOutput reads the state
+    // and the clock, and neither changes before the SYN leaves)
+    const rr = 'route' in opts ? opts.route : this.stack.routeOutput(ns, dst);
+    const mtu = !rr ? 1500 : 'error' in rr ? 65536 : rr.dev.mtu;
     const src = rr && !('error' in rr) ? rr.src : rr ? dst : '0.0.0.0';
     const mss = advmss(mtu);
+    const isn = this.w.derive('isn', src, sport, dst, dport);
+    // tcp_connect_init: the advertised MSS, window scaling as the namespace has it
+    const w = selectInitialWindow(ns, mss, windowSysctlsOf(ns).scaling);
     const c: TcpConn = {
       ns: ns.name,
       local: src,
@@ -465,28 +554,28 @@ export class Sockets implements TransportHandler {
       remote: dst,
       rport: dport,
       state: 'SYN_SENT',
-      sndNxt: this.w.derive('isn', src, sport, dst, dport),
+      sndNxt: isn,
       // tcp_connect_init: snd_una = write_seq (the SYN is the first thing unacknowledged)
-      sndUna: this.w.derive('isn', src, sport, dst, dport),
+      sndUna: isn,
       rcvNxt: 0,
       mss,
       peerMss: 536,
-      tsOffset: this.w.derive('tsoff', src, dst),
+      tsOffset: this.derivePair(this.tsOffsets, 'tsoff', src, dst),
       tsRecent: 0,
-      // tcp_connect_init: the advertised MSS, window scaling as the namespace has it
-      ...win(selectInitialWindow(ns, mss, ns.sysctlNum('net.ipv4.tcp_window_scaling') !== 0)),
+      rcvWnd: w.rcvWnd,
+      wscale: w.wscale,
       peerWscale: 0,
       toSend: request,
       closeAfterSend: true,
       received: 0,
       role: 'client',
       unacked: [],
-      ofo: new Map(),
+      ofo: NO_OFO,
       pushed: false,
       done: false,
-      ...(opts.app ? { app: opts.app } : {}),
-      ...(opts.ttl !== undefined ? { ttl: opts.ttl } : {}),
     };
+    if (opts.app) c.app = opts.app;
+    if (opts.ttl !== undefined) c.ttl = opts.ttl;
     this.w.rec.add({
       kind: 'socket',
       layer: 7,
@@ -501,10 +590,10 @@ export class Sockets implements TransportHandler {
       wscale: c.wscale,
     });
     c.sndNxt = (c.sndNxt + 1) >>> 0;
-    this.addConn(c);
+    ns.tcp.add(c);
     // tcp_connect (after ip_route_connect found a route)
     if (rr) this.stack.count(ns, 'TcpActiveOpens');
-    if (!this.send(ns, syn, 'connect()')) {
+    if (!this.sendRouted(ns, syn, 'connect()', undefined, undefined, rr)) {
       // tcp_connect failed before a SYN left: connect() returns the error at once
       c.err = this.lastError?.errno;
       if (rr) this.tcpDone(ns, c);
@@ -806,7 +895,11 @@ export class Sockets implements TransportHandler {
   /** one data segment of the stream leaves (and waits in the retransmit queue for its ACK) */
   private sendSegment(ns: Netns, c: TcpConn, part: Uint8Array, psh: boolean): void {
     const seg = this.segment(c, { psh, ack: true }, part, this.tsOpt(c));
-    c.unacked.push({ seq: c.sndNxt, data: part, psh });
+    const u = { seq: c.sndNxt, data: part, psh };
+    // the first of an empty queue in a list of one: push would give the list room for 16 (152 B
+    // a socket, kept as long as the socket)
+    if (c.unacked.length) c.unacked.push(u);
+    else c.unacked = [u];
     c.sndNxt = (c.sndNxt + part.length) >>> 0;
     this.stack.queue.push({
       ns: ns.name,
@@ -1041,11 +1134,9 @@ export class Sockets implements TransportHandler {
       len: data.length,
     };
     const port = tcp.dstPort;
-    const to = `tcp/${port}`;
+    const to = tcpTo(port);
     if (!conn) {
-      const listener = ns.sockets.find(
-        (s) => s.proto === 'tcp' && s.port === tcp.dstPort && (s.addr === '0.0.0.0' || s.addr === pkt.ip.dst),
-      );
+      const listener = tcpListener(ns, tcp.dstPort, pkt.ip.dst);
       if (f.syn && !f.ack && listener) return this.acceptSyn(ns, dev, pkt, listener.app);
       if (f.rst)
         return this.stack.deliver(ns, dev.name, to, { what: 'tcp', port, seg, event: 'rst-no-conn' }, 4);
@@ -1138,7 +1229,10 @@ export class Sockets implements TransportHandler {
       // tcp_data_queue: a segment after a gap waits in the out-of-order queue; either way the
       // receiver answers at once with a duplicate ACK for the first byte it is missing
       const ahead = seqAfter(tcp.seq, conn.rcvNxt);
-      if (ahead) conn.ofo.set(tcp.seq, { data, psh: !!f.psh });
+      if (ahead) {
+        if (conn.ofo === NO_OFO) conn.ofo = new Map();
+        conn.ofo.set(tcp.seq, { data, psh: !!f.psh });
+      }
       this.stack.deliver(
         ns,
         dev.name,
@@ -1326,15 +1420,24 @@ export class Sockets implements TransportHandler {
         off + chunk >= data.length,
       );
     }
-    conn.toSend = new Uint8Array(0);
+    conn.toSend = NOTHING;
   }
 
   /** a listener gets a SYN: SYN-ACK (tcp_conn_request) */
   private acceptSyn(ns: Netns, dev: Link, pkt: Ipv4Packet, app: string | undefined): void {
     if (pkt.payload.kind !== 'tcp') return;
     const { tcp } = pkt.payload;
+    const o = tcp.options;
     const mtu = this.routeMtu(ns, pkt.ip.src);
     const mss = advmss(mtu);
+    const isn = this.w.derive('isn', pkt.ip.dst, tcp.dstPort, pkt.ip.src, tcp.srcPort);
+    // tcp_openreq_init_rwin: less the timestamp option when the SYN had one; scaling when it offered it
+    const w = selectInitialWindow(
+      ns,
+      mss - (o.timestamp ? TS_OPT : 0),
+      o.wscale !== undefined && windowSysctlsOf(ns).scaling,
+    );
+    const wscale = o.wscale !== undefined ? w.wscale : undefined;
     const c: TcpConn = {
       ns: ns.name,
       local: pkt.ip.dst,
@@ -1342,65 +1445,69 @@ export class Sockets implements TransportHandler {
       remote: pkt.ip.src,
       rport: tcp.srcPort,
       state: 'SYN_RECV',
-      sndNxt: this.w.derive('isn', pkt.ip.dst, tcp.dstPort, pkt.ip.src, tcp.srcPort),
+      sndNxt: isn,
       rcvNxt: (tcp.seq + 1) >>> 0,
       mss,
-      peerMss: tcp.options.mss ?? 536,
-      tsOffset: this.w.derive('tsoff', pkt.ip.dst, pkt.ip.src),
-      tsRecent: tcp.options.timestamp?.val ?? 0,
-      peerWscale: tcp.options.wscale ?? 0,
-      // tcp_openreq_init_rwin: less the timestamp option when the SYN had one; scaling when it offered it
-      ...win(
-        selectInitialWindow(
-          ns,
-          mss - (tcp.options.timestamp ? TS_OPT : 0),
-          tcp.options.wscale !== undefined && ns.sysctlNum('net.ipv4.tcp_window_scaling') !== 0,
-        ),
-      ),
-      toSend: new Uint8Array(0),
+      peerMss: o.mss ?? 536,
+      tsOffset: this.derivePair(this.tsOffsets, 'tsoff', pkt.ip.dst, pkt.ip.src),
+      tsRecent: o.timestamp?.val ?? 0,
+      peerWscale: o.wscale ?? 0,
+      rcvWnd: w.rcvWnd,
+      wscale: w.wscale,
+      toSend: NOTHING,
       closeAfterSend: false,
       received: 0,
       role: 'server',
       // tcp_create_openreq_child: snd_una = the ISN (the SYN-ACK is the first thing unacknowledged)
-      sndUna: this.w.derive('isn', pkt.ip.dst, tcp.dstPort, pkt.ip.src, tcp.srcPort),
+      sndUna: isn,
       unacked: [],
-      ofo: new Map(),
+      ofo: NO_OFO,
       pushed: false,
       done: false,
-      ...(app ? { app } : {}),
+      synackOpts: {
+        mss,
+        sackOk: !!o.sackOk,
+        timestamp: o.timestamp ? { val: 0, ecr: 0 } : undefined,
+        wscale,
+      },
+      // inet_csk_reqsk_queue_hash_add: the request timer, TCP_TIMEOUT_INIT (reqsk_timer_handler)
+      rto: TCP_TIMEOUT_INIT,
+      numTimeout: 0,
     };
-    this.addConn(c);
+    if (app) c.app = app;
+    ns.tcp.add(c);
+    const f = tcp.flags;
     this.stack.deliver(
       ns,
       dev.name,
-      `tcp/${tcp.dstPort}`,
+      tcpTo(tcp.dstPort),
       {
         what: 'tcp',
         port: tcp.dstPort,
-        seg: { flags: { ...tcp.flags }, seq: tcp.seq, ack: tcp.flags.ack ? tcp.ack : undefined, len: 0 },
+        seg: { flags: { ...f }, seq: tcp.seq, ack: f.ack ? tcp.ack : undefined, len: 0 },
         event: 'syn',
         mss,
       },
       4,
     );
-    c.synackOpts = {
-      mss,
-      sackOk: !!tcp.options.sackOk,
-      timestamp: tcp.options.timestamp ? { val: 0, ecr: 0 } : undefined,
-      wscale: tcp.options.wscale !== undefined ? c.wscale : undefined,
-    };
     const synack = this.segment(c, { syn: true, ack: true }, new Uint8Array(0), {
-      ...c.synackOpts,
-      timestamp: tcp.options.timestamp ? { val: this.tsVal(c), ecr: c.tsRecent } : undefined,
+      mss,
+      sackOk: !!o.sackOk,
+      timestamp: o.timestamp ? { val: this.tsVal(c), ecr: c.tsRecent } : undefined,
+      wscale,
     });
     synack.ip.id = 0;
     c.sndNxt = (c.sndNxt + 1) >>> 0;
-    // inet_csk_reqsk_queue_hash_add: the request timer, TCP_TIMEOUT_INIT (reqsk_timer_handler)
-    c.rto = TCP_TIMEOUT_INIT;
-    c.numTimeout = 0;
     this.armRto(ns, c);
     this.stack.queue.push({ ns: ns.name, pkt: synack, role: { kind: 'syn-ack' } });
   }
+}
+
+/** the first listening TCP socket of the namespace on `port` that takes `addr` (a wildcard or the address) */
+function tcpListener(ns: Netns, port: number, addr: string): Netns['sockets'][number] | undefined {
+  for (const s of ns.sockets)
+    if (s.proto === 'tcp' && s.port === port && (s.addr === '0.0.0.0' || s.addr === addr)) return s;
+  return undefined;
 }
 
 export function asciiBytes(s: string): Uint8Array {

@@ -3,9 +3,11 @@
  * produces (SYN-ACK, ACK, data, FIN… or ICMP errors, RST), each recorded as its own Trace.
  */
 import type { Cluster } from '../cni/build.ts';
-import { HEADLESS, type ServicePortInfo } from '../proxy/services.ts';
+import { HEADLESS, type ResolvedService, type ServicePortInfo } from '../proxy/services.ts';
 import { asciiBytes } from '../kernel/sockets.ts';
 import type { Terminal } from '../kernel/stack.ts';
+import type { Netns } from '../kernel/objects.ts';
+import type { Drop } from '../kernel/events.ts';
 import { Recorder } from '../kernel/world.ts';
 import { GAP_US } from '../kernel/exchange.ts';
 import { isValidIp4 } from '../wire/addr.ts';
@@ -49,6 +51,12 @@ const byName = new WeakMap<Cluster, Map<string, Endpoint>>();
 
 /** A pod, node or external host name, or an IP address → the network namespace and address it stands for */
 export function resolveEndpoint(c: Cluster, what: string, role: 'source' | 'destination'): Endpoint {
+  const e = endpointOf(c, what, role);
+  return { netns: e.netns, ip: e.ip };
+}
+
+/** resolveEndpoint's answer, read only: a named endpoint is the index's own entry */
+function endpointOf(c: Cluster, what: string, role: 'source' | 'destination'): Readonly<Endpoint> {
   let index = byName.get(c);
   if (!index) {
     index = new Map();
@@ -59,7 +67,7 @@ export function resolveEndpoint(c: Cluster, what: string, role: 'source' | 'dest
     byName.set(c, index);
   }
   const named = index.get(what);
-  if (named) return { ...named };
+  if (named) return named;
   if (isValidIp4(what)) {
     for (const ns of c.world.netns.values()) {
       if (ns.role === 'segment') continue;
@@ -77,16 +85,48 @@ export function resolveEndpoint(c: Cluster, what: string, role: 'source' | 'dest
 }
 
 export function dispositionOf(terminals: readonly Terminal[]): Disposition {
-  const delivered = terminals.find((t) => t.kind === 'delivered');
-  if (delivered) return { ...delivered };
-  const drops = terminals.flatMap((t) => (t.kind === 'dropped' ? [t.drop] : []));
-  const drop = drops.find((d) => d.reason !== 'not-for-host');
-  const out = terminals.find((t) => t.kind === 'outside');
+  // the first delivery, else the first drop that is not another host's ignoring a copy, else…
+  let first: Drop | undefined;
+  let drop: Drop | undefined;
+  let out: Extract<Terminal, { kind: 'outside' }> | undefined;
+  for (const t of terminals) {
+    if (t.kind === 'delivered') return { ...t };
+    if (t.kind === 'dropped') {
+      first ??= t.drop;
+      if (!drop && t.drop.reason !== 'not-for-host') drop = t.drop;
+    } else if (t.kind === 'outside') out ??= t;
+  }
   // a copy that left the collected namespaces says more than copies other hosts ignored
-  const d = drop ?? (out ? undefined : drops[0]);
+  const d = drop ?? (out ? undefined : first);
   if (d) return { kind: 'dropped', reason: d.reason, netns: d.netns, device: d.device, drop: d };
   if (out) return { kind: 'outside', netns: out.netns, device: out.device };
   return { kind: 'pending' };
+}
+
+/**
+ * The request bytes of walks, per host, then port and size: the same every time, and only read
+ * (a socket sends slices of them). Forgotten all at once when a level holds many (podwalk matrix
+ * walks to thousands of pods).
+ */
+const requests = new Map<string, Map<number, Uint8Array>>();
+const MAX_REQUESTS = 4096;
+
+/** httpRequest's bytes, shared by every walk that sends them: nothing may write into them */
+function requestBytes(host: string, port: number, size?: number): Uint8Array {
+  if (size !== undefined && !(Number.isInteger(size) && size >= 0)) return httpRequest(host, port, size);
+  let byPort = requests.get(host);
+  if (!byPort) {
+    if (requests.size >= MAX_REQUESTS) requests.clear();
+    requests.set(host, (byPort = new Map()));
+  }
+  // a port is 1..65535 (walkFlow checked it): port and size in one exact number
+  const key = size === undefined ? port : port + 65536 * (size + 1);
+  let b = byPort.get(key);
+  if (!b) {
+    if (byPort.size >= MAX_REQUESTS) byPort.clear();
+    byPort.set(key, (b = httpRequest(host, port, size)));
+  }
+  return b;
 }
 
 export function httpRequest(host: string, port: number, size?: number): Uint8Array {
@@ -138,6 +178,44 @@ function pickPort(
   );
 }
 
+/** the cluster's Service ports by what a walk may name them with, each list in the Services' order */
+interface ServiceIndex {
+  /** the list indexed and its length: another list, or one grown or cut, is indexed again */
+  services: readonly ResolvedService[];
+  count: number;
+  byIp: Map<string, ServicePortInfo[]>;
+  byLb: Map<string, ServicePortInfo[]>;
+  /** `NODEPORT/PROTO` → the first port with it */
+  byNodePort: Map<string, ServicePortInfo>;
+}
+const serviceIndexes = new WeakMap<Cluster, ServiceIndex>();
+
+function serviceIndex(c: Cluster): ServiceIndex {
+  const had = serviceIndexes.get(c);
+  if (had && had.services === c.services && had.count === c.services.length) return had;
+  const ix: ServiceIndex = {
+    services: c.services,
+    count: c.services.length,
+    byIp: new Map(),
+    byLb: new Map(),
+    byNodePort: new Map(),
+  };
+  const add = (m: Map<string, ServicePortInfo[]>, k: string, p: ServicePortInfo) => {
+    const l = m.get(k);
+    if (!l) m.set(k, [p]);
+    else if (l[l.length - 1] !== p) l.push(p);
+  };
+  for (const s of c.services)
+    for (const p of s.ports) {
+      add(ix.byIp, p.clusterIP, p);
+      for (const lb of p.loadBalancerIPs) add(ix.byLb, lb, p);
+      const np = `${p.nodePort}/${p.protocol}`;
+      if (p.nodePort !== undefined && !ix.byNodePort.has(np)) ix.byNodePort.set(np, p);
+    }
+  serviceIndexes.set(c, ix);
+  return ix;
+}
+
 /**
  * `svc/NAME`, `NAMESPACE/NAME`, a ClusterIP or load-balancer IP, or a node (name or address) with
  * one of its node ports: the Service port a walk goes to, or undefined when `to` is none of them.
@@ -181,17 +259,14 @@ export function resolveService(
       'cluster-ip',
     );
   }
-  const ports = c.services.flatMap((s) => s.ports);
-  const byIp = ports.filter((p) => p.clusterIP === to);
-  if (byIp.length)
-    return pickPort(to, port, proto, byIp, `cluster IP ${to}`, (p) => p.clusterIP, 'cluster-ip');
-  const byLb = ports.filter((p) => p.loadBalancerIPs.includes(to));
-  if (byLb.length)
-    return pickPort(to, port, proto, byLb, `load-balancer IP ${to}`, () => to, 'load-balancer');
+  const ix = serviceIndex(c);
+  const byIp = ix.byIp.get(to);
+  if (byIp) return pickPort(to, port, proto, byIp, `cluster IP ${to}`, (p) => p.clusterIP, 'cluster-ip');
+  const byLb = ix.byLb.get(to);
+  if (byLb) return pickPort(to, port, proto, byLb, `load-balancer IP ${to}`, () => to, 'load-balancer');
   // the NodePort first: a walk to a pod of a cluster without one scans no node list (podwalk
   // matrix walks thousands of pairs on 1,000 nodes)
-  const np =
-    port === undefined ? undefined : ports.find((p) => p.nodePort === port && p.protocol === wantProto);
+  const np = port === undefined ? undefined : ix.byNodePort.get(`${port}/${wantProto}`);
   if (!np) return undefined;
   const node = c.nodes.find((n) => n.name === to || n.addr === to);
   return node && { ip: node.addr, port: port!, via: 'node-port', servicePort: np };
@@ -251,14 +326,14 @@ export interface WalkOptions {
 }
 
 export function walk(c: Cluster, req: WalkRequest, opts: WalkOptions = {}): Walk {
-  const src = resolveEndpoint(c, req.from, 'source');
+  const src = endpointOf(c, req.from, 'source');
   const svc = resolveService(c, req.to, req.port, req.proto);
   if (req.endpoint !== undefined && !svc)
     throw new WalkError(
       `--endpoint needs a Service as the destination (svc/NAME, NAMESPACE/NAME, a ClusterIP or NODE:NODEPORT)`,
     );
   if (svc) req = { ...req, to: svc.ip, port: svc.port };
-  const dst = resolveEndpoint(c, req.to, 'destination');
+  const dst = endpointOf(c, req.to, 'destination');
   const pins = c.stack.pins;
   if (pins.size) pins.clear();
   if (svc && req.endpoint !== undefined) pinEndpoint(c, svc, req.endpoint);
@@ -282,7 +357,19 @@ function record(c: Cluster, opts: WalkOptions, traces: Trace[], flow: Flow, run:
   return t;
 }
 
-function walkFlow(c: Cluster, req: WalkRequest, src: Endpoint, dst: Endpoint, opts: WalkOptions): Walk {
+/** the source port the flow's socket is given: a hash of the flow within ip_local_port_range */
+function ephemeralPort(c: Cluster, ns: Netns, src: string, dst: string, dport: number): number {
+  const [lo, hi] = ns.sysctlInts('net.ipv4.ip_local_port_range', '32768\t60999');
+  return lo + (c.world.derive('sport', src, dst, dport) % (hi - lo + 1));
+}
+
+function walkFlow(
+  c: Cluster,
+  req: WalkRequest,
+  src: Readonly<Endpoint>,
+  dst: Readonly<Endpoint>,
+  opts: WalkOptions,
+): Walk {
   const ns = c.world.ns(src.netns);
   const stack = c.stack;
   const proto = req.proto;
@@ -291,12 +378,7 @@ function walkFlow(c: Cluster, req: WalkRequest, src: Endpoint, dst: Endpoint, op
     throw new WalkError(`port must be 1..65535`);
   const rr = stack.routeOutput(ns, dst.ip);
   const srcIp = rr && 'error' in rr ? dst.ip : (rr?.src ?? src.ip);
-  const [lo, hi] = ns.sysctlInts('net.ipv4.ip_local_port_range', '32768\t60999');
-  const sport =
-    req.sport ??
-    (proto === 'icmp'
-      ? undefined
-      : lo + (c.world.derive('sport', srcIp, dst.ip, dport ?? 0) % (hi - lo + 1)));
+  const sport = req.sport ?? (proto === 'icmp' ? undefined : ephemeralPort(c, ns, srcIp, dst.ip, dport!));
   // ping's default (IP_PMTUDISC_WANT, iputils sets nothing): DF on what fits the path MTU
   const want = proto === 'icmp' && req.df === undefined;
   const pathMtu = rr && !('error' in rr) ? (rr.pmtu ?? rr.dev.mtu) : 65535;
@@ -317,7 +399,9 @@ function walkFlow(c: Cluster, req: WalkRequest, src: Endpoint, dst: Endpoint, op
     role: { kind: proto === 'tcp' ? 'syn' : proto === 'udp' ? 'udp-datagram' : 'echo-request' },
   };
   const request = record(c, opts, traces, flow, () => {
-    if (proto === 'tcp') c.sockets.connect(ns, dst.ip, dport!, sport!, httpRequest(dst.ip, dport!, req.size));
+    // the route looked up above: nothing has changed since (same state, same clock)
+    if (proto === 'tcp')
+      c.sockets.connect(ns, dst.ip, dport!, sport!, requestBytes(dst.ip, dport!, req.size), { route: rr });
     else if (proto === 'udp')
       c.sockets.sendUdp(ns, dst.ip, sport!, dport!, payload(req.size !== undefined ? req.size - 28 : 32), df);
     else
