@@ -5,7 +5,8 @@
 import type { CounterEvent, Layer, Step, StepEvent, StepKind } from './events.ts';
 import { heapPop, heapPush } from './heap.ts';
 import { Netns, type NetnsRole } from './objects.ts';
-import type { WireBytes } from './wire-bytes.ts';
+import { emitRepr, type WireBytes } from './wire-bytes.ts';
+import type { Frame, Ipv4Packet } from '../wire/types.ts';
 
 /**
  * What a kernel timer does when it fires: plain data naming the object whose timer it is (the
@@ -43,21 +44,34 @@ export interface Capture {
   readonly promisc: boolean;
 }
 
-/** a frame the datapath captured: its bytes are emitted when first read (wire-bytes.ts) */
+/**
+ * a frame the datapath captured: its bytes are emitted when first read (wire-bytes.ts), from the
+ * representation it keeps (not the step's WireBytes: captures are kept, ~26 a walk, and every
+ * object they keep is one the garbage collector copies and marks again)
+ */
 export class DeviceCapture implements Capture {
+  readonly #repr: Frame | Ipv4Packet;
+
   constructor(
     readonly time: number,
     readonly netns: string,
     readonly dev: string,
     readonly dir: 'in' | 'out',
-    private readonly wire: WireBytes,
+    wire: WireBytes,
     readonly promisc: boolean,
-  ) {}
+  ) {
+    this.#repr = wire.repr;
+  }
 
   get frame(): Uint8Array {
-    return this.wire.bytes;
+    let b = captureBytes.get(this);
+    if (!b) captureBytes.set(this, (b = emitRepr(this.#repr)));
+    return b;
   }
 }
+
+/** the bytes of the captures read so far (few are: a slot of their own in every capture would be kept for none) */
+const captureBytes = new WeakMap<DeviceCapture, Uint8Array>();
 
 /** a capture as plain data (the world's saved form), in the fields' order */
 export function captureData(c: Capture): Capture {
