@@ -345,10 +345,15 @@ export class Sysctls extends Map<string, string> {
     return super.has(k) || this.inPlace(k);
   }
 
-  // set: Map's own (a default written in place is read from the own entries in its place; a
-  // moved or new key is listed after the defaults, in the order written)
+  // set: Map's (a default written in place is read from the own entries in its place; a moved or
+  // new key is listed after the defaults, in the order written)
+  override set(k: string, v: string): this {
+    confMemos.delete(this);
+    return super.set(k, v);
+  }
 
   override delete(k: string): boolean {
+    confMemos.delete(this);
     const had = this.has(k);
     super.delete(k);
     if (had && DEFAULT_SYSCTL_MAP.has(k)) (this.moved ??= new Set()).add(k);
@@ -356,6 +361,7 @@ export class Sysctls extends Map<string, string> {
   }
 
   override clear(): void {
+    confMemos.delete(this);
     super.clear();
     this.moved = new Set(DEFAULT_SYSCTL_MAP.keys());
   }
@@ -388,6 +394,18 @@ export class Sysctls extends Map<string, string> {
     for (const [k, v] of this.entries()) fn.call(self, v, k, this);
   }
 }
+
+/**
+ * What a namespace's sysctls give per device, worked out when first asked and kept until a sysctl
+ * of the namespace is written (Sysctls' set, delete and clear drop it): rp_filter in effect and
+ * IN_DEV_FORWARD, which every packet received asks (three and two reads of the sysctls each). A
+ * side table: a namespace no walk passes through keeps nothing.
+ */
+interface ConfMemo {
+  rp: Map<string, number>;
+  fwd: Map<string, boolean>;
+}
+const confMemos = new WeakMap<Sysctls, ConfMemo>();
 
 /**
  * `outside`: an imported cluster's edge. A frame that reaches it has left the namespaces the
@@ -631,7 +649,20 @@ export class Netns {
 
   /** IN_DEV_FORWARD: the device's conf.DEV.forwarding (set with ip_forward unless written alone) */
   forwarding(dev: string): boolean {
-    return (this.sysctl.get(confKey(dev, 'forwarding')) ?? this.sysctl.get('net.ipv4.ip_forward')) === '1';
+    const m = this.confMemo();
+    let f = m.fwd.get(dev);
+    if (f === undefined) {
+      f = (this.sysctl.get(confKey(dev, 'forwarding')) ?? this.sysctl.get('net.ipv4.ip_forward')) === '1';
+      m.fwd.set(dev, f);
+    }
+    return f;
+  }
+
+  private confMemo(): ConfMemo {
+    const sysctls = this.sysctl as Sysctls;
+    let m = confMemos.get(sysctls);
+    if (!m) confMemos.set(sysctls, (m = { rp: new Map(), fwd: new Map() }));
+    return m;
   }
 
   sysctlNum(key: string): number {
@@ -651,11 +682,17 @@ export class Netns {
 
   /** rp_filter in effect on a device: max(conf.all, conf.DEV), as the kernel computes it */
   rpFilter(dev: string): number {
-    const all = this.sysctlNum('net.ipv4.conf.all.rp_filter');
-    const own = Number(
-      this.sysctl.get(confKey(dev, 'rp_filter')) ?? this.sysctl.get('net.ipv4.conf.default.rp_filter'),
-    );
-    return Math.max(all, own);
+    const m = this.confMemo();
+    let r = m.rp.get(dev);
+    if (r === undefined) {
+      const all = this.sysctlNum('net.ipv4.conf.all.rp_filter');
+      const own = Number(
+        this.sysctl.get(confKey(dev, 'rp_filter')) ?? this.sysctl.get('net.ipv4.conf.default.rp_filter'),
+      );
+      r = Math.max(all, own);
+      m.rp.set(dev, r);
+    }
+    return r;
   }
 
   /** every address of the namespace, with its device */

@@ -61,7 +61,7 @@ import type { Hook, Rule } from './netfilter.ts';
 import { runHook, type HookEnv, type NfEvent } from './netfilter/hooks.ts';
 import type { Traversal } from './netfilter/eval.ts';
 import { REJECT_CODE, resetFor } from './netfilter/reject.ts';
-import { DeviceCapture, type TimerEvent, type World } from './world.ts';
+import { DeviceCapture, type CapturePoint, type TimerEvent, type World } from './world.ts';
 import { WireBytes } from './wire-bytes.ts';
 
 export const BROADCAST: MacAddr = 'ff:ff:ff:ff:ff:ff';
@@ -942,7 +942,7 @@ export class Stack {
   private capture(ns: Netns, dev: Link, dir: 'in' | 'out', bytes: WireBytes, promisc = false): void {
     // a device that is down cannot be captured on (tcpdump: "That device is not up")
     if (this.w.capture && dev.up)
-      this.w.captures.push(new DeviceCapture(this.w.now, ns.name, dev.name, dir, bytes, promisc));
+      this.w.captures.push(new DeviceCapture(this.w.now, capturePoint(ns, dev, dir, promisc), bytes));
   }
 
   /**
@@ -983,7 +983,12 @@ export class Stack {
         const b = this.backlog[i];
         this.auxDepth = b.auxDepth;
         rec.part = b.part;
-        rec.withAux(b.aux, () => this.netifReceive(b.ns, b.dev, b.frame, b.bytes));
+        const outer = rec.enterSide(b.aux);
+        try {
+          this.netifReceive(b.ns, b.dev, b.frame, b.bytes);
+        } finally {
+          rec.leaveSide(outer);
+        }
         this.auxDepth = depth;
         rec.part = part;
         this.flushResolved();
@@ -2064,6 +2069,18 @@ function neighKey(dev: string, name: string): string {
   let k = m.get(dev);
   if (k === undefined) m.set(dev, (k = `net.ipv4.neigh.${dev}.${name}`));
   return k;
+}
+
+/** each device's capture points, by direction and promiscuity (in, out, promiscuous in, promiscuous out) */
+const capturePoints = new WeakMap<Link, CapturePoint[]>();
+function capturePoint(ns: Netns, dev: Link, dir: 'in' | 'out', promisc: boolean): CapturePoint {
+  let points = capturePoints.get(dev);
+  if (!points) capturePoints.set(dev, (points = []));
+  const i = (dir === 'out' ? 1 : 0) + (promisc ? 2 : 0);
+  const p = points[i];
+  // (a device renamed or moved to another namespace since: a point of its own now)
+  if (p && p.netns === ns.name && p.dev === dev.name) return p;
+  return (points[i] = { netns: ns.name, dev: dev.name, dir, promisc });
 }
 
 /** a bridge's ports, in the order the namespace has its links */

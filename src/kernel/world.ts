@@ -44,23 +44,47 @@ export interface Capture {
   readonly promisc: boolean;
 }
 
+/** where a capture was taken: one record per device, direction and promiscuity, shared by its captures */
+export interface CapturePoint {
+  readonly netns: string;
+  readonly dev: string;
+  readonly dir: 'in' | 'out';
+  readonly promisc: boolean;
+}
+
 /**
  * a frame the datapath captured: its bytes are emitted when first read (wire-bytes.ts), from the
- * representation it keeps (not the step's WireBytes: captures are kept, ~26 a walk, and every
- * object they keep is one the garbage collector copies and marks again)
+ * representation it keeps (not the step's WireBytes), and where it was taken is a record shared
+ * by the device's captures. Captures are kept, ~26 a walk: every object and field they keep is
+ * one the garbage collector copies and marks again (three fields, not six plus a WireBytes)
  */
 export class DeviceCapture implements Capture {
+  readonly #at: CapturePoint;
   readonly #repr: Frame | Ipv4Packet;
 
   constructor(
     readonly time: number,
-    readonly netns: string,
-    readonly dev: string,
-    readonly dir: 'in' | 'out',
+    at: CapturePoint,
     wire: WireBytes,
-    readonly promisc: boolean,
   ) {
+    this.#at = at;
     this.#repr = wire.repr;
+  }
+
+  get netns(): string {
+    return this.#at.netns;
+  }
+
+  get dev(): string {
+    return this.#at.dev;
+  }
+
+  get dir(): 'in' | 'out' {
+    return this.#at.dir;
+  }
+
+  get promisc(): boolean {
+    return this.#at.promisc;
   }
 
   get frame(): Uint8Array {
@@ -252,13 +276,26 @@ export class Recorder {
 
   /** run fn with its steps in side exchange `label` (undefined: the walked packet's own steps) */
   withAux<T>(label: string | undefined, fn: () => T): T {
-    const outer = this.aux;
-    this.aux = label;
+    const outer = this.enterSide(label);
     try {
       return fn();
     } finally {
       this.aux = outer;
     }
+  }
+
+  /**
+   * withAux without a function (a caller on the hot path, which makes no closure per call): the
+   * next steps are in side exchange `label` until leaveSide(what this returned)
+   */
+  enterSide(label: string | undefined): string | undefined {
+    const outer = this.aux;
+    this.aux = label;
+    return outer;
+  }
+
+  leaveSide(outer: string | undefined): void {
+    this.aux = outer;
   }
 }
 
