@@ -419,22 +419,22 @@ export type FdbState = 'local' | 'static' | 'dynamic';
 /** One step of a walk: what happened, where, when, on which layer; text comes from the renderers. */
 export interface Step {
   /** 1-based, in order of occurrence */
-  n: number;
-  kind: StepKind;
-  layer: Layer;
-  netns: string;
-  device?: string;
+  readonly n: number;
+  readonly kind: StepKind;
+  readonly layer: Layer;
+  readonly netns: string;
+  readonly device?: string;
   /** short verb token: "lookup", "tx", "rx", "forward", "flood", "encapsulate", "drop" … */
-  action: string;
-  ev: StepEvent;
+  readonly action: string;
+  readonly ev: StepEvent;
   /** frame bytes as they were on this device (tx / rx steps) */
-  frame?: Uint8Array;
+  readonly frame?: Uint8Array;
   /** simulated clock, microseconds since the cluster started */
-  time: number;
+  readonly time: number;
   /** set on steps of a side exchange the walk triggered, e.g. "arp" resolution */
-  aux?: string;
+  readonly aux?: string;
   /** set when the packet was split: "frag 1/2" */
-  part?: string;
+  readonly part?: string;
 }
 
 /** the neighbour states in which an entry's lladdr is used as it is */

@@ -402,6 +402,20 @@ export class Sysctls extends Map<string, string> {
 }
 
 /**
+ * What a namespace's sysctls give per device, worked out when first asked and kept until a sysctl
+ * of the namespace is written (Sysctls.writes moves on): rp_filter in effect and
+ * IN_DEV_FORWARD, which every packet received asks (three and two reads of the sysctls each). A
+ * side table: a namespace no walk passes through keeps nothing.
+ */
+interface ConfMemo {
+  /** the namespace's sysctl writes when these were worked out (Sysctls.writes) */
+  writes: number;
+  rp: Map<string, number>;
+  fwd: Map<string, boolean>;
+}
+const confMemos = new WeakMap<Sysctls, ConfMemo>();
+
+/**
  * `outside`: an imported cluster's edge. A frame that reaches it has left the namespaces the
  * dumps describe (a veth whose other end was not collected, the gateway's way out); the model
  * knows nothing beyond, and says so (the walk ends there as "outside"). `external`: a host on the
@@ -643,7 +657,21 @@ export class Netns {
 
   /** IN_DEV_FORWARD: the device's conf.DEV.forwarding (set with ip_forward unless written alone) */
   forwarding(dev: string): boolean {
-    return (this.sysctl.get(confKey(dev, 'forwarding')) ?? this.sysctl.get('net.ipv4.ip_forward')) === '1';
+    const m = this.confMemo();
+    let f = m.fwd.get(dev);
+    if (f === undefined) {
+      f = (this.sysctl.get(confKey(dev, 'forwarding')) ?? this.sysctl.get('net.ipv4.ip_forward')) === '1';
+      m.fwd.set(dev, f);
+    }
+    return f;
+  }
+
+  private confMemo(): ConfMemo {
+    const sysctls = this.sysctl as Sysctls;
+    let m = confMemos.get(sysctls);
+    if (!m || m.writes !== sysctls.writes)
+      confMemos.set(sysctls, (m = { writes: sysctls.writes, rp: new Map(), fwd: new Map() }));
+    return m;
   }
 
   sysctlNum(key: string): number {
@@ -663,11 +691,17 @@ export class Netns {
 
   /** rp_filter in effect on a device: max(conf.all, conf.DEV), as the kernel computes it */
   rpFilter(dev: string): number {
-    const all = this.sysctlNum('net.ipv4.conf.all.rp_filter');
-    const own = Number(
-      this.sysctl.get(confKey(dev, 'rp_filter')) ?? this.sysctl.get('net.ipv4.conf.default.rp_filter'),
-    );
-    return Math.max(all, own);
+    const m = this.confMemo();
+    let r = m.rp.get(dev);
+    if (r === undefined) {
+      const all = this.sysctlNum('net.ipv4.conf.all.rp_filter');
+      const own = Number(
+        this.sysctl.get(confKey(dev, 'rp_filter')) ?? this.sysctl.get('net.ipv4.conf.default.rp_filter'),
+      );
+      r = Math.max(all, own);
+      m.rp.set(dev, r);
+    }
+    return r;
   }
 
   /** every address of the namespace, with its device */

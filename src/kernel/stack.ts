@@ -61,7 +61,7 @@ import { planOf, randomChoice, type Hook } from './netfilter.ts';
 import { runHook, type HookEnv, type NfEvent } from './netfilter/hooks.ts';
 import type { Traversal } from './netfilter/eval.ts';
 import { REJECT_CODE, resetFor } from './netfilter/reject.ts';
-import { DeviceCapture, type TimerEvent, type World } from './world.ts';
+import { DeviceCapture, type CapturePoint, type TimerEvent, type World } from './world.ts';
 import { WireBytes } from './wire-bytes.ts';
 
 export const BROADCAST: MacAddr = 'ff:ff:ff:ff:ff:ff';
@@ -454,8 +454,7 @@ export class Stack {
 
   /** a neighbour parameter of the device (net.ipv4.neigh.DEV.NAME, else .default.NAME) */
   neighParm(ns: Netns, dev: string, name: string): number {
-    const v =
-      ns.sysctl.get(`net.ipv4.neigh.${dev}.${name}`) ?? ns.sysctl.get(`net.ipv4.neigh.default.${name}`);
+    const v = ns.sysctl.get(neighKey(dev, name)) ?? ns.sysctl.get(neighKey('default', name));
     return Number(v ?? '0');
   }
 
@@ -471,7 +470,7 @@ export class Stack {
 
   /** the timer state kept beside a neighbour entry */
   private nud(ns: Netns, n: NeighEntry): NudTimer {
-    const key = `${n.ip}|${n.dev}`;
+    const key = nudKey(n.ip, n.dev);
     let t = ns.nud.get(key);
     if (!t) {
       t = { probes: 0 };
@@ -520,7 +519,7 @@ export class Stack {
       }
       return n.lladdr;
     }
-    const resolving = n && n.state === 'INCOMPLETE' ? ns.nud.get(`${n.ip}|${n.dev}`) : undefined;
+    const resolving = n && n.state === 'INCOMPLETE' ? ns.nud.get(nudKey(n.ip, n.dev)) : undefined;
     if (n && resolving?.queue) {
       // already resolving: the packet joins the queue (unres_qlen), no new probe
       resolving.used = this.w.now;
@@ -653,7 +652,7 @@ export class Stack {
 
   /** an entry left an unresolved state with an address: its queue may go */
   private validated(ns: Netns, n: NeighEntry): void {
-    const q = ns.nud.get(`${n.ip}|${n.dev}`)?.queue;
+    const q = ns.nud.get(nudKey(n.ip, n.dev))?.queue;
     if (q && q.length) this.resolvedQ.push({ ns, n });
   }
 
@@ -929,7 +928,7 @@ export class Stack {
         n.lladdr = mac;
         n.state = state;
         n.updated = this.w.now;
-        const t = ns.nud.get(`${ip}|${dev}`);
+        const t = ns.nud.get(nudKey(ip, dev));
         if (t) t.timer = undefined;
         this.validated(ns, n);
       }
@@ -943,7 +942,7 @@ export class Stack {
   private capture(ns: Netns, dev: Link, dir: 'in' | 'out', bytes: WireBytes, promisc = false): void {
     // a device that is down cannot be captured on (tcpdump: "That device is not up")
     if (this.w.capture && dev.up)
-      this.w.captures.push(new DeviceCapture(this.w.now, ns.name, dev.name, dir, bytes, promisc));
+      this.w.captures.push(new DeviceCapture(this.w.now, capturePoint(ns, dev, dir, promisc), bytes));
   }
 
   /**
@@ -984,7 +983,12 @@ export class Stack {
         const b = this.backlog[i];
         this.auxDepth = b.auxDepth;
         rec.part = b.part;
-        rec.withAux(b.aux, () => this.netifReceive(b.ns, b.dev, b.frame, b.bytes));
+        const outer = rec.enterSide(b.aux);
+        try {
+          this.netifReceive(b.ns, b.dev, b.frame, b.bytes);
+        } finally {
+          rec.leaveSide(outer);
+        }
         this.auxDepth = depth;
         rec.part = part;
         this.flushResolved();
@@ -1710,15 +1714,14 @@ export class Stack {
     pkt = skb.pkt;
     const p = pkt.payload;
     if (p.kind === 'udp' && p.payload.kind === 'vxlan') {
-      const vx = [...ns.links.values()].find(
-        (l): l is VxlanLink =>
-          l.type === 'vxlan' && l.dstport === p.udp.dstPort && (l.local === pkt.ip.dst || !l.local),
-      );
-      if (vx) return this.vxlanRcv(ns, vx, pkt, p.payload.vxlan.vni, p.payload.frame);
+      // (a loop, not a find over a copy of the links: every VXLAN packet received asks)
+      for (const l of ns.links.values())
+        if (l.type === 'vxlan' && l.dstport === p.udp.dstPort && (l.local === pkt.ip.dst || !l.local))
+          return this.vxlanRcv(ns, l, pkt, p.payload.vxlan.vni, p.payload.frame);
     }
     if (p.kind === 'ipip') {
-      const tun = [...ns.links.values()].find((l): l is IpipLink => l.type === 'ipip' && l.up);
-      if (tun) return this.ipipRcv(ns, tun, pkt, p.inner);
+      for (const l of ns.links.values())
+        if (l.type === 'ipip' && l.up) return this.ipipRcv(ns, l, pkt, p.inner);
       this.drop(ns, { reason: 'port-unreachable', site: 'ip_local_deliver', ipip: true }, dev.name);
       this.icmpError(ns, pkt, 3, 2, undefined, 'protocol-unreachable');
       return;
@@ -2045,6 +2048,40 @@ function attachedCt(ct: CtResult | undefined): CtResult | undefined {
     isNew: false,
     related: true,
   };
+}
+
+/**
+ * Keys made once per part and kept (a key built per packet is a new string that the table must
+ * flatten and hash each time; one kept has its hash cached): a neighbour's `ip|dev` (Netns.nud),
+ * a neighbour parameter's `net.ipv4.neigh.DEV.NAME`
+ */
+const nudKeys = new Map<string, Map<string, string>>();
+function nudKey(ip: string, dev: string): string {
+  let m = nudKeys.get(dev);
+  if (!m) nudKeys.set(dev, (m = new Map()));
+  let k = m.get(ip);
+  if (k === undefined) m.set(ip, (k = `${ip}|${dev}`));
+  return k;
+}
+const neighKeys = new Map<string, Map<string, string>>();
+function neighKey(dev: string, name: string): string {
+  let m = neighKeys.get(name);
+  if (!m) neighKeys.set(name, (m = new Map()));
+  let k = m.get(dev);
+  if (k === undefined) m.set(dev, (k = `net.ipv4.neigh.${dev}.${name}`));
+  return k;
+}
+
+/** each device's capture points, by direction and promiscuity (in, out, promiscuous in, promiscuous out) */
+const capturePoints = new WeakMap<Link, CapturePoint[]>();
+function capturePoint(ns: Netns, dev: Link, dir: 'in' | 'out', promisc: boolean): CapturePoint {
+  let points = capturePoints.get(dev);
+  if (!points) capturePoints.set(dev, (points = []));
+  const i = (dir === 'out' ? 1 : 0) + (promisc ? 2 : 0);
+  const p = points[i];
+  // (a device renamed or moved to another namespace since: a point of its own now)
+  if (p && p.netns === ns.name && p.dev === dev.name) return p;
+  return (points[i] = { netns: ns.name, dev: dev.name, dir, promisc });
 }
 
 /** a bridge's ports, in the order the namespace has its links */

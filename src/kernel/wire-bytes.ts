@@ -36,6 +36,16 @@ export class WireBytes {
   }
 
   get bytes(): Uint8Array {
-    return (this.#bytes ??= this.frame ? emitFrame(this.frame) : emitIpv4Packet(this.packet!));
+    return (this.#bytes ??= emitRepr(this.repr));
   }
+
+  /** the representation: a frame, or a bare IPv4 packet (a capture keeps it, not this object) */
+  get repr(): Frame | Ipv4Packet {
+    return this.frame ?? this.packet!;
+  }
+}
+
+/** the bytes of a frame, or of a bare IPv4 packet */
+export function emitRepr(r: Frame | Ipv4Packet): Uint8Array {
+  return 'eth' in r ? emitFrame(r) : emitIpv4Packet(r);
 }

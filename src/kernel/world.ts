@@ -5,7 +5,8 @@
 import type { CounterEvent, Layer, Step, StepEvent, StepKind } from './events.ts';
 import { heapPop, heapPush } from './heap.ts';
 import { Netns, type NetnsRole } from './objects.ts';
-import type { WireBytes } from './wire-bytes.ts';
+import { emitRepr, type WireBytes } from './wire-bytes.ts';
+import type { Frame, Ipv4Packet } from '../wire/types.ts';
 
 /**
  * What a kernel timer does when it fires: plain data naming the object whose timer it is (the
@@ -43,21 +44,58 @@ export interface Capture {
   readonly promisc: boolean;
 }
 
-/** a frame the datapath captured: its bytes are emitted when first read (wire-bytes.ts) */
+/** where a capture was taken: one record per device, direction and promiscuity, shared by its captures */
+export interface CapturePoint {
+  readonly netns: string;
+  readonly dev: string;
+  readonly dir: 'in' | 'out';
+  readonly promisc: boolean;
+}
+
+/**
+ * a frame the datapath captured: its bytes are emitted when first read (wire-bytes.ts), from the
+ * representation it keeps (not the step's WireBytes), and where it was taken is a record shared
+ * by the device's captures. Captures are kept, ~26 a walk: every object and field they keep is
+ * one the garbage collector copies and marks again (three fields, not six plus a WireBytes)
+ */
 export class DeviceCapture implements Capture {
+  readonly #at: CapturePoint;
+  readonly #repr: Frame | Ipv4Packet;
+
   constructor(
     readonly time: number,
-    readonly netns: string,
-    readonly dev: string,
-    readonly dir: 'in' | 'out',
-    private readonly wire: WireBytes,
-    readonly promisc: boolean,
-  ) {}
+    at: CapturePoint,
+    wire: WireBytes,
+  ) {
+    this.#at = at;
+    this.#repr = wire.repr;
+  }
+
+  get netns(): string {
+    return this.#at.netns;
+  }
+
+  get dev(): string {
+    return this.#at.dev;
+  }
+
+  get dir(): 'in' | 'out' {
+    return this.#at.dir;
+  }
+
+  get promisc(): boolean {
+    return this.#at.promisc;
+  }
 
   get frame(): Uint8Array {
-    return this.wire.bytes;
+    let b = captureBytes.get(this);
+    if (!b) captureBytes.set(this, (b = emitRepr(this.#repr)));
+    return b;
   }
 }
+
+/** the bytes of the captures read so far (few are: a slot of their own in every capture would be kept for none) */
+const captureBytes = new WeakMap<DeviceCapture, Uint8Array>();
 
 /** a capture as plain data (the world's saved form), in the fields' order */
 export function captureData(c: Capture): Capture {
@@ -238,13 +276,26 @@ export class Recorder {
 
   /** run fn with its steps in side exchange `label` (undefined: the walked packet's own steps) */
   withAux<T>(label: string | undefined, fn: () => T): T {
-    const outer = this.aux;
-    this.aux = label;
+    const outer = this.enterSide(label);
     try {
       return fn();
     } finally {
       this.aux = outer;
     }
+  }
+
+  /**
+   * withAux without a function (a caller on the hot path, which makes no closure per call): the
+   * next steps are in side exchange `label` until leaveSide(what this returned)
+   */
+  enterSide(label: string | undefined): string | undefined {
+    const outer = this.aux;
+    this.aux = label;
+    return outer;
+  }
+
+  leaveSide(outer: string | undefined): void {
+    this.aux = outer;
   }
 }
 
