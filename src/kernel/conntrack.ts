@@ -8,7 +8,7 @@
  * say which manips changed it (IPS_SRC_NAT, IPS_DST_NAT) and which are set up (IPS_*_NAT_DONE).
  */
 import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, type Ipv4Packet } from '../wire/types.ts';
-import { parseIp4 } from '../wire/addr.ts';
+import { parseIp4Cached } from '../wire/addr.ts';
 import type { CtState } from './netfilter/types.ts';
 
 export type TcpCtState =
@@ -171,20 +171,6 @@ export function tupleKey(t: Tuple): string {
   return t.proto === 1
     ? `1|${t.src}|${t.dst}|${t.icmpType}|${t.icmpCode}|${t.icmpId}`
     : `${t.proto}|${t.src}|${t.dst}|${t.sport}|${t.dport}`;
-}
-
-/** dotted quads parsed by string, −1 for one parseIp4 refuses: the tuples of a walk name a handful of
- * addresses, and a Map lookup of a string (its hash kept in the string) costs a fraction of a parse.
- * Emptied when it holds 65,536. */
-const ADDRS = new Map<string, number>();
-export function parseIp4Cached(s: string): number {
-  let v = ADDRS.get(s);
-  if (v === undefined) {
-    if (ADDRS.size >= 65536) ADDRS.clear();
-    v = parseIp4(s) ?? -1;
-    ADDRS.set(s, v);
-  }
-  return v;
 }
 
 /** a tuple's hash key as numbers (K0..K3, module scratch: no allocation per lookup), or false for a

@@ -6,16 +6,9 @@
  * table; ICMP errors about a NATed flow are translated inside and out
  * (nf_nat_icmp_reply_translation). Pure functions of the entry, the range and the table.
  */
-import { intToIp4, ip4ToInt } from '../wire/addr.ts';
+import { intToIp4, ip4ToInt, parseIp4Cached } from '../wire/addr.ts';
 import type { Ipv4Packet } from '../wire/types.ts';
-import {
-  invertTuple,
-  parseIp4Cached,
-  type Conntrack,
-  type CtDir,
-  type CtEntry,
-  type Tuple,
-} from './conntrack.ts';
+import { invertTuple, type Conntrack, type CtDir, type CtEntry, type Tuple } from './conntrack.ts';
 import type { Hook, NatRange } from './netfilter/types.ts';
 
 export type Manip = 'src' | 'dst';
