@@ -20,6 +20,7 @@ import {
 } from '../src/kernel/conntrack.ts';
 import { seedCluster } from '../src/cluster/seed.ts';
 import { buildCluster } from '../src/cni/build.ts';
+import { decodeData, encodeData } from '../src/kernel/data.ts';
 import { cloneWorld } from '../src/kernel/snapshot.ts';
 import { walk } from '../src/trace/walk.ts';
 import { QuadTable, quadKey, type Quad } from '../src/kernel/table.ts';
@@ -109,6 +110,97 @@ test('the tuple hash behaves as the Map by string key, order included', () => {
     }
     if (ports)
       assert.ok(most > 3 * 1024, `seed ${seed}: a table of ${most} keys, more than 3 chunks of rows`);
+  }
+});
+
+test('expiry visits only what is due and leaves the table as a full scan does', () => {
+  // the reference is the full scan expire() was until session 12: at a track or expire at `now`
+  // not before the lower bound, every entry whose expiry is `now` or before leaves, the order of
+  // the rest kept, and the bound becomes the earliest expiry left; confirm and a renewed timeout
+  // lower it. TCP flags of both directions move entries between timeouts of 10 s and 5 days, so
+  // timeouts are shortened as well as renewed (in small tables too: a handful of connections
+  // renewed again and again); now and then the table is saved and loaded.
+  const next = (ct: Conntrack) => (ct as unknown as { nextExpiry: number }).nextExpiry;
+  const FLAGS = [
+    { syn: true },
+    { syn: true, ack: true },
+    { ack: true },
+    { fin: true, ack: true },
+    { rst: true },
+  ];
+  {
+    // a renewed entry's earlier place comes first once the entry before it has gone: the bound is
+    // the renewed expiry, not that place
+    const ct = new Conntrack();
+    const udp = (sport: number): Tuple => ({ proto: 17, src: '10.0.0.1', dst: '10.0.0.3', sport, dport: 53 });
+    const y = ct.track(udp(1), undefined, 0).entry;
+    ct.confirm(y);
+    const x = ct.track(udp(2), undefined, 1e6).entry;
+    ct.confirm(x);
+    ct.track(invertTuple(udp(2)), undefined, 20e6);
+    assert.equal(x.expires, 50e6);
+    ct.expire(30.5e6);
+    assert.deepEqual(ct.entries, [x]);
+    assert.equal(next(ct), 50e6);
+  }
+  for (let seed = 1; seed <= 12; seed++) {
+    const r = rng(100 + seed);
+    const pick = <T>(xs: readonly T[]) => xs[Math.floor(r() * xs.length)];
+    let ct = new Conntrack();
+    let ref: CtEntry[] = [];
+    let refNext = Infinity;
+    const sweep = (now: number) => {
+      if (now < refNext) return;
+      ref = ref.filter((e) => e.expires > now);
+      refNext = Math.min(Infinity, ...ref.map((e) => e.expires));
+    };
+    let now = 0;
+    let expired = 0;
+    for (let step = 0; step < 3000; step++) {
+      const x = r();
+      if (x < 0.75) {
+        const old = ref.length && r() < 0.6 ? pick(ref) : undefined;
+        const t: Tuple = old
+          ? r() < 0.5
+            ? old.orig
+            : old.reply
+          : {
+              proto: pick([6, 6, 17]),
+              src: pick(['10.0.0.1', '10.0.0.2']),
+              dst: '10.0.0.3',
+              sport: 1000 + Math.floor(r() * (seed > 6 ? 6 : 200)),
+              dport: 80,
+            };
+        const before = ref.length;
+        sweep(now);
+        expired += before - ref.length;
+        const res = ct.track(t, t.proto === 6 ? pick(FLAGS) : undefined, now, r() < 0.5);
+        if (!res.entry.confirmed && !res.invalid) {
+          ct.confirm(res.entry);
+          ref.push(res.entry);
+        }
+        if (res.entry.confirmed) refNext = Math.min(refNext, res.entry.expires);
+      } else if (x < 0.9) now += Math.floor(r() * 3e6);
+      else if (x < 0.96) now += Math.floor(r() * 400e6);
+      else if (x < 0.99) {
+        const at = now + (r() < 0.5 ? 0 : Math.floor(r() * 1e8));
+        sweep(at);
+        ct.expire(at);
+      } else if (x < 0.995) {
+        ct.flush();
+        ref = [];
+        refNext = Infinity;
+      } else {
+        const data = encodeData(ct, { Conntrack });
+        ct = Conntrack.fromData(decodeData(data, { Conntrack }) as Conntrack, (what) => assert.fail(what));
+        ref = ref.map((e) => ct.find(e.orig)!.entry);
+      }
+      assert.deepEqual(ct.entries, ref, `seed ${seed} step ${step}: the entries, in order`);
+      assert.equal(ct.entries.length, ref.length);
+      ct.entries.forEach((e, i) => assert.equal(e, ref[i], `seed ${seed} step ${step}: entry ${i}`));
+      assert.equal(next(ct), refNext, `seed ${seed} step ${step}: the earliest expiry`);
+    }
+    assert.ok(expired > (seed > 6 ? 20 : 100), `seed ${seed}: ${expired} entries expired`);
   }
 });
 

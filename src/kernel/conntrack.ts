@@ -415,13 +415,107 @@ class TupleHash {
   }
 }
 
+/**
+ * The expiry heap of a table's confirmed entries: a min-heap of places, each an entry and the
+ * expiry it had when placed (two parallel arrays: no object per place). An entry whose timeout was
+ * renewed since is placed again, at its new time, when its place comes due; one whose timeout was
+ * shortened is placed again at once. So every entry in the table has a place at or before its
+ * expiry, and expire() visits only what is due, not the whole table.
+ */
+class ExpiryHeap {
+  readonly at: number[] = [];
+  readonly e: CtEntry[] = [];
+
+  get size(): number {
+    return this.at.length;
+  }
+
+  push(t: number, e: CtEntry): void {
+    const at = this.at;
+    const es = this.e;
+    let i = at.length;
+    at.push(t);
+    es.push(e);
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (at[p] <= t) break;
+      at[i] = at[p];
+      es[i] = es[p];
+      i = p;
+    }
+    at[i] = t;
+    es[i] = e;
+  }
+
+  /** keeps only the places `keep` says yes to, in heap order again */
+  retain(keep: (e: CtEntry) => boolean): void {
+    const at = this.at;
+    const es = this.e;
+    let j = 0;
+    for (let i = 0; i < at.length; i++)
+      if (keep(es[i])) {
+        at[j] = at[i];
+        es[j] = es[i];
+        j++;
+      }
+    at.length = j;
+    es.length = j;
+    // Floyd's heapify: sift each parent down, the last first
+    for (let i = (j >> 1) - 1; i >= 0; i--) this.siftDown(i, at[i], es[i]);
+  }
+
+  /** removes the first place (the heap must not be empty) */
+  pop(): void {
+    const t = this.at.pop()!;
+    const e = this.e.pop()!;
+    if (this.at.length) this.siftDown(0, t, e);
+  }
+
+  /** puts place (t, e) at `i` or below, where it belongs among the places under `i` */
+  private siftDown(i: number, t: number, e: CtEntry): void {
+    const at = this.at;
+    const es = this.e;
+    const n = at.length;
+    for (;;) {
+      let c = 2 * i + 1;
+      if (c >= n) break;
+      if (c + 1 < n && at[c + 1] < at[c]) c++;
+      if (at[c] >= t) break;
+      at[i] = at[c];
+      es[i] = es[c];
+      i = c;
+    }
+    at[i] = t;
+    es[i] = e;
+  }
+}
+
+/** a namespace's confirmed entries as the datapath keeps them (not data: `entries` and `index` travel) */
+interface Store {
+  /** in the order confirmed, those that expired since the list was last read among them */
+  slots: CtEntry[];
+  /** the entries of slots that expired since (their places in the heap may remain) */
+  gone: Set<CtEntry>;
+  due: ExpiryHeap;
+}
+const newStore = (): Store => ({ slots: [], gone: new Set(), due: new ExpiryHeap() });
+
 /** the empty table of every namespace without a confirmed entry yet (never written: see own) */
 const NO_ENTRIES: readonly CtEntry[] = Object.freeze([]);
 const NO_HASH = new TupleHash();
+const NO_STORE: Store = Object.freeze({
+  slots: NO_ENTRIES as CtEntry[],
+  gone: new Set<CtEntry>(),
+  due: new ExpiryHeap(),
+});
 
 export class Conntrack {
-  /** confirmed entries; one empty list shared by every namespace until its first (copy on write) */
-  entries: readonly CtEntry[] = NO_ENTRIES;
+  /**
+   * Confirmed entries in the order confirmed (one empty list shared by every namespace until its
+   * first). An own enumerable accessor, so that data.ts writes it as the array it was; read it and
+   * let it go (the list is the table's own, and an entry that expires later leaves it)
+   */
+  declare readonly entries: readonly CtEntry[];
   /**
    * The tuple hash as data: a Map by tupleKey in insertion order, each value the entry and the
    * direction, made when read (the saved world's `index`; an own enumerable accessor, so that
@@ -430,14 +524,46 @@ export class Conntrack {
   declare readonly index: ReadonlyMap<string, { entry: CtEntry; dir: CtDir }>;
   /** the tuple hash (not enumerable: not data; rebuilt from `index` by `fromData`) */
   declare private hash: TupleHash;
+  /** the entries, their expiry heap (not enumerable: not data; rebuilt from `entries` by `fromData`) */
+  declare private store: Store;
 
   constructor() {
-    Conntrack.attach(this, NO_HASH);
+    Conntrack.attach(this, NO_HASH, NO_STORE);
   }
 
-  private static attach(ct: Conntrack, hash: TupleHash): void {
+  private static attach(ct: Conntrack, hash: TupleHash, store: Store): void {
     Object.defineProperty(ct, 'hash', { value: hash, writable: true, enumerable: false });
+    Object.defineProperty(ct, 'store', { value: store, writable: true, enumerable: false });
+    Object.defineProperty(ct, 'entries', { get: () => ct.listed(), enumerable: true, configurable: true });
     Object.defineProperty(ct, 'index', { get: () => ct.hash.toMap(), enumerable: true, configurable: true });
+  }
+
+  /** a store of `entries` (a decoded list, in its order) */
+  private static storeOf(entries: readonly CtEntry[]): Store {
+    if (!entries.length) return NO_STORE;
+    const s = newStore();
+    for (const e of entries) Conntrack.keep(s, e);
+    return s;
+  }
+
+  private static keep(s: Store, e: CtEntry): void {
+    s.slots.push(e);
+    s.due.push(e.expires, e);
+  }
+
+  /** the entries without those that expired (dropped from the list and the heap when read) */
+  private listed(): readonly CtEntry[] {
+    const s = this.store;
+    if (s.gone.size) {
+      const gone = s.gone;
+      const slots = s.slots;
+      let j = 0;
+      for (let i = 0; i < slots.length; i++) if (!gone.has(slots[i])) slots[j++] = slots[i];
+      slots.length = j;
+      s.due.retain((e) => !gone.has(e));
+      gone.clear();
+    }
+    return s.slots as readonly CtEntry[];
   }
 
   /**
@@ -450,7 +576,9 @@ export class Conntrack {
     const index = (ct as unknown as { index: unknown }).index;
     if (!(index instanceof Map)) return check('expected a {"$map": …} of tuple keys', -1);
     const hash = new TupleHash();
-    const entries = new Set(ct.entries);
+    // the decoded list: a field of its own until the accessor takes its place
+    const list = ct.entries;
+    const entries = new Set(list);
     let i = 0;
     for (const [key, v] of index as Map<unknown, { entry?: unknown; dir?: unknown } | null>) {
       const entry = v?.entry;
@@ -465,15 +593,16 @@ export class Conntrack {
       i++;
     }
     delete (ct as unknown as { index?: unknown }).index;
-    Conntrack.attach(ct, ct.entries.length === 0 && i === 0 ? NO_HASH : hash);
+    delete (ct as unknown as { entries?: unknown }).entries;
+    Conntrack.attach(ct, list.length === 0 && i === 0 ? NO_HASH : hash, Conntrack.storeOf(list));
     return ct;
   }
 
   /** the entries and their hash, this namespace's own to write */
-  private own(): [CtEntry[], TupleHash] {
-    if (this.entries === NO_ENTRIES) this.entries = [];
+  private own(): [Store, TupleHash] {
+    if (this.store === NO_STORE) this.store = newStore();
     if (this.hash === NO_HASH) this.hash = new TupleHash();
-    return [this.entries as CtEntry[], this.hash];
+    return [this.store, this.hash];
   }
 
   /**
@@ -536,8 +665,8 @@ export class Conntrack {
   confirm(e: CtEntry): void {
     if (e.confirmed) return;
     e.confirmed = true;
-    const [entries, hash] = this.own();
-    entries.push(e);
+    const [store, hash] = this.own();
+    Conntrack.keep(store, e);
     if (e.expires < this.nextExpiry) this.nextExpiry = e.expires;
     hash.set(e.orig, e, 'original');
     hash.set(e.reply, e, 'reply');
@@ -559,33 +688,55 @@ export class Conntrack {
   private nextExpiry = Infinity;
 
   private setExpiry(e: CtEntry, t: number): void {
+    const was = e.expires;
     e.expires = t;
-    if (e.confirmed && t < this.nextExpiry) this.nextExpiry = t;
+    if (!e.confirmed) return;
+    if (t < this.nextExpiry) this.nextExpiry = t;
+    // shortened: its place in the heap may be later than its expiry now
+    // (an entry found in the table: track's, whose timeout this is)
+    if (t < was) this.store.due.push(t, e);
   }
 
   /** `conntrack -F`: every entry goes */
   flush(): void {
-    const [entries] = this.own();
-    entries.length = 0;
+    this.store = newStore();
     this.hash = new TupleHash();
     this.nextExpiry = Infinity;
   }
 
+  /**
+   * Every entry whose expiry is `now` or before leaves the table; `nextExpiry` becomes the
+   * earliest expiry of those left. Only the heap's due places are visited: a place whose entry was
+   * renewed goes back at the entry's expiry, one whose entry left already is dropped.
+   */
   expire(now: number): void {
     if (now < this.nextExpiry) return;
-    let next = Infinity;
-    const [entries, hash] = this.own();
-    for (let i = entries.length - 1; i >= 0; i--) {
-      const e = entries[i];
+    const s = this.store;
+    const due = s.due;
+    while (due.size && due.at[0] <= now) {
+      const e = due.e[0];
+      due.pop();
+      if (s.gone.has(e)) continue;
       if (e.expires > now) {
-        next = Math.min(next, e.expires);
+        due.push(e.expires, e);
         continue;
       }
-      entries.splice(i, 1);
-      hash.delete(e.orig);
-      hash.delete(e.reply);
+      s.gone.add(e);
+      this.hash.delete(e.orig);
+      this.hash.delete(e.reply);
     }
-    this.nextExpiry = next;
+    // the earliest place left is the earliest expiry once it is its entry's own (not a stale one)
+    while (due.size) {
+      const e = due.e[0];
+      if (s.gone.has(e)) due.pop();
+      else if (due.at[0] !== e.expires) {
+        due.pop();
+        due.push(e.expires, e);
+      } else break;
+    }
+    this.nextExpiry = due.size ? due.at[0] : Infinity;
+    // a table that expired most of its entries gives their places back
+    if (s.gone.size > 64 && 2 * s.gone.size > s.slots.length) this.listed();
   }
 
   timeout(e: CtEntry): number {
