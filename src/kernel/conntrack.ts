@@ -706,32 +706,25 @@ export class Conntrack {
 
   /**
    * Every entry whose expiry is `now` or before leaves the table; `nextExpiry` becomes the
-   * earliest expiry of those left. Only the heap's due places are visited: a place whose entry was
-   * renewed goes back at the entry's expiry, one whose entry left already is dropped.
+   * earliest expiry of those left. Only the heap's first places are visited: one whose entry left
+   * already is dropped, one that is not its entry's expiry (renewed or shortened since) goes back
+   * at that expiry, and the first place left is then the earliest expiry of all.
    */
   expire(now: number): void {
     if (now < this.nextExpiry) return;
     const s = this.store;
     const due = s.due;
-    while (due.size && due.at[0] <= now) {
-      const e = due.e[0];
-      due.pop();
-      if (s.gone.has(e)) continue;
-      if (e.expires > now) {
-        due.push(e.expires, e);
-        continue;
-      }
-      s.gone.add(e);
-      this.hash.delete(e.orig);
-      this.hash.delete(e.reply);
-    }
-    // the earliest place left is the earliest expiry once it is its entry's own (not a stale one)
     while (due.size) {
       const e = due.e[0];
       if (s.gone.has(e)) due.pop();
       else if (due.at[0] !== e.expires) {
         due.pop();
         due.push(e.expires, e);
+      } else if (e.expires <= now) {
+        due.pop();
+        s.gone.add(e);
+        this.hash.delete(e.orig);
+        this.hash.delete(e.reply);
       } else break;
     }
     this.nextExpiry = due.size ? due.at[0] : Infinity;
