@@ -146,8 +146,7 @@ export class Netfilter {
     if (t.has(name)) throw new Error(`chain ${name} already exists in ${table}`);
     const c: Chain = { name, rules: [], pkts: 0, bytes: 0 };
     t.set(name, c);
-    this.changed();
-    this.ownCreated().add(table);
+    this.markCreated(table);
     return c;
   }
 
@@ -158,8 +157,7 @@ export class Netfilter {
     const why = this.refuses(table, chain, rule);
     if (why) throw new Error(`the kernel refuses the rule in ${table} ${chain}: ${why}`);
     c.rules.push(rule);
-    this.changed();
-    this.ownCreated().add(table);
+    this.markCreated(table);
   }
 
   /** insert a rule a program installs at a 0-based position (`iptables -I CHAIN POS+1`), after the kernel's checks */
@@ -169,8 +167,7 @@ export class Netfilter {
     const why = this.refuses(table, chain, rule);
     if (why) throw new Error(`the kernel refuses the rule in ${table} ${chain}: ${why}`);
     c.rules.splice(pos, 0, rule);
-    this.changed();
-    this.ownCreated().add(table);
+    this.markCreated(table);
   }
 
   isBuiltin(table: string, name: string): boolean {
@@ -186,7 +183,7 @@ export class Netfilter {
     return n;
   }
 
-  /** a command created the table in the kernel */
+  /** the table is in the kernel (a command created it, or a rule or chain was written to it): the rule set changed */
   markCreated(table: string): void {
     this.changed();
     this.ownCreated().add(table);
@@ -199,8 +196,7 @@ export class Netfilter {
   createByCommand(table: string): void {
     if (this.present(table)) return;
     for (const c of this.table(table).values()) if (this.isBuiltin(table, c.name)) c.noCounters = true;
-    this.changed();
-    this.ownCreated().add(table);
+    this.markCreated(table);
   }
 
   /** does the table exist in the kernel? (an untouched table with only empty ACCEPT builtins does not) */
@@ -267,8 +263,7 @@ export class Netfilter {
         const why = this.refuses(table, chain, rule, reach);
         if (why) throw new Error(`the kernel refuses the rule in ${table} ${chain}: ${why}`);
       }
-      this.changed();
-      this.ownCreated().add(table);
+      this.markCreated(table);
     } catch (e) {
       for (const [name, c] of before) if (!c) t.delete(name);
       for (const x of saved)

@@ -74,7 +74,6 @@ export function iptablesRestore(
     const run = (argv: string[]) => iptables(['-t', table!, ...argv], { ...ctx, netns: scratch! });
     if (line === 'COMMIT') {
       ctx.netns.netfilter.tables.set(table, scratch.netfilter.tables.get(table)!);
-      ctx.netns.netfilter.changed();
       ctx.netns.netfilter.markCreated(table);
       table = scratch = undefined;
       continue;
