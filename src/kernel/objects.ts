@@ -345,21 +345,31 @@ export class Sysctls extends Map<string, string> {
     return super.has(k) || this.inPlace(k);
   }
 
-  /** writes so far (set, delete, clear): what is computed from the values holds while this does */
-  #writes = 0;
-  get writes(): number {
-    return this.#writes;
+  /** what derived() worked out since the last write, by the function that worked it out */
+  #derived: Map<(arg: never) => unknown, unknown> | undefined;
+
+  /**
+   * What `make(arg)` works out from these sysctls (a value per namespace that packets read: the
+   * window sysctls of a new socket, rp_filter and forwarding per device), made at the first ask
+   * and kept until a sysctl is written (set, delete, clear). `make` names the value: a function of
+   * the module, the same at every call; `arg` the namespace whose sysctls these are.
+   */
+  derived<T, A>(make: (arg: A) => T, arg: A): T {
+    const m = (this.#derived ??= new Map());
+    let v = m.get(make) as T | undefined;
+    if (v === undefined) m.set(make, (v = make(arg)));
+    return v;
   }
 
   // set: Map's (a default written in place is read from the own entries in its place; a moved or
   // new key is listed after the defaults, in the order written)
   override set(k: string, v: string): this {
-    this.#writes++;
+    this.#derived = undefined;
     return super.set(k, v);
   }
 
   override delete(k: string): boolean {
-    this.#writes++;
+    this.#derived = undefined;
     const had = this.has(k);
     super.delete(k);
     if (had && DEFAULT_SYSCTL_MAP.has(k)) (this.moved ??= new Set()).add(k);
@@ -367,7 +377,7 @@ export class Sysctls extends Map<string, string> {
   }
 
   override clear(): void {
-    this.#writes++;
+    this.#derived = undefined;
     super.clear();
     this.moved = new Set(DEFAULT_SYSCTL_MAP.keys());
   }
@@ -403,17 +413,14 @@ export class Sysctls extends Map<string, string> {
 
 /**
  * What a namespace's sysctls give per device, worked out when first asked and kept until a sysctl
- * of the namespace is written (Sysctls.writes moves on): rp_filter in effect and
- * IN_DEV_FORWARD, which every packet received asks (three and two reads of the sysctls each). A
- * side table: a namespace no walk passes through keeps nothing.
+ * of the namespace is written (Sysctls.derived): rp_filter in effect and IN_DEV_FORWARD, which
+ * every packet received asks (three and two reads of the sysctls each)
  */
 interface ConfMemo {
-  /** the namespace's sysctl writes when these were worked out (Sysctls.writes) */
-  writes: number;
   rp: Map<string, number>;
   fwd: Map<string, boolean>;
 }
-const confMemos = new WeakMap<Sysctls, ConfMemo>();
+const newConfMemo = (): ConfMemo => ({ rp: new Map(), fwd: new Map() });
 
 /**
  * `outside`: an imported cluster's edge. A frame that reaches it has left the namespaces the
@@ -476,7 +483,7 @@ export class Netns {
     return (this.#neigh ??= neighTable());
   }
 
-  get sysctl(): Map<string, string> {
+  get sysctl(): Sysctls {
     return (this.#sysctl ??= new Sysctls());
   }
 
@@ -667,11 +674,7 @@ export class Netns {
   }
 
   private confMemo(): ConfMemo {
-    const sysctls = this.sysctl as Sysctls;
-    let m = confMemos.get(sysctls);
-    if (!m || m.writes !== sysctls.writes)
-      confMemos.set(sysctls, (m = { writes: sysctls.writes, rp: new Map(), fwd: new Map() }));
-    return m;
+    return this.sysctl.derived(newConfMemo, undefined);
   }
 
   sysctlNum(key: string): number {

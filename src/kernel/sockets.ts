@@ -15,7 +15,7 @@ import {
   type TcpFlags,
   type TcpOptions,
 } from '../wire/types.ts';
-import type { Link, Netns, Sysctls } from './objects.ts';
+import type { Link, Netns } from './objects.ts';
 import { loopbackRoute, type AppSocketEvent, type Stack, type TransportHandler } from './stack.ts';
 import type { PacketRole, SegmentInfo, SendCall } from './events.ts';
 import type { CtResult } from './conntrack.ts';
@@ -214,31 +214,26 @@ const TCP_DEFAULT_SCALING_RATIO = 1 << (TCP_RMEM_TO_WIN_SCALE - 1);
 const TCP_MAX_WSCALE = 14;
 const U16_MAX = 0xffff;
 
-/** what a new socket's windows read of its namespace's sysctls, as they were at `writes` writes */
+/** what a new socket's windows read of its namespace's sysctls (kept by Sysctls.derived until one is written) */
 interface WindowSysctls {
-  writes: number;
   /** tcp_rmem: min, default, max */
   rmem: readonly number[];
   rmemMax: number;
   /** tcp_window_scaling on */
   scaling: boolean;
 }
-const windowSysctls = new WeakMap<Sysctls, WindowSysctls>();
+
+function readWindowSysctls(ns: Netns): WindowSysctls {
+  return {
+    rmem: ns.sysctlInts('net.ipv4.tcp_rmem'),
+    rmemMax: ns.sysctlNum('net.core.rmem_max'),
+    scaling: ns.sysctlNum('net.ipv4.tcp_window_scaling') !== 0,
+  };
+}
 
 /** the window sysctls of `ns`, read again after any sysctl of the namespace was written */
 function windowSysctlsOf(ns: Netns): WindowSysctls {
-  const sys = ns.sysctl as Sysctls;
-  let w = windowSysctls.get(sys);
-  if (w === undefined || w.writes !== sys.writes) {
-    w = {
-      writes: sys.writes,
-      rmem: ns.sysctlInts('net.ipv4.tcp_rmem'),
-      rmemMax: ns.sysctlNum('net.core.rmem_max'),
-      scaling: ns.sysctlNum('net.ipv4.tcp_window_scaling') !== 0,
-    };
-    windowSysctls.set(sys, w);
-  }
-  return w;
+  return ns.sysctl.derived(readWindowSysctls, ns);
 }
 
 /**
