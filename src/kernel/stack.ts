@@ -2055,22 +2055,24 @@ function attachedCt(ct: CtResult | undefined): CtResult | undefined {
  * flatten and hash each time; one kept has its hash cached): a neighbour's `ip|dev` (Netns.nud),
  * a neighbour parameter's `net.ipv4.neigh.DEV.NAME`
  */
+function keptKey(
+  kept: Map<string, Map<string, string>>,
+  a: string,
+  b: string,
+  make: (a: string, b: string) => string,
+): string {
+  let m = kept.get(b);
+  if (!m) kept.set(b, (m = new Map()));
+  let k = m.get(a);
+  if (k === undefined) m.set(a, (k = make(a, b)));
+  return k;
+}
 const nudKeys = new Map<string, Map<string, string>>();
-function nudKey(ip: string, dev: string): string {
-  let m = nudKeys.get(dev);
-  if (!m) nudKeys.set(dev, (m = new Map()));
-  let k = m.get(ip);
-  if (k === undefined) m.set(ip, (k = `${ip}|${dev}`));
-  return k;
-}
+const makeNudKey = (ip: string, dev: string) => `${ip}|${dev}`;
+const nudKey = (ip: string, dev: string) => keptKey(nudKeys, ip, dev, makeNudKey);
 const neighKeys = new Map<string, Map<string, string>>();
-function neighKey(dev: string, name: string): string {
-  let m = neighKeys.get(name);
-  if (!m) neighKeys.set(name, (m = new Map()));
-  let k = m.get(dev);
-  if (k === undefined) m.set(dev, (k = `net.ipv4.neigh.${dev}.${name}`));
-  return k;
-}
+const makeNeighKey = (dev: string, name: string) => `net.ipv4.neigh.${dev}.${name}`;
+const neighKey = (dev: string, name: string) => keptKey(neighKeys, dev, name, makeNeighKey);
 
 /** each device's capture points, by direction and promiscuity (in, out, promiscuous in, promiscuous out) */
 const capturePoints = new WeakMap<Link, CapturePoint[]>();

@@ -280,7 +280,7 @@ export class Recorder {
     try {
       return fn();
     } finally {
-      this.aux = outer;
+      this.leaveSide(outer);
     }
   }
 
