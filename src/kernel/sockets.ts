@@ -464,16 +464,13 @@ export class Sockets implements TransportHandler {
   private readonly ipIdBase = new Map<string, Map<string, number>>();
   private readonly tsOffsets = new Map<string, Map<string, number>>();
 
-  private ip(src: string, dst: string, protocol: number, df: boolean): Ipv4Packet['ip'] {
-    return { src, dst, protocol, ttl: 64, id: 0, df, mf: false, fragOffset: 0, tos: 0 };
+  private ip(src: string, dst: string, protocol: number, df: boolean, ttl = 64): Ipv4Packet['ip'] {
+    return { src, dst, protocol, ttl, id: 0, df, mf: false, fragOffset: 0, tos: 0 };
   }
 
   /** the route MTU a socket sees (for advmss): the output device's MTU */
   routeMtu(ns: Netns, dst: string): number {
-    const rr = this.stack.routeOutput(ns, dst);
-    if (!rr) return 1500;
-    if ('error' in rr) return 65536;
-    return rr.dev.mtu;
+    return mtuOfRoute(this.stack.routeOutput(ns, dst));
   }
 
   tsVal(c: TcpConn): number {
@@ -484,17 +481,7 @@ export class Sockets implements TransportHandler {
     const win = flags.syn ? c.rcvWnd : Math.min(65535, Math.ceil(c.rcvWnd / (1 << c.wscale)));
     return {
       kind: 'ipv4',
-      ip: {
-        src: c.local,
-        dst: c.remote,
-        protocol: IPPROTO_TCP,
-        ttl: c.ttl ?? 64,
-        id: 0,
-        df: true,
-        mf: false,
-        fragOffset: 0,
-        tos: 0,
-      },
+      ip: this.ip(c.local, c.remote, IPPROTO_TCP, true, c.ttl ?? 64),
       payload: {
         kind: 'tcp',
         tcp: {
@@ -536,7 +523,7 @@ export class Sockets implements TransportHandler {
     // one route lookup for the MTU, the source and the SYN's send (routeOutput reads the state
     // and the clock, and neither changes before the SYN leaves)
     const rr = 'route' in opts ? opts.route : this.stack.routeOutput(ns, dst);
-    const mtu = !rr ? 1500 : 'error' in rr ? 65536 : rr.dev.mtu;
+    const mtu = mtuOfRoute(rr);
     const src = rr && !('error' in rr) ? rr.src : rr ? dst : '0.0.0.0';
     const mss = advmss(mtu);
     const isn = this.w.derive('isn', src, sport, dst, dport);
@@ -1499,6 +1486,13 @@ export class Sockets implements TransportHandler {
 }
 
 /** the first listening TCP socket of the namespace on `port` that takes `addr` (a wildcard or the address) */
+/** the MTU a route lookup gives a socket: its device's (a local address: 65536; no route: 1500) */
+function mtuOfRoute(rr: ReturnType<Stack['routeOutput']>): number {
+  if (!rr) return 1500;
+  if ('error' in rr) return 65536;
+  return rr.dev.mtu;
+}
+
 function tcpListener(ns: Netns, port: number, addr: string): Netns['sockets'][number] | undefined {
   for (const s of ns.sockets)
     if (s.proto === 'tcp' && s.port === port && (s.addr === '0.0.0.0' || s.addr === addr)) return s;
