@@ -549,7 +549,8 @@ export function labDown(c: Cluster): string[] {
  */
 function removeLab(prefix: string, names: readonly string[]): string[] {
   removeNamespaces(names);
-  const removed = names.filter((n) => !new Set(allNamespaces()).has(n));
+  const left = new Set(allNamespaces());
+  const removed = names.filter((n) => !left.has(n));
   rmSync(scratchPath(prefix), { recursive: true, force: true });
   rmSync(birdPath(prefix), { recursive: true, force: true });
   rmSync(statePath(prefix), { force: true });
