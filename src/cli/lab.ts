@@ -158,7 +158,9 @@ Examples:
       '--from <DIR|FILE.tar.gz>',
       'the cluster of `podwalk collect` dumps (its lab is pw-<dump set name>-…)',
     ).argParser(named('--from'));
-  /** the lab's cluster name: the dump set's, or the cluster file's */
+  /** an option that takes every lab on the machine instead of one cluster's (lab status --all, lab down --orphaned) */
+  const everyLabOpt = (flags: string, description: string) =>
+    new Option(flags, description).conflicts(['cluster', 'from']);
   /** the cluster of the lab a command names: --from's dumps imported, or --cluster (or the seed) */
   const labCluster = (o: { cluster?: string; from?: string }): Cluster => {
     if (o.from !== undefined && o.cluster !== undefined)
@@ -228,10 +230,10 @@ Examples:
     .addOption(clusterOpt())
     .addOption(fromOpt())
     .addOption(
-      new Option(
+      everyLabOpt(
         '--orphaned',
         'instead: every lab whose owner was killed (lab status --all lists them), by its state file',
-      ).conflicts(['cluster', 'from']),
+      ),
     )
     .action((o: { cluster?: string; from?: string; orphaned?: boolean }) => {
       need();
@@ -295,10 +297,7 @@ Examples:
     .addOption(clusterOpt())
     .addOption(fromOpt())
     .addOption(
-      new Option(
-        '--all',
-        'every lab on this machine, by its state file, whatever cluster it is of',
-      ).conflicts(['cluster', 'from']),
+      everyLabOpt('--all', 'every lab on this machine, by its state file, whatever cluster it is of'),
     )
     .action((o: { cluster?: string; from?: string; all?: boolean }) => {
       if (o.all) return statusAll();
