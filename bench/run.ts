@@ -548,7 +548,9 @@ function scaleTable(rs: BuildResult[]): string {
       'routes + neigh + fdb',
       'heap + array buffers after build (gc)',
       'heap per entry',
-      'per route / neighbour / FDB entry',
+      'per route / neighbour / FDB entry listed',
+      'rows stored: routes + neigh + fdb',
+      'per row stored',
       'rss after build (gc)',
       'max RSS',
     ],
@@ -561,12 +563,15 @@ function scaleTable(rs: BuildResult[]): string {
       mib(r.heapUsed),
       // the heap the build added, namespaces and devices included, per route, neighbour or FDB entry
       `${fmt((r.heapUsed - r.heapUsedBefore) / (r.routes + r.neighbours + r.fdb))} B`,
-      // what emptying that table everywhere gave back, per entry (bench/build-one.ts tableBytes)
+      // what emptying that table everywhere gave back, per entry listed and per row stored (a
+      // shared segment's once: bench/build-one.ts tableBytes)
       `${fmt(r.perEntry.route.bytes)} / ${fmt(r.perEntry.neighbour.bytes)} / ${fmt(r.perEntry.fdb.bytes)} B`,
+      `${fmt(r.perEntry.route.rows)} + ${fmt(r.perEntry.neighbour.rows)} + ${fmt(r.perEntry.fdb.rows)}`,
+      `${fmt(r.perEntry.route.rowBytes)} / ${fmt(r.perEntry.neighbour.rowBytes)} / ${fmt(r.perEntry.fdb.rowBytes)} B`,
       mib(r.rss),
       mib(r.maxRss),
     ]),
-    [1, 2, 4, 5, 6, 7, 8, 9],
+    [1, 2, 4, 5, 6, 7, 8, 9, 10, 11],
   );
 }
 
@@ -951,7 +956,8 @@ What \`npm run bench\` measures (bench/run.ts; it rewrites this file with the nu
    \`process.memoryUsage()\` after a full GC (heapUsed + arrayBuffers: the tables' typed arrays are outside V8's
    heap) and the heap the build added per route, neighbour or FDB entry
    (namespaces and devices included), what each kind of entry costs (the heap a full GC gives back when the
-   routes, then the neighbours, then the FDBs are emptied in every namespace, per entry),
+   routes, then the neighbours, then the FDBs are emptied in every namespace, per entry listed and per row
+   stored: nodes list every other node's lease from one shared segment per table, stored once),
    \`process.resourceUsage().maxRSS\`, then, on the same cluster built again, walks
    between the first and the last node, then doctor's cluster-wide checks and a whole \`podwalk doctor\` of that flow;
    then doctor per mode (\`bench/doctor-one.ts N 30 MODE\`: ${DOCTOR_RUNS.join(', ')}), its CPU time after the build,

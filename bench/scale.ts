@@ -108,9 +108,13 @@ export interface BuildResult {
   fdb: number;
   /**
    * heap per route, neighbour and FDB entry (every namespace's, pods' and bridges' included): what
-   * a full GC gives back when that table is emptied everywhere, per entry
+   * a full GC gives back when that table is emptied everywhere, per entry listed and per row
+   * stored (a shared segment's rows once: bench/build-one.ts tableBytes)
    */
-  perEntry: Record<'route' | 'neighbour' | 'fdb', { entries: number; bytes: number }>;
+  perEntry: Record<
+    'route' | 'neighbour' | 'fdb',
+    { entries: number; rows: number; bytes: number; rowBytes: number }
+  >;
   firstWalk: WalkTiming;
   secondWalk: WalkTiming;
   /** mean of WARM_WALKS further walks (new connection each) */

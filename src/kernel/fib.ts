@@ -197,6 +197,11 @@ export class Fib {
     return this.count + this.baseLive;
   }
 
+  /** the routes this table stores itself: its routes but those it lists from its segment */
+  get ownSize(): number {
+    return this.count;
+  }
+
   /** the table lists a shared segment's rows (attach) */
   get shared(): boolean {
     return this.base !== undefined;

@@ -315,6 +315,11 @@ export class CompactTable<T extends object> {
     return this.count + this.baseLive;
   }
 
+  /** the rows this table stores itself: its entries but those it lists from its segment */
+  get ownSize(): number {
+    return this.count;
+  }
+
   /** the table lists a shared segment's rows (attach) */
   get shared(): boolean {
     return this.base !== undefined;
