@@ -82,7 +82,7 @@ test('keepalives every hold/3 keep the session up; cut the wire and the hold tim
   for (const p of w.peers) {
     assert.equal(p.state, 'Idle');
     assert.equal(p.ribIn.size, 0);
-    assert.deepEqual(p.lastError, { code: BGP_ERROR.HOLD_TIMER_EXPIRED, subcode: 0, sent: true });
+    assert.deepEqual(p.lastNotification, { code: BGP_ERROR.HOLD_TIMER_EXPIRED, subcode: 0, sent: true });
   }
 });
 
@@ -92,12 +92,12 @@ test('an AS mismatch is an OPEN error: NOTIFICATION Bad Peer AS and both Idle', 
   w.feed(0, { kind: 'start' });
   assert.equal(w.peers[0].state, 'Idle');
   assert.equal(w.peers[1].state, 'Idle');
-  assert.deepEqual(w.peers[0].lastError, {
+  assert.deepEqual(w.peers[0].lastNotification, {
     code: BGP_ERROR.OPEN_MESSAGE,
     subcode: BGP_OPEN_ERROR.BAD_PEER_AS,
     sent: true,
   });
-  assert.deepEqual(w.peers[1].lastError, {
+  assert.deepEqual(w.peers[1].lastNotification, {
     code: BGP_ERROR.OPEN_MESSAGE,
     subcode: BGP_OPEN_ERROR.BAD_PEER_AS,
     sent: false,
@@ -142,7 +142,7 @@ test("BIRD's startup delay after an error: the session starts again error wait t
   const last = w.now;
   w.advance(last + 240 * SEC);
   assert.equal(w.peers[0].state, 'Idle');
-  assert.equal(w.peers[0].lastError?.code, BGP_ERROR.HOLD_TIMER_EXPIRED);
+  assert.equal(w.peers[0].lastNotification?.code, BGP_ERROR.HOLD_TIMER_EXPIRED);
   assert.equal(w.peers[0].startupDelay, 5);
   assert.equal(peerDeadline(w.peers[0]), last + 245 * SEC, 'it starts again after the startup delay');
   w.advance(last + 245 * SEC);

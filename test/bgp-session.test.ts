@@ -57,10 +57,10 @@ test('a DROP of tcp/179 on node1: the sessions stay up for the hold time, then g
     const p = state(c, 'node1', peer);
     assert.notEqual(p.state, 'Established', `node1 → ${peer}`);
     // node1 heard nothing from its peers (their segments to its port 179 dropped): its hold timer
-    assert.deepEqual(p.lastError, { code: BGP_ERROR.HOLD_TIMER_EXPIRED, subcode: 0, sent: true });
+    assert.deepEqual(p.lastNotification, { code: BGP_ERROR.HOLD_TIMER_EXPIRED, subcode: 0, sent: true });
     // the NOTIFICATION leaves from port 179, which the rule lets out: the peer drops the session too
     const q = state(c, peer, 'node1');
-    assert.deepEqual(q.lastError, { code: BGP_ERROR.HOLD_TIMER_EXPIRED, subcode: 0, sent: false });
+    assert.deepEqual(q.lastNotification, { code: BGP_ERROR.HOLD_TIMER_EXPIRED, subcode: 0, sent: false });
     assert.doesNotMatch(ip(c, peer, 'ip route'), /^10\.244\.0\.0\/26/m, `${peer} withdrew node1's block`);
   }
   assert.doesNotMatch(ip(c, 'node1', 'ip route'), /via .* proto bird/, "node1 withdrew its peers' blocks");
@@ -89,7 +89,7 @@ test("a peer's node down (its eth0 down): its peers' hold timers expire and they
   for (const n of ['node1', 'node2']) {
     const p = state(c, n, 'node3');
     assert.notEqual(p.state, 'Established', `${n} → node3`);
-    assert.deepEqual(p.lastError, { code: BGP_ERROR.HOLD_TIMER_EXPIRED, subcode: 0, sent: true });
+    assert.deepEqual(p.lastNotification, { code: BGP_ERROR.HOLD_TIMER_EXPIRED, subcode: 0, sent: true });
     assert.doesNotMatch(ip(c, n, 'ip route'), /^10\.244\.2\.0\/26/m, `${n} withdrew node3's block`);
   }
   assert.equal(state(c, 'node1', 'node2').state, 'Established');
@@ -106,7 +106,7 @@ test("a peer's BIRD killed (pkill -9 bird): its FIN and no NOTIFICATION, so its 
   for (const n of ['node1', 'node2']) {
     const p = state(c, n, 'node3');
     assert.notEqual(p.state, 'Established', `${n} → node3`);
-    assert.equal(p.lastError, undefined, 'no NOTIFICATION either way');
+    assert.equal(p.lastNotification, undefined, 'no NOTIFICATION either way');
     assert.match(ip(c, n, 'ip route'), /^10\.244\.2\.0\/26 via 192\.168\.1\.12 dev eth0 proto bird $/m, n);
   }
   assert.equal(ip(c, 'node1', 'ip route'), node1Before);
@@ -150,7 +150,7 @@ for (const how of ['birdc down', 'pkill bird', 'pkill -TERM bird'])
     );
     // before any time passes: the NOTIFICATIONs were read as the command ran
     for (const n of ['node1', 'node2']) {
-      assert.deepEqual(state(c, n, 'node3').lastError, { code: 6, subcode: 2, sent: false }, n);
+      assert.deepEqual(state(c, n, 'node3').lastNotification, { code: 6, subcode: 2, sent: false }, n);
       assert.doesNotMatch(ip(c, n, 'ip route'), /^10\.244\.2\.0\/26/m, n);
       // the lower addresses are passive toward node3: they wait, with the Cease as the last error
       assert.match(
@@ -183,7 +183,7 @@ test("a peer's BIRD restarting gracefully (birdc graceful restart): no NOTIFICAT
   });
   const t0 = c.world.now;
   for (const n of ['node1', 'node2']) {
-    assert.equal(state(c, n, 'node3').lastError, undefined, n);
+    assert.equal(state(c, n, 'node3').lastNotification, undefined, n);
     assert.match(ip(c, n, 'ip route'), /^10\.244\.2\.0\/26 via 192\.168\.1\.12 /m, n);
     assert.match(
       ip(c, n, 'birdc show protocols'),

@@ -48,7 +48,7 @@ function feed(input: PeerInput): void {
 function act(a: PeerAction, t: number): void {
   switch (a.kind) {
     case 'state':
-      out({ state: a.to, error: peer.lastError }, t);
+      out({ state: a.to, error: peer.lastNotification }, t);
       break;
     case 'rib':
       out({ added: a.added.map((r) => [r.prefix, r.nextHop]), removed: a.removed.map((r) => r.prefix) }, t);

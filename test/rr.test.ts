@@ -207,7 +207,7 @@ test('both reflectors down (eth0 down): after the hold time the clients lose eve
   const node3 = c.bgp!.byNode.get('node3')!;
   for (const rr of ['192.168.1.10', '192.168.1.11']) {
     assert.notEqual(node3.get(rr)!.peer.state, 'Established');
-    assert.deepEqual(node3.get(rr)!.peer.lastError, { code: 4, subcode: 0, sent: true });
+    assert.deepEqual(node3.get(rr)!.peer.lastNotification, { code: 4, subcode: 0, sent: true });
   }
   assert.doesNotMatch(runCommand(c, 'node3', 'ip route').stdout, /via .* proto bird/);
   const found = runChecks(c)

@@ -149,8 +149,13 @@ export interface Peer {
   stale?: Set<string>;
   /** the peer's restart timer (µs): the stale routes go when it expires */
   grAt?: number;
-  /** why the session last went to Idle */
-  lastError?: { code: number; subcode: number; sent: boolean };
+  /**
+   * the last NOTIFICATION of the session, sent or received (why it last went down with an error):
+   * kept through a connection that fails before the session is up again, cleared when it comes
+   * up or closes without one. doctor names its cause from it (an OPEN's Bad Peer AS); what birdc
+   * prints is `birdError`, BIRD's own last error, which a socket error replaces.
+   */
+  lastNotification?: { code: number; subcode: number; sent: boolean };
   /**
    * BIRD's last error of the protocol (bgp_store_error: the last one wins, none is kept while the
    * protocol stops, and the session up again clears it), which birdc prints after the state
@@ -331,7 +336,7 @@ export function stepPeer(peer: Peer, input: PeerInput, now: number): Step {
       } else if (s.peer.state === 'Established' && gracefulRestartReady(s.peer)) peerRestarts(s, now);
       else if (s.peer.state !== 'Idle' && s.peer.state !== 'Connect' && s.peer.state !== 'Active') {
         down(s, false, true);
-        s.peer.lastError = undefined;
+        s.peer.lastNotification = undefined;
         s.peer.birdError = { class: 'Socket', ...(input.errno ? { errno: input.errno } : {}) };
       }
       break;
@@ -524,7 +529,7 @@ function peerRestarts(s: Step, now: number): void {
   p.tx = undefined;
   go(s, 'Idle');
   start(s, now);
-  p.lastError = undefined;
+  p.lastNotification = undefined;
   p.birdError = { class: 'Socket' };
 }
 
@@ -617,7 +622,7 @@ function send(s: Step, msg: BgpMessage, now: number | undefined): void {
 
 function notify(s: Step, code: number, subcode: number, data: Uint8Array = new Uint8Array(0)): void {
   send(s, { kind: 'notification', code, subcode, data }, undefined);
-  s.peer.lastError = { code, subcode, sent: true };
+  s.peer.lastNotification = { code, subcode, sent: true };
   s.peer.birdError = { class: 'BGP Error', code, subcode };
 }
 
@@ -726,7 +731,7 @@ function fsmError(s: Step): void {
 function message(s: Step, m: BgpMessage, now: number): void {
   const p = s.peer;
   if (m.kind === 'notification') {
-    p.lastError = { code: m.code, subcode: m.subcode, sent: false };
+    p.lastNotification = { code: m.code, subcode: m.subcode, sent: false };
     p.birdError = { class: 'Received', code: m.code, subcode: m.subcode };
     // a Cease is the peer's choice, not an error of the session: BIRD starts again without a
     // longer startup delay (bgp_rx_notification updates it for the other codes only)
@@ -758,7 +763,7 @@ function message(s: Step, m: BgpMessage, now: number): void {
       restartHold(p, now);
       // the peer is back: its restart timer stops (its stale routes wait for its End-of-RIB)
       p.grAt = undefined;
-      p.lastError = undefined;
+      p.lastNotification = undefined;
       p.birdError = undefined;
       go(s, 'Established');
       // as BIRD does: the whole table into the buckets, then End-of-RIB (written as the socket takes them)

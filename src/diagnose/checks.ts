@@ -907,7 +907,7 @@ function bgpCause(
   const sa = side(a, b);
   const sb = side(b, a);
   if (!sa || !sb || sa.disabled || sb.disabled) return undefined;
-  const err = [sa, sb].find((s) => s.peer.lastError)?.peer.lastError;
+  const err = [sa, sb].find((s) => s.peer.lastNotification)?.peer.lastNotification;
   // RFC 4271 6.2: OPEN error, Bad Peer AS
   if (err && err.code === 2 && err.subcode === 2)
     return 'AS mismatch: an OPEN named another AS than configured';
