@@ -11,7 +11,8 @@
  *     calico-bgp at 100 × 30).
  *  3. podwalk matrix on clusters of those sizes with 50 NetworkPolicies (bench/matrix-one.ts).
  *  2b. the issue's whole path, file to first walk, by phase (bench/path-one.ts): flannel-vxlan at
- *     100, 1,000 and 5,000 nodes, calico-vxlan at 100 and 1,000 (BENCH_PATH sets them).
+ *     100, 1,000 and 5,000 nodes, and calico-vxlan (/26 IPAM blocks) at the same sizes (BENCH_PATH
+ *     sets them).
  *
  *  4. Services at scale (bench/svc-one.ts, a child process): 1,000 ClusterIP Services of 5
  *     endpoints on 20 nodes × 250 pods, against the same cluster without them: build time, heap,
@@ -252,7 +253,7 @@ function child<T>(script: string, flags: string[], args: string[]): T {
  * the whole path (cluster file read, loaded, built, first walk) per size and mode
  * (BENCH_PATH="MODE:N,N;MODE:N"): flannel-vxlan, and calico-vxlan (Calico's layout, /26 IPAM blocks)
  */
-const PATH_RUNS = (process.env.BENCH_PATH ?? 'flannel-vxlan:100,1000,5000;calico-vxlan:100,1000')
+const PATH_RUNS = (process.env.BENCH_PATH ?? 'flannel-vxlan:100,1000,5000;calico-vxlan:100,1000,5000')
   .split(';')
   .flatMap((run) => {
     const [mode, sizes] = run.split(':');
