@@ -163,7 +163,53 @@ function inserted(list: readonly number[], i: number, v: number): number[] {
   return list.slice(0, i).concat(v, list.slice(i));
 }
 
+/** what Fib.derived keeps, with the generation it was made at */
+interface FibDerived {
+  gen: number;
+  values: Map<(arg: never) => unknown, unknown>;
+}
+
 export class Fib {
+  /**
+   * The routing generation: counts every write of this table (put, remove, removeWhere, clear,
+   * attach) and every change of what a lookup reads beside it that its namespace reports
+   * (`changed`: devices, addresses, up/down, carrier, MTU, PMTU exceptions; Netns.routingChanged).
+   * Only ever grows, so an answer kept with the generation it was worked out at is still the
+   * answer while the generation is the same. With it, what `derived` keeps until the next change:
+   * one field, a number until something is kept (a namespace that is never looked up costs no more).
+   */
+  #gen: number | FibDerived = 0;
+
+  /** the routing generation (see #gen) */
+  get generation(): number {
+    const g = this.#gen;
+    return typeof g === 'number' ? g : g.gen;
+  }
+
+  /** something a lookup reads changed: the generation moves on and what `derived` kept is dropped */
+  changed(): void {
+    const g = this.#gen;
+    this.#gen = (typeof g === 'number' ? g : g.gen) + 1;
+  }
+
+  /**
+   * What `make(arg)` works out from the routing state (a route lookup's answers), made at the first
+   * ask and kept until the generation moves (Sysctls.derived's pattern). `make` names the value: the
+   * same function at every call.
+   */
+  derived<T, A>(make: (arg: A) => T, arg: A): T {
+    let g = this.#gen;
+    if (typeof g === 'number') this.#gen = g = { gen: g, values: new Map() };
+    let v = g.values.get(make) as T | undefined;
+    if (v === undefined) g.values.set(make, (v = make(arg)));
+    return v;
+  }
+
+  /** what `derived` kept is dropped, the generation unchanged (a reader bounding its memory) */
+  forget(): void {
+    this.#gen = this.generation;
+  }
+
   /**
    * A shared segment (an immutable Fib that no namespace writes: a daemon's lease set, the same
    * routes on every node) whose rows this table lists and looks up as its own, except the
@@ -256,7 +302,7 @@ export class Fib {
       for (let t = seg.hash.head(this.dstOf(s), this.lenOfSlot(s)); t !== NONE; t = seg.at(t, NEXT) - 1)
         if (!gone.has(t)) return false;
     }
-    // the own rows move up past the segment's slots
+    // the own rows move up past the segment's slots (clear() counts the change)
     const nb = seg.cap;
     const own = this.slots();
     const objs = this.objs;
@@ -336,6 +382,7 @@ export class Fib {
 
   /** every route gone, the columns given back */
   clear(): void {
+    this.changed();
     this.base = undefined;
     this.nb = 0;
     this.gone = undefined;
@@ -364,6 +411,7 @@ export class Fib {
   remove(r: Route): void {
     const s = this.slotOf(r);
     if (s === NONE) return;
+    this.changed();
     if (s < this.nb) {
       this.drop(s);
       return;
@@ -386,6 +434,7 @@ export class Fib {
       }
     }
     if (!goneSlots.length) return gone;
+    this.changed();
     const dead = new Set(goneSlots);
     let k = 0;
     for (let i = 0; i < this.count; i++) if (!dead.has(this.order[i])) this.order[k++] = this.order[i];
@@ -516,6 +565,7 @@ export class Fib {
   /* ---------------------------------------------------------------- rows */
 
   private put(r: Route, keep: boolean): void {
+    this.changed();
     // a prefix the shared segment holds: its rows become this table's own first
     if (this.base && this.baseHead(r.dst, r.len) !== NONE) this.materialize();
     const s = this.alloc();
