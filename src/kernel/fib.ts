@@ -163,10 +163,13 @@ function inserted(list: readonly number[], i: number, v: number): number[] {
   return list.slice(0, i).concat(v, list.slice(i));
 }
 
-/** what Fib.derived keeps, with the generation it was made at */
-interface FibDerived {
+/** a table's generation with what is kept beside it (Fib.#aux) */
+interface FibAux {
   gen: number;
-  values: Map<(arg: never) => unknown, unknown>;
+  /** what `derived` keeps until the generation moves */
+  values: Map<(arg: never) => unknown, unknown> | undefined;
+  /** the one row scan and match fill, made on their first use */
+  row: FilledRow | undefined;
 }
 
 export class Fib {
@@ -175,21 +178,27 @@ export class Fib {
    * attach) and every change of what a lookup reads beside it that its namespace reports
    * (`changed`: devices, addresses, up/down, carrier, MTU, PMTU exceptions; Netns.routingChanged).
    * Only ever grows, so an answer kept with the generation it was worked out at is still the
-   * answer while the generation is the same. With it, what `derived` keeps until the next change:
-   * one field, a number until something is kept (a namespace that is never looked up costs no more).
+   * answer while the generation is the same. With it, what `derived` keeps until the next change
+   * and the row scan fills: one field, a number until something is kept (a namespace whose table
+   * is never looked up or scanned costs what it cost before there was a generation).
    */
-  #gen: number | FibDerived = 0;
+  #aux: number | FibAux = 0;
 
-  /** the routing generation (see #gen) */
+  /** the routing generation (see #aux) */
   get generation(): number {
-    const g = this.#gen;
-    return typeof g === 'number' ? g : g.gen;
+    const a = this.#aux;
+    return typeof a === 'number' ? a : a.gen;
   }
 
   /** something a lookup reads changed: the generation moves on and what `derived` kept is dropped */
   changed(): void {
-    const g = this.#gen;
-    this.#gen = (typeof g === 'number' ? g : g.gen) + 1;
+    const a = this.#aux;
+    if (typeof a === 'number') this.#aux = a + 1;
+    else if (!a.row) this.#aux = a.gen + 1;
+    else {
+      a.gen++;
+      a.values = undefined;
+    }
   }
 
   /**
@@ -198,16 +207,24 @@ export class Fib {
    * same function at every call.
    */
   derived<T, A>(make: (arg: A) => T, arg: A): T {
-    let g = this.#gen;
-    if (typeof g === 'number') this.#gen = g = { gen: g, values: new Map() };
-    let v = g.values.get(make) as T | undefined;
-    if (v === undefined) g.values.set(make, (v = make(arg)));
+    const values = (this.aux().values ??= new Map());
+    let v = values.get(make) as T | undefined;
+    if (v === undefined) values.set(make, (v = make(arg)));
     return v;
   }
 
   /** what `derived` kept is dropped, the generation unchanged (a reader bounding its memory) */
   forget(): void {
-    this.#gen = this.generation;
+    const a = this.#aux;
+    if (typeof a === 'number') return;
+    if (a.row) a.values = undefined;
+    else this.#aux = a.gen;
+  }
+
+  private aux(): FibAux {
+    const a = this.#aux;
+    if (typeof a !== 'number') return a;
+    return (this.#aux = { gen: a, values: undefined, row: undefined });
   }
 
   /**
@@ -511,11 +528,10 @@ export class Fib {
     return undefined;
   }
 
-  /** the one row scan and match fill, made on their first use */
-  private row: FilledRow | undefined;
-
+  /** the one row scan and match fill, made on their first use (kept in #aux) */
   private cursor(): FilledRow {
-    if (this.row) return this.row;
+    const a = this.aux();
+    if (a.row) return a.row;
     const row: FilledRow = {
       dst: 0,
       len: 0,
@@ -525,7 +541,7 @@ export class Fib {
       slot: NONE,
       route: () => this.view(row.slot),
     };
-    return (this.row = row);
+    return (a.row = row);
   }
 
   /** the row of slot `s`: from its object when it has one (the object is the truth), else the columns */
