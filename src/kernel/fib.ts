@@ -163,7 +163,70 @@ function inserted(list: readonly number[], i: number, v: number): number[] {
   return list.slice(0, i).concat(v, list.slice(i));
 }
 
+/** a table's generation with what is kept beside it (Fib.#aux) */
+interface FibAux {
+  gen: number;
+  /** what `derived` keeps until the generation moves */
+  values: Map<(arg: never) => unknown, unknown> | undefined;
+  /** the one row scan and match fill, made on their first use */
+  row: FilledRow | undefined;
+}
+
 export class Fib {
+  /**
+   * The routing generation: counts every write of this table (put, remove, removeWhere, clear,
+   * attach) and every change of what a lookup reads beside it that its namespace reports
+   * (`changed`: devices, addresses, up/down, carrier, MTU, PMTU exceptions; Netns.routingChanged).
+   * Only ever grows, so an answer kept with the generation it was worked out at is still the
+   * answer while the generation is the same. With it, what `derived` keeps until the next change
+   * and the row scan fills: one field, a number until something is kept (a namespace whose table
+   * is never looked up or scanned costs what it cost before there was a generation).
+   */
+  #aux: number | FibAux = 0;
+
+  /** the routing generation (see #aux) */
+  get generation(): number {
+    const a = this.#aux;
+    return typeof a === 'number' ? a : a.gen;
+  }
+
+  /** something a lookup reads changed: the generation moves on and what `derived` kept is dropped */
+  changed(): void {
+    const a = this.#aux;
+    if (typeof a === 'number') this.#aux = a + 1;
+    else if (!a.row) this.#aux = a.gen + 1;
+    else {
+      a.gen++;
+      a.values = undefined;
+    }
+  }
+
+  /**
+   * What `make(arg)` works out from the routing state (a route lookup's answers), made at the first
+   * ask and kept until the generation moves (Sysctls.derived's pattern). `make` names the value: the
+   * same function at every call.
+   */
+  derived<T, A>(make: (arg: A) => T, arg: A): T {
+    const values = (this.aux().values ??= new Map());
+    let v = values.get(make) as T | undefined;
+    if (v === undefined) values.set(make, (v = make(arg)));
+    return v;
+  }
+
+  /** what `derived` kept is dropped, the generation unchanged (a reader bounding its memory) */
+  forget(): void {
+    const a = this.#aux;
+    if (typeof a === 'number') return;
+    if (a.row) a.values = undefined;
+    else this.#aux = a.gen;
+  }
+
+  private aux(): FibAux {
+    const a = this.#aux;
+    if (typeof a !== 'number') return a;
+    return (this.#aux = { gen: a, values: undefined, row: undefined });
+  }
+
   /**
    * A shared segment (an immutable Fib that no namespace writes: a daemon's lease set, the same
    * routes on every node) whose rows this table lists and looks up as its own, except the
@@ -261,7 +324,7 @@ export class Fib {
       for (let t = seg.hash.head(this.dstOf(s), this.lenOfSlot(s)); t !== NONE; t = seg.at(t, NEXT) - 1)
         if (!gone.has(t)) return false;
     }
-    // the own rows move up past the segment's slots
+    // the own rows move up past the segment's slots (clear() counts the change)
     const nb = seg.cap;
     const own = this.slots();
     const objs = this.objs;
@@ -341,6 +404,7 @@ export class Fib {
 
   /** every route gone, the columns given back */
   clear(): void {
+    this.changed();
     this.base = undefined;
     this.nb = 0;
     this.gone = undefined;
@@ -369,6 +433,7 @@ export class Fib {
   remove(r: Route): void {
     const s = this.slotOf(r);
     if (s === NONE) return;
+    this.changed();
     if (s < this.nb) {
       this.drop(s);
       return;
@@ -391,6 +456,7 @@ export class Fib {
       }
     }
     if (!goneSlots.length) return gone;
+    this.changed();
     const dead = new Set(goneSlots);
     let k = 0;
     for (let i = 0; i < this.count; i++) if (!dead.has(this.order[i])) this.order[k++] = this.order[i];
@@ -467,11 +533,10 @@ export class Fib {
     return undefined;
   }
 
-  /** the one row scan and match fill, made on their first use */
-  private row: FilledRow | undefined;
-
+  /** the one row scan and match fill, made on their first use (kept in #aux) */
   private cursor(): FilledRow {
-    if (this.row) return this.row;
+    const a = this.aux();
+    if (a.row) return a.row;
     const row: FilledRow = {
       dst: 0,
       len: 0,
@@ -481,7 +546,7 @@ export class Fib {
       slot: NONE,
       route: () => this.view(row.slot),
     };
-    return (this.row = row);
+    return (a.row = row);
   }
 
   /** the row of slot `s`: from its object when it has one (the object is the truth), else the columns */
@@ -521,6 +586,7 @@ export class Fib {
   /* ---------------------------------------------------------------- rows */
 
   private put(r: Route, keep: boolean): void {
+    this.changed();
     // a prefix the shared segment holds: its rows become this table's own first
     if (this.base && this.baseHead(r.dst, r.len) !== NONE) this.materialize();
     const s = this.alloc();

@@ -361,7 +361,9 @@ function bridgeMtuAdjust(ns: Netns, br: Link, joined?: Link): void {
   if (known !== undefined) min = Math.min(known, joined!.mtu);
   else for (const l of ns.links.values()) if (l.master === br.name) min = Math.min(min, l.mtu);
   portsMinMtu.set(br, min);
-  if (min !== Infinity) br.mtu = min;
+  if (min === Infinity || br.mtu === min) return;
+  br.mtu = min;
+  ns.routingChanged();
 }
 
 function flushPortFdb(ns: Netns, port: Link): void {
@@ -376,11 +378,12 @@ interface Watched {
   l: Link;
 }
 
-/** the carrier bit changes (one more IFLA_CARRIER_CHANGES) */
-function setCarrier(l: Link, on: boolean): void {
+/** the carrier bit of `l`, a device of `ns`, changes (one more IFLA_CARRIER_CHANGES; a routing change: linkdown) */
+function setCarrier(ns: Netns, l: Link, on: boolean): void {
   if (l.carrier === on) return;
   l.carrier = on;
   l.carrierChanges++;
+  ns.routingChanged();
 }
 
 /** some port of the bridge forwards (in any order: no list of the ports is made) */
@@ -435,10 +438,10 @@ function withCarrier(w: World, devs: Watched[], change: () => void, goingDown?: 
       before.push({ ns: x.ns, l: br, ok: carrierOk(br), fwd: false, ports: [] });
     }
   }
-  for (const b of before) if (b.l.type === 'veth') setCarrier(b.l, b.l.up && !!vethPeer(w, b.l)?.up);
+  for (const b of before) if (b.l.type === 'veth') setCarrier(b.ns, b.l, b.l.up && !!vethPeer(w, b.l)?.up);
   for (const b of before)
     if (b.l.type === 'bridge' && !samePorts(watchedPorts(watched, b), b.ports!))
-      setCarrier(b.l, someForwarding(b.ns, b.l));
+      setCarrier(b.ns, b.l, someForwarding(b.ns, b.l));
   for (const b of before) {
     if (b.l === goingDown) continue;
     if (b.ok && !carrierOk(b.l))
@@ -530,6 +533,7 @@ export function linkSetMtu(ns: Netns, name: string, mtu: number): void {
     if (lower && mtu > lower.mtu - VXLAN_HEADROOM) throw new NetlinkError('EINVAL');
   }
   dev.mtu = mtu;
+  ns.routingChanged();
   // a bridge set by hand stops following its ports (BROPT_MTU_SET_BY_USER); else it follows them
   if (dev.type === 'bridge') dev.mtuSetByUser = true;
   else if (dev.master) bridgeMtuAdjust(ns, ns.link(dev.master)!);
@@ -1521,8 +1525,8 @@ function bridgedNetns(w: World, host: Netns, br: BridgeLink, r: BridgedNetnsRequ
   port.up = true;
   // linkSetUp of the new end: both ends up, each gets carrier (one change each), the port forwards
   dev.up = true;
-  setCarrier(dev, true);
-  setCarrier(port, true);
+  setCarrier(ns, dev, true);
+  setCarrier(host, port, true);
   bridgeCarrier(host, br);
   localChanged(host);
   // addressAdd: the device's first address, a primary, its prefix route in an empty table (a
@@ -1544,7 +1548,7 @@ function bridgedNetns(w: World, host: Netns, br: BridgeLink, r: BridgedNetnsRequ
  */
 function bridgeCarrier(host: Netns, br: Link): void {
   const ok = carrierOk(br);
-  setCarrier(br, someForwarding(host, br));
+  setCarrier(host, br, someForwarding(host, br));
   if (ok && !carrierOk(br))
     host.neigh.removeWhere((n) => n.dev === br.name && n.state !== 'PERMANENT' && n.state !== 'NOARP');
 }
@@ -1643,8 +1647,8 @@ function routedNetns(w: World, host: Netns, r: RoutedNetnsRequest, ip: number): 
   setPortSysctls(host, r);
   // linkSetUp of the port: both ends up, each gets carrier (one change each); neither is a bridge port
   port.up = true;
-  setCarrier(dev, true);
-  setCarrier(port, true);
+  setCarrier(ns, dev, true);
+  setCarrier(host, port, true);
   localChanged(host);
   // routeInstall of the host's route to the address: new in its table, out of an up device
   host.fib.insert(fibInfo(LINK_ROUTE, ip, 32, 'unicast', 'link', r.port));

@@ -560,10 +560,31 @@ export class Netns {
     return (this.#localMade ??= make(this));
   }
 
-  /** a device, an address or an up/down state of the namespace changed */
+  /** a device, an address or an up/down state of the namespace changed (a routing change too) */
   derivedChanged(): void {
     this.#byAddress = undefined;
     this.#localMade = undefined;
+    this.fib.changed();
+  }
+
+  /**
+   * Something a route lookup reads beside the FIB changed (a device's carrier or MTU, a PMTU
+   * exception): the routing generation moves on. Devices, addresses and up/down states report
+   * through derivedChanged, the FIB's own writes count themselves (Fib.changed).
+   */
+  routingChanged(): void {
+    this.fib.changed();
+  }
+
+  /**
+   * The routing generation: moves on at every write that can change the answer of a route lookup
+   * in this namespace (the FIB's rows, devices made, deleted or set up or down, their addresses,
+   * carrier and MTU, PMTU exceptions made, changed or removed), never goes back. An exception that
+   * expires with the clock is not a write: a reader that keeps an answer with an exception checks
+   * its expiry itself (routeOutput evaluates the exception at every call).
+   */
+  get routeGeneration(): number {
+    return this.fib.generation;
   }
 
   /** each device by the addresses it holds (each device once per address, in the namespace's order of devices) */

@@ -58,6 +58,9 @@ export function updatePmtu(
     mtu = Math.min(current, minPmtu);
   }
   if (old && old.mtu === mtu && !locked && now < old.expires - expiresUs / 2) return undefined;
+  // a new or changed exception changes the answer of a lookup of `dst` (its expiry, at a time, is
+  // no write: a removal of an expired one when it is read changes no answer)
+  ns.routingChanged();
   if (old) {
     old.mtu = mtu;
     old.locked = locked;

@@ -85,6 +85,18 @@ export interface RouteResult {
   pmtu?: number;
 }
 
+/** what routeOutput keeps of a lookup (the answer before its PMTU exception), null when no route sends the packet */
+type RouteAnswer = RouteResult | { error: 'local'; dev: Link } | null;
+
+/** a namespace's kept route answers: by destination, and by output device (oif) then destination */
+interface RouteMemo {
+  main: Map<string, RouteAnswer>;
+  byOif: Map<string, Map<string, RouteAnswer>> | undefined;
+}
+
+/** at most this many route answers are kept, over every namespace (~100 bytes each) */
+const ROUTES_KEPT = 4096;
+
 export type Terminal =
   | { kind: 'delivered'; netns: string; device: string; to: string }
   | { kind: 'dropped'; drop: Drop }
@@ -318,22 +330,73 @@ export class Stack {
     return (r: Route) => r.type !== 'unicast' || (!!r.dev && !!ns.link(r.dev)?.up);
   }
 
-  /** fib_lookup + source selection, as `ip route get` does */
+  /**
+   * fib_lookup + source selection, as `ip route get` does. The answer but its PMTU exception is
+   * kept per namespace until its routing generation moves (the kernel's dst cache in spirit:
+   * routeLookup reads only the FIB, the devices, their up/down states and addresses, all of which
+   * move the generation when written); the exception, which also expires with the clock, is read
+   * at every call, as the lookup read it. A kept answer is handed out as a copy, as a lookup makes one.
+   */
   routeOutput(ns: Netns, dst: string, oif?: string): RouteResult | { error: 'local'; dev: Link } | undefined {
-    const local = ns.localAddress(dst);
-    if (local) return { error: 'local', dev: local };
-    const d = ip4ToInt(dst);
-    const usable = this.usable(ns);
-    const route = ns.fib.lookup(d, oif ? (r) => usable(r) && r.dev === oif : usable);
-    if (!route || route.type !== 'unicast' || !route.dev) return undefined;
-    const dev = ns.link(route.dev)!;
-    const nexthop = route.via ?? dst;
-    const src = route.src ?? this.selectSource(ns, dev, nexthop) ?? '0.0.0.0';
+    let memo = ns.fib.derived(this.newRouteMemo, ns);
+    let a = (oif ? memo.byOif?.get(oif) : memo.main)?.get(dst);
+    if (a === undefined) {
+      a = this.routeLookup(ns, dst, oif);
+      if (this.routesKept === ROUTES_KEPT) {
+        this.forgetRoutes();
+        memo = ns.fib.derived(this.newRouteMemo, ns);
+      }
+      this.routesKept++;
+      if (!oif) memo.main.set(dst, a);
+      else {
+        const byOif = (memo.byOif ??= new Map());
+        let m = byOif.get(oif);
+        if (!m) byOif.set(oif, (m = new Map()));
+        m.set(dst, a);
+      }
+    }
+    if (a === null) return undefined;
+    if ('error' in a) return { error: 'local', dev: a.dev };
+    const { route, dev, src, nexthop } = a;
     if (route.exceptions) {
       const e = pmtuException(ns, dst, route, this.w.now);
       if (e && e.mtu < dev.mtu) return { route, dev, src, nexthop, pmtu: e.mtu };
     }
     return { route, dev, src, nexthop };
+  }
+
+  /** routeOutput's lookup, before the PMTU exception: null when no route sends the packet */
+  private routeLookup(ns: Netns, dst: string, oif: string | undefined): RouteAnswer {
+    const local = ns.localAddress(dst);
+    if (local) return { error: 'local', dev: local };
+    const d = ip4ToInt(dst);
+    const usable = this.usable(ns);
+    const route = ns.fib.lookup(d, oif ? (r) => usable(r) && r.dev === oif : usable);
+    if (!route || route.type !== 'unicast' || !route.dev) return null;
+    const dev = ns.link(route.dev)!;
+    const nexthop = route.via ?? dst;
+    const src = route.src ?? this.selectSource(ns, dev, nexthop) ?? '0.0.0.0';
+    return { route, dev, src, nexthop };
+  }
+
+  /**
+   * The namespaces that keep route answers (each once per memo made), and the answers kept since
+   * they were last all dropped: at ROUTES_KEPT, every namespace's are dropped (forgetRoutes), so a
+   * sweep over many namespaces and destinations (a matrix of 155,000 pods) keeps at most that many.
+   */
+  private routeMemos: Netns[] = [];
+  private routesKept = 0;
+
+  /** a namespace's first route answer since its generation moved: a memo, the namespace noted */
+  private readonly newRouteMemo = (ns: Netns): RouteMemo => {
+    this.routeMemos.push(ns);
+    return { main: new Map(), byOif: undefined };
+  };
+
+  private forgetRoutes(): void {
+    for (const ns of this.routeMemos) ns.fib.forget();
+    this.routeMemos = [];
+    this.routesKept = 0;
   }
 
   /** inet_select_addr: an address of the device in the nexthop's subnet, else its first, else any global one */
