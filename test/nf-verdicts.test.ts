@@ -1,0 +1,483 @@
+/**
+ * The hooks' cache of traversals (src/kernel/netfilter/verdicts.ts) against the hooks without it.
+ * Two namespaces of one world get the same random operations: rule-set writes through every writer
+ * (the emulated iptables and iptables-restore, Netfilter's methods), IP-set writes (the ipset tool
+ * and restore, src/kernel/ipset.ts's functions), address, route and link changes (what -m addrtype
+ * and -m rpfilter read), and packets of random fields through random hooks (conntrack and NAT
+ * included). One runs its hooks with the cache, the other without; after each packet the results
+ * (verdict, every event, the typed decision of each traversal, the mark, NOTRACK) must be the same,
+ * and after each write the counters (`iptables-save -c`), the IP sets and the conntrack tables.
+ * The rules come from the repertoire the model evaluates (felix's and kube-proxy's shapes among
+ * them: jumps, gotos, marks, sets, conntrack states, statistic, NAT targets).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { seedCluster } from '../src/cluster/seed.ts';
+import { buildCluster } from '../src/cni/build.ts';
+import { ipsetAdd, ipsetDel, ipsetFlush } from '../src/kernel/ipset.ts';
+import { netnsAdd } from '../src/kernel/netlink.ts';
+import { parseRuleSpec, planOf, type Hook } from '../src/kernel/netfilter.ts';
+import { runHook, type HookEnv, type HookResult, type HookSkb } from '../src/kernel/netfilter/hooks.ts';
+import { verdictCache } from '../src/kernel/netfilter/verdicts.ts';
+import type { Netns } from '../src/kernel/objects.ts';
+import { nfDecision } from '../src/kernel/stack.ts';
+import { iptablesSave } from '../src/tools/iptables-save.ts';
+import { iptablesRestore } from '../src/tools/iptables-restore.ts';
+import { ipsetRestore, ipsetSaveText } from '../src/tools/ipset.ts';
+import { runCommand } from '../src/tools/index.ts';
+import { ip4ToInt } from '../src/wire/addr.ts';
+import type { Ipv4Packet } from '../src/wire/types.ts';
+
+/** a small deterministic generator (mulberry32) */
+function rng(seed: number) {
+  let a = seed >>> 0;
+  const next = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const int = (n: number) => Math.floor(next() * n);
+  const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)];
+  return { next, int, pick };
+}
+
+const ADDRS = ['10.0.0.1', '10.0.0.5', '10.0.0.6', '10.0.1.1', '10.0.1.7', '192.168.0.1', '10.0.2.9'];
+const DEVS = ['eth0', 'cali1234', 'cali5678', 'vx0', 'vx1', 'lo'];
+const PORTS = [80, 443, 53, 1000, 1500, 8080];
+const MARKS = [0, 1, 2, 3, 0x10000, 0x40000];
+const USER_CHAINS = ['U1', 'U2', 'U3'];
+const SETS = ['S1', 'S2', 'P1'];
+
+const HOOK_DEVS: Record<Hook, [boolean, boolean]> = {
+  PREROUTING: [true, false],
+  INPUT: [true, false],
+  FORWARD: [true, true],
+  OUTPUT: [false, true],
+  POSTROUTING: [false, true],
+};
+
+const TABLE_CHAINS: Record<string, readonly string[]> = {
+  raw: ['PREROUTING', 'OUTPUT'],
+  mangle: ['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING'],
+  nat: ['PREROUTING', 'INPUT', 'OUTPUT', 'POSTROUTING'],
+  filter: ['INPUT', 'FORWARD', 'OUTPUT'],
+};
+
+type R = ReturnType<typeof rng>;
+
+/** the matches a rule may have, by what they read (a seed draws most of its rules' matches from one) */
+const MATCH_POOLS = {
+  header: [
+    (r: R) => `-s ${r.pick(ADDRS)}`,
+    (r: R) => `-s ${r.pick(['10.0.0.0/24', '10.0.1.0/24'])}`,
+    (r: R) => `! -d ${r.pick(['10.0.0.0/24', '10.0.1.0/24', '10.0.0.5'])}`,
+    (r: R) => `-d ${r.pick(ADDRS)}`,
+    (r: R) => `-i ${r.pick(['eth0', 'cali+', 'vx0', 'lo'])}`,
+    () => `! -i cali+`,
+    (r: R) => `-o ${r.pick(['eth0', 'cali+', 'vx1'])}`,
+    () => `! -o vx+`,
+    (r: R) => `-m comment --comment "c${r.int(9)}"`,
+  ],
+  mark: [
+    (r: R) => `-m mark --mark ${r.pick(['0x1/0x1', '0x2/0x2', '0x10000/0x10000', '0x0/0x40000', '0x3'])}`,
+    () => `-m mark ! --mark 0x3`,
+  ],
+  conntrack: [
+    (r: R) =>
+      `-m conntrack --ctstate ${r.pick(['NEW', 'RELATED,ESTABLISHED', 'INVALID', 'DNAT', 'SNAT', 'UNTRACKED'])}`,
+    () => `-m conntrack ! --ctstate NEW`,
+    (r: R) => `-m conntrack --ctstatus ${r.pick(['CONFIRMED', 'SEEN_REPLY', 'ASSURED', 'NONE'])}`,
+    () => `-m conntrack --ctorigsrc 10.0.0.0/24`,
+    (r: R) => `-m conntrack --ctrepldst ${r.pick(ADDRS)}`,
+    (r: R) => `-m conntrack --ctdir ${r.pick(['ORIGINAL', 'REPLY'])}`,
+    (r: R) => `-m state --state ${r.pick(['NEW', 'ESTABLISHED', 'INVALID'])}`,
+  ],
+  namespace: [
+    () => `-m addrtype --dst-type LOCAL`,
+    () => `-m addrtype --src-type LOCAL --limit-iface-in`,
+    () => `-m addrtype ! --dst-type UNICAST --limit-iface-out`,
+    () => `-m rpfilter`,
+    () => `-m rpfilter --loose --invert`,
+    () => `-m rpfilter --accept-local`,
+  ],
+  sets: [
+    (r: R) => `-m set --match-set ${r.pick(['S1', 'S2'])} ${r.pick(['src', 'dst'])}`,
+    () => `-m set ! --match-set S1 dst`,
+    () => `-p tcp -m set --match-set P1 dst,dst`,
+  ],
+  state: [
+    () => `-m statistic --mode random --probability 0.5`,
+    () => `-m statistic --mode nth --every 3`,
+    () => `-m recent --name r1 --set`,
+    () => `-m recent --name r1 --rcheck --seconds 10`,
+  ],
+};
+type Focus = keyof typeof MATCH_POOLS;
+
+/** one rule's options: a protocol part, some matches, a target */
+function ruleSpec(r: R, table: string, chain: string, focus: Focus): string {
+  const parts: string[] = [];
+  const proto = r.pick(['', '', 'tcp', 'udp', 'icmp', '! tcp']);
+  if (proto === '! tcp') parts.push('! -p tcp');
+  else if (proto) {
+    parts.push(`-p ${proto}`);
+    if (proto === 'tcp' || proto === 'udp')
+      parts.push(
+        r.pick([
+          '',
+          `-m ${proto} --dport ${r.pick(PORTS)}`,
+          `-m ${proto} --sport 1000:2000`,
+          `-m ${proto} ! --dport ${r.pick(PORTS)}`,
+          `-m multiport --dports ${r.pick(PORTS)},${r.pick(PORTS)}`,
+          `-m multiport --sports ${r.pick(PORTS)}`,
+          `-m multiport --ports 53,1000`,
+          '-m set --match-set P1 dst,dst',
+        ]),
+      );
+    else parts.push(r.pick(['', '-m icmp --icmp-type echo-request', '-m icmp ! --icmp-type 0']));
+  }
+  const n = r.int(3);
+  for (let i = 0; i < n; i++) {
+    const pool = r.int(10) < 7 ? focus : r.pick(Object.keys(MATCH_POOLS) as Focus[]);
+    parts.push(r.pick(MATCH_POOLS[pool])(r));
+  }
+  const targets = ['', 'ACCEPT', 'DROP', 'RETURN', ...USER_CHAINS.map((c) => `${c}`)];
+  if (table !== 'nat')
+    targets.push('MARK --set-xmark 0x1/0x1', 'MARK --set-xmark 0x10000/0x30000', 'MARK --set-mark 2');
+  if (table === 'filter') targets.push('REJECT', 'REJECT --reject-with tcp-reset', 'DROP');
+  if (table === 'raw') targets.push('CT --notrack', 'NOTRACK');
+  if (table === 'nat') {
+    if (chain === 'PREROUTING' || chain === 'OUTPUT' || USER_CHAINS.includes(chain))
+      targets.push(`DNAT --to-destination ${r.pick(ADDRS)}`, `DNAT --to-destination 10.0.1.1:8080`);
+    if (chain === 'POSTROUTING' || chain === 'INPUT' || USER_CHAINS.includes(chain))
+      targets.push(`SNAT --to-source ${r.pick(ADDRS)}`, 'MASQUERADE', 'MASQUERADE --random-fully');
+  }
+  const t = r.pick(targets);
+  if (t) parts.push(USER_CHAINS.includes(t) && r.int(4) === 0 ? `-g ${t}` : `-j ${t}`);
+  return parts.filter(Boolean).join(' ');
+}
+
+function chainOf(r: R, table: string): string {
+  return r.int(3) === 0 ? r.pick(USER_CHAINS) : r.pick(TABLE_CHAINS[table]);
+}
+
+/** a write, as the same operation for both namespaces */
+type Op = (ns: Netns, run: (line: string) => string) => string;
+
+/** a write of the rule set (`rules`), else of the IP sets, addresses, routes or links */
+function randomWrite(r: R, rules: boolean, focus: Focus): Op {
+  const table = r.pick(Object.keys(TABLE_CHAINS));
+  const chain = chainOf(r, table);
+  const k = rules ? (r.int(30) === 0 ? 98 : r.int(62)) : 62 + r.int(36);
+  if (k < 35) {
+    const spec = ruleSpec(r, table, chain, focus);
+    return (_ns, run) => run(`iptables -t ${table} -A ${chain} ${spec}`);
+  }
+  if (k < 40) {
+    const spec = ruleSpec(r, table, chain, focus);
+    const pos = 1 + r.int(3);
+    return (_ns, run) => run(`iptables -t ${table} -I ${chain} ${pos} ${spec}`);
+  }
+  if (k < 45) {
+    const pos = 1 + r.int(4);
+    return (_ns, run) => run(`iptables -t ${table} -D ${chain} ${pos}`);
+  }
+  if (k < 49) {
+    const spec = ruleSpec(r, table, chain, focus);
+    return (_ns, run) => run(`iptables -t ${table} -R ${chain} 1 ${spec}`);
+  }
+  if (k < 50) return (_ns, run) => run(`iptables -t ${table} -F ${chain}`);
+  if (k < 53) {
+    const builtin = r.pick(TABLE_CHAINS[table]);
+    const policy = r.pick(['ACCEPT', 'DROP']);
+    return (_ns, run) => run(`iptables -t ${table} -P ${builtin} ${policy}`);
+  }
+  if (k < 54) return (_ns, run) => run(`iptables -t ${table} -Z`);
+  if (k < 58) {
+    // Netfilter's own methods (what the CNI builders and the importer use)
+    const spec = ruleSpec(r, table, chain, focus);
+    const insert = r.int(2) === 0;
+    return (ns) => {
+      try {
+        const rule = parseRuleSpec(
+          spec.match(/"[^"]*"|\S+/g)!.map((w) => w.replace(/"/g, '')),
+          {
+            ipset: (n) => ns.netfilter.ipsets.get(n),
+          },
+        );
+        if (!ns.netfilter.chain(table, chain)) ns.netfilter.newChain(table, chain);
+        if (insert) ns.netfilter.insert(table, chain, 0, rule);
+        else ns.netfilter.append(table, chain, rule);
+        return 'ok';
+      } catch (e) {
+        return `error: ${(e as Error).message}`;
+      }
+    };
+  }
+  if (k < 62) {
+    // iptables-restore of a whole table (its COMMIT replaces it)
+    const lines = [`*${table}`];
+    for (const c of TABLE_CHAINS[table]) lines.push(`:${c} ${r.pick(['ACCEPT', 'ACCEPT', 'DROP'])} [0:0]`);
+    for (const c of USER_CHAINS) lines.push(`:${c} - [0:0]`);
+    const n = 1 + r.int(6);
+    for (let i = 0; i < n; i++) {
+      const c = chainOf(r, table);
+      lines.push(`-A ${c} ${ruleSpec(r, table, c, focus)}`);
+    }
+    lines.push('COMMIT', '');
+    const text = lines.join('\n');
+    return (ns, run) => {
+      const res = iptablesRestore({ cluster: cluster, netns: ns }, text);
+      return `${res.code} ${res.stdout} ${res.stderr} ${run('true')}`;
+    };
+  }
+  if (k < 72) {
+    const set = r.pick(SETS);
+    const member =
+      set === 'P1'
+        ? `${r.pick(ADDRS)},${r.pick(['tcp', 'udp'])}:${r.pick(PORTS)}`
+        : r.pick([...ADDRS, '10.0.0.0/24', '10.0.1.0/25']);
+    const cmd = r.pick(['add', 'add', 'del']);
+    return (_ns, run) => run(`ipset ${cmd} ${set} ${member} -exist`);
+  }
+  if (k < 75) {
+    const set = r.pick(SETS);
+    return (_ns, run) => run(`ipset flush ${set}`);
+  }
+  if (k < 77) return (_ns, run) => run(`ipset swap S1 S2`);
+  if (k < 80) {
+    // src/kernel/ipset.ts directly (the CNI builders' and the importer's path)
+    const set = r.pick(['S1', 'S2']);
+    const ip = ip4ToInt(r.pick(ADDRS));
+    const which = r.int(3);
+    return (ns) => {
+      try {
+        if (which === 0) ipsetAdd(ns.netfilter, set, [{ ip, cidr: 32, proto: 0, port: 0 }], true);
+        else if (which === 1) ipsetDel(ns.netfilter, set, [{ ip, cidr: 32, proto: 0, port: 0 }], true);
+        else ipsetFlush(ns.netfilter, set);
+        return 'ok';
+      } catch (e) {
+        return `error: ${(e as Error).message}`;
+      }
+    };
+  }
+  if (k < 82) {
+    const text = `create T1 hash:net\nadd T1 ${r.pick(ADDRS)}\n`;
+    return (ns, run) => {
+      const res = ipsetRestore({ cluster, netns: ns }, text, { exist: true });
+      return `${run('ipset destroy T1')} ${res.code} ${res.stdout} ${res.stderr}`;
+    };
+  }
+  if (k < 98) {
+    // what -m addrtype and -m rpfilter read: addresses, routes, link state
+    const dev = r.pick(['vx0', 'vx1']);
+    const addr = r.pick(ADDRS);
+    const line = r.pick([
+      `ip addr add ${addr}/24 dev ${dev}`,
+      `ip addr del ${addr}/24 dev ${dev}`,
+      `ip link set ${dev} ${r.pick(['up', 'down'])}`,
+      `ip route replace ${r.pick(['10.0.2.0/24', '192.168.0.0/16', '10.0.1.0/24'])} dev ${dev}`,
+      `ip route del ${r.pick(['10.0.2.0/24', '192.168.0.0/16'])}`,
+    ]);
+    return (_ns, run) => run(line);
+  }
+  return (_ns, run) => run(`iptables -t ${table} -F`);
+}
+
+/** a packet of random fields, and where it is */
+function randomPacket(r: R) {
+  const hook = r.pick(['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING'] as const);
+  const [hasIn, hasOut] = HOOK_DEVS[hook];
+  const proto = r.pick([6, 6, 17, 1]);
+  const src = r.pick(ADDRS);
+  const dst = r.pick(ADDRS);
+  const sport = r.int(5) === 0 ? r.pick(PORTS) : 30000 + r.int(20000);
+  const dport = r.pick(PORTS);
+  const pkt = (): Ipv4Packet => ({
+    kind: 'ipv4',
+    ip: { src, dst, protocol: proto, ttl: 64, id: r.int(65536), df: true, mf: false, fragOffset: 0, tos: 0 },
+    payload:
+      proto === 6
+        ? {
+            kind: 'tcp',
+            tcp: {
+              srcPort: sport,
+              dstPort: dport,
+              seq: 1000,
+              ack: 0,
+              flags: r.pick([{ syn: true }, { ack: true }, { syn: true, ack: true }, { rst: true }]),
+              window: 65535,
+              options: {},
+            },
+            data: new Uint8Array(r.int(3) * 100),
+          }
+        : proto === 17
+          ? {
+              kind: 'udp',
+              udp: { srcPort: sport, dstPort: dport },
+              payload: { kind: 'raw', data: new Uint8Array(8) },
+            }
+          : {
+              kind: 'icmp',
+              icmp: { type: r.pick([8, 0]), code: 0, id: r.int(4), seq: 1 },
+              data: new Uint8Array(16),
+            },
+  });
+  return {
+    hook,
+    pkt: pkt(),
+    mark: r.pick(MARKS),
+    iif: hasIn ? r.pick(DEVS) : undefined,
+    oif: hasOut ? r.pick(DEVS) : undefined,
+    nexthop: hasOut ? r.pick(ADDRS) : undefined,
+  };
+}
+
+/** what the datapath would take from a hook's run: everything but object identity */
+function outcome(ns: Netns, r: HookResult, skb: HookSkb): unknown {
+  return {
+    verdict: r.verdict,
+    by: r.by && nfDecision(ns, r.by),
+    events: r.events.map((e) =>
+      e.kind === 'traversal'
+        ? { kind: e.kind, t: e.traversal, decision: nfDecision(ns, e.traversal) }
+        : e.kind === 'conntrack'
+          ? {
+              kind: e.kind,
+              hook: e.hook,
+              ctstate: e.result.ctstate,
+              dir: e.result.dir,
+              isNew: e.result.isNew,
+            }
+          : e,
+    ),
+    mark: skb.mark,
+    untracked: skb.untracked,
+    pkt: skb.pkt,
+  };
+}
+
+/** what the namespace holds that hooks write or read: counters, sets, conntrack entries */
+function state(ns: Netns): string {
+  const ct = ns.conntrack.entries.map((e) =>
+    JSON.stringify([e.orig, e.reply, e.seenReply, e.assured, e.confirmed, e.snat, e.dnat]),
+  );
+  // (a set's initval is drawn per namespace at create: not what the hooks do)
+  const sets = ipsetSaveText(ns.netfilter).replace(/ initval \S+/g, '');
+  return `${iptablesSave(ns.netfilter, true)}\n${sets}\n${ct.join('\n')}`;
+}
+
+const cluster = buildCluster(seedCluster(), 'flannel-vxlan');
+
+function setup(name: string): Netns {
+  const ns = netnsAdd(cluster.world, name, 'node');
+  const run = (line: string) => {
+    const res = runCommand(cluster, name, line);
+    assert.equal(res.code, 0, `${line}: ${res.stderr}`);
+  };
+  run('ip link add vx0 type veth peer name vx1');
+  run('ip link set vx0 up');
+  run('ip link set vx1 up');
+  run('ip addr add 10.0.0.5/24 dev vx0');
+  run('ip addr add 10.0.1.7/24 dev vx1');
+  run('ipset create S1 hash:net');
+  run('ipset create S2 hash:net');
+  run('ipset create P1 hash:ip,port');
+  run('ipset add S1 10.0.0.0/24');
+  run('ipset add P1 10.0.1.1,tcp:80');
+  for (const t of Object.keys(TABLE_CHAINS)) for (const c of USER_CHAINS) run(`iptables -t ${t} -N ${c}`);
+  return ns;
+}
+
+function hookEnv(pins: Map<string, number>): HookEnv {
+  return {
+    now: () => cluster.world.now,
+    // the same draws in both namespaces: the parts after the namespace's name
+    random: (...parts) => {
+      let h = 0x811c9dc5;
+      for (const ch of parts.slice(1).join('|')) h = Math.imul(h ^ ch.charCodeAt(0), 0x01000193);
+      return h >>> 0;
+    },
+    pinned: (_ns, table, chain, index) => pins.get(`${table} ${chain} ${index}`),
+    conntrackOn: (ns) => ns.netfilter.usesConntrack(),
+  };
+}
+
+for (let seed = 1; seed <= 12; seed++) {
+  const focus = (Object.keys(MATCH_POOLS) as Focus[])[seed % 6];
+  test(`the verdict cache gives what the hooks without it give (seed ${seed}, mostly ${focus} matches)`, () => {
+    const r = rng(seed);
+    const a = setup(`vc-a${seed}`);
+    const b = setup(`vc-b${seed}`);
+    const pins = new Map<string, number>();
+    const env = hookEnv(pins);
+    const runIn = (ns: Netns) => (line: string) => {
+      const res = runCommand(cluster, ns.name, line);
+      return `${res.code}|${res.stdout}|${res.stderr.replaceAll(ns.name, 'NS')}`;
+    };
+    let hooks = 0;
+    const hits0 = verdictCache.hits;
+    let writes = 0;
+    try {
+      const write = (what: string, rules: boolean) => {
+        const op = randomWrite(r, rules, focus);
+        const ra = op(a, runIn(a));
+        const rb = op(b, runIn(b));
+        assert.equal(ra, rb, `${what}: the write answered differently`);
+        writes++;
+        if (r.int(10) === 0) {
+          pins.clear();
+          if (r.int(2) === 0) pins.set(`nat ${r.pick(USER_CHAINS)} 1`, r.int(2) ? 0 : 0x7fffffff);
+        }
+        assert.equal(state(a), state(b), `${what}: counters, sets or conntrack differ after a write`);
+      };
+      for (let phase = 0; phase < 8; phase++) {
+        // a rule set, then packets of a few shapes again and again among the other writes
+        for (let i = 0; i < 12; i++) write(`phase ${phase} rule write ${i}`, true);
+        const shapes = Array.from({ length: 8 }, () => randomPacket(r));
+        for (let step = 0; step < 150; step++) {
+          const what = `phase ${phase} step ${step}`;
+          const x = r.int(20);
+          if (x < 5) {
+            write(what, x < 1);
+            continue;
+          }
+          const p = r.pick(shapes);
+          const burst = 1 + r.int(3);
+          for (let i = 0; i < burst; i++) {
+            const pkt = structuredClone(p.pkt);
+            // what no rule reads: the IP id, and (mostly) the source port
+            pkt.ip.id = r.int(65536);
+            if (pkt.payload.kind === 'tcp' && r.int(2)) pkt.payload.tcp.srcPort = 30000 + r.int(20000);
+            const run = (ns: Netns, on: boolean) => {
+              const skb: HookSkb = { pkt: structuredClone(pkt), mark: p.mark };
+              verdictCache.on = on;
+              try {
+                const at = { iif: p.iif, oif: p.oif, nexthop: p.nexthop, len: 60 + i };
+                return outcome(ns, runHook(ns, p.hook, skb, at, env), skb);
+              } finally {
+                verdictCache.on = true;
+              }
+            };
+            const oa = run(a, true);
+            const ob = run(b, false);
+            assert.deepEqual(oa, ob, `${what}.${i}: ${p.hook} of ${JSON.stringify(pkt.ip)} differs`);
+            hooks++;
+          }
+          cluster.world.advance(1000);
+        }
+      }
+      assert.equal(state(a), state(b), 'counters, sets or conntrack differ at the end');
+      // the cache was used: traversals were replayed (in the namespace with it only)
+      const hits = verdictCache.hits - hits0;
+      assert.ok(hooks > 1000 && writes > 300, `${hooks} hook runs, ${writes} writes`);
+      assert.ok(hits > hooks / 4, `${hits} traversals replayed in ${hooks} hook runs`);
+      for (const hook of ['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING'] as const)
+        for (const e of Object.values(planOf(b.netfilter).hooks[hook])) assert.equal(e.verdicts, undefined);
+    } finally {
+      verdictCache.on = true;
+    }
+  });
+}
