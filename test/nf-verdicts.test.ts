@@ -342,7 +342,7 @@ function outcome(ns: Netns, r: HookResult, skb: HookSkb): unknown {
     by: r.by && nfDecision(ns, r.by),
     events: r.events.map((e) =>
       e.kind === 'traversal'
-        ? { kind: e.kind, t: e.traversal, decision: nfDecision(ns, e.traversal) }
+        ? { kind: e.kind, t: { ...e.traversal, kept: undefined }, decision: nfDecision(ns, e.traversal) }
         : e.kind === 'conntrack'
           ? {
               kind: e.kind,

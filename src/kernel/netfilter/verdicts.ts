@@ -27,6 +27,7 @@ import {
   type Traversal,
 } from './eval.ts';
 import type { HookTable } from './plan.ts';
+import type { NfDecision } from '../events.ts';
 import type { Chain, Hook, Rule, TableName } from './types.ts';
 
 /** the fields a key holds (a bit each) */
@@ -73,6 +74,8 @@ interface Verdict {
   readonly markAnd: number;
   readonly markXor: number;
   readonly probes: readonly Probe[] | undefined;
+  /** the traversal's typed decision, once a step asked for it (stack.ts nfDecision) */
+  decision?: NfDecision;
 }
 
 /** off: every traversal runs (the oracle test's reference); hits: traversals replayed so far */
@@ -276,6 +279,7 @@ export function cachedTraverse(
     // the newest in the slot, the one it displaces in the pair's other (the older of the two goes)
     if (v) slots[slot ^ 1] = v;
     slots[slot] = kept;
+    t.kept = kept;
   }
   return t;
 }
@@ -324,12 +328,14 @@ function replay(v: Verdict, table: TableName, hook: Hook, builtin: Chain, p: Pac
   }
   p.mark = ((p.mark & v.markAnd) ^ v.markXor) >>> 0;
   // the record as traverse makes it (its keys in the same order)
-  const res: Traversal = { table, hook, chain: hook, path: v.path.slice(), verdict: v.verdict };
+  // (the kept path itself: nothing writes a traversal's path once it is made)
+  const res: Traversal = { table, hook, chain: hook, path: v.path as RuleHit[], verdict: v.verdict };
   if (v.notrack) res.notrack = true;
   if (v.decided) res.decided = v.decided;
   else if (!builtin.noCounters) {
     builtin.pkts++;
     builtin.bytes += len;
   }
+  res.kept = v;
   return res;
 }
