@@ -14,7 +14,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { seedCluster } from '../src/cluster/seed.ts';
 import { buildCluster } from '../src/cni/build.ts';
-import { ipsetAdd, ipsetDel, ipsetFlush } from '../src/kernel/ipset.ts';
+import { ipsetAdd, ipsetDel, ipsetFlush, ipsetLoad } from '../src/kernel/ipset.ts';
 import { netnsAdd } from '../src/kernel/netlink.ts';
 import { parseRuleSpec, planOf, type Hook } from '../src/kernel/netfilter.ts';
 import { runHook, type HookEnv, type HookResult, type HookSkb } from '../src/kernel/netfilter/hooks.ts';
@@ -109,7 +109,7 @@ const MATCH_POOLS = {
   ],
   state: [
     () => `-m statistic --mode random --probability 0.5`,
-    () => `-m statistic --mode nth --every 3`,
+    (r: R) => `-m statistic --mode nth --every ${2 + r.int(2)} --packet 0`,
     () => `-m recent --name r1 --set`,
     () => `-m recent --name r1 --rcheck --seconds 10`,
   ],
@@ -154,7 +154,13 @@ function ruleSpec(r: R, table: string, chain: string, focus: Focus): string {
     if (chain === 'POSTROUTING' || chain === 'INPUT' || USER_CHAINS.includes(chain))
       targets.push(`SNAT --to-source ${r.pick(ADDRS)}`, 'MASQUERADE', 'MASQUERADE --random-fully');
   }
-  const t = r.pick(targets);
+  const marks = [
+    'MARK --set-xmark 0x1/0x1',
+    'MARK --set-xmark 0x10000/0x30000',
+    'MARK --set-mark 2',
+    'MARK --or-mark 0x4',
+  ];
+  const t = focus === 'mark' && table !== 'nat' && r.int(2) ? r.pick(marks) : r.pick(targets);
   if (t) parts.push(USER_CHAINS.includes(t) && r.int(4) === 0 ? `-g ${t}` : `-j ${t}`);
   return parts.filter(Boolean).join(' ');
 }
@@ -286,18 +292,78 @@ function randomWrite(r: R, rules: boolean, focus: Focus): Op {
   return (_ns, run) => run(`iptables -t ${table} -F`);
 }
 
-/** a packet of random fields, and where it is */
-function randomPacket(r: R) {
-  const hook = r.pick(['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING'] as const);
-  const [hasIn, hasOut] = HOOK_DEVS[hook];
-  const proto = r.pick([6, 6, 17, 1]);
-  const src = r.pick(ADDRS);
-  const dst = r.pick(ADDRS);
-  const sport = r.int(5) === 0 ? r.pick(PORTS) : 30000 + r.int(20000);
-  const dport = r.pick(PORTS);
-  const pkt = (): Ipv4Packet => ({
+/** a packet's fields, and where it is */
+interface Shape {
+  hook: Hook;
+  proto: number;
+  src: string;
+  dst: string;
+  sport: number;
+  dport: number;
+  flags: number;
+  icmpType: number;
+  mark: number;
+  iif: string | undefined;
+  oif: string | undefined;
+  nexthop: string | undefined;
+}
+
+const FLAGS = [{ syn: true }, { ack: true }, { syn: true, ack: true }, { rst: true }];
+
+/** each field of a shape, drawn at random */
+const FIELDS: { [K in keyof Shape]?: (r: R, s: Shape) => Shape[K] } = {
+  proto: (r) => r.pick([6, 6, 17, 1]),
+  src: (r) => r.pick(ADDRS),
+  dst: (r) => r.pick(ADDRS),
+  sport: (r) => (r.int(5) === 0 ? r.pick(PORTS) : 30000 + r.int(20000)),
+  dport: (r) => r.pick(PORTS),
+  flags: (r) => r.int(FLAGS.length),
+  icmpType: (r) => r.pick([8, 0]),
+  mark: (r) => r.pick(MARKS),
+  iif: (r, s) => (HOOK_DEVS[s.hook][0] ? r.pick(DEVS) : undefined),
+  oif: (r, s) => (HOOK_DEVS[s.hook][1] ? r.pick(DEVS) : undefined),
+  nexthop: (r, s) => (HOOK_DEVS[s.hook][1] ? r.pick(ADDRS) : undefined),
+};
+
+function randomShape(r: R): Shape {
+  const s = { hook: r.pick(['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING'] as const) } as Shape;
+  for (const [k, f] of Object.entries(FIELDS)) (s as unknown as Record<string, unknown>)[k] = f(r, s);
+  return s;
+}
+
+/** the shape with one field drawn again (packets that differ in that field alone), or the reply's */
+function variant(r: R, s: Shape): Shape {
+  if (r.int(6) === 0) return { ...s, src: s.dst, dst: s.src, sport: s.dport, dport: s.sport };
+  if (r.int(6) === 0) {
+    const hook = r.pick(['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING'] as const);
+    const [hasIn, hasOut] = HOOK_DEVS[hook];
+    return {
+      ...s,
+      hook,
+      iif: hasIn ? (s.iif ?? r.pick(DEVS)) : undefined,
+      oif: hasOut ? (s.oif ?? r.pick(DEVS)) : undefined,
+      nexthop: hasOut ? (s.nexthop ?? r.pick(ADDRS)) : undefined,
+    };
+  }
+  const [k, f] = r.pick(Object.entries(FIELDS));
+  return { ...s, [k]: f(r, s) };
+}
+
+function packetOf(s: Shape, r: R): Ipv4Packet {
+  const { proto, sport, dport } = s;
+  return {
     kind: 'ipv4',
-    ip: { src, dst, protocol: proto, ttl: 64, id: r.int(65536), df: true, mf: false, fragOffset: 0, tos: 0 },
+    ip: {
+      src: s.src,
+      dst: s.dst,
+      protocol: proto,
+      ttl: 64,
+      id: r.int(65536),
+      df: true,
+      mf: false,
+      fragOffset: 0,
+      tos: 0,
+    },
     payload:
       proto === 6
         ? {
@@ -307,7 +373,7 @@ function randomPacket(r: R) {
               dstPort: dport,
               seq: 1000,
               ack: 0,
-              flags: r.pick([{ syn: true }, { ack: true }, { syn: true, ack: true }, { rst: true }]),
+              flags: { ...FLAGS[s.flags] },
               window: 65535,
               options: {},
             },
@@ -321,17 +387,9 @@ function randomPacket(r: R) {
             }
           : {
               kind: 'icmp',
-              icmp: { type: r.pick([8, 0]), code: 0, id: r.int(4), seq: 1 },
+              icmp: { type: s.icmpType, code: 0, id: sport & 3, seq: 1 },
               data: new Uint8Array(16),
             },
-  });
-  return {
-    hook,
-    pkt: pkt(),
-    mark: r.pick(MARKS),
-    iif: hasIn ? r.pick(DEVS) : undefined,
-    oif: hasOut ? r.pick(DEVS) : undefined,
-    nexthop: hasOut ? r.pick(ADDRS) : undefined,
   };
 }
 
@@ -436,7 +494,9 @@ for (let seed = 1; seed <= 12; seed++) {
       for (let phase = 0; phase < 8; phase++) {
         // a rule set, then packets of a few shapes again and again among the other writes
         for (let i = 0; i < 12; i++) write(`phase ${phase} rule write ${i}`, true);
-        const shapes = Array.from({ length: 8 }, () => randomPacket(r));
+        // a few shapes, and variants of them that differ in one field
+        const bases = Array.from({ length: 3 }, () => randomShape(r));
+        const shapes = [...bases, ...Array.from({ length: 9 }, () => variant(r, r.pick(bases)))];
         for (let step = 0; step < 150; step++) {
           const what = `phase ${phase} step ${step}`;
           const x = r.int(20);
@@ -447,10 +507,8 @@ for (let seed = 1; seed <= 12; seed++) {
           const p = r.pick(shapes);
           const burst = 1 + r.int(3);
           for (let i = 0; i < burst; i++) {
-            const pkt = structuredClone(p.pkt);
             // what no rule reads: the IP id, and (mostly) the source port
-            pkt.ip.id = r.int(65536);
-            if (pkt.payload.kind === 'tcp' && r.int(2)) pkt.payload.tcp.srcPort = 30000 + r.int(20000);
+            const pkt = packetOf(r.int(2) ? p : { ...p, sport: 30000 + r.int(20000) }, r);
             const run = (ns: Netns, on: boolean) => {
               const skb: HookSkb = { pkt: structuredClone(pkt), mark: p.mark };
               verdictCache.on = on;
@@ -481,3 +539,218 @@ for (let seed = 1; seed <= 12; seed++) {
     }
   });
 }
+
+/**
+ * Each writer of what a kept traversal read, one at a time: a packet's traversal is kept (and
+ * replayed once), the writer changes what decides it, and the same packet must now go as the
+ * hooks without the cache say — and go otherwise than before (the write mattered).
+ */
+const WRITERS: {
+  name: string;
+  rule: string;
+  write: (ns: Netns) => void;
+  /** where the rule goes (filter FORWARD unless said) */
+  table?: string;
+  hook?: Hook;
+  prep?: string;
+}[] = [
+  {
+    name: 'ipset add',
+    rule: '-m set --match-set S2 src -j DROP',
+    write: (ns) => sh(ns, 'ipset add S2 10.0.0.1'),
+  },
+  {
+    name: 'ipset del',
+    rule: '-m set --match-set S1 src -j DROP',
+    write: (ns) => sh(ns, 'ipset del S1 10.0.0.0/24'),
+  },
+  { name: 'ipset flush', rule: '-m set --match-set S1 src -j DROP', write: (ns) => sh(ns, 'ipset flush S1') },
+  {
+    name: 'ipset swap',
+    rule: '-m set --match-set S1 src -j DROP',
+    write: (ns) => sh(ns, 'ipset swap S1 S2'),
+  },
+  {
+    name: 'ipset restore',
+    rule: '-m set --match-set S2 src -j DROP',
+    write: (ns) => assert.equal(ipsetRestore({ cluster, netns: ns }, 'add S2 10.0.0.1\n').code, 0),
+  },
+  {
+    name: 'ipsetAdd',
+    rule: '-m set --match-set S2 src -j DROP',
+    write: (ns) => ipsetAdd(ns.netfilter, 'S2', [{ ip: ip4ToInt('10.0.0.1'), cidr: 32, proto: 0, port: 0 }]),
+  },
+  {
+    name: 'ipsetLoad',
+    rule: '-m set --match-set S2 src -j DROP',
+    write: (ns) => ipsetLoad(ns.netfilter, 'S2', LOAD),
+  },
+  {
+    name: 'ipsetDel',
+    rule: '-m set --match-set S1 src -j DROP',
+    write: (ns) => ipsetDel(ns.netfilter, 'S1', [{ ip: ip4ToInt('10.0.0.0'), cidr: 24, proto: 0, port: 0 }]),
+  },
+  { name: 'ipsetFlush', rule: '-m set --match-set S1 src -j DROP', write: (ns) => ipsetFlush(ns.netfilter) },
+  { name: 'iptables -I', rule: '-s 10.0.0.9 -j DROP', write: (ns) => sh(ns, 'iptables -I FORWARD -j DROP') },
+  { name: 'iptables -P', rule: '-s 10.0.0.9 -j DROP', write: (ns) => sh(ns, 'iptables -P FORWARD DROP') },
+  {
+    name: 'iptables-restore',
+    rule: '-s 10.0.0.9 -j DROP',
+    write: (ns) =>
+      assert.equal(
+        iptablesRestore(
+          { cluster, netns: ns },
+          '*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -j DROP\nCOMMIT\n',
+        ).code,
+        0,
+      ),
+  },
+  {
+    name: 'Netfilter.insert',
+    rule: '-s 10.0.0.9 -j DROP',
+    write: (ns) => ns.netfilter.insert('filter', 'FORWARD', 0, parseRuleSpec(['-j', 'DROP'])),
+  },
+  {
+    name: 'ip addr add (addrtype)',
+    rule: '-m addrtype --dst-type LOCAL -j DROP',
+    write: (ns) => sh(ns, 'ip addr add 10.0.1.1/32 dev vx0'),
+  },
+  {
+    name: 'ip link set down (addrtype)',
+    prep: 'ip addr add 10.0.1.1/32 dev vx1',
+    rule: '-m addrtype --dst-type LOCAL -j DROP',
+    write: (ns) => sh(ns, 'ip link set vx1 down'),
+  },
+  {
+    name: 'ip route replace (rpfilter)',
+    table: 'mangle',
+    hook: 'PREROUTING',
+    rule: '-m rpfilter --invert -j DROP',
+    write: (ns) => sh(ns, 'ip route replace 10.0.0.0/24 dev vx1'),
+  },
+];
+
+/** members ipsetLoad shares between namespaces (one list for both sides) */
+const LOAD = [{ ip: ip4ToInt('10.0.0.1'), cidr: 32, proto: 0, port: 0 }];
+
+function sh(ns: Netns, line: string): void {
+  const r = runCommand(cluster, ns.name, line);
+  assert.equal(r.code, 0, `${line}: ${r.stderr}`);
+}
+
+for (const [k, w] of WRITERS.entries())
+  test(`a kept traversal goes when its input changes: ${w.name}`, () => {
+    const a = setup(`vc-wa${k}`);
+    const b = setup(`vc-wb${k}`);
+    const env = hookEnv(new Map());
+    const send = (ns: Netns, on: boolean) => {
+      // 10.0.0.1 → 10.0.1.1 forwarded from vx0 to vx1 (the route back to 10.0.0.1 is by vx0)
+      const pkt: Ipv4Packet = {
+        kind: 'ipv4',
+        ip: {
+          src: '10.0.0.1',
+          dst: '10.0.1.1',
+          protocol: 17,
+          ttl: 64,
+          id: 1,
+          df: true,
+          mf: false,
+          fragOffset: 0,
+          tos: 0,
+        },
+        payload: {
+          kind: 'udp',
+          udp: { srcPort: 5000, dstPort: 53 },
+          payload: { kind: 'raw', data: new Uint8Array(8) },
+        },
+      };
+      const skb: HookSkb = { pkt, mark: 0 };
+      verdictCache.on = on;
+      try {
+        const at = { iif: 'vx0', oif: hook === 'FORWARD' ? 'vx1' : undefined, len: 36 };
+        return outcome(ns, runHook(ns, hook, skb, at, env), skb);
+      } finally {
+        verdictCache.on = true;
+      }
+    };
+    const hook = w.hook ?? 'FORWARD';
+    for (const ns of [a, b]) {
+      if (w.prep) sh(ns, w.prep);
+      sh(ns, `iptables -t ${w.table ?? 'filter'} -A ${hook} ${w.rule}`);
+    }
+    const hits = verdictCache.hits;
+    const before = [send(a, true), send(a, true)];
+    assert.deepEqual(before, [send(b, false), send(b, false)]);
+    assert.equal(verdictCache.hits, hits + 1, 'the second packet replays the first one’s traversal');
+    for (const ns of [a, b]) w.write(ns);
+    const after = send(a, true);
+    assert.deepEqual(after, send(b, false), `after ${w.name}, with the cache and without`);
+    assert.notEqual(
+      (after as { verdict: string }).verdict,
+      (before[0] as { verdict: string }).verdict,
+      `${w.name} changes the verdict`,
+    );
+    assert.equal(state(a), state(b));
+  });
+
+/**
+ * What conntrack's entry says changes between two packets of the same flow and the same state:
+ * the entry is confirmed (--ctstatus), or NATed (--ctstate DNAT). The second packet must not
+ * replay the first one's traversal.
+ */
+for (const [k, c] of [
+  {
+    name: '--ctstatus CONFIRMED',
+    rules: ['-t mangle -A PREROUTING -m conntrack --ctstatus CONFIRMED -j DROP'],
+  },
+  {
+    name: '--ctstate DNAT',
+    rules: [
+      '-t mangle -A PREROUTING -m conntrack --ctstate DNAT -j MARK --set-mark 7',
+      '-t nat -A PREROUTING -j DNAT --to-destination 10.0.1.7',
+    ],
+  },
+].entries())
+  test(`a kept traversal is not another entry's: ${c.name}`, () => {
+    const a = setup(`vc-ct-a${k}`);
+    const b = setup(`vc-ct-b${k}`);
+    const env = hookEnv(new Map());
+    const pkt = (): Ipv4Packet => ({
+      kind: 'ipv4',
+      ip: {
+        src: '10.0.0.1',
+        dst: '10.0.1.1',
+        protocol: 17,
+        ttl: 64,
+        id: 1,
+        df: true,
+        mf: false,
+        fragOffset: 0,
+        tos: 0,
+      },
+      payload: {
+        kind: 'udp',
+        udp: { srcPort: 5000, dstPort: 53 },
+        payload: { kind: 'raw', data: new Uint8Array(8) },
+      },
+    });
+    /** PREROUTING then INPUT (which confirms the entry), as a packet to the host goes */
+    const send = (ns: Netns, on: boolean) => {
+      const skb: HookSkb = { pkt: pkt(), mark: 0 };
+      verdictCache.on = on;
+      try {
+        const pre = outcome(ns, runHook(ns, 'PREROUTING', skb, { iif: 'vx0', len: 36 }, env), skb);
+        const input = outcome(ns, runHook(ns, 'INPUT', skb, { iif: 'vx0', len: 36 }, env), skb);
+        return { pre, input };
+      } finally {
+        verdictCache.on = true;
+      }
+    };
+    for (const ns of [a, b]) for (const rule of c.rules) sh(ns, `iptables ${rule}`);
+    const first = send(a, true);
+    assert.deepEqual(first, send(b, false));
+    const second = send(a, true);
+    assert.deepEqual(second, send(b, false), 'the second packet, with the cache and without');
+    assert.notDeepEqual(second.pre, first.pre, 'the entry changed what PREROUTING does');
+    assert.equal(state(a), state(b));
+  });
