@@ -633,6 +633,29 @@ const WRITERS: {
 /** members ipsetLoad shares between namespaces (one list for both sides) */
 const LOAD = [{ ip: ip4ToInt('10.0.0.1'), cidr: 32, proto: 0, port: 0 }];
 
+/** 10.0.0.1:5000 → 10.0.1.1:53, UDP */
+function udpPacket(): Ipv4Packet {
+  return {
+    kind: 'ipv4',
+    ip: {
+      src: '10.0.0.1',
+      dst: '10.0.1.1',
+      protocol: 17,
+      ttl: 64,
+      id: 1,
+      df: true,
+      mf: false,
+      fragOffset: 0,
+      tos: 0,
+    },
+    payload: {
+      kind: 'udp',
+      udp: { srcPort: 5000, dstPort: 53 },
+      payload: { kind: 'raw', data: new Uint8Array(8) },
+    },
+  };
+}
+
 function sh(ns: Netns, line: string): void {
   const r = runCommand(cluster, ns.name, line);
   assert.equal(r.code, 0, `${line}: ${r.stderr}`);
@@ -644,27 +667,8 @@ for (const [k, w] of WRITERS.entries())
     const b = setup(`vc-wb${k}`);
     const env = hookEnv(new Map());
     const send = (ns: Netns, on: boolean) => {
-      // 10.0.0.1 → 10.0.1.1 forwarded from vx0 to vx1 (the route back to 10.0.0.1 is by vx0)
-      const pkt: Ipv4Packet = {
-        kind: 'ipv4',
-        ip: {
-          src: '10.0.0.1',
-          dst: '10.0.1.1',
-          protocol: 17,
-          ttl: 64,
-          id: 1,
-          df: true,
-          mf: false,
-          fragOffset: 0,
-          tos: 0,
-        },
-        payload: {
-          kind: 'udp',
-          udp: { srcPort: 5000, dstPort: 53 },
-          payload: { kind: 'raw', data: new Uint8Array(8) },
-        },
-      };
-      const skb: HookSkb = { pkt, mark: 0 };
+      // forwarded from vx0 to vx1 (the route back to 10.0.0.1 is by vx0)
+      const skb: HookSkb = { pkt: udpPacket(), mark: 0 };
       verdictCache.on = on;
       try {
         const at = { iif: 'vx0', oif: hook === 'FORWARD' ? 'vx1' : undefined, len: 36 };
@@ -715,28 +719,9 @@ for (const [k, c] of [
     const a = setup(`vc-ct-a${k}`);
     const b = setup(`vc-ct-b${k}`);
     const env = hookEnv(new Map());
-    const pkt = (): Ipv4Packet => ({
-      kind: 'ipv4',
-      ip: {
-        src: '10.0.0.1',
-        dst: '10.0.1.1',
-        protocol: 17,
-        ttl: 64,
-        id: 1,
-        df: true,
-        mf: false,
-        fragOffset: 0,
-        tos: 0,
-      },
-      payload: {
-        kind: 'udp',
-        udp: { srcPort: 5000, dstPort: 53 },
-        payload: { kind: 'raw', data: new Uint8Array(8) },
-      },
-    });
     /** PREROUTING then INPUT (which confirms the entry), as a packet to the host goes */
     const send = (ns: Netns, on: boolean) => {
-      const skb: HookSkb = { pkt: pkt(), mark: 0 };
+      const skb: HookSkb = { pkt: udpPacket(), mark: 0 };
       verdictCache.on = on;
       try {
         const pre = outcome(ns, runHook(ns, 'PREROUTING', skb, { iif: 'vx0', len: 36 }, env), skb);
