@@ -17,7 +17,13 @@ import { buildCluster } from '../src/cni/build.ts';
 import { ipsetAdd, ipsetDel, ipsetFlush, ipsetLoad } from '../src/kernel/ipset.ts';
 import { netnsAdd } from '../src/kernel/netlink.ts';
 import { parseRuleSpec, planOf, type Hook } from '../src/kernel/netfilter.ts';
-import { runHook, type HookEnv, type HookResult, type HookSkb } from '../src/kernel/netfilter/hooks.ts';
+import {
+  runHook,
+  type HookEnv,
+  type HookPlace,
+  type HookResult,
+  type HookSkb,
+} from '../src/kernel/netfilter/hooks.ts';
 import { verdictCache } from '../src/kernel/netfilter/verdicts.ts';
 import type { Netns } from '../src/kernel/objects.ts';
 import { nfDecision } from '../src/kernel/stack.ts';
@@ -634,7 +640,7 @@ const WRITERS: {
 const LOAD = [{ ip: ip4ToInt('10.0.0.1'), cidr: 32, proto: 0, port: 0 }];
 
 /** 10.0.0.1:5000 → 10.0.1.1:53, UDP */
-function udpPacket(): Ipv4Packet {
+function udpPacket(sport = 5000): Ipv4Packet {
   return {
     kind: 'ipv4',
     ip: {
@@ -650,7 +656,7 @@ function udpPacket(): Ipv4Packet {
     },
     payload: {
       kind: 'udp',
-      udp: { srcPort: 5000, dstPort: 53 },
+      udp: { srcPort: sport, dstPort: 53 },
       payload: { kind: 'raw', data: new Uint8Array(8) },
     },
   };
@@ -683,9 +689,10 @@ for (const [k, w] of WRITERS.entries())
       sh(ns, `iptables -t ${w.table ?? 'filter'} -A ${hook} ${w.rule}`);
     }
     const hits = verdictCache.hits;
-    const before = [send(a, true), send(a, true)];
-    assert.deepEqual(before, [send(b, false), send(b, false)]);
-    assert.equal(verdictCache.hits, hits + 1, 'the second packet replays the first one’s traversal');
+    // seen once, kept the second time, replayed the third
+    const before = [send(a, true), send(a, true), send(a, true)];
+    assert.deepEqual(before, [send(b, false), send(b, false), send(b, false)]);
+    assert.equal(verdictCache.hits, hits + 1, 'the third packet replays the second one’s traversal');
     for (const ns of [a, b]) w.write(ns);
     const after = send(a, true);
     assert.deepEqual(after, send(b, false), `after ${w.name}, with the cache and without`);
@@ -719,23 +726,81 @@ for (const [k, c] of [
     const a = setup(`vc-ct-a${k}`);
     const b = setup(`vc-ct-b${k}`);
     const env = hookEnv(new Map());
-    /** PREROUTING then INPUT (which confirms the entry), as a packet to the host goes */
-    const send = (ns: Netns, on: boolean) => {
-      const skb: HookSkb = { pkt: udpPacket(), mark: 0 };
+    /** PREROUTING, then INPUT (which confirms the entry) unless `input` is false */
+    const send = (ns: Netns, on: boolean, sport = 5000, input = true) => {
+      const skb: HookSkb = { pkt: udpPacket(sport), mark: 0 };
       verdictCache.on = on;
       try {
         const pre = outcome(ns, runHook(ns, 'PREROUTING', skb, { iif: 'vx0', len: 36 }, env), skb);
-        const input = outcome(ns, runHook(ns, 'INPUT', skb, { iif: 'vx0', len: 36 }, env), skb);
-        return { pre, input };
+        if (!input) return { pre };
+        return { pre, input: outcome(ns, runHook(ns, 'INPUT', skb, { iif: 'vx0', len: 36 }, env), skb) };
       } finally {
         verdictCache.on = true;
       }
     };
     for (const ns of [a, b]) for (const rule of c.rules) sh(ns, `iptables ${rule}`);
+    // two flows' first packets (no rule reads the port): their traversal of a new entry is kept
+    for (const sport of [6000, 6001])
+      assert.deepEqual(send(a, true, sport, false), send(b, false, sport, false));
+    const hits = verdictCache.hits;
     const first = send(a, true);
     assert.deepEqual(first, send(b, false));
+    assert.ok(verdictCache.hits > hits, 'the first packet of a third flow replays it');
     const second = send(a, true);
     assert.deepEqual(second, send(b, false), 'the second packet, with the cache and without');
     assert.notDeepEqual(second.pre, first.pre, 'the entry changed what PREROUTING does');
+    assert.equal(state(a), state(b));
+  });
+
+/**
+ * Each field of the key: a rule that reads that field alone, a packet whose traversal is kept, then
+ * one that differs from it in that field only, which the rule decides otherwise.
+ */
+const FIELD_CASES: {
+  field: string;
+  rule: string;
+  other: (p: Ipv4Packet, at: HookPlace & { mark: number }) => void;
+}[] = [
+  { field: 'source', rule: '-s 10.0.0.1 -j DROP', other: (p) => (p.ip.src = '10.0.0.6') },
+  { field: 'destination', rule: '-d 10.0.1.1 -j DROP', other: (p) => (p.ip.dst = '10.0.1.7') },
+  { field: 'protocol', rule: '-p udp -j DROP', other: (p) => (p.ip.protocol = 132) },
+  { field: 'source port', rule: '-p udp --sport 5000 -j DROP', other: (p) => setPorts(p, 5001, 53) },
+  {
+    field: 'destination port',
+    rule: '-p udp -m multiport --dports 53 -j DROP',
+    other: (p) => setPorts(p, 5000, 54),
+  },
+  { field: 'in-device', rule: '-i vx0 -j DROP', other: (_p, at) => (at.iif = 'vx9') },
+  { field: 'out-device', rule: '-o vx+ -j DROP', other: (_p, at) => (at.oif = 'eth0') },
+  { field: 'mark', rule: '-m mark --mark 0x1/0x1 -j DROP', other: (_p, at) => (at.mark = 2) },
+  { field: 'set member', rule: '-m set --match-set S1 src -j DROP', other: (p) => (p.ip.src = '10.0.2.9') },
+];
+
+function setPorts(p: Ipv4Packet, sport: number, dport: number): void {
+  if (p.payload.kind === 'udp') p.payload.udp = { ...p.payload.udp, srcPort: sport, dstPort: dport };
+}
+
+for (const [k, c] of FIELD_CASES.entries())
+  test(`a kept traversal is not another packet's: ${c.field}`, () => {
+    const a = setup(`vc-f-a${k}`);
+    const b = setup(`vc-f-b${k}`);
+    const env = hookEnv(new Map());
+    const send = (ns: Netns, on: boolean, change: boolean) => {
+      const pkt = udpPacket();
+      const at = { iif: 'vx0', oif: 'vx1', len: 36, mark: 1 };
+      if (change) c.other(pkt, at);
+      const skb: HookSkb = { pkt, mark: at.mark };
+      verdictCache.on = on;
+      try {
+        return outcome(ns, runHook(ns, 'FORWARD', skb, at, env), skb);
+      } finally {
+        verdictCache.on = true;
+      }
+    };
+    for (const ns of [a, b]) sh(ns, `iptables -A FORWARD ${c.rule}`);
+    for (let i = 0; i < 3; i++) assert.deepEqual(send(a, true, false), send(b, false, false));
+    const other = send(a, true, true);
+    assert.deepEqual(other, send(b, false, true), `a packet of another ${c.field}`);
+    assert.notEqual((other as { verdict: string }).verdict, 'DROP', `the rule decides it otherwise`);
     assert.equal(state(a), state(b));
   });

@@ -14,7 +14,8 @@
  * and nothing of a table whose reachable rules keep state (`-m statistic --mode nth`, `-m recent`).
  * A new plan (Netfilter.changed()) starts with no cache; an IP-set write (src/kernel/ipset.ts)
  * drops the plan's caches (Netfilter.setsChanged()). Bounded: SLOTS entries per table and hook,
- * made at the first traversal of that table at that hook.
+ * made at the first traversal of that table at that hook; a traversal is kept the second time its
+ * key is seen, so that walks that do not repeat (podwalk matrix) keep nothing.
  */
 import { IPSET_DIMENSION } from '../ipset.ts';
 import type { MatchEnv, PacketView } from './extension.ts';
@@ -86,6 +87,8 @@ export interface VerdictCache {
   /** the fields of the key (F_*) by protocol class (classOf); -1: nothing is kept for that class */
   readonly specs: readonly number[];
   readonly slots: (Verdict | undefined)[];
+  /** per slot, the hash of a key seen once and not kept (-1: none) */
+  readonly seen: number[];
 }
 
 /** what a traversal being kept records (HookRun, as the traversal's MatchEnv, fills it) */
@@ -181,7 +184,11 @@ function specOf(table: CompiledTable, hook: Hook, env: Pick<MatchEnv, 'ipset'>, 
 /** a table's cache at a hook, its fields worked out from the table's rules and the sets as they are */
 export function newCache(table: CompiledTable, hook: Hook, env: Pick<MatchEnv, 'ipset'>): VerdictCache {
   const specs = [...PROTO_CLASSES.map((p) => specOf(table, hook, env, p)), specOf(table, hook, env)];
-  return { specs, slots: new Array<Verdict | undefined>(SLOTS).fill(undefined) };
+  return {
+    specs,
+    slots: new Array<Verdict | undefined>(SLOTS).fill(undefined),
+    seen: new Array<number>(SLOTS).fill(-1),
+  };
 }
 
 const mix = (h: number, x: number) => Math.imul(h ^ x, 0x9e3779b1) >>> 0;
@@ -264,6 +271,14 @@ export function cachedTraverse(
   const w = slots[slot ^ 1];
   if (w && w.hash === hash && sameKey(w.key, scratch) && (!w.probes || probesHold(w.probes, env)))
     return replay(w, tableName, hook, entry.chain, p);
+  // a key is kept the second time it is seen (a walk of pairs that never repeat — podwalk matrix —
+  // keeps nothing): the hashes of the last keys seen once, two per pair of slots
+  const seen = cache.seen;
+  if (seen[slot] !== hash && seen[slot ^ 1] !== hash) {
+    seen[slot ^ 1] = seen[slot];
+    seen[slot] = hash;
+    return traverse(entry.compiled, tableName, hook, p, env, true);
+  }
   const key = scratch.slice();
   const mark = p.mark;
   const rec: Recording = { drew: false, probes: undefined };
