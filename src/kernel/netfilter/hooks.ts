@@ -215,13 +215,7 @@ class HookRun implements MatchEnv {
     const view = this.view();
     this.table = name;
     const t = verdictCache.on
-      ? cachedTraverse(
-          (entry.verdicts ??= newCache(entry.compiled, this.hook, this)),
-          entry,
-          name,
-          view,
-          this,
-        )
+      ? cachedTraverse((entry.verdicts ??= newCache()), entry, name, view, this)
       : traverse(entry.compiled, name, this.hook, view, this, true);
     this.skb.mark = view.mark;
     if (chain.rules.length || chain.policy !== 'ACCEPT' || t.verdict !== 'ACCEPT')

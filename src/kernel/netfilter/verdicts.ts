@@ -84,8 +84,8 @@ export const verdictCache = { on: true, hits: 0 };
 
 /** a table's cache at one hook */
 export interface VerdictCache {
-  /** the fields of the key (F_*) by protocol class (classOf); -1: nothing is kept for that class */
-  readonly specs: readonly number[];
+  /** the fields of the key (F_*) by protocol class (classOf); -1: nothing is kept for that class; UNKNOWN: not worked out yet */
+  readonly specs: number[];
   readonly slots: (Verdict | undefined)[];
   /** per slot, the hash of a key seen once and not kept (-1: none) */
   readonly seen: number[];
@@ -99,7 +99,9 @@ export interface Recording {
 }
 
 /** the protocols a key's fields are worked out for (a rule with another `-p` reads nothing of the packet); the rest share a class */
-const PROTO_CLASSES = [6, 17, 1] as const;
+const PROTO_CLASSES = [6, 17, 1, undefined] as const;
+/** a class whose fields are not worked out yet */
+const UNKNOWN = -2;
 const classOf = (proto: number) => (proto === 6 ? 0 : proto === 17 ? 1 : proto === 1 ? 2 : 3);
 
 /** can the rule's -p pass for a packet of `proto` (undefined: any protocol outside PROTO_CLASSES, or unknown) */
@@ -181,11 +183,10 @@ function specOf(table: CompiledTable, hook: Hook, env: Pick<MatchEnv, 'ipset'>, 
   return spec;
 }
 
-/** a table's cache at a hook, its fields worked out from the table's rules and the sets as they are */
-export function newCache(table: CompiledTable, hook: Hook, env: Pick<MatchEnv, 'ipset'>): VerdictCache {
-  const specs = [...PROTO_CLASSES.map((p) => specOf(table, hook, env, p)), specOf(table, hook, env)];
+/** a table's cache at a hook: each protocol class's fields are worked out at its first packet (the rules and the sets as they are then) */
+export function newCache(): VerdictCache {
   return {
-    specs,
+    specs: [UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN],
     slots: new Array<Verdict | undefined>(SLOTS).fill(undefined),
     seen: new Array<number>(SLOTS).fill(-1),
   };
@@ -259,7 +260,10 @@ export function cachedTraverse(
   env: MatchEnv & { recording?: Recording },
 ): Traversal {
   const hook = env.hook;
-  const spec = cache.specs[classOf(p.proto)];
+  const cls = classOf(p.proto);
+  let spec = cache.specs[cls];
+  // each protocol class's fields, worked out at its first packet
+  if (spec === UNKNOWN) spec = cache.specs[cls] = specOf(entry.compiled, hook, env, PROTO_CLASSES[cls]);
   if (spec < 0) return traverse(entry.compiled, tableName, hook, p, env, true);
   const hash = keyOf(spec, p, scratch);
   // two ways: the slot the product's high bits give (they mix every bit of the fields) and its pair
