@@ -84,7 +84,10 @@ export const verdictCache = { on: true, hits: 0 };
 
 /** a table's cache at one hook */
 export interface VerdictCache {
-  /** the fields of the key (F_*) by protocol class (classOf); -1: nothing is kept for that class; UNKNOWN: not worked out yet */
+  /**
+   * the fields of the key (F_*) by protocol class (classOf); -1: nothing is kept for that class;
+   * UNKNOWN: not worked out yet
+   */
   readonly specs: number[];
   readonly slots: (Verdict | undefined)[];
   /** per slot, the hash of a key seen once and not kept (-1: none) */
@@ -98,13 +101,16 @@ export interface Recording {
   probes: Probe[] | undefined;
 }
 
-/** the protocols a key's fields are worked out for (a rule with another `-p` reads nothing of the packet); the rest share a class */
+/**
+ * the protocols a key's fields are worked out for (a rule with another `-p` reads nothing of the
+ * packet); the rest share a class (undefined)
+ */
 const PROTO_CLASSES = [6, 17, 1, undefined] as const;
 /** a class whose fields are not worked out yet */
 const UNKNOWN = -2;
 const classOf = (proto: number) => (proto === 6 ? 0 : proto === 17 ? 1 : proto === 1 ? 2 : 3);
 
-/** can the rule's -p pass for a packet of `proto` (undefined: any protocol outside PROTO_CLASSES, or unknown) */
+/** can the rule's -p pass for a packet of `proto` (undefined: any protocol outside PROTO_CLASSES) */
 function protoMayPass(r: CompiledRule, proto: number | undefined): boolean {
   const p = r.proto;
   if (!p) return true;
@@ -183,7 +189,10 @@ function specOf(table: CompiledTable, hook: Hook, env: Pick<MatchEnv, 'ipset'>, 
   return spec;
 }
 
-/** a table's cache at a hook: each protocol class's fields are worked out at its first packet (the rules and the sets as they are then) */
+/**
+ * a table's cache at a hook: each protocol class's fields are worked out at its first packet (the
+ * rules and the sets as they are then)
+ */
 export function newCache(): VerdictCache {
   return {
     specs: [UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN],
