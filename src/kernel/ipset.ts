@@ -11,6 +11,9 @@
  * a CIDR as /32. What is not modelled: the hash table itself (bucket layout, resizing, `Size in
  * memory`); members are kept in the order they were added, where the kernel lists them in its
  * bucket order, which depends on the random initval (the model keeps the initval its creator gave).
+ *
+ * Every function here that writes a set (create, destroy, flush, swap, add, load, del) first calls
+ * Netfilter.setsChanged(): the hooks' kept traversals read the sets (netfilter/verdicts.ts).
  */
 import { netMask } from './netfilter/parse.ts';
 import type { Netfilter } from './netfilter.ts';
@@ -103,6 +106,7 @@ function setOf(nf: Netfilter, name: string): IpSet {
 
 /** hash:* create: hashsize rounded up to a power of two, at least 64 (IPSET_MIMINAL_HASHSIZE) */
 export function ipsetCreate(nf: Netfilter, req: IpsetCreate): IpSet {
+  nf.setsChanged();
   const old = nf.ipsets.get(req.name);
   if (old) {
     // mtype_same_set: the type and the create parameters that stay (maxelem) must be the same
@@ -145,6 +149,7 @@ export function ipsetReferences(nf: Netfilter, name: string): number {
 
 /** destroy one set, or every set (no name): a referenced set is EBUSY, and then nothing is destroyed */
 export function ipsetDestroy(nf: Netfilter, name?: string): void {
+  nf.setsChanged();
   const names = name === undefined ? ipsetsInOrder(nf).map((s) => s.name) : [setOf(nf, name).name];
   for (const n of names) if (ipsetReferences(nf, n) > 0) throw new IpsetError('busy', n);
   for (const n of names) sets(nf).delete(n);
@@ -152,12 +157,14 @@ export function ipsetDestroy(nf: Netfilter, name?: string): void {
 }
 
 export function ipsetFlush(nf: Netfilter, name?: string): void {
+  nf.setsChanged();
   const sets = name === undefined ? [...nf.ipsets.values()] : [setOf(nf, name)];
   for (const s of sets) s.entries = [];
 }
 
 /** swap: the two sets exchange contents and type-specific headers, each name stays where rules point */
 export function ipsetSwap(nf: Netfilter, a: string, b: string): void {
+  nf.setsChanged();
   const x = setOf(nf, a);
   const y = nf.ipsets.get(b);
   if (!y) throw new IpsetError('no-set2', b);
@@ -185,6 +192,7 @@ function keyOf(s: IpSet, e: IpsetEntry): IpsetEntry {
  * kernel's range loop does.
  */
 export function ipsetAdd(nf: Netfilter, name: string, entries: readonly IpsetEntry[], exist = false): void {
+  nf.setsChanged();
   addTo(setOf(nf, name), entries, exist);
 }
 
@@ -214,6 +222,7 @@ function addTo(s: IpSet, entries: readonly IpsetEntry[], exist: boolean): void {
  * own. The caller keeps `entries` unchanged.
  */
 export function ipsetLoad(nf: Netfilter, name: string, entries: readonly IpsetEntry[]): void {
+  nf.setsChanged();
   const s = setOf(nf, name);
   if (s.entries.length) return ipsetAdd(nf, name, entries);
   let made = loaded.get(entries);
@@ -248,6 +257,7 @@ function own(s: IpSet): IpsetEntry[] {
 }
 
 export function ipsetDel(nf: Netfilter, name: string, entries: readonly IpsetEntry[], exist = false): void {
+  nf.setsChanged();
   const s = setOf(nf, name);
   own(s);
   const ix = indexes.get(s.entries) ?? makeIndex(s.entries);

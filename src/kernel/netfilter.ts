@@ -12,7 +12,7 @@ import { targetExt } from './netfilter/targets.ts';
 import type { Chain, Hook, RecentEntry, Rule, TableName } from './netfilter/types.ts';
 import { matchExt } from './netfilter/matches.ts';
 import type { IpSet } from './ipset.ts';
-import { dropPlan } from './netfilter/plan.ts';
+import { dropPlan, dropVerdicts } from './netfilter/plan.ts';
 
 export * from './netfilter/types.ts';
 export {
@@ -116,6 +116,15 @@ export class Netfilter {
    */
   changed(): void {
     dropPlan(this);
+  }
+
+  /**
+   * An IP set was created, destroyed, swapped or had members added or removed: every writer of the
+   * sets (src/kernel/ipset.ts) calls this, and the hooks' kept traversals (netfilter/verdicts.ts),
+   * which read the sets, go.
+   */
+  setsChanged(): void {
+    dropVerdicts(this);
   }
 
   private static builtinChains(table: string): Map<string, Chain> {

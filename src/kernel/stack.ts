@@ -2171,8 +2171,16 @@ function flowKey(p: Ipv4Packet): string {
 
 export { intToIp4 };
 
-/** the typed record of a table's traversal: the rules that matched and what decided */
+/**
+ * the typed record of a table's traversal: the rules that matched and what decided (a kept
+ * traversal's, made once: it is the same for every packet that replays it, within its rule set)
+ */
 export function nfDecision(ns: Netns, t: Traversal): NfDecision {
+  const kept = t.kept;
+  return kept ? (kept.decision ??= decisionOf(ns, t)) : decisionOf(ns, t);
+}
+
+function decisionOf(ns: Netns, t: Traversal): NfDecision {
   const d = t.decided;
   const target = d?.rule.target;
   const nat =

@@ -5,6 +5,7 @@
  * targets decide. The result is a typed record of what happened, for the datapath to act on and
  * the trace to show.
  */
+import type { NfDecision } from '../events.ts';
 import type { MatchEnv, MatchExtension, PacketView } from './extension.ts';
 import { matchExt } from './matches.ts';
 import { netMask } from './parse.ts';
@@ -29,6 +30,11 @@ export interface Traversal {
   decided?: RuleHit;
   /** a CT --notrack/NOTRACK rule matched: the packet stays untracked */
   notrack?: boolean;
+  /**
+   * the traversal is one the table's cache keeps (verdicts.ts): its typed decision, made once
+   * (stack.ts nfDecision) and shared by every packet that replays it
+   */
+  kept?: { decision?: NfDecision };
 }
 
 /**

@@ -28,6 +28,7 @@ import type { Netns } from '../objects.ts';
 import type { MatchEnv, PacketView } from './extension.ts';
 import { traverse, type Traversal } from './eval.ts';
 import { planOf, type HookTable, type NfPlan } from './plan.ts';
+import { cachedTraverse, newCache, verdictCache, type Recording } from './verdicts.ts';
 import { HOOK_TABLES, type AddrType, type Hook, type NatRange, type TableName } from './types.ts';
 
 /** what a hook sees of the skb; NAT replaces pkt, MARK changes mark, conntrack attaches ct */
@@ -121,8 +122,12 @@ class HookRun implements MatchEnv {
     return this.flow;
   }
 
+  /** a traversal being kept: what it asks that is not in its key (verdicts.ts) */
+  recording?: Recording;
+
   /** each rule draws its own number, as each xt_statistic call takes a fresh get_random_u32() */
   random(salt: string): number {
+    if (this.recording) this.recording.drew = true;
     const { chain, index } = this.pos;
     return (
       this.env.pinned?.(this.ns, this.table, chain, index) ??
@@ -135,11 +140,16 @@ class HookRun implements MatchEnv {
   }
 
   addrType(addr: number, dev?: string): AddrType {
-    return inetAddrType(this.ns, addr, dev);
+    const answer = inetAddrType(this.ns, addr, dev);
+    if (this.recording) (this.recording.probes ??= []).push({ kind: 'addrtype', addr, dev, answer });
+    return answer;
   }
 
   rpfilter(src: number, iif: string, loose: boolean, acceptLocal: boolean): boolean {
-    return rpfilterLookup(this.ns, src, iif, loose, acceptLocal);
+    const answer = rpfilterLookup(this.ns, src, iif, loose, acceptLocal);
+    if (this.recording)
+      (this.recording.probes ??= []).push({ kind: 'rpfilter', src, iif, loose, acceptLocal, answer });
+    return answer;
   }
 
   /** the view of the last table, and what it was made from: the next table reuses it while the packet, its entry and tracking are the same */
@@ -204,7 +214,9 @@ class HookRun implements MatchEnv {
     }
     const view = this.view();
     this.table = name;
-    const t = traverse(entry.compiled, name, this.hook, view, this, true);
+    const t = verdictCache.on
+      ? cachedTraverse((entry.verdicts ??= newCache()), entry, name, view, this)
+      : traverse(entry.compiled, name, this.hook, view, this, true);
     this.skb.mark = view.mark;
     if (chain.rules.length || chain.policy !== 'ACCEPT' || t.verdict !== 'ACCEPT')
       this.events.push({ kind: 'traversal', traversal: t });

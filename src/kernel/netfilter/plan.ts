@@ -12,6 +12,7 @@
 import type { NfDecision } from '../events.ts';
 import type { Netfilter } from '../netfilter.ts';
 import { compileRule, compileTable, type CompiledTable, type Traversal } from './eval.ts';
+import type { VerdictCache } from './verdicts.ts';
 import { HOOK_TABLES, HOOKS, type Chain, type Hook, type TableName } from './types.ts';
 
 /** one table's entry at a hook */
@@ -21,6 +22,8 @@ export interface HookTable {
   readonly chain: Chain;
   /** no rule and an ACCEPT policy: the policy decides alone, without a packet view or a record */
   readonly empty: boolean;
+  /** its kept traversals (verdicts.ts), made at its first traversal; dropped by an IP-set write */
+  verdicts?: VerdictCache;
 }
 
 export interface NfPlan {
@@ -68,6 +71,13 @@ export function planOf(nf: Netfilter): NfPlan {
 /** the rule set changed (Netfilter.changed()): the next hook makes a new plan */
 export function dropPlan(nf: Netfilter): void {
   plans.delete(nf);
+}
+
+/** an IP set changed (Netfilter.setsChanged()): the plan's kept traversals go, the plan stays */
+export function dropVerdicts(nf: Netfilter): void {
+  const p = plans.get(nf);
+  if (!p) return;
+  for (const hook of HOOKS) for (const e of Object.values(p.hooks[hook])) e.verdicts = undefined;
 }
 
 /**
