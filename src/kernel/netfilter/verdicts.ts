@@ -75,6 +75,12 @@ interface Verdict {
   readonly markAnd: number;
   readonly markXor: number;
   readonly probes: readonly Probe[] | undefined;
+  /**
+   * the namespace's routing generation (Netns.routeGeneration) when the probes last gave their
+   * answers: they read only addresses, devices and routes, which move it, and their arguments
+   * are the key's, so while it stands they need not be asked again
+   */
+  probesAt: number;
   /** the traversal's typed decision, once a step asked for it (stack.ts nfDecision) */
   decision?: NfDecision;
 }
@@ -245,15 +251,25 @@ function sameKey(a: readonly KeyPart[], b: readonly KeyPart[]): boolean {
   return true;
 }
 
-/** do the addrtype and rpfilter answers the kept traversal had still hold */
-function probesHold(probes: readonly Probe[], env: MatchEnv): boolean {
-  for (const q of probes)
+/** what cachedTraverse needs of its environment: the matches', and the namespace's routing generation */
+type CacheEnv = MatchEnv & { recording?: Recording; readonly ns: { readonly routeGeneration: number } };
+
+/**
+ * do the addrtype and rpfilter answers the kept traversal had still hold: at once while the
+ * routing generation is the one they were given at, else asked again (and, when they all hold,
+ * taken as given at the generation of now)
+ */
+function probesHold(v: Verdict, env: CacheEnv): boolean {
+  const gen = env.ns.routeGeneration;
+  if (v.probesAt === gen) return true;
+  for (const q of v.probes!)
     if (
       q.kind === 'addrtype'
         ? env.addrType(q.addr, q.dev) !== q.answer
         : env.rpfilter(q.src, q.iif, q.loose, q.acceptLocal) !== q.answer
     )
       return false;
+  v.probesAt = gen;
   return true;
 }
 
@@ -266,7 +282,7 @@ export function cachedTraverse(
   entry: HookTable,
   tableName: TableName,
   p: PacketView,
-  env: MatchEnv & { recording?: Recording },
+  env: CacheEnv,
 ): Traversal {
   const hook = env.hook;
   const cls = classOf(p.proto);
@@ -279,10 +295,10 @@ export function cachedTraverse(
   const slot = hash >>> SLOT_SHIFT;
   const slots = cache.slots;
   const v = slots[slot];
-  if (v && v.hash === hash && sameKey(v.key, scratch) && (!v.probes || probesHold(v.probes, env)))
+  if (v && v.hash === hash && sameKey(v.key, scratch) && (!v.probes || probesHold(v, env)))
     return replay(v, tableName, hook, entry.chain, p);
   const w = slots[slot ^ 1];
-  if (w && w.hash === hash && sameKey(w.key, scratch) && (!w.probes || probesHold(w.probes, env)))
+  if (w && w.hash === hash && sameKey(w.key, scratch) && (!w.probes || probesHold(w, env)))
     return replay(w, tableName, hook, entry.chain, p);
   // a key is kept the second time it is seen (a walk of pairs that never repeat — podwalk matrix —
   // keeps nothing): the hashes of the last keys seen once, two per pair of slots
@@ -302,7 +318,7 @@ export function cachedTraverse(
   } finally {
     env.recording = undefined;
   }
-  const kept = rec.drew ? undefined : keep(t, hash, key, rec.probes, mark, p.mark);
+  const kept = rec.drew ? undefined : keep(t, hash, key, rec.probes, env.ns.routeGeneration, mark, p.mark);
   if (kept) {
     // the newest in the slot, the one it displaces in the pair's other (the older of the two goes)
     if (v) slots[slot ^ 1] = v;
@@ -317,6 +333,7 @@ function keep(
   hash: number,
   key: KeyPart[],
   probes: Probe[] | undefined,
+  probesAt: number,
   before: number,
   after: number,
 ): Verdict | undefined {
@@ -342,6 +359,7 @@ function keep(
     markAnd,
     markXor,
     probes,
+    probesAt,
   };
 }
 
