@@ -229,11 +229,15 @@ test('a saved and loaded conntrack keeps its index and lookups', () => {
 test('the socket table finds by 4-tuple what a Map by quadKey finds, in table order', () => {
   const r = rng(7);
   const pick = <T>(xs: T[]) => xs[Math.floor(r() * xs.length)];
+  // local and remote from the same addresses and ports: a tuple and its mirror image (local and
+  // remote swapped), equal ports, and a tuple whose two ends are the same are all drawn
+  const addrs = ['10.0.0.1', '10.0.0.2', '255.255.255.255', '0.0.0.0', '10.0.0.01'];
+  const ports = [0, 1, 80, 8080, 65535, 65536, 2.5];
   const quad = (): Quad => ({
-    local: pick(['10.0.0.1', '255.255.255.255', '10.0.0.01']),
-    lport: pick([0, 80, 65535, 65536, 2.5]),
-    remote: pick(['10.0.0.2', '0.0.0.0']),
-    rport: pick([1, 8080]),
+    local: pick(addrs),
+    lport: pick(ports),
+    remote: pick(addrs),
+    rport: pick(ports),
   });
   const t = new QuadTable<Quad>();
   const ref = new Map<string, Quad[]>();

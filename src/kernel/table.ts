@@ -6,7 +6,7 @@
  * the key (an array is never an entry: entries are the kernel's objects); one entry per key is the
  * rule, so most keys cost no list of their own.
  */
-import { parseIp4 } from '../wire/addr.ts';
+import { parseIp4Cached } from '../wire/addr.ts';
 
 type Slot<T> = T | T[];
 
@@ -81,28 +81,40 @@ export function quadKey(c: Quad): string {
 }
 
 /** address · 65536 + port (below 2^48: exact as a double), or -1 when the address is not a dotted
- * quad parseIp4 takes or the port not an integer 0..65535 */
+ * quad parseIp4 takes or the port not an integer 0..65535 (the address parsed once per string:
+ * every segment received looks its socket up) */
 function half(ip: string, port: number): number {
-  const a = parseIp4(ip);
-  return a === undefined || !Number.isInteger(port) || port < 0 || port > 0xffff ? -1 : a * 65536 + port;
+  const a = parseIp4Cached(ip);
+  return a < 0 || !Number.isInteger(port) || port < 0 || port > 0xffff ? -1 : a * 65536 + port;
 }
 
 /**
  * An ordered table indexed by a 4-tuple (the established-socket hash): a Map by quadKey would make
- * a string per lookup; this has none: two levels of Maps by numbers (half). A tuple that is not
- * canonical numbers is indexed by its quadKey in a Map of its own; no such key equals the quadKey
- * of a canonical tuple (its address or port prints otherwise), so the two never answer for one key.
+ * a string per lookup; this has none: two levels of Maps by numbers (half). The outer level is
+ * the half with the lower port (the listening side's, as a rule: a client's ephemeral port is
+ * high), the inner the other half, doubled, plus 1 when that other half is the local one: so the
+ * many connections of one service share one inner Map on both ends (a client's socket made an
+ * inner Map of its own per source port), and (outer, inner) still names one 4-tuple only. A tuple
+ * that is not canonical numbers is indexed by its quadKey in a Map of its own; no such key equals
+ * the quadKey of a canonical tuple (its address or port prints otherwise), so the two never
+ * answer for one key.
  */
 export class QuadTable<T extends Quad & object> extends OrderedTable<T> {
   private index = new Map<number, Map<number, Slot<T>>>();
   private other = new Map<string, Slot<T>>();
 
+  /** whether the local half a (not the remote half b) keys the outer level; both ≥ 0 */
+  private static outer(a: number, b: number): boolean {
+    const pa = a % 65536;
+    const pb = b % 65536;
+    return pa < pb || (pa === pb && a <= b);
+  }
+
   private slot(local: string, lport: number, remote: string, rport: number): Slot<T> | undefined {
     const a = half(local, lport);
     const b = half(remote, rport);
-    return a < 0 || b < 0
-      ? this.other.get(quadKey({ local, lport, remote, rport }))
-      : this.index.get(a)?.get(b);
+    if (a < 0 || b < 0) return this.other.get(quadKey({ local, lport, remote, rport }));
+    return QuadTable.outer(a, b) ? this.index.get(a)?.get(b * 2) : this.index.get(b)?.get(a * 2 + 1);
   }
 
   /** the entries of the 4-tuple, in table order */
@@ -121,19 +133,23 @@ export class QuadTable<T extends Quad & object> extends OrderedTable<T> {
     const a = half(t.local, t.lport);
     const b = half(t.remote, t.rport);
     if (a < 0 || b < 0) return linkIn(this.other, quadKey(t), t);
-    let m = this.index.get(a);
-    if (m === undefined) this.index.set(a, (m = new Map()));
-    linkIn(m, b, t);
+    const first = QuadTable.outer(a, b);
+    const o = first ? a : b;
+    let m = this.index.get(o);
+    if (m === undefined) this.index.set(o, (m = new Map()));
+    linkIn(m, first ? b * 2 : a * 2 + 1, t);
   }
 
   protected unlink(t: T, gone: (x: T) => boolean): void {
     const a = half(t.local, t.lport);
     const b = half(t.remote, t.rport);
     if (a < 0 || b < 0) return unlinkIn(this.other, quadKey(t), gone);
-    const m = this.index.get(a);
+    const first = QuadTable.outer(a, b);
+    const o = first ? a : b;
+    const m = this.index.get(o);
     if (m === undefined) return;
-    unlinkIn(m, b, gone);
-    if (m.size === 0) this.index.delete(a);
+    unlinkIn(m, first ? b * 2 : a * 2 + 1, gone);
+    if (m.size === 0) this.index.delete(o);
   }
 }
 
