@@ -24,6 +24,7 @@ import {
   ETHERTYPE_IPV4,
   IPPROTO_ICMP,
   IPPROTO_IPIP,
+  IPPROTO_TCP,
   IPPROTO_UDP,
   type Frame,
   type Ipv4Packet,
@@ -61,7 +62,15 @@ import { planOf, randomChoice, type Hook } from './netfilter.ts';
 import { runHook, type HookEnv, type NfEvent } from './netfilter/hooks.ts';
 import type { Traversal } from './netfilter/eval.ts';
 import { REJECT_CODE, resetFor } from './netfilter/reject.ts';
-import { DeviceCapture, type CapturePoint, type TimerEvent, type World } from './world.ts';
+import {
+  DeviceCapture,
+  fmix32,
+  fnv1a,
+  fnv1aChar,
+  type CapturePoint,
+  type TimerEvent,
+  type World,
+} from './world.ts';
 import { WireBytes } from './wire-bytes.ts';
 
 export const BROADCAST: MacAddr = 'ff:ff:ff:ff:ff:ff';
@@ -1454,7 +1463,9 @@ export class Stack {
     vx.stats.txBytes += bytes.length - 14;
     const inner = frame.payload.kind === 'ipv4' ? frame.payload : undefined;
     // udp_flow_src_port: a hash of the inner flow, scaled into the port range
-    const h = this.w.derive('vxlan-sport', inner ? flowKey(inner) : frame.eth.src + frame.eth.dst);
+    const h = inner
+      ? flowHash(this.w, 'vxlan-sport', inner)
+      : this.w.derive('vxlan-sport', frame.eth.src + frame.eth.dst);
     const sport = vx.srcPortMin + (h % (vx.srcPortMax - vx.srcPortMin + 1));
     const outer: Ipv4Packet = {
       kind: 'ipv4',
@@ -2098,12 +2109,50 @@ function shouldDeliver(p: Link, inPort: Link | undefined): boolean {
   return p !== inPort || !!p.hairpin;
 }
 
-/** the flow hash is symmetric (flow_hash_from_keys orders the endpoints): both directions share it */
-function flowKey(p: Ipv4Packet): string {
-  const t = tupleOf(p);
-  const a = `${t.src}:${t.sport}`;
-  const b = `${t.dst}:${t.dport}`;
-  return `${t.proto}|${a < b ? a + '|' + b : b + '|' + a}`;
+/**
+ * The flow hash, symmetric (flow_hash_from_keys orders the endpoints: both directions share it):
+ * w.derive(what, KEY), KEY being `PROTO|A|B` with A and B the ends `ADDR:PORT` of the packet's
+ * conntrack tuple in string order, hashed piece by piece, without making KEY (every VXLAN packet
+ * hashed its flow's four strings)
+ */
+export function flowHash(w: World, what: string, p: Ipv4Packet): number {
+  const pl = p.payload;
+  // the tuple's protocol and ports (tupleOf): ports for TCP and UDP, 0 for the rest
+  const proto =
+    pl.kind === 'tcp'
+      ? IPPROTO_TCP
+      : pl.kind === 'udp'
+        ? IPPROTO_UDP
+        : pl.kind === 'icmp'
+          ? IPPROTO_ICMP
+          : p.ip.protocol;
+  const sport = String(pl.kind === 'tcp' ? pl.tcp.srcPort : pl.kind === 'udp' ? pl.udp.srcPort : 0);
+  const dport = String(pl.kind === 'tcp' ? pl.tcp.dstPort : pl.kind === 'udp' ? pl.udp.dstPort : 0);
+  const { src, dst } = p.ip;
+  const srcFirst = endBefore(src, sport, dst, dport);
+  let h = fnv1aChar(0x7c, fnv1a(String(proto), w.deriveStart(what)));
+  h = srcFirst ? hashEnd(h, src, sport) : hashEnd(h, dst, dport);
+  h = fnv1aChar(0x7c, h);
+  h = srcFirst ? hashEnd(h, dst, dport) : hashEnd(h, src, sport);
+  return fmix32(h);
+}
+
+/** FNV-1a over `ADDR:PORT` */
+function hashEnd(h: number, addr: string, port: string): number {
+  return fnv1a(port, fnv1aChar(0x3a, fnv1a(addr, h)));
+}
+
+/** `${a1}:${p1}` < `${a2}:${p2}` (JavaScript's string order, by UTF-16 code units), the strings not made */
+function endBefore(a1: string, p1: string, a2: string, p2: string): boolean {
+  const n1 = a1.length + 1 + p1.length;
+  const n2 = a2.length + 1 + p2.length;
+  const n = Math.min(n1, n2);
+  for (let i = 0; i < n; i++) {
+    const c1 = i < a1.length ? a1.charCodeAt(i) : i === a1.length ? 0x3a : p1.charCodeAt(i - a1.length - 1);
+    const c2 = i < a2.length ? a2.charCodeAt(i) : i === a2.length ? 0x3a : p2.charCodeAt(i - a2.length - 1);
+    if (c1 !== c2) return c1 < c2;
+  }
+  return n1 < n2;
 }
 
 export { intToIp4 };
