@@ -192,7 +192,7 @@ export class Stack {
    * to the other end with __netif_rx, which queues it; process_backlog receives the queued frames
    * in order, and what their receivers send joins the tail. One CPU: the lab's flows are short.
    */
-  private readonly backlog: Backlogged[] = [];
+  private backlog: Backlogged[] = [];
   /** dev_queue_xmit's rcu_read_lock_bh nesting: pending softirqs run when the outermost one ends */
   private bhDisabled = 0;
   /** net_rx_action is running: a frame handed on now waits in the backlog */
@@ -983,6 +983,8 @@ export class Stack {
    * context it was sent in; a neighbour its receiver resolved sends its queue at once (neigh_update)
    */
   private netRxAction(): void {
+    // nothing queued (what the transmission sent left by a tunnel, or was dropped): nothing runs
+    if (!this.backlog.length) return;
     const rec = this.w.rec;
     const depth = this.auxDepth;
     const part = rec.part;
@@ -1003,7 +1005,8 @@ export class Stack {
         this.flushResolved();
       }
     } finally {
-      this.backlog.length = 0;
+      // a new list rather than length = 0 (a call into the runtime, after every transmission)
+      this.backlog = [];
       this.softirq = false;
       this.auxDepth = depth;
       rec.part = part;
