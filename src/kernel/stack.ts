@@ -1048,8 +1048,8 @@ export class Stack {
     const len = bytes.length;
     this.txStep(ns, dev, frame, bytes);
     // devXmit checked the carrier: the peer exists and is up
-    const peer = this.w.ns(dev.peer!.netns).link(dev.peer!.name)!;
     const peerNs = this.w.ns(dev.peer!.netns);
+    const peer = peerNs.link(dev.peer!.name)!;
     // veth_xmit → __dev_forward_skb → is_skb_forwardable: larger than the peer's MTU + L2 header →
     // dropped and counted on the peer (rx_dropped) and on this end (tx_dropped); a local sender's
     // sendmsg gets NET_XMIT_DROP back as ENOBUFS
@@ -1525,8 +1525,13 @@ export class Stack {
   private nextId(ns: Netns, p: Ipv4Packet): number {
     if (p.ip.df) return 0;
     ns.ipId = (ns.ipId + 1) & 0xffff;
-    return (this.w.derive('ipid', ns.name) + ns.ipId) & 0xffff;
+    let base = this.ipIdBases.get(ns.name);
+    if (base === undefined) this.ipIdBases.set(ns.name, (base = this.w.derive('ipid', ns.name)));
+    return (base + ns.ipId) & 0xffff;
   }
+
+  /** derive('ipid', NETNS) by netns name (the World's seed never changes): every tunnel packet asked */
+  private readonly ipIdBases = new Map<string, number>();
 
   routeStep(ns: Netns, dst: string, rr: RouteResult, outer = false): void {
     if (!this.w.rec.keeps) return this.w.rec.passed();
