@@ -2152,6 +2152,8 @@ function hashEnd(h: number, addr: string, port: string): number {
 
 /** `${a1}:${p1}` < `${a2}:${p2}` (JavaScript's string order, by UTF-16 code units), the strings not made */
 function endBefore(a1: string, p1: string, a2: string, p2: string): boolean {
+  // addresses that differ before either ends decide alone (the common case: two hosts)
+  if (a1 !== a2 && !a1.startsWith(a2) && !a2.startsWith(a1)) return a1 < a2;
   const n1 = a1.length + 1 + p1.length;
   const n2 = a2.length + 1 + p2.length;
   const n = Math.min(n1, n2);
