@@ -5,7 +5,7 @@
  * against a reference that is that Map (set replaces in place, delete by the entry's current
  * tuples, insertion order), through `index` (the saved world's form), `find` and `taken`; then a
  * save and load of the conntrack of 40 walks keeps the same index and lookups. The TCP socket
- * table (by numbers in two levels of Maps since session 9) answers as a Map by the 4-tuple's
+ * table (by a hash of the tuple's numbers since session 13) answers as a Map by the 4-tuple's
  * string did, tuples that are not canonical numbers included. The VXLAN source port's flow hash,
  * made without its key's strings since session 13, is World.derive of the string key it hashed.
  */
