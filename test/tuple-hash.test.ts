@@ -5,8 +5,9 @@
  * against a reference that is that Map (set replaces in place, delete by the entry's current
  * tuples, insertion order), through `index` (the saved world's form), `find` and `taken`; then a
  * save and load of the conntrack of 40 walks keeps the same index and lookups. The TCP socket
- * table (by numbers in two levels of Maps since session 9) answers as a Map by the 4-tuple's
- * string did, tuples that are not canonical numbers included.
+ * table (by a hash of the tuple's numbers since session 13) answers as a Map by the 4-tuple's
+ * string did, tuples that are not canonical numbers included. The VXLAN source port's flow hash,
+ * made without its key's strings since session 13, is World.derive of the string key it hashed.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -24,6 +25,9 @@ import { decodeData, encodeData } from '../src/kernel/data.ts';
 import { cloneWorld } from '../src/kernel/snapshot.ts';
 import { walk } from '../src/trace/walk.ts';
 import { QuadTable, quadKey, type Quad } from '../src/kernel/table.ts';
+import { flowHash, tupleOf } from '../src/kernel/stack.ts';
+import { World } from '../src/kernel/world.ts';
+import type { Ipv4Packet } from '../src/wire/types.ts';
 
 /** a deterministic generator (mulberry32) */
 function rng(seed: number): () => number {
@@ -229,13 +233,21 @@ test('a saved and loaded conntrack keeps its index and lookups', () => {
 test('the socket table finds by 4-tuple what a Map by quadKey finds, in table order', () => {
   const r = rng(7);
   const pick = <T>(xs: T[]) => xs[Math.floor(r() * xs.length)];
+  // local and remote from the same addresses and ports: a tuple and its mirror image (local and
+  // remote swapped), equal ports, and a tuple whose two ends are the same are all drawn
+  const addrs = ['10.0.0.1', '10.0.0.2', '255.255.255.255', '0.0.0.0', '10.0.0.01'];
+  const ports = [0, 1, 80, 8080, 65535, 65536, 2.5];
   const quad = (): Quad => ({
-    local: pick(['10.0.0.1', '255.255.255.255', '10.0.0.01']),
-    lport: pick([0, 80, 65535, 65536, 2.5]),
-    remote: pick(['10.0.0.2', '0.0.0.0']),
-    rport: pick([1, 8080]),
+    local: pick(addrs),
+    lport: pick(ports),
+    remote: pick(addrs),
+    rport: pick(ports),
   });
-  const t = new QuadTable<Quad>();
+  // the table as it is, and with a hash of 2 bits: most tuples share their slot with others
+  for (const t of [new QuadTable<Quad>(), new QuadTable<Quad>(3)]) checkQuads(t, quad, r);
+});
+
+function checkQuads(t: QuadTable<Quad>, quad: () => Quad, r: () => number): void {
   const ref = new Map<string, Quad[]>();
   for (let step = 0; step < 2000; step++) {
     if (r() < 0.6) {
@@ -253,4 +265,65 @@ test('the socket table finds by 4-tuple what a Map by quadKey finds, in table or
     assert.deepEqual(t.getAll(q.local, q.lport, q.remote, q.rport), want);
     assert.equal(t.newest(q.local, q.lport, q.remote, q.rport), want.at(-1));
   }
+}
+
+test('the flow hash is World.derive of the flow key string, ends in string order', () => {
+  // the key vxlan_xmit's source port was hashed from: `PROTO|A|B`, the ends `ADDR:PORT` sorted as strings
+  const flowKey = (p: Ipv4Packet) => {
+    const t = tupleOf(p);
+    const a = `${t.src}:${t.sport}`;
+    const b = `${t.dst}:${t.dport}`;
+    return `${t.proto}|${a < b ? a + '|' + b : b + '|' + a}`;
+  };
+  const r = rng(11);
+  const pick = <T>(xs: T[]) => xs[Math.floor(r() * xs.length)];
+  // addresses that are prefixes of each other, equal ones, and ports whose strings order unlike their numbers
+  const addrs = ['10.0.0.1', '10.0.0.12', '10.0.0.2', '10.0.0.1', '1.2.3.4', '10.0.0.10', '9.9.9.9', ''];
+  const ports = [0, 1, 2, 9, 10, 12, 80, 8080, 8472, 40000, 65535, 1.5];
+  const w = new World(pick(['seed', 'other', '']));
+  let checked = 0;
+  for (let i = 0; i < 5000; i++) {
+    const ip = {
+      src: pick(addrs),
+      dst: pick(addrs),
+      protocol: pick([1, 6, 17, 47]),
+      ttl: 64,
+      id: 0,
+      df: false,
+      mf: false,
+      fragOffset: 0,
+      tos: 0,
+    };
+    const kind = pick(['tcp', 'udp', 'icmp', 'raw'] as const);
+    const data = new Uint8Array(0);
+    const payload: Ipv4Packet['payload'] =
+      kind === 'tcp'
+        ? {
+            kind,
+            tcp: {
+              srcPort: pick(ports),
+              dstPort: pick(ports),
+              seq: 0,
+              ack: 0,
+              flags: {},
+              window: 0,
+              options: {},
+            },
+            data,
+          }
+        : kind === 'udp'
+          ? {
+              kind,
+              udp: { srcPort: pick(ports), dstPort: pick(ports) },
+              payload: { kind: 'raw', data },
+            }
+          : kind === 'icmp'
+            ? { kind, icmp: { type: pick([0, 3, 8]), code: 0, id: pick(ports), seq: 1 }, data }
+            : { kind, data };
+    const p: Ipv4Packet = { kind: 'ipv4', ip, payload };
+    const what = pick(['vxlan-sport', 'x']);
+    assert.equal(flowHash(w, what, p), w.derive(what, flowKey(p)), flowKey(p));
+    checked++;
+  }
+  assert.equal(checked, 5000);
 });

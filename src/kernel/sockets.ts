@@ -14,6 +14,7 @@ import {
   type Ipv4Packet,
   type TcpFlags,
   type TcpOptions,
+  type TcpRepr,
 } from '../wire/types.ts';
 import type { Link, Netns } from './objects.ts';
 import { loopbackRoute, type AppSocketEvent, type Stack, type TransportHandler } from './stack.ts';
@@ -188,10 +189,14 @@ const NOTHING = new Uint8Array(0);
 /** pairs a derivePair cache holds at the most (per first member, and first members) */
 const MAX_PAIRS = 4096;
 
-/** `tcp/PORT`, what a delivery to a TCP port is delivered to, made once per port */
+/**
+ * `tcp/PORT`, what a delivery to a TCP port is delivered to, made once per port below the
+ * ephemeral range (a listener's); a client's port, new with nearly every connection, gets a string
+ * of its own that is not kept (they were kept, one per port a walk ever used: 111 B a walk)
+ */
 const tcpTos: string[] = [];
 const tcpTo = (port: number): string =>
-  port >= 0 && port <= 0xffff ? (tcpTos[port] ??= `tcp/${port}`) : `tcp/${port}`;
+  port >= 0 && port < 32768 ? (tcpTos[port] ??= `tcp/${port}`) : `tcp/${port}`;
 
 /** a is after b in sequence space */
 const seqAfter = (a: number, b: number) => ((a - b) | 0) > 0;
@@ -1109,19 +1114,19 @@ export class Sockets implements TransportHandler {
     this.stack.count(ns, 'TcpInSegs');
     const found = this.byTuple(ns, pkt.ip.dst, tcp.dstPort, pkt.ip.src, tcp.srcPort);
     const conn = found && found.state !== 'CLOSED' ? found : undefined;
-    const seg: SegmentInfo = {
-      flags: { ...f },
-      seq: tcp.seq,
-      ack: f.ack ? tcp.ack : undefined,
-      len: data.length,
-    };
     const port = tcp.dstPort;
-    const to = tcpTo(port);
     if (!conn) {
       const listener = tcpListener(ns, tcp.dstPort, pkt.ip.dst);
+      // a SYN to a listener: acceptSyn records the segment itself
       if (f.syn && !f.ack && listener) return this.acceptSyn(ns, dev, pkt, listener.app);
       if (f.rst)
-        return this.stack.deliver(ns, dev.name, to, { what: 'tcp', port, seg, event: 'rst-no-conn' }, 4);
+        return this.stack.deliver(
+          ns,
+          dev.name,
+          tcpTo(port),
+          { what: 'tcp', port, seg: segmentInfo(tcp, data), event: 'rst-no-conn' },
+          4,
+        );
       this.stack.mib(ns, 'TcpOutRsts');
       this.stack.drop(
         ns,
@@ -1132,6 +1137,8 @@ export class Sockets implements TransportHandler {
       this.sendReset(ns, pkt);
       return;
     }
+    const seg = segmentInfo(tcp, data);
+    const to = tcpTo(port);
     if (f.rst) {
       // tcp_reset: connect() gets ECONNREFUSED, an open connection ECONNRESET
       conn.err = conn.state === 'SYN_SENT' ? 'ECONNREFUSED' : 'ECONNRESET';
@@ -1458,7 +1465,6 @@ export class Sockets implements TransportHandler {
     };
     if (app) c.app = app;
     ns.tcp.add(c);
-    const f = tcp.flags;
     this.stack.deliver(
       ns,
       dev.name,
@@ -1466,7 +1472,7 @@ export class Sockets implements TransportHandler {
       {
         what: 'tcp',
         port: tcp.dstPort,
-        seg: { flags: { ...f }, seq: tcp.seq, ack: f.ack ? tcp.ack : undefined, len: 0 },
+        seg: segmentInfo(tcp, NOTHING),
         event: 'syn',
         mss,
       },
@@ -1483,6 +1489,12 @@ export class Sockets implements TransportHandler {
     this.armRto(ns, c);
     this.stack.queue.push({ ns: ns.name, pkt: synack, role: { kind: 'syn-ack' } });
   }
+}
+
+/** what a delivery step records of the segment (its flags copied) */
+function segmentInfo(tcp: TcpRepr, data: Uint8Array): SegmentInfo {
+  const f = tcp.flags;
+  return { flags: { ...f }, seq: tcp.seq, ack: f.ack ? tcp.ack : undefined, len: data.length };
 }
 
 /** the first listening TCP socket of the namespace on `port` that takes `addr` (a wildcard or the address) */

@@ -24,6 +24,7 @@ import {
   ETHERTYPE_IPV4,
   IPPROTO_ICMP,
   IPPROTO_IPIP,
+  IPPROTO_TCP,
   IPPROTO_UDP,
   type Frame,
   type Ipv4Packet,
@@ -61,7 +62,15 @@ import { planOf, randomChoice, type Hook } from './netfilter.ts';
 import { runHook, type HookEnv, type NfEvent } from './netfilter/hooks.ts';
 import type { Traversal } from './netfilter/eval.ts';
 import { REJECT_CODE, resetFor } from './netfilter/reject.ts';
-import { DeviceCapture, type CapturePoint, type TimerEvent, type World } from './world.ts';
+import {
+  DeviceCapture,
+  fmix32,
+  fnv1a,
+  fnv1aChar,
+  type CapturePoint,
+  type TimerEvent,
+  type World,
+} from './world.ts';
 import { WireBytes } from './wire-bytes.ts';
 
 export const BROADCAST: MacAddr = 'ff:ff:ff:ff:ff:ff';
@@ -195,7 +204,7 @@ export class Stack {
    * to the other end with __netif_rx, which queues it; process_backlog receives the queued frames
    * in order, and what their receivers send joins the tail. One CPU: the lab's flows are short.
    */
-  private readonly backlog: Backlogged[] = [];
+  private backlog: Backlogged[] = [];
   /** dev_queue_xmit's rcu_read_lock_bh nesting: pending softirqs run when the outermost one ends */
   private bhDisabled = 0;
   /** net_rx_action is running: a frame handed on now waits in the backlog */
@@ -1037,6 +1046,8 @@ export class Stack {
    * context it was sent in; a neighbour its receiver resolved sends its queue at once (neigh_update)
    */
   private netRxAction(): void {
+    // nothing queued (what the transmission sent left by a tunnel, or was dropped): nothing runs
+    if (!this.backlog.length) return;
     const rec = this.w.rec;
     const depth = this.auxDepth;
     const part = rec.part;
@@ -1057,7 +1068,8 @@ export class Stack {
         this.flushResolved();
       }
     } finally {
-      this.backlog.length = 0;
+      // a new list rather than length = 0 (a call into the runtime, after every transmission)
+      this.backlog = [];
       this.softirq = false;
       this.auxDepth = depth;
       rec.part = part;
@@ -1099,8 +1111,8 @@ export class Stack {
     const len = bytes.length;
     this.txStep(ns, dev, frame, bytes);
     // devXmit checked the carrier: the peer exists and is up
-    const peer = this.w.ns(dev.peer!.netns).link(dev.peer!.name)!;
     const peerNs = this.w.ns(dev.peer!.netns);
+    const peer = peerNs.link(dev.peer!.name)!;
     // veth_xmit → __dev_forward_skb → is_skb_forwardable: larger than the peer's MTU + L2 header →
     // dropped and counted on the peer (rx_dropped) and on this end (tx_dropped); a local sender's
     // sendmsg gets NET_XMIT_DROP back as ENOBUFS
@@ -1517,7 +1529,9 @@ export class Stack {
     vx.stats.txBytes += bytes.length - 14;
     const inner = frame.payload.kind === 'ipv4' ? frame.payload : undefined;
     // udp_flow_src_port: a hash of the inner flow, scaled into the port range
-    const h = this.w.derive('vxlan-sport', inner ? flowKey(inner) : frame.eth.src + frame.eth.dst);
+    const h = inner
+      ? flowHash(this.w, 'vxlan-sport', inner)
+      : this.w.derive('vxlan-sport', frame.eth.src + frame.eth.dst);
     const sport = vx.srcPortMin + (h % (vx.srcPortMax - vx.srcPortMin + 1));
     const outer: Ipv4Packet = {
       kind: 'ipv4',
@@ -1574,8 +1588,13 @@ export class Stack {
   private nextId(ns: Netns, p: Ipv4Packet): number {
     if (p.ip.df) return 0;
     ns.ipId = (ns.ipId + 1) & 0xffff;
-    return (this.w.derive('ipid', ns.name) + ns.ipId) & 0xffff;
+    let base = this.ipIdBases.get(ns.name);
+    if (base === undefined) this.ipIdBases.set(ns.name, (base = this.w.derive('ipid', ns.name)));
+    return (base + ns.ipId) & 0xffff;
   }
+
+  /** derive('ipid', NETNS) by netns name (the World's seed never changes): every tunnel packet asked */
+  private readonly ipIdBases = new Map<string, number>();
 
   routeStep(ns: Netns, dst: string, rr: RouteResult, outer = false): void {
     if (!this.w.rec.keeps) return this.w.rec.passed();
@@ -2161,12 +2180,52 @@ function shouldDeliver(p: Link, inPort: Link | undefined): boolean {
   return p !== inPort || !!p.hairpin;
 }
 
-/** the flow hash is symmetric (flow_hash_from_keys orders the endpoints): both directions share it */
-function flowKey(p: Ipv4Packet): string {
-  const t = tupleOf(p);
-  const a = `${t.src}:${t.sport}`;
-  const b = `${t.dst}:${t.dport}`;
-  return `${t.proto}|${a < b ? a + '|' + b : b + '|' + a}`;
+/**
+ * The flow hash, symmetric (flow_hash_from_keys orders the endpoints: both directions share it):
+ * w.derive(what, KEY), KEY being `PROTO|A|B` with A and B the ends `ADDR:PORT` of the packet's
+ * conntrack tuple in string order, hashed piece by piece, without making KEY (every VXLAN packet
+ * hashed its flow's four strings)
+ */
+export function flowHash(w: World, what: string, p: Ipv4Packet): number {
+  const pl = p.payload;
+  // the tuple's protocol and ports (tupleOf): ports for TCP and UDP, 0 for the rest
+  const proto =
+    pl.kind === 'tcp'
+      ? IPPROTO_TCP
+      : pl.kind === 'udp'
+        ? IPPROTO_UDP
+        : pl.kind === 'icmp'
+          ? IPPROTO_ICMP
+          : p.ip.protocol;
+  const sport = String(pl.kind === 'tcp' ? pl.tcp.srcPort : pl.kind === 'udp' ? pl.udp.srcPort : 0);
+  const dport = String(pl.kind === 'tcp' ? pl.tcp.dstPort : pl.kind === 'udp' ? pl.udp.dstPort : 0);
+  const { src, dst } = p.ip;
+  const srcFirst = endBefore(src, sport, dst, dport);
+  let h = fnv1aChar(0x7c, fnv1a(String(proto), w.deriveStart(what)));
+  h = srcFirst ? hashEnd(h, src, sport) : hashEnd(h, dst, dport);
+  h = fnv1aChar(0x7c, h);
+  h = srcFirst ? hashEnd(h, dst, dport) : hashEnd(h, src, sport);
+  return fmix32(h);
+}
+
+/** FNV-1a over `ADDR:PORT` */
+function hashEnd(h: number, addr: string, port: string): number {
+  return fnv1a(port, fnv1aChar(0x3a, fnv1a(addr, h)));
+}
+
+/** `${a1}:${p1}` < `${a2}:${p2}` (JavaScript's string order, by UTF-16 code units), the strings not made */
+function endBefore(a1: string, p1: string, a2: string, p2: string): boolean {
+  // addresses that differ before either ends decide alone (the common case: two hosts)
+  if (a1 !== a2 && !a1.startsWith(a2) && !a2.startsWith(a1)) return a1 < a2;
+  const n1 = a1.length + 1 + p1.length;
+  const n2 = a2.length + 1 + p2.length;
+  const n = Math.min(n1, n2);
+  for (let i = 0; i < n; i++) {
+    const c1 = i < a1.length ? a1.charCodeAt(i) : i === a1.length ? 0x3a : p1.charCodeAt(i - a1.length - 1);
+    const c2 = i < a2.length ? a2.charCodeAt(i) : i === a2.length ? 0x3a : p2.charCodeAt(i - a2.length - 1);
+    if (c1 !== c2) return c1 < c2;
+  }
+  return n1 < n2;
 }
 
 export { intToIp4 };

@@ -6,7 +6,7 @@
  * the key (an array is never an entry: entries are the kernel's objects); one entry per key is the
  * rule, so most keys cost no list of their own.
  */
-import { parseIp4 } from '../wire/addr.ts';
+import { parseIp4Cached } from '../wire/addr.ts';
 
 type Slot<T> = T | T[];
 
@@ -80,61 +80,84 @@ export function quadKey(c: Quad): string {
   return `${c.local}|${c.lport}|${c.remote}|${c.rport}`;
 }
 
-/** address · 65536 + port (below 2^48: exact as a double), or -1 when the address is not a dotted
- * quad parseIp4 takes or the port not an integer 0..65535 */
-function half(ip: string, port: number): number {
-  const a = parseIp4(ip);
-  return a === undefined || !Number.isInteger(port) || port < 0 || port > 0xffff ? -1 : a * 65536 + port;
+/** the address as parseIp4 reads it (parsed once per string: every segment received looks its socket up), or -1 */
+function addr(ip: string): number {
+  return parseIp4Cached(ip);
 }
+
+const isPort = (port: number) => Number.isInteger(port) && port >= 0 && port <= 0xffff;
 
 /**
  * An ordered table indexed by a 4-tuple (the established-socket hash): a Map by quadKey would make
- * a string per lookup; this has none: two levels of Maps by numbers (half). A tuple that is not
- * canonical numbers is indexed by its quadKey in a Map of its own; no such key equals the quadKey
- * of a canonical tuple (its address or port prints otherwise), so the two never answer for one key.
+ * a string per lookup; this has none. A tuple of dotted quads and ports is indexed by a hash of
+ * its four numbers, masked to a small integer (a Map key that is no boxed number, and one level:
+ * no Map per address and port); tuples whose hashes are the same share the slot in table order,
+ * and a lookup keeps the entries of its own tuple. A tuple that is not canonical numbers is indexed
+ * by its quadKey in a Map of its own; no such key equals the quadKey of a canonical tuple (its
+ * address or port prints otherwise), so the two never answer for one key.
  */
 export class QuadTable<T extends Quad & object> extends OrderedTable<T> {
-  private index = new Map<number, Map<number, Slot<T>>>();
+  private index = new Map<number, Slot<T>>();
   private other = new Map<string, Slot<T>>();
 
-  private slot(local: string, lport: number, remote: string, rport: number): Slot<T> | undefined {
-    const a = half(local, lport);
-    const b = half(remote, rport);
-    return a < 0 || b < 0
-      ? this.other.get(quadKey({ local, lport, remote, rport }))
-      : this.index.get(a)?.get(b);
+  /** `mask`: the hash's bits (a test narrows it to make tuples share slots) */
+  constructor(private readonly mask = 0x3fffffff) {
+    super();
+  }
+
+  /** the index key of a canonical tuple, or -1 (the tuple is indexed by its quadKey) */
+  private key(local: string, lport: number, remote: string, rport: number): number {
+    const a = addr(local);
+    const b = addr(remote);
+    if (a < 0 || b < 0 || !isPort(lport) || !isPort(rport)) return -1;
+    let h = Math.imul(a ^ lport, 0x9e3779b1);
+    h = Math.imul(h ^ (h >>> 15) ^ b, 0x85ebca6b);
+    h = Math.imul(h ^ (h >>> 13) ^ rport, 0xc2b2ae35);
+    return (h ^ (h >>> 16)) & this.mask;
   }
 
   /** the entries of the 4-tuple, in table order */
   getAll(local: string, lport: number, remote: string, rport: number): readonly T[] {
-    const v = this.slot(local, lport, remote, rport);
-    return v === undefined ? [] : Array.isArray(v) ? v : [v];
+    const k = this.key(local, lport, remote, rport);
+    const v = k < 0 ? this.other.get(quadKey({ local, lport, remote, rport })) : this.index.get(k);
+    if (v === undefined) return [];
+    if (k < 0) return Array.isArray(v) ? v : [v];
+    // an index slot: the entries of this tuple, without those of others that share its hash
+    if (!Array.isArray(v)) return is(v, local, lport, remote, rport) ? [v] : [];
+    return v.every((t) => is(t, local, lport, remote, rport))
+      ? v
+      : v.filter((t) => is(t, local, lport, remote, rport));
   }
 
   /** the last added entry of the 4-tuple */
   newest(local: string, lport: number, remote: string, rport: number): T | undefined {
-    const v = this.slot(local, lport, remote, rport);
-    return Array.isArray(v) ? v[v.length - 1] : v;
+    const k = this.key(local, lport, remote, rport);
+    if (k < 0) {
+      const v = this.other.get(quadKey({ local, lport, remote, rport }));
+      return Array.isArray(v) ? v[v.length - 1] : v;
+    }
+    const v = this.index.get(k);
+    if (v === undefined || !Array.isArray(v)) return v && is(v, local, lport, remote, rport) ? v : undefined;
+    for (let i = v.length - 1; i >= 0; i--) if (is(v[i], local, lport, remote, rport)) return v[i];
+    return undefined;
   }
 
   protected link(t: T): void {
-    const a = half(t.local, t.lport);
-    const b = half(t.remote, t.rport);
-    if (a < 0 || b < 0) return linkIn(this.other, quadKey(t), t);
-    let m = this.index.get(a);
-    if (m === undefined) this.index.set(a, (m = new Map()));
-    linkIn(m, b, t);
+    const k = this.key(t.local, t.lport, t.remote, t.rport);
+    if (k < 0) linkIn(this.other, quadKey(t), t);
+    else linkIn(this.index, k, t);
   }
 
   protected unlink(t: T, gone: (x: T) => boolean): void {
-    const a = half(t.local, t.lport);
-    const b = half(t.remote, t.rport);
-    if (a < 0 || b < 0) return unlinkIn(this.other, quadKey(t), gone);
-    const m = this.index.get(a);
-    if (m === undefined) return;
-    unlinkIn(m, b, gone);
-    if (m.size === 0) this.index.delete(a);
+    const k = this.key(t.local, t.lport, t.remote, t.rport);
+    if (k < 0) unlinkIn(this.other, quadKey(t), gone);
+    else unlinkIn(this.index, k, gone);
   }
+}
+
+/** t is the 4-tuple's */
+function is(t: Quad, local: string, lport: number, remote: string, rport: number): boolean {
+  return t.lport === lport && t.rport === rport && t.local === local && t.remote === remote;
 }
 
 /* ================================================================== compact tables */

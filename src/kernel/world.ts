@@ -107,8 +107,8 @@ export function hash32(s: string): number {
   return fmix32(fnv1a(s, 0x811c9dc5));
 }
 
-/** FNV-1a's state after `s`, from `h` */
-function fnv1a(s: string, h: number): number {
+/** FNV-1a's state after `s`, from `h` (World.deriveStart's callers hash their key piece by piece with it) */
+export function fnv1a(s: string, h: number): number {
   for (let i = 0; i < s.length; i++) {
     h ^= s.charCodeAt(i);
     h = Math.imul(h, 0x01000193);
@@ -116,8 +116,13 @@ function fnv1a(s: string, h: number): number {
   return h;
 }
 
+/** FNV-1a's state after the character (UTF-16 code unit) `c`, from `h` */
+export function fnv1aChar(c: number, h: number): number {
+  return Math.imul(h ^ c, 0x01000193);
+}
+
 /** the final avalanche (murmur3 fmix32) so that near-identical inputs spread */
-function fmix32(h: number): number {
+export function fmix32(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
@@ -369,10 +374,23 @@ export class World {
   /** FNV-1a's state after the seed and '|' (derive's common start; the seed never changes) */
   #seedHash: number | undefined;
 
+  /** FNV-1a's state after the seed and '|' */
+  private seedHash(): number {
+    return (this.#seedHash ??= Math.imul(fnv1a(this.seed, 0x811c9dc5) ^ 0x7c, 0x01000193));
+  }
+
+  /**
+   * derive(what, key) without the key's string: FNV-1a's state after the seed, `what` and '|', from
+   * which the caller hashes the key's pieces (fnv1a, fnv1aChar) and ends with fmix32
+   */
+  deriveStart(what: string): number {
+    return fnv1aChar(0x7c, fnv1a(what, this.seedHash()));
+  }
+
   /** ephemeral-port/ISN style values: stable for the same seed and inputs */
   derive(...parts: (string | number)[]): number {
     // hash32(seed + '|' + parts.join('|')), the string never made: FNV-1a reads it piece by piece
-    let h = (this.#seedHash ??= Math.imul(fnv1a(this.seed, 0x811c9dc5) ^ 0x7c, 0x01000193)); // seed + '|'
+    let h = this.seedHash(); // seed + '|'
     for (let i = 0; i < parts.length; i++) {
       if (i) h = Math.imul(h ^ 0x7c, 0x01000193); // '|'
       const p = parts[i];

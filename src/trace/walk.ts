@@ -187,8 +187,8 @@ interface ServiceIndex {
   count: number;
   byIp: Map<string, ServicePortInfo[]>;
   byLb: Map<string, ServicePortInfo[]>;
-  /** `NODEPORT/PROTO` → the first port with it */
-  byNodePort: Map<string, ServicePortInfo>;
+  /** by protocol, then NodePort: the first port with it (numbers: no `NODEPORT/PROTO` string made per walk) */
+  byNodePort: Record<'tcp' | 'udp', Map<number, ServicePortInfo>>;
 }
 const serviceIndexes = new WeakMap<Cluster, ServiceIndex>();
 
@@ -200,7 +200,7 @@ function serviceIndex(c: Cluster): ServiceIndex {
     count: c.services.length,
     byIp: new Map(),
     byLb: new Map(),
-    byNodePort: new Map(),
+    byNodePort: { tcp: new Map(), udp: new Map() },
   };
   const add = (m: Map<string, ServicePortInfo[]>, k: string, p: ServicePortInfo) => {
     const l = m.get(k);
@@ -211,8 +211,8 @@ function serviceIndex(c: Cluster): ServiceIndex {
     for (const p of s.ports) {
       add(ix.byIp, p.clusterIP, p);
       for (const lb of p.loadBalancerIPs) add(ix.byLb, lb, p);
-      const np = `${p.nodePort}/${p.protocol}`;
-      if (p.nodePort !== undefined && !ix.byNodePort.has(np)) ix.byNodePort.set(np, p);
+      const np = ix.byNodePort[p.protocol];
+      if (p.nodePort !== undefined && !np.has(p.nodePort)) np.set(p.nodePort, p);
     }
   serviceIndexes.set(c, ix);
   return ix;
@@ -268,7 +268,7 @@ export function resolveService(
   if (byLb) return pickPort(to, port, proto, byLb, `load-balancer IP ${to}`, () => to, 'load-balancer');
   // the NodePort first: a walk to a pod of a cluster without one scans no node list (podwalk
   // matrix walks thousands of pairs on 1,000 nodes)
-  const np = port === undefined ? undefined : ix.byNodePort.get(`${port}/${wantProto}`);
+  const np = port === undefined ? undefined : ix.byNodePort[wantProto].get(port);
   if (!np) return undefined;
   const node = c.nodes.find((n) => n.name === to || n.addr === to);
   return node && { ip: node.addr, port: port!, via: 'node-port', servicePort: np };
