@@ -26,6 +26,7 @@ import {
 } from '../src/kernel/netfilter/hooks.ts';
 import { verdictCache } from '../src/kernel/netfilter/verdicts.ts';
 import type { Netns } from '../src/kernel/objects.ts';
+import { rng } from './rng.ts';
 import { nfDecision } from '../src/kernel/stack.ts';
 import { iptablesSave } from '../src/tools/iptables-save.ts';
 import { iptablesRestore } from '../src/tools/iptables-restore.ts';
@@ -33,21 +34,6 @@ import { ipsetRestore, ipsetSaveText } from '../src/tools/ipset.ts';
 import { runCommand } from '../src/tools/index.ts';
 import { ip4ToInt } from '../src/wire/addr.ts';
 import type { Ipv4Packet } from '../src/wire/types.ts';
-
-/** a small deterministic generator (mulberry32) */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const int = (n: number) => Math.floor(next() * n);
-  const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)];
-  return { next, int, pick };
-}
 
 const ADDRS = ['10.0.0.1', '10.0.0.5', '10.0.0.6', '10.0.1.1', '10.0.1.7', '192.168.0.1', '10.0.2.9'];
 const DEVS = ['eth0', 'cali1234', 'cali5678', 'vx0', 'vx1', 'lo'];

@@ -57,24 +57,9 @@ import { updatePmtu } from '../src/kernel/pmtu.ts';
 import { worldFromData, worldToData } from '../src/kernel/snapshot.ts';
 import { Stack } from '../src/kernel/stack.ts';
 import { World } from '../src/kernel/world.ts';
+import { rng, type Rng } from './rng.ts';
 import { runCommand } from '../src/tools/index.ts';
 import { walk } from '../src/trace/walk.ts';
-
-/** mulberry32: the same seed, the same operations */
-function rng(seed: number) {
-  let s = seed >>> 0;
-  const next = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const int = (n: number) => Math.floor(next() * n);
-  const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)];
-  return { next, int, pick, chance: (p: number) => next() < p };
-}
-type Rng = ReturnType<typeof rng>;
 
 /**
  * a lookup's answer as data: what routeOutput hands out, the route checked to be the table's own

@@ -26,19 +26,11 @@ import { cloneWorld } from '../src/kernel/snapshot.ts';
 import { walk } from '../src/trace/walk.ts';
 import { QuadTable, quadKey, type Quad } from '../src/kernel/table.ts';
 import { flowHash, tupleOf } from '../src/kernel/stack.ts';
-import { World } from '../src/kernel/world.ts';
+import { seededRandom, World } from '../src/kernel/world.ts';
 import type { Ipv4Packet } from '../src/wire/types.ts';
 
 /** a deterministic generator (mulberry32) */
-function rng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededRandom;
 
 function tupleFrom(r: () => number, ports = [0, 1, 80, 65535, 1.5]): Tuple {
   const pick = <T>(xs: T[]) => xs[Math.floor(r() * xs.length)];
