@@ -539,6 +539,19 @@ function growthTable(rows: { label: string; w: WarmResult }[]): string {
   );
 }
 
+/** a full GC's heap moves by some 100 KiB between two readings with nothing freed: less freed than this is not measured */
+const FREED_RESOLUTION = 1 << 20;
+
+/**
+ * route / neighbour / FDB bytes per entry (or per row), each only where emptying that table freed
+ * more than the GC's resolution (100 nodes' neighbours are one shared segment of 100 rows, a few KiB)
+ */
+function perKind(r: BuildResult, per: (e: BuildResult['perEntry']['route']) => number): string {
+  const one = (e: BuildResult['perEntry']['route']) =>
+    Math.abs(e.bytes * e.entries) < FREED_RESOLUTION ? '< 1 MiB freed' : `${fmt(per(e))} B`;
+  return [r.perEntry.route, r.perEntry.neighbour, r.perEntry.fdb].map(one).join(' / ');
+}
+
 function scaleTable(rs: BuildResult[]): string {
   return table(
     [
@@ -566,9 +579,9 @@ function scaleTable(rs: BuildResult[]): string {
       `${fmt((r.heapUsed - r.heapUsedBefore) / (r.routes + r.neighbours + r.fdb))} B`,
       // what emptying that table everywhere gave back, per entry listed and per row stored (a
       // shared segment's once: bench/build-one.ts tableBytes)
-      `${fmt(r.perEntry.route.bytes)} / ${fmt(r.perEntry.neighbour.bytes)} / ${fmt(r.perEntry.fdb.bytes)} B`,
+      perKind(r, (e) => e.bytes),
       `${fmt(r.perEntry.route.rows)} + ${fmt(r.perEntry.neighbour.rows)} + ${fmt(r.perEntry.fdb.rows)}`,
-      `${fmt(r.perEntry.route.rowBytes)} / ${fmt(r.perEntry.neighbour.rowBytes)} / ${fmt(r.perEntry.fdb.rowBytes)} B`,
+      perKind(r, (e) => e.rowBytes),
       mib(r.rss),
       mib(r.maxRss),
     ]),
