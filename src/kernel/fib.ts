@@ -15,7 +15,17 @@
  */
 import { intToIp4, prefixMask } from '../wire/addr.ts';
 import type { FibException } from './objects.ts';
-import { grow, intern, interned, sameKeys, SlotHash, SlotList, type SlotIndex } from './table.ts';
+import {
+  derivedIn,
+  grow,
+  intern,
+  interned,
+  sameKeys,
+  SlotHash,
+  SlotList,
+  type Derived,
+  type SlotIndex,
+} from './table.ts';
 
 /**
  * rtm_protocol, named as `ip route` prints it: rt_protos' names, and `80` for the number it has no
@@ -167,7 +177,7 @@ function inserted(list: readonly number[], i: number, v: number): number[] {
 interface FibAux {
   gen: number;
   /** what `derived` keeps until the generation moves */
-  values: Map<(arg: never) => unknown, unknown> | undefined;
+  values: Derived | undefined;
   /** the one row scan and match fill, made on their first use */
   row: FilledRow | undefined;
 }
@@ -207,10 +217,7 @@ export class Fib {
    * same function at every call.
    */
   derived<T, A>(make: (arg: A) => T, arg: A): T {
-    const values = (this.aux().values ??= new Map());
-    let v = values.get(make) as T | undefined;
-    if (v === undefined) values.set(make, (v = make(arg)));
-    return v;
+    return derivedIn((this.aux().values ??= new Map()), make, arg);
   }
 
   /** what `derived` kept is dropped, the generation unchanged (a reader bounding its memory) */

@@ -7,7 +7,7 @@ import { Fib } from './fib.ts';
 import { Netfilter } from './netfilter.ts';
 import { Conntrack } from './conntrack.ts';
 import { DEVICE_SYSCTLS, NETNS_SYSCTLS } from './sysctl-recorded.ts';
-import { CompactKeyedTable, CompactPairTable, QuadTable, Schema } from './table.ts';
+import { CompactKeyedTable, CompactPairTable, derivedIn, QuadTable, Schema, type Derived } from './table.ts';
 import type { PingSocket, TcpConn } from './sockets.ts';
 
 export interface LinkStats {
@@ -346,7 +346,7 @@ export class Sysctls extends Map<string, string> {
   }
 
   /** what derived() worked out since the last write, by the function that worked it out */
-  #derived: Map<(arg: never) => unknown, unknown> | undefined;
+  #derived: Derived | undefined;
 
   /**
    * What `make(arg)` works out from these sysctls (a value per namespace that packets read: the
@@ -355,10 +355,7 @@ export class Sysctls extends Map<string, string> {
    * the module, the same at every call; `arg` the namespace whose sysctls these are.
    */
   derived<T, A>(make: (arg: A) => T, arg: A): T {
-    const m = (this.#derived ??= new Map());
-    let v = m.get(make) as T | undefined;
-    if (v === undefined) m.set(make, (v = make(arg)));
-    return v;
+    return derivedIn((this.#derived ??= new Map()), make, arg);
   }
 
   // set: Map's (a default written in place is read from the own entries in its place; a moved or

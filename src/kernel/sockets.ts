@@ -1497,7 +1497,6 @@ function segmentInfo(tcp: TcpRepr, data: Uint8Array): SegmentInfo {
   return { flags: { ...f }, seq: tcp.seq, ack: f.ack ? tcp.ack : undefined, len: data.length };
 }
 
-/** the first listening TCP socket of the namespace on `port` that takes `addr` (a wildcard or the address) */
 /** the MTU a route lookup gives a socket: its device's (a local address: 65536; no route: 1500) */
 function mtuOfRoute(rr: ReturnType<Stack['routeOutput']>): number {
   if (!rr) return 1500;
@@ -1505,6 +1504,7 @@ function mtuOfRoute(rr: ReturnType<Stack['routeOutput']>): number {
   return rr.dev.mtu;
 }
 
+/** the first listening TCP socket of the namespace on `port` that takes `addr` (a wildcard or the address) */
 function tcpListener(ns: Netns, port: number, addr: string): Netns['sockets'][number] | undefined {
   for (const s of ns.sockets)
     if (s.proto === 'tcp' && s.port === port && (s.addr === '0.0.0.0' || s.addr === addr)) return s;

@@ -10,6 +10,19 @@ import { parseIp4Cached } from '../wire/addr.ts';
 
 type Slot<T> = T | T[];
 
+/** what a table's readers worked out from it, by the function that worked each out */
+export type Derived = Map<(arg: never) => unknown, unknown>;
+
+/**
+ * `make(arg)`, kept in `values` under `make` at the first ask (Sysctls.derived, Fib.derived: each
+ * drops its `values` when what `make` reads is written)
+ */
+export function derivedIn<T, A>(values: Derived, make: (arg: A) => T, arg: A): T {
+  let v = values.get(make) as T | undefined;
+  if (v === undefined) values.set(make, (v = make(arg)));
+  return v;
+}
+
 /** `t` goes last among the entries of `k` */
 function linkIn<K, T extends object>(m: Map<K, Slot<T>>, k: K, t: T): void {
   const v = m.get(k);
@@ -80,11 +93,6 @@ export function quadKey(c: Quad): string {
   return `${c.local}|${c.lport}|${c.remote}|${c.rport}`;
 }
 
-/** the address as parseIp4 reads it (parsed once per string: every segment received looks its socket up), or -1 */
-function addr(ip: string): number {
-  return parseIp4Cached(ip);
-}
-
 const isPort = (port: number) => Number.isInteger(port) && port >= 0 && port <= 0xffff;
 
 /**
@@ -107,8 +115,9 @@ export class QuadTable<T extends Quad & object> extends OrderedTable<T> {
 
   /** the index key of a canonical tuple, or -1 (the tuple is indexed by its quadKey) */
   private key(local: string, lport: number, remote: string, rport: number): number {
-    const a = addr(local);
-    const b = addr(remote);
+    // parsed once per string: every segment received looks its socket up
+    const a = parseIp4Cached(local);
+    const b = parseIp4Cached(remote);
     if (a < 0 || b < 0 || !isPort(lport) || !isPort(rport)) return -1;
     let h = Math.imul(a ^ lport, 0x9e3779b1);
     h = Math.imul(h ^ (h >>> 15) ^ b, 0x85ebca6b);

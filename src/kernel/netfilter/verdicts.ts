@@ -189,6 +189,12 @@ function specOf(table: CompiledTable, hook: Hook, env: Pick<MatchEnv, 'ipset'>, 
             return -1;
           case 'comment':
             break;
+          default: {
+            // a match kind added later must say here what it reads, or nothing is kept
+            const unknown: never = m;
+            void unknown;
+            return -1;
+          }
         }
     }
   }
