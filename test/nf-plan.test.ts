@@ -10,7 +10,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { seedCluster } from '../src/cluster/seed.ts';
 import { buildCluster } from '../src/cni/build.ts';
-import { HOOKS, planOf, type NfPlan } from '../src/kernel/netfilter.ts';
+import { HOOKS, planOf, type Hook, type NfPlan } from '../src/kernel/netfilter.ts';
+import { OP_CT, OP_NAT } from '../src/kernel/netfilter/plan.ts';
+import { netnsAdd } from '../src/kernel/netlink.ts';
 import { iptables } from '../src/tools/iptables.ts';
 import { iptablesRestore } from '../src/tools/iptables-restore.ts';
 import { walk } from '../src/trace/walk.ts';
@@ -31,7 +33,15 @@ function parts(p: NfPlan): unknown[] {
         for (const r of cc.rules) out.push(r.rule, r.target, r.matches.length, r.random);
       }
     }
+  for (const hook of HOOKS) out.push(hook, opsOf(p, hook));
   return out;
+}
+
+/** what a hook runs, in order: ct, nat (with the nat table's entry or not), a table's name */
+function opsOf(p: NfPlan, hook: Hook): string {
+  return p.ops[hook]
+    .map((o) => (o.op === OP_CT ? 'ct' : o.op === OP_NAT ? `nat(${o.entry?.name ?? '-'})` : o.entry!.name))
+    .join(' ');
 }
 
 /** the kept plan is what the rules make now */
@@ -139,4 +149,29 @@ test('the hooks plan is made again after every change of the rules (emulated ipt
     planIsCurrent(what);
     assert.equal(outcome(), expected, what);
   }
+});
+
+test('what each hook runs: conntrack at PREROUTING and OUTPUT, NAT only where the nat table exists', () => {
+  const ns = netnsAdd(c.world, 'plan-ops', 'node');
+  const nsCtx = { cluster: c, netns: ns };
+  const ops = () => HOOKS.map((h) => `${h}: ${opsOf(planOf(ns.netfilter), h)}`).join('; ');
+  const ipt = (...argv: string[]) => assert.equal(iptables(argv, nsCtx).code, 0, argv.join(' '));
+  // no table: nothing but conntrack (which runs only where something needs it: HookRun.ctIn)
+  assert.equal(ops(), 'PREROUTING: ct; INPUT: ; FORWARD: ; OUTPUT: ct; POSTROUTING: ');
+  // a filter rule that needs conntrack: still no NAT (the nat table does not exist)
+  ipt('-A', 'FORWARD', '-m', 'conntrack', '--ctstate', 'INVALID', '-j', 'DROP');
+  assert.equal(ops(), 'PREROUTING: ct; INPUT: filter; FORWARD: filter; OUTPUT: ct filter; POSTROUTING: ');
+  // a nat chain made by a command makes the table: NAT at its four hooks, in priority order
+  ipt('-t', 'nat', '-N', 'PLANOPS');
+  assert.equal(
+    ops(),
+    'PREROUTING: ct nat(nat); INPUT: filter nat(nat); FORWARD: filter; OUTPUT: ct nat(nat) filter; POSTROUTING: nat(nat)',
+  );
+  ipt('-t', 'mangle', '-A', 'PREROUTING', '-j', 'MARK', '--set-mark', '1');
+  ipt('-t', 'raw', '-A', 'OUTPUT', '-j', 'CT', '--notrack');
+  assert.equal(
+    ops(),
+    'PREROUTING: raw ct mangle nat(nat); INPUT: mangle filter nat(nat); FORWARD: mangle filter; ' +
+      'OUTPUT: raw ct mangle nat(nat) filter; POSTROUTING: mangle nat(nat)',
+  );
 });

@@ -302,6 +302,15 @@ interface Shape {
 
 const FLAGS = [{ syn: true }, { ack: true }, { syn: true, ack: true }, { rst: true }];
 
+/** the hook a packet meets next in the datapath (ip_rcv → forward or local in; local out → post) */
+const NEXT_HOOK: Record<Hook, Hook | undefined> = {
+  PREROUTING: 'FORWARD',
+  FORWARD: 'POSTROUTING',
+  OUTPUT: 'POSTROUTING',
+  INPUT: undefined,
+  POSTROUTING: undefined,
+};
+
 /** each field of a shape, drawn at random */
 const FIELDS: { [K in keyof Shape]?: (r: R, s: Shape) => Shape[K] } = {
   proto: (r) => r.pick([6, 6, 17, 1]),
@@ -459,6 +468,7 @@ for (let seed = 1; seed <= 12; seed++) {
   const focus = (Object.keys(MATCH_POOLS) as Focus[])[seed % 6];
   test(`the verdict cache gives what the hooks without it give (seed ${seed}, mostly ${focus} matches)`, () => {
     const r = rng(seed);
+    const onward = rng(seed + 1000);
     const a = setup(`vc-a${seed}`);
     const b = setup(`vc-b${seed}`);
     const pins = new Map<string, number>();
@@ -501,12 +511,25 @@ for (let seed = 1; seed <= 12; seed++) {
           for (let i = 0; i < burst; i++) {
             // what no rule reads: the IP id, and (mostly) the source port
             const pkt = packetOf(r.int(2) ? p : { ...p, sport: 30000 + r.int(20000) }, r);
+            // and sometimes on through the hook that follows in the datapath, the same skb (the
+            // packet object itself unless NAT replaced it) with the devices that hook has
+            // (drawn from a generator of their own: the rest of the test draws what it drew before)
+            const next = onward.int(3) === 0 ? NEXT_HOOK[p.hook] : undefined;
             const run = (ns: Netns, on: boolean) => {
               const skb: HookSkb = { pkt: structuredClone(pkt), mark: p.mark };
               verdictCache.on = on;
               try {
                 const at = { iif: p.iif, oif: p.oif, nexthop: p.nexthop, len: 60 + i };
-                return outcome(ns, runHook(ns, p.hook, skb, at, env), skb);
+                const first = outcome(ns, runHook(ns, p.hook, skb, at, env), skb);
+                if (!next || (first as { verdict: string }).verdict !== 'ACCEPT') return first;
+                // (another length: what each rule counts shows the place each hook was given)
+                const at2 = {
+                  iif: HOOK_DEVS[next][0] ? p.iif : undefined,
+                  oif: HOOK_DEVS[next][1] ? (p.oif ?? DEVS[0]) : undefined,
+                  nexthop: HOOK_DEVS[next][1] ? (p.nexthop ?? ADDRS[0]) : undefined,
+                  len: 100 + i,
+                };
+                return [first, outcome(ns, runHook(ns, next, skb, at2, env), skb)];
               } finally {
                 verdictCache.on = true;
               }

@@ -59,7 +59,7 @@ import type {
 } from './objects.ts';
 import { tupleOf, type CtResult } from './conntrack.ts';
 import { planOf, randomChoice, type Hook } from './netfilter.ts';
-import { runHook, type HookEnv, type NfEvent } from './netfilter/hooks.ts';
+import { runHook, type HookEnv, type HookPlace, type NfEvent } from './netfilter/hooks.ts';
 import type { Traversal } from './netfilter/eval.ts';
 import { REJECT_CODE, resetFor } from './netfilter/reject.ts';
 import {
@@ -1904,6 +1904,8 @@ export class Stack {
     conntrackOn: (ns: Netns) => this.conntrackOn(ns),
   };
 
+  private readonly hookPlace: HookPlace = { iif: undefined, oif: undefined, nexthop: undefined, len: 0 };
+
   /** nf_hook_slow: the hook's tables in priority order, conntrack and NAT (netfilter/hooks.ts) */
   private netfilterHook(
     ns: Netns,
@@ -1916,7 +1918,13 @@ export class Stack {
     // no table in the namespace: no hook, no conntrack, nothing to run
     const plan = planOf(ns.netfilter);
     if (!skb.ct && !plan.active) return true;
-    const r = runHook(ns, hook, skb, { iif, oif, nexthop, len: ipv4Length(skb.pkt) }, this.hookEnv, plan);
+    // (one place for every run: a run keeps nothing of it once it returns)
+    const at = this.hookPlace;
+    at.iif = iif;
+    at.oif = oif;
+    at.nexthop = nexthop;
+    at.len = ipv4Length(skb.pkt);
+    const r = runHook(ns, hook, skb, at, this.hookEnv, plan);
     for (const ev of r.events) this.netfilterStep(ns, ev, iif ?? oif);
     if (r.verdict === 'ACCEPT') return true;
     const decision = nfDecision(ns, r.by!);
@@ -1956,15 +1964,19 @@ export class Stack {
         });
       }
       case 'traversal': {
-        const decision = nfDecision(ns, ev.traversal);
-        const label = decision.nat ?? decision.verdict;
-        return this.step(
-          ns,
+        // a kept traversal's step event is the same for every packet that replays it
+        const t = ev.traversal;
+        const kept = t.kept;
+        const e = kept ? (kept.step ??= { type: 'netfilter', decision: nfDecision(ns, t) }) : undefined;
+        const decision = e ? e.decision : nfDecision(ns, t);
+        return this.w.rec.record(
           'netfilter',
           3,
-          label.toLowerCase(),
-          { type: 'netfilter', decision },
-          { device: dev },
+          ns.name,
+          dev,
+          NF_ACTION[decision.nat ?? decision.verdict],
+          e ?? { type: 'netfilter', decision },
+          undefined,
         );
       }
       case 'nat-setup':
@@ -2229,6 +2241,16 @@ function endBefore(a1: string, p1: string, a2: string, p2: string): boolean {
 }
 
 export { intToIp4 };
+
+/** a netfilter step's action: what decided, in lower case */
+const NF_ACTION = {
+  ACCEPT: 'accept',
+  DROP: 'drop',
+  REJECT: 'reject',
+  DNAT: 'dnat',
+  SNAT: 'snat',
+  MASQUERADE: 'masquerade',
+} as const;
 
 /**
  * the typed record of a table's traversal: the rules that matched and what decided (a kept

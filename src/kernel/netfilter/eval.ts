@@ -31,10 +31,15 @@ export interface Traversal {
   /** a CT --notrack/NOTRACK rule matched: the packet stays untracked */
   notrack?: boolean;
   /**
-   * the traversal is one the table's cache keeps (verdicts.ts): its typed decision, made once
-   * (stack.ts nfDecision) and shared by every packet that replays it
+   * the traversal is one the table's cache keeps (verdicts.ts): its typed decision (stack.ts
+   * nfDecision), its hook event (hooks.ts) and its step's event (stack.ts), each made once and
+   * shared by every packet that replays it
    */
-  kept?: { decision?: NfDecision };
+  kept?: {
+    decision?: NfDecision;
+    event?: { kind: 'traversal'; traversal: Traversal };
+    step?: { type: 'netfilter'; decision: NfDecision };
+  };
 }
 
 /**

@@ -10,7 +10,7 @@
  * The result is typed: what conntrack found, each table's traversal, each NAT set-up and packet
  * rewrite, and the verdict. The datapath (stack.ts) acts on it and records it.
  */
-import { intToIp4, ip4ToInt } from '../../wire/addr.ts';
+import { intToIp4, ip4ToInt, parseIp4Cached } from '../../wire/addr.ts';
 import type { Ipv4Packet } from '../../wire/types.ts';
 import { quotedTuple, tcpIndex, tupleOf, type CtResult, type Tuple } from '../conntrack.ts';
 import {
@@ -27,9 +27,9 @@ import {
 import type { Netns } from '../objects.ts';
 import type { MatchEnv, PacketView } from './extension.ts';
 import { traverse, type Traversal } from './eval.ts';
-import { planOf, type HookTable, type NfPlan } from './plan.ts';
+import { hookOps, OP_CT, OP_TABLE, planOf, type HookOp, type HookTable, type NfPlan } from './plan.ts';
 import { cachedTraverse, newCache, verdictCache, type Recording } from './verdicts.ts';
-import { HOOK_TABLES, type AddrType, type Hook, type NatRange, type TableName } from './types.ts';
+import { type AddrType, type Hook, type NatRange, type TableName } from './types.ts';
 
 /** what a hook sees of the skb; NAT replaces pkt, MARK changes mark, conntrack attaches ct */
 export interface HookSkb {
@@ -81,24 +81,52 @@ export interface HookPlace {
   len: number;
 }
 
-/** one run of a hook: the tables' match environment too */
+/** ip4ToInt, from parseIp4Cached's memo (a packet's address is a valid one: ip4ToInt says what is wrong when not) */
+const addrInt = (s: string) => {
+  const v = parseIp4Cached(s);
+  return v < 0 ? ip4ToInt(s) : v;
+};
+
+/** one run of a hook: the tables' match environment too (runHook reuses one, set up by start) */
 class HookRun implements MatchEnv {
   table: TableName = 'filter';
-  readonly events: NfEvent[] = [];
+  events: NfEvent[] = [];
   readonly pos = { chain: '', index: 0 };
   private flow?: string;
-  /** the hook's tables in the namespace's plan */
-  private readonly entries: Readonly<Partial<Record<TableName, HookTable>>>;
+  ns!: Netns;
+  hook!: Hook;
+  skb!: HookSkb;
+  at!: HookPlace;
+  env!: HookEnv;
+  /** the hook's entries in the namespace's plan, in order */
+  private ops!: readonly HookOp[];
+  /** a traversal being kept: what it asks that is not in its key (verdicts.ts) */
+  recording?: Recording;
 
-  constructor(
-    readonly ns: Netns,
-    readonly hook: Hook,
-    readonly skb: HookSkb,
-    readonly at: HookPlace,
-    readonly env: HookEnv,
-    plan: NfPlan,
-  ) {
-    this.entries = plan.hooks[hook];
+  /** a run of `hook` for the packet (every field a run sets, set again) */
+  start(ns: Netns, hook: Hook, skb: HookSkb, at: HookPlace, env: HookEnv, plan: NfPlan): this {
+    this.ns = ns;
+    this.hook = hook;
+    this.skb = skb;
+    this.at = at;
+    this.env = env;
+    // the reference path (the verdict cache off) works out what the hook runs from the rule set as it is
+    this.ops = verdictCache.on ? plan.ops[hook] : hookOps(ns.netfilter, hook, plan.hooks[hook]);
+    this.table = 'filter';
+    this.events = [];
+    this.pos.chain = '';
+    this.pos.index = 0;
+    this.flow = undefined;
+    this.recording = undefined;
+    this.viewPkt = undefined;
+    return this;
+  }
+
+  /** the run is over: it holds nothing of the world */
+  done(): void {
+    this.ns = this.skb = this.at = this.env = undefined!;
+    this.viewPkt = this.viewCt = undefined;
+    this.pv.ct = undefined;
   }
 
   get now(): number {
@@ -121,9 +149,6 @@ class HookRun implements MatchEnv {
     }
     return this.flow;
   }
-
-  /** a traversal being kept: what it asks that is not in its key (verdicts.ts) */
-  recording?: Recording;
 
   /** each rule draws its own number, as each xt_statistic call takes a fresh get_random_u32() */
   random(salt: string): number {
@@ -152,56 +177,78 @@ class HookRun implements MatchEnv {
     return answer;
   }
 
-  /** the view of the last table, and what it was made from: the next table reuses it while the packet, its entry and tracking are the same */
-  private lastView?: PacketView;
-  private lastPkt?: Ipv4Packet;
-  private lastCt?: CtResult;
-  private lastUntracked?: boolean;
+  /**
+   * The packet view, one object the run fills (nothing keeps a view past a traversal), and what
+   * it was filled from: the next table reuses it while the packet, its entry and tracking are the
+   * same (viewPkt undefined: not filled in this run)
+   */
+  private readonly pv: PacketView = {
+    src: 0,
+    dst: 0,
+    proto: 0,
+    sport: undefined,
+    dport: undefined,
+    icmpType: undefined,
+    icmpCode: undefined,
+    in: undefined,
+    out: undefined,
+    ttl: 0,
+    len: 0,
+    mark: 0,
+    ctstate: 'UNTRACKED',
+    ct: undefined,
+  };
+  private viewPkt?: Ipv4Packet;
+  private viewCt?: CtResult;
+  private viewUntracked?: boolean;
+  /** the last address strings made numbers, and their numbers (parsing is a pure function of the string) */
+  private srcStr = '';
+  private srcInt = 0;
+  private dstStr = '';
+  private dstInt = 0;
 
   view(): PacketView {
     const skb = this.skb;
-    const last = this.lastView;
-    if (last && this.lastPkt === skb.pkt && this.lastCt === skb.ct && this.lastUntracked === skb.untracked) {
+    const v = this.pv;
+    if (this.viewPkt === skb.pkt && this.viewCt === skb.ct && this.viewUntracked === skb.untracked) {
       // MARK of an earlier table is in skb.mark already; nothing else of the view changes
-      last.mark = skb.mark ?? 0;
-      return last;
+      v.mark = skb.mark ?? 0;
+      return v;
     }
-    const view = this.makeView();
-    this.lastView = view;
-    this.lastPkt = skb.pkt;
-    this.lastCt = skb.ct;
-    this.lastUntracked = skb.untracked;
-    return view;
-  }
-
-  private makeView(): PacketView {
-    const skb = this.skb;
     const p = skb.pkt;
     const pl = p.payload;
     const ct = skb.ct;
-    return {
-      src: ip4ToInt(p.ip.src),
-      dst: ip4ToInt(p.ip.dst),
-      proto: p.ip.protocol,
-      sport: pl.kind === 'tcp' ? pl.tcp.srcPort : pl.kind === 'udp' ? pl.udp.srcPort : undefined,
-      dport: pl.kind === 'tcp' ? pl.tcp.dstPort : pl.kind === 'udp' ? pl.udp.dstPort : undefined,
-      icmpType: pl.kind === 'icmp' ? pl.icmp.type : undefined,
-      icmpCode: pl.kind === 'icmp' ? pl.icmp.code : undefined,
-      in: this.at.iif,
-      out: this.at.oif,
-      ttl: p.ip.ttl,
-      len: this.at.len,
-      mark: skb.mark ?? 0,
-      ctstate: skb.untracked || !ct ? 'UNTRACKED' : ct.ctstate,
-      ct: ct && !ct.invalid ? ct : undefined,
-    };
+    const ip = p.ip;
+    if (ip.src !== this.srcStr) {
+      this.srcInt = addrInt(ip.src);
+      this.srcStr = ip.src;
+    }
+    if (ip.dst !== this.dstStr) {
+      this.dstInt = addrInt(ip.dst);
+      this.dstStr = ip.dst;
+    }
+    v.src = this.srcInt;
+    v.dst = this.dstInt;
+    v.proto = ip.protocol;
+    v.sport = pl.kind === 'tcp' ? pl.tcp.srcPort : pl.kind === 'udp' ? pl.udp.srcPort : undefined;
+    v.dport = pl.kind === 'tcp' ? pl.tcp.dstPort : pl.kind === 'udp' ? pl.udp.dstPort : undefined;
+    v.icmpType = pl.kind === 'icmp' ? pl.icmp.type : undefined;
+    v.icmpCode = pl.kind === 'icmp' ? pl.icmp.code : undefined;
+    v.in = this.at.iif;
+    v.out = this.at.oif;
+    v.ttl = ip.ttl;
+    v.len = this.at.len;
+    v.mark = skb.mark ?? 0;
+    v.ctstate = skb.untracked || !ct ? 'UNTRACKED' : ct.ctstate;
+    v.ct = ct && !ct.invalid ? ct : undefined;
+    this.viewPkt = p;
+    this.viewCt = ct;
+    this.viewUntracked = skb.untracked;
+    return v;
   }
 
-  /** one table's builtin chain */
-  runTable(name: TableName): Traversal | undefined {
-    // a table that does not exist in the kernel has no hooks (a pod's namespace)
-    const entry = this.entries[name];
-    if (!entry) return undefined;
+  /** one table's builtin chain (a table that does not exist in the kernel has no entry: a pod's namespace) */
+  runTable(entry: HookTable): Traversal | undefined {
     const chain = entry.chain;
     if (entry.empty) {
       // no rule to match: only the policy decides and counts, as traverse would (no view made, no
@@ -213,13 +260,19 @@ class HookRun implements MatchEnv {
       return undefined;
     }
     const view = this.view();
+    const name = entry.name;
     this.table = name;
     const t = verdictCache.on
       ? cachedTraverse((entry.verdicts ??= newCache()), entry, name, view, this)
       : traverse(entry.compiled, name, this.hook, view, this, true);
     this.skb.mark = view.mark;
-    if (chain.rules.length || chain.policy !== 'ACCEPT' || t.verdict !== 'ACCEPT')
-      this.events.push({ kind: 'traversal', traversal: t });
+    if (chain.rules.length || chain.policy !== 'ACCEPT' || t.verdict !== 'ACCEPT') {
+      const kept = t.kept;
+      // a kept traversal's event is the same for every packet that replays it
+      this.events.push(
+        kept ? (kept.event ??= { kind: 'traversal', traversal: t }) : { kind: 'traversal', traversal: t },
+      );
+    }
     if (t.notrack && !this.skb.ct) this.skb.untracked = true;
     return t;
   }
@@ -240,12 +293,14 @@ class HookRun implements MatchEnv {
     this.events.push({ kind: 'conntrack', hook: this.hook, result: res });
   }
 
-  /** nf_nat_ipv4_fn / nf_nat_inet_fn; a result only when the packet is dropped */
-  nat(): HookResult | undefined {
+  /**
+   * nf_nat_ipv4_fn / nf_nat_inet_fn (run only where the nat table exists: hookOps), with the nat
+   * table's entry at the hook; a result only when the packet is dropped
+   */
+  nat(entry: HookTable | undefined): HookResult | undefined {
     const { skb, hook, events, ns } = this;
     const ct = skb.ct;
-    // the nat table's base chains are what make conntrack run: no nat table, no NAT
-    if (!ct || ct.invalid || skb.untracked || !ns.netfilter.present('nat')) return undefined;
+    if (!ct || ct.invalid || skb.untracked) return undefined;
     const manip = hookManip(hook);
     const e = ct.entry;
     // the packet as it came (the table never rewrites it: only NAT does, below)
@@ -262,7 +317,7 @@ class HookRun implements MatchEnv {
     }
     // the table only while the entry's manip of this type is not set up
     if ((ct.ctstate === 'NEW' || ct.related) && !natInitialized(e, manip)) {
-      const t = this.runTable('nat');
+      const t = entry && this.runTable(entry);
       if (t && t.verdict !== 'ACCEPT') return { verdict: t.verdict, by: t, events };
       const target = t?.decided?.rule.target;
       let range: NatRange | undefined;
@@ -298,26 +353,29 @@ class HookRun implements MatchEnv {
   }
 
   run(): HookResult {
-    const hook = this.hook;
-    const ctHook = hook === 'PREROUTING' || hook === 'OUTPUT';
-    // nf_conntrack_in runs at PREROUTING and OUTPUT, before mangle (-200)
-    for (const name of HOOK_TABLES[hook]) {
-      if (name === 'mangle' && ctHook) this.ctIn();
-      if (name === 'nat') {
-        const r = this.nat();
+    const ops = this.ops;
+    for (let i = 0; i < ops.length; i++) {
+      const o = ops[i];
+      if (o.op === OP_TABLE) {
+        const t = this.runTable(o.entry!);
+        if (t && t.verdict !== 'ACCEPT') return { verdict: t.verdict, by: t, events: this.events };
+      } else if (o.op === OP_CT) this.ctIn();
+      else {
+        const r = this.nat(o.entry);
         if (r) return r;
-        continue;
       }
-      const t = this.runTable(name);
-      if (t && t.verdict !== 'ACCEPT') return { verdict: t.verdict, by: t, events: this.events };
     }
     // __nf_conntrack_confirm, the last entry of POSTROUTING and INPUT (not for related packets)
+    const hook = this.hook;
     const ct = this.skb.ct;
     if ((hook === 'POSTROUTING' || hook === 'INPUT') && ct?.isNew && !ct.entry.confirmed)
       this.ns.conntrack.confirm(ct.entry);
     return { verdict: 'ACCEPT', events: this.events };
   }
 }
+
+/** a HookRun not in use (a run never starts another: one is enough) */
+let spare: HookRun | undefined;
 
 /** Run `hook` for the packet in the namespace (`plan`: its netfilter's, when the caller has it already). */
 export function runHook(
@@ -328,7 +386,15 @@ export function runHook(
   env: HookEnv,
   plan = planOf(ns.netfilter),
 ): HookResult {
-  return new HookRun(ns, hook, skb, at, env, plan).run();
+  // (the reference path, the verdict cache off, makes a run of its own each time)
+  const run = (verdictCache.on && spare) || new HookRun();
+  spare = undefined;
+  try {
+    return run.start(ns, hook, skb, at, env, plan).run();
+  } finally {
+    run.done();
+    spare = run;
+  }
 }
 
 /* ------------------------------------------------------------ the datapath's side */

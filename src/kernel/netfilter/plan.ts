@@ -17,6 +17,7 @@ import { HOOK_TABLES, HOOKS, type Chain, type Hook, type TableName } from './typ
 
 /** one table's entry at a hook */
 export interface HookTable {
+  readonly name: TableName;
   readonly compiled: CompiledTable;
   /** the table's builtin chain for the hook */
   readonly chain: Chain;
@@ -26,11 +27,23 @@ export interface HookTable {
   verdicts?: VerdictCache;
 }
 
+/** what a hook runs, in priority order: a table's builtin chain, nf_conntrack_in, or NAT (with the nat table's entry) */
+export const OP_TABLE = 0;
+export const OP_CT = 1;
+export const OP_NAT = 2;
+export interface HookOp {
+  readonly op: typeof OP_TABLE | typeof OP_CT | typeof OP_NAT;
+  /** the table's entry (OP_TABLE, always; OP_NAT, the nat table's at the hook when it has one) */
+  readonly entry: HookTable | undefined;
+}
+
 export interface NfPlan {
   /** a table exists in the kernel (Netfilter.active()): without one, no hook has anything to do */
   readonly active: boolean;
   /** per hook, the tables that have an entry there (the table exists in the kernel and has the hook's chain) */
   readonly hooks: Readonly<Record<Hook, Readonly<Partial<Record<TableName, HookTable>>>>>;
+  /** per hook, what it runs in order (hookOps) */
+  readonly ops: Readonly<Record<Hook, readonly HookOp[]>>;
   /** the compiled tables of those entries, by name */
   readonly tables: ReadonlyMap<string, CompiledTable>;
   /** those of them with a rule that draws at random (`-m statistic --mode random`) */
@@ -42,6 +55,7 @@ const plans = new WeakMap<Netfilter, NfPlan>();
 function makePlan(nf: Netfilter): NfPlan {
   const tables = new Map<string, CompiledTable>();
   const hooks = {} as Record<Hook, Partial<Record<TableName, HookTable>>>;
+  const ops = {} as Record<Hook, HookOp[]>;
   for (const hook of HOOKS) {
     const entries: Partial<Record<TableName, HookTable>> = {};
     for (const name of HOOK_TABLES[hook]) {
@@ -51,14 +65,41 @@ function makePlan(nf: Netfilter): NfPlan {
       if (!table || !chain || !nf.present(name)) continue;
       let compiled = tables.get(name);
       if (!compiled) tables.set(name, (compiled = compileTable(table)));
-      entries[name] = { compiled, chain, empty: chain.rules.length === 0 && chain.policy !== 'DROP' };
+      entries[name] = { name, compiled, chain, empty: chain.rules.length === 0 && chain.policy !== 'DROP' };
     }
     hooks[hook] = entries;
+    ops[hook] = hookOps(nf, hook, entries);
   }
   const random = new Set<string>();
   for (const [name, t] of tables)
     for (const c of t.values()) if (c.firstRandom < c.rules.length) random.add(name);
-  return { active: nf.active(), hooks, tables, random };
+  return { active: nf.active(), hooks, ops, tables, random };
+}
+
+const CT_OP: HookOp = { op: OP_CT, entry: undefined };
+
+/**
+ * What nf_hook_slow runs at the hook, in priority order, for the rule set as it is now: the
+ * tables that have an entry there; nf_conntrack_in (−200) at PREROUTING and OUTPUT, before mangle
+ * whether mangle is there or not; NAT where the nat table exists (its base chains are what make
+ * it run: no nat table, no NAT), with the nat table's entry. Every write that could change it
+ * drops the plan (Netfilter.changed()).
+ */
+export function hookOps(
+  nf: Netfilter,
+  hook: Hook,
+  entries: Readonly<Partial<Record<TableName, HookTable>>>,
+): HookOp[] {
+  const ops: HookOp[] = [];
+  const ctHook = hook === 'PREROUTING' || hook === 'OUTPUT';
+  for (const name of HOOK_TABLES[hook]) {
+    if (name === 'mangle' && ctHook) ops.push(CT_OP);
+    const entry = entries[name];
+    if (name === 'nat') {
+      if (nf.present('nat')) ops.push({ op: OP_NAT, entry });
+    } else if (entry) ops.push({ op: OP_TABLE, entry });
+  }
+  return ops;
 }
 
 /** the namespace's plan for its rule set as it is */

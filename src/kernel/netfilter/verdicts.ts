@@ -29,7 +29,7 @@ import {
 } from './eval.ts';
 import type { HookTable } from './plan.ts';
 import type { NfDecision } from '../events.ts';
-import type { Chain, Hook, Rule, TableName } from './types.ts';
+import { CT_STATES, type Chain, type Hook, type Rule, type TableName } from './types.ts';
 
 /** the fields a key holds (a bit each) */
 const F_SRC = 1 << 0;
@@ -51,10 +51,14 @@ const F_CTALL = 1 << 11;
 /** entries per table and hook (a power of two: the key's hash picks the slot) */
 const SLOTS = 16;
 const SLOT_SHIFT = 28;
-/** the key's length: src dst proto sport dport icmp in out mark ctstate ctbits origsrc origdst replsrc repldst */
-const KEY_LEN = 15;
-
-type KeyPart = number | string;
+/**
+ * A key is the fields' values in two parts: its numbers, as int32 (src dst proto sport dport icmp
+ * mark ctstate ctbits; an address or mark as its 32 bits), compared as integers, and its strings
+ * (in out origsrc origdst replsrc repldst), only when the spec reads one of them (F_STRS)
+ */
+const NUMS = 9;
+const STRS = 6;
+const F_STRS = F_IN | F_OUT | F_CTALL;
 
 /** an addrtype or rpfilter answer the traversal had (its arguments are the key's fields) */
 type Probe =
@@ -64,7 +68,10 @@ type Probe =
 /** one kept traversal */
 interface Verdict {
   readonly hash: number;
-  readonly key: readonly KeyPart[];
+  /** the key: its spec, numbers and strings (undefined: the spec reads none) */
+  readonly spec: number;
+  readonly nums: Int32Array;
+  readonly strs: readonly string[] | undefined;
   readonly path: readonly RuleHit[];
   /** the rules of the path (each counts the packet) */
   readonly rules: readonly Rule[];
@@ -83,6 +90,14 @@ interface Verdict {
   probesAt: number;
   /** the traversal's typed decision, once a step asked for it (stack.ts nfDecision) */
   decision?: NfDecision;
+  /** its hook event, once a hook recorded it (hooks.ts runTable), and its step's event (stack.ts) */
+  event?: { kind: 'traversal'; traversal: Traversal };
+  step?: { type: 'netfilter'; decision: NfDecision };
+  /**
+   * the traversal as traverse made it when it was kept (kept set): what every replay gives (nothing
+   * writes a traversal once it is made)
+   */
+  traversal: Traversal;
 }
 
 /** off: every traversal runs (the oracle test's reference); hits: traversals replayed so far */
@@ -216,44 +231,52 @@ export function newCache(): VerdictCache {
 const mix = (h: number, x: number) => Math.imul(h ^ x, 0x9e3779b1) >>> 0;
 const strHash = (s: string) => (s.length << 8) ^ (s.length ? s.charCodeAt(s.length - 1) : 0);
 
-/** the key of the view under `spec`, into `key` (every unused field 0); returns its hash */
-function keyOf(spec: number, p: PacketView, key: KeyPart[]): number {
-  let h = spec;
-  key[0] = spec & F_SRC ? p.src : 0;
-  key[1] = spec & F_DST ? p.dst : 0;
-  key[2] = p.proto;
-  key[3] = spec & F_SPORT ? (p.sport ?? -1) : 0;
-  key[4] = spec & F_DPORT ? (p.dport ?? -1) : 0;
-  key[5] = spec & F_ICMP ? (p.icmpType === undefined ? -1 : (p.icmpType << 8) | (p.icmpCode ?? 0)) : 0;
-  for (let i = 0; i < 6; i++) h = mix(h, key[i] as number);
-  const i = spec & F_IN ? (p.in ?? '\0') : '';
-  const o = spec & F_OUT ? (p.out ?? '\0') : '';
-  key[6] = i;
-  key[7] = o;
-  h = mix(h, strHash(i) ^ (strHash(o) << 12));
-  key[8] = spec & F_MARK ? p.mark : 0;
-  h = mix(h, key[8]);
-  key[9] = spec & F_CTSTATE ? p.ctstate : '';
+/** the key of the view under `spec`, into `nums` and (when the spec reads one) `strs`, every unused field 0 or ''; returns its hash */
+function keyOf(spec: number, p: PacketView): number {
+  const n = nums;
+  n[0] = spec & F_SRC ? p.src : 0;
+  n[1] = spec & F_DST ? p.dst : 0;
+  n[2] = p.proto;
+  n[3] = spec & F_SPORT ? (p.sport ?? -1) : 0;
+  n[4] = spec & F_DPORT ? (p.dport ?? -1) : 0;
+  n[5] = spec & F_ICMP ? (p.icmpType === undefined ? -1 : (p.icmpType << 8) | (p.icmpCode ?? 0)) : 0;
+  n[6] = spec & F_MARK ? p.mark : 0;
+  // a state's place in CT_STATES, from 1
+  n[7] = spec & F_CTSTATE ? CT_STATES.indexOf(p.ctstate) + 1 : 0;
   const ct = p.ct;
   const e = ct?.entry;
   let bits = 0;
   if (spec & (F_CTNAT | F_CTALL) && e) bits = 1 | (e.snat ? 2 : 0) | (e.dnat ? 4 : 0);
-  if (spec & F_CTALL && e) {
+  if (spec & F_CTALL && e)
     bits |=
       (ct!.dir === 'reply' ? 8 : 0) | (e.seenReply ? 16 : 0) | (e.assured ? 32 : 0) | (e.confirmed ? 64 : 0);
-    key[11] = e.orig.src;
-    key[12] = e.orig.dst;
-    key[13] = e.reply.src;
-    key[14] = e.reply.dst;
-  } else key[11] = key[12] = key[13] = key[14] = '';
-  key[10] = bits;
-  return mix(h, bits ^ ((key[9] as string).length << 8));
+  n[8] = bits;
+  let h = spec;
+  for (let i = 0; i < NUMS; i++) h = mix(h, n[i]);
+  if (!(spec & F_STRS)) return h;
+  const s = strs;
+  s[0] = spec & F_IN ? (p.in ?? '\0') : '';
+  s[1] = spec & F_OUT ? (p.out ?? '\0') : '';
+  if (spec & F_CTALL && e) {
+    s[2] = e.orig.src;
+    s[3] = e.orig.dst;
+    s[4] = e.reply.src;
+    s[5] = e.reply.dst;
+  } else s[2] = s[3] = s[4] = s[5] = '';
+  return mix(h, strHash(s[0]) ^ (strHash(s[1]) << 12));
 }
 
-const scratch: KeyPart[] = new Array<KeyPart>(KEY_LEN).fill(0);
+/** the key keyOf made last */
+const nums = new Int32Array(NUMS);
+const strs: string[] = new Array<string>(STRS).fill('');
 
-function sameKey(a: readonly KeyPart[], b: readonly KeyPart[]): boolean {
-  for (let i = 0; i < KEY_LEN; i++) if (a[i] !== b[i]) return false;
+/** is the kept traversal's key the one keyOf made last (under `spec`) */
+function sameKey(v: Verdict, spec: number): boolean {
+  if (v.spec !== spec) return false;
+  const a = v.nums;
+  for (let i = 0; i < NUMS; i++) if (a[i] !== nums[i]) return false;
+  const b = v.strs;
+  if (b) for (let i = 0; i < STRS; i++) if (b[i] !== strs[i]) return false;
   return true;
 }
 
@@ -296,16 +319,16 @@ export function cachedTraverse(
   // each protocol class's fields, worked out at its first packet
   if (spec === UNKNOWN) spec = cache.specs[cls] = specOf(entry.compiled, hook, env, PROTO_CLASSES[cls]);
   if (spec < 0) return traverse(entry.compiled, tableName, hook, p, env, true);
-  const hash = keyOf(spec, p, scratch);
+  const hash = keyOf(spec, p);
   // two ways: the slot the product's high bits give (they mix every bit of the fields) and its pair
   const slot = hash >>> SLOT_SHIFT;
   const slots = cache.slots;
   const v = slots[slot];
-  if (v && v.hash === hash && sameKey(v.key, scratch) && (!v.probes || probesHold(v, env)))
-    return replay(v, tableName, hook, entry.chain, p);
+  if (v && v.hash === hash && sameKey(v, spec) && (!v.probes || probesHold(v, env)))
+    return replay(v, entry.chain, p);
   const w = slots[slot ^ 1];
-  if (w && w.hash === hash && sameKey(w.key, scratch) && (!w.probes || probesHold(w, env)))
-    return replay(w, tableName, hook, entry.chain, p);
+  if (w && w.hash === hash && sameKey(w, spec) && (!w.probes || probesHold(w, env)))
+    return replay(w, entry.chain, p);
   // a key is kept the second time it is seen (a walk of pairs that never repeat — podwalk matrix —
   // keeps nothing): the hashes of the last keys seen once, two per pair of slots
   const seen = cache.seen;
@@ -314,7 +337,8 @@ export function cachedTraverse(
     seen[slot] = hash;
     return traverse(entry.compiled, tableName, hook, p, env, true);
   }
-  const key = scratch.slice();
+  const key = nums.slice();
+  const keyStrs = spec & F_STRS ? strs.slice() : undefined;
   const mark = p.mark;
   const rec: Recording = { drew: false, probes: undefined };
   env.recording = rec;
@@ -324,12 +348,14 @@ export function cachedTraverse(
   } finally {
     env.recording = undefined;
   }
-  const kept = rec.drew ? undefined : keep(t, hash, key, rec.probes, env.ns.routeGeneration, mark, p.mark);
+  const kept = rec.drew
+    ? undefined
+    : keep(t, hash, spec, key, keyStrs, rec.probes, env.ns.routeGeneration, mark, p.mark);
   if (kept) {
+    t.kept = kept;
     // the newest in the slot, the one it displaces in the pair's other (the older of the two goes)
     if (v) slots[slot ^ 1] = v;
     slots[slot] = kept;
-    t.kept = kept;
   }
   return t;
 }
@@ -337,7 +363,9 @@ export function cachedTraverse(
 function keep(
   t: Traversal,
   hash: number,
-  key: KeyPart[],
+  spec: number,
+  key: Int32Array,
+  keyStrs: string[] | undefined,
   probes: Probe[] | undefined,
   probesAt: number,
   before: number,
@@ -356,7 +384,9 @@ function keep(
   if (((before & markAnd) ^ markXor) >>> 0 !== after) return undefined;
   return {
     hash,
-    key,
+    spec,
+    nums: key,
+    strs: keyStrs,
     path: t.path,
     rules: t.path.map((h) => h.rule),
     verdict: t.verdict,
@@ -366,10 +396,11 @@ function keep(
     markXor,
     probes,
     probesAt,
+    traversal: t,
   };
 }
 
-function replay(v: Verdict, table: TableName, hook: Hook, builtin: Chain, p: PacketView): Traversal {
+function replay(v: Verdict, builtin: Chain, p: PacketView): Traversal {
   verdictCache.hits++;
   const len = p.len;
   const rules = v.rules;
@@ -379,15 +410,10 @@ function replay(v: Verdict, table: TableName, hook: Hook, builtin: Chain, p: Pac
     r.bytes += len;
   }
   p.mark = ((p.mark & v.markAnd) ^ v.markXor) >>> 0;
-  // the record as traverse makes it (its keys in the same order)
-  // (the kept path itself: nothing writes a traversal's path once it is made)
-  const res: Traversal = { table, hook, chain: hook, path: v.path as RuleHit[], verdict: v.verdict };
-  if (v.notrack) res.notrack = true;
-  if (v.decided) res.decided = v.decided;
-  else if (!builtin.noCounters) {
+  // the policy counts what it decides
+  if (!v.decided && !builtin.noCounters) {
     builtin.pkts++;
     builtin.bytes += len;
   }
-  res.kept = v;
-  return res;
+  return v.traversal;
 }
