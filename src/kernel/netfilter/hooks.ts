@@ -210,14 +210,21 @@ class HookRun implements MatchEnv {
   view(): PacketView {
     const skb = this.skb;
     const v = this.pv;
-    if (this.viewPkt === skb.pkt && this.viewCt === skb.ct && this.viewUntracked === skb.untracked) {
+    const ct = skb.ct;
+    if (this.viewPkt === skb.pkt) {
+      // conntrack of this hook (or CT --notrack) since the last table: only what it set changes
+      if (this.viewCt !== ct || this.viewUntracked !== skb.untracked) {
+        v.ctstate = skb.untracked || !ct ? 'UNTRACKED' : ct.ctstate;
+        v.ct = ct && !ct.invalid ? ct : undefined;
+        this.viewCt = ct;
+        this.viewUntracked = skb.untracked;
+      }
       // MARK of an earlier table is in skb.mark already; nothing else of the view changes
       v.mark = skb.mark ?? 0;
       return v;
     }
     const p = skb.pkt;
     const pl = p.payload;
-    const ct = skb.ct;
     const ip = p.ip;
     if (ip.src !== this.srcStr) {
       this.srcInt = addrInt(ip.src);
