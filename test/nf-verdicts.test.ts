@@ -762,6 +762,80 @@ for (const [k, c] of [
   });
 
 /**
+ * The state conntrack gives the packet (`-m state`, which reads nothing else): the first packets of
+ * new flows are kept, then a reply (ESTABLISHED) must not replay them. The raw table runs before
+ * conntrack (a view of the packet made untracked), mangle after it (the same packet, now tracked).
+ */
+test('a kept traversal is not another state’s, and the tables after conntrack see its state', () => {
+  const a = setup('vc-st-a');
+  const b = setup('vc-st-b');
+  const env = hookEnv(new Map());
+  const send = (ns: Netns, on: boolean, pkt: Ipv4Packet) => {
+    const skb: HookSkb = { pkt, mark: 0 };
+    verdictCache.on = on;
+    try {
+      const pre = outcome(ns, runHook(ns, 'PREROUTING', skb, { iif: 'vx0', len: 36 }, env), skb);
+      return { pre, input: outcome(ns, runHook(ns, 'INPUT', skb, { iif: 'vx0', len: 36 }, env), skb) };
+    } finally {
+      verdictCache.on = true;
+    }
+  };
+  const reply = (sport: number): Ipv4Packet => {
+    const p = udpPacket(sport);
+    p.ip = { ...p.ip, src: p.ip.dst, dst: p.ip.src };
+    if (p.payload.kind === 'udp') p.payload.udp = { srcPort: 53, dstPort: sport };
+    return p;
+  };
+  for (const ns of [a, b]) {
+    sh(ns, 'iptables -t raw -A PREROUTING -m state --state UNTRACKED -j MARK --set-mark 1');
+    sh(ns, 'iptables -t mangle -A PREROUTING -m state --state ESTABLISHED -j DROP');
+  }
+  for (const sport of [7000, 7001, 7002])
+    assert.deepEqual(send(a, true, udpPacket(sport)), send(b, false, udpPacket(sport)));
+  const hits = verdictCache.hits;
+  const answered = send(a, true, reply(7002));
+  assert.deepEqual(answered, send(b, false, reply(7002)), 'the reply, with the cache and without');
+  assert.equal((answered.pre as { verdict: string }).verdict, 'DROP', 'mangle saw the reply ESTABLISHED');
+  assert.ok(verdictCache.hits > hits, 'raw replayed a kept traversal');
+  assert.equal(state(a), state(b));
+});
+
+/**
+ * The entry's tuples (`--ctorigsrc`, `--ctrepldst`…): a rule that reads only the reply's
+ * destination, flows from another source kept, then a flow whose reply goes to the rule's address:
+ * nothing else of the key differs (the packet's source is not in it: no rule reads it).
+ */
+for (const [k, c] of [
+  { match: '--ctorigsrc 10.0.0.1', field: 'orig' },
+  { match: '--ctrepldst 10.0.0.1', field: 'reply' },
+].entries())
+  test(`a kept traversal is not another tuple's: ${c.match}`, () => {
+    const a = setup(`vc-tu-a${k}`);
+    const b = setup(`vc-tu-b${k}`);
+    const env = hookEnv(new Map());
+    const send = (ns: Netns, on: boolean, src: string, sport: number) => {
+      const pkt = udpPacket(sport);
+      pkt.ip = { ...pkt.ip, src };
+      const skb: HookSkb = { pkt, mark: 0 };
+      verdictCache.on = on;
+      try {
+        return outcome(ns, runHook(ns, 'PREROUTING', skb, { iif: 'vx0', len: 36 }, env), skb);
+      } finally {
+        verdictCache.on = true;
+      }
+    };
+    for (const ns of [a, b]) sh(ns, `iptables -t mangle -A PREROUTING -m conntrack ${c.match} -j DROP`);
+    for (const sport of [8000, 8001, 8002])
+      assert.deepEqual(send(a, true, '10.0.0.6', sport), send(b, false, '10.0.0.6', sport));
+    const hits = verdictCache.hits;
+    const other = send(a, true, '10.0.0.1', 8003);
+    assert.deepEqual(other, send(b, false, '10.0.0.1', 8003), 'a flow from the rule’s address');
+    assert.equal((other as { verdict: string }).verdict, 'DROP');
+    assert.equal(verdictCache.hits, hits, 'it replayed nothing');
+    assert.equal(state(a), state(b));
+  });
+
+/**
  * Each field of the key: a rule that reads that field alone, a packet whose traversal is kept, then
  * one that differs from it in that field only, which the rule decides otherwise.
  */
@@ -780,6 +854,8 @@ const FIELD_CASES: {
     other: (p) => setPorts(p, 5000, 54),
   },
   { field: 'in-device', rule: '-i vx0 -j DROP', other: (_p, at) => (at.iif = 'vx9') },
+  // (a name of the same length and last letter: the key's hash of a device name is only that)
+  { field: 'in-device, same hash', rule: '-i vx0 -j DROP', other: (_p, at) => (at.iif = 'wx0') },
   { field: 'out-device', rule: '-o vx+ -j DROP', other: (_p, at) => (at.oif = 'eth0') },
   { field: 'mark', rule: '-m mark --mark 0x1/0x1 -j DROP', other: (_p, at) => (at.mark = 2) },
   { field: 'set member', rule: '-m set --match-set S1 src -j DROP', other: (p) => (p.ip.src = '10.0.2.9') },

@@ -211,7 +211,8 @@ class HookRun implements MatchEnv {
     const skb = this.skb;
     const v = this.pv;
     const ct = skb.ct;
-    if (this.viewPkt === skb.pkt) {
+    // (the reference path, the verdict cache off, makes it anew for each table)
+    if (this.viewPkt === skb.pkt && verdictCache.on) {
       // conntrack of this hook (or CT --notrack) since the last table: only what it set changes
       if (this.viewCt !== ct || this.viewUntracked !== skb.untracked) {
         v.ctstate = skb.untracked || !ct ? 'UNTRACKED' : ct.ctstate;

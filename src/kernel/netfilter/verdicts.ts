@@ -68,8 +68,7 @@ type Probe =
 /** one kept traversal */
 interface Verdict {
   readonly hash: number;
-  /** the key: its spec, numbers and strings (undefined: the spec reads none) */
-  readonly spec: number;
+  /** the key: its numbers and strings (undefined: the spec reads none) */
   readonly nums: Int32Array;
   readonly strs: readonly string[] | undefined;
   readonly path: readonly RuleHit[];
@@ -270,9 +269,11 @@ function keyOf(spec: number, p: PacketView): number {
 const nums = new Int32Array(NUMS);
 const strs: string[] = new Array<string>(STRS).fill('');
 
-/** is the kept traversal's key the one keyOf made last (under `spec`) */
-function sameKey(v: Verdict, spec: number): boolean {
-  if (v.spec !== spec) return false;
+/**
+ * is the kept traversal's key the one keyOf made last (the spec is the same: the key holds the
+ * protocol, and a protocol's class has one spec in a cache)
+ */
+function sameKey(v: Verdict): boolean {
   const a = v.nums;
   for (let i = 0; i < NUMS; i++) if (a[i] !== nums[i]) return false;
   const b = v.strs;
@@ -324,10 +325,10 @@ export function cachedTraverse(
   const slot = hash >>> SLOT_SHIFT;
   const slots = cache.slots;
   const v = slots[slot];
-  if (v && v.hash === hash && sameKey(v, spec) && (!v.probes || probesHold(v, env)))
+  if (v && v.hash === hash && sameKey(v) && (!v.probes || probesHold(v, env)))
     return replay(v, entry.chain, p);
   const w = slots[slot ^ 1];
-  if (w && w.hash === hash && sameKey(w, spec) && (!w.probes || probesHold(w, env)))
+  if (w && w.hash === hash && sameKey(w) && (!w.probes || probesHold(w, env)))
     return replay(w, entry.chain, p);
   // a key is kept the second time it is seen (a walk of pairs that never repeat — podwalk matrix —
   // keeps nothing): the hashes of the last keys seen once, two per pair of slots
@@ -350,7 +351,7 @@ export function cachedTraverse(
   }
   const kept = rec.drew
     ? undefined
-    : keep(t, hash, spec, key, keyStrs, rec.probes, env.ns.routeGeneration, mark, p.mark);
+    : keep(t, hash, key, keyStrs, rec.probes, env.ns.routeGeneration, mark, p.mark);
   if (kept) {
     t.kept = kept;
     // the newest in the slot, the one it displaces in the pair's other (the older of the two goes)
@@ -363,7 +364,6 @@ export function cachedTraverse(
 function keep(
   t: Traversal,
   hash: number,
-  spec: number,
   key: Int32Array,
   keyStrs: string[] | undefined,
   probes: Probe[] | undefined,
@@ -384,7 +384,6 @@ function keep(
   if (((before & markAnd) ^ markXor) >>> 0 !== after) return undefined;
   return {
     hash,
-    spec,
     nums: key,
     strs: keyStrs,
     path: t.path,
