@@ -10,7 +10,7 @@
 import { seedCluster } from '../src/cluster/seed.ts';
 import { CNI_MODES, type CniMode } from '../src/cluster/spec.ts';
 import { buildCluster } from '../src/cni/build.ts';
-import { walk } from '../src/trace/walk.ts';
+import { walk, WalkError } from '../src/trace/walk.ts';
 import { RESULT_PREFIX } from './scale.ts';
 
 /** one run's numbers (npm run bench reads them) */
@@ -27,8 +27,18 @@ const mode = (process.argv[2] ?? 'calico-bgp') as CniMode;
 const n = Number(process.argv[3] ?? 20000);
 const to = process.argv[4] ?? 'pod-c';
 const capture = process.argv[5] === 'capture';
-if (!CNI_MODES.includes(mode) || !Number.isInteger(n) || n < 1 || n > 25000 || (process.argv[5] && !capture))
-  throw new Error('usage: walk-cpu.ts [MODE] [WALKS (1-25000)] [TO] [capture]');
+if (
+  !CNI_MODES.includes(mode) ||
+  !Number.isInteger(n) ||
+  n < 1 ||
+  n > 25000 ||
+  (process.argv[5] && !capture)
+) {
+  process.stderr.write(
+    `usage: npx tsx bench/walk-cpu.ts [MODE (${CNI_MODES.join(', ')})] [WALKS (1-25000)] [TO] [capture]\n`,
+  );
+  process.exit(2);
+}
 const c = buildCluster(seedCluster(), mode);
 c.world.capture = capture;
 let sport = 40000;
@@ -39,7 +49,14 @@ const once = () => {
     throw new Error(`pod-a → ${to} was not delivered and answered`);
   steps = w.request.steps.length + w.reply.steps.length;
 };
-for (let i = 0; i < 300; i++) once();
+try {
+  once();
+} catch (e) {
+  if (!(e instanceof WalkError)) throw e;
+  process.stderr.write(`bench/walk-cpu.ts: ${e.message}\n`);
+  process.exit(2);
+}
+for (let i = 1; i < 300; i++) once();
 const c0 = process.cpuUsage();
 for (let i = 0; i < n; i++) once();
 const u = process.cpuUsage(c0);
