@@ -829,6 +829,22 @@ function walkCpuTable(rows: { label: string; runs: WalkCpuResult[] }[]): string 
   );
 }
 
+/** the issue's measure against the kernel's datagrams over the same path, measured in this run */
+function walkCpuVsKernel(rows: { label: string; runs: WalkCpuResult[] }[], k: KernelBench): string {
+  const runs = rows[0].runs;
+  const perSec = runs.map((r) => (r.walks * 1000) / r.cpuMs).sort((a, b) => a - b);
+  const median = perSec[Math.floor(perSec.length / 2)];
+  const head =
+    `A warm walk is two packets (the SYN and the SYN-ACK): ${rows[0].label} is ${fmt(2 * median)} packets per CPU ` +
+    `second, every step recorded.`;
+  if (k.skipped) return `${head} The real kernel's half was skipped (${k.skipped}).`;
+  return (
+    `${head} The real kernel delivered ${fmt(k.kernelPps)} UDP datagrams a second over the same path in this run ` +
+    `(${fmt(k.kernelPpsCpu)} per CPU second of its sender; Simulation vs the real kernel, below): ` +
+    `×${fmt(k.kernelPps / (2 * median), 1)} the model's packets per CPU second.`
+  );
+}
+
 /* ------------------------------------------------------------ main */
 
 function kernelTable(k: KernelBench): string {
@@ -1077,6 +1093,8 @@ above do not disturb: \`node --import tsx bench/walk-cpu.ts MODE ${WALK_CPU_WALK
 new connection each walk after 300 warm-up walks, request and reply recorded, ${WALK_CPU_RUNS} runs per case:
 
 ${walkCpuTable(walkCpu)}
+
+${walkCpuVsKernel(walkCpu, kernel)}
 
 ## From the cluster file to the first walk (issue 16's goal: 5,000 nodes in ≤ 10 s and ≤ 4 GiB)
 
