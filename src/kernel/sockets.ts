@@ -185,6 +185,12 @@ export interface SendError {
  */
 const NO_OFO: TcpConn['ofo'] = new Map();
 const NOTHING = new Uint8Array(0);
+/**
+ * The retransmit queue of every socket that has sent nothing unacknowledged beyond its SYN:
+ * shared and frozen (the first data segment gives a socket a list of its own; a server's request
+ * never sends one in a walk), so a walk's two sockets make no empty list
+ */
+const NO_UNACKED: TcpConn['unacked'] = Object.freeze([]) as unknown as TcpConn['unacked'];
 
 /** pairs a derivePair cache holds at the most (per first member, and first members) */
 const MAX_PAIRS = 4096;
@@ -534,33 +540,24 @@ export class Sockets implements TransportHandler {
     const isn = this.w.derive('isn', src, sport, dst, dport);
     // tcp_connect_init: the advertised MSS, window scaling as the namespace has it
     const w = selectInitialWindow(ns, mss, windowSysctlsOf(ns).scaling);
-    const c: TcpConn = {
-      ns: ns.name,
-      local: src,
-      lport: sport,
-      remote: dst,
-      rport: dport,
-      state: 'SYN_SENT',
-      sndNxt: isn,
-      // tcp_connect_init: snd_una = write_seq (the SYN is the first thing unacknowledged)
-      sndUna: isn,
-      rcvNxt: 0,
+    const tsOffset = this.derivePair(this.tsOffsets, 'tsoff', src, dst);
+    const c = newConn(
+      ns.name,
+      'client',
+      src,
+      sport,
+      dst,
+      dport,
+      isn,
+      0,
       mss,
-      peerMss: 536,
-      tsOffset: this.derivePair(this.tsOffsets, 'tsoff', src, dst),
-      tsRecent: 0,
-      rcvWnd: w.rcvWnd,
-      wscale: w.wscale,
-      peerWscale: 0,
-      toSend: request,
-      closeAfterSend: true,
-      received: 0,
-      role: 'client',
-      unacked: [],
-      ofo: NO_OFO,
-      pushed: false,
-      done: false,
-    };
+      536,
+      tsOffset,
+      0,
+      w,
+      0,
+      request,
+    );
     if (opts.app) c.app = opts.app;
     if (opts.ttl !== undefined) c.ttl = opts.ttl;
     this.w.rec.add({
@@ -1427,42 +1424,28 @@ export class Sockets implements TransportHandler {
       o.wscale !== undefined && windowSysctlsOf(ns).scaling,
     );
     const wscale = o.wscale !== undefined ? w.wscale : undefined;
-    const c: TcpConn = {
-      ns: ns.name,
-      local: pkt.ip.dst,
-      lport: tcp.dstPort,
-      remote: pkt.ip.src,
-      rport: tcp.srcPort,
-      state: 'SYN_RECV',
-      sndNxt: isn,
-      rcvNxt: (tcp.seq + 1) >>> 0,
+    const tsOffset = this.derivePair(this.tsOffsets, 'tsoff', pkt.ip.dst, pkt.ip.src);
+    const c = newConn(
+      ns.name,
+      'server',
+      pkt.ip.dst,
+      tcp.dstPort,
+      pkt.ip.src,
+      tcp.srcPort,
+      isn,
+      (tcp.seq + 1) >>> 0,
       mss,
-      peerMss: o.mss ?? 536,
-      tsOffset: this.derivePair(this.tsOffsets, 'tsoff', pkt.ip.dst, pkt.ip.src),
-      tsRecent: o.timestamp?.val ?? 0,
-      peerWscale: o.wscale ?? 0,
-      rcvWnd: w.rcvWnd,
-      wscale: w.wscale,
-      toSend: NOTHING,
-      closeAfterSend: false,
-      received: 0,
-      role: 'server',
-      // tcp_create_openreq_child: snd_una = the ISN (the SYN-ACK is the first thing unacknowledged)
-      sndUna: isn,
-      unacked: [],
-      ofo: NO_OFO,
-      pushed: false,
-      done: false,
-      synackOpts: {
-        mss,
-        sackOk: !!o.sackOk,
-        timestamp: o.timestamp ? { val: 0, ecr: 0 } : undefined,
-        wscale,
-      },
-      // inet_csk_reqsk_queue_hash_add: the request timer, TCP_TIMEOUT_INIT (reqsk_timer_handler)
-      rto: TCP_TIMEOUT_INIT,
-      numTimeout: 0,
-    };
+      o.mss ?? 536,
+      tsOffset,
+      o.timestamp?.val ?? 0,
+      w,
+      o.wscale ?? 0,
+      NOTHING,
+    );
+    c.synackOpts = synackOptions(mss, !!o.sackOk, !!o.timestamp, wscale);
+    // inet_csk_reqsk_queue_hash_add: the request timer, TCP_TIMEOUT_INIT (reqsk_timer_handler)
+    c.rto = TCP_TIMEOUT_INIT;
+    c.numTimeout = 0;
     if (app) c.app = app;
     ns.tcp.add(c);
     this.stack.deliver(
@@ -1489,6 +1472,89 @@ export class Sockets implements TransportHandler {
     this.armRto(ns, c);
     this.stack.queue.push({ ns: ns.name, pkt: synack, role: { kind: 'syn-ack' } });
   }
+}
+
+/**
+ * A new connection: connect()'s client socket (SYN_SENT) or a listener's request (SYN_RECV).
+ * Every connection is made here, with the same fields in the same order, those a handshake sets
+ * later (the timer's, establishedAt, the request's SYN-ACK options) included as undefined: one
+ * hidden class for every socket, and no property store added to it when the handshake goes on
+ * (a saved world writes no undefined field: the data are those of the fields that have values).
+ */
+function newConn(
+  ns: string,
+  role: 'client' | 'server',
+  local: string,
+  lport: number,
+  remote: string,
+  rport: number,
+  isn: number,
+  rcvNxt: number,
+  mss: number,
+  peerMss: number,
+  tsOffset: number,
+  tsRecent: number,
+  w: { rcvWnd: number; wscale: number },
+  peerWscale: number,
+  toSend: Uint8Array,
+): TcpConn {
+  const client = role === 'client';
+  return {
+    ns,
+    local,
+    lport,
+    remote,
+    rport,
+    state: client ? 'SYN_SENT' : 'SYN_RECV',
+    sndNxt: isn,
+    // tcp_connect_init (client) and tcp_create_openreq_child (server): snd_una = the ISN (the SYN
+    // or SYN-ACK is the first thing unacknowledged)
+    sndUna: isn,
+    rcvNxt,
+    mss,
+    peerMss,
+    tsOffset,
+    tsRecent,
+    rcvWnd: w.rcvWnd,
+    wscale: w.wscale,
+    peerWscale,
+    toSend,
+    closeAfterSend: client,
+    received: 0,
+    role,
+    unacked: NO_UNACKED,
+    ofo: NO_OFO,
+    pushed: false,
+    done: false,
+    ttl: undefined,
+    rto: undefined,
+    rtoAt: undefined,
+    numTimeout: undefined,
+    synackOpts: undefined,
+    establishedAt: undefined,
+    app: undefined,
+  };
+}
+
+/**
+ * The options of a request's SYN-ACK (kept to send it again), one object per set of values: a
+ * listener's requests mostly share theirs. Frozen: never written (rtxSynack copies them).
+ */
+const synackOptionSets = new Map<number, TcpOptions>();
+function synackOptions(mss: number, sackOk: boolean, ts: boolean, wscale: number | undefined): TcpOptions {
+  const key = ((mss * 2 + (sackOk ? 1 : 0)) * 2 + (ts ? 1 : 0)) * 16 + (wscale ?? 15);
+  let o = synackOptionSets.get(key);
+  if (o === undefined) {
+    if (synackOptionSets.size >= MAX_PAIRS) synackOptionSets.clear();
+    o = Object.freeze({
+      mss,
+      sackOk,
+      timestamp: ts ? Object.freeze({ val: 0, ecr: 0 }) : undefined,
+      wscale,
+    });
+    synackOptionSets.set(key, o);
+  }
+  return o;
 }
 
 /** what a delivery step records of the segment (its flags copied) */
