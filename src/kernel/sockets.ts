@@ -22,6 +22,7 @@ import type { PacketRole, SegmentInfo, SendCall } from './events.ts';
 import type { CtResult } from './conntrack.ts';
 import type { TimerEvent } from './world.ts';
 import { updatePmtu } from './pmtu.ts';
+import { NO_BYTES } from './data.ts';
 
 /** icmp_rcv's per-type counters (the ICMP_MIB_IN* of icmp_pointers) */
 const ICMP_IN: Record<number, string> = {
@@ -182,9 +183,12 @@ export interface SendError {
  * send of every socket that has nothing left to send: shared, never written (a socket is given
  * its own queue when a segment first waits in it, and its own bytes to send by assignment), so a
  * walk's two sockets make neither. A snapshot writes each socket on its own: they read as before.
+ * The bytes are NO_BYTES, which is also the payload of every segment without one (a SYN, a
+ * SYN-ACK, an ACK, a FIN, a RST): a saved world writes it in full wherever it is (a socket's
+ * last SYN beside its bytes to send, packets waiting on one neighbour).
  */
 const NO_OFO: TcpConn['ofo'] = new Map();
-const NOTHING = new Uint8Array(0);
+const NOTHING = NO_BYTES;
 /**
  * The retransmit queue of every socket that has sent nothing unacknowledged beyond its SYN:
  * shared and frozen (the first data segment gives a socket a list of its own; a server's request
@@ -567,7 +571,7 @@ export class Sockets implements TransportHandler {
       action: 'connect',
       ev: { type: 'connect', src, sport, dst, dport, mss, mtu, wscale: c.wscale },
     });
-    const syn = this.segment(c, { syn: true }, new Uint8Array(0), {
+    const syn = this.segment(c, { syn: true }, NOTHING, {
       mss,
       sackOk: true,
       timestamp: { val: this.tsVal(c), ecr: 0 },
@@ -714,7 +718,7 @@ export class Sockets implements TransportHandler {
     this.stack.mib(ns, 'TcpExtTCPSynRetrans');
     const seq = c.sndNxt;
     c.sndNxt = (c.sndNxt - 1) >>> 0;
-    const syn = this.segment(c, { syn: true }, new Uint8Array(0), {
+    const syn = this.segment(c, { syn: true }, NOTHING, {
       mss: c.mss,
       sackOk: true,
       timestamp: { val: this.tsVal(c), ecr: 0 },
@@ -767,7 +771,7 @@ export class Sockets implements TransportHandler {
     const opts = c.synackOpts ?? {};
     const seq = c.sndNxt;
     c.sndNxt = (c.sndNxt - 1) >>> 0;
-    const synack = this.segment(c, { syn: true, ack: true }, new Uint8Array(0), {
+    const synack = this.segment(c, { syn: true, ack: true }, NOTHING, {
       ...opts,
       timestamp: opts.timestamp ? { val: this.tsVal(c), ecr: c.tsRecent } : undefined,
     });
@@ -930,7 +934,7 @@ export class Sockets implements TransportHandler {
     // tcp_send_fin: what the stream still holds leaves first, Nagle or not
     if (c.unsentBytes) this.push(ns, c, true);
     c.state = c.state === 'ESTABLISHED' ? 'FIN_WAIT1' : 'LAST_ACK';
-    const fin = this.segment(c, { fin: true, ack: true }, new Uint8Array(0), this.tsOpt(c));
+    const fin = this.segment(c, { fin: true, ack: true }, NOTHING, this.tsOpt(c));
     c.sndNxt = (c.sndNxt + 1) >>> 0;
     this.stack.queue.push({ ns: ns.name, pkt: fin, role: { kind: 'fin' } });
   }
@@ -1153,7 +1157,7 @@ export class Sockets implements TransportHandler {
       conn.rtoAt = undefined;
       conn.establishedAt = this.w.now;
       this.stack.deliver(ns, dev.name, to, { what: 'tcp', port, seg, event: 'established', from: before }, 4);
-      this.reply(ns, conn, { ack: true }, new Uint8Array(0), { kind: 'ack' });
+      this.reply(ns, conn, { ack: true }, NOTHING, { kind: 'ack' });
       if (conn.toSend.length) this.sendData(conn, ns);
       this.tell(ns, conn, { kind: 'connected' });
       return;
@@ -1228,7 +1232,7 @@ export class Sockets implements TransportHandler {
           : { what: 'tcp', port, seg, event: 'duplicate' },
         4,
       );
-      this.reply(ns, conn, { ack: true }, new Uint8Array(0), { kind: 'dup-ack' });
+      this.reply(ns, conn, { ack: true }, NOTHING, { kind: 'dup-ack' });
       return;
     }
     let pushedNow = false;
@@ -1267,12 +1271,12 @@ export class Sockets implements TransportHandler {
       data.length ? 7 : 4,
     );
     // quickack at the start of a connection: data is acknowledged at once, before the application reacts
-    if (data.length && !f.fin) this.reply(ns, conn, { ack: true }, new Uint8Array(0), { kind: 'ack' });
+    if (data.length && !f.fin) this.reply(ns, conn, { ack: true }, NOTHING, { kind: 'ack' });
     if (conn.app) {
       // a process's stream: it reads what came, and closes on EOF itself (the FIN is acknowledged)
       for (const d of read) this.tell(ns, conn, { kind: 'data', data: d });
       if (f.fin && (conn.state === 'CLOSE_WAIT' || conn.state === 'TIME_WAIT')) {
-        this.reply(ns, conn, { ack: true }, new Uint8Array(0), { kind: 'ack' });
+        this.reply(ns, conn, { ack: true }, NOTHING, { kind: 'ack' });
         if (conn.state === 'CLOSE_WAIT') this.tell(ns, conn, { kind: 'eof' });
       }
       return;
@@ -1293,17 +1297,16 @@ export class Sockets implements TransportHandler {
     ) {
       // response received: the application closes
       conn.state = 'FIN_WAIT1';
-      this.reply(ns, conn, { fin: true, ack: true }, new Uint8Array(0), { kind: 'fin' });
+      this.reply(ns, conn, { fin: true, ack: true }, NOTHING, { kind: 'fin' });
       return;
     }
     if (conn.state === 'CLOSE_WAIT') {
       // the server closes too: FIN+ACK
       conn.state = 'LAST_ACK';
-      this.reply(ns, conn, { fin: true, ack: true }, new Uint8Array(0), { kind: 'fin' });
+      this.reply(ns, conn, { fin: true, ack: true }, NOTHING, { kind: 'fin' });
       return;
     }
-    if (conn.state === 'TIME_WAIT' && f.fin)
-      this.reply(ns, conn, { ack: true }, new Uint8Array(0), { kind: 'ack' });
+    if (conn.state === 'TIME_WAIT' && f.fin) this.reply(ns, conn, { ack: true }, NOTHING, { kind: 'ack' });
   }
 
   /** tcp_v4_send_reset: the RST that answers a segment (sent with DF, as the kernel's reply socket does) */
@@ -1335,7 +1338,7 @@ export class Sockets implements TransportHandler {
               window: 0,
               options: {},
             },
-        data: new Uint8Array(0),
+        data: NOTHING,
       },
     };
     this.stack.queue.push({ ns: ns.name, pkt: rst, role: { kind: 'rst' } });
@@ -1461,7 +1464,7 @@ export class Sockets implements TransportHandler {
       },
       4,
     );
-    const synack = this.segment(c, { syn: true, ack: true }, new Uint8Array(0), {
+    const synack = this.segment(c, { syn: true, ack: true }, NOTHING, {
       mss,
       sackOk: !!o.sackOk,
       timestamp: o.timestamp ? { val: this.tsVal(c), ecr: c.tsRecent } : undefined,
