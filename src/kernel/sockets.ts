@@ -1483,6 +1483,8 @@ export class Sockets implements TransportHandler {
  * later (the timer's, establishedAt, the request's SYN-ACK options) included as undefined: one
  * hidden class for every socket, and no property store added to it when the handshake goes on
  * (a saved world writes no undefined field: the data are those of the fields that have values).
+ * A field is 8 bytes of every socket: those only a process's or a timed connection sets (app,
+ * ttl, the SYN's retransmissions, the stream's) are added to those sockets alone.
  */
 function newConn(
   ns: string,
@@ -1529,13 +1531,11 @@ function newConn(
     ofo: NO_OFO,
     pushed: false,
     done: false,
-    ttl: undefined,
     rto: undefined,
     rtoAt: undefined,
     numTimeout: undefined,
     synackOpts: undefined,
     establishedAt: undefined,
-    app: undefined,
   };
 }
 
