@@ -20,7 +20,7 @@ import type { Link, Netns } from './objects.ts';
 import { loopbackRoute, type AppSocketEvent, type Stack, type TransportHandler } from './stack.ts';
 import type { PacketRole, SegmentInfo, SendCall } from './events.ts';
 import type { CtResult } from './conntrack.ts';
-import type { TimerEvent } from './world.ts';
+import { fmix32, fnv1a, fnv1aChar, type TimerEvent, type World } from './world.ts';
 import { updatePmtu } from './pmtu.ts';
 import { NO_BYTES } from './data.ts';
 
@@ -207,6 +207,28 @@ const MAX_PAIRS = 4096;
 const tcpTos: string[] = [];
 const tcpTo = (port: number): string =>
   port >= 0 && port < 32768 ? (tcpTos[port] ??= `tcp/${port}`) : `tcp/${port}`;
+
+/**
+ * A connection's ISN: World.derive('isn', src, sport, dst, dport), the key's strings not made
+ * (derive takes its parts as an array and prints each port: 0.75 % of a warm walk). A port that
+ * is not an integer 0..65535 goes through derive itself.
+ */
+export function deriveIsn(w: World, src: string, sport: number, dst: string, dport: number): number {
+  if (!isPort(sport) || !isPort(dport)) return w.derive('isn', src, sport, dst, dport);
+  // "isn|" then "SRC|SPORT|DST|DPORT"
+  let h = fnv1aChar(0x7c, fnv1a(src, w.deriveStart('isn')));
+  h = fnv1aChar(0x7c, fnv1aUint(sport, h));
+  h = fnv1aChar(0x7c, fnv1a(dst, h));
+  return fmix32(fnv1aUint(dport, h));
+}
+
+const isPort = (n: number) => Number.isInteger(n) && n >= 0 && n <= 0xffff;
+
+/** FNV-1a's state after the decimal digits of a non-negative integer (String(n)'s) */
+function fnv1aUint(n: number, h: number): number {
+  if (n >= 10) h = fnv1aUint(Math.floor(n / 10), h);
+  return fnv1aChar(48 + (n % 10), h);
+}
 
 /** a is after b in sequence space */
 const seqAfter = (a: number, b: number) => ((a - b) | 0) > 0;
@@ -541,7 +563,7 @@ export class Sockets implements TransportHandler {
     const mtu = mtuOfRoute(rr);
     const src = rr && !('error' in rr) ? rr.src : rr ? dst : '0.0.0.0';
     const mss = advmss(mtu);
-    const isn = this.w.derive('isn', src, sport, dst, dport);
+    const isn = deriveIsn(this.w, src, sport, dst, dport);
     // tcp_connect_init: the advertised MSS, window scaling as the namespace has it
     const w = selectInitialWindow(ns, mss, windowSysctlsOf(ns).scaling);
     const tsOffset = this.derivePair(this.tsOffsets, 'tsoff', src, dst);
@@ -1419,7 +1441,7 @@ export class Sockets implements TransportHandler {
     const o = tcp.options;
     const mtu = this.routeMtu(ns, pkt.ip.src);
     const mss = advmss(mtu);
-    const isn = this.w.derive('isn', pkt.ip.dst, tcp.dstPort, pkt.ip.src, tcp.srcPort);
+    const isn = deriveIsn(this.w, pkt.ip.dst, tcp.dstPort, pkt.ip.src, tcp.srcPort);
     // tcp_openreq_init_rwin: less the timestamp option when the SYN had one; scaling when it offered it
     const w = selectInitialWindow(
       ns,
