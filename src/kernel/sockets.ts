@@ -1597,8 +1597,12 @@ function mtuOfRoute(rr: ReturnType<Stack['routeOutput']>): number {
 
 /** the first listening TCP socket of the namespace on `port` that takes `addr` (a wildcard or the address) */
 function tcpListener(ns: Netns, port: number, addr: string): Netns['sockets'][number] | undefined {
-  for (const s of ns.sockets)
+  // by index: for…of made an iterator per segment delivered (V8 kept it: 21 B a walk)
+  const all = ns.sockets;
+  for (let i = 0; i < all.length; i++) {
+    const s = all[i];
     if (s.proto === 'tcp' && s.port === port && (s.addr === '0.0.0.0' || s.addr === addr)) return s;
+  }
   return undefined;
 }
 
