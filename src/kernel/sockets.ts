@@ -224,10 +224,12 @@ export function deriveIsn(w: World, src: string, sport: number, dst: string, dpo
 
 const isPort = (n: number) => Number.isInteger(n) && n >= 0 && n <= 0xffff;
 
-/** FNV-1a's state after the decimal digits of a non-negative integer (String(n)'s) */
+/** FNV-1a's state after the decimal digits of a port (String(n)'s), most significant first */
 function fnv1aUint(n: number, h: number): number {
-  if (n >= 10) h = fnv1aUint(Math.floor(n / 10), h);
-  return fnv1aChar(48 + (n % 10), h);
+  let d = 1;
+  while (d * 10 <= n) d *= 10;
+  for (; d >= 1; d /= 10) h = fnv1aChar(48 + (Math.floor(n / d) % 10), h);
+  return h;
 }
 
 /** a is after b in sequence space */
