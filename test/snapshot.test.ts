@@ -196,6 +196,26 @@ test('a world in the middle of time (a queued SYN, armed timers, the PMTU cache)
   );
 });
 
+test('the empty bytes that segments and sockets share are written in full wherever they are met', () => {
+  // curl's connection keeps its last SYN (no payload) and, once its request left, nothing to
+  // send: the same empty bytes twice in one socket, each written as the empty array it stands for
+  const c = prepareCluster(seedCluster(), 'flannel-vxlan');
+  const r = runCommand(c, 'pod-a', 'curl -s http://10.244.1.5:8080/');
+  assert.equal(r.code, 0, r.stderr);
+  const conn = c.world.ns('pod-a').tcp.list()[0];
+  assert.equal(conn.toSend, conn.lastSyn?.payload.kind === 'tcp' ? conn.lastSyn.payload.data : undefined);
+  assert.equal(conn.toSend.length, 0);
+  const data = worldToData(c.world).netns.find((n) => n.name === 'pod-a')!.tcp[0] as {
+    toSend: unknown;
+    lastSyn: { payload: { data: unknown } };
+  };
+  assert.deepEqual(data.toSend, { $bytes: '' });
+  assert.deepEqual(data.lastSyn.payload.data, { $bytes: '' });
+  const loaded = worldFromData(JSON.parse(JSON.stringify(worldToData(c.world))));
+  const back = loaded.ns('pod-a').tcp.list()[0];
+  assert.notEqual(back.toSend, back.lastSyn?.payload.kind === 'tcp' ? back.lastSyn.payload.data : undefined);
+});
+
 describe('diffWorlds', () => {
   test('after `ip route del` on a clone, the diff names exactly that route', () => {
     const c = prepareCluster(seedCluster(), 'flannel-vxlan');

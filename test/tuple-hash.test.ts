@@ -26,6 +26,7 @@ import { cloneWorld } from '../src/kernel/snapshot.ts';
 import { walk } from '../src/trace/walk.ts';
 import { QuadTable, quadKey, type Quad } from '../src/kernel/table.ts';
 import { flowHash, tupleOf } from '../src/kernel/stack.ts';
+import { deriveIsn } from '../src/kernel/sockets.ts';
 import { seededRandom, World } from '../src/kernel/world.ts';
 import type { Ipv4Packet } from '../src/wire/types.ts';
 
@@ -318,4 +319,24 @@ test('the flow hash is World.derive of the flow key string, ends in string order
     checked++;
   }
   assert.equal(checked, 5000);
+});
+
+test("a connection's ISN is World.derive('isn', src, sport, dst, dport), whatever the ports", () => {
+  const r = rng(13);
+  const pick = <T>(xs: T[]) => xs[Math.floor(r() * xs.length)];
+  const w = new World('isn-seed');
+  const addrs = ['10.244.0.5', '10.244.1.5', '0.0.0.0', '255.255.255.255', '10.0.0.01'];
+  // the digits' edges (0, 9, 10, 99, 100, …), the largest port, and what is no port (derive itself)
+  const ports = [0, 1, 9, 10, 99, 100, 999, 1000, 8080, 9999, 10000, 40000, 65535, 65536, -1, 2.5];
+  for (let i = 0; i < 5000; i++) {
+    const src = pick(addrs);
+    const dst = pick(addrs);
+    const sport = r() < 0.5 ? pick(ports) : Math.floor(r() * 65536);
+    const dport = r() < 0.5 ? pick(ports) : Math.floor(r() * 65536);
+    assert.equal(
+      deriveIsn(w, src, sport, dst, dport),
+      w.derive('isn', src, sport, dst, dport),
+      `${src}:${sport} ${dst}:${dport}`,
+    );
+  }
 });

@@ -10,7 +10,8 @@
  * Plain objects are written with their keys sorted (one text for one state, whatever order the
  * fields were set in); a key that starts with "$" gets another "$" in front. An object reached
  * twice is written once and referred to by the path of its first place, so an index that shares
- * entries with a list (conntrack's tuple hash) comes back sharing them. Functions, symbols and
+ * entries with a list (conntrack's tuple hash) comes back sharing them (NO_BYTES, the empty bytes
+ * sockets share, excepted: it is written in full each time). Functions, symbols and
  * instances of classes that are not registered are refused with the path where they are.
  *
  * decodeData checks every tag and names the JSON path of what it refuses (DataError), so a
@@ -24,6 +25,14 @@ export type Json = null | boolean | number | string | Json[] | { [k: string]: Js
 export type DataClass = abstract new (...args: never[]) => object;
 
 export class DataError extends Error {}
+
+/**
+ * The empty byte string that sockets share between the segments and sockets that carry no bytes
+ * (a SYN, an ACK, a socket with nothing left to send), instead of an empty array each: written
+ * as `{"$bytes": ""}` wherever it is met, never as a `$ref` to where it was met first, which is
+ * what the separate empty arrays it stands for gave. It has no byte to change.
+ */
+export const NO_BYTES = new Uint8Array(0);
 
 function isPlain(v: object): boolean {
   const p = Object.getPrototypeOf(v);
@@ -65,6 +74,7 @@ export function encodeData(v: unknown, classes: Record<string, DataClass>, path 
     }
     if (x === null) return null;
     const o = x as object;
+    if (o === NO_BYTES) return { $bytes: '' };
     const first = seen.get(o);
     if (first !== undefined) return { $ref: first };
     seen.set(o, at);

@@ -28,7 +28,10 @@ interface Host<T> {
   readyAt: number;
   /** sending now (between `take` and `sent`): its next packet waits for the send to end */
   busy: boolean;
-  /** it has an entry in the heap (perhaps out of date: checked when it comes to the top) */
+  /**
+   * it has an entry in the heap (perhaps out of date: checked when it comes to the top), or is in
+   * `pending`, to have one made at the next `peek`
+   */
   inHeap: boolean;
 }
 
@@ -45,6 +48,14 @@ export class SendQueue<T extends { ns: string }> {
   private hosts = new Map<string, Host<T>>();
   /** the hosts with packets, a binary min-heap on (ready, seq) of their next packet */
   private heap: HeapEntry<T>[] = [];
+  /**
+   * hosts that queued a packet while out of the heap: they enter it at the next `peek`, so the
+   * trace walker, which only shifts, makes no heap entry. The same heap as entering at the push:
+   * until a `peek` nothing reads the heap, and nothing changes what a host's entry would hold but
+   * its head (which `peek` makes an entry follow anyway) and its ready time (only `sent`, of a
+   * host `take` took from the heap, changes it)
+   */
+  private pending: Host<T>[] = [];
   private seq = 0;
   private count = 0;
 
@@ -62,11 +73,15 @@ export class SendQueue<T extends { ns: string }> {
     }
     h.items.push({ item, at: this.now(), seq: this.seq++ });
     this.count++;
-    if (!h.busy && !h.inHeap) this.insert(h);
+    if (!h.busy && !h.inHeap) {
+      h.inHeap = true;
+      this.pending.push(h);
+    }
   }
 
   /** the next packet to go, with the µs its host is ready to handle it, without taking it */
   peek(): { item: T; ready: number } | undefined {
+    if (this.pending.length) this.enter();
     const h = this.heap;
     while (h.length) {
       const top = h[0];
@@ -136,7 +151,17 @@ export class SendQueue<T extends { ns: string }> {
   clear(): void {
     this.hosts = new Map();
     this.heap = [];
+    this.pending = [];
     this.count = 0;
+  }
+
+  /** the pending hosts that still have packets enter the heap (a host `shift` emptied has gone) */
+  private enter(): void {
+    for (const h of this.pending) {
+      if (h.items.length) this.insert(h);
+      else h.inHeap = false;
+    }
+    this.pending = [];
   }
 
   private insert(h: Host<T>): void {

@@ -20,8 +20,9 @@ import type { Link, Netns } from './objects.ts';
 import { loopbackRoute, type AppSocketEvent, type Stack, type TransportHandler } from './stack.ts';
 import type { PacketRole, SegmentInfo, SendCall } from './events.ts';
 import type { CtResult } from './conntrack.ts';
-import type { TimerEvent } from './world.ts';
+import { fmix32, fnv1a, fnv1aChar, type TimerEvent, type World } from './world.ts';
 import { updatePmtu } from './pmtu.ts';
+import { NO_BYTES } from './data.ts';
 
 /** icmp_rcv's per-type counters (the ICMP_MIB_IN* of icmp_pointers) */
 const ICMP_IN: Record<number, string> = {
@@ -182,9 +183,18 @@ export interface SendError {
  * send of every socket that has nothing left to send: shared, never written (a socket is given
  * its own queue when a segment first waits in it, and its own bytes to send by assignment), so a
  * walk's two sockets make neither. A snapshot writes each socket on its own: they read as before.
+ * The bytes are NO_BYTES, which is also the payload of every segment without one (a SYN, a
+ * SYN-ACK, an ACK, a FIN, a RST): a saved world writes it in full wherever it is (a socket's
+ * last SYN beside its bytes to send, packets waiting on one neighbour).
  */
 const NO_OFO: TcpConn['ofo'] = new Map();
-const NOTHING = new Uint8Array(0);
+const NOTHING = NO_BYTES;
+/**
+ * The retransmit queue of every socket that has sent nothing unacknowledged beyond its SYN:
+ * shared and frozen (the first data segment gives a socket a list of its own; a server's request
+ * never sends one in a walk), so a walk's two sockets make no empty list
+ */
+const NO_UNACKED: TcpConn['unacked'] = Object.freeze([]) as unknown as TcpConn['unacked'];
 
 /** pairs a derivePair cache holds at the most (per first member, and first members) */
 const MAX_PAIRS = 4096;
@@ -197,6 +207,30 @@ const MAX_PAIRS = 4096;
 const tcpTos: string[] = [];
 const tcpTo = (port: number): string =>
   port >= 0 && port < 32768 ? (tcpTos[port] ??= `tcp/${port}`) : `tcp/${port}`;
+
+/**
+ * A connection's ISN: World.derive('isn', src, sport, dst, dport), the key's strings not made
+ * (derive takes its parts as an array and prints each port: 0.75 % of a warm walk). A port that
+ * is not an integer 0..65535 goes through derive itself.
+ */
+export function deriveIsn(w: World, src: string, sport: number, dst: string, dport: number): number {
+  if (!isPort(sport) || !isPort(dport)) return w.derive('isn', src, sport, dst, dport);
+  // "isn|" then "SRC|SPORT|DST|DPORT"
+  let h = fnv1aChar(0x7c, fnv1a(src, w.deriveStart('isn')));
+  h = fnv1aChar(0x7c, fnv1aUint(sport, h));
+  h = fnv1aChar(0x7c, fnv1a(dst, h));
+  return fmix32(fnv1aUint(dport, h));
+}
+
+const isPort = (n: number) => Number.isInteger(n) && n >= 0 && n <= 0xffff;
+
+/** FNV-1a's state after the decimal digits of a port (String(n)'s), most significant first */
+function fnv1aUint(n: number, h: number): number {
+  let d = 1;
+  while (d * 10 <= n) d *= 10;
+  for (; d >= 1; d /= 10) h = fnv1aChar(48 + (Math.floor(n / d) % 10), h);
+  return h;
+}
 
 /** a is after b in sequence space */
 const seqAfter = (a: number, b: number) => ((a - b) | 0) > 0;
@@ -531,36 +565,27 @@ export class Sockets implements TransportHandler {
     const mtu = mtuOfRoute(rr);
     const src = rr && !('error' in rr) ? rr.src : rr ? dst : '0.0.0.0';
     const mss = advmss(mtu);
-    const isn = this.w.derive('isn', src, sport, dst, dport);
+    const isn = deriveIsn(this.w, src, sport, dst, dport);
     // tcp_connect_init: the advertised MSS, window scaling as the namespace has it
     const w = selectInitialWindow(ns, mss, windowSysctlsOf(ns).scaling);
-    const c: TcpConn = {
-      ns: ns.name,
-      local: src,
-      lport: sport,
-      remote: dst,
-      rport: dport,
-      state: 'SYN_SENT',
-      sndNxt: isn,
-      // tcp_connect_init: snd_una = write_seq (the SYN is the first thing unacknowledged)
-      sndUna: isn,
-      rcvNxt: 0,
+    const tsOffset = this.derivePair(this.tsOffsets, 'tsoff', src, dst);
+    const c = newConn(
+      ns.name,
+      'client',
+      src,
+      sport,
+      dst,
+      dport,
+      isn,
+      0,
       mss,
-      peerMss: 536,
-      tsOffset: this.derivePair(this.tsOffsets, 'tsoff', src, dst),
-      tsRecent: 0,
-      rcvWnd: w.rcvWnd,
-      wscale: w.wscale,
-      peerWscale: 0,
-      toSend: request,
-      closeAfterSend: true,
-      received: 0,
-      role: 'client',
-      unacked: [],
-      ofo: NO_OFO,
-      pushed: false,
-      done: false,
-    };
+      536,
+      tsOffset,
+      0,
+      w,
+      0,
+      request,
+    );
     if (opts.app) c.app = opts.app;
     if (opts.ttl !== undefined) c.ttl = opts.ttl;
     this.w.rec.add({
@@ -570,7 +595,7 @@ export class Sockets implements TransportHandler {
       action: 'connect',
       ev: { type: 'connect', src, sport, dst, dport, mss, mtu, wscale: c.wscale },
     });
-    const syn = this.segment(c, { syn: true }, new Uint8Array(0), {
+    const syn = this.segment(c, { syn: true }, NOTHING, {
       mss,
       sackOk: true,
       timestamp: { val: this.tsVal(c), ecr: 0 },
@@ -717,7 +742,7 @@ export class Sockets implements TransportHandler {
     this.stack.mib(ns, 'TcpExtTCPSynRetrans');
     const seq = c.sndNxt;
     c.sndNxt = (c.sndNxt - 1) >>> 0;
-    const syn = this.segment(c, { syn: true }, new Uint8Array(0), {
+    const syn = this.segment(c, { syn: true }, NOTHING, {
       mss: c.mss,
       sackOk: true,
       timestamp: { val: this.tsVal(c), ecr: 0 },
@@ -770,7 +795,7 @@ export class Sockets implements TransportHandler {
     const opts = c.synackOpts ?? {};
     const seq = c.sndNxt;
     c.sndNxt = (c.sndNxt - 1) >>> 0;
-    const synack = this.segment(c, { syn: true, ack: true }, new Uint8Array(0), {
+    const synack = this.segment(c, { syn: true, ack: true }, NOTHING, {
       ...opts,
       timestamp: opts.timestamp ? { val: this.tsVal(c), ecr: c.tsRecent } : undefined,
     });
@@ -933,7 +958,7 @@ export class Sockets implements TransportHandler {
     // tcp_send_fin: what the stream still holds leaves first, Nagle or not
     if (c.unsentBytes) this.push(ns, c, true);
     c.state = c.state === 'ESTABLISHED' ? 'FIN_WAIT1' : 'LAST_ACK';
-    const fin = this.segment(c, { fin: true, ack: true }, new Uint8Array(0), this.tsOpt(c));
+    const fin = this.segment(c, { fin: true, ack: true }, NOTHING, this.tsOpt(c));
     c.sndNxt = (c.sndNxt + 1) >>> 0;
     this.stack.queue.push({ ns: ns.name, pkt: fin, role: { kind: 'fin' } });
   }
@@ -1156,7 +1181,7 @@ export class Sockets implements TransportHandler {
       conn.rtoAt = undefined;
       conn.establishedAt = this.w.now;
       this.stack.deliver(ns, dev.name, to, { what: 'tcp', port, seg, event: 'established', from: before }, 4);
-      this.reply(ns, conn, { ack: true }, new Uint8Array(0), { kind: 'ack' });
+      this.reply(ns, conn, { ack: true }, NOTHING, { kind: 'ack' });
       if (conn.toSend.length) this.sendData(conn, ns);
       this.tell(ns, conn, { kind: 'connected' });
       return;
@@ -1231,7 +1256,7 @@ export class Sockets implements TransportHandler {
           : { what: 'tcp', port, seg, event: 'duplicate' },
         4,
       );
-      this.reply(ns, conn, { ack: true }, new Uint8Array(0), { kind: 'dup-ack' });
+      this.reply(ns, conn, { ack: true }, NOTHING, { kind: 'dup-ack' });
       return;
     }
     let pushedNow = false;
@@ -1270,12 +1295,12 @@ export class Sockets implements TransportHandler {
       data.length ? 7 : 4,
     );
     // quickack at the start of a connection: data is acknowledged at once, before the application reacts
-    if (data.length && !f.fin) this.reply(ns, conn, { ack: true }, new Uint8Array(0), { kind: 'ack' });
+    if (data.length && !f.fin) this.reply(ns, conn, { ack: true }, NOTHING, { kind: 'ack' });
     if (conn.app) {
       // a process's stream: it reads what came, and closes on EOF itself (the FIN is acknowledged)
       for (const d of read) this.tell(ns, conn, { kind: 'data', data: d });
       if (f.fin && (conn.state === 'CLOSE_WAIT' || conn.state === 'TIME_WAIT')) {
-        this.reply(ns, conn, { ack: true }, new Uint8Array(0), { kind: 'ack' });
+        this.reply(ns, conn, { ack: true }, NOTHING, { kind: 'ack' });
         if (conn.state === 'CLOSE_WAIT') this.tell(ns, conn, { kind: 'eof' });
       }
       return;
@@ -1296,17 +1321,16 @@ export class Sockets implements TransportHandler {
     ) {
       // response received: the application closes
       conn.state = 'FIN_WAIT1';
-      this.reply(ns, conn, { fin: true, ack: true }, new Uint8Array(0), { kind: 'fin' });
+      this.reply(ns, conn, { fin: true, ack: true }, NOTHING, { kind: 'fin' });
       return;
     }
     if (conn.state === 'CLOSE_WAIT') {
       // the server closes too: FIN+ACK
       conn.state = 'LAST_ACK';
-      this.reply(ns, conn, { fin: true, ack: true }, new Uint8Array(0), { kind: 'fin' });
+      this.reply(ns, conn, { fin: true, ack: true }, NOTHING, { kind: 'fin' });
       return;
     }
-    if (conn.state === 'TIME_WAIT' && f.fin)
-      this.reply(ns, conn, { ack: true }, new Uint8Array(0), { kind: 'ack' });
+    if (conn.state === 'TIME_WAIT' && f.fin) this.reply(ns, conn, { ack: true }, NOTHING, { kind: 'ack' });
   }
 
   /** tcp_v4_send_reset: the RST that answers a segment (sent with DF, as the kernel's reply socket does) */
@@ -1338,7 +1362,7 @@ export class Sockets implements TransportHandler {
               window: 0,
               options: {},
             },
-        data: new Uint8Array(0),
+        data: NOTHING,
       },
     };
     this.stack.queue.push({ ns: ns.name, pkt: rst, role: { kind: 'rst' } });
@@ -1419,7 +1443,7 @@ export class Sockets implements TransportHandler {
     const o = tcp.options;
     const mtu = this.routeMtu(ns, pkt.ip.src);
     const mss = advmss(mtu);
-    const isn = this.w.derive('isn', pkt.ip.dst, tcp.dstPort, pkt.ip.src, tcp.srcPort);
+    const isn = deriveIsn(this.w, pkt.ip.dst, tcp.dstPort, pkt.ip.src, tcp.srcPort);
     // tcp_openreq_init_rwin: less the timestamp option when the SYN had one; scaling when it offered it
     const w = selectInitialWindow(
       ns,
@@ -1427,42 +1451,28 @@ export class Sockets implements TransportHandler {
       o.wscale !== undefined && windowSysctlsOf(ns).scaling,
     );
     const wscale = o.wscale !== undefined ? w.wscale : undefined;
-    const c: TcpConn = {
-      ns: ns.name,
-      local: pkt.ip.dst,
-      lport: tcp.dstPort,
-      remote: pkt.ip.src,
-      rport: tcp.srcPort,
-      state: 'SYN_RECV',
-      sndNxt: isn,
-      rcvNxt: (tcp.seq + 1) >>> 0,
+    const tsOffset = this.derivePair(this.tsOffsets, 'tsoff', pkt.ip.dst, pkt.ip.src);
+    const c = newConn(
+      ns.name,
+      'server',
+      pkt.ip.dst,
+      tcp.dstPort,
+      pkt.ip.src,
+      tcp.srcPort,
+      isn,
+      (tcp.seq + 1) >>> 0,
       mss,
-      peerMss: o.mss ?? 536,
-      tsOffset: this.derivePair(this.tsOffsets, 'tsoff', pkt.ip.dst, pkt.ip.src),
-      tsRecent: o.timestamp?.val ?? 0,
-      peerWscale: o.wscale ?? 0,
-      rcvWnd: w.rcvWnd,
-      wscale: w.wscale,
-      toSend: NOTHING,
-      closeAfterSend: false,
-      received: 0,
-      role: 'server',
-      // tcp_create_openreq_child: snd_una = the ISN (the SYN-ACK is the first thing unacknowledged)
-      sndUna: isn,
-      unacked: [],
-      ofo: NO_OFO,
-      pushed: false,
-      done: false,
-      synackOpts: {
-        mss,
-        sackOk: !!o.sackOk,
-        timestamp: o.timestamp ? { val: 0, ecr: 0 } : undefined,
-        wscale,
-      },
-      // inet_csk_reqsk_queue_hash_add: the request timer, TCP_TIMEOUT_INIT (reqsk_timer_handler)
-      rto: TCP_TIMEOUT_INIT,
-      numTimeout: 0,
-    };
+      o.mss ?? 536,
+      tsOffset,
+      o.timestamp?.val ?? 0,
+      w,
+      o.wscale ?? 0,
+      NOTHING,
+    );
+    c.synackOpts = synackOptions(mss, !!o.sackOk, !!o.timestamp, wscale);
+    // inet_csk_reqsk_queue_hash_add: the request timer, TCP_TIMEOUT_INIT (reqsk_timer_handler)
+    c.rto = TCP_TIMEOUT_INIT;
+    c.numTimeout = 0;
     if (app) c.app = app;
     ns.tcp.add(c);
     this.stack.deliver(
@@ -1478,7 +1488,7 @@ export class Sockets implements TransportHandler {
       },
       4,
     );
-    const synack = this.segment(c, { syn: true, ack: true }, new Uint8Array(0), {
+    const synack = this.segment(c, { syn: true, ack: true }, NOTHING, {
       mss,
       sackOk: !!o.sackOk,
       timestamp: o.timestamp ? { val: this.tsVal(c), ecr: c.tsRecent } : undefined,
@@ -1489,6 +1499,89 @@ export class Sockets implements TransportHandler {
     this.armRto(ns, c);
     this.stack.queue.push({ ns: ns.name, pkt: synack, role: { kind: 'syn-ack' } });
   }
+}
+
+/**
+ * A new connection: connect()'s client socket (SYN_SENT) or a listener's request (SYN_RECV).
+ * Every connection is made here, with the same fields in the same order, those a handshake sets
+ * later (the timer's, establishedAt, the request's SYN-ACK options) included as undefined: one
+ * hidden class for every socket, and no property store added to it when the handshake goes on
+ * (a saved world writes no undefined field: the data are those of the fields that have values).
+ * A field is 8 bytes of every socket: those only a process's or a timed connection sets (app,
+ * ttl, the SYN's retransmissions, the stream's) are added to those sockets alone.
+ */
+function newConn(
+  ns: string,
+  role: 'client' | 'server',
+  local: string,
+  lport: number,
+  remote: string,
+  rport: number,
+  isn: number,
+  rcvNxt: number,
+  mss: number,
+  peerMss: number,
+  tsOffset: number,
+  tsRecent: number,
+  w: { rcvWnd: number; wscale: number },
+  peerWscale: number,
+  toSend: Uint8Array,
+): TcpConn {
+  const client = role === 'client';
+  return {
+    ns,
+    local,
+    lport,
+    remote,
+    rport,
+    state: client ? 'SYN_SENT' : 'SYN_RECV',
+    sndNxt: isn,
+    // tcp_connect_init (client) and tcp_create_openreq_child (server): snd_una = the ISN (the SYN
+    // or SYN-ACK is the first thing unacknowledged)
+    sndUna: isn,
+    rcvNxt,
+    mss,
+    peerMss,
+    tsOffset,
+    tsRecent,
+    rcvWnd: w.rcvWnd,
+    wscale: w.wscale,
+    peerWscale,
+    toSend,
+    closeAfterSend: client,
+    received: 0,
+    role,
+    unacked: NO_UNACKED,
+    ofo: NO_OFO,
+    pushed: false,
+    done: false,
+    rto: undefined,
+    rtoAt: undefined,
+    numTimeout: undefined,
+    synackOpts: undefined,
+    establishedAt: undefined,
+  };
+}
+
+/**
+ * The options of a request's SYN-ACK (kept to send it again), one object per set of values: a
+ * listener's requests mostly share theirs. Frozen: never written (rtxSynack copies them).
+ */
+const synackOptionSets = new Map<number, TcpOptions>();
+function synackOptions(mss: number, sackOk: boolean, ts: boolean, wscale: number | undefined): TcpOptions {
+  const key = ((mss * 2 + (sackOk ? 1 : 0)) * 2 + (ts ? 1 : 0)) * 16 + (wscale ?? 15);
+  let o = synackOptionSets.get(key);
+  if (o === undefined) {
+    if (synackOptionSets.size >= MAX_PAIRS) synackOptionSets.clear();
+    o = Object.freeze({
+      mss,
+      sackOk,
+      timestamp: ts ? Object.freeze({ val: 0, ecr: 0 }) : undefined,
+      wscale,
+    });
+    synackOptionSets.set(key, o);
+  }
+  return o;
 }
 
 /** what a delivery step records of the segment (its flags copied) */
@@ -1506,8 +1599,12 @@ function mtuOfRoute(rr: ReturnType<Stack['routeOutput']>): number {
 
 /** the first listening TCP socket of the namespace on `port` that takes `addr` (a wildcard or the address) */
 function tcpListener(ns: Netns, port: number, addr: string): Netns['sockets'][number] | undefined {
-  for (const s of ns.sockets)
+  // by index: for…of made an iterator per segment delivered (V8 kept it: 21 B a walk)
+  const all = ns.sockets;
+  for (let i = 0; i < all.length; i++) {
+    const s = all[i];
     if (s.proto === 'tcp' && s.port === port && (s.addr === '0.0.0.0' || s.addr === addr)) return s;
+  }
   return undefined;
 }
 

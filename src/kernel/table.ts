@@ -31,18 +31,9 @@ function linkIn<K, T extends object>(m: Map<K, Slot<T>>, k: K, t: T): void {
   else m.set(k, [v, t]);
 }
 
-/** the entries of `k` that `gone` picks leave the index */
-function unlinkIn<K, T extends object>(m: Map<K, Slot<T>>, k: K, gone: (x: T) => boolean): void {
-  const v = m.get(k);
-  if (v === undefined) return;
-  const rest = (Array.isArray(v) ? v : [v]).filter((x) => !gone(x));
-  if (rest.length === 0) m.delete(k);
-  else m.set(k, rest.length === 1 ? rest[0] : rest);
-}
-
 /** the entries in the order they were added; a subclass keeps the index */
 abstract class OrderedTable<T extends object> {
-  private items: T[] = [];
+  protected items: T[] = [];
 
   get size(): number {
     return this.items.length;
@@ -62,7 +53,7 @@ abstract class OrderedTable<T extends object> {
     const i = this.items.indexOf(t);
     if (i < 0) return false;
     this.items.splice(i, 1);
-    this.unlink(t, (x) => x === t);
+    this.removed();
     return true;
   }
 
@@ -71,13 +62,14 @@ abstract class OrderedTable<T extends object> {
     if (!gone.length) return gone;
     const keep = new Set(gone);
     this.items = this.items.filter((t) => !keep.has(t));
-    for (const t of gone) this.unlink(t, (x) => keep.has(x));
+    this.removed();
     return gone;
   }
 
+  /** t was added last */
   protected abstract link(t: T): void;
-  /** the entries under t's key that `gone` picks leave the index */
-  protected abstract unlink(t: T, gone: (x: T) => boolean): void;
+  /** entries left the table (the places of those after them moved) */
+  protected abstract removed(): void;
 }
 
 /** the 4-tuple of a socket: its address and port, the peer's */
@@ -98,14 +90,25 @@ const isPort = (port: number) => Number.isInteger(port) && port >= 0 && port <= 
 /**
  * An ordered table indexed by a 4-tuple (the established-socket hash): a Map by quadKey would make
  * a string per lookup; this has none. A tuple of dotted quads and ports is indexed by a hash of
- * its four numbers, masked to a small integer (a Map key that is no boxed number, and one level:
- * no Map per address and port); tuples whose hashes are the same share the slot in table order,
- * and a lookup keeps the entries of its own tuple. A tuple that is not canonical numbers is indexed
- * by its quadKey in a Map of its own; no such key equals the quadKey of a canonical tuple (its
- * address or port prints otherwise), so the two never answer for one key.
+ * its four numbers, masked to a small integer, in an open-addressed table of typed arrays (no
+ * object and no Map entry per socket: 4 bytes a slot, at most half the slots used, and the hash
+ * of each entry by its place in the table): a slot holds an entry's place + 1, a lookup probes
+ * from its hash's slot to the first empty one and keeps the entries of its own tuple (tuples whose
+ * hashes are the same, or whose probes cross, share a run of slots). A tuple that is not
+ * canonical numbers is indexed by its quadKey in a Map of its own; no such key equals the quadKey
+ * of a canonical tuple (its address or port prints otherwise), so the two never answer for one
+ * key. Removing entries moves the places of those after them: the index is made again, from the
+ * table, at the next lookup or addition (sockets are added, not removed, on the datapath).
  */
 export class QuadTable<T extends Quad & object> extends OrderedTable<T> {
-  private index = new Map<number, Slot<T>>();
+  /** entry place + 1 by probe slot (0: empty); a power of two long */
+  private slots = new Int32Array(0);
+  /** the index key of each entry by its place (-1: not canonical, in `other`) */
+  private hashes = new Int32Array(0);
+  /** canonical entries in `slots` */
+  private used = 0;
+  /** entries were removed: `slots` and `hashes` are made again before they are read */
+  private stale = false;
   private other = new Map<string, Slot<T>>();
 
   /** `mask`: the hash's bits (a test narrows it to make tuples share slots) */
@@ -125,17 +128,30 @@ export class QuadTable<T extends Quad & object> extends OrderedTable<T> {
     return (h ^ (h >>> 16)) & this.mask;
   }
 
+  /**
+   * the places of the canonical entries of the tuple whose key is k, in probe order, which is
+   * table order: entries are placed in table order (added, or all again) and never taken out of
+   * a slot, so an entry of key k sits further on k's probe run than every entry of k before it
+   */
+  private *probe(k: number, local: string, lport: number, remote: string, rport: number): Generator<number> {
+    if (this.stale) this.reindex();
+    const slots = this.slots;
+    const m = slots.length - 1;
+    if (m < 0) return;
+    for (let i = k & m; slots[i] !== 0; i = (i + 1) & m) {
+      const at = slots[i] - 1;
+      if (this.hashes[at] === k && is(this.items[at], local, lport, remote, rport)) yield at;
+    }
+  }
+
   /** the entries of the 4-tuple, in table order */
   getAll(local: string, lport: number, remote: string, rport: number): readonly T[] {
     const k = this.key(local, lport, remote, rport);
-    const v = k < 0 ? this.other.get(quadKey({ local, lport, remote, rport })) : this.index.get(k);
-    if (v === undefined) return [];
-    if (k < 0) return Array.isArray(v) ? v : [v];
-    // an index slot: the entries of this tuple, without those of others that share its hash
-    if (!Array.isArray(v)) return is(v, local, lport, remote, rport) ? [v] : [];
-    return v.every((t) => is(t, local, lport, remote, rport))
-      ? v
-      : v.filter((t) => is(t, local, lport, remote, rport));
+    if (k < 0) {
+      const v = this.other.get(quadKey({ local, lport, remote, rport }));
+      return v === undefined ? [] : Array.isArray(v) ? v : [v];
+    }
+    return [...this.probe(k, local, lport, remote, rport)].map((at) => this.items[at]);
   }
 
   /** the last added entry of the 4-tuple */
@@ -145,22 +161,68 @@ export class QuadTable<T extends Quad & object> extends OrderedTable<T> {
       const v = this.other.get(quadKey({ local, lport, remote, rport }));
       return Array.isArray(v) ? v[v.length - 1] : v;
     }
-    const v = this.index.get(k);
-    if (v === undefined || !Array.isArray(v)) return v && is(v, local, lport, remote, rport) ? v : undefined;
-    for (let i = v.length - 1; i >= 0; i--) if (is(v[i], local, lport, remote, rport)) return v[i];
-    return undefined;
+    if (this.stale) this.reindex();
+    const slots = this.slots;
+    const m = slots.length - 1;
+    if (m < 0) return undefined;
+    let last = -1;
+    for (let i = k & m; slots[i] !== 0; i = (i + 1) & m) {
+      const at = slots[i] - 1;
+      if (this.hashes[at] === k && is(this.items[at], local, lport, remote, rport)) last = at;
+    }
+    return last < 0 ? undefined : this.items[last];
   }
 
   protected link(t: T): void {
-    const k = this.key(t.local, t.lport, t.remote, t.rport);
-    if (k < 0) linkIn(this.other, quadKey(t), t);
-    else linkIn(this.index, k, t);
+    if (this.stale) return this.reindex();
+    const at = this.items.length - 1;
+    this.place(at, this.key(t.local, t.lport, t.remote, t.rport));
   }
 
-  protected unlink(t: T, gone: (x: T) => boolean): void {
-    const k = this.key(t.local, t.lport, t.remote, t.rport);
-    if (k < 0) unlinkIn(this.other, quadKey(t), gone);
-    else unlinkIn(this.index, k, gone);
+  /** the entry at `at` goes into the index under key k (those before it are in it, none after it) */
+  private place(at: number, k: number): void {
+    if (at >= this.hashes.length) {
+      const h = new Int32Array(Math.max(8, this.hashes.length * 2));
+      h.set(this.hashes);
+      this.hashes = h;
+    }
+    this.hashes[at] = k;
+    if (k < 0) return linkIn(this.other, quadKey(this.items[at]), this.items[at]);
+    if ((this.used + 1) * 2 > this.slots.length) this.grow(Math.max(16, this.slots.length * 2), at);
+    this.insert(at, k);
+    this.used++;
+  }
+
+  private insert(at: number, k: number): void {
+    const slots = this.slots;
+    const m = slots.length - 1;
+    let i = k & m;
+    while (slots[i] !== 0) i = (i + 1) & m;
+    slots[i] = at + 1;
+  }
+
+  /** the probe table at `size` slots, the canonical entries before place `upTo` placed again in table order */
+  private grow(size: number, upTo: number): void {
+    this.slots = new Int32Array(size);
+    for (let at = 0; at < upTo; at++) if (this.hashes[at] >= 0) this.insert(at, this.hashes[at]);
+  }
+
+  /** the index made again from the table (after entries were removed) */
+  private reindex(): void {
+    this.stale = false;
+    this.slots = new Int32Array(0);
+    this.hashes = new Int32Array(0);
+    this.used = 0;
+    this.other = new Map();
+    const items = this.items;
+    for (let at = 0; at < items.length; at++) {
+      const t = items[at];
+      this.place(at, this.key(t.local, t.lport, t.remote, t.rport));
+    }
+  }
+
+  protected removed(): void {
+    this.stale = true;
   }
 }
 
