@@ -291,20 +291,14 @@ const F_SNAT = 8;
 const F_DNAT = 16;
 const F_SNAT_DONE = 32;
 const F_DNAT_DONE = 64;
-/** the entry's boolean fields and their bits */
-const FLAG_FIELDS = [
-  ['seenReply', F_SEEN],
-  ['assured', F_ASSURED],
-  ['confirmed', F_CONFIRMED],
-  ['snat', F_SNAT],
-  ['dnat', F_DNAT],
-  ['snatDone', F_SNAT_DONE],
-  ['dnatDone', F_DNAT_DONE],
-] as const;
+/** the entry's boolean fields (the row's status bits) */
+type FlagField = 'seenReply' | 'assured' | 'confirmed' | 'snat' | 'dnat' | 'snatDone' | 'dnatDone';
 /** expired: out of the hash, in the list until it is next read */
 const F_GONE = 128;
 /** tcp column: no TCP state (undefined) */
 const NO_TCP = 255;
+/** a TCP state's number in the tcp column (its index in S) */
+const TCP_NUM = Object.fromEntries(S.map((s, i) => [s, i])) as Record<TcpCtState, number>;
 
 /** the entry's data with every field in blank's order (tcpState last): the list's objects */
 function dataOf(
@@ -333,15 +327,30 @@ function dataOf(
   };
 }
 
-/** the status bits of data whose fields are all booleans (else -1: the entry stays an object) */
+/** the status bits of data whose fields are all booleans (else -1: the entry stays an object); a
+ * `typeof` each field, written out: a loop would read the fields by a variable key, and a helper
+ * function made here would be made (and named, by tsx) at every call */
 function flagsOf(d: CtEntryData): number {
-  let flags = 0;
-  for (const [name, bit] of FLAG_FIELDS) {
-    const v = d[name];
-    if (typeof v !== 'boolean') return -1;
-    if (v) flags |= bit;
-  }
-  return flags;
+  const { seenReply: a, assured: b, confirmed: c, snat: e, dnat: f, snatDone: g, dnatDone: h } = d;
+  if (
+    typeof a !== 'boolean' ||
+    typeof b !== 'boolean' ||
+    typeof c !== 'boolean' ||
+    typeof e !== 'boolean' ||
+    typeof f !== 'boolean' ||
+    typeof g !== 'boolean' ||
+    typeof h !== 'boolean'
+  )
+    return -1;
+  return (
+    (a ? F_SEEN : 0) |
+    (b ? F_ASSURED : 0) |
+    (c ? F_CONFIRMED : 0) |
+    (e ? F_SNAT : 0) |
+    (f ? F_DNAT : 0) |
+    (g ? F_SNAT_DONE : 0) |
+    (h ? F_DNAT_DONE : 0)
+  );
 }
 
 /**
@@ -373,6 +382,8 @@ class Rows {
   listed = new Uint8Array(16);
   /** rows whose entry is its data object */
   objs = new Map<number, CtEntry>();
+  /** 1: the row's entry is its object (in `objs`) */
+  isObj = new Uint8Array(16);
   /** the list: rows in the order confirmed, `gone` of them expired since it was last read */
   slots: number[] = [];
   gone = 0;
@@ -397,6 +408,7 @@ class Rows {
         this.gen = grow(this.gen, cap);
         this.refs = grow(this.refs, cap);
         this.listed = grow(this.listed, cap);
+        this.isObj = grow(this.isObj, cap);
       }
     }
     return r;
@@ -444,6 +456,7 @@ class Rows {
     e.c = this;
     e.r = r;
     this.objs.set(r, e);
+    this.isObj[r] = 1;
     this.flags[r] = 0;
     this.list(r);
     return r;
@@ -455,9 +468,18 @@ class Rows {
     this.due.push(this.expiryOf(r), r);
   }
 
+  /** K0..K3: the key of row r's tuple in direction dir (0 original, 1 reply) */
+  loadKey(r: number, dir: number): void {
+    const k = this.keys;
+    const o = 8 * r + 4 * dir;
+    K0 = k[o];
+    K1 = k[o + 1];
+    K2 = k[o + 2];
+    K3 = k[o + 3];
+  }
+
   expiryOf(r: number): number {
-    const o = this.objs.get(r);
-    return o === undefined ? this.expires[r] : o.d!.expires;
+    return this.isObj[r] === 0 ? this.expires[r] : this.objs.get(r)!.d!.expires;
   }
 
   /** the list as data (objects made once a version: `entries` and `index` give the same ones) */
@@ -520,15 +542,17 @@ class Rows {
     if (this.refs[r] === 0 && this.listed[r] === 0 && this.flags[r] & F_GONE) {
       this.flags[r] = 0;
       this.gen[r]++;
-      this.objs.delete(r);
+      if (this.isObj[r] === 1) {
+        this.isObj[r] = 0;
+        this.objs.delete(r);
+      }
       this.free.push(r);
     }
   }
 
   /** the handle of row r: its object, or a handle of the columns */
   handle(r: number): CtEntry {
-    const o = this.objs.get(r);
-    if (o !== undefined) return o;
+    if (this.isObj[r] === 1) return this.objs.get(r)!;
     const e = new CtEntry();
     e.c = this;
     e.r = r;
@@ -556,17 +580,6 @@ export class CtEntry implements CtEntryData {
   private row(): number {
     if (this.c!.gen[this.r] !== this.g) throw new Error('a conntrack entry read after its row was reused');
     return this.r;
-  }
-  /** a status bit of the row (the entry's columns) */
-  flag(bit: number): boolean {
-    return (this.c!.flags[this.row()] & bit) !== 0;
-  }
-  setFlag(bit: number, v: boolean): void {
-    const c = this.c!;
-    const r = this.row();
-    c.version++;
-    if (v) c.flags[r] |= bit;
-    else c.flags[r] &= ~bit;
   }
   private tuple(dir: number): Tuple {
     const k = this.c!.keys;
@@ -617,7 +630,7 @@ export class CtEntry implements CtEntryData {
     }
     const c = this.c!;
     c.version++;
-    c.tcp[this.row()] = v === undefined ? NO_TCP : S.indexOf(v);
+    c.tcp[this.row()] = v === undefined ? NO_TCP : TCP_NUM[v];
   }
   get expires(): number {
     return this.d !== undefined ? this.d.expires : this.c!.expires[this.row()];
@@ -638,14 +651,36 @@ export class CtEntry implements CtEntryData {
   get mark(): number {
     return this.d !== undefined ? this.d.mark : this.c!.mark[this.row()];
   }
-  // the status bits: accessors of the columns' flags (FLAG_FIELDS, below the class)
-  declare seenReply: boolean;
-  declare assured: boolean;
-  declare readonly confirmed: boolean;
-  declare snat: boolean;
-  declare dnat: boolean;
-  declare snatDone: boolean;
-  declare dnatDone: boolean;
+  /** a status bit: the data's field, or the row's bit */
+  private bit(name: FlagField, bit: number): boolean {
+    const d = this.d;
+    return d !== undefined ? d[name] : (this.c!.flags[this.row()] & bit) !== 0;
+  }
+  private setBit(name: FlagField, bit: number, v: boolean): void {
+    const d = this.d;
+    if (d !== undefined) d[name] = v;
+    else {
+      const c = this.c!;
+      const r = this.row();
+      c.version++;
+      c.flags[r] = v ? c.flags[r] | bit : c.flags[r] & ~bit;
+    }
+  }
+  get confirmed(): boolean {
+    return this.bit('confirmed', F_CONFIRMED);
+  }
+  /* prettier-ignore */ get seenReply(): boolean { return this.bit('seenReply', F_SEEN); }
+  /* prettier-ignore */ set seenReply(v: boolean) { this.setBit('seenReply', F_SEEN, v); }
+  /* prettier-ignore */ get assured(): boolean { return this.bit('assured', F_ASSURED); }
+  /* prettier-ignore */ set assured(v: boolean) { this.setBit('assured', F_ASSURED, v); }
+  /* prettier-ignore */ get snat(): boolean { return this.bit('snat', F_SNAT); }
+  /* prettier-ignore */ set snat(v: boolean) { this.setBit('snat', F_SNAT, v); }
+  /* prettier-ignore */ get dnat(): boolean { return this.bit('dnat', F_DNAT); }
+  /* prettier-ignore */ set dnat(v: boolean) { this.setBit('dnat', F_DNAT, v); }
+  /* prettier-ignore */ get snatDone(): boolean { return this.bit('snatDone', F_SNAT_DONE); }
+  /* prettier-ignore */ set snatDone(v: boolean) { this.setBit('snatDone', F_SNAT_DONE, v); }
+  /* prettier-ignore */ get dnatDone(): boolean { return this.bit('dnatDone', F_DNAT_DONE); }
+  /* prettier-ignore */ set dnatDone(v: boolean) { this.setBit('dnatDone', F_DNAT_DONE, v); }
 
   /** the entry's fields as a plain object (a copy: writing it changes nothing) */
   data(): CtEntryData {
@@ -664,17 +699,6 @@ export class CtEntry implements CtEntryData {
     );
   }
 }
-
-for (const [name, bit] of FLAG_FIELDS)
-  Object.defineProperty(CtEntry.prototype, name, {
-    get(this: CtEntry): boolean {
-      return this.d !== undefined ? this.d[name] : this.flag(bit);
-    },
-    set(this: CtEntry, v: boolean): void {
-      if (this.d !== undefined) this.d[name] = v;
-      else this.setFlag(bit, v);
-    },
-  });
 
 /** an INVALID or new entry: its data object, every field in the literal (tcpState last) */
 function blankEntry(d: CtEntryData): CtEntry {
@@ -1151,7 +1175,7 @@ export class Conntrack {
     const orig = d.orig;
     const reply = d.reply;
     const r = rows.keep(d, e);
-    if (rows.objs.get(r) !== e) {
+    if (rows.isObj[r] === 0) {
       // in the columns now: the handle is of the row
       e.d = undefined;
       e.c = rows;
@@ -1160,8 +1184,16 @@ export class Conntrack {
     }
     const at = rows.expiryOf(r);
     if (at < this.nextExpiry) this.nextExpiry = at;
-    hash.set(orig, r, 0);
-    hash.set(reply, r, 1);
+    if (rows.isObj[r] === 0) {
+      // the keys the columns have (numericKey's, made once)
+      rows.loadKey(r, 0);
+      hash.set(undefined, r, 0);
+      rows.loadKey(r, 1);
+      hash.set(undefined, r, 1);
+    } else {
+      hash.set(orig, r, 0);
+      hash.set(reply, r, 1);
+    }
   }
 
   /** the confirmed entry with this tuple in either direction (nf_conntrack_find_get) */
@@ -1227,17 +1259,13 @@ export class Conntrack {
         flags[r] |= F_GONE;
         rows.gone++;
         rows.version++;
-        const o = rows.objs.get(r);
-        if (o === undefined) {
-          const k = rows.keys;
-          for (let d = 0; d < 8; d += 4) {
-            K0 = k[8 * r + d];
-            K1 = k[8 * r + d + 1];
-            K2 = k[8 * r + d + 2];
-            K3 = k[8 * r + d + 3];
-            this.hash.delete(undefined);
-          }
+        if (rows.isObj[r] === 0) {
+          rows.loadKey(r, 0);
+          this.hash.delete(undefined);
+          rows.loadKey(r, 1);
+          this.hash.delete(undefined);
         } else {
+          const o = rows.objs.get(r)!;
           this.hash.delete(o.d!.orig);
           this.hash.delete(o.d!.reply);
         }
