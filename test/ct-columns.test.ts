@@ -204,3 +204,42 @@ test('the columns keep what the objects kept: saved form, lookups, results and e
   assert.ok(kept > 100, `${kept} entries kept at the ends`);
   assert.ok(loaded > 100 && refused > 0, `${loaded} loads, ${refused} refused`);
 });
+
+test('a connection made again after the rows of its kind were let go keeps its keys', () => {
+  // SYN (SYN_SENT, 120 s) then SYN-ACK (SYN_RECV, 60 s): the shortened timeout gives each entry a
+  // second, later place in the heap. At 60 s they expire; reading the list lets their rows go; the
+  // first connection is made again (in another row); when the later places come due they must
+  // expire nothing: the rows they named are gone, and the tuples are the new entry's
+  const a = new Conntrack();
+  const b = new ObjConntrack();
+  const tcp = (sport: number): Tuple => ({ proto: 6, src: '10.0.0.1', dst: '10.0.0.2', sport, dport: 80 });
+  const both = (t: Tuple, flags: { syn?: boolean; ack?: boolean }, now: number) => {
+    const f = t.proto === 6 ? flags : undefined;
+    const ra = a.track(t, f, now);
+    const rb = b.track(structuredClone(t), f, now);
+    sameResult(ra, rb, `${t.sport} at ${now}`);
+    if (ra.isNew) {
+      a.confirm(ra.entry);
+      b.confirm(rb.entry);
+    }
+  };
+  for (let p = 1000; p < 1010; p++) {
+    both(tcp(p), { syn: true }, 0);
+    both(invertTuple(tcp(p)), { syn: true, ack: true }, 1);
+  }
+  // a UDP flow due at 70 s: expire stops at its place, before the later places of the others
+  both({ proto: 17, src: '10.0.0.1', dst: '10.0.0.3', sport: 53, dport: 53 }, {}, 40e6);
+  assert.equal(a.entries.length, 11);
+  a.expire(61e6);
+  b.expire(61e6);
+  assert.equal(a.entries.length, 1);
+  assert.equal(save(a, Conntrack), save(b, ObjConntrack));
+  both(tcp(1000), { syn: true }, 62e6);
+  for (const now of [121e6, 125e6, 181e6]) {
+    a.expire(now);
+    b.expire(now);
+    assert.equal(save(a, Conntrack), save(b, ObjConntrack), `at ${now / 1e6} s`);
+    assert.equal(a.find(tcp(1000))?.dir, b.find(tcp(1000))?.dir, `at ${now / 1e6} s: the new entry found`);
+  }
+  assert.equal(a.find(tcp(1000))?.dir, 'original');
+});

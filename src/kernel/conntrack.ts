@@ -522,6 +522,10 @@ class Rows {
     if (this.gone) {
       const slots = this.slots;
       const flags = this.flags;
+      // the heap first, while the expired rows still say so: a place of a row released (its bit
+      // cleared) and left in the heap would expire the row again, and delete its tuples' keys
+      // from the hash, where a new entry of the same tuples may be by then
+      this.due.retain((r) => (flags[r] & F_GONE) === 0);
       let j = 0;
       for (let i = 0; i < slots.length; i++) {
         const r = slots[i];
@@ -531,7 +535,6 @@ class Rows {
         } else slots[j++] = r;
       }
       slots.length = j;
-      this.due.retain((r) => (flags[r] & F_GONE) === 0);
       this.gone = 0;
     }
     return this.slots;
