@@ -1027,6 +1027,36 @@ export class Conntrack {
     return rows.listedRows().map((r) => rows.view(r));
   }
 
+  /**
+   * find_appropriate_src's candidates: the listed entries, in the list's order, whose source manip
+   * is set up and whose original tuple has protocol `proto`, source `src` and source port `port`
+   * (ICMP: the id, 0 for none), as nat.ts's keyPort gives it. Read from the columns: no entry is
+   * made into an object to be asked.
+   */
+  *snatSources(proto: number, src: string, port: number): Generator<CtEntry> {
+    const rows = this.rows;
+    const addr = parseIp4Cached(src);
+    const slots = rows.listedRows();
+    for (let i = 0; i < slots.length; i++) {
+      const r = slots[i];
+      if (rows.isObj[r] === 1) {
+        const o = rows.objs.get(r)!;
+        const t = o.d!.orig;
+        const p = t.proto === 1 ? (t.icmpId ?? 0) : t.sport;
+        if (o.d!.snatDone && t.proto === proto && t.src === src && p === port) yield o;
+        continue;
+      }
+      const o = 8 * r;
+      const k0 = rows.keys[o];
+      // a source parseIp4 refuses is no row's (rows hold only canonical addresses)
+      if (addr < 0 || (rows.flags[r] & F_SNAT_DONE) === 0 || (k0 & 0xff) !== proto) continue;
+      if (rows.keys[o + 1] !== (addr | 0)) continue;
+      // the numeric key's port: the source port, or the ICMP id (65,536: none, keyPort's 0)
+      const id = rows.keys[o + 3] & 0x1ffff;
+      if ((proto === 1 ? (id > 0xffff ? 0 : id) : k0 >>> 8) === port) yield rows.handle(r);
+    }
+  }
+
   /** the row of an entry of this table (a handle, or an object of `entries`/`index`), -1 for none */
   idOf(x: CtEntry | CtEntryData): number {
     const rows = this.rows;
