@@ -10,6 +10,7 @@
 import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, type Ipv4Packet } from '../wire/types.ts';
 import { parseIp4Cached } from '../wire/addr.ts';
 import type { CtState } from './netfilter/types.ts';
+import { grow } from './table.ts';
 
 export type TcpCtState =
   | 'NONE'
@@ -51,42 +52,6 @@ export interface Tuple {
   icmpType?: number;
   icmpCode?: number;
   icmpId?: number;
-}
-
-export interface CtEntry {
-  orig: Tuple;
-  reply: Tuple;
-  tcpState?: TcpCtState;
-  /** µs at which the entry expires */
-  expires: number;
-  seenReply: boolean;
-  assured: boolean;
-  confirmed: boolean;
-  /** UDP: µs after which two-way traffic makes it a stream (2 s after creation, as Linux) */
-  streamTs: number;
-  mark: number;
-  /** IPS_SRC_NAT / IPS_DST_NAT: a manip changed the tuple */
-  snat: boolean;
-  dnat: boolean;
-  /** IPS_SRC_NAT_DONE / IPS_DST_NAT_DONE: the nat hook of that manip has run for the entry */
-  snatDone: boolean;
-  dnatDone: boolean;
-}
-
-export type CtDir = 'original' | 'reply';
-
-/** what nf_conntrack_in (or nf_ct_attach) gave the packet: its entry and ctinfo */
-export interface CtResult {
-  entry: CtEntry;
-  dir: CtDir;
-  ctstate: CtState;
-  isNew: boolean;
-  /** an ICMP error (or a reject's RST) belonging to the entry: IP_CT_RELATED[_REPLY] */
-  related?: boolean;
-  /** TCP state before/after, for the trace */
-  from?: TcpCtState;
-  to?: TcpCtState;
-  invalid?: boolean;
 }
 
 /** ICMP types that are errors quoting a packet */
@@ -242,39 +207,556 @@ function hashKey(): number {
 
 const DIRS: readonly CtDir[] = ['original', 'reply'];
 
-/** rows of objects in chunks of this many: no JS array as long as the table (V8 makes and fills one
- * slowly, element by element), so that growing the table only rehashes typed arrays */
-const CHUNK_BITS = 10;
-const CHUNK = 1 << CHUNK_BITS;
+/* ------------------------------------------------------------ addresses as numbers */
+
+/** the dotted quad of a number parseIp4 gave (a bijection: parseIp4 refuses leading zeros), cached:
+ * the entries of a table name a handful of addresses. Emptied when it holds 65,536. */
+const QUADS = new Map<number, string>();
+function quadOf(n: number): string {
+  let s = QUADS.get(n);
+  if (s === undefined) {
+    if (QUADS.size >= 65536) QUADS.clear();
+    s = `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
+    QUADS.set(n, s);
+  }
+  return s;
+}
+
+/** the tuple whose numeric key is K0..K3 (numericKey's inverse: the same tupleKey, the same fields
+ * for a tuple `regular` says yes to) */
+function tupleOfKey(k0: number, k1: number, k2: number, k3: number): Tuple {
+  const proto = k0 & 0xff;
+  const src = quadOf(k1 >>> 0);
+  const dst = quadOf(k2 >>> 0);
+  if (proto === 1) {
+    const type = k0 >>> 8;
+    const code = k3 >>> 17;
+    const id = k3 & 0x1ffff;
+    return {
+      proto,
+      src,
+      dst,
+      sport: 0,
+      dport: 0,
+      icmpType: type > 255 ? undefined : type,
+      icmpCode: code > 255 ? undefined : code,
+      icmpId: id > 0xffff ? undefined : id,
+    };
+  }
+  return { proto, src, dst, sport: k0 >>> 8, dport: k3 };
+}
+
+/** tupleKey of the tuple whose numeric key is K0..K3 */
+function keyOfKey(k0: number, k1: number, k2: number, k3: number): string {
+  return tupleKey(tupleOfKey(k0, k1, k2, k3));
+}
+
+/** a tuple the columns keep as they are: its numeric key (numericKey true, K0..K3 set) gives back
+ * every field it has (tupleOfKey): an ICMP tuple without ports, another without ICMP fields */
+function regular(t: Tuple): boolean {
+  if (!numericKey(t)) return false;
+  return t.proto === 1
+    ? t.sport === 0 && t.dport === 0
+    : t.icmpType === undefined && t.icmpCode === undefined && t.icmpId === undefined;
+}
+
+/* ------------------------------------------------------------ the entries */
+
+/** an entry's fields: the saved world's shape, the list `entries` gives, what readers see of a CtEntry */
+export interface CtEntryData {
+  orig: Tuple;
+  reply: Tuple;
+  tcpState?: TcpCtState;
+  /** µs at which the entry expires */
+  expires: number;
+  seenReply: boolean;
+  assured: boolean;
+  confirmed: boolean;
+  /** UDP: µs after which two-way traffic makes it a stream (2 s after creation, as Linux) */
+  streamTs: number;
+  mark: number;
+  /** IPS_SRC_NAT / IPS_DST_NAT: a manip changed the tuple */
+  snat: boolean;
+  dnat: boolean;
+  /** IPS_SRC_NAT_DONE / IPS_DST_NAT_DONE: the nat hook of that manip has run for the entry */
+  snatDone: boolean;
+  dnatDone: boolean;
+}
+
+/* the status bits of a row (flags) */
+const F_SEEN = 1;
+const F_ASSURED = 2;
+const F_CONFIRMED = 4;
+const F_SNAT = 8;
+const F_DNAT = 16;
+const F_SNAT_DONE = 32;
+const F_DNAT_DONE = 64;
+/** the entry's boolean fields (the row's status bits) */
+type FlagField = 'seenReply' | 'assured' | 'confirmed' | 'snat' | 'dnat' | 'snatDone' | 'dnatDone';
+/** expired: out of the hash, in the list until it is next read */
+const F_GONE = 128;
+/** tcp column: no TCP state (undefined) */
+const NO_TCP = 255;
+/** a TCP state's number in the tcp column (its index in S) */
+const TCP_NUM = Object.fromEntries(S.map((s, i) => [s, i])) as Record<TcpCtState, number>;
+
+/** the entry's data with every field in blank's order (tcpState last): the list's objects */
+function dataOf(
+  orig: Tuple,
+  reply: Tuple,
+  expires: number,
+  flags: number,
+  streamTs: number,
+  mark: number,
+  tcpState: TcpCtState | undefined,
+): CtEntryData {
+  return {
+    orig,
+    reply,
+    expires,
+    seenReply: (flags & F_SEEN) !== 0,
+    assured: (flags & F_ASSURED) !== 0,
+    confirmed: (flags & F_CONFIRMED) !== 0,
+    streamTs,
+    mark,
+    snat: (flags & F_SNAT) !== 0,
+    dnat: (flags & F_DNAT) !== 0,
+    snatDone: (flags & F_SNAT_DONE) !== 0,
+    dnatDone: (flags & F_DNAT_DONE) !== 0,
+    tcpState,
+  };
+}
+
+/** the status bits of data whose fields are all booleans (else -1: the entry stays an object); a
+ * `typeof` each field, written out: a loop would read the fields by a variable key, and a helper
+ * function made here would be made (and named, by tsx) at every call */
+function flagsOf(d: CtEntryData): number {
+  const { seenReply: a, assured: b, confirmed: c, snat: e, dnat: f, snatDone: g, dnatDone: h } = d;
+  if (
+    typeof a !== 'boolean' ||
+    typeof b !== 'boolean' ||
+    typeof c !== 'boolean' ||
+    typeof e !== 'boolean' ||
+    typeof f !== 'boolean' ||
+    typeof g !== 'boolean' ||
+    typeof h !== 'boolean'
+  )
+    return -1;
+  return (
+    (a ? F_SEEN : 0) |
+    (b ? F_ASSURED : 0) |
+    (c ? F_CONFIRMED : 0) |
+    (e ? F_SNAT : 0) |
+    (f ? F_DNAT : 0) |
+    (g ? F_SNAT_DONE : 0) |
+    (h ? F_DNAT_DONE : 0)
+  );
+}
 
 /**
- * The tuple hash (nf_conntrack_hash): tuple → entry and direction, with a Map's semantics (a set on
- * a key present replaces its value in place; insertion order kept for `toMap`), as numbers in an
- * open-addressing table (linear probing, backward-shift deletion) instead of a Map of string keys.
- * A slot is two words, the row + 1 and the key's hash (eight slots to a cache line: a probe that
- * misses, as most do in a table of thousands, reads one line, and growing copies two words a
- * slot); a row holds the key's numbers (compared when the hash is equal), the entry, the tuple it
- * was set with (toMap's key), the direction and the insertion order. A tuple without numeric key
- * (numericKey false) goes to a Map by its string key beside it; no string key of one can equal a
- * numeric one's.
+ * A namespace's confirmed entries in typed-array columns, a row an entry: both tuples as their
+ * numeric keys (K0..K3 of each: addresses as numbers, ports, ICMP type/code/id), the status bits,
+ * the TCP state's number, expiry, UDP stream time and mark as float64; the list in the order
+ * confirmed (rows, those expired since it was last read among them) and the expiry heap (rows).
+ * An entry whose data the columns cannot give back field for field (a tuple `regular` refuses, a
+ * field of another type, both only from a saved world made by hand or a test) keeps its data
+ * object (`objs`) and only its place here. A row is reused once it has left the list and no key
+ * of the tuple hash names it (a key set with a tuple the entry no longer has stays until deleted,
+ * as the Map by string key did); its generation (`gen`) then changes, and a handle of the old one
+ * refuses to be read.
+ */
+class Rows {
+  cap = 16;
+  n = 0;
+  free: number[] = [];
+  /** orig K0..K3, reply K0..K3 */
+  keys = new Int32Array(16 * 8);
+  flags = new Uint8Array(16);
+  tcp = new Uint8Array(16);
+  expires = new Float64Array(16);
+  streamTs = new Float64Array(16);
+  mark = new Float64Array(16);
+  gen = new Uint32Array(16);
+  /** how many keys of the tuple hash name the row; how many places of the list it has */
+  refs = new Uint8Array(16);
+  listed = new Uint8Array(16);
+  /** rows whose entry is its data object */
+  objs = new Map<number, CtEntry>();
+  /** 1: the row's entry is its object (in `objs`) */
+  isObj = new Uint8Array(16);
+  /** the list: rows in the order confirmed, `gone` of them expired since it was last read */
+  slots: number[] = [];
+  gone = 0;
+  due = new ExpiryHeap();
+  /** bumped by every write: the list's objects (`view`) are made again after one */
+  version = 0;
+  private viewAt = -1;
+  private views: (CtEntryData | undefined)[] = [];
+
+  alloc(): number {
+    let r = this.free.pop();
+    if (r === undefined) {
+      r = this.n++;
+      if (r === this.cap) {
+        const cap = (this.cap *= 2);
+        this.keys = grow(this.keys, 8 * cap);
+        this.flags = grow(this.flags, cap);
+        this.tcp = grow(this.tcp, cap);
+        this.expires = grow(this.expires, cap);
+        this.streamTs = grow(this.streamTs, cap);
+        this.mark = grow(this.mark, cap);
+        this.gen = grow(this.gen, cap);
+        this.refs = grow(this.refs, cap);
+        this.listed = grow(this.listed, cap);
+        this.isObj = grow(this.isObj, cap);
+      }
+    }
+    return r;
+  }
+
+  /** a row for `d` (data of an entry), listed and placed in the heap: in the columns when they give
+   * `d` back field for field, else `d` itself kept with `handle` (or a handle of its own) */
+  keep(d: CtEntryData, handle: CtEntry | undefined, asObject = false): number {
+    const r = this.alloc();
+    this.version++;
+    const flags = flagsOf(d);
+    const tcp = d.tcpState === undefined ? NO_TCP : S.indexOf(d.tcpState);
+    const k = this.keys;
+    if (
+      !asObject &&
+      flags >= 0 &&
+      tcp >= 0 &&
+      typeof d.expires === 'number' &&
+      typeof d.streamTs === 'number' &&
+      typeof d.mark === 'number' &&
+      d.orig !== d.reply &&
+      regular(d.orig)
+    ) {
+      k[8 * r] = K0;
+      k[8 * r + 1] = K1;
+      k[8 * r + 2] = K2;
+      k[8 * r + 3] = K3;
+      if (regular(d.reply)) {
+        k[8 * r + 4] = K0;
+        k[8 * r + 5] = K1;
+        k[8 * r + 6] = K2;
+        k[8 * r + 7] = K3;
+        this.flags[r] = flags;
+        this.tcp[r] = tcp;
+        this.expires[r] = d.expires;
+        this.streamTs[r] = d.streamTs;
+        this.mark[r] = d.mark;
+        this.list(r);
+        return r;
+      }
+    }
+    // kept as its object: a handle of its own, the one every lookup gives
+    const e = handle ?? new CtEntry();
+    e.d = d;
+    e.c = this;
+    e.r = r;
+    this.objs.set(r, e);
+    this.isObj[r] = 1;
+    this.flags[r] = 0;
+    this.list(r);
+    return r;
+  }
+
+  private list(r: number): void {
+    this.slots.push(r);
+    this.listed[r]++;
+    this.due.push(this.expiryOf(r), r);
+  }
+
+  /** K0..K3: the key of row r's tuple in direction dir (0 original, 1 reply) */
+  loadKey(r: number, dir: number): void {
+    const k = this.keys;
+    const o = 8 * r + 4 * dir;
+    K0 = k[o];
+    K1 = k[o + 1];
+    K2 = k[o + 2];
+    K3 = k[o + 3];
+  }
+
+  expiryOf(r: number): number {
+    return this.isObj[r] === 0 ? this.expires[r] : this.objs.get(r)!.d!.expires;
+  }
+
+  /** the list as data (objects made once a version: `entries` and `index` give the same ones) */
+  view(r: number): CtEntryData {
+    if (this.viewAt !== this.version) {
+      this.views = [];
+      this.viewAt = this.version;
+    }
+    let v = this.views[r];
+    if (v === undefined) {
+      const o = this.objs.get(r);
+      if (o !== undefined) v = o.d!;
+      else {
+        const k = this.keys;
+        const o8 = 8 * r;
+        const tcp = this.tcp[r];
+        v = dataOf(
+          tupleOfKey(k[o8], k[o8 + 1], k[o8 + 2], k[o8 + 3]),
+          tupleOfKey(k[o8 + 4], k[o8 + 5], k[o8 + 6], k[o8 + 7]),
+          this.expires[r],
+          this.flags[r],
+          this.streamTs[r],
+          this.mark[r],
+          tcp === NO_TCP ? undefined : S[tcp],
+        );
+      }
+      this.views[r] = v;
+    }
+    return v;
+  }
+
+  /** the row whose `view` is v, -1 for none */
+  rowOfView(v: CtEntryData): number {
+    for (let r = 0; r < this.n; r++) if ((this.listed[r] || this.refs[r]) && this.view(r) === v) return r;
+    return -1;
+  }
+
+  /** the list without the rows that expired (dropped from the list and the heap when read) */
+  listedRows(): readonly number[] {
+    if (this.gone) {
+      const slots = this.slots;
+      const flags = this.flags;
+      // the heap first, while the expired rows still say so: a place of a row released (its bit
+      // cleared) and left in the heap would expire the row again, and delete its tuples' keys
+      // from the hash, where a new entry of the same tuples may be by then
+      this.due.retain((r) => (flags[r] & F_GONE) === 0);
+      let j = 0;
+      for (let i = 0; i < slots.length; i++) {
+        const r = slots[i];
+        if (flags[r] & F_GONE) {
+          this.listed[r]--;
+          this.release(r);
+        } else slots[j++] = r;
+      }
+      slots.length = j;
+      this.gone = 0;
+    }
+    return this.slots;
+  }
+
+  /** an expired row nothing names any more is free */
+  release(r: number): void {
+    if (this.refs[r] === 0 && this.listed[r] === 0 && this.flags[r] & F_GONE) {
+      this.flags[r] = 0;
+      this.gen[r]++;
+      if (this.isObj[r] === 1) {
+        this.isObj[r] = 0;
+        this.objs.delete(r);
+      }
+      this.free.push(r);
+    }
+  }
+
+  /** the handle of row r: its object, or a handle of the columns */
+  handle(r: number): CtEntry {
+    if (this.isObj[r] === 1) return this.objs.get(r)!;
+    const e = new CtEntry();
+    e.c = this;
+    e.r = r;
+    e.g = this.gen[r];
+    return e;
+  }
+}
+
+/**
+ * A conntrack entry as the datapath and NAT read and write it: a handle of a row of its table's
+ * columns once confirmed, or its data object (an entry not in a table: new and not yet confirmed,
+ * INVALID; or one the columns cannot keep). Lookups give a new handle of a row each time:
+ * `Conntrack.same` says whether two are the same entry. A handle of a row that has been reused
+ * since (the entry expired and was dropped, and its row given to another) throws when read.
+ */
+export class CtEntry implements CtEntryData {
+  /** the data, while the entry is an object */
+  d: CtEntryData | undefined = undefined;
+  /** the table's columns and the row, once confirmed (-1 before), and the row's generation */
+  c: Rows | undefined = undefined;
+  r = -1;
+  g = 0;
+
+  /** the row, checked to be this handle's still */
+  private row(): number {
+    if (this.c!.gen[this.r] !== this.g) throw new Error('a conntrack entry read after its row was reused');
+    return this.r;
+  }
+  private tuple(dir: number): Tuple {
+    const k = this.c!.keys;
+    const o = 8 * this.row() + 4 * dir;
+    return tupleOfKey(k[o], k[o + 1], k[o + 2], k[o + 3]);
+  }
+
+  get orig(): Tuple {
+    return this.d !== undefined ? this.d.orig : this.tuple(0);
+  }
+  get reply(): Tuple {
+    return this.d !== undefined ? this.d.reply : this.tuple(1);
+  }
+  /** a new reply tuple (NAT): one the columns can keep (NAT makes only such) */
+  set reply(t: Tuple) {
+    if (this.d !== undefined) {
+      this.d.reply = t;
+      return;
+    }
+    if (!regular(t)) throw new Error('a conntrack entry in the table given a reply tuple of no numeric key');
+    const c = this.c!;
+    const o = 8 * this.row() + 4;
+    c.version++;
+    c.keys[o] = K0;
+    c.keys[o + 1] = K1;
+    c.keys[o + 2] = K2;
+    c.keys[o + 3] = K3;
+  }
+  /** the reply tuple's destination (the original's source unless SNAT changed it), without the tuple */
+  dstOf(dir: CtDir): string {
+    if (this.d !== undefined) return (dir === 'original' ? this.d.orig : this.d.reply).dst;
+    return quadOf(this.c!.keys[8 * this.row() + (dir === 'original' ? 2 : 6)] >>> 0);
+  }
+  /** the original tuple's protocol */
+  get proto(): number {
+    return this.d !== undefined ? this.d.orig.proto : this.c!.keys[8 * this.row()] & 0xff;
+  }
+
+  get tcpState(): TcpCtState | undefined {
+    if (this.d !== undefined) return this.d.tcpState;
+    const s = this.c!.tcp[this.row()];
+    return s === NO_TCP ? undefined : S[s];
+  }
+  set tcpState(v: TcpCtState | undefined) {
+    if (this.d !== undefined) {
+      this.d.tcpState = v;
+      return;
+    }
+    const c = this.c!;
+    c.version++;
+    c.tcp[this.row()] = v === undefined ? NO_TCP : TCP_NUM[v];
+  }
+  get expires(): number {
+    return this.d !== undefined ? this.d.expires : this.c!.expires[this.row()];
+  }
+  set expires(v: number) {
+    if (this.d !== undefined) {
+      this.d.expires = v;
+      if (this.c !== undefined) this.c.version++;
+      return;
+    }
+    const c = this.c!;
+    c.version++;
+    c.expires[this.row()] = v;
+  }
+  get streamTs(): number {
+    return this.d !== undefined ? this.d.streamTs : this.c!.streamTs[this.row()];
+  }
+  get mark(): number {
+    return this.d !== undefined ? this.d.mark : this.c!.mark[this.row()];
+  }
+  /** a status bit: the data's field, or the row's bit */
+  private bit(name: FlagField, bit: number): boolean {
+    const d = this.d;
+    return d !== undefined ? d[name] : (this.c!.flags[this.row()] & bit) !== 0;
+  }
+  private setBit(name: FlagField, bit: number, v: boolean): void {
+    const d = this.d;
+    if (d !== undefined) d[name] = v;
+    else {
+      const c = this.c!;
+      const r = this.row();
+      c.version++;
+      c.flags[r] = v ? c.flags[r] | bit : c.flags[r] & ~bit;
+    }
+  }
+  get confirmed(): boolean {
+    return this.bit('confirmed', F_CONFIRMED);
+  }
+  /* prettier-ignore */ get seenReply(): boolean { return this.bit('seenReply', F_SEEN); }
+  /* prettier-ignore */ set seenReply(v: boolean) { this.setBit('seenReply', F_SEEN, v); }
+  /* prettier-ignore */ get assured(): boolean { return this.bit('assured', F_ASSURED); }
+  /* prettier-ignore */ set assured(v: boolean) { this.setBit('assured', F_ASSURED, v); }
+  /* prettier-ignore */ get snat(): boolean { return this.bit('snat', F_SNAT); }
+  /* prettier-ignore */ set snat(v: boolean) { this.setBit('snat', F_SNAT, v); }
+  /* prettier-ignore */ get dnat(): boolean { return this.bit('dnat', F_DNAT); }
+  /* prettier-ignore */ set dnat(v: boolean) { this.setBit('dnat', F_DNAT, v); }
+  /* prettier-ignore */ get snatDone(): boolean { return this.bit('snatDone', F_SNAT_DONE); }
+  /* prettier-ignore */ set snatDone(v: boolean) { this.setBit('snatDone', F_SNAT_DONE, v); }
+  /* prettier-ignore */ get dnatDone(): boolean { return this.bit('dnatDone', F_DNAT_DONE); }
+  /* prettier-ignore */ set dnatDone(v: boolean) { this.setBit('dnatDone', F_DNAT_DONE, v); }
+
+  /** the entry's fields as a plain object (a copy: writing it changes nothing) */
+  data(): CtEntryData {
+    if (this.d !== undefined) return { ...this.d };
+    const c = this.c!;
+    const r = this.row();
+    const t = c.tcp[r];
+    return dataOf(
+      this.orig,
+      this.reply,
+      c.expires[r],
+      c.flags[r],
+      c.streamTs[r],
+      c.mark[r],
+      t === NO_TCP ? undefined : S[t],
+    );
+  }
+}
+
+/** an INVALID or new entry: its data object, every field in the literal (tcpState last) */
+function blankEntry(d: CtEntryData): CtEntry {
+  const e = new CtEntry();
+  e.d = d;
+  return e;
+}
+
+export type CtDir = 'original' | 'reply';
+
+/** what nf_conntrack_in (or nf_ct_attach) gave the packet: its entry and ctinfo */
+export interface CtResult {
+  entry: CtEntry;
+  dir: CtDir;
+  ctstate: CtState;
+  isNew: boolean;
+  /** an ICMP error (or a reject's RST) belonging to the entry: IP_CT_RELATED[_REPLY] */
+  related?: boolean;
+  /** TCP state before/after, for the trace */
+  from?: TcpCtState;
+  to?: TcpCtState;
+  invalid?: boolean;
+}
+
+/* ------------------------------------------------------------ the tuple hash */
+
+/**
+ * The tuple hash (nf_conntrack_hash): tuple → entry row and direction, with a Map's semantics (a
+ * set on a key present replaces its value in place; insertion order kept for `toMap`), as numbers
+ * in an open-addressing table (linear probing, backward-shift deletion) instead of a Map of string
+ * keys. A slot is two words, the key row + 1 and the key's hash (eight slots to a cache line: a
+ * probe that misses, as most do in a table of thousands, reads one line, and growing copies two
+ * words a slot); a key row holds the key's numbers (compared when the hash is equal), the entry's
+ * row, the direction and the insertion order. A tuple without numeric key (numericKey false) goes
+ * to a Map by its string key beside it; no string key of one can equal a numeric one's. The keys
+ * stay the tuples the entries were set with (a key names its entry's row: `Rows.refs`).
  */
 class TupleHash {
-  /** slots: row + 1 (0: empty), hash */
+  /** slots: key row + 1 (0: empty), hash */
   private mask = 15;
   private w = new Int32Array(16 * 2);
-  /** rows: K0..K3 of each; entries and tuples in chunks, directions, insertion order; freed rows to reuse */
+  /** key rows: K0..K3 of each, entry rows, directions, insertion order; freed key rows to reuse */
   private keys = new Int32Array(16 * 4);
-  private entries: (CtEntry | undefined)[][] = [];
-  private tuples: (Tuple | undefined)[][] = [];
+  private ents = new Int32Array(16);
   private dirs = new Uint8Array(16);
   private seqs = new Float64Array(16);
   private nrows = 0;
   private free: number[] = [];
   private size = 0;
   private seq = 0;
-  private other = new Map<string, { entry: CtEntry; dir: CtDir; tuple: Tuple; seq: number }>();
-  /** the direction of the last `get` that found an entry */
-  dir: CtDir = 'original';
+  private other = new Map<string, { row: number; dir: number; seq: number }>();
+  /** the direction of the last `get` that found an entry (0 original, 1 reply) */
+  dir = 0;
+
+  constructor(readonly rows: Rows) {}
 
   private slot(h: number): number {
     const w = this.w;
@@ -289,31 +771,44 @@ class TupleHash {
     }
   }
 
-  get(t: Tuple): CtEntry | undefined {
+  /** the entry row of tuple t (-1: none); its direction in `dir` */
+  get(t: Tuple): number {
     if (!numericKey(t)) {
       const hit = this.other.get(tupleKey(t));
-      if (hit) this.dir = hit.dir;
-      return hit?.entry;
+      if (!hit) return -1;
+      this.dir = hit.dir;
+      return hit.row;
     }
-    const i = this.slot(hashKey());
-    if (i < 0) return undefined;
-    const r = this.w[2 * i] - 1;
-    this.dir = DIRS[this.dirs[r]];
-    return this.entries[r >> CHUNK_BITS][r & (CHUNK - 1)];
+    return this.getKey();
   }
 
-  set(t: Tuple, entry: CtEntry, dir: CtDir): void {
-    if (!numericKey(t)) {
+  /** get of the key K0..K3 */
+  private getKey(): number {
+    const i = this.slot(hashKey());
+    if (i < 0) return -1;
+    const r = this.w[2 * i] - 1;
+    this.dir = this.dirs[r];
+    return this.ents[r];
+  }
+
+  /** the entry row `row` is now the value of tuple t (K0..K3 when t is undefined), direction `dir` */
+  set(t: Tuple | undefined, row: number, dir: number): void {
+    const rows = this.rows;
+    rows.refs[row]++;
+    if (t !== undefined && !numericKey(t)) {
       const k = tupleKey(t);
       const had = this.other.get(k);
-      this.other.set(k, { entry, dir, tuple: t, seq: had ? had.seq : this.seq++ });
+      if (had) this.unref(had.row);
+      this.other.set(k, { row, dir, seq: had ? had.seq : this.seq++ });
       return;
     }
     const h = hashKey();
     let i = this.slot(h);
     let r: number;
-    if (i >= 0) r = this.w[2 * i] - 1;
-    else {
+    if (i >= 0) {
+      r = this.w[2 * i] - 1;
+      this.unref(this.ents[r]);
+    } else {
       if (2 * (this.size + 1) > this.mask + 1) {
         this.grow();
         i = this.slot(h);
@@ -330,44 +825,43 @@ class TupleHash {
       this.seqs[r] = this.seq++;
       this.size++;
     }
-    this.entries[r >> CHUNK_BITS][r & (CHUNK - 1)] = entry;
-    this.tuples[r >> CHUNK_BITS][r & (CHUNK - 1)] = t;
-    this.dirs[r] = dir === 'original' ? 0 : 1;
+    this.ents[r] = row;
+    this.dirs[r] = dir;
+  }
+
+  private unref(row: number): void {
+    this.rows.refs[row]--;
+    this.rows.release(row);
   }
 
   private newRow(): number {
     const r = this.free.pop();
     if (r !== undefined) return r;
     const n = this.nrows++;
-    if (n >> CHUNK_BITS === this.entries.length) {
-      this.entries.push(new Array<CtEntry | undefined>(CHUNK).fill(undefined));
-      this.tuples.push(new Array<Tuple | undefined>(CHUNK).fill(undefined));
-    }
     if (n === this.dirs.length) {
-      const dirs = new Uint8Array(2 * n);
-      dirs.set(this.dirs);
-      this.dirs = dirs;
-      const seqs = new Float64Array(2 * n);
-      seqs.set(this.seqs);
-      this.seqs = seqs;
-      const keys = new Int32Array(8 * n);
-      keys.set(this.keys);
-      this.keys = keys;
+      this.dirs = grow(this.dirs, 2 * n);
+      this.seqs = grow(this.seqs, 2 * n);
+      this.ents = grow(this.ents, 2 * n);
+      this.keys = grow(this.keys, 8 * n);
     }
     return n;
   }
 
-  delete(t: Tuple): void {
-    if (!numericKey(t)) {
-      this.other.delete(tupleKey(t));
+  /** deletes the key of tuple t (K0..K3 when t is undefined), whatever entry it names */
+  delete(t: Tuple | undefined): void {
+    if (t !== undefined && !numericKey(t)) {
+      const k = tupleKey(t);
+      const had = this.other.get(k);
+      if (had) {
+        this.other.delete(k);
+        this.unref(had.row);
+      }
       return;
     }
     let i = this.slot(hashKey());
     if (i < 0) return;
     const w = this.w;
     const r = w[2 * i] - 1;
-    this.entries[r >> CHUNK_BITS][r & (CHUNK - 1)] = undefined;
-    this.tuples[r >> CHUNK_BITS][r & (CHUNK - 1)] = undefined;
     this.free.push(r);
     this.size--;
     // backward shift: move up every later slot of the run whose home is not between the hole and it
@@ -379,6 +873,7 @@ class TupleHash {
       i = j;
     }
     w[2 * i] = 0;
+    this.unref(this.ents[r]);
   }
 
   private grow(): void {
@@ -398,25 +893,28 @@ class TupleHash {
   }
 
   /** the hash as the Map by string key it stands for, in insertion order (the saved world's form) */
-  toMap(): Map<string, { entry: CtEntry; dir: CtDir }> {
-    const all: { seq: number; tuple: Tuple; entry: CtEntry; dir: CtDir }[] = [...this.other.values()];
-    for (let r = 0; r < this.nrows; r++) {
-      const entry = this.entries[r >> CHUNK_BITS][r & (CHUNK - 1)];
-      if (entry !== undefined)
-        all.push({
-          seq: this.seqs[r],
-          tuple: this.tuples[r >> CHUNK_BITS][r & (CHUNK - 1)]!,
-          entry,
-          dir: DIRS[this.dirs[r]],
-        });
+  toMap(): Map<string, { entry: CtEntryData; dir: CtDir }> {
+    const all: { seq: number; key: string; row: number; dir: number }[] = [];
+    for (const [key, v] of this.other) all.push({ seq: v.seq, key, row: v.row, dir: v.dir });
+    const w = this.w;
+    const k = this.keys;
+    for (let i = 0; i <= this.mask; i++) {
+      const r = w[2 * i] - 1;
+      if (r < 0) continue;
+      all.push({
+        seq: this.seqs[r],
+        key: keyOfKey(k[4 * r], k[4 * r + 1], k[4 * r + 2], k[4 * r + 3]),
+        row: this.ents[r],
+        dir: this.dirs[r],
+      });
     }
     all.sort((a, b) => a.seq - b.seq);
-    return new Map(all.map((x) => [tupleKey(x.tuple), { entry: x.entry, dir: x.dir }]));
+    return new Map(all.map((x) => [x.key, { entry: this.rows.view(x.row), dir: DIRS[x.dir] }]));
   }
 }
 
 /**
- * The expiry heap of a table's confirmed entries: a min-heap of places, each an entry and the
+ * The expiry heap of a table's confirmed entries: a min-heap of places, each a row and the
  * expiry it had when placed (two parallel arrays: no object per place). An entry whose timeout was
  * renewed since is placed again, at its new time, when its place comes due; one whose timeout was
  * shortened is placed again at once. So every entry in the table has a place at or before its
@@ -424,13 +922,13 @@ class TupleHash {
  */
 class ExpiryHeap {
   readonly at: number[] = [];
-  readonly e: CtEntry[] = [];
+  readonly e: number[] = [];
 
   get size(): number {
     return this.at.length;
   }
 
-  push(t: number, e: CtEntry): void {
+  push(t: number, e: number): void {
     const at = this.at;
     const es = this.e;
     let i = at.length;
@@ -448,7 +946,7 @@ class ExpiryHeap {
   }
 
   /** keeps only the places `keep` says yes to, in heap order again */
-  retain(keep: (e: CtEntry) => boolean): void {
+  retain(keep: (e: number) => boolean): void {
     const at = this.at;
     const es = this.e;
     let j = 0;
@@ -472,7 +970,7 @@ class ExpiryHeap {
   }
 
   /** puts place (t, e) at `i` or below, where it belongs among the places under `i` */
-  private siftDown(i: number, t: number, e: CtEntry): void {
+  private siftDown(i: number, t: number, e: number): void {
     const at = this.at;
     const es = this.e;
     const n = at.length;
@@ -490,119 +988,153 @@ class ExpiryHeap {
   }
 }
 
-/** a namespace's confirmed entries as the datapath keeps them (not data: `entries` and `index` travel) */
-interface Store {
-  /** in the order confirmed, those that expired since the list was last read among them */
-  slots: CtEntry[];
-  /** the entries of slots that expired since (their places in the heap may remain) */
-  gone: Set<CtEntry>;
-  due: ExpiryHeap;
-}
-const newStore = (): Store => ({ slots: [], gone: new Set(), due: new ExpiryHeap() });
-
 /** the empty table of every namespace without a confirmed entry yet (never written: see own) */
-const NO_ENTRIES: readonly CtEntry[] = Object.freeze([]);
-const NO_HASH = new TupleHash();
-const NO_STORE: Store = Object.freeze({
-  slots: NO_ENTRIES as CtEntry[],
-  gone: new Set<CtEntry>(),
-  due: new ExpiryHeap(),
-});
+const NO_ROWS = new Rows();
+const NO_HASH = new TupleHash(NO_ROWS);
 
 export class Conntrack {
   /**
-   * Confirmed entries in the order confirmed (one empty list shared by every namespace until its
-   * first). An own enumerable accessor, so that data.ts writes it as the array it was; read it and
-   * let it go (the list is the table's own, and an entry that expires later leaves it)
+   * Confirmed entries in the order confirmed, as data (objects made when read, the same ones
+   * until the table changes). An own enumerable accessor, so that data.ts writes it as the array
+   * it was; read it and let it go (writing its objects changes nothing)
    */
-  declare readonly entries: readonly CtEntry[];
+  declare readonly entries: readonly CtEntryData[];
   /**
-   * The tuple hash as data: a Map by tupleKey in insertion order, each value the entry and the
-   * direction, made when read (the saved world's `index`; an own enumerable accessor, so that
-   * data.ts writes it as it wrote the Map this was). The datapath reads `hash`, not this.
+   * The tuple hash as data: a Map by tupleKey in insertion order, each value an object of
+   * `entries` and the direction, made when read (the saved world's `index`; an own enumerable
+   * accessor, so that data.ts writes it as it wrote the Map this was). The datapath reads `hash`.
    */
-  declare readonly index: ReadonlyMap<string, { entry: CtEntry; dir: CtDir }>;
+  declare readonly index: ReadonlyMap<string, { entry: CtEntryData; dir: CtDir }>;
   /** the tuple hash (not enumerable: not data; rebuilt from `index` by `fromData`) */
   declare private hash: TupleHash;
-  /** the entries, their expiry heap (not enumerable: not data; rebuilt from `entries` by `fromData`) */
-  declare private store: Store;
+  /** the entries' columns, list and heap (not enumerable: not data; rebuilt from `entries` by `fromData`) */
+  declare private rows: Rows;
 
   constructor() {
-    Conntrack.attach(this, NO_HASH, NO_STORE);
+    Conntrack.attach(this, NO_HASH);
   }
 
-  private static attach(ct: Conntrack, hash: TupleHash, store: Store): void {
+  private static attach(ct: Conntrack, hash: TupleHash): void {
     Object.defineProperty(ct, 'hash', { value: hash, writable: true, enumerable: false });
-    Object.defineProperty(ct, 'store', { value: store, writable: true, enumerable: false });
+    Object.defineProperty(ct, 'rows', { value: hash.rows, writable: true, enumerable: false });
     Object.defineProperty(ct, 'entries', { get: () => ct.listed(), enumerable: true, configurable: true });
     Object.defineProperty(ct, 'index', { get: () => ct.hash.toMap(), enumerable: true, configurable: true });
   }
 
-  /** a store of `entries` (a decoded list, in its order) */
-  private static storeOf(entries: readonly CtEntry[]): Store {
-    if (!entries.length) return NO_STORE;
-    const s = newStore();
-    for (const e of entries) Conntrack.keep(s, e);
-    return s;
-  }
-
-  private static keep(s: Store, e: CtEntry): void {
-    s.slots.push(e);
-    s.due.push(e.expires, e);
-  }
-
   /** the entries without those that expired (dropped from the list and the heap when read) */
-  private listed(): readonly CtEntry[] {
-    const s = this.store;
-    if (s.gone.size) {
-      const gone = s.gone;
-      const slots = s.slots;
-      let j = 0;
-      for (let i = 0; i < slots.length; i++) if (!gone.has(slots[i])) slots[j++] = slots[i];
-      slots.length = j;
-      s.due.retain((e) => !gone.has(e));
-      gone.clear();
+  private listed(): readonly CtEntryData[] {
+    const rows = this.rows;
+    return rows.listedRows().map((r) => rows.view(r));
+  }
+
+  /**
+   * find_appropriate_src's candidates: the listed entries, in the list's order, whose source manip
+   * is set up and whose original tuple has protocol `proto`, source `src` and source port `port`
+   * (ICMP: the id, 0 for none), as nat.ts's keyPort gives it. Read from the columns: no entry is
+   * made into an object to be asked.
+   */
+  *snatSources(proto: number, src: string, port: number): Generator<CtEntry> {
+    const rows = this.rows;
+    const addr = parseIp4Cached(src);
+    const slots = rows.listedRows();
+    for (let i = 0; i < slots.length; i++) {
+      const r = slots[i];
+      if (rows.isObj[r] === 1) {
+        const o = rows.objs.get(r)!;
+        const t = o.d!.orig;
+        const p = t.proto === 1 ? (t.icmpId ?? 0) : t.sport;
+        if (o.d!.snatDone && t.proto === proto && t.src === src && p === port) yield o;
+        continue;
+      }
+      const o = 8 * r;
+      const k0 = rows.keys[o];
+      // a source parseIp4 refuses is no row's (rows hold only canonical addresses)
+      if (addr < 0 || (rows.flags[r] & F_SNAT_DONE) === 0 || (k0 & 0xff) !== proto) continue;
+      if (rows.keys[o + 1] !== (addr | 0)) continue;
+      // the numeric key's port: the source port, or the ICMP id (65,536: none, keyPort's 0)
+      const id = rows.keys[o + 3] & 0x1ffff;
+      if ((proto === 1 ? (id > 0xffff ? 0 : id) : k0 >>> 8) === port) yield rows.handle(r);
     }
-    return s.slots as readonly CtEntry[];
+  }
+
+  /** the row of an entry of this table (a handle, or an object of `entries`/`index`), -1 for none */
+  idOf(x: CtEntry | CtEntryData): number {
+    const rows = this.rows;
+    if (x instanceof CtEntry) {
+      if (x.c !== rows) return -1;
+      if (x.d === undefined) return rows.gen[x.r] === x.g ? x.r : -1;
+      return rows.objs.get(x.r) === x ? x.r : -1;
+    }
+    return rows.rowOfView(x);
+  }
+
+  /** are a and b (handles, or objects of `entries`/`index`) the same entry of this table */
+  same(a: CtEntry | CtEntryData, b: CtEntry | CtEntryData): boolean {
+    const r = this.idOf(a);
+    return r >= 0 && r === this.idOf(b);
   }
 
   /**
    * A Conntrack decoded from data (data.ts gives it its fields, `index` a Map by string key): its
-   * hash rebuilt from that Map in its order. `check(key, at)` is called for a key whose value
-   * is not an entry of `entries` with a direction, or whose tuple in that direction has another
-   * key; it must throw.
+   * rows and hash rebuilt from them in their order. `check(key, at)` is called for a key whose
+   * value is not an entry of `entries` with a direction, or whose tuple in that direction has
+   * another key; it must throw.
    */
   static fromData(ct: Conntrack, check: (what: string, i: number) => never): Conntrack {
     const index = (ct as unknown as { index: unknown }).index;
     if (!(index instanceof Map)) return check('expected a {"$map": …} of tuple keys', -1);
-    const hash = new TupleHash();
     // the decoded list: a field of its own until the accessor takes its place
     const list = ct.entries;
-    const entries = new Set(list);
+    const rows = new Rows();
+    const hash = new TupleHash(rows);
+    // a tuple two entries share (a hand-made file's $ref) keeps its entries objects, so that it
+    // is written shared again
+    const tuples = new Set<Tuple>();
+    const shared = new Set<Tuple>();
+    for (const e of list)
+      for (const t of [e.orig, e.reply]) {
+        if (tuples.has(t)) shared.add(t);
+        tuples.add(t);
+      }
+    const rowOf = new Map<CtEntryData, number>();
+    for (const e of list) {
+      const had = rowOf.get(e);
+      if (had !== undefined) {
+        // the same entry twice in the list (a hand-made file): twice, as the array had it
+        rows.slots.push(had);
+        rows.listed[had]++;
+        rows.due.push(rows.expiryOf(had), had);
+        continue;
+      }
+      rowOf.set(e, rows.keep(e, undefined, shared.has(e.orig) || shared.has(e.reply)));
+    }
     let i = 0;
     for (const [key, v] of index as Map<unknown, { entry?: unknown; dir?: unknown } | null>) {
       const entry = v?.entry;
       const dir = v?.dir;
-      if (!entries.has(entry as CtEntry) || (dir !== 'original' && dir !== 'reply'))
+      const row = rowOf.get(entry as CtEntryData);
+      if (row === undefined || (dir !== 'original' && dir !== 'reply'))
         check('expected {"dir": "original" or "reply", "entry": an entry of entries}', i);
-      const e = entry as CtEntry;
+      const e = entry as CtEntryData;
       const t = dir === 'original' ? e.orig : e.reply;
       if (tupleKey(t) !== key)
         check(`the key of the entry's ${dir} tuple is ${JSON.stringify(tupleKey(t))}`, i);
-      hash.set(t, e, dir);
+      hash.set(t, row!, dir === 'original' ? 0 : 1);
       i++;
     }
     delete (ct as unknown as { index?: unknown }).index;
     delete (ct as unknown as { entries?: unknown }).entries;
-    Conntrack.attach(ct, list.length === 0 && i === 0 ? NO_HASH : hash, Conntrack.storeOf(list));
+    Conntrack.attach(ct, list.length === 0 && i === 0 ? NO_HASH : hash);
     return ct;
   }
 
-  /** the entries and their hash, this namespace's own to write */
-  private own(): [Store, TupleHash] {
-    if (this.store === NO_STORE) this.store = newStore();
-    if (this.hash === NO_HASH) this.hash = new TupleHash();
-    return [this.store, this.hash];
+  /** the rows and their hash, this namespace's own to write */
+  private own(): TupleHash {
+    if (this.hash === NO_HASH) {
+      this.hash = new TupleHash(new Rows());
+      this.rows = this.hash.rows;
+    }
+    return this.hash;
   }
 
   /**
@@ -621,12 +1153,12 @@ export class Conntrack {
     if (t.proto === IPPROTO_ICMP && ICMP_ERRORS.has(t.icmpType!)) {
       const hit = quoted && this.find(invertTuple(quoted));
       // the found direction's destination must be the error's destination
-      if (hit && (hit.dir === 'original' ? hit.entry.orig : hit.entry.reply).dst === t.dst)
+      if (hit && hit.entry.dstOf(hit.dir) === t.dst)
         return { entry: hit.entry, dir: hit.dir, ctstate: 'RELATED', isNew: false, related: true };
       return this.invalid(t, now);
     }
-    const entry = this.hash.get(t);
-    if (!entry) {
+    const row = this.hash.get(t);
+    if (row < 0) {
       const idx = tcpFlags ? tcpIndex(tcpFlags) : undefined;
       let tcpState: TcpCtState | undefined;
       if (t.proto === 6) {
@@ -635,53 +1167,85 @@ export class Conntrack {
         if (!next) return this.invalid(t, now);
         tcpState = next;
       }
-      const fresh = this.blank(t, now, tcpState);
-      this.setExpiry(fresh, now + this.timeout(fresh) * 1e6);
+      const fresh = blankEntry(this.blank(t, now, tcpState));
+      fresh.expires = now + this.timeout(fresh) * 1e6;
       return { entry: fresh, dir: 'original', ctstate: 'NEW', isNew: true, from: 'NONE', to: tcpState };
     }
-    const dir = this.hash.dir;
+    const dir = DIRS[this.hash.dir];
+    const entry = this.rows.handle(row);
     let from: TcpCtState | undefined;
     let to: TcpCtState | undefined;
-    if (t.proto === 6 && tcpFlags && entry.tcpState) {
-      from = entry.tcpState;
-      const next = (dir === 'original' ? ORIG : REPLY)[tcpIndex(tcpFlags)][S.indexOf(from)];
-      if (next === 'IV')
-        return { entry, dir, ctstate: 'INVALID', isNew: false, invalid: true, from, to: from };
-      to = next === 'IG' ? from : next;
-      entry.tcpState = to;
-      if (!entry.assured && (from === 'SYN_RECV' || from === 'ESTABLISHED') && to === 'ESTABLISHED')
-        entry.assured = true;
+    if (t.proto === 6 && tcpFlags) {
+      const state = entry.tcpState;
+      if (state) {
+        from = state;
+        const next = (dir === 'original' ? ORIG : REPLY)[tcpIndex(tcpFlags)][S.indexOf(from)];
+        if (next === 'IV')
+          return { entry, dir, ctstate: 'INVALID', isNew: false, invalid: true, from, to: from };
+        to = next === 'IG' ? from : next;
+        entry.tcpState = to;
+        if ((from === 'SYN_RECV' || from === 'ESTABLISHED') && to === 'ESTABLISHED' && !entry.assured)
+          entry.assured = true;
+      }
     }
-    if (t.proto === 17 && entry.seenReply) {
+    const seenReply = entry.seenReply;
+    if (t.proto === 17 && seenReply) {
       if (now > entry.streamTs) entry.assured = true;
     }
-    const ctstate: CtState = dir === 'reply' || entry.seenReply ? 'ESTABLISHED' : 'NEW';
-    if (dir === 'reply') entry.seenReply = true;
+    const ctstate: CtState = dir === 'reply' || seenReply ? 'ESTABLISHED' : 'NEW';
+    if (dir === 'reply' && !seenReply) entry.seenReply = true;
     this.setExpiry(entry, now + this.timeout(entry) * 1e6);
     return { entry, dir, ctstate, isNew: false, from, to };
   }
 
   /** __nf_conntrack_confirm: the entry becomes visible in the table */
   confirm(e: CtEntry): void {
-    if (e.confirmed) return;
-    e.confirmed = true;
-    const [store, hash] = this.own();
-    Conntrack.keep(store, e);
-    if (e.expires < this.nextExpiry) this.nextExpiry = e.expires;
-    hash.set(e.orig, e, 'original');
-    hash.set(e.reply, e, 'reply');
+    const d = e.d;
+    if (d === undefined || d.confirmed || e.c !== undefined) return;
+    d.confirmed = true;
+    const hash = this.own();
+    const rows = this.rows;
+    const orig = d.orig;
+    const reply = d.reply;
+    const r = rows.keep(d, e);
+    if (rows.isObj[r] === 0) {
+      // in the columns now: the handle is of the row
+      e.d = undefined;
+      e.c = rows;
+      e.r = r;
+      e.g = rows.gen[r];
+    }
+    const at = rows.expiryOf(r);
+    if (at < this.nextExpiry) this.nextExpiry = at;
+    if (rows.isObj[r] === 0) {
+      // the keys the columns have (numericKey's, made once)
+      rows.loadKey(r, 0);
+      hash.set(undefined, r, 0);
+      rows.loadKey(r, 1);
+      hash.set(undefined, r, 1);
+    } else {
+      hash.set(orig, r, 0);
+      hash.set(reply, r, 1);
+    }
   }
 
   /** the confirmed entry with this tuple in either direction (nf_conntrack_find_get) */
   find(t: Tuple): { entry: CtEntry; dir: CtDir } | undefined {
-    const entry = this.hash.get(t);
-    return entry && { entry, dir: this.hash.dir };
+    const row = this.hash.get(t);
+    return row < 0 ? undefined : { entry: this.rows.handle(row), dir: DIRS[this.hash.dir] };
   }
 
   /** nf_conntrack_tuple_taken: another confirmed entry has this tuple in either direction */
   taken(t: Tuple, ignore: CtEntry): boolean {
-    const entry = this.hash.get(t);
-    return !!entry && entry !== ignore;
+    const row = this.hash.get(t);
+    if (row < 0) return false;
+    // the same entry: `ignore` is this row's handle (of the columns, or its object)
+    const rows = this.rows;
+    return !(
+      ignore.c === rows &&
+      ignore.r === row &&
+      (ignore.d === undefined ? ignore.g === rows.gen[row] : rows.objs.get(row) === ignore)
+    );
   }
 
   /** the earliest expiry of any confirmed entry (a lower bound): expire() has nothing to do before it */
@@ -690,17 +1254,18 @@ export class Conntrack {
   private setExpiry(e: CtEntry, t: number): void {
     const was = e.expires;
     e.expires = t;
-    if (!e.confirmed) return;
+    if (!e.confirmed || e.c === undefined) return;
     if (t < this.nextExpiry) this.nextExpiry = t;
     // shortened: its place in the heap may be later than its expiry now
     // (an entry found in the table: track's, whose timeout this is)
-    if (t < was) this.store.due.push(t, e);
+    if (t < was) this.rows.due.push(t, e.r);
   }
 
   /** `conntrack -F`: every entry goes */
   flush(): void {
-    this.store = newStore();
-    this.hash = new TupleHash();
+    this.hash = NO_HASH;
+    this.rows = NO_ROWS;
+    this.own();
     this.nextExpiry = Infinity;
   }
 
@@ -712,42 +1277,55 @@ export class Conntrack {
    */
   expire(now: number): void {
     if (now < this.nextExpiry) return;
-    const s = this.store;
-    const due = s.due;
+    const rows = this.rows;
+    const due = rows.due;
+    const flags = rows.flags;
     while (due.size) {
-      const e = due.e[0];
-      if (s.gone.has(e)) due.pop();
-      else if (due.at[0] !== e.expires) {
+      const r = due.e[0];
+      const at = rows.expiryOf(r);
+      if (flags[r] & F_GONE) due.pop();
+      else if (due.at[0] !== at) {
         due.pop();
-        due.push(e.expires, e);
-      } else if (e.expires <= now) {
+        due.push(at, r);
+      } else if (at <= now) {
         due.pop();
-        s.gone.add(e);
-        this.hash.delete(e.orig);
-        this.hash.delete(e.reply);
+        flags[r] |= F_GONE;
+        rows.gone++;
+        rows.version++;
+        if (rows.isObj[r] === 0) {
+          rows.loadKey(r, 0);
+          this.hash.delete(undefined);
+          rows.loadKey(r, 1);
+          this.hash.delete(undefined);
+        } else {
+          const o = rows.objs.get(r)!;
+          this.hash.delete(o.d!.orig);
+          this.hash.delete(o.d!.reply);
+        }
       } else break;
     }
     this.nextExpiry = due.size ? due.at[0] : Infinity;
     // a table that expired most of its entries gives their places back
-    if (s.gone.size > 64 && 2 * s.gone.size > s.slots.length) this.listed();
+    if (rows.gone > 64 && 2 * rows.gone > rows.slots.length) rows.listedRows();
   }
 
   timeout(e: CtEntry): number {
-    if (e.orig.proto === 6) return CT_TIMEOUTS[e.tcpState ?? 'NONE'];
-    if (e.orig.proto === 17) return e.assured ? UDP_STREAM_TIMEOUT : UDP_TIMEOUT;
-    if (e.orig.proto === 1) return ICMP_TIMEOUT;
+    const proto = e.proto;
+    if (proto === 6) return CT_TIMEOUTS[e.tcpState ?? 'NONE'];
+    if (proto === 17) return e.assured ? UDP_STREAM_TIMEOUT : UDP_TIMEOUT;
+    if (proto === 1) return ICMP_TIMEOUT;
     return GENERIC_TIMEOUT;
   }
 
   /** INVALID: an entry for the packet alone, never confirmed, without a TCP state (not even undefined) */
   private invalid(t: Tuple, now: number): CtResult {
-    const { tcpState: _, ...entry } = this.blank(t, now, undefined);
-    return { entry, dir: 'original', ctstate: 'INVALID', isNew: false, invalid: true };
+    const { tcpState: _, ...d } = this.blank(t, now, undefined);
+    return { entry: blankEntry(d), dir: 'original', ctstate: 'INVALID', isNew: false, invalid: true };
   }
 
-  /** a new entry, every field in the literal (tcpState last, where it was added after): no field added later
-   * to move the entry's fields out of the object */
-  private blank(t: Tuple, now: number, tcpState: TcpCtState | undefined): CtEntry {
+  /** a new entry's data, every field in the literal (tcpState last, where it was added after): no field
+   * added later to move the entry's fields out of the object */
+  private blank(t: Tuple, now: number, tcpState: TcpCtState | undefined): CtEntryData {
     return {
       orig: t,
       reply: invertTuple(t),

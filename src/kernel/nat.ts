@@ -112,10 +112,7 @@ function usedTuple(ct: Conntrack, t: Tuple, e: CtEntry): boolean {
 
 /** find_appropriate_src: the mapping another connection from the same source got, if it is in range */
 function appropriateSrc(ct: Conntrack, t: Tuple, r: NatRange): Tuple | undefined {
-  for (const x of ct.entries) {
-    if (!x.snatDone) continue;
-    const o = x.orig;
-    if (o.proto !== t.proto || o.src !== t.src || keyPort(o, 'src') !== keyPort(t, 'src')) continue;
+  for (const x of ct.snatSources(t.proto, t.src, keyPort(t, 'src'))) {
     const inv = invertTuple(x.reply);
     const result: Tuple = {
       ...t,

@@ -1,7 +1,7 @@
 /**
  * conntrack entries in the layout `conntrack -L` (conntrack-tools 1.4.x) prints.
  */
-import type { CtEntry, Tuple } from '../kernel/conntrack.ts';
+import type { CtEntryData, Tuple } from '../kernel/conntrack.ts';
 
 const PROTO: Record<number, string> = { 6: 'tcp', 17: 'udp', 1: 'icmp' };
 
@@ -12,7 +12,7 @@ export function tuple(t: Tuple): string {
   return `src=${t.src} dst=${t.dst}`;
 }
 
-export function formatCtEntry(e: CtEntry, now: number): string {
+export function formatCtEntry(e: CtEntryData, now: number): string {
   const name = PROTO[e.orig.proto] ?? 'unknown';
   const secs = Math.max(0, Math.floor((e.expires - now) / 1e6));
   const parts = [`${name.padEnd(8)} ${e.orig.proto} ${secs}`];

@@ -4,7 +4,7 @@
  * and the tool's errors. Entries are listed in the order the model confirmed them (the kernel
  * walks its hash table, whose order depends on a per-boot random seed).
  */
-import type { Conntrack, CtEntry } from '../kernel/conntrack.ts';
+import type { Conntrack, CtEntryData } from '../kernel/conntrack.ts';
 import { inPrefix, parseIp4 } from '../wire/addr.ts';
 import { formatCtEntry } from '../render/conntrack.ts';
 import { ToolFailure, type Tool, type ToolResult } from './types.ts';
@@ -153,7 +153,7 @@ const OPT_NAME: Record<string, string> = {
 };
 
 interface Filter {
-  test: (e: CtEntry) => boolean;
+  test: (e: CtEntryData) => boolean;
 }
 
 function parseAddr(text: string): (ip: string) => boolean {
@@ -165,7 +165,7 @@ function parseAddr(text: string): (ip: string) => boolean {
 }
 
 /** libnetfilter_conntrack's l4 "all" of a tuple side: the port, or for ICMP the id (source) and type|code<<8 (destination) */
-function l4(t: CtEntry['orig'], side: 'src' | 'dst'): number {
+function l4(t: CtEntryData['orig'], side: 'src' | 'dst'): number {
   if (t.proto === 1) return side === 'src' ? (t.icmpId ?? 0) : (t.icmpType ?? 0) | ((t.icmpCode ?? 0) << 8);
   if (t.proto === 6 || t.proto === 17) return side === 'src' ? t.sport : t.dport;
   return 0;
@@ -177,7 +177,7 @@ function l4(t: CtEntry['orig'], side: 'src' | 'dst'): number {
  * compare the id with type and code, so every ICMP entry of a namespace with NAT counts as both.
  */
 function natFilter(
-  e: CtEntry,
+  e: CtEntryData,
   nat: Partial<Record<'n' | 'g' | 'j', { ip?: string; port?: number }>>,
 ): boolean {
   const side = (
@@ -288,7 +288,7 @@ export const conntrack: Tool = (argv, ctx): ToolResult => {
         case 'r':
         case 'q': {
           const m = parseAddr(val!);
-          const pick: Record<string, (e: CtEntry) => string> = {
+          const pick: Record<string, (e: CtEntryData) => string> = {
             s: (e) => e.orig.src,
             d: (e) => e.orig.dst,
             r: (e) => e.reply.src,
@@ -319,7 +319,7 @@ export const conntrack: Tool = (argv, ctx): ToolResult => {
         case 'reply-port-src':
         case 'reply-port-dst': {
           const port = (parseInt(val!, 10) || 0) & 0xffff;
-          const pick = (e: CtEntry): number =>
+          const pick = (e: CtEntryData): number =>
             c === 'sport' || c === 'orig-port-src'
               ? e.orig.sport
               : c === 'dport' || c === 'orig-port-dst'
