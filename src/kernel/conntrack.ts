@@ -8,7 +8,7 @@
  * say which manips changed it (IPS_SRC_NAT, IPS_DST_NAT) and which are set up (IPS_*_NAT_DONE).
  */
 import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, type Ipv4Packet } from '../wire/types.ts';
-import { parseIp4Cached } from '../wire/addr.ts';
+import { intToIp4Cached, parseIp4Cached } from '../wire/addr.ts';
 import type { CtState } from './netfilter/types.ts';
 import { grow } from './table.ts';
 
@@ -209,25 +209,13 @@ const DIRS: readonly CtDir[] = ['original', 'reply'];
 
 /* ------------------------------------------------------------ addresses as numbers */
 
-/** the dotted quad of a number parseIp4 gave (a bijection: parseIp4 refuses leading zeros), cached:
- * the entries of a table name a handful of addresses. Emptied when it holds 65,536. */
-const QUADS = new Map<number, string>();
-function quadOf(n: number): string {
-  let s = QUADS.get(n);
-  if (s === undefined) {
-    if (QUADS.size >= 65536) QUADS.clear();
-    s = `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
-    QUADS.set(n, s);
-  }
-  return s;
-}
-
 /** the tuple whose numeric key is K0..K3 (numericKey's inverse: the same tupleKey, the same fields
- * for a tuple `regular` says yes to) */
+ * for a tuple `regular` says yes to; a number's dotted quad is the one string parseIp4 takes for it,
+ * as it refuses leading zeros) */
 function tupleOfKey(k0: number, k1: number, k2: number, k3: number): Tuple {
   const proto = k0 & 0xff;
-  const src = quadOf(k1 >>> 0);
-  const dst = quadOf(k2 >>> 0);
+  const src = intToIp4Cached(k1 >>> 0);
+  const dst = intToIp4Cached(k2 >>> 0);
   if (proto === 1) {
     const type = k0 >>> 8;
     const code = k3 >>> 17;
@@ -614,7 +602,7 @@ export class CtEntry implements CtEntryData {
   /** the reply tuple's destination (the original's source unless SNAT changed it), without the tuple */
   dstOf(dir: CtDir): string {
     if (this.d !== undefined) return (dir === 'original' ? this.d.orig : this.d.reply).dst;
-    return quadOf(this.c!.keys[8 * this.row() + (dir === 'original' ? 2 : 6)] >>> 0);
+    return intToIp4Cached(this.c!.keys[8 * this.row() + (dir === 'original' ? 2 : 6)] >>> 0);
   }
   /** the original tuple's protocol */
   get proto(): number {

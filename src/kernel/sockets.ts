@@ -5,7 +5,7 @@
  */
 import { NETNS_SYSCTLS } from './sysctl-recorded.ts';
 import { ipv4Length } from '../wire/index.ts';
-import { intToIp4 } from '../wire/addr.ts';
+import { intToIp4, isPort } from '../wire/addr.ts';
 import { get16, get32 } from '../wire/bytes.ts';
 import {
   IPPROTO_ICMP,
@@ -20,7 +20,7 @@ import type { Link, Netns } from './objects.ts';
 import { loopbackRoute, type AppSocketEvent, type Stack, type TransportHandler } from './stack.ts';
 import type { PacketRole, SegmentInfo, SendCall } from './events.ts';
 import type { CtResult } from './conntrack.ts';
-import { fmix32, fnv1a, fnv1aChar, type TimerEvent, type World } from './world.ts';
+import { fmix32, fnv1a, fnv1aChar, fnv1aUint, type TimerEvent, type World } from './world.ts';
 import { updatePmtu } from './pmtu.ts';
 import { NO_BYTES } from './data.ts';
 
@@ -220,16 +220,6 @@ export function deriveIsn(w: World, src: string, sport: number, dst: string, dpo
   h = fnv1aChar(0x7c, fnv1aUint(sport, h));
   h = fnv1aChar(0x7c, fnv1a(dst, h));
   return fmix32(fnv1aUint(dport, h));
-}
-
-const isPort = (n: number) => Number.isInteger(n) && n >= 0 && n <= 0xffff;
-
-/** FNV-1a's state after the decimal digits of a port (String(n)'s), most significant first */
-function fnv1aUint(n: number, h: number): number {
-  let d = 1;
-  while (d * 10 <= n) d *= 10;
-  for (; d >= 1; d /= 10) h = fnv1aChar(48 + (Math.floor(n / d) % 10), h);
-  return h;
 }
 
 /** a is after b in sequence space */

@@ -6,7 +6,7 @@
  * the key (an array is never an entry: entries are the kernel's objects); one entry per key is the
  * rule, so most keys cost no list of their own.
  */
-import { parseIp4Cached } from '../wire/addr.ts';
+import { isPort, parseIp4Cached } from '../wire/addr.ts';
 
 type Slot<T> = T | T[];
 
@@ -84,8 +84,6 @@ export interface Quad {
 export function quadKey(c: Quad): string {
   return `${c.local}|${c.lport}|${c.remote}|${c.rport}`;
 }
-
-const isPort = (port: number) => Number.isInteger(port) && port >= 0 && port <= 0xffff;
 
 /**
  * An ordered table indexed by a 4-tuple (the established-socket hash): a Map by quadKey would make

@@ -121,6 +121,14 @@ export function fnv1aChar(c: number, h: number): number {
   return Math.imul(h ^ c, 0x01000193);
 }
 
+/** FNV-1a's state after the decimal digits of a non-negative integer (String(n)'s), most significant first */
+export function fnv1aUint(n: number, h: number): number {
+  let d = 1;
+  while (d * 10 <= n) d *= 10;
+  for (; d >= 1; d /= 10) h = fnv1aChar(48 + (Math.floor(n / d) % 10), h);
+  return h;
+}
+
 /** the final avalanche (murmur3 fmix32) so that near-identical inputs spread */
 export function fmix32(h: number): number {
   h ^= h >>> 16;

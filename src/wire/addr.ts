@@ -43,9 +43,32 @@ export function ip4ToInt(s: Ipv4Addr): number {
   return v;
 }
 
+/** ip4ToInt through parseIp4Cached's memo: the same number, or the same error */
+export function ip4ToIntCached(s: Ipv4Addr): number {
+  const v = parseIp4Cached(s);
+  return v < 0 ? ip4ToInt(s) : v;
+}
+
 export function intToIp4(n: number): Ipv4Addr {
   if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new Error(`invalid IPv4 address number ${n}`);
   return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
+}
+
+/** intToIp4's dotted quads by number, made once (the tables that keep addresses as numbers name a
+ * handful of them); emptied when it holds 65,536 */
+const QUADS = new Map<number, string>();
+export function intToIp4Cached(n: number): Ipv4Addr {
+  let s = QUADS.get(n);
+  if (s === undefined) {
+    if (QUADS.size >= 65536) QUADS.clear();
+    QUADS.set(n, (s = intToIp4(n)));
+  }
+  return s;
+}
+
+/** a TCP or UDP port number: an integer 0..65535 */
+export function isPort(n: number): boolean {
+  return Number.isInteger(n) && n >= 0 && n <= 0xffff;
 }
 
 export function isValidIp4(s: string): boolean {

@@ -10,7 +10,7 @@
  * The result is typed: what conntrack found, each table's traversal, each NAT set-up and packet
  * rewrite, and the verdict. The datapath (stack.ts) acts on it and records it.
  */
-import { intToIp4, ip4ToInt, parseIp4Cached } from '../../wire/addr.ts';
+import { intToIp4, ip4ToInt, ip4ToIntCached } from '../../wire/addr.ts';
 import type { Ipv4Packet } from '../../wire/types.ts';
 import { quotedTuple, tcpIndex, tupleOf, type CtResult, type Tuple } from '../conntrack.ts';
 import {
@@ -80,12 +80,6 @@ export interface HookPlace {
   nexthop?: string;
   len: number;
 }
-
-/** ip4ToInt, from parseIp4Cached's memo (a packet's address is a valid one: ip4ToInt says what is wrong when not) */
-const addrInt = (s: string) => {
-  const v = parseIp4Cached(s);
-  return v < 0 ? ip4ToInt(s) : v;
-};
 
 /** one run of a hook: the tables' match environment too (runHook reuses one, set up by start) */
 class HookRun implements MatchEnv {
@@ -228,11 +222,11 @@ class HookRun implements MatchEnv {
     const pl = p.payload;
     const ip = p.ip;
     if (ip.src !== this.srcStr) {
-      this.srcInt = addrInt(ip.src);
+      this.srcInt = ip4ToIntCached(ip.src);
       this.srcStr = ip.src;
     }
     if (ip.dst !== this.dstStr) {
-      this.dstInt = addrInt(ip.dst);
+      this.dstInt = ip4ToIntCached(ip.dst);
       this.dstStr = ip.dst;
     }
     v.src = this.srcInt;
