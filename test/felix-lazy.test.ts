@@ -1,12 +1,16 @@
 /**
- * Felix's tables made on a node's first netfilter read or write (Netns.netfilterLater) against
- * the same build with every node's tables made in the build (`felixNow`, as before): the same
- * clusters, then the same random sequence of what reads or writes a node's netfilter (walks
- * between random pods, iptables-save, ipset list, iptables -L with counters, a rule appended or
- * inserted by hand before anything read the node, doctor's cluster-wide checks), each answer
- * compared, then the whole world as data and diffWorlds. In every Calico mode on the seed
- * cluster, the NetworkPolicy scenario, and a synthetic cluster with policies (pod and namespace
- * selectors, ipBlocks with exceptions, named and numeric ports, ranges) in two modes.
+ * A node's netfilter tables made on its first netfilter read or write (Netns.netfilterLater):
+ * felix's, and the filter table's rules of kube-proxy's FORWARD chain, the firewall plugin, flanneld
+ * and the bridge layout's policy agent, and flanneld's masquerade, against the same build with
+ * every node's tables made in the build (`tablesNow`, as before): the same clusters, then the same
+ * random sequence of what reads or writes a node's netfilter (walks between random pods,
+ * iptables-save, ipset list, iptables -L with counters, a rule appended or inserted by hand in the
+ * filter or nat table before anything read the node, doctor's cluster-wide checks), each answer
+ * compared, then the whole world as data and diffWorlds. In every mode on the seed cluster, the
+ * NetworkPolicy scenario, a synthetic cluster with policies (pod and namespace selectors, ipBlocks
+ * with exceptions, named and numeric ports, ranges) in two Calico modes and in the bridge layout,
+ * the Services example (kube-proxy's tables written in the build, after the queued programs) and
+ * flanneld without `--ip-masq`.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -79,8 +83,6 @@ policies:
       policyTypes: [Ingress]
 `;
 
-const CALICO = CNI_MODES.filter((m) => m.startsWith('calico'));
-
 interface Case {
   name: string;
   spec: ClusterSpec;
@@ -89,8 +91,24 @@ interface Case {
   lazy: boolean;
 }
 
+const example = (file: string): ClusterSpec =>
+  loadCluster(readFileSync(new URL(`../examples/${file}`, import.meta.url), 'utf8'), file);
+
 const cases: Case[] = [
-  ...CALICO.map((mode) => ({ name: `seed ${mode}`, spec: seedCluster(), mode, lazy: true })),
+  ...CNI_MODES.map((mode) => ({ name: `seed ${mode}`, spec: seedCluster(), mode, lazy: true })),
+  {
+    name: 'policies calico-vxlan, bridge layout',
+    spec: { ...loadCluster(POLICY_CLUSTER, 'felix-lazy.yaml'), calicoLayout: 'bridge' },
+    mode: 'calico-vxlan',
+    lazy: true,
+  },
+  { name: 'services flannel-vxlan', spec: example('services.yaml'), mode: 'flannel-vxlan', lazy: false },
+  {
+    name: 'seed flannel-vxlan without --ip-masq',
+    spec: { ...seedCluster(), flannel: { ipMasq: false } },
+    mode: 'flannel-vxlan',
+    lazy: true,
+  },
   ...(['calico-vxlan', 'calico-ipip'] as const).map((mode) => ({
     name: `policies ${mode}`,
     spec: loadCluster(POLICY_CLUSTER, 'felix-lazy.yaml'),
@@ -116,7 +134,7 @@ function exercise(eager: Cluster, lazy: Cluster, seed: number): void {
   let sport = 41000;
   for (let step = 0; step < 14; step++) {
     const node = pick(nodes);
-    switch (Math.floor(rnd() * 7)) {
+    switch (Math.floor(rnd() * 8)) {
       case 0:
       case 1: {
         const from = pick(pods);
@@ -140,25 +158,30 @@ function exercise(eager: Cluster, lazy: Cluster, seed: number): void {
         const cmd =
           rnd() < 0.5
             ? `${node}: iptables -I FORWARD 2 -s 10.9.${step}.0/24 -j DROP`
-            : `${node}: iptables -A cali-FORWARD -d 10.9.${step}.1/32 -j ACCEPT`;
+            : `${node}: iptables -A ${eager.layout === 'calico' ? 'cali-FORWARD' : 'KUBE-FORWARD'} -d 10.9.${step}.1/32 -j ACCEPT`;
         both((c) => applyRun(c, [{ l: cmd, where: 'test' }]), cmd);
         break;
       }
       case 6:
         both((c) => JSON.parse(JSON.stringify(runChecks(c))), 'doctor checks');
         break;
+      case 7: {
+        const cmd = `${node}: iptables -t nat -I POSTROUTING 1 -d 10.9.${step}.2/32 -j RETURN`;
+        both((c) => applyRun(c, [{ l: cmd, where: 'test' }]), cmd);
+        break;
+      }
     }
   }
 }
 
 for (const k of cases)
-  test(`felix's tables made on first use equal those made in the build: ${k.name}`, () => {
+  test(`a node's tables made on first use equal those made in the build: ${k.name}`, () => {
     for (const seed of [1, 2, 3]) {
-      const eager = buildCluster(k.spec, k.mode, { felixNow: true });
+      const eager = buildCluster(k.spec, k.mode, { tablesNow: true });
       const lazy = buildCluster(k.spec, k.mode);
       assert.ok(
         eager.nodes.every((n) => !eager.world.ns(n.name).netfilterQueued),
-        'felixNow made every node',
+        'tablesNow made every node',
       );
       if (k.lazy)
         assert.ok(

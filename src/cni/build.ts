@@ -438,15 +438,14 @@ function felixRule(rules: FelixRules, i: number, uses: Map<FelixTemplate, number
  * programFelix, take its place)
  */
 function programFilter(
-  ns: Netns,
-  cluster: { clusterCidr: string },
+  nf: Netfilter,
+  clusterCidr: string,
   /** the pods of this node */
   pods: readonly ResolvedPod[],
   flannel: boolean,
   policy: NodePolicy | undefined,
   firewallPlugin: boolean,
 ): void {
-  const nf = ns.netfilter;
   const add = (chain: string, spec: string, origin: RuleOrigin) =>
     nf.append('filter', chain, filterRule({ spec, origin }));
   const kube = (purpose: string): RuleOrigin => ({ kind: 'kube-proxy', purpose });
@@ -493,22 +492,13 @@ function programFilter(
   if (flannel) {
     nf.newChain('filter', 'FLANNEL-FWD');
     add('FORWARD', '-m comment --comment "flanneld forward" -j FLANNEL-FWD', flanneld);
-    add(
-      'FLANNEL-FWD',
-      `-s ${cluster.clusterCidr} -m comment --comment "flanneld forward" -j ACCEPT`,
-      flanneld,
-    );
-    add(
-      'FLANNEL-FWD',
-      `-d ${cluster.clusterCidr} -m comment --comment "flanneld forward" -j ACCEPT`,
-      flanneld,
-    );
+    add('FLANNEL-FWD', `-s ${clusterCidr} -m comment --comment "flanneld forward" -j ACCEPT`, flanneld);
+    add('FLANNEL-FWD', `-d ${clusterCidr} -m comment --comment "flanneld forward" -j ACCEPT`, flanneld);
   }
 }
 
 /** flanneld's FLANNEL-POSTRTG (flanneld.ts): the chain cleared (created), then its rules appended */
-function programFlannelMasq(ns: Netns, network: string, podCidr: string): void {
-  const nf = ns.netfilter;
+function programFlannelMasq(nf: Netfilter, network: string, podCidr: string): void {
   nf.newChain('nat', 'FLANNEL-POSTRTG');
   for (const r of flannelMasqRules(network, podCidr)) nf.append('nat', r.chain, filterRule(r));
 }
@@ -622,10 +612,12 @@ export interface BuildOptions {
   /** called with the cluster as the build's BGP traffic left it, before quiesce clears what it left */
   converged?: (c: Cluster) => void;
   /**
-   * felix's tables programmed on every node during the build, not when a node's netfilter is
-   * first read or written (Netns.netfilterLater): the reference test/felix-lazy.test.ts compares with
+   * every node's netfilter tables (felix's, the firewall plugin's, flanneld's, kube-proxy's FORWARD
+   * chain, the policy agent's) programmed during the build, not when a node's netfilter is first
+   * read or written (Netns.netfilterLater): the reference test/felix-lazy.test.ts and
+   * test/filter-lazy.test.ts compare with
    */
-  felixNow?: boolean;
+  tablesNow?: boolean;
 }
 
 /**
@@ -834,10 +826,13 @@ function build(spec: ClusterSpec, mode: CniMode, opts: BuildOptions): Cluster {
   };
   const podsOf = new Map<string, ResolvedPod[]>(nodes.map((n) => [n.name, []]));
   for (const p of pods) podsOf.get(p.node)!.push(p);
+  // each node's filter table (kube-proxy's FORWARD chain, the firewall plugin's and flanneld's
+  // rules, the policy agent's chains) made when first read or written (Netns.netfilterLater), as
+  // felix's below: doctor's checks read no node's rules, a walk only those of the nodes it crosses
   for (const n of nodes)
-    programFilter(
+    queueFilter(
       world.ns(n.name),
-      cluster,
+      clusterCidr,
       podsOf.get(n.name)!,
       mode.startsWith('flannel'),
       compiled.get(n.name),
@@ -846,7 +841,7 @@ function build(spec: ClusterSpec, mode: CniMode, opts: BuildOptions): Cluster {
   programMode(cluster, opts);
   // flanneld's --ip-masq (kube-flannel.yml passes it): its masquerade of what leaves the Network
   if (mode.startsWith('flannel') && (spec.flannel?.ipMasq ?? true))
-    for (const n of nodes) programFlannelMasq(world.ns(n.name), clusterCidr, n.podCIDR);
+    for (const n of nodes) queueFlannelMasq(world.ns(n.name), clusterCidr, n.podCIDR);
   // kube-proxy starts on each node once the CNI is up: localhost node ports need route_localnet
   if (kubeProxy)
     for (const n of nodes) {
@@ -868,10 +863,27 @@ function build(spec: ClusterSpec, mode: CniMode, opts: BuildOptions): Cluster {
     for (const n of nodes) {
       const ns = world.ns(n.name);
       queueFelix(felix, ns, podsOf.get(n.name)!, felixTunnels(cluster, n.name));
-      if (opts.felixNow) void ns.netfilter;
     }
   }
+  if (opts.tablesNow) for (const n of nodes) void world.ns(n.name).netfilter;
   return cluster;
+}
+
+/**
+ * programFilter on a node, queued (Netns.netfilterLater). A function of its own: the program holds
+ * only what it is given (a closure made in build() would hold build()'s whole scope); the pods,
+ * their addresses and the policy are the build's, which nothing writes after it.
+ */
+function queueFilter(ns: Netns, ...args: ProgramArgs<typeof programFilter>): void {
+  ns.netfilterLater((nf) => programFilter(nf, ...args));
+}
+
+/** a table program's arguments after the table */
+type ProgramArgs<F> = F extends (nf: Netfilter, ...rest: infer R) => void ? R : never;
+
+/** programFlannelMasq on a node, queued (Netns.netfilterLater), as queueFilter */
+function queueFlannelMasq(ns: Netns, network: string, podCidr: string): void {
+  ns.netfilterLater((nf) => programFlannelMasq(nf, network, podCidr));
 }
 
 /** what felix programs every node of a build from */
