@@ -33,7 +33,7 @@ import {
 } from '../kernel/netfilter.ts';
 import { Sockets } from '../kernel/sockets.ts';
 import { Stack } from '../kernel/stack.ts';
-import { derivedMac, hash32, World } from '../kernel/world.ts';
+import { derivedMac, derivedMacOf, fmix32, fnv1a, FNV_BASIS, World } from '../kernel/world.ts';
 import { CALICO_VXLAN_DEVICE, MODE_INFO, programMode } from './modes.ts';
 import { flannelMasqRules } from './flanneld.ts';
 import { compilePolicies, type NodePolicy, type PolicyInput, type PolicyRule } from './policy.ts';
@@ -163,6 +163,7 @@ function resolvePods(spec: ClusterSpec, nodes: ResolvedNode[], ipam?: IpamResult
   // per node, the host part below which every address is taken: addresses are only ever taken,
   // so the next search starts there, not at .2 again
   const from = new Map<string, number>();
+  const clusterSeed = fnv1a('/', fnv1a(spec.name, FNV_BASIS));
   return spec.pods.map((p) => {
     const node = nodeByName.get(p.node)!;
     let ip = ipam ? ipam.podIps.get(p.name) : p.ip;
@@ -180,17 +181,19 @@ function resolvePods(spec: ClusterSpec, nodes: ResolvedNode[], ipam?: IpamResult
       if (!ip) throw new BuildError(`pod ${p.name}: no free address left in ${node.podCIDR}`, p.name);
       taken.add(ip);
     }
-    const seed = `${spec.name}/${p.name}`;
+    // the seed `${spec.name}/${p.name}` hashed piece by piece (FNV-1a reads it character by
+    // character): no string made of it, nor of its `/eth0` and `/host` seeds
+    const seed = fnv1a(p.name, clusterSeed);
     const namespace = p.namespace ?? 'default';
     return {
       name: p.name,
       node: p.node,
       ip,
-      mac: p.mac ?? derivedMac(`${seed}/eth0`),
+      mac: p.mac ?? derivedMacOf(fnv1a('/eth0', seed)),
       hostVeth: ipam
         ? calicoVethName(namespace, p.name)
-        : (p.hostVeth ?? `veth${hash32(seed).toString(16).padStart(8, '0')}`),
-      hostVethMac: ipam ? CALICO_VETH_MAC : (p.hostVethMac ?? derivedMac(`${seed}/host`)),
+        : (p.hostVeth ?? `veth${fmix32(seed).toString(16).padStart(8, '0')}`),
+      hostVethMac: ipam ? CALICO_VETH_MAC : (p.hostVethMac ?? derivedMacOf(fnv1a('/host', seed))),
       listen: p.listen,
       namespace,
       labels: p.labels ?? {},

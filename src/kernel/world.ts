@@ -104,7 +104,7 @@ export function captureData(c: Capture): Capture {
 
 /** FNV-1a over a string, 32-bit: the root of every seeded value (MACs, ports, ISNs). */
 export function hash32(s: string): number {
-  return fmix32(fnv1a(s, 0x811c9dc5));
+  return fmix32(fnv1a(s, FNV_BASIS));
 }
 
 /** FNV-1a's state after `s`, from `h` (World.deriveStart's callers hash their key piece by piece with it) */
@@ -164,8 +164,18 @@ const HEX2 = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0
  * which the devices that keep the MAC keep whole.
  */
 export function derivedMac(seed: string): string {
+  return derivedMacOf(fnv1a(seed, FNV_BASIS));
+}
+
+/** FNV-1a's start: hash32(s) is fmix32(fnv1a(s, FNV_BASIS)) */
+export const FNV_BASIS = 0x811c9dc5;
+
+/**
+ * derivedMac of the seed whose FNV-1a state (from FNV_BASIS) is `h`: a caller that hashes its seed
+ * piece by piece (fnv1a over each part in turn) makes no string of it
+ */
+export function derivedMacOf(h: number): string {
   // hash32(seed) and hash32(seed + '#'), the seed's characters read once
-  const h = fnv1a(seed, 0x811c9dc5);
   const a = fmix32(h);
   const b = fmix32(fnv1a('#', h));
   return [
