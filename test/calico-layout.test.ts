@@ -17,7 +17,7 @@ import { formatRoute } from '../src/kernel/fib.ts';
 import { prepareCluster, runCommand } from '../src/tools/index.ts';
 import { explainDrop } from '../src/diagnose/explain.ts';
 import { walk } from '../src/trace/walk.ts';
-import { hex, sha1 } from '../src/wire/sha1.ts';
+import { hex, sha1, sha1Hex } from '../src/wire/sha1.ts';
 import { utf8 } from '../src/wire/sha256.ts';
 
 const routes = (c: ReturnType<typeof buildCluster>, ns: string) =>
@@ -37,6 +37,26 @@ describe('names', () => {
       for (let i = 0; i < len; i++) b[i] = (x = (x * 1103515245 + 12345) >>> 0) >>> 24;
       assert.equal(hex(sha1(b)), createHash('sha1').update(b).digest('hex'), `${len} random bytes`);
     }
+  });
+
+  test('sha1Hex agrees with node:crypto: strings of every length to two blocks, ASCII or not, every prefix', () => {
+    let x = 11;
+    const rnd = () => (x = (x * 1103515245 + 12345) >>> 0) >>> 8;
+    // ASCII from NUL to DEL, then now and then a character past it (two, three and four bytes in UTF-8)
+    const char = () => {
+      const r = rnd() % 100;
+      if (r < 90) return String.fromCharCode(rnd() % 0x80);
+      return r < 94 ? 'é' : r < 97 ? '€' : '😀';
+    };
+    for (let len = 0; len <= 130; len++)
+      for (let k = 0; k < 4; k++) {
+        let s = '';
+        while (s.length < len) s += k < 2 ? String.fromCharCode(32 + (rnd() % 95)) : char();
+        const want = createHash('sha1').update(s).digest('hex');
+        for (const digits of [0, 1, 8, 11, 39, 40])
+          assert.equal(sha1Hex(s, digits), want.slice(0, digits), JSON.stringify(s));
+        assert.equal(sha1Hex(s), want, JSON.stringify(s));
+      }
   });
 
   test("VethNameForWorkload: cali + sha1(namespace.pod)[:11] (the vector of Calico's k8s CNI users)", () => {

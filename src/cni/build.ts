@@ -54,8 +54,7 @@ import {
 import { ipsetCreate, ipsetLoad, type IpsetEntry } from '../kernel/ipset.ts';
 import { resolveServices, ServiceError, type ResolvedService } from '../proxy/services.ts';
 import { applySync, kubeProxySync } from '../proxy/kube-proxy.ts';
-import { sha1, hex } from '../wire/sha1.ts';
-import { utf8 } from '../wire/sha256.ts';
+import { sha1Hex } from '../wire/sha1.ts';
 import { calicoIpam, IpamError, usesCalicoLayout, type IpamResult } from './ipam.ts';
 
 export interface ResolvedPod extends Required<Omit<PodSpec, 'listen'>> {
@@ -149,7 +148,7 @@ export const CALICO_POD_GATEWAY = '169.254.1.1';
  * over its parts, 32 bytes more in every device, route and table that keeps the name)
  */
 export function calicoVethName(namespace: string, pod: string): string {
-  return ['cali', hex(sha1(utf8(`${namespace}.${pod}`))).slice(0, 11)].join('');
+  return ['cali', sha1Hex(`${namespace}.${pod}`, 11)].join('');
 }
 
 /**

@@ -72,8 +72,7 @@ import {
 } from '../kernel/netlink.ts';
 import { derivedMac } from '../kernel/world.ts';
 import { inPrefix, ip4ToInt } from '../wire/addr.ts';
-import { hex, sha1 } from '../wire/sha1.ts';
-import { utf8 } from '../wire/sha256.ts';
+import { sha1Hex } from '../wire/sha1.ts';
 import type { BuildOptions, Cluster, ResolvedNode } from './build.ts';
 
 export const VXLAN_OVERHEAD = 50; // outer Ethernet 14 + IP 20 + UDP 8 + VXLAN 8 (the inner Ethernet header replaces the outer one on the pod's budget)
@@ -91,7 +90,7 @@ export const CALICO_VXLAN_PORT = 4789;
  * vtepMACForHost): the byte "f" (0x66) and the first five bytes of sha1(node name)
  */
 export function calicoVtepMac(node: string): string {
-  const h = hex(sha1(utf8(node)));
+  const h = sha1Hex(node, 10);
   return ['66', ...[0, 2, 4, 6, 8].map((i) => h.slice(i, i + 2))].join(':');
 }
 
