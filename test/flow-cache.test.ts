@@ -1,0 +1,54 @@
+/**
+ * The oracle of a flow cache for warm walks (issue 16): a cache must give byte for byte the outputs
+ * of the uncached walk in every state the world can be in. Two clusters are built the same (several
+ * CNI modes, a kube-proxy cluster with Services, several seeds); one is prepared as the cache wants
+ * it (`prepare(c, true)`), the other not; the very same random operations run on both:
+ *
+ *  - walks between random pods, nodes and Services, TCP, UDP and ICMP, random ports (listening or
+ *    not), sizes that fragment, source ports fresh, repeated (the same connection again: conntrack
+ *    and socket lookups hit) or left to the ephemeral hash, with and without the whole exchange,
+ *    with and without steps kept, kube-proxy's random choice pinned to an endpoint;
+ *  - time passing, by steps that land just before and after the timers of a walk (the SYN-ACK's
+ *    retransmission at 1 s, 3 s…, neighbours' REACHABLE → STALE → gone, FDB ageing at 300 s,
+ *    conntrack's SYN_SENT/SYN_RECV/ESTABLISHED timeouts), timers firing on the way;
+ *  - writes through the emulated tools: `ip route del/add/replace`, `ip neigh del/replace/flush`,
+ *    `bridge fdb del/replace`, `iptables -I/-D/-F` (filter and nat), `conntrack -F`,
+ *    `ip link set … down/up/mtu`, `sysctl -w` (forwarding, rp_filter, port range, bridge-nf).
+ *
+ * After every operation both sides must be the same: the walk's traces rendered as `--json` and as
+ * text (steps, events, counters, disposition, flow), every step's frame bytes, the error thrown if
+ * any, each command's output; and the whole World's data (snapshot.ts worldToData: clock, timers and
+ * their order, every table and counter, conntrack, sockets, captures with their bytes).
+ *
+ * `prepare` is the one place a cache is switched: today nothing is (the measured prototype of
+ * bench/flow-replay.ts is an experiment, not wired in: see BENCHMARKS.md, 2026-12-06 s15-flow), so
+ * the two sides run the same code and the oracle checks that the model is deterministic across
+ * clusters (no module-level memo leaks one cluster's state into another's walk). The oracle's own
+ * power is checked below: each kind of error a replay could make (a device counter, an FDB or
+ * neighbour time, an IP id, a MIB counter, a rule counter, a conntrack entry, a timer, the clock, a
+ * capture, one step, one frame byte, one counter of a trace) is injected on one side only, and the
+ * oracle must find it.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { differ, FAULTS, SPECS } from './flow-oracle.ts';
+
+describe('flow cache oracle: walks and worlds alike with the cache and without', () => {
+  for (const name of Object.keys(SPECS))
+    for (const seed of [1, 2, 3])
+      test(`${name}, seed ${seed}`, () => {
+        const d = differ(name, seed * 7919 + name.length, 70);
+        assert.equal(d, undefined, d);
+      });
+});
+
+describe('flow cache oracle: finds each kind of error a replay could make', () => {
+  for (const f of FAULTS)
+    test(f.name, () => {
+      // the fault is applied at the first chance from operation 5 on (a trace fault at the next
+      // walk with steps, frames or counters to change): the oracle must report a difference
+      const d = differ('flannel-vxlan', 4242, 60, { at: 5, f });
+      assert.notEqual(d, undefined, `${f.name}: the oracle saw no difference`);
+      assert.doesNotMatch(d!, /never applied/);
+    });
+});
