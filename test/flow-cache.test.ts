@@ -13,7 +13,8 @@
  *    conntrack's SYN_SENT/SYN_RECV/ESTABLISHED timeouts), timers firing on the way;
  *  - writes through the emulated tools: `ip route del/add/replace`, `ip neigh del/replace/flush`,
  *    `bridge fdb del/replace`, `iptables -I/-D/-F` (filter and nat), `conntrack -F`,
- *    `ip link set … down/up/mtu`, `sysctl -w` (forwarding, rp_filter, port range, bridge-nf).
+ *    `ip link set … down/up/mtu`, `ip addr del`, `ipset create/add/del/flush` and a rule matching
+ *    the set, `sysctl -w` (forwarding, rp_filter, port range, bridge-nf, SYN retries, conntrack max).
  *
  * After every operation both sides must be the same: the walk's traces rendered as `--json` and as
  * text (steps, events, counters, disposition, flow), every step's frame bytes, the error thrown if

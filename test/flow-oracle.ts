@@ -109,7 +109,7 @@ function randomCommand(r: Rng, c: Cluster): Op {
   const links = [...ns.links.keys()].filter((l) => l !== 'lo');
   const link = r.pick(links);
   const neighs = ns.neigh.list();
-  switch (r.int(16)) {
+  switch (r.int(18)) {
     case 0: {
       const routes = ns.fib.list();
       if (!routes.length) return commandOp(netns, 'ip route show');
@@ -182,6 +182,25 @@ function randomCommand(r: Rng, c: Cluster): Op {
       );
     case 14:
       return commandOp(netns, `iptables -F ${r.pick(['FORWARD', 'INPUT'])}`);
+    case 15: {
+      // an IP set a rule reads, its members written after the rule is in
+      const ip = r.pick(c.pods).ip;
+      return commandOp(
+        netns,
+        r.pick([
+          'ipset create pw-flow hash:ip',
+          `ipset add pw-flow ${ip}`,
+          `ipset del pw-flow ${ip}`,
+          'ipset flush pw-flow',
+          `iptables -I ${r.pick(['FORWARD', 'OUTPUT', 'INPUT'])} -m set --match-set pw-flow ${r.pick(['src', 'dst'])} -j DROP`,
+        ]),
+      );
+    }
+    case 16:
+      return commandOp(
+        netns,
+        `ip addr del ${ns.link(link)!.addrs[0]?.ip ?? '10.9.9.9'}/${ns.link(link)!.addrs[0]?.len ?? 32} dev ${link}`,
+      );
     default:
       return commandOp(netns, `ip link set ${link} up`);
   }
