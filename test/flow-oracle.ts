@@ -6,6 +6,7 @@ import type { ClusterSpec, CniMode } from '../src/cluster/spec.ts';
 import { buildCluster, type Cluster } from '../src/cni/build.ts';
 import { formatRoute } from '../src/kernel/fib.ts';
 import { worldToData } from '../src/kernel/snapshot.ts';
+import { captureData } from '../src/kernel/world.ts';
 import { traceToJson } from '../src/render/json.ts';
 import { renderSteps, renderSummary } from '../src/render/text.ts';
 import { runCommand } from '../src/tools/index.ts';
@@ -42,8 +43,31 @@ function firstDiff(a: string, b: string): string {
   return '(equal)';
 }
 
+const bytesAsHex = (_k: string, v: unknown) => (v instanceof Uint8Array ? hex(v) : v);
+
+/**
+ * the World's data (worldToData) without its captures, one line a namespace; the captures are
+ * compared apart (capturesText), from where the last comparison ended: a world of a thousand
+ * walks keeps ~26,000 of them, and emitting and printing every one of them after every operation
+ * would be most of the test's time and memory
+ */
 function worldText(c: Cluster): string {
-  return JSON.stringify(worldToData(c.world), (_k, v: unknown) => (v instanceof Uint8Array ? hex(v) : v), 1);
+  const captures = c.world.captures.splice(0);
+  try {
+    const { netns, ...rest } = worldToData(c.world);
+    return [JSON.stringify(rest, bytesAsHex), ...netns.map((n) => JSON.stringify(n, bytesAsHex))].join('\n');
+  } finally {
+    c.world.captures.push(...captures);
+  }
+}
+
+/** how many captures the world keeps, and each from `from` on as data (time, place, frame bytes) */
+function capturesText(c: Cluster, from: number): string {
+  const all = c.world.captures;
+  const out = [`${all.length} captures`];
+  for (let i = Math.min(from, all.length); i < all.length; i++)
+    out.push(JSON.stringify(captureData(all[i]), bytesAsHex));
+  return out.join('\n');
 }
 
 /** one operation's outcome on one side, as text */
@@ -76,6 +100,29 @@ function walkOp(req: WalkRequest, opts: WalkOptions): Op {
       } catch (e) {
         return `threw ${(e as Error).name}: ${(e as Error).message}`;
       }
+    },
+  };
+}
+
+/**
+ * warm walks back to back, as issue 16's benchmark walks: the same pods, port and protocol, a new
+ * connection each (consecutive source ports), nothing in between: the walks a flow cache hits
+ */
+function burstOp(req: WalkRequest, n: number): Op {
+  return {
+    what: `burst of ${n} walks ${JSON.stringify(req)}`,
+    run: (c, mutate) => {
+      const out: string[] = [];
+      for (let i = 0; i < n; i++)
+        try {
+          const w = walk(c, { ...req, sport: req.sport! + i });
+          let traces = [w.request, ...(w.reply ? [w.reply] : [])];
+          if (mutate) traces = mutate(traces);
+          out.push(traces.map(traceText).join('\n----\n'));
+        } catch (e) {
+          out.push(`threw ${(e as Error).name}: ${(e as Error).message}`);
+        }
+      return out.join('\n====\n');
     },
   };
 }
@@ -245,12 +292,22 @@ const TIMES = [
   301_000_000,
 ];
 
-function randomOps(r: Rng, a: Cluster, n: number): () => Op | undefined {
+export function randomOps(r: Rng, a: Cluster, n: number): () => Op | undefined {
   const sports: number[] = [];
+  const bursts: number[] = [];
   let i = 0;
   return () => {
     if (i++ >= n) return undefined;
     const k = r.int(20);
+    if (k < 2) {
+      // a fresh run of source ports, or one walked before (its connections are still there)
+      const base = bursts.length && r.chance(0.3) ? r.pick(bursts) : 50000 + 100 * bursts.length;
+      if (!bursts.includes(base)) bursts.push(base);
+      const pods = a.pods.filter((p) => p.listen?.length);
+      const to = r.pick(pods.length ? pods : a.pods).name;
+      const from = r.pick(a.pods.filter((p) => p.name !== to)).name;
+      return burstOp({ from, to, proto: 'tcp', port: r.chance(0.8) ? 8080 : 9, sport: base }, 3 + r.int(10));
+    }
     if (k < 12) return randomWalk(r, a, sports);
     if (k < 16) return randomCommand(r, a);
     return timeOp(r.pick(TIMES));
@@ -281,9 +338,11 @@ export function differ(
   const b = prepare(buildCluster(SPECS[specName]().spec, mode), false);
   const r = rng(seed);
   const next = randomOps(r, a, ops);
-  const wa = worldText(a);
-  const wb = worldText(b);
+  const wa = worldText(a) + capturesText(a, 0);
+  const wb = worldText(b) + capturesText(b, 0);
   if (wa !== wb) return `built worlds differ at ${firstDiff(wa, wb)}`;
+  // captures compared so far (the list only grows, or is emptied: then it is compared from its start)
+  let seen = a.world.captures.length;
   let pending = fault;
   for (let i = 0; ; i++) {
     const op = next();
@@ -310,6 +369,11 @@ export function differ(
     const worldA = worldText(a);
     const worldB = worldText(b);
     if (worldA !== worldB) return `op ${i} (${op.what}): worlds differ at ${firstDiff(worldA, worldB)}`;
+    const from = Math.min(seen, a.world.captures.length, b.world.captures.length);
+    const capsA = capturesText(a, from);
+    const capsB = capturesText(b, from);
+    if (capsA !== capsB) return `op ${i} (${op.what}): captures differ at ${firstDiff(capsA, capsB)}`;
+    seen = a.world.captures.length;
   }
 }
 
