@@ -39,26 +39,11 @@ import { differ, FAULTS, SPECS } from './flow-oracle.ts';
 describe('flow cache oracle: walks and worlds alike with the cache and without', () => {
   for (const name of Object.keys(SPECS))
     for (const seed of [1, 2, 3])
-      test(
-        `${name}, seed ${seed}`,
-        // the model loses a neighbour timer that falls due while a walk runs (Stack.neighTimer
-        // runs only at the exact µs it was armed for; World.run fires it later when a hop's tick
-        // passed it): its entry stays INCOMPLETE with packets queued and no timer, and a later
-        // walk that parks a packet on a neighbour never ends (Stack.settle runs the BGP sessions'
-        // timers forever). This run reaches that state at operation 60. Fixing it (running a late
-        // timer, as Sockets.timer does) changes 80 of bench/equiv.ts's 146 cases (neighbours
-        // STALE instead of DELAY, one ARP probe more): for the real kernel (the lab) to judge.
-        {
-          skip:
-            name === 'services' && seed === 2
-              ? 'a lost neighbour timer hangs the walk (model bug, see above)'
-              : false,
-        },
-        () => {
-          const d = differ(name, seed * 7919 + name.length, 70);
-          assert.equal(d, undefined, d);
-        },
-      );
+      test(`${name}, seed ${seed}`, () => {
+        // (services seed 2 found a lost neighbour timer: test/timers.test.ts, "a neighbour timer that falls due while a walk runs")
+        const d = differ(name, seed * 7919 + name.length, 70);
+        assert.equal(d, undefined, d);
+      });
 });
 
 describe('flow cache oracle: finds each kind of error a replay could make', () => {
