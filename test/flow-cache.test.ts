@@ -34,6 +34,11 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { seedCluster } from '../src/cluster/seed.ts';
+import type { CniMode } from '../src/cluster/spec.ts';
+import { buildCluster } from '../src/cni/build.ts';
+import { walk } from '../src/trace/walk.ts';
+import { parseFrame, parseIpv4Packet } from '../src/wire/packet.ts';
 import { differ, FAULTS, SPECS } from './flow-oracle.ts';
 
 describe('flow cache oracle: walks and worlds alike with the cache and without', () => {
@@ -54,5 +59,58 @@ describe('flow cache oracle: finds each kind of error a replay could make', () =
       const d = differ('flannel-vxlan', 4242, 60, { at: 5, f });
       assert.notEqual(d, undefined, `${f.name}: the oracle saw no difference`);
       assert.doesNotMatch(d!, /never applied/);
+    });
+});
+
+/**
+ * What a replay of a warm walk would have to put into the frames it recorded: the header fields
+ * that differ between two warm walks' captured frames (walks 20 apart: 1.8 ms, so that the TCP
+ * timestamp's millisecond moves too), as the last two names of their path in the frame's
+ * representation (a tunnel's inner headers included). Every other field of all 18–26 frames is
+ * the same from walk to walk. A datapath change that makes another field vary per walk fails
+ * this, and tells a cache what it must substitute now.
+ */
+describe('flow cache: the header fields that differ from one warm walk to the next', () => {
+  const TCP = ['ip.id', 'tcp.ack', 'tcp.dstPort', 'tcp.seq', 'tcp.srcPort', 'timestamp.ecr', 'timestamp.val'];
+  const cases: [CniMode, number, string[]][] = [
+    ['flannel-vxlan', 26, [...TCP, 'udp.srcPort'].sort()],
+    ['calico-vxlan', 22, [...TCP, 'udp.srcPort'].sort()],
+    ['calico-bgp', 18, TCP],
+    ['calico-ipip', 22, TCP],
+    ['flannel-host-gw', 22, TCP],
+  ];
+  for (const [mode, frames, fields] of cases)
+    test(mode, () => {
+      const c = buildCluster(seedCluster(), mode);
+      const req = { from: 'pod-a', to: 'pod-c', proto: 'tcp', port: 8080 } as const;
+      for (let i = 0; i < 50; i++) walk(c, { ...req, sport: 40000 + i });
+      const captured = (sport: number) => {
+        const before = c.world.captures.length;
+        walk(c, { ...req, sport });
+        return c.world.captures
+          .slice(before)
+          .map((x) =>
+            c.world.ns(x.netns).link(x.dev)?.type === 'ipip' ? parseIpv4Packet(x.frame) : parseFrame(x.frame),
+          );
+      };
+      const a = captured(41000);
+      for (let i = 1; i < 20; i++) walk(c, { ...req, sport: 41000 + i });
+      const b = captured(41020);
+      assert.equal(a.length, frames);
+      assert.equal(b.length, frames);
+      const differ = new Set<string>();
+      const visit = (x: unknown, y: unknown, path: string[]) => {
+        if (x && typeof x === 'object' && !(x instanceof Uint8Array)) {
+          const ox = x as Record<string, unknown>;
+          const oy = (y ?? {}) as Record<string, unknown>;
+          for (const k of new Set([...Object.keys(ox), ...Object.keys(oy)]))
+            visit(ox[k], oy[k], [...path, k]);
+        } else if (
+          x instanceof Uint8Array ? !(y instanceof Uint8Array) || Buffer.compare(x, y) !== 0 : x !== y
+        )
+          differ.add(path.slice(-2).join('.'));
+      };
+      a.forEach((f, i) => visit(f, b[i], []));
+      assert.deepEqual([...differ].sort(), fields);
     });
 });
