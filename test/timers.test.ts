@@ -579,3 +579,31 @@ describe('reqsk_timer_handler: a listener resends its SYN-ACK (net/ipv4/inet_con
     assert.equal(synackTimes(c).length, 1);
   });
 });
+
+describe('a neighbour timer that falls due while a walk runs', () => {
+  // A walk's hops tick the clock and fire no timer; World.run fires the ones they passed after the
+  // walk, late. neigh_timer_handler runs late in the kernel too (a timer never fires early and is
+  // never lost): the entries must not stay DELAY with their timer in the past. Found by the flow
+  // cache's oracle (test/flow-cache.test.ts): an INCOMPLETE entry whose timer was lost kept its
+  // queued packets forever, and the next walk that parked a packet never ended.
+  test('runs late instead of being lost: no entry keeps a timer in the past', () => {
+    const c = buildCluster(seedCluster(), 'flannel-vxlan');
+    walk(c, { from: 'pod-a', to: 'pod-c', proto: 'tcp', port: 8080, sport: 40000 });
+    const armed = () =>
+      [...c.world.netns.values()].flatMap((ns) =>
+        [...ns.nud]
+          .filter(([, t]) => t.timer !== undefined)
+          .map(([k, t]) => ({ ns: ns.name, k, at: t.timer!, state: ns.neigh.get(k)?.state })),
+      );
+    const first = Math.min(...armed().map((a) => a.at));
+    // the DELAY entries' timers (delay_first_probe_time, 5 s) fall due inside the next walk
+    runUntil(c, first - 20);
+    walk(c, { from: 'pod-a', to: 'pod-c', proto: 'tcp', port: 8080, sport: 40001 });
+    assert.ok(c.world.now > first, 'the walk passed the first neighbour timer');
+    runUntil(c, c.world.now + 1);
+    assert.deepEqual(
+      armed().filter((a) => a.at < c.world.now),
+      [],
+    );
+  });
+});

@@ -735,7 +735,9 @@ export class Stack {
    */
   neighTimer(ns: Netns, n: NeighEntry): void {
     const t = this.nud(ns, n);
-    if (t.timer !== this.w.now) return; // re-armed or deleted since
+    // re-armed for later, or deleted, since; a timer the clock passed inside a walk (hops tick,
+    // timers fire between packets) runs late, as in the kernel (and Sockets.timer's RTO), not never
+    if (t.timer === undefined || t.timer > this.w.now) return;
     t.timer = undefined;
     const now = this.w.now;
     const dev = ns.link(n.dev);

@@ -1,0 +1,116 @@
+/**
+ * The oracle of a flow cache for warm walks (issue 16): a cache must give byte for byte the outputs
+ * of the uncached walk in every state the world can be in. Two clusters are built the same (several
+ * CNI modes, a kube-proxy cluster with Services, several seeds); one is prepared as the cache wants
+ * it (`prepare(c, true)`), the other not; the very same random operations run on both:
+ *
+ *  - bursts of warm walks back to back (the same pods and port, consecutive source ports, a run
+ *    walked again now and then), as issue 16's benchmark walks: the walks a cache would hit;
+ *  - walks between random pods, nodes and Services, TCP, UDP and ICMP, random ports (listening or
+ *    not), sizes that fragment, source ports fresh, repeated (the same connection again: conntrack
+ *    and socket lookups hit) or left to the ephemeral hash, with and without the whole exchange,
+ *    with and without steps kept, kube-proxy's random choice pinned to an endpoint;
+ *  - time passing, by steps that land just before and after the timers of a walk (the SYN-ACK's
+ *    retransmission at 1 s, 3 s…, neighbours' REACHABLE → STALE → gone, FDB ageing at 300 s,
+ *    conntrack's SYN_SENT/SYN_RECV/ESTABLISHED timeouts), timers firing on the way;
+ *  - writes through the emulated tools: `ip route del/add/replace`, `ip neigh del/replace/flush`,
+ *    `bridge fdb del/replace`, `iptables -I/-D/-F` (filter and nat), `conntrack -F`,
+ *    `ip link set … down/up/mtu`, `ip addr del`, `ipset create/add/del/flush` and a rule matching
+ *    the set, `sysctl -w` (forwarding, rp_filter, port range, bridge-nf, SYN retries, conntrack max).
+ *
+ * After every operation both sides must be the same: the walk's traces rendered as `--json` and as
+ * text (steps, events, counters, disposition, flow), every step's frame bytes, the error thrown if
+ * any, each command's output; and the whole World's data (snapshot.ts worldToData: clock, timers and
+ * their order, every table and counter, conntrack, sockets, captures with their bytes).
+ *
+ * `prepare` is the one place a cache is switched: today nothing is (the measured prototype of
+ * bench/flow-replay.ts is an experiment, not wired in: see BENCHMARKS.md, 2026-12-06 s15-flow), so
+ * the two sides run the same code and the oracle checks that the model is deterministic across
+ * clusters (no module-level memo leaks one cluster's state into another's walk). The oracle's own
+ * power is checked below: each kind of error a replay could make (a device counter, an FDB or
+ * neighbour time, an IP id, a MIB counter, a rule counter, a conntrack entry, a timer, the clock, a
+ * capture, one step, one frame byte, one counter of a trace) is injected on one side only, and the
+ * oracle must find it.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { seedCluster } from '../src/cluster/seed.ts';
+import type { CniMode } from '../src/cluster/spec.ts';
+import { buildCluster } from '../src/cni/build.ts';
+import { walk } from '../src/trace/walk.ts';
+import { parseFrame, parseIpv4Packet } from '../src/wire/packet.ts';
+import { differ, FAULTS, SPECS } from './flow-oracle.ts';
+
+describe('flow cache oracle: walks and worlds alike with the cache and without', () => {
+  for (const name of Object.keys(SPECS))
+    for (const seed of [1, 2, 3])
+      test(`${name}, seed ${seed}`, () => {
+        // (services seed 2 found a lost neighbour timer: test/timers.test.ts, "a neighbour timer that falls due while a walk runs")
+        const d = differ(name, seed * 7919 + name.length, 70);
+        assert.equal(d, undefined, d);
+      });
+});
+
+describe('flow cache oracle: finds each kind of error a replay could make', () => {
+  for (const f of FAULTS)
+    test(f.name, () => {
+      // the fault is applied at the first chance from operation 5 on (a trace fault at the next
+      // walk with steps, frames or counters to change): the oracle must report a difference
+      const d = differ('flannel-vxlan', 4242, 60, { at: 5, f });
+      assert.notEqual(d, undefined, `${f.name}: the oracle saw no difference`);
+      assert.doesNotMatch(d!, /never applied/);
+    });
+});
+
+/**
+ * What a replay of a warm walk would have to put into the frames it recorded: the header fields
+ * that differ between two warm walks' captured frames (walks 20 apart: 1.8 ms, so that the TCP
+ * timestamp's millisecond moves too), as the last two names of their path in the frame's
+ * representation (a tunnel's inner headers included). Every other field of all 18–26 frames is
+ * the same from walk to walk. A datapath change that makes another field vary per walk fails
+ * this, and tells a cache what it must substitute now.
+ */
+describe('flow cache: the header fields that differ from one warm walk to the next', () => {
+  const TCP = ['ip.id', 'tcp.ack', 'tcp.dstPort', 'tcp.seq', 'tcp.srcPort', 'timestamp.ecr', 'timestamp.val'];
+  const cases: [CniMode, number, string[]][] = [
+    ['flannel-vxlan', 26, [...TCP, 'udp.srcPort'].sort()],
+    ['calico-vxlan', 22, [...TCP, 'udp.srcPort'].sort()],
+    ['calico-bgp', 18, TCP],
+    ['calico-ipip', 22, TCP],
+    ['flannel-host-gw', 22, TCP],
+  ];
+  for (const [mode, frames, fields] of cases)
+    test(mode, () => {
+      const c = buildCluster(seedCluster(), mode);
+      const req = { from: 'pod-a', to: 'pod-c', proto: 'tcp', port: 8080 } as const;
+      for (let i = 0; i < 50; i++) walk(c, { ...req, sport: 40000 + i });
+      const captured = (sport: number) => {
+        const before = c.world.captures.length;
+        walk(c, { ...req, sport });
+        return c.world.captures
+          .slice(before)
+          .map((x) =>
+            c.world.ns(x.netns).link(x.dev)?.type === 'ipip' ? parseIpv4Packet(x.frame) : parseFrame(x.frame),
+          );
+      };
+      const a = captured(41000);
+      for (let i = 1; i < 20; i++) walk(c, { ...req, sport: 41000 + i });
+      const b = captured(41020);
+      assert.equal(a.length, frames);
+      assert.equal(b.length, frames);
+      const differ = new Set<string>();
+      const visit = (x: unknown, y: unknown, path: string[]) => {
+        if (x && typeof x === 'object' && !(x instanceof Uint8Array)) {
+          const ox = x as Record<string, unknown>;
+          const oy = (y ?? {}) as Record<string, unknown>;
+          for (const k of new Set([...Object.keys(ox), ...Object.keys(oy)]))
+            visit(ox[k], oy[k], [...path, k]);
+        } else if (
+          x instanceof Uint8Array ? !(y instanceof Uint8Array) || Buffer.compare(x, y) !== 0 : x !== y
+        )
+          differ.add(path.slice(-2).join('.'));
+      };
+      a.forEach((f, i) => visit(f, b[i], []));
+      assert.deepEqual([...differ].sort(), fields);
+    });
+});
