@@ -252,6 +252,8 @@ test('the columns keep what the objects kept: saved form, lookups, results and e
           assert.equal(a.same(ha.entry, ea), hb.entry === eb, `${at}: find's entry is the pair's`);
           if (b.entries.includes(eb)) {
             assert.equal(a.taken(t, ea), b.taken(t, eb), `${at}: taken`);
+            // NAT's question of a candidate tuple: is its inverse taken (made from t's numbers)
+            assert.equal(a.takenInverse(t, ea), b.taken(invertTuple(t), eb), `${at}: the inverse taken`);
             checked++;
           }
         }

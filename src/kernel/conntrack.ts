@@ -174,6 +174,23 @@ function numericKey(t: Tuple): boolean {
   return true;
 }
 
+/** K0..K3 become the key of the inverse tuple (invertTuple's): the addresses swapped, and the ports
+ * swapped or the ICMP echo type the other (8 ↔ 0) */
+function invertKey(): void {
+  const proto = K0 & 0xff;
+  const src = K1;
+  K1 = K2;
+  K2 = src;
+  if (proto === 1) {
+    const type = K0 >>> 8;
+    K0 = 1 | ((type === 8 ? 0 : type === 0 ? 8 : type) << 8);
+  } else {
+    const sport = K0 >>> 8;
+    K0 = proto | (K3 << 8);
+    K3 = sport;
+  }
+}
+
 /**
  * The hash of K0..K3, the same for a tuple and its inverse but for the low bit (which side's address
  * and port come first): an entry's two tuples get neighbouring home slots, in one cache line, so
@@ -566,32 +583,23 @@ class Rows {
     slot: number,
     stamp: number,
   ): CtEntry {
-    const k0 = K0;
-    const k1 = K1;
-    const k2 = K2;
-    const k3 = K3;
+    const proto = K0 & 0xff;
     const old = this.pending;
+    // (materialize and alloc leave K0..K3 as they are)
     if (old !== undefined) this.materialize(old);
     const r = this.alloc();
     this.version++;
     const k = this.keys;
     const o = 8 * r;
-    k[o] = k0;
-    k[o + 1] = k1;
-    k[o + 2] = k2;
-    k[o + 3] = k3;
-    // the reply: the addresses swapped; the ports swapped, or the ICMP echo type the other (8 ↔ 0)
-    const proto = k0 & 0xff;
-    if (proto === 1) {
-      const type = k0 >>> 8;
-      k[o + 4] = 1 | ((type === 8 ? 0 : type === 0 ? 8 : type) << 8);
-      k[o + 7] = k3;
-    } else {
-      k[o + 4] = proto | (k3 << 8);
-      k[o + 7] = k0 >>> 8;
-    }
-    k[o + 5] = k2;
-    k[o + 6] = k1;
+    k[o] = K0;
+    k[o + 1] = K1;
+    k[o + 2] = K2;
+    k[o + 3] = K3;
+    invertKey();
+    k[o + 4] = K0;
+    k[o + 5] = K1;
+    k[o + 6] = K2;
+    k[o + 7] = K3;
     this.flags[r] = 0;
     this.tcp[r] = tcpState === undefined ? NO_TCP : TCP_NUM[tcpState];
     // timeout() of a new entry (never assured)
@@ -1461,6 +1469,13 @@ export class Conntrack {
     if (!e.keyed) return this.taken(e.reply, e);
     e.loadKey(1);
     return this.takenRow(this.hash.getKey(), e);
+  }
+
+  /** taken(invertTuple(t), ignore) (nf_nat_used_tuple), the inverse's key made from t's numbers */
+  takenInverse(t: Tuple, ignore: CtEntry): boolean {
+    if (!numericKey(t)) return this.taken(invertTuple(t), ignore);
+    invertKey();
+    return this.takenRow(this.hash.getKey(), ignore);
   }
 
   /** taken, of the row the hash gave */

@@ -107,7 +107,7 @@ function tupleEqual(a: Tuple, b: Tuple): boolean {
 
 /** nf_nat_used_tuple: the reply this tuple would get is some other entry's */
 function usedTuple(ct: Conntrack, t: Tuple, e: CtEntry): boolean {
-  return ct.taken(invertTuple(t), e);
+  return ct.takenInverse(t, e);
 }
 
 /** find_appropriate_src: the mapping another connection from the same source got, if it is in range */
