@@ -9,6 +9,13 @@
  * step the saved form (data.ts's JSON of the whole table: entries, index, the order of both,
  * shared objects), every result of `track`, `find` and `taken` (which entry, by the pairs the
  * two tables made), and the earliest expiry must be the same.
+ *
+ * The new-entry path (session 15): a new entry is its table's pending row, made from the numbers
+ * of track's miss, its original tuple's hash and slot carried to the confirm. New entries are held
+ * unconfirmed now and then and read, written and confirmed later — after other misses (the pending
+ * row then becomes the object it was), other confirms and expiry (the hash changed since the miss),
+ * a flush or a load (confirmed in another table) — and the null binding's question (the reply taken,
+ * asked by its numbers) must be answered as the objects answer it.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -40,6 +47,7 @@ test('the columns keep what the objects kept: saved form, lookups, results and e
   let refused = 0;
   let sources = 0;
   let loaded = 0;
+  let held = 0;
   for (let seed = 1; seed <= 24; seed++) {
     const r = seededRandom(500 + seed);
     const pick = <T>(xs: readonly T[]) => xs[Math.floor(r() * xs.length)];
@@ -55,7 +63,7 @@ test('the columns keep what the objects kept: saved form, lookups, results and e
           dst,
           sport: 0,
           dport: 0,
-          icmpType: pick([0, 8]),
+          icmpType: pick([0, 8, 8, 13, undefined]),
           icmpCode: 0,
           icmpId: pick([0, 1, 2, undefined]),
         };
@@ -73,10 +81,33 @@ test('the columns keep what the objects kept: saved form, lookups, results and e
     let b = new ObjConntrack();
     /** entries made by both, side by side (the columns' handle, the object) */
     let pairs: [CtEntry, ObjEntry][] = [];
+    /** new entries held unconfirmed (the columns' pending row, or the object it became), and where made */
+    const open: [CtEntry, ObjEntry, string][] = [];
     let now = 0;
     const steps = big ? 6000 : 600;
     for (let step = 0; step < steps; step++) {
       const at = `seed ${seed} step ${step}`;
+      if (open.length && r() < 0.15) {
+        // a held new entry: read, written now and then, and confirmed (its table's pending row
+        // confirmed with the slot its miss found, or the hash changed since; or its data object)
+        const [ea, eb, made] = open.splice(Math.floor(r() * open.length), 1)[0];
+        assert.deepEqual(cols(ea), fields(eb), `${at}: the entry made at ${made}, held`);
+        assert.equal(ea.confirmed, eb.confirmed, `${at}: confirmed`);
+        if (r() < 0.2) {
+          const rep = tuple();
+          ea.reply = rep;
+          eb.reply = structuredClone(rep);
+          ea.snat = eb.snat = true;
+        }
+        if (r() < 0.3) ea.dnatDone = eb.dnatDone = true;
+        assert.equal(a.replyTaken(ea), b.taken(eb.reply, eb), `${at}: the held entry's reply taken`);
+        if (r() < 0.8) {
+          a.confirm(ea);
+          b.confirm(eb);
+          held++;
+        }
+        assert.deepEqual(cols(ea), fields(eb), `${at}: the entry made at ${made}, confirmed`);
+      }
       const x = r();
       if (x < 0.6) {
         // a packet: a new tuple, or one of a kept entry's, either way
@@ -100,6 +131,10 @@ test('the columns keep what the objects kept: saved form, lookups, results and e
         const rb = b.track(structuredClone(err ?? t), flags, now, loose, quoted && invertTuple(quoted));
         sameResult(ra, rb, at);
         if (ra.isNew) {
+          // a new entry's original tuple is the tracked one (a pending row's as its object's was)
+          assert.equal(ra.entry.orig === (err ?? t), true, `${at}: the new entry's tuple`);
+          // and no entry of the table until confirmed (as an object not in the table was not)
+          assert.equal(a.idOf(ra.entry), -1, `${at}: the new entry is the table's`);
           pairs.push([ra.entry, rb.entry]);
           if (r() < 0.3) {
             // a NAT manip before the confirm
@@ -109,9 +144,16 @@ test('the columns keep what the objects kept: saved form, lookups, results and e
             ra.entry.dnat = rb.entry.dnat = true;
           }
           if (r() < 0.5) ra.entry.snatDone = rb.entry.snatDone = true;
-          if (r() < 0.85) {
+          // the null binding's question: is the reply another entry's (asked by its numbers)
+          assert.equal(a.replyTaken(ra.entry), b.taken(rb.entry.reply, rb.entry), `${at}: the reply taken`);
+          if (r() < 0.7) {
             a.confirm(ra.entry);
             b.confirm(rb.entry);
+          } else {
+            // held unconfirmed: confirmed later (after other misses, confirms, expiry, a flush or a
+            // load in between), or never
+            open.push([ra.entry, rb.entry, at]);
+            if (open.length > 6) open.shift();
           }
         }
       } else if (x < 0.65 && pairs.length) {
@@ -210,6 +252,8 @@ test('the columns keep what the objects kept: saved form, lookups, results and e
           assert.equal(a.same(ha.entry, ea), hb.entry === eb, `${at}: find's entry is the pair's`);
           if (b.entries.includes(eb)) {
             assert.equal(a.taken(t, ea), b.taken(t, eb), `${at}: taken`);
+            // NAT's question of a candidate tuple: is its inverse taken (made from t's numbers)
+            assert.equal(a.takenInverse(t, ea), b.taken(invertTuple(t), eb), `${at}: the inverse taken`);
             checked++;
           }
         }
@@ -217,11 +261,12 @@ test('the columns keep what the objects kept: saved form, lookups, results and e
     }
     kept += a.entries.length;
   }
-  if (process.env.CT_COLUMNS_COUNTS) console.log({ checked, kept, loaded, refused, sources });
+  if (process.env.CT_COLUMNS_COUNTS) console.log({ checked, kept, loaded, refused, sources, held });
   assert.ok(checked > 50000, `${checked} taken checks`);
   assert.ok(kept > 50, `${kept} entries kept at the ends`);
   assert.ok(sources > 100, `${sources} steps with entries of a source`);
   assert.ok(loaded > 300 && refused > 0, `${loaded} loads, ${refused} refused`);
+  assert.ok(held > 1000, `${held} entries confirmed after other operations`);
 });
 
 test('a connection made again after the rows of its kind were let go keeps its keys', () => {

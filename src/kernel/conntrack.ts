@@ -174,6 +174,23 @@ function numericKey(t: Tuple): boolean {
   return true;
 }
 
+/** K0..K3 become the key of the inverse tuple (invertTuple's): the addresses swapped, and the ports
+ * swapped or the ICMP echo type the other (8 ↔ 0) */
+function invertKey(): void {
+  const proto = K0 & 0xff;
+  const src = K1;
+  K1 = K2;
+  K2 = src;
+  if (proto === 1) {
+    const type = K0 >>> 8;
+    K0 = 1 | ((type === 8 ? 0 : type === 0 ? 8 : type) << 8);
+  } else {
+    const sport = K0 >>> 8;
+    K0 = proto | (K3 << 8);
+    K3 = sport;
+  }
+}
+
 /**
  * The hash of K0..K3, the same for a tuple and its inverse but for the low bit (which side's address
  * and port come first): an entry's two tuples get neighbouring home slots, in one cache line, so
@@ -378,6 +395,17 @@ class Rows {
   due = new ExpiryHeap();
   /** bumped by every write: the list's objects (`view`) are made again after one */
   version = 0;
+  /**
+   * The pending entry: a new entry's row, made by track's miss and neither listed nor in the hash
+   * until confirmed (at most one a table: the next miss makes the one before, if never confirmed,
+   * its data object, as every new entry was before, and takes its row), its handle, and what the
+   * miss found in the hash for its original tuple: the key's hash, the empty slot it would go in
+   * and the hash's `stamp` then (the confirm puts the key there if the hash has not changed since)
+   */
+  pending: CtEntry | undefined = undefined;
+  pendingHash = 0;
+  pendingSlot = 0;
+  pendingStamp = -1;
   private viewAt = -1;
   private views: (CtEntryData | undefined)[] = [];
 
@@ -450,7 +478,7 @@ class Rows {
     return r;
   }
 
-  private list(r: number): void {
+  list(r: number): void {
     this.slots.push(r);
     this.listed[r]++;
     this.due.push(this.expiryOf(r), r);
@@ -479,24 +507,26 @@ class Rows {
     let v = this.views[r];
     if (v === undefined) {
       const o = this.objs.get(r);
-      if (o !== undefined) v = o.d!;
-      else {
-        const k = this.keys;
-        const o8 = 8 * r;
-        const tcp = this.tcp[r];
-        v = dataOf(
-          tupleOfKey(k[o8], k[o8 + 1], k[o8 + 2], k[o8 + 3]),
-          tupleOfKey(k[o8 + 4], k[o8 + 5], k[o8 + 6], k[o8 + 7]),
-          this.expires[r],
-          this.flags[r],
-          this.streamTs[r],
-          this.mark[r],
-          tcp === NO_TCP ? undefined : S[tcp],
-        );
-      }
+      v = o !== undefined ? o.d! : this.data(r);
       this.views[r] = v;
     }
     return v;
+  }
+
+  /** row r's fields as a new data object (its original tuple `orig` when given, else from the key) */
+  data(r: number, orig?: Tuple): CtEntryData {
+    const k = this.keys;
+    const o8 = 8 * r;
+    const tcp = this.tcp[r];
+    return dataOf(
+      orig ?? tupleOfKey(k[o8], k[o8 + 1], k[o8 + 2], k[o8 + 3]),
+      tupleOfKey(k[o8 + 4], k[o8 + 5], k[o8 + 6], k[o8 + 7]),
+      this.expires[r],
+      this.flags[r],
+      this.streamTs[r],
+      this.mark[r],
+      tcp === NO_TCP ? undefined : S[tcp],
+    );
   }
 
   /** the row whose `view` is v, -1 for none */
@@ -541,6 +571,75 @@ class Rows {
     }
   }
 
+  /**
+   * A new entry of tuple t (regular: its numeric key in K0..K3) as the pending row, its reply the
+   * inverse (invertTuple's, from the numbers), not yet confirmed; `hash` the miss's (see pending)
+   */
+  newPending(
+    t: Tuple,
+    now: number,
+    tcpState: TcpCtState | undefined,
+    hash: number,
+    slot: number,
+    stamp: number,
+  ): CtEntry {
+    const proto = K0 & 0xff;
+    const old = this.pending;
+    // (materialize and alloc leave K0..K3 as they are)
+    if (old !== undefined) this.materialize(old);
+    const r = this.alloc();
+    this.version++;
+    const k = this.keys;
+    const o = 8 * r;
+    k[o] = K0;
+    k[o + 1] = K1;
+    k[o + 2] = K2;
+    k[o + 3] = K3;
+    invertKey();
+    k[o + 4] = K0;
+    k[o + 5] = K1;
+    k[o + 6] = K2;
+    k[o + 7] = K3;
+    this.flags[r] = 0;
+    this.tcp[r] = tcpState === undefined ? NO_TCP : TCP_NUM[tcpState];
+    // timeout() of a new entry (never assured)
+    const timeout =
+      proto === 6
+        ? CT_TIMEOUTS[tcpState ?? 'NONE']
+        : proto === 17
+          ? UDP_TIMEOUT
+          : proto === 1
+            ? ICMP_TIMEOUT
+            : GENERIC_TIMEOUT;
+    this.expires[r] = now + timeout * 1e6;
+    this.streamTs[r] = now + 2e6;
+    this.mark[r] = 0;
+    const e = new CtEntry();
+    e.c = this;
+    e.r = r;
+    e.g = this.gen[r];
+    e.o = t;
+    this.pending = e;
+    this.pendingHash = hash;
+    this.pendingSlot = slot;
+    this.pendingStamp = stamp;
+    return e;
+  }
+
+  /** the pending entry e becomes its data object (blank's fields, in its order), its row free again */
+  materialize(e: CtEntry): void {
+    const r = e.r;
+    e.d = this.data(r, e.o);
+    e.c = undefined;
+    e.r = -1;
+    e.g = 0;
+    e.o = undefined;
+    if (this.pending === e) this.pending = undefined;
+    this.flags[r] = 0;
+    this.gen[r]++;
+    this.free.push(r);
+  }
+
   /** the handle of row r: its object, or a handle of the columns */
   handle(r: number): CtEntry {
     if (this.isObj[r] === 1) return this.objs.get(r)!;
@@ -566,6 +665,8 @@ export class CtEntry implements CtEntryData {
   c: Rows | undefined = undefined;
   r = -1;
   g = 0;
+  /** the original tuple while the entry is its table's pending row (track's tuple, as `orig` was) */
+  o: Tuple | undefined = undefined;
 
   /** the row, checked to be this handle's still */
   private row(): number {
@@ -579,13 +680,17 @@ export class CtEntry implements CtEntryData {
   }
 
   get orig(): Tuple {
-    return this.d !== undefined ? this.d.orig : this.tuple(0);
+    return this.d !== undefined ? this.d.orig : this.o !== undefined ? this.o : this.tuple(0);
   }
   get reply(): Tuple {
     return this.d !== undefined ? this.d.reply : this.tuple(1);
   }
   /** a new reply tuple (NAT): one the columns can keep (NAT makes only such) */
   set reply(t: Tuple) {
+    if (this.d === undefined && this.o !== undefined && !regular(t)) {
+      // pending: a tuple the columns cannot keep makes it its data object, as it was
+      this.c!.materialize(this);
+    }
     if (this.d !== undefined) {
       this.d.reply = t;
       return;
@@ -603,6 +708,18 @@ export class CtEntry implements CtEntryData {
   dstOf(dir: CtDir): string {
     if (this.d !== undefined) return (dir === 'original' ? this.d.orig : this.d.reply).dst;
     return intToIp4Cached(this.c!.keys[8 * this.row() + (dir === 'original' ? 2 : 6)] >>> 0);
+  }
+  /** the entry's tuples are numeric keys in its table's columns (addresses dotted quads) */
+  get keyed(): boolean {
+    return this.d === undefined;
+  }
+  /** K0..K3: the key of the tuple in direction dir (0 original, 1 reply), of an entry `keyed` */
+  loadKey(dir: number): void {
+    this.c!.loadKey(this.row(), dir);
+  }
+  /** the reply tuple's protocol, without the tuple */
+  get replyProto(): number {
+    return this.d !== undefined ? this.d.reply.proto : this.c!.keys[8 * this.row() + 4] & 0xff;
   }
   /** the original tuple's protocol */
   get proto(): number {
@@ -675,19 +792,7 @@ export class CtEntry implements CtEntryData {
 
   /** the entry's fields as a plain object (a copy: writing it changes nothing) */
   data(): CtEntryData {
-    if (this.d !== undefined) return { ...this.d };
-    const c = this.c!;
-    const r = this.row();
-    const t = c.tcp[r];
-    return dataOf(
-      this.orig,
-      this.reply,
-      c.expires[r],
-      c.flags[r],
-      c.streamTs[r],
-      c.mark[r],
-      t === NO_TCP ? undefined : S[t],
-    );
+    return this.d !== undefined ? { ...this.d } : this.c!.data(this.row(), this.o);
   }
 }
 
@@ -743,6 +848,11 @@ class TupleHash {
   private other = new Map<string, { row: number; dir: number; seq: number }>();
   /** the direction of the last `get` that found an entry (0 original, 1 reply) */
   dir = 0;
+  /** of the last getKey that found nothing: the key's hash and the empty slot where it would go */
+  missHash = 0;
+  missSlot = 0;
+  /** bumped when a key comes or goes, or the slots grow (a slot found before is then stale) */
+  stamp = 0;
 
   constructor(readonly rows: Rows) {}
 
@@ -761,19 +871,26 @@ class TupleHash {
 
   /** the entry row of tuple t (-1: none); its direction in `dir` */
   get(t: Tuple): number {
-    if (!numericKey(t)) {
-      const hit = this.other.get(tupleKey(t));
-      if (!hit) return -1;
-      this.dir = hit.dir;
-      return hit.row;
-    }
-    return this.getKey();
+    return numericKey(t) ? this.getKey() : this.getOther(t);
   }
 
-  /** get of the key K0..K3 */
-  private getKey(): number {
-    const i = this.slot(hashKey());
-    if (i < 0) return -1;
+  /** get of a tuple without numeric key (numericKey false) */
+  getOther(t: Tuple): number {
+    const hit = this.other.get(tupleKey(t));
+    if (!hit) return -1;
+    this.dir = hit.dir;
+    return hit.row;
+  }
+
+  /** get of the key K0..K3 (a miss leaves its hash and slot in missHash, missSlot) */
+  getKey(): number {
+    const h = hashKey();
+    const i = this.slot(h);
+    if (i < 0) {
+      this.missHash = h;
+      this.missSlot = ~i;
+      return -1;
+    }
     const r = this.w[2 * i] - 1;
     this.dir = this.dirs[r];
     return this.ents[r];
@@ -790,7 +907,39 @@ class TupleHash {
       this.other.set(k, { row, dir, seq: had ? had.seq : this.seq++ });
       return;
     }
-    const h = hashKey();
+    this.setHashed(hashKey(), row, dir);
+  }
+
+  /**
+   * set of the key K0..K3, known to be absent, whose hash is h: put in `slot` (the empty one a
+   * miss found) when the hash has not changed since (`stamp`), without probing again
+   */
+  setNew(h: number, slot: number, stamp: number, row: number, dir: number): void {
+    this.rows.refs[row]++;
+    if (stamp !== this.stamp || 2 * (this.size + 1) > this.mask + 1) return this.setHashed(h, row, dir);
+    const r = this.insertAt(slot, h);
+    this.ents[r] = row;
+    this.dirs[r] = dir;
+  }
+
+  /** a new key row for K0..K3 (hash h) in the empty `slot` */
+  private insertAt(slot: number, h: number): number {
+    this.stamp++;
+    const r = this.newRow();
+    this.w[2 * slot] = r + 1;
+    this.w[2 * slot + 1] = h;
+    const k = this.keys;
+    k[4 * r] = K0;
+    k[4 * r + 1] = K1;
+    k[4 * r + 2] = K2;
+    k[4 * r + 3] = K3;
+    this.seqs[r] = this.seq++;
+    this.size++;
+    return r;
+  }
+
+  /** set of the key K0..K3 whose hash is h (the row's reference counted by the caller) */
+  private setHashed(h: number, row: number, dir: number): void {
     let i = this.slot(h);
     let r: number;
     if (i >= 0) {
@@ -801,17 +950,7 @@ class TupleHash {
         this.grow();
         i = this.slot(h);
       }
-      i = ~i;
-      r = this.newRow();
-      this.w[2 * i] = r + 1;
-      this.w[2 * i + 1] = h;
-      const k = this.keys;
-      k[4 * r] = K0;
-      k[4 * r + 1] = K1;
-      k[4 * r + 2] = K2;
-      k[4 * r + 3] = K3;
-      this.seqs[r] = this.seq++;
-      this.size++;
+      r = this.insertAt(~i, h);
     }
     this.ents[r] = row;
     this.dirs[r] = dir;
@@ -852,6 +991,7 @@ class TupleHash {
     const r = w[2 * i] - 1;
     this.free.push(r);
     this.size--;
+    this.stamp++;
     // backward shift: move up every later slot of the run whose home is not between the hole and it
     for (let j = (i + 1) & this.mask; w[2 * j] !== 0; j = (j + 1) & this.mask) {
       const home = w[2 * j + 1] & this.mask;
@@ -865,6 +1005,7 @@ class TupleHash {
   }
 
   private grow(): void {
+    this.stamp++;
     const old = this.w;
     const n = old.length;
     const mask = (this.mask = n - 1);
@@ -1049,7 +1190,8 @@ export class Conntrack {
   idOf(x: CtEntry | CtEntryData): number {
     const rows = this.rows;
     if (x instanceof CtEntry) {
-      if (x.c !== rows) return -1;
+      // a pending entry is no entry of the table yet
+      if (x.c !== rows || x.o !== undefined) return -1;
       if (x.d === undefined) return rows.gen[x.r] === x.g ? x.r : -1;
       return rows.objs.get(x.r) === x ? x.r : -1;
     }
@@ -1145,7 +1287,9 @@ export class Conntrack {
         return { entry: hit.entry, dir: hit.dir, ctstate: 'RELATED', isNew: false, related: true };
       return this.invalid(t, now);
     }
-    const row = this.hash.get(t);
+    const hash = this.hash;
+    const numeric = numericKey(t);
+    const row = numeric ? hash.getKey() : hash.getOther(t);
     if (row < 0) {
       const idx = tcpFlags ? tcpIndex(tcpFlags) : undefined;
       let tcpState: TcpCtState | undefined;
@@ -1155,10 +1299,23 @@ export class Conntrack {
         if (!next) return this.invalid(t, now);
         tcpState = next;
       }
-      const fresh = blankEntry(this.blank(t, now, tcpState));
-      fresh.expires = now + this.timeout(fresh) * 1e6;
-      return { entry: fresh, dir: 'original', ctstate: 'NEW', isNew: true, from: 'NONE', to: tcpState };
+      // a tuple the columns keep (K0..K3 still its key) is the table's pending row, its hash and
+      // the slot the miss found carried to the confirm; any other its data object
+      let entry: CtEntry;
+      if (
+        numeric &&
+        (t.proto === 1
+          ? t.sport === 0 && t.dport === 0
+          : t.icmpType === undefined && t.icmpCode === undefined && t.icmpId === undefined)
+      ) {
+        // (a table without entries yet gets its own: the slot found in the empty one is none)
+        const own = this.own();
+        const stamp = own === hash ? hash.stamp : -1;
+        entry = own.rows.newPending(t, now, tcpState, hash.missHash, hash.missSlot, stamp);
+      } else entry = this.fresh(t, now, tcpState);
+      return { entry, dir: 'original', ctstate: 'NEW', isNew: true, from: 'NONE', to: tcpState };
     }
+    if (this.rows.isObj[row] === 0) return this.hit(row, this.hash.dir, t, tcpFlags, now);
     const dir = DIRS[this.hash.dir];
     const entry = this.rows.handle(row);
     let from: TcpCtState | undefined;
@@ -1186,8 +1343,87 @@ export class Conntrack {
     return { entry, dir, ctstate, isNew: false, from, to };
   }
 
+  /**
+   * track's found entry, a row of the columns (direction d: 0 original, 1 reply): the same steps
+   * read and written on the row, not through a handle's fields
+   */
+  private hit(
+    r: number,
+    d: number,
+    t: Tuple,
+    tcpFlags: Parameters<typeof tcpIndex>[0] | undefined,
+    now: number,
+  ): CtResult {
+    const rows = this.rows;
+    const dir = DIRS[d];
+    const entry = rows.handle(r);
+    let from: TcpCtState | undefined;
+    let to: TcpCtState | undefined;
+    let flags = rows.flags[r];
+    let s = rows.tcp[r];
+    if (t.proto === 6 && tcpFlags && s !== NO_TCP) {
+      from = S[s];
+      const next = (d === 0 ? ORIG : REPLY)[tcpIndex(tcpFlags)][s];
+      if (next === 'IV')
+        return { entry, dir, ctstate: 'INVALID', isNew: false, invalid: true, from, to: from };
+      to = next === 'IG' ? from : next;
+      s = TCP_NUM[to];
+      rows.tcp[r] = s;
+      if ((from === 'SYN_RECV' || from === 'ESTABLISHED') && to === 'ESTABLISHED') flags |= F_ASSURED;
+    }
+    const seenReply = (flags & F_SEEN) !== 0;
+    if (t.proto === 17 && seenReply && now > rows.streamTs[r]) flags |= F_ASSURED;
+    const ctstate: CtState = d === 1 || seenReply ? 'ESTABLISHED' : 'NEW';
+    if (d === 1) flags |= F_SEEN;
+    rows.flags[r] = flags;
+    rows.version++;
+    // timeout() and setExpiry()
+    const proto = rows.keys[8 * r] & 0xff;
+    const timeout =
+      proto === 6
+        ? CT_TIMEOUTS[s === NO_TCP ? 'NONE' : S[s]]
+        : proto === 17
+          ? (flags & F_ASSURED) !== 0
+            ? UDP_STREAM_TIMEOUT
+            : UDP_TIMEOUT
+          : proto === 1
+            ? ICMP_TIMEOUT
+            : GENERIC_TIMEOUT;
+    const at = now + timeout * 1e6;
+    const was = rows.expires[r];
+    rows.expires[r] = at;
+    if ((flags & F_CONFIRMED) !== 0) {
+      if (at < this.nextExpiry) this.nextExpiry = at;
+      if (at < was) rows.due.push(at, r);
+    }
+    return { entry, dir, ctstate, isNew: false, from, to };
+  }
+
   /** __nf_conntrack_confirm: the entry becomes visible in the table */
   confirm(e: CtEntry): void {
+    if (e.o !== undefined) {
+      const rows = e.c!;
+      if (rows === this.rows && rows.pending === e) {
+        // the pending row is listed and its keys put in the hash: the original's where the miss
+        // found room for it, if the hash is as it was then
+        const r = e.r;
+        rows.pending = undefined;
+        e.o = undefined;
+        rows.flags[r] |= F_CONFIRMED;
+        rows.version++;
+        rows.list(r);
+        const at = rows.expires[r];
+        if (at < this.nextExpiry) this.nextExpiry = at;
+        const hash = this.hash;
+        rows.loadKey(r, 0);
+        hash.setNew(rows.pendingHash, rows.pendingSlot, rows.pendingStamp, r, 0);
+        rows.loadKey(r, 1);
+        hash.set(undefined, r, 1);
+        return;
+      }
+      // confirmed in another table (or this one flushed since): as its data object
+      rows.materialize(e);
+    }
     const d = e.d;
     if (d === undefined || d.confirmed || e.c !== undefined) return;
     d.confirmed = true;
@@ -1225,7 +1461,25 @@ export class Conntrack {
 
   /** nf_conntrack_tuple_taken: another confirmed entry has this tuple in either direction */
   taken(t: Tuple, ignore: CtEntry): boolean {
-    const row = this.hash.get(t);
+    return this.takenRow(this.hash.get(t), ignore);
+  }
+
+  /** taken(e.reply, e), an entry `keyed` asked by its numbers, without the tuple */
+  replyTaken(e: CtEntry): boolean {
+    if (!e.keyed) return this.taken(e.reply, e);
+    e.loadKey(1);
+    return this.takenRow(this.hash.getKey(), e);
+  }
+
+  /** taken(invertTuple(t), ignore) (nf_nat_used_tuple), the inverse's key made from t's numbers */
+  takenInverse(t: Tuple, ignore: CtEntry): boolean {
+    if (!numericKey(t)) return this.taken(invertTuple(t), ignore);
+    invertKey();
+    return this.takenRow(this.hash.getKey(), ignore);
+  }
+
+  /** taken, of the row the hash gave */
+  private takenRow(row: number, ignore: CtEntry): boolean {
     if (row < 0) return false;
     // the same entry: `ignore` is this row's handle (of the columns, or its object)
     const rows = this.rows;
@@ -1303,6 +1557,13 @@ export class Conntrack {
     if (proto === 17) return e.assured ? UDP_STREAM_TIMEOUT : UDP_TIMEOUT;
     if (proto === 1) return ICMP_TIMEOUT;
     return GENERIC_TIMEOUT;
+  }
+
+  /** a new entry as its data object (a tuple the columns cannot keep) */
+  private fresh(t: Tuple, now: number, tcpState: TcpCtState | undefined): CtEntry {
+    const e = blankEntry(this.blank(t, now, tcpState));
+    e.expires = now + this.timeout(e) * 1e6;
+    return e;
   }
 
   /** INVALID: an entry for the packet alone, never confirmed, without a TCP state (not even undefined) */

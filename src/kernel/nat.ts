@@ -107,7 +107,7 @@ function tupleEqual(a: Tuple, b: Tuple): boolean {
 
 /** nf_nat_used_tuple: the reply this tuple would get is some other entry's */
 function usedTuple(ct: Conntrack, t: Tuple, e: CtEntry): boolean {
-  return ct.taken(invertTuple(t), e);
+  return ct.takenInverse(t, e);
 }
 
 /** find_appropriate_src: the mapping another connection from the same source got, if it is in range */
@@ -240,9 +240,13 @@ export function natNullBinding(ct: Conntrack, e: CtEntry, manip: Manip, random: 
  * new tuple, or must refuse an address that is not a dotted quad as it does.
  */
 export function natNullBindingKept(ct: Conntrack, e: CtEntry, manip: Manip): boolean {
-  const r = e.reply;
-  if (parseIp4Cached(manip === 'src' ? r.dst : r.src) < 0) return false;
-  if (!(manip === 'dst' && PORT_PROTOS.has(r.proto)) && ct.taken(r, e)) return false;
+  // an entry of the columns (a new one is its table's pending row) has dotted quads, and its reply
+  // is asked of the hash by its numbers, without the tuple
+  if (!e.keyed) {
+    const r = e.reply;
+    if (parseIp4Cached(manip === 'src' ? r.dst : r.src) < 0) return false;
+  }
+  if (!(manip === 'dst' && PORT_PROTOS.has(e.replyProto)) && ct.replyTaken(e)) return false;
   if (manip === 'src') e.snatDone = true;
   else e.dnatDone = true;
   return true;
