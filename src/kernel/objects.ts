@@ -325,9 +325,6 @@ export interface DeviceSysctl {
   value: string;
 }
 
-/** whether `k` may be a device sysctl's key (Sysctls.later writes no other) */
-const deviceKey = (k: string): boolean => k.startsWith('net.ipv4.conf.') || k.startsWith('net.ipv4.neigh.');
-
 /** DEFAULT_SYSCTLS as a map, shared by every namespace's Sysctls (never written) */
 const DEFAULT_SYSCTL_MAP: ReadonlyMap<string, string> = new Map(Object.entries(DEFAULT_SYSCTLS));
 
@@ -345,16 +342,17 @@ export class Sysctls extends Map<string, string> {
   /**
    * Device sysctls written with later() and not set yet: the devices and their lists, in the order
    * written (two lists of the same length). Set, in that order, before anything else reads or
-   * writes the map: every method but get and has for a key no device sysctl can be sets them first.
+   * writes the map: every method but get and has of a key not queued sets them first.
    */
   #laterDevs: string[] | undefined;
   #laterLists: (readonly DeviceSysctl[])[] | undefined;
 
   /**
-   * `set('net.ipv4.TABLE.DEV.KNOB', VALUE)` for each of `list`, in order, done at the first read
-   * of a key of the map's `net.ipv4.conf.` or `net.ipv4.neigh.` keys or any other operation: until
-   * then the keys are not made (a node of a large Calico cluster writes four a pod: 120,000 keys in
-   * a cluster of 1,000 nodes × 30 pods, most never read).
+   * `set('net.ipv4.TABLE.DEV.KNOB', VALUE)` for each of `list`, in order, done at the first get
+   * or has of one of these keys or at any other use of the map (a write, a listing, derived()):
+   * until then the keys are not made. A node of a large Calico cluster writes four a pod (120,000
+   * keys at 1,000 nodes × 30 pods); a broadcast on the underlay reads its `eth0` sysctls, doctor
+   * its ip_forward, and only the nodes a walk routes through read a pod's port.
    */
   later(dev: string, list: readonly DeviceSysctl[]): void {
     if (this.#laterDevs === undefined) {
@@ -363,6 +361,30 @@ export class Sysctls extends Map<string, string> {
     }
     this.#laterDevs.push(dev);
     this.#laterLists!.push(list);
+  }
+
+  /**
+   * whether `k` is one of the keys later() queued (`net.ipv4.TABLE.DEV.KNOB`, compared piece by
+   * piece: no key made); setting the others leaves what get and has answer for it as it is
+   */
+  #queued(k: string): boolean {
+    const table = k.startsWith('net.ipv4.conf.')
+      ? 'conf'
+      : k.startsWith('net.ipv4.neigh.')
+        ? 'neigh'
+        : undefined;
+    if (table === undefined) return false;
+    const at = table === 'conf' ? 14 : 15;
+    const devs = this.#laterDevs!;
+    const lists = this.#laterLists!;
+    for (let i = 0; i < devs.length; i++) {
+      const d = devs[i];
+      const knobAt = at + d.length + 1;
+      if (!k.startsWith(d, at) || k.charCodeAt(knobAt - 1) !== 0x2e) continue;
+      for (const s of lists[i])
+        if (s.table === table && k.length === knobAt + s.knob.length && k.endsWith(s.knob)) return true;
+    }
+    return false;
   }
 
   /** what later() queued, set now */
@@ -381,13 +403,13 @@ export class Sysctls extends Map<string, string> {
   }
 
   override get(k: string): string | undefined {
-    if (this.#laterDevs !== undefined && deviceKey(k)) this.#now();
+    if (this.#laterDevs !== undefined && this.#queued(k)) this.#now();
     const v = super.get(k);
     return v !== undefined || super.has(k) ? v : this.inPlace(k) ? DEFAULT_SYSCTL_MAP.get(k) : undefined;
   }
 
   override has(k: string): boolean {
-    if (this.#laterDevs !== undefined && deviceKey(k)) this.#now();
+    if (this.#laterDevs !== undefined && this.#queued(k)) this.#now();
     return super.has(k) || this.inPlace(k);
   }
 
