@@ -562,21 +562,20 @@ function plainPod(raw: unknown): PodSpec | undefined {
   if (Object.getOwnPropertySymbols(raw).length > 0) return undefined;
   const { name, node, ip, listen, namespace, labels, ready } = raw;
   if (typeof name !== 'string' || !NAME_RE.test(name) || typeof node !== 'string') return undefined;
-  const pod: PodSpec = { name, node } as PodSpec;
-  if ('ip' in raw) {
-    if (typeof ip !== 'string' || parseIp4(ip) === undefined) return undefined;
-    pod.ip = ip;
-  }
+  if ('ip' in raw && (typeof ip !== 'string' || parseIp4(ip) === undefined)) return undefined;
+  let ls: ListenSpec[] = [];
   if ('listen' in raw) {
     if (!Array.isArray(listen)) return undefined;
-    const ls: ListenSpec[] = new Array(listen.length);
+    ls = new Array(listen.length);
     for (let j = 0; j < listen.length; j++) {
       const l = plainListen(listen[j]);
       if (l === undefined) return undefined;
       ls[j] = l;
     }
-    pod.listen = ls;
-  } else pod.listen = [];
+  }
+  // made whole, in the schema's key order (an object literal: no room for keys it will not get)
+  const pod: PodSpec =
+    'ip' in raw ? { name, node, ip: ip as string, listen: ls } : { name, node, listen: ls };
   if ('namespace' in raw) {
     if (typeof namespace !== 'string' || !NAME_RE.test(namespace)) return undefined;
     pod.namespace = namespace;
