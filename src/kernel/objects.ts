@@ -762,7 +762,8 @@ export class Netns {
    * sysctl -w net.ipv4.TABLE.DEV.KNOB=VALUE for each of `list`, in order: the same as setSysctl
    * for each. When none is one that setSysctl acts on beyond the map (a neighbour table's
    * base_reachable_time, the device `all`'s forwarding), queued in the map (Sysctls.later): set at
-   * the first read of a device's sysctl or any other use of the map.
+   * the first read of one of these keys or any other use of the map. `list` is kept, not copied:
+   * it must not change (Calico's is a constant of the module).
    */
   setDeviceSysctls(dev: string, list: readonly DeviceSysctl[]): void {
     if (dev !== 'all' && list.every((s) => !s.knob.startsWith('base_reachable_time')))
