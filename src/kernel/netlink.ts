@@ -19,6 +19,7 @@ import {
   vxlanFdb,
   type Address,
   type BridgeLink,
+  type DeviceSysctl,
   type FdbEntry,
   type Link,
   type LocalMade,
@@ -1556,11 +1557,7 @@ function bridgeCarrier(host: Netns, br: Link): void {
 /* ------------------------------------------------------------------ a namespace routed through its veth */
 
 /** a sysctl of a veth's host end: `net.ipv4.TABLE.PORT.KNOB` */
-export interface PortSysctl {
-  table: 'conf' | 'neigh';
-  knob: string;
-  value: string;
-}
+export type PortSysctl = DeviceSysctl;
 
 /**
  * A new namespace joined to another (the host) by a veth pair without a bridge: the new end holds
@@ -1644,7 +1641,8 @@ function routedNetns(w: World, host: Netns, r: RoutedNetnsRequest, ip: number): 
   // push gives an empty list room for 17 addresses)
   dev.addrs = [{ ip: r.ip, len: 32, scope: 'global' }];
   localChanged(ns);
-  setPortSysctls(host, r);
+  // setPortSysctls: the keys made when the host's device sysctls are first read
+  host.setDeviceSysctls(r.port, r.portSysctls);
   // linkSetUp of the port: both ends up, each gets carrier (one change each); neither is a bridge port
   port.up = true;
   setCarrier(ns, dev, true);

@@ -318,6 +318,13 @@ export const DEFAULT_SYSCTLS: Record<string, string> = {
   'net.ipv4.route.error_burst': '1250',
 };
 
+/** a sysctl of a device: `net.ipv4.TABLE.DEV.KNOB` */
+export interface DeviceSysctl {
+  table: 'conf' | 'neigh';
+  knob: string;
+  value: string;
+}
+
 /** DEFAULT_SYSCTLS as a map, shared by every namespace's Sysctls (never written) */
 const DEFAULT_SYSCTL_MAP: ReadonlyMap<string, string> = new Map(Object.entries(DEFAULT_SYSCTLS));
 
@@ -332,16 +339,77 @@ export class Sysctls extends Map<string, string> {
   /** the defaults no longer in their place (deleted, maybe set again since: then in the own entries) */
   private moved: Set<string> | undefined;
 
+  /**
+   * Device sysctls written with later() and not set yet: the devices and their lists, in the order
+   * written (two lists of the same length). Set, in that order, before anything else reads or
+   * writes the map: every method but get and has of a key not queued sets them first.
+   */
+  #laterDevs: string[] | undefined;
+  #laterLists: (readonly DeviceSysctl[])[] | undefined;
+
+  /**
+   * `set('net.ipv4.TABLE.DEV.KNOB', VALUE)` for each of `list`, in order, done at the first get
+   * or has of one of these keys or at any other use of the map (a write, a listing, derived()):
+   * until then the keys are not made. A node of a large Calico cluster writes four a pod (120,000
+   * keys at 1,000 nodes × 30 pods); a broadcast on the underlay reads its `eth0` sysctls, doctor
+   * its ip_forward, and only the nodes a walk routes through read a pod's port.
+   */
+  later(dev: string, list: readonly DeviceSysctl[]): void {
+    if (this.#laterDevs === undefined) {
+      this.#laterDevs = [];
+      this.#laterLists = [];
+    }
+    this.#laterDevs.push(dev);
+    this.#laterLists!.push(list);
+  }
+
+  /**
+   * whether `k` is one of the keys later() queued (`net.ipv4.TABLE.DEV.KNOB`, compared piece by
+   * piece: no key made); setting the others leaves what get and has answer for it as it is
+   */
+  #queued(k: string): boolean {
+    const table = k.startsWith('net.ipv4.conf.')
+      ? 'conf'
+      : k.startsWith('net.ipv4.neigh.')
+        ? 'neigh'
+        : undefined;
+    if (table === undefined) return false;
+    const at = table === 'conf' ? 14 : 15;
+    const devs = this.#laterDevs!;
+    const lists = this.#laterLists!;
+    for (let i = 0; i < devs.length; i++) {
+      const d = devs[i];
+      const knobAt = at + d.length + 1;
+      if (!k.startsWith(d, at) || k.charCodeAt(knobAt - 1) !== 0x2e) continue;
+      for (const s of lists[i])
+        if (s.table === table && k.length === knobAt + s.knob.length && k.endsWith(s.knob)) return true;
+    }
+    return false;
+  }
+
+  /** what later() queued, set now */
+  #now(): void {
+    const devs = this.#laterDevs;
+    if (devs === undefined) return;
+    const lists = this.#laterLists!;
+    this.#laterDevs = this.#laterLists = undefined;
+    for (let i = 0; i < devs.length; i++)
+      for (const s of lists[i]) super.set(`net.ipv4.${s.table}.${devs[i]}.${s.knob}`, s.value);
+    this.#derived = undefined;
+  }
+
   private inPlace(k: string): boolean {
     return DEFAULT_SYSCTL_MAP.has(k) && !this.moved?.has(k);
   }
 
   override get(k: string): string | undefined {
+    if (this.#laterDevs !== undefined && this.#queued(k)) this.#now();
     const v = super.get(k);
     return v !== undefined || super.has(k) ? v : this.inPlace(k) ? DEFAULT_SYSCTL_MAP.get(k) : undefined;
   }
 
   override has(k: string): boolean {
+    if (this.#laterDevs !== undefined && this.#queued(k)) this.#now();
     return super.has(k) || this.inPlace(k);
   }
 
@@ -355,17 +423,20 @@ export class Sysctls extends Map<string, string> {
    * the module, the same at every call; `arg` the namespace whose sysctls these are.
    */
   derived<T, A>(make: (arg: A) => T, arg: A): T {
+    this.#now();
     return derivedIn((this.#derived ??= new Map()), make, arg);
   }
 
   // set: Map's (a default written in place is read from the own entries in its place; a moved or
   // new key is listed after the defaults, in the order written)
   override set(k: string, v: string): this {
+    this.#now();
     this.#derived = undefined;
     return super.set(k, v);
   }
 
   override delete(k: string): boolean {
+    this.#now();
     this.#derived = undefined;
     const had = this.has(k);
     super.delete(k);
@@ -374,6 +445,7 @@ export class Sysctls extends Map<string, string> {
   }
 
   override clear(): void {
+    this.#now();
     this.#derived = undefined;
     super.clear();
     this.moved = new Set(DEFAULT_SYSCTL_MAP.keys());
@@ -385,7 +457,13 @@ export class Sysctls extends Map<string, string> {
     return n;
   }
 
-  override *entries(): MapIterator<[string, string]> {
+  // the queued writes set when the iterator is made (a generator's body runs at the first next())
+  override entries(): MapIterator<[string, string]> {
+    this.#now();
+    return this.#entries();
+  }
+
+  *#entries(): MapIterator<[string, string]> {
     for (const [k, d] of DEFAULT_SYSCTL_MAP)
       if (!this.moved?.has(k)) yield [k, super.has(k) ? super.get(k)! : d];
     for (const e of super.entries()) if (!this.inPlace(e[0])) yield e;
@@ -678,6 +756,19 @@ export class Netns {
         if (k.startsWith('net.ipv4.conf.') && k.endsWith('.forwarding')) this.sysctl.set(k, value);
       this.sysctl.set('net.ipv4.ip_forward', value);
     }
+  }
+
+  /**
+   * sysctl -w net.ipv4.TABLE.DEV.KNOB=VALUE for each of `list`, in order: the same as setSysctl
+   * for each. When none is one that setSysctl acts on beyond the map (a neighbour table's
+   * base_reachable_time, the device `all`'s forwarding), queued in the map (Sysctls.later): set at
+   * the first read of one of these keys or any other use of the map. `list` is kept, not copied:
+   * it must not change (Calico's is a constant of the module).
+   */
+  setDeviceSysctls(dev: string, list: readonly DeviceSysctl[]): void {
+    if (dev !== 'all' && list.every((s) => !s.knob.startsWith('base_reachable_time')))
+      this.sysctl.later(dev, list);
+    else for (const s of list) this.setSysctl(`net.ipv4.${s.table}.${dev}.${s.knob}`, s.value);
   }
 
   /** IN_DEV_FORWARD: the device's conf.DEV.forwarding (set with ip_forward unless written alone) */
