@@ -832,8 +832,9 @@ function build(spec: ClusterSpec, mode: CniMode, opts: BuildOptions): Cluster {
   // rules, the policy agent's chains) made when first read or written (Netns.netfilterLater), as
   // felix's below: doctor's checks read no node's rules, a walk only those of the nodes it crosses
   for (const n of nodes)
-    queueFilter(
+    queueTable(
       world.ns(n.name),
+      programFilter,
       clusterCidr,
       podsOf.get(n.name)!,
       mode.startsWith('flannel'),
@@ -843,7 +844,7 @@ function build(spec: ClusterSpec, mode: CniMode, opts: BuildOptions): Cluster {
   programMode(cluster, opts);
   // flanneld's --ip-masq (kube-flannel.yml passes it): its masquerade of what leaves the Network
   if (mode.startsWith('flannel') && (spec.flannel?.ipMasq ?? true))
-    for (const n of nodes) queueFlannelMasq(world.ns(n.name), clusterCidr, n.podCIDR);
+    for (const n of nodes) queueTable(world.ns(n.name), programFlannelMasq, clusterCidr, n.podCIDR);
   // kube-proxy starts on each node once the CNI is up: localhost node ports need route_localnet
   if (kubeProxy)
     for (const n of nodes) {
@@ -872,20 +873,17 @@ function build(spec: ClusterSpec, mode: CniMode, opts: BuildOptions): Cluster {
 }
 
 /**
- * programFilter on a node, queued (Netns.netfilterLater). A function of its own: the program holds
- * only what it is given (a closure made in build() would hold build()'s whole scope); the pods,
- * their addresses and the policy are the build's, which nothing writes after it.
+ * A table program run on a node's netfilter when it is first read or written
+ * (Netns.netfilterLater). A function of its own: the program holds only what it is given (a
+ * closure made in build() would hold build()'s whole scope); the pods, their addresses and the
+ * policy are the build's, which nothing writes after it.
  */
-function queueFilter(ns: Netns, ...args: ProgramArgs<typeof programFilter>): void {
-  ns.netfilterLater((nf) => programFilter(nf, ...args));
-}
-
-/** a table program's arguments after the table */
-type ProgramArgs<F> = F extends (nf: Netfilter, ...rest: infer R) => void ? R : never;
-
-/** programFlannelMasq on a node, queued (Netns.netfilterLater), as queueFilter */
-function queueFlannelMasq(ns: Netns, network: string, podCidr: string): void {
-  ns.netfilterLater((nf) => programFlannelMasq(nf, network, podCidr));
+function queueTable<A extends unknown[]>(
+  ns: Netns,
+  program: (nf: Netfilter, ...args: A) => void,
+  ...args: A
+): void {
+  ns.netfilterLater((nf) => program(nf, ...args));
 }
 
 /** what felix programs every node of a build from */
