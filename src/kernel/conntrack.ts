@@ -265,6 +265,14 @@ function regular(t: Tuple): boolean {
     : t.icmpType === undefined && t.icmpCode === undefined && t.icmpId === undefined;
 }
 
+/** the seconds an entry lives from now (nf_conntrack's per-protocol timeouts): by its protocol, TCP state and whether it is assured */
+function ctTimeout(proto: number, tcpState: TcpCtState | undefined, assured: boolean): number {
+  if (proto === 6) return CT_TIMEOUTS[tcpState ?? 'NONE'];
+  if (proto === 17) return assured ? UDP_STREAM_TIMEOUT : UDP_TIMEOUT;
+  if (proto === 1) return ICMP_TIMEOUT;
+  return GENERIC_TIMEOUT;
+}
+
 /* ------------------------------------------------------------ the entries */
 
 /** an entry's fields: the saved world's shape, the list `entries` gives, what readers see of a CtEntry */
@@ -602,16 +610,8 @@ class Rows {
     k[o + 7] = K3;
     this.flags[r] = 0;
     this.tcp[r] = tcpState === undefined ? NO_TCP : TCP_NUM[tcpState];
-    // timeout() of a new entry (never assured)
-    const timeout =
-      proto === 6
-        ? CT_TIMEOUTS[tcpState ?? 'NONE']
-        : proto === 17
-          ? UDP_TIMEOUT
-          : proto === 1
-            ? ICMP_TIMEOUT
-            : GENERIC_TIMEOUT;
-    this.expires[r] = now + timeout * 1e6;
+    // a new entry is never assured
+    this.expires[r] = now + ctTimeout(proto, tcpState, false) * 1e6;
     this.streamTs[r] = now + 2e6;
     this.mark[r] = 0;
     const e = new CtEntry();
@@ -1378,17 +1378,11 @@ export class Conntrack {
     rows.flags[r] = flags;
     rows.version++;
     // timeout() and setExpiry()
-    const proto = rows.keys[8 * r] & 0xff;
-    const timeout =
-      proto === 6
-        ? CT_TIMEOUTS[s === NO_TCP ? 'NONE' : S[s]]
-        : proto === 17
-          ? (flags & F_ASSURED) !== 0
-            ? UDP_STREAM_TIMEOUT
-            : UDP_TIMEOUT
-          : proto === 1
-            ? ICMP_TIMEOUT
-            : GENERIC_TIMEOUT;
+    const timeout = ctTimeout(
+      rows.keys[8 * r] & 0xff,
+      s === NO_TCP ? undefined : S[s],
+      (flags & F_ASSURED) !== 0,
+    );
     const at = now + timeout * 1e6;
     const was = rows.expires[r];
     rows.expires[r] = at;
@@ -1552,11 +1546,7 @@ export class Conntrack {
   }
 
   timeout(e: CtEntry): number {
-    const proto = e.proto;
-    if (proto === 6) return CT_TIMEOUTS[e.tcpState ?? 'NONE'];
-    if (proto === 17) return e.assured ? UDP_STREAM_TIMEOUT : UDP_TIMEOUT;
-    if (proto === 1) return ICMP_TIMEOUT;
-    return GENERIC_TIMEOUT;
+    return ctTimeout(e.proto, e.tcpState, e.assured);
   }
 
   /** a new entry as its data object (a tuple the columns cannot keep) */
