@@ -12,7 +12,7 @@ import { buildCluster } from '../cni/build.ts';
 import { runCommand } from '../tools/index.ts';
 import type { ToolResult } from '../tools/types.ts';
 import { runUntil } from '../trace/exchange.ts';
-import type { TimeRecord, TimeScenario } from './time-scenarios.ts';
+import type { TimeRecord, TimeScenario, TimeStep } from './time-scenarios.ts';
 
 /** the lab's cluster name for the over-time scenarios (MACs and ports derive from it) */
 export const TIME_CLUSTER = 'time';
@@ -111,8 +111,16 @@ export function compareTimeRecord(s: TimeScenario, rec: TimeRecord): TimeMismatc
     if (sim.code !== real.code)
       out.push({ where, what: 'exit status', sim: String(sim.code), real: String(real.code) });
   };
+  // a command a scenario runs more than once is paired with the recording's run of the same rank
+  const nth = <T extends TimeStep>(list: readonly T[], st: TimeStep, rank: Map<string, number>) => {
+    const key = `${st.netns}\0${st.cmd}`;
+    const n = rank.get(key) ?? 0;
+    rank.set(key, n + 1);
+    return list.filter((x) => x.netns === st.netns && x.cmd === st.cmd)[n];
+  };
+  const stepRank = new Map<string, number>();
   for (const st of s.steps) {
-    const real = rec.steps.find((x) => x.netns === st.netns && x.cmd === st.cmd);
+    const real = nth(rec.steps, st, stepRank);
     const where = `${st.netns}$ ${st.cmd}`;
     if (!real) {
       out.push({ where, what: 'stdout', sim: '', real: '(not recorded: re-record the scenario)' });
@@ -123,8 +131,9 @@ export function compareTimeRecord(s: TimeScenario, rec: TimeRecord): TimeMismatc
   }
   const last = rec.steps[rec.steps.length - 1];
   if (last) runUntil(c, Math.max(c.world.now, t0 + last.endMs * 1000));
+  const afterRank = new Map<string, number>();
   for (const st of s.after) {
-    const real = rec.after.find((x) => x.netns === st.netns && x.cmd === st.cmd);
+    const real = nth(rec.after, st, afterRank);
     const where = `${st.netns}$ ${st.cmd} (after)`;
     if (!real) {
       out.push({ where, what: 'stdout', sim: '', real: '(not recorded: re-record the scenario)' });
