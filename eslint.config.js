@@ -67,6 +67,11 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
     },
   },
+  {
+    // the plain JavaScript node runs itself: the CLI's launcher and the bundler
+    files: ['bin/**/*.js', 'scripts/**/*.mjs'],
+    languageOptions: { globals: { process: 'readonly', URL: 'readonly', console: 'readonly' } },
+  },
   ...LAYERS.flatMap((dirs, rank) => dirs.map((d) => layerConfig(rank, d))),
   {
     // the lab's plan is computed without touching the host: it runs in a browser too
