@@ -1519,7 +1519,8 @@ function bridgedNetns(w: World, host: Netns, br: BridgeLink, r: BridgedNetnsRequ
   // ports changed, so its carrier is whether some port forwards (not the new one: no carrier yet),
   // and a bridge that loses its carrier while up flushes its neighbours (withCarrier)
   port.master = br.name;
-  br.fdb.insert({ mac: port.mac, port: port.name, state: 'local', updated: w.now });
+  // put at the FDB's first use (CompactTable.insertLater: most nodes' bridges are never read)
+  br.fdb.insertLater({ mac: port.mac, port: port.name, state: 'local', updated: w.now });
   bridgeMtuAdjust(host, br, port);
   bridgeCarrier(host, br);
   // linkSetUp of the port: its peer is down, so no carrier, the bridge's ports forward as before
