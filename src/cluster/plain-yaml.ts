@@ -46,8 +46,37 @@ function outside(): never {
 const plainValues = new Map<string, unknown>();
 const VALUES_KEPT = 10000;
 
+/**
+ * The tests of the core schema's scalar tags (yaml 2.x: null, bool, three ints, three floats). A
+ * plain scalar starting with an ASCII letter other than n, N, t, T, f and F matches none of them
+ * (each starts with `~`, n/N, t/T/f/F, a digit, a sign or a dot, or is empty): it is a string.
+ */
+const CORE_TESTS = [
+  '^(?:~|[Nn]ull|NULL)?$',
+  '^(?:[Tt]rue|TRUE|[Ff]alse|FALSE)$',
+  '^0o[0-7]+$',
+  '^[-+]?[0-9]+$',
+  '^0x[0-9a-fA-F]+$',
+  '^(?:[-+]?\\.(?:inf|Inf|INF)|\\.nan|\\.NaN|\\.NAN)$',
+  '^[-+]?(?:\\.[0-9]+|[0-9]+(?:\\.[0-9]*)?)[eE][-+]?[0-9]+$',
+  '^[-+]?(?:\\.[0-9]+|[0-9]+\\.[0-9]*)$',
+];
+/** whether the tags are those CORE_TESTS lists (else every scalar goes through them) */
+const KNOWN_TAGS = (() => {
+  const tests = TAGS.filter((t) => t.default === true && !t.collection && t.test).map((t) => t.test!.source);
+  return tests.length === CORE_TESTS.length && tests.every((t, i) => t === CORE_TESTS[i]);
+})();
+
+/** a scalar no core tag resolves: its first character a letter none of their tests starts with */
+function surelyString(s: string): boolean {
+  const c = s.charCodeAt(0) | 0x20; // lower case of a letter
+  return KNOWN_TAGS && c >= 0x61 && c <= 0x7a && c !== 0x6e && c !== 0x74 && c !== 0x66;
+}
+
 /** the value of a plain scalar as `yaml` resolves it: a string unless a core tag's test matches */
 function plainValue(s: string): unknown {
+  // a name (a pod's, mostly unique) is itself: no memo, no test
+  if (surelyString(s)) return s;
   const known = plainValues.get(s);
   if (known !== undefined || plainValues.has(s)) return known;
   const v = resolvePlain(s);

@@ -57,6 +57,8 @@ interface Block {
   net: number;
   owner: string;
   used: Set<number>;
+  /** every ordinal below is used (ordinals are only ever taken): where the search for a free one starts */
+  low: number;
 }
 
 /** Allocates every pod's address (and the tunnel addresses when `tunnel`) as calico-ipam would. */
@@ -73,15 +75,21 @@ export function calicoIpam(spec: ClusterSpec, nodes: readonly IpamNode[], tunnel
   const claim = (owner: string, net: number): Block => {
     let b = blocks.get(net);
     if (!b) {
-      b = { net, owner, used: new Set() };
+      b = { net, owner, used: new Set(), low: 0 };
       blocks.set(net, b);
       held.get(owner)!.push(b);
     }
     return b;
   };
   const blockOf = (ip: number) => (ip & prefixMask(blockLen)) >>> 0;
+  // the lowest free ordinal, searched from the block's `low` (a block's k-th pod had cost k lookups)
   const free = (b: Block): number | undefined => {
-    for (let i = 0; i < size; i++) if (!b.used.has(i)) return i;
+    for (let i = b.low; i < size; i++)
+      if (!b.used.has(i)) {
+        b.low = i;
+        return i;
+      }
+    b.low = size;
     return undefined;
   };
   const take = (b: Block, ord: number) => (b.used.add(ord), intToIp4(b.net + ord));

@@ -92,6 +92,9 @@ let lastShape: number | undefined;
 
 function shapeOf(keys: string[]): number | undefined {
   if (lastShape !== undefined && sameKeys(shapes[lastShape], keys)) return lastShape;
+  // the few key lists known, compared in place: a bulk path's routes of two shapes in turn (a
+  // pod's prefix route, then its default route) made a joined text of each route's keys
+  for (let id = 0; id < shapes.length; id++) if (sameKeys(shapes[id], keys)) return (lastShape = id);
   const text = keys.join(',');
   let id = shapeIds.get(text);
   if (id === undefined) {
@@ -194,14 +197,41 @@ export class Fib {
    */
   #aux: number | FibAux = 0;
 
+  /**
+   * Routes a new namespace's table gets in bulk (insertLater), put at the first use of the table
+   * after them: every method below puts them first (now()), so what anything reads or writes is
+   * the table as if they had been put at once, generation included. A pod's two routes cost
+   * nothing until the pod is walked through or listed (doctor's checks read no pod's table).
+   */
+  #later: readonly Route[] | undefined;
+
+  /**
+   * insert() of each route, in order, made at the table's next use. Not for a segment (a Fib other
+   * tables list: attach puts a segment's queue first too).
+   */
+  insertLater(routes: readonly Route[]): void {
+    const q = this.#later;
+    this.#later = q === undefined ? routes : q.concat(routes);
+  }
+
+  /** the routes insertLater queued, put now (insert's work, one by one) */
+  private now(): void {
+    const q = this.#later;
+    if (q === undefined) return;
+    this.#later = undefined;
+    for (const r of q) this.put(r, false);
+  }
+
   /** the routing generation (see #aux) */
   get generation(): number {
+    this.now();
     const a = this.#aux;
     return typeof a === 'number' ? a : a.gen;
   }
 
   /** something a lookup reads changed: the generation moves on and what `derived` kept is dropped */
   changed(): void {
+    this.now();
     const a = this.#aux;
     if (typeof a === 'number') this.#aux = a + 1;
     else if (!a.row) this.#aux = a.gen + 1;
@@ -217,11 +247,13 @@ export class Fib {
    * same function at every call.
    */
   derived<T, A>(make: (arg: A) => T, arg: A): T {
+    this.now();
     return derivedIn((this.aux().values ??= new Map()), make, arg);
   }
 
   /** what `derived` kept is dropped, the generation unchanged (a reader bounding its memory) */
   forget(): void {
+    this.now();
     const a = this.#aux;
     if (typeof a === 'number') return;
     if (a.row) a.values = undefined;
@@ -264,20 +296,24 @@ export class Fib {
   private lenRoutes = NO_LENS as number[];
 
   get size(): number {
+    this.now();
     return this.count + this.baseLive;
   }
 
   /** the routes this table stores itself: its routes but those it lists from its segment */
   get ownSize(): number {
+    this.now();
     return this.count;
   }
 
   /** the table lists a shared segment's rows (attach) */
   get shared(): boolean {
+    this.now();
     return this.base !== undefined;
   }
 
   list(): readonly Route[] {
+    this.now();
     const slots = this.slots();
     const out: Route[] = new Array(slots.length);
     for (let i = 0; i < slots.length; i++) out[i] = this.view(slots[i]);
@@ -324,6 +360,8 @@ export class Fib {
    * adds the routes one by one.
    */
   attach(seg: Fib, exclude: readonly number[]): boolean {
+    this.now();
+    seg.now();
     if (this.base || seg.base || seg.objs?.size || seg.free?.length) return false;
     const gone = new Set(exclude);
     for (let i = 0; i < this.count; i++) {
@@ -396,6 +434,7 @@ export class Fib {
   }
 
   find(dst: number, len: number, metric?: number): Route | undefined {
+    this.now();
     for (let s = this.head(dst, len); s !== NONE; s = this.next(s))
       if (metric === undefined || this.at(s, METRIC) === metric) return this.obj(s);
     return undefined;
@@ -403,6 +442,7 @@ export class Fib {
 
   /** the routes of one prefix (and metric, when given), in the order list() has them; a hash lookup, not a scan */
   aliases(dst: number, len: number, metric?: number): Route[] {
+    this.now();
     const out: Route[] = [];
     for (let s = this.head(dst, len); s !== NONE; s = this.next(s))
       if (metric === undefined || this.at(s, METRIC) === metric) out.push(this.obj(s));
@@ -411,6 +451,7 @@ export class Fib {
 
   /** every route gone, the columns given back */
   clear(): void {
+    this.now();
     this.changed();
     this.base = undefined;
     this.nb = 0;
@@ -429,15 +470,18 @@ export class Fib {
 
   /** a route, kept as the object given: lookups return this very object */
   add(r: Route): void {
+    this.now();
     this.put(r, true);
   }
 
   /** a route's values: the object given is not kept (netlink's routes, a world read from data) */
   insert(r: Route): void {
+    this.now();
     this.put(r, false);
   }
 
   remove(r: Route): void {
+    this.now();
     const s = this.slotOf(r);
     if (s === NONE) return;
     this.changed();
@@ -452,6 +496,7 @@ export class Fib {
   }
 
   removeWhere(pred: (r: Route) => boolean): Route[] {
+    this.now();
     const gone: Route[] = [];
     const goneSlots: number[] = [];
     // one pass over the table, not one per route removed (a device going down takes all its routes)
@@ -479,6 +524,7 @@ export class Fib {
    * down); Linux skips those and keeps looking at shorter prefixes.
    */
   lookup(addr: number, usable?: (r: Route) => boolean): Route | undefined {
+    this.now();
     return this.search(addr, usable, true);
   }
 
@@ -487,11 +533,13 @@ export class Fib {
    * object when it has one, else a copy, and the table makes and keeps no object
    */
   peek(addr: number, usable?: (r: Route) => boolean): Route | undefined {
+    this.now();
     return this.search(addr, usable, false);
   }
 
   /** every route in `ip route` order as a row that `visit` reads in place: no object made (see RouteRow) */
   scan(visit: (r: RouteRow) => void): void {
+    this.now();
     const slots = this.slots();
     const row = this.cursor();
     for (let i = 0; i < slots.length; i++) visit(this.fill(row, slots[i]));
@@ -499,11 +547,13 @@ export class Fib {
 
   /** the shared segment this table lists as rows of its own (attach); undefined when it has none */
   get segment(): Fib | undefined {
+    this.now();
     return this.base;
   }
 
   /** the table's own rows (not its segment's), in `ip route` order, read in place as `scan` reads them */
   scanOwn(visit: (r: RouteRow) => void): void {
+    this.now();
     const row = this.cursor();
     for (let i = 0; i < this.count; i++) visit(this.fill(row, this.order[i]));
   }
@@ -514,6 +564,7 @@ export class Fib {
    * show otherwise than its segment does
    */
   scanObjects(visit: (r: RouteRow) => void): void {
+    this.now();
     if (!this.objs) return;
     const row = this.cursor();
     for (const s of this.objs.keys()) if (s < this.nb) visit(this.fill(row, s));
@@ -521,6 +572,7 @@ export class Fib {
 
   /** the segment's rows this table does not list (its own lease left out, removed since), read in place */
   scanGone(visit: (r: RouteRow) => void): void {
+    this.now();
     if (!this.gone) return;
     const row = this.cursor();
     for (const s of this.gone) visit(this.fill(row, s));
@@ -531,6 +583,7 @@ export class Fib {
    * object made; `route()` gives what `peek` would have
    */
   match(addr: number, usable?: (r: RouteRow) => boolean): RouteRow | undefined {
+    this.now();
     const row = this.cursor();
     for (const len of this.lens)
       for (let s = this.head((addr & prefixMask(len)) >>> 0, len); s !== NONE; s = this.next(s)) {

@@ -1519,7 +1519,8 @@ function bridgedNetns(w: World, host: Netns, br: BridgeLink, r: BridgedNetnsRequ
   // ports changed, so its carrier is whether some port forwards (not the new one: no carrier yet),
   // and a bridge that loses its carrier while up flushes its neighbours (withCarrier)
   port.master = br.name;
-  br.fdb.insert({ mac: port.mac, port: port.name, state: 'local', updated: w.now });
+  // put at the FDB's first use (CompactTable.insertLater: most nodes' bridges are never read)
+  br.fdb.insertLater({ mac: port.mac, port: port.name, state: 'local', updated: w.now });
   bridgeMtuAdjust(host, br, port);
   bridgeCarrier(host, br);
   // linkSetUp of the port: its peer is down, so no carrier, the bridge's ports forward as before
@@ -1534,11 +1535,12 @@ function bridgedNetns(w: World, host: Netns, br: BridgeLink, r: BridgedNetnsRequ
   // list of its own length: a push gives an empty list room for 17 addresses)
   dev.addrs = [{ ip: r.ip, len: r.len, scope: 'global' }];
   localChanged(ns);
-  ns.fib.insert(prefixRoute(dev, r.ip, r.len, r.ip)!);
-  // routeInstall: the gateway is on the prefix route (or the address itself): out of the new end
-  ns.fib.insert(
+  // routeInstall: the gateway is on the prefix route (or the address itself): out of the new end.
+  // Both put at the table's first use (Fib.insertLater: most pods' tables are never read)
+  ns.fib.insertLater([
+    prefixRoute(dev, r.ip, r.len, r.ip)!,
     fibInfo({ prefix: 'default', via: r.gateway, dev: r.dev, nl: NLM_ADD }, 0, 0, 'unicast', 'global', r.dev),
-  );
+  ]);
   return ns;
 }
 
@@ -1632,11 +1634,13 @@ function routedNetns(w: World, host: Netns, r: RoutedNetnsRequest, ip: number): 
   // linkSetUp of the new end: its peer is down, so neither end has carrier yet
   dev.up = true;
   // routeInstall of the gateway's route (a /32 of scope link: its device is up), then of the
-  // default route, whose gateway that route holds out of the same device, in an empty table
-  ns.fib.insert(fibInfo(LINK_ROUTE, ip4ToInt(r.gateway), 32, 'unicast', 'link', r.dev));
-  ns.fib.insert(
+  // default route, whose gateway that route holds out of the same device, in an empty table:
+  // both put at the table's first use (Fib.insertLater), queued below once the steps that only
+  // move its generation on are done (the generation counts them all the same)
+  const routes = [
+    fibInfo(LINK_ROUTE, ip4ToInt(r.gateway), 32, 'unicast', 'link', r.dev),
     fibInfo({ prefix: 'default', via: r.gateway, nl: NLM_ADD }, 0, 0, 'unicast', 'global', r.dev),
-  );
+  ];
   // addressAdd: the device's first address, a /32: no prefix route (a list of its own length: a
   // push gives an empty list room for 17 addresses)
   dev.addrs = [{ ip: r.ip, len: 32, scope: 'global' }];
@@ -1646,6 +1650,7 @@ function routedNetns(w: World, host: Netns, r: RoutedNetnsRequest, ip: number): 
   // linkSetUp of the port: both ends up, each gets carrier (one change each); neither is a bridge port
   port.up = true;
   setCarrier(ns, dev, true);
+  ns.fib.insertLater(routes);
   setCarrier(host, port, true);
   localChanged(host);
   // routeInstall of the host's route to the address: new in its table, out of an up device

@@ -403,21 +403,48 @@ export class CompactTable<T extends object> {
     return this.colB < 0 ? 0 : this.word(s, this.colB);
   }
 
+  /**
+   * Entries insertLater queued: put at the table's next use, before anything else (every method
+   * below puts them first), so that what anything reads or writes is the table as if they had
+   * been put at once
+   */
+  private later: T[] | undefined;
+
+  /**
+   * insert(t), made at the table's next use (a bridge port's local FDB entry: most nodes' bridges
+   * are never read). Not for a segment (attach puts a segment's queue first too).
+   */
+  insertLater(t: T): void {
+    (this.later ??= []).push(t);
+  }
+
+  /** the entries insertLater queued, put now (insert's work, in order) */
+  private now(): void {
+    const q = this.later;
+    if (q === undefined) return;
+    this.later = undefined;
+    for (const t of q) this.put(t, false);
+  }
+
   get size(): number {
+    this.now();
     return this.count + this.baseLive;
   }
 
   /** the rows this table stores itself: its entries but those it lists from its segment */
   get ownSize(): number {
+    this.now();
     return this.count;
   }
 
   /** the table lists a shared segment's rows (attach) */
   get shared(): boolean {
+    this.now();
     return this.base !== undefined;
   }
 
   list(): readonly T[] {
+    this.now();
     const slots = this.slots();
     const out: T[] = new Array(slots.length);
     for (let i = 0; i < slots.length; i++) out[i] = this.view(slots[i]);
@@ -426,6 +453,7 @@ export class CompactTable<T extends object> {
 
   /** the shared segment this table lists as rows of its own (attach, a table of its class); undefined when it has none */
   get segment(): this | undefined {
+    this.now();
     return this.base as this | undefined;
   }
 
@@ -436,6 +464,7 @@ export class CompactTable<T extends object> {
    * A key none of them has is answered as the segment answers it.
    */
   scanDiffering(visit: (t: T) => void): void {
+    this.now();
     for (let i = 0; i < this.count; i++) visit(this.view(this.order[i]));
     if (this.gone) for (const s of this.gone) visit(this.base!.view(s));
     if (this.objs) for (const [s, t] of this.objs) if (s < this.nb) visit(t);
@@ -464,6 +493,8 @@ export class CompactTable<T extends object> {
    * this table's own entries; the caller then adds the entries one by one.
    */
   attach(seg: CompactTable<T>, exclude: readonly number[]): boolean {
+    this.now();
+    seg.now();
     if (
       this.base ||
       seg.base ||
@@ -569,6 +600,7 @@ export class CompactTable<T extends object> {
 
   /** every entry gone, the columns given back */
   clear(): void {
+    this.now();
     this.base = undefined;
     this.nb = 0;
     this.gone = undefined;
@@ -586,16 +618,19 @@ export class CompactTable<T extends object> {
 
   /** an entry kept as the object given: lookups return this very object */
   add(t: T): T {
+    this.now();
     this.put(t, true);
     return t;
   }
 
   /** an entry's values: the object given is not kept */
   insert(t: T): void {
+    this.now();
     this.put(t, false);
   }
 
   remove(t: T): boolean {
+    this.now();
     const s = this.slotOf(t);
     if (s === NONE) return false;
     if (s < this.nb) {
@@ -612,6 +647,7 @@ export class CompactTable<T extends object> {
   }
 
   removeWhere(pred: (t: T) => boolean): T[] {
+    this.now();
     const gone: T[] = [];
     const goneSlots: number[] = [];
     for (const s of this.slots()) {
@@ -638,18 +674,21 @@ export class CompactTable<T extends object> {
 
   /** the first entry whose key columns hold `key` (one string per key column) */
   protected first(key: readonly string[]): T | undefined {
+    this.now();
     const h = this.head(key);
     return h === NONE ? undefined : this.obj(h);
   }
 
   /** `first` for a reader that keeps nothing: the entry's object when it has one, else a copy */
   protected peekFirst(key: readonly string[]): T | undefined {
+    this.now();
     const h = this.head(key);
     return h === NONE ? undefined : this.view(h);
   }
 
   /** whether an entry's key columns hold `key` */
   protected holds(key: readonly string[]): boolean {
+    this.now();
     return this.head(key) !== NONE;
   }
 
@@ -659,6 +698,7 @@ export class CompactTable<T extends object> {
    * such field, as `peekFirst(key)?.[col]` would be
    */
   protected peekColumn<K extends keyof T & string>(key: readonly string[], col: K): T[K] | undefined {
+    this.now();
     const h = this.head(key);
     if (h === NONE) return undefined;
     const o = this.objs?.get(h);
@@ -669,6 +709,7 @@ export class CompactTable<T extends object> {
 
   /** every entry of `key`, in the order they were added */
   protected all(key: readonly string[]): T[] {
+    this.now();
     const out: T[] = [];
     for (let s = this.head(key); s !== NONE; s = this.next(s)) out.push(this.obj(s));
     return out;
