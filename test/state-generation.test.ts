@@ -315,15 +315,16 @@ describe('stateGeneration: a namespace whose decisions could change moved a gene
 });
 
 describe('stateGeneration: what does not move it', () => {
-  test('warm walks back to back move no generation (after the first of their kind)', () => {
-    const { spec, mode } = SPECS['flannel-vxlan']();
-    const c = buildCluster(spec, mode);
-    const req = { from: 'pod-a', to: 'pod-c', proto: 'tcp' as const, port: 8080 };
-    for (let i = 0; i < 3; i++) walk(c, { ...req, sport: 40000 + i });
-    const g = generations(c);
-    for (let i = 3; i < 40; i++) walk(c, { ...req, sport: 40000 + i });
-    assert.deepEqual(generations(c), g);
-  });
+  for (const name of ['flannel-vxlan', 'flannel-host-gw', 'calico-bgp', 'calico-ipip', 'calico-vxlan'])
+    test(`${name}: warm walks back to back move no generation (after the first of their kind)`, () => {
+      const { spec, mode } = SPECS[name]();
+      const c = buildCluster(spec, mode);
+      const req = { from: 'pod-a', to: 'pod-c', proto: 'tcp' as const, port: 8080 };
+      for (let i = 0; i < 3; i++) walk(c, { ...req, sport: 40000 + i });
+      const g = generations(c);
+      for (let i = 3; i < 40; i++) walk(c, { ...req, sport: 40000 + i });
+      assert.deepEqual(generations(c), g);
+    });
 });
 
 /** a cluster of the oracle's */
