@@ -337,6 +337,17 @@ export function sameKeys(a: readonly string[], b: readonly string[]): boolean {
   return true;
 }
 
+/**
+ * Who is told that a table's entries changed (its namespace: Netns.stateChanged, the state
+ * generation moves on). A table of a namespace has one; a shared segment (never written) none.
+ */
+export interface StateOwner {
+  stateChanged(): void;
+}
+
+/** a type whose fields may be written (the entries' readonly fields are written only through CompactTable.update) */
+export type Writable<T> = { -readonly [K in keyof T]: T[K] };
+
 /** the key list number of a row whose object is the truth (given to `add`, or not representable in the columns) */
 const KEPT = 0xff;
 const NONE = -1;
@@ -387,6 +398,11 @@ export class CompactTable<T extends object> {
   constructor(
     private readonly schema: Schema<T>,
     private readonly keyNames: readonly (keyof T & string)[],
+    /**
+     * told of every change of the entries: an entry added, removed or changed through update (a
+     * table moved to another namespace with its device gets that namespace: netlink.ts)
+     */
+    public owner?: StateOwner,
   ) {
     const [a, b] = keyNames.map((k) => schema.pos[schema.column(k)]);
     this.colA = a;
@@ -415,6 +431,8 @@ export class CompactTable<T extends object> {
    * are never read). Not for a segment (attach puts a segment's queue first too).
    */
   insertLater(t: T): void {
+    // a write as insert's is: the owner's generation moves now, as when the entry is put
+    this.owner?.stateChanged();
     (this.later ??= []).push(t);
   }
 
@@ -526,6 +544,7 @@ export class CompactTable<T extends object> {
       objs,
     );
     this.baseAt = this.count;
+    this.owner?.stateChanged();
     return true;
   }
 
@@ -598,9 +617,20 @@ export class CompactTable<T extends object> {
     return s;
   }
 
+  /**
+   * The one writer of an entry's fields in place (the entry as a lookup returned it): the fields
+   * in `change` are set and the owner is told. An entry type's fields that decide a lookup's
+   * answer are readonly, so that every such write comes here (tsc finds any other).
+   */
+  update(t: T, change: Partial<Writable<T>>): void {
+    this.owner?.stateChanged();
+    Object.assign(t, change);
+  }
+
   /** every entry gone, the columns given back */
   clear(): void {
     this.now();
+    this.owner?.stateChanged();
     this.base = undefined;
     this.nb = 0;
     this.gone = undefined;
@@ -633,6 +663,7 @@ export class CompactTable<T extends object> {
     this.now();
     const s = this.slotOf(t);
     if (s === NONE) return false;
+    this.owner?.stateChanged();
     if (s < this.nb) {
       this.drop(s);
       return true;
@@ -658,6 +689,7 @@ export class CompactTable<T extends object> {
       }
     }
     if (!goneSlots.length) return gone;
+    this.owner?.stateChanged();
     const dead = new Set(goneSlots);
     let k = 0;
     let at = this.baseAt;
@@ -732,6 +764,7 @@ export class CompactTable<T extends object> {
   }
 
   private put(t: T, keep: boolean): void {
+    this.owner?.stateChanged();
     // a key the shared segment holds: its rows become this table's own first
     if (this.base) {
       const o = t as Record<string, unknown>;
