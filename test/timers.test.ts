@@ -12,7 +12,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { seedCluster } from '../src/cluster/seed.ts';
 import { buildCluster, type Cluster } from '../src/cni/build.ts';
-import { World } from '../src/kernel/world.ts';
+import { Recorder, World } from '../src/kernel/world.ts';
 import { payload, walk } from '../src/trace/walk.ts';
 import type { Frame } from '../src/wire/types.ts';
 import { parseFrame } from '../src/wire/packet.ts';
@@ -605,5 +605,45 @@ describe('a neighbour timer that falls due while a walk runs', () => {
       armed().filter((a) => a.at < c.world.now),
       [],
     );
+  });
+});
+
+describe('a walk waits for the packets it parked, not for those the passing time parks', () => {
+  // calico-ipip after node1's address is deleted: BIRD on node2 and node3 keeps reconnecting to
+  // 192.168.1.10, and each connect and retransmitted SYN parks on an INCOMPLETE neighbour that
+  // never resolves. A walk that parked a packet waited until no packet at all was parked, which with
+  // the speakers' retries overlapping never came: 100,000s of steps, then out of memory. Found by
+  // test/state-generation.test.ts (calico-ipip, seed 209469); these are the operations left of its
+  // run that still made the walk run away.
+  test('the walk ends once its own parked packets left or failed', () => {
+    const c = buildCluster(seedCluster(), 'calico-ipip');
+    const cmd = (ns: string, line: string) => assert.equal(runCommand(c, ns, line).code, 0, `${ns}: ${line}`);
+    runUntil(c, c.world.now + 62_000_000);
+    cmd('node2', 'sysctl -w net.ipv4.conf.cali3754a2f57f6.forwarding=0');
+    walk(c, { from: 'pod-c', to: 'pod-d', proto: 'tcp', port: 8080, sport: 40004 }, { exchange: true });
+    for (let k = 0; k < 5; k++)
+      walk(c, { from: 'pod-c', to: 'pod-d', proto: 'tcp', port: 8080, sport: 50000 + k });
+    for (let k = 0; k < 8; k++)
+      walk(c, { from: 'pod-d', to: 'pod-c', proto: 'tcp', port: 8080, sport: 50100 + k });
+    runUntil(c, c.world.now + 121_000_000);
+    walk(c, { from: 'pod-b', to: 'pod-d', proto: 'tcp', port: 8080, sport: 40005 }, { exchange: true });
+    cmd('node1', 'ip addr del 192.168.1.10/24 dev eth0');
+    runUntil(c, c.world.now + 27_000_000);
+    // a runaway walk is stopped at a bound far above any walk's steps instead of running out of memory
+    const record = Recorder.prototype.record;
+    let steps = 0;
+    Recorder.prototype.record = function (...args: Parameters<typeof record>) {
+      if (++steps > 50_000) throw new Error('the walk ran away: 50,000 steps');
+      return record.apply(this, args);
+    };
+    try {
+      const t0 = c.world.now;
+      const w = walk(c, { from: 'pod-a', to: 'pod-c', proto: 'icmp' });
+      assert.equal(w.request.disposition.kind, 'delivered');
+      // an ARP resolution that fails takes 3 s (3 probes, retrans_time 1 s): the walk waits no more
+      assert.ok(c.world.now - t0 < 10_000_000, `the walk took ${(c.world.now - t0) / 1e6} simulated s`);
+    } finally {
+      Recorder.prototype.record = record;
+    }
   });
 });
