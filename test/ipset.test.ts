@@ -110,6 +110,7 @@ const env = (ctx: ToolContext): MatchEnv => ({
   rpfilter: () => true,
   recent: new Map(),
   ipset: (name) => ctx.netns.netfilter.ipsets.get(name),
+  stateful: () => ctx.netns.stateChanged(),
 });
 
 const pkt = (src: string, dst: string, proto: number, dport?: number): PacketView => ({

@@ -298,7 +298,7 @@ describe('shared lease segments', () => {
             case 6: {
               // the datapath changes an entry in place
               const e = ns.neighbour(cidr(k), VX);
-              if (e) e.state = 'STALE';
+              if (e) ns.neigh.update(e, { state: 'STALE' });
               return e ? 'changed' : 'none';
             }
             case 7: {

@@ -731,7 +731,9 @@ function build(spec: ClusterSpec, mode: CniMode, opts: BuildOptions): Cluster {
   const nodeByName = new Map(nodes.map((n) => [n.name, n]));
   // the pod's listeners, a list of its own length (a push gives an empty list room for 17: ~120 bytes a pod)
   const listening = (ns: Netns, p: ResolvedPod) => {
-    ns.sockets = ns.sockets.concat(p.listen.map((l) => ({ proto: l.proto, port: l.port, addr: '0.0.0.0' })));
+    ns.setListeners(
+      ns.sockets.concat(p.listen.map((l) => ({ proto: l.proto, port: l.port, addr: '0.0.0.0' }))),
+    );
   };
   for (let i = 0; i < pods.length;) {
     const node = nodeByName.get(pods[i].node)!;
@@ -952,6 +954,6 @@ function addExternalHost(world: World, spec: ClusterSpec, h: ExternalHostSpec): 
   addressAdd(ns, 'eth0', intToIp4(ip.addr), ip.len);
   if (sub.gateway) routeInstall(ns, { prefix: 'default', via: sub.gateway, dev: 'eth0', nl: NLM_ADD });
   for (const r of h.routes) routeInstall(ns, { prefix: r.to, via: r.via, dev: 'eth0', nl: NLM_ADD });
-  for (const l of h.listen) ns.sockets.push({ proto: l.proto, port: l.port, addr: '0.0.0.0' });
+  for (const l of h.listen) ns.addListener({ proto: l.proto, port: l.port, addr: '0.0.0.0' });
   return { ...h, addr: intToIp4(ip.addr), len: ip.len, subnet: sub.name };
 }

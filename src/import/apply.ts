@@ -442,7 +442,7 @@ export function applyPlan(plan: ImportPlan, c: Cluster, warn: (w: ImportWarning)
     for (const s of p.listeners) {
       if (s.proto === 'udp' && vxlanPorts.has(s.port)) continue;
       if (ns.sockets.some((x) => x.proto === s.proto && x.port === s.port && x.addr === s.addr)) continue;
-      ns.sockets.push({ proto: s.proto, port: s.port, addr: s.addr });
+      ns.addListener({ proto: s.proto, port: s.port, addr: s.addr });
     }
     for (const [k, v] of p.nstat ?? [])
       if (v > 0 && (counted.has(k) || /^IcmpMsgOutType\d+$/.test(k))) ns.own('mib').set(k, v);

@@ -7,6 +7,10 @@
  *  - and before them, for a packet that has no route, ip_error's own draw on the same peer's
  *    tokens (route.error_cost, route.error_burst).
  * icmp_global_consume takes 0, 1 or 2 credits at random; the model takes 1, the mean.
+ *
+ * Every use of a bucket (the netns-wide one when the type is limited, a peer's) moves the
+ * namespace's state generation (Netns.stateGeneration): its answer depends on the tokens, which
+ * the use takes and the clock refills, so a walk that asked one is never replayed by generations.
  */
 import type { IcmpPeer, Netns } from './objects.ts';
 
@@ -34,6 +38,7 @@ export function icmpGlobalAllow(
   now: number,
 ): 'free' | 'limited' | false {
   if (maskAllow(ns, type, code)) return 'free';
+  ns.stateChanged();
   const g = ns.icmpGlobal;
   if (g.credit > 0) return 'limited';
   const delta = Math.min(now - g.stamp, HZ_US);
@@ -47,11 +52,13 @@ export function icmpGlobalAllow(
 
 /** icmp_global_consume */
 export function icmpGlobalConsume(ns: Netns): void {
+  ns.stateChanged();
   ns.icmpGlobal.credit -= 1;
 }
 
 /** inet_getpeer: rate_tokens 0, rate_last 60 s ago, so that the first refill fills the bucket */
 function peer(ns: Netns, ip: string, now: number): IcmpPeer {
+  ns.stateChanged();
   let p = ns.icmpPeers.find((x) => x.ip === ip);
   if (!p) {
     p = { ip, tokens: 0, last: now - 60 * HZ_US };

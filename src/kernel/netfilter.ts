@@ -12,6 +12,7 @@ import { targetExt } from './netfilter/targets.ts';
 import type { Chain, Hook, RecentEntry, Rule, TableName } from './netfilter/types.ts';
 import { matchExt } from './netfilter/matches.ts';
 import type { IpSet } from './ipset.ts';
+import type { StateOwner } from './table.ts';
 import { dropPlan, dropVerdicts } from './netfilter/plan.ts';
 
 export * from './netfilter/types.ts';
@@ -71,7 +72,16 @@ interface Limit {
 const NO_TABLES: ReadonlySet<string> = new Set();
 const NO_RECENT: ReadonlyMap<string, RecentEntry[]> = new Map();
 
+/**
+ * The key of a Netfilter's owner (its namespace, told of every change of the rule set and the IP
+ * sets: Netns.stateGeneration). A symbol, so not data: a Netfilter travels as its own fields
+ * (data.ts), and a namespace gives the one it reads back its owner (Netns.restoreTables).
+ */
+export const NF_OWNER = Symbol('netfilter owner');
+
 export class Netfilter {
+  declare [NF_OWNER]?: StateOwner;
+
   /** table -> chain name -> chain */
   readonly tables = new Map<string, Map<string, Chain>>();
   /**
@@ -116,6 +126,7 @@ export class Netfilter {
    */
   changed(): void {
     dropPlan(this);
+    this[NF_OWNER]?.stateChanged();
   }
 
   /**
@@ -125,6 +136,7 @@ export class Netfilter {
    */
   setsChanged(): void {
     dropVerdicts(this);
+    this[NF_OWNER]?.stateChanged();
   }
 
   private static builtinChains(table: string): Map<string, Chain> {

@@ -198,7 +198,7 @@ export function linkAdd(w: World, ns: Netns, req: LinkAddRequest): Link {
       const br: BridgeLink = Object.assign(newLink(ns, req.name, req.mac, req.mtu, req.ifindex), {
         type: 'bridge' as const,
         ageingTime: 300,
-        fdb: bridgeFdb(),
+        fdb: bridgeFdb(ns),
       });
       br.fdb.insert({ mac: req.mac, port: req.name, state: 'local', updated: w.now });
       ns.links.set(req.name, br);
@@ -243,7 +243,7 @@ export function linkAdd(w: World, ns: Netns, req: LinkAddRequest): Link {
           udpcsum: req.udpcsum,
           srcPortMin: 32768,
           srcPortMax: 60999,
-          fdb: vxlanFdb(),
+          fdb: vxlanFdb(ns),
         },
       );
       ns.links.set(req.name, vx);
@@ -313,6 +313,8 @@ export function linkSetMaster(w: World, ns: Netns, portName: string, bridge: str
   if (br && br.type !== 'bridge') throw new NetlinkError('EOPNOTSUPP');
   if (br && (port.type === 'bridge' || port.type === 'loopback' || port.type === 'ipip'))
     throw new NetlinkError('EINVAL');
+  // the bridge a frame received on the port goes to: the state generation moves
+  ns.stateChanged();
   withCarrier(w, [{ ns, l: port }], () => {
     const old = port.master ? ns.link(port.master) : undefined;
     if (old?.type === 'bridge') {
@@ -339,6 +341,8 @@ export function linkSetHairpin(ns: Netns, portName: string, on: boolean): void {
   const port = ns.link(portName);
   if (!port) throw new NetlinkError('ENODEV');
   if (!port.master || ns.link(port.master)?.type !== 'bridge') throw new NetlinkError('EOPNOTSUPP');
+  // a bridge port's flag a frame's forwarding reads: the state generation moves
+  ns.stateChanged();
   port.hairpin = on || undefined;
 }
 
@@ -966,11 +970,9 @@ export function neighAdd(ns: Netns, w: World, req: NeighRequest): void {
     lladdr = old.lladdr;
   }
   // a new entry goes in as values (no one holds it); an old one changes in place
-  const entry = old ?? newNeigh(req, w.now);
-  entry.state = req.state;
-  if (valid) entry.lladdr = lladdr;
-  entry.updated = w.now;
-  if (!old) ns.neigh.insert(entry);
+  const change = valid ? { state: req.state, lladdr, updated: w.now } : { state: req.state, updated: w.now };
+  if (old) ns.neigh.update(old, change);
+  else ns.neigh.insert({ ...newNeigh(req, w.now), ...change });
 }
 
 /** a neighbour entry as neigh_create makes it (the address is set after) */
@@ -1051,9 +1053,7 @@ function brFdbAdd(br: BridgeLink, port: Link | undefined, req: FdbRequest, w: Wo
     return;
   }
   if (req.nl.excl) throw new NetlinkError('EEXIST');
-  e.port = portName;
-  e.state = state;
-  e.updated = w.now;
+  br.fdb.update(e, { port: portName, state, updated: w.now });
 }
 
 function vxlanFdbAdd(vx: VxlanLink, req: FdbRequest): void {
@@ -1062,16 +1062,14 @@ function vxlanFdbAdd(vx: VxlanLink, req: FdbRequest): void {
   if (!req.dst) throw new NetlinkError('EINVAL');
   const entries = vx.fdb.getAll(req.mac);
   const mz = isMulticastMac(req.mac) || isZeroMac(req.mac);
-  const setState = (e: VxlanFdbEntry) => {
-    e.permanent = s.permanent;
-    e.static = !s.permanent && s.noarp;
-  };
+  const setState = (e: VxlanFdbEntry) =>
+    vx.fdb.update(e, { permanent: s.permanent, static: !s.permanent && s.noarp });
   if (entries.length) {
     if (req.nl.excl) throw new NetlinkError('EEXIST');
     for (const e of entries) setState(e);
     if (req.nl.replace) {
       if (mz) throw ext('EOPNOTSUPP', 'Cannot replace non-unicast fdb entries');
-      entries[0].dst = req.dst;
+      vx.fdb.update(entries[0], { dst: req.dst });
     }
     if (req.nl.append && mz && !entries.some((e) => e.dst === req.dst)) {
       insertAfter(vx, entries[entries.length - 1], newRemote(req, req.dst));
@@ -1085,9 +1083,8 @@ function vxlanFdbAdd(vx: VxlanLink, req: FdbRequest): void {
 
 /** a VXLAN FDB entry (vxlan_fdb_create) with the request's NUD state */
 function newRemote(req: FdbRequest, dst: string): VxlanFdbEntry {
-  const e = { mac: req.mac, dst, permanent: req.state.permanent, static: false };
-  e.static = !e.permanent && req.state.noarp;
-  return e;
+  const permanent = req.state.permanent;
+  return { mac: req.mac, dst, permanent, static: !permanent && req.state.noarp };
 }
 
 /** a remote appended to an existing VXLAN FDB entry keeps the entry's place in the table */
@@ -1098,7 +1095,7 @@ function insertAfter(vx: VxlanLink, after: VxlanFdbEntry, e: VxlanFdbEntry): voi
   for (const x of rest) vx.fdb.add(x);
 }
 
-function dfltFdbAdd(dev: Link, req: FdbRequest): void {
+function dfltFdbAdd(ns: Netns, dev: Link, req: FdbRequest): void {
   const s = req.state;
   if (!s.permanent) throw new NetlinkError('EINVAL');
   const key = isMulticastMac(req.mac) ? 'mc' : 'uc';
@@ -1106,6 +1103,8 @@ function dfltFdbAdd(dev: Link, req: FdbRequest): void {
     if (req.nl.excl) throw new NetlinkError('EEXIST');
     return;
   }
+  // the device's own address lists decide what its receive path accepts: the state generation moves
+  ns.stateChanged();
   dev[key] = [...dev[key], req.mac];
 }
 
@@ -1126,7 +1125,7 @@ export function fdbAdd(ns: Netns, w: World, req: FdbRequest): void {
   if (req.self) {
     if (dev.type === 'bridge') brFdbAdd(dev, undefined, req, w);
     else if (dev.type === 'vxlan') vxlanFdbAdd(dev, req);
-    else dfltFdbAdd(dev, req);
+    else dfltFdbAdd(ns, dev, req);
     done = true;
   }
   if (!done) throw new NetlinkError('EOPNOTSUPP');
@@ -1162,6 +1161,7 @@ export function fdbDel(ns: Netns, req: Omit<FdbRequest, 'nl' | 'state'>): void {
       const key = isMulticastMac(req.mac) ? 'mc' : 'uc';
       const i = dev[key].indexOf(req.mac);
       if (i < 0) throw new NetlinkError('ENOENT');
+      ns.stateChanged();
       dev[key] = dev[key].filter((_, j) => j !== i);
     }
     done = true;
@@ -1290,8 +1290,9 @@ function leaseSegments(w: World, leases: readonly LeaseRequest[]): LeaseSegments
   if (!leases.length) return undefined;
   const dev = leases[0].neigh.dev;
   const fib = new Fib();
-  const neigh = neighTable();
-  const fdb = vxlanFdb();
+  // shared segments: never written, no namespace's
+  const neigh = neighTable(undefined);
+  const fdb = vxlanFdb(undefined);
   const vias: [number, number][] = [];
   const routeFrom = new Int32Array(leases.length + 1);
   let slots = 0;
@@ -1342,9 +1343,7 @@ function leaseSegments(w: World, leases: readonly LeaseRequest[]): LeaseSegments
       slots++;
       vias.push([via, k]);
     }
-    const e = newNeigh(n, w.now);
-    e.lladdr = n.lladdr;
-    neigh.insert(e);
+    neigh.insert({ ...newNeigh(n, w.now), lladdr: n.lladdr });
     fdb.insert(newRemote(f, f.dst));
   }
   routeFrom[leases.length] = slots;

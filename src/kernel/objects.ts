@@ -4,10 +4,18 @@
  */
 import type { Ipv4Addr, Ipv4Packet, MacAddr } from '../wire/types.ts';
 import { Fib } from './fib.ts';
-import { Netfilter } from './netfilter.ts';
+import { Netfilter, NF_OWNER } from './netfilter.ts';
 import { Conntrack } from './conntrack.ts';
 import { DEVICE_SYSCTLS, NETNS_SYSCTLS } from './sysctl-recorded.ts';
-import { CompactKeyedTable, CompactPairTable, derivedIn, QuadTable, Schema, type Derived } from './table.ts';
+import {
+  CompactKeyedTable,
+  CompactPairTable,
+  derivedIn,
+  QuadTable,
+  Schema,
+  type Derived,
+  type StateOwner,
+} from './table.ts';
 import type { PingSocket, TcpConn } from './sockets.ts';
 
 export interface LinkStats {
@@ -106,24 +114,31 @@ export interface LoopbackLink extends LinkBase {
 
 export type Link = VethLink | BridgeLink | VxlanLink | IpipLink | LoopbackLink;
 
+/**
+ * A bridge FDB entry. The fields a lookup's answer depends on are readonly: written in place only
+ * through the table's update (CompactTable.update), which moves the namespace's state generation.
+ * `updated` is the datapath's refresh of a known address on the same port (br_fdb_update): no
+ * answer changes until the entry's age passes the bridge's ageing time (fdbDeadline).
+ */
 export interface FdbEntry {
-  mac: MacAddr;
+  readonly mac: MacAddr;
   /** port (or the bridge itself for its own "self"/local entries) */
-  port: string;
+  readonly port: string;
   /** local: the address of a port or the bridge ("permanent" in bridge fdb); static: added by hand */
-  state: 'local' | 'static' | 'dynamic';
+  readonly state: 'local' | 'static' | 'dynamic';
   /** simulated µs when last seen (dynamic entries age out after ageingTime) */
   updated: number;
   /** the bridge sets "vlan 1" on entries when vlan filtering is off? no: only with filtering; kept for self entries */
-  vlan?: number;
+  readonly vlan?: number;
 }
 
+/** a VXLAN FDB entry: every field written in place only through the table's update (the state generation moves) */
 export interface VxlanFdbEntry {
-  mac: MacAddr;
-  dst: Ipv4Addr;
-  permanent: boolean;
+  readonly mac: MacAddr;
+  readonly dst: Ipv4Addr;
+  readonly permanent: boolean;
   /** added as `static` (NUD_NOARP|NUD_REACHABLE): kept when the device goes down, like a permanent one */
-  static: boolean;
+  readonly static: boolean;
 }
 
 const BRIDGE_FDB = new Schema<FdbEntry>({
@@ -134,16 +149,16 @@ const BRIDGE_FDB = new Schema<FdbEntry>({
   vlan: 'num',
 });
 
-/** a bridge's FDB, keyed by MAC */
-export function bridgeFdb(): CompactKeyedTable<FdbEntry> {
-  return new CompactKeyedTable(BRIDGE_FDB, ['mac']);
+/** a bridge's FDB, keyed by MAC; `owner` is the bridge's namespace (its state generation) */
+export function bridgeFdb(owner: StateOwner | undefined): CompactKeyedTable<FdbEntry> {
+  return new CompactKeyedTable(BRIDGE_FDB, ['mac'], owner);
 }
 
 const VXLAN_FDB = new Schema<VxlanFdbEntry>({ mac: 'str', dst: 'str', permanent: 'bool', static: 'bool' });
 
-/** a VXLAN device's FDB, keyed by MAC */
-export function vxlanFdb(): CompactKeyedTable<VxlanFdbEntry> {
-  return new CompactKeyedTable(VXLAN_FDB, ['mac']);
+/** a VXLAN device's FDB, keyed by MAC; `owner` is the device's namespace (undefined: a shared segment) */
+export function vxlanFdb(owner: StateOwner | undefined): CompactKeyedTable<VxlanFdbEntry> {
+  return new CompactKeyedTable(VXLAN_FDB, ['mac'], owner);
 }
 
 /** the neighbour states in the order of their NUD_* bits (NUD_INCOMPLETE 0x01 … NUD_PERMANENT 0x80) */
@@ -159,14 +174,20 @@ export const NUD_STATES = [
 ] as const;
 export type NudState = (typeof NUD_STATES)[number];
 
+/**
+ * A neighbour entry. Every field is readonly: written in place only through the table's update
+ * (ns.neigh.update, CompactTable.update), which moves the namespace's state generation. The
+ * times the datapath writes at every use (neigh->used, neigh->confirmed) are in the entry's
+ * NudTimer, not here.
+ */
 export interface NeighEntry {
-  ip: Ipv4Addr;
-  dev: string;
-  lladdr?: MacAddr;
-  state: NudState;
-  router: boolean;
+  readonly ip: Ipv4Addr;
+  readonly dev: string;
+  readonly lladdr?: MacAddr;
+  readonly state: NudState;
+  readonly router: boolean;
   /** simulated µs of the last state change */
-  updated: number;
+  readonly updated: number;
 }
 
 const NEIGHBOURS = new Schema<NeighEntry>({
@@ -178,9 +199,9 @@ const NEIGHBOURS = new Schema<NeighEntry>({
   updated: 'num',
 });
 
-/** a neighbour table (a namespace's, or a shared segment of one) */
-export function neighTable(): CompactPairTable<NeighEntry> {
-  return new CompactPairTable<NeighEntry>(NEIGHBOURS, ['ip', 'dev']);
+/** a neighbour table (a namespace's, `owner`; or a shared segment of one, undefined) */
+export function neighTable(owner: StateOwner | undefined): CompactPairTable<NeighEntry> {
+  return new CompactPairTable<NeighEntry>(NEIGHBOURS, ['ip', 'dev'], owner);
 }
 
 /**
@@ -318,6 +339,26 @@ export const DEFAULT_SYSCTLS: Record<string, string> = {
   'net.ipv4.route.error_burst': '1250',
 };
 
+/** `net.ipv4.TABLE.DEV.KNOB`: the table, the device and the knob */
+const DEVICE_KEY = /^net\.ipv4\.(conf|neigh)\.([^.]+)\.([^.]+)$/;
+
+/**
+ * What Netns.setSysctl does beyond writing the map for the key `net.ipv4.TABLE.DEV.KNOB` (the one
+ * list of these: setSysctl acts by it, setDeviceSysctls queues only lists with none):
+ * 'reachable' for a neighbour table's base_reachable_time (neigh_proc_base_reachable_time: the
+ * device's reachable_time is drawn again), 'forwarding' for conf.all.forwarding (one knob with
+ * net.ipv4.ip_forward: inet_forward_change sets every device's); undefined for any other key.
+ */
+export function deviceSysctlActs(
+  table: string,
+  dev: string,
+  knob: string,
+): 'reachable' | 'forwarding' | undefined {
+  if (table === 'neigh')
+    return knob === 'base_reachable_time' || knob === 'base_reachable_time_ms' ? 'reachable' : undefined;
+  return table === 'conf' && dev === 'all' && knob === 'forwarding' ? 'forwarding' : undefined;
+}
+
 /** a sysctl of a device: `net.ipv4.TABLE.DEV.KNOB` */
 export interface DeviceSysctl {
   table: 'conf' | 'neigh';
@@ -339,6 +380,14 @@ export class Sysctls extends Map<string, string> {
   /** the defaults no longer in their place (deleted, maybe set again since: then in the own entries) */
   private moved: Set<string> | undefined;
 
+  /** told of every write (set, delete, clear, later): the namespace, whose state generation moves */
+  readonly #owner: StateOwner | undefined;
+
+  constructor(owner?: StateOwner) {
+    super();
+    this.#owner = owner;
+  }
+
   /**
    * Device sysctls written with later() and not set yet: the devices and their lists, in the order
    * written (two lists of the same length). Set, in that order, before anything else reads or
@@ -355,6 +404,8 @@ export class Sysctls extends Map<string, string> {
    * its ip_forward, and only the nodes a walk routes through read a pod's port.
    */
   later(dev: string, list: readonly DeviceSysctl[]): void {
+    // the keys answer their new values from now on (get sets them first): the write is now
+    this.#owner?.stateChanged();
     if (this.#laterDevs === undefined) {
       this.#laterDevs = [];
       this.#laterLists = [];
@@ -432,12 +483,14 @@ export class Sysctls extends Map<string, string> {
   override set(k: string, v: string): this {
     this.#now();
     this.#derived = undefined;
+    this.#owner?.stateChanged();
     return super.set(k, v);
   }
 
   override delete(k: string): boolean {
     this.#now();
     this.#derived = undefined;
+    this.#owner?.stateChanged();
     const had = this.has(k);
     super.delete(k);
     if (had && DEFAULT_SYSCTL_MAP.has(k)) (this.moved ??= new Set()).add(k);
@@ -447,6 +500,7 @@ export class Sysctls extends Map<string, string> {
   override clear(): void {
     this.#now();
     this.#derived = undefined;
+    this.#owner?.stateChanged();
     super.clear();
     this.moved = new Set(DEFAULT_SYSCTL_MAP.keys());
   }
@@ -555,17 +609,57 @@ export class Netns {
 
   /** keyed by address and device (`get` takes the key `ip|dev` too) */
   get neigh(): CompactPairTable<NeighEntry> {
-    return (this.#neigh ??= neighTable());
+    return (this.#neigh ??= neighTable(this));
   }
 
   get sysctl(): Sysctls {
-    return (this.#sysctl ??= new Sysctls());
+    return (this.#sysctl ??= new Sysctls(this));
   }
 
   get netfilter(): Netfilter {
-    const nf = (this.#netfilter ??= new Netfilter());
+    let nf = this.#netfilter;
+    if (nf === undefined) {
+      nf = this.#netfilter = new Netfilter();
+      nf[NF_OWNER] = this;
+    }
     if (this.#netfilterLater) this.netfilterNow(nf);
     return nf;
+  }
+
+  /**
+   * The state generation: moves on at every write of what a walk's decisions read in this
+   * namespace beside what routeGeneration counts, never goes back. What moves it, each through
+   * one place:
+   * - netfilter: the rule set (Netfilter.changed: tables, chains, rules, policies; a program
+   *   queued with netfilterLater), the IP sets (Netfilter.setsChanged), and the state rules keep
+   *   per packet (`-m recent` lists, `-m statistic --mode nth` counts: every test of such a rule);
+   * - sysctls: every write of the map (Sysctls set, delete, clear, and later() when it queues:
+   *   from then on the queued keys answer their values) and the device reachable_time a write of
+   *   base_reachable_time draws again (neighReachable);
+   * - neighbours: an entry added or removed (the table, CompactTable), a field written in place
+   *   (the table's update: every field of NeighEntry is readonly), a packet queued on an
+   *   unresolved entry (Stack.enqueue: the queue's length is what the next packet meets);
+   * - bridge and VXLAN FDBs: an entry added, removed, or its port, state, destination or flags
+   *   written (the tables of the devices, given this namespace when made or moved here);
+   * - devices beside routing: a bridge port's master and hairpin flag, a device's own unicast and
+   *   multicast address lists (netlink.ts);
+   * - sockets a lookup finds: listeners (listen, close: addListener, removeListener,
+   *   setListeners), the UDP ports applications send from (udpClients) and ping sockets;
+   * - the ICMP rate limits (icmp-ratelimit.ts), at every use: their tokens refill with the clock.
+   * Not moved by what a walk writes that decides nothing it or a later walk does: a neighbour's
+   * used and confirmed times (NudTimer), a known FDB entry's refresh on the same port
+   * (FdbEntry.updated), conntrack entries, connection sockets, counters, IP ids, MIB counters,
+   * captures, the clock. Entries whose answer changes with the clock alone: deadlines.ts.
+   */
+  get stateGeneration(): number {
+    return this.#stateGeneration;
+  }
+
+  #stateGeneration = 0;
+
+  /** something stateGeneration counts changed (StateOwner: the namespace's tables call it) */
+  stateChanged(): void {
+    this.#stateGeneration++;
   }
 
   /**
@@ -578,6 +672,7 @@ export class Netns {
    * read). Not data: a namespace written as data writes the table, which runs it.
    */
   netfilterLater(program: (nf: Netfilter) => void): void {
+    this.stateChanged();
     const before = this.#netfilterLater;
     this.#netfilterLater = before
       ? (nf) => {
@@ -680,13 +775,38 @@ export class Netns {
 
   /** a namespace read from data gets its netfilter and conntrack (snapshot.ts) */
   restoreTables(netfilter: Netfilter, conntrack: Conntrack): void {
+    this.stateChanged();
+    netfilter[NF_OWNER] = this;
     this.#netfilter = netfilter;
     this.#netfilterLater = undefined;
     this.#conntrack = conntrack;
   }
 
-  /** listening sockets (a program may give the namespace a list of its own: cni/build.ts) */
-  sockets: ListenSocket[] = [];
+  /** listening sockets (a program may give the namespace a list of its own: setListeners) */
+  #sockets: ListenSocket[] = [];
+
+  /** listening sockets; written through addListener, removeListener and setListeners */
+  get sockets(): readonly ListenSocket[] {
+    return this.#sockets;
+  }
+
+  /** listen(): a listening socket more (the state generation moves) */
+  addListener(s: ListenSocket): void {
+    this.stateChanged();
+    this.#sockets.push(s);
+  }
+
+  /** close() of the listening socket at `i` of `sockets` (the state generation moves) */
+  removeListener(i: number): void {
+    this.stateChanged();
+    this.#sockets.splice(i, 1);
+  }
+
+  /** the listening sockets are `list`, kept, not copied (the state generation moves) */
+  setListeners(list: ListenSocket[]): void {
+    this.stateChanged();
+    this.#sockets = list;
+  }
   // The tables below start as one empty table shared by every namespace (most never get an entry:
   // an empty Map is ~180 bytes) and become the namespace's own at the first write, through own():
   // their types are read-only so that the compiler finds every write.
@@ -736,6 +856,8 @@ export class Netns {
   own<K extends OwnedList>(k: K): OwnedLists[K];
   own<K extends OwnedMap>(k: K): OwnedMaps[K];
   own(k: OwnedList | OwnedMap): unknown {
+    // sockets a lookup finds, and the reachable_time a neighbour's timer reads
+    if (k === 'udpClients' || k === 'pings' || k === 'neighReachable') this.stateChanged();
     if (this[k] === NO_LIST) (this as Record<OwnedList, unknown>)[k as OwnedList] = [];
     else if (this[k] === NO_MAP) (this as Record<OwnedMap, unknown>)[k as OwnedMap] = new Map();
     return this[k];
@@ -747,10 +869,15 @@ export class Netns {
    */
   setSysctl(key: string, value: string): void {
     this.sysctl.set(key, value);
+    const d = DEVICE_KEY.exec(key);
+    const acts = d
+      ? deviceSysctlActs(d[1], d[2], d[3])
+      : key === 'net.ipv4.ip_forward'
+        ? 'forwarding'
+        : undefined;
     // neigh_proc_base_reachable_time: a new base draws the device's reachable_time again
-    const m = /^net\.ipv4\.neigh\.([^.]+)\.base_reachable_time(_ms)?$/.exec(key);
-    if (m && this.neighReachable.has(m[1])) this.own('neighReachable').delete(m[1]);
-    if (key === 'net.ipv4.ip_forward' || key === 'net.ipv4.conf.all.forwarding') {
+    if (acts === 'reachable' && this.neighReachable.has(d![2])) this.own('neighReachable').delete(d![2]);
+    if (acts === 'forwarding') {
       // inet_forward_change: conf.default and every device's conf.DEV.forwarding follow
       for (const k of [...this.sysctl.keys()])
         if (k.startsWith('net.ipv4.conf.') && k.endsWith('.forwarding')) this.sysctl.set(k, value);
@@ -760,14 +887,12 @@ export class Netns {
 
   /**
    * sysctl -w net.ipv4.TABLE.DEV.KNOB=VALUE for each of `list`, in order: the same as setSysctl
-   * for each. When none is one that setSysctl acts on beyond the map (a neighbour table's
-   * base_reachable_time, the device `all`'s forwarding), queued in the map (Sysctls.later): set at
-   * the first read of one of these keys or any other use of the map. `list` is kept, not copied:
-   * it must not change (Calico's is a constant of the module).
+   * for each. When none is one that setSysctl acts on beyond the map (deviceSysctlActs), queued
+   * in the map (Sysctls.later): set at the first read of one of these keys or any other use of
+   * the map. `list` is kept, not copied: it must not change (Calico's is a constant of the module).
    */
   setDeviceSysctls(dev: string, list: readonly DeviceSysctl[]): void {
-    if (dev !== 'all' && list.every((s) => !s.knob.startsWith('base_reachable_time')))
-      this.sysctl.later(dev, list);
+    if (list.every((s) => deviceSysctlActs(s.table, dev, s.knob) === undefined)) this.sysctl.later(dev, list);
     else for (const s of list) this.setSysctl(`net.ipv4.${s.table}.${dev}.${s.knob}`, s.value);
   }
 

@@ -312,7 +312,7 @@ function ifname(f: Fields, k: string): string {
 }
 
 /** one link: every field the model reads is checked; unknown fields travel as they are */
-function readLink(x: unknown, at: string): Link {
+function readLink(x: unknown, at: string, ns: Netns): Link {
   const f = Fields.of(plain(x, at), at);
   ifname(f, 'name');
   f.int('ifindex', 1);
@@ -348,7 +348,7 @@ function readLink(x: unknown, at: string): Link {
     case 'bridge': {
       f.num('ageingTime');
       f.opt('mtuSetByUser', f.bool);
-      const fdb = bridgeFdb();
+      const fdb = bridgeFdb(ns);
       f.each('fdb', (e) => {
         e.mac('mac');
         ifname(e, 'port');
@@ -369,7 +369,7 @@ function readLink(x: unknown, at: string): Link {
       f.bool('udpcsum');
       f.int('srcPortMin', 0, 65535);
       f.int('srcPortMax', 0, 65535);
-      const fdb = vxlanFdb();
+      const fdb = vxlanFdb(ns);
       f.each('fdb', (e) => {
         e.mac('mac');
         e.ip('dst');
@@ -504,7 +504,7 @@ function readNetns(x: unknown, at: string): Netns {
   const ifindexes = new Set<number>();
   f.list('links').forEach((lx, i) => {
     const lp = childPath(f.path('links'), i);
-    const l = readLink(lx, lp);
+    const l = readLink(lx, lp, ns);
     if (ns.links.has(l.name)) fail(childPath(lp, 'name'), `a second link "${l.name}"`);
     if (ifindexes.has(l.ifindex) || l.ifindex >= ns.nextIfindex)
       fail(
@@ -591,8 +591,8 @@ function readNetns(x: unknown, at: string): Netns {
   g.num('credit');
   g.num('stamp');
   Object.assign(ns.icmpGlobal, g.o);
-  ns.sockets.push(
-    ...eachPlain<ListenSocket>(f, 'sockets', (sf) => {
+  ns.setListeners(
+    eachPlain<ListenSocket>(f, 'sockets', (sf) => {
       sf.oneOf('proto', ['tcp', 'udp']);
       sf.int('port', 0, 65535);
       sf.ip('addr');

@@ -814,13 +814,13 @@ export class Sockets implements TransportHandler {
 
   /** listen() on a TCP port for a process: it accepts the connections and reads them itself */
   listen(ns: Netns, port: number, app: string): void {
-    ns.sockets.push({ proto: 'tcp', port, addr: '0.0.0.0', app });
+    ns.addListener({ proto: 'tcp', port, addr: '0.0.0.0', app });
   }
 
   /** the process's listening socket on a TCP port closes (the process ended): SYNs to it are refused */
   unlisten(ns: Netns, port: number, app: string): void {
     const i = ns.sockets.findIndex((l) => l.proto === 'tcp' && l.port === port && l.app === app);
-    if (i >= 0) ns.sockets.splice(i, 1);
+    if (i >= 0) ns.removeListener(i);
   }
 
   /**

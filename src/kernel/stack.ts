@@ -32,6 +32,7 @@ import {
 } from '../wire/types.ts';
 import type { Route } from './fib.ts';
 import { pmtuException } from './pmtu.ts';
+import { ARP_LOCKTIME } from './deadlines.ts';
 import { icmpGlobalAllow, icmpGlobalConsume, icmpPeerAllow, ipErrorAllow } from './icmp-ratelimit.ts';
 import {
   NUD_VALID,
@@ -80,9 +81,6 @@ const TCP_FLAGS = ['fin', 'syn', 'rst', 'psh', 'ack', 'urg'] as const;
 
 /** time one device hop takes on the simulated clock, µs */
 const HOP_US = 4;
-
-/** arp_tbl's locktime (net.ipv4.neigh.default.locktime 100, in USER_HZ: 1 s), µs */
-const ARP_LOCKTIME = 1_000_000;
 
 export interface RouteResult {
   route: Route;
@@ -585,8 +583,7 @@ export class Stack {
         this.nud(ns, n).used = this.w.now;
       if (n.state === 'STALE') {
         // __neigh_event_send: a used STALE entry waits delay_first_probe_time for a confirmation
-        n.state = 'DELAY';
-        n.updated = this.w.now;
+        ns.neigh.update(n, { state: 'DELAY', updated: this.w.now });
         this.neighArm(ns, n, this.w.now + this.neighParm(ns, dev.name, 'delay_first_probe_time') * 1e6);
       }
       return n.lladdr;
@@ -618,9 +615,7 @@ export class Stack {
       n = { ip: nexthop, dev: dev.name, state: 'INCOMPLETE', router: false, updated: this.w.now };
       ns.neigh.add(n);
     } else {
-      n.state = 'INCOMPLETE';
-      n.lladdr = undefined;
-      n.updated = this.w.now;
+      ns.neigh.update(n, { state: 'INCOMPLETE', lladdr: undefined, updated: this.w.now });
     }
     // __neigh_event_send: probes start at ucast_solicit (so that arp_solicit broadcasts), the
     // timer runs every retrans_time, and the first probe leaves at once
@@ -649,6 +644,8 @@ export class Stack {
     }
     q.push({ pkt, part: this.w.rec.part });
     this.w.unresolved++;
+    // the queue's length is what the next packet for the entry meets (unres_qlen)
+    ns.stateChanged();
   }
 
   /** neigh_probe → arp_solicit: broadcast while probes ≥ ucast_solicit, else unicast to the known address */
@@ -749,22 +746,18 @@ export class Stack {
       const confirmed = t.confirmed ?? n.updated;
       if (now <= confirmed + reach) next = confirmed + reach;
       else if (now <= (t.used ?? 0) + delay) {
-        n.state = 'DELAY';
-        n.updated = now;
+        ns.neigh.update(n, { state: 'DELAY', updated: now });
         next = now + delay;
       } else {
-        n.state = 'STALE';
-        n.updated = now;
+        ns.neigh.update(n, { state: 'STALE', updated: now });
         return;
       }
     } else if (n.state === 'DELAY') {
       if (now <= (t.confirmed ?? -Infinity) + delay) {
-        n.state = 'REACHABLE';
-        n.updated = now;
+        ns.neigh.update(n, { state: 'REACHABLE', updated: now });
         next = (t.confirmed ?? now) + reach;
       } else {
-        n.state = 'PROBE';
-        n.updated = now;
+        ns.neigh.update(n, { state: 'PROBE', updated: now });
         t.probes = 0;
         next = now + this.retransTime(ns, n.dev);
       }
@@ -772,8 +765,7 @@ export class Stack {
       next = now + this.retransTime(ns, n.dev);
     } else return;
     if ((n.state === 'INCOMPLETE' || n.state === 'PROBE') && t.probes >= this.maxProbes(ns, n)) {
-      n.state = 'FAILED';
-      n.updated = now;
+      ns.neigh.update(n, { state: 'FAILED', updated: now });
       this.neighInvalidate(ns, n);
       return;
     }
@@ -943,9 +935,7 @@ export class Stack {
         return;
       }
       // neigh_update(NUD_REACHABLE): confirmed now, the timer runs until reachable_time
-      n.lladdr = arp.senderMac;
-      n.state = 'REACHABLE';
-      n.updated = this.w.now;
+      ns.neigh.update(n, { lladdr: arp.senderMac, state: 'REACHABLE', updated: this.w.now });
       this.nud(ns, n).confirmed = this.w.now;
       this.neighArm(ns, n, this.w.now + this.reachableTime(ns, dev.name));
       this.step(
@@ -999,9 +989,7 @@ export class Stack {
     if (n) {
       if (n.state === 'PERMANENT') return;
       if (n.lladdr !== mac || n.state === 'INCOMPLETE' || n.state === 'FAILED') {
-        n.lladdr = mac;
-        n.state = state;
-        n.updated = this.w.now;
+        ns.neigh.update(n, { lladdr: mac, state, updated: this.w.now });
         const t = ns.nud.get(nudKey(ip, dev));
         if (t) t.timer = undefined;
         this.validated(ns, n);
@@ -1345,7 +1333,9 @@ export class Stack {
           { device: br.name },
         );
       } else if (known.state === 'dynamic') {
-        known.port = port.name;
+        // a known address seen again: refreshed in place (no answer changes: fdbDeadline), moved
+        // to another port through the table (the namespace's state generation moves)
+        if (known.port !== port.name) br.fdb.update(known, { port: port.name });
         known.updated = this.w.now;
       }
     }

@@ -337,6 +337,17 @@ export function sameKeys(a: readonly string[], b: readonly string[]): boolean {
   return true;
 }
 
+/**
+ * Who is told that a table's entries changed (its namespace: Netns.stateChanged, the state
+ * generation moves on). A table of a namespace has one; a shared segment (never written) none.
+ */
+export interface StateOwner {
+  stateChanged(): void;
+}
+
+/** a type whose fields may be written (the entries' readonly fields are written only through CompactTable.update) */
+export type Writable<T> = { -readonly [K in keyof T]: T[K] };
+
 /** the key list number of a row whose object is the truth (given to `add`, or not representable in the columns) */
 const KEPT = 0xff;
 const NONE = -1;
@@ -387,6 +398,11 @@ export class CompactTable<T extends object> {
   constructor(
     private readonly schema: Schema<T>,
     private readonly keyNames: readonly (keyof T & string)[],
+    /**
+     * told of every change of the entries: an entry added, removed or changed through update (a
+     * table moved to another namespace with its device gets that namespace: netlink.ts)
+     */
+    public owner?: StateOwner,
   ) {
     const [a, b] = keyNames.map((k) => schema.pos[schema.column(k)]);
     this.colA = a;
@@ -495,6 +511,7 @@ export class CompactTable<T extends object> {
       objs,
     );
     this.baseAt = this.count;
+    this.owner?.stateChanged();
     return true;
   }
 
@@ -567,8 +584,19 @@ export class CompactTable<T extends object> {
     return s;
   }
 
+  /**
+   * The one writer of an entry's fields in place (the entry as a lookup returned it): the fields
+   * in `change` are set and the owner is told. An entry type's fields that decide a lookup's
+   * answer are readonly, so that every such write comes here (tsc finds any other).
+   */
+  update(t: T, change: Partial<Writable<T>>): void {
+    this.owner?.stateChanged();
+    Object.assign(t, change);
+  }
+
   /** every entry gone, the columns given back */
   clear(): void {
+    this.owner?.stateChanged();
     this.base = undefined;
     this.nb = 0;
     this.gone = undefined;
@@ -598,6 +626,7 @@ export class CompactTable<T extends object> {
   remove(t: T): boolean {
     const s = this.slotOf(t);
     if (s === NONE) return false;
+    this.owner?.stateChanged();
     if (s < this.nb) {
       this.drop(s);
       return true;
@@ -622,6 +651,7 @@ export class CompactTable<T extends object> {
       }
     }
     if (!goneSlots.length) return gone;
+    this.owner?.stateChanged();
     const dead = new Set(goneSlots);
     let k = 0;
     let at = this.baseAt;
@@ -691,6 +721,7 @@ export class CompactTable<T extends object> {
   }
 
   private put(t: T, keep: boolean): void {
+    this.owner?.stateChanged();
     // a key the shared segment holds: its rows become this table's own first
     if (this.base) {
       const o = t as Record<string, unknown>;

@@ -115,6 +115,8 @@ export interface MatchEnv {
   recent: Map<string, RecentEntry[]>;
   /** the namespace's IP sets by name */
   ipset(name: string): IpSet | undefined;
+  /** the match wrote state of its rule that a later packet's test reads (nth's count): Netns.stateGeneration moves */
+  stateful(): void;
 }
 
 export interface MatchExtension<M> extends Extension<M> {

@@ -128,7 +128,13 @@ class HookRun implements MatchEnv {
   }
 
   get recent(): MatchEnv['recent'] {
+    // a `-m recent` test reads (and may write) its lists, whose answers change with the clock
+    this.ns.stateChanged();
     return this.ns.netfilter.ownRecent();
+  }
+
+  stateful(): void {
+    this.ns.stateChanged();
   }
 
   ipset(name: string): ReturnType<MatchEnv['ipset']> {

@@ -472,6 +472,7 @@ const statistic: MatchExtension<StatisticMatch> = {
   print: (m) => ` statistic${statisticText(m, '')}`,
   test(m, _p, env) {
     if (m.mode === 'random') return (env.random('statistic') & 0x7fffffff) < m.probability !== m.neg;
+    env.stateful();
     m.count = m.count === m.every ? 0 : m.count + 1;
     return (m.count === 0) !== m.neg;
   },
