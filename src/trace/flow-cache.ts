@@ -13,26 +13,32 @@
  * options, whether captures are on); the source port is the parameter. A walk without a source
  * port (hashed from the port range) is not cached.
  *
- * The template of a walk, all of it relative to the walk's start (t0) and its source port:
+ * The template of a walk, all of it relative to the walk's start (t0) and its parameters:
  *  - the clock's advance, the timers armed (offset, kind, namespace), the timer sequence's advance;
- *  - the captures (offset, namespace, device, direction, promiscuity);
+ *  - the captures (offset, namespace, device, direction, promiscuity) and their frames parsed;
  *  - every namespace's counters as deltas (IP id, MIB, ARP statistics, each device's statistics,
  *    each netfilter chain's and rule's packets and bytes), the neighbour and FDB entries' times as
- *    offsets from t0, the number of conntrack entries and TCP sockets made;
- *  - each trace: its disposition, role, counters, and every step's kind, layer, namespace, device,
- *    time offset, side exchange and fragment label.
- * Not yet in it (a replay would have to write them, parameters substituted): the conntrack
- * entries' and sockets' fields (tuples, ids, expiry, window tracking, NAT bindings), the frames'
- * bytes (ports, ISNs, IP ids, timestamps, the VXLAN source port, checksums) and the steps' events.
+ *    offsets from t0, the conntrack entries and TCP sockets made (whole) or changed (the fields);
+ *  - each trace: its flow, disposition, role, counters, and every step's kind, layer, namespace,
+ *    device, time offset, side exchange, fragment label, event and frame (parsed).
+ * The parameters: the source port, the two ISNs (sockets.ts deriveIsn) as offsets, and, named in
+ * the order they first appear (so only their places are checked, not how they are computed), the
+ * IP ids, the TCP timestamps and the VXLAN source ports; checksums are left to the frames' parse.
+ * A replay would have to write all of it, parameters computed; it does not exist yet.
  *
  * The guards (all must pass for a walk to count as one a replay would serve):
  *  - a template of the key, recorded from a walk that wrote nothing but what a replay writes (the
- *    state fingerprint the same before and after it), that was delivered both ways, and whose steps
- *    include no ARP, fragment, reassembly, ICMP, PMTU, drop or leaving the cluster;
- *  - the state fingerprint of every namespace (everything snapshot.ts writes, but the fields a walk
- *    writes as a replay would: counters, neighbour and FDB times, conntrack, TCP sockets) the same
- *    as when the template was recorded (a slow, exact stand-in for s16-gen's per-namespace
- *    generations and deadlines);
+ *    state fingerprint and the generations the same before and after it, no conntrack entry or
+ *    socket gone, none made that does not carry the walk's parameters: a tunnel's shared flow),
+ *    that was delivered both ways, and whose steps include no ARP, fragment, reassembly, ICMP,
+ *    PMTU, drop or leaving the cluster;
+ *  - the state and route generations (Netns.stateGeneration, routeGeneration: s16-gen) of the
+ *    namespaces the recorded walk's steps crossed the same as after it, and the walk moved none;
+ *    no entry whose lookup answer changes with the clock alone (deadlines.ts: a bridge FDB entry's
+ *    ageing, a PMTU exception) reaching its deadline before the walk would end. Option
+ *    `fingerprint`: instead, the slow exact stand-in of the first version, every namespace's data
+ *    (everything snapshot.ts writes but the fields a walk writes as a replay would: counters,
+ *    neighbour and FDB times, conntrack, TCP sockets) the same as when the template was recorded;
  *  - no rule with a stateful match (statistic, recent) in a namespace the walk crosses, no pinned
  *    endpoint (kube-proxy's draws are per flow);
  *  - no timer due before the walk would end (t0 + the template's duration), no conntrack entry
@@ -46,6 +52,8 @@ import type { Cluster } from '../cni/build.ts';
 import type { Json } from '../kernel/data.ts';
 import { netnsData } from '../kernel/snapshot.ts';
 import { deriveIsn } from '../kernel/sockets.ts';
+import { fdbDeadline, pmtuDeadline } from '../kernel/deadlines.ts';
+import type { Netns } from '../kernel/objects.ts';
 import { parseFrame, parseIpv4Packet } from '../wire/packet.ts';
 import type { Trace } from './types.ts';
 import type { Walk, WalkOptions, WalkRequest } from './walk.ts';
@@ -69,6 +77,11 @@ export interface FlowCacheOptions {
   /** templates kept at most (the oldest is forgotten first) */
   max?: number;
   /**
+   * guard the state by the slow fingerprint of every namespace's data (the first stand-in for the
+   * generations), not by Netns.stateGeneration, routeGeneration and the clock deadlines (default)
+   */
+  fingerprint?: boolean;
+  /**
    * guards not applied (the oracle's check of each guard: without it, the check must find a hit
    * whose walk is not its template); never for anything but that test
    */
@@ -80,6 +93,8 @@ export type FlowCacheGuard =
   | 'pins'
   | 'queued'
   | 'state'
+  | 'generation'
+  | 'deadline'
   | 'stateful-match'
   | 'timer-due'
   | 'socket-taken'
@@ -98,6 +113,8 @@ interface Template {
   crossed: string[] | undefined;
   /** the template's text (what the check compares) */
   effect: string;
+  /** the state and route generations of the namespaces the walk read, after it (and before it) */
+  gens: number[];
 }
 
 const caches = new WeakMap<Cluster, FlowCache>();
@@ -155,6 +172,8 @@ const TIMES = new Set([
 ]);
 
 interface Before {
+  /** every namespace's state and route generations */
+  gens: number[];
   t0: number;
   seq: number;
   captures: number;
@@ -168,9 +187,11 @@ export class FlowCache {
   readonly #check: boolean;
   readonly #max: number;
   readonly #unguarded: readonly FlowCacheGuard[];
+  readonly #fingerprint: boolean;
 
   constructor(opts: FlowCacheOptions = {}) {
     this.#unguarded = opts.unguarded ?? [];
+    this.#fingerprint = opts.fingerprint ?? false;
     this.#check = opts.check ?? false;
     this.#max = opts.max ?? 256;
   }
@@ -227,6 +248,7 @@ export class FlowCache {
       if (this.#templates.size >= this.#max && !this.#templates.has(key))
         this.#templates.delete(this.#templates.keys().next().value!);
       this.#templates.set(key, {
+        gens: gensOf(c, opts.steps === false ? [...c.world.netns.keys()] : crossedOf(w)),
         fingerprint: after.fingerprint,
         duration: after.t0 - before.t0,
         crossed: opts.steps === false ? undefined : crossedOf(w),
@@ -243,7 +265,19 @@ export class FlowCache {
     if (on('pins') && c.stack.pins.size) return 'pins';
     // packets a timer queued since the last walk (a retransmission): the walk sends them first
     if (on('queued') && c.stack.queue.length) return 'queued';
-    if (on('state') && b.fingerprint !== tpl.fingerprint) return 'state';
+    if (this.#fingerprint) {
+      if (on('state') && b.fingerprint !== tpl.fingerprint) return 'state';
+    } else if (on('generation')) {
+      const names = tpl.crossed ?? [...c.world.netns.keys()];
+      const now = gensOf(c, names);
+      for (let i = 0; i < now.length; i++) if (now[i] !== tpl.gens[i]) return 'generation';
+    }
+    // the entries whose lookup answer changes with the clock alone (deadlines.ts)
+    if (!this.#fingerprint && on('deadline'))
+      for (const n of tpl.crossed ?? c.world.netns.keys()) {
+        const ns = c.world.netns.get(n);
+        if (ns && deadlineOf(ns) <= b.t0 + tpl.duration) return 'deadline';
+      }
     if (on('stateful-match'))
       for (const n of tpl.crossed ?? c.world.netns.keys()) {
         const ns = c.world.netns.get(n);
@@ -275,6 +309,7 @@ export class FlowCache {
     if (c.world.unresolved) return 'parked';
     for (const t of w.traces) for (const s of t.steps) if (UNCACHED_STEPS.has(s.kind)) return 'uncached-step';
     if (a.fingerprint !== b.fingerprint) return 'wrote-state';
+    if (b.gens.join() !== a.gens.join()) return 'moved-generation';
     for (const line of effect.split('\n')) {
       // an entry or socket that expired while the walk ran: a later walk's window has none
       if (/^\S+\.(conntrack|tcp) − /.test(line)) return 'expired-in-walk';
@@ -298,6 +333,7 @@ export class FlowCache {
       parts.push(JSON.stringify(d, (k, v: unknown) => (REPLAYED.has(k) || ADDED.has(k) ? undefined : v)));
     }
     return {
+      gens: gensOf(c, [...c.world.netns.keys()]),
       t0: c.world.now,
       seq: c.world.timerSeq,
       captures: c.world.captures.length,
@@ -507,6 +543,25 @@ function traceTemplate(t: Trace, t0: number): string[] {
       `step ${s.n} ${s.kind} ${s.layer} ${s.netns} ${s.device ?? ''} t+${s.time - t0} ${s.aux ?? ''} ${s.part ?? ''}`,
     );
   return out;
+}
+
+/** the state and route generation of each namespace named */
+function gensOf(c: Cluster, names: Iterable<string>): number[] {
+  const out: number[] = [];
+  for (const n of names) {
+    const ns = c.world.netns.get(n);
+    out.push(ns ? ns.stateGeneration : -1, ns ? ns.routeGeneration : -1);
+  }
+  return out;
+}
+
+/** the earliest clock deadline of a namespace's entries that change with the clock alone (deadlines.ts) */
+function deadlineOf(ns: Netns): number {
+  let d = Infinity;
+  for (const l of ns.links.values())
+    if (l.type === 'bridge') for (const e of l.fdb.list()) d = Math.min(d, fdbDeadline(l, e));
+  for (const r of ns.fib.list()) for (const x of r.exceptions ?? []) d = Math.min(d, pmtuDeadline(x));
+  return d;
 }
 
 /** the namespaces a walk's steps crossed */
