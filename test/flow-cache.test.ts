@@ -42,6 +42,7 @@ import { parseFrame, parseIpv4Packet } from '../src/wire/packet.ts';
 import { differ, FAULTS, SPECS } from './flow-oracle.ts';
 import { enableFlowCache, type FlowCacheGuard, type FlowCacheStats } from '../src/trace/flow-cache.ts';
 import { runUntil } from '../src/trace/exchange.ts';
+import { runCommand } from '../src/tools/index.ts';
 
 describe('flow cache oracle: walks and worlds alike with the cache and without', () => {
   for (const name of Object.keys(SPECS))
@@ -161,6 +162,29 @@ describe('flow cache: each guard the oracle can show needed is', () => {
       });
       assert.match(d ?? '', /flow cache: the walk differs from its template/);
     });
+
+  test('stateful-match: a rule that draws per flow (-m statistic) in a crossed namespace', () => {
+    const run = (unguarded: FlowCacheGuard[]) => {
+      const c = buildCluster(seedCluster(), 'flannel-vxlan');
+      const fc = enableFlowCache(c, { check: true, unguarded });
+      const r = runCommand(
+        c,
+        'node1',
+        'iptables -I FORWARD -m statistic --mode random --probability 0.5 -j DROP',
+      );
+      assert.equal(r.code, 0, r.stderr);
+      try {
+        for (let i = 0; i < 30; i++)
+          walk(c, { from: 'pod-a', to: 'pod-c', proto: 'tcp', port: 8080, sport: 40000 + i });
+        return fc.stats;
+      } catch (e) {
+        return (e as Error).message;
+      }
+    };
+    const guarded = run([]);
+    assert.ok(typeof guarded === 'object' && guarded.misses['stateful-match'] > 0, JSON.stringify(guarded));
+    assert.match(String(run(['stateful-match'])), /flow cache: the walk differs from its template/);
+  });
 
   test('ct-expires: a conntrack entry that expires while the walk runs (no timer of the World marks it)', () => {
     const run = (unguarded: FlowCacheGuard[]) => {
