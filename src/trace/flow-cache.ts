@@ -21,9 +21,10 @@
  *    offsets from t0, the conntrack entries and TCP sockets made (whole) or changed (the fields);
  *  - each trace: its flow, disposition, role, counters, and every step's kind, layer, namespace,
  *    device, time offset, side exchange, fragment label, event and frame (parsed).
- * The parameters: the source port, the two ISNs (sockets.ts deriveIsn) as offsets, and, named in
- * the order they first appear (so only their places are checked, not how they are computed), the
- * IP ids, the TCP timestamps and the VXLAN source ports; checksums are left to the frames' parse.
+ * The parameters: the source port, the two ISNs (sockets.ts deriveIsn) as offsets, the VXLAN
+ * source ports as vxlan_xmit computes them (stack.ts flowHash), and, named in the order they first
+ * appear (so only their places are checked, not how they are computed), the IP ids and the TCP
+ * timestamps; checksums are left to the frames' parse.
  * A replay would have to write all of it, parameters computed; it does not exist yet.
  *
  * The guards (all must pass for a walk to count as one a replay would serve):
@@ -55,6 +56,8 @@ import { deriveIsn } from '../kernel/sockets.ts';
 import { fdbDeadline, pmtuDeadline } from '../kernel/deadlines.ts';
 import type { Netns } from '../kernel/objects.ts';
 import { parseFrame, parseIpv4Packet } from '../wire/packet.ts';
+import type { Ipv4Packet } from '../wire/types.ts';
+import { flowHash } from '../kernel/stack.ts';
 import type { Trace } from './types.ts';
 import type { Walk, WalkOptions, WalkRequest } from './walk.ts';
 
@@ -413,8 +416,11 @@ export class FlowCache {
     }
     for (const t of w.traces) out.push(...traceTemplate(t, t0));
     // every trace's and capture's content: flows, step events, frames parsed from their bytes,
-    // each value that differs per walk as the parameter it is (the first appearance of each
-    // IP id, TCP timestamp and VXLAN source port numbered in order)
+    // each value that differs per walk as the parameter it is: a VXLAN source port computed as
+    // vxlan_xmit computes it (the inner flow's hash, stack.ts flowHash, in the device's range); IP
+    // ids and TCP timestamps numbered in the order they first appear (their formulas are not
+    // checked: an IP id as its sender's base plus what Netns.ipId added in the walk held for every
+    // walk but a loopback one, flannel-host-gw seed 1 op 34, whose SYN-ACK's id was 12 off)
     const named = new Map<string, Map<number, string>>();
     const sportRe = new RegExp(`(?<![0-9])${sport}(?![0-9])`, 'g');
     const param = (kind: string, v: number) => {
@@ -424,6 +430,20 @@ export class FlowCache {
       if (n === undefined) m.set(v, (n = `$${kind}${m.size}`));
       return n;
     };
+    const frames: { time: number; parsed: unknown }[] = [];
+    const stepFrames = w.traces.map((t) =>
+      t.steps.map((st) => {
+        if (!st.frame) return undefined;
+        const f = { time: st.time, parsed: parseBytes(c, st.netns, st.device, st.frame) };
+        frames.push(f);
+        return f;
+      }),
+    );
+    const captured: { time: number; parsed: unknown }[] = [];
+    for (let i = b.captures; i < caps.length; i++)
+      captured.push({ time: caps[i].time, parsed: parseBytes(c, caps[i].netns, caps[i].dev, caps[i].frame) });
+    const vxlanPorts = new Set<number>();
+    for (const f of [...frames, ...captured]) collectVxlanPorts(c, f.parsed, vxlanPorts);
     const content = (f: string, v: unknown): unknown => {
       if (v instanceof Uint8Array) return hex(v);
       // a text naming the source port (a delivery's `tcp/PORT`)
@@ -431,6 +451,7 @@ export class FlowCache {
       if (typeof v !== 'number') return v;
       if (TIMES.has(f)) return v >= t0 ? `t+${v - t0}` : v;
       if (PORTS.has(f) && v === sport) return '$sport';
+      if (PORTS.has(f) && vxlanPorts.has(v)) return '$vxlan-port';
       if (PORTS.has(f) && v >= 32768) return param('port', v);
       if (f === 'seq' || f === 'ack' || f === 'isn') {
         const dc = (v - isnC) >>> 0;
@@ -438,20 +459,21 @@ export class FlowCache {
         if (dc < 0x10000) return `isnC+${dc}`;
         if (ds < 0x10000) return `isnS+${ds}`;
       }
-      if (f === 'val' || f === 'ecr') return v ? param('ts', v) : 0;
+      // a TCP timestamp: its sender's offset plus the clock's ms when the segment was made, which
+      // is not the step's time (a SYN-ACK is made on the SYN's arrival, sent a step later): named
+      if ((f === 'val' || f === 'ecr') && v) return param('ts', v);
       if (f === 'id') return param('id', v);
       return v;
     };
-    for (const t of w.traces) {
+    w.traces.forEach((t, i) => {
       out.push(`flow ${stringify(t.flow, content)}`);
-      for (const st of t.steps) {
+      t.steps.forEach((st, j) => {
         out.push(`ev ${st.n} ${stringify(st.ev, content)}`);
-        if (st.frame)
-          out.push(`frame ${st.n} ${stringify(parseBytes(c, st.netns, st.device, st.frame), content)}`);
-      }
-    }
-    for (let i = b.captures; i < caps.length; i++)
-      out.push(`captured ${stringify(parseBytes(c, caps[i].netns, caps[i].dev, caps[i].frame), content)}`);
+        const f = stepFrames[i][j];
+        if (f) out.push(`frame ${st.n} ${stringify(f.parsed, content)}`);
+      });
+    });
+    for (const f of captured) out.push(`captured ${stringify(f.parsed, content)}`);
     return out.join('\n');
   }
 }
@@ -507,7 +529,7 @@ const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, '
 const PORTS = new Set(['sport', 'dport', 'srcPort', 'dstPort', 'lport', 'rport', 'port']);
 
 /** JSON of `x` through `replace`, an object seen before (shared or a cycle) written as a mark */
-function stringify(x: unknown, replace: (k: string, v: unknown) => unknown): string {
+function stringify(x: unknown, replace: (k: string, v: unknown, holder: unknown) => unknown): string {
   const seen = new Set<object>();
   return JSON.stringify(x, function (this: unknown, k: string, v: unknown) {
     if (v && typeof v === 'object' && !(v instanceof Uint8Array)) {
@@ -517,8 +539,36 @@ function stringify(x: unknown, replace: (k: string, v: unknown) => unknown): str
       if (Array.isArray(v)) return v;
     }
     if (k === 'pkts' || k === 'bytes') return undefined;
-    return replace(k, v);
+    return replace(k, v, this);
   });
+}
+
+/**
+ * the VXLAN source ports of the packets in `x` (a parsed frame) that are what vxlan_xmit gives
+ * (udp_flow_src_port: the inner flow's hash in the sending device's range)
+ */
+function collectVxlanPorts(c: Cluster, x: unknown, out: Set<number>): void {
+  if (!x || typeof x !== 'object') return;
+  const p = x as {
+    kind?: string;
+    ip?: { src: string };
+    payload?: {
+      kind: string;
+      udp?: { srcPort: number };
+      payload?: { kind: string; frame?: { payload: unknown } };
+    };
+  };
+  const inner = p.payload?.payload?.kind === 'vxlan' ? p.payload.payload.frame?.payload : undefined;
+  if (p.kind === 'ipv4' && p.ip && p.payload?.udp && inner && (inner as { kind?: string }).kind === 'ipv4') {
+    const h = flowHash(c.world, 'vxlan-sport', inner as Ipv4Packet);
+    for (const ns of c.world.netns.values())
+      for (const l of ns.links.values())
+        if (l.type === 'vxlan' && l.local === p.ip.src) {
+          const port = l.srcPortMin + (h % (l.srcPortMax - l.srcPortMin + 1));
+          if (port === p.payload.udp.srcPort) out.add(port);
+        }
+  }
+  for (const v of Object.values(x)) collectVxlanPorts(c, v, out);
 }
 
 /** a captured frame's or a step's bytes as headers (an IPIP device carries IP packets, no Ethernet) */
@@ -575,6 +625,14 @@ function firstDiff(a: string, b: string): string {
   const la = a.split('\n');
   const lb = b.split('\n');
   for (let i = 0; i < Math.max(la.length, lb.length); i++)
-    if (la[i] !== lb[i]) return `line ${i + 1}: template ${la[i] ?? '(none)'}; walk ${lb[i] ?? '(none)'}`;
+    if (la[i] !== lb[i]) {
+      // the lines from a little before their first differing character
+      const x = la[i] ?? '(none)';
+      const y = lb[i] ?? '(none)';
+      let k = 0;
+      while (k < x.length && x[k] === y[k]) k++;
+      const from = Math.max(0, k - 40);
+      return `line ${i + 1}${from ? ` from character ${from}` : ''}: template ${x.slice(from, from + 120)}; walk ${y.slice(from, from + 120)}`;
+    }
   return '(equal)';
 }
