@@ -45,13 +45,13 @@ test('bench/equiv.ts: the same tree is the same model', () => {
 });
 
 test('bench/equiv.ts: a tree whose entries go STALE a µs later differs, and says where', () => {
-  const stale = "n.state = 'STALE';\n        n.updated = now;";
+  const stale = "ns.neigh.update(n, { state: 'STALE', updated: now });";
   const later = copyTree((src) => {
     assert.ok(
       src.includes(stale),
       'the STALE transition of neigh_periodic_work is where the test changes it',
     );
-    return src.replace(stale, "n.state = 'STALE';\n        n.updated = now + 1;");
+    return src.replace(stale, "ns.neigh.update(n, { state: 'STALE', updated: now + 1 });");
   });
   try {
     const r = equiv(later, '1-3');

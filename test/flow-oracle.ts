@@ -153,6 +153,18 @@ function timeOp(us: number): Op {
   };
 }
 
+/** a command that writes the IP set `set` (made, a pod's address added or deleted, flushed) or a rule in `chains` that reads it */
+export function ipsetCommand(r: Rng, c: Cluster, set: string, chains: readonly string[]): string {
+  const ip = r.pick(c.pods).ip;
+  return r.pick([
+    `ipset create ${set} hash:ip`,
+    `ipset add ${set} ${ip}`,
+    `ipset del ${set} ${ip}`,
+    `ipset flush ${set}`,
+    `iptables -I ${r.pick(chains)} -m set --match-set ${set} ${r.pick(['src', 'dst'])} -j DROP`,
+  ]);
+}
+
 /** a random command, made from side A's state (B gets the same text) */
 function randomCommand(r: Rng, c: Cluster): Op {
   const nodes = c.nodes.map((n) => n.name);
@@ -235,20 +247,9 @@ function randomCommand(r: Rng, c: Cluster): Op {
       );
     case 14:
       return commandOp(netns, `iptables -F ${r.pick(['FORWARD', 'INPUT'])}`);
-    case 15: {
+    case 15:
       // an IP set a rule reads, its members written after the rule is in
-      const ip = r.pick(c.pods).ip;
-      return commandOp(
-        netns,
-        r.pick([
-          'ipset create pw-flow hash:ip',
-          `ipset add pw-flow ${ip}`,
-          `ipset del pw-flow ${ip}`,
-          'ipset flush pw-flow',
-          `iptables -I ${r.pick(['FORWARD', 'OUTPUT', 'INPUT'])} -m set --match-set pw-flow ${r.pick(['src', 'dst'])} -j DROP`,
-        ]),
-      );
-    }
+      return commandOp(netns, ipsetCommand(r, c, 'pw-flow', ['FORWARD', 'OUTPUT', 'INPUT']));
     case 16:
       return commandOp(
         netns,
