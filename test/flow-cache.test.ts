@@ -40,6 +40,9 @@ import { buildCluster } from '../src/cni/build.ts';
 import { walk } from '../src/trace/walk.ts';
 import { parseFrame, parseIpv4Packet } from '../src/wire/packet.ts';
 import { differ, FAULTS, SPECS } from './flow-oracle.ts';
+import { enableFlowCache, type FlowCacheGuard, type FlowCacheStats } from '../src/trace/flow-cache.ts';
+import { runUntil } from '../src/trace/exchange.ts';
+import { runCommand } from '../src/tools/index.ts';
 
 describe('flow cache oracle: walks and worlds alike with the cache and without', () => {
   for (const name of Object.keys(SPECS))
@@ -113,4 +116,101 @@ describe('flow cache: the header fields that differ from one warm walk to the ne
       a.forEach((f, i) => visit(f, b[i], []));
       assert.deepEqual([...differ].sort(), fields);
     });
+});
+
+/**
+ * The flow cache in its shadow form (src/trace/flow-cache.ts): it must really find its templates
+ * on warm bursts (a cache that never hits would pass the oracle), every hit checked against the
+ * real walk; and each guard the oracle's operations can show to be needed must be: without it,
+ * the check finds a hit whose walk is not its template.
+ */
+describe('flow cache: warm bursts hit, every hit checked', () => {
+  for (const mode of [
+    'flannel-vxlan',
+    'calico-vxlan',
+    'calico-bgp',
+    'calico-ipip',
+    'flannel-host-gw',
+  ] as const)
+    test(mode, () => {
+      const c = buildCluster(seedCluster(), mode);
+      const fc = enableFlowCache(c, { check: true });
+      for (let i = 0; i < 30; i++)
+        walk(c, { from: 'pod-a', to: 'pod-c', proto: 'tcp', port: 8080, sport: 40000 + i });
+      // the first walk finds no template; the first warm one may still write state (a
+      // neighbour's DELAY), every later one is a hit, checked
+      assert.ok(fc.stats.hits >= 27, JSON.stringify(fc.stats));
+      assert.equal(fc.stats.checked, fc.stats.hits);
+      assert.equal(fc.size, 1);
+    });
+});
+
+describe('flow cache: each guard the oracle can show needed is', () => {
+  // (the generations of s16-gen are the guard; the slow fingerprint of every namespace's data,
+  // its first stand-in, is kept as an option and checked the same way)
+  const cases: [FlowCacheGuard[], string, number, boolean][] = [
+    [['generation'], 'flannel-vxlan', 2, false],
+    [['generation'], 'calico-bgp', 1, false],
+    [['state'], 'flannel-vxlan', 2, true],
+    [['socket-taken', 'tuple-taken'], 'flannel-host-gw', 1, false],
+  ];
+  for (const [guards, spec, seed, fingerprint] of cases)
+    test(`${guards.join(' + ')} (${spec}, seed ${seed}${fingerprint ? ', fingerprint' : ''})`, () => {
+      const d = differ(spec, seed * 7919 + spec.length, 70, undefined, undefined, {
+        unguarded: guards,
+        fingerprint,
+      });
+      assert.match(d ?? '', /flow cache: the walk differs from its template/);
+    });
+
+  test('stateful-match: a rule that draws per flow (-m statistic) in a crossed namespace', () => {
+    const run = (unguarded: FlowCacheGuard[]) => {
+      const c = buildCluster(seedCluster(), 'flannel-vxlan');
+      const fc = enableFlowCache(c, { check: true, unguarded });
+      const r = runCommand(
+        c,
+        'node1',
+        'iptables -I FORWARD -m statistic --mode random --probability 0.5 -j DROP',
+      );
+      assert.equal(r.code, 0, r.stderr);
+      try {
+        for (let i = 0; i < 30; i++)
+          walk(c, { from: 'pod-a', to: 'pod-c', proto: 'tcp', port: 8080, sport: 40000 + i });
+        return fc.stats;
+      } catch (e) {
+        return (e as Error).message;
+      }
+    };
+    const guarded = run([]);
+    assert.ok(typeof guarded === 'object' && guarded.misses['stateful-match'] > 0, JSON.stringify(guarded));
+    assert.match(String(run(['stateful-match'])), /flow cache: the walk differs from its template/);
+  });
+
+  test('ct-expires: a conntrack entry that expires while the walk runs (no timer of the World marks it)', () => {
+    const run = (unguarded: FlowCacheGuard[]) => {
+      const c = buildCluster(seedCluster(), 'flannel-vxlan');
+      const fc = enableFlowCache(c, { check: true, unguarded });
+      const req = { from: 'pod-a', to: 'pod-c', proto: 'tcp', port: 8080 } as const;
+      for (let i = 0; i < 3; i++) walk(c, { ...req, sport: 40000 + i });
+      // the first entry to expire, while the second walk from here runs (the first re-records:
+      // 30 s have changed the neighbours' states)
+      let first = Infinity;
+      for (const ns of c.world.netns.values())
+        for (const e of ns.conntrack.entries) first = Math.min(first, e.expires);
+      runUntil(c, first - 130);
+      try {
+        walk(c, { ...req, sport: 40003 });
+        walk(c, { ...req, sport: 40004 });
+        return fc.stats;
+      } catch (e) {
+        return (e as Error).message;
+      }
+    };
+    const guarded = run([]);
+    assert.equal(typeof guarded, 'object');
+    assert.ok(
+      (guarded as FlowCacheStats).misses['ct-expires'] || (guarded as FlowCacheStats).misses['timer-due'],
+    );
+    assert.match(String(run(['ct-expires', 'timer-due'])), /flow cache: the walk differs from its template/);
+  });
 });

@@ -13,13 +13,19 @@ import { runCommand } from '../src/tools/index.ts';
 import { runUntil } from '../src/trace/exchange.ts';
 import type { Trace } from '../src/trace/types.ts';
 import { walk, type WalkOptions, type WalkRequest } from '../src/trace/walk.ts';
+import { enableFlowCache, type FlowCache, type FlowCacheOptions } from '../src/trace/flow-cache.ts';
 import { rng, type Rng } from './rng.ts';
 
 /** the one switch of a cache: side A is prepared with `cached` true, side B with false */
-function prepare(c: Cluster, cached: boolean): Cluster {
-  void cached; // no cache is wired in yet (see the file's comment)
+function prepare(c: Cluster, cached: boolean, opts: FlowCacheOptions = {}): Cluster {
+  // the flow cache in its shadow form, checking every hit: a hit whose real walk is not its
+  // template throws, and side A's outcome then differs from B's
+  if (cached) lastCache = enableFlowCache(c, { ...opts, check: true });
   return c;
 }
+
+/** the flow cache of the last side A prepared (its counts: the hits the oracle checked) */
+export let lastCache: FlowCache | undefined;
 
 const hex = (b: Uint8Array | undefined) => (b ? Buffer.from(b).toString('hex') : '-');
 
@@ -333,9 +339,10 @@ export function differ(
   ops: number,
   fault?: { at: number; f: Fault },
   log?: (what: string, outcome: string) => void,
+  cache?: FlowCacheOptions,
 ): string | undefined {
   const { spec, mode } = SPECS[specName]();
-  const a = prepare(buildCluster(spec, mode), true);
+  const a = prepare(buildCluster(spec, mode), true, cache);
   const b = prepare(buildCluster(SPECS[specName]().spec, mode), false);
   const r = rng(seed);
   const next = randomOps(r, a, ops);

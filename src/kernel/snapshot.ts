@@ -150,7 +150,7 @@ function linkData(l: Link, at: string): Json {
   return encodeData(fields, {}, at);
 }
 
-function netnsData(ns: Netns, at: string): NetnsData {
+export function netnsData(ns: Netns, at = `$.netns[${ns.name}]`): NetnsData {
   checkFields(ns, NETNS_FIELDS, at);
   return {
     name: ns.name,

@@ -11,6 +11,7 @@ import type { Drop } from '../kernel/events.ts';
 import { Recorder } from '../kernel/world.ts';
 import { GAP_US } from '../kernel/exchange.ts';
 import { isValidIp4 } from '../wire/addr.ts';
+import { flowCacheOf } from './flow-cache.ts';
 import { freezeTrace, type Disposition, type Flow, type Proto, type Trace } from './types.ts';
 
 export class WalkError extends Error {}
@@ -328,6 +329,12 @@ export interface WalkOptions {
 }
 
 export function walk(c: Cluster, req: WalkRequest, opts: WalkOptions = {}): Walk {
+  const fc = flowCacheOf(c);
+  return fc ? fc.walk(c, req, opts, walkUncached) : walkUncached(c, req, opts);
+}
+
+/** walk, the flow cache not asked */
+function walkUncached(c: Cluster, req: WalkRequest, opts: WalkOptions): Walk {
   const src = endpointOf(c, req.from, 'source');
   const svc = resolveService(c, req.to, req.port, req.proto);
   if (req.endpoint !== undefined && !svc)
