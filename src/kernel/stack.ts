@@ -55,6 +55,7 @@ import type {
   NeighEntry,
   Netns,
   NudTimer,
+  QueuedSkb,
   VethLink,
   VxlanLink,
 } from './objects.ts';
@@ -838,17 +839,6 @@ export class Stack {
     return false;
   }
 
-  /** no packet waits on a neighbour resolution (walks end when this is true) */
-  settled(): boolean {
-    if (this.w.unresolved <= 0) return true;
-    // recount: an entry deleted by hand (ip neigh del/flush) took its queue with it
-    let n = 0;
-    for (const ns of this.w.netns.values())
-      for (const [key, t] of ns.nud) if (t.queue && ns.neigh.get(key)) n += t.queue.length;
-    this.w.unresolved = n;
-    return n === 0;
-  }
-
   /**
    * Run the clock until the packets parked on a neighbour resolution when the walk's run ended
    * have left or failed. Packets parked later, by what the passing time makes the hosts send, are
@@ -858,14 +848,16 @@ export class Stack {
    * node's address).
    */
   settle(): void {
-    if (this.settled()) return;
-    const waiting: { ns: Netns; key: string; item: object }[] = [];
+    if (this.w.unresolved <= 0) return;
+    // the parked packets, counted again: an entry deleted by hand (ip neigh del/flush) took its
+    // queue with it
+    const waiting: { ns: Netns; key: string; skb: QueuedSkb }[] = [];
     for (const ns of this.w.netns.values())
       for (const [key, t] of ns.nud)
-        if (t.queue && ns.neigh.get(key)) for (const item of t.queue) waiting.push({ ns, key, item });
-    // still parked: in its entry's queue, the entry there (ip neigh del took the queue with it)
+        if (t.queue && ns.neigh.get(key)) for (const skb of t.queue) waiting.push({ ns, key, skb });
+    this.w.unresolved = waiting.length;
     const parked = (x: (typeof waiting)[number]) =>
-      !!x.ns.nud.get(x.key)?.queue?.includes(x.item as never) && !!x.ns.neigh.get(x.key);
+      !!x.ns.nud.get(x.key)?.queue?.includes(x.skb) && !!x.ns.neigh.get(x.key);
     while (waiting.some(parked)) {
       const at = this.w.nextTimer();
       if (at === undefined) break;
