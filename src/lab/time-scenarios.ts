@@ -238,30 +238,4 @@ export const TIME_SCENARIOS: readonly TimeScenario[] = [
       { netns: 'pod-a', cmd: nstat('IpOutDiscards IpOutRequests') },
     ],
   },
-  {
-    name: 'neigh-ageing',
-    title:
-      'a neighbour over time with a 1 s base reachable time: REACHABLE, STALE, DELAY on use, a unicast probe 1 s later, REACHABLE again',
-    setup: [
-      { netns: 'pod-a', cmd: 'sysctl -q -w net.ipv4.neigh.eth0.base_reachable_time_ms=1000' },
-      { netns: 'pod-a', cmd: 'sysctl -q -w net.ipv4.neigh.eth0.delay_first_probe_time=1' },
-    ],
-    steps: [
-      { netns: 'pod-a', cmd: 'ping -c 1 10.244.0.6' },
-      { netns: 'pod-a', cmd: 'ip neigh show 10.244.0.6' },
-      // time passes without pod-a's traffic: reachable_time is drawn in 0.5–1.5 s
-      { netns: 'pod-b', cmd: 'ping -c 4 -i 1 10.244.1.5' },
-      { netns: 'pod-a', cmd: 'ip neigh show 10.244.0.6' },
-      // a STALE entry used: DELAY; 1 s later (delay_first_probe_time) a unicast probe, answered
-      { netns: 'pod-a', cmd: 'ping -c 1 10.244.0.6' },
-      { netns: 'pod-a', cmd: 'ip neigh show 10.244.0.6' },
-      { netns: 'pod-b', cmd: 'ping -c 3 -i 0.75 10.244.1.5' },
-      { netns: 'pod-a', cmd: 'ip neigh show 10.244.0.6' },
-    ],
-    after: [
-      { netns: 'pod-a', cmd: 'ip neigh' },
-      { netns: 'pod-a', cmd: 'ip -s link show eth0' },
-      { netns: 'pod-b', cmd: 'ip neigh' },
-    ],
-  },
 ];
