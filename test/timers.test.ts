@@ -280,6 +280,61 @@ describe('neigh_timer_handler (net/core/neighbour.c), arp_tbl defaults', () => {
     assert.equal(n.state, 'REACHABLE', 'pod-b answered the unicast probe');
   });
 
+  /** pod-a with delay_first_probe_time 1 s and a reachable_time drawn as `ms`, after one echo to pod-b */
+  function drawn(ms: number) {
+    const c = cluster();
+    const ns = c.world.ns('pod-a');
+    assert.equal(runCommand(c, 'pod-a', 'sysctl -q -w net.ipv4.neigh.eth0.delay_first_probe_time=1').code, 0);
+    ns.own('neighReachable').set('eth0', ms);
+    echo(c, 'pod-a', '10.244.0.6', 1);
+    const t = ns.nud.get('10.244.0.6|eth0')!;
+    const unicast = () => arpProbes(c).filter((p) => p.frame.eth.dst !== 'ff:ff:ff:ff:ff:ff');
+    return { c, n: ns.neighbour('10.244.0.6', 'eth0')!, t, c0: t.confirmed!, unicast };
+  }
+
+  test('reachable_time below delay_first_probe_time: the entry never goes STALE (neigh_add_timer makes used the reply’s time, so each REACHABLE ages to DELAY, a unicast probe, REACHABLE again)', () => {
+    // the real kernel's, in the lab: base_reachable_time_ms 1000 drew 808 ms; pod-a's entry for
+    // pod-b cycled DELAY, PROBE, REACHABLE with a unicast probe every ~1.9 s and no traffic of its own
+    const { c, n, t, c0, unicast } = drawn(800);
+    const states = new Set<string>();
+    for (let at = c0; at <= c0 + 10 * S; at += 10_000) {
+      c.world.run(at);
+      states.add(n.state);
+    }
+    assert.ok(!states.has('STALE'), `never STALE: ${[...states].join(' ')}`);
+    // REACHABLE ends 10 ms after confirmed + 0.8 s (re-armed at the boundary); DELAY lasts 1 s,
+    // then PROBE sends the unicast probe that pod-b answers at once; each round starts at its
+    // reply, the wire's few µs after the probe
+    const probes = unicast();
+    assert.equal(probes.length, 5, probes.map((p) => p.time - c0).join(' '));
+    probes.forEach((p, i) => {
+      const since = p.time - (i ? probes[i - 1].time : c0);
+      assert.ok(since >= 1_810_000 && since < 1_811_000, `probe ${i + 1}: ${since} µs after the last`);
+    });
+    assert.equal(t.used, t.confirmed, "the last reply's neigh_add_timer: used = confirmed");
+  });
+
+  test('reachable_time above delay_first_probe_time: STALE, DELAY on use, the probe’s reply REACHABLE, then STALE again', () => {
+    const { c, n, c0, unicast } = drawn(1200);
+    c.world.run(c0 + 1_210_000);
+    assert.equal(n.state, 'STALE');
+    c.world.run(3 * S);
+    echo(c, 'pod-a', '10.244.0.6', 2);
+    assert.equal(n.state, 'DELAY');
+    c.world.run(4 * S);
+    assert.deepEqual(
+      unicast().map((p) => p.time),
+      [4 * S],
+    );
+    assert.equal(n.state, 'REACHABLE');
+    // 1.2 s after the reply, more than delay_first_probe_time after its use (used = confirmed)
+    c.world.run(5_220_000);
+    assert.equal(n.state, 'STALE');
+    c.world.run(15 * S);
+    assert.equal(n.state, 'STALE');
+    assert.equal(unicast().length, 1);
+  });
+
   test('a PROBE that goes unanswered: ucast_solicit 3 unicast probes, then FAILED', () => {
     const c = cluster();
     echo(c, 'pod-a', '10.244.0.6', 1);

@@ -941,9 +941,15 @@ export class Stack {
         );
         return;
       }
-      // neigh_update(NUD_REACHABLE): confirmed now, the timer runs until reachable_time
+      // neigh_update(NUD_REACHABLE): confirmed now, the timer runs until reachable_time. An entry
+      // that was not REACHABLE gets its timer from neigh_add_timer, which also moves `used` up to
+      // `confirmed`: the reply counts as a use, so a reachable_time shorter than
+      // delay_first_probe_time ages to DELAY, not STALE (and never stops probing)
+      const fresh = n.state !== 'REACHABLE';
       ns.neigh.update(n, { lladdr: arp.senderMac, state: 'REACHABLE', updated: this.w.now });
-      this.nud(ns, n).confirmed = this.w.now;
+      const t = this.nud(ns, n);
+      t.confirmed = this.w.now;
+      if (fresh && (t.used === undefined || t.used < t.confirmed)) t.used = t.confirmed;
       this.neighArm(ns, n, this.w.now + this.reachableTime(ns, dev.name));
       this.step(
         ns,
