@@ -81,9 +81,9 @@ export interface TimeMismatch {
  * kernel (the clock runs to that moment first), and every difference from the recording after
  * normalisation. Empty when the emulation agrees with the kernel.
  */
-export function compareTimeRecord(s: TimeScenario, rec: TimeRecord): TimeMismatch[] {
+export function compareTimeRecord(s: TimeScenario, rec: TimeRecord, cluster = TIME_CLUSTER): TimeMismatch[] {
   const out: TimeMismatch[] = [];
-  const c = buildCluster({ ...seedCluster(), name: TIME_CLUSTER }, 'flannel-vxlan');
+  const c = buildCluster({ ...seedCluster(), name: cluster }, 'flannel-vxlan');
   for (const f of s.setup) {
     const r = runCommand(c, f.netns, f.cmd);
     if (r.code !== 0) out.push({ where: `${f.netns}$ ${f.cmd}`, what: 'setup', sim: r.stderr, real: '' });

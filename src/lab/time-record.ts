@@ -82,8 +82,9 @@ function timed(state: LabState, netns: string, cmd: string, timeoutMs?: number) 
   return { ...r, stderr: r.stderr.slice(nl + 1), startMs: Math.round(up * 1000) };
 }
 
-export async function recordTimeScenario(s: TimeScenario): Promise<TimeRecord> {
-  const spec = { ...seedCluster(), name: TIME_CLUSTER };
+/** `cluster`: the lab's cluster name (its namespaces are pw-<cluster>-…; MACs derive from it) */
+export async function recordTimeScenario(s: TimeScenario, cluster = TIME_CLUSTER): Promise<TimeRecord> {
+  const spec = { ...seedCluster(), name: cluster };
   const c = buildCluster(spec, 'flannel-vxlan');
   labDown(c);
   const state = await labUp(c);
