@@ -20,3 +20,30 @@ for (const s of TIME_SCENARIOS) {
     assert.equal(ms.length, 0, `${s.title}\n${mismatchReport(ms)}`);
   });
 }
+
+test('neigh-ageing is the same for every draw of reachable_time (base 3 s: 1.5–4.5 s) and each check 300 ms earlier or later', () => {
+  // the kernel draws reachable_time anew with each run (neigh_rand_reach_time) and its timer
+  // wheel fires late (up to 256 ms at these lengths): every check must fall where all of them
+  // give the same state, so that the live check cannot fail by chance
+  const s = TIME_SCENARIOS.find((x) => x.name === 'neigh-ageing')!;
+  const rec = JSON.parse(
+    readFileSync(new URL('./golden/time/neigh-ageing.json', import.meta.url), 'utf8'),
+  ) as TimeRecord;
+  const run = (ms: number, shift: number) => {
+    const r = structuredClone(rec);
+    r.reachable!.before['pod-a'].eth0 = ms;
+    for (const st of [...r.steps, ...r.after])
+      if (st.cmd.startsWith('ip ') && st.startMs !== undefined) st.startMs += shift;
+    return compareTimeRecord(s, r).map((m) => `draw ${ms} ms, checks ${shift} ms: ${m.where}`);
+  };
+  const draws = [...Array.from({ length: 30 }, (_, i) => 1500 + 100 * i), 4496];
+  const bad = draws.flatMap((ms) => [-300, 0, 300].flatMap((shift) => run(ms, shift)));
+  assert.deepEqual(bad, []);
+  // and a draw below delay_first_probe_time (the 1 s base of session 16 drew one in two) differs:
+  // the entry never goes STALE
+  assert.deepEqual(run(900, 0), [
+    'draw 900 ms, checks 0 ms: pod-a$ ip neigh show 10.244.0.6',
+    'draw 900 ms, checks 0 ms: pod-a$ ip neigh show 10.244.0.6',
+    'draw 900 ms, checks 0 ms: pod-a$ ip -s link show eth0 (after)',
+  ]);
+});

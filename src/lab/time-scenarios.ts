@@ -238,4 +238,39 @@ export const TIME_SCENARIOS: readonly TimeScenario[] = [
       { netns: 'pod-a', cmd: nstat('IpOutDiscards IpOutRequests') },
     ],
   },
+  {
+    name: 'neigh-ageing',
+    title:
+      'a neighbour over time, reachable_time drawn in 1.5–4.5 s (base 3 s) against delay_first_probe_time 1 s: REACHABLE, STALE, DELAY on use, a unicast probe 1 s later, REACHABLE again',
+    // Every check falls where every draw of reachable_time gives the same state. The draw must
+    // stay above delay_first_probe_time: when an ARP reply makes the entry REACHABLE,
+    // neigh_add_timer moves its `used` up to `confirmed`, so a reachable_time below
+    // delay_first_probe_time ages it to DELAY instead of STALE, and it then cycles DELAY, PROBE,
+    // REACHABLE for ever (base 1 s drew below 1 s half the time: the kernel's timer wheel then
+    // sets the cycle's phase)
+    setup: [
+      { netns: 'pod-a', cmd: 'sysctl -q -w net.ipv4.neigh.eth0.base_reachable_time_ms=3000' },
+      { netns: 'pod-a', cmd: 'sysctl -q -w net.ipv4.neigh.eth0.delay_first_probe_time=1' },
+    ],
+    steps: [
+      // REACHABLE for reachable_time (≥ 1.5 s) after the reply
+      { netns: 'pod-a', cmd: 'ping -c 1 10.244.0.6' },
+      { netns: 'pod-a', cmd: 'ip neigh show 10.244.0.6' },
+      // 6 s without pod-a's traffic: STALE by 4.5 s (plus the timer wheel's 256 ms); pod-b's own
+      // entry for pod-a (DELAY since its echo reply) sends its unicast probe at 5 s, in between
+      { netns: 'pod-b', cmd: 'ping -c 7 -i 1 10.244.1.5' },
+      { netns: 'pod-a', cmd: 'ip neigh show 10.244.0.6' },
+      // a STALE entry used: DELAY; 1 s later (delay_first_probe_time) a unicast probe, answered:
+      // REACHABLE for at least 1.5 s more, checked 1.7 s after the use
+      { netns: 'pod-a', cmd: 'ping -c 1 10.244.0.6' },
+      { netns: 'pod-a', cmd: 'ip neigh show 10.244.0.6' },
+      { netns: 'pod-b', cmd: 'ping -c 3 -i 0.85 10.244.1.5' },
+      { netns: 'pod-a', cmd: 'ip neigh show 10.244.0.6' },
+    ],
+    after: [
+      { netns: 'pod-a', cmd: 'ip neigh' },
+      { netns: 'pod-a', cmd: 'ip -s link show eth0' },
+      { netns: 'pod-b', cmd: 'ip neigh' },
+    ],
+  },
 ];
