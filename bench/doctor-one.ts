@@ -9,7 +9,8 @@
  * runs it: `podwalk doctor --cluster FILE FROM TO:8080` (the spec written as a cluster file),
  * through the CLI's own entry point (its modules already loaded and compiled by the runs before:
  * the command's own work), and reading the cluster file once more alone. One JSON line prefixed
- * with RESULT_PREFIX.
+ * with RESULT_PREFIX. The process runs with the V8 flags the podwalk executable sets
+ * (src/cli/v8-flags.ts), set first: the command as a user's `podwalk` runs it.
  */
 import { loadavg } from 'node:os';
 import { run, type Io } from '../src/cli/app.ts';
@@ -17,6 +18,7 @@ import { loadCluster } from '../src/cluster/load.ts';
 import { buildCluster, type Cluster } from '../src/cni/build.ts';
 import { CNI_MODES, type CniMode } from '../src/cluster/spec.ts';
 import { runChecks } from '../src/diagnose/checks.ts';
+import { setPodwalkV8Flags } from '../src/cli/v8-flags.ts';
 import { doctor, type DoctorReport } from '../src/diagnose/doctor.ts';
 import { matrixYaml } from './matrix-spec.ts';
 import { cpuMs, podName, RESULT_PREFIX, syntheticSpec } from './scale.ts';
@@ -88,6 +90,7 @@ async function wholeCommand(
 }
 
 async function main(): Promise<void> {
+  setPodwalkV8Flags();
   const nodes = Number(process.argv[2]);
   const podsPerNode = Number(process.argv[3]);
   const mode = process.argv[4] as CniMode;

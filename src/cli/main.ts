@@ -5,6 +5,9 @@ import { run } from './app.ts';
 import { openOutputDir } from './files.ts';
 import { dumpSetName, loadDumps } from '../collect/load.ts';
 import { collectorScript, runCollector } from '../collect/run.ts';
+import { setPodwalkV8Flags } from './v8-flags.ts';
+
+setPodwalkV8Flags();
 
 // a closed pipe (podwalk … | head) ends the output quietly, as other CLI tools do
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {

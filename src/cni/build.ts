@@ -693,106 +693,12 @@ function build(spec: ClusterSpec, mode: CniMode, opts: BuildOptions): Cluster {
     });
   }
 
-  for (const n of nodes) {
-    const ns = netnsAdd(world, n.name, 'node');
-    const seg = world.ns(n.subnet);
-    const port = n.name.slice(0, 15);
-    const mtu = n.mtu ?? spec.mtu;
-    linkAdd(world, ns, {
-      type: 'veth',
-      name: 'eth0',
-      mac: n.mac ?? mac(n.name, 'eth0'),
-      mtu,
-      peer: { netns: seg, name: port, mac: mac('segment', n.subnet, n.name), mtu },
-    });
-    linkSetMaster(world, seg, port, n.subnet);
-    linkSetUp(world, seg, port, true);
-    linkSetUp(world, ns, 'eth0', true);
-    addressAdd(ns, 'eth0', n.addr, n.len);
-    const sub = spec.subnets.find((s) => s.name === n.subnet);
-    if (sub?.gateway) routeInstall(ns, { prefix: 'default', via: sub.gateway, dev: 'eth0', nl: NLM_ADD });
-    ns.setSysctl('net.ipv4.ip_forward', '1');
-    ns.setSysctl('net.bridge.bridge-nf-call-iptables', '1');
-
-    if (layout === 'calico') continue;
-    // the bridge plugin: cni0 with the pod gateway address
-    linkAdd(world, ns, {
-      type: 'bridge',
-      name: 'cni0',
-      mac: n.bridgeMac ?? mac(n.name, 'cni0'),
-      mtu: podMtu,
-    });
-    linkSetUp(world, ns, 'cni0', true);
-    addressAdd(ns, 'cni0', n.gateway, n.podLen);
-  }
+  for (const n of nodes) addNode(world, spec, n, layout, podMtu);
 
   const externalHosts = (spec.externalHosts ?? []).map((h) => addExternalHost(world, spec, h));
 
   const nodeByName = new Map(nodes.map((n) => [n.name, n]));
-  // the pod's listeners, a list of its own length (a push gives an empty list room for 17: ~120 bytes a pod)
-  const listening = (ns: Netns, p: ResolvedPod) => {
-    ns.setListeners(
-      ns.sockets.concat(p.listen.map((l) => ({ proto: l.proto, port: l.port, addr: '0.0.0.0' }))),
-    );
-  };
-  for (let i = 0; i < pods.length;) {
-    const node = nodeByName.get(pods[i].node)!;
-    const host = world.ns(node.name);
-    // the next pods of the same node at once (in the cluster file's order); each request written
-    // out field by field: an object spread then extended (`{ ...veth(p), ip }`) cost ~5 µs a pod in
-    // V8 (150 ms for 30,000 against 4 ms written out)
-    let j = i;
-    while (j < pods.length && pods[j].node === node.name) j++;
-    const run = pods.slice(i, j);
-    i = j;
-    if (layout === 'calico') {
-      // Calico's CNI plugin (dataplane_linux.go DoNetworking, Calico v3.27): in the pod, both ends
-      // set up there (the host end moved out, which downs it), `169.254.1.1 dev eth0 scope link`,
-      // `default via 169.254.1.1 dev eth0` and the address as a /32; on the host end its sysctls,
-      // the link up, then SetupRoutes: `<pod IP> dev cali… scope link`. Every route is added
-      // without a protocol (vishvananda/netlink's RTPROT_BOOT, which `ip route` does not print).
-      const made = routedNetnsAdd(
-        world,
-        host,
-        run.map((p) => ({
-          name: p.name,
-          role: 'pod' as const,
-          dev: 'eth0',
-          mac: p.mac,
-          port: p.hostVeth,
-          portMac: p.hostVethMac,
-          mtu: podMtu,
-          ip: p.ip,
-          gateway: CALICO_POD_GATEWAY,
-          portSysctls: CALICO_PORT_SYSCTLS,
-        })),
-      );
-      run.forEach((p, k) => listening(made[k], p));
-      continue;
-    }
-    // the bridge plugin
-    const made = bridgedNetnsAdd(
-      world,
-      host,
-      'cni0',
-      run.map((p) => ({
-        name: p.name,
-        role: 'pod' as const,
-        dev: 'eth0',
-        mac: p.mac,
-        port: p.hostVeth,
-        portMac: p.hostVethMac,
-        mtu: podMtu,
-        ip: p.ip,
-        len: node.podLen,
-        gateway: node.gateway,
-        // a pod address outside the node's CIDR (a static IP, a stale allocation) cannot reach cni0's
-        // address on-link: the route is added onlink, so the pod still sends and doctor can show why
-        onlink: !inPrefix(p.ip, node.gateway, node.podLen),
-      })),
-    );
-    run.forEach((p, k) => listening(made[k], p));
-  }
+  for (let i = 0; i < pods.length;) i = addPods(world, pods, i, nodeByName, layout, podMtu);
 
   const warnings: string[] = [];
   const policies = spec.policies ?? [];
@@ -828,8 +734,7 @@ function build(spec: ClusterSpec, mode: CniMode, opts: BuildOptions): Cluster {
     services,
     kubeProxy,
   };
-  const podsOf = new Map<string, ResolvedPod[]>(nodes.map((n) => [n.name, []]));
-  for (const p of pods) podsOf.get(p.node)!.push(p);
+  const podsOf = podsByNode(nodes, pods);
   // each node's filter table (kube-proxy's FORWARD chain, the firewall plugin's and flanneld's
   // rules, the policy agent's chains) made when first read or written (Netns.netfilterLater), as
   // felix's below: doctor's checks read no node's rules, a walk only those of the nodes it crosses
@@ -872,6 +777,142 @@ function build(spec: ClusterSpec, mode: CniMode, opts: BuildOptions): Cluster {
   }
   if (opts.tablesNow) for (const n of nodes) void world.ns(n.name).netfilter;
   return cluster;
+}
+
+/**
+ * A node: its namespace on its segment's switch (eth0 addressed, the subnet's default route,
+ * forwarding on) and, in the bridge layout, the bridge plugin's cni0. A function of its own, not
+ * a loop body of build(): V8 compiles it once, where a loop in build() made it recompile all of
+ * build() on stack (OSR) in every build.
+ */
+function addNode(
+  world: World,
+  spec: ClusterSpec,
+  n: ResolvedNode,
+  layout: Cluster['layout'],
+  podMtu: number,
+): void {
+  const mac = (...parts: string[]) => derivedMac([spec.name, ...parts].join('/'));
+  const ns = netnsAdd(world, n.name, 'node');
+  const seg = world.ns(n.subnet);
+  const port = n.name.slice(0, 15);
+  const mtu = n.mtu ?? spec.mtu;
+  linkAdd(world, ns, {
+    type: 'veth',
+    name: 'eth0',
+    mac: n.mac ?? mac(n.name, 'eth0'),
+    mtu,
+    peer: { netns: seg, name: port, mac: mac('segment', n.subnet, n.name), mtu },
+  });
+  linkSetMaster(world, seg, port, n.subnet);
+  linkSetUp(world, seg, port, true);
+  linkSetUp(world, ns, 'eth0', true);
+  addressAdd(ns, 'eth0', n.addr, n.len);
+  const sub = spec.subnets.find((s) => s.name === n.subnet);
+  if (sub?.gateway) routeInstall(ns, { prefix: 'default', via: sub.gateway, dev: 'eth0', nl: NLM_ADD });
+  ns.setSysctl('net.ipv4.ip_forward', '1');
+  ns.setSysctl('net.bridge.bridge-nf-call-iptables', '1');
+
+  if (layout === 'calico') return;
+  // the bridge plugin: cni0 with the pod gateway address
+  linkAdd(world, ns, {
+    type: 'bridge',
+    name: 'cni0',
+    mac: n.bridgeMac ?? mac(n.name, 'cni0'),
+    mtu: podMtu,
+  });
+  linkSetUp(world, ns, 'cni0', true);
+  addressAdd(ns, 'cni0', n.gateway, n.podLen);
+}
+
+/**
+ * The pods of the node of `pods[i]` that follow it in the cluster file's order, made at once;
+ * the index after them. A function of its own, as addNode.
+ */
+function addPods(
+  world: World,
+  pods: readonly ResolvedPod[],
+  i: number,
+  nodeByName: ReadonlyMap<string, ResolvedNode>,
+  layout: Cluster['layout'],
+  podMtu: number,
+): number {
+  const node = nodeByName.get(pods[i].node)!;
+  const host = world.ns(node.name);
+  // the next pods of the same node at once (in the cluster file's order); each request written
+  // out field by field: an object spread then extended (`{ ...veth(p), ip }`) cost ~5 µs a pod in
+  // V8 (150 ms for 30,000 against 4 ms written out)
+  let j = i;
+  while (j < pods.length && pods[j].node === node.name) j++;
+  const run = pods.slice(i, j);
+  if (layout === 'calico') {
+    // Calico's CNI plugin (dataplane_linux.go DoNetworking, Calico v3.27): in the pod, both ends
+    // set up there (the host end moved out, which downs it), `169.254.1.1 dev eth0 scope link`,
+    // `default via 169.254.1.1 dev eth0` and the address as a /32; on the host end its sysctls,
+    // the link up, then SetupRoutes: `<pod IP> dev cali… scope link`. Every route is added
+    // without a protocol (vishvananda/netlink's RTPROT_BOOT, which `ip route` does not print).
+    const made = routedNetnsAdd(
+      world,
+      host,
+      run.map((p) => ({
+        name: p.name,
+        role: 'pod' as const,
+        dev: 'eth0',
+        mac: p.mac,
+        port: p.hostVeth,
+        portMac: p.hostVethMac,
+        mtu: podMtu,
+        ip: p.ip,
+        gateway: CALICO_POD_GATEWAY,
+        portSysctls: CALICO_PORT_SYSCTLS,
+      })),
+    );
+    run.forEach((p, k) => listening(made[k], p));
+    return j;
+  }
+  // the bridge plugin
+  const made = bridgedNetnsAdd(
+    world,
+    host,
+    'cni0',
+    run.map((p) => ({
+      name: p.name,
+      role: 'pod' as const,
+      dev: 'eth0',
+      mac: p.mac,
+      port: p.hostVeth,
+      portMac: p.hostVethMac,
+      mtu: podMtu,
+      ip: p.ip,
+      len: node.podLen,
+      gateway: node.gateway,
+      // a pod address outside the node's CIDR (a static IP, a stale allocation) cannot reach cni0's
+      // address on-link: the route is added onlink, so the pod still sends and doctor can show why
+      onlink: !inPrefix(p.ip, node.gateway, node.podLen),
+    })),
+  );
+  run.forEach((p, k) => listening(made[k], p));
+  return j;
+}
+
+/** the pod's listeners, a list of its own length (a push gives an empty list room for 17: ~120 bytes a pod) */
+function listening(ns: Netns, p: ResolvedPod): void {
+  ns.setListeners(
+    ns.sockets.concat(p.listen.map((l) => ({ proto: l.proto, port: l.port, addr: '0.0.0.0' }))),
+  );
+}
+
+/**
+ * Each node's pods, in the cluster file's order. A function of its own, as addNode: a loop over
+ * every pod in build() made V8 count build() hot and compile all of it in the next build.
+ */
+function podsByNode(
+  nodes: readonly ResolvedNode[],
+  pods: readonly ResolvedPod[],
+): Map<string, ResolvedPod[]> {
+  const podsOf = new Map<string, ResolvedPod[]>(nodes.map((n) => [n.name, []]));
+  for (const p of pods) podsOf.get(p.node)!.push(p);
+  return podsOf;
 }
 
 /**
