@@ -209,6 +209,8 @@ export interface Plan {
   steps: boolean;
   /** the template's source port in a text */
   sportRe: RegExp;
+  /** each sender address of ipIds: its place there */
+  idOf: Map<string, number>;
   /**
    * template objects that hold a value a replay changes, each with the fields that do (the
    * others are shared as they are); a socket's every object (each socket its own)
@@ -228,7 +230,9 @@ interface Params {
   isnSRec: number;
   isnS: number;
   ts: Map<number, number>;
-  ids: Map<string, number>;
+  /** the IP id shift of each sender of the plan's ipIds, and each sender address's place there */
+  ids: readonly number[];
+  idOf: ReadonlyMap<string, number>;
   sportRe: RegExp;
 }
 
@@ -245,7 +249,8 @@ function recordParams(p: Plan): Params {
     isnSRec: p.isnS,
     isnS: p.isnS,
     ts: new Map(tsPairs(p.ts).map(([v]) => [v, v])),
-    ids: new Map(p.ipIds.flatMap((x) => x.addrs.map((a) => [a, 0] as [string, number]))),
+    ids: p.ipIds.map(() => 0),
+    idOf: p.idOf,
     sportRe: p.sportRe,
   };
 }
@@ -266,7 +271,7 @@ function touches(p: Params, key: string, v: unknown, holder: Cell): boolean {
   if (PORT_KEYS.has(key)) return p.ports.has(v);
   if (SEQ_KEYS.has(key)) return (v - p.isnCRec) >>> 0 < 0x10000 || (v - p.isnSRec) >>> 0 < 0x10000;
   if (TS_KEYS.has(key)) return p.ts.has(v);
-  if (key === 'id') return typeof holder.src === 'string' && p.ids.has(holder.src);
+  if (key === 'id') return typeof holder.src === 'string' && p.idOf.has(holder.src);
   return false;
 }
 
@@ -282,8 +287,8 @@ function substitute(p: Params, key: string, v: number, holder: Cell): number {
   }
   if (TS_KEYS.has(key)) return p.ts.get(v) ?? v;
   if (key === 'id' && typeof holder.src === 'string') {
-    const d = p.ids.get(holder.src);
-    return d === undefined ? v : (v + d) & 0xffff;
+    const i = p.idOf.get(holder.src);
+    return i === undefined ? v : (v + p.ids[i]) & 0xffff;
   }
   return v;
 }
@@ -328,7 +333,7 @@ function markTouched(
 
 /** a copy of the template's `x` with the parameters substituted; what nothing changes is shared */
 class Copier {
-  readonly #memo = new Map<object, unknown>();
+  #memo: Map<object, unknown> | undefined;
   constructor(
     readonly p: Params,
     readonly touched: WeakMap<object, readonly string[]>,
@@ -339,7 +344,7 @@ class Copier {
     if (!x || typeof x !== 'object') return x;
     const keys = this.touched.get(x);
     if (keys === undefined) return x;
-    const had = this.#memo.get(x);
+    const had = (this.#memo ??= new Map()).get(x);
     if (had !== undefined) return had as T;
     return this.make(x, keys, true);
   }
@@ -354,12 +359,12 @@ class Copier {
   private make<T>(x: T & object, keys: readonly string[], memo: boolean): T {
     if (x instanceof Map) {
       const m = new Map([...x].map(([k, v]) => [k, memo ? this.copy(v) : this.own(v)]));
-      if (memo) this.#memo.set(x, m);
+      if (memo) this.#memo!.set(x, m);
       return m as T;
     }
     // a copy by spread (the same fields in the same order, made at once), then what changes
     const out = (Array.isArray(x) ? x.slice() : { ...x }) as Cell;
-    if (memo) this.#memo.set(x, out);
+    if (memo) this.#memo!.set(x, out);
     const o = x as unknown as Cell;
     for (let i = 0; i < keys.length; i++) {
       const k = keys[i];
@@ -511,6 +516,7 @@ export function makePlan(c: Cluster, b: LiveBefore, w: Walk, sport: number, step
     vxlan,
     steps,
     sportRe: portRe(sport),
+    idOf: new Map(ipIds.flatMap((x, i) => x.addrs.map((a) => [a, i] as [string, number]))),
     touched: new WeakMap(),
   };
   const p = recordParams(plan);
@@ -849,17 +855,17 @@ export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult 
     ports.set(v.port, port);
   }
   const ts = new Map<number, number>();
-  for (const [v, at] of tsPairs(plan.ts)) {
+  const log = plan.ts;
+  for (let i = 0; i < log.length; i += 2) {
+    const v = log[i];
+    const at = log[i + 1];
     const nv = (v - Math.floor(at / 1000) + Math.floor((at + dt) / 1000)) >>> 0;
     const had = ts.get(v);
     if (had !== undefined && had !== nv) return refused('timestamps');
     ts.set(v, nv);
   }
-  const ids = new Map<string, number>();
-  for (const x of plan.ipIds) {
-    const shift = (x.ns.ipId - x.before) & 0xffff;
-    for (const a of x.addrs) ids.set(a, shift);
-  }
+  const ids: number[] = [];
+  for (const x of plan.ipIds) ids.push((x.ns.ipId - x.before) & 0xffff);
   const p: Params = {
     dt,
     t0: plan.t0,
@@ -872,6 +878,7 @@ export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult 
     isnS: deriveIsn(world, plan.dst, plan.dport, plan.src, sport),
     ts,
     ids,
+    idOf: plan.idOf,
     sportRe: plan.sportRe,
   };
   const copier = new Copier(p, plan.touched);
