@@ -19,8 +19,9 @@ import { rng, type Rng } from './rng.ts';
 /** the one switch of a cache: side A is prepared with `cached` true, side B with false */
 function prepare(c: Cluster, cached: boolean, opts: FlowCacheOptions = {}): Cluster {
   // the flow cache in its shadow form, checking every hit: a hit whose real walk is not its
-  // template throws, and side A's outcome then differs from B's
-  if (cached) lastCache = enableFlowCache(c, { ...opts, check: true });
+  // template throws, and side A's outcome then differs from B's; or (opts.replay) replaying its
+  // hits, whose worlds and outputs the oracle compares with B's walked ones
+  if (cached) lastCache = enableFlowCache(c, { ...opts, check: !opts.replay });
   return c;
 }
 
@@ -30,7 +31,7 @@ export let lastCache: FlowCache | undefined;
 const hex = (b: Uint8Array | undefined) => (b ? Buffer.from(b).toString('hex') : '-');
 
 /** everything a trace renders to: JSON, text, the summary and every step's frame */
-function traceText(t: Trace): string {
+export function traceText(t: Trace): string {
   return [
     JSON.stringify(traceToJson(t)),
     renderSteps(t),
@@ -57,7 +58,7 @@ const bytesAsHex = (_k: string, v: unknown) => (v instanceof Uint8Array ? hex(v)
  * walks keeps ~26,000 of them, and emitting and printing every one of them after every operation
  * would be most of the test's time and memory
  */
-function worldText(c: Cluster): string {
+export function worldText(c: Cluster): string {
   const captures = c.world.captures.splice(0);
   try {
     const { netns, ...rest } = worldToData(c.world);
@@ -68,7 +69,7 @@ function worldText(c: Cluster): string {
 }
 
 /** how many captures the world keeps, and each from `from` on as data (time, place, frame bytes) */
-function capturesText(c: Cluster, from: number): string {
+export function capturesText(c: Cluster, from: number): string {
   const all = c.world.captures;
   const out = [`${all.length} captures`];
   for (let i = Math.min(from, all.length); i < all.length; i++)

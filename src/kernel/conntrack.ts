@@ -1121,6 +1121,18 @@ class ExpiryHeap {
 const NO_ROWS = new Rows();
 const NO_HASH = new TupleHash(NO_ROWS);
 
+/** told of every lookup track makes, before it (a flow cache's recording: the entries a walk finds, as they were) */
+let trackObserver: ((ct: Conntrack, t: Tuple) => void) | undefined;
+
+/** set (or, undefined, clear) the observer of track's lookups; returns the one it replaces */
+export function observeTrack(
+  fn: ((ct: Conntrack, t: Tuple) => void) | undefined,
+): ((ct: Conntrack, t: Tuple) => void) | undefined {
+  const was = trackObserver;
+  trackObserver = fn;
+  return was;
+}
+
 export class Conntrack {
   /**
    * Confirmed entries in the order confirmed, as data (objects made when read, the same ones
@@ -1279,6 +1291,7 @@ export class Conntrack {
     loose = true,
     quoted?: Tuple,
   ): CtResult {
+    if (trackObserver !== undefined) trackObserver(this, t);
     this.expire(now);
     if (t.proto === IPPROTO_ICMP && ICMP_ERRORS.has(t.icmpType!)) {
       const hit = quoted && this.find(invertTuple(quoted));
@@ -1433,6 +1446,12 @@ export class Conntrack {
       e.r = r;
       e.g = rows.gen[r];
     }
+    this.hashed(hash, r, orig, reply);
+  }
+
+  /** row r, listed: its expiry told, its original's key then its reply's put in the hash */
+  private hashed(hash: TupleHash, r: number, orig: Tuple, reply: Tuple): void {
+    const rows = this.rows;
     const at = rows.expiryOf(r);
     if (at < this.nextExpiry) this.nextExpiry = at;
     if (rows.isObj[r] === 0) {
@@ -1445,6 +1464,40 @@ export class Conntrack {
       hash.set(orig, r, 0);
       hash.set(reply, r, 1);
     }
+  }
+
+  /**
+   * A confirmed entry put in the table as its data says, at the end of the list, its original's
+   * key then its reply's in the hash (what confirm does; a flow cache's replay of a walk that made
+   * it): the tuples must be in no entry of the table
+   */
+  insertConfirmed(d: CtEntryData): void {
+    const hash = this.own();
+    this.hashed(hash, this.rows.keep(d, undefined), d.orig, d.reply);
+  }
+
+  /**
+   * An entry found by a lookup given the fields `after` has (a flow cache's replay of a walk whose
+   * packets refreshed it): its TCP state, flags, expiry written as track's hit writes them, the
+   * heap told of a shorter expiry. False (nothing written) when no entry of the table kept in the
+   * columns has the tuple.
+   */
+  refresh(t: Tuple, after: CtEntryData): boolean {
+    const r = this.hash.get(t);
+    const rows = this.rows;
+    if (r < 0 || rows.isObj[r] !== 0) return false;
+    const flags = flagsOf(after);
+    const tcp = after.tcpState === undefined ? NO_TCP : S.indexOf(after.tcpState);
+    if (flags < 0 || tcp < 0 || (rows.flags[r] & F_CONFIRMED) === 0) return false;
+    rows.tcp[r] = tcp;
+    rows.flags[r] = flags;
+    rows.version++;
+    const at = after.expires;
+    const was = rows.expires[r];
+    rows.expires[r] = at;
+    if (at < this.nextExpiry) this.nextExpiry = at;
+    if (at < was) rows.due.push(at, r);
+    return true;
   }
 
   /** the confirmed entry with this tuple in either direction (nf_conntrack_find_get) */
@@ -1486,6 +1539,29 @@ export class Conntrack {
 
   /** the earliest expiry of any confirmed entry (a lower bound): expire() has nothing to do before it */
   private nextExpiry = Infinity;
+
+  /** the entries listed, those known to have expired not counted (no list made) */
+  get listedCount(): number {
+    return this.rows.slots.length - this.rows.gone;
+  }
+
+  /** the data of the last `k` entries of the list, or undefined when one of them has expired */
+  lastListed(k: number): CtEntryData[] | undefined {
+    const rows = this.rows;
+    const slots = rows.slots;
+    const out: CtEntryData[] = [];
+    for (let i = slots.length - k; i < slots.length; i++) {
+      const r = slots[i];
+      if (i < 0 || rows.flags[r] & F_GONE) return undefined;
+      out.push(rows.view(r));
+    }
+    return out;
+  }
+
+  /** no entry expires before this µs (a lower bound of the earliest expiry: expire() has nothing to do before it) */
+  get noExpiryBefore(): number {
+    return this.nextExpiry;
+  }
 
   private setExpiry(e: CtEntry, t: number): void {
     const was = e.expires;

@@ -92,6 +92,11 @@ export class DeviceCapture implements Capture {
     if (!b) captureBytes.set(this, (b = emitRepr(this.#repr)));
     return b;
   }
+
+  /** where it was taken and the representation it keeps (a flow cache's template reads them) */
+  get parts(): { at: CapturePoint; repr: Frame | Ipv4Packet } {
+    return { at: this.#at, repr: this.#repr };
+  }
 }
 
 /** the bytes of the captures read so far (few are: a slot of their own in every capture would be kept for none) */
@@ -218,6 +223,21 @@ class RecordedStep implements Step {
   get frame(): Uint8Array | undefined {
     return this.#wire?.bytes;
   }
+
+  /** the wire bytes it was recorded with (a flow cache's template reads them) */
+  get wire(): WireBytes | undefined {
+    return this.#wire;
+  }
+}
+
+/** a step as the recorder makes it (a flow cache's replay: a template's step with its values changed) */
+export function recordedStep(s: Step, ev: StepEvent, wire: WireBytes | undefined, time: number): Step {
+  return new RecordedStep(s.n, s.kind, s.layer, s.netns, s.device, s.action, ev, wire, time, s.aux, s.part);
+}
+
+/** the wire bytes a recorded step keeps */
+export function stepWire(s: Step): WireBytes | undefined {
+  return s instanceof RecordedStep ? s.wire : undefined;
 }
 
 export class Recorder {

@@ -1,13 +1,20 @@
 /**
- * A flow cache for warm walks (issue 16), in its first, SHADOW form: it records a walk's template
- * (what the walk did, with what differs from walk to walk taken out), evaluates for every later
- * walk of the same request whether a replay of the template would be allowed (the guards), counts
- * those walks, and, in check mode, runs the real walk anyway and verifies that what it did is the
- * template: any difference throws. It never replays: every walk is the real one, so the outputs
- * are the uncached walk's whatever the guards say; what the shadow proves, on every state the
- * oracle (test/flow-cache.test.ts) makes, is that the guards are sufficient for the parts of a
- * walk the template describes. What a replay would still have to write and what the template does
- * not yet describe: BENCHMARKS.md, 2026-12-06 (session 16, branch s16-replay).
+ * A flow cache for warm walks (issue 16). Two forms:
+ *
+ *  - **replay** (`enableFlowCache(c, { replay: true })`): a walk the guards let through is its
+ *    template's plan written back onto the world with the walk's parameters (replay.ts: counters,
+ *    times, timers, clock, the conntrack entries and sockets made, the entries refreshed, captures
+ *    and traces made when read), not walked. A walk that is walked becomes the key's template when
+ *    it wrote nothing a plan does not write, found without taking the world's data (#walkReplay);
+ *    a walk whose conntrack entries are there as another case (a VXLAN source port an earlier flow
+ *    hashed to) has the template of that case. The oracle (test/flow-cache.test.ts) runs it
+ *    against walked clusters: worlds and outputs the same after every operation.
+ *  - **shadow** (the default; `check` verifies): it records a walk's template (what the walk did,
+ *    with what differs from walk to walk taken out), evaluates for every later walk of the same
+ *    request whether a replay of the template would be allowed (the guards), counts those walks,
+ *    and, in check mode, runs the real walk anyway and verifies that what it did is the template:
+ *    any difference throws. It never replays. What it proves, on every state the oracle makes, is
+ *    that the guards are sufficient for the parts of a walk the template describes.
  *
  * Keyed by what the walk request fixes (from, to, proto, port, size, df, endpoint, the walk's
  * options, whether captures are on); the source port is the parameter. A walk without a source
@@ -60,6 +67,7 @@ import type { Ipv4Packet } from '../wire/types.ts';
 import { flowHash } from '../kernel/stack.ts';
 import type { Trace } from './types.ts';
 import type { Walk, WalkOptions, WalkRequest } from './walk.ts';
+import { liveBefore, makePlan, observing, replayPlan, type Plan, type ReplayResult } from './replay.ts';
 
 export interface FlowCacheStats {
   /** walks through the cache */
@@ -70,6 +78,8 @@ export interface FlowCacheStats {
   hits: number;
   /** hits whose real walk was checked against the template (check mode) */
   checked: number;
+  /** hits served by a replay (replay mode): the datapath not walked */
+  replayed: number;
   /** walks not served, by the first reason */
   misses: Record<string, number>;
 }
@@ -77,6 +87,11 @@ export interface FlowCacheStats {
 export interface FlowCacheOptions {
   /** verify every hit: the real walk must do what the template says, or the walk throws */
   check?: boolean;
+  /**
+   * serve a hit by replaying its template (replay.ts) instead of walking the datapath (check is
+   * then not applied: a replayed walk has no real walk to compare with)
+   */
+  replay?: boolean;
   /** templates kept at most (the oldest is forgotten first) */
   max?: number;
   /**
@@ -118,6 +133,10 @@ interface Template {
   effect: string;
   /** the state and route generations of the namespaces the walk read, after it (and before it) */
   gens: number[];
+  /** what a replay writes (replay mode), when the walk can be replayed */
+  plan?: Plan;
+  /** the earliest clock deadline (deadlines.ts) of the crossed namespaces' entries after the walk */
+  deadline: number;
 }
 
 const caches = new WeakMap<Cluster, FlowCache>();
@@ -127,7 +146,7 @@ export function flowCacheOf(c: Cluster): FlowCache | undefined {
   return caches.get(c);
 }
 
-/** enable the flow cache on `c` (shadow: every walk is still the real one) */
+/** enable the flow cache on `c` (shadow unless `opts.replay`: every walk is still the real one) */
 export function enableFlowCache(c: Cluster, opts: FlowCacheOptions = {}): FlowCache {
   const fc = new FlowCache(opts);
   caches.set(c, fc);
@@ -185,14 +204,18 @@ interface Before {
 }
 
 export class FlowCache {
-  readonly stats: FlowCacheStats = { walks: 0, recorded: 0, hits: 0, checked: 0, misses: {} };
+  readonly stats: FlowCacheStats = { walks: 0, recorded: 0, hits: 0, checked: 0, replayed: 0, misses: {} };
   readonly #templates = new Map<string, Template>();
   readonly #check: boolean;
   readonly #max: number;
   readonly #unguarded: readonly FlowCacheGuard[];
   readonly #fingerprint: boolean;
+  readonly #replay: boolean;
 
   constructor(opts: FlowCacheOptions = {}) {
+    this.#replay = opts.replay ?? false;
+    if (this.#replay && opts.fingerprint)
+      throw new Error('flow cache: a replay is guarded by the generations, not the fingerprint');
     this.#unguarded = opts.unguarded ?? [];
     this.#fingerprint = opts.fingerprint ?? false;
     this.#check = opts.check ?? false;
@@ -231,9 +254,10 @@ export class FlowCache {
       opts.steps !== false,
       c.world.capture,
     ]);
-    const before = this.#before(c);
     const tpl = this.#templates.get(key);
-    const why = tpl ? this.#guard(c, tpl, before, sport) : 'no-template';
+    if (this.#replay) return this.#walkReplay(c, req, opts, real, key, sport, tpl);
+    const before = this.#before(c);
+    const why = tpl ? this.#guard(c, tpl, before.t0, before.fingerprint, sport) : 'no-template';
     if (why) this.#miss(why);
     else this.stats.hits++;
     const w = real(c, req, opts);
@@ -250,47 +274,139 @@ export class FlowCache {
     if (!notRecorded) {
       if (this.#templates.size >= this.#max && !this.#templates.has(key))
         this.#templates.delete(this.#templates.keys().next().value!);
+      const crossed = opts.steps === false ? [...c.world.netns.keys()] : crossedOf(w);
       this.#templates.set(key, {
         gens: gensOf(c, opts.steps === false ? [...c.world.netns.keys()] : crossedOf(w)),
         fingerprint: after.fingerprint,
         duration: after.t0 - before.t0,
         crossed: opts.steps === false ? undefined : crossedOf(w),
         effect,
+        deadline: Math.min(...crossed.map((n) => deadlineOf(c.world.ns(n)))),
       });
       this.stats.recorded++;
     } else if (tpl && notRecorded !== 'not-delivered') this.#templates.delete(key);
     return w;
   }
 
+  /**
+   * walk, replay mode: a hit is the template's plan written again (replay.ts); any other walk is
+   * walked, and becomes the key's template (with a plan) when it wrote nothing but what a plan
+   * writes, found without taking the world's data: every generation the same, every conntrack
+   * lookup a miss or a hit on an entry it made, the sockets it made the only ones of their
+   * four-tuples, no timer gone (makePlan checks the rest)
+   */
+  #walkReplay(
+    c: Cluster,
+    req: WalkRequest,
+    opts: WalkOptions,
+    real: (c: Cluster, req: WalkRequest, opts: WalkOptions) => Walk,
+    key: string,
+    sport: number,
+    tpl: Template | undefined,
+  ): Walk {
+    let why: string | undefined = tpl ? this.#guard(c, tpl, c.world.now, '', sport) : 'no-template';
+    // the template's walk made or refreshed conntrack entries this one finds otherwise (a VXLAN
+    // flow's source port an earlier flow hashed to): the case has its own template
+    let at = key;
+    if (!why && tpl!.plan) {
+      let r: ReplayResult | undefined = replayPlan(c, tpl!.plan, sport);
+      if ('present' in r) {
+        at = `${key}#${r.present}`;
+        const other = this.#templates.get(at);
+        why = other ? this.#guard(c, other, c.world.now, '', sport) : 'no-template-of-case';
+        r = why ? undefined : other!.plan ? replayPlan(c, other!.plan, sport) : undefined;
+        if (!why && !other!.plan) why = 'no-plan';
+      }
+      if (r && 'refused' in r) why = `replay-refused:${r.refused}`;
+      else if (r && 'present' in r) why = 'replay-refused:present';
+      else if (r) {
+        this.stats.hits++;
+        this.stats.replayed++;
+        return r;
+      }
+    } else if (!why) why = 'no-plan';
+    this.#miss(why!);
+    const all = [...c.world.netns.keys()];
+    const gens = gensOf(c, all);
+    const timers = c.world.timers.length;
+    const live = liveBefore(c);
+    const w = observing(c, live, () => real(c, req, opts));
+    // (a walk that cannot be a template leaves the key's template: its guards decide for the next)
+    const not = (r: string) => {
+      this.#miss(`plan:${r}`);
+      return w;
+    };
+    if (opts.steps === false) return not('no-steps');
+    if (w.request.disposition.kind !== 'delivered' || w.reply?.disposition.kind !== 'delivered')
+      return not('not-delivered');
+    if (c.world.unresolved) return not('parked');
+    for (const t of w.traces)
+      for (const s of t.steps) if (UNCACHED_STEPS.has(s.kind)) return not('uncached-step');
+    if (gensOf(c, all).join() !== gens.join()) return not('moved-generation');
+    if (c.world.timers.length !== timers + (c.world.timerSeq - live.seq)) return not('timer-ran');
+    const crossed = crossedOf(w);
+    if (statefulIn(c, crossed)) return not('stateful-match');
+    const plan = makePlan(c, live, w, sport, true);
+    if (typeof plan === 'string') return not(plan);
+    if (this.#templates.size >= this.#max && !this.#templates.has(at))
+      this.#templates.delete(this.#templates.keys().next().value!);
+    this.#templates.set(at, {
+      gens: gensOf(c, crossed),
+      fingerprint: '',
+      duration: c.world.now - live.t0,
+      crossed,
+      effect: '',
+      deadline: Math.min(...crossed.map((n) => deadlineOf(c.world.ns(n)))),
+      plan,
+    });
+    this.stats.recorded++;
+    return w;
+  }
+
   /** the first guard that fails (but the one left out, if any), or undefined */
-  #guard(c: Cluster, tpl: Template, b: Before, sport: number): FlowCacheGuard | undefined {
-    const on = (g: FlowCacheGuard) => !this.#unguarded.includes(g);
+  #guard(
+    c: Cluster,
+    tpl: Template,
+    t0: number,
+    fingerprint: string,
+    sport: number,
+  ): FlowCacheGuard | undefined {
+    const off = this.#unguarded;
+    const on = off.length ? (g: FlowCacheGuard) => !off.includes(g) : always;
     if (on('pins') && c.stack.pins.size) return 'pins';
     // packets a timer queued since the last walk (a retransmission): the walk sends them first
     if (on('queued') && c.stack.queue.length) return 'queued';
     if (this.#fingerprint) {
-      if (on('state') && b.fingerprint !== tpl.fingerprint) return 'state';
+      if (on('state') && fingerprint !== tpl.fingerprint) return 'state';
     } else if (on('generation')) {
       const names = tpl.crossed ?? [...c.world.netns.keys()];
       const now = gensOf(c, names);
       for (let i = 0; i < now.length; i++) if (now[i] !== tpl.gens[i]) return 'generation';
     }
+    const end = t0 + tpl.duration;
+    if (this.#replay) {
+      // the same guards at a walk's cost: the earliest deadline of the crossed namespaces as the
+      // template found it (adding or removing an entry moves the generation; a refresh only puts
+      // a deadline later); no rule with a stateful match there (a plan is made only without one:
+      // the rule sets are the generation's); the tuples and sockets a replay makes are looked up
+      // by replayPlan; no conntrack entry of a crossed namespace expiring before the walk ends
+      // (no timer guard: timers run inside a walk only while a packet is parked on a neighbour,
+      // which no template's walk does; a timer due runs after the walk, replayed or not)
+      if (on('deadline') && tpl.deadline <= end) return 'deadline';
+      if (on('ct-expires'))
+        for (const n of tpl.crossed ?? c.world.netns.keys()) {
+          const ns = c.world.netns.get(n);
+          if (ns && ns.conntrack.noExpiryBefore <= end) return 'ct-expires';
+        }
+      return undefined;
+    }
     // the entries whose lookup answer changes with the clock alone (deadlines.ts)
     if (!this.#fingerprint && on('deadline'))
       for (const n of tpl.crossed ?? c.world.netns.keys()) {
         const ns = c.world.netns.get(n);
-        if (ns && deadlineOf(ns) <= b.t0 + tpl.duration) return 'deadline';
+        if (ns && deadlineOf(ns) <= t0 + tpl.duration) return 'deadline';
       }
-    if (on('stateful-match'))
-      for (const n of tpl.crossed ?? c.world.netns.keys()) {
-        const ns = c.world.netns.get(n);
-        if (!ns) return 'stateful-match';
-        for (const t of ns.netfilter.tables.values())
-          for (const ch of t.values())
-            for (const r of ch.rules)
-              if (r.matches.some((m) => STATEFUL_MATCHES.has(m.kind))) return 'stateful-match';
-      }
-    const end = b.t0 + tpl.duration;
+    if (on('stateful-match') && statefulIn(c, tpl.crossed ?? c.world.netns.keys())) return 'stateful-match';
     const next = c.world.nextTimer();
     if (on('timer-due') && next !== undefined && next <= end) return 'timer-due';
     for (const ns of c.world.netns.values()) {
@@ -593,6 +709,20 @@ function traceTemplate(t: Trace, t0: number): string[] {
       `step ${s.n} ${s.kind} ${s.layer} ${s.netns} ${s.device ?? ''} t+${s.time - t0} ${s.aux ?? ''} ${s.part ?? ''}`,
     );
   return out;
+}
+
+const always = () => true;
+
+/** a rule with a stateful match (statistic, recent) in a namespace named, or a namespace gone */
+function statefulIn(c: Cluster, names: Iterable<string>): boolean {
+  for (const n of names) {
+    const ns = c.world.netns.get(n);
+    if (!ns) return true;
+    for (const t of ns.netfilter.tables.values())
+      for (const ch of t.values())
+        for (const r of ch.rules) if (r.matches.some((m) => STATEFUL_MATCHES.has(m.kind))) return true;
+  }
+  return false;
 }
 
 /** the state and route generation of each namespace named */

@@ -90,16 +90,18 @@ class RecordedTrace implements Trace {
   }
 
   get hops(): readonly Hop[] {
-    if (this.#hops === undefined) {
-      const hops = hopsOf(this.steps);
-      for (const h of hops) {
-        Object.freeze(h.steps);
-        Object.freeze(h);
-      }
-      this.#hops = Object.freeze(hops);
-    }
-    return this.#hops;
+    return (this.#hops ??= frozenHops(this.steps));
   }
+}
+
+/** the steps grouped by namespace, every list frozen */
+export function frozenHops(steps: readonly Step[]): readonly Hop[] {
+  const hops = hopsOf(steps);
+  for (const h of hops) {
+    Object.freeze(h.steps);
+    Object.freeze(h);
+  }
+  return Object.freeze(hops);
 }
 
 const NO_COUNTERS: readonly CounterEvent[] = Object.freeze([]);

@@ -1,0 +1,933 @@
+/**
+ * The flow cache's replay (issue 16): a warm walk's template written back onto the world with the
+ * walk's own parameters, instead of walking the datapath again. flow-cache.ts decides when (its
+ * guards); this module records, from a walk the cache takes as a template, what the walk wrote, by
+ * the live objects it wrote to, and writes it again for a later walk of the same request:
+ *
+ *  - counters (device statistics, netfilter chains' and rules' packets and bytes, ARP statistics,
+ *    MIB counters, each namespace's IP id counter): what the walk added;
+ *  - times (a neighbour timer's `used`, a bridge FDB entry's `updated`, …): their offset from the
+ *    walk's start;
+ *  - the timers it armed, the clock's advance;
+ *  - the conntrack entries and TCP sockets it made (whole, through Conntrack.insertConfirmed and
+ *    the socket table's add, in the order made);
+ *  - the captures and the traces, kept as the template's packets: a replayed capture or step
+ *    makes its packet (and its bytes) from the template's when it is first read.
+ *
+ * What differs from walk to walk is a parameter, substituted by field: the source port (also in
+ * texts: a delivery's `tcp/PORT`), the VXLAN source ports (udp_flow_src_port of the inner flow, as
+ * stack.ts computes it), the two ISNs (sockets.ts deriveIsn), the TCP timestamps (the clock's ms
+ * when the segment was made, plus the pair's offset: the making times are logged while the
+ * template walk runs), the IP ids (each sender's counter moved on), and every time (shifted by the
+ * start's difference). A replay that cannot be computed (a new conntrack tuple or socket already
+ * taken, two timestamps that would part) is refused and the walk is walked.
+ *
+ * Platform-free. Only for TCP walks (the benchmark's new connection each walk).
+ */
+import type { Cluster } from '../cni/build.ts';
+import { observeTrack, tupleKey, type Conntrack, type CtEntryData, type Tuple } from '../kernel/conntrack.ts';
+import type { Netns } from '../kernel/objects.ts';
+import { deriveIsn, type TcpConn } from '../kernel/sockets.ts';
+import { flowHash } from '../kernel/stack.ts';
+import {
+  DeviceCapture,
+  Recorder,
+  recordedStep,
+  stepWire,
+  type Capture,
+  type CapturePoint,
+  type TimerEvent,
+} from '../kernel/world.ts';
+import { emitRepr, WireBytes } from '../kernel/wire-bytes.ts';
+import type { Frame, Ipv4Packet } from '../wire/types.ts';
+import { frozenHops, type Disposition, type Flow, type Hop, type Step, type Trace } from './types.ts';
+import type { Walk } from './walk.ts';
+
+type Cell = Record<string, unknown>;
+
+/** a numeric field of a live object, and its value before the walk */
+interface Before {
+  obj: Cell;
+  key: string;
+  v: number;
+}
+
+/** the world before a walk that may become a template (taken only on the walks that are not replayed) */
+export interface LiveBefore {
+  t0: number;
+  seq: number;
+  captures: number;
+  cells: Before[];
+  ipIds: Map<Netns, number>;
+  mibs: Map<Netns, Map<string, number>>;
+  ct: Map<Netns, number>;
+  tcp: Map<Netns, number>;
+  /** TCP timestamps made while the walk ran: value, clock (µs) */
+  ts: number[];
+  /** the entries the walk's conntrack lookups found, as they were before it, by table and original tuple */
+  found: Map<Conntrack, Map<string, CtEntryData>>;
+}
+
+/** fields holding a time on the clock (µs): a replay shifts them by the difference of the starts */
+const TIME_KEYS = new Set([
+  'time',
+  'at',
+  'updated',
+  'used',
+  'confirmed',
+  'expires',
+  'streamTs',
+  'rtoAt',
+  'establishedAt',
+  'retransStamp',
+]);
+/** fields holding a port */
+const PORT_KEYS = new Set(['sport', 'dport', 'lport', 'rport', 'srcPort', 'dstPort', 'port']);
+/** fields holding a TCP sequence number */
+const SEQ_KEYS = new Set(['seq', 'ack', 'sndNxt', 'rcvNxt', 'sndUna']);
+/** fields holding a TCP timestamp */
+const TS_KEYS = new Set(['val', 'ecr', 'tsRecent']);
+/** the fields of a live object that a walk may set to the clock (the others it adds to) */
+const TIMES_WRITTEN = ['updated', 'used', 'confirmed'];
+
+function numericCells(obj: Cell, keys: Iterable<string>, out: Before[]): void {
+  for (const key of keys) {
+    const v = obj[key];
+    if (typeof v === 'number') out.push({ obj, key, v });
+  }
+}
+
+/** the live state a walk may write to, as it is now */
+export function liveBefore(c: Cluster): LiveBefore {
+  const cells: Before[] = [];
+  const ipIds = new Map<Netns, number>();
+  const mibs = new Map<Netns, Map<string, number>>();
+  const ct = new Map<Netns, number>();
+  const tcp = new Map<Netns, number>();
+  for (const ns of c.world.netns.values()) {
+    ipIds.set(ns, ns.ipId);
+    mibs.set(ns, new Map(ns.mib));
+    ct.set(ns, ns.conntrack.listedCount);
+    tcp.set(ns, ns.tcp.size);
+    numericCells(ns.arpStats as unknown as Cell, Object.keys(ns.arpStats), cells);
+    for (const l of ns.links.values()) {
+      numericCells(l.stats as unknown as Cell, Object.keys(l.stats), cells);
+      if (l.type === 'bridge' || l.type === 'vxlan')
+        for (const e of l.fdb.list()) numericCells(e as unknown as Cell, TIMES_WRITTEN, cells);
+    }
+    for (const t of ns.nud.values()) numericCells(t as unknown as Cell, TIMES_WRITTEN, cells);
+    for (const n of ns.neigh.list()) numericCells(n as unknown as Cell, TIMES_WRITTEN, cells);
+    for (const t of ns.netfilter.tables.values())
+      for (const ch of t.values()) {
+        numericCells(ch as unknown as Cell, ['pkts', 'bytes'], cells);
+        for (const r of ch.rules) numericCells(r as unknown as Cell, ['pkts', 'bytes'], cells);
+      }
+  }
+  return {
+    t0: c.world.now,
+    seq: c.world.timerSeq,
+    captures: c.world.captures.length,
+    cells,
+    ipIds,
+    mibs,
+    ct,
+    tcp,
+    ts: [],
+    found: new Map(),
+  };
+}
+
+/**
+ * run `fn` (a walk) with its TCP timestamps logged (value, clock) and the conntrack entries its
+ * lookups find kept as they were before (LiveBefore's `ts` and `found`)
+ */
+export function observing<T>(c: Cluster, b: LiveBefore, fn: () => T): T {
+  const was = observeTrack((ct, t) => {
+    const hit = ct.find(t);
+    if (!hit) return;
+    let m = b.found.get(ct);
+    if (!m) b.found.set(ct, (m = new Map()));
+    const key = tupleKey(hit.entry.orig);
+    if (!m.has(key)) m.set(key, plainEntry(hit.entry.data()));
+  });
+  try {
+    return loggingTimestamps(c, b.ts, fn);
+  } finally {
+    observeTrack(was);
+  }
+}
+
+/** run `fn` with every TCP timestamp the sockets make logged in `log` (value, clock) */
+export function loggingTimestamps<T>(c: Cluster, log: number[], fn: () => T): T {
+  const sockets = c.sockets as unknown as { tsVal: (conn: TcpConn) => number };
+  const own = Object.prototype.hasOwnProperty.call(sockets, 'tsVal');
+  const made = sockets.tsVal;
+  sockets.tsVal = function (this: unknown, conn: TcpConn) {
+    const v = made.call(this, conn);
+    log.push(v, c.world.now);
+    return v;
+  };
+  try {
+    return fn();
+  } finally {
+    if (own) sockets.tsVal = made;
+    else delete (sockets as { tsVal?: unknown }).tsVal;
+  }
+}
+
+/** a VXLAN source port of the template: where it was computed, to compute it again */
+interface VxlanPort {
+  port: number;
+  min: number;
+  max: number;
+}
+
+/** what a template walk wrote, by live object, and its outputs, to be written again */
+export interface Plan {
+  t0: number;
+  duration: number;
+  sport: number;
+  src: string;
+  dst: string;
+  dport: number;
+  isnC: number;
+  isnS: number;
+  timers: { off: number; ev: TimerEvent }[];
+  adds: { obj: Cell; key: string; d: number }[];
+  sets: { obj: Cell; key: string; off: number }[];
+  ipIds: { ns: Netns; d: number; before: number; addrs: string[] }[];
+  mibs: { ns: Netns; name: string; d: number }[];
+  ct: { ns: Netns; d: CtEntryData }[];
+  /** entries the walk found and refreshed: as they were, as it left them */
+  refresh: { ns: Netns; before: CtEntryData; after: CtEntryData }[];
+  tcp: { ns: Netns; c: TcpConn }[];
+  captures: { off: number; at: CapturePoint; repr: Frame | Ipv4Packet }[];
+  traces: Trace[];
+  /** TCP timestamps of the template: value, clock when made */
+  ts: number[];
+  vxlan: VxlanPort[];
+  steps: boolean;
+  /** the template's source port in a text */
+  sportRe: RegExp;
+  /** each sender address of ipIds: its place there */
+  idOf: Map<string, number>;
+  /**
+   * template objects that hold a value a replay changes, each with the fields that do (the
+   * others are shared as they are); a socket's every object (each socket its own)
+   */
+  touched: WeakMap<object, readonly string[]>;
+}
+
+/** the values a replay substitutes, and the template's they replace */
+interface Params {
+  dt: number;
+  t0: number;
+  sportRec: number;
+  sport: number;
+  ports: Map<number, number>;
+  isnCRec: number;
+  isnC: number;
+  isnSRec: number;
+  isnS: number;
+  ts: Map<number, number>;
+  /** the IP id shift of each sender of the plan's ipIds, and each sender address's place there */
+  ids: readonly number[];
+  idOf: ReadonlyMap<string, number>;
+  sportRe: RegExp;
+}
+
+/** the template's own parameters (the identity substitution: what `touched` is computed with) */
+function recordParams(p: Plan): Params {
+  return {
+    dt: 0,
+    t0: p.t0,
+    sportRec: p.sport,
+    sport: p.sport,
+    ports: new Map([[p.sport, p.sport], ...p.vxlan.map((v) => [v.port, v.port] as [number, number])]),
+    isnCRec: p.isnC,
+    isnC: p.isnC,
+    isnSRec: p.isnS,
+    isnS: p.isnS,
+    ts: new Map(tsPairs(p.ts).map(([v]) => [v, v])),
+    ids: p.ipIds.map(() => 0),
+    idOf: p.idOf,
+    sportRe: p.sportRe,
+  };
+}
+
+const portRe = (port: number) => new RegExp(`(?<![0-9])${port}(?![0-9])`, 'g');
+
+function tsPairs(log: number[]): [number, number][] {
+  const out: [number, number][] = [];
+  for (let i = 0; i < log.length; i += 2) out.push([log[i], log[i + 1]]);
+  return out;
+}
+
+/** does this field's value change with the parameters (under the template's own: could it) */
+function touches(p: Params, key: string, v: unknown, holder: Cell): boolean {
+  if (typeof v === 'string') return p.sportRe.test(v) && !(p.sportRe.lastIndex = 0);
+  if (typeof v !== 'number') return false;
+  if (TIME_KEYS.has(key)) return v >= p.t0;
+  if (PORT_KEYS.has(key)) return p.ports.has(v);
+  if (SEQ_KEYS.has(key)) return (v - p.isnCRec) >>> 0 < 0x10000 || (v - p.isnSRec) >>> 0 < 0x10000;
+  if (TS_KEYS.has(key)) return p.ts.has(v);
+  if (key === 'id') return typeof holder.src === 'string' && p.idOf.has(holder.src);
+  return false;
+}
+
+function substitute(p: Params, key: string, v: number, holder: Cell): number {
+  if (TIME_KEYS.has(key)) return v >= p.t0 ? v + p.dt : v;
+  if (PORT_KEYS.has(key)) return p.ports.get(v) ?? v;
+  if (SEQ_KEYS.has(key)) {
+    const c = (v - p.isnCRec) >>> 0;
+    if (c < 0x10000) return (p.isnC + c) >>> 0;
+    const s = (v - p.isnSRec) >>> 0;
+    if (s < 0x10000) return (p.isnS + s) >>> 0;
+    return v;
+  }
+  if (TS_KEYS.has(key)) return p.ts.get(v) ?? v;
+  if (key === 'id' && typeof holder.src === 'string') {
+    const i = p.idOf.get(holder.src);
+    return i === undefined ? v : (v + p.ids[i]) & 0xffff;
+  }
+  return v;
+}
+
+const isPlain = (x: object) => {
+  const proto = Object.getPrototypeOf(x) as unknown;
+  return proto === Object.prototype || proto === Array.prototype || proto === null;
+};
+
+/**
+ * mark the template's objects that hold a value the parameters change, with the fields that do
+ * (depth first; plain objects and arrays only); `all`: every plain object, array and Map below
+ */
+function markTouched(
+  p: Params,
+  x: unknown,
+  touched: WeakMap<object, readonly string[]>,
+  seen: Set<object>,
+  all = false,
+): boolean {
+  if (!x || typeof x !== 'object') return false;
+  if (x instanceof Map) {
+    if (!all) return false;
+    for (const v of x.values()) markTouched(p, v, touched, seen, all);
+    touched.set(x, []);
+    return true;
+  }
+  if (!isPlain(x)) return false;
+  if (seen.has(x)) return touched.has(x);
+  seen.add(x);
+  const keys: string[] = [];
+  const o = x as Cell;
+  for (const k of Object.keys(o)) {
+    const v = o[k];
+    if (v && typeof v === 'object') {
+      if (markTouched(p, v, touched, seen, all)) keys.push(k);
+    } else if (touches(p, k, v, o)) keys.push(k);
+  }
+  if (keys.length || all) touched.set(x, keys);
+  return keys.length > 0 || all;
+}
+
+/** a copy of the template's `x` with the parameters substituted; what nothing changes is shared */
+class Copier {
+  #memo: Map<object, unknown> | undefined;
+  constructor(
+    readonly p: Params,
+    readonly touched: WeakMap<object, readonly string[]>,
+  ) {}
+
+  /** the copy of `x`, made once (what the template shares, the copies share) */
+  copy<T>(x: T): T {
+    if (!x || typeof x !== 'object') return x;
+    const keys = this.touched.get(x);
+    if (keys === undefined) return x;
+    const had = (this.#memo ??= new Map()).get(x);
+    if (had !== undefined) return had as T;
+    return this.make(x, keys, true);
+  }
+
+  /** a copy of `x` of its own (the template's one object not shared with others made so) */
+  own<T>(x: T): T {
+    if (!x || typeof x !== 'object') return x;
+    const keys = this.touched.get(x);
+    return keys === undefined ? x : this.make(x, keys, false);
+  }
+
+  private make<T>(x: T & object, keys: readonly string[], memo: boolean): T {
+    if (x instanceof Map) {
+      const m = new Map([...x].map(([k, v]) => [k, memo ? this.copy(v) : this.own(v)]));
+      if (memo) this.#memo!.set(x, m);
+      return m as T;
+    }
+    // a copy by spread (the same fields in the same order, made at once), then what changes
+    const out = (Array.isArray(x) ? x.slice() : { ...x }) as Cell;
+    if (memo) this.#memo!.set(x, out);
+    const o = x as unknown as Cell;
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i];
+      const v = o[k];
+      out[k] =
+        typeof v === 'number'
+          ? substitute(this.p, k, v, o)
+          : typeof v === 'string'
+            ? v.replace(this.p.sportRe, String(this.p.sport))
+            : memo
+              ? this.copy(v)
+              : this.own(v);
+    }
+    if (Object.isFrozen(x)) Object.freeze(out);
+    return out as T;
+  }
+}
+
+/**
+ * The plan of a template walk (`b` taken before it, `w` the walk), or why it cannot be replayed.
+ * The caller has checked that the walk wrote nothing a replay does not write (flow-cache.ts's
+ * recording conditions: no entry or socket changed or gone, only counters and times otherwise).
+ */
+export function makePlan(c: Cluster, b: LiveBefore, w: Walk, sport: number, steps: boolean): Plan | string {
+  const flow = w.request.flow;
+  if (flow.proto !== 'tcp' || flow.dport === undefined) return 'not-tcp';
+  const world = c.world;
+  const t0 = b.t0;
+  const adds: Plan['adds'] = [];
+  const sets: Plan['sets'] = [];
+  for (const x of b.cells) {
+    const now = x.obj[x.key] as number;
+    if (now === x.v) continue;
+    if (TIMES_WRITTEN.includes(x.key)) {
+      if (now < t0) return 'time-before-walk';
+      sets.push({ obj: x.obj, key: x.key, off: now - t0 });
+    } else adds.push({ obj: x.obj, key: x.key, d: now - x.v });
+  }
+  const ipIds: Plan['ipIds'] = [];
+  const mibs: Plan['mibs'] = [];
+  const ct: Plan['ct'] = [];
+  const tcp: Plan['tcp'] = [];
+  for (const ns of world.netns.values()) {
+    const before = b.ipIds.get(ns);
+    if (before === undefined) return 'new-netns';
+    const d = (ns.ipId - before) & 0xffff;
+    if (d) ipIds.push({ ns, d, before, addrs: [...ns.addresses()].map((a) => a.addr.ip) });
+    const mb = b.mibs.get(ns)!;
+    for (const [name, v] of ns.mib) {
+      const was = mb.get(name) ?? 0;
+      if (v !== was) mibs.push({ ns, name, d: v - was });
+    }
+    const made = ns.conntrack.listedCount - b.ct.get(ns)!;
+    const entries = made < 0 ? undefined : ns.conntrack.lastListed(made);
+    if (!entries) return 'ct-gone';
+    for (const e of entries) ct.push({ ns, d: plainEntry(e) });
+    const conns = ns.tcp.list();
+    const tcpBefore = b.tcp.get(ns)!;
+    if (conns.length < tcpBefore) return 'tcp-gone';
+    // as they are now: the sockets live on (a timer may change them before a replay)
+    for (let i = tcpBefore; i < conns.length; i++) tcp.push({ ns, c: deepCopy(conns[i]) });
+  }
+  // an address two senders share (each namespace's 127.0.0.1) names no one sender: a packet from it
+  // in the walk makes the walk not replayable
+  const senders = new Map<string, number>();
+  for (const x of ipIds) for (const a of x.addrs) senders.set(a, (senders.get(a) ?? 0) + 1);
+  for (const x of ipIds) x.addrs = x.addrs.filter((a) => senders.get(a) === 1);
+  const timers: Plan['timers'] = [];
+  const armed = world.timers.filter((t) => t.seq >= b.seq).sort((x, y) => x.seq - y.seq);
+  if (armed.length !== world.timerSeq - b.seq) return 'timer-gone';
+  for (const t of armed) timers.push({ off: t.at - t0, ev: deepCopy(t.ev) });
+  const captures: Plan['captures'] = [];
+  for (let i = b.captures; i < world.captures.length; i++) {
+    const x = world.captures[i];
+    if (!(x instanceof DeviceCapture)) return 'capture';
+    const { at, repr } = x.parts;
+    captures.push({ off: x.time - t0, at, repr });
+  }
+  // the VXLAN source ports: each must be udp_flow_src_port of the walk's flow on its device
+  const vxlan: VxlanPort[] = [];
+  const seenPorts = new Set<number>();
+  const reprs: (Frame | Ipv4Packet)[] = captures.map((x) => x.repr);
+  for (const t of w.traces)
+    for (const s of t.steps) {
+      const wire = stepWire(s);
+      if (wire) reprs.push(wire.repr);
+    }
+  for (const r of reprs) if (sources(r).some((a) => (senders.get(a) ?? 0) > 1)) return 'shared-address';
+  for (const r of reprs) {
+    const pkt = 'eth' in r ? (r.payload.kind === 'ipv4' ? r.payload : undefined) : r;
+    const l4 = pkt?.payload;
+    if (!pkt || l4?.kind !== 'udp' || l4.payload.kind !== 'vxlan') continue;
+    const port = l4.udp.srcPort;
+    if (seenPorts.has(port)) continue;
+    seenPorts.add(port);
+    const dev = vxlanDevice(c, pkt.ip.src);
+    if (!dev) return 'vxlan-device';
+    if (vxlanPort(c, dev, flow.src, sport, flow.dst, flow.dport) !== port) return 'vxlan-port';
+    if (port === sport) return 'vxlan-port';
+    vxlan.push({ port, ...dev });
+  }
+  // the walk's conntrack lookups found those it made, or entries it refreshed: each as it was
+  // (the observer's) and as it is now
+  const made = new Set<string>();
+  for (const x of ct) made.add(`${x.ns.name} ${tupleKey(x.d.orig)}`);
+  const refresh: Plan['refresh'] = [];
+  const refreshed = new Set<string>();
+  for (const t of w.traces)
+    for (const s of t.steps) {
+      if (s.ev.type !== 'conntrack') continue;
+      const key = tupleKey(s.ev.orig);
+      const id = `${s.netns} ${key}`;
+      if (made.has(id) || refreshed.has(id)) continue;
+      const ns = world.ns(s.netns);
+      const before = b.found.get(ns.conntrack)?.get(key);
+      const now = ns.conntrack.find(s.ev.orig);
+      if (!before || !now || now.dir !== 'original' || s.ev.dir !== 'original') return 'ct-hit';
+      const after = plainEntry(now.entry.data());
+      if (Object.keys(before).join() !== CT_FIELDS || Object.keys(after).join() !== CT_FIELDS)
+        return 'ct-shape';
+      // a UDP entry that has seen a reply: its hit reads the stream timeout's clock (not replayed)
+      if (before.seenReply && before.orig.proto === 17) return 'ct-hit';
+      refreshed.add(id);
+      refresh.push({ ns, before, after });
+    }
+  // each socket made is the only one of its four-tuple
+  for (const x of tcp)
+    if (x.ns.tcp.getAll(x.c.local, x.c.lport, x.c.remote, x.c.rport).length !== 1) return 'tcp-hit';
+  const plan: Plan = {
+    t0,
+    duration: world.now - t0,
+    sport,
+    src: flow.src,
+    dst: flow.dst,
+    dport: flow.dport,
+    isnC: deriveIsn(world, flow.src, sport, flow.dst, flow.dport),
+    isnS: deriveIsn(world, flow.dst, flow.dport, flow.src, sport),
+    timers,
+    adds,
+    sets,
+    ipIds,
+    mibs,
+    ct,
+    refresh,
+    tcp,
+    captures,
+    traces: w.traces,
+    ts: b.ts.slice(),
+    vxlan,
+    steps,
+    sportRe: portRe(sport),
+    idOf: new Map(ipIds.flatMap((x, i) => x.addrs.map((a) => [a, i] as [string, number]))),
+    touched: new WeakMap(),
+  };
+  const p = recordParams(plan);
+  const shape = shapeOf(p, ct, tcp);
+  if (shape) return shape;
+  const seen = new Set<object>();
+  const mark = (x: unknown) => markTouched(p, x, plan.touched, seen);
+  for (const x of timers) mark(x.ev);
+  // an entry without the walk's parameters is a flow later walks share (a tunnel's): made once, then refreshed
+  for (const x of ct) if (!mark(x.d)) return 'shared-entry';
+  for (const x of refresh) {
+    mark(x.before);
+    mark(x.after);
+  }
+  for (const x of tcp) {
+    if (x.c.synackOpts) markTouched(p, x.c.synackOpts, plan.touched, seen, true);
+    if (x.c.lastSyn) markTouched(p, x.c.lastSyn, plan.touched, seen, true);
+  }
+  for (const x of captures) mark(x.repr);
+  for (const t of w.traces) {
+    mark(t.flow);
+    mark(t.disposition);
+    mark(t.counters);
+    for (const s of t.steps) {
+      mark(s.ev);
+      const wire = stepWire(s);
+      if (wire) mark(wire.repr);
+    }
+  }
+  return plan;
+}
+
+/** a copy of plain objects, arrays and Maps all the way down (byte arrays and class instances shared) */
+function deepCopy<T>(x: T): T {
+  if (!x || typeof x !== 'object') return x;
+  if (x instanceof Map) return new Map([...x].map(([k, v]) => [k, deepCopy(v)])) as T;
+  if (!isPlain(x)) return x;
+  if (Array.isArray(x)) return x.map((v: unknown) => deepCopy(v)) as T;
+  // by spread, then the objects below (an object made field by field past a dozen fields would be
+  // a slow dictionary, and so would every copy of it)
+  const out: Cell = { ...(x as Cell) };
+  for (const k of Object.keys(x)) {
+    const v = out[k];
+    if (v && typeof v === 'object') out[k] = deepCopy(v);
+  }
+  return out as T;
+}
+
+/** the fields of a conntrack entry's data and of its tuples that entryFor writes */
+const CT_FIELDS =
+  'orig,reply,expires,seenReply,assured,confirmed,streamTs,mark,snat,dnat,snatDone,dnatDone,tcpState';
+const TUPLE_FIELDS = 'proto,src,dst,sport,dport';
+/** the fields of a socket connFor changes (the others are the template's; a socket with others is not replayed) */
+const CONN_CHANGED = new Set([
+  'lport',
+  'rport',
+  'sndNxt',
+  'rcvNxt',
+  'sndUna',
+  'tsRecent',
+  'rtoAt',
+  'establishedAt',
+  'retransStamp',
+  'unacked',
+  'ofo',
+  'synackOpts',
+  'lastSyn',
+]);
+
+function port(p: Params, v: number): number {
+  return p.ports.get(v) ?? v;
+}
+
+function tupleFor(p: Params, t: Tuple): Tuple {
+  return { proto: t.proto, src: t.src, dst: t.dst, sport: port(p, t.sport), dport: port(p, t.dport) };
+}
+
+/** a conntrack entry of the template for this walk (its fields as the generic copy would give them) */
+function entryFor(p: Params, d: CtEntryData): CtEntryData {
+  return {
+    orig: tupleFor(p, d.orig),
+    reply: tupleFor(p, d.reply),
+    expires: d.expires >= p.t0 ? d.expires + p.dt : d.expires,
+    seenReply: d.seenReply,
+    assured: d.assured,
+    confirmed: d.confirmed,
+    streamTs: d.streamTs >= p.t0 ? d.streamTs + p.dt : d.streamTs,
+    mark: d.mark,
+    snat: d.snat,
+    dnat: d.dnat,
+    snatDone: d.snatDone,
+    dnatDone: d.dnatDone,
+    tcpState: d.tcpState,
+  };
+}
+
+/** a socket of the template for this walk: every object of its own, the parameters substituted */
+function connFor(p: Params, copier: Copier, c: TcpConn): TcpConn {
+  const k: TcpConn = { ...c };
+  k.lport = port(p, c.lport);
+  k.rport = port(p, c.rport);
+  k.sndNxt = substitute(p, 'sndNxt', c.sndNxt, c as unknown as Cell);
+  k.rcvNxt = substitute(p, 'rcvNxt', c.rcvNxt, c as unknown as Cell);
+  k.sndUna = substitute(p, 'sndUna', c.sndUna, c as unknown as Cell);
+  k.tsRecent = p.ts.get(c.tsRecent) ?? c.tsRecent;
+  if (c.rtoAt !== undefined && c.rtoAt >= p.t0) k.rtoAt = c.rtoAt + p.dt;
+  if (c.establishedAt !== undefined && c.establishedAt >= p.t0) k.establishedAt = c.establishedAt + p.dt;
+  if (c.retransStamp !== undefined && c.retransStamp >= p.t0) k.retransStamp = c.retransStamp + p.dt;
+  k.unacked = c.unacked.map((u) => ({
+    seq: substitute(p, 'seq', u.seq, u as unknown as Cell),
+    data: u.data,
+    psh: u.psh,
+  }));
+  k.ofo = new Map(c.ofo);
+  if (c.synackOpts) k.synackOpts = copier.own(c.synackOpts);
+  if (c.lastSyn) k.lastSyn = copier.own(c.lastSyn);
+  return k;
+}
+
+/** why a template's conntrack entry or socket cannot be made by entryFor or connFor (undefined: it can) */
+function shapeOf(p: Params, ct: Plan['ct'], tcp: Plan['tcp']): string | undefined {
+  for (const x of ct) {
+    if (Object.keys(x.d).join() !== CT_FIELDS) return 'ct-shape';
+    if (Object.keys(x.d.orig).join() !== TUPLE_FIELDS || Object.keys(x.d.reply).join() !== TUPLE_FIELDS)
+      return 'ct-shape';
+  }
+  for (const x of tcp) {
+    const o = x.c as unknown as Cell;
+    for (const k of Object.keys(o)) {
+      const v = o[k];
+      if (CONN_CHANGED.has(k) || k === 'toSend') continue;
+      if ((v && typeof v === 'object') || touches(p, k, v, o)) return 'tcp-shape';
+    }
+    if (x.c.ofo.size) return 'tcp-shape';
+    for (const u of x.c.unacked) if (Object.keys(u).join() !== 'seq,data,psh') return 'tcp-shape';
+  }
+  return undefined;
+}
+
+/** two entries' data the same but their times (what a hit reads of an entry it refreshes) */
+function sameEntry(a: CtEntryData, b: CtEntryData): boolean {
+  return (
+    tupleKey(a.orig) === tupleKey(b.orig) &&
+    tupleKey(a.reply) === tupleKey(b.reply) &&
+    a.seenReply === b.seenReply &&
+    a.assured === b.assured &&
+    a.confirmed === b.confirmed &&
+    a.mark === b.mark &&
+    a.snat === b.snat &&
+    a.dnat === b.dnat &&
+    a.snatDone === b.snatDone &&
+    a.dnatDone === b.dnatDone &&
+    a.tcpState === b.tcpState
+  );
+}
+
+/** an entry's data as a plain object of its own (the table's view objects are made again when read) */
+function plainEntry(e: CtEntryData): CtEntryData {
+  const out = { ...e, orig: { ...e.orig }, reply: { ...e.reply } };
+  return out;
+}
+
+/** the IP sources of a frame or packet, the encapsulated ones too */
+function sources(r: Frame | Ipv4Packet, out: string[] = []): string[] {
+  const pkt = 'eth' in r ? (r.payload.kind === 'ipv4' ? r.payload : undefined) : r;
+  if (!pkt) return out;
+  out.push(pkt.ip.src);
+  const l4 = pkt.payload;
+  if (l4.kind === 'udp' && l4.payload.kind === 'vxlan') sources(l4.payload.frame, out);
+  else if (l4.kind === 'ipip') sources(l4.inner, out);
+  return out;
+}
+
+/** the VXLAN device that sends from `local`, and its source port range */
+function vxlanDevice(c: Cluster, local: string): { min: number; max: number } | undefined {
+  for (const ns of c.world.netns.values())
+    for (const l of ns.links.values())
+      if (l.type === 'vxlan' && l.local === local) return { min: l.srcPortMin, max: l.srcPortMax };
+  return undefined;
+}
+
+/** udp_flow_src_port of a TCP flow (the hash is the same both ways) in a device's range */
+function vxlanPort(
+  c: Cluster,
+  dev: { min: number; max: number },
+  src: string,
+  sport: number,
+  dst: string,
+  dport: number,
+): number {
+  const pkt = {
+    ip: { src, dst, protocol: 6 },
+    payload: { kind: 'tcp', tcp: { srcPort: sport, dstPort: dport } },
+  } as unknown as Ipv4Packet;
+  return dev.min + (flowHash(c.world, 'vxlan-sport', pkt) % (dev.max - dev.min + 1));
+}
+
+/**
+ * the counters' additions, by field: a field named in the code for the most written (device
+ * statistics, netfilter counters: a store each site sees with few object shapes), by its name
+ * for the rest
+ */
+function addAll(adds: Plan['adds']): void {
+  for (let i = 0; i < adds.length; i++) {
+    const a = adds[i];
+    const o = a.obj as Record<string, number>;
+    switch (a.key) {
+      case 'pkts':
+        o.pkts += a.d;
+        break;
+      case 'bytes':
+        o.bytes += a.d;
+        break;
+      case 'rxPackets':
+        o.rxPackets += a.d;
+        break;
+      case 'rxBytes':
+        o.rxBytes += a.d;
+        break;
+      case 'txPackets':
+        o.txPackets += a.d;
+        break;
+      case 'txBytes':
+        o.txBytes += a.d;
+        break;
+      default:
+        o[a.key] += a.d;
+    }
+  }
+}
+
+/** a capture of a replayed walk: its packet made from the template's when first read */
+class ReplayedCapture implements Capture {
+  #bytes: Uint8Array | undefined;
+  constructor(
+    readonly time: number,
+    readonly at: CapturePoint,
+    readonly repr: Frame | Ipv4Packet,
+    readonly copier: Copier,
+  ) {}
+
+  get netns(): string {
+    return this.at.netns;
+  }
+
+  get dev(): string {
+    return this.at.dev;
+  }
+
+  get dir(): 'in' | 'out' {
+    return this.at.dir;
+  }
+
+  get promisc(): boolean {
+    return this.at.promisc;
+  }
+
+  get frame(): Uint8Array {
+    return (this.#bytes ??= emitRepr(this.copier.copy(this.repr)));
+  }
+}
+
+/** a trace of a replayed walk: its steps made from the template's when first read */
+class ReplayedTrace implements Trace {
+  #steps: readonly Step[] | undefined;
+  #hops: readonly Hop[] | undefined;
+  #flow: Flow | undefined;
+  #disposition: Disposition | undefined;
+  #counters: Trace['counters'] | undefined;
+
+  constructor(
+    readonly template: Trace,
+    readonly copier: Copier,
+  ) {}
+
+  get flow(): Flow {
+    return (this.#flow ??= this.copier.copy(this.template.flow));
+  }
+
+  get disposition(): Disposition {
+    return (this.#disposition ??= this.copier.copy(this.template.disposition));
+  }
+
+  get counters(): Trace['counters'] {
+    return (this.#counters ??= this.copier.copy(this.template.counters));
+  }
+
+  get steps(): readonly Step[] {
+    if (this.#steps === undefined) {
+      const c = this.copier;
+      const dt = c.p.dt;
+      this.#steps = Object.freeze(
+        this.template.steps.map((s) => {
+          const wire = stepWire(s);
+          let w = wire;
+          if (wire && c.touched.has(wire.repr)) {
+            const r = c.copy(wire.repr);
+            w = 'eth' in r ? WireBytes.frame(r) : WireBytes.ip(r);
+          }
+          return recordedStep(s, c.copy(s.ev), w, s.time + dt);
+        }),
+      );
+    }
+    return this.#steps;
+  }
+
+  get hops(): readonly Hop[] {
+    return (this.#hops ??= frozenHops(this.steps));
+  }
+}
+
+/**
+ * what replayPlan gives: the walk, written; or nothing written and why: `present`, the conntrack
+ * entries the template's walk made or refreshed that are there now (0 and 1 in the plan's order:
+ * the key of the template of that case); `refused`, a replay that cannot be computed
+ */
+export type ReplayResult = Walk | { present: string } | { refused: string };
+
+const refused = (why: string) => ({ refused: why });
+
+/**
+ * Write the plan for a walk from `sport` now, and return the walk; nothing written when the
+ * conntrack entries it makes or refreshes are not (or are) there as the template's walk found
+ * them, or when the replay cannot be computed (a socket it would make is taken, two timestamps the
+ * template made in one ms would part, an entry it refreshes is not as it was)
+ */
+export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult {
+  const world = c.world;
+  const t0 = world.now;
+  const dt = t0 - plan.t0;
+  if (dt < 0) return refused('clock');
+  const ports = new Map<number, number>([[plan.sport, sport]]);
+  for (const v of plan.vxlan) {
+    const port = vxlanPort(c, v, plan.src, sport, plan.dst, plan.dport);
+    if (ports.has(v.port) && ports.get(v.port) !== port) return refused('ports');
+    ports.set(v.port, port);
+  }
+  const ts = new Map<number, number>();
+  const log = plan.ts;
+  for (let i = 0; i < log.length; i += 2) {
+    const v = log[i];
+    const at = log[i + 1];
+    const nv = (v - Math.floor(at / 1000) + Math.floor((at + dt) / 1000)) >>> 0;
+    const had = ts.get(v);
+    if (had !== undefined && had !== nv) return refused('timestamps');
+    ts.set(v, nv);
+  }
+  const ids: number[] = [];
+  for (const x of plan.ipIds) ids.push((x.ns.ipId - x.before) & 0xffff);
+  const p: Params = {
+    dt,
+    t0: plan.t0,
+    sportRec: plan.sport,
+    sport,
+    ports,
+    isnCRec: plan.isnC,
+    isnC: deriveIsn(world, plan.src, sport, plan.dst, plan.dport),
+    isnSRec: plan.isnS,
+    isnS: deriveIsn(world, plan.dst, plan.dport, plan.src, sport),
+    ts,
+    ids,
+    idOf: plan.idOf,
+    sportRe: plan.sportRe,
+  };
+  const copier = new Copier(p, plan.touched);
+  // what it makes must not be there, what it refreshes must be, as it was (else: which are there,
+  // the key of the template of that case)
+  const entries: CtEntryData[] = [];
+  let present = '';
+  let differs = false;
+  for (const x of plan.ct) {
+    const d = entryFor(p, x.d);
+    const there = !!(x.ns.conntrack.find(d.orig) || x.ns.conntrack.find(d.reply));
+    present += there ? '1' : '0';
+    if (there) differs = true;
+    entries.push(d);
+  }
+  const refreshes: CtEntryData[] = [];
+  for (const x of plan.refresh) {
+    const before = entryFor(p, x.before);
+    const hit = x.ns.conntrack.find(before.orig);
+    present += hit ? '1' : '0';
+    if (!hit) differs = true;
+    else if (!sameEntry(plainEntry(hit.entry.data()), before)) return refused('ct-state');
+    refreshes.push(entryFor(p, x.after));
+  }
+  if (differs) return { present };
+  const conns: TcpConn[] = [];
+  for (const x of plan.tcp) {
+    const k = connFor(p, copier, x.c);
+    if (x.ns.tcp.getAll(k.local, k.lport, k.remote, k.rport).length) return refused('socket-taken');
+    conns.push(k);
+  }
+  // the writes, in the order the walk made them where the order is kept
+  for (const t of plan.timers) world.schedule(t.off + t0, copier.own(t.ev));
+  addAll(plan.adds);
+  for (const s of plan.sets) s.obj[s.key] = t0 + s.off;
+  for (const x of plan.ipIds) x.ns.ipId = (x.ns.ipId + x.d) & 0xffff;
+  for (const m of plan.mibs) {
+    const mib = m.ns.own('mib');
+    mib.set(m.name, (mib.get(m.name) ?? 0) + m.d);
+  }
+  for (let i = 0; i < entries.length; i++) plan.ct[i].ns.conntrack.insertConfirmed(entries[i]);
+  for (let i = 0; i < refreshes.length; i++)
+    if (!plan.refresh[i].ns.conntrack.refresh(refreshes[i].orig, refreshes[i]))
+      throw new Error('flow cache: an entry to refresh is gone');
+  for (let i = 0; i < conns.length; i++) plan.tcp[i].ns.tcp.add(conns[i]);
+  const caps = world.captures;
+  for (const x of plan.captures) caps.push(new ReplayedCapture(t0 + x.off, x.at, x.repr, copier));
+  world.now = t0 + plan.duration;
+  world.rec = new Recorder(world, plan.steps, true);
+  const traces = plan.traces.map((t) => new ReplayedTrace(t, copier));
+  return { request: traces[0], reply: traces[1], traces };
+}
