@@ -857,10 +857,17 @@ function walkCpuVsKernel(rows: { label: string; runs: WalkCpuResult[] }[], k: Ke
     `A warm walk is two packets (the SYN and the SYN-ACK): ${rows[0].label} is ${fmt(2 * median)} packets per CPU ` +
     `second, every step recorded.`;
   if (k.skipped) return `${head} The real kernel's half was skipped (${k.skipped}).`;
+  // the same path with the flow cache replaying (the first such row of the same mode and pods)
+  const rep = rows.find((r) => r.runs[0].replay && r.label.startsWith(rows[0].label));
+  const repSec = rep?.runs.map((r) => (r.walks * 1000) / r.cpuMs).sort((a, b) => a - b);
+  const repMedian = repSec?.[Math.floor(repSec.length / 2)];
   return (
     `${head} The real kernel delivered ${fmt(k.kernelPps)} UDP datagrams a second over the same path in this run ` +
     `(${fmt(k.kernelPpsCpu)} per CPU second of its sender; Simulation vs the real kernel, below): ` +
-    `×${fmt(k.kernelPps / (2 * median), 1)} the model's packets per CPU second.`
+    `×${fmt(k.kernelPps / (2 * median), 1)} the model's packets per CPU second` +
+    (repMedian
+      ? `; ×${fmt(k.kernelPps / (2 * repMedian), 1)} those of the same walks replayed by the flow cache (${fmt(2 * repMedian)} packets per CPU second).`
+      : '.')
   );
 }
 
