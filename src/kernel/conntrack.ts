@@ -1396,14 +1396,22 @@ export class Conntrack {
       s === NO_TCP ? undefined : S[s],
       (flags & F_ASSURED) !== 0,
     );
-    const at = now + timeout * 1e6;
+    this.rowExpires(r, now + timeout * 1e6, (flags & F_CONFIRMED) !== 0);
+    return { entry, dir, ctstate, isNew: false, from, to };
+  }
+
+  /**
+   * row r expires at `at` (setExpiry of a row): a confirmed one's earlier expiry told to
+   * nextExpiry, a shortened one placed in the heap again at once
+   */
+  private rowExpires(r: number, at: number, confirmed: boolean): void {
+    const rows = this.rows;
     const was = rows.expires[r];
     rows.expires[r] = at;
-    if ((flags & F_CONFIRMED) !== 0) {
+    if (confirmed) {
       if (at < this.nextExpiry) this.nextExpiry = at;
       if (at < was) rows.due.push(at, r);
     }
-    return { entry, dir, ctstate, isNew: false, from, to };
   }
 
   /** __nf_conntrack_confirm: the entry becomes visible in the table */
@@ -1492,11 +1500,7 @@ export class Conntrack {
     rows.tcp[r] = tcp;
     rows.flags[r] = flags;
     rows.version++;
-    const at = after.expires;
-    const was = rows.expires[r];
-    rows.expires[r] = at;
-    if (at < this.nextExpiry) this.nextExpiry = at;
-    if (at < was) rows.due.push(at, r);
+    this.rowExpires(r, after.expires, true);
     return true;
   }
 

@@ -213,6 +213,18 @@ const tcpTo = (port: number): string =>
  * (derive takes its parts as an array and prints each port: 0.75 % of a warm walk). A port that
  * is not an integer 0..65535 goes through derive itself.
  */
+/** told of every TCP timestamp a socket makes: its value and the clock (a flow cache's recording) */
+let tsObserver: ((val: number, now: number) => void) | undefined;
+
+/** set (or, undefined, clear) the observer of the TCP timestamps made; returns the one it replaces */
+export function observeTimestamps(
+  fn: ((val: number, now: number) => void) | undefined,
+): ((val: number, now: number) => void) | undefined {
+  const was = tsObserver;
+  tsObserver = fn;
+  return was;
+}
+
 export function deriveIsn(w: World, src: string, sport: number, dst: string, dport: number): number {
   if (!isPort(sport) || !isPort(dport)) return w.derive('isn', src, sport, dst, dport);
   // "isn|" then "SRC|SPORT|DST|DPORT"
@@ -503,7 +515,9 @@ export class Sockets implements TransportHandler {
   }
 
   tsVal(c: TcpConn): number {
-    return (Math.floor(this.w.now / 1000) + c.tsOffset) >>> 0;
+    const v = (Math.floor(this.w.now / 1000) + c.tsOffset) >>> 0;
+    if (tsObserver !== undefined) tsObserver(v, this.w.now);
+    return v;
   }
 
   private segment(c: TcpConn, flags: TcpFlags, data: Uint8Array, options: TcpOptions): Ipv4Packet {

@@ -1533,11 +1533,7 @@ export class Stack {
     // vxlan_xmit_one counts from the inner IP header
     vx.stats.txBytes += bytes.length - 14;
     const inner = frame.payload.kind === 'ipv4' ? frame.payload : undefined;
-    // udp_flow_src_port: a hash of the inner flow, scaled into the port range
-    const h = inner
-      ? flowHash(this.w, 'vxlan-sport', inner)
-      : this.w.derive('vxlan-sport', frame.eth.src + frame.eth.dst);
-    const sport = vx.srcPortMin + (h % (vx.srcPortMax - vx.srcPortMin + 1));
+    const sport = vxlanSourcePort(this.w, vx, frame);
     const outer: Ipv4Packet = {
       kind: 'ipv4',
       ip: {
@@ -2203,6 +2199,22 @@ function shouldDeliver(p: Link, inPort: Link | undefined): boolean {
  * conntrack tuple in string order, hashed piece by piece, without making KEY (every VXLAN packet
  * hashed its flow's four strings)
  */
+/**
+ * udp_flow_src_port as vxlan_xmit calls it: a hash of the inner flow (of the frame's addresses when
+ * it carries no IPv4 packet), scaled into the device's source port range
+ */
+export function vxlanSourcePort(
+  w: World,
+  range: Pick<VxlanLink, 'srcPortMin' | 'srcPortMax'>,
+  frame: Pick<Frame, 'eth' | 'payload'>,
+): number {
+  const h =
+    frame.payload.kind === 'ipv4'
+      ? flowHash(w, 'vxlan-sport', frame.payload)
+      : w.derive('vxlan-sport', frame.eth.src + frame.eth.dst);
+  return range.srcPortMin + (h % (range.srcPortMax - range.srcPortMin + 1));
+}
+
 export function flowHash(w: World, what: string, p: Ipv4Packet): number {
   const pl = p.payload;
   // the tuple's protocol and ports (tupleOf): ports for TCP and UDP, 0 for the rest

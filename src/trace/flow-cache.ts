@@ -29,7 +29,7 @@
  *  - each trace: its flow, disposition, role, counters, and every step's kind, layer, namespace,
  *    device, time offset, side exchange, fragment label, event and frame (parsed).
  * The parameters: the source port, the two ISNs (sockets.ts deriveIsn) as offsets, the VXLAN
- * source ports as vxlan_xmit computes them (stack.ts flowHash), and, named in the order they first
+ * source ports as vxlan_xmit computes them (stack.ts vxlanSourcePort), and, named in the order they first
  * appear (so only their places are checked, not how they are computed), the IP ids and the TCP
  * timestamps; checksums are left to the frames' parse.
  * A replay would have to write all of it, parameters computed; it does not exist yet.
@@ -63,8 +63,8 @@ import { deriveIsn } from '../kernel/sockets.ts';
 import { fdbDeadline, pmtuDeadline } from '../kernel/deadlines.ts';
 import type { Netns } from '../kernel/objects.ts';
 import { parseFrame, parseIpv4Packet } from '../wire/packet.ts';
-import type { Ipv4Packet } from '../wire/types.ts';
-import { flowHash } from '../kernel/stack.ts';
+import type { Frame } from '../wire/types.ts';
+import { vxlanSourcePort } from '../kernel/stack.ts';
 import type { Trace } from './types.ts';
 import type { Walk, WalkOptions, WalkRequest } from './walk.ts';
 import { liveBefore, makePlan, observing, replayPlan, type Plan, type ReplayResult } from './replay.ts';
@@ -308,29 +308,29 @@ export class FlowCache {
     // the template's walk made or refreshed conntrack entries this one finds otherwise (a VXLAN
     // flow's source port an earlier flow hashed to): the case has its own template
     let at = key;
-    if (!why && tpl!.plan) {
-      let r: ReplayResult | undefined = replayPlan(c, tpl!.plan, sport);
-      if ('present' in r) {
-        at = `${key}#${r.present}`;
-        const other = this.#templates.get(at);
-        why = other ? this.#guard(c, other, c.world.now, '', sport) : 'no-template-of-case';
-        r = why ? undefined : other!.plan ? replayPlan(c, other!.plan, sport) : undefined;
-        if (!why && !other!.plan) why = 'no-plan';
-      }
-      if (r && 'refused' in r) why = `replay-refused:${r.refused}`;
-      else if (r && 'present' in r) why = 'replay-refused:present';
-      else if (r) {
+    let r: ReplayResult | undefined;
+    if (!why) r = tpl!.plan ? replayPlan(c, tpl!.plan, sport) : undefined;
+    if (r && 'present' in r) {
+      at = `${key}#${r.present}`;
+      const other = this.#templates.get(at);
+      why = other ? this.#guard(c, other, c.world.now, '', sport) : 'no-template-of-case';
+      r = !why && other!.plan ? replayPlan(c, other!.plan, sport) : undefined;
+    }
+    if (!why) {
+      if (!r) why = 'no-plan';
+      else if ('refused' in r) why = `replay-refused:${r.refused}`;
+      else if ('present' in r) why = 'replay-refused:present';
+      else {
         this.stats.hits++;
         this.stats.replayed++;
         return r;
       }
-    } else if (!why) why = 'no-plan';
-    this.#miss(why!);
+    }
+    this.#miss(why);
     const all = [...c.world.netns.keys()];
     const gens = gensOf(c, all);
-    const timers = c.world.timers.length;
     const live = liveBefore(c);
-    const w = observing(c, live, () => real(c, req, opts));
+    const w = observing(live, () => real(c, req, opts));
     // (a walk that cannot be a template leaves the key's template: its guards decide for the next)
     const not = (r: string) => {
       this.#miss(`plan:${r}`);
@@ -343,7 +343,6 @@ export class FlowCache {
     for (const t of w.traces)
       for (const s of t.steps) if (UNCACHED_STEPS.has(s.kind)) return not('uncached-step');
     if (gensOf(c, all).join() !== gens.join()) return not('moved-generation');
-    if (c.world.timers.length !== timers + (c.world.timerSeq - live.seq)) return not('timer-ran');
     const crossed = crossedOf(w);
     if (statefulIn(c, crossed)) return not('stateful-match');
     const plan = makePlan(c, live, w, sport, true);
@@ -676,11 +675,10 @@ function collectVxlanPorts(c: Cluster, x: unknown, out: Set<number>): void {
   };
   const inner = p.payload?.payload?.kind === 'vxlan' ? p.payload.payload.frame?.payload : undefined;
   if (p.kind === 'ipv4' && p.ip && p.payload?.udp && inner && (inner as { kind?: string }).kind === 'ipv4') {
-    const h = flowHash(c.world, 'vxlan-sport', inner as Ipv4Packet);
     for (const ns of c.world.netns.values())
       for (const l of ns.links.values())
         if (l.type === 'vxlan' && l.local === p.ip.src) {
-          const port = l.srcPortMin + (h % (l.srcPortMax - l.srcPortMin + 1));
+          const port = vxlanSourcePort(c.world, l, p.payload.payload!.frame as Frame);
           if (port === p.payload.udp.srcPort) out.add(port);
         }
   }

@@ -26,9 +26,9 @@
  */
 import type { Cluster } from '../cni/build.ts';
 import { observeTrack, tupleKey, type Conntrack, type CtEntryData, type Tuple } from '../kernel/conntrack.ts';
-import type { Netns } from '../kernel/objects.ts';
-import { deriveIsn, type TcpConn } from '../kernel/sockets.ts';
-import { flowHash } from '../kernel/stack.ts';
+import type { Netns, VxlanLink } from '../kernel/objects.ts';
+import { deriveIsn, observeTimestamps, type TcpConn } from '../kernel/sockets.ts';
+import { vxlanSourcePort } from '../kernel/stack.ts';
 import {
   DeviceCapture,
   Recorder,
@@ -56,6 +56,8 @@ interface Before {
 export interface LiveBefore {
   t0: number;
   seq: number;
+  /** timers armed */
+  timers: number;
   captures: number;
   cells: Before[];
   ipIds: Map<Netns, number>;
@@ -126,6 +128,7 @@ export function liveBefore(c: Cluster): LiveBefore {
   return {
     t0: c.world.now,
     seq: c.world.timerSeq,
+    timers: c.world.timers.length,
     captures: c.world.captures.length,
     cells,
     ipIds,
@@ -141,8 +144,8 @@ export function liveBefore(c: Cluster): LiveBefore {
  * run `fn` (a walk) with its TCP timestamps logged (value, clock) and the conntrack entries its
  * lookups find kept as they were before (LiveBefore's `ts` and `found`)
  */
-export function observing<T>(c: Cluster, b: LiveBefore, fn: () => T): T {
-  const was = observeTrack((ct, t) => {
+export function observing<T>(b: LiveBefore, fn: () => T): T {
+  const wasTrack = observeTrack((ct, t) => {
     const hit = ct.find(t);
     if (!hit) return;
     let m = b.found.get(ct);
@@ -150,36 +153,19 @@ export function observing<T>(c: Cluster, b: LiveBefore, fn: () => T): T {
     const key = tupleKey(hit.entry.orig);
     if (!m.has(key)) m.set(key, plainEntry(hit.entry.data()));
   });
-  try {
-    return loggingTimestamps(c, b.ts, fn);
-  } finally {
-    observeTrack(was);
-  }
-}
-
-/** run `fn` with every TCP timestamp the sockets make logged in `log` (value, clock) */
-export function loggingTimestamps<T>(c: Cluster, log: number[], fn: () => T): T {
-  const sockets = c.sockets as unknown as { tsVal: (conn: TcpConn) => number };
-  const own = Object.prototype.hasOwnProperty.call(sockets, 'tsVal');
-  const made = sockets.tsVal;
-  sockets.tsVal = function (this: unknown, conn: TcpConn) {
-    const v = made.call(this, conn);
-    log.push(v, c.world.now);
-    return v;
-  };
+  const wasTs = observeTimestamps((v, now) => b.ts.push(v, now));
   try {
     return fn();
   } finally {
-    if (own) sockets.tsVal = made;
-    else delete (sockets as { tsVal?: unknown }).tsVal;
+    observeTrack(wasTrack);
+    observeTimestamps(wasTs);
   }
 }
 
-/** a VXLAN source port of the template: where it was computed, to compute it again */
+/** a VXLAN source port of the template, and the range of the device that computed it */
 interface VxlanPort {
   port: number;
-  min: number;
-  max: number;
+  range: Pick<VxlanLink, 'srcPortMin' | 'srcPortMax'>;
 }
 
 /** what a template walk wrote, by live object, and its outputs, to be written again */
@@ -248,7 +234,7 @@ function recordParams(p: Plan): Params {
     isnC: p.isnC,
     isnSRec: p.isnS,
     isnS: p.isnS,
-    ts: new Map(tsPairs(p.ts).map(([v]) => [v, v])),
+    ts: new Map(p.ts.filter((_, i) => i % 2 === 0).map((v) => [v, v])),
     ids: p.ipIds.map(() => 0),
     idOf: p.idOf,
     sportRe: p.sportRe,
@@ -256,12 +242,6 @@ function recordParams(p: Plan): Params {
 }
 
 const portRe = (port: number) => new RegExp(`(?<![0-9])${port}(?![0-9])`, 'g');
-
-function tsPairs(log: number[]): [number, number][] {
-  const out: [number, number][] = [];
-  for (let i = 0; i < log.length; i += 2) out.push([log[i], log[i + 1]]);
-  return out;
-}
 
 /** does this field's value change with the parameters (under the template's own: could it) */
 function touches(p: Params, key: string, v: unknown, holder: Cell): boolean {
@@ -432,10 +412,12 @@ export function makePlan(c: Cluster, b: LiveBefore, w: Walk, sport: number, step
   const senders = new Map<string, number>();
   for (const x of ipIds) for (const a of x.addrs) senders.set(a, (senders.get(a) ?? 0) + 1);
   for (const x of ipIds) x.addrs = x.addrs.filter((a) => senders.get(a) === 1);
-  const timers: Plan['timers'] = [];
-  const armed = world.timers.filter((t) => t.seq >= b.seq).sort((x, y) => x.seq - y.seq);
-  if (armed.length !== world.timerSeq - b.seq) return 'timer-gone';
-  for (const t of armed) timers.push({ off: t.at - t0, ev: deepCopy(t.ev) });
+  // no timer ran (every one armed before is there, and every one the walk armed)
+  if (world.timers.length !== b.timers + (world.timerSeq - b.seq)) return 'timer-ran';
+  const timers: Plan['timers'] = world.timers
+    .filter((t) => t.seq >= b.seq)
+    .sort((x, y) => x.seq - y.seq)
+    .map((t) => ({ off: t.at - t0, ev: deepCopy(t.ev) }));
   const captures: Plan['captures'] = [];
   for (let i = b.captures; i < world.captures.length; i++) {
     const x = world.captures[i];
@@ -460,11 +442,11 @@ export function makePlan(c: Cluster, b: LiveBefore, w: Walk, sport: number, step
     const port = l4.udp.srcPort;
     if (seenPorts.has(port)) continue;
     seenPorts.add(port);
-    const dev = vxlanDevice(c, pkt.ip.src);
-    if (!dev) return 'vxlan-device';
-    if (vxlanPort(c, dev, flow.src, sport, flow.dst, flow.dport) !== port) return 'vxlan-port';
+    const range = vxlanRange(c, pkt.ip.src);
+    if (!range) return 'vxlan-device';
+    if (vxlanPort(c, range, flow.src, sport, flow.dst, flow.dport) !== port) return 'vxlan-port';
     if (port === sport) return 'vxlan-port';
-    vxlan.push({ port, ...dev });
+    vxlan.push({ port, range });
   }
   // the walk's conntrack lookups found those it made, or entries it refreshed: each as it was
   // (the observer's) and as it is now
@@ -675,8 +657,7 @@ function sameEntry(a: CtEntryData, b: CtEntryData): boolean {
 
 /** an entry's data as a plain object of its own (the table's view objects are made again when read) */
 function plainEntry(e: CtEntryData): CtEntryData {
-  const out = { ...e, orig: { ...e.orig }, reply: { ...e.reply } };
-  return out;
+  return { ...e, orig: { ...e.orig }, reply: { ...e.reply } };
 }
 
 /** the IP sources of a frame or packet, the encapsulated ones too */
@@ -690,28 +671,31 @@ function sources(r: Frame | Ipv4Packet, out: string[] = []): string[] {
   return out;
 }
 
-/** the VXLAN device that sends from `local`, and its source port range */
-function vxlanDevice(c: Cluster, local: string): { min: number; max: number } | undefined {
+/** the source port range of the VXLAN device that sends from `local` */
+function vxlanRange(c: Cluster, local: string): VxlanPort['range'] | undefined {
   for (const ns of c.world.netns.values())
     for (const l of ns.links.values())
-      if (l.type === 'vxlan' && l.local === local) return { min: l.srcPortMin, max: l.srcPortMax };
+      if (l.type === 'vxlan' && l.local === local)
+        return { srcPortMin: l.srcPortMin, srcPortMax: l.srcPortMax };
   return undefined;
 }
 
-/** udp_flow_src_port of a TCP flow (the hash is the same both ways) in a device's range */
+/** the VXLAN source port of a TCP flow (its hash is the same both ways) on a device's range */
 function vxlanPort(
   c: Cluster,
-  dev: { min: number; max: number },
+  range: VxlanPort['range'],
   src: string,
   sport: number,
   dst: string,
   dport: number,
 ): number {
-  const pkt = {
+  // the inner packet as far as the flow's hash reads it
+  const inner = {
+    kind: 'ipv4',
     ip: { src, dst, protocol: 6 },
     payload: { kind: 'tcp', tcp: { srcPort: sport, dstPort: dport } },
   } as unknown as Ipv4Packet;
-  return dev.min + (flowHash(c.world, 'vxlan-sport', pkt) % (dev.max - dev.min + 1));
+  return vxlanSourcePort(c.world, range, { eth: undefined as never, payload: inner });
 }
 
 /**
@@ -850,7 +834,7 @@ export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult 
   if (dt < 0) return refused('clock');
   const ports = new Map<number, number>([[plan.sport, sport]]);
   for (const v of plan.vxlan) {
-    const port = vxlanPort(c, v, plan.src, sport, plan.dst, plan.dport);
+    const port = vxlanPort(c, v.range, plan.src, sport, plan.dst, plan.dport);
     if (ports.has(v.port) && ports.get(v.port) !== port) return refused('ports');
     ports.set(v.port, port);
   }
