@@ -367,6 +367,48 @@ function flagsOf(d: CtEntryData): number {
 }
 
 /**
+ * A confirmed entry as the columns hold it: both tuples' numeric keys (orig K0..K3, reply K0..K3:
+ * K0 the protocol | first port << 8, K1 and K2 the addresses, K3 the second port), the status bits,
+ * the TCP state's number, expiry, stream time and mark. What a flow cache's replay keeps of an
+ * entry a walk made, to write it again (Conntrack.insertRow) with other ports and times.
+ */
+export interface CtRow {
+  keys: Int32Array;
+  flags: number;
+  tcp: number;
+  expires: number;
+  streamTs: number;
+  mark: number;
+}
+
+/** the row of `d` as the columns would keep it, or undefined when they would keep its object */
+export function ctRowOf(d: CtEntryData): CtRow | undefined {
+  const flags = flagsOf(d);
+  const tcp = d.tcpState === undefined ? NO_TCP : S.indexOf(d.tcpState);
+  if (
+    flags < 0 ||
+    tcp < 0 ||
+    typeof d.expires !== 'number' ||
+    typeof d.streamTs !== 'number' ||
+    typeof d.mark !== 'number' ||
+    d.orig === d.reply ||
+    !regular(d.orig)
+  )
+    return undefined;
+  const keys = new Int32Array(8);
+  keys[0] = K0;
+  keys[1] = K1;
+  keys[2] = K2;
+  keys[3] = K3;
+  if (!regular(d.reply)) return undefined;
+  keys[4] = K0;
+  keys[5] = K1;
+  keys[6] = K2;
+  keys[7] = K3;
+  return { keys, flags, tcp, expires: d.expires, streamTs: d.streamTs, mark: d.mark };
+}
+
+/**
  * A namespace's confirmed entries in typed-array columns, a row an entry: both tuples as their
  * numeric keys (K0..K3 of each: addresses as numbers, ports, ICMP type/code/id), the status bits,
  * the TCP state's number, expiry, UDP stream time and mark as float64; the list in the order
@@ -482,6 +524,20 @@ class Rows {
     this.objs.set(r, e);
     this.isObj[r] = 1;
     this.flags[r] = 0;
+    this.list(r);
+    return r;
+  }
+
+  /** a row of a CtRow's columns with these keys, expiry and stream time, listed and placed in the heap */
+  keepRow(x: CtRow, keys: Int32Array, expires: number, streamTs: number): number {
+    const r = this.alloc();
+    this.version++;
+    this.keys.set(keys, 8 * r);
+    this.flags[r] = x.flags;
+    this.tcp[r] = x.tcp;
+    this.expires[r] = expires;
+    this.streamTs[r] = streamTs;
+    this.mark[r] = x.mark;
     this.list(r);
     return r;
   }
@@ -1508,6 +1564,58 @@ export class Conntrack {
   find(t: Tuple): { entry: CtEntry; dir: CtDir } | undefined {
     const row = this.hash.get(t);
     return row < 0 ? undefined : { entry: this.rows.handle(row), dir: DIRS[this.hash.dir] };
+  }
+
+  /**
+   * the row of the confirmed entry with the tuple of numeric key keys[4 * dir .. 4 * dir + 3] (a
+   * CtRow's keys: 0 its original, 1 its reply) in either direction, -1 for none
+   */
+  rowOfKey(keys: Int32Array, dir: number): number {
+    const o = 4 * dir;
+    K0 = keys[o];
+    K1 = keys[o + 1];
+    K2 = keys[o + 2];
+    K3 = keys[o + 3];
+    return this.hash.getKey();
+  }
+
+  /**
+   * row r, found by its original tuple, is kept in the columns with both tuples `keys` and x's
+   * status bits, TCP state and mark (the fields a lookup's hit reads and leaves: find and
+   * CtEntryData's but the expiry and stream time)
+   */
+  rowIs(r: number, keys: Int32Array, x: CtRow): boolean {
+    const rows = this.rows;
+    if (rows.isObj[r] !== 0 || rows.flags[r] !== x.flags || rows.tcp[r] !== x.tcp || rows.mark[r] !== x.mark)
+      return false;
+    const k = rows.keys;
+    const o = 8 * r;
+    for (let i = 0; i < 8; i++) if (k[o + i] !== keys[i]) return false;
+    return true;
+  }
+
+  /**
+   * insertConfirmed of an entry given as a CtRow (its status, TCP state, mark) with these keys,
+   * expiry and stream time: its tuples must be in no entry of the table
+   */
+  insertRow(x: CtRow, keys: Int32Array, expires: number, streamTs: number): void {
+    const hash = this.own();
+    const rows = this.rows;
+    const r = rows.keepRow(x, keys, expires, streamTs);
+    if (expires < this.nextExpiry) this.nextExpiry = expires;
+    rows.loadKey(r, 0);
+    hash.set(undefined, r, 0);
+    rows.loadKey(r, 1);
+    hash.set(undefined, r, 1);
+  }
+
+  /** refresh of row r (rowIs said it is the entry) to x's status, TCP state and this expiry */
+  refreshRow(r: number, x: CtRow, expires: number): void {
+    const rows = this.rows;
+    rows.tcp[r] = x.tcp;
+    rows.flags[r] = x.flags;
+    rows.version++;
+    this.rowExpires(r, expires, true);
   }
 
   /** nf_conntrack_tuple_taken: another confirmed entry has this tuple in either direction */

@@ -231,6 +231,48 @@ export class FlowCache {
     this.stats.misses[why] = (this.stats.misses[why] ?? 0) + 1;
   }
 
+  /** the last key made, and what it was made of */
+  #last: { req: WalkRequest; exchange: boolean; steps: boolean; capture: boolean; key: string } | undefined;
+
+  /** the key of a walk request (the last one's again when its fields are the same) */
+  #keyOf(req: WalkRequest, opts: WalkOptions, capture: boolean): string {
+    const exchange = !!opts.exchange;
+    const steps = opts.steps !== false;
+    const l = this.#last;
+    if (
+      l !== undefined &&
+      l.req.from === req.from &&
+      l.req.to === req.to &&
+      l.req.proto === req.proto &&
+      l.req.port === req.port &&
+      l.req.size === req.size &&
+      l.req.df === req.df &&
+      l.exchange === exchange &&
+      l.steps === steps &&
+      l.capture === capture
+    )
+      return l.key;
+    const key = JSON.stringify([
+      req.from,
+      req.to,
+      req.proto,
+      req.port ?? null,
+      req.size ?? null,
+      req.df ?? null,
+      exchange,
+      steps,
+      capture,
+    ]);
+    this.#last = {
+      req: { from: req.from, to: req.to, proto: req.proto, port: req.port, size: req.size, df: req.df },
+      exchange,
+      steps,
+      capture,
+      key,
+    };
+    return key;
+  }
+
   walk(
     c: Cluster,
     req: WalkRequest,
@@ -243,17 +285,7 @@ export class FlowCache {
       this.#miss(sport === undefined ? 'no-sport' : 'service');
       return real(c, req, opts);
     }
-    const key = JSON.stringify([
-      req.from,
-      req.to,
-      req.proto,
-      req.port ?? null,
-      req.size ?? null,
-      req.df ?? null,
-      !!opts.exchange,
-      opts.steps !== false,
-      c.world.capture,
-    ]);
+    const key = this.#keyOf(req, opts, c.world.capture);
     const tpl = this.#templates.get(key);
     if (this.#replay) return this.#walkReplay(c, req, opts, real, key, sport, tpl);
     const before = this.#before(c);
@@ -377,11 +409,8 @@ export class FlowCache {
     if (on('queued') && c.stack.queue.length) return 'queued';
     if (this.#fingerprint) {
       if (on('state') && fingerprint !== tpl.fingerprint) return 'state';
-    } else if (on('generation')) {
-      const names = tpl.crossed ?? [...c.world.netns.keys()];
-      const now = gensOf(c, names);
-      for (let i = 0; i < now.length; i++) if (now[i] !== tpl.gens[i]) return 'generation';
-    }
+    } else if (on('generation') && !sameGens(c, tpl.crossed ?? [...c.world.netns.keys()], tpl.gens))
+      return 'generation';
     const end = t0 + tpl.duration;
     if (this.#replay) {
       // the same guards at a walk's cost: the earliest deadline of the crossed namespaces as the
@@ -731,6 +760,17 @@ function gensOf(c: Cluster, names: Iterable<string>): number[] {
     out.push(ns ? ns.stateGeneration : -1, ns ? ns.routeGeneration : -1);
   }
   return out;
+}
+
+/** gensOf(c, names) is `gens` (made without the array) */
+function sameGens(c: Cluster, names: readonly string[], gens: readonly number[]): boolean {
+  if (gens.length !== 2 * names.length) return false;
+  for (let i = 0; i < names.length; i++) {
+    const ns = c.world.netns.get(names[i]);
+    if ((ns ? ns.stateGeneration : -1) !== gens[2 * i] || (ns ? ns.routeGeneration : -1) !== gens[2 * i + 1])
+      return false;
+  }
+  return true;
 }
 
 /** the earliest clock deadline of a namespace's entries that change with the clock alone (deadlines.ts) */

@@ -25,7 +25,14 @@
  * Platform-free. Only for TCP walks (the benchmark's new connection each walk).
  */
 import type { Cluster } from '../cni/build.ts';
-import { observeTrack, tupleKey, type Conntrack, type CtEntryData, type Tuple } from '../kernel/conntrack.ts';
+import {
+  ctRowOf,
+  observeTrack,
+  tupleKey,
+  type Conntrack,
+  type CtEntryData,
+  type CtRow,
+} from '../kernel/conntrack.ts';
 import type { Netns, VxlanLink } from '../kernel/objects.ts';
 import { deriveIsn, observeTimestamps, type TcpConn } from '../kernel/sockets.ts';
 import { vxlanSourcePort } from '../kernel/stack.ts';
@@ -183,9 +190,9 @@ export interface Plan {
   sets: { obj: Cell; key: string; off: number }[];
   ipIds: { ns: Netns; d: number; before: number; addrs: string[] }[];
   mibs: { ns: Netns; name: string; d: number }[];
-  ct: { ns: Netns; d: CtEntryData }[];
+  ct: PlanEntry[];
   /** entries the walk found and refreshed: as they were, as it left them */
-  refresh: { ns: Netns; before: CtEntryData; after: CtEntryData }[];
+  refresh: PlanRefresh[];
   tcp: { ns: Netns; c: TcpConn }[];
   captures: { off: number; at: CapturePoint; repr: Frame | Ipv4Packet }[];
   traces: Trace[];
@@ -202,6 +209,78 @@ export interface Plan {
    * others are shared as they are); a socket's every object (each socket its own)
    */
   touched: WeakMap<object, readonly string[]>;
+}
+
+/**
+ * a conntrack entry the template's walk made, as the columns keep it (`row`), with the places of
+ * its keys that hold a port parameter; `keys`, the replay's: the row's keys with its ports
+ */
+interface PlanEntry {
+  ns: Netns;
+  /** the entry's data (what markTouched reads) */
+  d: CtEntryData;
+  row: CtRow;
+  /**
+   * the port parameter (0 the source port, 1 + i the plan's vxlan[i]) of each port of the keys:
+   * the original's first and second, the reply's first and second; -1 a port of its own
+   */
+  ports: Int8Array;
+  /** the expiry and stream time are times of the walk (shifted by a replay) */
+  shiftExpires: boolean;
+  shiftStream: boolean;
+  keys: Int32Array;
+}
+
+/** an entry the template's walk found and refreshed: as it was (`before`), as it left it (`row`) */
+interface PlanRefresh extends PlanEntry {
+  before: CtEntryData;
+  after: CtEntryData;
+  was: CtRow;
+  /** the row the replay found it in */
+  hit: number;
+}
+
+/** the key places of a CtRow's ports: K0's high bits (the first port) and K3 (the second), each direction */
+const PORT_PLACES = [0, 3, 4, 7];
+
+/** the plan's form of an entry (undefined: the columns would not keep it) */
+function planEntry(
+  ns: Netns,
+  d: CtEntryData,
+  plan: { t0: number; sport: number; vxlan: VxlanPort[] },
+): PlanEntry | undefined {
+  const row = ctRowOf(d);
+  if (!row) return undefined;
+  const ports = new Int8Array(4).fill(-1);
+  // ICMP's keys hold no port (its type, code and id are no parameter)
+  if ((row.keys[0] & 0xff) !== 1)
+    for (let i = 0; i < 4; i++) {
+      const at = PORT_PLACES[i];
+      const v = at % 4 === 0 ? row.keys[at] >>> 8 : row.keys[at];
+      ports[i] = v === plan.sport ? 0 : plan.vxlan.findIndex((x) => x.port === v) + 1 || -1;
+    }
+  return {
+    ns,
+    d,
+    row,
+    ports,
+    shiftExpires: row.expires >= plan.t0,
+    shiftStream: row.streamTs >= plan.t0,
+    keys: new Int32Array(8),
+  };
+}
+
+/** x.keys: its row's keys with the ports `pv` (by parameter) */
+function fillKeys(x: PlanEntry, pv: readonly number[]): Int32Array {
+  const k = x.keys;
+  k.set(x.row.keys);
+  for (let i = 0; i < 4; i++) {
+    const j = x.ports[i];
+    if (j < 0) continue;
+    const at = PORT_PLACES[i];
+    k[at] = at % 4 === 0 ? (k[at] & 0xff) | (pv[j] << 8) : pv[j];
+  }
+  return k;
 }
 
 /** the values a replay substitutes, and the template's they replace */
@@ -385,7 +464,7 @@ export function makePlan(c: Cluster, b: LiveBefore, w: Walk, sport: number, step
   }
   const ipIds: Plan['ipIds'] = [];
   const mibs: Plan['mibs'] = [];
-  const ct: Plan['ct'] = [];
+  const ct: { ns: Netns; d: CtEntryData }[] = [];
   const tcp: Plan['tcp'] = [];
   for (const ns of world.netns.values()) {
     const before = b.ipIds.get(ns);
@@ -452,7 +531,7 @@ export function makePlan(c: Cluster, b: LiveBefore, w: Walk, sport: number, step
   // (the observer's) and as it is now
   const made = new Set<string>();
   for (const x of ct) made.add(`${x.ns.name} ${tupleKey(x.d.orig)}`);
-  const refresh: Plan['refresh'] = [];
+  const refresh: { ns: Netns; before: CtEntryData; after: CtEntryData }[] = [];
   const refreshed = new Set<string>();
   for (const t of w.traces)
     for (const s of t.steps) {
@@ -469,12 +548,29 @@ export function makePlan(c: Cluster, b: LiveBefore, w: Walk, sport: number, step
         return 'ct-shape';
       // a UDP entry that has seen a reply: its hit reads the stream timeout's clock (not replayed)
       if (before.seenReply && before.orig.proto === 17) return 'ct-hit';
+      // (Conntrack.refresh's: a confirmed entry it refreshes)
+      if (!before.confirmed) return 'ct-hit';
       refreshed.add(id);
       refresh.push({ ns, before, after });
     }
   // each socket made is the only one of its four-tuple
   for (const x of tcp)
     if (x.ns.tcp.getAll(x.c.local, x.c.lport, x.c.remote, x.c.rport).length !== 1) return 'tcp-hit';
+  // the entries as the columns keep them (an entry they would keep as its object is not replayed)
+  const at = { t0, sport, vxlan };
+  const planCt: PlanEntry[] = [];
+  for (const x of ct) {
+    const e = planEntry(x.ns, x.d, at);
+    if (!e) return 'ct-shape';
+    planCt.push(e);
+  }
+  const planRefresh: PlanRefresh[] = [];
+  for (const x of refresh) {
+    const e = planEntry(x.ns, x.after, at);
+    const was = ctRowOf(x.before);
+    if (!e || !was || was.keys.join() !== e.row.keys.join()) return 'ct-shape';
+    planRefresh.push({ ...e, before: x.before, after: x.after, was, hit: -1 });
+  }
   const plan: Plan = {
     t0,
     duration: world.now - t0,
@@ -489,8 +585,8 @@ export function makePlan(c: Cluster, b: LiveBefore, w: Walk, sport: number, step
     sets,
     ipIds,
     mibs,
-    ct,
-    refresh,
+    ct: planCt,
+    refresh: planRefresh,
     tcp,
     captures,
     traces: w.traces,
@@ -547,7 +643,7 @@ function deepCopy<T>(x: T): T {
   return out as T;
 }
 
-/** the fields of a conntrack entry's data and of its tuples that entryFor writes */
+/** the fields of a conntrack entry's data and of its tuples as the columns give them back (ctRowOf's) */
 const CT_FIELDS =
   'orig,reply,expires,seenReply,assured,confirmed,streamTs,mark,snat,dnat,snatDone,dnatDone,tcpState';
 const TUPLE_FIELDS = 'proto,src,dst,sport,dport';
@@ -572,29 +668,6 @@ function port(p: Params, v: number): number {
   return p.ports.get(v) ?? v;
 }
 
-function tupleFor(p: Params, t: Tuple): Tuple {
-  return { proto: t.proto, src: t.src, dst: t.dst, sport: port(p, t.sport), dport: port(p, t.dport) };
-}
-
-/** a conntrack entry of the template for this walk (its fields as the generic copy would give them) */
-function entryFor(p: Params, d: CtEntryData): CtEntryData {
-  return {
-    orig: tupleFor(p, d.orig),
-    reply: tupleFor(p, d.reply),
-    expires: d.expires >= p.t0 ? d.expires + p.dt : d.expires,
-    seenReply: d.seenReply,
-    assured: d.assured,
-    confirmed: d.confirmed,
-    streamTs: d.streamTs >= p.t0 ? d.streamTs + p.dt : d.streamTs,
-    mark: d.mark,
-    snat: d.snat,
-    dnat: d.dnat,
-    snatDone: d.snatDone,
-    dnatDone: d.dnatDone,
-    tcpState: d.tcpState,
-  };
-}
-
 /** a socket of the template for this walk: every object of its own, the parameters substituted */
 function connFor(p: Params, copier: Copier, c: TcpConn): TcpConn {
   const k: TcpConn = { ...c };
@@ -612,14 +685,15 @@ function connFor(p: Params, copier: Copier, c: TcpConn): TcpConn {
     data: u.data,
     psh: u.psh,
   }));
-  k.ofo = new Map(c.ofo);
+  // (empty: shapeOf's)
+  k.ofo = new Map();
   if (c.synackOpts) k.synackOpts = copier.own(c.synackOpts);
   if (c.lastSyn) k.lastSyn = copier.own(c.lastSyn);
   return k;
 }
 
 /** why a template's conntrack entry or socket cannot be made by entryFor or connFor (undefined: it can) */
-function shapeOf(p: Params, ct: Plan['ct'], tcp: Plan['tcp']): string | undefined {
+function shapeOf(p: Params, ct: readonly { d: CtEntryData }[], tcp: Plan['tcp']): string | undefined {
   for (const x of ct) {
     if (Object.keys(x.d).join() !== CT_FIELDS) return 'ct-shape';
     if (Object.keys(x.d.orig).join() !== TUPLE_FIELDS || Object.keys(x.d.reply).join() !== TUPLE_FIELDS)
@@ -636,23 +710,6 @@ function shapeOf(p: Params, ct: Plan['ct'], tcp: Plan['tcp']): string | undefine
     for (const u of x.c.unacked) if (Object.keys(u).join() !== 'seq,data,psh') return 'tcp-shape';
   }
   return undefined;
-}
-
-/** two entries' data the same but their times (what a hit reads of an entry it refreshes) */
-function sameEntry(a: CtEntryData, b: CtEntryData): boolean {
-  return (
-    tupleKey(a.orig) === tupleKey(b.orig) &&
-    tupleKey(a.reply) === tupleKey(b.reply) &&
-    a.seenReply === b.seenReply &&
-    a.assured === b.assured &&
-    a.confirmed === b.confirmed &&
-    a.mark === b.mark &&
-    a.snat === b.snat &&
-    a.dnat === b.dnat &&
-    a.snatDone === b.snatDone &&
-    a.dnatDone === b.dnatDone &&
-    a.tcpState === b.tcpState
-  );
 }
 
 /** an entry's data as a plain object of its own (the table's view objects are made again when read) */
@@ -833,10 +890,39 @@ export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult 
   const dt = t0 - plan.t0;
   if (dt < 0) return refused('clock');
   const ports = new Map<number, number>([[plan.sport, sport]]);
+  // the port parameters by number (PlanEntry's): the source port, then each VXLAN source port
+  const pv = [sport];
   for (const v of plan.vxlan) {
     const port = vxlanPort(c, v.range, plan.src, sport, plan.dst, plan.dport);
     if (ports.has(v.port) && ports.get(v.port) !== port) return refused('ports');
     ports.set(v.port, port);
+    pv.push(port);
+  }
+  // what it makes must not be there, what it refreshes must be, as it was (else: which are there,
+  // the key of the template of that case)
+  let differs = false;
+  for (const x of plan.ct) {
+    const keys = fillKeys(x, pv);
+    const ct = x.ns.conntrack;
+    if (ct.rowOfKey(keys, 0) >= 0 || ct.rowOfKey(keys, 1) >= 0) differs = true;
+  }
+  for (const x of plan.refresh) {
+    const keys = fillKeys(x, pv);
+    const ct = x.ns.conntrack;
+    // found by its original tuple, with both tuples, the status, TCP state and mark as the template's found it
+    const r = (x.hit = ct.rowOfKey(keys, 0));
+    if (r < 0) differs = true;
+    else if (!ct.rowIs(r, keys, x.was)) return refused('ct-state');
+  }
+  if (differs) {
+    // which are there (the keys are the replay's, filled above)
+    let present = '';
+    for (const x of plan.ct) {
+      const ct = x.ns.conntrack;
+      present += ct.rowOfKey(x.keys, 0) >= 0 || ct.rowOfKey(x.keys, 1) >= 0 ? '1' : '0';
+    }
+    for (const x of plan.refresh) present += x.hit >= 0 ? '1' : '0';
+    return { present };
   }
   const ts = new Map<number, number>();
   const log = plan.ts;
@@ -866,32 +952,10 @@ export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult 
     sportRe: plan.sportRe,
   };
   const copier = new Copier(p, plan.touched);
-  // what it makes must not be there, what it refreshes must be, as it was (else: which are there,
-  // the key of the template of that case)
-  const entries: CtEntryData[] = [];
-  let present = '';
-  let differs = false;
-  for (const x of plan.ct) {
-    const d = entryFor(p, x.d);
-    const there = !!(x.ns.conntrack.find(d.orig) || x.ns.conntrack.find(d.reply));
-    present += there ? '1' : '0';
-    if (there) differs = true;
-    entries.push(d);
-  }
-  const refreshes: CtEntryData[] = [];
-  for (const x of plan.refresh) {
-    const before = entryFor(p, x.before);
-    const hit = x.ns.conntrack.find(before.orig);
-    present += hit ? '1' : '0';
-    if (!hit) differs = true;
-    else if (!sameEntry(plainEntry(hit.entry.data()), before)) return refused('ct-state');
-    refreshes.push(entryFor(p, x.after));
-  }
-  if (differs) return { present };
   const conns: TcpConn[] = [];
   for (const x of plan.tcp) {
     const k = connFor(p, copier, x.c);
-    if (x.ns.tcp.getAll(k.local, k.lport, k.remote, k.rport).length) return refused('socket-taken');
+    if (x.ns.tcp.newest(k.local, k.lport, k.remote, k.rport) !== undefined) return refused('socket-taken');
     conns.push(k);
   }
   // the writes, in the order the walk made them where the order is kept
@@ -903,10 +967,17 @@ export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult 
     const mib = m.ns.own('mib');
     mib.set(m.name, (mib.get(m.name) ?? 0) + m.d);
   }
-  for (let i = 0; i < entries.length; i++) plan.ct[i].ns.conntrack.insertConfirmed(entries[i]);
-  for (let i = 0; i < refreshes.length; i++)
-    if (!plan.refresh[i].ns.conntrack.refresh(refreshes[i].orig, refreshes[i]))
-      throw new Error('flow cache: an entry to refresh is gone');
+  for (const x of plan.ct) {
+    const r = x.row;
+    x.ns.conntrack.insertRow(
+      r,
+      x.keys,
+      x.shiftExpires ? r.expires + dt : r.expires,
+      x.shiftStream ? r.streamTs + dt : r.streamTs,
+    );
+  }
+  for (const x of plan.refresh)
+    x.ns.conntrack.refreshRow(x.hit, x.row, x.shiftExpires ? x.row.expires + dt : x.row.expires);
   for (let i = 0; i < conns.length; i++) plan.tcp[i].ns.tcp.add(conns[i]);
   const caps = world.captures;
   for (const x of plan.captures) caps.push(new ReplayedCapture(t0 + x.off, x.at, x.repr, copier));
