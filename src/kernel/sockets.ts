@@ -187,7 +187,7 @@ export interface SendError {
  * SYN-ACK, an ACK, a FIN, a RST): a saved world writes it in full wherever it is (a socket's
  * last SYN beside its bytes to send, packets waiting on one neighbour).
  */
-const NO_OFO: TcpConn['ofo'] = new Map();
+export const NO_OFO: TcpConn['ofo'] = new Map();
 const NOTHING = NO_BYTES;
 /**
  * The retransmit queue of every socket that has sent nothing unacknowledged beyond its SYN:

@@ -34,7 +34,7 @@ import {
   type CtRow,
 } from '../kernel/conntrack.ts';
 import type { Netns, VxlanLink } from '../kernel/objects.ts';
-import { deriveIsn, observeTimestamps, type TcpConn } from '../kernel/sockets.ts';
+import { deriveIsn, NO_OFO, observeTimestamps, type TcpConn } from '../kernel/sockets.ts';
 import { vxlanSourcePort } from '../kernel/stack.ts';
 import {
   DeviceCapture,
@@ -209,6 +209,8 @@ export interface Plan {
    * others are shared as they are); a socket's every object (each socket its own)
    */
   touched: WeakMap<object, readonly string[]>;
+  /** template objects reached more than once from what a replay copies (copied once a walk) */
+  shared: WeakSet<object>;
 }
 
 /**
@@ -283,18 +285,30 @@ function fillKeys(x: PlanEntry, pv: readonly number[]): Int32Array {
   return k;
 }
 
+/**
+ * a few numbers' substitutes as one array, each template value followed by its value in the
+ * replay (a Map per walk would be the biggest object of most replayed walks' outputs)
+ */
+type Pairs = number[];
+
+/** the replay's value for template value v in pairs, or undefined */
+function pairOf(pairs: Pairs, v: number): number | undefined {
+  for (let i = 0; i < pairs.length; i += 2) if (pairs[i] === v) return pairs[i + 1];
+  return undefined;
+}
+
 /** the values a replay substitutes, and the template's they replace */
 interface Params {
   dt: number;
   t0: number;
   sportRec: number;
   sport: number;
-  ports: Map<number, number>;
+  ports: Pairs;
   isnCRec: number;
   isnC: number;
   isnSRec: number;
   isnS: number;
-  ts: Map<number, number>;
+  ts: Pairs;
   /** the IP id shift of each sender of the plan's ipIds, and each sender address's place there */
   ids: readonly number[];
   idOf: ReadonlyMap<string, number>;
@@ -308,12 +322,12 @@ function recordParams(p: Plan): Params {
     t0: p.t0,
     sportRec: p.sport,
     sport: p.sport,
-    ports: new Map([[p.sport, p.sport], ...p.vxlan.map((v) => [v.port, v.port] as [number, number])]),
+    ports: [p.sport, p.sport, ...p.vxlan.flatMap((v) => [v.port, v.port])],
     isnCRec: p.isnC,
     isnC: p.isnC,
     isnSRec: p.isnS,
     isnS: p.isnS,
-    ts: new Map(p.ts.filter((_, i) => i % 2 === 0).map((v) => [v, v])),
+    ts: p.ts.filter((_, i) => i % 2 === 0).flatMap((v) => [v, v]),
     ids: p.ipIds.map(() => 0),
     idOf: p.idOf,
     sportRe: p.sportRe,
@@ -327,16 +341,16 @@ function touches(p: Params, key: string, v: unknown, holder: Cell): boolean {
   if (typeof v === 'string') return p.sportRe.test(v) && !(p.sportRe.lastIndex = 0);
   if (typeof v !== 'number') return false;
   if (TIME_KEYS.has(key)) return v >= p.t0;
-  if (PORT_KEYS.has(key)) return p.ports.has(v);
+  if (PORT_KEYS.has(key)) return pairOf(p.ports, v) !== undefined;
   if (SEQ_KEYS.has(key)) return (v - p.isnCRec) >>> 0 < 0x10000 || (v - p.isnSRec) >>> 0 < 0x10000;
-  if (TS_KEYS.has(key)) return p.ts.has(v);
+  if (TS_KEYS.has(key)) return pairOf(p.ts, v) !== undefined;
   if (key === 'id') return typeof holder.src === 'string' && p.idOf.has(holder.src);
   return false;
 }
 
 function substitute(p: Params, key: string, v: number, holder: Cell): number {
   if (TIME_KEYS.has(key)) return v >= p.t0 ? v + p.dt : v;
-  if (PORT_KEYS.has(key)) return p.ports.get(v) ?? v;
+  if (PORT_KEYS.has(key)) return pairOf(p.ports, v) ?? v;
   if (SEQ_KEYS.has(key)) {
     const c = (v - p.isnCRec) >>> 0;
     if (c < 0x10000) return (p.isnC + c) >>> 0;
@@ -344,7 +358,7 @@ function substitute(p: Params, key: string, v: number, holder: Cell): number {
     if (s < 0x10000) return (p.isnS + s) >>> 0;
     return v;
   }
-  if (TS_KEYS.has(key)) return p.ts.get(v) ?? v;
+  if (TS_KEYS.has(key)) return pairOf(p.ts, v) ?? v;
   if (key === 'id' && typeof holder.src === 'string') {
     const i = p.idOf.get(holder.src);
     return i === undefined ? v : (v + p.ids[i]) & 0xffff;
@@ -367,23 +381,28 @@ function markTouched(
   touched: WeakMap<object, readonly string[]>,
   seen: Set<object>,
   all = false,
+  shared?: WeakSet<object>,
 ): boolean {
   if (!x || typeof x !== 'object') return false;
   if (x instanceof Map) {
     if (!all) return false;
-    for (const v of x.values()) markTouched(p, v, touched, seen, all);
+    for (const v of x.values()) markTouched(p, v, touched, seen, all, shared);
     touched.set(x, []);
     return true;
   }
   if (!isPlain(x)) return false;
-  if (seen.has(x)) return touched.has(x);
+  if (seen.has(x)) {
+    // reached again: its copies are made once a walk (Copier's memo)
+    shared?.add(x);
+    return touched.has(x);
+  }
   seen.add(x);
   const keys: string[] = [];
   const o = x as Cell;
   for (const k of Object.keys(o)) {
     const v = o[k];
     if (v && typeof v === 'object') {
-      if (markTouched(p, v, touched, seen, all)) keys.push(k);
+      if (markTouched(p, v, touched, seen, all, shared)) keys.push(k);
     } else if (touches(p, k, v, o)) keys.push(k);
   }
   if (keys.length || all) touched.set(x, keys);
@@ -396,28 +415,35 @@ class Copier {
   constructor(
     readonly p: Params,
     readonly touched: WeakMap<object, readonly string[]>,
+    /** the template's objects reached more than once (the plan's `shared`) */
+    readonly shared: WeakSet<object>,
   ) {}
 
-  /** the copy of `x`, made once (what the template shares, the copies share) */
+  /**
+   * the copy of `x`, made once (what the template shares, the copies share: an object the
+   * template reaches more than once is copied once a walk, through the memo)
+   */
   copy<T>(x: T): T {
     if (!x || typeof x !== 'object') return x;
     const keys = this.touched.get(x);
     if (keys === undefined) return x;
+    if (!this.shared.has(x)) return this.make(x, keys, true, false);
     const had = (this.#memo ??= new Map()).get(x);
     if (had !== undefined) return had as T;
-    return this.make(x, keys, true);
+    return this.make(x, keys, true, true);
   }
 
   /** a copy of `x` of its own (the template's one object not shared with others made so) */
   own<T>(x: T): T {
     if (!x || typeof x !== 'object') return x;
     const keys = this.touched.get(x);
-    return keys === undefined ? x : this.make(x, keys, false);
+    return keys === undefined ? x : this.make(x, keys, false, false);
   }
 
-  private make<T>(x: T & object, keys: readonly string[], memo: boolean): T {
+  /** `deep`: what is below copied by copy (else by own); `memo`: the copy kept in the memo */
+  private make<T>(x: T & object, keys: readonly string[], deep: boolean, memo: boolean): T {
     if (x instanceof Map) {
-      const m = new Map([...x].map(([k, v]) => [k, memo ? this.copy(v) : this.own(v)]));
+      const m = new Map([...x].map(([k, v]) => [k, deep ? this.copy(v) : this.own(v)]));
       if (memo) this.#memo!.set(x, m);
       return m as T;
     }
@@ -433,7 +459,7 @@ class Copier {
           ? substitute(this.p, k, v, o)
           : typeof v === 'string'
             ? v.replace(this.p.sportRe, String(this.p.sport))
-            : memo
+            : deep
               ? this.copy(v)
               : this.own(v);
     }
@@ -596,12 +622,13 @@ export function makePlan(c: Cluster, b: LiveBefore, w: Walk, sport: number, step
     sportRe: portRe(sport),
     idOf: new Map(ipIds.flatMap((x, i) => x.addrs.map((a) => [a, i] as [string, number]))),
     touched: new WeakMap(),
+    shared: new WeakSet(),
   };
   const p = recordParams(plan);
   const shape = shapeOf(p, ct, tcp);
   if (shape) return shape;
   const seen = new Set<object>();
-  const mark = (x: unknown) => markTouched(p, x, plan.touched, seen);
+  const mark = (x: unknown) => markTouched(p, x, plan.touched, seen, false, plan.shared);
   for (const x of timers) mark(x.ev);
   // an entry without the walk's parameters is a flow later walks share (a tunnel's): made once, then refreshed
   for (const x of ct) if (!mark(x.d)) return 'shared-entry';
@@ -610,8 +637,8 @@ export function makePlan(c: Cluster, b: LiveBefore, w: Walk, sport: number, step
     mark(x.after);
   }
   for (const x of tcp) {
-    if (x.c.synackOpts) markTouched(p, x.c.synackOpts, plan.touched, seen, true);
-    if (x.c.lastSyn) markTouched(p, x.c.lastSyn, plan.touched, seen, true);
+    if (x.c.synackOpts) markTouched(p, x.c.synackOpts, plan.touched, seen, true, plan.shared);
+    if (x.c.lastSyn) markTouched(p, x.c.lastSyn, plan.touched, seen, true, plan.shared);
   }
   for (const x of captures) mark(x.repr);
   for (const t of w.traces) {
@@ -665,7 +692,7 @@ const CONN_CHANGED = new Set([
 ]);
 
 function port(p: Params, v: number): number {
-  return p.ports.get(v) ?? v;
+  return pairOf(p.ports, v) ?? v;
 }
 
 /** a socket of the template for this walk: every object of its own, the parameters substituted */
@@ -676,7 +703,7 @@ function connFor(p: Params, copier: Copier, c: TcpConn): TcpConn {
   k.sndNxt = substitute(p, 'sndNxt', c.sndNxt, c as unknown as Cell);
   k.rcvNxt = substitute(p, 'rcvNxt', c.rcvNxt, c as unknown as Cell);
   k.sndUna = substitute(p, 'sndUna', c.sndUna, c as unknown as Cell);
-  k.tsRecent = p.ts.get(c.tsRecent) ?? c.tsRecent;
+  k.tsRecent = pairOf(p.ts, c.tsRecent) ?? c.tsRecent;
   if (c.rtoAt !== undefined && c.rtoAt >= p.t0) k.rtoAt = c.rtoAt + p.dt;
   if (c.establishedAt !== undefined && c.establishedAt >= p.t0) k.establishedAt = c.establishedAt + p.dt;
   if (c.retransStamp !== undefined && c.retransStamp >= p.t0) k.retransStamp = c.retransStamp + p.dt;
@@ -685,8 +712,8 @@ function connFor(p: Params, copier: Copier, c: TcpConn): TcpConn {
     data: u.data,
     psh: u.psh,
   }));
-  // (empty: shapeOf's)
-  k.ofo = new Map();
+  // (empty: shapeOf's) the queue every socket shares until a segment waits in it
+  k.ofo = NO_OFO;
   if (c.synackOpts) k.synackOpts = copier.own(c.synackOpts);
   if (c.lastSyn) k.lastSyn = copier.own(c.lastSyn);
   return k;
@@ -789,15 +816,95 @@ function addAll(adds: Plan['adds']): void {
   }
 }
 
+/**
+ * the parameters of one replayed walk as its outputs keep them (the fewest objects: every replayed
+ * walk's captures live on in the world): the Copier and its Params made when an output is first read
+ */
+class Replayed {
+  #copier: Copier | undefined;
+  constructor(
+    readonly plan: Plan,
+    readonly dt: number,
+    /** the port parameters: the source port, then the VXLAN source ports */
+    readonly pv: readonly number[],
+    readonly isnC: number,
+    readonly isnS: number,
+    readonly ids: readonly number[],
+  ) {}
+
+  get copier(): Copier {
+    if (this.#copier === undefined) {
+      const p = paramsOf(this.plan, this.dt, this.pv, this.isnC, this.isnS, this.ids);
+      // (the replay computed them: refused, it would have written nothing)
+      if (typeof p === 'string') throw new Error(`flow cache: a replayed walk's parameters: ${p}`);
+      this.#copier = new Copier(p, this.plan.touched, this.plan.shared);
+    }
+    return this.#copier;
+  }
+}
+
+/**
+ * the Params of a replay of `plan` (dt after its start, the port parameters pv, the ISNs, the IP id
+ * shifts), or why they cannot be computed: two timestamps the template made in one ms that would
+ * part, two template ports given different values
+ */
+function paramsOf(
+  plan: Plan,
+  dt: number,
+  pv: readonly number[],
+  isnC: number,
+  isnS: number,
+  ids: readonly number[],
+): Params | string {
+  const ports: Pairs = [plan.sport, pv[0]];
+  for (let i = 0; i < plan.vxlan.length; i++) {
+    const v = plan.vxlan[i];
+    const had = pairOf(ports, v.port);
+    if (had !== undefined && had !== pv[i + 1]) return 'ports';
+    if (had === undefined) ports.push(v.port, pv[i + 1]);
+  }
+  const ts: Pairs = [];
+  const log = plan.ts;
+  for (let i = 0; i < log.length; i += 2) {
+    const v = log[i];
+    const at = log[i + 1];
+    const nv = (v - Math.floor(at / 1000) + Math.floor((at + dt) / 1000)) >>> 0;
+    const had = pairOf(ts, v);
+    if (had !== undefined && had !== nv) return 'timestamps';
+    if (had === undefined) ts.push(v, nv);
+  }
+  return {
+    dt,
+    t0: plan.t0,
+    sportRec: plan.sport,
+    sport: pv[0],
+    ports,
+    isnCRec: plan.isnC,
+    isnC,
+    isnSRec: plan.isnS,
+    isnS,
+    ts,
+    ids,
+    idOf: plan.idOf,
+    sportRe: plan.sportRe,
+  };
+}
+
 /** a capture of a replayed walk: its packet made from the template's when first read */
 class ReplayedCapture implements Capture {
   #bytes: Uint8Array | undefined;
   constructor(
-    readonly time: number,
-    readonly at: CapturePoint,
-    readonly repr: Frame | Ipv4Packet,
-    readonly copier: Copier,
+    readonly x: Plan['captures'][number],
+    readonly r: Replayed,
   ) {}
+
+  get time(): number {
+    return this.r.plan.t0 + this.r.dt + this.x.off;
+  }
+
+  get at(): CapturePoint {
+    return this.x.at;
+  }
 
   get netns(): string {
     return this.at.netns;
@@ -816,7 +923,7 @@ class ReplayedCapture implements Capture {
   }
 
   get frame(): Uint8Array {
-    return (this.#bytes ??= emitRepr(this.copier.copy(this.repr)));
+    return (this.#bytes ??= emitRepr(this.r.copier.copy(this.x.repr)));
   }
 }
 
@@ -830,24 +937,24 @@ class ReplayedTrace implements Trace {
 
   constructor(
     readonly template: Trace,
-    readonly copier: Copier,
+    readonly r: Replayed,
   ) {}
 
   get flow(): Flow {
-    return (this.#flow ??= this.copier.copy(this.template.flow));
+    return (this.#flow ??= this.r.copier.copy(this.template.flow));
   }
 
   get disposition(): Disposition {
-    return (this.#disposition ??= this.copier.copy(this.template.disposition));
+    return (this.#disposition ??= this.r.copier.copy(this.template.disposition));
   }
 
   get counters(): Trace['counters'] {
-    return (this.#counters ??= this.copier.copy(this.template.counters));
+    return (this.#counters ??= this.r.copier.copy(this.template.counters));
   }
 
   get steps(): readonly Step[] {
     if (this.#steps === undefined) {
-      const c = this.copier;
+      const c = this.r.copier;
       const dt = c.p.dt;
       this.#steps = Object.freeze(
         this.template.steps.map((s) => {
@@ -889,15 +996,9 @@ export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult 
   const t0 = world.now;
   const dt = t0 - plan.t0;
   if (dt < 0) return refused('clock');
-  const ports = new Map<number, number>([[plan.sport, sport]]);
   // the port parameters by number (PlanEntry's): the source port, then each VXLAN source port
   const pv = [sport];
-  for (const v of plan.vxlan) {
-    const port = vxlanPort(c, v.range, plan.src, sport, plan.dst, plan.dport);
-    if (ports.has(v.port) && ports.get(v.port) !== port) return refused('ports');
-    ports.set(v.port, port);
-    pv.push(port);
-  }
+  for (const v of plan.vxlan) pv.push(vxlanPort(c, v.range, plan.src, sport, plan.dst, plan.dport));
   // what it makes must not be there, what it refreshes must be, as it was (else: which are there,
   // the key of the template of that case)
   let differs = false;
@@ -924,34 +1025,14 @@ export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult 
     for (const x of plan.refresh) present += x.hit >= 0 ? '1' : '0';
     return { present };
   }
-  const ts = new Map<number, number>();
-  const log = plan.ts;
-  for (let i = 0; i < log.length; i += 2) {
-    const v = log[i];
-    const at = log[i + 1];
-    const nv = (v - Math.floor(at / 1000) + Math.floor((at + dt) / 1000)) >>> 0;
-    const had = ts.get(v);
-    if (had !== undefined && had !== nv) return refused('timestamps');
-    ts.set(v, nv);
-  }
   const ids: number[] = [];
   for (const x of plan.ipIds) ids.push((x.ns.ipId - x.before) & 0xffff);
-  const p: Params = {
-    dt,
-    t0: plan.t0,
-    sportRec: plan.sport,
-    sport,
-    ports,
-    isnCRec: plan.isnC,
-    isnC: deriveIsn(world, plan.src, sport, plan.dst, plan.dport),
-    isnSRec: plan.isnS,
-    isnS: deriveIsn(world, plan.dst, plan.dport, plan.src, sport),
-    ts,
-    ids,
-    idOf: plan.idOf,
-    sportRe: plan.sportRe,
-  };
-  const copier = new Copier(p, plan.touched);
+  const isnC = deriveIsn(world, plan.src, sport, plan.dst, plan.dport);
+  const isnS = deriveIsn(world, plan.dst, plan.dport, plan.src, sport);
+  const p = paramsOf(plan, dt, pv, isnC, isnS, ids);
+  if (typeof p === 'string') return refused(p);
+  // the writes' copier (own copies only); the outputs' is the record's, made when first read
+  const copier = new Copier(p, plan.touched, plan.shared);
   const conns: TcpConn[] = [];
   for (const x of plan.tcp) {
     const k = connFor(p, copier, x.c);
@@ -979,10 +1060,11 @@ export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult 
   for (const x of plan.refresh)
     x.ns.conntrack.refreshRow(x.hit, x.row, x.shiftExpires ? x.row.expires + dt : x.row.expires);
   for (let i = 0; i < conns.length; i++) plan.tcp[i].ns.tcp.add(conns[i]);
+  const r = new Replayed(plan, dt, pv, isnC, isnS, ids);
   const caps = world.captures;
-  for (const x of plan.captures) caps.push(new ReplayedCapture(t0 + x.off, x.at, x.repr, copier));
+  for (const x of plan.captures) caps.push(new ReplayedCapture(x, r));
   world.now = t0 + plan.duration;
   world.rec = new Recorder(world, plan.steps, true);
-  const traces = plan.traces.map((t) => new ReplayedTrace(t, copier));
+  const traces = plan.traces.map((t) => new ReplayedTrace(t, r));
   return { request: traces[0], reply: traces[1], traces };
 }
