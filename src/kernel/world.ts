@@ -44,6 +44,12 @@ export interface Capture {
   readonly promisc: boolean;
 }
 
+/** captures taken together and made when read (World.captureLater) */
+export interface CaptureBatch {
+  /** push the captures, in the order taken */
+  make(into: Capture[]): void;
+}
+
 /** where a capture was taken: one record per device, direction and promiscuity, shared by its captures */
 export interface CapturePoint {
   readonly netns: string;
@@ -354,7 +360,31 @@ export class World {
   unresolved = 0;
   /** what a fired timer does: set by the datapath (Stack); behaviour, not state */
   onTimer?: (ev: TimerEvent) => void;
-  readonly captures: Capture[] = [];
+  readonly #captures: Capture[] = [];
+  /** captures taken and not made yet (CaptureBatch), in the order taken, all after #captures' */
+  #later: CaptureBatch[] = [];
+
+  /**
+   * the frames captured, in the order taken (tcpdump's, pcap's): those taken in batches made
+   * first (captureLater's)
+   */
+  get captures(): Capture[] {
+    if (this.#later.length) {
+      const later = this.#later;
+      this.#later = [];
+      for (const b of later) b.make(this.#captures);
+    }
+    return this.#captures;
+  }
+
+  /**
+   * captures taken now, made when `captures` is next read (a flow cache's replayed walk: what its
+   * captures are is known, and few are read)
+   */
+  captureLater(b: CaptureBatch): void {
+    this.#later.push(b);
+  }
+
   /** steps go here while a walk is recorded */
   rec: Recorder;
   /** capture frames per device (tcpdump, pcap); off for benchmarks that do not need it */

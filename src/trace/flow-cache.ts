@@ -137,6 +137,8 @@ interface Template {
   plan?: Plan;
   /** the earliest clock deadline (deadlines.ts) of the crossed namespaces' entries after the walk */
   deadline: number;
+  /** replay mode: the key of the case template that served this key's last replay, if not this one */
+  lastCase?: string;
 }
 
 const caches = new WeakMap<Cluster, FlowCache>();
@@ -336,6 +338,18 @@ export class FlowCache {
     sport: number,
     tpl: Template | undefined,
   ): Walk {
+    // the case that served the key's last replay first: any template whose guards and checks pass
+    // is the walk (its own entries are as its walk found them); a VXLAN flow's walks once their
+    // source ports repeat are all of one case
+    const last = tpl?.lastCase !== undefined ? this.#templates.get(tpl.lastCase) : undefined;
+    if (last?.plan && !this.#guard(c, last, c.world.now, '', sport)) {
+      const r = replayPlan(c, last.plan, sport);
+      if (!('present' in r) && !('refused' in r)) {
+        this.stats.hits++;
+        this.stats.replayed++;
+        return r;
+      }
+    }
     let why: string | undefined = tpl ? this.#guard(c, tpl, c.world.now, '', sport) : 'no-template';
     // the template's walk made or refreshed conntrack entries this one finds otherwise (a VXLAN
     // flow's source port an earlier flow hashed to): the case has its own template
@@ -355,6 +369,7 @@ export class FlowCache {
       else {
         this.stats.hits++;
         this.stats.replayed++;
+        tpl!.lastCase = at === key ? undefined : at;
         return r;
       }
     }

@@ -42,6 +42,7 @@ import {
   recordedStep,
   stepWire,
   type Capture,
+  type CaptureBatch,
   type CapturePoint,
   type TimerEvent,
 } from '../kernel/world.ts';
@@ -187,6 +188,8 @@ export interface Plan {
   isnS: number;
   timers: { off: number; ev: TimerEvent }[];
   adds: { obj: Cell; key: string; d: number }[];
+  /** the adds by object (what addAll writes): netfilter counters, device statistics, the rest */
+  counts: Counts;
   sets: { obj: Cell; key: string; off: number }[];
   ipIds: { ns: Netns; d: number; before: number; addrs: string[] }[];
   mibs: { ns: Netns; name: string; d: number }[];
@@ -608,6 +611,7 @@ export function makePlan(c: Cluster, b: LiveBefore, w: Walk, sport: number, step
     isnS: deriveIsn(world, flow.dst, flow.dport, flow.src, sport),
     timers,
     adds,
+    counts: countsOf(adds),
     sets,
     ipIds,
     mibs,
@@ -782,37 +786,71 @@ function vxlanPort(
   return vxlanSourcePort(c.world, range, { eth: undefined as never, payload: inner });
 }
 
-/**
- * the counters' additions, by field: a field named in the code for the most written (device
- * statistics, netfilter counters: a store each site sees with few object shapes), by its name
- * for the rest
- */
-function addAll(adds: Plan['adds']): void {
-  for (let i = 0; i < adds.length; i++) {
-    const a = adds[i];
-    const o = a.obj as Record<string, number>;
-    switch (a.key) {
-      case 'pkts':
-        o.pkts += a.d;
-        break;
-      case 'bytes':
-        o.bytes += a.d;
-        break;
-      case 'rxPackets':
-        o.rxPackets += a.d;
-        break;
-      case 'rxBytes':
-        o.rxBytes += a.d;
-        break;
-      case 'txPackets':
-        o.txPackets += a.d;
-        break;
-      case 'txBytes':
-        o.txBytes += a.d;
-        break;
-      default:
-        o[a.key] += a.d;
-    }
+/** a plan's counter additions by object: one entry an object, its fields named in the code */
+interface Counts {
+  nf: { o: { pkts: number; bytes: number }; p: number; b: number }[];
+  dev: {
+    o: { rxPackets: number; rxBytes: number; txPackets: number; txBytes: number };
+    rp: number;
+    rb: number;
+    tp: number;
+    tb: number;
+  }[];
+  rest: Plan['adds'];
+}
+
+const NF_KEYS = ['pkts', 'bytes'];
+const DEV_KEYS = ['rxPackets', 'rxBytes', 'txPackets', 'txBytes'];
+
+/** the adds by object: those of a netfilter counter's or a device's numeric fields together */
+function countsOf(adds: Plan['adds']): Counts {
+  const by = new Map<Cell, Map<string, number>>();
+  for (const a of adds) {
+    let m = by.get(a.obj);
+    if (!m) by.set(a.obj, (m = new Map()));
+    m.set(a.key, (m.get(a.key) ?? 0) + a.d);
+  }
+  const out: Counts = { nf: [], dev: [], rest: [] };
+  const all = (o: Cell, keys: string[]) => keys.every((k) => typeof o[k] === 'number');
+  for (const [obj, m] of by) {
+    const d = (k: string) => m.get(k) ?? 0;
+    const only = (keys: string[]) => [...m.keys()].every((k) => keys.includes(k));
+    if (only(NF_KEYS) && all(obj, NF_KEYS))
+      out.nf.push({ o: obj as unknown as Counts['nf'][number]['o'], p: d('pkts'), b: d('bytes') });
+    else if (only(DEV_KEYS) && all(obj, DEV_KEYS))
+      out.dev.push({
+        o: obj as unknown as Counts['dev'][number]['o'],
+        rp: d('rxPackets'),
+        rb: d('rxBytes'),
+        tp: d('txPackets'),
+        tb: d('txBytes'),
+      });
+    else for (const [key, v] of m) out.rest.push({ obj, key, d: v });
+  }
+  return out;
+}
+
+/** the counters' additions (adding 0 to a field of the same object leaves it as it was) */
+function addAll(c: Counts): void {
+  const nf = c.nf;
+  for (let i = 0; i < nf.length; i++) {
+    const x = nf[i];
+    x.o.pkts += x.p;
+    x.o.bytes += x.b;
+  }
+  const dev = c.dev;
+  for (let i = 0; i < dev.length; i++) {
+    const x = dev[i];
+    const o = x.o;
+    o.rxPackets += x.rp;
+    o.rxBytes += x.rb;
+    o.txPackets += x.tp;
+    o.txBytes += x.tb;
+  }
+  const rest = c.rest;
+  for (let i = 0; i < rest.length; i++) {
+    const a = rest[i];
+    (a.obj as Record<string, number>)[a.key] += a.d;
   }
 }
 
@@ -820,7 +858,7 @@ function addAll(adds: Plan['adds']): void {
  * the parameters of one replayed walk as its outputs keep them (the fewest objects: every replayed
  * walk's captures live on in the world): the Copier and its Params made when an output is first read
  */
-class Replayed {
+class Replayed implements CaptureBatch {
   #copier: Copier | undefined;
   constructor(
     readonly plan: Plan,
@@ -831,6 +869,11 @@ class Replayed {
     readonly isnS: number,
     readonly ids: readonly number[],
   ) {}
+
+  /** the walk's captures (World.captureLater's: made when the world's captures are read) */
+  make(into: Capture[]): void {
+    for (const x of this.plan.captures) into.push(new ReplayedCapture(x, this));
+  }
 
   get copier(): Copier {
     if (this.#copier === undefined) {
@@ -892,7 +935,6 @@ function paramsOf(
 
 /** a capture of a replayed walk: its packet made from the template's when first read */
 class ReplayedCapture implements Capture {
-  #bytes: Uint8Array | undefined;
   constructor(
     readonly x: Plan['captures'][number],
     readonly r: Replayed,
@@ -923,9 +965,14 @@ class ReplayedCapture implements Capture {
   }
 
   get frame(): Uint8Array {
-    return (this.#bytes ??= emitRepr(this.r.copier.copy(this.x.repr)));
+    let b = replayedBytes.get(this);
+    if (!b) replayedBytes.set(this, (b = emitRepr(this.r.copier.copy(this.x.repr))));
+    return b;
   }
 }
+
+/** the bytes of the replayed captures read so far (few are: a slot in every capture would be kept for none) */
+const replayedBytes = new WeakMap<ReplayedCapture, Uint8Array>();
 
 /** a trace of a replayed walk: its steps made from the template's when first read */
 class ReplayedTrace implements Trace {
@@ -1041,7 +1088,7 @@ export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult 
   }
   // the writes, in the order the walk made them where the order is kept
   for (const t of plan.timers) world.schedule(t.off + t0, copier.own(t.ev));
-  addAll(plan.adds);
+  addAll(plan.counts);
   for (const s of plan.sets) s.obj[s.key] = t0 + s.off;
   for (const x of plan.ipIds) x.ns.ipId = (x.ns.ipId + x.d) & 0xffff;
   for (const m of plan.mibs) {
@@ -1061,8 +1108,7 @@ export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult 
     x.ns.conntrack.refreshRow(x.hit, x.row, x.shiftExpires ? x.row.expires + dt : x.row.expires);
   for (let i = 0; i < conns.length; i++) plan.tcp[i].ns.tcp.add(conns[i]);
   const r = new Replayed(plan, dt, pv, isnC, isnS, ids);
-  const caps = world.captures;
-  for (const x of plan.captures) caps.push(new ReplayedCapture(x, r));
+  if (plan.captures.length) world.captureLater(r);
   world.now = t0 + plan.duration;
   world.rec = new Recorder(world, plan.steps, true);
   const traces = plan.traces.map((t) => new ReplayedTrace(t, r));
