@@ -32,6 +32,8 @@ const hash = sourceHash();
 // a bundle is taken only with the hash beside it: none while it is remade
 rmSync(`${out}/podwalk.sources`, { force: true });
 rmSync(`${out}/${CODE_CACHE}`, { force: true });
+// the bundle of before session 18, an ES module (now a script: podwalk.cjs)
+rmSync(`${out}/podwalk.mjs`, { force: true });
 await build({
   entryPoints: [`${SRC}cli/process.ts`],
   outfile: `${out}/${BUNDLE}`,
