@@ -40,11 +40,11 @@ const WARM_UP = [
 
 const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
 
-/** what a cache made here for this bundle source says of itself, but for its data's hash */
-function expectedHeader(source) {
+/** what a cache made here for this bundle (its file's bytes) says of itself, but for its data's hash */
+function expectedHeader(bytes) {
   return {
     format: FORMAT,
-    bundle: sha256(source),
+    bundle: sha256(bytes),
     node: process.version,
     v8: process.versions.v8,
     platform: process.platform,
@@ -59,11 +59,11 @@ const wrap = (source) =>
   '\n})';
 
 /**
- * The cache for this source from the file: { data } when it is the one made from this bundle here,
+ * The cache for this bundle (its file's bytes) from the file: { data } when it is the one made from this bundle here,
  * else { state } ('missing', 'stale': made for another bundle or Node.js, 'corrupt': unreadable or
  * not the bytes it was made with)
  */
-function readCache(file, source) {
+function readCache(file, bundle) {
   let bytes;
   try {
     bytes = readFileSync(file);
@@ -79,7 +79,7 @@ function readCache(file, source) {
     return { state: 'corrupt' };
   }
   if (header === null || typeof header !== 'object') return { state: 'corrupt' };
-  const want = expectedHeader(source);
+  const want = expectedHeader(bundle);
   for (const k of Object.keys(want)) if (header[k] !== want[k]) return { state: 'stale' };
   const data = bytes.subarray(nl + 1);
   if (header.length !== data.length || header.data !== sha256(data)) return { state: 'corrupt' };
@@ -88,13 +88,15 @@ function readCache(file, source) {
 
 /**
  * Compile dist/cli/podwalk.cjs (DIST: the directory's URL) and run its body: { exports, script,
- * source, cache } where cache is 'used' (V8 took the cache), 'missing', 'stale', 'corrupt',
+ * bytes, cache } where cache is 'used' (V8 took the cache), 'missing', 'stale', 'corrupt',
  * 'rejected' (checked here, but V8 did not take it: another V8 flag set), or 'off'
  */
 export function loadBundle(dist, { cache = true } = {}) {
   const file = new URL(BUNDLE, dist);
-  const source = readFileSync(file, 'utf8');
-  const found = cache ? readCache(new URL(CODE_CACHE, dist), source) : { state: 'off' };
+  // the file's bytes hashed as they are (not the text encoded again), then decoded
+  const bytes = readFileSync(file);
+  const source = bytes.toString('utf8');
+  const found = cache ? readCache(new URL(CODE_CACHE, dist), bytes) : { state: 'off' };
   const filename = fileURLToPath(file);
   const script = new vm.Script(wrap(source), { filename, cachedData: found.data });
   const state = found.data ? (script.cachedDataRejected ? 'rejected' : 'used') : found.state;
@@ -109,7 +111,7 @@ export function loadBundle(dist, { cache = true } = {}) {
     fileURLToPath(dist),
     file.href,
   );
-  return { exports: module.exports, script, source, cache: state };
+  return { exports: module.exports, script, bytes, cache: state };
 }
 
 /** a command's IO that prints nothing (the warm-up's) */
@@ -131,13 +133,13 @@ const quietIo = () => ({
  * half a file). Runs in a process of its own with V8's default flags, as bin/podwalk.js compiles.
  */
 export async function makeCodeCache(dist) {
-  const { exports, script, source } = loadBundle(dist, { cache: false });
+  const { exports, script, bytes } = loadBundle(dist, { cache: false });
   for (const argv of WARM_UP) {
     const code = await exports.run(argv, quietIo());
     if (code !== 0) throw new Error(`the warm-up's podwalk ${argv.join(' ')} exited ${code}`);
   }
   const data = script.createCachedData();
-  const header = { ...expectedHeader(source), length: data.length, data: sha256(data) };
+  const header = { ...expectedHeader(bytes), length: data.length, data: sha256(data) };
   const file = new URL(CODE_CACHE, dist);
   const tmp = new URL(`${CODE_CACHE}.${process.pid}.tmp`, dist);
   writeFileSync(tmp, Buffer.concat([Buffer.from(JSON.stringify(header) + '\n'), data]));
