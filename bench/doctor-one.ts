@@ -8,11 +8,19 @@
  * own cost, and of the checks alone. Then, that cluster released, the whole command as a user
  * runs it: `podwalk doctor --cluster FILE FROM TO:8080` (the spec written as a cluster file),
  * through the CLI's own entry point (its modules already loaded and compiled by the runs before:
- * the command's own work), and reading the cluster file once more alone. One JSON line prefixed
- * with RESULT_PREFIX. The process runs with the V8 flags the podwalk executable sets
+ * the command's own work), and reading the cluster file once more alone. Then the same command as
+ * a user types it, a fresh process each time: `node bin/podwalk.js doctor --cluster FILE FROM
+ * TO:8080` (the file written to a temporary directory), BENCH_DOCTOR_FRESH runs (3), each timed by
+ * the CPU of the whole process (user + system of the child, all its threads: bash's `times`), with
+ * what bin/podwalk.js ran (the bundle and its code cache, or the sources through tsx when the
+ * bundle is not the sources'). One JSON line prefixed with RESULT_PREFIX. The process runs with the V8 flags the podwalk executable sets
  * (src/cli/v8-flags.ts), set first: the command as a user's `podwalk` runs it.
  */
-import { loadavg } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { run, type Io } from '../src/cli/app.ts';
 import { loadCluster } from '../src/cluster/load.ts';
 import { buildCluster, type Cluster } from '../src/cni/build.ts';
@@ -48,6 +56,86 @@ export interface DoctorResult {
     loadCpuMs: number;
     bytes: number;
   };
+  /**
+   * the whole command in fresh processes, `node bin/podwalk.js doctor --cluster FILE FROM TO:8080`:
+   * each run's CPU (user + system of the process), its exit codes and the characters it printed
+   * (the same in every run, or the run throws), and what bin/podwalk.js ran: 'bundle, code cache
+   * STATE' (bin/bundle.js's loadBundle) or 'tsx' (no bundle made from the sources as they are)
+   */
+  fresh: { cpuMs: number[]; exit: number[]; bytes: number; ran: string };
+}
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+/** what bin/podwalk.js runs in this checkout: the bundle and what became of its code cache, or tsx */
+function whatRuns(): string {
+  const r = spawnSync(
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      `import { readFileSync } from 'node:fs';
+       import { sourceHash } from ${JSON.stringify(join(ROOT, 'bin/source-hash.js'))};
+       import { loadBundle } from ${JSON.stringify(join(ROOT, 'bin/bundle.js'))};
+       const dist = new URL('dist/cli/', ${JSON.stringify(`file://${ROOT}`)});
+       let made = '';
+       try { made = readFileSync(new URL('podwalk.sources', dist), 'utf8').trim(); } catch {}
+       console.log(made === sourceHash() ? 'bundle, code cache ' + loadBundle(dist).cache : 'tsx');`,
+    ],
+    { encoding: 'utf8' },
+  );
+  if (r.status !== 0) throw new Error(`what bin/podwalk.js runs: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+/** `node bin/podwalk.js ARGV…` in a fresh process: its CPU (user + system, bash's `times` of its child), exit code and output */
+function timedChild(argv: string[]): { cpuMs: number; exit: number; out: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'podwalk-fresh-'));
+  try {
+    const out = join(dir, 'out');
+    const r = spawnSync(
+      'bash',
+      [
+        '-c',
+        'out=$1; shift; "$@" > "$out"; code=$?; times; exit $code',
+        'bash',
+        out,
+        process.execPath,
+        ...argv,
+      ],
+      { encoding: 'utf8', cwd: ROOT },
+    );
+    // times: the shell's own user and system time, then its children's
+    const m = /(\d+)m([\d.]+)s (\d+)m([\d.]+)s\s*$/.exec(r.stdout);
+    if (!m) throw new Error(`no times from the child: ${r.stdout} ${r.stderr}`);
+    const cpuMs = Math.round((Number(m[1]) * 60 + Number(m[2]) + Number(m[3]) * 60 + Number(m[4])) * 1000);
+    return { cpuMs, exit: r.status ?? -1, out: readFileSync(out, 'utf8') };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** the whole command as a user types it, in fresh processes (see DoctorResult's fresh) */
+function freshCommand(yaml: string, from: string, to: string): DoctorResult['fresh'] {
+  const runs = Number(process.env.BENCH_DOCTOR_FRESH ?? 3);
+  const dir = mkdtempSync(join(tmpdir(), 'podwalk-cluster-'));
+  try {
+    const file = join(dir, 'cluster.yaml');
+    writeFileSync(file, yaml);
+    const cpu: number[] = [];
+    const exit: number[] = [];
+    let text: string | undefined;
+    for (let i = 0; i < runs; i++) {
+      const r = timedChild([join(ROOT, 'bin/podwalk.js'), 'doctor', '--cluster', file, from, to]);
+      if (text !== undefined && r.out !== text) throw new Error('two fresh runs printed different reports');
+      text = r.out;
+      cpu.push(r.cpuMs);
+      exit.push(r.exit);
+    }
+    return { cpuMs: cpu, exit, bytes: text?.length ?? 0, ran: whatRuns() };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** `podwalk doctor` of the far-apart flow on the spec written as a cluster file, through the CLI's run() */
@@ -119,6 +207,11 @@ async function main(): Promise<void> {
   c = undefined;
   report = undefined;
   const command = await wholeCommand(nodes, podsPerNode, mode);
+  const fresh = freshCommand(
+    matrixYaml(syntheticSpec(nodes, podsPerNode, mode)),
+    podName(0, 0),
+    `${podName(nodes - 1, podsPerNode - 1)}:8080`,
+  );
   const res: DoctorResult = {
     mode,
     nodes,
@@ -131,6 +224,7 @@ async function main(): Promise<void> {
     findings,
     healthy,
     command,
+    fresh,
   };
   process.stdout.write(`${RESULT_PREFIX}${JSON.stringify(res)}\n`);
 }
