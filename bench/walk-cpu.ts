@@ -1,12 +1,14 @@
 /**
  * CPU per warm walk on the seed cluster, in a process of its own: `node --import tsx
- * bench/walk-cpu.ts [MODE] [WALKS] [TO] [capture] [replay]` (default calico-bgp, 20,000, pod-c,
- * captures off, no flow cache). Like `npm run bench`'s warm case (one built cluster, a new
- * connection each walk from sport 40000, request and reply recorded), with captures only when
+ * bench/walk-cpu.ts [MODE] [WALKS] [TO] [capture] [replay] [warm=N]` (default calico-bgp, 20,000,
+ * pod-c, captures off, no flow cache, 300 warm-up walks). Like `npm run bench`'s warm case (one
+ * built cluster, a new connection each walk from sport 40000, or 10000 with more than 300 warm-up
+ * walks, request and reply recorded), with captures only when
  * asked (`capture`), with the flow cache replaying its hits when asked (`replay`:
  * src/trace/replay.ts; the walks' outputs are then made when read, and this reads their outcome
  * only), timed by process.cpuUsage() (user + system: the machine may be shared) after 300 warm-up
- * walks. Prints one line: walks, CPU ms, µs per walk, walks per CPU second;
+ * walks (`warm=N`: N, up to 30,000: the steady state, once V8 has compiled what the walks run and the
+ * heap has grown to their size). Prints one line: walks, CPU ms, µs per walk, walks per CPU second;
  * and, for `npm run bench` (which runs it as a child process: the issue's measure in a process of its
  * own, not after the other cases' garbage), the same as one JSON line after RESULT_PREFIX.
  */
@@ -26,6 +28,8 @@ export interface WalkCpuResult {
   replay?: boolean;
   /** walks the flow cache replayed, of those timed and the warm-up */
   replayed?: number;
+  /** warm-up walks before the timed ones */
+  warm?: number;
   walks: number;
   cpuMs: number;
   steps: number;
@@ -37,22 +41,28 @@ const to = process.argv[4] ?? 'pod-c';
 const flags = process.argv.slice(5);
 const capture = flags.includes('capture');
 const replay = flags.includes('replay');
+const warmFlag = flags.find((f) => f.startsWith('warm='));
+const warm = warmFlag === undefined ? 300 : Number(warmFlag.slice(5));
 if (
   !CNI_MODES.includes(mode) ||
   !Number.isInteger(n) ||
   n < 1 ||
   n > 25000 ||
-  flags.some((f) => f !== 'capture' && f !== 'replay')
+  !Number.isInteger(warm) ||
+  warm < 1 ||
+  warm > 30000 ||
+  flags.some((f) => f !== 'capture' && f !== 'replay' && f !== warmFlag)
 ) {
   process.stderr.write(
-    `usage: npx tsx bench/walk-cpu.ts [MODE (${CNI_MODES.join(', ')})] [WALKS (1-25000)] [TO] [capture] [replay]\n`,
+    `usage: npx tsx bench/walk-cpu.ts [MODE (${CNI_MODES.join(', ')})] [WALKS (1-25000)] [TO] [capture] [replay] [warm=N (1-30000)]\n`,
   );
   process.exit(2);
 }
 const c = buildCluster(seedCluster(), mode);
 c.world.capture = capture;
 const cache = replay ? enableFlowCache(c, { replay: true }) : undefined;
-let sport = 40000;
+// (source ports 40000-65299 for the 300 warm-up walks and 25,000 walks of before; 10000-64999 for more)
+let sport = warm > 300 ? 10000 : 40000;
 let steps = 0;
 const once = () => {
   const w = walk(c, { from: 'pod-a', to, proto: 'tcp', port: 8080, sport: sport++ });
@@ -68,7 +78,7 @@ try {
   process.stderr.write(`bench/walk-cpu.ts: ${e.message}\n`);
   process.exit(2);
 }
-for (let i = 1; i < 300; i++) once();
+for (let i = 1; i < warm; i++) once();
 const c0 = process.cpuUsage();
 for (let i = 0; i < n; i++) once();
 const u = process.cpuUsage(c0);
@@ -76,7 +86,7 @@ const ms = (u.user + u.system) / 1000;
 // the steps of the last walk (read after the timing: a replayed walk makes them when read)
 steps = last!.request.steps.length + last!.reply!.steps.length;
 console.log(
-  `${mode} pod-a → ${to}${capture ? ' (captures on)' : ''}${replay ? ' (flow cache, replayed)' : ''}: ${n} walks, ${ms.toFixed(0)} ms CPU, ${((ms * 1000) / n).toFixed(1)} µs a walk, ` +
+  `${mode} pod-a → ${to}${capture ? ' (captures on)' : ''}${replay ? ' (flow cache, replayed)' : ''}${warm !== 300 ? ` after ${warm} warm-up walks` : ''}: ${n} walks, ${ms.toFixed(0)} ms CPU, ${((ms * 1000) / n).toFixed(1)} µs a walk, ` +
     `${((n * 1000) / ms).toFixed(0)} walks per CPU s`,
 );
 const result: WalkCpuResult = {
@@ -84,6 +94,7 @@ const result: WalkCpuResult = {
   to,
   capture,
   ...(replay ? { replay, replayed: cache!.stats.replayed } : {}),
+  warm,
   walks: n,
   cpuMs: ms,
   steps,

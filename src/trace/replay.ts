@@ -9,10 +9,17 @@
  *  - times (a neighbour timer's `used`, a bridge FDB entry's `updated`, …): their offset from the
  *    walk's start;
  *  - the timers it armed, the clock's advance;
- *  - the conntrack entries and TCP sockets it made (whole, through Conntrack.insertConfirmed and
- *    the socket table's add, in the order made);
+ *  - the conntrack entries it made, as the table's columns keep them (CtRow: both tuples' numeric
+ *    keys, whose ports are parameters, the status, TCP state and mark), written by key
+ *    (Conntrack.insertRow), and those it refreshed (refreshRow); the TCP sockets it made (whole,
+ *    through the socket table's add, in the order made);
  *  - the captures and the traces, kept as the template's packets: a replayed capture or step
- *    makes its packet (and its bytes) from the template's when it is first read.
+ *    makes its packet (and its bytes) from the template's when it is first read, and the captures
+ *    themselves are made when the world's captures are read (World.captureLater). What a replayed
+ *    walk leaves for that is one record (Replayed: the plan and the walk's parameters); the
+ *    parameters' substitutes (Params, a Copier) are made from it at the first read. Every
+ *    replayed walk's captures live on in the world, so each object a walk keeps is one the garbage
+ *    collector copies and marks again: they are as few as that allows.
  *
  * What differs from walk to walk is a parameter, substituted by field: the source port (also in
  * texts: a delivery's `tcp/PORT`), the VXLAN source ports (udp_flow_src_port of the inner flow, as
