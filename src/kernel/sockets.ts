@@ -194,7 +194,7 @@ const NOTHING = NO_BYTES;
  * shared and frozen (the first data segment gives a socket a list of its own; a server's request
  * never sends one in a walk), so a walk's two sockets make no empty list
  */
-const NO_UNACKED: TcpConn['unacked'] = Object.freeze([]) as unknown as TcpConn['unacked'];
+export const NO_UNACKED: TcpConn['unacked'] = Object.freeze([]) as unknown as TcpConn['unacked'];
 
 /** pairs a derivePair cache holds at the most (per first member, and first members) */
 const MAX_PAIRS = 4096;

@@ -41,7 +41,7 @@ import {
   type CtRow,
 } from '../kernel/conntrack.ts';
 import type { Netns, VxlanLink } from '../kernel/objects.ts';
-import { deriveIsn, NO_OFO, observeTimestamps, type TcpConn } from '../kernel/sockets.ts';
+import { deriveIsn, NO_OFO, NO_UNACKED, observeTimestamps, type TcpConn } from '../kernel/sockets.ts';
 import { vxlanSourcePort } from '../kernel/stack.ts';
 import {
   DeviceCapture,
@@ -718,11 +718,14 @@ function connFor(p: Params, copier: Copier, c: TcpConn): TcpConn {
   if (c.rtoAt !== undefined && c.rtoAt >= p.t0) k.rtoAt = c.rtoAt + p.dt;
   if (c.establishedAt !== undefined && c.establishedAt >= p.t0) k.establishedAt = c.establishedAt + p.dt;
   if (c.retransStamp !== undefined && c.retransStamp >= p.t0) k.retransStamp = c.retransStamp + p.dt;
-  k.unacked = c.unacked.map((u) => ({
-    seq: substitute(p, 'seq', u.seq, u as unknown as Cell),
-    data: u.data,
-    psh: u.psh,
-  }));
+  // (empty: the one every socket shares until a segment waits unacknowledged, as sockets.ts's)
+  k.unacked = c.unacked.length
+    ? c.unacked.map((u) => ({
+        seq: substitute(p, 'seq', u.seq, u as unknown as Cell),
+        data: u.data,
+        psh: u.psh,
+      }))
+    : NO_UNACKED;
   // (empty: shapeOf's) the queue every socket shares until a segment waits in it
   k.ofo = NO_OFO;
   if (c.synackOpts) k.synackOpts = copier.own(c.synackOpts);
