@@ -520,7 +520,14 @@ export function makePlan(c: Cluster, b: LiveBefore, w: Walk, sport: number, step
     const tcpBefore = b.tcp.get(ns)!;
     if (conns.length < tcpBefore) return 'tcp-gone';
     // as they are now: the sockets live on (a timer may change them before a replay)
-    for (let i = tcpBefore; i < conns.length; i++) tcp.push({ ns, c: deepCopy(conns[i]) });
+    for (let i = tcpBefore; i < conns.length; i++) {
+      const k = deepCopy(conns[i]);
+      // a request's SYN-ACK options: frozen, one object per set of values, shared by the sockets
+      // (sockets.ts's synackOptions): kept as the same object
+      const opts = conns[i].synackOpts;
+      if (opts && Object.isFrozen(opts)) k.synackOpts = opts;
+      tcp.push({ ns, c: k });
+    }
   }
   // an address two senders share (each namespace's 127.0.0.1) names no one sender: a packet from it
   // in the walk makes the walk not replayable
@@ -648,7 +655,9 @@ export function makePlan(c: Cluster, b: LiveBefore, w: Walk, sport: number, step
     mark(x.after);
   }
   for (const x of tcp) {
-    if (x.c.synackOpts) markTouched(p, x.c.synackOpts, plan.touched, seen, true, plan.shared);
+    // (frozen options are shared: copied only where a parameter is in them)
+    if (x.c.synackOpts)
+      markTouched(p, x.c.synackOpts, plan.touched, seen, !Object.isFrozen(x.c.synackOpts), plan.shared);
     if (x.c.lastSyn) markTouched(p, x.c.lastSyn, plan.touched, seen, true, plan.shared);
   }
   for (const x of captures) mark(x.repr);
