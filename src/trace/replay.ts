@@ -41,7 +41,14 @@ import {
   type CtRow,
 } from '../kernel/conntrack.ts';
 import type { Netns, VxlanLink } from '../kernel/objects.ts';
-import { deriveIsn, NO_OFO, NO_UNACKED, observeTimestamps, type TcpConn } from '../kernel/sockets.ts';
+import {
+  copyConn,
+  deriveIsn,
+  NO_OFO,
+  NO_UNACKED,
+  observeTimestamps,
+  type TcpConn,
+} from '../kernel/sockets.ts';
 import { vxlanSourcePort } from '../kernel/stack.ts';
 import {
   DeviceCapture,
@@ -203,7 +210,11 @@ export interface Plan {
   ct: PlanEntry[];
   /** entries the walk found and refreshed: as they were, as it left them */
   refresh: PlanRefresh[];
-  tcp: { ns: Netns; c: TcpConn }[];
+  /**
+   * the sockets made; `rest`, c's fields after those copyConn makes (undefined: copyConn's do not
+   * come first in c, in its order, and c is copied by spread)
+   */
+  tcp: { ns: Netns; c: TcpConn; rest: readonly string[] | undefined }[];
   captures: { off: number; at: CapturePoint; repr: Frame | Ipv4Packet }[];
   traces: Trace[];
   /** TCP timestamps of the template: value, clock when made */
@@ -526,7 +537,10 @@ export function makePlan(c: Cluster, b: LiveBefore, w: Walk, sport: number, step
       // (sockets.ts's synackOptions): kept as the same object
       const opts = conns[i].synackOpts;
       if (opts && Object.isFrozen(opts)) k.synackOpts = opts;
-      tcp.push({ ns, c: k });
+      const keys = Object.keys(k);
+      const made = Object.keys(copyConn(k));
+      const rest = keys.slice(0, made.length).join() === made.join() ? keys.slice(made.length) : undefined;
+      tcp.push({ ns, c: k, rest });
     }
   }
   // an address two senders share (each namespace's 127.0.0.1) names no one sender: a packet from it
@@ -716,8 +730,14 @@ function port(p: Params, v: number): number {
 }
 
 /** a socket of the template for this walk: every object of its own, the parameters substituted */
-function connFor(p: Params, copier: Copier, c: TcpConn): TcpConn {
-  const k: TcpConn = { ...c };
+function connFor(p: Params, copier: Copier, x: Plan['tcp'][number]): TcpConn {
+  const c = x.c;
+  let k: TcpConn;
+  if (x.rest === undefined) k = { ...c };
+  else {
+    k = copyConn(c);
+    for (const f of x.rest) (k as unknown as Cell)[f] = (c as unknown as Cell)[f];
+  }
   k.lport = port(p, c.lport);
   k.rport = port(p, c.rport);
   k.sndNxt = substitute(p, 'sndNxt', c.sndNxt, c as unknown as Cell);
@@ -1101,7 +1121,7 @@ export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult 
   const copier = new Copier(p, plan.touched, plan.shared);
   const conns: TcpConn[] = [];
   for (const x of plan.tcp) {
-    const k = connFor(p, copier, x.c);
+    const k = connFor(p, copier, x);
     if (x.ns.tcp.newest(k.local, k.lport, k.remote, k.rport) !== undefined) return refused('socket-taken');
     conns.push(k);
   }
