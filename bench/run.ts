@@ -1119,7 +1119,7 @@ What \`npm run bench\` measures (bench/run.ts; it rewrites this file with the nu
 7. **Services** (\`bench/svc-one.ts\`, BENCH_SERVICES): kube-proxy's rules for many Services, the nat table per packet.
 8. **Simulation vs the real kernel** (root only): the seed cluster brought up both ways, and UDP over the VXLAN path.
 
-Re-run with \`npm run bench\` (tens of minutes on 2 CPUs: the 1,000- and 5,000-node runs are most of it; each
+Re-run with \`npm run bench\` (about 5 minutes on 2 CPUs: the 1,000- and 5,000-node runs are most of it; each
 run is a process of its own, and one that fails is reported, not fatal). \`BENCH_MS\`, \`BENCH_WARMUP_MS\` and \`BENCH_SIZES\` (e.g. \`100\`)
 shorten it; ${
     DEFAULTS ? 'the numbers below are from a full default run.' : '**this run did not use the defaults.**'
