@@ -366,7 +366,8 @@ export class World {
 
   /**
    * the frames captured, in the order taken (tcpdump's, pcap's): those taken in batches made
-   * first (captureLater's)
+   * first (captureLater's). Always the same array; read it again after walks rather than keeping
+   * it across them: a replayed walk's captures are put in it when `captures` is next read
    */
   get captures(): Capture[] {
     if (this.#later.length) {
