@@ -383,6 +383,18 @@ export interface CtRow {
 
 /** the row of `d` as the columns would keep it, or undefined when they would keep its object */
 export function ctRowOf(d: CtEntryData): CtRow | undefined {
+  const keys = new Int32Array(8);
+  const ft = columnsOf(d, keys, 0);
+  if (ft < 0) return undefined;
+  return { keys, flags: ft & 0xff, tcp: ft >>> 8, expires: d.expires, streamTs: d.streamTs, mark: d.mark };
+}
+
+/**
+ * Whether the columns give `d` back field for field: its status bits | its TCP state's number << 8
+ * when they do (its tuples' keys written to keys[o .. o + 7]: the original's, the reply's), -1
+ * when they do not (keys written in part)
+ */
+function columnsOf(d: CtEntryData, keys: Int32Array, o: number): number {
   const flags = flagsOf(d);
   const tcp = d.tcpState === undefined ? NO_TCP : S.indexOf(d.tcpState);
   if (
@@ -394,18 +406,17 @@ export function ctRowOf(d: CtEntryData): CtRow | undefined {
     d.orig === d.reply ||
     !regular(d.orig)
   )
-    return undefined;
-  const keys = new Int32Array(8);
-  keys[0] = K0;
-  keys[1] = K1;
-  keys[2] = K2;
-  keys[3] = K3;
-  if (!regular(d.reply)) return undefined;
-  keys[4] = K0;
-  keys[5] = K1;
-  keys[6] = K2;
-  keys[7] = K3;
-  return { keys, flags, tcp, expires: d.expires, streamTs: d.streamTs, mark: d.mark };
+    return -1;
+  keys[o] = K0;
+  keys[o + 1] = K1;
+  keys[o + 2] = K2;
+  keys[o + 3] = K3;
+  if (!regular(d.reply)) return -1;
+  keys[o + 4] = K0;
+  keys[o + 5] = K1;
+  keys[o + 6] = K2;
+  keys[o + 7] = K3;
+  return flags | (tcp << 8);
 }
 
 /**
@@ -485,37 +496,8 @@ class Rows {
   keep(d: CtEntryData, handle: CtEntry | undefined, asObject = false): number {
     const r = this.alloc();
     this.version++;
-    const flags = flagsOf(d);
-    const tcp = d.tcpState === undefined ? NO_TCP : S.indexOf(d.tcpState);
-    const k = this.keys;
-    if (
-      !asObject &&
-      flags >= 0 &&
-      tcp >= 0 &&
-      typeof d.expires === 'number' &&
-      typeof d.streamTs === 'number' &&
-      typeof d.mark === 'number' &&
-      d.orig !== d.reply &&
-      regular(d.orig)
-    ) {
-      k[8 * r] = K0;
-      k[8 * r + 1] = K1;
-      k[8 * r + 2] = K2;
-      k[8 * r + 3] = K3;
-      if (regular(d.reply)) {
-        k[8 * r + 4] = K0;
-        k[8 * r + 5] = K1;
-        k[8 * r + 6] = K2;
-        k[8 * r + 7] = K3;
-        this.flags[r] = flags;
-        this.tcp[r] = tcp;
-        this.expires[r] = d.expires;
-        this.streamTs[r] = d.streamTs;
-        this.mark[r] = d.mark;
-        this.list(r);
-        return r;
-      }
-    }
+    const ft = asObject ? -1 : columnsOf(d, this.keys, 8 * r);
+    if (ft >= 0) return this.fill(r, ft & 0xff, ft >>> 8, d.expires, d.streamTs, d.mark);
     // kept as its object: a handle of its own, the one every lookup gives
     const e = handle ?? new CtEntry();
     e.d = d;
@@ -533,11 +515,23 @@ class Rows {
     const r = this.alloc();
     this.version++;
     this.keys.set(keys, 8 * r);
-    this.flags[r] = x.flags;
-    this.tcp[r] = x.tcp;
+    return this.fill(r, x.flags, x.tcp, expires, streamTs, x.mark);
+  }
+
+  /** row r's columns but its keys (written), listed and placed in the heap */
+  private fill(
+    r: number,
+    flags: number,
+    tcp: number,
+    expires: number,
+    streamTs: number,
+    mark: number,
+  ): number {
+    this.flags[r] = flags;
+    this.tcp[r] = tcp;
     this.expires[r] = expires;
     this.streamTs[r] = streamTs;
-    this.mark[r] = x.mark;
+    this.mark[r] = mark;
     this.list(r);
     return r;
   }
@@ -1513,8 +1507,11 @@ export class Conntrack {
     this.hashed(hash, r, orig, reply);
   }
 
-  /** row r, listed: its expiry told, its original's key then its reply's put in the hash */
-  private hashed(hash: TupleHash, r: number, orig: Tuple, reply: Tuple): void {
+  /**
+   * row r, listed: its expiry told, its original's key then its reply's put in the hash (a row of
+   * the columns by the keys it has; one kept as its object by its tuples, `orig` and `reply`)
+   */
+  private hashed(hash: TupleHash, r: number, orig?: Tuple, reply?: Tuple): void {
     const rows = this.rows;
     const at = rows.expiryOf(r);
     if (at < this.nextExpiry) this.nextExpiry = at;
@@ -1528,36 +1525,6 @@ export class Conntrack {
       hash.set(orig, r, 0);
       hash.set(reply, r, 1);
     }
-  }
-
-  /**
-   * A confirmed entry put in the table as its data says, at the end of the list, its original's
-   * key then its reply's in the hash (what confirm does; a flow cache's replay of a walk that made
-   * it): the tuples must be in no entry of the table
-   */
-  insertConfirmed(d: CtEntryData): void {
-    const hash = this.own();
-    this.hashed(hash, this.rows.keep(d, undefined), d.orig, d.reply);
-  }
-
-  /**
-   * An entry found by a lookup given the fields `after` has (a flow cache's replay of a walk whose
-   * packets refreshed it): its TCP state, flags, expiry written as track's hit writes them, the
-   * heap told of a shorter expiry. False (nothing written) when no entry of the table kept in the
-   * columns has the tuple.
-   */
-  refresh(t: Tuple, after: CtEntryData): boolean {
-    const r = this.hash.get(t);
-    const rows = this.rows;
-    if (r < 0 || rows.isObj[r] !== 0) return false;
-    const flags = flagsOf(after);
-    const tcp = after.tcpState === undefined ? NO_TCP : S.indexOf(after.tcpState);
-    if (flags < 0 || tcp < 0 || (rows.flags[r] & F_CONFIRMED) === 0) return false;
-    rows.tcp[r] = tcp;
-    rows.flags[r] = flags;
-    rows.version++;
-    this.rowExpires(r, after.expires, true);
-    return true;
   }
 
   /** the confirmed entry with this tuple in either direction (nf_conntrack_find_get) */
@@ -1595,21 +1562,21 @@ export class Conntrack {
   }
 
   /**
-   * insertConfirmed of an entry given as a CtRow (its status, TCP state, mark) with these keys,
-   * expiry and stream time: its tuples must be in no entry of the table
+   * A confirmed entry put in the table as confirm puts one (at the end of the list, its original's
+   * key then its reply's in the hash: a flow cache's replay of a walk that made it), given as a
+   * CtRow (its status, TCP state, mark) with these keys, expiry and stream time: its tuples must be
+   * in no entry of the table
    */
   insertRow(x: CtRow, keys: Int32Array, expires: number, streamTs: number): void {
     const hash = this.own();
-    const rows = this.rows;
-    const r = rows.keepRow(x, keys, expires, streamTs);
-    if (expires < this.nextExpiry) this.nextExpiry = expires;
-    rows.loadKey(r, 0);
-    hash.set(undefined, r, 0);
-    rows.loadKey(r, 1);
-    hash.set(undefined, r, 1);
+    this.hashed(hash, this.rows.keepRow(x, keys, expires, streamTs));
   }
 
-  /** refresh of row r (rowIs said it is the entry) to x's status, TCP state and this expiry */
+  /**
+   * Row r, an entry a lookup found (rowIs said which), given x's status and TCP state and this
+   * expiry as track's hit writes them, the heap told of a shorter expiry (a flow cache's replay of
+   * a walk whose packets refreshed it)
+   */
   refreshRow(r: number, x: CtRow, expires: number): void {
     const rows = this.rows;
     rows.tcp[r] = x.tcp;
