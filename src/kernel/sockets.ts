@@ -208,11 +208,6 @@ const tcpTos: string[] = [];
 const tcpTo = (port: number): string =>
   port >= 0 && port < 32768 ? (tcpTos[port] ??= `tcp/${port}`) : `tcp/${port}`;
 
-/**
- * A connection's ISN: World.derive('isn', src, sport, dst, dport), the key's strings not made
- * (derive takes its parts as an array and prints each port: 0.75 % of a warm walk). A port that
- * is not an integer 0..65535 goes through derive itself.
- */
 /** told of every TCP timestamp a socket makes: its value and the clock (a flow cache's recording) */
 let tsObserver: ((val: number, now: number) => void) | undefined;
 
@@ -225,6 +220,11 @@ export function observeTimestamps(
   return was;
 }
 
+/**
+ * A connection's ISN: World.derive('isn', src, sport, dst, dport), the key's strings not made
+ * (derive takes its parts as an array and prints each port: 0.75 % of a warm walk). A port that
+ * is not an integer 0..65535 goes through derive itself.
+ */
 export function deriveIsn(w: World, src: string, sport: number, dst: string, dport: number): number {
   if (!isPort(sport) || !isPort(dport)) return w.derive('isn', src, sport, dst, dport);
   // "isn|" then "SRC|SPORT|DST|DPORT"
@@ -1568,43 +1568,45 @@ function newConn(
 }
 
 /**
- * A copy of socket c made as newConn makes a socket: newConn's fields, in its order, in the object
- * itself (a spread's copy of 29 fields keeps 4 there and the rest in a store of their own), their
- * values c's. c's other fields are not copied. A flow cache's replay of a socket (which checks
- * that the copy's fields come in c's order).
+ * A copy of socket c made by newConn (its fields, in its order, in the object itself: a spread's
+ * copy of 29 fields keeps 4 there and the rest in a store of their own), their values c's. c's
+ * other fields are not copied. A flow cache's replay of a socket (which checks that the copy's
+ * fields come in c's order).
  */
 export function copyConn(c: TcpConn): TcpConn {
-  return {
-    ns: c.ns,
-    local: c.local,
-    lport: c.lport,
-    remote: c.remote,
-    rport: c.rport,
-    state: c.state,
-    sndNxt: c.sndNxt,
-    sndUna: c.sndUna,
-    rcvNxt: c.rcvNxt,
-    mss: c.mss,
-    peerMss: c.peerMss,
-    tsOffset: c.tsOffset,
-    tsRecent: c.tsRecent,
-    rcvWnd: c.rcvWnd,
-    wscale: c.wscale,
-    peerWscale: c.peerWscale,
-    toSend: c.toSend,
-    closeAfterSend: c.closeAfterSend,
-    received: c.received,
-    role: c.role,
-    unacked: c.unacked,
-    ofo: c.ofo,
-    pushed: c.pushed,
-    done: c.done,
-    rto: c.rto,
-    rtoAt: c.rtoAt,
-    numTimeout: c.numTimeout,
-    synackOpts: c.synackOpts,
-    establishedAt: c.establishedAt,
-  };
+  // (c has the device window newConn asks for: rcvWnd and wscale)
+  const k = newConn(
+    c.ns,
+    c.role,
+    c.local,
+    c.lport,
+    c.remote,
+    c.rport,
+    c.sndNxt,
+    c.rcvNxt,
+    c.mss,
+    c.peerMss,
+    c.tsOffset,
+    c.tsRecent,
+    c,
+    c.peerWscale,
+    c.toSend,
+  );
+  // what newConn sets by the role or to a new socket's
+  k.state = c.state;
+  k.sndUna = c.sndUna;
+  k.closeAfterSend = c.closeAfterSend;
+  k.received = c.received;
+  k.unacked = c.unacked;
+  k.ofo = c.ofo;
+  k.pushed = c.pushed;
+  k.done = c.done;
+  k.rto = c.rto;
+  k.rtoAt = c.rtoAt;
+  k.numTimeout = c.numTimeout;
+  k.synackOpts = c.synackOpts;
+  k.establishedAt = c.establishedAt;
+  return k;
 }
 
 /**
