@@ -390,6 +390,23 @@ export function ctRowOf(d: CtEntryData): CtRow | undefined {
 }
 
 /**
+ * The port at place i of a CtRow's keys: 0 and 1 the original's source and destination ports,
+ * 2 and 3 the reply's; -1 for an ICMP tuple's (its keys hold a type, code and id, no port)
+ */
+export function rowPort(keys: Int32Array, i: number): number {
+  const o = 4 * (i >> 1);
+  if ((keys[o] & 0xff) === IPPROTO_ICMP) return -1;
+  return i & 1 ? keys[o + 3] : keys[o] >>> 8;
+}
+
+/** rowPort's place i of the keys given the port `port` (not an ICMP tuple's) */
+export function setRowPort(keys: Int32Array, i: number, port: number): void {
+  const o = 4 * (i >> 1);
+  if (i & 1) keys[o + 3] = port;
+  else keys[o] = (keys[o] & 0xff) | (port << 8);
+}
+
+/**
  * Whether the columns give `d` back field for field: its status bits | its TCP state's number << 8
  * when they do (its tuples' keys written to keys[o .. o + 7]: the original's, the reply's), -1
  * when they do not (keys written in part)

@@ -35,6 +35,8 @@ import type { Cluster } from '../cni/build.ts';
 import {
   ctRowOf,
   observeTrack,
+  rowPort,
+  setRowPort,
   tupleKey,
   type Conntrack,
   type CtEntryData,
@@ -201,8 +203,7 @@ export interface Plan {
   isnC: number;
   isnS: number;
   timers: { off: number; ev: TimerEvent }[];
-  adds: { obj: Cell; key: string; d: number }[];
-  /** the adds by object (what addAll writes): netfilter counters, device statistics, the rest */
+  /** what the walk added to counters, by object (what addAll writes): netfilter counters, device statistics, the rest */
   counts: Counts;
   sets: { obj: Cell; key: string; off: number }[];
   ipIds: { ns: Netns; d: number; before: number; addrs: string[] }[];
@@ -240,8 +241,6 @@ export interface Plan {
  */
 interface PlanEntry {
   ns: Netns;
-  /** the entry's data (what markTouched reads) */
-  d: CtEntryData;
   row: CtRow;
   /**
    * the port parameter (0 the source port, 1 + i the plan's vxlan[i]) of each port of the keys:
@@ -254,17 +253,12 @@ interface PlanEntry {
   keys: Int32Array;
 }
 
-/** an entry the template's walk found and refreshed: as it was (`before`), as it left it (`row`) */
+/** an entry the template's walk found and refreshed: as it was (`was`), as it left it (`row`) */
 interface PlanRefresh extends PlanEntry {
-  before: CtEntryData;
-  after: CtEntryData;
   was: CtRow;
   /** the row the replay found it in */
   hit: number;
 }
-
-/** the key places of a CtRow's ports: K0's high bits (the first port) and K3 (the second), each direction */
-const PORT_PLACES = [0, 3, 4, 7];
 
 /** the plan's form of an entry (undefined: the columns would not keep it) */
 function planEntry(
@@ -275,16 +269,12 @@ function planEntry(
   const row = ctRowOf(d);
   if (!row) return undefined;
   const ports = new Int8Array(4).fill(-1);
-  // ICMP's keys hold no port (its type, code and id are no parameter)
-  if ((row.keys[0] & 0xff) !== 1)
-    for (let i = 0; i < 4; i++) {
-      const at = PORT_PLACES[i];
-      const v = at % 4 === 0 ? row.keys[at] >>> 8 : row.keys[at];
-      ports[i] = v === plan.sport ? 0 : plan.vxlan.findIndex((x) => x.port === v) + 1 || -1;
-    }
+  for (let i = 0; i < 4; i++) {
+    const v = rowPort(row.keys, i);
+    if (v >= 0) ports[i] = v === plan.sport ? 0 : plan.vxlan.findIndex((x) => x.port === v) + 1 || -1;
+  }
   return {
     ns,
-    d,
     row,
     ports,
     shiftExpires: row.expires >= plan.t0,
@@ -299,9 +289,7 @@ function fillKeys(x: PlanEntry, pv: readonly number[]): Int32Array {
   k.set(x.row.keys);
   for (let i = 0; i < 4; i++) {
     const j = x.ports[i];
-    if (j < 0) continue;
-    const at = PORT_PLACES[i];
-    k[at] = at % 4 === 0 ? (k[at] & 0xff) | (pv[j] << 8) : pv[j];
+    if (j >= 0) setRowPort(k, i, pv[j]);
   }
   return k;
 }
@@ -499,7 +487,7 @@ export function makePlan(c: Cluster, b: LiveBefore, w: Walk, sport: number, step
   if (flow.proto !== 'tcp' || flow.dport === undefined) return 'not-tcp';
   const world = c.world;
   const t0 = b.t0;
-  const adds: Plan['adds'] = [];
+  const adds: Add[] = [];
   const sets: Plan['sets'] = [];
   for (const x of b.cells) {
     const now = x.obj[x.key] as number;
@@ -605,7 +593,7 @@ export function makePlan(c: Cluster, b: LiveBefore, w: Walk, sport: number, step
         return 'ct-shape';
       // a UDP entry that has seen a reply: its hit reads the stream timeout's clock (not replayed)
       if (before.seenReply && before.orig.proto === 17) return 'ct-hit';
-      // (Conntrack.refresh's: a confirmed entry it refreshes)
+      // (refreshRow's: a confirmed entry it refreshes)
       if (!before.confirmed) return 'ct-hit';
       refreshed.add(id);
       refresh.push({ ns, before, after });
@@ -626,7 +614,7 @@ export function makePlan(c: Cluster, b: LiveBefore, w: Walk, sport: number, step
     const e = planEntry(x.ns, x.after, at);
     const was = ctRowOf(x.before);
     if (!e || !was || was.keys.join() !== e.row.keys.join()) return 'ct-shape';
-    planRefresh.push({ ...e, before: x.before, after: x.after, was, hit: -1 });
+    planRefresh.push({ ...e, was, hit: -1 });
   }
   const plan: Plan = {
     t0,
@@ -638,7 +626,6 @@ export function makePlan(c: Cluster, b: LiveBefore, w: Walk, sport: number, step
     isnC: deriveIsn(world, flow.src, sport, flow.dst, flow.dport),
     isnS: deriveIsn(world, flow.dst, flow.dport, flow.src, sport),
     timers,
-    adds,
     counts: countsOf(adds),
     sets,
     ipIds,
@@ -662,12 +649,6 @@ export function makePlan(c: Cluster, b: LiveBefore, w: Walk, sport: number, step
   const seen = new Set<object>();
   const mark = (x: unknown) => markTouched(p, x, plan.touched, seen, false, plan.shared);
   for (const x of timers) mark(x.ev);
-  // an entry without the walk's parameters is a flow later walks share (a tunnel's): made once, then refreshed
-  for (const x of ct) if (!mark(x.d)) return 'shared-entry';
-  for (const x of refresh) {
-    mark(x.before);
-    mark(x.after);
-  }
   for (const x of tcp) {
     // (frozen options are shared: copied only where a parameter is in them)
     if (x.c.synackOpts)
@@ -825,6 +806,13 @@ function vxlanPort(
   return vxlanSourcePort(c.world, range, { eth: undefined as never, payload: inner });
 }
 
+/** what a walk added to a numeric field of a live object */
+interface Add {
+  obj: Cell;
+  key: string;
+  d: number;
+}
+
 /** a plan's counter additions by object: one entry an object, its fields named in the code */
 interface Counts {
   nf: { o: { pkts: number; bytes: number }; p: number; b: number }[];
@@ -835,14 +823,14 @@ interface Counts {
     tp: number;
     tb: number;
   }[];
-  rest: Plan['adds'];
+  rest: Add[];
 }
 
 const NF_KEYS = ['pkts', 'bytes'];
 const DEV_KEYS = ['rxPackets', 'rxBytes', 'txPackets', 'txBytes'];
 
 /** the adds by object: those of a netfilter counter's or a device's numeric fields together */
-function countsOf(adds: Plan['adds']): Counts {
+function countsOf(adds: readonly Add[]): Counts {
   const by = new Map<Cell, Map<string, number>>();
   for (const a of adds) {
     let m = by.get(a.obj);
