@@ -306,18 +306,13 @@ export class FlowCache {
     }
     const notRecorded = this.#recordable(c, w, before, after, effect);
     if (!notRecorded) {
-      if (this.#templates.size >= this.#max && !this.#templates.has(key))
-        this.#templates.delete(this.#templates.keys().next().value!);
-      const crossed = opts.steps === false ? [...c.world.netns.keys()] : crossedOf(w);
-      this.#templates.set(key, {
-        gens: gensOf(c, opts.steps === false ? [...c.world.netns.keys()] : crossedOf(w)),
+      const crossed = opts.steps === false ? undefined : crossedOf(w);
+      this.#remember(c, key, crossed ?? [...c.world.netns.keys()], {
         fingerprint: after.fingerprint,
         duration: after.t0 - before.t0,
-        crossed: opts.steps === false ? undefined : crossedOf(w),
+        crossed,
         effect,
-        deadline: Math.min(...crossed.map((n) => deadlineOf(c.world.ns(n)))),
       });
-      this.stats.recorded++;
     } else if (tpl && notRecorded !== 'not-delivered') this.#templates.delete(key);
     return w;
   }
@@ -344,11 +339,7 @@ export class FlowCache {
     const last = tpl?.lastCase !== undefined ? this.#templates.get(tpl.lastCase) : undefined;
     if (last?.plan && !this.#guard(c, last, c.world.now, '', sport)) {
       const r = replayPlan(c, last.plan, sport);
-      if (!('present' in r) && !('refused' in r)) {
-        this.stats.hits++;
-        this.stats.replayed++;
-        return r;
-      }
+      if (!('present' in r) && !('refused' in r)) return this.#served(r);
     }
     let why: string | undefined = tpl ? this.#guard(c, tpl, c.world.now, '', sport) : 'no-template';
     // the template's walk made or refreshed conntrack entries this one finds otherwise (a VXLAN
@@ -367,10 +358,8 @@ export class FlowCache {
       else if ('refused' in r) why = `replay-refused:${r.refused}`;
       else if ('present' in r) why = 'replay-refused:present';
       else {
-        this.stats.hits++;
-        this.stats.replayed++;
         tpl!.lastCase = at === key ? undefined : at;
-        return r;
+        return this.#served(r);
       }
     }
     this.#miss(why);
@@ -394,18 +383,35 @@ export class FlowCache {
     if (statefulIn(c, crossed)) return not('stateful-match');
     const plan = makePlan(c, live, w, sport, true);
     if (typeof plan === 'string') return not(plan);
-    if (this.#templates.size >= this.#max && !this.#templates.has(at))
-      this.#templates.delete(this.#templates.keys().next().value!);
-    this.#templates.set(at, {
-      gens: gensOf(c, crossed),
+    this.#remember(c, at, crossed, {
       fingerprint: '',
       duration: c.world.now - live.t0,
       crossed,
       effect: '',
-      deadline: Math.min(...crossed.map((n) => deadlineOf(c.world.ns(n)))),
       plan,
     });
+    return w;
+  }
+
+  /**
+   * the template of `key` kept (the oldest forgotten first when the cache is full), with the state
+   * and route generations and the earliest clock deadline of the namespaces `names` now
+   */
+  #remember(c: Cluster, key: string, names: readonly string[], t: Omit<Template, 'gens' | 'deadline'>): void {
+    if (this.#templates.size >= this.#max && !this.#templates.has(key))
+      this.#templates.delete(this.#templates.keys().next().value!);
+    this.#templates.set(key, {
+      ...t,
+      gens: gensOf(c, names),
+      deadline: Math.min(...names.map((n) => deadlineOf(c.world.ns(n)))),
+    });
     this.stats.recorded++;
+  }
+
+  /** a walk served by a replay, counted */
+  #served(w: Walk): Walk {
+    this.stats.hits++;
+    this.stats.replayed++;
     return w;
   }
 
