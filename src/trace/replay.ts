@@ -326,21 +326,17 @@ interface Params {
 
 /** the template's own parameters (the identity substitution: what `touched` is computed with) */
 function recordParams(p: Plan): Params {
-  return {
-    dt: 0,
-    t0: p.t0,
-    sportRec: p.sport,
-    sport: p.sport,
-    ports: [p.sport, p.sport, ...p.vxlan.flatMap((v) => [v.port, v.port])],
-    isnCRec: p.isnC,
-    isnC: p.isnC,
-    isnSRec: p.isnS,
-    isnS: p.isnS,
-    ts: p.ts.filter((_, i) => i % 2 === 0).flatMap((v) => [v, v]),
-    ids: p.ipIds.map(() => 0),
-    idOf: p.idOf,
-    sportRe: p.sportRe,
-  };
+  const r = paramsOf(
+    p,
+    0,
+    [p.sport, ...p.vxlan.map((v) => v.port)],
+    p.isnC,
+    p.isnS,
+    p.ipIds.map(() => 0),
+  );
+  // (no shift: each timestamp is its own value, none parts from another)
+  if (typeof r === 'string') throw new Error(`flow cache: a template's own parameters: ${r}`);
+  return r;
 }
 
 const portRe = (port: number) => new RegExp(`(?<![0-9])${port}(?![0-9])`, 'g');
