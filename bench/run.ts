@@ -847,8 +847,16 @@ function runWalkCpu(): { label: string; runs: WalkCpuResult[] }[] {
   }));
 }
 
+/** a walk-cpu run's walks per CPU second */
+const walksPerSec = (r: WalkCpuResult) => (r.walks * 1000) / r.cpuMs;
+
+/** the median walks per CPU second of a case's runs (the upper of two middles) */
+function walkCpuMedian(runs: readonly WalkCpuResult[]): number {
+  const sorted = runs.map(walksPerSec).sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
 function walkCpuTable(rows: { label: string; runs: WalkCpuResult[] }[]): string {
-  const perSec = (r: WalkCpuResult) => (r.walks * 1000) / r.cpuMs;
   return table(
     [
       'case',
@@ -859,13 +867,12 @@ function walkCpuTable(rows: { label: string; runs: WalkCpuResult[] }[]): string 
       'replayed',
     ],
     rows.map(({ label, runs }) => {
-      const sorted = runs.map(perSec).sort((a, b) => a - b);
-      const median = sorted[Math.floor(sorted.length / 2)];
+      const median = walkCpuMedian(runs);
       return [
         label,
         fmt(median),
         fmt(1e6 / median, 1),
-        runs.map((r) => fmt(perSec(r))).join(', '),
+        runs.map((r) => fmt(walksPerSec(r))).join(', '),
         String(runs[0].steps),
         runs[0].replay ? runs.map((r) => fmt(r.replayed ?? 0)).join(', ') : '–',
       ];
@@ -876,18 +883,13 @@ function walkCpuTable(rows: { label: string; runs: WalkCpuResult[] }[]): string 
 
 /** the issue's measure against the kernel's datagrams over the same path, measured in this run */
 function walkCpuVsKernel(rows: { label: string; runs: WalkCpuResult[] }[], k: KernelBench): string {
-  const runs = rows[0].runs;
-  const perSec = runs.map((r) => (r.walks * 1000) / r.cpuMs).sort((a, b) => a - b);
-  const median = perSec[Math.floor(perSec.length / 2)];
+  const median = walkCpuMedian(rows[0].runs);
   const head =
     `A warm walk is two packets (the SYN and the SYN-ACK): ${rows[0].label} is ${fmt(2 * median)} packets per CPU ` +
     `second, every step recorded.`;
   if (k.skipped) return `${head} The real kernel's half was skipped (${k.skipped}).`;
   // the same path with the flow cache replaying (the first such row of the same mode and pods)
-  const medianOf = (row: { runs: WalkCpuResult[] } | undefined) => {
-    const ps = row?.runs.map((r) => (r.walks * 1000) / r.cpuMs).sort((a, b) => a - b);
-    return ps?.[Math.floor(ps.length / 2)];
-  };
+  const medianOf = (row: { runs: WalkCpuResult[] } | undefined) => row && walkCpuMedian(row.runs);
   const replayed = rows.filter((r) => r.runs[0].replay && r.label.startsWith(rows[0].label));
   const repMedian = medianOf(replayed.find((r) => !r.runs[0].warm || r.runs[0].warm === 300));
   const steadyMedian = medianOf(replayed.find((r) => (r.runs[0].warm ?? 300) > 300));

@@ -739,7 +739,7 @@ function connFor(p: Params, copier: Copier, x: Plan['tcp'][number]): TcpConn {
   return k;
 }
 
-/** why a template's conntrack entry or socket cannot be made by entryFor or connFor (undefined: it can) */
+/** why a template's conntrack entry or socket cannot be replayed as a row or by connFor (undefined: it can) */
 function shapeOf(p: Params, ct: readonly { d: CtEntryData }[], tcp: Plan['tcp']): string | undefined {
   for (const x of ct) {
     if (Object.keys(x.d).join() !== CT_FIELDS) return 'ct-shape';
