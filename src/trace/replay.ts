@@ -16,8 +16,8 @@
  *  - the captures and the traces, kept as the template's packets: a replayed capture or step
  *    makes its packet (and its bytes) from the template's when it is first read, and the captures
  *    themselves are made when the world's captures are read (World.captureLater). What a replayed
- *    walk leaves for that is one record (Replayed: the plan and the walk's parameters); the
- *    parameters' substitutes (Params, a Copier) are made from it at the first read. Every
+ *    walk leaves for that is one record (Replayed: the plan and the walk's parameters, computed
+ *    once for the writes and kept; it copies the template's objects with them). Every
  *    replayed walk's captures live on in the world, so each object a walk keeps is one the garbage
  *    collector copies and marks again: they are as few as that allows.
  *
@@ -306,24 +306,6 @@ function pairOf(pairs: Pairs, v: number): number | undefined {
   return undefined;
 }
 
-/** the values a replay substitutes, and the template's they replace */
-interface Params {
-  dt: number;
-  t0: number;
-  sportRec: number;
-  sport: number;
-  ports: Pairs;
-  isnCRec: number;
-  isnC: number;
-  isnSRec: number;
-  isnS: number;
-  ts: Pairs;
-  /** the IP id shift of each sender of the plan's ipIds, and each sender address's place there */
-  ids: readonly number[];
-  idOf: ReadonlyMap<string, number>;
-  sportRe: RegExp;
-}
-
 /** the template's own parameters (the identity substitution: what `touched` is computed with) */
 function recordParams(p: Plan): Params {
   const r = paramsOf(
@@ -343,29 +325,30 @@ const portRe = (port: number) => new RegExp(`(?<![0-9])${port}(?![0-9])`, 'g');
 
 /** does this field's value change with the parameters (under the template's own: could it) */
 function touches(p: Params, key: string, v: unknown, holder: Cell): boolean {
-  if (typeof v === 'string') return p.sportRe.test(v) && !(p.sportRe.lastIndex = 0);
+  const re = p.plan.sportRe;
+  if (typeof v === 'string') return re.test(v) && !(re.lastIndex = 0);
   if (typeof v !== 'number') return false;
-  if (TIME_KEYS.has(key)) return v >= p.t0;
+  if (TIME_KEYS.has(key)) return v >= p.plan.t0;
   if (PORT_KEYS.has(key)) return pairOf(p.ports, v) !== undefined;
-  if (SEQ_KEYS.has(key)) return (v - p.isnCRec) >>> 0 < 0x10000 || (v - p.isnSRec) >>> 0 < 0x10000;
+  if (SEQ_KEYS.has(key)) return (v - p.plan.isnC) >>> 0 < 0x10000 || (v - p.plan.isnS) >>> 0 < 0x10000;
   if (TS_KEYS.has(key)) return pairOf(p.ts, v) !== undefined;
-  if (key === 'id') return typeof holder.src === 'string' && p.idOf.has(holder.src);
+  if (key === 'id') return typeof holder.src === 'string' && p.plan.idOf.has(holder.src);
   return false;
 }
 
 function substitute(p: Params, key: string, v: number, holder: Cell): number {
-  if (TIME_KEYS.has(key)) return v >= p.t0 ? v + p.dt : v;
+  if (TIME_KEYS.has(key)) return v >= p.plan.t0 ? v + p.dt : v;
   if (PORT_KEYS.has(key)) return pairOf(p.ports, v) ?? v;
   if (SEQ_KEYS.has(key)) {
-    const c = (v - p.isnCRec) >>> 0;
+    const c = (v - p.plan.isnC) >>> 0;
     if (c < 0x10000) return (p.isnC + c) >>> 0;
-    const s = (v - p.isnSRec) >>> 0;
+    const s = (v - p.plan.isnS) >>> 0;
     if (s < 0x10000) return (p.isnS + s) >>> 0;
     return v;
   }
   if (TS_KEYS.has(key)) return pairOf(p.ts, v) ?? v;
   if (key === 'id' && typeof holder.src === 'string') {
-    const i = p.idOf.get(holder.src);
+    const i = p.plan.idOf.get(holder.src);
     return i === undefined ? v : (v + p.ids[i]) & 0xffff;
   }
   return v;
@@ -397,7 +380,7 @@ function markTouched(
   }
   if (!isPlain(x)) return false;
   if (seen.has(x)) {
-    // reached again: its copies are made once a walk (Copier's memo)
+    // reached again: its copies are made once a walk (Replayed's memo)
     shared?.add(x);
     return touched.has(x);
   }
@@ -414,15 +397,34 @@ function markTouched(
   return keys.length > 0 || all;
 }
 
-/** a copy of the template's `x` with the parameters substituted; what nothing changes is shared */
-class Copier {
+/**
+ * One replayed walk, as its outputs keep it (the fewest objects: every replayed walk's captures
+ * live on in the world): the plan and the values the replay substitutes for the template's (its
+ * plan's: the source port, the ISNs, the IP ids…), and the copier of the template's objects with
+ * them substituted: what nothing changes is shared. Its captures are made when the world's
+ * captures are read (World.captureLater); the outputs' copies when first read.
+ */
+class Replayed implements CaptureBatch {
   #memo: Map<object, unknown> | undefined;
   constructor(
-    readonly p: Params,
-    readonly touched: WeakMap<object, readonly string[]>,
-    /** the template's objects reached more than once (the plan's `shared`) */
-    readonly shared: WeakSet<object>,
+    readonly plan: Plan,
+    /** the clock's shift from the template's start */
+    readonly dt: number,
+    readonly sport: number,
+    /** the template's ports and the replay's (the source port first, then the VXLAN source ports) */
+    readonly ports: Pairs,
+    readonly isnC: number,
+    readonly isnS: number,
+    /** the template's TCP timestamps and the replay's */
+    readonly ts: Pairs,
+    /** the IP id shift of each sender of the plan's ipIds (plan.idOf: each sender address's place there) */
+    readonly ids: readonly number[],
   ) {}
+
+  /** the walk's captures (World.captureLater's: made when the world's captures are read) */
+  make(into: Capture[]): void {
+    for (const x of this.plan.captures) into.push(new ReplayedCapture(x, this));
+  }
 
   /**
    * the copy of `x`, made once (what the template shares, the copies share: an object the
@@ -430,23 +432,23 @@ class Copier {
    */
   copy<T>(x: T): T {
     if (!x || typeof x !== 'object') return x;
-    const keys = this.touched.get(x);
+    const keys = this.plan.touched.get(x);
     if (keys === undefined) return x;
-    if (!this.shared.has(x)) return this.make(x, keys, true, false);
+    if (!this.plan.shared.has(x)) return this.#copyOf(x, keys, true, false);
     const had = (this.#memo ??= new Map()).get(x);
     if (had !== undefined) return had as T;
-    return this.make(x, keys, true, true);
+    return this.#copyOf(x, keys, true, true);
   }
 
   /** a copy of `x` of its own (the template's one object not shared with others made so) */
   own<T>(x: T): T {
     if (!x || typeof x !== 'object') return x;
-    const keys = this.touched.get(x);
-    return keys === undefined ? x : this.make(x, keys, false, false);
+    const keys = this.plan.touched.get(x);
+    return keys === undefined ? x : this.#copyOf(x, keys, false, false);
   }
 
   /** `deep`: what is below copied by copy (else by own); `memo`: the copy kept in the memo */
-  private make<T>(x: T & object, keys: readonly string[], deep: boolean, memo: boolean): T {
+  #copyOf<T>(x: T & object, keys: readonly string[], deep: boolean, memo: boolean): T {
     if (x instanceof Map) {
       const m = new Map([...x].map(([k, v]) => [k, deep ? this.copy(v) : this.own(v)]));
       if (memo) this.#memo!.set(x, m);
@@ -461,9 +463,9 @@ class Copier {
       const v = o[k];
       out[k] =
         typeof v === 'number'
-          ? substitute(this.p, k, v, o)
+          ? substitute(this, k, v, o)
           : typeof v === 'string'
-            ? v.replace(this.p.sportRe, String(this.p.sport))
+            ? v.replace(this.plan.sportRe, String(this.sport))
             : deep
               ? this.copy(v)
               : this.own(v);
@@ -472,6 +474,9 @@ class Copier {
     return out as T;
   }
 }
+
+/** what a replay substitutes (a Replayed's parameters; the template's own when recording) */
+type Params = Replayed;
 
 /**
  * The plan of a template walk (`b` taken before it, `w` the walk), or why it cannot be replayed.
@@ -707,7 +712,7 @@ function port(p: Params, v: number): number {
 }
 
 /** a socket of the template for this walk: every object of its own, the parameters substituted */
-function connFor(p: Params, copier: Copier, x: Plan['tcp'][number]): TcpConn {
+function connFor(p: Params, x: Plan['tcp'][number]): TcpConn {
   const c = x.c;
   let k: TcpConn;
   if (x.rest === undefined) k = { ...c };
@@ -721,9 +726,10 @@ function connFor(p: Params, copier: Copier, x: Plan['tcp'][number]): TcpConn {
   k.rcvNxt = substitute(p, 'rcvNxt', c.rcvNxt, c as unknown as Cell);
   k.sndUna = substitute(p, 'sndUna', c.sndUna, c as unknown as Cell);
   k.tsRecent = pairOf(p.ts, c.tsRecent) ?? c.tsRecent;
-  if (c.rtoAt !== undefined && c.rtoAt >= p.t0) k.rtoAt = c.rtoAt + p.dt;
-  if (c.establishedAt !== undefined && c.establishedAt >= p.t0) k.establishedAt = c.establishedAt + p.dt;
-  if (c.retransStamp !== undefined && c.retransStamp >= p.t0) k.retransStamp = c.retransStamp + p.dt;
+  const t0 = p.plan.t0;
+  if (c.rtoAt !== undefined && c.rtoAt >= t0) k.rtoAt = c.rtoAt + p.dt;
+  if (c.establishedAt !== undefined && c.establishedAt >= t0) k.establishedAt = c.establishedAt + p.dt;
+  if (c.retransStamp !== undefined && c.retransStamp >= t0) k.retransStamp = c.retransStamp + p.dt;
   // (empty: the one every socket shares until a segment waits unacknowledged, as sockets.ts's)
   k.unacked = c.unacked.length
     ? c.unacked.map((u) => ({
@@ -734,8 +740,8 @@ function connFor(p: Params, copier: Copier, x: Plan['tcp'][number]): TcpConn {
     : NO_UNACKED;
   // (empty: shapeOf's) the queue every socket shares until a segment waits in it
   k.ofo = NO_OFO;
-  if (c.synackOpts) k.synackOpts = copier.own(c.synackOpts);
-  if (c.lastSyn) k.lastSyn = copier.own(c.lastSyn);
+  if (c.synackOpts) k.synackOpts = p.own(c.synackOpts);
+  if (c.lastSyn) k.lastSyn = p.own(c.lastSyn);
   return k;
 }
 
@@ -878,38 +884,6 @@ function addAll(c: Counts): void {
 }
 
 /**
- * the parameters of one replayed walk as its outputs keep them (the fewest objects: every replayed
- * walk's captures live on in the world): the Copier and its Params made when an output is first read
- */
-class Replayed implements CaptureBatch {
-  #copier: Copier | undefined;
-  constructor(
-    readonly plan: Plan,
-    readonly dt: number,
-    /** the port parameters: the source port, then the VXLAN source ports */
-    readonly pv: readonly number[],
-    readonly isnC: number,
-    readonly isnS: number,
-    readonly ids: readonly number[],
-  ) {}
-
-  /** the walk's captures (World.captureLater's: made when the world's captures are read) */
-  make(into: Capture[]): void {
-    for (const x of this.plan.captures) into.push(new ReplayedCapture(x, this));
-  }
-
-  get copier(): Copier {
-    if (this.#copier === undefined) {
-      const p = paramsOf(this.plan, this.dt, this.pv, this.isnC, this.isnS, this.ids);
-      // (the replay computed them: refused, it would have written nothing)
-      if (typeof p === 'string') throw new Error(`flow cache: a replayed walk's parameters: ${p}`);
-      this.#copier = new Copier(p, this.plan.touched, this.plan.shared);
-    }
-    return this.#copier;
-  }
-}
-
-/**
  * the Params of a replay of `plan` (dt after its start, the port parameters pv, the ISNs, the IP id
  * shifts), or why they cannot be computed: two timestamps the template made in one ms that would
  * part, two template ports given different values
@@ -921,7 +895,7 @@ function paramsOf(
   isnC: number,
   isnS: number,
   ids: readonly number[],
-): Params | string {
+): Replayed | string {
   const ports: Pairs = [plan.sport, pv[0]];
   for (let i = 0; i < plan.vxlan.length; i++) {
     const v = plan.vxlan[i];
@@ -939,21 +913,7 @@ function paramsOf(
     if (had !== undefined && had !== nv) return 'timestamps';
     if (had === undefined) ts.push(v, nv);
   }
-  return {
-    dt,
-    t0: plan.t0,
-    sportRec: plan.sport,
-    sport: pv[0],
-    ports,
-    isnCRec: plan.isnC,
-    isnC,
-    isnSRec: plan.isnS,
-    isnS,
-    ts,
-    ids,
-    idOf: plan.idOf,
-    sportRe: plan.sportRe,
-  };
+  return new Replayed(plan, dt, pv[0], ports, isnC, isnS, ts, ids);
 }
 
 /** a capture of a replayed walk: its packet made from the template's when first read */
@@ -989,7 +949,7 @@ class ReplayedCapture implements Capture {
 
   get frame(): Uint8Array {
     let b = replayedBytes.get(this);
-    if (!b) replayedBytes.set(this, (b = emitRepr(this.r.copier.copy(this.x.repr))));
+    if (!b) replayedBytes.set(this, (b = emitRepr(this.r.copy(this.x.repr))));
     return b;
   }
 }
@@ -1011,26 +971,26 @@ class ReplayedTrace implements Trace {
   ) {}
 
   get flow(): Flow {
-    return (this.#flow ??= this.r.copier.copy(this.template.flow));
+    return (this.#flow ??= this.r.copy(this.template.flow));
   }
 
   get disposition(): Disposition {
-    return (this.#disposition ??= this.r.copier.copy(this.template.disposition));
+    return (this.#disposition ??= this.r.copy(this.template.disposition));
   }
 
   get counters(): Trace['counters'] {
-    return (this.#counters ??= this.r.copier.copy(this.template.counters));
+    return (this.#counters ??= this.r.copy(this.template.counters));
   }
 
   get steps(): readonly Step[] {
     if (this.#steps === undefined) {
-      const c = this.r.copier;
-      const dt = c.p.dt;
+      const c = this.r;
+      const dt = c.dt;
       this.#steps = Object.freeze(
         this.template.steps.map((s) => {
           const wire = stepWire(s);
           let w = wire;
-          if (wire && c.touched.has(wire.repr)) {
+          if (wire && c.plan.touched.has(wire.repr)) {
             const r = c.copy(wire.repr);
             w = 'eth' in r ? WireBytes.frame(r) : WireBytes.ip(r);
           }
@@ -1099,18 +1059,16 @@ export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult 
   for (const x of plan.ipIds) ids.push((x.ns.ipId - x.before) & 0xffff);
   const isnC = deriveIsn(world, plan.src, sport, plan.dst, plan.dport);
   const isnS = deriveIsn(world, plan.dst, plan.dport, plan.src, sport);
-  const p = paramsOf(plan, dt, pv, isnC, isnS, ids);
-  if (typeof p === 'string') return refused(p);
-  // the writes' copier (own copies only); the outputs' is the record's, made when first read
-  const copier = new Copier(p, plan.touched, plan.shared);
+  const r = paramsOf(plan, dt, pv, isnC, isnS, ids);
+  if (typeof r === 'string') return refused(r);
   const conns: TcpConn[] = [];
   for (const x of plan.tcp) {
-    const k = connFor(p, copier, x);
+    const k = connFor(r, x);
     if (x.ns.tcp.newest(k.local, k.lport, k.remote, k.rport) !== undefined) return refused('socket-taken');
     conns.push(k);
   }
   // the writes, in the order the walk made them where the order is kept
-  for (const t of plan.timers) world.schedule(t.off + t0, copier.own(t.ev));
+  for (const t of plan.timers) world.schedule(t.off + t0, r.own(t.ev));
   addAll(plan.counts);
   for (const s of plan.sets) s.obj[s.key] = t0 + s.off;
   for (const x of plan.ipIds) x.ns.ipId = (x.ns.ipId + x.d) & 0xffff;
@@ -1130,7 +1088,6 @@ export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult 
   for (const x of plan.refresh)
     x.ns.conntrack.refreshRow(x.hit, x.row, x.shiftExpires ? x.row.expires + dt : x.row.expires);
   for (let i = 0; i < conns.length; i++) plan.tcp[i].ns.tcp.add(conns[i]);
-  const r = new Replayed(plan, dt, pv, isnC, isnS, ids);
   if (plan.captures.length) world.captureLater(r);
   world.now = t0 + plan.duration;
   world.rec = new Recorder(world, plan.steps, true);
