@@ -38,6 +38,7 @@ import { seedCluster } from '../src/cluster/seed.ts';
 import type { CniMode } from '../src/cluster/spec.ts';
 import { buildCluster } from '../src/cni/build.ts';
 import { walk } from '../src/trace/walk.ts';
+import { tsPart, twinsOf } from '../src/trace/replay.ts';
 import { parseFrame, parseIpv4Packet } from '../src/wire/packet.ts';
 import { capturesText, differ, FAULTS, lastCache, SPECS, traceText, worldText } from './flow-oracle.ts';
 import { enableFlowCache, type FlowCacheGuard, type FlowCacheStats } from '../src/trace/flow-cache.ts';
@@ -277,5 +278,24 @@ describe('flow cache replay: a hit written back, not walked, the same as walked'
   test('same node: flannel-vxlan pod-a → pod-b', () => {
     const st = burst('flannel-vxlan', 300, 'pod-b');
     assert.ok(st.replayed >= 290, JSON.stringify(st));
+  });
+});
+
+describe('a replay and the TCP timestamps its template made', () => {
+  // (value, clock µs) as the template's walk logged them: 5 made twice, 0.4 ms apart in one ms
+  const ts = [5, 1_000_500, 7, 1_000_600, 5, 1_000_900, 7, 1_000_600];
+  const plan = { ts, tsTwins: twinsOf(ts) };
+
+  test('a value made again at another time is paired with its first; made again at the same time, not', () => {
+    assert.deepEqual(plan.tsTwins, [0, 4]);
+  });
+
+  test('a replay that would move the two into different ms is refused; one that keeps them in one, not', () => {
+    // 1,000.7 and 1,001.1 ms: apart
+    assert.equal(tsPart(plan, 200), true);
+    // 1,000.55 and 1,000.95 ms: together
+    assert.equal(tsPart(plan, 50), false);
+    // a whole second later: together
+    assert.equal(tsPart(plan, 1_000_000), false);
   });
 });

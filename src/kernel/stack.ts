@@ -2212,6 +2212,24 @@ export function vxlanSourcePort(
     frame.payload.kind === 'ipv4'
       ? flowHash(w, 'vxlan-sport', frame.payload)
       : w.derive('vxlan-sport', frame.eth.src + frame.eth.dst);
+  return portIn(range, h);
+}
+
+/** vxlanSourcePort of a TCP or UDP inner packet given as its tuple (the flow cache's replay: no packet made) */
+export function vxlanTuplePort(
+  w: World,
+  range: Pick<VxlanLink, 'srcPortMin' | 'srcPortMax'>,
+  proto: number,
+  src: string,
+  sport: number,
+  dst: string,
+  dport: number,
+): number {
+  return portIn(range, tupleHash(w, 'vxlan-sport', proto, src, sport, dst, dport));
+}
+
+/** udp_flow_src_port's scaling of a hash into the port range */
+function portIn(range: Pick<VxlanLink, 'srcPortMin' | 'srcPortMax'>, h: number): number {
   return range.srcPortMin + (h % (range.srcPortMax - range.srcPortMin + 1));
 }
 
@@ -2226,9 +2244,25 @@ export function flowHash(w: World, what: string, p: Ipv4Packet): number {
         : pl.kind === 'icmp'
           ? IPPROTO_ICMP
           : p.ip.protocol;
-  const sport = String(pl.kind === 'tcp' ? pl.tcp.srcPort : pl.kind === 'udp' ? pl.udp.srcPort : 0);
-  const dport = String(pl.kind === 'tcp' ? pl.tcp.dstPort : pl.kind === 'udp' ? pl.udp.dstPort : 0);
-  const { src, dst } = p.ip;
+  const sport = pl.kind === 'tcp' ? pl.tcp.srcPort : pl.kind === 'udp' ? pl.udp.srcPort : 0;
+  const dport = pl.kind === 'tcp' ? pl.tcp.dstPort : pl.kind === 'udp' ? pl.udp.dstPort : 0;
+  return tupleHash(w, what, proto, p.ip.src, sport, p.ip.dst, dport);
+}
+
+/**
+ * flowHash of a flow given as its tuple (the protocol number, the addresses and ports)
+ */
+function tupleHash(
+  w: World,
+  what: string,
+  proto: number,
+  src: string,
+  sportN: number,
+  dst: string,
+  dportN: number,
+): number {
+  const sport = String(sportN);
+  const dport = String(dportN);
   const srcFirst = endBefore(src, sport, dst, dport);
   let h = fnv1aChar(0x7c, fnv1a(String(proto), w.deriveStart(what)));
   h = srcFirst ? hashEnd(h, src, sport) : hashEnd(h, dst, dport);

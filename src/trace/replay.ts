@@ -51,7 +51,7 @@ import {
   observeTimestamps,
   type TcpConn,
 } from '../kernel/sockets.ts';
-import { vxlanSourcePort } from '../kernel/stack.ts';
+import { vxlanTuplePort } from '../kernel/stack.ts';
 import {
   DeviceCapture,
   Recorder,
@@ -63,7 +63,7 @@ import {
   type TimerEvent,
 } from '../kernel/world.ts';
 import { emitRepr, WireBytes } from '../kernel/wire-bytes.ts';
-import type { Frame, Ipv4Packet } from '../wire/types.ts';
+import { IPPROTO_TCP, type Frame, type Ipv4Packet } from '../wire/types.ts';
 import { frozenHops, type Disposition, type Flow, type Hop, type Step, type Trace } from './types.ts';
 import type { Walk } from './walk.ts';
 
@@ -220,6 +220,12 @@ export interface Plan {
   traces: Trace[];
   /** TCP timestamps of the template: value, clock when made */
   ts: number[];
+  /**
+   * places in ts of a value made again at another time: the first's place, then the other's (a
+   * replay must move them together)
+   */
+  tsTwins: number[];
+  /** the VXLAN source ports (each its own, none the source port: a port parameter each) */
   vxlan: VxlanPort[];
   steps: boolean;
   /** the template's source port in a text */
@@ -294,21 +300,10 @@ function fillKeys(x: PlanEntry, pv: readonly number[]): Int32Array {
   return k;
 }
 
-/**
- * a few numbers' substitutes as one array, each template value followed by its value in the
- * replay (a Map per walk would be the biggest object of most replayed walks' outputs)
- */
-type Pairs = number[];
-
-/** the replay's value for template value v in pairs, or undefined */
-function pairOf(pairs: Pairs, v: number): number | undefined {
-  for (let i = 0; i < pairs.length; i += 2) if (pairs[i] === v) return pairs[i + 1];
-  return undefined;
-}
-
 /** the template's own parameters (the identity substitution: what `touched` is computed with) */
 function recordParams(p: Plan): Params {
-  const r = paramsOf(
+  // (no shift: each timestamp is its own value, none parts from another)
+  return new Replayed(
     p,
     0,
     [p.sport, ...p.vxlan.map((v) => v.port)],
@@ -316,9 +311,6 @@ function recordParams(p: Plan): Params {
     p.isnS,
     p.ipIds.map(() => 0),
   );
-  // (no shift: each timestamp is its own value, none parts from another)
-  if (typeof r === 'string') throw new Error(`flow cache: a template's own parameters: ${r}`);
-  return r;
 }
 
 const portRe = (port: number) => new RegExp(`(?<![0-9])${port}(?![0-9])`, 'g');
@@ -329,16 +321,16 @@ function touches(p: Params, key: string, v: unknown, holder: Cell): boolean {
   if (typeof v === 'string') return re.test(v) && !(re.lastIndex = 0);
   if (typeof v !== 'number') return false;
   if (TIME_KEYS.has(key)) return v >= p.plan.t0;
-  if (PORT_KEYS.has(key)) return pairOf(p.ports, v) !== undefined;
+  if (PORT_KEYS.has(key)) return p.portOf(v) !== undefined;
   if (SEQ_KEYS.has(key)) return (v - p.plan.isnC) >>> 0 < 0x10000 || (v - p.plan.isnS) >>> 0 < 0x10000;
-  if (TS_KEYS.has(key)) return pairOf(p.ts, v) !== undefined;
+  if (TS_KEYS.has(key)) return p.tsOf(v) !== undefined;
   if (key === 'id') return typeof holder.src === 'string' && p.plan.idOf.has(holder.src);
   return false;
 }
 
 function substitute(p: Params, key: string, v: number, holder: Cell): number {
   if (TIME_KEYS.has(key)) return v >= p.plan.t0 ? v + p.dt : v;
-  if (PORT_KEYS.has(key)) return pairOf(p.ports, v) ?? v;
+  if (PORT_KEYS.has(key)) return p.portOf(v) ?? v;
   if (SEQ_KEYS.has(key)) {
     const c = (v - p.plan.isnC) >>> 0;
     if (c < 0x10000) return (p.isnC + c) >>> 0;
@@ -346,7 +338,7 @@ function substitute(p: Params, key: string, v: number, holder: Cell): number {
     if (s < 0x10000) return (p.isnS + s) >>> 0;
     return v;
   }
-  if (TS_KEYS.has(key)) return pairOf(p.ts, v) ?? v;
+  if (TS_KEYS.has(key)) return p.tsOf(v) ?? v;
   if (key === 'id' && typeof holder.src === 'string') {
     const i = p.plan.idOf.get(holder.src);
     return i === undefined ? v : (v + p.ids[i]) & 0xffff;
@@ -410,16 +402,36 @@ class Replayed implements CaptureBatch {
     readonly plan: Plan,
     /** the clock's shift from the template's start */
     readonly dt: number,
-    readonly sport: number,
-    /** the template's ports and the replay's (the source port first, then the VXLAN source ports) */
-    readonly ports: Pairs,
+    /** the port parameters: the source port, then the VXLAN source ports (the plan's sport, vxlan) */
+    readonly pv: readonly number[],
     readonly isnC: number,
     readonly isnS: number,
-    /** the template's TCP timestamps and the replay's */
-    readonly ts: Pairs,
     /** the IP id shift of each sender of the plan's ipIds (plan.idOf: each sender address's place there) */
     readonly ids: readonly number[],
   ) {}
+
+  get sport(): number {
+    return this.pv[0];
+  }
+
+  /** the replay's port for the template's port v (undefined: v is no parameter) */
+  portOf(v: number): number | undefined {
+    const plan = this.plan;
+    if (v === plan.sport) return this.pv[0];
+    for (let i = 0; i < plan.vxlan.length; i++) if (plan.vxlan[i].port === v) return this.pv[i + 1];
+    return undefined;
+  }
+
+  /**
+   * the replay's TCP timestamp for the template's v (undefined: no timestamp the template made):
+   * the clock's ms when made moved by the shift, the pair's offset kept (replayPlan checked that
+   * all the template made of one value move together: tsPart)
+   */
+  tsOf(v: number): number | undefined {
+    const log = this.plan.ts;
+    for (let i = 0; i < log.length; i += 2) if (log[i] === v) return tsMoved(v, log[i + 1], this.dt);
+    return undefined;
+  }
 
   /** the walk's captures (World.captureLater's: made when the world's captures are read) */
   make(into: Capture[]): void {
@@ -569,7 +581,8 @@ export function makePlan(c: Cluster, b: LiveBefore, w: Walk, sport: number, step
     seenPorts.add(port);
     const range = vxlanRange(c, pkt.ip.src);
     if (!range) return 'vxlan-device';
-    if (vxlanPort(c, range, flow.src, sport, flow.dst, flow.dport) !== port) return 'vxlan-port';
+    if (vxlanTuplePort(world, range, IPPROTO_TCP, flow.src, sport, flow.dst, flow.dport) !== port)
+      return 'vxlan-port';
     if (port === sport) return 'vxlan-port';
     vxlan.push({ port, range });
   }
@@ -637,6 +650,7 @@ export function makePlan(c: Cluster, b: LiveBefore, w: Walk, sport: number, step
     captures,
     traces: w.traces,
     ts: b.ts.slice(),
+    tsTwins: twinsOf(b.ts),
     vxlan,
     steps,
     sportRe: portRe(sport),
@@ -668,6 +682,17 @@ export function makePlan(c: Cluster, b: LiveBefore, w: Walk, sport: number, step
     }
   }
   return plan;
+}
+
+/** the places of each timestamp made again at another time, after the first's (Plan.tsTwins) */
+export function twinsOf(log: readonly number[]): number[] {
+  const out: number[] = [];
+  for (let j = 2; j < log.length; j += 2) {
+    let i = 0;
+    while (log[i] !== log[j]) i += 2;
+    if (i < j && log[i + 1] !== log[j + 1]) out.push(i, j);
+  }
+  return out;
 }
 
 /** a copy of plain objects, arrays and Maps all the way down (byte arrays and class instances shared) */
@@ -708,7 +733,7 @@ const CONN_CHANGED = new Set([
 ]);
 
 function port(p: Params, v: number): number {
-  return pairOf(p.ports, v) ?? v;
+  return p.portOf(v) ?? v;
 }
 
 /** a socket of the template for this walk: every object of its own, the parameters substituted */
@@ -725,7 +750,7 @@ function connFor(p: Params, x: Plan['tcp'][number]): TcpConn {
   k.sndNxt = substitute(p, 'sndNxt', c.sndNxt, c as unknown as Cell);
   k.rcvNxt = substitute(p, 'rcvNxt', c.rcvNxt, c as unknown as Cell);
   k.sndUna = substitute(p, 'sndUna', c.sndUna, c as unknown as Cell);
-  k.tsRecent = pairOf(p.ts, c.tsRecent) ?? c.tsRecent;
+  k.tsRecent = p.tsOf(c.tsRecent) ?? c.tsRecent;
   const t0 = p.plan.t0;
   if (c.rtoAt !== undefined && c.rtoAt >= t0) k.rtoAt = c.rtoAt + p.dt;
   if (c.establishedAt !== undefined && c.establishedAt >= t0) k.establishedAt = c.establishedAt + p.dt;
@@ -788,24 +813,6 @@ function vxlanRange(c: Cluster, local: string): VxlanPort['range'] | undefined {
       if (l.type === 'vxlan' && l.local === local)
         return { srcPortMin: l.srcPortMin, srcPortMax: l.srcPortMax };
   return undefined;
-}
-
-/** the VXLAN source port of a TCP flow (its hash is the same both ways) on a device's range */
-function vxlanPort(
-  c: Cluster,
-  range: VxlanPort['range'],
-  src: string,
-  sport: number,
-  dst: string,
-  dport: number,
-): number {
-  // the inner packet as far as the flow's hash reads it
-  const inner = {
-    kind: 'ipv4',
-    ip: { src, dst, protocol: 6 },
-    payload: { kind: 'tcp', tcp: { srcPort: sport, dstPort: dport } },
-  } as unknown as Ipv4Packet;
-  return vxlanSourcePort(c.world, range, { eth: undefined as never, payload: inner });
 }
 
 /** what a walk added to a numeric field of a live object */
@@ -883,37 +890,24 @@ function addAll(c: Counts): void {
   }
 }
 
+/** a TCP timestamp v made at the clock's `at` (µs), made dt later: its ms moved, the pair's offset kept */
+function tsMoved(v: number, at: number, dt: number): number {
+  return (v - Math.floor(at / 1000) + Math.floor((at + dt) / 1000)) >>> 0;
+}
+
 /**
- * the Params of a replay of `plan` (dt after its start, the port parameters pv, the ISNs, the IP id
- * shifts), or why they cannot be computed: two timestamps the template made in one ms that would
- * part, two template ports given different values
+ * two timestamps of one value the template made at different times (plan.tsTwins: the log's
+ * places of each) that a replay dt later would part (each is one value to substitute)
  */
-function paramsOf(
-  plan: Plan,
-  dt: number,
-  pv: readonly number[],
-  isnC: number,
-  isnS: number,
-  ids: readonly number[],
-): Replayed | string {
-  const ports: Pairs = [plan.sport, pv[0]];
-  for (let i = 0; i < plan.vxlan.length; i++) {
-    const v = plan.vxlan[i];
-    const had = pairOf(ports, v.port);
-    if (had !== undefined && had !== pv[i + 1]) return 'ports';
-    if (had === undefined) ports.push(v.port, pv[i + 1]);
-  }
-  const ts: Pairs = [];
+export function tsPart(plan: Pick<Plan, 'ts' | 'tsTwins'>, dt: number): boolean {
   const log = plan.ts;
-  for (let i = 0; i < log.length; i += 2) {
-    const v = log[i];
-    const at = log[i + 1];
-    const nv = (v - Math.floor(at / 1000) + Math.floor((at + dt) / 1000)) >>> 0;
-    const had = pairOf(ts, v);
-    if (had !== undefined && had !== nv) return 'timestamps';
-    if (had === undefined) ts.push(v, nv);
+  const twins = plan.tsTwins;
+  for (let i = 0; i < twins.length; i += 2) {
+    const a = twins[i];
+    const b = twins[i + 1];
+    if (tsMoved(log[a], log[a + 1], dt) !== tsMoved(log[b], log[b + 1], dt)) return true;
   }
-  return new Replayed(plan, dt, pv[0], ports, isnC, isnS, ts, ids);
+  return false;
 }
 
 /** a capture of a replayed walk: its packet made from the template's when first read */
@@ -1015,6 +1009,9 @@ export type ReplayResult = Walk | { present: string } | { refused: string };
 
 const refused = (why: string) => ({ refused: why });
 
+/** replayPlan's sockets made before any is added (one array for every replay: none keeps it) */
+const CONNS: TcpConn[] = [];
+
 /**
  * Write the plan for a walk from `sport` now, and return the walk; nothing written when the
  * conntrack entries it makes or refreshes are not (or are) there as the template's walk found
@@ -1027,8 +1024,11 @@ export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult 
   const dt = t0 - plan.t0;
   if (dt < 0) return refused('clock');
   // the port parameters by number (PlanEntry's): the source port, then each VXLAN source port
-  const pv = [sport];
-  for (const v of plan.vxlan) pv.push(vxlanPort(c, v.range, plan.src, sport, plan.dst, plan.dport));
+  const vx = plan.vxlan;
+  const pv: number[] = new Array<number>(1 + vx.length);
+  pv[0] = sport;
+  for (let i = 0; i < vx.length; i++)
+    pv[i + 1] = vxlanTuplePort(world, vx[i].range, IPPROTO_TCP, plan.src, sport, plan.dst, plan.dport);
   // what it makes must not be there, what it refreshes must be, as it was (else: which are there,
   // the key of the template of that case)
   let differs = false;
@@ -1055,13 +1055,16 @@ export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult 
     for (const x of plan.refresh) present += x.hit >= 0 ? '1' : '0';
     return { present };
   }
-  const ids: number[] = [];
-  for (const x of plan.ipIds) ids.push((x.ns.ipId - x.before) & 0xffff);
+  // two timestamps the template made of one value that would part
+  if (plan.tsTwins.length && tsPart(plan, dt)) return refused('timestamps');
+  const ipIds = plan.ipIds;
+  const ids: number[] = new Array<number>(ipIds.length);
+  for (let i = 0; i < ipIds.length; i++) ids[i] = (ipIds[i].ns.ipId - ipIds[i].before) & 0xffff;
   const isnC = deriveIsn(world, plan.src, sport, plan.dst, plan.dport);
   const isnS = deriveIsn(world, plan.dst, plan.dport, plan.src, sport);
-  const r = paramsOf(plan, dt, pv, isnC, isnS, ids);
-  if (typeof r === 'string') return refused(r);
-  const conns: TcpConn[] = [];
+  const r = new Replayed(plan, dt, pv, isnC, isnS, ids);
+  const conns = CONNS;
+  conns.length = 0;
   for (const x of plan.tcp) {
     const k = connFor(r, x);
     if (x.ns.tcp.newest(k.local, k.lport, k.remote, k.rport) !== undefined) return refused('socket-taken');
@@ -1088,6 +1091,7 @@ export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult 
   for (const x of plan.refresh)
     x.ns.conntrack.refreshRow(x.hit, x.row, x.shiftExpires ? x.row.expires + dt : x.row.expires);
   for (let i = 0; i < conns.length; i++) plan.tcp[i].ns.tcp.add(conns[i]);
+  conns.length = 0;
   if (plan.captures.length) world.captureLater(r);
   world.now = t0 + plan.duration;
   world.rec = new Recorder(world, plan.steps, true);
