@@ -230,6 +230,8 @@ export interface Plan {
   steps: boolean;
   /** the template's source port in a text */
   sportRe: RegExp;
+  /** texts of the template that hold its source port, split at it (made when a replay first copies one) */
+  texts: Map<string, string[]>;
   /** each sender address of ipIds: its place there */
   idOf: Map<string, number>;
   /**
@@ -239,6 +241,8 @@ export interface Plan {
   touched: WeakMap<object, readonly string[]>;
   /** template objects reached more than once from what a replay copies (copied once a walk) */
   shared: WeakSet<object>;
+  /** template objects a replay copies as a literal of their type (isLiteral's) */
+  literal: WeakSet<object>;
 }
 
 /**
@@ -466,29 +470,92 @@ class Replayed implements CaptureBatch {
       if (memo) this.#memo!.set(x, m);
       return m as T;
     }
+    const o = x as unknown as Cell;
+    if (this.plan.literal.has(o)) {
+      const out = this.#literal(o as unknown as Literal, keys);
+      if (memo) this.#memo!.set(x, out);
+      return out as T;
+    }
     // a copy by spread (the same fields in the same order, made at once), then what changes
     const out = (Array.isArray(x) ? x.slice() : { ...x }) as Cell;
     if (memo) this.#memo!.set(x, out);
-    const o = x as unknown as Cell;
     for (let i = 0; i < keys.length; i++) {
       const k = keys[i];
-      const v = o[k];
-      out[k] =
-        typeof v === 'number'
-          ? substitute(this, k, v, o)
-          : typeof v === 'string'
-            ? v.replace(this.plan.sportRe, String(this.sport))
-            : deep
-              ? this.copy(v)
-              : this.own(v);
+      out[k] = this.#value(o, k, deep);
     }
     if (Object.isFrozen(x)) Object.freeze(out);
     return out as T;
+  }
+
+  /** o[k] with the parameters substituted (what is below copied by copy when `deep`, else by own) */
+  #value(o: Cell, k: string, deep: boolean): unknown {
+    const v = o[k];
+    return typeof v === 'number'
+      ? substitute(this, k, v, o)
+      : typeof v === 'string'
+        ? this.#text(v)
+        : deep
+          ? this.copy(v)
+          : this.own(v);
+  }
+
+  /** a text of the template with the walk's source port for the template's */
+  #text(v: string): string {
+    const texts = this.plan.texts;
+    let parts = texts.get(v);
+    if (parts === undefined) texts.set(v, (parts = v.split(this.plan.sportRe)));
+    const port = String(this.sport);
+    return parts.length === 2 ? parts[0] + port + parts[1] : parts.join(port);
+  }
+
+  /**
+   * the copy of an object of a type whose fields are its type's, in its order (Plan.literal), made
+   * as one object literal: a spread copy of a frozen object, then frozen, costs ~4 times as much
+   */
+  #literal(x: Literal, keys: readonly string[]): Literal {
+    const o = x as unknown as Cell;
+    if (x.kind === 'delivered')
+      return Object.freeze({
+        kind: x.kind,
+        netns: this.#field(o, 'netns', keys) as string,
+        device: this.#field(o, 'device', keys) as string,
+        to: this.#field(o, 'to', keys) as string,
+      });
+    return {
+      kind: x.kind,
+      netns: this.#field(o, 'netns', keys) as string,
+      local: this.#field(o, 'local', keys) as string,
+      lport: this.#field(o, 'lport', keys) as number,
+      remote: this.#field(o, 'remote', keys) as string,
+      rport: this.#field(o, 'rport', keys) as number,
+    };
+  }
+
+  /** o[k], substituted when k is one of the fields that change (`keys`); a Literal's fields hold no object */
+  #field(o: Cell, k: string, keys: readonly string[]): unknown {
+    return keys.includes(k) ? this.#value(o, k, false) : o[k];
   }
 }
 
 /** what a replay substitutes (a Replayed's parameters; the template's own when recording) */
 type Params = Replayed;
+
+/** the objects a replay copies as a literal of their type (Plan.literal) */
+type Literal = Extract<Disposition, { kind: 'delivered' }> | Extract<TimerEvent, { kind: 'tcp-rto' }>;
+
+/** the fields of each Literal kind in its type's order, and whether the object is frozen */
+const LITERALS: Record<Literal['kind'], { fields: string; frozen: boolean }> = {
+  delivered: { fields: 'kind,netns,device,to', frozen: true },
+  'tcp-rto': { fields: 'kind,netns,local,lport,remote,rport', frozen: false },
+};
+
+/** x is a Literal: its kind's fields, in that order, frozen as the kind's are */
+function isLiteral(x: object): boolean {
+  const kind = (x as { kind?: unknown }).kind;
+  if (kind !== 'delivered' && kind !== 'tcp-rto') return false;
+  const l = LITERALS[kind];
+  return isPlain(x) && Object.keys(x).join() === l.fields && Object.isFrozen(x) === l.frozen;
+}
 
 /**
  * The plan of a template walk (`b` taken before it, `w` the walk), or why it cannot be replayed.
@@ -654,9 +721,11 @@ export function makePlan(c: Cluster, b: LiveBefore, w: Walk, sport: number, step
     vxlan,
     steps,
     sportRe: portRe(sport),
+    texts: new Map(),
     idOf: new Map(ipIds.flatMap((x, i) => x.addrs.map((a) => [a, i] as [string, number]))),
     touched: new WeakMap(),
     shared: new WeakSet(),
+    literal: new WeakSet(),
   };
   const p = recordParams(plan);
   const shape = shapeOf(p, ct, tcp);
@@ -664,6 +733,9 @@ export function makePlan(c: Cluster, b: LiveBefore, w: Walk, sport: number, step
   const seen = new Set<object>();
   const mark = (x: unknown) => markTouched(p, x, plan.touched, seen, false, plan.shared);
   for (const x of timers) mark(x.ev);
+  // (a timer's event and a trace's disposition of a Literal type: copied as a literal)
+  for (const x of [...timers.map((t) => t.ev), ...w.traces.map((t) => t.disposition)])
+    if (isLiteral(x)) plan.literal.add(x);
   for (const x of tcp) {
     // (frozen options are shared: copied only where a parameter is in them)
     if (x.c.synackOpts)
