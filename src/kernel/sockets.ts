@@ -234,6 +234,39 @@ export function deriveIsn(w: World, src: string, sport: number, dst: string, dpo
   return fmix32(fnv1aUint(dport, h));
 }
 
+/**
+ * deriveIsn of one connection's client and server for any client port (the flow cache's replay):
+ * the hash of what comes before the client's port in each key taken once
+ */
+export function isnsOf(
+  w: World,
+  src: string,
+  dst: string,
+  dport: number,
+): { client(sport: number): number; server(sport: number): number } {
+  const start = w.deriveStart('isn');
+  if (!isPort(dport))
+    return {
+      client: (sport) => deriveIsn(w, src, sport, dst, dport),
+      server: (sport) => deriveIsn(w, dst, dport, src, sport),
+    };
+  // SRC|SPORT|DST|DPORT
+  const client = fnv1aChar(0x7c, fnv1a(src, start));
+  // DST|DPORT|SRC|SPORT
+  const server = fnv1aChar(
+    0x7c,
+    fnv1a(src, fnv1aChar(0x7c, fnv1aUint(dport, fnv1aChar(0x7c, fnv1a(dst, start))))),
+  );
+  return {
+    client: (sport) =>
+      isPort(sport)
+        ? fmix32(fnv1aUint(dport, fnv1aChar(0x7c, fnv1a(dst, fnv1aChar(0x7c, fnv1aUint(sport, client))))))
+        : deriveIsn(w, src, sport, dst, dport),
+    server: (sport) =>
+      isPort(sport) ? fmix32(fnv1aUint(sport, server)) : deriveIsn(w, dst, dport, src, sport),
+  };
+}
+
 /** a is after b in sequence space */
 const seqAfter = (a: number, b: number) => ((a - b) | 0) > 0;
 

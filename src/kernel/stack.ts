@@ -69,11 +69,13 @@ import {
   fmix32,
   fnv1a,
   fnv1aChar,
+  fnv1aUint,
   type CapturePoint,
   type TimerEvent,
   type World,
 } from './world.ts';
 import { WireBytes } from './wire-bytes.ts';
+import { isPort } from '../wire/addr.ts';
 
 export const BROADCAST: MacAddr = 'ff:ff:ff:ff:ff:ff';
 const ZERO_MAC: MacAddr = '00:00:00:00:00:00';
@@ -2226,6 +2228,36 @@ export function vxlanTuplePort(
   dport: number,
 ): number {
   return portIn(range, tupleHash(w, 'vxlan-sport', proto, src, sport, dst, dport));
+}
+
+/**
+ * vxlanTuplePort of one flow for any source port (the flow cache's replay: a walk's VXLAN source
+ * port): the hash of what comes before the source port in the key taken once, when the addresses
+ * alone order the key's ends (neither is the start of the other) and the port is an integer
+ */
+export function vxlanPortsOf(
+  w: World,
+  range: Pick<VxlanLink, 'srcPortMin' | 'srcPortMax'>,
+  proto: number,
+  src: string,
+  dst: string,
+  dport: number,
+): (sport: number) => number {
+  const whole = (sport: number) => vxlanTuplePort(w, range, proto, src, sport, dst, dport);
+  if (src === dst || src.startsWith(dst) || dst.startsWith(src)) return whole;
+  const dp = String(dport);
+  const start = fnv1aChar(0x7c, fnv1a(String(proto), w.deriveStart('vxlan-sport')));
+  if (src < dst) {
+    // PROTO|SRC:SPORT|DST:DPORT
+    const before = fnv1aChar(0x3a, fnv1a(src, start));
+    return (sport) =>
+      isPort(sport)
+        ? portIn(range, fmix32(hashEnd(fnv1aChar(0x7c, fnv1aUint(sport, before)), dst, dp)))
+        : whole(sport);
+  }
+  // PROTO|DST:DPORT|SRC:SPORT
+  const before = fnv1aChar(0x3a, fnv1a(src, fnv1aChar(0x7c, hashEnd(start, dst, dp))));
+  return (sport) => (isPort(sport) ? portIn(range, fmix32(fnv1aUint(sport, before))) : whole(sport));
 }
 
 /** udp_flow_src_port's scaling of a hash into the port range */

@@ -134,6 +134,13 @@ export function fnv1aChar(c: number, h: number): number {
 
 /** FNV-1a's state after the decimal digits of a non-negative integer (String(n)'s), most significant first */
 export function fnv1aUint(n: number, h: number): number {
+  if (n <= 0x7fffffff) {
+    // (integer arithmetic: a port's or a counter's digits)
+    let d = 1;
+    while (d <= n / 10) d *= 10;
+    for (; d > 0; d = (d / 10) | 0) h = fnv1aChar(48 + (((n / d) | 0) % 10), h);
+    return h;
+  }
   let d = 1;
   while (d * 10 <= n) d *= 10;
   for (; d >= 1; d /= 10) h = fnv1aChar(48 + (Math.floor(n / d) % 10), h);

@@ -139,6 +139,16 @@ interface Template {
   deadline: number;
   /** replay mode: the key of the case template that served this key's last replay, if not this one */
   lastCase?: string;
+  /** replay mode: the keys of this key's case templates by the entries present (caseKey's) */
+  cases?: Map<number, string>;
+}
+
+/** the key of the case template of `key` (its template tpl) with these entries present (ReplayResult's) */
+function caseKey(tpl: Template, key: string, present: number): string {
+  const cases = (tpl.cases ??= new Map());
+  let at = cases.get(present);
+  if (at === undefined) cases.set(present, (at = `${key}#${present}`));
+  return at;
 }
 
 const caches = new WeakMap<Cluster, FlowCache>();
@@ -348,7 +358,7 @@ export class FlowCache {
     let r: ReplayResult | undefined;
     if (!why) r = tpl!.plan ? replayPlan(c, tpl!.plan, sport) : undefined;
     if (r && 'present' in r) {
-      at = `${key}#${r.present}`;
+      at = caseKey(tpl!, key, r.present);
       const other = this.#templates.get(at);
       why = other ? this.#guard(c, other, c.world.now, '', sport) : 'no-template-of-case';
       r = !why && other!.plan ? replayPlan(c, other!.plan, sport) : undefined;

@@ -46,12 +46,13 @@ import type { Netns, VxlanLink } from '../kernel/objects.ts';
 import {
   copyConn,
   deriveIsn,
+  isnsOf,
   NO_OFO,
   NO_UNACKED,
   observeTimestamps,
   type TcpConn,
 } from '../kernel/sockets.ts';
-import { vxlanTuplePort } from '../kernel/stack.ts';
+import { vxlanPortsOf, vxlanTuplePort } from '../kernel/stack.ts';
 import {
   DeviceCapture,
   Recorder,
@@ -190,6 +191,8 @@ export function observing<T>(b: LiveBefore, fn: () => T): T {
 interface VxlanPort {
   port: number;
   range: Pick<VxlanLink, 'srcPortMin' | 'srcPortMax'>;
+  /** the port for a walk's source port (stack.ts vxlanPortsOf) */
+  of: (sport: number) => number;
 }
 
 /** what a template walk wrote, by live object, and its outputs, to be written again */
@@ -202,6 +205,8 @@ export interface Plan {
   dport: number;
   isnC: number;
   isnS: number;
+  /** the ISNs of a walk's source port (sockets.ts isnsOf) */
+  isns: ReturnType<typeof isnsOf>;
   timers: { off: number; ev: TimerEvent }[];
   /** what the walk added to counters, by object (what addAll writes): netfilter counters, device statistics, the rest */
   counts: Counts;
@@ -335,18 +340,21 @@ function touches(p: Params, key: string, v: unknown, holder: Cell): boolean {
 function substitute(p: Params, key: string, v: number, holder: Cell): number {
   if (TIME_KEYS.has(key)) return v >= p.plan.t0 ? v + p.dt : v;
   if (PORT_KEYS.has(key)) return p.portOf(v) ?? v;
-  if (SEQ_KEYS.has(key)) {
-    const c = (v - p.plan.isnC) >>> 0;
-    if (c < 0x10000) return (p.isnC + c) >>> 0;
-    const s = (v - p.plan.isnS) >>> 0;
-    if (s < 0x10000) return (p.isnS + s) >>> 0;
-    return v;
-  }
+  if (SEQ_KEYS.has(key)) return seqOf(p, v);
   if (TS_KEYS.has(key)) return p.tsOf(v) ?? v;
   if (key === 'id' && typeof holder.src === 'string') {
     const i = p.plan.idOf.get(holder.src);
     return i === undefined ? v : (v + p.ids[i]) & 0xffff;
   }
+  return v;
+}
+
+/** a TCP sequence number of the template's with the replay's ISNs (within 64 KiB of one of the template's) */
+function seqOf(p: Params, v: number): number {
+  const c = (v - p.plan.isnC) >>> 0;
+  if (c < 0x10000) return (p.isnC + c) >>> 0;
+  const s = (v - p.plan.isnS) >>> 0;
+  if (s < 0x10000) return (p.isnS + s) >>> 0;
   return v;
 }
 
@@ -651,7 +659,7 @@ export function makePlan(c: Cluster, b: LiveBefore, w: Walk, sport: number, step
     if (vxlanTuplePort(world, range, IPPROTO_TCP, flow.src, sport, flow.dst, flow.dport) !== port)
       return 'vxlan-port';
     if (port === sport) return 'vxlan-port';
-    vxlan.push({ port, range });
+    vxlan.push({ port, range, of: vxlanPortsOf(world, range, IPPROTO_TCP, flow.src, flow.dst, flow.dport) });
   }
   // the walk's conntrack lookups found those it made, or entries it refreshed: each as it was
   // (the observer's) and as it is now
@@ -697,6 +705,7 @@ export function makePlan(c: Cluster, b: LiveBefore, w: Walk, sport: number, step
     if (!e || !was || was.keys.join() !== e.row.keys.join()) return 'ct-shape';
     planRefresh.push({ ...e, was, hit: -1 });
   }
+  if (planCt.length + planRefresh.length > MAX_CASE_ENTRIES) return 'ct-many';
   const plan: Plan = {
     t0,
     duration: world.now - t0,
@@ -706,6 +715,7 @@ export function makePlan(c: Cluster, b: LiveBefore, w: Walk, sport: number, step
     dport: flow.dport,
     isnC: deriveIsn(world, flow.src, sport, flow.dst, flow.dport),
     isnS: deriveIsn(world, flow.dst, flow.dport, flow.src, sport),
+    isns: isnsOf(world, flow.src, flow.dst, flow.dport),
     timers,
     counts: countsOf(adds),
     sets,
@@ -819,9 +829,9 @@ function connFor(p: Params, x: Plan['tcp'][number]): TcpConn {
   }
   k.lport = port(p, c.lport);
   k.rport = port(p, c.rport);
-  k.sndNxt = substitute(p, 'sndNxt', c.sndNxt, c as unknown as Cell);
-  k.rcvNxt = substitute(p, 'rcvNxt', c.rcvNxt, c as unknown as Cell);
-  k.sndUna = substitute(p, 'sndUna', c.sndUna, c as unknown as Cell);
+  k.sndNxt = seqOf(p, c.sndNxt);
+  k.rcvNxt = seqOf(p, c.rcvNxt);
+  k.sndUna = seqOf(p, c.sndUna);
   k.tsRecent = p.tsOf(c.tsRecent) ?? c.tsRecent;
   const t0 = p.plan.t0;
   if (c.rtoAt !== undefined && c.rtoAt >= t0) k.rtoAt = c.rtoAt + p.dt;
@@ -830,7 +840,7 @@ function connFor(p: Params, x: Plan['tcp'][number]): TcpConn {
   // (empty: the one every socket shares until a segment waits unacknowledged, as sockets.ts's)
   k.unacked = c.unacked.length
     ? c.unacked.map((u) => ({
-        seq: substitute(p, 'seq', u.seq, u as unknown as Cell),
+        seq: seqOf(p, u.seq),
         data: u.data,
         psh: u.psh,
       }))
@@ -1074,10 +1084,14 @@ class ReplayedTrace implements Trace {
 
 /**
  * what replayPlan gives: the walk, written; or nothing written and why: `present`, the conntrack
- * entries the template's walk made or refreshed that are there now (0 and 1 in the plan's order:
- * the key of the template of that case); `refused`, a replay that cannot be computed
+ * entries the template's walk made or refreshed that are there now (bit i, 2^i, the plan's entry i
+ * of its made, then refreshed ones: MAX_CASE_ENTRIES at most; the key of the template of that
+ * case); `refused`, a replay that cannot be computed
  */
-export type ReplayResult = Walk | { present: string } | { refused: string };
+export type ReplayResult = Walk | { present: number } | { refused: string };
+
+/** a plan's conntrack entries, made and refreshed, at most (each a bit of an exact double) */
+const MAX_CASE_ENTRIES = 52;
 
 const refused = (why: string) => ({ refused: why });
 
@@ -1099,8 +1113,7 @@ export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult 
   const vx = plan.vxlan;
   const pv: number[] = new Array<number>(1 + vx.length);
   pv[0] = sport;
-  for (let i = 0; i < vx.length; i++)
-    pv[i + 1] = vxlanTuplePort(world, vx[i].range, IPPROTO_TCP, plan.src, sport, plan.dst, plan.dport);
+  for (let i = 0; i < vx.length; i++) pv[i + 1] = vx[i].of(sport);
   // what it makes must not be there, what it refreshes must be, as it was (else: which are there,
   // the key of the template of that case)
   let differs = false;
@@ -1119,12 +1132,17 @@ export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult 
   }
   if (differs) {
     // which are there (the keys are the replay's, filled above)
-    let present = '';
+    let present = 0;
+    let bit = 1;
     for (const x of plan.ct) {
       const ct = x.ns.conntrack;
-      present += ct.rowOfKey(x.keys, 0) >= 0 || ct.rowOfKey(x.keys, 1) >= 0 ? '1' : '0';
+      if (ct.rowOfKey(x.keys, 0) >= 0 || ct.rowOfKey(x.keys, 1) >= 0) present += bit;
+      bit *= 2;
     }
-    for (const x of plan.refresh) present += x.hit >= 0 ? '1' : '0';
+    for (const x of plan.refresh) {
+      if (x.hit >= 0) present += bit;
+      bit *= 2;
+    }
     return { present };
   }
   // two timestamps the template made of one value that would part
@@ -1132,8 +1150,8 @@ export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult 
   const ipIds = plan.ipIds;
   const ids: number[] = new Array<number>(ipIds.length);
   for (let i = 0; i < ipIds.length; i++) ids[i] = (ipIds[i].ns.ipId - ipIds[i].before) & 0xffff;
-  const isnC = deriveIsn(world, plan.src, sport, plan.dst, plan.dport);
-  const isnS = deriveIsn(world, plan.dst, plan.dport, plan.src, sport);
+  const isnC = plan.isns.client(sport);
+  const isnS = plan.isns.server(sport);
   const r = new Replayed(plan, dt, pv, isnC, isnS, ids);
   const conns = CONNS;
   conns.length = 0;
