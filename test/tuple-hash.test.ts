@@ -254,11 +254,27 @@ test('the socket table finds by 4-tuple what a Map by quadKey finds, in table or
   for (const t of [new QuadTable<Quad>(), new QuadTable<Quad>(3)]) checkQuads(t, quad, r);
 });
 
+test('a socket removed is not found, its tuple canonical or not', () => {
+  // (a tuple that is not canonical numbers is in the quadKey Map: it was found there until the next add)
+  for (const q of [
+    { local: '10.0.0.01', lport: 1, remote: '10.0.0.1', rport: 2 },
+    { local: '10.0.0.1', lport: 1, remote: '10.0.0.2', rport: 2 },
+  ]) {
+    const t = new QuadTable<Quad>();
+    t.add(q);
+    t.remove(q);
+    assert.deepEqual(t.getAll(q.local, q.lport, q.remote, q.rport), []);
+    assert.equal(t.newest(q.local, q.lport, q.remote, q.rport), undefined);
+  }
+});
+
 function checkQuads(t: QuadTable<Quad>, quad: () => Quad, r: () => number): void {
   const ref = new Map<string, Quad[]>();
   for (let step = 0; step < 2000; step++) {
     if (r() < 0.6) {
-      const q = t.add(quad());
+      // (add, or addAt with the tuple's index key: the flow cache's replay)
+      const n = quad();
+      const q = r() < 0.5 ? t.add(n) : t.addAt(n, t.key(n.local, n.lport, n.remote, n.rport));
       ref.set(quadKey(q), [...(ref.get(quadKey(q)) ?? []), q]);
     } else if (t.size) {
       const q = t.list()[Math.floor(r() * t.size)];
@@ -271,6 +287,8 @@ function checkQuads(t: QuadTable<Quad>, quad: () => Quad, r: () => number): void
     const want = ref.get(quadKey(q)) ?? [];
     assert.deepEqual(t.getAll(q.local, q.lport, q.remote, q.rport), want);
     assert.equal(t.newest(q.local, q.lport, q.remote, q.rport), want.at(-1));
+    const k = t.key(q.local, q.lport, q.remote, q.rport);
+    assert.equal(t.newestAt(k, q.local, q.lport, q.remote, q.rport), want.at(-1));
   }
 }
 

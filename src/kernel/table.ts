@@ -114,8 +114,11 @@ export class QuadTable<T extends Quad & object> extends OrderedTable<T> {
     super();
   }
 
-  /** the index key of a canonical tuple, or -1 (the tuple is indexed by its quadKey) */
-  private key(local: string, lport: number, remote: string, rport: number): number {
+  /**
+   * the index key of a canonical tuple, or -1 (the tuple is indexed by its quadKey): what newestAt
+   * and addAt take (a lookup and the addition that follows it compute it once)
+   */
+  key(local: string, lport: number, remote: string, rport: number): number {
     // parsed once per string: every segment received looks its socket up
     const a = parseIp4Cached(local);
     const b = parseIp4Cached(remote);
@@ -145,6 +148,8 @@ export class QuadTable<T extends Quad & object> extends OrderedTable<T> {
   /** the entries of the 4-tuple, in table order */
   getAll(local: string, lport: number, remote: string, rport: number): readonly T[] {
     const k = this.key(local, lport, remote, rport);
+    // (entries removed: both indexes made again first, the quadKey Map too)
+    if (this.stale) this.reindex();
     if (k < 0) {
       const v = this.other.get(quadKey({ local, lport, remote, rport }));
       return v === undefined ? [] : Array.isArray(v) ? v : [v];
@@ -154,12 +159,16 @@ export class QuadTable<T extends Quad & object> extends OrderedTable<T> {
 
   /** the last added entry of the 4-tuple */
   newest(local: string, lport: number, remote: string, rport: number): T | undefined {
-    const k = this.key(local, lport, remote, rport);
+    return this.newestAt(this.key(local, lport, remote, rport), local, lport, remote, rport);
+  }
+
+  /** newest, the tuple's index key k given (key's) */
+  newestAt(k: number, local: string, lport: number, remote: string, rport: number): T | undefined {
+    if (this.stale) this.reindex();
     if (k < 0) {
       const v = this.other.get(quadKey({ local, lport, remote, rport }));
       return Array.isArray(v) ? v[v.length - 1] : v;
     }
-    if (this.stale) this.reindex();
     const slots = this.slots;
     const m = slots.length - 1;
     if (m < 0) return undefined;
@@ -172,9 +181,20 @@ export class QuadTable<T extends Quad & object> extends OrderedTable<T> {
   }
 
   protected link(t: T): void {
+    this.linkAt(this.key(t.local, t.lport, t.remote, t.rport));
+  }
+
+  /** add, the entry's index key k given (key's) */
+  addAt(t: T, k: number): T {
+    this.items.push(t);
+    this.linkAt(k);
+    return t;
+  }
+
+  /** the entry added last goes into the index under key k */
+  private linkAt(k: number): void {
     if (this.stale) return this.reindex();
-    const at = this.items.length - 1;
-    this.place(at, this.key(t.local, t.lport, t.remote, t.rport));
+    this.place(this.items.length - 1, k);
   }
 
   /** the entry at `at` goes into the index under key k (those before it are in it, none after it) */

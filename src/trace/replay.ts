@@ -115,7 +115,12 @@ const SEQ_KEYS = new Set(['seq', 'ack', 'sndNxt', 'rcvNxt', 'sndUna']);
 /** fields holding a TCP timestamp */
 const TS_KEYS = new Set(['val', 'ecr', 'tsRecent']);
 /** the fields of a live object that a walk may set to the clock (the others it adds to) */
-const TIMES_WRITTEN = ['updated', 'used', 'confirmed'];
+const TIMES_WRITTEN = ['updated', 'used', 'confirmed'] as const;
+
+const isTimeWritten = (k: string): k is keyof Sets => (TIMES_WRITTEN as readonly string[]).includes(k);
+
+/** times a walk set, by field (TIMES_WRITTEN's) */
+type Sets = { [K in (typeof TIMES_WRITTEN)[number]]: { obj: Record<K, number>; off: number }[] };
 
 function numericCells(obj: Cell, keys: Iterable<string>, out: Before[]): void {
   for (const key of keys) {
@@ -210,7 +215,8 @@ export interface Plan {
   timers: { off: number; ev: TimerEvent }[];
   /** what the walk added to counters, by object (what addAll writes): netfilter counters, device statistics, the rest */
   counts: Counts;
-  sets: { obj: Cell; key: string; off: number }[];
+  /** the times it set (TIMES_WRITTEN's fields), by field: each object and the time's offset from the start */
+  sets: Sets;
   ipIds: { ns: Netns; d: number; before: number; addrs: string[] }[];
   mibs: { ns: Netns; name: string; d: number }[];
   ct: PlanEntry[];
@@ -576,13 +582,13 @@ export function makePlan(c: Cluster, b: LiveBefore, w: Walk, sport: number, step
   const world = c.world;
   const t0 = b.t0;
   const adds: Add[] = [];
-  const sets: Plan['sets'] = [];
+  const sets: Sets = { updated: [], used: [], confirmed: [] };
   for (const x of b.cells) {
     const now = x.obj[x.key] as number;
     if (now === x.v) continue;
-    if (TIMES_WRITTEN.includes(x.key)) {
+    if (isTimeWritten(x.key)) {
       if (now < t0) return 'time-before-walk';
-      sets.push({ obj: x.obj, key: x.key, off: now - t0 });
+      sets[x.key].push({ obj: x.obj as never, off: now - t0 });
     } else adds.push({ obj: x.obj, key: x.key, d: now - x.v });
   }
   const ipIds: Plan['ipIds'] = [];
@@ -1095,8 +1101,9 @@ const MAX_CASE_ENTRIES = 52;
 
 const refused = (why: string) => ({ refused: why });
 
-/** replayPlan's sockets made before any is added (one array for every replay: none keeps it) */
+/** replayPlan's sockets made before any is added, and their index keys (arrays for every replay: none keeps them) */
 const CONNS: TcpConn[] = [];
+const CONN_KEYS: number[] = [];
 
 /**
  * Write the plan for a walk from `sport` now, and return the walk; nothing written when the
@@ -1155,15 +1162,22 @@ export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult 
   const r = new Replayed(plan, dt, pv, isnC, isnS, ids);
   const conns = CONNS;
   conns.length = 0;
-  for (const x of plan.tcp) {
+  for (let i = 0; i < plan.tcp.length; i++) {
+    const x = plan.tcp[i];
     const k = connFor(r, x);
-    if (x.ns.tcp.newest(k.local, k.lport, k.remote, k.rport) !== undefined) return refused('socket-taken');
+    const at = (CONN_KEYS[i] = x.ns.tcp.key(k.local, k.lport, k.remote, k.rport));
+    if (x.ns.tcp.newestAt(at, k.local, k.lport, k.remote, k.rport) !== undefined)
+      return refused('socket-taken');
     conns.push(k);
   }
   // the writes, in the order the walk made them where the order is kept
   for (const t of plan.timers) world.schedule(t.off + t0, r.own(t.ev));
   addAll(plan.counts);
-  for (const s of plan.sets) s.obj[s.key] = t0 + s.off;
+  // (by field: each store of one name, to objects of few shapes)
+  const sets = plan.sets;
+  for (const s of sets.updated) s.obj.updated = t0 + s.off;
+  for (const s of sets.used) s.obj.used = t0 + s.off;
+  for (const s of sets.confirmed) s.obj.confirmed = t0 + s.off;
   for (const x of plan.ipIds) x.ns.ipId = (x.ns.ipId + x.d) & 0xffff;
   for (const m of plan.mibs) {
     const mib = m.ns.own('mib');
@@ -1180,7 +1194,7 @@ export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult 
   }
   for (const x of plan.refresh)
     x.ns.conntrack.refreshRow(x.hit, x.row, x.shiftExpires ? x.row.expires + dt : x.row.expires);
-  for (let i = 0; i < conns.length; i++) plan.tcp[i].ns.tcp.add(conns[i]);
+  for (let i = 0; i < conns.length; i++) plan.tcp[i].ns.tcp.addAt(conns[i], CONN_KEYS[i]);
   conns.length = 0;
   if (plan.captures.length) world.captureLater(r);
   world.now = t0 + plan.duration;
