@@ -1124,12 +1124,14 @@ export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult 
   // what it makes must not be there, what it refreshes must be, as it was (else: which are there,
   // the key of the template of that case)
   let differs = false;
-  for (const x of plan.ct) {
+  for (let i = 0; i < plan.ct.length; i++) {
+    const x = plan.ct[i];
     const keys = fillKeys(x, pv);
     const ct = x.ns.conntrack;
     if (ct.rowOfKey(keys, 0) >= 0 || ct.rowOfKey(keys, 1) >= 0) differs = true;
   }
-  for (const x of plan.refresh) {
+  for (let i = 0; i < plan.refresh.length; i++) {
+    const x = plan.refresh[i];
     const keys = fillKeys(x, pv);
     const ct = x.ns.conntrack;
     // found by its original tuple, with both tuples, the status, TCP state and mark as the template's found it
@@ -1141,12 +1143,14 @@ export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult 
     // which are there (the keys are the replay's, filled above)
     let present = 0;
     let bit = 1;
-    for (const x of plan.ct) {
+    for (let i = 0; i < plan.ct.length; i++) {
+      const x = plan.ct[i];
       const ct = x.ns.conntrack;
       if (ct.rowOfKey(x.keys, 0) >= 0 || ct.rowOfKey(x.keys, 1) >= 0) present += bit;
       bit *= 2;
     }
-    for (const x of plan.refresh) {
+    for (let i = 0; i < plan.refresh.length; i++) {
+      const x = plan.refresh[i];
       if (x.hit >= 0) present += bit;
       bit *= 2;
     }
@@ -1171,19 +1175,36 @@ export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult 
     conns.push(k);
   }
   // the writes, in the order the walk made them where the order is kept
-  for (const t of plan.timers) world.schedule(t.off + t0, r.own(t.ev));
+  for (let i = 0; i < plan.timers.length; i++) {
+    const t = plan.timers[i];
+    world.schedule(t.off + t0, r.own(t.ev));
+  }
   addAll(plan.counts);
   // (by field: each store of one name, to objects of few shapes)
   const sets = plan.sets;
-  for (const s of sets.updated) s.obj.updated = t0 + s.off;
-  for (const s of sets.used) s.obj.used = t0 + s.off;
-  for (const s of sets.confirmed) s.obj.confirmed = t0 + s.off;
-  for (const x of plan.ipIds) x.ns.ipId = (x.ns.ipId + x.d) & 0xffff;
-  for (const m of plan.mibs) {
+  for (let i = 0; i < sets.updated.length; i++) {
+    const s = sets.updated[i];
+    s.obj.updated = t0 + s.off;
+  }
+  for (let i = 0; i < sets.used.length; i++) {
+    const s = sets.used[i];
+    s.obj.used = t0 + s.off;
+  }
+  for (let i = 0; i < sets.confirmed.length; i++) {
+    const s = sets.confirmed[i];
+    s.obj.confirmed = t0 + s.off;
+  }
+  for (let i = 0; i < plan.ipIds.length; i++) {
+    const x = plan.ipIds[i];
+    x.ns.ipId = (x.ns.ipId + x.d) & 0xffff;
+  }
+  for (let i = 0; i < plan.mibs.length; i++) {
+    const m = plan.mibs[i];
     const mib = m.ns.own('mib');
     mib.set(m.name, (mib.get(m.name) ?? 0) + m.d);
   }
-  for (const x of plan.ct) {
+  for (let i = 0; i < plan.ct.length; i++) {
+    const x = plan.ct[i];
     const r = x.row;
     x.ns.conntrack.insertRow(
       r,
