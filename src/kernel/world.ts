@@ -281,6 +281,19 @@ export class Recorder {
     this.record(s.kind, s.layer, s.netns, s.device, s.action, s.ev, s.wire);
   }
 
+  /** nothing recorded nor marked since it was made, and made with these keeps and counts */
+  fresh(keeps: boolean, counts: boolean): boolean {
+    return (
+      this.keeps === keeps &&
+      this.counts === counts &&
+      this.steps.length === 0 &&
+      this.counters.length === 0 &&
+      this.mark === 0 &&
+      this.aux === undefined &&
+      this.part === undefined
+    );
+  }
+
   /** add, the step's fields as arguments (the datapath's steps: no input object made per step) */
   record(
     kind: StepKind,

@@ -321,10 +321,9 @@ function recordParams(p: Plan): Params {
   return new Replayed(
     p,
     0,
-    [p.sport, ...p.vxlan.map((v) => v.port)],
+    [p.sport, ...p.vxlan.map((v) => v.port), ...p.ipIds.map(() => 0)],
     p.isnC,
     p.isnS,
-    p.ipIds.map(() => 0),
   );
 }
 
@@ -350,7 +349,7 @@ function substitute(p: Params, key: string, v: number, holder: Cell): number {
   if (TS_KEYS.has(key)) return p.tsOf(v) ?? v;
   if (key === 'id' && typeof holder.src === 'string') {
     const i = p.plan.idOf.get(holder.src);
-    return i === undefined ? v : (v + p.ids[i]) & 0xffff;
+    return i === undefined ? v : (v + p.pv[1 + p.plan.vxlan.length + i]) & 0xffff;
   }
   return v;
 }
@@ -420,12 +419,14 @@ class Replayed implements CaptureBatch {
     readonly plan: Plan,
     /** the clock's shift from the template's start */
     readonly dt: number,
-    /** the port parameters: the source port, then the VXLAN source ports (the plan's sport, vxlan) */
+    /**
+     * the port parameters: the source port, then the VXLAN source ports (the plan's sport, vxlan);
+     * then the IP id shift of each sender of the plan's ipIds (plan.idOf: each sender address's
+     * place there): one array, one object a walk keeps
+     */
     readonly pv: readonly number[],
     readonly isnC: number,
     readonly isnS: number,
-    /** the IP id shift of each sender of the plan's ipIds (plan.idOf: each sender address's place there) */
-    readonly ids: readonly number[],
   ) {}
 
   get sport(): number {
@@ -1118,7 +1119,9 @@ export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult 
   if (dt < 0) return refused('clock');
   // the port parameters by number (PlanEntry's): the source port, then each VXLAN source port
   const vx = plan.vxlan;
-  const pv: number[] = new Array<number>(1 + vx.length);
+  const ipIds = plan.ipIds;
+  // (then the IP id shifts: Replayed's pv)
+  const pv: number[] = new Array<number>(1 + vx.length + ipIds.length);
   pv[0] = sport;
   for (let i = 0; i < vx.length; i++) pv[i + 1] = vx[i].of(sport);
   // what it makes must not be there, what it refreshes must be, as it was (else: which are there,
@@ -1158,12 +1161,11 @@ export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult 
   }
   // two timestamps the template made of one value that would part
   if (plan.tsTwins.length && tsPart(plan, dt)) return refused('timestamps');
-  const ipIds = plan.ipIds;
-  const ids: number[] = new Array<number>(ipIds.length);
-  for (let i = 0; i < ipIds.length; i++) ids[i] = (ipIds[i].ns.ipId - ipIds[i].before) & 0xffff;
+  for (let i = 0; i < ipIds.length; i++)
+    pv[1 + vx.length + i] = (ipIds[i].ns.ipId - ipIds[i].before) & 0xffff;
   const isnC = plan.isns.client(sport);
   const isnS = plan.isns.server(sport);
-  const r = new Replayed(plan, dt, pv, isnC, isnS, ids);
+  const r = new Replayed(plan, dt, pv, isnC, isnS);
   const conns = CONNS;
   conns.length = 0;
   for (let i = 0; i < plan.tcp.length; i++) {
@@ -1219,7 +1221,8 @@ export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult 
   conns.length = 0;
   if (plan.captures.length) world.captureLater(r);
   world.now = t0 + plan.duration;
-  world.rec = new Recorder(world, plan.steps, true);
+  // (a recorder as a walk leaves it: the one the last replay left, when nothing was recorded since)
+  if (!world.rec.fresh(plan.steps, true)) world.rec = new Recorder(world, plan.steps, true);
   const traces = plan.traces.map((t) => new ReplayedTrace(t, r));
   return { request: traces[0], reply: traces[1], traces };
 }
