@@ -44,9 +44,12 @@ export interface Capture {
   readonly promisc: boolean;
 }
 
-/** captures taken together and made when read (World.captureLater) */
+/**
+ * captures taken together and made when read (World.captureLater); a batch given again stands
+ * for its next captures (a flow cache's plan: each replayed walk's)
+ */
 export interface CaptureBatch {
-  /** push the captures, in the order taken */
+  /** push the captures of the batch's next taking (each call the next), in the order taken */
   make(into: Capture[]): void;
 }
 
@@ -383,6 +386,8 @@ export class World {
   readonly #captures: Capture[] = [];
   /** captures taken and not made yet (CaptureBatch), in the order taken, all after #captures' */
   #later: CaptureBatch[] = [];
+  /** how many takings of each of #later's batches in a row (its make called that many times) */
+  #laterRuns: number[] = [];
 
   /**
    * the frames captured, in the order taken (tcpdump's, pcap's): those taken in batches made
@@ -392,8 +397,10 @@ export class World {
   get captures(): Capture[] {
     if (this.#later.length) {
       const later = this.#later;
+      const runs = this.#laterRuns;
       this.#later = [];
-      for (const b of later) b.make(this.#captures);
+      this.#laterRuns = [];
+      for (let i = 0; i < later.length; i++) for (let n = runs[i]; n > 0; n--) later[i].make(this.#captures);
     }
     return this.#captures;
   }
@@ -403,7 +410,13 @@ export class World {
    * captures are is known, and few are read)
    */
   captureLater(b: CaptureBatch): void {
-    this.#later.push(b);
+    // (the same batch again: one more of its takings, no entry of its own)
+    const last = this.#later.length - 1;
+    if (last >= 0 && this.#later[last] === b) this.#laterRuns[last]++;
+    else {
+      this.#later.push(b);
+      this.#laterRuns.push(1);
+    }
   }
 
   /** steps go here while a walk is recorded */

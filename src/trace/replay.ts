@@ -53,6 +53,7 @@ import {
   type TcpConn,
 } from '../kernel/sockets.ts';
 import { vxlanPortsOf, vxlanTuplePort } from '../kernel/stack.ts';
+import { grow } from '../kernel/table.ts';
 import {
   DeviceCapture,
   Recorder,
@@ -254,6 +255,8 @@ export interface Plan {
   shared: WeakSet<object>;
   /** template objects a replay copies as a literal of their type (isLiteral's) */
   literal: WeakSet<object>;
+  /** its replayed walks whose captures are not made yet (made with the first) */
+  log?: ReplayLog;
 }
 
 /**
@@ -407,13 +410,13 @@ function markTouched(
 }
 
 /**
- * One replayed walk, as its outputs keep it (the fewest objects: every replayed walk's captures
- * live on in the world): the plan and the values the replay substitutes for the template's (its
- * plan's: the source port, the ISNs, the IP ids…), and the copier of the template's objects with
- * them substituted: what nothing changes is shared. Its captures are made when the world's
- * captures are read (World.captureLater); the outputs' copies when first read.
+ * One replayed walk, as its outputs keep it: the plan and the values the replay substitutes for
+ * the template's (its plan's: the source port, the ISNs, the IP ids…), and the copier of the
+ * template's objects with them substituted: what nothing changes is shared. The outputs' copies
+ * are made when first read; its captures when the world's captures are read (the plan's
+ * ReplayLog keeps what they need of every replayed walk, as numbers).
  */
-class Replayed implements CaptureBatch {
+class Replayed {
   #memo: Map<object, unknown> | undefined;
   constructor(
     readonly plan: Plan,
@@ -422,7 +425,7 @@ class Replayed implements CaptureBatch {
     /**
      * the port parameters: the source port, then the VXLAN source ports (the plan's sport, vxlan);
      * then the IP id shift of each sender of the plan's ipIds (plan.idOf: each sender address's
-     * place there): one array, one object a walk keeps
+     * place there)
      */
     readonly pv: readonly number[],
     readonly isnC: number,
@@ -452,8 +455,8 @@ class Replayed implements CaptureBatch {
     return undefined;
   }
 
-  /** the walk's captures (World.captureLater's: made when the world's captures are read) */
-  make(into: Capture[]): void {
+  /** the walk's captures (its plan's ReplayLog's: made when the world's captures are read) */
+  capture(into: Capture[]): void {
     for (const x of this.plan.captures) into.push(new ReplayedCapture(x, this));
   }
 
@@ -554,6 +557,43 @@ class Replayed implements CaptureBatch {
 
 /** what a replay substitutes (a Replayed's parameters; the template's own when recording) */
 type Params = Replayed;
+
+/**
+ * The replayed walks of one plan whose captures are not made yet, in the order replayed: the
+ * world's CaptureBatch for them (World.captureLater; each make makes the next walk's). A walk is a
+ * row of numbers (its clock shift and its pv), no object: every replayed walk's captures live on
+ * in the world until read, and every object a walk keeps is one the garbage collector copies and
+ * marks again. The rows' room is used again once all are made.
+ */
+class ReplayLog implements CaptureBatch {
+  #rows = new Float64Array(0);
+  /** rows written, and the next one make reads */
+  #n = 0;
+  #next = 0;
+
+  constructor(
+    readonly plan: Plan,
+    /** 1 + a pv's length */
+    readonly width: number,
+  ) {}
+
+  add(dt: number, pv: readonly number[]): void {
+    const w = this.width;
+    if ((this.#n + 1) * w > this.#rows.length) this.#rows = grow(this.#rows, Math.max(16, 2 * this.#n) * w);
+    const at = this.#n++ * w;
+    this.#rows[at] = dt;
+    for (let i = 1; i < w; i++) this.#rows[at + i] = pv[i - 1];
+  }
+
+  make(into: Capture[]): void {
+    const plan = this.plan;
+    const at = this.#next++ * this.width;
+    const pv = Array.from(this.#rows.subarray(at + 1, at + this.width));
+    const sport = pv[0];
+    new Replayed(plan, this.#rows[at], pv, plan.isns.client(sport), plan.isns.server(sport)).capture(into);
+    if (this.#next === this.#n) this.#next = this.#n = 0;
+  }
+}
 
 /** the objects a replay copies as a literal of their type (Plan.literal) */
 type Literal = Extract<Disposition, { kind: 'delivered' }> | Extract<TimerEvent, { kind: 'tcp-rto' }>;
@@ -1219,7 +1259,11 @@ export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult 
     x.ns.conntrack.refreshRow(x.hit, x.row, x.shiftExpires ? x.row.expires + dt : x.row.expires);
   for (let i = 0; i < conns.length; i++) plan.tcp[i].ns.tcp.addAt(conns[i], CONN_KEYS[i]);
   conns.length = 0;
-  if (plan.captures.length) world.captureLater(r);
+  if (plan.captures.length) {
+    const log = (plan.log ??= new ReplayLog(plan, 1 + pv.length));
+    log.add(dt, pv);
+    world.captureLater(log);
+  }
   world.now = t0 + plan.duration;
   // (a recorder as a walk leaves it: the one the last replay left, when nothing was recorded since)
   if (!world.rec.fresh(plan.steps, true)) world.rec = new Recorder(world, plan.steps, true);
