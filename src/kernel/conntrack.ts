@@ -174,6 +174,14 @@ function numericKey(t: Tuple): boolean {
   return true;
 }
 
+/** K0..K3 become the key at k[o .. o + 3] */
+function loadKeyAt(k: Int32Array, o: number): void {
+  K0 = k[o];
+  K1 = k[o + 1];
+  K2 = k[o + 2];
+  K3 = k[o + 3];
+}
+
 /** K0..K3 become the key of the inverse tuple (invertTuple's): the addresses swapped, and the ports
  * swapped or the ICMP echo type the other (8 ↔ 0) */
 function invertKey(): void {
@@ -223,6 +231,17 @@ function hashKey(): number {
 }
 
 const DIRS: readonly CtDir[] = ['original', 'reply'];
+
+/**
+ * The rows a full column of n rows grows to (the entries' columns, the hash's key rows): twice as
+ * many, four times once there are thousands. A table of a namespace that makes a connection a walk
+ * grows to hundreds of thousands of rows: each growth copies the rows into memory touched for the
+ * first time (a page fault every 4 KiB, the dearest part of an insert), and a column's rows not
+ * written yet are memory never touched. (The hash's slots grow twice: they are all written at once.)
+ */
+function more(n: number): number {
+  return n < 4096 ? 2 * n : 4 * n;
+}
 
 /* ------------------------------------------------------------ addresses as numbers */
 
@@ -492,7 +511,7 @@ class Rows {
     if (r === undefined) {
       r = this.n++;
       if (r === this.cap) {
-        const cap = (this.cap *= 2);
+        const cap = (this.cap = more(this.cap));
         this.keys = grow(this.keys, 8 * cap);
         this.flags = grow(this.flags, cap);
         this.tcp = grow(this.tcp, cap);
@@ -531,7 +550,16 @@ class Rows {
   keepRow(x: CtRow, keys: Int32Array, expires: number, streamTs: number): number {
     const r = this.alloc();
     this.version++;
-    this.keys.set(keys, 8 * r);
+    const k = this.keys;
+    const o = 8 * r;
+    k[o] = keys[0];
+    k[o + 1] = keys[1];
+    k[o + 2] = keys[2];
+    k[o + 3] = keys[3];
+    k[o + 4] = keys[4];
+    k[o + 5] = keys[5];
+    k[o + 6] = keys[6];
+    k[o + 7] = keys[7];
     return this.fill(r, x.flags, x.tcp, expires, streamTs, x.mark);
   }
 
@@ -561,12 +589,7 @@ class Rows {
 
   /** K0..K3: the key of row r's tuple in direction dir (0 original, 1 reply) */
   loadKey(r: number, dir: number): void {
-    const k = this.keys;
-    const o = 8 * r + 4 * dir;
-    K0 = k[o];
-    K1 = k[o + 1];
-    K2 = k[o + 2];
-    K3 = k[o + 3];
+    loadKeyAt(this.keys, 8 * r + 4 * dir);
   }
 
   expiryOf(r: number): number {
@@ -949,9 +972,18 @@ class TupleHash {
     return hit.row;
   }
 
+  /** the first word of the home slot of hash h (0: empty; read, its line comes into the cache) */
+  home(h: number): number {
+    return this.w[2 * (h & this.mask)];
+  }
+
   /** get of the key K0..K3 (a miss leaves its hash and slot in missHash, missSlot) */
   getKey(): number {
-    const h = hashKey();
+    return this.getHashed(hashKey());
+  }
+
+  /** getKey of the key K0..K3 whose hash is h */
+  getHashed(h: number): number {
     const i = this.slot(h);
     if (i < 0) {
       this.missHash = h;
@@ -1033,10 +1065,11 @@ class TupleHash {
     if (r !== undefined) return r;
     const n = this.nrows++;
     if (n === this.dirs.length) {
-      this.dirs = grow(this.dirs, 2 * n);
-      this.seqs = grow(this.seqs, 2 * n);
-      this.ents = grow(this.ents, 2 * n);
-      this.keys = grow(this.keys, 8 * n);
+      const cap = more(n);
+      this.dirs = grow(this.dirs, cap);
+      this.seqs = grow(this.seqs, cap);
+      this.ents = grow(this.ents, cap);
+      this.keys = grow(this.keys, 4 * cap);
     }
     return n;
   }
@@ -1183,6 +1216,10 @@ class ExpiryHeap {
     es[i] = e;
   }
 }
+
+/** anyRowOfKeys's scratch: the keys' hashes, their home slots' first words */
+let HASHES = new Int32Array(16);
+let HOMES = new Int32Array(16);
 
 /** the empty table of every namespace without a confirmed entry yet (never written: see own) */
 const NO_ROWS = new Rows();
@@ -1555,12 +1592,36 @@ export class Conntrack {
    * CtRow's keys: 0 its original, 1 its reply) in either direction, -1 for none
    */
   rowOfKey(keys: Int32Array, dir: number): number {
-    const o = 4 * dir;
-    K0 = keys[o];
-    K1 = keys[o + 1];
-    K2 = keys[o + 2];
-    K3 = keys[o + 3];
+    loadKeyAt(keys, 4 * dir);
     return this.hash.getKey();
+  }
+
+  /**
+   * Whether a table `cts[i]` has the tuple of numeric key keys[i][0 .. 3] or keys[i][4 .. 7] (a
+   * CtRow's keys: its original, its reply) in either direction: rowOfKey(keys[i], 0) >= 0 ||
+   * rowOfKey(keys[i], 1) >= 0 for some i. Every key's hash and its home slot's first read come
+   * first, then the probes: in a table of thousands each home slot is a cache miss, and misses
+   * made one after the other, without the probe between, overlap
+   */
+  static anyRowOfKeys(cts: readonly Conntrack[], keys: readonly Int32Array[]): boolean {
+    const n = 2 * cts.length;
+    if (HASHES.length < n) {
+      HASHES = new Int32Array(2 * n);
+      HOMES = new Int32Array(2 * n);
+    }
+    for (let j = 0; j < n; j++) {
+      loadKeyAt(keys[j >> 1], 4 * (j & 1));
+      const h = hashKey();
+      HASHES[j] = h;
+      HOMES[j] = cts[j >> 1].hash.home(h);
+    }
+    for (let j = 0; j < n; j++) {
+      // an empty home slot: no such key (a key's probe starts at its home)
+      if (HOMES[j] === 0) continue;
+      loadKeyAt(keys[j >> 1], 4 * (j & 1));
+      if (cts[j >> 1].hash.getHashed(HASHES[j]) >= 0) return true;
+    }
+    return false;
   }
 
   /**
