@@ -4,7 +4,7 @@
  * track's miss and confirm did, and a refresh by row (`rowOfKey`, `rowIs`, `refreshRow`) as
  * track's hit did, a later or an earlier expiry (the same list, index, lookups, earliest expiry and
  * what expires first); `rowIs` tells the entry a lookup found from one whose other tuple, status,
- * TCP state or mark differ; `anyRowOfKeys` answers as `rowOfKey` of each key would.
+ * TCP state or mark differ.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -129,62 +129,4 @@ test('ctRowOf refuses what the columns keep as an object', () => {
   const d = dataOf(ct, a);
   assert.equal(ctRowOf({ ...d, orig: { ...a, src: '10.244.00.5' } }), undefined);
   assert.equal(ctRowOf({ ...d, mark: 'x' as unknown as number }), undefined);
-});
-
-test('anyRowOfKeys tells whether rowOfKey finds any of the keys, in either direction, in any table', () => {
-  // two tables of hundreds of entries (probes that cross other keys), and keys of each: there, there
-  // by their reply tuple only, or in the other table only
-  const [x, y] = [new Conntrack(), new Conntrack()];
-  for (let i = 0; i < 300; i++) {
-    made(x, tuple(6, '10.244.0.5', 1024 + i, '10.244.1.5', 8080), { syn: true }, SEC);
-    made(y, tuple(17, '10.0.0.10', 2048 + i, '10.0.0.11', 4789), undefined, SEC);
-  }
-  const d = dataOf(x, tuple(6, '10.244.0.5', 1024, '10.244.1.5', 8080));
-  const keysOf = (t: Tuple, reply: Tuple) => ctRowOf({ ...d, orig: t, reply })!.keys;
-  const inX = keysOf(tuple(6, '10.244.0.5', 1100, '10.244.1.5', 8080), aReply);
-  const replyInX = keysOf(b, tuple(6, '10.244.1.5', 8080, '10.244.0.5', 1200));
-  const inY = keysOf(tuple(17, '10.0.0.10', 2100, '10.0.0.11', 4789), aReply);
-  const none = keysOf(a, natReply);
-  const cases: [Conntrack[], Int32Array[]][] = [
-    [[], []],
-    [[x], [none]],
-    [[x], [inX]],
-    [[x], [replyInX]],
-    [[x], [inY]],
-    [[y], [inY]],
-    [
-      [x, y, x],
-      [none, none, none],
-    ],
-    [
-      [x, y, x],
-      [none, none, replyInX],
-    ],
-    [
-      [y, x],
-      [inX, none],
-    ],
-    [
-      [y, y],
-      [none, inY],
-    ],
-  ];
-  for (const [cts, keys] of cases) {
-    const want = cts.some((ct, i) => ct.rowOfKey(keys[i], 0) >= 0 || ct.rowOfKey(keys[i], 1) >= 0);
-    assert.equal(Conntrack.anyRowOfKeys(cts, keys), want);
-  }
-  assert.equal(Conntrack.anyRowOfKeys([x], [inX]), true);
-  assert.equal(Conntrack.anyRowOfKeys([x], [replyInX]), true);
-  assert.equal(Conntrack.anyRowOfKeys([x, y, x], [none, none, none]), false);
-  // more keys than the scratch holds at first; and a table with no entry yet
-  const many = Array.from({ length: 40 }, () => none);
-  assert.equal(
-    Conntrack.anyRowOfKeys(
-      many.map(() => y),
-      many,
-    ),
-    false,
-  );
-  assert.equal(Conntrack.anyRowOfKeys([...many.map(() => y), y], [...many, inY]), true);
-  assert.equal(Conntrack.anyRowOfKeys([new Conntrack()], [inX]), false);
 });

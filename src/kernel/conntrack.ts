@@ -961,18 +961,9 @@ class TupleHash {
     return hit.row;
   }
 
-  /** the first word of the home slot of hash h (0: empty; read, its line comes into the cache) */
-  home(h: number): number {
-    return this.w[2 * (h & this.mask)];
-  }
-
   /** get of the key K0..K3 (a miss leaves its hash and slot in missHash, missSlot) */
   getKey(): number {
-    return this.getHashed(hashKey());
-  }
-
-  /** getKey of the key K0..K3 whose hash is h */
-  getHashed(h: number): number {
+    const h = hashKey();
     const i = this.slot(h);
     if (i < 0) {
       this.missHash = h;
@@ -1214,10 +1205,6 @@ class ExpiryHeap {
     es[i] = e;
   }
 }
-
-/** anyRowOfKeys's scratch: the keys' hashes, their home slots' first words */
-let HASHES = new Int32Array(16);
-let HOMES = new Int32Array(16);
 
 /** the empty table of every namespace without a confirmed entry yet (never written: see own) */
 const NO_ROWS = new Rows();
@@ -1592,34 +1579,6 @@ export class Conntrack {
   rowOfKey(keys: Int32Array, dir: number): number {
     loadKeyAt(keys, 4 * dir);
     return this.hash.getKey();
-  }
-
-  /**
-   * Whether a table `cts[i]` has the tuple of numeric key keys[i][0 .. 3] or keys[i][4 .. 7] (a
-   * CtRow's keys: its original, its reply) in either direction: rowOfKey(keys[i], 0) >= 0 ||
-   * rowOfKey(keys[i], 1) >= 0 for some i. Every key's hash and its home slot's first read come
-   * first, then the probes: in a table of thousands each home slot is a cache miss, and misses
-   * made one after the other, without the probe between, overlap
-   */
-  static anyRowOfKeys(cts: readonly Conntrack[], keys: readonly Int32Array[]): boolean {
-    const n = 2 * cts.length;
-    if (HASHES.length < n) {
-      HASHES = new Int32Array(2 * n);
-      HOMES = new Int32Array(2 * n);
-    }
-    for (let j = 0; j < n; j++) {
-      loadKeyAt(keys[j >> 1], 4 * (j & 1));
-      const h = hashKey();
-      HASHES[j] = h;
-      HOMES[j] = cts[j >> 1].hash.home(h);
-    }
-    for (let j = 0; j < n; j++) {
-      // an empty home slot: no such key (a key's probe starts at its home)
-      if (HOMES[j] === 0) continue;
-      loadKeyAt(keys[j >> 1], 4 * (j & 1));
-      if (cts[j >> 1].hash.getHashed(HASHES[j]) >= 0) return true;
-    }
-    return false;
   }
 
   /**
