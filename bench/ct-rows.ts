@@ -12,8 +12,10 @@ import { Conntrack, ctRowOf, setRowPort, type CtRow } from '../src/kernel/conntr
 
 const walks = Number(process.argv[2] ?? 25000);
 const warm = Number(process.argv[3] ?? 5000);
-if (!Number.isInteger(walks) || walks < 1 || !Number.isInteger(warm) || warm < 0)
-  throw new Error('usage: ct-rows.ts [WALKS] [WARM]');
+if (!Number.isInteger(walks) || walks < 1 || !Number.isInteger(warm) || warm < 0) {
+  process.stderr.write('usage: npx tsx bench/ct-rows.ts [WALKS (1 or more)] [WARM (0 or more)]\n');
+  process.exit(2);
+}
 
 /** a confirmed entry of tuple `proto src:1 → dst:dport` as the datapath makes one (track's miss, confirm) */
 function made(proto: number, src: string, dst: string, dport: number): CtRow {
