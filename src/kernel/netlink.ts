@@ -1562,11 +1562,34 @@ function bridgedNetns(w: World, host: Netns, br: BridgeLink, r: BridgedNetnsRequ
   localChanged(ns);
   // routeInstall: the gateway is on the prefix route (or the address itself): out of the new end.
   // Both put at the table's first use (Fib.insertLater: most pods' tables are never read)
-  ns.fib.insertLater([
-    prefixRoute(dev, r.ip, r.len, r.ip)!,
-    fibInfo({ prefix: 'default', via: r.gateway, dev: r.dev, nl: NLM_ADD }, 0, 0, 'unicast', 'global', r.dev),
-  ]);
+  ns.fib.insertLater([prefixRoute(dev, r.ip, r.len, r.ip)!, gatewayRoutes(r.gateway, r.dev).viaGateway]);
   return ns;
+}
+
+/** the routes a batch's new namespaces share: those through one gateway out of one device */
+interface GatewayRoutes {
+  gateway: string;
+  dev: string;
+  /** `default via GATEWAY dev DEV` */
+  viaGateway: Route;
+  /** `GATEWAY dev DEV scope link` and viaGateway (routedNetns's table), made at the first ask */
+  routed: readonly Route[] | undefined;
+}
+
+/** the last gateway's routes: a batch's requests mostly name one gateway and device (a node's pods) */
+let lastGateway: GatewayRoutes | undefined;
+
+/**
+ * The routes through `gateway` out of `dev` that a new namespace's table gets, one object each for
+ * every namespace that gets them (~100 bytes a route, two a pod): frozen, as Fib.insertLater's
+ * table copies a route's fields into its rows and keeps no object of these fields' shape (Fib.put).
+ */
+function gatewayRoutes(gateway: string, dev: string): GatewayRoutes {
+  const last = lastGateway;
+  if (last !== undefined && last.gateway === gateway && last.dev === dev) return last;
+  const req: RouteRequest = { prefix: 'default', via: gateway, nl: NLM_ADD };
+  const viaGateway = Object.freeze(fibInfo(req, 0, 0, 'unicast', 'global', dev));
+  return (lastGateway = { gateway, dev, viaGateway, routed: undefined });
 }
 
 /**
@@ -1662,10 +1685,11 @@ function routedNetns(w: World, host: Netns, r: RoutedNetnsRequest, ip: number): 
   // default route, whose gateway that route holds out of the same device, in an empty table:
   // both put at the table's first use (Fib.insertLater), queued below once the steps that only
   // move its generation on are done (the generation counts them all the same)
-  const routes = [
-    fibInfo(LINK_ROUTE, ip4ToInt(r.gateway), 32, 'unicast', 'link', r.dev),
-    fibInfo({ prefix: 'default', via: r.gateway, nl: NLM_ADD }, 0, 0, 'unicast', 'global', r.dev),
-  ];
+  const g = gatewayRoutes(r.gateway, r.dev);
+  const routes = (g.routed ??= Object.freeze([
+    Object.freeze(fibInfo(LINK_ROUTE, ip4ToInt(r.gateway), 32, 'unicast', 'link', r.dev)),
+    g.viaGateway,
+  ]));
   // addressAdd: the device's first address, a /32: no prefix route (a list of its own length: a
   // push gives an empty list room for 17 addresses)
   dev.addrs = [{ ip: r.ip, len: 32, scope: 'global' }];
