@@ -446,7 +446,8 @@ const listenSchema = z.string().transform((s, ctx): ListenSpec => {
     });
     return z.NEVER;
   }
-  const proto = m[1] as 'tcp' | 'udp';
+  // the literal, not the match's own copy of it: one string for every pod's listener
+  const proto = m[1] === 'tcp' ? 'tcp' : 'udp';
   return m[3] === undefined ? { proto, port } : { proto, port, name: m[3] };
 });
 
@@ -605,7 +606,8 @@ function plainListen(s: unknown): ListenSpec | undefined {
   const port = m ? Number(m[2]) : 0;
   if (!m || port < 1 || port > 65535) return undefined;
   if (m[3] !== undefined && !validPortName(m[3])) return undefined;
-  const proto = m[1] as 'tcp' | 'udp';
+  // the literal, not the match's own copy of it: one string for every pod's listener
+  const proto = m[1] === 'tcp' ? 'tcp' : 'udp';
   return m[3] === undefined ? { proto, port } : { proto, port, name: m[3] };
 }
 

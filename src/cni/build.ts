@@ -57,9 +57,14 @@ import { applySync, kubeProxySync } from '../proxy/kube-proxy.ts';
 import { sha1Hex } from '../wire/sha1.ts';
 import { calicoIpam, IpamError, usesCalicoLayout, type IpamResult } from './ipam.ts';
 
-export interface ResolvedPod extends Required<Omit<PodSpec, 'listen'>> {
+export interface ResolvedPod extends Required<Omit<PodSpec, 'listen' | 'labels'>> {
   listen: PodSpec['listen'];
+  /** read only: a pod without labels has NO_LABELS */
+  labels: Readonly<Record<string, string>>;
 }
+
+/** the labels of every pod the cluster file gives none (one object, frozen: never written) */
+const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
 
 export interface ResolvedNode extends NodeSpec {
   addr: string;
@@ -195,7 +200,7 @@ function resolvePods(spec: ClusterSpec, nodes: ResolvedNode[], ipam?: IpamResult
       hostVethMac: ipam ? CALICO_VETH_MAC : (p.hostVethMac ?? derivedMacOf(fnv1a('/host', seed))),
       listen: p.listen,
       namespace,
-      labels: p.labels ?? {},
+      labels: p.labels ?? NO_LABELS,
       ready: p.ready ?? true,
     };
   });

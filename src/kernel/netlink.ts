@@ -28,6 +28,7 @@ import {
   type NeighEntry,
   type NudState,
   type VxlanFdbEntry,
+  type VethLink,
   type VxlanLink,
 } from './objects.ts';
 import type { World } from './world.ts';
@@ -68,9 +69,9 @@ export function netnsAdd(w: World, name: string, role: NetnsRole): Netns {
 /** a new namespace with its loopback device (127.0.0.1/8), still down */
 function netnsWithLoopback(w: World, name: string, role: NetnsRole): Netns {
   const ns = w.addNetns(name, role);
-  // the device's fields in place, not a spread of them: V8 gives each object that this spread makes
-  // a hidden class of its own (~420 bytes a namespace), the same fields in the same order
-  const lo = Object.assign(newLink(ns, 'lo', '00:00:00:00:00:00', 65536), { type: 'loopback' as const });
+  // the device made whole by newLink's literal, its type in it: no spread (V8 gives each object a
+  // spread makes a hidden class of its own, ~420 bytes a namespace), no field added after
+  const lo = newLink(ns, 'lo', '00:00:00:00:00:00', 65536, undefined, 'loopback');
   lo.noarp = true;
   ns.links.set('lo', lo);
   // a list of its own length (a push gives an empty list room for 17 addresses)
@@ -99,8 +100,18 @@ function checkIfindex(ns: Netns, ifindex: number | undefined): void {
   for (const l of ns.links.values()) if (l.ifindex === ifindex) throw new NetlinkError('EBUSY');
 }
 
-/** the fields every net_device starts with: down, carrier on (alloc_netdev), a new ifindex */
-function newLink(ns: Netns, name: string, mac: MacAddr, mtu: number, ifindex?: number) {
+/**
+ * the fields every net_device starts with: down, carrier on (alloc_netdev), a new ifindex, and
+ * its kind, in one literal (a field added after it goes to a property array of its own)
+ */
+function newLink<T extends Link['type']>(
+  ns: Netns,
+  name: string,
+  mac: MacAddr,
+  mtu: number,
+  ifindex: number | undefined,
+  type: T,
+) {
   return {
     name,
     ifindex: ns.allocIfindex(ifindex),
@@ -114,18 +125,32 @@ function newLink(ns: Netns, name: string, mac: MacAddr, mtu: number, ifindex?: n
     carrierChanges: 0,
     uc: NO_MACS,
     mc: NO_MACS,
+    type,
   };
 }
 
 /**
- * A veth end: the fields of `base` kept in place (added, not spread: V8 gives every object a
- * spread makes a hidden class of its own), carrier off (netif_carrier_off: one carrier change)
+ * A veth end: newLink's fields in its order, then the peer, all in one literal (two of them a
+ * pod: the peer added after newLink's literal went to a property array of each end's own), carrier
+ * off (netif_carrier_off: one carrier change)
  */
-function vethLink(base: ReturnType<typeof newLink>, peerNetns: string, peerName: string): Link {
-  const l = Object.assign(base, { type: 'veth' as const, peer: { netns: peerNetns, name: peerName } });
-  l.carrier = false;
-  l.carrierChanges = 1;
-  return l;
+function vethLink(ns: Netns, req: LinkAddBase, peerNetns: string, peerName: string): VethLink {
+  return {
+    name: req.name,
+    ifindex: ns.allocIfindex(req.ifindex),
+    mac: req.mac,
+    mtu: req.mtu,
+    up: false,
+    addrs: [],
+    noarp: false,
+    stats: newStats(),
+    carrier: false,
+    carrierChanges: 1,
+    uc: NO_MACS,
+    mc: NO_MACS,
+    type: 'veth',
+    peer: { netns: peerNetns, name: peerName },
+  };
 }
 
 /** min_mtu/max_mtu as the drivers set them */
@@ -195,8 +220,7 @@ export function linkAdd(w: World, ns: Netns, req: LinkAddRequest): Link {
   switch (req.type) {
     case 'bridge': {
       validateMtu('bridge', req.mtu);
-      const br: BridgeLink = Object.assign(newLink(ns, req.name, req.mac, req.mtu, req.ifindex), {
-        type: 'bridge' as const,
+      const br: BridgeLink = Object.assign(newLink(ns, req.name, req.mac, req.mtu, req.ifindex, 'bridge'), {
         ageingTime: 300,
         fdb: bridgeFdb(ns),
       });
@@ -210,9 +234,9 @@ export function linkAdd(w: World, ns: Netns, req: LinkAddRequest): Link {
       for (const m of [req.mtu, p.mtu]) if (m < 68 || m > 65535) throw new NetlinkError('EINVAL');
       checkName(p.netns, p.name);
       if (p.netns === ns && p.name === req.name) throw new NetlinkError('EEXIST');
-      const peer = vethLink(newLink(p.netns, p.name, p.mac, p.mtu, p.ifindex), ns.name, req.name);
+      const peer = vethLink(p.netns, p, ns.name, req.name);
       p.netns.links.set(p.name, peer);
-      const l = vethLink(newLink(ns, req.name, req.mac, req.mtu, req.ifindex), p.netns.name, p.name);
+      const l = vethLink(ns, req, p.netns.name, p.name);
       ns.links.set(req.name, l);
       return l;
     }
@@ -232,9 +256,9 @@ export function linkAdd(w: World, ns: Netns, req: LinkAddRequest): Link {
           req.mac,
           lower ? Math.min(req.mtu, lower.mtu - VXLAN_HEADROOM) : req.mtu,
           req.ifindex,
+          'vxlan',
         ),
         {
-          type: 'vxlan' as const,
           vni: req.vni,
           local: req.local,
           dev: req.dev,
@@ -251,11 +275,13 @@ export function linkAdd(w: World, ns: Netns, req: LinkAddRequest): Link {
     }
     case 'ipip': {
       validateMtu('ipip', req.mtu);
-      const t: Link = Object.assign(newLink(ns, req.name, '00:00:00:00:00:00', req.mtu, req.ifindex), {
-        type: 'ipip' as const,
-        ttl: 0,
-        pmtudisc: false,
-      });
+      const t: Link = Object.assign(
+        newLink(ns, req.name, '00:00:00:00:00:00', req.mtu, req.ifindex, 'ipip'),
+        {
+          ttl: 0,
+          pmtudisc: false,
+        },
+      );
       t.noarp = true;
       ns.links.set(req.name, t);
       return t;
@@ -1536,11 +1562,34 @@ function bridgedNetns(w: World, host: Netns, br: BridgeLink, r: BridgedNetnsRequ
   localChanged(ns);
   // routeInstall: the gateway is on the prefix route (or the address itself): out of the new end.
   // Both put at the table's first use (Fib.insertLater: most pods' tables are never read)
-  ns.fib.insertLater([
-    prefixRoute(dev, r.ip, r.len, r.ip)!,
-    fibInfo({ prefix: 'default', via: r.gateway, dev: r.dev, nl: NLM_ADD }, 0, 0, 'unicast', 'global', r.dev),
-  ]);
+  ns.fib.insertLater([prefixRoute(dev, r.ip, r.len, r.ip)!, gatewayRoutes(r.gateway, r.dev).viaGateway]);
   return ns;
+}
+
+/** the routes a batch's new namespaces share: those through one gateway out of one device */
+interface GatewayRoutes {
+  gateway: string;
+  dev: string;
+  /** `default via GATEWAY dev DEV` */
+  viaGateway: Route;
+  /** `GATEWAY dev DEV scope link` and viaGateway (routedNetns's table), made at the first ask */
+  routed: readonly Route[] | undefined;
+}
+
+/** the last gateway's routes: a batch's requests mostly name one gateway and device (a node's pods) */
+let lastGateway: GatewayRoutes | undefined;
+
+/**
+ * The routes through `gateway` out of `dev` that a new namespace's table gets, one object each for
+ * every namespace that gets them (~100 bytes a route, two a pod): frozen, as Fib.insertLater's
+ * table copies a route's fields into its rows and keeps no object of these fields' shape (Fib.put).
+ */
+function gatewayRoutes(gateway: string, dev: string): GatewayRoutes {
+  const last = lastGateway;
+  if (last !== undefined && last.gateway === gateway && last.dev === dev) return last;
+  const req: RouteRequest = { prefix: 'default', via: gateway, nl: NLM_ADD };
+  const viaGateway = Object.freeze(fibInfo(req, 0, 0, 'unicast', 'global', dev));
+  return (lastGateway = { gateway, dev, viaGateway, routed: undefined });
 }
 
 /**
@@ -1636,10 +1685,11 @@ function routedNetns(w: World, host: Netns, r: RoutedNetnsRequest, ip: number): 
   // default route, whose gateway that route holds out of the same device, in an empty table:
   // both put at the table's first use (Fib.insertLater), queued below once the steps that only
   // move its generation on are done (the generation counts them all the same)
-  const routes = [
-    fibInfo(LINK_ROUTE, ip4ToInt(r.gateway), 32, 'unicast', 'link', r.dev),
-    fibInfo({ prefix: 'default', via: r.gateway, nl: NLM_ADD }, 0, 0, 'unicast', 'global', r.dev),
-  ];
+  const g = gatewayRoutes(r.gateway, r.dev);
+  const routes = (g.routed ??= Object.freeze([
+    Object.freeze(fibInfo(LINK_ROUTE, ip4ToInt(r.gateway), 32, 'unicast', 'link', r.dev)),
+    g.viaGateway,
+  ]));
   // addressAdd: the device's first address, a /32: no prefix route (a list of its own length: a
   // push gives an empty list room for 17 addresses)
   dev.addrs = [{ ip: r.ip, len: 32, scope: 'global' }];
