@@ -500,3 +500,24 @@ describe('netlink route operations', () => {
     );
   });
 });
+
+test('a frozen route that insert cannot keep in its columns is copied: what is written to it later is the table’s alone', () => {
+  // (a batch's namespaces share frozen routes, netlink.ts; a metric that is no u32 is kept as an object)
+  const shared = Object.freeze(route('10.244.0.0/24', { dev: 'eth0', metric: -1 }));
+  const a = new Fib();
+  const b = new Fib();
+  a.insert(shared);
+  b.insert(shared);
+  const [ra] = a.list();
+  const [rb] = b.list();
+  assert.notEqual(ra, shared);
+  assert.notEqual(ra, rb);
+  assert.deepEqual({ ...ra }, { ...shared });
+  // a PMTU exception hangs off the route (pmtu.ts): written to one table's, not the other's
+  ra.exceptions = [];
+  assert.equal(rb.exceptions, undefined);
+  // add keeps the object given, frozen or not
+  const c = new Fib();
+  c.add(shared);
+  assert.equal(c.list()[0], shared);
+});

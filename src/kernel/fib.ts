@@ -673,7 +673,10 @@ export class Fib {
     rows[o + VIA] = plain ? intern(r.via) : 0;
     rows[o + DEV] = plain ? intern(r.dev) : 0;
     rows[o + SRC] = plain ? intern(r.src) : 0;
-    if (!plain) (this.objs ??= new Map()).set(s, r);
+    // (insert keeps no object of the route given: a frozen one, shared by a batch's namespaces
+    // (netlink.ts), that the columns cannot hold is copied, so that what is written to it later, a
+    // PMTU exception, is this table's alone)
+    if (!plain) (this.objs ??= new Map()).set(s, !keep && Object.isFrozen(r) ? { ...r } : r);
     // Linux lists the main table in trie order: by network address, longer prefix first on ties (checked on 6.18)
     const n = this.count;
     this.roomInOrder();
