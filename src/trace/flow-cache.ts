@@ -129,6 +129,8 @@ interface Template {
   duration: number;
   /** the namespaces its steps crossed (undefined: steps not kept, every namespace counts) */
   crossed: string[] | undefined;
+  /** the crossed namespaces themselves (a world's namespaces are never taken out: a name is always the same one) */
+  spaces?: readonly Netns[];
   /** the template's text (what the check compares) */
   effect: string;
   /** the state and route generations of the namespaces the walk read, after it (and before it) */
@@ -407,11 +409,17 @@ export class FlowCache {
    * the template of `key` kept (the oldest forgotten first when the cache is full), with the state
    * and route generations and the earliest clock deadline of the namespaces `names` now
    */
-  #remember(c: Cluster, key: string, names: readonly string[], t: Omit<Template, 'gens' | 'deadline'>): void {
+  #remember(
+    c: Cluster,
+    key: string,
+    names: readonly string[],
+    t: Omit<Template, 'gens' | 'deadline' | 'spaces'>,
+  ): void {
     if (this.#templates.size >= this.#max && !this.#templates.has(key))
       this.#templates.delete(this.#templates.keys().next().value!);
     this.#templates.set(key, {
       ...t,
+      spaces: t.crossed?.map((n) => c.world.ns(n)),
       gens: gensOf(c, names),
       deadline: Math.min(...names.map((n) => deadlineOf(c.world.ns(n)))),
     });
@@ -440,7 +448,12 @@ export class FlowCache {
     if (on('queued') && c.stack.queue.length) return 'queued';
     if (this.#fingerprint) {
       if (on('state') && fingerprint !== tpl.fingerprint) return 'state';
-    } else if (on('generation') && !sameGens(c, tpl.crossed ?? [...c.world.netns.keys()], tpl.gens))
+    } else if (
+      on('generation') &&
+      !(tpl.spaces
+        ? gensAre(tpl.spaces, tpl.gens)
+        : sameGens(c, tpl.crossed ?? [...c.world.netns.keys()], tpl.gens))
+    )
       return 'generation';
     const end = t0 + tpl.duration;
     if (this.#replay) {
@@ -452,11 +465,17 @@ export class FlowCache {
       // (no timer guard: timers run inside a walk only while a packet is parked on a neighbour,
       // which no template's walk does; a timer due runs after the walk, replayed or not)
       if (on('deadline') && tpl.deadline <= end) return 'deadline';
-      if (on('ct-expires'))
-        for (const n of tpl.crossed ?? c.world.netns.keys()) {
-          const ns = c.world.netns.get(n);
-          if (ns && ns.conntrack.noExpiryBefore <= end) return 'ct-expires';
-        }
+      if (on('ct-expires')) {
+        const spaces = tpl.spaces;
+        if (spaces) {
+          for (let i = 0; i < spaces.length; i++)
+            if (spaces[i].conntrack.noExpiryBefore <= end) return 'ct-expires';
+        } else
+          for (const n of tpl.crossed ?? c.world.netns.keys()) {
+            const ns = c.world.netns.get(n);
+            if (ns && ns.conntrack.noExpiryBefore <= end) return 'ct-expires';
+          }
+      }
       return undefined;
     }
     // the entries whose lookup answer changes with the clock alone (deadlines.ts)
@@ -791,6 +810,15 @@ function gensOf(c: Cluster, names: Iterable<string>): number[] {
     out.push(ns ? ns.stateGeneration : -1, ns ? ns.routeGeneration : -1);
   }
   return out;
+}
+
+/** the namespaces' generations are `gens` (gensOf's) */
+function gensAre(spaces: readonly Netns[], gens: readonly number[]): boolean {
+  if (gens.length !== 2 * spaces.length) return false;
+  for (let i = 0; i < spaces.length; i++)
+    if (spaces[i].stateGeneration !== gens[2 * i] || spaces[i].routeGeneration !== gens[2 * i + 1])
+      return false;
+  return true;
 }
 
 /** gensOf(c, names) is `gens` (made without the array) */
