@@ -520,4 +520,13 @@ test('a frozen route that insert cannot keep in its columns is copied: what is w
   const c = new Fib();
   c.add(shared);
   assert.equal(c.list()[0], shared);
+  // insert keeps none, unfrozen either, nor its PMTU exceptions (pmtu.ts updates one in place)
+  const given = route('10.244.1.0/24', { dev: 'eth0', metric: -1 });
+  given.exceptions = [{ dst: '10.244.1.5', mtu: 1400, expires: 5, locked: false }];
+  const d = new Fib();
+  d.insert(given);
+  const [rd] = d.list();
+  assert.notEqual(rd, given);
+  assert.deepEqual(rd, given);
+  assert.notEqual(rd.exceptions![0], given.exceptions[0]);
 });

@@ -38,6 +38,7 @@ import { seedCluster } from '../src/cluster/seed.ts';
 import type { CniMode } from '../src/cluster/spec.ts';
 import { buildCluster } from '../src/cni/build.ts';
 import { walk } from '../src/trace/walk.ts';
+import type { Trace } from '../src/trace/types.ts';
 import { tsPart, twinsOf } from '../src/trace/replay.ts';
 import { parseFrame, parseIpv4Packet } from '../src/wire/packet.ts';
 import { capturesText, differ, FAULTS, lastCache, SPECS, traceText, worldText } from './flow-oracle.ts';
@@ -236,6 +237,9 @@ describe('flow cache replay: a hit written back, not walked, the same as walked'
    * worlds and the captures compared at the end. Long enough that VXLAN source ports repeat (an
    * earlier flow's entries refreshed: the case has its own template)
    */
+  /** whether a trace and its parts are frozen (`all`: its flow, counters and steps too, not only its disposition) */
+  const frozenness = (t: Trace, all: boolean) =>
+    [t, t.disposition, ...(all ? [t.flow, t.counters, t.steps] : [])].map((x) => Object.isFrozen(x)).join('');
   const burst = (mode: CniMode, n: number, to = 'pod-c') => {
     const a = buildCluster(seedCluster(), mode);
     const b = buildCluster(seedCluster(), mode);
@@ -254,6 +258,9 @@ describe('flow cache replay: a hit written back, not walked, the same as walked'
         outA.push(wa.traces.map((t) => JSON.stringify(t.disposition)).join());
         outB.push(wb.traces.map((t) => JSON.stringify(t.disposition)).join());
       }
+      // what JSON does not show: frozen or not (a replay copies some as literals of their type)
+      outA.push(wa.traces.map((t) => frozenness(t, i % 10 === 0)).join());
+      outB.push(wb.traces.map((t) => frozenness(t, i % 10 === 0)).join());
     }
     assert.deepEqual(outA, outB);
     assert.equal(worldText(a), worldText(b));

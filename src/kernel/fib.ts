@@ -141,6 +141,16 @@ const NO_LENS: readonly number[] = [];
 const SMALL = 8;
 
 /** `a` at length `n`, its values kept and the rest 0: a list of the exact length (a push leaves room for more) */
+/**
+ * a route of its own: a copy of r (its keys in its order), its PMTU exceptions copies of its own
+ * (pmtu.ts adds to the list and updates an exception in place)
+ */
+function ownRoute(r: Route): Route {
+  const o = { ...r };
+  if (r.exceptions) o.exceptions = r.exceptions.map((e) => ({ ...e }));
+  return o;
+}
+
 function resized(a: ArrayLike<number>, n: number): number[] {
   const b = new Array<number>(n);
   for (let i = 0; i < n; i++) b[i] = i < a.length ? a[i] : 0;
@@ -673,10 +683,10 @@ export class Fib {
     rows[o + VIA] = plain ? intern(r.via) : 0;
     rows[o + DEV] = plain ? intern(r.dev) : 0;
     rows[o + SRC] = plain ? intern(r.src) : 0;
-    // (insert keeps no object of the route given: a frozen one, shared by a batch's namespaces
-    // (netlink.ts), that the columns cannot hold is copied, so that what is written to it later, a
-    // PMTU exception, is this table's alone)
-    if (!plain) (this.objs ??= new Map()).set(s, !keep && Object.isFrozen(r) ? { ...r } : r);
+    // (insert keeps no object of the route given: one the columns cannot hold is kept as a copy, so
+    // that what is written to it later, a PMTU exception, is this table's alone, a frozen route a
+    // batch's namespaces share (netlink.ts) included)
+    if (!plain) (this.objs ??= new Map()).set(s, keep ? r : ownRoute(r));
     // Linux lists the main table in trie order: by network address, longer prefix first on ties (checked on 6.18)
     const n = this.count;
     this.roomInOrder();

@@ -15,11 +15,12 @@
  *    through the socket table's add, in the order made);
  *  - the captures and the traces, kept as the template's packets: a replayed capture or step
  *    makes its packet (and its bytes) from the template's when it is first read, and the captures
- *    themselves are made when the world's captures are read (World.captureLater). What a replayed
- *    walk leaves for that is one record (Replayed: the plan and the walk's parameters, computed
- *    once for the writes and kept; it copies the template's objects with them). Every
- *    replayed walk's captures live on in the world, so each object a walk keeps is one the garbage
- *    collector copies and marks again: they are as few as that allows.
+ *    themselves are made when the world's captures are read (World.captureLater). A replayed
+ *    walk's outputs are made by its record (Replayed: the plan and the walk's parameters, computed
+ *    once for the writes; it copies the template's objects with them); what it leaves for its
+ *    captures is a row of numbers in its plan's ReplayLog (the record is made again from it when
+ *    they are read). Every replayed walk's captures live on in the world, so each object a walk
+ *    keeps is one the garbage collector copies and marks again: they are as few as that allows.
  *
  * What differs from walk to walk is a parameter, substituted by field: the source port (also in
  * texts: a delivery's `tcp/PORT`), the VXLAN source ports (udp_flow_src_port of the inner flow, as
@@ -255,7 +256,7 @@ export interface Plan {
   shared: WeakSet<object>;
   /** template objects a replay copies as a literal of their type (isLiteral's) */
   literal: WeakSet<object>;
-  /** its replayed walks whose captures are not made yet (made with the first) */
+  /** its replayed walks whose captures are not made yet (made when the world's captures are next read) */
   log?: ReplayLog;
 }
 
@@ -1091,7 +1092,10 @@ class ReplayedTrace implements Trace {
   constructor(
     readonly template: Trace,
     readonly r: Replayed,
-  ) {}
+  ) {
+    // frozen as a walked trace is (freezeTrace's; what it makes when read is in private fields)
+    Object.freeze(this);
+  }
 
   get flow(): Flow {
     return (this.#flow ??= this.r.copy(this.template.flow));
@@ -1265,7 +1269,8 @@ export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult 
     world.captureLater(log);
   }
   world.now = t0 + plan.duration;
-  // (a recorder as a walk leaves it: the one the last replay left, when nothing was recorded since)
+  // (a recorder as a walk leaves it: the world's is kept when it is as a new one would be, nothing
+  // recorded in it, keeping what this one would: the one the last replay left, mostly)
   if (!world.rec.fresh(plan.steps, true)) world.rec = new Recorder(world, plan.steps, true);
   const traces = plan.traces.map((t) => new ReplayedTrace(t, r));
   return { request: traces[0], reply: traces[1], traces };
