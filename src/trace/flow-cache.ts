@@ -446,15 +446,11 @@ export class FlowCache {
     if (on('pins') && c.stack.pins.size) return 'pins';
     // packets a timer queued since the last walk (a retransmission): the walk sends them first
     if (on('queued') && c.stack.queue.length) return 'queued';
+    // the namespaces the guards read: those the template's steps crossed, or (no steps kept) every one now
+    const spaces = tpl.spaces ?? [...c.world.netns.values()];
     if (this.#fingerprint) {
       if (on('state') && fingerprint !== tpl.fingerprint) return 'state';
-    } else if (
-      on('generation') &&
-      !(tpl.spaces
-        ? gensAre(tpl.spaces, tpl.gens)
-        : sameGens(c, tpl.crossed ?? [...c.world.netns.keys()], tpl.gens))
-    )
-      return 'generation';
+    } else if (on('generation') && !gensAre(spaces, tpl.gens)) return 'generation';
     const end = t0 + tpl.duration;
     if (this.#replay) {
       // the same guards at a walk's cost: the earliest deadline of the crossed namespaces as the
@@ -465,25 +461,14 @@ export class FlowCache {
       // (no timer guard: timers run inside a walk only while a packet is parked on a neighbour,
       // which no template's walk does; a timer due runs after the walk, replayed or not)
       if (on('deadline') && tpl.deadline <= end) return 'deadline';
-      if (on('ct-expires')) {
-        const spaces = tpl.spaces;
-        if (spaces) {
-          for (let i = 0; i < spaces.length; i++)
-            if (spaces[i].conntrack.noExpiryBefore <= end) return 'ct-expires';
-        } else
-          for (const n of tpl.crossed ?? c.world.netns.keys()) {
-            const ns = c.world.netns.get(n);
-            if (ns && ns.conntrack.noExpiryBefore <= end) return 'ct-expires';
-          }
-      }
+      if (on('ct-expires'))
+        for (let i = 0; i < spaces.length; i++)
+          if (spaces[i].conntrack.noExpiryBefore <= end) return 'ct-expires';
       return undefined;
     }
     // the entries whose lookup answer changes with the clock alone (deadlines.ts)
     if (!this.#fingerprint && on('deadline'))
-      for (const n of tpl.crossed ?? c.world.netns.keys()) {
-        const ns = c.world.netns.get(n);
-        if (ns && deadlineOf(ns) <= t0 + tpl.duration) return 'deadline';
-      }
+      for (const ns of spaces) if (deadlineOf(ns) <= t0 + tpl.duration) return 'deadline';
     if (on('stateful-match') && statefulIn(c, tpl.crossed ?? c.world.netns.keys())) return 'stateful-match';
     const next = c.world.nextTimer();
     if (on('timer-due') && next !== undefined && next <= end) return 'timer-due';
@@ -812,23 +797,12 @@ function gensOf(c: Cluster, names: Iterable<string>): number[] {
   return out;
 }
 
-/** the namespaces' generations are `gens` (gensOf's) */
+/** the namespaces' generations are `gens` (gensOf's of their names; made without the array) */
 function gensAre(spaces: readonly Netns[], gens: readonly number[]): boolean {
   if (gens.length !== 2 * spaces.length) return false;
   for (let i = 0; i < spaces.length; i++)
     if (spaces[i].stateGeneration !== gens[2 * i] || spaces[i].routeGeneration !== gens[2 * i + 1])
       return false;
-  return true;
-}
-
-/** gensOf(c, names) is `gens` (made without the array) */
-function sameGens(c: Cluster, names: readonly string[], gens: readonly number[]): boolean {
-  if (gens.length !== 2 * names.length) return false;
-  for (let i = 0; i < names.length; i++) {
-    const ns = c.world.netns.get(names[i]);
-    if ((ns ? ns.stateGeneration : -1) !== gens[2 * i] || (ns ? ns.routeGeneration : -1) !== gens[2 * i + 1])
-      return false;
-  }
   return true;
 }
 

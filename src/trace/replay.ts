@@ -1169,40 +1169,29 @@ export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult 
   pv[0] = sport;
   for (let i = 0; i < vx.length; i++) pv[i + 1] = vx[i].of(sport);
   // what it makes must not be there, what it refreshes must be, as it was (else: which are there,
-  // the key of the template of that case)
-  let differs = false;
-  for (let i = 0; i < plan.ct.length; i++) {
+  // the key of the template of that case: `present`, a bit an entry)
+  let present = 0;
+  let bit = 1;
+  for (let i = 0; i < plan.ct.length; i++, bit *= 2) {
     const x = plan.ct[i];
     const keys = fillKeys(x, pv);
     const ct = x.ns.conntrack;
-    if (ct.rowOfKey(keys, 0) >= 0 || ct.rowOfKey(keys, 1) >= 0) differs = true;
+    if (ct.rowOfKey(keys, 0) >= 0 || ct.rowOfKey(keys, 1) >= 0) present += bit;
   }
-  for (let i = 0; i < plan.refresh.length; i++) {
+  // (those it makes must all be absent; those it refreshes all there)
+  const madeThere = present !== 0;
+  let missing = false;
+  for (let i = 0; i < plan.refresh.length; i++, bit *= 2) {
     const x = plan.refresh[i];
     const keys = fillKeys(x, pv);
     const ct = x.ns.conntrack;
     // found by its original tuple, with both tuples, the status, TCP state and mark as the template's found it
     const r = (x.hit = ct.rowOfKey(keys, 0));
-    if (r < 0) differs = true;
+    if (r < 0) missing = true;
     else if (!ct.rowIs(r, keys, x.was)) return refused('ct-state');
+    else present += bit;
   }
-  if (differs) {
-    // which are there (the keys are the replay's, filled above)
-    let present = 0;
-    let bit = 1;
-    for (let i = 0; i < plan.ct.length; i++) {
-      const x = plan.ct[i];
-      const ct = x.ns.conntrack;
-      if (ct.rowOfKey(x.keys, 0) >= 0 || ct.rowOfKey(x.keys, 1) >= 0) present += bit;
-      bit *= 2;
-    }
-    for (let i = 0; i < plan.refresh.length; i++) {
-      const x = plan.refresh[i];
-      if (x.hit >= 0) present += bit;
-      bit *= 2;
-    }
-    return { present };
-  }
+  if (madeThere || missing) return { present };
   // two timestamps the template made of one value that would part
   if (plan.tsTwins.length && tsPart(plan, dt)) return refused('timestamps');
   for (let i = 0; i < ipIds.length; i++)
@@ -1259,8 +1248,10 @@ export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult 
       x.shiftStream ? r.streamTs + dt : r.streamTs,
     );
   }
-  for (const x of plan.refresh)
+  for (let i = 0; i < plan.refresh.length; i++) {
+    const x = plan.refresh[i];
     x.ns.conntrack.refreshRow(x.hit, x.row, x.shiftExpires ? x.row.expires + dt : x.row.expires);
+  }
   for (let i = 0; i < conns.length; i++) plan.tcp[i].ns.tcp.addAt(conns[i], CONN_KEYS[i]);
   conns.length = 0;
   if (plan.captures.length) {
