@@ -78,3 +78,13 @@ test('ip link del: the routes and neighbours of the device go; a bridge releases
   assert.equal(runCommand(c, 'node1', 'ip link del eth0').code, 0);
   assert.equal(runCommand(c, 'node1', 'ip link show flannel.1').code, 1);
 });
+
+test("a veth end has every other device's first fields, in their order, then its peer (netlink.ts makes it by a literal of its own)", () => {
+  // (a field out of order would change what a spread, a snapshot or a template's copy of it gives)
+  const c = buildCluster(seedCluster(), 'flannel-vxlan');
+  const ns = c.world.ns('pod-a');
+  const lo = Object.keys(ns.links.get('lo')!);
+  const veth = Object.keys(ns.links.get('eth0')!);
+  assert.equal(ns.links.get('eth0')!.type, 'veth');
+  assert.deepEqual(veth, [...lo, 'peer']);
+});
