@@ -257,7 +257,7 @@ export interface Plan {
   /** template objects a replay copies as a literal of their type (isLiteral's) */
   literal: WeakSet<object>;
   /** its replayed walks whose captures are not made yet (made when the world's captures are next read) */
-  log?: ReplayLog;
+  log: ReplayLog | undefined;
 }
 
 /**
@@ -276,6 +276,14 @@ interface PlanEntry {
   shiftExpires: boolean;
   shiftStream: boolean;
   keys: Int32Array;
+  /**
+   * a refreshed entry's (PlanRefresh's), undefined and -1 in an entry made: both kinds one shape,
+   * so that the replay's reads of them (fillKeys, replayPlan's loops) stay monomorphic (a refreshed
+   * entry made by a spread of a made one with two more fields took fillKeys' loads megamorphic: a
+   * cost of every walk)
+   */
+  was: CtRow | undefined;
+  hit: number;
 }
 
 /** an entry the template's walk found and refreshed: as it was (`was`), as it left it (`row`) */
@@ -305,6 +313,8 @@ function planEntry(
     shiftExpires: row.expires >= plan.t0,
     shiftStream: row.streamTs >= plan.t0,
     keys: new Int32Array(8),
+    was: undefined,
+    hit: -1,
   };
 }
 
@@ -751,7 +761,8 @@ export function makePlan(c: Cluster, b: LiveBefore, w: Walk, sport: number, step
     const e = planEntry(x.ns, x.after, at);
     const was = ctRowOf(x.before);
     if (!e || !was || was.keys.join() !== e.row.keys.join()) return 'ct-shape';
-    planRefresh.push({ ...e, was, hit: -1 });
+    e.was = was;
+    planRefresh.push(e as PlanRefresh);
   }
   if (planCt.length + planRefresh.length > MAX_CASE_ENTRIES) return 'ct-many';
   const plan: Plan = {
@@ -784,6 +795,7 @@ export function makePlan(c: Cluster, b: LiveBefore, w: Walk, sport: number, step
     touched: new WeakMap(),
     shared: new WeakSet(),
     literal: new WeakSet(),
+    log: undefined,
   };
   const p = recordParams(plan);
   const shape = shapeOf(p, ct, tcp);
