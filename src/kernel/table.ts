@@ -89,9 +89,10 @@ export function quadKey(c: Quad): string {
  * An ordered table indexed by a 4-tuple (the established-socket hash): a Map by quadKey would make
  * a string per lookup; this has none. A tuple of dotted quads and ports is indexed by a hash of
  * its four numbers, masked to a small integer, in an open-addressed table of typed arrays (no
- * object and no Map entry per socket: 4 bytes a slot, at most half the slots used, and the hash
- * of each entry by its place in the table): a slot holds an entry's place + 1, a lookup probes
- * from its hash's slot to the first empty one and keeps the entries of its own tuple (tuples whose
+ * object and no Map entry per socket: 8 bytes a slot, at most half the slots used, and the hash
+ * of each entry by its place in the table, to place them again): a slot holds an entry's place + 1
+ * and its hash, a lookup probes from its hash's slot to the first empty one and keeps the entries
+ * of its own tuple (tuples whose
  * hashes are the same, or whose probes cross, share a run of slots). A tuple that is not
  * canonical numbers is indexed by its quadKey in a Map of its own; no such key equals the quadKey
  * of a canonical tuple (its address or port prints otherwise), so the two never answer for one
@@ -99,7 +100,11 @@ export function quadKey(c: Quad): string {
  * table, at the next lookup or addition (sockets are added, not removed, on the datapath).
  */
 export class QuadTable<T extends Quad & object> extends OrderedTable<T> {
-  /** entry place + 1 by probe slot (0: empty); a power of two long */
+  /**
+   * by probe slot i: slots[2i] the entry's place + 1 (0: empty), slots[2i + 1] its index key; a
+   * power of two slots long. The key beside the place: a probe passes other tuples' slots without
+   * reading their entries (in a table of tens of thousands of sockets each is a cache miss)
+   */
   private slots = new Int32Array(0);
   /** the index key of each entry by its place (-1: not canonical, in `other`) */
   private hashes = new Int32Array(0);
@@ -137,11 +142,11 @@ export class QuadTable<T extends Quad & object> extends OrderedTable<T> {
   private *probe(k: number, local: string, lport: number, remote: string, rport: number): Generator<number> {
     if (this.stale) this.reindex();
     const slots = this.slots;
-    const m = slots.length - 1;
+    const m = (slots.length >> 1) - 1;
     if (m < 0) return;
-    for (let i = k & m; slots[i] !== 0; i = (i + 1) & m) {
-      const at = slots[i] - 1;
-      if (this.hashes[at] === k && is(this.items[at], local, lport, remote, rport)) yield at;
+    for (let i = k & m; slots[2 * i] !== 0; i = (i + 1) & m) {
+      const at = slots[2 * i] - 1;
+      if (slots[2 * i + 1] === k && is(this.items[at], local, lport, remote, rport)) yield at;
     }
   }
 
@@ -170,12 +175,12 @@ export class QuadTable<T extends Quad & object> extends OrderedTable<T> {
       return Array.isArray(v) ? v[v.length - 1] : v;
     }
     const slots = this.slots;
-    const m = slots.length - 1;
+    const m = (slots.length >> 1) - 1;
     if (m < 0) return undefined;
     let last = -1;
-    for (let i = k & m; slots[i] !== 0; i = (i + 1) & m) {
-      const at = slots[i] - 1;
-      if (this.hashes[at] === k && is(this.items[at], local, lport, remote, rport)) last = at;
+    for (let i = k & m; slots[2 * i] !== 0; i = (i + 1) & m) {
+      const at = slots[2 * i] - 1;
+      if (slots[2 * i + 1] === k && is(this.items[at], local, lport, remote, rport)) last = at;
     }
     return last < 0 ? undefined : this.items[last];
   }
@@ -206,22 +211,23 @@ export class QuadTable<T extends Quad & object> extends OrderedTable<T> {
     }
     this.hashes[at] = k;
     if (k < 0) return linkIn(this.other, quadKey(this.items[at]), this.items[at]);
-    if ((this.used + 1) * 2 > this.slots.length) this.grow(Math.max(16, this.slots.length * 2), at);
+    if ((this.used + 1) * 4 > this.slots.length) this.grow(Math.max(16, this.slots.length), at);
     this.insert(at, k);
     this.used++;
   }
 
   private insert(at: number, k: number): void {
     const slots = this.slots;
-    const m = slots.length - 1;
+    const m = (slots.length >> 1) - 1;
     let i = k & m;
-    while (slots[i] !== 0) i = (i + 1) & m;
-    slots[i] = at + 1;
+    while (slots[2 * i] !== 0) i = (i + 1) & m;
+    slots[2 * i] = at + 1;
+    slots[2 * i + 1] = k;
   }
 
   /** the probe table at `size` slots, the canonical entries before place `upTo` placed again in table order */
   private grow(size: number, upTo: number): void {
-    this.slots = new Int32Array(size);
+    this.slots = new Int32Array(2 * size);
     for (let at = 0; at < upTo; at++) if (this.hashes[at] >= 0) this.insert(at, this.hashes[at]);
   }
 
