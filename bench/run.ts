@@ -805,10 +805,12 @@ function loadTable(rs: BuildResult[]): string {
  * varied 7,089–9,088 between three runs of one tree). Each case runs WALK_CPU_RUNS times, the
  * median is reported with the spread.
  */
-const WALK_CPU_RUNS = 3;
+// (5: on this shared machine memory-bound code varies ±20–40 % between processes; a median of 5
+// moves less than one of 3)
+const WALK_CPU_RUNS = 5;
 const WALK_CPU_WALKS = 20000;
 /** warm-up walks of the steady-state rows (bench/walk-cpu.ts warm=N) */
-const WALK_CPU_STEADY = 5000;
+const WALK_CPU_STEADY = 30000;
 const WALK_CPU_CASES: { mode: CniMode; to: string; capture: boolean; replay?: boolean; warm?: number }[] = [
   { mode: 'flannel-vxlan', to: 'pod-c', capture: true },
   { mode: 'flannel-vxlan', to: 'pod-c', capture: false },
@@ -817,8 +819,12 @@ const WALK_CPU_CASES: { mode: CniMode; to: string; capture: boolean; replay?: bo
   // the flow cache replaying its hits (src/trace/replay.ts): the same walks, outputs made when read
   { mode: 'flannel-vxlan', to: 'pod-c', capture: true, replay: true },
   { mode: 'calico-bgp', to: 'pod-c', capture: true, replay: true },
-  // the same in the steady state: after 5,000 warm-up walks (V8 has compiled what the replay runs,
-  // the heap has grown to the walks' size)
+  // the same in the steady state: after 30,000 warm-up walks, when V8 has stopped compiling what the
+  // replay runs and the heap has grown to the walks' size. After 5,000 (this row's warm-up until
+  // session 20) TurboFan still compiled 20–48 functions during the timed walks (--trace-opt): V8's
+  // allocation sites changed their pretenuring decisions as the kept sockets, timers and events
+  // survived, and each change marked the code allocating there for deoptimization (--trace-deopt:
+  // "code dependencies"); after 10,000 still 7–10, after 20,000 and 30,000 none
   { mode: 'flannel-vxlan', to: 'pod-c', capture: true, replay: true, warm: WALK_CPU_STEADY },
   { mode: 'calico-bgp', to: 'pod-c', capture: true, replay: true, warm: WALK_CPU_STEADY },
   { mode: 'flannel-vxlan', to: 'pod-c', capture: false, replay: true, warm: WALK_CPU_STEADY },
