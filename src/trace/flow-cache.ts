@@ -413,15 +413,24 @@ export class FlowCache {
     c: Cluster,
     key: string,
     names: readonly string[],
-    t: Omit<Template, 'gens' | 'deadline' | 'spaces'>,
+    t: Pick<Template, 'fingerprint' | 'duration' | 'crossed' | 'effect' | 'plan'>,
   ): void {
     if (this.#templates.size >= this.#max && !this.#templates.has(key))
       this.#templates.delete(this.#templates.keys().next().value!);
+    // every field from the start, in one order: one hidden class for every template, so the guards'
+    // and the replay's reads of them stay monomorphic (a spread of the recording's object, with
+    // lastCase and cases added later, made several: V8's IC log showed them polymorphic)
     this.#templates.set(key, {
-      ...t,
+      fingerprint: t.fingerprint,
+      duration: t.duration,
+      crossed: t.crossed,
       spaces: t.crossed?.map((n) => c.world.ns(n)),
+      effect: t.effect,
       gens: gensOf(c, names),
+      plan: t.plan,
       deadline: Math.min(...names.map((n) => deadlineOf(c.world.ns(n)))),
+      lastCase: undefined,
+      cases: undefined,
     });
     this.stats.recorded++;
   }
