@@ -484,6 +484,8 @@ class Rows {
   u8 = new Uint8Array(this.k.buffer);
   /** rows whose entry is its data object */
   objs = new Map<number, CtEntry>();
+  /** the tuple hash whose keys name these rows (the one made with them) */
+  hash: TupleHash | undefined = undefined;
   /** the list: rows in the order confirmed, `gone` of them expired since it was last read */
   slots: number[] = [];
   gone = 0;
@@ -821,13 +823,20 @@ export class CtEntry implements CtEntryData {
       return;
     }
     if (!regular(t)) throw new Error('a conntrack entry in the table given a reply tuple of no numeric key');
+    const k0 = K0;
+    const k1 = K1;
+    const k2 = K2;
+    const k3 = K3;
     const c = this.c!;
-    const o = RI * this.row() + 4;
+    const r = this.row();
+    // a confirmed entry's reply key in the hash stays the old tuple's (a pending one has none)
+    if (this.o === undefined) c.hash!.disown(r, 1);
+    const o = RI * r + 4;
     c.version++;
-    c.k[o] = K0;
-    c.k[o + 1] = K1;
-    c.k[o + 2] = K2;
-    c.k[o + 3] = K3;
+    c.k[o] = k0;
+    c.k[o + 1] = k1;
+    c.k[o + 2] = k2;
+    c.k[o + 3] = k3;
   }
   /** the reply tuple's destination (the original's source unless SNAT changed it), without the tuple */
   dstOf(dir: CtDir): string {
@@ -958,16 +967,22 @@ const KSEQ = 3;
  * The tuple hash (nf_conntrack_hash): tuple → entry row and direction, with a Map's semantics (a
  * set on a key present replaces its value in place; insertion order kept for `toMap`), as numbers
  * in an open-addressing table (linear probing, backward-shift deletion) instead of a Map of string
- * keys. A slot is two words, the key row + 1 and the key's hash (eight slots to a cache line: a
- * probe that misses, as most do in a table of thousands, reads one line, and growing copies two
- * words a slot); a key row, 32 bytes of one buffer (two to a cache line), holds the key's numbers
- * (compared when the hash is equal), the entry's row, the direction and the insertion order: a hit
- * reads the slot's line and the key row's. A tuple without numeric key (numericKey false) goes
- * to a Map by its string key beside it; no string key of one can equal a numeric one's. The keys
- * stay the tuples the entries were set with (a key names its entry's row: `Rows.ref`).
+ * keys. A slot is two words, its value and the key's hash (eight slots to a cache line: a probe
+ * that misses, as most do in a table of thousands, reads one line, and growing copies two words a
+ * slot). The value of a key that is its entry row's own tuple (a row of the columns, in that
+ * direction: every key the datapath sets) is 2 × the row + the direction + 1, its key compared
+ * with the row's (when the hash is equal): a hit reads the slot's line and the row's, which the
+ * caller reads next anyway, as nf_conntrack_tuple_hash lives in struct nf_conn; its insertion
+ * order is kept beside (`rowSeqs`, by 2 × row + direction). Any other key (of an entry kept as its
+ * object; one whose entry's reply tuple changed since, made one before the change: `disown`) is a
+ * key row of its own, the value ~ its index: 32 bytes of one buffer (two to a cache line) holding
+ * the key's numbers, the entry's row, the direction and the insertion order. A tuple without
+ * numeric key (numericKey false) goes to a Map by its string key beside it; no string key of one
+ * can equal a numeric one's. The keys stay the tuples the entries were set with (a key names its
+ * entry's row: `Rows.ref`).
  */
 class TupleHash {
-  /** slots: key row + 1 (0: empty), hash */
+  /** slots: value (0: empty; > 0: 2 × entry row + direction + 1, the row's own key; < 0: ~ key row), hash */
   private mask = 15;
   private w = new Int32Array(16 * 2);
   /** key rows, 8 int32 each: K0..K3, the entry row, the direction, and the insertion order as the
@@ -976,6 +991,8 @@ class TupleHash {
   private seqs = new Float64Array(this.keys.buffer);
   private nrows = 0;
   private free: number[] = [];
+  /** the insertion order of the keys that are their row's own, at 2 × row + direction */
+  private rowSeqs = new Float64Array(32);
   private size = 0;
   private seq = 0;
   private other = new Map<string, { row: number; dir: number; seq: number }>();
@@ -987,19 +1004,38 @@ class TupleHash {
   /** bumped when a key comes or goes, or the slots grow (a slot found before is then stale) */
   stamp = 0;
 
-  constructor(readonly rows: Rows) {}
+  constructor(readonly rows: Rows) {
+    rows.hash = this;
+  }
 
   private slot(h: number): number {
     const w = this.w;
     const k = this.keys;
+    const rk = this.rows.k;
     for (let i = h & this.mask; ; i = (i + 1) & this.mask) {
-      const r = w[2 * i];
-      if (r === 0) return ~i;
+      const v = w[2 * i];
+      if (v === 0) return ~i;
       if (w[2 * i + 1] === h) {
-        const o = KR * (r - 1);
-        if (k[o] === K0 && k[o + 1] === K1 && k[o + 2] === K2 && k[o + 3] === K3) return i;
+        if (v > 0) {
+          const o = RI * ((v - 1) >> 1) + 4 * ((v - 1) & 1);
+          if (rk[o] === K0 && rk[o + 1] === K1 && rk[o + 2] === K2 && rk[o + 3] === K3) return i;
+        } else {
+          const o = KR * ~v;
+          if (k[o] === K0 && k[o + 1] === K1 && k[o + 2] === K2 && k[o + 3] === K3) return i;
+        }
       }
     }
+  }
+
+  /** the entry row of slot value v (its direction in `dir`) */
+  private entry(v: number): number {
+    if (v > 0) {
+      this.dir = (v - 1) & 1;
+      return (v - 1) >> 1;
+    }
+    const o = KR * ~v;
+    this.dir = this.keys[o + KDIR];
+    return this.keys[o + KENT];
   }
 
   /** the entry row of tuple t (-1: none); its direction in `dir` */
@@ -1024,9 +1060,7 @@ class TupleHash {
       this.missSlot = ~i;
       return -1;
     }
-    const o = KR * (this.w[2 * i] - 1);
-    this.dir = this.keys[o + KDIR];
-    return this.keys[o + KENT];
+    return this.entry(this.w[2 * i]);
   }
 
   /** the entry row `row` is now the value of tuple t (K0..K3 when t is undefined), direction `dir` */
@@ -1050,44 +1084,83 @@ class TupleHash {
   setNew(h: number, slot: number, stamp: number, row: number, dir: number): void {
     this.rows.ref(row, 1);
     if (stamp !== this.stamp || this.full()) return this.setHashed(h, row, dir);
-    const o = KR * this.insertAt(slot, h);
-    this.keys[o + KENT] = row;
-    this.keys[o + KDIR] = dir;
+    this.insertAt(slot, h, row, dir);
   }
 
-  /** a new key row for K0..K3 (hash h) in the empty `slot` */
-  private insertAt(slot: number, h: number): number {
+  /** the key K0..K3 (hash h) put in the empty `slot`, its value entry row `row`, direction `dir` */
+  private insertAt(slot: number, h: number, row: number, dir: number): void {
     this.stamp++;
-    const r = this.newRow();
-    this.w[2 * slot] = r + 1;
-    this.w[2 * slot + 1] = h;
-    const k = this.keys;
-    const o = KR * r;
-    k[o] = K0;
-    k[o + 1] = K1;
-    k[o + 2] = K2;
-    k[o + 3] = K3;
-    this.seqs[KF * r + KSEQ] = this.seq++;
     this.size++;
-    return r;
+    this.w[2 * slot] = this.value(row, dir, this.seq++);
+    this.w[2 * slot + 1] = h;
+  }
+
+  /**
+   * the slot value of the key K0..K3 naming entry row `row`, direction `dir`, inserted `seq`-th: the
+   * row's own (its insertion order kept beside) when it is the row's tuple in that direction, else
+   * a new key row
+   */
+  private value(row: number, dir: number, seq: number): number {
+    const rows = this.rows;
+    const rk = rows.k;
+    const o = RI * row + 4 * dir;
+    if (rk[o] === K0 && rk[o + 1] === K1 && rk[o + 2] === K2 && rk[o + 3] === K3 && !rows.isObj(row)) {
+      const at = 2 * row + dir;
+      if (at >= this.rowSeqs.length) this.rowSeqs = grow(this.rowSeqs, 2 * rows.cap);
+      this.rowSeqs[at] = seq;
+      return at + 1;
+    }
+    return this.keyRow(row, dir, seq);
+  }
+
+  /** the slot value of a new key row of K0..K3 naming entry row `row`, direction `dir`, inserted `seq`-th */
+  private keyRow(row: number, dir: number, seq: number): number {
+    const r = this.newRow();
+    const k = this.keys;
+    const p = KR * r;
+    k[p] = K0;
+    k[p + 1] = K1;
+    k[p + 2] = K2;
+    k[p + 3] = K3;
+    k[p + KENT] = row;
+    k[p + KDIR] = dir;
+    this.seqs[KF * r + KSEQ] = seq;
+    return ~r;
+  }
+
+  /** the insertion order of the key whose slot value is v */
+  private seqOf(v: number): number {
+    return v > 0 ? this.rowSeqs[v - 1] : this.seqs[KF * ~v + KSEQ];
   }
 
   /** set of the key K0..K3 whose hash is h (the row's reference counted by the caller) */
   private setHashed(h: number, row: number, dir: number): void {
     let i = this.slot(h);
-    let r: number;
     if (i >= 0) {
-      r = this.w[2 * i] - 1;
-      this.unref(this.keys[KR * r + KENT]);
-    } else {
-      if (this.full()) {
-        this.grow();
-        i = this.slot(h);
-      }
-      r = this.insertAt(~i, h);
+      // in place: the same slot and insertion order, the value of the new entry row
+      const v = this.w[2 * i];
+      const seq = this.seqOf(v);
+      if (v < 0) this.free.push(~v);
+      this.w[2 * i] = this.value(row, dir, seq);
+      this.unref(v > 0 ? (v - 1) >> 1 : this.keys[KR * ~v + KENT]);
+      return;
     }
-    this.keys[KR * r + KENT] = row;
-    this.keys[KR * r + KDIR] = dir;
+    if (this.full()) {
+      this.grow();
+      i = this.slot(h);
+    }
+    this.insertAt(~i, h, row, dir);
+  }
+
+  /**
+   * entry row `row`'s tuple in direction `dir` is about to change (a NAT'd reply set after the
+   * confirm): its key, if its slot is the row's own, becomes a key row of its own, as it was
+   */
+  disown(row: number, dir: number): void {
+    this.rows.loadKey(row, dir);
+    const i = this.slot(hashKey());
+    if (i >= 0 && this.w[2 * i] === 2 * row + dir + 1)
+      this.w[2 * i] = this.keyRow(row, dir, this.rowSeqs[2 * row + dir]);
   }
 
   /**
@@ -1130,8 +1203,9 @@ class TupleHash {
     let i = this.slot(hashKey());
     if (i < 0) return;
     const w = this.w;
-    const r = w[2 * i] - 1;
-    this.free.push(r);
+    const v = w[2 * i];
+    const row = v > 0 ? (v - 1) >> 1 : this.keys[KR * ~v + KENT];
+    if (v < 0) this.free.push(~v);
     this.size--;
     this.stamp++;
     // backward shift: move up every later slot of the run whose home is not between the hole and it
@@ -1143,7 +1217,7 @@ class TupleHash {
       i = j;
     }
     w[2 * i] = 0;
-    this.unref(this.keys[KR * r + KENT]);
+    this.unref(row);
   }
 
   private grow(): void {
@@ -1168,16 +1242,16 @@ class TupleHash {
     const all: { seq: number; key: string; row: number; dir: number }[] = [];
     for (const [key, v] of this.other) all.push({ seq: v.seq, key, row: v.row, dir: v.dir });
     const w = this.w;
-    const k = this.keys;
     for (let i = 0; i <= this.mask; i++) {
-      const r = w[2 * i] - 1;
-      if (r < 0) continue;
-      const o = KR * r;
+      const v = w[2 * i];
+      if (v === 0) continue;
+      const k = v > 0 ? this.rows.k : this.keys;
+      const o = v > 0 ? RI * ((v - 1) >> 1) + 4 * ((v - 1) & 1) : KR * ~v;
       all.push({
-        seq: this.seqs[KF * r + KSEQ],
+        seq: this.seqOf(v),
         key: keyOfKey(k[o], k[o + 1], k[o + 2], k[o + 3]),
-        row: k[o + KENT],
-        dir: k[o + KDIR],
+        row: v > 0 ? (v - 1) >> 1 : k[o + KENT],
+        dir: v > 0 ? (v - 1) & 1 : k[o + KDIR],
       });
     }
     all.sort((a, b) => a.seq - b.seq);
