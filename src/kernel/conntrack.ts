@@ -444,37 +444,48 @@ function columnsOf(d: CtEntryData, keys: Int32Array, o: number): number {
   return flags | (tcp << 8);
 }
 
+/* A row of Rows: 64 bytes of one buffer, a cache line (the fields a lookup's hit reads and writes
+ * together, as struct nf_conn keeps its tuples, status, timeout and mark), read through four views
+ * of the buffer: as 16 int32 (k: orig K0..K3 at 0, reply K0..K3 at 4; u32: the generation at 14),
+ * as 8 float64 (f64: expiry at 4, stream time at 5, mark at 6) and as 64 bytes (u8: status bits at
+ * 60, TCP state's number at 61, hash keys naming it at 62, places in the list at 63). */
+const RI = 16;
+const RF = 8;
+const RB = 64;
+const GEN = 14;
+const EXPIRES = 4;
+const STREAM = 5;
+const MARK = 6;
+const FLAGS = 60;
+const TCP = 61;
+const REFS = 62;
+const LISTED = 63;
+
 /**
- * A namespace's confirmed entries in typed-array columns, a row an entry: both tuples as their
- * numeric keys (K0..K3 of each: addresses as numbers, ports, ICMP type/code/id), the status bits,
- * the TCP state's number, expiry, UDP stream time and mark as float64; the list in the order
- * confirmed (rows, those expired since it was last read among them) and the expiry heap (rows).
- * An entry whose data the columns cannot give back field for field (a tuple `regular` refuses, a
- * field of another type, both only from a saved world made by hand or a test) keeps its data
- * object (`objs`) and only its place here. A row is reused once it has left the list and no key
- * of the tuple hash names it (a key set with a tuple the entry no longer has stays until deleted,
- * as the Map by string key did); its generation (`gen`) then changes, and a handle of the old one
- * refuses to be read.
+ * A namespace's confirmed entries in one buffer of rows, a row an entry (the layout above): both
+ * tuples as their numeric keys (K0..K3 of each: addresses as numbers, ports, ICMP type/code/id),
+ * the status bits, the TCP state's number, expiry, UDP stream time and mark as float64; the list in
+ * the order confirmed (rows, those expired since it was last read among them) and the expiry heap
+ * (rows). An entry whose data the columns cannot give back field for field (a tuple `regular`
+ * refuses, a field of another type, both only from a saved world made by hand or a test) keeps its
+ * data object (`objs`) and only its place here. A row is reused once it has left the list and no
+ * key of the tuple hash names it (a key set with a tuple the entry no longer has stays until
+ * deleted, as the Map by string key did); its generation then changes, and a handle of the old one
+ * refuses to be read. Growing copies the one buffer into one twice its size.
  */
 class Rows {
   cap = 16;
   n = 0;
   free: number[] = [];
-  /** orig K0..K3, reply K0..K3 */
-  keys = new Int32Array(16 * 8);
-  flags = new Uint8Array(16);
-  tcp = new Uint8Array(16);
-  expires = new Float64Array(16);
-  streamTs = new Float64Array(16);
-  mark = new Float64Array(16);
-  gen = new Uint32Array(16);
-  /** how many keys of the tuple hash name the row; how many places of the list it has */
-  refs = new Uint8Array(16);
-  listed = new Uint8Array(16);
+  /** the rows' buffer as int32 (keys), uint32 (generation), float64 (times, mark) and bytes */
+  k = new Int32Array(16 * RI);
+  u32 = new Uint32Array(this.k.buffer);
+  f64 = new Float64Array(this.k.buffer);
+  u8 = new Uint8Array(this.k.buffer);
   /** rows whose entry is its data object */
   objs = new Map<number, CtEntry>();
-  /** 1: the row's entry is its object (in `objs`) */
-  isObj = new Uint8Array(16);
+  /** the tuple hash whose keys name these rows (the one made with them) */
+  hash: TupleHash | undefined = undefined;
   /** the list: rows in the order confirmed, `gone` of them expired since it was last read */
   slots: number[] = [];
   gone = 0;
@@ -501,19 +512,52 @@ class Rows {
       r = this.n++;
       if (r === this.cap) {
         const cap = (this.cap *= 2);
-        this.keys = grow(this.keys, 8 * cap);
-        this.flags = grow(this.flags, cap);
-        this.tcp = grow(this.tcp, cap);
-        this.expires = grow(this.expires, cap);
-        this.streamTs = grow(this.streamTs, cap);
-        this.mark = grow(this.mark, cap);
-        this.gen = grow(this.gen, cap);
-        this.refs = grow(this.refs, cap);
-        this.listed = grow(this.listed, cap);
-        this.isObj = grow(this.isObj, cap);
+        const k = (this.k = grow(this.k, cap * RI));
+        this.u32 = new Uint32Array(k.buffer);
+        this.f64 = new Float64Array(k.buffer);
+        this.u8 = new Uint8Array(k.buffer);
       }
     }
     return r;
+  }
+
+  /** row r's entry is its data object (in `objs`; none is, in a table the datapath made) */
+  isObj(r: number): boolean {
+    return this.objs.size !== 0 && this.objs.has(r);
+  }
+
+  /** row r's status bits */
+  flags(r: number): number {
+    return this.u8[RB * r + FLAGS];
+  }
+  setFlags(r: number, f: number): void {
+    this.u8[RB * r + FLAGS] = f;
+  }
+  /** row r's TCP state's number */
+  tcp(r: number): number {
+    return this.u8[RB * r + TCP];
+  }
+  setTcp(r: number, s: number): void {
+    this.u8[RB * r + TCP] = s;
+  }
+  expires(r: number): number {
+    return this.f64[RF * r + EXPIRES];
+  }
+  setExpires(r: number, t: number): void {
+    this.f64[RF * r + EXPIRES] = t;
+  }
+  streamTs(r: number): number {
+    return this.f64[RF * r + STREAM];
+  }
+  mark(r: number): number {
+    return this.f64[RF * r + MARK];
+  }
+  gen(r: number): number {
+    return this.u32[RI * r + GEN];
+  }
+  /** how many keys of the tuple hash name row r, changed by d */
+  ref(r: number, d: number): void {
+    this.u8[RB * r + REFS] += d;
   }
 
   /** a row for `d` (data of an entry), listed and placed in the heap: in the columns when they give
@@ -521,7 +565,7 @@ class Rows {
   keep(d: CtEntryData, handle: CtEntry | undefined, asObject = false): number {
     const r = this.alloc();
     this.version++;
-    const ft = asObject ? -1 : columnsOf(d, this.keys, 8 * r);
+    const ft = asObject ? -1 : columnsOf(d, this.k, RI * r);
     if (ft >= 0) return this.fill(r, ft & 0xff, ft >>> 8, d.expires, d.streamTs, d.mark);
     // kept as its object: a handle of its own, the one every lookup gives
     const e = handle ?? new CtEntry();
@@ -529,8 +573,7 @@ class Rows {
     e.c = this;
     e.r = r;
     this.objs.set(r, e);
-    this.isObj[r] = 1;
-    this.flags[r] = 0;
+    this.setFlags(r, 0);
     this.list(r);
     return r;
   }
@@ -539,8 +582,8 @@ class Rows {
   keepRow(x: CtRow, keys: Int32Array, expires: number, streamTs: number): number {
     const r = this.alloc();
     this.version++;
-    const k = this.keys;
-    const o = 8 * r;
+    const k = this.k;
+    const o = RI * r;
     k[o] = keys[0];
     k[o + 1] = keys[1];
     k[o + 2] = keys[2];
@@ -561,28 +604,30 @@ class Rows {
     streamTs: number,
     mark: number,
   ): number {
-    this.flags[r] = flags;
-    this.tcp[r] = tcp;
-    this.expires[r] = expires;
-    this.streamTs[r] = streamTs;
-    this.mark[r] = mark;
+    const u8 = this.u8;
+    const f64 = this.f64;
+    u8[RB * r + FLAGS] = flags;
+    u8[RB * r + TCP] = tcp;
+    f64[RF * r + EXPIRES] = expires;
+    f64[RF * r + STREAM] = streamTs;
+    f64[RF * r + MARK] = mark;
     this.list(r);
     return r;
   }
 
   list(r: number): void {
     this.slots.push(r);
-    this.listed[r]++;
+    this.u8[RB * r + LISTED]++;
     this.due.push(this.expiryOf(r), r);
   }
 
   /** K0..K3: the key of row r's tuple in direction dir (0 original, 1 reply) */
   loadKey(r: number, dir: number): void {
-    loadKeyAt(this.keys, 8 * r + 4 * dir);
+    loadKeyAt(this.k, RI * r + 4 * dir);
   }
 
   expiryOf(r: number): number {
-    return this.isObj[r] === 0 ? this.expires[r] : this.objs.get(r)!.d!.expires;
+    return this.isObj(r) ? this.objs.get(r)!.d!.expires : this.f64[RF * r + EXPIRES];
   }
 
   /** the list as data (objects made once a version: `entries` and `index` give the same ones) */
@@ -602,23 +647,25 @@ class Rows {
 
   /** row r's fields as a new data object (its original tuple `orig` when given, else from the key) */
   data(r: number, orig?: Tuple): CtEntryData {
-    const k = this.keys;
-    const o8 = 8 * r;
-    const tcp = this.tcp[r];
+    const k = this.k;
+    const o = RI * r;
+    const tcp = this.tcp(r);
     return dataOf(
-      orig ?? tupleOfKey(k[o8], k[o8 + 1], k[o8 + 2], k[o8 + 3]),
-      tupleOfKey(k[o8 + 4], k[o8 + 5], k[o8 + 6], k[o8 + 7]),
-      this.expires[r],
-      this.flags[r],
-      this.streamTs[r],
-      this.mark[r],
+      orig ?? tupleOfKey(k[o], k[o + 1], k[o + 2], k[o + 3]),
+      tupleOfKey(k[o + 4], k[o + 5], k[o + 6], k[o + 7]),
+      this.expires(r),
+      this.flags(r),
+      this.streamTs(r),
+      this.mark(r),
       tcp === NO_TCP ? undefined : S[tcp],
     );
   }
 
   /** the row whose `view` is v, -1 for none */
   rowOfView(v: CtEntryData): number {
-    for (let r = 0; r < this.n; r++) if ((this.listed[r] || this.refs[r]) && this.view(r) === v) return r;
+    const u8 = this.u8;
+    for (let r = 0; r < this.n; r++)
+      if ((u8[RB * r + LISTED] || u8[RB * r + REFS]) && this.view(r) === v) return r;
     return -1;
   }
 
@@ -626,16 +673,16 @@ class Rows {
   listedRows(): readonly number[] {
     if (this.gone) {
       const slots = this.slots;
-      const flags = this.flags;
+      const u8 = this.u8;
       // the heap first, while the expired rows still say so: a place of a row released (its bit
       // cleared) and left in the heap would expire the row again, and delete its tuples' keys
       // from the hash, where a new entry of the same tuples may be by then
-      this.due.retain((r) => (flags[r] & F_GONE) === 0);
+      this.due.retain((r) => (u8[RB * r + FLAGS] & F_GONE) === 0);
       let j = 0;
       for (let i = 0; i < slots.length; i++) {
         const r = slots[i];
-        if (flags[r] & F_GONE) {
-          this.listed[r]--;
+        if (u8[RB * r + FLAGS] & F_GONE) {
+          u8[RB * r + LISTED]--;
           this.release(r);
         } else slots[j++] = r;
       }
@@ -647,13 +694,12 @@ class Rows {
 
   /** an expired row nothing names any more is free */
   release(r: number): void {
-    if (this.refs[r] === 0 && this.listed[r] === 0 && this.flags[r] & F_GONE) {
-      this.flags[r] = 0;
-      this.gen[r]++;
-      if (this.isObj[r] === 1) {
-        this.isObj[r] = 0;
-        this.objs.delete(r);
-      }
+    const u8 = this.u8;
+    const o = RB * r;
+    if (u8[o + REFS] === 0 && u8[o + LISTED] === 0 && u8[o + FLAGS] & F_GONE) {
+      u8[o + FLAGS] = 0;
+      this.u32[RI * r + GEN]++;
+      if (this.objs.size !== 0) this.objs.delete(r);
       this.free.push(r);
     }
   }
@@ -676,8 +722,8 @@ class Rows {
     if (old !== undefined) this.materialize(old);
     const r = this.alloc();
     this.version++;
-    const k = this.keys;
-    const o = 8 * r;
+    const k = this.k;
+    const o = RI * r;
     k[o] = K0;
     k[o + 1] = K1;
     k[o + 2] = K2;
@@ -687,16 +733,18 @@ class Rows {
     k[o + 5] = K1;
     k[o + 6] = K2;
     k[o + 7] = K3;
-    this.flags[r] = 0;
-    this.tcp[r] = tcpState === undefined ? NO_TCP : TCP_NUM[tcpState];
+    const u8 = this.u8;
+    const f64 = this.f64;
+    u8[RB * r + FLAGS] = 0;
+    u8[RB * r + TCP] = tcpState === undefined ? NO_TCP : TCP_NUM[tcpState];
     // a new entry is never assured
-    this.expires[r] = now + ctTimeout(proto, tcpState, false) * 1e6;
-    this.streamTs[r] = now + 2e6;
-    this.mark[r] = 0;
+    f64[RF * r + EXPIRES] = now + ctTimeout(proto, tcpState, false) * 1e6;
+    f64[RF * r + STREAM] = now + 2e6;
+    f64[RF * r + MARK] = 0;
     const e = new CtEntry();
     e.c = this;
     e.r = r;
-    e.g = this.gen[r];
+    e.g = this.gen(r);
     e.o = t;
     this.pending = e;
     this.pendingHash = hash;
@@ -714,18 +762,18 @@ class Rows {
     e.g = 0;
     e.o = undefined;
     if (this.pending === e) this.pending = undefined;
-    this.flags[r] = 0;
-    this.gen[r]++;
+    this.setFlags(r, 0);
+    this.u32[RI * r + GEN]++;
     this.free.push(r);
   }
 
   /** the handle of row r: its object, or a handle of the columns */
   handle(r: number): CtEntry {
-    if (this.isObj[r] === 1) return this.objs.get(r)!;
+    if (this.isObj(r)) return this.objs.get(r)!;
     const e = new CtEntry();
     e.c = this;
     e.r = r;
-    e.g = this.gen[r];
+    e.g = this.gen(r);
     return e;
   }
 }
@@ -749,12 +797,12 @@ export class CtEntry implements CtEntryData {
 
   /** the row, checked to be this handle's still */
   private row(): number {
-    if (this.c!.gen[this.r] !== this.g) throw new Error('a conntrack entry read after its row was reused');
+    if (this.c!.gen(this.r) !== this.g) throw new Error('a conntrack entry read after its row was reused');
     return this.r;
   }
   private tuple(dir: number): Tuple {
-    const k = this.c!.keys;
-    const o = 8 * this.row() + 4 * dir;
+    const k = this.c!.k;
+    const o = RI * this.row() + 4 * dir;
     return tupleOfKey(k[o], k[o + 1], k[o + 2], k[o + 3]);
   }
 
@@ -775,18 +823,25 @@ export class CtEntry implements CtEntryData {
       return;
     }
     if (!regular(t)) throw new Error('a conntrack entry in the table given a reply tuple of no numeric key');
+    const k0 = K0;
+    const k1 = K1;
+    const k2 = K2;
+    const k3 = K3;
     const c = this.c!;
-    const o = 8 * this.row() + 4;
+    const r = this.row();
+    // a confirmed entry's reply key in the hash stays the old tuple's (a pending one has none)
+    if (this.o === undefined) c.hash!.disown(r, 1);
+    const o = RI * r + 4;
     c.version++;
-    c.keys[o] = K0;
-    c.keys[o + 1] = K1;
-    c.keys[o + 2] = K2;
-    c.keys[o + 3] = K3;
+    c.k[o] = k0;
+    c.k[o + 1] = k1;
+    c.k[o + 2] = k2;
+    c.k[o + 3] = k3;
   }
   /** the reply tuple's destination (the original's source unless SNAT changed it), without the tuple */
   dstOf(dir: CtDir): string {
     if (this.d !== undefined) return (dir === 'original' ? this.d.orig : this.d.reply).dst;
-    return intToIp4Cached(this.c!.keys[8 * this.row() + (dir === 'original' ? 2 : 6)] >>> 0);
+    return intToIp4Cached(this.c!.k[RI * this.row() + (dir === 'original' ? 2 : 6)] >>> 0);
   }
   /** the entry's tuples are numeric keys in its table's columns (addresses dotted quads) */
   get keyed(): boolean {
@@ -798,16 +853,16 @@ export class CtEntry implements CtEntryData {
   }
   /** the reply tuple's protocol, without the tuple */
   get replyProto(): number {
-    return this.d !== undefined ? this.d.reply.proto : this.c!.keys[8 * this.row() + 4] & 0xff;
+    return this.d !== undefined ? this.d.reply.proto : this.c!.k[RI * this.row() + 4] & 0xff;
   }
   /** the original tuple's protocol */
   get proto(): number {
-    return this.d !== undefined ? this.d.orig.proto : this.c!.keys[8 * this.row()] & 0xff;
+    return this.d !== undefined ? this.d.orig.proto : this.c!.k[RI * this.row()] & 0xff;
   }
 
   get tcpState(): TcpCtState | undefined {
     if (this.d !== undefined) return this.d.tcpState;
-    const s = this.c!.tcp[this.row()];
+    const s = this.c!.tcp(this.row());
     return s === NO_TCP ? undefined : S[s];
   }
   set tcpState(v: TcpCtState | undefined) {
@@ -817,10 +872,10 @@ export class CtEntry implements CtEntryData {
     }
     const c = this.c!;
     c.version++;
-    c.tcp[this.row()] = v === undefined ? NO_TCP : TCP_NUM[v];
+    c.setTcp(this.row(), v === undefined ? NO_TCP : TCP_NUM[v]);
   }
   get expires(): number {
-    return this.d !== undefined ? this.d.expires : this.c!.expires[this.row()];
+    return this.d !== undefined ? this.d.expires : this.c!.expires(this.row());
   }
   set expires(v: number) {
     if (this.d !== undefined) {
@@ -830,18 +885,18 @@ export class CtEntry implements CtEntryData {
     }
     const c = this.c!;
     c.version++;
-    c.expires[this.row()] = v;
+    c.setExpires(this.row(), v);
   }
   get streamTs(): number {
-    return this.d !== undefined ? this.d.streamTs : this.c!.streamTs[this.row()];
+    return this.d !== undefined ? this.d.streamTs : this.c!.streamTs(this.row());
   }
   get mark(): number {
-    return this.d !== undefined ? this.d.mark : this.c!.mark[this.row()];
+    return this.d !== undefined ? this.d.mark : this.c!.mark(this.row());
   }
   /** a status bit: the data's field, or the row's bit */
   private bit(name: FlagField, bit: number): boolean {
     const d = this.d;
-    return d !== undefined ? d[name] : (this.c!.flags[this.row()] & bit) !== 0;
+    return d !== undefined ? d[name] : (this.c!.flags(this.row()) & bit) !== 0;
   }
   private setBit(name: FlagField, bit: number, v: boolean): void {
     const d = this.d;
@@ -850,7 +905,7 @@ export class CtEntry implements CtEntryData {
       const c = this.c!;
       const r = this.row();
       c.version++;
-      c.flags[r] = v ? c.flags[r] | bit : c.flags[r] & ~bit;
+      c.setFlags(r, v ? c.flags(r) | bit : c.flags(r) & ~bit);
     }
   }
   get confirmed(): boolean {
@@ -900,28 +955,44 @@ export interface CtResult {
 
 /* ------------------------------------------------------------ the tuple hash */
 
+/* a key row of TupleHash: 8 int32 (32 bytes) of one buffer, K0..K3, the entry row at 4, the
+ * direction at 5, and the insertion order as the float64 at 3 of the row's 4 */
+const KR = 8;
+const KF = 4;
+const KENT = 4;
+const KDIR = 5;
+const KSEQ = 3;
+
 /**
  * The tuple hash (nf_conntrack_hash): tuple → entry row and direction, with a Map's semantics (a
  * set on a key present replaces its value in place; insertion order kept for `toMap`), as numbers
  * in an open-addressing table (linear probing, backward-shift deletion) instead of a Map of string
- * keys. A slot is two words, the key row + 1 and the key's hash (eight slots to a cache line: a
- * probe that misses, as most do in a table of thousands, reads one line, and growing copies two
- * words a slot); a key row holds the key's numbers (compared when the hash is equal), the entry's
- * row, the direction and the insertion order. A tuple without numeric key (numericKey false) goes
- * to a Map by its string key beside it; no string key of one can equal a numeric one's. The keys
- * stay the tuples the entries were set with (a key names its entry's row: `Rows.refs`).
+ * keys. A slot is two words, its value and the key's hash (eight slots to a cache line: a probe
+ * that misses, as most do in a table of thousands, reads one line, and growing copies two words a
+ * slot). The value of a key that is its entry row's own tuple (a row of the columns, in that
+ * direction: every key the datapath sets) is 2 × the row + the direction + 1, its key compared
+ * with the row's (when the hash is equal): a hit reads the slot's line and the row's, which the
+ * caller reads next anyway, as nf_conntrack_tuple_hash lives in struct nf_conn; its insertion
+ * order is kept beside (`rowSeqs`, by 2 × row + direction). Any other key (of an entry kept as its
+ * object; one whose entry's reply tuple changed since, made one before the change: `disown`) is a
+ * key row of its own, the value ~ its index: 32 bytes of one buffer (two to a cache line) holding
+ * the key's numbers, the entry's row, the direction and the insertion order. A tuple without
+ * numeric key (numericKey false) goes to a Map by its string key beside it; no string key of one
+ * can equal a numeric one's. The keys stay the tuples the entries were set with (a key names its
+ * entry's row: `Rows.ref`).
  */
 class TupleHash {
-  /** slots: key row + 1 (0: empty), hash */
+  /** slots: value (0: empty; > 0: 2 × entry row + direction + 1, the row's own key; < 0: ~ key row), hash */
   private mask = 15;
   private w = new Int32Array(16 * 2);
-  /** key rows: K0..K3 of each, entry rows, directions, insertion order; freed key rows to reuse */
-  private keys = new Int32Array(16 * 4);
-  private ents = new Int32Array(16);
-  private dirs = new Uint8Array(16);
-  private seqs = new Float64Array(16);
+  /** key rows, 8 int32 each: K0..K3, the entry row, the direction, and the insertion order as the
+   * float64 at 3 of the row (seqs: the buffer as float64); freed key rows to reuse */
+  private keys = new Int32Array(16 * KR);
+  private seqs = new Float64Array(this.keys.buffer);
   private nrows = 0;
   private free: number[] = [];
+  /** the insertion order of the keys that are their row's own, at 2 × row + direction */
+  private rowSeqs = new Float64Array(32);
   private size = 0;
   private seq = 0;
   private other = new Map<string, { row: number; dir: number; seq: number }>();
@@ -933,19 +1004,38 @@ class TupleHash {
   /** bumped when a key comes or goes, or the slots grow (a slot found before is then stale) */
   stamp = 0;
 
-  constructor(readonly rows: Rows) {}
+  constructor(readonly rows: Rows) {
+    rows.hash = this;
+  }
 
   private slot(h: number): number {
     const w = this.w;
     const k = this.keys;
+    const rk = this.rows.k;
     for (let i = h & this.mask; ; i = (i + 1) & this.mask) {
-      const r = w[2 * i];
-      if (r === 0) return ~i;
+      const v = w[2 * i];
+      if (v === 0) return ~i;
       if (w[2 * i + 1] === h) {
-        const o = 4 * (r - 1);
-        if (k[o] === K0 && k[o + 1] === K1 && k[o + 2] === K2 && k[o + 3] === K3) return i;
+        if (v > 0) {
+          const o = RI * ((v - 1) >> 1) + 4 * ((v - 1) & 1);
+          if (rk[o] === K0 && rk[o + 1] === K1 && rk[o + 2] === K2 && rk[o + 3] === K3) return i;
+        } else {
+          const o = KR * ~v;
+          if (k[o] === K0 && k[o + 1] === K1 && k[o + 2] === K2 && k[o + 3] === K3) return i;
+        }
       }
     }
+  }
+
+  /** the entry row of slot value v (its direction in `dir`) */
+  private entry(v: number): number {
+    if (v > 0) {
+      this.dir = (v - 1) & 1;
+      return (v - 1) >> 1;
+    }
+    const o = KR * ~v;
+    this.dir = this.keys[o + KDIR];
+    return this.keys[o + KENT];
   }
 
   /** the entry row of tuple t (-1: none); its direction in `dir` */
@@ -970,15 +1060,13 @@ class TupleHash {
       this.missSlot = ~i;
       return -1;
     }
-    const r = this.w[2 * i] - 1;
-    this.dir = this.dirs[r];
-    return this.ents[r];
+    return this.entry(this.w[2 * i]);
   }
 
   /** the entry row `row` is now the value of tuple t (K0..K3 when t is undefined), direction `dir` */
   set(t: Tuple | undefined, row: number, dir: number): void {
     const rows = this.rows;
-    rows.refs[row]++;
+    rows.ref(row, 1);
     if (t !== undefined && !numericKey(t)) {
       const k = tupleKey(t);
       const had = this.other.get(k);
@@ -994,45 +1082,85 @@ class TupleHash {
    * miss found) when the hash has not changed since (`stamp`), without probing again
    */
   setNew(h: number, slot: number, stamp: number, row: number, dir: number): void {
-    this.rows.refs[row]++;
+    this.rows.ref(row, 1);
     if (stamp !== this.stamp || this.full()) return this.setHashed(h, row, dir);
-    const r = this.insertAt(slot, h);
-    this.ents[r] = row;
-    this.dirs[r] = dir;
+    this.insertAt(slot, h, row, dir);
   }
 
-  /** a new key row for K0..K3 (hash h) in the empty `slot` */
-  private insertAt(slot: number, h: number): number {
+  /** the key K0..K3 (hash h) put in the empty `slot`, its value entry row `row`, direction `dir` */
+  private insertAt(slot: number, h: number, row: number, dir: number): void {
     this.stamp++;
-    const r = this.newRow();
-    this.w[2 * slot] = r + 1;
-    this.w[2 * slot + 1] = h;
-    const k = this.keys;
-    k[4 * r] = K0;
-    k[4 * r + 1] = K1;
-    k[4 * r + 2] = K2;
-    k[4 * r + 3] = K3;
-    this.seqs[r] = this.seq++;
     this.size++;
-    return r;
+    this.w[2 * slot] = this.value(row, dir, this.seq++);
+    this.w[2 * slot + 1] = h;
+  }
+
+  /**
+   * the slot value of the key K0..K3 naming entry row `row`, direction `dir`, inserted `seq`-th: the
+   * row's own (its insertion order kept beside) when it is the row's tuple in that direction, else
+   * a new key row
+   */
+  private value(row: number, dir: number, seq: number): number {
+    const rows = this.rows;
+    const rk = rows.k;
+    const o = RI * row + 4 * dir;
+    if (rk[o] === K0 && rk[o + 1] === K1 && rk[o + 2] === K2 && rk[o + 3] === K3 && !rows.isObj(row)) {
+      const at = 2 * row + dir;
+      if (at >= this.rowSeqs.length) this.rowSeqs = grow(this.rowSeqs, 2 * rows.cap);
+      this.rowSeqs[at] = seq;
+      return at + 1;
+    }
+    return this.keyRow(row, dir, seq);
+  }
+
+  /** the slot value of a new key row of K0..K3 naming entry row `row`, direction `dir`, inserted `seq`-th */
+  private keyRow(row: number, dir: number, seq: number): number {
+    const r = this.newRow();
+    const k = this.keys;
+    const p = KR * r;
+    k[p] = K0;
+    k[p + 1] = K1;
+    k[p + 2] = K2;
+    k[p + 3] = K3;
+    k[p + KENT] = row;
+    k[p + KDIR] = dir;
+    this.seqs[KF * r + KSEQ] = seq;
+    return ~r;
+  }
+
+  /** the insertion order of the key whose slot value is v */
+  private seqOf(v: number): number {
+    return v > 0 ? this.rowSeqs[v - 1] : this.seqs[KF * ~v + KSEQ];
   }
 
   /** set of the key K0..K3 whose hash is h (the row's reference counted by the caller) */
   private setHashed(h: number, row: number, dir: number): void {
     let i = this.slot(h);
-    let r: number;
     if (i >= 0) {
-      r = this.w[2 * i] - 1;
-      this.unref(this.ents[r]);
-    } else {
-      if (this.full()) {
-        this.grow();
-        i = this.slot(h);
-      }
-      r = this.insertAt(~i, h);
+      // in place: the same slot and insertion order, the value of the new entry row
+      const v = this.w[2 * i];
+      const seq = this.seqOf(v);
+      if (v < 0) this.free.push(~v);
+      this.w[2 * i] = this.value(row, dir, seq);
+      this.unref(v > 0 ? (v - 1) >> 1 : this.keys[KR * ~v + KENT]);
+      return;
     }
-    this.ents[r] = row;
-    this.dirs[r] = dir;
+    if (this.full()) {
+      this.grow();
+      i = this.slot(h);
+    }
+    this.insertAt(~i, h, row, dir);
+  }
+
+  /**
+   * entry row `row`'s tuple in direction `dir` is about to change (a NAT'd reply set after the
+   * confirm): its key, if its slot is the row's own, becomes a key row of its own, as it was
+   */
+  disown(row: number, dir: number): void {
+    this.rows.loadKey(row, dir);
+    const i = this.slot(hashKey());
+    if (i >= 0 && this.w[2 * i] === 2 * row + dir + 1)
+      this.w[2 * i] = this.keyRow(row, dir, this.rowSeqs[2 * row + dir]);
   }
 
   /**
@@ -1046,7 +1174,7 @@ class TupleHash {
   }
 
   private unref(row: number): void {
-    this.rows.refs[row]--;
+    this.rows.ref(row, -1);
     this.rows.release(row);
   }
 
@@ -1054,11 +1182,9 @@ class TupleHash {
     const r = this.free.pop();
     if (r !== undefined) return r;
     const n = this.nrows++;
-    if (n === this.dirs.length) {
-      this.dirs = grow(this.dirs, 2 * n);
-      this.seqs = grow(this.seqs, 2 * n);
-      this.ents = grow(this.ents, 2 * n);
-      this.keys = grow(this.keys, 8 * n);
+    if (KR * n === this.keys.length) {
+      this.keys = grow(this.keys, 2 * KR * n);
+      this.seqs = new Float64Array(this.keys.buffer);
     }
     return n;
   }
@@ -1077,8 +1203,9 @@ class TupleHash {
     let i = this.slot(hashKey());
     if (i < 0) return;
     const w = this.w;
-    const r = w[2 * i] - 1;
-    this.free.push(r);
+    const v = w[2 * i];
+    const row = v > 0 ? (v - 1) >> 1 : this.keys[KR * ~v + KENT];
+    if (v < 0) this.free.push(~v);
     this.size--;
     this.stamp++;
     // backward shift: move up every later slot of the run whose home is not between the hole and it
@@ -1090,7 +1217,7 @@ class TupleHash {
       i = j;
     }
     w[2 * i] = 0;
-    this.unref(this.ents[r]);
+    this.unref(row);
   }
 
   private grow(): void {
@@ -1115,15 +1242,16 @@ class TupleHash {
     const all: { seq: number; key: string; row: number; dir: number }[] = [];
     for (const [key, v] of this.other) all.push({ seq: v.seq, key, row: v.row, dir: v.dir });
     const w = this.w;
-    const k = this.keys;
     for (let i = 0; i <= this.mask; i++) {
-      const r = w[2 * i] - 1;
-      if (r < 0) continue;
+      const v = w[2 * i];
+      if (v === 0) continue;
+      const k = v > 0 ? this.rows.k : this.keys;
+      const o = v > 0 ? RI * ((v - 1) >> 1) + 4 * ((v - 1) & 1) : KR * ~v;
       all.push({
-        seq: this.seqs[r],
-        key: keyOfKey(k[4 * r], k[4 * r + 1], k[4 * r + 2], k[4 * r + 3]),
-        row: this.ents[r],
-        dir: this.dirs[r],
+        seq: this.seqOf(v),
+        key: keyOfKey(k[o], k[o + 1], k[o + 2], k[o + 3]),
+        row: v > 0 ? (v - 1) >> 1 : k[o + KENT],
+        dir: v > 0 ? (v - 1) & 1 : k[o + KDIR],
       });
     }
     all.sort((a, b) => a.seq - b.seq);
@@ -1269,20 +1397,20 @@ export class Conntrack {
     const slots = rows.listedRows();
     for (let i = 0; i < slots.length; i++) {
       const r = slots[i];
-      if (rows.isObj[r] === 1) {
+      if (rows.isObj(r)) {
         const o = rows.objs.get(r)!;
         const t = o.d!.orig;
         const p = t.proto === 1 ? (t.icmpId ?? 0) : t.sport;
         if (o.d!.snatDone && t.proto === proto && t.src === src && p === port) yield o;
         continue;
       }
-      const o = 8 * r;
-      const k0 = rows.keys[o];
+      const o = RI * r;
+      const k0 = rows.k[o];
       // a source parseIp4 refuses is no row's (rows hold only canonical addresses)
-      if (addr < 0 || (rows.flags[r] & F_SNAT_DONE) === 0 || (k0 & 0xff) !== proto) continue;
-      if (rows.keys[o + 1] !== (addr | 0)) continue;
+      if (addr < 0 || (rows.flags(r) & F_SNAT_DONE) === 0 || (k0 & 0xff) !== proto) continue;
+      if (rows.k[o + 1] !== (addr | 0)) continue;
       // the numeric key's port: the source port, or the ICMP id (65,536: none, keyPort's 0)
-      const id = rows.keys[o + 3] & 0x1ffff;
+      const id = rows.k[o + 3] & 0x1ffff;
       if ((proto === 1 ? (id > 0xffff ? 0 : id) : k0 >>> 8) === port) yield rows.handle(r);
     }
   }
@@ -1293,7 +1421,7 @@ export class Conntrack {
     if (x instanceof CtEntry) {
       // a pending entry is no entry of the table yet
       if (x.c !== rows || x.o !== undefined) return -1;
-      if (x.d === undefined) return rows.gen[x.r] === x.g ? x.r : -1;
+      if (x.d === undefined) return rows.gen(x.r) === x.g ? x.r : -1;
       return rows.objs.get(x.r) === x ? x.r : -1;
     }
     return rows.rowOfView(x);
@@ -1332,9 +1460,7 @@ export class Conntrack {
       const had = rowOf.get(e);
       if (had !== undefined) {
         // the same entry twice in the list (a hand-made file): twice, as the array had it
-        rows.slots.push(had);
-        rows.listed[had]++;
-        rows.due.push(rows.expiryOf(had), had);
+        rows.list(had);
         continue;
       }
       rowOf.set(e, rows.keep(e, undefined, shared.has(e.orig) || shared.has(e.reply)));
@@ -1417,7 +1543,7 @@ export class Conntrack {
       } else entry = this.fresh(t, now, tcpState);
       return { entry, dir: 'original', ctstate: 'NEW', isNew: true, from: 'NONE', to: tcpState };
     }
-    if (this.rows.isObj[row] === 0) return this.hit(row, this.hash.dir, t, tcpFlags, now);
+    if (!this.rows.isObj(row)) return this.hit(row, this.hash.dir, t, tcpFlags, now);
     const dir = DIRS[this.hash.dir];
     const entry = this.rows.handle(row);
     let from: TcpCtState | undefined;
@@ -1461,8 +1587,9 @@ export class Conntrack {
     const entry = rows.handle(r);
     let from: TcpCtState | undefined;
     let to: TcpCtState | undefined;
-    let flags = rows.flags[r];
-    let s = rows.tcp[r];
+    const u8 = rows.u8;
+    let flags = u8[RB * r + FLAGS];
+    let s = u8[RB * r + TCP];
     if (t.proto === 6 && tcpFlags && s !== NO_TCP) {
       from = S[s];
       const next = (d === 0 ? ORIG : REPLY)[tcpIndex(tcpFlags)][s];
@@ -1470,18 +1597,18 @@ export class Conntrack {
         return { entry, dir, ctstate: 'INVALID', isNew: false, invalid: true, from, to: from };
       to = next === 'IG' ? from : next;
       s = TCP_NUM[to];
-      rows.tcp[r] = s;
+      u8[RB * r + TCP] = s;
       if ((from === 'SYN_RECV' || from === 'ESTABLISHED') && to === 'ESTABLISHED') flags |= F_ASSURED;
     }
     const seenReply = (flags & F_SEEN) !== 0;
-    if (t.proto === 17 && seenReply && now > rows.streamTs[r]) flags |= F_ASSURED;
+    if (t.proto === 17 && seenReply && now > rows.f64[RF * r + STREAM]) flags |= F_ASSURED;
     const ctstate: CtState = d === 1 || seenReply ? 'ESTABLISHED' : 'NEW';
     if (d === 1) flags |= F_SEEN;
-    rows.flags[r] = flags;
+    u8[RB * r + FLAGS] = flags;
     rows.version++;
     // timeout() and setExpiry()
     const timeout = ctTimeout(
-      rows.keys[8 * r] & 0xff,
+      rows.k[RI * r] & 0xff,
       s === NO_TCP ? undefined : S[s],
       (flags & F_ASSURED) !== 0,
     );
@@ -1495,8 +1622,9 @@ export class Conntrack {
    */
   private rowExpires(r: number, at: number, confirmed: boolean): void {
     const rows = this.rows;
-    const was = rows.expires[r];
-    rows.expires[r] = at;
+    const f64 = rows.f64;
+    const was = f64[RF * r + EXPIRES];
+    f64[RF * r + EXPIRES] = at;
     if (confirmed) {
       if (at < this.nextExpiry) this.nextExpiry = at;
       if (at < was) rows.due.push(at, r);
@@ -1513,10 +1641,10 @@ export class Conntrack {
         const r = e.r;
         rows.pending = undefined;
         e.o = undefined;
-        rows.flags[r] |= F_CONFIRMED;
+        rows.setFlags(r, rows.flags(r) | F_CONFIRMED);
         rows.version++;
         rows.list(r);
-        const at = rows.expires[r];
+        const at = rows.expires(r);
         if (at < this.nextExpiry) this.nextExpiry = at;
         const hash = this.hash;
         rows.loadKey(r, 0);
@@ -1536,12 +1664,12 @@ export class Conntrack {
     const orig = d.orig;
     const reply = d.reply;
     const r = rows.keep(d, e);
-    if (rows.isObj[r] === 0) {
+    if (!rows.isObj(r)) {
       // in the columns now: the handle is of the row
       e.d = undefined;
       e.c = rows;
       e.r = r;
-      e.g = rows.gen[r];
+      e.g = rows.gen(r);
     }
     this.hashed(hash, r, orig, reply);
   }
@@ -1554,7 +1682,7 @@ export class Conntrack {
     const rows = this.rows;
     const at = rows.expiryOf(r);
     if (at < this.nextExpiry) this.nextExpiry = at;
-    if (rows.isObj[r] === 0) {
+    if (!rows.isObj(r)) {
       // the keys the columns have (numericKey's, made once)
       rows.loadKey(r, 0);
       hash.set(undefined, r, 0);
@@ -1588,10 +1716,16 @@ export class Conntrack {
    */
   rowIs(r: number, keys: Int32Array, x: CtRow): boolean {
     const rows = this.rows;
-    if (rows.isObj[r] !== 0 || rows.flags[r] !== x.flags || rows.tcp[r] !== x.tcp || rows.mark[r] !== x.mark)
+    const u8 = rows.u8;
+    if (
+      u8[RB * r + FLAGS] !== x.flags ||
+      u8[RB * r + TCP] !== x.tcp ||
+      rows.f64[RF * r + MARK] !== x.mark ||
+      rows.isObj(r)
+    )
       return false;
-    const k = rows.keys;
-    const o = 8 * r;
+    const k = rows.k;
+    const o = RI * r;
     for (let i = 0; i < 8; i++) if (k[o + i] !== keys[i]) return false;
     return true;
   }
@@ -1614,8 +1748,9 @@ export class Conntrack {
    */
   refreshRow(r: number, x: CtRow, expires: number): void {
     const rows = this.rows;
-    rows.tcp[r] = x.tcp;
-    rows.flags[r] = x.flags;
+    const u8 = rows.u8;
+    u8[RB * r + TCP] = x.tcp;
+    u8[RB * r + FLAGS] = x.flags;
     rows.version++;
     this.rowExpires(r, expires, true);
   }
@@ -1647,7 +1782,7 @@ export class Conntrack {
     return !(
       ignore.c === rows &&
       ignore.r === row &&
-      (ignore.d === undefined ? ignore.g === rows.gen[row] : rows.objs.get(row) === ignore)
+      (ignore.d === undefined ? ignore.g === rows.gen(row) : rows.objs.get(row) === ignore)
     );
   }
 
@@ -1666,7 +1801,7 @@ export class Conntrack {
     const out: CtEntryData[] = [];
     for (let i = slots.length - k; i < slots.length; i++) {
       const r = slots[i];
-      if (i < 0 || rows.flags[r] & F_GONE) return undefined;
+      if (i < 0 || rows.flags(r) & F_GONE) return undefined;
       out.push(rows.view(r));
     }
     return out;
@@ -1705,20 +1840,20 @@ export class Conntrack {
     if (now < this.nextExpiry) return;
     const rows = this.rows;
     const due = rows.due;
-    const flags = rows.flags;
+    const u8 = rows.u8;
     while (due.size) {
       const r = due.e[0];
       const at = rows.expiryOf(r);
-      if (flags[r] & F_GONE) due.pop();
+      if (u8[RB * r + FLAGS] & F_GONE) due.pop();
       else if (due.at[0] !== at) {
         due.pop();
         due.push(at, r);
       } else if (at <= now) {
         due.pop();
-        flags[r] |= F_GONE;
+        u8[RB * r + FLAGS] |= F_GONE;
         rows.gone++;
         rows.version++;
-        if (rows.isObj[r] === 0) {
+        if (!rows.isObj(r)) {
           rows.loadKey(r, 0);
           this.hash.delete(undefined);
           rows.loadKey(r, 1);
