@@ -444,6 +444,34 @@ function columnsOf(d: CtEntryData, keys: Int32Array, o: number): number {
   return flags | (tcp << 8);
 }
 
+/** the arrays of a list or heap that never had a value (never written: a value grows them first) */
+const NO_INTS = new Int32Array(0);
+const NO_TIMES = new Float64Array(0);
+
+/** a list's or heap's array grown to hold more than its n values: 16, then twice as many */
+function more<A extends Int32Array | Float64Array>(a: A, n: number): A {
+  return grow(a, n ? 2 * n : 16);
+}
+
+/**
+ * A growable list of int32 (rows, key rows): a typed array, one twice as large when full, and its
+ * length `n`. No JS heap a value, none for the GC to scan, as a number[] would be.
+ */
+class IntList {
+  a = NO_INTS;
+  n = 0;
+
+  push(v: number): void {
+    if (this.n === this.a.length) this.a = more(this.a, this.n);
+    this.a[this.n++] = v;
+  }
+
+  /** the last value, taken off (-1 when there is none: the values are never negative) */
+  pop(): number {
+    return this.n ? this.a[--this.n] : -1;
+  }
+}
+
 /* A row of Rows: 64 bytes of one buffer, a cache line (the fields a lookup's hit reads and writes
  * together, as struct nf_conn keeps its tuples, status, timeout and mark), read through four views
  * of the buffer: as 16 int32 (k: orig K0..K3 at 0, reply K0..K3 at 4; u32: the generation at 14),
@@ -476,7 +504,8 @@ const LISTED = 63;
 class Rows {
   cap = 16;
   n = 0;
-  free: number[] = [];
+  /** rows freed, to reuse (the last freed first) */
+  free = new IntList();
   /** the rows' buffer as int32 (keys), uint32 (generation), float64 (times, mark) and bytes */
   k = new Int32Array(16 * RI);
   u32 = new Uint32Array(this.k.buffer);
@@ -487,7 +516,7 @@ class Rows {
   /** the tuple hash whose keys name these rows (the one made with them) */
   hash: TupleHash | undefined = undefined;
   /** the list: rows in the order confirmed, `gone` of them expired since it was last read */
-  slots: number[] = [];
+  slots = new IntList();
   gone = 0;
   due = new ExpiryHeap();
   /** bumped by every write: the list's objects (`view`) are made again after one */
@@ -508,7 +537,7 @@ class Rows {
 
   alloc(): number {
     let r = this.free.pop();
-    if (r === undefined) {
+    if (r < 0) {
       r = this.n++;
       if (r === this.cap) {
         const cap = (this.cap *= 2);
@@ -670,23 +699,23 @@ class Rows {
   }
 
   /** the list without the rows that expired (dropped from the list and the heap when read) */
-  listedRows(): readonly number[] {
+  listedRows(): IntList {
     if (this.gone) {
-      const slots = this.slots;
+      const slots = this.slots.a;
       const u8 = this.u8;
       // the heap first, while the expired rows still say so: a place of a row released (its bit
       // cleared) and left in the heap would expire the row again, and delete its tuples' keys
       // from the hash, where a new entry of the same tuples may be by then
       this.due.retain((r) => (u8[RB * r + FLAGS] & F_GONE) === 0);
       let j = 0;
-      for (let i = 0; i < slots.length; i++) {
+      for (let i = 0; i < this.slots.n; i++) {
         const r = slots[i];
         if (u8[RB * r + FLAGS] & F_GONE) {
           u8[RB * r + LISTED]--;
           this.release(r);
         } else slots[j++] = r;
       }
-      slots.length = j;
+      this.slots.n = j;
       this.gone = 0;
     }
     return this.slots;
@@ -990,7 +1019,7 @@ class TupleHash {
   private keys = new Int32Array(16 * KR);
   private seqs = new Float64Array(this.keys.buffer);
   private nrows = 0;
-  private free: number[] = [];
+  private free = new IntList();
   /** the insertion order of the keys that are their row's own, at 2 × row + direction */
   private rowSeqs = new Float64Array(32);
   private size = 0;
@@ -1180,7 +1209,7 @@ class TupleHash {
 
   private newRow(): number {
     const r = this.free.pop();
-    if (r !== undefined) return r;
+    if (r >= 0) return r;
     const n = this.nrows++;
     if (KR * n === this.keys.length) {
       this.keys = grow(this.keys, 2 * KR * n);
@@ -1267,19 +1296,19 @@ class TupleHash {
  * expiry, and expire() visits only what is due, not the whole table.
  */
 class ExpiryHeap {
-  readonly at: number[] = [];
-  readonly e: number[] = [];
-
-  get size(): number {
-    return this.at.length;
-  }
+  /** the places' expiries and rows, the first `size` of each (typed arrays, grown twice as large) */
+  at = NO_TIMES;
+  e = NO_INTS;
+  size = 0;
 
   push(t: number, e: number): void {
+    let i = this.size++;
+    if (i === this.at.length) {
+      this.at = more(this.at, i);
+      this.e = more(this.e, i);
+    }
     const at = this.at;
     const es = this.e;
-    let i = at.length;
-    at.push(t);
-    es.push(e);
     while (i > 0) {
       const p = (i - 1) >> 1;
       if (at[p] <= t) break;
@@ -1296,30 +1325,28 @@ class ExpiryHeap {
     const at = this.at;
     const es = this.e;
     let j = 0;
-    for (let i = 0; i < at.length; i++)
+    for (let i = 0; i < this.size; i++)
       if (keep(es[i])) {
         at[j] = at[i];
         es[j] = es[i];
         j++;
       }
-    at.length = j;
-    es.length = j;
+    this.size = j;
     // Floyd's heapify: sift each parent down, the last first
     for (let i = (j >> 1) - 1; i >= 0; i--) this.siftDown(i, at[i], es[i]);
   }
 
   /** removes the first place (the heap must not be empty) */
   pop(): void {
-    const t = this.at.pop()!;
-    const e = this.e.pop()!;
-    if (this.at.length) this.siftDown(0, t, e);
+    const n = --this.size;
+    if (n) this.siftDown(0, this.at[n], this.e[n]);
   }
 
   /** puts place (t, e) at `i` or below, where it belongs among the places under `i` */
   private siftDown(i: number, t: number, e: number): void {
     const at = this.at;
     const es = this.e;
-    const n = at.length;
+    const n = this.size;
     for (;;) {
       let c = 2 * i + 1;
       if (c >= n) break;
@@ -1382,7 +1409,10 @@ export class Conntrack {
   /** the entries without those that expired (dropped from the list and the heap when read) */
   private listed(): readonly CtEntryData[] {
     const rows = this.rows;
-    return rows.listedRows().map((r) => rows.view(r));
+    const slots = rows.listedRows();
+    const out: CtEntryData[] = [];
+    for (let i = 0; i < slots.n; i++) out.push(rows.view(slots.a[i]));
+    return out;
   }
 
   /**
@@ -1394,9 +1424,11 @@ export class Conntrack {
   *snatSources(proto: number, src: string, port: number): Generator<CtEntry> {
     const rows = this.rows;
     const addr = parseIp4Cached(src);
+    // the list's length and array read at each place, as the number[]'s were: a row listed or the
+    // list compacted between two entries given is seen
     const slots = rows.listedRows();
-    for (let i = 0; i < slots.length; i++) {
-      const r = slots[i];
+    for (let i = 0; i < slots.n; i++) {
+      const r = slots.a[i];
       if (rows.isObj(r)) {
         const o = rows.objs.get(r)!;
         const t = o.d!.orig;
@@ -1791,7 +1823,7 @@ export class Conntrack {
 
   /** the entries listed, those known to have expired not counted (no list made) */
   get listedCount(): number {
-    return this.rows.slots.length - this.rows.gone;
+    return this.rows.slots.n - this.rows.gone;
   }
 
   /** the data of the last `k` entries of the list, or undefined when one of them has expired */
@@ -1799,8 +1831,8 @@ export class Conntrack {
     const rows = this.rows;
     const slots = rows.slots;
     const out: CtEntryData[] = [];
-    for (let i = slots.length - k; i < slots.length; i++) {
-      const r = slots[i];
+    for (let i = slots.n - k; i < slots.n; i++) {
+      const r = slots.a[i];
       if (i < 0 || rows.flags(r) & F_GONE) return undefined;
       out.push(rows.view(r));
     }
@@ -1867,7 +1899,7 @@ export class Conntrack {
     }
     this.nextExpiry = due.size ? due.at[0] : Infinity;
     // a table that expired most of its entries gives their places back
-    if (rows.gone > 64 && 2 * rows.gone > rows.slots.length) rows.listedRows();
+    if (rows.gone > 64 && 2 * rows.gone > rows.slots.n) rows.listedRows();
   }
 
   timeout(e: CtEntry): number {
