@@ -811,7 +811,14 @@ const WALK_CPU_RUNS = 5;
 const WALK_CPU_WALKS = 20000;
 /** warm-up walks of the steady-state rows (bench/walk-cpu.ts warm=N) */
 const WALK_CPU_STEADY = 30000;
-const WALK_CPU_CASES: { mode: CniMode; to: string; capture: boolean; replay?: boolean; warm?: number }[] = [
+const WALK_CPU_CASES: {
+  mode: CniMode;
+  to: string;
+  capture: boolean;
+  replay?: boolean;
+  warm?: number;
+  podwalkFlags?: boolean;
+}[] = [
   { mode: 'flannel-vxlan', to: 'pod-c', capture: true },
   { mode: 'flannel-vxlan', to: 'pod-c', capture: false },
   { mode: 'flannel-vxlan', to: 'pod-b', capture: true },
@@ -828,6 +835,17 @@ const WALK_CPU_CASES: { mode: CniMode; to: string; capture: boolean; replay?: bo
   { mode: 'flannel-vxlan', to: 'pod-c', capture: true, replay: true, warm: WALK_CPU_STEADY },
   { mode: 'calico-bgp', to: 'pod-c', capture: true, replay: true, warm: WALK_CPU_STEADY },
   { mode: 'flannel-vxlan', to: 'pod-c', capture: false, replay: true, warm: WALK_CPU_STEADY },
+  // the first steady row again in a process with the podwalk executable's V8 flags (src/cli/v8-flags.ts:
+  // the heap grows tenfold past a full collection), as a podwalk command would run the walks; the rows
+  // above are the library in a bare node (a major collection marks every connection the walks kept)
+  {
+    mode: 'flannel-vxlan',
+    to: 'pod-c',
+    capture: true,
+    replay: true,
+    warm: WALK_CPU_STEADY,
+    podwalkFlags: true,
+  },
 ];
 
 function runWalkCpu(): { label: string; runs: WalkCpuResult[] }[] {
@@ -835,7 +853,8 @@ function runWalkCpu(): { label: string; runs: WalkCpuResult[] }[] {
     label:
       `${k.mode}, pod-a → ${k.to}${k.capture ? '' : ', **captures off**'}` +
       (k.replay ? ', **flow cache: hits replayed**' : '') +
-      (k.warm ? `, **after ${fmt(k.warm)} warm-up walks**` : ''),
+      (k.warm ? `, **after ${fmt(k.warm)} warm-up walks**` : '') +
+      (k.podwalkFlags ? ', **the podwalk process’s V8 flags**' : ''),
     runs: Array.from({ length: WALK_CPU_RUNS }, () =>
       child<WalkCpuResult>(
         'bench/walk-cpu.ts',
@@ -847,6 +866,7 @@ function runWalkCpu(): { label: string; runs: WalkCpuResult[] }[] {
           ...(k.capture ? ['capture'] : []),
           ...(k.replay ? ['replay'] : []),
           ...(k.warm ? [`warm=${k.warm}`] : []),
+          ...(k.podwalkFlags ? ['podwalk-flags'] : []),
         ],
       ),
     ),

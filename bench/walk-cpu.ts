@@ -9,7 +9,10 @@
  * only), timed by process.cpuUsage() (user + system: the machine may be shared) after 300 warm-up
  * walks (`warm=N`: N, up to 30,000: the steady state, once V8 has compiled what the walks run and the
  * heap has grown to their size: `npm run bench` takes 30,000, after which TurboFan compiled nothing
- * more during the timed walks; after 5,000 it still compiled 20–48 functions). Prints one line: walks, CPU ms, µs per walk, walks per CPU second;
+ * more during the timed walks; after 5,000 it still compiled 20–48 functions). With `podwalk-flags`,
+ * the process first sets the V8 flags the podwalk executable runs with (src/cli/v8-flags.ts), as
+ * bench/doctor-one.ts does: the walks as a `podwalk` command would run them, not as a library in a
+ * bare node. Prints one line: walks, CPU ms, µs per walk, walks per CPU second;
  * and, for `npm run bench` (which runs it as a child process: the issue's measure in a process of its
  * own, not after the other cases' garbage), the same as one JSON line after RESULT_PREFIX.
  */
@@ -18,6 +21,7 @@ import { CNI_MODES, type CniMode } from '../src/cluster/spec.ts';
 import { buildCluster } from '../src/cni/build.ts';
 import { enableFlowCache } from '../src/trace/flow-cache.ts';
 import { walk, WalkError } from '../src/trace/walk.ts';
+import { setPodwalkV8Flags } from '../src/cli/v8-flags.ts';
 import { RESULT_PREFIX } from './scale.ts';
 
 /** one run's numbers (npm run bench reads them) */
@@ -31,6 +35,8 @@ export interface WalkCpuResult {
   replayed?: number;
   /** warm-up walks before the timed ones */
   warm?: number;
+  /** the process ran with the podwalk executable's V8 flags */
+  podwalkFlags?: boolean;
   walks: number;
   cpuMs: number;
   steps: number;
@@ -42,6 +48,7 @@ const to = process.argv[4] ?? 'pod-c';
 const flags = process.argv.slice(5);
 const capture = flags.includes('capture');
 const replay = flags.includes('replay');
+const podwalkFlags = flags.includes('podwalk-flags');
 const warmFlag = flags.find((f) => f.startsWith('warm='));
 const warm = warmFlag === undefined ? 300 : Number(warmFlag.slice(5));
 if (
@@ -52,13 +59,15 @@ if (
   !Number.isInteger(warm) ||
   warm < 1 ||
   warm > 30000 ||
-  flags.some((f) => f !== 'capture' && f !== 'replay' && f !== warmFlag)
+  flags.some((f) => f !== 'capture' && f !== 'replay' && f !== 'podwalk-flags' && f !== warmFlag)
 ) {
   process.stderr.write(
-    `usage: npx tsx bench/walk-cpu.ts [MODE (${CNI_MODES.join(', ')})] [WALKS (1-25000)] [TO] [capture] [replay] [warm=N (1-30000)]\n`,
+    `usage: npx tsx bench/walk-cpu.ts [MODE (${CNI_MODES.join(', ')})] [WALKS (1-25000)] [TO] [capture] [replay] [warm=N (1-30000)] [podwalk-flags]\n`,
   );
   process.exit(2);
 }
+// (before anything runs hot: a flag is read when a function is compiled)
+if (podwalkFlags) setPodwalkV8Flags();
 const c = buildCluster(seedCluster(), mode);
 c.world.capture = capture;
 const cache = replay ? enableFlowCache(c, { replay: true }) : undefined;
@@ -87,7 +96,7 @@ const ms = (u.user + u.system) / 1000;
 // the steps of the last walk (read after the timing: a replayed walk makes them when read)
 steps = last!.request.steps.length + last!.reply!.steps.length;
 console.log(
-  `${mode} pod-a → ${to}${capture ? ' (captures on)' : ''}${replay ? ' (flow cache, replayed)' : ''}${warm !== 300 ? ` after ${warm} warm-up walks` : ''}: ${n} walks, ${ms.toFixed(0)} ms CPU, ${((ms * 1000) / n).toFixed(1)} µs a walk, ` +
+  `${mode} pod-a → ${to}${capture ? ' (captures on)' : ''}${replay ? ' (flow cache, replayed)' : ''}${warm !== 300 ? ` after ${warm} warm-up walks` : ''}${podwalkFlags ? ' (podwalk V8 flags)' : ''}: ${n} walks, ${ms.toFixed(0)} ms CPU, ${((ms * 1000) / n).toFixed(1)} µs a walk, ` +
     `${((n * 1000) / ms).toFixed(0)} walks per CPU s`,
 );
 const result: WalkCpuResult = {
@@ -96,6 +105,7 @@ const result: WalkCpuResult = {
   capture,
   ...(replay ? { replay, replayed: cache!.stats.replayed } : {}),
   warm,
+  ...(podwalkFlags ? { podwalkFlags } : {}),
   walks: n,
   cpuMs: ms,
   steps,
