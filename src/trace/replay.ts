@@ -24,7 +24,7 @@
  *
  * What differs from walk to walk is a parameter, substituted by field: the source port (also in
  * texts: a delivery's `tcp/PORT`), the VXLAN source ports (udp_flow_src_port of the inner flow, as
- * stack.ts computes it), the two ISNs (sockets.ts deriveIsn), the TCP timestamps (the clock's ms
+ * stack.ts computes it), the two ISNs (sockets.ts deriveIsn, by isnsOf's hashers), the TCP timestamps (the clock's ms
  * when the segment was made, plus the pair's offset: the making times are logged while the
  * template walk runs), the IP ids (each sender's counter moved on), and every time (shifted by the
  * start's difference). A replay that cannot be computed (a new conntrack tuple or socket already
@@ -44,15 +44,7 @@ import {
   type CtRow,
 } from '../kernel/conntrack.ts';
 import type { Netns, VxlanLink } from '../kernel/objects.ts';
-import {
-  copyConn,
-  deriveIsn,
-  isnsOf,
-  NO_OFO,
-  NO_UNACKED,
-  observeTimestamps,
-  type TcpConn,
-} from '../kernel/sockets.ts';
+import { copyConn, isnsOf, NO_OFO, NO_UNACKED, observeTimestamps, type TcpConn } from '../kernel/sockets.ts';
 import { vxlanPortsOf, vxlanTuplePort } from '../kernel/stack.ts';
 import { grow } from '../kernel/table.ts';
 import {
@@ -210,6 +202,7 @@ export interface Plan {
   src: string;
   dst: string;
   dport: number;
+  /** the template's ISNs (isns' of its source port, kept: seqOf reads them for every number) */
   isnC: number;
   isnS: number;
   /** the ISNs of a walk's source port (sockets.ts isnsOf) */
@@ -763,6 +756,7 @@ export function makePlan(c: Cluster, b: LiveBefore, w: Walk, sport: number, step
     planRefresh.push(e as PlanRefresh);
   }
   if (planCt.length + planRefresh.length > MAX_CASE_ENTRIES) return 'ct-many';
+  const isns = isnsOf(world, flow.src, flow.dst, flow.dport);
   const plan: Plan = {
     t0,
     duration: world.now - t0,
@@ -770,9 +764,9 @@ export function makePlan(c: Cluster, b: LiveBefore, w: Walk, sport: number, step
     src: flow.src,
     dst: flow.dst,
     dport: flow.dport,
-    isnC: deriveIsn(world, flow.src, sport, flow.dst, flow.dport),
-    isnS: deriveIsn(world, flow.dst, flow.dport, flow.src, sport),
-    isns: isnsOf(world, flow.src, flow.dst, flow.dport),
+    isnC: isns.client(sport),
+    isnS: isns.server(sport),
+    isns,
     timers,
     counts: countsOf(adds),
     sets,
