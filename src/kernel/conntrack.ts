@@ -992,6 +992,9 @@ const KENT = 4;
 const KDIR = 5;
 const KSEQ = 3;
 
+/** where the key of a slot value v > 0 (a row's own: 2 × row + direction + 1) is in the rows' int32 */
+const ownKeyAt = (v: number) => RI * ((v - 1) >> 1) + 4 * ((v - 1) & 1);
+
 /**
  * The tuple hash (nf_conntrack_hash): tuple → entry row and direction, with a Map's semantics (a
  * set on a key present replaces its value in place; insertion order kept for `toMap`), as numbers
@@ -1046,7 +1049,7 @@ class TupleHash {
       if (v === 0) return ~i;
       if (w[2 * i + 1] === h) {
         if (v > 0) {
-          const o = RI * ((v - 1) >> 1) + 4 * ((v - 1) & 1);
+          const o = ownKeyAt(v);
           if (rk[o] === K0 && rk[o + 1] === K1 && rk[o + 2] === K2 && rk[o + 3] === K3) return i;
         } else {
           const o = KR * ~v;
@@ -1058,13 +1061,18 @@ class TupleHash {
 
   /** the entry row of slot value v (its direction in `dir`) */
   private entry(v: number): number {
-    if (v > 0) {
-      this.dir = (v - 1) & 1;
-      return (v - 1) >> 1;
-    }
-    const o = KR * ~v;
-    this.dir = this.keys[o + KDIR];
-    return this.keys[o + KENT];
+    this.dir = this.dirOf(v);
+    return this.rowOf(v);
+  }
+
+  /** the entry row a slot value names */
+  private rowOf(v: number): number {
+    return v > 0 ? (v - 1) >> 1 : this.keys[KR * ~v + KENT];
+  }
+
+  /** the direction of the entry's tuple a slot value is the key of */
+  private dirOf(v: number): number {
+    return v > 0 ? (v - 1) & 1 : this.keys[KR * ~v + KDIR];
   }
 
   /** the entry row of tuple t (-1: none); its direction in `dir` */
@@ -1168,10 +1176,12 @@ class TupleHash {
     if (i >= 0) {
       // in place: the same slot and insertion order, the value of the new entry row
       const v = this.w[2 * i];
+      // (the old value's entry row read before its key row is freed: the new value may take it)
+      const old = this.rowOf(v);
       const seq = this.seqOf(v);
       if (v < 0) this.free.push(~v);
       this.w[2 * i] = this.value(row, dir, seq);
-      this.unref(v > 0 ? (v - 1) >> 1 : this.keys[KR * ~v + KENT]);
+      this.unref(old);
       return;
     }
     if (this.full()) {
@@ -1233,7 +1243,7 @@ class TupleHash {
     if (i < 0) return;
     const w = this.w;
     const v = w[2 * i];
-    const row = v > 0 ? (v - 1) >> 1 : this.keys[KR * ~v + KENT];
+    const row = this.rowOf(v);
     if (v < 0) this.free.push(~v);
     this.size--;
     this.stamp++;
@@ -1275,12 +1285,12 @@ class TupleHash {
       const v = w[2 * i];
       if (v === 0) continue;
       const k = v > 0 ? this.rows.k : this.keys;
-      const o = v > 0 ? RI * ((v - 1) >> 1) + 4 * ((v - 1) & 1) : KR * ~v;
+      const o = v > 0 ? ownKeyAt(v) : KR * ~v;
       all.push({
         seq: this.seqOf(v),
         key: keyOfKey(k[o], k[o + 1], k[o + 2], k[o + 3]),
-        row: v > 0 ? (v - 1) >> 1 : k[o + KENT],
-        dir: v > 0 ? (v - 1) & 1 : k[o + KDIR],
+        row: this.rowOf(v),
+        dir: this.dirOf(v),
       });
     }
     all.sort((a, b) => a.seq - b.seq);
