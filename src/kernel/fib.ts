@@ -140,7 +140,6 @@ const NO_SLOTS: readonly number[] = [];
 const NO_LENS: readonly number[] = [];
 const SMALL = 8;
 
-/** `a` at length `n`, its values kept and the rest 0: a list of the exact length (a push leaves room for more) */
 /**
  * a route of its own: a copy of r (its keys in its order), its PMTU exceptions copies of its own
  * (pmtu.ts adds to the list and updates an exception in place)
@@ -151,6 +150,7 @@ function ownRoute(r: Route): Route {
   return o;
 }
 
+/** `a` at length `n`, its values kept and the rest 0: a list of the exact length (a push leaves room for more) */
 function resized(a: ArrayLike<number>, n: number): number[] {
   const b = new Array<number>(n);
   for (let i = 0; i < n; i++) b[i] = i < a.length ? a[i] : 0;

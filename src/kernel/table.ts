@@ -92,11 +92,10 @@ export function quadKey(c: Quad): string {
  * object and no Map entry per socket: 8 bytes a slot, at most half the slots used, and the hash
  * of each entry by its place in the table, to place them again): a slot holds an entry's place + 1
  * and its hash, a lookup probes from its hash's slot to the first empty one and keeps the entries
- * of its own tuple (tuples whose
- * hashes are the same, or whose probes cross, share a run of slots). A tuple that is not
- * canonical numbers is indexed by its quadKey in a Map of its own; no such key equals the quadKey
- * of a canonical tuple (its address or port prints otherwise), so the two never answer for one
- * key. Removing entries moves the places of those after them: the index is made again, from the
+ * of its own tuple (tuples whose hashes are the same, or whose probes cross, share a run of
+ * slots). A tuple that is not canonical numbers is indexed by its quadKey in a Map of its own; no
+ * such key equals the quadKey of a canonical tuple (its address or port prints otherwise), so the
+ * two never answer for one key. Removing entries moves the places of those after them: the index is made again, from the
  * table, at the next lookup or addition (sockets are added, not removed, on the datapath).
  */
 export class QuadTable<T extends Quad & object> extends OrderedTable<T> {

@@ -477,7 +477,7 @@ export class FlowCache {
     }
     // the entries whose lookup answer changes with the clock alone (deadlines.ts)
     if (!this.#fingerprint && on('deadline'))
-      for (const ns of spaces) if (deadlineOf(ns) <= t0 + tpl.duration) return 'deadline';
+      for (const ns of spaces) if (deadlineOf(ns) <= end) return 'deadline';
     if (on('stateful-match') && statefulIn(c, tpl.crossed ?? c.world.netns.keys())) return 'stateful-match';
     const next = c.world.nextTimer();
     if (on('timer-due') && next !== undefined && next <= end) return 'timer-due';

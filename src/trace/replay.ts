@@ -26,8 +26,8 @@
  * texts: a delivery's `tcp/PORT`), the VXLAN source ports (udp_flow_src_port of the inner flow, as
  * stack.ts computes it), the two ISNs (sockets.ts deriveIsn, by isnsOf's hashers), the TCP
  * timestamps (the clock's ms when the segment was made, plus the pair's offset: the making times
- * are logged while the template walk runs), the IP ids (each sender's counter moved on), and every time (shifted by the
- * start's difference). A replay that cannot be computed (a new conntrack tuple or socket already
+ * are logged while the template walk runs), the IP ids (each sender's counter moved on), and every
+ * time (shifted by the start's difference). A replay that cannot be computed (a new conntrack tuple or socket already
  * taken, two timestamps that would part) is refused and the walk is walked.
  *
  * Platform-free. Only for TCP walks (the benchmark's new connection each walk).
