@@ -14,6 +14,7 @@ import assert from 'node:assert/strict';
 import { Conntrack, ctRowOf, setRowPort, type CtEntry, type Tuple } from '../src/kernel/conntrack.ts';
 import { Conntrack as ObjConntrack, type CtEntry as ObjEntry } from './fixtures/conntrack/objects.ts';
 import { decodeData, encodeData, type Json } from '../src/kernel/data.ts';
+import { setFlagsFromString } from 'node:v8';
 
 const save = (ct: object, cls: object): string => JSON.stringify(encodeData(ct, { Conntrack: cls as never }));
 const load = <T>(json: Json, cls: { fromData(ct: T, check: (what: string) => never): T }): T =>
@@ -166,4 +167,26 @@ test('keys put and deleted in a large table are all found, and only they', () =>
     }
   }
   assert.ok(ct.listedCount > 1000 && ct.listedCount < n);
+});
+
+test('every table has one hidden class with its properties in it: made, written, flushed or loaded', () => {
+  // (V8's own view: %HaveSameMap, %HasFastProperties; a table whose accessors were closures of its
+  // own had a class of its own, and all but the first table made kept their properties in a
+  // dictionary, each read of the tuple hash a lookup by name)
+  setFlagsFromString('--allow-natives-syntax');
+  const sameMap = new Function('a', 'b', 'return %HaveSameMap(a, b)') as (a: object, b: object) => boolean;
+  const fast = new Function('o', 'return %HasFastProperties(o)') as (o: object) => boolean;
+  const first = new Conntrack();
+  const written = new Conntrack();
+  for (let i = 0; i < 40; i++) written.confirm(written.track(tcp(i), { syn: true }, i * SEC).entry);
+  const flushed = new Conntrack();
+  flushed.confirm(flushed.track(udp(1), undefined, 0).entry);
+  flushed.flush();
+  const loaded = load(JSON.parse(save(written, Conntrack)) as Json, Conntrack);
+  const loadedEmpty = load(JSON.parse(save(new Conntrack(), Conntrack)) as Json, Conntrack);
+  for (const [what, ct] of Object.entries({ written, flushed, loaded, loadedEmpty })) {
+    assert.ok(fast(ct), `${what}: properties in a dictionary`);
+    assert.ok(sameMap(first, ct), `${what}: a hidden class of its own`);
+  }
+  assert.equal(save(loaded, Conntrack), save(written, Conntrack));
 });

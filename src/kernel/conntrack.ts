@@ -1409,11 +1409,31 @@ export class Conntrack {
     Conntrack.attach(this, NO_HASH);
   }
 
+  /**
+   * `entries` and `index`, the same accessors on every table: each table's own closures would give
+   * each its own hidden class, and V8 keeps the properties of all but the first table made in a
+   * dictionary then (every read of `hash` or `rows` a lookup by name)
+   */
+  private static readonly ENTRIES: PropertyDescriptor = {
+    get(this: Conntrack) {
+      return this.listed();
+    },
+    enumerable: true,
+    configurable: true,
+  };
+  private static readonly INDEX: PropertyDescriptor = {
+    get(this: Conntrack) {
+      return this.hash.toMap();
+    },
+    enumerable: true,
+    configurable: true,
+  };
+
   private static attach(ct: Conntrack, hash: TupleHash): void {
     Object.defineProperty(ct, 'hash', { value: hash, writable: true, enumerable: false });
     Object.defineProperty(ct, 'rows', { value: hash.rows, writable: true, enumerable: false });
-    Object.defineProperty(ct, 'entries', { get: () => ct.listed(), enumerable: true, configurable: true });
-    Object.defineProperty(ct, 'index', { get: () => ct.hash.toMap(), enumerable: true, configurable: true });
+    Object.defineProperty(ct, 'entries', Conntrack.ENTRIES);
+    Object.defineProperty(ct, 'index', Conntrack.INDEX);
   }
 
   /** the entries without those that expired (dropped from the list and the heap when read) */
@@ -1476,8 +1496,8 @@ export class Conntrack {
   }
 
   /**
-   * A Conntrack decoded from data (data.ts gives it its fields, `index` a Map by string key): its
-   * rows and hash rebuilt from them in their order. `check(key, at)` is called for a key whose
+   * The Conntrack of one decoded from data (data.ts gives it its fields, `index` a Map by string
+   * key): a table made new, its rows and hash rebuilt from them in their order. `check(key, at)` is called for a key whose
    * value is not an entry of `entries` with a direction, or whose tuple in that direction has
    * another key; it must throw.
    */
@@ -1521,10 +1541,17 @@ export class Conntrack {
       hash.set(t, row!, dir === 'original' ? 0 : 1);
       i++;
     }
-    delete (ct as unknown as { index?: unknown }).index;
-    delete (ct as unknown as { entries?: unknown }).entries;
-    Conntrack.attach(ct, list.length === 0 && i === 0 ? NO_HASH : hash);
-    return ct;
+    // a table made new, given the decoded one's other fields (deleting `entries` and `index` from
+    // the decoded object would leave its properties in a dictionary: every read of them a lookup)
+    const out = new Conntrack();
+    for (const k of Object.keys(ct))
+      if (k !== 'entries' && k !== 'index')
+        (out as unknown as Record<string, unknown>)[k] = (ct as unknown as Record<string, unknown>)[k];
+    if (list.length !== 0 || i !== 0) {
+      out.hash = hash;
+      out.rows = hash.rows;
+    }
+    return out;
   }
 
   /** the rows and their hash, this namespace's own to write */
