@@ -254,6 +254,48 @@ test('the socket table finds by 4-tuple what a Map by quadKey finds, in table or
   for (const t of [new QuadTable<Quad>(), new QuadTable<Quad>(3)]) checkQuads(t, quad, r);
 });
 
+test('a deferred socket is made when first read, once, and is then the one every read finds', () => {
+  const made: number[] = [];
+  const quadOf = (lport: number): Quad => ({ local: '10.0.0.1', lport, remote: '10.0.0.2', rport: 80 });
+  const maker = {
+    make(arg: number): Quad {
+      made.push(arg);
+      return quadOf(arg);
+    },
+  };
+  const t = new QuadTable<Quad>();
+  t.add(quadOf(999));
+  for (let p = 1000; p < 1100; p++) t.addDeferredAt(maker, p, t.key('10.0.0.1', p, '10.0.0.2', 80));
+  assert.equal(t.size, 101);
+  assert.deepEqual(made, []);
+  // a lookup of another tuple makes none; one of a deferred socket's makes that one
+  assert.equal(t.newest('10.0.0.1', 2000, '10.0.0.2', 80), undefined);
+  assert.equal(t.newest('10.0.0.1', 999, '10.0.0.2', 80)?.lport, 999);
+  assert.deepEqual(made, []);
+  const s = t.newest('10.0.0.1', 1050, '10.0.0.2', 80);
+  assert.deepEqual(s, quadOf(1050));
+  assert.deepEqual(made, [1050]);
+  assert.equal(t.getAll('10.0.0.1', 1050, '10.0.0.2', 80)[0], s);
+  assert.deepEqual(made, [1050]);
+  // the list makes the rest, in table order; the one made before is kept
+  const all = t.list();
+  assert.deepEqual(
+    all.map((q) => q.lport),
+    Array.from({ length: 101 }, (_, i) => 999 + i),
+  );
+  assert.equal(all[51], s);
+  assert.equal(made.length, 100);
+  t.list();
+  assert.equal(made.length, 100);
+  // deferred again after all were made (the deferred columns start over), then removed
+  t.addDeferredAt(maker, 5000, t.key('10.0.0.1', 5000, '10.0.0.2', 80));
+  const other = quadOf(6000);
+  t.add(other);
+  assert.ok(t.remove(other));
+  assert.deepEqual(t.newest('10.0.0.1', 5000, '10.0.0.2', 80), quadOf(5000));
+  assert.equal(made.length, 101);
+});
+
 test('a socket removed is not found, its tuple canonical or not', () => {
   // (a tuple that is not canonical numbers is in the quadKey Map: it was found there until the next add)
   for (const q of [
@@ -270,12 +312,26 @@ test('a socket removed is not found, its tuple canonical or not', () => {
 
 function checkQuads(t: QuadTable<Quad>, quad: () => Quad, r: () => number): void {
   const ref = new Map<string, Quad[]>();
+  // a deferred entry's maker gives the quad drawn for it, once (the table keeps what it made)
+  const pool: Quad[] = [];
+  const made = new Set<number>();
+  const maker = {
+    make(arg: number): Quad {
+      assert.ok(!made.has(arg), `deferred entry ${arg} made twice`);
+      made.add(arg);
+      return pool[arg];
+    },
+  };
   for (let step = 0; step < 2000; step++) {
     if (r() < 0.6) {
-      // (add, or addAt with the tuple's index key: the flow cache's replay)
+      // (add, or addAt with the tuple's index key, or addDeferredAt: the flow cache's replay)
       const n = quad();
-      const q = r() < 0.5 ? t.add(n) : t.addAt(n, t.key(n.local, n.lport, n.remote, n.rport));
-      ref.set(quadKey(q), [...(ref.get(quadKey(q)) ?? []), q]);
+      const how = r();
+      const k = t.key(n.local, n.lport, n.remote, n.rport);
+      if (how < 0.33) t.add(n);
+      else if (how < 0.66) t.addAt(n, k);
+      else t.addDeferredAt(maker, pool.push(n) - 1, k);
+      ref.set(quadKey(n), [...(ref.get(quadKey(n)) ?? []), n]);
     } else if (t.size) {
       const q = t.list()[Math.floor(r() * t.size)];
       t.remove(q);

@@ -31,16 +31,39 @@ function linkIn<K, T extends object>(m: Map<K, Slot<T>>, k: K, t: T): void {
   else m.set(k, [v, t]);
 }
 
-/** the entries in the order they were added; a subclass keeps the index */
+/**
+ * What makes an entry a table holds as a number until it is first read (QuadTable.addDeferredAt):
+ * `make(arg)` makes the entry of `arg`, the same entry each time it is asked (what it reads never
+ * changes). A table asks once: the entry made takes the number's place.
+ */
+export interface DeferredEntry<T> {
+  make(arg: number): T;
+}
+
+/**
+ * The entries in the order they were added; a subclass keeps the index. An entry may be deferred:
+ * its place holds a number (its index in the deferred columns: its maker, its argument) until it
+ * is first read, and then the entry its maker makes (a flow cache's replayed walk adds its sockets
+ * so: nothing reads most of them, and each object a walk keeps is one the garbage collector copies
+ * and marks again). Every read goes through `entryAt` or `list`.
+ */
 abstract class OrderedTable<T extends object> {
-  protected items: T[] = [];
+  protected items: (T | number)[] = [];
+  /** the deferred entries' makers (each once), and by deferred index: its maker's place there, its argument */
+  private makers: DeferredEntry<T>[] = [];
+  private defMaker = new Int32Array(0);
+  private defArg = new Float64Array(0);
+  /** deferred indexes given out, and of those not made yet (both 0 again once all are made) */
+  private defs = 0;
+  private pending = 0;
 
   get size(): number {
     return this.items.length;
   }
 
   list(): readonly T[] {
-    return this.items;
+    if (this.pending) for (let at = 0; at < this.items.length; at++) this.entryAt(at);
+    return this.items as T[];
   }
 
   add(t: T): T {
@@ -50,7 +73,7 @@ abstract class OrderedTable<T extends object> {
   }
 
   remove(t: T): boolean {
-    const i = this.items.indexOf(t);
+    const i = this.list().indexOf(t);
     if (i < 0) return false;
     this.items.splice(i, 1);
     this.removed();
@@ -58,12 +81,37 @@ abstract class OrderedTable<T extends object> {
   }
 
   removeWhere(pred: (t: T) => boolean): T[] {
-    const gone = this.items.filter(pred);
+    const gone = this.list().filter(pred);
     if (!gone.length) return gone;
     const keep = new Set(gone);
-    this.items = this.items.filter((t) => !keep.has(t));
+    this.items = this.list().filter((t) => !keep.has(t));
     this.removed();
     return gone;
+  }
+
+  /** the entry at place `at` (a deferred one made now) */
+  protected entryAt(at: number): T {
+    const t = this.items[at];
+    if (typeof t !== 'number') return t;
+    const made = this.makers[this.defMaker[t]].make(this.defArg[t]);
+    this.items[at] = made;
+    if (--this.pending === 0) this.defs = 0;
+    return made;
+  }
+
+  /** a deferred entry goes last: `maker.make(arg)` when first read */
+  protected pushDeferred(maker: DeferredEntry<T>, arg: number): void {
+    let m = this.makers.indexOf(maker);
+    if (m < 0) m = this.makers.push(maker) - 1;
+    const d = this.defs++;
+    if (d === this.defMaker.length) {
+      this.defMaker = grow(this.defMaker, Math.max(16, 2 * d));
+      this.defArg = grow(this.defArg, Math.max(16, 2 * d));
+    }
+    this.defMaker[d] = m;
+    this.defArg[d] = arg;
+    this.pending++;
+    this.items.push(d);
   }
 
   /** t was added last */
@@ -145,7 +193,7 @@ export class QuadTable<T extends Quad & object> extends OrderedTable<T> {
     if (m < 0) return;
     for (let i = k & m; slots[2 * i] !== 0; i = (i + 1) & m) {
       const at = slots[2 * i] - 1;
-      if (slots[2 * i + 1] === k && is(this.items[at], local, lport, remote, rport)) yield at;
+      if (slots[2 * i + 1] === k && is(this.entryAt(at), local, lport, remote, rport)) yield at;
     }
   }
 
@@ -158,7 +206,7 @@ export class QuadTable<T extends Quad & object> extends OrderedTable<T> {
       const v = this.other.get(quadKey({ local, lport, remote, rport }));
       return v === undefined ? [] : Array.isArray(v) ? v : [v];
     }
-    return [...this.probe(k, local, lport, remote, rport)].map((at) => this.items[at]);
+    return [...this.probe(k, local, lport, remote, rport)].map((at) => this.entryAt(at));
   }
 
   /** the last added entry of the 4-tuple */
@@ -179,9 +227,9 @@ export class QuadTable<T extends Quad & object> extends OrderedTable<T> {
     let last = -1;
     for (let i = k & m; slots[2 * i] !== 0; i = (i + 1) & m) {
       const at = slots[2 * i] - 1;
-      if (slots[2 * i + 1] === k && is(this.items[at], local, lport, remote, rport)) last = at;
+      if (slots[2 * i + 1] === k && is(this.entryAt(at), local, lport, remote, rport)) last = at;
     }
-    return last < 0 ? undefined : this.items[last];
+    return last < 0 ? undefined : this.entryAt(last);
   }
 
   protected link(t: T): void {
@@ -193,6 +241,15 @@ export class QuadTable<T extends Quad & object> extends OrderedTable<T> {
     this.items.push(t);
     this.linkAt(k);
     return t;
+  }
+
+  /**
+   * add the entry `maker.make(arg)` makes, made when first read (a lookup that finds it, `list`),
+   * its index key k given (key's; a deferred entry's tuple is known without it)
+   */
+  addDeferredAt(maker: DeferredEntry<T>, arg: number, k: number): void {
+    this.pushDeferred(maker, arg);
+    this.linkAt(k);
   }
 
   /** the entry added last goes into the index under key k */
@@ -209,7 +266,10 @@ export class QuadTable<T extends Quad & object> extends OrderedTable<T> {
       this.hashes = h;
     }
     this.hashes[at] = k;
-    if (k < 0) return linkIn(this.other, quadKey(this.items[at]), this.items[at]);
+    if (k < 0) {
+      const t = this.entryAt(at);
+      return linkIn(this.other, quadKey(t), t);
+    }
     if ((this.used + 1) * 4 > this.slots.length) this.grow(Math.max(16, this.slots.length), at);
     this.insert(at, k);
     this.used++;
@@ -237,7 +297,7 @@ export class QuadTable<T extends Quad & object> extends OrderedTable<T> {
     this.hashes = new Int32Array(0);
     this.used = 0;
     this.other = new Map();
-    const items = this.items;
+    const items = this.list();
     for (let at = 0; at < items.length; at++) {
       const t = items[at];
       this.place(at, this.key(t.local, t.lport, t.remote, t.rport));

@@ -11,16 +11,18 @@
  *  - the timers it armed, the clock's advance;
  *  - the conntrack entries it made, as the table's columns keep them (CtRow: both tuples' numeric
  *    keys, whose ports are parameters, the status, TCP state and mark), written by key
- *    (Conntrack.insertRow), and those it refreshed (refreshRow); the TCP sockets it made (whole,
- *    through the socket table's add, in the order made);
+ *    (Conntrack.insertRow), and those it refreshed (refreshRow); the TCP sockets it made (through
+ *    the socket table's addDeferredAt, in the order made: each made from its template's when
+ *    first read, as the captures are);
  *  - the captures and the traces, kept as the template's packets: a replayed capture or step
  *    makes its packet (and its bytes) from the template's when it is first read, and the captures
  *    themselves are made when the world's captures are read (World.captureLater). A replayed
  *    walk's outputs are made by its record (Replayed: the plan and the walk's parameters, computed
  *    once for the writes; it copies the template's objects with them); what it leaves for its
- *    captures is a row of numbers in its plan's ReplayLog (the record is made again from it when
- *    they are read). Every replayed walk's captures live on in the world, so each object a walk
- *    keeps is one the garbage collector copies and marks again: they are as few as that allows.
+ *    captures and its sockets is a row of numbers in its plan's ReplayRows (the record is made
+ *    again from it when they are read). Every replayed walk's captures and sockets live on in the
+ *    world, so each object a walk keeps is one the garbage collector copies and marks again: they
+ *    are as few as that allows.
  *
  * What differs from walk to walk is a parameter, substituted by field: the source port (also in
  * texts: a delivery's `tcp/PORT`), the VXLAN source ports (udp_flow_src_port of the inner flow, as
@@ -46,7 +48,7 @@ import {
 import type { Netns, VxlanLink } from '../kernel/objects.ts';
 import { copyConn, isnsOf, NO_OFO, NO_UNACKED, observeTimestamps, type TcpConn } from '../kernel/sockets.ts';
 import { vxlanPortsOf, vxlanTuplePort } from '../kernel/stack.ts';
-import { grow } from '../kernel/table.ts';
+import { grow, type DeferredEntry } from '../kernel/table.ts';
 import {
   DeviceCapture,
   Recorder,
@@ -217,11 +219,8 @@ export interface Plan {
   ct: PlanEntry[];
   /** entries the walk found and refreshed: as they were, as it left them */
   refresh: PlanRefresh[];
-  /**
-   * the sockets made; `rest`, c's fields after those copyConn makes (undefined: copyConn's do not
-   * come first in c, in its order, and c is copied by spread)
-   */
-  tcp: { ns: Netns; c: TcpConn; rest: readonly string[] | undefined }[];
+  /** the sockets made */
+  tcp: PlanSocket[];
   captures: { off: number; at: CapturePoint; repr: Frame | Ipv4Packet }[];
   traces: Trace[];
   /** TCP timestamps of the template: value, clock when made */
@@ -251,6 +250,20 @@ export interface Plan {
   literal: WeakSet<object>;
   /** its replayed walks whose captures are not made yet (made when the world's captures are next read) */
   log: ReplayLog | undefined;
+  /** its replayed walks that made sockets (each socket made when first read: PlanSocket's `deferred`) */
+  sockets: ReplayRows | undefined;
+}
+
+/**
+ * a socket the template's walk made; `rest`, c's fields after those copyConn makes (undefined:
+ * copyConn's do not come first in c, in its order, and c is copied by spread); `deferred`, the
+ * maker of a replay's (its argument the replay's row in the plan's `sockets`)
+ */
+interface PlanSocket {
+  ns: Netns;
+  c: TcpConn;
+  rest: readonly string[] | undefined;
+  deferred: DeferredEntry<TcpConn>;
 }
 
 /**
@@ -561,17 +574,15 @@ class Replayed {
 type Params = Replayed;
 
 /**
- * The replayed walks of one plan whose captures are not made yet, in the order replayed: the
- * world's CaptureBatch for them (World.captureLater; each make makes the next walk's). A walk is a
- * row of numbers (its clock shift and its pv), no object: every replayed walk's captures live on
- * in the world until read, and every object a walk keeps is one the garbage collector copies and
- * marks again. The rows' room is used again once all are made.
+ * The replayed walks of one plan, a row of numbers each (its clock shift and its pv), no object:
+ * what a replay's outputs that are made when read are made from (its Replayed, made again). Every
+ * replayed walk's captures and sockets live on in the world, and every object a walk keeps is one
+ * the garbage collector copies and marks again.
  */
-class ReplayLog implements CaptureBatch {
+class ReplayRows {
   #rows = new Float64Array(0);
-  /** rows written, and the next one make reads */
-  #n = 0;
-  #next = 0;
+  /** rows written */
+  n = 0;
 
   constructor(
     readonly plan: Plan,
@@ -579,21 +590,43 @@ class ReplayLog implements CaptureBatch {
     readonly width: number,
   ) {}
 
-  add(dt: number, pv: readonly number[]): void {
+  /** a row for this walk's parameters: its index */
+  add(dt: number, pv: readonly number[]): number {
     const w = this.width;
-    if ((this.#n + 1) * w > this.#rows.length) this.#rows = grow(this.#rows, Math.max(16, 2 * this.#n) * w);
-    const at = this.#n++ * w;
+    if ((this.n + 1) * w > this.#rows.length) this.#rows = grow(this.#rows, Math.max(16, 2 * this.n) * w);
+    const at = this.n * w;
     this.#rows[at] = dt;
     for (let i = 1; i < w; i++) this.#rows[at + i] = pv[i - 1];
+    return this.n++;
+  }
+
+  /** the record of the walk of row i, made again */
+  replayed(i: number): Replayed {
+    const plan = this.plan;
+    const at = i * this.width;
+    const pv = Array.from(this.#rows.subarray(at + 1, at + this.width));
+    const sport = pv[0];
+    return new Replayed(plan, this.#rows[at], pv, plan.isns.client(sport), plan.isns.server(sport));
+  }
+}
+
+/**
+ * The replayed walks of one plan whose captures are not made yet, in the order replayed: the
+ * world's CaptureBatch for them (World.captureLater; each make makes the next walk's). The rows'
+ * room is used again once all are made.
+ */
+class ReplayLog implements CaptureBatch {
+  readonly rows: ReplayRows;
+  /** the row the next make reads */
+  #next = 0;
+
+  constructor(plan: Plan, width: number) {
+    this.rows = new ReplayRows(plan, width);
   }
 
   make(into: Capture[]): void {
-    const plan = this.plan;
-    const at = this.#next++ * this.width;
-    const pv = Array.from(this.#rows.subarray(at + 1, at + this.width));
-    const sport = pv[0];
-    new Replayed(plan, this.#rows[at], pv, plan.isns.client(sport), plan.isns.server(sport)).capture(into);
-    if (this.#next === this.#n) this.#next = this.#n = 0;
+    this.rows.replayed(this.#next++).capture(into);
+    if (this.#next === this.rows.n) this.#next = this.rows.n = 0;
   }
 }
 
@@ -637,7 +670,7 @@ export function makePlan(c: Cluster, b: LiveBefore, w: Walk, sport: number, step
   const ipIds: Plan['ipIds'] = [];
   const mibs: Plan['mibs'] = [];
   const ct: { ns: Netns; d: CtEntryData }[] = [];
-  const tcp: Plan['tcp'] = [];
+  const tcp: Omit<PlanSocket, 'deferred'>[] = [];
   for (const ns of world.netns.values()) {
     const before = b.ipIds.get(ns);
     if (before === undefined) return 'new-netns';
@@ -774,7 +807,7 @@ export function makePlan(c: Cluster, b: LiveBefore, w: Walk, sport: number, step
     mibs,
     ct: planCt,
     refresh: planRefresh,
-    tcp,
+    tcp: [],
     captures,
     traces: w.traces,
     ts: b.ts.slice(),
@@ -788,7 +821,9 @@ export function makePlan(c: Cluster, b: LiveBefore, w: Walk, sport: number, step
     shared: new WeakSet(),
     literal: new WeakSet(),
     log: undefined,
+    sockets: undefined,
   };
+  for (const x of tcp) plan.tcp.push({ ...x, deferred: new DeferredSocket(plan, plan.tcp.length) });
   const p = recordParams(plan);
   const shape = shapeOf(p, ct, tcp);
   if (shape) return shape;
@@ -871,7 +906,7 @@ function port(p: Params, v: number): number {
 }
 
 /** a socket of the template for this walk: every object of its own, the parameters substituted */
-function connFor(p: Params, x: Plan['tcp'][number]): TcpConn {
+function connFor(p: Params, x: Omit<PlanSocket, 'deferred'>): TcpConn {
   const c = x.c;
   let k: TcpConn;
   if (x.rest === undefined) k = { ...c };
@@ -904,8 +939,27 @@ function connFor(p: Params, x: Plan['tcp'][number]): TcpConn {
   return k;
 }
 
+/**
+ * The maker of a replay's copy of the plan's i-th template socket (PlanSocket's `deferred`): the
+ * socket table holds the replay's row in the plan's `sockets` until the socket is first read
+ */
+class DeferredSocket implements DeferredEntry<TcpConn> {
+  constructor(
+    readonly plan: Plan,
+    readonly i: number,
+  ) {}
+
+  make(row: number): TcpConn {
+    return connFor(this.plan.sockets!.replayed(row), this.plan.tcp[this.i]);
+  }
+}
+
 /** why a template's conntrack entry or socket cannot be replayed as a row or by connFor (undefined: it can) */
-function shapeOf(p: Params, ct: readonly { d: CtEntryData }[], tcp: Plan['tcp']): string | undefined {
+function shapeOf(
+  p: Params,
+  ct: readonly { d: CtEntryData }[],
+  tcp: readonly Omit<PlanSocket, 'deferred'>[],
+): string | undefined {
   for (const x of ct) {
     if (Object.keys(x.d).join() !== CT_FIELDS) return 'ct-shape';
     if (Object.keys(x.d.orig).join() !== TUPLE_FIELDS || Object.keys(x.d.reply).join() !== TUPLE_FIELDS)
@@ -1150,8 +1204,7 @@ const MAX_CASE_ENTRIES = 52;
 
 const refused = (why: string) => ({ refused: why });
 
-/** replayPlan's sockets made before any is added, and their index keys (arrays for every replay: none keeps them) */
-const CONNS: TcpConn[] = [];
+/** replayPlan's sockets' index keys (an array for every replay: none keeps it) */
 const CONN_KEYS: number[] = [];
 
 /**
@@ -1203,15 +1256,14 @@ export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult 
   const isnC = plan.isns.client(sport);
   const isnS = plan.isns.server(sport);
   const r = new Replayed(plan, dt, pv, isnC, isnS);
-  const conns = CONNS;
-  conns.length = 0;
+  // (a socket's tuple: its template's addresses, its ports connFor's)
   for (let i = 0; i < plan.tcp.length; i++) {
     const x = plan.tcp[i];
-    const k = connFor(r, x);
-    const at = (CONN_KEYS[i] = x.ns.tcp.key(k.local, k.lport, k.remote, k.rport));
-    if (x.ns.tcp.newestAt(at, k.local, k.lport, k.remote, k.rport) !== undefined)
-      return refused('socket-taken');
-    conns.push(k);
+    const c = x.c;
+    const lport = port(r, c.lport);
+    const rport = port(r, c.rport);
+    const at = (CONN_KEYS[i] = x.ns.tcp.key(c.local, lport, c.remote, rport));
+    if (x.ns.tcp.newestAt(at, c.local, lport, c.remote, rport) !== undefined) return refused('socket-taken');
   }
   // the writes, in the order the walk made them where the order is kept
   for (let i = 0; i < plan.timers.length; i++) {
@@ -1256,11 +1308,20 @@ export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult 
     const x = plan.refresh[i];
     x.ns.conntrack.refreshRow(x.hit, x.row, x.shiftExpires ? x.row.expires + dt : x.row.expires);
   }
-  for (let i = 0; i < conns.length; i++) plan.tcp[i].ns.tcp.addAt(conns[i], CONN_KEYS[i]);
-  conns.length = 0;
+  // the sockets, each made when first read (most never are: a replay's row is what they keep),
+  // but one whose tuple the table indexes by its quadKey (the socket is its own key)
+  if (plan.tcp.length) {
+    const row = (plan.sockets ??= new ReplayRows(plan, 1 + pv.length)).add(dt, pv);
+    for (let i = 0; i < plan.tcp.length; i++) {
+      const x = plan.tcp[i];
+      const k = CONN_KEYS[i];
+      if (k < 0) x.ns.tcp.addAt(connFor(r, x), k);
+      else x.ns.tcp.addDeferredAt(x.deferred, row, k);
+    }
+  }
   if (plan.captures.length) {
     const log = (plan.log ??= new ReplayLog(plan, 1 + pv.length));
-    log.add(dt, pv);
+    log.rows.add(dt, pv);
     world.captureLater(log);
   }
   world.now = t0 + plan.duration;
