@@ -823,7 +823,10 @@ export function makePlan(c: Cluster, b: LiveBefore, w: Walk, sport: number, step
     log: undefined,
     sockets: undefined,
   };
-  for (const x of tcp) plan.tcp.push({ ...x, deferred: new DeferredSocket(plan, plan.tcp.length) });
+  // (each a literal of PlanSocket's fields: a spread's copies took a hidden class each, and the
+  // replay's reads of them went megamorphic)
+  for (const x of tcp)
+    plan.tcp.push({ ns: x.ns, c: x.c, rest: x.rest, deferred: new DeferredSocket(plan, plan.tcp.length) });
   const p = recordParams(plan);
   const shape = shapeOf(p, ct, tcp);
   if (shape) return shape;
