@@ -227,6 +227,11 @@ function hashKey(): number {
   h = Math.imul(h ^ (h >>> 15) ^ (first ? K1 : K2), 0xc2b2ae35);
   h = Math.imul(h ^ (h >>> 13) ^ (first ? K2 : K1), 0x85ebca6b);
   h = Math.imul(h ^ (h >>> 16) ^ b, 0xc2b2ae35);
+  // (murmur3's fmix32 to end: without it the low bits, the home slot, mix too little of the ports,
+  // and a replayed warm walk's tables of 190,000 keys at ¾ full had runs of full slots as long as
+  // 528, a miss reading ~21 slots where random homes for the pairs give ~13)
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
   return ((h ^ (h >>> 16)) & ~1) | (first ? 0 : 1);
 }
 
@@ -1203,13 +1208,17 @@ class TupleHash {
   }
 
   /**
-   * one more key would fill more than ¾ of the slots: they grow first (twice as many). A miss reads
-   * ~8 slots when ¾ are full (~2.5 at ½), a cache line; a table may have half the slots it would
-   * at ½: half the memory touched for the first time when it grows (page faults: the dearest part
-   * of an insert into a table of hundreds of thousands of keys) and to miss in
+   * one more key would fill more than ½ of the slots: they grow first (twice as many). An entry's
+   * two keys have neighbouring homes, so runs of full slots are longer than a random key's would
+   * be: at ¾ full a miss read ~13 slots (and a run of 298) in a replayed warm walk's tables of
+   * 190,000 keys, at ½ (0.37 full there) ~1.3. Session 19 grew at ¾ for fewer page faults (half the
+   * memory touched for the first time when the slots grow); once a steady replayed walk kept no
+   * object of its own but the timer (session 21), the misses' cache lines cost more: growing at ½
+   * took 8.3 → 7.2 µs off a steady replayed flannel-vxlan walk (7 alternated), for 8 bytes a slot
+   * (16–32 bytes a key, the entry's 64-byte row beside)
    */
   private full(): boolean {
-    return 4 * (this.size + 1) > 3 * (this.mask + 1);
+    return 2 * (this.size + 1) > this.mask + 1;
   }
 
   private unref(row: number): void {
