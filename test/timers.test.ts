@@ -12,7 +12,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { seedCluster } from '../src/cluster/seed.ts';
 import { buildCluster, type Cluster } from '../src/cni/build.ts';
-import { Recorder, World } from '../src/kernel/world.ts';
+import { Recorder, TimerQueue, World } from '../src/kernel/world.ts';
 import { payload, walk } from '../src/trace/walk.ts';
 import type { Frame } from '../src/wire/types.ts';
 import { parseFrame } from '../src/wire/packet.ts';
@@ -64,6 +64,57 @@ describe('World: one clock, one timer queue', () => {
     w.run(2 * S);
     const t = w.schedule(1 * S, { kind: 'neigh', netns: 'x', ip: 'a', dev: 'd' });
     assert.equal(t.at, 2 * S);
+  });
+
+  test('timers armed in queues fire, count and read as the same timers scheduled one by one', () => {
+    // two worlds, the same random arming, clock and reads: A schedules every timer, B arms some in
+    // three TimerQueues (due times that mostly rise, as a flow cache's replays arm them, and some
+    // that fall back: those go to the heap), their events made from the argument when due or read
+    const ev = (id: number) => ({ kind: 'app' as const, netns: 'x', app: 'a', id: String(id) });
+    const made: number[] = [];
+    const queues = [0, 1, 2].map(() => new TimerQueue((arg) => (made.push(arg), ev(arg))));
+    const a = new World('t');
+    const b = new World('t');
+    const fired: Record<'a' | 'b', string[]> = { a: [], b: [] };
+    a.onTimer = (e) => fired.a.push(`${a.now}:${e.kind === 'app' ? e.id : ''}`);
+    b.onTimer = (e) => fired.b.push(`${b.now}:${e.kind === 'app' ? e.id : ''}`);
+    const r = rng(5);
+    let id = 0;
+    for (let step = 0; step < 4000; step++) {
+      const x = r();
+      if (x < 0.6) {
+        const i = Math.floor(r() * 4);
+        // (in tenths of a second: many timers fall due at the same µs, and their seq decides)
+        const at = a.now + (Math.floor(r() * (i === 3 ? 50 : 10)) + (i < 3 ? i * 10 : 0)) * (S / 10);
+        a.schedule(at, ev(id));
+        if (i === 3) b.schedule(at, ev(id));
+        else b.armQueued(queues[i], at, id);
+        id++;
+      } else if (x < 0.9) {
+        const us = Math.floor(r() * 3) * (S / 10);
+        a.advance(us);
+        b.advance(us);
+      } else if (x < 0.95) {
+        const sorted = (w: World) => [...w.timers].sort((p, q) => p.at - q.at || p.seq - q.seq);
+        assert.deepEqual(sorted(b), sorted(a), `step ${step}: the timers read`);
+      }
+      assert.equal(b.timerCount, a.timerCount);
+      assert.equal(b.nextTimer(), a.nextTimer());
+      assert.deepEqual(fired.b, fired.a);
+    }
+    a.run(a.now + 100 * S);
+    b.run(b.now + 100 * S);
+    assert.deepEqual(fired.b, fired.a);
+    assert.equal(b.timerCount, 0);
+    // each queued timer's event made once
+    assert.equal(new Set(made).size, made.length);
+    assert.ok(made.length > 1000 && fired.a.length > 1000);
+  });
+
+  test("a timer queue is one world's", () => {
+    const q = new TimerQueue(() => ({ kind: 'app', netns: 'x', app: 'a', id: '0' }));
+    new World('t').armQueued(q, 0, 0);
+    assert.throws(() => new World('u').armQueued(q, 0, 0), /another world/);
   });
 });
 

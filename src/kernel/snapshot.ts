@@ -50,7 +50,11 @@ export interface WorldData {
   /** the simulated clock, µs */
   now: number;
   capture: boolean;
-  /** armed kernel timers (the heap as it is) and the next timer's insertion number */
+  /**
+   * armed kernel timers in the order they fall due (at, then seq: a heap as it is; the World's own
+   * heap is laid out by the order it was written in, and part of it may still be queued) and the
+   * next timer's insertion number
+   */
   timers: Json[];
   timerSeq: number;
   netns: NetnsData[];
@@ -185,7 +189,9 @@ export function worldToData(w: World): WorldData {
     seed: w.seed,
     now: w.now,
     capture: w.capture,
-    timers: w.timers.map((t, i) => encodeData(t, {}, `$.timers[${i}]`)),
+    timers: [...w.timers]
+      .sort((a, b) => a.at - b.at || a.seq - b.seq)
+      .map((t, i) => encodeData(t, {}, `$.timers[${i}]`)),
     timerSeq: w.timerSeq,
     netns: [...w.netns.values()].map((ns, i) => netnsData(ns, `$.netns[${i}]`)),
     captures: w.captures.map((c, i) => encodeData(captureData(c), {}, `$.captures[${i}]`)),

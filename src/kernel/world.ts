@@ -5,6 +5,7 @@
 import type { CounterEvent, Layer, Step, StepEvent, StepKind } from './events.ts';
 import { heapPop, heapPush } from './heap.ts';
 import { Netns, type NetnsRole } from './objects.ts';
+import { grow } from './table.ts';
 import { emitRepr, type WireBytes } from './wire-bytes.ts';
 import type { Frame, Ipv4Packet } from '../wire/types.ts';
 
@@ -160,8 +161,75 @@ export function fmix32(h: number): number {
   return h >>> 0;
 }
 
-function before(a: Timer, b: Timer): boolean {
+/** timer a falls due before timer b (at, then seq) */
+export function timerBefore(a: Timer, b: Timer): boolean {
   return a.at < b.at || (a.at === b.at && a.seq < b.seq);
+}
+
+/**
+ * Timers armed elsewhere and made when read or due (World.armQueued: a flow cache's replays, each
+ * arming its template's timer again): none falls due before one armed in the queue earlier, so the
+ * World looks at its first only. A timer is three numbers (its due time, its insertion number and
+ * the argument `make` makes its event from), no object, until it is read or falls due.
+ */
+export class TimerQueue {
+  #at = new Float64Array(0);
+  #seq = new Float64Array(0);
+  #arg = new Float64Array(0);
+  #head = 0;
+  #n = 0;
+  /** the World the queue's timers are armed in (a queue is one World's) */
+  world: World | undefined = undefined;
+
+  constructor(readonly make: (arg: number) => TimerEvent) {}
+
+  /** timers queued */
+  get length(): number {
+    return this.#n - this.#head;
+  }
+
+  /** due time of the first (the queue is not empty) */
+  firstAt(): number {
+    return this.#at[this.#head];
+  }
+
+  /** insertion number of the first */
+  firstSeq(): number {
+    return this.#seq[this.#head];
+  }
+
+  /** due time of the last (the queue is not empty) */
+  lastAt(): number {
+    return this.#at[this.#n - 1];
+  }
+
+  push(at: number, seq: number, arg: number): void {
+    if (this.#n === this.#at.length) {
+      if (this.#head * 2 >= this.#n && this.#head > 0) {
+        // (half or more taken: the rest moved to the front)
+        for (const a of [this.#at, this.#seq, this.#arg]) a.copyWithin(0, this.#head, this.#n);
+        this.#n -= this.#head;
+        this.#head = 0;
+      } else {
+        const cap = Math.max(16, 2 * this.#n);
+        this.#at = grow(this.#at, cap);
+        this.#seq = grow(this.#seq, cap);
+        this.#arg = grow(this.#arg, cap);
+      }
+    }
+    const i = this.#n++;
+    this.#at[i] = at;
+    this.#seq[i] = seq;
+    this.#arg[i] = arg;
+  }
+
+  /** the first, made and taken off (the queue is not empty) */
+  shift(): Timer {
+    const i = this.#head++;
+    const t: Timer = { at: this.#at[i], seq: this.#seq[i], ev: this.make(this.#arg[i]) };
+    if (this.#head === this.#n) this.#head = this.#n = 0;
+    return t;
+  }
 }
 
 /** mulberry32: a small seeded PRNG in [0, 1), for generated scenarios and property tests */
@@ -375,8 +443,11 @@ export class World {
   readonly netns = new Map<string, Netns>();
   /** µs since the cluster came up: the one clock of the model (never the wall clock) */
   now = 0;
-  /** armed kernel timers, a binary min-heap on (at, seq); plain data */
-  readonly timers: Timer[] = [];
+  /** armed kernel timers but the queued ones, a binary min-heap on (at, seq) */
+  readonly #heap: Timer[] = [];
+  /** the TimerQueues armed in, and how many timers they hold */
+  readonly #queues: TimerQueue[] = [];
+  #queued = 0;
   /** the next timer's insertion number */
   timerSeq = 0;
   /** packets waiting in neighbour queues (arp_queue) for a resolution to end */
@@ -446,22 +517,83 @@ export class World {
     this.now += us;
   }
 
+  /**
+   * armed kernel timers, a binary min-heap on (at, seq); plain data (the queued timers are made
+   * and put in it first: read it when a timer's data is needed, timerCount for how many)
+   */
+  get timers(): Timer[] {
+    if (this.#queued) {
+      for (const q of this.#queues) while (q.length) heapPush(this.#heap, q.shift(), timerBefore);
+      this.#queued = 0;
+    }
+    return this.#heap;
+  }
+
+  /** how many timers are armed (none made) */
+  get timerCount(): number {
+    return this.#heap.length + this.#queued;
+  }
+
   /** mod_timer: arm a timer at `at` µs (never in the past) */
   schedule(at: number, ev: TimerEvent): Timer {
     const t: Timer = { at: Math.max(at, this.now), seq: this.timerSeq++, ev };
-    heapPush(this.timers, t, before);
+    heapPush(this.#heap, t, timerBefore);
     return t;
+  }
+
+  /**
+   * schedule of the timer whose event `q.make(arg)` makes, made when the timers are read or when
+   * it falls due (in the heap at once if it would fall due before one queued before it)
+   */
+  armQueued(q: TimerQueue, at: number, arg: number): void {
+    const due = Math.max(at, this.now);
+    if (q.world !== this) {
+      if (q.world) throw new Error('a timer queue of another world');
+      q.world = this;
+      this.#queues.push(q);
+    }
+    if (q.length && due < q.lastAt()) {
+      this.schedule(due, q.make(arg));
+      return;
+    }
+    q.push(due, this.timerSeq++, arg);
+    this.#queued++;
+  }
+
+  /** the queue whose first timer falls due before every other queue's and the heap's first (undefined: the heap's) */
+  #firstQueue(): TimerQueue | undefined {
+    const h = this.#heap;
+    let at = h.length ? h[0].at : Infinity;
+    let seq = h.length ? h[0].seq : Infinity;
+    let first: TimerQueue | undefined;
+    for (const q of this.#queues)
+      if (q.length && (q.firstAt() < at || (q.firstAt() === at && q.firstSeq() < seq))) {
+        first = q;
+        at = q.firstAt();
+        seq = q.firstSeq();
+      }
+    return first;
   }
 
   /** µs of the next armed timer, or undefined */
   nextTimer(): number | undefined {
-    return this.timers[0]?.at;
+    const q = this.#queued ? this.#firstQueue() : undefined;
+    return q ? q.firstAt() : this.#heap[0]?.at;
   }
 
   /** fire every timer due at or before `untilUs`, in order, each at its own time; then the clock reads untilUs */
   run(untilUs: number): void {
-    while (this.timers.length && this.timers[0].at <= untilUs) {
-      const t = heapPop(this.timers, before);
+    for (;;) {
+      const q = this.#queued ? this.#firstQueue() : undefined;
+      let t: Timer;
+      if (q) {
+        if (q.firstAt() > untilUs) break;
+        this.#queued--;
+        t = q.shift();
+      } else {
+        if (!this.#heap.length || this.#heap[0].at > untilUs) break;
+        t = heapPop(this.#heap, timerBefore);
+      }
       if (t.at > this.now) this.now = t.at;
       this.onTimer?.(t.ev);
     }

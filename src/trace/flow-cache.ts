@@ -557,8 +557,9 @@ export class FlowCache {
       return v;
     };
     const out: string[] = [`duration ${a.t0 - t0}`, `timers +${a.seq - b.seq}`];
-    for (const t of c.world.timers)
-      if (t.seq >= b.seq) out.push(`timer t+${t.at - t0} ${t.ev.kind} ${t.ev.netns}`);
+    // (in the order armed: the heap's order is the order it was written in)
+    for (const t of c.world.timers.filter((t) => t.seq >= b.seq).sort((x, y) => x.seq - y.seq))
+      out.push(`timer t+${t.at - t0} ${t.ev.kind} ${t.ev.netns}`);
     const caps = c.world.captures;
     for (let i = b.captures; i < caps.length; i++) {
       const x = caps[i];

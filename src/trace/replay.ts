@@ -54,6 +54,7 @@ import {
   Recorder,
   recordedStep,
   stepWire,
+  TimerQueue,
   type Capture,
   type CaptureBatch,
   type CapturePoint,
@@ -154,7 +155,7 @@ export function liveBefore(c: Cluster): LiveBefore {
   return {
     t0: c.world.now,
     seq: c.world.timerSeq,
-    timers: c.world.timers.length,
+    timers: c.world.timerCount,
     captures: c.world.captures.length,
     cells,
     ipIds,
@@ -250,14 +251,19 @@ export interface Plan {
   literal: WeakSet<object>;
   /** its replayed walks whose captures are not made yet (made when the world's captures are next read) */
   log: ReplayLog | undefined;
-  /** its replayed walks that made sockets (each socket made when first read: PlanSocket's `deferred`) */
-  sockets: ReplayRows | undefined;
+  /**
+   * its replayed walks that made sockets or armed timers (each socket made when first read:
+   * PlanSocket's `deferred`; each timer's event when the timers are read or it falls due: `queues`)
+   */
+  rows: ReplayRows | undefined;
+  /** by timer (of `timers`): the queue its replays' timers are armed in, its argument a replay's row in `rows` */
+  queues: TimerQueue[];
 }
 
 /**
  * a socket the template's walk made; `rest`, c's fields after those copyConn makes (undefined:
  * copyConn's do not come first in c, in its order, and c is copied by spread); `deferred`, the
- * maker of a replay's (its argument the replay's row in the plan's `sockets`)
+ * maker of a replay's (its argument the replay's row in the plan's `rows`)
  */
 interface PlanSocket {
   ns: Netns;
@@ -707,7 +713,7 @@ export function makePlan(c: Cluster, b: LiveBefore, w: Walk, sport: number, step
   for (const x of ipIds) for (const a of x.addrs) senders.set(a, (senders.get(a) ?? 0) + 1);
   for (const x of ipIds) x.addrs = x.addrs.filter((a) => senders.get(a) === 1);
   // no timer ran (every one armed before is there, and every one the walk armed)
-  if (world.timers.length !== b.timers + (world.timerSeq - b.seq)) return 'timer-ran';
+  if (world.timerCount !== b.timers + (world.timerSeq - b.seq)) return 'timer-ran';
   const timers: Plan['timers'] = world.timers
     .filter((t) => t.seq >= b.seq)
     .sort((x, y) => x.seq - y.seq)
@@ -821,12 +827,15 @@ export function makePlan(c: Cluster, b: LiveBefore, w: Walk, sport: number, step
     shared: new WeakSet(),
     literal: new WeakSet(),
     log: undefined,
-    sockets: undefined,
+    rows: undefined,
+    queues: [],
   };
   // (each a literal of PlanSocket's fields: a spread's copies took a hidden class each, and the
   // replay's reads of them went megamorphic)
   for (const x of tcp)
     plan.tcp.push({ ns: x.ns, c: x.c, rest: x.rest, deferred: new DeferredSocket(plan, plan.tcp.length) });
+  // (a replay's timer: the template's event copied with the replay's parameters, as it was armed)
+  for (const t of timers) plan.queues.push(new TimerQueue((row) => plan.rows!.replayed(row).own(t.ev)));
   const p = recordParams(plan);
   const shape = shapeOf(p, ct, tcp);
   if (shape) return shape;
@@ -944,7 +953,7 @@ function connFor(p: Params, x: Omit<PlanSocket, 'deferred'>): TcpConn {
 
 /**
  * The maker of a replay's copy of the plan's i-th template socket (PlanSocket's `deferred`): the
- * socket table holds the replay's row in the plan's `sockets` until the socket is first read
+ * socket table holds the replay's row in the plan's `rows` until the socket is first read
  */
 class DeferredSocket implements DeferredEntry<TcpConn> {
   constructor(
@@ -953,7 +962,7 @@ class DeferredSocket implements DeferredEntry<TcpConn> {
   ) {}
 
   make(row: number): TcpConn {
-    return connFor(this.plan.sockets!.replayed(row), this.plan.tcp[this.i]);
+    return connFor(this.plan.rows!.replayed(row), this.plan.tcp[this.i]);
   }
 }
 
@@ -1268,11 +1277,13 @@ export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult 
     const at = (CONN_KEYS[i] = x.ns.tcp.key(c.local, lport, c.remote, rport));
     if (x.ns.tcp.newestAt(at, c.local, lport, c.remote, rport) !== undefined) return refused('socket-taken');
   }
-  // the writes, in the order the walk made them where the order is kept
-  for (let i = 0; i < plan.timers.length; i++) {
-    const t = plan.timers[i];
-    world.schedule(t.off + t0, r.own(t.ev));
-  }
+  // the writes, in the order the walk made them where the order is kept; what is made when read
+  // (sockets, timers' events) from the replay's row of numbers
+  const row =
+    plan.tcp.length || plan.timers.length
+      ? (plan.rows ??= new ReplayRows(plan, 1 + pv.length)).add(dt, pv)
+      : -1;
+  for (let i = 0; i < plan.timers.length; i++) world.armQueued(plan.queues[i], plan.timers[i].off + t0, row);
   addAll(plan.counts);
   // (by field: each store of one name, to objects of few shapes)
   const sets = plan.sets;
@@ -1311,16 +1322,13 @@ export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult 
     const x = plan.refresh[i];
     x.ns.conntrack.refreshRow(x.hit, x.row, x.shiftExpires ? x.row.expires + dt : x.row.expires);
   }
-  // the sockets, each made when first read (most never are: a replay's row is what they keep),
+  // the sockets, each made when first read (most never are: the replay's row is what they keep),
   // but one whose tuple the table indexes by its quadKey (the socket is its own key)
-  if (plan.tcp.length) {
-    const row = (plan.sockets ??= new ReplayRows(plan, 1 + pv.length)).add(dt, pv);
-    for (let i = 0; i < plan.tcp.length; i++) {
-      const x = plan.tcp[i];
-      const k = CONN_KEYS[i];
-      if (k < 0) x.ns.tcp.addAt(connFor(r, x), k);
-      else x.ns.tcp.addDeferredAt(x.deferred, row, k);
-    }
+  for (let i = 0; i < plan.tcp.length; i++) {
+    const x = plan.tcp[i];
+    const k = CONN_KEYS[i];
+    if (k < 0) x.ns.tcp.addAt(connFor(r, x), k);
+    else x.ns.tcp.addDeferredAt(x.deferred, row, k);
   }
   if (plan.captures.length) {
     const log = (plan.log ??= new ReplayLog(plan, 1 + pv.length));
