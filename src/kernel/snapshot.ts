@@ -34,7 +34,7 @@ import {
   type VxlanFdbEntry,
 } from './objects.ts';
 import { TCP_STATES, type PingSocket, type TcpConn } from './sockets.ts';
-import { World, captureData, type Capture, type Timer } from './world.ts';
+import { World, captureData, timerOrder, type Capture, type Timer } from './world.ts';
 
 export const WORLD_FORMAT = 'podwalk-world';
 export const WORLD_VERSION = 1;
@@ -189,9 +189,7 @@ export function worldToData(w: World): WorldData {
     seed: w.seed,
     now: w.now,
     capture: w.capture,
-    timers: [...w.timers]
-      .sort((a, b) => a.at - b.at || a.seq - b.seq)
-      .map((t, i) => encodeData(t, {}, `$.timers[${i}]`)),
+    timers: [...w.timers].sort(timerOrder).map((t, i) => encodeData(t, {}, `$.timers[${i}]`)),
     timerSeq: w.timerSeq,
     netns: [...w.netns.values()].map((ns, i) => netnsData(ns, `$.netns[${i}]`)),
     captures: w.captures.map((c, i) => encodeData(captureData(c), {}, `$.captures[${i}]`)),

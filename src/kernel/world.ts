@@ -162,8 +162,13 @@ export function fmix32(h: number): number {
 }
 
 /** timer a falls due before timer b (at, then seq) */
-export function timerBefore(a: Timer, b: Timer): boolean {
+function timerBefore(a: Timer, b: Timer): boolean {
   return a.at < b.at || (a.at === b.at && a.seq < b.seq);
+}
+
+/** the order timers fall due in, as a sort's comparator (timerBefore's) */
+export function timerOrder(a: Timer, b: Timer): number {
+  return a.at - b.at || a.seq - b.seq;
 }
 
 /**
