@@ -10,7 +10,7 @@
 import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, type Ipv4Packet } from '../wire/types.ts';
 import { intToIp4Cached, parseIp4Cached } from '../wire/addr.ts';
 import type { CtState } from './netfilter/types.ts';
-import { grow } from './table.ts';
+import { grow, more } from './table.ts';
 
 export type TcpCtState =
   | 'NONE'
@@ -452,11 +452,6 @@ function columnsOf(d: CtEntryData, keys: Int32Array, o: number): number {
 /** the arrays of a list or heap that never had a value (never written: a value grows them first) */
 const NO_INTS = new Int32Array(0);
 const NO_TIMES = new Float64Array(0);
-
-/** a list's or heap's array grown to hold more than its n values: 16, then twice as many */
-function more<A extends Int32Array | Float64Array>(a: A, n: number): A {
-  return grow(a, n ? 2 * n : 16);
-}
 
 /**
  * A growable list of int32 (rows, key rows): a typed array, one twice as large when full, and its

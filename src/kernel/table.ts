@@ -81,10 +81,11 @@ abstract class OrderedTable<T extends object> {
   }
 
   removeWhere(pred: (t: T) => boolean): T[] {
-    const gone = this.list().filter(pred);
+    const items = this.list();
+    const gone = items.filter(pred);
     if (!gone.length) return gone;
     const keep = new Set(gone);
-    this.items = this.list().filter((t) => !keep.has(t));
+    this.items = items.filter((t) => !keep.has(t));
     this.removed();
     return gone;
   }
@@ -105,8 +106,8 @@ abstract class OrderedTable<T extends object> {
     if (m < 0) m = this.makers.push(maker) - 1;
     const d = this.defs++;
     if (d === this.defMaker.length) {
-      this.defMaker = grow(this.defMaker, Math.max(16, 2 * d));
-      this.defArg = grow(this.defArg, Math.max(16, 2 * d));
+      this.defMaker = more(this.defMaker, d);
+      this.defArg = more(this.defArg, d);
     }
     this.defMaker[d] = m;
     this.defArg[d] = arg;
@@ -143,8 +144,9 @@ export function quadKey(c: Quad): string {
  * of its own tuple (tuples whose hashes are the same, or whose probes cross, share a run of
  * slots). A tuple that is not canonical numbers is indexed by its quadKey in a Map of its own; no
  * such key equals the quadKey of a canonical tuple (its address or port prints otherwise), so the
- * two never answer for one key. Removing entries moves the places of those after them: the index is made again, from the
- * table, at the next lookup or addition (sockets are added, not removed, on the datapath).
+ * two never answer for one key. Removing entries moves the places of those after them: the index
+ * is made again, from the table, at the next lookup or addition (sockets are added, not removed,
+ * on the datapath).
  */
 export class QuadTable<T extends Quad & object> extends OrderedTable<T> {
   /**
@@ -1126,6 +1128,11 @@ export function grow<A extends Uint8Array | Uint32Array | Int32Array | Float64Ar
   const b = new (a.constructor as new (n: number) => A)(cap);
   b.set(a);
   return b;
+}
+
+/** a growable typed array full with its n values, grown to hold more: 16, then twice as many */
+export function more<A extends Uint8Array | Uint32Array | Int32Array | Float64Array>(a: A, n: number): A {
+  return grow(a, n ? 2 * n : 16);
 }
 
 /** the same keys with the same values (an entry handed out before and a row's copy) */

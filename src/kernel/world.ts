@@ -5,7 +5,7 @@
 import type { CounterEvent, Layer, Step, StepEvent, StepKind } from './events.ts';
 import { heapPop, heapPush } from './heap.ts';
 import { Netns, type NetnsRole } from './objects.ts';
-import { grow } from './table.ts';
+import { more } from './table.ts';
 import { emitRepr, type WireBytes } from './wire-bytes.ts';
 import type { Frame, Ipv4Packet } from '../wire/types.ts';
 
@@ -178,9 +178,9 @@ export function timerOrder(a: Timer, b: Timer): number {
  * the argument `make` makes its event from), no object, until it is read or falls due.
  */
 export class TimerQueue {
-  #at = new Float64Array(0);
-  #seq = new Float64Array(0);
-  #arg = new Float64Array(0);
+  /** by queued timer i, at 3i: its due time, its insertion number, its argument */
+  #q = new Float64Array(0);
+  /** the first timer's place and the places used */
   #head = 0;
   #n = 0;
   /** the World the queue's timers are armed in (a queue is one World's) */
@@ -195,43 +195,40 @@ export class TimerQueue {
 
   /** due time of the first (the queue is not empty) */
   firstAt(): number {
-    return this.#at[this.#head];
+    return this.#q[3 * this.#head];
   }
 
   /** insertion number of the first */
   firstSeq(): number {
-    return this.#seq[this.#head];
+    return this.#q[3 * this.#head + 1];
   }
 
   /** due time of the last (the queue is not empty) */
   lastAt(): number {
-    return this.#at[this.#n - 1];
+    return this.#q[3 * (this.#n - 1)];
   }
 
   push(at: number, seq: number, arg: number): void {
-    if (this.#n === this.#at.length) {
-      if (this.#head * 2 >= this.#n && this.#head > 0) {
+    const q = this.#q;
+    if (3 * this.#n + 3 > q.length) {
+      if (this.#head > 0 && this.#head * 2 >= this.#n) {
         // (half or more taken: the rest moved to the front)
-        for (const a of [this.#at, this.#seq, this.#arg]) a.copyWithin(0, this.#head, this.#n);
+        q.copyWithin(0, 3 * this.#head, 3 * this.#n);
         this.#n -= this.#head;
         this.#head = 0;
-      } else {
-        const cap = Math.max(16, 2 * this.#n);
-        this.#at = grow(this.#at, cap);
-        this.#seq = grow(this.#seq, cap);
-        this.#arg = grow(this.#arg, cap);
-      }
+      } else this.#q = more(q, q.length);
     }
-    const i = this.#n++;
-    this.#at[i] = at;
-    this.#seq[i] = seq;
-    this.#arg[i] = arg;
+    const o = 3 * this.#n++;
+    this.#q[o] = at;
+    this.#q[o + 1] = seq;
+    this.#q[o + 2] = arg;
   }
 
   /** the first, made and taken off (the queue is not empty) */
   shift(): Timer {
-    const i = this.#head++;
-    const t: Timer = { at: this.#at[i], seq: this.#seq[i], ev: this.make(this.#arg[i]) };
+    const o = 3 * this.#head++;
+    const q = this.#q;
+    const t: Timer = { at: q[o], seq: q[o + 1], ev: this.make(q[o + 2]) };
     if (this.#head === this.#n) this.#head = this.#n = 0;
     return t;
   }
