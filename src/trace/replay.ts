@@ -19,10 +19,10 @@
  *    themselves are made when the world's captures are read (World.captureLater). A replayed
  *    walk's outputs are made by its record (Replayed: the plan and the walk's parameters, computed
  *    once for the writes; it copies the template's objects with them); what it leaves for its
- *    captures and its sockets is a row of numbers in its plan's ReplayRows (the record is made
- *    again from it when they are read). Every replayed walk's captures and sockets live on in the
- *    world, so each object a walk keeps is one the garbage collector copies and marks again: they
- *    are as few as that allows.
+ *    captures, its sockets and its timers' events is a row of numbers in its plan's ReplayRows
+ *    (the record is made again from it when they are read). Every replayed walk's captures,
+ *    sockets and timers live on in the world, so each object a walk keeps is one the garbage
+ *    collector copies and marks again: they are as few as that allows.
  *
  * What differs from walk to walk is a parameter, substituted by field: the source port (also in
  * texts: a delivery's `tcp/PORT`), the VXLAN source ports (udp_flow_src_port of the inner flow, as
@@ -252,8 +252,9 @@ export interface Plan {
   /** its replayed walks whose captures are not made yet (made when the world's captures are next read) */
   log: ReplayLog | undefined;
   /**
-   * its replayed walks that made sockets or armed timers (each socket made when first read:
-   * PlanSocket's `deferred`; each timer's event when the timers are read or it falls due: `queues`)
+   * its replayed walks, a row each, the i-th replay's the i-th row: what they left to be made when
+   * read is made from it (each socket when first read: PlanSocket's `deferred`; each timer's event
+   * when the timers are read or it falls due: `queues`; the captures: `log`)
    */
   rows: ReplayRows | undefined;
   /** by timer (of `timers`): the queue its replays' timers are armed in, its argument a replay's row in `rows` */
@@ -437,7 +438,7 @@ function markTouched(
  * the template's (its plan's: the source port, the ISNs, the IP ids…), and the copier of the
  * template's objects with them substituted: what nothing changes is shared. The outputs' copies
  * are made when first read; its captures when the world's captures are read (the plan's
- * ReplayLog keeps what they need of every replayed walk, as numbers).
+ * ReplayRows keeps what they need of every replayed walk, as numbers).
  */
 class Replayed {
   #memo: Map<object, unknown> | undefined;
@@ -582,13 +583,13 @@ type Params = Replayed;
 /**
  * The replayed walks of one plan, a row of numbers each (its clock shift and its pv), no object:
  * what a replay's outputs that are made when read are made from (its Replayed, made again). Every
- * replayed walk's captures and sockets live on in the world, and every object a walk keeps is one
- * the garbage collector copies and marks again.
+ * replayed walk's captures, sockets and timers live on in the world, and every object a walk keeps
+ * is one the garbage collector copies and marks again.
  */
 class ReplayRows {
   #rows = new Float64Array(0);
   /** rows written */
-  n = 0;
+  #n = 0;
 
   constructor(
     readonly plan: Plan,
@@ -599,11 +600,11 @@ class ReplayRows {
   /** a row for this walk's parameters: its index */
   add(dt: number, pv: readonly number[]): number {
     const w = this.width;
-    if ((this.n + 1) * w > this.#rows.length) this.#rows = grow(this.#rows, Math.max(16, 2 * this.n) * w);
-    const at = this.n * w;
+    if ((this.#n + 1) * w > this.#rows.length) this.#rows = grow(this.#rows, Math.max(16, 2 * this.#n) * w);
+    const at = this.#n * w;
     this.#rows[at] = dt;
     for (let i = 1; i < w; i++) this.#rows[at + i] = pv[i - 1];
-    return this.n++;
+    return this.#n++;
   }
 
   /** the record of the walk of row i, made again */
@@ -618,21 +619,18 @@ class ReplayRows {
 
 /**
  * The replayed walks of one plan whose captures are not made yet, in the order replayed: the
- * world's CaptureBatch for them (World.captureLater; each make makes the next walk's). The rows'
- * room is used again once all are made.
+ * world's CaptureBatch for them (World.captureLater; each make makes the next walk's, from its row
+ * of the plan's `rows`: every replay of a plan with captures takes once, so the i-th taking is the
+ * i-th replay's)
  */
 class ReplayLog implements CaptureBatch {
-  readonly rows: ReplayRows;
   /** the row the next make reads */
   #next = 0;
 
-  constructor(plan: Plan, width: number) {
-    this.rows = new ReplayRows(plan, width);
-  }
+  constructor(readonly plan: Plan) {}
 
   make(into: Capture[]): void {
-    this.rows.replayed(this.#next++).capture(into);
-    if (this.#next === this.rows.n) this.#next = this.rows.n = 0;
+    this.plan.rows!.replayed(this.#next++).capture(into);
   }
 }
 
@@ -1278,11 +1276,8 @@ export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult 
     if (x.ns.tcp.newestAt(at, c.local, lport, c.remote, rport) !== undefined) return refused('socket-taken');
   }
   // the writes, in the order the walk made them where the order is kept; what is made when read
-  // (sockets, timers' events) from the replay's row of numbers
-  const row =
-    plan.tcp.length || plan.timers.length
-      ? (plan.rows ??= new ReplayRows(plan, 1 + pv.length)).add(dt, pv)
-      : -1;
+  // (sockets, timers' events, captures) from the replay's row of numbers
+  const row = (plan.rows ??= new ReplayRows(plan, 1 + pv.length)).add(dt, pv);
   for (let i = 0; i < plan.timers.length; i++) world.armQueued(plan.queues[i], plan.timers[i].off + t0, row);
   addAll(plan.counts);
   // (by field: each store of one name, to objects of few shapes)
@@ -1331,9 +1326,7 @@ export function replayPlan(c: Cluster, plan: Plan, sport: number): ReplayResult 
     else x.ns.tcp.addDeferredAt(x.deferred, row, k);
   }
   if (plan.captures.length) {
-    const log = (plan.log ??= new ReplayLog(plan, 1 + pv.length));
-    log.rows.add(dt, pv);
-    world.captureLater(log);
+    world.captureLater((plan.log ??= new ReplayLog(plan)));
   }
   world.now = t0 + plan.duration;
   // (a recorder as a walk leaves it: the world's is kept when it is as a new one would be, nothing
